@@ -1,0 +1,45 @@
+# redis_sync — PGXS build.
+#
+#   make && make install        build and install into the server found by pg_config
+#   make test                   every suite (regress, isolation, TAP) in a sandbox
+#   make demo                   live sandbox: Postgres + Redis on loopback
+#   make installcheck           regress suites against an already running server
+#                               that has redis_sync preloaded and a reachable Redis
+
+MODULE_big = redis_sync
+OBJS = \
+	src/redis_sync.o \
+	src/redis_url.o \
+	src/redis_client.o \
+	src/command.o
+
+EXTENSION = redis_sync
+DATA = $(wildcard extension/redis_sync--*.sql)
+
+REGRESS = setup command url permissions
+REGRESS_OPTS = --use-existing --dbname=regression
+ISOLATION =
+ISOLATION_OPTS = --use-existing --dbname=regression
+TAP_TESTS = 1
+
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lhiredis
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo demo-stop bench print-%
+
+test:
+	bash tests/run_tests.sh
+
+demo:
+	bash tests/demo.sh
+
+demo-stop:
+	bash tests/sandbox.sh stop /tmp/redis_sync_demo
+
+# used by the harness to read the suite lists: make -s print-REGRESS
+print-%:
+	@echo $($*)

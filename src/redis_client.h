@@ -1,0 +1,103 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_client.h
+ *		The Redis client: one cached connection per backend, pipelines,
+ *		scripts, and replies copied into palloc'd memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REDIS_CLIENT_H
+#define REDIS_CLIENT_H
+
+#include "postgres.h"
+
+typedef enum RedisValueType
+{
+	RV_STRING,					/* bulk string */
+	RV_STATUS,					/* simple string, e.g. OK */
+	RV_ERROR,					/* error reply; str holds Redis's text */
+	RV_INTEGER,
+	RV_NIL,
+	RV_ARRAY
+} RedisValueType;
+
+typedef struct RedisValue
+{
+	RedisValueType type;
+	int64		integer;		/* RV_INTEGER */
+	char	   *str;			/* RV_STRING/STATUS/ERROR, NUL-terminated */
+	size_t		len;
+	int			nelem;			/* RV_ARRAY */
+	struct RedisValue *elems;
+} RedisValue;
+
+/*
+ * A Lua script run with EVALSHA, falling back to EVAL when the server does
+ * not know it (NOSCRIPT).  Declare scripts as static variables with
+ * REDIS_SCRIPT; the SHA1 is computed on first use.
+ */
+typedef struct RedisScript
+{
+	const char *name;
+	const char *body;
+	char		sha1[41];
+} RedisScript;
+
+#define REDIS_SCRIPT(name, body) { (name), (body), "" }
+
+/*
+ * A failure below the Redis protocol: could not connect, timed out, the
+ * connection broke.  Redis error replies are not failures; they come back as
+ * RV_ERROR values.
+ */
+typedef struct RedisFailure
+{
+	int			sqlstate;
+	char	   *message;
+	char	   *detail;
+} RedisFailure;
+
+typedef struct RedisPipeline RedisPipeline;
+
+/* a pipeline lives in its own memory context under CurrentMemoryContext */
+extern RedisPipeline *redis_pipeline_create(void);
+extern void redis_pipeline_free(RedisPipeline *p);
+extern int	redis_pipeline_length(RedisPipeline *p);
+extern size_t redis_pipeline_bytes(RedisPipeline *p);
+
+/* queue one command; argvlen may be NULL for NUL-terminated arguments */
+extern void redis_pipeline_append(RedisPipeline *p, int argc,
+								  const char **argv, const size_t *argvlen);
+/* queue EVALSHA script nkeys argv... (argv = keys then arguments) */
+extern void redis_pipeline_append_script(RedisPipeline *p, RedisScript *script,
+										 int nkeys, int argc,
+										 const char **argv, const size_t *argvlen);
+
+/*
+ * Send every queued command and read every reply in one round trip.
+ * exec raises an ERROR on failure; try_exec returns false and fills *failure
+ * (query cancel and postmaster death still interrupt both).
+ */
+extern void redis_pipeline_exec(RedisPipeline *p);
+extern bool redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *failure);
+extern RedisValue *redis_pipeline_reply(RedisPipeline *p, int i);
+
+/* ERROR if reply i is a Redis error reply; what names the operation */
+extern void redis_check_reply(RedisPipeline *p, int i, const char *what);
+
+/* raise a failure filled by try_exec as an ERROR (or at elevel) */
+extern void redis_report_failure(int elevel, RedisFailure *failure);
+
+/* drop the cached connection (next use reconnects) */
+extern void redis_disconnect(void);
+
+/* "host:port" of the configured server, never the password */
+extern const char *redis_server_display(void);
+
+/* Redis Cluster hash slot of a key (CRC16 of the key or its {hash tag}) */
+extern uint16 redis_key_slot(const char *key, size_t len);
+
+/* round trips made by this backend, for statistics */
+extern uint64 redis_round_trips;
+
+#endif							/* REDIS_CLIENT_H */

@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_sync.h
+ *		Settings and entry points shared by the modules of redis_sync.
+ *
+ * Each module owns one job and exports only what other modules call; the
+ * module headers (redis_url.h, redis_client.h, ...) declare those calls.
+ * This header holds the GUC variables defined in redis_sync.c and the
+ * per-module init functions that _PG_init calls.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REDIS_SYNC_H
+#define REDIS_SYNC_H
+
+#include "postgres.h"
+
+/* GUC variables (redis_sync.c) */
+extern char *rs_redis_url;
+extern int	rs_connect_timeout_ms;
+extern int	rs_command_timeout_ms;
+extern char *rs_database;
+
+/* true when loaded through shared_preload_libraries */
+extern bool rs_preloaded;
+
+/* error out, with a hint, when a feature needs the preloaded library */
+extern void rs_require_preload(const char *feature);
+
+/* module init hooks called from _PG_init */
+extern void redis_client_init(void);
+
+#endif							/* REDIS_SYNC_H */
