@@ -11,7 +11,14 @@ OBJS = \
 	src/redis_sync.o \
 	src/redis_url.o \
 	src/redis_client.o \
-	src/command.o
+	src/command.o \
+	src/config.o \
+	src/encode.o \
+	src/capture.o \
+	src/fence.o \
+	src/outbox.o \
+	src/publish.o \
+	src/admin.o
 
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)

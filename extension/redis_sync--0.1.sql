@@ -25,3 +25,361 @@ AS 'MODULE_PATHNAME', 'redis_sync_parse_url';
 
 COMMENT ON FUNCTION parse_url(text) IS
 'show how a redis_sync.redis_url value is understood, without connecting';
+
+-- ---------------------------------------------------------------------
+-- Configuration: one row per synced table and policy
+-- ---------------------------------------------------------------------
+
+CREATE TABLE tables (
+    relid        regclass NOT NULL,
+    policy       text NOT NULL CHECK (policy IN ('write_through', 'invalidate', 'write_behind')),
+    key_prefix   text NOT NULL CHECK (key_prefix <> ''),
+    key_columns  name[] NOT NULL,
+    columns      name[] NOT NULL,
+    format       text NOT NULL CHECK (format IN ('hash', 'json', 'string')),
+    ttl          interval CHECK (ttl > '0'::interval),
+    consistency  text NOT NULL DEFAULT 'eventual' CHECK (consistency IN ('strict', 'eventual')),
+    delivery     text NOT NULL DEFAULT 'sync' CHECK (delivery IN ('sync', 'async')),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (relid, policy)
+);
+
+COMMENT ON TABLE tables IS 'redis_sync: which tables are synced to Redis, and how';
+SELECT pg_catalog.pg_extension_config_dump('tables', '');
+GRANT SELECT ON tables TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Outbox: committed changes waiting for delivery to Redis
+-- ---------------------------------------------------------------------
+
+CREATE TABLE outbox (
+    id              bigserial PRIMARY KEY,
+    relid           oid NOT NULL,
+    redis_key       text NOT NULL,
+    op              "char" NOT NULL CHECK (op IN ('H', 'S', 'D', 'T')),
+    payload         jsonb,
+    ttl_ms          bigint NOT NULL DEFAULT 0,
+    version         text NOT NULL,
+    seq             bigint NOT NULL DEFAULT 0,
+    xid             xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    attempts        int NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    last_error      text
+);
+CREATE INDEX outbox_redis_key_idx ON outbox (redis_key);
+
+COMMENT ON TABLE outbox IS 'redis_sync: changes committed but not yet confirmed by Redis';
+GRANT SELECT ON outbox TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Capture trigger and internal helpers (C)
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION capture()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'redis_sync_capture';
+
+-- writes or removes a row of redis_sync.tables; checks that the caller owns
+-- the table, then writes with the extension owner's rights
+CREATE FUNCTION _config_write(tbl regclass, policy text, key_prefix text,
+                              key_columns name[], columns name[], format text,
+                              ttl interval, consistency text, delivery text)
+RETURNS void
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_config_write';
+
+CREATE FUNCTION _config_delete(tbl regclass, policy text)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_config_delete';
+
+-- queue removal of every key under key_prefix at commit (SCAN + UNLINK)
+CREATE FUNCTION _purge_at_commit(tbl regclass, key_prefix text)
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_purge_at_commit';
+
+-- deliver queued outbox entries now; returns the number delivered
+CREATE FUNCTION deliver_outbox(max_entries int DEFAULT 10000)
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_deliver_outbox';
+REVOKE EXECUTE ON FUNCTION deliver_outbox(int) FROM PUBLIC;
+
+-- counters of this session (round trips, keys pushed, ...)
+CREATE FUNCTION session_stats(OUT captured bigint, OUT pushed bigint,
+                              OUT round_trips bigint, OUT chunks bigint,
+                              OUT queued bigint, OUT repaired bigint)
+RETURNS record
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_session_stats';
+
+-- ---------------------------------------------------------------------
+-- Syncing tables
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION _sync(tbl regclass, p_policy text, p_key_prefix text,
+                      p_key_columns text[], p_columns text[], p_format text,
+                      p_ttl interval, p_consistency text, p_delivery text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $fn$
+DECLARE
+    rel          record;
+    kcols        name[];
+    cols         name[];
+    prefix       text;
+    fmt          text := lower(p_format);
+    cons         text := lower(p_consistency);
+    deliv        text := lower(p_delivery);
+    c            text;
+    att          record;
+    other        record;
+    part         regclass;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT cl.oid, cl.relkind, cl.relname, n.nspname, cl.relowner, cl.relispartition
+      INTO rel
+      FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+     WHERE cl.oid = tbl;
+
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('It is a %s.', CASE rel.relkind WHEN 'v' THEN 'view'
+                      WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                      WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation of kind ' || rel.relkind END),
+                  HINT = 'Only ordinary and partitioned tables can be synced.';
+    END IF;
+    IF rel.relispartition THEN
+        RAISE EXCEPTION 'table "%" is a partition', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Sync the partitioned table instead; its partitions are included.';
+    END IF;
+    IF NOT pg_has_role(current_user, rel.relowner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
+    END IF;
+
+    IF fmt IS NULL OR fmt NOT IN ('hash', 'json') THEN
+        RAISE EXCEPTION 'unsupported format "%"', p_format
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use hash or json.';
+    END IF;
+    IF cons IS NULL OR cons NOT IN ('strict', 'eventual') THEN
+        RAISE EXCEPTION 'unsupported consistency "%"', p_consistency
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use strict or eventual.';
+    END IF;
+    IF deliv IS NULL OR deliv NOT IN ('sync', 'async') THEN
+        RAISE EXCEPTION 'unsupported delivery "%"', p_delivery
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use sync or async.';
+    END IF;
+    IF deliv = 'async' AND cons = 'strict' THEN
+        RAISE EXCEPTION 'consistency "strict" cannot be combined with delivery "async"'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Async delivery happens after commit, so it cannot fail the transaction.';
+    END IF;
+    IF p_ttl IS NOT NULL AND p_ttl <= '0'::interval THEN
+        RAISE EXCEPTION 'ttl must be positive, not %', p_ttl
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for keys that never expire.';
+    END IF;
+
+    -- key columns: the primary key unless given; must match a unique index
+    IF p_key_columns IS NULL THEN
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO kcols
+          FROM pg_index i
+          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = tbl AND i.indisprimary AND k.ord <= i.indnkeyatts;
+        IF kcols IS NULL THEN
+            RAISE EXCEPTION 'table % has no primary key', tbl
+                USING ERRCODE = 'invalid_table_definition',
+                      HINT = 'Add a primary key, or pass key_columns naming the columns of a unique index.';
+        END IF;
+    ELSE
+        IF cardinality(p_key_columns) = 0 THEN
+            RAISE EXCEPTION 'key_columns must not be empty' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        FOREACH c IN ARRAY p_key_columns LOOP
+            SELECT a.attname, a.attnotnull, a.atttypid, t.typcategory INTO att
+              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'column "%" of table % does not exist', c, tbl
+                    USING ERRCODE = 'undefined_column';
+            END IF;
+            IF NOT att.attnotnull THEN
+                RAISE EXCEPTION 'key column "%" of table % is nullable', c, tbl
+                    USING ERRCODE = 'invalid_table_definition',
+                          HINT = 'Key columns must be NOT NULL.';
+            END IF;
+            kcols := kcols || att.attname;
+        END LOOP;
+        IF (SELECT count(DISTINCT x) FROM unnest(kcols) x) <> cardinality(kcols) THEN
+            RAISE EXCEPTION 'key_columns lists a column twice' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_index i
+             WHERE i.indrelid = tbl AND i.indisunique AND i.indpred IS NULL
+               AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(kcols)
+               AND (SELECT array_agg(a.attname ORDER BY a.attname)
+                      FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                      JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = k.attnum
+                     WHERE k.ord <= i.indnkeyatts)
+                   = (SELECT array_agg(x ORDER BY x) FROM unnest(kcols) x))
+        THEN
+            RAISE EXCEPTION 'key_columns of table % do not match a primary key or unique index', tbl
+                USING ERRCODE = 'invalid_table_definition',
+                      DETAIL = 'redis_sync relies on that index to order concurrent writers of one key.',
+                      HINT = 'Create a unique index on exactly these columns.';
+        END IF;
+    END IF;
+    FOR att IN
+        SELECT a.attname, t.typname, t.typcategory, t.typtype
+          FROM unnest(kcols) x
+          JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = x
+          JOIN pg_type t ON t.oid = a.atttypid
+    LOOP
+        IF att.typcategory = 'A' OR att.typtype IN ('c', 'p') OR att.typname IN ('json', 'jsonb', 'xml', 'bytea') THEN
+            RAISE EXCEPTION 'key column "%" has unsupported type %', att.attname, att.typname
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Key columns must be scalar types such as integer, text, uuid or date.';
+        END IF;
+    END LOOP;
+
+    -- synced columns: all unless given
+    IF p_columns IS NULL THEN
+        SELECT array_agg(a.attname ORDER BY a.attnum) INTO cols
+          FROM pg_attribute a
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    ELSE
+        IF cardinality(p_columns) = 0 THEN
+            RAISE EXCEPTION 'columns must not be empty' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        FOREACH c IN ARRAY p_columns LOOP
+            IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                RAISE EXCEPTION 'column "%" of table % does not exist', c, tbl
+                    USING ERRCODE = 'undefined_column';
+            END IF;
+            IF c = ANY (cols) THEN
+                RAISE EXCEPTION 'column "%" is listed twice', c USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            cols := cols || c::name;
+        END LOOP;
+    END IF;
+    IF p_policy = 'invalidate' THEN
+        cols := '{}';
+    END IF;
+
+    prefix := coalesce(p_key_prefix, rel.nspname || '.' || rel.relname || ':');
+    IF prefix = '' THEN
+        RAISE EXCEPTION 'key_prefix must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT t.relid, t.key_prefix INTO other
+      FROM redis_sync.tables t
+     WHERE t.relid <> tbl AND (starts_with(t.key_prefix, prefix) OR starts_with(prefix, t.key_prefix))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'key prefix "%" overlaps prefix "%" of table %', prefix, other.key_prefix, other.relid
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'Two tables whose keys share a prefix would overwrite and purge each other''s keys.';
+    END IF;
+
+    -- write-through and invalidate exclude each other: the new call wins
+    PERFORM redis_sync._config_delete(tbl, CASE p_policy WHEN 'write_through' THEN 'invalidate' ELSE 'write_through' END);
+    PERFORM redis_sync._config_write(tbl, p_policy, prefix, kcols, cols,
+                                     CASE WHEN p_policy = 'invalidate' THEN 'hash' ELSE fmt END,
+                                     p_ttl, cons, deliv);
+
+    EXECUTE format('DROP TRIGGER IF EXISTS redis_sync_capture ON %s', tbl);
+    EXECUTE format('DROP TRIGGER IF EXISTS redis_sync_truncate ON %s', tbl);
+    EXECUTE format('CREATE TRIGGER redis_sync_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION redis_sync.capture()', tbl);
+    EXECUTE format('CREATE TRIGGER redis_sync_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture()', tbl);
+    IF rel.relkind = 'p' THEN
+        -- truncating one partition cannot tell which keys are its own
+        FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl AND p.isleaf LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS redis_sync_truncate_partition ON %s', part);
+            EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, tbl::oid::text);
+        END LOOP;
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION write_through(tbl regclass,
+                              key_prefix text DEFAULT NULL,
+                              key_columns text[] DEFAULT NULL,
+                              columns text[] DEFAULT NULL,
+                              format text DEFAULT 'hash',
+                              ttl interval DEFAULT NULL,
+                              consistency text DEFAULT 'eventual',
+                              delivery text DEFAULT 'sync')
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT redis_sync._sync(tbl, 'write_through', key_prefix, key_columns, columns,
+                              format, ttl, consistency, delivery) $$;
+
+COMMENT ON FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text) IS
+'push every committed change of a table to Redis at commit';
+
+CREATE FUNCTION invalidate(tbl regclass,
+                           key_prefix text DEFAULT NULL,
+                           key_columns text[] DEFAULT NULL,
+                           consistency text DEFAULT 'eventual',
+                           delivery text DEFAULT 'sync')
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT redis_sync._sync(tbl, 'invalidate', key_prefix, key_columns, NULL,
+                              'hash', NULL, consistency, delivery) $$;
+
+COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text) IS
+'delete the cached row from Redis whenever a committed change touches it';
+
+CREATE FUNCTION unsync(tbl regclass, purge boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg   record;
+    found boolean := false;
+    part  regclass;
+BEGIN
+    IF NOT pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    FOR cfg IN SELECT * FROM redis_sync.tables WHERE relid = tbl LOOP
+        found := true;
+        IF purge THEN
+            PERFORM redis_sync._purge_at_commit(tbl, cfg.key_prefix);
+        END IF;
+        PERFORM redis_sync._config_delete(tbl, cfg.policy);
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'redis_sync_capture') THEN
+        EXECUTE format('DROP TRIGGER redis_sync_capture ON %s', tbl);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'redis_sync_truncate') THEN
+        EXECUTE format('DROP TRIGGER redis_sync_truncate ON %s', tbl);
+    END IF;
+    FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p
+                 JOIN pg_trigger t ON t.tgrelid = p.relid AND t.tgname = 'redis_sync_truncate_partition'
+                WHERE p.relid <> tbl LOOP
+        EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
+    END LOOP;
+    IF NOT found THEN
+        RAISE NOTICE 'table % is not synced', tbl;
+    END IF;
+    RETURN found;
+END
+$fn$;
+
+COMMENT ON FUNCTION unsync(regclass, boolean) IS
+'stop syncing a table; with purge => true also delete its keys from Redis at commit';

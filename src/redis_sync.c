@@ -10,6 +10,12 @@
  *		redis_url.c		parsing redis_sync.redis_url
  *		redis_client.c	connection, pipelines, scripts, non-blocking waits
  *		command.c		redis_sync.command() and redis_sync.parse_url()
+ *		config.c		cache of redis_sync.tables per relation
+ *		encode.c		rows as Redis keys, hashes, JSON; versions
+ *		capture.c		the capture trigger and per-transaction buffer
+ *		publish.c		pre-commit push, outbox fallback, abort repair
+ *		fence.c			the version-fenced apply script
+ *		outbox.c		writing and delivering redis_sync.outbox
  *
  * Invariants the modules keep (each later module adds its own to this list):
  *
@@ -45,6 +51,10 @@ char	   *rs_redis_url = NULL;
 int			rs_connect_timeout_ms = 1000;
 int			rs_command_timeout_ms = 1000;
 char	   *rs_database = NULL;
+int			rs_max_buffer_kb = 65536;
+int			rs_chunk_size = 1000;
+int			rs_tombstone_ttl_ms = 86400000;
+char	   *rs_version_suffix = NULL;
 bool		rs_preloaded = false;
 
 void		_PG_init(void);
@@ -57,6 +67,12 @@ rs_require_preload(const char *feature)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s requires redis_sync to be loaded via shared_preload_libraries", feature),
 				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+void
+rs_worker_wake(void)
+{
+	/* the background worker arrives with the worker module */
 }
 
 void
@@ -100,7 +116,45 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("redis_sync.max_buffer_bytes",
+							"Memory one transaction may use to buffer changes before it overflows to the outbox.",
+							NULL,
+							&rs_max_buffer_kb,
+							65536, 64, MAX_KILOBYTES,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.chunk_size",
+							"Keys applied by one atomic script call in Redis.",
+							"A transaction with more keys is applied in several atomic chunks, all in one round trip.",
+							&rs_chunk_size,
+							1000, 1, 100000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.tombstone_ttl",
+							"How long Redis remembers the version of a deleted key.",
+							"A write older than the delete that arrives within this time is ignored; 0 keeps tombstones forever.",
+							&rs_tombstone_ttl_ms,
+							86400000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("redis_sync.version_key_suffix",
+							   "Suffix of the Redis key that holds a cached key's version.",
+							   "The version of key K is kept at {K} followed by this suffix.",
+							   &rs_version_suffix,
+							   ":rs_version",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("redis_sync");
 
 	redis_client_init();
+	rs_capture_init();
+	rs_publish_init();
 }

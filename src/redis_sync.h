@@ -20,6 +20,10 @@ extern char *rs_redis_url;
 extern int	rs_connect_timeout_ms;
 extern int	rs_command_timeout_ms;
 extern char *rs_database;
+extern int	rs_max_buffer_kb;
+extern int	rs_chunk_size;
+extern int	rs_tombstone_ttl_ms;
+extern char *rs_version_suffix;
 
 /* true when loaded through shared_preload_libraries */
 extern bool rs_preloaded;
@@ -27,7 +31,12 @@ extern bool rs_preloaded;
 /* error out, with a hint, when a feature needs the preloaded library */
 extern void rs_require_preload(const char *feature);
 
+/* wake the background worker (no-op when it is not running) */
+extern void rs_worker_wake(void);
+
 /* module init hooks called from _PG_init */
 extern void redis_client_init(void);
+extern void rs_capture_init(void);
+extern void rs_publish_init(void);
 
 #endif							/* REDIS_SYNC_H */

@@ -1,0 +1,298 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.c
+ *		The capture trigger and the per-transaction change buffer.
+ *
+ * redis_sync.capture() is an AFTER ROW trigger for INSERT, UPDATE and
+ * DELETE, and an AFTER STATEMENT trigger for TRUNCATE.  It sends nothing to
+ * Redis: it appends what the row became to a buffer owned by the current
+ * transaction, which publish.c turns into one pipelined round trip at
+ * pre-commit.  Coalescing (last state per key wins) happens there.
+ *
+ * Savepoints: the buffer is a log; each subtransaction remembers the log's
+ * length when it started, and a rolled-back subtransaction truncates the log
+ * back to it, so ROLLBACK TO SAVEPOINT discards exactly its own captures.
+ *
+ * Memory: the buffer lives in a context under TopTransactionContext and is
+ * bounded by redis_sync.max_buffer_bytes.  Past the bound the transaction
+ * "overflows": the buffer so far stays in memory and every later capture is
+ * written straight to redis_sync.outbox (in the current subtransaction, so
+ * rollbacks still apply); publish.c then sends the whole transaction through
+ * the outbox, with its version stamped at pre-commit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "capture.h"
+#include "config.h"
+#include "encode.h"
+#include "outbox.h"
+#include "redis_sync.h"
+
+PG_FUNCTION_INFO_V1(redis_sync_capture);
+PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
+
+Change	   *rs_changes = NULL;
+int			rs_nchanges = 0;
+bool		rs_overflowed = false;
+bool		rs_suppress_capture = false;
+uint64		rs_stat_captured = 0;
+
+static int	max_changes = 0;
+static MemoryContext buffer_cxt = NULL;
+static size_t buffer_bytes = 0;
+static int64 overflow_seq = 0;
+
+/* log length at the start of each open subtransaction */
+typedef struct SubxactMark
+{
+	SubTransactionId subid;
+	int			nchanges;
+	struct SubxactMark *next;
+} SubxactMark;
+
+static SubxactMark *marks = NULL;
+
+void
+rs_capture_reset(void)
+{
+	/* memory goes with TopTransactionContext */
+	rs_changes = NULL;
+	rs_nchanges = 0;
+	max_changes = 0;
+	buffer_cxt = NULL;
+	buffer_bytes = 0;
+	rs_overflowed = false;
+	overflow_seq = 0;
+	marks = NULL;
+}
+
+static void
+capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	SubxactMark *m;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_START_SUB:
+			m = MemoryContextAlloc(TopTransactionContext, sizeof(SubxactMark));
+			m->subid = mySubid;
+			m->nchanges = rs_nchanges;
+			m->next = marks;
+			marks = m;
+			break;
+		case SUBXACT_EVENT_ABORT_SUB:
+		case SUBXACT_EVENT_COMMIT_SUB:
+			/* subtransactions end innermost first: the top mark is ours */
+			while (marks && marks->subid >= mySubid)
+			{
+				m = marks;
+				if (event == SUBXACT_EVENT_ABORT_SUB && m->subid == mySubid &&
+					m->nchanges < rs_nchanges)
+					rs_nchanges = m->nchanges;
+				marks = m->next;
+				pfree(m);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+static Change *
+new_change(void)
+{
+	if (buffer_cxt == NULL)
+	{
+		buffer_cxt = AllocSetContextCreate(TopTransactionContext,
+										   "redis_sync change buffer",
+										   ALLOCSET_DEFAULT_SIZES);
+		max_changes = 64;
+		rs_changes = MemoryContextAlloc(buffer_cxt, sizeof(Change) * max_changes);
+	}
+	if (rs_nchanges == max_changes)
+	{
+		max_changes *= 2;
+		rs_changes = repalloc_huge(rs_changes, sizeof(Change) * max_changes);
+	}
+	buffer_bytes += sizeof(Change);
+	return &rs_changes[rs_nchanges++];
+}
+
+static void
+fill_common(Change *c, SyncConfig *cfg)
+{
+	c->root_relid = cfg->root_relid;
+	c->policy = cfg->policy;
+	c->strict = cfg->strict;
+	c->async = cfg->async;
+	c->ttl_ms = cfg->ttl_ms;
+}
+
+/* one row change: key becomes newtup (NULL: deleted); oldtup is the row before */
+static void
+capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
+			HeapTuple oldtup)
+{
+	TupleDesc	td = RelationGetDescr(rel);
+	MemoryContext old;
+	Change		tmp;
+	Change	   *c;
+
+	rs_stat_captured++;
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.kind = RS_CHANGE_ROW;
+	fill_common(&tmp, cfg);
+
+	if (rs_overflowed)
+	{
+		/* straight to the outbox, in the current subtransaction */
+		tmp.key = rs_encode_key(cfg, td, keytup);
+		rs_encode_row(cfg, td, newtup, &tmp.after);
+		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
+		return;
+	}
+
+	c = new_change();
+	old = MemoryContextSwitchTo(buffer_cxt);
+	*c = tmp;
+	c->key = rs_encode_key(cfg, td, keytup);
+	c->identity = rs_encode_key_identity(cfg, td, keytup);
+	rs_encode_row(cfg, td, newtup, &c->after);
+	/* the committed state, to restore if the push outlives the transaction */
+	if (oldtup && cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
+	{
+		c->before = heap_copytuple(oldtup);
+		c->before_relid = RelationGetRelid(rel);
+		buffer_bytes += c->before->t_len + HEAPTUPLESIZE;
+	}
+	buffer_bytes += strlen(c->key) + strlen(c->identity) + 2 + rs_image_size(&c->after);
+	MemoryContextSwitchTo(old);
+
+	if (buffer_bytes > (size_t) rs_max_buffer_kb * 1024)
+		rs_overflowed = true;
+}
+
+void
+rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
+{
+	Change		tmp;
+	Change	   *c;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.kind = RS_CHANGE_PURGE;
+	tmp.root_relid = relid;
+	tmp.policy = RS_POLICY_WRITE_THROUGH;
+	tmp.strict = strict;
+	tmp.async = async;
+	tmp.prefix = (char *) prefix;
+	if (rs_overflowed)
+	{
+		/* keep the order: after an overflow everything goes to the outbox */
+		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
+		return;
+	}
+	c = new_change();
+	*c = tmp;
+	c->prefix = MemoryContextStrdup(buffer_cxt, prefix);
+}
+
+/*
+ * redis_sync.capture(): the trigger.  With one argument (a root table OID)
+ * it is the BEFORE TRUNCATE guard on partitions of a synced table.
+ */
+Datum
+redis_sync_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	SyncConfig *cfg;
+	TriggerEvent ev;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("redis_sync.capture() must be called as a trigger")));
+	rel = td->tg_relation;
+	ev = td->tg_event;
+
+	if (td->tg_trigger->tgnargs == 1)
+	{
+		Oid			root = (Oid) strtoul(td->tg_trigger->tgargs[0], NULL, 10);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot truncate partition \"%s\" of synced table \"%s\"",
+						RelationGetRelationName(rel), get_rel_name(root)),
+				 errdetail("redis_sync cannot tell which cached keys belong to one partition."),
+				 errhint("TRUNCATE the partitioned table, or DELETE the partition's rows.")));
+	}
+
+	if (!TRIGGER_FIRED_AFTER(ev))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("redis_sync.capture() must be an AFTER trigger")));
+
+	if (rs_suppress_capture)
+		return PointerGetDatum(NULL);
+
+	cfg = rs_config_get(RelationGetRelid(rel));
+	if (!cfg->synced)
+		return PointerGetDatum(NULL);
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+	{
+		rs_capture_purge(cfg->root_relid, cfg->prefix, cfg->strict, cfg->async);
+		return PointerGetDatum(NULL);
+	}
+	if (!TRIGGER_FIRED_FOR_ROW(ev))
+		return PointerGetDatum(NULL);
+
+	if (TRIGGER_FIRED_BY_INSERT(ev))
+		capture_row(cfg, rel, td->tg_trigtuple, td->tg_trigtuple, NULL);
+	else if (TRIGGER_FIRED_BY_DELETE(ev))
+		capture_row(cfg, rel, td->tg_trigtuple, NULL, td->tg_trigtuple);
+	else if (TRIGGER_FIRED_BY_UPDATE(ev))
+	{
+		HeapTuple	oldtup = td->tg_trigtuple;
+		HeapTuple	newtup = td->tg_newtuple;
+
+		if (rs_key_changed(cfg, RelationGetDescr(rel), oldtup, newtup))
+		{
+			capture_row(cfg, rel, oldtup, NULL, oldtup);
+			capture_row(cfg, rel, newtup, newtup, NULL);
+		}
+		else if (rs_synced_columns_changed(cfg, RelationGetDescr(rel), oldtup, newtup))
+			capture_row(cfg, rel, newtup, newtup, oldtup);
+	}
+	return PointerGetDatum(NULL);
+}
+
+/* redis_sync._purge_at_commit(tbl, prefix) */
+Datum
+redis_sync_purge_at_commit(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	rs_capture_purge(relid, prefix, false, false);
+	PG_RETURN_VOID();
+}
+
+void
+rs_capture_init(void)
+{
+	RegisterSubXactCallback(capture_subxact_callback, NULL);
+}

@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.h
+ *		The per-transaction change buffer filled by the capture trigger.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_CAPTURE_H
+#define RS_CAPTURE_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+
+#include "encode.h"
+
+#define RS_CHANGE_ROW		'R'		/* a row became after (or was deleted) */
+#define RS_CHANGE_PURGE		'P'		/* every key under prefix goes away */
+
+typedef struct Change
+{
+	char		kind;			/* RS_CHANGE_* */
+	Oid			root_relid;
+	char		policy;
+	bool		strict;
+	bool		async;
+	int64		ttl_ms;
+	char	   *key;			/* RS_CHANGE_ROW: the Redis key */
+	char	   *identity;		/* JSON naming the row, for crash repair */
+	RowImage	after;
+	HeapTuple	before;			/* committed row before this transaction, or NULL */
+	Oid			before_relid;	/* relation before came from (partition) */
+	char	   *prefix;			/* RS_CHANGE_PURGE */
+} Change;
+
+/* the changes of the current transaction, in capture order */
+extern Change *rs_changes;
+extern int	rs_nchanges;
+
+/* true once the buffer overflowed and captures go straight to the outbox */
+extern bool rs_overflowed;
+
+/* set by the write-behind drain so its own writes are not echoed */
+extern bool rs_suppress_capture;
+
+/* forget the buffer (end of transaction) */
+extern void rs_capture_reset(void);
+
+/* queue removal of every key under prefix at commit */
+extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);
+
+extern void rs_capture_init(void);
+
+/* counters */
+extern uint64 rs_stat_captured;
+
+#endif							/* RS_CAPTURE_H */

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.h
+ *		Per-relation sync configuration, cached per backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_CONFIG_H
+#define RS_CONFIG_H
+
+#include "postgres.h"
+
+#include "access/attnum.h"
+#include "access/tupdesc.h"
+#include "fmgr.h"
+
+#define RS_POLICY_WRITE_THROUGH	'W'
+#define RS_POLICY_INVALIDATE	'I'
+
+#define RS_FORMAT_HASH	'h'
+#define RS_FORMAT_JSON	'j'
+
+typedef struct SyncColumn
+{
+	AttrNumber	attnum;			/* in the relation the trigger fired on */
+	char	   *name;
+	Oid			typid;
+	FmgrInfo	out;			/* type output function */
+} SyncColumn;
+
+typedef struct SyncConfig
+{
+	Oid			relid;			/* relation (table or partition) */
+	Oid			root_relid;		/* the table in redis_sync.tables */
+	bool		synced;			/* false: cached "not synced" */
+	char		policy;			/* RS_POLICY_* */
+	char	   *prefix;
+	int			nkeys;
+	SyncColumn *keys;
+	int			ncols;
+	SyncColumn *cols;
+	char		format;			/* RS_FORMAT_* */
+	int64		ttl_ms;			/* 0: no expiry */
+	bool		strict;
+	bool		async;
+	TupleDesc	json_desc;		/* blessed descriptor of cols, for json */
+	bool		valid;
+} SyncConfig;
+
+/* config of rel (table or partition); synced == false when not synced */
+extern SyncConfig *rs_config_get(Oid relid);
+
+extern void rs_config_init(void);
+
+#endif							/* RS_CONFIG_H */

@@ -1,0 +1,243 @@
+/*-------------------------------------------------------------------------
+ *
+ * encode.c
+ *		How a row becomes Redis data: keys, hash fields, JSON, versions.
+ *
+ * Keys are key_prefix followed by the key columns' text output joined by
+ * ':'.  The hash format has one field per synced column holding the
+ * column's text output; a NULL column is an absent field.  The json format
+ * is row_to_json of the synced columns.  Everything is passed to Redis as
+ * argv (length-counted), never spliced into command text.
+ *
+ * Versions fence every write (see publish.c): 8 hex digits of the WAL
+ * timeline and 16 of the WAL insert position, so they compare as strings
+ * and grow across restarts and promotions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xlog.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+#include "encode.h"
+#include "redis_sync.h"
+
+void
+rs_version_now(char *buf)
+{
+	TimeLineID	tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+
+	snprintf(buf, RS_VERSION_LEN + 1, "%08X%016llX", tli, (unsigned long long) lsn);
+}
+
+static char *
+column_text(SyncColumn *col, TupleDesc td, HeapTuple tup, bool *isnull)
+{
+	Datum		d = heap_getattr(tup, col->attnum, td, isnull);
+
+	if (*isnull)
+		return NULL;
+	return OutputFunctionCall(&col->out, d);
+}
+
+char *
+rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, cfg->prefix);
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		bool		isnull;
+		char	   *v = column_text(&cfg->keys[i], td, tup, &isnull);
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ':');
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("key column \"%s\" of a synced row is NULL", cfg->keys[i].name)));
+		appendStringInfoString(&buf, v);
+	}
+	return buf.data;
+}
+
+char *
+rs_encode_key_identity(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "[%u", cfg->root_relid);
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		bool		isnull;
+		char	   *v = column_text(&cfg->keys[i], td, tup, &isnull);
+
+		appendStringInfoChar(&buf, ',');
+		escape_json(&buf, v ? v : "");
+	}
+	appendStringInfoChar(&buf, ']');
+	return buf.data;
+}
+
+void
+rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img)
+{
+	memset(img, 0, sizeof(*img));
+	if (cfg->policy == RS_POLICY_INVALIDATE || tup == NULL)
+	{
+		img->op = RS_OP_DELETE;
+		return;
+	}
+	if (cfg->format == RS_FORMAT_HASH)
+	{
+		img->op = RS_OP_HASH;
+		img->nfields = cfg->ncols;
+		img->fields = palloc(sizeof(char *) * cfg->ncols);
+		img->values = palloc(sizeof(char *) * cfg->ncols);
+		for (int i = 0; i < cfg->ncols; i++)
+		{
+			bool		isnull;
+
+			img->fields[i] = cfg->cols[i].name;
+			img->values[i] = column_text(&cfg->cols[i], td, tup, &isnull);
+		}
+	}
+	else
+	{
+		Datum	   *values = palloc(sizeof(Datum) * cfg->ncols);
+		bool	   *nulls = palloc(sizeof(bool) * cfg->ncols);
+		HeapTuple	sub;
+		Datum		json;
+
+		for (int i = 0; i < cfg->ncols; i++)
+			values[i] = heap_getattr(tup, cfg->cols[i].attnum, td, &nulls[i]);
+		sub = heap_form_tuple(cfg->json_desc, values, nulls);
+		json = DirectFunctionCall1(row_to_json, HeapTupleGetDatum(sub));
+		img->op = RS_OP_STRING;
+		img->str = text_to_cstring(DatumGetTextPP(json));
+	}
+}
+
+static bool
+columns_differ(SyncColumn *col, TupleDesc td, HeapTuple a, HeapTuple b)
+{
+	bool		na,
+				nb;
+	Datum		da = heap_getattr(a, col->attnum, td, &na);
+	Datum		db = heap_getattr(b, col->attnum, td, &nb);
+	Form_pg_attribute att = TupleDescAttr(td, col->attnum - 1);
+
+	if (na || nb)
+		return na != nb;
+	return !datumIsEqual(da, db, att->attbyval, att->attlen);
+}
+
+bool
+rs_key_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapTuple newtup)
+{
+	for (int i = 0; i < cfg->nkeys; i++)
+		if (columns_differ(&cfg->keys[i], td, oldtup, newtup))
+			return true;
+	return false;
+}
+
+bool
+rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapTuple newtup)
+{
+	if (cfg->policy == RS_POLICY_INVALIDATE)
+	{
+		for (int i = 0; i < td->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(td, i);
+			SyncColumn	c;
+
+			if (att->attisdropped)
+				continue;
+			c.attnum = att->attnum;
+			if (columns_differ(&c, td, oldtup, newtup))
+				return true;
+		}
+		return false;
+	}
+	for (int i = 0; i < cfg->ncols; i++)
+		if (columns_differ(&cfg->cols[i], td, oldtup, newtup))
+			return true;
+	return false;
+}
+
+void
+rs_version_key(StringInfo out, const char *key, size_t len)
+{
+	const char *open = memchr(key, '{', len);
+	bool		has_tag = false;
+
+	if (open)
+	{
+		size_t		start = open - key + 1;
+		const char *close = memchr(key + start, '}', len - start);
+
+		has_tag = close != NULL && close > key + start;
+	}
+	/* keep the version in the data key's cluster slot */
+	if (has_tag)
+		appendBinaryStringInfo(out, key, (int) len);
+	else
+	{
+		appendStringInfoChar(out, '{');
+		appendBinaryStringInfo(out, key, (int) len);
+		appendStringInfoChar(out, '}');
+	}
+	appendStringInfoString(out, rs_version_suffix);
+}
+
+char *
+rs_image_to_json(RowImage *img)
+{
+	StringInfoData buf;
+
+	if (img->op == RS_OP_DELETE)
+		return NULL;
+	initStringInfo(&buf);
+	if (img->op == RS_OP_STRING)
+	{
+		escape_json(&buf, img->str);
+		return buf.data;
+	}
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < img->nfields; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, img->fields[i]);
+		appendStringInfoChar(&buf, ':');
+		if (img->values[i])
+			escape_json(&buf, img->values[i]);
+		else
+			appendStringInfoString(&buf, "null");
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+size_t
+rs_image_size(RowImage *img)
+{
+	size_t		n = sizeof(RowImage);
+
+	if (img->str)
+		n += strlen(img->str) + 1;
+	for (int i = 0; i < img->nfields; i++)
+		n += sizeof(char *) * 2 + (img->values[i] ? strlen(img->values[i]) + 1 : 0);
+	return n;
+}

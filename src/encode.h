@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * encode.h
+ *		Row encoding: Redis keys, hash fields, JSON values, versions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_ENCODE_H
+#define RS_ENCODE_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "lib/stringinfo.h"
+
+#include "config.h"
+
+/* what one key should become in Redis */
+#define RS_OP_HASH		'H'		/* HSET fields, HDEL the NULL ones */
+#define RS_OP_STRING	'S'		/* SET the string value */
+#define RS_OP_DELETE	'D'		/* DEL (leaving a tombstone version) */
+
+typedef struct RowImage
+{
+	char		op;				/* RS_OP_* */
+	int			nfields;		/* RS_OP_HASH */
+	char	  **fields;
+	char	  **values;			/* NULL entry: field is absent (SQL NULL) */
+	char	   *str;			/* RS_OP_STRING */
+} RowImage;
+
+/* versions are 24 hex digits: timeline, then WAL insert position */
+#define RS_VERSION_LEN 24
+
+extern void rs_version_now(char *buf);
+
+/* prefix || key values joined by ':' */
+extern char *rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup);
+
+/* JSON array [root relid, "key value", ...] naming the row, for repairs */
+extern char *rs_encode_key_identity(SyncConfig *cfg, TupleDesc td, HeapTuple tup);
+
+/* the row as the configured format wants it (a delete for invalidate) */
+extern void rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img);
+
+/* true when an UPDATE changed a key column */
+extern bool rs_key_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapTuple newtup);
+
+/* true when an UPDATE changed a synced column (any column for invalidate) */
+extern bool rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td,
+									  HeapTuple oldtup, HeapTuple newtup);
+
+/* name of the key holding the version of key (same cluster slot) */
+extern void rs_version_key(StringInfo out, const char *key, size_t len);
+
+/* JSON text of an image for the outbox payload column (NULL for deletes) */
+extern char *rs_image_to_json(RowImage *img);
+
+/* bytes an image occupies, for redis_sync.max_buffer_bytes */
+extern size_t rs_image_size(RowImage *img);
+
+#endif							/* RS_ENCODE_H */

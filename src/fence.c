@@ -1,0 +1,235 @@
+/*-------------------------------------------------------------------------
+ *
+ * fence.c
+ *		Version-fenced writes: the Lua script every push goes through.
+ *
+ * Beside each data key K, Redis holds a version key ("{K}" plus
+ * redis_sync.version_key_suffix, in K's cluster slot) with the version of
+ * the last write applied to K.  The apply script writes K only when the
+ * incoming version is not older than the stored one, and then stores the
+ * new version; a delete leaves the version key behind as a tombstone (for
+ * redis_sync.tombstone_ttl), so a late write of an older row cannot bring a
+ * deleted row back.  Equal versions are applied: they can only be replays
+ * of the same transaction's final state.
+ *
+ * Versions come from the WAL insert position at pre-commit (encode.c).  Two
+ * transactions that write the same key conflict on the row or on the unique
+ * index of the key columns, so the second reaches pre-commit only after the
+ * first committed, and its version is larger.  Hence, whatever order pushes,
+ * retries and outbox deliveries reach Redis in, the newest committed state
+ * of a key wins.
+ *
+ * The script also records an "in-flight" marker (which keys a transaction
+ * pushed before its commit record) and removes markers of transactions
+ * known to be finished; see publish.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "lib/stringinfo.h"
+
+#include "fence.h"
+#include "redis_sync.h"
+
+static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
+"local tomb = tonumber(ARGV[1])\n"
+"if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n"
+"local p = 5\n"
+"for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n"
+"local applied = 0\n"
+"for k = 2, #KEYS, 2 do\n"
+"  local key, vkey = KEYS[k], KEYS[k + 1]\n"
+"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n"
+"  p = p + 3\n"
+"  local cur = redis.call('GET', vkey)\n"
+"  local fresh = (not cur) or cur <= v\n"
+"  if op == 'H' then\n"
+"    local n = tonumber(ARGV[p]); p = p + 1\n"
+"    if fresh and n > 0 then redis.call('HSET', key, unpack(ARGV, p, p + 2 * n - 1)) end\n"
+"    p = p + 2 * n\n"
+"    local nd = tonumber(ARGV[p]); p = p + 1\n"
+"    if fresh and nd > 0 then redis.call('HDEL', key, unpack(ARGV, p, p + nd - 1)) end\n"
+"    p = p + nd\n"
+"  elseif op == 'S' then\n"
+"    if fresh then redis.call('SET', key, ARGV[p]) end\n"
+"    p = p + 1\n"
+"  elseif fresh then\n"
+"    redis.call('DEL', key)\n"
+"  end\n"
+"  if fresh then\n"
+"    applied = applied + 1\n"
+"    if op == 'D' then\n"
+"      if tomb > 0 then redis.call('SET', vkey, v, 'PX', tomb) else redis.call('SET', vkey, v) end\n"
+"    elseif ttl > 0 then\n"
+"      redis.call('PEXPIRE', key, ttl)\n"
+"      redis.call('SET', vkey, v, 'PX', ttl)\n"
+"    else\n"
+"      redis.call('SET', vkey, v)\n"
+"    end\n"
+"  end\n"
+"end\n"
+"return applied\n");
+
+const char *
+rs_marker_key(void)
+{
+	static char buf[96];
+
+	if (buf[0] == '\0')
+		snprintf(buf, sizeof(buf), "redis_sync:inflight:" UINT64_FORMAT ":%u",
+				 GetSystemIdentifier(), MyDatabaseId);
+	return buf;
+}
+
+typedef struct ArgBuf
+{
+	int			n;
+	int			max;
+	const char **argv;
+	size_t	   *len;
+} ArgBuf;
+
+static void
+arg_add(ArgBuf *a, const char *s, size_t len)
+{
+	if (a->n == a->max)
+	{
+		a->max = a->max ? a->max * 2 : 64;
+		a->argv = a->argv ? repalloc(a->argv, sizeof(char *) * a->max) : palloc(sizeof(char *) * a->max);
+		a->len = a->len ? repalloc(a->len, sizeof(size_t) * a->max) : palloc(sizeof(size_t) * a->max);
+	}
+	a->argv[a->n] = s;
+	a->len[a->n] = len;
+	a->n++;
+}
+
+static void
+arg_str(ArgBuf *a, const char *s)
+{
+	arg_add(a, s, strlen(s));
+}
+
+static void
+arg_int(ArgBuf *a, int64 v)
+{
+	arg_str(a, psprintf(INT64_FORMAT, v));
+}
+
+void
+rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
+				const char *marker_field, const char *marker_value, List *clears)
+{
+	ArgBuf		keys = {0};
+	ArgBuf		args = {0};
+	ArgBuf		all = {0};
+	ListCell   *lc;
+
+	arg_str(&keys, rs_marker_key());
+	arg_int(&args, (int64) rs_tombstone_ttl_ms);
+	arg_str(&args, marker_field ? marker_field : "");
+	arg_str(&args, marker_value ? marker_value : "");
+	arg_int(&args, list_length(clears));
+	foreach(lc, clears)
+		arg_str(&args, (char *) lfirst(lc));
+
+	for (int i = 0; i < nops; i++)
+	{
+		FenceOp    *op = &ops[i];
+		StringInfoData vkey;
+		char		opc[2] = {op->img->op, '\0'};
+
+		initStringInfo(&vkey);
+		rs_version_key(&vkey, op->key, strlen(op->key));
+		arg_str(&keys, op->key);
+		arg_add(&keys, vkey.data, vkey.len);
+
+		arg_str(&args, pstrdup(opc));
+		arg_str(&args, op->version);
+		arg_int(&args, op->ttl_ms);
+		if (op->img->op == RS_OP_HASH)
+		{
+			int			nset = 0,
+						ndel = 0;
+
+			for (int f = 0; f < op->img->nfields; f++)
+				if (op->img->values[f])
+					nset++;
+			arg_int(&args, nset);
+			for (int f = 0; f < op->img->nfields; f++)
+				if (op->img->values[f])
+				{
+					arg_str(&args, op->img->fields[f]);
+					arg_str(&args, op->img->values[f]);
+				}
+			ndel = op->img->nfields - nset;
+			arg_int(&args, ndel);
+			for (int f = 0; f < op->img->nfields; f++)
+				if (!op->img->values[f])
+					arg_str(&args, op->img->fields[f]);
+		}
+		else if (op->img->op == RS_OP_STRING)
+			arg_str(&args, op->img->str);
+	}
+
+	for (int i = 0; i < keys.n; i++)
+		arg_add(&all, keys.argv[i], keys.len[i]);
+	for (int i = 0; i < args.n; i++)
+		arg_add(&all, args.argv[i], args.len[i]);
+	redis_pipeline_append_script(p, &apply_script, keys.n, all.n, all.argv, all.len);
+}
+
+/* glob-escape s for SCAN MATCH */
+static char *
+glob_escape(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (; *s; s++)
+	{
+		if (strchr("*?[]\\", *s))
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, *s);
+	}
+	appendStringInfoChar(&buf, '*');
+	return buf.data;
+}
+
+List *
+rs_scan_prefix(const char *prefix)
+{
+	List	   *keys = NIL;
+	char	   *cursor = pstrdup("0");
+	char	   *pattern = glob_escape(prefix);
+	size_t		suffix_len = strlen(rs_version_suffix);
+
+	do
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+		RedisValue *v;
+
+		redis_pipeline_append(p, 6, argv, NULL);
+		redis_pipeline_exec(p);
+		redis_check_reply(p, 0, "SCAN");
+		v = redis_pipeline_reply(p, 0);
+		if (v->type != RV_ARRAY || v->nelem != 2)
+			elog(ERROR, "redis_sync: unexpected SCAN reply");
+		cursor = pstrdup(v->elems[0].str);
+		for (int i = 0; i < v->elems[1].nelem; i++)
+		{
+			RedisValue *k = &v->elems[1].elems[i];
+
+			/* a version key of a hash-tagged data key can match too */
+			if (k->len >= suffix_len &&
+				memcmp(k->str + k->len - suffix_len, rs_version_suffix, suffix_len) == 0)
+				continue;
+			keys = lappend(keys, pstrdup(k->str));
+		}
+		redis_pipeline_free(p);
+	} while (strcmp(cursor, "0") != 0);
+	return keys;
+}

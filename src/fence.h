@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * fence.h
+ *		Version-fenced writes to Redis: the apply script and its arguments.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_FENCE_H
+#define RS_FENCE_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+
+#include "encode.h"
+#include "redis_client.h"
+
+typedef struct FenceOp
+{
+	const char *key;
+	const char *version;		/* RS_VERSION_LEN hex digits */
+	int64		ttl_ms;
+	RowImage   *img;
+} FenceOp;
+
+/*
+ * Queue one EVALSHA applying ops atomically, each only if its version is not
+ * older than the one stored beside the key.  marker_field/value (may be
+ * NULL) record the keys of an in-flight transaction; clears are marker
+ * fields of finished transactions to remove.
+ */
+extern void rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
+							const char *marker_field, const char *marker_value,
+							List *clears);
+
+/* the hash holding in-flight markers of this database */
+extern const char *rs_marker_key(void);
+
+/* every data key under prefix (SCAN, several round trips) */
+extern List *rs_scan_prefix(const char *prefix);
+
+#endif							/* RS_FENCE_H */

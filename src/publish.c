@@ -1,0 +1,538 @@
+/*-------------------------------------------------------------------------
+ *
+ * publish.c
+ *		Send a transaction's changes to Redis at pre-commit, or queue them
+ *		in the outbox; repair pushes that outlive their transaction.
+ *
+ * Ordering and delivery guarantees (see also fence.c):
+ *
+ * - Nothing is sent before commit.  The capture trigger only buffers; this
+ *   module acts at XACT_EVENT_PRE_COMMIT, after deferred triggers and before
+ *   the commit record, while the transaction still holds its row locks.  A
+ *   transaction that rolls back (or a savepoint rolled back, see capture.c)
+ *   sends nothing.
+ *
+ * - One round trip.  The buffer is coalesced (last state per key wins) and
+ *   sent as one pipeline of apply-script calls, redis_sync.chunk_size keys
+ *   per call.  Each call is atomic in Redis; a transaction of more keys than
+ *   one chunk is applied chunk by chunk (readers may see some chunks before
+ *   others), still in one round trip.  TRUNCATE and unsync(purge) add SCAN
+ *   round trips for the keys to delete.
+ *
+ * - Never stale.  Every write carries the version taken here (WAL insert
+ *   position at pre-commit); the script ignores writes older than what the
+ *   key has seen.  A writer of the same key after us waits for our row
+ *   locks, hence for our commit, hence gets a larger version.
+ *
+ * - Failure.  If Redis cannot be reached or fails the push: a strict table
+ *   raises an ERROR and the transaction rolls back; otherwise the changes
+ *   go to redis_sync.outbox in this same transaction, and commit.  Async
+ *   tables, prepared transactions and transactions that outgrew
+ *   redis_sync.max_buffer_bytes always go through the outbox.
+ *
+ * - A push that outlives its transaction.  A transaction can still fail
+ *   after its push (serialization failure at commit, a later pre-commit
+ *   error, a crash).  On abort, while the row locks are still held, the
+ *   committed state of every pushed key (its row before this transaction,
+ *   encoded at pre-commit, or a delete) is pushed again with a newer
+ *   version.  For crashes, each push also records an in-flight marker in
+ *   Redis naming the transaction and its rows; markers of committed
+ *   transactions are removed by the next push of the same backend, and the
+ *   background worker repairs the rows of markers whose transaction did not
+ *   commit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "access/relation.h"
+#include "access/table.h"
+
+#include "capture.h"
+#include "config.h"
+#include "encode.h"
+#include "fence.h"
+#include "outbox.h"
+#include "publish.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+
+PG_FUNCTION_INFO_V1(redis_sync_session_stats);
+
+uint64		rs_stat_pushed = 0;
+uint64		rs_stat_chunks = 0;
+uint64		rs_stat_queued = 0;
+uint64		rs_stat_repaired = 0;
+
+/* one key after coalescing */
+typedef struct Pending
+{
+	Change	   *last;			/* gives the final state */
+	Change	   *first;			/* its before image is the committed state */
+	bool		dropped;		/* superseded by a later purge */
+	RowImage	repair;			/* committed state, for an abort after push */
+} Pending;
+
+typedef struct PendingSlot
+{
+	char	   *key;
+	int			idx;
+} PendingSlot;
+
+/* state of the current transaction, reset at its end */
+static Pending *pushed_keys = NULL;	/* pushed before commit (may be unsure) */
+static int	npushed = 0;
+static bool push_maybe_landed = false;
+static List *txn_markers = NIL;		/* marker fields this transaction wrote */
+static bool purge_pushed = false;
+static bool wrote_outbox = false;
+
+/* marker fields of committed transactions, removed by the next push */
+static List *markers_to_clear = NIL;	/* in TopMemoryContext */
+
+#define MAX_PENDING_CLEARS 1000
+
+static uint32
+str_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return string_hash(s, strlen(s) + 1);
+}
+
+static int
+str_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static void
+reset_state(void)
+{
+	pushed_keys = NULL;
+	npushed = 0;
+	push_maybe_landed = false;
+	txn_markers = NIL;
+	purge_pushed = false;
+	wrote_outbox = false;
+	rs_capture_reset();
+}
+
+/* coalesce the change log; purges returned separately, in order */
+static Pending *
+coalesce(int *npending, List **purges)
+{
+	Pending    *pending = palloc0(sizeof(Pending) * Max(rs_nchanges, 1));
+	int			n = 0;
+	HTAB	   *byKey;
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(PendingSlot);
+	ctl.hash = str_hash;
+	ctl.match = str_match;
+	ctl.hcxt = CurrentMemoryContext;
+	byKey = hash_create("redis_sync pending keys", Max(rs_nchanges, 16), &ctl,
+						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	*purges = NIL;
+
+	for (int i = 0; i < rs_nchanges; i++)
+	{
+		Change	   *c = &rs_changes[i];
+		PendingSlot *slot;
+		bool		found;
+
+		if (c->kind == RS_CHANGE_PURGE)
+		{
+			for (int j = 0; j < n; j++)
+				if (pending[j].last->root_relid == c->root_relid)
+					pending[j].dropped = true;
+			*purges = lappend(*purges, c);
+			continue;
+		}
+		slot = hash_search(byKey, &c->key, HASH_ENTER, &found);
+		if (!found || pending[slot->idx].dropped)
+		{
+			slot->key = c->key;
+			slot->idx = n;
+			pending[n].first = c;
+			pending[n].last = c;
+			n++;
+		}
+		else
+			pending[slot->idx].last = c;
+	}
+	hash_destroy(byKey);
+	*npending = n;
+	return pending;
+}
+
+/* encode the committed state of a key, for the repair after an abort */
+static void
+prepare_repair(Pending *pk)
+{
+	Change	   *first = pk->first;
+
+	memset(&pk->repair, 0, sizeof(pk->repair));
+	pk->repair.op = RS_OP_DELETE;
+	if (first->before)
+	{
+		SyncConfig *cfg = rs_config_get(first->before_relid);
+		Relation	rel;
+
+		if (!cfg->synced)
+			return;
+		rel = relation_open(first->before_relid, AccessShareLock);
+		rs_encode_row(cfg, RelationGetDescr(rel), first->before, &pk->repair);
+		relation_close(rel, AccessShareLock);
+	}
+}
+
+static bool
+replies_ok(RedisPipeline *p, RedisFailure *f)
+{
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+
+		if (v->type == RV_ERROR)
+		{
+			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+			f->message = psprintf("Redis at %s rejected the push", redis_server_display());
+			f->detail = pstrdup(v->str);
+			return false;
+		}
+	}
+	return true;
+}
+
+static char *
+marker_field(int chunk)
+{
+	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
+
+	return psprintf(UINT64_FORMAT ":%d:%d", U64FromFullTransactionId(fxid), MyProcPid, chunk);
+}
+
+/*
+ * Push the sync group in one pipeline.  Returns false with *failure filled
+ * when Redis could not be reached or rejected the push.
+ */
+static bool
+push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure *failure)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nkeys, 1));
+	RowImage   *del = palloc0(sizeof(RowImage));
+	ListCell   *lc;
+	int			chunk = 0;
+	List	   *clears = markers_to_clear;
+	bool		ok;
+
+	del->op = RS_OP_DELETE;
+
+	/* purges first: they precede every surviving change of their table */
+	foreach(lc, purges)
+	{
+		Change	   *c = lfirst(lc);
+		List	   *found = rs_scan_prefix(c->prefix);
+		ListCell   *kc;
+		FenceOp    *pops = palloc(sizeof(FenceOp) * Max(list_length(found), 1));
+		int			np = 0;
+
+		foreach(kc, found)
+		{
+			pops[np].key = lfirst(kc);
+			pops[np].version = version;
+			pops[np].ttl_ms = 0;
+			pops[np].img = del;
+			np++;
+		}
+		for (int s = 0; s < np; s += rs_chunk_size)
+		{
+			rs_fence_append(p, pops + s, Min(rs_chunk_size, np - s), NULL, NULL, clears);
+			clears = NIL;
+		}
+		purge_pushed = true;
+	}
+
+	for (int s = 0; s < nkeys; s += rs_chunk_size)
+	{
+		int			n = Min(rs_chunk_size, nkeys - s);
+		StringInfoData ident;
+		char	   *field = marker_field(chunk++);
+
+		initStringInfo(&ident);
+		appendStringInfoChar(&ident, '[');
+		for (int i = 0; i < n; i++)
+		{
+			Pending    *pk = keys[s + i];
+
+			ops[s + i].key = pk->last->key;
+			ops[s + i].version = version;
+			ops[s + i].ttl_ms = pk->last->ttl_ms;
+			ops[s + i].img = &pk->last->after;
+			if (i > 0)
+				appendStringInfoChar(&ident, ',');
+			appendStringInfoString(&ident, pk->last->identity);
+		}
+		appendStringInfoChar(&ident, ']');
+		rs_fence_append(p, ops + s, n, field, ident.data, clears);
+		clears = NIL;
+		txn_markers = lappend(txn_markers, MemoryContextStrdup(TopTransactionContext, field));
+		rs_stat_chunks++;
+	}
+
+	ok = redis_pipeline_try_exec(p, failure);
+	/* a failure to connect sent nothing; any other failure may have landed */
+	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
+		push_maybe_landed = true;
+	if (ok)
+		ok = replies_ok(p, failure);
+	if (ok)
+	{
+		/* the piggy-backed clears are done */
+		list_free_deep(markers_to_clear);
+		markers_to_clear = NIL;
+		rs_stat_pushed += nkeys;
+	}
+	redis_pipeline_free(p);
+	return ok;
+}
+
+static void
+pre_commit(bool prepare)
+{
+	Pending    *pending;
+	int			npending;
+	List	   *purges;
+	List	   *purges_sync = NIL;
+	List	   *purges_outbox = NIL;
+	Pending   **sync_keys;
+	int			nsync = 0;
+	Change	  **outbox;
+	int			noutbox = 0;
+	char		version[RS_VERSION_LEN + 1];
+	bool		any_strict = false;
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (rs_nchanges == 0 && !rs_overflowed)
+		return;
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	rs_version_now(version);
+	pending = coalesce(&npending, &purges);
+
+	sync_keys = palloc(sizeof(Pending *) * Max(npending, 1));
+	outbox = palloc(sizeof(Change *) * (npending + list_length(purges) + 1));
+
+	foreach(lc, purges)
+	{
+		Change	   *c = lfirst(lc);
+
+		if (prepare || rs_overflowed || c->async)
+			purges_outbox = lappend(purges_outbox, c);
+		else
+		{
+			purges_sync = lappend(purges_sync, c);
+			any_strict |= c->strict;
+		}
+	}
+	/* purges are queued before row changes so the worker orders them alike */
+	foreach(lc, purges_outbox)
+		outbox[noutbox++] = lfirst(lc);
+
+	for (int i = 0; i < npending; i++)
+	{
+		Pending    *pk = &pending[i];
+
+		if (pk->dropped)
+			continue;
+		if (prepare || rs_overflowed || pk->last->async)
+			outbox[noutbox++] = pk->last;
+		else
+		{
+			sync_keys[nsync++] = pk;
+			any_strict |= pk->last->strict;
+		}
+	}
+
+	if (nsync > 0 || purges_sync != NIL)
+	{
+		RedisFailure failure;
+
+		/* encode the committed states first: an abort cannot read catalogs */
+		for (int i = 0; i < nsync; i++)
+			if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
+				prepare_repair(sync_keys[i]);
+		pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
+		for (int i = 0; i < nsync; i++)
+			pushed_keys[i] = *sync_keys[i];
+		npushed = nsync;
+
+		if (!push(sync_keys, nsync, purges_sync, version, &failure))
+		{
+			if (any_strict)
+				ereport(ERROR,
+						(errcode(failure.sqlstate),
+						 errmsg("could not push changes to Redis: %s", failure.message),
+						 failure.detail ? errdetail("%s", failure.detail) : 0,
+						 errhint("A table synced with consistency \"strict\" is involved, so the transaction was rolled back.")));
+			/* eventual: the same changes, in the outbox, in this transaction */
+			foreach(lc, purges_sync)
+				outbox[noutbox++] = lfirst(lc);
+			for (int i = 0; i < nsync; i++)
+				outbox[noutbox++] = sync_keys[i]->last;
+			ereport(DEBUG1,
+					(errmsg("redis_sync: push failed, %d changes queued in the outbox", nsync),
+					 errdetail("%s", failure.message)));
+		}
+	}
+
+	if (noutbox > 0)
+	{
+		rs_outbox_write(outbox, noutbox, version, 0);
+		rs_stat_queued += noutbox;
+		wrote_outbox = true;
+	}
+	if (rs_overflowed)
+	{
+		rs_outbox_stamp_version(version);
+		wrote_outbox = true;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* after an abort, restore the committed state of every key we pushed */
+static void
+repair_after_abort(void)
+{
+	char		version[RS_VERSION_LEN + 1];
+	RedisPipeline *p;
+	FenceOp    *ops;
+	int			nops = 0;
+	RedisFailure failure;
+	List	   *clears = NIL;
+	ListCell   *lc;
+
+	if (purge_pushed)
+		ereport(WARNING,
+				(errmsg("a TRUNCATE or purge reached Redis but its transaction rolled back"),
+				 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache.")));
+	if (npushed == 0)
+		return;
+
+	rs_version_now(version);
+	p = redis_pipeline_create();
+	ops = palloc(sizeof(FenceOp) * npushed);
+	for (int i = 0; i < npushed; i++)
+	{
+		Pending    *pk = &pushed_keys[i];
+
+		if (pk->last->policy != RS_POLICY_WRITE_THROUGH)
+			continue;			/* a deleted cache entry is never stale */
+		ops[nops].key = pk->last->key;
+		ops[nops].version = version;
+		ops[nops].ttl_ms = pk->last->ttl_ms;
+		ops[nops].img = &pk->repair;
+		nops++;
+	}
+	foreach(lc, txn_markers)
+		clears = lappend(clears, lfirst(lc));
+	if (nops == 0 && clears == NIL)
+		return;
+	if (nops == 0)
+		rs_fence_append(p, ops, 0, NULL, NULL, clears);
+	for (int s = 0; s < nops; s += rs_chunk_size)
+	{
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL, clears);
+		clears = NIL;
+	}
+	if (redis_pipeline_try_exec(p, &failure) && replies_ok(p, &failure))
+		rs_stat_repaired += nops;
+	else
+		ereport(WARNING,
+				(errmsg("could not restore %d Redis keys after the transaction rolled back", nops),
+				 errdetail("%s", failure.message),
+				 errhint("The background worker repairs them from the in-flight marker once Redis answers.")));
+	redis_pipeline_free(p);
+}
+
+static void
+publish_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			pre_commit(false);
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			pre_commit(true);
+			break;
+		case XACT_EVENT_COMMIT:
+			if (txn_markers != NIL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+				ListCell   *lc;
+
+				foreach(lc, txn_markers)
+				{
+					if (list_length(markers_to_clear) >= MAX_PENDING_CLEARS)
+						break;	/* the worker sweeps the rest */
+					markers_to_clear = lappend(markers_to_clear, pstrdup(lfirst(lc)));
+				}
+				MemoryContextSwitchTo(old);
+			}
+			if (wrote_outbox)
+				rs_worker_wake();
+			reset_state();
+			break;
+		case XACT_EVENT_ABORT:
+			if (push_maybe_landed)
+				repair_after_abort();
+			reset_state();
+			break;
+		case XACT_EVENT_PREPARE:
+			reset_state();
+			break;
+		default:
+			break;
+	}
+}
+
+void
+rs_publish_init(void)
+{
+	RegisterXactCallback(publish_xact_callback, NULL);
+}
+
+/* redis_sync.session_stats() */
+Datum
+redis_sync_session_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {0};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int64GetDatum((int64) rs_stat_captured);
+	values[1] = Int64GetDatum((int64) rs_stat_pushed);
+	values[2] = Int64GetDatum((int64) redis_round_trips);
+	values[3] = Int64GetDatum((int64) rs_stat_chunks);
+	values[4] = Int64GetDatum((int64) rs_stat_queued);
+	values[5] = Int64GetDatum((int64) rs_stat_repaired);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

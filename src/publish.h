@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * publish.h
+ *		Commit-time publication of a transaction's changes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_PUBLISH_H
+#define RS_PUBLISH_H
+
+#include "postgres.h"
+
+extern void rs_publish_init(void);
+
+/* backend-local counters for redis_sync.session_stats() */
+extern uint64 rs_stat_pushed;
+extern uint64 rs_stat_chunks;
+extern uint64 rs_stat_queued;
+extern uint64 rs_stat_repaired;
+
+#endif							/* RS_PUBLISH_H */

@@ -1,0 +1,226 @@
+# Helpers for the redis_sync TAP tests.
+#
+#   my $r    = RedisSync::Test::start_redis();            # or (port => N)
+#   my $node = RedisSync::Test::new_node('main', redis => $r,
+#                  extra_conf => "redis_sync.connect_timeout = '500ms'");
+#   my $s    = RedisSync::Test::session($node);           # one psql backend
+#   my $res  = $s->query("SELECT 1");                     # {out, err, elapsed}
+#
+# Every Redis server started here is killed in an END block.
+package RedisSync::Test;
+
+use strict;
+use warnings;
+
+use File::Temp ();
+use IPC::Run ();
+use Time::HiRes qw(time sleep);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @redis_servers;
+
+# A loopback TCP port nobody listens on (reserved against other PG test nodes).
+sub free_port
+{
+	return PostgreSQL::Test::Cluster::get_free_port();
+}
+
+sub redis_server_bin { return $ENV{REDIS_SERVER} || 'redis-server'; }
+sub redis_cli_bin    { return $ENV{REDIS_CLI}    || 'redis-cli'; }
+
+sub start_redis
+{
+	my (%opts) = @_;
+	my $self = bless {
+		port => $opts{port} || free_port(),
+		dir  => File::Temp::tempdir(
+			'redis_XXXX',
+			DIR     => $PostgreSQL::Test::Utils::tmp_check,
+			CLEANUP => 1),
+		pid => undef,
+	}, 'RedisSync::Test::Redis';
+	push @redis_servers, $self;
+	$self->start;
+	return $self;
+}
+
+# new_node($name, redis => $r | redis_url => $url, extra_conf => $text)
+sub new_node
+{
+	my ($name, %opts) = @_;
+	my $url =
+	    defined $opts{redis_url} ? $opts{redis_url}
+	  : defined $opts{redis}     ? $opts{redis}->url
+	  :                            die "new_node: need redis or redis_url";
+
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', <<"EOC");
+shared_preload_libraries = 'redis_sync'
+redis_sync.redis_url = '$url'
+redis_sync.database = 'postgres'
+EOC
+	$node->append_conf('postgresql.conf', $opts{extra_conf})
+	  if defined $opts{extra_conf};
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION redis_sync');
+	return $node;
+}
+
+# A single long-lived psql session (one backend) on $dbname.
+sub session
+{
+	my ($node, $dbname) = @_;
+	return RedisSync::Test::Session->new($node, $dbname // 'postgres');
+}
+
+END
+{
+	my $rc = $?;
+	$_->stop for @redis_servers;
+	$? = $rc;
+}
+
+package RedisSync::Test::Redis;
+
+use strict;
+use warnings;
+use IPC::Run ();
+use Time::HiRes qw(time sleep);
+
+sub port { return $_[0]->{port}; }
+sub url  { my ($self, $db) = @_; return "redis://127.0.0.1:$self->{port}/" . ($db // 0); }
+
+sub cli
+{
+	my ($self, @args) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run [ RedisSync::Test::redis_cli_bin(), '-h', '127.0.0.1',
+		'-p', $self->{port}, @args ], '<', \undef, '>', \$out, '2>', \$err,
+	  IPC::Run::timeout(30);
+	chomp $out;
+	return $out;
+}
+
+sub running { my $self = shift; return defined $self->{pid} && kill(0, $self->{pid}); }
+
+sub start
+{
+	my ($self) = @_;
+	return $self if $self->running;
+	my $pidfile = "$self->{dir}/redis.pid";
+	unlink $pidfile;
+	my @cmd = (
+		RedisSync::Test::redis_server_bin(),
+		'--bind',      '127.0.0.1',
+		'--port',      $self->{port},
+		'--save',      '',
+		'--appendonly', 'no',
+		'--daemonize', 'yes',
+		'--dir',       $self->{dir},
+		'--logfile',   "$self->{dir}/redis.log",
+		'--pidfile',   $pidfile);
+	my ($o, $e) = (q{}, q{});
+	IPC::Run::run(\@cmd, q{<}, \undef, q{>}, \$o, q{2>}, \$e)
+	  or die "redis-server failed: $o $e";
+
+	my $deadline = time + 30;
+	while (1)
+	{
+		if (-s $pidfile && $self->cli('PING') eq 'PONG')
+		{
+			open my $fh, '<', $pidfile or die "$pidfile: $!";
+			chomp(my $pid = <$fh>);
+			$self->{pid} = $pid;
+			last;
+		}
+		if (time > $deadline)
+		{
+			my $log = PostgreSQL::Test::Utils::slurp_file("$self->{dir}/redis.log");
+			die "redis-server on port $self->{port} did not answer PING in 30s:\n$log";
+		}
+		sleep 0.05;
+	}
+	Test::More::note("redis-server pid $self->{pid} on port $self->{port}");
+	return $self;
+}
+
+sub stop
+{
+	my ($self) = @_;
+	my $pid = $self->{pid};
+	return unless defined $pid;
+	$self->cli('SHUTDOWN', 'NOSAVE') if kill 0, $pid;
+	my $deadline = time + 10;
+	while (kill 0, $pid)
+	{
+		if (time > $deadline) { kill 'KILL', $pid; last; }
+		sleep 0.05;
+	}
+	$self->{pid} = undef;
+	return;
+}
+
+# Block all clients for $ms milliseconds.
+sub pause_ms
+{
+	my ($self, $ms) = @_;
+	return $self->cli('CLIENT', 'PAUSE', $ms);
+}
+
+package RedisSync::Test::Session;
+
+use strict;
+use warnings;
+use IPC::Run ();
+use Time::HiRes qw(time);
+
+my $seq = 0;
+
+sub new
+{
+	my ($class, $node, $dbname) = @_;
+	my $self = bless { in => '', out => '', err => '' }, $class;
+	my @cmd = (
+		$node->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=0',
+		'-d', $node->connstr($dbname), '-f', '-');
+	$self->{timer} = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+	$self->{h} = IPC::Run::start(\@cmd, '<', \$self->{in}, '>', \$self->{out},
+		'2>', \$self->{err}, $self->{timer});
+	$self->query('SELECT 1');
+	return $self;
+}
+
+# Run $sql (one or more statements) and wait for it to finish.
+# Returns { out => stdout, err => stderr, elapsed => seconds }.
+sub query
+{
+	my ($self, $sql) = @_;
+	my $mark = "__redis_sync_done_" . ++$seq . "__";
+	$self->{out} = '';
+	$self->{err} = '';
+	$self->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
+	my $t0 = time;
+	$self->{in} .= "$sql\n;\n\\echo $mark\n\\warn $mark\n";
+	$self->{h}->pump
+	  until ($self->{out} =~ /\Q$mark\E\n/ && $self->{err} =~ /\Q$mark\E\n/);
+	my $elapsed = time - $t0;
+	(my $out = $self->{out}) =~ s/\n?\Q$mark\E\n//;
+	(my $err = $self->{err}) =~ s/\n?\Q$mark\E\n//;
+	chomp $out;
+	Test::More::note("query: $sql\n  out: $out\n  err: $err\n  elapsed: "
+		  . sprintf('%.3fs', $elapsed));
+	return { out => $out, err => $err, elapsed => $elapsed };
+}
+
+sub quit
+{
+	my ($self) = @_;
+	$self->{in} .= "\\q\n";
+	$self->{h}->finish;
+	return;
+}
+
+1;

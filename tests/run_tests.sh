@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Run the redis_sync test suites against a private PostgreSQL + Redis sandbox.
+#
+#   bash tests/run_tests.sh [regress] [isolation] [tap]     (default: all three)
+#
+# Environment: PGBIN (default /usr/lib/postgresql/15/bin), KEEP_TMP=1 to keep
+# the temp dir even on success, SKIP_BUILD=1 to skip make/make install.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tests/deps.sh
+. "$REPO/tests/deps.sh"
+export PATH="$PGBIN:$PATH"
+
+SUITES=("$@")
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap)
+for s in "${SUITES[@]}"; do
+    case "$s" in regress|isolation|tap) ;; *) echo "unknown suite: $s (regress|isolation|tap)" >&2; exit 2 ;; esac
+done
+
+if [ "$(id -u)" -eq 0 ]; then RUN_USER=postgres; else RUN_USER=$(id -un); fi
+export RUN_USER
+
+ensure_deps
+[ "${SKIP_BUILD:-0}" = 1 ] || build_install
+
+PKGLIB=$("$PG_CONFIG" --pkglibdir)
+PG_REGRESS=$PKGLIB/pgxs/src/test/regress/pg_regress
+PG_ISOLATION_REGRESS=$PKGLIB/pgxs/src/test/isolation/pg_isolation_regress
+PG_PERL=$PKGLIB/pgxs/src/test/perl
+
+TMP=$(mktemp -d /tmp/redis_sync_test.XXXXXX)
+chmod 755 "$TMP"
+[ "$(id -u)" -eq 0 ] && chown "$RUN_USER:" "$TMP"
+SANDBOX=$TMP/sandbox
+FAILED=0
+PASSED=0
+FAILED_NAMES=()
+
+as_run_user() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u "$RUN_USER" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    bash "$REPO/tests/sandbox.sh" stop "$SANDBOX" >/dev/null 2>&1 || true
+    if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_TMP:-0}" != 1 ]; then
+        rm -rf "$TMP"
+        rm -f "${DEPS_LOG:-}"
+    else
+        echo "kept $TMP for inspection" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+suite_list() { make -s -C "$REPO" PG_CONFIG="$PG_CONFIG" "print-$1" 2>/dev/null | tr -s ' \n' ' ' | sed 's/^ //; s/ $//'; }
+
+show_pg_log() {
+    echo "---- tail of $SANDBOX/postgres.log ----"
+    tail -n 50 "$SANDBOX/postgres.log" 2>/dev/null || true
+    echo "---- tail of $SANDBOX/redis.log ----"
+    tail -n 10 "$SANDBOX/redis.log" 2>/dev/null || true
+}
+
+pass() { PASSED=$((PASSED + 1)); echo "== $1: PASSED"; }
+fail() { FAILED=$((FAILED + 1)); FAILED_NAMES+=("$1"); echo "== $1: FAILED"; }
+
+need_sandbox() {
+    [ -f "$SANDBOX/env" ] && return 0
+    bash "$REPO/tests/sandbox.sh" start "$SANDBOX" regression || return 1
+    # shellcheck disable=SC1091
+    . "$SANDBOX/env"
+}
+
+run_regress() {
+    local tests
+    tests=$(suite_list REGRESS)
+    if [ -z "$tests" ]; then echo "== regress: no tests listed, skipped"; return; fi
+    if ! need_sandbox; then show_pg_log; fail regress; return; fi
+    echo "== regress: $tests"
+    # shellcheck disable=SC2086
+    if "$PG_REGRESS" --inputdir="$REPO" --outputdir="$TMP/regress" --bindir="$PGBIN" \
+        --use-existing --dbname=regression \
+        --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" $tests; then
+        pass regress
+    else
+        [ -f "$TMP/regress/regression.diffs" ] && cat "$TMP/regress/regression.diffs"
+        show_pg_log
+        fail regress
+    fi
+}
+
+run_isolation() {
+    local tests
+    tests=$(suite_list ISOLATION)
+    if [ -z "$tests" ]; then echo "== isolation: no specs listed, skipped"; return; fi
+    if ! need_sandbox; then show_pg_log; fail isolation; return; fi
+    echo "== isolation: $tests"
+    # shellcheck disable=SC2086
+    if "$PG_ISOLATION_REGRESS" --inputdir="$REPO" --outputdir="$TMP/isolation" --bindir="$PGBIN" \
+        --use-existing --dbname=regression \
+        --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" $tests; then
+        pass isolation
+    else
+        [ -f "$TMP/isolation/regression.diffs" ] && cat "$TMP/isolation/regression.diffs"
+        show_pg_log
+        fail isolation
+    fi
+}
+
+run_tap() {
+    local tapdir=$TMP/tap
+    if ! ls "$REPO"/tests/t/*.pl >/dev/null 2>&1; then echo "== tap: no tests, skipped"; return; fi
+    mkdir -p "$tapdir/t"
+    cp "$REPO"/tests/t/*.pl "$tapdir/t/"
+    cp -r "$REPO/tests/lib" "$tapdir/lib"
+    [ "$(id -u)" -eq 0 ] && chown -R "$RUN_USER:" "$tapdir"
+    echo "== tap: $(cd "$tapdir/t" && echo *.pl)"
+    if (cd "$tapdir" && as_run_user env -u PGPORT -u PGHOST -u PGUSER -u PGDATABASE -u top_builddir \
+            PATH="$PGBIN:$PATH" \
+            PERL5LIB="$tapdir/lib:$PG_PERL${PERL5LIB:+:$PERL5LIB}" \
+            TESTDIR="$tapdir" \
+            PG_REGRESS="$PG_REGRESS" \
+            REDIS_SERVER="$(command -v redis-server)" \
+            REDIS_CLI="$(command -v redis-cli)" \
+            HOME="$tapdir" \
+            prove ${PROVE_FLAGS:-} t/*.pl); then
+        pass tap
+    else
+        local f
+        for f in "$tapdir"/tmp_check/log/regress_log_*; do
+            [ -f "$f" ] || continue
+            echo "---- $f (last 80 lines) ----"
+            tail -n 80 "$f"
+        done
+        for f in "$tapdir"/tmp_check/log/*.log; do
+            [ -f "$f" ] || continue
+            echo "---- $f (last 30 lines) ----"
+            tail -n 30 "$f"
+        done
+        fail tap
+    fi
+}
+
+for s in "${SUITES[@]}"; do
+    "run_$s"
+done
+
+[ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
