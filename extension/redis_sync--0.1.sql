@@ -155,7 +155,7 @@ BEGIN
             USING ERRCODE = 'wrong_object_type',
                   DETAIL = format('It is a %s.', CASE rel.relkind WHEN 'v' THEN 'view'
                       WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
-                      WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation of kind ' || rel.relkind END),
+                      WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' ELSE 'relation of kind ' || rel.relkind::text END),
                   HINT = 'Only ordinary and partitioned tables can be synced.';
     END IF;
     IF rel.relispartition THEN
@@ -383,3 +383,56 @@ $fn$;
 
 COMMENT ON FUNCTION unsync(regclass, boolean) IS
 'stop syncing a table; with purge => true also delete its keys from Redis at commit';
+
+-- ---------------------------------------------------------------------
+-- Event triggers: keep the configuration in step with DDL
+-- ---------------------------------------------------------------------
+
+-- a dropped table is no longer synced
+CREATE FUNCTION _on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM redis_sync.tables t
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+       AND t.relid::oid = d.objid;
+END
+$fn$;
+
+-- a partition created or attached later gets the TRUNCATE guard
+CREATE FUNCTION _on_ddl_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    part regclass;
+    root regclass;
+BEGIN
+    FOR part, root IN
+        SELECT c.objid::regclass, t.relid
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN pg_class cl ON cl.oid = c.objid AND cl.relispartition
+          CROSS JOIN LATERAL pg_partition_ancestors(c.objid) a
+          JOIN redis_sync.tables t ON t.relid = a.relid
+         WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND cl.relkind = 'r'
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part
+                                                 AND tgname = 'redis_sync_truncate_partition') THEN
+            EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, root::oid::text);
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+CREATE EVENT TRIGGER redis_sync_sql_drop ON sql_drop
+    EXECUTE FUNCTION _on_sql_drop();
+CREATE EVENT TRIGGER redis_sync_ddl_end ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION _on_ddl_end();

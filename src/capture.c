@@ -27,6 +27,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "commands/trigger.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -232,6 +233,18 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 	{
 		Oid			root = (Oid) strtoul(td->tg_trigger->tgargs[0], NULL, 10);
 
+		/*
+		 * TRUNCATE of the partitioned table truncates its partitions too,
+		 * holding the table's AccessExclusiveLock; the table's own trigger
+		 * purges every key.  Alone, a partition cannot be truncated.
+		 */
+		if (CheckRelationOidLockedByMe(root, AccessExclusiveLock, false))
+		{
+			cfg = rs_config_get(root);
+			if (cfg->synced)
+				rs_capture_purge(cfg->root_relid, cfg->prefix, cfg->strict, cfg->async);
+			return PointerGetDatum(NULL);
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot truncate partition \"%s\" of synced table \"%s\"",

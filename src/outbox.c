@@ -288,6 +288,7 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 	FenceOp    *ops;
 	int			nops = 0;
 	bool		ok = true;
+	MemoryContext caller = CurrentMemoryContext;
 
 	args[0] = Int32GetDatum(max);
 	become_owner(&saved_uid, &saved_sec);
@@ -305,14 +306,14 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 		return 0;
 	}
 
-	entries = palloc0(sizeof(Entry) * n);
-	ids = palloc(sizeof(Datum) * n);
+	entries = MemoryContextAllocZero(caller, sizeof(Entry) * n);
+	ids = MemoryContextAlloc(caller, sizeof(Datum) * n);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(char *);
 	ctl.entrysize = sizeof(KeySlot);
 	ctl.hash = str_hash;
 	ctl.match = str_match;
-	ctl.hcxt = CurrentMemoryContext;
+	ctl.hcxt = caller;
 	byKey = hash_create("redis_sync outbox keys", n, &ctl,
 						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
@@ -423,8 +424,7 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 			if (v->type == RV_ERROR)
 			{
 				failure->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-				failure->message = psprintf("Redis at %s rejected an outbox delivery",
-											redis_server_display());
+				failure->message = pstrdup("Redis rejected an outbox delivery");
 				failure->detail = pstrdup(v->str);
 				ok = false;
 				break;
@@ -443,9 +443,9 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 								  1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "redis_sync: could not remove delivered outbox entries");
 	}
+	hash_destroy(byKey);
 	spi_end(snap);
 	SetUserIdAndSecContext(saved_uid, saved_sec);
-	hash_destroy(byKey);
 	return ok ? n : -1;
 }
 

@@ -209,7 +209,7 @@ replies_ok(RedisPipeline *p, RedisFailure *f)
 		if (v->type == RV_ERROR)
 		{
 			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-			f->message = psprintf("Redis at %s rejected the push", redis_server_display());
+			f->message = pstrdup("Redis rejected the push");
 			f->detail = pstrdup(v->str);
 			return false;
 		}

@@ -1,0 +1,95 @@
+-- strict vs eventual, async delivery, two-phase commit, buffer overflow
+\set SHOW_CONTEXT never
+CREATE TABLE c_strict (id int PRIMARY KEY, v text);
+CREATE TABLE c_event (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('c_strict', key_prefix => 'cs:', consistency => 'strict');
+SELECT redis_sync.write_through('c_event', key_prefix => 'ce:');
+
+-- make Redis reject the push: the key holds a string where a hash is expected
+SELECT redis_sync.command('SET', 'cs:1', 'not a hash');
+SELECT redis_sync.command('SET', 'ce:1', 'not a hash');
+
+-- strict: the commit fails and the table is unchanged
+INSERT INTO c_strict VALUES (1, 'one');
+SELECT count(*) FROM c_strict;
+-- eventual: the commit succeeds and the key waits in the outbox
+INSERT INTO c_event VALUES (1, 'one');
+SELECT relid::regclass, redis_key, op, payload, ttl_ms, length(version) AS version_len
+  FROM redis_sync.outbox ORDER BY id;
+-- once Redis accepts it again, delivery pushes the committed row
+SELECT redis_sync.command('DEL', 'ce:1');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGETALL', 'ce:1'), count(*) AS outbox_left FROM redis_sync.outbox;
+-- a failed delivery keeps the entry
+SELECT redis_sync.command('SET', 'ce:1', 'not a hash');
+BEGIN;
+SELECT redis_sync.command('DEL', 'wrong');  -- keep the transaction alive
+UPDATE c_event SET v = 'two' WHERE id = 1;
+COMMIT;
+SELECT rs_error($$SELECT redis_sync.deliver_outbox()$$);
+SELECT count(*) AS outbox_left FROM redis_sync.outbox;
+SELECT redis_sync.command('DEL', 'ce:1');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGETALL', 'ce:1');
+-- a replayed older entry can never overwrite a newer value
+INSERT INTO redis_sync.outbox (relid, redis_key, op, payload, version)
+  VALUES ('c_event'::regclass, 'ce:1', 'H', '{"id": "1", "v": "ancient"}', '000000000000000000000001');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGET', 'ce:1', 'v');
+
+-- async delivery: the transaction does no network I/O; the outbox carries it
+CREATE TABLE c_async (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('c_async', key_prefix => 'ca:', delivery => 'async');
+INSERT INTO c_async VALUES (1, 'a'), (2, 'b');
+UPDATE c_async SET v = 'bb' WHERE id = 2;
+SELECT redis_sync.command('EXISTS', 'ca:1');
+SELECT redis_key, op, payload FROM redis_sync.outbox ORDER BY id;
+SELECT redis_sync.deliver_outbox();       -- two keys, newest state each
+SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:2', 'v');
+
+-- two-phase commit: nothing is pushed at PREPARE; COMMIT PREPARED delivers via the outbox
+BEGIN;
+INSERT INTO c_event VALUES (10, 'prepared');
+PREPARE TRANSACTION 'rs_2pc_commit';
+SELECT redis_sync.command('EXISTS', 'ce:10'), count(*) AS visible_in_outbox FROM redis_sync.outbox;
+COMMIT PREPARED 'rs_2pc_commit';
+SELECT redis_key FROM redis_sync.outbox;
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGET', 'ce:10', 'v');
+BEGIN;
+INSERT INTO c_event VALUES (11, 'rolled back');
+PREPARE TRANSACTION 'rs_2pc_rollback';
+ROLLBACK PREPARED 'rs_2pc_rollback';
+SELECT count(*) FROM redis_sync.outbox;
+SELECT redis_sync.command('EXISTS', 'ce:11');
+
+-- a transaction larger than redis_sync.max_buffer_bytes goes through the outbox
+SET redis_sync.max_buffer_bytes = '64kB';
+SELECT pushed AS p0 FROM redis_sync.session_stats() \gset
+BEGIN;
+INSERT INTO c_event SELECT g, 'bulk ' || g FROM generate_series(100, 2099) g;
+SAVEPOINT s;
+UPDATE c_event SET v = 'rolled back' WHERE id BETWEEN 100 AND 2099;
+ROLLBACK TO SAVEPOINT s;
+UPDATE c_event SET v = 'last' WHERE id = 2099;
+COMMIT;
+RESET redis_sync.max_buffer_bytes;
+SELECT pushed - :p0 AS pushed_directly FROM redis_sync.session_stats();
+SELECT count(DISTINCT redis_key) AS keys, count(*) FILTER (WHERE version = '') AS unstamped
+  FROM redis_sync.outbox;
+SELECT redis_sync.command('EXISTS', 'ce:100');
+SELECT redis_sync.deliver_outbox() >= 2000 AS delivered;
+SELECT count(*) FROM redis_sync.outbox;
+SELECT redis_sync.command('HGET', 'ce:100', 'v'), redis_sync.command('HGET', 'ce:2099', 'v');
+SELECT count(*) AS mismatches
+  FROM c_event t
+ WHERE redis_sync.command('HGET', 'ce:' || t.id, 'v') #>> '{}' IS DISTINCT FROM t.v;
+
+-- deliver_outbox is for administrators
+CREATE ROLE rs_nobody;
+SET ROLE rs_nobody;
+SELECT redis_sync.deliver_outbox();
+RESET ROLE;
+DROP ROLE rs_nobody;
+
+DROP TABLE c_strict, c_event, c_async;
