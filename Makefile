@@ -18,7 +18,10 @@ OBJS = \
 	src/fence.o \
 	src/outbox.o \
 	src/publish.o \
-	src/admin.o
+	src/admin.o \
+	src/shmem.o \
+	src/worker.o \
+	src/warm.o
 
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)

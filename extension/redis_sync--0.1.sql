@@ -436,3 +436,102 @@ CREATE EVENT TRIGGER redis_sync_sql_drop ON sql_drop
 CREATE EVENT TRIGGER redis_sync_ddl_end ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION _on_ddl_end();
+
+-- ---------------------------------------------------------------------
+-- Operations: flush, warm, statistics
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION flush(tbl regclass DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_flush';
+COMMENT ON FUNCTION flush(regclass) IS
+'deliver what is queued for a table (or all tables) now, in this session; returns entries delivered';
+REVOKE EXECUTE ON FUNCTION flush(regclass) FROM PUBLIC;
+
+CREATE FUNCTION warm(tbl regclass, batch_size int DEFAULT 10000)
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_warm';
+COMMENT ON FUNCTION warm(regclass, int) IS
+'push every row of a write-through table to Redis, fenced, in batches; returns rows pushed';
+
+CREATE FUNCTION _table_stats(
+    OUT relid oid, OUT captured bigint, OUT pushed bigint, OUT push_failures bigint,
+    OUT queued bigint, OUT delivered bigint, OUT delivery_failures bigint,
+    OUT repaired bigint, OUT warmed bigint, OUT claimed bigint, OUT applied bigint,
+    OUT batches bigint, OUT dead bigint, OUT drain_retries bigint, OUT unknown_fields bigint,
+    OUT hits bigint, OUT misses bigint, OUT drain_lag float8,
+    OUT last_error text, OUT last_error_at timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_table_stats';
+
+CREATE FUNCTION _global_stats(
+    OUT round_trips bigint, OUT worker_rounds bigint, OUT worker_running boolean,
+    OUT worker_pid int, OUT circuit text, OUT circuit_changed_at timestamptz,
+    OUT connection_failures int, OUT circuit_opens bigint,
+    OUT last_error text, OUT last_error_at timestamptz, OUT redis_run_id text,
+    OUT stats_reset_at timestamptz)
+RETURNS record
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_global_stats';
+
+CREATE FUNCTION stats_reset()
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_stats_reset';
+COMMENT ON FUNCTION stats_reset() IS 'zero the counters of redis_sync.stats';
+REVOKE EXECUTE ON FUNCTION stats_reset() FROM PUBLIC;
+
+-- per synced table; outbox depth and age come from the outbox itself
+CREATE VIEW stats AS
+SELECT t.relid AS "table",
+       t.policy,
+       coalesce(s.captured, 0) AS captured,
+       coalesce(s.pushed, 0) AS pushed,
+       coalesce(s.push_failures, 0) AS push_failures,
+       coalesce(s.queued, 0) AS queued,
+       coalesce(s.delivered, 0) AS delivered,
+       coalesce(s.delivery_failures, 0) AS delivery_failures,
+       coalesce(s.repaired, 0) AS repaired,
+       coalesce(s.warmed, 0) AS warmed,
+       coalesce(o.depth, 0) AS outbox_depth,
+       o.oldest_age AS outbox_oldest_age,
+       coalesce(s.claimed, 0) AS claimed,
+       coalesce(s.applied, 0) AS applied,
+       coalesce(s.batches, 0) AS batches,
+       coalesce(s.dead, 0) AS dead,
+       coalesce(s.drain_retries, 0) AS drain_retries,
+       coalesce(s.unknown_fields, 0) AS unknown_fields,
+       s.drain_lag * interval '1 second' AS drain_lag,
+       coalesce(s.hits, 0) AS hits,
+       coalesce(s.misses, 0) AS misses,
+       s.last_error,
+       s.last_error_at
+  FROM redis_sync.tables t
+  LEFT JOIN redis_sync._table_stats() s ON s.relid = t.relid::oid
+  LEFT JOIN (SELECT relid, count(*) AS depth, now() - min(enqueued_at) AS oldest_age
+               FROM redis_sync.outbox GROUP BY relid) o ON o.relid = t.relid::oid;
+COMMENT ON VIEW stats IS 'redis_sync: activity per synced table since the server started or stats_reset()';
+
+CREATE VIEW worker_stats AS
+SELECT g.*,
+       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
+       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age
+  FROM redis_sync._global_stats() g;
+COMMENT ON VIEW worker_stats IS 'redis_sync: worker, circuit breaker and global counters';
+
+CREATE FUNCTION worker_pause(timeout_ms int DEFAULT 10000)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_worker_pause';
+COMMENT ON FUNCTION worker_pause(int) IS
+'stop the background worker from delivering (until worker_resume() or a restart); waits until it is idle';
+REVOKE EXECUTE ON FUNCTION worker_pause(int) FROM PUBLIC;
+
+CREATE FUNCTION worker_resume()
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_worker_resume';
+REVOKE EXECUTE ON FUNCTION worker_resume() FROM PUBLIC;

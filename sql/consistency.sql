@@ -1,5 +1,7 @@
 -- strict vs eventual, async delivery, two-phase commit, buffer overflow
 \set SHOW_CONTEXT never
+-- keep the background worker out of the way while we inspect the outbox
+SELECT redis_sync.worker_pause();
 CREATE TABLE c_strict (id int PRIMARY KEY, v text);
 CREATE TABLE c_event (id int PRIMARY KEY, v text);
 SELECT redis_sync.write_through('c_strict', key_prefix => 'cs:', consistency => 'strict');
@@ -92,4 +94,20 @@ SELECT redis_sync.deliver_outbox();
 RESET ROLE;
 DROP ROLE rs_nobody;
 
+-- one key Redis refuses does not hold back the others
+BEGIN;
+UPDATE c_event SET v = 'poison' WHERE id = 100;
+UPDATE c_event SET v = 'fine' WHERE id = 101;
+SELECT redis_sync.command('SET', 'ce:100', 'not a hash');
+COMMIT;
+SELECT redis_key, attempts FROM redis_sync.outbox ORDER BY redis_key;
+SELECT rs_error($$SELECT redis_sync.deliver_outbox()$$);
+SELECT redis_key, attempts, last_error IS NOT NULL AS has_error, next_attempt_at > now() AS backing_off
+  FROM redis_sync.outbox ORDER BY redis_key;
+SELECT redis_sync.command('HGET', 'ce:101', 'v');
+SELECT redis_sync.command('DEL', 'ce:100');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGET', 'ce:100', 'v');
+
+SELECT redis_sync.worker_resume();
 DROP TABLE c_strict, c_event, c_async;

@@ -39,7 +39,9 @@
 #include "config.h"
 #include "encode.h"
 #include "outbox.h"
+#include "publish.h"
 #include "redis_sync.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_capture);
 PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
@@ -153,6 +155,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	Change	   *c;
 
 	rs_stat_captured++;
+	rs_stats_add(cfg->root_relid, RS_C_CAPTURED, 1);
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.kind = RS_CHANGE_ROW;
 	fill_common(&tmp, cfg);
@@ -163,6 +166,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		tmp.key = rs_encode_key(cfg, td, keytup);
 		rs_encode_row(cfg, td, newtup, &tmp.after);
 		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
+		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
 	}
 

@@ -111,6 +111,7 @@ redis_sync_command(PG_FUNCTION_ARGS)
 	}
 
 	p = redis_pipeline_create();
+	redis_pipeline_bypass_circuit(p);
 	redis_pipeline_append(p, n, argv, argvlen);
 	redis_pipeline_exec(p);
 	v = redis_pipeline_reply(p, 0);

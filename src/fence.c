@@ -19,6 +19,10 @@
  * retries and outbox deliveries reach Redis in, the newest committed state
  * of a key wins.
  *
+ * Each key is applied under pcall: a key Redis refuses (say, a string where
+ * a hash is expected) is reported in the reply, {applied, index, error,
+ * index, error, ...}, and does not stop the other keys of the call.
+ *
  * The script also records an "in-flight" marker (which keys a transaction
  * pushed before its commit record) and removes markers of transactions
  * known to be finished; see publish.c.
@@ -39,39 +43,53 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n"
 "local p = 5\n"
 "for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n"
-"local applied = 0\n"
-"for k = 2, #KEYS, 2 do\n"
-"  local key, vkey = KEYS[k], KEYS[k + 1]\n"
-"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n"
-"  p = p + 3\n"
+"local function apply(key, vkey, op, v, ttl, sets, dels, str)\n"
 "  local cur = redis.call('GET', vkey)\n"
-"  local fresh = (not cur) or cur <= v\n"
+"  if cur and cur > v then return 0 end\n"
 "  if op == 'H' then\n"
-"    local n = tonumber(ARGV[p]); p = p + 1\n"
-"    if fresh and n > 0 then redis.call('HSET', key, unpack(ARGV, p, p + 2 * n - 1)) end\n"
-"    p = p + 2 * n\n"
-"    local nd = tonumber(ARGV[p]); p = p + 1\n"
-"    if fresh and nd > 0 then redis.call('HDEL', key, unpack(ARGV, p, p + nd - 1)) end\n"
-"    p = p + nd\n"
+"    if #sets > 0 then redis.call('HSET', key, unpack(sets)) end\n"
+"    if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end\n"
 "  elseif op == 'S' then\n"
-"    if fresh then redis.call('SET', key, ARGV[p]) end\n"
-"    p = p + 1\n"
-"  elseif fresh then\n"
+"    redis.call('SET', key, str)\n"
+"  else\n"
 "    redis.call('DEL', key)\n"
 "  end\n"
-"  if fresh then\n"
-"    applied = applied + 1\n"
-"    if op == 'D' then\n"
-"      if tomb > 0 then redis.call('SET', vkey, v, 'PX', tomb) else redis.call('SET', vkey, v) end\n"
-"    elseif ttl > 0 then\n"
-"      redis.call('PEXPIRE', key, ttl)\n"
-"      redis.call('SET', vkey, v, 'PX', ttl)\n"
-"    else\n"
-"      redis.call('SET', vkey, v)\n"
-"    end\n"
+"  if op == 'D' then\n"
+"    if tomb > 0 then redis.call('SET', vkey, v, 'PX', tomb) else redis.call('SET', vkey, v) end\n"
+"  elseif ttl > 0 then\n"
+"    redis.call('PEXPIRE', key, ttl)\n"
+"    redis.call('SET', vkey, v, 'PX', ttl)\n"
+"  else\n"
+"    redis.call('SET', vkey, v)\n"
 "  end\n"
+"  return 1\n"
 "end\n"
-"return applied\n");
+"local result = {0}\n"
+"local idx = 0\n"
+"for k = 2, #KEYS, 2 do\n"
+"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n"
+"  p = p + 3\n"
+"  local sets, dels, str = {}, {}, nil\n"
+"  if op == 'H' then\n"
+"    local n = tonumber(ARGV[p]); p = p + 1\n"
+"    for j = p, p + 2 * n - 1 do sets[#sets + 1] = ARGV[j] end\n"
+"    p = p + 2 * n\n"
+"    local nd = tonumber(ARGV[p]); p = p + 1\n"
+"    for j = p, p + nd - 1 do dels[#dels + 1] = ARGV[j] end\n"
+"    p = p + nd\n"
+"  elseif op == 'S' then\n"
+"    str = ARGV[p]; p = p + 1\n"
+"  end\n"
+"  local ok, res = pcall(apply, KEYS[k], KEYS[k + 1], op, v, ttl, sets, dels, str)\n"
+"  if ok then\n"
+"    result[1] = result[1] + res\n"
+"  else\n"
+"    result[#result + 1] = idx\n"
+"    result[#result + 1] = type(res) == 'table' and res.err or tostring(res)\n"
+"  end\n"
+"  idx = idx + 1\n"
+"end\n"
+"return result\n");
 
 const char *
 rs_marker_key(void)
@@ -179,6 +197,29 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 	for (int i = 0; i < args.n; i++)
 		arg_add(&all, args.argv[i], args.len[i]);
 	redis_pipeline_append_script(p, &apply_script, keys.n, all.n, all.argv, all.len);
+}
+
+int
+rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
+{
+	int			n = 0;
+
+	*indexes = NULL;
+	*errors = NULL;
+	if (reply->type != RV_ARRAY || reply->nelem < 1)
+		return -1;
+	if (reply->nelem > 1)
+	{
+		*indexes = palloc(sizeof(int) * reply->nelem / 2);
+		*errors = palloc(sizeof(char *) * reply->nelem / 2);
+		for (int i = 1; i + 1 < reply->nelem; i += 2)
+		{
+			(*indexes)[n] = (int) reply->elems[i].integer;
+			(*errors)[n] = reply->elems[i + 1].str ? reply->elems[i + 1].str : "error";
+			n++;
+		}
+	}
+	return n;
 }
 
 /* glob-escape s for SCAN MATCH */

@@ -33,6 +33,12 @@ extern void rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 							const char *marker_field, const char *marker_value,
 							List *clears);
 
+/*
+ * Keys of one apply call that Redis refused: returns their count (or -1 for
+ * a malformed reply) with their positions in the call and Redis's errors.
+ */
+extern int	rs_fence_failures(RedisValue *reply, int **indexes, char ***errors);
+
 /* the hash holding in-flight markers of this database */
 extern const char *rs_marker_key(void);
 

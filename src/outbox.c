@@ -42,8 +42,10 @@
 #include "fence.h"
 #include "outbox.h"
 #include "redis_sync.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_deliver_outbox);
+PG_FUNCTION_INFO_V1(redis_sync_flush);
 
 static SPIPlanPtr insert_plan = NULL;
 
@@ -195,6 +197,7 @@ rs_outbox_stamp_version(const char *version)
 typedef struct Entry
 {
 	int64		id;
+	Oid			relid;
 	char	   *key;
 	char		op;
 	char		version[RS_VERSION_LEN + 1];
@@ -272,10 +275,11 @@ payload_to_image(char op, Jsonb *jb, RowImage *img)
 }
 
 int64
-rs_outbox_deliver(int max, RedisFailure *failure)
+rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
+				  int *nrefused)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		args[1];
+	Oid			types[3] = {INT4OID, OIDOID, BOOLOID};
+	Datum		args[3];
 	Oid			saved_uid;
 	int			saved_sec;
 	bool		snap;
@@ -285,20 +289,23 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 	HASHCTL		ctl;
 	Datum	   *ids;
 	RedisPipeline *p;
-	FenceOp    *ops;
-	int			nops = 0;
 	bool		ok = true;
 	MemoryContext caller = CurrentMemoryContext;
 
 	args[0] = Int32GetDatum(max);
+	args[1] = ObjectIdGetDatum(relid);
+	args[2] = BoolGetDatum(due_only);
 	become_owner(&saved_uid, &saved_sec);
 	spi_begin(&snap);
-	if (SPI_execute_with_args("SELECT id, redis_key, op, payload, ttl_ms, version, seq "
+	if (SPI_execute_with_args("SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid "
 							  "  FROM redis_sync.outbox WHERE version <> '' "
+							  "   AND ($2 = 0 OR relid = $2) "
+							  "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()) "
 							  " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	n = (int) SPI_processed;
+	*nrefused = 0;
 	if (n == 0)
 	{
 		spi_end(snap);
@@ -322,6 +329,7 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
 		bool		isnull;
+		bool		payload_null;
 		Entry	   *e = &entries[i];
 		Datum		payload;
 		MemoryContext old = MemoryContextSwitchTo(ctl.hcxt);
@@ -329,18 +337,18 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 		e->id = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
 		e->key = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));
 		e->op = DatumGetChar(SPI_getbinval(tup, td, 3, &isnull));
-		payload = SPI_getbinval(tup, td, 4, &isnull);
+		payload = SPI_getbinval(tup, td, 4, &payload_null);
 		e->ttl_ms = DatumGetInt64(SPI_getbinval(tup, td, 5, &isnull));
 		strlcpy(e->version, TextDatumGetCString(SPI_getbinval(tup, td, 6, &isnull)), sizeof(e->version));
 		e->seq = DatumGetInt64(SPI_getbinval(tup, td, 7, &isnull));
+		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 8, &isnull));
 		if (e->op != 'T')
-			payload_to_image(e->op, isnull ? NULL : DatumGetJsonbP(payload), &e->img);
+			payload_to_image(e->op, payload_null ? NULL : DatumGetJsonbP(payload), &e->img);
 		ids[i] = Int64GetDatum(e->id);
 		MemoryContextSwitchTo(old);
 	}
 
 	/* newest entry per key; purges are kept as they are */
-	ops = palloc(sizeof(FenceOp) * n);
 	for (int i = 0; i < n; i++)
 	{
 		Entry	   *e = &entries[i];
@@ -366,87 +374,248 @@ rs_outbox_deliver(int max, RedisFailure *failure)
 		}
 	}
 
-	p = redis_pipeline_create();
-	for (int i = 0; i < n && ok; i++)
+	/*
+	 * Build the pipeline.  op_entry maps every op, in pipeline order, to the
+	 * entry it came from; call_start[c] is the first op of script call c.
+	 */
 	{
-		Entry	   *e = &entries[i];
+		int			maxops = n;
+		int		   *op_entry = palloc(sizeof(int) * (maxops + 1));
+		int		   *call_start;
+		int			ncalls = 0;
+		int			total_ops = 0;
+		bool	   *failed = palloc0(sizeof(bool) * n);
+		char	  **errors = palloc0(sizeof(char *) * n);
+		FenceOp    *all = palloc(sizeof(FenceOp) * (maxops + 1));
+		int			retained = 0;
 
-		if (e->op == 'T')
+		/* purges first, then the newest entry of every key */
+		for (int i = 0; i < n; i++)
 		{
-			/* purge: SCAN now, then fenced deletes in the pipeline */
+			Entry	   *e = &entries[i];
 			List	   *keys;
 			ListCell   *lc;
-			RowImage   *del = palloc0(sizeof(RowImage));
-			FenceOp    *pops;
-			int			np = 0;
+			RowImage   *del;
 
+			if (e->op != 'T')
+				continue;
+			del = palloc0(sizeof(RowImage));
 			del->op = RS_OP_DELETE;
 			keys = rs_scan_prefix(e->key);
-			pops = palloc(sizeof(FenceOp) * Max(list_length(keys), 1));
+			if (total_ops + list_length(keys) > maxops)
+			{
+				maxops = total_ops + list_length(keys) + n;
+				op_entry = repalloc(op_entry, sizeof(int) * (maxops + 1));
+				all = repalloc(all, sizeof(FenceOp) * (maxops + 1));
+			}
 			foreach(lc, keys)
 			{
-				pops[np].key = lfirst(lc);
-				pops[np].version = e->version;
-				pops[np].ttl_ms = 0;
-				pops[np].img = del;
-				np++;
+				all[total_ops].key = lfirst(lc);
+				all[total_ops].version = e->version;
+				all[total_ops].ttl_ms = 0;
+				all[total_ops].img = del;
+				op_entry[total_ops++] = i;
 			}
-			for (int s = 0; s < np; s += rs_chunk_size)
-				rs_fence_append(p, pops + s, Min(rs_chunk_size, np - s), NULL, NULL, NIL);
 		}
-	}
-	for (int i = 0; i < n; i++)
-	{
-		Entry	   *e = &entries[i];
-		KeySlot    *slot;
-
-		if (e->op == 'T')
-			continue;
-		slot = hash_search(byKey, &e->key, HASH_FIND, NULL);
-		if (slot->entry != i)
-			continue;
-		ops[nops].key = e->key;
-		ops[nops].version = e->version;
-		ops[nops].ttl_ms = e->ttl_ms;
-		ops[nops].img = &e->img;
-		nops++;
-	}
-	for (int s = 0; s < nops; s += rs_chunk_size)
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL, NIL);
-
-	ok = redis_pipeline_try_exec(p, failure);
-	if (ok)
-	{
-		for (int i = 0; i < redis_pipeline_length(p); i++)
+		for (int i = 0; i < n; i++)
 		{
-			RedisValue *v = redis_pipeline_reply(p, i);
+			Entry	   *e = &entries[i];
+			KeySlot    *slot;
 
-			if (v->type == RV_ERROR)
+			if (e->op == 'T')
+				continue;
+			slot = hash_search(byKey, &e->key, HASH_FIND, NULL);
+			if (slot->entry != i)
+				continue;
+			all[total_ops].key = e->key;
+			all[total_ops].version = e->version;
+			all[total_ops].ttl_ms = e->ttl_ms;
+			all[total_ops].img = &e->img;
+			op_entry[total_ops++] = i;
+		}
+
+		p = redis_pipeline_create();
+		call_start = palloc(sizeof(int) * (total_ops / Max(rs_chunk_size, 1) + 2));
+		for (int s = 0; s < total_ops; s += rs_chunk_size)
+		{
+			call_start[ncalls++] = s;
+			rs_fence_append(p, all + s, Min(rs_chunk_size, total_ops - s), NULL, NULL, NIL);
+		}
+
+		ok = redis_pipeline_try_exec(p, failure);
+		if (ok)
+		{
+			/* a key Redis refused keeps its entries; the others go */
+			for (int c = 0; c < ncalls; c++)
+			{
+				RedisValue *v = redis_pipeline_reply(p, c);
+				int		   *idx;
+				char	  **errs;
+				int			nfail = v->type == RV_ERROR ? -1 : rs_fence_failures(v, &idx, &errs);
+
+				if (nfail < 0)
+				{
+					int			end = c + 1 < ncalls ? call_start[c + 1] : total_ops;
+
+					for (int o = call_start[c]; o < end; o++)
+					{
+						failed[op_entry[o]] = true;
+						errors[op_entry[o]] = pstrdup(v->type == RV_ERROR ? v->str : "malformed reply");
+					}
+					continue;
+				}
+				for (int f = 0; f < nfail; f++)
+				{
+					int			o = call_start[c] + idx[f];
+
+					failed[op_entry[o]] = true;
+					errors[op_entry[o]] = pstrdup(errs[f]);
+				}
+			}
+			/* superseded entries follow the fate of their key's newest entry */
+			for (int i = 0; i < n; i++)
+			{
+				KeySlot    *slot;
+
+				if (entries[i].op == 'T' || failed[i])
+					continue;
+				slot = hash_search(byKey, &entries[i].key, HASH_FIND, NULL);
+				if (failed[slot->entry])
+				{
+					failed[i] = true;
+					errors[i] = errors[slot->entry];
+				}
+			}
+		}
+		else
+		{
+			for (int i = 0; i < n; i++)
+			{
+				failed[i] = true;
+				errors[i] = failure->message;
+			}
+		}
+		redis_pipeline_free(p);
+
+		/* delete what Redis confirmed; note attempts on the rest */
+		{
+			Datum	   *done = palloc(sizeof(Datum) * n);
+			Datum	   *kept = palloc(sizeof(Datum) * n);
+			Datum	   *kept_err = palloc(sizeof(Datum) * n);
+			int			ndone = 0;
+
+			for (int i = 0; i < n; i++)
+			{
+				if (failed[i])
+				{
+					kept[retained] = Int64GetDatum(entries[i].id);
+					kept_err[retained] = CStringGetTextDatum(errors[i]);
+					retained++;
+					rs_stats_add(entries[i].relid, RS_C_DELIVERY_FAILURES, 1);
+					rs_stats_error(entries[i].relid, errors[i]);
+				}
+				else
+				{
+					done[ndone++] = Int64GetDatum(entries[i].id);
+					rs_stats_add(entries[i].relid, RS_C_DELIVERED, 1);
+				}
+			}
+			if (ndone > 0)
+			{
+				Oid			dtypes[1] = {INT8ARRAYOID};
+				Datum		dargs[1];
+
+				dargs[0] = PointerGetDatum(construct_array(done, ndone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+				if (SPI_execute_with_args("DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
+										  1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
+					elog(ERROR, "redis_sync: could not remove delivered outbox entries");
+			}
+			if (retained > 0)
+			{
+				Oid			utypes[3] = {INT8ARRAYOID, TEXTARRAYOID, INT4OID};
+				Datum		uargs[3];
+
+				uargs[0] = PointerGetDatum(construct_array(kept, retained, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+				uargs[1] = PointerGetDatum(construct_array(kept_err, retained, TEXTOID, -1, false, TYPALIGN_INT));
+				uargs[2] = Int32GetDatum(rs_retry_max_backoff_ms);
+				if (SPI_execute_with_args("UPDATE redis_sync.outbox o "
+										  "   SET attempts = o.attempts + 1, last_error = u.err, "
+										  "       next_attempt_at = clock_timestamp() + "
+										  "         least(100 * 2 ^ least(o.attempts, 20), $3) * interval '1 ms' "
+										  "  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id",
+										  3, utypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "redis_sync: could not record failed outbox deliveries");
+			}
+			if (!ok)
+				ndone = -1;
+			else if (retained > 0)
 			{
 				failure->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-				failure->message = pstrdup("Redis rejected an outbox delivery");
-				failure->detail = pstrdup(v->str);
-				ok = false;
-				break;
+				failure->message = psprintf("Redis refused %d outbox entries", retained);
+				failure->detail = NULL;
+				for (int i = 0; i < n; i++)
+					if (failed[i] && errors[i])
+					{
+						failure->detail = psprintf("%s (key %s)", errors[i], entries[i].key);
+						break;
+					}
 			}
+			*nrefused = ok ? retained : 0;
+			hash_destroy(byKey);
+			spi_end(snap);
+			SetUserIdAndSecContext(saved_uid, saved_sec);
+			return ndone;
 		}
 	}
-	redis_pipeline_free(p);
+}
 
-	if (ok)
+/*
+ * Deliver everything queued (for relid, or all when InvalidOid).  ERROR when
+ * Redis cannot be reached; entries Redis refuses stay queued (with their
+ * error and a retry time) and a WARNING says so.
+ */
+static int64
+deliver_now(Oid relid, int64 max)
+{
+	int64		total = 0;
+	int			refused = 0;
+	RedisFailure failure;
+	RedisFailure last_refusal = {0};
+	bool		due_only = false;
+
+	while (total < max)
 	{
-		Oid			dtypes[1] = {INT8ARRAYOID};
-		Datum		dargs[1];
+		int			nref;
+		int64		n = rs_outbox_deliver((int) Min(max - total, rs_outbox_batch), relid,
+										  due_only, &failure, &nref);
 
-		dargs[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_with_args("DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
-								  1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "redis_sync: could not remove delivered outbox entries");
+		if (n < 0)
+		{
+			rs_stats_flush();
+			ereport(ERROR,
+					(errcode(failure.sqlstate),
+					 errmsg("could not deliver the outbox: %s", failure.message),
+					 failure.detail ? errdetail("%s", failure.detail) : 0));
+		}
+		CommandCounterIncrement();
+		if (nref > 0)
+		{
+			/* refused entries now wait for their retry time: skip them */
+			refused += nref;
+			last_refusal = failure;
+			due_only = true;
+		}
+		else if (n == 0)
+			break;
+		total += n;
 	}
-	hash_destroy(byKey);
-	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
-	return ok ? n : -1;
+	rs_stats_flush();
+	if (refused > 0)
+		ereport(WARNING,
+				(errmsg("Redis refused %d outbox entries; they stay queued and are retried", refused),
+				 last_refusal.detail ? errdetail("%s", last_refusal.detail) : 0,
+				 errhint("See redis_sync.outbox.last_error.")));
+	return total;
 }
 
 /* redis_sync.deliver_outbox(max_entries int) RETURNS bigint */
@@ -454,26 +623,22 @@ Datum
 redis_sync_deliver_outbox(PG_FUNCTION_ARGS)
 {
 	int			max = PG_GETARG_INT32(0);
-	int64		total = 0;
-	RedisFailure failure;
 
 	if (max <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_entries must be positive")));
-	while (total < max)
-	{
-		int64		n = rs_outbox_deliver((int) Min(max - total, 10000), &failure);
+	PG_RETURN_INT64(deliver_now(InvalidOid, max));
+}
 
-		if (n < 0)
-			ereport(ERROR,
-					(errcode(failure.sqlstate),
-					 errmsg("could not deliver the outbox: %s", failure.message),
-					 failure.detail ? errdetail("%s", failure.detail) : 0));
-		if (n == 0)
-			break;
-		total += n;
-		CommandCounterIncrement();
-	}
-	PG_RETURN_INT64(total);
+/*
+ * redis_sync.flush(tbl regclass DEFAULT NULL) RETURNS bigint: deliver what
+ * the outbox holds for tbl (or every table) now, in this session.
+ */
+Datum
+redis_sync_flush(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+
+	PG_RETURN_INT64(deliver_now(relid, PG_INT64_MAX));
 }

@@ -21,10 +21,12 @@ extern void rs_outbox_write_changes(Change *change, int n, const char *version, 
 extern void rs_outbox_stamp_version(const char *version);
 
 /*
- * Deliver up to max committed entries in one pipelined round trip (plus SCANs
- * for purges).  Returns the number of entries removed; on a Redis failure
+ * Deliver up to max committed entries (of relid, or all when InvalidOid; with
+ * due_only, skipping entries still backing off) in one pipelined round trip
+ * (plus SCANs for purges).  Returns the number of entries removed; on a Redis failure
  * returns -1 and fills *failure, leaving the entries in place.
  */
-extern int64 rs_outbox_deliver(int max, RedisFailure *failure);
+extern int64 rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
+							   int *nrefused);
 
 #endif							/* RS_OUTBOX_H */

@@ -66,6 +66,7 @@
 #include "publish.h"
 #include "redis_client.h"
 #include "redis_sync.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_session_stats);
 
@@ -205,12 +206,25 @@ replies_ok(RedisPipeline *p, RedisFailure *f)
 	for (int i = 0; i < redis_pipeline_length(p); i++)
 	{
 		RedisValue *v = redis_pipeline_reply(p, i);
+		int		   *idx;
+		char	  **errs;
+		int			nfail;
 
 		if (v->type == RV_ERROR)
 		{
 			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
 			f->message = pstrdup("Redis rejected the push");
 			f->detail = pstrdup(v->str);
+			return false;
+		}
+		nfail = rs_fence_failures(v, &idx, &errs);
+		if (nfail != 0)
+		{
+			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+			f->message = pstrdup("Redis rejected the push");
+			f->detail = nfail > 1 ? psprintf("%s (and %d more keys)", errs[0], nfail - 1) :
+				nfail == 1 ? pstrdup(errs[0]) :
+				pstrdup("malformed reply from the apply script");
 			return false;
 		}
 	}
@@ -306,6 +320,8 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		list_free_deep(markers_to_clear);
 		markers_to_clear = NIL;
 		rs_stat_pushed += nkeys;
+		for (int i = 0; i < nkeys; i++)
+			rs_stats_add(keys[i]->last->root_relid, RS_C_PUSHED, 1);
 	}
 	redis_pipeline_free(p);
 	return ok;
@@ -384,6 +400,13 @@ pre_commit(bool prepare)
 
 		if (!push(sync_keys, nsync, purges_sync, version, &failure))
 		{
+			for (int i = 0; i < nsync; i++)
+				rs_stats_add(sync_keys[i]->last->root_relid, RS_C_PUSH_FAILURES, 1);
+			if (nsync > 0)
+			{
+				rs_stats_error(sync_keys[0]->last->root_relid, failure.message);
+				rs_stats_flush();	/* survives the ERROR below */
+			}
 			if (any_strict)
 				ereport(ERROR,
 						(errcode(failure.sqlstate),
@@ -403,6 +426,8 @@ pre_commit(bool prepare)
 
 	if (noutbox > 0)
 	{
+		for (int i = 0; i < noutbox; i++)
+			rs_stats_add(outbox[i]->root_relid, RS_C_QUEUED, 1);
 		rs_outbox_write(outbox, noutbox, version, 0);
 		rs_stat_queued += noutbox;
 		wrote_outbox = true;
@@ -461,7 +486,12 @@ repair_after_abort(void)
 		clears = NIL;
 	}
 	if (redis_pipeline_try_exec(p, &failure) && replies_ok(p, &failure))
+	{
 		rs_stat_repaired += nops;
+		for (int i = 0; i < npushed; i++)
+			if (pushed_keys[i].last->policy == RS_POLICY_WRITE_THROUGH)
+				rs_stats_add(pushed_keys[i].last->root_relid, RS_C_REPAIRED, 1);
+	}
 	else
 		ereport(WARNING,
 				(errmsg("could not restore %d Redis keys after the transaction rolled back", nops),
@@ -498,11 +528,13 @@ publish_xact_callback(XactEvent event, void *arg)
 			if (wrote_outbox)
 				rs_worker_wake();
 			reset_state();
+			rs_stats_flush();
 			break;
 		case XACT_EVENT_ABORT:
 			if (push_maybe_landed)
 				repair_after_abort();
 			reset_state();
+			rs_stats_flush();
 			break;
 		case XACT_EVENT_PREPARE:
 			reset_state();

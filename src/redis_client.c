@@ -53,6 +53,7 @@
 #include "redis_client.h"
 #include "redis_sync.h"
 #include "redis_url.h"
+#include "shmem.h"
 
 typedef struct PipelineCmd
 {
@@ -73,6 +74,7 @@ struct RedisPipeline
 	int			maxcmds;
 	RedisValue *replies;		/* ncmds entries after exec */
 	bool		executed;
+	bool		bypass_circuit;	/* probes and admin commands try anyway */
 };
 
 uint64		redis_round_trips = 0;
@@ -293,6 +295,7 @@ exchange(const char *buf, size_t len, int n, RedisValue *out, RedisFailure *f)
 	}
 	conn_busy = false;
 	redis_round_trips++;
+	rs_stats_round_trip();
 	return true;
 }
 
@@ -549,6 +552,12 @@ redis_pipeline_free(RedisPipeline *p)
 	MemoryContextDelete(p->cxt);
 }
 
+void
+redis_pipeline_bypass_circuit(RedisPipeline *p)
+{
+	p->bypass_circuit = true;
+}
+
 int
 redis_pipeline_length(RedisPipeline *p)
 {
@@ -695,6 +704,16 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 		elog(ERROR, "redis_sync: pipeline already executed");
 	old = MemoryContextSwitchTo(p->cxt);
 	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
+	if (conn == NULL && !p->bypass_circuit && rs_circuit_is_open())
+	{
+		MemoryContextSwitchTo(old);
+		set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+					psprintf("Redis at %s is not being tried: the circuit breaker is open",
+							 redis_server_display()),
+					psprintf("%d consecutive connection failures; the background worker probes Redis and closes the circuit when it answers.",
+							 rs_circuit_failures()));
+		return false;
+	}
 	ok = ensure_connection(f);
 	if (ok && p->ncmds > 0)
 		ok = exchange(p->buf.data, p->buf.len, p->ncmds, p->replies, f);
@@ -702,6 +721,10 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 		ok = retry_noscript(p, f);
 	MemoryContextSwitchTo(old);
 	p->executed = ok;
+	if (ok)
+		rs_circuit_success();
+	else if (f->sqlstate != ERRCODE_INVALID_PARAMETER_VALUE)
+		rs_circuit_failure(f->message);
 	return ok;
 }
 

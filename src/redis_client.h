@@ -63,6 +63,9 @@ typedef struct RedisPipeline RedisPipeline;
 extern RedisPipeline *redis_pipeline_create(void);
 extern void redis_pipeline_free(RedisPipeline *p);
 extern int	redis_pipeline_length(RedisPipeline *p);
+
+/* try Redis even while the circuit breaker is open (probes, admin) */
+extern void redis_pipeline_bypass_circuit(RedisPipeline *p);
 extern size_t redis_pipeline_bytes(RedisPipeline *p);
 
 /* queue one command; argvlen may be NULL for NUL-terminated arguments */

@@ -16,6 +16,9 @@
  *		publish.c		pre-commit push, outbox fallback, abort repair
  *		fence.c			the version-fenced apply script
  *		outbox.c		writing and delivering redis_sync.outbox
+ *		shmem.c			shared memory: worker latch, circuit breaker, stats
+ *		worker.c		the background worker
+ *		warm.c			pushing current row state: warm, re-warm, repair
  *
  * Invariants the modules keep (each later module adds its own to this list):
  *
@@ -44,6 +47,7 @@
 #include "utils/guc.h"
 
 #include "redis_sync.h"
+#include "shmem.h"
 
 PG_MODULE_MAGIC;
 
@@ -55,6 +59,13 @@ int			rs_max_buffer_kb = 65536;
 int			rs_chunk_size = 1000;
 int			rs_tombstone_ttl_ms = 86400000;
 char	   *rs_version_suffix = NULL;
+int			rs_naptime_ms = 1000;
+int			rs_retry_max_backoff_ms = 30000;
+bool		rs_rewarm_on_restart = true;
+int			rs_outbox_batch = 10000;
+int			rs_marker_sweep_ms = 5000;
+int			rs_circuit_failures_threshold = 3;
+int			rs_circuit_cooldown_ms = 5000;
 bool		rs_preloaded = false;
 
 void		_PG_init(void);
@@ -67,12 +78,6 @@ rs_require_preload(const char *feature)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s requires redis_sync to be loaded via shared_preload_libraries", feature),
 				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-void
-rs_worker_wake(void)
-{
-	/* the background worker arrives with the worker module */
 }
 
 void
@@ -152,9 +157,77 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("redis_sync.naptime",
+							"Longest sleep of the background worker between rounds.",
+							"A commit that queues outbox entries wakes the worker at once.",
+							&rs_naptime_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.retry_max_backoff",
+							"Longest wait of the background worker between retries after a failure.",
+							"Retries back off exponentially from 100 ms up to this value.",
+							&rs_retry_max_backoff_ms,
+							30000, 100, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("redis_sync.rewarm_on_restart",
+							 "Re-warm write-through tables when Redis restarted (its run_id changed).",
+							 NULL,
+							 &rs_rewarm_on_restart,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.outbox_batch",
+							"Outbox entries delivered per round trip.",
+							NULL,
+							&rs_outbox_batch,
+							10000, 1, 1000000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.marker_sweep_interval",
+							"How often the worker checks in-flight markers left by transactions that did not commit.",
+							NULL,
+							&rs_marker_sweep_ms,
+							5000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.circuit_failures",
+							"Consecutive connection failures that open the circuit breaker (0 disables it).",
+							NULL,
+							&rs_circuit_failures_threshold,
+							3, 0, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.circuit_cooldown",
+							"How long an open circuit breaker keeps backends from trying Redis.",
+							"The background worker keeps probing and closes the circuit as soon as Redis answers.",
+							&rs_circuit_cooldown_ms,
+							5000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("redis_sync");
 
 	redis_client_init();
 	rs_capture_init();
 	rs_publish_init();
+	if (rs_preloaded)
+	{
+		rs_shmem_init();
+		rs_worker_register();
+	}
 }

@@ -24,6 +24,13 @@ extern int	rs_max_buffer_kb;
 extern int	rs_chunk_size;
 extern int	rs_tombstone_ttl_ms;
 extern char *rs_version_suffix;
+extern int	rs_naptime_ms;
+extern int	rs_retry_max_backoff_ms;
+extern bool rs_rewarm_on_restart;
+extern int	rs_outbox_batch;
+extern int	rs_marker_sweep_ms;
+extern int	rs_circuit_failures_threshold;
+extern int	rs_circuit_cooldown_ms;
 
 /* true when loaded through shared_preload_libraries */
 extern bool rs_preloaded;
@@ -33,6 +40,9 @@ extern void rs_require_preload(const char *feature);
 
 /* wake the background worker (no-op when it is not running) */
 extern void rs_worker_wake(void);
+
+/* background worker registration (worker.c) */
+extern void rs_worker_register(void);
 
 /* module init hooks called from _PG_init */
 extern void redis_client_init(void);

@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *		Shared memory of redis_sync: worker latch, circuit breaker, stats.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_SHMEM_H
+#define RS_SHMEM_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+typedef enum RsCounter
+{
+	RS_C_CAPTURED,
+	RS_C_PUSHED,
+	RS_C_PUSH_FAILURES,
+	RS_C_QUEUED,
+	RS_C_DELIVERED,
+	RS_C_DELIVERY_FAILURES,
+	RS_C_REPAIRED,
+	RS_C_WARMED,
+	RS_C_CLAIMED,
+	RS_C_APPLIED,
+	RS_C_BATCHES,
+	RS_C_DEAD,
+	RS_C_WB_RETRIES,
+	RS_C_UNKNOWN_FIELDS,
+	RS_C_HITS,
+	RS_C_MISSES,
+	RS_NUM_COUNTERS
+} RsCounter;
+
+extern void rs_shmem_init(void);	/* from _PG_init */
+extern bool rs_shmem_ready(void);
+
+/* per-table counters; accumulated locally, flushed at transaction end */
+extern void rs_stats_add(Oid relid, RsCounter c, int64 n);
+extern void rs_stats_error(Oid relid, const char *msg);
+extern void rs_stats_flush(void);
+extern void rs_stats_set_lag(Oid relid, double seconds);
+
+/* global counters */
+extern void rs_stats_round_trip(void);
+extern void rs_stats_worker_round(void);
+
+/* circuit breaker */
+extern bool rs_circuit_is_open(void);
+extern void rs_circuit_success(void);
+extern void rs_circuit_failure(const char *msg);
+extern TimestampTz rs_circuit_opened_at(void);
+extern int	rs_circuit_failures(void);
+
+/* worker wake-up and identity */
+extern void rs_worker_register_latch(void);
+extern void rs_worker_unregister_latch(void);
+extern bool rs_worker_running(void);
+
+/* the worker calls this at safe points: true while paused by worker_pause() */
+extern bool rs_worker_pause_check(void);
+
+/* Redis identity seen by the worker (run_id), for restart detection */
+extern bool rs_redis_run_id_changed(const char *run_id, char *previous, size_t len);
+
+#endif							/* RS_SHMEM_H */

@@ -1,0 +1,426 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The redis_sync background worker.
+ *
+ * One worker per server, connected to redis_sync.database, started once
+ * recovery has finished (so it never runs on a hot standby, and starts on
+ * promotion), restarted by the postmaster after a crash.  It sleeps on its
+ * latch; a commit that queued outbox entries sets the latch (shmem.c), so
+ * delivery starts within milliseconds; otherwise it wakes every
+ * redis_sync.naptime.  Each round, in its own transactions:
+ *
+ *	1. probes Redis (INFO server) at most once a second or while the circuit
+ *	   is open; a success closes the circuit breaker.  A changed run_id
+ *	   means Redis restarted; with redis_sync.rewarm_on_restart the worker
+ *	   re-warms every write-through table of its database.
+ *	2. delivers the outbox, batch by batch (outbox.c), each batch one round
+ *	   trip and one transaction;
+ *	3. sweeps the in-flight markers: a marker whose transaction committed is
+ *	   removed; one whose transaction aborted or died in a crash has its rows
+ *	   pushed again from the table (warm.c), then is removed.
+ *
+ * Failures back off exponentially (from 100 ms up to
+ * redis_sync.retry_max_backoff) and show in redis_sync.stats.  Errors are
+ * caught per round: the transaction is aborted, the error logged and
+ * counted, and the loop goes on.  If the extension is not (yet) created in
+ * the database, the worker waits and checks again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/twophase.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/procarray.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "fence.h"
+#include "outbox.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+#include "warm.h"
+
+PGDLLEXPORT void redis_sync_worker_main(Datum arg);
+
+#define BACKOFF_MIN_MS 100
+
+static MemoryContext round_cxt = NULL;
+static TimestampTz last_probe = 0;
+static TimestampTz last_sweep = 0;
+static int	backoff_ms = 0;
+
+void
+rs_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "redis_sync", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "redis_sync_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "redis_sync worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "redis_sync worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* commit, and keep allocating in the round's context */
+static void
+commit_round_txn(void)
+{
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(round_cxt);
+}
+
+static bool
+extension_ready(void)
+{
+	return OidIsValid(get_extension_oid("redis_sync", true));
+}
+
+/* INFO server: -1 when Redis cannot be reached, 1 when it restarted, else 0 */
+static int
+probe(void)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	const char *argv[2] = {"INFO", "server"};
+	RedisFailure f;
+	int			result = 0;
+
+	redis_pipeline_bypass_circuit(p);
+	redis_pipeline_append(p, 2, argv, NULL);
+	if (!redis_pipeline_try_exec(p, &f))
+	{
+		ereport(LOG,
+				(errmsg("redis_sync worker: %s", f.message),
+				 f.detail ? errdetail("%s", f.detail) : 0));
+		redis_pipeline_free(p);
+		return -1;
+	}
+	{
+		RedisValue *v = redis_pipeline_reply(p, 0);
+		char	   *rid = v->type == RV_STRING ? strstr(v->str, "run_id:") : NULL;
+
+		if (rid)
+		{
+			char		run_id[48];
+			char		previous[48];
+			int			n = 0;
+
+			rid += 7;
+			while (rid[n] && rid[n] != '\r' && rid[n] != '\n' && n < 47)
+				n++;
+			memcpy(run_id, rid, n);
+			run_id[n] = '\0';
+			if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
+			{
+				ereport(LOG,
+						(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
+								redis_server_display(), run_id, previous),
+						 rs_rewarm_on_restart ?
+						 errdetail("Re-warming every write-through table.") :
+						 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.warm() to repopulate the cache.")));
+				result = rs_rewarm_on_restart ? 1 : 0;
+			}
+		}
+	}
+	redis_pipeline_free(p);
+	return result;
+}
+
+/* re-warm every write-through table of this database */
+static void
+rewarm_all(void)
+{
+	List	   *rels = NIL;
+	ListCell   *lc;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT relid::oid FROM redis_sync.tables WHERE policy = 'write_through' ORDER BY 1",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(round_cxt);
+
+		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	commit_round_txn();
+
+	foreach(lc, rels)
+	{
+		int64		n;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "redis_sync: re-warming after a Redis restart");
+		n = rs_push_current(lfirst_oid(lc), NIL, 10000);
+		rs_stats_flush();
+		PopActiveSnapshot();
+		commit_round_txn();
+		ereport(LOG,
+				(errmsg("redis_sync worker: re-warmed %lld keys of table %u",
+						(long long) n, lfirst_oid(lc))));
+	}
+}
+
+/* deliver the outbox until empty; false on a Redis failure */
+static bool
+deliver_all(void)
+{
+	for (;;)
+	{
+		RedisFailure f;
+		int64		n;
+		int			nref;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "redis_sync: delivering the outbox");
+		n = rs_outbox_deliver(rs_outbox_batch, InvalidOid, true, &f, &nref);
+		if (nref > 0)
+			ereport(LOG,
+					(errmsg("redis_sync worker: %s", f.message),
+					 f.detail ? errdetail("%s", f.detail) : 0));
+		if (n < 0)
+		{
+			rs_stats_error(InvalidOid, f.message);
+			rs_stats_flush();
+			PopActiveSnapshot();
+			commit_round_txn();
+			ereport(LOG,
+					(errmsg("redis_sync worker: could not deliver the outbox: %s", f.message),
+					 f.detail ? errdetail("%s", f.detail) : 0));
+			return false;
+		}
+		rs_stats_flush();
+		PopActiveSnapshot();
+		commit_round_txn();
+		if (n == 0 || rs_worker_pause_check())
+			return true;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* remove markers of committed transactions; repair those that did not commit */
+static bool
+sweep_markers(void)
+{
+	char	   *cursor = "0";
+	List	   *done = NIL;
+
+	do
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		const char *argv[6] = {"HSCAN", rs_marker_key(), cursor, "COUNT", "1000", NULL};
+		RedisValue *v;
+		RedisFailure f;
+
+		redis_pipeline_append(p, 5, argv, NULL);
+		if (!redis_pipeline_try_exec(p, &f))
+			return false;
+		v = redis_pipeline_reply(p, 0);
+		if (v->type != RV_ARRAY || v->nelem != 2)
+			return false;
+		cursor = pstrdup(v->elems[0].str);
+		for (int i = 0; i + 1 < v->elems[1].nelem; i += 2)
+		{
+			char	   *field = v->elems[1].elems[i].str;
+			char	   *value = v->elems[1].elems[i + 1].str;
+			uint64		fxid = strtoull(field, NULL, 10);
+			TransactionId xid = (TransactionId) (fxid & 0xFFFFFFFF);
+			bool		committed;
+
+			if (!TransactionIdIsNormal(xid))
+			{
+				done = lappend(done, pstrdup(field));
+				continue;
+			}
+			if (TransactionIdIsInProgress(xid))
+				continue;
+			/* a transaction too old to look up is repaired: that is always safe */
+			committed = U64FromFullTransactionId(ReadNextFullTransactionId()) - fxid < (uint64) 1 << 31 &&
+				!TransactionIdPrecedes(xid, ShmemVariableCache->oldestClogXid) &&
+				TransactionIdDidCommit(xid);
+			if (!committed)
+			{
+				int64		n;
+
+				n = rs_repair_marker(value);
+				ereport(LOG,
+						(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
+								(long long) n, (unsigned long long) fxid)));
+			}
+			done = lappend(done, pstrdup(field));
+		}
+		redis_pipeline_free(p);
+	} while (strcmp(cursor, "0") != 0);
+
+	if (done != NIL)
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		int			n = list_length(done) + 2;
+		const char **argv = palloc(sizeof(char *) * n);
+		ListCell   *lc;
+		int			i = 2;
+		RedisFailure f;
+
+		argv[0] = "HDEL";
+		argv[1] = rs_marker_key();
+		foreach(lc, done)
+			argv[i++] = lfirst(lc);
+		redis_pipeline_append(p, n, argv, NULL);
+		if (!redis_pipeline_try_exec(p, &f))
+			return false;
+		redis_pipeline_free(p);
+	}
+	return true;
+}
+
+static bool
+marker_sweep_round(void)
+{
+	bool		ok;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "redis_sync: sweeping in-flight markers");
+	ok = sweep_markers();
+	rs_stats_flush();
+	PopActiveSnapshot();
+	commit_round_txn();
+	return ok;
+}
+
+/* one round; returns how long to sleep */
+static long
+worker_round(void)
+{
+	bool		ready;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		ok = true;
+
+	StartTransactionCommand();
+	ready = extension_ready();
+	commit_round_txn();
+	if (!ready)
+		return Max(rs_naptime_ms, 1000);
+
+	rs_stats_worker_round();
+	if (rs_worker_pause_check())
+		return rs_naptime_ms;
+
+	/* probe at most once a second, and always while the circuit is open */
+	if (last_probe == 0 || rs_circuit_is_open() ||
+		TimestampDifferenceExceeds(last_probe, now, 1000))
+	{
+		int			r = probe();
+
+		last_probe = now;
+		if (r < 0)
+			ok = false;
+		else if (r > 0)
+			rewarm_all();
+	}
+	if (ok)
+		ok = deliver_all();
+	if (ok && (last_sweep == 0 || TimestampDifferenceExceeds(last_sweep, now, rs_marker_sweep_ms)))
+	{
+		last_sweep = now;
+		ok = marker_sweep_round();
+	}
+
+	if (!ok)
+	{
+		backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
+		return backoff_ms;
+	}
+	backoff_ms = 0;
+	return rs_naptime_ms;
+}
+
+void
+redis_sync_worker_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(rs_database, NULL, 0);
+	pgstat_report_appname("redis_sync worker");
+	rs_worker_register_latch();
+	before_shmem_exit((pg_on_exit_callback) rs_worker_unregister_latch, (Datum) 0);
+
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync worker round",
+									  ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG,
+			(errmsg("redis_sync worker started in database \"%s\"", rs_database)));
+
+	for (;;)
+	{
+		long		sleep_ms = rs_naptime_ms;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		old = MemoryContextSwitchTo(round_cxt);
+		PG_TRY();
+		{
+			sleep_ms = worker_round();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(round_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("redis_sync worker: %s", edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0));
+			backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
+			sleep_ms = backoff_ms;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(round_cxt);
+
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,154 @@
+# Cache-vs-table comparison for the redis_sync TAP tests (hash format).
+#
+#   use RedisSync::Compare;
+#   RedisSync::Compare::cache_matches_table($node, $redis,
+#       table => 't', prefix => 'k:', key_columns => ['id'],
+#       columns => ['id', 'v', 'note'], name => 'cache == table');
+#
+# Every row of the table must have a Redis hash at prefix || key (key column
+# text values joined by ':') whose field set and values equal the row's
+# non-NULL synced columns (text output); every hash under the prefix must
+# belong to a row (deleted rows: no key).  Version keys ('...:rs_version')
+# and the in-flight hash are ignored.
+package RedisSync::Compare;
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils ();
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $US = chr(31);    # field separator in both dumps
+
+sub _qi { my $n = shift; $n =~ s/"/""/g; return qq{"$n"}; }
+sub _ql { my $s = shift; $s =~ s/'/''/g; return qq{'$s'}; }
+
+# { key => { field => value } } from the table
+sub table_dump
+{
+	my ($node, %o) = @_;
+	my $dbname = $o{dbname} // 'postgres';
+	my @kc     = @{ $o{key_columns} };
+	my @cols   = @{ $o{columns} };
+	my $key =
+	  _ql($o{prefix}) . " || concat_ws(':', "
+	  . join(', ', map { _qi($_) . '::text' } @kc) . ')';
+	my $fields = join(
+		', ',
+		map {
+			"CASE WHEN "
+			  . _qi($_)
+			  . " IS NULL THEN NULL ELSE "
+			  . _ql($_)
+			  . " || chr(31) || "
+			  . _qi($_)
+			  . "::text END"
+		} @cols);
+	my $out = $node->safe_psql($dbname,
+		"SELECT concat_ws(chr(31), $key, $fields) FROM $o{table}");
+	my %dump;
+	for my $line (split /\n/, $out)
+	{
+		my ($k, @fv) = split /$US/, $line, -1;
+		die "odd field list for $k" if @fv % 2;
+		$dump{$k} = {@fv};
+	}
+	return \%dump;
+}
+
+my $LUA = <<'LUA';
+local out = {}
+for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
+  if string.sub(k, -11) ~= ':rs_version' and string.sub(k, 1, 19) ~= 'redis_sync:inflight' then
+    local t = redis.call('TYPE', k).ok
+    local parts = {k}
+    if t == 'hash' then
+      for _, x in ipairs(redis.call('HGETALL', k)) do parts[#parts + 1] = x end
+    else
+      parts[#parts + 1] = '<type ' .. t .. '>'
+      parts[#parts + 1] = ''
+    end
+    out[#out + 1] = table.concat(parts, ARGV[2])
+  end
+end
+return table.concat(out, '\n')
+LUA
+
+# { key => { field => value } } from Redis (hashes under the prefix)
+sub cache_dump
+{
+	my ($redis, %o) = @_;
+	(my $pat = $o{prefix}) =~ s/([*?\[\]\\])/\\$1/g;
+	my $out = $redis->cli('--raw', 'EVAL', $LUA, '0', "$pat*", $US);
+	my %dump;
+	for my $line (split /\n/, $out)
+	{
+		my ($k, @fv) = split /$US/, $line, -1;
+		die "odd field list for $k: $line" if @fv % 2;
+		$dump{$k} = {@fv};
+	}
+	return \%dump;
+}
+
+sub _fmt
+{
+	my $h = shift;
+	return '(no key)' unless defined $h;
+	return '{' . join(', ', map { "$_=$h->{$_}" } sort keys %$h) . '}';
+}
+
+# Returns a list of human-readable differences (empty when equal), plus the
+# row count and cache key count.
+sub diff_cache_table
+{
+	my ($node, $redis, %o) = @_;
+	my $tab   = table_dump($node, %o);
+	my $cache = cache_dump($redis, %o);
+	my @diffs;
+	my %all = (%$tab, %$cache);
+	for my $k (sort keys %all)
+	{
+		my ($t, $c) = ($tab->{$k}, $cache->{$k});
+		next if defined $t && defined $c && _fmt($t) eq _fmt($c);
+		push @diffs, "$k: table " . _fmt($t) . " cache " . _fmt($c);
+	}
+	return (\@diffs, scalar(keys %$tab), scalar(keys %$cache));
+}
+
+# Test::More assertion: cache == table; diags up to 10 differences.
+sub cache_matches_table
+{
+	my ($node, $redis, %o) = @_;
+	my $name = $o{name} // "cache == table for $o{table}";
+	my ($diffs, $nt, $nc) = diff_cache_table($node, $redis, %o);
+	my $ok = is(scalar(@$diffs), 0,
+		"$name ($nt rows, $nc cache keys)");
+	if (!$ok)
+	{
+		diag(scalar(@$diffs) . " differences, first ones:");
+		diag($_) for @$diffs[ 0 .. ($#$diffs < 9 ? $#$diffs : 9) ];
+	}
+	return $ok;
+}
+
+# Call deliver_outbox() until redis_sync.outbox is empty (deadline-bound).
+# Returns the total number delivered.
+sub drain_outbox
+{
+	my ($node, %o) = @_;
+	my $dbname   = $o{dbname} // 'postgres';
+	my $deadline = time + ($o{timeout} // $PostgreSQL::Test::Utils::timeout_default);
+	my $total    = 0;
+	while (1)
+	{
+		my $left = $node->safe_psql($dbname, 'SELECT count(*) FROM redis_sync.outbox');
+		return $total if $left == 0;
+		die "outbox still holds $left entries at the deadline" if time > $deadline;
+		my $n = $node->safe_psql($dbname, 'SELECT redis_sync.deliver_outbox()');
+		$total += $n;
+		sleep 0.05 if $n == 0;    # entries waiting for their next attempt
+	}
+}
+
+1;
