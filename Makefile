@@ -26,7 +26,7 @@ OBJS = \
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)
 
-REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency
+REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats
 REGRESS_OPTS = --use-existing --dbname=regression
 ISOLATION =
 ISOLATION_OPTS = --use-existing --dbname=regression

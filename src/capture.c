@@ -166,6 +166,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		tmp.key = rs_encode_key(cfg, td, keytup);
 		rs_encode_row(cfg, td, newtup, &tmp.after);
 		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
+		rs_stat_queued++;
 		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
 	}

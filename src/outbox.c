@@ -583,6 +583,10 @@ deliver_now(Oid relid, int64 max)
 	RedisFailure last_refusal = {0};
 	bool		due_only = false;
 
+	/* an explicit delivery tries Redis even while the circuit is open */
+	if (rs_circuit_is_open())
+		(void) redis_probe();
+
 	while (total < max)
 	{
 		int			nref;

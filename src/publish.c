@@ -322,6 +322,8 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		rs_stat_pushed += nkeys;
 		for (int i = 0; i < nkeys; i++)
 			rs_stats_add(keys[i]->last->root_relid, RS_C_PUSHED, 1);
+		if (rs_debug_crash_after_push && nkeys > 0)
+			elog(PANIC, "redis_sync.debug_crash_after_push: crashing after the push, before the commit record");
 	}
 	redis_pipeline_free(p);
 	return ok;

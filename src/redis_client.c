@@ -795,3 +795,19 @@ redis_client_init(void)
 {
 	/* nothing to set up in shared memory; connections are per backend */
 }
+
+/* PING, even while the circuit breaker is open; true when Redis answered */
+bool
+redis_probe(void)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	const char *argv[1] = {"PING"};
+	RedisFailure f;
+	bool		ok;
+
+	p->bypass_circuit = true;
+	redis_pipeline_append(p, 1, argv, NULL);
+	ok = redis_pipeline_try_exec(p, &f);
+	redis_pipeline_free(p);
+	return ok;
+}

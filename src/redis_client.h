@@ -91,6 +91,9 @@ extern void redis_check_reply(RedisPipeline *p, int i, const char *what);
 /* raise a failure filled by try_exec as an ERROR (or at elevel) */
 extern void redis_report_failure(int elevel, RedisFailure *failure);
 
+/* PING, bypassing the circuit breaker; a success closes it */
+extern bool redis_probe(void);
+
 /* drop the cached connection (next use reconnects) */
 extern void redis_disconnect(void);
 

@@ -66,6 +66,7 @@ int			rs_outbox_batch = 10000;
 int			rs_marker_sweep_ms = 5000;
 int			rs_circuit_failures_threshold = 3;
 int			rs_circuit_cooldown_ms = 5000;
+bool		rs_debug_crash_after_push = false;
 bool		rs_preloaded = false;
 
 void		_PG_init(void);
@@ -219,6 +220,15 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
+							 "For testing only: crash the server right after a pre-commit push reached Redis.",
+							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
+							 &rs_debug_crash_after_push,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("redis_sync");
 

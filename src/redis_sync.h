@@ -31,6 +31,7 @@ extern int	rs_outbox_batch;
 extern int	rs_marker_sweep_ms;
 extern int	rs_circuit_failures_threshold;
 extern int	rs_circuit_cooldown_ms;
+extern bool rs_debug_crash_after_push;
 
 /* true when loaded through shared_preload_libraries */
 extern bool rs_preloaded;
