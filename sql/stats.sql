@@ -10,6 +10,15 @@ ROLLBACK;
 -- 10 + 5 + 10 captured (a rolled-back capture still counts), 15 pushed
 SELECT "table", policy, captured, pushed, push_failures, queued, delivered, outbox_depth, last_error
   FROM redis_sync.stats WHERE "table" = 'st'::regclass;
+-- the worker probes Redis once the extension exists
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '30 s';
+BEGIN
+  WHILE (SELECT redis_run_id IS NULL FROM redis_sync.worker_stats) LOOP
+    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'worker did not probe Redis in time'; END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END $$;
 SELECT round_trips > 0 AS round_trips, worker_running,
        circuit, connection_failures, redis_run_id IS NOT NULL AS knows_run_id
   FROM redis_sync.worker_stats;
