@@ -21,7 +21,8 @@ OBJS = \
 	src/admin.o \
 	src/shmem.o \
 	src/worker.o \
-	src/warm.o
+	src/warm.o \
+	src/drain.o
 
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)

@@ -40,6 +40,12 @@ CREATE TABLE tables (
     ttl          interval CHECK (ttl > '0'::interval),
     consistency  text NOT NULL DEFAULT 'eventual' CHECK (consistency IN ('strict', 'eventual')),
     delivery     text NOT NULL DEFAULT 'sync' CHECK (delivery IN ('sync', 'async')),
+    -- write-behind only
+    dirty_set      text,
+    flush_interval interval CHECK (flush_interval > '0'::interval),
+    batch_size     int CHECK (batch_size BETWEEN 1 AND 100000),
+    on_missing     text CHECK (on_missing IN ('ignore', 'delete')),
+    counters       name[],
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (relid, policy)
@@ -74,6 +80,26 @@ COMMENT ON TABLE outbox IS 'redis_sync: changes committed but not yet confirmed 
 GRANT SELECT ON outbox TO PUBLIC;
 
 -- ---------------------------------------------------------------------
+-- Dead letters: write-behind values the table refused
+-- ---------------------------------------------------------------------
+
+CREATE TABLE dead_letters (
+    id          bigserial PRIMARY KEY,
+    relid       regclass NOT NULL,
+    redis_key   text NOT NULL,
+    member      text NOT NULL,
+    raw_value   jsonb,
+    error       text NOT NULL,
+    sqlstate    text NOT NULL,
+    attempts    int NOT NULL DEFAULT 1,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (relid, member)
+);
+COMMENT ON TABLE dead_letters IS 'redis_sync: write-behind values that could not be applied, with the error';
+GRANT SELECT ON dead_letters TO PUBLIC;
+
+-- ---------------------------------------------------------------------
 -- Capture trigger and internal helpers (C)
 -- ---------------------------------------------------------------------
 
@@ -86,7 +112,9 @@ AS 'MODULE_PATHNAME', 'redis_sync_capture';
 -- the table, then writes with the extension owner's rights
 CREATE FUNCTION _config_write(tbl regclass, policy text, key_prefix text,
                               key_columns name[], columns name[], format text,
-                              ttl interval, consistency text, delivery text)
+                              ttl interval, consistency text, delivery text,
+                              dirty_set text, flush_interval interval, batch_size int,
+                              on_missing text, counters name[])
 RETURNS void
 LANGUAGE C CALLED ON NULL INPUT
 AS 'MODULE_PATHNAME', 'redis_sync_config_write';
@@ -123,7 +151,10 @@ AS 'MODULE_PATHNAME', 'redis_sync_session_stats';
 
 CREATE FUNCTION _sync(tbl regclass, p_policy text, p_key_prefix text,
                       p_key_columns text[], p_columns text[], p_format text,
-                      p_ttl interval, p_consistency text, p_delivery text)
+                      p_ttl interval, p_consistency text, p_delivery text,
+                      p_dirty_set text DEFAULT NULL, p_flush_interval interval DEFAULT NULL,
+                      p_batch_size int DEFAULT NULL, p_on_missing text DEFAULT NULL,
+                      p_counters text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -167,7 +198,12 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
     END IF;
 
-    IF fmt IS NULL OR fmt NOT IN ('hash', 'json') THEN
+    IF p_policy = 'write_behind' THEN
+        IF fmt IS NULL OR fmt NOT IN ('hash', 'json', 'string') THEN
+            RAISE EXCEPTION 'unsupported format "%"', p_format
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use hash, json or string.';
+        END IF;
+    ELSIF fmt IS NULL OR fmt NOT IN ('hash', 'json') THEN
         RAISE EXCEPTION 'unsupported format "%"', p_format
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use hash or json.';
     END IF;
@@ -178,6 +214,11 @@ BEGIN
     IF deliv IS NULL OR deliv NOT IN ('sync', 'async') THEN
         RAISE EXCEPTION 'unsupported delivery "%"', p_delivery
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use sync or async.';
+    END IF;
+    IF deliv = 'async' AND current_database() <> coalesce(current_setting('redis_sync.database', true), 'postgres') THEN
+        RAISE EXCEPTION 'async delivery needs the table to be in database "%", where the background worker runs',
+                        coalesce(current_setting('redis_sync.database', true), 'postgres')
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     IF deliv = 'async' AND cons = 'strict' THEN
         RAISE EXCEPTION 'consistency "strict" cannot be combined with delivery "async"'
@@ -256,7 +297,12 @@ BEGIN
     IF p_columns IS NULL THEN
         SELECT array_agg(a.attname ORDER BY a.attnum) INTO cols
           FROM pg_attribute a
-         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND (p_policy <> 'write_behind' OR a.attname <> ALL (kcols));
+        IF cols IS NULL THEN
+            RAISE EXCEPTION 'table % has no column besides its key', tbl
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     ELSE
         IF cardinality(p_columns) = 0 THEN
             RAISE EXCEPTION 'columns must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -276,6 +322,55 @@ BEGIN
     IF p_policy = 'invalidate' THEN
         cols := '{}';
     END IF;
+    IF p_policy = 'write_behind' THEN
+        IF cols && kcols THEN
+            RAISE EXCEPTION 'write-behind columns must not include key columns'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The key comes from the dirty set member, not from the cached value.';
+        END IF;
+        IF fmt = 'string' AND cardinality(cols) <> 1 THEN
+            RAISE EXCEPTION 'format "string" needs exactly one column, not %', cardinality(cols)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass columns => ''{the_column}''.';
+        END IF;
+        IF p_flush_interval IS NULL OR p_flush_interval <= '0'::interval THEN
+            RAISE EXCEPTION 'flush_interval must be positive' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF p_batch_size IS NULL OR p_batch_size NOT BETWEEN 1 AND 100000 THEN
+            RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', p_batch_size
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF p_on_missing IS NULL OR lower(p_on_missing) NOT IN ('ignore', 'delete') THEN
+            RAISE EXCEPTION 'unsupported on_missing "%"', p_on_missing
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ignore or delete.';
+        END IF;
+        IF p_dirty_set = '' THEN
+            RAISE EXCEPTION 'dirty_set must not be empty' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        FOREACH c IN ARRAY coalesce(p_counters, '{}') LOOP
+            IF NOT c = ANY (cols) THEN
+                RAISE EXCEPTION 'counter "%" is not one of the write-behind columns', c
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = c)
+               NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
+                RAISE EXCEPTION 'counter "%" must be an integer column', c
+                    USING ERRCODE = 'datatype_mismatch',
+                          DETAIL = 'Redis increments integers (HINCRBY, INCRBY).';
+            END IF;
+        END LOOP;
+        IF fmt = 'json' AND cardinality(coalesce(p_counters, '{}')) > 0 THEN
+            RAISE EXCEPTION 'counters need format "hash" or "string"'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Redis cannot increment a field inside a JSON string atomically.';
+        END IF;
+        IF current_database() <> coalesce(current_setting('redis_sync.database', true), 'postgres') THEN
+            RAISE EXCEPTION 'write-behind tables must be in database "%", where the background worker runs',
+                            coalesce(current_setting('redis_sync.database', true), 'postgres')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Set redis_sync.database in postgresql.conf and restart, or sync a table of that database.';
+        END IF;
+    END IF;
 
     prefix := coalesce(p_key_prefix, rel.nspname || '.' || rel.relname || ':');
     IF prefix = '' THEN
@@ -283,7 +378,8 @@ BEGIN
     END IF;
     SELECT t.relid, t.key_prefix INTO other
       FROM redis_sync.tables t
-     WHERE t.relid <> tbl AND (starts_with(t.key_prefix, prefix) OR starts_with(prefix, t.key_prefix))
+     WHERE t.relid <> tbl AND (starts_with(t.key_prefix, prefix) OR starts_with(prefix, t.key_prefix)
+                               OR (p_policy = 'write_behind' AND t.dirty_set = coalesce(p_dirty_set, prefix || 'dirty')))
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'key prefix "%" overlaps prefix "%" of table %', prefix, other.key_prefix, other.relid
@@ -291,14 +387,25 @@ BEGIN
                   DETAIL = 'Two tables whose keys share a prefix would overwrite and purge each other''s keys.';
     END IF;
 
+    IF p_policy = 'write_behind' THEN
+        PERFORM redis_sync._config_write(tbl, p_policy, prefix, kcols, cols, fmt, NULL, 'eventual', 'sync',
+                                         coalesce(p_dirty_set, prefix || 'dirty'), p_flush_interval,
+                                         p_batch_size, lower(p_on_missing), coalesce(p_counters, '{}')::name[]);
+        RETURN;
+    END IF;
+
     -- write-through and invalidate exclude each other: the new call wins
     PERFORM redis_sync._config_delete(tbl, CASE p_policy WHEN 'write_through' THEN 'invalidate' ELSE 'write_through' END);
     PERFORM redis_sync._config_write(tbl, p_policy, prefix, kcols, cols,
                                      CASE WHEN p_policy = 'invalidate' THEN 'hash' ELSE fmt END,
-                                     p_ttl, cons, deliv);
+                                     p_ttl, cons, deliv, NULL, NULL, NULL, NULL, NULL);
 
-    EXECUTE format('DROP TRIGGER IF EXISTS redis_sync_capture ON %s', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS redis_sync_truncate ON %s', tbl);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'redis_sync_capture') THEN
+        EXECUTE format('DROP TRIGGER redis_sync_capture ON %s', tbl);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'redis_sync_truncate') THEN
+        EXECUTE format('DROP TRIGGER redis_sync_truncate ON %s', tbl);
+    END IF;
     EXECUTE format('CREATE TRIGGER redis_sync_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION redis_sync.capture()', tbl);
     EXECUTE format('CREATE TRIGGER redis_sync_truncate AFTER TRUNCATE ON %s '
@@ -342,6 +449,25 @@ AS $$ SELECT redis_sync._sync(tbl, 'invalidate', key_prefix, key_columns, NULL,
 
 COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text) IS
 'delete the cached row from Redis whenever a committed change touches it';
+
+CREATE FUNCTION write_behind(tbl regclass,
+                             key_prefix text DEFAULT NULL,
+                             dirty_set text DEFAULT NULL,
+                             key_columns text[] DEFAULT NULL,
+                             columns text[] DEFAULT NULL,
+                             format text DEFAULT 'hash',
+                             flush_interval interval DEFAULT '1 s',
+                             batch_size int DEFAULT 1000,
+                             on_missing text DEFAULT 'ignore',
+                             counters text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT redis_sync._sync(tbl, 'write_behind', key_prefix, key_columns, columns,
+                              format, NULL, 'eventual', 'sync', dirty_set, flush_interval,
+                              batch_size, on_missing, counters) $$;
+
+COMMENT ON FUNCTION write_behind(regclass, text, text, text[], text[], text, interval, int, text, text[]) IS
+'drain keys that applications mark dirty in Redis into the table, in batches';
 
 CREATE FUNCTION unsync(tbl regclass, purge boolean DEFAULT false)
 RETURNS boolean
@@ -419,7 +545,7 @@ BEGIN
           FROM pg_event_trigger_ddl_commands() c
           JOIN pg_class cl ON cl.oid = c.objid AND cl.relispartition
           CROSS JOIN LATERAL pg_partition_ancestors(c.objid) a
-          JOIN redis_sync.tables t ON t.relid = a.relid
+          JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
          WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND cl.relkind = 'r'
     LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part
@@ -535,3 +661,44 @@ RETURNS void
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_worker_resume';
 REVOKE EXECUTE ON FUNCTION worker_resume() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Write-behind: application helpers and dead letters
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION hincrby(tbl regclass, key text, "column" text, delta bigint)
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_hincrby';
+COMMENT ON FUNCTION hincrby(regclass, text, text, bigint) IS
+'add delta to a write-behind counter in Redis and mark the key dirty, seeding it from the table when Redis lost it';
+
+CREATE FUNCTION hset(tbl regclass, key text, "column" text, value text)
+RETURNS void
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_hset';
+COMMENT ON FUNCTION hset(regclass, text, text, text) IS
+'set a write-behind field in Redis and mark the key dirty, seeding it from the table when Redis lost it';
+
+CREATE FUNCTION retry_dead_letters(tbl regclass DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_retry_dead_letters';
+COMMENT ON FUNCTION retry_dead_letters(regclass) IS
+'mark dead-lettered keys dirty again so the next drain retries them; returns how many';
+REVOKE EXECUTE ON FUNCTION retry_dead_letters(regclass) FROM PUBLIC;
+
+CREATE FUNCTION discard_dead_letters(tbl regclass DEFAULT NULL, member text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS (DELETE FROM redis_sync.dead_letters
+                WHERE (tbl IS NULL OR relid = tbl) AND (discard_dead_letters.member IS NULL
+                                                        OR dead_letters.member = discard_dead_letters.member)
+               RETURNING 1)
+    SELECT count(*) FROM d
+$$;
+COMMENT ON FUNCTION discard_dead_letters(regclass, text) IS
+'forget dead letters (of a table, or one member); returns how many';
+REVOKE EXECUTE ON FUNCTION discard_dead_letters(regclass, text) FROM PUBLIC;

@@ -50,7 +50,7 @@ GRANT ALL ON e_nopk, e_ok TO rs_intruder;
 SET ROLE rs_intruder;
 SELECT redis_sync.write_through('e_ok');
 SELECT redis_sync.unsync('e_ok');
-SELECT redis_sync._config_write('e_ok', 'write_through', 'x:', '{id}', '{id}', 'hash', NULL, 'eventual', 'sync');
+SELECT redis_sync._config_write('e_ok', 'write_through', 'x:', '{id}', '{id}', 'hash', NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL);
 SELECT redis_sync._config_delete('e_ok', 'write_through');
 -- but writing to a synced table needs no privilege on redis_sync's tables
 INSERT INTO e_ok VALUES (1, 'c', 'v', NULL, 'n1');

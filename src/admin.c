@@ -29,6 +29,8 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "redis_sync.h"
+
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
 PG_FUNCTION_INFO_V1(redis_sync_config_delete);
 
@@ -80,20 +82,22 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *
 
 /*
  * _config_write(tbl, policy, key_prefix, key_columns, columns, format, ttl,
- *				 consistency, delivery)
+ *				 consistency, delivery, dirty_set, flush_interval, batch_size,
+ *				 on_missing, counters)
  */
 Datum
 redis_sync_config_write(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	Oid			types[9] = {REGCLASSOID, TEXTOID, TEXTOID, NAMEARRAYOID, NAMEARRAYOID,
-	TEXTOID, INTERVALOID, TEXTOID, TEXTOID};
-	Datum		values[9];
-	char		nulls[9];
+	Oid			types[14] = {REGCLASSOID, TEXTOID, TEXTOID, NAMEARRAYOID, NAMEARRAYOID,
+		TEXTOID, INTERVALOID, TEXTOID, TEXTOID,
+	TEXTOID, INTERVALOID, INT4OID, TEXTOID, NAMEARRAYOID};
+	Datum		values[14];
+	char		nulls[14];
 
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 14; i++)
 	{
-		if (PG_ARGISNULL(i) && i != 6)
+		if (PG_ARGISNULL(i) && i < 6)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("argument %d of _config_write must not be NULL", i + 1)));
@@ -102,17 +106,29 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	}
 	relid = PG_GETARG_OID(0);
 	check_owner(relid);
+	{
+		char	   *policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		char	   *delivery = text_to_cstring(PG_GETARG_TEXT_PP(8));
+
+		if (strcmp(policy, "write_behind") == 0)
+			rs_require_preload("write-behind");
+		if (strcmp(delivery, "async") == 0)
+			rs_require_preload("async delivery");
+	}
 	LockRelationOid(relid, ShareRowExclusiveLock);
 
 	run_as_owner("INSERT INTO redis_sync.tables AS t "
-				 "  (relid, policy, key_prefix, key_columns, columns, format, ttl, consistency, delivery) "
-				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+				 "  (relid, policy, key_prefix, key_columns, columns, format, ttl, consistency, delivery, "
+				 "   dirty_set, flush_interval, batch_size, on_missing, counters) "
+				 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
 				 "ON CONFLICT (relid, policy) DO UPDATE SET "
 				 "  key_prefix = EXCLUDED.key_prefix, key_columns = EXCLUDED.key_columns, "
 				 "  columns = EXCLUDED.columns, format = EXCLUDED.format, ttl = EXCLUDED.ttl, "
 				 "  consistency = EXCLUDED.consistency, delivery = EXCLUDED.delivery, "
-				 "  updated_at = now()",
-				 9, types, values, nulls, SPI_OK_INSERT);
+				 "  dirty_set = EXCLUDED.dirty_set, flush_interval = EXCLUDED.flush_interval, "
+				 "  batch_size = EXCLUDED.batch_size, on_missing = EXCLUDED.on_missing, "
+				 "  counters = EXCLUDED.counters, updated_at = now()",
+				 14, types, values, nulls, SPI_OK_INSERT);
 	invalidate_table(relid);
 	PG_RETURN_VOID();
 }

@@ -643,6 +643,22 @@ Datum
 redis_sync_flush(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	int64		n = deliver_now(relid, PG_INT64_MAX);
+	bool		has_wb;
+	Oid			types[1] = {OIDOID};
+	Datum		args[1];
 
-	PG_RETURN_INT64(deliver_now(relid, PG_INT64_MAX));
+	/* write-behind tables are drained by the worker: ask it and wait */
+	args[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT 1 FROM redis_sync.tables WHERE policy = 'write_behind' "
+							  "   AND ($1 = 0 OR relid = $1) LIMIT 1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	has_wb = SPI_processed > 0;
+	SPI_finish();
+	if (has_wb)
+		n += rs_flush_via_worker(rs_flush_timeout_ms);
+	PG_RETURN_INT64(n);
 }

@@ -19,6 +19,7 @@
  *		shmem.c			shared memory: worker latch, circuit breaker, stats
  *		worker.c		the background worker
  *		warm.c			pushing current row state: warm, re-warm, repair
+ *		drain.c			write-behind: draining dirty sets into tables
  *
  * Invariants the modules keep (each later module adds its own to this list):
  *
@@ -67,6 +68,8 @@ int			rs_marker_sweep_ms = 5000;
 int			rs_circuit_failures_threshold = 3;
 int			rs_circuit_cooldown_ms = 5000;
 bool		rs_debug_crash_after_push = false;
+int			rs_flush_timeout_ms = 60000;
+int			rs_shutdown_drain_ms = 5000;
 bool		rs_preloaded = false;
 
 void		_PG_init(void);
@@ -217,6 +220,24 @@ _PG_init(void)
 							"The background worker keeps probing and closes the circuit as soon as Redis answers.",
 							&rs_circuit_cooldown_ms,
 							5000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.flush_timeout",
+							"Longest wait of redis_sync.flush() for the worker to drain write-behind tables.",
+							NULL,
+							&rs_flush_timeout_ms,
+							60000, 10, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.shutdown_drain_timeout",
+							"Time the worker spends on a final drain of write-behind tables at shutdown.",
+							NULL,
+							&rs_shutdown_drain_ms,
+							5000, 0, 600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -73,6 +73,9 @@ typedef struct RsShared
 	int			worker_pid;
 	TimestampTz worker_started_at;
 	char		run_id[48];
+	uint64		flush_requested;	/* flush() generations asked for */
+	uint64		flush_done;		/* generations the worker completed */
+	int64		flush_applied;	/* rows applied by the last forced round */
 	bool		pause_requested;
 	bool		paused;			/* the worker acknowledged the pause */
 	/* circuit breaker */
@@ -427,6 +430,81 @@ rs_worker_wake(void)
 	SpinLockRelease(&rs_shared->mutex);
 	if (latch)
 		SetLatch(latch);
+}
+
+/* worker: the flush generation to serve (0: none pending) */
+uint64
+rs_flush_pending(void)
+{
+	uint64		req;
+
+	SpinLockAcquire(&rs_shared->mutex);
+	req = rs_shared->flush_requested > rs_shared->flush_done ? rs_shared->flush_requested : 0;
+	SpinLockRelease(&rs_shared->mutex);
+	return req;
+}
+
+void
+rs_flush_completed(uint64 generation, int64 applied)
+{
+	SpinLockAcquire(&rs_shared->mutex);
+	if (generation > rs_shared->flush_done)
+	{
+		rs_shared->flush_done = generation;
+		rs_shared->flush_applied = applied;
+	}
+	SpinLockRelease(&rs_shared->mutex);
+}
+
+/*
+ * Ask the worker for a forced drain round and wait for it; returns the rows
+ * it applied.  ERROR when the worker is not running or does not answer in
+ * timeout_ms.
+ */
+int64
+rs_flush_via_worker(int timeout_ms)
+{
+	uint64		mine;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	rs_require_preload("redis_sync.flush() of write-behind tables");
+	SpinLockAcquire(&rs_shared->mutex);
+	mine = ++rs_shared->flush_requested;
+	SpinLockRelease(&rs_shared->mutex);
+	for (;;)
+	{
+		bool		done;
+		bool		running;
+		bool		paused;
+		int64		applied;
+
+		rs_worker_wake();
+		SpinLockAcquire(&rs_shared->mutex);
+		done = rs_shared->flush_done >= mine;
+		applied = rs_shared->flush_applied;
+		running = rs_shared->worker_latch != NULL;
+		paused = rs_shared->pause_requested;
+		SpinLockRelease(&rs_shared->mutex);
+		if (done)
+			return applied;
+		if (!running)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the redis_sync background worker is not running"),
+					 errhint("Check the server log; the worker runs in database \"%s\".", rs_database)));
+		if (paused)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the redis_sync background worker is paused"),
+					 errhint("Call redis_sync.worker_resume().")));
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("timed out waiting for the redis_sync worker to drain write-behind tables")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 bool

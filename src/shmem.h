@@ -58,6 +58,11 @@ extern void rs_worker_register_latch(void);
 extern void rs_worker_unregister_latch(void);
 extern bool rs_worker_running(void);
 
+/* flush(): forced drain rounds served by the worker */
+extern uint64 rs_flush_pending(void);
+extern void rs_flush_completed(uint64 generation, int64 applied);
+extern int64 rs_flush_via_worker(int timeout_ms);
+
 /* the worker calls this at safe points: true while paused by worker_pause() */
 extern bool rs_worker_pause_check(void);
 

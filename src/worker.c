@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "drain.h"
 #include "fence.h"
 #include "outbox.h"
 #include "redis_client.h"
@@ -66,6 +67,17 @@ static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
 static TimestampTz last_sweep = 0;
 static int	backoff_ms = 0;
+static volatile sig_atomic_t got_sigterm = false;
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
 
 void
 rs_worker_register(void)
@@ -347,7 +359,10 @@ worker_round(void)
 		if (r < 0)
 			ok = false;
 		else if (r > 0)
+		{
 			rewarm_all();
+			rs_drain_reseed_all();
+		}
 	}
 	if (ok)
 		ok = deliver_all();
@@ -357,20 +372,68 @@ worker_round(void)
 		ok = marker_sweep_round();
 	}
 
-	if (!ok)
+	if (ok)
 	{
-		backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
-		return backoff_ms;
+		uint64		gen = rs_flush_pending();
+		TimestampTz next_due;
+		int64		applied;
+
+		applied = rs_drain_round(gen != 0, 0, &next_due);
+		if (gen != 0)
+			rs_flush_completed(gen, applied);
+		if (!ok)
+			return backoff_ms;
+		backoff_ms = 0;
+		if (next_due != 0)
+		{
+			long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_due);
+
+			return Max(1, Min(ms, rs_naptime_ms));
+		}
+		return rs_naptime_ms;
 	}
-	backoff_ms = 0;
-	return rs_naptime_ms;
+	backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
+	return backoff_ms;
+}
+
+/* at SIGTERM: deliver and drain once more, within a bounded time */
+static void
+final_round(void)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_shutdown_drain_ms);
+	TimestampTz next_due;
+	bool		ready;
+
+	if (rs_shutdown_drain_ms == 0)
+		return;
+	StartTransactionCommand();
+	ready = extension_ready();
+	commit_round_txn();
+	if (!ready || rs_worker_pause_check())
+		return;
+	PG_TRY();
+	{
+		int64		n;
+
+		(void) deliver_all();
+		n = rs_drain_round(true, deadline, &next_due);
+		ereport(LOG,
+				(errmsg("redis_sync worker: final drain at shutdown applied %lld rows", (long long) n)));
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
 }
 
 void
 redis_sync_worker_main(Datum arg)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(rs_database, NULL, 0);
@@ -389,6 +452,13 @@ redis_sync_worker_main(Datum arg)
 		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
+		if (got_sigterm)
+		{
+			MemoryContextSwitchTo(round_cxt);
+			final_round();
+			ereport(LOG, (errmsg("redis_sync worker shutting down")));
+			proc_exit(0);
+		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -1,0 +1,1449 @@
+/*-------------------------------------------------------------------------
+ *
+ * drain.c
+ *		Write-behind: the worker drains Redis dirty sets into tables.
+ *
+ * Protocol (applications): change the cached value (a hash at
+ * key_prefix || member, or a string, or a JSON string), then SADD the member
+ * (the key values joined with ':') to the table's dirty set.  Values are
+ * absolute state.
+ *
+ * Each batch of a table, in its own transaction:
+ *
+ *	1. claim: one Lua script moves up to batch_size members from the dirty set
+ *	   to the table's processing set and returns, in the same round trip,
+ *	   each member's value and whether the extension seeded it.  Members left
+ *	   in the processing set by a crash are claimed first (recovery), so a
+ *	   crash between claim and acknowledgement loses nothing.
+ *	2. apply: one set-based INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+ *	   UPDATE per batch, each field converted by its column type's input
+ *	   function, with the table owner's rights and with capture suppressed
+ *	   (the drain's own writes are not echoed back to Redis).  If the
+ *	   statement fails, the batch is retried row by row in subtransactions:
+ *	   rows that fail for a permanent reason go to redis_sync.dead_letters,
+ *	   the rest commit; a transient error (serialization failure, deadlock,
+ *	   lock or statement timeout) aborts the batch, which is retried later.
+ *	3. counters: a counter key the extension did not seed was created from
+ *	   nothing after Redis lost its data.  Its value is applied as an
+ *	   increment on top of the table, and before commit, still holding the
+ *	   row locks, the key is corrected in Redis by HINCRBY/INCRBY of the
+ *	   table's previous value and marked seeded, in one script.  Whether the
+ *	   commit then succeeds or not, the next drain sees a seeded key holding
+ *	   the true total, so the increment is never applied twice.
+ *	4. acknowledge: after commit, SREM the members from the processing set.
+ *	   A member made dirty again meanwhile is in the dirty set and is drained
+ *	   next round; repeated writes to one key between rounds are one row
+ *	   write.
+ *
+ * Only the worker drains (redis_sync.flush() asks it to and waits), so no
+ * two drains of one table overlap.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "capture.h"
+#include "drain.h"
+#include "encode.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+
+typedef struct WbTable
+{
+	Oid			relid;
+	char	   *qname;			/* quoted schema.table */
+	Oid			owner;
+	char	   *prefix;
+	char	   *dirty;
+	char	   *processing;
+	char		format;			/* h, j, s */
+	int			nkeys;
+	char	  **keys;
+	char	  **keytypes;		/* format_type, for casts */
+	int			ncols;
+	char	  **cols;
+	char	  **coltypes;
+	bool	   *counter;
+	int			ncounters;
+	int64		interval_ms;
+	int			batch;
+	bool		delete_missing;
+	char	  **allcols;		/* every column of the table */
+	int			nallcols;
+} WbTable;
+
+/* per-table schedule, kept across rounds */
+typedef struct Schedule
+{
+	Oid			relid;
+	TimestampTz next;
+} Schedule;
+
+#define MAX_SCHEDULE 256
+static Schedule schedule[MAX_SCHEDULE];
+static int	nschedule = 0;
+
+static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim",
+"local function companion(k, suffix)\n"
+"  local o = string.find(k, '{', 1, true)\n"
+"  if o then\n"
+"    local c = string.find(k, '}', o + 1, true)\n"
+"    if c and c > o + 1 then return k .. suffix end\n"
+"  end\n"
+"  return '{' .. k .. '}' .. suffix\n"
+"end\n"
+"local n = tonumber(ARGV[1])\n"
+"local members\n"
+"if ARGV[5] == '1' then\n"
+"  members = redis.call('SRANDMEMBER', KEYS[2], n)\n"
+"else\n"
+"  members = redis.call('SPOP', KEYS[1], n)\n"
+"  if #members > 0 then redis.call('SADD', KEYS[2], unpack(members)) end\n"
+"end\n"
+"local out = {}\n"
+"for _, m in ipairs(members) do\n"
+"  local key = ARGV[2] .. m\n"
+"  local ok, val\n"
+"  if ARGV[3] == 'h' then ok, val = pcall(redis.call, 'HGETALL', key)\n"
+"  else ok, val = pcall(redis.call, 'GET', key) end\n"
+"  local state, seeded = 1, 0\n"
+"  if not ok then\n"
+"    state = -1\n"
+"    val = type(val) == 'table' and val.err or tostring(val)\n"
+"  elseif val == false or (type(val) == 'table' and #val == 0) then\n"
+"    state = 0\n"
+"    val = ''\n"
+"  end\n"
+"  if ARGV[4] ~= '' and redis.call('EXISTS', companion(key, ARGV[4])) == 1 then seeded = 1 end\n"
+"  out[#out + 1] = m\n"
+"  out[#out + 1] = state\n"
+"  out[#out + 1] = seeded\n"
+"  out[#out + 1] = val\n"
+"end\n"
+"return out\n");
+
+/*
+ * correct unseeded counters: KEYS = key, seedkey, ...; ARGV = format, then
+ * per key: n, (field, delta)*, m, (field, value)* -- counters are
+ * incremented by the table's previous value, other fields Redis lacks are
+ * filled from the table.
+ */
+static RedisScript correct_script = REDIS_SCRIPT("redis_sync_correct",
+"local p = 2\n"
+"for k = 1, #KEYS, 2 do\n"
+"  local n = tonumber(ARGV[p]); p = p + 1\n"
+"  for i = 1, n do\n"
+"    if ARGV[1] == 'h' then redis.call('HINCRBY', KEYS[k], ARGV[p], ARGV[p + 1])\n"
+"    else redis.call('INCRBY', KEYS[k], ARGV[p + 1]) end\n"
+"    p = p + 2\n"
+"  end\n"
+"  local m = tonumber(ARGV[p]); p = p + 1\n"
+"  for i = 1, m do\n"
+"    redis.call('HSETNX', KEYS[k], ARGV[p], ARGV[p + 1])\n"
+"    p = p + 2\n"
+"  end\n"
+"  redis.call('SET', KEYS[k + 1], '1')\n"
+"end\n"
+"return #KEYS / 2\n");
+
+/* seed keys that do not exist: KEYS = key, seedkey, ...; ARGV = format, then per key n, (field, value)* */
+static RedisScript seed_script = REDIS_SCRIPT("redis_sync_seed",
+"local p = 2\n"
+"local seeded = 0\n"
+"for k = 1, #KEYS, 2 do\n"
+"  local n = tonumber(ARGV[p]); p = p + 1\n"
+"  if redis.call('EXISTS', KEYS[k]) == 0 then\n"
+"    if ARGV[1] == 'h' then\n"
+"      if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, p, p + 2 * n - 1)) end\n"
+"    elseif n > 0 then\n"
+"      redis.call('SET', KEYS[k], ARGV[p + 1])\n"
+"    end\n"
+"    redis.call('SET', KEYS[k + 1], '1')\n"
+"    seeded = seeded + 1\n"
+"  end\n"
+"  p = p + 2 * n\n"
+"end\n"
+"return seeded\n");
+
+static void
+companion_key(StringInfo out, const char *key, const char *suffix)
+{
+	const char *open = strchr(key, '{');
+	bool		tag = false;
+
+	if (open)
+	{
+		const char *close = strchr(open + 1, '}');
+
+		tag = close != NULL && close > open + 1;
+	}
+	if (tag)
+		appendStringInfo(out, "%s%s", key, suffix);
+	else
+		appendStringInfo(out, "{%s}%s", key, suffix);
+}
+
+#define SEED_SUFFIX ":rs_seeded"
+
+/* ----------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------- */
+
+static char **
+text_array(Datum d, int *n)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **out;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	out = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = TextDatumGetCString(elems[i]);
+	return out;
+}
+
+/* load write-behind tables (all, or relid); in a transaction */
+static List *
+load_tables(Oid relid)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *result = NIL;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+
+	values[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args(
+							  "SELECT t.relid::oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relowner, "
+							  "       t.key_prefix, t.dirty_set, t.format, t.key_columns::text[], "
+							  "       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
+							  "       t.columns::text[], "
+							  "       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
+							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
+							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
+							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped) "
+							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
+							  "  JOIN pg_namespace n ON n.oid = c.relnamespace "
+							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		WbTable    *t = palloc0(sizeof(WbTable));
+		char	   *fmt;
+		int			n2;
+		ArrayType  *carr;
+		Datum	   *celems;
+		bool	   *cnulls;
+		int			cn;
+		StringInfoData proc;
+
+		t->relid = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+		t->qname = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));
+		t->owner = DatumGetObjectId(SPI_getbinval(tup, td, 3, &isnull));
+		t->prefix = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
+		t->dirty = TextDatumGetCString(SPI_getbinval(tup, td, 5, &isnull));
+		fmt = TextDatumGetCString(SPI_getbinval(tup, td, 6, &isnull));
+		t->format = fmt[0];
+		t->keys = text_array(SPI_getbinval(tup, td, 7, &isnull), &t->nkeys);
+		t->keytypes = text_array(SPI_getbinval(tup, td, 8, &isnull), &n2);
+		t->cols = text_array(SPI_getbinval(tup, td, 9, &isnull), &t->ncols);
+		t->coltypes = text_array(SPI_getbinval(tup, td, 10, &isnull), &n2);
+		carr = DatumGetArrayTypeP(SPI_getbinval(tup, td, 11, &isnull));
+		deconstruct_array(carr, BOOLOID, 1, true, TYPALIGN_CHAR, &celems, &cnulls, &cn);
+		t->counter = palloc0(sizeof(bool) * Max(cn, 1));
+		for (int c = 0; c < cn; c++)
+		{
+			t->counter[c] = DatumGetBool(celems[c]);
+			if (t->counter[c])
+				t->ncounters++;
+		}
+		t->interval_ms = DatumGetInt64(SPI_getbinval(tup, td, 12, &isnull));
+		t->batch = DatumGetInt32(SPI_getbinval(tup, td, 13, &isnull));
+		t->delete_missing = strcmp(TextDatumGetCString(SPI_getbinval(tup, td, 14, &isnull)), "delete") == 0;
+		t->allcols = text_array(SPI_getbinval(tup, td, 15, &isnull), &t->nallcols);
+		initStringInfo(&proc);
+		companion_key(&proc, t->dirty, ":rs_processing");
+		t->processing = proc.data;
+		result = lappend(result, t);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return result;
+}
+
+/* ----------------------------------------------------------------
+ * One batch
+ * ---------------------------------------------------------------- */
+
+typedef struct Member
+{
+	char	   *member;
+	char	   *key;
+	int			state;			/* 1 present, 0 missing, -1 Redis error */
+	bool		seeded;
+	char	  **keyvals;		/* nkeys */
+	char	  **vals;			/* ncols, NULL = SQL NULL */
+	char	   *raw;			/* raw value as JSON, for dead letters */
+	char	   *problem;		/* set: goes to dead letters */
+	char	   *problem_state;
+	bool		increment;		/* counters applied as increments */
+	int64	   *read;			/* counter values read from Redis */
+	bool		applied;
+} Member;
+
+static bool
+parse_int64(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+static bool
+is_transient(int sqlerrcode)
+{
+	switch (sqlerrcode)
+	{
+		case ERRCODE_T_R_SERIALIZATION_FAILURE:
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+		case ERRCODE_LOCK_NOT_AVAILABLE:
+		case ERRCODE_QUERY_CANCELED:
+		case ERRCODE_ADMIN_SHUTDOWN:
+		case ERRCODE_CANNOT_CONNECT_NOW:
+		case ERRCODE_CONNECTION_FAILURE:
+		case ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION:
+		case ERRCODE_OUT_OF_MEMORY:
+		case ERRCODE_DISK_FULL:
+		case ERRCODE_TOO_MANY_CONNECTIONS:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* split member into nkeys parts on ':' (the last part takes the rest) */
+static bool
+split_member(WbTable *t, Member *m)
+{
+	char	   *s = pstrdup(m->member);
+
+	m->keyvals = palloc(sizeof(char *) * t->nkeys);
+	for (int i = 0; i < t->nkeys; i++)
+	{
+		char	   *colon = i < t->nkeys - 1 ? strchr(s, ':') : NULL;
+
+		if (i < t->nkeys - 1 && colon == NULL)
+			return false;
+		if (colon)
+			*colon = '\0';
+		m->keyvals[i] = s;
+		if (colon)
+			s = colon + 1;
+	}
+	return true;
+}
+
+static void
+json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
+{
+	if (!*first)
+		appendStringInfoChar(buf, ',');
+	*first = false;
+	escape_json(buf, k);
+	appendStringInfoChar(buf, ':');
+	if (v)
+		escape_json(buf, v);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/* turn the claimed value into column values */
+static void
+decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
+{
+	StringInfoData raw;
+	bool		first = true;
+
+	m->vals = palloc0(sizeof(char *) * t->ncols);
+	initStringInfo(&raw);
+	appendStringInfoChar(&raw, '{');
+	if (t->format == 'h')
+	{
+		for (int i = 0; i + 1 < v->nelem; i += 2)
+		{
+			char	   *f = v->elems[i].str;
+			char	   *val = v->elems[i + 1].str;
+			bool		known = false;
+
+			json_append_pair(&raw, &first, f, val);
+			for (int c = 0; c < t->ncols; c++)
+				if (strcmp(t->cols[c], f) == 0)
+				{
+					m->vals[c] = val;
+					known = true;
+				}
+			if (!known)
+			{
+				for (int c = 0; c < t->nallcols && !known; c++)
+					known = strcmp(t->allcols[c], f) == 0;
+				if (!known)
+					(*unknown)++;
+			}
+		}
+	}
+	else if (t->format == 's')
+	{
+		m->vals[0] = v->str;
+		json_append_pair(&raw, &first, t->cols[0], v->str);
+	}
+	else
+	{
+		/* json: an object of columns */
+		Jsonb	   *jb = NULL;
+		MemoryContext cxt = CurrentMemoryContext;
+
+		json_append_pair(&raw, &first, "json", v->str);
+		PG_TRY();
+		{
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v->str)));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(cxt);
+			ed = CopyErrorData();
+			FlushErrorState();
+			m->problem = psprintf("invalid JSON value: %s", ed->message);
+			m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+		}
+		PG_END_TRY();
+		if (jb && !JB_ROOT_IS_OBJECT(jb))
+		{
+			m->problem = pstrdup("the JSON value is not an object");
+			m->problem_state = pstrdup("22023");
+		}
+		else if (jb)
+		{
+			for (int c = 0; c < t->ncols; c++)
+			{
+				JsonbValue	kv;
+				JsonbValue *found;
+
+				kv.type = jbvString;
+				kv.val.string.val = t->cols[c];
+				kv.val.string.len = strlen(t->cols[c]);
+				found = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+				if (found == NULL || found->type == jbvNull)
+					m->vals[c] = NULL;
+				else if (found->type == jbvString)
+					m->vals[c] = pnstrdup(found->val.string.val, found->val.string.len);
+				else if (found->type == jbvNumeric)
+					m->vals[c] = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(found->val.numeric)));
+				else if (found->type == jbvBool)
+					m->vals[c] = pstrdup(found->val.boolean ? "true" : "false");
+				else
+					m->vals[c] = JsonbToCString(NULL, found->val.binary.data, found->val.binary.len);
+			}
+		}
+	}
+	appendStringInfoChar(&raw, '}');
+	m->raw = raw.data;
+}
+
+/* the upsert of rows[0..n) (absolute, or counters as increments) */
+static char *
+upsert_sql(WbTable *t, bool increment)
+{
+	StringInfoData sql;
+	int			argno = 1;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s AS t (", t->qname);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&sql, ", %s", quote_identifier(t->cols[c]));
+	appendStringInfoString(&sql, ") SELECT ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%su.k%d::%s", i ? ", " : "", i, t->keytypes[i]);
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&sql, ", u.c%d::%s", c, t->coltypes[c]);
+	appendStringInfoString(&sql, " FROM unnest(");
+	for (int i = 0; i < t->nkeys + t->ncols; i++)
+		appendStringInfo(&sql, "%s$%d::text[]", i ? ", " : "", argno++);
+	appendStringInfoString(&sql, ") AS u(");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%sk%d", i ? ", " : "", i);
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&sql, ", c%d", c);
+	appendStringInfoString(&sql, ") ON CONFLICT (");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
+	appendStringInfoString(&sql, ") DO UPDATE SET ");
+	for (int c = 0; c < t->ncols; c++)
+	{
+		const char *q = quote_identifier(t->cols[c]);
+
+		if (increment && t->counter[c])
+			appendStringInfo(&sql, "%s%s = coalesce(t.%s, 0) + EXCLUDED.%s", c ? ", " : "", q, q, q);
+		else if (increment)
+		{
+			/* a key created from nothing: a missing field is unknown, not NULL */
+			appendStringInfo(&sql, "%s%s = coalesce(EXCLUDED.%s, t.%s)", c ? ", " : "", q, q, q);
+		}
+		else
+			appendStringInfo(&sql, "%s%s = EXCLUDED.%s", c ? ", " : "", q, q);
+	}
+	if (increment)
+	{
+		/* previous table value of each counter: new total minus what Redis had */
+		appendStringInfoString(&sql, " RETURNING ");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(&sql, "%s%s::text", i ? " || ':' || " : "", quote_identifier(t->keys[i]));
+		for (int c = 0; c < t->ncols; c++)
+			appendStringInfo(&sql, ", %s::text", quote_identifier(t->cols[c]));
+		for (int c = 0; c < t->ncols; c++)
+			if (t->counter[c])
+				appendStringInfo(&sql, ", %s::int8", quote_identifier(t->cols[c]));
+	}
+	return sql.data;
+}
+
+/* run the upsert for the members listed in idx[0..n) */
+static void
+run_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql,
+		   List **totals)
+{
+	int			nargs = t->nkeys + t->ncols;
+	Oid		   *types = palloc(sizeof(Oid) * nargs);
+	Datum	   *args = palloc(sizeof(Datum) * nargs);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			ret;
+
+	for (int a = 0; a < nargs; a++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+		bool	   *nulls = palloc0(sizeof(bool) * n);
+
+		for (int r = 0; r < n; r++)
+		{
+			Member	   *m = &ms[idx[r]];
+			char	   *s = a < t->nkeys ? m->keyvals[a] : m->vals[a - t->nkeys];
+
+			if (s == NULL)
+				nulls[r] = true;
+			else
+				elems[r] = CStringGetTextDatum(s);
+		}
+		types[a] = TEXTARRAYOID;
+		args[a] = PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	ret = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT && ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "redis_sync: write-behind upsert failed: %s", SPI_result_code_string(ret));
+	if (increment && totals)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			List	   *row = list_make1(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+
+			/* the row's values as text, then its counters as int8 */
+			for (int c = 0; c < t->ncols; c++)
+				row = lappend(row, SPI_getvalue(tup, SPI_tuptable->tupdesc, c + 2));
+			for (int c = t->ncols + 2; c <= SPI_tuptable->tupdesc->natts; c++)
+			{
+				bool		isnull;
+				Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, c, &isnull);
+				int64	   *v = palloc(sizeof(int64));
+
+				*v = isnull ? 0 : DatumGetInt64(d);
+				row = lappend(row, v);
+			}
+			*totals = lappend(*totals, row);
+		}
+	}
+}
+
+/*
+ * Apply members idx[0..n): all at once; on failure one by one, sending
+ * permanent failures to dead letters.  Transient errors are re-thrown.
+ */
+static void
+apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **totals)
+{
+	char	   *sql;
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	if (n == 0)
+		return;
+	sql = upsert_sql(t, increment);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		run_upsert(t, ms, idx, n, increment, sql, totals);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(outer);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		if (is_transient(ed->sqlerrcode))
+			ReThrowError(ed);
+		ok = false;
+	}
+	PG_END_TRY();
+	if (ok)
+	{
+		for (int r = 0; r < n; r++)
+			ms[idx[r]].applied = true;
+		return;
+	}
+
+	/* the failure path: row by row */
+	for (int r = 0; r < n; r++)
+	{
+		int			one[1] = {idx[r]};
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(outer);
+		PG_TRY();
+		{
+			run_upsert(t, ms, one, 1, increment, sql, totals);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			ms[idx[r]].applied = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(outer);
+			ed = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			if (is_transient(ed->sqlerrcode))
+				ReThrowError(ed);
+			ms[idx[r]].problem = ed->message;
+			ms[idx[r]].problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+		}
+		PG_END_TRY();
+	}
+}
+
+/* run as the table owner, restricted, with capture off; restores on exit */
+typedef struct AsOwner
+{
+	Oid			uid;
+	int			sec;
+} AsOwner;
+
+static void
+become(AsOwner *saved, Oid role)
+{
+	GetUserIdAndSecContext(&saved->uid, &saved->sec);
+	SetUserIdAndSecContext(role, saved->sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+static void
+unbecome(AsOwner *saved)
+{
+	SetUserIdAndSecContext(saved->uid, saved->sec);
+}
+
+/* the Redis correction of unseeded counter keys (before commit) */
+static void
+correct_counters(WbTable *t, Member *ms, int nm, List *totals)
+{
+	RedisPipeline *p;
+	int			nargv = 1;
+	int			nkeys = 0;
+	const char **argv;
+	int			max = 2 * nm + 2 + nm * (2 + 2 * t->ncols) + 1;
+	ListCell   *lc;
+	StringInfoData sk;
+
+	if (totals == NIL)
+		return;
+	argv = palloc(sizeof(char *) * max);
+	/* keys first, arguments after: build two lists then join */
+	{
+		const char **keys = palloc(sizeof(char *) * 2 * list_length(totals));
+		const char **args = palloc(sizeof(char *) * (1 + list_length(totals) * (2 + 2 * t->ncols)));
+		int			na = 0;
+
+		args[na++] = t->format == 'h' ? "h" : "s";
+		foreach(lc, totals)
+		{
+			List	   *row = lfirst(lc);
+			char	   *member = linitial(row);
+			Member	   *m = NULL;
+			int			ci = 0;
+
+			for (int i = 0; i < nm; i++)
+				if (ms[i].increment && ms[i].applied && strcmp(ms[i].member, member) == 0)
+					m = &ms[i];
+			if (m == NULL)
+				continue;
+			keys[nkeys++] = m->key;
+			initStringInfo(&sk);
+			companion_key(&sk, m->key, SEED_SUFFIX);
+			keys[nkeys++] = sk.data;
+			args[na++] = psprintf("%d", t->ncounters);
+			for (int c = 0; c < t->ncols; c++)
+			{
+				if (!t->counter[c])
+					continue;
+				/* delta = new total - value read = previous table value */
+				args[na++] = t->cols[c];
+				args[na++] = psprintf(INT64_FORMAT,
+									  *(int64 *) list_nth(row, 1 + t->ncols + ci) - m->read[ci]);
+				ci++;
+			}
+			{
+				int			mpos = na++;
+				int			nfill = 0;
+
+				if (t->format == 'h')
+					for (int c = 0; c < t->ncols; c++)
+					{
+						char	   *v = list_nth(row, 1 + c);
+
+						if (t->counter[c] || m->vals[c] != NULL || v == NULL)
+							continue;
+						args[na++] = t->cols[c];
+						args[na++] = v;
+						nfill++;
+					}
+				args[mpos] = psprintf("%d", nfill);
+			}
+		}
+		if (nkeys == 0)
+			return;
+		nargv = 0;
+		for (int i = 0; i < nkeys; i++)
+			argv[nargv++] = keys[i];
+		for (int i = 0; i < na; i++)
+			argv[nargv++] = args[i];
+	}
+	p = redis_pipeline_create();
+	redis_pipeline_append_script(p, &correct_script, nkeys, nargv, argv, NULL);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, "a counter correction");
+	redis_pipeline_free(p);
+}
+
+static void
+record_dead_letters(WbTable *t, Member *ms, int nm)
+{
+	for (int i = 0; i < nm; i++)
+	{
+		Member	   *m = &ms[i];
+		Oid			types[7] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+		Datum		values[7];
+
+		if (m->problem == NULL)
+			continue;
+		values[0] = ObjectIdGetDatum(t->relid);
+		values[1] = CStringGetTextDatum(m->key);
+		values[2] = CStringGetTextDatum(m->member);
+		values[3] = CStringGetTextDatum(m->raw ? m->raw : "null");
+		values[4] = CStringGetTextDatum(m->problem);
+		values[5] = CStringGetTextDatum(m->problem_state ? m->problem_state : "XX000");
+		values[6] = (Datum) 0;
+		if (SPI_execute_with_args("INSERT INTO redis_sync.dead_letters AS d "
+								  "  (relid, redis_key, member, raw_value, error, sqlstate) "
+								  "VALUES ($1, $2, $3, $4::jsonb, $5, $6) "
+								  "ON CONFLICT (relid, member) DO UPDATE SET "
+								  "  raw_value = EXCLUDED.raw_value, error = EXCLUDED.error, "
+								  "  sqlstate = EXCLUDED.sqlstate, attempts = d.attempts + 1, last_seen = now()",
+								  6, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "redis_sync: could not record a dead letter");
+		rs_stats_add(t->relid, RS_C_DEAD, 1);
+	}
+}
+
+/*
+ * Claim, apply and acknowledge one batch.  Returns the number of members
+ * claimed (0: nothing to do); *applied gets rows written.
+ */
+static int
+drain_batch(WbTable *t, bool recover, int64 *applied)
+{
+	RedisPipeline *p;
+	const char *argv[7];
+	RedisValue *r;
+	int			nm;
+	Member	   *ms;
+	int		   *abs_idx,
+			   *inc_idx,
+			   *del_idx;
+	int			nabs = 0,
+				ninc = 0,
+				ndel = 0;
+	int64		unknown = 0;
+	List	   *totals = NIL;
+	TimestampTz started = GetCurrentTimestamp();
+	AsOwner		saved;
+	char		batch[16];
+
+	*applied = 0;
+	snprintf(batch, sizeof(batch), "%d", t->batch);
+	argv[0] = t->dirty;
+	argv[1] = t->processing;
+	argv[2] = batch;
+	argv[3] = t->prefix;
+	argv[4] = t->format == 'h' ? "h" : t->format == 'j' ? "j" : "s";
+	argv[5] = t->ncounters > 0 ? SEED_SUFFIX : "";
+	argv[6] = recover ? "1" : "0";
+	p = redis_pipeline_create();
+	redis_pipeline_append_script(p, &claim_script, 2, 7, argv, NULL);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, "a write-behind claim");
+	r = redis_pipeline_reply(p, 0);
+	nm = r->nelem / 4;
+	if (nm == 0)
+		return 0;
+
+	ms = palloc0(sizeof(Member) * nm);
+	abs_idx = palloc(sizeof(int) * nm);
+	inc_idx = palloc(sizeof(int) * nm);
+	del_idx = palloc(sizeof(int) * nm);
+	for (int i = 0; i < nm; i++)
+	{
+		Member	   *m = &ms[i];
+		RedisValue *v = &r->elems[4 * i + 3];
+
+		m->member = r->elems[4 * i].str;
+		m->key = psprintf("%s%s", t->prefix, m->member);
+		m->state = (int) r->elems[4 * i + 1].integer;
+		m->seeded = r->elems[4 * i + 2].integer == 1;
+		if (!split_member(t, m))
+		{
+			m->problem = psprintf("dirty set member \"%s\" does not have %d key values separated by ':'",
+								  m->member, t->nkeys);
+			m->problem_state = pstrdup("22023");
+			continue;
+		}
+		if (m->state < 0)
+		{
+			m->problem = psprintf("Redis could not read the value: %s", v->str);
+			m->problem_state = pstrdup("38000");
+			continue;
+		}
+		if (m->state == 0)
+		{
+			if (t->delete_missing)
+				del_idx[ndel++] = i;
+			continue;
+		}
+		decode_value(t, m, v, &unknown);
+		if (m->problem)
+			continue;
+		if (t->ncounters > 0 && !m->seeded)
+		{
+			int			ci = 0;
+			bool		bad = false;
+
+			m->increment = true;
+			m->read = palloc0(sizeof(int64) * t->ncounters);
+			for (int c = 0; c < t->ncols; c++)
+			{
+				if (!t->counter[c])
+					continue;
+				if (m->vals[c] && !parse_int64(m->vals[c], &m->read[ci]))
+					bad = true;
+				ci++;
+			}
+			if (bad)
+			{
+				m->problem = pstrdup("a counter field is not an integer");
+				m->problem_state = pstrdup("22P02");
+				continue;
+			}
+			inc_idx[ninc++] = i;
+		}
+		else
+			abs_idx[nabs++] = i;
+	}
+	rs_stats_add(t->relid, RS_C_CLAIMED, nm);
+	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, unknown);
+
+	/* apply in one transaction */
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	rs_suppress_capture = true;
+	become(&saved, t->owner);
+	PG_TRY();
+	{
+		apply_group(t, ms, abs_idx, nabs, false, NULL);
+		apply_group(t, ms, inc_idx, ninc, true, &totals);
+		if (ndel > 0)
+		{
+			StringInfoData sql;
+			Oid		   *types = palloc(sizeof(Oid) * t->nkeys);
+			Datum	   *args = palloc(sizeof(Datum) * t->nkeys);
+
+			initStringInfo(&sql);
+			appendStringInfo(&sql, "DELETE FROM %s WHERE (", t->qname);
+			for (int k = 0; k < t->nkeys; k++)
+				appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+			appendStringInfoString(&sql, ") IN (SELECT * FROM unnest(");
+			for (int k = 0; k < t->nkeys; k++)
+			{
+				Datum	   *elems = palloc(sizeof(Datum) * ndel);
+
+				for (int d = 0; d < ndel; d++)
+					elems[d] = CStringGetTextDatum(ms[del_idx[d]].keyvals[k]);
+				appendStringInfo(&sql, "%s$%d::text[]::%s[]", k ? ", " : "", k + 1, t->keytypes[k]);
+				types[k] = TEXTARRAYOID;
+				args[k] = PointerGetDatum(construct_array(elems, ndel, TEXTOID, -1, false, TYPALIGN_INT));
+			}
+			appendStringInfoString(&sql, "))");
+			if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "redis_sync: write-behind delete failed");
+			*applied += SPI_processed;
+		}
+		unbecome(&saved);
+		rs_suppress_capture = false;
+	}
+	PG_CATCH();
+	{
+		unbecome(&saved);
+		rs_suppress_capture = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	record_dead_letters(t, ms, nm);
+	{
+		/* applied keys are no longer dead */
+		Datum	   *done = palloc(sizeof(Datum) * nm);
+		int			nd = 0;
+
+		for (int i = 0; i < nm; i++)
+			if (ms[i].applied)
+			{
+				done[nd++] = CStringGetTextDatum(ms[i].member);
+				(*applied)++;
+			}
+		if (nd > 0)
+		{
+			Oid			types[2] = {OIDOID, TEXTARRAYOID};
+			Datum		args[2];
+
+			args[0] = ObjectIdGetDatum(t->relid);
+			args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
+			SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
+								  2, types, args, NULL, false, 0);
+		}
+	}
+	/* unseeded counters: correct Redis while the row locks are held */
+	correct_counters(t, ms, nm, totals);
+	SPI_finish();
+	rs_stats_add(t->relid, RS_C_APPLIED, *applied);
+	rs_stats_add(t->relid, RS_C_BATCHES, 1);
+	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
+	rs_stats_flush();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	/* acknowledge: only now may the members leave the processing set */
+	{
+		const char **sargv = palloc(sizeof(char *) * (nm + 2));
+		RedisPipeline *ack = redis_pipeline_create();
+
+		sargv[0] = "SREM";
+		sargv[1] = t->processing;
+		for (int i = 0; i < nm; i++)
+			sargv[i + 2] = ms[i].member;
+		redis_pipeline_append(ack, nm + 2, sargv, NULL);
+		redis_pipeline_exec(ack);
+		redis_pipeline_free(ack);
+	}
+	redis_pipeline_free(p);
+	return nm;
+}
+
+static Schedule *
+schedule_for(Oid relid)
+{
+	for (int i = 0; i < nschedule; i++)
+		if (schedule[i].relid == relid)
+			return &schedule[i];
+	if (nschedule == MAX_SCHEDULE)
+		nschedule = 0;			/* forget: everything becomes due */
+	schedule[nschedule].relid = relid;
+	schedule[nschedule].next = 0;
+	return &schedule[nschedule++];
+}
+
+int64
+rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
+{
+	List	   *tables;
+	ListCell   *lc;
+	int64		total = 0;
+	MemoryContext outer = CurrentMemoryContext;
+
+	*next_due = 0;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(outer);
+	tables = load_tables(InvalidOid);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+
+	foreach(lc, tables)
+	{
+		WbTable    *t = lfirst(lc);
+		Schedule   *s = schedule_for(t->relid);
+		TimestampTz now = GetCurrentTimestamp();
+		int64		applied;
+		int			claimed;
+
+		if (!force && s->next > now)
+		{
+			if (*next_due == 0 || s->next < *next_due)
+				*next_due = s->next;
+			continue;
+		}
+		pgstat_report_activity(STATE_RUNNING, "redis_sync: draining write-behind keys");
+
+		/* leftovers of a crash first, then the dirty set */
+		do
+		{
+			claimed = drain_batch(t, true, &applied);
+			MemoryContextSwitchTo(outer);
+			total += applied;
+		} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
+		do
+		{
+			claimed = drain_batch(t, false, &applied);
+			MemoryContextSwitchTo(outer);
+			total += applied;
+			CHECK_FOR_INTERRUPTS();
+		} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
+
+		s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), t->interval_ms);
+		if (*next_due == 0 || s->next < *next_due)
+			*next_due = s->next;
+	}
+	return total;
+}
+
+/* seed one table's keys from its rows, never overwriting an existing key */
+static int64
+reseed_table(WbTable *t)
+{
+	int64		seeded = 0;
+	StringInfoData sql;
+	MemoryContext outer = CurrentMemoryContext;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%s%s::text", i ? " || ':' || " : "", quote_identifier(t->keys[i]));
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&sql, ", %s::text", quote_identifier(t->cols[c]));
+	appendStringInfo(&sql, " FROM %s", t->qname);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	{
+		Portal		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+
+		for (;;)
+		{
+			RedisPipeline *p;
+			const char **argv;
+			int			na = 0;
+			int			nk = 0;
+			uint64		n;
+			const char **keys;
+			const char **args;
+
+			SPI_cursor_fetch(portal, true, 1000);
+			n = SPI_processed;
+			if (n == 0)
+				break;
+			keys = palloc(sizeof(char *) * 2 * n);
+			args = palloc(sizeof(char *) * (1 + n * (1 + 2 * t->ncols)));
+			args[na++] = t->format == 'h' ? "h" : "s";
+			for (uint64 i = 0; i < n; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				char	   *key = psprintf("%s%s", t->prefix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+				StringInfoData sk;
+				int			nf = 0;
+				int			npos;
+
+				keys[nk++] = key;
+				initStringInfo(&sk);
+				companion_key(&sk, key, SEED_SUFFIX);
+				keys[nk++] = sk.data;
+				npos = na++;
+				if (t->format == 'j')
+				{
+					StringInfoData js;
+					bool		first = true;
+
+					initStringInfo(&js);
+					appendStringInfoChar(&js, '{');
+					for (int c = 0; c < t->ncols; c++)
+						json_append_pair(&js, &first, t->cols[c], SPI_getvalue(tup, SPI_tuptable->tupdesc, c + 2));
+					appendStringInfoChar(&js, '}');
+					args[na++] = "json";
+					args[na++] = js.data;
+					nf = 1;
+				}
+				else
+				{
+					for (int c = 0; c < t->ncols; c++)
+					{
+						char	   *v = SPI_getvalue(tup, SPI_tuptable->tupdesc, c + 2);
+
+						if (v == NULL)
+							continue;
+						args[na++] = t->cols[c];
+						args[na++] = v;
+						nf++;
+					}
+				}
+				args[npos] = psprintf("%d", nf);
+			}
+			argv = palloc(sizeof(char *) * (nk + na));
+			for (int i = 0; i < nk; i++)
+				argv[i] = keys[i];
+			for (int i = 0; i < na; i++)
+				argv[nk + i] = args[i];
+			p = redis_pipeline_create();
+			/* json is written as a plain string by the seed script */
+			if (t->format == 'j')
+				argv[nk] = "s";
+			redis_pipeline_append_script(p, &seed_script, nk, nk + na, argv, NULL);
+			redis_pipeline_exec(p);
+			redis_check_reply(p, 0, "a write-behind re-seed");
+			seeded += redis_pipeline_reply(p, 0)->integer;
+			redis_pipeline_free(p);
+		}
+		SPI_cursor_close(portal);
+	}
+	SPI_finish();
+	MemoryContextSwitchTo(outer);
+	return seeded;
+}
+
+void
+rs_drain_reseed_all(void)
+{
+	List	   *tables;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(outer);
+	tables = load_tables(InvalidOid);
+	foreach(lc, tables)
+	{
+		WbTable    *t = lfirst(lc);
+		int64		n = reseed_table(t);
+
+		ereport(LOG,
+				(errmsg("redis_sync worker: re-seeded %lld write-behind keys of %s",
+						(long long) n, t->qname)));
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+}
+
+/* ----------------------------------------------------------------
+ * Application helpers: hincrby, hset; dead-letter retry
+ * ---------------------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(redis_sync_hincrby);
+PG_FUNCTION_INFO_V1(redis_sync_hset);
+PG_FUNCTION_INFO_V1(redis_sync_retry_dead_letters);
+
+/* change one field and mark the key dirty; seed from the table when missing */
+static RedisScript touch_script = REDIS_SCRIPT("redis_sync_touch",
+"local fmt, col, op, val, member, seedk = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
+"local n = tonumber(ARGV[7])\n"
+"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+"  if n > 0 then\n"
+"    if fmt == 'h' then redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + 2 * n))\n"
+"    else redis.call('SET', KEYS[1], ARGV[9]) end\n"
+"  end\n"
+"  if seedk ~= '' then redis.call('SET', seedk, '1') end\n"
+"end\n"
+"local result = 0\n"
+"if op == 'incr' then\n"
+"  if fmt == 'h' then result = redis.call('HINCRBY', KEYS[1], col, val)\n"
+"  else result = redis.call('INCRBY', KEYS[1], val) end\n"
+"elseif op == 'set' then\n"
+"  if fmt == 'h' then redis.call('HSET', KEYS[1], col, val) else redis.call('SET', KEYS[1], val) end\n"
+"else\n"
+"  if fmt == 'h' then redis.call('HDEL', KEYS[1], col) else redis.call('DEL', KEYS[1]) end\n"
+"end\n"
+"redis.call('SADD', KEYS[2], member)\n"
+"return result\n");
+
+static WbTable *
+wb_table_or_error(Oid relid)
+{
+	List	   *l = load_tables(relid);
+
+	if (l == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced write-behind", get_rel_name(relid)),
+				 errhint("Call redis_sync.write_behind() first.")));
+	return linitial(l);
+}
+
+static int64
+touch(Oid relid, const char *member, const char *column, const char *op, const char *value)
+{
+	WbTable    *t = wb_table_or_error(relid);
+	Member		m;
+	int			col = -1;
+	StringInfoData sql;
+	Oid		   *types;
+	Datum	   *args;
+	const char **argv;
+	int			na = 0;
+	RedisPipeline *p;
+	StringInfoData sk;
+	int64		result;
+	char	  **seed = NULL;
+	bool		row_found = false;
+
+	if (t->format == 'j')
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("redis_sync.hincrby() and hset() need format \"hash\" or \"string\"")));
+	for (int c = 0; c < t->ncols; c++)
+		if (strcmp(t->cols[c], column) == 0)
+			col = c;
+	if (col < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" is not a write-behind column of table %s", column, t->qname)));
+	memset(&m, 0, sizeof(m));
+	m.member = (char *) member;
+	if (!split_member(t, &m))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key \"%s\" does not have %d values separated by ':'", member, t->nkeys)));
+
+	/* the row, to seed a key Redis does not have */
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&sql, "%s%s::text", c ? ", " : "", quote_identifier(t->cols[c]));
+	appendStringInfo(&sql, " FROM %s WHERE (", t->qname);
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+	appendStringInfoString(&sql, ") = (");
+	types = palloc(sizeof(Oid) * t->nkeys);
+	args = palloc(sizeof(Datum) * t->nkeys);
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		appendStringInfo(&sql, "%s$%d::text::%s", k ? ", " : "", k + 1, t->keytypes[k]);
+		types[k] = TEXTOID;
+		args[k] = CStringGetTextDatum(m.keyvals[k]);
+	}
+	appendStringInfoChar(&sql, ')');
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read the row to seed");
+	if (SPI_processed == 1)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);
+
+		row_found = true;
+		seed = palloc0(sizeof(char *) * t->ncols);
+		for (int c = 0; c < t->ncols; c++)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1);
+
+			seed[c] = v ? pstrdup(v) : NULL;
+		}
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+
+	argv = palloc(sizeof(char *) * (9 + 2 * t->ncols));
+	argv[na++] = psprintf("%s%s", t->prefix, member);
+	argv[na++] = t->dirty;
+	argv[na++] = t->format == 'h' ? "h" : "s";
+	argv[na++] = column;
+	argv[na++] = op;
+	argv[na++] = value ? value : "";
+	argv[na++] = member;
+	initStringInfo(&sk);
+	if (t->ncounters > 0)
+		companion_key(&sk, argv[0], SEED_SUFFIX);
+	argv[na++] = sk.data;
+	{
+		int			npos = na++;
+		int			nf = 0;
+
+		if (row_found)
+			for (int c = 0; c < t->ncols; c++)
+			{
+				if (seed[c] == NULL)
+					continue;
+				argv[na++] = t->cols[c];
+				argv[na++] = seed[c];
+				nf++;
+			}
+		argv[npos] = psprintf("%d", nf);
+	}
+	p = redis_pipeline_create();
+	redis_pipeline_append_script(p, &touch_script, 2, na, argv, NULL);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, op);
+	result = redis_pipeline_reply(p, 0)->integer;
+	redis_pipeline_free(p);
+	return result;
+}
+
+/* redis_sync.hincrby(tbl, key, column, delta) RETURNS bigint */
+Datum
+redis_sync_hincrby(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *member = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int64		delta = PG_GETARG_INT64(3);
+
+	PG_RETURN_INT64(touch(relid, member, column, "incr", psprintf(INT64_FORMAT, delta)));
+}
+
+/* redis_sync.hset(tbl, key, column, value) */
+Datum
+redis_sync_hset(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *member;
+	char	   *column;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table, key and column must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	member = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (PG_ARGISNULL(3))
+		touch(relid, member, column, "del", NULL);
+	else
+		touch(relid, member, column, "set", text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	PG_RETURN_VOID();
+}
+
+/* redis_sync.retry_dead_letters(tbl DEFAULT NULL) RETURNS bigint */
+Datum
+redis_sync_retry_dead_letters(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	List	   *tables = load_tables(relid);
+	ListCell   *lc;
+	int64		total = 0;
+
+	foreach(lc, tables)
+	{
+		WbTable    *t = lfirst(lc);
+		Oid			types[1] = {OIDOID};
+		Datum		args[1];
+		const char **argv;
+		RedisPipeline *p;
+		uint64		n;
+
+		args[0] = ObjectIdGetDatum(t->relid);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute_with_args("SELECT member FROM redis_sync.dead_letters WHERE relid = $1",
+								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read redis_sync.dead_letters");
+		n = SPI_processed;
+		if (n > 0)
+		{
+			argv = palloc(sizeof(char *) * (n + 2));
+			argv[0] = "SADD";
+			argv[1] = t->dirty;
+			for (uint64 i = 0; i < n; i++)
+				argv[i + 2] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			p = redis_pipeline_create();
+			redis_pipeline_append(p, (int) n + 2, argv, NULL);
+			redis_pipeline_exec(p);
+			redis_check_reply(p, 0, "SADD");
+			redis_pipeline_free(p);
+			total += n;
+		}
+		SPI_finish();
+	}
+	rs_worker_wake();
+	PG_RETURN_INT64(total);
+}
