@@ -1059,6 +1059,17 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
 		int64		applied;
 		int			claimed;
 
+		if (!force && s->next == 0)
+		{
+			/* first sight (worker start, new table): only crash leftovers now */
+			do
+			{
+				claimed = drain_batch(t, true, &applied);
+				MemoryContextSwitchTo(outer);
+				total += applied;
+			} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
+			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), t->interval_ms);
+		}
 		if (!force && s->next > now)
 		{
 			if (*next_due == 0 || s->next < *next_due)
