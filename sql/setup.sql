@@ -17,3 +17,10 @@ EXCEPTION WHEN OTHERS THEN
     RETURN st || ': ' || regexp_replace(msg, '127\.0\.0\.1:[0-9]+', 'HOST:PORT', 'g')
            || CASE WHEN det <> '' THEN ' / ' || det ELSE '' END;
 END $$;
+
+-- a Redis hash as a jsonb object (field order normalised), for comparisons
+CREATE FUNCTION public.h(k text) RETURNS jsonb LANGUAGE sql AS $$
+  SELECT coalesce(jsonb_object_agg(e.f, e.v), '{}')
+    FROM (SELECT redis_sync.command('HGETALL', k) AS a) s,
+         LATERAL (SELECT s.a ->> (2 * i) AS f, s.a ->> (2 * i + 1) AS v
+                    FROM generate_series(0, jsonb_array_length(s.a) / 2 - 1) i) e $$;

@@ -4,11 +4,6 @@ SELECT redis_sync.write_through('wt', key_prefix => 'wt:', columns => '{id,name,
 SELECT relid, policy, key_prefix, key_columns, columns, format, ttl, consistency, delivery
   FROM redis_sync.tables WHERE relid = 'wt'::regclass;
 
-CREATE FUNCTION h(k text) RETURNS jsonb LANGUAGE sql AS $$
-  SELECT coalesce(jsonb_object_agg(e.f, e.v), '{}')
-    FROM (SELECT redis_sync.command('HGETALL', k) AS a) s,
-         LATERAL (SELECT s.a ->> (2 * i) AS f, s.a ->> (2 * i + 1) AS v
-                    FROM generate_series(0, jsonb_array_length(s.a) / 2 - 1) i) e $$;
 
 -- insert, NULL = absent field
 INSERT INTO wt VALUES (1, 'widget', 10, NULL, 's1'), (2, 'gadget', 20.5, 'x', 's2');
