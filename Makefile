@@ -22,7 +22,9 @@ OBJS = \
 	src/shmem.o \
 	src/worker.o \
 	src/warm.o \
-	src/drain.o
+	src/drain.o \
+	src/readthrough.o \
+	src/verify.o
 
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)

@@ -702,3 +702,175 @@ $$;
 COMMENT ON FUNCTION discard_dead_letters(regclass, text) IS
 'forget dead letters (of a table, or one member); returns how many';
 REVOKE EXECUTE ON FUNCTION discard_dead_letters(regclass, text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Read-through, verify, resync
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION get(row_type anyelement, VARIADIC key text[])
+RETURNS anyelement
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_get';
+COMMENT ON FUNCTION get(anyelement, text[]) IS
+'read-through: the cached row, else the table''s row (populating the cache, fenced); NULL when there is none';
+
+CREATE FUNCTION _fetch(keys text[], hash boolean, OUT key text, OUT value jsonb)
+RETURNS SETOF record
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_fetch';
+REVOKE EXECUTE ON FUNCTION _fetch(text[], boolean) FROM PUBLIC;
+
+CREATE FUNCTION _scan(prefix text)
+RETURNS SETOF text
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_scan';
+REVOKE EXECUTE ON FUNCTION _scan(text) FROM PUBLIC;
+
+CREATE FUNCTION _push_keys(tbl regclass, keys text[])
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_push_keys';
+REVOKE EXECUTE ON FUNCTION _push_keys(regclass, text[]) FROM PUBLIC;
+
+CREATE FUNCTION verify(tbl regclass, sample int DEFAULT NULL)
+RETURNS TABLE(key text, problem text, table_value jsonb, cache_value jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg      record;
+    keyexpr  text;
+    valexpr  text;
+    cols     text[];
+    is_hash  boolean;
+    is_wb    boolean;
+    pending  text[] := '{}';
+    ks       text[] := '{}';
+    vs       jsonb[] := '{}';
+    r        record;
+    src      text;
+BEGIN
+    IF sample IS NOT NULL AND sample <= 0 THEN
+        RAISE EXCEPTION 'sample must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = tbl AND t.policy <> 'invalidate') THEN
+        RAISE EXCEPTION 'table % is not synced write-through or write-behind', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'An invalidate table''s cache is filled by readers; there is nothing to compare.';
+    END IF;
+
+    FOR cfg IN SELECT * FROM redis_sync.tables t
+                WHERE t.relid = tbl AND t.policy <> 'invalidate' ORDER BY t.policy DESC
+    LOOP
+        is_wb := cfg.policy = 'write_behind';
+        is_hash := cfg.format = 'hash';
+        cols := cfg.columns::text[];
+        SELECT format('%L || %s', cfg.key_prefix,
+                      string_agg(format('t.%I::text', k), ' || '':'' || ' ORDER BY o))
+          INTO keyexpr FROM unnest(cfg.key_columns) WITH ORDINALITY u(k, o);
+        IF is_hash THEN
+            SELECT format('jsonb_strip_nulls(jsonb_build_object(%s))',
+                          string_agg(format('%L, t.%I::text', c, c), ', ' ORDER BY o))
+              INTO valexpr FROM unnest(cols) WITH ORDINALITY u(c, o);
+        ELSIF cfg.format = 'string' THEN
+            valexpr := format('to_jsonb(t.%I::text)', cols[1]);
+        ELSE
+            SELECT format('(SELECT to_jsonb(x) FROM (SELECT %s) x)',
+                          string_agg(format('t.%I', c), ', ' ORDER BY o))
+              INTO valexpr FROM unnest(cols) WITH ORDINALITY u(c, o);
+        END IF;
+        IF is_wb THEN
+            SELECT coalesce(array_agg(cfg.key_prefix || m), '{}') INTO pending
+              FROM (SELECT jsonb_array_elements_text(redis_sync.command('SMEMBERS', cfg.dirty_set)) m
+                    UNION
+                    SELECT jsonb_array_elements_text(redis_sync.command('SMEMBERS',
+                               CASE WHEN cfg.dirty_set ~ '\{[^}]+\}' THEN cfg.dirty_set || ':rs_processing'
+                                    ELSE '{' || cfg.dirty_set || '}:rs_processing' END))) s;
+        END IF;
+
+        src := format('SELECT %s AS k, %s AS v FROM %s t', keyexpr, valexpr, tbl);
+        IF sample IS NOT NULL THEN
+            src := src || format(' ORDER BY random() LIMIT %s', sample);
+        END IF;
+        ks := '{}';
+        vs := '{}';
+        FOR r IN EXECUTE src LOOP
+            ks := ks || r.k;
+            vs := vs || r.v;
+            IF cardinality(ks) >= 1000 THEN
+                RETURN QUERY
+                    SELECT u.k, CASE WHEN u.k = ANY (pending) THEN 'pending'
+                                     WHEN f.value IS NULL THEN 'missing in cache'
+                                     ELSE 'different value' END,
+                           u.v, f.value
+                      FROM unnest(ks, vs) u(k, v)
+                      LEFT JOIN redis_sync._fetch(ks, is_hash) f ON f.key = u.k
+                     WHERE (f.value IS NULL AND NOT is_wb)
+                        OR (f.value IS NOT NULL AND u.v IS DISTINCT FROM
+                            CASE WHEN is_hash THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
+                                                      FROM jsonb_each(f.value) e WHERE e.key = ANY (cols))
+                                 ELSE f.value END);
+                ks := '{}';
+                vs := '{}';
+            END IF;
+        END LOOP;
+        IF cardinality(ks) > 0 THEN
+            RETURN QUERY
+                SELECT u.k, CASE WHEN u.k = ANY (pending) THEN 'pending'
+                                 WHEN f.value IS NULL THEN 'missing in cache'
+                                 ELSE 'different value' END,
+                       u.v, f.value
+                  FROM unnest(ks, vs) u(k, v)
+                  LEFT JOIN redis_sync._fetch(ks, is_hash) f ON f.key = u.k
+                 WHERE (f.value IS NULL AND NOT is_wb)
+                    OR (f.value IS NOT NULL AND u.v IS DISTINCT FROM
+                        CASE WHEN is_hash THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
+                                                  FROM jsonb_each(f.value) e WHERE e.key = ANY (cols))
+                             ELSE f.value END);
+        END IF;
+
+        -- keys in Redis without a row (only for a full check; once per table)
+        IF sample IS NULL AND NOT (cfg.policy = 'write_behind'
+                                   AND EXISTS (SELECT 1 FROM redis_sync.tables t2
+                                                WHERE t2.relid = tbl AND t2.policy = 'write_through')) THEN
+            RETURN QUERY EXECUTE format(
+                'SELECT s.k, CASE WHEN s.k = ANY ($2) THEN %L ELSE %L END, NULL::jsonb, f.value
+                   FROM redis_sync._scan($1) s(k)
+                   LEFT JOIN (SELECT %s AS k FROM %s t) t USING (k)
+                   LEFT JOIN LATERAL redis_sync._fetch(ARRAY[s.k], $3) f ON true
+                  WHERE t.k IS NULL AND s.k <> $4
+                    AND s.k NOT LIKE %L',
+                'pending', 'extra in cache', keyexpr, tbl, '%:rs\_%')
+                USING cfg.key_prefix, pending, is_hash, coalesce(cfg.dirty_set, '');
+        END IF;
+    END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION verify(regclass, int) IS
+'compare a table with its Redis keys: missing in cache, extra in cache, different value (pending for write-behind)';
+
+CREATE FUNCTION resync(tbl regclass)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    ks text[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = tbl AND t.policy = 'write_through') THEN
+        RAISE EXCEPTION 'resync repairs write-through tables, and % is not one', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'For write-behind tables Redis holds the newer data: use redis_sync.flush().';
+    END IF;
+    SELECT array_agg(DISTINCT v.key) INTO ks
+      FROM redis_sync.verify(tbl) v
+     WHERE v.problem IN ('missing in cache', 'different value', 'extra in cache');
+    IF ks IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM redis_sync._push_keys(tbl, ks);
+    RETURN cardinality(ks);
+END
+$fn$;
+COMMENT ON FUNCTION resync(regclass) IS
+'repair every difference verify() finds in a write-through table, fenced; returns keys repaired';

@@ -55,6 +55,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 #include "access/relation.h"
 #include "access/table.h"
 
@@ -236,7 +237,9 @@ marker_field(int chunk)
 {
 	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
 
-	return psprintf(UINT64_FORMAT ":%d:%d", U64FromFullTransactionId(fxid), MyProcPid, chunk);
+	/* the server start time tells the worker whether the xid could have been reused */
+	return psprintf(UINT64_FORMAT ":%d:%d:" INT64_FORMAT, U64FromFullTransactionId(fxid),
+					MyProcPid, chunk, (int64) PgStartTime);
 }
 
 /*

@@ -275,12 +275,28 @@ sweep_markers(void)
 				done = lappend(done, pstrdup(field));
 				continue;
 			}
-			if (TransactionIdIsInProgress(xid))
-				continue;
-			/* a transaction too old to look up is repaired: that is always safe */
-			committed = U64FromFullTransactionId(ReadNextFullTransactionId()) - fxid < (uint64) 1 << 31 &&
-				!TransactionIdPrecedes(xid, ShmemVariableCache->oldestClogXid) &&
-				TransactionIdDidCommit(xid);
+			/*
+			 * A marker written before the server last started may name an
+			 * xid that crash recovery handed out again (the transaction's
+			 * WAL was never flushed): its commit status says nothing, so
+			 * repair.  A transaction too old to look up is repaired too:
+			 * repairing is always safe.
+			 */
+			{
+				const char *last = strrchr(field, ':');
+				int64		started = last ? strtoll(last + 1, NULL, 10) : 0;
+
+				if (started == (int64) PgStartTime)
+				{
+					if (TransactionIdIsInProgress(xid))
+						continue;
+					committed = U64FromFullTransactionId(ReadNextFullTransactionId()) - fxid < (uint64) 1 << 31 &&
+						!TransactionIdPrecedes(xid, ShmemVariableCache->oldestClogXid) &&
+						TransactionIdDidCommit(xid);
+				}
+				else
+					committed = false;
+			}
 			if (!committed)
 			{
 				int64		n;

@@ -95,9 +95,11 @@ like($r->{err}, qr/ERROR/, 'deliver_outbox() with no Redis reports an error');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'),
 	$n_outbox, 'outbox entries kept after the failed delivery');
 
-# Redis appears on the configured port
+# Redis appears on the configured port (the worker waits, so we see it empty first)
+is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
 my $redis = RedisSync::Test::start_redis(port => $port);
 is($redis->cli('DBSIZE'), '0', "empty redis-server on port $port");
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 
 my $delivered = RedisSync::Compare::drain_outbox($node);
 note("delivered $delivered entries");

@@ -151,4 +151,54 @@ sub drain_outbox
 	}
 }
 
+# Poll until the cache equals the table (deadline-bound), then assert it with
+# cache_matches_table.  Returns the seconds waited (undef on failure).
+#   wait_cache_matches_table($node, $redis, %cmp, timeout => 30, name => ...)
+sub wait_cache_matches_table
+{
+	my ($node, $redis, %o) = @_;
+	my $t0       = time;
+	my $deadline = $t0 + ($o{timeout} // 30);
+	while (1)
+	{
+		my ($diffs) = diff_cache_table($node, $redis, %o);
+		last if !@$diffs || time > $deadline;
+		sleep 0.05;
+	}
+	my $waited = time - $t0;
+	return cache_matches_table($node, $redis, %o) ? $waited : undef;
+}
+
+# Deadline loop: call $code until it returns true.  Returns the seconds it
+# took, or undef at the deadline (no assertion; the caller asserts).
+#   my $secs = RedisSync::Compare::wait_for(sub { ... }, 30);
+sub wait_for
+{
+	my ($code, $timeout, $interval) = @_;
+	my $t0       = time;
+	my $deadline = $t0 + ($timeout // $PostgreSQL::Test::Utils::timeout_default);
+	while (1)
+	{
+		return time - $t0 if $code->();
+		return undef if time > $deadline;
+		sleep($interval // 0.02);
+	}
+}
+
+# One column of redis_sync.worker_stats.
+sub worker_stat
+{
+	my ($node, $col, $dbname) = @_;
+	return $node->safe_psql($dbname // 'postgres',
+		"SELECT $col FROM redis_sync.worker_stats");
+}
+
+# Number of rows in redis_sync.outbox.
+sub outbox_depth
+{
+	my ($node, $dbname) = @_;
+	return $node->safe_psql($dbname // 'postgres',
+		'SELECT count(*) FROM redis_sync.outbox');
+}
+
 1;
