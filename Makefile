@@ -29,7 +29,7 @@ OBJS = \
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)
 
-REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind
+REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations
 REGRESS_OPTS = --use-existing --dbname=regression
 ISOLATION =
 ISOLATION_OPTS = --use-existing --dbname=regression

@@ -720,7 +720,7 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_fetch';
 REVOKE EXECUTE ON FUNCTION _fetch(text[], boolean) FROM PUBLIC;
 
-CREATE FUNCTION _scan(prefix text)
+CREATE FUNCTION _scan(prefix text, OUT key text)
 RETURNS SETOF text
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_scan';

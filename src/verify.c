@@ -141,7 +141,7 @@ redis_sync_scan(PG_FUNCTION_ARGS)
 	List	   *keys;
 	ListCell   *lc;
 
-	InitMaterializedSRF(fcinfo, 0);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	keys = rs_scan_prefix(prefix);
 	foreach(lc, keys)
 	{
