@@ -487,7 +487,9 @@ rs_flush_via_worker(int timeout_ms)
 		SpinLockRelease(&rs_shared->mutex);
 		if (done)
 			return applied;
-		if (!running)
+		/* a worker that is (re)starting gets a few seconds to appear */
+		if (!running && TimestampDifferenceExceeds(deadline - (int64) timeout_ms * 1000,
+												   GetCurrentTimestamp(), Min(timeout_ms, 10000)))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the redis_sync background worker is not running"),

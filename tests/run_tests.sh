@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the redis_sync test suites against a private PostgreSQL + Redis sandbox.
 #
-#   bash tests/run_tests.sh [regress] [isolation] [tap]     (default: all three)
+#   bash tests/run_tests.sh [regress] [isolation] [tap] [demo]     (default: all four)
 #
 # Environment: PGBIN (default /usr/lib/postgresql/15/bin), KEEP_TMP=1 to keep
 # the temp dir even on success, SKIP_BUILD=1 to skip make/make install.
@@ -13,9 +13,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$PGBIN:$PATH"
 
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap demo)
 for s in "${SUITES[@]}"; do
-    case "$s" in regress|isolation|tap) ;; *) echo "unknown suite: $s (regress|isolation|tap)" >&2; exit 2 ;; esac
+    case "$s" in regress|isolation|tap|demo) ;; *) echo "unknown suite: $s (regress|isolation|tap|demo)" >&2; exit 2 ;; esac
 done
 
 if [ "$(id -u)" -eq 0 ]; then RUN_USER=postgres; else RUN_USER=$(id -un); fi
@@ -146,6 +146,17 @@ run_tap() {
             tail -n 30 "$f"
         done
         fail tap
+    fi
+}
+
+# the README's demo, non-interactively, with its key output lines checked
+run_demo() {
+    echo "== demo: tests/demo.sh --check"
+    if SKIP_BUILD=1 DEMO_DIR="$TMP/demo" bash "$REPO/tests/demo.sh" --check >"$TMP/demo.log" 2>&1; then
+        pass demo
+    else
+        tail -n 60 "$TMP/demo.log"
+        fail demo
     fi
 }
 

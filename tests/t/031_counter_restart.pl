@@ -168,7 +168,7 @@ for my $f (qw(hash string))
 $log = substr(slurp_file($node->logfile), $log_offset);
 like($log, qr/restarted \(run_id \Q$rid2\E, was \Q$rid1\E\)/, 'second restart logged');
 
-is(sql('SELECT count(*) FROM redis_sync.dead_letters'), 0, 'no dead letters');
+RedisSync::WB::no_dead_letters($node);
 
 $node->stop;
 done_testing();

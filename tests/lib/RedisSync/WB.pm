@@ -179,6 +179,19 @@ sub column_dump
 	return \%d;
 }
 
+# Test::More assertion: redis_sync.dead_letters is empty; diags a few.
+sub no_dead_letters
+{
+	my ($node, $name) = @_;
+	my $n = $node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.dead_letters');
+	my $ok = is($n, 0, $name // 'no dead letters');
+	diag($node->safe_psql('postgres',
+			q{SELECT relid::regclass || ' ' || member || ' ' || raw_value::text || ': ' || error || ' (' || sqlstate || ')'
+			    FROM redis_sync.dead_letters ORDER BY member LIMIT 5}))
+	  if !$ok;
+	return $ok;
+}
+
 # Test::More assertion: two { key => value } maps are equal; diags up to 10
 # differences.
 sub maps_equal
