@@ -31,7 +31,7 @@ DATA = $(wildcard extension/redis_sync--*.sql)
 
 REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations
 REGRESS_OPTS = --use-existing --dbname=regression
-ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable
+ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
 ISOLATION_OPTS = --use-existing --dbname=regression
 TAP_TESTS = 1
 
