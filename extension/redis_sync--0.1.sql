@@ -2,6 +2,12 @@
 
 \echo Use "CREATE EXTENSION redis_sync" to load this file. \quit
 
+-- Applications may use the schema (get, hincrby, hset, the stats views);
+-- everything that reads other tables' data or talks to Redis freely is
+-- revoked from PUBLIC below, and the outbox and dead letters (row contents)
+-- are readable by superusers only.
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
+
 -- ---------------------------------------------------------------------
 -- Raw access to Redis (administrators and tests)
 -- ---------------------------------------------------------------------
@@ -77,7 +83,6 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_redis_key_idx ON outbox (redis_key);
 
 COMMENT ON TABLE outbox IS 'redis_sync: changes committed but not yet confirmed by Redis';
-GRANT SELECT ON outbox TO PUBLIC;
 
 -- ---------------------------------------------------------------------
 -- Dead letters: write-behind values the table refused
@@ -97,7 +102,6 @@ CREATE TABLE dead_letters (
     UNIQUE (relid, member)
 );
 COMMENT ON TABLE dead_letters IS 'redis_sync: write-behind values that could not be applied, with the error';
-GRANT SELECT ON dead_letters TO PUBLIC;
 
 -- ---------------------------------------------------------------------
 -- Capture trigger and internal helpers (C)

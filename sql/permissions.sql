@@ -2,7 +2,7 @@
 -- redis_sync.redis_url (it may hold a password) is hidden from other roles
 CREATE ROLE rs_app LOGIN;
 SET ROLE rs_app;
-SELECT redis_sync.command('PING');   -- no usage on the schema
+SELECT redis_sync.command('PING');   -- EXECUTE is revoked from PUBLIC
 RESET ROLE;
 GRANT USAGE ON SCHEMA redis_sync TO rs_app;
 SET ROLE rs_app;

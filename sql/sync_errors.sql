@@ -54,7 +54,7 @@ SELECT redis_sync._config_write('e_ok', 'write_through', 'x:', '{id}', '{id}', '
 SELECT redis_sync._config_delete('e_ok', 'write_through');
 -- but writing to a synced table needs no privilege on redis_sync's tables
 INSERT INTO e_ok VALUES (1, 'c', 'v', NULL, 'n1');
-SELECT count(*) FROM redis_sync.outbox;
+SELECT count(*) FROM redis_sync.outbox;   -- row contents: superusers only
 RESET ROLE;
 SELECT redis_sync.command('HGET', 'eok:n1', 'v');
 -- the table's owner may

@@ -51,6 +51,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -1274,7 +1275,7 @@ wb_table_or_error(Oid relid)
 static int64
 touch(Oid relid, const char *member, const char *column, const char *op, const char *value)
 {
-	WbTable    *t = wb_table_or_error(relid);
+	WbTable    *t;
 	Member		m;
 	int			col = -1;
 	StringInfoData sql;
@@ -1287,6 +1288,15 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	int64		result;
 	char	  **seed = NULL;
 	bool		row_found = false;
+
+	/* the drain will write this value into the table: the caller must be allowed to */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("redis_sync.hincrby() and hset() need INSERT and UPDATE on the table.")));
+	t = wb_table_or_error(relid);
 
 	if (t->format == 'j')
 		ereport(ERROR,
