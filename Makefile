@@ -1,10 +1,11 @@
 # redis_sync — PGXS build.
 #
 #   make && make install        build and install into the server found by pg_config
-#   make test                   every suite (regress, isolation, TAP) in a sandbox
+#   make test                   every suite (regress, isolation, TAP, demo) in a sandbox
 #   make demo                   live sandbox: Postgres + Redis on loopback
-#   make installcheck           regress suites against an already running server
-#                               that has redis_sync preloaded and a reachable Redis
+#   make installcheck           regress, isolation and TAP suites against an already
+#                               running server that preloads redis_sync, reaches a
+#                               Redis it may FLUSHDB, and has a database "regression"
 
 MODULE_big = redis_sync
 OBJS = \
@@ -30,10 +31,12 @@ EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)
 
 REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations
-REGRESS_OPTS = --use-existing --dbname=regression
+REGRESS_OPTS = --use-existing
 ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
-ISOLATION_OPTS = --use-existing --dbname=regression
+ISOLATION_OPTS = --use-existing
 TAP_TESTS = 1
+PROVE_TESTS = tests/t/*.pl
+PROVE_FLAGS = -I tests/lib
 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lhiredis
@@ -41,6 +44,10 @@ SHLIB_LINK = -lhiredis
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the suites share one database, which the worker may be connected to
+CONTRIB_TESTDB = regression
+ISOLATION_TESTDB = regression
 
 .PHONY: test demo demo-stop bench print-%
 

@@ -1,7 +1,9 @@
 -- setup: create the extension once for the whole regress run, and a helper
 -- that runs a statement and returns its error with the Redis address masked
 -- (the sandbox picks a free port each run).
-CREATE EXTENSION redis_sync;
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS redis_sync;
+RESET client_min_messages;
 SELECT extname, extversion, extnamespace::regnamespace FROM pg_extension WHERE extname = 'redis_sync';
 SELECT redis_sync.command('FLUSHDB');
 
