@@ -98,6 +98,7 @@ typedef struct Schedule
 {
 	Oid			relid;
 	TimestampTz next;
+	int			failures;		/* consecutive failed rounds, for backoff */
 } Schedule;
 
 #define MAX_SCHEDULE 256
@@ -1032,6 +1033,7 @@ schedule_for(Oid relid)
 		nschedule = 0;			/* forget: everything becomes due */
 	schedule[nschedule].relid = relid;
 	schedule[nschedule].next = 0;
+	schedule[nschedule].failures = 0;
 	return &schedule[nschedule++];
 }
 
@@ -1060,18 +1062,10 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
 		int64		applied;
 		int			claimed;
 
-		if (!force && s->next == 0)
-		{
-			/* first sight (worker start, new table): only crash leftovers now */
-			do
-			{
-				claimed = drain_batch(t, true, &applied);
-				MemoryContextSwitchTo(outer);
-				total += applied;
-			} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
-			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), t->interval_ms);
-		}
-		if (!force && s->next > now)
+		/* first sight (worker start, new table): only crash leftovers now */
+		bool		recover_only = !force && s->next == 0;
+
+		if (!force && !recover_only && s->next > now)
 		{
 			if (*next_due == 0 || s->next < *next_due)
 				*next_due = s->next;
@@ -1079,22 +1073,59 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
 		}
 		pgstat_report_activity(STATE_RUNNING, "redis_sync: draining write-behind keys");
 
-		/* leftovers of a crash first, then the dirty set */
-		do
+		/*
+		 * One table's failure (Redis down, a serialization failure, a lock
+		 * timeout) must not hold up the others: the batch is rolled back
+		 * (its members stay in the processing set and are drained first
+		 * next time), counted, and the table backs off.
+		 */
+		PG_TRY();
 		{
-			claimed = drain_batch(t, true, &applied);
-			MemoryContextSwitchTo(outer);
-			total += applied;
-		} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
-		do
+			/* leftovers of a crash first, then the dirty set */
+			do
+			{
+				claimed = drain_batch(t, true, &applied);
+				MemoryContextSwitchTo(outer);
+				total += applied;
+			} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
+			while (!recover_only)
+			{
+				claimed = drain_batch(t, false, &applied);
+				MemoryContextSwitchTo(outer);
+				total += applied;
+				CHECK_FOR_INTERRUPTS();
+				if (claimed < t->batch || (deadline != 0 && GetCurrentTimestamp() >= deadline))
+					break;
+			}
+			s->failures = 0;
+			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), t->interval_ms);
+		}
+		PG_CATCH();
 		{
-			claimed = drain_batch(t, false, &applied);
-			MemoryContextSwitchTo(outer);
-			total += applied;
-			CHECK_FOR_INTERRUPTS();
-		} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
+			ErrorData  *ed;
+			int64		backoff;
 
-		s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), t->interval_ms);
+			MemoryContextSwitchTo(outer);
+			ed = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(outer);
+			rs_suppress_capture = false;
+			s->failures++;
+			backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
+			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));
+			ereport(LOG,
+					(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
+							t->qname, (long long) backoff, ed->message)));
+			StartTransactionCommand();
+			rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
+			rs_stats_error(t->relid, ed->message);
+			rs_stats_flush();
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(outer);
+			FreeErrorData(ed);
+		}
+		PG_END_TRY();
 		if (*next_due == 0 || s->next < *next_due)
 			*next_due = s->next;
 	}
