@@ -907,7 +907,10 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 			{
 				if (!t->counter[c])
 					continue;
-				if (m->vals[c] && !parse_int64(m->vals[c], &m->read[ci]))
+				/* a counter the key does not have yet adds nothing */
+				if (m->vals[c] == NULL)
+					m->vals[c] = "0";
+				else if (!parse_int64(m->vals[c], &m->read[ci]))
 					bad = true;
 				ci++;
 			}

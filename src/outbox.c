@@ -659,6 +659,6 @@ redis_sync_flush(PG_FUNCTION_ARGS)
 	has_wb = SPI_processed > 0;
 	SPI_finish();
 	if (has_wb)
-		n += rs_flush_via_worker(rs_flush_timeout_ms);
+		n += rs_flush_via_worker(relid, rs_flush_timeout_ms);
 	PG_RETURN_INT64(n);
 }

@@ -237,9 +237,12 @@ marker_field(int chunk)
 {
 	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
 
-	/* the server start time tells the worker whether the xid could have been reused */
+	/*
+	 * The incarnation of shared memory tells the worker whether the xid could
+	 * have been handed out again by crash recovery (see worker.c).
+	 */
 	return psprintf(UINT64_FORMAT ":%d:%d:" INT64_FORMAT, U64FromFullTransactionId(fxid),
-					MyProcPid, chunk, (int64) PgStartTime);
+					MyProcPid, chunk, rs_incarnation());
 }
 
 /*

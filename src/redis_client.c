@@ -481,8 +481,11 @@ establish(RedisFailure *f)
 	if (!exchange(hs.data, hs.len, nhs, hsr, f))
 	{
 		/* exchange reported the failure; make it a connect failure */
+		char	   *why = f->message;
+
 		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 		f->message = psprintf("could not connect to Redis at %s", conn_display);
+		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s", why);
 		return false;
 	}
 	redis_round_trips--;		/* the handshake is not a workload round trip */

@@ -61,7 +61,7 @@ int			rs_chunk_size = 1000;
 int			rs_tombstone_ttl_ms = 86400000;
 char	   *rs_version_suffix = NULL;
 int			rs_naptime_ms = 1000;
-int			rs_retry_max_backoff_ms = 30000;
+int			rs_retry_max_backoff_ms = 2000;
 bool		rs_rewarm_on_restart = true;
 int			rs_outbox_batch = 10000;
 int			rs_marker_sweep_ms = 5000;
@@ -174,7 +174,7 @@ _PG_init(void)
 							"Longest wait of the background worker between retries after a failure.",
 							"Retries back off exponentially from 100 ms up to this value.",
 							&rs_retry_max_backoff_ms,
-							30000, 100, 3600 * 1000,
+							2000, 100, 3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

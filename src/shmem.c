@@ -86,6 +86,7 @@ typedef struct RsShared
 	char		last_error[RS_ERRLEN];
 	TimestampTz last_error_at;
 	/* global counters */
+	TimestampTz incarnation;	/* set each time shared memory is (re)made */
 	pg_atomic_uint64 round_trips;
 	pg_atomic_uint64 worker_rounds;
 	pg_atomic_uint64 circuit_opens;
@@ -148,6 +149,9 @@ rs_shmem_startup(void)
 		pg_atomic_init_u64(&rs_shared->circuit_opens, 0);
 		rs_shared->reset_at = GetCurrentTimestamp();
 	}
+	/* a crash restart remakes shared memory: a new incarnation */
+	if (!found)
+		rs_shared->incarnation = GetCurrentTimestamp();
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(TableStatsKey);
 	ctl.entrysize = sizeof(TableStats);
@@ -163,6 +167,31 @@ rs_shmem_init(void)
 	shmem_request_hook = rs_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = rs_shmem_startup;
+}
+
+int64
+rs_incarnation(void)
+{
+	return rs_shared ? (int64) rs_shared->incarnation : 0;
+}
+
+/* rows applied to relid (all tables when InvalidOid) since the counters started */
+int64
+rs_stats_applied(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	TableStats *t;
+	int64		n = 0;
+
+	if (rs_shared == NULL)
+		return 0;
+	LWLockAcquire(rs_shared->lock, LW_SHARED);
+	hash_seq_init(&status, rs_tables);
+	while ((t = hash_seq_search(&status)) != NULL)
+		if (t->key.dbid == MyDatabaseId && (relid == InvalidOid || t->key.relid == relid))
+			n += t->counters[RS_C_APPLIED];
+	LWLockRelease(rs_shared->lock);
+	return n;
 }
 
 bool
@@ -462,9 +491,10 @@ rs_flush_completed(uint64 generation, int64 applied)
  * timeout_ms.
  */
 int64
-rs_flush_via_worker(int timeout_ms)
+rs_flush_via_worker(Oid relid, int timeout_ms)
 {
 	uint64		mine;
+	int64		before = rs_stats_applied(relid);
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	rs_require_preload("redis_sync.flush() of write-behind tables");
@@ -476,17 +506,15 @@ rs_flush_via_worker(int timeout_ms)
 		bool		done;
 		bool		running;
 		bool		paused;
-		int64		applied;
 
 		rs_worker_wake();
 		SpinLockAcquire(&rs_shared->mutex);
 		done = rs_shared->flush_done >= mine;
-		applied = rs_shared->flush_applied;
 		running = rs_shared->worker_latch != NULL;
 		paused = rs_shared->pause_requested;
 		SpinLockRelease(&rs_shared->mutex);
 		if (done)
-			return applied;
+			return rs_stats_applied(relid) - before;
 		/* a worker that is (re)starting gets a few seconds to appear */
 		if (!running && TimestampDifferenceExceeds(deadline - (int64) timeout_ms * 1000,
 												   GetCurrentTimestamp(), Min(timeout_ms, 10000)))

@@ -36,6 +36,11 @@ typedef enum RsCounter
 extern void rs_shmem_init(void);	/* from _PG_init */
 extern bool rs_shmem_ready(void);
 
+/* changes whenever shared memory is made anew (server start, crash restart) */
+extern int64 rs_incarnation(void);
+
+extern int64 rs_stats_applied(Oid relid);
+
 /* per-table counters; accumulated locally, flushed at transaction end */
 extern void rs_stats_add(Oid relid, RsCounter c, int64 n);
 extern void rs_stats_error(Oid relid, const char *msg);
@@ -61,7 +66,7 @@ extern bool rs_worker_running(void);
 /* flush(): forced drain rounds served by the worker */
 extern uint64 rs_flush_pending(void);
 extern void rs_flush_completed(uint64 generation, int64 applied);
-extern int64 rs_flush_via_worker(int timeout_ms);
+extern int64 rs_flush_via_worker(Oid relid, int timeout_ms);
 
 /* the worker calls this at safe points: true while paused by worker_pause() */
 extern bool rs_worker_pause_check(void);

@@ -67,6 +67,7 @@ static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
 static TimestampTz last_sweep = 0;
 static int	backoff_ms = 0;
+static TimestampTz retry_at = 0;	/* after a failure: no Redis work before this */
 static volatile sig_atomic_t got_sigterm = false;
 
 static void
@@ -276,7 +277,8 @@ sweep_markers(void)
 				continue;
 			}
 			/*
-			 * A marker written before the server last started may name an
+			 * A marker written before shared memory was last made (server
+			 * start or crash restart) may name an
 			 * xid that crash recovery handed out again (the transaction's
 			 * WAL was never flushed): its commit status says nothing, so
 			 * repair.  A transaction too old to look up is repaired too:
@@ -286,7 +288,7 @@ sweep_markers(void)
 				const char *last = strrchr(field, ':');
 				int64		started = last ? strtoll(last + 1, NULL, 10) : 0;
 
-				if (started == (int64) PgStartTime)
+				if (started == rs_incarnation())
 				{
 					if (TransactionIdIsInProgress(xid))
 						continue;
@@ -361,6 +363,10 @@ worker_round(void)
 	if (!ready)
 		return Max(rs_naptime_ms, 1000);
 
+	/* after a failure, commits waking us must not turn backoff into a busy loop */
+	if (retry_at != 0 && now < retry_at && rs_flush_pending() == 0)
+		return Max(1, TimestampDifferenceMilliseconds(now, retry_at));
+	retry_at = 0;
 	rs_stats_worker_round();
 	if (rs_worker_pause_check())
 		return rs_naptime_ms;
@@ -409,6 +415,7 @@ worker_round(void)
 		return rs_naptime_ms;
 	}
 	backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
+	retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 	return backoff_ms;
 }
 

@@ -1,0 +1,1142 @@
+#!/usr/bin/env perl
+# redis_sync benchmarks; started by bench/run.sh inside a sandbox (PGHOST, PGPORT,
+# PGUSER, PGDATABASE, REDIS_PORT, SANDBOX_DIR, RUN_USER in the environment).
+# Every comparison alternates baseline and subject runs; each figure is the
+# median of BENCH_RUNS (>= 3) runs.  Only standard tools are driven: pgbench,
+# psql, redis-cli, redis-benchmark; Redis is also spoken to directly over RESP.
+use strict;
+use warnings;
+use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
+use IO::Select;
+use JSON::PP;
+use POSIX qw(strftime :sys_wait_h);
+use File::Temp qw(tempdir);
+
+$| = 1;
+my $MODE  = $ENV{BENCH_MODE} // 'full';
+my $QUICK = $MODE eq 'quick';
+my $REPO  = $ENV{BENCH_REPO} or die "bench.pl: run it through bench/run.sh\n";
+my $RPORT = $ENV{REDIS_PORT} or die "bench.pl: REDIS_PORT not set\n";
+my $SBDIR = $ENV{SANDBOX_DIR} or die "bench.pl: SANDBOX_DIR not set\n";
+my $RUNS  = $ENV{BENCH_RUNS} // 3;
+$RUNS = 3 if $RUNS < 3;
+my %ONLY = map { $_ => 1 } split /,/, ($ENV{BENCH_ONLY} // '');
+my $T0   = time;
+my $TMP  = tempdir('redis_sync_bench_work.XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $TMP;
+
+# ---------------------------------------------------------------- parameters
+my %P = $QUICK
+  ? (single_T => 1, tpcb_T => 1, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 20_000,
+	mem_rows => 1_000_000, lag_changes => 2_000, lag_rate => 1000, outage_rows => 100_000,
+	idle_secs => 5, drain_rows => 200_000, wblag_secs => 2, wblag_rate => 5000,
+	scale_max => 100_000)
+  : (single_T => 8, tpcb_T => 8, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 100_000,
+	mem_rows => 1_000_000, lag_changes => 10_000, lag_rate => 1000, outage_rows => 100_000,
+	idle_secs => 10, drain_rows => 200_000, wblag_secs => 10, wblag_rate => 5000,
+	scale_max => 100_000);
+
+my @ROWS;        # the summary table
+my %DETAIL;      # everything else, for latest.json
+my @PROBLEMS;    # benchmark failures (reported, the rest carries on)
+
+sub say_ { printf STDERR "[%6.1fs] %s\n", time - $T0, join('', @_) }
+
+# ---------------------------------------------------------------- helpers
+sub median
+{
+	my @v = sort { $a <=> $b } grep { defined } @_;
+	return undef unless @v;
+	return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+sub pctl
+{
+	my ($p, @v) = @_;
+	@v = sort { $a <=> $b } @v;
+	return undef unless @v;
+	my $i = int($p / 100 * @v + 0.999999) - 1;
+	$i = 0 if $i < 0;
+	$i = $#v if $i > $#v;
+	return $v[$i];
+}
+
+# run a command with a timeout; returns (exit code, combined output)
+sub run_cmd
+{
+	my ($timeout, $env, @cmd) = @_;
+	my $out = '';
+	my $pid = open(my $fh, '-|') // die "fork: $!";
+	if (!$pid)
+	{
+		open(STDERR, '>&', \*STDOUT);
+		%ENV = (%ENV, %{ $env || {} });
+		exec('timeout', '-k', '5', $timeout, @cmd) or die "exec $cmd[0]: $!";
+	}
+	local $/;
+	$out = <$fh> // '';
+	close $fh;
+	my $rc = $? >> 8;
+	return ($rc, $out);
+}
+
+my $SQLN = 0;
+
+# run SQL through psql (one session); dies with psql's message on error
+sub psql
+{
+	my ($sql, %o) = @_;
+	my $f = "$TMP/q" . (++$SQLN) . ".sql";
+	open(my $fh, '>', $f) or die "$f: $!";
+	print $fh $sql;
+	close $fh;
+	my ($rc, $out) = run_cmd($o{timeout} // 600, $o{env},
+		'psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-f', $f);
+	if ($rc != 0)
+	{
+		my $what = length($sql) > 300 ? substr($sql, 0, 300) . '...' : $sql;
+		die(($rc == 124 ? "psql timed out after $o{timeout}s" : "psql failed (exit $rc)")
+			. ":\n$out\n--- SQL ---\n$what\n");
+	}
+	$out =~ s/\s+\z//;
+	return $out;
+}
+
+sub psql1 { my $o = psql(@_); return (split /\n/, $o)[-1] }
+
+# psql with \timing: returns the list of "Time:" values in ms plus the output
+sub psql_timed
+{
+	my ($sql, %o) = @_;
+	my $out = psql("\\timing on\n$sql", %o);
+	my @t = $out =~ /^Time: ([\d.]+) ms/mg;
+	return (\@t, $out);
+}
+
+sub write_file
+{
+	my ($name, $text) = @_;
+	my $f = "$TMP/$name";
+	open(my $fh, '>', $f) or die "$f: $!";
+	print $fh $text;
+	close $fh;
+	return $f;
+}
+
+# pgbench; returns { tps, lat_ms, txns }
+sub pgbench
+{
+	my (%o) = @_;
+	my @args = ('pgbench', '-n', '-M', $o{mode} // 'prepared', '-c', $o{c} // 1, '-j', $o{c} // 1);
+	push @args, '-T', $o{T} if $o{T};
+	push @args, '-t', $o{t} if $o{t};
+	push @args, '-R', $o{R} if $o{R};
+	push @args, map { ('-D', $_) } @{ $o{D} || [] };
+	push @args, '-f', $o{f} if $o{f};
+	push @args, '-b', $o{b} if $o{b};
+	my %env;
+	$env{PGOPTIONS} = $o{pgoptions} if $o{pgoptions};
+	my $limit = ($o{T} // 0) + 60 + ($o{t} ? 600 : 0);
+	my ($rc, $out) = run_cmd($limit, \%env, @args);
+	die "pgbench failed (exit $rc): @args\n$out\n" if $rc != 0 || $out !~ /tps = ([\d.]+)/;
+	my %r = (tps => $1 + 0);
+	$r{lat_ms} = $1 + 0 if $out =~ /latency average = ([\d.]+) ms/;
+	$r{txns}   = $1 + 0 if $out =~ /number of transactions actually processed: (\d+)/;
+	die "pgbench reported failed transactions:\n$out\n" if $out =~ /number of failed transactions: ([1-9]\d*)/;
+	return \%r;
+}
+
+# ---------------------------------------------------------------- Redis over RESP
+my $R;
+
+sub redis_connect
+{
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $RPORT, Proto => 'tcp', Timeout => 5)
+	  or die "connect to Redis on port $RPORT: $!\n";
+	$s->autoflush(1);
+	return $s;
+}
+
+sub resp_encode
+{
+	my $req = '*' . scalar(@_) . "\r\n";
+	$req .= '$' . length($_) . "\r\n$_\r\n" for @_;
+	return $req;
+}
+
+sub resp_read
+{
+	my ($s) = @_;
+	my $line = readline($s);
+	die "Redis closed the connection\n" unless defined $line;
+	$line =~ s/\r\n\z//;
+	my ($t, $rest) = (substr($line, 0, 1), substr($line, 1));
+	return $rest if $t eq '+' || $t eq ':';
+	die "Redis error: $rest\n" if $t eq '-';
+	if ($t eq '$')
+	{
+		return undef if $rest == -1;
+		my $buf = '';
+		while (length($buf) < $rest + 2)
+		{
+			my $n = read($s, $buf, $rest + 2 - length($buf), length($buf));
+			die "Redis closed the connection\n" unless $n;
+		}
+		return substr($buf, 0, $rest);
+	}
+	if ($t eq '*')
+	{
+		return undef if $rest == -1;
+		return [ map { resp_read($s) } 1 .. $rest ];
+	}
+	die "unexpected Redis reply '$line'\n";
+}
+
+sub redis
+{
+	$R ||= redis_connect();
+	print $R resp_encode(@_);
+	return resp_read($R);
+}
+
+sub redis_info
+{
+	my $txt = redis('INFO', @_);
+	my %h;
+	for (split /\r?\n/, $txt) { $h{$1} = $2 if /^([^#:][^:]*):(.*)$/ }
+	return \%h;
+}
+
+sub redis_cpu { my $i = redis_info('cpu'); return $i->{used_cpu_user} + $i->{used_cpu_sys} }
+
+sub redis_cmdstat
+{
+	my ($cmd) = @_;
+	my $i = redis_info('commandstats');
+	my $v = $i->{"cmdstat_$cmd"} // '';
+	my %h = map { split /=/ } split /,/, $v;
+	return { calls => $h{calls} // 0, usec => $h{usec} // 0 };
+}
+
+# ---------------------------------------------------------------- result rows
+sub fmt
+{
+	my ($v, $unit) = @_;
+	return '-' unless defined $v;
+	return ($unit ? "$v $unit" : "$v") if $v =~ /^-?\d+$/;
+	my $s = abs($v) >= 100 ? sprintf('%.0f', $v) : abs($v) >= 10 ? sprintf('%.1f', $v) : sprintf('%.2f', $v);
+	return $unit ? "$s $unit" : $s;
+}
+
+# add(bench, ours, baseline, unit, ratio_kind, target_text, met)
+sub add_row
+{
+	my (%r) = @_;
+	if (!defined $r{ratio} && defined $r{ours} && defined $r{base} && $r{base} != 0)
+	{
+		$r{ratio} = $r{ours} / $r{base};
+	}
+	push @ROWS, \%r;
+	say_(sprintf("RESULT %-58s ours %-14s base %-14s ratio %-6s target %-14s %s",
+			$r{bench}, fmt($r{ours}, $r{unit}), fmt($r{base}, $r{base_unit} // $r{unit}),
+			defined $r{ratio} ? sprintf('%.2f', $r{ratio}) : '-', $r{target} // '-',
+			!defined $r{met} ? '-' : $r{met} ? 'yes' : 'NO'));
+}
+
+sub problem
+{
+	my ($what, $err) = @_;
+	$err =~ s/\s+\z//;
+	say_("FAILED $what: $err");
+	push @PROBLEMS, { benchmark => $what, error => $err };
+	push @ROWS, { bench => $what, error => 1, note => 'FAILED: ' . (split /\n/, $err)[0] };
+}
+
+sub section
+{
+	my ($key, $title, $code) = @_;
+	return if %ONLY && !$ONLY{$key};
+	say_("== $title");
+	my $t = time;
+	eval { $code->(); 1 } or problem($title, $@ || 'unknown error');
+	$DETAIL{section_seconds}{$key} = sprintf('%.1f', time - $t) + 0;
+}
+
+sub wait_outbox_empty
+{
+	my ($timeout) = @_;
+	my $t = time;
+	while (time - $t < $timeout)
+	{
+		my $n = psql1('SELECT count(*) FROM redis_sync.outbox');
+		return time - $t if $n == 0;
+		sleep 0.05;
+	}
+	die "outbox not empty after ${timeout}s: "
+	  . psql('SELECT count(*), min(last_error) FROM redis_sync.outbox') . "\n";
+}
+
+sub backend_rss_poller;
+
+# ================================================================= setup
+say_("mode $MODE, $RUNS runs per figure, sandbox $SBDIR");
+psql(<<'SQL');
+ALTER SYSTEM SET fsync = on;
+ALTER SYSTEM SET full_page_writes = on;
+ALTER SYSTEM SET max_wal_size = '8GB';
+ALTER SYSTEM SET checkpoint_timeout = '30min';
+ALTER SYSTEM SET autovacuum_naptime = '10s';
+SELECT pg_reload_conf();
+SQL
+psql('CREATE EXTENSION redis_sync');
+{
+	my $deadline = time + 30;
+	until (psql1('SELECT worker_running AND redis_run_id IS NOT NULL FROM redis_sync.worker_stats') eq 't')
+	{
+		die "the redis_sync worker did not start within 30s (see $SBDIR/postgres.log)\n" if time > $deadline;
+		sleep 0.2;
+	}
+}
+redis('CONFIG', 'SET', 'latency-monitor-threshold', '1');
+my %SETTINGS = map { split /\|/ } split /\n/, psql(<<'SQL');
+SELECT name, setting || coalesce(unit, '') FROM pg_settings
+ WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'redis_sync.chunk_size',
+                'redis_sync.max_buffer_bytes', 'redis_sync.naptime', 'max_wal_size', 'wal_level')
+SQL
+$DETAIL{settings} = \%SETTINGS;
+say_("settings: " . join(', ', map { "$_=$SETTINGS{$_}" } sort keys %SETTINGS));
+
+# ================================================================= 1. single-row writes
+sub make_table
+{
+	my ($name, $rows) = @_;
+	psql(<<"SQL");
+CREATE TABLE $name (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
+INSERT INTO $name SELECT g, g, 'row number ' || g FROM generate_series(1, $rows) g;
+VACUUM ANALYZE $name;
+SQL
+}
+
+section('single', '1. single-row UPDATE, 100,000-row table', sub {
+	my %variants = (
+		base   => 'unsynced',
+		wt     => 'write_through hash (sync push)',
+		async  => 'write_through async delivery',
+		inv    => 'invalidate',
+		trig   => 'hand-built PL/pgSQL outbox trigger');
+	my @order = qw(base wt async inv trig);
+	make_table("s_$_", 100_000) for @order;
+	psql(<<'SQL');
+SELECT redis_sync.write_through('s_wt', key_prefix => 's_wt:');
+SELECT redis_sync.write_through('s_async', key_prefix => 's_async:', delivery => 'async');
+SELECT redis_sync.invalidate('s_inv', key_prefix => 's_inv:');
+SELECT redis_sync.warm('s_wt'), redis_sync.warm('s_async');
+CREATE TABLE hand_outbox (id bigserial PRIMARY KEY, tbl text NOT NULL, redis_key text NOT NULL,
+                          op "char" NOT NULL, payload jsonb, created_at timestamptz NOT NULL DEFAULT now());
+CREATE FUNCTION hand_outbox_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO hand_outbox (tbl, redis_key, op) VALUES (TG_TABLE_NAME, 's_trig:' || OLD.id, 'D');
+        RETURN OLD;
+    END IF;
+    INSERT INTO hand_outbox (tbl, redis_key, op, payload)
+        VALUES (TG_TABLE_NAME, 's_trig:' || NEW.id, 'U', to_jsonb(NEW));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER hand_outbox_capture AFTER INSERT OR UPDATE OR DELETE ON s_trig
+    FOR EACH ROW EXECUTE FUNCTION hand_outbox_capture();
+SQL
+	wait_outbox_empty(120);
+	my %file = map { $_ => write_file("single_$_.sql",
+			"\\set id random(1, 100000)\nUPDATE s_$_ SET v = v + 1 WHERE id = :id;\n") } @order;
+	my %tps;    # {sc}{c}{variant} = [..]
+	for my $round (1 .. $RUNS)
+	{
+		for my $sc (qw(on off))
+		{
+			for my $c (1, 4)
+			{
+				# rotate the order each round so no variant always runs first
+				my @o = (@order[ ($round - 1) % @order .. $#order ], @order[ 0 .. ($round - 1) % @order - 1 ]);
+				for my $v (@o)
+				{
+					psql('TRUNCATE hand_outbox') if $v eq 'trig';
+					my $r = pgbench(f => $file{$v}, c => $c, T => $P{single_T},
+						pgoptions => "-c synchronous_commit=$sc");
+					push @{ $tps{$sc}{$c}{$v} }, $r->{tps};
+					wait_outbox_empty(120) if $v eq 'async';
+				}
+			}
+		}
+		say_("single-row round $round done");
+	}
+	for my $sc (qw(on off))
+	{
+		for my $c (1, 4)
+		{
+			my %m = map { $_ => median(@{ $tps{$sc}{$c}{$_} }) } @order;
+			for my $v (qw(wt async inv))
+			{
+				my $target = $v eq 'wt' ? 0.85 : 0.90;
+				my $ratio  = $m{$v} / $m{base};
+				add_row(bench => "1. single-row UPDATE c=$c sc=$sc: $variants{$v}",
+					ours => $m{$v}, base => $m{base}, unit => 'tps', ratio => $ratio,
+					target => ">= $target x, > trigger", met => ($ratio >= $target && $m{$v} > $m{trig}) ? 1 : 0,
+					note => sprintf('hand-built trigger %.0f tps', $m{trig}));
+			}
+			add_row(bench => "1. single-row UPDATE c=$c sc=$sc: $variants{trig} (reference)",
+				ours => $m{trig}, base => $m{base}, unit => 'tps', target => 'reference');
+			$DETAIL{single}{"sc_$sc"}{"c$c"} = { map { $_ => { median_tps => $m{$_}, runs => $tps{$sc}{$c}{$_} } } @order };
+		}
+	}
+	psql('DROP TABLE s_trig, hand_outbox; SELECT redis_sync.unsync(t) FROM unnest(ARRAY[\'s_wt\', \'s_async\', \'s_inv\']::regclass[]) t');
+});
+
+section('tpcb', '1b. TPC-B (pgbench -s 10 -M prepared)', sub {
+	my $s = $P{tpcb_scale};
+	for my $schema (qw(tpcb_base tpcb_sync))
+	{
+		psql("CREATE SCHEMA $schema");
+		my ($rc, $out) = run_cmd(600, { PGOPTIONS => "-c search_path=$schema -c synchronous_commit=off" },
+			'pgbench', '-i', '-q', '-s', $s);
+		die "pgbench -i failed:\n$out\n" if $rc;
+	}
+	psql(<<'SQL');
+SELECT redis_sync.write_through('tpcb_sync.pgbench_accounts', key_prefix => 'acc:');
+SELECT redis_sync.write_through('tpcb_sync.pgbench_tellers', key_prefix => 'tel:');
+SELECT redis_sync.write_through('tpcb_sync.pgbench_branches', key_prefix => 'br:');
+SQL
+	psql("SELECT redis_sync.warm('tpcb_sync.$_') FROM (VALUES (1)) v", timeout => 600)
+	  for qw(pgbench_tellers pgbench_branches);
+	my %tps;
+	for my $round (1 .. $RUNS)
+	{
+		for my $sc (qw(on off))
+		{
+			for my $c (1, 4)
+			{
+				my @o = $round % 2 ? qw(tpcb_base tpcb_sync) : qw(tpcb_sync tpcb_base);
+				for my $schema (@o)
+				{
+					my $r = pgbench(b => 'tpcb-like', c => $c, T => $P{tpcb_T},
+						pgoptions => "-c search_path=$schema -c synchronous_commit=$sc");
+					push @{ $tps{$sc}{$c}{$schema} }, $r->{tps};
+				}
+			}
+		}
+		say_("TPC-B round $round done");
+	}
+	for my $sc (qw(on off))
+	{
+		for my $c (1, 4)
+		{
+			my ($b, $o) = map { median(@{ $tps{$sc}{$c}{$_} }) } qw(tpcb_base tpcb_sync);
+			add_row(bench => "1. TPC-B s=$s c=$c sc=$sc: 3 tables write_through",
+				ours => $o, base => $b, unit => 'tps', target => '>= 0.85 x', met => $o / $b >= 0.85 ? 1 : 0);
+			$DETAIL{tpcb}{"sc_$sc"}{"c$c"} = { base => $tps{$sc}{$c}{tpcb_base}, synced => $tps{$sc}{$c}{tpcb_sync} };
+		}
+	}
+	psql('DROP SCHEMA tpcb_base CASCADE; DROP SCHEMA tpcb_sync CASCADE');
+});
+
+# ================================================================= 2. bulk
+my %BULK;    # medians reused by 3.
+section('bulk', '2. bulk UPDATE / INSERT of 100,000 rows', sub {
+	my $n = $P{bulk_rows};
+	make_table('b_base', $n);
+	make_table('b_wt',   $n);
+	psql(<<"SQL");
+SELECT redis_sync.write_through('b_wt', key_prefix => 'b:');
+SELECT redis_sync.warm('b_wt');
+CREATE TABLE i_base (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
+CREATE TABLE i_wt (LIKE i_base INCLUDING ALL);
+SELECT redis_sync.write_through('i_wt', key_prefix => 'i:');
+SQL
+	my $chunk = $SETTINGS{'redis_sync.chunk_size'};
+	my (%el, %rt, %chunks, %rcpu, %evalus, %maxcmd, @bcpu, @bwall);
+	my $session = sub {
+		my ($tbl, $stmt) = @_;
+		my $cpu0 = redis_cpu();
+		redis('LATENCY', 'RESET');
+		my $ev0 = redis_cmdstat('evalsha');
+		my ($t, $out) = psql_timed(<<"SQL");
+\\timing off
+SELECT round_trips AS rt0, chunks AS ch0 FROM redis_sync.session_stats() \\gset
+\\timing on
+$stmt;
+\\timing off
+SELECT round_trips - :rt0, chunks - :ch0 FROM redis_sync.session_stats();
+SQL
+		my $cpu = redis_cpu() - $cpu0;
+		my $ev1 = redis_cmdstat('evalsha');
+		my $lat = redis('LATENCY', 'LATEST');
+		my ($max) = map { $_->[3] } grep { $_->[0] eq 'command' } @{ $lat || [] };
+		my ($rt, $ch) = split /\|/, (split /\n/, $out)[-1];
+		return { ms => $t->[0], rt => $rt, chunks => $ch, rcpu_us => $cpu * 1e6,
+			evalsha_us => $ev1->{usec} - $ev0->{usec}, max_cmd_ms => $max // 0 };
+	};
+	for my $round (1 .. $RUNS)
+	{
+		my @pairs = (
+			[ 'upd_base', 'b_base', 'UPDATE b_base SET v = v + 1' ],
+			[ 'upd_wt',   'b_wt',   'UPDATE b_wt SET v = v + 1' ],
+			[ 'ins_base', 'i_base', "INSERT INTO i_base SELECT g, g, 'row number ' || g FROM generate_series(1, $n) g" ],
+			[ 'ins_wt',   'i_wt',   "INSERT INTO i_wt SELECT g, g, 'row number ' || g FROM generate_series(1, $n) g" ]);
+		@pairs = @pairs[ 1, 0, 3, 2 ] if $round % 2 == 0;
+		for my $p (@pairs)
+		{
+			my ($k, $tbl, $stmt) = @$p;
+			psql("TRUNCATE $tbl") if $k =~ /^ins/;
+			psql("VACUUM $tbl; CHECKPOINT");
+			my $r = $session->($tbl, $stmt);
+			push @{ $el{$k} }, $r->{ms};
+			if ($k =~ /_wt$/)
+			{
+				push @{ $rt{$k} },     $r->{rt};
+				push @{ $chunks{$k} }, $r->{chunks};
+				push @{ $rcpu{$k} },   $r->{rcpu_us} / $n;
+				push @{ $evalus{$k} }, $r->{evalsha_us} / $n;
+				push @{ $maxcmd{$k} }, $r->{max_cmd_ms};
+			}
+		}
+		# redis-benchmark: the reference per-operation cost, same Redis, same run
+		my $cpu0 = redis_cpu();
+		my $t = time;
+		my ($rc, $out) = run_cmd(120, {}, 'redis-benchmark', '-h', '127.0.0.1', '-p', $RPORT,
+			'-P', '16', '-t', 'hset', '-n', '200000', '-r', '100000', '-q');
+		die "redis-benchmark failed:\n$out\n" if $rc || $out !~ /HSET: ([\d.]+) requests per second/;
+		push @bwall, 1e6 / $1;
+		push @bcpu, (redis_cpu() - $cpu0) * 1e6 / 200_000;
+		say_("bulk round $round done");
+	}
+	my %m = map { $_ => median(@{ $el{$_} }) } keys %el;
+	for my $op (qw(upd ins))
+	{
+		my $what = $op eq 'upd' ? 'UPDATE' : 'INSERT';
+		add_row(bench => "2. one $what of $n rows: elapsed", ours => $m{"${op}_wt"}, base => $m{"${op}_base"},
+			unit => 'ms', target => '<= 1.5 x', met => $m{"${op}_wt"} / $m{"${op}_base"} <= 1.5 ? 1 : 0);
+		my $rtm = median(@{ $rt{"${op}_wt"} });
+		add_row(bench => "2. one $what of $n rows: Redis round trips", ours => $rtm, unit => '',
+			target => '< 100', met => $rtm < 100 ? 1 : 0,
+			note => sprintf('%d chunks of %s keys', median(@{ $chunks{"${op}_wt"} }), $chunk));
+		my ($c, $bc) = (median(@{ $rcpu{"${op}_wt"} }), median(@bcpu));
+		add_row(bench => "2. one $what of $n rows: Redis CPU per row vs redis-benchmark -P 16 HSET",
+			ours => $c, base => $bc, unit => 'us', target => '<= 2 x', met => $c / $bc <= 2 ? 1 : 0,
+			note => sprintf('EVALSHA time %.2f us/row; redis-benchmark wall %.2f us/op',
+				median(@{ $evalus{"${op}_wt"} }), median(@bwall)));
+		my $mx = (sort { $b <=> $a } @{ $maxcmd{"${op}_wt"} })[0];
+		add_row(bench => "2. one $what of $n rows: longest Redis command (one chunk)", ours => $mx, unit => 'ms',
+			target => '<= 50 ms', met => $mx <= 50 ? 1 : 0,
+			note => "max over runs, LATENCY LATEST (threshold 1 ms); chunk_size $chunk");
+	}
+	%BULK = (upd_wt_ms => $m{upd_wt}, upd_base_ms => $m{upd_base});
+	$DETAIL{bulk} = { rows => $n, chunk_size => $chunk, elapsed_ms => \%el, round_trips => \%rt, chunks => \%chunks,
+		redis_cpu_us_per_row => \%rcpu, evalsha_us_per_row => \%evalus, longest_command_ms => \%maxcmd,
+		redis_benchmark_cpu_us_per_op => \@bcpu, redis_benchmark_wall_us_per_op => \@bwall };
+});
+
+# ================================================================= 3. naive per-row trigger
+section('naive', '3. per-row redis_sync.command() trigger vs write-through', sub {
+	my $n = $P{naive_rows};
+	make_table('n_naive', $n);
+	make_table('n_wt', $n);
+	psql(<<'SQL');
+SELECT redis_sync.write_through('n_wt', key_prefix => 'n_wt:');
+SELECT redis_sync.warm('n_wt');
+CREATE FUNCTION naive_hset() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM redis_sync.command('DEL', 'n_naive:' || OLD.id);
+        RETURN OLD;
+    END IF;
+    PERFORM redis_sync.command('HSET', 'n_naive:' || NEW.id, 'id', NEW.id::text, 'v', NEW.v::text, 'note', NEW.note);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER naive_hset AFTER INSERT OR UPDATE OR DELETE ON n_naive FOR EACH ROW EXECUTE FUNCTION naive_hset();
+SQL
+	my (@naive, @ours);
+	for my $round (1 .. $RUNS)
+	{
+		my @o = $round % 2 ? qw(n_naive n_wt) : qw(n_wt n_naive);
+		for my $tbl (@o)
+		{
+			psql("VACUUM $tbl");
+			my ($t) = psql_timed("UPDATE $tbl SET v = v + 1;", timeout => 900);
+			push @{ $tbl eq 'n_wt' ? \@ours : \@naive }, $t->[0];
+		}
+	}
+	my ($o, $b) = (median(@ours), median(@naive));
+	add_row(bench => "3. UPDATE of $n rows: write_through vs per-row command('HSET') trigger",
+		ours => $o, base => $b, unit => 'ms', ratio => $b / $o, target => '>= 10 x faster',
+		met => $b / $o >= 10 ? 1 : 0, note => 'ratio = speedup');
+	$DETAIL{naive} = { rows => $n, ours_ms => \@ours, naive_ms => \@naive };
+	psql('DROP TABLE n_naive; SELECT redis_sync.unsync(\'n_wt\')');
+});
+
+# ================================================================= 2b. memory of a 1,000,000-row transaction
+# Poll /proc/<backend>/status while a statement runs in that backend.
+sub backend_rss_poller
+{
+	my ($sql, $timeout) = @_;
+	my $pidfile = "$TMP/backend.pid";
+	unlink $pidfile;
+	my $script = write_file('mem.sql', <<"SQL");
+\\t on
+\\a
+SELECT pg_backend_pid() \\g $pidfile
+SELECT pg_sleep(0.3);
+SELECT round_trips AS rt0, queued AS q0, pushed AS p0 FROM redis_sync.session_stats() \\gset
+\\timing on
+$sql;
+\\timing off
+SELECT 'STATS|' || (round_trips - :rt0) || '|' || (queued - :q0) || '|' || (pushed - :p0) FROM redis_sync.session_stats();
+SQL
+	my $pid = open(my $fh, '-|') // die "fork: $!";
+	if (!$pid)
+	{
+		open(STDERR, '>&', \*STDOUT);
+		exec('timeout', $timeout, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', $script) or die "exec: $!";
+	}
+	my $bpid;
+	my $deadline = time + 10;
+	until ($bpid)
+	{
+		if (open(my $p, '<', $pidfile)) { local $/; my $x = <$p>; ($bpid) = $x =~ /(\d+)/ if $x }
+		die "no backend pid from psql\n" if time > $deadline;
+		sleep 0.01 unless $bpid;
+	}
+	my ($base_anon, $peak_anon, $peak_rss, $hwm) = (undef, 0, 0, 0);
+	while (kill 0, $bpid)
+	{
+		open(my $st, '<', "/proc/$bpid/status") or last;
+		my %s;
+		while (<$st>) { $s{$1} = $2 if /^(\w+):\s+(\d+) kB/ }
+		close $st;
+		last unless defined $s{VmRSS};
+		$base_anon //= $s{RssAnon};
+		$peak_anon = $s{RssAnon} if ($s{RssAnon} // 0) > $peak_anon;
+		$peak_rss  = $s{VmRSS}   if $s{VmRSS} > $peak_rss;
+		$hwm       = $s{VmHWM}   if ($s{VmHWM} // 0) > $hwm;
+		sleep 0.01;
+	}
+	local $/;
+	my $out = <$fh> // '';
+	close $fh;
+	die "psql failed (exit " . ($? >> 8) . "):\n$out\n" if $?;
+	my ($ms) = $out =~ /Time: ([\d.]+) ms/;
+	my (undef, $rt, $q, $p) = $out =~ /(STATS)\|(\d+)\|(\d+)\|(\d+)/;
+	return { ms => $ms, start_anon_kb => $base_anon, peak_anon_kb => $peak_anon, peak_rss_kb => $peak_rss,
+		vmhwm_kb => $hwm, round_trips => $rt, queued => $q, pushed => $p };
+}
+
+section('memory', '2b. memory of a 1,000,000-row UPDATE', sub {
+	my $n = $P{mem_rows};
+	make_table('m_base', $n);
+	make_table('m_wt',   $n);
+	psql("SELECT redis_sync.write_through('m_wt', key_prefix => 'm:')");
+	my $buf = $SETTINGS{'redis_sync.max_buffer_bytes'};
+	my (%r, @deliver);
+	for my $round (1 .. $RUNS)
+	{
+		for my $tbl ($round % 2 ? qw(m_base m_wt) : qw(m_wt m_base))
+		{
+			psql("VACUUM $tbl");
+			my $x = backend_rss_poller("UPDATE $tbl SET v = v + 1", 900);
+			push @{ $r{$tbl} }, $x;
+			push @deliver, wait_outbox_empty(900) if $tbl eq 'm_wt';
+		}
+	}
+	my $pk = sub { my ($t, $f) = @_; median(map { $_->{$f} } @{ $r{$t} }) };
+	my ($pa_o, $pa_b) = ($pk->('m_wt', 'peak_anon_kb') / 1024, $pk->('m_base', 'peak_anon_kb') / 1024);
+	my $buf_mb = $buf =~ /^(\d+)kB$/ ? $1 / 1024 : 64;
+	add_row(bench => "2. UPDATE of $n rows: peak backend private memory (RssAnon)", ours => $pa_o, base => $pa_b,
+		unit => 'MB', target => sprintf('<= base + %.0f MB', $buf_mb), met => ($pa_o - $pa_b) <= $buf_mb * 1.1 ? 1 : 0,
+		note => sprintf('VmHWM %.0f vs %.0f MB (incl. shared buffers); %d queued to outbox, %d pushed, %d round trips',
+			$pk->('m_wt', 'vmhwm_kb') / 1024, $pk->('m_base', 'vmhwm_kb') / 1024,
+			$pk->('m_wt', 'queued'), $pk->('m_wt', 'pushed'), $pk->('m_wt', 'round_trips')));
+	add_row(bench => "2. UPDATE of $n rows: elapsed (spills to the outbox)", ours => $pk->('m_wt', 'ms'),
+		base => $pk->('m_base', 'ms'), unit => 'ms', target => 'context');
+	my $d = median(@deliver);
+	add_row(bench => "2. worker delivery of that spilled $n-row outbox", ours => $d, unit => 's',
+		target => 'context', note => sprintf('%.0f entries/s', $n / $d));
+	$DETAIL{memory} = { rows => $n, max_buffer_bytes => $buf, runs => \%r, outbox_delivery_s => \@deliver };
+	psql('DROP TABLE m_base; SELECT redis_sync.unsync(\'m_wt\'); DROP TABLE m_wt');
+});
+
+# ================================================================= 4. commit-to-Redis lag (async)
+# A child subscribes to keyspace notifications and records when each key is
+# first written; pgbench -R inserts rows carrying the statement's clock.
+sub start_subscriber
+{
+	my ($pattern, $want, $file, $timeout) = @_;
+	my $ready = "$file.ready";
+	unlink $ready, $file;
+	my $pid = fork // die "fork: $!";
+	if (!$pid)
+	{
+		my %seen;
+		my $s = redis_connect();
+		print $s resp_encode('PSUBSCRIBE', $pattern);
+		resp_read($s);
+		{ open(my $rf, '>', $ready) or die "$ready: $!"; close $rf; }
+		local $SIG{ALRM} = sub { die "subscriber timeout\n" };
+		alarm($timeout);
+		eval {
+			while (keys %seen < $want)
+			{
+				my $m = resp_read($s);
+				my $t = time;
+				next unless ref $m && $m->[0] eq 'pmessage';
+				(my $k = $m->[2]) =~ s/^__keyspace\@\d+__://;
+				$seen{$k} //= $t;
+			}
+			1;
+		} or print STDERR "subscriber: $@";
+		alarm(0);
+		open(my $o, '>', $file) or die "$file: $!";
+		printf $o "%s %.6f\n", $_, $seen{$_} for keys %seen;
+		close $o;
+		exit 0;
+	}
+	my $deadline = time + 10;
+	until (-e $ready) { die "subscriber did not start\n" if time > $deadline; sleep 0.01 }
+	return $pid;
+}
+
+sub read_arrivals
+{
+	my ($file) = @_;
+	open(my $fh, '<', $file) or die "no subscriber output $file\n";
+	my %a;
+	while (<$fh>) { my ($k, $t) = split; $a{$k} = $t }
+	return \%a;
+}
+
+section('lag', '4. commit-to-Redis lag, async delivery at ~1,000 changes/s', sub {
+	my ($n, $rate) = ($P{lag_changes}, $P{lag_rate});
+	psql(<<'SQL');
+CREATE TABLE lag_t (id bigserial PRIMARY KEY, ts bigint NOT NULL);
+SELECT redis_sync.write_through('lag_t', key_prefix => 'lag:', delivery => 'async');
+SQL
+	redis('CONFIG', 'SET', 'notify-keyspace-events', 'Kh');
+	my $f = write_file('lag.sql',
+		"INSERT INTO lag_t (ts) VALUES ((extract(epoch FROM clock_timestamp()) * 1000000)::bigint);\n");
+	my (@p50, @p99, @max, @all);
+	for my $round (1 .. $RUNS)
+	{
+		psql('TRUNCATE lag_t');
+		wait_outbox_empty(60);
+		my $out = "$TMP/lag_arrivals";
+		my $sub = start_subscriber('__keyspace@0__:lag:*', $n, $out, $n / $rate + 60);
+		my $r = pgbench(f => $f, c => 1, t => $n, R => $rate, pgoptions => '-c synchronous_commit=on');
+		waitpid($sub, 0);
+		my $arr = read_arrivals($out);
+		my %ts = map { split /\|/ } split /\n/, psql('SELECT id, ts FROM lag_t');
+		my @lag;
+		my $missing = 0;
+		for my $id (keys %ts)
+		{
+			my $a = $arr->{"lag:$id"};
+			if (!defined $a) { $missing++; next }
+			push @lag, ($a * 1e6 - $ts{$id}) / 1000;
+		}
+		die "$missing of $n changes never seen in Redis\n" if $missing;
+		push @p50, pctl(50, @lag);
+		push @p99, pctl(99, @lag);
+		push @max, pctl(100, @lag);
+		say_(sprintf('lag round %d: %d changes at %.0f/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms',
+				$round, scalar @lag, $r->{tps}, $p50[-1], $p99[-1], $max[-1]));
+	}
+	redis('CONFIG', 'SET', 'notify-keyspace-events', '');
+	my $note = "$n changes x $RUNS runs at $rate/s (pgbench -R), statement clock to keyspace notification";
+	add_row(bench => '4. async commit-to-Redis lag p50', ours => median(@p50), unit => 'ms', target => '<= 2 ms',
+		met => median(@p50) <= 2 ? 1 : 0, note => $note);
+	add_row(bench => '4. async commit-to-Redis lag p99', ours => median(@p99), unit => 'ms', target => '<= 10 ms',
+		met => median(@p99) <= 10 ? 1 : 0);
+	add_row(bench => '4. async commit-to-Redis lag max', ours => median(@max), unit => 'ms', target => 'context',
+		note => sprintf('worst run %.1f ms', (sort { $b <=> $a } @max)[0]));
+	$DETAIL{lag} = { changes => $n, rate => $rate, p50_ms => \@p50, p99_ms => \@p99, max_ms => \@max };
+	psql('SELECT redis_sync.unsync(\'lag_t\'); DROP TABLE lag_t');
+});
+
+# ================================================================= 6. scale curve
+section('scale', '6. scale curve: cost per row by transaction size', sub {
+	my $max = $P{scale_max};
+	make_table('c_base', $max);
+	make_table('c_wt', $max);
+	psql("SELECT redis_sync.write_through('c_wt', key_prefix => 'c:'); SELECT redis_sync.warm('c_wt')");
+	my %txns = (1 => 2000, 10 => 1000, 100 => 200, 1000 => 40, 10000 => 6, 100000 => 3);
+	%txns = (1 => 500, 10 => 300, 100 => 100, 1000 => 20, 10000 => 4, 100000 => 2) if $QUICK;
+	my @sizes = grep { $_ <= $max } sort { $a <=> $b } keys %txns;
+	my %per;
+	for my $tbl (qw(c_base c_wt))
+	{
+		write_file("scale_$tbl.sql",
+			"\\set s random(1, 100001 - :n)\nUPDATE $tbl SET v = v + 1 WHERE id BETWEEN :s AND :s + :n - 1;\n");
+	}
+	for my $round (1 .. $RUNS)
+	{
+		for my $n (@sizes)
+		{
+			for my $tbl ($round % 2 ? qw(c_base c_wt) : qw(c_wt c_base))
+			{
+				my $r = pgbench(f => "$TMP/scale_$tbl.sql", c => 1, t => $txns{$n}, D => ["n=$n"],
+					pgoptions => '-c synchronous_commit=off');
+				push @{ $per{$n}{$tbl} }, $r->{lat_ms} * 1000 / $n;
+			}
+		}
+		psql('VACUUM c_base; VACUUM c_wt');
+		say_("scale round $round done");
+	}
+	my @tab;
+	for my $n (@sizes)
+	{
+		my ($b, $o) = map { median(@{ $per{$n}{$_} }) } qw(c_base c_wt);
+		push @tab, { rows => $n, unsynced_us_per_row => $b, synced_us_per_row => $o, added_us_per_row => $o - $b,
+			ratio => $o / $b };
+	}
+	$DETAIL{scale} = \@tab;
+	my ($big) = grep { $_->{rows} == $sizes[-1] } @tab;
+	my ($k) = grep { $_->{rows} == 1000 } @tab;
+	my $flat = $k ? $big->{added_us_per_row} / ($k->{added_us_per_row} || 1) : undef;
+	add_row(bench => "6. scale: added cost per row, $sizes[-1]-row vs 1,000-row txn", ours => $flat, unit => 'x',
+		target => '~1 (flat, <= 1.5)', met => defined $flat && $flat <= 1.5 ? 1 : 0,
+		note => sprintf('%.2f vs %.2f us/row', $big->{added_us_per_row}, $k ? $k->{added_us_per_row} : -1));
+	psql('SELECT redis_sync.unsync(\'c_wt\'); DROP TABLE c_base, c_wt');
+});
+
+# ================================================================= 5. write-behind drain
+section('drain', '5. write-behind drain of 200,000 dirty keys', sub {
+	my $n = $P{drain_rows};
+	psql(<<"SQL");
+CREATE TABLE wb_t (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+CREATE TABLE wb_base (LIKE wb_t INCLUDING ALL);
+INSERT INTO wb_t SELECT g, 0 FROM generate_series(1, $n) g;
+INSERT INTO wb_base SELECT g, 0 FROM generate_series(1, $n) g;
+VACUUM ANALYZE wb_t; VACUUM ANALYZE wb_base;
+SELECT redis_sync.write_behind('wb_t', key_prefix => 'stats:', dirty_set => 'stats:dirty');
+SQL
+	my $batch = psql1("SELECT batch_size FROM redis_sync.tables WHERE relid = 'wb_t'::regclass");
+	my (@ours, @base);
+	for my $round (1 .. $RUNS)
+	{
+		my $val = sub { $_[0] % 1000 + $round * 1000 };
+		# the Redis side: HSET + SADD per key, loaded with redis-cli --pipe while the worker is paused
+		my $pipe = "$TMP/drain.resp";
+		open(my $fh, '>', $pipe) or die $!;
+		print $fh resp_encode('HSET', "stats:$_", 'n', $val->($_)), resp_encode('SADD', 'stats:dirty', $_) for 1 .. $n;
+		close $fh;
+		my $sqlf = "$TMP/drain_base.sql";
+		open($fh, '>', $sqlf) or die $!;
+		for (my $i = 1; $i <= $n; $i += $batch)
+		{
+			my @ids = ($i .. ($i + $batch - 1 > $n ? $n : $i + $batch - 1));
+			printf $fh "INSERT INTO wb_base (id, n) SELECT * FROM unnest('{%s}'::int[], '{%s}'::bigint[]) "
+			  . "ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n;\n", join(',', @ids), join(',', map { $val->($_) } @ids);
+		}
+		close $fh;
+		for my $which ($round % 2 ? qw(base ours) : qw(ours base))
+		{
+			psql('VACUUM wb_t; VACUUM wb_base');
+			if ($which eq 'base')
+			{
+				my $t = time;
+				my ($rc, $out) = run_cmd(600, {}, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', $sqlf);
+				die "baseline upsert failed:\n$out\n" if $rc;
+				push @base, $n / (time - $t);
+				next;
+			}
+			psql1('SELECT redis_sync.worker_pause(30000)') eq 't' or die "worker_pause() returned false\n";
+			my ($rc, $out) = run_cmd(300, {}, 'sh', '-c', "redis-cli -h 127.0.0.1 -p $RPORT --pipe < $pipe");
+			die "redis-cli --pipe failed:\n$out\n" if $rc || $out !~ /errors: 0/;
+			my $dirty = redis('SCARD', 'stats:dirty');
+			die "expected $n dirty members, found $dirty\n" unless $dirty == $n;
+			my $t = time;
+			my $applied = psql1("SELECT redis_sync.worker_resume(); SELECT redis_sync.flush('wb_t')", timeout => 300);
+			my $deadline = time + 120;
+			while (redis('SCARD', 'stats:dirty') + redis('SCARD', '{stats:dirty}:rs_processing') > 0)
+			{
+				die "dirty set not drained within 120s\n" if time > $deadline;
+				sleep 0.005;
+			}
+			my $el = time - $t;
+			push @ours, $n / $el;
+			my $bad = psql1("SELECT count(*) FROM wb_t WHERE n <> id % 1000 + $round * 1000");
+			my $dead = psql1("SELECT count(*) FROM redis_sync.dead_letters");
+			die "after the drain $bad rows have the wrong value ($dead dead letters)\n" if $bad;
+			say_(sprintf('drain round %d: %d rows in %.2fs (flush() reported %s)', $round, $n, $el, $applied));
+		}
+	}
+	my ($o, $b) = (median(@ours), median(@base));
+	add_row(bench => "5. write-behind drain of $n keys (batch $batch): rows/s", ours => $o, base => $b,
+		unit => 'rows/s', target => '>= 100k/s, >= 0.7 x', met => ($o >= 100_000 && $o / $b >= 0.7) ? 1 : 0,
+		note => 'baseline: INSERT .. ON CONFLICT DO UPDATE from unnest, one statement per batch, via psql');
+	$DETAIL{drain} = { rows => $n, batch_size => $batch, ours_rows_per_s => \@ours, base_rows_per_s => \@base };
+	psql("SELECT redis_sync.unsync('wb_t'); DROP TABLE wb_t, wb_base");
+});
+
+section('wblag', '5b. write-behind end-to-end lag at ~5,000 writes/s', sub {
+	my ($secs, $rate) = ($P{wblag_secs}, $P{wblag_rate});
+	my $per_run = $secs * $rate;
+	my $rows = $per_run * $RUNS;
+	psql(<<"SQL");
+CREATE TABLE wl_t (id int PRIMARY KEY, ts bigint NOT NULL DEFAULT 0, seen_us bigint);
+INSERT INTO wl_t (id) SELECT g FROM generate_series(1, $rows) g;
+CREATE FUNCTION wl_seen() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN NEW.seen_us := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint; RETURN NEW; END \$\$;
+CREATE TRIGGER wl_seen BEFORE INSERT OR UPDATE OF ts ON wl_t FOR EACH ROW EXECUTE FUNCTION wl_seen();
+UPDATE wl_t SET seen_us = NULL;
+VACUUM ANALYZE wl_t;
+SELECT redis_sync.write_behind('wl_t', key_prefix => 'wl:', dirty_set => 'wl:dirty', columns => '{ts}');
+SQL
+	my $interval = psql1("SELECT extract(epoch FROM flush_interval) * 1000 FROM redis_sync.tables WHERE relid = 'wl_t'::regclass");
+	my (@p50, @p99, @max, @achieved);
+	for my $round (1 .. $RUNS)
+	{
+		my $first = ($round - 1) * $per_run + 1;
+		my $s = redis_connect();
+		my $t0 = time;
+		my $sent = 0;
+		while ($sent < $per_run)
+		{
+			my $due = int((time - $t0) * $rate) + 1;
+			$due = $per_run if $due > $per_run;
+			if ($due <= $sent) { sleep 0.0005; next }
+			my $req = '';
+			my $k = 0;
+			while ($sent < $due)
+			{
+				my $id = $first + $sent++;
+				my $now = sprintf('%.0f', time * 1e6);
+				$req .= resp_encode('HSET', "wl:$id", 'ts', $now) . resp_encode('SADD', 'wl:dirty', $id);
+				$k++;
+			}
+			print $s $req;
+			resp_read($s) for 1 .. 2 * $k;
+		}
+		push @achieved, $per_run / (time - $t0);
+		my $deadline = time + 60;
+		until (redis('SCARD', 'wl:dirty') + redis('SCARD', '{wl:dirty}:rs_processing') == 0
+			&& psql1("SELECT count(*) FROM wl_t WHERE id BETWEEN $first AND " . ($first + $per_run - 1)
+				. " AND seen_us IS NULL") == 0)
+		{
+			die "write-behind rows not applied within 60s\n" if time > $deadline;
+			sleep 0.1;
+		}
+		my @lag = map { $_ / 1000 } split /\n/,
+		  psql("SELECT seen_us - ts FROM wl_t WHERE id BETWEEN $first AND " . ($first + $per_run - 1));
+		push @p50, pctl(50, @lag);
+		push @p99, pctl(99, @lag);
+		push @max, pctl(100, @lag);
+		say_(sprintf('write-behind lag round %d: %d writes at %.0f/s: p50 %.0f ms, p99 %.0f ms, max %.0f ms',
+				$round, scalar @lag, $achieved[-1], $p50[-1], $p99[-1], $max[-1]));
+	}
+	my $target = $interval + 100;
+	add_row(bench => "5. write-behind lag p50 (flush_interval ${interval} ms, $rate writes/s)", ours => median(@p50),
+		unit => 'ms', target => 'context');
+	add_row(bench => "5. write-behind lag p99 (flush_interval ${interval} ms, $rate writes/s)", ours => median(@p99),
+		unit => 'ms', target => "<= $target ms", met => median(@p99) <= $target ? 1 : 0,
+		note => sprintf('max %.0f ms; Redis HSET+SADD to row written (BEFORE trigger clock)', median(@max)));
+	$DETAIL{wblag} = { writes_per_run => $per_run, rate => \@achieved, p50_ms => \@p50, p99_ms => \@p99, max_ms => \@max };
+	psql("SELECT redis_sync.unsync('wl_t'); DROP TABLE wl_t");
+});
+
+# ================================================================= 4b. outbox delivery after an outage
+sub redis_start
+{
+	my @cmd = ('redis-server', '--bind', '127.0.0.1', '--port', $RPORT, '--save', '', '--appendonly', 'no',
+		'--daemonize', 'yes', '--dir', $SBDIR, '--logfile', "$SBDIR/redis.log", '--pidfile', "$SBDIR/redis.pid");
+	unshift @cmd, 'runuser', '-u', $ENV{RUN_USER}, '--' if $> == 0 && ($ENV{RUN_USER} // 'root') ne 'root';
+	my ($rc, $out) = run_cmd(30, {}, @cmd);
+	die "redis-server failed to start:\n$out\n" if $rc;
+	my $deadline = time + 20;
+	until (eval { $R = redis_connect(); redis('PING') eq 'PONG' })
+	{
+		die "Redis did not come back within 20s\n" if time > $deadline;
+		sleep 0.01;
+	}
+	redis('CONFIG', 'SET', 'latency-monitor-threshold', '1');
+}
+
+sub redis_stop
+{
+	my $pid = do { open(my $f, '<', "$SBDIR/redis.pid") or die "no redis.pid\n"; local $/; <$f> };
+	chomp $pid;
+	eval { redis('SHUTDOWN', 'NOSAVE') };
+	undef $R;
+	my $deadline = time + 20;
+	while (kill 0, $pid) { die "Redis did not stop\n" if time > $deadline; sleep 0.01 }
+}
+
+section('outage', '4b. delivery of 100,000 queued changes after Redis returns', sub {
+	my $n = $P{outage_rows};
+	make_table('o_t', $n);
+	psql(<<'SQL');
+SELECT redis_sync.write_through('o_t', key_prefix => 'o:');
+ALTER SYSTEM SET redis_sync.rewarm_on_restart = off;
+SELECT pg_reload_conf();
+SQL
+	my (@total, @detect, @deliver);
+	for my $round (1 .. $RUNS)
+	{
+		wait_outbox_empty(120);
+		redis_stop();
+		my ($t) = psql_timed("UPDATE o_t SET v = v + 1;");
+		my $q = psql1('SELECT count(*) FROM redis_sync.outbox');
+		die "expected >= $n queued outbox entries, found $q\n" if $q < $n;
+		redis_start();
+		my $t0 = time;
+		my ($tfirst, $tend);
+		my $deadline = $t0 + 300;
+		while (1)
+		{
+			my $left = psql1('SELECT count(*) FROM redis_sync.outbox');
+			$tfirst //= time if $left < $q;
+			if ($left == 0) { $tend = time; last }
+			die "outbox still holds $left entries 300s after Redis returned\n" if time > $deadline;
+			sleep 0.02;
+		}
+		push @total,   $tend - $t0;
+		push @detect,  $tfirst - $t0;
+		push @deliver, $tend - $tfirst;
+		my $cnt = redis('EVAL', "return #redis.call('KEYS', 'o:*')", 0);
+		die "after delivery Redis holds $cnt o:* keys, expected $n\n" unless $cnt == $n;
+		say_(sprintf('outage round %d: %d queued (UPDATE took %.0f ms); empty %.2fs after Redis returned '
+				. '(first delivery after %.2fs)', $round, $q, $t->[0], $total[-1], $detect[-1]));
+	}
+	add_row(bench => "4. $n queued changes delivered after Redis returns", ours => median(@total), unit => 's',
+		target => '< 10 s', met => median(@total) < 10 ? 1 : 0,
+		note => sprintf('detection %.2f s + delivery %.2f s (%.0f entries/s)', median(@detect), median(@deliver),
+			$n / median(@deliver)));
+	$DETAIL{outage} = { rows => $n, total_s => \@total, detect_s => \@detect, deliver_s => \@deliver };
+	psql(<<'SQL');
+ALTER SYSTEM RESET redis_sync.rewarm_on_restart;
+SELECT pg_reload_conf();
+SELECT redis_sync.unsync('o_t');
+DROP TABLE o_t;
+SQL
+});
+
+# ================================================================= 4c. idle worker CPU
+section('idle', '4c. idle worker CPU', sub {
+	wait_outbox_empty(120);
+	psql(<<'SQL');
+CREATE TABLE idle_wt (id int PRIMARY KEY, v int);
+SELECT redis_sync.write_through('idle_wt', delivery => 'async');
+CREATE TABLE idle_wb (id int PRIMARY KEY, n bigint);
+SELECT redis_sync.write_behind('idle_wb');
+SQL
+	sleep 2;
+	my $pid = psql1('SELECT worker_pid FROM redis_sync.worker_stats');
+	die "no worker pid\n" unless $pid =~ /^\d+$/;
+	my $ticks = sub {
+		open(my $f, '<', "/proc/$pid/stat") or die "worker $pid is gone\n";
+		my @f = split ' ', (split /\)/, scalar <$f>)[-1];
+		return $f[11] + $f[12];    # utime + stime (fields 14, 15)
+	};
+	my $hz = `getconf CLK_TCK` + 0 || 100;
+	my @pct;
+	for (1 .. $RUNS)
+	{
+		my ($c0, $t0) = ($ticks->(), time);
+		sleep $P{idle_secs};
+		push @pct, ($ticks->() - $c0) / $hz / (time - $t0) * 100;
+	}
+	add_row(bench => "4. idle worker CPU (one write-through + one write-behind table)", ours => median(@pct),
+		unit => '%', target => '< 1 %', met => median(@pct) < 1 ? 1 : 0,
+		note => "over ${\ $P{idle_secs}} s x $RUNS, /proc/<worker>/stat; resolution 1/$hz s");
+	$DETAIL{idle} = { pct => \@pct, seconds => $P{idle_secs} };
+	psql("SELECT redis_sync.unsync('idle_wt'); SELECT redis_sync.unsync('idle_wb'); DROP TABLE idle_wt, idle_wb");
+});
+
+# ================================================================= output
+my $elapsed = time - $T0;
+my @hdr = ('benchmark', 'ours', 'baseline', 'ratio', 'target', 'met?');
+my @lines;
+for my $r (@ROWS)
+{
+	if ($r->{error}) { push @lines, [ $r->{bench}, 'FAILED', '-', '-', '-', 'NO' ]; next }
+	push @lines, [ $r->{bench}, fmt($r->{ours}, $r->{unit}), fmt($r->{base}, $r->{base_unit} // $r->{unit}),
+		defined $r->{ratio} ? sprintf('%.2f', $r->{ratio}) : '-', $r->{target} // '-',
+		!defined $r->{met} ? '-' : $r->{met} ? 'yes' : 'NO' ];
+}
+my @w = map { my $i = $_; my $m = length $hdr[$i]; for (@lines) { $m = length $_->[$i] if length $_->[$i] > $m } $m } 0 .. $#hdr;
+my $table = '';
+$table .= '| ' . join(' | ', map { sprintf("%-*s", $w[$_], $hdr[$_]) } 0 .. $#hdr) . " |\n";
+$table .= '|' . join('|', map { '-' x ($_ + 2) } @w) . "|\n";
+for my $l (@lines) { $table .= '| ' . join(' | ', map { sprintf("%-*s", $w[$_], $l->[$_]) } 0 .. $#hdr) . " |\n" }
+
+my $scale_txt = '';
+if ($DETAIL{scale})
+{
+	$scale_txt = "| rows/txn | unsynced us/row | synced us/row | added us/row | ratio |\n|---:|---:|---:|---:|---:|\n";
+	$scale_txt .= sprintf("| %d | %.2f | %.2f | %.2f | %.2f |\n", @{$_}{qw(rows unsynced_us_per_row synced_us_per_row added_us_per_row ratio)})
+	  for @{ $DETAIL{scale} };
+}
+my @notes = map { "- $_->{bench}: $_->{note}" } grep { $_->{note} } @ROWS;
+
+print "\n", $table;
+print "\nScale curve (synchronous_commit=off, pgbench -c1, median of $RUNS):\n$scale_txt" if $scale_txt;
+print "\nNotes:\n", join("\n", @notes), "\n" if @notes;
+printf "\n%s run finished in %.0f s%s\n", $MODE, $elapsed, @PROBLEMS ? sprintf(' with %d FAILED benchmark(s)', scalar @PROBLEMS) : '';
+
+# machine and versions
+my $mem_kb = do { open(my $f, '<', '/proc/meminfo'); my ($m) = join('', <$f>) =~ /MemTotal:\s+(\d+)/; $m };
+my $cpu = do { open(my $f, '<', '/proc/cpuinfo'); my ($m) = join('', <$f>) =~ /model name\s*:\s*(.*)/; $m // 'unknown' };
+chomp(my $nproc = `nproc`);
+chomp(my $pgv = `postgres --version`);
+chomp(my $rv  = `redis-server --version`);
+chomp(my $commit = `git -C '$REPO' rev-parse --short HEAD 2>/dev/null` || 'unknown');
+my $dirty = `git -C '$REPO' status --porcelain -- src extension 2>/dev/null` ? ' (with uncommitted changes in src/ or extension/)' : '';
+my $date = strftime('%Y-%m-%d %H:%M:%S UTC', gmtime);
+my %machine = (nproc => $nproc + 0, memory_mb => int($mem_kb / 1024), cpu => $cpu, postgres => $pgv, redis => $rv);
+
+mkdir "$REPO/bench/results";
+my $json = JSON::PP->new->pretty->canonical;
+open(my $jf, '>', "$REPO/bench/results/latest.json") or die "latest.json: $!";
+print $jf $json->encode({ mode => $MODE, date => $date, commit => "$commit$dirty", command => $ENV{BENCH_CMD},
+		elapsed_s => int($elapsed), runs_per_figure => $RUNS, machine => \%machine, params => \%P,
+		rows => \@ROWS, detail => \%DETAIL, problems => \@PROBLEMS });
+close $jf;
+say_("wrote bench/results/latest.json");
+
+if (!$QUICK && !%ONLY)
+{
+	open(my $md, '>', "$REPO/bench/RESULTS.md") or die "RESULTS.md: $!";
+	print $md <<"MD";
+# redis_sync benchmark results
+
+Last full run: $date, commit $commit$dirty, ${\ int($elapsed)} s.
+
+Command: `$ENV{BENCH_CMD}` (from the repository root; `make bench` runs the same).
+
+Machine: $nproc cores ($cpu), ${\ int($mem_kb / 1024)} MB memory; $pgv; $rv.
+Server settings for the run: ${\ join(', ', map { "$_=$SETTINGS{$_}" } sort keys %SETTINGS)}
+(the sandbox of tests/sandbox.sh with fsync and full_page_writes switched on for realism).
+
+Every figure is the median of $RUNS runs; baseline and subject runs alternate. "ours" is redis_sync,
+"baseline" the unsynced (or hand-built) equivalent measured in the same run; ratio = ours / baseline
+except where noted (speedup rows).
+
+$table
+## Scale curve
+
+$scale_txt
+## Notes
+
+${\ join("\n", @notes)}
+
+- Chunked transactions: a transaction's keys are pushed in chunks of redis_sync.chunk_size keys, each applied
+  atomically by one Lua script call; a reader of Redis can observe a large transaction partly applied (whole
+  chunks), never a half-written key.
+- Lag (4.) is measured from the clock_timestamp() of the INSERT statement (autocommit, synchronous_commit=on)
+  to the arrival of the Redis keyspace notification at a subscriber on the same machine.
+
+Raw per-run figures: bench/results/latest.json (not committed).
+MD
+	close $md;
+	say_("wrote bench/RESULTS.md");
+}
+exit(@PROBLEMS ? 1 : 0);
+

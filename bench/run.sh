@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# redis_sync benchmark suite.
+#
+#   bash bench/run.sh            full run (~20 min); rewrites bench/RESULTS.md
+#   bash bench/run.sh --quick    development run (< 3 min); RESULTS.md untouched
+#
+# Brings up a throw-away sandbox (tests/sandbox.sh: Redis + PostgreSQL 15 with
+# redis_sync preloaded), runs every benchmark of bench/bench.pl alternating
+# baseline and subject runs (median of >= 3), prints one table and writes
+# bench/results/latest.json.  The extension must be installed already
+# (`make install`); set BENCH_BUILD=1 to build and install it first via
+# tests/deps.sh.  BENCH_KEEP=1 leaves the sandbox running afterwards.
+# BENCH_ONLY=single,tpcb,bulk,memory,naive,lag,outage,idle,drain,wblag,scale
+# runs a subset (development aid; RESULTS.md is then not rewritten).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+MODE=full
+for a in "$@"; do
+    case "$a" in
+        --quick) MODE=quick ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "bench: unknown argument '$a' (usage: bench/run.sh [--quick])" >&2; exit 2 ;;
+    esac
+done
+
+PG_MAJOR=${PG_MAJOR:-15}
+export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
+export PATH="$PGBIN:$PATH"
+
+for tool in pgbench psql redis-server redis-cli redis-benchmark perl; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "bench: '$tool' not found in PATH" >&2; exit 1; }
+done
+
+if [ "${BENCH_BUILD:-0}" = 1 ]; then
+    # shellcheck source=../tests/deps.sh
+    . "$REPO/tests/deps.sh"
+    ensure_deps
+    build_install
+fi
+PKGLIB=$("$PGBIN/pg_config" --pkglibdir)
+if [ ! -f "$PKGLIB/redis_sync.so" ]; then
+    echo "bench: redis_sync is not installed in $PKGLIB; run 'make install' (or BENCH_BUILD=1 bash bench/run.sh)" >&2
+    exit 1
+fi
+
+SB=$(mktemp -d /tmp/redis_sync_bench.XXXXXX)
+chmod 755 "$SB"   # the servers run as postgres and live in $SB/sb
+cleanup() {
+    local rc=$?
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: sandbox kept in $SB (stop: bash tests/sandbox.sh stop $SB)" >&2
+    else
+        bash "$REPO/tests/sandbox.sh" stop "$SB" >/dev/null 2>&1 || true
+        rm -rf "$SB"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# sandbox.sh refuses to reuse a non-empty dir only by wiping it; give it a fresh subdir
+bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench
+# shellcheck disable=SC1091
+. "$SB/sb/env"
+export BENCH_MODE=$MODE BENCH_REPO=$REPO BENCH_CMD="bash bench/run.sh${1:+ $*}"
+
+perl "$BENCH_DIR/bench.pl"
