@@ -29,7 +29,7 @@ chmod 0755, $TMP;
 # ---------------------------------------------------------------- parameters
 my %P = $QUICK
   ? (single_T => 1, tpcb_T => 1, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 20_000,
-	mem_rows => 1_000_000, lag_changes => 2_000, lag_rate => 1000, outage_rows => 100_000,
+	mem_rows => 200_000, mem_buffer => '8MB', lag_changes => 2_000, lag_rate => 1000, outage_rows => 100_000,
 	idle_secs => 5, drain_rows => 200_000, wblag_secs => 2, wblag_rate => 5000,
 	scale_max => 100_000)
   : (single_T => 8, tpcb_T => 8, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 100_000,
@@ -578,7 +578,8 @@ SQL
 # Poll /proc/<backend>/status while a statement runs in that backend.
 sub backend_rss_poller
 {
-	my ($sql, $timeout) = @_;
+	my ($sql, $timeout, $setup) = @_;
+	$setup //= '';
 	my $pidfile = "$TMP/backend.pid";
 	unlink $pidfile;
 	my $script = write_file('mem.sql', <<"SQL");
@@ -586,6 +587,7 @@ sub backend_rss_poller
 \\a
 SELECT pg_backend_pid() \\g $pidfile
 SELECT pg_sleep(0.3);
+$setup
 SELECT round_trips AS rt0, queued AS q0, pushed AS p0 FROM redis_sync.session_stats() \\gset
 \\timing on
 $sql;
@@ -635,22 +637,23 @@ section('memory', '2b. memory of a 1,000,000-row UPDATE', sub {
 	make_table('m_base', $n);
 	make_table('m_wt',   $n);
 	psql("SELECT redis_sync.write_through('m_wt', key_prefix => 'm:')");
-	my $buf = $SETTINGS{'redis_sync.max_buffer_bytes'};
+	my $buf = $P{mem_buffer} // $SETTINGS{'redis_sync.max_buffer_bytes'};
 	my (%r, @deliver);
 	for my $round (1 .. $RUNS)
 	{
 		for my $tbl ($round % 2 ? qw(m_base m_wt) : qw(m_wt m_base))
 		{
 			psql("VACUUM $tbl");
-			my $x = backend_rss_poller("UPDATE $tbl SET v = v + 1", 900);
+			my $x = backend_rss_poller("UPDATE $tbl SET v = v + 1", 900,
+				$P{mem_buffer} ? "SET redis_sync.max_buffer_bytes = '$P{mem_buffer}';" : '');
 			push @{ $r{$tbl} }, $x;
 			push @deliver, wait_outbox_empty(900) if $tbl eq 'm_wt';
 		}
 	}
 	my $pk = sub { my ($t, $f) = @_; median(map { $_->{$f} } @{ $r{$t} }) };
 	my ($pa_o, $pa_b) = ($pk->('m_wt', 'peak_anon_kb') / 1024, $pk->('m_base', 'peak_anon_kb') / 1024);
-	my $buf_mb = $buf =~ /^(\d+)kB$/ ? $1 / 1024 : 64;
-	add_row(bench => "2. UPDATE of $n rows: peak backend private memory (RssAnon)", ours => $pa_o, base => $pa_b,
+	my $buf_mb = $buf =~ /^(\d+)kB$/ ? $1 / 1024 : $buf =~ /^(\d+)MB$/ ? $1 : 64;
+	add_row(bench => "2. UPDATE of $n rows, max_buffer_bytes $buf: peak backend private memory (RssAnon)", ours => $pa_o, base => $pa_b,
 		unit => 'MB', target => sprintf('<= base + %.0f MB', $buf_mb), met => ($pa_o - $pa_b) <= $buf_mb * 1.1 ? 1 : 0,
 		note => sprintf('VmHWM %.0f vs %.0f MB (incl. shared buffers); %d queued to outbox, %d pushed, %d round trips',
 			$pk->('m_wt', 'vmhwm_kb') / 1024, $pk->('m_base', 'vmhwm_kb') / 1024,
@@ -773,7 +776,7 @@ section('scale', '6. scale curve: cost per row by transaction size', sub {
 	for my $tbl (qw(c_base c_wt))
 	{
 		write_file("scale_$tbl.sql",
-			"\\set s random(1, 100001 - :n)\nUPDATE $tbl SET v = v + 1 WHERE id BETWEEN :s AND :s + :n - 1;\n");
+			"\\set s random(1, 100001 - :n)\n\\set e :s + :n - 1\nUPDATE $tbl SET v = v + 1 WHERE id BETWEEN :s AND :e;\n");
 	}
 	for my $round (1 .. $RUNS)
 	{
@@ -890,7 +893,7 @@ UPDATE wl_t SET seen_us = NULL;
 VACUUM ANALYZE wl_t;
 SELECT redis_sync.write_behind('wl_t', key_prefix => 'wl:', dirty_set => 'wl:dirty', columns => '{ts}');
 SQL
-	my $interval = psql1("SELECT extract(epoch FROM flush_interval) * 1000 FROM redis_sync.tables WHERE relid = 'wl_t'::regclass");
+	my $interval = psql1("SELECT (extract(epoch FROM flush_interval) * 1000)::int FROM redis_sync.tables WHERE relid = 'wl_t'::regclass");
 	my (@p50, @p99, @max, @achieved);
 	for my $round (1 .. $RUNS)
 	{

@@ -736,6 +736,27 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_push_keys';
 REVOKE EXECUTE ON FUNCTION _push_keys(regclass, text[]) FROM PUBLIC;
 
+-- one batch of verify(): expected values vs what Redis holds (one round trip)
+CREATE FUNCTION _verify_batch(ks text[], vs jsonb[], is_hash boolean, is_wb boolean,
+                              cols text[], pending text[])
+RETURNS TABLE(key text, problem text, table_value jsonb, cache_value jsonb)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.k, CASE WHEN u.k = ANY (pending) THEN 'pending'
+                     WHEN f.value IS NULL THEN 'missing in cache'
+                     ELSE 'different value' END,
+           u.v, f.value
+      FROM unnest(ks, vs) u(k, v)
+      LEFT JOIN redis_sync._fetch(ks, is_hash) f ON f.key = u.k
+     WHERE (f.value IS NULL AND NOT is_wb)
+        OR (f.value IS NOT NULL AND u.v IS DISTINCT FROM
+            CASE WHEN is_hash THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
+                                      FROM jsonb_each(f.value) e WHERE e.key = ANY (cols))
+                 ELSE f.value END)
+$$;
+REVOKE EXECUTE ON FUNCTION _verify_batch(text[], jsonb[], boolean, boolean, text[], text[]) FROM PUBLIC;
+
 CREATE FUNCTION verify(tbl regclass, sample int DEFAULT NULL)
 RETURNS TABLE(key text, problem text, table_value jsonb, cache_value jsonb)
 LANGUAGE plpgsql
@@ -802,35 +823,13 @@ BEGIN
             ks := ks || r.k;
             vs := vs || r.v;
             IF cardinality(ks) >= 1000 THEN
-                RETURN QUERY
-                    SELECT u.k, CASE WHEN u.k = ANY (pending) THEN 'pending'
-                                     WHEN f.value IS NULL THEN 'missing in cache'
-                                     ELSE 'different value' END,
-                           u.v, f.value
-                      FROM unnest(ks, vs) u(k, v)
-                      LEFT JOIN redis_sync._fetch(ks, is_hash) f ON f.key = u.k
-                     WHERE (f.value IS NULL AND NOT is_wb)
-                        OR (f.value IS NOT NULL AND u.v IS DISTINCT FROM
-                            CASE WHEN is_hash THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
-                                                      FROM jsonb_each(f.value) e WHERE e.key = ANY (cols))
-                                 ELSE f.value END);
+                RETURN QUERY SELECT * FROM redis_sync._verify_batch(ks, vs, is_hash, is_wb, cols, pending);
                 ks := '{}';
                 vs := '{}';
             END IF;
         END LOOP;
         IF cardinality(ks) > 0 THEN
-            RETURN QUERY
-                SELECT u.k, CASE WHEN u.k = ANY (pending) THEN 'pending'
-                                 WHEN f.value IS NULL THEN 'missing in cache'
-                                 ELSE 'different value' END,
-                       u.v, f.value
-                  FROM unnest(ks, vs) u(k, v)
-                  LEFT JOIN redis_sync._fetch(ks, is_hash) f ON f.key = u.k
-                 WHERE (f.value IS NULL AND NOT is_wb)
-                    OR (f.value IS NOT NULL AND u.v IS DISTINCT FROM
-                        CASE WHEN is_hash THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
-                                                  FROM jsonb_each(f.value) e WHERE e.key = ANY (cols))
-                             ELSE f.value END);
+            RETURN QUERY SELECT * FROM redis_sync._verify_batch(ks, vs, is_hash, is_wb, cols, pending);
         END IF;
 
         -- keys in Redis without a row (only for a full check; once per table)

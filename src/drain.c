@@ -606,20 +606,17 @@ run_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *
 }
 
 /*
- * Apply members idx[0..n): all at once; on failure one by one, sending
- * permanent failures to dead letters.  Transient errors are re-thrown.
+ * Run the upsert for idx[0..n) in a subtransaction.  NULL on success; the
+ * error of a permanent failure (the subtransaction is rolled back); a
+ * transient error is re-thrown so the whole batch is retried later.
  */
-static void
-apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **totals)
+static ErrorData *
+try_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql,
+		   List **totals)
 {
-	char	   *sql;
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	bool		ok = true;
-
-	if (n == 0)
-		return;
-	sql = upsert_sql(t, increment);
+	ErrorData  *result = NULL;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(outer);
@@ -632,20 +629,34 @@ apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **tota
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed;
-
 		MemoryContextSwitchTo(outer);
-		ed = CopyErrorData();
+		result = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
-		if (is_transient(ed->sqlerrcode))
-			ReThrowError(ed);
-		ok = false;
+		if (is_transient(result->sqlerrcode))
+			ReThrowError(result);
 	}
 	PG_END_TRY();
-	if (ok)
+	return result;
+}
+
+/*
+ * Apply members idx[0..n): all at once; on failure one by one, sending
+ * permanent failures to dead letters.  Transient errors are re-thrown.
+ */
+static void
+apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **totals)
+{
+	char	   *sql;
+
+	if (n == 0)
+		return;
+	sql = upsert_sql(t, increment);
+
+	/* the happy path: the whole group in one statement */
+	if (try_upsert(t, ms, idx, n, increment, sql, totals) == NULL)
 	{
 		for (int r = 0; r < n; r++)
 			ms[idx[r]].applied = true;
@@ -655,34 +666,15 @@ apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **tota
 	/* the failure path: row by row */
 	for (int r = 0; r < n; r++)
 	{
-		int			one[1] = {idx[r]};
+		ErrorData  *ed = try_upsert(t, ms, &idx[r], 1, increment, sql, totals);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(outer);
-		PG_TRY();
-		{
-			run_upsert(t, ms, one, 1, increment, sql, totals);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(outer);
-			CurrentResourceOwner = owner;
+		if (ed == NULL)
 			ms[idx[r]].applied = true;
-		}
-		PG_CATCH();
+		else
 		{
-			ErrorData  *ed;
-
-			MemoryContextSwitchTo(outer);
-			ed = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(outer);
-			CurrentResourceOwner = owner;
-			if (is_transient(ed->sqlerrcode))
-				ReThrowError(ed);
 			ms[idx[r]].problem = ed->message;
 			ms[idx[r]].problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
 		}
-		PG_END_TRY();
 	}
 }
 

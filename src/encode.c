@@ -19,7 +19,9 @@
 
 #include "access/htup_details.h"
 #include "access/xlog.h"
+#include "common/hashfn.h"
 #include "funcapi.h"
+#include "utils/hsearch.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/json.h"
@@ -240,4 +242,33 @@ rs_image_size(RowImage *img)
 	for (int i = 0; i < img->nfields; i++)
 		n += sizeof(char *) * 2 + (img->values[i] ? strlen(img->values[i]) + 1 : 0);
 	return n;
+}
+
+static uint32
+string_key_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return string_hash(s, strlen(s) + 1);
+}
+
+static int
+string_key_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+HTAB *
+rs_string_hash_create(const char *name, long nelem, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = string_key_hash;
+	ctl.match = string_key_match;
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, Max(nelem, 16), &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }

@@ -56,6 +56,12 @@ extern void rs_version_key(StringInfo out, const char *key, size_t len);
 /* JSON text of an image for the outbox payload column (NULL for deletes) */
 extern char *rs_image_to_json(RowImage *img);
 
+/*
+ * A hash table keyed by C strings (the key field is a char * at the start
+ * of each entry), in CurrentMemoryContext.
+ */
+extern struct HTAB *rs_string_hash_create(const char *name, long nelem, Size entrysize);
+
 /* bytes an image occupies, for redis_sync.max_buffer_bytes */
 extern size_t rs_image_size(RowImage *img);
 

@@ -212,20 +212,6 @@ typedef struct KeySlot
 	int			entry;			/* index of the newest entry */
 } KeySlot;
 
-static uint32
-str_hash(const void *key, Size keysize)
-{
-	const char *s = *(const char *const *) key;
-
-	return string_hash(s, strlen(s) + 1);
-}
-
-static int
-str_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
 /* decode a jsonb payload into a RowImage */
 static void
 payload_to_image(char op, Jsonb *jb, RowImage *img)
@@ -286,7 +272,6 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	int			n;
 	Entry	   *entries;
 	HTAB	   *byKey;
-	HASHCTL		ctl;
 	Datum	   *ids;
 	RedisPipeline *p;
 	bool		ok = true;
@@ -315,14 +300,12 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 
 	entries = MemoryContextAllocZero(caller, sizeof(Entry) * n);
 	ids = MemoryContextAlloc(caller, sizeof(Datum) * n);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(KeySlot);
-	ctl.hash = str_hash;
-	ctl.match = str_match;
-	ctl.hcxt = caller;
-	byKey = hash_create("redis_sync outbox keys", n, &ctl,
-						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		byKey = rs_string_hash_create("redis_sync outbox keys", n, sizeof(KeySlot));
+		MemoryContextSwitchTo(old);
+	}
 
 	for (int i = 0; i < n; i++)
 	{
@@ -332,7 +315,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 		bool		payload_null;
 		Entry	   *e = &entries[i];
 		Datum		payload;
-		MemoryContext old = MemoryContextSwitchTo(ctl.hcxt);
+		MemoryContext old = MemoryContextSwitchTo(caller);
 
 		e->id = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
 		e->key = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));

@@ -35,11 +35,11 @@
  *   error, a crash).  On abort, while the row locks are still held, the
  *   committed state of every pushed key (its row before this transaction,
  *   encoded at pre-commit, or a delete) is pushed again with a newer
- *   version.  For crashes, each push also records an in-flight marker in
- *   Redis naming the transaction and its rows; markers of committed
- *   transactions are removed by the next push of the same backend, and the
- *   background worker repairs the rows of markers whose transaction did not
- *   commit.
+ *   version.  For crashes, and for a push that timed out (it may land
+ *   later), each push also records an in-flight marker in Redis naming the
+ *   transaction and its rows; markers of committed transactions are
+ *   removed by the next push of the same backend, and the background worker
+ *   repairs the rows of markers whose transaction did not commit.
  *
  *-------------------------------------------------------------------------
  */
@@ -95,6 +95,7 @@ typedef struct PendingSlot
 static Pending *pushed_keys = NULL;	/* pushed before commit (may be unsure) */
 static int	npushed = 0;
 static bool push_maybe_landed = false;
+static bool push_timed_out = false;	/* the push's outcome is unknown */
 static List *txn_markers = NIL;		/* marker fields this transaction wrote */
 static bool purge_pushed = false;
 static bool wrote_outbox = false;
@@ -104,26 +105,13 @@ static List *markers_to_clear = NIL;	/* in TopMemoryContext */
 
 #define MAX_PENDING_CLEARS 1000
 
-static uint32
-str_hash(const void *key, Size keysize)
-{
-	const char *s = *(const char *const *) key;
-
-	return string_hash(s, strlen(s) + 1);
-}
-
-static int
-str_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
 static void
 reset_state(void)
 {
 	pushed_keys = NULL;
 	npushed = 0;
 	push_maybe_landed = false;
+	push_timed_out = false;
 	txn_markers = NIL;
 	purge_pushed = false;
 	wrote_outbox = false;
@@ -136,17 +124,9 @@ coalesce(int *npending, List **purges)
 {
 	Pending    *pending = palloc0(sizeof(Pending) * Max(rs_nchanges, 1));
 	int			n = 0;
-	HTAB	   *byKey;
-	HASHCTL		ctl;
+	HTAB	   *byKey = rs_string_hash_create("redis_sync pending keys", rs_nchanges,
+												   sizeof(PendingSlot));
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(PendingSlot);
-	ctl.hash = str_hash;
-	ctl.match = str_match;
-	ctl.hcxt = CurrentMemoryContext;
-	byKey = hash_create("redis_sync pending keys", Max(rs_nchanges, 16), &ctl,
-						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	*purges = NIL;
 
 	for (int i = 0; i < rs_nchanges; i++)
@@ -318,6 +298,8 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
+	if (!ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE)
+		push_timed_out = true;
 	if (ok)
 		ok = replies_ok(p, failure);
 	if (ok)
@@ -539,7 +521,13 @@ publish_xact_callback(XactEvent event, void *arg)
 			rs_stats_flush();
 			break;
 		case XACT_EVENT_ABORT:
-			if (push_maybe_landed)
+
+			/*
+			 * A push that timed out may still land; its in-flight marker
+			 * lands with it, and the worker repairs from that.  Trying now
+			 * would only wait on the same stuck Redis a second time.
+			 */
+			if (push_maybe_landed && !push_timed_out)
 				repair_after_abort();
 			reset_state();
 			rs_stats_flush();
