@@ -88,6 +88,12 @@ INSERT INTO wt VALUES (9, 'after truncate', 9, NULL, NULL);
 COMMIT;
 SELECT redis_sync.command('KEYS', 'wt:*');
 
+-- the apply script is sent as EVALSHA; after SCRIPT FLUSH the NOSCRIPT reply
+-- makes the client resend it as EVAL, and the push still lands
+SELECT redis_sync.command('SCRIPT', 'FLUSH');
+UPDATE wt SET name = 'after script flush' WHERE id = 9;
+SELECT h('wt:9') ->> 'name' AS name;
+
 -- composite keys, joined with ':'
 CREATE TABLE wt_comp (tenant text, item int, qty int, PRIMARY KEY (tenant, item));
 SELECT redis_sync.write_through('wt_comp', key_prefix => 'comp:');
