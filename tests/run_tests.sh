@@ -3,7 +3,8 @@
 #
 #   bash tests/run_tests.sh [regress] [isolation] [tap] [demo]     (default: all four)
 #
-# Environment: PGBIN (default /usr/lib/postgresql/15/bin), KEEP_TMP=1 to keep
+# Environment: PGBIN (default /usr/lib/postgresql/15/bin), TAP_TESTS to pick TAP
+# files (e.g. TAP_TESTS=026_standby.pl), KEEP_TMP=1 to keep
 # the temp dir even on success, SKIP_BUILD=1 to skip make/make install.
 set -euo pipefail
 
@@ -119,7 +120,13 @@ run_tap() {
     local tapdir=$TMP/tap
     if ! ls "$REPO"/tests/t/*.pl >/dev/null 2>&1; then echo "== tap: no tests, skipped"; return; fi
     mkdir -p "$tapdir/t"
-    cp "$REPO"/tests/t/*.pl "$tapdir/t/"
+    # TAP_TESTS="003_connect_timeout.pl 026_standby.pl" runs a subset
+    if [ -n "${TAP_TESTS:-}" ]; then
+        local f
+        for f in $TAP_TESTS; do cp "$REPO/tests/t/$f" "$tapdir/t/"; done
+    else
+        cp "$REPO"/tests/t/*.pl "$tapdir/t/"
+    fi
     cp -r "$REPO/tests/lib" "$tapdir/lib"
     [ "$(id -u)" -eq 0 ] && chown -R "$RUN_USER:" "$tapdir"
     echo "== tap: $(cd "$tapdir/t" && echo *.pl)"
