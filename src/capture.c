@@ -163,7 +163,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	if (rs_overflowed)
 	{
 		/* straight to the outbox, in the current subtransaction */
-		tmp.key = rs_encode_key(cfg, td, keytup);
+		tmp.key = rs_encode_key(cfg, td, keytup, NULL);
 		rs_encode_row(cfg, td, newtup, &tmp.after);
 		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
 		rs_stat_queued++;
@@ -174,8 +174,8 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	c = new_change();
 	old = MemoryContextSwitchTo(buffer_cxt);
 	*c = tmp;
-	c->key = rs_encode_key(cfg, td, keytup);
-	c->identity = rs_encode_key_identity(cfg, td, keytup);
+	c->key = rs_encode_key(cfg, td, keytup, &c->keyvals);
+	c->nkeys = cfg->nkeys;
 	rs_encode_row(cfg, td, newtup, &c->after);
 	/* the committed state, to restore if the push outlives the transaction */
 	if (oldtup && cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
@@ -184,7 +184,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		c->before_relid = RelationGetRelid(rel);
 		buffer_bytes += c->before->t_len + HEAPTUPLESIZE;
 	}
-	buffer_bytes += strlen(c->key) + strlen(c->identity) + 2 + rs_image_size(&c->after);
+	buffer_bytes += 2 * strlen(c->key) + sizeof(char *) * c->nkeys + rs_image_size(&c->after);
 	MemoryContextSwitchTo(old);
 
 	if (buffer_bytes > (size_t) rs_max_buffer_kb * 1024)

@@ -26,7 +26,8 @@ typedef struct Change
 	bool		async;
 	int64		ttl_ms;
 	char	   *key;			/* RS_CHANGE_ROW: the Redis key */
-	char	   *identity;		/* JSON naming the row, for crash repair */
+	char	  **keyvals;		/* the key columns' text, naming the row for repairs */
+	int			nkeys;
 	RowImage	after;
 	HeapTuple	before;			/* committed row before this transaction, or NULL */
 	Oid			before_relid;	/* relation before came from (partition) */

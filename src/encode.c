@@ -51,45 +51,57 @@ column_text(SyncColumn *col, TupleDesc td, HeapTuple tup, bool *isnull)
 }
 
 char *
-rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
+rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
 {
-	StringInfoData buf;
+	char	  **vals = palloc(sizeof(char *) * cfg->nkeys);
+	size_t	   *lens = palloc(sizeof(size_t) * cfg->nkeys);
+	size_t		plen = strlen(cfg->prefix);
+	size_t		total = plen + cfg->nkeys;
+	char	   *key,
+			   *p;
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, cfg->prefix);
+	/* one exact allocation: this runs for every captured row */
 	for (int i = 0; i < cfg->nkeys; i++)
 	{
 		bool		isnull;
-		char	   *v = column_text(&cfg->keys[i], td, tup, &isnull);
 
-		if (i > 0)
-			appendStringInfoChar(&buf, ':');
+		vals[i] = column_text(&cfg->keys[i], td, tup, &isnull);
 		if (isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("key column \"%s\" of a synced row is NULL", cfg->keys[i].name)));
-		appendStringInfoString(&buf, v);
+		lens[i] = strlen(vals[i]);
+		total += lens[i];
 	}
-	return buf.data;
-}
-
-char *
-rs_encode_key_identity(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "[%u", cfg->root_relid);
+	key = p = palloc(total);
+	memcpy(p, cfg->prefix, plen);
+	p += plen;
 	for (int i = 0; i < cfg->nkeys; i++)
 	{
-		bool		isnull;
-		char	   *v = column_text(&cfg->keys[i], td, tup, &isnull);
-
-		appendStringInfoChar(&buf, ',');
-		escape_json(&buf, v ? v : "");
+		if (i > 0)
+			*p++ = ':';
+		memcpy(p, vals[i], lens[i]);
+		p += lens[i];
 	}
-	appendStringInfoChar(&buf, ']');
-	return buf.data;
+	*p = '\0';
+	pfree(lens);
+	if (keyvals)
+		*keyvals = vals;
+	else
+		pfree(vals);
+	return key;
+}
+
+void
+rs_append_key_identity(StringInfo buf, Oid relid, char **keyvals, int nkeys)
+{
+	appendStringInfo(buf, "[%u", relid);
+	for (int i = 0; i < nkeys; i++)
+	{
+		appendStringInfoChar(buf, ',');
+		escape_json(buf, keyvals[i]);
+	}
+	appendStringInfoChar(buf, ']');
 }
 
 void
@@ -176,6 +188,33 @@ rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapT
 		if (columns_differ(&cfg->cols[i], td, oldtup, newtup))
 			return true;
 	return false;
+}
+
+char *
+rs_version_key_str(const char *key, size_t len)
+{
+	size_t		slen = strlen(rs_version_suffix);
+	char	   *out = palloc(len + slen + 3);
+	const char *open = memchr(key, '{', len);
+	bool		has_tag = false;
+	char	   *p = out;
+
+	if (open)
+	{
+		size_t		start = open - key + 1;
+		const char *close = memchr(key + start, '}', len - start);
+
+		has_tag = close != NULL && close > key + start;
+	}
+	if (!has_tag)
+		*p++ = '{';
+	memcpy(p, key, len);
+	p += len;
+	if (!has_tag)
+		*p++ = '}';
+	memcpy(p, rs_version_suffix, slen);
+	p[slen] = '\0';
+	return out;
 }
 
 void

@@ -34,11 +34,14 @@ typedef struct RowImage
 
 extern void rs_version_now(char *buf);
 
-/* prefix || key values joined by ':' */
-extern char *rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup);
+/*
+ * prefix || key values joined by ':'; with keyvals, also returns the key
+ * columns' text values (cfg->nkeys of them)
+ */
+extern char *rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals);
 
-/* JSON array [root relid, "key value", ...] naming the row, for repairs */
-extern char *rs_encode_key_identity(SyncConfig *cfg, TupleDesc td, HeapTuple tup);
+/* append the JSON array [relid, "key value", ...] naming a row, for repairs */
+extern void rs_append_key_identity(StringInfo buf, Oid relid, char **keyvals, int nkeys);
 
 /* the row as the configured format wants it (a delete for invalidate) */
 extern void rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img);
@@ -52,6 +55,7 @@ extern bool rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td,
 
 /* name of the key holding the version of key (same cluster slot) */
 extern void rs_version_key(StringInfo out, const char *key, size_t len);
+extern char *rs_version_key_str(const char *key, size_t len);
 
 /* JSON text of an image for the outbox payload column (NULL for deletes) */
 extern char *rs_image_to_json(RowImage *img);

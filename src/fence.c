@@ -34,6 +34,7 @@
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "lib/stringinfo.h"
+#include "utils/builtins.h"
 
 #include "fence.h"
 #include "redis_sync.h"
@@ -43,52 +44,55 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n"
 "local p = 5\n"
 "for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n"
-"local function apply(key, vkey, op, v, ttl, sets, dels, str)\n"
-"  local cur = redis.call('GET', vkey)\n"
-"  if cur and cur > v then return 0 end\n"
+"local result = {0}\n"
+"if #KEYS < 2 then return result end\n"
+"local vkeys = {}\n"
+"for k = 3, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n"
+"local curs = redis.call('MGET', unpack(vkeys))\n"
+"local mset = {}\n"
+"local function apply(key, vkey, op, v, ttl, p, n, nd)\n"
 "  if op == 'H' then\n"
-"    if #sets > 0 then redis.call('HSET', key, unpack(sets)) end\n"
-"    if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end\n"
+"    if n > 0 then redis.call('HSET', key, unpack(ARGV, p, p + 2 * n - 1)) end\n"
+"    if nd > 0 then redis.call('HDEL', key, unpack(ARGV, p + 2 * n + 1, p + 2 * n + nd)) end\n"
 "  elseif op == 'S' then\n"
-"    redis.call('SET', key, str)\n"
+"    redis.call('SET', key, ARGV[p])\n"
 "  else\n"
 "    redis.call('DEL', key)\n"
 "  end\n"
 "  if op == 'D' then\n"
-"    if tomb > 0 then redis.call('SET', vkey, v, 'PX', tomb) else redis.call('SET', vkey, v) end\n"
+"    if tomb > 0 then redis.call('SET', vkey, v, 'PX', tomb) else mset[#mset + 1] = vkey; mset[#mset + 1] = v end\n"
 "  elseif ttl > 0 then\n"
 "    redis.call('PEXPIRE', key, ttl)\n"
 "    redis.call('SET', vkey, v, 'PX', ttl)\n"
 "  else\n"
-"    redis.call('SET', vkey, v)\n"
+"    mset[#mset + 1] = vkey; mset[#mset + 1] = v\n"
 "  end\n"
-"  return 1\n"
 "end\n"
-"local result = {0}\n"
 "local idx = 0\n"
 "for k = 2, #KEYS, 2 do\n"
 "  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n"
 "  p = p + 3\n"
-"  local sets, dels, str = {}, {}, nil\n"
+"  local n, nd, start = 0, 0, p\n"
 "  if op == 'H' then\n"
-"    local n = tonumber(ARGV[p]); p = p + 1\n"
-"    for j = p, p + 2 * n - 1 do sets[#sets + 1] = ARGV[j] end\n"
-"    p = p + 2 * n\n"
-"    local nd = tonumber(ARGV[p]); p = p + 1\n"
-"    for j = p, p + nd - 1 do dels[#dels + 1] = ARGV[j] end\n"
-"    p = p + nd\n"
+"    n = tonumber(ARGV[p]); start = p + 1\n"
+"    nd = tonumber(ARGV[p + 1 + 2 * n])\n"
+"    p = p + 2 + 2 * n + nd\n"
 "  elseif op == 'S' then\n"
-"    str = ARGV[p]; p = p + 1\n"
+"    p = p + 1\n"
 "  end\n"
-"  local ok, res = pcall(apply, KEYS[k], KEYS[k + 1], op, v, ttl, sets, dels, str)\n"
-"  if ok then\n"
-"    result[1] = result[1] + res\n"
-"  else\n"
-"    result[#result + 1] = idx\n"
-"    result[#result + 1] = type(res) == 'table' and res.err or tostring(res)\n"
+"  local cur = curs[idx + 1]\n"
+"  if not cur or cur <= v then\n"
+"    local ok, err = pcall(apply, KEYS[k], KEYS[k + 1], op, v, ttl, start, n, nd)\n"
+"    if ok then\n"
+"      result[1] = result[1] + 1\n"
+"    else\n"
+"      result[#result + 1] = idx\n"
+"      result[#result + 1] = type(err) == 'table' and err.err or tostring(err)\n"
+"    end\n"
 "  end\n"
 "  idx = idx + 1\n"
 "end\n"
+"if #mset > 0 then redis.call('MSET', unpack(mset)) end\n"
 "return result\n");
 
 const char *
@@ -133,7 +137,9 @@ arg_str(ArgBuf *a, const char *s)
 static void
 arg_int(ArgBuf *a, int64 v)
 {
-	arg_str(a, psprintf(INT64_FORMAT, v));
+	char	   *buf = palloc(MAXINT8LEN + 1);
+
+	arg_add(a, buf, pg_lltoa(v, buf));
 }
 
 void
@@ -156,15 +162,12 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 	for (int i = 0; i < nops; i++)
 	{
 		FenceOp    *op = &ops[i];
-		StringInfoData vkey;
-		char		opc[2] = {op->img->op, '\0'};
+		size_t		klen = strlen(op->key);
 
-		initStringInfo(&vkey);
-		rs_version_key(&vkey, op->key, strlen(op->key));
-		arg_str(&keys, op->key);
-		arg_add(&keys, vkey.data, vkey.len);
+		arg_add(&keys, op->key, klen);
+		arg_str(&keys, rs_version_key_str(op->key, klen));
 
-		arg_str(&args, pstrdup(opc));
+		arg_add(&args, op->img->op == RS_OP_HASH ? "H" : op->img->op == RS_OP_STRING ? "S" : "D", 1);
 		arg_str(&args, op->version);
 		arg_int(&args, op->ttl_ms);
 		if (op->img->op == RS_OP_HASH)

@@ -96,6 +96,10 @@ static Pending *pushed_keys = NULL;	/* pushed before commit (may be unsure) */
 static int	npushed = 0;
 static bool push_maybe_landed = false;
 static bool push_timed_out = false;	/* the push's outcome is unknown */
+static bool repair_exactly = true;	/* repair images were encoded */
+
+/* transactions of more keys are repaired through the worker */
+#define RS_EXACT_REPAIR_KEYS 1000
 static List *txn_markers = NIL;		/* marker fields this transaction wrote */
 static bool purge_pushed = false;
 static bool wrote_outbox = false;
@@ -112,6 +116,7 @@ reset_state(void)
 	npushed = 0;
 	push_maybe_landed = false;
 	push_timed_out = false;
+	repair_exactly = true;
 	txn_markers = NIL;
 	purge_pushed = false;
 	wrote_outbox = false;
@@ -285,7 +290,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 			ops[s + i].img = &pk->last->after;
 			if (i > 0)
 				appendStringInfoChar(&ident, ',');
-			appendStringInfoString(&ident, pk->last->identity);
+			rs_append_key_identity(&ident, pk->last->root_relid, pk->last->keyvals, pk->last->nkeys);
 		}
 		appendStringInfoChar(&ident, ']');
 		rs_fence_append(p, ops + s, n, field, ident.data, clears);
@@ -379,8 +384,14 @@ pre_commit(bool prepare)
 	{
 		RedisFailure failure;
 
-		/* encode the committed states first: an abort cannot read catalogs */
-		for (int i = 0; i < nsync; i++)
+		/*
+		 * Encode the committed states first: an abort cannot read catalogs.
+		 * A large transaction skips this work: if it aborts after its push,
+		 * its keys are deleted (never stale, just missing) and the worker
+		 * pushes their committed state from the in-flight markers.
+		 */
+		repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
+		for (int i = 0; i < nsync && repair_exactly; i++)
 			if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
 				prepare_repair(sync_keys[i]);
 		pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
@@ -441,6 +452,7 @@ repair_after_abort(void)
 	RedisFailure failure;
 	List	   *clears = NIL;
 	ListCell   *lc;
+	RowImage	deleted = {RS_OP_DELETE};
 
 	if (purge_pushed)
 		ereport(WARNING,
@@ -461,11 +473,15 @@ repair_after_abort(void)
 		ops[nops].key = pk->last->key;
 		ops[nops].version = version;
 		ops[nops].ttl_ms = pk->last->ttl_ms;
-		ops[nops].img = &pk->repair;
+		ops[nops].img = repair_exactly ? &pk->repair : &deleted;
 		nops++;
 	}
-	foreach(lc, txn_markers)
-		clears = lappend(clears, lfirst(lc));
+	/* without exact images the markers stay: the worker re-pushes from them */
+	if (repair_exactly)
+		foreach(lc, txn_markers)
+			clears = lappend(clears, lfirst(lc));
+	else
+		rs_worker_request_sweep();
 	if (nops == 0 && clears == NIL)
 		return;
 	if (nops == 0)

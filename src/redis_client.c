@@ -48,6 +48,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "redis_client.h"
@@ -303,10 +304,24 @@ exchange(const char *buf, size_t len, int n, RedisValue *out, RedisFailure *f)
  * RESP encoding
  * ---------------------------------------------------------------- */
 
+/* "<c><n>\r\n" without going through vsnprintf: this runs per argument */
+static void
+append_header(StringInfo buf, char c, uint64 n)
+{
+	char		tmp[24];
+	int			len;
+
+	tmp[0] = c;
+	len = pg_ulltoa_n(n, tmp + 1) + 1;
+	tmp[len++] = '\r';
+	tmp[len++] = '\n';
+	appendBinaryStringInfo(buf, tmp, len);
+}
+
 static void
 append_bulk(StringInfo buf, const char *s, size_t len)
 {
-	appendStringInfo(buf, "$%zu\r\n", len);
+	append_header(buf, '$', len);
 	appendBinaryStringInfo(buf, s, (int) len);
 	appendBinaryStringInfo(buf, "\r\n", 2);
 }
@@ -314,7 +329,7 @@ append_bulk(StringInfo buf, const char *s, size_t len)
 static void
 encode_command(StringInfo buf, int argc, const char **argv, const size_t *argvlen)
 {
-	appendStringInfo(buf, "*%d\r\n", argc);
+	append_header(buf, '*', argc);
 	for (int i = 0; i < argc; i++)
 		append_bulk(buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 }
@@ -647,12 +662,11 @@ redis_pipeline_append_script(RedisPipeline *p, RedisScript *script, int nkeys,
 	c = new_cmd(p);
 	c->script = script;
 	c->nargs = argc + 1;
-	appendStringInfo(&p->buf, "*%d\r\n", argc + 3);
+	append_header(&p->buf, '*', argc + 3);
 	append_bulk(&p->buf, "EVALSHA", 7);
 	append_bulk(&p->buf, script->sha1, 40);
 	c->rest_off = p->buf.len;
-	snprintf(nk, sizeof(nk), "%d", nkeys);
-	append_bulk(&p->buf, nk, strlen(nk));
+	append_bulk(&p->buf, nk, pg_ltoa(nkeys, nk));
 	for (int i = 0; i < argc; i++)
 		append_bulk(&p->buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 	c->len = p->buf.len - c->off;
@@ -679,7 +693,7 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 		if (c->script && p->replies[i].type == RV_ERROR &&
 			strncmp(p->replies[i].str, "NOSCRIPT", 8) == 0)
 		{
-			appendStringInfo(&buf, "*%d\r\n", c->nargs + 2);
+			append_header(&buf, '*', c->nargs + 2);
 			append_bulk(&buf, "EVAL", 4);
 			append_bulk(&buf, c->script->body, strlen(c->script->body));
 			appendBinaryStringInfo(&buf, p->buf.data + c->rest_off,

@@ -76,6 +76,7 @@ typedef struct RsShared
 	uint64		flush_requested;	/* flush() generations asked for */
 	uint64		flush_done;		/* generations the worker completed */
 	int64		flush_applied;	/* rows applied by the last forced round */
+	bool		sweep_requested;	/* check in-flight markers at once */
 	bool		pause_requested;
 	bool		paused;			/* the worker acknowledged the pause */
 	/* circuit breaker */
@@ -535,6 +536,29 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+void
+rs_worker_request_sweep(void)
+{
+	if (rs_shared == NULL)
+		return;
+	SpinLockAcquire(&rs_shared->mutex);
+	rs_shared->sweep_requested = true;
+	SpinLockRelease(&rs_shared->mutex);
+	rs_worker_wake();
+}
+
+bool
+rs_worker_sweep_requested(void)
+{
+	bool		r;
+
+	SpinLockAcquire(&rs_shared->mutex);
+	r = rs_shared->sweep_requested;
+	rs_shared->sweep_requested = false;
+	SpinLockRelease(&rs_shared->mutex);
+	return r;
 }
 
 bool

@@ -68,6 +68,10 @@ extern uint64 rs_flush_pending(void);
 extern void rs_flush_completed(uint64 generation, int64 applied);
 extern int64 rs_flush_via_worker(Oid relid, int timeout_ms);
 
+/* ask the worker to check in-flight markers now (after an aborted bulk push) */
+extern void rs_worker_request_sweep(void);
+extern bool rs_worker_sweep_requested(void);
+
 /* the worker calls this at safe points: true while paused by worker_pause() */
 extern bool rs_worker_pause_check(void);
 

@@ -88,7 +88,7 @@ push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		ItemPointerSetInvalid(&tup.t_self);
 		tup.t_tableOid = cfg->relid;
 		tup.t_data = hdr;
-		ops[n].key = rs_encode_key(cfg, reldesc, &tup);
+		ops[n].key = rs_encode_key(cfg, reldesc, &tup, NULL);
 		rs_encode_row(cfg, reldesc, &tup, img);
 		ops[n].img = img;
 		ops[n].version = version;
@@ -160,7 +160,7 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 						ItemPointerSetInvalid(&tup.t_self);
 						tup.t_tableOid = cfg->relid;
 						tup.t_data = hdr;
-						found = strcmp(rs_encode_key(cfg, RelationGetDescr(rel), &tup), k) == 0;
+						found = strcmp(rs_encode_key(cfg, RelationGetDescr(rel), &tup, NULL), k) == 0;
 					}
 					if (!found)
 						missing = lappend(missing, k);

@@ -388,7 +388,8 @@ worker_round(void)
 	}
 	if (ok)
 		ok = deliver_all();
-	if (ok && (last_sweep == 0 || TimestampDifferenceExceeds(last_sweep, now, rs_marker_sweep_ms)))
+	if (ok && (last_sweep == 0 || rs_worker_sweep_requested() ||
+			   TimestampDifferenceExceeds(last_sweep, now, rs_marker_sweep_ms)))
 	{
 		last_sweep = now;
 		ok = marker_sweep_round();
