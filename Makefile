@@ -45,6 +45,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every object depends on the module headers (PGXS does not track them)
+$(OBJS): $(wildcard src/*.h)
+
 # the suites share one database, which the worker may be connected to
 CONTRIB_TESTDB = regression
 ISOLATION_TESTDB = regression
