@@ -48,6 +48,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -380,6 +381,19 @@ redis_server_display(void)
 	return ep.display;
 }
 
+/* what the connection was made from: URL and password file */
+static const char *
+connection_identity(void)
+{
+	static char *buf = NULL;
+
+	if (buf)
+		pfree(buf);
+	buf = MemoryContextStrdup(TopMemoryContext,
+							  psprintf("%s\n%s", rs_redis_url, rs_password_file ? rs_password_file : ""));
+	return buf;
+}
+
 /* true when the idle connection has something to read: EOF or junk */
 static bool
 idle_connection_is_stale(void)
@@ -406,6 +420,30 @@ connect_failure(RedisFailure *f, const char *detail)
 					   psprintf("could not connect to Redis at %s", conn_display), d);
 }
 
+/* the first line of path, or NULL with *f filled */
+static char *
+read_password_file(const char *path, RedisFailure *f)
+{
+	FILE	   *fp = AllocateFile(path, "r");
+	char		line[1024];
+	size_t		len;
+
+	if (fp == NULL)
+	{
+		set_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
+							 path, strerror(errno)), NULL);
+		return NULL;
+	}
+	if (fgets(line, sizeof(line), fp) == NULL)
+		line[0] = '\0';
+	FreeFile(fp);
+	len = strlen(line);
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	return pstrdup(line);
+}
+
 static bool
 establish(RedisFailure *f)
 {
@@ -422,6 +460,12 @@ establish(RedisFailure *f)
 		return set_failure(f, ERRCODE_INVALID_PARAMETER_VALUE,
 						   psprintf("%s (in redis_sync.redis_url)", err), detail);
 	strlcpy(conn_display, ep.display, sizeof(conn_display));
+	if (rs_password_file && rs_password_file[0] != '\0')
+	{
+		ep.password = read_password_file(rs_password_file, f);
+		if (ep.password == NULL)
+			return false;
+	}
 
 	if (!callbacks_registered)
 	{
@@ -523,7 +567,7 @@ establish(RedisFailure *f)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (conn_url)
 		pfree(conn_url);
-	conn_url = pstrdup(rs_redis_url);
+	conn_url = pstrdup(connection_identity());
 	MemoryContextSwitchTo(old);
 	return true;
 }
@@ -534,7 +578,7 @@ ensure_connection(RedisFailure *f)
 {
 	if (conn != NULL)
 	{
-		if (conn_busy || conn_url == NULL || strcmp(conn_url, rs_redis_url) != 0 ||
+		if (conn_busy || conn_url == NULL || strcmp(conn_url, connection_identity()) != 0 ||
 			idle_connection_is_stale())
 			disconnect_internal();
 	}

@@ -56,6 +56,7 @@ char	   *rs_redis_url = NULL;
 int			rs_connect_timeout_ms = 1000;
 int			rs_command_timeout_ms = 1000;
 char	   *rs_database = NULL;
+char	   *rs_password_file = NULL;
 int			rs_max_buffer_kb = 65536;
 int			rs_chunk_size = 1000;
 int			rs_tombstone_ttl_ms = 86400000;
@@ -94,6 +95,15 @@ _PG_init(void)
 							   "redis://[user[:password]@]host[:port][/db] or unix:///path/to/redis.sock[?db=N].",
 							   &rs_redis_url,
 							   "redis://127.0.0.1:6379/0",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("redis_sync.redis_password_file",
+							   "File whose first line is the Redis password (overrides a password in the URL).",
+							   "PostgreSQL logs a changed setting's value on reload; a file keeps the password out of the log.",
+							   &rs_password_file,
+							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);

@@ -20,6 +20,7 @@ extern char *rs_redis_url;
 extern int	rs_connect_timeout_ms;
 extern int	rs_command_timeout_ms;
 extern char *rs_database;
+extern char *rs_password_file;
 extern int	rs_max_buffer_kb;
 extern int	rs_chunk_size;
 extern int	rs_tombstone_ttl_ms;
