@@ -75,7 +75,7 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "    elseif op == 'S' then\n"
 "      r = redis.pcall('SET', key, ARGV[start])\n"
 "    else\n"
-"      r = redis.pcall('DEL', key)\n"
+"      r = redis.pcall('UNLINK', key)\n"
 "    end\n"
 "    if type(r) == 'table' and r.err then\n"
 "      result[#result + 1] = idx\n"
