@@ -15,10 +15,11 @@
  *
  * Memory: the buffer lives in a context under TopTransactionContext and is
  * bounded by redis_sync.max_buffer_bytes.  Past the bound the transaction
- * "overflows": the buffer so far stays in memory and every later capture is
- * written straight to redis_sync.outbox (in the current subtransaction, so
- * rollbacks still apply); publish.c then sends the whole transaction through
- * the outbox, with its version stamped at pre-commit.
+ * "overflows": the buffer so far stays in memory (publish.c writes it to the
+ * outbox at pre-commit, versioned as of the overflow) and every later
+ * capture is written straight to redis_sync.outbox with the WAL position
+ * of its capture as version (in the current subtransaction, so rollbacks
+ * still apply).
  *
  *-------------------------------------------------------------------------
  */
@@ -56,6 +57,7 @@ static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
 static size_t buffer_bytes = 0;
 static int64 overflow_seq = 0;
+static char overflow_version[RS_VERSION_LEN + 1];
 
 /* log length at the start of each open subtransaction */
 typedef struct SubxactMark
@@ -162,10 +164,18 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 
 	if (rs_overflowed)
 	{
-		/* straight to the outbox, in the current subtransaction */
+		char		version[RS_VERSION_LEN + 1];
+
+		/*
+		 * Straight to the outbox, in the current subtransaction.  The row is
+		 * locked by now, so the WAL position is already newer than every
+		 * committed write of it, and older than any later one (which waits
+		 * for our commit): a valid version, without waiting for pre-commit.
+		 */
+		rs_version_now(version);
 		tmp.key = rs_encode_key(cfg, td, keytup, NULL);
 		rs_encode_row(cfg, td, newtup, &tmp.after);
-		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
+		rs_outbox_write_changes(&tmp, 1, version, ++overflow_seq);
 		rs_stat_queued++;
 		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
@@ -188,7 +198,17 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	MemoryContextSwitchTo(old);
 
 	if (buffer_bytes > (size_t) rs_max_buffer_kb * 1024)
+	{
+		/* the buffered changes all precede this point: they get this version */
 		rs_overflowed = true;
+		rs_version_now(overflow_version);
+	}
+}
+
+const char *
+rs_capture_overflow_version(void)
+{
+	return overflow_version;
 }
 
 void
@@ -206,8 +226,11 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 	tmp.prefix = (char *) prefix;
 	if (rs_overflowed)
 	{
+		char		version[RS_VERSION_LEN + 1];
+
 		/* keep the order: after an overflow everything goes to the outbox */
-		rs_outbox_write_changes(&tmp, 1, "", ++overflow_seq);
+		rs_version_now(version);
+		rs_outbox_write_changes(&tmp, 1, version, ++overflow_seq);
 		return;
 	}
 	c = new_change();

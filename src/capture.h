@@ -44,6 +44,9 @@ extern bool rs_overflowed;
 /* set by the write-behind drain so its own writes are not echoed */
 extern bool rs_suppress_capture;
 
+/* version of the buffered changes of an overflowed transaction */
+extern const char *rs_capture_overflow_version(void);
+
 /* forget the buffer (end of transaction) */
 extern void rs_capture_reset(void);
 

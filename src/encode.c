@@ -246,6 +246,7 @@ char *
 rs_image_to_json(RowImage *img)
 {
 	StringInfoData buf;
+	char	   *result;
 
 	if (img->op == RS_OP_DELETE)
 		return NULL;
@@ -253,7 +254,9 @@ rs_image_to_json(RowImage *img)
 	if (img->op == RS_OP_STRING)
 	{
 		escape_json(&buf, img->str);
-		return buf.data;
+		result = pnstrdup(buf.data, buf.len);
+		pfree(buf.data);
+		return result;
 	}
 	appendStringInfoChar(&buf, '{');
 	for (int i = 0; i < img->nfields; i++)
@@ -268,7 +271,10 @@ rs_image_to_json(RowImage *img)
 			appendStringInfoString(&buf, "null");
 	}
 	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	/* keep only what is used: this runs for every change a large transaction queues */
+	result = pnstrdup(buf.data, buf.len);
+	pfree(buf.data);
+	return result;
 }
 
 size_t

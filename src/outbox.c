@@ -36,6 +36,7 @@
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "encode.h"
@@ -79,8 +80,36 @@ spi_end(bool pushed_snapshot)
 	SPI_finish();
 }
 
+static void outbox_write_slice(Change **changes, int n, const char *version, int64 seq);
+
+/* write in slices, so a large transaction's buffer is not copied all at once */
 void
 rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
+{
+	MemoryContext slice_cxt;
+	MemoryContext old;
+
+	if (n == 0)
+		return;
+	if (n == 1)
+	{
+		outbox_write_slice(changes, 1, version, seq);
+		return;
+	}
+	slice_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync outbox slice",
+									  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(slice_cxt);
+	for (int s = 0; s < n; s += 10000)
+	{
+		outbox_write_slice(changes + s, Min(10000, n - s), version, seq);
+		MemoryContextReset(slice_cxt);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(slice_cxt);
+}
+
+static void
+outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 {
 	Datum	   *relids,
 			   *keys,
@@ -168,26 +197,6 @@ rs_outbox_write_changes(Change *change, int n, const char *version, int64 seq)
 	for (int i = 0; i < n; i++)
 		arr[i] = &change[i];
 	rs_outbox_write(arr, n, version, seq);
-}
-
-void
-rs_outbox_stamp_version(const char *version)
-{
-	Oid			saved_uid;
-	int			saved_sec;
-	bool		snap;
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1];
-
-	args[0] = CStringGetTextDatum(version);
-	become_owner(&saved_uid, &saved_sec);
-	spi_begin(&snap);
-	if (SPI_execute_with_args("UPDATE redis_sync.outbox SET version = $1 "
-							  " WHERE xid = pg_current_xact_id() AND version = ''",
-							  1, types, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "redis_sync: could not stamp outbox entries");
-	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
 }
 
 /* ----------------------------------------------------------------

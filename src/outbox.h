@@ -17,8 +17,6 @@
 extern void rs_outbox_write(Change **changes, int n, const char *version, int64 seq);
 extern void rs_outbox_write_changes(Change *change, int n, const char *version, int64 seq);
 
-/* give this transaction's unstamped entries their version (pre-commit) */
-extern void rs_outbox_stamp_version(const char *version);
 
 /*
  * Deliver up to max committed entries (of relid, or all when InvalidOid; with

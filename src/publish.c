@@ -429,15 +429,14 @@ pre_commit(bool prepare)
 	{
 		for (int i = 0; i < noutbox; i++)
 			rs_stats_add(outbox[i]->root_relid, RS_C_QUEUED, 1);
-		rs_outbox_write(outbox, noutbox, version, 0);
+		/* after an overflow, the buffered changes precede the ones written since */
+		rs_outbox_write(outbox, noutbox,
+						rs_overflowed ? rs_capture_overflow_version() : version, 0);
 		rs_stat_queued += noutbox;
 		wrote_outbox = true;
 	}
 	if (rs_overflowed)
-	{
-		rs_outbox_stamp_version(version);
 		wrote_outbox = true;
-	}
 	MemoryContextSwitchTo(old);
 }
 
