@@ -80,7 +80,9 @@ CREATE TABLE outbox (
     next_attempt_at timestamptz,
     last_error      text
 );
-CREATE INDEX outbox_redis_key_idx ON outbox (redis_key);
+-- a queue: vacuum it often
+ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+                        autovacuum_vacuum_cost_delay = 0);
 
 COMMENT ON TABLE outbox IS 'redis_sync: changes committed but not yet confirmed by Redis';
 

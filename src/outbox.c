@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -48,7 +49,8 @@
 PG_FUNCTION_INFO_V1(redis_sync_deliver_outbox);
 PG_FUNCTION_INFO_V1(redis_sync_flush);
 
-static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;		/* many rows: from arrays */
+static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to run */
 
 /* run SPI as the bootstrap superuser; returns the saved identity */
 static void
@@ -108,6 +110,62 @@ rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
 	MemoryContextDelete(slice_cxt);
 }
 
+/* the common case (one row per commit): a plain INSERT ... VALUES */
+static void
+write_one(Change *c, const char *version, int64 seq)
+{
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	char	   *json = NULL;
+	Oid			saved_uid;
+	int			saved_sec;
+	bool		snap;
+	int			ret;
+
+	args[0] = ObjectIdGetDatum(c->root_relid);
+	if (c->kind == RS_CHANGE_PURGE)
+	{
+		args[1] = CStringGetTextDatum(c->prefix);
+		args[2] = CharGetDatum('T');
+	}
+	else
+	{
+		args[1] = CStringGetTextDatum(c->key);
+		args[2] = CharGetDatum(c->after.op);
+		json = rs_image_to_json(&c->after);
+	}
+	if (json)
+		args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	else
+		nulls[3] = 'n';
+	args[4] = Int64GetDatum(c->ttl_ms);
+	args[5] = CStringGetTextDatum(version);
+	args[6] = Int64GetDatum(seq);
+
+	become_owner(&saved_uid, &saved_sec);
+	spi_begin(&snap);
+	if (insert_one_plan == NULL)
+	{
+		Oid			types[7] = {OIDOID, TEXTOID, CHAROID, JSONBOID, INT8OID, TEXTOID, INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO redis_sync.outbox "
+									   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+									   7, types);
+
+		if (plan == NULL)
+			elog(ERROR, "redis_sync: could not prepare outbox insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_one_plan = plan;
+	}
+	ret = SPI_execute_plan(insert_one_plan, args, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
+			 SPI_result_code_string(ret));
+	spi_end(snap);
+	SetUserIdAndSecContext(saved_uid, saved_sec);
+}
+
 static void
 outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 {
@@ -127,6 +185,11 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 
 	if (n == 0)
 		return;
+	if (n == 1)
+	{
+		write_one(changes[0], version, seq);
+		return;
+	}
 	relids = palloc(sizeof(Datum) * n);
 	keys = palloc(sizeof(Datum) * n);
 	ops = palloc(sizeof(Datum) * n);
@@ -285,12 +348,24 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	RedisPipeline *p;
 	bool		ok = true;
 	MemoryContext caller = CurrentMemoryContext;
+	int			guc_level;
 
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
 	become_owner(&saved_uid, &saved_sec);
 	spi_begin(&snap);
+
+	/*
+	 * A queue table is mostly dead tuples between vacuums; a sequential scan
+	 * would read them all each time.  The primary key in id order skips
+	 * them (and marks them dead in the index as it goes).
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	if (SPI_execute_with_args("SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid "
 							  "  FROM redis_sync.outbox WHERE version <> '' "
 							  "   AND ($2 = 0 OR relid = $2) "
@@ -298,6 +373,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 							  " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
+	AtEOXact_GUC(true, guc_level);
 	n = (int) SPI_processed;
 	*nrefused = 0;
 	if (n == 0)

@@ -68,6 +68,8 @@ static TimestampTz last_probe = 0;
 static TimestampTz last_sweep = 0;
 static int	backoff_ms = 0;
 static TimestampTz retry_at = 0;	/* after a failure: no Redis work before this */
+static TimestampTz ext_checked_at = 0;	/* when the extension was last seen */
+static TimestampTz drain_due = 0;	/* when a write-behind table is next due */
 static volatile sig_atomic_t got_sigterm = false;
 
 static void
@@ -236,7 +238,8 @@ deliver_all(void)
 		rs_stats_flush();
 		PopActiveSnapshot();
 		commit_round_txn();
-		if (n == 0 || rs_worker_pause_check())
+		/* a short batch emptied the outbox: no need for another look */
+		if (n < rs_outbox_batch || rs_worker_pause_check())
 			return true;
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -357,11 +360,19 @@ worker_round(void)
 	TimestampTz now = GetCurrentTimestamp();
 	bool		ok = true;
 
-	StartTransactionCommand();
-	ready = extension_ready();
-	commit_round_txn();
-	if (!ready)
-		return Max(rs_naptime_ms, 1000);
+	/* checking the catalog every round would cost a transaction per commit */
+	if (ext_checked_at == 0 || TimestampDifferenceExceeds(ext_checked_at, now, 1000))
+	{
+		StartTransactionCommand();
+		ready = extension_ready();
+		commit_round_txn();
+		if (!ready)
+		{
+			ext_checked_at = 0;
+			return Max(rs_naptime_ms, 1000);
+		}
+		ext_checked_at = now;
+	}
 
 	/* after a failure, commits waking us must not turn backoff into a busy loop */
 	if (retry_at != 0 && now < retry_at && rs_flush_pending() == 0)
@@ -398,22 +409,27 @@ worker_round(void)
 	if (ok)
 	{
 		uint64		gen = rs_flush_pending();
-		TimestampTz next_due;
-		int64		applied;
 
-		applied = rs_drain_round(gen != 0, 0, &next_due);
-		if (gen != 0)
-			rs_flush_completed(gen, applied);
-		if (!ok)
-			return backoff_ms;
-		backoff_ms = 0;
-		if (next_due != 0)
+		/*
+		 * Write-behind tables are looked at when one is due, when flush()
+		 * asks, and at least every naptime (new tables) -- not at every
+		 * commit that woke us for the outbox.
+		 */
+		if (gen != 0 || drain_due == 0 || now >= drain_due)
 		{
-			long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_due);
+			TimestampTz next_due;
+			int64		applied;
 
-			return Max(1, Min(ms, rs_naptime_ms));
+			applied = rs_drain_round(gen != 0, 0, &next_due);
+			if (gen != 0)
+				rs_flush_completed(gen, applied);
+			drain_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_naptime_ms);
+			if (next_due != 0 && next_due < drain_due)
+				drain_due = next_due;
 		}
-		return rs_naptime_ms;
+		backoff_ms = 0;
+		return Max(1, Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), drain_due),
+						  rs_naptime_ms));
 	}
 	backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
 	retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
