@@ -52,7 +52,7 @@ $(OBJS): $(wildcard src/*.h)
 CONTRIB_TESTDB = regression
 ISOLATION_TESTDB = regression
 
-.PHONY: test demo demo-stop bench print-%
+.PHONY: test demo demo-stop bench bench-quick print-%
 
 test:
 	bash tests/run_tests.sh
@@ -62,6 +62,13 @@ demo:
 
 demo-stop:
 	bash tests/sandbox.sh stop /tmp/redis_sync_demo
+
+# benchmarks (never part of the tests): full run rewrites bench/RESULTS.md
+bench:
+	bash bench/run.sh
+
+bench-quick:
+	bash bench/run.sh --quick
 
 # used by the harness to read the suite lists: make -s print-REGRESS
 print-%:

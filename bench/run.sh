@@ -60,6 +60,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# the build the servers load is fixed at start: record the commit now
+BENCH_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$REPO" status --porcelain -- src extension 2>/dev/null)" ]; then
+    BENCH_COMMIT="$BENCH_COMMIT (with uncommitted changes in src/ or extension/)"
+fi
+export BENCH_COMMIT BENCH_SO_MD5=$(md5sum "$PKGLIB/redis_sync.so" | cut -c1-12)
 # sandbox.sh refuses to reuse a non-empty dir only by wiping it; give it a fresh subdir
 bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench
 # shellcheck disable=SC1091

@@ -94,6 +94,16 @@ SELECT redis_sync.command('SCRIPT', 'FLUSH');
 UPDATE wt SET name = 'after script flush' WHERE id = 9;
 SELECT h('wt:9') ->> 'name' AS name;
 
+-- the configuration cache may be invalidated mid-transaction (ANALYZE, DDL,
+-- another session): the buffered changes stay intact and the commit works
+BEGIN;
+UPDATE wt SET name = 'before analyze' WHERE id = 9;
+ANALYZE wt;
+SELECT redis_sync.write_through('wt', key_prefix => 'wt:', columns => '{id,name,price,note}');
+UPDATE wt SET price = 90 WHERE id = 9;
+COMMIT;
+SELECT h('wt:9');
+
 -- composite keys, joined with ':'
 CREATE TABLE wt_comp (tenant text, item int, qty int, PRIMARY KEY (tenant, item));
 SELECT redis_sync.write_through('wt_comp', key_prefix => 'comp:');

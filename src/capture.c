@@ -55,6 +55,7 @@ uint64		rs_stat_captured = 0;
 
 static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
+static MemoryContext overflow_cxt = NULL;	/* per-capture scratch after overflow */
 static size_t buffer_bytes = 0;
 static int64 overflow_seq = 0;
 static char overflow_version[RS_VERSION_LEN + 1];
@@ -77,6 +78,7 @@ rs_capture_reset(void)
 	rs_nchanges = 0;
 	max_changes = 0;
 	buffer_cxt = NULL;
+	overflow_cxt = NULL;
 	buffer_bytes = 0;
 	rs_overflowed = false;
 	overflow_seq = 0;
@@ -173,9 +175,16 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		 * for our commit): a valid version, without waiting for pre-commit.
 		 */
 		rs_version_now(version);
+		if (overflow_cxt == NULL)
+			overflow_cxt = AllocSetContextCreate(TopTransactionContext,
+												 "redis_sync overflow scratch",
+												 ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(overflow_cxt);
 		tmp.key = rs_encode_key(cfg, td, keytup, NULL);
 		rs_encode_row(cfg, td, newtup, &tmp.after);
 		rs_outbox_write_changes(&tmp, 1, version, ++overflow_seq);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(overflow_cxt);
 		rs_stat_queued++;
 		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
@@ -197,7 +206,8 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	buffer_bytes += 2 * strlen(c->key) + sizeof(char *) * c->nkeys + rs_image_size(&c->after);
 	MemoryContextSwitchTo(old);
 
-	if (buffer_bytes > (size_t) rs_max_buffer_kb * 1024)
+	/* what the buffer really holds, allocation overhead included */
+	if (MemoryContextMemAllocated(buffer_cxt, false) > (Size) rs_max_buffer_kb * 1024)
 	{
 		/* the buffered changes all precede this point: they get this version */
 		rs_overflowed = true;

@@ -12,8 +12,9 @@
  * table and its partitions, so every backend reloads before its next row.
  *
  * Entries live in their own memory context under CacheMemoryContext; an
- * invalidated entry is only marked, and freed at the next lookup outside a
- * capture, so a pointer obtained during a trigger call stays valid for it.
+ * invalidated entry is only marked, replaced at the next lookup, and its
+ * memory freed at the end of the transaction: the transaction's buffered
+ * changes point into it (field names, key prefixes).
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +48,13 @@ typedef struct ConfigEntry
 } ConfigEntry;
 
 static HTAB *config_cache = NULL;
+
+/*
+ * Contexts of invalidated entries.  Changes buffered by the current
+ * transaction point into them (field names, prefixes), so they are freed
+ * only at transaction end, by rs_config_release_retired().
+ */
+static List *retired = NIL;			/* in TopMemoryContext */
 
 static void
 config_inval_callback(Datum arg, Oid relid)
@@ -198,11 +206,10 @@ rs_config_get(Oid relid)
 		return e->cfg;
 	if (found)
 	{
-		/*
-		 * Stale entry.  Its memory may still be referenced by a caller up the
-		 * stack only within one trigger call, which has ended by now.
-		 */
-		MemoryContextDelete(e->cxt);
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired = lappend(retired, e->cxt);
+		MemoryContextSwitchTo(old);
 	}
 	e->cfg = NULL;
 	e->cxt = NULL;
@@ -225,4 +232,15 @@ rs_config_get(Oid relid)
 	MemoryContextSwitchTo(old);
 	e->cxt = cxt;
 	return e->cfg;
+}
+
+void
+rs_config_release_retired(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired);
+	retired = NIL;
 }

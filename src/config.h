@@ -52,4 +52,7 @@ extern SyncConfig *rs_config_get(Oid relid);
 
 extern void rs_config_init(void);
 
+/* free configurations invalidated during the transaction (at its end) */
+extern void rs_config_release_retired(void);
+
 #endif							/* RS_CONFIG_H */

@@ -55,6 +55,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "access/relation.h"
 #include "access/table.h"
@@ -338,10 +339,20 @@ pre_commit(bool prepare)
 	bool		any_strict = false;
 	ListCell   *lc;
 	MemoryContext old;
+	bool		pushed_snapshot = false;
 
 	if (rs_nchanges == 0 && !rs_overflowed)
 		return;
 
+	/*
+	 * Reloading an invalidated configuration runs SPI, which needs a
+	 * snapshot; at pre-commit none may be active.
+	 */
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed_snapshot = true;
+	}
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	rs_version_now(version);
 	pending = coalesce(&npending, &purges);
@@ -438,6 +449,8 @@ pre_commit(bool prepare)
 	if (rs_overflowed)
 		wrote_outbox = true;
 	MemoryContextSwitchTo(old);
+	if (pushed_snapshot)
+		PopActiveSnapshot();
 }
 
 /* after an abort, restore the committed state of every key we pushed */
@@ -534,6 +547,7 @@ publish_xact_callback(XactEvent event, void *arg)
 				rs_worker_wake();
 			reset_state();
 			rs_stats_flush();
+			rs_config_release_retired();
 			break;
 		case XACT_EVENT_ABORT:
 
@@ -546,9 +560,11 @@ publish_xact_callback(XactEvent event, void *arg)
 				repair_after_abort();
 			reset_state();
 			rs_stats_flush();
+			rs_config_release_retired();
 			break;
 		case XACT_EVENT_PREPARE:
 			reset_state();
+			rs_config_release_retired();
 			break;
 		default:
 			break;
