@@ -75,6 +75,11 @@ stop_sandbox() {
         fi
     fi
 
+    # a server restarted on the sandbox's port (tests, benchmarks do that)
+    # has another pid: ask whatever listens there to shut down
+    if [ -f "$dir/redis.port" ]; then
+        redis-cli -h 127.0.0.1 -p "$(cat "$dir/redis.port")" shutdown nosave >/dev/null 2>&1 || true
+    fi
     if [ -f "$dir/redis.pid" ]; then
         local rpid rport=""
         rpid=$(cat "$dir/redis.pid" 2>/dev/null || true)
