@@ -315,7 +315,7 @@ typedef struct Member
 	bool		seeded;
 	char	  **keyvals;		/* nkeys */
 	char	  **vals;			/* ncols, NULL = SQL NULL */
-	char	   *raw;			/* raw value as JSON, for dead letters */
+	RedisValue *value;			/* the claimed value, for dead letters */
 	char	   *problem;		/* set: goes to dead letters */
 	char	   *problem_state;
 	bool		increment;		/* counters applied as increments */
@@ -399,12 +399,8 @@ json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
 static void
 decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 {
-	StringInfoData raw;
-	bool		first = true;
-
 	m->vals = palloc0(sizeof(char *) * t->ncols);
-	initStringInfo(&raw);
-	appendStringInfoChar(&raw, '{');
+	m->value = v;
 	if (t->format == 'h')
 	{
 		for (int i = 0; i + 1 < v->nelem; i += 2)
@@ -413,7 +409,6 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 			char	   *val = v->elems[i + 1].str;
 			bool		known = false;
 
-			json_append_pair(&raw, &first, f, val);
 			for (int c = 0; c < t->ncols; c++)
 				if (strcmp(t->cols[c], f) == 0)
 				{
@@ -432,7 +427,6 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 	else if (t->format == 's')
 	{
 		m->vals[0] = v->str;
-		json_append_pair(&raw, &first, t->cols[0], v->str);
 	}
 	else
 	{
@@ -440,7 +434,6 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 		Jsonb	   *jb = NULL;
 		MemoryContext cxt = CurrentMemoryContext;
 
-		json_append_pair(&raw, &first, "json", v->str);
 		PG_TRY();
 		{
 			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v->str)));
@@ -485,8 +478,28 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 			}
 		}
 	}
+}
+
+/* the claimed value as JSON, for a dead letter (built only when needed) */
+static char *
+raw_json(WbTable *t, RedisValue *v)
+{
+	StringInfoData raw;
+	bool		first = true;
+
+	if (v == NULL)
+		return "null";
+	initStringInfo(&raw);
+	appendStringInfoChar(&raw, '{');
+	if (t->format == 'h' && v->type == RV_ARRAY)
+	{
+		for (int i = 0; i + 1 < v->nelem; i += 2)
+			json_append_pair(&raw, &first, v->elems[i].str, v->elems[i + 1].str);
+	}
+	else if (v->type == RV_STRING)
+		json_append_pair(&raw, &first, t->format == 's' ? t->cols[0] : "json", v->str);
 	appendStringInfoChar(&raw, '}');
-	m->raw = raw.data;
+	return raw.data;
 }
 
 /* the upsert of rows[0..n) (absolute, or counters as increments) */
@@ -515,7 +528,11 @@ upsert_sql(WbTable *t, bool increment)
 		appendStringInfo(&sql, "%sk%d", i ? ", " : "", i);
 	for (int c = 0; c < t->ncols; c++)
 		appendStringInfo(&sql, ", c%d", c);
-	appendStringInfoString(&sql, ") ON CONFLICT (");
+	/* members arrive in random order (SPOP): apply them in key order */
+	appendStringInfoString(&sql, ") ORDER BY 1");
+	for (int i = 1; i < t->nkeys; i++)
+		appendStringInfo(&sql, ", %d", i + 1);
+	appendStringInfoString(&sql, " ON CONFLICT (");
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
 	appendStringInfoString(&sql, ") DO UPDATE SET ");
@@ -795,7 +812,7 @@ record_dead_letters(WbTable *t, Member *ms, int nm)
 		values[0] = ObjectIdGetDatum(t->relid);
 		values[1] = CStringGetTextDatum(m->key);
 		values[2] = CStringGetTextDatum(m->member);
-		values[3] = CStringGetTextDatum(m->raw ? m->raw : "null");
+		values[3] = CStringGetTextDatum(raw_json(t, m->value));
 		values[4] = CStringGetTextDatum(m->problem);
 		values[5] = CStringGetTextDatum(m->problem_state ? m->problem_state : "XX000");
 		values[6] = (Datum) 0;
@@ -986,9 +1003,15 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 			Datum		args[2];
 
 			args[0] = ObjectIdGetDatum(t->relid);
-			args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
-			SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
-								  2, types, args, NULL, false, 0);
+			/* the usual case is a table without dead letters: one index probe */
+			SPI_execute_with_args("SELECT 1 FROM redis_sync.dead_letters WHERE relid = $1 LIMIT 1",
+								  1, types, args, NULL, true, 1);
+			if (SPI_processed > 0)
+			{
+				args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
+				SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
+									  2, types, args, NULL, false, 0);
+			}
 		}
 	}
 	/* unseeded counters: correct Redis while the row locks are held */
