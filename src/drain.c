@@ -120,7 +120,9 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim",
 "  members = redis.call('SRANDMEMBER', KEYS[2], n)\n"
 "else\n"
 "  members = redis.call('SPOP', KEYS[1], n)\n"
-"  if #members > 0 then redis.call('SADD', KEYS[2], unpack(members)) end\n"
+"  for s = 1, #members, 1000 do\n"
+"    redis.call('SADD', KEYS[2], unpack(members, s, math.min(s + 999, #members)))\n"
+"  end\n"
 "end\n"
 "local out = {}\n"
 "for _, m in ipairs(members) do\n"
@@ -1056,7 +1058,7 @@ schedule_for(Oid relid)
 }
 
 int64
-rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
+rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed)
 {
 	List	   *tables;
 	ListCell   *lc;
@@ -1064,6 +1066,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
 	MemoryContext outer = CurrentMemoryContext;
 
 	*next_due = 0;
+	*failed = 0;
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(outer);
@@ -1129,6 +1132,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due)
 			AbortCurrentTransaction();
 			MemoryContextSwitchTo(outer);
 			rs_suppress_capture = false;
+			(*failed)++;
 			s->failures++;
 			backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
 			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));

@@ -19,7 +19,8 @@
  * retries and outbox deliveries reach Redis in, the newest committed state
  * of a key wins.
  *
- * Each key is applied with redis.pcall: a key Redis refuses (say, a string where
+ * Lua's unpack() is limited to a few thousand values, so MGET and MSET go
+ * in slices of 1000.  Each key is applied with redis.pcall: a key Redis refuses (say, a string where
  * a hash is expected) is reported in the reply, {applied, index, error,
  * index, error, ...}, and does not stop the other keys of the call.
  *
@@ -48,7 +49,11 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "if #KEYS < 2 then return result end\n"
 "local vkeys = {}\n"
 "for k = 3, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n"
-"local curs = redis.call('MGET', unpack(vkeys))\n"
+"local curs = {}\n"
+"for s = 1, #vkeys, 1000 do\n"
+"  local part = redis.call('MGET', unpack(vkeys, s, math.min(s + 999, #vkeys)))\n"
+"  for i = 1, #part do curs[s + i - 1] = part[i] end\n"
+"end\n"
 "local mset = {}\n"
 "local applied = 0\n"
 "local idx = 0\n"
@@ -95,7 +100,7 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "  end\n"
 "  idx = idx + 1\n"
 "end\n"
-"if #mset > 0 then redis.call('MSET', unpack(mset)) end\n"
+"for s = 1, #mset, 1000 do redis.call('MSET', unpack(mset, s, math.min(s + 999, #mset))) end\n"
 "result[1] = applied\n"
 "return result\n");
 

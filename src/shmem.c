@@ -76,6 +76,7 @@ typedef struct RsShared
 	uint64		flush_requested;	/* flush() generations asked for */
 	uint64		flush_done;		/* generations the worker completed */
 	int64		flush_applied;	/* rows applied by the last forced round */
+	int			flush_failed;	/* tables that round could not drain */
 	bool		sweep_requested;	/* check in-flight markers at once */
 	bool		pause_requested;
 	bool		paused;			/* the worker acknowledged the pause */
@@ -475,13 +476,14 @@ rs_flush_pending(void)
 }
 
 void
-rs_flush_completed(uint64 generation, int64 applied)
+rs_flush_completed(uint64 generation, int64 applied, int failed)
 {
 	SpinLockAcquire(&rs_shared->mutex);
 	if (generation > rs_shared->flush_done)
 	{
 		rs_shared->flush_done = generation;
 		rs_shared->flush_applied = applied;
+		rs_shared->flush_failed = failed;
 	}
 	SpinLockRelease(&rs_shared->mutex);
 }
@@ -515,7 +517,18 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 		paused = rs_shared->pause_requested;
 		SpinLockRelease(&rs_shared->mutex);
 		if (done)
+		{
+			int			failed;
+
+			SpinLockAcquire(&rs_shared->mutex);
+			failed = rs_shared->flush_failed;
+			SpinLockRelease(&rs_shared->mutex);
+			if (failed > 0)
+				ereport(WARNING,
+						(errmsg("%d write-behind tables could not be drained; they are retried", failed),
+						 errhint("See last_error in redis_sync.stats and the server log.")));
 			return rs_stats_applied(relid) - before;
+		}
 		/* a worker that is (re)starting gets a few seconds to appear */
 		if (!running && TimestampDifferenceExceeds(deadline - (int64) timeout_ms * 1000,
 												   GetCurrentTimestamp(), Min(timeout_ms, 10000)))

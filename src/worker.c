@@ -419,10 +419,11 @@ worker_round(void)
 		{
 			TimestampTz next_due;
 			int64		applied;
+			int			failed;
 
-			applied = rs_drain_round(gen != 0, 0, &next_due);
+			applied = rs_drain_round(gen != 0, 0, &next_due, &failed);
 			if (gen != 0)
-				rs_flush_completed(gen, applied);
+				rs_flush_completed(gen, applied, failed);
 			drain_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_naptime_ms);
 			if (next_due != 0 && next_due < drain_due)
 				drain_due = next_due;
@@ -454,9 +455,10 @@ final_round(void)
 	PG_TRY();
 	{
 		int64		n;
+		int			failed;
 
 		(void) deliver_all();
-		n = rs_drain_round(true, deadline, &next_due);
+		n = rs_drain_round(true, deadline, &next_due, &failed);
 		ereport(LOG,
 				(errmsg("redis_sync worker: final drain at shutdown applied %lld rows", (long long) n)));
 	}
