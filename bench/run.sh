@@ -50,9 +50,9 @@ chmod 755 "$SB"   # the servers run as postgres and live in $SB/sb
 cleanup() {
     local rc=$?
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: sandbox kept in $SB (stop: bash tests/sandbox.sh stop $SB)" >&2
+        echo "bench: sandbox kept in $SB/sb (stop: bash tests/sandbox.sh stop $SB/sb)" >&2
     else
-        bash "$REPO/tests/sandbox.sh" stop "$SB" >/dev/null 2>&1 || true
+        bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true
         rm -rf "$SB"
     fi
     exit $rc
