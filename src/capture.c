@@ -56,7 +56,6 @@ uint64		rs_stat_captured = 0;
 static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
 static MemoryContext overflow_cxt = NULL;	/* per-capture scratch after overflow */
-static size_t buffer_bytes = 0;
 static int64 overflow_seq = 0;
 static char overflow_version[RS_VERSION_LEN + 1];
 
@@ -79,7 +78,6 @@ rs_capture_reset(void)
 	max_changes = 0;
 	buffer_cxt = NULL;
 	overflow_cxt = NULL;
-	buffer_bytes = 0;
 	rs_overflowed = false;
 	overflow_seq = 0;
 	marks = NULL;
@@ -134,7 +132,6 @@ new_change(void)
 		max_changes *= 2;
 		rs_changes = repalloc_huge(rs_changes, sizeof(Change) * max_changes);
 	}
-	buffer_bytes += sizeof(Change);
 	return &rs_changes[rs_nchanges++];
 }
 
@@ -201,9 +198,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	{
 		c->before = heap_copytuple(oldtup);
 		c->before_relid = RelationGetRelid(rel);
-		buffer_bytes += c->before->t_len + HEAPTUPLESIZE;
 	}
-	buffer_bytes += 2 * strlen(c->key) + sizeof(char *) * c->nkeys + rs_image_size(&c->after);
 	MemoryContextSwitchTo(old);
 
 	/* what the buffer really holds, allocation overhead included */

@@ -189,44 +189,11 @@ static RedisScript seed_script = REDIS_SCRIPT("redis_sync_seed",
 "end\n"
 "return seeded\n");
 
-static void
-companion_key(StringInfo out, const char *key, const char *suffix)
-{
-	const char *open = strchr(key, '{');
-	bool		tag = false;
-
-	if (open)
-	{
-		const char *close = strchr(open + 1, '}');
-
-		tag = close != NULL && close > open + 1;
-	}
-	if (tag)
-		appendStringInfo(out, "%s%s", key, suffix);
-	else
-		appendStringInfo(out, "{%s}%s", key, suffix);
-}
-
 #define SEED_SUFFIX ":rs_seeded"
 
 /* ----------------------------------------------------------------
  * Configuration
  * ---------------------------------------------------------------- */
-
-static char **
-text_array(Datum d, int *n)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(d);
-	Datum	   *elems;
-	bool	   *nulls;
-	char	  **out;
-
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
-	out = palloc(sizeof(char *) * Max(*n, 1));
-	for (int i = 0; i < *n; i++)
-		out[i] = TextDatumGetCString(elems[i]);
-	return out;
-}
 
 /* load write-behind tables (all, or relid); in a transaction */
 static List *
@@ -269,7 +236,6 @@ load_tables(Oid relid)
 		Datum	   *celems;
 		bool	   *cnulls;
 		int			cn;
-		StringInfoData proc;
 
 		t->relid = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
 		t->qname = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));
@@ -278,10 +244,10 @@ load_tables(Oid relid)
 		t->dirty = TextDatumGetCString(SPI_getbinval(tup, td, 5, &isnull));
 		fmt = TextDatumGetCString(SPI_getbinval(tup, td, 6, &isnull));
 		t->format = fmt[0];
-		t->keys = text_array(SPI_getbinval(tup, td, 7, &isnull), &t->nkeys);
-		t->keytypes = text_array(SPI_getbinval(tup, td, 8, &isnull), &n2);
-		t->cols = text_array(SPI_getbinval(tup, td, 9, &isnull), &t->ncols);
-		t->coltypes = text_array(SPI_getbinval(tup, td, 10, &isnull), &n2);
+		t->keys = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 7, &isnull)), &t->nkeys);
+		t->keytypes = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 8, &isnull)), &n2);
+		t->cols = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 9, &isnull)), &t->ncols);
+		t->coltypes = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 10, &isnull)), &n2);
 		carr = DatumGetArrayTypeP(SPI_getbinval(tup, td, 11, &isnull));
 		deconstruct_array(carr, BOOLOID, 1, true, TYPALIGN_CHAR, &celems, &cnulls, &cn);
 		t->counter = palloc0(sizeof(bool) * Max(cn, 1));
@@ -294,10 +260,8 @@ load_tables(Oid relid)
 		t->interval_ms = DatumGetInt64(SPI_getbinval(tup, td, 12, &isnull));
 		t->batch = DatumGetInt32(SPI_getbinval(tup, td, 13, &isnull));
 		t->delete_missing = strcmp(TextDatumGetCString(SPI_getbinval(tup, td, 14, &isnull)), "delete") == 0;
-		t->allcols = text_array(SPI_getbinval(tup, td, 15, &isnull), &t->nallcols);
-		initStringInfo(&proc);
-		companion_key(&proc, t->dirty, ":rs_processing");
-		t->processing = proc.data;
+		t->allcols = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 15, &isnull)), &t->nallcols);
+		t->processing = rs_companion_key(t->dirty, strlen(t->dirty), ":rs_processing");
 		result = lappend(result, t);
 		MemoryContextSwitchTo(spi);
 	}
@@ -728,7 +692,6 @@ correct_counters(WbTable *t, Member *ms, int nm, List *totals)
 	const char **argv;
 	int			max = 2 * nm + 2 + nm * (2 + 2 * t->ncols) + 1;
 	ListCell   *lc;
-	StringInfoData sk;
 
 	if (totals == NIL)
 		return;
@@ -753,9 +716,7 @@ correct_counters(WbTable *t, Member *ms, int nm, List *totals)
 			if (m == NULL)
 				continue;
 			keys[nkeys++] = m->key;
-			initStringInfo(&sk);
-			companion_key(&sk, m->key, SEED_SUFFIX);
-			keys[nkeys++] = sk.data;
+			keys[nkeys++] = rs_companion_key(m->key, strlen(m->key), SEED_SUFFIX);
 			args[na++] = psprintf("%d", t->ncounters);
 			for (int c = 0; c < t->ncols; c++)
 			{
@@ -1196,14 +1157,11 @@ reseed_table(WbTable *t)
 			{
 				HeapTuple	tup = SPI_tuptable->vals[i];
 				char	   *key = psprintf("%s%s", t->prefix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
-				StringInfoData sk;
 				int			nf = 0;
 				int			npos;
 
 				keys[nk++] = key;
-				initStringInfo(&sk);
-				companion_key(&sk, key, SEED_SUFFIX);
-				keys[nk++] = sk.data;
+				keys[nk++] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
 				npos = na++;
 				if (t->format == 'j')
 				{
@@ -1337,7 +1295,6 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	const char **argv;
 	int			na = 0;
 	RedisPipeline *p;
-	StringInfoData sk;
 	int64		result;
 	char	  **seed = NULL;
 	bool		row_found = false;
@@ -1415,10 +1372,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	argv[na++] = op;
 	argv[na++] = value ? value : "";
 	argv[na++] = member;
-	initStringInfo(&sk);
-	if (t->ncounters > 0)
-		companion_key(&sk, argv[0], SEED_SUFFIX);
-	argv[na++] = sk.data;
+	argv[na++] = t->ncounters > 0 ? rs_companion_key(argv[0], strlen(argv[0]), SEED_SUFFIX) : "";
 	{
 		int			npos = na++;
 		int			nf = 0;

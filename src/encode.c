@@ -22,6 +22,8 @@
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "utils/hsearch.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/json.h"
@@ -190,10 +192,14 @@ rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapT
 	return false;
 }
 
+/*
+ * key followed by suffix, kept in key's Redis Cluster slot: the key is
+ * wrapped in a {hash tag} unless it already has one
+ */
 char *
-rs_version_key_str(const char *key, size_t len)
+rs_companion_key(const char *key, size_t len, const char *suffix)
 {
-	size_t		slen = strlen(rs_version_suffix);
+	size_t		slen = strlen(suffix);
 	char	   *out = palloc(len + slen + 3);
 	const char *open = memchr(key, '{', len);
 	bool		has_tag = false;
@@ -212,34 +218,15 @@ rs_version_key_str(const char *key, size_t len)
 	p += len;
 	if (!has_tag)
 		*p++ = '}';
-	memcpy(p, rs_version_suffix, slen);
+	memcpy(p, suffix, slen);
 	p[slen] = '\0';
 	return out;
 }
 
-void
-rs_version_key(StringInfo out, const char *key, size_t len)
+char *
+rs_version_key_str(const char *key, size_t len)
 {
-	const char *open = memchr(key, '{', len);
-	bool		has_tag = false;
-
-	if (open)
-	{
-		size_t		start = open - key + 1;
-		const char *close = memchr(key + start, '}', len - start);
-
-		has_tag = close != NULL && close > key + start;
-	}
-	/* keep the version in the data key's cluster slot */
-	if (has_tag)
-		appendBinaryStringInfo(out, key, (int) len);
-	else
-	{
-		appendStringInfoChar(out, '{');
-		appendBinaryStringInfo(out, key, (int) len);
-		appendStringInfoChar(out, '}');
-	}
-	appendStringInfoString(out, rs_version_suffix);
+	return rs_companion_key(key, len, rs_version_suffix);
 }
 
 char *
@@ -277,18 +264,6 @@ rs_image_to_json(RowImage *img)
 	return result;
 }
 
-size_t
-rs_image_size(RowImage *img)
-{
-	size_t		n = sizeof(RowImage);
-
-	if (img->str)
-		n += strlen(img->str) + 1;
-	for (int i = 0; i < img->nfields; i++)
-		n += sizeof(char *) * 2 + (img->values[i] ? strlen(img->values[i]) + 1 : 0);
-	return n;
-}
-
 static uint32
 string_key_hash(const void *key, Size keysize)
 {
@@ -316,4 +291,19 @@ rs_string_hash_create(const char *name, long nelem, Size entrysize)
 	ctl.hcxt = CurrentMemoryContext;
 	return hash_create(name, Max(nelem, 16), &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/* the elements of a text[] as C strings (NULL elements stay NULL) */
+char **
+rs_text_array(ArrayType *arr, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **out;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	out = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	return out;
 }

@@ -12,6 +12,7 @@
 
 #include "access/htup.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 
 #include "config.h"
 
@@ -53,8 +54,10 @@ extern bool rs_key_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, Heap
 extern bool rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td,
 									  HeapTuple oldtup, HeapTuple newtup);
 
-/* name of the key holding the version of key (same cluster slot) */
-extern void rs_version_key(StringInfo out, const char *key, size_t len);
+/* key || suffix in key's cluster slot (version, seed and processing keys) */
+extern char *rs_companion_key(const char *key, size_t len, const char *suffix);
+
+/* name of the key holding the version of key */
 extern char *rs_version_key_str(const char *key, size_t len);
 
 /* JSON text of an image for the outbox payload column (NULL for deletes) */
@@ -66,7 +69,8 @@ extern char *rs_image_to_json(RowImage *img);
  */
 extern struct HTAB *rs_string_hash_create(const char *name, long nelem, Size entrysize);
 
-/* bytes an image occupies, for redis_sync.max_buffer_bytes */
-extern size_t rs_image_size(RowImage *img);
+/* the elements of a text[] as C strings (NULL elements stay NULL) */
+extern char **rs_text_array(ArrayType *arr, int *n);
+
 
 #endif							/* RS_ENCODE_H */

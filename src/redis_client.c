@@ -86,6 +86,7 @@ static redisContext *conn = NULL;
 static WaitEventSet *conn_wes = NULL;
 static int	conn_sock_pos = -1;
 static char *conn_url = NULL;	/* URL it was made from (TopMemoryContext) */
+static char *conn_password_file = NULL;	/* and the password file setting */
 static char conn_display[300];
 static bool conn_busy = false;	/* an exchange is in flight */
 static bool callbacks_registered = false;
@@ -381,17 +382,14 @@ redis_server_display(void)
 	return ep.display;
 }
 
-/* what the connection was made from: URL and password file */
-static const char *
-connection_identity(void)
+/* was the cached connection made from the current settings? (every exec asks) */
+static bool
+connection_settings_changed(void)
 {
-	static char *buf = NULL;
+	const char *pf = rs_password_file ? rs_password_file : "";
 
-	if (buf)
-		pfree(buf);
-	buf = MemoryContextStrdup(TopMemoryContext,
-							  psprintf("%s\n%s", rs_redis_url, rs_password_file ? rs_password_file : ""));
-	return buf;
+	return conn_url == NULL || strcmp(conn_url, rs_redis_url) != 0 ||
+		conn_password_file == NULL || strcmp(conn_password_file, pf) != 0;
 }
 
 /* true when the idle connection has something to read: EOF or junk */
@@ -567,7 +565,10 @@ establish(RedisFailure *f)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (conn_url)
 		pfree(conn_url);
-	conn_url = pstrdup(connection_identity());
+	if (conn_password_file)
+		pfree(conn_password_file);
+	conn_url = pstrdup(rs_redis_url);
+	conn_password_file = pstrdup(rs_password_file ? rs_password_file : "");
 	MemoryContextSwitchTo(old);
 	return true;
 }
@@ -578,8 +579,7 @@ ensure_connection(RedisFailure *f)
 {
 	if (conn != NULL)
 	{
-		if (conn_busy || conn_url == NULL || strcmp(conn_url, connection_identity()) != 0 ||
-			idle_connection_is_stale())
+		if (conn_busy || connection_settings_changed() || idle_connection_is_stale())
 			disconnect_internal();
 	}
 	if (conn == NULL)

@@ -25,6 +25,7 @@
 #include "utils/lsyscache.h"
 
 #include "config.h"
+#include "encode.h"
 #include "fence.h"
 #include "redis_client.h"
 #include "redis_sync.h"
@@ -33,20 +34,6 @@
 PG_FUNCTION_INFO_V1(redis_sync_fetch);
 PG_FUNCTION_INFO_V1(redis_sync_scan);
 PG_FUNCTION_INFO_V1(redis_sync_push_keys);
-
-static char **
-text_array_arg(ArrayType *arr, int *n)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	char	  **out;
-
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
-	out = palloc(sizeof(char *) * Max(*n, 1));
-	for (int i = 0; i < *n; i++)
-		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
-	return out;
-}
 
 /*
  * _fetch(keys text[], hash boolean) RETURNS TABLE(key text, value jsonb):
@@ -58,7 +45,7 @@ redis_sync_fetch(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			n;
-	char	  **keys = text_array_arg(PG_GETARG_ARRAYTYPE_P(0), &n);
+	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
 	bool		hash = PG_GETARG_BOOL(1);
 	RedisPipeline *p = redis_pipeline_create();
 
@@ -164,7 +151,7 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	int			n;
-	char	  **keys = text_array_arg(PG_GETARG_ARRAYTYPE_P(1), &n);
+	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(1), &n);
 	SyncConfig *cfg = rs_config_get(relid);
 	List	   *pairs = NIL;
 	size_t		plen;
