@@ -30,7 +30,7 @@ OBJS = \
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)
 
-REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations limits
+REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations limits upgrade
 REGRESS_OPTS = --use-existing
 ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
 ISOLATION_OPTS = --use-existing
