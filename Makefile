@@ -26,13 +26,50 @@ OBJS = \
 	src/drain.o \
 	src/readthrough.o \
 	src/verify.o
+# wave 2 modules, one line per topic
+OBJS_CRASH =
+#
+OBJS_LIFE =
+#
+OBJS_SEC =
+#
+OBJS_ENC =
+#
+OBJS_WB =
+#
+OBJS_WARM =
+OBJS += $(OBJS_CRASH) $(OBJS_LIFE) $(OBJS_SEC) $(OBJS_ENC) $(OBJS_WB) $(OBJS_WARM)
 
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)
 
-REGRESS = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations limits upgrade
+REGRESS_BASE = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations limits
+# wave 2 suites, one line per topic (kept apart so parallel work merges cleanly)
+REGRESS_CRASH =
+#
+REGRESS_LIFE =
+#
+REGRESS_SEC =
+#
+REGRESS_ENC =
+#
+REGRESS_WB =
+#
+REGRESS_WARM =
+# upgrade runs last: it drops and recreates the extension
+REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) upgrade
 REGRESS_OPTS = --use-existing
 ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
+ISOLATION_CRASH =
+#
+ISOLATION_SEC =
+#
+ISOLATION_ENC =
+#
+ISOLATION_WB =
+#
+ISOLATION_WARM =
+ISOLATION += $(ISOLATION_CRASH) $(ISOLATION_SEC) $(ISOLATION_ENC) $(ISOLATION_WB) $(ISOLATION_WARM)
 ISOLATION_OPTS = --use-existing
 TAP_TESTS = 1
 PROVE_TESTS = tests/t/*.pl
