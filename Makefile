@@ -27,7 +27,7 @@ OBJS = \
 	src/readthrough.o \
 	src/verify.o
 # wave 2 modules, one line per topic
-OBJS_CRASH =
+OBJS_CRASH = src/ddl.o
 #
 OBJS_LIFE =
 #

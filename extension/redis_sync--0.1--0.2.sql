@@ -18,6 +18,66 @@
 -- robustness: DDL, drops, restores, loading without preload (issue 12)
 -- =====================================================================
 
+-- the columns one collected DDL command dropped, renamed or retyped (ddl.c)
+CREATE FUNCTION _column_changes(cmd pg_ddl_command)
+RETURNS TABLE(action text, old_name text, new_name text)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'redis_sync_column_changes';
+REVOKE EXECUTE ON FUNCTION _column_changes(pg_ddl_command) FROM PUBLIC;
+
+-- The configuration follows a DROP, RENAME or type change of a synced
+-- column (called by _on_ddl_end, in the DDL's transaction).  A dropped
+-- column is no longer written; a renamed one is written under its new name;
+-- the table's cached keys are removed at commit either way (their fields
+-- or values were written for the old column) and refilled by writes,
+-- read-through and warm().  Dropping a key column, or the last synced
+-- column, unsyncs the table.  Write-behind configurations are left alone.
+CREATE FUNCTION _follow_column(tbl regclass, action text, old_name text, new_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg   record;
+    kcols name[];
+    cols  name[];
+BEGIN
+    FOR cfg IN SELECT * FROM redis_sync.tables t
+                WHERE t.relid = tbl AND t.policy <> 'write_behind' ORDER BY t.policy LOOP
+        CONTINUE WHEN NOT (old_name::name = ANY (cfg.key_columns) OR old_name::name = ANY (cfg.columns));
+        kcols := cfg.key_columns;
+        cols := cfg.columns;
+        IF action = 'drop' THEN
+            cols := array_remove(cols, old_name::name);
+            IF old_name::name = ANY (kcols) OR cardinality(cols) = 0 THEN
+                RAISE WARNING 'table % is no longer synced: its column "%" was dropped', tbl, old_name
+                    USING DETAIL = 'The column was a key column or the last synced column; the table''s keys are removed from Redis at commit.',
+                          HINT = 'Call redis_sync.write_through() or redis_sync.invalidate() to sync it again.';
+                PERFORM redis_sync.unsync(tbl, true);
+                RETURN;
+            END IF;
+            RAISE NOTICE 'synced column "%" of table % was dropped: it is no longer written to Redis', old_name, tbl
+                USING DETAIL = 'The table''s cached keys are removed at commit.';
+        ELSIF action = 'rename' THEN
+            kcols := array_replace(kcols, old_name::name, new_name::name);
+            cols := array_replace(cols, old_name::name, new_name::name);
+            RAISE NOTICE 'synced column "%" of table % was renamed to "%": Redis follows the new name', old_name, tbl, new_name
+                USING DETAIL = 'The table''s cached keys are removed at commit.';
+        ELSE
+            RAISE NOTICE 'the type of synced column "%" of table % changed', old_name, tbl
+                USING DETAIL = 'The table''s cached keys are removed at commit.';
+        END IF;
+        IF kcols IS DISTINCT FROM cfg.key_columns OR cols IS DISTINCT FROM cfg.columns THEN
+            PERFORM redis_sync._config_write(tbl, cfg.policy, cfg.key_prefix, kcols, cols, cfg.format,
+                                             cfg.ttl, cfg.consistency, cfg.delivery, cfg.dirty_set,
+                                             cfg.flush_interval, cfg.batch_size, cfg.on_missing, cfg.counters);
+        END IF;
+        PERFORM redis_sync._purge_at_commit(tbl, cfg.key_prefix);
+    END LOOP;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION _follow_column(regclass, text, text, text) FROM PUBLIC;
+
 -- (end of section)
 
 -- =====================================================================
@@ -358,11 +418,24 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    col record;
 BEGIN
     DELETE FROM redis_sync.tables t
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
        AND t.relid::oid = d.objid;
+    -- ALTER TABLE ... DROP COLUMN of a synced column: the configuration follows
+    FOR col IN
+        SELECT DISTINCT d.objid::regclass AS tbl, d.address_names[3] AS name
+          FROM pg_event_trigger_dropped_objects() d
+         WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0
+           AND d.object_type = 'table column'
+           AND EXISTS (SELECT 1 FROM redis_sync.tables t
+                        WHERE t.relid::oid = d.objid AND t.policy <> 'write_behind')
+    LOOP
+        PERFORM redis_sync._follow_column(col.tbl, 'drop', col.name, NULL);
+    END LOOP;
 END
 $fn$;
 
@@ -375,7 +448,19 @@ AS $fn$
 DECLARE
     part regclass;
     root regclass;
+    ch   record;
 BEGIN
+    -- dropped, renamed, retyped synced columns: the configuration follows
+    FOR ch IN
+        SELECT DISTINCT c.objid::regclass AS tbl, x.action, x.old_name, x.new_name
+          FROM pg_event_trigger_ddl_commands() c
+         CROSS JOIN LATERAL redis_sync._column_changes(c.command) x
+         WHERE c.classid = 'pg_class'::regclass
+           AND EXISTS (SELECT 1 FROM redis_sync.tables t
+                        WHERE t.relid::oid = c.objid AND t.policy <> 'write_behind')
+    LOOP
+        PERFORM redis_sync._follow_column(ch.tbl, ch.action, ch.old_name, ch.new_name);
+    END LOOP;
     FOR part, root IN
         SELECT c.objid::regclass, t.relid
           FROM pg_event_trigger_ddl_commands() c
@@ -455,7 +540,8 @@ BEGIN
         ELSIF cfg.format = 'string' THEN
             valexpr := format('to_jsonb(t.%I::text)', cols[1]);
         ELSE
-            SELECT format('(SELECT to_jsonb(x) FROM (SELECT %s) x)',
+            -- x.* is the whole row even when a column is named x
+            SELECT format('(SELECT pg_catalog.to_jsonb(x.*) FROM (SELECT %s) x)',
                           string_agg(format('t.%I', c), ', ' ORDER BY o))
               INTO valexpr FROM unnest(cols) WITH ORDINALITY u(c, o);
         END IF;

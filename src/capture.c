@@ -57,6 +57,7 @@ static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
 static MemoryContext overflow_cxt = NULL;	/* per-capture scratch after overflow */
 static int64 overflow_seq = 0;
+static int	nbefore = 0;		/* before images encoded this transaction */
 static char overflow_version[RS_VERSION_LEN + 1];
 
 /* log length at the start of each open subtransaction */
@@ -80,6 +81,7 @@ rs_capture_reset(void)
 	overflow_cxt = NULL;
 	rs_overflowed = false;
 	overflow_seq = 0;
+	nbefore = 0;
 	marks = NULL;
 }
 
@@ -193,11 +195,22 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	c->key = rs_encode_key(cfg, td, keytup, &c->keyvals);
 	c->nkeys = cfg->nkeys;
 	rs_encode_row(cfg, td, newtup, &c->after);
-	/* the committed state, to restore if the push outlives the transaction */
+	/*
+	 * The state before, to restore if the push outlives the transaction.
+	 * Encoded now, with the descriptor and configuration the tuple belongs
+	 * to: an ALTER TABLE later in the transaction may change both.  Large
+	 * transactions are repaired through the worker instead (publish.c).
+	 */
 	if (oldtup && cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
 	{
-		c->before = heap_copytuple(oldtup);
-		c->before_relid = RelationGetRelid(rel);
+		if (nbefore < RS_EXACT_REPAIR_CHANGES)
+		{
+			c->before = palloc0(sizeof(RowImage));
+			rs_encode_row(cfg, td, oldtup, c->before);
+			nbefore++;
+		}
+		else
+			c->before_skipped = true;
 	}
 	MemoryContextSwitchTo(old);
 

@@ -29,8 +29,15 @@ typedef struct Change
 	char	  **keyvals;		/* the key columns' text, naming the row for repairs */
 	int			nkeys;
 	RowImage	after;
-	HeapTuple	before;			/* committed row before this transaction, or NULL */
-	Oid			before_relid;	/* relation before came from (partition) */
+	/*
+	 * The row before this change, encoded at capture time with the
+	 * descriptor and configuration it was read with (a later ALTER in the
+	 * same transaction cannot change how it decodes): restored if the push
+	 * outlives an aborted transaction.  NULL: there was no row (repair is a
+	 * delete), or before_skipped.
+	 */
+	RowImage   *before;
+	bool		before_skipped; /* not encoded (transaction too large) */
 	char	   *prefix;			/* RS_CHANGE_PURGE */
 } Change;
 
@@ -54,6 +61,9 @@ extern void rs_capture_reset(void);
 extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);
 
 extern void rs_capture_init(void);
+
+/* before images are encoded for this many changes of a transaction, at most */
+#define RS_EXACT_REPAIR_CHANGES 2000
 
 /* counters */
 extern uint64 rs_stat_captured;

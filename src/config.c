@@ -43,9 +43,14 @@
 typedef struct ConfigEntry
 {
 	Oid			relid;			/* hash key */
-	SyncConfig *cfg;
+	SyncConfig *cfg;			/* NULL while the entry loads */
 	MemoryContext cxt;			/* holds cfg and everything it points to */
+	bool		loading;		/* load_config() is running for this entry */
+	bool		inval_during_load;	/* an invalidation arrived meanwhile */
 } ConfigEntry;
+
+/* loads restarted because an invalidation arrived mid-load, at most */
+#define MAX_LOAD_RETRIES 3
 
 static HTAB *config_cache = NULL;
 
@@ -56,6 +61,13 @@ static HTAB *config_cache = NULL;
  */
 static List *retired = NIL;			/* in TopMemoryContext */
 
+/*
+ * Relcache invalidation (relid) or full cache reset (InvalidOid).  It can
+ * arrive at any moment a backend processes invalidation messages, including
+ * during the SPI query of load_config() (ANALYZE, autovacuum and any DDL
+ * send them): an entry being loaded has no cfg yet, so it is only flagged,
+ * and rs_config_get() loads it again.  Nothing here allocates or errors.
+ */
 static void
 config_inval_callback(Datum arg, Oid relid)
 {
@@ -67,8 +79,14 @@ config_inval_callback(Datum arg, Oid relid)
 	hash_seq_init(&status, config_cache);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
+		if (e->loading || e->cfg == NULL)
+		{
+			/* a partition's root is unknown until loaded: any relid counts */
+			e->inval_during_load = true;
+			continue;
+		}
 		if (relid == InvalidOid || e->relid == relid ||
-			(e->cfg && e->cfg->root_relid == relid))
+			e->cfg->root_relid == relid)
 			e->cfg->valid = false;
 	}
 }
@@ -96,8 +114,10 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 	bool	   *nulls;
 	int			cnt;
 
+	bool		is_key = strcmp(what, "key") == 0;
+	int			kept = 0;
+
 	deconstruct_array(arr, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, &cnt);
-	*n = cnt;
 	*out = palloc0(sizeof(SyncColumn) * Max(cnt, 1));
 	for (int i = 0; i < cnt; i++)
 	{
@@ -107,6 +127,21 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 		Oid			outfn;
 		bool		isvarlena;
 
+		if (attnum == InvalidAttrNumber && !is_key)
+		{
+			/*
+			 * The DDL event trigger follows drops and renames; this is only
+			 * reached when it did not run (event triggers disabled, a
+			 * configuration restored out of step).  Writes must not fail:
+			 * the field is no longer written.
+			 */
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("synced column \"%s\" of table \"%s\" does not exist, it is not written to Redis",
+							name, get_rel_name(relid)),
+					 errhint("Call redis_sync.write_through() again to update the configuration.")));
+			continue;
+		}
 		if (attnum == InvalidAttrNumber)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
@@ -115,11 +150,13 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 					 errhint("Call redis_sync.write_through() again to update the configuration, or redis_sync.unsync().")));
 		typid = get_atttype(relid, attnum);
 		getTypeOutputInfo(typid, &outfn, &isvarlena);
-		(*out)[i].attnum = attnum;
-		(*out)[i].name = pstrdup(name);
-		(*out)[i].typid = typid;
-		fmgr_info_cxt(outfn, &(*out)[i].out, CurrentMemoryContext);
+		(*out)[kept].attnum = attnum;
+		(*out)[kept].name = pstrdup(name);
+		(*out)[kept].typid = typid;
+		fmgr_info_cxt(outfn, &(*out)[kept].out, CurrentMemoryContext);
+		kept++;
 	}
+	*n = kept;
 }
 
 /* build a config for relid; runs SPI as the caller (SELECT on tables is public) */
@@ -136,8 +173,9 @@ load_config(Oid relid)
 
 	cfg->relid = relid;
 	cfg->valid = true;
-	if (!OidIsValid(nsp))
-		return cfg;				/* extension dropped: nothing is synced */
+	/* extension dropped (maybe earlier in this transaction): nothing is synced */
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
+		return cfg;
 
 	if (get_rel_relispartition(relid))
 	{
@@ -197,41 +235,87 @@ rs_config_get(Oid relid)
 {
 	ConfigEntry *e;
 	bool		found;
-	MemoryContext cxt;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext volatile cxt = NULL;
+	SyncConfig *volatile cfg = NULL;
 	MemoryContext old;
 
 	rs_config_init();
 	e = hash_search(config_cache, &relid, HASH_ENTER, &found);
-	if (found && e->cfg->valid)
+	if (found && e->cfg != NULL && !e->loading && e->cfg->valid)
 		return e->cfg;
-	if (found)
+	if (found && e->loading)
 	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		/*
+		 * Asked again while this very entry loads (a nested capture during
+		 * the load's query): load a private copy, freed at transaction end.
+		 */
+		MemoryContext priv = AllocSetContextCreate(CacheMemoryContext, "redis_sync config",
+												   ALLOCSET_SMALL_SIZES);
+		SyncConfig *copy;
 
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		retired = lappend(retired, priv);
+		MemoryContextSwitchTo(priv);
+		copy = load_config(relid);
+		MemoryContextSwitchTo(old);
+		copy->valid = false;
+		return copy;
+	}
+	if (found && e->cxt != NULL)
+	{
+		/* the transaction's buffered changes may point into it */
+		old = MemoryContextSwitchTo(TopMemoryContext);
 		retired = lappend(retired, e->cxt);
 		MemoryContextSwitchTo(old);
 	}
 	e->cfg = NULL;
 	e->cxt = NULL;
+	e->loading = true;
 
-	cxt = AllocSetContextCreate(CacheMemoryContext, "redis_sync config",
-								ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(cxt);
+	/*
+	 * An invalidation processed during the load (its SPI query reads
+	 * catalogs) may mean that what was read is already out of date: load
+	 * again.  After a few tries use the result once and reload next time.
+	 * The entry pointer stays valid: dynahash never moves entries, and the
+	 * callback never removes them.
+	 */
 	PG_TRY();
 	{
-		e->cfg = load_config(relid);
+		for (int attempt = 0;; attempt++)
+		{
+			e->inval_during_load = false;
+			cxt = AllocSetContextCreate(CacheMemoryContext, "redis_sync config",
+										ALLOCSET_SMALL_SIZES);
+			MemoryContextSwitchTo(cxt);
+			cfg = load_config(relid);
+			MemoryContextSwitchTo(caller);
+			if (!e->inval_during_load)
+				break;
+			if (attempt + 1 >= MAX_LOAD_RETRIES)
+			{
+				cfg->valid = false;
+				break;
+			}
+			/* nothing points into the discarded load yet */
+			MemoryContextDelete(cxt);
+			cxt = NULL;
+		}
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(old);
+		MemoryContextSwitchTo(caller);
+		e->loading = false;
 		hash_search(config_cache, &relid, HASH_REMOVE, NULL);
-		MemoryContextDelete(cxt);
+		if (cxt)
+			MemoryContextDelete(cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	MemoryContextSwitchTo(old);
+	e->cfg = cfg;
 	e->cxt = cxt;
-	return e->cfg;
+	e->loading = false;
+	return cfg;
 }
 
 void

@@ -26,6 +26,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -37,6 +38,7 @@
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -83,6 +85,14 @@ spi_end(bool pushed_snapshot)
 }
 
 static void outbox_write_slice(Change **changes, int n, const char *version, int64 seq);
+
+bool
+rs_outbox_exists(void)
+{
+	Oid			nsp = get_namespace_oid("redis_sync", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("outbox", nsp));
+}
 
 /* write in slices, so a large transaction's buffer is not copied all at once */
 void
@@ -234,8 +244,8 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 		INT8ARRAYOID, TEXTOID, INT8OID};
 		SPIPlanPtr	plan = SPI_prepare("INSERT INTO redis_sync.outbox "
 									   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
-									   "SELECT r, k, o, p, t, $6, $7 "
-									   "  FROM unnest($1, $2, $3, $4, $5) AS u(r, k, o, p, t)",
+									   "SELECT u.r, u.k, u.o, u.p, u.t, $6, $7 "
+									   "  FROM pg_catalog.unnest($1, $2, $3, $4, $5) AS u(r, k, o, p, t)",
 									   7, types);
 
 		if (plan == NULL)
@@ -276,6 +286,7 @@ typedef struct Entry
 	int64		seq;
 	int64		ttl_ms;
 	RowImage	img;
+	const char *bad;			/* malformed: set aside with this error */
 } Entry;
 
 typedef struct KeySlot
@@ -284,8 +295,12 @@ typedef struct KeySlot
 	int			entry;			/* index of the newest entry */
 } KeySlot;
 
-/* decode a jsonb payload into a RowImage */
-static void
+/*
+ * Decode a jsonb payload into a RowImage.  NULL when it is malformed (a
+ * hand-edited or corrupted entry): the caller sets the entry aside with an
+ * error instead of failing every delivery behind it.
+ */
+static const char *
 payload_to_image(char op, Jsonb *jb, RowImage *img)
 {
 	memset(img, 0, sizeof(*img));
@@ -294,8 +309,9 @@ payload_to_image(char op, Jsonb *jb, RowImage *img)
 	{
 		JsonbValue	v;
 
-		if (jb == NULL || !JsonbExtractScalar(&jb->root, &v) || v.type != jbvString)
-			elog(ERROR, "redis_sync: malformed outbox payload for a string value");
+		if (jb == NULL || !JB_ROOT_IS_SCALAR(jb) ||
+			!JsonbExtractScalar(&jb->root, &v) || v.type != jbvString)
+			return "malformed outbox payload: a string value must be a JSON string";
 		img->str = pnstrdup(v.val.string.val, v.val.string.len);
 	}
 	else if (op == RS_OP_HASH)
@@ -305,8 +321,8 @@ payload_to_image(char op, Jsonb *jb, RowImage *img)
 		JsonbIteratorToken tok;
 		int			max = 16;
 
-		if (jb == NULL)
-			elog(ERROR, "redis_sync: malformed outbox payload for a hash");
+		if (jb == NULL || !JB_ROOT_IS_OBJECT(jb))
+			return "malformed outbox payload: a hash must be a JSON object";
 		img->fields = palloc(sizeof(char *) * max);
 		img->values = palloc(sizeof(char *) * max);
 		it = JsonbIteratorInit(&jb->root);
@@ -324,12 +340,25 @@ payload_to_image(char op, Jsonb *jb, RowImage *img)
 			}
 			else if (tok == WJB_VALUE)
 			{
+				if (v.type != jbvString && v.type != jbvNull)
+					return "malformed outbox payload: hash values must be strings or null";
 				img->values[img->nfields] = v.type == jbvString ?
 					pnstrdup(v.val.string.val, v.val.string.len) : NULL;
 				img->nfields++;
 			}
 		}
 	}
+	else if (op != RS_OP_DELETE)
+		return "malformed outbox entry: unknown op";
+	return NULL;
+}
+
+/* make a failure's strings live in cxt */
+static void
+copy_failure(RedisFailure *f, MemoryContext cxt)
+{
+	f->message = MemoryContextStrdup(cxt, f->message ? f->message : "unknown failure");
+	f->detail = f->detail ? MemoryContextStrdup(cxt, f->detail) : NULL;
 }
 
 int64
@@ -369,7 +398,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	if (SPI_execute_with_args("SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid "
 							  "  FROM redis_sync.outbox WHERE version <> '' "
 							  "   AND ($2 = 0 OR relid = $2) "
-							  "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp()) "
+							  "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) "
 							  " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
@@ -411,7 +440,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 		e->seq = DatumGetInt64(SPI_getbinval(tup, td, 7, &isnull));
 		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 8, &isnull));
 		if (e->op != 'T')
-			payload_to_image(e->op, payload_null ? NULL : DatumGetJsonbP(payload), &e->img);
+			e->bad = payload_to_image(e->op, payload_null ? NULL : DatumGetJsonbP(payload), &e->img);
 		ids[i] = Int64GetDatum(e->id);
 		MemoryContextSwitchTo(old);
 	}
@@ -423,7 +452,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 		KeySlot    *slot;
 		bool		found;
 
-		if (e->op == 'T')
+		if (e->op == 'T' || e->bad)
 			continue;
 		slot = hash_search(byKey, &e->key, HASH_ENTER, &found);
 		if (!found)
@@ -490,7 +519,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			Entry	   *e = &entries[i];
 			KeySlot    *slot;
 
-			if (e->op == 'T')
+			if (e->op == 'T' || e->bad)
 				continue;
 			slot = hash_search(byKey, &e->key, HASH_FIND, NULL);
 			if (slot->entry != i)
@@ -545,7 +574,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			{
 				KeySlot    *slot;
 
-				if (entries[i].op == 'T' || failed[i])
+				if (entries[i].op == 'T' || failed[i] || entries[i].bad)
 					continue;
 				slot = hash_search(byKey, &entries[i].key, HASH_FIND, NULL);
 				if (failed[slot->entry])
@@ -564,6 +593,18 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			}
 		}
 		redis_pipeline_free(p);
+
+		/*
+		 * Malformed entries are never sent: they stay queued with their
+		 * error, counted as refused, and back off like refused entries, so
+		 * they cannot hold up the entries behind them.
+		 */
+		for (int i = 0; i < n; i++)
+			if (entries[i].bad && ok)
+			{
+				failed[i] = true;
+				errors[i] = pstrdup(entries[i].bad);
+			}
 
 		/* delete what Redis confirmed; note attempts on the rest */
 		{
@@ -608,9 +649,9 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 				uargs[2] = Int32GetDatum(rs_retry_max_backoff_ms);
 				if (SPI_execute_with_args("UPDATE redis_sync.outbox o "
 										  "   SET attempts = o.attempts + 1, last_error = u.err, "
-										  "       next_attempt_at = clock_timestamp() + "
+										  "       next_attempt_at = pg_catalog.clock_timestamp() + "
 										  "         least(100 * 2 ^ least(o.attempts, 20), $3) * interval '1 ms' "
-										  "  FROM unnest($1, $2) AS u(id, err) WHERE o.id = u.id",
+										  "  FROM pg_catalog.unnest($1, $2) AS u(id, err) WHERE o.id OPERATOR(pg_catalog.=) u.id",
 										  3, utypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
 					elog(ERROR, "redis_sync: could not record failed outbox deliveries");
 			}
@@ -630,6 +671,9 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			}
 			*nrefused = ok ? retained : 0;
 			hash_destroy(byKey);
+			/* the failure was built in SPI memory: the caller keeps it */
+			if (!ok || retained > 0)
+				copy_failure(failure, caller);
 			spi_end(snap);
 			SetUserIdAndSecContext(saved_uid, saved_sec);
 			return ndone;

@@ -17,6 +17,9 @@
 extern void rs_outbox_write(Change **changes, int n, const char *version, int64 seq);
 extern void rs_outbox_write_changes(Change *change, int n, const char *version, int64 seq);
 
+/* false once the extension was dropped (in this transaction, too) */
+extern bool rs_outbox_exists(void);
+
 
 /*
  * Deliver up to max committed entries (of relid, or all when InvalidOid; with

@@ -34,7 +34,7 @@
  *   after its push (serialization failure at commit, a later pre-commit
  *   error, a crash).  On abort, while the row locks are still held, the
  *   committed state of every pushed key (its row before this transaction,
- *   encoded at pre-commit, or a delete) is pushed again with a newer
+ *   encoded at capture, or a delete) is pushed again with a newer
  *   version.  For crashes, and for a push that timed out (it may land
  *   later), each push also records an in-flight marker in Redis naming the
  *   transaction and its rows; markers of committed transactions are
@@ -166,25 +166,23 @@ coalesce(int *npending, List **purges)
 	return pending;
 }
 
-/* encode the committed state of a key, for the repair after an abort */
-static void
+/*
+ * The committed state of a key, for the repair after an abort: the before
+ * image of its first change, encoded at capture (capture.c), or a delete
+ * when the key had no row.  False when the image was not kept.
+ */
+static bool
 prepare_repair(Pending *pk)
 {
 	Change	   *first = pk->first;
 
 	memset(&pk->repair, 0, sizeof(pk->repair));
 	pk->repair.op = RS_OP_DELETE;
+	if (first->before_skipped)
+		return false;
 	if (first->before)
-	{
-		SyncConfig *cfg = rs_config_get(first->before_relid);
-		Relation	rel;
-
-		if (!cfg->synced)
-			return;
-		rel = relation_open(first->before_relid, AccessShareLock);
-		rs_encode_row(cfg, RelationGetDescr(rel), first->before, &pk->repair);
-		relation_close(rel, AccessShareLock);
-	}
+		pk->repair = *first->before;
+	return true;
 }
 
 static bool
@@ -396,15 +394,15 @@ pre_commit(bool prepare)
 		RedisFailure failure;
 
 		/*
-		 * Encode the committed states first: an abort cannot read catalogs.
-		 * A large transaction skips this work: if it aborts after its push,
+		 * The committed states were encoded at capture: an abort cannot
+		 * read catalogs.  A large transaction skips this work: if it aborts after its push,
 		 * its keys are deleted (never stale, just missing) and the worker
 		 * pushes their committed state from the in-flight markers.
 		 */
 		repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
 		for (int i = 0; i < nsync && repair_exactly; i++)
 			if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
-				prepare_repair(sync_keys[i]);
+				repair_exactly = prepare_repair(sync_keys[i]);
 		pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
 		for (int i = 0; i < nsync; i++)
 			pushed_keys[i] = *sync_keys[i];
@@ -436,6 +434,14 @@ pre_commit(bool prepare)
 		}
 	}
 
+	if (noutbox > 0 && !rs_outbox_exists())
+	{
+		/* DROP EXTENSION earlier in this transaction: nothing to queue into */
+		ereport(WARNING,
+				(errmsg("redis_sync was dropped in this transaction: %d queued changes are discarded", noutbox),
+				 errdetail("The cached keys they were for may be stale.")));
+		noutbox = 0;
+	}
 	if (noutbox > 0)
 	{
 		for (int i = 0; i < noutbox; i++)

@@ -179,12 +179,12 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		redis_pipeline_free(p);
 		/* only the synced columns come from the cache */
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT json_populate_record(NULL::%s, "
-						 "(SELECT json_object_agg(k, v) FROM json_each($1::json) e(k, v) "
-						 "  WHERE k = ANY (ARRAY[", qname);
+		appendStringInfo(&sql, "SELECT pg_catalog.json_populate_record(NULL::%s, "
+						 "(SELECT pg_catalog.json_object_agg(e.k, e.v) FROM pg_catalog.json_each($1::pg_catalog.json) e(k, v) "
+						 "  WHERE e.k OPERATOR(pg_catalog.=) ANY (ARRAY[", qname);
 		for (int c = 0; c < cfg->ncols; c++)
 			appendStringInfo(&sql, "%s%s", c ? ", " : "", quote_literal_cstr(cfg->cols[c].name));
-		appendStringInfoString(&sql, "]::text[])))");
+		appendStringInfoString(&sql, "]::pg_catalog.text[])))");
 		args[0] = CStringGetTextDatum(json.data);
 		result = spi_record(sql.data, 1, typeid_text, args, &isnull, rowtype);
 		rs_stats_add(cfg->root_relid, RS_C_HITS, 1);
@@ -219,14 +219,15 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT t FROM %s t WHERE (", qname);
+		/* t.*::type: a column named t cannot shadow the whole row */
+		appendStringInfo(&sql, "SELECT t.*::%s FROM %s t WHERE (", qname, qname);
 		for (int i = 0; i < nk; i++)
 			appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
 		appendStringInfoString(&sql, ") = (");
 		for (int i = 0; i < nk; i++)
 		{
-			appendStringInfo(&sql, "%s$%d::text::%s", i ? ", " : "", i + 1,
-							 format_type_be(cfg->keys[i].typid));
+			appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
+							 format_type_be_qualified(cfg->keys[i].typid));
 			types[i] = TEXTOID;
 			args[i] = kelems[i];
 		}

@@ -781,6 +781,15 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	if (ok)
 		ok = retry_noscript(p, f);
 	MemoryContextSwitchTo(old);
+	if (!ok)
+	{
+		/*
+		 * The failure was built in the pipeline's context; callers keep it
+		 * after redis_pipeline_free(): copy it to theirs.
+		 */
+		f->message = pstrdup(f->message);
+		f->detail = f->detail ? pstrdup(f->detail) : NULL;
+	}
 	p->executed = ok;
 	if (ok)
 		rs_circuit_success();

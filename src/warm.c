@@ -228,7 +228,8 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 			int64		n;
 
 			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT t, %s FROM %s t", kl, qrel);
+			/* t.*::type: a column named t cannot shadow the whole row */
+			appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t", qrel, kl, qrel);
 			if (last != NIL)
 			{
 				ListCell   *lc;
@@ -237,8 +238,8 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 				appendStringInfo(&sql, " WHERE (%s) > (", kl);
 				foreach(lc, last)
 				{
-					appendStringInfo(&sql, "%s$%d::text::%s", i ? ", " : "", i + 1,
-									 format_type_be(cfg->keys[i].typid));
+					appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
+									 format_type_be_qualified(cfg->keys[i].typid));
 					types[i] = TEXTOID;
 					values[i] = CStringGetTextDatum(lfirst(lc));
 					i++;
@@ -273,7 +274,8 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 				int			nb = list_length(batch);
 
 				initStringInfo(&sql);
-				appendStringInfo(&sql, "SELECT t, %s FROM %s t WHERE (%s) IN (SELECT * FROM unnest(", kl, qrel, kl);
+				appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t WHERE (%s) IN (SELECT * FROM pg_catalog.unnest(",
+								 qrel, kl, qrel, kl);
 				for (int i = 0; i < cfg->nkeys; i++)
 				{
 					Datum	   *elems = palloc(sizeof(Datum) * nb);
@@ -282,8 +284,8 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 
 					foreach(bc, batch)
 						elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(bc), i));
-					appendStringInfo(&sql, "%s$%d::text[]::%s[]", i ? ", " : "", i + 1,
-									 format_type_be(cfg->keys[i].typid));
+					appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
+									 format_type_be_qualified(cfg->keys[i].typid));
 					types[i] = TEXTARRAYOID;
 					values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
 				}
@@ -312,10 +314,10 @@ rs_repair_marker(const char *json)
 	values[0] = CStringGetTextDatum(json);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT (e ->> 0)::oid, "
-							  "       ARRAY(SELECT v FROM jsonb_array_elements_text(e) WITH ORDINALITY a(v, o) "
-							  "              WHERE o > 1 ORDER BY o) "
-							  "  FROM jsonb_array_elements($1::jsonb) e",
+	if (SPI_execute_with_args("SELECT (e.e OPERATOR(pg_catalog.->>) 0)::pg_catalog.oid, "
+							  "       ARRAY(SELECT a.v FROM pg_catalog.jsonb_array_elements_text(e.e) WITH ORDINALITY a(v, o) "
+							  "              WHERE a.o OPERATOR(pg_catalog.>) 1 ORDER BY a.o) "
+							  "  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) e(e)",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not parse an in-flight marker");
 	for (uint64 i = 0; i < SPI_processed; i++)

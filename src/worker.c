@@ -48,6 +48,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -226,13 +227,14 @@ deliver_all(void)
 					 f.detail ? errdetail("%s", f.detail) : 0));
 		if (n < 0)
 		{
+			/* f lives in the transaction's memory: use it before the commit */
+			ereport(LOG,
+					(errmsg("redis_sync worker: could not deliver the outbox: %s", f.message),
+					 f.detail ? errdetail("%s", f.detail) : 0));
 			rs_stats_error(InvalidOid, f.message);
 			rs_stats_flush();
 			PopActiveSnapshot();
 			commit_round_txn();
-			ereport(LOG,
-					(errmsg("redis_sync worker: could not deliver the outbox: %s", f.message),
-					 f.detail ? errdetail("%s", f.detail) : 0));
 			return false;
 		}
 		rs_stats_flush();
@@ -245,12 +247,60 @@ deliver_all(void)
 	}
 }
 
+/*
+ * Repair the rows of one marker in a subtransaction.  A marker that makes
+ * the repair fail (a malformed marker, a table it cannot read) is not
+ * retried at every round: false, and the caller sets it aside.
+ */
+static bool
+repair_marker_guarded(const char *field, const char *value)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		int64		n = rs_repair_marker(value);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %s, which did not commit",
+						(long long) n, field)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(outer);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("redis_sync worker: could not repair the keys of in-flight marker %s, set aside in %s:failed: %s",
+						field, rs_marker_key(), ed->message)));
+		rs_stats_error(InvalidOid, ed->message);
+		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
+		FreeErrorData(ed);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 /* remove markers of committed transactions; repair those that did not commit */
 static bool
 sweep_markers(void)
 {
 	char	   *cursor = "0";
 	List	   *done = NIL;
+	List	   *set_aside = NIL;	/* (field, value) of markers that failed */
 
 	do
 	{
@@ -302,20 +352,32 @@ sweep_markers(void)
 				else
 					committed = false;
 			}
-			if (!committed)
-			{
-				int64		n;
-
-				n = rs_repair_marker(value);
-				ereport(LOG,
-						(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
-								(long long) n, (unsigned long long) fxid)));
-			}
+			if (!committed && !repair_marker_guarded(field, value))
+				set_aside = lappend(set_aside, list_make2(pstrdup(field), pstrdup(value)));
 			done = lappend(done, pstrdup(field));
 		}
 		redis_pipeline_free(p);
 	} while (strcmp(cursor, "0") != 0);
 
+	/* failed markers move to <marker key>:failed, for an operator to look at */
+	if (set_aside != NIL)
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		char	   *failed_key = psprintf("%s:failed", rs_marker_key());
+		ListCell   *lc;
+		RedisFailure f;
+
+		foreach(lc, set_aside)
+		{
+			List	   *fv = lfirst(lc);
+			const char *argv[4] = {"HSET", failed_key, linitial(fv), lsecond(fv)};
+
+			redis_pipeline_append(p, 4, argv, NULL);
+		}
+		if (!redis_pipeline_try_exec(p, &f))
+			return false;
+		redis_pipeline_free(p);
+	}
 	if (done != NIL)
 	{
 		RedisPipeline *p = redis_pipeline_create();

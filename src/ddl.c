@@ -1,0 +1,83 @@
+/*-------------------------------------------------------------------------
+ *
+ * ddl.c
+ *		What an ALTER TABLE did to the columns of a table, for the DDL event
+ *		trigger that keeps the sync configuration in step with the table.
+ *
+ * redis_sync._column_changes(pg_ddl_command) reads one command collected by
+ * pg_event_trigger_ddl_commands() and returns a row per column it dropped,
+ * renamed or changed the type of.  PL/pgSQL cannot look inside a
+ * pg_ddl_command; redis_sync._on_ddl_end() passes it here and then updates
+ * the configuration (see _follow_column in the upgrade script).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "nodes/parsenodes.h"
+#include "tcop/deparse_utility.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(redis_sync_column_changes);
+
+static void
+put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char *new_name)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, new_name == NULL};
+
+	values[0] = CStringGetTextDatum(action);
+	values[1] = CStringGetTextDatum(old_name);
+	values[2] = new_name ? CStringGetTextDatum(new_name) : (Datum) 0;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * _column_changes(cmd pg_ddl_command)
+ *		RETURNS TABLE(action text, old_name text, new_name text)
+ * action: 'drop', 'rename' (new_name set) or 'type'.
+ */
+Datum
+redis_sync_column_changes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CollectedCommand *cmd;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+
+	if (cmd->type == SCT_AlterTable)
+	{
+		ListCell   *lc;
+
+		foreach(lc, cmd->d.alterTable.subcmds)
+		{
+			CollectedATSubcmd *sub = lfirst(lc);
+			AlterTableCmd *at;
+
+			if (sub->parsetree == NULL || !IsA(sub->parsetree, AlterTableCmd))
+				continue;
+			at = (AlterTableCmd *) sub->parsetree;
+			if (at->name == NULL)
+				continue;
+			if (at->subtype == AT_DropColumn)
+				put(rsinfo, "drop", at->name, NULL);
+			else if (at->subtype == AT_AlterColumnType)
+				put(rsinfo, "type", at->name, NULL);
+		}
+	}
+	else if (cmd->type == SCT_Simple && cmd->parsetree != NULL &&
+			 IsA(cmd->parsetree, RenameStmt))
+	{
+		RenameStmt *rs = (RenameStmt *) cmd->parsetree;
+
+		if (rs->renameType == OBJECT_COLUMN && rs->subname && rs->newname)
+			put(rsinfo, "rename", rs->subname, rs->newname);
+	}
+	return (Datum) 0;
+}
