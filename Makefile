@@ -45,7 +45,7 @@ DATA = $(wildcard extension/redis_sync--*.sql)
 
 REGRESS_BASE = setup command url permissions write_through write_through_json invalidate sync_errors consistency stats write_behind operations limits
 # wave 2 suites, one line per topic (kept apart so parallel work merges cleanly)
-REGRESS_CRASH =
+REGRESS_CRASH = ddl
 #
 REGRESS_LIFE =
 #

@@ -486,7 +486,7 @@ upsert_sql(WbTable *t, bool increment)
 		appendStringInfo(&sql, "%su.k%d::%s", i ? ", " : "", i, t->keytypes[i]);
 	for (int c = 0; c < t->ncols; c++)
 		appendStringInfo(&sql, ", u.c%d::%s", c, t->coltypes[c]);
-	appendStringInfoString(&sql, " FROM pg_catalog.unnest(");
+	appendStringInfoString(&sql, " FROM unnest(");
 	for (int i = 0; i < t->nkeys + t->ncols; i++)
 		appendStringInfo(&sql, "%s$%d::text[]", i ? ", " : "", argno++);
 	appendStringInfoString(&sql, ") AS u(");
@@ -921,7 +921,7 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 			appendStringInfo(&sql, "DELETE FROM %s WHERE (", t->qname);
 			for (int k = 0; k < t->nkeys; k++)
 				appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
-			appendStringInfoString(&sql, ") IN (SELECT * FROM pg_catalog.unnest(");
+			appendStringInfoString(&sql, ") IN (SELECT * FROM unnest(");
 			for (int k = 0; k < t->nkeys; k++)
 			{
 				Datum	   *elems = palloc(sizeof(Datum) * ndel);

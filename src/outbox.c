@@ -245,7 +245,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 		SPIPlanPtr	plan = SPI_prepare("INSERT INTO redis_sync.outbox "
 									   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
 									   "SELECT u.r, u.k, u.o, u.p, u.t, $6, $7 "
-									   "  FROM pg_catalog.unnest($1, $2, $3, $4, $5) AS u(r, k, o, p, t)",
+									   "  FROM unnest($1, $2, $3, $4, $5) AS u(r, k, o, p, t)",
 									   7, types);
 
 		if (plan == NULL)
@@ -651,7 +651,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 										  "   SET attempts = o.attempts + 1, last_error = u.err, "
 										  "       next_attempt_at = pg_catalog.clock_timestamp() + "
 										  "         least(100 * 2 ^ least(o.attempts, 20), $3) * interval '1 ms' "
-										  "  FROM pg_catalog.unnest($1, $2) AS u(id, err) WHERE o.id OPERATOR(pg_catalog.=) u.id",
+										  "  FROM unnest($1, $2) AS u(id, err) WHERE o.id OPERATOR(pg_catalog.=) u.id",
 										  3, utypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
 					elog(ERROR, "redis_sync: could not record failed outbox deliveries");
 			}

@@ -274,7 +274,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 				int			nb = list_length(batch);
 
 				initStringInfo(&sql);
-				appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t WHERE (%s) IN (SELECT * FROM pg_catalog.unnest(",
+				appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t WHERE (%s) IN (SELECT * FROM unnest(",
 								 qrel, kl, qrel, kl);
 				for (int i = 0; i < cfg->nkeys; i++)
 				{

@@ -1,0 +1,135 @@
+-- ddl: generated SQL that no column name can break, and DDL inside a
+-- transaction with DML on a synced table (issue 12)
+
+-- columns named like the aliases the generated SQL uses
+CREATE TABLE alias_h (id int PRIMARY KEY, t int, x text, u int, v text, e int, k text, f int, s int, o int, "T" int);
+SELECT redis_sync.write_through('alias_h', key_prefix => 'ah:');
+INSERT INTO alias_h VALUES (1, 10, 'x1', 1, 'v1', 1, 'k1', 1, 1, 1, 1), (2, 20, 'x2', 2, 'v2', 2, 'k2', 2, 2, 2, 2);
+SELECT h('ah:1');
+-- get() after a miss reads the row back (this crashed the server with a column t)
+SELECT redis_sync.command('DEL', 'ah:1');
+SELECT * FROM redis_sync.get(NULL::alias_h, '1');
+SELECT h('ah:1');
+-- and after a hit
+SELECT * FROM redis_sync.get(NULL::alias_h, '1');
+SELECT * FROM redis_sync.verify('alias_h');
+SELECT redis_sync.command('DEL', 'ah:2');
+SELECT key, problem FROM redis_sync.verify('alias_h');
+SELECT redis_sync.resync('alias_h');
+SELECT redis_sync.warm('alias_h');
+SELECT * FROM redis_sync.verify('alias_h');
+UPDATE alias_h SET t = 11 WHERE id = 1;
+SELECT h('ah:1') ->> 't';
+
+-- json format: verify() compared the column x instead of the row
+CREATE TABLE alias_j (id int PRIMARY KEY, x int, t text);
+SELECT redis_sync.write_through('alias_j', key_prefix => 'aj:', format => 'json');
+INSERT INTO alias_j VALUES (1, 5, 'five');
+SELECT redis_sync.command('GET', 'aj:1')::jsonb;
+SELECT * FROM redis_sync.verify('alias_j');
+SELECT redis_sync.command('DEL', 'aj:1');
+SELECT * FROM redis_sync.get(NULL::alias_j, '1');
+SELECT redis_sync.warm('alias_j');
+SELECT * FROM redis_sync.verify('alias_j');
+DROP TABLE alias_h, alias_j;
+
+-- ALTER COLUMN TYPE in the transaction of an UPDATE (this segfaulted: the
+-- old row was decoded with the new descriptor)
+CREATE TABLE ddl_t (id int PRIMARY KEY, a int, b text, c numeric);
+SELECT redis_sync.write_through('ddl_t', key_prefix => 'dt:');
+INSERT INTO ddl_t SELECT g, g, 'b' || g, g + 0.5 FROM generate_series(1, 3) g;
+BEGIN;
+UPDATE ddl_t SET a = a + 10, c = c + 1 WHERE id = 1;
+ALTER TABLE ddl_t ALTER COLUMN c TYPE int USING c::int;
+UPDATE ddl_t SET a = a + 100 WHERE id = 2;
+COMMIT;
+-- the keys were written for the old type: removed at commit
+SELECT redis_sync.command('EXISTS', 'dt:1'), redis_sync.command('EXISTS', 'dt:2');
+UPDATE ddl_t SET a = 7 WHERE id = 1;
+SELECT h('dt:1');
+SELECT redis_sync.warm('ddl_t');
+SELECT * FROM redis_sync.verify('ddl_t');
+-- the same, rolled back: nothing changes
+BEGIN;
+UPDATE ddl_t SET a = 8 WHERE id = 1;
+ALTER TABLE ddl_t ALTER COLUMN a TYPE bigint;
+ROLLBACK;
+SELECT h('dt:1');
+
+-- DROP COLUMN in the transaction of an UPDATE: the COMMIT failed
+BEGIN;
+UPDATE ddl_t SET b = 'changed' WHERE id = 2;
+ALTER TABLE ddl_t DROP COLUMN b;
+COMMIT;
+SELECT key_columns, columns FROM redis_sync.tables WHERE relid = 'ddl_t'::regclass;
+-- later writes work and no longer write the field
+UPDATE ddl_t SET a = 9 WHERE id = 3;
+SELECT h('dt:3');
+SELECT redis_sync.warm('ddl_t');
+SELECT * FROM redis_sync.verify('ddl_t');
+
+-- RENAME COLUMN: the field follows the column
+BEGIN;
+UPDATE ddl_t SET a = 10 WHERE id = 3;
+ALTER TABLE ddl_t RENAME COLUMN a TO a2;
+UPDATE ddl_t SET a2 = 11 WHERE id = 2;
+COMMIT;
+SELECT key_columns, columns FROM redis_sync.tables WHERE relid = 'ddl_t'::regclass;
+SELECT h('dt:2');
+UPDATE ddl_t SET a2 = 12 WHERE id = 3;
+SELECT h('dt:3');
+SELECT * FROM redis_sync.get(NULL::ddl_t, '1');
+SELECT redis_sync.warm('ddl_t');
+SELECT * FROM redis_sync.verify('ddl_t');
+-- renaming the key column
+ALTER TABLE ddl_t RENAME COLUMN id TO ident;
+SELECT key_columns, columns FROM redis_sync.tables WHERE relid = 'ddl_t'::regclass;
+INSERT INTO ddl_t VALUES (4, 4, 4);
+SELECT h('dt:4');
+-- a column that is not synced: nothing happens, the cache stays
+ALTER TABLE ddl_t ADD COLUMN extra int;
+SELECT redis_sync.write_through('ddl_t', key_prefix => 'dt:', columns => ARRAY['ident', 'a2']);
+SELECT redis_sync.warm('ddl_t');
+ALTER TABLE ddl_t DROP COLUMN extra;
+SELECT redis_sync.command('EXISTS', 'dt:4');
+-- dropping the key column unsyncs the table
+ALTER TABLE ddl_t DROP CONSTRAINT ddl_t_pkey;
+ALTER TABLE ddl_t DROP COLUMN ident;
+SELECT count(*) FROM redis_sync.tables WHERE relid = 'ddl_t'::regclass;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ddl_t'::regclass;
+UPDATE ddl_t SET a2 = 0;
+DROP TABLE ddl_t;
+
+-- a configuration that names a missing column (the event trigger did not
+-- run): writes go on, without that field
+CREATE TABLE ddl_m (id int PRIMARY KEY, a int, b int);
+SELECT redis_sync.write_through('ddl_m', key_prefix => 'dm:');
+ALTER EVENT TRIGGER redis_sync_sql_drop DISABLE;
+ALTER TABLE ddl_m DROP COLUMN b;
+ALTER EVENT TRIGGER redis_sync_sql_drop ENABLE;
+INSERT INTO ddl_m VALUES (1, 1);
+SELECT h('dm:1');
+DROP TABLE ddl_m;
+
+-- DROP EXTENSION in the transaction of writes commits (sync and async)
+CREATE TABLE ddl_x (id int PRIMARY KEY, v int);
+CREATE TABLE ddl_y (id int PRIMARY KEY, v int);
+SELECT redis_sync.write_through('ddl_x', key_prefix => 'dx:');
+SELECT redis_sync.write_through('ddl_y', key_prefix => 'dy:', delivery => 'async');
+INSERT INTO ddl_x VALUES (1, 1);
+SET client_min_messages = warning;
+BEGIN;
+UPDATE ddl_x SET v = 2;
+INSERT INTO ddl_y VALUES (1, 1);
+DROP EXTENSION redis_sync CASCADE;
+COMMIT;
+SELECT count(*) FROM pg_extension WHERE extname = 'redis_sync';
+SELECT * FROM ddl_x;
+UPDATE ddl_x SET v = 3;
+CREATE EXTENSION redis_sync;
+RESET client_min_messages;
+-- a new configuration works
+SELECT redis_sync.write_through('ddl_x', key_prefix => 'dx:');
+UPDATE ddl_x SET v = 4;
+SELECT h('dx:1');
+DROP TABLE ddl_x, ddl_y;
