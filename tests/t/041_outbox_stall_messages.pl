@@ -24,6 +24,10 @@ use Time::HiRes qw(time sleep);
 
 my $ROWS   = 500;
 my $PAUSES = 4;
+# RS_TEST_SLOW=1: the server runs under valgrind (README, "Development")
+my $SLOW     = $ENV{RS_TEST_SLOW} // 0;
+my $DURATION = $SLOW ? 240 : 20;    # seconds of pgbench
+my $BETWEEN  = $SLOW ? 50  : 500;   # Redis commands between two stalls
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node(
@@ -65,7 +69,7 @@ my ($out, $err) = ('', '');
 my $bench = IPC::Run::start(
 	[
 		$node->installed_command('pgbench'), '-n', '-c', 4, '-j', 4,
-		'-T', 20, '-f', $file, '-h', $node->host, '-p', $node->port, 'postgres'
+		'-T', $DURATION, '-f', $file, '-h', $node->host, '-p', $node->port, 'postgres'
 	],
 	'<', \undef, '>', \$out, '2>', \$err,
 	IPC::Run::timeout(300));
@@ -75,7 +79,7 @@ for my $pass (1 .. $PAUSES)
 	# Redis must have served writes since the last stall (deadline-bound)
 	my $base     = redis_commands();
 	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (redis_commands() < $base + 500)
+	while (redis_commands() < $base + $BETWEEN)
 	{
 		die "no progress before pause $pass" if time > $deadline;
 		sleep 0.05;
