@@ -29,7 +29,7 @@ OBJS = \
 # wave 2 modules, one line per topic
 OBJS_CRASH = src/ddl.o
 #
-OBJS_LIFE =
+OBJS_LIFE = src/lifecycle.o
 #
 OBJS_SEC =
 #
@@ -47,7 +47,7 @@ REGRESS_BASE = setup command url permissions write_through write_through_json in
 # wave 2 suites, one line per topic (kept apart so parallel work merges cleanly)
 REGRESS_CRASH = ddl
 #
-REGRESS_LIFE =
+REGRESS_LIFE = lifecycle
 #
 REGRESS_SEC =
 #

@@ -18,6 +18,7 @@
 -- robustness: DDL, drops, restores, loading without preload (issue 12)
 -- =====================================================================
 
+-- [crash] columns dropped, renamed or retyped
 -- the columns one collected DDL command dropped, renamed or retyped (ddl.c)
 CREATE FUNCTION _column_changes(cmd pg_ddl_command)
 RETURNS TABLE(action text, old_name text, new_name text)
@@ -77,6 +78,43 @@ BEGIN
 END
 $fn$;
 REVOKE EXECUTE ON FUNCTION _follow_column(regclass, text, text, text) FROM PUBLIC;
+
+-- [lifecycle] worker restarts, DROP TABLE purge, partitions attached and detached
+
+-- worker_stats gains worker_restarts: the view and its function are rebuilt
+DROP VIEW worker_stats;
+DROP FUNCTION _global_stats();
+CREATE FUNCTION _global_stats(
+    OUT round_trips bigint, OUT worker_rounds bigint, OUT worker_running boolean,
+    OUT worker_pid int, OUT circuit text, OUT circuit_changed_at timestamptz,
+    OUT connection_failures int, OUT circuit_opens bigint,
+    OUT last_error text, OUT last_error_at timestamptz, OUT redis_run_id text,
+    OUT stats_reset_at timestamptz, OUT worker_restarts bigint)
+RETURNS record
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_global_stats';
+
+CREATE VIEW worker_stats AS
+SELECT g.*,
+       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
+       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age
+  FROM redis_sync._global_stats() g;
+COMMENT ON VIEW worker_stats IS 'redis_sync: worker, circuit breaker and global counters';
+
+-- queue the removal of a dropped table's keys (delivered by the worker)
+CREATE FUNCTION _purge_dropped(tbl oid, key_prefix text)
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_purge_dropped';
+REVOKE EXECUTE ON FUNCTION _purge_dropped(oid, text) FROM PUBLIC;
+
+-- partitions a ddl_command_end command created and tables it attached partitions
+-- to (true), or tables it detached partitions from (false)
+CREATE FUNCTION _ddl_partitions(cmd pg_ddl_command, attached boolean)
+RETURNS oid[]
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_ddl_partitions';
+REVOKE EXECUTE ON FUNCTION _ddl_partitions(pg_ddl_command, boolean) FROM PUBLIC;
 
 -- (end of section)
 
@@ -420,7 +458,17 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     col record;
+    cfg record;
 BEGIN
+    -- a dropped table's queued changes are moot; its keys go (through the worker)
+    FOR cfg IN SELECT DISTINCT t.relid::oid AS relid, t.key_prefix
+                 FROM redis_sync.tables t
+                 JOIN pg_event_trigger_dropped_objects() d
+                   ON d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND t.relid::oid = d.objid
+    LOOP
+        DELETE FROM redis_sync.outbox o WHERE o.relid = cfg.relid;
+        PERFORM redis_sync._purge_dropped(cfg.relid, cfg.key_prefix);
+    END LOOP;
     DELETE FROM redis_sync.tables t
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
@@ -446,9 +494,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    part regclass;
-    root regclass;
-    ch   record;
+    part     regclass;
+    root     regclass;
+    cmd      record;
+    attached oid[] := '{}';
+    detached oid[] := '{}';
+    ch       record;
 BEGIN
     -- dropped, renamed, retyped synced columns: the configuration follows
     FOR ch IN
@@ -461,19 +512,41 @@ BEGIN
     LOOP
         PERFORM redis_sync._follow_column(ch.tbl, ch.action, ch.old_name, ch.new_name);
     END LOOP;
+    -- only commands that attach or detach partitions: any other ALTER TABLE of
+    -- a partition (a restore adds its constraints after the configuration)
+    -- must not create a guard the dump creates itself
+    FOR cmd IN SELECT c.command FROM pg_event_trigger_ddl_commands() c
+                WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+    LOOP
+        attached := attached || redis_sync._ddl_partitions(cmd.command, true);
+        detached := detached || redis_sync._ddl_partitions(cmd.command, false);
+    END LOOP;
+    IF cardinality(attached) = 0 AND cardinality(detached) = 0 THEN
+        RETURN;
+    END IF;
     FOR part, root IN
-        SELECT c.objid::regclass, t.relid
-          FROM pg_event_trigger_ddl_commands() c
-          JOIN pg_class cl ON cl.oid = c.objid AND cl.relispartition
-          CROSS JOIN LATERAL pg_partition_ancestors(c.objid) a
+        SELECT DISTINCT l.relid, t.relid
+          FROM unnest(attached) x(oid)
+          CROSS JOIN LATERAL pg_partition_tree(x.oid) l
+          JOIN pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
+          CROSS JOIN LATERAL pg_partition_ancestors(l.relid) a
           JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
-         WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND cl.relkind = 'r'
     LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part
                                                  AND tgname = 'redis_sync_truncate_partition') THEN
             EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, root::oid::text);
         END IF;
+    END LOOP;
+    -- a detached partition is no longer part of a synced table: its guard goes
+    FOR part IN
+        SELECT DISTINCT tg.tgrelid
+          FROM pg_trigger tg
+         WHERE cardinality(detached) > 0 AND tg.tgname = 'redis_sync_truncate_partition'
+           AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
+                             JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
+    LOOP
+        EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
     END LOOP;
 END
 $fn$;

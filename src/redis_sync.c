@@ -126,12 +126,20 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	/*
+	 * A library loaded after startup (LOAD, or the first call of one of its
+	 * functions without shared_preload_libraries) may not define
+	 * PGC_POSTMASTER settings: PostgreSQL ends the session with a FATAL.
+	 * There is no worker then, so the setting only names the database async
+	 * and write-behind tables would need; it is read-only for the session.
+	 */
 	DefineCustomStringVariable("redis_sync.database",
 							   "Database the redis_sync background worker connects to.",
-							   NULL,
+							   rs_preloaded ? NULL :
+							   "redis_sync is not in shared_preload_libraries: no worker runs.",
 							   &rs_database,
 							   "postgres",
-							   PGC_POSTMASTER,
+							   rs_preloaded ? PGC_POSTMASTER : PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
 

@@ -77,6 +77,7 @@ typedef struct RsShared
 	uint64		flush_done;		/* generations the worker completed */
 	int64		flush_applied;	/* rows applied by the last forced round */
 	int			flush_failed;	/* tables that round could not drain */
+	bool		flush_unreachable;	/* Redis could not be reached for it */
 	bool		sweep_requested;	/* check in-flight markers at once */
 	bool		pause_requested;
 	bool		paused;			/* the worker acknowledged the pause */
@@ -92,6 +93,7 @@ typedef struct RsShared
 	pg_atomic_uint64 round_trips;
 	pg_atomic_uint64 worker_rounds;
 	pg_atomic_uint64 circuit_opens;
+	pg_atomic_uint64 worker_restarts;	/* workers started after the first */
 	TimestampTz reset_at;
 } RsShared;
 
@@ -149,6 +151,7 @@ rs_shmem_startup(void)
 		pg_atomic_init_u64(&rs_shared->round_trips, 0);
 		pg_atomic_init_u64(&rs_shared->worker_rounds, 0);
 		pg_atomic_init_u64(&rs_shared->circuit_opens, 0);
+		pg_atomic_init_u64(&rs_shared->worker_restarts, 0);
 		rs_shared->reset_at = GetCurrentTimestamp();
 	}
 	/* a crash restart remakes shared memory: a new incarnation */
@@ -415,11 +418,16 @@ rs_circuit_failures(void)
 void
 rs_worker_register_latch(void)
 {
+	bool		restart;
+
 	SpinLockAcquire(&rs_shared->mutex);
+	restart = rs_shared->worker_started_at != 0;
 	rs_shared->worker_latch = MyLatch;
 	rs_shared->worker_pid = MyProcPid;
 	rs_shared->worker_started_at = GetCurrentTimestamp();
 	SpinLockRelease(&rs_shared->mutex);
+	if (restart)
+		pg_atomic_fetch_add_u64(&rs_shared->worker_restarts, 1);
 }
 
 void
@@ -484,8 +492,55 @@ rs_flush_completed(uint64 generation, int64 applied, int failed)
 		rs_shared->flush_done = generation;
 		rs_shared->flush_applied = applied;
 		rs_shared->flush_failed = failed;
+		rs_shared->flush_unreachable = false;
 	}
 	SpinLockRelease(&rs_shared->mutex);
+}
+
+/*
+ * worker: the round could not reach Redis; flush() callers waiting for
+ * generations up to this one get an error at once instead of waiting for
+ * redis_sync.flush_timeout.
+ */
+void
+rs_flush_unreachable(uint64 generation)
+{
+	SpinLockAcquire(&rs_shared->mutex);
+	if (generation > rs_shared->flush_done)
+	{
+		rs_shared->flush_done = generation;
+		rs_shared->flush_applied = 0;
+		rs_shared->flush_failed = 0;
+		rs_shared->flush_unreachable = true;
+	}
+	SpinLockRelease(&rs_shared->mutex);
+}
+
+/* the circuit breaker's state, without taking the half-open turn */
+static bool
+circuit_open_peek(void)
+{
+	bool		open;
+
+	SpinLockAcquire(&rs_shared->mutex);
+	open = rs_shared->open;
+	SpinLockRelease(&rs_shared->mutex);
+	return open;
+}
+
+static void
+report_unreachable(void)
+{
+	char		msg[RS_ERRLEN];
+
+	SpinLockAcquire(&rs_shared->mutex);
+	strlcpy(msg, rs_shared->last_error, sizeof(msg));
+	SpinLockRelease(&rs_shared->mutex);
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not drain write-behind tables: Redis is unreachable"),
+			 msg[0] ? errdetail("Last connection error: %s", msg) : 0,
+			 errhint("The values stay in Redis and are drained when it answers again; see redis_sync.worker_stats.")));
 }
 
 /*
@@ -501,6 +556,14 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	rs_require_preload("redis_sync.flush() of write-behind tables");
+
+	/*
+	 * The caller probed Redis while the circuit was open (deliver_now()):
+	 * still open means Redis did not answer just now.  Waiting for the
+	 * worker would only wait for it to fail the same way.
+	 */
+	if (circuit_open_peek())
+		report_unreachable();
 	SpinLockAcquire(&rs_shared->mutex);
 	mine = ++rs_shared->flush_requested;
 	SpinLockRelease(&rs_shared->mutex);
@@ -509,13 +572,17 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 		bool		done;
 		bool		running;
 		bool		paused;
+		bool		unreachable;
 
 		rs_worker_wake();
 		SpinLockAcquire(&rs_shared->mutex);
 		done = rs_shared->flush_done >= mine;
 		running = rs_shared->worker_latch != NULL;
 		paused = rs_shared->pause_requested;
+		unreachable = rs_shared->flush_unreachable;
 		SpinLockRelease(&rs_shared->mutex);
+		if (done && unreachable)
+			report_unreachable();
 		if (done)
 		{
 			int			failed;
@@ -541,6 +608,9 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the redis_sync background worker is paused"),
 					 errhint("Call redis_sync.worker_resume().")));
+		/* Redis went away while we waited: the worker cannot drain */
+		if (circuit_open_peek())
+			report_unreachable();
 		if (GetCurrentTimestamp() >= deadline)
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
@@ -648,8 +718,8 @@ Datum
 redis_sync_global_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[12];
-	bool		nulls[12] = {0};
+	Datum		values[13];
+	bool		nulls[13] = {0};
 	RsShared	s;
 
 	require_shmem();
@@ -678,6 +748,9 @@ redis_sync_global_stats(PG_FUNCTION_ARGS)
 	values[10] = CStringGetTextDatum(s.run_id);
 	nulls[10] = s.run_id[0] == '\0';
 	values[11] = TimestampTzGetDatum(s.reset_at);
+	/* 0.1's _global_stats() has 12 columns; 0.2 adds worker_restarts */
+	if (tupdesc->natts > 12)
+		values[12] = Int64GetDatum((int64) pg_atomic_read_u64(&rs_shared->worker_restarts));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -696,6 +769,7 @@ redis_sync_stats_reset(PG_FUNCTION_ARGS)
 	pg_atomic_write_u64(&rs_shared->round_trips, 0);
 	pg_atomic_write_u64(&rs_shared->worker_rounds, 0);
 	pg_atomic_write_u64(&rs_shared->circuit_opens, 0);
+	pg_atomic_write_u64(&rs_shared->worker_restarts, 0);
 	SpinLockAcquire(&rs_shared->mutex);
 	rs_shared->last_error[0] = '\0';
 	rs_shared->last_error_at = 0;

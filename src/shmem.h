@@ -66,6 +66,7 @@ extern bool rs_worker_running(void);
 /* flush(): forced drain rounds served by the worker */
 extern uint64 rs_flush_pending(void);
 extern void rs_flush_completed(uint64 generation, int64 applied, int failed);
+extern void rs_flush_unreachable(uint64 generation);
 extern int64 rs_flush_via_worker(Oid relid, int timeout_ms);
 
 /* ask the worker to check in-flight markers now (after an aborted bulk push) */

@@ -5,7 +5,9 @@
  *
  * One worker per server, connected to redis_sync.database, started once
  * recovery has finished (so it never runs on a hot standby, and starts on
- * promotion), restarted by the postmaster after a crash.  It sleeps on its
+ * promotion), restarted by the postmaster after a crash and after a SIGTERM
+ * that is not a server shutdown (it exits with 1 for that; worker_stats
+ * counts the restarts).  It sleeps on its
  * latch; a commit that queued outbox entries sets the latch (shmem.c), so
  * delivery starts within milliseconds; otherwise it wakes every
  * redis_sync.naptime.  Each round, in its own transactions:
@@ -63,6 +65,7 @@
 PGDLLEXPORT void redis_sync_worker_main(Datum arg);
 
 #define BACKOFF_MIN_MS 100
+#define RS_WORKER_RESTART_SECONDS 1
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
@@ -91,7 +94,7 @@ rs_worker_register(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
+	worker.bgw_restart_time = RS_WORKER_RESTART_SECONDS;
 	strlcpy(worker.bgw_library_name, "redis_sync", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "redis_sync_worker_main", BGW_MAXLEN);
 	strlcpy(worker.bgw_name, "redis_sync worker", BGW_MAXLEN);
@@ -494,6 +497,13 @@ worker_round(void)
 		return Max(1, Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), drain_due),
 						  rs_naptime_ms));
 	}
+	/* Redis could not be reached: a waiting flush() must not wait it out */
+	{
+		uint64		gen = rs_flush_pending();
+
+		if (gen != 0)
+			rs_flush_unreachable(gen);
+	}
 	backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
 	retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 	return backoff_ms;
@@ -560,8 +570,20 @@ redis_sync_worker_main(Datum arg)
 		{
 			MemoryContextSwitchTo(round_cxt);
 			final_round();
-			ereport(LOG, (errmsg("redis_sync worker shutting down")));
-			proc_exit(0);
+
+			/*
+			 * The postmaster never restarts a worker that exits with 0.  A
+			 * SIGTERM outside a server shutdown (pg_terminate_backend(),
+			 * DROP DATABASE ... FORCE) must not stop async delivery, outbox
+			 * repair and write-behind until the next restart: exit 1, and
+			 * the postmaster starts a new worker after bgw_restart_time.  At
+			 * a server shutdown no worker is started again whatever the code.
+			 */
+			ereport(LOG,
+					(errmsg("redis_sync worker shutting down"),
+					 errdetail("A new worker starts within %d second(s) unless the server is shutting down.",
+							   RS_WORKER_RESTART_SECONDS)));
+			proc_exit(1);
 		}
 		if (ConfigReloadPending)
 		{

@@ -1,0 +1,82 @@
+-- a synced table's life: DROP TABLE purges its keys and its queued changes;
+-- partitions created, attached and detached get and lose their TRUNCATE guard
+\set SHOW_CONTEXT never
+SELECT redis_sync.worker_pause();
+SELECT redis_sync.deliver_outbox() >= 0 AS earlier_drained;
+
+CREATE TABLE lc_drop (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('lc_drop', key_prefix => 'lcd:');
+INSERT INTO lc_drop SELECT g, 'v' || g FROM generate_series(1, 5) g;
+CREATE TABLE lc_async (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('lc_async', key_prefix => 'lca:', delivery => 'async');
+INSERT INTO lc_async VALUES (1, 'queued'), (2, 'queued');
+SELECT redis_sync.command('EXISTS', 'lcd:1', 'lcd:2', 'lcd:3', 'lcd:4', 'lcd:5') AS cached,
+       (SELECT count(*) FROM redis_sync.outbox WHERE redis_key LIKE 'lca:%') AS queued;
+
+-- a DROP that rolls back changes nothing
+BEGIN;
+DROP TABLE lc_drop, lc_async;
+ROLLBACK;
+SELECT count(*) AS configs FROM redis_sync.tables WHERE relid IN ('lc_drop'::regclass, 'lc_async'::regclass);
+SELECT redis_key, op FROM redis_sync.outbox ORDER BY id;
+
+-- DROP: the queued changes go, a purge of each prefix is queued for the worker
+DROP TABLE lc_drop, lc_async;
+SELECT redis_key, op, payload FROM redis_sync.outbox ORDER BY redis_key;
+SELECT count(*) AS configs FROM redis_sync.tables WHERE key_prefix IN ('lcd:', 'lca:');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('EXISTS', 'lcd:1', 'lcd:2', 'lcd:3', 'lcd:4', 'lcd:5', 'lca:1', 'lca:2') AS left_in_redis;
+
+-- DML and DROP in one transaction: the rows never reach Redis, the purge does
+CREATE TABLE lc_tx (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('lc_tx', key_prefix => 'lct:');
+INSERT INTO lc_tx VALUES (1, 'before');
+BEGIN;
+UPDATE lc_tx SET v = 'in tx';
+INSERT INTO lc_tx VALUES (2, 'in tx');
+DROP TABLE lc_tx;
+COMMIT;
+SELECT redis_key, op FROM redis_sync.outbox ORDER BY id;
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('EXISTS', 'lct:1', 'lct:2') AS left_in_redis;
+
+-- partitions: created, attached, sub-partitioned leaves get the guard
+CREATE TABLE lc_part (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE lc_part_1 PARTITION OF lc_part FOR VALUES FROM (0) TO (100);
+SELECT redis_sync.write_through('lc_part', key_prefix => 'lcp:');
+CREATE TABLE lc_part_2 PARTITION OF lc_part FOR VALUES FROM (100) TO (200);
+CREATE TABLE lc_part_3 (id int NOT NULL, v text);
+ALTER TABLE lc_part ATTACH PARTITION lc_part_3 FOR VALUES FROM (200) TO (300);
+CREATE TABLE lc_sub PARTITION OF lc_part FOR VALUES FROM (300) TO (400) PARTITION BY RANGE (id);
+CREATE TABLE lc_sub_1 PARTITION OF lc_sub FOR VALUES FROM (300) TO (400);
+SELECT tgrelid::regclass AS guarded FROM pg_trigger
+ WHERE tgname = 'redis_sync_truncate_partition' ORDER BY 1::text;
+SELECT rs_error('TRUNCATE lc_part_3');
+
+-- detached: the guard goes, the table can be truncated
+ALTER TABLE lc_part DETACH PARTITION lc_part_3;
+ALTER TABLE lc_part DETACH PARTITION lc_sub;
+SELECT tgrelid::regclass AS guarded FROM pg_trigger
+ WHERE tgname = 'redis_sync_truncate_partition' ORDER BY 1::text;
+TRUNCATE lc_part_3;
+TRUNCATE lc_sub;
+
+-- other ALTER TABLEs of a partition leave its triggers alone (a restore adds
+-- constraints after the configuration; the dump creates the guard itself)
+DROP TRIGGER redis_sync_truncate_partition ON lc_part_2;
+ALTER TABLE lc_part_2 ADD CONSTRAINT lc_part_2_v CHECK (v <> '');
+SELECT count(*) AS guard_recreated FROM pg_trigger
+ WHERE tgrelid = 'lc_part_2'::regclass AND tgname = 'redis_sync_truncate_partition';
+DO $$ BEGIN
+  EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON lc_part_2 '
+                 'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', 'lc_part'::regclass::oid::text);
+END $$;
+SELECT rs_error('TRUNCATE lc_part_2');
+
+DROP TABLE lc_part, lc_part_3, lc_sub;
+SELECT redis_key, op FROM redis_sync.outbox ORDER BY id;
+SELECT redis_sync.deliver_outbox();
+
+-- worker_stats counts worker restarts
+SELECT worker_restarts >= 0 AS has_restarts FROM redis_sync.worker_stats;
+SELECT redis_sync.worker_resume();
