@@ -31,7 +31,7 @@ OBJS_CRASH =
 #
 OBJS_LIFE =
 #
-OBJS_SEC =
+OBJS_SEC = src/as_owner.o
 #
 OBJS_ENC =
 #

@@ -29,6 +29,7 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "as_owner.h"
 #include "redis_sync.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
@@ -62,13 +63,12 @@ invalidate_table(Oid relid)
 static int64
 run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	ao;
 	int			ret;
 	int64		n;
 
-	GetUserIdAndSecContext(&saved_uid, &saved_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	/* the configuration table holds no user code: the bootstrap superuser */
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
@@ -76,7 +76,7 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *
 		elog(ERROR, "redis_sync: could not update redis_sync.tables: %s", SPI_result_code_string(ret));
 	n = (int64) SPI_processed;
 	SPI_finish();
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_leave(&ao);
 	return n;
 }
 

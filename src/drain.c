@@ -63,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "capture.h"
+#include "as_owner.h"
 #include "drain.h"
 #include "encode.h"
 #include "redis_client.h"
@@ -661,25 +662,19 @@ apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **tota
 	}
 }
 
-/* run as the table owner, restricted, with capture off; restores on exit */
-typedef struct AsOwner
-{
-	Oid			uid;
-	int			sec;
-} AsOwner;
+/* run as the table owner, restricted, fixed search_path (as_owner.c) */
+typedef RsAsOwner AsOwner;
 
 static void
 become(AsOwner *saved, Oid role)
 {
-	GetUserIdAndSecContext(&saved->uid, &saved->sec);
-	SetUserIdAndSecContext(role, saved->sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	rs_as_owner_enter(saved, role);
 }
 
 static void
 unbecome(AsOwner *saved)
 {
-	SetUserIdAndSecContext(saved->uid, saved->sec);
+	rs_as_owner_leave(saved);
 }
 
 /* the Redis correction of unseeded counter keys (before commit) */
@@ -1121,6 +1116,7 @@ reseed_table(WbTable *t)
 {
 	int64		seeded = 0;
 	StringInfoData sql;
+	AsOwner		saved;
 	MemoryContext outer = CurrentMemoryContext;
 
 	initStringInfo(&sql);
@@ -1133,6 +1129,7 @@ reseed_table(WbTable *t)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	become(&saved, t->owner);	/* reading the table runs its code: as its owner */
 	{
 		Portal		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 
@@ -1209,6 +1206,7 @@ reseed_table(WbTable *t)
 		}
 		SPI_cursor_close(portal);
 	}
+	unbecome(&saved);
 	SPI_finish();
 	MemoryContextSwitchTo(outer);
 	return seeded;

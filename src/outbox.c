@@ -40,6 +40,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "as_owner.h"
 #include "encode.h"
 #include "fence.h"
 #include "outbox.h"
@@ -52,13 +53,11 @@ PG_FUNCTION_INFO_V1(redis_sync_flush);
 static SPIPlanPtr insert_plan = NULL;		/* many rows: from arrays */
 static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to run */
 
-/* run SPI as the bootstrap superuser; returns the saved identity */
+/* run SPI on the extension's own tables (no user code) as the bootstrap superuser */
 static void
-become_owner(Oid *saved_uid, int *saved_sec)
+become_owner(RsAsOwner *ao)
 {
-	GetUserIdAndSecContext(saved_uid, saved_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   *saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rs_as_owner_enter(ao, BOOTSTRAP_SUPERUSERID);
 }
 
 static void
@@ -117,8 +116,7 @@ write_one(Change *c, const char *version, int64 seq)
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *json = NULL;
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	saved_ao;
 	bool		snap;
 	int			ret;
 
@@ -142,7 +140,7 @@ write_one(Change *c, const char *version, int64 seq)
 	args[5] = CStringGetTextDatum(version);
 	args[6] = Int64GetDatum(seq);
 
-	become_owner(&saved_uid, &saved_sec);
+	become_owner(&saved_ao);
 	spi_begin(&snap);
 	if (insert_one_plan == NULL)
 	{
@@ -163,7 +161,7 @@ write_one(Change *c, const char *version, int64 seq)
 		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
 			 SPI_result_code_string(ret));
 	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_leave(&saved_ao);
 }
 
 static void
@@ -178,8 +176,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	int			dims[1];
 	int			lbs[1] = {1};
 	Datum		args[7];
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	saved_ao;
 	bool		snap;
 	int			ret;
 
@@ -226,7 +223,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	args[5] = CStringGetTextDatum(version);
 	args[6] = Int64GetDatum(seq);
 
-	become_owner(&saved_uid, &saved_sec);
+	become_owner(&saved_ao);
 	spi_begin(&snap);
 	if (insert_plan == NULL)
 	{
@@ -249,7 +246,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
 			 SPI_result_code_string(ret));
 	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_leave(&saved_ao);
 }
 
 void
@@ -338,8 +335,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 {
 	Oid			types[3] = {INT4OID, OIDOID, BOOLOID};
 	Datum		args[3];
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	saved_ao;
 	bool		snap;
 	int			n;
 	Entry	   *entries;
@@ -353,7 +349,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
-	become_owner(&saved_uid, &saved_sec);
+	become_owner(&saved_ao);
 	spi_begin(&snap);
 
 	/*
@@ -379,7 +375,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	if (n == 0)
 	{
 		spi_end(snap);
-		SetUserIdAndSecContext(saved_uid, saved_sec);
+		rs_as_owner_leave(&saved_ao);
 		return 0;
 	}
 
@@ -631,7 +627,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			*nrefused = ok ? retained : 0;
 			hash_destroy(byKey);
 			spi_end(snap);
-			SetUserIdAndSecContext(saved_uid, saved_sec);
+			rs_as_owner_leave(&saved_ao);
 			return ndone;
 		}
 	}

@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * as_owner.h
+ *		Running code with rights other than the caller's, the way
+ *		PostgreSQL's maintenance commands (VACUUM, REFRESH MATERIALIZED
+ *		VIEW) do it: as a given role, in SECURITY_RESTRICTED_OPERATION,
+ *		with search_path fixed to "pg_catalog, pg_temp".
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_AS_OWNER_H
+#define RS_AS_OWNER_H
+
+#include "postgres.h"
+
+typedef struct RsAsOwner
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			save_nestlevel;
+	bool		active;
+} RsAsOwner;
+
+/*
+ * Become role (restricted, fixed search_path) until rs_as_owner_leave().
+ * Call leave on every path out, errors included (PG_FINALLY):
+ *
+ *		rs_as_owner_enter(&ao, rs_rel_owner(relid));
+ *		PG_TRY(); { ... } PG_FINALLY(); { rs_as_owner_leave(&ao); } PG_END_TRY();
+ *
+ * Nested use is fine: each level saves and restores its own state.
+ */
+extern void rs_as_owner_enter(RsAsOwner *ao, Oid role);
+extern void rs_as_owner_leave(RsAsOwner *ao);
+
+/* the owner of a relation (ERROR when it does not exist) */
+extern Oid	rs_rel_owner(Oid relid);
+
+/* ERROR unless the current user owns the relation (or is a member of its owner) */
+extern void rs_require_owner(Oid relid);
+
+/* true when row-level security applies to the current user on relid */
+extern bool rs_rls_applies(Oid relid);
+
+#endif							/* RS_AS_OWNER_H */
