@@ -31,7 +31,7 @@ OBJS_CRASH =
 #
 OBJS_LIFE =
 #
-OBJS_SEC = src/as_owner.o src/claim.o
+OBJS_SEC = src/as_owner.o src/claim.o src/rowsec.o
 #
 OBJS_ENC =
 #

@@ -27,9 +27,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -38,10 +40,13 @@
 
 #include "as_owner.h"
 #include "claim.h"
+#include "encode.h"
+#include "redis_client.h"
 #include "redis_sync.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
 PG_FUNCTION_INFO_V1(redis_sync_config_delete);
+PG_FUNCTION_INFO_V1(redis_sync_dirty_members);
 
 static void
 check_owner(Oid relid)
@@ -294,4 +299,82 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 		invalidate_table(relid);
 	}
 	PG_RETURN_INT64(n);
+}
+
+/*
+ * _dirty_members(tbl regclass) RETURNS SETOF text: the members of the dirty
+ * and processing sets of a write-behind table (for verify(), which runs
+ * with its caller's rights): the table owner may read them.
+ */
+Datum
+redis_sync_dirty_members(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	Oid			types[1] = {OIDOID};
+	Datum		args[1];
+	List	   *sets = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	check_owner(relid);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	args[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT dirty_set FROM redis_sync.tables "
+							  " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass "
+							  "   AND dirty_set IS NOT NULL",
+							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		char	   *d = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		sets = lappend(sets, pstrdup(d));
+		sets = lappend(sets, rs_companion_key(d, strlen(d), ":rs_processing"));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	if (sets == NIL)
+		return (Datum) 0;
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		int			i = 0;
+
+		foreach(lc, sets)
+		{
+			const char *argv[2] = {"SMEMBERS", lfirst(lc)};
+
+			redis_pipeline_append(p, 2, argv, NULL);
+		}
+		redis_pipeline_exec(p);
+		foreach(lc, sets)
+		{
+			RedisValue *v;
+
+			redis_check_reply(p, i, "SMEMBERS");
+			v = redis_pipeline_reply(p, i++);
+			for (int e = 0; v->type == RV_ARRAY && e < v->nelem; e++)
+			{
+				Datum		values[1];
+				bool		nulls[1] = {false};
+
+				if (v->elems[e].type != RV_STRING ||
+					!pg_verifymbstr(v->elems[e].str, (int) v->elems[e].len, true) ||
+					memchr(v->elems[e].str, '\0', v->elems[e].len) != NULL)
+					continue;	/* not text: cannot be one of the table's keys */
+				values[0] = CStringGetTextDatum(v->elems[e].str);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			}
+		}
+		redis_pipeline_free(p);
+	}
+	return (Datum) 0;
 }

@@ -42,4 +42,16 @@ extern void rs_require_owner(Oid relid);
 /* true when row-level security applies to the current user on relid */
 extern bool rs_rls_applies(Oid relid);
 
+
+/*
+ * hset()/hincrby(): ERROR unless the current user could make this change
+ * itself with UPDATE (or, for a row that does not exist, INSERT) under the
+ * table's row-level security policies.  op is "set" (value), "del" (the
+ * column becomes NULL) or "incr" (value unknown until the drain: the row
+ * must be one the user may update).  Nothing to do when no policy applies.
+ * Implemented in rowsec.c.
+ */
+extern void rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
+							   const char *column, const char *op, const char *value);
+
 #endif							/* RS_AS_OWNER_H */

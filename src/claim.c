@@ -40,6 +40,7 @@
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -422,4 +423,57 @@ rs_claim_check_purge(Oid relid, const char *prefix)
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("key prefix \"%s\" is not a prefix of table %s", prefix, get_rel_name(relid)),
 			 errdetail("Only the keys under a table's own key prefix can be purged.")));
+}
+
+void
+rs_require_key_access(char **keys, int n, bool prefix)
+{
+	List	   *fields = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	for (int i = 0; i < n; i++)
+		if (keys[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("Redis keys must not be NULL")));
+	if (superuser())
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
+					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid "
+					" WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE')",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		fields = list_concat(fields, claim_fields(relid));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	for (int i = 0; i < n; i++)
+	{
+		char	   *want;
+		bool		ok = false;
+		ListCell   *lc;
+
+		want = psprintf("%c:%s", prefix ? 'p' : 'k', keys[i]);
+		foreach(lc, fields)
+		{
+			const char *f = lfirst(lc);
+
+			/* a key under an owned prefix, or an owned dirty set */
+			if (f[0] == 'p' ? starts_with(want + 2, f + 2) : (!prefix && strcmp(f, want) == 0))
+				ok = true;
+		}
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for Redis %s \"%s\"", prefix ? "key prefix" : "key", keys[i]),
+					 errdetail("Only the keys of synced tables the current user owns can be read.")));
+	}
 }

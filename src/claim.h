@@ -28,4 +28,12 @@ extern void rs_claim_table(Oid relid);
 /* ERROR unless prefix is a key prefix redis_sync.tables holds for relid */
 extern void rs_claim_check_purge(Oid relid, const char *prefix);
 
+
+/*
+ * ERROR unless the current user may read these Redis keys (or, with
+ * prefix, every key under that prefix): superusers may; others only keys
+ * under the prefixes, and the dirty sets, of synced tables they own.
+ */
+extern void rs_require_key_access(char **keys, int n, bool prefix);
+
 #endif							/* RS_CLAIM_H */

@@ -1296,6 +1296,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	int64		result;
 	char	  **seed = NULL;
 	bool		row_found = false;
+	AsOwner		saved;
 
 	/* the drain will write this value into the table: the caller must be allowed to */
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
@@ -1323,6 +1324,16 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("key \"%s\" does not have %d values separated by ':'", member, t->nkeys)));
+	/* hincrby() returns the column's new value: reading it needs SELECT on it */
+	if (strcmp(op, "incr") == 0 &&
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck(relid, get_attnum(relid, column), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for column \"%s\" of table %s", column, t->qname),
+				 errdetail("redis_sync.hincrby() returns the new value, so it needs SELECT on the column.")));
+	/* row-level security: only a change the caller could make itself (rowsec.c) */
+	rs_rls_check_write(relid, t->nkeys, t->keys, m.keyvals, column, op, value);
 
 	/* the row, to seed a key Redis does not have */
 	initStringInfo(&sql);
@@ -1337,15 +1348,19 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	args = palloc(sizeof(Datum) * t->nkeys);
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		appendStringInfo(&sql, "%s$%d::text::%s", k ? ", " : "", k + 1, t->keytypes[k]);
+		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1,
+						 format_type_be_qualified(get_atttype(relid, get_attnum(relid, t->keys[k]))));
 		types[k] = TEXTOID;
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}
 	appendStringInfoChar(&sql, ')');
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	/* the seed is read as the owner: hset()/hincrby() need no SELECT */
+	become(&saved, t->owner);
 	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read the row to seed");
+	unbecome(&saved);
 	if (SPI_processed == 1)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);
@@ -1434,9 +1449,13 @@ Datum
 redis_sync_retry_dead_letters(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
-	List	   *tables = load_tables(relid);
+	List	   *tables;
 	ListCell   *lc;
 	int64		total = 0;
+
+	if (OidIsValid(relid))
+		rs_require_owner(relid);	/* without a table: the dead letters the caller can see */
+	tables = load_tables(relid);
 
 	foreach(lc, tables)
 	{

@@ -707,10 +707,20 @@ Datum
 redis_sync_flush(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
-	int64		n = deliver_now(relid, PG_INT64_MAX);
+	int64		n;
 	bool		has_wb;
 	Oid			types[1] = {OIDOID};
 	Datum		args[1];
+
+	/* a table's owner may flush it; every table at once is for superusers */
+	if (OidIsValid(relid))
+		rs_require_owner(relid);
+	else if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to flush every table"),
+				 errhint("Pass the table to flush; its owner may.")));
+	n = deliver_now(relid, PG_INT64_MAX);
 
 	/* write-behind tables are drained by the worker: ask it and wait */
 	args[0] = ObjectIdGetDatum(relid);
