@@ -13,6 +13,8 @@
 
 #include "postgres.h"
 
+#include "redis_client.h"
+
 typedef struct RsAsOwner
 {
 	Oid			save_uid;
@@ -53,5 +55,15 @@ extern bool rs_rls_applies(Oid relid);
  */
 extern void rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 							   const char *column, const char *op, const char *value);
+
+
+/*
+ * Write-behind input from Redis (rowsec.c): NULL when the dirty set member
+ * and every string of the claimed value are valid text in the database
+ * encoding without NUL bytes; else the problem, and *clean_member and
+ * *clean_value get printable copies (bad bytes as \xNN) for the dead letter.
+ */
+extern char *rs_wb_input_problem(RedisValue *member, RedisValue *value,
+								 char **clean_member, RedisValue **clean_value);
 
 #endif							/* RS_AS_OWNER_H */

@@ -841,6 +841,13 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 		m->key = psprintf("%s%s", t->prefix, m->member);
 		m->state = (int) r->elems[4 * i + 1].integer;
 		m->seeded = r->elems[4 * i + 2].integer == 1;
+		/* bytes the database cannot hold: dead letter (rowsec.c) */
+		if ((m->problem = rs_wb_input_problem(&r->elems[4 * i], v, &m->member, &m->value)) != NULL)
+		{
+			m->problem_state = pstrdup("22021");
+			m->key = psprintf("%s%s", t->prefix, m->member);
+			continue;
+		}
 		if (!split_member(t, m))
 		{
 			m->problem = psprintf("dirty set member \"%s\" does not have %d key values separated by ':'",

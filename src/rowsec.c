@@ -18,6 +18,12 @@
  * Capture is suppressed during the probes; their triggers run as the
  * caller and their effects are rolled back.
  *
+ * It also checks what the drain takes from Redis before it reaches a table
+ * (rs_wb_input_problem): Redis strings are bytes, a text column is not.
+ * A value that is not valid in the database encoding, or holds a NUL byte
+ * (which the text input functions would silently cut), is refused; the
+ * drain dead-letters it with a printable copy and applies the rest.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,6 +32,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -87,6 +94,16 @@ probe(const char *sql, int nargs, Oid *types, Datum *args, ErrorData **error)
 	return n;
 }
 
+static void
+refuse(const char *qname, ErrorData *error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s", error->message),
+			 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
+					   "as UPDATE ... WHERE on the key (which needs SELECT on the key columns) or INSERT.", qname)));
+}
+
 void
 rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 				   const char *column, const char *op, const char *value)
@@ -108,7 +125,7 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	types = palloc(sizeof(Oid) * (nkeys + 1));
 	args = palloc(sizeof(Datum) * (nkeys + 1));
 	initStringInfo(&where);
-	appendStringInfoString(&where, "(");
+	appendStringInfoString(&where, "ROW(");
 	for (int k = 0; k < nkeys; k++)
 		appendStringInfo(&where, "%s%s", k ? ", " : "", quote_identifier(keys[k]));
 	appendStringInfoString(&where, ") OPERATOR(pg_catalog.=) ROW(");
@@ -137,10 +154,7 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	if (error)
 	{
 		if (error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("row-level security of table %s does not let the current user make this change", qname),
-					 errdetail("%s", error->message)));
+			refuse(qname, error);
 		return;					/* the drain meets and dead-letters other errors */
 	}
 	if (n > 0)
@@ -171,7 +185,8 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 		if (exists)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("row-level security of table %s does not let the current user update this row", qname)));
+					 errmsg("row-level security of table %s does not let the current user update this row", qname),
+					 errdetail("The row exists, but the policies hide it from the current user or forbid updating it.")));
 	}
 
 	/* 3. a new row: INSERT as the caller */
@@ -190,8 +205,94 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 		appendStringInfo(&sql, "$%d::pg_catalog.text::%s)", nkeys + 1, coltype);
 	n = probe(sql.data, nkeys + 1, types, args, &error);
 	if (error && error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("row-level security of table %s does not let the current user make this change", qname),
-				 errdetail("%s", error->message)));
+		refuse(qname, error);
+}
+
+/* NULL when s is valid text; else what is wrong with it */
+static const char *
+text_problem(const char *s, size_t len)
+{
+	if (memchr(s, '\0', len) != NULL)
+		return "contains a NUL byte";
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), s, (int) len, true))
+		return psprintf("is not valid in the database encoding %s", GetDatabaseEncodingName());
+	return NULL;
+}
+
+/* a printable copy: valid characters as they are, other bytes as \xNN */
+static char *
+printable(const char *s, size_t len)
+{
+	StringInfoData buf;
+	size_t		i = 0;
+
+	initStringInfo(&buf);
+	while (i < len)
+	{
+		int			l = pg_encoding_mblen(GetDatabaseEncoding(), s + i);
+
+		if (s[i] != '\0' && i + l <= len &&
+			pg_verify_mbstr(GetDatabaseEncoding(), s + i, l, true))
+		{
+			appendBinaryStringInfo(&buf, s + i, l);
+			i += l;
+		}
+		else
+		{
+			appendStringInfo(&buf, "\\x%02x", (unsigned char) s[i]);
+			i++;
+		}
+	}
+	return buf.data;
+}
+
+static RedisValue *
+clean_copy(RedisValue *v)
+{
+	RedisValue *c = palloc(sizeof(RedisValue));
+
+	*c = *v;
+	if (v->type == RV_STRING || v->type == RV_STATUS || v->type == RV_ERROR)
+	{
+		c->str = printable(v->str, v->len);
+		c->len = strlen(c->str);
+	}
+	else if (v->type == RV_ARRAY)
+	{
+		c->elems = palloc(sizeof(RedisValue) * Max(v->nelem, 1));
+		for (int i = 0; i < v->nelem; i++)
+			c->elems[i] = *clean_copy(&v->elems[i]);
+	}
+	return c;
+}
+
+char *
+rs_wb_input_problem(RedisValue *member, RedisValue *value,
+					char **clean_member, RedisValue **clean_value)
+{
+	char	   *problem = NULL;
+	const char *p;
+
+	if (member->type == RV_STRING && (p = text_problem(member->str, member->len)) != NULL)
+		problem = psprintf("the dirty set member %s", p);
+	else if (value->type == RV_STRING && (p = text_problem(value->str, value->len)) != NULL)
+		problem = psprintf("the value %s", p);
+	else if (value->type == RV_ARRAY)
+	{
+		for (int i = 0; i < value->nelem && problem == NULL; i++)
+		{
+			RedisValue *e = &value->elems[i];
+
+			if (e->type == RV_STRING && (p = text_problem(e->str, e->len)) != NULL)
+				problem = i % 2 == 0 ? psprintf("a field name %s", p) :
+					psprintf("the value of field \"%s\" %s",
+							 printable(value->elems[i - 1].str, value->elems[i - 1].len), p);
+		}
+	}
+	if (problem)
+	{
+		*clean_member = printable(member->str, member->len);
+		*clean_value = clean_copy(value);
+	}
+	return problem;
 }
