@@ -31,7 +31,7 @@ OBJS_CRASH = src/ddl.o
 #
 OBJS_LIFE = src/lifecycle.o
 #
-OBJS_SEC =
+OBJS_SEC = src/as_owner.o src/claim.o src/rowsec.o
 #
 OBJS_ENC =
 #
@@ -49,7 +49,7 @@ REGRESS_CRASH = ddl
 #
 REGRESS_LIFE = lifecycle
 #
-REGRESS_SEC =
+REGRESS_SEC = security
 #
 REGRESS_ENC =
 #

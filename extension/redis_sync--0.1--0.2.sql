@@ -12,6 +12,47 @@
 -- security: who may call what, identities, row-level security, prefix claims (issue 11)
 -- =====================================================================
 
+-- Every function decides who may call it.  Functions executable by PUBLIC
+-- check ownership of the table themselves (C); the rest are for superusers
+-- and roles granted EXECUTE.  README "Security model" lists them all.
+
+-- statistics: monitoring roles (pg_monitor) and superusers; the views and the
+-- functions behind them answer the same roles
+REVOKE EXECUTE ON FUNCTION _table_stats() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION _global_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _table_stats() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION _global_stats() TO pg_monitor;
+GRANT SELECT ON stats, worker_stats TO pg_monitor;
+
+-- verify() and resync() run with their caller's rights: their helpers check
+-- that the caller owns the table, or the synced tables the keys belong to
+GRANT EXECUTE ON FUNCTION _fetch(text[], boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION _scan(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION _push_keys(regclass, text[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION _verify_batch(text[], jsonb[], boolean, boolean, text[], text[]) TO PUBLIC;
+
+-- members of a write-behind table's dirty and processing sets (its owner)
+CREATE FUNCTION _dirty_members(tbl regclass)
+RETURNS SETOF text
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_dirty_members';
+
+-- a table's owner may flush it and handle its dead letters
+GRANT EXECUTE ON FUNCTION flush(regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION retry_dead_letters(regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION discard_dead_letters(regclass, text) TO PUBLIC;
+
+-- dead letters hold row contents: each role sees (and discards) those of the
+-- tables it owns; superusers and the worker see all
+ALTER TABLE dead_letters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dead_letters_owner ON dead_letters
+    USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
+                                    WHERE c.oid OPERATOR(pg_catalog.=) relid::pg_catalog.oid), 'USAGE'));
+GRANT SELECT, DELETE ON dead_letters TO PUBLIC;
+
+COMMENT ON FUNCTION flush(regclass) IS
+'deliver what is queued for a table (or all tables: superusers) now, in this session; returns entries delivered';
+
 -- (end of section)
 
 -- =====================================================================
@@ -422,6 +463,9 @@ DECLARE
     found boolean := false;
     part  regclass;
 BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -591,6 +635,9 @@ BEGIN
     IF sample IS NOT NULL AND sample <= 0 THEN
         RAISE EXCEPTION 'sample must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF tbl IS NOT NULL AND NOT pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = tbl AND t.policy <> 'invalidate') THEN
         RAISE EXCEPTION 'table % is not synced write-through or write-behind', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -619,12 +666,8 @@ BEGIN
               INTO valexpr FROM unnest(cols) WITH ORDINALITY u(c, o);
         END IF;
         IF is_wb THEN
-            SELECT coalesce(array_agg(cfg.key_prefix || m), '{}') INTO pending
-              FROM (SELECT jsonb_array_elements_text(redis_sync.command('SMEMBERS', cfg.dirty_set)) m
-                    UNION
-                    SELECT jsonb_array_elements_text(redis_sync.command('SMEMBERS',
-                               CASE WHEN cfg.dirty_set ~ '\{[^}]+\}' THEN cfg.dirty_set || ':rs_processing'
-                                    ELSE '{' || cfg.dirty_set || '}:rs_processing' END))) s;
+            SELECT coalesce(array_agg(DISTINCT cfg.key_prefix || m), '{}') INTO pending
+              FROM redis_sync._dirty_members(tbl) m;
         END IF;
 
         src := format('SELECT %s AS k, %s AS v FROM %s t', keyexpr, valexpr, tbl);

@@ -5,11 +5,16 @@
  *
  * The SQL functions write_through(), invalidate() and unsync() validate
  * their arguments in PL/pgSQL and then call _config_write/_config_delete
- * here.  These check that the calling role owns the table (superusers pass)
- * and then write with the bootstrap superuser's rights, so that no role
- * needs write access to the configuration table itself.  After a change
- * they invalidate the relcache entries of the table and its partitions,
- * which makes every backend reload its cached configuration (config.c).
+ * here.  These are executable by PUBLIC (the sync functions run with the
+ * caller's rights), so they trust nothing: they check that the calling
+ * role owns the table (superusers pass), validate every argument the
+ * other modules rely on (NULLs, array elements, columns that exist, the
+ * write-behind settings; the table's CHECK constraints do the rest),
+ * record the key prefix claim (claim.c) and then write with the bootstrap
+ * superuser's rights (as_owner.c), so that no role needs write access to
+ * the configuration table itself.  After a change they invalidate the
+ * relcache entries of the table and its partitions, which makes every
+ * backend reload its cached configuration (config.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -18,35 +23,168 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
+#include "as_owner.h"
+#include "claim.h"
+#include "encode.h"
+#include "redis_client.h"
 #include "redis_sync.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
 PG_FUNCTION_INFO_V1(redis_sync_config_delete);
+PG_FUNCTION_INFO_V1(redis_sync_dirty_members);
 
 static void
 check_owner(Oid relid)
 {
-	char	   *name = get_rel_name(relid);
+	rs_require_owner(relid);
+}
 
-	if (name == NULL)
+static void
+bad_config(const char *msg)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid redis_sync configuration: %s", msg),
+			 errhint("Use redis_sync.write_through(), invalidate() or write_behind().")));
+}
+
+/*
+ * The names of a name[] argument, each an existing column of relid;
+ * *atts gets their attribute numbers.
+ */
+static char **
+column_list(Oid relid, Datum arr, const char *what, int *n, AttrNumber **atts)
+{
+	ArrayType  *a = DatumGetArrayTypeP(arr);
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **names;
+
+	if (ARR_NDIM(a) > 1)
+		bad_config(psprintf("%s must be a one-dimensional array", what));
+	deconstruct_array(a, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, n);
+	names = palloc(sizeof(char *) * (*n + 1));
+	*atts = palloc(sizeof(AttrNumber) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			bad_config(psprintf("%s must not contain NULL", what));
+		names[i] = pstrdup(NameStr(*DatumGetName(elems[i])));
+		(*atts)[i] = get_attnum(relid, names[i]);
+		if ((*atts)[i] <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of table %s does not exist", names[i], get_rel_name(relid))));
+		for (int j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0)
+				bad_config(psprintf("%s lists column \"%s\" twice", what, names[i]));
+	}
+	return names;
+}
+
+/* what the other modules rely on; the CHECK constraints of redis_sync.tables check the rest */
+static void
+validate_config(FunctionCallInfo fcinfo, Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Form_pg_class rc;
+	char	   *policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		wb = strcmp(policy, "write_behind") == 0;
+	char	   *format = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	char	  **keys;
+	char	  **cols;
+	AttrNumber *katts;
+	AttrNumber *catts;
+	int			nkeys;
+	int			ncols;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	rc = (Form_pg_class) GETSTRUCT(tup);
+	if (rc->relkind != RELKIND_RELATION && rc->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", NameStr(rc->relname))));
+	if (rc->relispartition)
 		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of table %s", name)));
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("table \"%s\" is a partition", NameStr(rc->relname))));
+	if (rc->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("temporary table \"%s\" cannot be synced", NameStr(rc->relname)),
+				 errdetail("Its keys would outlive the session, and other sessions could not keep them up to date.")));
+	ReleaseSysCache(tup);
+
+	keys = column_list(relid, PG_GETARG_DATUM(3), "key_columns", &nkeys, &katts);
+	cols = column_list(relid, PG_GETARG_DATUM(4), "columns", &ncols, &catts);
+	if (nkeys == 0)
+		bad_config("key_columns must not be empty");
+	for (int i = 0; i < nkeys; i++)
+	{
+		HeapTuple	at = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(katts[i]));
+		bool		notnull;
+
+		if (!HeapTupleIsValid(at))
+			elog(ERROR, "cache lookup failed for attribute %d of relation %u", katts[i], relid);
+		notnull = ((Form_pg_attribute) GETSTRUCT(at))->attnotnull;
+		ReleaseSysCache(at);
+		if (!notnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("key column \"%s\" of table %s is nullable", keys[i], get_rel_name(relid))));
+	}
+	if (ncols == 0 && strcmp(policy, "invalidate") != 0)
+		bad_config("columns must not be empty");
+	if (strcmp(format, "string") == 0 && ncols != 1)
+		bad_config("format \"string\" needs exactly one column");
+	if (wb)
+	{
+		for (int i = 0; i < ncols; i++)
+			for (int k = 0; k < nkeys; k++)
+				if (strcmp(cols[i], keys[k]) == 0)
+					bad_config("write-behind columns must not include key columns");
+		if (PG_ARGISNULL(9) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(9)) == 0)
+			bad_config("a write-behind table needs a dirty_set");
+		if (PG_ARGISNULL(10) || PG_ARGISNULL(11) || PG_ARGISNULL(12) || PG_ARGISNULL(13))
+			bad_config("a write-behind table needs flush_interval, batch_size, on_missing and counters");
+		{
+			int			ncnt;
+			AttrNumber *cnt_atts;
+			char	  **cnt = column_list(relid, PG_GETARG_DATUM(13), "counters", &ncnt, &cnt_atts);
+
+			for (int i = 0; i < ncnt; i++)
+			{
+				bool		found = false;
+				Oid			typ = get_atttype(relid, cnt_atts[i]);
+
+				for (int c = 0; c < ncols; c++)
+					found |= strcmp(cnt[i], cols[c]) == 0;
+				if (!found)
+					bad_config(psprintf("counter \"%s\" is not one of the write-behind columns", cnt[i]));
+				if (typ != INT2OID && typ != INT4OID && typ != INT8OID)
+					bad_config(psprintf("counter \"%s\" must be an integer column", cnt[i]));
+			}
+		}
+	}
+	else if (!PG_ARGISNULL(9) || !PG_ARGISNULL(10) || !PG_ARGISNULL(11) ||
+			 !PG_ARGISNULL(12) || !PG_ARGISNULL(13))
+		bad_config("dirty_set, flush_interval, batch_size, on_missing and counters are for write-behind tables only");
 }
 
 static void
@@ -62,13 +200,12 @@ invalidate_table(Oid relid)
 static int64
 run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	ao;
 	int			ret;
 	int64		n;
 
-	GetUserIdAndSecContext(&saved_uid, &saved_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	/* the configuration table holds no user code: the bootstrap superuser */
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
@@ -76,7 +213,7 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *
 		elog(ERROR, "redis_sync: could not update redis_sync.tables: %s", SPI_result_code_string(ret));
 	n = (int64) SPI_processed;
 	SPI_finish();
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_leave(&ao);
 	return n;
 }
 
@@ -106,6 +243,7 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	}
 	relid = PG_GETARG_OID(0);
 	check_owner(relid);
+	validate_config(fcinfo, relid);
 	{
 		char	   *policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		char	   *delivery = text_to_cstring(PG_GETARG_TEXT_PP(8));
@@ -129,6 +267,8 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 				 "  batch_size = EXCLUDED.batch_size, on_missing = EXCLUDED.on_missing, "
 				 "  counters = EXCLUDED.counters, updated_at = now()",
 				 14, types, values, nulls, SPI_OK_INSERT);
+	CommandCounterIncrement();
+	rs_claim_table(relid);
 	invalidate_table(relid);
 	PG_RETURN_VOID();
 }
@@ -153,6 +293,88 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 	n = run_as_owner("DELETE FROM redis_sync.tables WHERE relid = $1 AND policy = $2",
 					 2, types, values, NULL, SPI_OK_DELETE);
 	if (n > 0)
+	{
+		CommandCounterIncrement();
+		rs_claim_table(relid);	/* releases at commit what the table no longer needs */
 		invalidate_table(relid);
+	}
 	PG_RETURN_INT64(n);
+}
+
+/*
+ * _dirty_members(tbl regclass) RETURNS SETOF text: the members of the dirty
+ * and processing sets of a write-behind table (for verify(), which runs
+ * with its caller's rights): the table owner may read them.
+ */
+Datum
+redis_sync_dirty_members(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	Oid			types[1] = {OIDOID};
+	Datum		args[1];
+	List	   *sets = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	check_owner(relid);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	args[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT dirty_set FROM redis_sync.tables "
+							  " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass "
+							  "   AND dirty_set IS NOT NULL",
+							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		char	   *d = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		sets = lappend(sets, pstrdup(d));
+		sets = lappend(sets, rs_companion_key(d, strlen(d), ":rs_processing"));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	if (sets == NIL)
+		return (Datum) 0;
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		int			i = 0;
+
+		foreach(lc, sets)
+		{
+			const char *argv[2] = {"SMEMBERS", lfirst(lc)};
+
+			redis_pipeline_append(p, 2, argv, NULL);
+		}
+		redis_pipeline_exec(p);
+		foreach(lc, sets)
+		{
+			RedisValue *v;
+
+			redis_check_reply(p, i, "SMEMBERS");
+			v = redis_pipeline_reply(p, i++);
+			for (int e = 0; v->type == RV_ARRAY && e < v->nelem; e++)
+			{
+				Datum		values[1];
+				bool		nulls[1] = {false};
+
+				if (v->elems[e].type != RV_STRING ||
+					!pg_verifymbstr(v->elems[e].str, (int) v->elems[e].len, true) ||
+					memchr(v->elems[e].str, '\0', v->elems[e].len) != NULL)
+					continue;	/* not text: cannot be one of the table's keys */
+				values[0] = CStringGetTextDatum(v->elems[e].str);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			}
+		}
+		redis_pipeline_free(p);
+	}
+	return (Datum) 0;
 }

@@ -27,6 +27,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -36,7 +37,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "as_owner.h"
 #include "capture.h"
+#include "claim.h"
 #include "config.h"
 #include "encode.h"
 #include "outbox.h"
@@ -279,6 +282,13 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 	{
 		Oid			root = (Oid) strtoul(td->tg_trigger->tgargs[0], NULL, 10);
 
+		/* only a partition of root may act for it (anyone can create this trigger) */
+		if (!list_member_oid(get_partition_ancestors(RelationGetRelid(rel)), root))
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("redis_sync.capture(%s) on \"%s\": not a partition of that table",
+							td->tg_trigger->tgargs[0], RelationGetRelationName(rel))));
+
 		/*
 		 * TRUNCATE of the partitioned table truncates its partitions too,
 		 * holding the table's AccessExclusiveLock; the table's own trigger
@@ -346,6 +356,8 @@ redis_sync_purge_at_commit(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
+	rs_require_owner(relid);	/* as_owner.c */
+	rs_claim_check_purge(relid, prefix);	/* claim.c: the table's own prefix only */
 	rs_capture_purge(relid, prefix, false, false);
 	PG_RETURN_VOID();
 }

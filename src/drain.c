@@ -63,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "capture.h"
+#include "as_owner.h"
 #include "drain.h"
 #include "encode.h"
 #include "redis_client.h"
@@ -661,25 +662,19 @@ apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **tota
 	}
 }
 
-/* run as the table owner, restricted, with capture off; restores on exit */
-typedef struct AsOwner
-{
-	Oid			uid;
-	int			sec;
-} AsOwner;
+/* run as the table owner, restricted, fixed search_path (as_owner.c) */
+typedef RsAsOwner AsOwner;
 
 static void
 become(AsOwner *saved, Oid role)
 {
-	GetUserIdAndSecContext(&saved->uid, &saved->sec);
-	SetUserIdAndSecContext(role, saved->sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	rs_as_owner_enter(saved, role);
 }
 
 static void
 unbecome(AsOwner *saved)
 {
-	SetUserIdAndSecContext(saved->uid, saved->sec);
+	rs_as_owner_leave(saved);
 }
 
 /* the Redis correction of unseeded counter keys (before commit) */
@@ -846,6 +841,13 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 		m->key = psprintf("%s%s", t->prefix, m->member);
 		m->state = (int) r->elems[4 * i + 1].integer;
 		m->seeded = r->elems[4 * i + 2].integer == 1;
+		/* bytes the database cannot hold: dead letter (rowsec.c) */
+		if ((m->problem = rs_wb_input_problem(&r->elems[4 * i], v, &m->member, &m->value)) != NULL)
+		{
+			m->problem_state = pstrdup("22021");
+			m->key = psprintf("%s%s", t->prefix, m->member);
+			continue;
+		}
 		if (!split_member(t, m))
 		{
 			m->problem = psprintf("dirty set member \"%s\" does not have %d key values separated by ':'",
@@ -1121,6 +1123,7 @@ reseed_table(WbTable *t)
 {
 	int64		seeded = 0;
 	StringInfoData sql;
+	AsOwner		saved;
 	MemoryContext outer = CurrentMemoryContext;
 
 	initStringInfo(&sql);
@@ -1133,6 +1136,7 @@ reseed_table(WbTable *t)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	become(&saved, t->owner);	/* reading the table runs its code: as its owner */
 	{
 		Portal		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 
@@ -1209,6 +1213,7 @@ reseed_table(WbTable *t)
 		}
 		SPI_cursor_close(portal);
 	}
+	unbecome(&saved);
 	SPI_finish();
 	MemoryContextSwitchTo(outer);
 	return seeded;
@@ -1298,6 +1303,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	int64		result;
 	char	  **seed = NULL;
 	bool		row_found = false;
+	AsOwner		saved;
 
 	/* the drain will write this value into the table: the caller must be allowed to */
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
@@ -1325,6 +1331,16 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("key \"%s\" does not have %d values separated by ':'", member, t->nkeys)));
+	/* hincrby() returns the column's new value: reading it needs SELECT on it */
+	if (strcmp(op, "incr") == 0 &&
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck(relid, get_attnum(relid, column), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for column \"%s\" of table %s", column, t->qname),
+				 errdetail("redis_sync.hincrby() returns the new value, so it needs SELECT on the column.")));
+	/* row-level security: only a change the caller could make itself (rowsec.c) */
+	rs_rls_check_write(relid, t->nkeys, t->keys, m.keyvals, column, op, value);
 
 	/* the row, to seed a key Redis does not have */
 	initStringInfo(&sql);
@@ -1339,15 +1355,19 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	args = palloc(sizeof(Datum) * t->nkeys);
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		appendStringInfo(&sql, "%s$%d::text::%s", k ? ", " : "", k + 1, t->keytypes[k]);
+		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1,
+						 format_type_be_qualified(get_atttype(relid, get_attnum(relid, t->keys[k]))));
 		types[k] = TEXTOID;
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}
 	appendStringInfoChar(&sql, ')');
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	/* the seed is read as the owner: hset()/hincrby() need no SELECT */
+	become(&saved, t->owner);
 	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read the row to seed");
+	unbecome(&saved);
 	if (SPI_processed == 1)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);
@@ -1436,9 +1456,13 @@ Datum
 redis_sync_retry_dead_letters(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
-	List	   *tables = load_tables(relid);
+	List	   *tables;
 	ListCell   *lc;
 	int64		total = 0;
+
+	if (OidIsValid(relid))
+		rs_require_owner(relid);	/* without a table: the dead letters the caller can see */
+	tables = load_tables(relid);
 
 	foreach(lc, tables)
 	{

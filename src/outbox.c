@@ -42,6 +42,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "as_owner.h"
 #include "encode.h"
 #include "fence.h"
 #include "outbox.h"
@@ -54,13 +55,11 @@ PG_FUNCTION_INFO_V1(redis_sync_flush);
 static SPIPlanPtr insert_plan = NULL;		/* many rows: from arrays */
 static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to run */
 
-/* run SPI as the bootstrap superuser; returns the saved identity */
+/* run SPI on the extension's own tables (no user code) as the bootstrap superuser */
 static void
-become_owner(Oid *saved_uid, int *saved_sec)
+become_owner(RsAsOwner *ao)
 {
-	GetUserIdAndSecContext(saved_uid, saved_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   *saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rs_as_owner_enter(ao, BOOTSTRAP_SUPERUSERID);
 }
 
 static void
@@ -127,8 +126,7 @@ write_one(Change *c, const char *version, int64 seq)
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *json = NULL;
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	saved_ao;
 	bool		snap;
 	int			ret;
 
@@ -152,7 +150,7 @@ write_one(Change *c, const char *version, int64 seq)
 	args[5] = CStringGetTextDatum(version);
 	args[6] = Int64GetDatum(seq);
 
-	become_owner(&saved_uid, &saved_sec);
+	become_owner(&saved_ao);
 	spi_begin(&snap);
 	if (insert_one_plan == NULL)
 	{
@@ -173,7 +171,7 @@ write_one(Change *c, const char *version, int64 seq)
 		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
 			 SPI_result_code_string(ret));
 	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_leave(&saved_ao);
 }
 
 static void
@@ -188,8 +186,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	int			dims[1];
 	int			lbs[1] = {1};
 	Datum		args[7];
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	saved_ao;
 	bool		snap;
 	int			ret;
 
@@ -236,7 +233,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	args[5] = CStringGetTextDatum(version);
 	args[6] = Int64GetDatum(seq);
 
-	become_owner(&saved_uid, &saved_sec);
+	become_owner(&saved_ao);
 	spi_begin(&snap);
 	if (insert_plan == NULL)
 	{
@@ -259,7 +256,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
 			 SPI_result_code_string(ret));
 	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_leave(&saved_ao);
 }
 
 void
@@ -367,8 +364,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 {
 	Oid			types[3] = {INT4OID, OIDOID, BOOLOID};
 	Datum		args[3];
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	saved_ao;
 	bool		snap;
 	int			n;
 	Entry	   *entries;
@@ -382,7 +378,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
-	become_owner(&saved_uid, &saved_sec);
+	become_owner(&saved_ao);
 	spi_begin(&snap);
 
 	/*
@@ -408,7 +404,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	if (n == 0)
 	{
 		spi_end(snap);
-		SetUserIdAndSecContext(saved_uid, saved_sec);
+		rs_as_owner_leave(&saved_ao);
 		return 0;
 	}
 
@@ -675,7 +671,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			if (!ok || retained > 0)
 				copy_failure(failure, caller);
 			spi_end(snap);
-			SetUserIdAndSecContext(saved_uid, saved_sec);
+			rs_as_owner_leave(&saved_ao);
 			return ndone;
 		}
 	}
@@ -755,10 +751,20 @@ Datum
 redis_sync_flush(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
-	int64		n = deliver_now(relid, PG_INT64_MAX);
+	int64		n;
 	bool		has_wb;
 	Oid			types[1] = {OIDOID};
 	Datum		args[1];
+
+	/* a table's owner may flush it; every table at once is for superusers */
+	if (OidIsValid(relid))
+		rs_require_owner(relid);
+	else if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to flush every table"),
+				 errhint("Pass the table to flush; its owner may.")));
+	n = deliver_now(relid, PG_INT64_MAX);
 
 	/* write-behind tables are drained by the worker: ask it and wait */
 	args[0] = ObjectIdGetDatum(relid);

@@ -11,8 +11,14 @@
  * The populate is fenced like every push (warm.c): the row is read FOR
  * SHARE, so a concurrent update either finished before (we read and push its
  * result) or waits for us (its push carries a newer version).  The caller
- * needs SELECT on the table; the populate itself runs with the table
- * owner's rights because FOR SHARE needs UPDATE.
+ * needs SELECT on the table; the populate itself runs as the table owner
+ * (FOR SHARE needs UPDATE), restricted and with a fixed search_path
+ * (as_owner.c, through rs_push_current).
+ *
+ * Row-level security: the row returned is always the one the caller's own
+ * SELECT returns.  When policies apply to the caller, the row's visibility
+ * is checked with the caller's SELECT first: a hidden row is neither
+ * returned from the cache nor populated on the caller's behalf.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +42,7 @@
 #include "parser/parse_type.h"
 #include "catalog/pg_class.h"
 
+#include "as_owner.h"
 #include "config.h"
 #include "redis_client.h"
 #include "redis_sync.h"
@@ -43,19 +50,6 @@
 #include "warm.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_get);
-
-static Oid
-rel_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
 
 /* run sql with one text argument, return the first column of the first row (copied) */
 static Datum
@@ -106,6 +100,10 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	Datum		result;
 	char	   *qname;
 	Oid			typeid_text[1] = {TEXTOID};
+	bool		rls;
+	StringInfoData rowsql;
+	Oid		   *rowtypes;
+	Datum	   *rowargs;
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -144,6 +142,29 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		appendStringInfo(&key, "%s%s", i ? ":" : "", TextDatumGetCString(kelems[i]));
 	}
 
+	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									   get_rel_name(relid));
+	rls = rs_rls_applies(relid);
+
+	/* the row as the caller's own SELECT sees it (policies included) */
+	{
+		initStringInfo(&rowsql);
+		appendStringInfo(&rowsql, "SELECT t.*::%s FROM %s t WHERE (", qname, qname);
+		for (int i = 0; i < nk; i++)
+			appendStringInfo(&rowsql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
+		appendStringInfoString(&rowsql, ") = (");
+		rowtypes = palloc(sizeof(Oid) * nk);
+		rowargs = palloc(sizeof(Datum) * nk);
+		for (int i = 0; i < nk; i++)
+		{
+			appendStringInfo(&rowsql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
+							 format_type_be_qualified(cfg->keys[i].typid));
+			rowtypes[i] = TEXTOID;
+			rowargs[i] = kelems[i];
+		}
+		appendStringInfoChar(&rowsql, ')');
+	}
+
 	/* 1. the cache */
 	argv[0] = cfg->format == RS_FORMAT_HASH ? "HGETALL" : "GET";
 	argv[1] = key.data;
@@ -152,13 +173,24 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, argv[0]);
 	v = redis_pipeline_reply(p, 0);
-	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									   get_rel_name(relid));
 	if ((v->type == RV_ARRAY && v->nelem > 0) || v->type == RV_STRING)
 	{
 		StringInfoData json;
 		StringInfoData sql;
 		Datum		args[1];
+
+		if (rls)
+		{
+			/* a cached row the caller's policies hide is not returned */
+			(void) spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);
+			if (isnull)
+			{
+				redis_pipeline_free(p);
+				rs_stats_add(cfg->root_relid, RS_C_HITS, 1);
+				rs_stats_flush();
+				PG_RETURN_NULL();
+			}
+		}
 
 		initStringInfo(&json);
 		if (v->type == RV_STRING)
@@ -195,48 +227,32 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	}
 	redis_pipeline_free(p);
 
-	/* 2. a miss: populate from the table (fenced) and return its row */
+	/*
+	 * 2. a miss: populate the cache (fenced, as the owner) and return the row
+	 * as the caller's own SELECT sees it.  When policies apply to the caller,
+	 * a row they hide is neither returned nor cached on the caller's behalf.
+	 */
+	if (rls)
+	{
+		(void) spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);
+		if (isnull)
+		{
+			rs_stats_add(cfg->root_relid, RS_C_MISSES, 1);
+			rs_stats_flush();
+			PG_RETURN_NULL();
+		}
+	}
 	{
 		List	   *vals = NIL;
-		StringInfoData sql;
-		Oid		   *types = palloc(sizeof(Oid) * nk);
-		Datum	   *args = palloc(sizeof(Datum) * nk);
-		Oid			saved_uid;
-		int			saved_sec;
 
 		for (int i = 0; i < nk; i++)
 			vals = lappend(vals, TextDatumGetCString(kelems[i]));
-		GetUserIdAndSecContext(&saved_uid, &saved_sec);
-		SetUserIdAndSecContext(rel_owner(relid), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-		PG_TRY();
-		{
-			(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key.data, vals)), 1);
-		}
-		PG_FINALLY();
-		{
-			SetUserIdAndSecContext(saved_uid, saved_sec);
-		}
-		PG_END_TRY();
-
-		initStringInfo(&sql);
-		/* t.*::type: a column named t cannot shadow the whole row */
-		appendStringInfo(&sql, "SELECT t.*::%s FROM %s t WHERE (", qname, qname);
-		for (int i = 0; i < nk; i++)
-			appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
-		appendStringInfoString(&sql, ") = (");
-		for (int i = 0; i < nk; i++)
-		{
-			appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
-							 format_type_be_qualified(cfg->keys[i].typid));
-			types[i] = TEXTOID;
-			args[i] = kelems[i];
-		}
-		appendStringInfoChar(&sql, ')');
-		result = spi_record(sql.data, nk, types, args, &isnull, rowtype);
-		rs_stats_add(cfg->root_relid, RS_C_MISSES, 1);
-		rs_stats_flush();
-		if (isnull)
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(result);
+		(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key.data, vals)), 1);
 	}
+	result = spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);
+	rs_stats_add(cfg->root_relid, RS_C_MISSES, 1);
+	rs_stats_flush();
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "encode.h"
 #include "fence.h"
+#include "claim.h"
 #include "redis_client.h"
 #include "redis_sync.h"
 #include "warm.h"
@@ -47,7 +48,10 @@ redis_sync_fetch(PG_FUNCTION_ARGS)
 	int			n;
 	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
 	bool		hash = PG_GETARG_BOOL(1);
-	RedisPipeline *p = redis_pipeline_create();
+	RedisPipeline *p;
+
+	rs_require_key_access(keys, n, false);	/* claim.c */
+	p = redis_pipeline_create();
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < n; i++)
@@ -127,6 +131,8 @@ redis_sync_scan(PG_FUNCTION_ARGS)
 	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	List	   *keys;
 	ListCell   *lc;
+
+	rs_require_key_access(&prefix, 1, true);	/* claim.c */
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	keys = rs_scan_prefix(prefix);

@@ -40,6 +40,7 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
+#include "as_owner.h"
 #include "config.h"
 #include "encode.h"
 #include "fence.h"
@@ -198,8 +199,34 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 	return pushed;
 }
 
+static int64 push_current(Oid relid, List *keys, int batch_size);
+
+/*
+ * Reading the table runs its code (casts, output functions, policies): do it
+ * as the table owner, restricted, with a fixed search_path (as_owner.c),
+ * whoever asked (get(), warm(), resync(), the worker's repairs).
+ */
 int64
 rs_push_current(Oid relid, List *keys, int batch_size)
+{
+	RsAsOwner	ao;
+	volatile int64 n = 0;
+
+	rs_as_owner_enter(&ao, rs_rel_owner(relid));
+	PG_TRY();
+	{
+		n = push_current(relid, keys, batch_size);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	return n;
+}
+
+static int64
+push_current(Oid relid, List *keys, int batch_size)
 {
 	SyncConfig *cfg = rs_config_get(relid);
 	Relation	rel;

@@ -41,6 +41,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -551,6 +552,8 @@ redis_sync_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(rs_database, NULL, 0);
+	/* nothing the worker runs may resolve names through a user's schema */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("redis_sync worker");
 	rs_worker_register_latch();
 	before_shmem_exit((pg_on_exit_callback) rs_worker_unregister_latch, (Datum) 0);

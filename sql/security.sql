@@ -1,0 +1,251 @@
+-- security (issue 11): every attack of the review, run as a plain role.
+-- Roles: sec_owner owns tables (not a superuser), sec_user is anyone,
+-- sec_hidden / sec_visible meet a row-level security policy.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+CREATE ROLE sec_owner;
+CREATE ROLE sec_user;
+CREATE ROLE sec_hidden;
+CREATE ROLE sec_visible;
+CREATE SCHEMA sec AUTHORIZATION sec_owner;
+GRANT USAGE ON SCHEMA sec TO sec_user, sec_hidden, sec_visible;
+CREATE SCHEMA sec_evil AUTHORIZATION sec_user;
+RESET client_min_messages;
+
+-- 1. what PUBLIC may execute (everything else: superusers and granted roles)
+SELECT p.oid::regprocedure AS public_function
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'redis_sync'
+ WHERE EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+ ORDER BY 1::text;
+-- and what is not
+SELECT p.oid::regprocedure AS admin_function
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'redis_sync'
+ WHERE NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                    WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+ ORDER BY 1::text;
+
+-- a victim: a superuser's table, synced, readable by sec_user
+CREATE TABLE sec.victim (id int PRIMARY KEY, v text);
+GRANT SELECT ON sec.victim TO sec_user;
+SELECT redis_sync.write_through('sec.victim', key_prefix => 'sec:victim:');
+INSERT INTO sec.victim VALUES (1, 'one'), (2, 'two');
+SELECT redis_sync.command('SET', 'other:app:key', 'not ours');
+
+SET ROLE sec_user;
+-- 2. any role emptied Redis through _purge_at_commit
+SELECT rs_error($$SELECT redis_sync._purge_at_commit('pg_class', '')$$);
+SELECT rs_error($$SELECT redis_sync._purge_at_commit('sec.victim', 'sec:victim:')$$);
+-- admin-only functions
+SELECT rs_error($$SELECT redis_sync.command('FLUSHDB')$$);
+SELECT rs_error($$SELECT redis_sync.worker_pause()$$);
+SELECT rs_error($$SELECT redis_sync.worker_resume()$$);
+SELECT rs_error($$SELECT redis_sync.stats_reset()$$);
+SELECT rs_error($$SELECT redis_sync.deliver_outbox()$$);
+SELECT rs_error($$SELECT redis_sync.flush()$$);
+SELECT rs_error($$SELECT redis_sync.flush('sec.victim')$$);
+-- statistics: the views and the functions behind them answer the same roles
+SELECT rs_error($$SELECT count(*) FROM redis_sync.stats$$);
+SELECT rs_error($$SELECT count(*) FROM redis_sync._table_stats()$$);
+SELECT rs_error($$SELECT count(*) FROM redis_sync._global_stats()$$);
+-- reading keys of tables one does not own
+SELECT rs_error($$SELECT * FROM redis_sync._fetch('{other:app:key}', false)$$);
+SELECT rs_error($$SELECT * FROM redis_sync._scan('')$$);
+SELECT rs_error($$SELECT * FROM redis_sync._push_keys('sec.victim', '{sec:victim:1}')$$);
+SELECT rs_error($$SELECT * FROM redis_sync.verify('sec.victim')$$);
+SELECT rs_error($$SELECT redis_sync.warm('sec.victim')$$);
+SELECT rs_error($$SELECT redis_sync.unsync('sec.victim', purge => true)$$);
+SELECT rs_error($$SELECT redis_sync._config_delete('sec.victim', 'write_through')$$);
+SELECT rs_error($$SELECT * FROM redis_sync._dirty_members('sec.victim')$$);
+-- 3. _config_write: checks everything itself
+CREATE TABLE sec_evil.mine (id int PRIMARY KEY, n int);
+SELECT rs_error($$SELECT redis_sync._config_write('sec.victim', 'write_through', 'x:', '{id}', '{v}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_behind', 'mine:', '{id}', '{n}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, '1 s', 10, 'ignore', '{}')$$);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'mine:', '{id}', '{n,NULL}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'mine:', '{NULL}', '{n}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'mine:', '{id}', '{nope}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+-- the prefix-overlap check cannot be bypassed either
+SELECT regexp_replace(rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'sec:', '{id}', '{n}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$), 'server [0-9]+', 'server N');
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'redis_sync:', '{id}', '{n}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+SELECT rs_error($$SELECT redis_sync.write_through('sec_evil.mine', key_prefix => 'r')$$);
+-- temporary tables cannot be synced
+CREATE TEMP TABLE tmp_sync (id int PRIMARY KEY, v text);
+SELECT rs_error($$SELECT redis_sync.write_through('tmp_sync', key_prefix => 'sec:victim:')$$);
+SELECT rs_error($$SELECT redis_sync.write_through('tmp_sync', key_prefix => 'tmp:')$$);
+DROP TABLE tmp_sync;
+-- capture() cannot be pointed at another table from one's own trigger
+CREATE TABLE sec_evil.decoy (id int);
+DO $$ BEGIN EXECUTE format('CREATE TRIGGER t BEFORE TRUNCATE ON sec_evil.decoy FOR EACH STATEMENT '
+                           'EXECUTE FUNCTION redis_sync.capture(%L)', 'sec.victim'::regclass::oid::text); END $$;
+SELECT regexp_replace(rs_error($$TRUNCATE sec_evil.decoy$$), 'capture\([0-9]+\)', 'capture(OID)') AS error;
+RESET ROLE;
+-- Redis kept every key
+SELECT redis_sync.command('GET', 'other:app:key'), redis_sync.command('EXISTS', 'sec:victim:1');
+
+-- 4. get() populated as the owner under the caller's search_path: a planted
+-- unnest() (an exact match beats pg_catalog.unnest(anyarray)) ran as superuser
+CREATE TABLE sec.trace (who text, superuser bool);
+GRANT INSERT ON sec.trace TO PUBLIC;
+SET ROLE sec_user;
+CREATE FUNCTION sec_evil.unnest(integer[]) RETURNS SETOF integer LANGUAGE sql AS
+$$ INSERT INTO sec.trace SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+   SELECT x FROM pg_catalog.unnest($1) x $$;
+CREATE FUNCTION sec_evil.unnest(text[]) RETURNS SETOF text LANGUAGE sql AS
+$$ INSERT INTO sec.trace SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+   SELECT x FROM pg_catalog.unnest($1) x $$;
+RESET ROLE;
+SELECT redis_sync.command('DEL', 'sec:victim:1');
+SET ROLE sec_user;
+SET search_path = sec_evil, public;
+SELECT * FROM redis_sync.get(NULL::sec.victim, '1');
+RESET search_path;
+RESET ROLE;
+SELECT h('sec:victim:1');
+SELECT count(*) AS planted_function_calls FROM sec.trace;
+
+-- 5. a non-superuser owner uses the whole public API on its own tables
+SET ROLE sec_owner;
+CREATE TABLE sec.owned (id int PRIMARY KEY, v text);
+INSERT INTO sec.owned VALUES (1, 'a'), (2, 'b');
+SELECT redis_sync.write_through('sec.owned', key_prefix => 'sec:owned:');
+SELECT redis_sync.warm('sec.owned');
+SELECT * FROM redis_sync.verify('sec.owned');
+RESET ROLE;
+SELECT redis_sync.command('HSET', 'sec:owned:1', 'v', 'stale');
+SELECT redis_sync.command('SET', 'sec:owned:99', 'extra');
+SET ROLE sec_owner;
+SELECT key, problem FROM redis_sync.verify('sec.owned') ORDER BY key;
+SELECT redis_sync.resync('sec.owned');
+SELECT * FROM redis_sync.verify('sec.owned');
+SELECT redis_sync.flush('sec.owned');
+SELECT redis_sync.invalidate('sec.owned', key_prefix => 'sec:owned:');
+SELECT redis_sync.unsync('sec.owned', purge => true);
+-- write-behind and dead letters on its own table
+CREATE TABLE sec.counts (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0, note text);
+SELECT redis_sync.write_behind('sec.counts', key_prefix => 'sec:counts:', flush_interval => '1 h', counters => '{n}');
+SELECT * FROM redis_sync._dirty_members('sec.counts');
+SELECT redis_sync.hset('sec.counts', '1', 'note', 'hello');
+SELECT redis_sync.hincrby('sec.counts', '1', 'n', 5);
+SELECT * FROM redis_sync._dirty_members('sec.counts');
+SELECT redis_sync.flush('sec.counts');
+SELECT * FROM sec.counts;
+SELECT redis_sync.retry_dead_letters('sec.counts'), redis_sync.discard_dead_letters('sec.counts');
+SELECT count(*) FROM redis_sync.dead_letters;
+-- hset() needs INSERT and UPDATE, not SELECT; hincrby() returns the value, so SELECT on the column too
+GRANT INSERT, UPDATE ON sec.counts TO sec_user;
+RESET ROLE;
+SET ROLE sec_user;
+SELECT redis_sync.hset('sec.counts', '2', 'note', 'from user');
+SELECT rs_error($$SELECT redis_sync.hincrby('sec.counts', '2', 'n', 1)$$);
+SELECT rs_error($$SELECT redis_sync.unsync('sec.counts')$$);
+SELECT rs_error($$SELECT redis_sync.retry_dead_letters('sec.counts')$$);
+RESET ROLE;
+GRANT SELECT (n) ON sec.counts TO sec_user;
+SET ROLE sec_user;
+SELECT redis_sync.hincrby('sec.counts', '2', 'n', 1);
+RESET ROLE;
+SELECT redis_sync.flush('sec.counts');
+SELECT * FROM sec.counts ORDER BY id;
+-- pg_monitor members read the statistics
+GRANT pg_monitor TO sec_user;
+SET ROLE sec_user;
+SELECT count(*) > 0 AS stats_visible FROM redis_sync.stats;
+SELECT worker_running IS NOT NULL AS worker_stats_visible FROM redis_sync.worker_stats;
+RESET ROLE;
+REVOKE pg_monitor FROM sec_user;
+
+-- 6. row-level security: get() and hset() as the hidden and as the visible role
+CREATE TABLE sec.rls (id int PRIMARY KEY, who name NOT NULL, v text);
+ALTER TABLE sec.rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sel ON sec.rls FOR SELECT USING (who = current_user);
+CREATE POLICY upd ON sec.rls FOR UPDATE USING (who = current_user) WITH CHECK (who = current_user);
+CREATE POLICY ins ON sec.rls FOR INSERT WITH CHECK (who = current_user);
+GRANT SELECT, INSERT, UPDATE ON sec.rls TO sec_hidden, sec_visible;
+INSERT INTO sec.rls VALUES (1, 'sec_visible', 'visible only to sec_visible');
+SELECT redis_sync.write_through('sec.rls', key_prefix => 'sec:rls:');
+SELECT redis_sync.command('DEL', 'sec:rls:1');
+SET ROLE sec_hidden;
+SELECT * FROM sec.rls;
+SELECT redis_sync.get(NULL::sec.rls, '1') IS NULL AS not_returned;   -- a miss
+RESET ROLE;
+SELECT redis_sync.command('EXISTS', 'sec:rls:1') AS cached_for_hidden;
+SET ROLE sec_hidden;
+SELECT redis_sync.get(NULL::sec.rls, '1') IS NULL AS not_returned;   -- a miss again
+SET ROLE sec_visible;
+SELECT * FROM redis_sync.get(NULL::sec.rls, '1');   -- a miss: returned and cached
+RESET ROLE;
+SELECT h('sec:rls:1');
+SET ROLE sec_hidden;
+SELECT redis_sync.get(NULL::sec.rls, '1') IS NULL AS not_returned;   -- a hit
+SET ROLE sec_visible;
+SELECT * FROM redis_sync.get(NULL::sec.rls, '1');   -- a hit
+RESET ROLE;
+-- hset(): write-behind through the same policies
+CREATE TABLE sec.rls_wb (id int PRIMARY KEY, who name NOT NULL DEFAULT current_user, v text);
+ALTER TABLE sec.rls_wb ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sel ON sec.rls_wb FOR SELECT USING (who = current_user);
+CREATE POLICY upd ON sec.rls_wb FOR UPDATE USING (who = current_user) WITH CHECK (who = current_user);
+CREATE POLICY ins ON sec.rls_wb FOR INSERT WITH CHECK (who = current_user AND id < 100);
+GRANT INSERT, UPDATE ON sec.rls_wb TO sec_hidden, sec_visible;
+INSERT INTO sec.rls_wb VALUES (1, 'sec_visible', 'v1');
+SELECT redis_sync.write_behind('sec.rls_wb', key_prefix => 'sec:rlswb:', columns => '{v}', flush_interval => '1 h');
+-- under row-level security the change is tried as the caller: UPDATE ... WHERE id needs SELECT (id)
+SET ROLE sec_hidden;
+SELECT rs_error($$SELECT redis_sync.hset('sec.rls_wb', '3', 'v', 'no SELECT on the key')$$);
+RESET ROLE;
+GRANT SELECT (id) ON sec.rls_wb TO sec_hidden, sec_visible;
+SET ROLE sec_hidden;
+SELECT rs_error($$SELECT redis_sync.hset('sec.rls_wb', '1', 'v', 'overwritten by hidden')$$);
+SELECT rs_error($$SELECT redis_sync.hset('sec.rls_wb', '100', 'v', 'a row the policy forbids')$$);
+SELECT redis_sync.hset('sec.rls_wb', '2', 'v', 'a new row of my own');
+SET ROLE sec_visible;
+SELECT redis_sync.hset('sec.rls_wb', '1', 'v', 'changed by visible');
+RESET ROLE;
+SELECT redis_sync.command('SMEMBERS', 'sec:rlswb:dirty') @> '["1", "2"]' AS both_dirty,
+       jsonb_array_length(redis_sync.command('SMEMBERS', 'sec:rlswb:dirty')) AS members;
+SELECT redis_sync.flush('sec.rls_wb');
+SELECT id, v FROM sec.rls_wb ORDER BY id;
+
+-- 7. prefix claims: one claimed by a table of another server is refused,
+-- naming it; a stale claim of this database is taken over; unsync releases
+SELECT redis_sync.command('HSET', 'redis_sync:claims', 'p:elsewhere:',
+       E'1/2/3\ttable public.t of database "other" on server 1');
+CREATE TABLE sec.claimer (id int PRIMARY KEY, v text);
+SELECT rs_error($$SELECT redis_sync.write_through('sec.claimer', key_prefix => 'elsewhere:x:')$$);
+SELECT rs_error($$SELECT redis_sync.write_through('sec.claimer', key_prefix => 'else')$$);
+SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:claimer:');
+SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS claimed;
+SELECT redis_sync.unsync('sec.claimer');
+SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS still_claimed;
+-- a rolled-back sync leaves a stale claim; the next table of this database takes it over
+BEGIN;
+SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:stale:');
+ROLLBACK;
+SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:stale:') AS stale_claim_left;
+CREATE TABLE sec.claimer2 (id int PRIMARY KEY);
+SELECT redis_sync.write_through('sec.claimer2', key_prefix => 'sec:stale:');
+SELECT redis_sync.unsync('sec.claimer2');
+SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:elsewhere:');
+
+-- cleanup
+SELECT redis_sync.unsync('sec.victim');
+SELECT redis_sync.unsync('sec.rls');
+SELECT redis_sync.unsync('sec.rls_wb');
+SELECT redis_sync.unsync('sec.counts');
+SET client_min_messages = warning;
+DROP SCHEMA sec CASCADE;
+DROP SCHEMA sec_evil CASCADE;
+DROP OWNED BY sec_owner, sec_user, sec_hidden, sec_visible;
+DROP ROLE sec_owner, sec_user, sec_hidden, sec_visible;
+RESET client_min_messages;

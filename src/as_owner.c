@@ -1,0 +1,92 @@
+/*-------------------------------------------------------------------------
+ *
+ * as_owner.c
+ *		The one place where redis_sync switches identity.
+ *
+ * Code that runs with rights other than the caller's (the populate of
+ * get(), warm, resync, marker repair, re-warm, re-seed, the write-behind
+ * drain, writes to the extension's own tables) goes through
+ * rs_as_owner_enter()/rs_as_owner_leave().  Like VACUUM and REFRESH
+ * MATERIALIZED VIEW it:
+ *	- becomes the given role (the table owner for anything that evaluates
+ *	  table-specific code: input and output functions, casts, domain
+ *	  checks, triggers, policies);
+ *	- sets SECURITY_RESTRICTED_OPERATION, so that code cannot change the
+ *	  session (SET ROLE, temporary objects, LISTEN, ...);
+ *	- fixes search_path to "pg_catalog, pg_temp" in a new GUC nest level,
+ *	  so that no object planted in a schema the caller controls is found
+ *	  (an exact-match function there would win over pg_catalog's
+ *	  polymorphic one, whatever the order of the path).
+ *
+ * It also holds the small ownership and row-level-security checks that the
+ * SQL-callable functions share.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+
+#include "as_owner.h"
+
+void
+rs_as_owner_enter(RsAsOwner *ao, Oid role)
+{
+	Assert(OidIsValid(role));
+	GetUserIdAndSecContext(&ao->save_uid, &ao->save_sec);
+	SetUserIdAndSecContext(role, ao->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	ao->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ao->active = true;
+}
+
+void
+rs_as_owner_leave(RsAsOwner *ao)
+{
+	if (!ao->active)
+		return;
+	ao->active = false;
+	AtEOXact_GUC(false, ao->save_nestlevel);
+	SetUserIdAndSecContext(ao->save_uid, ao->save_sec);
+}
+
+Oid
+rs_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+void
+rs_require_owner(Oid relid)
+{
+	(void) rs_rel_owner(relid);	/* exists? */
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid))));
+}
+
+bool
+rs_rls_applies(Oid relid)
+{
+	return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED;
+}

@@ -1,0 +1,69 @@
+/*-------------------------------------------------------------------------
+ *
+ * as_owner.h
+ *		Running code with rights other than the caller's, the way
+ *		PostgreSQL's maintenance commands (VACUUM, REFRESH MATERIALIZED
+ *		VIEW) do it: as a given role, in SECURITY_RESTRICTED_OPERATION,
+ *		with search_path fixed to "pg_catalog, pg_temp".
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_AS_OWNER_H
+#define RS_AS_OWNER_H
+
+#include "postgres.h"
+
+#include "redis_client.h"
+
+typedef struct RsAsOwner
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			save_nestlevel;
+	bool		active;
+} RsAsOwner;
+
+/*
+ * Become role (restricted, fixed search_path) until rs_as_owner_leave().
+ * Call leave on every path out, errors included (PG_FINALLY):
+ *
+ *		rs_as_owner_enter(&ao, rs_rel_owner(relid));
+ *		PG_TRY(); { ... } PG_FINALLY(); { rs_as_owner_leave(&ao); } PG_END_TRY();
+ *
+ * Nested use is fine: each level saves and restores its own state.
+ */
+extern void rs_as_owner_enter(RsAsOwner *ao, Oid role);
+extern void rs_as_owner_leave(RsAsOwner *ao);
+
+/* the owner of a relation (ERROR when it does not exist) */
+extern Oid	rs_rel_owner(Oid relid);
+
+/* ERROR unless the current user owns the relation (or is a member of its owner) */
+extern void rs_require_owner(Oid relid);
+
+/* true when row-level security applies to the current user on relid */
+extern bool rs_rls_applies(Oid relid);
+
+
+/*
+ * hset()/hincrby(): ERROR unless the current user could make this change
+ * itself with UPDATE (or, for a row that does not exist, INSERT) under the
+ * table's row-level security policies.  op is "set" (value), "del" (the
+ * column becomes NULL) or "incr" (value unknown until the drain: the row
+ * must be one the user may update).  Nothing to do when no policy applies.
+ * Implemented in rowsec.c.
+ */
+extern void rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
+							   const char *column, const char *op, const char *value);
+
+
+/*
+ * Write-behind input from Redis (rowsec.c): NULL when the dirty set member
+ * and every string of the claimed value are valid text in the database
+ * encoding without NUL bytes; else the problem, and *clean_member and
+ * *clean_value get printable copies (bad bytes as \xNN) for the dead letter.
+ */
+extern char *rs_wb_input_problem(RedisValue *member, RedisValue *value,
+								 char **clean_member, RedisValue **clean_value);
+
+#endif							/* RS_AS_OWNER_H */

@@ -1,0 +1,479 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.c
+ *		Which table owns a key prefix, across every PostgreSQL database
+ *		and server that share one Redis database.
+ *
+ * A claim is a field of the Redis hash redis_sync:claims:
+ *		"p:<key prefix>"  every key starting with the prefix
+ *		"k:<key>"         one key (a write-behind dirty set, its processing set)
+ * whose value is "<server system identifier>/<database OID>/<table OID>",
+ * a tab, and a description of the holder for error messages.  Claims
+ * overlap when one prefix starts with the other, a key starts with a
+ * prefix, or two keys are equal.
+ *
+ * _config_write() calls rs_claim_table() after it wrote the table's rows of
+ * redis_sync.tables: the table's claims are checked and recorded in one
+ * Lua script (atomic in Redis, so two databases syncing overlapping
+ * prefixes at the same moment cannot both succeed).  An overlapping claim
+ * of a table of this very database that no longer has that prefix in
+ * redis_sync.tables (a rolled-back sync, a dropped table, a re-created
+ * extension) is stale and taken over; any other overlapping claim is an
+ * ERROR naming its holder.  At pre-commit, the claims of every table whose
+ * configuration changed are reduced to those it still needs (unsync
+ * releases them all).
+ *
+ * When Redis cannot be reached a sync still succeeds (eventual consistency
+ * works without Redis) with a WARNING: the prefix is then protected only
+ * within this database until the next write_through()/write_behind() call.
+ *
+ * The namespace redis_sync: is reserved for the extension's own keys (this
+ * hash, the in-flight markers): no prefix or dirty set may overlap it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "claim.h"
+#include "encode.h"
+#include "redis_client.h"
+
+/* check, then record; returns {"conflict", field, value} or {"ok"} */
+static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
+"local me = ARGV[1]\n"
+"local function starts(s, p) return string.sub(s, 1, #p) == p end\n"
+"local function overlap(a, b)\n"
+"  local ta, va, tb, vb = string.sub(a, 1, 1), string.sub(a, 3), string.sub(b, 1, 1), string.sub(b, 3)\n"
+"  if ta == 'p' and tb == 'p' then return starts(va, vb) or starts(vb, va) end\n"
+"  if ta == 'p' then return starts(vb, va) end\n"
+"  if tb == 'p' then return starts(va, vb) end\n"
+"  return va == vb\n"
+"end\n"
+"local all = redis.call('HGETALL', KEYS[1])\n"
+"for i = 3, #ARGV do\n"
+"  for j = 1, #all, 2 do\n"
+"    local holder = string.match(all[j + 1], '^[^\\t]*')\n"
+"    if holder ~= me and overlap(ARGV[i], all[j]) then\n"
+"      return {'conflict', all[j], all[j + 1]}\n"
+"    end\n"
+"  end\n"
+"end\n"
+"for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
+"return {'ok'}\n");
+
+/* drop the holder's claims except the fields listed (ARGV[2..]) */
+static RedisScript release_script = REDIS_SCRIPT("redis_sync_release_prefix",
+"local me = ARGV[1]\n"
+"local keep = {}\n"
+"for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
+"local all = redis.call('HGETALL', KEYS[1])\n"
+"local n = 0\n"
+"for j = 1, #all, 2 do\n"
+"  if string.match(all[j + 1], '^[^\\t]*') == me and not keep[all[j]] then\n"
+"    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+"  end\n"
+"end\n"
+"return n\n");
+
+/* take over one stale claim: only if it still has the value we judged stale */
+static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
+"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
+"  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
+"end\n"
+"return 0\n");
+
+/* tables whose claims are reduced at pre-commit: (relid, fields to keep) */
+typedef struct PendingClaim
+{
+	Oid			relid;
+	List	   *keep;			/* char * fields */
+} PendingClaim;
+
+static List *pending = NIL;		/* PendingClaim *, in TopTransactionContext */
+static bool callback_registered = false;
+
+static char *
+holder_id(Oid relid)
+{
+	return psprintf(UINT64_FORMAT "/%u/%u", GetSystemIdentifier(), MyDatabaseId, relid);
+}
+
+static char *
+holder_description(Oid relid)
+{
+	char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+	char	   *rel = get_rel_name(relid);
+
+	return psprintf("table %s of database \"%s\" on server " UINT64_FORMAT,
+					quote_qualified_identifier(nsp ? nsp : "?", rel ? rel : "?"),
+					get_database_name(MyDatabaseId), GetSystemIdentifier());
+}
+
+/* the claim fields a table needs now, from redis_sync.tables (this transaction's view) */
+static List *
+claim_fields(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1];
+	List	   *fields = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	args[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT key_prefix, dirty_set FROM redis_sync.tables "
+							  " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *prefix = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *dirty = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		fields = lappend(fields, psprintf("p:%s", prefix));
+		if (dirty)
+		{
+			fields = lappend(fields, psprintf("k:%s", dirty));
+			fields = lappend(fields, psprintf("k:%s", rs_companion_key(dirty, strlen(dirty), ":rs_processing")));
+		}
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return fields;
+}
+
+static bool
+starts_with(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* the reserved namespace: no prefix or key of a table may overlap it */
+static void
+check_reserved(const char *field)
+{
+	const char *v = field + 2;
+	bool		bad;
+
+	if (field[0] == 'p')
+		bad = starts_with(v, RS_RESERVED_NAMESPACE) || starts_with(RS_RESERVED_NAMESPACE, v);
+	else
+		bad = starts_with(v, RS_RESERVED_NAMESPACE);
+	if (bad)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" overlaps the namespace \"%s\" reserved for redis_sync's own keys",
+						field[0] == 'p' ? "key prefix" : "key", v, RS_RESERVED_NAMESPACE)));
+}
+
+/* is holder (a claim value) a table of this database that no longer needs field? */
+static bool
+claim_is_stale(const char *value, const char *field)
+{
+	uint64		sysid;
+	Oid			dboid;
+	Oid			relid;
+	ListCell   *lc;
+
+	if (sscanf(value, UINT64_FORMAT "/%u/%u", &sysid, &dboid, &relid) != 3)
+		return false;
+	if (sysid != GetSystemIdentifier() || dboid != MyDatabaseId)
+		return false;
+	foreach(lc, claim_fields(relid))
+		if (strcmp(lfirst(lc), field) == 0)
+			return false;
+	return true;
+}
+
+/* the same overlap test as the Lua script, for the check within this database */
+static bool
+fields_overlap(const char *a, const char *b)
+{
+	const char *va = a + 2;
+	const char *vb = b + 2;
+
+	if (a[0] == 'p' && b[0] == 'p')
+		return starts_with(va, vb) || starts_with(vb, va);
+	if (a[0] == 'p')
+		return starts_with(vb, va);
+	if (b[0] == 'p')
+		return starts_with(va, vb);
+	return strcmp(va, vb) == 0;
+}
+
+static void
+conflict_error(const char *mine, const char *theirs, const char *holder)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DUPLICATE_OBJECT),
+			 errmsg("%s \"%s\" overlaps %s \"%s\" claimed by %s",
+					mine[0] == 'p' ? "key prefix" : "key", mine + 2,
+					theirs[0] == 'p' ? "key prefix" : "key", theirs + 2, holder),
+			 errdetail("Two tables whose keys share a prefix would overwrite and purge each other's keys."),
+			 errhint("Choose another key_prefix or dirty_set, or unsync the other table.")));
+}
+
+/* within this database, without Redis: every other synced table */
+static void
+check_local(Oid relid, List *fields)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1];
+	uint64		n;
+	SPITupleTable *tt;
+
+	args[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables "
+							  " WHERE relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass",
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	n = SPI_processed;
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Oid			other = DatumGetObjectId(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		ListCell   *lc;
+
+		foreach(lc, claim_fields(other))
+		{
+			ListCell   *mc;
+
+			foreach(mc, fields)
+				if (fields_overlap(lfirst(mc), lfirst(lc)))
+					conflict_error(lfirst(mc), lfirst(lc), holder_description(other));
+		}
+	}
+	SPI_finish();
+}
+
+static void
+claim_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT && pending != NIL)
+	{
+		List	   *todo = pending;
+		RedisPipeline *p;
+		RedisFailure failure;
+		ListCell   *lc;
+
+		pending = NIL;
+		p = redis_pipeline_create();
+		foreach(lc, todo)
+		{
+			PendingClaim *pc = lfirst(lc);
+			const char **argv = palloc(sizeof(char *) * (list_length(pc->keep) + 2));
+			int			na = 0;
+			ListCell   *kc;
+
+			argv[na++] = RS_CLAIMS_KEY;
+			argv[na++] = holder_id(pc->relid);
+			foreach(kc, pc->keep)
+				argv[na++] = lfirst(kc);
+			redis_pipeline_append_script(p, &release_script, 1, na, argv, NULL);
+		}
+		if (!redis_pipeline_try_exec(p, &failure))
+			ereport(WARNING,
+					(errmsg("could not release redis_sync key prefix claims: %s", failure.message),
+					 errhint("A claim left behind by a table of this database is taken over by the next table that needs it.")));
+		redis_pipeline_free(p);
+	}
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		pending = NIL;
+}
+
+/* the claims relid keeps at commit: the last call in the transaction wins */
+static void
+remember(Oid relid, List *fields)
+{
+	MemoryContext old;
+	PendingClaim *pc = NULL;
+	ListCell   *lc;
+
+	if (!callback_registered)
+	{
+		RegisterXactCallback(claim_xact_callback, NULL);
+		callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	foreach(lc, pending)
+		if (((PendingClaim *) lfirst(lc))->relid == relid)
+			pc = lfirst(lc);
+	if (pc == NULL)
+	{
+		pc = palloc(sizeof(PendingClaim));
+		pc->relid = relid;
+		pending = lappend(pending, pc);
+	}
+	pc->keep = NIL;
+	foreach(lc, fields)
+		pc->keep = lappend(pc->keep, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
+}
+
+void
+rs_claim_table(Oid relid)
+{
+	List	   *fields = claim_fields(relid);
+	ListCell   *lc;
+	char	   *me = holder_id(relid);
+	char	   *desc = holder_description(relid);
+
+	remember(relid, fields);
+	if (fields == NIL)
+		return;					/* unsync: released at pre-commit */
+	foreach(lc, fields)
+		check_reserved(lfirst(lc));
+	check_local(relid, fields);
+
+	/* in Redis: a stale claim of this database is taken over, then retried */
+	for (int attempt = 0; attempt < 100; attempt++)
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		RedisFailure failure;
+		const char **argv = palloc(sizeof(char *) * (list_length(fields) + 3));
+		int			na = 0;
+		RedisValue *v;
+		char	   *field;
+		char	   *value;
+		const char *tab;
+
+		argv[na++] = RS_CLAIMS_KEY;
+		argv[na++] = me;
+		argv[na++] = desc;
+		foreach(lc, fields)
+			argv[na++] = lfirst(lc);
+		redis_pipeline_append_script(p, &claim_script, 1, na, argv, NULL);
+		if (!redis_pipeline_try_exec(p, &failure))
+		{
+			ereport(WARNING,
+					(errmsg("could not record the claim of key prefix \"%s\" in Redis: %s",
+							((char *) linitial(fields)) + 2, failure.message),
+					 errdetail("Until it is recorded, only tables of this database are kept from using an overlapping prefix."),
+					 errhint("Call the sync function again once Redis is reachable.")));
+			redis_pipeline_free(p);
+			return;
+		}
+		redis_check_reply(p, 0, "a key prefix claim");
+		v = redis_pipeline_reply(p, 0);
+		if (v->type != RV_ARRAY || v->nelem < 1)
+			elog(ERROR, "redis_sync: unexpected reply to a key prefix claim");
+		if (strcmp(v->elems[0].str, "ok") == 0)
+		{
+			redis_pipeline_free(p);
+			return;
+		}
+		field = pstrdup(v->elems[1].str);
+		value = pstrdup(v->elems[2].str);
+		redis_pipeline_free(p);
+
+		if (claim_is_stale(value, field))
+		{
+			const char *targv[3];
+
+			p = redis_pipeline_create();
+			targv[0] = RS_CLAIMS_KEY;
+			targv[1] = field;
+			targv[2] = value;
+			redis_pipeline_append_script(p, &takeover_script, 1, 3, targv, NULL);
+			redis_pipeline_exec(p);
+			redis_check_reply(p, 0, "a key prefix claim");
+			redis_pipeline_free(p);
+			continue;
+		}
+		/* the overlapping field of ours, for the message */
+		foreach(lc, fields)
+			if (fields_overlap(lfirst(lc), field))
+				break;
+		tab = strchr(value, '\t');
+		conflict_error(lc ? lfirst(lc) : linitial(fields), field, tab ? tab + 1 : value);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("could not record the claim of key prefix \"%s\": too many concurrent changes",
+					((char *) linitial(fields)) + 2)));
+}
+
+void
+rs_claim_check_purge(Oid relid, const char *prefix)
+{
+	ListCell   *lc;
+	char	   *want = psprintf("p:%s", prefix);
+
+	foreach(lc, claim_fields(relid))
+		if (strcmp(lfirst(lc), want) == 0)
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("key prefix \"%s\" is not a prefix of table %s", prefix, get_rel_name(relid)),
+			 errdetail("Only the keys under a table's own key prefix can be purged.")));
+}
+
+void
+rs_require_key_access(char **keys, int n, bool prefix)
+{
+	List	   *fields = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	for (int i = 0; i < n; i++)
+		if (keys[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("Redis keys must not be NULL")));
+	if (superuser())
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
+					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid "
+					" WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE')",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		fields = list_concat(fields, claim_fields(relid));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	for (int i = 0; i < n; i++)
+	{
+		char	   *want;
+		bool		ok = false;
+		ListCell   *lc;
+
+		want = psprintf("%c:%s", prefix ? 'p' : 'k', keys[i]);
+		foreach(lc, fields)
+		{
+			const char *f = lfirst(lc);
+
+			/* a key under an owned prefix, or an owned dirty set */
+			if (f[0] == 'p' ? starts_with(want + 2, f + 2) : (!prefix && strcmp(f, want) == 0))
+				ok = true;
+		}
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for Redis %s \"%s\"", prefix ? "key prefix" : "key", keys[i]),
+					 errdetail("Only the keys of synced tables the current user owns can be read.")));
+	}
+}

@@ -1,0 +1,298 @@
+/*-------------------------------------------------------------------------
+ *
+ * rowsec.c
+ *		Row-level security for the write-behind helpers hset()/hincrby().
+ *
+ * The drain applies write-behind values as the table owner, so a change a
+ * caller makes through hset()/hincrby() must be one the caller could have
+ * made itself.  When row-level security applies to the caller, the change
+ * is tried as the caller, in a subtransaction that is always rolled back:
+ *	- UPDATE of the row (the new value for hset(), the column unchanged for
+ *	  hincrby(), whose result is known only to Redis): the UPDATE and
+ *	  SELECT policies' USING clauses and the UPDATE WITH CHECK apply;
+ *	- when that updates nothing and the row exists (read as the owner), a
+ *	  policy hides it from the caller: refused;
+ *	- when the row does not exist, INSERT of the key and the column: a
+ *	  WITH CHECK violation is refused (other errors, such as a NOT NULL
+ *	  column, are left to the drain, which dead-letters them).
+ * Capture is suppressed during the probes; their triggers run as the
+ * caller and their effects are rolled back.
+ *
+ * It also checks what the drain takes from Redis before it reaches a table
+ * (rs_wb_input_problem): Redis strings are bytes, a text column is not.
+ * A value that is not valid in the database encoding, or holds a NUL byte
+ * (which the text input functions would silently cut), is refused; the
+ * drain dead-letters it with a printable copy and applies the rest.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "as_owner.h"
+#include "capture.h"
+
+static char *
+qualified_type(Oid relid, const char *column)
+{
+	AttrNumber	att = get_attnum(relid, column);
+
+	if (att <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of table %s does not exist", column, get_rel_name(relid))));
+	return format_type_be_qualified(get_atttype(relid, att));
+}
+
+/* run sql in a subtransaction that is rolled back; rows processed, or the error */
+static uint64
+probe(const char *sql, int nargs, Oid *types, Datum *args, ErrorData **error)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile uint64 n = 0;
+	bool		save_suppress = rs_suppress_capture;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	rs_suppress_capture = true;
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0) < 0)
+			elog(ERROR, "redis_sync: row-level security probe failed");
+		n = SPI_processed;
+		SPI_finish();
+		rs_suppress_capture = save_suppress;
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		rs_suppress_capture = save_suppress;
+		MemoryContextSwitchTo(outer);
+		*error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	return n;
+}
+
+static void
+refuse(const char *qname, ErrorData *error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s", error->message),
+			 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
+					   "as UPDATE ... WHERE on the key (which needs SELECT on the key columns) or INSERT.", qname)));
+}
+
+void
+rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
+				   const char *column, const char *op, const char *value)
+{
+	char	   *qname;
+	StringInfoData where;
+	StringInfoData sql;
+	Oid		   *types;
+	Datum	   *args;
+	char	   *coltype;
+	ErrorData  *error;
+	uint64		n;
+
+	if (!rs_rls_applies(relid))
+		return;
+	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									   get_rel_name(relid));
+	coltype = qualified_type(relid, column);
+	types = palloc(sizeof(Oid) * (nkeys + 1));
+	args = palloc(sizeof(Datum) * (nkeys + 1));
+	initStringInfo(&where);
+	appendStringInfoString(&where, "ROW(");
+	for (int k = 0; k < nkeys; k++)
+		appendStringInfo(&where, "%s%s", k ? ", " : "", quote_identifier(keys[k]));
+	appendStringInfoString(&where, ") OPERATOR(pg_catalog.=) ROW(");
+	for (int k = 0; k < nkeys; k++)
+	{
+		appendStringInfo(&where, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1,
+						 qualified_type(relid, keys[k]));
+		types[k] = TEXTOID;
+		args[k] = CStringGetTextDatum(keyvals[k]);
+	}
+	appendStringInfoChar(&where, ')');
+	types[nkeys] = TEXTOID;
+	args[nkeys] = CStringGetTextDatum(value ? value : "");
+
+	/* 1. UPDATE as the caller */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE %s SET %s = ", qname, quote_identifier(column));
+	if (strcmp(op, "set") == 0)
+		appendStringInfo(&sql, "$%d::pg_catalog.text::%s", nkeys + 1, coltype);
+	else if (strcmp(op, "del") == 0)
+		appendStringInfoString(&sql, "NULL");
+	else
+		appendStringInfoString(&sql, quote_identifier(column));
+	appendStringInfo(&sql, " WHERE %s", where.data);
+	n = probe(sql.data, nkeys + 1, types, args, &error);
+	if (error)
+	{
+		if (error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+			refuse(qname, error);
+		return;					/* the drain meets and dead-letters other errors */
+	}
+	if (n > 0)
+		return;
+
+	/* 2. nothing updated: hidden from the caller, or missing? */
+	{
+		RsAsOwner	ao;
+		volatile bool exists = false;
+
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT 1 FROM %s WHERE %s", qname, where.data);
+		rs_as_owner_enter(&ao, rs_rel_owner(relid));
+		PG_TRY();
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "redis_sync: SPI_connect failed");
+			if (SPI_execute_with_args(sql.data, nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "redis_sync: could not read table %s", qname);
+			exists = SPI_processed > 0;
+			SPI_finish();
+		}
+		PG_FINALLY();
+		{
+			rs_as_owner_leave(&ao);
+		}
+		PG_END_TRY();
+		if (exists)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("row-level security of table %s does not let the current user update this row", qname),
+					 errdetail("The row exists, but the policies hide it from the current user or forbid updating it.")));
+	}
+
+	/* 3. a new row: INSERT as the caller */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO %s (", qname);
+	for (int k = 0; k < nkeys; k++)
+		appendStringInfo(&sql, "%s, ", quote_identifier(keys[k]));
+	appendStringInfo(&sql, "%s) VALUES (", quote_identifier(column));
+	for (int k = 0; k < nkeys; k++)
+		appendStringInfo(&sql, "$%d::pg_catalog.text::%s, ", k + 1, qualified_type(relid, keys[k]));
+	if (strcmp(op, "set") == 0)
+		appendStringInfo(&sql, "$%d::pg_catalog.text::%s)", nkeys + 1, coltype);
+	else if (strcmp(op, "del") == 0)
+		appendStringInfoString(&sql, "NULL)");
+	else
+		appendStringInfo(&sql, "$%d::pg_catalog.text::%s)", nkeys + 1, coltype);
+	n = probe(sql.data, nkeys + 1, types, args, &error);
+	if (error && error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+		refuse(qname, error);
+}
+
+/* NULL when s is valid text; else what is wrong with it */
+static const char *
+text_problem(const char *s, size_t len)
+{
+	if (memchr(s, '\0', len) != NULL)
+		return "contains a NUL byte";
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), s, (int) len, true))
+		return psprintf("is not valid in the database encoding %s", GetDatabaseEncodingName());
+	return NULL;
+}
+
+/* a printable copy: valid characters as they are, other bytes as \xNN */
+static char *
+printable(const char *s, size_t len)
+{
+	StringInfoData buf;
+	size_t		i = 0;
+
+	initStringInfo(&buf);
+	while (i < len)
+	{
+		int			l = pg_encoding_mblen(GetDatabaseEncoding(), s + i);
+
+		if (s[i] != '\0' && i + l <= len &&
+			pg_verify_mbstr(GetDatabaseEncoding(), s + i, l, true))
+		{
+			appendBinaryStringInfo(&buf, s + i, l);
+			i += l;
+		}
+		else
+		{
+			appendStringInfo(&buf, "\\x%02x", (unsigned char) s[i]);
+			i++;
+		}
+	}
+	return buf.data;
+}
+
+static RedisValue *
+clean_copy(RedisValue *v)
+{
+	RedisValue *c = palloc(sizeof(RedisValue));
+
+	*c = *v;
+	if (v->type == RV_STRING || v->type == RV_STATUS || v->type == RV_ERROR)
+	{
+		c->str = printable(v->str, v->len);
+		c->len = strlen(c->str);
+	}
+	else if (v->type == RV_ARRAY)
+	{
+		c->elems = palloc(sizeof(RedisValue) * Max(v->nelem, 1));
+		for (int i = 0; i < v->nelem; i++)
+			c->elems[i] = *clean_copy(&v->elems[i]);
+	}
+	return c;
+}
+
+char *
+rs_wb_input_problem(RedisValue *member, RedisValue *value,
+					char **clean_member, RedisValue **clean_value)
+{
+	char	   *problem = NULL;
+	const char *p;
+
+	if (member->type == RV_STRING && (p = text_problem(member->str, member->len)) != NULL)
+		problem = psprintf("the dirty set member %s", p);
+	else if (value->type == RV_STRING && (p = text_problem(value->str, value->len)) != NULL)
+		problem = psprintf("the value %s", p);
+	else if (value->type == RV_ARRAY)
+	{
+		for (int i = 0; i < value->nelem && problem == NULL; i++)
+		{
+			RedisValue *e = &value->elems[i];
+
+			if (e->type == RV_STRING && (p = text_problem(e->str, e->len)) != NULL)
+				problem = i % 2 == 0 ? psprintf("a field name %s", p) :
+					psprintf("the value of field \"%s\" %s",
+							 printable(value->elems[i - 1].str, value->elems[i - 1].len), p);
+		}
+	}
+	if (problem)
+	{
+		*clean_member = printable(member->str, member->len);
+		*clean_value = clean_copy(value);
+	}
+	return problem;
+}
