@@ -141,6 +141,10 @@ SELECT g.*,
        (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age
   FROM redis_sync._global_stats() g;
 COMMENT ON VIEW worker_stats IS 'redis_sync: worker, circuit breaker and global counters';
+-- the same privileges as the security section gives the 0.1 objects
+REVOKE EXECUTE ON FUNCTION _global_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _global_stats() TO pg_monitor;
+GRANT SELECT ON worker_stats TO pg_monitor;
 
 -- queue the removal of a dropped table's keys (delivered by the worker)
 CREATE FUNCTION _purge_dropped(tbl oid, key_prefix text)

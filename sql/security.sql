@@ -19,7 +19,7 @@ SELECT p.oid::regprocedure AS public_function
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'redis_sync'
  WHERE EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                 WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 -- and what is not
 SELECT p.oid::regprocedure AS admin_function
   FROM pg_proc p
@@ -27,7 +27,7 @@ SELECT p.oid::regprocedure AS admin_function
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'redis_sync'
  WHERE NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                     WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 -- a victim: a superuser's table, synced, readable by sec_user
 CREATE TABLE sec.victim (id int PRIMARY KEY, v text);
