@@ -207,12 +207,15 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 	const char *qrel;
 	StringInfoData sql;
 	int64		total = 0;
+	int			nest;
 
 	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
 	rel = relation_open(relid, AccessShareLock);
+	/* key values are canonical text: cast them back under the same settings */
+	nest = rs_canonical_gucs_push();
 	kl = key_list(cfg);
 	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 									  RelationGetRelationName(rel));
@@ -294,6 +297,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 			}
 		}
 	}
+	rs_canonical_gucs_pop(nest);
 	relation_close(rel, AccessShareLock);
 	rs_stats_add(relid, RS_C_WARMED, total);
 	return total;
@@ -367,14 +371,13 @@ rs_repair_marker(const char *json)
 		foreach(lc, (List *) list_nth(perrel, r))
 		{
 			List	   *vals = lfirst(lc);
-			StringInfoData key;
 			ListCell   *vc;
 
-			initStringInfo(&key);
-			appendStringInfoString(&key, cfg->prefix);
+			char	  **kv = palloc(sizeof(char *) * Max(list_length(vals), 1));
+
 			foreach(vc, vals)
-				appendStringInfo(&key, "%s%s", foreach_current_index(vc) ? ":" : "", (char *) lfirst(vc));
-			pairs = lappend(pairs, list_make2(key.data, vals));
+				kv[foreach_current_index(vc)] = lfirst(vc);
+			pairs = lappend(pairs, list_make2(rs_key_build(cfg->prefix, kv, list_length(vals)), vals));
 		}
 		total += rs_push_current(relid, pairs, 1000);
 		rs_stats_add(relid, RS_C_REPAIRED, list_length(pairs));
