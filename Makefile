@@ -51,7 +51,7 @@ REGRESS_LIFE =
 #
 REGRESS_SEC =
 #
-REGRESS_ENC =
+REGRESS_ENC = encoding keys roundtrip
 #
 REGRESS_WB =
 #

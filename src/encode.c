@@ -157,6 +157,20 @@ rs_canonical_output(FmgrInfo *out, Datum d)
 	return result;
 }
 
+/*
+ * An alias for the table's whole-row reference in generated SQL that no
+ * column of relid is named ("SELECT t FROM tbl t" reads a column named t)
+ */
+char *
+rs_row_alias(Oid relid)
+{
+	char	   *alias = pstrdup("rs_row");
+
+	while (get_attnum(relid, alias) != InvalidAttrNumber)
+		alias = psprintf("%s_", alias);
+	return alias;
+}
+
 /* ----------------------------------------------------------------
  * Keys
  * ---------------------------------------------------------------- */

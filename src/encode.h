@@ -103,6 +103,9 @@ extern char *rs_companion_key(const char *key, size_t len, const char *suffix);
 /* name of the key holding the version of key */
 extern char *rs_version_key_str(const char *key, size_t len);
 
+/* an alias for relid's whole-row reference that no column of it is named */
+extern char *rs_row_alias(Oid relid);
+
 /* canonical text of one datum (not NULL) */
 extern char *rs_canonical_output(FmgrInfo *out, Datum d);
 

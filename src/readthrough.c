@@ -212,7 +212,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT t FROM %s t WHERE (", qname);
+		appendStringInfo(&sql, "SELECT %s FROM %s %s WHERE (", rs_row_alias(relid), qname, rs_row_alias(relid));
 		for (int i = 0; i < nk; i++)
 			appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
 		appendStringInfoString(&sql, ") = (");

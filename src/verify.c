@@ -623,9 +623,13 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(spi);
 	}
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT t FROM %s t",
-					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												RelationGetRelationName(rel)));
+	{
+		char	   *alias = rs_row_alias(relid);
+
+		appendStringInfo(&sql, "SELECT %s FROM %s %s", alias,
+						 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													RelationGetRelationName(rel)), alias);
+	}
 	if (sampled)
 		appendStringInfo(&sql, " ORDER BY random() LIMIT %d", sample);
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
@@ -635,9 +639,11 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 		char	  **keys;
 		RowImage   *imgs;
 		uint64		n;
+		SPITupleTable *tt;
 
 		SPI_cursor_fetch(portal, true, 1000);
 		n = SPI_processed;
+		tt = SPI_tuptable;
 		if (n == 0)
 			break;
 		MemoryContextSwitchTo(batch_cxt);
@@ -646,7 +652,7 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 		for (uint64 i = 0; i < n; i++)
 		{
 			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
 			HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
 			HeapTupleData tup;
 
@@ -678,7 +684,7 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 		verify_batch(rsinfo, fmt, is_wb, keys, imgs, n, pending);
 		MemoryContextSwitchTo(outer);
 		MemoryContextReset(batch_cxt);
-		SPI_freetuptable(SPI_tuptable);
+		SPI_freetuptable(tt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);

@@ -208,6 +208,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 	StringInfoData sql;
 	int64		total = 0;
 	int			nest;
+	char	   *alias;
 
 	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
 		ereport(ERROR,
@@ -217,6 +218,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 	/* key values are canonical text: cast them back under the same settings */
 	nest = rs_canonical_gucs_push();
 	kl = key_list(cfg);
+	alias = rs_row_alias(relid);	/* "SELECT t FROM tbl t" would read a column t */
 	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 									  RelationGetRelationName(rel));
 
@@ -231,7 +233,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 			int64		n;
 
 			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT t, %s FROM %s t", kl, qrel);
+			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s", alias, kl, qrel, alias);
 			if (last != NIL)
 			{
 				ListCell   *lc;
@@ -276,7 +278,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 				int			nb = list_length(batch);
 
 				initStringInfo(&sql);
-				appendStringInfo(&sql, "SELECT t, %s FROM %s t WHERE (%s) IN (SELECT * FROM unnest(", kl, qrel, kl);
+				appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(", alias, kl, qrel, alias, kl);
 				for (int i = 0; i < cfg->nkeys; i++)
 				{
 					Datum	   *elems = palloc(sizeof(Datum) * nb);
