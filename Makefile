@@ -51,7 +51,7 @@ REGRESS_LIFE = lifecycle
 #
 REGRESS_SEC = security
 #
-REGRESS_ENC =
+REGRESS_ENC = encoding keys roundtrip
 #
 REGRESS_WB =
 #

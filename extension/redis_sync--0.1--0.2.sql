@@ -167,6 +167,52 @@ REVOKE EXECUTE ON FUNCTION _ddl_partitions(pg_ddl_command, boolean) FROM PUBLIC;
 -- correctness: encoding, keys, companion keys, eviction (issue 13)
 -- =====================================================================
 
+-- Keys: key values are escaped ('\' and ':' get a backslash) and joined by
+-- ':'; companion keys (version, seed, processing) begin with '{', which no
+-- row key can, since prefixes must not.  One definition, in C (encode.c);
+-- SQL uses these functions, the claim script (drain.c) the same rule in Lua.
+CREATE FUNCTION escape_key(VARIADIC key_values text[])
+RETURNS text
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'redis_sync_escape_key';
+COMMENT ON FUNCTION escape_key(text[]) IS
+    'The key values escaped and joined as in a Redis key (without the prefix), e.g. a write-behind dirty set member';
+
+CREATE FUNCTION _companion_key(key text, suffix text)
+RETURNS text
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'redis_sync_companion_key';
+
+CREATE FUNCTION version_key(key text)
+RETURNS text
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'redis_sync_version_key';
+COMMENT ON FUNCTION version_key(text) IS
+    'The Redis key holding the version of a cached key (redis_sync.version_key_suffix)';
+
+-- verify(): one policy of one table, compared exactly as pushed
+CREATE FUNCTION _verify_table(tbl regclass, policy text, sample int, pending text[],
+                              check_extra boolean,
+                              OUT key text, OUT problem text, OUT table_value jsonb, OUT cache_value jsonb)
+RETURNS SETOF record
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_verify_table';
+-- executable by PUBLIC: it checks that the caller owns the table (verify() runs as its caller)
+
+-- 0.1 allowed prefixes beginning with '{': their keys can meet companion keys
+DO $do$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT relid::regclass AS tbl, policy, key_prefix FROM redis_sync.tables
+              WHERE key_prefix LIKE '{%' LOOP
+        RAISE WARNING 'key prefix "%" of table % (%) begins with "{"', t.key_prefix, t.tbl, t.policy
+            USING DETAIL = 'Row keys under it can coincide with version keys.',
+                  HINT = 'Sync the table again with a key_prefix that does not begin with "{" (then warm it).';
+    END LOOP;
+END
+$do$;
+
 -- (end of section)
 
 -- =====================================================================
@@ -412,6 +458,11 @@ BEGIN
     IF prefix = '' THEN
         RAISE EXCEPTION 'key_prefix must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF starts_with(prefix, '{') THEN
+        RAISE EXCEPTION 'key_prefix must not begin with "{"' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'Version, seed and processing keys begin with "{"; row keys must not be able to meet them.',
+            HINT = 'Put a hash tag after a first character, e.g. ''app:{users}:''.';
+    END IF;
     SELECT t.relid, t.key_prefix INTO other
       FROM redis_sync.tables t
      WHERE t.relid <> tbl AND (starts_with(t.key_prefix, prefix) OR starts_with(prefix, t.key_prefix)
@@ -622,19 +673,16 @@ CREATE OR REPLACE FUNCTION verify(tbl regclass, sample int DEFAULT NULL)
 RETURNS TABLE(key text, problem text, table_value jsonb, cache_value jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- the canonical settings (README, "Encoding"), whatever the caller's are
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
 AS $fn$
 DECLARE
     cfg      record;
-    keyexpr  text;
-    valexpr  text;
-    cols     text[];
-    is_hash  boolean;
-    is_wb    boolean;
     pending  text[] := '{}';
-    ks       text[] := '{}';
-    vs       jsonb[] := '{}';
-    r        record;
-    src      text;
 BEGIN
     IF sample IS NOT NULL AND sample <= 0 THEN
         RAISE EXCEPTION 'sample must be positive' USING ERRCODE = 'invalid_parameter_value';
@@ -651,62 +699,16 @@ BEGIN
     FOR cfg IN SELECT * FROM redis_sync.tables t
                 WHERE t.relid = tbl AND t.policy <> 'invalidate' ORDER BY t.policy DESC
     LOOP
-        is_wb := cfg.policy = 'write_behind';
-        is_hash := cfg.format = 'hash';
-        cols := cfg.columns::text[];
-        SELECT format('%L || %s', cfg.key_prefix,
-                      string_agg(format('t.%I::text', k), ' || '':'' || ' ORDER BY o))
-          INTO keyexpr FROM unnest(cfg.key_columns) WITH ORDINALITY u(k, o);
-        IF is_hash THEN
-            SELECT format('jsonb_strip_nulls(jsonb_build_object(%s))',
-                          string_agg(format('%L, t.%I::text', c, c), ', ' ORDER BY o))
-              INTO valexpr FROM unnest(cols) WITH ORDINALITY u(c, o);
-        ELSIF cfg.format = 'string' THEN
-            valexpr := format('to_jsonb(t.%I::text)', cols[1]);
-        ELSE
-            -- x.* is the whole row even when a column is named x
-            SELECT format('(SELECT pg_catalog.to_jsonb(x.*) FROM (SELECT %s) x)',
-                          string_agg(format('t.%I', c), ', ' ORDER BY o))
-              INTO valexpr FROM unnest(cols) WITH ORDINALITY u(c, o);
-        END IF;
-        IF is_wb THEN
+        pending := '{}';
+        IF cfg.policy = 'write_behind' THEN
             SELECT coalesce(array_agg(DISTINCT cfg.key_prefix || m), '{}') INTO pending
               FROM redis_sync._dirty_members(tbl) m;
         END IF;
-
-        src := format('SELECT %s AS k, %s AS v FROM %s t', keyexpr, valexpr, tbl);
-        IF sample IS NOT NULL THEN
-            src := src || format(' ORDER BY random() LIMIT %s', sample);
-        END IF;
-        ks := '{}';
-        vs := '{}';
-        FOR r IN EXECUTE src LOOP
-            ks := ks || r.k;
-            vs := vs || r.v;
-            IF cardinality(ks) >= 1000 THEN
-                RETURN QUERY SELECT * FROM redis_sync._verify_batch(ks, vs, is_hash, is_wb, cols, pending);
-                ks := '{}';
-                vs := '{}';
-            END IF;
-        END LOOP;
-        IF cardinality(ks) > 0 THEN
-            RETURN QUERY SELECT * FROM redis_sync._verify_batch(ks, vs, is_hash, is_wb, cols, pending);
-        END IF;
-
-        -- keys in Redis without a row (only for a full check; once per table)
-        IF sample IS NULL AND NOT (cfg.policy = 'write_behind'
-                                   AND EXISTS (SELECT 1 FROM redis_sync.tables t2
-                                                WHERE t2.relid = tbl AND t2.policy = 'write_through')) THEN
-            RETURN QUERY EXECUTE format(
-                'SELECT s.k, CASE WHEN s.k = ANY ($2) THEN %L ELSE %L END, NULL::jsonb, f.value
-                   FROM redis_sync._scan($1) s(k)
-                   LEFT JOIN (SELECT %s AS k FROM %s t) t USING (k)
-                   LEFT JOIN LATERAL redis_sync._fetch(ARRAY[s.k], $3) f ON true
-                  WHERE t.k IS NULL AND s.k <> $4
-                    AND s.k NOT LIKE %L',
-                'pending', 'extra in cache', keyexpr, tbl, '%:rs\_%')
-                USING cfg.key_prefix, pending, is_hash, coalesce(cfg.dirty_set, '');
-        END IF;
+        -- keys in Redis without a row: once per table
+        RETURN QUERY SELECT * FROM redis_sync._verify_table(tbl, cfg.policy, sample, pending,
+            NOT (cfg.policy = 'write_behind'
+                 AND EXISTS (SELECT 1 FROM redis_sync.tables t2
+                              WHERE t2.relid = tbl AND t2.policy = 'write_through')));
     END LOOP;
 END
 $fn$;
@@ -715,6 +717,11 @@ CREATE OR REPLACE FUNCTION resync(tbl regclass)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
 AS $fn$
 DECLARE
     ks text[];

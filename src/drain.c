@@ -107,12 +107,14 @@ static Schedule schedule[MAX_SCHEDULE];
 static int	nschedule = 0;
 
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim",
+/* rs_companion_key (encode.c), the same rule */
 "local function companion(k, suffix)\n"
 "  local o = string.find(k, '{', 1, true)\n"
 "  if o then\n"
 "    local c = string.find(k, '}', o + 1, true)\n"
-"    if c and c > o + 1 then return k .. suffix end\n"
+"    if c and c > o + 1 then return '{' .. string.sub(k, o + 1, c - 1) .. '}' .. k .. suffix end\n"
 "  end\n"
+"  if string.find(k, '}', 1, true) then return '{}' .. k .. suffix end\n"
 "  return '{' .. k .. '}' .. suffix\n"
 "end\n"
 "local n = tonumber(ARGV[1])\n"
@@ -326,26 +328,12 @@ is_transient(int sqlerrcode)
 	}
 }
 
-/* split member into nkeys parts on ':' (the last part takes the rest) */
+/* split member into its nkeys escaped key values (rs_key_split, encode.h) */
 static bool
 split_member(WbTable *t, Member *m)
 {
-	char	   *s = pstrdup(m->member);
-
-	m->keyvals = palloc(sizeof(char *) * t->nkeys);
-	for (int i = 0; i < t->nkeys; i++)
-	{
-		char	   *colon = i < t->nkeys - 1 ? strchr(s, ':') : NULL;
-
-		if (i < t->nkeys - 1 && colon == NULL)
-			return false;
-		if (colon)
-			*colon = '\0';
-		m->keyvals[i] = s;
-		if (colon)
-			s = colon + 1;
-	}
-	return true;
+	m->keyvals = rs_key_split(m->member, t->nkeys);
+	return m->keyvals != NULL;
 }
 
 static void
@@ -521,8 +509,10 @@ upsert_sql(WbTable *t, bool increment)
 	{
 		/* previous table value of each counter: new total minus what Redis had */
 		appendStringInfoString(&sql, " RETURNING ");
+		appendStringInfoString(&sql, "redis_sync.escape_key(");
 		for (int i = 0; i < t->nkeys; i++)
-			appendStringInfo(&sql, "%s%s::text", i ? " || ':' || " : "", quote_identifier(t->keys[i]));
+			appendStringInfo(&sql, "%s%s::text", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoChar(&sql, ')');
 		for (int c = 0; c < t->ncols; c++)
 			appendStringInfo(&sql, ", %s::text", quote_identifier(t->cols[c]));
 		for (int c = 0; c < t->ncols; c++)
@@ -850,7 +840,7 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 		}
 		if (!split_member(t, m))
 		{
-			m->problem = psprintf("dirty set member \"%s\" does not have %d key values separated by ':'",
+			m->problem = psprintf("dirty set member \"%s\" is not %d escaped key values separated by ':'",
 								  m->member, t->nkeys);
 			m->problem_state = pstrdup("22023");
 			continue;
@@ -904,6 +894,7 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 
 	/* apply in one transaction */
 	StartTransactionCommand();
+	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
@@ -1128,8 +1119,10 @@ reseed_table(WbTable *t)
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ");
+	appendStringInfoString(&sql, "redis_sync.escape_key(");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%s%s::text", i ? " || ':' || " : "", quote_identifier(t->keys[i]));
+		appendStringInfo(&sql, "%s%s::text", i ? ", " : "", quote_identifier(t->keys[i]));
+	appendStringInfoChar(&sql, ')');
 	for (int c = 0; c < t->ncols; c++)
 		appendStringInfo(&sql, ", %s::text", quote_identifier(t->cols[c]));
 	appendStringInfo(&sql, " FROM %s", t->qname);
@@ -1227,6 +1220,7 @@ rs_drain_reseed_all(void)
 	MemoryContext outer = CurrentMemoryContext;
 
 	StartTransactionCommand();
+	(void) rs_canonical_gucs_push();	/* popped at commit */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(outer);
 	tables = load_tables(InvalidOid);
@@ -1330,7 +1324,8 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	if (!split_member(t, &m))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key \"%s\" does not have %d values separated by ':'", member, t->nkeys)));
+				 errmsg("key \"%s\" is not %d escaped key values separated by ':'", member, t->nkeys),
+				 errhint("Escape '\\' and ':' inside a key value with a backslash.")));
 	/* hincrby() returns the column's new value: reading it needs SELECT on it */
 	if (strcmp(op, "incr") == 0 &&
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
@@ -1425,8 +1420,11 @@ redis_sync_hincrby(PG_FUNCTION_ARGS)
 	char	   *member = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *column = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	int64		delta = PG_GETARG_INT64(3);
+	int			nest = rs_canonical_gucs_push();	/* the member's key values are canonical text */
+	int64		result = touch(relid, member, column, "incr", psprintf(INT64_FORMAT, delta));
 
-	PG_RETURN_INT64(touch(relid, member, column, "incr", psprintf(INT64_FORMAT, delta)));
+	rs_canonical_gucs_pop(nest);
+	PG_RETURN_INT64(result);
 }
 
 /* redis_sync.hset(tbl, key, column, value) */
@@ -1436,6 +1434,7 @@ redis_sync_hset(PG_FUNCTION_ARGS)
 	Oid			relid;
 	char	   *member;
 	char	   *column;
+	int			nest;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -1444,10 +1443,12 @@ redis_sync_hset(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	member = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	nest = rs_canonical_gucs_push();	/* the member's key values are canonical text */
 	if (PG_ARGISNULL(3))
 		touch(relid, member, column, "del", NULL);
 	else
 		touch(relid, member, column, "set", text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	rs_canonical_gucs_pop(nest);
 	PG_RETURN_VOID();
 }
 

@@ -3,11 +3,23 @@
  * encode.c
  *		How a row becomes Redis data: keys, hash fields, JSON, versions.
  *
- * Keys are key_prefix followed by the key columns' text output joined by
- * ':'.  The hash format has one field per synced column holding the
- * column's text output; a NULL column is an absent field.  The json format
- * is row_to_json of the synced columns.  Everything is passed to Redis as
- * argv (length-counted), never spliced into command text.
+ * The canonical form (README, "Encoding"): every text below is produced by
+ * the type's output function under fixed settings (rs_canonical_enter), so
+ * no session setting changes a key or a value.
+ *
+ * Keys are key_prefix followed by the key columns' canonical text, each
+ * with '\\' and ':' escaped by a backslash, joined by ':'.  The hash format
+ * has one field per synced column holding its canonical text; a NULL column
+ * is an absent field.  The json format is the JSON object of the synced
+ * columns as to_json() renders each (row_to_json's output), except that an
+ * SQL NULL json/jsonb column is left out (so that JSON null stays
+ * distinguishable) and an array whose lower bounds are not all 1 is a JSON
+ * string of its canonical text (JSON arrays have no bounds).  Everything
+ * is passed to Redis as argv (length-counted), never spliced into command
+ * text.
+ *
+ * Companion keys (version, seed, processing) begin with '{', which no row
+ * key can (prefixes must not), see rs_companion_key.
  *
  * Versions fence every write (see publish.c): 8 hex digits of the WAL
  * timeline and 16 of the WAL insert position, so they compare as strings
@@ -29,8 +41,20 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
+#include "utils/bytea.h"
+#include "utils/fmgroids.h"
+#include "utils/float.h"
+#include "utils/guc.h"
+#include "nodes/makefuncs.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/jsonfuncs.h"
 
 #include "encode.h"
+#include "redis_client.h"
 #include "redis_sync.h"
 
 void
@@ -40,6 +64,180 @@ rs_version_now(char *buf)
 	XLogRecPtr	lsn = GetXLogInsertRecPtr();
 
 	snprintf(buf, RS_VERSION_LEN + 1, "%08X%016llX", tli, (unsigned long long) lsn);
+}
+
+/* ----------------------------------------------------------------
+ * Canonical settings
+ * ---------------------------------------------------------------- */
+
+static int	canonical_depth = 0;
+static pg_tz *utc_tz = NULL;
+
+void
+rs_canonical_enter(RsCanonicalSave *save)
+{
+	save->active = canonical_depth++ == 0;
+	if (!save->active)
+		return;
+	if (utc_tz == NULL)
+	{
+		utc_tz = pg_tzset("UTC");
+		if (utc_tz == NULL)
+			elog(ERROR, "redis_sync: time zone \"UTC\" is not available");
+	}
+	save->datestyle = DateStyle;
+	save->dateorder = DateOrder;
+	save->intervalstyle = IntervalStyle;
+	save->float_digits = extra_float_digits;
+	save->bytea_out = bytea_output;
+	save->tz = session_timezone;
+	DateStyle = USE_ISO_DATES;
+	DateOrder = DATEORDER_YMD;
+	IntervalStyle = INTSTYLE_POSTGRES;
+	extra_float_digits = 1;
+	bytea_output = BYTEA_OUTPUT_HEX;
+	session_timezone = utc_tz;
+}
+
+void
+rs_canonical_exit(RsCanonicalSave *save)
+{
+	canonical_depth--;
+	if (!save->active)
+		return;
+	DateStyle = save->datestyle;
+	DateOrder = save->dateorder;
+	IntervalStyle = save->intervalstyle;
+	extra_float_digits = save->float_digits;
+	bytea_output = save->bytea_out;
+	session_timezone = save->tz;
+}
+
+/* the canonical settings as GUCs, for SQL the extension runs */
+int
+rs_canonical_gucs_push(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "1", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+void
+rs_canonical_gucs_pop(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
+char *
+rs_canonical_output(FmgrInfo *out, Datum d)
+{
+	RsCanonicalSave save;
+	char	   *result;
+
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		result = OutputFunctionCall(out, d);
+	}
+	PG_FINALLY();
+	{
+		rs_canonical_exit(&save);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * An alias for the table's whole-row reference in generated SQL that no
+ * column of relid is named ("SELECT t FROM tbl t" reads a column named t)
+ */
+char *
+rs_row_alias(Oid relid)
+{
+	char	   *alias = pstrdup("rs_row");
+
+	while (get_attnum(relid, alias) != InvalidAttrNumber)
+		alias = psprintf("%s_", alias);
+	return alias;
+}
+
+/* ----------------------------------------------------------------
+ * Keys
+ * ---------------------------------------------------------------- */
+
+void
+rs_key_escape(StringInfo buf, const char *val)
+{
+	for (const char *c = val; *c; c++)
+	{
+		if (*c == '\\' || *c == ':')
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *c);
+	}
+}
+
+char *
+rs_key_build(const char *prefix, char **vals, int n)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, prefix);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ':');
+		rs_key_escape(&buf, vals[i]);
+	}
+	return buf.data;
+}
+
+/*
+ * Split s into exactly n unescaped values; NULL when s is not the escaped
+ * form of n values (wrong count, a dangling or unknown escape).  Every
+ * valid s has exactly one parse, and rs_key_build gives s back.
+ */
+char **
+rs_key_split(const char *s, int n)
+{
+	char	  **vals = palloc(sizeof(char *) * Max(n, 1));
+	char	   *out = palloc(strlen(s) + 1);
+	int			k = 0;
+
+	vals[0] = out;
+	for (const char *c = s;; c++)
+	{
+		if (*c == '\0')
+			break;
+		if (*c == '\\')
+		{
+			c++;
+			if (*c != '\\' && *c != ':')
+				return NULL;
+			*out++ = *c;
+		}
+		else if (*c == ':')
+		{
+			*out++ = '\0';
+			if (++k >= n)
+				return NULL;
+			vals[k] = out;
+		}
+		else
+			*out++ = *c;
+	}
+	*out = '\0';
+	return k == n - 1 ? vals : NULL;
 }
 
 static char *
@@ -52,8 +250,8 @@ column_text(SyncColumn *col, TupleDesc td, HeapTuple tup, bool *isnull)
 	return OutputFunctionCall(&col->out, d);
 }
 
-char *
-rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
+static char *
+encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
 {
 	char	  **vals = palloc(sizeof(char *) * cfg->nkeys);
 	size_t	   *lens = palloc(sizeof(size_t) * cfg->nkeys);
@@ -73,6 +271,9 @@ rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("key column \"%s\" of a synced row is NULL", cfg->keys[i].name)));
 		lens[i] = strlen(vals[i]);
+		for (const char *c = vals[i]; *c; c++)
+			if (*c == '\\' || *c == ':')
+				lens[i]++;
 		total += lens[i];
 	}
 	key = p = palloc(total);
@@ -82,8 +283,12 @@ rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
 	{
 		if (i > 0)
 			*p++ = ':';
-		memcpy(p, vals[i], lens[i]);
-		p += lens[i];
+		for (const char *c = vals[i]; *c; c++)
+		{
+			if (*c == '\\' || *c == ':')
+				*p++ = '\\';
+			*p++ = *c;
+		}
 	}
 	*p = '\0';
 	pfree(lens);
@@ -91,6 +296,25 @@ rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
 		*keyvals = vals;
 	else
 		pfree(vals);
+	return key;
+}
+
+char *
+rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
+{
+	RsCanonicalSave save;
+	char	   *key;
+
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		key = encode_key(cfg, td, tup, keyvals);
+	}
+	PG_FINALLY();
+	{
+		rs_canonical_exit(&save);
+	}
+	PG_END_TRY();
 	return key;
 }
 
@@ -106,8 +330,132 @@ rs_append_key_identity(StringInfo buf, Oid relid, char **keyvals, int nkeys)
 	appendStringInfoChar(buf, ']');
 }
 
+/* to_json() of one type, set up once per type (in TopMemoryContext) */
+typedef struct ToJsonEntry
+{
+	Oid			typid;
+	FmgrInfo	fn;
+	bool		is_json;		/* json or jsonb, or a domain over one */
+	bool		is_array;		/* an array type, or a domain over one */
+} ToJsonEntry;
+
+static HTAB *to_json_cache = NULL;
+
+static ToJsonEntry *
+to_json_for(Oid typid)
+{
+	ToJsonEntry *e;
+	bool		found;
+
+	if (to_json_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ToJsonEntry);
+		ctl.hcxt = TopMemoryContext;
+		to_json_cache = hash_create("redis_sync to_json", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(to_json_cache, &typid, HASH_ENTER, &found);
+	if (!found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		Oid			base = getBaseType(typid);
+
+		PG_TRY();
+		{
+			fmgr_info(F_TO_JSON, &e->fn);
+			e->fn.fn_expr = (Node *) makeFuncExpr(F_TO_JSON, JSONOID,
+												  list_make1(makeNullConst(typid, -1, InvalidOid)),
+												  InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+			e->is_json = base == JSONOID || base == JSONBOID;
+			e->is_array = OidIsValid(get_element_type(base));
+		}
+		PG_CATCH();
+		{
+			hash_search(to_json_cache, &typid, HASH_REMOVE, NULL);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+	}
+	return e;
+}
+
+/* true when some dimension of the array does not start at 1 */
+static bool
+array_has_bounds(Datum d)
+{
+	ArrayType  *a = DatumGetArrayTypeP(d);
+	int		   *lb = ARR_LBOUND(a);
+
+	for (int i = 0; i < ARR_NDIM(a); i++)
+		if (lb[i] != 1)
+			return true;
+	return false;
+}
+
+/* the json format: see the file header */
+static char *
+encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < cfg->ncols; i++)
+	{
+		SyncColumn *col = &cfg->cols[i];
+		bool		isnull;
+		Datum		d = heap_getattr(tup, col->attnum, td, &isnull);
+		ToJsonEntry *e = to_json_for(col->typid);
+
+		if (isnull && e->is_json)
+			continue;			/* absent: SQL NULL; present null: JSON null */
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		first = false;
+		escape_json(&buf, col->name);
+		appendStringInfoChar(&buf, ':');
+		if (isnull)
+			appendStringInfoString(&buf, "null");
+		else if (e->is_array && array_has_bounds(d))
+			escape_json(&buf, OutputFunctionCall(&col->out, d));
+		else
+		{
+			text	   *j = DatumGetTextPP(FunctionCall1(&e->fn, d));
+
+			appendBinaryStringInfo(&buf, VARDATA_ANY(j), VARSIZE_ANY_EXHDR(j));
+		}
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+static void encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img);
+
 void
 rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img)
+{
+	RsCanonicalSave save;
+
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		encode_row(cfg, td, tup, img);
+	}
+	PG_FINALLY();
+	{
+		rs_canonical_exit(&save);
+	}
+	PG_END_TRY();
+}
+
+static void
+encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img)
 {
 	memset(img, 0, sizeof(*img));
 	if (cfg->policy == RS_POLICY_INVALIDATE || tup == NULL)
@@ -131,17 +479,8 @@ rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img)
 	}
 	else
 	{
-		Datum	   *values = palloc(sizeof(Datum) * cfg->ncols);
-		bool	   *nulls = palloc(sizeof(bool) * cfg->ncols);
-		HeapTuple	sub;
-		Datum		json;
-
-		for (int i = 0; i < cfg->ncols; i++)
-			values[i] = heap_getattr(tup, cfg->cols[i].attnum, td, &nulls[i]);
-		sub = heap_form_tuple(cfg->json_desc, values, nulls);
-		json = DirectFunctionCall1(row_to_json, HeapTupleGetDatum(sub));
 		img->op = RS_OP_STRING;
-		img->str = text_to_cstring(DatumGetTextPP(json));
+		img->str = encode_json(cfg, td, tup);
 	}
 }
 
@@ -193,34 +532,52 @@ rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapT
 }
 
 /*
- * key followed by suffix, kept in key's Redis Cluster slot: the key is
- * wrapped in a {hash tag} unless it already has one
+ * The companion key of key (see encode.h).  Injective: a companion is
+ * "{}" + suffix (key ""), "{X}" + suffix with X free of '}' (form 1),
+ * "{T}" + key + suffix with key non-empty (form 2), or "{}" + key + suffix
+ * with key non-empty (form 3); the first '}' and the length tell them apart.
  */
 char *
 rs_companion_key(const char *key, size_t len, const char *suffix)
 {
 	size_t		slen = strlen(suffix);
-	char	   *out = palloc(len + slen + 3);
 	const char *open = memchr(key, '{', len);
-	bool		has_tag = false;
-	char	   *p = out;
+	const char *tag = NULL;
+	size_t		taglen = 0;
+	StringInfoData buf;
 
 	if (open)
 	{
 		size_t		start = open - key + 1;
 		const char *close = memchr(key + start, '}', len - start);
 
-		has_tag = close != NULL && close > key + start;
+		if (close != NULL && close > key + start)
+		{
+			tag = key + start;
+			taglen = close - tag;
+		}
 	}
-	if (!has_tag)
-		*p++ = '{';
-	memcpy(p, key, len);
-	p += len;
-	if (!has_tag)
-		*p++ = '}';
-	memcpy(p, suffix, slen);
-	p[slen] = '\0';
-	return out;
+	initStringInfo(&buf);
+	enlargeStringInfo(&buf, len + taglen + slen + 4);
+	appendStringInfoChar(&buf, '{');
+	if (tag)
+	{
+		appendBinaryStringInfo(&buf, tag, taglen);
+		appendStringInfoChar(&buf, '}');
+		appendBinaryStringInfo(&buf, key, len);
+	}
+	else if (memchr(key, '}', len) == NULL)
+	{
+		appendBinaryStringInfo(&buf, key, len);
+		appendStringInfoChar(&buf, '}');
+	}
+	else
+	{
+		appendStringInfoChar(&buf, '}');
+		appendBinaryStringInfo(&buf, key, len);
+	}
+	appendBinaryStringInfo(&buf, suffix, slen);
+	return buf.data;
 }
 
 char *
@@ -306,4 +663,245 @@ rs_text_array(ArrayType *arr, int *n)
 	for (int i = 0; i < *n; i++)
 		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
 	return out;
+}
+
+/* ----------------------------------------------------------------
+ * Decoding a cached value (get())
+ * ---------------------------------------------------------------- */
+
+/* one top-level field of a cached JSON object */
+typedef struct TopField
+{
+	char	   *name;
+	char	   *start;			/* raw text of the value */
+	int			len;
+	JsonTokenType type;			/* first token of the value */
+	char	   *scalar;			/* de-escaped, for scalars */
+} TopField;
+
+typedef struct TopFieldState
+{
+	JsonLexContext *lex;
+	List	   *fields;
+	TopField   *cur;
+	bool		is_object;
+} TopFieldState;
+
+static void
+top_object_start(void *state)
+{
+	TopFieldState *s = state;
+
+	if (s->lex->lex_level == 0)
+		s->is_object = true;
+}
+
+static void
+top_field_start(void *state, char *fname, bool isnull)
+{
+	TopFieldState *s = state;
+
+	if (s->lex->lex_level != 1)
+		return;
+	s->cur = palloc0(sizeof(TopField));
+	s->cur->name = fname;
+	s->cur->start = s->lex->token_start;
+	s->cur->type = s->lex->token_type;
+}
+
+static void
+top_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	TopFieldState *s = state;
+
+	if (s->lex->lex_level == 1 && s->cur)
+		s->cur->scalar = token;
+}
+
+static void
+top_field_end(void *state, char *fname, bool isnull)
+{
+	TopFieldState *s = state;
+
+	if (s->lex->lex_level != 1 || s->cur == NULL)
+		return;
+	s->cur->len = s->lex->prev_token_terminator - s->cur->start;
+	s->fields = lappend(s->fields, s->cur);
+	s->cur = NULL;
+}
+
+typedef struct FieldSlot
+{
+	char	   *name;
+	int			idx;
+} FieldSlot;
+
+static Datum
+input_value(Form_pg_attribute att, char *str)
+{
+	Oid			infn;
+	Oid			ioparam;
+	FmgrInfo	fi;
+
+	getTypeInputInfo(att->atttypid, &infn, &ioparam);
+	fmgr_info(infn, &fi);
+	return InputFunctionCall(&fi, str, ioparam, att->atttypmod);
+}
+
+static Datum
+decode_row(SyncConfig *cfg, Oid rowtype, RedisValue *v)
+{
+	TupleDesc	td = lookup_rowtype_tupdesc_copy(rowtype, -1);
+	Datum	   *values = palloc0(sizeof(Datum) * td->natts);
+	bool	   *nulls = palloc(sizeof(bool) * td->natts);
+	HTAB	   *byname = rs_string_hash_create("redis_sync cached fields", cfg->ncols, sizeof(FieldSlot));
+	TopField  **fields = NULL;
+	StringInfoData structured;
+	List	   *structured_cols = NIL;
+
+	memset(nulls, true, sizeof(bool) * td->natts);
+	if (v->type == RV_ARRAY)
+	{
+		for (int i = 0; i + 1 < v->nelem; i += 2)
+		{
+			FieldSlot  *slot = hash_search(byname, &v->elems[i].str, HASH_ENTER, NULL);
+
+			slot->name = v->elems[i].str;
+			slot->idx = i + 1;
+		}
+	}
+	else
+	{
+		TopFieldState st;
+		JsonSemAction sem;
+		JsonLexContext *lex = makeJsonLexContextCstringLen(v->str, v->len, GetDatabaseEncoding(), true);
+		ListCell   *lc;
+
+		memset(&st, 0, sizeof(st));
+		memset(&sem, 0, sizeof(sem));
+		st.lex = lex;
+		sem.semstate = &st;
+		sem.object_start = top_object_start;
+		sem.object_field_start = top_field_start;
+		sem.object_field_end = top_field_end;
+		sem.scalar = top_scalar;
+		pg_parse_json_or_ereport(lex, &sem);
+		if (!st.is_object)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("cached value of table \"%s\" is not a JSON object", get_rel_name(cfg->relid))));
+		fields = palloc(sizeof(TopField *) * Max(list_length(st.fields), 1));
+		foreach(lc, st.fields)
+		{
+			TopField   *f = lfirst(lc);
+			FieldSlot  *slot = hash_search(byname, &f->name, HASH_ENTER, NULL);
+
+			fields[foreach_current_index(lc)] = f;
+			slot->name = f->name;
+			slot->idx = foreach_current_index(lc);	/* a repeated name: the last wins */
+		}
+	}
+
+	initStringInfo(&structured);
+	for (int c = 0; c < cfg->ncols; c++)
+	{
+		SyncColumn *col = &cfg->cols[c];
+		Form_pg_attribute att = TupleDescAttr(td, col->attnum - 1);
+		FieldSlot  *slot = hash_search(byname, &col->name, HASH_FIND, NULL);
+		int			a = col->attnum - 1;
+
+		if (slot == NULL || att->attisdropped)
+			continue;			/* absent: NULL */
+		if (v->type == RV_ARRAY)
+		{
+			values[a] = input_value(att, v->elems[slot->idx].str);
+			nulls[a] = false;
+		}
+		else
+		{
+			TopField   *f = fields[slot->idx];
+			Oid			base = getBaseType(att->atttypid);
+
+			if (base == JSONOID || base == JSONBOID)
+			{
+				/* the JSON itself, verbatim (JSON null included) */
+				values[a] = input_value(att, pnstrdup(f->start, f->len));
+				nulls[a] = false;
+			}
+			else if (f->type == JSON_TOKEN_NULL)
+				continue;
+			else if (f->type == JSON_TOKEN_OBJECT_START || f->type == JSON_TOKEN_ARRAY_START)
+			{
+				/* composites and arrays: json_populate_record, below */
+				appendStringInfoChar(&structured, structured.len ? ',' : '{');
+				escape_json(&structured, col->name);
+				appendStringInfoChar(&structured, ':');
+				appendBinaryStringInfo(&structured, f->start, f->len);
+				structured_cols = lappend_int(structured_cols, a);
+			}
+			else
+			{
+				values[a] = input_value(att, f->scalar);
+				nulls[a] = false;
+			}
+		}
+	}
+	if (structured_cols != NIL)
+	{
+		FmgrInfo	fi;
+		LOCAL_FCINFO(fcinfo, 3);
+		Datum		rec;
+		HeapTupleHeader hdr;
+		HeapTupleData tup;
+		ListCell   *lc;
+
+		appendStringInfoChar(&structured, '}');
+		fmgr_info(F_JSON_POPULATE_RECORD, &fi);
+		fi.fn_expr = (Node *) makeFuncExpr(F_JSON_POPULATE_RECORD, rowtype,
+										   list_make3(makeNullConst(rowtype, -1, InvalidOid),
+													  makeNullConst(JSONOID, -1, InvalidOid),
+													  makeBoolConst(false, false)),
+										   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		InitFunctionCallInfoData(*fcinfo, &fi, 3, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = (Datum) 0;
+		fcinfo->args[0].isnull = true;
+		fcinfo->args[1].value = CStringGetTextDatum(structured.data);
+		fcinfo->args[1].isnull = false;
+		fcinfo->args[2].value = BoolGetDatum(false);
+		fcinfo->args[2].isnull = false;
+		rec = FunctionCallInvoke(fcinfo);
+		if (fcinfo->isnull)
+			elog(ERROR, "redis_sync: json_populate_record returned NULL");
+		hdr = DatumGetHeapTupleHeader(rec);
+		tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = hdr;
+		foreach(lc, structured_cols)
+		{
+			int			a = lfirst_int(lc);
+
+			values[a] = heap_getattr(&tup, a + 1, td, &nulls[a]);
+		}
+	}
+	return heap_copy_tuple_as_datum(heap_form_tuple(td, values, nulls), td);
+}
+
+Datum
+rs_decode_row(SyncConfig *cfg, Oid rowtype, RedisValue *v)
+{
+	RsCanonicalSave save;
+	Datum		result;
+
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		result = decode_row(cfg, rowtype, v);
+	}
+	PG_FINALLY();
+	{
+		rs_canonical_exit(&save);
+	}
+	PG_END_TRY();
+	return result;
 }

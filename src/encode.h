@@ -30,14 +30,48 @@ typedef struct RowImage
 	char	   *str;			/* RS_OP_STRING */
 } RowImage;
 
+/*
+ * The canonical text form.  Every value and key is produced, and decoded,
+ * with these settings, whatever the session has: DateStyle ISO, YMD;
+ * IntervalStyle postgres; TimeZone UTC; extra_float_digits 1 (shortest
+ * exact); bytea_output hex.  rs_canonical_enter/exit switch the variables
+ * behind those settings directly (cheap: used for every captured row; exit
+ * must be reached, use PG_FINALLY); rs_canonical_gucs_push/pop set them as
+ * GUCs (for SQL the extension runs, e.g. casts of key values).
+ */
+typedef struct RsCanonicalSave
+{
+	bool		active;
+	int			datestyle;
+	int			dateorder;
+	int			intervalstyle;
+	int			float_digits;
+	int			bytea_out;
+	struct pg_tz *tz;
+} RsCanonicalSave;
+
+extern void rs_canonical_enter(RsCanonicalSave *save);
+extern void rs_canonical_exit(RsCanonicalSave *save);
+extern int	rs_canonical_gucs_push(void);
+extern void rs_canonical_gucs_pop(int nestlevel);
+
+/*
+ * Keys: prefix, then each key value with '\' and ':' escaped by a
+ * backslash, joined by ':'.  rs_key_split parses such a suffix back into
+ * exactly n values (NULL when it is not the escaped form of n values).
+ */
+extern void rs_key_escape(StringInfo buf, const char *val);
+extern char *rs_key_build(const char *prefix, char **vals, int n);
+extern char **rs_key_split(const char *s, int n);
+
 /* versions are 24 hex digits: timeline, then WAL insert position */
 #define RS_VERSION_LEN 24
 
 extern void rs_version_now(char *buf);
 
 /*
- * prefix || key values joined by ':'; with keyvals, also returns the key
- * columns' text values (cfg->nkeys of them)
+ * prefix || escaped key values joined by ':'; with keyvals, also returns
+ * the key columns' canonical text values (cfg->nkeys of them)
  */
 extern char *rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals);
 
@@ -54,11 +88,34 @@ extern bool rs_key_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, Heap
 extern bool rs_synced_columns_changed(SyncConfig *cfg, TupleDesc td,
 									  HeapTuple oldtup, HeapTuple newtup);
 
-/* key || suffix in key's cluster slot (version, seed and processing keys) */
+/*
+ * The companion key of key (version, seed, processing keys): always begins
+ * with '{', which no row key can (prefixes must not), and stays in key's
+ * Redis Cluster slot where the slot allows:
+ *   key without '{'...'}' tag and without '}':  {key}suffix
+ *   key with a hash tag T:                      {T}key suffix
+ *   any other key:                              {}key suffix
+ * The claim script in drain.c has the same rule in Lua; SQL calls
+ * redis_sync._companion_key().
+ */
 extern char *rs_companion_key(const char *key, size_t len, const char *suffix);
 
 /* name of the key holding the version of key */
 extern char *rs_version_key_str(const char *key, size_t len);
+
+/* an alias for relid's whole-row reference that no column of it is named */
+extern char *rs_row_alias(Oid relid);
+
+/* canonical text of one datum (not NULL) */
+extern char *rs_canonical_output(FmgrInfo *out, Datum d);
+
+/*
+ * A cached value (HGETALL reply or JSON string) as a row of rowtype, the
+ * table's row type: synced columns decoded exactly by their input
+ * functions under the canonical settings, the others NULL.
+ */
+struct RedisValue;
+extern Datum rs_decode_row(SyncConfig *cfg, Oid rowtype, struct RedisValue *v);
 
 /* JSON text of an image for the outbox payload column (NULL for deletes) */
 extern char *rs_image_to_json(RowImage *img);

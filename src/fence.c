@@ -257,7 +257,6 @@ rs_scan_prefix(const char *prefix)
 	List	   *keys = NIL;
 	char	   *cursor = pstrdup("0");
 	char	   *pattern = glob_escape(prefix);
-	size_t		suffix_len = strlen(rs_version_suffix);
 
 	do
 	{
@@ -276,10 +275,7 @@ rs_scan_prefix(const char *prefix)
 		{
 			RedisValue *k = &v->elems[1].elems[i];
 
-			/* a version key of a hash-tagged data key can match too */
-			if (k->len >= suffix_len &&
-				memcmp(k->str + k->len - suffix_len, rs_version_suffix, suffix_len) == 0)
-				continue;
+			/* companion keys begin with '{', prefixes never: all are row keys */
 			keys = lappend(keys, pstrdup(k->str));
 		}
 		redis_pipeline_free(p);

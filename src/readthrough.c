@@ -44,12 +44,24 @@
 
 #include "as_owner.h"
 #include "config.h"
+#include "encode.h"
 #include "redis_client.h"
 #include "redis_sync.h"
 #include "shmem.h"
 #include "warm.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_get);
+
+static int32
+key_typmod(Oid relid, AttrNumber attnum)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			coll;
+
+	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
+	return typmod;
+}
 
 /* run sql with one text argument, return the first column of the first row (copied) */
 static Datum
@@ -99,11 +111,11 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		result;
 	char	   *qname;
-	Oid			typeid_text[1] = {TEXTOID};
 	bool		rls;
 	StringInfoData rowsql;
 	Oid		   *rowtypes;
 	Datum	   *rowargs;
+	char	  **canon;
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -131,16 +143,27 @@ redis_sync_get(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("table \"%s\" has %d key columns, but %d key values were given",
 						get_rel_name(relid), cfg->nkeys, nk)));
-	initStringInfo(&key);
-	appendStringInfoString(&key, cfg->prefix);
+	/*
+	 * The key values are read as the caller writes literals (session
+	 * settings), then named in the canonical form, as the capture does.
+	 */
+	canon = palloc(sizeof(char *) * nk);
 	for (int i = 0; i < nk; i++)
 	{
+		Oid			infn;
+		Oid			ioparam;
+		int32		typmod = key_typmod(relid, cfg->keys[i].attnum);
+
 		if (knulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("key values must not be NULL")));
-		appendStringInfo(&key, "%s%s", i ? ":" : "", TextDatumGetCString(kelems[i]));
+		getTypeInputInfo(cfg->keys[i].typid, &infn, &ioparam);
+		canon[i] = rs_canonical_output(&cfg->keys[i].out,
+									   OidInputFunctionCall(infn, TextDatumGetCString(kelems[i]),
+															ioparam, typmod));
 	}
+	key.data = rs_key_build(cfg->prefix, canon, nk);
 
 	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									   get_rel_name(relid));
@@ -175,10 +198,6 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	v = redis_pipeline_reply(p, 0);
 	if ((v->type == RV_ARRAY && v->nelem > 0) || v->type == RV_STRING)
 	{
-		StringInfoData json;
-		StringInfoData sql;
-		Datum		args[1];
-
 		if (rls)
 		{
 			/* a cached row the caller's policies hide is not returned */
@@ -192,37 +211,11 @@ redis_sync_get(PG_FUNCTION_ARGS)
 			}
 		}
 
-		initStringInfo(&json);
-		if (v->type == RV_STRING)
-			appendStringInfoString(&json, v->str);
-		else
-		{
-			appendStringInfoChar(&json, '{');
-			for (int i = 0; i + 1 < v->nelem; i += 2)
-			{
-				if (i > 0)
-					appendStringInfoChar(&json, ',');
-				escape_json(&json, v->elems[i].str);
-				appendStringInfoChar(&json, ':');
-				escape_json(&json, v->elems[i + 1].str);
-			}
-			appendStringInfoChar(&json, '}');
-		}
+		/* only the synced columns come from the cache, decoded exactly */
+		result = rs_decode_row(cfg, rowtype, v);
 		redis_pipeline_free(p);
-		/* only the synced columns come from the cache */
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT pg_catalog.json_populate_record(NULL::%s, "
-						 "(SELECT pg_catalog.json_object_agg(e.k, e.v) FROM pg_catalog.json_each($1::pg_catalog.json) e(k, v) "
-						 "  WHERE e.k OPERATOR(pg_catalog.=) ANY (ARRAY[", qname);
-		for (int c = 0; c < cfg->ncols; c++)
-			appendStringInfo(&sql, "%s%s", c ? ", " : "", quote_literal_cstr(cfg->cols[c].name));
-		appendStringInfoString(&sql, "]::pg_catalog.text[])))");
-		args[0] = CStringGetTextDatum(json.data);
-		result = spi_record(sql.data, 1, typeid_text, args, &isnull, rowtype);
 		rs_stats_add(cfg->root_relid, RS_C_HITS, 1);
 		rs_stats_flush();
-		if (isnull)
-			PG_RETURN_NULL();
 		PG_RETURN_DATUM(result);
 	}
 	redis_pipeline_free(p);
@@ -246,7 +239,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		List	   *vals = NIL;
 
 		for (int i = 0; i < nk; i++)
-			vals = lappend(vals, TextDatumGetCString(kelems[i]));
+			vals = lappend(vals, canon[i]);	/* rs_push_current reads them canonically */
 		(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key.data, vals)), 1);
 	}
 	result = spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);

@@ -2,8 +2,11 @@
  *
  * verify.c
  *		Helpers behind redis_sync.verify() and redis_sync.resync():
- *		fetching many cached values in one round trip, listing the keys
- *		under a prefix, and pushing the current state of given keys.
+ *		comparing a table with Redis exactly as its rows are pushed
+ *		(_verify_table), fetching many cached values in one round trip,
+ *		listing the keys under a prefix, and pushing the current state of
+ *		given keys; and the key rules for SQL (escape_key, version_key,
+ *		_companion_key), so that SQL never re-implements them.
  *
  * verify() and resync() themselves are SQL (extension script); these
  * functions give them Redis access without one round trip per row.
@@ -12,7 +15,10 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -23,7 +29,10 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 
+#include "as_owner.h"
 #include "config.h"
 #include "encode.h"
 #include "fence.h"
@@ -35,6 +44,21 @@
 PG_FUNCTION_INFO_V1(redis_sync_fetch);
 PG_FUNCTION_INFO_V1(redis_sync_scan);
 PG_FUNCTION_INFO_V1(redis_sync_push_keys);
+PG_FUNCTION_INFO_V1(redis_sync_verify_table);
+PG_FUNCTION_INFO_V1(redis_sync_escape_key);
+PG_FUNCTION_INFO_V1(redis_sync_companion_key);
+PG_FUNCTION_INFO_V1(redis_sync_version_key);
+
+static int32
+key_typmod(Oid relid, AttrNumber attnum)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			coll;
+
+	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
+	return typmod;
+}
 
 /*
  * _fetch(keys text[], hash boolean) RETURNS TABLE(key text, value jsonb):
@@ -148,6 +172,73 @@ redis_sync_scan(PG_FUNCTION_ARGS)
 }
 
 /*
+ * true when every key value is the canonical text of a value of its column
+ * (so some row can have exactly this key)
+ */
+static bool
+canonical_key_values(SyncConfig *cfg, char **kv)
+{
+	RsCanonicalSave save;
+	bool		ok = true;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		for (int k = 0; k < cfg->nkeys && ok; k++)
+		{
+			Oid			infn;
+			Oid			ioparam;
+			int32		typmod = key_typmod(cfg->relid, cfg->keys[k].attnum);
+			Datum		d;
+
+			getTypeInputInfo(cfg->keys[k].typid, &infn, &ioparam);
+			d = OidInputFunctionCall(infn, kv[k], ioparam, typmod);
+			ok = strcmp(OutputFunctionCall(&cfg->keys[k].out, d), kv[k]) == 0;
+		}
+	}
+	PG_CATCH();
+	{
+		/* not a value of the type */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	rs_canonical_exit(&save);
+	return ok;
+}
+
+/* fenced deletes of keys no row can have */
+static void
+delete_keys(List *keys)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	FenceOp    *ops = palloc(sizeof(FenceOp) * list_length(keys));
+	RowImage   *del = palloc0(sizeof(RowImage));
+	char		version[RS_VERSION_LEN + 1];
+	ListCell   *lc;
+	int			n = 0;
+
+	del->op = RS_OP_DELETE;
+	rs_version_now(version);
+	foreach(lc, keys)
+	{
+		ops[n].key = lfirst(lc);
+		ops[n].img = del;
+		ops[n].version = version;
+		ops[n].ttl_ms = 0;
+		n++;
+	}
+	for (int s = 0; s < n; s += rs_chunk_size)
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, NIL);
+	redis_pipeline_exec(p);
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+		redis_check_reply(p, i, "a resync");
+	redis_pipeline_free(p);
+}
+
+/*
  * _push_keys(tbl regclass, keys text[]) RETURNS bigint: push the current
  * state of the rows behind the given Redis keys of a write-through table
  * (a key without a row is deleted), fenced.
@@ -160,6 +251,7 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(1), &n);
 	SyncConfig *cfg = rs_config_get(relid);
 	List	   *pairs = NIL;
+	List	   *junk = NIL;
 	size_t		plen;
 
 	if (!pg_class_ownercheck(relid, GetUserId()))
@@ -173,34 +265,533 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 	plen = strlen(cfg->prefix);
 	for (int i = 0; i < n; i++)
 	{
-		char	   *rest;
+		char	  **kv;
 		List	   *vals = NIL;
 
 		if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
 			continue;
-		rest = pstrdup(keys[i] + plen);
+		kv = rs_key_split(keys[i] + plen, cfg->nkeys);
+		if (kv == NULL || !canonical_key_values(cfg, kv))
+		{
+			/* no row can have this key: delete it */
+			junk = lappend(junk, keys[i]);
+			continue;
+		}
 		for (int k = 0; k < cfg->nkeys; k++)
-		{
-			char	   *colon = k < cfg->nkeys - 1 ? strchr(rest, ':') : NULL;
-
-			if (k < cfg->nkeys - 1 && colon == NULL)
-				break;
-			if (colon)
-				*colon = '\0';
-			vals = lappend(vals, rest);
-			if (colon)
-				rest = colon + 1;
-		}
-		if (list_length(vals) != cfg->nkeys)
-		{
-			/* not a key this table could have written: just delete it */
-			vals = NIL;
-			for (int k = 0; k < cfg->nkeys; k++)
-				vals = lappend(vals, "");
-		}
+			vals = lappend(vals, kv[k]);
 		pairs = lappend(pairs, list_make2(keys[i], vals));
 	}
+	if (junk != NIL)
+		delete_keys(junk);
 	if (pairs == NIL)
-		PG_RETURN_INT64(0);
-	PG_RETURN_INT64(rs_push_current(relid, pairs, 1000));
+		PG_RETURN_INT64(list_length(junk));
+	PG_RETURN_INT64(rs_push_current(relid, pairs, 1000) + list_length(junk));
+}
+
+/* ----------------------------------------------------------------
+ * verify(): one policy of one table
+ * ---------------------------------------------------------------- */
+
+typedef struct KeySlot
+{
+	char	   *key;
+} KeySlot;
+
+static SyncColumn *
+resolve(Oid relid, ArrayType *names, int *n)
+{
+	char	  **cols;
+	SyncColumn *out;
+
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+
+		deconstruct_array(names, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, n);
+		cols = palloc(sizeof(char *) * Max(*n, 1));
+		for (int i = 0; i < *n; i++)
+			cols[i] = pstrdup(NameStr(*DatumGetName(elems[i])));
+	}
+	out = palloc0(sizeof(SyncColumn) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		Oid			outfn;
+		bool		isvarlena;
+
+		out[i].name = cols[i];
+		out[i].attnum = get_attnum(relid, cols[i]);
+		if (out[i].attnum == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of synced table \"%s\" does not exist",
+							cols[i], get_rel_name(relid))));
+		out[i].typid = get_atttype(relid, out[i].attnum);
+		getTypeOutputInfo(out[i].typid, &outfn, &isvarlena);
+		fmgr_info(outfn, &out[i].out);
+	}
+	return out;
+}
+
+/* a cached or table value as jsonb, for display */
+static Datum
+display_hash(int n, char **fields, char **values)
+{
+	StringInfoData json;
+	bool		first = true;
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (values[i] == NULL)
+			continue;
+		if (!first)
+			appendStringInfoChar(&json, ',');
+		first = false;
+		escape_json(&json, fields[i]);
+		appendStringInfoChar(&json, ':');
+		escape_json(&json, values[i]);
+	}
+	appendStringInfoChar(&json, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+}
+
+/* a string as jsonb: its JSON if it parses as an object or array, else a JSON string */
+static Datum
+display_string(const char *str, bool *parsed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	StringInfoData json;
+	Datum		d = (Datum) 0;
+
+	*parsed = false;
+	if (str[0] == '{' || str[0] == '[')
+	{
+		PG_TRY();
+		{
+			d = DirectFunctionCall1(jsonb_in, CStringGetDatum(str));
+			*parsed = true;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
+	if (*parsed)
+		return d;
+	initStringInfo(&json);
+	escape_json(&json, str);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+}
+
+static Datum
+display_reply(RedisValue *v)
+{
+	bool		parsed;
+
+	if (v->type == RV_ERROR)
+	{
+		StringInfoData json;
+
+		initStringInfo(&json);
+		appendStringInfoString(&json, "{\"error\":");
+		escape_json(&json, v->str);
+		appendStringInfoChar(&json, '}');
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+	}
+	if (v->type == RV_ARRAY)
+	{
+		int			n = v->nelem / 2;
+		char	  **f = palloc(sizeof(char *) * Max(n, 1));
+		char	  **x = palloc(sizeof(char *) * Max(n, 1));
+
+		for (int i = 0; i < n; i++)
+		{
+			f[i] = v->elems[2 * i].str;
+			x[i] = v->elems[2 * i + 1].str;
+		}
+		return display_hash(n, f, x);
+	}
+	return display_string(v->str ? v->str : "", &parsed);
+}
+
+static void
+put_result(ReturnSetInfo *rsinfo, const char *key, const char *problem, Datum tv, bool tv_null,
+		   Datum cv, bool cv_null)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, false, tv_null, cv_null};
+
+	values[0] = CStringGetTextDatum(key);
+	values[1] = CStringGetTextDatum(problem);
+	values[2] = tv;
+	values[3] = cv;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* does the cached hash hold exactly the image's synced fields? */
+static bool
+hash_matches(RowImage *img, RedisValue *v)
+{
+	HTAB	   *h = rs_string_hash_create("redis_sync verify fields", v->nelem / 2 + 1,
+										  sizeof(KeySlot) + sizeof(char *));
+
+	for (int i = 0; i + 1 < v->nelem; i += 2)
+	{
+		KeySlot    *s = hash_search(h, &v->elems[i].str, HASH_ENTER, NULL);
+
+		s->key = v->elems[i].str;
+		*(char **) (s + 1) = v->elems[i + 1].str;
+	}
+	for (int i = 0; i < img->nfields; i++)
+	{
+		KeySlot    *s = hash_search(h, &img->fields[i], HASH_FIND, NULL);
+		const char *cached = s ? *(char **) (s + 1) : NULL;
+
+		if ((cached == NULL) != (img->values[i] == NULL))
+			return false;
+		if (cached && strcmp(cached, img->values[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool
+image_empty(RowImage *img)
+{
+	if (img->op == RS_OP_HASH)
+	{
+		for (int i = 0; i < img->nfields; i++)
+			if (img->values[i])
+				return false;
+		return true;
+	}
+	return img->op == RS_OP_STRING && img->str == NULL;
+}
+
+static Datum
+display_image(RowImage *img)
+{
+	bool		parsed;
+
+	if (img->op == RS_OP_HASH)
+		return display_hash(img->nfields, img->fields, img->values);
+	return display_string(img->str ? img->str : "", &parsed);
+}
+
+/* compare one batch of rows with Redis */
+static void
+verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage *imgs, int n,
+			 HTAB *pending)
+{
+	RedisPipeline *p = redis_pipeline_create();
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *argv[2] = {fmt == 'h' ? "HGETALL" : "GET", keys[i]};
+
+		redis_pipeline_append(p, 2, argv, NULL);
+	}
+	redis_pipeline_exec(p);
+	for (int i = 0; i < n; i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+		RowImage   *img = &imgs[i];
+		bool		missing = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+		bool		same;
+
+		if (missing)
+		{
+			/* a row without a synced value has no key: consistent */
+			if (is_wb || image_empty(img))
+				continue;
+			put_result(rsinfo, keys[i], "missing in cache", display_image(img), false, (Datum) 0, true);
+			continue;
+		}
+		if (v->type == RV_ERROR)
+			same = false;
+		else if (fmt == 'h')
+			same = v->type == RV_ARRAY && hash_matches(img, v);
+		else if (v->type != RV_STRING || img->str == NULL)
+			same = false;
+		else if (fmt == 'j' && is_wb)
+		{
+			/* the application wrote this JSON: compare meaning, not spelling */
+			bool		p1,
+						p2;
+			Datum		a = display_string(img->str, &p1);
+			Datum		b = display_string(v->str, &p2);
+
+			same = p1 && p2 && DatumGetBool(DirectFunctionCall2(jsonb_eq, a, b));
+		}
+		else
+			same = strcmp(v->str, img->str) == 0;
+		if (same)
+			continue;
+		put_result(rsinfo, keys[i],
+				   hash_search(pending, &keys[i], HASH_FIND, NULL) ? "pending" : "different value",
+				   display_image(img), false, display_reply(v), false);
+	}
+	redis_pipeline_free(p);
+}
+
+/*
+ * _verify_table(tbl regclass, policy text, sample int, pending text[],
+ * check_extra boolean) RETURNS TABLE(key, problem, table_value, cache_value):
+ * every row (or a random sample) encoded exactly as it is pushed, compared
+ * with Redis byte for byte; then (check_extra, no sample) the keys under
+ * the prefix that no row has.
+ */
+Datum
+redis_sync_verify_table(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	char	   *policy;
+	bool		sampled = !PG_ARGISNULL(2);
+	int			sample = sampled ? PG_GETARG_INT32(2) : 0;
+	int			npend;
+	char	  **pend;
+	bool		check_extra;
+	bool		is_wb;
+	SyncConfig	cfg;
+	char		fmt;
+	char	   *dirty = NULL;
+	HTAB	   *pending;
+	HTAB	   *rowkeys = NULL;
+	Relation	rel;
+	TupleDesc	reldesc;
+	StringInfoData sql;
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext batch_cxt;
+	Portal		portal;
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table, policy, pending and check_extra must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	pend = rs_text_array(PG_GETARG_ARRAYTYPE_P(3), &npend);
+	check_extra = PG_GETARG_BOOL(4);
+	is_wb = strcmp(policy, "write_behind") == 0;
+	if (sampled && sample <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sample must be positive")));
+	/* verify() runs with its caller's rights: only the table's owner compares it */
+	rs_require_owner(relid);
+
+	InitMaterializedSRF(fcinfo, 0);
+	pending = rs_string_hash_create("redis_sync pending keys", npend, sizeof(KeySlot));
+	for (int i = 0; i < npend; i++)
+	{
+		KeySlot    *s;
+
+		if (pend[i] == NULL)
+			continue;
+		s = hash_search(pending, &pend[i], HASH_ENTER, NULL);
+		s->key = pend[i];
+	}
+
+	/* the configuration of this policy */
+	memset(&cfg, 0, sizeof(cfg));
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(policy);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT key_prefix, key_columns, columns, format, dirty_set "
+							  "  FROM redis_sync.tables WHERE relid = $1 AND policy = $2",
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced %s", get_rel_name(relid), policy)));
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		char	   *f;
+
+		cfg.relid = cfg.root_relid = relid;
+		cfg.synced = true;
+		cfg.policy = RS_POLICY_WRITE_THROUGH;	/* encode the row, never a delete */
+		cfg.prefix = TextDatumGetCString(SPI_getbinval(tup, td, 1, &isnull));
+		cfg.keys = resolve(relid, DatumGetArrayTypePCopy(SPI_getbinval(tup, td, 2, &isnull)), &cfg.nkeys);
+		cfg.cols = resolve(relid, DatumGetArrayTypePCopy(SPI_getbinval(tup, td, 3, &isnull)), &cfg.ncols);
+		f = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
+		fmt = f[0];
+		cfg.format = fmt == 'h' ? RS_FORMAT_HASH : RS_FORMAT_JSON;
+		{
+			Datum		d = SPI_getbinval(tup, td, 5, &isnull);
+
+			if (!isnull)
+				dirty = TextDatumGetCString(d);
+		}
+		MemoryContextSwitchTo(spi);
+	}
+
+	rel = relation_open(relid, AccessShareLock);
+	reldesc = RelationGetDescr(rel);
+	if (check_extra && !sampled)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		rowkeys = rs_string_hash_create("redis_sync row keys", 1024, sizeof(KeySlot));
+		MemoryContextSwitchTo(spi);
+	}
+	initStringInfo(&sql);
+	{
+		char	   *alias = rs_row_alias(relid);
+
+		appendStringInfo(&sql, "SELECT %s FROM %s %s", alias,
+						 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													RelationGetRelationName(rel)), alias);
+	}
+	if (sampled)
+		appendStringInfo(&sql, " ORDER BY random() LIMIT %d", sample);
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	batch_cxt = AllocSetContextCreate(outer, "redis_sync verify batch", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		char	  **keys;
+		RowImage   *imgs;
+		uint64		n;
+		SPITupleTable *tt;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		n = SPI_processed;
+		tt = SPI_tuptable;
+		if (n == 0)
+			break;
+		MemoryContextSwitchTo(batch_cxt);
+		keys = palloc(sizeof(char *) * n);
+		imgs = palloc0(sizeof(RowImage) * n);
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+			HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
+			HeapTupleData tup;
+
+			tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
+			ItemPointerSetInvalid(&tup.t_self);
+			tup.t_tableOid = relid;
+			tup.t_data = hdr;
+			keys[i] = rs_encode_key(&cfg, reldesc, &tup, NULL);
+			if (fmt == 's')
+			{
+				/* write-behind string: the one column's text */
+				Datum		c = heap_getattr(&tup, cfg.cols[0].attnum, reldesc, &isnull);
+
+				imgs[i].op = RS_OP_STRING;
+				imgs[i].str = isnull ? NULL : rs_canonical_output(&cfg.cols[0].out, c);
+			}
+			else
+				rs_encode_row(&cfg, reldesc, &tup, &imgs[i]);
+			if (rowkeys)
+			{
+				MemoryContext b = MemoryContextSwitchTo(outer);
+				char	   *k = pstrdup(keys[i]);
+				KeySlot    *s = hash_search(rowkeys, &k, HASH_ENTER, NULL);
+
+				s->key = k;
+				MemoryContextSwitchTo(b);
+			}
+		}
+		verify_batch(rsinfo, fmt, is_wb, keys, imgs, n, pending);
+		MemoryContextSwitchTo(outer);
+		MemoryContextReset(batch_cxt);
+		SPI_freetuptable(tt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	relation_close(rel, AccessShareLock);
+
+	/* keys in Redis that no row has (companion keys never match the prefix) */
+	if (rowkeys)
+	{
+		List	   *all = rs_scan_prefix(cfg.prefix);
+		List	   *extra = NIL;
+		ListCell   *lc;
+
+		foreach(lc, all)
+		{
+			char	   *k = lfirst(lc);
+
+			if (dirty && strcmp(k, dirty) == 0)
+				continue;
+			if (!hash_search(rowkeys, &k, HASH_FIND, NULL))
+				extra = lappend(extra, k);
+		}
+		while (extra != NIL)
+		{
+			RedisPipeline *p = redis_pipeline_create();
+			int			n = Min(list_length(extra), 1000);
+
+			for (int i = 0; i < n; i++)
+			{
+				const char *argv[2] = {fmt == 'h' ? "HGETALL" : "GET", list_nth(extra, i)};
+
+				redis_pipeline_append(p, 2, argv, NULL);
+			}
+			redis_pipeline_exec(p);
+			for (int i = 0; i < n; i++)
+			{
+				RedisValue *v = redis_pipeline_reply(p, i);
+				char	   *k = list_nth(extra, i);
+				bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+
+				put_result(rsinfo, k, hash_search(pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
+						   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
+			}
+			redis_pipeline_free(p);
+			extra = list_delete_first_n(extra, n);
+		}
+	}
+	return (Datum) 0;
+}
+
+/* escape_key(VARIADIC vals text[]): the key values escaped and joined (a dirty set member) */
+Datum
+redis_sync_escape_key(PG_FUNCTION_ARGS)
+{
+	int			n;
+	char	  **vals = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
+
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("escape_key needs at least one key value")));
+	for (int i = 0; i < n; i++)
+		if (vals[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key values must not be NULL")));
+	PG_RETURN_TEXT_P(cstring_to_text(rs_key_build("", vals, n)));
+}
+
+/* _companion_key(key text, suffix text): rs_companion_key, for SQL */
+Datum
+redis_sync_companion_key(PG_FUNCTION_ARGS)
+{
+	text	   *key = PG_GETARG_TEXT_PP(0);
+	char	   *suffix = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	PG_RETURN_TEXT_P(cstring_to_text(rs_companion_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), suffix)));
+}
+
+/* version_key(key text): the key holding key's version */
+Datum
+redis_sync_version_key(PG_FUNCTION_ARGS)
+{
+	text	   *key = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(rs_version_key_str(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key))));
 }

@@ -234,13 +234,18 @@ push_current(Oid relid, List *keys, int batch_size)
 	const char *qrel;
 	StringInfoData sql;
 	int64		total = 0;
+	int			nest;
+	char	   *alias;
 
 	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
 	rel = relation_open(relid, AccessShareLock);
+	/* key values are canonical text: cast them back under the same settings */
+	nest = rs_canonical_gucs_push();
 	kl = key_list(cfg);
+	alias = rs_row_alias(relid);	/* "SELECT t FROM tbl t" would read a column t */
 	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 									  RelationGetRelationName(rel));
 
@@ -255,8 +260,7 @@ push_current(Oid relid, List *keys, int batch_size)
 			int64		n;
 
 			initStringInfo(&sql);
-			/* t.*::type: a column named t cannot shadow the whole row */
-			appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t", qrel, kl, qrel);
+			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s", alias, kl, qrel, alias);
 			if (last != NIL)
 			{
 				ListCell   *lc;
@@ -301,8 +305,7 @@ push_current(Oid relid, List *keys, int batch_size)
 				int			nb = list_length(batch);
 
 				initStringInfo(&sql);
-				appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t WHERE (%s) IN (SELECT * FROM unnest(",
-								 qrel, kl, qrel, kl);
+				appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(", alias, kl, qrel, alias, kl);
 				for (int i = 0; i < cfg->nkeys; i++)
 				{
 					Datum	   *elems = palloc(sizeof(Datum) * nb);
@@ -323,6 +326,7 @@ push_current(Oid relid, List *keys, int batch_size)
 			}
 		}
 	}
+	rs_canonical_gucs_pop(nest);
 	relation_close(rel, AccessShareLock);
 	rs_stats_add(relid, RS_C_WARMED, total);
 	return total;
@@ -396,14 +400,13 @@ rs_repair_marker(const char *json)
 		foreach(lc, (List *) list_nth(perrel, r))
 		{
 			List	   *vals = lfirst(lc);
-			StringInfoData key;
 			ListCell   *vc;
 
-			initStringInfo(&key);
-			appendStringInfoString(&key, cfg->prefix);
+			char	  **kv = palloc(sizeof(char *) * Max(list_length(vals), 1));
+
 			foreach(vc, vals)
-				appendStringInfo(&key, "%s%s", foreach_current_index(vc) ? ":" : "", (char *) lfirst(vc));
-			pairs = lappend(pairs, list_make2(key.data, vals));
+				kv[foreach_current_index(vc)] = lfirst(vc);
+			pairs = lappend(pairs, list_make2(rs_key_build(cfg->prefix, kv, list_length(vals)), vals));
 		}
 		total += rs_push_current(relid, pairs, 1000);
 		rs_stats_add(relid, RS_C_REPAIRED, list_length(pairs));

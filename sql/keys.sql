@@ -1,0 +1,61 @@
+-- keys: escaped composite key values, companion keys no row key can reach
+CREATE TABLE k_mk (a text, b text, v int, PRIMARY KEY (a, b));
+SELECT redis_sync.write_through('k_mk', key_prefix => 'mk:');
+INSERT INTO k_mk VALUES ('x:y', 'z', 1), ('x', 'y:z', 2), ('x\', ':z', 3), ('x\:', 'z', 4),
+                        ('{t}', 'rs_version', 5), ('a{}b{c}', '}', 6), ('', '', 7);
+SELECT k, h(k) ->> 'v' AS v
+  FROM jsonb_array_elements_text(redis_sync.command('KEYS', 'mk:*')) k ORDER BY 1;
+-- escape_key gives the same form; get() takes the raw values
+SELECT redis_sync.escape_key('x:y', 'z'), redis_sync.escape_key('x\', ':z');
+SELECT (redis_sync.get(NULL::k_mk, 'x:y', 'z')).v AS v1, (redis_sync.get(NULL::k_mk, 'x', 'y:z')).v AS v2,
+       (redis_sync.get(NULL::k_mk, 'x\', ':z')).v AS v3, (redis_sync.get(NULL::k_mk, '', '')).v AS v7;
+-- companion keys: one rule, begins with '{'
+SELECT redis_sync.version_key('mk:x\:y:z'), redis_sync.version_key('mk:{t}:rs_version'),
+       redis_sync._companion_key('app:{t}:1', ':rs_version'), redis_sync._companion_key('a{}b{c}', ':s'),
+       redis_sync._companion_key('a}b', ':s');
+SELECT redis_sync.command('EXISTS', redis_sync.version_key('mk:x\:y:z'), redis_sync.version_key('mk:x:y\:z'),
+                          redis_sync.version_key('mk:{t}:rs_version'), redis_sync.version_key('mk::')) AS version_keys;
+SELECT * FROM redis_sync.verify('k_mk');
+UPDATE k_mk SET v = v + 10;
+SELECT (redis_sync.get(NULL::k_mk, '{t}', 'rs_version')).v AS v5;
+SELECT * FROM redis_sync.verify('k_mk');
+-- a key no row can have is extra, and resync deletes it
+SELECT redis_sync.command('HSET', 'mk:junk', 'v', '1'), redis_sync.command('HSET', 'mk:x:y:z', 'v', '1');
+SELECT key, problem FROM redis_sync.verify('k_mk') ORDER BY key;
+SELECT redis_sync.resync('k_mk') AS repaired;
+SELECT * FROM redis_sync.verify('k_mk');
+-- TRUNCATE removes every key of the table, including values ending in the suffix
+TRUNCATE k_mk;
+SELECT redis_sync.command('KEYS', 'mk:*') AS after_truncate;
+SELECT * FROM redis_sync.verify('k_mk');
+
+-- single key column whose values end in the version suffix or look like companions
+CREATE TABLE k_one (k text PRIMARY KEY, v int);
+SELECT redis_sync.write_through('k_one', key_prefix => 'one:{tag}:');
+INSERT INTO k_one VALUES ('y', 1), ('y:rs_version', 2), ('{y}:rs_version', 3), ('{y}', 4);
+SELECT k FROM jsonb_array_elements_text(redis_sync.command('KEYS', 'one:*')) k ORDER BY 1;
+SELECT k FROM jsonb_array_elements_text(redis_sync.command('KEYS', '{tag}*')) k ORDER BY 1;
+SELECT * FROM redis_sync.verify('k_one');
+UPDATE k_one SET v = v + 1;
+SELECT k, h(k) ->> 'v' AS v FROM jsonb_array_elements_text(redis_sync.command('KEYS', 'one:*')) k ORDER BY 1;
+TRUNCATE k_one;
+SELECT redis_sync.command('KEYS', 'one:*') AS after_truncate;
+
+-- prefixes: not empty, not beginning with '{'
+SELECT rs_error($$SELECT redis_sync.write_through('k_one', key_prefix => '')$$);
+SELECT rs_error($$SELECT redis_sync.write_through('k_one', key_prefix => '{k}:')$$);
+SELECT rs_error($$SELECT redis_sync.write_behind('k_one', key_prefix => '{wb', flush_interval => '1 h')$$);
+
+-- write-behind: members are escaped key values; each parses to one row
+CREATE TABLE k_wb (a text, b int, hits int, PRIMARY KEY (a, b));
+SELECT redis_sync.write_behind('k_wb', key_prefix => 'kwb:', flush_interval => '1 h');
+SELECT redis_sync.command('HSET', 'kwb:p\:q:1', 'hits', '5'),
+       redis_sync.command('HSET', 'kwb:p\\:2', 'hits', '6'),
+       redis_sync.command('HSET', 'kwb:p:q:1', 'hits', '7');
+SELECT redis_sync.command('SADD', 'kwb:dirty', 'p\:q:1', 'p\\:2', 'p:q:1', 'bad\escape:1');
+SELECT redis_sync.flush();
+SELECT * FROM k_wb ORDER BY a, b;
+SELECT member, error FROM redis_sync.dead_letters WHERE relid = 'k_wb'::regclass ORDER BY member;
+SELECT redis_sync.discard_dead_letters();
+SELECT * FROM redis_sync.verify('k_wb');
+DROP TABLE k_mk, k_one, k_wb;
