@@ -91,8 +91,10 @@ typedef struct WbTable
 	bool		delete_missing;
 	char	  **allcols;		/* every column of the table */
 	int			nallcols;
-	char	  **keybase;		/* key types without typmod: casts never truncate */
-	char	  **colbase;		/* column types without typmod */
+	char	  **keybase;		/* key types, schema.typname: no typmod, so casts never
+								 * truncate or pad (format_type's "character" and "bit"
+								 * would mean length 1) */
+	char	  **colbase;		/* column types, the same way */
 	bool	   *writable;		/* false: generated or GENERATED ALWAYS identity */
 } WbTable;
 
@@ -221,10 +223,14 @@ load_tables(Oid relid)
 							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
 							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
 							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped), "
-							  "       ARRAY(SELECT format_type(a.atttypid, NULL) FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
-							  "       ARRAY(SELECT format_type(a.atttypid, NULL) FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
+							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
+							  "               FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
+							  "               FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
 							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
 							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
 							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
@@ -1263,6 +1269,129 @@ schedule_for(Oid relid)
 	return &schedule[nschedule++];
 }
 
+/* ----------------------------------------------------------------
+ * Eviction guard
+ *
+ * Redis is the only copy of write-behind data until it is drained, and
+ * counters depend on the {K}:rs_seeded marker: under a policy that can evict
+ * keys without a TTL (allkeys-*) an evicted key loses writes and an evicted
+ * marker makes a drain add a counter twice.  Like job queues built on Redis,
+ * the drain requires a policy that cannot evict them: noeviction, a
+ * volatile-* policy (write-behind keys have no TTL), or no maxmemory.  The
+ * policy is read with INFO memory (CONFIG GET when INFO is unavailable) when
+ * the worker connects and every few seconds; under any other policy, or when
+ * neither command answers, nothing is claimed, and the reason is in the log
+ * and in last_error of redis_sync.stats.
+ * ---------------------------------------------------------------- */
+
+#define EVICTION_CHECK_MS 2000
+
+static TimestampTz eviction_checked_at = 0;
+static char *eviction_problem = NULL;	/* in TopMemoryContext; NULL: safe */
+static bool eviction_logged = false;
+
+/* value of "name:" in an INFO reply, or NULL */
+static char *
+info_field(const char *info, const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p = info;
+
+	while (p && *p)
+	{
+		if (strncmp(p, name, len) == 0 && p[len] == ':')
+		{
+			const char *v = p + len + 1;
+			size_t		n = strcspn(v, "\r\n");
+
+			return pnstrdup(v, n);
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return NULL;
+}
+
+/* NULL when write-behind keys cannot be evicted, else why not */
+static char *
+eviction_policy_problem(void)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	const char *info[2] = {"INFO", "memory"};
+	const char *cfg1[3] = {"CONFIG", "GET", "maxmemory-policy"};
+	const char *cfg2[3] = {"CONFIG", "GET", "maxmemory"};
+	RedisValue *v;
+	char	   *policy = NULL;
+	char	   *maxmemory = NULL;
+
+	redis_pipeline_append(p, 2, info, NULL);
+	redis_pipeline_append(p, 3, cfg1, NULL);
+	redis_pipeline_append(p, 3, cfg2, NULL);
+	redis_pipeline_exec(p);
+	v = redis_pipeline_reply(p, 0);
+	if (v->type == RV_STRING && v->str)
+	{
+		policy = info_field(v->str, "maxmemory_policy");
+		maxmemory = info_field(v->str, "maxmemory");
+	}
+	/* servers that hide INFO fields: CONFIG GET (renamed or forbidden on some) */
+	v = redis_pipeline_reply(p, 1);
+	if (policy == NULL && v->type == RV_ARRAY && v->nelem == 2 && v->elems[1].str)
+		policy = pstrdup(v->elems[1].str);
+	v = redis_pipeline_reply(p, 2);
+	if (maxmemory == NULL && v->type == RV_ARRAY && v->nelem == 2 && v->elems[1].str)
+		maxmemory = pstrdup(v->elems[1].str);
+	redis_pipeline_free(p);
+
+	if (policy == NULL)
+		return pstrdup("write-behind drain refused: cannot read Redis's maxmemory-policy "
+					   "(INFO memory and CONFIG GET both failed); write-behind needs a policy "
+					   "that cannot evict its keys (noeviction or volatile-*)");
+	if (strncmp(policy, "allkeys-", 8) == 0 && maxmemory != NULL && strcmp(maxmemory, "0") != 0)
+		return psprintf("write-behind drain refused: Redis maxmemory-policy is %s, which can evict "
+						"write-behind keys and their markers (lost writes, counters added twice); "
+						"use noeviction or a volatile-* policy", policy);
+	return NULL;
+}
+
+/* true when draining is allowed; re-reads the policy every few seconds */
+static bool
+eviction_check(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (eviction_checked_at != 0 &&
+		!TimestampDifferenceExceeds(eviction_checked_at, now, EVICTION_CHECK_MS))
+		return eviction_problem == NULL;
+	PG_TRY();
+	{
+		char	   *problem = eviction_policy_problem();
+
+		if (eviction_problem)
+			pfree(eviction_problem);
+		eviction_problem = problem ? MemoryContextStrdup(TopMemoryContext, problem) : NULL;
+		eviction_checked_at = now;
+	}
+	PG_CATCH();
+	{
+		/* Redis unreachable: the claims report it; keep the last verdict */
+		MemoryContextSwitchTo(outer);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(outer);
+	if (eviction_problem && !eviction_logged)
+		ereport(LOG,
+				(errmsg("redis_sync worker: %s", eviction_problem),
+				 errhint("Set maxmemory-policy to noeviction (CONFIG SET maxmemory-policy noeviction); draining resumes by itself.")));
+	else if (eviction_problem == NULL && eviction_logged)
+		ereport(LOG, (errmsg("redis_sync worker: Redis maxmemory-policy allows write-behind again, draining resumes")));
+	eviction_logged = eviction_problem != NULL;
+	return eviction_problem == NULL;
+}
+
 int64
 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed)
 {
@@ -1280,6 +1409,25 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(outer);
+
+	/* nothing is claimed under a policy that can evict write-behind keys */
+	if (tables != NIL && !eviction_check())
+	{
+		StartTransactionCommand();
+		foreach(lc, tables)
+		{
+			WbTable    *t = lfirst(lc);
+
+			rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
+			rs_stats_error(t->relid, eviction_problem);
+			(*failed)++;
+		}
+		rs_stats_flush();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(outer);
+		*next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EVICTION_CHECK_MS);
+		return 0;
+	}
 
 	foreach(lc, tables)
 	{
