@@ -53,7 +53,7 @@ REGRESS_SEC = security
 #
 REGRESS_ENC = encoding keys roundtrip
 #
-REGRESS_WB =
+REGRESS_WB = write_behind_partial
 #
 REGRESS_WARM =
 # upgrade runs last: it drops and recreates the extension

@@ -219,6 +219,40 @@ $do$;
 -- write-behind: partial upserts, never erasing (issue 13)
 -- =====================================================================
 
+-- stats per policy: a table synced with two policies (write-through for some
+-- columns, write-behind for others) has one row per policy, each with the
+-- counters of its own path (0.1 showed the table's counters on both rows).
+CREATE OR REPLACE VIEW stats AS
+SELECT t.relid AS "table",
+       t.policy,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.captured, 0) END AS captured,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.pushed, 0) END AS pushed,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.push_failures, 0) END AS push_failures,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.queued, 0) END AS queued,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.delivered, 0) END AS delivered,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.delivery_failures, 0) END AS delivery_failures,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.repaired, 0) END AS repaired,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.warmed, 0) END AS warmed,
+       CASE WHEN wb THEN 0 ELSE coalesce(o.depth, 0) END AS outbox_depth,
+       CASE WHEN wb THEN NULL ELSE o.oldest_age END AS outbox_oldest_age,
+       CASE WHEN wb THEN coalesce(s.claimed, 0) ELSE 0 END AS claimed,
+       CASE WHEN wb THEN coalesce(s.applied, 0) ELSE 0 END AS applied,
+       CASE WHEN wb THEN coalesce(s.batches, 0) ELSE 0 END AS batches,
+       CASE WHEN wb THEN coalesce(s.dead, 0) ELSE 0 END AS dead,
+       CASE WHEN wb THEN coalesce(s.drain_retries, 0) ELSE 0 END AS drain_retries,
+       CASE WHEN wb THEN coalesce(s.unknown_fields, 0) ELSE 0 END AS unknown_fields,
+       CASE WHEN wb THEN s.drain_lag * interval '1 second' END AS drain_lag,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.hits, 0) END AS hits,
+       CASE WHEN wb THEN 0 ELSE coalesce(s.misses, 0) END AS misses,
+       s.last_error,
+       s.last_error_at
+  FROM redis_sync.tables t
+  CROSS JOIN LATERAL (SELECT t.policy = 'write_behind' AS wb) p
+  LEFT JOIN redis_sync._table_stats() s ON s.relid = t.relid::oid
+  LEFT JOIN (SELECT relid, count(*) AS depth, now() - min(enqueued_at) AS oldest_age
+               FROM redis_sync.outbox GROUP BY relid) o ON o.relid = t.relid::oid;
+COMMENT ON VIEW stats IS 'redis_sync: activity per synced table and policy since the server started or stats_reset()';
+
 -- (end of section)
 
 -- =====================================================================

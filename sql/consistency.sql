@@ -10,8 +10,12 @@ SELECT redis_sync.write_through('c_strict', key_prefix => 'cs:', consistency => 
 SELECT redis_sync.write_through('c_event', key_prefix => 'ce:');
 
 -- make Redis reject the push: the key holds a string where a hash is expected
+-- (with a version key: a key without one is taken for a value whose version
+-- was evicted, and dropped)
 SELECT redis_sync.command('SET', 'cs:1', 'not a hash');
 SELECT redis_sync.command('SET', 'ce:1', 'not a hash');
+SELECT redis_sync.command('SET', '{cs:1}:rs_version', '000000000000000000000000');
+SELECT redis_sync.command('SET', '{ce:1}:rs_version', '000000000000000000000000');
 
 -- strict: the commit fails and the table is unchanged
 INSERT INTO c_strict VALUES (1, 'one');

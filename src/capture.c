@@ -53,7 +53,8 @@ PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
 Change	   *rs_changes = NULL;
 int			rs_nchanges = 0;
 bool		rs_overflowed = false;
-bool		rs_suppress_capture = false;
+Oid			rs_suppress_relid = InvalidOid;
+const char *rs_suppress_prefix = NULL;
 uint64		rs_stat_captured = 0;
 
 static int	max_changes = 0;
@@ -314,11 +315,13 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("redis_sync.capture() must be an AFTER trigger")));
 
-	if (rs_suppress_capture)
-		return PointerGetDatum(NULL);
-
 	cfg = rs_config_get(RelationGetRelid(rel));
 	if (!cfg->synced)
+		return PointerGetDatum(NULL);
+
+	/* a write-behind drain's own rows: no echo over the keys they came from */
+	if (OidIsValid(rs_suppress_relid) && cfg->root_relid == rs_suppress_relid &&
+		strcmp(cfg->prefix, rs_suppress_prefix) == 0)
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))

@@ -48,8 +48,15 @@ extern int	rs_nchanges;
 /* true once the buffer overflowed and captures go straight to the outbox */
 extern bool rs_overflowed;
 
-/* set by the write-behind drain so its own writes are not echoed */
-extern bool rs_suppress_capture;
+/*
+ * Set by the write-behind drain while it writes into a table: changes of
+ * that table (root) whose configuration has the drained keys' prefix are
+ * not captured, so the drain's own rows are not echoed back over the keys
+ * they came from.  Everything else (other tables changed by triggers or
+ * cascades, policies of the table under another prefix) is pushed.
+ */
+extern Oid	rs_suppress_relid;
+extern const char *rs_suppress_prefix;
 
 /* version of the buffered changes of an overflowed transaction */
 extern const char *rs_capture_overflow_version(void);

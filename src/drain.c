@@ -92,6 +92,11 @@ typedef struct WbTable
 	bool		delete_missing;
 	char	  **allcols;		/* every column of the table */
 	int			nallcols;
+	char	  **keybase;		/* key types, schema.typname: no typmod, so casts never
+								 * truncate or pad (format_type's "character" and "bit"
+								 * would mean length 1) */
+	char	  **colbase;		/* column types, the same way */
+	bool	   *writable;		/* false: generated or GENERATED ALWAYS identity */
 } WbTable;
 
 /* per-table schedule, kept across rounds */
@@ -220,7 +225,17 @@ load_tables(Oid relid)
 							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
 							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
 							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
-							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped) "
+							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped), "
+							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
+							  "               FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
+							  "               FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
 							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
 							  "  JOIN pg_namespace n ON n.oid = c.relnamespace "
 							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
@@ -264,6 +279,13 @@ load_tables(Oid relid)
 		t->batch = DatumGetInt32(SPI_getbinval(tup, td, 13, &isnull));
 		t->delete_missing = strcmp(TextDatumGetCString(SPI_getbinval(tup, td, 14, &isnull)), "delete") == 0;
 		t->allcols = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 15, &isnull)), &t->nallcols);
+		t->keybase = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 16, &isnull)), &n2);
+		t->colbase = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 17, &isnull)), &n2);
+		carr = DatumGetArrayTypeP(SPI_getbinval(tup, td, 18, &isnull));
+		deconstruct_array(carr, BOOLOID, 1, true, TYPALIGN_CHAR, &celems, &cnulls, &cn);
+		t->writable = palloc0(sizeof(bool) * Max(cn, 1));
+		for (int c = 0; c < cn; c++)
+			t->writable[c] = DatumGetBool(celems[c]);
 		t->processing = rs_companion_key(t->dirty, strlen(t->dirty), ":rs_processing");
 		result = lappend(result, t);
 		MemoryContextSwitchTo(spi);
@@ -283,13 +305,18 @@ typedef struct Member
 	int			state;			/* 1 present, 0 missing, -1 Redis error */
 	bool		seeded;
 	char	  **keyvals;		/* nkeys */
-	char	  **vals;			/* ncols, NULL = SQL NULL */
+	char	  **vals;			/* ncols, NULL = SQL NULL (when present) */
+	bool	   *present;		/* ncols: the value names the column */
+	char	   *json;			/* json format: object of the present columns */
 	RedisValue *value;			/* the claimed value, for dead letters */
 	char	   *problem;		/* set: goes to dead letters */
 	char	   *problem_state;
 	bool		increment;		/* counters applied as increments */
 	int64	   *read;			/* counter values read from Redis */
 	bool		applied;
+	bool		returned;		/* increment: the row after the write, below */
+	char	  **after;			/* ncols, text */
+	int64	   *totals;			/* ncounters */
 } Member;
 
 static bool
@@ -350,25 +377,58 @@ json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
 		appendStringInfoString(buf, "null");
 }
 
+/*
+ * A hash field (or string value) of exactly one NUL byte is SQL NULL: no
+ * text value of any type can contain a NUL byte, so the marker is never a
+ * value.  A field the hash does not have leaves its column unchanged.
+ */
+static bool
+is_null_marker(RedisValue *v)
+{
+	return v->len == 1 && v->str[0] == '\0';
+}
+
+/* a string value for column c; false (and m->problem) if it holds a NUL byte */
+static bool
+take_value(WbTable *t, Member *m, int c, RedisValue *v)
+{
+	m->present[c] = true;
+	if (is_null_marker(v))
+	{
+		m->vals[c] = NULL;
+		return true;
+	}
+	if (v->str == NULL || strlen(v->str) != v->len)
+	{
+		m->problem = psprintf("the value of column \"%s\" contains a NUL byte", t->cols[c]);
+		m->problem_state = pstrdup("22021");
+		return false;
+	}
+	m->vals[c] = v->str;
+	return true;
+}
+
 /* turn the claimed value into column values */
 static void
 decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 {
 	m->vals = palloc0(sizeof(char *) * t->ncols);
+	m->present = palloc0(sizeof(bool) * t->ncols);
 	m->value = v;
 	if (t->format == 'h')
 	{
 		for (int i = 0; i + 1 < v->nelem; i += 2)
 		{
 			char	   *f = v->elems[i].str;
-			char	   *val = v->elems[i + 1].str;
 			bool		known = false;
 
 			for (int c = 0; c < t->ncols; c++)
 				if (strcmp(t->cols[c], f) == 0)
 				{
-					m->vals[c] = val;
 					known = true;
+					/* generated and GENERATED ALWAYS columns are never written */
+					if (t->writable[c] && !take_value(t, m, c, &v->elems[i + 1]))
+						return;
 				}
 			if (!known)
 			{
@@ -381,7 +441,8 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 	}
 	else if (t->format == 's')
 	{
-		m->vals[0] = v->str;
+		if (t->writable[0])
+			take_value(t, m, 0, v);
 	}
 	else
 	{
@@ -389,6 +450,12 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 		Jsonb	   *jb = NULL;
 		MemoryContext cxt = CurrentMemoryContext;
 
+		if (v->str == NULL || strlen(v->str) != v->len)
+		{
+			m->problem = pstrdup("the JSON value contains a NUL byte");
+			m->problem_state = pstrdup("22021");
+			return;
+		}
 		PG_TRY();
 		{
 			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v->str)));
@@ -411,16 +478,48 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 		}
 		else if (jb)
 		{
+			StringInfoData obj;
+			bool		first = true;
+
+			/*
+			 * The object of the present columns goes to
+			 * jsonb_populate_record(), which takes back what row_to_json()
+			 * wrote: arrays, composites, json values (a JSON string stays a
+			 * string), typmods enforced.  vals[] keeps the scalar text for
+			 * counters.
+			 */
+			initStringInfo(&obj);
+			appendStringInfoChar(&obj, '{');
 			for (int c = 0; c < t->ncols; c++)
 			{
 				JsonbValue	kv;
 				JsonbValue *found;
+				char	   *text;
 
+				if (!t->writable[c])
+					continue;
 				kv.type = jbvString;
 				kv.val.string.val = t->cols[c];
 				kv.val.string.len = strlen(t->cols[c]);
 				found = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
-				if (found == NULL || found->type == jbvNull)
+				if (found == NULL)
+					continue;
+				m->present[c] = true;
+				if (found->type == jbvBinary)
+					text = JsonbToCString(NULL, found->val.binary.data, found->val.binary.len);
+				else
+				{
+					Jsonb	   *sj = JsonbValueToJsonb(found);
+
+					text = JsonbToCString(NULL, &sj->root, VARSIZE(sj));
+				}
+				if (!first)
+					appendStringInfoChar(&obj, ',');
+				first = false;
+				escape_json(&obj, t->cols[c]);
+				appendStringInfoChar(&obj, ':');
+				appendStringInfoString(&obj, text);
+				if (found->type == jbvNull)
 					m->vals[c] = NULL;
 				else if (found->type == jbvString)
 					m->vals[c] = pnstrdup(found->val.string.val, found->val.string.len);
@@ -429,8 +528,10 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 				else if (found->type == jbvBool)
 					m->vals[c] = pstrdup(found->val.boolean ? "true" : "false");
 				else
-					m->vals[c] = JsonbToCString(NULL, found->val.binary.data, found->val.binary.len);
+					m->vals[c] = text;
 			}
+			appendStringInfoChar(&obj, '}');
+			m->json = obj.data;
 		}
 	}
 }
@@ -457,136 +558,270 @@ raw_json(WbTable *t, RedisValue *v)
 	return raw.data;
 }
 
-/* the upsert of rows[0..n) (absolute, or counters as increments) */
+/*
+ * The write of members that name the same columns (shape: ms[idx[0]].present),
+ * as one statement: UPDATE the rows that exist, in the present columns only,
+ * then INSERT the others (column defaults for the rest; ON CONFLICT for a
+ * row inserted meanwhile).  A NOT NULL column outside the hash therefore
+ * never blocks an update.  Values are cast to the column's type without its
+ * typmod, so the assignment to the column checks the length (varchar, char,
+ * bit) and refuses instead of truncating; key values are compared the same
+ * way, so a member never lands on a row whose key it is not.  Counters of
+ * unseeded keys (increment) are added to the table's value, and the rows
+ * after the write are returned for the Redis correction.
+ */
 static char *
-upsert_sql(WbTable *t, bool increment)
+apply_sql(WbTable *t, const bool *present, bool increment)
 {
 	StringInfoData sql;
+	StringInfoData match;
 	int			argno = 1;
+	int			npresent = 0;
 
+	for (int c = 0; c < t->ncols; c++)
+		if (present[c])
+			npresent++;
+
+	/* u: the members, one row each, numbered */
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO %s AS t (", t->qname);
+	appendStringInfoString(&sql, "WITH u AS (SELECT x.*");
+	if (t->format == 'j')
+		appendStringInfo(&sql, ", pg_catalog.jsonb_populate_record(NULL::%s, x.j) AS r", t->qname);
+	appendStringInfoString(&sql, " FROM ROWS FROM (");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", i ? ", " : "", argno++);
+	if (t->format == 'j')
+		appendStringInfo(&sql, ", pg_catalog.unnest($%d::pg_catalog.jsonb[])", argno++);
+	else
+		for (int c = 0; c < t->ncols; c++)
+			if (present[c])
+				appendStringInfo(&sql, ", pg_catalog.unnest($%d::pg_catalog.text[])", argno++);
+	appendStringInfoString(&sql, ") WITH ORDINALITY AS x(");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%sk%d", i ? ", " : "", i);
+	if (t->format == 'j')
+		appendStringInfoString(&sql, ", j");
+	else
+		for (int c = 0; c < t->ncols; c++)
+			if (present[c])
+				appendStringInfo(&sql, ", c%d", c);
+	appendStringInfoString(&sql, ", ord)), ");
+
+	initStringInfo(&match);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&match, "%st.%s = u.k%d::%s", i ? " AND " : "",
+						 quote_identifier(t->keys[i]), i, t->keybase[i]);
+
+	/* upd: the rows that exist */
+	if (npresent > 0)
+	{
+		bool		first = true;
+
+		appendStringInfo(&sql, "upd AS (UPDATE %s AS t SET ", t->qname);
+		for (int c = 0; c < t->ncols; c++)
+		{
+			const char *q = quote_identifier(t->cols[c]);
+			char	   *expr;
+
+			if (!present[c])
+				continue;
+			expr = t->format == 'j' ? psprintf("(u.r).%s", q) : psprintf("u.c%d::%s", c, t->colbase[c]);
+			if (increment && t->counter[c])
+				appendStringInfo(&sql, "%s%s = COALESCE(t.%s, 0) + %s", first ? "" : ", ", q, q, expr);
+			else
+				appendStringInfo(&sql, "%s%s = %s", first ? "" : ", ", q, expr);
+			first = false;
+		}
+		appendStringInfo(&sql, " FROM u WHERE %s RETURNING u.ord", match.data);
+	}
+	else
+		appendStringInfo(&sql, "upd AS (SELECT u.ord FROM %s AS t, u WHERE %s FOR UPDATE OF t",
+						 t->qname, match.data);
+	if (increment)
+	{
+		for (int c = 0; c < t->ncols; c++)
+			appendStringInfo(&sql, ", t.%s::pg_catalog.text AS v%d", quote_identifier(t->cols[c]), c);
+		for (int c = 0; c < t->ncols; c++)
+			if (t->counter[c])
+				appendStringInfo(&sql, ", t.%s::pg_catalog.int8 AS n%d", quote_identifier(t->cols[c]), c);
+	}
+	appendStringInfoString(&sql, "), ");
+
+	/* ins: the others */
+	appendStringInfo(&sql, "ins AS (INSERT INTO %s AS t (", t->qname);
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
 	for (int c = 0; c < t->ncols; c++)
-		appendStringInfo(&sql, ", %s", quote_identifier(t->cols[c]));
+		if (present[c])
+			appendStringInfo(&sql, ", %s", quote_identifier(t->cols[c]));
 	appendStringInfoString(&sql, ") SELECT ");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%su.k%d::%s", i ? ", " : "", i, t->keytypes[i]);
+		appendStringInfo(&sql, "%su.k%d::%s", i ? ", " : "", i, t->keybase[i]);
 	for (int c = 0; c < t->ncols; c++)
-		appendStringInfo(&sql, ", u.c%d::%s", c, t->coltypes[c]);
-	appendStringInfoString(&sql, " FROM unnest(");
-	for (int i = 0; i < t->nkeys + t->ncols; i++)
-		appendStringInfo(&sql, "%s$%d::text[]", i ? ", " : "", argno++);
-	appendStringInfoString(&sql, ") AS u(");
-	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%sk%d", i ? ", " : "", i);
-	for (int c = 0; c < t->ncols; c++)
-		appendStringInfo(&sql, ", c%d", c);
-	/* members arrive in random order (SPOP): apply them in key order */
-	appendStringInfoString(&sql, ") ORDER BY 1");
+		if (present[c])
+		{
+			if (t->format == 'j')
+				appendStringInfo(&sql, ", (u.r).%s", quote_identifier(t->cols[c]));
+			else
+				appendStringInfo(&sql, ", u.c%d::%s", c, t->colbase[c]);
+		}
+	/* members arrive in random order (SPOP): insert them in key order */
+	appendStringInfoString(&sql, " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord) ORDER BY 1");
 	for (int i = 1; i < t->nkeys; i++)
 		appendStringInfo(&sql, ", %d", i + 1);
 	appendStringInfoString(&sql, " ON CONFLICT (");
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
-	appendStringInfoString(&sql, ") DO UPDATE SET ");
-	for (int c = 0; c < t->ncols; c++)
+	if (npresent == 0)
+		appendStringInfoString(&sql, ") DO NOTHING");
+	else
 	{
-		const char *q = quote_identifier(t->cols[c]);
+		bool		first = true;
 
-		if (increment && t->counter[c])
-			appendStringInfo(&sql, "%s%s = coalesce(t.%s, 0) + EXCLUDED.%s", c ? ", " : "", q, q, q);
-		else if (increment)
+		appendStringInfoString(&sql, ") DO UPDATE SET ");
+		for (int c = 0; c < t->ncols; c++)
 		{
-			/* a key created from nothing: a missing field is unknown, not NULL */
-			appendStringInfo(&sql, "%s%s = coalesce(EXCLUDED.%s, t.%s)", c ? ", " : "", q, q, q);
+			const char *q = quote_identifier(t->cols[c]);
+
+			if (!present[c])
+				continue;
+			if (increment && t->counter[c])
+				appendStringInfo(&sql, "%s%s = COALESCE(t.%s, 0) + EXCLUDED.%s", first ? "" : ", ", q, q, q);
+			else
+				appendStringInfo(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", q, q);
+			first = false;
 		}
-		else
-			appendStringInfo(&sql, "%s%s = EXCLUDED.%s", c ? ", " : "", q, q);
 	}
+	appendStringInfoString(&sql, " RETURNING ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%st.%s AS rk%d", i ? ", " : "", quote_identifier(t->keys[i]), i);
 	if (increment)
 	{
-		/* previous table value of each counter: new total minus what Redis had */
-		appendStringInfoString(&sql, " RETURNING ");
-		appendStringInfoString(&sql, "redis_sync.escape_key(");
-		for (int i = 0; i < t->nkeys; i++)
-			appendStringInfo(&sql, "%s%s::text", i ? ", " : "", quote_identifier(t->keys[i]));
-		appendStringInfoChar(&sql, ')');
 		for (int c = 0; c < t->ncols; c++)
-			appendStringInfo(&sql, ", %s::text", quote_identifier(t->cols[c]));
+			appendStringInfo(&sql, ", t.%s::pg_catalog.text AS v%d", quote_identifier(t->cols[c]), c);
 		for (int c = 0; c < t->ncols; c++)
 			if (t->counter[c])
-				appendStringInfo(&sql, ", %s::int8", quote_identifier(t->cols[c]));
+				appendStringInfo(&sql, ", t.%s::pg_catalog.int8 AS n%d", quote_identifier(t->cols[c]), c);
+	}
+	appendStringInfoString(&sql, ") ");
+
+	/* the rows after the write, by member number (increments only) */
+	if (!increment)
+		appendStringInfoString(&sql, "SELECT NULL::pg_catalog.int8 WHERE false");
+	else
+	{
+		StringInfoData cols;
+
+		initStringInfo(&cols);
+		for (int c = 0; c < t->ncols; c++)
+			appendStringInfo(&cols, ", v%d", c);
+		for (int c = 0; c < t->ncols; c++)
+			if (t->counter[c])
+				appendStringInfo(&cols, ", n%d", c);
+		appendStringInfo(&sql, "SELECT ord%s FROM upd UNION ALL SELECT u.ord%s FROM ins JOIN u ON ",
+						 cols.data, cols.data);
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(&sql, "%sins.rk%d = u.k%d::%s", i ? " AND " : "", i, i, t->keybase[i]);
 	}
 	return sql.data;
 }
 
-/* run the upsert for the members listed in idx[0..n) */
-static void
-run_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql,
-		   List **totals)
+static ArrayType *
+text_array(char **vals, int n)
 {
-	int			nargs = t->nkeys + t->ncols;
-	Oid		   *types = palloc(sizeof(Oid) * nargs);
-	Datum	   *args = palloc(sizeof(Datum) * nargs);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
+
+	for (int r = 0; r < n; r++)
+	{
+		if (vals[r] == NULL)
+			nulls[r] = true;
+		else
+			elems[r] = CStringGetTextDatum(vals[r]);
+	}
+	return construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/* run the write for the members listed in idx[0..n) */
+static void
+run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql)
+{
+	const bool *present = ms[idx[0]].present;
+	int			nargs = t->nkeys;
+	Oid		   *types = palloc(sizeof(Oid) * (t->nkeys + t->ncols + 1));
+	Datum	   *args = palloc(sizeof(Datum) * (t->nkeys + t->ncols + 1));
+	char	  **col = palloc(sizeof(char *) * n);
 	int			ret;
 
-	for (int a = 0; a < nargs; a++)
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		for (int r = 0; r < n; r++)
+			col[r] = ms[idx[r]].keyvals[k];
+		types[k] = TEXTARRAYOID;
+		args[k] = PointerGetDatum(text_array(col, n));
+	}
+	if (t->format == 'j')
 	{
 		Datum	   *elems = palloc(sizeof(Datum) * n);
-		bool	   *nulls = palloc0(sizeof(bool) * n);
 
 		for (int r = 0; r < n; r++)
-		{
-			Member	   *m = &ms[idx[r]];
-			char	   *s = a < t->nkeys ? m->keyvals[a] : m->vals[a - t->nkeys];
-
-			if (s == NULL)
-				nulls[r] = true;
-			else
-				elems[r] = CStringGetTextDatum(s);
-		}
-		types[a] = TEXTARRAYOID;
-		args[a] = PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+			elems[r] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ms[idx[r]].json));
+		types[nargs] = JSONBARRAYOID;
+		args[nargs++] = PointerGetDatum(construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT));
 	}
+	else
+		for (int c = 0; c < t->ncols; c++)
+		{
+			if (!present[c])
+				continue;
+			for (int r = 0; r < n; r++)
+				col[r] = ms[idx[r]].vals[c];
+			types[nargs] = TEXTARRAYOID;
+			args[nargs++] = PointerGetDatum(text_array(col, n));
+		}
 	ret = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT && ret != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "redis_sync: write-behind upsert failed: %s", SPI_result_code_string(ret));
-	if (increment && totals)
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
+	if (increment)
 	{
+		TupleDesc	td = SPI_tuptable->tupdesc;
+
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
-			List	   *row = list_make1(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+			bool		isnull;
+			int64		ord = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
+			Member	   *m;
+			int			ci = 0;
 
-			/* the row's values as text, then its counters as int8 */
+			if (isnull || ord < 1 || ord > n)
+				continue;
+			m = &ms[idx[ord - 1]];
+			m->returned = true;
+			m->after = palloc(sizeof(char *) * t->ncols);
+			m->totals = palloc0(sizeof(int64) * Max(t->ncounters, 1));
 			for (int c = 0; c < t->ncols; c++)
-				row = lappend(row, SPI_getvalue(tup, SPI_tuptable->tupdesc, c + 2));
-			for (int c = t->ncols + 2; c <= SPI_tuptable->tupdesc->natts; c++)
-			{
-				bool		isnull;
-				Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, c, &isnull);
-				int64	   *v = palloc(sizeof(int64));
+				m->after[c] = SPI_getvalue(tup, td, c + 2);
+			for (int c = 0; c < t->ncols; c++)
+				if (t->counter[c])
+				{
+					Datum		d = SPI_getbinval(tup, td, t->ncols + 2 + ci, &isnull);
 
-				*v = isnull ? 0 : DatumGetInt64(d);
-				row = lappend(row, v);
-			}
-			*totals = lappend(*totals, row);
+					m->totals[ci++] = isnull ? 0 : DatumGetInt64(d);
+				}
 		}
 	}
 }
 
 /*
- * Run the upsert for idx[0..n) in a subtransaction.  NULL on success; the
+ * Run the write for idx[0..n) in a subtransaction.  NULL on success; the
  * error of a permanent failure (the subtransaction is rolled back); a
  * transient error is re-thrown so the whole batch is retried later.
  */
 static ErrorData *
-try_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql,
-		   List **totals)
+try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -596,7 +831,7 @@ try_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *
 	MemoryContextSwitchTo(outer);
 	PG_TRY();
 	{
-		run_upsert(t, ms, idx, n, increment, sql, totals);
+		run_apply(t, ms, idx, n, increment, sql);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
@@ -617,20 +852,21 @@ try_upsert(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *
 }
 
 /*
- * Apply members idx[0..n): all at once; on failure one by one, sending
- * permanent failures to dead letters.  Transient errors are re-thrown.
+ * Apply members idx[0..n) of one shape: all at once; on failure one by one,
+ * sending permanent failures to dead letters.  Transient errors are
+ * re-thrown.
  */
 static void
-apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **totals)
+apply_shape(WbTable *t, Member *ms, int *idx, int n, bool increment)
 {
 	char	   *sql;
 
 	if (n == 0)
 		return;
-	sql = upsert_sql(t, increment);
+	sql = apply_sql(t, ms[idx[0]].present, increment);
 
 	/* the happy path: the whole group in one statement */
-	if (try_upsert(t, ms, idx, n, increment, sql, totals) == NULL)
+	if (try_apply(t, ms, idx, n, increment, sql) == NULL)
 	{
 		for (int r = 0; r < n; r++)
 			ms[idx[r]].applied = true;
@@ -640,7 +876,7 @@ apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **tota
 	/* the failure path: row by row */
 	for (int r = 0; r < n; r++)
 	{
-		ErrorData  *ed = try_upsert(t, ms, &idx[r], 1, increment, sql, totals);
+		ErrorData  *ed = try_apply(t, ms, &idx[r], 1, increment, sql);
 
 		if (ed == NULL)
 			ms[idx[r]].applied = true;
@@ -648,7 +884,35 @@ apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment, List **tota
 		{
 			ms[idx[r]].problem = ed->message;
 			ms[idx[r]].problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+			ms[idx[r]].returned = false;
 		}
+	}
+}
+
+/*
+ * Apply members idx[0..n), grouped by the set of columns they name (usually
+ * one group: every hash of a table has the same fields).
+ */
+static void
+apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment)
+{
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	int		   *shape = palloc(sizeof(int) * Max(n, 1));
+
+	for (int r = 0; r < n; r++)
+	{
+		int			ns = 0;
+
+		if (done[r])
+			continue;
+		for (int q = r; q < n; q++)
+			if (!done[q] &&
+				memcmp(ms[idx[q]].present, ms[idx[r]].present, sizeof(bool) * t->ncols) == 0)
+			{
+				shape[ns++] = idx[q];
+				done[q] = true;
+			}
+		apply_shape(t, ms, shape, ns, increment);
 	}
 }
 
@@ -669,76 +933,60 @@ unbecome(AsOwner *saved)
 
 /* the Redis correction of unseeded counter keys (before commit) */
 static void
-correct_counters(WbTable *t, Member *ms, int nm, List *totals)
+correct_counters(WbTable *t, Member *ms, int nm)
 {
 	RedisPipeline *p;
-	int			nargv = 1;
+	int			nargv = 0;
 	int			nkeys = 0;
+	int			na = 0;
 	const char **argv;
-	int			max = 2 * nm + 2 + nm * (2 + 2 * t->ncols) + 1;
-	ListCell   *lc;
+	const char **keys;
+	const char **args;
 
-	if (totals == NIL)
-		return;
-	argv = palloc(sizeof(char *) * max);
-	/* keys first, arguments after: build two lists then join */
+	keys = palloc(sizeof(char *) * 2 * Max(nm, 1));
+	args = palloc(sizeof(char *) * (1 + nm * (2 + 2 * t->ncols)));
+	args[na++] = t->format == 'h' ? "h" : "s";
+	for (int i = 0; i < nm; i++)
 	{
-		const char **keys = palloc(sizeof(char *) * 2 * list_length(totals));
-		const char **args = palloc(sizeof(char *) * (1 + list_length(totals) * (2 + 2 * t->ncols)));
-		int			na = 0;
+		Member	   *m = &ms[i];
+		int			ci = 0;
+		int			mpos;
+		int			nfill = 0;
 
-		args[na++] = t->format == 'h' ? "h" : "s";
-		foreach(lc, totals)
+		if (!m->increment || !m->applied || !m->returned)
+			continue;
+		keys[nkeys++] = m->key;
+		keys[nkeys++] = rs_companion_key(m->key, strlen(m->key), SEED_SUFFIX);
+		args[na++] = psprintf("%d", t->ncounters);
+		for (int c = 0; c < t->ncols; c++)
 		{
-			List	   *row = lfirst(lc);
-			char	   *member = linitial(row);
-			Member	   *m = NULL;
-			int			ci = 0;
-
-			for (int i = 0; i < nm; i++)
-				if (ms[i].increment && ms[i].applied && strcmp(ms[i].member, member) == 0)
-					m = &ms[i];
-			if (m == NULL)
+			if (!t->counter[c])
 				continue;
-			keys[nkeys++] = m->key;
-			keys[nkeys++] = rs_companion_key(m->key, strlen(m->key), SEED_SUFFIX);
-			args[na++] = psprintf("%d", t->ncounters);
+			/* delta = new total - value read = previous table value */
+			args[na++] = t->cols[c];
+			args[na++] = psprintf(INT64_FORMAT, m->totals[ci] - m->read[ci]);
+			ci++;
+		}
+		/* fields Redis lacks are filled from the table */
+		mpos = na++;
+		if (t->format == 'h')
 			for (int c = 0; c < t->ncols; c++)
 			{
-				if (!t->counter[c])
+				if (t->counter[c] || m->present[c] || m->after[c] == NULL)
 					continue;
-				/* delta = new total - value read = previous table value */
 				args[na++] = t->cols[c];
-				args[na++] = psprintf(INT64_FORMAT,
-									  *(int64 *) list_nth(row, 1 + t->ncols + ci) - m->read[ci]);
-				ci++;
+				args[na++] = m->after[c];
+				nfill++;
 			}
-			{
-				int			mpos = na++;
-				int			nfill = 0;
-
-				if (t->format == 'h')
-					for (int c = 0; c < t->ncols; c++)
-					{
-						char	   *v = list_nth(row, 1 + c);
-
-						if (t->counter[c] || m->vals[c] != NULL || v == NULL)
-							continue;
-						args[na++] = t->cols[c];
-						args[na++] = v;
-						nfill++;
-					}
-				args[mpos] = psprintf("%d", nfill);
-			}
-		}
-		if (nkeys == 0)
-			return;
-		nargv = 0;
-		for (int i = 0; i < nkeys; i++)
-			argv[nargv++] = keys[i];
-		for (int i = 0; i < na; i++)
-			argv[nargv++] = args[i];
+		args[mpos] = psprintf("%d", nfill);
 	}
+	if (nkeys == 0)
+		return;
+	argv = palloc(sizeof(char *) * (nkeys + na));
+	for (int i = 0; i < nkeys; i++)
+		argv[nargv++] = keys[i];
+	for (int i = 0; i < na; i++)
+		argv[nargv++] = args[i];
 	p = redis_pipeline_create();
 	redis_pipeline_append_script(p, &correct_script, nkeys, nargv, argv, NULL);
 	redis_pipeline_exec(p);
@@ -795,7 +1043,6 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 				ninc = 0,
 				ndel = 0;
 	int64		unknown = 0;
-	List	   *totals = NIL;
 	TimestampTz started = GetCurrentTimestamp();
 	AsOwner		saved;
 	char		batch[16];
@@ -871,10 +1118,10 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 			{
 				if (!t->counter[c])
 					continue;
-				/* a counter the key does not have yet adds nothing */
-				if (m->vals[c] == NULL)
-					m->vals[c] = "0";
-				else if (!parse_int64(m->vals[c], &m->read[ci]))
+				/* a counter the key does not have adds nothing */
+				if (!m->present[c])
+					m->read[ci] = 0;
+				else if (m->vals[c] == NULL || !parse_int64(m->vals[c], &m->read[ci]))
 					bad = true;
 				ci++;
 			}
@@ -898,12 +1145,14 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	rs_suppress_capture = true;
+	/* the rows written into this table are not echoed to the keys they came from */
+	rs_suppress_relid = t->relid;
+	rs_suppress_prefix = t->prefix;
 	become(&saved, t->owner);
 	PG_TRY();
 	{
-		apply_group(t, ms, abs_idx, nabs, false, NULL);
-		apply_group(t, ms, inc_idx, ninc, true, &totals);
+		apply_group(t, ms, abs_idx, nabs, false);
+		apply_group(t, ms, inc_idx, ninc, true);
 		if (ndel > 0)
 		{
 			StringInfoData sql;
@@ -921,7 +1170,7 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 
 				for (int d = 0; d < ndel; d++)
 					elems[d] = CStringGetTextDatum(ms[del_idx[d]].keyvals[k]);
-				appendStringInfo(&sql, "%s$%d::text[]::%s[]", k ? ", " : "", k + 1, t->keytypes[k]);
+				appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", k ? ", " : "", k + 1, t->keybase[k]);
 				types[k] = TEXTARRAYOID;
 				args[k] = PointerGetDatum(construct_array(elems, ndel, TEXTOID, -1, false, TYPALIGN_INT));
 			}
@@ -931,12 +1180,12 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 			*applied += SPI_processed;
 		}
 		unbecome(&saved);
-		rs_suppress_capture = false;
+		rs_suppress_relid = InvalidOid;
 	}
 	PG_CATCH();
 	{
 		unbecome(&saved);
-		rs_suppress_capture = false;
+		rs_suppress_relid = InvalidOid;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -971,7 +1220,7 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 		}
 	}
 	/* unseeded counters: correct Redis while the row locks are held */
-	correct_counters(t, ms, nm, totals);
+	correct_counters(t, ms, nm);
 	SPI_finish();
 	rs_stats_add(t->relid, RS_C_APPLIED, *applied);
 	rs_stats_add(t->relid, RS_C_BATCHES, 1);
@@ -1011,6 +1260,129 @@ schedule_for(Oid relid)
 	return &schedule[nschedule++];
 }
 
+/* ----------------------------------------------------------------
+ * Eviction guard
+ *
+ * Redis is the only copy of write-behind data until it is drained, and
+ * counters depend on the {K}:rs_seeded marker: under a policy that can evict
+ * keys without a TTL (allkeys-*) an evicted key loses writes and an evicted
+ * marker makes a drain add a counter twice.  Like job queues built on Redis,
+ * the drain requires a policy that cannot evict them: noeviction, a
+ * volatile-* policy (write-behind keys have no TTL), or no maxmemory.  The
+ * policy is read with INFO memory (CONFIG GET when INFO is unavailable) when
+ * the worker connects and every few seconds; under any other policy, or when
+ * neither command answers, nothing is claimed, and the reason is in the log
+ * and in last_error of redis_sync.stats.
+ * ---------------------------------------------------------------- */
+
+#define EVICTION_CHECK_MS 2000
+
+static TimestampTz eviction_checked_at = 0;
+static char *eviction_problem = NULL;	/* in TopMemoryContext; NULL: safe */
+static bool eviction_logged = false;
+
+/* value of "name:" in an INFO reply, or NULL */
+static char *
+info_field(const char *info, const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p = info;
+
+	while (p && *p)
+	{
+		if (strncmp(p, name, len) == 0 && p[len] == ':')
+		{
+			const char *v = p + len + 1;
+			size_t		n = strcspn(v, "\r\n");
+
+			return pnstrdup(v, n);
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return NULL;
+}
+
+/* NULL when write-behind keys cannot be evicted, else why not */
+static char *
+eviction_policy_problem(void)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	const char *info[2] = {"INFO", "memory"};
+	const char *cfg1[3] = {"CONFIG", "GET", "maxmemory-policy"};
+	const char *cfg2[3] = {"CONFIG", "GET", "maxmemory"};
+	RedisValue *v;
+	char	   *policy = NULL;
+	char	   *maxmemory = NULL;
+
+	redis_pipeline_append(p, 2, info, NULL);
+	redis_pipeline_append(p, 3, cfg1, NULL);
+	redis_pipeline_append(p, 3, cfg2, NULL);
+	redis_pipeline_exec(p);
+	v = redis_pipeline_reply(p, 0);
+	if (v->type == RV_STRING && v->str)
+	{
+		policy = info_field(v->str, "maxmemory_policy");
+		maxmemory = info_field(v->str, "maxmemory");
+	}
+	/* servers that hide INFO fields: CONFIG GET (renamed or forbidden on some) */
+	v = redis_pipeline_reply(p, 1);
+	if (policy == NULL && v->type == RV_ARRAY && v->nelem == 2 && v->elems[1].str)
+		policy = pstrdup(v->elems[1].str);
+	v = redis_pipeline_reply(p, 2);
+	if (maxmemory == NULL && v->type == RV_ARRAY && v->nelem == 2 && v->elems[1].str)
+		maxmemory = pstrdup(v->elems[1].str);
+	redis_pipeline_free(p);
+
+	if (policy == NULL)
+		return pstrdup("write-behind drain refused: cannot read Redis's maxmemory-policy "
+					   "(INFO memory and CONFIG GET both failed); write-behind needs a policy "
+					   "that cannot evict its keys (noeviction or volatile-*)");
+	if (strncmp(policy, "allkeys-", 8) == 0 && maxmemory != NULL && strcmp(maxmemory, "0") != 0)
+		return psprintf("write-behind drain refused: Redis maxmemory-policy is %s, which can evict "
+						"write-behind keys and their markers (lost writes, counters added twice); "
+						"use noeviction or a volatile-* policy", policy);
+	return NULL;
+}
+
+/* true when draining is allowed; re-reads the policy every few seconds */
+static bool
+eviction_check(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (eviction_checked_at != 0 &&
+		!TimestampDifferenceExceeds(eviction_checked_at, now, EVICTION_CHECK_MS))
+		return eviction_problem == NULL;
+	PG_TRY();
+	{
+		char	   *problem = eviction_policy_problem();
+
+		if (eviction_problem)
+			pfree(eviction_problem);
+		eviction_problem = problem ? MemoryContextStrdup(TopMemoryContext, problem) : NULL;
+		eviction_checked_at = now;
+	}
+	PG_CATCH();
+	{
+		/* Redis unreachable: the claims report it; keep the last verdict */
+		MemoryContextSwitchTo(outer);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(outer);
+	if (eviction_problem && !eviction_logged)
+		ereport(LOG,
+				(errmsg("redis_sync worker: %s", eviction_problem),
+				 errhint("Set maxmemory-policy to noeviction (CONFIG SET maxmemory-policy noeviction); draining resumes by itself.")));
+	else if (eviction_problem == NULL && eviction_logged)
+		ereport(LOG, (errmsg("redis_sync worker: Redis maxmemory-policy allows write-behind again, draining resumes")));
+	eviction_logged = eviction_problem != NULL;
+	return eviction_problem == NULL;
+}
+
 int64
 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed)
 {
@@ -1028,6 +1400,25 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(outer);
+
+	/* nothing is claimed under a policy that can evict write-behind keys */
+	if (tables != NIL && !eviction_check())
+	{
+		StartTransactionCommand();
+		foreach(lc, tables)
+		{
+			WbTable    *t = lfirst(lc);
+
+			rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
+			rs_stats_error(t->relid, eviction_problem);
+			(*failed)++;
+		}
+		rs_stats_flush();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(outer);
+		*next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EVICTION_CHECK_MS);
+		return 0;
+	}
 
 	foreach(lc, tables)
 	{
@@ -1085,7 +1476,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 			FlushErrorState();
 			AbortCurrentTransaction();
 			MemoryContextSwitchTo(outer);
-			rs_suppress_capture = false;
+			rs_suppress_relid = InvalidOid;
 			(*failed)++;
 			s->failures++;
 			backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
@@ -1264,7 +1655,7 @@ static RedisScript touch_script = REDIS_SCRIPT("redis_sync_touch",
 "elseif op == 'set' then\n"
 "  if fmt == 'h' then redis.call('HSET', KEYS[1], col, val) else redis.call('SET', KEYS[1], val) end\n"
 "else\n"
-"  if fmt == 'h' then redis.call('HDEL', KEYS[1], col) else redis.call('DEL', KEYS[1]) end\n"
+"  if fmt == 'h' then redis.call('HSET', KEYS[1], col, '\\0') else redis.call('SET', KEYS[1], '\\0') end\n"
 "end\n"
 "redis.call('SADD', KEYS[2], member)\n"
 "return result\n");

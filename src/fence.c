@@ -41,14 +41,27 @@
 #include "redis_sync.h"
 
 static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
+"if redis.replicate_commands then redis.replicate_commands() end\n"
 "local tomb = tonumber(ARGV[1])\n"
 "if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n"
-"local p = 5\n"
+"local floor = ARGV[5]\n"
+"-- eviction watch: KEYS[2] holds the evicted_keys count last seen and the\n"
+"-- pusher's WAL position when it last changed (efloor).  A key missing with\n"
+"-- its version may have been evicted with it: a write from before efloor\n"
+"-- could be older than the evicted value, so it does not create the key.\n"
+"local ev = string.match(redis.call('INFO', 'stats'), 'evicted_keys:(%d+)') or '0'\n"
+"local seen = redis.call('HGET', KEYS[2], 'seen')\n"
+"local efloor = redis.call('HGET', KEYS[2], 'floor')\n"
+"if seen ~= ev then\n"
+"  if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n"
+"  redis.call('HSET', KEYS[2], 'seen', ev)\n"
+"end\n"
+"local p = 6\n"
 "for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n"
 "local result = {0}\n"
-"if #KEYS < 2 then return result end\n"
+"if #KEYS < 4 then result[2] = 0; return result end\n"
 "local vkeys = {}\n"
-"for k = 3, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n"
+"for k = 4, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n"
 "local curs = {}\n"
 "for s = 1, #vkeys, 1000 do\n"
 "  local part = redis.call('MGET', unpack(vkeys, s, math.min(s + 999, #vkeys)))\n"
@@ -56,8 +69,10 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "end\n"
 "local mset = {}\n"
 "local applied = 0\n"
+"local evicted = 0\n"
+"local skipped = 0\n"
 "local idx = 0\n"
-"for k = 2, #KEYS, 2 do\n"
+"for k = 3, #KEYS, 2 do\n"
 "  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n"
 "  p = p + 3\n"
 "  local n, nd, start = 0, 0, p\n"
@@ -69,8 +84,19 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "    p = p + 1\n"
 "  end\n"
 "  local cur = curs[idx + 1]\n"
-"  if not cur or cur <= v then\n"
-"    local key = KEYS[k]\n"
+"  local key = KEYS[k]\n"
+"  if not cur and redis.call('EXISTS', key) == 1 then\n"
+"    -- the version was evicted (or lost) but the key was kept: it may hold\n"
+"    -- a newer value than this write.  Missing is never stale: drop the\n"
+"    -- key, and fence it at the pusher's current WAL position, which no\n"
+"    -- write still in flight from before can pass.\n"
+"    redis.call('UNLINK', key)\n"
+"    if tomb > 0 then redis.call('SET', KEYS[k + 1], floor, 'PX', tomb)\n"
+"    else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = floor end\n"
+"    evicted = evicted + 1\n"
+"  elseif not cur and efloor and v <= efloor then\n"
+"    skipped = skipped + 1\n"
+"  elseif not cur or cur <= v then\n"
 "    local r\n"
 "    if op == 'H' then\n"
 "      if n > 0 then r = redis.pcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n"
@@ -101,8 +127,22 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "  idx = idx + 1\n"
 "end\n"
 "for s = 1, #mset, 1000 do redis.call('MSET', unpack(mset, s, math.min(s + 999, #mset))) end\n"
+"if evicted > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', evicted) end\n"
+"if skipped > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', skipped) end\n"
 "result[1] = applied\n"
+"result[#result + 1] = evicted\n"
 "return result\n");
+
+const char *
+rs_evicted_key(void)
+{
+	static char buf[96];
+
+	if (buf[0] == '\0')
+		snprintf(buf, sizeof(buf), "redis_sync:evicted:" UINT64_FORMAT ":%u",
+				 GetSystemIdentifier(), MyDatabaseId);
+	return buf;
+}
 
 const char *
 rs_marker_key(void)
@@ -161,10 +201,17 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 	ListCell   *lc;
 
 	arg_str(&keys, rs_marker_key());
+	arg_str(&keys, rs_evicted_key());
 	arg_int(&args, (int64) rs_tombstone_ttl_ms);
 	arg_str(&args, marker_field ? marker_field : "");
 	arg_str(&args, marker_value ? marker_value : "");
 	arg_int(&args, list_length(clears));
+	{
+		char	   *floor = palloc(RS_VERSION_LEN + 1);
+
+		rs_version_now(floor);
+		arg_str(&args, floor);
+	}
 	foreach(lc, clears)
 		arg_str(&args, (char *) lfirst(lc));
 
@@ -220,7 +267,19 @@ rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
 	*errors = NULL;
 	if (reply->type != RV_ARRAY || reply->nelem < 1)
 		return -1;
-	if (reply->nelem > 1)
+
+	/*
+	 * {applied, (index, error)*, evicted}: keys dropped because their
+	 * version was gone are logged (and counted in Redis, rs_evicted_key()).
+	 */
+	if (reply->nelem % 2 == 0 && reply->elems[reply->nelem - 1].type == RV_INTEGER &&
+		reply->elems[reply->nelem - 1].integer > 0)
+		ereport(LOG,
+				(errmsg("redis_sync: dropped %lld cached keys whose version key was missing",
+						(long long) reply->elems[reply->nelem - 1].integer),
+				 errdetail("Redis evicted or lost their version keys; a cached value without its version might be newer than the write, so the key was deleted (a miss, never a stale value)."),
+				 errhint("Use maxmemory-policy noeviction or volatile-*, or give Redis more memory.")));
+	if (reply->nelem > 2)
 	{
 		*indexes = palloc(sizeof(int) * reply->nelem / 2);
 		*errors = palloc(sizeof(char *) * reply->nelem / 2);

@@ -39,6 +39,9 @@ extern void rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
  */
 extern int	rs_fence_failures(RedisValue *reply, int **indexes, char ***errors);
 
+/* the counter of keys dropped because their version key was missing */
+extern const char *rs_evicted_key(void);
+
 /* the hash holding in-flight markers of this database */
 extern const char *rs_marker_key(void);
 

@@ -61,12 +61,10 @@ probe(const char *sql, int nargs, Oid *types, Datum *args, ErrorData **error)
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile uint64 n = 0;
-	bool		save_suppress = rs_suppress_capture;
 
 	*error = NULL;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(outer);
-	rs_suppress_capture = true;
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -75,14 +73,12 @@ probe(const char *sql, int nargs, Oid *types, Datum *args, ErrorData **error)
 			elog(ERROR, "redis_sync: row-level security probe failed");
 		n = SPI_processed;
 		SPI_finish();
-		rs_suppress_capture = save_suppress;
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
 	}
 	PG_CATCH();
 	{
-		rs_suppress_capture = save_suppress;
 		MemoryContextSwitchTo(outer);
 		*error = CopyErrorData();
 		FlushErrorState();

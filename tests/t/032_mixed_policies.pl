@@ -53,7 +53,8 @@ my @statcols = qw(captured pushed queued applied);
 sub stats
 {
 	my $row = $node->safe_psql('postgres',
-		'SELECT ' . join(', ', @statcols) . q{ FROM redis_sync.stats WHERE "table" = 'p'::regclass});
+		# one row per policy: each has its own path's counters
+		'SELECT ' . join(', ', map { "sum($_)" } @statcols) . q{ FROM redis_sync.stats WHERE "table" = 'p'::regclass});
 	my %s;
 	@s{@statcols} = split /\|/, $row;
 	return \%s;

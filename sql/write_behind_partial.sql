@@ -1,0 +1,133 @@
+-- write-behind never erases: partial hashes, NOT NULL columns outside
+-- `columns`, the NULL marker, defaults for new rows, generated and identity
+-- columns, values refused instead of truncated, stats per policy
+-- (flush_interval is an hour so only redis_sync.flush() drains)
+\set SHOW_CONTEXT never
+
+-- the storefront: write-through for the catalogue, write-behind for a view
+-- counter in its own string key; name is NOT NULL and outside `columns`
+CREATE TABLE product (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2),
+                      view_count bigint NOT NULL DEFAULT 0);
+INSERT INTO product VALUES (1, 'lamp', 19.90, 0), (2, 'desk', 120.00, 10);
+SELECT redis_sync.write_through('product', key_prefix => 'product:', columns => '{id,name,price}');
+SELECT redis_sync.write_behind('product', key_prefix => 'viewcount:', dirty_set => 'dirty-products',
+                               columns => '{view_count}', format => 'string', counters => '{view_count}',
+                               flush_interval => '1 h');
+-- the application: INCR + SADD (keys it created itself: increments on the table)
+SELECT redis_sync.command('INCR', 'viewcount:1') FROM generate_series(1, 3);
+SELECT redis_sync.command('SADD', 'dirty-products', '1');
+-- and hincrby(), which seeds the key from the table first (absolute values)
+SELECT redis_sync.hincrby('product', '2', 'view_count', 5);
+SELECT redis_sync.flush('product');
+SELECT * FROM product ORDER BY id;
+SELECT redis_sync.command('GET', 'viewcount:1'), redis_sync.command('GET', 'viewcount:2');
+SELECT count(*) AS dead_letters FROM redis_sync.dead_letters;
+-- a product the table does not have cannot be created without a name: dead letter
+SELECT redis_sync.command('INCR', 'viewcount:3');
+SELECT redis_sync.command('SADD', 'dirty-products', '3');
+SELECT redis_sync.flush('product');
+SELECT member, sqlstate FROM redis_sync.dead_letters;
+SELECT redis_sync.discard_dead_letters();
+-- stats per policy: each row has the counters of its own path
+UPDATE product SET price = 21.00 WHERE id = 1;
+SELECT redis_sync.command('HGETALL', 'product:1');
+SELECT policy, captured > 0 AS captured, pushed > 0 AS pushed, claimed, applied, batches, dead
+  FROM redis_sync.stats WHERE "table" = 'product'::regclass ORDER BY policy;
+
+-- partial hashes on a multi-column table keep the other columns
+CREATE TABLE item (id int PRIMARY KEY, a int NOT NULL, b int NOT NULL DEFAULT 7,
+                   c text DEFAULT 'dflt', d date);
+INSERT INTO item VALUES (1, 10, 20, 'x', '2026-01-01');
+SELECT redis_sync.write_behind('item', key_prefix => 'item:', flush_interval => '1 h');
+SELECT redis_sync.command('HSET', 'item:1', 'a', '11');
+SELECT redis_sync.command('SADD', 'item:dirty', '1');
+SELECT redis_sync.flush('item');
+SELECT * FROM item ORDER BY id;
+SELECT redis_sync.command('DEL', 'item:1');
+SELECT redis_sync.command('HSET', 'item:1', 'd', '2026-02-02');
+SELECT redis_sync.command('SADD', 'item:dirty', '1');
+SELECT redis_sync.flush('item');
+SELECT * FROM item ORDER BY id;
+-- a new row from a partial hash: the other columns get their defaults
+SELECT redis_sync.command('HSET', 'item:2', 'a', '5');
+SELECT redis_sync.command('HSET', 'item:3', 'a', '6', 'd', '2026-03-04');
+SELECT redis_sync.command('SADD', 'item:dirty', '2', '3');
+SELECT redis_sync.flush('item');
+SELECT * FROM item ORDER BY id;
+-- ... unless a NOT NULL column without default is missing: dead letter
+SELECT redis_sync.command('HSET', 'item:4', 'c', 'no a');
+SELECT redis_sync.command('SADD', 'item:dirty', '4');
+SELECT redis_sync.flush('item');
+SELECT member, sqlstate FROM redis_sync.dead_letters;
+SELECT redis_sync.discard_dead_letters();
+
+-- NULL is written only when the application says so: hset(..., NULL) writes
+-- the marker, a field of exactly one NUL byte
+SELECT redis_sync.hset('item', '1', 'c', NULL);
+SELECT redis_sync.command('HSTRLEN', 'item:1', 'c');
+SELECT redis_sync.flush('item');
+SELECT * FROM item WHERE id = 1;
+-- the marker on a NOT NULL column is refused like any NULL
+SELECT redis_sync.hset('item', '1', 'a', NULL);
+SELECT redis_sync.flush('item');
+SELECT member, sqlstate FROM redis_sync.dead_letters;
+SELECT redis_sync.discard_dead_letters();
+SELECT * FROM item WHERE id = 1;
+-- json format: an absent key keeps the column, JSON null writes NULL
+CREATE TABLE doc (id int PRIMARY KEY, title text NOT NULL, body text, n int);
+INSERT INTO doc VALUES (1, 't', 'b', 1);
+SELECT redis_sync.write_behind('doc', key_prefix => 'doc:', format => 'json', flush_interval => '1 h');
+SELECT redis_sync.command('SET', 'doc:1', '{"n": 2, "body": null}');
+SELECT redis_sync.command('SADD', 'doc:dirty', '1');
+SELECT redis_sync.flush('doc');
+SELECT * FROM doc;
+
+-- generated and GENERATED ALWAYS identity columns are never written
+CREATE TABLE gen (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) STORED,
+                  serial int GENERATED ALWAYS AS IDENTITY, byd int GENERATED BY DEFAULT AS IDENTITY);
+INSERT INTO gen (id, n) VALUES (1, 1);
+SELECT redis_sync.write_behind('gen', key_prefix => 'gen:', flush_interval => '1 h');
+SELECT columns FROM redis_sync.tables WHERE relid = 'gen'::regclass;
+SELECT redis_sync.command('HSET', 'gen:1', 'n', '5', 'twice', '99', 'serial', '99', 'byd', '42');
+SELECT redis_sync.command('HSET', 'gen:2', 'n', '6', 'twice', '99', 'serial', '99');
+SELECT redis_sync.command('SADD', 'gen:dirty', '1', '2');
+SELECT redis_sync.flush('gen');
+SELECT * FROM gen ORDER BY id;
+SELECT count(*) AS dead_letters FROM redis_sync.dead_letters;
+
+-- values never change on the way in: overlong values are refused, not truncated
+CREATE TABLE fixed (code varchar(3) PRIMARY KEY, name varchar(5), flag char(3), bits bit(5));
+INSERT INTO fixed VALUES ('abc', 'orig', 'yes', B'10101');
+SELECT redis_sync.write_behind('fixed', key_prefix => 'fx:', flush_interval => '1 h');
+SELECT redis_sync.command('HSET', 'fx:abcdef', 'name', 'other');       -- key too long: not row abc
+SELECT redis_sync.command('HSET', 'fx:abd', 'name', 'toolong');        -- varchar(5)
+SELECT redis_sync.command('HSET', 'fx:abe', 'flag', 'abcd');           -- char(3)
+SELECT redis_sync.command('HSET', 'fx:abf', 'bits', '101');            -- bit(5), too short
+SELECT redis_sync.command('HSET', 'fx:abg', 'bits', '1010101');        -- bit(5), too long
+SELECT redis_sync.command('HSET', 'fx:abh', 'name', 'fine', 'flag', 'ok', 'bits', '11111');
+SELECT redis_sync.command('SADD', 'fx:dirty', 'abcdef', 'abd', 'abe', 'abf', 'abg', 'abh');
+SELECT redis_sync.flush('fixed');
+SELECT code, name, flag, length(flag::text) AS flag_len, bits FROM fixed ORDER BY code;
+SELECT member, sqlstate, error FROM redis_sync.dead_letters ORDER BY member;
+SELECT redis_sync.discard_dead_letters();
+
+-- json format takes back what row_to_json writes: arrays, composites, and a
+-- JSON string stays a string in a jsonb column
+CREATE TYPE pt AS (x int, y int);
+CREATE TABLE shapes (id int PRIMARY KEY, tags int[], origin pt, meta jsonb, label text, code varchar(2));
+SELECT redis_sync.write_behind('shapes', key_prefix => 'sh:', format => 'json', flush_interval => '1 h');
+SELECT redis_sync.command('SET', 'sh:1',
+  (SELECT row_to_json(r)::text FROM (SELECT ARRAY[1,2,3] AS tags, ROW(4,5)::pt AS origin,
+                                            '"123"'::jsonb AS meta, '123' AS label, 'ab' AS code) r));
+SELECT redis_sync.command('SET', 'sh:2', '{"code": "abc"}');
+SELECT redis_sync.command('SADD', 'sh:dirty', '1', '2');
+SELECT redis_sync.flush('shapes');
+SELECT id, tags, origin, meta, jsonb_typeof(meta) AS meta_type, label, code FROM shapes ORDER BY id;
+SELECT member, sqlstate FROM redis_sync.dead_letters;
+SELECT redis_sync.discard_dead_letters();
+
+SELECT redis_sync.unsync('product', purge => true), redis_sync.unsync('item', purge => true),
+       redis_sync.unsync('doc', purge => true), redis_sync.unsync('gen', purge => true),
+       redis_sync.unsync('fixed', purge => true), redis_sync.unsync('shapes', purge => true);
+DROP TABLE product, item, doc, gen, fixed, shapes;
+DROP TYPE pt;
