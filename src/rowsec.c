@@ -21,7 +21,8 @@
  * It also checks what the drain takes from Redis before it reaches a table
  * (rs_wb_input_problem): Redis strings are bytes, a text column is not.
  * A value that is not valid in the database encoding, or holds a NUL byte
- * (which the text input functions would silently cut), is refused; the
+ * (which the text input functions would silently cut), is refused, except
+ * the value that is exactly one NUL byte, the NULL marker of drain.c; the
  * drain dead-letters it with a printable copy and applies the rest.
  *
  *-------------------------------------------------------------------------
@@ -262,6 +263,13 @@ clean_copy(RedisValue *v)
 	return c;
 }
 
+/* the one-NUL-byte value is the documented NULL marker (drain.c), not a NUL inside text */
+static bool
+is_null_marker(const RedisValue *v)
+{
+	return v->len == 1 && v->str[0] == '\0';
+}
+
 char *
 rs_wb_input_problem(RedisValue *member, RedisValue *value,
 					char **clean_member, RedisValue **clean_value)
@@ -271,7 +279,8 @@ rs_wb_input_problem(RedisValue *member, RedisValue *value,
 
 	if (member->type == RV_STRING && (p = text_problem(member->str, member->len)) != NULL)
 		problem = psprintf("the dirty set member %s", p);
-	else if (value->type == RV_STRING && (p = text_problem(value->str, value->len)) != NULL)
+	else if (value->type == RV_STRING && !is_null_marker(value) &&
+			 (p = text_problem(value->str, value->len)) != NULL)
 		problem = psprintf("the value %s", p);
 	else if (value->type == RV_ARRAY)
 	{
@@ -279,7 +288,8 @@ rs_wb_input_problem(RedisValue *member, RedisValue *value,
 		{
 			RedisValue *e = &value->elems[i];
 
-			if (e->type == RV_STRING && (p = text_problem(e->str, e->len)) != NULL)
+			if (e->type == RV_STRING && !(i % 2 == 1 && is_null_marker(e)) &&
+				(p = text_problem(e->str, e->len)) != NULL)
 				problem = i % 2 == 0 ? psprintf("a field name %s", p) :
 					psprintf("the value of field \"%s\" %s",
 							 printable(value->elems[i - 1].str, value->elems[i - 1].len), p);
