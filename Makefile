@@ -55,7 +55,7 @@ REGRESS_ENC =
 #
 REGRESS_WB =
 #
-REGRESS_WARM =
+REGRESS_WARM = warm get_invalidate replica
 # upgrade runs last: it drops and recreates the extension
 REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) upgrade
 REGRESS_OPTS = --use-existing

@@ -71,7 +71,8 @@ SELECT q.relid AS "table",
        q.attempts,
        q.last_error,
        q.last_error_at
-  FROM redis_sync._warm_queue q;
+  FROM redis_sync._warm_queue q
+ WHERE EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = q.relid AND t.policy = 'write_through');
 COMMENT ON VIEW warming IS 'redis_sync: progress of the cache warms that write_through() started in the background';
 GRANT SELECT ON warming TO PUBLIC;
 
@@ -95,11 +96,13 @@ DECLARE
 BEGIN
     FOR trg IN
         SELECT t.tgrelid::regclass AS rel, t.tgname
-          FROM pg_partition_tree(tbl) p
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION
+                SELECT p.relid, p.level FROM pg_partition_tree(tbl) p) p
           JOIN pg_trigger t ON t.tgrelid = p.relid
          WHERE t.tgname IN ('redis_sync_capture', 'redis_sync_truncate', 'redis_sync_truncate_partition')
            AND t.tgenabled <> CASE WHEN always THEN 'A' ELSE 'O' END
-         ORDER BY p.level, t.tgrelid, t.tgname
+         ORDER BY p.level, t.tgrelid::oid, t.tgname
     LOOP
         EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I',
                        trg.rel, CASE WHEN always THEN 'ALWAYS' ELSE '' END, trg.tgname);
@@ -477,6 +480,10 @@ BEGIN
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
        AND t.relid::oid = d.objid;
+    DELETE FROM redis_sync._warm_queue q
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+       AND q.relid::oid = d.objid;
 END
 $fn$;
 
