@@ -78,8 +78,8 @@ GRANT SELECT ON warming TO PUBLIC;
 
 -- queue a background warm (C: checks that the caller owns the table, then
 -- writes the queue with the bootstrap superuser's rights; false for an
--- empty table, which has nothing to warm)
-CREATE FUNCTION _warm_schedule(tbl regclass)
+-- empty table, which has nothing to warm); run = false cancels one
+CREATE FUNCTION _warm_schedule(tbl regclass, run boolean)
 RETURNS boolean
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_warm_schedule';
@@ -127,7 +127,7 @@ AS $$
     SELECT redis_sync._sync(tbl, 'write_through', key_prefix, key_columns, columns,
                             format, ttl, consistency, delivery);
     SELECT redis_sync._capture_always(tbl, coalesce(replica, false));
-    SELECT redis_sync._warm_schedule(tbl) WHERE warm;
+    SELECT redis_sync._warm_schedule(tbl, coalesce(warm, false));
 $$;
 COMMENT ON FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text, boolean, boolean) IS
 'push every committed change of a table to Redis at commit; the rows it already has are warmed in the background';

@@ -44,10 +44,14 @@ SELECT key, problem FROM redis_sync.verify('wm');
 SELECT redis_sync.resync('wm');
 SELECT * FROM redis_sync.verify('wm');
 
--- warm => false: nothing queued, nothing cached
+-- warm => false: nothing queued, nothing cached (and a queued warm is cancelled)
 CREATE TABLE wm_off (id int PRIMARY KEY, v text);
 INSERT INTO wm_off VALUES (1, 'a'), (2, 'b');
+SELECT redis_sync.worker_pause();
+SELECT redis_sync.write_through('wm_off', key_prefix => 'wo:');
+SELECT state FROM redis_sync.warming WHERE "table" = 'wm_off'::regclass;
 SELECT redis_sync.write_through('wm_off', key_prefix => 'wo:', warm => false);
+SELECT redis_sync.worker_resume();
 SELECT count(*) FROM redis_sync.warming WHERE "table" = 'wm_off'::regclass;
 SELECT redis_sync.command('EXISTS', 'wo:1');
 -- an empty table queues nothing either (its writers push every row)
@@ -78,7 +82,7 @@ SELECT * FROM redis_sync.verify('wm_json');
 -- only the owner may queue a warm; the view is public, the queue is not
 CREATE ROLE rs_warm_other;
 SET ROLE rs_warm_other;
-SELECT redis_sync._warm_schedule('wm');
+SELECT redis_sync._warm_schedule('wm', true);
 SELECT count(*) > 0 AS sees_progress FROM redis_sync.warming;
 SELECT * FROM redis_sync._warm_queue;
 RESET ROLE;

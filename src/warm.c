@@ -806,8 +806,9 @@ queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 }
 
 /*
- * _warm_schedule(tbl regclass) RETURNS boolean: queue a background warm of
- * a write-through table (false: the table is empty, nothing queued).
+ * _warm_schedule(tbl regclass, run boolean) RETURNS boolean: queue a
+ * background warm of a write-through table (false: the table is empty,
+ * nothing queued).  run = false cancels a queued warm instead.
  */
 Datum
 redis_sync_warm_schedule(PG_FUNCTION_ARGS)
@@ -817,7 +818,8 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	char	   *qrel;
 	char	   *sql;
-	bool		has_rows;
+	bool		run = PG_GETARG_BOOL(1);
+	bool		has_rows = false;
 	bool		isnull;
 
 	if (get_rel_name(relid) == NULL)
@@ -833,12 +835,15 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
 	sql = psprintf("SELECT EXISTS (SELECT FROM %s)", qrel);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "redis_sync: could not read table %s", qrel);
-	has_rows = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	if (run)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "redis_sync: could not read table %s", qrel);
+		has_rows = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
 	if (!has_rows)
 	{
 		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1", 1, types, values, NULL);
@@ -848,8 +853,9 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
 			   "SELECT $1, pg_catalog.clock_timestamp(), "
 			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
-			   "          FROM pg_catalog.pg_partition_tree($1) p "
-			   "          JOIN pg_catalog.pg_class c ON c.oid = p.relid) "
+			   "          FROM pg_catalog.pg_class c "
+			   "         WHERE c.oid = $1 "
+			   "            OR c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p)) "
 			   "ON CONFLICT (relid) DO UPDATE SET "
 			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
 			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
