@@ -55,7 +55,7 @@ REGRESS_ENC = encoding keys roundtrip
 #
 REGRESS_WB = write_behind_partial
 #
-REGRESS_WARM =
+REGRESS_WARM = warm get_invalidate replica
 # upgrade runs last: it drops and recreates the extension
 REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) upgrade
 REGRESS_OPTS = --use-existing
@@ -68,7 +68,7 @@ ISOLATION_ENC =
 #
 ISOLATION_WB =
 #
-ISOLATION_WARM =
+ISOLATION_WARM = warm_race
 ISOLATION += $(ISOLATION_CRASH) $(ISOLATION_SEC) $(ISOLATION_ENC) $(ISOLATION_WB) $(ISOLATION_WARM)
 ISOLATION_OPTS = --use-existing
 TAP_TESTS = 1

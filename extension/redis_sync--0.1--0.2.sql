@@ -259,6 +259,126 @@ COMMENT ON VIEW stats IS 'redis_sync: activity per synced table and policy since
 -- warming and read-through (issue 13)
 -- =====================================================================
 
+-- Background warms that write_through() schedules: one row per table,
+-- worked through by the worker in batches (warm.c).  last_key holds row
+-- contents (key values), so the table is not readable by PUBLIC; the view
+-- redis_sync.warming shows the progress without it.
+CREATE TABLE _warm_queue (
+    relid          regclass PRIMARY KEY,
+    requested_at   timestamptz NOT NULL,
+    rows_estimate  bigint,
+    started_at     timestamptz,
+    finished_at    timestamptz,
+    rows_done      bigint NOT NULL DEFAULT 0,
+    keys_filled    bigint NOT NULL DEFAULT 0,
+    last_key       text[],
+    attempts       int NOT NULL DEFAULT 0,
+    retry_at       timestamptz,
+    last_error     text,
+    last_error_at  timestamptz
+);
+COMMENT ON TABLE _warm_queue IS 'redis_sync: background cache warms (internal; see redis_sync.warming)';
+
+CREATE VIEW warming AS
+SELECT q.relid AS "table",
+       CASE WHEN q.finished_at IS NOT NULL THEN 'done'
+            WHEN q.last_error IS NOT NULL THEN 'retrying'
+            WHEN q.started_at IS NOT NULL THEN 'running'
+            ELSE 'queued' END AS state,
+       q.rows_done,
+       q.rows_estimate,
+       q.keys_filled,
+       q.requested_at,
+       q.started_at,
+       q.finished_at,
+       q.attempts,
+       q.last_error,
+       q.last_error_at
+  FROM redis_sync._warm_queue q
+ WHERE EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = q.relid AND t.policy = 'write_through');
+COMMENT ON VIEW warming IS 'redis_sync: progress of the cache warms that write_through() started in the background';
+GRANT SELECT ON warming TO PUBLIC;
+
+-- queue a background warm (C: checks that the caller owns the table, then
+-- writes the queue with the bootstrap superuser's rights; false for an
+-- empty table, which has nothing to warm); run = false cancels one
+CREATE FUNCTION _warm_schedule(tbl regclass, run boolean)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_warm_schedule';
+
+-- capture triggers that fire under session_replication_role = replica
+-- (ENABLE ALWAYS), so a logical-replication subscriber keeps Redis in step
+CREATE FUNCTION _capture_always(tbl regclass, always boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    trg record;
+BEGIN
+    FOR trg IN
+        SELECT t.tgrelid::regclass AS rel, t.tgname
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION
+                SELECT p.relid, p.level FROM pg_partition_tree(tbl) p) p
+          JOIN pg_trigger t ON t.tgrelid = p.relid
+         WHERE t.tgname IN ('redis_sync_capture', 'redis_sync_truncate', 'redis_sync_truncate_partition')
+           AND t.tgenabled <> CASE WHEN always THEN 'A' ELSE 'O' END
+         ORDER BY p.level, t.tgrelid::oid, t.tgname
+    LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I',
+                       trg.rel, CASE WHEN always THEN 'ALWAYS' ELSE '' END, trg.tgname);
+    END LOOP;
+END
+$fn$;
+
+DROP FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text);
+CREATE FUNCTION write_through(tbl regclass,
+                              key_prefix text DEFAULT NULL,
+                              key_columns text[] DEFAULT NULL,
+                              columns text[] DEFAULT NULL,
+                              format text DEFAULT 'hash',
+                              ttl interval DEFAULT NULL,
+                              consistency text DEFAULT 'eventual',
+                              delivery text DEFAULT 'sync',
+                              warm boolean DEFAULT true,
+                              replica boolean DEFAULT false)
+RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT redis_sync._sync(tbl, 'write_through', key_prefix, key_columns, columns,
+                            format, ttl, consistency, delivery);
+    SELECT redis_sync._capture_always(tbl, coalesce(replica, false));
+    SELECT redis_sync._warm_schedule(tbl, coalesce(warm, false));
+$$;
+COMMENT ON FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text, boolean, boolean) IS
+'push every committed change of a table to Redis at commit; the rows it already has are warmed in the background';
+
+DROP FUNCTION invalidate(regclass, text, text[], text, text);
+CREATE FUNCTION invalidate(tbl regclass,
+                           key_prefix text DEFAULT NULL,
+                           key_columns text[] DEFAULT NULL,
+                           consistency text DEFAULT 'eventual',
+                           delivery text DEFAULT 'sync',
+                           replica boolean DEFAULT false)
+RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT redis_sync._sync(tbl, 'invalidate', key_prefix, key_columns, NULL,
+                            'hash', NULL, consistency, delivery);
+    SELECT redis_sync._capture_always(tbl, coalesce(replica, false));
+$$;
+COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
+'delete the cached row from Redis whenever a committed change touches it';
+
+-- get() caches an invalidate table's rows as hashes of all their columns
+UPDATE tables t
+   SET columns = (SELECT array_agg(a.attname ORDER BY a.attnum)
+                    FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped)
+ WHERE t.policy = 'invalidate';
+
 -- (end of section)
 
 -- =====================================================================
@@ -435,9 +555,6 @@ BEGIN
             cols := cols || c::name;
         END LOOP;
     END IF;
-    IF p_policy = 'invalidate' THEN
-        cols := '{}';
-    END IF;
     IF p_policy = 'write_behind' THEN
         IF cols && kcols THEN
             RAISE EXCEPTION 'write-behind columns must not include key columns'
@@ -606,6 +723,10 @@ BEGIN
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
        AND t.relid::oid = d.objid;
+    DELETE FROM redis_sync._warm_queue q
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+       AND q.relid::oid = d.objid;
     -- ALTER TABLE ... DROP COLUMN of a synced column: the configuration follows
     FOR col IN
         SELECT DISTINCT d.objid::regclass AS tbl, d.address_names[3] AS name
@@ -669,6 +790,10 @@ BEGIN
                                                  AND tgname = 'redis_sync_truncate_partition') THEN
             EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, root::oid::text);
+            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = root AND tgname = 'redis_sync_truncate'
+                                                  AND tgenabled = 'A') THEN
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER redis_sync_truncate_partition', part);
+            END IF;
         END IF;
     END LOOP;
     -- a detached partition is no longer part of a synced table: its guard goes

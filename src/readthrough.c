@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * readthrough.c
- *		redis_sync.get(): read-through for write-through tables.
+ *		redis_sync.get(): read-through for write-through and invalidate tables.
  *
  * get(NULL::tbl, VARIADIC key) returns the cached row when Redis has it,
  * decoded through the column types (columns that are not synced come back
@@ -131,10 +131,12 @@ redis_sync_get(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", get_rel_name(relid))));
 	cfg = rs_config_get(relid);
-	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
+	/* invalidate tables too: a miss populates them the same way (warm.c) */
+	if (!cfg->synced ||
+		(cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+				 errmsg("table \"%s\" is not synced write-through or invalidate", get_rel_name(relid))));
 
 	keyarr = PG_GETARG_ARRAYTYPE_P(1);
 	deconstruct_array(keyarr, TEXTOID, -1, false, TYPALIGN_INT, &kelems, &knulls, &nk);

@@ -1,23 +1,55 @@
 /*-------------------------------------------------------------------------
  *
  * warm.c
- *		Push the current committed state of rows to Redis: cache warming,
- *		re-warming after Redis lost its data, and repair of keys pushed by
- *		transactions that did not commit.
+ *		Writing the table's committed rows to Redis: cache warming (warm(),
+ *		the background warm that write_through() schedules, re-warming after
+ *		Redis lost its data), and pushing named rows again (resync, repair of
+ *		keys pushed by transactions that did not commit, get()'s populate).
  *
- * Fencing: rows are read with SELECT ... FOR SHARE, which waits for any
- * transaction still writing them (one that already pushed at pre-commit
- * but has not committed yet) and keeps later writers out until we are done.
- * The version is taken after the locks are held, so it is newer than every
- * committed write of those rows and older than every later one: a warm can
- * never overwrite a newer value.  The lock is held only for one batch: each
- * batch runs in a subtransaction that is rolled back after the push, which
- * releases its row locks (nothing else was written in it).
+ * Two ways to write a row, chosen by what the write may replace.
  *
- * A key whose row is missing becomes a fenced delete.  A concurrent INSERT
- * of that very key that has pushed but not yet committed could be hidden by
- * that delete for a moment; the inserter's value is restored by the next
- * change or warm of the key (documented limitation of repairs).
+ * Filling (warm, background warm, re-warm) takes no row locks and writes
+ * nothing to the table.  A batch of rows is read with a plain snapshot, in
+ * key order, and handed to the fill script, which writes a key only when
+ * Redis has neither the key nor its version key, and then stores the lowest
+ * possible version ("0...0") beside it.  That cannot lose against a
+ * concurrent writer of the row, whatever the fill read:
+ *
+ *	- a push that reached Redis before the fill left a version key: the fill
+ *	  leaves the key alone;
+ *	- a push that reaches Redis after the fill carries a real version, newer
+ *	  than "0...0": it overwrites the filled value (an outbox delivery too).
+ *
+ * (The one exception is a delete whose tombstone expires,
+ * redis_sync.tombstone_ttl, between the fill's read and its write of the
+ * same batch.)  Keys found half there -- a version without data (a
+ * tombstone, or data deleted or evicted) or data without a version -- are
+ * not decided by the fill: they are pushed with the locking method below.
+ * Keys with both are kept by pushes and left alone; resync() repairs a
+ * cached value that differs.
+ *
+ * Pushing named rows (resync, repair, get()) overwrites, so it locks: rows
+ * are read with SELECT ... FOR SHARE, which waits for any transaction still
+ * writing them (one that already pushed at pre-commit but has not committed
+ * yet) and keeps later writers out until we are done.  The version is taken
+ * after the locks are held, so it is newer than every committed write of
+ * those rows and older than every later one: the push can never overwrite a
+ * newer value.  The locks are held only for one batch: each batch runs in a
+ * subtransaction that is rolled back after the push, which releases its row
+ * locks (nothing else was written in it).  A key whose row is missing
+ * becomes a fenced delete.  A concurrent INSERT of that very key that has
+ * pushed but not yet committed could be hidden by that delete for a moment;
+ * the inserter's value is restored by the next change or warm of the key
+ * (documented limitation of repairs).
+ *
+ * Background warms: write_through() calls _warm_schedule(), which records
+ * the table in redis_sync._warm_queue (shown by the view
+ * redis_sync.warming) and wakes the worker at commit.  Each worker round
+ * calls rs_warm_round(), which fills batches of the oldest queued table,
+ * one transaction per batch, for a bounded time, keeping the position (the
+ * last key) in the queue row so that a restart resumes where it stopped.
+ * The batches run as the table's owner, in restricted mode, with a fixed
+ * search_path.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,19 +58,28 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "as_owner.h"
 #include "config.h"
@@ -50,6 +91,64 @@
 #include "warm.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_warm);
+PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
+
+/* rows per batch of a background warm */
+#define WARM_BATCH 10000
+/* a worker round spends at most this long warming before it looks at the outbox again */
+#define WARM_ROUND_MS 250
+/* after a failed batch, the entry waits at most this long before it is retried */
+#define WARM_RETRY_MAX_MS 60000
+
+/*
+ * The fill script.  KEYS: data key, version key, per row.  ARGV[1]: the
+ * version to store ("0...0"); then per row: op ('H' or 'S'), ttl in ms, and
+ * for 'H' the number of fields followed by field, value pairs (NULL columns
+ * left out), for 'S' the string.  Returns one status per row: 0 written, 1
+ * left alone (both keys there, or a row whose synced columns are all NULL,
+ * which has no data key), 2 half there (data
+ * without version or version without data: the caller pushes it locked).
+ * Only absent keys are written, so no write can meet a key of another type.
+ */
+static RedisScript fill_script = REDIS_SCRIPT("redis_sync_fill",
+"local zero = ARGV[1]\n"
+"local p = 2\n"
+"local result = {}\n"
+"for k = 1, #KEYS, 2 do\n"
+"  local op, ttl = ARGV[p], tonumber(ARGV[p + 1])\n"
+"  local n, start = 1, p + 2\n"
+"  if op == 'H' then\n"
+"    n = tonumber(ARGV[p + 2]); start = p + 3; p = p + 3 + 2 * n\n"
+"  else\n"
+"    p = p + 3\n"
+"  end\n"
+"  local hasd = redis.call('EXISTS', KEYS[k]) == 1\n"
+"  local hasv = redis.call('EXISTS', KEYS[k + 1]) == 1\n"
+"  local r = 1\n"
+"  if n == 0 then\n"
+"    r = 1\n"
+"  elseif hasd ~= hasv then\n"
+"    r = 2\n"
+"  elseif not hasd then\n"
+"    if op == 'H' then\n"
+"      redis.call('HSET', KEYS[k], unpack(ARGV, start, start + 2 * n - 1))\n"
+"    else\n"
+"      redis.call('SET', KEYS[k], ARGV[start])\n"
+"    end\n"
+"    if ttl > 0 then\n"
+"      redis.call('PEXPIRE', KEYS[k], ttl)\n"
+"      redis.call('SET', KEYS[k + 1], zero, 'PX', ttl)\n"
+"    else\n"
+"      redis.call('SET', KEYS[k + 1], zero)\n"
+"    end\n"
+"    r = 0\n"
+"  end\n"
+"  result[#result + 1] = r\n"
+"end\n"
+"return result\n");
+
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
 
 /* "k1", "k2" quoted, comma separated */
 static char *
@@ -199,7 +298,400 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 	return pushed;
 }
 
-static int64 push_current(Oid relid, List *keys, int batch_size);
+/*
+ * The configuration used to encode rows for the cache.  An invalidate table
+ * pushes only deletes; what get() caches for it is the hash of its columns.
+ */
+static SyncConfig *
+encoding_config(SyncConfig *cfg)
+{
+	SyncConfig *enc;
+
+	if (cfg->policy != RS_POLICY_INVALIDATE)
+		return cfg;
+	enc = palloc(sizeof(SyncConfig));
+	memcpy(enc, cfg, sizeof(SyncConfig));
+	enc->policy = RS_POLICY_WRITE_THROUGH;
+	enc->format = RS_FORMAT_HASH;
+	return enc;
+}
+
+/* the row of an SPI result's first column (a whole-row composite) */
+static void
+row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid, HeapTupleData *tup)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(spitup, spidesc, 1, &isnull);
+	HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
+
+	tup->t_len = HeapTupleHeaderGetDatumLength(hdr);
+	ItemPointerSetInvalid(&tup->t_self);
+	tup->t_tableOid = relid;
+	tup->t_data = hdr;
+}
+
+/* the arguments of one row for the fill script */
+static void
+fill_args(const char **argv, size_t *lens, int *argc, RowImage *img, int64 ttl_ms)
+{
+	char	   *ttl = psprintf(INT64_FORMAT, ttl_ms);
+
+	argv[*argc] = img->op == RS_OP_HASH ? "H" : "S";
+	lens[(*argc)++] = 1;
+	argv[*argc] = ttl;
+	lens[(*argc)++] = strlen(ttl);
+	if (img->op == RS_OP_HASH)
+	{
+		int			nset = 0;
+		char	   *n;
+
+		for (int f = 0; f < img->nfields; f++)
+			if (img->values[f])
+				nset++;
+		n = psprintf("%d", nset);
+		argv[*argc] = n;
+		lens[(*argc)++] = strlen(n);
+		for (int f = 0; f < img->nfields; f++)
+			if (img->values[f])
+			{
+				argv[*argc] = img->fields[f];
+				lens[(*argc)++] = strlen(img->fields[f]);
+				argv[*argc] = img->values[f];
+				lens[(*argc)++] = strlen(img->values[f]);
+			}
+	}
+	else
+	{
+		argv[*argc] = img->str;
+		lens[(*argc)++] = strlen(img->str);
+	}
+}
+
+/*
+ * Fill the rows of one SPI result (column 1: the row; columns 2..: the key
+ * columns) into Redis.  Returns the keys written; *repush gets the keys
+ * found half there, as (redis key, List of key values) pairs for
+ * push_locked().
+ */
+static int64
+fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
+		  List **repush)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	char	  **keys = palloc(sizeof(char *) * Max(nrows, 1));
+	char	 ***keyvals = palloc(sizeof(char **) * Max(nrows, 1));
+	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nrows, 1));
+	char		zero[RS_VERSION_LEN + 1];
+	int64		written = 0;
+	uint64		idx = 0;
+
+	memset(zero, '0', RS_VERSION_LEN);
+	zero[RS_VERSION_LEN] = '\0';
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		HeapTupleData tup;
+
+		row_from_composite(tt->vals[i], tt->tupdesc, enc->relid, &tup);
+		keys[i] = rs_encode_key(enc, reldesc, &tup, &keyvals[i]);
+		rs_encode_row(enc, reldesc, &tup, &imgs[i]);
+	}
+
+	/* one script call per chunk, all in one round trip */
+	for (uint64 s = 0; s < nrows; s += rs_chunk_size)
+	{
+		uint64		e = Min(nrows, s + rs_chunk_size);
+		int			max = 1;
+		int			argc = 0;
+		int			nkeys = 0;
+		const char **argv;
+		size_t	   *lens;
+
+		for (uint64 i = s; i < e; i++)
+			max += 2 + 3 + (imgs[i].op == RS_OP_HASH ? 2 * imgs[i].nfields : 1);
+		argv = palloc(sizeof(char *) * max);
+		lens = palloc(sizeof(size_t) * max);
+		for (uint64 i = s; i < e; i++)
+		{
+			size_t		klen = strlen(keys[i]);
+			char	   *vkey = rs_version_key_str(keys[i], klen);
+
+			argv[argc] = keys[i];
+			lens[argc++] = klen;
+			argv[argc] = vkey;
+			lens[argc++] = strlen(vkey);
+			nkeys += 2;
+		}
+		argv[argc] = zero;
+		lens[argc++] = RS_VERSION_LEN;
+		for (uint64 i = s; i < e; i++)
+			fill_args(argv, lens, &argc, &imgs[i], enc->ttl_ms);
+		redis_pipeline_append_script(p, &fill_script, nkeys, argc, argv, lens);
+	}
+	if (nrows > 0)
+		redis_pipeline_exec(p);
+	for (int c = 0; c < redis_pipeline_length(p); c++)
+	{
+		RedisValue *v;
+
+		redis_check_reply(p, c, "a cache fill");
+		v = redis_pipeline_reply(p, c);
+		if (v->type != RV_ARRAY)
+			elog(ERROR, "redis_sync: unexpected reply of the fill script");
+		for (int j = 0; j < v->nelem; j++, idx++)
+		{
+			if (idx >= nrows)
+				elog(ERROR, "redis_sync: unexpected reply of the fill script");
+			if (v->elems[j].integer == 0)
+				written++;
+			else if (v->elems[j].integer == 2)
+			{
+				List	   *vals = NIL;
+
+				for (int k = 0; k < enc->nkeys; k++)
+					vals = lappend(vals, keyvals[idx][k]);
+				*repush = lappend(*repush, list_make2(keys[idx], vals));
+			}
+		}
+	}
+	redis_pipeline_free(p);
+	return written;
+}
+
+/* where a fill is, and what it needs to read the next batch */
+typedef struct FillCursor
+{
+	Oid			relid;
+	SyncConfig *enc;
+	char	   *qrel;			/* quoted, qualified table name */
+	char	   *kl;				/* quoted key columns, comma separated */
+	List	   *last;			/* key values (text) of the last row read, NIL at the start */
+	int64		rows;			/* rows read so far */
+	int64		written;		/* keys written so far (filled or pushed locked) */
+} FillCursor;
+
+static int64 push_locked(Oid relid, List *keys, int batch_size);
+
+static void
+fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
+{
+	fc->relid = relid;
+	fc->enc = encoding_config(cfg);
+	fc->qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										  get_rel_name(relid));
+	fc->kl = key_list(cfg);
+	fc->last = last;
+	fc->rows = 0;
+	fc->written = 0;
+}
+
+/*
+ * Fill the next batch of up to batch_size rows, in key order, without row
+ * locks; keys found half there are pushed locked.  Returns the rows read
+ * (fewer than batch_size: the table is done).  fc->last is allocated in the
+ * caller's memory context.
+ */
+static int64
+fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync fill batch",
+													ALLOCSET_DEFAULT_SIZES);
+	SyncConfig *cfg = fc->enc;
+	StringInfoData sql;
+	Oid		   *types = palloc(sizeof(Oid) * cfg->nkeys);
+	Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
+	List	   *repush = NIL;
+	List	   *newlast = NIL;
+	uint64		nrows;
+	int64		written;
+	char	   *alias;
+	int			nest;
+
+	/* key values are canonical text: read and cast them under the same settings */
+	nest = rs_canonical_gucs_push();
+	initStringInfo(&sql);
+	/* an alias no column can shadow ("SELECT t FROM tbl t" would read a column t) */
+	alias = rs_row_alias(fc->relid);
+	appendStringInfo(&sql, "SELECT %s, %s FROM %s %s", alias, fc->kl, fc->qrel, alias);
+	if (fc->last != NIL)
+	{
+		ListCell   *lc;
+
+		appendStringInfo(&sql, " WHERE (%s) > (", fc->kl);
+		foreach(lc, fc->last)
+		{
+			int			i = foreach_current_index(lc);
+
+			appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
+							 format_type_be_qualified(cfg->keys[i].typid));
+			types[i] = TEXTOID;
+			values[i] = CStringGetTextDatum(lfirst(lc));
+		}
+		appendStringInfoChar(&sql, ')');
+	}
+	appendStringInfo(&sql, " ORDER BY %s LIMIT %d", fc->kl, batch_size);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args(sql.data, fc->last ? cfg->nkeys : 0, types, values, NULL,
+							  false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
+	nrows = SPI_processed;
+	{
+		MemoryContext spi = MemoryContextSwitchTo(batch_cxt);
+
+		written = fill_rows(cfg, RelationGetDescr(rel), SPI_tuptable, nrows, &repush);
+		MemoryContextSwitchTo(outer);
+		if (nrows > 0)
+		{
+			HeapTuple	last = SPI_tuptable->vals[nrows - 1];
+
+			for (int i = 0; i < cfg->nkeys; i++)
+				newlast = lappend(newlast, SPI_getvalue(last, SPI_tuptable->tupdesc, i + 2));
+		}
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+
+	/* outside the SPI connection: push_locked() opens its own */
+	if (repush != NIL)
+	{
+		MemoryContextSwitchTo(batch_cxt);
+		written += push_locked(fc->relid, repush, batch_size);
+		MemoryContextSwitchTo(outer);
+	}
+	MemoryContextDelete(batch_cxt);
+	rs_canonical_gucs_pop(nest);
+	if (nrows > 0)
+		fc->last = newlast;
+	fc->rows += nrows;
+	fc->written += written;
+	return (int64) nrows;
+}
+
+static SyncConfig *
+warmable_config(Oid relid)
+{
+	SyncConfig *cfg = rs_config_get(relid);
+
+	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+	return cfg;
+}
+
+/* fill every row of the table; returns rows read, *written keys written */
+static int64
+fill_table(Oid relid, int batch_size, int64 *written)
+{
+	SyncConfig *cfg = warmable_config(relid);
+	Relation	rel = relation_open(relid, AccessShareLock);
+	FillCursor	fc;
+
+	fill_cursor_init(&fc, relid, cfg, NIL);
+	for (;;)
+	{
+		int64		n = fill_next_batch(&fc, rel, batch_size);
+
+		rs_stats_add(relid, RS_C_WARMED, n);
+		CHECK_FOR_INTERRUPTS();
+		if (n < batch_size)
+			break;
+	}
+	relation_close(rel, AccessShareLock);
+	*written = fc.written;
+	return fc.rows;
+}
+
+/*
+ * Push the rows named by keys, locked (see the file header): a List of
+ * (redis key, List of key-value strings) pairs.  A missing row becomes a
+ * fenced delete.
+ */
+static int64
+push_locked(Oid relid, List *keys, int batch_size)
+{
+	SyncConfig *cfg = rs_config_get(relid);
+	SyncConfig *enc;
+	Relation	rel;
+	char	   *kl;
+	const char *qrel;
+	StringInfoData sql;
+	int64		total = 0;
+	ListCell   *lc;
+	List	   *batch = NIL;
+	List	   *batch_keys = NIL;
+	char	   *alias;
+	int			nest;
+
+	if (!cfg->synced || (cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+	enc = encoding_config(cfg);
+	rel = relation_open(relid, AccessShareLock);
+	/* key values are canonical text: cast them back under the same settings */
+	nest = rs_canonical_gucs_push();
+	kl = key_list(cfg);
+	alias = rs_row_alias(relid);
+	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+									  RelationGetRelationName(rel));
+
+	foreach(lc, keys)
+	{
+		List	   *pair = lfirst(lc);
+
+		batch_keys = lappend(batch_keys, linitial(pair));
+		batch = lappend(batch, lsecond(pair));
+		if (list_length(batch) >= batch_size || lnext(keys, lc) == NULL)
+		{
+			Oid		   *types = palloc(sizeof(Oid) * cfg->nkeys);
+			Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
+			int			nb = list_length(batch);
+
+			initStringInfo(&sql);
+			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(",
+							 alias, kl, qrel, alias, kl);
+			for (int i = 0; i < cfg->nkeys; i++)
+			{
+				Datum	   *elems = palloc(sizeof(Datum) * nb);
+				ListCell   *bc;
+				int			j = 0;
+
+				foreach(bc, batch)
+					elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(bc), i));
+				appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
+								 format_type_be_qualified(cfg->keys[i].typid));
+				types[i] = TEXTARRAYOID;
+				values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
+			}
+			appendStringInfoString(&sql, ")) FOR SHARE");
+			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys, NULL);
+			batch = NIL;
+			batch_keys = NIL;
+		}
+	}
+	rs_canonical_gucs_pop(nest);
+	relation_close(rel, AccessShareLock);
+	return total;
+}
+
+static int64
+push_current(Oid relid, List *keys, int batch_size)
+{
+	int64		n;
+
+	if (keys == NIL)
+	{
+		int64		written;
+
+		return fill_table(relid, batch_size, &written);
+	}
+	n = push_locked(relid, keys, batch_size);
+	rs_stats_add(relid, RS_C_WARMED, n);
+	return n;
+}
 
 /*
  * Reading the table runs its code (casts, output functions, policies): do it
@@ -223,113 +715,6 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 	}
 	PG_END_TRY();
 	return n;
-}
-
-static int64
-push_current(Oid relid, List *keys, int batch_size)
-{
-	SyncConfig *cfg = rs_config_get(relid);
-	Relation	rel;
-	char	   *kl;
-	const char *qrel;
-	StringInfoData sql;
-	int64		total = 0;
-	int			nest;
-	char	   *alias;
-
-	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
-	rel = relation_open(relid, AccessShareLock);
-	/* key values are canonical text: cast them back under the same settings */
-	nest = rs_canonical_gucs_push();
-	kl = key_list(cfg);
-	alias = rs_row_alias(relid);	/* "SELECT t FROM tbl t" would read a column t */
-	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									  RelationGetRelationName(rel));
-
-	if (keys == NIL)
-	{
-		List	   *last = NIL;
-
-		for (;;)
-		{
-			Oid		   *types = palloc(sizeof(Oid) * Max(cfg->nkeys, 1));
-			Datum	   *values = palloc(sizeof(Datum) * Max(cfg->nkeys, 1));
-			int64		n;
-
-			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s", alias, kl, qrel, alias);
-			if (last != NIL)
-			{
-				ListCell   *lc;
-				int			i = 0;
-
-				appendStringInfo(&sql, " WHERE (%s) > (", kl);
-				foreach(lc, last)
-				{
-					appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
-									 format_type_be_qualified(cfg->keys[i].typid));
-					types[i] = TEXTOID;
-					values[i] = CStringGetTextDatum(lfirst(lc));
-					i++;
-				}
-				appendStringInfoChar(&sql, ')');
-			}
-			appendStringInfo(&sql, " ORDER BY %s LIMIT %d FOR SHARE", kl, batch_size);
-			n = batch_in_subxact(cfg, rel, sql.data, last ? cfg->nkeys : 0, types, values, NIL, &last);
-			total += n;
-			CHECK_FOR_INTERRUPTS();
-			if (n < batch_size || last == NIL)
-				break;
-		}
-	}
-	else
-	{
-		/* keys: List of (redis key string, List of key values) pairs */
-		ListCell   *lc;
-		List	   *batch = NIL;
-		List	   *batch_keys = NIL;
-
-		foreach(lc, keys)
-		{
-			List	   *pair = lfirst(lc);
-
-			batch_keys = lappend(batch_keys, linitial(pair));
-			batch = lappend(batch, lsecond(pair));
-			if (list_length(batch) >= batch_size || lnext(keys, lc) == NULL)
-			{
-				Oid		   *types = palloc(sizeof(Oid) * cfg->nkeys);
-				Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
-				int			nb = list_length(batch);
-
-				initStringInfo(&sql);
-				appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(", alias, kl, qrel, alias, kl);
-				for (int i = 0; i < cfg->nkeys; i++)
-				{
-					Datum	   *elems = palloc(sizeof(Datum) * nb);
-					ListCell   *bc;
-					int			j = 0;
-
-					foreach(bc, batch)
-						elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(bc), i));
-					appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
-									 format_type_be_qualified(cfg->keys[i].typid));
-					types[i] = TEXTARRAYOID;
-					values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
-				}
-				appendStringInfoString(&sql, ")) FOR SHARE");
-				total += batch_in_subxact(cfg, rel, sql.data, cfg->nkeys, types, values, batch_keys, NULL);
-				batch = NIL;
-				batch_keys = NIL;
-			}
-		}
-	}
-	rs_canonical_gucs_pop(nest);
-	relation_close(rel, AccessShareLock);
-	rs_stats_add(relid, RS_C_WARMED, total);
-	return total;
 }
 
 int64
@@ -401,7 +786,6 @@ rs_repair_marker(const char *json)
 		{
 			List	   *vals = lfirst(lc);
 			ListCell   *vc;
-
 			char	  **kv = palloc(sizeof(char *) * Max(list_length(vals), 1));
 
 			foreach(vc, vals)
@@ -414,6 +798,354 @@ rs_repair_marker(const char *json)
 	return total;
 }
 
+/* ---------------------------------------------------------------------
+ * Background warms
+ * ---------------------------------------------------------------------
+ */
+
+static void
+warm_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		rs_worker_wake();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		wake_at_commit = false;
+}
+
+/* false while the installed SQL objects predate the queue (0.1, not yet updated) */
+static bool
+queue_exists(void)
+{
+	Oid			nsp = get_namespace_oid("redis_sync", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("_warm_queue", nsp));
+}
+
+/* run sql with the bootstrap superuser's rights (the queue is not writable by others) */
+static void
+queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	Oid			saved_uid;
+	int			saved_sec;
+	int			ret;
+
+	GetUserIdAndSecContext(&saved_uid, &saved_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	if (ret < 0)
+		elog(ERROR, "redis_sync: could not update redis_sync._warm_queue: %s", SPI_result_code_string(ret));
+	SPI_finish();
+	SetUserIdAndSecContext(saved_uid, saved_sec);
+}
+
+/*
+ * _warm_schedule(tbl regclass, run boolean) RETURNS boolean: queue a
+ * background warm of a write-through table (false: the table is empty,
+ * nothing queued).  run = false cancels a queued warm instead.
+ */
+Datum
+redis_sync_warm_schedule(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	char	   *qrel;
+	char	   *sql;
+	bool		run = PG_GETARG_BOOL(1);
+	bool		has_rows = false;
+	bool		isnull;
+
+	if (get_rel_name(relid) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid))));
+
+	/* an empty table has nothing to warm (its writers push every row) */
+	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+	sql = psprintf("SELECT EXISTS (SELECT FROM %s)", qrel);
+	if (run)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "redis_sync: could not read table %s", qrel);
+		has_rows = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	if (!has_rows)
+	{
+		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1", 1, types, values, NULL);
+		PG_RETURN_BOOL(false);
+	}
+
+	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
+			   "SELECT $1, pg_catalog.clock_timestamp(), "
+			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
+			   "          FROM pg_catalog.pg_class c "
+			   "         WHERE c.oid = $1 "
+			   "            OR c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p)) "
+			   "ON CONFLICT (relid) DO UPDATE SET "
+			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
+			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
+			   "  last_key = NULL, attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL",
+			   1, types, values, NULL);
+
+	if (!rs_preloaded || rs_database == NULL ||
+		strcmp(rs_database, get_database_name(MyDatabaseId)) != 0)
+		ereport(NOTICE,
+				(errmsg("no redis_sync worker runs in database \"%s\", so the cache of table %s is not warmed in the background",
+						get_database_name(MyDatabaseId), get_rel_name(relid)),
+				 errhint("Call redis_sync.warm('%s') to fill it.", qrel)));
+	else
+	{
+		if (!xact_callback_registered)
+		{
+			RegisterXactCallback(warm_xact_callback, NULL);
+			xact_callback_registered = true;
+		}
+		wake_at_commit = true;
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* one queued warm, as the worker read it */
+typedef struct WarmEntry
+{
+	Oid			relid;
+	Datum		requested_at;	/* timestamptz: identifies this request */
+	List	   *last;			/* key values (text) to resume after */
+	int			attempts;
+} WarmEntry;
+
+/* the oldest queued warm that is due; false when there is none */
+static bool
+next_entry(WarmEntry *e)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	bool		found = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT relid::pg_catalog.oid, requested_at, last_key, attempts "
+					"  FROM redis_sync._warm_queue "
+					" WHERE finished_at IS NULL "
+					"   AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp()) "
+					" ORDER BY requested_at LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync._warm_queue");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		last;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		found = true;
+		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+		e->requested_at = SPI_getbinval(tup, td, 2, &isnull);	/* by value */
+		last = SPI_getbinval(tup, td, 3, &isnull);
+		e->last = NIL;
+		if (!isnull)
+		{
+			int			n;
+			char	  **vals = rs_text_array(DatumGetArrayTypeP(last), &n);
+
+			for (int i = 0; i < n; i++)
+				e->last = lappend(e->last, vals[i]);
+		}
+		e->attempts = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return found;
+}
+
+/* record one batch's progress (or the end) of this request */
+static void
+record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
+{
+	Oid			types[5] = {OIDOID, TIMESTAMPTZOID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	int			n = list_length(e->last);
+
+	values[0] = ObjectIdGetDatum(e->relid);
+	values[1] = e->requested_at;
+	values[2] = Int64GetDatum(rows);
+	values[3] = Int64GetDatum(written);
+	if (done || n == 0)
+	{
+		values[4] = (Datum) 0;
+		nulls[4] = 'n';
+	}
+	else
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+		ListCell   *lc;
+
+		foreach(lc, e->last)
+			elems[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+		values[4] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	queue_exec(psprintf("UPDATE redis_sync._warm_queue SET "
+						"  started_at = COALESCE(started_at, pg_catalog.clock_timestamp()), "
+						"  rows_done = rows_done + $3, keys_filled = keys_filled + $4, last_key = $5, "
+						"  attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL%s "
+						" WHERE relid = $1 AND requested_at = $2",
+						done ? ", finished_at = pg_catalog.clock_timestamp()" : ""),
+			   5, types, values, nulls);
+}
+
+/* a batch failed: keep the message, retry later with backoff */
+static void
+record_failure(WarmEntry *e, const char *message)
+{
+	Oid			types[4] = {OIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
+	Datum		values[4];
+	int64		delay = Min((int64) 1000 << Min(e->attempts, 10), WARM_RETRY_MAX_MS);
+
+	values[0] = ObjectIdGetDatum(e->relid);
+	values[1] = e->requested_at;
+	values[2] = CStringGetTextDatum(message);
+	values[3] = Int64GetDatum(delay);
+	queue_exec("UPDATE redis_sync._warm_queue SET attempts = attempts + 1, "
+			   "  last_error = $3, last_error_at = pg_catalog.clock_timestamp(), "
+			   "  retry_at = pg_catalog.clock_timestamp() + $4 * interval '1 ms' "
+			   " WHERE relid = $1 AND requested_at = $2",
+			   4, types, values, NULL);
+}
+
+/*
+ * One batch of a queued warm, in the current transaction, as the table's
+ * owner.  Returns false when the request is finished (or dropped).
+ */
+static bool
+warm_entry_batch(WarmEntry *e)
+{
+	Relation	rel = try_relation_open(e->relid, AccessShareLock);
+	SyncConfig *cfg;
+	FillCursor	fc;
+	HeapTuple	ctup;
+	Oid			owner;
+	RsAsOwner	ao;
+	volatile int64 n = 0;
+	bool		done;
+	Oid			types[2] = {OIDOID, TIMESTAMPTZOID};
+	Datum		values[2] = {ObjectIdGetDatum(e->relid), e->requested_at};
+
+	if (rel != NULL)
+		cfg = rs_config_get(e->relid);
+	if (rel == NULL || !cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
+	{
+		/* dropped or unsynced since: forget the request */
+		if (rel != NULL)
+			relation_close(rel, AccessShareLock);
+		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1 AND requested_at = $2",
+				   2, types, values, NULL);
+		return false;
+	}
+	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(e->relid));
+	if (!HeapTupleIsValid(ctup))
+		elog(ERROR, "cache lookup failed for relation %u", e->relid);
+	owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
+	ReleaseSysCache(ctup);
+
+	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
+	fill_cursor_init(&fc, e->relid, cfg, e->last);
+
+	/* the table's code (types, casts) runs with its owner's rights only */
+	rs_as_owner_enter(&ao, owner);
+	PG_TRY();
+	{
+		n = fill_next_batch(&fc, rel, WARM_BATCH);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+
+	done = n < WARM_BATCH;
+	e->last = fc.last;
+	record_progress(e, fc.rows, fc.written, done);
+	rs_stats_add(e->relid, RS_C_WARMED, fc.rows);
+	rs_stats_flush();
+	relation_close(rel, AccessShareLock);
+	if (done)
+		ereport(LOG,
+				(errmsg("redis_sync worker: warmed table %s",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(e->relid)),
+												   get_rel_name(e->relid)))));
+	return !done;
+}
+
+void
+rs_warm_round(void)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_ROUND_MS);
+
+	for (;;)
+	{
+		WarmEntry	e;
+		bool		found;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		found = queue_exists() && next_entry(&e);
+		if (found)
+		{
+			PG_TRY();
+			{
+				(void) warm_entry_batch(&e);
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(outer);
+				edata = CopyErrorData();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				ereport(LOG,
+						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
+						 edata->detail ? errdetail("%s", edata->detail) : 0));
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				record_failure(&e, edata->message);
+				rs_stats_error(e.relid, edata->message);
+				rs_stats_flush();
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+				MemoryContextSwitchTo(outer);
+				return;
+			}
+			PG_END_TRY();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(outer);
+		if (!found)
+			return;
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			/* more may be queued: come back right after the next look at the outbox */
+			SetLatch(MyLatch);
+			return;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 /* redis_sync.warm(tbl regclass, batch_size int) RETURNS bigint */
 Datum
 redis_sync_warm(PG_FUNCTION_ARGS)
@@ -421,6 +1153,9 @@ redis_sync_warm(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	int			batch = PG_GETARG_INT32(1);
 	int64		n;
+	int64		written;
+	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
+	Datum		values[3];
 
 	if (batch <= 0)
 		ereport(ERROR,
@@ -430,7 +1165,18 @@ redis_sync_warm(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s", get_rel_name(relid))));
-	n = rs_push_current(relid, NIL, batch);
+	n = fill_table(relid, batch, &written);
 	rs_stats_flush();
+	/* a queued background warm of the table is done too */
+	if (!queue_exists())
+		PG_RETURN_INT64(n);
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = Int64GetDatum(n);
+	values[2] = Int64GetDatum(written);
+	queue_exec("UPDATE redis_sync._warm_queue SET started_at = COALESCE(started_at, pg_catalog.now()), "
+			   "  finished_at = pg_catalog.clock_timestamp(), rows_done = $2, keys_filled = $3, "
+			   "  last_key = NULL, retry_at = NULL "
+			   " WHERE relid = $1 AND finished_at IS NULL",
+			   3, types, values, NULL);
 	PG_RETURN_INT64(n);
 }

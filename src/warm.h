@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * warm.h
- *		Pushing the current committed state of rows: warm, resync, repair.
+ *		Writing the table's rows to Redis: warm, background warm, resync,
+ *		repair.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,15 +14,25 @@
 #include "nodes/pg_list.h"
 
 /*
- * Push the current state of every row of a synced table (keys == NIL), or of
- * the rows named by keys (a List of Lists of key-value strings; a missing row
- * becomes a fenced delete).  Works in batches of batch_size rows, each read
- * FOR SHARE in a subtransaction that is rolled back after the push, so row
- * locks are held only for one batch.  Returns the number of keys pushed.
+ * keys == NIL: fill the cache with every row of a write-through table,
+ * without row locks, writing only keys Redis does not have (see warm.c);
+ * returns the rows read.  Otherwise push the current state of the rows
+ * named by keys (a List of (redis key, List of key-value strings) pairs; a
+ * missing row becomes a fenced delete), each batch read FOR SHARE in a
+ * subtransaction that is rolled back after the push; returns the keys
+ * pushed.  Write-through and invalidate tables (get()'s populate).
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
 
 /* repair the rows named by an in-flight marker value (JSON) */
 extern int64 rs_repair_marker(const char *json);
+
+/*
+ * Worker: fill batches of the queued background warms for a bounded time,
+ * one transaction per batch; sets the worker's latch when more is queued.
+ * Errors are recorded in the queue entry (retried with backoff), not
+ * thrown.
+ */
+extern void rs_warm_round(void);
 
 #endif							/* RS_WARM_H */

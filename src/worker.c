@@ -471,6 +471,8 @@ worker_round(void)
 		last_sweep = now;
 		ok = marker_sweep_round();
 	}
+	if (ok)
+		rs_warm_round();		/* background warms (warm.c), bounded in time */
 
 	if (ok)
 	{

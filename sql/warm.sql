@@ -1,0 +1,110 @@
+-- warming: write_through() on a table that has rows fills its cache in the
+-- background (the worker, in batches); warm() and the background warm take
+-- no row locks and write only keys Redis does not have
+CREATE FUNCTION wait_warmed(tbl regclass) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '60 s';
+BEGIN
+  WHILE coalesce((SELECT state FROM redis_sync.warming WHERE "table" = tbl), 'none') <> 'done' LOOP
+    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'table % was not warmed in time', tbl; END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+  RETURN 'done';
+END $$;
+CREATE TABLE wm (id int PRIMARY KEY, v text, n int);
+INSERT INTO wm SELECT g, 'v' || g, CASE WHEN g % 10 <> 0 THEN g END FROM generate_series(1, 25000) g;
+SELECT redis_sync.stats_reset();
+-- returns at once; the warm is queued for the worker
+SELECT redis_sync.write_through('wm', key_prefix => 'wm:');
+SELECT state IN ('queued', 'running', 'done') AS listed, rows_estimate IS NULL OR rows_estimate > 0 AS estimate_sane
+  FROM redis_sync.warming WHERE "table" = 'wm'::regclass;
+SELECT wait_warmed('wm');
+SELECT state, rows_done, keys_filled, attempts, last_error, started_at <= finished_at AS timed
+  FROM redis_sync.warming WHERE "table" = 'wm'::regclass;
+SELECT warmed FROM redis_sync.stats WHERE "table" = 'wm'::regclass;
+-- the table was not written: no row was locked
+SELECT count(*) AS locked_rows FROM wm WHERE xmax <> '0'::xid;
+SELECT * FROM redis_sync.verify('wm');
+SELECT redis_sync.command('HGETALL', 'wm:20');
+-- a filled key carries the lowest version: every later push replaces it
+SELECT redis_sync.command('GET', '{wm:7}:rs_version');
+UPDATE wm SET v = 'changed' WHERE id = 7;
+SELECT redis_sync.command('HGET', 'wm:7', 'v');
+-- warm(): keys with data and version are left alone (a differing value is
+-- resync()'s job), missing keys are filled, keys half there are pushed locked
+SELECT redis_sync.command('DEL', 'wm:1');                        -- version left behind
+SELECT redis_sync.command('DEL', 'wm:2', '{wm:2}:rs_version');   -- both gone
+SELECT redis_sync.command('DEL', '{wm:3}:rs_version');           -- data without version
+SELECT redis_sync.command('HSET', 'wm:4', 'v', 'drifted');
+SELECT redis_sync.warm('wm', batch_size => 1000);
+SELECT redis_sync.command('HGET', 'wm:1', 'v') AS wm1, redis_sync.command('HGET', 'wm:2', 'v') AS wm2,
+       redis_sync.command('EXISTS', '{wm:3}:rs_version') AS wm3_version, redis_sync.command('HGET', 'wm:4', 'v') AS wm4;
+-- only the two keys pushed locked were locked
+SELECT count(*) AS locked_rows FROM wm WHERE xmax <> '0'::xid;
+SELECT key, problem FROM redis_sync.verify('wm');
+SELECT redis_sync.resync('wm');
+SELECT * FROM redis_sync.verify('wm');
+
+-- warm => false: nothing queued, nothing cached (and a queued warm is cancelled)
+CREATE TABLE wm_off (id int PRIMARY KEY, v text);
+INSERT INTO wm_off VALUES (1, 'a'), (2, 'b');
+SELECT redis_sync.worker_pause();
+SELECT redis_sync.write_through('wm_off', key_prefix => 'wo:');
+SELECT state FROM redis_sync.warming WHERE "table" = 'wm_off'::regclass;
+SELECT redis_sync.write_through('wm_off', key_prefix => 'wo:', warm => false);
+SELECT redis_sync.worker_resume();
+SELECT count(*) FROM redis_sync.warming WHERE "table" = 'wm_off'::regclass;
+SELECT redis_sync.command('EXISTS', 'wo:1');
+-- an empty table queues nothing either (its writers push every row)
+CREATE TABLE wm_empty (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('wm_empty', key_prefix => 'we:');
+SELECT count(*) FROM redis_sync.warming WHERE "table" = 'wm_empty'::regclass;
+-- syncing again queues a new warm, which finds the filled keys in place
+SELECT redis_sync.warm('wm_off');
+SELECT redis_sync.write_through('wm_off', key_prefix => 'wo:');
+SELECT wait_warmed('wm_off');
+SELECT rows_done, keys_filled FROM redis_sync.warming WHERE "table" = 'wm_off'::regclass;
+
+-- ttl: filled keys and their versions expire like pushed ones
+CREATE TABLE wm_ttl (id int PRIMARY KEY, v text);
+INSERT INTO wm_ttl VALUES (1, 'a');
+SELECT redis_sync.write_through('wm_ttl', key_prefix => 'wt:', ttl => '1 hour', warm => false);
+SELECT redis_sync.warm('wm_ttl');
+SELECT (redis_sync.command('PTTL', 'wt:1'))::text::bigint BETWEEN 1 AND 3600000 AS data_expires,
+       (redis_sync.command('PTTL', '{wt:1}:rs_version'))::text::bigint BETWEEN 1 AND 3600000 AS version_expires;
+-- json format and composite keys
+CREATE TABLE wm_json (a text, b int, v jsonb, PRIMARY KEY (a, b));
+INSERT INTO wm_json VALUES ('x', 1, '{"k": 1}'), ('x', 2, NULL), ('y', 1, '[1]');
+SELECT redis_sync.write_through('wm_json', key_prefix => 'wj:', format => 'json', warm => false);
+SELECT redis_sync.warm('wm_json', batch_size => 1);
+SELECT redis_sync.command('GET', 'wj:x:1'), redis_sync.command('GET', 'wj:y:1');
+SELECT * FROM redis_sync.verify('wm_json');
+
+-- only the owner may queue a warm; the view is public, the queue is not
+CREATE ROLE rs_warm_other;
+SET ROLE rs_warm_other;
+SELECT redis_sync._warm_schedule('wm', true);
+SELECT count(*) > 0 AS sees_progress FROM redis_sync.warming;
+SELECT * FROM redis_sync._warm_queue;
+RESET ROLE;
+DROP ROLE rs_warm_other;
+
+-- a queued warm of a table unsynced or dropped meanwhile is forgotten
+SELECT redis_sync.worker_pause();
+SELECT redis_sync.write_through('wm_off', key_prefix => 'wo:');
+DROP TABLE wm_off;
+SELECT redis_sync.worker_resume();
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '60 s';
+BEGIN
+  WHILE EXISTS (SELECT 1 FROM redis_sync.warming WHERE state <> 'done') LOOP
+    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'queue not emptied in time'; END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END $$;
+-- the view lists synced tables only; dropping a table removes its entry
+SELECT "table"::text, state FROM redis_sync.warming ORDER BY 1;
+SELECT count(*) FROM redis_sync.warming w WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w."table");
+
+SELECT redis_sync.unsync(t, purge => true) FROM unnest(ARRAY['wm', 'wm_empty', 'wm_ttl', 'wm_json']::regclass[]) t;
+DROP TABLE wm, wm_empty, wm_ttl, wm_json;
+DROP FUNCTION wait_warmed(regclass);
