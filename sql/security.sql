@@ -173,7 +173,7 @@ CREATE POLICY upd ON sec.rls FOR UPDATE USING (who = current_user) WITH CHECK (w
 CREATE POLICY ins ON sec.rls FOR INSERT WITH CHECK (who = current_user);
 GRANT SELECT, INSERT, UPDATE ON sec.rls TO sec_hidden, sec_visible;
 INSERT INTO sec.rls VALUES (1, 'sec_visible', 'visible only to sec_visible');
-SELECT redis_sync.write_through('sec.rls', key_prefix => 'sec:rls:');
+SELECT redis_sync.write_through('sec.rls', key_prefix => 'sec:rls:', warm => false);
 SELECT redis_sync.command('DEL', 'sec:rls:1');
 SET ROLE sec_hidden;
 SELECT * FROM sec.rls;
