@@ -281,14 +281,28 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 	if (td->tg_trigger->tgnargs == 1)
 	{
-		Oid			root = (Oid) strtoul(td->tg_trigger->tgargs[0], NULL, 10);
+		Oid			root = InvalidOid;
+		ListCell   *lc;
 
-		/* only a partition of root may act for it (anyone can create this trigger) */
-		if (!list_member_oid(get_partition_ancestors(RelationGetRelid(rel)), root))
-			ereport(ERROR,
-					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-					 errmsg("redis_sync.capture(%s) on \"%s\": not a partition of that table",
-							td->tg_trigger->tgargs[0], RelationGetRelationName(rel))));
+		/*
+		 * The synced table this partition belongs to.  The argument (the
+		 * table's OID when the guard was made) is not trusted: a restore
+		 * gives the table a new OID, and anyone may create this trigger on
+		 * their own table.  A partition no longer under a synced table is
+		 * not guarded.
+		 */
+		foreach(lc, get_partition_ancestors(RelationGetRelid(rel)))
+		{
+			SyncConfig *acfg = rs_config_get(lfirst_oid(lc));
+
+			if (acfg->synced)
+			{
+				root = acfg->root_relid;
+				break;
+			}
+		}
+		if (!OidIsValid(root))
+			return PointerGetDatum(NULL);
 
 		/*
 		 * TRUNCATE of the partitioned table truncates its partitions too,

@@ -135,13 +135,13 @@ diag(sprintf('crash to repaired cache: %.2fs', time - $t0));
 ok( defined RedisSync::Compare::wait_for(
 		sub {
 			substr(slurp_file($node->logfile), $log_offset) =~
-			  /repaired (\d+) keys pushed by transaction \d+, which did not commit/;
+			  /repaired (\d+) keys pushed by transaction [\d:]+, which did not commit/;
 		},
 		10),
 	'worker logged the repair of the crashed transaction');
 $log = substr(slurp_file($node->logfile), $log_offset);
 my $repaired = 0;
-$repaired += $1 while $log =~ /repaired (\d+) keys pushed by transaction \d+, which did not commit/g;
+$repaired += $1 while $log =~ /repaired (\d+) keys pushed by transaction [\d:]+, which did not commit/g;
 # markers of transactions that committed before the crash but were not yet
 # cleared are repaired too (re-pushed, harmless): at least the 80 keys
 cmp_ok($repaired, '>=', 50 + 10 + 10 + 10, 'repaired every key the crashed transaction pushed (80)');
