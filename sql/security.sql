@@ -84,7 +84,8 @@ CREATE TEMP TABLE tmp_sync (id int PRIMARY KEY, v text);
 SELECT rs_error($$SELECT redis_sync.write_through('tmp_sync', key_prefix => 'sec:victim:')$$);
 SELECT rs_error($$SELECT redis_sync.write_through('tmp_sync', key_prefix => 'tmp:')$$);
 DROP TABLE tmp_sync;
--- capture() cannot be pointed at another table from one's own trigger
+-- capture() cannot be pointed at another table from one's own trigger: the
+-- guard ignores its argument and acts only for a synced ancestor (none here)
 CREATE TABLE sec_evil.decoy (id int);
 DO $$ BEGIN EXECUTE format('CREATE TRIGGER t BEFORE TRUNCATE ON sec_evil.decoy FOR EACH STATEMENT '
                            'EXECUTE FUNCTION redis_sync.capture(%L)', 'sec.victim'::regclass::oid::text); END $$;
