@@ -269,8 +269,8 @@ repair_marker_guarded(const char *field, const char *value)
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
 		ereport(LOG,
-				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %s, which did not commit",
-						(long long) n, field)));
+				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
+						(long long) n, (unsigned long long) strtoull(field, NULL, 10))));
 	}
 	PG_CATCH();
 	{
