@@ -343,8 +343,9 @@ pre_commit(bool prepare)
 		return;
 
 	/*
-	 * Reloading an invalidated configuration runs SPI, which needs a
-	 * snapshot; at pre-commit none may be active.
+	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
+	 * none may be active.  (The configuration is not looked up here: what
+	 * the changes need was copied into them at capture.)
 	 */
 	if (!ActiveSnapshotSet())
 	{
