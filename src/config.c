@@ -16,6 +16,16 @@
  * memory freed at the end of the transaction: the transaction's buffered
  * changes point into it (field names, key prefixes).
  *
+ * Invalidations arrive whenever the backend reads catalogs, which includes
+ * the SPI query that loads an entry (ANALYZE and autovacuum send them all
+ * the time).  An entry being loaded has no configuration yet: the callback
+ * only flags it and the load is repeated.  The callback never allocates,
+ * frees or dereferences anything but the hash entries.
+ *
+ * A synced column the configuration names but the table no longer has (the
+ * DDL event trigger normally updates the configuration, see ddl.c) is
+ * skipped with a WARNING rather than failing every write.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
