@@ -43,9 +43,18 @@ my $ti = $node->safe_psql('postgres', "SELECT 'ti'::regclass::oid");
 $redis->cli('HSET', 'ti:1', 't', 'stale');
 $redis->cli('HSET', $marker, '5:1:0:0', 'this is not json');
 $redis->cli('HSET', $marker, '6:1:0:0', qq{[[$ti,"1"]]});
+# a marker whose repair was started three times and never finished (the
+# worker crashed during it): it must not be tried a fourth time
+$redis->cli('HSET', 'ti:2', 't', 'stale too');
+$redis->cli('HSET', "$marker:attempts", '7:1:0:0', '3');
+$redis->cli('HSET', $marker, '7:1:0:0', qq{[[$ti,"2"]]});
 
 ok( defined RedisSync::Compare::wait_for(sub { $redis->cli('HLEN', $marker) eq '0' }, 30),
-	'both markers left the in-flight hash');
+	'all markers left the in-flight hash');
+is($redis->cli('HGET', "$marker:failed", '7:1:0:0'), qq{[[$ti,"2"]]},
+	'the marker whose repairs never finished is set aside');
+is($redis->cli('HGET', 'ti:2', 't'), 'stale too', 'and was not tried again');
+is($redis->cli('HLEN', "$marker:attempts"), '0', 'no attempt counts are left behind');
 is($redis->cli('HGET', "$marker:failed", '5:1:0:0'), 'this is not json',
 	'the marker that failed is set aside in <marker key>:failed');
 is($redis->cli('HEXISTS', "$marker:failed", '6:1:0:0'), '0',
@@ -55,6 +64,8 @@ is($redis->cli('HGET', 'ti:1', 't'), '10', 'the good marker (table with a column
 my $log = slurp_file($node->logfile);
 my @aside = $log =~ /could not repair the keys of in-flight marker 5:1:0:0/g;
 is(scalar(@aside), 1, 'the failed marker is logged once, not retried');
+like($log, qr/in-flight marker 7:1:0:0 set aside in \S+:failed: 3 earlier repairs of it did not finish/,
+	'the marker whose repairs never finished is logged');
 unlike($log, qr/terminated by signal/, 'no process terminated by a signal');
 
 # a malformed outbox entry does not hold up the others
