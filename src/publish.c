@@ -396,9 +396,10 @@ pre_commit(bool prepare)
 
 		/*
 		 * The committed states were encoded at capture: an abort cannot
-		 * read catalogs.  A large transaction skips this work: if it aborts after its push,
-		 * its keys are deleted (never stale, just missing) and the worker
-		 * pushes their committed state from the in-flight markers.
+		 * read catalogs.  A large transaction does without them: if it
+		 * aborts after its push, its keys are deleted (never stale, just
+		 * missing) and the worker pushes their committed state from the
+		 * in-flight markers.
 		 */
 		repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
 		for (int i = 0; i < nsync && repair_exactly; i++)
