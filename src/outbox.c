@@ -54,13 +54,31 @@ PG_FUNCTION_INFO_V1(redis_sync_flush);
 static SPIPlanPtr insert_plan = NULL;		/* many rows: from arrays */
 static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to run */
 
-/* run SPI as the bootstrap superuser; returns the saved identity */
-static void
+/*
+ * Run SPI as the bootstrap superuser, with search_path pg_catalog, pg_temp
+ * (the caller's path must not resolve the operators of our queries);
+ * returns the saved identity and the GUC nest level for restore_identity().
+ * An ERROR in between restores both at (sub)transaction abort.
+ */
+static int
 become_owner(Oid *saved_uid, int *saved_sec)
 {
+	int			nest;
+
 	GetUserIdAndSecContext(saved_uid, saved_sec);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   *saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+static void
+restore_identity(Oid saved_uid, int saved_sec, int nest)
+{
+	AtEOXact_GUC(true, nest);
+	SetUserIdAndSecContext(saved_uid, saved_sec);
 }
 
 static void
@@ -129,6 +147,7 @@ write_one(Change *c, const char *version, int64 seq)
 	char	   *json = NULL;
 	Oid			saved_uid;
 	int			saved_sec;
+	int			nest;
 	bool		snap;
 	int			ret;
 
@@ -152,7 +171,7 @@ write_one(Change *c, const char *version, int64 seq)
 	args[5] = CStringGetTextDatum(version);
 	args[6] = Int64GetDatum(seq);
 
-	become_owner(&saved_uid, &saved_sec);
+	nest = become_owner(&saved_uid, &saved_sec);
 	spi_begin(&snap);
 	if (insert_one_plan == NULL)
 	{
@@ -173,7 +192,7 @@ write_one(Change *c, const char *version, int64 seq)
 		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
 			 SPI_result_code_string(ret));
 	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	restore_identity(saved_uid, saved_sec, nest);
 }
 
 static void
@@ -190,6 +209,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	Datum		args[7];
 	Oid			saved_uid;
 	int			saved_sec;
+	int			nest;
 	bool		snap;
 	int			ret;
 
@@ -236,7 +256,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	args[5] = CStringGetTextDatum(version);
 	args[6] = Int64GetDatum(seq);
 
-	become_owner(&saved_uid, &saved_sec);
+	nest = become_owner(&saved_uid, &saved_sec);
 	spi_begin(&snap);
 	if (insert_plan == NULL)
 	{
@@ -259,7 +279,7 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
 			 SPI_result_code_string(ret));
 	spi_end(snap);
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	restore_identity(saved_uid, saved_sec, nest);
 }
 
 void
@@ -369,6 +389,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	Datum		args[3];
 	Oid			saved_uid;
 	int			saved_sec;
+	int			nest;
 	bool		snap;
 	int			n;
 	Entry	   *entries;
@@ -382,7 +403,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
-	become_owner(&saved_uid, &saved_sec);
+	nest = become_owner(&saved_uid, &saved_sec);
 	spi_begin(&snap);
 
 	/*
@@ -408,7 +429,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	if (n == 0)
 	{
 		spi_end(snap);
-		SetUserIdAndSecContext(saved_uid, saved_sec);
+		restore_identity(saved_uid, saved_sec, nest);
 		return 0;
 	}
 
@@ -675,7 +696,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 			if (!ok || retained > 0)
 				copy_failure(failure, caller);
 			spi_end(snap);
-			SetUserIdAndSecContext(saved_uid, saved_sec);
+			restore_identity(saved_uid, saved_sec, nest);
 			return ndone;
 		}
 	}
