@@ -133,3 +133,17 @@ SELECT redis_sync.write_through('ddl_x', key_prefix => 'dx:');
 UPDATE ddl_x SET v = 4;
 SELECT h('dx:1');
 DROP TABLE ddl_x, ddl_y;
+
+-- the queries redis_sync runs with raised rights ignore the caller's
+-- search_path (an operator of the caller's must not run as superuser)
+CREATE FUNCTION public.rs_hijack(text, text) RETURNS boolean
+LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'hijacked'; END $$;
+CREATE OPERATOR public.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = public.rs_hijack);
+-- an entry no delivery takes (empty version), so the filter runs on it
+INSERT INTO redis_sync.outbox (relid, redis_key, op, version) VALUES ('pg_class'::regclass, 'never', 'D', '');
+SET search_path = public, pg_catalog;
+SELECT redis_sync.deliver_outbox(10);
+RESET search_path;
+DELETE FROM redis_sync.outbox WHERE redis_key = 'never';
+DROP OPERATOR public.<> (text, text);
+DROP FUNCTION public.rs_hijack(text, text);

@@ -16,6 +16,16 @@
  * memory freed at the end of the transaction: the transaction's buffered
  * changes point into it (field names, key prefixes).
  *
+ * Invalidations arrive whenever the backend reads catalogs, which includes
+ * the SPI query that loads an entry (ANALYZE and autovacuum send them all
+ * the time).  An entry being loaded has no configuration yet: the callback
+ * only flags it and the load is repeated.  The callback never allocates,
+ * frees or dereferences anything but the hash entries.
+ *
+ * A synced column the configuration names but the table no longer has (the
+ * DDL event trigger normally updates the configuration, see ddl.c) is
+ * skipped with a WARNING rather than failing every write.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -188,10 +198,13 @@ load_config(Oid relid)
 	values[0] = ObjectIdGetDatum(root);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	ret = SPI_execute_with_args("SELECT policy, key_prefix, key_columns, columns, format, "
-								"       (extract(epoch FROM ttl) * 1000)::bigint, consistency, delivery "
-								"  FROM redis_sync.tables "
-								" WHERE relid = $1 AND policy IN ('write_through', 'invalidate')",
+	/* runs with the writer's search_path: every name and operator qualified */
+	ret = SPI_execute_with_args("SELECT t.policy, t.key_prefix, t.key_columns, t.columns, t.format, "
+								"       (pg_catalog.extract('epoch', t.ttl) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
+								"       t.consistency, t.delivery "
+								"  FROM redis_sync.tables t "
+								" WHERE t.relid OPERATOR(pg_catalog.=) $1 "
+								"   AND t.policy OPERATOR(pg_catalog.=) ANY ('{write_through,invalidate}'::pg_catalog.text[])",
 								1, argtypes, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");

@@ -343,8 +343,9 @@ pre_commit(bool prepare)
 		return;
 
 	/*
-	 * Reloading an invalidated configuration runs SPI, which needs a
-	 * snapshot; at pre-commit none may be active.
+	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
+	 * none may be active.  (The configuration is not looked up here: what
+	 * the changes need was copied into them at capture.)
 	 */
 	if (!ActiveSnapshotSet())
 	{
@@ -395,9 +396,10 @@ pre_commit(bool prepare)
 
 		/*
 		 * The committed states were encoded at capture: an abort cannot
-		 * read catalogs.  A large transaction skips this work: if it aborts after its push,
-		 * its keys are deleted (never stale, just missing) and the worker
-		 * pushes their committed state from the in-flight markers.
+		 * read catalogs.  A large transaction does without them: if it
+		 * aborts after its push, its keys are deleted (never stale, just
+		 * missing) and the worker pushes their committed state from the
+		 * in-flight markers.
 		 */
 		repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
 		for (int i = 0; i < nsync && repair_exactly; i++)

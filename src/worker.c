@@ -251,6 +251,31 @@ deliver_all(void)
 	}
 }
 
+/* repairs of one marker that may not finish before it is set aside */
+#define MAX_MARKER_ATTEMPTS 3
+
+/* an error worth retrying later rather than setting a marker aside */
+static bool
+transient_error(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:	/* Redis unreachable, timed out */
+		case ERRCODE_TRANSACTION_ROLLBACK:	/* serialization failure, deadlock */
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OPERATOR_INTERVENTION: /* query cancel */
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+	}
+}
+
+static int64 marker_attempt(const char *field, const char *by);
+
+#define count_marker_attempt(field) marker_attempt((field), "1")
+/* best effort: Redis may be the reason the repair failed */
+#define uncount_marker_attempt(field) ((void) marker_attempt((field), "-1"))
+
 /*
  * Repair the rows of one marker in a subtransaction.  A marker that makes
  * the repair fail (a malformed marker, a table it cannot read) is not
@@ -273,8 +298,8 @@ repair_marker_guarded(const char *field, const char *value)
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
 		ereport(LOG,
-				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %s, which did not commit",
-						(long long) n, field)));
+				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
+						(long long) n, (unsigned long long) strtoull(field, NULL, 10))));
 	}
 	PG_CATCH();
 	{
@@ -286,6 +311,12 @@ repair_marker_guarded(const char *field, const char *value)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
+		if (transient_error(ed->sqlerrcode))
+		{
+			/* Redis down, a lock or serialization conflict: the round retries */
+			uncount_marker_attempt(field);
+			ReThrowError(ed);
+		}
 		ereport(LOG,
 				(errmsg("redis_sync worker: could not repair the keys of in-flight marker %s, set aside in %s:failed: %s",
 						field, rs_marker_key(), ed->message)));
@@ -296,6 +327,31 @@ repair_marker_guarded(const char *field, const char *value)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * Count one more repair attempt of a marker in <marker key>:attempts, before
+ * the repair (by "1"), or take one back (by "-1"): a marker whose repair
+ * crashes the worker must not crash it again at every restart.  The count
+ * is removed with the marker.  Returns the count, -1 when Redis failed.
+ */
+static int64
+marker_attempt(const char *field, const char *by)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	char	   *key = psprintf("%s:attempts", rs_marker_key());
+	const char *argv[4] = {"HINCRBY", key, field, by};
+	RedisFailure f;
+	RedisValue *v;
+	int64		n;
+
+	redis_pipeline_append(p, 4, argv, NULL);
+	if (!redis_pipeline_try_exec(p, &f))
+		return -1;
+	v = redis_pipeline_reply(p, 0);
+	n = v->type == RV_INTEGER ? v->integer : -1;
+	redis_pipeline_free(p);
+	return n;
 }
 
 /* remove markers of committed transactions; repair those that did not commit */
@@ -356,8 +412,25 @@ sweep_markers(void)
 				else
 					committed = false;
 			}
-			if (!committed && !repair_marker_guarded(field, value))
-				set_aside = lappend(set_aside, list_make2(pstrdup(field), pstrdup(value)));
+			if (!committed)
+			{
+				int64		attempt = count_marker_attempt(field);
+
+				if (attempt < 0)
+					return false;	/* Redis failed: try again next round */
+				if (attempt > MAX_MARKER_ATTEMPTS)
+				{
+					ereport(LOG,
+							(errmsg("redis_sync worker: in-flight marker %s set aside in %s:failed: %d earlier repairs of it did not finish",
+									field, rs_marker_key(), MAX_MARKER_ATTEMPTS),
+							 errdetail("The worker stopped or crashed while repairing it.")));
+					rs_stats_error(InvalidOid, "an in-flight marker was set aside: its repairs did not finish");
+					rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
+					set_aside = lappend(set_aside, list_make2(pstrdup(field), pstrdup(value)));
+				}
+				else if (!repair_marker_guarded(field, value))
+					set_aside = lappend(set_aside, list_make2(pstrdup(field), pstrdup(value)));
+			}
 			done = lappend(done, pstrdup(field));
 		}
 		redis_pipeline_free(p);
@@ -395,6 +468,9 @@ sweep_markers(void)
 		argv[1] = rs_marker_key();
 		foreach(lc, done)
 			argv[i++] = lfirst(lc);
+		redis_pipeline_append(p, n, argv, NULL);
+		/* and their attempt counts (most have none) */
+		argv[1] = psprintf("%s:attempts", rs_marker_key());
 		redis_pipeline_append(p, n, argv, NULL);
 		if (!redis_pipeline_try_exec(p, &f))
 			return false;

@@ -19,8 +19,10 @@ use IPC::Run ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-my $SECONDS = 15;
 my $ROWS    = 200;
+# RS_TEST_SLOW=1: the server runs under valgrind (README, "Development")
+my $SLOW    = $ENV{RS_TEST_SLOW} // 0;
+my $SECONDS = $SLOW ? 60 : 15;
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node(
@@ -92,8 +94,8 @@ is($arc, 0, 'ANALYZE loop: pgbench exit code 0') or diag($aerr);
 unlike($werr, qr/aborted|terminat|server closed/i, 'no writer client aborted');
 my ($nw) = $wout =~ /number of transactions actually processed: (\d+)/;
 my ($na) = $aout =~ /number of transactions actually processed: (\d+)/;
-cmp_ok($nw // 0, '>', 100, 'writers committed transactions');
-cmp_ok($na // 0, '>', 10,  'ANALYZE ran in a loop meanwhile');
+cmp_ok($nw // 0, '>', $SLOW ? 10 : 100, 'writers committed transactions');
+cmp_ok($na // 0, '>', $SLOW ? 2 : 10,   'ANALYZE ran in a loop meanwhile');
 note("writes: " . ($nw // 0) . ", ANALYZE rounds: " . ($na // 0));
 
 my $autovac = $node->safe_psql('postgres',
