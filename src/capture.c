@@ -264,7 +264,18 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 	if (td->tg_trigger->tgnargs == 1)
 	{
-		Oid			root = (Oid) strtoul(td->tg_trigger->tgargs[0], NULL, 10);
+		Oid			root;
+
+		/*
+		 * The argument is the synced table's OID when the guard was made; a
+		 * restored dump gives the table another one.  The configuration of
+		 * a partition is its root's: not synced (detached, unsynced) means
+		 * the guard is stale and guards nothing.
+		 */
+		cfg = rs_config_get(RelationGetRelid(rel));
+		if (!rel->rd_rel->relispartition || !cfg->synced)
+			return PointerGetDatum(NULL);
+		root = cfg->root_relid;
 
 		/*
 		 * TRUNCATE of the partitioned table truncates its partitions too,
