@@ -21,6 +21,8 @@
 -- [lifecycle] worker restarts, DROP TABLE purge, partitions attached and detached
 
 -- worker_stats gains worker_restarts: the view and its function are rebuilt
+-- (0.1 grants nothing on either beyond the defaults; a GRANT or REVOKE on them
+-- elsewhere in this script must come after this block)
 DROP VIEW worker_stats;
 DROP FUNCTION _global_stats();
 CREATE FUNCTION _global_stats(

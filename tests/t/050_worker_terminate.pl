@@ -71,6 +71,19 @@ ok( defined RedisSync::Compare::wait_for(
 		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 10, 0.05),
 	'DROP TABLE: outbox empty');
 
+# in a database the worker does not serve, DROP TABLE purges at commit
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', q{
+CREATE EXTENSION redis_sync;
+CREATE TABLE o (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('o', key_prefix => 'o:');
+INSERT INTO o VALUES (1, 'x'), (2, 'y');
+});
+is($redis->cli('EXISTS', 'o:1', 'o:2'), '2', 'other database: rows cached');
+$node->safe_psql('other', 'DROP TABLE o');
+is($redis->cli('EXISTS', 'o:1', 'o:2'), '0', 'other database: DROP TABLE purged the keys at commit');
+is(RedisSync::Compare::outbox_depth($node, 'other'), '0', 'other database: nothing left in its outbox');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal/, 'no crash: the worker exited, it was not killed');
 like($log, qr/redis_sync worker shutting down/, 'worker logged its shutdown');
