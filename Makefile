@@ -85,8 +85,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# after the include: PGXS sets PROVE_FLAGS to empty (the TAP helpers live in tests/lib)
-PROVE_FLAGS += -I tests/lib
+# after the include: PGXS sets PROVE_FLAGS to empty (the TAP helpers live in
+# tests/lib); "override" keeps them when PROVE_FLAGS=--verbose is given
+override PROVE_FLAGS += -I tests/lib
 
 # every object depends on the module headers (PGXS does not track them)
 $(OBJS): $(wildcard src/*.h)
