@@ -37,7 +37,7 @@ PG_REGRESS=$PKGLIB/pgxs/src/test/regress/pg_regress
 PG_ISOLATION_REGRESS=$PKGLIB/pgxs/src/test/isolation/pg_isolation_regress
 PG_PERL=$PKGLIB/pgxs/src/test/perl
 
-TMP=$(mktemp -d /tmp/redis_sync_test.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/redis_sync_test.XXXXXX")
 chmod 755 "$TMP"
 [ "$(id -u)" -eq 0 ] && chown "$RUN_USER:" "$TMP"
 SANDBOX=$TMP/sandbox
