@@ -1,6 +1,6 @@
 # pg_dump | pg_restore of a database with synced plain, partitioned and
-# write-behind tables: plain, --single-transaction, and a plain-SQL dump
-# replayed with psql --single-transaction.  Each restore must succeed (the
+# write-behind tables: plain, --single-transaction, parallel (-j 2), and a
+# plain-SQL dump replayed with psql --single-transaction.  Each restore must succeed (the
 # DDL event trigger used to create the partitions' TRUNCATE guard that the
 # dump then created again), restore the configuration, and the restored
 # database must sync: write-through changes reach Redis, partitions keep
@@ -46,7 +46,7 @@ $src->command_ok([ 'pg_dump', '-f', "$dir/db.sql", '-d', $src->connstr('postgres
 	'pg_dump (plain SQL)');
 
 my $n = 0;
-for my $mode ('pg_restore', 'pg_restore --single-transaction', 'psql --single-transaction')
+for my $mode ('pg_restore', 'pg_restore --single-transaction', 'psql --single-transaction', 'pg_restore -j 2')
 {
 	$n++;
 	my $db = "restored$n";
@@ -62,6 +62,7 @@ for my $mode ('pg_restore', 'pg_restore --single-transaction', 'psql --single-tr
 
 	my @cmd =
 	    $mode eq 'pg_restore' ? ('pg_restore', '--exit-on-error', '-d', $dst->connstr($db), "$dir/db.dump")
+	  : $mode eq 'pg_restore -j 2' ? ('pg_restore', '--exit-on-error', '-j', '2', '-d', $dst->connstr($db), "$dir/db.dump")
 	  : $mode =~ /^pg_restore/ ? ('pg_restore', '--exit-on-error', '--single-transaction',
 		'-d', $dst->connstr($db), "$dir/db.dump")
 	  : ('psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
