@@ -4,8 +4,12 @@
 #   make test                   every suite (regress, isolation, TAP, demo) in a sandbox
 #   make demo                   live sandbox: Postgres + Redis on loopback
 #   make installcheck           regress, isolation and TAP suites against an already
-#                               running server that preloads redis_sync, reaches a
-#                               Redis it may FLUSHDB, and has a database "regression"
+#                               running server that preloads redis_sync, runs its
+#                               worker in the test database (redis_sync.database =
+#                               'regression'), reaches a Redis it may FLUSHDB, and has
+#                               a database "regression"; PGHOST/PGPORT/PGUSER name it.
+#                               The TAP tests start their own servers (not as root);
+#                               PROVE_TESTS=tests/t/001_unreachable.pl picks some.
 
 MODULE_big = redis_sync
 OBJS = \
@@ -72,8 +76,7 @@ ISOLATION_WARM = warm_race
 ISOLATION += $(ISOLATION_CRASH) $(ISOLATION_SEC) $(ISOLATION_ENC) $(ISOLATION_WB) $(ISOLATION_WARM)
 ISOLATION_OPTS = --use-existing
 TAP_TESTS = 1
-PROVE_TESTS = tests/t/*.pl
-PROVE_FLAGS = -I tests/lib
+PROVE_TESTS ?= tests/t/*.pl
 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lhiredis
@@ -81,6 +84,10 @@ SHLIB_LINK = -lhiredis
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after the include: PGXS sets PROVE_FLAGS to empty (the TAP helpers live in
+# tests/lib); "override" keeps them when PROVE_FLAGS=--verbose is given
+override PROVE_FLAGS += -I tests/lib
 
 # every object depends on the module headers (PGXS does not track them)
 $(OBJS): $(wildcard src/*.h)

@@ -122,29 +122,19 @@ REVOKE EXECUTE ON FUNCTION _follow_column(regclass, text, text, text) FROM PUBLI
 
 -- [lifecycle] worker restarts, DROP TABLE purge, partitions attached and detached
 
--- worker_stats gains worker_restarts: the view and its function are rebuilt
-DROP VIEW worker_stats;
-DROP FUNCTION _global_stats();
-CREATE FUNCTION _global_stats(
-    OUT round_trips bigint, OUT worker_rounds bigint, OUT worker_running boolean,
-    OUT worker_pid int, OUT circuit text, OUT circuit_changed_at timestamptz,
-    OUT connection_failures int, OUT circuit_opens bigint,
-    OUT last_error text, OUT last_error_at timestamptz, OUT redis_run_id text,
-    OUT stats_reset_at timestamptz, OUT worker_restarts bigint)
-RETURNS record
+-- worker_stats gains worker_restarts, appended: CREATE OR REPLACE keeps the
+-- view's grants and the views of monitoring tools built on it
+CREATE FUNCTION _worker_restarts()
+RETURNS bigint
 LANGUAGE C STRICT
-AS 'MODULE_PATHNAME', 'redis_sync_global_stats';
+AS 'MODULE_PATHNAME', 'redis_sync_worker_restarts';
 
-CREATE VIEW worker_stats AS
+CREATE OR REPLACE VIEW worker_stats AS
 SELECT g.*,
        (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
-       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age
+       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
+       redis_sync._worker_restarts() AS worker_restarts
   FROM redis_sync._global_stats() g;
-COMMENT ON VIEW worker_stats IS 'redis_sync: worker, circuit breaker and global counters';
--- the same privileges as the security section gives the 0.1 objects
-REVOKE EXECUTE ON FUNCTION _global_stats() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION _global_stats() TO pg_monitor;
-GRANT SELECT ON worker_stats TO pg_monitor;
 
 -- queue the removal of a dropped table's keys (delivered by the worker)
 CREATE FUNCTION _purge_dropped(tbl oid, key_prefix text)

@@ -1,4 +1,5 @@
--- setup: create the extension once for the whole regress run, and a helper
+-- setup: create the extension once for the whole regress run (and again, for a
+-- second make installcheck on the same database), and a helper
 -- that runs a statement and returns its error with the Redis address masked
 -- (the sandbox picks a free port each run).
 SET client_min_messages = warning;
@@ -7,7 +8,7 @@ RESET client_min_messages;
 SELECT extname, extversion, extnamespace::regnamespace FROM pg_extension WHERE extname = 'redis_sync';
 SELECT redis_sync.command('FLUSHDB');
 
-CREATE FUNCTION public.rs_error(stmt text) RETURNS text
+CREATE OR REPLACE FUNCTION public.rs_error(stmt text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     msg text; det text; st text;
@@ -21,7 +22,7 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 -- a Redis hash as a jsonb object (field order normalised), for comparisons
-CREATE FUNCTION public.h(k text) RETURNS jsonb LANGUAGE sql AS $$
+CREATE OR REPLACE FUNCTION public.h(k text) RETURNS jsonb LANGUAGE sql AS $$
   SELECT coalesce(jsonb_object_agg(e.f, e.v), '{}')
     FROM (SELECT redis_sync.command('HGETALL', k) AS a) s,
          LATERAL (SELECT s.a ->> (2 * i) AS f, s.a ->> (2 * i + 1) AS v

@@ -281,28 +281,18 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 	if (td->tg_trigger->tgnargs == 1)
 	{
-		Oid			root = InvalidOid;
-		ListCell   *lc;
+		Oid			root;
 
 		/*
-		 * The synced table this partition belongs to.  The argument (the
-		 * table's OID when the guard was made) is not trusted: a restore
-		 * gives the table a new OID, and anyone may create this trigger on
-		 * their own table.  A partition no longer under a synced table is
-		 * not guarded.
+		 * The argument is the synced table's OID when the guard was made; a
+		 * restored dump gives the table another one.  The configuration of
+		 * a partition is its root's: not synced (detached, unsynced) means
+		 * the guard is stale and guards nothing.
 		 */
-		foreach(lc, get_partition_ancestors(RelationGetRelid(rel)))
-		{
-			SyncConfig *acfg = rs_config_get(lfirst_oid(lc));
-
-			if (acfg->synced)
-			{
-				root = acfg->root_relid;
-				break;
-			}
-		}
-		if (!OidIsValid(root))
+		cfg = rs_config_get(RelationGetRelid(rel));
+		if (!rel->rd_rel->relispartition || !cfg->synced)
 			return PointerGetDatum(NULL);
+		root = cfg->root_relid;
 
 		/*
 		 * TRUNCATE of the partitioned table truncates its partitions too,

@@ -7,9 +7,9 @@
  * redis_sync._purge_dropped(relid, prefix) queues the removal of every key
  * under a dropped table's prefix; the worker delivers it like a TRUNCATE of
  * an async table (a DROP never waits for Redis, and commits while Redis is
- * down).  Without the preloaded library no worker runs, so the purge is
- * pushed at commit instead, falling back to the outbox as eventual tables
- * do.
+ * down).  Where no worker delivers the outbox (the library is not preloaded,
+ * or another database than redis_sync.database) the purge is pushed at
+ * commit instead, falling back to the outbox as eventual tables do.
  *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
  * by a ddl_command_end event trigger and returns the partitions it created
@@ -27,7 +27,9 @@
 
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/deparse_utility.h"
 #include "utils/array.h"
@@ -40,6 +42,15 @@
 PG_FUNCTION_INFO_V1(redis_sync_purge_dropped);
 PG_FUNCTION_INFO_V1(redis_sync_ddl_partitions);
 
+/* true in the database the worker delivers the outbox of */
+static bool
+worker_database(void)
+{
+	char	   *db = get_database_name(MyDatabaseId);
+
+	return db != NULL && rs_database != NULL && strcmp(db, rs_database) == 0;
+}
+
 /* redis_sync._purge_dropped(tbl oid, key_prefix text) */
 Datum
 redis_sync_purge_dropped(PG_FUNCTION_ARGS)
@@ -51,7 +62,7 @@ redis_sync_purge_dropped(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("key_prefix must not be empty")));
-	rs_capture_purge(relid, prefix, false, rs_preloaded);
+	rs_capture_purge(relid, prefix, false, rs_preloaded && worker_database());
 	PG_RETURN_VOID();
 }
 

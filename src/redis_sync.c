@@ -20,6 +20,7 @@
  *		worker.c		the background worker
  *		warm.c			pushing current row state: warm, re-warm, repair
  *		drain.c			write-behind: draining dirty sets into tables
+ *		lifecycle.c		event-trigger helpers: DROP TABLE purge, partitions
  *
  * Invariants the modules keep (each later module adds its own to this list):
  *

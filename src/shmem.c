@@ -43,6 +43,7 @@
 
 PG_FUNCTION_INFO_V1(redis_sync_table_stats);
 PG_FUNCTION_INFO_V1(redis_sync_global_stats);
+PG_FUNCTION_INFO_V1(redis_sync_worker_restarts);
 PG_FUNCTION_INFO_V1(redis_sync_stats_reset);
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
 PG_FUNCTION_INFO_V1(redis_sync_worker_resume);
@@ -718,8 +719,8 @@ Datum
 redis_sync_global_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13] = {0};
+	Datum		values[12];
+	bool		nulls[12] = {0};
 	RsShared	s;
 
 	require_shmem();
@@ -748,10 +749,15 @@ redis_sync_global_stats(PG_FUNCTION_ARGS)
 	values[10] = CStringGetTextDatum(s.run_id);
 	nulls[10] = s.run_id[0] == '\0';
 	values[11] = TimestampTzGetDatum(s.reset_at);
-	/* 0.1's _global_stats() has 12 columns; 0.2 adds worker_restarts */
-	if (tupdesc->natts > 12)
-		values[12] = Int64GetDatum((int64) pg_atomic_read_u64(&rs_shared->worker_restarts));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* _worker_restarts(): workers started after the first since shared memory was made */
+Datum
+redis_sync_worker_restarts(PG_FUNCTION_ARGS)
+{
+	require_shmem();
+	PG_RETURN_INT64((int64) pg_atomic_read_u64(&rs_shared->worker_restarts));
 }
 
 /* stats_reset() */

@@ -654,8 +654,8 @@ redis_sync_worker_main(Datum arg)
 
 			/*
 			 * The postmaster never restarts a worker that exits with 0.  A
-			 * SIGTERM outside a server shutdown (pg_terminate_backend(),
-			 * DROP DATABASE ... FORCE) must not stop async delivery, outbox
+			 * SIGTERM outside a server shutdown (pg_terminate_backend())
+			 * must not stop async delivery, outbox
 			 * repair and write-behind until the next restart: exit 1, and
 			 * the postmaster starts a new worker after bgw_restart_time.  At
 			 * a server shutdown no worker is started again whatever the code.
@@ -690,6 +690,13 @@ redis_sync_worker_main(Datum arg)
 					 edata->detail ? errdetail("%s", edata->detail) : 0));
 			backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
 			sleep_ms = backoff_ms;
+			/* a flush() waiting for this round learns it failed (see the log) */
+			{
+				uint64		gen = rs_flush_pending();
+
+				if (gen != 0)
+					rs_flush_completed(gen, 0, 1);
+			}
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(old);

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Run the redis_sync test suites against a private PostgreSQL + Redis sandbox.
 #
-#   bash tests/run_tests.sh [regress] [isolation] [tap] [demo]     (default: all four)
+#   bash tests/run_tests.sh [regress] [isolation] [tap] [demo] [installcheck]
+#                                                    (default: all five)
+#
+# installcheck: `make installcheck` twice in a row against a fresh sandbox
+# server set up as the README says (preloaded, redis_sync.database =
+# 'regression', a database "regression"), from a copy of the source tree
+# owned by the run user; its TAP stage runs INSTALLCHECK_TAP (default
+# tests/t/001_unreachable.pl; the full TAP set is the "tap" suite).
 #
 # Environment: PGBIN (default /usr/lib/postgresql/15/bin), TAP_TESTS to pick TAP
 # files (e.g. TAP_TESTS=026_standby.pl), KEEP_TMP=1 to keep
@@ -14,9 +21,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$PGBIN:$PATH"
 
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap demo)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap demo installcheck)
 for s in "${SUITES[@]}"; do
-    case "$s" in regress|isolation|tap|demo) ;; *) echo "unknown suite: $s (regress|isolation|tap|demo)" >&2; exit 2 ;; esac
+    case "$s" in regress|isolation|tap|demo|installcheck) ;; *) echo "unknown suite: $s (regress|isolation|tap|demo|installcheck)" >&2; exit 2 ;; esac
 done
 
 if [ "$(id -u)" -eq 0 ]; then RUN_USER=postgres; else RUN_USER=$(id -un); fi
@@ -50,6 +57,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     bash "$REPO/tests/sandbox.sh" stop "$SANDBOX" >/dev/null 2>&1 || true
+    bash "$REPO/tests/sandbox.sh" stop "$TMP/ic_sandbox" >/dev/null 2>&1 || true
     if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_TMP:-0}" != 1 ]; then
         rm -rf "$TMP"
         rm -f "${DEPS_LOG:-}"
@@ -165,6 +173,39 @@ run_demo() {
         tail -n 60 "$TMP/demo.log"
         fail demo
     fi
+}
+
+# `make installcheck`, twice, as the README describes it
+run_installcheck() {
+    local icdir=$TMP/ic src=$TMP/ic/src sb=$TMP/ic_sandbox i ok=1
+    echo "== installcheck: make installcheck twice against a sandbox server"
+    mkdir -p "$icdir"
+    # a copy of the tree the run user may write to (results, tmp_check)
+    (cd "$REPO" && tar --exclude=.git --exclude='./results' --exclude='./tmp_check' \
+        --exclude='./output_iso' -cf - .) | (mkdir -p "$src" && cd "$src" && tar -xf -)
+    [ "$(id -u)" -eq 0 ] && chown -R "$RUN_USER:" "$icdir"
+    if ! bash "$REPO/tests/sandbox.sh" start "$sb" regression; then
+        fail installcheck
+        return
+    fi
+    # shellcheck disable=SC1091
+    (. "$sb/env"
+     for i in 1 2; do
+        echo "-- make installcheck, run $i"
+        if ! (cd "$src" && as_run_user env PATH="$PGBIN:$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" \
+                PGUSER="$PGUSER" HOME="$icdir" \
+                make -s PG_CONFIG="$PG_CONFIG" installcheck \
+                PROVE_TESTS="${INSTALLCHECK_TAP:-tests/t/001_unreachable.pl}") >"$icdir/run$i.log" 2>&1; then
+            tail -n 60 "$icdir/run$i.log"
+            for f in "$src"/regression.diffs "$src"/output_iso/regression.diffs; do
+                [ -f "$f" ] && head -n 80 "$f"
+            done
+            exit 1
+        fi
+        grep -E '^(# )?(All [0-9]+ tests passed|All tests successful|Result)' "$icdir/run$i.log" || true
+     done) && ok=0
+    bash "$REPO/tests/sandbox.sh" stop "$sb" >/dev/null 2>&1 || true
+    if [ "$ok" -eq 0 ]; then pass installcheck; else fail installcheck; fi
 }
 
 for s in "${SUITES[@]}"; do

@@ -3,6 +3,7 @@
 # restart: the worker does its bounded final drain, exits so that the
 # postmaster starts it again, and worker_stats counts the restart.  A server
 # shutdown still stops it for good (the node stops cleanly, no new worker).
+# Last, a DROP TABLE of the synced table: the worker purges its keys.
 use strict;
 use warnings;
 
@@ -53,6 +54,35 @@ for my $round (1 .. 2)
 	ok(defined $w, "round $round: async insert after the restart reached Redis");
 	is(RedisSync::Compare::outbox_depth($node), 0, "round $round: outbox empty");
 }
+
+# DROP TABLE: the worker delivers the purge of the table's keys
+$node->safe_psql('postgres', q{
+SELECT redis_sync.worker_pause();
+INSERT INTO a VALUES (3, 'queued, then dropped');
+DROP TABLE a;
+});
+is( $node->safe_psql('postgres', 'SELECT op FROM redis_sync.outbox'),
+	'T', 'DROP TABLE: the queued insert is gone, a purge is queued');
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
+ok( defined RedisSync::Compare::wait_for(
+		sub { $redis->cli('EXISTS', 'a:1', 'a:2', 'a:3') eq '0' }, 10, 0.05),
+	'DROP TABLE: the worker purged the keys');
+ok( defined RedisSync::Compare::wait_for(
+		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 10, 0.05),
+	'DROP TABLE: outbox empty');
+
+# in a database the worker does not serve, DROP TABLE purges at commit
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', q{
+CREATE EXTENSION redis_sync;
+CREATE TABLE o (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('o', key_prefix => 'o:');
+INSERT INTO o VALUES (1, 'x'), (2, 'y');
+});
+is($redis->cli('EXISTS', 'o:1', 'o:2'), '2', 'other database: rows cached');
+$node->safe_psql('other', 'DROP TABLE o');
+is($redis->cli('EXISTS', 'o:1', 'o:2'), '0', 'other database: DROP TABLE purged the keys at commit');
+is(RedisSync::Compare::outbox_depth($node, 'other'), '0', 'other database: nothing left in its outbox');
 
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal/, 'no crash: the worker exited, it was not killed');
