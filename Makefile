@@ -49,7 +49,7 @@ REGRESS_CRASH =
 #
 REGRESS_LIFE =
 #
-REGRESS_SEC = security
+REGRESS_SEC = security null_args
 #
 REGRESS_ENC =
 #

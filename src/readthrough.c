@@ -149,7 +149,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	/* the row as the caller's own SELECT sees it (policies included) */
 	{
 		initStringInfo(&rowsql);
-		appendStringInfo(&rowsql, "SELECT t FROM %s t WHERE (", qname);
+		appendStringInfo(&rowsql, "SELECT t.*::%s FROM %s t WHERE (", qname, qname);
 		for (int i = 0; i < nk; i++)
 			appendStringInfo(&rowsql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
 		appendStringInfoString(&rowsql, ") = (");

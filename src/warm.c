@@ -255,7 +255,7 @@ push_current(Oid relid, List *keys, int batch_size)
 			int64		n;
 
 			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT t, %s FROM %s t", kl, qrel);
+			appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t", qrel, kl, qrel);
 			if (last != NIL)
 			{
 				ListCell   *lc;
@@ -300,7 +300,7 @@ push_current(Oid relid, List *keys, int batch_size)
 				int			nb = list_length(batch);
 
 				initStringInfo(&sql);
-				appendStringInfo(&sql, "SELECT t, %s FROM %s t WHERE (%s) IN (SELECT * FROM unnest(", kl, qrel, kl);
+				appendStringInfo(&sql, "SELECT t.*::%s, %s FROM %s t WHERE (%s) IN (SELECT * FROM unnest(", qrel, kl, qrel, kl);
 				for (int i = 0; i < cfg->nkeys; i++)
 				{
 					Datum	   *elems = palloc(sizeof(Datum) * nb);
