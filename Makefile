@@ -53,7 +53,7 @@ REGRESS_CRASH = ddl
 #
 REGRESS_LIFE = lifecycle
 #
-REGRESS_SEC = security
+REGRESS_SEC = security null_args
 #
 REGRESS_ENC = encoding keys roundtrip
 #
