@@ -403,6 +403,30 @@ encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
 {
 	StringInfoData buf;
 	bool		first = true;
+	Datum	   *values = palloc(sizeof(Datum) * cfg->ncols);
+	bool	   *nulls = palloc(sizeof(bool) * cfg->ncols);
+	bool		plain = cfg->json_desc != NULL;
+
+	/*
+	 * Usually row_to_json gives exactly the canonical form, and fastest; a
+	 * NULL json column or an array with bounds needs the column-wise path.
+	 */
+	for (int i = 0; i < cfg->ncols && plain; i++)
+	{
+		ToJsonEntry *e = to_json_for(cfg->cols[i].typid);
+
+		values[i] = heap_getattr(tup, cfg->cols[i].attnum, td, &nulls[i]);
+		if (nulls[i] ? e->is_json : (e->is_array && array_has_bounds(values[i])))
+			plain = false;
+	}
+	if (plain)
+	{
+		HeapTuple	sub = heap_form_tuple(cfg->json_desc, values, nulls);
+		Datum		json = DirectFunctionCall1(row_to_json, HeapTupleGetDatum(sub));
+
+		heap_freetuple(sub);
+		return text_to_cstring(DatumGetTextPP(json));
+	}
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
