@@ -58,4 +58,22 @@ SELECT * FROM k_wb ORDER BY a, b;
 SELECT member, error FROM redis_sync.dead_letters WHERE relid = 'k_wb'::regclass ORDER BY member;
 SELECT redis_sync.discard_dead_letters();
 SELECT * FROM redis_sync.verify('k_wb');
-DROP TABLE k_mk, k_one, k_wb;
+-- the claim script (Lua) finds the seed markers C wrote: same companion rule
+-- for plain, hash-tagged and '}'-containing keys (a mismatch would add the
+-- counter twice: 100 -> 201)
+CREATE TABLE k_cnt (k text PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO k_cnt VALUES ('plain', 100), ('a}b', 100), ('{x}', 100);
+SELECT redis_sync.write_behind('k_cnt', key_prefix => 'cnt:{grp}:', flush_interval => '1 h',
+                               counters => '{n}');
+CREATE TABLE k_cnt2 (k text PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO k_cnt2 VALUES ('plain', 100), ('a}b', 100);
+SELECT redis_sync.write_behind('k_cnt2', key_prefix => 'cnt2:', flush_interval => '1 h',
+                               counters => '{n}');
+SELECT redis_sync.hincrby('k_cnt', redis_sync.escape_key(k), 'n', 1) FROM k_cnt ORDER BY k;
+SELECT redis_sync.hincrby('k_cnt2', redis_sync.escape_key(k), 'n', 1) FROM k_cnt2 ORDER BY k;
+SELECT redis_sync.command('EXISTS', redis_sync._companion_key('cnt:{grp}:a}b', ':rs_seeded'),
+                          redis_sync._companion_key('cnt2:a}b', ':rs_seeded'),
+                          redis_sync._companion_key('cnt2:plain', ':rs_seeded')) AS markers;
+SELECT redis_sync.flush();
+SELECT k, n FROM k_cnt UNION ALL SELECT k, n FROM k_cnt2 ORDER BY 1, 2;
+DROP TABLE k_mk, k_one, k_wb, k_cnt, k_cnt2;

@@ -42,6 +42,8 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 #include "utils/bytea.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/fmgroids.h"
 #include "utils/float.h"
 #include "utils/guc.h"
@@ -340,13 +342,33 @@ typedef struct ToJsonEntry
 } ToJsonEntry;
 
 static HTAB *to_json_cache = NULL;
+static bool to_json_cache_stale = false;
+
+/* a type changed (or an OID may be reused): forget every entry at next use */
+static void
+to_json_type_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	to_json_cache_stale = true;
+}
 
 static ToJsonEntry *
 to_json_for(Oid typid)
 {
 	ToJsonEntry *e;
 	bool		found;
+	static bool callback_registered = false;
 
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(TYPEOID, to_json_type_changed, (Datum) 0);
+		callback_registered = true;
+	}
+	if (to_json_cache_stale && to_json_cache != NULL)
+	{
+		hash_destroy(to_json_cache);	/* the FmgrInfos' extra memory stays: small, rare */
+		to_json_cache = NULL;
+	}
+	to_json_cache_stale = false;
 	if (to_json_cache == NULL)
 	{
 		HASHCTL		ctl;
@@ -403,6 +425,30 @@ encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
 {
 	StringInfoData buf;
 	bool		first = true;
+	Datum	   *values = palloc(sizeof(Datum) * cfg->ncols);
+	bool	   *nulls = palloc(sizeof(bool) * cfg->ncols);
+	bool		plain = cfg->json_desc != NULL;
+
+	/*
+	 * Usually row_to_json gives exactly the canonical form, and fastest; a
+	 * NULL json column or an array with bounds needs the column-wise path.
+	 */
+	for (int i = 0; i < cfg->ncols && plain; i++)
+	{
+		ToJsonEntry *e = to_json_for(cfg->cols[i].typid);
+
+		values[i] = heap_getattr(tup, cfg->cols[i].attnum, td, &nulls[i]);
+		if (nulls[i] ? e->is_json : (e->is_array && array_has_bounds(values[i])))
+			plain = false;
+	}
+	if (plain)
+	{
+		HeapTuple	sub = heap_form_tuple(cfg->json_desc, values, nulls);
+		Datum		json = DirectFunctionCall1(row_to_json, HeapTupleGetDatum(sub));
+
+		heap_freetuple(sub);
+		return text_to_cstring(DatumGetTextPP(json));
+	}
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');

@@ -627,6 +627,15 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 		f = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
 		fmt = f[0];
 		cfg.format = fmt == 'h' ? RS_FORMAT_HASH : RS_FORMAT_JSON;
+		if (fmt == 'j')
+		{
+			TupleDesc	jd = CreateTemplateTupleDesc(cfg.ncols);
+
+			for (int i = 0; i < cfg.ncols; i++)
+				TupleDescInitEntry(jd, (AttrNumber) (i + 1), cfg.cols[i].name,
+								   cfg.cols[i].typid, -1, 0);
+			cfg.json_desc = BlessTupleDesc(jd);
+		}
 		{
 			Datum		d = SPI_getbinval(tup, td, 5, &isnull);
 
