@@ -6,7 +6,10 @@
  * Protocol (applications): change the cached value (a hash at
  * key_prefix || member, or a string, or a JSON string), then SADD the member
  * (the key values joined with ':') to the table's dirty set.  Values are
- * absolute state.
+ * absolute state, field by field.
+ *
+ * The drain claims nothing under a Redis maxmemory-policy that can evict its
+ * keys (see "Eviction guard").
  *
  * Each batch of a table, in its own transaction:
  *
@@ -15,10 +18,17 @@
  *	   each member's value and whether the extension seeded it.  Members left
  *	   in the processing set by a crash are claimed first (recovery), so a
  *	   crash between claim and acknowledgement loses nothing.
- *	2. apply: one set-based INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
- *	   UPDATE per batch, each field converted by its column type's input
- *	   function, with the table owner's rights and with capture suppressed
- *	   (the drain's own writes are not echoed back to Redis).  If the
+ *	2. apply: one set-based statement per set of fields present (usually one
+ *	   per batch): UPDATE ... FROM unnest(...) of the rows that exist, in the
+ *	   present columns only, and INSERT ... ON CONFLICT of the others (column
+ *	   defaults for the rest), so an absent field never erases a column and
+ *	   a NOT NULL column outside `columns` never blocks an update.  Each
+ *	   field is converted by its column type's input function (no typmod:
+ *	   the assignment refuses overlong values), with the table owner's
+ *	   rights; capture is suppressed for this table's keys under the drained
+ *	   prefix only (the drain's own rows are not echoed back; triggers and
+ *	   other policies are pushed as usual).  NULL is written only for the
+ *	   NULL marker (a value of one NUL byte) or a JSON null.  If the
  *	   statement fails, the batch is retried row by row in subtransactions:
  *	   rows that fail for a permanent reason go to redis_sync.dead_letters,
  *	   the rest commit; a transient error (serialization failure, deadlock,

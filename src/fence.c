@@ -19,6 +19,17 @@
  * retries and outbox deliveries reach Redis in, the newest committed state
  * of a key wins.
  *
+ * Eviction (maxmemory with an allkeys-* policy) can remove a version key
+ * and keep its data key.  Such a key may hold a value newer than the write
+ * at hand, so the script drops it (a miss is never stale) and fences it at
+ * the pusher's current WAL position (the "floor", newer than any write
+ * still in flight from before).  A data key evicted together with its
+ * version is indistinguishable from a key never written; the script watches
+ * Redis's evicted_keys counter (INFO stats) in a hash beside the in-flight
+ * markers, and when it moved, records the floor there: from then on a write
+ * older than the floor does not create a key missing with its version.
+ * Both are counted in that hash (fields dropped, skipped).
+ *
  * Lua's unpack() is limited to a few thousand values, so MGET and MSET go
  * in slices of 1000.  Each key is applied with redis.pcall: a key Redis refuses (say, a string where
  * a hash is expected) is reported in the reply, {applied, index, error,
