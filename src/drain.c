@@ -233,16 +233,19 @@ load_tables(Oid relid)
 							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
 							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
 							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped), "
-							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
-							  "               FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
-							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
-							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
-							  "               FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
-							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
-							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
+							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
+							  "               FROM pg_catalog.unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+							  "              JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
+							  "               FROM pg_catalog.unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+							  "              JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' "
+							  "               FROM pg_catalog.unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
 							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
 							  "  JOIN pg_namespace n ON n.oid = c.relnamespace "
 							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
@@ -406,7 +409,7 @@ json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
 static bool
 is_null_marker(RedisValue *v)
 {
-	return v->len == 1 && v->str[0] == '\0';
+	return v->str != NULL && v->len == 1 && v->str[0] == '\0';
 }
 
 /* a string value for column c; false (and m->problem) if it holds a NUL byte */
