@@ -126,6 +126,25 @@ SELECT id, tags, origin, meta, jsonb_typeof(meta) AS meta_type, label, code FROM
 SELECT member, sqlstate FROM redis_sync.dead_letters;
 SELECT redis_sync.discard_dead_letters();
 
+-- odd names: columns that look like the drain's own aliases, quoted names
+CREATE TABLE "Odd ""T""" ("Key Col" text, k0 int, ord int NOT NULL DEFAULT 0, r text, u text,
+                         PRIMARY KEY ("Key Col", k0));
+INSERT INTO "Odd ""T""" VALUES ('a b', 1, 5, 'keep', 'keep');
+SELECT redis_sync.write_behind('"Odd ""T"""', key_prefix => 'odd:', flush_interval => '1 h');
+SELECT redis_sync.command('HSET', 'odd:a b:1', 'ord', '6');
+SELECT redis_sync.command('HSET', 'odd:a b:2', 'r', 'new row');
+SELECT redis_sync.command('SADD', 'odd:dirty', 'a b:1', 'a b:2');
+SELECT redis_sync.flush('"Odd ""T"""');
+SELECT * FROM "Odd ""T""" ORDER BY 1, 2;
+SELECT redis_sync.write_behind('"Odd ""T"""', key_prefix => 'odd:', flush_interval => '1 h', format => 'json');
+SELECT redis_sync.command('SET', 'odd:a b:1', '{"r": "json", "u": null}');
+SELECT redis_sync.command('SADD', 'odd:dirty', 'a b:1');
+SELECT redis_sync.flush('"Odd ""T"""');
+SELECT * FROM "Odd ""T""" ORDER BY 1, 2;
+SELECT count(*) AS dead_letters FROM redis_sync.dead_letters;
+SELECT redis_sync.unsync('"Odd ""T"""', purge => true);
+DROP TABLE "Odd ""T""";
+
 SELECT redis_sync.unsync('product', purge => true), redis_sync.unsync('item', purge => true),
        redis_sync.unsync('doc', purge => true), redis_sync.unsync('gen', purge => true),
        redis_sync.unsync('fixed', purge => true), redis_sync.unsync('shapes', purge => true);

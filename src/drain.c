@@ -6,7 +6,10 @@
  * Protocol (applications): change the cached value (a hash at
  * key_prefix || member, or a string, or a JSON string), then SADD the member
  * (the key values joined with ':') to the table's dirty set.  Values are
- * absolute state.
+ * absolute state, field by field.
+ *
+ * The drain claims nothing under a Redis maxmemory-policy that can evict its
+ * keys (see "Eviction guard").
  *
  * Each batch of a table, in its own transaction:
  *
@@ -15,10 +18,17 @@
  *	   each member's value and whether the extension seeded it.  Members left
  *	   in the processing set by a crash are claimed first (recovery), so a
  *	   crash between claim and acknowledgement loses nothing.
- *	2. apply: one set-based INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
- *	   UPDATE per batch, each field converted by its column type's input
- *	   function, with the table owner's rights and with capture suppressed
- *	   (the drain's own writes are not echoed back to Redis).  If the
+ *	2. apply: one set-based statement per set of fields present (usually one
+ *	   per batch): UPDATE ... FROM unnest(...) of the rows that exist, in the
+ *	   present columns only, and INSERT ... ON CONFLICT of the others (column
+ *	   defaults for the rest), so an absent field never erases a column and
+ *	   a NOT NULL column outside `columns` never blocks an update.  Each
+ *	   field is converted by its column type's input function (no typmod:
+ *	   the assignment refuses overlong values), with the table owner's
+ *	   rights; capture is suppressed for this table's keys under the drained
+ *	   prefix only (the drain's own rows are not echoed back; triggers and
+ *	   other policies are pushed as usual).  NULL is written only for the
+ *	   NULL marker (a value of one NUL byte) or a JSON null.  If the
  *	   statement fails, the batch is retried row by row in subtransactions:
  *	   rows that fail for a permanent reason go to redis_sync.dead_letters,
  *	   the rest commit; a transient error (serialization failure, deadlock,
@@ -226,16 +236,19 @@ load_tables(Oid relid)
 							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
 							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
 							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped), "
-							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
-							  "               FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
-							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
-							  "       ARRAY(SELECT quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) "
-							  "               FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
-							  "              JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
-							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
-							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
+							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
+							  "               FROM pg_catalog.unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+							  "              JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
+							  "               FROM pg_catalog.unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+							  "              JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' "
+							  "               FROM pg_catalog.unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
 							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
 							  "  JOIN pg_namespace n ON n.oid = c.relnamespace "
 							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
@@ -385,7 +398,7 @@ json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
 static bool
 is_null_marker(RedisValue *v)
 {
-	return v->len == 1 && v->str[0] == '\0';
+	return v->str != NULL && v->len == 1 && v->str[0] == '\0';
 }
 
 /* a string value for column c; false (and m->problem) if it holds a NUL byte */

@@ -19,6 +19,17 @@
  * retries and outbox deliveries reach Redis in, the newest committed state
  * of a key wins.
  *
+ * Eviction (maxmemory with an allkeys-* policy) can remove a version key
+ * and keep its data key.  Such a key may hold a value newer than the write
+ * at hand, so the script drops it (a miss is never stale) and fences it at
+ * the pusher's current WAL position (the "floor", newer than any write
+ * still in flight from before).  A data key evicted together with its
+ * version is indistinguishable from a key never written; the script watches
+ * Redis's evicted_keys counter (INFO stats) in a hash beside the in-flight
+ * markers, and when it moved, records the floor there: from then on a write
+ * older than the floor does not create a key missing with its version.
+ * Both are counted in that hash (fields dropped, skipped).
+ *
  * Lua's unpack() is limited to a few thousand values, so MGET and MSET go
  * in slices of 1000.  Each key is applied with redis.pcall: a key Redis refuses (say, a string where
  * a hash is expected) is reported in the reply, {applied, index, error,
@@ -49,12 +60,22 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "-- pusher's WAL position when it last changed (efloor).  A key missing with\n"
 "-- its version may have been evicted with it: a write from before efloor\n"
 "-- could be older than the evicted value, so it does not create the key.\n"
-"local ev = string.match(redis.call('INFO', 'stats'), 'evicted_keys:(%d+)') or '0'\n"
-"local seen = redis.call('HGET', KEYS[2], 'seen')\n"
-"local efloor = redis.call('HGET', KEYS[2], 'floor')\n"
-"if seen ~= ev then\n"
-"  if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n"
-"  redis.call('HSET', KEYS[2], 'seen', ev)\n"
+"-- Read only when a call meets such a key (INFO is not free).\n"
+"local efloor = nil\n"
+"local function eviction_floor()\n"
+"  if efloor == nil then\n"
+"    -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n"
+"    -- their version are then treated as never written)\n"
+"    local ok, info = pcall(redis.call, 'INFO', 'stats')\n"
+"    local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n"
+"    local seen = redis.call('HGET', KEYS[2], 'seen')\n"
+"    efloor = redis.call('HGET', KEYS[2], 'floor')\n"
+"    if ev and seen ~= ev then\n"
+"      if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n"
+"      redis.call('HSET', KEYS[2], 'seen', ev)\n"
+"    end\n"
+"  end\n"
+"  return efloor\n"
 "end\n"
 "local p = 6\n"
 "for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n"
@@ -94,7 +115,7 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "    if tomb > 0 then redis.call('SET', KEYS[k + 1], floor, 'PX', tomb)\n"
 "    else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = floor end\n"
 "    evicted = evicted + 1\n"
-"  elseif not cur and efloor and v <= efloor then\n"
+"  elseif not cur and eviction_floor() and v <= efloor then\n"
 "    skipped = skipped + 1\n"
 "  elseif not cur or cur <= v then\n"
 "    local r\n"

@@ -12,6 +12,8 @@
 # 2. Write-behind refuses to drain under a policy that can evict its keys:
 #    under allkeys-lru nothing is claimed, the reason is in the log and in
 #    stats.last_error; under volatile-lru the drain resumes by itself.
+# 3. A Redis user that may not run INFO or CONFIG: write-through works,
+#    write-behind refuses (the policy cannot be read) and says why.
 use strict;
 use warnings;
 
@@ -178,4 +180,39 @@ is($n, '5', 'volatile-lru (write-behind keys have no TTL): the drain resumes by 
 ok(slurp_file($node->logfile) =~ /draining resumes/, 'the log says so');
 
 $node->stop;
+
+# ---------------------------------------------------------------------
+# 3. a Redis user that may not run INFO or CONFIG (renamed or forbidden)
+# ---------------------------------------------------------------------
+$redis->cli('CONFIG', 'SET', 'maxmemory', '0');
+$redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+is($redis->cli('ACL', 'SETUSER', 'limited', 'on', '>pw', '~*', '&*', '+@all', '-info', '-config'), 'OK',
+	'ACL user without INFO and CONFIG');
+my $node2 = RedisSync::Test::new_node('eviction_acl',
+	redis_url => 'redis://limited:pw@127.0.0.1:' . $redis->port . '/1');
+$node2->safe_psql('postgres', q{
+CREATE TABLE w (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('w', key_prefix => 'w:');
+INSERT INTO w VALUES (1, 'one');
+});
+is($redis->cli('-n', '1', 'HGET', 'w:1', 'v'), 'one', 'write-through works without INFO (a new key is created)');
+$node2->safe_psql('postgres', q{
+CREATE TABLE c2 (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+SELECT redis_sync.write_behind('c2', key_prefix => 'c2:', flush_interval => '200 ms');
+});
+$redis->cli('-n', '1', 'HSET', 'c2:1', 'n', 3);
+$redis->cli('-n', '1', 'SADD', 'c2:dirty', 1);
+$err = '';
+$deadline = time + 30;
+while ($err !~ /maxmemory-policy/ && time < $deadline)
+{
+	$node2->psql('postgres', "SELECT redis_sync.flush('c2')");
+	$err = $node2->safe_psql('postgres',
+		q{SELECT coalesce(last_error, '') FROM redis_sync.stats WHERE "table" = 'c2'::regclass});
+	sleep 0.1;
+}
+like($err, qr/cannot read Redis's maxmemory-policy/,
+	'write-behind refuses when the policy cannot be read (fail-safe), and says why');
+is($node2->safe_psql('postgres', 'SELECT count(*) FROM c2'), 0, 'nothing applied');
+$node2->stop;
 done_testing();
