@@ -31,11 +31,11 @@ my %P = $QUICK
   ? (single_T => 1, tpcb_T => 1, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 20_000,
 	mem_rows => 100_000, mem_buffer => '4MB', lag_changes => 2_000, lag_rate => 1000, outage_rows => 100_000,
 	idle_secs => 2, drain_rows => 100_000, wblag_secs => 2, sc_modes => ['on'], wblag_rate => 5000,
-	scale_max => 100_000)
+	scale_max => 100_000, warm_rows => 200_000)
   : (single_T => 8, tpcb_T => 8, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 100_000,
 	mem_rows => 1_000_000, lag_changes => 10_000, lag_rate => 1000, outage_rows => 100_000,
 	idle_secs => 10, drain_rows => 200_000, wblag_secs => 10, sc_modes => ['on', 'off'], wblag_rate => 5000,
-	scale_max => 100_000);
+	scale_max => 100_000, warm_rows => 1_000_000);
 
 my @ROWS;        # the summary table
 my %DETAIL;      # everything else, for latest.json
@@ -329,8 +329,8 @@ section('single', '1. single-row UPDATE, 100,000-row table', sub {
 	my @order = qw(base wt async inv trig);
 	make_table("s_$_", 100_000) for @order;
 	psql(<<'SQL');
-SELECT redis_sync.write_through('s_wt', key_prefix => 's_wt:');
-SELECT redis_sync.write_through('s_async', key_prefix => 's_async:', delivery => 'async');
+SELECT redis_sync.write_through('s_wt', key_prefix => 's_wt:', warm => false);
+SELECT redis_sync.write_through('s_async', key_prefix => 's_async:', delivery => 'async', warm => false);
 SELECT redis_sync.invalidate('s_inv', key_prefix => 's_inv:');
 SELECT redis_sync.warm('s_wt'), redis_sync.warm('s_async');
 CREATE TABLE hand_outbox (id bigserial PRIMARY KEY, tbl text NOT NULL, redis_key text NOT NULL,
@@ -405,9 +405,9 @@ section('tpcb', '1b. TPC-B (pgbench -s 10 -M prepared)', sub {
 		die "pgbench -i failed:\n$out\n" if $rc;
 	}
 	psql(<<'SQL');
-SELECT redis_sync.write_through('tpcb_sync.pgbench_accounts', key_prefix => 'acc:');
-SELECT redis_sync.write_through('tpcb_sync.pgbench_tellers', key_prefix => 'tel:');
-SELECT redis_sync.write_through('tpcb_sync.pgbench_branches', key_prefix => 'br:');
+SELECT redis_sync.write_through('tpcb_sync.pgbench_accounts', key_prefix => 'acc:', warm => false);
+SELECT redis_sync.write_through('tpcb_sync.pgbench_tellers', key_prefix => 'tel:', warm => false);
+SELECT redis_sync.write_through('tpcb_sync.pgbench_branches', key_prefix => 'br:', warm => false);
 SQL
 	psql("SELECT redis_sync.warm('tpcb_sync.$_') FROM (VALUES (1)) v", timeout => 600)
 	  for qw(pgbench_tellers pgbench_branches);
@@ -453,11 +453,11 @@ section('bulk', '2. bulk UPDATE / INSERT of 100,000 rows', sub {
 	make_table('b_base', $n);
 	make_table('b_wt',   $n);
 	psql(<<"SQL");
-SELECT redis_sync.write_through('b_wt', key_prefix => 'b:');
+SELECT redis_sync.write_through('b_wt', key_prefix => 'b:', warm => false);
 SELECT redis_sync.warm('b_wt');
 CREATE TABLE i_base (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
 CREATE TABLE i_wt (LIKE i_base INCLUDING ALL);
-SELECT redis_sync.write_through('i_wt', key_prefix => 'i:');
+SELECT redis_sync.write_through('i_wt', key_prefix => 'i:', warm => false);
 SQL
 	my $chunk = $SETTINGS{'redis_sync.chunk_size'};
 	my (%el, %rt, %chunks, %rcpu, %evalus, %maxcmd, @bcpu, @bwall);
@@ -548,7 +548,7 @@ section('naive', '3. per-row redis_sync.command() trigger vs write-through', sub
 	make_table('n_naive', $n);
 	make_table('n_wt', $n);
 	psql(<<'SQL');
-SELECT redis_sync.write_through('n_wt', key_prefix => 'n_wt:');
+SELECT redis_sync.write_through('n_wt', key_prefix => 'n_wt:', warm => false);
 SELECT redis_sync.warm('n_wt');
 CREATE FUNCTION naive_hset() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -642,7 +642,7 @@ section('memory', '2b. memory of a big (1,000,000-row) UPDATE', sub {
 	my $n = $P{mem_rows};
 	make_table('m_base', $n);
 	make_table('m_wt',   $n);
-	psql("SELECT redis_sync.write_through('m_wt', key_prefix => 'm:')");
+	psql("SELECT redis_sync.write_through('m_wt', key_prefix => 'm:', warm => false)");
 	my $buf = $P{mem_buffer} // $SETTINGS{'redis_sync.max_buffer_bytes'};
 	my (%r, @deliver);
 	for my $round (1 .. $RUNS)
@@ -727,7 +727,7 @@ section('lag', '4. commit-to-Redis lag, async delivery at ~1,000 changes/s', sub
 	my ($n, $rate) = ($P{lag_changes}, $P{lag_rate});
 	psql(<<'SQL');
 CREATE TABLE lag_t (id bigserial PRIMARY KEY, ts bigint NOT NULL);
-SELECT redis_sync.write_through('lag_t', key_prefix => 'lag:', delivery => 'async');
+SELECT redis_sync.write_through('lag_t', key_prefix => 'lag:', delivery => 'async', warm => false);
 SQL
 	redis('CONFIG', 'SET', 'notify-keyspace-events', 'Kh');
 	my $f = write_file('lag.sql',
@@ -776,7 +776,7 @@ section('scale', '6. scale curve: cost per row by transaction size', sub {
 	my $max = $P{scale_max};
 	make_table('c_base', $max);
 	make_table('c_wt', $max);
-	psql("SELECT redis_sync.write_through('c_wt', key_prefix => 'c:'); SELECT redis_sync.warm('c_wt')");
+	psql("SELECT redis_sync.write_through('c_wt', key_prefix => 'c:', warm => false); SELECT redis_sync.warm('c_wt')");
 	my %txns = (1 => 2000, 10 => 1000, 100 => 200, 1000 => 40, 10000 => 6, 100000 => 3);
 	%txns = (1 => 300, 10 => 200, 100 => 50, 1000 => 10, 10000 => 2, 100000 => 1) if $QUICK;
 	my @sizes = grep { $_ <= $max } sort { $a <=> $b } keys %txns;
@@ -815,6 +815,81 @@ section('scale', '6. scale curve: cost per row by transaction size', sub {
 		target => '~1 (flat, <= 1.5)', met => defined $flat && $flat <= 1.5 ? 1 : 0,
 		note => sprintf('%.2f vs %.2f us/row', $big->{added_us_per_row}, $k ? $k->{added_us_per_row} : -1));
 	psql('SELECT redis_sync.unsync(\'c_wt\'); DROP TABLE c_base, c_wt');
+});
+
+# ================================================================= 7. warming
+# warm() and the background warm fill the cache without row locks; the 0.1
+# warm() read every row FOR SHARE, which rewrites every page (baseline: the
+# same FOR SHARE scan, in batches of 10,000 like the 0.1 warm()).
+section('warm', '7. cache warm of a 1,000,000-row table: time and WAL per row', sub {
+	my $n = $P{warm_rows};
+	psql(<<"SQL", timeout => 600);
+CREATE TABLE w_t (id int PRIMARY KEY, name text NOT NULL, price numeric NOT NULL, note text);
+INSERT INTO w_t SELECT g, 'item ' || g, g * 1.5, 'note ' || g FROM generate_series(1, $n) g;
+VACUUM ANALYZE w_t;
+SELECT redis_sync.write_through('w_t', key_prefix => 'w:', warm => false);
+SQL
+	my $size = psql1("SELECT pg_relation_size('w_t')");
+	my $lsn = sub { psql1('SELECT pg_current_wal_lsn()') };
+	my $wal_since = sub { psql1("SELECT pg_current_wal_lsn() - '$_[0]'::pg_lsn") };
+	my $clear = sub {
+		psql("SELECT redis_sync.unsync('w_t', purge => true)");
+		psql("SELECT redis_sync.write_through('w_t', key_prefix => 'w:', warm => false)");
+	};
+	my (@wal, @secs, @bg_wal, @bg_secs, @base_wal, @base_secs);
+	for my $round (1 .. $RUNS)
+	{
+		# baseline: the 0.1 warm's locking read
+		my $l0 = $lsn->();
+		my $t0 = time;
+		psql(<<'SQL', timeout => 600);
+DO $$
+DECLARE last int := 0; got int;
+BEGIN
+  LOOP
+    SELECT max(id), count(*) INTO last, got
+      FROM (SELECT id FROM w_t WHERE id > last ORDER BY id LIMIT 10000 FOR SHARE) s;
+    EXIT WHEN got < 10000;
+  END LOOP;
+END $$;
+SQL
+		push @base_secs, time - $t0;
+		push @base_wal, $wal_since->($l0) / $n;
+		psql('VACUUM w_t');    # the lockers' xmax, as a fresh table would be
+
+		$clear->();
+		$l0 = $lsn->();
+		$t0 = time;
+		my $got = psql1("SELECT redis_sync.warm('w_t')", timeout => 600);
+		die "warm() read $got rows, not $n\n" unless $got == $n;
+		push @secs, time - $t0;
+		push @wal, $wal_since->($l0) / $n;
+
+		$clear->();
+		$l0 = $lsn->();
+		$t0 = time;
+		psql("SELECT redis_sync.write_through('w_t', key_prefix => 'w:')");
+		my $deadline = time + 600;
+		until (psql1(q{SELECT state = 'done' FROM redis_sync.warming WHERE "table" = 'w_t'::regclass}) eq 't')
+		{
+			die "background warm not done after 600 s\n" if time > $deadline;
+			sleep 0.05;
+		}
+		push @bg_secs, time - $t0;
+		push @bg_wal, $wal_since->($l0) / $n;
+		say_("warm round $round done");
+	}
+	$DETAIL{warm} = { rows => $n, table_bytes => $size, warm_seconds => \@secs, warm_wal_bytes_per_row => \@wal,
+		background_seconds => \@bg_secs, background_wal_bytes_per_row => \@bg_wal,
+		for_share_seconds => \@base_secs, for_share_wal_bytes_per_row => \@base_wal };
+	add_row(bench => "7. warm() of $n rows: WAL bytes per warmed row", ours => median(@wal),
+		base => median(@base_wal), unit => 'B/row', note => 'baseline: the 0.1 warm\'s FOR SHARE read alone',
+		target => '< 10% of the table', met => median(@wal) * $n < $size / 10 ? 1 : 0);
+	add_row(bench => "7. warm() of $n rows: rows/s", ours => $n / median(@secs),
+		base => $n / median(@base_secs), unit => 'rows/s', note => 'baseline: FOR SHARE read only, no Redis');
+	add_row(bench => "7. background warm after write_through(): rows/s", ours => $n / median(@bg_secs),
+		unit => 'rows/s', note => sprintf('WAL %.2f B/row', median(@bg_wal)));
+	psql("SELECT redis_sync.unsync('w_t', purge => true); DROP TABLE w_t");
 });
 
 # ================================================================= 5. write-behind drain
@@ -984,7 +1059,7 @@ section('outage', '4b. delivery of 100,000 queued changes after Redis returns', 
 	my $n = $P{outage_rows};
 	make_table('o_t', $n);
 	psql(<<'SQL');
-SELECT redis_sync.write_through('o_t', key_prefix => 'o:');
+SELECT redis_sync.write_through('o_t', key_prefix => 'o:', warm => false);
 ALTER SYSTEM SET redis_sync.rewarm_on_restart = off;
 SELECT pg_reload_conf();
 SQL
@@ -1035,7 +1110,7 @@ section('idle', '4c. idle worker CPU', sub {
 	wait_outbox_empty(120);
 	psql(<<'SQL');
 CREATE TABLE idle_wt (id int PRIMARY KEY, v int);
-SELECT redis_sync.write_through('idle_wt', delivery => 'async');
+SELECT redis_sync.write_through('idle_wt', delivery => 'async', warm => false);
 CREATE TABLE idle_wb (id int PRIMARY KEY, n bigint);
 SELECT redis_sync.write_behind('idle_wb');
 SQL

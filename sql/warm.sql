@@ -30,8 +30,7 @@ SELECT redis_sync.command('GET', '{wm:7}:rs_version');
 UPDATE wm SET v = 'changed' WHERE id = 7;
 SELECT redis_sync.command('HGET', 'wm:7', 'v');
 -- warm(): keys with data and version are left alone (a differing value is
--- resync()'s job), missing keys are filled; data found without its version
--- is dropped by the fence (missing is never stale) and refilled by resync()
+-- resync()'s job), missing keys are filled, keys half there are settled
 SELECT redis_sync.command('DEL', 'wm:1');                        -- version left behind
 SELECT redis_sync.command('DEL', 'wm:2', '{wm:2}:rs_version');   -- both gone
 SELECT redis_sync.command('DEL', '{wm:3}:rs_version');           -- data without version
@@ -39,7 +38,7 @@ SELECT redis_sync.command('HSET', 'wm:4', 'v', 'drifted');
 SELECT redis_sync.warm('wm', batch_size => 1000);
 SELECT redis_sync.command('HGET', 'wm:1', 'v') AS wm1, redis_sync.command('HGET', 'wm:2', 'v') AS wm2,
        redis_sync.command('EXISTS', '{wm:3}:rs_version') AS wm3_version, redis_sync.command('HGET', 'wm:4', 'v') AS wm4;
--- only the two keys pushed locked were locked
+-- keys found half there were settled without row locks too
 SELECT count(*) AS locked_rows FROM wm WHERE xmax <> '0'::xid;
 SELECT key, problem FROM redis_sync.verify('wm');
 SELECT redis_sync.resync('wm');

@@ -22,11 +22,21 @@
  *
  * (The one exception is a delete whose tombstone expires,
  * redis_sync.tombstone_ttl, between the fill's read and its write of the
- * same batch.)  Keys found half there -- a version without data (a
- * tombstone, or data deleted or evicted) or data without a version -- are
- * not decided by the fill: they are pushed with the locking method below.
- * Keys with both are kept by pushes and left alone; resync() repairs a
- * cached value that differs.
+ * same batch.)  Keys with both are kept by pushes and left alone; resync()
+ * repairs a cached value that differs.
+ *
+ * Keys found half there -- a version without data (a tombstone: the row
+ * was deleted, or the keys purged by TRUNCATE or unsync(purge); or data
+ * deleted or evicted) or data without a version -- are not decided by the
+ * fill, whose snapshot may predate the write that left them.  They are
+ * "settled" (push_named): the version V is taken first, then the fill waits
+ * until every transaction holding a write lock on the table has ended, then
+ * reads the rows with a new snapshot, still without row locks, and pushes
+ * them fenced with V.  Any write whose version is not newer than V was in
+ * progress when V was taken (a push happens at pre-commit, under the write
+ * lock), so the new snapshot shows its outcome; any later write carries a
+ * newer version and wins.  (Under REPEATABLE READ the snapshot cannot be
+ * renewed, and warm() pushes those keys the locked way below.)
  *
  * Pushing named rows (resync, repair, get()) overwrites, so it locks: rows
  * are read with SELECT ... FOR SHARE, which waits for any transaction still
@@ -61,6 +71,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -68,7 +79,9 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/bgworker.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -97,6 +110,8 @@ PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
 #define WARM_BATCH 10000
 /* a worker round spends at most this long warming before it looks at the outbox again */
 #define WARM_ROUND_MS 250
+/* the worker waits at most this long for transactions writing a table (see wait_for_writers) */
+#define WARM_WRITERS_WAIT_MS 2000
 /* after a failed batch, the entry waits at most this long before it is retried */
 #define WARM_RETRY_MAX_MS 60000
 
@@ -162,42 +177,60 @@ key_list(SyncConfig *cfg)
 	return buf.data;
 }
 
-/* push the rows of one SPI result, plus deletes for missing keys */
+static void row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid, HeapTupleData *tup);
+
+typedef struct KeySeen
+{
+	char	   *key;			/* hash key: must be first */
+} KeySeen;
+
+/*
+ * Push the rows of one SPI result (column 1: the row), plus fenced deletes
+ * for the wanted keys that have no row, all with one version: the given one,
+ * or (NULL) the WAL position now, after the rows were locked.
+ */
 static int64
 push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
-		  List *missing_keys)
+		  List *wanted_keys, const char *given_version)
 {
 	RedisPipeline *p = redis_pipeline_create();
-	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(missing_keys) + 1));
+	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(wanted_keys) + 1));
 	char		version[RS_VERSION_LEN + 1];
 	int			n = 0;
 	ListCell   *lc;
 	RowImage   *del = palloc0(sizeof(RowImage));
+	struct HTAB *seen = NULL;
 
 	del->op = RS_OP_DELETE;
-	rs_version_now(version);	/* after FOR SHARE: see file header */
+	if (given_version)
+		strlcpy(version, given_version, sizeof(version));
+	else
+		rs_version_now(version);	/* after FOR SHARE: see file header */
+	if (wanted_keys != NIL)
+		seen = rs_string_hash_create("redis_sync pushed keys", nrows, sizeof(KeySeen));
 	for (uint64 i = 0; i < nrows; i++)
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-		HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
 		HeapTupleData tup;
 		RowImage   *img = palloc(sizeof(RowImage));
 
-		tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
-		ItemPointerSetInvalid(&tup.t_self);
-		tup.t_tableOid = cfg->relid;
-		tup.t_data = hdr;
+		row_from_composite(tt->vals[i], tt->tupdesc, cfg->relid, &tup);
 		ops[n].key = rs_encode_key(cfg, reldesc, &tup, NULL);
 		rs_encode_row(cfg, reldesc, &tup, img);
 		ops[n].img = img;
 		ops[n].version = version;
 		ops[n].ttl_ms = cfg->ttl_ms;
+		if (seen)
+			(void) hash_search(seen, &ops[n].key, HASH_ENTER, NULL);
 		n++;
 	}
-	foreach(lc, missing_keys)
+	/* keys asked for but not found become deletes */
+	foreach(lc, wanted_keys)
 	{
-		ops[n].key = lfirst(lc);
+		char	   *k = lfirst(lc);
+
+		if (hash_search(seen, &k, HASH_FIND, NULL) != NULL)
+			continue;
+		ops[n].key = k;
 		ops[n].img = del;
 		ops[n].version = version;
 		ops[n].ttl_ms = 0;
@@ -212,13 +245,18 @@ push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 			redis_check_reply(p, i, "a cache warm");
 	}
 	redis_pipeline_free(p);
+	if (seen)
+		hash_destroy(seen);
 	return n;
 }
 
-/* run fn-like body in a subtransaction that is always rolled back */
+/*
+ * Read rows with sql and push them (see push_rows), in a subtransaction that
+ * is always rolled back: that releases the FOR SHARE row locks of the batch.
+ */
 static int64
 batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
-				 Oid *types, Datum *values, List *wanted_keys, List **last_key)
+				 Oid *types, Datum *values, List *wanted_keys, const char *version)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -228,61 +266,18 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 	MemoryContextSwitchTo(outer);
 	PG_TRY();
 	{
-		uint64		nrows;
-		List	   *missing = NIL;
-
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "redis_sync: SPI_connect failed");
 		if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
-		nrows = SPI_processed;
 		{
 			MemoryContext spi = MemoryContextSwitchTo(outer);
 
-			if (wanted_keys != NIL)
-			{
-				/* keys asked for but not found become deletes */
-				ListCell   *lc;
-
-				foreach(lc, wanted_keys)
-				{
-					char	   *k = lfirst(lc);
-					bool		found = false;
-
-					for (uint64 i = 0; i < nrows && !found; i++)
-					{
-						bool		isnull;
-						Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-						HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
-						HeapTupleData tup;
-
-						tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
-						ItemPointerSetInvalid(&tup.t_self);
-						tup.t_tableOid = cfg->relid;
-						tup.t_data = hdr;
-						found = strcmp(rs_encode_key(cfg, RelationGetDescr(rel), &tup, NULL), k) == 0;
-					}
-					if (!found)
-						missing = lappend(missing, k);
-				}
-			}
-			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, nrows, missing);
-			if (last_key)
-			{
-				*last_key = NIL;
-				if (nrows > 0)
-				{
-					HeapTuple	last = SPI_tuptable->vals[nrows - 1];
-
-					for (int i = 0; i < cfg->nkeys; i++)
-						*last_key = lappend(*last_key,
-											SPI_getvalue(last, SPI_tuptable->tupdesc, i + 2));
-				}
-			}
+			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, SPI_processed,
+							   wanted_keys, version);
 			MemoryContextSwitchTo(spi);
 		}
 		SPI_finish();
-		/* releases the FOR SHARE row locks of this batch */
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
@@ -371,7 +366,7 @@ fill_args(const char **argv, size_t *lens, int *argc, RowImage *img, int64 ttl_m
  * Fill the rows of one SPI result (column 1: the row; columns 2..: the key
  * columns) into Redis.  Returns the keys written; *repush gets the keys
  * found half there, as (redis key, List of key values) pairs for
- * push_locked().
+ * push_named().
  */
 static int64
 fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
@@ -469,7 +464,7 @@ typedef struct FillCursor
 	int64		written;		/* keys written so far (filled or pushed locked) */
 } FillCursor;
 
-static int64 push_locked(Oid relid, List *keys, int batch_size);
+static int64 push_named(Oid relid, List *keys, int batch_size, bool locked);
 
 static void
 fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
@@ -486,7 +481,7 @@ fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 
 /*
  * Fill the next batch of up to batch_size rows, in key order, without row
- * locks; keys found half there are pushed locked.  Returns the rows read
+ * locks; keys found half there are settled (push_named).  Returns the rows read
  * (fewer than batch_size: the table is done).  fc->last is allocated in the
  * caller's memory context.
  */
@@ -553,11 +548,11 @@ fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	SPI_finish();
 
-	/* outside the SPI connection: push_locked() opens its own */
+	/* outside the SPI connection: push_named() opens its own */
 	if (repush != NIL)
 	{
 		MemoryContextSwitchTo(batch_cxt);
-		written += push_locked(fc->relid, repush, batch_size);
+		written += push_named(fc->relid, repush, batch_size, false);
 		MemoryContextSwitchTo(outer);
 	}
 	MemoryContextDelete(batch_cxt);
@@ -605,12 +600,85 @@ fill_table(Oid relid, int batch_size, int64 *written)
 }
 
 /*
- * Push the rows named by keys, locked (see the file header): a List of
- * (redis key, List of key-value strings) pairs.  A missing row becomes a
- * fenced delete.
+ * Wait until every transaction holding a write lock on the table or one of
+ * its partitions when we started has ended.  A session waits as long as it
+ * takes (cancellable); the worker, which also delivers the outbox, waits at
+ * most WARM_WRITERS_WAIT_MS and then fails the batch, which is retried with
+ * backoff (redis_sync.warming shows why).
+ */
+static void
+wait_for_writers(Oid relid)
+{
+	List	   *vxids = NIL;
+	ListCell   *lc;
+	TimestampTz deadline;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		LOCKTAG		tag;
+		VirtualTransactionId *conflicts;
+
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		conflicts = GetLockConflicts(&tag, ShareLock, NULL);
+		for (; VirtualTransactionIdIsValid(*conflicts); conflicts++)
+		{
+			VirtualTransactionId *v = palloc(sizeof(VirtualTransactionId));
+
+			*v = *conflicts;
+			vxids = lappend(vxids, v);
+		}
+	}
+	if (vxids == NIL)
+		return;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_WRITERS_WAIT_MS);
+	foreach(lc, vxids)
+	{
+		VirtualTransactionId *v = lfirst(lc);
+
+		if (!IsBackgroundWorker)
+		{
+			(void) VirtualXactLock(*v, true);
+			continue;
+		}
+		while (!VirtualXactLock(*v, false))
+		{
+			if (GetCurrentTimestamp() >= deadline)
+			{
+				SetLatch(MyLatch);	/* a commit's wake-up may have been consumed */
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("transactions writing table \"%s\" are still open", get_rel_name(relid)),
+						 errdetail("Keys found with a version but no value, or a value but no version, are filled once the transactions writing the table when the batch began have ended; the batch is retried.")));
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	if (IsBackgroundWorker)
+		SetLatch(MyLatch);		/* a commit's wake-up may have been consumed */
+}
+
+/*
+ * Push the rows named by keys: a List of (redis key, List of key-value
+ * strings) pairs.  A missing row becomes a fenced delete.
+ *
+ * locked: each batch is read FOR SHARE and pushed with the version taken
+ * after the locks (see the file header).
+ *
+ * Otherwise ("settled", for keys a fill found half there): take the version
+ * V first, then wait until every transaction that holds a write lock on the
+ * table (or a partition) has ended, then read the rows with a new snapshot,
+ * without row locks, and push them with V.  A write that pushed a version
+ * not newer than V was in progress when V was taken (it pushes at
+ * pre-commit, holding its lock), so it has ended and the snapshot shows its
+ * outcome; a write that pushes later carries a newer version and wins.  No
+ * row is locked and nothing is written to the table.  It needs a snapshot
+ * newer than the wait, so a transaction-snapshot isolation level (REPEATABLE
+ * READ, SERIALIZABLE) uses the locked way instead.
  */
 static int64
-push_locked(Oid relid, List *keys, int batch_size)
+push_named(Oid relid, List *keys, int batch_size, bool locked)
 {
 	SyncConfig *cfg = rs_config_get(relid);
 	SyncConfig *enc;
@@ -624,6 +692,7 @@ push_locked(Oid relid, List *keys, int batch_size)
 	List	   *batch_keys = NIL;
 	char	   *alias;
 	int			nest;
+	char		version[RS_VERSION_LEN + 1];
 
 	if (!cfg->synced || (cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
 		ereport(ERROR,
@@ -637,6 +706,13 @@ push_locked(Oid relid, List *keys, int batch_size)
 	alias = rs_row_alias(relid);
 	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 									  RelationGetRelationName(rel));
+	if (!locked && IsolationUsesXactSnapshot())
+		locked = true;
+	if (!locked)
+	{
+		rs_version_now(version);
+		wait_for_writers(relid);
+	}
 
 	foreach(lc, keys)
 	{
@@ -666,8 +742,9 @@ push_locked(Oid relid, List *keys, int batch_size)
 				types[i] = TEXTARRAYOID;
 				values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
 			}
-			appendStringInfoString(&sql, ")) FOR SHARE");
-			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys, NULL);
+			appendStringInfoString(&sql, locked ? ")) FOR SHARE" : "))");
+			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys,
+									  locked ? NULL : version);
 			batch = NIL;
 			batch_keys = NIL;
 		}
@@ -688,7 +765,7 @@ push_current(Oid relid, List *keys, int batch_size)
 
 		return fill_table(relid, batch_size, &written);
 	}
-	n = push_locked(relid, keys, batch_size);
+	n = push_named(relid, keys, batch_size, true);
 	rs_stats_add(relid, RS_C_WARMED, n);
 	return n;
 }
@@ -823,23 +900,32 @@ queue_exists(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("_warm_queue", nsp));
 }
 
-/* run sql with the bootstrap superuser's rights (the queue is not writable by others) */
+/*
+ * run sql with the bootstrap superuser's rights (the queue is not writable
+ * by others), restricted and with search_path pg_catalog, pg_temp so the
+ * caller's operators never resolve in it (as_owner.c)
+ */
 static void
 queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
-	Oid			saved_uid;
-	int			saved_sec;
+	RsAsOwner	ao;
 	int			ret;
 
-	GetUserIdAndSecContext(&saved_uid, &saved_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	if (ret < 0)
-		elog(ERROR, "redis_sync: could not update redis_sync._warm_queue: %s", SPI_result_code_string(ret));
-	SPI_finish();
-	SetUserIdAndSecContext(saved_uid, saved_sec);
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+		if (ret < 0)
+			elog(ERROR, "redis_sync: could not update redis_sync._warm_queue: %s", SPI_result_code_string(ret));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
 }
 
 /*
