@@ -84,6 +84,11 @@ DECLARE
     kcols name[];
     cols  name[];
 BEGIN
+    IF tbl IS NULL OR old_name IS NULL OR action IS NULL OR action NOT IN ('drop', 'rename', 'type')
+       OR (action = 'rename' AND new_name IS NULL) THEN
+        RAISE EXCEPTION 'invalid column change % of table %: % -> %', action, tbl, old_name, new_name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     FOR cfg IN SELECT * FROM redis_sync.tables t
                 WHERE t.relid = tbl AND t.policy <> 'write_behind' ORDER BY t.policy LOOP
         CONTINUE WHEN NOT (old_name::name = ANY (cfg.key_columns) OR old_name::name = ANY (cfg.columns));

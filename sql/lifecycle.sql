@@ -50,14 +50,14 @@ ALTER TABLE lc_part ATTACH PARTITION lc_part_3 FOR VALUES FROM (200) TO (300);
 CREATE TABLE lc_sub PARTITION OF lc_part FOR VALUES FROM (300) TO (400) PARTITION BY RANGE (id);
 CREATE TABLE lc_sub_1 PARTITION OF lc_sub FOR VALUES FROM (300) TO (400);
 SELECT tgrelid::regclass AS guarded FROM pg_trigger
- WHERE tgname = 'redis_sync_truncate_partition' ORDER BY 1::text;
+ WHERE tgname = 'redis_sync_truncate_partition' ORDER BY tgrelid::regclass::text;
 SELECT rs_error('TRUNCATE lc_part_3');
 
 -- detached: the guard goes, the table can be truncated
 ALTER TABLE lc_part DETACH PARTITION lc_part_3;
 ALTER TABLE lc_part DETACH PARTITION lc_sub;
 SELECT tgrelid::regclass AS guarded FROM pg_trigger
- WHERE tgname = 'redis_sync_truncate_partition' ORDER BY 1::text;
+ WHERE tgname = 'redis_sync_truncate_partition' ORDER BY tgrelid::regclass::text;
 TRUNCATE lc_part_3;
 TRUNCATE lc_sub;
 

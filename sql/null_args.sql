@@ -88,7 +88,7 @@ SELECT count(*) > 0 AS some_calls,
                     WHERE p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)) AS every_function_every_argument
   FROM fz_results;
 -- internal errors: none
-SELECT fn, variant, message FROM fz_results WHERE sqlstate = 'XX000' ORDER BY 1::text, 2;
+SELECT fn, variant, message FROM fz_results WHERE sqlstate = 'XX000' ORDER BY fn::text, variant;
 -- the server did not restart
 SELECT pg_postmaster_start_time() = :'started' AS same_server;
 SELECT redis_sync.unsync('fz');

@@ -30,7 +30,9 @@ SELECT redis_sync.command('GET', '{wm:7}:rs_version');
 UPDATE wm SET v = 'changed' WHERE id = 7;
 SELECT redis_sync.command('HGET', 'wm:7', 'v');
 -- warm(): keys with data and version are left alone (a differing value is
--- resync()'s job), missing keys are filled, keys half there are settled
+-- resync()'s job), missing keys are filled, keys half there are settled;
+-- data found without its version is dropped by the eviction-safe fence
+-- (missing is never stale) and refilled by resync()
 SELECT redis_sync.command('DEL', 'wm:1');                        -- version left behind
 SELECT redis_sync.command('DEL', 'wm:2', '{wm:2}:rs_version');   -- both gone
 SELECT redis_sync.command('DEL', '{wm:3}:rs_version');           -- data without version
