@@ -58,6 +58,19 @@ SELECT * FROM k_wb ORDER BY a, b;
 SELECT member, error FROM redis_sync.dead_letters WHERE relid = 'k_wb'::regclass ORDER BY member;
 SELECT redis_sync.discard_dead_letters();
 SELECT * FROM redis_sync.verify('k_wb');
+-- a member names exactly one row: not canonical or not valid input is a dead letter
+CREATE TABLE k_vc (code varchar(3), n int, hits int, PRIMARY KEY (code, n));
+INSERT INTO k_vc VALUES ('abc', 42, 1);
+SELECT redis_sync.write_behind('k_vc', key_prefix => 'kvc:', flush_interval => '1 h');
+SELECT redis_sync.command('HSET', 'kvc:abcdef:42', 'hits', '100'), redis_sync.command('HSET', 'kvc:abc:042', 'hits', '200'),
+       redis_sync.command('HSET', 'kvc:abc:x', 'hits', '300'), redis_sync.command('HSET', 'kvc:abc:42', 'hits', '7');
+SELECT redis_sync.command('SADD', 'kvc:dirty', 'abcdef:42', 'abc:042', 'abc:x', 'abc:42');
+SELECT redis_sync.flush();
+SELECT * FROM k_vc;
+SELECT member, sqlstate, error FROM redis_sync.dead_letters WHERE relid = 'k_vc'::regclass ORDER BY member;
+SELECT redis_sync.discard_dead_letters('k_vc');
+DROP TABLE k_vc;
+
 -- the claim script (Lua) finds the seed markers C wrote: same companion rule
 -- for plain, hash-tagged and '}'-containing keys (a mismatch would add the
 -- counter twice: 100 -> 201)

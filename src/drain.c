@@ -376,6 +376,112 @@ split_member(WbTable *t, Member *m)
 	return m->keyvals != NULL;
 }
 
+/*
+ * Is every key value of m the canonical text of a value of its column?
+ * (Throws when a value is not valid input for its type.)  A member that is
+ * not canonical names a row whose key is different: "abcdef" cast to
+ * varchar(3) would be row "abc", "042" row "42".
+ */
+static bool
+member_key_canonical(WbTable *t, Member *m)
+{
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		AttrNumber	attnum = get_attnum(t->relid, t->keys[k]);
+		Oid			typid,
+					coll,
+					infn,
+					ioparam,
+					outfn;
+		int32		typmod;
+		bool		varlena;
+		Datum		d;
+
+		get_atttypetypmodcoll(t->relid, attnum, &typid, &typmod, &coll);
+		getTypeInputInfo(typid, &infn, &ioparam);
+		getTypeOutputInfo(typid, &outfn, &varlena);
+		d = OidInputFunctionCall(infn, m->keyvals[k], ioparam, typmod);
+		if (strcmp(OidOutputFunctionCall(outfn, d), m->keyvals[k]) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void
+key_problem(Member *m, const char *why, const char *state)
+{
+	m->problem = psprintf("dirty set member \"%s\" is not the key of a row: %s", m->member, why);
+	m->problem_state = pstrdup(state);
+}
+
+/*
+ * Drop the members of idx[0..*n) whose key values are not canonical (see
+ * member_key_canonical) from idx, as dead letters.  In the transaction of
+ * the batch, canonical settings in force; one subtransaction for the
+ * batch, one per member only when some value is not even valid input.
+ */
+static void
+check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		failed = false;
+	int			kept = 0;
+
+	if (*n == 0)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		for (int i = 0; i < *n; i++)
+			if (!member_key_canonical(t, &ms[idx[i]]))
+				key_problem(&ms[idx[i]], "its key values are not in the canonical form", "22023");
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(outer);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		failed = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(outer);
+	CurrentResourceOwner = owner;
+	for (int i = 0; failed && i < *n; i++)
+	{
+		Member	   *m = &ms[idx[i]];
+
+		m->problem = NULL;
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(outer);
+		PG_TRY();
+		{
+			if (!member_key_canonical(t, m))
+				key_problem(m, "its key values are not in the canonical form", "22023");
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(outer);
+			ed = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			key_problem(m, ed->message, unpack_sql_state(ed->sqlerrcode));
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	for (int i = 0; i < *n; i++)
+		if (ms[idx[i]].problem == NULL)
+			idx[kept++] = idx[i];
+	*n = kept;
+}
+
 static void
 json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
 {
@@ -1164,6 +1270,13 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	become(&saved, t->owner);
 	PG_TRY();
 	{
+		/*
+		 * each member must name exactly the row whose key it is (the key
+		 * types' input functions are the table's code: run as its owner)
+		 */
+		check_member_keys(t, ms, abs_idx, &nabs);
+		check_member_keys(t, ms, inc_idx, &ninc);
+		check_member_keys(t, ms, del_idx, &ndel);
 		apply_group(t, ms, abs_idx, nabs, false);
 		apply_group(t, ms, inc_idx, ninc, true);
 		if (ndel > 0)
