@@ -56,7 +56,8 @@ typedef struct ConfigEntry
 	SyncConfig *cfg;			/* NULL while the entry loads */
 	MemoryContext cxt;			/* holds cfg and everything it points to */
 	bool		loading;		/* load_config() is running for this entry */
-	bool		inval_during_load;	/* an invalidation arrived meanwhile */
+	Oid			loading_root;	/* while loading: the root table */
+	bool		inval_during_load;	/* a relevant invalidation arrived meanwhile */
 } ConfigEntry;
 
 /* loads restarted because an invalidation arrived mid-load, at most */
@@ -91,8 +92,8 @@ config_inval_callback(Datum arg, Oid relid)
 	{
 		if (e->loading || e->cfg == NULL)
 		{
-			/* a partition's root is unknown until loaded: any relid counts */
-			e->inval_during_load = true;
+			if (relid == InvalidOid || relid == e->relid || relid == e->loading_root)
+				e->inval_during_load = true;
 			continue;
 		}
 		if (relid == InvalidOid || e->relid == relid ||
@@ -169,12 +170,20 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 	*n = kept;
 }
 
+/* the table in redis_sync.tables for relid: its topmost partition ancestor */
+static Oid
+root_of(Oid relid)
+{
+	if (get_rel_relispartition(relid))
+		return llast_oid(get_partition_ancestors(relid));
+	return relid;
+}
+
 /* build a config for relid; runs SPI as the caller (SELECT on tables is public) */
 static SyncConfig *
-load_config(Oid relid)
+load_config(Oid relid, Oid root)
 {
 	SyncConfig *cfg = palloc0(sizeof(SyncConfig));
-	Oid			root = relid;
 	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1];
 	int			ret;
@@ -187,12 +196,6 @@ load_config(Oid relid)
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
 		return cfg;
 
-	if (get_rel_relispartition(relid))
-	{
-		List	   *anc = get_partition_ancestors(relid);
-
-		root = llast_oid(anc);
-	}
 	cfg->root_relid = root;
 
 	values[0] = ObjectIdGetDatum(root);
@@ -270,7 +273,7 @@ rs_config_get(Oid relid)
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		retired = lappend(retired, priv);
 		MemoryContextSwitchTo(priv);
-		copy = load_config(relid);
+		copy = load_config(relid, root_of(relid));
 		MemoryContextSwitchTo(old);
 		copy->valid = false;
 		return copy;
@@ -285,6 +288,7 @@ rs_config_get(Oid relid)
 	e->cfg = NULL;
 	e->cxt = NULL;
 	e->loading = true;
+	e->loading_root = InvalidOid;
 
 	/*
 	 * An invalidation processed during the load (its SPI query reads
@@ -298,10 +302,11 @@ rs_config_get(Oid relid)
 		for (int attempt = 0;; attempt++)
 		{
 			e->inval_during_load = false;
+			e->loading_root = root_of(relid);
 			cxt = AllocSetContextCreate(CacheMemoryContext, "redis_sync config",
 										ALLOCSET_SMALL_SIZES);
 			MemoryContextSwitchTo(cxt);
-			cfg = load_config(relid);
+			cfg = load_config(relid, e->loading_root);
 			MemoryContextSwitchTo(caller);
 			if (!e->inval_during_load)
 				break;
