@@ -629,7 +629,11 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 		for (int c = 0; c < t->ncols; c++)
 			if (present[c])
 				appendStringInfo(&sql, ", c%d", c);
-	appendStringInfoString(&sql, ", ord)), ");
+	/* members arrive in random order (SPOP): rows are locked in key order */
+	appendStringInfoString(&sql, ", ord) ORDER BY ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
+	appendStringInfoString(&sql, "), ");
 
 	initStringInfo(&match);
 	for (int i = 0; i < t->nkeys; i++)
