@@ -1749,7 +1749,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	args = palloc(sizeof(Datum) * t->nkeys);
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		appendStringInfo(&sql, "%s$%d::text::%s", k ? ", " : "", k + 1, t->keytypes[k]);
+		appendStringInfo(&sql, "%s$%d::text::%s", k ? ", " : "", k + 1, t->keybase[k]);
 		types[k] = TEXTOID;
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}
