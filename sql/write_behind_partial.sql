@@ -111,6 +111,12 @@ SELECT code, name, flag, length(flag::text) AS flag_len, bits FROM fixed ORDER B
 SELECT member, sqlstate, error FROM redis_sync.dead_letters ORDER BY member;
 SELECT redis_sync.discard_dead_letters();
 
+-- hset() of an overlong key does not read row abc either
+SELECT redis_sync.command('DEL', 'fx:abcdef');
+SELECT redis_sync.hset('fixed', 'abcdef', 'name', 'zz');
+SELECT redis_sync.command('HGETALL', 'fx:abcdef');
+SELECT redis_sync.command('SREM', 'fx:dirty', 'abcdef');
+
 -- json format takes back what row_to_json writes: arrays, composites, and a
 -- JSON string stays a string in a jsonb column
 CREATE TYPE pt AS (x int, y int);

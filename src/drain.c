@@ -724,7 +724,11 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 		for (int c = 0; c < t->ncols; c++)
 			if (present[c])
 				appendStringInfo(&sql, ", c%d", c);
-	appendStringInfoString(&sql, ", ord)), ");
+	/* members arrive in random order (SPOP): rows are locked in key order */
+	appendStringInfoString(&sql, ", ord) ORDER BY ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
+	appendStringInfoString(&sql, "), ");
 
 	initStringInfo(&match);
 	for (int i = 0; i < t->nkeys; i++)
@@ -1867,8 +1871,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	args = palloc(sizeof(Datum) * t->nkeys);
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1,
-						 format_type_be_qualified(get_atttype(relid, get_attnum(relid, t->keys[k]))));
+		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1, t->keybase[k]);
 		types[k] = TEXTOID;
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}

@@ -64,12 +64,16 @@ ok( $node->poll_query_until('postgres',
 
 # 1. restart Redis empty; the worker re-warms
 my $log_offset = -s $node->logfile;
+# the worker is paused while the test looks at the empty Redis (it re-warms
+# within milliseconds of noticing the restart)
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()');
 $redis->stop;
-my $t0 = time;
 $redis->start;
 my $rid1 = run_id();
 isnt($rid1, $rid0, 'Redis restarted with a new run_id');
 is(count_keys('t:*'), 0, 'Redis is empty');
+my $t0 = time;
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 my $w = RedisSync::Compare::wait_cache_matches_table($node, $redis, %cmp,
 	timeout => 30,
 	name    => 'worker re-warmed the table after the restart: cache == table');
