@@ -57,7 +57,7 @@ REGRESS_SEC = security null_args
 #
 REGRESS_ENC = encoding keys roundtrip
 #
-REGRESS_WB = write_behind_partial
+REGRESS_WB = write_behind_partial purge_types
 #
 REGRESS_WARM = warm get_invalidate replica
 # upgrade runs last: it drops and recreates the extension

@@ -331,34 +331,46 @@ glob_escape(const char *s)
 	return buf.data;
 }
 
+/*
+ * Every data key under prefix: the hashes and strings (SCAN ... TYPE, one
+ * pass per type).  Other types under the prefix are not the table's rows:
+ * the dirty set of a write-behind table (stats:dirty under stats:) must
+ * survive a TRUNCATE or purge of the same table's write-through keys.
+ */
 List *
 rs_scan_prefix(const char *prefix)
 {
+	static const char *const types[] = {"hash", "string"};
 	List	   *keys = NIL;
-	char	   *cursor = pstrdup("0");
 	char	   *pattern = glob_escape(prefix);
 
-	do
+	for (int t = 0; t < lengthof(types); t++)
 	{
-		RedisPipeline *p = redis_pipeline_create();
-		const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-		RedisValue *v;
+		char	   *cursor = pstrdup("0");
 
-		redis_pipeline_append(p, 6, argv, NULL);
-		redis_pipeline_exec(p);
-		redis_check_reply(p, 0, "SCAN");
-		v = redis_pipeline_reply(p, 0);
-		if (v->type != RV_ARRAY || v->nelem != 2)
-			elog(ERROR, "redis_sync: unexpected SCAN reply");
-		cursor = pstrdup(v->elems[0].str);
-		for (int i = 0; i < v->elems[1].nelem; i++)
+		do
 		{
-			RedisValue *k = &v->elems[1].elems[i];
+			RedisPipeline *p = redis_pipeline_create();
+			const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000",
+			"TYPE", types[t]};
+			RedisValue *v;
 
-			/* companion keys begin with '{', prefixes never: all are row keys */
-			keys = lappend(keys, pstrdup(k->str));
-		}
-		redis_pipeline_free(p);
-	} while (strcmp(cursor, "0") != 0);
+			redis_pipeline_append(p, 8, argv, NULL);
+			redis_pipeline_exec(p);
+			redis_check_reply(p, 0, "SCAN");
+			v = redis_pipeline_reply(p, 0);
+			if (v->type != RV_ARRAY || v->nelem != 2)
+				elog(ERROR, "redis_sync: unexpected SCAN reply");
+			cursor = pstrdup(v->elems[0].str);
+			for (int i = 0; i < v->elems[1].nelem; i++)
+			{
+				RedisValue *k = &v->elems[1].elems[i];
+
+				/* companion keys begin with '{', prefixes never: all are row keys */
+				keys = lappend(keys, pstrdup(k->str));
+			}
+			redis_pipeline_free(p);
+		} while (strcmp(cursor, "0") != 0);
+	}
 	return keys;
 }
