@@ -1896,7 +1896,8 @@ redis_sync_retry_dead_letters(PG_FUNCTION_ARGS)
 		args[0] = ObjectIdGetDatum(t->relid);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute_with_args("SELECT member FROM redis_sync.dead_letters WHERE relid = $1",
+		if (SPI_execute_with_args("SELECT member FROM redis_sync.dead_letters "
+								  " WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read redis_sync.dead_letters");
 		n = SPI_processed;

@@ -5,7 +5,8 @@
 # over pg_catalog's (=(oid,regclass), =(regclass,oid), =(oid,integer),
 # unnest(name[]), quote_ident(name)).  A superuser then uses the write-behind
 # API with the default search_path ("$user", public): hset(), hincrby(),
-# flush() (one table and all), retry_dead_letters(), discard_dead_letters().
+# flush() (one table and all), retry_dead_letters() (with a dead letter),
+# discard_dead_letters().
 # Before the fix the configuration query of the drain (load_tables) and
 # flush()'s lookup of write-behind tables ran mallory's code as the
 # superuser, thousands of times per call.  No planted object may run.
@@ -57,12 +58,22 @@ ok($node->safe_psql('postgres', 'SELECT count(*) FROM public.trace') > 0,
 	'the planted operator and function are found through public');
 $node->safe_psql('postgres', 'DELETE FROM public.trace');
 
+# a dead letter, so that queries over redis_sync.dead_letters evaluate
+# their operators on a row
+$redis->cli('HSET', 'wbt:9', 'n', 'not a number');
+$redis->cli('SADD', 'wbt-dirty', '9');
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM redis_sync.dead_letters WHERE relid::oid = 'wbt'::regclass::oid})
+  or die 'no dead letter';
+$node->safe_psql('postgres', 'DELETE FROM public.trace');
+
 for my $call (
 	q{SELECT redis_sync.hincrby('wbt', '1', 'n', 5)},
 	q{SELECT redis_sync.hset('wbt', '1', 'c', 'hello')},
 	q{SELECT redis_sync.flush('wbt')},
 	q{SELECT redis_sync.flush(NULL)},
 	q{SELECT redis_sync.retry_dead_letters('wbt')},
+	q{SELECT redis_sync.retry_dead_letters(NULL)},
 	q{SELECT redis_sync.discard_dead_letters('wbt', NULL)})
 {
 	$node->safe_psql('postgres', $call);
