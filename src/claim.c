@@ -167,6 +167,17 @@ check_reserved(const char *field)
 	const char *v = field + 2;
 	bool		bad;
 
+	/*
+	 * Companion keys (version, seed, processing) begin with "{": a prefix
+	 * that does too would let row keys meet other tables' companion keys.
+	 * _sync() says so first; this also covers _config_write() called
+	 * directly (it is executable by every table owner).
+	 */
+	if (field[0] == 'p' && v[0] == '{')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key_prefix must not begin with \"{\""),
+				 errdetail("Version, seed and processing keys begin with \"{\"; row keys must not be able to meet them.")));
 	if (field[0] == 'p')
 		bad = starts_with(v, RS_RESERVED_NAMESPACE) || starts_with(RS_RESERVED_NAMESPACE, v);
 	else

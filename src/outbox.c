@@ -770,8 +770,9 @@ redis_sync_flush(PG_FUNCTION_ARGS)
 	args[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT 1 FROM redis_sync.tables WHERE policy = 'write_behind' "
-							  "   AND ($1 = 0 OR relid = $1) LIMIT 1",
+	if (SPI_execute_with_args("SELECT 1 FROM redis_sync.tables WHERE policy OPERATOR(pg_catalog.=) 'write_behind' "
+							  "   AND ($1 OPERATOR(pg_catalog.=) 0::pg_catalog.oid "
+							  "        OR relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1) LIMIT 1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	has_wb = SPI_processed > 0;

@@ -55,6 +55,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "claim.h"
 #include "drain.h"
 #include "fence.h"
 #include "outbox.h"
@@ -70,6 +71,8 @@ PGDLLEXPORT void redis_sync_worker_main(Datum arg);
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
+static bool claims_recorded = false;	/* this worker recorded its tables' claims */
+static bool redis_restarted = false;	/* probe() saw a new run_id */
 static TimestampTz last_sweep = 0;
 static int	backoff_ms = 0;
 static TimestampTz retry_at = 0;	/* after a failure: no Redis work before this */
@@ -153,6 +156,7 @@ probe(void)
 			run_id[n] = '\0';
 			if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
 			{
+				redis_restarted = true;
 				ereport(LOG,
 						(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
 								redis_server_display(), run_id, previous),
@@ -165,6 +169,75 @@ probe(void)
 	}
 	redis_pipeline_free(p);
 	return result;
+}
+
+/*
+ * Record again the key prefix claims of every synced table of this
+ * database (claim.c).  They live in Redis: a Redis restarted empty (or a
+ * failover to an empty replica) has lost them, and until they are back a
+ * table of another database or server could claim an overlapping prefix,
+ * write into this database's keys and purge them (TRUNCATE).  Done when the
+ * worker first reaches Redis and after every restart, before the re-warm.
+ * A claim that another holder took meanwhile is logged, not fatal.
+ */
+static void
+reclaim_all(void)
+{
+	List	   *rels = NIL;
+	ListCell   *lc;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "redis_sync: recording key prefix claims");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
+					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid "
+					" ORDER BY 1", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(round_cxt);
+
+		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	foreach(lc, rels)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			rs_claim_table(lfirst_oid(lc));
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			ereport(WARNING,
+					(errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
+							lfirst_oid(lc), edata->message),
+					 errhint("Another database or server synced an overlapping prefix while Redis had lost the claims; unsync one of them.")));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	PopActiveSnapshot();
+	commit_round_txn();
 }
 
 /* re-warm every write-through table of this database */
@@ -531,6 +604,12 @@ worker_round(void)
 		int			r = probe();
 
 		last_probe = now;
+		if (r >= 0 && (!claims_recorded || redis_restarted))
+		{
+			redis_restarted = false;
+			reclaim_all();
+			claims_recorded = true;
+		}
 		if (r < 0)
 			ok = false;
 		else if (r > 0)
