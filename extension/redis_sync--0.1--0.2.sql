@@ -191,6 +191,7 @@ CREATE FUNCTION _verify_table(tbl regclass, policy text, sample int, pending tex
                               OUT key text, OUT problem text, OUT table_value jsonb, OUT cache_value jsonb)
 RETURNS SETOF record
 LANGUAGE C CALLED ON NULL INPUT
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'redis_sync_verify_table';
 -- executable by PUBLIC: it checks that the caller owns the table (verify() runs as its caller)
 
@@ -574,6 +575,10 @@ BEGIN
         END IF;
         IF p_dirty_set = '' THEN
             RAISE EXCEPTION 'dirty_set must not be empty' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF starts_with(p_dirty_set, '{') THEN
+            RAISE EXCEPTION 'dirty_set must not begin with "{"' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'Version, seed and processing keys begin with "{"; a dirty set must not be able to meet them.';
         END IF;
         FOREACH c IN ARRAY coalesce(p_counters, '{}') LOOP
             IF NOT c = ANY (cols) THEN

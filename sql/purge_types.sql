@@ -14,6 +14,13 @@ SELECT redis_sync.command('EXISTS', 'pt:1') AS hash_row, redis_sync.command('EXI
        redis_sync.command('EXISTS', 'pt:x') AS string_row,
        redis_sync.command('SMEMBERS', 'pt:dirty') AS dirty_set_kept;
 SELECT redis_sync.worker_resume();
+-- a dirty set can never be a companion key (they begin with "{"), also when
+-- _config_write() is called directly
+SELECT rs_error($$SELECT redis_sync.write_behind('pt', key_prefix => 'pt:', columns => '{n}',
+                                                  dirty_set => '{pt:1}:rs_version')$$);
+SELECT rs_error($$SELECT redis_sync._config_write('pt', 'write_behind', 'pt:', '{id}', '{n}', 'hash',
+                  NULL, 'eventual', 'sync', '{pt:1}:rs_version', '1 h', 1000, 'ignore', '{}')$$);
+SELECT dirty_set FROM redis_sync.tables WHERE relid = 'pt'::regclass AND policy = 'write_behind';
 SELECT redis_sync.unsync('pt', purge => true);
 SELECT redis_sync.command('DEL', 'pt:dirty');
 DROP TABLE pt;

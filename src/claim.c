@@ -145,6 +145,12 @@ claim_fields(Oid relid)
 		fields = lappend(fields, psprintf("p:%s", prefix));
 		if (dirty)
 		{
+			/* like a prefix: a dirty set must not be able to meet a companion key */
+			if (dirty[0] == '{')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("dirty_set must not begin with \"{\""),
+						 errdetail("Version, seed and processing keys begin with \"{\"; a dirty set must not be able to meet them.")));
 			fields = lappend(fields, psprintf("k:%s", dirty));
 			fields = lappend(fields, psprintf("k:%s", rs_companion_key(dirty, strlen(dirty), ":rs_processing")));
 		}
