@@ -149,13 +149,6 @@ $$;
 COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
 'delete the cached row from Redis whenever a committed change touches it';
 
--- get() caches an invalidate table's rows as hashes of all their columns
-UPDATE tables t
-   SET columns = (SELECT array_agg(a.attname ORDER BY a.attnum)
-                    FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped)
- WHERE t.policy = 'invalidate';
-
 -- (end of section)
 
 -- =====================================================================
@@ -331,6 +324,9 @@ BEGIN
             END IF;
             cols := cols || c::name;
         END LOOP;
+    END IF;
+    IF p_policy = 'invalidate' THEN
+        cols := '{}';
     END IF;
     IF p_policy = 'write_behind' THEN
         IF cols && kcols THEN
