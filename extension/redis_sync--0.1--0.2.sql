@@ -132,6 +132,9 @@ $$;
 COMMENT ON FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text, boolean, boolean) IS
 'push every committed change of a table to Redis at commit; the rows it already has are warmed in the background';
 
+COMMENT ON FUNCTION warm(regclass, int) IS
+'fill the cache of a write-through table with the rows Redis lacks, fenced, without row locks, in batches; returns rows read';
+
 DROP FUNCTION invalidate(regclass, text, text[], text, text);
 CREATE FUNCTION invalidate(tbl regclass,
                            key_prefix text DEFAULT NULL,
