@@ -351,6 +351,9 @@ $$;
 COMMENT ON FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text, boolean, boolean) IS
 'push every committed change of a table to Redis at commit; the rows it already has are warmed in the background';
 
+COMMENT ON FUNCTION warm(regclass, int) IS
+'fill the cache of a write-through table with the rows Redis lacks, fenced, without row locks, in batches; returns rows read';
+
 DROP FUNCTION invalidate(regclass, text, text[], text, text);
 CREATE FUNCTION invalidate(tbl regclass,
                            key_prefix text DEFAULT NULL,
@@ -367,13 +370,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
 'delete the cached row from Redis whenever a committed change touches it';
-
--- get() caches an invalidate table's rows as hashes of all their columns
-UPDATE tables t
-   SET columns = (SELECT array_agg(a.attname ORDER BY a.attnum)
-                    FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped)
- WHERE t.policy = 'invalidate';
 
 -- (end of section)
 
@@ -550,6 +546,9 @@ BEGIN
             END IF;
             cols := cols || c::name;
         END LOOP;
+    END IF;
+    IF p_policy = 'invalidate' THEN
+        cols := '{}';
     END IF;
     IF p_policy = 'write_behind' THEN
         IF cols && kcols THEN

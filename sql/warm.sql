@@ -81,6 +81,20 @@ SELECT redis_sync.warm('wm_json', batch_size => 1);
 SELECT redis_sync.command('GET', 'wj:x:1'), redis_sync.command('GET', 'wj:y:1');
 SELECT * FROM redis_sync.verify('wm_json');
 
+-- odd names: quoted schema, table and key column; partitioned; replica
+CREATE SCHEMA "s p";
+CREATE TABLE "s p"."Odd ""T""" ("k ey" text PRIMARY KEY, v int) PARTITION BY LIST ("k ey");
+CREATE TABLE "s p"."Odd part" PARTITION OF "s p"."Odd ""T""" DEFAULT;
+INSERT INTO "s p"."Odd ""T""" VALUES ('a:b', 1), ('it''s', 2), ('{x}', 3);
+SELECT redis_sync.write_through('"s p"."Odd ""T"""', key_prefix => 'odd:', replica => true);
+SELECT wait_warmed('"s p"."Odd ""T"""');
+SELECT rows_done, keys_filled, rows_estimate IS NULL OR rows_estimate >= 0 AS estimate_sane
+  FROM redis_sync.warming WHERE "table" = '"s p"."Odd ""T"""'::regclass;
+SELECT redis_sync.command('HGET', 'odd:it''s', 'v'), redis_sync.command('HGET', 'odd:{x}', 'v');
+SELECT * FROM redis_sync.verify('"s p"."Odd ""T"""');
+SELECT redis_sync.unsync('"s p"."Odd ""T"""', purge => true);
+DROP SCHEMA "s p" CASCADE;
+
 -- only the owner may queue a warm; the view is public, the queue is not
 CREATE ROLE rs_warm_other;
 SET ROLE rs_warm_other;

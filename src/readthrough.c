@@ -137,6 +137,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through or invalidate", get_rel_name(relid))));
+	cfg = rs_cache_config(cfg);	/* what the cache holds (all columns for invalidate) */
 
 	keyarr = PG_GETARG_ARRAYTYPE_P(1);
 	deconstruct_array(keyarr, TEXTOID, -1, false, TYPALIGN_INT, &kelems, &knulls, &nk);

@@ -294,13 +294,17 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 }
 
 /*
- * The configuration used to encode rows for the cache.  An invalidate table
- * pushes only deletes; what get() caches for it is the hash of its columns.
+ * The configuration that says what the cache holds for a table.  An
+ * invalidate table pushes only deletes; what get() caches for it is the hash
+ * of all its current columns (resolved here, at each call, so that adding,
+ * dropping or renaming a column never breaks the table's writes).
  */
-static SyncConfig *
-encoding_config(SyncConfig *cfg)
+SyncConfig *
+rs_cache_config(SyncConfig *cfg)
 {
 	SyncConfig *enc;
+	Relation	rel;
+	TupleDesc	td;
 
 	if (cfg->policy != RS_POLICY_INVALIDATE)
 		return cfg;
@@ -308,6 +312,28 @@ encoding_config(SyncConfig *cfg)
 	memcpy(enc, cfg, sizeof(SyncConfig));
 	enc->policy = RS_POLICY_WRITE_THROUGH;
 	enc->format = RS_FORMAT_HASH;
+	enc->json_desc = NULL;
+	rel = relation_open(cfg->relid, AccessShareLock);
+	td = RelationGetDescr(rel);
+	enc->cols = palloc0(sizeof(SyncColumn) * Max(td->natts, 1));
+	enc->ncols = 0;
+	for (int i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, i);
+		SyncColumn *c = &enc->cols[enc->ncols];
+		Oid			outfn;
+		bool		isvarlena;
+
+		if (att->attisdropped)
+			continue;
+		c->attnum = att->attnum;
+		c->name = pstrdup(NameStr(att->attname));
+		c->typid = att->atttypid;
+		getTypeOutputInfo(att->atttypid, &outfn, &isvarlena);
+		fmgr_info(outfn, &c->out);
+		enc->ncols++;
+	}
+	relation_close(rel, AccessShareLock);
 	return enc;
 }
 
@@ -470,7 +496,7 @@ static void
 fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 {
 	fc->relid = relid;
-	fc->enc = encoding_config(cfg);
+	fc->enc = rs_cache_config(cfg);
 	fc->qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										  get_rel_name(relid));
 	fc->kl = key_list(cfg);
@@ -698,7 +724,7 @@ push_named(Oid relid, List *keys, int batch_size, bool locked)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
-	enc = encoding_config(cfg);
+	enc = rs_cache_config(cfg);
 	rel = relation_open(relid, AccessShareLock);
 	/* key values are canonical text: cast them back under the same settings */
 	nest = rs_canonical_gucs_push();

@@ -13,6 +13,8 @@
 
 #include "nodes/pg_list.h"
 
+#include "config.h"
+
 /*
  * keys == NIL: fill the cache with every row of a write-through table,
  * without row locks, writing only keys Redis does not have (see warm.c);
@@ -23,6 +25,13 @@
  * pushed.  Write-through and invalidate tables (get()'s populate).
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
+
+/*
+ * What the cache holds for a table: cfg itself, or for an invalidate table
+ * (which pushes only deletes) a copy describing the hash of all its current
+ * columns that get() caches.
+ */
+extern SyncConfig *rs_cache_config(SyncConfig *cfg);
 
 /* repair the rows named by an in-flight marker value (JSON) */
 extern int64 rs_repair_marker(const char *json);

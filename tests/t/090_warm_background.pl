@@ -142,5 +142,33 @@ is($node->safe_psql('postgres', "SELECT redis_sync.warm('catalog')"), $n, 'warm(
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('catalog')}),
 	'0', 'verify() clean after warm()');
 
+# 6. keys found half there wait for the table's open writers; the worker
+#    does not block on them: the batch fails after a bounded wait, shows as
+#    'retrying' with its reason, and completes once the writer has ended
+$node->safe_psql('postgres', "SELECT redis_sync.command('DEL', 'cat:' || g) FROM generate_series(1, 5) g");
+# (queued first: write_through() itself waits for open writers of the table)
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()');
+$node->safe_psql('postgres', "SELECT redis_sync.write_through('catalog', key_prefix => 'cat:')");
+my $writer = RedisSync::Test::session($node);
+my $r = $writer->query("BEGIN; UPDATE catalog SET note = 'held' WHERE id = 50000");
+is($r->{err}, '', 'a writer holds a transaction open on the table');
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
+ok( $node->poll_query_until(
+		'postgres',
+		q{SELECT state = 'retrying' AND last_error LIKE '%transactions writing table "catalog" are still open%'
+            FROM redis_sync.warming WHERE "table" = 'catalog'::regclass}),
+	'the warm waits for the open writer without blocking the worker: retrying, with the reason');
+$node->safe_psql('postgres', q{UPDATE catalog SET note = 'meanwhile' WHERE id = 60000});
+is($redis->cli('HGET', 'cat:60000', 'note'), 'meanwhile', 'other writes are pushed meanwhile');
+$r = $writer->query('COMMIT');
+is($r->{err}, '', 'the writer commits');
+ok(wait_warmed('catalog'), 'the warm completes after the writer ended');
+is($redis->cli('HGET', 'cat:3', 'name'), 'item 3', 'a key found half there was filled');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('catalog')}),
+	'0', 'verify() clean');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM catalog WHERE xmax <> '0'::xid AND id <> 50000}),
+	'0', 'no row locked by the warm');
+$writer->quit;
+
 $node->stop;
 done_testing();
