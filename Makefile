@@ -51,7 +51,7 @@ REGRESS_BASE = setup command url permissions write_through write_through_json in
 # wave 2 suites, one line per topic (kept apart so parallel work merges cleanly)
 REGRESS_CRASH = ddl
 #
-REGRESS_LIFE = lifecycle
+REGRESS_LIFE = lifecycle wb_ddl
 #
 REGRESS_SEC = security null_args
 #

@@ -90,12 +90,57 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR cfg IN SELECT * FROM redis_sync.tables t
-                WHERE t.relid = tbl AND t.policy <> 'write_behind' ORDER BY t.policy LOOP
+                WHERE t.relid = tbl ORDER BY t.policy LOOP
         CONTINUE WHEN NOT (old_name::name = ANY (cfg.key_columns) OR old_name::name = ANY (cfg.columns));
         kcols := cfg.key_columns;
         cols := cfg.columns;
+        IF cfg.policy = 'write_behind' THEN
+            -- Redis holds the newer data: nothing is purged; the drain writes
+            -- the renamed column, and no longer a dropped one
+            IF action = 'drop' AND old_name::name = ANY (kcols) THEN
+                RAISE WARNING 'table % is no longer synced write-behind: its key column "%" was dropped', tbl, old_name
+                    USING HINT = 'Call redis_sync.write_behind() to sync it again.';
+                PERFORM redis_sync._config_delete(tbl, 'write_behind');
+                CONTINUE;
+            ELSIF action = 'drop' THEN
+                -- every dropped column goes (one ALTER TABLE may drop several)
+                cols := ARRAY(SELECT u.c FROM unnest(cols) WITH ORDINALITY u(c, o)
+                      WHERE EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = u.c
+                                                                AND a.attnum > 0 AND NOT a.attisdropped)
+                      ORDER BY u.o)::name[];
+                IF cardinality(cols) = 0 THEN
+                    RAISE WARNING 'table % is no longer synced write-behind: its last write-behind column "%" was dropped', tbl, old_name
+                        USING HINT = 'Call redis_sync.write_behind() to sync it again.';
+                    PERFORM redis_sync._config_delete(tbl, 'write_behind');
+                    CONTINUE;
+                END IF;
+                RAISE NOTICE 'write-behind column "%" of table % was dropped: the drain no longer writes it', old_name, tbl
+                    USING DETAIL = 'Fields of that name in Redis are ignored and counted in stats.unknown_fields.';
+            ELSIF action = 'rename' THEN
+                kcols := array_replace(kcols, old_name::name, new_name::name);
+                cols := array_replace(cols, old_name::name, new_name::name);
+                RAISE NOTICE 'write-behind column "%" of table % was renamed to "%": the drain writes the hash field "%" into it',
+                             old_name, tbl, new_name, new_name
+                    USING HINT = 'Applications must write the new field name.';
+            ELSE
+                RAISE NOTICE 'the type of write-behind column "%" of table % changed', old_name, tbl;
+                CONTINUE;
+            END IF;
+            PERFORM redis_sync._config_write(tbl, cfg.policy, cfg.key_prefix, kcols, cols, cfg.format,
+                                             cfg.ttl, cfg.consistency, cfg.delivery, cfg.dirty_set,
+                                             cfg.flush_interval, cfg.batch_size, cfg.on_missing,
+                                             CASE WHEN action = 'drop' THEN ARRAY(SELECT u.c FROM unnest(cfg.counters) WITH ORDINALITY u(c, o)
+                                            WHERE EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = u.c
+                                                                                      AND a.attnum > 0 AND NOT a.attisdropped)
+                                            ORDER BY u.o)::name[]
+                                                  ELSE array_replace(cfg.counters, old_name::name, new_name::name) END);
+            CONTINUE;
+        END IF;
         IF action = 'drop' THEN
-            cols := array_remove(cols, old_name::name);
+            cols := ARRAY(SELECT u.c FROM unnest(cols) WITH ORDINALITY u(c, o)
+                      WHERE EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = u.c
+                                                                AND a.attnum > 0 AND NOT a.attisdropped)
+                      ORDER BY u.o)::name[];
             IF old_name::name = ANY (kcols) OR cardinality(cols) = 0 THEN
                 RAISE WARNING 'table % is no longer synced: its column "%" was dropped', tbl, old_name
                     USING DETAIL = 'The column was a key column or the last synced column; the table''s keys are removed from Redis at commit.',
@@ -732,8 +777,7 @@ BEGIN
           FROM pg_event_trigger_dropped_objects() d
          WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0
            AND d.object_type = 'table column'
-           AND EXISTS (SELECT 1 FROM redis_sync.tables t
-                        WHERE t.relid::oid = d.objid AND t.policy <> 'write_behind')
+           AND EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid::oid = d.objid)
     LOOP
         PERFORM redis_sync._follow_column(col.tbl, 'drop', col.name, NULL);
     END LOOP;
@@ -760,8 +804,7 @@ BEGIN
           FROM pg_event_trigger_ddl_commands() c
          CROSS JOIN LATERAL redis_sync._column_changes(c.command) x
          WHERE c.classid = 'pg_class'::regclass
-           AND EXISTS (SELECT 1 FROM redis_sync.tables t
-                        WHERE t.relid::oid = c.objid AND t.policy <> 'write_behind')
+           AND EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid::oid = c.objid)
     LOOP
         PERFORM redis_sync._follow_column(ch.tbl, ch.action, ch.old_name, ch.new_name);
     END LOOP;
