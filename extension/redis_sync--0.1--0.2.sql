@@ -676,6 +676,16 @@ BEGIN
         RETURN;
     END IF;
 
+    -- a new key prefix: the keys cached under the old one would never be
+    -- written again (stale), so they go at commit
+    FOR other IN SELECT t.key_prefix FROM redis_sync.tables t
+                  WHERE t.relid = tbl AND t.policy IN ('write_through', 'invalidate')
+                    AND t.key_prefix <> prefix
+    LOOP
+        RAISE NOTICE 'the keys of table % under its old prefix "%" are removed at commit', tbl, other.key_prefix;
+        PERFORM redis_sync._purge_at_commit(tbl, other.key_prefix);
+    END LOOP;
+
     -- write-through and invalidate exclude each other: the new call wins
     PERFORM redis_sync._config_delete(tbl, CASE p_policy WHEN 'write_through' THEN 'invalidate' ELSE 'write_through' END);
     PERFORM redis_sync._config_write(tbl, p_policy, prefix, kcols, cols,

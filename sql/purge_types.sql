@@ -24,3 +24,15 @@ SELECT dirty_set FROM redis_sync.tables WHERE relid = 'pt'::regclass AND policy 
 SELECT redis_sync.unsync('pt', purge => true);
 SELECT redis_sync.command('DEL', 'pt:dirty');
 DROP TABLE pt;
+
+-- syncing again under a new prefix removes the keys under the old one
+CREATE TABLE pf (id int PRIMARY KEY, v text);
+INSERT INTO pf VALUES (1, 'a');
+SELECT redis_sync.write_through('pf', key_prefix => 'pf1:', warm => false);
+UPDATE pf SET v = 'b';
+SELECT redis_sync.command('EXISTS', 'pf1:1') AS old_key_before;
+SELECT redis_sync.write_through('pf', key_prefix => 'pf2:', warm => false);
+UPDATE pf SET v = 'c';
+SELECT redis_sync.command('EXISTS', 'pf1:1') AS old_key_after, redis_sync.command('HGET', 'pf2:1', 'v') AS new_key;
+SELECT redis_sync.unsync('pf', purge => true);
+DROP TABLE pf;
