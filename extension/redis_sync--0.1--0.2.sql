@@ -336,8 +336,11 @@ SELECT q.relid AS "table",
        q.last_error,
        q.last_error_at
   FROM redis_sync._warm_queue q
- WHERE EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = q.relid AND t.policy = 'write_through');
-COMMENT ON VIEW warming IS 'redis_sync: progress of the cache warms that write_through() started in the background';
+ WHERE EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = q.relid AND t.policy = 'write_through')
+   -- row counts and errors of a table: its owner's, and monitoring roles'
+   AND (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = q.relid), 'USAGE')
+        OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
+COMMENT ON VIEW warming IS 'redis_sync: progress of the cache warms that write_through() started in the background (rows of the tables the caller owns, all rows for pg_monitor)';
 GRANT SELECT ON warming TO PUBLIC;
 
 -- queue a background warm (C: checks that the caller owns the table, then

@@ -95,7 +95,8 @@ SELECT * FROM redis_sync.verify('"s p"."Odd ""T"""');
 SELECT redis_sync.unsync('"s p"."Odd ""T"""', purge => true);
 DROP SCHEMA "s p" CASCADE;
 
--- only the owner may queue a warm; the view is public, the queue is not
+-- only the owner may queue a warm; the view shows other roles nothing of
+-- tables they do not own, the queue is not readable
 CREATE ROLE rs_warm_other;
 SET ROLE rs_warm_other;
 SELECT redis_sync._warm_schedule('wm', true);
