@@ -235,6 +235,15 @@ ROLLBACK;
 SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:stale:') AS stale_claim_left;
 CREATE TABLE sec.claimer2 (id int PRIMARY KEY);
 SELECT redis_sync.write_through('sec.claimer2', key_prefix => 'sec:stale:');
+-- Redis lost the claims (or the table was synced by 0.1): claim_prefixes() records them again
+SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:sec:stale:');
+SELECT redis_sync.claim_prefixes() > 0 AS claimed, redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:stale:') AS again;
+-- meanwhile another server took it: a warning names the holder, nothing is overwritten
+SELECT redis_sync.command('HSET', 'redis_sync:claims', 'p:sec:stale:',
+       E'1/2/3\ttable public.t of database "other" on server 1');
+SELECT redis_sync.claim_prefixes() > 0 AS claimed_others;
+SELECT redis_sync.command('HGET', 'redis_sync:claims', 'p:sec:stale:') #>> '{}' ~ '^1/2/3' AS still_theirs;
+SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:sec:stale:');
 SELECT redis_sync.unsync('sec.claimer2');
 SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:elsewhere:');
 

@@ -44,6 +44,9 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "fmgr.h"
 
 #include "claim.h"
 #include "encode.h"
@@ -476,4 +479,85 @@ rs_require_key_access(char **keys, int n, bool prefix)
 					 errmsg("permission denied for Redis %s \"%s\"", prefix ? "key prefix" : "key", keys[i]),
 					 errdetail("Only the keys of synced tables the current user owns can be read.")));
 	}
+}
+
+int64
+rs_claim_all(void)
+{
+	List	   *rels = NIL;
+	ListCell   *lc;
+	int64		n = 0;
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
+					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid "
+					" WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+
+	foreach(lc, rels)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(outer);
+		PG_TRY();
+		{
+			rs_claim_table(relid);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			n++;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(outer);
+			ed = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			ereport(WARNING,
+					(errcode(ed->sqlerrcode),
+					 errmsg("could not claim the key prefix of table %s: %s",
+							get_rel_name(relid) ? get_rel_name(relid) : "?", ed->message),
+					 ed->detail ? errdetail("%s", ed->detail) : 0));
+		}
+		PG_END_TRY();
+	}
+	return n;
+}
+
+void
+rs_claim_all_xact(void)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	(void) rs_claim_all();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+PG_FUNCTION_INFO_V1(redis_sync_claim_prefixes);
+
+/* redis_sync.claim_prefixes() RETURNS bigint */
+Datum
+redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(rs_claim_all());
 }

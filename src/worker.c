@@ -52,6 +52,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "claim.h"
 #include "drain.h"
 #include "fence.h"
 #include "outbox.h"
@@ -394,6 +395,7 @@ worker_round(void)
 			ok = false;
 		else if (r > 0)
 		{
+			rs_claim_all_xact();	/* claim.c: the prefix claims were lost too */
 			rewarm_all();
 			rs_drain_reseed_all();
 		}
