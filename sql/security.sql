@@ -113,6 +113,26 @@ RESET search_path;
 RESET ROLE;
 SELECT h('sec:victim:1');
 SELECT count(*) AS planted_function_calls FROM sec.trace;
+-- the capture trigger loads the configuration in the writer's session: a
+-- SECURITY DEFINER function without its own search_path must not lend its
+-- rights to an operator planted in the caller's path
+SET ROLE sec_user;
+CREATE FUNCTION sec_evil.eq(regclass, oid) RETURNS boolean LANGUAGE sql AS
+$$ INSERT INTO sec.trace SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+   SELECT $1::oid OPERATOR(pg_catalog.=) $2 $$;
+CREATE OPERATOR sec_evil.= (LEFTARG = regclass, RIGHTARG = oid, FUNCTION = sec_evil.eq);
+RESET ROLE;
+CREATE FUNCTION sec.definer_insert(i int) RETURNS void LANGUAGE sql SECURITY DEFINER AS
+$$ INSERT INTO sec.victim VALUES (i, 'by definer') $$;
+GRANT EXECUTE ON FUNCTION sec.definer_insert(int) TO sec_user;
+SELECT redis_sync.write_through('sec.victim', key_prefix => 'sec:victim:');   -- reload the configuration
+SET ROLE sec_user;
+SET search_path = sec_evil, public;
+SELECT sec.definer_insert(3);
+RESET search_path;
+RESET ROLE;
+SELECT h('sec:victim:3');
+SELECT count(*) AS planted_function_calls FROM sec.trace;
 
 -- 5. a non-superuser owner uses the whole public API on its own tables
 SET ROLE sec_owner;

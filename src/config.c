@@ -38,6 +38,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "as_owner.h"
 #include "config.h"
 
 typedef struct ConfigEntry
@@ -133,6 +134,7 @@ load_config(Oid relid)
 	int			ret;
 	Oid			nsp = get_namespace_oid("redis_sync", true);
 	MemoryContext target = CurrentMemoryContext;
+	int			nestlevel;
 
 	cfg->relid = relid;
 	cfg->valid = true;
@@ -150,11 +152,13 @@ load_config(Oid relid)
 	values[0] = ObjectIdGetDatum(root);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	nestlevel = rs_search_path_enter();	/* as_owner.c */
 	ret = SPI_execute_with_args("SELECT policy, key_prefix, key_columns, columns, format, "
 								"       (extract(epoch FROM ttl) * 1000)::bigint, consistency, delivery "
 								"  FROM redis_sync.tables "
 								" WHERE relid = $1 AND policy IN ('write_through', 'invalidate')",
 								1, argtypes, values, NULL, true, 1);
+	rs_search_path_leave(nestlevel);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	if (SPI_processed == 1)

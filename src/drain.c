@@ -204,10 +204,12 @@ load_tables(Oid relid)
 	List	   *result = NIL;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
+	int			nestlevel;
 
 	values[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	nestlevel = rs_search_path_enter();	/* as_owner.c: the caller's search_path is not ours */
 	if (SPI_execute_with_args(
 							  "SELECT t.relid::oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relowner, "
 							  "       t.key_prefix, t.dirty_set, t.format, t.key_columns::text[], "
@@ -224,6 +226,7 @@ load_tables(Oid relid)
 							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	rs_search_path_leave(nestlevel);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
