@@ -248,6 +248,15 @@ SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:claimer:');
 SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS claimed;
 SELECT redis_sync.unsync('sec.claimer');
 SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS still_claimed;
+-- an unsync rolled back to a savepoint keeps the claim
+SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:claimer:');
+BEGIN;
+SAVEPOINT s;
+SELECT redis_sync.unsync('sec.claimer');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS kept;
+SELECT redis_sync.unsync('sec.claimer');
 -- a rolled-back sync leaves a stale claim; the next table of this database takes it over
 BEGIN;
 SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:stale:');

@@ -20,8 +20,8 @@
  * redis_sync.tables (a rolled-back sync, a dropped table, a re-created
  * extension) is stale and taken over; any other overlapping claim is an
  * ERROR naming its holder.  At pre-commit, the claims of every table whose
- * configuration changed are reduced to those it still needs (unsync
- * releases them all).
+ * configuration changed are reduced to those its committed configuration
+ * needs (unsync releases them all).
  *
  * When Redis cannot be reached a sync still succeeds (eventual consistency
  * works without Redis) with a WARNING: the prefix is then protected only
@@ -96,14 +96,8 @@ static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
 "end\n"
 "return 0\n");
 
-/* tables whose claims are reduced at pre-commit: (relid, fields to keep) */
-typedef struct PendingClaim
-{
-	Oid			relid;
-	List	   *keep;			/* char * fields */
-} PendingClaim;
-
-static List *pending = NIL;		/* PendingClaim *, in TopTransactionContext */
+/* tables whose claims are reduced at pre-commit (in TopTransactionContext) */
+static List *pending_relids = NIL;
 static bool callback_registered = false;
 
 static char *
@@ -264,31 +258,41 @@ check_local(Oid relid, List *fields)
 	SPI_finish();
 }
 
+/*
+ * At pre-commit, each table whose configuration changed keeps the claims
+ * its committed configuration needs (computed now, so a savepoint rolled
+ * back after an unsync or a sync counts as it should) and releases the rest.
+ */
 static void
 claim_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_PRE_COMMIT && pending != NIL)
+	if (event == XACT_EVENT_PRE_COMMIT && pending_relids != NIL)
 	{
-		List	   *todo = pending;
+		List	   *relids = pending_relids;
 		RedisPipeline *p;
 		RedisFailure failure;
 		ListCell   *lc;
 
-		pending = NIL;
+		pending_relids = NIL;
+		/* see every change of this transaction, whatever snapshot is active */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
 		p = redis_pipeline_create();
-		foreach(lc, todo)
+		foreach(lc, relids)
 		{
-			PendingClaim *pc = lfirst(lc);
-			const char **argv = palloc(sizeof(char *) * (list_length(pc->keep) + 2));
+			Oid			relid = lfirst_oid(lc);
+			List	   *keep = claim_fields(relid);
+			const char **argv = palloc(sizeof(char *) * (list_length(keep) + 2));
 			int			na = 0;
 			ListCell   *kc;
 
 			argv[na++] = RS_CLAIMS_KEY;
-			argv[na++] = holder_id(pc->relid);
-			foreach(kc, pc->keep)
+			argv[na++] = holder_id(relid);
+			foreach(kc, keep)
 				argv[na++] = lfirst(kc);
 			redis_pipeline_append_script(p, &release_script, 1, na, argv, NULL);
 		}
+		PopActiveSnapshot();
 		if (!redis_pipeline_try_exec(p, &failure))
 			ereport(WARNING,
 					(errmsg("could not release redis_sync key prefix claims: %s", failure.message),
@@ -298,35 +302,23 @@ claim_xact_callback(XactEvent event, void *arg)
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
-		pending = NIL;
+		pending_relids = NIL;
 }
 
-/* the claims relid keeps at commit: the last call in the transaction wins */
 static void
-remember(Oid relid, List *fields)
+remember(Oid relid)
 {
 	MemoryContext old;
-	PendingClaim *pc = NULL;
-	ListCell   *lc;
 
 	if (!callback_registered)
 	{
 		RegisterXactCallback(claim_xact_callback, NULL);
 		callback_registered = true;
 	}
+	if (list_member_oid(pending_relids, relid))
+		return;
 	old = MemoryContextSwitchTo(TopTransactionContext);
-	foreach(lc, pending)
-		if (((PendingClaim *) lfirst(lc))->relid == relid)
-			pc = lfirst(lc);
-	if (pc == NULL)
-	{
-		pc = palloc(sizeof(PendingClaim));
-		pc->relid = relid;
-		pending = lappend(pending, pc);
-	}
-	pc->keep = NIL;
-	foreach(lc, fields)
-		pc->keep = lappend(pc->keep, pstrdup(lfirst(lc)));
+	pending_relids = lappend_oid(pending_relids, relid);
 	MemoryContextSwitchTo(old);
 }
 
@@ -338,7 +330,7 @@ rs_claim_table(Oid relid)
 	char	   *me = holder_id(relid);
 	char	   *desc = holder_description(relid);
 
-	remember(relid, fields);
+	remember(relid);
 	if (fields == NIL)
 		return;					/* unsync: released at pre-commit */
 	foreach(lc, fields)
