@@ -25,7 +25,10 @@
  *
  * When Redis cannot be reached a sync still succeeds (eventual consistency
  * works without Redis) with a WARNING: the prefix is then protected only
- * within this database until the next write_through()/write_behind() call.
+ * within this database until the claim is recorded, by the next
+ * write_through()/write_behind() call, by claim_prefixes() (rs_claim_all:
+ * the 0.1 -> 0.2 upgrade calls it) or by the background worker, which
+ * claims its database's tables again whenever Redis restarted empty.
  *
  * The namespace redis_sync: is reserved for the extension's own keys (this
  * hash, the in-flight markers): no prefix or dirty set may overlap it.
@@ -39,6 +42,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -46,7 +50,6 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "fmgr.h"
 
 #include "claim.h"
 #include "encode.h"
