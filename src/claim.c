@@ -28,7 +28,8 @@
  * within this database until the claim is recorded, by the next
  * write_through()/write_behind() call, by claim_prefixes() (rs_claim_all:
  * the 0.1 -> 0.2 upgrade calls it) or by the background worker, which
- * claims its database's tables again whenever Redis restarted empty.
+ * claims its database's tables when it first reaches Redis and again
+ * whenever Redis restarted empty.
  *
  * The namespace redis_sync: is reserved for the extension's own keys (this
  * hash, the in-flight markers): no prefix or dirty set may overlap it.
@@ -39,6 +40,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -484,7 +486,10 @@ rs_claim_all(void)
 	int64		n = 0;
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	Oid			nsp = get_namespace_oid("redis_sync", true);
 
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
+		return 0;				/* the extension is not installed (yet) */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "

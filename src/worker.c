@@ -389,13 +389,19 @@ worker_round(void)
 		TimestampDifferenceExceeds(last_probe, now, 1000))
 	{
 		int			r = probe();
+		static bool claimed = false;
 
 		last_probe = now;
 		if (r < 0)
 			ok = false;
-		else if (r > 0)
+		else if (r > 0 || !claimed)
 		{
-			rs_claim_all_xact();	/* claim.c: the prefix claims were lost too */
+			/* claim.c: at first contact, and when Redis lost the claims too */
+			rs_claim_all_xact();
+			claimed = true;
+		}
+		if (r > 0)
+		{
 			rewarm_all();
 			rs_drain_reseed_all();
 		}

@@ -88,6 +88,11 @@ like($redis->cli('HGET', 'redis_sync:claims', 'p:shared:'), qr/^$sysid_b\//, 'B 
 like($err, qr/claimed by table public\.v of database "postgres" on server $sysid_b/, 'A is refused in turn');
 
 # Redis restarted empty: the workers record their databases' claims again
+# (a worker knows Redis restarted once it has seen its run_id before)
+ok( defined RedisSync::Compare::wait_for(
+		sub { $b->safe_psql('postgres', 'SELECT redis_run_id IS NOT NULL FROM redis_sync.worker_stats') eq 't' },
+		60, 0.1),
+	'B\'s worker has seen Redis');
 $redis->stop;
 $redis->start;
 ok( defined RedisSync::Compare::wait_for(
