@@ -1358,8 +1358,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	args = palloc(sizeof(Datum) * t->nkeys);
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1,
-						 format_type_be_qualified(get_atttype(relid, get_attnum(relid, t->keys[k]))));
+		appendStringInfo(&sql, "%s$%d::text::%s", k ? ", " : "", k + 1, t->keytypes[k]);
 		types[k] = TEXTOID;
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}
