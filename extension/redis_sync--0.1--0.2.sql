@@ -50,6 +50,26 @@ CREATE POLICY dead_letters_owner ON dead_letters
                                     WHERE c.oid OPERATOR(pg_catalog.=) relid::pg_catalog.oid), 'USAGE'));
 GRANT SELECT, DELETE ON dead_letters TO PUBLIC;
 
+-- record the key prefix claims of the synced tables the caller owns (all for
+-- superusers) in Redis: after an upgrade from 0.1, or after Redis lost them;
+-- a conflict is a WARNING naming both tables
+CREATE FUNCTION claim_prefixes()
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_claim_prefixes';
+COMMENT ON FUNCTION claim_prefixes() IS
+'record the key prefix claims of the synced tables the caller owns in Redis; returns tables claimed';
+
+-- tables synced by 0.1 have no claim yet (a warning when Redis is unreachable)
+DO $claim$
+BEGIN
+    PERFORM claim_prefixes();
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'could not claim the key prefixes of synced tables: %', SQLERRM
+        USING HINT = 'Call redis_sync.claim_prefixes() once Redis is reachable.';
+END
+$claim$;
+
 COMMENT ON FUNCTION flush(regclass) IS
 'deliver what is queued for a table (or all tables: superusers) now, in this session; returns entries delivered';
 

@@ -114,6 +114,26 @@ RESET search_path;
 RESET ROLE;
 SELECT h('sec:victim:1');
 SELECT count(*) AS planted_function_calls FROM sec.trace;
+-- the capture trigger loads the configuration in the writer's session: a
+-- SECURITY DEFINER function without its own search_path must not lend its
+-- rights to an operator planted in the caller's path
+SET ROLE sec_user;
+CREATE FUNCTION sec_evil.eq(regclass, oid) RETURNS boolean LANGUAGE sql AS
+$$ INSERT INTO sec.trace SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+   SELECT $1::oid OPERATOR(pg_catalog.=) $2 $$;
+CREATE OPERATOR sec_evil.= (LEFTARG = regclass, RIGHTARG = oid, FUNCTION = sec_evil.eq);
+RESET ROLE;
+CREATE FUNCTION sec.definer_insert(i int) RETURNS void LANGUAGE sql SECURITY DEFINER AS
+$$ INSERT INTO sec.victim VALUES (i, 'by definer') $$;
+GRANT EXECUTE ON FUNCTION sec.definer_insert(int) TO sec_user;
+SELECT redis_sync.write_through('sec.victim', key_prefix => 'sec:victim:');   -- reload the configuration
+SET ROLE sec_user;
+SET search_path = sec_evil, public;
+SELECT sec.definer_insert(3);
+RESET search_path;
+RESET ROLE;
+SELECT h('sec:victim:3');
+SELECT count(*) AS planted_function_calls FROM sec.trace;
 
 -- 5. a non-superuser owner uses the whole public API on its own tables
 SET ROLE sec_owner;
@@ -229,6 +249,15 @@ SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:claimer:');
 SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS claimed;
 SELECT redis_sync.unsync('sec.claimer');
 SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS still_claimed;
+-- an unsync rolled back to a savepoint keeps the claim
+SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:claimer:');
+BEGIN;
+SAVEPOINT s;
+SELECT redis_sync.unsync('sec.claimer');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:claimer:') AS kept;
+SELECT redis_sync.unsync('sec.claimer');
 -- a rolled-back sync leaves a stale claim; the next table of this database takes it over
 BEGIN;
 SELECT redis_sync.write_through('sec.claimer', key_prefix => 'sec:stale:');
@@ -236,6 +265,15 @@ ROLLBACK;
 SELECT redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:stale:') AS stale_claim_left;
 CREATE TABLE sec.claimer2 (id int PRIMARY KEY);
 SELECT redis_sync.write_through('sec.claimer2', key_prefix => 'sec:stale:');
+-- Redis lost the claims (or the table was synced by 0.1): claim_prefixes() records them again
+SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:sec:stale:');
+SELECT redis_sync.claim_prefixes() > 0 AS claimed, redis_sync.command('HEXISTS', 'redis_sync:claims', 'p:sec:stale:') AS again;
+-- meanwhile another server took it: a warning names the holder, nothing is overwritten
+SELECT redis_sync.command('HSET', 'redis_sync:claims', 'p:sec:stale:',
+       E'1/2/3\ttable public.t of database "other" on server 1');
+SELECT redis_sync.claim_prefixes() > 0 AS claimed_others;
+SELECT redis_sync.command('HGET', 'redis_sync:claims', 'p:sec:stale:') #>> '{}' ~ '^1/2/3' AS still_theirs;
+SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:sec:stale:');
 SELECT redis_sync.unsync('sec.claimer2');
 SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:elsewhere:');
 

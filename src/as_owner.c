@@ -60,6 +60,23 @@ rs_as_owner_leave(RsAsOwner *ao)
 	SetUserIdAndSecContext(ao->save_uid, ao->save_sec);
 }
 
+int
+rs_search_path_enter(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+rs_search_path_leave(int nestlevel)
+{
+	AtEOXact_GUC(false, nestlevel);
+}
+
 Oid
 rs_rel_owner(Oid relid)
 {

@@ -35,6 +35,15 @@ typedef struct RsAsOwner
 extern void rs_as_owner_enter(RsAsOwner *ao, Oid role);
 extern void rs_as_owner_leave(RsAsOwner *ao);
 
+/*
+ * Only fix search_path (no change of identity), for the extension's own
+ * queries run in the caller's session (the configuration caches): the
+ * caller may be a SECURITY DEFINER function whose search_path includes a
+ * schema a less privileged role controls.
+ */
+extern int	rs_search_path_enter(void);
+extern void rs_search_path_leave(int nestlevel);
+
 /* the owner of a relation (ERROR when it does not exist) */
 extern Oid	rs_rel_owner(Oid relid);
 

@@ -20,12 +20,16 @@
  * redis_sync.tables (a rolled-back sync, a dropped table, a re-created
  * extension) is stale and taken over; any other overlapping claim is an
  * ERROR naming its holder.  At pre-commit, the claims of every table whose
- * configuration changed are reduced to those it still needs (unsync
- * releases them all).
+ * configuration changed are reduced to those its committed configuration
+ * needs (unsync releases them all).
  *
  * When Redis cannot be reached a sync still succeeds (eventual consistency
  * works without Redis) with a WARNING: the prefix is then protected only
- * within this database until the next write_through()/write_behind() call.
+ * within this database until the claim is recorded, by the next
+ * write_through()/write_behind() call, by claim_prefixes() (rs_claim_all:
+ * the 0.1 -> 0.2 upgrade calls it) or by the background worker, which
+ * claims its database's tables when it first reaches Redis and again
+ * whenever Redis restarted empty.
  *
  * The namespace redis_sync: is reserved for the extension's own keys (this
  * hash, the in-flight markers): no prefix or dirty set may overlap it.
@@ -36,14 +40,18 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "claim.h"
 #include "encode.h"
@@ -93,14 +101,8 @@ static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
 "end\n"
 "return 0\n");
 
-/* tables whose claims are reduced at pre-commit: (relid, fields to keep) */
-typedef struct PendingClaim
-{
-	Oid			relid;
-	List	   *keep;			/* char * fields */
-} PendingClaim;
-
-static List *pending = NIL;		/* PendingClaim *, in TopTransactionContext */
+/* tables whose claims are reduced at pre-commit (in TopTransactionContext) */
+static List *pending_relids = NIL;
 static bool callback_registered = false;
 
 static char *
@@ -278,31 +280,41 @@ check_local(Oid relid, List *fields)
 	SPI_finish();
 }
 
+/*
+ * At pre-commit, each table whose configuration changed keeps the claims
+ * its committed configuration needs (computed now, so a savepoint rolled
+ * back after an unsync or a sync counts as it should) and releases the rest.
+ */
 static void
 claim_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_PRE_COMMIT && pending != NIL)
+	if (event == XACT_EVENT_PRE_COMMIT && pending_relids != NIL)
 	{
-		List	   *todo = pending;
+		List	   *relids = pending_relids;
 		RedisPipeline *p;
 		RedisFailure failure;
 		ListCell   *lc;
 
-		pending = NIL;
+		pending_relids = NIL;
+		/* see every change of this transaction, whatever snapshot is active */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
 		p = redis_pipeline_create();
-		foreach(lc, todo)
+		foreach(lc, relids)
 		{
-			PendingClaim *pc = lfirst(lc);
-			const char **argv = palloc(sizeof(char *) * (list_length(pc->keep) + 2));
+			Oid			relid = lfirst_oid(lc);
+			List	   *keep = claim_fields(relid);
+			const char **argv = palloc(sizeof(char *) * (list_length(keep) + 2));
 			int			na = 0;
 			ListCell   *kc;
 
 			argv[na++] = RS_CLAIMS_KEY;
-			argv[na++] = holder_id(pc->relid);
-			foreach(kc, pc->keep)
+			argv[na++] = holder_id(relid);
+			foreach(kc, keep)
 				argv[na++] = lfirst(kc);
 			redis_pipeline_append_script(p, &release_script, 1, na, argv, NULL);
 		}
+		PopActiveSnapshot();
 		if (!redis_pipeline_try_exec(p, &failure))
 			ereport(WARNING,
 					(errmsg("could not release redis_sync key prefix claims: %s", failure.message),
@@ -312,35 +324,23 @@ claim_xact_callback(XactEvent event, void *arg)
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
-		pending = NIL;
+		pending_relids = NIL;
 }
 
-/* the claims relid keeps at commit: the last call in the transaction wins */
 static void
-remember(Oid relid, List *fields)
+remember(Oid relid)
 {
 	MemoryContext old;
-	PendingClaim *pc = NULL;
-	ListCell   *lc;
 
 	if (!callback_registered)
 	{
 		RegisterXactCallback(claim_xact_callback, NULL);
 		callback_registered = true;
 	}
+	if (list_member_oid(pending_relids, relid))
+		return;
 	old = MemoryContextSwitchTo(TopTransactionContext);
-	foreach(lc, pending)
-		if (((PendingClaim *) lfirst(lc))->relid == relid)
-			pc = lfirst(lc);
-	if (pc == NULL)
-	{
-		pc = palloc(sizeof(PendingClaim));
-		pc->relid = relid;
-		pending = lappend(pending, pc);
-	}
-	pc->keep = NIL;
-	foreach(lc, fields)
-		pc->keep = lappend(pc->keep, pstrdup(lfirst(lc)));
+	pending_relids = lappend_oid(pending_relids, relid);
 	MemoryContextSwitchTo(old);
 }
 
@@ -352,7 +352,7 @@ rs_claim_table(Oid relid)
 	char	   *me = holder_id(relid);
 	char	   *desc = holder_description(relid);
 
-	remember(relid, fields);
+	remember(relid);
 	if (fields == NIL)
 		return;					/* unsync: released at pre-commit */
 	foreach(lc, fields)
@@ -493,4 +493,78 @@ rs_require_key_access(char **keys, int n, bool prefix)
 					 errmsg("permission denied for Redis %s \"%s\"", prefix ? "key prefix" : "key", keys[i]),
 					 errdetail("Only the keys of synced tables the current user owns can be read.")));
 	}
+}
+
+int64
+rs_claim_all(void)
+{
+	List	   *rels = NIL;
+	ListCell   *lc;
+	int64		n = 0;
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Oid			nsp = get_namespace_oid("redis_sync", true);
+
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
+		return 0;				/* the extension is not installed (yet) */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
+					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid "
+					" WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+
+	foreach(lc, rels)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(outer);
+		PG_TRY();
+		{
+			rs_claim_table(relid);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			n++;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(outer);
+			ed = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			ereport(WARNING,
+					(errcode(ed->sqlerrcode),
+					 errmsg("could not claim the key prefix of table %s: %s",
+							get_rel_name(relid) ? get_rel_name(relid) : "?", ed->message),
+					 ed->detail ? errdetail("%s", ed->detail) : 0));
+		}
+		PG_END_TRY();
+	}
+	return n;
+}
+
+PG_FUNCTION_INFO_V1(redis_sync_claim_prefixes);
+
+/* redis_sync.claim_prefixes() RETURNS bigint */
+Datum
+redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(rs_claim_all());
 }

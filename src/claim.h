@@ -36,4 +36,12 @@ extern void rs_claim_check_purge(Oid relid, const char *prefix);
  */
 extern void rs_require_key_access(char **keys, int n, bool prefix);
 
+/*
+ * Claim the prefixes of every synced table of this database (only those the
+ * current user owns, unless superuser): at the worker's first contact with
+ * Redis, after Redis lost its data, after an upgrade from 0.1.  A conflict is a WARNING naming both tables, not an
+ * ERROR.  Returns the number of tables claimed.  Needs a transaction.
+ */
+extern int64 rs_claim_all(void);
+
 #endif							/* RS_CLAIM_H */

@@ -227,18 +227,7 @@ load_tables(Oid relid)
 	values[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-
-	/*
-	 * hset(), hincrby(), flush() and the dead-letter functions load the
-	 * configuration in the caller's session: resolve the query's functions
-	 * and operators (unnest, quote_ident, = between oid and regclass) with
-	 * search_path pg_catalog, pg_temp, not the caller's, so that an object
-	 * planted in a schema on the caller's path never runs.
-	 */
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	nestlevel = rs_search_path_enter();	/* as_owner.c: the caller's search_path is not ours */
 	if (SPI_execute_with_args(
 							  "SELECT t.relid::oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relowner, "
 							  "       t.key_prefix, t.dirty_set, t.format, t.key_columns::text[], "
@@ -268,7 +257,7 @@ load_tables(Oid relid)
 							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	AtEOXact_GUC(false, nestlevel);
+	rs_search_path_leave(nestlevel);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];

@@ -612,7 +612,7 @@ worker_round(void)
 		}
 		if (r < 0)
 			ok = false;
-		else if (r > 0)
+		if (r > 0)
 		{
 			rewarm_all();
 			rs_drain_reseed_all();

@@ -3,13 +3,15 @@
 # (clusters) using the same Redis: a table that claims a prefix overlapping
 # another's is refused with an error naming the holder (table, database,
 # server); temporary tables cannot be synced at all; unsync releases the
-# claim; TRUNCATE purges only the table's own keys.
+# claim; TRUNCATE purges only the table's own keys; after Redis restarted
+# empty, the background worker records its database's claims again.
 use strict;
 use warnings;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Compare;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -84,6 +86,20 @@ $b->safe_psql('postgres', "SELECT redis_sync.write_through('v', key_prefix => 's
 like($redis->cli('HGET', 'redis_sync:claims', 'p:shared:'), qr/^$sysid_b\//, 'B now holds shared:');
 ($ret, $out, $err) = $a->psql('postgres', "SELECT redis_sync.write_through('t', key_prefix => 'shared:')");
 like($err, qr/claimed by table public\.v of database "postgres" on server $sysid_b/, 'A is refused in turn');
+
+# Redis restarted empty: the workers record their databases' claims again
+# (a worker knows Redis restarted once it has seen its run_id before)
+ok( defined RedisSync::Compare::wait_for(
+		sub { $b->safe_psql('postgres', 'SELECT redis_run_id IS NOT NULL FROM redis_sync.worker_stats') eq 't' },
+		60, 0.1),
+	'B\'s worker has seen Redis');
+$redis->stop;
+$redis->start;
+ok( defined RedisSync::Compare::wait_for(
+		sub { $redis->cli('HGET', 'redis_sync:claims', 'p:shared:') =~ /^$sysid_b\// }, 60, 0.1),
+	'after a Redis restart, B\'s worker claimed shared: again');
+($ret, $out, $err) = $a->psql('postgres', "SELECT redis_sync.write_through('t', key_prefix => 'shared:')");
+like($err, qr/claimed by table public\.v of database "postgres" on server $sysid_b/, '... and A is still refused');
 
 $a->stop;
 $b->stop;
