@@ -229,6 +229,10 @@ GRANT SELECT (id) ON sec.rls_wb TO sec_hidden, sec_visible;
 SET ROLE sec_hidden;
 SELECT rs_error($$SELECT redis_sync.hset('sec.rls_wb', '1', 'v', 'overwritten by hidden')$$);
 SELECT rs_error($$SELECT redis_sync.hset('sec.rls_wb', '100', 'v', 'a row the policy forbids')$$);
+-- a new row: not through hset() (the drain would insert it with the
+-- owner's defaults, who = the owner); INSERT it first, then hset() it
+SELECT rs_error($$SELECT redis_sync.hset('sec.rls_wb', '2', 'v', 'a new row of my own')$$);
+INSERT INTO sec.rls_wb (id, v) VALUES (2, 'inserted');
 SELECT redis_sync.hset('sec.rls_wb', '2', 'v', 'a new row of my own');
 SET ROLE sec_visible;
 SELECT redis_sync.hset('sec.rls_wb', '1', 'v', 'changed by visible');

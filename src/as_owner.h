@@ -56,8 +56,8 @@ extern bool rs_rls_applies(Oid relid);
 
 /*
  * hset()/hincrby(): ERROR unless the current user could make this change
- * itself with UPDATE (or, for a row that does not exist, INSERT) under the
- * table's row-level security policies.  op is "set" (value), "del" (the
+ * itself with UPDATE under the table's row-level security policies (a row
+ * that does not exist is refused: the drain would insert it as the owner).  op is "set" (value), "del" (the
  * column becomes NULL) or "incr" (value unknown until the drain: the row
  * must be one the user may update).  Nothing to do when no policy applies.
  * Implemented in rowsec.c.

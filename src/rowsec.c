@@ -12,11 +12,11 @@
  *	  SELECT policies' USING clauses and the UPDATE WITH CHECK apply;
  *	- when that updates nothing and the row exists (read as the owner), a
  *	  policy hides it from the caller: refused;
- *	- when the row does not exist, INSERT of the key and the column: a
- *	  WITH CHECK violation is refused (other errors, such as a NOT NULL
- *	  column, are left to the drain, which dead-letters them).
- * Capture is suppressed during the probes; their triggers run as the
- * caller and their effects are rolled back.
+ *	- when the row does not exist: refused.  The drain would insert it as
+ *	  the owner, with column defaults evaluated as the owner, which is not
+ *	  a row the caller could insert; the caller INSERTs it first.
+ * The probe's triggers run as the caller and its effects (captured
+ * changes included) are rolled back with the subtransaction.
  *
  * It also checks what the drain takes from Redis before it reaches a table
  * (rs_wb_input_problem): Redis strings are bytes, a text column is not.
@@ -98,7 +98,7 @@ refuse(const char *qname, ErrorData *error)
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("%s", error->message),
 			 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
-					   "as UPDATE ... WHERE on the key (which needs SELECT on the key columns) or INSERT.", qname)));
+					   "as UPDATE ... WHERE on the key (which needs SELECT on the key columns).", qname)));
 }
 
 void
@@ -186,23 +186,17 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 					 errdetail("The row exists, but the policies hide it from the current user or forbid updating it.")));
 	}
 
-	/* 3. a new row: INSERT as the caller */
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO %s (", qname);
-	for (int k = 0; k < nkeys; k++)
-		appendStringInfo(&sql, "%s, ", quote_identifier(keys[k]));
-	appendStringInfo(&sql, "%s) VALUES (", quote_identifier(column));
-	for (int k = 0; k < nkeys; k++)
-		appendStringInfo(&sql, "$%d::pg_catalog.text::%s, ", k + 1, qualified_type(relid, keys[k]));
-	if (strcmp(op, "set") == 0)
-		appendStringInfo(&sql, "$%d::pg_catalog.text::%s)", nkeys + 1, coltype);
-	else if (strcmp(op, "del") == 0)
-		appendStringInfoString(&sql, "NULL)");
-	else
-		appendStringInfo(&sql, "$%d::pg_catalog.text::%s)", nkeys + 1, coltype);
-	n = probe(sql.data, nkeys + 1, types, args, &error);
-	if (error && error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
-		refuse(qname, error);
+	/*
+	 * 3. a new row.  The drain inserts it as the table owner, so column
+	 * defaults (owner = current_user, say) would be evaluated as the owner,
+	 * not as the caller its policies judge: a row the caller could not
+	 * insert itself.  Under row-level security new rows come from INSERT.
+	 */
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("row-level security of table %s: redis_sync.hset() and hincrby() do not create rows for the current user", qname),
+			 errdetail("The write-behind drain inserts missing rows as the table owner, with column defaults evaluated as the owner."),
+			 errhint("INSERT the row first; then hset() and hincrby() may change it.")));
 }
 
 /* NULL when s is valid text; else what is wrong with it */
