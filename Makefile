@@ -66,7 +66,7 @@ REGRESS_OPTS = --use-existing
 ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
 ISOLATION_CRASH =
 #
-ISOLATION_SEC =
+ISOLATION_SEC = claim_race
 #
 ISOLATION_ENC =
 #

@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
@@ -218,6 +219,24 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *
 }
 
 /*
+ * One configuration change at a time per database: a transaction that syncs
+ * or unsyncs holds this until it ends, so the prefix claims of another one
+ * still in progress are never mistaken for stale ones (claim.c).  Taken
+ * before the first write of redis_sync.tables in the transaction, so two
+ * writers queue instead of deadlocking.
+ */
+static void
+lock_configuration(void)
+{
+	Oid			nsp = get_namespace_oid("redis_sync", false);
+	Oid			tables = get_relname_relid("tables", nsp);
+
+	if (!OidIsValid(tables))
+		elog(ERROR, "redis_sync: relation redis_sync.tables does not exist");
+	LockRelationOid(tables, ShareRowExclusiveLock);
+}
+
+/*
  * _config_write(tbl, policy, key_prefix, key_columns, columns, format, ttl,
  *				 consistency, delivery, dirty_set, flush_interval, batch_size,
  *				 on_missing, counters)
@@ -253,6 +272,7 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 		if (strcmp(delivery, "async") == 0)
 			rs_require_preload("async delivery");
 	}
+	lock_configuration();
 	LockRelationOid(relid, ShareRowExclusiveLock);
 
 	run_as_owner("INSERT INTO redis_sync.tables AS t "
@@ -290,6 +310,7 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 	check_owner(relid);
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
+	lock_configuration();
 	n = run_as_owner("DELETE FROM redis_sync.tables WHERE relid = $1 AND policy = $2",
 					 2, types, values, NULL, SPI_OK_DELETE);
 	if (n > 0)

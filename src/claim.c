@@ -122,9 +122,10 @@ holder_description(Oid relid)
 					get_database_name(MyDatabaseId), GetSystemIdentifier());
 }
 
-/* the claim fields a table needs now, from redis_sync.tables (this transaction's view) */
+/* the claim fields a table needs now, from redis_sync.tables: as this
+ * transaction sees it, or (latest) as committed now */
 static List *
-claim_fields(Oid relid)
+claim_fields_snapshot(Oid relid, bool latest)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		args[1];
@@ -134,10 +135,26 @@ claim_fields(Oid relid)
 	args[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT key_prefix, dirty_set FROM redis_sync.tables "
-							  " WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	{
+		const char *sql = "SELECT key_prefix, dirty_set FROM redis_sync.tables "
+			" WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass";
+		int			ret;
+
+		if (latest)
+		{
+			/* what is committed now, not what this transaction's snapshot shows */
+			SPIPlanPtr	plan = SPI_prepare(sql, 1, types);
+
+			if (plan == NULL)
+				elog(ERROR, "redis_sync: could not prepare a query of redis_sync.tables");
+			ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+									   true, false, 0);
+		}
+		else
+			ret = SPI_execute_with_args(sql, 1, types, args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	}
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *prefix = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -160,6 +177,13 @@ claim_fields(Oid relid)
 	}
 	SPI_finish();
 	return fields;
+}
+
+
+static List *
+claim_fields(Oid relid)
+{
+	return claim_fields_snapshot(relid, false);
 }
 
 static bool
@@ -210,7 +234,12 @@ claim_is_stale(const char *value, const char *field)
 		return false;
 	if (sysid != GetSystemIdentifier() || dboid != MyDatabaseId)
 		return false;
-	foreach(lc, claim_fields(relid))
+	/*
+	 * The latest committed configuration: a holder that committed after our
+	 * snapshot was taken (we waited for it in lock_configuration(), admin.c)
+	 * is not stale, whatever the isolation level.
+	 */
+	foreach(lc, claim_fields_snapshot(relid, true))
 		if (strcmp(lfirst(lc), field) == 0)
 			return false;
 	return true;
