@@ -380,32 +380,51 @@ split_member(WbTable *t, Member *m)
 	return m->keyvals != NULL;
 }
 
-/*
- * Is every key value of m the canonical text of a value of its column?
- * (Throws when a value is not valid input for its type.)  A member that is
- * not canonical names a row whose key is different: "abcdef" cast to
- * varchar(3) would be row "abc", "042" row "42".
- */
-static bool
-member_key_canonical(WbTable *t, Member *m)
+/* the input and output functions of a table's key columns, looked up once per batch */
+typedef struct KeyIO
 {
+	FmgrInfo	in;
+	FmgrInfo	out;
+	Oid			ioparam;
+	int32		typmod;
+} KeyIO;
+
+static KeyIO *
+key_io(WbTable *t)
+{
+	KeyIO	   *io = palloc(sizeof(KeyIO) * Max(t->nkeys, 1));
+
 	for (int k = 0; k < t->nkeys; k++)
 	{
 		AttrNumber	attnum = get_attnum(t->relid, t->keys[k]);
 		Oid			typid,
 					coll,
 					infn,
-					ioparam,
 					outfn;
-		int32		typmod;
 		bool		varlena;
-		Datum		d;
 
-		get_atttypetypmodcoll(t->relid, attnum, &typid, &typmod, &coll);
-		getTypeInputInfo(typid, &infn, &ioparam);
+		get_atttypetypmodcoll(t->relid, attnum, &typid, &io[k].typmod, &coll);
+		getTypeInputInfo(typid, &infn, &io[k].ioparam);
 		getTypeOutputInfo(typid, &outfn, &varlena);
-		d = OidInputFunctionCall(infn, m->keyvals[k], ioparam, typmod);
-		if (strcmp(OidOutputFunctionCall(outfn, d), m->keyvals[k]) != 0)
+		fmgr_info(infn, &io[k].in);
+		fmgr_info(outfn, &io[k].out);
+	}
+	return io;
+}
+
+/*
+ * Is every key value of the member in the canonical form, the text its
+ * type's output function gives back for it (so "042" or "abcdef" for a
+ * varchar(3) key never names a row whose key is written otherwise)?
+ */
+static bool
+member_key_canonical(WbTable *t, KeyIO *io, Member *m)
+{
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		Datum		d = InputFunctionCall(&io[k].in, m->keyvals[k], io[k].ioparam, io[k].typmod);
+
+		if (strcmp(OutputFunctionCall(&io[k].out, d), m->keyvals[k]) != 0)
 			return false;
 	}
 	return true;
@@ -431,15 +450,17 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 	ResourceOwner owner = CurrentResourceOwner;
 	bool		failed = false;
 	int			kept = 0;
+	KeyIO	   *io;
 
 	if (*n == 0)
 		return;
+	io = key_io(t);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(outer);
 	PG_TRY();
 	{
 		for (int i = 0; i < *n; i++)
-			if (!member_key_canonical(t, &ms[idx[i]]))
+			if (!member_key_canonical(t, io, &ms[idx[i]]))
 				key_problem(&ms[idx[i]], "its key values are not in the canonical form", "22023");
 		ReleaseCurrentSubTransaction();
 	}
@@ -462,7 +483,7 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 		MemoryContextSwitchTo(outer);
 		PG_TRY();
 		{
-			if (!member_key_canonical(t, m))
+			if (!member_key_canonical(t, io, m))
 				key_problem(m, "its key values are not in the canonical form", "22023");
 			ReleaseCurrentSubTransaction();
 		}
