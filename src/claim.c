@@ -525,7 +525,7 @@ rs_require_key_access(char **keys, int n, bool prefix)
 }
 
 int64
-rs_claim_all(void)
+rs_claim_all(bool worker)
 {
 	List	   *rels = NIL;
 	ListCell   *lc;
@@ -578,11 +578,18 @@ rs_claim_all(void)
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(outer);
 			CurrentResourceOwner = owner;
-			ereport(WARNING,
-					(errcode(ed->sqlerrcode),
-					 errmsg("could not claim the key prefix of table %s: %s",
-							get_rel_name(relid) ? get_rel_name(relid) : "?", ed->message),
-					 ed->detail ? errdetail("%s", ed->detail) : 0));
+			if (worker)
+				ereport(WARNING,
+						(errcode(ed->sqlerrcode),
+						 errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
+								relid, ed->message),
+						 errhint("Another database or server synced an overlapping prefix while Redis had lost the claims; unsync one of them.")));
+			else
+				ereport(WARNING,
+						(errcode(ed->sqlerrcode),
+						 errmsg("could not claim the key prefix of table %s: %s",
+								get_rel_name(relid) ? get_rel_name(relid) : "?", ed->message),
+						 ed->detail ? errdetail("%s", ed->detail) : 0));
 		}
 		PG_END_TRY();
 	}
@@ -595,5 +602,5 @@ PG_FUNCTION_INFO_V1(redis_sync_claim_prefixes);
 Datum
 redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(rs_claim_all());
+	PG_RETURN_INT64(rs_claim_all(false));
 }

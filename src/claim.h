@@ -39,9 +39,11 @@ extern void rs_require_key_access(char **keys, int n, bool prefix);
 /*
  * Claim the prefixes of every synced table of this database (only those the
  * current user owns, unless superuser): at the worker's first contact with
- * Redis, after Redis lost its data, after an upgrade from 0.1.  A conflict is a WARNING naming both tables, not an
- * ERROR.  Returns the number of tables claimed.  Needs a transaction.
+ * Redis, after Redis lost its data, after an upgrade from 0.1.  A conflict
+ * is a WARNING naming both tables (worded as the background worker's
+ * message), not an ERROR.  Returns the number of tables claimed.  Needs a
+ * transaction.
  */
-extern int64 rs_claim_all(void);
+extern int64 rs_claim_all(bool worker);
 
 #endif							/* RS_CLAIM_H */

@@ -183,59 +183,10 @@ probe(void)
 static void
 reclaim_all(void)
 {
-	List	   *rels = NIL;
-	ListCell   *lc;
-
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "redis_sync: recording key prefix claims");
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
-					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid::pg_catalog.oid "
-					" ORDER BY 1", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(round_cxt);
-
-		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	foreach(lc, rels)
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
-
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			rs_claim_table(lfirst_oid(lc));
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			ereport(WARNING,
-					(errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
-							lfirst_oid(lc), edata->message),
-					 errhint("Another database or server synced an overlapping prefix while Redis had lost the claims; unsync one of them.")));
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
-	}
+	(void) rs_claim_all(true);
 	PopActiveSnapshot();
 	commit_round_txn();
 }
