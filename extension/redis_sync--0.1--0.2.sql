@@ -29,7 +29,6 @@ GRANT SELECT ON stats, worker_stats TO pg_monitor;
 GRANT EXECUTE ON FUNCTION _fetch(text[], boolean) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION _scan(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION _push_keys(regclass, text[]) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION _verify_batch(text[], jsonb[], boolean, boolean, text[], text[]) TO PUBLIC;
 
 -- members of a write-behind table's dirty and processing sets (its owner)
 CREATE FUNCTION _dirty_members(tbl regclass)
@@ -884,24 +883,8 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION _verify_batch(ks text[], vs jsonb[], is_hash boolean, is_wb boolean,
-                              cols text[], pending text[])
-RETURNS TABLE(key text, problem text, table_value jsonb, cache_value jsonb)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT u.k, CASE WHEN u.k = ANY (pending) THEN 'pending'
-                     WHEN f.value IS NULL THEN 'missing in cache'
-                     ELSE 'different value' END,
-           u.v, f.value
-      FROM unnest(ks, vs) u(k, v)
-      LEFT JOIN redis_sync._fetch(ks, is_hash) f ON f.key = u.k
-     WHERE (f.value IS NULL AND NOT is_wb)
-        OR (f.value IS NOT NULL AND u.v IS DISTINCT FROM
-            CASE WHEN is_hash THEN (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}')
-                                      FROM jsonb_each(f.value) e WHERE e.key = ANY (cols))
-                 ELSE f.value END)
-$$;
+-- verify() compares in C now (_verify_table): 0.1's batch helper is gone
+DROP FUNCTION _verify_batch(text[], jsonb[], boolean, boolean, text[], text[]);
 
 CREATE OR REPLACE FUNCTION verify(tbl regclass, sample int DEFAULT NULL)
 RETURNS TABLE(key text, problem text, table_value jsonb, cache_value jsonb)
