@@ -42,7 +42,15 @@ OBJS_ENC =
 OBJS_WB =
 #
 OBJS_WARM =
-OBJS += $(OBJS_CRASH) $(OBJS_LIFE) $(OBJS_SEC) $(OBJS_ENC) $(OBJS_WB) $(OBJS_WARM)
+#
+OBJS_LAUNCH =
+#
+OBJS_TLS =
+#
+OBJS_CLUSTER =
+#
+OBJS_SHAPE =
+OBJS += $(OBJS_CRASH) $(OBJS_LIFE) $(OBJS_SEC) $(OBJS_ENC) $(OBJS_WB) $(OBJS_WARM) $(OBJS_LAUNCH) $(OBJS_TLS) $(OBJS_CLUSTER) $(OBJS_SHAPE)
 
 EXTENSION = redis_sync
 DATA = $(wildcard extension/redis_sync--*.sql)
@@ -60,8 +68,16 @@ REGRESS_ENC = encoding keys roundtrip
 REGRESS_WB = write_behind_partial purge_types
 #
 REGRESS_WARM = warm get_invalidate replica
+#
+REGRESS_LAUNCH =
+#
+REGRESS_TLS =
+#
+REGRESS_CLUSTER =
+#
+REGRESS_SHAPE =
 # upgrade runs last: it drops and recreates the extension
-REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) upgrade
+REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) $(REGRESS_LAUNCH) $(REGRESS_TLS) $(REGRESS_CLUSTER) $(REGRESS_SHAPE) upgrade
 REGRESS_OPTS = --use-existing
 ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
 ISOLATION_CRASH =
@@ -73,7 +89,11 @@ ISOLATION_ENC =
 ISOLATION_WB =
 #
 ISOLATION_WARM = warm_race get_invalidate_race
-ISOLATION += $(ISOLATION_CRASH) $(ISOLATION_SEC) $(ISOLATION_ENC) $(ISOLATION_WB) $(ISOLATION_WARM)
+#
+ISOLATION_LAUNCH =
+#
+ISOLATION_CLUSTER =
+ISOLATION += $(ISOLATION_CRASH) $(ISOLATION_SEC) $(ISOLATION_ENC) $(ISOLATION_WB) $(ISOLATION_WARM) $(ISOLATION_LAUNCH) $(ISOLATION_CLUSTER)
 ISOLATION_OPTS = --use-existing
 TAP_TESTS = 1
 PROVE_TESTS ?= tests/t/*.pl
