@@ -18,8 +18,13 @@
  * deletes every entry it read only after Redis confirmed the writes.  Older
  * entries of a key are dropped: the newer one, fenced, supersedes them.
  *
- * Writes to the outbox run with the extension owner's rights (the writer of
- * a synced table needs no privilege on it).
+ * Delivery is four steps: read_entries (lock a batch), coalesce (newest
+ * entry per key), push (one pipeline of fenced writes) and settle (delete
+ * what Redis confirmed, back off the rest).
+ *
+ * Reads and writes of the outbox run as the bootstrap superuser with a
+ * fixed search_path (as_owner.c): the writer of a synced table needs no
+ * privilege on it, and no user code runs on the extension's own tables.
  *
  *-------------------------------------------------------------------------
  */
@@ -358,28 +363,36 @@ copy_failure(RedisFailure *f, MemoryContext cxt)
 	f->detail = f->detail ? MemoryContextStrdup(cxt, f->detail) : NULL;
 }
 
-int64
-rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
-				  int *nrefused)
+/*
+ * One delivery batch, from reading the entries to settling them.  Entries,
+ * the key table and the per-entry outcome live in the caller's memory
+ * context (SPI memory ends with spi_end()); everything else in SPI memory.
+ */
+typedef struct Delivery
+{
+	MemoryContext caller;
+	int			n;				/* entries read */
+	Entry	   *entries;
+	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
+	bool	   *failed;			/* per entry: stays queued */
+	char	  **errors;			/* per failed entry: why */
+} Delivery;
+
+/*
+ * Step 1: read up to max committed entries, oldest first, locking them (SKIP
+ * LOCKED: concurrent deliverers take disjoint sets).  Returns the count.
+ */
+static int
+read_entries(Delivery *d, int max, Oid relid, bool due_only)
 {
 	Oid			types[3] = {INT4OID, OIDOID, BOOLOID};
 	Datum		args[3];
-	RsAsOwner	saved_ao;
-	bool		snap;
-	int			n;
-	Entry	   *entries;
-	HTAB	   *byKey;
-	Datum	   *ids;
-	RedisPipeline *p;
-	bool		ok = true;
-	MemoryContext caller = CurrentMemoryContext;
 	int			guc_level;
+	MemoryContext old;
 
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
-	become_owner(&saved_ao);
-	spi_begin(&snap);
 
 	/*
 	 * A queue table is mostly dead tuples between vacuums; a sequential scan
@@ -399,33 +412,22 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	AtEOXact_GUC(true, guc_level);
-	n = (int) SPI_processed;
-	*nrefused = 0;
-	if (n == 0)
-	{
-		spi_end(snap);
-		rs_as_owner_leave(&saved_ao);
+	d->n = (int) SPI_processed;
+	if (d->n == 0)
 		return 0;
-	}
 
-	entries = MemoryContextAllocZero(caller, sizeof(Entry) * n);
-	ids = MemoryContextAlloc(caller, sizeof(Datum) * n);
-	{
-		MemoryContext old = MemoryContextSwitchTo(caller);
-
-		byKey = rs_string_hash_create("redis_sync outbox keys", n, sizeof(KeySlot));
-		MemoryContextSwitchTo(old);
-	}
-
-	for (int i = 0; i < n; i++)
+	old = MemoryContextSwitchTo(d->caller);
+	d->entries = palloc0(sizeof(Entry) * d->n);
+	d->failed = palloc0(sizeof(bool) * d->n);
+	d->errors = palloc0(sizeof(char *) * d->n);
+	for (int i = 0; i < d->n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
 		bool		isnull;
 		bool		payload_null;
-		Entry	   *e = &entries[i];
+		Entry	   *e = &d->entries[i];
 		Datum		payload;
-		MemoryContext old = MemoryContextSwitchTo(caller);
 
 		e->id = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
 		e->key = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));
@@ -437,20 +439,31 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 8, &isnull));
 		if (e->op != 'T')
 			e->bad = payload_to_image(e->op, payload_null ? NULL : DatumGetJsonbP(payload), &e->img);
-		ids[i] = Int64GetDatum(e->id);
-		MemoryContextSwitchTo(old);
 	}
+	MemoryContextSwitchTo(old);
+	return d->n;
+}
 
-	/* newest entry per key; purges are kept as they are */
-	for (int i = 0; i < n; i++)
+/*
+ * Step 2: the newest (version, seq, id) entry of every key.  Purges and
+ * malformed entries are not coalesced.
+ */
+static void
+coalesce(Delivery *d)
+{
+	MemoryContext old = MemoryContextSwitchTo(d->caller);
+
+	d->byKey = rs_string_hash_create("redis_sync outbox keys", d->n, sizeof(KeySlot));
+	MemoryContextSwitchTo(old);
+	for (int i = 0; i < d->n; i++)
 	{
-		Entry	   *e = &entries[i];
+		Entry	   *e = &d->entries[i];
 		KeySlot    *slot;
 		bool		found;
 
 		if (e->op == 'T' || e->bad)
 			continue;
-		slot = hash_search(byKey, &e->key, HASH_ENTER, &found);
+		slot = hash_search(d->byKey, &e->key, HASH_ENTER, &found);
 		if (!found)
 		{
 			slot->key = e->key;
@@ -458,7 +471,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 		}
 		else
 		{
-			Entry	   *cur = &entries[slot->entry];
+			Entry	   *cur = &d->entries[slot->entry];
 			int			c = strcmp(e->version, cur->version);
 
 			if (c > 0 || (c == 0 && e->seq > cur->seq) ||
@@ -466,215 +479,265 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 				slot->entry = i;
 		}
 	}
+}
+
+/* the fenced writes of one batch, and which entry each came from */
+typedef struct DeliveryOps
+{
+	FenceOp    *ops;
+	int		   *op_entry;		/* ops[o] came from entries[op_entry[o]] */
+	int			nops;
+	int			maxops;
+} DeliveryOps;
+
+static void
+add_op(DeliveryOps *o, int entry, const char *key, const char *version,
+	   int64 ttl_ms, RowImage *img)
+{
+	if (o->nops == o->maxops)
+	{
+		o->maxops *= 2;
+		o->ops = repalloc(o->ops, sizeof(FenceOp) * o->maxops);
+		o->op_entry = repalloc(o->op_entry, sizeof(int) * o->maxops);
+	}
+	o->ops[o->nops].key = key;
+	o->ops[o->nops].version = version;
+	o->ops[o->nops].ttl_ms = ttl_ms;
+	o->ops[o->nops].img = img;
+	o->op_entry[o->nops++] = entry;
+}
+
+/*
+ * Step 3a: purges first (a fenced delete of every key under the prefix,
+ * found by SCAN), then the newest entry of every key.
+ */
+static void
+build_ops(Delivery *d, DeliveryOps *o)
+{
+	o->maxops = d->n + 1;
+	o->nops = 0;
+	o->ops = palloc(sizeof(FenceOp) * o->maxops);
+	o->op_entry = palloc(sizeof(int) * o->maxops);
+	for (int i = 0; i < d->n; i++)
+	{
+		Entry	   *e = &d->entries[i];
+		RowImage   *del;
+		ListCell   *lc;
+
+		if (e->op != 'T')
+			continue;
+		del = palloc0(sizeof(RowImage));
+		del->op = RS_OP_DELETE;
+		foreach(lc, rs_scan_prefix(e->key))
+			add_op(o, i, lfirst(lc), e->version, 0, del);
+	}
+	for (int i = 0; i < d->n; i++)
+	{
+		Entry	   *e = &d->entries[i];
+		KeySlot    *slot;
+
+		if (e->op == 'T' || e->bad)
+			continue;
+		slot = hash_search(d->byKey, &e->key, HASH_FIND, NULL);
+		if (slot->entry == i)
+			add_op(o, i, e->key, e->version, e->ttl_ms, &e->img);
+	}
+}
+
+static void
+fail_entry(Delivery *d, int i, const char *error)
+{
+	d->failed[i] = true;
+	d->errors[i] = MemoryContextStrdup(d->caller, error);
+}
+
+/*
+ * Step 3b: send the ops in chunks of redis_sync.chunk_size through the
+ * apply script, in one pipeline.  On a Redis failure every entry failed and
+ * false is returned; otherwise a key Redis refused marks its entries failed
+ * (superseded entries follow the fate of their key's newest entry).
+ */
+static bool
+push(Delivery *d, RedisFailure *failure)
+{
+	DeliveryOps o;
+	RedisPipeline *p;
+	int		   *call_start;
+	int			ncalls = 0;
+	bool		ok;
+
+	build_ops(d, &o);
+	p = redis_pipeline_create();
+	call_start = palloc(sizeof(int) * (o.nops / Max(rs_chunk_size, 1) + 2));
+	for (int s = 0; s < o.nops; s += rs_chunk_size)
+	{
+		call_start[ncalls++] = s;
+		rs_fence_append(p, o.ops + s, Min(rs_chunk_size, o.nops - s), NULL, NULL, NIL);
+	}
+
+	ok = redis_pipeline_try_exec(p, failure);
+	if (!ok)
+	{
+		for (int i = 0; i < d->n; i++)
+			fail_entry(d, i, failure->message);
+		redis_pipeline_free(p);
+		return false;
+	}
+
+	for (int c = 0; c < ncalls; c++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, c);
+		int		   *idx;
+		char	  **errs;
+		int			nfail = v->type == RV_ERROR ? -1 : rs_fence_failures(v, &idx, &errs);
+
+		if (nfail < 0)
+		{
+			int			end = c + 1 < ncalls ? call_start[c + 1] : o.nops;
+
+			for (int k = call_start[c]; k < end; k++)
+				fail_entry(d, o.op_entry[k], v->type == RV_ERROR ? v->str : "malformed reply");
+			continue;
+		}
+		for (int f = 0; f < nfail; f++)
+			fail_entry(d, o.op_entry[call_start[c] + idx[f]], errs[f]);
+	}
+	redis_pipeline_free(p);
+
+	for (int i = 0; i < d->n; i++)
+	{
+		KeySlot    *slot;
+
+		if (d->entries[i].op == 'T' || d->failed[i] || d->entries[i].bad)
+			continue;
+		slot = hash_search(d->byKey, &d->entries[i].key, HASH_FIND, NULL);
+		if (d->failed[slot->entry])
+		{
+			d->failed[i] = true;
+			d->errors[i] = d->errors[slot->entry];
+		}
+	}
 
 	/*
-	 * Build the pipeline.  op_entry maps every op, in pipeline order, to the
-	 * entry it came from; call_start[c] is the first op of script call c.
+	 * Malformed entries are never sent: they stay queued with their error,
+	 * counted as refused, and back off like refused entries, so they cannot
+	 * hold up the entries behind them.
 	 */
+	for (int i = 0; i < d->n; i++)
+		if (d->entries[i].bad)
+			fail_entry(d, i, d->entries[i].bad);
+	return true;
+}
+
+/*
+ * Step 4: delete the entries Redis confirmed, record an attempt (error,
+ * backoff) on the others, count both.  Returns how many stay queued.
+ */
+static int
+settle(Delivery *d)
+{
+	Datum	   *done = palloc(sizeof(Datum) * d->n);
+	Datum	   *kept = palloc(sizeof(Datum) * d->n);
+	Datum	   *kept_err = palloc(sizeof(Datum) * d->n);
+	int			ndone = 0;
+	int			retained = 0;
+
+	for (int i = 0; i < d->n; i++)
 	{
-		int			maxops = n;
-		int		   *op_entry = palloc(sizeof(int) * (maxops + 1));
-		int		   *call_start;
-		int			ncalls = 0;
-		int			total_ops = 0;
-		bool	   *failed = palloc0(sizeof(bool) * n);
-		char	  **errors = palloc0(sizeof(char *) * n);
-		FenceOp    *all = palloc(sizeof(FenceOp) * (maxops + 1));
-		int			retained = 0;
-
-		/* purges first, then the newest entry of every key */
-		for (int i = 0; i < n; i++)
+		if (d->failed[i])
 		{
-			Entry	   *e = &entries[i];
-			List	   *keys;
-			ListCell   *lc;
-			RowImage   *del;
-
-			if (e->op != 'T')
-				continue;
-			del = palloc0(sizeof(RowImage));
-			del->op = RS_OP_DELETE;
-			keys = rs_scan_prefix(e->key);
-			if (total_ops + list_length(keys) > maxops)
-			{
-				maxops = total_ops + list_length(keys) + n;
-				op_entry = repalloc(op_entry, sizeof(int) * (maxops + 1));
-				all = repalloc(all, sizeof(FenceOp) * (maxops + 1));
-			}
-			foreach(lc, keys)
-			{
-				all[total_ops].key = lfirst(lc);
-				all[total_ops].version = e->version;
-				all[total_ops].ttl_ms = 0;
-				all[total_ops].img = del;
-				op_entry[total_ops++] = i;
-			}
-		}
-		for (int i = 0; i < n; i++)
-		{
-			Entry	   *e = &entries[i];
-			KeySlot    *slot;
-
-			if (e->op == 'T' || e->bad)
-				continue;
-			slot = hash_search(byKey, &e->key, HASH_FIND, NULL);
-			if (slot->entry != i)
-				continue;
-			all[total_ops].key = e->key;
-			all[total_ops].version = e->version;
-			all[total_ops].ttl_ms = e->ttl_ms;
-			all[total_ops].img = &e->img;
-			op_entry[total_ops++] = i;
-		}
-
-		p = redis_pipeline_create();
-		call_start = palloc(sizeof(int) * (total_ops / Max(rs_chunk_size, 1) + 2));
-		for (int s = 0; s < total_ops; s += rs_chunk_size)
-		{
-			call_start[ncalls++] = s;
-			rs_fence_append(p, all + s, Min(rs_chunk_size, total_ops - s), NULL, NULL, NIL);
-		}
-
-		ok = redis_pipeline_try_exec(p, failure);
-		if (ok)
-		{
-			/* a key Redis refused keeps its entries; the others go */
-			for (int c = 0; c < ncalls; c++)
-			{
-				RedisValue *v = redis_pipeline_reply(p, c);
-				int		   *idx;
-				char	  **errs;
-				int			nfail = v->type == RV_ERROR ? -1 : rs_fence_failures(v, &idx, &errs);
-
-				if (nfail < 0)
-				{
-					int			end = c + 1 < ncalls ? call_start[c + 1] : total_ops;
-
-					for (int o = call_start[c]; o < end; o++)
-					{
-						failed[op_entry[o]] = true;
-						errors[op_entry[o]] = pstrdup(v->type == RV_ERROR ? v->str : "malformed reply");
-					}
-					continue;
-				}
-				for (int f = 0; f < nfail; f++)
-				{
-					int			o = call_start[c] + idx[f];
-
-					failed[op_entry[o]] = true;
-					errors[op_entry[o]] = pstrdup(errs[f]);
-				}
-			}
-			/* superseded entries follow the fate of their key's newest entry */
-			for (int i = 0; i < n; i++)
-			{
-				KeySlot    *slot;
-
-				if (entries[i].op == 'T' || failed[i] || entries[i].bad)
-					continue;
-				slot = hash_search(byKey, &entries[i].key, HASH_FIND, NULL);
-				if (failed[slot->entry])
-				{
-					failed[i] = true;
-					errors[i] = errors[slot->entry];
-				}
-			}
+			kept[retained] = Int64GetDatum(d->entries[i].id);
+			kept_err[retained] = CStringGetTextDatum(d->errors[i]);
+			retained++;
+			rs_stats_add(d->entries[i].relid, RS_C_DELIVERY_FAILURES, 1);
+			rs_stats_error(d->entries[i].relid, d->errors[i]);
 		}
 		else
 		{
-			for (int i = 0; i < n; i++)
-			{
-				failed[i] = true;
-				errors[i] = failure->message;
-			}
-		}
-		redis_pipeline_free(p);
-
-		/*
-		 * Malformed entries are never sent: they stay queued with their
-		 * error, counted as refused, and back off like refused entries, so
-		 * they cannot hold up the entries behind them.
-		 */
-		for (int i = 0; i < n; i++)
-			if (entries[i].bad && ok)
-			{
-				failed[i] = true;
-				errors[i] = pstrdup(entries[i].bad);
-			}
-
-		/* delete what Redis confirmed; note attempts on the rest */
-		{
-			Datum	   *done = palloc(sizeof(Datum) * n);
-			Datum	   *kept = palloc(sizeof(Datum) * n);
-			Datum	   *kept_err = palloc(sizeof(Datum) * n);
-			int			ndone = 0;
-
-			for (int i = 0; i < n; i++)
-			{
-				if (failed[i])
-				{
-					kept[retained] = Int64GetDatum(entries[i].id);
-					kept_err[retained] = CStringGetTextDatum(errors[i]);
-					retained++;
-					rs_stats_add(entries[i].relid, RS_C_DELIVERY_FAILURES, 1);
-					rs_stats_error(entries[i].relid, errors[i]);
-				}
-				else
-				{
-					done[ndone++] = Int64GetDatum(entries[i].id);
-					rs_stats_add(entries[i].relid, RS_C_DELIVERED, 1);
-				}
-			}
-			if (ndone > 0)
-			{
-				Oid			dtypes[1] = {INT8ARRAYOID};
-				Datum		dargs[1];
-
-				dargs[0] = PointerGetDatum(construct_array(done, ndone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-				if (SPI_execute_with_args("DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
-										  1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
-					elog(ERROR, "redis_sync: could not remove delivered outbox entries");
-			}
-			if (retained > 0)
-			{
-				Oid			utypes[3] = {INT8ARRAYOID, TEXTARRAYOID, INT4OID};
-				Datum		uargs[3];
-
-				uargs[0] = PointerGetDatum(construct_array(kept, retained, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-				uargs[1] = PointerGetDatum(construct_array(kept_err, retained, TEXTOID, -1, false, TYPALIGN_INT));
-				uargs[2] = Int32GetDatum(rs_retry_max_backoff_ms);
-				if (SPI_execute_with_args("UPDATE redis_sync.outbox o "
-										  "   SET attempts = o.attempts + 1, last_error = u.err, "
-										  "       next_attempt_at = pg_catalog.clock_timestamp() + "
-										  "         least(100 * 2 ^ least(o.attempts, 20), $3) * interval '1 ms' "
-										  "  FROM unnest($1, $2) AS u(id, err) WHERE o.id OPERATOR(pg_catalog.=) u.id",
-										  3, utypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
-					elog(ERROR, "redis_sync: could not record failed outbox deliveries");
-			}
-			if (!ok)
-				ndone = -1;
-			else if (retained > 0)
-			{
-				failure->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-				failure->message = psprintf("Redis refused %d outbox entries", retained);
-				failure->detail = NULL;
-				for (int i = 0; i < n; i++)
-					if (failed[i] && errors[i])
-					{
-						failure->detail = psprintf("%s (key %s)", errors[i], entries[i].key);
-						break;
-					}
-			}
-			*nrefused = ok ? retained : 0;
-			hash_destroy(byKey);
-			/* the failure was built in SPI memory: the caller keeps it */
-			if (!ok || retained > 0)
-				copy_failure(failure, caller);
-			spi_end(snap);
-			rs_as_owner_leave(&saved_ao);
-			return ndone;
+			done[ndone++] = Int64GetDatum(d->entries[i].id);
+			rs_stats_add(d->entries[i].relid, RS_C_DELIVERED, 1);
 		}
 	}
+	if (ndone > 0)
+	{
+		Oid			dtypes[1] = {INT8ARRAYOID};
+		Datum		dargs[1];
+
+		dargs[0] = PointerGetDatum(construct_array(done, ndone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_with_args("DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
+								  1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "redis_sync: could not remove delivered outbox entries");
+	}
+	if (retained > 0)
+	{
+		Oid			utypes[3] = {INT8ARRAYOID, TEXTARRAYOID, INT4OID};
+		Datum		uargs[3];
+
+		uargs[0] = PointerGetDatum(construct_array(kept, retained, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		uargs[1] = PointerGetDatum(construct_array(kept_err, retained, TEXTOID, -1, false, TYPALIGN_INT));
+		uargs[2] = Int32GetDatum(rs_retry_max_backoff_ms);
+		if (SPI_execute_with_args("UPDATE redis_sync.outbox o "
+								  "   SET attempts = o.attempts + 1, last_error = u.err, "
+								  "       next_attempt_at = pg_catalog.clock_timestamp() + "
+								  "         least(100 * 2 ^ least(o.attempts, 20), $3) * interval '1 ms' "
+								  "  FROM unnest($1, $2) AS u(id, err) WHERE o.id OPERATOR(pg_catalog.=) u.id",
+								  3, utypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "redis_sync: could not record failed outbox deliveries");
+	}
+	return retained;
+}
+
+int64
+rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
+				  int *nrefused)
+{
+	Delivery	d = {0};
+	RsAsOwner	saved_ao;
+	bool		snap;
+	bool		ok;
+	int			retained;
+	int64		result;
+
+	*nrefused = 0;
+	d.caller = CurrentMemoryContext;
+	become_owner(&saved_ao);
+	spi_begin(&snap);
+	if (read_entries(&d, max, relid, due_only) == 0)
+	{
+		spi_end(snap);
+		rs_as_owner_leave(&saved_ao);
+		return 0;
+	}
+	coalesce(&d);
+	ok = push(&d, failure);
+	retained = settle(&d);
+
+	if (!ok)
+		result = -1;
+	else
+	{
+		result = d.n - retained;
+		*nrefused = retained;
+		if (retained > 0)
+		{
+			failure->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+			failure->message = psprintf("Redis refused %d outbox entries", retained);
+			failure->detail = NULL;
+			for (int i = 0; i < d.n; i++)
+				if (d.failed[i] && d.errors[i])
+				{
+					failure->detail = psprintf("%s (key %s)", d.errors[i], d.entries[i].key);
+					break;
+				}
+		}
+	}
+	hash_destroy(d.byKey);
+	/* the failure was built in SPI memory: the caller keeps it */
+	if (!ok || retained > 0)
+		copy_failure(failure, d.caller);
+	spi_end(snap);
+	rs_as_owner_leave(&saved_ao);
+	return result;
 }
 
 /*
