@@ -94,38 +94,12 @@ spi_record(const char *sql, int nargs, Oid *types, Datum *args, bool *isnull, Oi
 	return result;
 }
 
-Datum
-redis_sync_get(PG_FUNCTION_ARGS)
+/* the table behind get()'s first argument, checked: readable and synced */
+static SyncConfig *
+get_config(Oid relid)
 {
-	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
-	Oid			relid = typeidTypeRelid(rowtype);
 	SyncConfig *cfg;
-	ArrayType  *keyarr;
-	Datum	   *kelems;
-	bool	   *knulls;
-	int			nk;
-	StringInfoData key;
-	RedisPipeline *p;
-	RedisValue *v;
-	const char *argv[2];
-	bool		isnull;
-	Datum		result;
-	char	   *qname;
-	bool		rls;
-	StringInfoData rowsql;
-	Oid		   *rowtypes;
-	Datum	   *rowargs;
-	char	  **canon;
 
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("redis_sync.get() needs a table row type as its first argument"),
-				 errhint("Call it as redis_sync.get(NULL::my_table, '42').")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key must not be NULL")));
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -137,19 +111,23 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through or invalidate", get_rel_name(relid))));
-	cfg = rs_cache_config(cfg);	/* what the cache holds (all columns for invalidate) */
+	return rs_cache_config(cfg);	/* what the cache holds (all columns for invalidate) */
+}
 
-	keyarr = PG_GETARG_ARRAYTYPE_P(1);
-	deconstruct_array(keyarr, TEXTOID, -1, false, TYPALIGN_INT, &kelems, &knulls, &nk);
+/*
+ * The key values, read as the caller writes literals (session settings),
+ * then named in the canonical form, as the capture does.
+ */
+static char **
+canonical_key_values(Oid relid, SyncConfig *cfg, Datum *kelems, bool *knulls, int nk)
+{
+	char	  **canon;
+
 	if (nk != cfg->nkeys)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("table \"%s\" has %d key columns, but %d key values were given",
 						get_rel_name(relid), cfg->nkeys, nk)));
-	/*
-	 * The key values are read as the caller writes literals (session
-	 * settings), then named in the canonical form, as the capture does.
-	 */
 	canon = palloc(sizeof(char *) * nk);
 	for (int i = 0; i < nk; i++)
 	{
@@ -166,34 +144,81 @@ redis_sync_get(PG_FUNCTION_ARGS)
 									   OidInputFunctionCall(infn, TextDatumGetCString(kelems[i]),
 															ioparam, typmod));
 	}
-	key.data = rs_key_build(cfg->prefix, canon, nk);
+	return canon;
+}
 
-	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									   get_rel_name(relid));
+/* the caller's own SELECT of the row (policies included): $1..$nk are the key values */
+static char *
+row_query(Oid relid, SyncConfig *cfg, int nk)
+{
+	char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid));
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT t.*::%s FROM %s t WHERE (", qname, qname);
+	for (int i = 0; i < nk; i++)
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
+	appendStringInfoString(&sql, ") = (");
+	for (int i = 0; i < nk; i++)
+		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
+						 format_type_be_qualified(cfg->keys[i].typid));
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/* one lookup counted in stats */
+static void
+count_lookup(SyncConfig *cfg, int counter)
+{
+	rs_stats_add(cfg->root_relid, counter, 1);
+	rs_stats_flush();
+}
+
+Datum
+redis_sync_get(PG_FUNCTION_ARGS)
+{
+	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Oid			relid = typeidTypeRelid(rowtype);
+	SyncConfig *cfg;
+	Datum	   *kelems;
+	bool	   *knulls;
+	int			nk;
+	char	   *key;
+	char	  **canon;
+	char	   *rowsql;
+	Oid		   *rowtypes;
+	RedisPipeline *p;
+	RedisValue *v;
+	const char *argv[2];
+	bool		isnull;
+	bool		rls;
+	Datum		result;
+	List	   *vals = NIL;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("redis_sync.get() needs a table row type as its first argument"),
+				 errhint("Call it as redis_sync.get(NULL::my_table, '42').")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key must not be NULL")));
+	cfg = get_config(relid);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
+					  &kelems, &knulls, &nk);
+	canon = canonical_key_values(relid, cfg, kelems, knulls, nk);
+	key = rs_key_build(cfg->prefix, canon, nk);
+	rowsql = row_query(relid, cfg, nk);
+	rowtypes = palloc(sizeof(Oid) * nk);
+	for (int i = 0; i < nk; i++)
+		rowtypes[i] = TEXTOID;
 	rls = rs_rls_applies(relid);
-
-	/* the row as the caller's own SELECT sees it (policies included) */
-	{
-		initStringInfo(&rowsql);
-		appendStringInfo(&rowsql, "SELECT t.*::%s FROM %s t WHERE (", qname, qname);
-		for (int i = 0; i < nk; i++)
-			appendStringInfo(&rowsql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
-		appendStringInfoString(&rowsql, ") = (");
-		rowtypes = palloc(sizeof(Oid) * nk);
-		rowargs = palloc(sizeof(Datum) * nk);
-		for (int i = 0; i < nk; i++)
-		{
-			appendStringInfo(&rowsql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
-							 format_type_be_qualified(cfg->keys[i].typid));
-			rowtypes[i] = TEXTOID;
-			rowargs[i] = kelems[i];
-		}
-		appendStringInfoChar(&rowsql, ')');
-	}
 
 	/* 1. the cache */
 	argv[0] = cfg->format == RS_FORMAT_HASH ? "HGETALL" : "GET";
-	argv[1] = key.data;
+	argv[1] = key;
 	p = redis_pipeline_create();
 	redis_pipeline_append(p, 2, argv, NULL);
 	redis_pipeline_exec(p);
@@ -201,24 +226,21 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	v = redis_pipeline_reply(p, 0);
 	if ((v->type == RV_ARRAY && v->nelem > 0) || v->type == RV_STRING)
 	{
+		/* a cached row the caller's policies hide is not returned */
 		if (rls)
 		{
-			/* a cached row the caller's policies hide is not returned */
-			(void) spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);
+			(void) spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
 			if (isnull)
 			{
 				redis_pipeline_free(p);
-				rs_stats_add(cfg->root_relid, RS_C_HITS, 1);
-				rs_stats_flush();
+				count_lookup(cfg, RS_C_HITS);
 				PG_RETURN_NULL();
 			}
 		}
-
 		/* only the synced columns come from the cache, decoded exactly */
 		result = rs_decode_row(cfg, rowtype, v);
 		redis_pipeline_free(p);
-		rs_stats_add(cfg->root_relid, RS_C_HITS, 1);
-		rs_stats_flush();
+		count_lookup(cfg, RS_C_HITS);
 		PG_RETURN_DATUM(result);
 	}
 	redis_pipeline_free(p);
@@ -230,24 +252,18 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	 */
 	if (rls)
 	{
-		(void) spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);
+		(void) spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
 		if (isnull)
 		{
-			rs_stats_add(cfg->root_relid, RS_C_MISSES, 1);
-			rs_stats_flush();
+			count_lookup(cfg, RS_C_MISSES);
 			PG_RETURN_NULL();
 		}
 	}
-	{
-		List	   *vals = NIL;
-
-		for (int i = 0; i < nk; i++)
-			vals = lappend(vals, canon[i]);	/* rs_push_current reads them canonically */
-		(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key.data, vals)), 1);
-	}
-	result = spi_record(rowsql.data, nk, rowtypes, rowargs, &isnull, rowtype);
-	rs_stats_add(cfg->root_relid, RS_C_MISSES, 1);
-	rs_stats_flush();
+	for (int i = 0; i < nk; i++)
+		vals = lappend(vals, canon[i]); /* rs_push_current reads them canonically */
+	(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key, vals)), 1);
+	result = spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
+	count_lookup(cfg, RS_C_MISSES);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
