@@ -3,6 +3,7 @@
 #   make && make install        build and install into the server found by pg_config
 #   make test                   every suite (regress, isolation, TAP, demo) in a sandbox
 #   make demo                   live sandbox: Postgres + Redis on loopback
+#   make indent, indent-check   PostgreSQL's layout (pgindent) for src/; needs pg_bsd_indent
 #   make installcheck           regress, isolation and TAP suites against an already
 #                               running server that preloads redis_sync, runs its
 #                               worker in the test database (redis_sync.database =
@@ -116,7 +117,7 @@ $(OBJS): $(wildcard src/*.h)
 CONTRIB_TESTDB = regression
 ISOLATION_TESTDB = regression
 
-.PHONY: test demo demo-stop bench bench-quick print-%
+.PHONY: test demo demo-stop bench bench-quick print-% indent indent-check
 
 test:
 	bash tests/run_tests.sh
@@ -133,6 +134,15 @@ bench:
 
 bench-quick:
 	bash bench/run.sh --quick
+
+# PostgreSQL's layout for src/*.c and src/*.h (pg_bsd_indent 2.1.1, Debian
+# package pg-bsd-indent; PGINDENT=<PG 15 source>/src/tools/pgindent/pgindent
+# to run pgindent itself): indent rewrites, indent-check only reports
+indent:
+	PG_CONFIG=$(PG_CONFIG) bash tools/indent.sh
+
+indent-check:
+	PG_CONFIG=$(PG_CONFIG) bash tools/indent.sh --check
 
 # used by the harness to read the suite lists: make -s print-REGRESS
 print-%:
