@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Run the redis_sync test suites against a private PostgreSQL + Redis sandbox.
 #
-#   bash tests/run_tests.sh [regress] [isolation] [tap] [demo] [installcheck]
-#                                                    (default: all five)
+#   bash tests/run_tests.sh [regress] [isolation] [tap] [demo] [installcheck] [readme]
+#                                                    (default: all six)
+#
+# readme: the fenced ```sql blocks of README.md, in order, each run with
+# psql -v ON_ERROR_STOP=1 against a fresh sandbox whose worker database is
+# "app" (as in the quick start); blocks marked ```sql norun are skipped
+# (tests/readme_blocks.pl extracts them).
 #
 # installcheck: `make installcheck` twice in a row against a fresh sandbox
 # server set up as the README says (preloaded, redis_sync.database =
@@ -28,9 +33,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$PGBIN:$PATH"
 
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap demo installcheck)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(regress isolation tap demo installcheck readme)
 for s in "${SUITES[@]}"; do
-    case "$s" in regress|isolation|tap|demo|installcheck) ;; *) echo "unknown suite: $s (regress|isolation|tap|demo|installcheck)" >&2; exit 2 ;; esac
+    case "$s" in regress|isolation|tap|demo|installcheck|readme) ;; *) echo "unknown suite: $s (regress|isolation|tap|demo|installcheck|readme)" >&2; exit 2 ;; esac
 done
 
 if [ "$(id -u)" -eq 0 ]; then RUN_USER=postgres; else RUN_USER=$(id -un); fi
@@ -66,6 +71,7 @@ cleanup() {
     trap - EXIT INT TERM
     bash "$REPO/tests/sandbox.sh" stop "$SANDBOX" >/dev/null 2>&1 || true
     bash "$REPO/tests/sandbox.sh" stop "$TMP/ic_sandbox" >/dev/null 2>&1 || true
+    bash "$REPO/tests/sandbox.sh" stop "$TMP/readme_sandbox" >/dev/null 2>&1 || true
     if [ "$FAILED" -eq 0 ] && [ "$SUITES_FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_TMP:-0}" != 1 ]; then
         rm -rf "$TMP"
         rm -f "${DEPS_LOG:-}"
@@ -261,6 +267,37 @@ run_installcheck() {
         count "$runs" 1
         fail installcheck 1
     fi
+}
+
+# the README's SQL examples, in order, against a sandbox of their own
+run_readme() {
+    local dir=$TMP/readme sb=$TMP/readme_sandbox list n line ok=0 bad=0
+    echo "== readme: the sql blocks of README.md"
+    mkdir -p "$dir/blocks"
+    if ! list=$(perl "$REPO/tests/readme_blocks.pl" "$REPO/README.md" "$dir/blocks"); then
+        fail readme
+        return
+    fi
+    if ! bash "$REPO/tests/sandbox.sh" start "$sb" app; then
+        fail readme
+        return
+    fi
+    while read -r n line; do
+        if (. "$sb/env"; psql -X -v ON_ERROR_STOP=1 -d app -f "$dir/blocks/$n.sql") \
+                >"$dir/$n.out" 2>&1; then
+            ok=$((ok + 1))
+            echo "readme block $n (README.md line $line) ... ok"
+        else
+            bad=$((bad + 1))
+            echo "readme block $n (README.md line $line) ... FAILED"
+            sed 's/^/    | /' "$dir/blocks/$n.sql"
+            sed 's/^/    > /' "$dir/$n.out" | tail -n 20
+        fi
+    done <<<"$list"
+    [ "$bad" -eq 0 ] || SANDBOX=$sb show_pg_log
+    bash "$REPO/tests/sandbox.sh" stop "$sb" >/dev/null 2>&1 || true
+    count "$ok" "$bad"
+    if [ "$bad" -eq 0 ]; then pass readme; else fail readme "$bad"; fi
 }
 
 for s in "${SUITES[@]}"; do

@@ -1,6 +1,7 @@
 # Bulk write-through: a 100,000-row INSERT and a 100,000-row UPDATE, each in
-# one transaction, must reach Redis completely in a handful of round trips
-# (pipelined, chunked script calls, not one round trip per row).  A 50,000-row
+# one transaction, must reach Redis completely in one round trip (pipelined,
+# chunked script calls; the INSERT, the first push, may take a second for
+# NOSCRIPT).  A 50,000-row
 # UPDATE with redis_sync.max_buffer_bytes = 1MB overflows the in-memory buffer
 # and must go through redis_sync.outbox; deliver_outbox() then brings Redis
 # level with the table.
@@ -55,8 +56,10 @@ my $st1 = stats();
 diag(sprintf('INSERT %d rows: %.2fs, %d round trips, %d keys pushed',
 	$ROWS, $r->{elapsed}, $st1->{round_trips} - $st0->{round_trips},
 	$st1->{pushed} - $st0->{pushed}));
-cmp_ok($st1->{round_trips} - $st0->{round_trips}, '<', 50,
-	'INSERT: fewer than 50 round trips');
+# the first push to this Redis: EVALSHA meets NOSCRIPT, and the chunks are
+# resent as EVAL in a second round trip
+cmp_ok($st1->{round_trips} - $st0->{round_trips}, '<=', 2,
+	'INSERT: at most 2 round trips (one more for NOSCRIPT)');
 is($st1->{pushed} - $st0->{pushed}, $ROWS, "INSERT: $ROWS keys pushed");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'),
 	'0', 'INSERT: nothing queued in the outbox');
@@ -70,8 +73,8 @@ my $st2 = stats();
 diag(sprintf('UPDATE %d rows: %.2fs, %d round trips, %d keys pushed',
 	$ROWS, $r->{elapsed}, $st2->{round_trips} - $st1->{round_trips},
 	$st2->{pushed} - $st1->{pushed}));
-cmp_ok($st2->{round_trips} - $st1->{round_trips}, '<', 50,
-	'UPDATE: fewer than 50 round trips');
+is($st2->{round_trips} - $st1->{round_trips}, 1,
+	'UPDATE: 1 round trip (100 chunks, pipelined)');
 is($st2->{pushed} - $st1->{pushed}, $ROWS, "UPDATE: $ROWS keys pushed");
 is($redis->cli('HGET', 'b:12345', 'v'), '24690', 'spot check: b:12345 v doubled');
 is($redis->cli('HEXISTS', 'b:12340', 'note'), '0',
