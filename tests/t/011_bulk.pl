@@ -12,6 +12,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 
 my $ROWS = 100_000;
@@ -19,16 +20,7 @@ my $ROWS = 100_000;
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('bulk', redis => $redis);
 
-$node->safe_psql(
-	'postgres', q{
-CREATE TABLE b (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('b', key_prefix => 'b:');
-});
-my %cmp = (
-	table       => 'b',
-	prefix      => 'b:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
+my $b = RedisSync::Synced::synced_table($node, 'b');
 
 my $s = RedisSync::Test::session($node);
 
@@ -63,7 +55,7 @@ cmp_ok($st1->{round_trips} - $st0->{round_trips}, '<=', 2,
 is($st1->{pushed} - $st0->{pushed}, $ROWS, "INSERT: $ROWS keys pushed");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'),
 	'0', 'INSERT: nothing queued in the outbox');
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$b->cache_matches($redis,
 	name => 'after the bulk INSERT: cache == table');
 
 # --- UPDATE of all rows in one statement
@@ -79,7 +71,7 @@ is($st2->{pushed} - $st1->{pushed}, $ROWS, "UPDATE: $ROWS keys pushed");
 is($redis->cli('HGET', 'b:12345', 'v'), '24690', 'spot check: b:12345 v doubled');
 is($redis->cli('HEXISTS', 'b:12340', 'note'), '0',
 	'spot check: NULL note removed the field');
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$b->cache_matches($redis,
 	name => 'after the bulk UPDATE: all hashes updated');
 
 # --- a transaction bigger than max_buffer_bytes goes through the outbox
@@ -107,14 +99,14 @@ note("deliver_outbox() delivered $delivered entries");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'),
 	'0', 'outbox drained');
 is($redis->cli('HGET', 'b:1', 'v'), '3', 'spot check: b:1 after delivery');
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$b->cache_matches($redis,
 	name => 'after the overflowing UPDATE and delivery: cache == table');
 
 # the comparer itself must see a wrong value, a missing key and a stray key
 $redis->cli('HSET', 'b:1', 'v', '-1');
 $redis->cli('DEL', 'b:2');
 $redis->cli('HSET', 'b:999999', 'id', '999999');
-my ($diffs) = RedisSync::Compare::diff_cache_table($node, $redis, %cmp);
+my ($diffs) = $b->diff($redis);
 is(scalar(@$diffs), 3, 'comparer self-check: 3 planted differences found')
   or diag(join("\n", @$diffs[0 .. ($#$diffs < 9 ? $#$diffs : 9)]));
 
