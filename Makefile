@@ -1,7 +1,8 @@
 # redis_sync — PGXS build.
 #
 #   make && make install        build and install into the server found by pg_config
-#   make test                   every suite (regress, isolation, TAP, demo) in a sandbox
+#   make test                   every suite (regress, isolation, TAP, demo, installcheck,
+#                               the README's SQL) in a sandbox
 #   make demo                   live sandbox: Postgres + Redis on loopback
 #   make indent, indent-check   PostgreSQL's layout (pgindent) for src/; needs pg_bsd_indent
 #   make installcheck           regress, isolation and TAP suites against an already

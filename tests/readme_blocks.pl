@@ -23,11 +23,12 @@ while (my $line = <$in>)
 {
 	if (!defined $fence)
 	{
-		next unless $line =~ /^(```+|~~~+)\s*(.*?)\s*$/;
+		# a fence: up to 3 spaces of indentation (CommonMark), then ``` or ~~~
+		next unless $line =~ /^ {0,3}(```+|~~~+)\s*(.*?)\s*$/;
 		($fence, $info, $start, @body) = ($1, $2, $., ());
 		next;
 	}
-	if ($line =~ /^\Q$fence\E\s*$/)
+	if ($line =~ /^ {0,3}\Q$fence\E\s*$/)
 	{
 		if ($info eq 'sql')
 		{
