@@ -1,8 +1,10 @@
 # redis_sync — PGXS build.
 #
 #   make && make install        build and install into the server found by pg_config
-#   make test                   every suite (regress, isolation, TAP, demo) in a sandbox
+#   make test                   every suite (regress, isolation, TAP, demo, installcheck,
+#                               the README's SQL) in a sandbox
 #   make demo                   live sandbox: Postgres + Redis on loopback
+#   make indent, indent-check   PostgreSQL's layout (pgindent) for src/; needs pg_bsd_indent
 #   make installcheck           regress, isolation and TAP suites against an already
 #                               running server that preloads redis_sync, runs its
 #                               worker in the test database (redis_sync.database =
@@ -79,7 +81,8 @@ REGRESS_SHAPE =
 # upgrade runs last: it drops and recreates the extension
 REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) $(REGRESS_LAUNCH) $(REGRESS_TLS) $(REGRESS_CLUSTER) $(REGRESS_SHAPE) upgrade
 REGRESS_OPTS = --use-existing
-ISOLATION = write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
+# cache_diff first: it installs iso_cache_diff(), which the write_through_* specs use
+ISOLATION = cache_diff write_through_race write_through_delete_insert write_through_savepoint write_through_serializable read_through
 ISOLATION_CRASH =
 #
 ISOLATION_SEC = claim_race
@@ -116,7 +119,7 @@ $(OBJS): $(wildcard src/*.h)
 CONTRIB_TESTDB = regression
 ISOLATION_TESTDB = regression
 
-.PHONY: test demo demo-stop bench bench-quick print-%
+.PHONY: test demo demo-stop bench bench-quick print-% indent indent-check
 
 test:
 	bash tests/run_tests.sh
@@ -133,6 +136,15 @@ bench:
 
 bench-quick:
 	bash bench/run.sh --quick
+
+# PostgreSQL's layout for src/*.c and src/*.h (pg_bsd_indent 2.1.1, Debian
+# package pg-bsd-indent; PGINDENT=<PG 15 source>/src/tools/pgindent/pgindent
+# to run pgindent itself): indent rewrites, indent-check only reports
+indent:
+	PG_CONFIG=$(PG_CONFIG) bash tools/indent.sh
+
+indent-check:
+	PG_CONFIG=$(PG_CONFIG) bash tools/indent.sh --check
 
 # used by the harness to read the suite lists: make -s print-REGRESS
 print-%:

@@ -7,8 +7,10 @@
 use strict;
 use warnings;
 use Time::HiRes qw(time sleep);
-use IO::Socket::INET;
 use IO::Select;
+use FindBin;
+use lib "$FindBin::Bin/../tests/lib";
+use RedisSync::RESP;    # the RESP client the TAP tests use
 use JSON::PP;
 use POSIX qw(strftime :sys_wait_h);
 use File::Temp qw(tempdir);
@@ -152,52 +154,15 @@ my $R;
 
 sub redis_connect
 {
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $RPORT, Proto => 'tcp', Timeout => 5)
-	  or die "connect to Redis on port $RPORT: $!\n";
-	$s->autoflush(1);
-	return $s;
+	return RedisSync::RESP->connect(port => $RPORT, timeout => 5);
 }
 
-sub resp_encode
-{
-	my $req = '*' . scalar(@_) . "\r\n";
-	$req .= '$' . length($_) . "\r\n$_\r\n" for @_;
-	return $req;
-}
-
-sub resp_read
-{
-	my ($s) = @_;
-	my $line = readline($s);
-	die "Redis closed the connection\n" unless defined $line;
-	$line =~ s/\r\n\z//;
-	my ($t, $rest) = (substr($line, 0, 1), substr($line, 1));
-	return $rest if $t eq '+' || $t eq ':';
-	die "Redis error: $rest\n" if $t eq '-';
-	if ($t eq '$')
-	{
-		return undef if $rest == -1;
-		my $buf = '';
-		while (length($buf) < $rest + 2)
-		{
-			my $n = read($s, $buf, $rest + 2 - length($buf), length($buf));
-			die "Redis closed the connection\n" unless $n;
-		}
-		return substr($buf, 0, $rest);
-	}
-	if ($t eq '*')
-	{
-		return undef if $rest == -1;
-		return [ map { resp_read($s) } 1 .. $rest ];
-	}
-	die "unexpected Redis reply '$line'\n";
-}
+sub resp_encode { return RedisSync::RESP::encode(@_); }
 
 sub redis
 {
 	$R ||= redis_connect();
-	print $R resp_encode(@_);
-	return resp_read($R);
+	return $R->cmd(@_);
 }
 
 sub redis_info
@@ -687,15 +652,14 @@ sub start_subscriber
 	{
 		my %seen;
 		my $s = redis_connect();
-		print $s resp_encode('PSUBSCRIBE', $pattern);
-		resp_read($s);
+		$s->cmd('PSUBSCRIBE', $pattern);
 		{ open(my $rf, '>', $ready) or die "$ready: $!"; close $rf; }
 		local $SIG{ALRM} = sub { die "subscriber timeout\n" };
 		alarm($timeout);
 		eval {
 			while (keys %seen < $want)
 			{
-				my $m = resp_read($s);
+				my $m = $s->read;
 				my $t = time;
 				next unless ref $m && $m->[0] eq 'pmessage';
 				(my $k = $m->[2]) =~ s/^__keyspace\@\d+__://;
@@ -998,8 +962,8 @@ SQL
 				$req .= resp_encode('HSET', "wl:$id", 'ts', $now) . resp_encode('SADD', 'wl:dirty', $id);
 				$k++;
 			}
-			print $s $req;
-			resp_read($s) for 1 .. 2 * $k;
+			$s->write($req);
+			$s->read for 1 .. 2 * $k;
 		}
 		push @achieved, $per_run / (time - $t0);
 		my $deadline = time + 60;

@@ -6,7 +6,8 @@
 #   bash tests/deps.sh --check    only report what is missing, exit 1 if anything is
 #
 # Sourced by run_tests.sh / demo.sh, which call ensure_deps and build_install.
-# Logs of apt and make go to $DEPS_LOG (a temp file); they are shown only on failure.
+# Logs of apt and make go to $DEPS_LOG (a temp file); they are shown on failure,
+# and the compiler's warnings always.
 
 PG_MAJOR=${PG_MAJOR:-15}
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
@@ -98,6 +99,8 @@ build_install() {
         deps_show_log
         return 1
     fi
+    # the log is kept out of the way, its warnings are not
+    grep -E '(warning|note):' "$DEPS_LOG" >&2 || true
     local pkglib sharedir
     pkglib=$("$PG_CONFIG" --pkglibdir)
     sharedir=$("$PG_CONFIG" --sharedir)

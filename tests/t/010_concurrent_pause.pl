@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use IPC::Run ();
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -28,18 +29,8 @@ my $node  = RedisSync::Test::new_node(
 	redis      => $redis,
 	extra_conf => "redis_sync.command_timeout = '200ms'\n");
 
-$node->safe_psql(
-	'postgres', qq{
-CREATE TABLE t (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('t', key_prefix => 'k:');
-INSERT INTO t SELECT g, g, 'n' || g FROM generate_series(1, $ROWS) g;
-});
-my %cmp = (
-	table       => 't',
-	prefix      => 'k:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+my $t = RedisSync::Synced::synced_table($node, 't', prefix => 'k:', rows => $ROWS);
+$t->cache_matches($redis,
 	name => 'initial rows are cached');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'),
 	'0', 'outbox empty before the run');
@@ -166,7 +157,7 @@ diag("rows at the end: $left of $ROWS ids");
 cmp_ok($left, '<', $ROWS, 'some ids are deleted at the end');
 cmp_ok($left, '>', 0,     'some ids exist at the end');
 
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$t->cache_matches($redis,
 	name => 'after the run and the drain: cache == table');
 
 # explicit: no key for any deleted id

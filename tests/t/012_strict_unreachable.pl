@@ -11,6 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 
 my $port = RedisSync::Test::free_port();
@@ -20,14 +21,9 @@ my $node = RedisSync::Test::new_node(
 	extra_conf => "redis_sync.connect_timeout = '500ms'\n");
 
 # rows of the strict table exist before it is synced (nothing to push then)
-$node->safe_psql(
-	'postgres', q{
-CREATE TABLE s (id int PRIMARY KEY, v int, note text);
-INSERT INTO s SELECT g, g, 's' || g FROM generate_series(1, 10) g;
-SELECT redis_sync.write_through('s', key_prefix => 's:', consistency => 'strict');
-CREATE TABLE e (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('e', key_prefix => 'e:', consistency => 'eventual');
-});
+my $st = RedisSync::Synced::synced_table($node, 's', with => "consistency => 'strict'",
+	fill => "SELECT g, g, 's' || g FROM generate_series(1, 10) g", fill_first => 1);
+my $e = RedisSync::Synced::synced_table($node, 'e', with => "consistency => 'eventual'");
 is($node->safe_psql('postgres',
 		"SELECT relid::text || ' ' || consistency FROM redis_sync.tables ORDER BY 1"),
 	"e eventual\ns strict", 'one strict and one eventual table');
@@ -105,24 +101,12 @@ my $delivered = RedisSync::Compare::drain_outbox($node);
 note("delivered $delivered entries");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'),
 	'0', 'outbox drained');
-RedisSync::Compare::cache_matches_table(
-	$node, $redis,
-	table       => 'e',
-	prefix      => 'e:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ],
-	name        => 'eventual table: cache == table after delivery');
+$e->cache_matches($redis, 'eventual table: cache == table after delivery');
 
 # strict writes go through now (the same session that saw the failures)
 $r = $s->query("UPDATE s SET v = v + 1000;\nINSERT INTO s VALUES (11, 11, 'new');");
 is($r->{err}, '', 'strict UPDATE and INSERT succeed once Redis is up');
-RedisSync::Compare::cache_matches_table(
-	$node, $redis,
-	table       => 's',
-	prefix      => 's:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ],
-	name        => 'strict table: cache == table');
+$st->cache_matches($redis, 'strict table: cache == table');
 
 $s->quit;
 $node->stop;

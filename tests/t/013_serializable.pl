@@ -11,6 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -33,19 +34,10 @@ sub write_skew
 {
 	my (%c) = @_;
 	my $tbl = $c{table};
-	my %cmp = (
-		table       => $tbl,
-		prefix      => "$tbl:",
-		key_columns => ['id'],
-		columns     => [ 'id', 'v' ],
-		name        => "$c{label}: cache == committed table");
-
-	$node->safe_psql(
-		'postgres', qq{
-CREATE TABLE $tbl (id int PRIMARY KEY, v int);
-SELECT redis_sync.write_through('$tbl', key_prefix => '$tbl:', consistency => '$c{consistency}');
-INSERT INTO $tbl VALUES (1, 100), (2, 100);
-});
+	my $t = RedisSync::Synced::synced_table($node, $tbl,
+		columns => 'id int PRIMARY KEY, v int',
+		with    => "consistency => '$c{consistency}'",
+		fill    => 'VALUES (1, 100), (2, 100)');
 	is($redis->cli('HGET', "$tbl:2", 'v'), '100', "$c{label}: row 2 cached");
 
 	my $r;
@@ -81,12 +73,12 @@ INSERT INTO $tbl VALUES (1, 100), (2, 100);
 
 	is($node->safe_psql('postgres', "SELECT id || '=' || v FROM $tbl ORDER BY id"),
 		"1=-50\n2=100", "$c{label}: table holds A's result only");
-	RedisSync::Compare::cache_matches_table($node, $redis, %cmp);
+	$t->cache_matches($redis, "$c{label}: cache == committed table");
 
 	# the repaired state is fenced: a late write of the same keys still works
 	$r = $b->query("UPDATE $tbl SET v = 7 WHERE id = 2;");
 	is($r->{err}, '', "$c{label}: later update of row 2 commits");
-	RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+	$t->cache_matches($redis,
 		name => "$c{label}: cache == table after a later update");
 	return;
 }

@@ -26,6 +26,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use IPC::Run ();
 use Test::More;
 use Time::HiRes qw(time);
@@ -46,25 +47,15 @@ redis_sync.retry_max_backoff = '1s'
 redis_sync.rewarm_on_restart = off
 EOC
 
-$node->safe_psql(
-	'postgres', qq{
-CREATE TABLE t (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('t', key_prefix => 't:', consistency => 'eventual');
-INSERT INTO t SELECT g, g, 'n' || g FROM generate_series(1, $ROWS) g;
-CREATE TABLE s (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('s', key_prefix => 's:', consistency => 'strict');
-INSERT INTO s SELECT g, g, 's' || g FROM generate_series(1, 10) g;
-CREATE SEQUENCE ids;
-});
-my %t_cmp = (
-	table       => 't',
-	prefix      => 't:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
-my %s_cmp = (%t_cmp, table => 's', prefix => 's:');
-RedisSync::Compare::cache_matches_table($node, $redis, %t_cmp,
+my $t = RedisSync::Synced::synced_table($node, 't',
+	with => "consistency => 'eventual'", rows => $ROWS);
+my $st = RedisSync::Synced::synced_table($node, 's',
+	with => "consistency => 'strict'",
+	fill => "SELECT g, g, 's' || g FROM generate_series(1, 10) g",
+	sql  => 'CREATE SEQUENCE ids;');
+$t->cache_matches($redis,
 	name => 'eventual table cached before the outage');
-RedisSync::Compare::cache_matches_table($node, $redis, %s_cmp,
+$st->cache_matches($redis,
 	name => 'strict table cached before the outage');
 is(RedisSync::Compare::worker_stat($node, 'worker_running'),
 	't', 'worker is running');
@@ -150,7 +141,7 @@ diag(sprintf('drain after Redis restart: %d queued entries, restart to empty out
 		  . '(circuit closed after %.3fs, first entries gone after %.3fs; worker backoff '
 		  . 'capped by retry_max_backoff = 1s)',
 		$depth, $drain_total, ($t_closed // time) - $t0, ($t_first // time) - $t0));
-RedisSync::Compare::cache_matches_table($node, $redis, %t_cmp,
+$t->cache_matches($redis,
 	name => 'eventual table: cache == table after the drain');
 my $wc = RedisSync::Compare::wait_for(
 	sub { RedisSync::Compare::worker_stat($node, 'circuit') eq 'closed' }, 10);
@@ -161,7 +152,7 @@ is($node->safe_psql('postgres',
 
 # the strict table was lost with Redis's memory: warm it
 is($node->safe_psql('postgres', "SELECT redis_sync.warm('s')"), '10', 'warm(s) pushed 10 rows');
-RedisSync::Compare::cache_matches_table($node, $redis, %s_cmp,
+$st->cache_matches($redis,
 	name => 'strict table: cache == table after warm()');
 $r = $s->query("UPDATE s SET v = v + 1 WHERE id = 1");
 is($r->{err}, '', 'strict writes work again');
@@ -227,9 +218,9 @@ ok(defined $drain, 'outbox drained after Redis resumed');
 $wc = RedisSync::Compare::wait_for(
 	sub { RedisSync::Compare::worker_stat($node, 'circuit') eq 'closed' }, 10);
 ok(defined $wc, 'circuit closed after Redis resumed');
-RedisSync::Compare::wait_cache_matches_table($node, $redis, %t_cmp,
+$t->wait_cache_matches($redis,
 	name => 'eventual table: cache == table after the hang');
-RedisSync::Compare::wait_cache_matches_table($node, $redis, %s_cmp,
+$st->wait_cache_matches($redis,
 	timeout => 30,
 	name    => 'strict table: cache == table (late pushes of aborted writes repaired)');
 is($redis->cli('HLEN', $node->safe_psql('postgres',
@@ -238,7 +229,7 @@ is($redis->cli('HLEN', $node->safe_psql('postgres',
 
 $r = $s->query("UPDATE s SET v = v + 1 WHERE id = 2");
 is($r->{err}, '', 'strict writes work again');
-RedisSync::Compare::cache_matches_table($node, $redis, %s_cmp,
+$st->cache_matches($redis,
 	name => 'strict table: cache == table at the end');
 
 $s->quit;

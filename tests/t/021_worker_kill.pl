@@ -17,6 +17,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -35,26 +36,13 @@ restart_after_crash = on
 EOC
 
 # an async table (every change goes through the outbox) and an eventual one
-$node->safe_psql(
-	'postgres', qq{
-CREATE TABLE a (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('a', key_prefix => 'a:', delivery => 'async');
-CREATE TABLE e (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('e', key_prefix => 'e:', consistency => 'eventual');
-INSERT INTO a SELECT g, g, 'n' || g FROM generate_series(1, $ROWS) g;
-INSERT INTO e SELECT g, g, 'n' || g FROM generate_series(1, $ROWS) g;
-});
-my %a_cmp = (
-	table       => 'a',
-	prefix      => 'a:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
-my %e_cmp = (%a_cmp, table => 'e', prefix => 'e:');
+my $a = RedisSync::Synced::synced_table($node, 'a', with => "delivery => 'async'", rows => $ROWS);
+my $e = RedisSync::Synced::synced_table($node, 'e', with => "consistency => 'eventual'", rows => $ROWS);
 ok(defined RedisSync::Compare::wait_for(
 		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
 	'initial async rows delivered');
-RedisSync::Compare::cache_matches_table($node, $redis, %a_cmp, name => 'async table cached');
-RedisSync::Compare::cache_matches_table($node, $redis, %e_cmp, name => 'eventual table cached');
+$a->cache_matches($redis, name => 'async table cached');
+$e->cache_matches($redis, name => 'eventual table cached');
 
 # queue $UPDATES single-row changes while the worker is held
 is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
@@ -125,10 +113,10 @@ my $w = RedisSync::Compare::wait_for(
 ok(defined $w, 'outbox drained after Redis resumed');
 diag(sprintf('drain after the crash and Redis resume: %.2fs', time - $t0)) if defined $w;
 
-RedisSync::Compare::wait_cache_matches_table($node, $redis, %a_cmp,
+$a->wait_cache_matches($redis,
 	timeout => 10,
 	name    => 'async table: cache == table');
-RedisSync::Compare::wait_cache_matches_table($node, $redis, %e_cmp,
+$e->wait_cache_matches($redis,
 	timeout => 10,
 	name    => 'eventual table: cache == table');
 

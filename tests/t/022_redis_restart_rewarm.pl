@@ -11,6 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -19,23 +20,13 @@ my $ROWS = 500;
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('rewarm', redis => $redis);
 
-$node->safe_psql(
-	'postgres', qq{
-CREATE TABLE t (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('t', key_prefix => 't:');
-INSERT INTO t SELECT g, g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'n' || g END
-  FROM generate_series(1, $ROWS) g;
--- an invalidate table is not re-warmed (it has no cached values to restore)
-CREATE TABLE inv (id int PRIMARY KEY, v int);
-SELECT redis_sync.invalidate('inv', key_prefix => 'inv:');
-INSERT INTO inv SELECT g, g FROM generate_series(1, 20) g;
-});
-my %cmp = (
-	table       => 't',
-	prefix      => 't:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp, name => 'table cached');
+my $t = RedisSync::Synced::synced_table($node, 't',
+	fill => "SELECT g, g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'n' || g END
+  FROM generate_series(1, $ROWS) g");
+# an invalidate table is not re-warmed (it has no cached values to restore)
+RedisSync::Synced::synced_table($node, 'inv', columns => 'id int PRIMARY KEY, v int',
+	policy => 'invalidate', fill => 'SELECT g, g FROM generate_series(1, 20) g');
+$t->cache_matches($redis, name => 'table cached');
 
 sub run_id
 {
@@ -43,19 +34,7 @@ sub run_id
 	return $id;
 }
 
-sub count_keys
-{
-	my ($pattern) = @_;
-	my $n = 0;
-	my $cursor = 0;
-	do
-	{
-		my @r = split /\n/, $redis->cli('SCAN', $cursor, 'MATCH', $pattern, 'COUNT', 1000);
-		$cursor = shift @r;
-		$n += grep { !/:rs_version$/ } @r;
-	} while ($cursor ne '0');
-	return $n;
-}
+sub count_keys { return RedisSync::Synced::count_keys($redis, $_[0]); }
 
 my $rid0 = run_id();
 ok( $node->poll_query_until('postgres',
@@ -74,7 +53,7 @@ isnt($rid1, $rid0, 'Redis restarted with a new run_id');
 is(count_keys('t:*'), 0, 'Redis is empty');
 my $t0 = time;
 $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
-my $w = RedisSync::Compare::wait_cache_matches_table($node, $redis, %cmp,
+my $w = $t->wait_cache_matches($redis,
 	timeout => 30,
 	name    => 'worker re-warmed the table after the restart: cache == table');
 diag(sprintf('Redis restart (empty) to cache == table for %d rows: %.2fs', $ROWS, time - $t0))
@@ -93,7 +72,7 @@ is($node->safe_psql('postgres',
 
 # writes keep working and stay in step
 $node->safe_psql('postgres', "UPDATE t SET v = -v WHERE id % 7 = 0; DELETE FROM t WHERE id > 490;");
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$t->cache_matches($redis,
 	name => 'cache == table after writes following the re-warm');
 
 # 2. rewarm_on_restart = off: the cache stays empty until warm()
@@ -126,7 +105,7 @@ unlike($log, qr/re-warmed \d+ keys/, 'no re-warm logged');
 my $nrows = $node->safe_psql('postgres', 'SELECT count(*) FROM t');
 is($node->safe_psql('postgres', "SELECT redis_sync.warm('t')"),
 	$nrows, "redis_sync.warm('t') pushed $nrows rows");
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$t->cache_matches($redis,
 	name => 'cache == table after warm()');
 
 $node->stop;

@@ -21,6 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -42,25 +43,16 @@ if ($ret != 0)
 }
 is($out, 'off', 'redis_sync.debug_crash_after_push exists and is off by default');
 
-$node->safe_psql(
-	'postgres', q{
-CREATE TABLE e (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('e', key_prefix => 'e:', consistency => 'eventual');
-CREATE TABLE s (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('s', key_prefix => 's:', consistency => 'strict');
-INSERT INTO e SELECT g, g, 'e' || g FROM generate_series(1, 100) g;
-INSERT INTO s SELECT g, g, 's' || g FROM generate_series(1, 20) g;
+my $e = RedisSync::Synced::synced_table($node, 'e', with => "consistency => 'eventual'",
+	fill => "SELECT g, g, 'e' || g FROM generate_series(1, 100) g");
+my $st = RedisSync::Synced::synced_table($node, 's', with => "consistency => 'strict'",
+	fill => "SELECT g, g, 's' || g FROM generate_series(1, 20) g");
+$node->safe_psql('postgres', q{
 CREATE ROLE plain LOGIN;
 GRANT USAGE ON SCHEMA redis_sync TO plain;
 });
-my %e_cmp = (
-	table       => 'e',
-	prefix      => 'e:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
-my %s_cmp = (%e_cmp, table => 's', prefix => 's:');
-RedisSync::Compare::cache_matches_table($node, $redis, %e_cmp, name => 'eventual table cached');
-RedisSync::Compare::cache_matches_table($node, $redis, %s_cmp, name => 'strict table cached');
+$e->cache_matches($redis, name => 'eventual table cached');
+$st->cache_matches($redis, name => 'strict table cached');
 
 # superuser only
 ($ret, $out, $err) = $node->psql('postgres',
@@ -125,10 +117,10 @@ note('xid ' . ($crashed_xid // '?') . ' after the crash: '
 	  . $node->safe_psql('postgres', 'SELECT pg_xact_status(\'' . ($crashed_xid // 0) . '\'::xid8)'));
 
 # the sweep repairs the keys the crashed transaction pushed
-my $w = RedisSync::Compare::wait_cache_matches_table($node, $redis, %e_cmp,
+my $w = $e->wait_cache_matches($redis,
 	timeout => 30,
 	name    => 'eventual table: cache == table after the repair');
-RedisSync::Compare::wait_cache_matches_table($node, $redis, %s_cmp,
+$st->wait_cache_matches($redis,
 	timeout => 30,
 	name    => 'strict table: cache == table after the repair');
 diag(sprintf('crash to repaired cache: %.2fs', time - $t0));
@@ -157,8 +149,8 @@ is($redis->cli('HGET', 'e:95', 'note'), 'e95', 'e:95 (deleted by it) is back');
 # normal operation afterwards
 $node->safe_psql('postgres',
 	"UPDATE e SET note = 'after' WHERE id <= 5; UPDATE s SET note = 'after' WHERE id <= 5;");
-RedisSync::Compare::cache_matches_table($node, $redis, %e_cmp, name => 'eventual table in step afterwards');
-RedisSync::Compare::cache_matches_table($node, $redis, %s_cmp, name => 'strict table in step afterwards');
+$e->cache_matches($redis, name => 'eventual table in step afterwards');
+$st->cache_matches($redis, name => 'strict table in step afterwards');
 
 $node->stop;
 done_testing();

@@ -12,6 +12,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use Test::More;
 
 my $r1   = RedisSync::Test::start_redis();
@@ -21,15 +22,11 @@ my $node = RedisSync::Test::new_node(
 	redis      => $r1,
 	extra_conf => "redis_sync.rewarm_on_restart = off\n");
 
-$node->safe_psql(
-	'postgres', q{
-CREATE TABLE t (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('t', key_prefix => 't:');
-CREATE TABLE a (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('a', key_prefix => 'a:', delivery => 'async');
-INSERT INTO t SELECT g, g, 'before' FROM generate_series(1, 10) g;
-INSERT INTO a SELECT g, g, 'before' FROM generate_series(1, 10) g;
-});
+my %tables = (
+	t => RedisSync::Synced::synced_table($node, 't',
+		fill => "SELECT g, g, 'before' FROM generate_series(1, 10) g"),
+	a => RedisSync::Synced::synced_table($node, 'a', with => "delivery => 'async'",
+		fill => "SELECT g, g, 'before' FROM generate_series(1, 10) g"));
 ok(defined RedisSync::Compare::wait_for(
 		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
 	'async rows delivered');
@@ -106,13 +103,7 @@ is( "@keys2",
 $node->safe_psql('postgres', "SELECT redis_sync.warm('t'), redis_sync.warm('a')");
 for my $tab ('t', 'a')
 {
-	RedisSync::Compare::cache_matches_table(
-		$node, $r2,
-		table       => $tab,
-		prefix      => "$tab:",
-		key_columns => ['id'],
-		columns     => [ 'id', 'v', 'note' ],
-		name        => "table $tab: Redis #2 == table after warm()");
+	$tables{$tab}->cache_matches($r2, "table $tab: Redis #2 == table after warm()");
 }
 
 $old->quit;

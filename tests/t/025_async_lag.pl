@@ -15,7 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
-use IO::Socket::INET;
+use RedisSync::Synced;
 use IPC::Run ();
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -29,61 +29,18 @@ my $MAX_LAG   = 5;        # seconds
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('asynclag', redis => $redis);
 
-$node->safe_psql(
-	'postgres', qq{
-CREATE TABLE a (id int PRIMARY KEY, v int, note text);
-SELECT redis_sync.write_through('a', key_prefix => 'a:', delivery => 'async');
-INSERT INTO a SELECT g, g, 'n' || g FROM generate_series(1, 1200) g;
-CREATE TABLE bulk (id int PRIMARY KEY, v int);
-SELECT redis_sync.write_through('bulk', key_prefix => 'b:', delivery => 'async');
-INSERT INTO bulk SELECT g, g FROM generate_series(1, $BULK) g;
-});
+my $at = RedisSync::Synced::synced_table($node, 'a', with => "delivery => 'async'", rows => 1200);
+my $bulk = RedisSync::Synced::synced_table($node, 'bulk', prefix => 'b:',
+	columns => 'id int PRIMARY KEY, v int', with => "delivery => 'async'",
+	fill => "SELECT g, g FROM generate_series(1, $BULK) g");
 ok(defined RedisSync::Compare::wait_for(
 		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
 	'initial rows delivered');
-my %cmp = (
-	table       => 'a',
-	prefix      => 'a:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v', 'note' ]);
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp, name => 'async table cached');
+$at->cache_matches($redis, name => 'async table cached');
 
-# minimal RESP client on one persistent connection
-my $sock = IO::Socket::INET->new(
-	PeerAddr => '127.0.0.1',
-	PeerPort => $redis->port,
-	Proto    => 'tcp') or die "connect to Redis: $!";
-$sock->autoflush(1);
-
-sub resp_line
-{
-	my $line = readline($sock);
-	die "Redis closed the connection" unless defined $line;
-	$line =~ s/\r\n\z//;
-	return $line;
-}
-
-sub redis_cmd
-{
-	my @args = @_;
-	my $req = '*' . scalar(@args) . "\r\n";
-	$req .= '$' . length($_) . "\r\n$_\r\n" for @args;
-	print $sock $req;
-	my $line = resp_line();
-	my $t = substr($line, 0, 1);
-	my $rest = substr($line, 1);
-	return $rest if $t eq '+' || $t eq ':';
-	die "Redis error: $rest" if $t eq '-';
-	die "unexpected reply $line" unless $t eq '$';
-	return undef if $rest == -1;
-	my $buf = '';
-	while (length($buf) < $rest + 2)
-	{
-		my $n = read($sock, $buf, $rest + 2 - length($buf), length($buf));
-		die "short read" unless $n;
-	}
-	return substr($buf, 0, $rest);
-}
+# a RESP client on one persistent connection
+my $resp = $redis->resp;
+sub redis_cmd { return $resp->cmd(@_); }
 is(redis_cmd('HGET', 'a:1', 'note'), 'n1', 'RESP client reads the cache');
 
 # background load: pgbench at a steady rate on rows 1..1000
@@ -142,7 +99,7 @@ diag(sprintf('load phase took %.1fs', time - $t_start));
 ok(defined RedisSync::Compare::wait_for(
 		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
 	'outbox empty after the load');
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp,
+$at->cache_matches($redis,
 	name => 'async table: cache == table after the load');
 
 # delivery rate: 10,000 queued entries, then let the worker go
@@ -156,15 +113,9 @@ my $w = RedisSync::Compare::wait_for(
 ok(defined $w, "worker delivered $BULK entries");
 diag(sprintf('outbox delivery: %d entries in %.3fs = %.0f rows/s',
 		$BULK, $w, $BULK / $w)) if $w;
-RedisSync::Compare::cache_matches_table(
-	$node, $redis,
-	table       => 'bulk',
-	prefix      => 'b:',
-	key_columns => ['id'],
-	columns     => [ 'id', 'v' ],
-	name        => 'bulk table: cache == table');
+$bulk->cache_matches($redis, 'bulk table: cache == table');
 
-close $sock;
+$resp->close;
 $s->quit;
 $node->stop;
 done_testing();

@@ -18,6 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Synced;
 use RedisSync::WB;
 use Test::More;
 use Time::HiRes qw(time);
@@ -34,15 +35,14 @@ my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('wbmixed', redis => $redis,
 	extra_conf => "max_connections = 50\n");
 
-$node->safe_psql(
-	'postgres', qq{
-CREATE TABLE p (id int PRIMARY KEY, name text, price numeric(12,2),
-                view_count bigint NOT NULL DEFAULT 0, likes bigint NOT NULL DEFAULT 0);
-SELECT redis_sync.write_through('p', key_prefix => 'p:', columns => '{id,name,price}');
-INSERT INTO p SELECT g, 'n' || g, g / 10.0, g, 0 FROM generate_series(1, $ROWS) g;
-SELECT redis_sync.write_behind('p', key_prefix => 'p:', columns => '{view_count,likes}',
-                               counters => '{view_count,likes}', flush_interval => '200 ms');
-});
+# the comparison reads every column: write-through's and write-behind's
+my $p = RedisSync::Synced::synced_table($node, 'p',
+	columns => 'id int PRIMARY KEY, name text, price numeric(12,2),
+                view_count bigint NOT NULL DEFAULT 0, likes bigint NOT NULL DEFAULT 0',
+	with => "columns => '{id,name,price}'",
+	fill => "SELECT g, 'n' || g, g / 10.0, g, 0 FROM generate_series(1, $ROWS) g",
+	sql  => q{SELECT redis_sync.write_behind('p', key_prefix => 'p:', columns => '{view_count,likes}',
+                               counters => '{view_count,likes}', flush_interval => '200 ms');});
 is($node->safe_psql('postgres', "SELECT string_agg(policy, ',' ORDER BY policy) FROM redis_sync.tables WHERE relid = 'p'::regclass"),
 	'write_behind,write_through', 'table p has both policies');
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
@@ -177,9 +177,7 @@ is($node->safe_psql('postgres', 'SELECT sum(view_count) - sum(id), sum(likes) FR
 # cache == table for every column (the counter correction writes the
 # table's previous value into Redis with HINCRBY, so every counter field
 # exists in Redis after the first drain of a key)
-my %cmp = (table => 'p', prefix => 'p:', key_columns => ['id'],
-	columns => [qw(id name price view_count likes)]);
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp, name => 'cache == table, all columns');
+$p->cache_matches($redis, name => 'cache == table, all columns');
 
 # no echo in a drain-only round
 my @cmds;
@@ -196,7 +194,7 @@ is_deeply([ @$s2{qw(captured pushed queued)} ], [ @$s1{qw(captured pushed queued
 is(RedisSync::Compare::outbox_depth($node), 0, 'nothing queued in the outbox');
 is($node->safe_psql('postgres', 'SELECT sum(view_count) - sum(id) FROM p'),
 	$VIEW_CLIENTS * $VIEWS + $ROWS, 'one more increment per row applied');
-RedisSync::Compare::cache_matches_table($node, $redis, %cmp, name => 'cache == table after the drain-only round');
+$p->cache_matches($redis, name => 'cache == table after the drain-only round');
 
 # no echo of drain INSERTs either: rows the application creates in Redis
 # (new ids) are inserted by the drain; the write-through trigger must not

@@ -5,6 +5,9 @@
 #                  extra_conf => "redis_sync.connect_timeout = '500ms'");
 #   my $s    = RedisSync::Test::session($node);           # one psql backend
 #   my $res  = $s->query("SELECT 1");                     # {out, err, elapsed}
+#   my $c    = $r->resp;              # RESP client (RedisSync::RESP) on its own connection
+#
+# Table, policy and cache comparison in one call: RedisSync::Synced.
 #
 # Every Redis server started here is killed in an END block.
 package RedisSync::Test;
@@ -161,6 +164,15 @@ sub stop
 	}
 	$self->{pid} = undef;
 	return;
+}
+
+# A RESP client on a connection of its own (RedisSync::RESP): for what
+# redis-cli cannot do, e.g. commands on one persistent connection.
+sub resp
+{
+	my ($self) = @_;
+	require RedisSync::RESP;
+	return RedisSync::RESP->connect(port => $self->{port});
 }
 
 # Block all clients for $ms milliseconds.

@@ -14,21 +14,15 @@ use warnings;
 
 use IPC::Run ();
 use PostgreSQL::Test::Utils ();
+use RedisSync::RESP;
 use RedisSync::Test;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-# RESP encoding of one command
+# RESP encoding of one command (RedisSync::RESP's)
 sub resp
 {
-	my @args = @_;
-	my $s = '*' . scalar(@args) . "\r\n";
-	for my $a (@args)
-	{
-		use bytes;
-		$s .= '$' . length($a) . "\r\n" . $a . "\r\n";
-	}
-	return $s;
+	return RedisSync::RESP::encode(@_);
 }
 
 # write_resp($file, \@cmd, \@cmd, ...): a redis-cli --pipe input file
