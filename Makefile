@@ -45,7 +45,7 @@ OBJS_WARM =
 #
 OBJS_LAUNCH =
 #
-OBJS_TLS = src/redis_conn.o
+OBJS_TLS = src/redis_conn.o src/redis_tls.o
 #
 OBJS_CLUSTER =
 #
@@ -99,7 +99,7 @@ TAP_TESTS = 1
 PROVE_TESTS ?= tests/t/*.pl
 
 PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -lhiredis
+SHLIB_LINK = -lhiredis -lssl -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

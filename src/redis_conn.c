@@ -45,6 +45,7 @@
 
 #include "redis_conn.h"
 #include "redis_sync.h"
+#include "redis_tls.h"
 #include "redis_url.h"
 #include "shmem.h"
 
@@ -55,6 +56,7 @@ struct RedisConn
 	redisContext *ctx;			/* NULL when disconnected */
 	WaitEventSet *wes;
 	int			sock_pos;
+	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
 	bool		busy;			/* an exchange is in flight */
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
@@ -127,8 +129,12 @@ redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
 		if (p->password == NULL)
 			return false;
 	}
-	p->tls = false;
-	p->tls_verify = RS_TLS_VERIFY_FULL;
+	p->tls = ep.tls;
+	p->tls_ca_file = rs_tls_ca_file;
+	p->tls_cert_file = rs_tls_cert_file;
+	p->tls_key_file = rs_tls_key_file;
+	p->tls_verify = (RedisTlsVerify) rs_tls_verify;
+	p->tls_server_name = rs_tls_server_name;
 	return true;
 }
 
@@ -141,6 +147,12 @@ redis_conn_settings_key(void)
 	appendStringInfoString(&key, rs_redis_url ? rs_redis_url : "");
 	appendStringInfoChar(&key, '\x01');
 	appendStringInfoString(&key, rs_password_file ? rs_password_file : "");
+	appendStringInfo(&key, "\x01%s\x01%s\x01%s\x01%d\x01%s",
+					 rs_tls_ca_file ? rs_tls_ca_file : "",
+					 rs_tls_cert_file ? rs_tls_cert_file : "",
+					 rs_tls_key_file ? rs_tls_key_file : "",
+					 rs_tls_verify,
+					 rs_tls_server_name ? rs_tls_server_name : "");
 	return key.data;
 }
 
@@ -362,13 +374,99 @@ redis_resp_encode_command(StringInfo buf, int argc, const char **argv,
  * The wire exchange
  * ---------------------------------------------------------------- */
 
+/* hand out the replies the reader has parsed; false on a protocol error */
+static bool
+take_replies(RedisConn *c, int n, int *got, RedisValue *out, bool *progress,
+			 RedisFailure *f)
+{
+	while (*got < n)
+	{
+		void	   *r = NULL;
+
+		if (redisGetReplyFromReader(c->ctx, &r) != REDIS_OK)
+		{
+			char		detail[256];
+
+			strlcpy(detail, c->ctx->errstr, sizeof(detail));
+			redis_conn_disconnect(c);
+			return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+							   psprintf("invalid reply from Redis at %s", c->display),
+							   detail);
+		}
+		if (r == NULL)
+			break;
+		copy_reply((redisReply *) r, &out[(*got)++]);
+		freeReplyObject(r);
+		*progress = true;
+	}
+	return true;
+}
+
+/*
+ * One round of TLS I/O: write what OpenSSL takes, read one chunk.  Sets
+ * *progress when bytes moved and adds to *want the socket events OpenSSL
+ * waits for.  False on failure (connection dropped, *f filled).
+ */
+static bool
+tls_io(RedisConn *c, const char *buf, size_t len, size_t *written,
+	   bool *progress, int *want, RedisFailure *f)
+{
+	char		rb[16384];
+	ssize_t		k;
+	int			w = 0;
+
+	if (*written < len)
+	{
+		k = redis_tls_write(c->tls, buf + *written, len - *written, &w, f);
+		if (k < 0)
+		{
+			redis_conn_disconnect(c);
+			return false;
+		}
+		if (k > 0)
+		{
+			*written += k;
+			*progress = true;
+		}
+		else
+			*want |= w;
+	}
+
+	/* read even without a readiness report: OpenSSL may hold decrypted bytes */
+	w = 0;
+	k = redis_tls_read(c->tls, rb, sizeof(rb), &w, f);
+	if (k < 0)
+	{
+		redis_conn_disconnect(c);
+		return false;
+	}
+	if (k > 0)
+	{
+		if (redisReaderFeed(c->ctx->reader, rb, k) != REDIS_OK)
+		{
+			redis_conn_disconnect(c);
+			return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+							   psprintf("invalid reply from Redis at %s", c->display),
+							   "The reply parser ran out of memory.");
+		}
+		*progress = true;
+	}
+	else
+		*want |= w;
+	return true;
+}
+
+/*
+ * Send len bytes of buf and read n replies; timeout_ms bounds each wait
+ * without progress.
+ */
 static bool
 exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
-				  RedisValue *out, RedisFailure *f)
+				  RedisValue *out, RedisFailure *f, int timeout_ms)
 {
 	size_t		written = 0;
 	int			got = 0;
-	TimestampTz deadline = deadline_after(rs_command_timeout_ms);
+	TimestampTz deadline = deadline_after(timeout_ms);
 	int			fd = c->ctx->fd;
 
 	c->busy = true;
@@ -376,70 +474,66 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 	{
 		bool		progress = false;
 		int			ready;
+		int			want = 0;
 
 		/* hand out replies already parsed */
-		while (got < n)
-		{
-			void	   *r = NULL;
-
-			if (redisGetReplyFromReader(c->ctx, &r) != REDIS_OK)
-			{
-				char		detail[256];
-
-				strlcpy(detail, c->ctx->errstr, sizeof(detail));
-				redis_conn_disconnect(c);
-				return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
-								   psprintf("invalid reply from Redis at %s", c->display),
-								   detail);
-			}
-			if (r == NULL)
-				break;
-			copy_reply((redisReply *) r, &out[got++]);
-			freeReplyObject(r);
-			progress = true;
-		}
+		if (!take_replies(c, n, &got, out, &progress, f))
+			return false;
 		if (got == n)
 			break;
 
-		/* push out what the socket will take */
-		if (written < len)
+		if (c->tls)
 		{
-			ssize_t		k = send(fd, buf + written, len - written, MSG_NOSIGNAL);
-
-			if (k > 0)
+			if (!tls_io(c, buf, len, &written, &progress, &want, f))
+				return false;
+			if (progress)
 			{
-				written += k;
-				progress = true;
-			}
-			else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			{
-				char	   *detail = pstrdup(strerror(errno));
-
-				redis_conn_disconnect(c);
-				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
-								   psprintf("lost connection to Redis at %s", c->display),
-								   detail);
-			}
-		}
-
-		if (progress)
-		{
-			deadline = deadline_after(rs_command_timeout_ms);
-			if (written < len)
+				deadline = deadline_after(timeout_ms);
 				continue;
+			}
+		}
+		else
+		{
+			/* push out what the socket will take */
+			if (written < len)
+			{
+				ssize_t		k = send(fd, buf + written, len - written, MSG_NOSIGNAL);
+
+				if (k > 0)
+				{
+					written += k;
+					progress = true;
+				}
+				else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				{
+					char	   *detail = pstrdup(strerror(errno));
+
+					redis_conn_disconnect(c);
+					return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+									   psprintf("lost connection to Redis at %s", c->display),
+									   detail);
+				}
+			}
+
+			if (progress)
+			{
+				deadline = deadline_after(timeout_ms);
+				if (written < len)
+					continue;
+			}
+			want = WL_SOCKET_READABLE | (written < len ? WL_SOCKET_WRITEABLE : 0);
 		}
 
-		ready = wait_socket(c, WL_SOCKET_READABLE | (written < len ? WL_SOCKET_WRITEABLE : 0),
-							deadline);
+		ready = wait_socket(c, want, deadline);
 		if (ready == 0)
 		{
 			redis_conn_disconnect(c);
 			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis at %s did not answer within %d ms",
-										c->display, rs_command_timeout_ms),
+										c->display, timeout_ms),
 							   "The connection was closed; the outcome of the commands sent is unknown.");
 		}
-		if (ready & WL_SOCKET_READABLE)
+		if (!c->tls && (ready & WL_SOCKET_READABLE))
 		{
 			if (redisBufferRead(c->ctx) != REDIS_OK)
 			{
@@ -466,7 +560,7 @@ redis_conn_exchange(RedisConn *c, const char *buf, size_t len, int n,
 					RedisValue *out, RedisFailure *f)
 {
 	Assert(c->ctx != NULL);
-	if (!exchange_internal(c, buf, len, n, out, f))
+	if (!exchange_internal(c, buf, len, n, out, f, rs_command_timeout_ms))
 		return false;
 	redis_round_trips++;
 	return true;
@@ -483,6 +577,11 @@ redis_conn_disconnect(RedisConn *c)
 	{
 		FreeWaitEventSet(c->wes);
 		c->wes = NULL;
+	}
+	if (c->tls)
+	{
+		redis_tls_free(c->tls);
+		c->tls = NULL;
 	}
 	if (c->ctx)
 	{
@@ -506,7 +605,12 @@ redis_conn_is_stale(RedisConn *c)
 	pfd.events = POLLIN;
 	pfd.revents = 0;
 	if (poll(&pfd, 1, 0) != 0)
+	{
+		/* over TLS that may be a session ticket, not the end */
+		if (c->tls && pfd.revents == POLLIN)
+			return redis_tls_idle_stale(c->tls);
 		return true;
+	}
 	return false;
 }
 
@@ -560,6 +664,35 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 			return connect_failure(c, f, strerror(soerr));
 	}
 
+	/* TLS handshake, within the same connect deadline */
+	if (p->tls)
+	{
+		int			ev;
+
+		c->tls = redis_tls_create(c->ctx->fd, p, c->display, f);
+		if (c->tls == NULL)
+		{
+			redis_conn_disconnect(c);
+			return false;
+		}
+		while ((ev = redis_tls_handshake_step(c->tls, f)) != 0)
+		{
+			if (ev < 0)
+			{
+				redis_conn_disconnect(c);
+				return false;
+			}
+			if (wait_socket(c, ev, deadline) == 0)
+			{
+				redis_conn_disconnect(c);
+				return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+								   psprintf("could not establish a TLS connection to Redis at %s", c->display),
+								   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).",
+											rs_connect_timeout_ms));
+			}
+		}
+	}
+
 	/* handshake: AUTH, SELECT, CLIENT SETNAME in one round trip */
 	initStringInfo(&hs);
 	if (p->password)
@@ -596,14 +729,19 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		nhs++;
 	}
 	hsr = palloc(sizeof(RedisValue) * nhs);
-	if (!exchange_internal(c, hs.data, hs.len, nhs, hsr, f))
+	if (!exchange_internal(c, hs.data, hs.len, nhs, hsr, f, rs_connect_timeout_ms))
 	{
-		/* exchange reported the failure; make it a connect failure */
-		char	   *why = f->message;
+		/*
+		 * exchange reported the failure; make it a connect failure.  Its
+		 * timeout is connect_timeout: a plain-text client talking to a
+		 * TLS-only port gets no answer, or is hung up on.
+		 */
+		char	   *why = f->detail ? psprintf("%s: %s", f->message, f->detail) : f->message;
 
 		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 		f->message = psprintf("could not connect to Redis at %s", c->display);
-		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s", why);
+		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s", why,
+							 p->tls ? "" : "  If the server accepts only TLS, use a rediss:// URL.");
 		explicit_bzero(hs.data, hs.len);
 		return false;
 	}
