@@ -237,11 +237,19 @@ setup_ctx(RedisTls *t, const RedisConnParams *p, RedisFailure *f)
 			return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 							   psprintf("could not load redis_sync.tls_cert_file \"%s\"", cert),
 							   psprintf("OpenSSL: %s.", ssl_reason()));
+		ERR_clear_error();
 		if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1)
+		{
+			if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH)
+				return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+								   psprintf("redis_sync.tls_key_file \"%s\" does not match redis_sync.tls_cert_file \"%s\"",
+											key, cert),
+								   psprintf("OpenSSL: %s.", ssl_reason()));
 			return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 							   psprintf("could not load redis_sync.tls_key_file \"%s\"", key),
 							   psprintf("OpenSSL: %s.  The key must be in PEM form and not protected by a passphrase.",
 										ssl_reason()));
+		}
 		if (SSL_CTX_check_private_key(t->ctx) != 1)
 			return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 							   psprintf("redis_sync.tls_key_file \"%s\" does not match redis_sync.tls_cert_file \"%s\"",
