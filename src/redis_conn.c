@@ -687,7 +687,7 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 				redis_conn_disconnect(c);
 				return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 								   psprintf("could not establish a TLS connection to Redis at %s", c->display),
-								   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).",
+								   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
 											rs_connect_timeout_ms));
 			}
 		}
@@ -737,11 +737,18 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		 * TLS-only port gets no answer, or is hung up on.
 		 */
 		char	   *why = f->detail ? psprintf("%s: %s", f->message, f->detail) : f->message;
+		const char *hint = "";
+		size_t		wl = strlen(why);
 
 		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 		f->message = psprintf("could not connect to Redis at %s", c->display);
-		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s", why,
-							 p->tls ? "" : "  If the server accepts only TLS, use a rediss:// URL.");
+
+		if (!p->tls)
+			hint = "  If the server accepts only TLS, use a rediss:// URL.";
+		else if (!(p->tls_cert_file && p->tls_cert_file[0]))
+			hint = "  If the server demands client certificates (tls-auth-clients), set redis_sync.tls_cert_file and redis_sync.tls_key_file.";
+		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s%s", why,
+							 (wl > 0 && why[wl - 1] != '.') ? "." : "", hint);
 		explicit_bzero(hs.data, hs.len);
 		return false;
 	}

@@ -118,7 +118,7 @@ configure(tls_verify => 'full');
 configure(redis_url => $mtls->url);
 $r = ping();
 isnt($r->{ret}, 0, 'tls-auth-clients yes: refused without a client certificate');
-like($r->{err}, qr/(certificate required|handshake failure|closed the connection)/i,
+like($r->{err}, qr/(certificate required|handshake failure|demands client certificates)/i,
 	'error says why');
 cmp_ok($r->{secs}, '<', 3, 'quickly');
 configure(tls_cert_file => $pki->{client}, tls_key_file => $pki->{client_key});
