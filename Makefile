@@ -71,7 +71,7 @@ REGRESS_WARM = warm get_invalidate replica
 #
 REGRESS_LAUNCH =
 #
-REGRESS_TLS =
+REGRESS_TLS = tls
 #
 REGRESS_CLUSTER =
 #
