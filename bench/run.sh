@@ -11,7 +11,8 @@
 # (`make install`); set BENCH_BUILD=1 to build and install it first via
 # tests/deps.sh.  BENCH_KEEP=1 leaves the sandbox running afterwards.
 # BENCH_ONLY=single,tpcb,bulk,memory,naive,lag,outage,idle,drain,wblag,scale,warm
-# runs a subset (development aid; RESULTS.md is then not rewritten).
+# runs a subset (development aid; RESULTS.md is then not rewritten; bench/tls.sh,
+# the TLS-vs-TCP rows, runs last and only without BENCH_ONLY).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -73,3 +74,4 @@ bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench
 export BENCH_MODE=$MODE BENCH_REPO=$REPO BENCH_CMD="bash bench/run.sh${1:+ $*}"
 
 perl "$BENCH_DIR/bench.pl"
+[ -n "${BENCH_ONLY:-}" ] || BENCH_MODE=$MODE bash "$BENCH_DIR/tls.sh"   # TLS vs plain TCP (bench/tls.sh)
