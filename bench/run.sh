@@ -11,8 +11,7 @@
 # (`make install`); set BENCH_BUILD=1 to build and install it first via
 # tests/deps.sh.  BENCH_KEEP=1 leaves the sandbox running afterwards.
 # BENCH_ONLY=single,tpcb,bulk,memory,naive,lag,outage,idle,drain,wblag,scale,warm
-# runs a subset (development aid; RESULTS.md is then not rewritten; bench/tls.sh,
-# the TLS-vs-TCP rows, runs last and only without BENCH_ONLY).
+# runs a subset (development aid; RESULTS.md is then not rewritten).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
