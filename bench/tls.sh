@@ -181,6 +181,10 @@ certificate); redis_sync.redis_url switched between them with a reload; plain an
 of $RUNS.
 
 $TABLE
+
+Per run (plain / TLS): single-row ${SP[*]} / ${ST[*]} tps; bulk ${BP[*]} / ${BT[*]} ms. The machine is
+shared (2 cores, other work running), so the runs vary by more than TLS costs; read the ratios as "about
+the same order", not as a precise overhead.
 EOF
 )
     RES="$REPO/bench/RESULTS.md"

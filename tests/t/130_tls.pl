@@ -1,8 +1,9 @@
 # rediss://: every connection the extension makes works over TLS against a
 # TLS-only redis-server (--port 0): command(), write-through pushes from the
 # backend, async delivery by the worker, write-behind drain, large replies
-# that span many TLS records; the connection is reused, and changing a TLS
-# setting drops it on reload.
+# that span many TLS records; the connection is reused, changing a TLS
+# setting drops it on reload, and a Redis restart is noticed on an idle
+# connection.
 use strict;
 use warnings;
 
@@ -101,6 +102,14 @@ isnt($id3, $id1, 'a changed TLS setting made a new connection');
 like($id3, qr/^\d+$/, 'and the new connection works');
 is($s->query("SELECT redis_sync.command('CLIENT', 'ID');")->{out}, $id3,
 	'which is then reused');
+
+# Redis restarts: the idle TLS connection is found closed and remade
+$redis->stop;
+$redis->start;
+$r = $s->query("SELECT redis_sync.command('PING');");
+is($r->{out}, '"PONG"', 'after a Redis restart the session reconnects over TLS');
+is($r->{err}, '', 'without an error');
+isnt($s->query("SELECT redis_sync.command('CLIENT', 'ID');")->{out}, $id3, 'on a new connection');
 
 $s->quit;
 $node->stop;
