@@ -691,6 +691,8 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 											rs_connect_timeout_ms));
 			}
 		}
+		elog(DEBUG1, "redis_sync: TLS connection to Redis at %s: %s",
+			 c->display, redis_tls_describe(c->tls));
 	}
 
 	/* handshake: AUTH, SELECT, CLIENT SETNAME in one round trip */

@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -164,6 +165,27 @@ check_readable(const char *setting, const char *path, RedisFailure *f)
 	return true;
 }
 
+/*
+ * The rule of libpq (and of the server's ssl_key_file): a private key
+ * readable by others is refused.
+ */
+static bool
+check_key_permissions(const char *path, RedisFailure *f)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+						   psprintf("redis_sync.tls_key_file \"%s\" is not a regular file", path),
+						   NULL);
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+						   psprintf("redis_sync.tls_key_file \"%s\" has group or world access", path),
+						   pstrdup("The file must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root."));
+	return true;
+}
+
 /* an encrypted key would make OpenSSL prompt on the terminal: refuse */
 static int
 no_passphrase_cb(char *buf, int size, int rwflag, void *userdata)
@@ -232,6 +254,8 @@ setup_ctx(RedisTls *t, const RedisConnParams *p, RedisFailure *f)
 							   pstrdup("A client certificate needs both its certificate and its private key."));
 		if (!check_readable("redis_sync.tls_cert_file", cert, f) ||
 			!check_readable("redis_sync.tls_key_file", key, f))
+			return false;
+		if (!check_key_permissions(key, f))
 			return false;
 		if (SSL_CTX_use_certificate_chain_file(t->ctx, cert) != 1)
 			return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,

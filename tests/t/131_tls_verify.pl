@@ -136,6 +136,13 @@ like($r->{err}, qr{could not read redis_sync\.tls_key_file "/nonexistent/client\
 configure(tls_key_file => $pki->{server_key});
 $r = ping();
 like($r->{err}, qr{redis_sync\.tls_key_file ".*" does not match redis_sync\.tls_cert_file}, 'mismatched key named');
+# a private key others may read is refused (libpq's rule)
+my $loose = "$pki->{dir}/loose.key";
+PostgreSQL::Test::Utils::append_to_file($loose, slurp_file($pki->{client_key}));
+chmod 0644, $loose;
+configure(tls_key_file => $loose);
+$r = ping();
+like($r->{err}, qr{redis_sync\.tls_key_file ".*loose\.key" has group or world access}, 'a key with group/world access is refused');
 configure(tls_key_file => '');
 $r = ping();
 like($r->{err}, qr{redis_sync\.tls_cert_file is set but redis_sync\.tls_key_file is not}, 'certificate without key');
