@@ -17,6 +17,17 @@
  * reads so a pipeline of many thousands of commands streams without filling
  * either socket buffer.
  *
+ * TLS (rediss://, params.tls): after the TCP connect, redis_tls.c runs the
+ * handshake step by step, each step naming the socket event it waits for
+ * (OpenSSL's want-read / want-write), within the same connect deadline.
+ * An exchange then writes through SSL_write and reads through SSL_read,
+ * feeding the decrypted bytes to hiredis's reader; it reads on every round
+ * (OpenSSL may hold decrypted bytes the socket no longer signals) and waits
+ * only when neither direction made progress, on the events OpenSSL asked
+ * for.  The AUTH/SELECT/CLIENT SETNAME handshake is bounded by
+ * connect_timeout, so a plain-text client aimed at a TLS port fails within
+ * it.
+ *
  * Every RedisConn is on a list; at transaction abort a connection whose
  * exchange was interrupted ("busy") is dropped, as its protocol state is
  * unknown.  Replies are copied into palloc'd RedisValues, so an ERROR never
