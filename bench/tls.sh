@@ -12,6 +12,7 @@
 #   - single-row sync push: pgbench -c 1, one UPDATE of a write-through row
 #     per transaction (synchronous_commit = off, so Redis dominates)
 #   - bulk push: one UPDATE of 100,000 write-through rows (elapsed)
+#   - one round trip: command('PING') 20,000 times in one backend (us each)
 # Run from bench/run.sh (inside its sandbox: PGHOST etc. set) or standalone
 # (starts its own sandbox with tests/sandbox.sh; the extension must be
 # installed).
@@ -31,7 +32,7 @@ PG_MAJOR=${PG_MAJOR:-15}
 export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 export PATH="$PGBIN:$PATH"
 RUNS=3
-if [ "$MODE" = quick ]; then T=2; ROWS=20000; else T=8; ROWS=100000; fi
+if [ "$MODE" = quick ]; then T=2; ROWS=20000; PINGS=5000; else T=8; ROWS=100000; PINGS=20000; fi
 
 WORK=$(mktemp -d /tmp/redis_sync_bench_tls.XXXXXX)
 chmod 755 "$WORK"
@@ -137,13 +138,18 @@ bulk_ms() {
     psql -XAtq -v ON_ERROR_STOP=1 -c '\timing on' -c 'UPDATE bench_tls SET v = v + 1' |
         sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
 }
+ping_us() {
+    psql -XAtq -v ON_ERROR_STOP=1 -c '\timing on' \
+        -c "DO \$\$ BEGIN FOR i IN 1..$PINGS LOOP PERFORM redis_sync.command('PING'); END LOOP; END \$\$" |
+        sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1 | awk -v n="$PINGS" '{ printf "%.1f", $1 * 1000 / n }'
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-declare -a SP ST BP BT
+declare -a SP ST BP BT PP PT
 for i in $(seq 1 $RUNS); do
-    use_url "$PLAIN_URL"; SP+=("$(single_tps)"); BP+=("$(bulk_ms)")
-    use_url "$TLS_URL";   ST+=("$(single_tps)"); BT+=("$(bulk_ms)")
-    say "run $i: single plain ${SP[-1]} tps, TLS ${ST[-1]} tps; bulk plain ${BP[-1]} ms, TLS ${BT[-1]} ms"
+    use_url "$PLAIN_URL"; SP+=("$(single_tps)"); BP+=("$(bulk_ms)"); PP+=("$(ping_us)")
+    use_url "$TLS_URL";   ST+=("$(single_tps)"); BT+=("$(bulk_ms)"); PT+=("$(ping_us)")
+    say "run $i: single plain ${SP[-1]} tps, TLS ${ST[-1]} tps; bulk plain ${BP[-1]} ms, TLS ${BT[-1]} ms; PING plain ${PP[-1]} us, TLS ${PT[-1]} us"
 done
 # every key made it through TLS: the last bulk UPDATE ran over rediss://
 check=$(redis-cli -p "$PLAIN_PORT" HGET "btls:$ROWS" v)
@@ -156,6 +162,7 @@ psql_q -c "DROP TABLE bench_tls" >/dev/null
 
 msp=$(median "${SP[@]}"); mst=$(median "${ST[@]}")
 mbp=$(median "${BP[@]}"); mbt=$(median "${BT[@]}")
+mpp=$(median "${PP[@]}"); mpt=$(median "${PT[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 proto=$(echo | openssl s_client -connect "127.0.0.1:$TLS_PORT" -CAfile "$PKI/ca.crt" 2>/dev/null |
     sed -n 's/^ *Protocol *: *//p; s/^New, \(.*\), Cipher is \(.*\)$/\1 \2/p' | head -1)
@@ -165,6 +172,7 @@ TABLE=$(cat <<EOF
 |---|---:|---:|---:|
 | single-row UPDATE, write_through sync push (pgbench -c 1, sc=off, ${T}s) | $(printf '%.0f' "$msp") tps | $(printf '%.0f' "$mst") tps | $(ratio "$mst" "$msp") |
 | one UPDATE of $ROWS write-through rows (bulk push) | $(printf '%.0f' "$mbp") ms | $(printf '%.0f' "$mbt") ms | $(ratio "$mbt" "$mbp") |
+| one round trip: command('PING') x $PINGS in one backend | $mpp us | $mpt us | $(ratio "$mpt" "$mpp") |
 EOF
 )
 echo "$TABLE"
@@ -182,7 +190,8 @@ of $RUNS.
 
 $TABLE
 
-Per run (plain / TLS): single-row ${SP[*]} / ${ST[*]} tps; bulk ${BP[*]} / ${BT[*]} ms. The machine is
+Per run (plain / TLS): single-row ${SP[*]} / ${ST[*]} tps; bulk ${BP[*]} / ${BT[*]} ms;
+PING ${PP[*]} / ${PT[*]} us. The machine is
 shared (2 cores, other work running), so the runs vary by more than TLS costs; read the ratios as "about
 the same order", not as a precise overhead.
 EOF
