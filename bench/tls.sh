@@ -190,8 +190,8 @@ of $RUNS.
 
 $TABLE
 
-Per run (plain / TLS): single-row ${SP[*]} / ${ST[*]} tps; bulk ${BP[*]} / ${BT[*]} ms;
-PING ${PP[*]} / ${PT[*]} us. The machine is
+Per run (plain / TLS): single-row $(printf '%.0f ' "${SP[@]}")/ $(printf '%.0f ' "${ST[@]}")tps;
+bulk $(printf '%.0f ' "${BP[@]}")/ $(printf '%.0f ' "${BT[@]}")ms; PING ${PP[*]} / ${PT[*]} us. The machine is
 shared (2 cores, other work running), so the runs vary by more than TLS costs; read the ratios as "about
 the same order", not as a precise overhead.
 EOF
