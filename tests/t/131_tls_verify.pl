@@ -166,6 +166,15 @@ $r = ping();
 like($r->{err}, qr/could not authenticate to Redis/, 'a wrong password over TLS is an authentication failure');
 unlike($r->{err}, qr/\Q$SECRET\E/, 'the password is not in that message');
 
+# AUTH and SELECT over TLS: the right password, database 3
+$good->cli('CONFIG', 'SET', 'requirepass', $SECRET);
+$good->{password} = $SECRET;
+configure(redis_url => $good->url(3));
+$r = ping();
+is($r->{out}, '"PONG"', 'AUTH with the password file over TLS');
+my ($ret, $out) = $node->psql('postgres', "SELECT redis_sync.command('CLIENT', 'INFO')");
+like($out, qr/ db=3 /, 'SELECT 3 over TLS');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/\Q$SECRET\E/, 'the password is not in the server log');
 my $keytext = slurp_file($pki->{client_key});

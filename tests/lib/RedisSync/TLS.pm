@@ -6,6 +6,7 @@
 #                 server_cert  => 'server');      # or 'wrong' (name mismatch)
 #   $r->url                                       # rediss://localhost:PORT/0
 #   $r->cli('PING')                               # redis-cli over TLS
+#                                                 # (with -a $r->{password} if set)
 #   RedisSync::TLS::tls_conf($pki, verify => 'full', client => 1)
 #                                                 # postgresql.conf lines
 #
@@ -150,7 +151,9 @@ sub cli
 	my $p = $self->{pki};
 	IPC::Run::run [ RedisSync::Test::redis_cli_bin(), '-h', '127.0.0.1',
 		'-p', $self->{port}, '--tls', '--cacert', $p->{ca},
-		'--cert', $p->{client}, '--key', $p->{client_key}, @args ],
+		'--cert', $p->{client}, '--key', $p->{client_key},
+		($self->{password} ? ('-a', $self->{password}, '--no-auth-warning') : ()),
+		@args ],
 	  '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(30);
 	chomp $out;
 	return $out;
