@@ -47,7 +47,7 @@ OBJS_WARM =
 #
 OBJS_LAUNCH =
 #
-OBJS_TLS =
+OBJS_TLS = src/redis_conn.o src/redis_tls.o
 #
 OBJS_CLUSTER =
 #
@@ -73,7 +73,7 @@ REGRESS_WARM = warm get_invalidate replica
 #
 REGRESS_LAUNCH =
 #
-REGRESS_TLS =
+REGRESS_TLS = tls
 #
 REGRESS_CLUSTER =
 #
@@ -102,7 +102,7 @@ TAP_TESTS = 1
 PROVE_TESTS ?= tests/t/*.pl
 
 PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -lhiredis
+SHLIB_LINK = -lhiredis -lssl -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -451,6 +451,18 @@ COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
 -- TLS (issue 15)
 -- =====================================================================
 
+-- parse_url() also says whether the URL asks for TLS (rediss://)
+DROP FUNCTION parse_url(text);
+CREATE FUNCTION parse_url(url text,
+                          OUT host text, OUT port int, OUT socket text,
+                          OUT db int, OUT username text, OUT has_password bool,
+                          OUT tls bool)
+RETURNS record
+LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'redis_sync_parse_url';
+
+COMMENT ON FUNCTION parse_url(text) IS
+'show how a redis_sync.redis_url value is understood, without connecting';
 
 -- (end of section)
 

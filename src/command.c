@@ -132,7 +132,7 @@ redis_sync_command(PG_FUNCTION_ARGS)
 /*
  * redis_sync.parse_url(url text,
  *     OUT host text, OUT port int, OUT socket text, OUT db int,
- *     OUT username text, OUT has_password bool)
+ *     OUT username text, OUT has_password bool[, OUT tls bool])
  */
 Datum
 redis_sync_parse_url(PG_FUNCTION_ARGS)
@@ -140,8 +140,8 @@ redis_sync_parse_url(PG_FUNCTION_ARGS)
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	RedisEndpoint ep;
 	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {0};
+	Datum		values[7];
+	bool		nulls[7] = {0};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -164,5 +164,8 @@ redis_sync_parse_url(PG_FUNCTION_ARGS)
 	else
 		nulls[4] = true;
 	values[5] = BoolGetDatum(ep.password != NULL);
+	/* 0.1's definition has no tls column; 0.2's has */
+	values[6] = BoolGetDatum(ep.tls);
+	Assert(tupdesc->natts == 6 || tupdesc->natts == 7);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -8,7 +8,9 @@
  * function; the work lives in the modules:
  *
  *		redis_url.c		parsing redis_sync.redis_url
- *		redis_client.c	connection, pipelines, scripts, non-blocking waits
+ *		redis_client.c	the cached connection, pipelines, scripts
+ *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
+ *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
  *		command.c		redis_sync.command() and redis_sync.parse_url()
  *		config.c		cache of redis_sync.tables per relation
  *		encode.c		rows as Redis keys, hashes, JSON; versions
@@ -49,6 +51,7 @@
 #include "utils/guc.h"
 
 #include "redis_sync.h"
+#include "redis_tls.h"
 #include "shmem.h"
 
 PG_MODULE_MAGIC;
@@ -108,6 +111,8 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	redis_tls_define_gucs();
 
 	DefineCustomIntVariable("redis_sync.connect_timeout",
 							"Longest wait for a connection to Redis.",

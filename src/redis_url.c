@@ -5,6 +5,7 @@
  *
  * Accepted forms:
  *		redis://[user[:password]@]host[:port][/db]
+ *		rediss://... (the same, over TLS)
  *		redis://[user[:password]@][ipv6-address]:port/db
  *		unix:///path/to/redis.sock[?db=N[&user=U][&password=P]]
  *
@@ -283,8 +284,10 @@ redis_parse_url(const char *url, RedisEndpoint *ep, char **err, char **detail)
 	if (strncmp(url, "unix://", 7) == 0)
 		return parse_unix(url + 7, ep, err, detail);
 	if (strncmp(url, "rediss://", 9) == 0)
-		return fail(err, detail, "invalid Redis URL: TLS (rediss://) is not supported by this build",
-					"The hiredis library this extension is built against has no TLS support.");
+	{
+		ep->tls = true;
+		return parse_tcp(url + 9, ep, err, detail);
+	}
 	{
 		const char *sep = strstr(url, "://");
 		char	   *d;

@@ -17,6 +17,7 @@ typedef struct RedisEndpoint
 	char	   *user;			/* ACL user name, or NULL */
 	char	   *password;		/* AUTH password, or NULL */
 	char	   *display;		/* "host:port" or "unix:/path": safe to print */
+	bool		tls;			/* rediss:// */
 } RedisEndpoint;
 
 /*

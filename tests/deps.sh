@@ -12,7 +12,7 @@
 PG_MAJOR=${PG_MAJOR:-15}
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=${PG_CONFIG:-$PGBIN/pg_config}
-DEPS_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libhiredis-dev redis-server libipc-run-perl"
+DEPS_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libhiredis-dev libssl-dev openssl redis-server libipc-run-perl"
 DEPS_REPO=${DEPS_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
 deps_log_init() {
@@ -44,6 +44,8 @@ deps_missing() {
     command -v redis-server >/dev/null 2>&1 || missing+=("redis-server")
     command -v redis-cli >/dev/null 2>&1 || missing+=("redis-cli")
     [ -f /usr/include/hiredis/hiredis.h ] || missing+=("hiredis.h")
+    [ -f /usr/include/openssl/ssl.h ] || missing+=("openssl/ssl.h")
+    command -v openssl >/dev/null 2>&1 || missing+=("openssl")
     perl -MIPC::Run -e 1 >/dev/null 2>&1 || missing+=("perl-IPC::Run")
     command -v prove >/dev/null 2>&1 || missing+=("prove")
     command -v make >/dev/null 2>&1 || missing+=("make")
