@@ -48,6 +48,8 @@ typedef struct RsCanonicalSave
 	int			float_digits;
 	int			bytea_out;
 	struct pg_tz *tz;
+	char	   *monetary;		/* lc_monetary, when it was not "C" */
+	bool		path_pushed;	/* search_path pinned to pg_catalog */
 } RsCanonicalSave;
 
 extern void rs_canonical_enter(RsCanonicalSave *save);
