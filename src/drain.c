@@ -75,6 +75,8 @@
 
 #include "capture.h"
 #include "as_owner.h"
+#include "utils/timeout.h"
+
 #include "drain.h"
 #include "encode.h"
 #include "redis_client.h"
@@ -350,6 +352,37 @@ parse_int64(const char *s, int64 *out)
 	return true;
 }
 
+/*
+ * redis_sync.drain_timeout: the worker runs no client statements, so no
+ * statement_timeout applies; the batch arms the same timer itself.
+ */
+static TimestampTz drain_armed_at = 0;
+
+static void
+drain_timeout_arm(void)
+{
+	if (rs_drain_timeout_ms <= 0)
+		return;
+	drain_armed_at = GetCurrentTimestamp();
+	enable_timeout_after(STATEMENT_TIMEOUT, rs_drain_timeout_ms);
+}
+
+/* did the armed timer run out (a query-cancel error is then its doing)? */
+static bool
+drain_timeout_expired(void)
+{
+	return drain_armed_at != 0 &&
+		TimestampDifferenceExceeds(drain_armed_at, GetCurrentTimestamp(), rs_drain_timeout_ms);
+}
+
+static void
+drain_timeout_disarm(void)
+{
+	if (drain_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	drain_armed_at = 0;
+}
+
 static bool
 is_transient(int sqlerrcode)
 {
@@ -466,9 +499,17 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *ed;
+
 		MemoryContextSwitchTo(outer);
+		ed = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		/* a cancel (redis_sync.drain_timeout) is no member's fault */
+		if (is_transient(ed->sqlerrcode))
+			ReThrowError(ed);
 		failed = true;
 	}
 	PG_END_TRY();
@@ -495,6 +536,10 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 			ed = CopyErrorData();
 			FlushErrorState();
 			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			if (is_transient(ed->sqlerrcode))
+				ReThrowError(ed);
 			key_problem(m, ed->message, unpack_sql_state(ed->sqlerrcode));
 		}
 		PG_END_TRY();
@@ -1287,8 +1332,9 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	rs_stats_add(t->relid, RS_C_CLAIMED, nm);
 	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, unknown);
 
-	/* apply in one transaction */
+	/* apply in one transaction, cancelled after redis_sync.drain_timeout */
 	StartTransactionCommand();
+	drain_timeout_arm();
 	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1382,7 +1428,8 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	CommitTransactionCommand();	/* deferred triggers run here: still timed */
+	drain_timeout_disarm();
 
 	/* acknowledge: only now may the members leave the processing set */
 	{
@@ -1625,13 +1672,18 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		{
 			ErrorData  *ed;
 			int64		backoff;
+			bool		timed_out = drain_timeout_expired();
 
+			drain_timeout_disarm();
 			MemoryContextSwitchTo(outer);
 			ed = CopyErrorData();
 			FlushErrorState();
 			AbortCurrentTransaction();
 			MemoryContextSwitchTo(outer);
 			rs_suppress_relid = InvalidOid;
+			if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
+				ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
+									   rs_drain_timeout_ms);
 			(*failed)++;
 			s->failures++;
 			backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
