@@ -81,7 +81,7 @@ SELECT (redis_sync.get(NULL::rt, '1')).cp AS hash_nested, (redis_sync.get(NULL::
        (redis_sync.get(NULL::rt_j, '2')).cpa AS json_nested_in_array;
 SELECT (redis_sync.command('GET', 'rtj:1') #>> '{}')::jsonb -> 'cp' AS json_nested_as_text,
        (redis_sync.command('GET', 'rtj:2') #>> '{}')::jsonb -> 'cpa' AS json_array_as_text,
-       (redis_sync.command('GET', 'rtj:3') #>> '{}')::jsonb -> 'cp' AS plain_composite_object;
+       (redis_sync.command('GET', 'rtj:2') #>> '{}')::jsonb -> 'cp' AS plain_composite_object;
 SELECT rr.id, redis_sync.get(NULL::rt_j, rr.id::text)::text = rr::text AS json_exact FROM rt_j rr ORDER BY rr.id;
 SELECT * FROM redis_sync.verify('rt_j');
 -- a cold cache: get() populates, and reads back the same
@@ -138,10 +138,13 @@ BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT o.id, a.attname FROM %s o LEFT JOIN %s w ON w.id = o.id, pg_attribute a '
         ' WHERE a.attrelid = %L::regclass AND a.attnum > 0 AND NOT a.attisdropped '
-        '   AND pg_catalog.getbasetype(a.atttypid) NOT IN (''json''::regtype, ''jsonb''::regtype) '
+        '   AND (SELECT coalesce(nullif(t.typbasetype, 0), t.oid) FROM pg_type t WHERE t.oid = a.atttypid) '
+        '       NOT IN (''json''::regtype, ''jsonb''::regtype) '
         '   AND rt_col(o, a.attname) IS DISTINCT FROM rt_col(w, a.attname) ORDER BY 1, 2', tbl, other, tbl);
 END $$;
 SELECT * FROM rt_diff('rt_n', 'rt_nwb');
+-- known gap (README Limitations): a float -0 loses its sign through the json
+-- write-behind drain (it reads JSON numbers as jsonb numerics, which have no -0)
 SELECT * FROM rt_diff('rt_j', 'rt_jwb');
 SELECT * FROM rt_diff('rt', 'rt_hwb');
 SELECT o.id, w::text = o::text AS hash_drain_exact FROM rt o LEFT JOIN rt_hwb w USING (id) ORDER BY 1;
