@@ -4,8 +4,10 @@
  *		How a row becomes Redis data: keys, hash fields, JSON, versions.
  *
  * The canonical form (README, "Encoding"): every text below is produced by
- * the type's output function under fixed settings (rs_canonical_enter), so
- * no session setting changes a key or a value.
+ * the type's output function under fixed settings (rs_canonical_enter:
+ * dates, time zone, intervals, floats, bytea, lc_monetary and a search path
+ * of pg_catalog alone for reg* names), so no session setting changes a key
+ * or a value.
  *
  * Keys are key_prefix followed by the key columns' canonical text, each
  * with '\\' and ':' escaped by a backslash, joined by ':'.  The hash format
@@ -13,8 +15,10 @@
  * is an absent field.  The json format is the JSON object of the synced
  * columns as to_json() renders each (row_to_json's output), except that an
  * SQL NULL json/jsonb column is left out (so that JSON null stays
- * distinguishable) and an array whose lower bounds are not all 1 is a JSON
- * string of its canonical text (JSON arrays have no bounds).  Everything
+ * distinguishable) and an array or composite value that holds, at any
+ * depth, an array whose lower bounds are not all 1 (JSON arrays have no
+ * bounds) or a nested json/jsonb JSON null (to_json writes null for SQL NULL
+ * too) is a JSON string of its canonical text.  Everything
  * is passed to Redis as argv (length-counted), never spliced into command
  * text.
  *
