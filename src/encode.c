@@ -897,15 +897,8 @@ rs_text_array(ArrayType *arr, int *n)
  * Decoding a cached value (get())
  * ---------------------------------------------------------------- */
 
-/* one top-level field of a cached JSON object */
-typedef struct TopField
-{
-	char	   *name;
-	char	   *start;			/* raw text of the value */
-	int			len;
-	JsonTokenType type;			/* first token of the value */
-	char	   *scalar;			/* de-escaped, for scalars */
-} TopField;
+/* one top-level field of a cached JSON object: RsJsonField (encode.h) */
+typedef RsJsonField TopField;
 
 typedef struct TopFieldState
 {
@@ -956,6 +949,32 @@ top_field_end(void *state, char *fname, bool isnull)
 	s->cur->len = s->lex->prev_token_terminator - s->cur->start;
 	s->fields = lappend(s->fields, s->cur);
 	s->cur = NULL;
+}
+
+/*
+ * The top-level fields of a JSON text, in order, each with its raw text
+ * (numbers exactly as written, objects and arrays verbatim) and, for
+ * scalars, the de-escaped value.  Raises the JSON parser's error on invalid
+ * JSON; *is_object is false when the text is not an object.
+ */
+List *
+rs_json_top_fields(char *str, int len, bool *is_object)
+{
+	TopFieldState st;
+	JsonSemAction sem;
+	JsonLexContext *lex = makeJsonLexContextCstringLen(str, len, GetDatabaseEncoding(), true);
+
+	memset(&st, 0, sizeof(st));
+	memset(&sem, 0, sizeof(sem));
+	st.lex = lex;
+	sem.semstate = &st;
+	sem.object_start = top_object_start;
+	sem.object_field_start = top_field_start;
+	sem.object_field_end = top_field_end;
+	sem.scalar = top_scalar;
+	pg_parse_json_or_ereport(lex, &sem);
+	*is_object = st.is_object;
+	return st.fields;
 }
 
 typedef struct FieldSlot

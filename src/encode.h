@@ -119,6 +119,17 @@ extern char *rs_canonical_output(FmgrInfo *out, Datum d);
 struct RedisValue;
 extern Datum rs_decode_row(SyncConfig *cfg, Oid rowtype, struct RedisValue *v);
 
+/* one top-level field of a JSON object (rs_json_top_fields) */
+typedef struct RsJsonField
+{
+	char	   *name;
+	char	   *start;			/* raw text of the value */
+	int			len;
+	int			type;			/* JsonTokenType of its first token */
+	char	   *scalar;			/* de-escaped, for scalars */
+} RsJsonField;
+extern List *rs_json_top_fields(char *str, int len, bool *is_object);
+
 /* JSON text of an image for the outbox payload column (NULL for deletes) */
 extern char *rs_image_to_json(RowImage *img);
 
