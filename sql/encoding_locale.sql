@@ -54,6 +54,20 @@ SELECT 1234.56::money AS session_money_text, 'enc_s2.thing'::regclass AS session
 RESET lc_monetary;
 RESET search_path;
 
+-- a domain check that sets lc_monetary while get() decodes under the
+-- canonical settings: no crash, the value exact
+CREATE DOMAIN enc_sneaky AS money CHECK (set_config('lc_monetary', 'de_DE.utf8', false) IS NOT NULL);
+CREATE TABLE enc_sn (id int PRIMARY KEY, m enc_sneaky);
+SELECT redis_sync.write_through('enc_sn', key_prefix => 'sn:');
+INSERT INTO enc_sn VALUES (1, 12.5);
+RESET lc_monetary;
+SELECT (redis_sync.get(NULL::enc_sn, '1')).m = m AS sneaky_exact, current_setting('lc_monetary') AS set_inside
+  FROM enc_sn;
+RESET lc_monetary;
+SELECT h('sn:1') AS sneaky_canonical;
+DROP TABLE enc_sn;
+DROP DOMAIN enc_sneaky;
+
 DROP TABLE enc_loc, enc_locj;
 DROP TYPE enc_mr;
 SET client_min_messages = warning;

@@ -53,6 +53,7 @@
 #include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/pg_locale.h"
+#include "utils/guc_tables.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "nodes/makefuncs.h"
@@ -83,9 +84,43 @@ rs_version_now(char *buf)
 static int	canonical_depth = 0;
 static pg_tz *utc_tz = NULL;
 
+/*
+ * lc_monetary's boot value, "C": the string the canonical form points
+ * locale_monetary at.  The GUC machinery never frees its boot value, so a
+ * SET of lc_monetary that runs inside the encoding (a domain's check
+ * calling set_config()) cannot free a string it does not own.
+ */
+static char *
+monetary_c(void)
+{
+	static char *boot = NULL;
+
+	if (boot == NULL)
+	{
+		struct config_generic **vars = get_guc_variables();
+		int			n = GetNumConfigOptions();
+
+		for (int i = 0; i < n; i++)
+			if (vars[i]->vartype == PGC_STRING && strcmp(vars[i]->name, "lc_monetary") == 0)
+			{
+				struct config_string *conf = (struct config_string *) vars[i];
+
+				if (conf->variable == &locale_monetary && conf->boot_val != NULL &&
+					strcmp(conf->boot_val, "C") == 0)
+					boot = unconstify(char *, conf->boot_val);
+				break;
+			}
+		if (boot == NULL)
+			elog(ERROR, "redis_sync: lc_monetary has no boot value \"C\"");
+	}
+	return boot;
+}
+
 void
 rs_canonical_enter(RsCanonicalSave *save)
 {
+	char	   *monetary = monetary_c();	/* may fail: before any change */
+
 	save->active = canonical_depth++ == 0;
 	if (!save->active)
 		return;
@@ -118,8 +153,8 @@ rs_canonical_enter(RsCanonicalSave *save)
 	if (locale_monetary == NULL || strcmp(locale_monetary, "C") != 0)
 	{
 		save->monetary = locale_monetary;
-		locale_monetary = "C";
-		assign_locale_monetary("C", NULL);
+		locale_monetary = monetary;
+		assign_locale_monetary(locale_monetary, NULL);
 	}
 
 	/*
@@ -153,7 +188,8 @@ rs_canonical_exit(RsCanonicalSave *save)
 	extra_float_digits = save->float_digits;
 	bytea_output = save->bytea_out;
 	session_timezone = save->tz;
-	if (save->monetary != NULL)
+	/* restored unless a SET inside changed it (the GUC stack owns that) */
+	if (save->monetary != NULL && locale_monetary == monetary_c())
 	{
 		locale_monetary = save->monetary;
 		assign_locale_monetary(locale_monetary, NULL);
