@@ -65,7 +65,7 @@ REGRESS_LIFE = lifecycle wb_ddl
 #
 REGRESS_SEC = security null_args
 #
-REGRESS_ENC = encoding keys roundtrip
+REGRESS_ENC = encoding keys roundtrip encoding_locale dirty_set verify_rls
 #
 REGRESS_WB = write_behind_partial purge_types
 #

@@ -273,6 +273,105 @@ BEGIN
 END
 $do$;
 
+-- A dirty set must never be a row key: with a text key, the row 'dirty' of a
+-- table under prefix p: would be cached at p:dirty, the default dirty set.
+-- The key values of the row whose key under (prefix, key_columns) would be
+-- k, or NULL when no row's key can be k: k is not the prefix followed by the
+-- escaped canonical text of a value of each key column (the test the drain
+-- applies to members).
+CREATE FUNCTION _key_row_values(k text, tbl regclass, prefix text, kcols name[])
+RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC' SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1 SET bytea_output = 'hex' SET lc_monetary = 'C'
+AS $fn$
+DECLARE
+    rest text;
+    vals text[] := '{}';
+    cur  text := '';
+    ch   text;
+    i    int := 1;
+    typ  text;
+    typid  oid;
+    typmod int;
+    same boolean;
+BEGIN
+    IF NOT starts_with(k, prefix) THEN
+        RETURN NULL;
+    END IF;
+    rest := substr(k, length(prefix) + 1);
+    WHILE i <= length(rest) LOOP
+        ch := substr(rest, i, 1);
+        IF ch = '\' THEN
+            ch := substr(rest, i + 1, 1);
+            IF ch NOT IN ('\', ':') THEN
+                RETURN NULL;            -- an unknown or dangling escape
+            END IF;
+            cur := cur || ch;
+            i := i + 2;
+        ELSIF ch = ':' THEN
+            vals := vals || cur;
+            cur := '';
+            i := i + 1;
+        ELSE
+            cur := cur || ch;
+            i := i + 1;
+        END IF;
+    END LOOP;
+    vals := vals || cur;
+    IF cardinality(vals) <> cardinality(kcols) THEN
+        RETURN NULL;
+    END IF;
+    FOR i IN 1 .. cardinality(kcols) LOOP
+        SELECT a.atttypid, a.atttypmod INTO typid, typmod
+          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = kcols[i] AND NOT a.attisdropped;
+        IF typid IS NULL THEN
+            RETURN NULL;
+        END IF;
+        -- a domain's base type: its checks are the table owner's code, which
+        -- this caller must not run (a domain value is then only "possible")
+        WHILE (SELECT t.typtype = 'd' FROM pg_type t WHERE t.oid = typid) LOOP
+            SELECT t.typbasetype, t.typtypmod INTO typid, typmod FROM pg_type t WHERE t.oid = typid;
+        END LOOP;
+        typ := format_type(typid, typmod);
+        BEGIN
+            -- the input function with the typmod, then the output function
+            EXECUTE format('SELECT pg_catalog.format(''%%s'', %L::%s) = %L', vals[i], typ, vals[i]) INTO same;
+        EXCEPTION WHEN OTHERS THEN
+            RETURN NULL;
+        END;
+        IF NOT same THEN
+            RETURN NULL;
+        END IF;
+    END LOOP;
+    RETURN vals;
+END
+$fn$;
+
+-- 0.1 (and 0.2 before this check) could pair such a dirty set with such a
+-- key: keep the configuration, warn
+DO $do$
+DECLARE
+    d record;
+    t record;
+    v text[];
+BEGIN
+    FOR d IN SELECT relid::regclass AS tbl, dirty_set FROM redis_sync.tables WHERE dirty_set IS NOT NULL LOOP
+        FOR t IN SELECT relid::regclass AS tbl, policy, key_prefix, key_columns FROM redis_sync.tables LOOP
+            v := redis_sync._key_row_values(d.dirty_set, t.tbl, t.key_prefix, t.key_columns);
+            IF v IS NOT NULL THEN
+                RAISE WARNING 'dirty set "%" of table % is the key of the row (%) of table % (%)',
+                              d.dirty_set, d.tbl, array_to_string(v, ', '), t.tbl, t.policy
+                    USING DETAIL = 'Such a row would be cached over the dirty set.',
+                          HINT = format('Call redis_sync.write_behind(%L, ...) again with a dirty_set that does not begin with "%s" (drain the old set first: redis_sync.flush()).',
+                                        d.tbl::text, t.key_prefix);
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
 -- (end of section)
 
 -- =====================================================================
@@ -723,6 +822,28 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   DETAIL = 'Two tables whose keys share a prefix would overwrite and purge each other''s keys.';
     END IF;
+    -- no dirty set may be a row key (issue 13): the new dirty set against
+    -- every configuration's keys, the new keys against every dirty set
+    FOR other IN
+        SELECT d.dirty_set, d.relid AS d_rel, k.relid AS k_rel, k.key_prefix, k.key_columns
+          FROM (SELECT t.relid, t.dirty_set FROM redis_sync.tables t
+                 WHERE t.dirty_set IS NOT NULL AND NOT (t.relid = tbl AND t.policy = p_policy)
+                UNION ALL
+                SELECT tbl, coalesce(p_dirty_set, prefix || 'dirty') WHERE p_policy = 'write_behind') d,
+               (SELECT t.relid, t.key_prefix, t.key_columns FROM redis_sync.tables t
+                 WHERE NOT (t.relid = tbl AND t.policy = p_policy)
+                UNION ALL
+                SELECT tbl, prefix, kcols) k
+    LOOP
+        c := array_to_string(redis_sync._key_row_values(other.dirty_set, other.k_rel, other.key_prefix, other.key_columns), ', ');
+        IF c IS NOT NULL THEN
+            RAISE EXCEPTION 'dirty set "%" of table % would be the key of the row (%) of table %',
+                            other.dirty_set, other.d_rel::regclass, c, other.k_rel::regclass
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'That row would be cached over the dirty set.',
+                      HINT = format('Pass a dirty_set that does not begin with the key prefix "%s".', other.key_prefix);
+        END IF;
+    END LOOP;
 
     IF p_policy = 'write_behind' THEN
         PERFORM redis_sync._config_write(tbl, p_policy, prefix, kcols, cols, fmt, NULL, 'eventual', 'sync',

@@ -76,11 +76,11 @@ DROP TABLE k_vc;
 -- counter twice: 100 -> 201)
 CREATE TABLE k_cnt (k text PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO k_cnt VALUES ('plain', 100), ('a}b', 100), ('{x}', 100);
-SELECT redis_sync.write_behind('k_cnt', key_prefix => 'cnt:{grp}:', flush_interval => '1 h',
+SELECT redis_sync.write_behind('k_cnt', key_prefix => 'cnt:{grp}:', flush_interval => '1 h', dirty_set => 'cnt-dirty:{grp}',
                                counters => '{n}');
 CREATE TABLE k_cnt2 (k text PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO k_cnt2 VALUES ('plain', 100), ('a}b', 100);
-SELECT redis_sync.write_behind('k_cnt2', key_prefix => 'cnt2:', flush_interval => '1 h',
+SELECT redis_sync.write_behind('k_cnt2', key_prefix => 'cnt2:', flush_interval => '1 h', dirty_set => 'cnt2-dirty',
                                counters => '{n}');
 SELECT redis_sync.hincrby('k_cnt', redis_sync.escape_key(k), 'n', 1) FROM k_cnt ORDER BY k;
 SELECT redis_sync.hincrby('k_cnt2', redis_sync.escape_key(k), 'n', 1) FROM k_cnt2 ORDER BY k;

@@ -127,10 +127,11 @@ SELECT * FROM views;
 
 -- json format: the key holds a JSON object of the columns
 CREATE TABLE sessions (sid text PRIMARY KEY, user_id int, data jsonb, seen timestamptz);
-SELECT redis_sync.write_behind('sessions', flush_interval => '1 h', key_prefix => 'sess:', format => 'json');
+SELECT redis_sync.write_behind('sessions', flush_interval => '1 h', key_prefix => 'sess:', format => 'json',
+                               dirty_set => 'sess-dirty');  -- text keys: outside the prefix
 SELECT redis_sync.command('SET', 'sess:abc', '{"user_id": 7, "data": {"cart": [1, 2]}, "seen": "2026-01-01 10:00:00+00"}');
 SELECT redis_sync.command('SET', 'sess:bad', '{not json');
-SELECT redis_sync.command('SADD', 'sess:dirty', 'abc', 'bad');
+SELECT redis_sync.command('SADD', 'sess-dirty', 'abc', 'bad');
 SELECT redis_sync.flush('sessions');
 SELECT sid, user_id, data, seen AT TIME ZONE 'UTC' AS seen FROM sessions;
 SELECT member, sqlstate FROM redis_sync.dead_letters;

@@ -66,6 +66,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "common/jsonapi.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -75,6 +76,8 @@
 
 #include "capture.h"
 #include "as_owner.h"
+#include "utils/timeout.h"
+
 #include "drain.h"
 #include "encode.h"
 #include "redis_client.h"
@@ -350,6 +353,37 @@ parse_int64(const char *s, int64 *out)
 	return true;
 }
 
+/*
+ * redis_sync.drain_timeout: the worker runs no client statements, so no
+ * statement_timeout applies; the batch arms the same timer itself.
+ */
+static TimestampTz drain_armed_at = 0;
+
+static void
+drain_timeout_arm(void)
+{
+	if (rs_drain_timeout_ms <= 0)
+		return;
+	drain_armed_at = GetCurrentTimestamp();
+	enable_timeout_after(STATEMENT_TIMEOUT, rs_drain_timeout_ms);
+}
+
+/* did the armed timer run out (a query-cancel error is then its doing)? */
+static bool
+drain_timeout_expired(void)
+{
+	return drain_armed_at != 0 &&
+		TimestampDifferenceExceeds(drain_armed_at, GetCurrentTimestamp(), rs_drain_timeout_ms);
+}
+
+static void
+drain_timeout_disarm(void)
+{
+	if (drain_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	drain_armed_at = 0;
+}
+
 static bool
 is_transient(int sqlerrcode)
 {
@@ -466,9 +500,17 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *ed;
+
 		MemoryContextSwitchTo(outer);
+		ed = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		/* a cancel (redis_sync.drain_timeout) is no member's fault */
+		if (is_transient(ed->sqlerrcode))
+			ReThrowError(ed);
 		failed = true;
 	}
 	PG_END_TRY();
@@ -495,6 +537,10 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 			ed = CopyErrorData();
 			FlushErrorState();
 			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			if (is_transient(ed->sqlerrcode))
+				ReThrowError(ed);
 			key_problem(m, ed->message, unpack_sql_state(ed->sqlerrcode));
 		}
 		PG_END_TRY();
@@ -591,7 +637,9 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 	else
 	{
 		/* json: an object of columns */
-		Jsonb	   *jb = NULL;
+		List	   *fields = NIL;
+		bool		is_object = false;
+		bool		parsed = false;
 		MemoryContext cxt = CurrentMemoryContext;
 
 		if (v->str == NULL || strlen(v->str) != v->len)
@@ -602,7 +650,8 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 		}
 		PG_TRY();
 		{
-			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v->str)));
+			fields = rs_json_top_fields(v->str, v->len, &is_object);
+			parsed = true;
 		}
 		PG_CATCH();
 		{
@@ -615,64 +664,55 @@ decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 			m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
 		}
 		PG_END_TRY();
-		if (jb && !JB_ROOT_IS_OBJECT(jb))
+		if (parsed && !is_object)
 		{
 			m->problem = pstrdup("the JSON value is not an object");
 			m->problem_state = pstrdup("22023");
 		}
-		else if (jb)
+		else if (parsed)
 		{
 			StringInfoData obj;
 			bool		first = true;
 
 			/*
-			 * The object of the present columns goes to
-			 * jsonb_populate_record(), which takes back what row_to_json()
-			 * wrote: arrays, composites, json values (a JSON string stays a
-			 * string), typmods enforced.  vals[] keeps the scalar text for
-			 * counters.
+			 * The object of the present columns, each value as the
+			 * application wrote it (numbers digit for digit, json columns
+			 * verbatim), goes to json_populate_record(), which takes back
+			 * what row_to_json() wrote: arrays, composites, json values (a
+			 * JSON string stays a string), typmods enforced.  vals[] keeps
+			 * the scalar text.  A repeated name: the last one wins.
 			 */
 			initStringInfo(&obj);
 			appendStringInfoChar(&obj, '{');
 			for (int c = 0; c < t->ncols; c++)
 			{
-				JsonbValue	kv;
-				JsonbValue *found;
-				char	   *text;
+				RsJsonField *found = NULL;
+				ListCell   *lc;
 
 				if (!t->writable[c])
 					continue;
-				kv.type = jbvString;
-				kv.val.string.val = t->cols[c];
-				kv.val.string.len = strlen(t->cols[c]);
-				found = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &kv);
+				foreach(lc, fields)
+				{
+					RsJsonField *f = lfirst(lc);
+
+					if (strcmp(f->name, t->cols[c]) == 0)
+						found = f;
+				}
 				if (found == NULL)
 					continue;
 				m->present[c] = true;
-				if (found->type == jbvBinary)
-					text = JsonbToCString(NULL, found->val.binary.data, found->val.binary.len);
-				else
-				{
-					Jsonb	   *sj = JsonbValueToJsonb(found);
-
-					text = JsonbToCString(NULL, &sj->root, VARSIZE(sj));
-				}
 				if (!first)
 					appendStringInfoChar(&obj, ',');
 				first = false;
 				escape_json(&obj, t->cols[c]);
 				appendStringInfoChar(&obj, ':');
-				appendStringInfoString(&obj, text);
-				if (found->type == jbvNull)
+				appendBinaryStringInfo(&obj, found->start, found->len);
+				if (found->type == JSON_TOKEN_NULL)
 					m->vals[c] = NULL;
-				else if (found->type == jbvString)
-					m->vals[c] = pnstrdup(found->val.string.val, found->val.string.len);
-				else if (found->type == jbvNumeric)
-					m->vals[c] = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(found->val.numeric)));
-				else if (found->type == jbvBool)
-					m->vals[c] = pstrdup(found->val.boolean ? "true" : "false");
+				else if (found->type == JSON_TOKEN_OBJECT_START || found->type == JSON_TOKEN_ARRAY_START)
+					m->vals[c] = pnstrdup(found->start, found->len);
 				else
-					m->vals[c] = text;
+					m->vals[c] = found->scalar;
 			}
 			appendStringInfoChar(&obj, '}');
 			m->json = obj.data;
@@ -730,12 +770,12 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "WITH u AS (SELECT x.*");
 	if (t->format == 'j')
-		appendStringInfo(&sql, ", pg_catalog.jsonb_populate_record(NULL::%s, x.j) AS r", t->qname);
+		appendStringInfo(&sql, ", pg_catalog.json_populate_record(NULL::%s, x.j) AS r", t->qname);
 	appendStringInfoString(&sql, " FROM ROWS FROM (");
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(&sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", i ? ", " : "", argno++);
 	if (t->format == 'j')
-		appendStringInfo(&sql, ", pg_catalog.unnest($%d::pg_catalog.jsonb[])", argno++);
+		appendStringInfo(&sql, ", pg_catalog.unnest($%d::pg_catalog.json[])", argno++);
 	else
 		for (int c = 0; c < t->ncols; c++)
 			if (present[c])
@@ -915,9 +955,9 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *s
 		Datum	   *elems = palloc(sizeof(Datum) * n);
 
 		for (int r = 0; r < n; r++)
-			elems[r] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ms[idx[r]].json));
-		types[nargs] = JSONBARRAYOID;
-		args[nargs++] = PointerGetDatum(construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT));
+			elems[r] = CStringGetTextDatum(ms[idx[r]].json);
+		types[nargs] = JSONARRAYOID;
+		args[nargs++] = PointerGetDatum(construct_array(elems, n, JSONOID, -1, false, TYPALIGN_INT));
 	}
 	else
 		for (int c = 0; c < t->ncols; c++)
@@ -1287,8 +1327,9 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	rs_stats_add(t->relid, RS_C_CLAIMED, nm);
 	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, unknown);
 
-	/* apply in one transaction */
+	/* apply in one transaction, cancelled after redis_sync.drain_timeout */
 	StartTransactionCommand();
+	drain_timeout_arm();
 	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1382,7 +1423,8 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	CommitTransactionCommand();	/* deferred triggers run here: still timed */
+	drain_timeout_disarm();
 
 	/* acknowledge: only now may the members leave the processing set */
 	{
@@ -1625,13 +1667,18 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		{
 			ErrorData  *ed;
 			int64		backoff;
+			bool		timed_out = drain_timeout_expired();
 
+			drain_timeout_disarm();
 			MemoryContextSwitchTo(outer);
 			ed = CopyErrorData();
 			FlushErrorState();
 			AbortCurrentTransaction();
 			MemoryContextSwitchTo(outer);
 			rs_suppress_relid = InvalidOid;
+			if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
+				ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
+									   rs_drain_timeout_ms);
 			(*failed)++;
 			s->failures++;
 			backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);

@@ -4,8 +4,10 @@
  *		How a row becomes Redis data: keys, hash fields, JSON, versions.
  *
  * The canonical form (README, "Encoding"): every text below is produced by
- * the type's output function under fixed settings (rs_canonical_enter), so
- * no session setting changes a key or a value.
+ * the type's output function under fixed settings (rs_canonical_enter:
+ * dates, time zone, intervals, floats, bytea, lc_monetary and a search path
+ * of pg_catalog alone for reg* names), so no session setting changes a key
+ * or a value.
  *
  * Keys are key_prefix followed by the key columns' canonical text, each
  * with '\\' and ':' escaped by a backslash, joined by ':'.  The hash format
@@ -13,8 +15,10 @@
  * is an absent field.  The json format is the JSON object of the synced
  * columns as to_json() renders each (row_to_json's output), except that an
  * SQL NULL json/jsonb column is left out (so that JSON null stays
- * distinguishable) and an array whose lower bounds are not all 1 is a JSON
- * string of its canonical text (JSON arrays have no bounds).  Everything
+ * distinguishable) and an array or composite value that holds, at any
+ * depth, an array whose lower bounds are not all 1 (JSON arrays have no
+ * bounds) or a nested json/jsonb JSON null (to_json writes null for SQL NULL
+ * too) is a JSON string of its canonical text.  Everything
  * is passed to Redis as argv (length-counted), never spliced into command
  * text.
  *
@@ -39,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 #include "utils/bytea.h"
@@ -47,6 +52,10 @@
 #include "utils/fmgroids.h"
 #include "utils/float.h"
 #include "utils/guc.h"
+#include "utils/pg_locale.h"
+#include "utils/guc_tables.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "nodes/makefuncs.h"
 #include "miscadmin.h"
 #include "pgtime.h"
@@ -75,9 +84,43 @@ rs_version_now(char *buf)
 static int	canonical_depth = 0;
 static pg_tz *utc_tz = NULL;
 
+/*
+ * lc_monetary's boot value, "C": the string the canonical form points
+ * locale_monetary at.  The GUC machinery never frees its boot value, so a
+ * SET of lc_monetary that runs inside the encoding (a domain's check
+ * calling set_config()) cannot free a string it does not own.
+ */
+static char *
+monetary_c(void)
+{
+	static char *boot = NULL;
+
+	if (boot == NULL)
+	{
+		struct config_generic **vars = get_guc_variables();
+		int			n = GetNumConfigOptions();
+
+		for (int i = 0; i < n; i++)
+			if (vars[i]->vartype == PGC_STRING && strcmp(vars[i]->name, "lc_monetary") == 0)
+			{
+				struct config_string *conf = (struct config_string *) vars[i];
+
+				if (conf->variable == &locale_monetary && conf->boot_val != NULL &&
+					strcmp(conf->boot_val, "C") == 0)
+					boot = unconstify(char *, conf->boot_val);
+				break;
+			}
+		if (boot == NULL)
+			elog(ERROR, "redis_sync: lc_monetary has no boot value \"C\"");
+	}
+	return boot;
+}
+
 void
 rs_canonical_enter(RsCanonicalSave *save)
 {
+	char	   *monetary = monetary_c();	/* may fail: before any change */
+
 	save->active = canonical_depth++ == 0;
 	if (!save->active)
 		return;
@@ -99,6 +142,38 @@ rs_canonical_enter(RsCanonicalSave *save)
 	extra_float_digits = 1;
 	bytea_output = BYTEA_OUTPUT_HEX;
 	session_timezone = utc_tz;
+
+	/*
+	 * money: the C locale's conventions ("$1,234.56"); cash_out reads
+	 * localeconv() through a cache that the assign hook invalidates.  Only
+	 * swapped when the session's lc_monetary is not C already, so the cache
+	 * stays valid in the usual case.
+	 */
+	save->monetary = NULL;
+	if (locale_monetary == NULL || strcmp(locale_monetary, "C") != 0)
+	{
+		save->monetary = locale_monetary;
+		locale_monetary = monetary;
+		assign_locale_monetary(locale_monetary, NULL);
+	}
+
+	/*
+	 * reg* types: output functions qualify every name that is not visible,
+	 * so with pg_catalog as the whole path a name is schema-qualified
+	 * unless it lives in pg_catalog, and reads back to the same OID in any
+	 * session.  An override path: no GUC machinery per row.
+	 */
+	{
+		OverrideSearchPath path;
+
+		path.schemas = list_make1_oid(PG_CATALOG_NAMESPACE);
+		path.addCatalog = false;
+		path.addTemp = false;
+		path.generation = 0;
+		PushOverrideSearchPath(&path);
+		list_free(path.schemas);
+		save->path_pushed = true;
+	}
 }
 
 void
@@ -113,6 +188,14 @@ rs_canonical_exit(RsCanonicalSave *save)
 	extra_float_digits = save->float_digits;
 	bytea_output = save->bytea_out;
 	session_timezone = save->tz;
+	/* restored unless a SET inside changed it (the GUC stack owns that) */
+	if (save->monetary != NULL && locale_monetary == monetary_c())
+	{
+		locale_monetary = save->monetary;
+		assign_locale_monetary(locale_monetary, NULL);
+	}
+	if (save->path_pushed)
+		PopOverrideSearchPath();
 }
 
 /* the canonical settings as GUCs, for SQL the extension runs */
@@ -130,6 +213,11 @@ rs_canonical_gucs_push(void)
 	(void) set_config_option("extra_float_digits", "1", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* the SQL run under these is schema-qualified; reg* output as above */
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
@@ -339,9 +427,12 @@ typedef struct ToJsonEntry
 	FmgrInfo	fn;
 	bool		is_json;		/* json or jsonb, or a domain over one */
 	bool		is_array;		/* an array type, or a domain over one */
+	bool		nested;			/* an array or composite that may hold what
+								 * JSON cannot say (see value_needs_text) */
 } ToJsonEntry;
 
 static HTAB *to_json_cache = NULL;
+static bool type_may_need_text(Oid typid, int depth);
 static bool to_json_cache_stale = false;
 
 /* a type changed (or an OID may be reused): forget every entry at next use */
@@ -394,6 +485,8 @@ to_json_for(Oid typid)
 												  InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 			e->is_json = base == JSONOID || base == JSONBOID;
 			e->is_array = OidIsValid(get_element_type(base));
+			e->nested = (e->is_array || get_typtype(base) == TYPTYPE_COMPOSITE) &&
+				type_may_need_text(base, 0);
 		}
 		PG_CATCH();
 		{
@@ -419,6 +512,131 @@ array_has_bounds(Datum d)
 	return false;
 }
 
+/*
+ * Can a value of this type (an array, a composite, or json inside one of
+ * them) hold something to_json() cannot say exactly: an array whose lower
+ * bounds are not all 1, or a json/jsonb JSON null inside an array or a
+ * composite (to_json writes null for it and for SQL NULL alike)?
+ */
+static bool
+type_may_need_text(Oid typid, int depth)
+{
+	Oid			base = getBaseType(typid);
+	bool		result = false;
+
+	check_stack_depth();
+	if (base == JSONOID || base == JSONBOID)
+		return depth > 0;
+	if (OidIsValid(get_element_type(base)))
+		return true;
+	if (get_typtype(base) == TYPTYPE_COMPOSITE)
+	{
+		TupleDesc	td = lookup_rowtype_tupdesc(base, -1);
+
+		for (int i = 0; i < td->natts && !result; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(td, i);
+
+			if (!att->attisdropped && type_may_need_text(att->atttypid, depth + 1))
+				result = true;
+		}
+		ReleaseTupleDesc(td);
+	}
+	return result;
+}
+
+/* is the JSON text (json's or jsonb's canonical output) the literal null? */
+static bool
+json_is_null_literal(Oid base, Datum d)
+{
+	if (base == JSONBOID)
+	{
+		Jsonb	   *jb = DatumGetJsonbP(d);
+		JsonbValue	v;
+
+		return JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v) && v.type == jbvNull;
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(d);
+		const char *p = VARDATA_ANY(t);
+		int			len = VARSIZE_ANY_EXHDR(t);
+
+		while (len > 0 && isspace((unsigned char) *p))
+			p++, len--;
+		while (len > 0 && isspace((unsigned char) p[len - 1]))
+			len--;
+		return len == 4 && memcmp(p, "null", 4) == 0;
+	}
+}
+
+/*
+ * Does this non-NULL value (of an array or composite type) hold, at any
+ * depth, an array with bounds or a nested JSON null?  Then the json format
+ * stores it as a JSON string of its canonical text, which its input
+ * function (get(), the drain) takes back exactly.
+ */
+static bool
+value_needs_text(Oid typid, Datum d, int depth)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem;
+
+	check_stack_depth();
+	if (base == JSONOID || base == JSONBOID)
+		return depth > 0 && json_is_null_literal(base, d);
+	elem = get_element_type(base);
+	if (OidIsValid(elem))
+	{
+		ArrayType  *a = DatumGetArrayTypeP(d);
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n;
+
+		if (array_has_bounds(PointerGetDatum(a)))
+			return true;
+		if (!type_may_need_text(elem, depth + 1))
+			return false;
+		get_typlenbyvalalign(elem, &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(a, elem, elmlen, elmbyval, elmalign, &elems, &enulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!enulls[i] && value_needs_text(elem, elems[i], depth + 1))
+				return true;
+		return false;
+	}
+	if (get_typtype(base) == TYPTYPE_COMPOSITE)
+	{
+		HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
+		TupleDesc	td = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(hdr),
+											   HeapTupleHeaderGetTypMod(hdr));
+		HeapTupleData tup;
+		bool		result = false;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = hdr;
+		for (int i = 0; i < td->natts && !result; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(td, i);
+			bool		isnull;
+			Datum		v;
+
+			if (att->attisdropped || !type_may_need_text(att->atttypid, depth + 1))
+				continue;
+			v = heap_getattr(&tup, i + 1, td, &isnull);
+			if (!isnull && value_needs_text(att->atttypid, v, depth + 1))
+				result = true;
+		}
+		ReleaseTupleDesc(td);
+		return result;
+	}
+	return false;
+}
+
 /* the json format: see the file header */
 static char *
 encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
@@ -438,7 +656,7 @@ encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
 		ToJsonEntry *e = to_json_for(cfg->cols[i].typid);
 
 		values[i] = heap_getattr(tup, cfg->cols[i].attnum, td, &nulls[i]);
-		if (nulls[i] ? e->is_json : (e->is_array && array_has_bounds(values[i])))
+		if (nulls[i] ? e->is_json : (e->nested && value_needs_text(cfg->cols[i].typid, values[i], 0)))
 			plain = false;
 	}
 	if (plain)
@@ -468,7 +686,7 @@ encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
 		appendStringInfoChar(&buf, ':');
 		if (isnull)
 			appendStringInfoString(&buf, "null");
-		else if (e->is_array && array_has_bounds(d))
+		else if (e->nested && value_needs_text(col->typid, d, 0))
 			escape_json(&buf, OutputFunctionCall(&col->out, d));
 		else
 		{
@@ -715,15 +933,8 @@ rs_text_array(ArrayType *arr, int *n)
  * Decoding a cached value (get())
  * ---------------------------------------------------------------- */
 
-/* one top-level field of a cached JSON object */
-typedef struct TopField
-{
-	char	   *name;
-	char	   *start;			/* raw text of the value */
-	int			len;
-	JsonTokenType type;			/* first token of the value */
-	char	   *scalar;			/* de-escaped, for scalars */
-} TopField;
+/* one top-level field of a cached JSON object: RsJsonField (encode.h) */
+typedef RsJsonField TopField;
 
 typedef struct TopFieldState
 {
@@ -774,6 +985,32 @@ top_field_end(void *state, char *fname, bool isnull)
 	s->cur->len = s->lex->prev_token_terminator - s->cur->start;
 	s->fields = lappend(s->fields, s->cur);
 	s->cur = NULL;
+}
+
+/*
+ * The top-level fields of a JSON text, in order, each with its raw text
+ * (numbers exactly as written, objects and arrays verbatim) and, for
+ * scalars, the de-escaped value.  Raises the JSON parser's error on invalid
+ * JSON; *is_object is false when the text is not an object.
+ */
+List *
+rs_json_top_fields(char *str, int len, bool *is_object)
+{
+	TopFieldState st;
+	JsonSemAction sem;
+	JsonLexContext *lex = makeJsonLexContextCstringLen(str, len, GetDatabaseEncoding(), true);
+
+	memset(&st, 0, sizeof(st));
+	memset(&sem, 0, sizeof(sem));
+	st.lex = lex;
+	sem.semstate = &st;
+	sem.object_start = top_object_start;
+	sem.object_field_start = top_field_start;
+	sem.object_field_end = top_field_end;
+	sem.scalar = top_scalar;
+	pg_parse_json_or_ereport(lex, &sem);
+	*is_object = st.is_object;
+	return st.fields;
 }
 
 typedef struct FieldSlot

@@ -48,6 +48,8 @@ typedef struct RsCanonicalSave
 	int			float_digits;
 	int			bytea_out;
 	struct pg_tz *tz;
+	char	   *monetary;		/* lc_monetary, when it was not "C" */
+	bool		path_pushed;	/* search_path pinned to pg_catalog */
 } RsCanonicalSave;
 
 extern void rs_canonical_enter(RsCanonicalSave *save);
@@ -116,6 +118,17 @@ extern char *rs_canonical_output(FmgrInfo *out, Datum d);
  */
 struct RedisValue;
 extern Datum rs_decode_row(SyncConfig *cfg, Oid rowtype, struct RedisValue *v);
+
+/* one top-level field of a JSON object (rs_json_top_fields) */
+typedef struct RsJsonField
+{
+	char	   *name;
+	char	   *start;			/* raw text of the value */
+	int			len;
+	int			type;			/* JsonTokenType of its first token */
+	char	   *scalar;			/* de-escaped, for scalars */
+} RsJsonField;
+extern List *rs_json_top_fields(char *str, int len, bool *is_object);
 
 /* JSON text of an image for the outbox payload column (NULL for deletes) */
 extern char *rs_image_to_json(RowImage *img);

@@ -74,6 +74,7 @@ int			rs_circuit_failures_threshold = 3;
 int			rs_circuit_cooldown_ms = 5000;
 bool		rs_debug_crash_after_push = false;
 int			rs_flush_timeout_ms = 60000;
+int			rs_drain_timeout_ms = 60000;
 int			rs_shutdown_drain_ms = 5000;
 bool		rs_preloaded = false;
 
@@ -254,6 +255,16 @@ _PG_init(void)
 							&rs_flush_timeout_ms,
 							60000, 10, INT_MAX,
 							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.drain_timeout",
+							"Longest time one write-behind batch may take to apply (0: no limit).",
+							"A batch still running then (a slow trigger, a lock wait) is cancelled, "
+							"counted in drain_retries and retried later.",
+							&rs_drain_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

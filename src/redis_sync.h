@@ -34,6 +34,7 @@ extern int	rs_circuit_failures_threshold;
 extern int	rs_circuit_cooldown_ms;
 extern bool rs_debug_crash_after_push;
 extern int	rs_flush_timeout_ms;
+extern int	rs_drain_timeout_ms;
 extern int	rs_shutdown_drain_ms;
 
 /* true when loaded through shared_preload_libraries */

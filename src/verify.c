@@ -33,6 +33,7 @@
 #include "utils/rel.h"
 
 #include "as_owner.h"
+#include "utils/rls.h"
 #include "config.h"
 #include "encode.h"
 #include "fence.h"
@@ -262,6 +263,19 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+
+	/*
+	 * Repairs read and lock the rows as the owner (as_owner.c); under row
+	 * security that applies to it, rows hidden from it (or that no UPDATE
+	 * policy lets it lock) would look deleted, and their keys be removed.
+	 */
+	if (n > 0 && check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot repair the keys of table \"%s\": row-level security applies to its owner",
+						get_rel_name(relid)),
+				 errdetail("Repairs read and lock the rows as the owner (FORCE ROW LEVEL SECURITY); the keys of rows the policies hide from it would be deleted."),
+				 errhint("Use warm() to fill missing keys, or repair while the table has NO FORCE ROW LEVEL SECURITY.")));
 	plen = strlen(cfg->prefix);
 	for (int i = 0; i < n; i++)
 	{
@@ -647,6 +661,21 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 
 	rel = relation_open(relid, AccessShareLock);
 	reldesc = RelationGetDescr(rel);
+
+	/*
+	 * Row-level security that applies to the caller (FORCE ROW LEVEL
+	 * SECURITY for the owner) hides rows: their keys would look extra, and
+	 * resync() would delete them.  Extra keys are then not checked.
+	 */
+	if (check_extra && !sampled && check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+	{
+		ereport(WARNING,
+				(errmsg("row-level security hides rows of table \"%s\" from role \"%s\": keys without a visible row are not checked",
+						RelationGetRelationName(rel), GetUserNameFromId(GetUserId(), false)),
+				 errdetail("They could belong to rows this role cannot see; verify() does not report them as extra and resync() does not delete them."),
+				 errhint("Run verify() or resync() as a role that bypasses row-level security (a superuser, or a role with BYPASSRLS) to check them.")));
+		check_extra = false;
+	}
 	if (check_extra && !sampled)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(outer);

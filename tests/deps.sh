@@ -50,6 +50,8 @@ deps_missing() {
     command -v prove >/dev/null 2>&1 || missing+=("prove")
     command -v make >/dev/null 2>&1 || missing+=("make")
     command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || missing+=("cc")
+    # sql/encoding_locale: a money locale other than C
+    locale -a 2>/dev/null | grep -qix 'de_DE.utf8' || missing+=("locale-de_DE.UTF-8")
     echo "${missing[*]}"
 }
 
@@ -62,6 +64,7 @@ ensure_deps() {
     local pkgs="$DEPS_PACKAGES"
     case " $missing " in *" make "*|*" cc "*) pkgs="$pkgs make gcc" ;; esac
     case " $missing " in *" prove "*) pkgs="$pkgs perl" ;; esac
+    case " $missing " in *" locale-de_DE.UTF-8 "*) pkgs="$pkgs locales" ;; esac
     if [ "$(id -u)" -ne 0 ]; then
         echo "deps: run this once, then retry:" >&2
         echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y $pkgs" >&2
@@ -73,6 +76,9 @@ ensure_deps() {
         deps_show_log
         return 1
     fi
+    case " $missing " in
+        *" locale-de_DE.UTF-8 "*) localedef -i de_DE -f UTF-8 de_DE.UTF-8 >>"$DEPS_LOG" 2>&1 ;;
+    esac
     missing=$(deps_missing)
     if [ -n "$missing" ]; then
         echo "deps: still missing after install: $missing" >&2
