@@ -262,6 +262,17 @@ release_database(RsDbSlot *slot, Oid dbid, bool dropped)
 	rs_launcher_wake();
 }
 
+static bool
+has_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
+			return true;
+	return false;
+}
+
 static Oid
 template_of(CreatedbStmt *stmt)
 {
@@ -300,7 +311,9 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 					dbid = get_database_oid(((RenameStmt *) parsetree)->subname, true);
 				break;
 			case T_AlterDatabaseStmt:
-				dbid = get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
+				/* only SET TABLESPACE needs the database to itself */
+				if (has_option(((AlterDatabaseStmt *) parsetree)->options, "tablespace"))
+					dbid = get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
 				break;
 			case T_CreatedbStmt:
 				dbid = template_of((CreatedbStmt *) parsetree);
