@@ -461,14 +461,15 @@ scan_databases(void)
 			SpinLockRelease(&slot->mutex);
 		}
 	}
-	/* forget dropped databases (an OID may come back) */
+	/* forget dropped and disallowed databases (an OID may come back) */
 	{
 		List	   *keep = NIL;
 		ListCell   *lc;
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
+		/* (a database allowed again later is probed again) */
 		foreach(lc, seen_dbs)
-			if (list_member_oid(now_dbs, lfirst_oid(lc)))
+			if (list_member_oid(allowed, lfirst_oid(lc)))
 				keep = lappend_oid(keep, lfirst_oid(lc));
 		list_free(seen_dbs);
 		seen_dbs = keep;
@@ -530,6 +531,7 @@ manage_slots(void)
 		uint32		generation;
 		bool		want;
 		bool		hold;
+		int			hold_pid;
 		bool		alive;
 		bool		probing;
 
@@ -538,12 +540,20 @@ manage_slots(void)
 		generation = slot->generation;
 		want = slot->want;
 		probing = slot->probing;
-		/* a hold whose backend went away without releasing it */
-		if (slot->hold && now >= slot->hold_until)
-			slot->hold = false;
 		hold = slot->hold;
+		hold_pid = slot->hold_pid;
 		alive = slot->worker_pid != 0;
+		/* a hold whose backend went away without releasing it */
+		if (hold && now >= slot->hold_until)
+			slot->hold = hold = false;
 		SpinLockRelease(&slot->mutex);
+		if (hold && kill(hold_pid, 0) != 0 && errno == ESRCH)
+		{
+			SpinLockAcquire(&slot->mutex);
+			if (slot->hold_pid == hold_pid)
+				slot->hold = hold = false;
+			SpinLockRelease(&slot->mutex);
+		}
 		if (!OidIsValid(dbid))
 			continue;
 		if (lslots[i].handle != NULL && lslots[i].generation != generation)
