@@ -317,19 +317,6 @@ rs_launcher_wake(void)
 		SetLatch(latch);
 }
 
-bool
-rs_launcher_running(void)
-{
-	bool		r;
-
-	if (rs_shared == NULL)
-		return false;
-	SpinLockAcquire(&rs_shared->mutex);
-	r = rs_shared->launcher_latch != NULL;
-	SpinLockRelease(&rs_shared->mutex);
-	return r;
-}
-
 /* rows applied to relid (all tables when InvalidOid) since the counters started */
 int64
 rs_stats_applied(Oid relid)
@@ -612,12 +599,6 @@ rs_worker_slot(void)
 }
 
 void
-rs_worker_register_latch(void)
-{
-	/* rs_worker_attach() did it */
-}
-
-void
 rs_worker_unregister_latch(void)
 {
 	RsDbSlot   *sl = worker_slot;
@@ -807,6 +788,23 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 						(errmsg("%d write-behind tables could not be drained; they are retried", failed),
 						 errhint("See last_error in redis_sync.stats and the server log.")));
 			return rs_stats_applied(relid) - before;
+		}
+		/* a database left without a worker: say so at once */
+		if (!running && sl != &rs_shared->nodb)
+		{
+			bool		no_worker;
+			char		reason[64];
+
+			SpinLockAcquire(&sl->mutex);
+			no_worker = sl->no_worker;
+			strlcpy(reason, sl->no_worker_reason, sizeof(reason));
+			SpinLockRelease(&sl->mutex);
+			if (no_worker)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("no redis_sync background worker runs in database \"%s\": %s",
+								get_database_name(MyDatabaseId), reason),
+						 errhint("Raise redis_sync.max_workers (and max_worker_processes), or stop the worker of a database that does not need one.")));
 		}
 		/* a worker that is (re)starting gets a few seconds to appear */
 		if (!running && TimestampDifferenceExceeds(deadline - (int64) timeout_ms * 1000,

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *		Shared memory of redis_sync: worker latch, circuit breaker, stats.
+ *		Shared memory of redis_sync: per-table stats, and per database (one
+ *		slot each) the worker's latch, circuit breaker and counters.
  *
  *-------------------------------------------------------------------------
  */
@@ -97,7 +98,6 @@ extern RsDbSlot *rs_slot_acquire(Oid dbid);	/* NULL: all slots in use */
 extern void rs_slot_free(RsDbSlot *slot);
 extern void rs_launcher_set_latch(bool attach);
 extern void rs_launcher_wake(void);
-extern bool rs_launcher_running(void);
 
 /* the worker of a slot */
 extern bool rs_worker_attach(int slotno, Oid dbid, uint32 generation);
@@ -129,7 +129,6 @@ extern TimestampTz rs_circuit_opened_at(void);
 extern int	rs_circuit_failures(void);
 
 /* worker wake-up and identity */
-extern void rs_worker_register_latch(void);
 extern void rs_worker_unregister_latch(void);
 extern bool rs_worker_running(void);
 

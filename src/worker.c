@@ -540,6 +540,18 @@ slot_give_up(uint64 notifies)
 	return give_up;
 }
 
+static bool
+slot_wanted(void)
+{
+	RsDbSlot   *slot = rs_worker_slot();
+	bool		want;
+
+	SpinLockAcquire(&slot->mutex);
+	want = slot->want;
+	SpinLockRelease(&slot->mutex);
+	return want;
+}
+
 /* the launcher or DROP DATABASE wants this worker gone for now */
 static bool
 slot_stop_requested(bool *held)
@@ -786,6 +798,7 @@ redis_sync_worker_main(Datum arg)
 			ereport(LOG,
 					(errmsg("redis_sync worker shutting down"),
 					 held ? errdetail("ALTER or DROP DATABASE is waiting for it.") :
+					 !slot_wanted() ? errdetail("redis_sync.database no longer lists the database.") :
 					 errdetail("A new worker starts within %d second(s) unless the server is shutting down.",
 							   RS_WORKER_RESTART_SECONDS)));
 			proc_exit(1);

@@ -181,6 +181,14 @@ ok( defined RedisSync::Compare::wait_for(
 	'... and the log says so');
 is(sql('db4', "SELECT worker_running FROM redis_sync.worker_stats WHERE database = 'db4'"),
 	'f', 'db4: no worker running');
+sql('db4', q{
+CREATE TABLE w (id int PRIMARY KEY, hits bigint NOT NULL DEFAULT 0);
+SELECT redis_sync.write_behind('w', key_prefix => 'db4:w:', counters => '{hits}');
+});
+my ($ret, $out, $err) = $node->psql('db4', "SELECT redis_sync.flush('w')");
+isnt($ret, 0, 'db4: flush() of a write-behind table fails');
+like($err, qr/no redis_sync background worker runs in database "db4": redis_sync.max_workers reached/,
+	'... at once, saying why');
 
 # DROP EXTENSION in db1 stops its worker; the others keep theirs; db4 gets one
 $log_offset = -s $node->logfile;
@@ -206,7 +214,7 @@ RedisSync::Compare::wait_cache_matches_table($node, $redis, cmp_opts('db2', 'a')
 
 # DROP DATABASE of a database with a running worker
 $t0 = time;
-my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE db3');
+($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE db3');
 my $drop_secs = time - $t0;
 is($ret, 0, 'DROP DATABASE db3 succeeds') or diag($err);
 cmp_ok($drop_secs, '<', 4, sprintf('... quickly (%.2fs)', $drop_secs));
