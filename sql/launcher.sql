@@ -1,5 +1,6 @@
 -- launcher: one worker per database with the extension; worker_stats has a
 -- row per database (this one first)
+DROP DATABASE IF EXISTS rs_launcher_db;   -- left by an interrupted run
 CREATE DATABASE rs_launcher_db;
 \c rs_launcher_db
 CREATE EXTENSION redis_sync;
