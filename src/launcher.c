@@ -655,6 +655,12 @@ redis_sync_launcher_main(Datum arg)
 	ereport(LOG,
 			(errmsg("redis_sync launcher started"),
 			 errdetail("At most %d workers, one per database with the extension.", rs_max_workers)));
+	if (rs_max_workers + 1 > max_worker_processes)
+		ereport(WARNING,
+				(errmsg("redis_sync.max_workers (%d) and the launcher need more background workers than max_worker_processes (%d)",
+						rs_max_workers, max_worker_processes),
+				 errhint("Raise max_worker_processes to at least %d, plus what parallel query and replication use.",
+						 rs_max_workers + 1)));
 
 	while (!launcher_sigterm)
 	{

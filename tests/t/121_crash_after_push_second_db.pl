@@ -4,7 +4,8 @@
 # and the worker of app2 -- started again by the launcher after the crash
 # restart, without any redis_sync.database setting -- finds the in-flight
 # marker of app2 (the marker key names the database) and repairs the keys.
-# The worker of "postgres" leaves app2's marker alone.
+# The worker of "postgres" leaves app2's marker alone.  Table work of app2's
+# worker runs as the table's owner (a write-behind drain, traced).
 use strict;
 use warnings;
 
@@ -76,6 +77,8 @@ COMMIT;
 });
 isnt($ret, 0, 'the crashing COMMIT in app2 does not report success');
 my ($crashed_xid) = $out =~ /xid=(\d+)/;
+ok(defined $crashed_xid, "crashed transaction's xid: " . ($crashed_xid // '?'));
+$crashed_xid //= -1;
 ok( defined RedisSync::Compare::wait_for(
 		sub { worker_running('app2') && worker_running('postgres') }, 60, 0.1),
 	'after crash recovery the launcher started both workers again');
@@ -87,7 +90,7 @@ is($node->safe_psql('app2', 'SELECT id, v, note FROM e ORDER BY id'), $before,
 # commit past the crashed xid (it may be handed out again)
 my $xid = 0;
 my $guard = 0;
-while ($xid <= ($crashed_xid // 0) && $guard++ < 1000)
+while ($xid <= $crashed_xid && $guard++ < 1000)
 {
 	$xid = $node->safe_psql('app2', 'SELECT pg_current_xact_id()');
 }
@@ -103,17 +106,18 @@ my $marker = $node->safe_psql('postgres',
 	  . "(SELECT oid FROM pg_database WHERE datname = 'app2') FROM pg_control_system()");
 ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HLEN', $marker) eq '0' }, 10),
 	"app2's in-flight marker is cleared");
+# the crashed transaction's keys were repaired by app2's worker (markers of
+# transactions that committed just before the crash are repaired too, by
+# the worker of their own database)
+my $repair_re = qr/\[(\d+)\] LOG:  redis_sync worker: repaired (\d+) keys pushed by transaction \Q$crashed_xid\E,/;
 ok( defined RedisSync::Compare::wait_for(
-		sub {
-			substr(slurp_file($node->logfile), $log_offset) =~
-			  /\[(\d+)\] LOG:  redis_sync worker: repaired \d+ keys pushed by transaction/;
-		},
-		10),
-	'a worker logged the repair');
+		sub { substr(slurp_file($node->logfile), $log_offset) =~ $repair_re }, 10),
+	'a worker logged the repair of the crashed transaction');
 $log = substr(slurp_file($node->logfile), $log_offset);
-my ($repairer) = $log =~ /\[(\d+)\] LOG:  redis_sync worker: repaired \d+ keys pushed by transaction/;
+my ($repairer, $nkeys) = $log =~ $repair_re;
+cmp_ok($nkeys // 0, '>=', 70, "it repaired the 70 keys the crashed transaction pushed");
 is( $node->safe_psql('postgres',
-		"SELECT database FROM redis_sync.worker_stats WHERE worker_pid = $repairer"),
+		"SELECT database FROM redis_sync.worker_stats WHERE worker_pid = " . ($repairer // 0)),
 	'app2', "the repair was done by app2's worker");
 
 RedisSync::Compare::cache_matches_table($node, $redis,
@@ -123,6 +127,34 @@ RedisSync::Compare::cache_matches_table($node, $redis,
 	key_columns => ['id'],
 	columns     => [ 'id', 'v', 'note' ],
 	name        => 'postgres: its table untouched');
+
+# app2's worker acts as the table owner for table work: a write-behind table
+# owned by a plain role, with a trigger that records who writes
+$node->safe_psql(
+	'app2', q{
+CREATE ROLE alice LOGIN;
+GRANT CREATE ON SCHEMA public TO alice;
+CREATE TABLE trace (who text, super boolean);
+GRANT INSERT ON trace TO alice;
+SET ROLE alice;
+CREATE TABLE w (id int PRIMARY KEY, hits bigint NOT NULL DEFAULT 0);
+CREATE FUNCTION w_trace() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.trace SELECT current_user, r.rolsuper FROM pg_catalog.pg_roles r
+   WHERE r.rolname = current_user;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER w_trace BEFORE INSERT OR UPDATE ON w FOR EACH ROW EXECUTE FUNCTION w_trace();
+SELECT redis_sync.write_behind('w', key_prefix => 'app2:w:', counters => '{hits}');
+RESET ROLE;
+});
+$redis->cli('HINCRBY', 'app2:w:1', 'hits', 3);
+$redis->cli('SADD', 'app2:w:dirty', 1);
+ok( defined RedisSync::Compare::wait_for(
+		sub { $node->safe_psql('app2', 'SELECT count(*) FROM w WHERE hits = 3') == 1 }, 30),
+	"app2: its worker drained alice's write-behind table");
+is($node->safe_psql('app2', 'SELECT DISTINCT who || \' \' || super FROM trace'),
+	'alice false', "... as alice, the table's owner, not as a superuser");
 
 $node->stop;
 done_testing();
