@@ -127,9 +127,11 @@ for my $db (@DBS)
 
 # Redis restarts empty: every worker re-warms its tables and re-seeds its counters
 my $log_offset = -s $node->logfile;
+my ($rid0) = $redis->cli('INFO', 'server') =~ /run_id:(\w+)/;
 $redis->stop;
 $redis->start;
-is($redis->cli('DBSIZE'), 0, 'Redis restarted empty');
+my ($rid1) = $redis->cli('INFO', 'server') =~ /run_id:(\w+)/;
+isnt($rid1, $rid0, 'Redis restarted (empty: no persistence)');
 my $t0 = time;
 for my $db (@DBS)
 {
