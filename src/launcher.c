@@ -427,6 +427,24 @@ scan_databases(void)
 	List	   *now_dbs = NIL;
 	List	   *allowed = NIL;
 	MemoryContext cxt = CurrentMemoryContext;
+	int			n = rs_nslots();
+	Oid		   *before_db = palloc(sizeof(Oid) * n);
+	uint32	   *before_gen = palloc(sizeof(uint32) * n);
+
+	/*
+	 * Only slots that existed before pg_database was read may be ended: a
+	 * CREATE DATABASE + CREATE EXTENSION that commits meanwhile takes a slot
+	 * for a database this read does not show.
+	 */
+	for (int i = 0; i < n; i++)
+	{
+		RsDbSlot   *slot = rs_slot(i);
+
+		SpinLockAcquire(&slot->mutex);
+		before_db[i] = slot->dbid;
+		before_gen[i] = slot->generation;
+		SpinLockRelease(&slot->mutex);
+	}
 
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -449,18 +467,19 @@ scan_databases(void)
 	MemoryContextSwitchTo(cxt);
 
 	/* slots of databases gone or no longer allowed */
-	for (int i = 0; i < rs_nslots(); i++)
+	for (int i = 0; i < n; i++)
 	{
 		RsDbSlot   *slot = rs_slot(i);
-		Oid			dbid = slot->dbid;
 
-		if (OidIsValid(dbid) && !list_member_oid(allowed, dbid))
-		{
-			SpinLockAcquire(&slot->mutex);
+		if (!OidIsValid(before_db[i]) || list_member_oid(allowed, before_db[i]))
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		if (slot->dbid == before_db[i] && slot->generation == before_gen[i])
 			slot->want = false;
-			SpinLockRelease(&slot->mutex);
-		}
+		SpinLockRelease(&slot->mutex);
 	}
+	pfree(before_db);
+	pfree(before_gen);
 	/* forget dropped and disallowed databases (an OID may come back) */
 	{
 		List	   *keep = NIL;
