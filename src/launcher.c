@@ -150,6 +150,7 @@ redis_sync_database_served(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------- */
 
 static bool notify_at_commit = false;
+static char notify_dbname[NAMEDATALEN];	/* for the commit callback's message */
 static bool notify_callback_registered = false;
 
 static void
@@ -166,9 +167,9 @@ notify_xact_callback(XactEvent event, void *arg)
 		if (slot == NULL)
 		{
 			ereport(WARNING,
-					(errmsg("no redis_sync worker slot is free for database %u",
-							MyDatabaseId),
-					 errhint("Raise redis_sync.max_workers (restart).")));
+					(errmsg("no redis_sync worker slot is free for database \"%s\"",
+							notify_dbname),
+					 errhint("Raise redis_sync.max_workers (restart), or once places are free run SELECT redis_sync._launcher_notify() in the database.")));
 			return;
 		}
 		SpinLockAcquire(&slot->mutex);
@@ -195,6 +196,7 @@ redis_sync_launcher_notify(PG_FUNCTION_ARGS)
 		RegisterXactCallback(notify_xact_callback, NULL);
 		notify_callback_registered = true;
 	}
+	strlcpy(notify_dbname, get_database_name(MyDatabaseId), sizeof(notify_dbname));
 	notify_at_commit = true;
 	PG_RETURN_VOID();
 }
@@ -518,6 +520,22 @@ scan_databases(void)
 	list_free(allowed);
 }
 
+/* a database's name for the log (the launcher is outside transactions) */
+static char *
+db_name(Oid dbid)
+{
+	char	   *name;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	StartTransactionCommand();
+	name = get_database_name(dbid);
+	MemoryContextSwitchTo(cxt);
+	name = name ? pstrdup(name) : psprintf("%u", dbid);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return name;
+}
+
 /* start, restart, count and end the workers of the slots */
 static long
 manage_slots(void)
@@ -619,8 +637,8 @@ manage_slots(void)
 			SpinLockRelease(&slot->mutex);
 			if (!lslots[i].logged_no_worker && !probing)
 				ereport(LOG,
-						(errmsg("redis_sync launcher: no worker for database %u: redis_sync.max_workers (%d) reached",
-								dbid, rs_max_workers),
+						(errmsg("redis_sync launcher: no worker for database \"%s\": redis_sync.max_workers (%d) reached",
+								db_name(dbid), rs_max_workers),
 						 errhint("Raise redis_sync.max_workers (and max_worker_processes) and restart the server.")));
 			lslots[i].logged_no_worker = !probing;
 			continue;
@@ -634,8 +652,8 @@ manage_slots(void)
 			SpinLockRelease(&slot->mutex);
 			if (!lslots[i].logged_no_worker)
 				ereport(LOG,
-						(errmsg("redis_sync launcher: could not start a worker for database %u: no background worker slot is free",
-								dbid),
+						(errmsg("redis_sync launcher: could not start a worker for database \"%s\": no background worker slot is free",
+								db_name(dbid)),
 						 errhint("Raise max_worker_processes and restart the server.")));
 			lslots[i].logged_no_worker = true;
 			lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);

@@ -177,7 +177,7 @@ ok( defined RedisSync::Compare::wait_for(
 ok( defined RedisSync::Compare::wait_for(
 		sub {
 			substr(slurp_file($node->logfile), $log_offset) =~
-			  /no worker for database \d+: redis_sync.max_workers \(4\) reached/;
+			  /no worker for database "db4": redis_sync.max_workers \(4\) reached/;
 		},
 		30),
 	'... and the log says so');
