@@ -2,9 +2,9 @@
 # since 0.2.  An old postgresql.conf naming one database still loads and
 # keeps the worker there only; emptying the setting (reload, no restart)
 # gives every database with the extension its worker; a list can name
-# several.  Also: ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE
-# of a database with a worker are not refused ("being accessed by other
-# users"): the worker steps aside and comes back.
+# several.  Also: ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE
+# DATABASE ... TEMPLATE of a database with a worker are not refused ("being
+# accessed by other users"): the worker steps aside and comes back.
 use strict;
 use warnings;
 
@@ -95,6 +95,16 @@ isnt(sql('postgres', "SELECT worker_pid FROM redis_sync.worker_stats WHERE datab
 sql('b2', "INSERT INTO a VALUES (2, 'two')");
 ok(defined RedisSync::Compare::wait_for(sub { ($redis->cli('HGET', 'b:a:2', 'v') // '') eq 'two' }, 30),
 	'b2: async deliveries go on');
+
+# ALTER DATABASE ... SET TABLESPACE moves the files: the worker steps aside
+my $tsdir = PostgreSQL::Test::Utils::tempdir_short();
+sql('postgres', "CREATE TABLESPACE ts LOCATION '$tsdir'");
+($ret, $out, $err) = $node->psql('postgres', 'ALTER DATABASE b2 SET TABLESPACE ts');
+is($ret, 0, 'ALTER DATABASE b2 SET TABLESPACE succeeds while b2 has a worker') or diag($err);
+ok(defined wait_state('b2', 'running'), 'b2 has a worker again afterwards');
+sql('b2', "INSERT INTO a VALUES (3, 'three')");
+ok(defined RedisSync::Compare::wait_for(sub { ($redis->cli('HGET', 'b:a:3', 'v') // '') eq 'three' }, 30),
+	'b2: async deliveries go on after the move');
 
 $node->stop;
 done_testing();
