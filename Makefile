@@ -6,10 +6,11 @@
 #   make demo                   live sandbox: Postgres + Redis on loopback
 #   make indent, indent-check   PostgreSQL's layout (pgindent) for src/; needs pg_bsd_indent
 #   make installcheck           regress, isolation and TAP suites against an already
-#                               running server that preloads redis_sync, runs its
-#                               worker in the test database (redis_sync.database =
-#                               'regression'), reaches a Redis it may FLUSHDB, and has
-#                               a database "regression"; PGHOST/PGPORT/PGUSER name it.
+#                               running server that preloads redis_sync (its launcher
+#                               starts a worker in the test database; redis_sync.database
+#                               empty or listing 'regression'), reaches a Redis it may
+#                               FLUSHDB, and has a database "regression"; PGHOST/PGPORT/
+#                               PGUSER name it.
 #                               The TAP tests start their own servers (not as root);
 #                               PROVE_TESTS=tests/t/001_unreachable.pl picks some.
 
@@ -45,7 +46,7 @@ OBJS_WB =
 #
 OBJS_WARM =
 #
-OBJS_LAUNCH =
+OBJS_LAUNCH = src/launcher.o
 #
 OBJS_TLS = src/redis_conn.o src/redis_tls.o
 #
@@ -71,7 +72,7 @@ REGRESS_WB = write_behind_partial purge_types
 #
 REGRESS_WARM = warm get_invalidate replica
 #
-REGRESS_LAUNCH =
+REGRESS_LAUNCH = launcher
 #
 REGRESS_TLS = tls
 #

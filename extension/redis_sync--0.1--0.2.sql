@@ -543,6 +543,56 @@ COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
 -- launcher: one worker per database (issue 14)
 -- =====================================================================
 
+-- A launcher keeps one worker per database that has the extension.  The
+-- install and update scripts signal it: at commit it starts this
+-- database's worker (without the signal it would find the database at its
+-- next look at pg_database, within 10 s).
+CREATE FUNCTION _launcher_notify()
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_launcher_notify';
+REVOKE EXECUTE ON FUNCTION _launcher_notify() FROM PUBLIC;
+SELECT redis_sync._launcher_notify();
+
+-- true when a worker may run in this database (redis_sync.database, an
+-- optional allow-list since 0.2); async and write-behind tables need one
+CREATE FUNCTION _database_served()
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_database_served';
+
+-- one row per database with a worker (or wanting one): _global_stats()'s
+-- columns, then the database and its worker's restarts and state
+CREATE FUNCTION _database_stats(
+    OUT round_trips bigint, OUT worker_rounds bigint, OUT worker_running boolean,
+    OUT worker_pid int, OUT circuit text, OUT circuit_changed_at timestamptz,
+    OUT connection_failures int, OUT circuit_opens bigint,
+    OUT last_error text, OUT last_error_at timestamptz, OUT redis_run_id text,
+    OUT stats_reset_at timestamptz, OUT datid oid, OUT database name,
+    OUT worker_restarts bigint, OUT worker_state text)
+RETURNS SETOF record
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_database_stats';
+REVOKE EXECUTE ON FUNCTION _database_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _database_stats() TO pg_monitor;
+
+-- worker_stats: one row per database (this one first); the outbox columns
+-- are this database's (another database's outbox cannot be read from here)
+CREATE OR REPLACE VIEW worker_stats AS
+SELECT g.round_trips, g.worker_rounds, g.worker_running, g.worker_pid, g.circuit,
+       g.circuit_changed_at, g.connection_failures, g.circuit_opens, g.last_error,
+       g.last_error_at, g.redis_run_id, g.stats_reset_at,
+       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            THEN (SELECT pg_catalog.count(*) FROM redis_sync.outbox) END AS outbox_depth,
+       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            THEN (SELECT pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at)
+                    FROM redis_sync.outbox) END AS outbox_oldest_age,
+       g.worker_restarts,
+       g.database,
+       g.worker_state
+  FROM redis_sync._database_stats() g
+ ORDER BY g.database OPERATOR(pg_catalog.<>) pg_catalog.current_database(), g.database;
+COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit breaker and counters (this database first)';
 
 -- (end of section)
 
@@ -642,10 +692,11 @@ BEGIN
         RAISE EXCEPTION 'unsupported delivery "%"', p_delivery
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use sync or async.';
     END IF;
-    IF deliv = 'async' AND current_database() <> coalesce(current_setting('redis_sync.database', true), 'postgres') THEN
-        RAISE EXCEPTION 'async delivery needs the table to be in database "%", where the background worker runs',
-                        coalesce(current_setting('redis_sync.database', true), 'postgres')
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+    IF deliv = 'async' AND NOT redis_sync._database_served() THEN
+        RAISE EXCEPTION 'async delivery needs a redis_sync worker, and redis_sync.database does not list database "%"',
+                        current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the database to redis_sync.database (or empty it) and reload.';
     END IF;
     IF deliv = 'async' AND cons = 'strict' THEN
         RAISE EXCEPTION 'consistency "strict" cannot be combined with delivery "async"'
@@ -795,11 +846,11 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'Redis cannot increment a field inside a JSON string atomically.';
         END IF;
-        IF current_database() <> coalesce(current_setting('redis_sync.database', true), 'postgres') THEN
-            RAISE EXCEPTION 'write-behind tables must be in database "%", where the background worker runs',
-                            coalesce(current_setting('redis_sync.database', true), 'postgres')
+        IF NOT redis_sync._database_served() THEN
+            RAISE EXCEPTION 'write-behind tables need a redis_sync worker, and redis_sync.database does not list database "%"',
+                            current_database()
                 USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Set redis_sync.database in postgresql.conf and restart, or sync a table of that database.';
+                      HINT = 'Add the database to redis_sync.database (or empty it) and reload.';
         END IF;
     END IF;
 

@@ -59,5 +59,5 @@ SHOW redis_sync.connect_timeout;
 SET redis_sync.command_timeout = 0;
 RESET redis_sync.connect_timeout;
 SET redis_sync.redis_url = 'redis://127.0.0.1:1/0';      -- SIGHUP only
-SET redis_sync.database = 'x';                            -- postmaster only
+SET redis_sync.database = 'x';                            -- SIGHUP only
 SET redis_sync.no_such_setting = 1;                        -- prefix reserved

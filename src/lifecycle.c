@@ -8,7 +8,7 @@
  * under a dropped table's prefix; the worker delivers it like a TRUNCATE of
  * an async table (a DROP never waits for Redis, and commits while Redis is
  * down).  Where no worker delivers the outbox (the library is not preloaded,
- * or another database than redis_sync.database) the purge is pushed at
+ * or a database redis_sync.database leaves out) the purge is pushed at
  * commit instead, falling back to the outbox as eventual tables do.
  *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
@@ -46,9 +46,7 @@ PG_FUNCTION_INFO_V1(redis_sync_ddl_partitions);
 static bool
 worker_database(void)
 {
-	char	   *db = get_database_name(MyDatabaseId);
-
-	return db != NULL && rs_database != NULL && strcmp(db, rs_database) == 0;
+	return rs_database_served(MyDatabaseId);
 }
 
 /* redis_sync._purge_dropped(tbl oid, key_prefix text) */

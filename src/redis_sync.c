@@ -19,7 +19,8 @@
  *		fence.c			the version-fenced apply script
  *		outbox.c		writing and delivering redis_sync.outbox
  *		shmem.c			shared memory: worker latch, circuit breaker, stats
- *		worker.c		the background worker
+ *		launcher.c		the launcher: one worker per database with the extension
+ *		worker.c		the background worker of one database
  *		warm.c			pushing current row state: warm, re-warm, repair
  *		drain.c			write-behind: draining dirty sets into tables
  *		lifecycle.c		event-trigger helpers: DROP TABLE purge, partitions
@@ -134,19 +135,18 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	/*
-	 * A library loaded after startup (LOAD, or the first call of one of its
-	 * functions without shared_preload_libraries) may not define
-	 * PGC_POSTMASTER settings: PostgreSQL ends the session with a FATAL.
-	 * There is no worker then, so the setting only names the database async
-	 * and write-behind tables would need; it is read-only for the session.
+	 * 0.1 named the one database of the worker here; since 0.2 a launcher
+	 * runs a worker in every database with the extension (launcher.c) and
+	 * this is an optional allow-list: empty, every database.  An old
+	 * postgresql.conf naming one database keeps its worker there only.
 	 */
 	DefineCustomStringVariable("redis_sync.database",
-							   "Database the redis_sync background worker connects to.",
+							   "Databases where redis_sync workers may run (comma-separated; empty: every database).",
 							   rs_preloaded ? NULL :
 							   "redis_sync is not in shared_preload_libraries: no worker runs.",
 							   &rs_database,
-							   "postgres",
-							   rs_preloaded ? PGC_POSTMASTER : PGC_SIGHUP,
+							   "",
+							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
 
@@ -286,14 +286,13 @@ _PG_init(void)
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
 
+	rs_launcher_init();			/* redis_sync.max_workers, the launcher */
+
 	MarkGUCPrefixReserved("redis_sync");
 
 	redis_client_init();
 	rs_capture_init();
 	rs_publish_init();
 	if (rs_preloaded)
-	{
 		rs_shmem_init();
-		rs_worker_register();
-	}
 }

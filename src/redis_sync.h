@@ -37,6 +37,8 @@ extern int	rs_flush_timeout_ms;
 extern int	rs_drain_timeout_ms;
 extern int	rs_shutdown_drain_ms;
 
+extern int	rs_max_workers;
+
 /* true when loaded through shared_preload_libraries */
 extern bool rs_preloaded;
 
@@ -46,8 +48,12 @@ extern void rs_require_preload(const char *feature);
 /* wake the background worker (no-op when it is not running) */
 extern void rs_worker_wake(void);
 
-/* background worker registration (worker.c) */
-extern void rs_worker_register(void);
+/* launcher (launcher.c): settings, registration, hooks */
+extern void rs_launcher_init(void);
+
+/* a worker may run in dbid: preloaded and allowed by redis_sync.database */
+extern bool rs_database_served(Oid dbid);
+
 
 /* module init hooks called from _PG_init */
 extern void redis_client_init(void);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *		Shared memory of redis_sync: worker latch, circuit breaker, stats.
+ *		Shared memory of redis_sync: per-table stats, and per database (one
+ *		slot each) the worker's latch, circuit breaker and counters.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,6 +12,9 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
 
 typedef enum RsCounter
 {
@@ -32,6 +36,72 @@ typedef enum RsCounter
 	RS_C_MISSES,
 	RS_NUM_COUNTERS
 } RsCounter;
+
+#define RS_ERRLEN 256
+
+/*
+ * Per-database state: one slot per database that has, or wants, a worker
+ * (launcher.c assigns them; redis_sync.max_workers + RS_EXTRA_SLOTS of
+ * them).  Everything the single worker of 0.1 kept server-wide is here:
+ * latch, flush handshake, pause, circuit breaker, Redis run_id, counters.
+ * mutex protects every field except the atomics; dbid is also read
+ * unlocked to find a database's slot (an Oid is read atomically).
+ */
+#define RS_EXTRA_SLOTS 32
+
+typedef struct RsDbSlot
+{
+	slock_t		mutex;
+	Oid			dbid;			/* InvalidOid: free */
+	uint32		generation;		/* bumped at each (re)use of the slot */
+	/* launcher state (launcher.c) */
+	bool		want;			/* a worker should run in this database */
+	bool		probing;		/* worker started to check for the extension */
+	bool		hold;			/* DROP/ALTER DATABASE: worker stopped, not restarted */
+	int			hold_pid;		/* the backend holding it */
+	TimestampTz hold_until;		/* safety bound of the hold */
+	bool		no_worker;		/* wanted, but redis_sync.max_workers is reached */
+	char		no_worker_reason[64];
+	uint64		notifies;		/* CREATE EXTENSION commits seen */
+	uint64		worker_starts;	/* workers attached to this slot */
+	/* the worker */
+	Latch	   *worker_latch;
+	int			worker_pid;
+	TimestampTz worker_started_at;
+	char		run_id[48];
+	uint64		flush_requested;	/* flush() generations asked for */
+	uint64		flush_done;		/* generations the worker completed */
+	int64		flush_applied;	/* rows applied by the last forced round */
+	int			flush_failed;	/* tables that round could not drain */
+	bool		flush_unreachable;	/* Redis could not be reached for it */
+	bool		sweep_requested;	/* check in-flight markers at once */
+	bool		pause_requested;
+	bool		paused;			/* the worker acknowledged the pause */
+	/* circuit breaker of this database's backends and worker */
+	int			failures;
+	bool		open;
+	TimestampTz opened_at;
+	TimestampTz changed_at;
+	char		last_error[RS_ERRLEN];
+	TimestampTz last_error_at;
+	/* counters */
+	pg_atomic_uint64 round_trips;
+	pg_atomic_uint64 worker_rounds;
+	pg_atomic_uint64 circuit_opens;
+} RsDbSlot;
+
+/* launcher interface (launcher.c) */
+extern int	rs_nslots(void);
+extern RsDbSlot *rs_slot(int i);
+extern RsDbSlot *rs_slot_for_db(Oid dbid);
+extern RsDbSlot *rs_slot_acquire(Oid dbid);	/* NULL: all slots in use */
+extern void rs_slot_free(RsDbSlot *slot);
+extern void rs_launcher_set_latch(bool attach);
+extern void rs_launcher_wake(void);
+
+/* the worker of a slot */
+extern bool rs_worker_attach(int slotno, Oid dbid, uint32 generation);
+extern RsDbSlot *rs_worker_slot(void);
 
 extern void rs_shmem_init(void);	/* from _PG_init */
 extern bool rs_shmem_ready(void);
@@ -59,7 +129,6 @@ extern TimestampTz rs_circuit_opened_at(void);
 extern int	rs_circuit_failures(void);
 
 /* worker wake-up and identity */
-extern void rs_worker_register_latch(void);
 extern void rs_worker_unregister_latch(void);
 extern bool rs_worker_running(void);
 

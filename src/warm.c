@@ -1011,8 +1011,7 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 			   "  last_key = NULL, attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL",
 			   1, types, values, NULL);
 
-	if (!rs_preloaded || rs_database == NULL ||
-		strcmp(rs_database, get_database_name(MyDatabaseId)) != 0)
+	if (!rs_database_served(MyDatabaseId))
 		ereport(NOTICE,
 				(errmsg("no redis_sync worker runs in database \"%s\", so the cache of table %s is not warmed in the background",
 						get_database_name(MyDatabaseId), get_rel_name(relid)),

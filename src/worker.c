@@ -3,11 +3,14 @@
  * worker.c
  *		The redis_sync background worker.
  *
- * One worker per server, connected to redis_sync.database, started once
- * recovery has finished (so it never runs on a hot standby, and starts on
- * promotion), restarted by the postmaster after a crash and after a SIGTERM
- * that is not a server shutdown (it exits with 1 for that; worker_stats
- * counts the restarts).  It sleeps on its
+ * One worker per database that has the extension, started by the launcher
+ * (launcher.c) once recovery has finished (so it never runs on a hot
+ * standby, and starts on promotion), started again by the launcher after
+ * a crash and after a SIGTERM that is not a server shutdown
+ * (worker_stats.worker_restarts counts them).  Everything it does concerns
+ * its own database: its outbox, its tables, its in-flight markers (their
+ * key names the database), its slot of shared memory (latch, circuit
+ * breaker, flush handshake, pause).  It sleeps on its
  * latch; a commit that queued outbox entries sets the latch (shmem.c), so
  * delivery starts within milliseconds; otherwise it wakes every
  * redis_sync.naptime.  Each round, in its own transactions:
@@ -25,8 +28,9 @@
  * Failures back off exponentially (from 100 ms up to
  * redis_sync.retry_max_backoff) and show in redis_sync.stats.  Errors are
  * caught per round: the transaction is aborted, the error logged and
- * counted, and the loop goes on.  If the extension is not (yet) created in
- * the database, the worker waits and checks again.
+ * counted, and the loop goes on.  When the extension is not in the
+ * database (the launcher probing a database, or DROP EXTENSION) the worker
+ * exits and the launcher does not start it again until CREATE EXTENSION.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +41,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -79,6 +84,8 @@ static TimestampTz retry_at = 0;	/* after a failure: no Redis work before this *
 static TimestampTz ext_checked_at = 0;	/* when the extension was last seen */
 static TimestampTz drain_due = 0;	/* when a write-behind table is next due */
 static volatile sig_atomic_t got_sigterm = false;
+static bool extension_gone = false;	/* DROP EXTENSION: exit for good */
+static char my_dbname[NAMEDATALEN];	/* for messages outside transactions */
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -88,22 +95,6 @@ worker_sigterm(SIGNAL_ARGS)
 	got_sigterm = true;
 	SetLatch(MyLatch);
 	errno = save_errno;
-}
-
-void
-rs_worker_register(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = RS_WORKER_RESTART_SECONDS;
-	strlcpy(worker.bgw_library_name, "redis_sync", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "redis_sync_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "redis_sync worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "redis_sync worker", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
 }
 
 /* commit, and keep allocating in the round's context */
@@ -518,6 +509,63 @@ marker_sweep_round(void)
 	return ok;
 }
 
+static uint64
+slot_notifies(void)
+{
+	RsDbSlot   *slot = rs_worker_slot();
+	uint64		n;
+
+	SpinLockAcquire(&slot->mutex);
+	n = slot->notifies;
+	SpinLockRelease(&slot->mutex);
+	return n;
+}
+
+/*
+ * The extension is not in this database: clear the slot's "want" so the
+ * launcher does not start a worker again, unless a CREATE EXTENSION
+ * committed after notifies was read (then look again).  True: exit.
+ */
+static bool
+slot_give_up(uint64 notifies)
+{
+	RsDbSlot   *slot = rs_worker_slot();
+	bool		give_up;
+
+	SpinLockAcquire(&slot->mutex);
+	give_up = slot->notifies == notifies;
+	if (give_up)
+		slot->want = false;
+	SpinLockRelease(&slot->mutex);
+	return give_up;
+}
+
+static bool
+slot_wanted(void)
+{
+	RsDbSlot   *slot = rs_worker_slot();
+	bool		want;
+
+	SpinLockAcquire(&slot->mutex);
+	want = slot->want;
+	SpinLockRelease(&slot->mutex);
+	return want;
+}
+
+/* the launcher or DROP DATABASE wants this worker gone for now */
+static bool
+slot_stop_requested(bool *held)
+{
+	RsDbSlot   *slot = rs_worker_slot();
+	bool		stop;
+
+	SpinLockAcquire(&slot->mutex);
+	*held = slot->hold;
+	stop = slot->hold || !slot->want || slot->dbid != MyDatabaseId;
+	SpinLockRelease(&slot->mutex);
+	return stop;
+}
+
 /* one round; returns how long to sleep */
 static long
 worker_round(void)
@@ -529,13 +577,16 @@ worker_round(void)
 	/* checking the catalog every round would cost a transaction per commit */
 	if (ext_checked_at == 0 || TimestampDifferenceExceeds(ext_checked_at, now, 1000))
 	{
+		uint64		notifies = slot_notifies();
+
 		StartTransactionCommand();
 		ready = extension_ready();
 		commit_round_txn();
 		if (!ready)
 		{
-			ext_checked_at = 0;
-			return Max(rs_naptime_ms, 1000);
+			/* exit, unless CREATE EXTENSION committed since the look */
+			extension_gone = slot_give_up(notifies);
+			return extension_gone ? 0 : 10;
 		}
 		ext_checked_at = now;
 	}
@@ -652,24 +703,69 @@ final_round(void)
 	PG_END_TRY();
 }
 
+/*
+ * Entry point of a worker started by the launcher: bgw_main_arg is its slot,
+ * bgw_extra the database OID and the slot's generation.
+ */
 void
 redis_sync_worker_main(Datum arg)
 {
+	int			slotno = DatumGetInt32(arg);
+	Oid			dbid;
+	uint32		generation;
+	bool		probing;
+	bool		held = false;
+
+	memcpy(&dbid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	memcpy(&generation, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(uint32));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(rs_database, NULL, 0);
+	/* the slot may have been given up (DROP DATABASE) while we started */
+	if (!rs_worker_attach(slotno, dbid, generation))
+		proc_exit(0);
+	before_shmem_exit((pg_on_exit_callback) rs_worker_unregister_latch, (Datum) 0);
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	/* nothing the worker runs may resolve names through a user's schema */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("redis_sync worker");
-	rs_worker_register_latch();
-	before_shmem_exit((pg_on_exit_callback) rs_worker_unregister_latch, (Datum) 0);
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync worker round",
 									  ALLOCSET_DEFAULT_SIZES);
+
+	/* is the extension here?  (the launcher probes databases this way) */
+	for (;;)
+	{
+		uint64		notifies = slot_notifies();
+		bool		ready;
+
+		StartTransactionCommand();
+		ready = extension_ready();
+		if (my_dbname[0] == '\0')
+		{
+			char	   *name = get_database_name(MyDatabaseId);
+
+			strlcpy(my_dbname, name ? name : "?", sizeof(my_dbname));
+		}
+		commit_round_txn();
+		if (ready)
+			break;
+		if (slot_give_up(notifies))
+			proc_exit(0);
+	}
+	{
+		RsDbSlot   *slot = rs_worker_slot();
+
+		SpinLockAcquire(&slot->mutex);
+		probing = slot->probing;
+		slot->probing = false;
+		SpinLockRelease(&slot->mutex);
+	}
+	ext_checked_at = GetCurrentTimestamp();
 	ereport(LOG,
-			(errmsg("redis_sync worker started in database \"%s\"", rs_database)));
+			(errmsg("redis_sync worker started in database \"%s\"", my_dbname),
+			 probing ? errdetail("The launcher found the extension in the database.") : 0));
 
 	for (;;)
 	{
@@ -677,21 +773,32 @@ redis_sync_worker_main(Datum arg)
 		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
-		if (got_sigterm)
+		if (extension_gone)
+		{
+			ereport(LOG,
+					(errmsg("redis_sync worker in database \"%s\" exiting: the extension was dropped",
+							my_dbname)));
+			proc_exit(0);
+		}
+		if (got_sigterm || slot_stop_requested(&held))
 		{
 			MemoryContextSwitchTo(round_cxt);
-			final_round();
+			/* a database about to be dropped or moved: no final drain */
+			(void) slot_stop_requested(&held);
+			if (!held)
+				final_round();
 
 			/*
-			 * The postmaster never restarts a worker that exits with 0.  A
-			 * SIGTERM outside a server shutdown (pg_terminate_backend())
-			 * must not stop async delivery, outbox
-			 * repair and write-behind until the next restart: exit 1, and
-			 * the postmaster starts a new worker after bgw_restart_time.  At
-			 * a server shutdown no worker is started again whatever the code.
+			 * A SIGTERM outside a server shutdown (pg_terminate_backend())
+			 * must not stop async delivery, outbox repair and write-behind
+			 * until the next restart: the launcher starts a new worker after
+			 * RS_WORKER_RESTART_SECONDS while the database wants one (not
+			 * during DROP/ALTER DATABASE, nor after DROP EXTENSION).
 			 */
 			ereport(LOG,
 					(errmsg("redis_sync worker shutting down"),
+					 held ? errdetail("ALTER or DROP DATABASE is waiting for it.") :
+					 !slot_wanted() ? errdetail("redis_sync.database no longer lists the database.") :
 					 errdetail("A new worker starts within %d second(s) unless the server is shutting down.",
 							   RS_WORKER_RESTART_SECONDS)));
 			proc_exit(1);

@@ -76,6 +76,16 @@ sql "SELECT \"table\", policy, captured, pushed, queued, delivered, claimed, app
 step "6. verify: the cache and the table agree"
 sql "SELECT count(*) AS differences FROM redis_sync.verify('products')"
 
+step "7. a second database: CREATE EXTENSION gives it its own worker, no configuration"
+sql "CREATE DATABASE shop"
+printf 'shop=# %s\n' "CREATE EXTENSION redis_sync" | tee -a "$OUT"
+"${PSQL[@]}" -d shop -c "CREATE EXTENSION redis_sync" 2>&1 | tee -a "$OUT"
+for _ in $(seq 1 500); do
+    [ "$("${PSQL[@]}" -At -c "SELECT count(*) FILTER (WHERE worker_running) FROM redis_sync.worker_stats")" = 2 ] && break
+    sleep 0.01
+done
+sql "SELECT database, worker_running, worker_state, circuit FROM redis_sync.worker_stats"
+
 # In check mode (CI) the key lines must be there.
 if [ "$CHECK" = 1 ]; then
     fail=0
@@ -89,6 +99,7 @@ if [ "$CHECK" = 1 ]; then
     expect 'product:1'
     expect ' 1 |          2'        # the write-behind counter is in the table
     expect ' differences '
+    expect ' shop     | t              | running'   # the second database's worker
     grep -A2 ' differences ' "$OUT" | grep -qE '^\s+0$' || { echo "demo: verify reported differences" >&2; fail=1; }
     [ "$("${RCLI[@]}" HGET product:1 price)" = 12.50 ] || { echo "demo: rollback leaked into Redis" >&2; fail=1; }
     [ "$fail" = 0 ] || exit 1

@@ -10,8 +10,7 @@
 # (tests/readme_blocks.pl extracts them).
 #
 # installcheck: `make installcheck` twice in a row against a fresh sandbox
-# server set up as the README says (preloaded, redis_sync.database =
-# 'regression', a database "regression"), from a copy of the source tree
+# server set up as the README says (preloaded, a database "regression"), from a copy of the source tree
 # owned by the run user; its TAP stage runs INSTALLCHECK_TAP (default
 # tests/t/001_unreachable.pl; the full TAP set is the "tap" suite).
 #

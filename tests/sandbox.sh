@@ -146,7 +146,6 @@ port = $pg_port
 unix_socket_directories = '$dir'
 shared_preload_libraries = '$preload'
 redis_sync.redis_url = 'redis://127.0.0.1:$redis_port/0'
-redis_sync.database = '$db'
 max_prepared_transactions = 10
 fsync = off
 synchronous_commit = off

@@ -74,7 +74,7 @@ $node->safe_psql('postgres', q{SELECT redis_sync.worker_resume()});
 ok($node->wait_for_log(qr/could not record the key prefix claim of table \d+ again: key prefix "victim:" overlaps/, $offset),
 	'a claim taken meanwhile is reported in the log');
 ok(wait_claim('p:wbt:', claim('p:wbt:')) && claim('p:wbt:') ne '', 'the other claims are recorded');
-is($node->safe_psql('postgres', 'SELECT worker_running FROM redis_sync.worker_stats'), 't', 'the worker runs');
+is($node->safe_psql('postgres', 'SELECT worker_running FROM redis_sync.worker_stats WHERE database = current_database()'), 't', 'the worker runs');
 
 $node->stop;
 $redis->stop;

@@ -63,7 +63,6 @@ sub new_node
 	$node->append_conf('postgresql.conf', <<"EOC");
 shared_preload_libraries = 'redis_sync'
 redis_sync.redis_url = '$url'
-redis_sync.database = 'postgres'
 EOC
 	$node->append_conf('postgresql.conf', $opts{extra_conf})
 	  if defined $opts{extra_conf};

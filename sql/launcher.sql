@@ -1,0 +1,52 @@
+-- launcher: one worker per database with the extension; worker_stats has a
+-- row per database (this one first)
+DROP DATABASE IF EXISTS rs_launcher_db;   -- left by an interrupted run
+CREATE DATABASE rs_launcher_db;
+\c rs_launcher_db
+CREATE EXTENSION redis_sync;
+\c regression
+-- the second database gets its own worker (CREATE EXTENSION signals the launcher)
+DO $$
+DECLARE
+  deadline timestamptz := clock_timestamp() + interval '60 s';
+BEGIN
+  WHILE (SELECT count(*) FILTER (WHERE worker_running) FROM redis_sync.worker_stats
+          WHERE database IN ('regression', 'rs_launcher_db')) < 2 LOOP
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'no worker in rs_launcher_db: %',
+        (SELECT string_agg(database || ' ' || worker_state, ', ') FROM redis_sync.worker_stats);
+    END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END
+$$;
+SELECT database, worker_running, worker_state, circuit,
+       outbox_depth IS NOT NULL AS outbox_of_this_database
+  FROM redis_sync.worker_stats
+ WHERE database IN ('regression', 'rs_launcher_db');
+-- two workers, two processes, each connected to its own database
+SELECT count(DISTINCT worker_pid) AS workers,
+       count(DISTINCT a.datname) AS databases
+  FROM redis_sync.worker_stats w
+  JOIN pg_stat_activity a ON a.pid = w.worker_pid AND a.datname = w.database
+ WHERE w.database IN ('regression', 'rs_launcher_db');
+-- the view's first row is this database's (0.1's single-row queries keep working)
+SELECT database FROM redis_sync.worker_stats LIMIT 1;
+-- DROP DATABASE stops that worker first: it is not refused for "being
+-- accessed by other users", and does not wait for it
+SELECT clock_timestamp() AS t0 \gset
+DROP DATABASE rs_launcher_db;
+SELECT clock_timestamp() - :'t0'::timestamptz < interval '4 s' AS drop_was_quick;
+DO $$
+DECLARE
+  deadline timestamptz := clock_timestamp() + interval '30 s';
+BEGIN
+  WHILE EXISTS (SELECT 1 FROM redis_sync.worker_stats WHERE database = 'rs_launcher_db') LOOP
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'the dropped database still has a row';
+    END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END
+$$;
+SELECT database, worker_running FROM redis_sync.worker_stats WHERE database = 'regression';

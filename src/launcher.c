@@ -1,0 +1,748 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *		The redis_sync launcher: one background worker per database that
+ *		has the extension.
+ *
+ * This file owns the launcher process, redis_sync.max_workers, the
+ * redis_sync.database allow-list, the signal from CREATE EXTENSION and
+ * the ProcessUtility hook that keeps workers out of the way of
+ * DROP/ALTER DATABASE.  The per-database state the workers and backends
+ * share lives in RsDbSlot (shmem.h); the workers are worker.c.
+ *
+ * The launcher is a static background worker (shared_preload_libraries),
+ * started once recovery has finished and connected to no database.  It
+ * keeps a slot per database that wants a worker and starts a dynamic
+ * worker for it, at most redis_sync.max_workers at a time:
+ *
+ *	- discovery: at start, and every RS_SCAN_MS, it reads pg_database; each
+ *	  database it has not looked at yet (connections allowed, not a
+ *	  template, allowed by redis_sync.database) gets a worker "probing":
+ *	  the worker connects, finds the extension or not, and exits at once
+ *	  when it is not there.  A database where CREATE EXTENSION (or ALTER
+ *	  EXTENSION UPDATE) commits signals the launcher itself: the install
+ *	  script calls _launcher_notify(), which at commit takes a slot for the
+ *	  database and sets the launcher's latch, so the worker starts within
+ *	  milliseconds.
+ *	- a worker that exits (error, pg_terminate_backend()) is started again
+ *	  after RS_RESTART_MS while its database still wants one; a worker that
+ *	  finds the extension dropped clears "want" and exits for good.
+ *	- DROP DATABASE, ALTER DATABASE (RENAME, SET TABLESPACE) and CREATE
+ *	  DATABASE ... TEMPLATE fail while another process is connected to the
+ *	  database; the hook asks the database's worker to exit and waits for
+ *	  it (at most RS_HOLD_WAIT_MS) before the command runs, and the worker
+ *	  is not started again until the command is over.
+ *	- a database left without a worker (max_workers reached, or
+ *	  max_worker_processes) is logged once and shown in worker_stats.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "redis_sync.h"
+#include "shmem.h"
+
+PGDLLEXPORT void redis_sync_launcher_main(Datum arg);
+
+PG_FUNCTION_INFO_V1(redis_sync_launcher_notify);
+PG_FUNCTION_INFO_V1(redis_sync_database_served);
+
+#define RS_SCAN_MS 10000		/* pg_database is read again this often */
+#define RS_RESTART_MS 1000		/* a worker that exited starts again after this */
+#define RS_HOLD_WAIT_MS 5000	/* DROP DATABASE waits this long for the worker */
+#define RS_HOLD_MAX_MS 600000	/* a hold whose backend vanished ends after this */
+
+int			rs_max_workers = 4;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* ----------------------------------------------------------------
+ * redis_sync.database: an optional allow-list
+ * ---------------------------------------------------------------- */
+
+/*
+ * Empty (the default): every database.  Otherwise a comma-separated list of
+ * database names, compared exactly (spaces around the commas are ignored).
+ * 0.1's single name is a list of one: an old postgresql.conf keeps its
+ * worker in that database only.
+ */
+static bool
+name_allowed(const char *datname)
+{
+	const char *p = rs_database;
+
+	if (p == NULL)
+		return true;
+	while (*p == ' ')
+		p++;
+	if (*p == '\0')
+		return true;
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len == strlen(datname) && strncmp(p, datname, len) == 0)
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+bool
+rs_database_served(Oid dbid)
+{
+	char	   *name;
+
+	if (!rs_preloaded)
+		return false;
+	name = get_database_name(dbid);
+	return name != NULL && name_allowed(name);
+}
+
+/* _database_served(): true when a worker may run in the current database */
+Datum
+redis_sync_database_served(PG_FUNCTION_ARGS)
+{
+	/* without preload the callers' own checks say what is missing */
+	if (!rs_preloaded)
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(rs_database_served(MyDatabaseId));
+}
+
+/* ----------------------------------------------------------------
+ * CREATE EXTENSION: signal the launcher at commit
+ * ---------------------------------------------------------------- */
+
+static bool notify_at_commit = false;
+static char notify_dbname[NAMEDATALEN];	/* for the commit callback's message */
+static bool notify_callback_registered = false;
+
+static void
+notify_xact_callback(XactEvent event, void *arg)
+{
+	if (!notify_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		RsDbSlot   *slot;
+
+		notify_at_commit = false;
+		slot = rs_slot_acquire(MyDatabaseId);
+		if (slot == NULL)
+		{
+			ereport(WARNING,
+					(errmsg("no redis_sync worker slot is free for database \"%s\"",
+							notify_dbname),
+					 errhint("Raise redis_sync.max_workers (restart), or once places are free run SELECT redis_sync._launcher_notify() in the database.")));
+			return;
+		}
+		SpinLockAcquire(&slot->mutex);
+		slot->want = true;
+		slot->notifies++;
+		SpinLockRelease(&slot->mutex);
+		rs_launcher_wake();
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		notify_at_commit = false;
+}
+
+/*
+ * _launcher_notify(): called by the install and update scripts; at commit
+ * the launcher starts a worker for this database.
+ */
+Datum
+redis_sync_launcher_notify(PG_FUNCTION_ARGS)
+{
+	if (!rs_preloaded || !rs_shmem_ready() || !rs_database_served(MyDatabaseId))
+		PG_RETURN_VOID();
+	if (!notify_callback_registered)
+	{
+		RegisterXactCallback(notify_xact_callback, NULL);
+		notify_callback_registered = true;
+	}
+	strlcpy(notify_dbname, get_database_name(MyDatabaseId), sizeof(notify_dbname));
+	notify_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * DROP / ALTER / CREATE DATABASE: keep the worker out of the way
+ * ---------------------------------------------------------------- */
+
+/*
+ * Ask the worker of dbid to exit and keep it from being started again;
+ * wait (bounded) until it is gone.  Returns the slot held, or NULL.
+ */
+static RsDbSlot *
+hold_database(Oid dbid)
+{
+	RsDbSlot   *slot = rs_slot_for_db(dbid);
+	TimestampTz deadline;
+	int			pid;
+
+	if (slot == NULL)
+		return NULL;
+	SpinLockAcquire(&slot->mutex);
+	if (slot->dbid != dbid)
+	{
+		SpinLockRelease(&slot->mutex);
+		return NULL;
+	}
+	slot->hold = true;
+	slot->hold_pid = MyProcPid;
+	slot->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_MAX_MS);
+	pid = slot->worker_pid;
+	SpinLockRelease(&slot->mutex);
+	if (pid != 0)
+		(void) kill(pid, SIGTERM);
+	rs_launcher_wake();
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_WAIT_MS);
+	for (;;)
+	{
+		SpinLockAcquire(&slot->mutex);
+		pid = slot->dbid == dbid ? slot->worker_pid : 0;
+		SpinLockRelease(&slot->mutex);
+		if (pid == 0 || GetCurrentTimestamp() >= deadline)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return slot;
+}
+
+/* the command is over: the worker may start again (dropped: the slot ends) */
+static void
+release_database(RsDbSlot *slot, Oid dbid, bool dropped)
+{
+	SpinLockAcquire(&slot->mutex);
+	if (slot->dbid == dbid && slot->hold_pid == MyProcPid)
+	{
+		slot->hold = false;
+		slot->hold_pid = 0;
+		if (dropped)
+			slot->want = false;
+	}
+	SpinLockRelease(&slot->mutex);
+	rs_launcher_wake();
+}
+
+static bool
+has_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
+			return true;
+	return false;
+}
+
+static Oid
+template_of(CreatedbStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
+			return get_database_oid(defGetString(d), true);
+	}
+	return InvalidOid;
+}
+
+static void
+rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			dbid = InvalidOid;
+	bool		dropping = false;
+	RsDbSlot   *held = NULL;
+
+	if (rs_shmem_ready())
+	{
+		switch (nodeTag(parsetree))
+		{
+			case T_DropdbStmt:
+				dbid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+				dropping = true;
+				break;
+			case T_RenameStmt:
+				if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+					dbid = get_database_oid(((RenameStmt *) parsetree)->subname, true);
+				break;
+			case T_AlterDatabaseStmt:
+				/* only SET TABLESPACE needs the database to itself */
+				if (has_option(((AlterDatabaseStmt *) parsetree)->options, "tablespace"))
+					dbid = get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
+				break;
+			case T_CreatedbStmt:
+				dbid = template_of((CreatedbStmt *) parsetree);
+				break;
+			default:
+				break;
+		}
+		if (OidIsValid(dbid) && dbid != MyDatabaseId)
+			held = hold_database(dbid);
+	}
+
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+								 queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		if (held)
+			release_database(held, dbid, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (held)
+		release_database(held, dbid, dropping);
+}
+
+/* ----------------------------------------------------------------
+ * The launcher process
+ * ---------------------------------------------------------------- */
+
+typedef struct LauncherSlot
+{
+	BackgroundWorkerHandle *handle;
+	uint32		generation;
+	TimestampTz start_after;
+	bool		logged_no_worker;
+} LauncherSlot;
+
+static LauncherSlot *lslots = NULL;
+static List *seen_dbs = NIL;	/* databases probed or given a slot */
+static volatile sig_atomic_t launcher_sigterm = false;
+
+static void
+launcher_sigterm_handler(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	launcher_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* register the launcher (from _PG_init, shared_preload_libraries) */
+static void
+launcher_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "redis_sync", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "redis_sync_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "redis_sync launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "redis_sync launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* start the worker of slot i; false when no background worker slot is free */
+static bool
+start_worker(int i, Oid dbid, uint32 generation)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "redis_sync", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "redis_sync_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "redis_sync worker for database %u", dbid);
+	strlcpy(worker.bgw_type, "redis_sync worker", BGW_MAXLEN);
+	worker.bgw_main_arg = Int32GetDatum(i);
+	memcpy(worker.bgw_extra, &dbid, sizeof(Oid));
+	memcpy(worker.bgw_extra + sizeof(Oid), &generation, sizeof(uint32));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return false;
+	lslots[i].handle = handle;
+	lslots[i].generation = generation;
+	return true;
+}
+
+/*
+ * Read pg_database: databases not seen before get a slot and a probing
+ * worker; slots of databases that are gone (or no longer allowed) end.
+ */
+static void
+scan_databases(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	List	   *now_dbs = NIL;
+	List	   *allowed = NIL;
+	MemoryContext cxt = CurrentMemoryContext;
+	int			n = rs_nslots();
+	Oid		   *before_db = palloc(sizeof(Oid) * n);
+	uint32	   *before_gen = palloc(sizeof(uint32) * n);
+
+	/*
+	 * Only slots that existed before pg_database was read may be ended: a
+	 * CREATE DATABASE + CREATE EXTENSION that commits meanwhile takes a slot
+	 * for a database this read does not show.
+	 */
+	for (int i = 0; i < n; i++)
+	{
+		RsDbSlot   *slot = rs_slot(i);
+
+		SpinLockAcquire(&slot->mutex);
+		before_db[i] = slot->dbid;
+		before_gen[i] = slot->generation;
+		SpinLockRelease(&slot->mutex);
+	}
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database d = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		now_dbs = lappend_oid(now_dbs, d->oid);
+		if (d->datallowconn && !d->datistemplate && !database_is_invalid_form(d) &&
+			name_allowed(NameStr(d->datname)))
+			allowed = lappend_oid(allowed, d->oid);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+
+	/* slots of databases gone or no longer allowed */
+	for (int i = 0; i < n; i++)
+	{
+		RsDbSlot   *slot = rs_slot(i);
+
+		if (!OidIsValid(before_db[i]) || list_member_oid(allowed, before_db[i]))
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		if (slot->dbid == before_db[i] && slot->generation == before_gen[i])
+			slot->want = false;
+		SpinLockRelease(&slot->mutex);
+	}
+	pfree(before_db);
+	pfree(before_gen);
+	/* forget dropped and disallowed databases (an OID may come back) */
+	{
+		List	   *keep = NIL;
+		ListCell   *lc;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		/* (a database allowed again later is probed again) */
+		foreach(lc, seen_dbs)
+			if (list_member_oid(allowed, lfirst_oid(lc)))
+				keep = lappend_oid(keep, lfirst_oid(lc));
+		list_free(seen_dbs);
+		seen_dbs = keep;
+		/* new databases: probe */
+		foreach(lc, allowed)
+		{
+			Oid			dbid = lfirst_oid(lc);
+			RsDbSlot   *slot;
+
+			if (list_member_oid(seen_dbs, dbid))
+				continue;
+			if (rs_slot_for_db(dbid) == NULL)
+			{
+				slot = rs_slot_acquire(dbid);
+				if (slot == NULL)
+					break;		/* all slots taken: try at the next scan */
+				SpinLockAcquire(&slot->mutex);
+				slot->want = true;
+				slot->probing = true;
+				SpinLockRelease(&slot->mutex);
+			}
+			seen_dbs = lappend_oid(seen_dbs, dbid);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	list_free(now_dbs);
+	list_free(allowed);
+}
+
+/* a database's name for the log (the launcher is outside transactions) */
+static char *
+db_name(Oid dbid)
+{
+	char	   *name;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	StartTransactionCommand();
+	name = get_database_name(dbid);
+	MemoryContextSwitchTo(cxt);
+	name = name ? pstrdup(name) : psprintf("%u", dbid);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return name;
+}
+
+/* start, restart, count and end the workers of the slots */
+static long
+manage_slots(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = RS_SCAN_MS;
+	int			running = 0;
+
+	/* which workers run (or are about to) */
+	for (int i = 0; i < rs_nslots(); i++)
+	{
+		RsDbSlot   *slot = rs_slot(i);
+		pid_t		pid;
+
+		if (lslots[i].handle != NULL &&
+			GetBackgroundWorkerPid(lslots[i].handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(lslots[i].handle);
+			lslots[i].handle = NULL;
+			lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);
+		}
+		if (lslots[i].handle != NULL || slot->worker_pid != 0)
+			running++;
+	}
+
+	for (int i = 0; i < rs_nslots(); i++)
+	{
+		RsDbSlot   *slot = rs_slot(i);
+		Oid			dbid;
+		uint32		generation;
+		bool		want;
+		bool		hold;
+		int			hold_pid;
+		bool		alive;
+		bool		probing;
+
+		SpinLockAcquire(&slot->mutex);
+		dbid = slot->dbid;
+		generation = slot->generation;
+		want = slot->want;
+		probing = slot->probing;
+		hold = slot->hold;
+		hold_pid = slot->hold_pid;
+		alive = slot->worker_pid != 0;
+		/* a hold whose backend went away without releasing it */
+		if (hold && now >= slot->hold_until)
+			slot->hold = hold = false;
+		SpinLockRelease(&slot->mutex);
+		if (hold && kill(hold_pid, 0) != 0 && errno == ESRCH)
+		{
+			SpinLockAcquire(&slot->mutex);
+			if (slot->hold_pid == hold_pid)
+				slot->hold = hold = false;
+			SpinLockRelease(&slot->mutex);
+		}
+		if (!OidIsValid(dbid))
+			continue;
+		if (lslots[i].handle != NULL && lslots[i].generation != generation)
+			alive = true;		/* the worker of an earlier use of the slot */
+		alive |= lslots[i].handle != NULL;
+
+		if (!want && !hold)
+		{
+			if (alive)
+			{
+				/* disallowed, dropped: the worker exits (it checks want) */
+				pid_t		pid = 0;
+
+				if (lslots[i].handle != NULL)
+					TerminateBackgroundWorker(lslots[i].handle);
+				else if ((pid = slot->worker_pid) != 0)
+					(void) kill(pid, SIGTERM);
+				sleep_ms = Min(sleep_ms, 100);
+				continue;
+			}
+			rs_slot_free(slot);
+			lslots[i].logged_no_worker = false;
+			lslots[i].start_after = 0;
+			continue;
+		}
+		if (alive || hold)
+		{
+			if (hold)
+				sleep_ms = Min(sleep_ms, 1000);
+			continue;
+		}
+		if (now < lslots[i].start_after)
+		{
+			sleep_ms = Min(sleep_ms, Max(1, TimestampDifferenceMilliseconds(now, lslots[i].start_after)));
+			continue;
+		}
+		/* wants a worker and has none */
+		if (running >= rs_max_workers)
+		{
+			SpinLockAcquire(&slot->mutex);
+			slot->no_worker = true;
+			strlcpy(slot->no_worker_reason, "redis_sync.max_workers reached",
+					sizeof(slot->no_worker_reason));
+			SpinLockRelease(&slot->mutex);
+			if (!lslots[i].logged_no_worker && !probing)
+				ereport(LOG,
+						(errmsg("redis_sync launcher: no worker for database \"%s\": redis_sync.max_workers (%d) reached",
+								db_name(dbid), rs_max_workers),
+						 errhint("Raise redis_sync.max_workers (and max_worker_processes) and restart the server.")));
+			lslots[i].logged_no_worker = !probing;
+			continue;
+		}
+		if (!start_worker(i, dbid, generation))
+		{
+			SpinLockAcquire(&slot->mutex);
+			slot->no_worker = true;
+			strlcpy(slot->no_worker_reason, "max_worker_processes reached",
+					sizeof(slot->no_worker_reason));
+			SpinLockRelease(&slot->mutex);
+			if (!lslots[i].logged_no_worker)
+				ereport(LOG,
+						(errmsg("redis_sync launcher: could not start a worker for database \"%s\": no background worker slot is free",
+								db_name(dbid)),
+						 errhint("Raise max_worker_processes and restart the server.")));
+			lslots[i].logged_no_worker = true;
+			lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);
+			sleep_ms = Min(sleep_ms, RS_RESTART_MS);
+			continue;
+		}
+		SpinLockAcquire(&slot->mutex);
+		slot->no_worker = false;
+		SpinLockRelease(&slot->mutex);
+		lslots[i].logged_no_worker = false;
+		running++;
+	}
+	return sleep_ms;
+}
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	rs_launcher_set_latch(false);
+}
+
+void
+redis_sync_launcher_main(Datum arg)
+{
+	TimestampTz next_scan = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, launcher_sigterm_handler);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("redis_sync launcher");
+
+	lslots = MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * rs_nslots());
+	rs_launcher_set_latch(true);
+	before_shmem_exit(launcher_detach, (Datum) 0);
+	ereport(LOG,
+			(errmsg("redis_sync launcher started"),
+			 errdetail("At most %d workers, one per database with the extension.", rs_max_workers)));
+	if (rs_max_workers + 1 > max_worker_processes)
+		ereport(WARNING,
+				(errmsg("redis_sync.max_workers (%d) and the launcher need more background workers than max_worker_processes (%d)",
+						rs_max_workers, max_worker_processes),
+				 errhint("Raise max_worker_processes to at least %d, plus what parallel query and replication use.",
+						 rs_max_workers + 1)));
+
+	while (!launcher_sigterm)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			next_scan = 0;		/* redis_sync.database may have changed */
+		}
+		if (GetCurrentTimestamp() >= next_scan)
+		{
+			scan_databases();
+			next_scan = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_SCAN_MS);
+		}
+		sleep_ms = manage_slots();
+		sleep_ms = Min(sleep_ms, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_scan)));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	proc_exit(0);
+}
+
+/* ----------------------------------------------------------------
+ * Initialisation (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+void
+rs_launcher_init(void)
+{
+	/* see redis_sync.database in redis_sync.c for why not POSTMASTER unpreloaded */
+	DefineCustomIntVariable("redis_sync.max_workers",
+							"Most redis_sync workers running at once, one per database with the extension.",
+							"Each takes a background worker slot of max_worker_processes; the launcher takes one more.",
+							&rs_max_workers,
+							4, 1, MAX_BACKENDS,
+							rs_preloaded ? PGC_POSTMASTER : PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	if (!rs_preloaded)
+		return;
+	launcher_register();
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = rs_process_utility;
+}
