@@ -48,8 +48,11 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
+#include "cluster.h"
 #include "fence.h"
 #include "redis_sync.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 
 static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
 "if redis.replicate_commands then redis.replicate_commands() end\n"
@@ -212,17 +215,37 @@ arg_int(ArgBuf *a, int64 v)
 	arg_add(a, buf, pg_lltoa(v, buf));
 }
 
+static void fence_append_one(RedisPipeline *p, FenceOp *ops, int nops,
+							 const char *marker_key, const char *evicted_key,
+							 const char *marker_field, const char *marker_value,
+							 List *clears);
+static void fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
+								 const char *marker_field, const char *marker_value,
+								 List *clears);
+
 void
 rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 				const char *marker_field, const char *marker_value, List *clears)
+{
+	if (redis_cluster_mode())
+		fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
+	else
+		fence_append_one(p, ops, nops, rs_marker_key(), rs_evicted_key(),
+						 marker_field, marker_value, clears);
+}
+
+static void
+fence_append_one(RedisPipeline *p, FenceOp *ops, int nops,
+				 const char *marker_key, const char *evicted_key,
+				 const char *marker_field, const char *marker_value, List *clears)
 {
 	ArgBuf		keys = {0};
 	ArgBuf		args = {0};
 	ArgBuf		all = {0};
 	ListCell   *lc;
 
-	arg_str(&keys, rs_marker_key());
-	arg_str(&keys, rs_evicted_key());
+	arg_str(&keys, marker_key);
+	arg_str(&keys, evicted_key);
 	arg_int(&args, (int64) rs_tombstone_ttl_ms);
 	arg_str(&args, marker_field ? marker_field : "");
 	arg_str(&args, marker_value ? marker_value : "");
@@ -277,6 +300,310 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 	for (int i = 0; i < args.n; i++)
 		arg_add(&all, args.argv[i], args.len[i]);
 	redis_pipeline_append_script(p, &apply_script, keys.n, all.n, all.argv, all.len);
+}
+
+/* ----------------------------------------------------------------
+ * Redis Cluster: one apply call per hash slot
+ *
+ * A script may only touch keys of one slot, so on a cluster the ops of one
+ * call are grouped by slot (a key and its version key share one through
+ * their hash tag) and each group is its own apply call, with the marker
+ * hash and the eviction watch of that slot ("<key>:{<tag>}", the tag
+ * hashing to the slot).  The calls give one logical reply, as one call
+ * would (the pipeline merges them), with the positions of refused keys
+ * mapped back to the caller's order.  A transaction's marker is written
+ * per slot group, each listing the rows of its group; the fields a marker
+ * was written under are remembered here (by field) so that clears can find
+ * their slots.
+ * ---------------------------------------------------------------- */
+
+typedef struct FenceMergeArg
+{
+	int			ngroups;		/* apply calls; further parts are HDELs of clears */
+	int		  **orig;			/* per group: op position -> caller's position */
+} FenceMergeArg;
+
+typedef struct MarkerSlots
+{
+	char		field[NAMEDATALEN * 2];
+	int			nslots;
+	int		   *slots;			/* TopMemoryContext */
+} MarkerSlots;
+
+static HTAB *marker_slots = NULL;
+
+#define MAX_REMEMBERED_MARKERS 10000
+
+char *
+rs_marker_key_for_slot(int slot)
+{
+	return psprintf("%s:{%s}", rs_marker_key(), rs_cluster_slot_tag(slot));
+}
+
+static char *
+evicted_key_for_slot(int slot)
+{
+	return psprintf("%s:{%s}", rs_evicted_key(), rs_cluster_slot_tag(slot));
+}
+
+static void
+fence_merge(RedisValue *parts, int nparts, void *arg, RedisValue *out)
+{
+	FenceMergeArg *a = arg;
+	int64		applied = 0,
+				evicted = 0;
+	int			nfail = 0;
+	int			maxfail = 0;
+
+	for (int g = 0; g < a->ngroups; g++)
+	{
+		if (parts[g].type == RV_ERROR || parts[g].type != RV_ARRAY || parts[g].nelem < 2)
+		{
+			*out = parts[g];
+			return;
+		}
+		maxfail += parts[g].nelem / 2;
+	}
+	memset(out, 0, sizeof(*out));
+	out->type = RV_ARRAY;
+	out->elems = palloc0(sizeof(RedisValue) * (2 + 2 * maxfail));
+	for (int g = 0; g < a->ngroups; g++)
+	{
+		RedisValue *r = &parts[g];
+
+		applied += r->elems[0].integer;
+		if (r->nelem % 2 == 0)
+			evicted += r->elems[r->nelem - 1].integer;
+		for (int i = 1; i + 1 < r->nelem; i += 2)
+		{
+			RedisValue *iv = &out->elems[1 + 2 * nfail];
+
+			iv->type = RV_INTEGER;
+			iv->integer = a->orig[g][r->elems[i].integer];
+			out->elems[2 + 2 * nfail] = r->elems[i + 1];
+			nfail++;
+		}
+	}
+	out->elems[0].type = RV_INTEGER;
+	out->elems[0].integer = applied;
+	out->elems[1 + 2 * nfail].type = RV_INTEGER;
+	out->elems[1 + 2 * nfail].integer = evicted;
+	out->nelem = 2 + 2 * nfail;
+}
+
+static void
+fence_merge_empty(RedisValue *parts, int nparts, void *arg, RedisValue *out)
+{
+	for (int i = 0; i < nparts; i++)
+		if (parts[i].type == RV_ERROR && strncmp(parts[i].str, "NOSCRIPT", 8) != 0)
+		{
+			*out = parts[i];
+			return;
+		}
+	memset(out, 0, sizeof(*out));
+	out->type = RV_ARRAY;
+	out->nelem = 2;
+	out->elems = palloc0(sizeof(RedisValue) * 2);
+	out->elems[0].type = RV_INTEGER;
+	out->elems[1].type = RV_INTEGER;
+}
+
+/* the top-level elements of a JSON array, as [start, end) offsets */
+static int
+marker_elements(const char *s, int **starts, int **ends)
+{
+	int			n = 0,
+				max = 16;
+	int			depth = 0;
+	bool		instr = false;
+	int			start = -1;
+
+	*starts = palloc(sizeof(int) * max);
+	*ends = palloc(sizeof(int) * max);
+	for (int i = 0; s[i]; i++)
+	{
+		char		c = s[i];
+
+		if (instr)
+		{
+			if (c == '\\' && s[i + 1])
+				i++;
+			else if (c == '"')
+				instr = false;
+			continue;
+		}
+		if (c == '"')
+			instr = true;
+		if (depth == 1 && start < 0 && c != ',' && c != ' ' && c != ']')
+			start = i;
+		if (c == '[' || c == '{')
+			depth++;
+		else if (c == ']' || c == '}')
+			depth--;
+		if (depth == 1 && start >= 0 && (s[i + 1] == ',' || s[i + 1] == ']'))
+		{
+			if (n == max)
+			{
+				max *= 2;
+				*starts = repalloc(*starts, sizeof(int) * max);
+				*ends = repalloc(*ends, sizeof(int) * max);
+			}
+			(*starts)[n] = start;
+			(*ends)[n] = i + 1;
+			n++;
+			start = -1;
+		}
+	}
+	return n;
+}
+
+static void
+remember_marker(const char *field, int *slots, int nslots)
+{
+	MarkerSlots *ms;
+	bool		found;
+	char		k[NAMEDATALEN * 2];
+
+	if (marker_slots == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(k);
+		ctl.entrysize = sizeof(MarkerSlots);
+		marker_slots = hash_create("redis_sync marker slots", 256, &ctl, HASH_ELEM | HASH_STRINGS);
+	}
+	if (hash_get_num_entries(marker_slots) >= MAX_REMEMBERED_MARKERS)
+		return;					/* the worker's sweep removes those markers */
+	memset(k, 0, sizeof(k));
+	strlcpy(k, field, sizeof(k));
+	ms = hash_search(marker_slots, k, HASH_ENTER, &found);
+	if (!found)
+	{
+		ms->nslots = 0;
+		ms->slots = NULL;
+	}
+	ms->slots = ms->slots ?
+		repalloc(ms->slots, sizeof(int) * (ms->nslots + nslots)) :
+		MemoryContextAlloc(TopMemoryContext, sizeof(int) * nslots);
+	memcpy(ms->slots + ms->nslots, slots, sizeof(int) * nslots);
+	ms->nslots += nslots;
+}
+
+static void
+fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
+					 const char *marker_field, const char *marker_value, List *clears)
+{
+	int		   *slot = palloc(sizeof(int) * Max(nops, 1));
+	int		   *order = palloc(sizeof(int) * Max(nops, 1));
+	int		   *count = palloc0(sizeof(int) * RS_CLUSTER_SLOTS);
+	int		   *pos = palloc(sizeof(int) * RS_CLUSTER_SLOTS);
+	FenceMergeArg *ma = palloc0(sizeof(FenceMergeArg));
+	int		   *estart = NULL,
+			   *eend = NULL;
+	int			nelem = 0;
+	int		   *gslots;
+	int			begin = redis_pipeline_merge_begin(p);
+	ListCell   *lc;
+
+	if (marker_value)
+		nelem = marker_elements(marker_value, &estart, &eend);
+	if (marker_value && nelem != nops)
+		elog(ERROR, "redis_sync: in-flight marker does not list one row per key");
+
+	/* counting sort by slot, stable: a group keeps the caller's order */
+	for (int i = 0; i < nops; i++)
+	{
+		slot[i] = redis_key_slot(ops[i].key, strlen(ops[i].key));
+		count[slot[i]]++;
+	}
+	{
+		int			acc = 0;
+
+		for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		{
+			pos[s] = acc;
+			acc += count[s];
+			if (count[s] > 0)
+				ma->ngroups++;
+		}
+	}
+	for (int i = 0; i < nops; i++)
+		order[pos[slot[i]]++] = i;
+
+	ma->orig = palloc(sizeof(int *) * Max(ma->ngroups, 1));
+	gslots = palloc(sizeof(int) * Max(ma->ngroups, 1));
+	{
+		FenceOp    *gops = palloc(sizeof(FenceOp) * Max(nops, 1));
+		int			g = 0;
+
+		for (int i = 0; i < nops;)
+		{
+			int			s = slot[order[i]];
+			int			n = 0;
+			StringInfoData mv;
+
+			initStringInfo(&mv);
+			appendStringInfoChar(&mv, '[');
+			ma->orig[g] = palloc(sizeof(int) * count[s]);
+			while (i < nops && slot[order[i]] == s)
+			{
+				int			o = order[i];
+
+				gops[n] = ops[o];
+				ma->orig[g][n] = o;
+				if (marker_value)
+				{
+					if (n > 0)
+						appendStringInfoChar(&mv, ',');
+					appendBinaryStringInfo(&mv, marker_value + estart[o], eend[o] - estart[o]);
+				}
+				n++;
+				i++;
+			}
+			appendStringInfoChar(&mv, ']');
+			gslots[g] = s;
+			fence_append_one(p, gops, n, rs_marker_key_for_slot(s), evicted_key_for_slot(s),
+							 marker_field, marker_value ? mv.data : NULL, NIL);
+			g++;
+		}
+	}
+	if (marker_field && ma->ngroups > 0)
+		remember_marker(marker_field, gslots, ma->ngroups);
+
+	/* clears: HDEL from the marker hash of every slot the field was written to */
+	foreach(lc, clears)
+	{
+		const char *field = lfirst(lc);
+		char		k[NAMEDATALEN * 2];
+		MarkerSlots *ms;
+
+		if (marker_slots == NULL)
+			break;
+		memset(k, 0, sizeof(k));
+		strlcpy(k, field, sizeof(k));
+		ms = hash_search(marker_slots, k, HASH_FIND, NULL);
+		if (ms == NULL)
+			continue;
+		for (int j = 0; j < ms->nslots; j++)
+		{
+			const char *argv[3] = {"HDEL", rs_marker_key_for_slot(ms->slots[j]), field};
+
+			redis_pipeline_append(p, 3, argv, NULL);
+		}
+		pfree(ms->slots);
+		hash_search(marker_slots, k, HASH_REMOVE, NULL);
+	}
+	if (ma->ngroups == 0)
+	{
+		/* nothing to apply: one reply all the same, {0, 0} */
+		const char *argv[1] = {"PING"};
+
+		if (redis_pipeline_merge_begin(p) == begin)
+			redis_pipeline_append(p, 1, argv, NULL);
+		redis_pipeline_merge_end(p, begin, fence_merge_empty, NULL);
+		return;
+	}
+	redis_pipeline_merge_end(p, begin, fence_merge, ma);
 }
 
 int
@@ -343,7 +670,10 @@ rs_scan_prefix(const char *prefix)
 	static const char *const types[] = {"hash", "string"};
 	List	   *keys = NIL;
 	char	   *pattern = glob_escape(prefix);
+	/* on a cluster, every master's keys (SCAN is per node) */
+	int			nmasters = redis_cluster_nmasters();
 
+	for (int m = 0; m < nmasters; m++)
 	for (int t = 0; t < lengthof(types); t++)
 	{
 		char	   *cursor = pstrdup("0");
@@ -355,6 +685,7 @@ rs_scan_prefix(const char *prefix)
 			"TYPE", types[t]};
 			RedisValue *v;
 
+			redis_pipeline_target_master(p, m);
 			redis_pipeline_append(p, 8, argv, NULL);
 			redis_pipeline_exec(p);
 			redis_check_reply(p, 0, "SCAN");

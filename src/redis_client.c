@@ -67,8 +67,22 @@ typedef struct PipelineCmd
 	int			slot;			/* cluster slot of the first key, or -1 */
 } PipelineCmd;
 
+typedef struct PipelineMerge
+{
+	int			first;			/* first physical command */
+	int			n;				/* physical commands merged */
+	RedisMergeFn fn;
+	void	   *arg;
+} PipelineMerge;
+
 struct RedisPipeline
 {
+	PipelineMerge *merges;		/* logical replies of several commands */
+	int			nmerges;
+	int			maxmerges;
+	int			merged_away;	/* physical commands minus logical replies */
+	RedisValue *lreplies;		/* logical replies, built on first use */
+	int			target_master;	/* keyless commands go there (cluster), -1 any */
 	MemoryContext cxt;
 	StringInfoData buf;
 	PipelineCmd *cmds;
@@ -601,6 +615,7 @@ redis_pipeline_create(void)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	p->cxt = cxt;
+	p->target_master = -1;
 	initStringInfo(&p->buf);
 	p->maxcmds = 16;
 	p->cmds = palloc(sizeof(PipelineCmd) * p->maxcmds);
@@ -623,7 +638,103 @@ redis_pipeline_bypass_circuit(RedisPipeline *p)
 int
 redis_pipeline_length(RedisPipeline *p)
 {
+	return p->ncmds - p->merged_away;
+}
+
+void
+redis_pipeline_target_master(RedisPipeline *p, int master)
+{
+	p->target_master = master;
+}
+
+int
+redis_pipeline_merge_begin(RedisPipeline *p)
+{
 	return p->ncmds;
+}
+
+void
+redis_pipeline_merge_end(RedisPipeline *p, int begin, RedisMergeFn fn, void *arg)
+{
+	PipelineMerge *m;
+
+	Assert(begin <= p->ncmds);
+	if (p->nmerges == p->maxmerges)
+	{
+		p->maxmerges = p->maxmerges ? p->maxmerges * 2 : 8;
+		p->merges = p->merges ?
+			repalloc(p->merges, sizeof(PipelineMerge) * p->maxmerges) :
+			MemoryContextAlloc(p->cxt, sizeof(PipelineMerge) * p->maxmerges);
+	}
+	m = &p->merges[p->nmerges++];
+	m->first = begin;
+	m->n = p->ncmds - begin;
+	m->fn = fn;
+	m->arg = arg;
+	/* no command queued gives one reply all the same: an empty array */
+	p->merged_away += m->n - 1;
+}
+
+/* build the logical replies from the physical ones, merges in order */
+static void
+build_logical_replies(RedisPipeline *p)
+{
+	MemoryContext old = MemoryContextSwitchTo(p->cxt);
+	int			nl = redis_pipeline_length(p);
+	int			phys = 0;
+	int			l = 0;
+
+	p->lreplies = palloc0(sizeof(RedisValue) * Max(nl, 1));
+	for (int m = 0; m <= p->nmerges; m++)
+	{
+		int			upto = m < p->nmerges ? p->merges[m].first : p->ncmds;
+
+		while (phys < upto)
+			p->lreplies[l++] = p->replies[phys++];
+		if (m < p->nmerges)
+		{
+			PipelineMerge *mg = &p->merges[m];
+
+			mg->fn(p->replies + mg->first, mg->n, mg->arg, &p->lreplies[l++]);
+			phys += mg->n;
+		}
+	}
+	Assert(l == nl);
+	MemoryContextSwitchTo(old);
+}
+
+/* the slot of a plain command's key: argv[1] except for keyless commands */
+static int
+command_slot(int argc, const char **argv, const size_t *argvlen)
+{
+	static const char *const keyless[] = {
+		"PING", "INFO", "SCAN", "CLUSTER", "CONFIG", "CLIENT", "SCRIPT",
+		"FLUSHDB", "FLUSHALL", "DBSIZE", "AUTH", "SELECT", "ASKING", "READONLY",
+		"HELLO", "ECHO", "TIME", "COMMAND", "MEMORY", "LASTSAVE", "ROLE",
+		"SLOWLOG", "LATENCY", "WAIT", "RANDOMKEY", "KEYS", "ACL", "DEBUG",
+		"FUNCTION", "FCALL", "FCALL_RO", "PUBLISH", "SWAPDB", "MULTI", "EXEC",
+		"DISCARD", "QUIT", "RESET", "BGSAVE", "SAVE", "SHUTDOWN", "MONITOR",
+		"SUBSCRIBE", "PSUBSCRIBE", "OBJECT", "READWRITE", "FAILOVER", "REPLICAOF",
+		"SLAVEOF", "LOLWUT", "MODULE", "PUBSUB", "SYNC", "PSYNC"
+	};
+	size_t		l0;
+
+	if (argc < 2)
+		return -1;
+	l0 = argvlen ? argvlen[0] : strlen(argv[0]);
+	for (int i = 0; i < lengthof(keyless); i++)
+		if (strlen(keyless[i]) == l0 && pg_strncasecmp(argv[0], keyless[i], l0) == 0)
+			return -1;
+	if ((l0 == 4 && pg_strncasecmp(argv[0], "EVAL", 4) == 0) ||
+		(l0 == 7 && pg_strncasecmp(argv[0], "EVALSHA", 7) == 0) ||
+		(l0 == 7 && pg_strncasecmp(argv[0], "EVAL_RO", 7) == 0) ||
+		(l0 == 10 && pg_strncasecmp(argv[0], "EVALSHA_RO", 10) == 0))
+	{
+		if (argc < 4 || atoi(argv[2]) <= 0)
+			return -1;
+		return redis_key_slot(argv[3], argvlen ? argvlen[3] : strlen(argv[3]));
+	}
+	return redis_key_slot(argv[1], argvlen ? argvlen[1] : strlen(argv[1]));
 }
 
 size_t
@@ -659,6 +770,7 @@ redis_pipeline_append(RedisPipeline *p, int argc, const char **argv, const size_
 
 	encode_command(&p->buf, argc, argv, argvlen);
 	c->len = p->buf.len - c->off;
+	c->slot = command_slot(argc, argv, argvlen);
 	MemoryContextSwitchTo(old);
 }
 
@@ -810,8 +922,12 @@ redis_pipeline_exec(RedisPipeline *p)
 RedisValue *
 redis_pipeline_reply(RedisPipeline *p, int i)
 {
-	Assert(p->executed && i >= 0 && i < p->ncmds);
-	return &p->replies[i];
+	Assert(p->executed && i >= 0 && i < redis_pipeline_length(p));
+	if (p->nmerges == 0)
+		return &p->replies[i];
+	if (p->lreplies == NULL)
+		build_logical_replies(p);
+	return &p->lreplies[i];
 }
 
 void
@@ -880,4 +996,20 @@ redis_probe(void)
 	ok = redis_pipeline_try_exec(p, &f);
 	redis_pipeline_free(p);
 	return ok;
+}
+
+/* ----------------------------------------------------------------
+ * Redis Cluster routing
+ * ---------------------------------------------------------------- */
+
+bool
+redis_cluster_mode(void)
+{
+	return false;
+}
+
+int
+redis_cluster_nmasters(void)
+{
+	return 1;
 }

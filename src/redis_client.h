@@ -103,6 +103,29 @@ extern const char *redis_server_display(void);
 /* Redis Cluster hash slot of a key (CRC16 of the key or its {hash tag}) */
 extern uint16 redis_key_slot(const char *key, size_t len);
 
+/*
+ * Redis Cluster (cluster.c, routing here).  redis_cluster_mode() is true when
+ * the configured server is a cluster node (connects to find out; false when
+ * Redis cannot be reached and was never reached under this URL).
+ */
+extern bool redis_cluster_mode(void);
+
+/* masters of the cluster's current map (1 on a single Redis) */
+extern int	redis_cluster_nmasters(void);
+
+/* send the pipeline's keyless commands (SCAN, INFO) to master i */
+extern void redis_pipeline_target_master(RedisPipeline *p, int master);
+
+/*
+ * Logical replies: the commands queued since begin (several per-slot calls
+ * of one multi-slot operation) give one reply, built by fn from their
+ * replies (in the pipeline's memory context).  redis_pipeline_length() and
+ * redis_pipeline_reply() count logical replies.
+ */
+typedef void (*RedisMergeFn) (RedisValue *parts, int nparts, void *arg, RedisValue *out);
+extern int	redis_pipeline_merge_begin(RedisPipeline *p);
+extern void redis_pipeline_merge_end(RedisPipeline *p, int begin, RedisMergeFn fn, void *arg);
+
 /* round trips made by this backend, for statistics */
 extern uint64 redis_round_trips;
 

@@ -88,6 +88,14 @@ sub start_cluster
 		IPC::Run::timeout(120))
 	  or die "redis-cli --cluster create failed:\n$out\n$err";
 	$self->wait_ok;
+	my $deadline = time + 60;
+	while (1)
+	{
+		my @r = $self->replica_ports;
+		last if @r >= $masters * $replicas;
+		die "the cluster's replicas did not attach within 60s" if time > $deadline;
+		sleep 0.1;
+	}
 	note("redis cluster up on ports @{ $self->{ports} }");
 	return $self;
 }
