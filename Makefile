@@ -45,7 +45,7 @@ OBJS_WARM =
 #
 OBJS_LAUNCH =
 #
-OBJS_TLS =
+OBJS_TLS = src/redis_conn.o
 #
 OBJS_CLUSTER = src/cluster.o
 #

@@ -10,21 +10,18 @@
  * of many thousands of commands streams without filling either socket
  * buffer.  One exec is one round trip; redis_round_trips counts them.
  *
- * hiredis 0.14 is used in non-blocking mode for connecting and for parsing
- * replies; all waiting happens here, on a WaitEventSet holding the socket,
- * the process latch and postmaster death, so query cancel, statement_timeout
- * and postmaster death interrupt a stuck Redis (the approach of
- * postgres_fdw's connection.c for libpq).  redis_sync.connect_timeout bounds
- * connecting; redis_sync.command_timeout bounds how long an exec may wait
- * without Redis making progress.
+ * The connection itself -- connecting, the handshake, the interruptible
+ * waits (query cancel, statement_timeout, postmaster death,
+ * redis_sync.connect_timeout and command_timeout) -- is a RedisConn
+ * (redis_conn.c); this file keeps one cached instance made from the
+ * connection settings.
  *
  * Connection lifetime: the connection is made on first use and kept for the
  * life of the backend.  It is dropped and remade when redis_sync.redis_url
  * changes, when a failure or an interrupt left it in an unknown state (the
  * "busy" flag is still set at the next use), and when the socket turns out
  * to be readable while idle (Redis closed it, or restarted).  Replies are
- * copied into palloc'd RedisValues in the pipeline's memory context, so an
- * ERROR never leaks hiredis objects.
+ * copied into palloc'd RedisValues in the pipeline's memory context.
  *
  * Scripts go out as EVALSHA; a NOSCRIPT reply makes exec resend just those
  * commands as EVAL in a second round trip (scripts must be idempotent).
@@ -32,13 +29,6 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
-
-#include <errno.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <hiredis/hiredis.h>
 
 #include "access/xact.h"
 #include "common/cryptohash.h"
@@ -53,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "redis_client.h"
+#include "redis_conn.h"
 #include "redis_sync.h"
 #include "redis_url.h"
 #include "shmem.h"
@@ -95,17 +86,9 @@ struct RedisPipeline
 
 uint64		redis_round_trips = 0;
 
-/* the cached connection */
-static redisContext *conn = NULL;
-static WaitEventSet *conn_wes = NULL;
-static int	conn_sock_pos = -1;
-static char *conn_url = NULL;	/* URL it was made from (TopMemoryContext) */
-static char *conn_password_file = NULL;	/* and the password file setting */
-static char conn_display[300];
-static bool conn_busy = false;	/* an exchange is in flight */
-static bool callbacks_registered = false;
-
-static void disconnect_internal(void);
+/* the cached connection, made from the settings in conn_settings */
+static RedisConn *conn = NULL;
+static char *conn_settings = NULL;	/* redis_conn_settings_key(), TopMemoryContext */
 
 /* ----------------------------------------------------------------
  * Failures
@@ -127,193 +110,6 @@ redis_report_failure(int elevel, RedisFailure *f)
 			(errcode(f->sqlstate),
 			 errmsg("%s", f->message),
 			 f->detail ? errdetail("%s", f->detail) : 0));
-}
-
-/* ----------------------------------------------------------------
- * Waiting on the socket
- * ---------------------------------------------------------------- */
-
-/*
- * Wait until the socket is ready for events, or the deadline passes (returns
- * 0).  Interrupts are serviced; postmaster death exits the process.
- */
-static int
-wait_socket(int events, TimestampTz deadline)
-{
-	for (;;)
-	{
-		WaitEvent	ev;
-		long		ms;
-		int			n;
-
-		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (ms <= 0 && GetCurrentTimestamp() >= deadline)
-			return 0;
-
-		ModifyWaitEvent(conn_wes, conn_sock_pos, events, NULL);
-		n = WaitEventSetWait(conn_wes, ms, &ev, 1, PG_WAIT_EXTENSION);
-		if (n == 0)
-			continue;			/* timeout: loop re-checks the deadline */
-		if (ev.events & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			continue;
-		}
-		if (ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-			return ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE);
-	}
-}
-
-static TimestampTz
-deadline_after(int ms)
-{
-	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
-}
-
-/* ----------------------------------------------------------------
- * Replies
- * ---------------------------------------------------------------- */
-
-static void
-copy_reply(redisReply *r, RedisValue *out)
-{
-	memset(out, 0, sizeof(*out));
-	switch (r->type)
-	{
-		case REDIS_REPLY_STRING:
-		case REDIS_REPLY_STATUS:
-		case REDIS_REPLY_ERROR:
-			out->type = r->type == REDIS_REPLY_STRING ? RV_STRING :
-				r->type == REDIS_REPLY_STATUS ? RV_STATUS : RV_ERROR;
-			out->len = r->len;
-			out->str = palloc(r->len + 1);
-			memcpy(out->str, r->str, r->len);
-			out->str[r->len] = '\0';
-			break;
-		case REDIS_REPLY_INTEGER:
-			out->type = RV_INTEGER;
-			out->integer = r->integer;
-			break;
-		case REDIS_REPLY_ARRAY:
-			out->type = RV_ARRAY;
-			out->nelem = (int) r->elements;
-			out->elems = r->elements ? palloc(sizeof(RedisValue) * r->elements) : NULL;
-			for (size_t i = 0; i < r->elements; i++)
-				copy_reply(r->element[i], &out->elems[i]);
-			break;
-		default:
-			out->type = RV_NIL;
-			break;
-	}
-}
-
-/* ----------------------------------------------------------------
- * The wire exchange on the current connection
- * ---------------------------------------------------------------- */
-
-/*
- * Send len bytes of buf and read n replies into out[0..n-1] (allocated by the
- * caller, filled in CurrentMemoryContext).  On failure the connection is
- * dropped and false returned.
- */
-static bool
-exchange(const char *buf, size_t len, int n, RedisValue *out, RedisFailure *f)
-{
-	size_t		written = 0;
-	int			got = 0;
-	TimestampTz deadline = deadline_after(rs_command_timeout_ms);
-	int			fd = conn->fd;
-
-	conn_busy = true;
-	while (got < n)
-	{
-		bool		progress = false;
-		int			ready;
-
-		/* hand out replies already parsed */
-		while (got < n)
-		{
-			void	   *r = NULL;
-
-			if (redisGetReplyFromReader(conn, &r) != REDIS_OK)
-			{
-				char		detail[256];
-
-				strlcpy(detail, conn->errstr, sizeof(detail));
-				disconnect_internal();
-				return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
-								   psprintf("invalid reply from Redis at %s", conn_display),
-								   detail);
-			}
-			if (r == NULL)
-				break;
-			copy_reply((redisReply *) r, &out[got++]);
-			freeReplyObject(r);
-			progress = true;
-		}
-		if (got == n)
-			break;
-
-		/* push out what the socket will take */
-		if (written < len)
-		{
-			ssize_t		k = send(fd, buf + written, len - written, MSG_NOSIGNAL);
-
-			if (k > 0)
-			{
-				written += k;
-				progress = true;
-			}
-			else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			{
-				char	   *detail = pstrdup(strerror(errno));
-
-				disconnect_internal();
-				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
-								   psprintf("lost connection to Redis at %s", conn_display),
-								   detail);
-			}
-		}
-
-		if (progress)
-		{
-			deadline = deadline_after(rs_command_timeout_ms);
-			if (written < len)
-				continue;
-		}
-
-		ready = wait_socket(WL_SOCKET_READABLE | (written < len ? WL_SOCKET_WRITEABLE : 0),
-							deadline);
-		if (ready == 0)
-		{
-			disconnect_internal();
-			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
-							   psprintf("Redis at %s did not answer within %d ms",
-										conn_display, rs_command_timeout_ms),
-							   "The connection was closed; the outcome of the commands sent is unknown.");
-		}
-		if (ready & WL_SOCKET_READABLE)
-		{
-			if (redisBufferRead(conn) != REDIS_OK)
-			{
-				char		detail[256];
-
-				if (conn->err == REDIS_ERR_EOF)
-					strlcpy(detail, "The server closed the connection.", sizeof(detail));
-				else
-					strlcpy(detail, conn->errstr, sizeof(detail));
-				disconnect_internal();
-				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
-								   psprintf("lost connection to Redis at %s", conn_display),
-								   detail);
-			}
-		}
-	}
-	conn_busy = false;
-	redis_round_trips++;
-	rs_stats_round_trip();
-	return true;
 }
 
 /* ----------------------------------------------------------------
@@ -354,36 +150,6 @@ encode_command(StringInfo buf, int argc, const char **argv, const size_t *argvle
  * Connecting
  * ---------------------------------------------------------------- */
 
-static void
-disconnect_internal(void)
-{
-	if (conn_wes)
-	{
-		FreeWaitEventSet(conn_wes);
-		conn_wes = NULL;
-	}
-	if (conn)
-	{
-		redisFree(conn);
-		conn = NULL;
-	}
-	conn_busy = false;
-}
-
-void
-redis_disconnect(void)
-{
-	disconnect_internal();
-}
-
-static void
-rs_xact_callback(XactEvent event, void *arg)
-{
-	/* an ERROR or cancel mid-exchange leaves the protocol state unknown */
-	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) && conn_busy)
-		disconnect_internal();
-}
-
 const char *
 redis_server_display(void)
 {
@@ -396,194 +162,50 @@ redis_server_display(void)
 	return ep.display;
 }
 
+/* drop the cached connection (next use reconnects) */
+void
+redis_disconnect(void)
+{
+	if (conn)
+		redis_conn_disconnect(conn);
+}
+
 /* was the cached connection made from the current settings? (every exec asks) */
 static bool
 connection_settings_changed(void)
 {
-	const char *pf = rs_password_file ? rs_password_file : "";
+	char	   *key = redis_conn_settings_key();
+	bool		changed = conn_settings == NULL || strcmp(conn_settings, key) != 0;
 
-	return conn_url == NULL || strcmp(conn_url, rs_redis_url) != 0 ||
-		conn_password_file == NULL || strcmp(conn_password_file, pf) != 0;
+	pfree(key);
+	return changed;
 }
 
-/* true when the idle connection has something to read: EOF or junk */
-static bool
-idle_connection_is_stale(void)
-{
-	struct pollfd pfd;
-
-	if (conn->err)
-		return true;
-	pfd.fd = conn->fd;
-	pfd.events = POLLIN;
-	pfd.revents = 0;
-	if (poll(&pfd, 1, 0) != 0)
-		return true;
-	return false;
-}
-
-static bool
-connect_failure(RedisFailure *f, const char *detail)
-{
-	char	   *d = detail ? pstrdup(detail) : NULL;
-
-	disconnect_internal();
-	return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-					   psprintf("could not connect to Redis at %s", conn_display), d);
-}
-
-/* the first line of path, or NULL with *f filled */
-static char *
-read_password_file(const char *path, RedisFailure *f)
-{
-	FILE	   *fp = AllocateFile(path, "r");
-	char		line[1024];
-	size_t		len;
-
-	if (fp == NULL)
-	{
-		set_failure(f, ERRCODE_CONFIG_FILE_ERROR,
-					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
-							 path, strerror(errno)), NULL);
-		return NULL;
-	}
-	if (fgets(line, sizeof(line), fp) == NULL)
-		line[0] = '\0';
-	FreeFile(fp);
-	len = strlen(line);
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	return pstrdup(line);
-}
-
+/*
+ * Make the cached connection from the current settings.  The RedisConn is
+ * remade each time, so a changed password file or URL is picked up.
+ */
 static bool
 establish(RedisFailure *f)
 {
-	RedisEndpoint ep;
-	char	   *err,
-			   *detail;
-	TimestampTz deadline;
-	MemoryContext old;
-	StringInfoData hs;
-	int			nhs = 0;
-	RedisValue *hsr;
+	RedisConnParams params;
+	char	   *key = redis_conn_settings_key();
 
-	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
-		return set_failure(f, ERRCODE_INVALID_PARAMETER_VALUE,
-						   psprintf("%s (in redis_sync.redis_url)", err), detail);
-	strlcpy(conn_display, ep.display, sizeof(conn_display));
-	if (rs_password_file && rs_password_file[0] != '\0')
-	{
-		ep.password = read_password_file(rs_password_file, f);
-		if (ep.password == NULL)
-			return false;
-	}
-
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(rs_xact_callback, NULL);
-		callbacks_registered = true;
-	}
-
-	if (ep.socket_path)
-		conn = redisConnectUnixNonBlock(ep.socket_path);
-	else
-		conn = redisConnectNonBlock(ep.host, ep.port);
-	if (conn == NULL)
-		return connect_failure(f, "out of memory");
-	if (conn->err)
-		return connect_failure(f, conn->errstr);
-
-	conn_wes = CreateWaitEventSet(TopMemoryContext, 3);
-	AddWaitEventToSet(conn_wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(conn_wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	conn_sock_pos = AddWaitEventToSet(conn_wes, WL_SOCKET_WRITEABLE, conn->fd, NULL, NULL);
-
-	/* finish the non-blocking connect */
-	deadline = deadline_after(rs_connect_timeout_ms);
-	if (wait_socket(WL_SOCKET_WRITEABLE, deadline) == 0)
-		return connect_failure(f, psprintf("timed out after %d ms", rs_connect_timeout_ms));
-	{
-		int			soerr = 0;
-		socklen_t	slen = sizeof(soerr);
-
-		if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
-			soerr = errno;
-		if (soerr != 0)
-			return connect_failure(f, strerror(soerr));
-	}
-
-	/* handshake: AUTH, SELECT, CLIENT SETNAME in one round trip */
-	initStringInfo(&hs);
-	if (ep.password)
-	{
-		if (ep.user)
-		{
-			const char *argv[3] = {"AUTH", ep.user, ep.password};
-
-			encode_command(&hs, 3, argv, NULL);
-		}
-		else
-		{
-			const char *argv[2] = {"AUTH", ep.password};
-
-			encode_command(&hs, 2, argv, NULL);
-		}
-		nhs++;
-	}
-	if (ep.db != 0)
-	{
-		char		dbs[16];
-		const char *argv[2] = {"SELECT", dbs};
-
-		snprintf(dbs, sizeof(dbs), "%d", ep.db);
-		encode_command(&hs, 2, argv, NULL);
-		nhs++;
-	}
-	{
-		char		name[64];
-		const char *argv[3] = {"CLIENT", "SETNAME", name};
-
-		snprintf(name, sizeof(name), "redis_sync:%d", MyProcPid);
-		encode_command(&hs, 3, argv, NULL);
-		nhs++;
-	}
-	hsr = palloc(sizeof(RedisValue) * nhs);
-	if (!exchange(hs.data, hs.len, nhs, hsr, f))
-	{
-		/* exchange reported the failure; make it a connect failure */
-		char	   *why = f->message;
-
-		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-		f->message = psprintf("could not connect to Redis at %s", conn_display);
-		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s", why);
+	if (!redis_conn_params_from_settings(&params, f))
 		return false;
-	}
-	redis_round_trips--;		/* the handshake is not a workload round trip */
-	for (int i = 0; i < nhs; i++)
+	if (conn)
 	{
-		if (hsr[i].type == RV_ERROR)
-		{
-			bool		auth = ep.password && i == 0;
-			char	   *d = pstrdup(hsr[i].str);
-
-			disconnect_internal();
-			return set_failure(f, auth ? ERRCODE_INVALID_PASSWORD :
-							   ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-							   psprintf(auth ? "could not authenticate to Redis at %s" :
-										"could not set up the connection to Redis at %s",
-										conn_display), d);
-		}
+		redis_conn_free(conn);
+		conn = NULL;
 	}
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (conn_url)
-		pfree(conn_url);
-	if (conn_password_file)
-		pfree(conn_password_file);
-	conn_url = pstrdup(rs_redis_url);
-	conn_password_file = pstrdup(rs_password_file ? rs_password_file : "");
-	MemoryContextSwitchTo(old);
+	conn = redis_conn_create(&params);
+	if (params.password)
+		explicit_bzero(params.password, strlen(params.password));
+	if (!redis_conn_establish(conn, f))
+		return false;
+	if (conn_settings)
+		pfree(conn_settings);
+	conn_settings = MemoryContextStrdup(TopMemoryContext, key);
 	return true;
 }
 
@@ -591,12 +213,12 @@ establish(RedisFailure *f)
 static bool
 ensure_connection(RedisFailure *f)
 {
-	if (conn != NULL)
+	if (redis_conn_is_connected(conn))
 	{
-		if (conn_busy || connection_settings_changed() || idle_connection_is_stale())
-			disconnect_internal();
+		if (redis_conn_is_stale(conn) || connection_settings_changed())
+			redis_conn_disconnect(conn);
 	}
-	if (conn == NULL)
+	if (!redis_conn_is_connected(conn))
 		return establish(f);
 	return true;
 }
@@ -860,7 +482,7 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 	if (n == 0)
 		return true;
 	out = palloc(sizeof(RedisValue) * n);
-	if (!exchange(buf.data, buf.len, n, out, f))
+	if (!redis_conn_exchange(conn, buf.data, buf.len, n, out, f))
 		return false;
 	for (int j = 0; j < n; j++)
 		p->replies[idx[j]] = out[j];
@@ -877,7 +499,7 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 		elog(ERROR, "redis_sync: pipeline already executed");
 	old = MemoryContextSwitchTo(p->cxt);
 	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
-	if (conn == NULL && !p->bypass_circuit && rs_circuit_is_open())
+	if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
 	{
 		MemoryContextSwitchTo(old);
 		set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
@@ -889,7 +511,7 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	}
 	ok = ensure_connection(f);
 	if (ok && p->ncmds > 0)
-		ok = exchange(p->buf.data, p->buf.len, p->ncmds, p->replies, f);
+		ok = redis_conn_exchange(conn, p->buf.data, p->buf.len, p->ncmds, p->replies, f);
 	if (ok)
 		ok = retry_noscript(p, f);
 	MemoryContextSwitchTo(old);
@@ -938,7 +560,8 @@ redis_check_reply(RedisPipeline *p, int i, const char *what)
 	if (v->type == RV_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("Redis at %s returned an error for %s", conn_display, what),
+				 errmsg("Redis at %s returned an error for %s",
+						conn ? redis_conn_display(conn) : redis_server_display(), what),
 				 errdetail("%s", v->str)));
 }
 

@@ -1,0 +1,627 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_conn.c
+ *		One connection to one Redis server (RedisConn): connecting, the
+ *		AUTH/SELECT/CLIENT SETNAME handshake, the wire exchange with waits
+ *		that never hang the backend, the idle-staleness check, disconnect.
+ *
+ * hiredis 0.14 is used in non-blocking mode for connecting and for parsing
+ * replies (its redisReader); all waiting happens here, on a WaitEventSet per
+ * connection holding the socket, the process latch and postmaster death, so
+ * query cancel, statement_timeout and postmaster death interrupt a stuck
+ * Redis (the approach of postgres_fdw's connection.c for libpq).
+ * redis_sync.connect_timeout bounds connecting; redis_sync.command_timeout
+ * bounds how long an exchange may wait without Redis making progress.
+ *
+ * An exchange sends one buffer and reads n replies, interleaving writes and
+ * reads so a pipeline of many thousands of commands streams without filling
+ * either socket buffer.
+ *
+ * Every RedisConn is on a list; at transaction abort a connection whose
+ * exchange was interrupted ("busy") is dropped, as its protocol state is
+ * unknown.  Replies are copied into palloc'd RedisValues, so an ERROR never
+ * leaks hiredis objects.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "access/xact.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "redis_conn.h"
+#include "redis_sync.h"
+#include "redis_url.h"
+#include "shmem.h"
+
+struct RedisConn
+{
+	RedisConnParams params;		/* deep copy, TopMemoryContext */
+	char	   *display;
+	redisContext *ctx;			/* NULL when disconnected */
+	WaitEventSet *wes;
+	int			sock_pos;
+	bool		busy;			/* an exchange is in flight */
+	struct RedisConn *next;		/* all connections, for the abort callback */
+};
+
+static RedisConn *all_conns = NULL;
+static bool callbacks_registered = false;
+
+/* ----------------------------------------------------------------
+ * Failures
+ * ---------------------------------------------------------------- */
+
+static bool
+set_failure(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
+{
+	f->sqlstate = sqlstate;
+	f->message = pstrdup(msg);
+	f->detail = detail ? pstrdup(detail) : NULL;
+	return false;
+}
+
+/* ----------------------------------------------------------------
+ * Parameters
+ * ---------------------------------------------------------------- */
+
+/* the first line of path, or NULL with *f filled */
+static char *
+read_password_file(const char *path, RedisFailure *f)
+{
+	FILE	   *fp = AllocateFile(path, "r");
+	char		line[1024];
+	size_t		len;
+
+	if (fp == NULL)
+	{
+		set_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
+							 path, strerror(errno)), NULL);
+		return NULL;
+	}
+	if (fgets(line, sizeof(line), fp) == NULL)
+		line[0] = '\0';
+	FreeFile(fp);
+	len = strlen(line);
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	return pstrdup(line);
+}
+
+bool
+redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
+{
+	RedisEndpoint ep;
+	char	   *err,
+			   *detail;
+
+	memset(p, 0, sizeof(*p));
+	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
+		return set_failure(f, ERRCODE_INVALID_PARAMETER_VALUE,
+						   psprintf("%s (in redis_sync.redis_url)", err), detail);
+	p->host = ep.host;
+	p->port = ep.port;
+	p->socket_path = ep.socket_path;
+	p->db = ep.db;
+	p->user = ep.user;
+	p->password = ep.password;
+	p->display = ep.display;
+	if (rs_password_file && rs_password_file[0] != '\0')
+	{
+		p->password = read_password_file(rs_password_file, f);
+		if (p->password == NULL)
+			return false;
+	}
+	p->tls = false;
+	p->tls_verify = RS_TLS_VERIFY_FULL;
+	return true;
+}
+
+char *
+redis_conn_settings_key(void)
+{
+	StringInfoData key;
+
+	initStringInfo(&key);
+	appendStringInfoString(&key, rs_redis_url ? rs_redis_url : "");
+	appendStringInfoChar(&key, '\x01');
+	appendStringInfoString(&key, rs_password_file ? rs_password_file : "");
+	return key.data;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s ? MemoryContextStrdup(TopMemoryContext, s) : NULL;
+}
+
+static void
+free_if(char *s)
+{
+	if (s)
+		pfree(s);
+}
+
+static void
+rs_conn_xact_callback(XactEvent event, void *arg)
+{
+	/* an ERROR or cancel mid-exchange leaves the protocol state unknown */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		for (RedisConn *c = all_conns; c != NULL; c = c->next)
+			if (c->busy)
+				redis_conn_disconnect(c);
+	}
+}
+
+RedisConn *
+redis_conn_create(const RedisConnParams *p)
+{
+	RedisConn  *c = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisConn));
+
+	c->params.host = dup_or_null(p->host);
+	c->params.port = p->port;
+	c->params.socket_path = dup_or_null(p->socket_path);
+	c->params.db = p->db;
+	c->params.user = dup_or_null(p->user);
+	c->params.password = dup_or_null(p->password);
+	c->params.tls = p->tls;
+	c->params.tls_ca_file = dup_or_null(p->tls_ca_file);
+	c->params.tls_cert_file = dup_or_null(p->tls_cert_file);
+	c->params.tls_key_file = dup_or_null(p->tls_key_file);
+	c->params.tls_verify = p->tls_verify;
+	c->params.tls_server_name = dup_or_null(p->tls_server_name);
+	if (p->display)
+		c->display = dup_or_null(p->display);
+	else if (p->socket_path)
+		c->display = MemoryContextStrdup(TopMemoryContext,
+										 psprintf("unix:%s", p->socket_path));
+	else if (p->host && strchr(p->host, ':'))
+		c->display = MemoryContextStrdup(TopMemoryContext,
+										 psprintf("[%s]:%d", p->host, p->port));
+	else
+		c->display = MemoryContextStrdup(TopMemoryContext,
+										 psprintf("%s:%d", p->host ? p->host : "", p->port));
+	c->params.display = c->display;
+	c->sock_pos = -1;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(rs_conn_xact_callback, NULL);
+		callbacks_registered = true;
+	}
+	c->next = all_conns;
+	all_conns = c;
+	return c;
+}
+
+void
+redis_conn_free(RedisConn *c)
+{
+	RedisConn **pp;
+
+	if (c == NULL)
+		return;
+	redis_conn_disconnect(c);
+	for (pp = &all_conns; *pp != NULL; pp = &(*pp)->next)
+	{
+		if (*pp == c)
+		{
+			*pp = c->next;
+			break;
+		}
+	}
+	free_if(c->params.host);
+	free_if(c->params.socket_path);
+	free_if(c->params.user);
+	if (c->params.password)
+	{
+		explicit_bzero(c->params.password, strlen(c->params.password));
+		pfree(c->params.password);
+	}
+	free_if(c->params.tls_ca_file);
+	free_if(c->params.tls_cert_file);
+	free_if(c->params.tls_key_file);
+	free_if(c->params.tls_server_name);
+	free_if(c->display);
+	pfree(c);
+}
+
+const char *
+redis_conn_display(RedisConn *c)
+{
+	return c->display;
+}
+
+const RedisConnParams *
+redis_conn_params(RedisConn *c)
+{
+	return &c->params;
+}
+
+bool
+redis_conn_is_connected(RedisConn *c)
+{
+	return c != NULL && c->ctx != NULL;
+}
+
+/* ----------------------------------------------------------------
+ * Waiting on the socket
+ * ---------------------------------------------------------------- */
+
+/*
+ * Wait until the socket is ready for events, or the deadline passes (returns
+ * 0).  Interrupts are serviced; postmaster death exits the process.
+ */
+static int
+wait_socket(RedisConn *c, int events, TimestampTz deadline)
+{
+	for (;;)
+	{
+		WaitEvent	ev;
+		long		ms;
+		int			n;
+
+		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (ms <= 0 && GetCurrentTimestamp() >= deadline)
+			return 0;
+
+		ModifyWaitEvent(c->wes, c->sock_pos, events, NULL);
+		n = WaitEventSetWait(c->wes, ms, &ev, 1, PG_WAIT_EXTENSION);
+		if (n == 0)
+			continue;			/* timeout: loop re-checks the deadline */
+		if (ev.events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+			return ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE);
+	}
+}
+
+static TimestampTz
+deadline_after(int ms)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+}
+
+/* ----------------------------------------------------------------
+ * Replies
+ * ---------------------------------------------------------------- */
+
+static void
+copy_reply(redisReply *r, RedisValue *out)
+{
+	memset(out, 0, sizeof(*out));
+	switch (r->type)
+	{
+		case REDIS_REPLY_STRING:
+		case REDIS_REPLY_STATUS:
+		case REDIS_REPLY_ERROR:
+			out->type = r->type == REDIS_REPLY_STRING ? RV_STRING :
+				r->type == REDIS_REPLY_STATUS ? RV_STATUS : RV_ERROR;
+			out->len = r->len;
+			out->str = palloc(r->len + 1);
+			memcpy(out->str, r->str, r->len);
+			out->str[r->len] = '\0';
+			break;
+		case REDIS_REPLY_INTEGER:
+			out->type = RV_INTEGER;
+			out->integer = r->integer;
+			break;
+		case REDIS_REPLY_ARRAY:
+			out->type = RV_ARRAY;
+			out->nelem = (int) r->elements;
+			out->elems = r->elements ? palloc(sizeof(RedisValue) * r->elements) : NULL;
+			for (size_t i = 0; i < r->elements; i++)
+				copy_reply(r->element[i], &out->elems[i]);
+			break;
+		default:
+			out->type = RV_NIL;
+			break;
+	}
+}
+
+/* ----------------------------------------------------------------
+ * RESP encoding
+ * ---------------------------------------------------------------- */
+
+void
+redis_resp_encode_command(StringInfo buf, int argc, const char **argv,
+						  const size_t *argvlen)
+{
+	appendStringInfo(buf, "*%d\r\n", argc);
+	for (int i = 0; i < argc; i++)
+	{
+		size_t		len = argvlen ? argvlen[i] : strlen(argv[i]);
+
+		appendStringInfo(buf, "$%zu\r\n", len);
+		appendBinaryStringInfo(buf, argv[i], (int) len);
+		appendBinaryStringInfo(buf, "\r\n", 2);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * The wire exchange
+ * ---------------------------------------------------------------- */
+
+static bool
+exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
+				  RedisValue *out, RedisFailure *f)
+{
+	size_t		written = 0;
+	int			got = 0;
+	TimestampTz deadline = deadline_after(rs_command_timeout_ms);
+	int			fd = c->ctx->fd;
+
+	c->busy = true;
+	while (got < n)
+	{
+		bool		progress = false;
+		int			ready;
+
+		/* hand out replies already parsed */
+		while (got < n)
+		{
+			void	   *r = NULL;
+
+			if (redisGetReplyFromReader(c->ctx, &r) != REDIS_OK)
+			{
+				char		detail[256];
+
+				strlcpy(detail, c->ctx->errstr, sizeof(detail));
+				redis_conn_disconnect(c);
+				return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+								   psprintf("invalid reply from Redis at %s", c->display),
+								   detail);
+			}
+			if (r == NULL)
+				break;
+			copy_reply((redisReply *) r, &out[got++]);
+			freeReplyObject(r);
+			progress = true;
+		}
+		if (got == n)
+			break;
+
+		/* push out what the socket will take */
+		if (written < len)
+		{
+			ssize_t		k = send(fd, buf + written, len - written, MSG_NOSIGNAL);
+
+			if (k > 0)
+			{
+				written += k;
+				progress = true;
+			}
+			else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			{
+				char	   *detail = pstrdup(strerror(errno));
+
+				redis_conn_disconnect(c);
+				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+								   psprintf("lost connection to Redis at %s", c->display),
+								   detail);
+			}
+		}
+
+		if (progress)
+		{
+			deadline = deadline_after(rs_command_timeout_ms);
+			if (written < len)
+				continue;
+		}
+
+		ready = wait_socket(c, WL_SOCKET_READABLE | (written < len ? WL_SOCKET_WRITEABLE : 0),
+							deadline);
+		if (ready == 0)
+		{
+			redis_conn_disconnect(c);
+			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+							   psprintf("Redis at %s did not answer within %d ms",
+										c->display, rs_command_timeout_ms),
+							   "The connection was closed; the outcome of the commands sent is unknown.");
+		}
+		if (ready & WL_SOCKET_READABLE)
+		{
+			if (redisBufferRead(c->ctx) != REDIS_OK)
+			{
+				char		detail[256];
+
+				if (c->ctx->err == REDIS_ERR_EOF)
+					strlcpy(detail, "The server closed the connection.", sizeof(detail));
+				else
+					strlcpy(detail, c->ctx->errstr, sizeof(detail));
+				redis_conn_disconnect(c);
+				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+								   psprintf("lost connection to Redis at %s", c->display),
+								   detail);
+			}
+		}
+	}
+	c->busy = false;
+	rs_stats_round_trip();
+	return true;
+}
+
+bool
+redis_conn_exchange(RedisConn *c, const char *buf, size_t len, int n,
+					RedisValue *out, RedisFailure *f)
+{
+	Assert(c->ctx != NULL);
+	if (!exchange_internal(c, buf, len, n, out, f))
+		return false;
+	redis_round_trips++;
+	return true;
+}
+
+/* ----------------------------------------------------------------
+ * Connecting
+ * ---------------------------------------------------------------- */
+
+void
+redis_conn_disconnect(RedisConn *c)
+{
+	if (c->wes)
+	{
+		FreeWaitEventSet(c->wes);
+		c->wes = NULL;
+	}
+	if (c->ctx)
+	{
+		redisFree(c->ctx);
+		c->ctx = NULL;
+	}
+	c->sock_pos = -1;
+	c->busy = false;
+}
+
+bool
+redis_conn_is_stale(RedisConn *c)
+{
+	struct pollfd pfd;
+
+	if (c->ctx == NULL)
+		return false;
+	if (c->busy || c->ctx->err)
+		return true;
+	pfd.fd = c->ctx->fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if (poll(&pfd, 1, 0) != 0)
+		return true;
+	return false;
+}
+
+static bool
+connect_failure(RedisConn *c, RedisFailure *f, const char *detail)
+{
+	char	   *d = detail ? pstrdup(detail) : NULL;
+
+	redis_conn_disconnect(c);
+	return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+					   psprintf("could not connect to Redis at %s", c->display), d);
+}
+
+bool
+redis_conn_establish(RedisConn *c, RedisFailure *f)
+{
+	RedisConnParams *p = &c->params;
+	TimestampTz deadline;
+	StringInfoData hs;
+	int			nhs = 0;
+	RedisValue *hsr;
+
+	if (c->ctx)
+		redis_conn_disconnect(c);
+
+	if (p->socket_path)
+		c->ctx = redisConnectUnixNonBlock(p->socket_path);
+	else
+		c->ctx = redisConnectNonBlock(p->host, p->port);
+	if (c->ctx == NULL)
+		return connect_failure(c, f, "out of memory");
+	if (c->ctx->err)
+		return connect_failure(c, f, c->ctx->errstr);
+
+	c->wes = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(c->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->ctx->fd, NULL, NULL);
+
+	/* finish the non-blocking connect */
+	deadline = deadline_after(rs_connect_timeout_ms);
+	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) == 0)
+		return connect_failure(c, f, psprintf("timed out after %d ms", rs_connect_timeout_ms));
+	{
+		int			soerr = 0;
+		socklen_t	slen = sizeof(soerr);
+
+		if (getsockopt(c->ctx->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
+			soerr = errno;
+		if (soerr != 0)
+			return connect_failure(c, f, strerror(soerr));
+	}
+
+	/* handshake: AUTH, SELECT, CLIENT SETNAME in one round trip */
+	initStringInfo(&hs);
+	if (p->password)
+	{
+		if (p->user)
+		{
+			const char *argv[3] = {"AUTH", p->user, p->password};
+
+			redis_resp_encode_command(&hs, 3, argv, NULL);
+		}
+		else
+		{
+			const char *argv[2] = {"AUTH", p->password};
+
+			redis_resp_encode_command(&hs, 2, argv, NULL);
+		}
+		nhs++;
+	}
+	if (p->db != 0)
+	{
+		char		dbs[16];
+		const char *argv[2] = {"SELECT", dbs};
+
+		snprintf(dbs, sizeof(dbs), "%d", p->db);
+		redis_resp_encode_command(&hs, 2, argv, NULL);
+		nhs++;
+	}
+	{
+		char		name[64];
+		const char *argv[3] = {"CLIENT", "SETNAME", name};
+
+		snprintf(name, sizeof(name), "redis_sync:%d", MyProcPid);
+		redis_resp_encode_command(&hs, 3, argv, NULL);
+		nhs++;
+	}
+	hsr = palloc(sizeof(RedisValue) * nhs);
+	if (!exchange_internal(c, hs.data, hs.len, nhs, hsr, f))
+	{
+		/* exchange reported the failure; make it a connect failure */
+		char	   *why = f->message;
+
+		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+		f->message = psprintf("could not connect to Redis at %s", c->display);
+		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s", why);
+		explicit_bzero(hs.data, hs.len);
+		return false;
+	}
+	explicit_bzero(hs.data, hs.len);
+	for (int i = 0; i < nhs; i++)
+	{
+		if (hsr[i].type == RV_ERROR)
+		{
+			bool		auth = p->password && i == 0;
+			char	   *d = pstrdup(hsr[i].str);
+
+			redis_conn_disconnect(c);
+			return set_failure(f, auth ? ERRCODE_INVALID_PASSWORD :
+							   ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+							   psprintf(auth ? "could not authenticate to Redis at %s" :
+										"could not set up the connection to Redis at %s",
+										c->display), d);
+		}
+	}
+	return true;
+}

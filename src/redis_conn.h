@@ -1,0 +1,116 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_conn.h
+ *		One connection to one Redis server: connect (with the AUTH, SELECT,
+ *		CLIENT SETNAME handshake), exchange a buffer of commands for their
+ *		replies with interruptible waits, idle-staleness check, disconnect.
+ *
+ * A RedisConn carries everything needed to (re)connect -- host, port or
+ * socket, database, credentials and the TLS settings -- as fields of the
+ * object, so several connections (one per cluster node, say) can exist side
+ * by side with the same or different parameters.  The I/O code never reads
+ * the connection GUCs; only redis_conn_params_from_settings() does.  The
+ * timeouts (redis_sync.connect_timeout and command_timeout) are read at the
+ * time of each wait, as they are per-statement settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REDIS_CONN_H
+#define REDIS_CONN_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "redis_client.h"
+
+typedef enum RedisTlsVerify
+{
+	RS_TLS_VERIFY_NONE,			/* no verification at all (unsafe) */
+	RS_TLS_VERIFY_CA,			/* certificate chain only */
+	RS_TLS_VERIFY_FULL			/* chain and host name or IP address */
+} RedisTlsVerify;
+
+typedef struct RedisConnParams
+{
+	char	   *host;			/* TCP host name or address; NULL for unix */
+	int			port;			/* TCP port */
+	char	   *socket_path;	/* unix socket path; NULL for TCP */
+	int			db;				/* SELECT index; 0 sends no SELECT */
+	char	   *user;			/* ACL user, or NULL */
+	char	   *password;		/* AUTH password, or NULL */
+	char	   *display;		/* safe to print; NULL: made from host:port */
+
+	bool		tls;			/* rediss:// */
+	char	   *tls_ca_file;	/* NULL or "": the system trust store */
+	char	   *tls_cert_file;	/* client certificate, or NULL */
+	char	   *tls_key_file;	/* its private key, or NULL */
+	RedisTlsVerify tls_verify;
+	char	   *tls_server_name;	/* SNI and name to verify; NULL: host */
+} RedisConnParams;
+
+typedef struct RedisConn RedisConn;
+
+/*
+ * Fill *p from redis_sync.redis_url, redis_sync.redis_password_file and the
+ * redis_sync.tls_* settings (allocated in CurrentMemoryContext).  Returns
+ * false with *f filled (sqlstate ERRCODE_INVALID_PARAMETER_VALUE for a bad
+ * URL, ERRCODE_CONFIG_FILE_ERROR for an unreadable password file).
+ */
+extern bool redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f);
+
+/*
+ * A string that changes whenever a setting that
+ * redis_conn_params_from_settings() reads changes (palloc'd): compare it to
+ * decide whether a cached connection must be remade after a reload.
+ */
+extern char *redis_conn_settings_key(void);
+
+/*
+ * A new, unconnected connection with a deep copy of *p, allocated in
+ * TopMemoryContext.  Free it with redis_conn_free().
+ */
+extern RedisConn *redis_conn_create(const RedisConnParams *p);
+extern void redis_conn_free(RedisConn *c);
+
+/*
+ * Connect (within redis_sync.connect_timeout, TLS handshake included) and
+ * run the AUTH/SELECT/CLIENT SETNAME handshake.  False with *f filled on
+ * failure; the connection is then left disconnected.  Interrupts (cancel,
+ * statement_timeout) and postmaster death are serviced while waiting.
+ */
+extern bool redis_conn_establish(RedisConn *c, RedisFailure *f);
+
+/*
+ * Send len bytes of buf and read n replies into out[0..n-1] (allocated by
+ * the caller, filled in CurrentMemoryContext).  Counts one round trip.  On
+ * failure the connection is dropped and false returned with *f filled.  An
+ * ERROR (cancel, statement_timeout) thrown from the wait leaves the
+ * connection "busy"; it is dropped at transaction abort.
+ */
+extern bool redis_conn_exchange(RedisConn *c, const char *buf, size_t len,
+								int n, RedisValue *out, RedisFailure *f);
+
+/* is it connected? */
+extern bool redis_conn_is_connected(RedisConn *c);
+
+/*
+ * Should this connected connection be dropped before its next use?  True
+ * when an exchange was interrupted (busy), it failed, or the idle socket has
+ * something to read (Redis closed it or restarted).
+ */
+extern bool redis_conn_is_stale(RedisConn *c);
+
+/* close the socket (idempotent); the object stays usable for establish */
+extern void redis_conn_disconnect(RedisConn *c);
+
+/* "host:port" or "unix:/path", never the password */
+extern const char *redis_conn_display(RedisConn *c);
+
+/* the parameters it connects with (read only) */
+extern const RedisConnParams *redis_conn_params(RedisConn *c);
+
+/* RESP-encode one command into buf; argvlen may be NULL */
+extern void redis_resp_encode_command(StringInfo buf, int argc,
+									  const char **argv, const size_t *argvlen);
+
+#endif							/* REDIS_CONN_H */
