@@ -458,6 +458,16 @@ COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
 -- Redis Cluster (issue 16)
 -- =====================================================================
 
+-- the calling backend's view of the cluster: its slot map and per-node
+-- round trips and redirections (no rows on a single Redis)
+CREATE FUNCTION cluster_nodes(OUT node text, OUT role text, OUT slots int,
+                              OUT connected bool, OUT round_trips bigint,
+                              OUT redirections bigint)
+RETURNS SETOF record LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'redis_sync_cluster_nodes';
+COMMENT ON FUNCTION cluster_nodes() IS 'redis_sync: Redis Cluster nodes as this session sees them, with its round trips and redirections per node';
+REVOKE ALL ON FUNCTION cluster_nodes() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster_nodes() TO pg_monitor;
 
 -- (end of section)
 
