@@ -116,6 +116,12 @@ rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
 		for (int64 s = r->elems[0].integer; s <= r->elems[1].integer; s++)
 			if (s >= 0 && s < RS_CLUSTER_SLOTS)
 				owner[s] = idx;
+		/* replicas: known, not routed to */
+		for (int j = 3; j < r->nelem; j++)
+			if (r->elems[j].type == RV_ARRAY && r->elems[j].nelem >= 2 &&
+				r->elems[j].elems[0].type == RV_STRING && r->elems[j].elems[1].type == RV_INTEGER)
+				(void) rs_cluster_node_index(r->elems[j].elems[0].len > 0 ? r->elems[j].elems[0].str : seed_host,
+											 (int) r->elems[j].elems[1].integer, true);
 	}
 	memcpy(rs_cluster_owner, owner, sizeof(owner));
 	for (int i = 0; i < rs_cluster_nnodes; i++)

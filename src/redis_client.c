@@ -1124,7 +1124,7 @@ redis_sync_cluster_nodes(PG_FUNCTION_ARGS)
 		bool		nulls[6] = {0};
 
 		values[0] = CStringGetTextDatum(n->display);
-		values[1] = CStringGetTextDatum(n->master ? "master" : "other");
+		values[1] = CStringGetTextDatum(n->master ? "master" : "replica");
 		values[2] = Int32GetDatum(n->nslots);
 		values[3] = BoolGetDatum(n->conn && redis_conn_is_connected((RedisConn *) n->conn));
 		values[4] = Int64GetDatum((int64) n->round_trips);

@@ -302,14 +302,18 @@ redis_url_split_seeds(const char *url, char ***urls)
 	if (n == 1)
 		goto one;
 	*urls = palloc(sizeof(char *) * n);
-	while (h <= end && i < n)
 	{
-		const char *c = h;
+		int			plen = (int) (h - url); /* scheme and user info */
 
-		while (c < end && *c != ',')
-			c++;
-		(*urls)[i++] = psprintf("%.*s%.*s%s", (int) (h - url), url, (int) (c - h), h, end);
-		h = c + 1;
+		while (h <= end && i < n)
+		{
+			const char *c = h;
+
+			while (c < end && *c != ',')
+				c++;
+			(*urls)[i++] = psprintf("%.*s%.*s%s", plen, url, (int) (c - h), h, end);
+			h = c + 1;
+		}
 	}
 	return n;
 one:
