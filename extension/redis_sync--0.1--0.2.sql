@@ -469,6 +469,24 @@ COMMENT ON FUNCTION cluster_nodes() IS 'redis_sync: Redis Cluster nodes as this 
 REVOKE ALL ON FUNCTION cluster_nodes() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cluster_nodes() TO pg_monitor;
 
+-- worker_stats gains cluster (jsonb, NULL on a single Redis): the Redis
+-- Cluster as the worker sees it -- masters, replicas, slots covered, map
+-- loads, redirections, nodes.  Appended, as worker_restarts was.
+CREATE FUNCTION _worker_cluster()
+RETURNS text
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_worker_cluster';
+REVOKE EXECUTE ON FUNCTION _worker_cluster() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_cluster() TO pg_monitor;
+
+CREATE OR REPLACE VIEW worker_stats AS
+SELECT g.*,
+       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
+       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
+       redis_sync._worker_restarts() AS worker_restarts,
+       redis_sync._worker_cluster()::jsonb AS cluster
+  FROM redis_sync._global_stats() g;
+
 -- (end of section)
 
 -- =====================================================================

@@ -42,6 +42,7 @@
 #include "utils/resowner.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 
 #include "redis_client.h"
@@ -96,6 +97,7 @@ static char *conn_settings = NULL;	/* redis_conn_settings_key(), TopMemoryContex
 /* is the server of the cached connection a cluster node? -1 not known yet */
 static int	cluster_state = -1;
 static TimestampTz detect_failed_at = 0;
+static TimestampTz map_loaded_at = 0;
 
 static bool cluster_exec(RedisPipeline *p, RedisFailure *f);
 static bool detect_cluster(RedisFailure *f);
@@ -814,6 +816,7 @@ load_map_from(RedisConn *c, RedisFailure *f)
 		return set_failure_cluster(f, ERRCODE_PROTOCOL_VIOLATION,
 								   psprintf("Redis at %s gave an unreadable cluster slot map",
 											redis_conn_display(c)), err);
+	map_loaded_at = GetCurrentTimestamp();
 	return true;
 }
 
@@ -1132,4 +1135,53 @@ redis_sync_cluster_nodes(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * {"masters": n, "replicas": n, "slots_covered": n, "map_loads": n,
+ *  "redirections": n, "nodes": [{"node", "role", "slots", "connected"}...]}
+ * -- this backend's view; NULL on a single Redis.  Loads the map if needed.
+ */
+char *
+redis_cluster_state_json(void)
+{
+	StringInfoData js;
+	RedisFailure f;
+	int			masters = 0,
+				replicas = 0,
+				covered = 0;
+
+	if (!redis_cluster_mode())
+		return NULL;
+	/* the worker asks every second: its map is at most 5 s old */
+	if ((!rs_cluster_map_loaded() ||
+		 TimestampDifferenceExceeds(map_loaded_at, GetCurrentTimestamp(), 5000)) &&
+		!refresh_map(&f))
+		return psprintf("{\"error\": \"%s\"}", "the slot map could not be loaded");
+	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		if (rs_cluster_owner[s] >= 0)
+			covered++;
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+	{
+		if (rs_cluster_nodes[i].master)
+			masters++;
+		else
+			replicas++;
+	}
+	initStringInfo(&js);
+	appendStringInfo(&js, "{\"masters\": %d, \"replicas\": %d, \"slots_covered\": %d, "
+					 "\"map_loads\": " UINT64_FORMAT ", \"redirections\": " UINT64_FORMAT ", \"nodes\": [",
+					 masters, replicas, covered, rs_cluster_refreshes, rs_cluster_redirections);
+	for (int i = 0; i < rs_cluster_nnodes && js.len < 1700; i++)
+	{
+		ClusterNode *n = &rs_cluster_nodes[i];
+
+		appendStringInfo(&js, "%s{\"node\": ", i ? ", " : "");
+		escape_json(&js, n->display);
+		appendStringInfo(&js, ", \"role\": \"%s\", \"slots\": %d, \"connected\": %s}",
+						 n->master ? "master" : "replica", n->nslots,
+						 n->conn && redis_conn_is_connected((RedisConn *) n->conn) ? "true" : "false");
+	}
+	appendStringInfoString(&js, "]}");
+	return js.data;
 }

@@ -110,6 +110,9 @@ extern uint16 redis_key_slot(const char *key, size_t len);
  */
 extern bool redis_cluster_mode(void);
 
+/* this backend's view of the cluster as JSON (NULL on a single Redis) */
+extern char *redis_cluster_state_json(void);
+
 /* masters of the cluster's current map (1 on a single Redis) */
 extern int	redis_cluster_nmasters(void);
 

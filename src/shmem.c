@@ -44,6 +44,7 @@
 PG_FUNCTION_INFO_V1(redis_sync_table_stats);
 PG_FUNCTION_INFO_V1(redis_sync_global_stats);
 PG_FUNCTION_INFO_V1(redis_sync_worker_restarts);
+PG_FUNCTION_INFO_V1(redis_sync_worker_cluster);
 PG_FUNCTION_INFO_V1(redis_sync_stats_reset);
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
 PG_FUNCTION_INFO_V1(redis_sync_worker_resume);
@@ -96,6 +97,7 @@ typedef struct RsShared
 	pg_atomic_uint64 circuit_opens;
 	pg_atomic_uint64 worker_restarts;	/* workers started after the first */
 	TimestampTz reset_at;
+	char		cluster[2048];	/* Redis Cluster as the worker sees it (JSON), "" */
 } RsShared;
 
 static RsShared *rs_shared = NULL;
@@ -750,6 +752,33 @@ redis_sync_global_stats(PG_FUNCTION_ARGS)
 	nulls[10] = s.run_id[0] == '\0';
 	values[11] = TimestampTzGetDatum(s.reset_at);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* the worker publishes what it sees of a Redis Cluster ("" on a single Redis) */
+void
+rs_stats_set_cluster(const char *json)
+{
+	if (rs_shared == NULL)
+		return;
+	SpinLockAcquire(&rs_shared->mutex);
+	strlcpy(rs_shared->cluster, json ? json : "", sizeof(rs_shared->cluster));
+	SpinLockRelease(&rs_shared->mutex);
+}
+
+/* _worker_cluster(): that JSON, or NULL */
+Datum
+redis_sync_worker_cluster(PG_FUNCTION_ARGS)
+{
+	char		buf[2048];
+
+	if (rs_shared == NULL)
+		PG_RETURN_NULL();
+	SpinLockAcquire(&rs_shared->mutex);
+	memcpy(buf, rs_shared->cluster, sizeof(buf));
+	SpinLockRelease(&rs_shared->mutex);
+	if (buf[0] == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(buf));
 }
 
 /* _worker_restarts(): workers started after the first since shared memory was made */

@@ -598,6 +598,8 @@ worker_round(void)
 		int			r = probe();
 
 		last_probe = now;
+		/* worker_stats.cluster: the map as this worker sees it */
+		rs_stats_set_cluster(r >= 0 ? redis_cluster_state_json() : NULL);
 		if (r >= 0 && (!claims_recorded || redis_restarted))
 		{
 			redis_restarted = false;

@@ -61,6 +61,15 @@ is(sq("SELECT count(*), sum(slots) FROM redis_sync.cluster_nodes() WHERE role = 
 	'3|16384', 'cluster detected: 3 masters own the 16384 slots');
 
 
+# the worker's view, in worker_stats
+poll_until('worker_stats.cluster', sub {
+	sq("SELECT (cluster->>'masters') || '/' || (cluster->>'slots_covered') FROM redis_sync.worker_stats") eq '3/16384';
+});
+poll_until('worker_stats.cluster nodes', sub {
+	sq("SELECT jsonb_array_length(cluster->'nodes') FROM redis_sync.worker_stats") eq '6';
+});
+pass('worker_stats.cluster lists the 6 nodes');
+
 # ---- write-through, sync, hash ----
 sq(q{
 CREATE TABLE wt (id int PRIMARY KEY, name text, qty int);
