@@ -54,108 +54,136 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#define APPLY_BODY \
+"if redis.replicate_commands then redis.replicate_commands() end\n" \
+"local tomb = tonumber(ARGV[1])\n" \
+"if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n" \
+"local floor = ARGV[5]\n" \
+"-- eviction watch: KEYS[2] holds the evicted_keys count last seen and the\n" \
+"-- pusher's WAL position when it last changed (efloor).  A key missing with\n" \
+"-- its version may have been evicted with it: a write from before efloor\n" \
+"-- could be older than the evicted value, so it does not create the key.\n" \
+"-- Read only when a call meets such a key (INFO is not free).\n" \
+"local efloor = nil\n" \
+"local function eviction_floor()\n" \
+"  if efloor == nil then\n" \
+"    -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
+"    -- their version are then treated as never written)\n" \
+"    local ok, info = pcall(redis.call, 'INFO', 'stats')\n" \
+"    local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
+"    local seen = redis.call('HGET', KEYS[2], 'seen')\n" \
+"    efloor = redis.call('HGET', KEYS[2], 'floor')\n" \
+"    if ev and seen ~= ev then\n" \
+"      if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n" \
+"      redis.call('HSET', KEYS[2], 'seen', ev)\n" \
+"    end\n" \
+"  end\n" \
+"  return efloor\n" \
+"end\n" \
+"local p = 6\n" \
+"for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n" \
+"local result = {0}\n" \
+"if #KEYS < 4 then result[2] = 0; return result end\n" \
+"local vkeys = {}\n" \
+"for k = 4, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n" \
+"local curs = {}\n" \
+"if xslot then\n" \
+"  -- keys of several slots: no multi-key command may span them\n" \
+"  for i = 1, #vkeys do curs[i] = redis.call('GET', vkeys[i]) end\n" \
+"else\n" \
+"for s = 1, #vkeys, 1000 do\n" \
+"  local part = redis.call('MGET', unpack(vkeys, s, math.min(s + 999, #vkeys)))\n" \
+"  for i = 1, #part do curs[s + i - 1] = part[i] end\n" \
+"end\n" \
+"end\n" \
+"local mset = {}\n" \
+"local applied = 0\n" \
+"local evicted = 0\n" \
+"local skipped = 0\n" \
+"local idx = 0\n" \
+"for k = 3, #KEYS, 2 do\n" \
+"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n" \
+"  p = p + 3\n" \
+"  local n, nd, start = 0, 0, p\n" \
+"  if op == 'H' then\n" \
+"    n = tonumber(ARGV[p]); start = p + 1\n" \
+"    nd = tonumber(ARGV[p + 1 + 2 * n])\n" \
+"    p = p + 2 + 2 * n + nd\n" \
+"  elseif op == 'S' then\n" \
+"    p = p + 1\n" \
+"  end\n" \
+"  local cur = curs[idx + 1]\n" \
+"  local key = KEYS[k]\n" \
+"  if not cur and redis.call('EXISTS', key) == 1 then\n" \
+"    -- the version was evicted (or lost) but the key was kept: it may hold\n" \
+"    -- a newer value than this write.  Missing is never stale: drop the\n" \
+"    -- key, and fence it at the pusher's current WAL position, which no\n" \
+"    -- write still in flight from before can pass.\n" \
+"    redis.call('UNLINK', key)\n" \
+"    if tomb > 0 then redis.call('SET', KEYS[k + 1], floor, 'PX', tomb)\n" \
+"    else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = floor end\n" \
+"    evicted = evicted + 1\n" \
+"  elseif not cur and eviction_floor() and v <= efloor then\n" \
+"    skipped = skipped + 1\n" \
+"  elseif not cur or cur <= v then\n" \
+"    local r\n" \
+"    if op == 'H' then\n" \
+"      if n > 0 then r = redis.pcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
+"      if nd > 0 and not (type(r) == 'table' and r.err) then\n" \
+"        r = redis.pcall('HDEL', key, unpack(ARGV, start + 2 * n + 1, start + 2 * n + nd))\n" \
+"      end\n" \
+"    elseif op == 'S' then\n" \
+"      r = redis.pcall('SET', key, ARGV[start])\n" \
+"    else\n" \
+"      r = redis.pcall('UNLINK', key)\n" \
+"    end\n" \
+"    if type(r) == 'table' and r.err then\n" \
+"      result[#result + 1] = idx\n" \
+"      result[#result + 1] = r.err\n" \
+"    else\n" \
+"      applied = applied + 1\n" \
+"      if op == 'D' then\n" \
+"        if tomb > 0 then redis.call('SET', KEYS[k + 1], v, 'PX', tomb)\n" \
+"        else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v end\n" \
+"      elseif ttl > 0 then\n" \
+"        redis.call('PEXPIRE', key, ttl)\n" \
+"        redis.call('SET', KEYS[k + 1], v, 'PX', ttl)\n" \
+"      else\n" \
+"        mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v\n" \
+"      end\n" \
+"    end\n" \
+"  end\n" \
+"  idx = idx + 1\n" \
+"end\n" \
+"if xslot then\n" \
+"  for s = 1, #mset, 2 do redis.call('SET', mset[s], mset[s + 1]) end\n" \
+"else\n" \
+"for s = 1, #mset, 1000 do redis.call('MSET', unpack(mset, s, math.min(s + 999, #mset))) end\n" \
+"end\n" \
+"if evicted > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', evicted) end\n" \
+"if skipped > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', skipped) end\n" \
+"result[1] = applied\n" \
+"result[#result + 1] = evicted\n" \
+"return result\n"
+
 static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
-"if redis.replicate_commands then redis.replicate_commands() end\n"
-"local tomb = tonumber(ARGV[1])\n"
-"if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n"
-"local floor = ARGV[5]\n"
-"-- eviction watch: KEYS[2] holds the evicted_keys count last seen and the\n"
-"-- pusher's WAL position when it last changed (efloor).  A key missing with\n"
-"-- its version may have been evicted with it: a write from before efloor\n"
-"-- could be older than the evicted value, so it does not create the key.\n"
-"-- Read only when a call meets such a key (INFO is not free).\n"
-"local efloor = nil\n"
-"local function eviction_floor()\n"
-"  if efloor == nil then\n"
-"    -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n"
-"    -- their version are then treated as never written)\n"
-"    local ok, info = pcall(redis.call, 'INFO', 'stats')\n"
-"    local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n"
-"    local seen = redis.call('HGET', KEYS[2], 'seen')\n"
-"    efloor = redis.call('HGET', KEYS[2], 'floor')\n"
-"    if ev and seen ~= ev then\n"
-"      if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n"
-"      redis.call('HSET', KEYS[2], 'seen', ev)\n"
-"    end\n"
-"  end\n"
-"  return efloor\n"
-"end\n"
-"local p = 6\n"
-"for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n"
-"local result = {0}\n"
-"if #KEYS < 4 then result[2] = 0; return result end\n"
-"local vkeys = {}\n"
-"for k = 4, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n"
-"local curs = {}\n"
-"for s = 1, #vkeys, 1000 do\n"
-"  local part = redis.call('MGET', unpack(vkeys, s, math.min(s + 999, #vkeys)))\n"
-"  for i = 1, #part do curs[s + i - 1] = part[i] end\n"
-"end\n"
-"local mset = {}\n"
-"local applied = 0\n"
-"local evicted = 0\n"
-"local skipped = 0\n"
-"local idx = 0\n"
-"for k = 3, #KEYS, 2 do\n"
-"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n"
-"  p = p + 3\n"
-"  local n, nd, start = 0, 0, p\n"
-"  if op == 'H' then\n"
-"    n = tonumber(ARGV[p]); start = p + 1\n"
-"    nd = tonumber(ARGV[p + 1 + 2 * n])\n"
-"    p = p + 2 + 2 * n + nd\n"
-"  elseif op == 'S' then\n"
-"    p = p + 1\n"
-"  end\n"
-"  local cur = curs[idx + 1]\n"
-"  local key = KEYS[k]\n"
-"  if not cur and redis.call('EXISTS', key) == 1 then\n"
-"    -- the version was evicted (or lost) but the key was kept: it may hold\n"
-"    -- a newer value than this write.  Missing is never stale: drop the\n"
-"    -- key, and fence it at the pusher's current WAL position, which no\n"
-"    -- write still in flight from before can pass.\n"
-"    redis.call('UNLINK', key)\n"
-"    if tomb > 0 then redis.call('SET', KEYS[k + 1], floor, 'PX', tomb)\n"
-"    else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = floor end\n"
-"    evicted = evicted + 1\n"
-"  elseif not cur and eviction_floor() and v <= efloor then\n"
-"    skipped = skipped + 1\n"
-"  elseif not cur or cur <= v then\n"
-"    local r\n"
-"    if op == 'H' then\n"
-"      if n > 0 then r = redis.pcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n"
-"      if nd > 0 and not (type(r) == 'table' and r.err) then\n"
-"        r = redis.pcall('HDEL', key, unpack(ARGV, start + 2 * n + 1, start + 2 * n + nd))\n"
-"      end\n"
-"    elseif op == 'S' then\n"
-"      r = redis.pcall('SET', key, ARGV[start])\n"
-"    else\n"
-"      r = redis.pcall('UNLINK', key)\n"
-"    end\n"
-"    if type(r) == 'table' and r.err then\n"
-"      result[#result + 1] = idx\n"
-"      result[#result + 1] = r.err\n"
-"    else\n"
-"      applied = applied + 1\n"
-"      if op == 'D' then\n"
-"        if tomb > 0 then redis.call('SET', KEYS[k + 1], v, 'PX', tomb)\n"
-"        else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v end\n"
-"      elseif ttl > 0 then\n"
-"        redis.call('PEXPIRE', key, ttl)\n"
-"        redis.call('SET', KEYS[k + 1], v, 'PX', ttl)\n"
-"      else\n"
-"        mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v\n"
-"      end\n"
-"    end\n"
-"  end\n"
-"  idx = idx + 1\n"
-"end\n"
-"for s = 1, #mset, 1000 do redis.call('MSET', unpack(mset, s, math.min(s + 999, #mset))) end\n"
-"if evicted > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', evicted) end\n"
-"if skipped > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', skipped) end\n"
-"result[1] = applied\n"
-"result[#result + 1] = evicted\n"
-"return result\n");
+"local xslot = false\n" APPLY_BODY);
+
+/*
+ * Redis 7 cluster: one call per node touches the keys of several slots of
+ * that node.  Declared keys must still share a slot (CROSSSLOT otherwise):
+ * only the marker and the eviction watch are declared, the data and version
+ * keys come first in ARGV (their count first) and are made KEYS[3..] again.
+ */
+static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
+"#!lua flags=allow-cross-slot-keys\n"
+"local nk = tonumber(ARGV[1])\n"
+"local K, A = {KEYS[1], KEYS[2]}, {}\n"
+"for i = 2, nk + 1 do K[#K + 1] = ARGV[i] end\n"
+"for i = nk + 2, #ARGV do A[#A + 1] = ARGV[i] end\n"
+"local KEYS, ARGV = K, A\n"
+"local xslot = true\n"
+APPLY_BODY);
 
 const char *
 rs_evicted_key(void)
@@ -215,7 +243,8 @@ arg_int(ArgBuf *a, int64 v)
 	arg_add(a, buf, pg_lltoa(v, buf));
 }
 
-static void fence_append_one(RedisPipeline *p, FenceOp *ops, int nops,
+static void fence_append_one(RedisPipeline *p, RedisScript *script,
+							 FenceOp *ops, int nops,
 							 const char *marker_key, const char *evicted_key,
 							 const char *marker_field, const char *marker_value,
 							 List *clears);
@@ -230,12 +259,12 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 	if (redis_cluster_mode())
 		fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
 	else
-		fence_append_one(p, ops, nops, rs_marker_key(), rs_evicted_key(),
+		fence_append_one(p, &apply_script, ops, nops, rs_marker_key(), rs_evicted_key(),
 						 marker_field, marker_value, clears);
 }
 
 static void
-fence_append_one(RedisPipeline *p, FenceOp *ops, int nops,
+fence_append_one(RedisPipeline *p, RedisScript *script, FenceOp *ops, int nops,
 				 const char *marker_key, const char *evicted_key,
 				 const char *marker_field, const char *marker_value, List *clears)
 {
@@ -295,11 +324,24 @@ fence_append_one(RedisPipeline *p, FenceOp *ops, int nops,
 			arg_str(&args, op->img->str);
 	}
 
+	if (script == &apply_xslot_script)
+	{
+		/* declared: marker and eviction watch; then the data keys' count and keys */
+		arg_add(&all, keys.argv[0], keys.len[0]);
+		arg_add(&all, keys.argv[1], keys.len[1]);
+		arg_int(&all, keys.n - 2);
+		for (int i = 2; i < keys.n; i++)
+			arg_add(&all, keys.argv[i], keys.len[i]);
+		for (int i = 0; i < args.n; i++)
+			arg_add(&all, args.argv[i], args.len[i]);
+		redis_pipeline_append_script(p, script, 2, all.n, all.argv, all.len);
+		return;
+	}
 	for (int i = 0; i < keys.n; i++)
 		arg_add(&all, keys.argv[i], keys.len[i]);
 	for (int i = 0; i < args.n; i++)
 		arg_add(&all, args.argv[i], args.len[i]);
-	redis_pipeline_append_script(p, &apply_script, keys.n, all.n, all.argv, all.len);
+	redis_pipeline_append_script(p, script, keys.n, all.n, all.argv, all.len);
 }
 
 /* ----------------------------------------------------------------
@@ -489,19 +531,68 @@ remember_marker(const char *field, int *slots, int nslots)
 	ms->nslots += nslots;
 }
 
+/* a per-node call to run again split by slot when the cluster redirects it */
+typedef struct FenceFallback
+{
+	FenceOp    *ops;
+	int			nops;
+	const char *marker_field;
+	const char *marker_value;	/* the group's rows, or NULL */
+} FenceFallback;
+
+static void fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
+								 const char *marker_field, const char *marker_value,
+								 List *clears, bool by_node);
+
+static RedisValue *
+fence_fallback(void *arg, MemoryContext cxt, RedisFailure *f)
+{
+	FenceFallback *fb = arg;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	RedisPipeline *p = redis_pipeline_create();
+	RedisValue *v = NULL;
+
+	fence_append_grouped(p, fb->ops, fb->nops, fb->marker_field, fb->marker_value, NIL, false);
+	if (redis_pipeline_try_exec(p, f))
+		v = redis_pipeline_reply(p, 0);
+	/* p stays: the reply lives in it, under cxt */
+	MemoryContextSwitchTo(old);
+	return v;
+}
+
 static void
 fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 					 const char *marker_field, const char *marker_value, List *clears)
 {
+	fence_append_grouped(p, ops, nops, marker_field, marker_value, clears,
+						 redis_cluster_cross_slot_scripts());
+}
+
+/*
+ * Group the ops by hash slot, or (Redis 7: scripts flagged
+ * allow-cross-slot-keys) by the node owning their slots, one apply call per
+ * group; the marker and the eviction watch of a group live in the slot of
+ * its first key.  A per-node call that the cluster redirects (its slots
+ * moved meanwhile) is run again split by slot (fence_fallback).
+ */
+static void
+fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
+					 const char *marker_field, const char *marker_value, List *clears,
+					 bool by_node)
+{
 	int		   *slot = palloc(sizeof(int) * Max(nops, 1));
+	int		   *group = palloc(sizeof(int) * Max(nops, 1));
 	int		   *order = palloc(sizeof(int) * Max(nops, 1));
-	int		   *count = palloc0(sizeof(int) * RS_CLUSTER_SLOTS);
-	int		   *pos = palloc(sizeof(int) * RS_CLUSTER_SLOTS);
+	int			ngroupkeys = RS_CLUSTER_SLOTS;
+	int		   *count;
+	int		   *pos;
 	FenceMergeArg *ma = palloc0(sizeof(FenceMergeArg));
 	int		   *estart = NULL,
 			   *eend = NULL;
 	int			nelem = 0;
 	int		   *gslots;
+	bool	   *node_used;
+	int			nnodes;
 	int			begin = redis_pipeline_merge_begin(p);
 	ListCell   *lc;
 
@@ -510,42 +601,71 @@ fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 	if (marker_value && nelem != nops)
 		elog(ERROR, "redis_sync: in-flight marker does not list one row per key");
 
-	/* counting sort by slot, stable: a group keeps the caller's order */
 	for (int i = 0; i < nops; i++)
 	{
 		slot[i] = redis_key_slot(ops[i].key, strlen(ops[i].key));
-		count[slot[i]]++;
+		group[i] = slot[i];
 	}
+	if (by_node)
+	{
+		ngroupkeys = 0;
+		for (int i = 0; i < nops && by_node; i++)
+		{
+			group[i] = redis_cluster_node_of_slot(slot[i]);
+			if (group[i] < 0)
+				by_node = false;	/* a slot without owner: by slot */
+			ngroupkeys = Max(ngroupkeys, group[i] + 1);
+		}
+		if (!by_node)
+		{
+			ngroupkeys = RS_CLUSTER_SLOTS;
+			for (int i = 0; i < nops; i++)
+				group[i] = slot[i];
+		}
+	}
+	count = palloc0(sizeof(int) * Max(ngroupkeys, 1));
+	pos = palloc(sizeof(int) * Max(ngroupkeys, 1));
+
+	/* counting sort by group, stable: a group keeps the caller's order */
+	for (int i = 0; i < nops; i++)
+		count[group[i]]++;
 	{
 		int			acc = 0;
 
-		for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		for (int g = 0; g < ngroupkeys; g++)
 		{
-			pos[s] = acc;
-			acc += count[s];
-			if (count[s] > 0)
+			pos[g] = acc;
+			acc += count[g];
+			if (count[g] > 0)
 				ma->ngroups++;
 		}
 	}
 	for (int i = 0; i < nops; i++)
-		order[pos[slot[i]]++] = i;
+		order[pos[group[i]]++] = i;
 
 	ma->orig = palloc(sizeof(int *) * Max(ma->ngroups, 1));
 	gslots = palloc(sizeof(int) * Max(ma->ngroups, 1));
+	(void) redis_cluster_node_of_slot(0);	/* the map, loaded: nodes known */
+	nnodes = rs_cluster_nnodes;
+	node_used = palloc0(sizeof(bool) * Max(nnodes, 1));
 	{
-		FenceOp    *gops = palloc(sizeof(FenceOp) * Max(nops, 1));
 		int			g = 0;
 
 		for (int i = 0; i < nops;)
 		{
-			int			s = slot[order[i]];
+			int			gk = group[order[i]];
+			int			first_slot = slot[order[i]];
 			int			n = 0;
+			FenceOp    *gops = palloc(sizeof(FenceOp) * count[gk]);
 			StringInfoData mv;
+			int			owner = redis_cluster_node_of_slot(first_slot);
 
+			if (owner >= 0 && owner < nnodes)
+				node_used[owner] = true;
 			initStringInfo(&mv);
 			appendStringInfoChar(&mv, '[');
-			ma->orig[g] = palloc(sizeof(int) * count[s]);
-			while (i < nops && slot[order[i]] == s)
+			ma->orig[g] = palloc(sizeof(int) * count[gk]);
+			while (i < nops && group[order[i]] == gk)
 			{
 				int			o = order[i];
 
@@ -561,16 +681,34 @@ fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 				i++;
 			}
 			appendStringInfoChar(&mv, ']');
-			gslots[g] = s;
-			fence_append_one(p, gops, n, rs_marker_key_for_slot(s), evicted_key_for_slot(s),
+			gslots[g] = first_slot;
+			fence_append_one(p, by_node ? &apply_xslot_script : &apply_script,
+							 gops, n, rs_marker_key_for_slot(first_slot),
+							 evicted_key_for_slot(first_slot),
 							 marker_field, marker_value ? mv.data : NULL, NIL);
+			if (by_node)
+			{
+				FenceFallback *fb = palloc(sizeof(FenceFallback));
+
+				fb->ops = gops;
+				fb->nops = n;
+				fb->marker_field = marker_field ? pstrdup(marker_field) : NULL;
+				fb->marker_value = marker_value ? mv.data : NULL;
+				redis_pipeline_set_fallback(p, fence_fallback, fb);
+			}
 			g++;
 		}
 	}
 	if (marker_field && ma->ngroups > 0)
 		remember_marker(marker_field, gslots, ma->ngroups);
 
-	/* clears: HDEL from the marker hash of every slot the field was written to */
+	/*
+	 * Clears: HDEL from the marker hash of every slot the field was written
+	 * to, if that slot's node is in this push anyway (or the push has no
+	 * keys); a marker on another node is left to the worker's sweep, which
+	 * removes the markers of committed transactions -- a commit then
+	 * reaches no more nodes than its own keys are on.
+	 */
 	foreach(lc, clears)
 	{
 		const char *field = lfirst(lc);
@@ -586,8 +724,11 @@ fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 			continue;
 		for (int j = 0; j < ms->nslots; j++)
 		{
+			int			owner = redis_cluster_node_of_slot(ms->slots[j]);
 			const char *argv[3] = {"HDEL", rs_marker_key_for_slot(ms->slots[j]), field};
 
+			if (nops > 0 && !(owner >= 0 && owner < nnodes && node_used[owner]))
+				continue;
 			redis_pipeline_append(p, 3, argv, NULL);
 		}
 		pfree(ms->slots);

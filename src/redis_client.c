@@ -60,6 +60,8 @@ typedef struct PipelineCmd
 	size_t		rest_off;		/* for scripts: where numkeys begins */
 	int			nargs;			/* for scripts: argument count after sha */
 	int			slot;			/* cluster slot of the first key, or -1 */
+	RedisFallbackFn fallback;	/* cluster: run it another way when redirected */
+	void	   *fallback_arg;
 } PipelineCmd;
 
 typedef struct PipelineMerge
@@ -96,10 +98,12 @@ static char *conn_settings = NULL;	/* redis_conn_settings_key(), TopMemoryContex
 
 /* is the server of the cached connection a cluster node? -1 not known yet */
 static int	cluster_state = -1;
+static bool cluster_redis7 = false;	/* scripts may be flagged allow-cross-slot-keys */
 static TimestampTz detect_failed_at = 0;
 static TimestampTz map_loaded_at = 0;
 
 static bool cluster_exec(RedisPipeline *p, RedisFailure *f);
+static bool refresh_map(RedisFailure *f);
 static bool detect_cluster(RedisFailure *f);
 
 /* ----------------------------------------------------------------
@@ -712,12 +716,12 @@ set_failure_cluster(RedisFailure *f, int sqlstate, const char *msg, const char *
 static bool
 detect_cluster(RedisFailure *f)
 {
-	const char *argv[2] = {"INFO", "cluster"};
+	const char *argv[1] = {"INFO"};
 	StringInfoData buf;
 	RedisValue	v;
 
 	initStringInfo(&buf);
-	encode_command(&buf, 2, argv, NULL);
+	encode_command(&buf, 1, argv, NULL);
 	if (!redis_conn_exchange(conn, buf.data, buf.len, 1, &v, f))
 	{
 		detect_failed_at = GetCurrentTimestamp();
@@ -727,8 +731,37 @@ detect_cluster(RedisFailure *f)
 	/* INFO renamed or forbidden: not a cluster as far as we can tell */
 	cluster_state = (v.type == RV_STRING && rs_cluster_info_enabled(v.str)) ? 1 : 0;
 	if (cluster_state == 1)
+	{
+		const char *ver = strstr(v.str, "redis_version:");
+
+		cluster_redis7 = ver != NULL && atoi(ver + 14) >= 7;
 		rs_cluster_forget_map();
+	}
 	return true;
+}
+
+bool
+redis_cluster_cross_slot_scripts(void)
+{
+	return redis_cluster_mode() && cluster_redis7;
+}
+
+int
+redis_cluster_node_of_slot(int slot)
+{
+	RedisFailure f;
+
+	if (!rs_cluster_map_loaded() && !refresh_map(&f))
+		return -1;
+	return rs_cluster_owner[slot];
+}
+
+void
+redis_pipeline_set_fallback(RedisPipeline *p, RedisFallbackFn fn, void *arg)
+{
+	Assert(p->ncmds > 0);
+	p->cmds[p->ncmds - 1].fallback = fn;
+	p->cmds[p->ncmds - 1].fallback_arg = arg;
 }
 
 bool
@@ -1049,6 +1082,26 @@ cluster_exec(RedisPipeline *p, RedisFailure *f)
 				continue;
 			v = &outs[r[i].node][r[i].pos];
 			r[i].ask_node = -1;
+			if (v->type == RV_ERROR && p->cmds[i].fallback &&
+				!(strncmp(v->str, "NOSCRIPT", 8) == 0 && !r[i].eval))
+			{
+				/* a multi-slot call the cluster no longer runs as one */
+				RedisValue *fv;
+
+				if (strncmp(v->str, "MOVED ", 6) == 0 || strncmp(v->str, "ASK ", 4) == 0)
+				{
+					rs_cluster_nodes[r[i].node].redirections++;
+					rs_cluster_redirections++;
+				}
+				rs_cluster_forget_map();
+				fv = p->cmds[i].fallback(p->cmds[i].fallback_arg, p->cxt, f);
+				if (fv == NULL)
+					return false;
+				p->replies[i] = *fv;
+				r[i].done = true;
+				left--;
+				continue;
+			}
 			if (v->type == RV_ERROR && rs_cluster_parse_redirect(v->str, &ask, &slot, &host, &port))
 			{
 				int			to = rs_cluster_node_index(host[0] ? host : rs_cluster_nodes[r[i].node].host,

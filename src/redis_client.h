@@ -113,6 +113,24 @@ extern bool redis_cluster_mode(void);
 /* this backend's view of the cluster as JSON (NULL on a single Redis) */
 extern char *redis_cluster_state_json(void);
 
+/*
+ * Redis 7 cluster: scripts flagged allow-cross-slot-keys may touch keys of
+ * several slots on one node.  redis_cluster_node_of_slot() gives the node
+ * owning a slot in this backend's map (-1: none or map not loaded).
+ */
+extern bool redis_cluster_cross_slot_scripts(void);
+extern int	redis_cluster_node_of_slot(int slot);
+
+/*
+ * A fallback for the command just appended: when the cluster redirects it
+ * (MOVED, ASK, TRYAGAIN, CROSSSLOT: a multi-slot call whose slots are no
+ * longer on one node), fn runs it another way (say, split by slot, in its
+ * own pipeline) and returns the reply it would have given, allocated in
+ * cxt; or NULL with *f filled.
+ */
+typedef RedisValue *(*RedisFallbackFn) (void *arg, MemoryContext cxt, RedisFailure *f);
+extern void redis_pipeline_set_fallback(RedisPipeline *p, RedisFallbackFn fn, void *arg);
+
 /* masters of the cluster's current map (1 on a single Redis) */
 extern int	redis_cluster_nmasters(void);
 
