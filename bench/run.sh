@@ -73,3 +73,4 @@ bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench
 export BENCH_MODE=$MODE BENCH_REPO=$REPO BENCH_CMD="bash bench/run.sh${1:+ $*}"
 
 perl "$BENCH_DIR/bench.pl"
+bash "$BENCH_DIR/cluster.sh" $([ "$MODE" = quick ] && echo --quick)   # Redis Cluster vs single Redis
