@@ -1231,9 +1231,11 @@ redis_cluster_state_json(void)
 
 		appendStringInfo(&js, "%s{\"node\": ", i ? ", " : "");
 		escape_json(&js, n->display);
-		appendStringInfo(&js, ", \"role\": \"%s\", \"slots\": %d, \"connected\": %s}",
+		appendStringInfo(&js, ", \"role\": \"%s\", \"slots\": %d, \"connected\": %s, "
+						 "\"round_trips\": " UINT64_FORMAT ", \"redirections\": " UINT64_FORMAT "}",
 						 n->master ? "master" : "replica", n->nslots,
-						 n->conn && redis_conn_is_connected((RedisConn *) n->conn) ? "true" : "false");
+						 n->conn && redis_conn_is_connected((RedisConn *) n->conn) ? "true" : "false",
+						 n->round_trips, n->redirections);
 	}
 	appendStringInfoString(&js, "]}");
 	return js.data;
