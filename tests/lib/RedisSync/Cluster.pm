@@ -73,6 +73,8 @@ sub start_cluster
 				'--cluster-config-file',  'nodes.conf',
 				'--cluster-node-timeout', $opts{node_timeout} // 2000,
 				'--cluster-allow-reads-when-down', 'no',
+				# a replica may take over however long its link was down
+				'--cluster-replica-validity-factor', 0,
 			],
 		}, 'RedisSync::Cluster::Node';
 		push @RedisSync::Test::redis_servers, $r;
@@ -92,7 +94,9 @@ sub start_cluster
 	while (1)
 	{
 		my @r = $self->replica_ports;
-		last if @r >= $masters * $replicas;
+		# attached, and their replication links up (first sync done)
+		last if @r >= $masters * $replicas
+		  && !grep { $self->node($_)->cli('INFO', 'replication') !~ /master_link_status:up/ } @r;
 		die "the cluster's replicas did not attach within 60s" if time > $deadline;
 		sleep 0.1;
 	}
