@@ -73,7 +73,7 @@ REGRESS_LAUNCH =
 #
 REGRESS_TLS =
 #
-REGRESS_CLUSTER =
+REGRESS_CLUSTER = cluster
 #
 REGRESS_SHAPE =
 # upgrade runs last: it drops and recreates the extension

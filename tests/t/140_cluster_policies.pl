@@ -194,6 +194,14 @@ pass('no in-flight markers left');
 is(sq("SELECT count(*) FROM redis_sync.verify('wt')") . sq("SELECT count(*) FROM redis_sync.verify('wa')"),
 	'00', 'verify clean at the end');
 
+# seeds: the first is down (nothing listens there), the next one answers
+my $dead = RedisSync::Test::free_port();
+sq("ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$dead,127.0.0.1:$masters[1]/0'; SELECT pg_reload_conf()");
+poll_until('reload', sub { sq("SHOW redis_sync.redis_url") =~ /$dead/ });
+is(sq("SELECT redis_sync.command('PING')"), '"PONG"', 'first seed down: the second seed answers');
+sq("INSERT INTO wt VALUES (999, 'seeded', 1)");
+is($c->any_cli('HGET', 'wt:999', 'name'), 'seeded', 'pushes work through the second seed');
+
 # a database number on a cluster: refused, clearly
 sq("ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$masters[0]/2'; SELECT pg_reload_conf()");
 {
