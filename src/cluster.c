@@ -215,6 +215,15 @@ rs_cluster_slot_tag(int slot)
 }
 
 int
+rs_cluster_first_slot(int node)
+{
+	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		if (rs_cluster_owner[s] == node)
+			return s;
+	return -1;
+}
+
+int
 rs_cluster_masters(int **idx)
 {
 	int			n = 0;

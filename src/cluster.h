@@ -63,6 +63,9 @@ extern bool rs_cluster_retryable_error(const char *err);
 /* a short string whose hash slot is slot (for hash tags of companion keys) */
 extern const char *rs_cluster_slot_tag(int slot);
 
+/* the lowest slot node i owns in the current map, -1 if none */
+extern int	rs_cluster_first_slot(int node);
+
 /* masters of the current map, in node-table order */
 extern int	rs_cluster_masters(int **idx);
 

@@ -654,7 +654,11 @@ fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
 		for (int i = 0; i < nops;)
 		{
 			int			gk = group[order[i]];
-			int			first_slot = slot[order[i]];
+			/*
+			 * The marker and eviction watch: per node, in the node's lowest
+			 * slot (the worker finds them without a SCAN); per slot, in it.
+			 */
+			int			first_slot = by_node ? rs_cluster_first_slot(gk) : slot[order[i]];
 			int			n = 0;
 			FenceOp    *gops = palloc(sizeof(FenceOp) * count[gk]);
 			StringInfoData mv;

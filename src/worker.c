@@ -57,6 +57,7 @@
 
 #include "claim.h"
 #include "drain.h"
+#include "cluster.h"
 #include "fence.h"
 #include "outbox.h"
 #include "redis_client.h"
@@ -505,18 +506,35 @@ sweep_marker_key(const char *mkey)
 
 /*
  * Every in-flight marker hash: one per database on a single Redis; on a
- * cluster one per hash slot that a push wrote a marker to (fence.c),
- * "<marker key>:{<tag>}", found by SCAN on every master.
+ * cluster "<marker key>:{<tag>}" in some slot (fence.c): on Redis 7, the
+ * lowest slot of each master, swept every round; a marker elsewhere (older
+ * Redis, a call split by slot after a redirection, slots that moved) is
+ * found by a SCAN on every master, every 12th round (and the first).
  */
 static bool
 sweep_markers(void)
 {
+	static int	rounds = 0;
 	int			nmasters;
 	char	   *pattern;
 
 	if (!redis_cluster_mode())
 		return sweep_marker_key(rs_marker_key());
 	nmasters = redis_cluster_nmasters();
+	if (rounds++ % 12 != 0)
+	{
+		int		   *masters;
+		int			n = rs_cluster_masters(&masters);
+
+		for (int m = 0; m < n; m++)
+		{
+			int			first = rs_cluster_first_slot(masters[m]);
+
+			if (first >= 0 && !sweep_marker_key(rs_marker_key_for_slot(first)))
+				return false;
+		}
+		return true;
+	}
 	pattern = psprintf("%s:{*}", rs_marker_key());
 	for (int m = 0; m < nmasters; m++)
 	{
