@@ -709,13 +709,13 @@ redis_conn_exchange_many(RedisExchange *x, int k)
 	}
 	if (sequential)
 	{
+		/* one round trip each (TLS: its I/O is redis_conn_exchange's) */
 		for (int i = 0; i < k; i++)
 			if (x[i].active)
 			{
-				x[i].ok = exchange_internal(x[i].conn, x[i].buf, x[i].len, x[i].n, x[i].out, &x[i].f);
+				x[i].ok = redis_conn_exchange(x[i].conn, x[i].buf, x[i].len, x[i].n, x[i].out, &x[i].f);
 				x[i].active = false;
 			}
-		redis_round_trips++;
 		return;
 	}
 
