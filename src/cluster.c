@@ -182,7 +182,8 @@ rs_cluster_parse_redirect(const char *err, bool *ask, int *slot, char **host, in
 bool
 rs_cluster_retryable_error(const char *err)
 {
-	return strncmp(err, "TRYAGAIN", 8) == 0 || strncmp(err, "CLUSTERDOWN", 11) == 0;
+	return strncmp(err, "TRYAGAIN", 8) == 0 || strncmp(err, "CLUSTERDOWN", 11) == 0 ||
+		strncmp(err, "LOADING", 7) == 0 || strncmp(err, "MASTERDOWN", 10) == 0;
 }
 
 const char *

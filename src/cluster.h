@@ -57,7 +57,7 @@ extern bool rs_cluster_map_loaded(void);
 extern bool rs_cluster_parse_redirect(const char *err, bool *ask, int *slot,
 									  char **host, int *port);
 
-/* "TRYAGAIN ..." or "CLUSTERDOWN ...": the command was not run, retry later */
+/* TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN: the command was not run, retry later */
 extern bool rs_cluster_retryable_error(const char *err);
 
 /* a short string whose hash slot is slot (for hash tags of companion keys) */
