@@ -616,8 +616,9 @@ worker_round(void)
 		int			r = probe();
 
 		last_probe = now;
-		/* worker_stats.cluster: the map as this worker sees it */
-		rs_stats_set_cluster(r >= 0 ? redis_cluster_state_json() : NULL);
+		/* worker_stats.cluster: the map as this worker sees it (kept while Redis fails) */
+		if (r >= 0)
+			rs_stats_set_cluster(redis_cluster_state_json());
 		if (r >= 0 && (!claims_recorded || redis_restarted))
 		{
 			redis_restarted = false;
