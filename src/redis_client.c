@@ -184,6 +184,10 @@ redis_disconnect(void)
 {
 	if (conn)
 		redis_conn_disconnect(conn);
+	/* and every cluster node's */
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+		if (rs_cluster_nodes[i].conn)
+			redis_conn_disconnect((RedisConn *) rs_cluster_nodes[i].conn);
 }
 
 /* was the cached connection made from the current settings? (every exec asks) */
