@@ -50,7 +50,7 @@ OBJS_LAUNCH = src/launcher.o
 #
 OBJS_TLS = src/redis_conn.o src/redis_tls.o
 #
-OBJS_CLUSTER =
+OBJS_CLUSTER = src/cluster.o
 #
 OBJS_SHAPE =
 OBJS += $(OBJS_CRASH) $(OBJS_LIFE) $(OBJS_SEC) $(OBJS_ENC) $(OBJS_WB) $(OBJS_WARM) $(OBJS_LAUNCH) $(OBJS_TLS) $(OBJS_CLUSTER) $(OBJS_SHAPE)
@@ -76,7 +76,7 @@ REGRESS_LAUNCH = launcher
 #
 REGRESS_TLS = tls
 #
-REGRESS_CLUSTER =
+REGRESS_CLUSTER = cluster
 #
 REGRESS_SHAPE =
 # upgrade runs last: it drops and recreates the extension

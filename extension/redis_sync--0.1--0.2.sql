@@ -199,11 +199,21 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_worker_restarts';
 
 CREATE OR REPLACE VIEW worker_stats AS
-SELECT g.*,
-       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
-       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
-       redis_sync._worker_restarts() AS worker_restarts
-  FROM redis_sync._global_stats() g;
+SELECT g.round_trips, g.worker_rounds, g.worker_running, g.worker_pid, g.circuit,
+       g.circuit_changed_at, g.connection_failures, g.circuit_opens, g.last_error,
+       g.last_error_at, g.redis_run_id, g.stats_reset_at,
+       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            THEN (SELECT pg_catalog.count(*) FROM redis_sync.outbox) END AS outbox_depth,
+       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            THEN (SELECT pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at)
+                    FROM redis_sync.outbox) END AS outbox_oldest_age,
+       g.worker_restarts,
+       g.database,
+       g.worker_state,
+       redis_sync._worker_cluster()::jsonb AS cluster
+  FROM redis_sync._database_stats() g
+ ORDER BY g.database OPERATOR(pg_catalog.<>) pg_catalog.current_database(), g.database;
+COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit breaker and counters (this database first); cluster: the Redis Cluster as the workers see it';
 
 -- queue the removal of a dropped table's keys (delivered by the worker)
 CREATE FUNCTION _purge_dropped(tbl oid, key_prefix text)
@@ -619,6 +629,34 @@ COMMENT ON FUNCTION parse_url(text) IS
 -- Redis Cluster (issue 16)
 -- =====================================================================
 
+-- the calling backend's view of the cluster: its slot map and per-node
+-- round trips and redirections (no rows on a single Redis)
+CREATE FUNCTION cluster_nodes(OUT node text, OUT role text, OUT slots int,
+                              OUT connected bool, OUT round_trips bigint,
+                              OUT redirections bigint)
+RETURNS SETOF record LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'redis_sync_cluster_nodes';
+COMMENT ON FUNCTION cluster_nodes() IS 'redis_sync: Redis Cluster nodes as this session sees them, with its round trips and redirections per node';
+REVOKE ALL ON FUNCTION cluster_nodes() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster_nodes() TO pg_monitor;
+
+-- worker_stats gains cluster (jsonb, NULL on a single Redis): the Redis
+-- Cluster as the workers see it -- masters, replicas, slots covered, map
+-- loads, redirections, nodes.  Appended to the launcher's per-database view.
+CREATE FUNCTION _worker_cluster()
+RETURNS text
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_worker_cluster';
+REVOKE EXECUTE ON FUNCTION _worker_cluster() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_cluster() TO pg_monitor;
+
+CREATE OR REPLACE VIEW worker_stats AS
+SELECT g.*,
+       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
+       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
+       redis_sync._worker_restarts() AS worker_restarts,
+       redis_sync._worker_cluster()::jsonb AS cluster
+  FROM redis_sync._global_stats() g;
 
 -- (end of section)
 

@@ -146,6 +146,8 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim",
 "    redis.call('SADD', KEYS[2], unpack(members, s, math.min(s + 999, #members)))\n"
 "  end\n"
 "end\n"
+/* on a cluster the members' keys are in other slots: the caller reads them */
+"if ARGV[6] == '1' then return members end\n"
 "local out = {}\n"
 "for _, m in ipairs(members) do\n"
 "  local key = ARGV[2] .. m\n"
@@ -1119,17 +1121,74 @@ unbecome(AsOwner *saved)
 	rs_as_owner_leave(saved);
 }
 
+/*
+ * Queue a script whose keys come in (key, companion key) pairs, each pair
+ * with its own run of arguments (args[argstart[k]] up to the next pair's)
+ * after one shared first argument, args[0].  On a cluster the pairs are in
+ * different slots: one call per pair (a key and its companion share a
+ * slot), merged into one reply, the sum of the calls' integer replies.
+ */
+static void
+sum_merge(RedisValue *parts, int nparts, void *arg, RedisValue *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->type = RV_INTEGER;
+	for (int i = 0; i < nparts; i++)
+	{
+		if (parts[i].type == RV_ERROR)
+		{
+			*out = parts[i];
+			return;
+		}
+		if (parts[i].type == RV_INTEGER)
+			out->integer += parts[i].integer;
+	}
+}
+
+static void
+append_pair_script(RedisPipeline *p, RedisScript *script, const char **keys, int nkeys,
+				   const char **args, int na, const int *argstart)
+{
+	const char **argv = palloc(sizeof(char *) * (nkeys + na));
+	int			nargv = 0;
+
+	if (redis_cluster_mode())
+	{
+		int			begin = redis_pipeline_merge_begin(p);
+
+		for (int k = 0; k < nkeys / 2; k++)
+		{
+			int			end = k + 1 < nkeys / 2 ? argstart[k + 1] : na;
+
+			nargv = 0;
+			argv[nargv++] = keys[2 * k];
+			argv[nargv++] = keys[2 * k + 1];
+			argv[nargv++] = args[0];
+			for (int a = argstart[k]; a < end; a++)
+				argv[nargv++] = args[a];
+			redis_pipeline_append_script(p, script, 2, nargv, argv, NULL);
+		}
+		redis_pipeline_merge_end(p, begin, sum_merge, NULL);
+		return;
+	}
+	for (int i = 0; i < nkeys; i++)
+		argv[nargv++] = keys[i];
+	for (int i = 0; i < na; i++)
+		argv[nargv++] = args[i];
+	redis_pipeline_append_script(p, script, nkeys, nargv, argv, NULL);
+}
+
 /* the Redis correction of unseeded counter keys (before commit) */
 static void
 correct_counters(WbTable *t, Member *ms, int nm)
 {
 	RedisPipeline *p;
-	int			nargv = 0;
 	int			nkeys = 0;
 	int			na = 0;
-	const char **argv;
 	const char **keys;
 	const char **args;
+
+	int		   *argstart = palloc(sizeof(int) * Max(nm, 1));
 
 	keys = palloc(sizeof(char *) * 2 * Max(nm, 1));
 	args = palloc(sizeof(char *) * (1 + nm * (2 + 2 * t->ncols)));
@@ -1143,6 +1202,7 @@ correct_counters(WbTable *t, Member *ms, int nm)
 
 		if (!m->increment || !m->applied || !m->returned)
 			continue;
+		argstart[nkeys / 2] = na;
 		keys[nkeys++] = m->key;
 		keys[nkeys++] = rs_companion_key(m->key, strlen(m->key), SEED_SUFFIX);
 		args[na++] = psprintf("%d", t->ncounters);
@@ -1170,13 +1230,8 @@ correct_counters(WbTable *t, Member *ms, int nm)
 	}
 	if (nkeys == 0)
 		return;
-	argv = palloc(sizeof(char *) * (nkeys + na));
-	for (int i = 0; i < nkeys; i++)
-		argv[nargv++] = keys[i];
-	for (int i = 0; i < na; i++)
-		argv[nargv++] = args[i];
 	p = redis_pipeline_create();
-	redis_pipeline_append_script(p, &correct_script, nkeys, nargv, argv, NULL);
+	append_pair_script(p, &correct_script, keys, nkeys, args, na, argstart);
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, "a counter correction");
 	redis_pipeline_free(p);
@@ -1213,6 +1268,76 @@ record_dead_letters(WbTable *t, Member *ms, int nm)
 }
 
 /*
+ * Redis Cluster: the claim script moved the members (the dirty and
+ * processing sets share a slot) and returned them; their keys are in other
+ * slots, so they are read here, in one pipeline over every node, into the
+ * reply the script gives on a single Redis: member, state, seeded, value.
+ */
+static RedisValue *
+claim_read_members(WbTable *t, RedisValue *members)
+{
+	RedisPipeline *p;
+	RedisValue *out = palloc0(sizeof(RedisValue));
+	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
+	bool		seeds = t->ncounters > 0;
+
+	out->type = RV_ARRAY;
+	out->nelem = 4 * nm;
+	out->elems = palloc0(sizeof(RedisValue) * Max(out->nelem, 1));
+	if (nm == 0)
+		return out;
+	p = redis_pipeline_create();
+	for (int i = 0; i < nm; i++)
+	{
+		char	   *key = psprintf("%s%s", t->prefix, members->elems[i].str);
+		const char *argv[2] = {t->format == 'h' ? "HGETALL" : "GET", key};
+
+		redis_pipeline_append(p, 2, argv, NULL);
+		if (seeds)
+		{
+			argv[0] = "EXISTS";
+			argv[1] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
+			redis_pipeline_append(p, 2, argv, NULL);
+		}
+	}
+	redis_pipeline_exec(p);
+	for (int i = 0; i < nm; i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, seeds ? 2 * i : i);
+		RedisValue *o = &out->elems[4 * i];
+
+		o[0] = members->elems[i];
+		o[1].type = RV_INTEGER;
+		o[2].type = RV_INTEGER;
+		if (seeds)
+		{
+			RedisValue *e = redis_pipeline_reply(p, 2 * i + 1);
+
+			o[2].integer = e->type == RV_INTEGER && e->integer == 1 ? 1 : 0;
+		}
+		if (v->type == RV_ERROR)
+		{
+			o[1].integer = -1;
+			o[3] = *v;
+			o[3].type = RV_STRING;
+		}
+		else if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
+		{
+			o[1].integer = 0;
+			o[3].type = RV_STRING;
+			o[3].str = "";
+		}
+		else
+		{
+			o[1].integer = 1;
+			o[3] = *v;
+		}
+	}
+	/* the values stay in p's memory context, a child of the caller's */
+	return out;
+}
+
+/*
  * Claim, apply and acknowledge one batch.  Returns the number of members
  * claimed (0: nothing to do); *applied gets rows written.
  */
@@ -1220,7 +1345,7 @@ static int
 drain_batch(WbTable *t, bool recover, int64 *applied)
 {
 	RedisPipeline *p;
-	const char *argv[7];
+	const char *argv[8];
 	RedisValue *r;
 	int			nm;
 	Member	   *ms;
@@ -1244,11 +1369,14 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	argv[4] = t->format == 'h' ? "h" : t->format == 'j' ? "j" : "s";
 	argv[5] = t->ncounters > 0 ? SEED_SUFFIX : "";
 	argv[6] = recover ? "1" : "0";
+	argv[7] = redis_cluster_mode() ? "1" : "0";
 	p = redis_pipeline_create();
-	redis_pipeline_append_script(p, &claim_script, 2, 7, argv, NULL);
+	redis_pipeline_append_script(p, &claim_script, 2, 8, argv, NULL);
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, "a write-behind claim");
 	r = redis_pipeline_reply(p, 0);
+	if (argv[7][0] == '1')
+		r = claim_read_members(t, r);
 	nm = r->nelem / 4;
 	if (nm == 0)
 		return 0;
@@ -1729,17 +1857,19 @@ reseed_table(WbTable *t)
 		for (;;)
 		{
 			RedisPipeline *p;
-			const char **argv;
 			int			na = 0;
 			int			nk = 0;
 			uint64		n;
 			const char **keys;
 			const char **args;
+			int		   *argstart;
 
 			SPI_cursor_fetch(portal, true, 1000);
 			n = SPI_processed;
 			if (n == 0)
 				break;
+			argstart = palloc(sizeof(int) * n);
+
 			keys = palloc(sizeof(char *) * 2 * n);
 			args = palloc(sizeof(char *) * (1 + n * (1 + 2 * t->ncols)));
 			args[na++] = t->format == 'h' ? "h" : "s";
@@ -1750,6 +1880,7 @@ reseed_table(WbTable *t)
 				int			nf = 0;
 				int			npos;
 
+				argstart[nk / 2] = na;
 				keys[nk++] = key;
 				keys[nk++] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
 				npos = na++;
@@ -1782,16 +1913,11 @@ reseed_table(WbTable *t)
 				}
 				args[npos] = psprintf("%d", nf);
 			}
-			argv = palloc(sizeof(char *) * (nk + na));
-			for (int i = 0; i < nk; i++)
-				argv[i] = keys[i];
-			for (int i = 0; i < na; i++)
-				argv[nk + i] = args[i];
 			p = redis_pipeline_create();
 			/* json is written as a plain string by the seed script */
 			if (t->format == 'j')
-				argv[nk] = "s";
-			redis_pipeline_append_script(p, &seed_script, nk, nk + na, argv, NULL);
+				args[0] = "s";
+			append_pair_script(p, &seed_script, keys, nk, args, na, argstart);
 			redis_pipeline_exec(p);
 			redis_check_reply(p, 0, "a write-behind re-seed");
 			seeded += redis_pipeline_reply(p, 0)->integer;
@@ -1859,7 +1985,7 @@ static RedisScript touch_script = REDIS_SCRIPT("redis_sync_touch",
 "else\n"
 "  if fmt == 'h' then redis.call('HSET', KEYS[1], col, '\\0') else redis.call('SET', KEYS[1], '\\0') end\n"
 "end\n"
-"redis.call('SADD', KEYS[2], member)\n"
+"if KEYS[2] then redis.call('SADD', KEYS[2], member) end\n"
 "return result\n");
 
 static WbTable *
@@ -1996,6 +2122,27 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		argv[npos] = psprintf("%d", nf);
 	}
 	p = redis_pipeline_create();
+	if (redis_cluster_mode())
+	{
+		/*
+		 * The dirty set is in another slot: change the key, then (next round
+		 * trip, so a drain never claims the member before the change) mark it.
+		 */
+		const char *sargv[3] = {"SADD", argv[1], member};
+
+		argv[1] = argv[0];
+		redis_pipeline_append_script(p, &touch_script, 1, na - 1, argv + 1, NULL);
+		redis_pipeline_exec(p);
+		redis_check_reply(p, 0, op);
+		result = redis_pipeline_reply(p, 0)->integer;
+		redis_pipeline_free(p);
+		p = redis_pipeline_create();
+		redis_pipeline_append(p, 3, sargv, NULL);
+		redis_pipeline_exec(p);
+		redis_check_reply(p, 0, "SADD");
+		redis_pipeline_free(p);
+		return result;
+	}
 	redis_pipeline_append_script(p, &touch_script, 2, na, argv, NULL);
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, op);

@@ -45,6 +45,9 @@ extern const char *rs_evicted_key(void);
 /* the hash holding in-flight markers of this database */
 extern const char *rs_marker_key(void);
 
+/* on a cluster: the marker hash of one hash slot */
+extern char *rs_marker_key_for_slot(int slot);
+
 /* every data key under prefix (SCAN, several round trips) */
 extern List *rs_scan_prefix(const char *prefix);
 

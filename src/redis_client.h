@@ -103,6 +103,50 @@ extern const char *redis_server_display(void);
 /* Redis Cluster hash slot of a key (CRC16 of the key or its {hash tag}) */
 extern uint16 redis_key_slot(const char *key, size_t len);
 
+/*
+ * Redis Cluster (cluster.c, routing here).  redis_cluster_mode() is true when
+ * the configured server is a cluster node (connects to find out; false when
+ * Redis cannot be reached and was never reached under this URL).
+ */
+extern bool redis_cluster_mode(void);
+
+/* this backend's view of the cluster as JSON (NULL on a single Redis) */
+extern char *redis_cluster_state_json(void);
+
+/*
+ * Redis 7 cluster: scripts flagged allow-cross-slot-keys may touch keys of
+ * several slots on one node.  redis_cluster_node_of_slot() gives the node
+ * owning a slot in this backend's map (-1: none or map not loaded).
+ */
+extern bool redis_cluster_cross_slot_scripts(void);
+extern int	redis_cluster_node_of_slot(int slot);
+
+/*
+ * A fallback for the command just appended: when the cluster redirects it
+ * (MOVED, ASK, TRYAGAIN, CROSSSLOT: a multi-slot call whose slots are no
+ * longer on one node), fn runs it another way (say, split by slot, in its
+ * own pipeline) and returns the reply it would have given, allocated in
+ * cxt; or NULL with *f filled.
+ */
+typedef RedisValue *(*RedisFallbackFn) (void *arg, MemoryContext cxt, RedisFailure *f);
+extern void redis_pipeline_set_fallback(RedisPipeline *p, RedisFallbackFn fn, void *arg);
+
+/* masters of the cluster's current map (1 on a single Redis) */
+extern int	redis_cluster_nmasters(void);
+
+/* send the pipeline's keyless commands (SCAN, INFO) to master i */
+extern void redis_pipeline_target_master(RedisPipeline *p, int master);
+
+/*
+ * Logical replies: the commands queued since begin (several per-slot calls
+ * of one multi-slot operation) give one reply, built by fn from their
+ * replies (in the pipeline's memory context).  redis_pipeline_length() and
+ * redis_pipeline_reply() count logical replies.
+ */
+typedef void (*RedisMergeFn) (RedisValue *parts, int nparts, void *arg, RedisValue *out);
+extern int	redis_pipeline_merge_begin(RedisPipeline *p);
+extern void redis_pipeline_merge_end(RedisPipeline *p, int begin, RedisMergeFn fn, void *arg);
+
 /* round trips made by this backend, for statistics */
 extern uint64 redis_round_trips;
 

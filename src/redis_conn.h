@@ -90,6 +90,30 @@ extern bool redis_conn_establish(RedisConn *c, RedisFailure *f);
 extern bool redis_conn_exchange(RedisConn *c, const char *buf, size_t len,
 								int n, RedisValue *out, RedisFailure *f);
 
+/*
+ * Several exchanges on different connections at once (Redis Cluster: one
+ * sub-pipeline per node), in one round trip of wall time: every buffer is
+ * sent and every reply read on one wait over all the sockets.  Each entry
+ * gets ok and, when not ok, f (its connection dropped), as with
+ * redis_conn_exchange().  Counts one round trip.  Every connection must be
+ * connected.  TLS connections are exchanged one after the other.
+ */
+typedef struct RedisExchange
+{
+	RedisConn  *conn;
+	const char *buf;
+	size_t		len;
+	int			n;
+	RedisValue *out;
+	bool		ok;				/* result */
+	RedisFailure f;				/* when not ok */
+	size_t		written;		/* private */
+	int			got;			/* private */
+	bool		active;			/* private */
+} RedisExchange;
+
+extern void redis_conn_exchange_many(RedisExchange *x, int k);
+
 /* is it connected? */
 extern bool redis_conn_is_connected(RedisConn *c);
 

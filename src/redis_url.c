@@ -270,6 +270,59 @@ parse_unix(const char *p, RedisEndpoint *ep, char **err, char **detail)
 	return true;
 }
 
+/*
+ * Redis Cluster seeds: "redis://[userinfo@]host1:port1,host2:port2[/db]" is
+ * expanded into one URL per host, each with the same scheme, user info and
+ * path.  Returns the number of URLs (1 for a URL without a comma in its host
+ * part); *urls palloc'd.
+ */
+int
+redis_url_split_seeds(const char *url, char ***urls)
+{
+	const char *sep = url ? strstr(url, "://") : NULL;
+	const char *auth,
+			   *end,
+			   *at,
+			   *h;
+	int			n = 1;
+	int			i = 0;
+
+	*urls = NULL;
+	if (sep == NULL || strncmp(url, "unix://", 7) == 0)
+		goto one;
+	auth = sep + 3;
+	end = auth + strcspn(auth, "/?");
+	at = NULL;
+	for (const char *c = auth; c < end; c++)
+		if (*c == '@')
+			at = c;
+	h = at ? at + 1 : auth;
+	for (const char *c = h; c < end; c++)
+		if (*c == ',')
+			n++;
+	if (n == 1)
+		goto one;
+	*urls = palloc(sizeof(char *) * n);
+	{
+		int			plen = (int) (h - url); /* scheme and user info */
+
+		while (h <= end && i < n)
+		{
+			const char *c = h;
+
+			while (c < end && *c != ',')
+				c++;
+			(*urls)[i++] = psprintf("%.*s%.*s%s", plen, url, (int) (c - h), h, end);
+			h = c + 1;
+		}
+	}
+	return n;
+one:
+	*urls = palloc(sizeof(char *));
+	(*urls)[0] = pstrdup(url ? url : "");
+	return 1;
+}
+
 bool
 redis_parse_url(const char *url, RedisEndpoint *ep, char **err, char **detail)
 {
@@ -279,6 +332,19 @@ redis_parse_url(const char *url, RedisEndpoint *ep, char **err, char **detail)
 
 	if (url == NULL || url[0] == '\0')
 		return fail(err, detail, "invalid Redis URL: the URL is empty", NULL);
+	{
+		/* cluster seeds: every one must parse; the endpoint is the first */
+		char	  **seeds;
+		int			nseeds = redis_url_split_seeds(url, &seeds);
+
+		if (nseeds > 1)
+		{
+			for (int i = nseeds - 1; i >= 0; i--)
+				if (!redis_parse_url(seeds[i], ep, err, detail))
+					return false;
+			return true;
+		}
+	}
 	if (strncmp(url, "redis://", 8) == 0)
 		return parse_tcp(url + 8, ep, err, detail);
 	if (strncmp(url, "unix://", 7) == 0)

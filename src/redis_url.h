@@ -28,6 +28,9 @@ typedef struct RedisEndpoint
 extern bool redis_parse_url(const char *url, RedisEndpoint *ep,
 							char **err, char **detail);
 
+/* split "scheme://auth@h1:p1,h2:p2/db" into one URL per host (cluster seeds) */
+extern int	redis_url_split_seeds(const char *url, char ***urls);
+
 /* same, but ereport(ERROR) on failure */
 extern void redis_parse_url_or_error(const char *url, RedisEndpoint *ep);
 

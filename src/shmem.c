@@ -49,6 +49,7 @@
 PG_FUNCTION_INFO_V1(redis_sync_table_stats);
 PG_FUNCTION_INFO_V1(redis_sync_global_stats);
 PG_FUNCTION_INFO_V1(redis_sync_worker_restarts);
+PG_FUNCTION_INFO_V1(redis_sync_worker_cluster);
 PG_FUNCTION_INFO_V1(redis_sync_stats_reset);
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
 PG_FUNCTION_INFO_V1(redis_sync_worker_resume);
@@ -86,6 +87,7 @@ typedef struct RsShared
 	int			launcher_pid;
 	TimestampTz incarnation;	/* set each time shared memory is (re)made */
 	TimestampTz reset_at;
+	char		cluster[2048];	/* Redis Cluster as the worker sees it (JSON), "" */
 	int			nslots;
 	RsDbSlot	nodb;
 	RsDbSlot	slots[FLEXIBLE_ARRAY_MEMBER];
@@ -1008,6 +1010,33 @@ redis_sync_global_stats(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	slot_row(my_slot(), values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* the worker publishes what it sees of a Redis Cluster ("" on a single Redis) */
+void
+rs_stats_set_cluster(const char *json)
+{
+	if (rs_shared == NULL)
+		return;
+	SpinLockAcquire(&rs_shared->mutex);
+	strlcpy(rs_shared->cluster, json ? json : "", sizeof(rs_shared->cluster));
+	SpinLockRelease(&rs_shared->mutex);
+}
+
+/* _worker_cluster(): that JSON, or NULL */
+Datum
+redis_sync_worker_cluster(PG_FUNCTION_ARGS)
+{
+	char		buf[2048];
+
+	if (rs_shared == NULL)
+		PG_RETURN_NULL();
+	SpinLockAcquire(&rs_shared->mutex);
+	memcpy(buf, rs_shared->cluster, sizeof(buf));
+	SpinLockRelease(&rs_shared->mutex);
+	if (buf[0] == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(buf));
 }
 
 /*

@@ -120,6 +120,7 @@ extern void rs_stats_set_lag(Oid relid, double seconds);
 /* global counters */
 extern void rs_stats_round_trip(void);
 extern void rs_stats_worker_round(void);
+extern void rs_stats_set_cluster(const char *json);
 
 /* circuit breaker */
 extern bool rs_circuit_is_open(void);

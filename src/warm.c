@@ -101,6 +101,7 @@
 #include "redis_client.h"
 #include "redis_sync.h"
 #include "shmem.h"
+#include "cluster.h"
 #include "warm.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_warm);
@@ -405,6 +406,8 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 	char		zero[RS_VERSION_LEN + 1];
 	int64		written = 0;
 	uint64		idx = 0;
+	uint64		e;
+	bool		cluster = false;
 
 	memset(zero, '0', RS_VERSION_LEN);
 	zero[RS_VERSION_LEN] = '\0';
@@ -417,16 +420,61 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		rs_encode_row(enc, reldesc, &tup, &imgs[i]);
 	}
 
-	/* one script call per chunk, all in one round trip */
-	for (uint64 s = 0; s < nrows; s += rs_chunk_size)
+	/*
+	 * On a Redis Cluster a script call may only touch one hash slot: the
+	 * rows are ordered by slot and a chunk ends where the slot changes.
+	 */
+	if (redis_cluster_mode() && nrows > 1)
 	{
-		uint64		e = Min(nrows, s + rs_chunk_size);
+		int		   *slot = palloc(sizeof(int) * nrows);
+		uint64	   *order = palloc(sizeof(uint64) * nrows);
+		uint64	   *pos = palloc0(sizeof(uint64) * (RS_CLUSTER_SLOTS + 1));
+		char	  **k2 = palloc(sizeof(char *) * nrows);
+		char	 ***kv2 = palloc(sizeof(char **) * nrows);
+		RowImage   *im2 = palloc(sizeof(RowImage) * nrows);
+
+		for (uint64 i = 0; i < nrows; i++)
+		{
+			slot[i] = redis_key_slot(keys[i], strlen(keys[i]));
+			pos[slot[i] + 1]++;
+		}
+		for (int sl = 0; sl < RS_CLUSTER_SLOTS; sl++)
+			pos[sl + 1] += pos[sl];
+		for (uint64 i = 0; i < nrows; i++)
+			order[pos[slot[i]]++] = i;
+		for (uint64 i = 0; i < nrows; i++)
+		{
+			k2[i] = keys[order[i]];
+			kv2[i] = keyvals[order[i]];
+			im2[i] = imgs[order[i]];
+		}
+		keys = k2;
+		keyvals = kv2;
+		imgs = im2;
+		cluster = true;
+	}
+
+	/* one script call per chunk, all in one round trip */
+	for (uint64 s = 0; s < nrows; s = e)
+	{
 		int			max = 1;
 		int			argc = 0;
 		int			nkeys = 0;
 		const char **argv;
 		size_t	   *lens;
 
+		e = Min(nrows, s + rs_chunk_size);
+		if (cluster)
+		{
+			int			sl = redis_key_slot(keys[s], strlen(keys[s]));
+
+			for (uint64 i = s + 1; i < e; i++)
+				if (redis_key_slot(keys[i], strlen(keys[i])) != sl)
+				{
+					e = i;
+					break;
+				}
+		}
 		for (uint64 i = s; i < e; i++)
 			max += 2 + 3 + (imgs[i].op == RS_OP_HASH ? 2 * imgs[i].nfields : 1);
 		argv = palloc(sizeof(char *) * max);

@@ -62,6 +62,7 @@
 
 #include "claim.h"
 #include "drain.h"
+#include "cluster.h"
 #include "fence.h"
 #include "outbox.h"
 #include "redis_client.h"
@@ -285,11 +286,11 @@ transient_error(int sqlerrcode)
 	}
 }
 
-static int64 marker_attempt(const char *field, const char *by);
+static int64 marker_attempt(const char *mkey, const char *field, const char *by);
 
-#define count_marker_attempt(field) marker_attempt((field), "1")
+#define count_marker_attempt(mkey, field) marker_attempt((mkey), (field), "1")
 /* best effort: Redis may be the reason the repair failed */
-#define uncount_marker_attempt(field) ((void) marker_attempt((field), "-1"))
+#define uncount_marker_attempt(mkey, field) ((void) marker_attempt((mkey), (field), "-1"))
 
 /*
  * Repair the rows of one marker in a subtransaction.  A marker that makes
@@ -297,7 +298,7 @@ static int64 marker_attempt(const char *field, const char *by);
  * retried at every round: false, and the caller sets it aside.
  */
 static bool
-repair_marker_guarded(const char *field, const char *value)
+repair_marker_guarded(const char *mkey, const char *field, const char *value)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -329,12 +330,12 @@ repair_marker_guarded(const char *field, const char *value)
 		if (transient_error(ed->sqlerrcode))
 		{
 			/* Redis down, a lock or serialization conflict: the round retries */
-			uncount_marker_attempt(field);
+			uncount_marker_attempt(mkey, field);
 			ReThrowError(ed);
 		}
 		ereport(LOG,
 				(errmsg("redis_sync worker: could not repair the keys of in-flight marker %s, set aside in %s:failed: %s",
-						field, rs_marker_key(), ed->message)));
+						field, mkey, ed->message)));
 		rs_stats_error(InvalidOid, ed->message);
 		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
 		FreeErrorData(ed);
@@ -351,10 +352,10 @@ repair_marker_guarded(const char *field, const char *value)
  * is removed with the marker.  Returns the count, -1 when Redis failed.
  */
 static int64
-marker_attempt(const char *field, const char *by)
+marker_attempt(const char *mkey, const char *field, const char *by)
 {
 	RedisPipeline *p = redis_pipeline_create();
-	char	   *key = psprintf("%s:attempts", rs_marker_key());
+	char	   *key = psprintf("%s:attempts", mkey);
 	const char *argv[4] = {"HINCRBY", key, field, by};
 	RedisFailure f;
 	RedisValue *v;
@@ -371,7 +372,7 @@ marker_attempt(const char *field, const char *by)
 
 /* remove markers of committed transactions; repair those that did not commit */
 static bool
-sweep_markers(void)
+sweep_marker_key(const char *mkey)
 {
 	char	   *cursor = "0";
 	List	   *done = NIL;
@@ -380,7 +381,7 @@ sweep_markers(void)
 	do
 	{
 		RedisPipeline *p = redis_pipeline_create();
-		const char *argv[6] = {"HSCAN", rs_marker_key(), cursor, "COUNT", "1000", NULL};
+		const char *argv[6] = {"HSCAN", mkey, cursor, "COUNT", "1000", NULL};
 		RedisValue *v;
 		RedisFailure f;
 
@@ -429,7 +430,7 @@ sweep_markers(void)
 			}
 			if (!committed)
 			{
-				int64		attempt = count_marker_attempt(field);
+				int64		attempt = count_marker_attempt(mkey, field);
 
 				if (attempt < 0)
 					return false;	/* Redis failed: try again next round */
@@ -437,13 +438,13 @@ sweep_markers(void)
 				{
 					ereport(LOG,
 							(errmsg("redis_sync worker: in-flight marker %s set aside in %s:failed: %d earlier repairs of it did not finish",
-									field, rs_marker_key(), MAX_MARKER_ATTEMPTS),
+									field, mkey, MAX_MARKER_ATTEMPTS),
 							 errdetail("The worker stopped or crashed while repairing it.")));
 					rs_stats_error(InvalidOid, "an in-flight marker was set aside: its repairs did not finish");
 					rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
 					set_aside = lappend(set_aside, list_make2(pstrdup(field), pstrdup(value)));
 				}
-				else if (!repair_marker_guarded(field, value))
+				else if (!repair_marker_guarded(mkey, field, value))
 					set_aside = lappend(set_aside, list_make2(pstrdup(field), pstrdup(value)));
 			}
 			done = lappend(done, pstrdup(field));
@@ -455,7 +456,7 @@ sweep_markers(void)
 	if (set_aside != NIL)
 	{
 		RedisPipeline *p = redis_pipeline_create();
-		char	   *failed_key = psprintf("%s:failed", rs_marker_key());
+		char	   *failed_key = psprintf("%s:failed", mkey);
 		ListCell   *lc;
 		RedisFailure f;
 
@@ -480,16 +481,76 @@ sweep_markers(void)
 		RedisFailure f;
 
 		argv[0] = "HDEL";
-		argv[1] = rs_marker_key();
+		argv[1] = mkey;
 		foreach(lc, done)
 			argv[i++] = lfirst(lc);
 		redis_pipeline_append(p, n, argv, NULL);
 		/* and their attempt counts (most have none) */
-		argv[1] = psprintf("%s:attempts", rs_marker_key());
+		argv[1] = psprintf("%s:attempts", mkey);
 		redis_pipeline_append(p, n, argv, NULL);
 		if (!redis_pipeline_try_exec(p, &f))
 			return false;
 		redis_pipeline_free(p);
+	}
+	return true;
+}
+
+/*
+ * Every in-flight marker hash: one per database on a single Redis; on a
+ * cluster "<marker key>:{<tag>}" in some slot (fence.c): on Redis 7, the
+ * lowest slot of each master, swept every round; a marker elsewhere (older
+ * Redis, a call split by slot after a redirection, slots that moved) is
+ * found by a SCAN on every master, every 12th round (and the first).
+ */
+static bool
+sweep_markers(void)
+{
+	static int	rounds = 0;
+	int			nmasters;
+	char	   *pattern;
+
+	if (!redis_cluster_mode())
+		return sweep_marker_key(rs_marker_key());
+	nmasters = redis_cluster_nmasters();
+	if (rounds++ % 12 != 0)
+	{
+		int		   *masters;
+		int			n = rs_cluster_masters(&masters);
+
+		for (int m = 0; m < n; m++)
+		{
+			int			first = rs_cluster_first_slot(masters[m]);
+
+			if (first >= 0 && !sweep_marker_key(rs_marker_key_for_slot(first)))
+				return false;
+		}
+		return true;
+	}
+	pattern = psprintf("%s:{*}", rs_marker_key());
+	for (int m = 0; m < nmasters; m++)
+	{
+		char	   *cursor = "0";
+
+		do
+		{
+			RedisPipeline *p = redis_pipeline_create();
+			const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "hash"};
+			RedisValue *v;
+			RedisFailure f;
+
+			redis_pipeline_target_master(p, m);
+			redis_pipeline_append(p, 8, argv, NULL);
+			if (!redis_pipeline_try_exec(p, &f))
+				return false;
+			v = redis_pipeline_reply(p, 0);
+			if (v->type != RV_ARRAY || v->nelem != 2)
+				return false;
+			cursor = pstrdup(v->elems[0].str);
+			for (int i = 0; i < v->elems[1].nelem; i++)
+				if (!sweep_marker_key(pstrdup(v->elems[1].elems[i].str)))
+					return false;
+			redis_pipeline_free(p);
+		} while (strcmp(cursor, "0") != 0);
 	}
 	return true;
 }
@@ -606,6 +667,9 @@ worker_round(void)
 		int			r = probe();
 
 		last_probe = now;
+		/* worker_stats.cluster: the map as this worker sees it (kept while Redis fails) */
+		if (r >= 0)
+			rs_stats_set_cluster(redis_cluster_state_json());
 		if (r >= 0 && (!claims_recorded || redis_restarted))
 		{
 			redis_restarted = false;

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Redis Cluster benchmark: a bulk 100k-row push and the single-row sync push
+# (write-through), on a 3-master Redis Cluster and on a single Redis, in the
+# same run, against the same PostgreSQL (the URL is switched by ALTER SYSTEM
+# + reload between runs, alternating, median of the runs).
+#
+#   bash bench/cluster.sh            3 runs each, 100k rows, 10 s pgbench
+#   bash bench/cluster.sh --quick    1 run each, 20k rows, 3 s pgbench
+#
+# The extension must be installed (make install).  Prints one table; writes
+# bench/results/cluster.txt.  Called from bench/run.sh.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+RUNS=3 ROWS=100000 SECS=10
+[ "${1:-}" = --quick ] && { RUNS=1 ROWS=20000 SECS=3; }
+
+PG_MAJOR=${PG_MAJOR:-15}
+export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
+export PATH="$PGBIN:$PATH"
+
+SB=$(mktemp -d /tmp/redis_sync_clbench.XXXXXX)
+chmod 755 "$SB"
+CPIDS=()
+cleanup() {
+    local rc=$?
+    for p in "${CPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true
+    rm -rf "$SB"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench >/dev/null 2>&1
+# shellcheck disable=SC1091
+. "$SB/sb/env"
+SINGLE_URL=$REDIS_URL
+
+# three cluster masters on free loopback ports below 55536 (bus: port + 10000)
+cluster_ports() {
+    perl -MIO::Socket::INET -e '
+        my @p;
+        while (@p < 3) {
+            my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp", Listen => 1) or next;
+            my $p = $s->sockport; close $s;
+            next if $p >= 55536;
+            my $b = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $p + 10000, Proto => "tcp", Listen => 1) or next;
+            close $b; push @p, $p unless grep { $_ == $p } @p;
+        }
+        print "@p\n";'
+}
+read -r -a PORTS <<<"$(cluster_ports)"
+for p in "${PORTS[@]}"; do
+    mkdir -p "$SB/c$p"
+    redis-server --bind 127.0.0.1 --port "$p" --save '' --appendonly no --daemonize yes \
+        --dir "$SB/c$p" --logfile "$SB/c$p/log" --pidfile "$SB/c$p/pid" \
+        --cluster-enabled yes --cluster-config-file nodes.conf >/dev/null
+done
+for p in "${PORTS[@]}"; do
+    for _ in $(seq 100); do redis-cli -p "$p" PING 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+    CPIDS+=("$(cat "$SB/c$p/pid")")
+done
+redis-cli --cluster create $(printf '127.0.0.1:%s ' "${PORTS[@]}") --cluster-replicas 0 --cluster-yes >/dev/null
+for _ in $(seq 300); do
+    redis-cli -p "${PORTS[0]}" CLUSTER INFO | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+done
+CLUSTER_URL="redis://$(printf '127.0.0.1:%s,' "${PORTS[@]}" | sed 's/,$//')/0"
+
+PSQL="psql -X -q -v ON_ERROR_STOP=1"
+$PSQL -c "CREATE EXTENSION IF NOT EXISTS redis_sync" >/dev/null
+$PSQL >/dev/null <<'EOF'
+CREATE TABLE clb_bulk (id int PRIMARY KEY, name text, qty int);
+CREATE TABLE clb_one (id int PRIMARY KEY, v int);
+INSERT INTO clb_one SELECT g, 0 FROM generate_series(1, 1000) g;
+EOF
+
+use_url() {
+    $PSQL -c "ALTER SYSTEM SET redis_sync.redis_url = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 100); do
+        [ "$($PSQL -At -c 'SHOW redis_sync.redis_url')" = "$1" ] && break
+        sleep 0.05
+    done
+    redis_flush "$1"
+    # (re)sync: the tables' keys go to this Redis from now on
+    $PSQL >/dev/null <<'EOF'
+SELECT redis_sync.unsync('clb_bulk') FROM redis_sync.tables WHERE relid = 'clb_bulk'::regclass;
+SELECT redis_sync.unsync('clb_one') FROM redis_sync.tables WHERE relid = 'clb_one'::regclass;
+TRUNCATE clb_bulk;
+SELECT redis_sync.write_through('clb_bulk', key_prefix => 'b:', warm => false);
+SELECT redis_sync.write_through('clb_one', key_prefix => 'o:', warm => false);
+SELECT redis_sync.warm('clb_one');
+EOF
+}
+redis_flush() {
+    if [ "$1" = "$SINGLE_URL" ]; then
+        redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+    else
+        for p in "${PORTS[@]}"; do redis-cli -p "$p" FLUSHALL >/dev/null; done
+    fi
+}
+
+bulk_ms() {
+    $PSQL -c '\timing on' -c "INSERT INTO clb_bulk SELECT g, 'name ' || g, g FROM generate_series(1, $ROWS) g" |
+        sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'
+}
+echo "\\set id random(1, 1000)
+UPDATE clb_one SET v = v + 1 WHERE id = :id;" >"$SB/one.sql"
+chmod 644 "$SB/one.sql"
+single_tps() {
+    pgbench -n -c 1 -T "$SECS" -f "$SB/one.sql" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A BULK TPS
+for r in $(seq "$RUNS"); do
+    for mode in single cluster; do
+        url=$SINGLE_URL; [ "$mode" = cluster ] && url=$CLUSTER_URL
+        use_url "$url"
+        BULK[$mode]+="$(bulk_ms) "
+        TPS[$mode]+="$(single_tps) "
+    done
+done
+
+# the cluster really was used: keys on every master
+spread=$(for p in "${PORTS[@]}"; do redis-cli -p "$p" DBSIZE; done | paste -sd/)
+
+OUT=$(
+    declare -A b t
+    printf 'Redis Cluster vs single Redis (%s runs, median; commit %s)\n' "$RUNS" \
+        "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    printf '%-44s %14s %14s\n' "" "single Redis" "3-master cluster"
+    for mode in single cluster; do
+        b[$mode]=$(tr ' ' '\n' <<<"${BULK[$mode]}" | grep . | median)
+        t[$mode]=$(tr ' ' '\n' <<<"${TPS[$mode]}" | grep . | median)
+    done
+    printf '%-44s %14s %14s\n' "bulk push: INSERT of $ROWS rows (ms)" "${b[single]}" "${b[cluster]}"
+    printf '%-44s %14s %14s\n' "single-row sync push: pgbench 1 client (tps)" "${t[single]}" "${t[cluster]}"
+    printf 'keys per cluster master after the last run: %s\n' "$spread"
+)
+echo "$OUT"
+mkdir -p "$BENCH_DIR/results"
+echo "$OUT" >"$BENCH_DIR/results/cluster.txt"

@@ -1,0 +1,237 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster.c
+ *		Redis Cluster support: the slot map, the node table, redirection
+ *		parsing and slot tags.  The routing itself (splitting a pipeline by
+ *		node, sending all sub-pipelines at once, following MOVED and ASK)
+ *		is in redis_client.c, which owns the connections.
+ *
+ * hiredis 0.14 has no cluster support, so this follows what the mature
+ * cluster clients do: the map comes from CLUSTER SLOTS, asked of any node;
+ * every slot is owned by one master; a MOVED reply means the map is out of
+ * date (reload it, retry); an ASK reply means the slot is being migrated and
+ * this one command must go to the named node, preceded by ASKING.
+ *
+ * The node table lives for the life of the backend (TopMemoryContext); a
+ * node that leaves the map keeps its entry (and its statistics) with no
+ * slots.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "cluster.h"
+
+int			rs_cluster_owner[RS_CLUSTER_SLOTS];
+ClusterNode *rs_cluster_nodes = NULL;
+int			rs_cluster_nnodes = 0;
+uint64		rs_cluster_refreshes = 0;
+uint64		rs_cluster_redirections = 0;
+
+static int	max_nodes = 0;
+static bool map_loaded = false;
+
+int
+rs_cluster_node_index(const char *host, int port, bool create)
+{
+	ClusterNode *n;
+
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+		if (rs_cluster_nodes[i].port == port && strcmp(rs_cluster_nodes[i].host, host) == 0)
+			return i;
+	if (!create)
+		return -1;
+	if (rs_cluster_nnodes == max_nodes)
+	{
+		int			newmax = max_nodes ? max_nodes * 2 : 8;
+
+		if (rs_cluster_nodes)
+			rs_cluster_nodes = repalloc(rs_cluster_nodes, sizeof(ClusterNode) * newmax);
+		else
+			rs_cluster_nodes = MemoryContextAlloc(TopMemoryContext, sizeof(ClusterNode) * newmax);
+		max_nodes = newmax;
+	}
+	n = &rs_cluster_nodes[rs_cluster_nnodes];
+	memset(n, 0, sizeof(*n));
+	n->host = MemoryContextStrdup(TopMemoryContext, host);
+	n->port = port;
+	if (strchr(host, ':'))
+		snprintf(n->display, sizeof(n->display), "[%s]:%d", host, port);
+	else
+		snprintf(n->display, sizeof(n->display), "%s:%d", host, port);
+	return rs_cluster_nnodes++;
+}
+
+bool
+rs_cluster_info_enabled(const char *info)
+{
+	return info != NULL && strstr(info, "cluster_enabled:1") != NULL;
+}
+
+void
+rs_cluster_forget_map(void)
+{
+	map_loaded = false;
+}
+
+bool
+rs_cluster_map_loaded(void)
+{
+	return map_loaded;
+}
+
+bool
+rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
+{
+	static int	owner[RS_CLUSTER_SLOTS];
+
+	if (reply->type != RV_ARRAY)
+	{
+		*err = pstrdup("CLUSTER SLOTS did not return an array");
+		return false;
+	}
+	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		owner[s] = -1;
+	for (int i = 0; i < reply->nelem; i++)
+	{
+		RedisValue *r = &reply->elems[i];
+		RedisValue *m;
+		const char *host;
+		int			idx;
+
+		if (r->type != RV_ARRAY || r->nelem < 3 ||
+			r->elems[0].type != RV_INTEGER || r->elems[1].type != RV_INTEGER ||
+			r->elems[2].type != RV_ARRAY || r->elems[2].nelem < 2 ||
+			r->elems[2].elems[1].type != RV_INTEGER)
+		{
+			*err = pstrdup("malformed CLUSTER SLOTS entry");
+			return false;
+		}
+		m = &r->elems[2];
+		host = (m->elems[0].type == RV_STRING && m->elems[0].len > 0 &&
+				strcmp(m->elems[0].str, "?") != 0) ? m->elems[0].str : seed_host;
+		idx = rs_cluster_node_index(host, (int) m->elems[1].integer, true);
+		for (int64 s = r->elems[0].integer; s <= r->elems[1].integer; s++)
+			if (s >= 0 && s < RS_CLUSTER_SLOTS)
+				owner[s] = idx;
+		/* replicas: known, not routed to */
+		for (int j = 3; j < r->nelem; j++)
+			if (r->elems[j].type == RV_ARRAY && r->elems[j].nelem >= 2 &&
+				r->elems[j].elems[0].type == RV_STRING && r->elems[j].elems[1].type == RV_INTEGER)
+				(void) rs_cluster_node_index(r->elems[j].elems[0].len > 0 ? r->elems[j].elems[0].str : seed_host,
+											 (int) r->elems[j].elems[1].integer, true);
+	}
+	memcpy(rs_cluster_owner, owner, sizeof(owner));
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+	{
+		rs_cluster_nodes[i].nslots = 0;
+		rs_cluster_nodes[i].master = false;
+	}
+	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		if (owner[s] >= 0)
+		{
+			rs_cluster_nodes[owner[s]].nslots++;
+			rs_cluster_nodes[owner[s]].master = true;
+		}
+	map_loaded = true;
+	rs_cluster_refreshes++;
+	return true;
+}
+
+bool
+rs_cluster_parse_redirect(const char *err, bool *ask, int *slot, char **host, int *port)
+{
+	const char *p;
+	const char *colon;
+	char	   *end;
+	long		v;
+
+	if (strncmp(err, "MOVED ", 6) == 0)
+		*ask = false;
+	else if (strncmp(err, "ASK ", 4) == 0)
+		*ask = true;
+	else
+		return false;
+	p = err + (*ask ? 4 : 6);
+	v = strtol(p, &end, 10);
+	if (end == p || *end != ' ' || v < 0 || v >= RS_CLUSTER_SLOTS)
+		return false;
+	*slot = (int) v;
+	p = end + 1;
+	colon = strrchr(p, ':');
+	if (colon == NULL)
+		return false;
+	v = strtol(colon + 1, &end, 10);
+	if (end == colon + 1 || v <= 0 || v > 65535)
+		return false;
+	*port = (int) v;
+	*host = pnstrdup(p, colon - p);
+	/* "[::1]:7000" in some versions; an empty host means the node answering */
+	if ((*host)[0] == '[')
+	{
+		size_t		l = strlen(*host);
+
+		if (l >= 2 && (*host)[l - 1] == ']')
+			*host = pnstrdup(*host + 1, l - 2);
+	}
+	return true;
+}
+
+bool
+rs_cluster_retryable_error(const char *err)
+{
+	return strncmp(err, "TRYAGAIN", 8) == 0 || strncmp(err, "CLUSTERDOWN", 11) == 0 ||
+		strncmp(err, "LOADING", 7) == 0 || strncmp(err, "MASTERDOWN", 10) == 0;
+}
+
+const char *
+rs_cluster_slot_tag(int slot)
+{
+	static char *tags[RS_CLUSTER_SLOTS];
+	static bool filled = false;
+
+	if (!filled)
+	{
+		int			left = RS_CLUSTER_SLOTS;
+		char		buf[16];
+
+		/* the shortest decimal strings: every slot is reached well before 10^6 */
+		for (int i = 0; left > 0 && i < 10000000; i++)
+		{
+			int			len = snprintf(buf, sizeof(buf), "%d", i);
+			int			s = redis_key_slot(buf, len);
+
+			if (tags[s] == NULL)
+			{
+				tags[s] = MemoryContextStrdup(TopMemoryContext, buf);
+				left--;
+			}
+		}
+		filled = true;
+	}
+	Assert(slot >= 0 && slot < RS_CLUSTER_SLOTS);
+	return tags[slot];
+}
+
+int
+rs_cluster_first_slot(int node)
+{
+	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
+		if (rs_cluster_owner[s] == node)
+			return s;
+	return -1;
+}
+
+int
+rs_cluster_masters(int **idx)
+{
+	int			n = 0;
+
+	*idx = palloc(sizeof(int) * Max(rs_cluster_nnodes, 1));
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+		if (rs_cluster_nodes[i].master)
+			(*idx)[n++] = i;
+	return n;
+}

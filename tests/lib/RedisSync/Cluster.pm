@@ -1,0 +1,285 @@
+# A local Redis Cluster for the redis_sync TAP tests.
+#
+#   my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 1);
+#   $c->url;                 # "redis://127.0.0.1:P1,127.0.0.1:P2,.../0" (seeds)
+#   $c->seed_url;            # one node only
+#   $c->cli($port, @args);   # redis-cli -c against one node
+#   $c->master_ports;        # current masters (asks the cluster)
+#   $c->wait_ok;             # until every node reports cluster_state:ok
+#   $c->kill_node($port);    # SIGKILL
+#
+# Every node is a RedisSync::Test::Redis started with --cluster-enabled yes
+# and its own --cluster-config-file in the test's temp dir, on loopback ports
+# below 55536 (the cluster bus is port + 10000).  The nodes are stopped by
+# RedisSync::Test's END block, on success and on failure.
+package RedisSync::Cluster;
+
+use strict;
+use warnings;
+
+use File::Temp ();
+use IPC::Run ();
+use Time::HiRes qw(time sleep);
+use PostgreSQL::Test::Utils;
+use Test::More;
+use RedisSync::Test;
+
+# a free port p with p + 10000 free too, below 55536
+sub cluster_port
+{
+	for (1 .. 1000)
+	{
+		my $p = RedisSync::Test::free_port();
+		next if $p >= 55536;
+		return $p if port_free($p + 10000);
+	}
+	die "no free port pair below 55536 for a cluster node";
+}
+
+sub port_free
+{
+	my ($port) = @_;
+	require IO::Socket::INET;
+	my $s = IO::Socket::INET->new(
+		LocalAddr => '127.0.0.1',
+		LocalPort => $port,
+		Proto     => 'tcp',
+		ReuseAddr => 1);
+	return 0 unless $s;
+	close $s;
+	return 1;
+}
+
+sub start_cluster
+{
+	my (%opts) = @_;
+	my $masters  = $opts{masters}  // 3;
+	my $replicas = $opts{replicas} // 1;
+	my $n        = $masters * (1 + $replicas);
+	my $self = bless { nodes => {}, ports => [] }, __PACKAGE__;
+
+	for (1 .. $n)
+	{
+		my $port = cluster_port();
+		my $r    = bless {
+			port => $port,
+			dir  => File::Temp::tempdir(
+				'rcluster_XXXX',
+				DIR     => $PostgreSQL::Test::Utils::tmp_check,
+				CLEANUP => 1),
+			pid   => undef,
+			extra => [
+				'--cluster-enabled',      'yes',
+				'--cluster-config-file',  'nodes.conf',
+				'--cluster-node-timeout', $opts{node_timeout} // 2000,
+				'--cluster-allow-reads-when-down', 'no',
+				# a replica may take over however long its link was down
+				'--cluster-replica-validity-factor', 0,
+			],
+		}, 'RedisSync::Cluster::Node';
+		push @RedisSync::Test::redis_servers, $r;
+		$r->start;
+		$self->{nodes}{$port} = $r;
+		push @{ $self->{ports} }, $port;
+	}
+	my ($out, $err) = ('', '');
+	my @cmd = (RedisSync::Test::redis_cli_bin(), '--cluster', 'create',
+		(map { "127.0.0.1:$_" } @{ $self->{ports} }),
+		'--cluster-replicas', $replicas, '--cluster-yes');
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout(120))
+	  or die "redis-cli --cluster create failed:\n$out\n$err";
+	$self->wait_ok;
+	my $deadline = time + 60;
+	while (1)
+	{
+		my @r = $self->replica_ports;
+		# attached, and their replication links up (first sync done)
+		last if @r >= $masters * $replicas
+		  && !grep { $self->node($_)->cli('INFO', 'replication') !~ /master_link_status:up/ } @r;
+		die "the cluster's replicas did not attach within 60s" if time > $deadline;
+		sleep 0.1;
+	}
+	note("redis cluster up on ports @{ $self->{ports} }");
+	return $self;
+}
+
+sub ports { return @{ $_[0]->{ports} }; }
+sub node  { return $_[0]->{nodes}{ $_[1] }; }
+
+sub url
+{
+	my ($self) = @_;
+	my @p = grep { $self->{nodes}{$_}->running } @{ $self->{ports} };
+	return 'redis://' . join(',', map { "127.0.0.1:$_" } @p) . '/0';
+}
+
+sub seed_url { my ($self) = @_; return "redis://127.0.0.1:$self->{ports}[0]/0"; }
+
+# redis-cli against one node; -c follows redirections
+sub cli
+{
+	my ($self, $port, @args) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ RedisSync::Test::redis_cli_bin(), '-c', '-h', '127.0.0.1',
+			'-p', $port, @args ], '<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout(60));
+	chomp $out;
+	return $out;
+}
+
+# any running node
+sub any_port
+{
+	my ($self) = @_;
+	for my $p (@{ $self->{ports} })
+	{
+		return $p if $self->{nodes}{$p}->running;
+	}
+	die "no cluster node running";
+}
+
+# redis-cli -c against any live node
+sub any_cli { my ($self, @args) = @_; return $self->cli($self->any_port, @args); }
+
+# [ [port, role] ... ] from CLUSTER NODES on a live node
+sub roles
+{
+	my ($self) = @_;
+	my %role;
+	for my $line (split /\n/, $self->cli($self->any_port, 'CLUSTER', 'NODES'))
+	{
+		my @f = split / /, $line;
+		next unless @f >= 3;
+		my ($port) = $f[1] =~ /:(\d+)/;
+		next if $f[2] =~ /fail/ && !$self->{nodes}{$port}->running;
+		$role{$port} = $f[2] =~ /master/ ? 'master' : 'replica';
+	}
+	return \%role;
+}
+
+sub master_ports
+{
+	my ($self) = @_;
+	my $r = $self->roles;
+	return sort { $a <=> $b } grep { $r->{$_} eq 'master' && $self->{nodes}{$_}->running } keys %$r;
+}
+
+sub replica_ports
+{
+	my ($self) = @_;
+	my $r = $self->roles;
+	return sort { $a <=> $b } grep { $r->{$_} eq 'replica' && $self->{nodes}{$_}->running } keys %$r;
+}
+
+# the replica of a master (by CLUSTER NODES)
+sub replica_of
+{
+	my ($self, $master_port) = @_;
+	my ($id, %replica_master);
+	for my $line (split /\n/, $self->cli($self->any_port, 'CLUSTER', 'NODES'))
+	{
+		my @f = split / /, $line;
+		my ($port) = $f[1] =~ /:(\d+)/;
+		$id = $f[0] if $port == $master_port;
+		$replica_master{$port} = $f[3] if $f[2] =~ /slave/;
+	}
+	for my $p (keys %replica_master)
+	{
+		return $p if $replica_master{$p} eq $id && $self->{nodes}{$p}->running;
+	}
+	return undef;
+}
+
+# until every live node says cluster_state:ok and agrees on the slots
+sub wait_ok
+{
+	my ($self, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	while (1)
+	{
+		my $ok = 1;
+		for my $p (@{ $self->{ports} })
+		{
+			next unless $self->{nodes}{$p}->running;
+			my $info = $self->cli($p, 'CLUSTER', 'INFO');
+			$ok = 0 unless $info =~ /cluster_state:ok/ && $info =~ /cluster_slots_ok:16384/;
+		}
+		if ($ok)
+		{
+			# every node sees the same number of masters with slots
+			my $out = $self->cli($self->any_port, '--cluster', 'check', "127.0.0.1:" . $self->any_port);
+			return 1 if $out =~ /All 16384 slots covered/ && $out !~ /\[ERR\]/;
+		}
+		die "redis cluster did not reach cluster_state:ok within the deadline" if time > $deadline;
+		sleep 0.1;
+	}
+}
+
+sub kill_node
+{
+	my ($self, $port) = @_;
+	my $n = $self->{nodes}{$port};
+	kill 'KILL', $n->{pid};
+	my $deadline = time + 10;
+	sleep 0.02 while kill(0, $n->{pid}) && time < $deadline;
+	$n->{pid} = undef;
+	return;
+}
+
+# the key space, every master: DBSIZE summed
+sub dbsize
+{
+	my ($self) = @_;
+	my $n = 0;
+	$n += $self->cli($_, 'DBSIZE') for $self->master_ports;
+	return $n;
+}
+
+package RedisSync::Cluster::Node;
+
+use strict;
+use warnings;
+use IPC::Run ();
+use Time::HiRes qw(time sleep);
+
+our @ISA = ('RedisSync::Test::Redis');
+
+sub start
+{
+	my ($self) = @_;
+	return $self if $self->running;
+	my $pidfile = "$self->{dir}/redis.pid";
+	unlink $pidfile;
+	my @cmd = (
+		RedisSync::Test::redis_server_bin(),
+		'--bind',       '127.0.0.1',
+		'--port',       $self->{port},
+		'--save',       '',
+		'--appendonly', 'no',
+		'--daemonize',  'yes',
+		'--dir',        $self->{dir},
+		'--logfile',    "$self->{dir}/redis.log",
+		'--pidfile',    $pidfile,
+		@{ $self->{extra} });
+	my ($o, $e) = (q{}, q{});
+	IPC::Run::run(\@cmd, q{<}, \undef, q{>}, \$o, q{2>}, \$e)
+	  or die "redis-server failed: $o $e";
+	my $deadline = time + 30;
+	while (1)
+	{
+		if (-s $pidfile && $self->cli('PING') eq 'PONG')
+		{
+			open my $fh, '<', $pidfile or die "$pidfile: $!";
+			chomp(my $pid = <$fh>);
+			$self->{pid} = $pid;
+			last;
+		}
+		die "cluster node on port $self->{port} did not answer PING in 30s"
+		  if time > $deadline;
+		sleep 0.05;
+	}
+	return $self;
+}
+
+1;
