@@ -178,8 +178,14 @@ check_key_permissions(const char *path, RedisFailure *f)
 		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 						   psprintf("redis_sync.tls_key_file \"%s\" is not a regular file", path),
 						   NULL);
-	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+	/*
+	 * libpq's test exactly: root may grant its group read access, any other
+	 * owner (the server's OS user or not) may not grant group or world any
+	 * access.  Testing "owned by us" instead of "not owned by root" would
+	 * accept a world-readable key owned by some third user.
+	 */
+	if ((st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))) ||
+		(st.st_uid != 0 && (st.st_mode & (S_IRWXG | S_IRWXO))))
 		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 						   psprintf("redis_sync.tls_key_file \"%s\" has group or world access", path),
 						   pstrdup("The file must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root."));
