@@ -668,7 +668,9 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 
 	c->wes = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(c->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	/* no postmaster to watch in single-user mode (epoll_ctl would fail) */
+	if (IsUnderPostmaster)
+		AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->ctx->fd, NULL, NULL);
 
 	/* finish the non-blocking connect */

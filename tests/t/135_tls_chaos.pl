@@ -9,9 +9,14 @@
 #   server), and reconnects once Redis is back.
 # - The worker, which also writes through OpenSSL's socket BIO (no
 #   MSG_NOSIGNAL), ignores SIGPIPE.
+# - An expired server certificate is refused, naming the reason.
+# - Single-user mode (postgres --single, no postmaster to watch) can talk to
+#   Redis (the wait set had a postmaster-death event epoll refused).
 use strict;
 use warnings;
 
+use File::Temp ();
+use IO::Socket::INET;
 use IPC::Run ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -134,7 +139,70 @@ my ($bsigign) = slurp_file("/proc/$pid/status") =~ /^SigIgn:\s*([0-9a-f]+)/m;
 ok(defined $bsigign && (hex(substr($bsigign, -8)) & (1 << 12)),
 	'so does a backend');
 
+# ---- an expired server certificate ----
+my $d = $pki->{dir};
+RedisSync::TLS::openssl('req', '-new', '-key', $pki->{server_key},
+	'-out', "$d/expired.csr", '-subj', '/CN=localhost');
+RedisSync::TLS::openssl('x509', '-req', '-in', "$d/expired.csr", '-CA', $pki->{ca},
+	'-CAkey', $pki->{ca_key}, '-CAcreateserial', '-days', '-1', '-sha256',
+	'-extfile', "$d/server.ext", '-out', "$d/expired.crt");
+$pki->{expired}     = "$d/expired.crt";
+$pki->{expired_key} = $pki->{server_key};
+# (started by hand: the helper's readiness check, redis-cli, verifies too)
+my $eport = RedisSync::Test::free_port();
+my ($eo, $ee) = ('', '');
+my $edir  = File::Temp::tempdir('redis_exp_XXXX',
+	DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
+IPC::Run::run([ RedisSync::Test::redis_server_bin(),
+		'--bind', '127.0.0.1', '--port', '0', '--tls-port', $eport,
+		'--tls-cert-file', $pki->{expired}, '--tls-key-file', $pki->{expired_key},
+		'--tls-ca-cert-file', $pki->{ca}, '--tls-auth-clients', 'no',
+		'--save', '', '--appendonly', 'no', '--daemonize', 'yes',
+		'--dir', $edir, '--logfile', "$edir/redis.log",
+		'--pidfile', "$edir/redis.pid" ], '<', \undef, '>', \$eo, '2>', \$ee)
+  or die "redis-server (expired certificate) failed: $eo $ee";
+my $epid;
+poll_until('the expired-certificate Redis', sub {
+	return 0 unless -s "$edir/redis.pid"
+	  && IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $eport);
+	$epid = slurp_file("$edir/redis.pid");
+	chomp $epid;
+	return 1;
+});
+END { kill 'KILL', $epid if $epid; }
+my $eurl = "rediss://localhost:$eport/0";
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET redis_sync.redis_url = '$eurl';\nSELECT pg_reload_conf();");
+$node->poll_query_until('postgres',
+	"SELECT current_setting('redis_sync.redis_url') = '$eurl'")
+  or die 'redis_url not reloaded';
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT redis_sync.command('PING')");
+like($err, qr/could not establish a TLS connection to Redis at localhost:\d+\n.*certificate has expired/,
+	'an expired server certificate is refused with OpenSSL\'s reason');
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET redis_sync.redis_url = '" . $redis->url(3) . "';\n"
+	  . "SELECT pg_reload_conf();");
+$node->poll_query_until('postgres',
+	"SELECT current_setting('redis_sync.redis_url') = '" . $redis->url(3) . "'")
+  or die 'redis_url not reloaded';
+
 $s->quit;
 $node->stop;
+
+# ---- single-user mode (no postmaster to watch): TLS works there too ----
+{
+	my ($sout, $serr) = ('', '');
+	IPC::Run::run(
+		[ $node->installed_command('postgres'), '--single', '-D', $node->data_dir,
+			'postgres' ],
+		'<', \"SELECT redis_sync.command('ECHO', 'single');\n",
+		'>', \$sout, '2>', \$serr,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	like($sout, qr/"single"/, 'command() over TLS in single-user mode');
+	unlike($sout . $serr, qr/epoll_ctl/, 'no wait-set failure in single-user mode');
+}
+
 $redis->stop;
+kill 'KILL', $epid;
+$epid = undef;
 done_testing();
