@@ -393,12 +393,21 @@ io_failure_detail(RedisTls *t, int err, int ret)
 		if (ret == 0 || save == 0)
 			return pstrdup(t->handshake_done ? "The server closed the connection." :
 						   "The server closed the connection during the TLS handshake.");
+		if (!t->handshake_done)
+			return psprintf("The connection failed during the TLS handshake: %s.  Does the server accept TLS on this port?",
+							strerror(save));
 		return psprintf("TLS: %s.", strerror(save));
 	}
 	{
 		unsigned long e = ERR_peek_error();
 		char	   *reason = ssl_reason();
 
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+		/* OpenSSL 3 reports a peer that hangs up without close_notify so */
+		if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+			return pstrdup(t->handshake_done ? "The server closed the connection." :
+						   "The server closed the connection during the TLS handshake.  Does the server accept TLS on this port?");
+#endif
 		if (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ||
 			ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG)
 			return psprintf("TLS error: %s.  Does the server accept TLS on this port?", reason);
