@@ -68,7 +68,7 @@ struct RedisConn
 	WaitEventSet *wes;
 	int			sock_pos;
 	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
-	bool		busy;			/* an exchange is in flight */
+	bool		busy;			/* an exchange or the connect is in flight */
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
 
@@ -656,9 +656,21 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 	if (c->ctx->err)
 		return connect_failure(c, f, c->ctx->errstr);
 
+	/*
+	 * Until AUTH, SELECT and CLIENT SETNAME have been answered, the socket is
+	 * not a usable connection: an ERROR (cancel, statement_timeout) thrown
+	 * from a wait below -- the TCP connect or, over TLS, a handshake that a
+	 * stopped server leaves hanging -- must not leave it looking connected,
+	 * or the next use would send commands unauthenticated and to database 0.
+	 * "busy" makes the abort callback and redis_conn_is_stale() drop it.
+	 */
+	c->busy = true;
+
 	c->wes = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(c->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	/* no postmaster to watch in single-user mode (epoll_ctl would fail) */
+	if (IsUnderPostmaster)
+		AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->ctx->fd, NULL, NULL);
 
 	/* finish the non-blocking connect */
@@ -781,6 +793,7 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 										c->display), d);
 		}
 	}
+	c->busy = false;
 	return true;
 }
 

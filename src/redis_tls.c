@@ -178,8 +178,14 @@ check_key_permissions(const char *path, RedisFailure *f)
 		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 						   psprintf("redis_sync.tls_key_file \"%s\" is not a regular file", path),
 						   NULL);
-	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+	/*
+	 * libpq's test exactly: root may grant its group read access, any other
+	 * owner (the server's OS user or not) may not grant group or world any
+	 * access.  Testing "owned by us" instead of "not owned by root" would
+	 * accept a world-readable key owned by some third user.
+	 */
+	if ((st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))) ||
+		(st.st_uid != 0 && (st.st_mode & (S_IRWXG | S_IRWXO))))
 		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 						   psprintf("redis_sync.tls_key_file \"%s\" has group or world access", path),
 						   pstrdup("The file must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root."));
@@ -387,12 +393,21 @@ io_failure_detail(RedisTls *t, int err, int ret)
 		if (ret == 0 || save == 0)
 			return pstrdup(t->handshake_done ? "The server closed the connection." :
 						   "The server closed the connection during the TLS handshake.");
+		if (!t->handshake_done)
+			return psprintf("The connection failed during the TLS handshake: %s.  Does the server accept TLS on this port?",
+							strerror(save));
 		return psprintf("TLS: %s.", strerror(save));
 	}
 	{
 		unsigned long e = ERR_peek_error();
 		char	   *reason = ssl_reason();
 
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+		/* OpenSSL 3 reports a peer that hangs up without close_notify so */
+		if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+			return pstrdup(t->handshake_done ? "The server closed the connection." :
+						   "The server closed the connection during the TLS handshake.  Does the server accept TLS on this port?");
+#endif
 		if (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ||
 			ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG)
 			return psprintf("TLS error: %s.  Does the server accept TLS on this port?", reason);

@@ -27,6 +27,21 @@ sub stop_redis { kill 'STOP', $redis->{pid}; $stopped = 1; }
 sub cont_redis { kill 'CONT', $redis->{pid}; $stopped = 0; }
 END { kill 'CONT', $redis->{pid} if $stopped && $redis->{pid}; }
 
+# An interrupted exchange drops the connection, so each case below first
+# reconnects (Redis running), then stops Redis: otherwise the case would
+# interrupt the reconnect's TLS handshake instead of the read or write it
+# is about.
+sub fresh_connection
+{
+	my ($sess) = @_;
+	cont_redis();
+	my $r = $sess->query("SET statement_timeout = '30s';\n"
+		  . "SELECT redis_sync.command('PING');");
+	die "reconnect failed: $r->{err}" unless $r->{out} =~ /PONG/;
+	stop_redis();
+	return;
+}
+
 is($s->query("SELECT redis_sync.command('PING');")->{out}, '"PONG"', 'connected over TLS');
 
 stop_redis();
@@ -40,7 +55,8 @@ like($r->{err}, qr/canceling statement due to statement timeout/,
 cmp_ok($r->{elapsed}, '<', 3, 'within 3s');
 
 # a write the socket does not take (20 MB): statement_timeout
-$r = $s->query("SELECT redis_sync.command('SET', 'big', repeat('x', 20000000));");
+fresh_connection($s);
+$r = $s->query("SET statement_timeout = '300ms';\nSELECT redis_sync.command('SET', 'big', repeat('x', 20000000));");
 like($r->{err}, qr/canceling statement due to statement timeout/,
 	'TLS write to a stopped Redis: statement_timeout interrupts');
 cmp_ok($r->{elapsed}, '<', 3, 'within 3s');
@@ -58,19 +74,22 @@ sub cancel_when_waiting
 		[ $node->installed_command('psql'), '-XAtq', '-d', $node->connstr('postgres'), '-c', $sql ],
 		'<', \undef, '>', \$out, '2>', \$err);
 }
+fresh_connection($s);
 my $h = cancel_when_waiting();
 $r = $s->query("RESET statement_timeout;\nSELECT redis_sync.command('GET', 'k');");
 $h->finish;
 like($r->{err}, qr/canceling statement due to user request/, 'TLS read: query cancel interrupts');
 cmp_ok($r->{elapsed}, '<', 10, 'promptly');
 
+fresh_connection($s);
 $h = cancel_when_waiting();
-$r = $s->query("SELECT redis_sync.command('SET', 'big', repeat('x', 20000000));");
+$r = $s->query("RESET statement_timeout;\nSELECT redis_sync.command('SET', 'big', repeat('x', 20000000));");
 $h->finish;
 like($r->{err}, qr/canceling statement due to user request/, 'TLS write: query cancel interrupts');
 
 # command_timeout
-$r = $s->query("SET redis_sync.command_timeout = '500ms';\n"
+fresh_connection($s);
+$r = $s->query("RESET statement_timeout;\nSET redis_sync.command_timeout = '500ms';\n"
 	  . "SELECT redis_sync.command('GET', 'k');");
 like($r->{err}, qr/did not answer within 500 ms/, 'command_timeout bounds a TLS exchange');
 cmp_ok($r->{elapsed}, '<', 3, 'within 3s');
