@@ -103,13 +103,23 @@ DECLARE
     kcols name[];
     cols  name[];
 BEGIN
-    IF tbl IS NULL OR old_name IS NULL OR action IS NULL OR action NOT IN ('drop', 'rename', 'type')
+    IF tbl IS NULL OR old_name IS NULL OR action IS NULL OR action NOT IN ('add', 'drop', 'rename', 'type')
        OR (action = 'rename' AND new_name IS NULL) THEN
         RAISE EXCEPTION 'invalid column change % of table %: % -> %', action, tbl, old_name, new_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR cfg IN SELECT * FROM redis_sync.tables t
                 WHERE t.relid = tbl ORDER BY t.policy LOOP
+        -- an invalidate table's get() caches a hash of every column the table
+        -- has: a column added (with its default), dropped, renamed or retyped
+        -- makes the cached hashes wrong (a hit would return NULL, or the old
+        -- value), so they are removed at commit
+        IF cfg.policy = 'invalidate' AND NOT old_name::name = ANY (cfg.key_columns) THEN
+            RAISE NOTICE 'column "%" of invalidate table % changed (%): its cached rows are removed at commit', old_name, tbl, action;
+            PERFORM redis_sync._purge_at_commit(tbl, cfg.key_prefix);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN action = 'add';
         CONTINUE WHEN NOT (old_name::name = ANY (cfg.key_columns) OR old_name::name = ANY (cfg.columns));
         kcols := cfg.key_columns;
         cols := cfg.columns;

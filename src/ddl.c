@@ -38,7 +38,7 @@ put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char 
 /*
  * _column_changes(cmd pg_ddl_command)
  *		RETURNS TABLE(action text, old_name text, new_name text)
- * action: 'drop', 'rename' (new_name set) or 'type'.
+ * action: 'add', 'drop', 'rename' (new_name set) or 'type'.
  */
 Datum
 redis_sync_column_changes(PG_FUNCTION_ARGS)
@@ -63,6 +63,12 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 			if (sub->parsetree == NULL || !IsA(sub->parsetree, AlterTableCmd))
 				continue;
 			at = (AlterTableCmd *) sub->parsetree;
+			if ((at->subtype == AT_AddColumn || at->subtype == AT_AddColumnRecurse) &&
+				at->def != NULL && IsA(at->def, ColumnDef))
+			{
+				put(rsinfo, "add", ((ColumnDef *) at->def)->colname, NULL);
+				continue;
+			}
 			if (at->name == NULL)
 				continue;
 			if (at->subtype == AT_DropColumn)

@@ -135,12 +135,14 @@ rs_canonical_enter(RsCanonicalSave *save)
 	save->intervalstyle = IntervalStyle;
 	save->float_digits = extra_float_digits;
 	save->bytea_out = bytea_output;
+	save->array_nulls = Array_nulls;
 	save->tz = session_timezone;
 	DateStyle = USE_ISO_DATES;
 	DateOrder = DATEORDER_YMD;
 	IntervalStyle = INTSTYLE_POSTGRES;
 	extra_float_digits = 1;
 	bytea_output = BYTEA_OUTPUT_HEX;
+	Array_nulls = true;			/* array input: NULL is a NULL element */
 	session_timezone = utc_tz;
 
 	/*
@@ -187,6 +189,7 @@ rs_canonical_exit(RsCanonicalSave *save)
 	IntervalStyle = save->intervalstyle;
 	extra_float_digits = save->float_digits;
 	bytea_output = save->bytea_out;
+	Array_nulls = save->array_nulls;
 	session_timezone = save->tz;
 	/* restored unless a SET inside changed it (the GUC stack owns that) */
 	if (save->monetary != NULL && locale_monetary == monetary_c())
@@ -215,6 +218,9 @@ rs_canonical_gucs_push(void)
 	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* array input: an unquoted NULL element is NULL, as the output means it */
+	(void) set_config_option("array_nulls", "on", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	/* the SQL run under these is schema-qualified; reg* output as above */
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,

@@ -1,0 +1,70 @@
+-- Adversarial review of issue 13: reader settings and DDL that must not make
+-- get() or the drain return values the table does not hold.
+SET client_min_messages = notice;
+
+-- array_nulls = off reads an unquoted NULL array element as the string
+-- "NULL": get() and the drain decode under the canonical settings, so a NULL
+-- element stays NULL and the string "NULL" stays a string
+CREATE TABLE nw_arr (id int PRIMARY KEY, a text[]);
+SELECT redis_sync.write_through('nw_arr', key_prefix => 'nw_arr:', warm => false);
+INSERT INTO nw_arr VALUES (1, ARRAY['x', NULL, 'NULL']);
+SELECT redis_sync.command('HGET', 'nw_arr:1', 'a');
+SET array_nulls = off;
+SELECT a, a[2] IS NULL AS null_element, a[3] = 'NULL' AS string_element
+  FROM redis_sync.get(NULL::nw_arr, '1');
+SELECT count(*) FROM redis_sync.verify('nw_arr');
+-- json format: arrays with bounds travel as strings of their text
+CREATE TABLE nw_arrj (id int PRIMARY KEY, a text[]);
+SELECT redis_sync.write_through('nw_arrj', key_prefix => 'nw_arrj:', format => 'json', warm => false);
+RESET array_nulls;
+INSERT INTO nw_arrj VALUES (1, '[0:2]={x,NULL,NULL}'::text[]);
+UPDATE nw_arrj SET a[2] = 'NULL';
+SET array_nulls = off;
+SELECT redis_sync.command('GET', 'nw_arrj:1');
+SELECT a, a[1] IS NULL AS null_element, a[0] = 'x' AS first
+  FROM redis_sync.get(NULL::nw_arrj, '1');
+-- write-behind: flush() drains in this session, whose array_nulls is off
+CREATE TABLE nw_wb (id int PRIMARY KEY, a text[]);
+SELECT redis_sync.write_behind('nw_wb', key_prefix => 'nw_wb:', dirty_set => 'nw_wb-dirty');
+INSERT INTO nw_wb VALUES (1, NULL);
+SELECT redis_sync.command('HSET', 'nw_wb:1', 'a', '{y,NULL,"NULL"}');
+SELECT redis_sync.command('SADD', 'nw_wb-dirty', '1');
+SELECT redis_sync.flush('nw_wb');
+SELECT a, a[2] IS NULL AS null_element, a[3] = 'NULL' AS string_element FROM nw_wb;
+RESET array_nulls;
+
+-- invalidate: get() caches a hash of every column.  A column added with a
+-- default, renamed or retyped (USING) would make a hit return NULL or the
+-- old value: the cached rows are removed at commit of such DDL
+CREATE TABLE nw_inv (id int PRIMARY KEY, a text);
+SELECT redis_sync.invalidate('nw_inv', key_prefix => 'nw_inv:');
+INSERT INTO nw_inv VALUES (1, 'a');
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+SELECT redis_sync.command('EXISTS', 'nw_inv:1');
+ALTER TABLE nw_inv ADD COLUMN c int DEFAULT 7;
+SELECT redis_sync.command('EXISTS', 'nw_inv:1');
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+ALTER TABLE nw_inv RENAME COLUMN a TO a2;
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+ALTER TABLE nw_inv ALTER COLUMN c TYPE text USING (c * 2)::text;
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+-- a column dropped: the next miss caches the remaining ones
+ALTER TABLE nw_inv DROP COLUMN c;
+SELECT redis_sync.command('EXISTS', 'nw_inv:1');
+SELECT * FROM redis_sync.get(NULL::nw_inv, '1');
+-- a rolled-back ADD COLUMN removes nothing
+BEGIN;
+ALTER TABLE nw_inv ADD COLUMN d int DEFAULT 1;
+ROLLBACK;
+SELECT redis_sync.command('EXISTS', 'nw_inv:1');
+-- write-through: adding a column changes nothing cached (it is not synced)
+CREATE TABLE nw_wt (id int PRIMARY KEY, a text);
+SELECT redis_sync.write_through('nw_wt', key_prefix => 'nw_wt:', warm => false);
+INSERT INTO nw_wt VALUES (1, 'a');
+ALTER TABLE nw_wt ADD COLUMN c int DEFAULT 7;
+SELECT redis_sync.command('HGETALL', 'nw_wt:1');
+
+SELECT redis_sync.unsync(t, purge => true) FROM unnest('{nw_arr,nw_arrj,nw_wb,nw_inv,nw_wt}'::regclass[]) t;
+DROP TABLE nw_arr, nw_arrj, nw_wb, nw_inv, nw_wt;
