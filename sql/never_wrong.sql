@@ -68,3 +68,38 @@ SELECT redis_sync.command('HGETALL', 'nw_wt:1');
 
 SELECT redis_sync.unsync(t, purge => true) FROM unnest('{nw_arr,nw_arrj,nw_wb,nw_inv,nw_wt}'::regclass[]) t;
 DROP TABLE nw_arr, nw_arrj, nw_wb, nw_inv, nw_wt;
+
+-- ALTER TYPE changing the text of values: an enum value renamed leaves the
+-- old key (and old values in arrays, domains, composites) behind: the
+-- cached keys of tables using the type are removed at commit.  Adding an
+-- enum value changes nothing cached.
+CREATE TYPE nw_mood AS ENUM ('sad', 'ok');
+CREATE TYPE nw_pair AS (m nw_mood, n int);
+CREATE DOMAIN nw_moods AS nw_mood[];
+CREATE TABLE nw_em (m nw_mood PRIMARY KEY, v text);
+SELECT redis_sync.write_through('nw_em', key_prefix => 'nw_em:', warm => false);
+CREATE TABLE nw_ep (id int PRIMARY KEY, p nw_pair, ms nw_moods);
+SELECT redis_sync.write_through('nw_ep', key_prefix => 'nw_ep:', format => 'json', warm => false);
+CREATE TABLE nw_eo (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('nw_eo', key_prefix => 'nw_eo:', warm => false);
+INSERT INTO nw_em VALUES ('sad', 'x'), ('ok', 'y');
+INSERT INTO nw_ep VALUES (1, '(sad,1)', '{sad,ok}');
+INSERT INTO nw_eo VALUES (1, 'o');
+ALTER TYPE nw_mood ADD VALUE 'meh';
+SELECT redis_sync.command('EXISTS', 'nw_em:sad', 'nw_em:ok', 'nw_ep:1', 'nw_eo:1');
+ALTER TYPE nw_mood RENAME VALUE 'sad' TO 'happy';
+SELECT redis_sync.command('EXISTS', 'nw_em:sad', 'nw_em:ok', 'nw_ep:1', 'nw_eo:1');
+UPDATE nw_em SET v = v || '!';
+SELECT * FROM redis_sync.verify('nw_em');
+SELECT * FROM redis_sync.get(NULL::nw_ep, '1');
+SELECT * FROM redis_sync.verify('nw_ep');
+-- a composite's attribute renamed: the json format names it
+ALTER TYPE nw_pair RENAME ATTRIBUTE n TO n2;
+SELECT redis_sync.command('EXISTS', 'nw_ep:1');
+SELECT * FROM redis_sync.get(NULL::nw_ep, '1');
+SELECT redis_sync.command('GET', 'nw_ep:1');
+SELECT redis_sync.unsync(t, purge => true) FROM unnest('{nw_em,nw_ep,nw_eo}'::regclass[]) t;
+DROP TABLE nw_em, nw_ep, nw_eo;
+DROP DOMAIN nw_moods;
+DROP TYPE nw_pair;
+DROP TYPE nw_mood;

@@ -87,3 +87,30 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
+
+/*
+ * _type_text_changed(cmd pg_ddl_command) RETURNS boolean
+ *
+ * true when an ALTER TYPE changes the text form of existing values of the
+ * type: an enum value renamed, or a composite type's attributes added,
+ * dropped, retyped or renamed (the json format names attributes).  Adding
+ * an enum value or renaming the type changes no value.
+ */
+PG_FUNCTION_INFO_V1(redis_sync_type_text_changed);
+
+Datum
+redis_sync_type_text_changed(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	Node	   *pt = cmd->parsetree;
+
+	if (pt == NULL)
+		PG_RETURN_BOOL(false);
+	if (IsA(pt, AlterEnumStmt))
+		PG_RETURN_BOOL(((AlterEnumStmt *) pt)->oldVal != NULL);
+	if (IsA(pt, AlterTableStmt))
+		PG_RETURN_BOOL(((AlterTableStmt *) pt)->objtype == OBJECT_TYPE);
+	if (IsA(pt, RenameStmt))
+		PG_RETURN_BOOL(((RenameStmt *) pt)->renameType == OBJECT_ATTRIBUTE);
+	PG_RETURN_BOOL(false);
+}
