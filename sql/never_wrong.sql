@@ -32,6 +32,17 @@ SELECT redis_sync.command('SADD', 'nw_wb-dirty', '1');
 SELECT redis_sync.flush('nw_wb');
 SELECT a, a[2] IS NULL AS null_element, a[3] = 'NULL' AS string_element FROM nw_wb;
 RESET array_nulls;
+-- xmloption = document refuses xml content that is not a document: get()
+-- and the drain read xml under xmloption = content, which takes both
+CREATE TABLE nw_xml (id int PRIMARY KEY, x xml);
+SELECT redis_sync.write_through('nw_xml', key_prefix => 'nw_xml:', warm => false);
+INSERT INTO nw_xml VALUES (1, 'abc<a/>'), (2, '<!DOCTYPE a><a/>');
+SET xmloption = document;
+SELECT id, x::text FROM redis_sync.get(NULL::nw_xml, '1');
+SELECT id, x::text FROM redis_sync.get(NULL::nw_xml, '2');
+RESET xmloption;
+SELECT redis_sync.unsync('nw_xml', purge => true);
+DROP TABLE nw_xml;
 
 -- invalidate: get() caches a hash of every column.  A column added with a
 -- default, renamed or retyped (USING) would make a hit return NULL or the
