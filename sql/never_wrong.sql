@@ -25,7 +25,7 @@ SELECT a, a[1] IS NULL AS null_element, a[0] = 'x' AS first
   FROM redis_sync.get(NULL::nw_arrj, '1');
 -- write-behind: flush() drains in this session, whose array_nulls is off
 CREATE TABLE nw_wb (id int PRIMARY KEY, a text[]);
-SELECT redis_sync.write_behind('nw_wb', key_prefix => 'nw_wb:', dirty_set => 'nw_wb-dirty');
+SELECT redis_sync.write_behind('nw_wb', key_prefix => 'nw_wb:', dirty_set => 'nw_wb-dirty', flush_interval => '1 h');
 INSERT INTO nw_wb VALUES (1, NULL);
 SELECT redis_sync.command('HSET', 'nw_wb:1', 'a', '{y,NULL,"NULL"}');
 SELECT redis_sync.command('SADD', 'nw_wb-dirty', '1');
@@ -114,3 +114,32 @@ DROP TABLE nw_em, nw_ep, nw_eo;
 DROP DOMAIN nw_moods;
 DROP TYPE nw_pair;
 DROP TYPE nw_mood;
+
+-- write-behind members whose key values equal an existing row's key but are
+-- written otherwise (numeric scale, interval units, float -0): the row's key
+-- is its canonical text (nw_nk:1.0), so such a member is another key and
+-- would let two keys feed one row: dead letters, the row untouched
+CREATE TABLE nw_nk (k numeric, i interval, f float8, n int, PRIMARY KEY (k, i, f));
+SELECT redis_sync.write_behind('nw_nk', key_prefix => 'nw_nk:', dirty_set => 'nw_nk-dirty',
+                               flush_interval => '1 h', on_missing => 'delete');
+INSERT INTO nw_nk VALUES (1.0, '1 mon', 0, 1);
+SELECT redis_sync.escape_key('1.0', '1 mon', '0') AS row_key;
+SELECT redis_sync.command('HSET', 'nw_nk:' || redis_sync.escape_key('1.00', '1 mon', '0'), 'n', '70');
+SELECT redis_sync.command('HSET', 'nw_nk:' || redis_sync.escape_key('1.0', '30 days', '0'), 'n', '71');
+SELECT redis_sync.command('HSET', 'nw_nk:' || redis_sync.escape_key('1.0', '1 mon', '-0'), 'n', '72');
+SELECT redis_sync.command('HSET', 'nw_nk:' || redis_sync.escape_key('2.0', '1 mon', '0'), 'n', '2');
+SELECT redis_sync.command('SADD', 'nw_nk-dirty', redis_sync.escape_key('1.00', '1 mon', '0'),
+                          redis_sync.escape_key('1.0', '30 days', '0'), redis_sync.escape_key('1.0', '1 mon', '-0'),
+                          redis_sync.escape_key('2.0', '1 mon', '0'));
+SELECT redis_sync.flush('nw_nk');
+SELECT * FROM nw_nk ORDER BY k;
+SELECT member, error, sqlstate FROM redis_sync.dead_letters WHERE relid = 'nw_nk'::regclass ORDER BY member;
+-- a member whose key is gone does not delete the equal row either (on_missing => delete)
+SELECT redis_sync.discard_dead_letters('nw_nk');
+SELECT redis_sync.command('SADD', 'nw_nk-dirty', redis_sync.escape_key('1.000', '1 mon', '0'));
+SELECT redis_sync.flush('nw_nk');
+SELECT * FROM nw_nk ORDER BY k;
+SELECT member, sqlstate FROM redis_sync.dead_letters WHERE relid = 'nw_nk'::regclass ORDER BY member;
+SELECT redis_sync.discard_dead_letters('nw_nk');
+SELECT redis_sync.unsync('nw_nk');
+DROP TABLE nw_nk;

@@ -464,6 +464,8 @@ member_key_canonical(WbTable *t, KeyIO *io, Member *m)
 	return true;
 }
 
+static void check_member_rows(WbTable *t, Member *ms, int *idx, int *n);
+
 static void
 key_problem(Member *m, const char *why, const char *state)
 {
@@ -546,6 +548,73 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 		PG_END_TRY();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
+	}
+	for (int i = 0; i < *n; i++)
+		if (ms[idx[i]].problem == NULL)
+			idx[kept++] = idx[i];
+	*n = kept;
+	check_member_rows(t, ms, idx, n);
+}
+
+/*
+ * Does a member name a row whose key equals its key values but is written
+ * otherwise?  Equality is the key's unique index's: numeric 1.00 = 1.0,
+ * interval '30 days' = '1 mon', float -0 = 0, 'abc' = 'ABC' under a
+ * case-insensitive collation.  The row's key is the canonical text of the
+ * row's values (nk:1.0), so such a member (nk:1.00) is another key, and
+ * writing (or deleting) the row from it would let two keys feed one row:
+ * dead letter.  Members here have canonical key values (valid input).
+ */
+static void
+check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
+{
+	StringInfoData sql;
+	Oid		   *types;
+	Datum	   *args;
+	int			kept = 0;
+
+	if (*n == 0)
+		return;
+	types = palloc(sizeof(Oid) * t->nkeys);
+	args = palloc(sizeof(Datum) * t->nkeys);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.ord FROM ROWS FROM (");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", k ? ", " : "", k + 1);
+	appendStringInfoString(&sql, ") WITH ORDINALITY AS x(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "k%d, ", k);
+	appendStringInfo(&sql, "ord) JOIN %s AS t ON ", t->qname);
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%st.%s = x.k%d::%s", k ? " AND " : "",
+						 quote_identifier(t->keys[k]), k, t->keybase[k]);
+	appendStringInfoString(&sql, " WHERE ROW(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%st.%s", k ? ", " : "", quote_identifier(t->keys[k]));
+	appendStringInfoString(&sql, ")::pg_catalog.text OPERATOR(pg_catalog.<>) ROW(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%sx.k%d::%s", k ? ", " : "", k, t->keybase[k]);
+	appendStringInfoString(&sql, ")::pg_catalog.text COLLATE \"C\"");
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * *n);
+
+		for (int i = 0; i < *n; i++)
+			elems[i] = CStringGetTextDatum(ms[idx[i]].keyvals[k]);
+		types[k] = TEXTARRAYOID;
+		args[k] = PointerGetDatum(construct_array(elems, *n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: write-behind key check failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && ord >= 1 && ord <= *n)
+			key_problem(&ms[idx[ord - 1]],
+						"a row with an equal key exists, whose key is written otherwise (its key is the row's canonical text)",
+						"23505");
 	}
 	for (int i = 0; i < *n; i++)
 		if (ms[idx[i]].problem == NULL)
