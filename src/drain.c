@@ -948,6 +948,17 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 				appendStringInfo(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", q, q);
 			first = false;
 		}
+		/*
+		 * a row inserted meanwhile whose key equals the member's but is
+		 * spelled otherwise (see check_member_rows) is another key's row
+		 */
+		appendStringInfoString(&sql, " WHERE ROW(");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(&sql, "%st.%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoString(&sql, ")::pg_catalog.text OPERATOR(pg_catalog.=) ROW(");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(&sql, "%sEXCLUDED.%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoString(&sql, ")::pg_catalog.text COLLATE \"C\"");
 	}
 	appendStringInfoString(&sql, " RETURNING ");
 	for (int i = 0; i < t->nkeys; i++)
