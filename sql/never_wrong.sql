@@ -141,5 +141,9 @@ SELECT redis_sync.flush('nw_nk');
 SELECT * FROM nw_nk ORDER BY k;
 SELECT member, sqlstate FROM redis_sync.dead_letters WHERE relid = 'nw_nk'::regclass ORDER BY member;
 SELECT redis_sync.discard_dead_letters('nw_nk');
+-- hset()/hincrby() refuse such a key at once (the drain would dead-letter it)
+SELECT redis_sync.hset('nw_nk', redis_sync.escape_key('1.00', '1 mon', '0'), 'n', '9');
+SELECT redis_sync.hincrby('nw_nk', redis_sync.escape_key('1.0', '1 mon', '-0'), 'n', 1);
+SELECT redis_sync.hincrby('nw_nk', redis_sync.escape_key('1.0', '1 mon', '0'), 'n', 1);
 SELECT redis_sync.unsync('nw_nk');
 DROP TABLE nw_nk;

@@ -2028,6 +2028,31 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}
 	appendStringInfoChar(&sql, ')');
+	/* last column: is the row's key spelled exactly as the given key values? */
+	{
+		StringInfoData cmp;
+
+		initStringInfo(&cmp);
+		appendStringInfoString(&cmp, "ROW(");
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&cmp, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+		appendStringInfoString(&cmp, ")::pg_catalog.text OPERATOR(pg_catalog.=) ROW(");
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&cmp, "%s$%d::pg_catalog.text", k ? ", " : "", k + 1);
+		appendStringInfoString(&cmp, ")::pg_catalog.text COLLATE \"C\"");
+		sql.data[0] = '\0';
+		sql.len = 0;
+		appendStringInfo(&sql, "SELECT ");
+		for (int c = 0; c < t->ncols; c++)
+			appendStringInfo(&sql, "%s::text, ", quote_identifier(t->cols[c]));
+		appendStringInfo(&sql, "%s FROM %s WHERE (", cmp.data, t->qname);
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+		appendStringInfoString(&sql, ") = (");
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1, t->keybase[k]);
+		appendStringInfoChar(&sql, ')');
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* the seed is read as the owner: hset()/hincrby() need no SELECT */
@@ -2037,8 +2062,21 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	unbecome(&saved);
 	if (SPI_processed == 1)
 	{
-		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);
+		MemoryContext spi;
+		bool		isnull;
 
+		/*
+		 * an equal key spelled otherwise (numeric 1.00 for the row 1.0, a
+		 * case-insensitive 'abc' for 'ABC') is another key: its drain
+		 * would be a dead letter (check_member_rows), so refuse it now
+		 */
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, t->ncols + 1, &isnull)) || isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key \"%s\" names a row of table %s whose key is spelled otherwise", member, t->qname),
+					 errdetail("A row's key is the canonical text of its key values, as the row holds them."),
+					 errhint("Use the key the row has (its key columns' text, escaped).")));
+		spi = MemoryContextSwitchTo(TopTransactionContext);
 		row_found = true;
 		seed = palloc0(sizeof(char *) * t->ncols);
 		for (int c = 0; c < t->ncols; c++)
