@@ -103,13 +103,23 @@ DECLARE
     kcols name[];
     cols  name[];
 BEGIN
-    IF tbl IS NULL OR old_name IS NULL OR action IS NULL OR action NOT IN ('drop', 'rename', 'type')
+    IF tbl IS NULL OR old_name IS NULL OR action IS NULL OR action NOT IN ('add', 'drop', 'rename', 'type')
        OR (action = 'rename' AND new_name IS NULL) THEN
         RAISE EXCEPTION 'invalid column change % of table %: % -> %', action, tbl, old_name, new_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR cfg IN SELECT * FROM redis_sync.tables t
                 WHERE t.relid = tbl ORDER BY t.policy LOOP
+        -- an invalidate table's get() caches a hash of every column the table
+        -- has: a column added (with its default), dropped, renamed or retyped
+        -- makes the cached hashes wrong (a hit would return NULL, or the old
+        -- value), so they are removed at commit
+        IF cfg.policy = 'invalidate' AND NOT old_name::name = ANY (cfg.key_columns) THEN
+            RAISE NOTICE 'column "%" of invalidate table % changed (%): its cached rows are removed at commit', old_name, tbl, action;
+            PERFORM redis_sync._purge_at_commit(tbl, cfg.key_prefix);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN action = 'add';
         CONTINUE WHEN NOT (old_name::name = ANY (cfg.key_columns) OR old_name::name = ANY (cfg.columns));
         kcols := cfg.key_columns;
         cols := cfg.columns;
@@ -371,6 +381,67 @@ BEGIN
     END LOOP;
 END
 $do$;
+
+-- ALTER TYPE that changes the text of existing values (an enum value
+-- renamed, a composite's attributes changed): keys and values cached from
+-- columns of that type, or of arrays, domains, ranges or composites over
+-- it, are written under the old text and no write replaces them (a renamed
+-- key value leaves its old key behind).  They are removed at commit, like
+-- after a synced column's type change; writes, get() and warm() refill.
+CREATE FUNCTION _type_text_changed(cmd pg_ddl_command)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_type_text_changed';
+REVOKE EXECUTE ON FUNCTION _type_text_changed(pg_ddl_command) FROM PUBLIC;
+
+CREATE FUNCTION _on_type_change()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg record;
+BEGIN
+    FOR cfg IN
+        WITH RECURSIVE changed(typ) AS (
+            SELECT CASE WHEN c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN c.objid
+                        ELSE (SELECT cl.reltype FROM pg_catalog.pg_class cl WHERE cl.oid = c.objid) END
+              FROM pg_catalog.pg_event_trigger_ddl_commands() c
+             WHERE c.classid IN ('pg_catalog.pg_type'::pg_catalog.regclass, 'pg_catalog.pg_class'::pg_catalog.regclass)
+               AND redis_sync._type_text_changed(c.command)
+            UNION
+            -- arrays, domains, ranges over a changed type; row types with an
+            -- attribute of one
+            SELECT x.typ
+              FROM changed ch
+             CROSS JOIN LATERAL (
+                SELECT d.objid AS typ FROM pg_catalog.pg_depend d
+                 WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = ch.typ
+                   AND d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                UNION
+                SELECT cl.reltype FROM pg_catalog.pg_depend d
+                  JOIN pg_catalog.pg_class cl ON cl.oid = d.objid
+                 WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = ch.typ
+                   AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0
+                   AND cl.reltype <> 0) x
+        )
+        SELECT DISTINCT t.relid, t.key_prefix
+          FROM redis_sync.tables t
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE t.policy IN ('write_through', 'invalidate')
+           AND a.atttypid IN (SELECT typ FROM changed)
+    LOOP
+        RAISE NOTICE 'a type of table % changed the text of its values: the table''s cached keys are removed at commit', cfg.relid
+            USING HINT = 'Writes, get() and warm() fill the cache again.';
+        PERFORM redis_sync._purge_at_commit(cfg.relid, cfg.key_prefix);
+    END LOOP;
+END
+$fn$;
+
+CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
+    WHEN TAG IN ('ALTER TYPE')
+    EXECUTE FUNCTION _on_type_change();
 
 -- (end of section)
 

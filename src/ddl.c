@@ -38,7 +38,7 @@ put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char 
 /*
  * _column_changes(cmd pg_ddl_command)
  *		RETURNS TABLE(action text, old_name text, new_name text)
- * action: 'drop', 'rename' (new_name set) or 'type'.
+ * action: 'add', 'drop', 'rename' (new_name set) or 'type'.
  */
 Datum
 redis_sync_column_changes(PG_FUNCTION_ARGS)
@@ -63,6 +63,12 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 			if (sub->parsetree == NULL || !IsA(sub->parsetree, AlterTableCmd))
 				continue;
 			at = (AlterTableCmd *) sub->parsetree;
+			if ((at->subtype == AT_AddColumn || at->subtype == AT_AddColumnRecurse) &&
+				at->def != NULL && IsA(at->def, ColumnDef))
+			{
+				put(rsinfo, "add", ((ColumnDef *) at->def)->colname, NULL);
+				continue;
+			}
 			if (at->name == NULL)
 				continue;
 			if (at->subtype == AT_DropColumn)
@@ -80,4 +86,31 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 			put(rsinfo, "rename", rs->subname, rs->newname);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * _type_text_changed(cmd pg_ddl_command) RETURNS boolean
+ *
+ * true when an ALTER TYPE changes the text form of existing values of the
+ * type: an enum value renamed, or a composite type's attributes added,
+ * dropped, retyped or renamed (the json format names attributes).  Adding
+ * an enum value or renaming the type changes no value.
+ */
+PG_FUNCTION_INFO_V1(redis_sync_type_text_changed);
+
+Datum
+redis_sync_type_text_changed(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	Node	   *pt = cmd->parsetree;
+
+	if (pt == NULL)
+		PG_RETURN_BOOL(false);
+	if (IsA(pt, AlterEnumStmt))
+		PG_RETURN_BOOL(((AlterEnumStmt *) pt)->oldVal != NULL);
+	if (IsA(pt, AlterTableStmt))
+		PG_RETURN_BOOL(((AlterTableStmt *) pt)->objtype == OBJECT_TYPE);
+	if (IsA(pt, RenameStmt))
+		PG_RETURN_BOOL(((RenameStmt *) pt)->renameType == OBJECT_ATTRIBUTE);
+	PG_RETURN_BOOL(false);
 }

@@ -466,6 +466,8 @@ member_key_canonical(WbTable *t, KeyIO *io, Member *m)
 	return true;
 }
 
+static void check_member_rows(WbTable *t, Member *ms, int *idx, int *n);
+
 static void
 key_problem(Member *m, const char *why, const char *state)
 {
@@ -548,6 +550,73 @@ check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 		PG_END_TRY();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
+	}
+	for (int i = 0; i < *n; i++)
+		if (ms[idx[i]].problem == NULL)
+			idx[kept++] = idx[i];
+	*n = kept;
+	check_member_rows(t, ms, idx, n);
+}
+
+/*
+ * Does a member name a row whose key equals its key values but is written
+ * otherwise?  Equality is the key's unique index's: numeric 1.00 = 1.0,
+ * interval '30 days' = '1 mon', float -0 = 0, 'abc' = 'ABC' under a
+ * case-insensitive collation.  The row's key is the canonical text of the
+ * row's values (nk:1.0), so such a member (nk:1.00) is another key, and
+ * writing (or deleting) the row from it would let two keys feed one row:
+ * dead letter.  Members here have canonical key values (valid input).
+ */
+static void
+check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
+{
+	StringInfoData sql;
+	Oid		   *types;
+	Datum	   *args;
+	int			kept = 0;
+
+	if (*n == 0)
+		return;
+	types = palloc(sizeof(Oid) * t->nkeys);
+	args = palloc(sizeof(Datum) * t->nkeys);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.ord FROM ROWS FROM (");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", k ? ", " : "", k + 1);
+	appendStringInfoString(&sql, ") WITH ORDINALITY AS x(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "k%d, ", k);
+	appendStringInfo(&sql, "ord) JOIN %s AS t ON ", t->qname);
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%st.%s = x.k%d::%s", k ? " AND " : "",
+						 quote_identifier(t->keys[k]), k, t->keybase[k]);
+	appendStringInfoString(&sql, " WHERE ROW(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%st.%s", k ? ", " : "", quote_identifier(t->keys[k]));
+	appendStringInfoString(&sql, ")::pg_catalog.text OPERATOR(pg_catalog.<>) ROW(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%sx.k%d::%s", k ? ", " : "", k, t->keybase[k]);
+	appendStringInfoString(&sql, ")::pg_catalog.text COLLATE \"C\"");
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * *n);
+
+		for (int i = 0; i < *n; i++)
+			elems[i] = CStringGetTextDatum(ms[idx[i]].keyvals[k]);
+		types[k] = TEXTARRAYOID;
+		args[k] = PointerGetDatum(construct_array(elems, *n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: write-behind key check failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && ord >= 1 && ord <= *n)
+			key_problem(&ms[idx[ord - 1]],
+						"a row with an equal key exists, whose key is written otherwise (its key is the row's canonical text)",
+						"23505");
 	}
 	for (int i = 0; i < *n; i++)
 		if (ms[idx[i]].problem == NULL)
@@ -881,6 +950,17 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 				appendStringInfo(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", q, q);
 			first = false;
 		}
+		/*
+		 * a row inserted meanwhile whose key equals the member's but is
+		 * spelled otherwise (see check_member_rows) is another key's row
+		 */
+		appendStringInfoString(&sql, " WHERE ROW(");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(&sql, "%st.%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoString(&sql, ")::pg_catalog.text OPERATOR(pg_catalog.=) ROW(");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(&sql, "%sEXCLUDED.%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoString(&sql, ")::pg_catalog.text COLLATE \"C\"");
 	}
 	appendStringInfoString(&sql, " RETURNING ");
 	for (int i = 0; i < t->nkeys; i++)
@@ -2074,6 +2154,31 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		args[k] = CStringGetTextDatum(m.keyvals[k]);
 	}
 	appendStringInfoChar(&sql, ')');
+	/* last column: is the row's key spelled exactly as the given key values? */
+	{
+		StringInfoData cmp;
+
+		initStringInfo(&cmp);
+		appendStringInfoString(&cmp, "ROW(");
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&cmp, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+		appendStringInfoString(&cmp, ")::pg_catalog.text OPERATOR(pg_catalog.=) ROW(");
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&cmp, "%s$%d::pg_catalog.text", k ? ", " : "", k + 1);
+		appendStringInfoString(&cmp, ")::pg_catalog.text COLLATE \"C\"");
+		sql.data[0] = '\0';
+		sql.len = 0;
+		appendStringInfo(&sql, "SELECT ");
+		for (int c = 0; c < t->ncols; c++)
+			appendStringInfo(&sql, "%s::text, ", quote_identifier(t->cols[c]));
+		appendStringInfo(&sql, "%s FROM %s WHERE (", cmp.data, t->qname);
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+		appendStringInfoString(&sql, ") = (");
+		for (int k = 0; k < t->nkeys; k++)
+			appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1, t->keybase[k]);
+		appendStringInfoChar(&sql, ')');
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* the seed is read as the owner: hset()/hincrby() need no SELECT */
@@ -2083,8 +2188,21 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	unbecome(&saved);
 	if (SPI_processed == 1)
 	{
-		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);
+		MemoryContext spi;
+		bool		isnull;
 
+		/*
+		 * an equal key spelled otherwise (numeric 1.00 for the row 1.0, a
+		 * case-insensitive 'abc' for 'ABC') is another key: its drain
+		 * would be a dead letter (check_member_rows), so refuse it now
+		 */
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, t->ncols + 1, &isnull)) || isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key \"%s\" names a row of table %s whose key is spelled otherwise", member, t->qname),
+					 errdetail("A row's key is the canonical text of its key values, as the row holds them."),
+					 errhint("Use the key the row has (its key columns' text, escaped).")));
+		spi = MemoryContextSwitchTo(TopTransactionContext);
 		row_found = true;
 		seed = palloc0(sizeof(char *) * t->ncols);
 		for (int c = 0; c < t->ncols; c++)

@@ -6,7 +6,8 @@
  * The canonical form (README, "Encoding"): every text below is produced by
  * the type's output function under fixed settings (rs_canonical_enter:
  * dates, time zone, intervals, floats, bytea, lc_monetary and a search path
- * of pg_catalog alone for reg* names), so no session setting changes a key
+ * of pg_catalog alone for reg* names; for reading back, array_nulls on and
+ * xmloption content), so no session setting changes a key
  * or a value.
  *
  * Keys are key_prefix followed by the key columns' canonical text, each
@@ -54,6 +55,7 @@
 #include "utils/guc.h"
 #include "utils/pg_locale.h"
 #include "utils/guc_tables.h"
+#include "utils/xml.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "nodes/makefuncs.h"
@@ -135,12 +137,16 @@ rs_canonical_enter(RsCanonicalSave *save)
 	save->intervalstyle = IntervalStyle;
 	save->float_digits = extra_float_digits;
 	save->bytea_out = bytea_output;
+	save->array_nulls = Array_nulls;
+	save->xmloption = xmloption;
 	save->tz = session_timezone;
 	DateStyle = USE_ISO_DATES;
 	DateOrder = DATEORDER_YMD;
 	IntervalStyle = INTSTYLE_POSTGRES;
 	extra_float_digits = 1;
 	bytea_output = BYTEA_OUTPUT_HEX;
+	Array_nulls = true;			/* array input: NULL is a NULL element */
+	xmloption = XMLOPTION_CONTENT;	/* xml input: documents and fragments */
 	session_timezone = utc_tz;
 
 	/*
@@ -187,6 +193,8 @@ rs_canonical_exit(RsCanonicalSave *save)
 	IntervalStyle = save->intervalstyle;
 	extra_float_digits = save->float_digits;
 	bytea_output = save->bytea_out;
+	Array_nulls = save->array_nulls;
+	xmloption = save->xmloption;
 	session_timezone = save->tz;
 	/* restored unless a SET inside changed it (the GUC stack owns that) */
 	if (save->monetary != NULL && locale_monetary == monetary_c())
@@ -215,6 +223,12 @@ rs_canonical_gucs_push(void)
 	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* array input: an unquoted NULL element is NULL, as the output means it */
+	(void) set_config_option("array_nulls", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* xml input: content accepts every value xml_out writes (documents too) */
+	(void) set_config_option("xmloption", "content", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	/* the SQL run under these is schema-qualified; reg* output as above */
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,

@@ -47,6 +47,8 @@ typedef struct RsCanonicalSave
 	int			intervalstyle;
 	int			float_digits;
 	int			bytea_out;
+	bool		array_nulls;
+	int			xmloption;
 	struct pg_tz *tz;
 	char	   *monetary;		/* lc_monetary, when it was not "C" */
 	bool		path_pushed;	/* search_path pinned to pg_catalog */

@@ -22,7 +22,10 @@
  *
  * (The one exception is a delete whose tombstone expires,
  * redis_sync.tombstone_ttl, between the fill's read and its write of the
- * same batch.)  Keys with both are kept by pushes and left alone; resync()
+ * same batch.)  Eviction can remove a newer write's key together with its
+ * version after the fill's read: once Redis has evicted keys (INFO stats
+ * evicted_keys is not 0), keys missing with their version are settled like
+ * the half-there keys below instead of filled.  Keys with both are kept by pushes and left alone; resync()
  * repairs a cached value that differs.
  *
  * Keys found half there -- a version without data (a tombstone: the row
@@ -123,13 +126,22 @@ PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
  * left out), for 'S' the string.  Returns one status per row: 0 written, 1
  * left alone (both keys there, or a row whose synced columns are all NULL,
  * which has no data key), 2 half there (data
- * without version or version without data: the caller pushes it locked).
+ * without version or version without data: the caller pushes it locked),
+ * or missing with its version while Redis has evicted keys (INFO stats
+ * evicted_keys is not 0): the pair may have been evicted after the fill's
+ * snapshot together with a newer write, so the caller settles it too.
  * Only absent keys are written, so no write can meet a key of another type.
  */
 static RedisScript fill_script = REDIS_SCRIPT("redis_sync_fill",
 "local zero = ARGV[1]\n"
 "local p = 2\n"
 "local result = {}\n"
+"-- Redis has evicted keys (maxmemory): a key missing with its version may\n"
+"-- have been evicted after this fill's snapshot was taken, together with a\n"
+"-- newer write's value; such keys are settled by the caller, fenced\n"
+"local ok, info = pcall(redis.call, 'INFO', 'stats')\n"
+"local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n"
+"local evicting = ev ~= nil and ev ~= '0'\n"
 "for k = 1, #KEYS, 2 do\n"
 "  local op, ttl = ARGV[p], tonumber(ARGV[p + 1])\n"
 "  local n, start = 1, p + 2\n"
@@ -144,6 +156,8 @@ static RedisScript fill_script = REDIS_SCRIPT("redis_sync_fill",
 "  if n == 0 then\n"
 "    r = 1\n"
 "  elseif hasd ~= hasv then\n"
+"    r = 2\n"
+"  elseif not hasd and evicting then\n"
 "    r = 2\n"
 "  elseif not hasd then\n"
 "    if op == 'H' then\n"
