@@ -13,6 +13,7 @@
 #    and it restarts workers that exit afterwards;
 #  - 50 CREATE DATABASE + CREATE EXTENSION + DROP DATABASE cycles reuse the
 #    slots (more cycles than slots: a leak would leave later ones without);
+#  - DROP DATABASE ... WITH (FORCE) by a plain owner;
 #  - kill -9 of a worker (crash restart, shared memory made anew): every
 #    database gets its worker back.
 use strict;
@@ -91,6 +92,16 @@ ok(defined wait_worker('owned', 10),
 	"owner's cancelled/failed DROP DATABASE: the worker is back within seconds");
 $blocker->quit;
 
+# the owner (a plain role) drops it WITH (FORCE) while connected elsewhere
+{ local $ENV{PGUSER} = 'mallory'; $blocker = RedisSync::Test::session($node, 'owned'); }    # FORCE ends it
+($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE owned WITH (FORCE)',
+	extra_params => [ '-U', 'mallory' ]);
+is($ret, 0, "a plain owner's DROP DATABASE ... WITH (FORCE) of a database with a worker succeeds")
+  or diag $err;
+ok(defined RedisSync::Compare::wait_for(
+		sub { sql('postgres', "SELECT count(*) FROM redis_sync.worker_stats WHERE database = 'owned'") eq '0' }, 10),
+	'... and its slot ends');
+
 # template1 with the extension (so new databases get it): no worker there
 sql('template1', 'CREATE EXTENSION redis_sync');
 ($ret, $out, $err) = $node->psql('postgres', 'CREATE DATABASE fromtpl');
@@ -139,7 +150,7 @@ ok( defined RedisSync::Compare::wait_for(
 		60),
 	'kill -9 of a worker: after the crash restart every database has its worker');
 is(sql('postgres', "SELECT count(*) FROM redis_sync.worker_stats WHERE worker_running"),
-	'4', 'one worker per database with the extension (postgres, victim, owned, fromtpl)');
+	'3', 'one worker per database with the extension (postgres, victim, fromtpl)');
 
 $node->stop;
 done_testing();
