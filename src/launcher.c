@@ -725,12 +725,13 @@ manage_slots(void)
 			strlcpy(slot->no_worker_reason, "max_worker_processes reached",
 					sizeof(slot->no_worker_reason));
 			SpinLockRelease(&slot->mutex);
-			if (!lslots[i].logged_no_worker)
+			/* a probe (the extension may not be there) is not worth a line */
+			if (!lslots[i].logged_no_worker && !probing)
 				ereport(LOG,
 						(errmsg("redis_sync launcher: could not start a worker for database \"%s\": no background worker slot is free",
 								db_name(dbid)),
 						 errhint("Raise max_worker_processes and restart the server.")));
-			lslots[i].logged_no_worker = true;
+			lslots[i].logged_no_worker = !probing;
 			lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);
 			sleep_ms = Min(sleep_ms, RS_RESTART_MS);
 			continue;
