@@ -165,7 +165,7 @@ notify_xact_callback(XactEvent event, void *arg)
 		RsDbSlot   *slot;
 
 		notify_at_commit = false;
-		slot = rs_slot_acquire(MyDatabaseId);
+		slot = rs_slot_acquire(MyDatabaseId, false);	/* sets want */
 		if (slot == NULL)
 		{
 			ereport(WARNING,
@@ -174,10 +174,6 @@ notify_xact_callback(XactEvent event, void *arg)
 					 errhint("Raise redis_sync.max_workers (restart), or once places are free run SELECT redis_sync._launcher_notify() in the database.")));
 			return;
 		}
-		SpinLockAcquire(&slot->mutex);
-		slot->want = true;
-		slot->notifies++;
-		SpinLockRelease(&slot->mutex);
 		rs_launcher_wake();
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
@@ -579,13 +575,9 @@ scan_databases(void)
 				continue;
 			if (rs_slot_for_db(dbid) == NULL)
 			{
-				slot = rs_slot_acquire(dbid);
+				slot = rs_slot_acquire(dbid, true);	/* want, probing */
 				if (slot == NULL)
 					break;		/* all slots taken: try at the next scan */
-				SpinLockAcquire(&slot->mutex);
-				slot->want = true;
-				slot->probing = true;
-				SpinLockRelease(&slot->mutex);
 			}
 			seen_dbs = lappend_oid(seen_dbs, dbid);
 		}
@@ -686,9 +678,12 @@ manage_slots(void)
 				sleep_ms = Min(sleep_ms, 100);
 				continue;
 			}
-			rs_slot_free(slot);
-			lslots[i].logged_no_worker = false;
-			lslots[i].start_after = 0;
+			/* unless wanted again meanwhile (CREATE EXTENSION) */
+			if (rs_slot_free(slot, generation))
+			{
+				lslots[i].logged_no_worker = false;
+				lslots[i].start_after = 0;
+			}
 			continue;
 		}
 		if (alive || hold)
