@@ -61,9 +61,11 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -163,7 +165,7 @@ notify_xact_callback(XactEvent event, void *arg)
 		RsDbSlot   *slot;
 
 		notify_at_commit = false;
-		slot = rs_slot_acquire(MyDatabaseId);
+		slot = rs_slot_acquire(MyDatabaseId, false);	/* sets want */
 		if (slot == NULL)
 		{
 			ereport(WARNING,
@@ -172,10 +174,6 @@ notify_xact_callback(XactEvent event, void *arg)
 					 errhint("Raise redis_sync.max_workers (restart), or once places are free run SELECT redis_sync._launcher_notify() in the database.")));
 			return;
 		}
-		SpinLockAcquire(&slot->mutex);
-		slot->want = true;
-		slot->notifies++;
-		SpinLockRelease(&slot->mutex);
 		rs_launcher_wake();
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
@@ -191,6 +189,27 @@ redis_sync_launcher_notify(PG_FUNCTION_ARGS)
 {
 	if (!rs_preloaded || !rs_shmem_ready() || !rs_database_served(MyDatabaseId))
 		PG_RETURN_VOID();
+
+	/*
+	 * A template (template1 with the extension, so new databases get it)
+	 * gets no worker: its connection would make CREATE DATABASE fail with
+	 * "source database is being accessed by other users".  The launcher's
+	 * scan leaves templates out the same way.
+	 */
+	{
+		HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+		bool		skip = true;
+
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_database d = (Form_pg_database) GETSTRUCT(tup);
+
+			skip = d->datistemplate || !d->datallowconn;
+			ReleaseSysCache(tup);
+		}
+		if (skip)
+			PG_RETURN_VOID();
+	}
 	if (!notify_callback_registered)
 	{
 		RegisterXactCallback(notify_xact_callback, NULL);
@@ -206,29 +225,54 @@ redis_sync_launcher_notify(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------- */
 
 /*
- * Ask the worker of dbid to exit and keep it from being started again;
- * wait (bounded) until it is gone.  Returns the slot held, or NULL.
+ * The slot this backend holds (at most one at a time): released when the
+ * command ends, fails, is cancelled during the wait, or the backend exits
+ * (FATAL, pg_terminate_backend()), so a worker is never left stopped.
  */
-static RsDbSlot *
+static RsDbSlot *held_slot = NULL;
+static Oid	held_dbid = InvalidOid;
+static bool hold_exit_registered = false;
+
+static void release_database(RsDbSlot *slot, Oid dbid, bool dropped);
+
+static void
+release_hold_at_exit(int code, Datum arg)
+{
+	if (held_slot != NULL)
+		release_database(held_slot, held_dbid, false);
+}
+
+/*
+ * Ask the worker of dbid to exit and keep it from being started again;
+ * wait (bounded) until it is gone.  The slot held is in held_slot.
+ */
+static void
 hold_database(Oid dbid)
 {
 	RsDbSlot   *slot = rs_slot_for_db(dbid);
 	TimestampTz deadline;
 	int			pid;
 
-	if (slot == NULL)
-		return NULL;
+	if (slot == NULL || held_slot != NULL)
+		return;
+	if (!hold_exit_registered)
+	{
+		before_shmem_exit(release_hold_at_exit, (Datum) 0);
+		hold_exit_registered = true;
+	}
 	SpinLockAcquire(&slot->mutex);
 	if (slot->dbid != dbid)
 	{
 		SpinLockRelease(&slot->mutex);
-		return NULL;
+		return;
 	}
 	slot->hold = true;
 	slot->hold_pid = MyProcPid;
 	slot->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_MAX_MS);
 	pid = slot->worker_pid;
 	SpinLockRelease(&slot->mutex);
+	held_slot = slot;
+	held_dbid = dbid;
 	if (pid != 0)
 		(void) kill(pid, SIGTERM);
 	rs_launcher_wake();
@@ -245,13 +289,17 @@ hold_database(Oid dbid)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	return slot;
 }
 
 /* the command is over: the worker may start again (dropped: the slot ends) */
 static void
 release_database(RsDbSlot *slot, Oid dbid, bool dropped)
 {
+	if (slot == held_slot)
+	{
+		held_slot = NULL;
+		held_dbid = InvalidOid;
+	}
 	SpinLockAcquire(&slot->mutex);
 	if (slot->dbid == dbid && slot->hold_pid == MyProcPid)
 	{
@@ -275,6 +323,7 @@ has_option(List *options, const char *name)
 	return false;
 }
 
+/* the template of CREATE DATABASE (template1 when none is named) */
 static Oid
 template_of(CreatedbStmt *stmt)
 {
@@ -287,7 +336,24 @@ template_of(CreatedbStmt *stmt)
 		if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
 			return get_database_oid(defGetString(d), true);
 	}
-	return InvalidOid;
+	return get_database_oid("template1", true);
+}
+
+/*
+ * Would the command get past its own checks?  The worker is only asked to
+ * step aside for a command that can run: a role that does not own the
+ * database (DROP DATABASE of another's database, a cancelled or timed-out
+ * attempt in a loop) must not be able to stop another database's worker,
+ * and DROP / ALTER ... SET TABLESPACE / CREATE DATABASE in a transaction
+ * block fail before they look at the database.
+ */
+static bool
+may_hold(Oid dbid, bool top_level_only, ProcessUtilityContext context)
+{
+	if (top_level_only &&
+		(context != PROCESS_UTILITY_TOPLEVEL || IsTransactionBlock() || IsSubTransaction()))
+		return false;
+	return pg_database_ownercheck(dbid, GetUserId());
 }
 
 static void
@@ -298,9 +364,10 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			dbid = InvalidOid;
 	bool		dropping = false;
-	RsDbSlot   *held = NULL;
+	bool		top_level_only = true;
+	bool		holding = false;
 
-	if (rs_shmem_ready())
+	if (rs_shmem_ready() && held_slot == NULL)
 	{
 		switch (nodeTag(parsetree))
 		{
@@ -311,6 +378,7 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			case T_RenameStmt:
 				if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
 					dbid = get_database_oid(((RenameStmt *) parsetree)->subname, true);
+				top_level_only = false;
 				break;
 			case T_AlterDatabaseStmt:
 				/* only SET TABLESPACE needs the database to itself */
@@ -323,12 +391,15 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			default:
 				break;
 		}
-		if (OidIsValid(dbid) && dbid != MyDatabaseId)
-			held = hold_database(dbid);
+		holding = OidIsValid(dbid) && dbid != MyDatabaseId &&
+			rs_slot_for_db(dbid) != NULL && may_hold(dbid, top_level_only, context);
 	}
 
 	PG_TRY();
 	{
+		/* inside: a cancel while waiting for the worker releases the hold */
+		if (holding)
+			hold_database(dbid);
 		if (prev_process_utility)
 			prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
 								 queryEnv, dest, qc);
@@ -338,13 +409,13 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	}
 	PG_CATCH();
 	{
-		if (held)
-			release_database(held, dbid, false);
+		if (holding && held_slot != NULL)
+			release_database(held_slot, held_dbid, false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	if (held)
-		release_database(held, dbid, dropping);
+	if (holding && held_slot != NULL)
+		release_database(held_slot, held_dbid, dropping);
 }
 
 /* ----------------------------------------------------------------
@@ -504,13 +575,9 @@ scan_databases(void)
 				continue;
 			if (rs_slot_for_db(dbid) == NULL)
 			{
-				slot = rs_slot_acquire(dbid);
+				slot = rs_slot_acquire(dbid, true);	/* want, probing */
 				if (slot == NULL)
 					break;		/* all slots taken: try at the next scan */
-				SpinLockAcquire(&slot->mutex);
-				slot->want = true;
-				slot->probing = true;
-				SpinLockRelease(&slot->mutex);
 			}
 			seen_dbs = lappend_oid(seen_dbs, dbid);
 		}
@@ -611,9 +678,12 @@ manage_slots(void)
 				sleep_ms = Min(sleep_ms, 100);
 				continue;
 			}
-			rs_slot_free(slot);
-			lslots[i].logged_no_worker = false;
-			lslots[i].start_after = 0;
+			/* unless wanted again meanwhile (CREATE EXTENSION) */
+			if (rs_slot_free(slot, generation))
+			{
+				lslots[i].logged_no_worker = false;
+				lslots[i].start_after = 0;
+			}
 			continue;
 		}
 		if (alive || hold)
@@ -650,12 +720,13 @@ manage_slots(void)
 			strlcpy(slot->no_worker_reason, "max_worker_processes reached",
 					sizeof(slot->no_worker_reason));
 			SpinLockRelease(&slot->mutex);
-			if (!lslots[i].logged_no_worker)
+			/* a probe (the extension may not be there) is not worth a line */
+			if (!lslots[i].logged_no_worker && !probing)
 				ereport(LOG,
 						(errmsg("redis_sync launcher: could not start a worker for database \"%s\": no background worker slot is free",
 								db_name(dbid)),
 						 errhint("Raise max_worker_processes and restart the server.")));
-			lslots[i].logged_no_worker = true;
+			lslots[i].logged_no_worker = !probing;
 			lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);
 			sleep_ms = Min(sleep_ms, RS_RESTART_MS);
 			continue;
@@ -721,7 +792,14 @@ redis_sync_launcher_main(Datum arg)
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	proc_exit(0);
+
+	/*
+	 * Exit 1: a launcher that exits 0 is never started again by the
+	 * postmaster, and a SIGTERM outside a server shutdown (a superuser's
+	 * pg_terminate_backend()) must not leave the databases' workers without
+	 * anyone to restart them.  At shutdown nothing is restarted anyway.
+	 */
+	proc_exit(1);
 }
 
 /* ----------------------------------------------------------------

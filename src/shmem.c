@@ -226,9 +226,16 @@ rs_slot_for_db(Oid dbid)
 	return NULL;
 }
 
-/* the slot of dbid, taking a free one if it has none; NULL when all are taken */
+/*
+ * The slot of dbid, taking a free one if it has none; NULL when all are
+ * taken.  "want" is set under the locks, so the launcher cannot free the
+ * slot between the look-up and the request (a CREATE EXTENSION's signal
+ * would be lost): notify (CREATE EXTENSION committed) also counts in
+ * notifies; a probe marks a newly taken slot probing and leaves an
+ * existing one alone.
+ */
 RsDbSlot *
-rs_slot_acquire(Oid dbid)
+rs_slot_acquire(Oid dbid, bool probe)
 {
 	RsDbSlot   *slot;
 	RsDbSlot   *free_slot = NULL;
@@ -238,8 +245,17 @@ rs_slot_acquire(Oid dbid)
 	{
 		if (rs_shared->slots[i].dbid == dbid)
 		{
+			slot = &rs_shared->slots[i];
+			if (!probe)
+			{
+				SpinLockAcquire(&slot->mutex);
+				slot->want = true;
+				slot->notifies++;
+				slot->probing = false;	/* the extension is there */
+				SpinLockRelease(&slot->mutex);
+			}
 			SpinLockRelease(&rs_shared->mutex);
-			return &rs_shared->slots[i];
+			return slot;
 		}
 		if (free_slot == NULL && !OidIsValid(rs_shared->slots[i].dbid))
 			free_slot = &rs_shared->slots[i];
@@ -256,6 +272,11 @@ rs_slot_acquire(Oid dbid)
 			   offsetof(RsDbSlot, round_trips) - offsetof(RsDbSlot, generation));
 		slot->generation = generation;
 		slot->dbid = dbid;
+		slot->want = true;
+		if (probe)
+			slot->probing = true;
+		else
+			slot->notifies++;
 		SpinLockRelease(&slot->mutex);
 		pg_atomic_write_u64(&slot->round_trips, 0);
 		pg_atomic_write_u64(&slot->worker_rounds, 0);
@@ -265,17 +286,27 @@ rs_slot_acquire(Oid dbid)
 	return slot;
 }
 
-void
-rs_slot_free(RsDbSlot *slot)
+/*
+ * End a slot nobody wants any more (launcher); false when it was wanted
+ * again (CREATE EXTENSION), held, reused or has a worker meanwhile.
+ */
+bool
+rs_slot_free(RsDbSlot *slot, uint32 generation)
 {
+	bool		freed;
+
 	SpinLockAcquire(&rs_shared->mutex);
 	SpinLockAcquire(&slot->mutex);
-	slot->dbid = InvalidOid;
-	slot->want = false;
-	slot->worker_latch = NULL;
-	slot->worker_pid = 0;
+	freed = OidIsValid(slot->dbid) && slot->generation == generation &&
+		!slot->want && !slot->hold && slot->worker_pid == 0;
+	if (freed)
+	{
+		slot->dbid = InvalidOid;
+		slot->worker_latch = NULL;
+	}
 	SpinLockRelease(&slot->mutex);
 	SpinLockRelease(&rs_shared->mutex);
+	return freed;
 }
 
 /* this process's database's slot, or the slot of databases without a worker */

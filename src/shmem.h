@@ -94,8 +94,8 @@ typedef struct RsDbSlot
 extern int	rs_nslots(void);
 extern RsDbSlot *rs_slot(int i);
 extern RsDbSlot *rs_slot_for_db(Oid dbid);
-extern RsDbSlot *rs_slot_acquire(Oid dbid);	/* NULL: all slots in use */
-extern void rs_slot_free(RsDbSlot *slot);
+extern RsDbSlot *rs_slot_acquire(Oid dbid, bool probe);	/* NULL: all slots in use */
+extern bool rs_slot_free(RsDbSlot *slot, uint32 generation);
 extern void rs_launcher_set_latch(bool attach);
 extern void rs_launcher_wake(void);
 
