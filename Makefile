@@ -40,7 +40,7 @@ OBJS_LIFE = src/lifecycle.o
 #
 OBJS_SEC = src/as_owner.o src/claim.o src/rowsec.o
 #
-OBJS_ENC =
+OBJS_ENC = src/epoch.o
 #
 OBJS_WB =
 #

@@ -42,7 +42,7 @@ my $old_version = $node->safe_psql('postgres', q{
 SELECT lpad(upper(to_hex(timeline_id)), 8, '0')
        || lpad(upper(to_hex((pg_current_wal_insert_lsn() - '0/0')::bigint)), 16, '0')
   FROM pg_control_checkpoint()});
-is(length($old_version), 24, 'version of the old state');
+is(length($old_version), 32, 'version of the old state');
 $node->safe_psql('postgres', "UPDATE ev SET v = 'new'");
 is($redis->cli('HGET', 'ev:7', 'v'), 'new', 'the newer value was pushed');
 
