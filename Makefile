@@ -66,7 +66,7 @@ REGRESS_LIFE = lifecycle wb_ddl
 #
 REGRESS_SEC = security null_args
 #
-REGRESS_ENC = encoding keys roundtrip encoding_locale dirty_set verify_rls
+REGRESS_ENC = encoding keys roundtrip encoding_locale dirty_set verify_rls versions
 #
 REGRESS_WB = write_behind_partial purge_types
 #

@@ -217,8 +217,6 @@ rs_epoch(void)
 {
 	if (my_epoch != 0)
 		return my_epoch;
-	if (!IsUnderPostmaster)
-		elog(ERROR, "redis_sync: no server epoch outside the server's processes");
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	if (epoch_shared == NULL)
