@@ -20,7 +20,8 @@
  * does; the clock makes a cluster without the file (a new one, restored
  * from a dump, or made by pg_upgrade) start above the epochs of the
  * cluster it replaces, and above every 0.1 version (24 hex digits: the
- * first 8 digits of the LSN that face the epoch stand for 16 EB of WAL).
+ * epoch faces the upper 32 bits of its WAL position; a 0.1 version would
+ * need more than 6 EB of WAL to reach an epoch of 2024 or later).
  *
  * With shared_preload_libraries, the postmaster advances the epoch in
  * shmem_startup_hook (errors there are only logged: the postmaster must
