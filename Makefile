@@ -40,7 +40,7 @@ OBJS_LIFE = src/lifecycle.o
 #
 OBJS_SEC = src/as_owner.o src/claim.o src/rowsec.o
 #
-OBJS_ENC =
+OBJS_ENC = src/epoch.o
 #
 OBJS_WB =
 #
@@ -66,7 +66,7 @@ REGRESS_LIFE = lifecycle wb_ddl
 #
 REGRESS_SEC = security null_args
 #
-REGRESS_ENC = encoding keys roundtrip encoding_locale dirty_set verify_rls never_wrong
+REGRESS_ENC = encoding keys roundtrip encoding_locale dirty_set verify_rls never_wrong versions
 #
 REGRESS_WB = write_behind_partial purge_types
 #

@@ -27,8 +27,13 @@
  * key can (prefixes must not), see rs_companion_key.
  *
  * Versions fence every write (see publish.c): 8 hex digits of the WAL
- * timeline and 16 of the WAL insert position, so they compare as strings
- * and grow across restarts and promotions.
+ * timeline, 8 of the server epoch (epoch.c: it grows at every start and
+ * crash restart) and 16 of the WAL insert position, so they compare as
+ * strings and grow across restarts, crashes that lose unflushed WAL (the
+ * insert position then restarts lower) and promotions (a new timeline).
+ * 0.1's versions had no epoch (24 digits): since the epoch is at least the
+ * server's start time in seconds, every 32-digit version of a timeline
+ * compares above them.
  *
  *-------------------------------------------------------------------------
  */
@@ -76,7 +81,9 @@ rs_version_now(char *buf)
 	TimeLineID	tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
 	XLogRecPtr	lsn = GetXLogInsertRecPtr();
 
-	snprintf(buf, RS_VERSION_LEN + 1, "%08X%016llX", tli, (unsigned long long) lsn);
+	uint32		epoch = rs_epoch();
+
+	snprintf(buf, RS_VERSION_LEN + 1, "%08X%08X%016llX", tli, epoch, (unsigned long long) lsn);
 }
 
 /* ----------------------------------------------------------------

@@ -68,10 +68,18 @@ extern void rs_key_escape(StringInfo buf, const char *val);
 extern char *rs_key_build(const char *prefix, char **vals, int n);
 extern char **rs_key_split(const char *s, int n);
 
-/* versions are 24 hex digits: timeline, then WAL insert position */
-#define RS_VERSION_LEN 24
+/*
+ * versions are 32 hex digits: WAL timeline (8), server epoch (8, epoch.c),
+ * WAL insert position (16); they compare as strings.  0.1 wrote 24 digits
+ * (no epoch): every 32-digit version of a timeline is above them.
+ */
+#define RS_VERSION_LEN 32
 
 extern void rs_version_now(char *buf);
+
+/* epoch.c */
+extern uint32 rs_epoch(void);
+extern void rs_epoch_preload_init(void);
 
 /*
  * prefix || escaped key values joined by ':'; with keyvals, also returns

@@ -12,10 +12,14 @@
  * deleted row back.  Equal versions are applied: they can only be replays
  * of the same transaction's final state.
  *
- * Versions come from the WAL insert position at pre-commit (encode.c).  Two
- * transactions that write the same key conflict on the row or on the unique
- * index of the key columns, so the second reaches pre-commit only after the
- * first committed, and its version is larger.  Hence, whatever order pushes,
+ * Versions are the WAL timeline, the server epoch and the WAL insert
+ * position at pre-commit (encode.c, epoch.c), compared as strings (0.1's
+ * 24-digit versions compare below every 32-digit one).  Two transactions
+ * that write the same key conflict on the row or on the unique index of the
+ * key columns, so the second reaches pre-commit only after the first
+ * committed, and its version is larger.  A crash restart can lose WAL that
+ * a push's version counted (the push precedes the commit record's flush);
+ * the epoch, larger after every restart, keeps later versions above it.  Hence, whatever order pushes,
  * retries and outbox deliveries reach Redis in, the newest committed state
  * of a key wins.
  *

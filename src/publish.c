@@ -19,9 +19,9 @@
  *   others), still in one round trip.  TRUNCATE and unsync(purge) add SCAN
  *   round trips for the keys to delete.
  *
- * - Never stale.  Every write carries the version taken here (WAL insert
- *   position at pre-commit); the script ignores writes older than what the
- *   key has seen.  A writer of the same key after us waits for our row
+ * - Never stale.  Every write carries the version taken here (timeline,
+ *   server epoch and WAL insert position at pre-commit, encode.c); the
+ *   script ignores writes older than what the key has seen.  A writer of the same key after us waits for our row
  *   locks, hence for our commit, hence gets a larger version.
  *
  * - Failure.  If Redis cannot be reached or fails the push: a strict table
@@ -39,7 +39,10 @@
  *   later), each push also records an in-flight marker in Redis naming the
  *   transaction and its rows; markers of committed transactions are
  *   removed by the next push of the same backend, and the background worker
- *   repairs the rows of markers whose transaction did not commit.
+ *   repairs the rows of markers whose transaction did not commit.  A crash
+ *   can lose the WAL a pushed version counted (it is flushed only with the
+ *   commit record): the server epoch, larger after the restart, keeps the
+ *   repair's version and every later one above it (epoch.c).
  *
  *-------------------------------------------------------------------------
  */

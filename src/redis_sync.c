@@ -14,6 +14,7 @@
  *		command.c		redis_sync.command() and redis_sync.parse_url()
  *		config.c		cache of redis_sync.tables per relation
  *		encode.c		rows as Redis keys, hashes, JSON; versions
+ *		epoch.c			the server epoch in versions (grows at each restart)
  *		capture.c		the capture trigger and per-transaction buffer
  *		publish.c		pre-commit push, outbox fallback, abort repair
  *		fence.c			the version-fenced apply script
@@ -51,6 +52,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "encode.h"
 #include "redis_sync.h"
 #include "redis_tls.h"
 #include "shmem.h"
@@ -294,5 +296,8 @@ _PG_init(void)
 	rs_capture_init();
 	rs_publish_init();
 	if (rs_preloaded)
+	{
 		rs_shmem_init();
+		rs_epoch_preload_init();
+	}
 }

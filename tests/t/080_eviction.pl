@@ -37,12 +37,14 @@ CREATE TABLE ev (id int PRIMARY KEY, v text);
 SELECT redis_sync.write_through('ev', key_prefix => 'ev:');
 INSERT INTO ev SELECT g, 'old' FROM generate_series(1, $ROWS) g;
 });
-# the version an outbox entry of this state carries (WAL insert position)
+# the version an outbox entry of this state carries (timeline, server
+# epoch, WAL insert position)
 my $old_version = $node->safe_psql('postgres', q{
 SELECT lpad(upper(to_hex(timeline_id)), 8, '0')
+       || lpad(upper(to_hex(pg_read_file('redis_sync.epoch')::text::bigint)), 8, '0')
        || lpad(upper(to_hex((pg_current_wal_insert_lsn() - '0/0')::bigint)), 16, '0')
   FROM pg_control_checkpoint()});
-is(length($old_version), 24, 'version of the old state');
+is(length($old_version), 32, 'version of the old state');
 $node->safe_psql('postgres', "UPDATE ev SET v = 'new'");
 is($redis->cli('HGET', 'ev:7', 'v'), 'new', 'the newer value was pushed');
 

@@ -57,11 +57,6 @@ BEGIN;
 UPDATE e SET note = 'crashed' WHERE id <= 100;
 DELETE FROM e WHERE id > 190;
 INSERT INTO e VALUES (500, 500, 'crashed');
--- make the DML's WAL durable, so the server comes back past the crashed
--- push's version (a push's version is the WAL insert position at
--- pre-commit; WAL lost in the crash would let the repair's version fall
--- below it -- a limitation of the version fence, not of the cluster)
-SELECT pg_switch_wal();
 COMMIT;
 });
 isnt($ret, 0, 'the backend died at commit');
