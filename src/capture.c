@@ -50,11 +50,11 @@
 PG_FUNCTION_INFO_V1(redis_sync_capture);
 PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
 
-Change	   *rs_changes = NULL;
-int			rs_nchanges = 0;
-bool		rs_overflowed = false;
-Oid			rs_suppress_relid = InvalidOid;
-const char *rs_suppress_prefix = NULL;
+static Change *rs_changes = NULL;
+static int	rs_nchanges = 0;
+static bool rs_overflowed = false;
+static Oid	rs_suppress_relid = InvalidOid;
+static const char *rs_suppress_prefix = NULL;
 uint64		rs_stat_captured = 0;
 
 static int	max_changes = 0;
@@ -188,7 +188,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		rs_outbox_write_changes(&tmp, 1, version, ++overflow_seq);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(overflow_cxt);
-		rs_stat_queued++;
+		rs_publish_count_queued(1);
 		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
 	}
@@ -225,6 +225,26 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		rs_overflowed = true;
 		rs_version_now(overflow_version);
 	}
+}
+
+Change *
+rs_capture_changes(int *n)
+{
+	*n = rs_nchanges;
+	return rs_changes;
+}
+
+bool
+rs_capture_overflowed(void)
+{
+	return rs_overflowed;
+}
+
+void
+rs_capture_suppress(Oid relid, const char *prefix)
+{
+	rs_suppress_relid = relid;
+	rs_suppress_prefix = prefix;
 }
 
 const char *

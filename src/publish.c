@@ -74,7 +74,7 @@ PG_FUNCTION_INFO_V1(redis_sync_session_stats);
 
 uint64		rs_stat_pushed = 0;
 uint64		rs_stat_chunks = 0;
-uint64		rs_stat_queued = 0;
+static uint64 rs_stat_queued = 0;
 uint64		rs_stat_repaired = 0;
 
 /* one key after coalescing */
@@ -128,16 +128,18 @@ reset_state(void)
 static Pending *
 coalesce(int *npending, List **purges)
 {
-	Pending    *pending = palloc0(sizeof(Pending) * Max(rs_nchanges, 1));
+	int			nchanges;
+	Change	   *changes = rs_capture_changes(&nchanges);
+	Pending    *pending = palloc0(sizeof(Pending) * Max(nchanges, 1));
 	int			n = 0;
-	HTAB	   *byKey = rs_string_hash_create("redis_sync pending keys", rs_nchanges,
+	HTAB	   *byKey = rs_string_hash_create("redis_sync pending keys", nchanges,
 												   sizeof(PendingSlot));
 
 	*purges = NIL;
 
-	for (int i = 0; i < rs_nchanges; i++)
+	for (int i = 0; i < nchanges; i++)
 	{
-		Change	   *c = &rs_changes[i];
+		Change	   *c = &changes[i];
 		PendingSlot *slot;
 		bool		found;
 
@@ -321,25 +323,162 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	return ok;
 }
 
+/* where each coalesced change of a committing transaction goes */
+typedef struct CommitPlan
+{
+	Pending   **sync_keys;		/* pushed now */
+	int			nsync;
+	List	   *purges_sync;
+	Change	  **outbox;			/* queued in the outbox, in this order */
+	int			noutbox;
+	bool		any_strict;		/* a push failure rolls the transaction back */
+} CommitPlan;
+
+/*
+ * Sort the coalesced changes: async tables, prepared transactions and
+ * transactions that overflowed the buffer go to the outbox, the rest is
+ * pushed.  Purges are queued before row changes so the worker orders them
+ * alike.
+ */
+static void
+plan_commit(CommitPlan *plan, Pending *pending, int npending, List *purges, bool prepare,
+			bool overflowed)
+{
+	List	   *purges_outbox = NIL;
+	ListCell   *lc;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->sync_keys = palloc(sizeof(Pending *) * Max(npending, 1));
+	plan->outbox = palloc(sizeof(Change *) * (npending + list_length(purges) + 1));
+
+	foreach(lc, purges)
+	{
+		Change	   *c = lfirst(lc);
+
+		if (prepare || overflowed || c->async)
+			purges_outbox = lappend(purges_outbox, c);
+		else
+		{
+			plan->purges_sync = lappend(plan->purges_sync, c);
+			plan->any_strict |= c->strict;
+		}
+	}
+	foreach(lc, purges_outbox)
+		plan->outbox[plan->noutbox++] = lfirst(lc);
+
+	for (int i = 0; i < npending; i++)
+	{
+		Pending    *pk = &pending[i];
+
+		if (pk->dropped)
+			continue;
+		if (prepare || overflowed || pk->last->async)
+			plan->outbox[plan->noutbox++] = pk->last;
+		else
+		{
+			plan->sync_keys[plan->nsync++] = pk;
+			plan->any_strict |= pk->last->strict;
+		}
+	}
+}
+
+/*
+ * Push the sync group.  On failure a strict table raises the ERROR that
+ * rolls the transaction back; otherwise the same changes join the outbox
+ * part of the plan.
+ */
+static void
+push_sync_group(CommitPlan *plan, const char *version)
+{
+	RedisFailure failure;
+	Pending   **sync_keys = plan->sync_keys;
+	int			nsync = plan->nsync;
+	ListCell   *lc;
+
+	/*
+	 * The committed states were encoded at capture: an abort cannot read
+	 * catalogs.  A large transaction does without them: if it aborts after
+	 * its push, its keys are deleted (never stale, just missing) and the
+	 * worker pushes their committed state from the in-flight markers.
+	 */
+	repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
+	for (int i = 0; i < nsync && repair_exactly; i++)
+		if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
+			repair_exactly = prepare_repair(sync_keys[i]);
+	pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
+	for (int i = 0; i < nsync; i++)
+		pushed_keys[i] = *sync_keys[i];
+	npushed = nsync;
+
+	if (push(sync_keys, nsync, plan->purges_sync, version, &failure))
+		return;
+
+	for (int i = 0; i < nsync; i++)
+		rs_stats_add(sync_keys[i]->last->root_relid, RS_C_PUSH_FAILURES, 1);
+	if (nsync > 0)
+	{
+		rs_stats_error(sync_keys[0]->last->root_relid, failure.message);
+		rs_stats_flush();		/* survives the ERROR below */
+	}
+	if (plan->any_strict)
+		ereport(ERROR,
+				(errcode(failure.sqlstate),
+				 errmsg("could not push changes to Redis: %s", failure.message),
+				 failure.detail ? errdetail("%s", failure.detail) : 0,
+				 errhint("A table synced with consistency \"strict\" is involved, so the transaction was rolled back.")));
+	/* eventual: the same changes, in the outbox, in this transaction */
+	foreach(lc, plan->purges_sync)
+		plan->outbox[plan->noutbox++] = lfirst(lc);
+	for (int i = 0; i < nsync; i++)
+		plan->outbox[plan->noutbox++] = sync_keys[i]->last;
+	ereport(DEBUG1,
+			(errmsg("redis_sync: push failed, %d changes queued in the outbox", nsync),
+			 errdetail("%s", failure.message)));
+}
+
+/* write the outbox part of the plan (SPI: needs the active snapshot) */
+static void
+queue_outbox(CommitPlan *plan, const char *version, bool overflowed)
+{
+	int			noutbox = plan->noutbox;
+
+	if (noutbox > 0 && !rs_outbox_exists())
+	{
+		/* DROP EXTENSION earlier in this transaction: nothing to queue into */
+		ereport(WARNING,
+				(errmsg("redis_sync was dropped in this transaction: %d queued changes are discarded", noutbox),
+				 errdetail("The cached keys they were for may be stale.")));
+		noutbox = 0;
+	}
+	if (noutbox > 0)
+	{
+		for (int i = 0; i < noutbox; i++)
+			rs_stats_add(plan->outbox[i]->root_relid, RS_C_QUEUED, 1);
+		/* after an overflow, the buffered changes precede the ones written since */
+		rs_outbox_write(plan->outbox, noutbox,
+						overflowed ? rs_capture_overflow_version() : version, 0);
+		rs_stat_queued += noutbox;
+		wrote_outbox = true;
+	}
+	if (overflowed)
+		wrote_outbox = true;
+}
+
 static void
 pre_commit(bool prepare)
 {
 	Pending    *pending;
 	int			npending;
 	List	   *purges;
-	List	   *purges_sync = NIL;
-	List	   *purges_outbox = NIL;
-	Pending   **sync_keys;
-	int			nsync = 0;
-	Change	  **outbox;
-	int			noutbox = 0;
+	CommitPlan	plan;
 	char		version[RS_VERSION_LEN + 1];
-	bool		any_strict = false;
-	ListCell   *lc;
 	MemoryContext old;
 	bool		pushed_snapshot = false;
+	bool		overflowed = rs_capture_overflowed();
+	int			nchanges;
 
-	if (rs_nchanges == 0 && !rs_overflowed)
+	(void) rs_capture_changes(&nchanges);
+	if (nchanges == 0 && !overflowed)
 		return;
 
 	/*
@@ -355,107 +494,10 @@ pre_commit(bool prepare)
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	rs_version_now(version);
 	pending = coalesce(&npending, &purges);
-
-	sync_keys = palloc(sizeof(Pending *) * Max(npending, 1));
-	outbox = palloc(sizeof(Change *) * (npending + list_length(purges) + 1));
-
-	foreach(lc, purges)
-	{
-		Change	   *c = lfirst(lc);
-
-		if (prepare || rs_overflowed || c->async)
-			purges_outbox = lappend(purges_outbox, c);
-		else
-		{
-			purges_sync = lappend(purges_sync, c);
-			any_strict |= c->strict;
-		}
-	}
-	/* purges are queued before row changes so the worker orders them alike */
-	foreach(lc, purges_outbox)
-		outbox[noutbox++] = lfirst(lc);
-
-	for (int i = 0; i < npending; i++)
-	{
-		Pending    *pk = &pending[i];
-
-		if (pk->dropped)
-			continue;
-		if (prepare || rs_overflowed || pk->last->async)
-			outbox[noutbox++] = pk->last;
-		else
-		{
-			sync_keys[nsync++] = pk;
-			any_strict |= pk->last->strict;
-		}
-	}
-
-	if (nsync > 0 || purges_sync != NIL)
-	{
-		RedisFailure failure;
-
-		/*
-		 * The committed states were encoded at capture: an abort cannot
-		 * read catalogs.  A large transaction does without them: if it
-		 * aborts after its push, its keys are deleted (never stale, just
-		 * missing) and the worker pushes their committed state from the
-		 * in-flight markers.
-		 */
-		repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
-		for (int i = 0; i < nsync && repair_exactly; i++)
-			if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
-				repair_exactly = prepare_repair(sync_keys[i]);
-		pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
-		for (int i = 0; i < nsync; i++)
-			pushed_keys[i] = *sync_keys[i];
-		npushed = nsync;
-
-		if (!push(sync_keys, nsync, purges_sync, version, &failure))
-		{
-			for (int i = 0; i < nsync; i++)
-				rs_stats_add(sync_keys[i]->last->root_relid, RS_C_PUSH_FAILURES, 1);
-			if (nsync > 0)
-			{
-				rs_stats_error(sync_keys[0]->last->root_relid, failure.message);
-				rs_stats_flush();	/* survives the ERROR below */
-			}
-			if (any_strict)
-				ereport(ERROR,
-						(errcode(failure.sqlstate),
-						 errmsg("could not push changes to Redis: %s", failure.message),
-						 failure.detail ? errdetail("%s", failure.detail) : 0,
-						 errhint("A table synced with consistency \"strict\" is involved, so the transaction was rolled back.")));
-			/* eventual: the same changes, in the outbox, in this transaction */
-			foreach(lc, purges_sync)
-				outbox[noutbox++] = lfirst(lc);
-			for (int i = 0; i < nsync; i++)
-				outbox[noutbox++] = sync_keys[i]->last;
-			ereport(DEBUG1,
-					(errmsg("redis_sync: push failed, %d changes queued in the outbox", nsync),
-					 errdetail("%s", failure.message)));
-		}
-	}
-
-	if (noutbox > 0 && !rs_outbox_exists())
-	{
-		/* DROP EXTENSION earlier in this transaction: nothing to queue into */
-		ereport(WARNING,
-				(errmsg("redis_sync was dropped in this transaction: %d queued changes are discarded", noutbox),
-				 errdetail("The cached keys they were for may be stale.")));
-		noutbox = 0;
-	}
-	if (noutbox > 0)
-	{
-		for (int i = 0; i < noutbox; i++)
-			rs_stats_add(outbox[i]->root_relid, RS_C_QUEUED, 1);
-		/* after an overflow, the buffered changes precede the ones written since */
-		rs_outbox_write(outbox, noutbox,
-						rs_overflowed ? rs_capture_overflow_version() : version, 0);
-		rs_stat_queued += noutbox;
-		wrote_outbox = true;
-	}
-	if (rs_overflowed)
-		wrote_outbox = true;
+	plan_commit(&plan, pending, npending, purges, prepare, overflowed);
+	if (plan.nsync > 0 || plan.purges_sync != NIL)
+		push_sync_group(&plan, version);
+	queue_outbox(&plan, version, overflowed);
 	MemoryContextSwitchTo(old);
 	if (pushed_snapshot)
 		PopActiveSnapshot();
@@ -577,6 +619,13 @@ publish_xact_callback(XactEvent event, void *arg)
 		default:
 			break;
 	}
+}
+
+/* capture.c queued n changes straight into the outbox (after an overflow) */
+void
+rs_publish_count_queued(int n)
+{
+	rs_stat_queued += n;
 }
 
 void
