@@ -55,7 +55,7 @@ static int	rs_nchanges = 0;
 static bool rs_overflowed = false;
 static Oid	rs_suppress_relid = InvalidOid;
 static const char *rs_suppress_prefix = NULL;
-uint64		rs_stat_captured = 0;
+static uint64 rs_stat_captured = 0;
 
 static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
@@ -232,6 +232,12 @@ rs_capture_changes(int *n)
 {
 	*n = rs_nchanges;
 	return rs_changes;
+}
+
+uint64
+rs_capture_count(void)
+{
+	return rs_stat_captured;
 }
 
 bool

@@ -71,7 +71,7 @@ extern void rs_capture_init(void);
 /* before images are encoded for this many changes of a transaction, at most */
 #define RS_EXACT_REPAIR_CHANGES 2000
 
-/* counters */
-extern uint64 rs_stat_captured;
+/* rows captured by this backend (session_stats) */
+extern uint64 rs_capture_count(void);
 
 #endif							/* RS_CAPTURE_H */

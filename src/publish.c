@@ -64,6 +64,7 @@
 #include "config.h"
 #include "encode.h"
 #include "fence.h"
+#include "markers.h"
 #include "outbox.h"
 #include "publish.h"
 #include "redis_client.h"
@@ -101,14 +102,8 @@ static bool repair_exactly = true;	/* repair images were encoded */
 
 /* transactions of more keys are repaired through the worker */
 #define RS_EXACT_REPAIR_KEYS 1000
-static List *txn_markers = NIL;		/* marker fields this transaction wrote */
 static bool purge_pushed = false;
 static bool wrote_outbox = false;
-
-/* marker fields of committed transactions, removed by the next push */
-static List *markers_to_clear = NIL;	/* in TopMemoryContext */
-
-#define MAX_PENDING_CLEARS 1000
 
 static void
 reset_state(void)
@@ -118,11 +113,14 @@ reset_state(void)
 	push_maybe_landed = false;
 	push_timed_out = false;
 	repair_exactly = true;
-	txn_markers = NIL;
+	rs_markers_end_transaction(false);
 	purge_pushed = false;
 	wrote_outbox = false;
 	rs_capture_reset();
 }
+
+/* transactions of at most this many changes coalesce without a hash table */
+#define COALESCE_SCAN_MAX 8
 
 /* coalesce the change log; purges returned separately, in order */
 static Pending *
@@ -132,16 +130,17 @@ coalesce(int *npending, List **purges)
 	Change	   *changes = rs_capture_changes(&nchanges);
 	Pending    *pending = palloc0(sizeof(Pending) * Max(nchanges, 1));
 	int			n = 0;
-	HTAB	   *byKey = rs_string_hash_create("redis_sync pending keys", nchanges,
-												   sizeof(PendingSlot));
+	HTAB	   *byKey = NULL;
 
+	/* a few changes (the common case) are matched by a scan: no hash table */
+	if (nchanges > COALESCE_SCAN_MAX)
+		byKey = rs_string_hash_create("redis_sync pending keys", nchanges, sizeof(PendingSlot));
 	*purges = NIL;
 
 	for (int i = 0; i < nchanges; i++)
 	{
 		Change	   *c = &changes[i];
-		PendingSlot *slot;
-		bool		found;
+		int			idx = -1;
 
 		if (c->kind == RS_CHANGE_PURGE)
 		{
@@ -151,19 +150,41 @@ coalesce(int *npending, List **purges)
 			*purges = lappend(*purges, c);
 			continue;
 		}
-		slot = hash_search(byKey, &c->key, HASH_ENTER, &found);
-		if (!found || pending[slot->idx].dropped)
+		if (byKey)
 		{
-			slot->key = c->key;
-			slot->idx = n;
+			bool		found;
+			PendingSlot *slot = hash_search(byKey, &c->key, HASH_ENTER, &found);
+
+			if (!found || pending[slot->idx].dropped)
+			{
+				slot->key = c->key;
+				slot->idx = n;
+			}
+			else
+				idx = slot->idx;
+		}
+		else
+		{
+			/* the last entry of the key: an earlier one was dropped by a purge */
+			for (int j = n - 1; j >= 0; j--)
+				if (strcmp(pending[j].last->key, c->key) == 0)
+				{
+					if (!pending[j].dropped)
+						idx = j;
+					break;
+				}
+		}
+		if (idx < 0)
+		{
 			pending[n].first = c;
 			pending[n].last = c;
 			n++;
 		}
 		else
-			pending[slot->idx].last = c;
+			pending[idx].last = c;
 	}
-	hash_destroy(byKey);
+	if (byKey)
+		hash_destroy(byKey);
 	*npending = n;
 	return pending;
 }
@@ -218,19 +239,6 @@ replies_ok(RedisPipeline *p, RedisFailure *f)
 	return true;
 }
 
-static char *
-marker_field(int chunk)
-{
-	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
-
-	/*
-	 * The incarnation of shared memory tells the worker whether the xid could
-	 * have been handed out again by crash recovery (see worker.c).
-	 */
-	return psprintf(UINT64_FORMAT ":%d:%d:" INT64_FORMAT, U64FromFullTransactionId(fxid),
-					MyProcPid, chunk, rs_incarnation());
-}
-
 /*
  * Push the sync group in one pipeline.  Returns false with *failure filled
  * when Redis could not be reached or rejected the push.
@@ -243,7 +251,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	RowImage   *del = palloc0(sizeof(RowImage));
 	ListCell   *lc;
 	int			chunk = 0;
-	List	   *clears = markers_to_clear;
+	List	   *clears = rs_markers_to_clear();
 	bool		ok;
 
 	del->op = RS_OP_DELETE;
@@ -277,7 +285,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	{
 		int			n = Min(rs_chunk_size, nkeys - s);
 		StringInfoData ident;
-		char	   *field = marker_field(chunk++);
+		char	   *field = rs_marker_new_field(chunk++);
 
 		initStringInfo(&ident);
 		appendStringInfoChar(&ident, '[');
@@ -296,7 +304,6 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		appendStringInfoChar(&ident, ']');
 		rs_fence_append(p, ops + s, n, field, ident.data, clears);
 		clears = NIL;
-		txn_markers = lappend(txn_markers, MemoryContextStrdup(TopTransactionContext, field));
 		rs_stat_chunks++;
 	}
 
@@ -311,8 +318,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	if (ok)
 	{
 		/* the piggy-backed clears are done */
-		list_free_deep(markers_to_clear);
-		markers_to_clear = NIL;
+		rs_markers_cleared();
 		rs_stat_pushed += nkeys;
 		for (int i = 0; i < nkeys; i++)
 			rs_stats_add(keys[i]->last->root_relid, RS_C_PUSHED, 1);
@@ -481,22 +487,23 @@ pre_commit(bool prepare)
 	if (nchanges == 0 && !overflowed)
 		return;
 
-	/*
-	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
-	 * none may be active.  (The configuration is not looked up here: what
-	 * the changes need was copied into them at capture.)
-	 */
-	if (!ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pushed_snapshot = true;
-	}
+	/* no configuration look-up here: the changes carry what they need */
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	rs_version_now(version);
 	pending = coalesce(&npending, &purges);
 	plan_commit(&plan, pending, npending, purges, prepare, overflowed);
 	if (plan.nsync > 0 || plan.purges_sync != NIL)
 		push_sync_group(&plan, version);
+
+	/*
+	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
+	 * none may be active.  A transaction that only pushes takes none.
+	 */
+	if (plan.noutbox > 0 && !ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed_snapshot = true;
+	}
 	queue_outbox(&plan, version, overflowed);
 	MemoryContextSwitchTo(old);
 	if (pushed_snapshot)
@@ -540,7 +547,7 @@ repair_after_abort(void)
 	}
 	/* without exact images the markers stay: the worker re-pushes from them */
 	if (repair_exactly)
-		foreach(lc, txn_markers)
+		foreach(lc, rs_markers_of_transaction())
 			clears = lappend(clears, lfirst(lc));
 	else
 		rs_worker_request_sweep();
@@ -580,19 +587,7 @@ publish_xact_callback(XactEvent event, void *arg)
 			pre_commit(true);
 			break;
 		case XACT_EVENT_COMMIT:
-			if (txn_markers != NIL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-				ListCell   *lc;
-
-				foreach(lc, txn_markers)
-				{
-					if (list_length(markers_to_clear) >= MAX_PENDING_CLEARS)
-						break;	/* the worker sweeps the rest */
-					markers_to_clear = lappend(markers_to_clear, pstrdup(lfirst(lc)));
-				}
-				MemoryContextSwitchTo(old);
-			}
+			rs_markers_end_transaction(true);
 			if (wrote_outbox)
 				rs_worker_wake();
 			reset_state();
@@ -644,7 +639,7 @@ redis_sync_session_stats(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	values[0] = Int64GetDatum((int64) rs_stat_captured);
+	values[0] = Int64GetDatum((int64) rs_capture_count());
 	values[1] = Int64GetDatum((int64) rs_stat_pushed);
 	values[2] = Int64GetDatum((int64) redis_round_trips);
 	values[3] = Int64GetDatum((int64) rs_stat_chunks);
