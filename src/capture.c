@@ -21,6 +21,12 @@
  * of its capture as version (in the current subtransaction, so rollbacks
  * still apply).
  *
+ * Interface: publish.c reads the buffer through rs_capture_changes() and
+ * rs_capture_overflowed() and forgets it with rs_capture_reset(); the
+ * write-behind drain switches off the echo of its own rows with
+ * rs_capture_suppress(); rows queued after an overflow are counted with
+ * publish.c's rs_publish_count_queued().
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -38,8 +38,9 @@
  *   version.  For crashes, and for a push that timed out (it may land
  *   later), each push also records an in-flight marker in Redis naming the
  *   transaction and its rows; markers of committed transactions are
- *   removed by the next push of the same backend, and the background worker
- *   repairs the rows of markers whose transaction did not commit.
+ *   removed by the next push of the same backend (markers.c keeps the
+ *   backend's side), and the background worker repairs the rows of markers
+ *   whose transaction did not commit.
  *
  *-------------------------------------------------------------------------
  */
