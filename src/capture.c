@@ -21,6 +21,12 @@
  * of its capture as version (in the current subtransaction, so rollbacks
  * still apply).
  *
+ * Interface: publish.c reads the buffer through rs_capture_changes() and
+ * rs_capture_overflowed() and forgets it with rs_capture_reset(); the
+ * write-behind drain switches off the echo of its own rows with
+ * rs_capture_suppress(); rows queued after an overflow are counted with
+ * publish.c's rs_publish_count_queued().
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -50,12 +56,12 @@
 PG_FUNCTION_INFO_V1(redis_sync_capture);
 PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
 
-Change	   *rs_changes = NULL;
-int			rs_nchanges = 0;
-bool		rs_overflowed = false;
-Oid			rs_suppress_relid = InvalidOid;
-const char *rs_suppress_prefix = NULL;
-uint64		rs_stat_captured = 0;
+static Change *rs_changes = NULL;
+static int	rs_nchanges = 0;
+static bool rs_overflowed = false;
+static Oid	rs_suppress_relid = InvalidOid;
+static const char *rs_suppress_prefix = NULL;
+static uint64 rs_stat_captured = 0;
 
 static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
@@ -188,7 +194,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		rs_outbox_write_changes(&tmp, 1, version, ++overflow_seq);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(overflow_cxt);
-		rs_stat_queued++;
+		rs_publish_count_queued(1);
 		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
 	}
@@ -225,6 +231,32 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		rs_overflowed = true;
 		rs_version_now(overflow_version);
 	}
+}
+
+Change *
+rs_capture_changes(int *n)
+{
+	*n = rs_nchanges;
+	return rs_changes;
+}
+
+uint64
+rs_capture_count(void)
+{
+	return rs_stat_captured;
+}
+
+bool
+rs_capture_overflowed(void)
+{
+	return rs_overflowed;
+}
+
+void
+rs_capture_suppress(Oid relid, const char *prefix)
+{
+	rs_suppress_relid = relid;
+	rs_suppress_prefix = prefix;
 }
 
 const char *

@@ -41,22 +41,21 @@ typedef struct Change
 	char	   *prefix;			/* RS_CHANGE_PURGE */
 } Change;
 
-/* the changes of the current transaction, in capture order */
-extern Change *rs_changes;
-extern int	rs_nchanges;
+/* the changes of the current transaction, in capture order (*n of them) */
+extern Change *rs_capture_changes(int *n);
 
 /* true once the buffer overflowed and captures go straight to the outbox */
-extern bool rs_overflowed;
+extern bool rs_capture_overflowed(void);
 
 /*
- * Set by the write-behind drain while it writes into a table: changes of
+ * Called by the write-behind drain while it writes into a table: changes of
  * that table (root) whose configuration has the drained keys' prefix are
  * not captured, so the drain's own rows are not echoed back over the keys
  * they came from.  Everything else (other tables changed by triggers or
  * cascades, policies of the table under another prefix) is pushed.
+ * InvalidOid ends the suppression; prefix must outlive it.
  */
-extern Oid	rs_suppress_relid;
-extern const char *rs_suppress_prefix;
+extern void rs_capture_suppress(Oid relid, const char *prefix);
 
 /* version of the buffered changes of an overflowed transaction */
 extern const char *rs_capture_overflow_version(void);
@@ -72,7 +71,7 @@ extern void rs_capture_init(void);
 /* before images are encoded for this many changes of a transaction, at most */
 #define RS_EXACT_REPAIR_CHANGES 2000
 
-/* counters */
-extern uint64 rs_stat_captured;
+/* rows captured by this backend (session_stats) */
+extern uint64 rs_capture_count(void);
 
 #endif							/* RS_CAPTURE_H */

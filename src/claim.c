@@ -54,6 +54,7 @@
 #include "utils/snapmgr.h"
 
 #include "claim.h"
+#include "subxact.h"
 #include "encode.h"
 #include "redis_client.h"
 
@@ -524,6 +525,12 @@ rs_require_key_access(char **keys, int n, bool prefix)
 	}
 }
 
+static void
+claim_table_cb(void *arg)
+{
+	rs_claim_table(*(Oid *) arg);
+}
+
 int64
 rs_claim_all(bool worker)
 {
@@ -531,7 +538,6 @@ rs_claim_all(bool worker)
 	ListCell   *lc;
 	int64		n = 0;
 	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	Oid			nsp = get_namespace_oid("redis_sync", true);
 
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
@@ -558,40 +564,25 @@ rs_claim_all(bool worker)
 	{
 		Oid			relid = lfirst_oid(lc);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(outer);
-		PG_TRY();
-		{
-			rs_claim_table(relid);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(outer);
-			CurrentResourceOwner = owner;
-			n++;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *ed;
+		ErrorData  *ed = rs_subxact_try(claim_table_cb, &relid, true);
 
-			MemoryContextSwitchTo(outer);
-			ed = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(outer);
-			CurrentResourceOwner = owner;
-			if (worker)
-				ereport(WARNING,
-						(errcode(ed->sqlerrcode),
-						 errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
-								relid, ed->message),
-						 errhint("Another database or server synced an overlapping prefix while Redis had lost the claims; unsync one of them.")));
-			else
-				ereport(WARNING,
-						(errcode(ed->sqlerrcode),
-						 errmsg("could not claim the key prefix of table %s: %s",
-								get_rel_name(relid) ? get_rel_name(relid) : "?", ed->message),
-						 ed->detail ? errdetail("%s", ed->detail) : 0));
+		if (ed == NULL)
+		{
+			n++;
+			continue;
 		}
-		PG_END_TRY();
+		if (worker)
+			ereport(WARNING,
+					(errcode(ed->sqlerrcode),
+					 errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
+							relid, ed->message),
+					 errhint("Another database or server synced an overlapping prefix while Redis had lost the claims; unsync one of them.")));
+		else
+			ereport(WARNING,
+					(errcode(ed->sqlerrcode),
+					 errmsg("could not claim the key prefix of table %s: %s",
+							get_rel_name(relid) ? get_rel_name(relid) : "?", ed->message),
+					 ed->detail ? errdetail("%s", ed->detail) : 0));
 	}
 	return n;
 }

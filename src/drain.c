@@ -1543,8 +1543,7 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* the rows written into this table are not echoed to the keys they came from */
-	rs_suppress_relid = t->relid;
-	rs_suppress_prefix = t->prefix;
+	rs_capture_suppress(t->relid, t->prefix);
 	become(&saved, t->owner);
 	PG_TRY();
 	{
@@ -1584,12 +1583,12 @@ drain_batch(WbTable *t, bool recover, int64 *applied)
 			*applied += SPI_processed;
 		}
 		unbecome(&saved);
-		rs_suppress_relid = InvalidOid;
+		rs_capture_suppress(InvalidOid, NULL);
 	}
 	PG_CATCH();
 	{
 		unbecome(&saved);
-		rs_suppress_relid = InvalidOid;
+		rs_capture_suppress(InvalidOid, NULL);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1883,7 +1882,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 			FlushErrorState();
 			AbortCurrentTransaction();
 			MemoryContextSwitchTo(outer);
-			rs_suppress_relid = InvalidOid;
+			rs_capture_suppress(InvalidOid, NULL);
 			if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
 				ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
 									   rs_drain_timeout_ms);

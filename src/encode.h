@@ -115,6 +115,9 @@ extern char *rs_companion_key(const char *key, size_t len, const char *suffix);
 /* name of the key holding the version of key */
 extern char *rs_version_key_str(const char *key, size_t len);
 
+/* the typmod of column attnum of relid (to cast key values given as text) */
+extern int32 rs_key_typmod(Oid relid, AttrNumber attnum);
+
 /* an alias for relid's whole-row reference that no column of it is named */
 extern char *rs_row_alias(Oid relid);
 

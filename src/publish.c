@@ -38,11 +38,12 @@
  *   version.  For crashes, and for a push that timed out (it may land
  *   later), each push also records an in-flight marker in Redis naming the
  *   transaction and its rows; markers of committed transactions are
- *   removed by the next push of the same backend, and the background worker
- *   repairs the rows of markers whose transaction did not commit.  A crash
- *   can lose the WAL a pushed version counted (it is flushed only with the
- *   commit record): the server epoch, larger after the restart, keeps the
- *   repair's version and every later one above it (epoch.c).
+ *   removed by the next push of the same backend (markers.c keeps the
+ *   backend's side), and the background worker repairs the rows of markers
+ *   whose transaction did not commit.  A crash can lose the WAL a pushed
+ *   version counted (it is flushed only with the commit record): the server
+ *   epoch, larger after the restart, keeps the repair's version and every
+ *   later one above it (epoch.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -67,6 +68,7 @@
 #include "config.h"
 #include "encode.h"
 #include "fence.h"
+#include "markers.h"
 #include "outbox.h"
 #include "publish.h"
 #include "redis_client.h"
@@ -77,7 +79,7 @@ PG_FUNCTION_INFO_V1(redis_sync_session_stats);
 
 uint64		rs_stat_pushed = 0;
 uint64		rs_stat_chunks = 0;
-uint64		rs_stat_queued = 0;
+static uint64 rs_stat_queued = 0;
 uint64		rs_stat_repaired = 0;
 
 /* one key after coalescing */
@@ -104,14 +106,8 @@ static bool repair_exactly = true;	/* repair images were encoded */
 
 /* transactions of more keys are repaired through the worker */
 #define RS_EXACT_REPAIR_KEYS 1000
-static List *txn_markers = NIL;		/* marker fields this transaction wrote */
 static bool purge_pushed = false;
 static bool wrote_outbox = false;
-
-/* marker fields of committed transactions, removed by the next push */
-static List *markers_to_clear = NIL;	/* in TopMemoryContext */
-
-#define MAX_PENDING_CLEARS 1000
 
 static void
 reset_state(void)
@@ -121,28 +117,34 @@ reset_state(void)
 	push_maybe_landed = false;
 	push_timed_out = false;
 	repair_exactly = true;
-	txn_markers = NIL;
+	rs_markers_end_transaction(false);
 	purge_pushed = false;
 	wrote_outbox = false;
 	rs_capture_reset();
 }
 
+/* transactions of at most this many changes coalesce without a hash table */
+#define COALESCE_SCAN_MAX 8
+
 /* coalesce the change log; purges returned separately, in order */
 static Pending *
 coalesce(int *npending, List **purges)
 {
-	Pending    *pending = palloc0(sizeof(Pending) * Max(rs_nchanges, 1));
+	int			nchanges;
+	Change	   *changes = rs_capture_changes(&nchanges);
+	Pending    *pending = palloc0(sizeof(Pending) * Max(nchanges, 1));
 	int			n = 0;
-	HTAB	   *byKey = rs_string_hash_create("redis_sync pending keys", rs_nchanges,
-												   sizeof(PendingSlot));
+	HTAB	   *byKey = NULL;
 
+	/* a few changes (the common case) are matched by a scan: no hash table */
+	if (nchanges > COALESCE_SCAN_MAX)
+		byKey = rs_string_hash_create("redis_sync pending keys", nchanges, sizeof(PendingSlot));
 	*purges = NIL;
 
-	for (int i = 0; i < rs_nchanges; i++)
+	for (int i = 0; i < nchanges; i++)
 	{
-		Change	   *c = &rs_changes[i];
-		PendingSlot *slot;
-		bool		found;
+		Change	   *c = &changes[i];
+		int			idx = -1;
 
 		if (c->kind == RS_CHANGE_PURGE)
 		{
@@ -152,19 +154,41 @@ coalesce(int *npending, List **purges)
 			*purges = lappend(*purges, c);
 			continue;
 		}
-		slot = hash_search(byKey, &c->key, HASH_ENTER, &found);
-		if (!found || pending[slot->idx].dropped)
+		if (byKey)
 		{
-			slot->key = c->key;
-			slot->idx = n;
+			bool		found;
+			PendingSlot *slot = hash_search(byKey, &c->key, HASH_ENTER, &found);
+
+			if (!found || pending[slot->idx].dropped)
+			{
+				slot->key = c->key;
+				slot->idx = n;
+			}
+			else
+				idx = slot->idx;
+		}
+		else
+		{
+			/* the last entry of the key: an earlier one was dropped by a purge */
+			for (int j = n - 1; j >= 0; j--)
+				if (strcmp(pending[j].last->key, c->key) == 0)
+				{
+					if (!pending[j].dropped)
+						idx = j;
+					break;
+				}
+		}
+		if (idx < 0)
+		{
 			pending[n].first = c;
 			pending[n].last = c;
 			n++;
 		}
 		else
-			pending[slot->idx].last = c;
+			pending[idx].last = c;
 	}
-	hash_destroy(byKey);
+	if (byKey)
+		hash_destroy(byKey);
 	*npending = n;
 	return pending;
 }
@@ -219,19 +243,6 @@ replies_ok(RedisPipeline *p, RedisFailure *f)
 	return true;
 }
 
-static char *
-marker_field(int chunk)
-{
-	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
-
-	/*
-	 * The incarnation of shared memory tells the worker whether the xid could
-	 * have been handed out again by crash recovery (see worker.c).
-	 */
-	return psprintf(UINT64_FORMAT ":%d:%d:" INT64_FORMAT, U64FromFullTransactionId(fxid),
-					MyProcPid, chunk, rs_incarnation());
-}
-
 /*
  * Push the sync group in one pipeline.  Returns false with *failure filled
  * when Redis could not be reached or rejected the push.
@@ -244,7 +255,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	RowImage   *del = palloc0(sizeof(RowImage));
 	ListCell   *lc;
 	int			chunk = 0;
-	List	   *clears = markers_to_clear;
+	List	   *clears = rs_markers_to_clear();
 	bool		ok;
 
 	del->op = RS_OP_DELETE;
@@ -278,7 +289,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	{
 		int			n = Min(rs_chunk_size, nkeys - s);
 		StringInfoData ident;
-		char	   *field = marker_field(chunk++);
+		char	   *field = rs_marker_new_field(chunk++);
 
 		initStringInfo(&ident);
 		appendStringInfoChar(&ident, '[');
@@ -297,7 +308,6 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		appendStringInfoChar(&ident, ']');
 		rs_fence_append(p, ops + s, n, field, ident.data, clears);
 		clears = NIL;
-		txn_markers = lappend(txn_markers, MemoryContextStrdup(TopTransactionContext, field));
 		rs_stat_chunks++;
 	}
 
@@ -312,8 +322,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	if (ok)
 	{
 		/* the piggy-backed clears are done */
-		list_free_deep(markers_to_clear);
-		markers_to_clear = NIL;
+		rs_markers_cleared();
 		rs_stat_pushed += nkeys;
 		for (int i = 0; i < nkeys; i++)
 			rs_stats_add(keys[i]->last->root_relid, RS_C_PUSHED, 1);
@@ -324,59 +333,48 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	return ok;
 }
 
-static void
-pre_commit(bool prepare)
+/* where each coalesced change of a committing transaction goes */
+typedef struct CommitPlan
 {
-	Pending    *pending;
-	int			npending;
-	List	   *purges;
-	List	   *purges_sync = NIL;
+	Pending   **sync_keys;		/* pushed now */
+	int			nsync;
+	List	   *purges_sync;
+	Change	  **outbox;			/* queued in the outbox, in this order */
+	int			noutbox;
+	bool		any_strict;		/* a push failure rolls the transaction back */
+} CommitPlan;
+
+/*
+ * Sort the coalesced changes: async tables, prepared transactions and
+ * transactions that overflowed the buffer go to the outbox, the rest is
+ * pushed.  Purges are queued before row changes so the worker orders them
+ * alike.
+ */
+static void
+plan_commit(CommitPlan *plan, Pending *pending, int npending, List *purges, bool prepare,
+			bool overflowed)
+{
 	List	   *purges_outbox = NIL;
-	Pending   **sync_keys;
-	int			nsync = 0;
-	Change	  **outbox;
-	int			noutbox = 0;
-	char		version[RS_VERSION_LEN + 1];
-	bool		any_strict = false;
 	ListCell   *lc;
-	MemoryContext old;
-	bool		pushed_snapshot = false;
 
-	if (rs_nchanges == 0 && !rs_overflowed)
-		return;
-
-	/*
-	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
-	 * none may be active.  (The configuration is not looked up here: what
-	 * the changes need was copied into them at capture.)
-	 */
-	if (!ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pushed_snapshot = true;
-	}
-	old = MemoryContextSwitchTo(TopTransactionContext);
-	rs_version_now(version);
-	pending = coalesce(&npending, &purges);
-
-	sync_keys = palloc(sizeof(Pending *) * Max(npending, 1));
-	outbox = palloc(sizeof(Change *) * (npending + list_length(purges) + 1));
+	memset(plan, 0, sizeof(*plan));
+	plan->sync_keys = palloc(sizeof(Pending *) * Max(npending, 1));
+	plan->outbox = palloc(sizeof(Change *) * (npending + list_length(purges) + 1));
 
 	foreach(lc, purges)
 	{
 		Change	   *c = lfirst(lc);
 
-		if (prepare || rs_overflowed || c->async)
+		if (prepare || overflowed || c->async)
 			purges_outbox = lappend(purges_outbox, c);
 		else
 		{
-			purges_sync = lappend(purges_sync, c);
-			any_strict |= c->strict;
+			plan->purges_sync = lappend(plan->purges_sync, c);
+			plan->any_strict |= c->strict;
 		}
 	}
-	/* purges are queued before row changes so the worker orders them alike */
 	foreach(lc, purges_outbox)
-		outbox[noutbox++] = lfirst(lc);
+		plan->outbox[plan->noutbox++] = lfirst(lc);
 
 	for (int i = 0; i < npending; i++)
 	{
@@ -384,60 +382,75 @@ pre_commit(bool prepare)
 
 		if (pk->dropped)
 			continue;
-		if (prepare || rs_overflowed || pk->last->async)
-			outbox[noutbox++] = pk->last;
+		if (prepare || overflowed || pk->last->async)
+			plan->outbox[plan->noutbox++] = pk->last;
 		else
 		{
-			sync_keys[nsync++] = pk;
-			any_strict |= pk->last->strict;
+			plan->sync_keys[plan->nsync++] = pk;
+			plan->any_strict |= pk->last->strict;
 		}
 	}
+}
 
-	if (nsync > 0 || purges_sync != NIL)
+/*
+ * Push the sync group.  On failure a strict table raises the ERROR that
+ * rolls the transaction back; otherwise the same changes join the outbox
+ * part of the plan.
+ */
+static void
+push_sync_group(CommitPlan *plan, const char *version)
+{
+	RedisFailure failure;
+	Pending   **sync_keys = plan->sync_keys;
+	int			nsync = plan->nsync;
+	ListCell   *lc;
+
+	/*
+	 * The committed states were encoded at capture: an abort cannot read
+	 * catalogs.  A large transaction does without them: if it aborts after
+	 * its push, its keys are deleted (never stale, just missing) and the
+	 * worker pushes their committed state from the in-flight markers.
+	 */
+	repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
+	for (int i = 0; i < nsync && repair_exactly; i++)
+		if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
+			repair_exactly = prepare_repair(sync_keys[i]);
+	pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
+	for (int i = 0; i < nsync; i++)
+		pushed_keys[i] = *sync_keys[i];
+	npushed = nsync;
+
+	if (push(sync_keys, nsync, plan->purges_sync, version, &failure))
+		return;
+
+	for (int i = 0; i < nsync; i++)
+		rs_stats_add(sync_keys[i]->last->root_relid, RS_C_PUSH_FAILURES, 1);
+	if (nsync > 0)
 	{
-		RedisFailure failure;
-
-		/*
-		 * The committed states were encoded at capture: an abort cannot
-		 * read catalogs.  A large transaction does without them: if it
-		 * aborts after its push, its keys are deleted (never stale, just
-		 * missing) and the worker pushes their committed state from the
-		 * in-flight markers.
-		 */
-		repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
-		for (int i = 0; i < nsync && repair_exactly; i++)
-			if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
-				repair_exactly = prepare_repair(sync_keys[i]);
-		pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
-		for (int i = 0; i < nsync; i++)
-			pushed_keys[i] = *sync_keys[i];
-		npushed = nsync;
-
-		if (!push(sync_keys, nsync, purges_sync, version, &failure))
-		{
-			for (int i = 0; i < nsync; i++)
-				rs_stats_add(sync_keys[i]->last->root_relid, RS_C_PUSH_FAILURES, 1);
-			if (nsync > 0)
-			{
-				rs_stats_error(sync_keys[0]->last->root_relid, failure.message);
-				rs_stats_flush();	/* survives the ERROR below */
-			}
-			if (any_strict)
-				ereport(ERROR,
-						(errcode(failure.sqlstate),
-						 errmsg("could not push changes to Redis: %s", failure.message),
-						 failure.detail ? errdetail("%s", failure.detail) : 0,
-						 errhint("A table synced with consistency \"strict\" is involved, so the transaction was rolled back.")));
-			/* eventual: the same changes, in the outbox, in this transaction */
-			foreach(lc, purges_sync)
-				outbox[noutbox++] = lfirst(lc);
-			for (int i = 0; i < nsync; i++)
-				outbox[noutbox++] = sync_keys[i]->last;
-			ereport(DEBUG1,
-					(errmsg("redis_sync: push failed, %d changes queued in the outbox", nsync),
-					 errdetail("%s", failure.message)));
-		}
+		rs_stats_error(sync_keys[0]->last->root_relid, failure.message);
+		rs_stats_flush();		/* survives the ERROR below */
 	}
+	if (plan->any_strict)
+		ereport(ERROR,
+				(errcode(failure.sqlstate),
+				 errmsg("could not push changes to Redis: %s", failure.message),
+				 failure.detail ? errdetail("%s", failure.detail) : 0,
+				 errhint("A table synced with consistency \"strict\" is involved, so the transaction was rolled back.")));
+	/* eventual: the same changes, in the outbox, in this transaction */
+	foreach(lc, plan->purges_sync)
+		plan->outbox[plan->noutbox++] = lfirst(lc);
+	for (int i = 0; i < nsync; i++)
+		plan->outbox[plan->noutbox++] = sync_keys[i]->last;
+	ereport(DEBUG1,
+			(errmsg("redis_sync: push failed, %d changes queued in the outbox", nsync),
+			 errdetail("%s", failure.message)));
+}
+
+/* write the outbox part of the plan (SPI: needs the active snapshot) */
+static void
+queue_outbox(CommitPlan *plan, const char *version, bool overflowed)
+{
+	int			noutbox = plan->noutbox;
 
 	if (noutbox > 0 && !rs_outbox_exists())
 	{
@@ -450,15 +463,52 @@ pre_commit(bool prepare)
 	if (noutbox > 0)
 	{
 		for (int i = 0; i < noutbox; i++)
-			rs_stats_add(outbox[i]->root_relid, RS_C_QUEUED, 1);
+			rs_stats_add(plan->outbox[i]->root_relid, RS_C_QUEUED, 1);
 		/* after an overflow, the buffered changes precede the ones written since */
-		rs_outbox_write(outbox, noutbox,
-						rs_overflowed ? rs_capture_overflow_version() : version, 0);
+		rs_outbox_write(plan->outbox, noutbox,
+						overflowed ? rs_capture_overflow_version() : version, 0);
 		rs_stat_queued += noutbox;
 		wrote_outbox = true;
 	}
-	if (rs_overflowed)
+	if (overflowed)
 		wrote_outbox = true;
+}
+
+static void
+pre_commit(bool prepare)
+{
+	Pending    *pending;
+	int			npending;
+	List	   *purges;
+	CommitPlan	plan;
+	char		version[RS_VERSION_LEN + 1];
+	MemoryContext old;
+	bool		pushed_snapshot = false;
+	bool		overflowed = rs_capture_overflowed();
+	int			nchanges;
+
+	(void) rs_capture_changes(&nchanges);
+	if (nchanges == 0 && !overflowed)
+		return;
+
+	/* no configuration look-up here: the changes carry what they need */
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	rs_version_now(version);
+	pending = coalesce(&npending, &purges);
+	plan_commit(&plan, pending, npending, purges, prepare, overflowed);
+	if (plan.nsync > 0 || plan.purges_sync != NIL)
+		push_sync_group(&plan, version);
+
+	/*
+	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
+	 * none may be active.  A transaction that only pushes takes none.
+	 */
+	if (plan.noutbox > 0 && !ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed_snapshot = true;
+	}
+	queue_outbox(&plan, version, overflowed);
 	MemoryContextSwitchTo(old);
 	if (pushed_snapshot)
 		PopActiveSnapshot();
@@ -501,7 +551,7 @@ repair_after_abort(void)
 	}
 	/* without exact images the markers stay: the worker re-pushes from them */
 	if (repair_exactly)
-		foreach(lc, txn_markers)
+		foreach(lc, rs_markers_of_transaction())
 			clears = lappend(clears, lfirst(lc));
 	else
 		rs_worker_request_sweep();
@@ -541,19 +591,7 @@ publish_xact_callback(XactEvent event, void *arg)
 			pre_commit(true);
 			break;
 		case XACT_EVENT_COMMIT:
-			if (txn_markers != NIL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-				ListCell   *lc;
-
-				foreach(lc, txn_markers)
-				{
-					if (list_length(markers_to_clear) >= MAX_PENDING_CLEARS)
-						break;	/* the worker sweeps the rest */
-					markers_to_clear = lappend(markers_to_clear, pstrdup(lfirst(lc)));
-				}
-				MemoryContextSwitchTo(old);
-			}
+			rs_markers_end_transaction(true);
 			if (wrote_outbox)
 				rs_worker_wake();
 			reset_state();
@@ -582,6 +620,13 @@ publish_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* capture.c queued n changes straight into the outbox (after an overflow) */
+void
+rs_publish_count_queued(int n)
+{
+	rs_stat_queued += n;
+}
+
 void
 rs_publish_init(void)
 {
@@ -598,7 +643,7 @@ redis_sync_session_stats(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	values[0] = Int64GetDatum((int64) rs_stat_captured);
+	values[0] = Int64GetDatum((int64) rs_capture_count());
 	values[1] = Int64GetDatum((int64) rs_stat_pushed);
 	values[2] = Int64GetDatum((int64) redis_round_trips);
 	values[3] = Int64GetDatum((int64) rs_stat_chunks);

@@ -12,10 +12,12 @@
 
 extern void rs_publish_init(void);
 
+/* count changes capture.c wrote straight to the outbox (session_stats) */
+extern void rs_publish_count_queued(int n);
+
 /* backend-local counters for redis_sync.session_stats() */
 extern uint64 rs_stat_pushed;
 extern uint64 rs_stat_chunks;
-extern uint64 rs_stat_queued;
 extern uint64 rs_stat_repaired;
 
 #endif							/* RS_PUBLISH_H */

@@ -52,17 +52,6 @@
 
 PG_FUNCTION_INFO_V1(redis_sync_get);
 
-static int32
-key_typmod(Oid relid, AttrNumber attnum)
-{
-	Oid			typid;
-	int32		typmod;
-	Oid			coll;
-
-	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
-	return typmod;
-}
-
 /* run sql with one text argument, return the first column of the first row (copied) */
 static Datum
 spi_record(const char *sql, int nargs, Oid *types, Datum *args, bool *isnull, Oid rettype)
@@ -133,7 +122,7 @@ canonical_key_values(Oid relid, SyncConfig *cfg, Datum *kelems, bool *knulls, in
 	{
 		Oid			infn;
 		Oid			ioparam;
-		int32		typmod = key_typmod(relid, cfg->keys[i].attnum);
+		int32		typmod = rs_key_typmod(relid, cfg->keys[i].attnum);
 
 		if (knulls[i])
 			ereport(ERROR,

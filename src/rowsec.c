@@ -42,6 +42,7 @@
 
 #include "as_owner.h"
 #include "capture.h"
+#include "subxact.h"
 
 static char *
 qualified_type(Oid relid, const char *column)
@@ -55,40 +56,36 @@ qualified_type(Oid relid, const char *column)
 	return format_type_be_qualified(get_atttype(relid, att));
 }
 
+typedef struct ProbeArgs
+{
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *args;
+	uint64		n;
+} ProbeArgs;
+
+static void
+probe_cb(void *arg)
+{
+	ProbeArgs  *pa = arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args(pa->sql, pa->nargs, pa->types, pa->args, NULL, false, 0) < 0)
+		elog(ERROR, "redis_sync: row-level security probe failed");
+	pa->n = SPI_processed;
+	SPI_finish();
+}
+
 /* run sql in a subtransaction that is rolled back; rows processed, or the error */
 static uint64
 probe(const char *sql, int nargs, Oid *types, Datum *args, ErrorData **error)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile uint64 n = 0;
+	ProbeArgs	pa = {sql, nargs, types, args, 0};
 
-	*error = NULL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(outer);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0) < 0)
-			elog(ERROR, "redis_sync: row-level security probe failed");
-		n = SPI_processed;
-		SPI_finish();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(outer);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-	}
-	PG_END_TRY();
-	return n;
+	*error = rs_subxact_try(probe_cb, &pa, false);
+	return *error ? 0 : pa.n;
 }
 
 static void

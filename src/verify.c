@@ -4,9 +4,8 @@
  *		Helpers behind redis_sync.verify() and redis_sync.resync():
  *		comparing a table with Redis exactly as its rows are pushed
  *		(_verify_table), fetching many cached values in one round trip,
- *		listing the keys under a prefix, and pushing the current state of
- *		given keys; and the key rules for SQL (escape_key, version_key,
- *		_companion_key), so that SQL never re-implements them.
+ *		listing the keys under a prefix.  Pushing the current state of given
+ *		keys and the key rules for SQL are keys_sql.c's.
  *
  * verify() and resync() themselves are SQL (extension script); these
  * functions give them Redis access without one round trip per row.
@@ -44,22 +43,9 @@
 
 PG_FUNCTION_INFO_V1(redis_sync_fetch);
 PG_FUNCTION_INFO_V1(redis_sync_scan);
-PG_FUNCTION_INFO_V1(redis_sync_push_keys);
 PG_FUNCTION_INFO_V1(redis_sync_verify_table);
-PG_FUNCTION_INFO_V1(redis_sync_escape_key);
-PG_FUNCTION_INFO_V1(redis_sync_companion_key);
-PG_FUNCTION_INFO_V1(redis_sync_version_key);
 
-static int32
-key_typmod(Oid relid, AttrNumber attnum)
-{
-	Oid			typid;
-	int32		typmod;
-	Oid			coll;
-
-	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
-	return typmod;
-}
+static Datum display_reply(RedisValue *v);
 
 /*
  * _fetch(keys text[], hash boolean) RETURNS TABLE(key text, value jsonb):
@@ -90,58 +76,13 @@ redis_sync_fetch(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		RedisValue *v = redis_pipeline_reply(p, i);
-		StringInfoData json;
 		Datum		values[2];
 		bool		nulls[2] = {false, false};
 
 		if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
 			continue;
-		initStringInfo(&json);
-		if (v->type == RV_ERROR)
-		{
-			appendStringInfoString(&json, "{\"error\":");
-			escape_json(&json, v->str);
-			appendStringInfoChar(&json, '}');
-		}
-		else if (v->type == RV_ARRAY)
-		{
-			appendStringInfoChar(&json, '{');
-			for (int f = 0; f + 1 < v->nelem; f += 2)
-			{
-				if (f > 0)
-					appendStringInfoChar(&json, ',');
-				escape_json(&json, v->elems[f].str);
-				appendStringInfoChar(&json, ':');
-				escape_json(&json, v->elems[f + 1].str);
-			}
-			appendStringInfoChar(&json, '}');
-		}
-		else
-		{
-			bool		parsed = false;
-
-			if (v->str && (v->str[0] == '{' || v->str[0] == '['))
-			{
-				MemoryContext cxt = CurrentMemoryContext;
-
-				PG_TRY();
-				{
-					(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(v->str));
-					appendStringInfoString(&json, v->str);
-					parsed = true;
-				}
-				PG_CATCH();
-				{
-					MemoryContextSwitchTo(cxt);
-					FlushErrorState();
-				}
-				PG_END_TRY();
-			}
-			if (!parsed)
-				escape_json(&json, v->str ? v->str : "");
-		}
 		values[0] = CStringGetTextDatum(keys[i]);
-		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+		values[1] = display_reply(v);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	redis_pipeline_free(p);
@@ -170,136 +111,6 @@ redis_sync_scan(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
-}
-
-/*
- * true when every key value is the canonical text of a value of its column
- * (so some row can have exactly this key)
- */
-static bool
-canonical_key_values(SyncConfig *cfg, char **kv)
-{
-	RsCanonicalSave save;
-	bool		ok = true;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	rs_canonical_enter(&save);
-	PG_TRY();
-	{
-		for (int k = 0; k < cfg->nkeys && ok; k++)
-		{
-			Oid			infn;
-			Oid			ioparam;
-			int32		typmod = key_typmod(cfg->relid, cfg->keys[k].attnum);
-			Datum		d;
-
-			getTypeInputInfo(cfg->keys[k].typid, &infn, &ioparam);
-			d = OidInputFunctionCall(infn, kv[k], ioparam, typmod);
-			ok = strcmp(OutputFunctionCall(&cfg->keys[k].out, d), kv[k]) == 0;
-		}
-	}
-	PG_CATCH();
-	{
-		/* not a value of the type */
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		ok = false;
-	}
-	PG_END_TRY();
-	rs_canonical_exit(&save);
-	return ok;
-}
-
-/* fenced deletes of keys no row can have */
-static void
-delete_keys(List *keys)
-{
-	RedisPipeline *p = redis_pipeline_create();
-	FenceOp    *ops = palloc(sizeof(FenceOp) * list_length(keys));
-	RowImage   *del = palloc0(sizeof(RowImage));
-	char		version[RS_VERSION_LEN + 1];
-	ListCell   *lc;
-	int			n = 0;
-
-	del->op = RS_OP_DELETE;
-	rs_version_now(version);
-	foreach(lc, keys)
-	{
-		ops[n].key = lfirst(lc);
-		ops[n].img = del;
-		ops[n].version = version;
-		ops[n].ttl_ms = 0;
-		n++;
-	}
-	for (int s = 0; s < n; s += rs_chunk_size)
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, NIL);
-	redis_pipeline_exec(p);
-	for (int i = 0; i < redis_pipeline_length(p); i++)
-		redis_check_reply(p, i, "a resync");
-	redis_pipeline_free(p);
-}
-
-/*
- * _push_keys(tbl regclass, keys text[]) RETURNS bigint: push the current
- * state of the rows behind the given Redis keys of a write-through table
- * (a key without a row is deleted), fenced.
- */
-Datum
-redis_sync_push_keys(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	int			n;
-	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(1), &n);
-	SyncConfig *cfg = rs_config_get(relid);
-	List	   *pairs = NIL;
-	List	   *junk = NIL;
-	size_t		plen;
-
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of table %s", get_rel_name(relid))));
-	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
-
-	/*
-	 * Repairs read and lock the rows as the owner (as_owner.c); under row
-	 * security that applies to it, rows hidden from it (or that no UPDATE
-	 * policy lets it lock) would look deleted, and their keys be removed.
-	 */
-	if (n > 0 && check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot repair the keys of table \"%s\": row-level security applies to its owner",
-						get_rel_name(relid)),
-				 errdetail("Repairs read and lock the rows as the owner (FORCE ROW LEVEL SECURITY); the keys of rows the policies hide from it would be deleted."),
-				 errhint("Use warm() to fill missing keys, or repair while the table has NO FORCE ROW LEVEL SECURITY.")));
-	plen = strlen(cfg->prefix);
-	for (int i = 0; i < n; i++)
-	{
-		char	  **kv;
-		List	   *vals = NIL;
-
-		if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
-			continue;
-		kv = rs_key_split(keys[i] + plen, cfg->nkeys);
-		if (kv == NULL || !canonical_key_values(cfg, kv))
-		{
-			/* no row can have this key: delete it */
-			junk = lappend(junk, keys[i]);
-			continue;
-		}
-		for (int k = 0; k < cfg->nkeys; k++)
-			vals = lappend(vals, kv[k]);
-		pairs = lappend(pairs, list_make2(keys[i], vals));
-	}
-	if (junk != NIL)
-		delete_keys(junk);
-	if (pairs == NIL)
-		PG_RETURN_INT64(list_length(junk));
-	PG_RETURN_INT64(rs_push_current(relid, pairs, 1000) + list_length(junk));
 }
 
 /* ----------------------------------------------------------------
@@ -346,7 +157,11 @@ resolve(Oid relid, ArrayType *names, int *n)
 	return out;
 }
 
-/* a cached or table value as jsonb, for display */
+/*
+ * Redis replies as jsonb, for display (_fetch, verify): a hash as an object
+ * of its fields, a string as its JSON if it parses as an object or array,
+ * else as a JSON string, an error as {"error": message}.
+ */
 static Datum
 display_hash(int n, char **fields, char **values)
 {
@@ -558,6 +373,227 @@ verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage 
  * with Redis byte for byte; then (check_extra, no sample) the keys under
  * the prefix that no row has.
  */
+/* the keys verify() knows are pending (not reported as differences) */
+static HTAB *
+pending_key_set(char **pend, int npend)
+{
+	HTAB	   *pending = rs_string_hash_create("redis_sync pending keys", npend, sizeof(KeySlot));
+
+	for (int i = 0; i < npend; i++)
+	{
+		KeySlot    *s;
+
+		if (pend[i] == NULL)
+			continue;
+		s = hash_search(pending, &pend[i], HASH_ENTER, NULL);
+		s->key = pend[i];
+	}
+	return pending;
+}
+
+/*
+ * The configuration of one policy of the table, from redis_sync.tables
+ * (SPI connected), allocated in outer: cfg, its format code ('h', 'j' or
+ * 's') and its dirty set (NULL: none).
+ */
+static void
+load_policy_config(Oid relid, const char *policy, MemoryContext outer, SyncConfig *cfg,
+				   char *fmt, char **dirty)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+	HeapTuple	tup;
+	TupleDesc	td;
+	bool		isnull;
+	MemoryContext spi;
+	char	   *f;
+	Datum		d;
+
+	memset(cfg, 0, sizeof(*cfg));
+	*dirty = NULL;
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(policy);
+	if (SPI_execute_with_args("SELECT key_prefix, key_columns, columns, format, dirty_set "
+							  "  FROM redis_sync.tables WHERE relid = $1 AND policy = $2",
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced %s", get_rel_name(relid), policy)));
+	tup = SPI_tuptable->vals[0];
+	td = SPI_tuptable->tupdesc;
+	spi = MemoryContextSwitchTo(outer);
+	cfg->relid = cfg->root_relid = relid;
+	cfg->synced = true;
+	cfg->policy = RS_POLICY_WRITE_THROUGH;	/* encode the row, never a delete */
+	cfg->prefix = TextDatumGetCString(SPI_getbinval(tup, td, 1, &isnull));
+	cfg->keys = resolve(relid, DatumGetArrayTypePCopy(SPI_getbinval(tup, td, 2, &isnull)), &cfg->nkeys);
+	cfg->cols = resolve(relid, DatumGetArrayTypePCopy(SPI_getbinval(tup, td, 3, &isnull)), &cfg->ncols);
+	f = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
+	*fmt = f[0];
+	cfg->format = *fmt == 'h' ? RS_FORMAT_HASH : RS_FORMAT_JSON;
+	if (*fmt == 'j')
+	{
+		TupleDesc	jd = CreateTemplateTupleDesc(cfg->ncols);
+
+		for (int i = 0; i < cfg->ncols; i++)
+			TupleDescInitEntry(jd, (AttrNumber) (i + 1), cfg->cols[i].name,
+							   cfg->cols[i].typid, -1, 0);
+		cfg->json_desc = BlessTupleDesc(jd);
+	}
+	d = SPI_getbinval(tup, td, 5, &isnull);
+	if (!isnull)
+		*dirty = TextDatumGetCString(d);
+	MemoryContextSwitchTo(spi);
+}
+
+/* where verify_rows reports and what it compares against */
+typedef struct VerifyScan
+{
+	ReturnSetInfo *rsinfo;
+	SyncConfig *cfg;
+	char		fmt;
+	bool		is_wb;
+	HTAB	   *pending;
+	HTAB	   *rowkeys;		/* NULL: extra keys are not checked */
+	MemoryContext outer;
+} VerifyScan;
+
+/* encode one batch of rows (SPI result, column 1: the row) as pushed */
+static void
+encode_verify_batch(VerifyScan *vs, Relation rel, SPITupleTable *tt, uint64 n, char **keys,
+					RowImage *imgs)
+{
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	SyncConfig *cfg = vs->cfg;
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+		HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
+		HeapTupleData tup;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = RelationGetRelid(rel);
+		tup.t_data = hdr;
+		keys[i] = rs_encode_key(cfg, reldesc, &tup, NULL);
+		if (vs->fmt == 's')
+		{
+			/* write-behind string: the one column's text */
+			Datum		c = heap_getattr(&tup, cfg->cols[0].attnum, reldesc, &isnull);
+
+			imgs[i].op = RS_OP_STRING;
+			imgs[i].str = isnull ? NULL : rs_canonical_output(&cfg->cols[0].out, c);
+		}
+		else
+			rs_encode_row(cfg, reldesc, &tup, &imgs[i]);
+		if (vs->rowkeys)
+		{
+			MemoryContext b = MemoryContextSwitchTo(vs->outer);
+			char	   *k = pstrdup(keys[i]);
+			KeySlot    *s = hash_search(vs->rowkeys, &k, HASH_ENTER, NULL);
+
+			s->key = k;
+			MemoryContextSwitchTo(b);
+		}
+	}
+}
+
+/* every row (or a random sample), 1000 at a time, compared with Redis */
+static void
+verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
+{
+	StringInfoData sql;
+	Portal		portal;
+	MemoryContext batch_cxt;
+	char	   *alias = rs_row_alias(RelationGetRelid(rel));
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s FROM %s %s", alias,
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)), alias);
+	if (sampled)
+		appendStringInfo(&sql, " ORDER BY random() LIMIT %d", sample);
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	batch_cxt = AllocSetContextCreate(vs->outer, "redis_sync verify batch", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		char	  **keys;
+		RowImage   *imgs;
+		uint64		n;
+		SPITupleTable *tt;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		n = SPI_processed;
+		tt = SPI_tuptable;
+		if (n == 0)
+			break;
+		MemoryContextSwitchTo(batch_cxt);
+		keys = palloc(sizeof(char *) * n);
+		imgs = palloc0(sizeof(RowImage) * n);
+		encode_verify_batch(vs, rel, tt, n, keys, imgs);
+		verify_batch(vs->rsinfo, vs->fmt, vs->is_wb, keys, imgs, n, vs->pending);
+		MemoryContextSwitchTo(vs->outer);
+		MemoryContextReset(batch_cxt);
+		SPI_freetuptable(tt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+}
+
+/* keys in Redis that no row has (companion keys never match the prefix) */
+static void
+report_extra_keys(VerifyScan *vs, const char *dirty)
+{
+	List	   *all = rs_scan_prefix(vs->cfg->prefix);
+	List	   *extra = NIL;
+	ListCell   *lc;
+
+	foreach(lc, all)
+	{
+		char	   *k = lfirst(lc);
+
+		if (dirty && strcmp(k, dirty) == 0)
+			continue;
+		if (!hash_search(vs->rowkeys, &k, HASH_FIND, NULL))
+			extra = lappend(extra, k);
+	}
+	while (extra != NIL)
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		int			n = Min(list_length(extra), 1000);
+
+		for (int i = 0; i < n; i++)
+		{
+			const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", list_nth(extra, i)};
+
+			redis_pipeline_append(p, 2, argv, NULL);
+		}
+		redis_pipeline_exec(p);
+		for (int i = 0; i < n; i++)
+		{
+			RedisValue *v = redis_pipeline_reply(p, i);
+			char	   *k = list_nth(extra, i);
+			bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+
+			put_result(vs->rsinfo, k, hash_search(vs->pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
+					   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
+		}
+		redis_pipeline_free(p);
+		extra = list_delete_first_n(extra, n);
+	}
+}
+
+/*
+ * _verify_table(tbl regclass, policy text, sample int, pending text[],
+ * check_extra boolean) RETURNS TABLE(key, problem, table_value, cache_value):
+ * every row (or a random sample) encoded exactly as it is pushed, compared
+ * with Redis byte for byte; then (check_extra, no sample) the keys under
+ * the prefix that no row has.
+ */
 Datum
 redis_sync_verify_table(PG_FUNCTION_ARGS)
 {
@@ -569,20 +605,11 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	int			npend;
 	char	  **pend;
 	bool		check_extra;
-	bool		is_wb;
 	SyncConfig	cfg;
-	char		fmt;
-	char	   *dirty = NULL;
-	HTAB	   *pending;
-	HTAB	   *rowkeys = NULL;
+	char	   *dirty;
 	Relation	rel;
-	TupleDesc	reldesc;
-	StringInfoData sql;
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
-	MemoryContext outer = CurrentMemoryContext;
-	MemoryContext batch_cxt;
-	Portal		portal;
+	VerifyScan	vs;
+
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -591,7 +618,6 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	pend = rs_text_array(PG_GETARG_ARRAYTYPE_P(3), &npend);
 	check_extra = PG_GETARG_BOOL(4);
-	is_wb = strcmp(policy, "write_behind") == 0;
 	if (sampled && sample <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -600,67 +626,18 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	rs_require_owner(relid);
 
 	InitMaterializedSRF(fcinfo, 0);
-	pending = rs_string_hash_create("redis_sync pending keys", npend, sizeof(KeySlot));
-	for (int i = 0; i < npend; i++)
-	{
-		KeySlot    *s;
+	memset(&vs, 0, sizeof(vs));
+	vs.rsinfo = rsinfo;
+	vs.cfg = &cfg;
+	vs.is_wb = strcmp(policy, "write_behind") == 0;
+	vs.outer = CurrentMemoryContext;
+	vs.pending = pending_key_set(pend, npend);
 
-		if (pend[i] == NULL)
-			continue;
-		s = hash_search(pending, &pend[i], HASH_ENTER, NULL);
-		s->key = pend[i];
-	}
-
-	/* the configuration of this policy */
-	memset(&cfg, 0, sizeof(cfg));
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = CStringGetTextDatum(policy);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT key_prefix, key_columns, columns, format, dirty_set "
-							  "  FROM redis_sync.tables WHERE relid = $1 AND policy = $2",
-							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not synced %s", get_rel_name(relid), policy)));
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	td = SPI_tuptable->tupdesc;
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(outer);
-		char	   *f;
-
-		cfg.relid = cfg.root_relid = relid;
-		cfg.synced = true;
-		cfg.policy = RS_POLICY_WRITE_THROUGH;	/* encode the row, never a delete */
-		cfg.prefix = TextDatumGetCString(SPI_getbinval(tup, td, 1, &isnull));
-		cfg.keys = resolve(relid, DatumGetArrayTypePCopy(SPI_getbinval(tup, td, 2, &isnull)), &cfg.nkeys);
-		cfg.cols = resolve(relid, DatumGetArrayTypePCopy(SPI_getbinval(tup, td, 3, &isnull)), &cfg.ncols);
-		f = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
-		fmt = f[0];
-		cfg.format = fmt == 'h' ? RS_FORMAT_HASH : RS_FORMAT_JSON;
-		if (fmt == 'j')
-		{
-			TupleDesc	jd = CreateTemplateTupleDesc(cfg.ncols);
-
-			for (int i = 0; i < cfg.ncols; i++)
-				TupleDescInitEntry(jd, (AttrNumber) (i + 1), cfg.cols[i].name,
-								   cfg.cols[i].typid, -1, 0);
-			cfg.json_desc = BlessTupleDesc(jd);
-		}
-		{
-			Datum		d = SPI_getbinval(tup, td, 5, &isnull);
-
-			if (!isnull)
-				dirty = TextDatumGetCString(d);
-		}
-		MemoryContextSwitchTo(spi);
-	}
+	load_policy_config(relid, policy, vs.outer, &cfg, &vs.fmt, &dirty);
 
 	rel = relation_open(relid, AccessShareLock);
-	reldesc = RelationGetDescr(rel);
 
 	/*
 	 * Row-level security that applies to the caller (FORCE ROW LEVEL
@@ -678,158 +655,16 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	}
 	if (check_extra && !sampled)
 	{
-		MemoryContext spi = MemoryContextSwitchTo(outer);
+		MemoryContext spi = MemoryContextSwitchTo(vs.outer);
 
-		rowkeys = rs_string_hash_create("redis_sync row keys", 1024, sizeof(KeySlot));
+		vs.rowkeys = rs_string_hash_create("redis_sync row keys", 1024, sizeof(KeySlot));
 		MemoryContextSwitchTo(spi);
 	}
-	initStringInfo(&sql);
-	{
-		char	   *alias = rs_row_alias(relid);
-
-		appendStringInfo(&sql, "SELECT %s FROM %s %s", alias,
-						 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-													RelationGetRelationName(rel)), alias);
-	}
-	if (sampled)
-		appendStringInfo(&sql, " ORDER BY random() LIMIT %d", sample);
-	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
-	batch_cxt = AllocSetContextCreate(outer, "redis_sync verify batch", ALLOCSET_DEFAULT_SIZES);
-	for (;;)
-	{
-		char	  **keys;
-		RowImage   *imgs;
-		uint64		n;
-		SPITupleTable *tt;
-
-		SPI_cursor_fetch(portal, true, 1000);
-		n = SPI_processed;
-		tt = SPI_tuptable;
-		if (n == 0)
-			break;
-		MemoryContextSwitchTo(batch_cxt);
-		keys = palloc(sizeof(char *) * n);
-		imgs = palloc0(sizeof(RowImage) * n);
-		for (uint64 i = 0; i < n; i++)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-			HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
-			HeapTupleData tup;
-
-			tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
-			ItemPointerSetInvalid(&tup.t_self);
-			tup.t_tableOid = relid;
-			tup.t_data = hdr;
-			keys[i] = rs_encode_key(&cfg, reldesc, &tup, NULL);
-			if (fmt == 's')
-			{
-				/* write-behind string: the one column's text */
-				Datum		c = heap_getattr(&tup, cfg.cols[0].attnum, reldesc, &isnull);
-
-				imgs[i].op = RS_OP_STRING;
-				imgs[i].str = isnull ? NULL : rs_canonical_output(&cfg.cols[0].out, c);
-			}
-			else
-				rs_encode_row(&cfg, reldesc, &tup, &imgs[i]);
-			if (rowkeys)
-			{
-				MemoryContext b = MemoryContextSwitchTo(outer);
-				char	   *k = pstrdup(keys[i]);
-				KeySlot    *s = hash_search(rowkeys, &k, HASH_ENTER, NULL);
-
-				s->key = k;
-				MemoryContextSwitchTo(b);
-			}
-		}
-		verify_batch(rsinfo, fmt, is_wb, keys, imgs, n, pending);
-		MemoryContextSwitchTo(outer);
-		MemoryContextReset(batch_cxt);
-		SPI_freetuptable(tt);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_cursor_close(portal);
+	verify_rows(&vs, rel, sampled, sample);
 	SPI_finish();
 	relation_close(rel, AccessShareLock);
 
-	/* keys in Redis that no row has (companion keys never match the prefix) */
-	if (rowkeys)
-	{
-		List	   *all = rs_scan_prefix(cfg.prefix);
-		List	   *extra = NIL;
-		ListCell   *lc;
-
-		foreach(lc, all)
-		{
-			char	   *k = lfirst(lc);
-
-			if (dirty && strcmp(k, dirty) == 0)
-				continue;
-			if (!hash_search(rowkeys, &k, HASH_FIND, NULL))
-				extra = lappend(extra, k);
-		}
-		while (extra != NIL)
-		{
-			RedisPipeline *p = redis_pipeline_create();
-			int			n = Min(list_length(extra), 1000);
-
-			for (int i = 0; i < n; i++)
-			{
-				const char *argv[2] = {fmt == 'h' ? "HGETALL" : "GET", list_nth(extra, i)};
-
-				redis_pipeline_append(p, 2, argv, NULL);
-			}
-			redis_pipeline_exec(p);
-			for (int i = 0; i < n; i++)
-			{
-				RedisValue *v = redis_pipeline_reply(p, i);
-				char	   *k = list_nth(extra, i);
-				bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
-
-				put_result(rsinfo, k, hash_search(pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
-						   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
-			}
-			redis_pipeline_free(p);
-			extra = list_delete_first_n(extra, n);
-		}
-	}
+	if (vs.rowkeys)
+		report_extra_keys(&vs, dirty);
 	return (Datum) 0;
-}
-
-/* escape_key(VARIADIC vals text[]): the key values escaped and joined (a dirty set member) */
-Datum
-redis_sync_escape_key(PG_FUNCTION_ARGS)
-{
-	int			n;
-	char	  **vals = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
-
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("escape_key needs at least one key value")));
-	for (int i = 0; i < n; i++)
-		if (vals[i] == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("key values must not be NULL")));
-	PG_RETURN_TEXT_P(cstring_to_text(rs_key_build("", vals, n)));
-}
-
-/* _companion_key(key text, suffix text): rs_companion_key, for SQL */
-Datum
-redis_sync_companion_key(PG_FUNCTION_ARGS)
-{
-	text	   *key = PG_GETARG_TEXT_PP(0);
-	char	   *suffix = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	PG_RETURN_TEXT_P(cstring_to_text(rs_companion_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), suffix)));
-}
-
-/* version_key(key text): the key holding key's version */
-Datum
-redis_sync_version_key(PG_FUNCTION_ARGS)
-{
-	text	   *key = PG_GETARG_TEXT_PP(0);
-
-	PG_RETURN_TEXT_P(cstring_to_text(rs_version_key_str(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key))));
 }

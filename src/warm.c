@@ -32,37 +32,20 @@
  * was deleted, or the keys purged by TRUNCATE or unsync(purge); or data
  * deleted or evicted) or data without a version -- are not decided by the
  * fill, whose snapshot may predate the write that left them.  They are
- * "settled" (push_named): the version V is taken first, then the fill waits
+ * "settled" (rs_push_named): the version V is taken first, then the fill waits
  * until every transaction holding a write lock on the table has ended, then
  * reads the rows with a new snapshot, still without row locks, and pushes
  * them fenced with V.  Any write whose version is not newer than V was in
  * progress when V was taken (a push happens at pre-commit, under the write
  * lock), so the new snapshot shows its outcome; any later write carries a
  * newer version and wins.  (Under REPEATABLE READ the snapshot cannot be
- * renewed, and warm() pushes those keys the locked way below.)
+ * renewed, and warm() pushes those keys the locked way, see warm_push.c.)
  *
- * Pushing named rows (resync, repair, get()) overwrites, so it locks: rows
- * are read with SELECT ... FOR SHARE, which waits for any transaction still
- * writing them (one that already pushed at pre-commit but has not committed
- * yet) and keeps later writers out until we are done.  The version is taken
- * after the locks are held, so it is newer than every committed write of
- * those rows and older than every later one: the push can never overwrite a
- * newer value.  The locks are held only for one batch: each batch runs in a
- * subtransaction that is rolled back after the push, which releases its row
- * locks (nothing else was written in it).  A key whose row is missing
- * becomes a fenced delete.  A concurrent INSERT of that very key that has
- * pushed but not yet committed could be hidden by that delete for a moment;
- * the inserter's value is restored by the next change or warm of the key
- * (documented limitation of repairs).
+ * Pushing named rows (resync, repair, get(), and settling keys a fill
+ * found half there) is warm_push.c's.
  *
- * Background warms: write_through() calls _warm_schedule(), which records
- * the table in redis_sync._warm_queue (shown by the view
- * redis_sync.warming) and wakes the worker at commit.  Each worker round
- * calls rs_warm_round(), which fills batches of the oldest queued table,
- * one transaction per batch, for a bounded time, keeping the position (the
- * last key) in the queue row so that a restart resumes where it stopped.
- * The batches run as the table's owner, in restricted mode, with a fixed
- * search_path.
+ * Background warms (the queue, _warm_schedule(), the worker's round and
+ * warm() itself) are in warm_queue.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -107,17 +90,6 @@
 #include "cluster.h"
 #include "warm.h"
 
-PG_FUNCTION_INFO_V1(redis_sync_warm);
-PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
-
-/* rows per batch of a background warm */
-#define WARM_BATCH 10000
-/* a worker round spends at most this long warming before it looks at the outbox again */
-#define WARM_ROUND_MS 250
-/* the worker waits at most this long for transactions writing a table (see wait_for_writers) */
-#define WARM_WRITERS_WAIT_MS 2000
-/* after a failed batch, the entry waits at most this long before it is retried */
-#define WARM_RETRY_MAX_MS 60000
 
 /*
  * The fill script.  KEYS: data key, version key, per row.  ARGV[1]: the
@@ -177,12 +149,9 @@ static RedisScript fill_script = REDIS_SCRIPT("redis_sync_fill",
 "end\n"
 "return result\n");
 
-static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
-
 /* "k1", "k2" quoted, comma separated */
-static char *
-key_list(SyncConfig *cfg)
+char *
+rs_warm_key_list(SyncConfig *cfg)
 {
 	StringInfoData buf;
 
@@ -190,122 +159,6 @@ key_list(SyncConfig *cfg)
 	for (int i = 0; i < cfg->nkeys; i++)
 		appendStringInfo(&buf, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
 	return buf.data;
-}
-
-static void row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid, HeapTupleData *tup);
-
-typedef struct KeySeen
-{
-	char	   *key;			/* hash key: must be first */
-} KeySeen;
-
-/*
- * Push the rows of one SPI result (column 1: the row), plus fenced deletes
- * for the wanted keys that have no row, all with one version: the given one,
- * or (NULL) the WAL position now, after the rows were locked.
- */
-static int64
-push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
-		  List *wanted_keys, const char *given_version)
-{
-	RedisPipeline *p = redis_pipeline_create();
-	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(wanted_keys) + 1));
-	char		version[RS_VERSION_LEN + 1];
-	int			n = 0;
-	ListCell   *lc;
-	RowImage   *del = palloc0(sizeof(RowImage));
-	struct HTAB *seen = NULL;
-
-	del->op = RS_OP_DELETE;
-	if (given_version)
-		strlcpy(version, given_version, sizeof(version));
-	else
-		rs_version_now(version);	/* after FOR SHARE: see file header */
-	if (wanted_keys != NIL)
-		seen = rs_string_hash_create("redis_sync pushed keys", nrows, sizeof(KeySeen));
-	for (uint64 i = 0; i < nrows; i++)
-	{
-		HeapTupleData tup;
-		RowImage   *img = palloc(sizeof(RowImage));
-
-		row_from_composite(tt->vals[i], tt->tupdesc, cfg->relid, &tup);
-		ops[n].key = rs_encode_key(cfg, reldesc, &tup, NULL);
-		rs_encode_row(cfg, reldesc, &tup, img);
-		ops[n].img = img;
-		ops[n].version = version;
-		ops[n].ttl_ms = cfg->ttl_ms;
-		if (seen)
-			(void) hash_search(seen, &ops[n].key, HASH_ENTER, NULL);
-		n++;
-	}
-	/* keys asked for but not found become deletes */
-	foreach(lc, wanted_keys)
-	{
-		char	   *k = lfirst(lc);
-
-		if (hash_search(seen, &k, HASH_FIND, NULL) != NULL)
-			continue;
-		ops[n].key = k;
-		ops[n].img = del;
-		ops[n].version = version;
-		ops[n].ttl_ms = 0;
-		n++;
-	}
-	for (int s = 0; s < n; s += rs_chunk_size)
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, NIL);
-	if (n > 0)
-	{
-		redis_pipeline_exec(p);
-		for (int i = 0; i < redis_pipeline_length(p); i++)
-			redis_check_reply(p, i, "a cache warm");
-	}
-	redis_pipeline_free(p);
-	if (seen)
-		hash_destroy(seen);
-	return n;
-}
-
-/*
- * Read rows with sql and push them (see push_rows), in a subtransaction that
- * is always rolled back: that releases the FOR SHARE row locks of the batch.
- */
-static int64
-batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
-				 Oid *types, Datum *values, List *wanted_keys, const char *version)
-{
-	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	int64		pushed = 0;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(outer);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
-		{
-			MemoryContext spi = MemoryContextSwitchTo(outer);
-
-			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, SPI_processed,
-							   wanted_keys, version);
-			MemoryContextSwitchTo(spi);
-		}
-		SPI_finish();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(outer);
-		RollbackAndReleaseCurrentSubTransaction();
-		CurrentResourceOwner = owner;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return pushed;
 }
 
 /*
@@ -353,8 +206,8 @@ rs_cache_config(SyncConfig *cfg)
 }
 
 /* the row of an SPI result's first column (a whole-row composite) */
-static void
-row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid, HeapTupleData *tup)
+void
+rs_row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid, HeapTupleData *tup)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(spitup, spidesc, 1, &isnull);
@@ -403,115 +256,131 @@ fill_args(const char **argv, size_t *lens, int *argc, RowImage *img, int64 ttl_m
 	}
 }
 
-/*
- * Fill the rows of one SPI result (column 1: the row; columns 2..: the key
- * columns) into Redis.  Returns the keys written; *repush gets the keys
- * found half there, as (redis key, List of key values) pairs for
- * push_named().
- */
-static int64
-fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
-		  List **repush)
+/* the encoded rows of one fill batch, in the order they are sent */
+typedef struct FillBatch
 {
-	RedisPipeline *p = redis_pipeline_create();
-	char	  **keys = palloc(sizeof(char *) * Max(nrows, 1));
-	char	 ***keyvals = palloc(sizeof(char **) * Max(nrows, 1));
-	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nrows, 1));
-	char		zero[RS_VERSION_LEN + 1];
-	int64		written = 0;
-	uint64		idx = 0;
-	uint64		e;
-	bool		cluster = false;
+	uint64		nrows;
+	char	  **keys;
+	char	 ***keyvals;		/* key columns' text of each row */
+	RowImage   *imgs;
+	bool		cluster;		/* ordered by hash slot */
+} FillBatch;
 
-	memset(zero, '0', RS_VERSION_LEN);
-	zero[RS_VERSION_LEN] = '\0';
+/* encode the rows of one SPI result (column 1: the row) */
+static void
+encode_fill_batch(FillBatch *b, SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt,
+				  uint64 nrows)
+{
+	b->nrows = nrows;
+	b->keys = palloc(sizeof(char *) * Max(nrows, 1));
+	b->keyvals = palloc(sizeof(char **) * Max(nrows, 1));
+	b->imgs = palloc(sizeof(RowImage) * Max(nrows, 1));
+	b->cluster = false;
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		HeapTupleData tup;
 
-		row_from_composite(tt->vals[i], tt->tupdesc, enc->relid, &tup);
-		keys[i] = rs_encode_key(enc, reldesc, &tup, &keyvals[i]);
-		rs_encode_row(enc, reldesc, &tup, &imgs[i]);
+		rs_row_from_composite(tt->vals[i], tt->tupdesc, enc->relid, &tup);
+		b->keys[i] = rs_encode_key(enc, reldesc, &tup, &b->keyvals[i]);
+		rs_encode_row(enc, reldesc, &tup, &b->imgs[i]);
 	}
+}
 
-	/*
-	 * On a Redis Cluster a script call may only touch one hash slot: the
-	 * rows are ordered by slot and a chunk ends where the slot changes.
-	 */
-	if (redis_cluster_mode() && nrows > 1)
+/*
+ * On a Redis Cluster a script call may only touch one hash slot: the rows
+ * are ordered by slot and a chunk ends where the slot changes.
+ */
+static void
+order_fill_batch_by_slot(FillBatch *b)
+{
+	uint64		nrows = b->nrows;
+	int		   *slot = palloc(sizeof(int) * nrows);
+	uint64	   *order = palloc(sizeof(uint64) * nrows);
+	uint64	   *pos = palloc0(sizeof(uint64) * (RS_CLUSTER_SLOTS + 1));
+	char	  **k2 = palloc(sizeof(char *) * nrows);
+	char	 ***kv2 = palloc(sizeof(char **) * nrows);
+	RowImage   *im2 = palloc(sizeof(RowImage) * nrows);
+
+	for (uint64 i = 0; i < nrows; i++)
 	{
-		int		   *slot = palloc(sizeof(int) * nrows);
-		uint64	   *order = palloc(sizeof(uint64) * nrows);
-		uint64	   *pos = palloc0(sizeof(uint64) * (RS_CLUSTER_SLOTS + 1));
-		char	  **k2 = palloc(sizeof(char *) * nrows);
-		char	 ***kv2 = palloc(sizeof(char **) * nrows);
-		RowImage   *im2 = palloc(sizeof(RowImage) * nrows);
-
-		for (uint64 i = 0; i < nrows; i++)
-		{
-			slot[i] = redis_key_slot(keys[i], strlen(keys[i]));
-			pos[slot[i] + 1]++;
-		}
-		for (int sl = 0; sl < RS_CLUSTER_SLOTS; sl++)
-			pos[sl + 1] += pos[sl];
-		for (uint64 i = 0; i < nrows; i++)
-			order[pos[slot[i]]++] = i;
-		for (uint64 i = 0; i < nrows; i++)
-		{
-			k2[i] = keys[order[i]];
-			kv2[i] = keyvals[order[i]];
-			im2[i] = imgs[order[i]];
-		}
-		keys = k2;
-		keyvals = kv2;
-		imgs = im2;
-		cluster = true;
+		slot[i] = redis_key_slot(b->keys[i], strlen(b->keys[i]));
+		pos[slot[i] + 1]++;
 	}
-
-	/* one script call per chunk, all in one round trip */
-	for (uint64 s = 0; s < nrows; s = e)
+	for (int sl = 0; sl < RS_CLUSTER_SLOTS; sl++)
+		pos[sl + 1] += pos[sl];
+	for (uint64 i = 0; i < nrows; i++)
+		order[pos[slot[i]]++] = i;
+	for (uint64 i = 0; i < nrows; i++)
 	{
-		int			max = 1;
-		int			argc = 0;
-		int			nkeys = 0;
-		const char **argv;
-		size_t	   *lens;
-
-		e = Min(nrows, s + rs_chunk_size);
-		if (cluster)
-		{
-			int			sl = redis_key_slot(keys[s], strlen(keys[s]));
-
-			for (uint64 i = s + 1; i < e; i++)
-				if (redis_key_slot(keys[i], strlen(keys[i])) != sl)
-				{
-					e = i;
-					break;
-				}
-		}
-		for (uint64 i = s; i < e; i++)
-			max += 2 + 3 + (imgs[i].op == RS_OP_HASH ? 2 * imgs[i].nfields : 1);
-		argv = palloc(sizeof(char *) * max);
-		lens = palloc(sizeof(size_t) * max);
-		for (uint64 i = s; i < e; i++)
-		{
-			size_t		klen = strlen(keys[i]);
-			char	   *vkey = rs_version_key_str(keys[i], klen);
-
-			argv[argc] = keys[i];
-			lens[argc++] = klen;
-			argv[argc] = vkey;
-			lens[argc++] = strlen(vkey);
-			nkeys += 2;
-		}
-		argv[argc] = zero;
-		lens[argc++] = RS_VERSION_LEN;
-		for (uint64 i = s; i < e; i++)
-			fill_args(argv, lens, &argc, &imgs[i], enc->ttl_ms);
-		redis_pipeline_append_script(p, &fill_script, nkeys, argc, argv, lens);
+		k2[i] = b->keys[order[i]];
+		kv2[i] = b->keyvals[order[i]];
+		im2[i] = b->imgs[order[i]];
 	}
-	if (nrows > 0)
-		redis_pipeline_exec(p);
+	b->keys = k2;
+	b->keyvals = kv2;
+	b->imgs = im2;
+	b->cluster = true;
+}
+
+/*
+ * Append the fill script call for the rows from s on (up to a chunk, and
+ * on a cluster up to where the slot changes); returns where it stopped.
+ */
+static uint64
+append_fill_chunk(RedisPipeline *p, FillBatch *b, uint64 s, const char *zero, int64 ttl_ms)
+{
+	int			max = 1;
+	int			argc = 0;
+	int			nkeys = 0;
+	const char **argv;
+	size_t	   *lens;
+	uint64		e = Min(b->nrows, s + rs_chunk_size);
+
+	if (b->cluster)
+	{
+		int			sl = redis_key_slot(b->keys[s], strlen(b->keys[s]));
+
+		for (uint64 i = s + 1; i < e; i++)
+			if (redis_key_slot(b->keys[i], strlen(b->keys[i])) != sl)
+			{
+				e = i;
+				break;
+			}
+	}
+	for (uint64 i = s; i < e; i++)
+		max += 2 + 3 + (b->imgs[i].op == RS_OP_HASH ? 2 * b->imgs[i].nfields : 1);
+	argv = palloc(sizeof(char *) * max);
+	lens = palloc(sizeof(size_t) * max);
+	for (uint64 i = s; i < e; i++)
+	{
+		size_t		klen = strlen(b->keys[i]);
+		char	   *vkey = rs_version_key_str(b->keys[i], klen);
+
+		argv[argc] = b->keys[i];
+		lens[argc++] = klen;
+		argv[argc] = vkey;
+		lens[argc++] = strlen(vkey);
+		nkeys += 2;
+	}
+	argv[argc] = zero;
+	lens[argc++] = RS_VERSION_LEN;
+	for (uint64 i = s; i < e; i++)
+		fill_args(argv, lens, &argc, &b->imgs[i], ttl_ms);
+	redis_pipeline_append_script(p, &fill_script, nkeys, argc, argv, lens);
+	return e;
+}
+
+/*
+ * The fill script's replies, one integer per row: 0 written, 2 found half
+ * there (added to *repush), anything else left alone.  Returns the keys
+ * written.
+ */
+static int64
+collect_fill_replies(RedisPipeline *p, FillBatch *b, int nkeys, List **repush)
+{
+	int64		written = 0;
+	uint64		idx = 0;
+
 	for (int c = 0; c < redis_pipeline_length(p); c++)
 	{
 		RedisValue *v;
@@ -522,7 +391,7 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 			elog(ERROR, "redis_sync: unexpected reply of the fill script");
 		for (int j = 0; j < v->nelem; j++, idx++)
 		{
-			if (idx >= nrows)
+			if (idx >= b->nrows)
 				elog(ERROR, "redis_sync: unexpected reply of the fill script");
 			if (v->elems[j].integer == 0)
 				written++;
@@ -530,38 +399,54 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 			{
 				List	   *vals = NIL;
 
-				for (int k = 0; k < enc->nkeys; k++)
-					vals = lappend(vals, keyvals[idx][k]);
-				*repush = lappend(*repush, list_make2(keys[idx], vals));
+				for (int k = 0; k < nkeys; k++)
+					vals = lappend(vals, b->keyvals[idx][k]);
+				*repush = lappend(*repush, list_make2(b->keys[idx], vals));
 			}
 		}
 	}
+	return written;
+}
+
+/*
+ * Fill the rows of one SPI result (column 1: the row; columns 2..: the key
+ * columns) into Redis.  Returns the keys written; *repush gets the keys
+ * found half there, as (redis key, List of key values) pairs for
+ * rs_push_named().
+ */
+static int64
+fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
+		  List **repush)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	FillBatch	b;
+	char		zero[RS_VERSION_LEN + 1];
+	int64		written;
+
+	memset(zero, '0', RS_VERSION_LEN);
+	zero[RS_VERSION_LEN] = '\0';
+	encode_fill_batch(&b, enc, reldesc, tt, nrows);
+	if (redis_cluster_mode() && nrows > 1)
+		order_fill_batch_by_slot(&b);
+
+	/* one script call per chunk, all in one round trip */
+	for (uint64 s = 0; s < nrows;)
+		s = append_fill_chunk(p, &b, s, zero, enc->ttl_ms);
+	if (nrows > 0)
+		redis_pipeline_exec(p);
+	written = collect_fill_replies(p, &b, enc->nkeys, repush);
 	redis_pipeline_free(p);
 	return written;
 }
 
-/* where a fill is, and what it needs to read the next batch */
-typedef struct FillCursor
-{
-	Oid			relid;
-	SyncConfig *enc;
-	char	   *qrel;			/* quoted, qualified table name */
-	char	   *kl;				/* quoted key columns, comma separated */
-	List	   *last;			/* key values (text) of the last row read, NIL at the start */
-	int64		rows;			/* rows read so far */
-	int64		written;		/* keys written so far (filled or pushed locked) */
-} FillCursor;
-
-static int64 push_named(Oid relid, List *keys, int batch_size, bool locked);
-
-static void
-fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
+void
+rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 {
 	fc->relid = relid;
 	fc->enc = rs_cache_config(cfg);
 	fc->qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										  get_rel_name(relid));
-	fc->kl = key_list(cfg);
+	fc->kl = rs_warm_key_list(cfg);
 	fc->last = last;
 	fc->rows = 0;
 	fc->written = 0;
@@ -569,12 +454,12 @@ fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 
 /*
  * Fill the next batch of up to batch_size rows, in key order, without row
- * locks; keys found half there are settled (push_named).  Returns the rows read
+ * locks; keys found half there are settled (rs_push_named).  Returns the rows read
  * (fewer than batch_size: the table is done).  fc->last is allocated in the
  * caller's memory context.
  */
-static int64
-fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
+int64
+rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync fill batch",
@@ -636,11 +521,11 @@ fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	SPI_finish();
 
-	/* outside the SPI connection: push_named() opens its own */
+	/* outside the SPI connection: rs_push_named() opens its own */
 	if (repush != NIL)
 	{
 		MemoryContextSwitchTo(batch_cxt);
-		written += push_named(fc->relid, repush, batch_size, false);
+		written += rs_push_named(fc->relid, repush, batch_size, false);
 		MemoryContextSwitchTo(outer);
 	}
 	MemoryContextDelete(batch_cxt);
@@ -665,17 +550,17 @@ warmable_config(Oid relid)
 }
 
 /* fill every row of the table; returns rows read, *written keys written */
-static int64
-fill_table(Oid relid, int batch_size, int64 *written)
+int64
+rs_fill_table(Oid relid, int batch_size, int64 *written)
 {
 	SyncConfig *cfg = warmable_config(relid);
 	Relation	rel = relation_open(relid, AccessShareLock);
 	FillCursor	fc;
 
-	fill_cursor_init(&fc, relid, cfg, NIL);
+	rs_fill_cursor_init(&fc, relid, cfg, NIL);
 	for (;;)
 	{
-		int64		n = fill_next_batch(&fc, rel, batch_size);
+		int64		n = rs_fill_next_batch(&fc, rel, batch_size);
 
 		rs_stats_add(relid, RS_C_WARMED, n);
 		CHECK_FOR_INTERRUPTS();
@@ -687,669 +572,3 @@ fill_table(Oid relid, int batch_size, int64 *written)
 	return fc.rows;
 }
 
-/*
- * Wait until every transaction holding a write lock on the table or one of
- * its partitions when we started has ended.  A session waits as long as it
- * takes (cancellable); the worker, which also delivers the outbox, waits at
- * most WARM_WRITERS_WAIT_MS and then fails the batch, which is retried with
- * backoff (redis_sync.warming shows why).
- */
-static void
-wait_for_writers(Oid relid)
-{
-	List	   *vxids = NIL;
-	ListCell   *lc;
-	TimestampTz deadline;
-
-	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
-	{
-		LOCKTAG		tag;
-		VirtualTransactionId *conflicts;
-
-		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
-		conflicts = GetLockConflicts(&tag, ShareLock, NULL);
-		for (; VirtualTransactionIdIsValid(*conflicts); conflicts++)
-		{
-			VirtualTransactionId *v = palloc(sizeof(VirtualTransactionId));
-
-			*v = *conflicts;
-			vxids = lappend(vxids, v);
-		}
-	}
-	if (vxids == NIL)
-		return;
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_WRITERS_WAIT_MS);
-	foreach(lc, vxids)
-	{
-		VirtualTransactionId *v = lfirst(lc);
-
-		if (!IsBackgroundWorker)
-		{
-			(void) VirtualXactLock(*v, true);
-			continue;
-		}
-		while (!VirtualXactLock(*v, false))
-		{
-			if (GetCurrentTimestamp() >= deadline)
-			{
-				SetLatch(MyLatch);	/* a commit's wake-up may have been consumed */
-				ereport(ERROR,
-						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("transactions writing table \"%s\" are still open", get_rel_name(relid)),
-						 errdetail("Keys found with a version but no value, or a value but no version, are filled once the transactions writing the table when the batch began have ended; the batch is retried.")));
-			}
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	if (IsBackgroundWorker)
-		SetLatch(MyLatch);		/* a commit's wake-up may have been consumed */
-}
-
-/*
- * Push the rows named by keys: a List of (redis key, List of key-value
- * strings) pairs.  A missing row becomes a fenced delete.
- *
- * locked: each batch is read FOR SHARE and pushed with the version taken
- * after the locks (see the file header).
- *
- * Otherwise ("settled", for keys a fill found half there): take the version
- * V first, then wait until every transaction that holds a write lock on the
- * table (or a partition) has ended, then read the rows with a new snapshot,
- * without row locks, and push them with V.  A write that pushed a version
- * not newer than V was in progress when V was taken (it pushes at
- * pre-commit, holding its lock), so it has ended and the snapshot shows its
- * outcome; a write that pushes later carries a newer version and wins.  No
- * row is locked and nothing is written to the table.  It needs a snapshot
- * newer than the wait, so a transaction-snapshot isolation level (REPEATABLE
- * READ, SERIALIZABLE) uses the locked way instead.
- */
-static int64
-push_named(Oid relid, List *keys, int batch_size, bool locked)
-{
-	SyncConfig *cfg = rs_config_get(relid);
-	SyncConfig *enc;
-	Relation	rel;
-	char	   *kl;
-	const char *qrel;
-	StringInfoData sql;
-	int64		total = 0;
-	ListCell   *lc;
-	List	   *batch = NIL;
-	List	   *batch_keys = NIL;
-	char	   *alias;
-	int			nest;
-	char		version[RS_VERSION_LEN + 1];
-
-	if (!cfg->synced || (cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
-	enc = rs_cache_config(cfg);
-	rel = relation_open(relid, AccessShareLock);
-	/* key values are canonical text: cast them back under the same settings */
-	nest = rs_canonical_gucs_push();
-	kl = key_list(cfg);
-	alias = rs_row_alias(relid);
-	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									  RelationGetRelationName(rel));
-	if (!locked && IsolationUsesXactSnapshot())
-		locked = true;
-	if (!locked)
-	{
-		rs_version_now(version);
-		wait_for_writers(relid);
-	}
-
-	foreach(lc, keys)
-	{
-		List	   *pair = lfirst(lc);
-
-		batch_keys = lappend(batch_keys, linitial(pair));
-		batch = lappend(batch, lsecond(pair));
-		if (list_length(batch) >= batch_size || lnext(keys, lc) == NULL)
-		{
-			Oid		   *types = palloc(sizeof(Oid) * cfg->nkeys);
-			Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
-			int			nb = list_length(batch);
-
-			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(",
-							 alias, kl, qrel, alias, kl);
-			for (int i = 0; i < cfg->nkeys; i++)
-			{
-				Datum	   *elems = palloc(sizeof(Datum) * nb);
-				ListCell   *bc;
-				int			j = 0;
-
-				foreach(bc, batch)
-					elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(bc), i));
-				appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
-								 format_type_be_qualified(cfg->keys[i].typid));
-				types[i] = TEXTARRAYOID;
-				values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
-			}
-			appendStringInfoString(&sql, locked ? ")) FOR SHARE" : "))");
-			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys,
-									  locked ? NULL : version);
-			batch = NIL;
-			batch_keys = NIL;
-		}
-	}
-	rs_canonical_gucs_pop(nest);
-	relation_close(rel, AccessShareLock);
-	return total;
-}
-
-static int64
-push_current(Oid relid, List *keys, int batch_size)
-{
-	int64		n;
-
-	if (keys == NIL)
-	{
-		int64		written;
-
-		return fill_table(relid, batch_size, &written);
-	}
-	n = push_named(relid, keys, batch_size, true);
-	rs_stats_add(relid, RS_C_WARMED, n);
-	return n;
-}
-
-/*
- * Reading the table runs its code (casts, output functions, policies): do it
- * as the table owner, restricted, with a fixed search_path (as_owner.c),
- * whoever asked (get(), warm(), resync(), the worker's repairs).
- */
-int64
-rs_push_current(Oid relid, List *keys, int batch_size)
-{
-	RsAsOwner	ao;
-	volatile int64 n = 0;
-
-	rs_as_owner_enter(&ao, rs_rel_owner(relid));
-	PG_TRY();
-	{
-		n = push_current(relid, keys, batch_size);
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
-	return n;
-}
-
-int64
-rs_repair_marker(const char *json)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	int64		total = 0;
-	List	   *rels = NIL;
-	List	   *perrel = NIL;
-	MemoryContext outer = CurrentMemoryContext;
-
-	values[0] = CStringGetTextDatum(json);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT (e.e OPERATOR(pg_catalog.->>) 0)::pg_catalog.oid, "
-							  "       ARRAY(SELECT a.v FROM pg_catalog.jsonb_array_elements_text(e.e) WITH ORDINALITY a(v, o) "
-							  "              WHERE a.o OPERATOR(pg_catalog.>) 1 ORDER BY a.o) "
-							  "  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) e(e)",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not parse an in-flight marker");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
-		List	   *vals = NIL;
-		int			idx;
-		MemoryContext spi = MemoryContextSwitchTo(outer);
-
-		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-		for (int j = 0; j < n; j++)
-			vals = lappend(vals, TextDatumGetCString(elems[j]));
-		idx = -1;
-		for (int r = 0; r < list_length(rels); r++)
-			if (list_nth_oid(rels, r) == relid)
-				idx = r;
-		if (idx < 0)
-		{
-			rels = lappend_oid(rels, relid);
-			perrel = lappend(perrel, NIL);
-			idx = list_length(rels) - 1;
-		}
-		{
-			ListCell   *cell = list_nth_cell(perrel, idx);
-
-			lfirst(cell) = lappend((List *) lfirst(cell), vals);
-		}
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-
-	for (int r = 0; r < list_length(rels); r++)
-	{
-		Oid			relid = list_nth_oid(rels, r);
-		SyncConfig *cfg;
-		List	   *pairs = NIL;
-		ListCell   *lc;
-
-		if (get_rel_name(relid) == NULL)
-			continue;			/* table dropped since */
-		cfg = rs_config_get(relid);
-		if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
-			continue;
-		foreach(lc, (List *) list_nth(perrel, r))
-		{
-			List	   *vals = lfirst(lc);
-			ListCell   *vc;
-			char	  **kv = palloc(sizeof(char *) * Max(list_length(vals), 1));
-
-			foreach(vc, vals)
-				kv[foreach_current_index(vc)] = lfirst(vc);
-			pairs = lappend(pairs, list_make2(rs_key_build(cfg->prefix, kv, list_length(vals)), vals));
-		}
-		total += rs_push_current(relid, pairs, 1000);
-		rs_stats_add(relid, RS_C_REPAIRED, list_length(pairs));
-	}
-	return total;
-}
-
-/* ---------------------------------------------------------------------
- * Background warms
- * ---------------------------------------------------------------------
- */
-
-static void
-warm_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT && wake_at_commit)
-		rs_worker_wake();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		wake_at_commit = false;
-}
-
-/* false while the installed SQL objects predate the queue (0.1, not yet updated) */
-static bool
-queue_exists(void)
-{
-	Oid			nsp = get_namespace_oid("redis_sync", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("_warm_queue", nsp));
-}
-
-/*
- * run sql with the bootstrap superuser's rights (the queue is not writable
- * by others), restricted and with search_path pg_catalog, pg_temp so the
- * caller's operators never resolve in it (as_owner.c)
- */
-static void
-queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	RsAsOwner	ao;
-	int			ret;
-
-	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "redis_sync: SPI_connect failed");
-		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-		if (ret < 0)
-			elog(ERROR, "redis_sync: could not update redis_sync._warm_queue: %s", SPI_result_code_string(ret));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
-}
-
-/*
- * _warm_schedule(tbl regclass, run boolean) RETURNS boolean: queue a
- * background warm of a write-through table (false: the table is empty,
- * nothing queued).  run = false cancels a queued warm instead.
- */
-Datum
-redis_sync_warm_schedule(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-	char	   *qrel;
-	char	   *sql;
-	bool		run = PG_GETARG_BOOL(1);
-	bool		has_rows = false;
-	bool		isnull;
-
-	if (get_rel_name(relid) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of table %s", get_rel_name(relid))));
-
-	/* an empty table has nothing to warm (its writers push every row) */
-	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-	sql = psprintf("SELECT EXISTS (SELECT FROM %s)", qrel);
-	if (run)
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "redis_sync: could not read table %s", qrel);
-		has_rows = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_finish();
-	}
-	if (!has_rows)
-	{
-		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1", 1, types, values, NULL);
-		PG_RETURN_BOOL(false);
-	}
-
-	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
-			   "SELECT $1, pg_catalog.clock_timestamp(), "
-			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
-			   "          FROM pg_catalog.pg_class c "
-			   "         WHERE c.oid = $1 "
-			   "            OR c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p)) "
-			   "ON CONFLICT (relid) DO UPDATE SET "
-			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
-			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
-			   "  last_key = NULL, attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL",
-			   1, types, values, NULL);
-
-	if (!rs_database_served(MyDatabaseId))
-		ereport(NOTICE,
-				(errmsg("no redis_sync worker runs in database \"%s\", so the cache of table %s is not warmed in the background",
-						get_database_name(MyDatabaseId), get_rel_name(relid)),
-				 errhint("Call redis_sync.warm('%s') to fill it.", qrel)));
-	else
-	{
-		if (!xact_callback_registered)
-		{
-			RegisterXactCallback(warm_xact_callback, NULL);
-			xact_callback_registered = true;
-		}
-		wake_at_commit = true;
-	}
-	PG_RETURN_BOOL(true);
-}
-
-/* one queued warm, as the worker read it */
-typedef struct WarmEntry
-{
-	Oid			relid;
-	Datum		requested_at;	/* timestamptz: identifies this request */
-	List	   *last;			/* key values (text) to resume after */
-	int			attempts;
-} WarmEntry;
-
-/* the oldest queued warm that is due; false when there is none */
-static bool
-next_entry(WarmEntry *e)
-{
-	MemoryContext outer = CurrentMemoryContext;
-	bool		found = false;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute("SELECT relid::pg_catalog.oid, requested_at, last_key, attempts "
-					"  FROM redis_sync._warm_queue "
-					" WHERE finished_at IS NULL "
-					"   AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp()) "
-					" ORDER BY requested_at LIMIT 1", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync._warm_queue");
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	td = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		last;
-		MemoryContext spi = MemoryContextSwitchTo(outer);
-
-		found = true;
-		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
-		e->requested_at = SPI_getbinval(tup, td, 2, &isnull);	/* by value */
-		last = SPI_getbinval(tup, td, 3, &isnull);
-		e->last = NIL;
-		if (!isnull)
-		{
-			int			n;
-			char	  **vals = rs_text_array(DatumGetArrayTypeP(last), &n);
-
-			for (int i = 0; i < n; i++)
-				e->last = lappend(e->last, vals[i]);
-		}
-		e->attempts = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	return found;
-}
-
-/* record one batch's progress (or the end) of this request */
-static void
-record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
-{
-	Oid			types[5] = {OIDOID, TIMESTAMPTZOID, INT8OID, INT8OID, TEXTARRAYOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
-	int			n = list_length(e->last);
-
-	values[0] = ObjectIdGetDatum(e->relid);
-	values[1] = e->requested_at;
-	values[2] = Int64GetDatum(rows);
-	values[3] = Int64GetDatum(written);
-	if (done || n == 0)
-	{
-		values[4] = (Datum) 0;
-		nulls[4] = 'n';
-	}
-	else
-	{
-		Datum	   *elems = palloc(sizeof(Datum) * n);
-		ListCell   *lc;
-
-		foreach(lc, e->last)
-			elems[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
-		values[4] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
-	}
-	queue_exec(psprintf("UPDATE redis_sync._warm_queue SET "
-						"  started_at = COALESCE(started_at, pg_catalog.clock_timestamp()), "
-						"  rows_done = rows_done + $3, keys_filled = keys_filled + $4, last_key = $5, "
-						"  attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL%s "
-						" WHERE relid = $1 AND requested_at = $2",
-						done ? ", finished_at = pg_catalog.clock_timestamp()" : ""),
-			   5, types, values, nulls);
-}
-
-/* a batch failed: keep the message, retry later with backoff */
-static void
-record_failure(WarmEntry *e, const char *message)
-{
-	Oid			types[4] = {OIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
-	Datum		values[4];
-	int64		delay = Min((int64) 1000 << Min(e->attempts, 10), WARM_RETRY_MAX_MS);
-
-	values[0] = ObjectIdGetDatum(e->relid);
-	values[1] = e->requested_at;
-	values[2] = CStringGetTextDatum(message);
-	values[3] = Int64GetDatum(delay);
-	queue_exec("UPDATE redis_sync._warm_queue SET attempts = attempts + 1, "
-			   "  last_error = $3, last_error_at = pg_catalog.clock_timestamp(), "
-			   "  retry_at = pg_catalog.clock_timestamp() + $4 * interval '1 ms' "
-			   " WHERE relid = $1 AND requested_at = $2",
-			   4, types, values, NULL);
-}
-
-/*
- * One batch of a queued warm, in the current transaction, as the table's
- * owner.  Returns false when the request is finished (or dropped).
- */
-static bool
-warm_entry_batch(WarmEntry *e)
-{
-	Relation	rel = try_relation_open(e->relid, AccessShareLock);
-	SyncConfig *cfg;
-	FillCursor	fc;
-	HeapTuple	ctup;
-	Oid			owner;
-	RsAsOwner	ao;
-	volatile int64 n = 0;
-	bool		done;
-	Oid			types[2] = {OIDOID, TIMESTAMPTZOID};
-	Datum		values[2] = {ObjectIdGetDatum(e->relid), e->requested_at};
-
-	if (rel != NULL)
-		cfg = rs_config_get(e->relid);
-	if (rel == NULL || !cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
-	{
-		/* dropped or unsynced since: forget the request */
-		if (rel != NULL)
-			relation_close(rel, AccessShareLock);
-		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1 AND requested_at = $2",
-				   2, types, values, NULL);
-		return false;
-	}
-	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(e->relid));
-	if (!HeapTupleIsValid(ctup))
-		elog(ERROR, "cache lookup failed for relation %u", e->relid);
-	owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
-	ReleaseSysCache(ctup);
-
-	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
-	fill_cursor_init(&fc, e->relid, cfg, e->last);
-
-	/* the table's code (types, casts) runs with its owner's rights only */
-	rs_as_owner_enter(&ao, owner);
-	PG_TRY();
-	{
-		n = fill_next_batch(&fc, rel, WARM_BATCH);
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
-
-	done = n < WARM_BATCH;
-	e->last = fc.last;
-	record_progress(e, fc.rows, fc.written, done);
-	rs_stats_add(e->relid, RS_C_WARMED, fc.rows);
-	rs_stats_flush();
-	relation_close(rel, AccessShareLock);
-	if (done)
-		ereport(LOG,
-				(errmsg("redis_sync worker: warmed table %s",
-						quote_qualified_identifier(get_namespace_name(get_rel_namespace(e->relid)),
-												   get_rel_name(e->relid)))));
-	return !done;
-}
-
-void
-rs_warm_round(void)
-{
-	MemoryContext outer = CurrentMemoryContext;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_ROUND_MS);
-
-	for (;;)
-	{
-		WarmEntry	e;
-		bool		found;
-
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		found = queue_exists() && next_entry(&e);
-		if (found)
-		{
-			PG_TRY();
-			{
-				(void) warm_entry_batch(&e);
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				MemoryContextSwitchTo(outer);
-				edata = CopyErrorData();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				ereport(LOG,
-						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
-						 edata->detail ? errdetail("%s", edata->detail) : 0));
-				StartTransactionCommand();
-				PushActiveSnapshot(GetTransactionSnapshot());
-				record_failure(&e, edata->message);
-				rs_stats_error(e.relid, edata->message);
-				rs_stats_flush();
-				PopActiveSnapshot();
-				CommitTransactionCommand();
-				MemoryContextSwitchTo(outer);
-				return;
-			}
-			PG_END_TRY();
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(outer);
-		if (!found)
-			return;
-		if (GetCurrentTimestamp() >= deadline)
-		{
-			/* more may be queued: come back right after the next look at the outbox */
-			SetLatch(MyLatch);
-			return;
-		}
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* redis_sync.warm(tbl regclass, batch_size int) RETURNS bigint */
-Datum
-redis_sync_warm(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	int			batch = PG_GETARG_INT32(1);
-	int64		n;
-	int64		written;
-	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
-	Datum		values[3];
-
-	if (batch <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch_size must be positive")));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of table %s", get_rel_name(relid))));
-	n = fill_table(relid, batch, &written);
-	rs_stats_flush();
-	/* a queued background warm of the table is done too */
-	if (!queue_exists())
-		PG_RETURN_INT64(n);
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = Int64GetDatum(n);
-	values[2] = Int64GetDatum(written);
-	queue_exec("UPDATE redis_sync._warm_queue SET started_at = COALESCE(started_at, pg_catalog.now()), "
-			   "  finished_at = pg_catalog.clock_timestamp(), rows_done = $2, keys_filled = $3, "
-			   "  last_key = NULL, retry_at = NULL "
-			   " WHERE relid = $1 AND finished_at IS NULL",
-			   3, types, values, NULL);
-	PG_RETURN_INT64(n);
-}

@@ -12,6 +12,9 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "utils/relcache.h"
 
 #include "config.h"
 
@@ -43,5 +46,37 @@ extern int64 rs_repair_marker(const char *json);
  * thrown.
  */
 extern void rs_warm_round(void);
+
+/*
+ * Filling, for warm_queue.c: a cursor over the table in key order, filled
+ * batch by batch without row locks (see warm.c); rs_fill_table fills every
+ * row and returns the rows read, *written the keys written.
+ */
+/* where a fill is, and what it needs to read the next batch */
+typedef struct FillCursor
+{
+	Oid			relid;
+	SyncConfig *enc;
+	char	   *qrel;			/* quoted, qualified table name */
+	char	   *kl;				/* quoted key columns, comma separated */
+	List	   *last;			/* key values (text) of the last row read, NIL at the start */
+	int64		rows;			/* rows read so far */
+	int64		written;		/* keys written so far (filled or pushed locked) */
+} FillCursor;
+
+extern void rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last);
+extern int64 rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size);
+extern int64 rs_fill_table(Oid relid, int batch_size, int64 *written);
+
+/*
+ * Shared by warm.c and warm_push.c: the quoted key columns, comma
+ * separated; a row read as a composite (SPI column 1) as a heap tuple of
+ * relid; and pushing named rows (warm_push.c), locked (FOR SHARE batches)
+ * or settled (version first, then the writers waited for, no row locks).
+ */
+extern char *rs_warm_key_list(SyncConfig *cfg);
+extern void rs_row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid,
+								  HeapTupleData *tup);
+extern int64 rs_push_named(Oid relid, List *keys, int batch_size, bool locked);
 
 #endif							/* RS_WARM_H */

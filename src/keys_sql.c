@@ -1,0 +1,210 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys_sql.c
+ *		Keys for SQL: pushing the current state of given keys (_push_keys,
+ *		behind resync()), and the key rules (escape_key, version_key,
+ *		_companion_key), so that SQL never re-implements them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "as_owner.h"
+#include "utils/rls.h"
+#include "config.h"
+#include "encode.h"
+#include "fence.h"
+#include "claim.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "warm.h"
+
+PG_FUNCTION_INFO_V1(redis_sync_push_keys);
+PG_FUNCTION_INFO_V1(redis_sync_escape_key);
+PG_FUNCTION_INFO_V1(redis_sync_companion_key);
+PG_FUNCTION_INFO_V1(redis_sync_version_key);
+
+/*
+ * true when every key value is the canonical text of a value of its column
+ * (so some row can have exactly this key)
+ */
+static bool
+canonical_key_values(SyncConfig *cfg, char **kv)
+{
+	RsCanonicalSave save;
+	bool		ok = true;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		for (int k = 0; k < cfg->nkeys && ok; k++)
+		{
+			Oid			infn;
+			Oid			ioparam;
+			int32		typmod = rs_key_typmod(cfg->relid, cfg->keys[k].attnum);
+			Datum		d;
+
+			getTypeInputInfo(cfg->keys[k].typid, &infn, &ioparam);
+			d = OidInputFunctionCall(infn, kv[k], ioparam, typmod);
+			ok = strcmp(OutputFunctionCall(&cfg->keys[k].out, d), kv[k]) == 0;
+		}
+	}
+	PG_CATCH();
+	{
+		/* not a value of the type */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	rs_canonical_exit(&save);
+	return ok;
+}
+
+/* fenced deletes of keys no row can have */
+static void
+delete_keys(List *keys)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	FenceOp    *ops = palloc(sizeof(FenceOp) * list_length(keys));
+	RowImage   *del = palloc0(sizeof(RowImage));
+	char		version[RS_VERSION_LEN + 1];
+	ListCell   *lc;
+	int			n = 0;
+
+	del->op = RS_OP_DELETE;
+	rs_version_now(version);
+	foreach(lc, keys)
+	{
+		ops[n].key = lfirst(lc);
+		ops[n].img = del;
+		ops[n].version = version;
+		ops[n].ttl_ms = 0;
+		n++;
+	}
+	for (int s = 0; s < n; s += rs_chunk_size)
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, NIL);
+	redis_pipeline_exec(p);
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+		redis_check_reply(p, i, "a resync");
+	redis_pipeline_free(p);
+}
+
+/*
+ * _push_keys(tbl regclass, keys text[]) RETURNS bigint: push the current
+ * state of the rows behind the given Redis keys of a write-through table
+ * (a key without a row is deleted), fenced.
+ */
+Datum
+redis_sync_push_keys(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int			n;
+	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(1), &n);
+	SyncConfig *cfg = rs_config_get(relid);
+	List	   *pairs = NIL;
+	List	   *junk = NIL;
+	size_t		plen;
+
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid))));
+	if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+
+	/*
+	 * Repairs read and lock the rows as the owner (as_owner.c); under row
+	 * security that applies to it, rows hidden from it (or that no UPDATE
+	 * policy lets it lock) would look deleted, and their keys be removed.
+	 */
+	if (n > 0 && check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot repair the keys of table \"%s\": row-level security applies to its owner",
+						get_rel_name(relid)),
+				 errdetail("Repairs read and lock the rows as the owner (FORCE ROW LEVEL SECURITY); the keys of rows the policies hide from it would be deleted."),
+				 errhint("Use warm() to fill missing keys, or repair while the table has NO FORCE ROW LEVEL SECURITY.")));
+	plen = strlen(cfg->prefix);
+	for (int i = 0; i < n; i++)
+	{
+		char	  **kv;
+		List	   *vals = NIL;
+
+		if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
+			continue;
+		kv = rs_key_split(keys[i] + plen, cfg->nkeys);
+		if (kv == NULL || !canonical_key_values(cfg, kv))
+		{
+			/* no row can have this key: delete it */
+			junk = lappend(junk, keys[i]);
+			continue;
+		}
+		for (int k = 0; k < cfg->nkeys; k++)
+			vals = lappend(vals, kv[k]);
+		pairs = lappend(pairs, list_make2(keys[i], vals));
+	}
+	if (junk != NIL)
+		delete_keys(junk);
+	if (pairs == NIL)
+		PG_RETURN_INT64(list_length(junk));
+	PG_RETURN_INT64(rs_push_current(relid, pairs, 1000) + list_length(junk));
+}
+
+/* escape_key(VARIADIC vals text[]): the key values escaped and joined (a dirty set member) */
+Datum
+redis_sync_escape_key(PG_FUNCTION_ARGS)
+{
+	int			n;
+	char	  **vals = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
+
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("escape_key needs at least one key value")));
+	for (int i = 0; i < n; i++)
+		if (vals[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key values must not be NULL")));
+	PG_RETURN_TEXT_P(cstring_to_text(rs_key_build("", vals, n)));
+}
+
+/* _companion_key(key text, suffix text): rs_companion_key, for SQL */
+Datum
+redis_sync_companion_key(PG_FUNCTION_ARGS)
+{
+	text	   *key = PG_GETARG_TEXT_PP(0);
+	char	   *suffix = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	PG_RETURN_TEXT_P(cstring_to_text(rs_companion_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), suffix)));
+}
+
+/* version_key(key text): the key holding key's version */
+Datum
+redis_sync_version_key(PG_FUNCTION_ARGS)
+{
+	text	   *key = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(rs_version_key_str(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key))));
+}

@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * markers.c
+ *		A backend's side of the in-flight markers (publish.c's pushes).
+ *
+ * Each push records, in the same fenced script call (fence.c), a marker
+ * field naming the transaction and its rows in the database's marker hash.
+ * Once the transaction committed its markers are useless: their fields are
+ * kept here (up to MAX_PENDING_CLEARS; the worker sweeps the rest) and the
+ * backend's next push removes them.  An aborted transaction's markers are
+ * removed by the repair that restores its keys (publish.c), or left for the
+ * worker, which repairs the rows of markers whose transaction did not
+ * commit (worker.c sweeps, warm.c repairs; fence.c owns the marker hash
+ * names and the Lua that writes and clears fields).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "markers.h"
+#include "shmem.h"
+
+/* committed transactions' fields kept for the next push, at most */
+#define MAX_PENDING_CLEARS 1000
+
+static List *txn_markers = NIL; /* fields this transaction wrote */
+static List *markers_to_clear = NIL;	/* in TopMemoryContext */
+
+char *
+rs_marker_new_field(int chunk)
+{
+	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
+	char	   *field;
+
+	/*
+	 * The incarnation of shared memory tells the worker whether the xid could
+	 * have been handed out again by crash recovery (see worker.c).
+	 */
+	field = psprintf(UINT64_FORMAT ":%d:%d:" INT64_FORMAT, U64FromFullTransactionId(fxid),
+					 MyProcPid, chunk, rs_incarnation());
+	txn_markers = lappend(txn_markers, MemoryContextStrdup(TopTransactionContext, field));
+	return field;
+}
+
+List *
+rs_markers_of_transaction(void)
+{
+	return txn_markers;
+}
+
+List *
+rs_markers_to_clear(void)
+{
+	return markers_to_clear;
+}
+
+void
+rs_markers_cleared(void)
+{
+	list_free_deep(markers_to_clear);
+	markers_to_clear = NIL;
+}
+
+void
+rs_markers_end_transaction(bool committed)
+{
+	if (committed && txn_markers != NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		ListCell   *lc;
+
+		foreach(lc, txn_markers)
+		{
+			if (list_length(markers_to_clear) >= MAX_PENDING_CLEARS)
+				break;			/* the worker sweeps the rest */
+			markers_to_clear = lappend(markers_to_clear, pstrdup(lfirst(lc)));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	txn_markers = NIL;			/* its memory goes with the transaction */
+}

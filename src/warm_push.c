@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * warm_push.c
+ *		Pushing the current state of named rows: resync, repair of keys
+ *		pushed by transactions that did not commit (in-flight markers),
+ *		get()'s populate, and settling the keys a fill found half there.
+ *		(Filling without locks is warm.c's.)
+ *
+ * Pushing named rows (resync, repair, get()) overwrites, so it locks: rows
+ * are read with SELECT ... FOR SHARE, which waits for any transaction still
+ * writing them (one that already pushed at pre-commit but has not committed
+ * yet) and keeps later writers out until we are done.  The version is taken
+ * after the locks are held, so it is newer than every committed write of
+ * those rows and older than every later one: the push can never overwrite a
+ * newer value.  The locks are held only for one batch: each batch runs in a
+ * subtransaction that is rolled back after the push, which releases its row
+ * locks (nothing else was written in it).  A key whose row is missing
+ * becomes a fenced delete.  A concurrent INSERT of that very key that has
+ * pushed but not yet committed could be hidden by that delete for a moment;
+ * the inserter's value is restored by the next change or warm of the key
+ * (documented limitation of repairs).
+ *
+ * Settling (rs_push_named, locked = false) takes the version first, waits
+ * for the table's writers (wait_for_writers) and reads with a new snapshot
+ * without row locks; see warm.c's header for why that is safe.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "as_owner.h"
+#include "config.h"
+#include "encode.h"
+#include "fence.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+#include "cluster.h"
+#include "warm.h"
+
+/* the worker waits at most this long for transactions writing a table (see wait_for_writers) */
+#define WARM_WRITERS_WAIT_MS 2000
+
+typedef struct KeySeen
+{
+	char	   *key;			/* hash key: must be first */
+} KeySeen;
+
+/*
+ * Push the rows of one SPI result (column 1: the row), plus fenced deletes
+ * for the wanted keys that have no row, all with one version: the given one,
+ * or (NULL) the WAL position now, after the rows were locked.
+ */
+static int64
+push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
+		  List *wanted_keys, const char *given_version)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(wanted_keys) + 1));
+	char		version[RS_VERSION_LEN + 1];
+	int			n = 0;
+	ListCell   *lc;
+	RowImage   *del = palloc0(sizeof(RowImage));
+	struct HTAB *seen = NULL;
+
+	del->op = RS_OP_DELETE;
+	if (given_version)
+		strlcpy(version, given_version, sizeof(version));
+	else
+		rs_version_now(version);	/* after FOR SHARE: see file header */
+	if (wanted_keys != NIL)
+		seen = rs_string_hash_create("redis_sync pushed keys", nrows, sizeof(KeySeen));
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		HeapTupleData tup;
+		RowImage   *img = palloc(sizeof(RowImage));
+
+		rs_row_from_composite(tt->vals[i], tt->tupdesc, cfg->relid, &tup);
+		ops[n].key = rs_encode_key(cfg, reldesc, &tup, NULL);
+		rs_encode_row(cfg, reldesc, &tup, img);
+		ops[n].img = img;
+		ops[n].version = version;
+		ops[n].ttl_ms = cfg->ttl_ms;
+		if (seen)
+			(void) hash_search(seen, &ops[n].key, HASH_ENTER, NULL);
+		n++;
+	}
+	/* keys asked for but not found become deletes */
+	foreach(lc, wanted_keys)
+	{
+		char	   *k = lfirst(lc);
+
+		if (hash_search(seen, &k, HASH_FIND, NULL) != NULL)
+			continue;
+		ops[n].key = k;
+		ops[n].img = del;
+		ops[n].version = version;
+		ops[n].ttl_ms = 0;
+		n++;
+	}
+	for (int s = 0; s < n; s += rs_chunk_size)
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, NIL);
+	if (n > 0)
+	{
+		redis_pipeline_exec(p);
+		for (int i = 0; i < redis_pipeline_length(p); i++)
+			redis_check_reply(p, i, "a cache warm");
+	}
+	redis_pipeline_free(p);
+	if (seen)
+		hash_destroy(seen);
+	return n;
+}
+
+/*
+ * Read rows with sql and push them (see push_rows), in a subtransaction that
+ * is always rolled back: that releases the FOR SHARE row locks of the batch.
+ */
+static int64
+batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
+				 Oid *types, Datum *values, List *wanted_keys, const char *version)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64		pushed = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
+		{
+			MemoryContext spi = MemoryContextSwitchTo(outer);
+
+			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, SPI_processed,
+							   wanted_keys, version);
+			MemoryContextSwitchTo(spi);
+		}
+		SPI_finish();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(outer);
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return pushed;
+}
+
+/*
+ * Wait until every transaction holding a write lock on the table or one of
+ * its partitions when we started has ended.  A session waits as long as it
+ * takes (cancellable); the worker, which also delivers the outbox, waits at
+ * most WARM_WRITERS_WAIT_MS and then fails the batch, which is retried with
+ * backoff (redis_sync.warming shows why).
+ */
+static void
+wait_for_writers(Oid relid)
+{
+	List	   *vxids = NIL;
+	ListCell   *lc;
+	TimestampTz deadline;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		LOCKTAG		tag;
+		VirtualTransactionId *conflicts;
+
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		conflicts = GetLockConflicts(&tag, ShareLock, NULL);
+		for (; VirtualTransactionIdIsValid(*conflicts); conflicts++)
+		{
+			VirtualTransactionId *v = palloc(sizeof(VirtualTransactionId));
+
+			*v = *conflicts;
+			vxids = lappend(vxids, v);
+		}
+	}
+	if (vxids == NIL)
+		return;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_WRITERS_WAIT_MS);
+	foreach(lc, vxids)
+	{
+		VirtualTransactionId *v = lfirst(lc);
+
+		if (!IsBackgroundWorker)
+		{
+			(void) VirtualXactLock(*v, true);
+			continue;
+		}
+		while (!VirtualXactLock(*v, false))
+		{
+			if (GetCurrentTimestamp() >= deadline)
+			{
+				SetLatch(MyLatch);	/* a commit's wake-up may have been consumed */
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("transactions writing table \"%s\" are still open", get_rel_name(relid)),
+						 errdetail("Keys found with a version but no value, or a value but no version, are filled once the transactions writing the table when the batch began have ended; the batch is retried.")));
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	if (IsBackgroundWorker)
+		SetLatch(MyLatch);		/* a commit's wake-up may have been consumed */
+}
+
+/*
+ * Push the rows named by keys: a List of (redis key, List of key-value
+ * strings) pairs.  A missing row becomes a fenced delete.
+ *
+ * locked: each batch is read FOR SHARE and pushed with the version taken
+ * after the locks (see the file header).
+ *
+ * Otherwise ("settled", for keys a fill found half there): take the version
+ * V first, then wait until every transaction that holds a write lock on the
+ * table (or a partition) has ended, then read the rows with a new snapshot,
+ * without row locks, and push them with V.  A write that pushed a version
+ * not newer than V was in progress when V was taken (it pushes at
+ * pre-commit, holding its lock), so it has ended and the snapshot shows its
+ * outcome; a write that pushes later carries a newer version and wins.  No
+ * row is locked and nothing is written to the table.  It needs a snapshot
+ * newer than the wait, so a transaction-snapshot isolation level (REPEATABLE
+ * READ, SERIALIZABLE) uses the locked way instead.
+ */
+int64
+rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
+{
+	SyncConfig *cfg = rs_config_get(relid);
+	SyncConfig *enc;
+	Relation	rel;
+	char	   *kl;
+	const char *qrel;
+	StringInfoData sql;
+	int64		total = 0;
+	ListCell   *lc;
+	List	   *batch = NIL;
+	List	   *batch_keys = NIL;
+	char	   *alias;
+	int			nest;
+	char		version[RS_VERSION_LEN + 1];
+
+	if (!cfg->synced || (cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+	enc = rs_cache_config(cfg);
+	rel = relation_open(relid, AccessShareLock);
+	/* key values are canonical text: cast them back under the same settings */
+	nest = rs_canonical_gucs_push();
+	kl = rs_warm_key_list(cfg);
+	alias = rs_row_alias(relid);
+	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+									  RelationGetRelationName(rel));
+	if (!locked && IsolationUsesXactSnapshot())
+		locked = true;
+	if (!locked)
+	{
+		rs_version_now(version);
+		wait_for_writers(relid);
+	}
+
+	foreach(lc, keys)
+	{
+		List	   *pair = lfirst(lc);
+
+		batch_keys = lappend(batch_keys, linitial(pair));
+		batch = lappend(batch, lsecond(pair));
+		if (list_length(batch) >= batch_size || lnext(keys, lc) == NULL)
+		{
+			Oid		   *types = palloc(sizeof(Oid) * cfg->nkeys);
+			Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
+			int			nb = list_length(batch);
+
+			initStringInfo(&sql);
+			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(",
+							 alias, kl, qrel, alias, kl);
+			for (int i = 0; i < cfg->nkeys; i++)
+			{
+				Datum	   *elems = palloc(sizeof(Datum) * nb);
+				ListCell   *bc;
+				int			j = 0;
+
+				foreach(bc, batch)
+					elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(bc), i));
+				appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
+								 format_type_be_qualified(cfg->keys[i].typid));
+				types[i] = TEXTARRAYOID;
+				values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
+			}
+			appendStringInfoString(&sql, locked ? ")) FOR SHARE" : "))");
+			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys,
+									  locked ? NULL : version);
+			batch = NIL;
+			batch_keys = NIL;
+		}
+	}
+	rs_canonical_gucs_pop(nest);
+	relation_close(rel, AccessShareLock);
+	return total;
+}
+
+static int64
+push_current(Oid relid, List *keys, int batch_size)
+{
+	int64		n;
+
+	if (keys == NIL)
+	{
+		int64		written;
+
+		return rs_fill_table(relid, batch_size, &written);
+	}
+	n = rs_push_named(relid, keys, batch_size, true);
+	rs_stats_add(relid, RS_C_WARMED, n);
+	return n;
+}
+
+/*
+ * Reading the table runs its code (casts, output functions, policies): do it
+ * as the table owner, restricted, with a fixed search_path (as_owner.c),
+ * whoever asked (get(), warm(), resync(), the worker's repairs).
+ */
+int64
+rs_push_current(Oid relid, List *keys, int batch_size)
+{
+	RsAsOwner	ao;
+	volatile int64 n = 0;
+
+	rs_as_owner_enter(&ao, rs_rel_owner(relid));
+	PG_TRY();
+	{
+		n = push_current(relid, keys, batch_size);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	return n;
+}
+
+int64
+rs_repair_marker(const char *json)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int64		total = 0;
+	List	   *rels = NIL;
+	List	   *perrel = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	values[0] = CStringGetTextDatum(json);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT (e.e OPERATOR(pg_catalog.->>) 0)::pg_catalog.oid, "
+							  "       ARRAY(SELECT a.v FROM pg_catalog.jsonb_array_elements_text(e.e) WITH ORDINALITY a(v, o) "
+							  "              WHERE a.o OPERATOR(pg_catalog.>) 1 ORDER BY a.o) "
+							  "  FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) e(e)",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not parse an in-flight marker");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		List	   *vals = NIL;
+		int			idx;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		for (int j = 0; j < n; j++)
+			vals = lappend(vals, TextDatumGetCString(elems[j]));
+		idx = -1;
+		for (int r = 0; r < list_length(rels); r++)
+			if (list_nth_oid(rels, r) == relid)
+				idx = r;
+		if (idx < 0)
+		{
+			rels = lappend_oid(rels, relid);
+			perrel = lappend(perrel, NIL);
+			idx = list_length(rels) - 1;
+		}
+		{
+			ListCell   *cell = list_nth_cell(perrel, idx);
+
+			lfirst(cell) = lappend((List *) lfirst(cell), vals);
+		}
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+
+	for (int r = 0; r < list_length(rels); r++)
+	{
+		Oid			relid = list_nth_oid(rels, r);
+		SyncConfig *cfg;
+		List	   *pairs = NIL;
+		ListCell   *lc;
+
+		if (get_rel_name(relid) == NULL)
+			continue;			/* table dropped since */
+		cfg = rs_config_get(relid);
+		if (!cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
+			continue;
+		foreach(lc, (List *) list_nth(perrel, r))
+		{
+			List	   *vals = lfirst(lc);
+			ListCell   *vc;
+			char	  **kv = palloc(sizeof(char *) * Max(list_length(vals), 1));
+
+			foreach(vc, vals)
+				kv[foreach_current_index(vc)] = lfirst(vc);
+			pairs = lappend(pairs, list_make2(rs_key_build(cfg->prefix, kv, list_length(vals)), vals));
+		}
+		total += rs_push_current(relid, pairs, 1000);
+		rs_stats_add(relid, RS_C_REPAIRED, list_length(pairs));
+	}
+	return total;
+}

@@ -1,0 +1,453 @@
+/*-------------------------------------------------------------------------
+ *
+ * warm_queue.c
+ *		Background warms and the warm() entry point: the queue
+ *		redis_sync._warm_queue, _warm_schedule(), the worker's warm round.
+ *		The filling itself (how a batch of rows is written without row
+ *		locks) is warm.c's.
+ *
+ * Background warms: write_through() calls _warm_schedule(), which records
+ * the table in redis_sync._warm_queue (shown by the view
+ * redis_sync.warming) and wakes the worker at commit.  Each worker round
+ * calls rs_warm_round(), which fills batches of the oldest queued table,
+ * one transaction per batch, for a bounded time, keeping the position (the
+ * last key) in the queue row so that a restart resumes where it stopped.
+ * The batches run as the table's owner, in restricted mode, with a fixed
+ * search_path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "as_owner.h"
+#include "config.h"
+#include "encode.h"
+#include "redis_sync.h"
+#include "shmem.h"
+#include "warm.h"
+
+PG_FUNCTION_INFO_V1(redis_sync_warm);
+PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
+
+/* rows per batch of a background warm */
+#define WARM_BATCH 10000
+/* a worker round spends at most this long warming before it looks at the outbox again */
+#define WARM_ROUND_MS 250
+/* after a failed batch, the entry waits at most this long before it is retried */
+#define WARM_RETRY_MAX_MS 60000
+
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+
+/* ---------------------------------------------------------------------
+ * Background warms
+ * ---------------------------------------------------------------------
+ */
+
+static void
+warm_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		rs_worker_wake();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		wake_at_commit = false;
+}
+
+/* false while the installed SQL objects predate the queue (0.1, not yet updated) */
+static bool
+queue_exists(void)
+{
+	Oid			nsp = get_namespace_oid("redis_sync", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("_warm_queue", nsp));
+}
+
+/*
+ * run sql with the bootstrap superuser's rights (the queue is not writable
+ * by others), restricted and with search_path pg_catalog, pg_temp so the
+ * caller's operators never resolve in it (as_owner.c)
+ */
+static void
+queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	RsAsOwner	ao;
+	int			ret;
+
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+		if (ret < 0)
+			elog(ERROR, "redis_sync: could not update redis_sync._warm_queue: %s", SPI_result_code_string(ret));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * _warm_schedule(tbl regclass, run boolean) RETURNS boolean: queue a
+ * background warm of a write-through table (false: the table is empty,
+ * nothing queued).  run = false cancels a queued warm instead.
+ */
+Datum
+redis_sync_warm_schedule(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	char	   *qrel;
+	char	   *sql;
+	bool		run = PG_GETARG_BOOL(1);
+	bool		has_rows = false;
+	bool		isnull;
+
+	if (get_rel_name(relid) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid))));
+
+	/* an empty table has nothing to warm (its writers push every row) */
+	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+	sql = psprintf("SELECT EXISTS (SELECT FROM %s)", qrel);
+	if (run)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "redis_sync: could not read table %s", qrel);
+		has_rows = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	if (!has_rows)
+	{
+		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1", 1, types, values, NULL);
+		PG_RETURN_BOOL(false);
+	}
+
+	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
+			   "SELECT $1, pg_catalog.clock_timestamp(), "
+			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
+			   "          FROM pg_catalog.pg_class c "
+			   "         WHERE c.oid = $1 "
+			   "            OR c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p)) "
+			   "ON CONFLICT (relid) DO UPDATE SET "
+			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
+			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
+			   "  last_key = NULL, attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL",
+			   1, types, values, NULL);
+
+	if (!rs_database_served(MyDatabaseId))
+		ereport(NOTICE,
+				(errmsg("no redis_sync worker runs in database \"%s\", so the cache of table %s is not warmed in the background",
+						get_database_name(MyDatabaseId), get_rel_name(relid)),
+				 errhint("Call redis_sync.warm('%s') to fill it.", qrel)));
+	else
+	{
+		if (!xact_callback_registered)
+		{
+			RegisterXactCallback(warm_xact_callback, NULL);
+			xact_callback_registered = true;
+		}
+		wake_at_commit = true;
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* one queued warm, as the worker read it */
+typedef struct WarmEntry
+{
+	Oid			relid;
+	Datum		requested_at;	/* timestamptz: identifies this request */
+	List	   *last;			/* key values (text) to resume after */
+	int			attempts;
+} WarmEntry;
+
+/* the oldest queued warm that is due; false when there is none */
+static bool
+next_entry(WarmEntry *e)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	bool		found = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT relid::pg_catalog.oid, requested_at, last_key, attempts "
+					"  FROM redis_sync._warm_queue "
+					" WHERE finished_at IS NULL "
+					"   AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp()) "
+					" ORDER BY requested_at LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync._warm_queue");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		last;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		found = true;
+		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+		e->requested_at = SPI_getbinval(tup, td, 2, &isnull);	/* by value */
+		last = SPI_getbinval(tup, td, 3, &isnull);
+		e->last = NIL;
+		if (!isnull)
+		{
+			int			n;
+			char	  **vals = rs_text_array(DatumGetArrayTypeP(last), &n);
+
+			for (int i = 0; i < n; i++)
+				e->last = lappend(e->last, vals[i]);
+		}
+		e->attempts = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return found;
+}
+
+/* record one batch's progress (or the end) of this request */
+static void
+record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
+{
+	Oid			types[5] = {OIDOID, TIMESTAMPTZOID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	int			n = list_length(e->last);
+
+	values[0] = ObjectIdGetDatum(e->relid);
+	values[1] = e->requested_at;
+	values[2] = Int64GetDatum(rows);
+	values[3] = Int64GetDatum(written);
+	if (done || n == 0)
+	{
+		values[4] = (Datum) 0;
+		nulls[4] = 'n';
+	}
+	else
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+		ListCell   *lc;
+
+		foreach(lc, e->last)
+			elems[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+		values[4] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	queue_exec(psprintf("UPDATE redis_sync._warm_queue SET "
+						"  started_at = COALESCE(started_at, pg_catalog.clock_timestamp()), "
+						"  rows_done = rows_done + $3, keys_filled = keys_filled + $4, last_key = $5, "
+						"  attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL%s "
+						" WHERE relid = $1 AND requested_at = $2",
+						done ? ", finished_at = pg_catalog.clock_timestamp()" : ""),
+			   5, types, values, nulls);
+}
+
+/* a batch failed: keep the message, retry later with backoff */
+static void
+record_failure(WarmEntry *e, const char *message)
+{
+	Oid			types[4] = {OIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
+	Datum		values[4];
+	int64		delay = Min((int64) 1000 << Min(e->attempts, 10), WARM_RETRY_MAX_MS);
+
+	values[0] = ObjectIdGetDatum(e->relid);
+	values[1] = e->requested_at;
+	values[2] = CStringGetTextDatum(message);
+	values[3] = Int64GetDatum(delay);
+	queue_exec("UPDATE redis_sync._warm_queue SET attempts = attempts + 1, "
+			   "  last_error = $3, last_error_at = pg_catalog.clock_timestamp(), "
+			   "  retry_at = pg_catalog.clock_timestamp() + $4 * interval '1 ms' "
+			   " WHERE relid = $1 AND requested_at = $2",
+			   4, types, values, NULL);
+}
+
+/*
+ * One batch of a queued warm, in the current transaction, as the table's
+ * owner.  Returns false when the request is finished (or dropped).
+ */
+static bool
+warm_entry_batch(WarmEntry *e)
+{
+	Relation	rel = try_relation_open(e->relid, AccessShareLock);
+	SyncConfig *cfg;
+	FillCursor	fc;
+	HeapTuple	ctup;
+	Oid			owner;
+	RsAsOwner	ao;
+	volatile int64 n = 0;
+	bool		done;
+	Oid			types[2] = {OIDOID, TIMESTAMPTZOID};
+	Datum		values[2] = {ObjectIdGetDatum(e->relid), e->requested_at};
+
+	if (rel != NULL)
+		cfg = rs_config_get(e->relid);
+	if (rel == NULL || !cfg->synced || cfg->policy != RS_POLICY_WRITE_THROUGH)
+	{
+		/* dropped or unsynced since: forget the request */
+		if (rel != NULL)
+			relation_close(rel, AccessShareLock);
+		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1 AND requested_at = $2",
+				   2, types, values, NULL);
+		return false;
+	}
+	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(e->relid));
+	if (!HeapTupleIsValid(ctup))
+		elog(ERROR, "cache lookup failed for relation %u", e->relid);
+	owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
+	ReleaseSysCache(ctup);
+
+	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
+	rs_fill_cursor_init(&fc, e->relid, cfg, e->last);
+
+	/* the table's code (types, casts) runs with its owner's rights only */
+	rs_as_owner_enter(&ao, owner);
+	PG_TRY();
+	{
+		n = rs_fill_next_batch(&fc, rel, WARM_BATCH);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+
+	done = n < WARM_BATCH;
+	e->last = fc.last;
+	record_progress(e, fc.rows, fc.written, done);
+	rs_stats_add(e->relid, RS_C_WARMED, fc.rows);
+	rs_stats_flush();
+	relation_close(rel, AccessShareLock);
+	if (done)
+		ereport(LOG,
+				(errmsg("redis_sync worker: warmed table %s",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(e->relid)),
+												   get_rel_name(e->relid)))));
+	return !done;
+}
+
+void
+rs_warm_round(void)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_ROUND_MS);
+
+	for (;;)
+	{
+		WarmEntry	e;
+		bool		found;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		found = queue_exists() && next_entry(&e);
+		if (found)
+		{
+			PG_TRY();
+			{
+				(void) warm_entry_batch(&e);
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(outer);
+				edata = CopyErrorData();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				ereport(LOG,
+						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
+						 edata->detail ? errdetail("%s", edata->detail) : 0));
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				record_failure(&e, edata->message);
+				rs_stats_error(e.relid, edata->message);
+				rs_stats_flush();
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+				MemoryContextSwitchTo(outer);
+				return;
+			}
+			PG_END_TRY();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(outer);
+		if (!found)
+			return;
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			/* more may be queued: come back right after the next look at the outbox */
+			SetLatch(MyLatch);
+			return;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* redis_sync.warm(tbl regclass, batch_size int) RETURNS bigint */
+Datum
+redis_sync_warm(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int			batch = PG_GETARG_INT32(1);
+	int64		n;
+	int64		written;
+	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
+	Datum		values[3];
+
+	if (batch <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be positive")));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid))));
+	n = rs_fill_table(relid, batch, &written);
+	rs_stats_flush();
+	/* a queued background warm of the table is done too */
+	if (!queue_exists())
+		PG_RETURN_INT64(n);
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = Int64GetDatum(n);
+	values[2] = Int64GetDatum(written);
+	queue_exec("UPDATE redis_sync._warm_queue SET started_at = COALESCE(started_at, pg_catalog.now()), "
+			   "  finished_at = pg_catalog.clock_timestamp(), rows_done = $2, keys_filled = $3, "
+			   "  last_key = NULL, retry_at = NULL "
+			   " WHERE relid = $1 AND finished_at IS NULL",
+			   3, types, values, NULL);
+	PG_RETURN_INT64(n);
+}
