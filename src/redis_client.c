@@ -1140,12 +1140,21 @@ cluster_exec(RedisPipeline *p, RedisFailure *f)
 		}
 		if (left == 0)
 			break;
-		if (++attempt > 64 || (retry_later && GetCurrentTimestamp() >= deadline))
+
+		/*
+		 * Redirected round after round: nodes that disagree on the map for a
+		 * moment (a failover or a reshard's last step propagating) send a
+		 * command back and forth.  After three quick rounds, back off like
+		 * TRYAGAIN, within the same deadline, rather than give up after a
+		 * few milliseconds of immediate retries.
+		 */
+		attempt++;
+		if ((retry_later || attempt > 3) && GetCurrentTimestamp() >= deadline)
 			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
 										redis_server_display(), left, rs_command_timeout_ms),
 							   last_problem ? last_problem : "Too many redirections.");
-		if (retry_later || !sent)
+		if (retry_later || !sent || attempt > 3)
 		{
 			need_refresh = true;
 			cluster_backoff(attempt);
