@@ -732,7 +732,31 @@ detect_cluster(RedisFailure *f)
 		return false;
 	}
 	redis_round_trips--;		/* like the handshake, not a workload round trip */
-	/* INFO renamed or forbidden: not a cluster as far as we can tell */
+	if (v.type == RV_ERROR)
+	{
+		/*
+		 * INFO forbidden (a Redis 7 ACL user without @dangerous) or renamed:
+		 * CLUSTER INFO, which such a user may run, tells a cluster node (a
+		 * single Redis refuses it).  The version is not known then: per-slot
+		 * apply calls, which every version runs.
+		 */
+		const char *cargv[2] = {"CLUSTER", "INFO"};
+
+		resetStringInfo(&buf);
+		encode_command(&buf, 2, cargv, NULL);
+		if (!redis_conn_exchange(conn, buf.data, buf.len, 1, &v, f))
+		{
+			detect_failed_at = GetCurrentTimestamp();
+			return false;
+		}
+		redis_round_trips--;
+		cluster_state = (v.type == RV_STRING && strstr(v.str, "cluster_state:") != NULL) ? 1 : 0;
+		cluster_redis7 = false;
+		if (cluster_state == 1)
+			rs_cluster_forget_map();
+		return true;
+	}
+	/* INFO answered: cluster_enabled:1 says a cluster node */
 	cluster_state = (v.type == RV_STRING && rs_cluster_info_enabled(v.str)) ? 1 : 0;
 	if (cluster_state == 1)
 	{
