@@ -878,6 +878,15 @@ load_map_from(RedisConn *c, RedisFailure *f)
 								   psprintf("Redis at %s gave an unreadable cluster slot map",
 											redis_conn_display(c)), err);
 	map_loaded_at = GetCurrentTimestamp();
+
+	/* nodes that left the cluster (or its old address): close their connections */
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+		if (!rs_cluster_nodes[i].in_map && rs_cluster_nodes[i].conn &&
+			rs_cluster_nodes[i].conn != (void *) c)
+		{
+			redis_conn_free((RedisConn *) rs_cluster_nodes[i].conn);
+			rs_cluster_nodes[i].conn = NULL;
+		}
 	return true;
 }
 
