@@ -102,9 +102,36 @@ redis_flush() {
     fi
 }
 
+# Redis CPU of one server: used_cpu_sys + used_cpu_user (s), and the time
+# spent running commands (INFO commandstats, usec; reset by CONFIG RESETSTAT)
+redis_cpu() {
+    redis-cli -p "$1" INFO cpu | tr -d '\r' |
+        awk -F: '$1 == "used_cpu_sys" || $1 == "used_cpu_user" {s += $2} END {printf "%.3f\n", s}'
+}
+redis_cmd_usec() {
+    redis-cli -p "$1" INFO commandstats | tr -d '\r' |
+        sed -n 's/.*usec=\([0-9]*\),.*/\1/p' | awk '{s += $1} END {print s + 0}'
+}
+mode_ports() { if [ "$1" = single ]; then echo "$REDIS_PORT"; else echo "${PORTS[*]}"; fi; }
+
+# the bulk push: wall ms; also records, per Redis server of the mode, the
+# CPU (ms) and command time (ms) that push cost it, in CPU_<mode>/CMD_<mode>
 bulk_ms() {
-    $PSQL -c '\timing on' -c "INSERT INTO clb_bulk SELECT g, 'name ' || g, g FROM generate_series(1, $ROWS) g" |
-        sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'
+    local mode=$1 p before=() ms i=0
+    for p in $(mode_ports "$mode"); do
+        redis-cli -p "$p" CONFIG RESETSTAT >/dev/null
+        before+=("$(redis_cpu "$p")")
+    done
+    ms=$($PSQL -c '\timing on' -c "INSERT INTO clb_bulk SELECT g, 'name ' || g, g FROM generate_series(1, $ROWS) g" |
+        sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+    local cpu="" cmd=""
+    for p in $(mode_ports "$mode"); do
+        cpu+="$(awk -v a="${before[$i]}" -v b="$(redis_cpu "$p")" 'BEGIN {printf "%.0f", (b - a) * 1000}')/"
+        cmd+="$(awk -v u="$(redis_cmd_usec "$p")" 'BEGIN {printf "%.0f", u / 1000}')/"
+        i=$((i + 1))
+    done
+    echo "$mode ${cpu%/} ${cmd%/}" >>"$SB/cpu.txt"
+    echo "$ms"
 }
 echo "\\set id random(1, 1000)
 UPDATE clb_one SET v = v + 1 WHERE id = :id;" >"$SB/one.sql"
@@ -119,7 +146,7 @@ for r in $(seq "$RUNS"); do
     for mode in single cluster; do
         url=$SINGLE_URL; [ "$mode" = cluster ] && url=$CLUSTER_URL
         use_url "$url"
-        BULK[$mode]+="$(bulk_ms) "
+        BULK[$mode]+="$(bulk_ms "$mode") "
         TPS[$mode]+="$(single_tps) "
     done
 done
@@ -139,6 +166,23 @@ OUT=$(
     printf '%-44s %14s %14s\n' "bulk push: INSERT of $ROWS rows (ms)" "${b[single]}" "${b[cluster]}"
     printf '%-44s %14s %14s\n' "single-row sync push: pgbench 1 client (tps)" "${t[single]}" "${t[cluster]}"
     printf 'keys per cluster master after the last run: %s\n' "$spread"
+    # Redis-side work of the bulk push, per server (this machine's cores are
+    # shared with PostgreSQL, so wall time cannot show the masters working in
+    # parallel; the CPU each master spends can): medians over the runs
+    cpu_single=$(awk '$1 == "single" {print $2}' "$SB/cpu.txt" | median)
+    cmd_single=$(awk '$1 == "single" {print $3}' "$SB/cpu.txt" | median)
+    per_cpu="" per_cmd=""
+    for k in 1 2 3; do
+        per_cpu+="$(awk '$1 == "cluster" {print $2}' "$SB/cpu.txt" | cut -d/ -f$k | median)/"
+        per_cmd+="$(awk '$1 == "cluster" {print $3}' "$SB/cpu.txt" | cut -d/ -f$k | median)/"
+    done
+    per_cpu=${per_cpu%/} per_cmd=${per_cmd%/}
+    share() { tr / '\n' <<<"$1" | awk -v one="$2" '{s += $1; if ($1 > m) m = $1}
+        END {printf "max %d ms = %.2f of the masters'"'"' sum (%d ms), %.2f of the single Redis", m, (s ? m / s : 0), s, (one ? m / one : 0)}'; }
+    printf 'Redis CPU of the bulk push (used_cpu_sys+user, ms): single Redis %s; per master %s: %s\n' \
+        "$cpu_single" "$per_cpu" "$(share "$per_cpu" "$cpu_single")"
+    printf 'Redis command time of the bulk push (INFO commandstats, ms): single Redis %s; per master %s: %s\n' \
+        "$cmd_single" "$per_cmd" "$(share "$per_cmd" "$cmd_single")"
 )
 echo "$OUT"
 mkdir -p "$BENCH_DIR/results"

@@ -86,6 +86,9 @@ bool
 rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
 {
 	static int	owner[RS_CLUSTER_SLOTS];
+	int		   *listed = palloc(sizeof(int) * Max(reply->nelem, 1) * 4);
+	int			nlisted = 0,
+				maxlisted = Max(reply->nelem, 1) * 4;
 
 	if (reply->type != RV_ARRAY)
 	{
@@ -113,6 +116,9 @@ rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
 		host = (m->elems[0].type == RV_STRING && m->elems[0].len > 0 &&
 				strcmp(m->elems[0].str, "?") != 0) ? m->elems[0].str : seed_host;
 		idx = rs_cluster_node_index(host, (int) m->elems[1].integer, true);
+		if (nlisted == maxlisted)
+			listed = repalloc(listed, sizeof(int) * (maxlisted *= 2));
+		listed[nlisted++] = idx;
 		for (int64 s = r->elems[0].integer; s <= r->elems[1].integer; s++)
 			if (s >= 0 && s < RS_CLUSTER_SLOTS)
 				owner[s] = idx;
@@ -120,15 +126,23 @@ rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
 		for (int j = 3; j < r->nelem; j++)
 			if (r->elems[j].type == RV_ARRAY && r->elems[j].nelem >= 2 &&
 				r->elems[j].elems[0].type == RV_STRING && r->elems[j].elems[1].type == RV_INTEGER)
-				(void) rs_cluster_node_index(r->elems[j].elems[0].len > 0 ? r->elems[j].elems[0].str : seed_host,
-											 (int) r->elems[j].elems[1].integer, true);
+			{
+				if (nlisted == maxlisted)
+					listed = repalloc(listed, sizeof(int) * (maxlisted *= 2));
+				listed[nlisted++] =
+					rs_cluster_node_index(r->elems[j].elems[0].len > 0 ? r->elems[j].elems[0].str : seed_host,
+										  (int) r->elems[j].elems[1].integer, true);
+			}
 	}
 	memcpy(rs_cluster_owner, owner, sizeof(owner));
 	for (int i = 0; i < rs_cluster_nnodes; i++)
 	{
 		rs_cluster_nodes[i].nslots = 0;
 		rs_cluster_nodes[i].master = false;
+		rs_cluster_nodes[i].in_map = false;
 	}
+	for (int i = 0; i < nlisted; i++)
+		rs_cluster_nodes[listed[i]].in_map = true;
 	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
 		if (owner[s] >= 0)
 		{

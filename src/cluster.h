@@ -20,6 +20,7 @@ typedef struct ClusterNode
 	int			port;
 	bool		master;			/* owns slots in the current map */
 	int			nslots;			/* slots it owns in the current map */
+	bool		in_map;			/* listed by the last CLUSTER SLOTS */
 	void	   *conn;			/* its connection (redis_client.c), or NULL */
 	uint64		round_trips;	/* exchanges with this node, this backend */
 	uint64		redirections;	/* MOVED and ASK replies from this node */

@@ -101,6 +101,7 @@
 "end\n" \
 "end\n" \
 "local mset = {}\n" \
+"local moved = nil\n" \
 "local applied = 0\n" \
 "local evicted = 0\n" \
 "local skipped = 0\n" \
@@ -141,7 +142,14 @@
 "    else\n" \
 "      r = redis.pcall('UNLINK', key)\n" \
 "    end\n" \
-"    if type(r) == 'table' and r.err then\n" \
+"    if type(r) == 'table' and r.err and xslot and\n" \
+"       (string.find(r.err, 'non local key', 1, true) or string.find(r.err, 'cluster is down', 1, true)) then\n" \
+"      -- its slot is migrating and this key has left the node (its version\n" \
+"      -- not yet): not a refusal of the key; the whole call fails below and\n" \
+"      -- is run again per slot, following the redirection (fenced: the keys\n" \
+"      -- applied here are applied again with the same versions)\n" \
+"      moved = r.err\n" \
+"    elseif type(r) == 'table' and r.err then\n" \
 "      result[#result + 1] = idx\n" \
 "      result[#result + 1] = r.err\n" \
 "    else\n" \
@@ -166,6 +174,7 @@
 "end\n" \
 "if evicted > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', evicted) end\n" \
 "if skipped > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', skipped) end\n" \
+"if moved then return redis.error_reply('TRYAGAIN redis_sync: a key of this call moved: ' .. moved) end\n" \
 "result[1] = applied\n" \
 "result[#result + 1] = evicted\n" \
 "return result\n"

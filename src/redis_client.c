@@ -732,7 +732,31 @@ detect_cluster(RedisFailure *f)
 		return false;
 	}
 	redis_round_trips--;		/* like the handshake, not a workload round trip */
-	/* INFO renamed or forbidden: not a cluster as far as we can tell */
+	if (v.type == RV_ERROR)
+	{
+		/*
+		 * INFO forbidden (a Redis 7 ACL user without @dangerous) or renamed:
+		 * CLUSTER INFO, which such a user may run, tells a cluster node (a
+		 * single Redis refuses it).  The version is not known then: per-slot
+		 * apply calls, which every version runs.
+		 */
+		const char *cargv[2] = {"CLUSTER", "INFO"};
+
+		resetStringInfo(&buf);
+		encode_command(&buf, 2, cargv, NULL);
+		if (!redis_conn_exchange(conn, buf.data, buf.len, 1, &v, f))
+		{
+			detect_failed_at = GetCurrentTimestamp();
+			return false;
+		}
+		redis_round_trips--;
+		cluster_state = (v.type == RV_STRING && strstr(v.str, "cluster_state:") != NULL) ? 1 : 0;
+		cluster_redis7 = false;
+		if (cluster_state == 1)
+			rs_cluster_forget_map();
+		return true;
+	}
+	/* INFO answered: cluster_enabled:1 says a cluster node */
 	cluster_state = (v.type == RV_STRING && rs_cluster_info_enabled(v.str)) ? 1 : 0;
 	if (cluster_state == 1)
 	{
@@ -854,6 +878,15 @@ load_map_from(RedisConn *c, RedisFailure *f)
 								   psprintf("Redis at %s gave an unreadable cluster slot map",
 											redis_conn_display(c)), err);
 	map_loaded_at = GetCurrentTimestamp();
+
+	/* nodes that left the cluster (or its old address): close their connections */
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+		if (!rs_cluster_nodes[i].in_map && rs_cluster_nodes[i].conn &&
+			rs_cluster_nodes[i].conn != (void *) c)
+		{
+			redis_conn_free((RedisConn *) rs_cluster_nodes[i].conn);
+			rs_cluster_nodes[i].conn = NULL;
+		}
 	return true;
 }
 
@@ -1140,12 +1173,21 @@ cluster_exec(RedisPipeline *p, RedisFailure *f)
 		}
 		if (left == 0)
 			break;
-		if (++attempt > 64 || (retry_later && GetCurrentTimestamp() >= deadline))
+
+		/*
+		 * Redirected round after round: nodes that disagree on the map for a
+		 * moment (a failover or a reshard's last step propagating) send a
+		 * command back and forth.  After three quick rounds, back off like
+		 * TRYAGAIN, within the same deadline, rather than give up after a
+		 * few milliseconds of immediate retries.
+		 */
+		attempt++;
+		if ((retry_later || attempt > 3) && GetCurrentTimestamp() >= deadline)
 			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
 										redis_server_display(), left, rs_command_timeout_ms),
 							   last_problem ? last_problem : "Too many redirections.");
-		if (retry_later || !sent)
+		if (retry_later || !sent || attempt > 3)
 		{
 			need_refresh = true;
 			cluster_backoff(attempt);
