@@ -85,6 +85,7 @@
 #include "shmem.h"
 
 #include "wb_internal.h"
+#include "xact_step.h"
 
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim",
 /* rs_companion_key (encode.c), the same rule */
@@ -252,7 +253,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 				ndel = 0;
 	int64		unknown = 0;
 	TimestampTz started = GetCurrentTimestamp();
-	AsOwner		saved;
+	RsAsOwner	saved;
 	char		batch[16];
 
 	*applied = 0;
@@ -351,16 +352,15 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, unknown);
 
 	/* apply in one transaction, cancelled after redis_sync.drain_timeout */
-	StartTransactionCommand();
+	rs_xact_begin(NULL);
 	drain_timeout_arm();
 	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
-	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* the rows written into this table are not echoed to the keys they came from */
 	rs_suppress_relid = t->relid;
 	rs_suppress_prefix = t->prefix;
-	become(&saved, t->owner);
+	rs_as_owner_enter(&saved, t->owner);
 	PG_TRY();
 	{
 		/*
@@ -398,12 +398,12 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 				elog(ERROR, "redis_sync: write-behind delete failed");
 			*applied += SPI_processed;
 		}
-		unbecome(&saved);
+		rs_as_owner_leave(&saved);
 		rs_suppress_relid = InvalidOid;
 	}
 	PG_CATCH();
 	{
-		unbecome(&saved);
+		rs_as_owner_leave(&saved);
 		rs_suppress_relid = InvalidOid;
 		PG_RE_THROW();
 	}
@@ -445,8 +445,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	rs_stats_add(t->relid, RS_C_BATCHES, 1);
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
-	PopActiveSnapshot();
-	CommitTransactionCommand();	/* deferred triggers run here: still timed */
+	rs_xact_commit(NULL);		/* deferred triggers run here: still timed */
 	wb_drain_timeout_disarm();
 
 	/* acknowledge: only now may the members leave the processing set */

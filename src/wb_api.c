@@ -101,7 +101,7 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	int64		result;
 	char	  **seed = NULL;
 	bool		row_found = false;
-	AsOwner		saved;
+	RsAsOwner	saved;
 
 	/* the drain will write this value into the table: the caller must be allowed to */
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
@@ -162,10 +162,10 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* the seed is read as the owner: hset()/hincrby() need no SELECT */
-	become(&saved, t->owner);
+	rs_as_owner_enter(&saved, t->owner);
 	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read the row to seed");
-	unbecome(&saved);
+	rs_as_owner_leave(&saved);
 	if (SPI_processed == 1)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);

@@ -43,6 +43,7 @@
 #include "shmem.h"
 
 #include "wb_internal.h"
+#include "xact_step.h"
 
 /*
  * correct unseeded counters: KEYS = key, seedkey, ...; ARGV = format, then
@@ -210,7 +211,7 @@ reseed_table(WbTable *t)
 {
 	int64		seeded = 0;
 	StringInfoData sql;
-	AsOwner		saved;
+	RsAsOwner	saved;
 	MemoryContext outer = CurrentMemoryContext;
 
 	initStringInfo(&sql);
@@ -225,7 +226,7 @@ reseed_table(WbTable *t)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	become(&saved, t->owner);	/* reading the table runs its code: as its owner */
+	rs_as_owner_enter(&saved, t->owner);	/* reading the table runs its code: as its owner */
 	{
 		Portal		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 
@@ -300,7 +301,7 @@ reseed_table(WbTable *t)
 		}
 		SPI_cursor_close(portal);
 	}
-	unbecome(&saved);
+	rs_as_owner_leave(&saved);
 	SPI_finish();
 	MemoryContextSwitchTo(outer);
 	return seeded;
@@ -313,9 +314,8 @@ rs_drain_reseed_all(void)
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext;
 
-	StartTransactionCommand();
+	rs_xact_begin(NULL);
 	(void) rs_canonical_gucs_push();	/* popped at commit */
-	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(outer);
 	tables = wb_load_tables(InvalidOid);
 	foreach(lc, tables)
@@ -327,7 +327,5 @@ rs_drain_reseed_all(void)
 				(errmsg("redis_sync worker: re-seeded %lld write-behind keys of %s",
 						(long long) n, t->qname)));
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(outer);
+	rs_xact_commit(outer);
 }

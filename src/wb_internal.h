@@ -75,20 +75,6 @@ typedef struct Member
 
 #define SEED_SUFFIX ":rs_seeded"
 
-typedef RsAsOwner AsOwner;
-
-static inline void
-become(AsOwner *saved, Oid role)
-{
-	rs_as_owner_enter(saved, role);
-}
-
-static inline void
-unbecome(AsOwner *saved)
-{
-	rs_as_owner_leave(saved);
-}
-
 /* wb_config.c */
 extern List *wb_load_tables(Oid relid);
 

@@ -42,6 +42,7 @@
 #include "shmem.h"
 
 #include "wb_internal.h"
+#include "xact_step.h"
 
 /* per-table schedule, kept across rounds */
 typedef struct Schedule
@@ -202,13 +203,10 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 
 	*next_due = 0;
 	*failed = 0;
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rs_xact_begin(NULL);
 	MemoryContextSwitchTo(outer);
 	tables = wb_load_tables(InvalidOid);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(outer);
+	rs_xact_commit(outer);
 
 	/* nothing is claimed under a policy that can evict write-behind keys */
 	if (tables != NIL && !eviction_check())

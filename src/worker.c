@@ -69,6 +69,7 @@
 #include "redis_sync.h"
 #include "shmem.h"
 #include "warm.h"
+#include "xact_step.h"
 
 PGDLLEXPORT void redis_sync_worker_main(Datum arg);
 
@@ -175,12 +176,9 @@ probe(void)
 static void
 reclaim_all(void)
 {
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "redis_sync: recording key prefix claims");
+	rs_xact_begin("redis_sync: recording key prefix claims");
 	(void) rs_claim_all(true);
-	PopActiveSnapshot();
-	commit_round_txn();
+	rs_xact_commit(round_cxt);
 }
 
 /* re-warm every write-through table of this database */
@@ -190,8 +188,7 @@ rewarm_all(void)
 	List	   *rels = NIL;
 	ListCell   *lc;
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rs_xact_begin(NULL);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	if (SPI_execute("SELECT relid::oid FROM redis_sync.tables WHERE policy = 'write_through' ORDER BY 1",
@@ -207,64 +204,61 @@ rewarm_all(void)
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
-	PopActiveSnapshot();
-	commit_round_txn();
+	rs_xact_commit(round_cxt);
 
 	foreach(lc, rels)
 	{
 		int64		n;
 
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "redis_sync: re-warming after a Redis restart");
+		rs_xact_begin("redis_sync: re-warming after a Redis restart");
 		n = rs_push_current(lfirst_oid(lc), NIL, 10000);
 		rs_stats_flush();
-		PopActiveSnapshot();
-		commit_round_txn();
+		rs_xact_commit(round_cxt);
 		ereport(LOG,
 				(errmsg("redis_sync worker: re-warmed %lld keys of table %u",
 						(long long) n, lfirst_oid(lc))));
 	}
 }
 
-/* deliver the outbox until empty; false on a Redis failure */
+/* an entry Redis refused stays queued with its error: say so in the log */
+static void
+log_refusal(const RedisFailure *f)
+{
+	ereport(LOG,
+			(errmsg("redis_sync worker: %s", f->message),
+			 f->detail ? errdetail("%s", f->detail) : 0));
+}
+
+/*
+ * Deliver the outbox until a short batch shows it empty (or the worker is
+ * paused), each batch in its own transaction; false on a Redis failure.
+ */
 static bool
 deliver_all(void)
 {
-	for (;;)
-	{
-		RedisFailure f;
-		int64		n;
-		int			nref;
+	RsDeliveryRules rules = {0};
+	RsDeliveryOutcome out;
 
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "redis_sync: delivering the outbox");
-		n = rs_outbox_deliver(rs_outbox_batch, InvalidOid, true, &f, &nref);
-		if (nref > 0)
-			ereport(LOG,
-					(errmsg("redis_sync worker: %s", f.message),
-					 f.detail ? errdetail("%s", f.detail) : 0));
-		if (n < 0)
-		{
-			/* f lives in the transaction's memory: use it before the commit */
-			ereport(LOG,
-					(errmsg("redis_sync worker: could not deliver the outbox: %s", f.message),
-					 f.detail ? errdetail("%s", f.detail) : 0));
-			rs_stats_error(InvalidOid, f.message);
-			rs_stats_flush();
-			PopActiveSnapshot();
-			commit_round_txn();
-			return false;
-		}
+	rules.relid = InvalidOid;
+	rules.max = PG_INT64_MAX;
+	rules.due_only = true;
+	rules.batch_xacts = true;
+	rules.stop_on_short = true;
+	rules.stop = rs_worker_pause_check;
+	rules.on_refusal = log_refusal;
+	rules.activity = "redis_sync: delivering the outbox";
+	rules.cxt = round_cxt;
+	rs_outbox_deliver_loop(&rules, &out);
+	if (out.failed)
+	{
+		ereport(LOG,
+				(errmsg("redis_sync worker: could not deliver the outbox: %s", out.failure.message),
+				 out.failure.detail ? errdetail("%s", out.failure.detail) : 0));
+		rs_stats_error(InvalidOid, out.failure.message);
 		rs_stats_flush();
-		PopActiveSnapshot();
-		commit_round_txn();
-		/* a short batch emptied the outbox: no need for another look */
-		if (n < rs_outbox_batch || rs_worker_pause_check())
-			return true;
-		CHECK_FOR_INTERRUPTS();
+		return false;
 	}
+	return true;
 }
 
 /* repairs of one marker that may not finish before it is set aside */
@@ -560,13 +554,10 @@ marker_sweep_round(void)
 {
 	bool		ok;
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "redis_sync: sweeping in-flight markers");
+	rs_xact_begin("redis_sync: sweeping in-flight markers");
 	ok = sweep_markers();
 	rs_stats_flush();
-	PopActiveSnapshot();
-	commit_round_txn();
+	rs_xact_commit(round_cxt);
 	return ok;
 }
 
