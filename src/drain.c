@@ -186,7 +186,7 @@ claim_read_members(WbTable *t, RedisValue *members)
 	for (int i = 0; i < nm; i++)
 	{
 		char	   *key = psprintf("%s%s", t->prefix, members->elems[i].str);
-		const char *argv[2] = {t->format == 'h' ? "HGETALL" : "GET", key};
+		const char *argv[2] = {t->format == WB_FORMAT_HASH ? "HGETALL" : "GET", key};
 
 		redis_pipeline_append(p, 2, argv, NULL);
 		if (seeds)
@@ -233,130 +233,174 @@ claim_read_members(WbTable *t, RedisValue *members)
 	return out;
 }
 
-/*
- * Claim, apply and acknowledge one batch.  Returns the number of members
- * claimed (0: nothing to do); *applied gets rows written.
- */
-int
-wb_drain_batch(WbTable *t, bool recover, int64 *applied)
+/* one batch: the claimed members, sorted by what the apply step does with them */
+typedef struct Batch
 {
-	RedisPipeline *p;
-	const char *argv[8];
-	RedisValue *r;
+	WbTable    *t;
+	RedisPipeline *claim;		/* the claim's replies live in its memory */
 	int			nm;
 	Member	   *ms;
-	int		   *abs_idx,
-			   *inc_idx,
-			   *del_idx;
-	int			nabs = 0,
-				ninc = 0,
-				ndel = 0;
-	int64		unknown = 0;
-	TimestampTz started = GetCurrentTimestamp();
-	RsAsOwner	saved;
-	char		batch[16];
+	int		   *abs_idx;		/* absolute values */
+	int		   *inc_idx;		/* counters of unseeded keys: increments */
+	int		   *del_idx;		/* keys Redis no longer has (on_missing delete) */
+	int			nabs;
+	int			ninc;
+	int			ndel;
+	int64		unknown;		/* hash fields that name no column */
+	int64		applied;		/* rows written */
+} Batch;
 
-	*applied = 0;
+/*
+ * Step 1, claim: move up to batch_size members to the processing set and
+ * read their values; recover: the members a crash left there instead.
+ * Returns the claim script's reply shape: member, state, seeded, value.
+ */
+static RedisValue *
+claim(Batch *b, bool recover)
+{
+	WbTable    *t = b->t;
+	const char *argv[8];
+	char		batch[16];
+	RedisValue *r;
+
 	snprintf(batch, sizeof(batch), "%d", t->batch);
 	argv[0] = t->dirty;
 	argv[1] = t->processing;
 	argv[2] = batch;
 	argv[3] = t->prefix;
-	argv[4] = t->format == 'h' ? "h" : t->format == 'j' ? "j" : "s";
+	argv[4] = t->format == WB_FORMAT_HASH ? WB_ARG_HASH : t->format == WB_FORMAT_JSON ? WB_ARG_JSON : WB_ARG_STRING;
 	argv[5] = t->ncounters > 0 ? SEED_SUFFIX : "";
 	argv[6] = recover ? "1" : "0";
 	argv[7] = redis_cluster_mode() ? "1" : "0";
-	p = redis_pipeline_create();
-	redis_pipeline_append_script(p, &claim_script, 2, 8, argv, NULL);
-	redis_pipeline_exec(p);
-	redis_check_reply(p, 0, "a write-behind claim");
-	r = redis_pipeline_reply(p, 0);
+	b->claim = redis_pipeline_create();
+	redis_pipeline_append_script(b->claim, &claim_script, 2, 8, argv, NULL);
+	redis_pipeline_exec(b->claim);
+	redis_check_reply(b->claim, 0, "a write-behind claim");
+	r = redis_pipeline_reply(b->claim, 0);
 	if (argv[7][0] == '1')
 		r = claim_read_members(t, r);
-	nm = r->nelem / 4;
-	if (nm == 0)
-		return 0;
+	return r;
+}
 
-	ms = palloc0(sizeof(Member) * nm);
-	abs_idx = palloc(sizeof(int) * nm);
-	inc_idx = palloc(sizeof(int) * nm);
-	del_idx = palloc(sizeof(int) * nm);
-	for (int i = 0; i < nm; i++)
+/*
+ * An unseeded counter key: its counters are applied as increments (the
+ * values read are kept for the correction).  False (and m->problem) when a
+ * counter field is not an integer.
+ */
+static bool
+read_increments(WbTable *t, Member *m)
+{
+	int			ci = 0;
+
+	m->increment = true;
+	m->read = palloc0(sizeof(int64) * t->ncounters);
+	for (int c = 0; c < t->ncols; c++)
 	{
-		Member	   *m = &ms[i];
-		RedisValue *v = &r->elems[4 * i + 3];
-
-		m->member = r->elems[4 * i].str;
-		m->key = psprintf("%s%s", t->prefix, m->member);
-		m->state = (int) r->elems[4 * i + 1].integer;
-		m->seeded = r->elems[4 * i + 2].integer == 1;
-		/* bytes the database cannot hold: dead letter (rowsec.c) */
-		if ((m->problem = rs_wb_input_problem(&r->elems[4 * i], v, &m->member, &m->value)) != NULL)
-		{
-			m->problem_state = pstrdup("22021");
-			m->key = psprintf("%s%s", t->prefix, m->member);
+		if (!t->counter[c])
 			continue;
-		}
-		if (!wb_split_member(t, m))
+		/* a counter the key does not have adds nothing */
+		if (!m->present[c])
+			m->read[ci] = 0;
+		else if (m->vals[c] == NULL || !wb_parse_int64(m->vals[c], &m->read[ci]))
 		{
-			m->problem = psprintf("dirty set member \"%s\" is not %d escaped key values separated by ':'",
-								  m->member, t->nkeys);
-			m->problem_state = pstrdup("22023");
-			continue;
+			m->problem = pstrdup("a counter field is not an integer");
+			m->problem_state = pstrdup("22P02");
+			return false;
 		}
-		if (m->state < 0)
-		{
-			m->problem = psprintf("Redis could not read the value: %s", v->str);
-			m->problem_state = pstrdup("38000");
-			continue;
-		}
-		if (m->state == 0)
-		{
-			if (t->delete_missing)
-				del_idx[ndel++] = i;
-			continue;
-		}
-		wb_decode_value(t, m, v, &unknown);
-		if (m->problem)
-			continue;
-		if (t->ncounters > 0 && !m->seeded)
-		{
-			int			ci = 0;
-			bool		bad = false;
-
-			m->increment = true;
-			m->read = palloc0(sizeof(int64) * t->ncounters);
-			for (int c = 0; c < t->ncols; c++)
-			{
-				if (!t->counter[c])
-					continue;
-				/* a counter the key does not have adds nothing */
-				if (!m->present[c])
-					m->read[ci] = 0;
-				else if (m->vals[c] == NULL || !wb_parse_int64(m->vals[c], &m->read[ci]))
-					bad = true;
-				ci++;
-			}
-			if (bad)
-			{
-				m->problem = pstrdup("a counter field is not an integer");
-				m->problem_state = pstrdup("22P02");
-				continue;
-			}
-			inc_idx[ninc++] = i;
-		}
-		else
-			abs_idx[nabs++] = i;
+		ci++;
 	}
-	rs_stats_add(t->relid, RS_C_CLAIMED, nm);
-	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, unknown);
+	return true;
+}
 
-	/* apply in one transaction, cancelled after redis_sync.drain_timeout */
-	rs_xact_begin(NULL);
-	drain_timeout_arm();
-	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
+/* decode claimed member i (r: the claim's reply) and sort it into b's lists */
+static void
+sort_member(Batch *b, RedisValue *r, int i)
+{
+	WbTable    *t = b->t;
+	Member	   *m = &b->ms[i];
+	RedisValue *v = &r->elems[4 * i + 3];
+
+	m->member = r->elems[4 * i].str;
+	m->key = psprintf("%s%s", t->prefix, m->member);
+	m->state = (int) r->elems[4 * i + 1].integer;
+	m->seeded = r->elems[4 * i + 2].integer == 1;
+	/* bytes the database cannot hold: dead letter (rowsec.c) */
+	if ((m->problem = rs_wb_input_problem(&r->elems[4 * i], v, &m->member, &m->value)) != NULL)
+	{
+		m->problem_state = pstrdup("22021");
+		m->key = psprintf("%s%s", t->prefix, m->member);
+		return;
+	}
+	if (!wb_split_member(t, m))
+	{
+		m->problem = psprintf("dirty set member \"%s\" is not %d escaped key values separated by ':'",
+							  m->member, t->nkeys);
+		m->problem_state = pstrdup("22023");
+		return;
+	}
+	if (m->state < 0)
+	{
+		m->problem = psprintf("Redis could not read the value: %s", v->str);
+		m->problem_state = pstrdup("38000");
+		return;
+	}
+	if (m->state == 0)
+	{
+		if (t->delete_missing)
+			b->del_idx[b->ndel++] = i;
+		return;
+	}
+	wb_decode_value(t, m, v, &b->unknown);
+	if (m->problem)
+		return;
+	if (t->ncounters > 0 && !m->seeded)
+	{
+		if (read_increments(t, m))
+			b->inc_idx[b->ninc++] = i;
+	}
+	else
+		b->abs_idx[b->nabs++] = i;
+}
+
+/* the rows of keys Redis no longer has (on_missing = delete) */
+static void
+delete_missing(Batch *b)
+{
+	WbTable    *t = b->t;
+	StringInfoData sql;
+	Oid		   *types = palloc(sizeof(Oid) * t->nkeys);
+	Datum	   *args = palloc(sizeof(Datum) * t->nkeys);
+
+	if (b->ndel == 0)
+		return;
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM %s WHERE (", t->qname);
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
+	appendStringInfoString(&sql, ") IN (SELECT * FROM unnest(");
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * b->ndel);
+
+		for (int d = 0; d < b->ndel; d++)
+			elems[d] = CStringGetTextDatum(b->ms[b->del_idx[d]].keyvals[k]);
+		appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", k ? ", " : "", k + 1, t->keybase[k]);
+		types[k] = TEXTARRAYOID;
+		args[k] = PointerGetDatum(construct_array(elems, b->ndel, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	appendStringInfoString(&sql, "))");
+	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "redis_sync: write-behind delete failed");
+	b->applied += SPI_processed;
+}
+
+/* the table's writes, as its owner, without echoing them to their own keys */
+static void
+write_rows(Batch *b)
+{
+	WbTable    *t = b->t;
+	RsAsOwner	saved;
+
 	/* the rows written into this table are not echoed to the keys they came from */
 	rs_suppress_relid = t->relid;
 	rs_suppress_prefix = t->prefix;
@@ -367,37 +411,12 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 		 * each member must name exactly the row whose key it is (the key
 		 * types' input functions are the table's code: run as its owner)
 		 */
-		wb_check_member_keys(t, ms, abs_idx, &nabs);
-		wb_check_member_keys(t, ms, inc_idx, &ninc);
-		wb_check_member_keys(t, ms, del_idx, &ndel);
-		wb_apply_group(t, ms, abs_idx, nabs, false);
-		wb_apply_group(t, ms, inc_idx, ninc, true);
-		if (ndel > 0)
-		{
-			StringInfoData sql;
-			Oid		   *types = palloc(sizeof(Oid) * t->nkeys);
-			Datum	   *args = palloc(sizeof(Datum) * t->nkeys);
-
-			initStringInfo(&sql);
-			appendStringInfo(&sql, "DELETE FROM %s WHERE (", t->qname);
-			for (int k = 0; k < t->nkeys; k++)
-				appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
-			appendStringInfoString(&sql, ") IN (SELECT * FROM unnest(");
-			for (int k = 0; k < t->nkeys; k++)
-			{
-				Datum	   *elems = palloc(sizeof(Datum) * ndel);
-
-				for (int d = 0; d < ndel; d++)
-					elems[d] = CStringGetTextDatum(ms[del_idx[d]].keyvals[k]);
-				appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", k ? ", " : "", k + 1, t->keybase[k]);
-				types[k] = TEXTARRAYOID;
-				args[k] = PointerGetDatum(construct_array(elems, ndel, TEXTOID, -1, false, TYPALIGN_INT));
-			}
-			appendStringInfoString(&sql, "))");
-			if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "redis_sync: write-behind delete failed");
-			*applied += SPI_processed;
-		}
+		wb_check_member_keys(t, b->ms, b->abs_idx, &b->nabs);
+		wb_check_member_keys(t, b->ms, b->inc_idx, &b->ninc);
+		wb_check_member_keys(t, b->ms, b->del_idx, &b->ndel);
+		wb_apply_group(t, b->ms, b->abs_idx, b->nabs, false);
+		wb_apply_group(t, b->ms, b->inc_idx, b->ninc, true);
+		delete_missing(b);
 		rs_as_owner_leave(&saved);
 		rs_suppress_relid = InvalidOid;
 	}
@@ -408,59 +427,112 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
 
-	wb_record_dead_letters(t, ms, nm);
-	{
-		/* applied keys are no longer dead */
-		Datum	   *done = palloc(sizeof(Datum) * nm);
-		int			nd = 0;
+/* applied keys are no longer dead; counts the applied rows */
+static void
+forget_dead_letters(Batch *b)
+{
+	Datum	   *done = palloc(sizeof(Datum) * b->nm);
+	int			nd = 0;
+	Oid			types[2] = {OIDOID, TEXTARRAYOID};
+	Datum		args[2];
 
-		for (int i = 0; i < nm; i++)
-			if (ms[i].applied)
-			{
-				done[nd++] = CStringGetTextDatum(ms[i].member);
-				(*applied)++;
-			}
-		if (nd > 0)
+	for (int i = 0; i < b->nm; i++)
+		if (b->ms[i].applied)
 		{
-			Oid			types[2] = {OIDOID, TEXTARRAYOID};
-			Datum		args[2];
-
-			args[0] = ObjectIdGetDatum(t->relid);
-			/* the usual case is a table without dead letters: one index probe */
-			SPI_execute_with_args("SELECT 1 FROM redis_sync.dead_letters WHERE relid = $1 LIMIT 1",
-								  1, types, args, NULL, true, 1);
-			if (SPI_processed > 0)
-			{
-				args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
-				SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
-									  2, types, args, NULL, false, 0);
-			}
+			done[nd++] = CStringGetTextDatum(b->ms[i].member);
+			b->applied++;
 		}
+	if (nd == 0)
+		return;
+	args[0] = ObjectIdGetDatum(b->t->relid);
+	/* the usual case is a table without dead letters: one index probe */
+	SPI_execute_with_args("SELECT 1 FROM redis_sync.dead_letters WHERE relid = $1 LIMIT 1",
+						  1, types, args, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
+		SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
+							  2, types, args, NULL, false, 0);
 	}
+}
+
+/*
+ * Steps 2 and 3, apply: write the rows, record dead letters, correct
+ * unseeded counters in Redis while the row locks are held, commit; in one
+ * transaction, cancelled after redis_sync.drain_timeout.
+ */
+static void
+apply_batch(Batch *b, TimestampTz started)
+{
+	WbTable    *t = b->t;
+
+	rs_xact_begin(NULL);
+	drain_timeout_arm();
+	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	write_rows(b);
+	wb_record_dead_letters(t, b->ms, b->nm);
+	forget_dead_letters(b);
 	/* unseeded counters: correct Redis while the row locks are held */
-	wb_correct_counters(t, ms, nm);
+	wb_correct_counters(t, b->ms, b->nm);
 	SPI_finish();
-	rs_stats_add(t->relid, RS_C_APPLIED, *applied);
+	rs_stats_add(t->relid, RS_C_APPLIED, b->applied);
 	rs_stats_add(t->relid, RS_C_BATCHES, 1);
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
 	rs_xact_commit(NULL);		/* deferred triggers run here: still timed */
 	wb_drain_timeout_disarm();
+}
 
-	/* acknowledge: only now may the members leave the processing set */
-	{
-		const char **sargv = palloc(sizeof(char *) * (nm + 2));
-		RedisPipeline *ack = redis_pipeline_create();
+/* Step 4, acknowledge: only after the commit may the members leave the processing set */
+static void
+acknowledge(Batch *b)
+{
+	const char **sargv = palloc(sizeof(char *) * (b->nm + 2));
+	RedisPipeline *ack = redis_pipeline_create();
 
-		sargv[0] = "SREM";
-		sargv[1] = t->processing;
-		for (int i = 0; i < nm; i++)
-			sargv[i + 2] = ms[i].member;
-		redis_pipeline_append(ack, nm + 2, sargv, NULL);
-		redis_pipeline_exec(ack);
-		redis_pipeline_free(ack);
-	}
-	redis_pipeline_free(p);
-	return nm;
+	sargv[0] = "SREM";
+	sargv[1] = b->t->processing;
+	for (int i = 0; i < b->nm; i++)
+		sargv[i + 2] = b->ms[i].member;
+	redis_pipeline_append(ack, b->nm + 2, sargv, NULL);
+	redis_pipeline_exec(ack);
+	redis_pipeline_free(ack);
+}
+
+/*
+ * Claim, apply and acknowledge one batch.  Returns the number of members
+ * claimed (0: nothing to do); *applied gets rows written.
+ */
+int
+wb_drain_batch(WbTable *t, bool recover, int64 *applied)
+{
+	Batch		b = {0};
+	RedisValue *r;
+	TimestampTz started = GetCurrentTimestamp();
+
+	*applied = 0;
+	b.t = t;
+	r = claim(&b, recover);
+	b.nm = r->nelem / 4;
+	if (b.nm == 0)
+		return 0;
+
+	b.ms = palloc0(sizeof(Member) * b.nm);
+	b.abs_idx = palloc(sizeof(int) * b.nm);
+	b.inc_idx = palloc(sizeof(int) * b.nm);
+	b.del_idx = palloc(sizeof(int) * b.nm);
+	for (int i = 0; i < b.nm; i++)
+		sort_member(&b, r, i);
+	rs_stats_add(t->relid, RS_C_CLAIMED, b.nm);
+	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, b.unknown);
+
+	apply_batch(&b, started);
+	*applied = b.applied;
+	acknowledge(&b);
+	redis_pipeline_free(b.claim);
+	return b.nm;
 }

@@ -86,33 +86,19 @@ wb_table_or_error(Oid relid)
 	return linitial(l);
 }
 
-static int64
-touch(Oid relid, const char *member, const char *column, const char *op, const char *value)
+/*
+ * May the caller make this change?  The drain will write the value into the
+ * table as its owner, so the caller needs INSERT and UPDATE (and SELECT on
+ * the column for hincrby(), which returns the new value), and row-level
+ * security must allow it.  Returns the column's index; fills m's key values.
+ */
+static int
+touch_check(Oid relid, WbTable *t, Member *m, const char *column, const char *op,
+			const char *value)
 {
-	WbTable    *t;
-	Member		m;
 	int			col = -1;
-	StringInfoData sql;
-	Oid		   *types;
-	Datum	   *args;
-	const char **argv;
-	int			na = 0;
-	RedisPipeline *p;
-	int64		result;
-	char	  **seed = NULL;
-	bool		row_found = false;
-	RsAsOwner	saved;
 
-	/* the drain will write this value into the table: the caller must be allowed to */
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
-		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s", get_rel_name(relid)),
-				 errdetail("redis_sync.hincrby() and hset() need INSERT and UPDATE on the table.")));
-	t = wb_table_or_error(relid);
-
-	if (t->format == 'j')
+	if (t->format == WB_FORMAT_JSON)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("redis_sync.hincrby() and hset() need format \"hash\" or \"string\"")));
@@ -123,12 +109,10 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" is not a write-behind column of table %s", column, t->qname)));
-	memset(&m, 0, sizeof(m));
-	m.member = (char *) member;
-	if (!wb_split_member(t, &m))
+	if (!wb_split_member(t, m))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key \"%s\" is not %d escaped key values separated by ':'", member, t->nkeys),
+				 errmsg("key \"%s\" is not %d escaped key values separated by ':'", m->member, t->nkeys),
 				 errhint("Escape '\\' and ':' inside a key value with a backslash.")));
 	/* hincrby() returns the column's new value: reading it needs SELECT on it */
 	if (strcmp(op, "incr") == 0 &&
@@ -139,9 +123,24 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 				 errmsg("permission denied for column \"%s\" of table %s", column, t->qname),
 				 errdetail("redis_sync.hincrby() returns the new value, so it needs SELECT on the column.")));
 	/* row-level security: only a change the caller could make itself (rowsec.c) */
-	rs_rls_check_write(relid, t->nkeys, t->keys, m.keyvals, column, op, value);
+	rs_rls_check_write(relid, t->nkeys, t->keys, m->keyvals, column, op, value);
+	return col;
+}
 
-	/* the row, to seed a key Redis does not have */
+/*
+ * The row of m's key, its columns as text (NULL: no such row), to seed a
+ * key Redis does not have; read as the owner: hset()/hincrby() need no
+ * SELECT.
+ */
+static char **
+touch_seed_row(WbTable *t, Member *m)
+{
+	StringInfoData sql;
+	Oid		   *types = palloc(sizeof(Oid) * t->nkeys);
+	Datum	   *args = palloc(sizeof(Datum) * t->nkeys);
+	char	  **seed = NULL;
+	RsAsOwner	saved;
+
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ");
 	for (int c = 0; c < t->ncols; c++)
@@ -150,18 +149,15 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	for (int k = 0; k < t->nkeys; k++)
 		appendStringInfo(&sql, "%s%s", k ? ", " : "", quote_identifier(t->keys[k]));
 	appendStringInfoString(&sql, ") = (");
-	types = palloc(sizeof(Oid) * t->nkeys);
-	args = palloc(sizeof(Datum) * t->nkeys);
 	for (int k = 0; k < t->nkeys; k++)
 	{
 		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", k ? ", " : "", k + 1, t->keybase[k]);
 		types[k] = TEXTOID;
-		args[k] = CStringGetTextDatum(m.keyvals[k]);
+		args[k] = CStringGetTextDatum(m->keyvals[k]);
 	}
 	appendStringInfoChar(&sql, ')');
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	/* the seed is read as the owner: hset()/hincrby() need no SELECT */
 	rs_as_owner_enter(&saved, t->owner);
 	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read the row to seed");
@@ -170,7 +166,6 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	{
 		MemoryContext spi = MemoryContextSwitchTo(TopTransactionContext);
 
-		row_found = true;
 		seed = palloc0(sizeof(char *) * t->ncols);
 		for (int c = 0; c < t->ncols; c++)
 		{
@@ -181,32 +176,16 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
+	return seed;
+}
 
-	argv = palloc(sizeof(char *) * (9 + 2 * t->ncols));
-	argv[na++] = psprintf("%s%s", t->prefix, member);
-	argv[na++] = t->dirty;
-	argv[na++] = t->format == 'h' ? "h" : "s";
-	argv[na++] = column;
-	argv[na++] = op;
-	argv[na++] = value ? value : "";
-	argv[na++] = member;
-	argv[na++] = t->ncounters > 0 ? rs_companion_key(argv[0], strlen(argv[0]), SEED_SUFFIX) : "";
-	{
-		int			npos = na++;
-		int			nf = 0;
+/* run the touch script (argv: key, dirty set, its arguments); returns its reply */
+static int64
+touch_push(const char **argv, int na, const char *member, const char *op)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	int64		result;
 
-		if (row_found)
-			for (int c = 0; c < t->ncols; c++)
-			{
-				if (seed[c] == NULL)
-					continue;
-				argv[na++] = t->cols[c];
-				argv[na++] = seed[c];
-				nf++;
-			}
-		argv[npos] = psprintf("%d", nf);
-	}
-	p = redis_pipeline_create();
 	if (redis_cluster_mode())
 	{
 		/*
@@ -234,6 +213,53 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	result = redis_pipeline_reply(p, 0)->integer;
 	redis_pipeline_free(p);
 	return result;
+}
+
+/* change one field and mark the key dirty; seed it from the table when Redis lacks it */
+static int64
+touch(Oid relid, const char *member, const char *column, const char *op, const char *value)
+{
+	WbTable    *t;
+	Member		m;
+	const char **argv;
+	int			na = 0;
+	int			npos;
+	int			nf = 0;
+	char	  **seed;
+
+	/* the drain will write this value into the table: the caller must be allowed to */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("redis_sync.hincrby() and hset() need INSERT and UPDATE on the table.")));
+	t = wb_table_or_error(relid);
+	memset(&m, 0, sizeof(m));
+	m.member = (char *) member;
+	(void) touch_check(relid, t, &m, column, op, value);
+	seed = touch_seed_row(t, &m);
+
+	argv = palloc(sizeof(char *) * (9 + 2 * t->ncols));
+	argv[na++] = psprintf("%s%s", t->prefix, member);
+	argv[na++] = t->dirty;
+	argv[na++] = t->format == WB_FORMAT_HASH ? WB_ARG_HASH : WB_ARG_STRING;
+	argv[na++] = column;
+	argv[na++] = op;
+	argv[na++] = value ? value : "";
+	argv[na++] = member;
+	argv[na++] = t->ncounters > 0 ? rs_companion_key(argv[0], strlen(argv[0]), SEED_SUFFIX) : "";
+	npos = na++;
+	for (int c = 0; seed != NULL && c < t->ncols; c++)
+	{
+		if (seed[c] == NULL)
+			continue;
+		argv[na++] = t->cols[c];
+		argv[na++] = seed[c];
+		nf++;
+	}
+	argv[npos] = psprintf("%d", nf);
+	return touch_push(argv, na, member, op);
 }
 
 /* redis_sync.hincrby(tbl, key, column, delta) RETURNS bigint */

@@ -78,58 +78,61 @@ wb_is_transient(int sqlerrcode)
  * unseeded keys (increment) are added to the table's value, and the rows
  * after the write are returned for the Redis correction.
  */
-static char *
-apply_sql(WbTable *t, const bool *present, bool increment)
+/* u: the members, one row each, numbered, in key order */
+static void
+sql_members(StringInfo sql, WbTable *t, const bool *present)
 {
-	StringInfoData sql;
-	StringInfoData match;
 	int			argno = 1;
-	int			npresent = 0;
 
-	for (int c = 0; c < t->ncols; c++)
-		if (present[c])
-			npresent++;
-
-	/* u: the members, one row each, numbered */
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "WITH u AS (SELECT x.*");
-	if (t->format == 'j')
-		appendStringInfo(&sql, ", pg_catalog.json_populate_record(NULL::%s, x.j) AS r", t->qname);
-	appendStringInfoString(&sql, " FROM ROWS FROM (");
+	appendStringInfoString(sql, "WITH u AS (SELECT x.*");
+	if (t->format == WB_FORMAT_JSON)
+		appendStringInfo(sql, ", pg_catalog.json_populate_record(NULL::%s, x.j) AS r", t->qname);
+	appendStringInfoString(sql, " FROM ROWS FROM (");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", i ? ", " : "", argno++);
-	if (t->format == 'j')
-		appendStringInfo(&sql, ", pg_catalog.unnest($%d::pg_catalog.json[])", argno++);
+		appendStringInfo(sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", i ? ", " : "", argno++);
+	if (t->format == WB_FORMAT_JSON)
+		appendStringInfo(sql, ", pg_catalog.unnest($%d::pg_catalog.json[])", argno++);
 	else
 		for (int c = 0; c < t->ncols; c++)
 			if (present[c])
-				appendStringInfo(&sql, ", pg_catalog.unnest($%d::pg_catalog.text[])", argno++);
-	appendStringInfoString(&sql, ") WITH ORDINALITY AS x(");
+				appendStringInfo(sql, ", pg_catalog.unnest($%d::pg_catalog.text[])", argno++);
+	appendStringInfoString(sql, ") WITH ORDINALITY AS x(");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%sk%d", i ? ", " : "", i);
-	if (t->format == 'j')
-		appendStringInfoString(&sql, ", j");
+		appendStringInfo(sql, "%sk%d", i ? ", " : "", i);
+	if (t->format == WB_FORMAT_JSON)
+		appendStringInfoString(sql, ", j");
 	else
 		for (int c = 0; c < t->ncols; c++)
 			if (present[c])
-				appendStringInfo(&sql, ", c%d", c);
+				appendStringInfo(sql, ", c%d", c);
 	/* members arrive in random order (SPOP): rows are locked in key order */
-	appendStringInfoString(&sql, ", ord) ORDER BY ");
+	appendStringInfoString(sql, ", ord) ORDER BY ");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
-	appendStringInfoString(&sql, "), ");
+		appendStringInfo(sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
+	appendStringInfoString(sql, "), ");
+}
 
-	initStringInfo(&match);
-	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&match, "%st.%s = u.k%d::%s", i ? " AND " : "",
-						 quote_identifier(t->keys[i]), i, t->keybase[i]);
+/* increments: the row's columns as text (v<c>) and its counters (n<c>) */
+static void
+sql_returned_values(StringInfo sql, WbTable *t)
+{
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(sql, ", t.%s::pg_catalog.text AS v%d", quote_identifier(t->cols[c]), c);
+	for (int c = 0; c < t->ncols; c++)
+		if (t->counter[c])
+			appendStringInfo(sql, ", t.%s::pg_catalog.int8 AS n%d", quote_identifier(t->cols[c]), c);
+}
 
-	/* upd: the rows that exist */
+/* upd: the rows that exist, in the present columns only (or just locked) */
+static void
+sql_update(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment,
+		   const char *match)
+{
 	if (npresent > 0)
 	{
 		bool		first = true;
 
-		appendStringInfo(&sql, "upd AS (UPDATE %s AS t SET ", t->qname);
+		appendStringInfo(sql, "upd AS (UPDATE %s AS t SET ", t->qname);
 		for (int c = 0; c < t->ncols; c++)
 		{
 			const char *q = quote_identifier(t->cols[c]);
@@ -137,60 +140,58 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 
 			if (!present[c])
 				continue;
-			expr = t->format == 'j' ? psprintf("(u.r).%s", q) : psprintf("u.c%d::%s", c, t->colbase[c]);
+			expr = t->format == WB_FORMAT_JSON ? psprintf("(u.r).%s", q) : psprintf("u.c%d::%s", c, t->colbase[c]);
 			if (increment && t->counter[c])
-				appendStringInfo(&sql, "%s%s = COALESCE(t.%s, 0) + %s", first ? "" : ", ", q, q, expr);
+				appendStringInfo(sql, "%s%s = COALESCE(t.%s, 0) + %s", first ? "" : ", ", q, q, expr);
 			else
-				appendStringInfo(&sql, "%s%s = %s", first ? "" : ", ", q, expr);
+				appendStringInfo(sql, "%s%s = %s", first ? "" : ", ", q, expr);
 			first = false;
 		}
-		appendStringInfo(&sql, " FROM u WHERE %s RETURNING u.ord", match.data);
+		appendStringInfo(sql, " FROM u WHERE %s RETURNING u.ord", match);
 	}
 	else
-		appendStringInfo(&sql, "upd AS (SELECT u.ord FROM %s AS t, u WHERE %s FOR UPDATE OF t",
-						 t->qname, match.data);
+		appendStringInfo(sql, "upd AS (SELECT u.ord FROM %s AS t, u WHERE %s FOR UPDATE OF t",
+						 t->qname, match);
 	if (increment)
-	{
-		for (int c = 0; c < t->ncols; c++)
-			appendStringInfo(&sql, ", t.%s::pg_catalog.text AS v%d", quote_identifier(t->cols[c]), c);
-		for (int c = 0; c < t->ncols; c++)
-			if (t->counter[c])
-				appendStringInfo(&sql, ", t.%s::pg_catalog.int8 AS n%d", quote_identifier(t->cols[c]), c);
-	}
-	appendStringInfoString(&sql, "), ");
+		sql_returned_values(sql, t);
+	appendStringInfoString(sql, "), ");
+}
 
-	/* ins: the others */
-	appendStringInfo(&sql, "ins AS (INSERT INTO %s AS t (", t->qname);
+/* ins: the others, in key order; ON CONFLICT for a row inserted meanwhile */
+static void
+sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment)
+{
+	appendStringInfo(sql, "ins AS (INSERT INTO %s AS t (", t->qname);
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfo(sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
 	for (int c = 0; c < t->ncols; c++)
 		if (present[c])
-			appendStringInfo(&sql, ", %s", quote_identifier(t->cols[c]));
-	appendStringInfoString(&sql, ") SELECT ");
+			appendStringInfo(sql, ", %s", quote_identifier(t->cols[c]));
+	appendStringInfoString(sql, ") SELECT ");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%su.k%d::%s", i ? ", " : "", i, t->keybase[i]);
+		appendStringInfo(sql, "%su.k%d::%s", i ? ", " : "", i, t->keybase[i]);
 	for (int c = 0; c < t->ncols; c++)
 		if (present[c])
 		{
-			if (t->format == 'j')
-				appendStringInfo(&sql, ", (u.r).%s", quote_identifier(t->cols[c]));
+			if (t->format == WB_FORMAT_JSON)
+				appendStringInfo(sql, ", (u.r).%s", quote_identifier(t->cols[c]));
 			else
-				appendStringInfo(&sql, ", u.c%d::%s", c, t->colbase[c]);
+				appendStringInfo(sql, ", u.c%d::%s", c, t->colbase[c]);
 		}
 	/* members arrive in random order (SPOP): insert them in key order */
-	appendStringInfoString(&sql, " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord) ORDER BY 1");
+	appendStringInfoString(sql, " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord) ORDER BY 1");
 	for (int i = 1; i < t->nkeys; i++)
-		appendStringInfo(&sql, ", %d", i + 1);
-	appendStringInfoString(&sql, " ON CONFLICT (");
+		appendStringInfo(sql, ", %d", i + 1);
+	appendStringInfoString(sql, " ON CONFLICT (");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfo(sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
 	if (npresent == 0)
-		appendStringInfoString(&sql, ") DO NOTHING");
+		appendStringInfoString(sql, ") DO NOTHING");
 	else
 	{
 		bool		first = true;
 
-		appendStringInfoString(&sql, ") DO UPDATE SET ");
+		appendStringInfoString(sql, ") DO UPDATE SET ");
 		for (int c = 0; c < t->ncols; c++)
 		{
 			const char *q = quote_identifier(t->cols[c]);
@@ -198,43 +199,63 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 			if (!present[c])
 				continue;
 			if (increment && t->counter[c])
-				appendStringInfo(&sql, "%s%s = COALESCE(t.%s, 0) + EXCLUDED.%s", first ? "" : ", ", q, q, q);
+				appendStringInfo(sql, "%s%s = COALESCE(t.%s, 0) + EXCLUDED.%s", first ? "" : ", ", q, q, q);
 			else
-				appendStringInfo(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", q, q);
+				appendStringInfo(sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", q, q);
 			first = false;
 		}
 	}
-	appendStringInfoString(&sql, " RETURNING ");
+	appendStringInfoString(sql, " RETURNING ");
 	for (int i = 0; i < t->nkeys; i++)
-		appendStringInfo(&sql, "%st.%s AS rk%d", i ? ", " : "", quote_identifier(t->keys[i]), i);
+		appendStringInfo(sql, "%st.%s AS rk%d", i ? ", " : "", quote_identifier(t->keys[i]), i);
 	if (increment)
-	{
-		for (int c = 0; c < t->ncols; c++)
-			appendStringInfo(&sql, ", t.%s::pg_catalog.text AS v%d", quote_identifier(t->cols[c]), c);
-		for (int c = 0; c < t->ncols; c++)
-			if (t->counter[c])
-				appendStringInfo(&sql, ", t.%s::pg_catalog.int8 AS n%d", quote_identifier(t->cols[c]), c);
-	}
-	appendStringInfoString(&sql, ") ");
+		sql_returned_values(sql, t);
+	appendStringInfoString(sql, ") ");
+}
 
-	/* the rows after the write, by member number (increments only) */
+/* the rows after the write, by member number (increments only) */
+static void
+sql_result(StringInfo sql, WbTable *t, bool increment)
+{
+	StringInfoData cols;
+
 	if (!increment)
-		appendStringInfoString(&sql, "SELECT NULL::pg_catalog.int8 WHERE false");
-	else
 	{
-		StringInfoData cols;
-
-		initStringInfo(&cols);
-		for (int c = 0; c < t->ncols; c++)
-			appendStringInfo(&cols, ", v%d", c);
-		for (int c = 0; c < t->ncols; c++)
-			if (t->counter[c])
-				appendStringInfo(&cols, ", n%d", c);
-		appendStringInfo(&sql, "SELECT ord%s FROM upd UNION ALL SELECT u.ord%s FROM ins JOIN u ON ",
-						 cols.data, cols.data);
-		for (int i = 0; i < t->nkeys; i++)
-			appendStringInfo(&sql, "%sins.rk%d = u.k%d::%s", i ? " AND " : "", i, i, t->keybase[i]);
+		appendStringInfoString(sql, "SELECT NULL::pg_catalog.int8 WHERE false");
+		return;
 	}
+	initStringInfo(&cols);
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&cols, ", v%d", c);
+	for (int c = 0; c < t->ncols; c++)
+		if (t->counter[c])
+			appendStringInfo(&cols, ", n%d", c);
+	appendStringInfo(sql, "SELECT ord%s FROM upd UNION ALL SELECT u.ord%s FROM ins JOIN u ON ",
+					 cols.data, cols.data);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%sins.rk%d = u.k%d::%s", i ? " AND " : "", i, i, t->keybase[i]);
+}
+
+static char *
+apply_sql(WbTable *t, const bool *present, bool increment)
+{
+	StringInfoData sql;
+	StringInfoData match;
+	int			npresent = 0;
+
+	for (int c = 0; c < t->ncols; c++)
+		if (present[c])
+			npresent++;
+	initStringInfo(&match);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&match, "%st.%s = u.k%d::%s", i ? " AND " : "",
+						 quote_identifier(t->keys[i]), i, t->keybase[i]);
+
+	initStringInfo(&sql);
+	sql_members(&sql, t, present);
+	sql_update(&sql, t, present, npresent, increment, match.data);
+	sql_insert(&sql, t, present, npresent, increment);
+	sql_result(&sql, t, increment);
 	return sql.data;
 }
 
@@ -274,7 +295,7 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *s
 		types[k] = TEXTARRAYOID;
 		args[k] = PointerGetDatum(text_array(col, n));
 	}
-	if (t->format == 'j')
+	if (t->format == WB_FORMAT_JSON)
 	{
 		Datum	   *elems = palloc(sizeof(Datum) * n);
 

@@ -111,7 +111,8 @@ wb_load_tables(Oid relid)
 		t->prefix = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
 		t->dirty = TextDatumGetCString(SPI_getbinval(tup, td, 5, &isnull));
 		fmt = TextDatumGetCString(SPI_getbinval(tup, td, 6, &isnull));
-		t->format = fmt[0];
+		t->format = strcmp(fmt, "hash") == 0 ? WB_FORMAT_HASH :
+			strcmp(fmt, "json") == 0 ? WB_FORMAT_JSON : WB_FORMAT_STRING;
 		t->keys = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 7, &isnull)), &t->nkeys);
 		t->keytypes = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 8, &isnull)), &n2);
 		t->cols = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 9, &isnull)), &t->ncols);

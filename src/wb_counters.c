@@ -160,7 +160,7 @@ wb_correct_counters(WbTable *t, Member *ms, int nm)
 
 	keys = palloc(sizeof(char *) * 2 * Max(nm, 1));
 	args = palloc(sizeof(char *) * (1 + nm * (2 + 2 * t->ncols)));
-	args[na++] = t->format == 'h' ? "h" : "s";
+	args[na++] = t->format == WB_FORMAT_HASH ? WB_ARG_HASH : WB_ARG_STRING;
 	for (int i = 0; i < nm; i++)
 	{
 		Member	   *m = &ms[i];
@@ -185,7 +185,7 @@ wb_correct_counters(WbTable *t, Member *ms, int nm)
 		}
 		/* fields Redis lacks are filled from the table */
 		mpos = na++;
-		if (t->format == 'h')
+		if (t->format == WB_FORMAT_HASH)
 			for (int c = 0; c < t->ncols; c++)
 			{
 				if (t->counter[c] || m->present[c] || m->after[c] == NULL)
@@ -205,6 +205,76 @@ wb_correct_counters(WbTable *t, Member *ms, int nm)
 	redis_pipeline_free(p);
 }
 
+/* the arguments of the seed script for one row: n, then (field, value)* */
+static void
+seed_row_args(WbTable *t, HeapTuple tup, TupleDesc td, const char **args, int *na)
+{
+	int			nf = 0;
+	int			npos = (*na)++;
+
+	if (t->format == WB_FORMAT_JSON)
+	{
+		StringInfoData js;
+		bool		first = true;
+
+		initStringInfo(&js);
+		appendStringInfoChar(&js, '{');
+		for (int c = 0; c < t->ncols; c++)
+			wb_json_append_pair(&js, &first, t->cols[c], SPI_getvalue(tup, td, c + 2));
+		appendStringInfoChar(&js, '}');
+		args[(*na)++] = "json";
+		args[(*na)++] = js.data;
+		nf = 1;
+	}
+	else
+	{
+		for (int c = 0; c < t->ncols; c++)
+		{
+			char	   *v = SPI_getvalue(tup, td, c + 2);
+
+			if (v == NULL)
+				continue;
+			args[(*na)++] = t->cols[c];
+			args[(*na)++] = v;
+			nf++;
+		}
+	}
+	args[npos] = psprintf("%d", nf);
+}
+
+/* seed the keys of the n rows just fetched (SPI_tuptable); returns keys seeded */
+static int64
+seed_fetched(WbTable *t, uint64 n)
+{
+	RedisPipeline *p;
+	int			na = 0;
+	int			nk = 0;
+	const char **keys = palloc(sizeof(char *) * 2 * n);
+	const char **args = palloc(sizeof(char *) * (1 + n * (1 + 2 * t->ncols)));
+	int		   *argstart = palloc(sizeof(int) * n);
+	int64		seeded;
+
+	/* json is written as a plain string by the seed script */
+	args[na++] = t->format == WB_FORMAT_HASH ? WB_ARG_HASH : WB_ARG_STRING;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *key = psprintf("%s%s", t->prefix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+
+		argstart[nk / 2] = na;
+		keys[nk++] = key;
+		keys[nk++] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
+		seed_row_args(t, tup, SPI_tuptable->tupdesc, args, &na);
+	}
+	p = redis_pipeline_create();
+	append_pair_script(p, &seed_script, keys, nk, args, na, argstart);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, "a write-behind re-seed");
+	seeded = redis_pipeline_reply(p, 0)->integer;
+	redis_pipeline_free(p);
+	return seeded;
+}
+
 /* seed one table's keys from its rows, never overwriting an existing key */
 static int64
 reseed_table(WbTable *t)
@@ -213,6 +283,7 @@ reseed_table(WbTable *t)
 	StringInfoData sql;
 	RsAsOwner	saved;
 	MemoryContext outer = CurrentMemoryContext;
+	Portal		portal;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ");
@@ -227,80 +298,15 @@ reseed_table(WbTable *t)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	rs_as_owner_enter(&saved, t->owner);	/* reading the table runs its code: as its owner */
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
 	{
-		Portal		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
-
-		for (;;)
-		{
-			RedisPipeline *p;
-			int			na = 0;
-			int			nk = 0;
-			uint64		n;
-			const char **keys;
-			const char **args;
-			int		   *argstart;
-
-			SPI_cursor_fetch(portal, true, 1000);
-			n = SPI_processed;
-			if (n == 0)
-				break;
-			argstart = palloc(sizeof(int) * n);
-
-			keys = palloc(sizeof(char *) * 2 * n);
-			args = palloc(sizeof(char *) * (1 + n * (1 + 2 * t->ncols)));
-			args[na++] = t->format == 'h' ? "h" : "s";
-			for (uint64 i = 0; i < n; i++)
-			{
-				HeapTuple	tup = SPI_tuptable->vals[i];
-				char	   *key = psprintf("%s%s", t->prefix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
-				int			nf = 0;
-				int			npos;
-
-				argstart[nk / 2] = na;
-				keys[nk++] = key;
-				keys[nk++] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
-				npos = na++;
-				if (t->format == 'j')
-				{
-					StringInfoData js;
-					bool		first = true;
-
-					initStringInfo(&js);
-					appendStringInfoChar(&js, '{');
-					for (int c = 0; c < t->ncols; c++)
-						wb_json_append_pair(&js, &first, t->cols[c], SPI_getvalue(tup, SPI_tuptable->tupdesc, c + 2));
-					appendStringInfoChar(&js, '}');
-					args[na++] = "json";
-					args[na++] = js.data;
-					nf = 1;
-				}
-				else
-				{
-					for (int c = 0; c < t->ncols; c++)
-					{
-						char	   *v = SPI_getvalue(tup, SPI_tuptable->tupdesc, c + 2);
-
-						if (v == NULL)
-							continue;
-						args[na++] = t->cols[c];
-						args[na++] = v;
-						nf++;
-					}
-				}
-				args[npos] = psprintf("%d", nf);
-			}
-			p = redis_pipeline_create();
-			/* json is written as a plain string by the seed script */
-			if (t->format == 'j')
-				args[0] = "s";
-			append_pair_script(p, &seed_script, keys, nk, args, na, argstart);
-			redis_pipeline_exec(p);
-			redis_check_reply(p, 0, "a write-behind re-seed");
-			seeded += redis_pipeline_reply(p, 0)->integer;
-			redis_pipeline_free(p);
-		}
-		SPI_cursor_close(portal);
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		seeded += seed_fetched(t, SPI_processed);
 	}
+	SPI_cursor_close(portal);
 	rs_as_owner_leave(&saved);
 	SPI_finish();
 	MemoryContextSwitchTo(outer);

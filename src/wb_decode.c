@@ -249,6 +249,123 @@ take_value(WbTable *t, Member *m, int c, RedisValue *v)
 	return true;
 }
 
+/* a hash: one field per column; fields that name no column are counted */
+static void
+decode_hash(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
+{
+	for (int i = 0; i + 1 < v->nelem; i += 2)
+	{
+		char	   *f = v->elems[i].str;
+		bool		known = false;
+
+		for (int c = 0; c < t->ncols; c++)
+			if (strcmp(t->cols[c], f) == 0)
+			{
+				known = true;
+				/* generated and GENERATED ALWAYS columns are never written */
+				if (t->writable[c] && !take_value(t, m, c, &v->elems[i + 1]))
+					return;
+			}
+		if (!known)
+		{
+			for (int c = 0; c < t->nallcols && !known; c++)
+				known = strcmp(t->allcols[c], f) == 0;
+			if (!known)
+				(*unknown)++;
+		}
+	}
+}
+
+/*
+ * The object of the present columns, each value as the application wrote
+ * it (numbers digit for digit, json columns verbatim), goes to
+ * json_populate_record(), which takes back what row_to_json() wrote:
+ * arrays, composites, json values (a JSON string stays a string), typmods
+ * enforced.  vals[] keeps the scalar text.  A repeated name: the last one
+ * wins.
+ */
+static void
+json_present_columns(WbTable *t, Member *m, List *fields)
+{
+	StringInfoData obj;
+	bool		first = true;
+
+	initStringInfo(&obj);
+	appendStringInfoChar(&obj, '{');
+	for (int c = 0; c < t->ncols; c++)
+	{
+		RsJsonField *found = NULL;
+		ListCell   *lc;
+
+		if (!t->writable[c])
+			continue;
+		foreach(lc, fields)
+		{
+			RsJsonField *f = lfirst(lc);
+
+			if (strcmp(f->name, t->cols[c]) == 0)
+				found = f;
+		}
+		if (found == NULL)
+			continue;
+		m->present[c] = true;
+		if (!first)
+			appendStringInfoChar(&obj, ',');
+		first = false;
+		escape_json(&obj, t->cols[c]);
+		appendStringInfoChar(&obj, ':');
+		appendBinaryStringInfo(&obj, found->start, found->len);
+		if (found->type == JSON_TOKEN_NULL)
+			m->vals[c] = NULL;
+		else if (found->type == JSON_TOKEN_OBJECT_START || found->type == JSON_TOKEN_ARRAY_START)
+			m->vals[c] = pnstrdup(found->start, found->len);
+		else
+			m->vals[c] = found->scalar;
+	}
+	appendStringInfoChar(&obj, '}');
+	m->json = obj.data;
+}
+
+/* json: an object of columns */
+static void
+decode_json(WbTable *t, Member *m, RedisValue *v)
+{
+	List	   *fields = NIL;
+	bool		is_object = false;
+	bool		parsed = false;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (v->str == NULL || strlen(v->str) != v->len)
+	{
+		m->problem = pstrdup("the JSON value contains a NUL byte");
+		m->problem_state = pstrdup("22021");
+		return;
+	}
+	PG_TRY();
+	{
+		fields = rs_json_top_fields(v->str, v->len, &is_object);
+		parsed = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		m->problem = psprintf("invalid JSON value: %s", ed->message);
+		m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+	}
+	PG_END_TRY();
+	if (parsed && !is_object)
+	{
+		m->problem = pstrdup("the JSON value is not an object");
+		m->problem_state = pstrdup("22023");
+	}
+	else if (parsed)
+		json_present_columns(t, m, fields);
+}
+
 /* turn the claimed value into column values */
 void
 wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
@@ -256,119 +373,15 @@ wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 	m->vals = palloc0(sizeof(char *) * t->ncols);
 	m->present = palloc0(sizeof(bool) * t->ncols);
 	m->value = v;
-	if (t->format == 'h')
-	{
-		for (int i = 0; i + 1 < v->nelem; i += 2)
-		{
-			char	   *f = v->elems[i].str;
-			bool		known = false;
-
-			for (int c = 0; c < t->ncols; c++)
-				if (strcmp(t->cols[c], f) == 0)
-				{
-					known = true;
-					/* generated and GENERATED ALWAYS columns are never written */
-					if (t->writable[c] && !take_value(t, m, c, &v->elems[i + 1]))
-						return;
-				}
-			if (!known)
-			{
-				for (int c = 0; c < t->nallcols && !known; c++)
-					known = strcmp(t->allcols[c], f) == 0;
-				if (!known)
-					(*unknown)++;
-			}
-		}
-	}
-	else if (t->format == 's')
+	if (t->format == WB_FORMAT_HASH)
+		decode_hash(t, m, v, unknown);
+	else if (t->format == WB_FORMAT_STRING)
 	{
 		if (t->writable[0])
 			take_value(t, m, 0, v);
 	}
 	else
-	{
-		/* json: an object of columns */
-		List	   *fields = NIL;
-		bool		is_object = false;
-		bool		parsed = false;
-		MemoryContext cxt = CurrentMemoryContext;
-
-		if (v->str == NULL || strlen(v->str) != v->len)
-		{
-			m->problem = pstrdup("the JSON value contains a NUL byte");
-			m->problem_state = pstrdup("22021");
-			return;
-		}
-		PG_TRY();
-		{
-			fields = rs_json_top_fields(v->str, v->len, &is_object);
-			parsed = true;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *ed;
-
-			MemoryContextSwitchTo(cxt);
-			ed = CopyErrorData();
-			FlushErrorState();
-			m->problem = psprintf("invalid JSON value: %s", ed->message);
-			m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
-		}
-		PG_END_TRY();
-		if (parsed && !is_object)
-		{
-			m->problem = pstrdup("the JSON value is not an object");
-			m->problem_state = pstrdup("22023");
-		}
-		else if (parsed)
-		{
-			StringInfoData obj;
-			bool		first = true;
-
-			/*
-			 * The object of the present columns, each value as the
-			 * application wrote it (numbers digit for digit, json columns
-			 * verbatim), goes to json_populate_record(), which takes back
-			 * what row_to_json() wrote: arrays, composites, json values (a
-			 * JSON string stays a string), typmods enforced.  vals[] keeps
-			 * the scalar text.  A repeated name: the last one wins.
-			 */
-			initStringInfo(&obj);
-			appendStringInfoChar(&obj, '{');
-			for (int c = 0; c < t->ncols; c++)
-			{
-				RsJsonField *found = NULL;
-				ListCell   *lc;
-
-				if (!t->writable[c])
-					continue;
-				foreach(lc, fields)
-				{
-					RsJsonField *f = lfirst(lc);
-
-					if (strcmp(f->name, t->cols[c]) == 0)
-						found = f;
-				}
-				if (found == NULL)
-					continue;
-				m->present[c] = true;
-				if (!first)
-					appendStringInfoChar(&obj, ',');
-				first = false;
-				escape_json(&obj, t->cols[c]);
-				appendStringInfoChar(&obj, ':');
-				appendBinaryStringInfo(&obj, found->start, found->len);
-				if (found->type == JSON_TOKEN_NULL)
-					m->vals[c] = NULL;
-				else if (found->type == JSON_TOKEN_OBJECT_START || found->type == JSON_TOKEN_ARRAY_START)
-					m->vals[c] = pnstrdup(found->start, found->len);
-				else
-					m->vals[c] = found->scalar;
-			}
-			appendStringInfoChar(&obj, '}');
-			m->json = obj.data;
-		}
-	}
+		decode_json(t, m, v);
 }
 
 /* the claimed value as JSON, for a dead letter (built only when needed) */
@@ -382,13 +395,13 @@ wb_raw_json(WbTable *t, RedisValue *v)
 		return "null";
 	initStringInfo(&raw);
 	appendStringInfoChar(&raw, '{');
-	if (t->format == 'h' && v->type == RV_ARRAY)
+	if (t->format == WB_FORMAT_HASH && v->type == RV_ARRAY)
 	{
 		for (int i = 0; i + 1 < v->nelem; i += 2)
 			wb_json_append_pair(&raw, &first, v->elems[i].str, v->elems[i + 1].str);
 	}
 	else if (v->type == RV_STRING)
-		wb_json_append_pair(&raw, &first, t->format == 's' ? t->cols[0] : "json", v->str);
+		wb_json_append_pair(&raw, &first, t->format == WB_FORMAT_STRING ? t->cols[0] : "json", v->str);
 	appendStringInfoChar(&raw, '}');
 	return raw.data;
 }

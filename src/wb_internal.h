@@ -23,6 +23,17 @@
 #include "redis_sync.h"
 #include "shmem.h"
 
+/*
+ * A table's format (redis_sync.tables.format): the values of WbTable.format,
+ * and the format argument the write-behind Lua scripts take.
+ */
+#define WB_FORMAT_HASH		'h'	/* 'hash': a hash, one field per column */
+#define WB_FORMAT_JSON		'j'	/* 'json': a JSON object of the columns */
+#define WB_FORMAT_STRING	's'	/* 'string': one column, the value as is */
+#define WB_ARG_HASH			"h"
+#define WB_ARG_JSON			"j"
+#define WB_ARG_STRING		"s"
+
 typedef struct WbTable
 {
 	Oid			relid;
@@ -31,7 +42,7 @@ typedef struct WbTable
 	char	   *prefix;
 	char	   *dirty;
 	char	   *processing;
-	char		format;			/* h, j, s */
+	char		format;			/* WB_FORMAT_* */
 	int			nkeys;
 	char	  **keys;
 	char	  **keytypes;		/* format_type, for casts */

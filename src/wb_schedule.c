@@ -193,6 +193,92 @@ eviction_check(void)
 	return eviction_problem == NULL;
 }
 
+/* every table is refused while the eviction policy is unsafe */
+static void
+refuse_all(List *tables, int *failed)
+{
+	ListCell   *lc;
+
+	StartTransactionCommand();
+	foreach(lc, tables)
+	{
+		WbTable    *t = lfirst(lc);
+
+		rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
+		rs_stats_error(t->relid, eviction_problem);
+		(*failed)++;
+	}
+	rs_stats_flush();
+	CommitTransactionCommand();
+}
+
+/*
+ * Drain one table: the leftovers of a crash first, then (unless
+ * recover_only) the dirty set, batch after batch until a short batch or the
+ * deadline.  Adds the rows applied to *total (as it goes: a later batch
+ * may fail).
+ */
+static void
+drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext outer,
+			int64 *total)
+{
+	int64		applied;
+	int			claimed;
+
+	do
+	{
+		claimed = wb_drain_batch(t, true, &applied);
+		MemoryContextSwitchTo(outer);
+		*total += applied;
+	} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
+	while (!recover_only)
+	{
+		claimed = wb_drain_batch(t, false, &applied);
+		MemoryContextSwitchTo(outer);
+		*total += applied;
+		CHECK_FOR_INTERRUPTS();
+		if (claimed < t->batch || (deadline != 0 && GetCurrentTimestamp() >= deadline))
+			break;
+	}
+}
+
+/*
+ * A table's drain failed: the batch is rolled back (its members stay in the
+ * processing set and are drained first next time), counted, logged, and
+ * the table backs off.
+ */
+static void
+table_failed(WbTable *t, Schedule *s, MemoryContext outer)
+{
+	ErrorData  *ed;
+	int64		backoff;
+	bool		timed_out = wb_drain_timeout_expired();
+
+	wb_drain_timeout_disarm();
+	MemoryContextSwitchTo(outer);
+	ed = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(outer);
+	rs_suppress_relid = InvalidOid;
+	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
+		ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
+							   rs_drain_timeout_ms);
+	s->failures++;
+	backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
+	s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));
+	ereport(LOG,
+			(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
+					t->qname, (long long) backoff, ed->message)));
+	StartTransactionCommand();
+	rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
+	rs_stats_error(t->relid, ed->message);
+	rs_stats_flush();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+	FreeErrorData(ed);
+}
+
 int64
 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed)
 {
@@ -211,17 +297,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 	/* nothing is claimed under a policy that can evict write-behind keys */
 	if (tables != NIL && !eviction_check())
 	{
-		StartTransactionCommand();
-		foreach(lc, tables)
-		{
-			WbTable    *t = lfirst(lc);
-
-			rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
-			rs_stats_error(t->relid, eviction_problem);
-			(*failed)++;
-		}
-		rs_stats_flush();
-		CommitTransactionCommand();
+		refuse_all(tables, failed);
 		MemoryContextSwitchTo(outer);
 		*next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EVICTION_CHECK_MS);
 		return 0;
@@ -232,8 +308,6 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		WbTable    *t = lfirst(lc);
 		Schedule   *s = schedule_for(t->relid);
 		TimestampTz now = GetCurrentTimestamp();
-		int64		applied;
-		int			claimed;
 
 		/* first sight (worker start, new table): only crash leftovers now */
 		bool		recover_only = !force && s->next == 0;
@@ -248,61 +322,18 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 
 		/*
 		 * One table's failure (Redis down, a serialization failure, a lock
-		 * timeout) must not hold up the others: the batch is rolled back
-		 * (its members stay in the processing set and are drained first
-		 * next time), counted, and the table backs off.
+		 * timeout) must not hold up the others.
 		 */
 		PG_TRY();
 		{
-			/* leftovers of a crash first, then the dirty set */
-			do
-			{
-				claimed = wb_drain_batch(t, true, &applied);
-				MemoryContextSwitchTo(outer);
-				total += applied;
-			} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
-			while (!recover_only)
-			{
-				claimed = wb_drain_batch(t, false, &applied);
-				MemoryContextSwitchTo(outer);
-				total += applied;
-				CHECK_FOR_INTERRUPTS();
-				if (claimed < t->batch || (deadline != 0 && GetCurrentTimestamp() >= deadline))
-					break;
-			}
+			drain_table(t, recover_only, deadline, outer, &total);
 			s->failures = 0;
 			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), t->interval_ms);
 		}
 		PG_CATCH();
 		{
-			ErrorData  *ed;
-			int64		backoff;
-			bool		timed_out = wb_drain_timeout_expired();
-
-			wb_drain_timeout_disarm();
-			MemoryContextSwitchTo(outer);
-			ed = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			MemoryContextSwitchTo(outer);
-			rs_suppress_relid = InvalidOid;
-			if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
-				ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
-									   rs_drain_timeout_ms);
+			table_failed(t, s, outer);
 			(*failed)++;
-			s->failures++;
-			backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
-			s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));
-			ereport(LOG,
-					(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
-							t->qname, (long long) backoff, ed->message)));
-			StartTransactionCommand();
-			rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
-			rs_stats_error(t->relid, ed->message);
-			rs_stats_flush();
-			CommitTransactionCommand();
-			MemoryContextSwitchTo(outer);
-			FreeErrorData(ed);
 		}
 		PG_END_TRY();
 		if (*next_due == 0 || s->next < *next_due)
