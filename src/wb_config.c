@@ -25,6 +25,8 @@
 #include "utils/jsonb.h"
 #include "common/jsonapi.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -143,4 +145,65 @@ wb_load_tables(Oid relid)
 	}
 	SPI_finish();
 	return result;
+}
+
+/*
+ * The worker's cache of every write-behind table, so an idle round costs no
+ * query.  Any relcache invalidation (or a full reset) marks it stale: the
+ * functions that change redis_sync.tables invalidate the relcache of the
+ * table, DDL on a table invalidates it, and a table made write-behind sends
+ * one for a relation the cache does not know yet, so every relid counts.
+ * Schema and type renames change the quoted names it holds without a
+ * relcache invalidation: pg_namespace and pg_type changes count too.
+ * Invalidations are processed when a transaction starts, that is before
+ * each round reads the cache; the callback only flags.  The list stays
+ * valid until the next wb_tables_cached() call (its memory is reset there).
+ */
+static MemoryContext wb_cache_cxt = NULL;
+static List *wb_cache = NIL;
+static bool wb_cache_valid = false;
+static bool wb_cache_registered = false;
+
+/* loads restarted because an invalidation arrived mid-load, at most */
+#define WB_CACHE_LOAD_RETRIES 3
+
+static void
+wb_cache_inval(Datum arg, Oid relid)
+{
+	wb_cache_valid = false;
+}
+
+static void
+wb_cache_inval_syscache(Datum arg, int cacheid, uint32 hashvalue)
+{
+	wb_cache_valid = false;
+}
+
+List *
+wb_tables_cached(void)
+{
+	if (!wb_cache_registered)
+	{
+		CacheRegisterRelcacheCallback(wb_cache_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, wb_cache_inval_syscache, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, wb_cache_inval_syscache, (Datum) 0);
+		wb_cache_registered = true;
+	}
+	if (wb_cache_cxt == NULL)
+		wb_cache_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync write-behind tables",
+											 ALLOCSET_SMALL_SIZES);
+	/* an invalidation during the load (any catalog read) loads again */
+	for (int i = 0; i < WB_CACHE_LOAD_RETRIES && !wb_cache_valid; i++)
+	{
+		MemoryContext old;
+
+		MemoryContextReset(wb_cache_cxt);
+		wb_cache = NIL;
+		wb_cache_valid = true;
+		old = MemoryContextSwitchTo(wb_cache_cxt);
+		wb_cache = wb_load_tables(InvalidOid);
+		MemoryContextSwitchTo(old);
+	}
+	/* still flagged: use this load, and load again next round */
+	return wb_cache;
 }

@@ -88,6 +88,8 @@ typedef struct Member
 
 /* wb_config.c */
 extern List *wb_load_tables(Oid relid);
+/* every write-behind table, cached across rounds (the worker); in a transaction */
+extern List *wb_tables_cached(void);
 
 /* wb_decode.c */
 extern bool wb_parse_int64(const char *s, int64 *out);

@@ -290,8 +290,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 	*next_due = 0;
 	*failed = 0;
 	rs_xact_begin(NULL);
-	MemoryContextSwitchTo(outer);
-	tables = wb_load_tables(InvalidOid);
+	tables = wb_tables_cached();
 	rs_xact_commit(outer);
 
 	/* nothing is claimed under a policy that can evict write-behind keys */
