@@ -53,6 +53,7 @@
 #include "outbox.h"
 #include "redis_sync.h"
 #include "shmem.h"
+#include "xact_step.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_deliver_outbox);
 PG_FUNCTION_INFO_V1(redis_sync_flush);
@@ -748,49 +749,84 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 static int64
 deliver_now(Oid relid, int64 max)
 {
-	int64		total = 0;
-	int			refused = 0;
-	RedisFailure failure;
-	RedisFailure last_refusal = {0};
-	bool		due_only = false;
+	RsDeliveryRules rules = {0};
+	RsDeliveryOutcome out;
 
 	/* an explicit delivery tries Redis even while the circuit is open */
 	if (rs_circuit_is_open())
 		(void) redis_probe();
 
-	while (total < max)
-	{
-		int			nref;
-		int64		n = rs_outbox_deliver((int) Min(max - total, rs_outbox_batch), relid,
-										  due_only, &failure, &nref);
+	rules.relid = relid;
+	rules.max = max;
+	rules.cxt = CurrentMemoryContext;
+	rs_outbox_deliver_loop(&rules, &out);
+	if (out.failed)
+		ereport(ERROR,
+				(errcode(out.failure.sqlstate),
+				 errmsg("could not deliver the outbox: %s", out.failure.message),
+				 out.failure.detail ? errdetail("%s", out.failure.detail) : 0));
+	if (out.refused > 0)
+		ereport(WARNING,
+				(errmsg("Redis refused %d outbox entries; they stay queued and are retried", out.refused),
+				 out.last_refusal.detail ? errdetail("%s", out.last_refusal.detail) : 0,
+				 errhint("See redis_sync.outbox.last_error.")));
+	return out.delivered;
+}
 
-		if (n < 0)
-		{
-			rs_stats_flush();
-			ereport(ERROR,
-					(errcode(failure.sqlstate),
-					 errmsg("could not deliver the outbox: %s", failure.message),
-					 failure.detail ? errdetail("%s", failure.detail) : 0));
-		}
-		CommandCounterIncrement();
+/* f, copied into cxt (it lives in the batch's transaction) */
+static void
+keep_failure(RedisFailure *dst, const RedisFailure *f, MemoryContext cxt)
+{
+	dst->sqlstate = f->sqlstate;
+	dst->message = f->message ? MemoryContextStrdup(cxt, f->message) : NULL;
+	dst->detail = f->detail ? MemoryContextStrdup(cxt, f->detail) : NULL;
+}
+
+void
+rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out)
+{
+	bool		due_only = rules->due_only;
+	MemoryContext cxt = rules->cxt ? rules->cxt : CurrentMemoryContext;
+
+	memset(out, 0, sizeof(*out));
+	while (out->delivered < rules->max)
+	{
+		RedisFailure f = {0};
+		int			nref = 0;
+		int			want = (int) Min(rules->max - out->delivered, rs_outbox_batch);
+		int64		n;
+
+		if (rules->batch_xacts)
+			rs_xact_begin(rules->activity);
+		n = rs_outbox_deliver(want, rules->relid, due_only, &f, &nref);
 		if (nref > 0)
 		{
 			/* refused entries now wait for their retry time: skip them */
-			refused += nref;
-			last_refusal = failure;
+			out->refused += nref;
+			keep_failure(&out->last_refusal, &f, cxt);
 			due_only = true;
+			if (rules->on_refusal)
+				rules->on_refusal(&f);
 		}
-		else if (n == 0)
-			break;
-		total += n;
+		if (n < 0)
+			keep_failure(&out->failure, &f, cxt);
+		rs_stats_flush();
+		if (rules->batch_xacts)
+			rs_xact_commit(cxt);
+		else
+			CommandCounterIncrement();
+		if (n < 0)
+		{
+			out->failed = true;
+			return;
+		}
+		out->delivered += n;
+		if (rules->stop_on_short ? n < want : (n == 0 && nref == 0))
+			return;
+		if (rules->stop && rules->stop())
+			return;
+		CHECK_FOR_INTERRUPTS();
 	}
-	rs_stats_flush();
-	if (refused > 0)
-		ereport(WARNING,
-				(errmsg("Redis refused %d outbox entries; they stay queued and are retried", refused),
-				 last_refusal.detail ? errdetail("%s", last_refusal.detail) : 0,
-				 errhint("See redis_sync.outbox.last_error.")));
-	return total;
 }
 
 /* redis_sync.deliver_outbox(max_entries int) RETURNS bigint */

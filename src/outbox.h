@@ -30,4 +30,41 @@ extern bool rs_outbox_exists(void);
 extern int64 rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 							   int *nrefused);
 
+/*
+ * The delivery loop: batches of rs_outbox_deliver() until a stop rule holds.
+ * The worker and the SQL functions (deliver_outbox(), flush()) differ only
+ * in these rules.
+ */
+typedef struct RsDeliveryRules
+{
+	Oid			relid;			/* InvalidOid: every table */
+	int64		max;			/* entries at most */
+	bool		due_only;		/* skip entries still backing off (a refusal
+								 * turns this on for the following batches) */
+	bool		batch_xacts;	/* each batch in its own transaction with a
+								 * snapshot (the worker, outside one); else in
+								 * the caller's, CommandCounterIncrement
+								 * between batches */
+	bool		stop_on_short;	/* a batch shorter than asked ends the loop
+								 * (else only an empty one) */
+	bool		(*stop) (void); /* after each batch; true ends (NULL: none) */
+	void		(*on_refusal) (const RedisFailure *f);	/* in the batch's
+														 * transaction */
+	const char *activity;		/* batch_xacts: pg_stat_activity's text */
+	MemoryContext cxt;			/* batch_xacts: where the caller allocates
+								 * after each commit */
+} RsDeliveryRules;
+
+typedef struct RsDeliveryOutcome
+{
+	int64		delivered;		/* entries removed */
+	int			refused;		/* entries Redis refused (they stay queued) */
+	RedisFailure last_refusal;
+	bool		failed;			/* a Redis failure ended the loop */
+	RedisFailure failure;
+} RsDeliveryOutcome;
+
+/* failures and refusals are copied into the caller's memory (rules->cxt) */
+extern void rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out);
+
 #endif							/* RS_OUTBOX_H */

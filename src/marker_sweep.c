@@ -1,0 +1,360 @@
+/*-------------------------------------------------------------------------
+ *
+ * marker_sweep.c
+ *		The worker's sweep of in-flight markers (fence.c writes them): a
+ *		marker whose transaction committed is removed; one whose transaction
+ *		aborted or died in a crash has its rows pushed again from the table
+ *		(warm.c), then is removed; one whose repairs keep failing (or crash
+ *		the worker) is set aside in <marker key>:failed for an operator.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/twophase.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/procarray.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "claim.h"
+#include "drain.h"
+#include "cluster.h"
+#include "fence.h"
+#include "outbox.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+#include "warm.h"
+#include "marker_sweep.h"
+
+/* repairs of one marker that may not finish before it is set aside */
+#define MAX_MARKER_ATTEMPTS 3
+
+/* an error worth retrying later rather than setting a marker aside */
+static bool
+transient_error(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:	/* Redis unreachable, timed out */
+		case ERRCODE_TRANSACTION_ROLLBACK:	/* serialization failure, deadlock */
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OPERATOR_INTERVENTION: /* query cancel */
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+	}
+}
+
+static int64 marker_attempt(const char *mkey, const char *field, const char *by);
+
+#define count_marker_attempt(mkey, field) marker_attempt((mkey), (field), "1")
+/* best effort: Redis may be the reason the repair failed */
+#define uncount_marker_attempt(mkey, field) ((void) marker_attempt((mkey), (field), "-1"))
+
+/*
+ * Repair the rows of one marker in a subtransaction.  A marker that makes
+ * the repair fail (a malformed marker, a table it cannot read) is not
+ * retried at every round: false, and the caller sets it aside.
+ */
+static bool
+repair_marker_guarded(const char *mkey, const char *field, const char *value)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		int64		n = rs_repair_marker(value);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
+						(long long) n, (unsigned long long) strtoull(field, NULL, 10))));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(outer);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		if (transient_error(ed->sqlerrcode))
+		{
+			/* Redis down, a lock or serialization conflict: the round retries */
+			uncount_marker_attempt(mkey, field);
+			ReThrowError(ed);
+		}
+		ereport(LOG,
+				(errmsg("redis_sync worker: could not repair the keys of in-flight marker %s, set aside in %s:failed: %s",
+						field, mkey, ed->message)));
+		rs_stats_error(InvalidOid, ed->message);
+		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
+		FreeErrorData(ed);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Count one more repair attempt of a marker in <marker key>:attempts, before
+ * the repair (by "1"), or take one back (by "-1"): a marker whose repair
+ * crashes the worker must not crash it again at every restart.  The count
+ * is removed with the marker.  Returns the count, -1 when Redis failed.
+ */
+static int64
+marker_attempt(const char *mkey, const char *field, const char *by)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	char	   *key = psprintf("%s:attempts", mkey);
+	const char *argv[4] = {"HINCRBY", key, field, by};
+	RedisFailure f;
+	RedisValue *v;
+	int64		n;
+
+	redis_pipeline_append(p, 4, argv, NULL);
+	if (!redis_pipeline_try_exec(p, &f))
+		return -1;
+	v = redis_pipeline_reply(p, 0);
+	n = v->type == RV_INTEGER ? v->integer : -1;
+	redis_pipeline_free(p);
+	return n;
+}
+
+/*
+ * Did the transaction of marker field commit?  1 yes, 0 no (or unknown:
+ * repair), -1 still in progress (leave the marker).
+ */
+static int
+marker_committed(const char *field)
+{
+	uint64		fxid = strtoull(field, NULL, 10);
+	TransactionId xid = (TransactionId) (fxid & 0xFFFFFFFF);
+	const char *last = strrchr(field, ':');
+	int64		started = last ? strtoll(last + 1, NULL, 10) : 0;
+
+	/*
+	 * A marker written before shared memory was last made (server start or
+	 * crash restart) may name an xid that crash recovery handed out again
+	 * (the transaction's WAL was never flushed): its commit status says
+	 * nothing, so repair.  A transaction too old to look up is repaired too:
+	 * repairing is always safe.
+	 */
+	if (started != rs_incarnation())
+		return 0;
+	if (TransactionIdIsInProgress(xid))
+		return -1;
+	return U64FromFullTransactionId(ReadNextFullTransactionId()) - fxid < (uint64) 1 << 31 &&
+		!TransactionIdPrecedes(xid, ShmemVariableCache->oldestClogXid) &&
+		TransactionIdDidCommit(xid) ? 1 : 0;
+}
+
+/*
+ * Repair the keys of a marker whose transaction did not commit, or set it
+ * aside (appended to *set_aside) when its repairs keep failing; false when
+ * Redis failed (try again next round).
+ */
+static bool
+repair_or_set_aside(const char *mkey, const char *field, const char *value, List **set_aside)
+{
+	int64		attempt = count_marker_attempt(mkey, field);
+
+	if (attempt < 0)
+		return false;
+	if (attempt > MAX_MARKER_ATTEMPTS)
+	{
+		ereport(LOG,
+				(errmsg("redis_sync worker: in-flight marker %s set aside in %s:failed: %d earlier repairs of it did not finish",
+						field, mkey, MAX_MARKER_ATTEMPTS),
+				 errdetail("The worker stopped or crashed while repairing it.")));
+		rs_stats_error(InvalidOid, "an in-flight marker was set aside: its repairs did not finish");
+		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
+		*set_aside = lappend(*set_aside, list_make2(pstrdup(field), pstrdup(value)));
+	}
+	else if (!repair_marker_guarded(mkey, field, value))
+		*set_aside = lappend(*set_aside, list_make2(pstrdup(field), pstrdup(value)));
+	return true;
+}
+
+/* failed markers move to <marker key>:failed, for an operator to look at */
+static bool
+move_to_failed(const char *mkey, List *set_aside)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	char	   *failed_key = psprintf("%s:failed", mkey);
+	ListCell   *lc;
+	RedisFailure f;
+
+	foreach(lc, set_aside)
+	{
+		List	   *fv = lfirst(lc);
+		const char *argv[4] = {"HSET", failed_key, linitial(fv), lsecond(fv)};
+
+		redis_pipeline_append(p, 4, argv, NULL);
+	}
+	if (!redis_pipeline_try_exec(p, &f))
+		return false;
+	redis_pipeline_free(p);
+	return true;
+}
+
+/* remove the markers swept (and their attempt counts; most have none) */
+static bool
+remove_markers(const char *mkey, List *done)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	int			n = list_length(done) + 2;
+	const char **argv = palloc(sizeof(char *) * n);
+	ListCell   *lc;
+	int			i = 2;
+	RedisFailure f;
+
+	argv[0] = "HDEL";
+	argv[1] = mkey;
+	foreach(lc, done)
+		argv[i++] = lfirst(lc);
+	redis_pipeline_append(p, n, argv, NULL);
+	argv[1] = psprintf("%s:attempts", mkey);
+	redis_pipeline_append(p, n, argv, NULL);
+	if (!redis_pipeline_try_exec(p, &f))
+		return false;
+	redis_pipeline_free(p);
+	return true;
+}
+
+/* remove markers of committed transactions; repair those that did not commit */
+static bool
+sweep_marker_key(const char *mkey)
+{
+	char	   *cursor = "0";
+	List	   *done = NIL;
+	List	   *set_aside = NIL;	/* (field, value) of markers that failed */
+
+	do
+	{
+		RedisPipeline *p = redis_pipeline_create();
+		const char *argv[6] = {"HSCAN", mkey, cursor, "COUNT", "1000", NULL};
+		RedisValue *v;
+		RedisFailure f;
+
+		redis_pipeline_append(p, 5, argv, NULL);
+		if (!redis_pipeline_try_exec(p, &f))
+			return false;
+		v = redis_pipeline_reply(p, 0);
+		if (v->type != RV_ARRAY || v->nelem != 2)
+			return false;
+		cursor = pstrdup(v->elems[0].str);
+		for (int i = 0; i + 1 < v->elems[1].nelem; i += 2)
+		{
+			char	   *field = v->elems[1].elems[i].str;
+			char	   *value = v->elems[1].elems[i + 1].str;
+			TransactionId xid = (TransactionId) (strtoull(field, NULL, 10) & 0xFFFFFFFF);
+
+			if (TransactionIdIsNormal(xid))
+			{
+				int			committed = marker_committed(field);
+
+				if (committed < 0)
+					continue;
+				if (committed == 0 && !repair_or_set_aside(mkey, field, value, &set_aside))
+					return false;	/* Redis failed: try again next round */
+			}
+			done = lappend(done, pstrdup(field));
+		}
+		redis_pipeline_free(p);
+	} while (strcmp(cursor, "0") != 0);
+
+	if (set_aside != NIL && !move_to_failed(mkey, set_aside))
+		return false;
+	if (done != NIL && !remove_markers(mkey, done))
+		return false;
+	return true;
+}
+
+/*
+ * Every in-flight marker hash: one per database on a single Redis; on a
+ * cluster "<marker key>:{<tag>}" in some slot (fence.c): on Redis 7, the
+ * lowest slot of each master, swept every round; a marker elsewhere (older
+ * Redis, a call split by slot after a redirection, slots that moved) is
+ * found by a SCAN on every master, every 12th round (and the first).
+ */
+bool
+rs_sweep_markers(void)
+{
+	static int	rounds = 0;
+	int			nmasters;
+	char	   *pattern;
+
+	if (!redis_cluster_mode())
+		return sweep_marker_key(rs_marker_key());
+	nmasters = redis_cluster_nmasters();
+	if (rounds++ % 12 != 0)
+	{
+		int		   *masters;
+		int			n = rs_cluster_masters(&masters);
+
+		for (int m = 0; m < n; m++)
+		{
+			int			first = rs_cluster_first_slot(masters[m]);
+
+			if (first >= 0 && !sweep_marker_key(rs_marker_key_for_slot(first)))
+				return false;
+		}
+		return true;
+	}
+	pattern = psprintf("%s:{*}", rs_marker_key());
+	for (int m = 0; m < nmasters; m++)
+	{
+		char	   *cursor = "0";
+
+		do
+		{
+			RedisPipeline *p = redis_pipeline_create();
+			const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "hash"};
+			RedisValue *v;
+			RedisFailure f;
+
+			redis_pipeline_target_master(p, m);
+			redis_pipeline_append(p, 8, argv, NULL);
+			if (!redis_pipeline_try_exec(p, &f))
+				return false;
+			v = redis_pipeline_reply(p, 0);
+			if (v->type != RV_ARRAY || v->nelem != 2)
+				return false;
+			cursor = pstrdup(v->elems[0].str);
+			for (int i = 0; i < v->elems[1].nelem; i++)
+				if (!sweep_marker_key(pstrdup(v->elems[1].elems[i].str)))
+					return false;
+			redis_pipeline_free(p);
+		} while (strcmp(cursor, "0") != 0);
+	}
+	return true;
+}

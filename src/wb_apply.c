@@ -1,0 +1,492 @@
+/*-------------------------------------------------------------------------
+ *
+ * wb_apply.c
+ *		Write-behind: writing a batch of decoded members into their table in
+ *		set-based statements (UPDATE of the rows that exist, INSERT of the
+ *		others), row by row in subtransactions when the batch fails, and
+ *		the dead letters of the members that cannot be written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "common/jsonapi.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "capture.h"
+#include "as_owner.h"
+#include "utils/timeout.h"
+
+#include "drain.h"
+#include "encode.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+
+#include "wb_internal.h"
+
+bool
+wb_is_transient(int sqlerrcode)
+{
+	switch (sqlerrcode)
+	{
+		case ERRCODE_T_R_SERIALIZATION_FAILURE:
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+		case ERRCODE_LOCK_NOT_AVAILABLE:
+		case ERRCODE_QUERY_CANCELED:
+		case ERRCODE_ADMIN_SHUTDOWN:
+		case ERRCODE_CANNOT_CONNECT_NOW:
+		case ERRCODE_CONNECTION_FAILURE:
+		case ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION:
+		case ERRCODE_OUT_OF_MEMORY:
+		case ERRCODE_DISK_FULL:
+		case ERRCODE_TOO_MANY_CONNECTIONS:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The write of members that name the same columns (shape: ms[idx[0]].present),
+ * as one statement: UPDATE the rows that exist, in the present columns only,
+ * then INSERT the others (column defaults for the rest; ON CONFLICT for a
+ * row inserted meanwhile).  A NOT NULL column outside the hash therefore
+ * never blocks an update.  Values are cast to the column's type without its
+ * typmod, so the assignment to the column checks the length (varchar, char,
+ * bit) and refuses instead of truncating; key values are compared the same
+ * way, so a member never lands on a row whose key it is not.  Counters of
+ * unseeded keys (increment) are added to the table's value, and the rows
+ * after the write are returned for the Redis correction.
+ */
+/* u: the members, one row each, numbered, in key order */
+static void
+sql_members(StringInfo sql, WbTable *t, const bool *present)
+{
+	int			argno = 1;
+
+	appendStringInfoString(sql, "WITH u AS (SELECT x.*");
+	if (t->format == WB_FORMAT_JSON)
+		appendStringInfo(sql, ", pg_catalog.json_populate_record(NULL::%s, x.j) AS r", t->qname);
+	appendStringInfoString(sql, " FROM ROWS FROM (");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", i ? ", " : "", argno++);
+	if (t->format == WB_FORMAT_JSON)
+		appendStringInfo(sql, ", pg_catalog.unnest($%d::pg_catalog.json[])", argno++);
+	else
+		for (int c = 0; c < t->ncols; c++)
+			if (present[c])
+				appendStringInfo(sql, ", pg_catalog.unnest($%d::pg_catalog.text[])", argno++);
+	appendStringInfoString(sql, ") WITH ORDINALITY AS x(");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%sk%d", i ? ", " : "", i);
+	if (t->format == WB_FORMAT_JSON)
+		appendStringInfoString(sql, ", j");
+	else
+		for (int c = 0; c < t->ncols; c++)
+			if (present[c])
+				appendStringInfo(sql, ", c%d", c);
+	/* members arrive in random order (SPOP): rows are locked in key order */
+	appendStringInfoString(sql, ", ord) ORDER BY ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
+	appendStringInfoString(sql, "), ");
+}
+
+/* increments: the row's columns as text (v<c>) and its counters (n<c>) */
+static void
+sql_returned_values(StringInfo sql, WbTable *t)
+{
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(sql, ", t.%s::pg_catalog.text AS v%d", quote_identifier(t->cols[c]), c);
+	for (int c = 0; c < t->ncols; c++)
+		if (t->counter[c])
+			appendStringInfo(sql, ", t.%s::pg_catalog.int8 AS n%d", quote_identifier(t->cols[c]), c);
+}
+
+/* upd: the rows that exist, in the present columns only (or just locked) */
+static void
+sql_update(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment,
+		   const char *match)
+{
+	if (npresent > 0)
+	{
+		bool		first = true;
+
+		appendStringInfo(sql, "upd AS (UPDATE %s AS t SET ", t->qname);
+		for (int c = 0; c < t->ncols; c++)
+		{
+			const char *q = quote_identifier(t->cols[c]);
+			char	   *expr;
+
+			if (!present[c])
+				continue;
+			expr = t->format == WB_FORMAT_JSON ? psprintf("(u.r).%s", q) : psprintf("u.c%d::%s", c, t->colbase[c]);
+			if (increment && t->counter[c])
+				appendStringInfo(sql, "%s%s = COALESCE(t.%s, 0) + %s", first ? "" : ", ", q, q, expr);
+			else
+				appendStringInfo(sql, "%s%s = %s", first ? "" : ", ", q, expr);
+			first = false;
+		}
+		appendStringInfo(sql, " FROM u WHERE %s RETURNING u.ord", match);
+	}
+	else
+		appendStringInfo(sql, "upd AS (SELECT u.ord FROM %s AS t, u WHERE %s FOR UPDATE OF t",
+						 t->qname, match);
+	if (increment)
+		sql_returned_values(sql, t);
+	appendStringInfoString(sql, "), ");
+}
+
+/* ins: the others, in key order; ON CONFLICT for a row inserted meanwhile */
+static void
+sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment)
+{
+	appendStringInfo(sql, "ins AS (INSERT INTO %s AS t (", t->qname);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
+	for (int c = 0; c < t->ncols; c++)
+		if (present[c])
+			appendStringInfo(sql, ", %s", quote_identifier(t->cols[c]));
+	appendStringInfoString(sql, ") SELECT ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%su.k%d::%s", i ? ", " : "", i, t->keybase[i]);
+	for (int c = 0; c < t->ncols; c++)
+		if (present[c])
+		{
+			if (t->format == WB_FORMAT_JSON)
+				appendStringInfo(sql, ", (u.r).%s", quote_identifier(t->cols[c]));
+			else
+				appendStringInfo(sql, ", u.c%d::%s", c, t->colbase[c]);
+		}
+	/* members arrive in random order (SPOP): insert them in key order */
+	appendStringInfoString(sql, " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord) ORDER BY 1");
+	for (int i = 1; i < t->nkeys; i++)
+		appendStringInfo(sql, ", %d", i + 1);
+	appendStringInfoString(sql, " ON CONFLICT (");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
+	if (npresent == 0)
+		appendStringInfoString(sql, ") DO NOTHING");
+	else
+	{
+		bool		first = true;
+
+		appendStringInfoString(sql, ") DO UPDATE SET ");
+		for (int c = 0; c < t->ncols; c++)
+		{
+			const char *q = quote_identifier(t->cols[c]);
+
+			if (!present[c])
+				continue;
+			if (increment && t->counter[c])
+				appendStringInfo(sql, "%s%s = COALESCE(t.%s, 0) + EXCLUDED.%s", first ? "" : ", ", q, q, q);
+			else
+				appendStringInfo(sql, "%s%s = EXCLUDED.%s", first ? "" : ", ", q, q);
+			first = false;
+		}
+
+		/*
+		 * a row inserted meanwhile whose key equals the member's but is
+		 * spelled otherwise (see check_member_rows) is another key's row
+		 */
+		appendStringInfoString(sql, " WHERE ROW(");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(sql, "%st.%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoString(sql, ")::pg_catalog.text OPERATOR(pg_catalog.=) ROW(");
+		for (int i = 0; i < t->nkeys; i++)
+			appendStringInfo(sql, "%sEXCLUDED.%s", i ? ", " : "", quote_identifier(t->keys[i]));
+		appendStringInfoString(sql, ")::pg_catalog.text COLLATE \"C\"");
+	}
+	appendStringInfoString(sql, " RETURNING ");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%st.%s AS rk%d", i ? ", " : "", quote_identifier(t->keys[i]), i);
+	if (increment)
+		sql_returned_values(sql, t);
+	appendStringInfoString(sql, ") ");
+}
+
+/* the rows after the write, by member number (increments only) */
+static void
+sql_result(StringInfo sql, WbTable *t, bool increment)
+{
+	StringInfoData cols;
+
+	if (!increment)
+	{
+		appendStringInfoString(sql, "SELECT NULL::pg_catalog.int8 WHERE false");
+		return;
+	}
+	initStringInfo(&cols);
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&cols, ", v%d", c);
+	for (int c = 0; c < t->ncols; c++)
+		if (t->counter[c])
+			appendStringInfo(&cols, ", n%d", c);
+	appendStringInfo(sql, "SELECT ord%s FROM upd UNION ALL SELECT u.ord%s FROM ins JOIN u ON ",
+					 cols.data, cols.data);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(sql, "%sins.rk%d = u.k%d::%s", i ? " AND " : "", i, i, t->keybase[i]);
+}
+
+static char *
+apply_sql(WbTable *t, const bool *present, bool increment)
+{
+	StringInfoData sql;
+	StringInfoData match;
+	int			npresent = 0;
+
+	for (int c = 0; c < t->ncols; c++)
+		if (present[c])
+			npresent++;
+	initStringInfo(&match);
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&match, "%st.%s = u.k%d::%s", i ? " AND " : "",
+						 quote_identifier(t->keys[i]), i, t->keybase[i]);
+
+	initStringInfo(&sql);
+	sql_members(&sql, t, present);
+	sql_update(&sql, t, present, npresent, increment, match.data);
+	sql_insert(&sql, t, present, npresent, increment);
+	sql_result(&sql, t, increment);
+	return sql.data;
+}
+
+static ArrayType *
+text_array(char **vals, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int r = 0; r < n; r++)
+	{
+		if (vals[r] == NULL)
+			nulls[r] = true;
+		else
+			elems[r] = CStringGetTextDatum(vals[r]);
+	}
+	return construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/* run the write for the members listed in idx[0..n) */
+static void
+run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql)
+{
+	const bool *present = ms[idx[0]].present;
+	int			nargs = t->nkeys;
+	Oid		   *types = palloc(sizeof(Oid) * (t->nkeys + t->ncols + 1));
+	Datum	   *args = palloc(sizeof(Datum) * (t->nkeys + t->ncols + 1));
+	char	  **col = palloc(sizeof(char *) * n);
+	int			ret;
+
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		for (int r = 0; r < n; r++)
+			col[r] = ms[idx[r]].keyvals[k];
+		types[k] = TEXTARRAYOID;
+		args[k] = PointerGetDatum(text_array(col, n));
+	}
+	if (t->format == WB_FORMAT_JSON)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+
+		for (int r = 0; r < n; r++)
+			elems[r] = CStringGetTextDatum(ms[idx[r]].json);
+		types[nargs] = JSONARRAYOID;
+		args[nargs++] = PointerGetDatum(construct_array(elems, n, JSONOID, -1, false, TYPALIGN_INT));
+	}
+	else
+		for (int c = 0; c < t->ncols; c++)
+		{
+			if (!present[c])
+				continue;
+			for (int r = 0; r < n; r++)
+				col[r] = ms[idx[r]].vals[c];
+			types[nargs] = TEXTARRAYOID;
+			args[nargs++] = PointerGetDatum(text_array(col, n));
+		}
+	ret = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
+	if (increment)
+	{
+		TupleDesc	td = SPI_tuptable->tupdesc;
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+			int64		ord = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
+			Member	   *m;
+			int			ci = 0;
+
+			if (isnull || ord < 1 || ord > n)
+				continue;
+			m = &ms[idx[ord - 1]];
+			m->returned = true;
+			m->after = palloc(sizeof(char *) * t->ncols);
+			m->totals = palloc0(sizeof(int64) * Max(t->ncounters, 1));
+			for (int c = 0; c < t->ncols; c++)
+				m->after[c] = SPI_getvalue(tup, td, c + 2);
+			for (int c = 0; c < t->ncols; c++)
+				if (t->counter[c])
+				{
+					Datum		d = SPI_getbinval(tup, td, t->ncols + 2 + ci, &isnull);
+
+					m->totals[ci++] = isnull ? 0 : DatumGetInt64(d);
+				}
+		}
+	}
+}
+
+/*
+ * Run the write for idx[0..n) in a subtransaction.  NULL on success; the
+ * error of a permanent failure (the subtransaction is rolled back); a
+ * transient error is re-thrown so the whole batch is retried later.
+ */
+static ErrorData *
+try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		run_apply(t, ms, idx, n, increment, sql);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(outer);
+		result = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		if (wb_is_transient(result->sqlerrcode))
+			ReThrowError(result);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * Apply members idx[0..n) of one shape: all at once; on failure one by one,
+ * sending permanent failures to dead letters.  Transient errors are
+ * re-thrown.
+ */
+static void
+apply_shape(WbTable *t, Member *ms, int *idx, int n, bool increment)
+{
+	char	   *sql;
+
+	if (n == 0)
+		return;
+	sql = apply_sql(t, ms[idx[0]].present, increment);
+
+	/* the happy path: the whole group in one statement */
+	if (try_apply(t, ms, idx, n, increment, sql) == NULL)
+	{
+		for (int r = 0; r < n; r++)
+			ms[idx[r]].applied = true;
+		return;
+	}
+
+	/* the failure path: row by row */
+	for (int r = 0; r < n; r++)
+	{
+		ErrorData  *ed = try_apply(t, ms, &idx[r], 1, increment, sql);
+
+		if (ed == NULL)
+			ms[idx[r]].applied = true;
+		else
+		{
+			ms[idx[r]].problem = ed->message;
+			ms[idx[r]].problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+			ms[idx[r]].returned = false;
+		}
+	}
+}
+
+/*
+ * Apply members idx[0..n), grouped by the set of columns they name (usually
+ * one group: every hash of a table has the same fields).
+ */
+void
+wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment)
+{
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	int		   *shape = palloc(sizeof(int) * Max(n, 1));
+
+	for (int r = 0; r < n; r++)
+	{
+		int			ns = 0;
+
+		if (done[r])
+			continue;
+		for (int q = r; q < n; q++)
+			if (!done[q] &&
+				memcmp(ms[idx[q]].present, ms[idx[r]].present, sizeof(bool) * t->ncols) == 0)
+			{
+				shape[ns++] = idx[q];
+				done[q] = true;
+			}
+		apply_shape(t, ms, shape, ns, increment);
+	}
+}
+
+void
+wb_record_dead_letters(WbTable *t, Member *ms, int nm)
+{
+	for (int i = 0; i < nm; i++)
+	{
+		Member	   *m = &ms[i];
+		Oid			types[7] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+		Datum		values[7];
+
+		if (m->problem == NULL)
+			continue;
+		values[0] = ObjectIdGetDatum(t->relid);
+		values[1] = CStringGetTextDatum(m->key);
+		values[2] = CStringGetTextDatum(m->member);
+		values[3] = CStringGetTextDatum(wb_raw_json(t, m->value));
+		values[4] = CStringGetTextDatum(m->problem);
+		values[5] = CStringGetTextDatum(m->problem_state ? m->problem_state : "XX000");
+		values[6] = (Datum) 0;
+		if (SPI_execute_with_args("INSERT INTO redis_sync.dead_letters AS d "
+								  "  (relid, redis_key, member, raw_value, error, sqlstate) "
+								  "VALUES ($1, $2, $3, $4::jsonb, $5, $6) "
+								  "ON CONFLICT (relid, member) DO UPDATE SET "
+								  "  raw_value = EXCLUDED.raw_value, error = EXCLUDED.error, "
+								  "  sqlstate = EXCLUDED.sqlstate, attempts = d.attempts + 1, last_seen = now()",
+								  6, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "redis_sync: could not record a dead letter");
+		rs_stats_add(t->relid, RS_C_DEAD, 1);
+	}
+}

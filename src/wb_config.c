@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ *
+ * wb_config.c
+ *		Write-behind configuration: the write-behind tables as the drain,
+ *		re-seeding and the SQL API see them (redis_sync.tables joined with the
+ *		catalog).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "common/jsonapi.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "capture.h"
+#include "as_owner.h"
+#include "utils/timeout.h"
+
+#include "drain.h"
+#include "encode.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+
+#include "wb_internal.h"
+
+/* ----------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------- */
+
+/* load write-behind tables (all, or relid); in a transaction */
+List *
+wb_load_tables(Oid relid)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *result = NIL;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	int			nestlevel;
+
+	values[0] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	nestlevel = rs_search_path_enter();	/* as_owner.c: the caller's search_path is not ours */
+	if (SPI_execute_with_args(
+							  "SELECT t.relid::oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relowner, "
+							  "       t.key_prefix, t.dirty_set, t.format, t.key_columns::text[], "
+							  "       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
+							  "       t.columns::text[], "
+							  "       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
+							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
+							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
+							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped), "
+							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
+							  "               FROM pg_catalog.unnest(t.key_columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+							  "              JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
+							  "               FROM pg_catalog.unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n "
+							  "              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+							  "              JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY k.o), "
+							  "       ARRAY(SELECT a.attgenerated = '' AND a.attidentity <> 'a' "
+							  "               FROM pg_catalog.unnest(t.columns) WITH ORDINALITY k(n, o) "
+							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
+							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
+							  "  JOIN pg_namespace n ON n.oid = c.relnamespace "
+							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	rs_search_path_leave(nestlevel);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+		WbTable    *t = palloc0(sizeof(WbTable));
+		char	   *fmt;
+		int			n2;
+		ArrayType  *carr;
+		Datum	   *celems;
+		bool	   *cnulls;
+		int			cn;
+
+		t->relid = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+		t->qname = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));
+		t->owner = DatumGetObjectId(SPI_getbinval(tup, td, 3, &isnull));
+		t->prefix = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
+		t->dirty = TextDatumGetCString(SPI_getbinval(tup, td, 5, &isnull));
+		fmt = TextDatumGetCString(SPI_getbinval(tup, td, 6, &isnull));
+		t->format = strcmp(fmt, "hash") == 0 ? WB_FORMAT_HASH :
+			strcmp(fmt, "json") == 0 ? WB_FORMAT_JSON : WB_FORMAT_STRING;
+		t->keys = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 7, &isnull)), &t->nkeys);
+		t->keytypes = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 8, &isnull)), &n2);
+		t->cols = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 9, &isnull)), &t->ncols);
+		t->coltypes = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 10, &isnull)), &n2);
+		carr = DatumGetArrayTypeP(SPI_getbinval(tup, td, 11, &isnull));
+		deconstruct_array(carr, BOOLOID, 1, true, TYPALIGN_CHAR, &celems, &cnulls, &cn);
+		t->counter = palloc0(sizeof(bool) * Max(cn, 1));
+		for (int c = 0; c < cn; c++)
+		{
+			t->counter[c] = DatumGetBool(celems[c]);
+			if (t->counter[c])
+				t->ncounters++;
+		}
+		t->interval_ms = DatumGetInt64(SPI_getbinval(tup, td, 12, &isnull));
+		t->batch = DatumGetInt32(SPI_getbinval(tup, td, 13, &isnull));
+		t->delete_missing = strcmp(TextDatumGetCString(SPI_getbinval(tup, td, 14, &isnull)), "delete") == 0;
+		t->allcols = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 15, &isnull)), &t->nallcols);
+		t->keybase = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 16, &isnull)), &n2);
+		t->colbase = rs_text_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 17, &isnull)), &n2);
+		carr = DatumGetArrayTypeP(SPI_getbinval(tup, td, 18, &isnull));
+		deconstruct_array(carr, BOOLOID, 1, true, TYPALIGN_CHAR, &celems, &cnulls, &cn);
+		t->writable = palloc0(sizeof(bool) * Max(cn, 1));
+		for (int c = 0; c < cn; c++)
+			t->writable[c] = DatumGetBool(celems[c]);
+		t->processing = rs_companion_key(t->dirty, strlen(t->dirty), ":rs_processing");
+		result = lappend(result, t);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * The worker's cache of every write-behind table, so an idle round costs no
+ * query.  Any relcache invalidation (or a full reset) marks it stale: the
+ * functions that change redis_sync.tables invalidate the relcache of the
+ * table, DDL on a table invalidates it, and a table made write-behind sends
+ * one for a relation the cache does not know yet, so every relid counts.
+ * Schema and type renames change the quoted names it holds without a
+ * relcache invalidation: pg_namespace and pg_type changes count too.
+ * Invalidations are processed when a transaction starts, that is before
+ * each round reads the cache; the callback only flags.  The list stays
+ * valid until the next wb_tables_cached() call (its memory is reset there).
+ */
+static MemoryContext wb_cache_cxt = NULL;
+static List *wb_cache = NIL;
+static bool wb_cache_valid = false;
+static bool wb_cache_registered = false;
+
+/* loads restarted because an invalidation arrived mid-load, at most */
+#define WB_CACHE_LOAD_RETRIES 3
+
+static void
+wb_cache_inval(Datum arg, Oid relid)
+{
+	wb_cache_valid = false;
+}
+
+static void
+wb_cache_inval_syscache(Datum arg, int cacheid, uint32 hashvalue)
+{
+	wb_cache_valid = false;
+}
+
+List *
+wb_tables_cached(void)
+{
+	if (!wb_cache_registered)
+	{
+		CacheRegisterRelcacheCallback(wb_cache_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, wb_cache_inval_syscache, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, wb_cache_inval_syscache, (Datum) 0);
+		wb_cache_registered = true;
+	}
+	if (wb_cache_cxt == NULL)
+		wb_cache_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync write-behind tables",
+											 ALLOCSET_SMALL_SIZES);
+	/* an invalidation during the load (any catalog read) loads again */
+	for (int i = 0; i < WB_CACHE_LOAD_RETRIES && !wb_cache_valid; i++)
+	{
+		MemoryContext old;
+
+		MemoryContextReset(wb_cache_cxt);
+		wb_cache = NIL;
+		wb_cache_valid = true;
+		old = MemoryContextSwitchTo(wb_cache_cxt);
+		wb_cache = wb_load_tables(InvalidOid);
+		MemoryContextSwitchTo(old);
+	}
+	/* still flagged: use this load, and load again next round */
+	return wb_cache;
+}

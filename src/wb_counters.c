@@ -1,0 +1,337 @@
+/*-------------------------------------------------------------------------
+ *
+ * wb_counters.c
+ *		Write-behind counters and re-seeding: the correction of counter keys
+ *		Redis recreated from nothing (correct_script) and the re-seeding of
+ *		every write-behind key from its table after Redis lost its data
+ *		(seed_script).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "common/jsonapi.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "capture.h"
+#include "as_owner.h"
+#include "utils/timeout.h"
+
+#include "drain.h"
+#include "encode.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+
+#include "wb_internal.h"
+#include "xact_step.h"
+
+/*
+ * correct unseeded counters: KEYS = key, seedkey, ...; ARGV = format, then
+ * per key: n, (field, delta)*, m, (field, value)* -- counters are
+ * incremented by the table's previous value, other fields Redis lacks are
+ * filled from the table.
+ */
+static RedisScript correct_script = REDIS_SCRIPT("redis_sync_correct",
+"local p = 2\n"
+"for k = 1, #KEYS, 2 do\n"
+"  local n = tonumber(ARGV[p]); p = p + 1\n"
+"  for i = 1, n do\n"
+"    if ARGV[1] == 'h' then redis.call('HINCRBY', KEYS[k], ARGV[p], ARGV[p + 1])\n"
+"    else redis.call('INCRBY', KEYS[k], ARGV[p + 1]) end\n"
+"    p = p + 2\n"
+"  end\n"
+"  local m = tonumber(ARGV[p]); p = p + 1\n"
+"  for i = 1, m do\n"
+"    redis.call('HSETNX', KEYS[k], ARGV[p], ARGV[p + 1])\n"
+"    p = p + 2\n"
+"  end\n"
+"  redis.call('SET', KEYS[k + 1], '1')\n"
+"end\n"
+"return #KEYS / 2\n");
+
+/* seed keys that do not exist: KEYS = key, seedkey, ...; ARGV = format, then per key n, (field, value)* */
+static RedisScript seed_script = REDIS_SCRIPT("redis_sync_seed",
+"local p = 2\n"
+"local seeded = 0\n"
+"for k = 1, #KEYS, 2 do\n"
+"  local n = tonumber(ARGV[p]); p = p + 1\n"
+"  if redis.call('EXISTS', KEYS[k]) == 0 then\n"
+"    if ARGV[1] == 'h' then\n"
+"      if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, p, p + 2 * n - 1)) end\n"
+"    elseif n > 0 then\n"
+"      redis.call('SET', KEYS[k], ARGV[p + 1])\n"
+"    end\n"
+"    redis.call('SET', KEYS[k + 1], '1')\n"
+"    seeded = seeded + 1\n"
+"  end\n"
+"  p = p + 2 * n\n"
+"end\n"
+"return seeded\n");
+
+
+/*
+ * Queue a script whose keys come in (key, companion key) pairs, each pair
+ * with its own run of arguments (args[argstart[k]] up to the next pair's)
+ * after one shared first argument, args[0].  On a cluster the pairs are in
+ * different slots: one call per pair (a key and its companion share a
+ * slot), merged into one reply, the sum of the calls' integer replies.
+ */
+static void
+sum_merge(RedisValue *parts, int nparts, void *arg, RedisValue *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->type = RV_INTEGER;
+	for (int i = 0; i < nparts; i++)
+	{
+		if (parts[i].type == RV_ERROR)
+		{
+			*out = parts[i];
+			return;
+		}
+		if (parts[i].type == RV_INTEGER)
+			out->integer += parts[i].integer;
+	}
+}
+
+static void
+append_pair_script(RedisPipeline *p, RedisScript *script, const char **keys, int nkeys,
+				   const char **args, int na, const int *argstart)
+{
+	const char **argv = palloc(sizeof(char *) * (nkeys + na));
+	int			nargv = 0;
+
+	if (redis_cluster_mode())
+	{
+		int			begin = redis_pipeline_merge_begin(p);
+
+		for (int k = 0; k < nkeys / 2; k++)
+		{
+			int			end = k + 1 < nkeys / 2 ? argstart[k + 1] : na;
+
+			nargv = 0;
+			argv[nargv++] = keys[2 * k];
+			argv[nargv++] = keys[2 * k + 1];
+			argv[nargv++] = args[0];
+			for (int a = argstart[k]; a < end; a++)
+				argv[nargv++] = args[a];
+			redis_pipeline_append_script(p, script, 2, nargv, argv, NULL);
+		}
+		redis_pipeline_merge_end(p, begin, sum_merge, NULL);
+		return;
+	}
+	for (int i = 0; i < nkeys; i++)
+		argv[nargv++] = keys[i];
+	for (int i = 0; i < na; i++)
+		argv[nargv++] = args[i];
+	redis_pipeline_append_script(p, script, nkeys, nargv, argv, NULL);
+}
+
+/* the Redis correction of unseeded counter keys (before commit) */
+void
+wb_correct_counters(WbTable *t, Member *ms, int nm)
+{
+	RedisPipeline *p;
+	int			nkeys = 0;
+	int			na = 0;
+	const char **keys;
+	const char **args;
+
+	int		   *argstart = palloc(sizeof(int) * Max(nm, 1));
+
+	keys = palloc(sizeof(char *) * 2 * Max(nm, 1));
+	args = palloc(sizeof(char *) * (1 + nm * (2 + 2 * t->ncols)));
+	args[na++] = t->format == WB_FORMAT_HASH ? WB_ARG_HASH : WB_ARG_STRING;
+	for (int i = 0; i < nm; i++)
+	{
+		Member	   *m = &ms[i];
+		int			ci = 0;
+		int			mpos;
+		int			nfill = 0;
+
+		if (!m->increment || !m->applied || !m->returned)
+			continue;
+		argstart[nkeys / 2] = na;
+		keys[nkeys++] = m->key;
+		keys[nkeys++] = rs_companion_key(m->key, strlen(m->key), SEED_SUFFIX);
+		args[na++] = psprintf("%d", t->ncounters);
+		for (int c = 0; c < t->ncols; c++)
+		{
+			if (!t->counter[c])
+				continue;
+			/* delta = new total - value read = previous table value */
+			args[na++] = t->cols[c];
+			args[na++] = psprintf(INT64_FORMAT, m->totals[ci] - m->read[ci]);
+			ci++;
+		}
+		/* fields Redis lacks are filled from the table */
+		mpos = na++;
+		if (t->format == WB_FORMAT_HASH)
+			for (int c = 0; c < t->ncols; c++)
+			{
+				if (t->counter[c] || m->present[c] || m->after[c] == NULL)
+					continue;
+				args[na++] = t->cols[c];
+				args[na++] = m->after[c];
+				nfill++;
+			}
+		args[mpos] = psprintf("%d", nfill);
+	}
+	if (nkeys == 0)
+		return;
+	p = redis_pipeline_create();
+	append_pair_script(p, &correct_script, keys, nkeys, args, na, argstart);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, "a counter correction");
+	redis_pipeline_free(p);
+}
+
+/* the arguments of the seed script for one row: n, then (field, value)* */
+static void
+seed_row_args(WbTable *t, HeapTuple tup, TupleDesc td, const char **args, int *na)
+{
+	int			nf = 0;
+	int			npos = (*na)++;
+
+	if (t->format == WB_FORMAT_JSON)
+	{
+		StringInfoData js;
+		bool		first = true;
+
+		initStringInfo(&js);
+		appendStringInfoChar(&js, '{');
+		for (int c = 0; c < t->ncols; c++)
+			wb_json_append_pair(&js, &first, t->cols[c], SPI_getvalue(tup, td, c + 2));
+		appendStringInfoChar(&js, '}');
+		args[(*na)++] = "json";
+		args[(*na)++] = js.data;
+		nf = 1;
+	}
+	else
+	{
+		for (int c = 0; c < t->ncols; c++)
+		{
+			char	   *v = SPI_getvalue(tup, td, c + 2);
+
+			if (v == NULL)
+				continue;
+			args[(*na)++] = t->cols[c];
+			args[(*na)++] = v;
+			nf++;
+		}
+	}
+	args[npos] = psprintf("%d", nf);
+}
+
+/* seed the keys of the n rows just fetched (SPI_tuptable); returns keys seeded */
+static int64
+seed_fetched(WbTable *t, uint64 n)
+{
+	RedisPipeline *p;
+	int			na = 0;
+	int			nk = 0;
+	const char **keys = palloc(sizeof(char *) * 2 * n);
+	const char **args = palloc(sizeof(char *) * (1 + n * (1 + 2 * t->ncols)));
+	int		   *argstart = palloc(sizeof(int) * n);
+	int64		seeded;
+
+	/* json is written as a plain string by the seed script */
+	args[na++] = t->format == WB_FORMAT_HASH ? WB_ARG_HASH : WB_ARG_STRING;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *key = psprintf("%s%s", t->prefix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+
+		argstart[nk / 2] = na;
+		keys[nk++] = key;
+		keys[nk++] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
+		seed_row_args(t, tup, SPI_tuptable->tupdesc, args, &na);
+	}
+	p = redis_pipeline_create();
+	append_pair_script(p, &seed_script, keys, nk, args, na, argstart);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, "a write-behind re-seed");
+	seeded = redis_pipeline_reply(p, 0)->integer;
+	redis_pipeline_free(p);
+	return seeded;
+}
+
+/* seed one table's keys from its rows, never overwriting an existing key */
+static int64
+reseed_table(WbTable *t)
+{
+	int64		seeded = 0;
+	StringInfoData sql;
+	RsAsOwner	saved;
+	MemoryContext outer = CurrentMemoryContext;
+	Portal		portal;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	appendStringInfoString(&sql, "redis_sync.escape_key(");
+	for (int i = 0; i < t->nkeys; i++)
+		appendStringInfo(&sql, "%s%s::text", i ? ", " : "", quote_identifier(t->keys[i]));
+	appendStringInfoChar(&sql, ')');
+	for (int c = 0; c < t->ncols; c++)
+		appendStringInfo(&sql, ", %s::text", quote_identifier(t->cols[c]));
+	appendStringInfo(&sql, " FROM %s", t->qname);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	rs_as_owner_enter(&saved, t->owner);	/* reading the table runs its code: as its owner */
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		seeded += seed_fetched(t, SPI_processed);
+	}
+	SPI_cursor_close(portal);
+	rs_as_owner_leave(&saved);
+	SPI_finish();
+	MemoryContextSwitchTo(outer);
+	return seeded;
+}
+
+void
+rs_drain_reseed_all(void)
+{
+	List	   *tables;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	rs_xact_begin(NULL);
+	(void) rs_canonical_gucs_push();	/* popped at commit */
+	MemoryContextSwitchTo(outer);
+	tables = wb_load_tables(InvalidOid);
+	foreach(lc, tables)
+	{
+		WbTable    *t = lfirst(lc);
+		int64		n = reseed_table(t);
+
+		ereport(LOG,
+				(errmsg("redis_sync worker: re-seeded %lld write-behind keys of %s",
+						(long long) n, t->qname)));
+	}
+	rs_xact_commit(outer);
+}

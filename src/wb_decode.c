@@ -1,0 +1,474 @@
+/*-------------------------------------------------------------------------
+ *
+ * wb_decode.c
+ *		Write-behind: a claimed member turned into column values (hash,
+ *		string and JSON formats, the NULL marker), and the checks that a member
+ *		names exactly the row whose key it is.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "common/jsonapi.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "capture.h"
+#include "as_owner.h"
+#include "utils/timeout.h"
+
+#include "drain.h"
+#include "encode.h"
+#include "redis_client.h"
+#include "redis_sync.h"
+#include "shmem.h"
+
+#include "wb_internal.h"
+
+bool
+wb_parse_int64(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+/* split member into its nkeys escaped key values (rs_key_split, encode.h) */
+bool
+wb_split_member(WbTable *t, Member *m)
+{
+	m->keyvals = rs_key_split(m->member, t->nkeys);
+	return m->keyvals != NULL;
+}
+
+/* the input and output functions of a table's key columns, looked up once per batch */
+typedef struct KeyIO
+{
+	FmgrInfo	in;
+	FmgrInfo	out;
+	Oid			ioparam;
+	int32		typmod;
+} KeyIO;
+
+static KeyIO *
+key_io(WbTable *t)
+{
+	KeyIO	   *io = palloc(sizeof(KeyIO) * Max(t->nkeys, 1));
+
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		AttrNumber	attnum = get_attnum(t->relid, t->keys[k]);
+		Oid			typid,
+					coll,
+					infn,
+					outfn;
+		bool		varlena;
+
+		get_atttypetypmodcoll(t->relid, attnum, &typid, &io[k].typmod, &coll);
+		getTypeInputInfo(typid, &infn, &io[k].ioparam);
+		getTypeOutputInfo(typid, &outfn, &varlena);
+		fmgr_info(infn, &io[k].in);
+		fmgr_info(outfn, &io[k].out);
+	}
+	return io;
+}
+
+/*
+ * Is every key value of the member in the canonical form, the text its
+ * type's output function gives back for it (so "042" or "abcdef" for a
+ * varchar(3) key never names a row whose key is written otherwise)?
+ */
+static bool
+member_key_canonical(WbTable *t, KeyIO *io, Member *m)
+{
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		Datum		d = InputFunctionCall(&io[k].in, m->keyvals[k], io[k].ioparam, io[k].typmod);
+
+		if (strcmp(OutputFunctionCall(&io[k].out, d), m->keyvals[k]) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void
+key_problem(Member *m, const char *why, const char *state)
+{
+	m->problem = psprintf("dirty set member \"%s\" is not the key of a row: %s", m->member, why);
+	m->problem_state = pstrdup(state);
+}
+
+/*
+ * Does a member name a row whose key equals its key values but is written
+ * otherwise?  Equality is the key's unique index's: numeric 1.00 = 1.0,
+ * interval '30 days' = '1 mon', float -0 = 0, 'abc' = 'ABC' under a
+ * case-insensitive collation.  The row's key is the canonical text of the
+ * row's values (nk:1.0), so such a member (nk:1.00) is another key, and
+ * writing (or deleting) the row from it would let two keys feed one row:
+ * dead letter.  Members here have canonical key values (valid input).
+ */
+static void
+check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
+{
+	StringInfoData sql;
+	Oid		   *types;
+	Datum	   *args;
+	int			kept = 0;
+
+	if (*n == 0)
+		return;
+	types = palloc(sizeof(Oid) * t->nkeys);
+	args = palloc(sizeof(Datum) * t->nkeys);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.ord FROM ROWS FROM (");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d::pg_catalog.text[])", k ? ", " : "", k + 1);
+	appendStringInfoString(&sql, ") WITH ORDINALITY AS x(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "k%d, ", k);
+	appendStringInfo(&sql, "ord) JOIN %s AS t ON ", t->qname);
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%st.%s = x.k%d::%s", k ? " AND " : "",
+						 quote_identifier(t->keys[k]), k, t->keybase[k]);
+	appendStringInfoString(&sql, " WHERE ROW(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%st.%s", k ? ", " : "", quote_identifier(t->keys[k]));
+	appendStringInfoString(&sql, ")::pg_catalog.text OPERATOR(pg_catalog.<>) ROW(");
+	for (int k = 0; k < t->nkeys; k++)
+		appendStringInfo(&sql, "%sx.k%d::%s", k ? ", " : "", k, t->keybase[k]);
+	appendStringInfoString(&sql, ")::pg_catalog.text COLLATE \"C\"");
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * *n);
+
+		for (int i = 0; i < *n; i++)
+			elems[i] = CStringGetTextDatum(ms[idx[i]].keyvals[k]);
+		types[k] = TEXTARRAYOID;
+		args[k] = PointerGetDatum(construct_array(elems, *n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: write-behind key check failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && ord >= 1 && ord <= *n)
+			key_problem(&ms[idx[ord - 1]],
+						"a row with an equal key exists, whose key is written otherwise (its key is the row's canonical text)",
+						"23505");
+	}
+	for (int i = 0; i < *n; i++)
+		if (ms[idx[i]].problem == NULL)
+			idx[kept++] = idx[i];
+	*n = kept;
+}
+
+/*
+ * Drop the members of idx[0..*n) whose key values are not canonical (see
+ * member_key_canonical) from idx, as dead letters.  In the transaction of
+ * the batch, canonical settings in force; one subtransaction for the
+ * batch, one per member only when some value is not even valid input.
+ */
+void
+wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		failed = false;
+	int			kept = 0;
+	KeyIO	   *io;
+
+	if (*n == 0)
+		return;
+	io = key_io(t);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		for (int i = 0; i < *n; i++)
+			if (!member_key_canonical(t, io, &ms[idx[i]]))
+				key_problem(&ms[idx[i]], "its key values are not in the canonical form", "22023");
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(outer);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		/* a cancel (redis_sync.drain_timeout) is no member's fault */
+		if (wb_is_transient(ed->sqlerrcode))
+			ReThrowError(ed);
+		failed = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(outer);
+	CurrentResourceOwner = owner;
+	for (int i = 0; failed && i < *n; i++)
+	{
+		Member	   *m = &ms[idx[i]];
+
+		m->problem = NULL;
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(outer);
+		PG_TRY();
+		{
+			if (!member_key_canonical(t, io, m))
+				key_problem(m, "its key values are not in the canonical form", "22023");
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *ed;
+
+			MemoryContextSwitchTo(outer);
+			ed = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(outer);
+			CurrentResourceOwner = owner;
+			if (wb_is_transient(ed->sqlerrcode))
+				ReThrowError(ed);
+			key_problem(m, ed->message, unpack_sql_state(ed->sqlerrcode));
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	for (int i = 0; i < *n; i++)
+		if (ms[idx[i]].problem == NULL)
+			idx[kept++] = idx[i];
+	*n = kept;
+	check_member_rows(t, ms, idx, n);
+}
+
+void
+wb_json_append_pair(StringInfo buf, bool *first, const char *k, const char *v)
+{
+	if (!*first)
+		appendStringInfoChar(buf, ',');
+	*first = false;
+	escape_json(buf, k);
+	appendStringInfoChar(buf, ':');
+	if (v)
+		escape_json(buf, v);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/*
+ * A hash field (or string value) of exactly one NUL byte is SQL NULL: no
+ * text value of any type can contain a NUL byte, so the marker is never a
+ * value.  A field the hash does not have leaves its column unchanged.
+ */
+static bool
+is_null_marker(RedisValue *v)
+{
+	return v->str != NULL && v->len == 1 && v->str[0] == '\0';
+}
+
+/* a string value for column c; false (and m->problem) if it holds a NUL byte */
+static bool
+take_value(WbTable *t, Member *m, int c, RedisValue *v)
+{
+	m->present[c] = true;
+	if (is_null_marker(v))
+	{
+		m->vals[c] = NULL;
+		return true;
+	}
+	if (v->str == NULL || strlen(v->str) != v->len)
+	{
+		m->problem = psprintf("the value of column \"%s\" contains a NUL byte", t->cols[c]);
+		m->problem_state = pstrdup("22021");
+		return false;
+	}
+	m->vals[c] = v->str;
+	return true;
+}
+
+/* a hash: one field per column; fields that name no column are counted */
+static void
+decode_hash(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
+{
+	for (int i = 0; i + 1 < v->nelem; i += 2)
+	{
+		char	   *f = v->elems[i].str;
+		bool		known = false;
+
+		for (int c = 0; c < t->ncols; c++)
+			if (strcmp(t->cols[c], f) == 0)
+			{
+				known = true;
+				/* generated and GENERATED ALWAYS columns are never written */
+				if (t->writable[c] && !take_value(t, m, c, &v->elems[i + 1]))
+					return;
+			}
+		if (!known)
+		{
+			for (int c = 0; c < t->nallcols && !known; c++)
+				known = strcmp(t->allcols[c], f) == 0;
+			if (!known)
+				(*unknown)++;
+		}
+	}
+}
+
+/*
+ * The object of the present columns, each value as the application wrote
+ * it (numbers digit for digit, json columns verbatim), goes to
+ * json_populate_record(), which takes back what row_to_json() wrote:
+ * arrays, composites, json values (a JSON string stays a string), typmods
+ * enforced.  vals[] keeps the scalar text.  A repeated name: the last one
+ * wins.
+ */
+static void
+json_present_columns(WbTable *t, Member *m, List *fields)
+{
+	StringInfoData obj;
+	bool		first = true;
+
+	initStringInfo(&obj);
+	appendStringInfoChar(&obj, '{');
+	for (int c = 0; c < t->ncols; c++)
+	{
+		RsJsonField *found = NULL;
+		ListCell   *lc;
+
+		if (!t->writable[c])
+			continue;
+		foreach(lc, fields)
+		{
+			RsJsonField *f = lfirst(lc);
+
+			if (strcmp(f->name, t->cols[c]) == 0)
+				found = f;
+		}
+		if (found == NULL)
+			continue;
+		m->present[c] = true;
+		if (!first)
+			appendStringInfoChar(&obj, ',');
+		first = false;
+		escape_json(&obj, t->cols[c]);
+		appendStringInfoChar(&obj, ':');
+		appendBinaryStringInfo(&obj, found->start, found->len);
+		if (found->type == JSON_TOKEN_NULL)
+			m->vals[c] = NULL;
+		else if (found->type == JSON_TOKEN_OBJECT_START || found->type == JSON_TOKEN_ARRAY_START)
+			m->vals[c] = pnstrdup(found->start, found->len);
+		else
+			m->vals[c] = found->scalar;
+	}
+	appendStringInfoChar(&obj, '}');
+	m->json = obj.data;
+}
+
+/* json: an object of columns */
+static void
+decode_json(WbTable *t, Member *m, RedisValue *v)
+{
+	List	   *fields = NIL;
+	bool		is_object = false;
+	bool		parsed = false;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (v->str == NULL || strlen(v->str) != v->len)
+	{
+		m->problem = pstrdup("the JSON value contains a NUL byte");
+		m->problem_state = pstrdup("22021");
+		return;
+	}
+	PG_TRY();
+	{
+		fields = rs_json_top_fields(v->str, v->len, &is_object);
+		parsed = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		m->problem = psprintf("invalid JSON value: %s", ed->message);
+		m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+	}
+	PG_END_TRY();
+	if (parsed && !is_object)
+	{
+		m->problem = pstrdup("the JSON value is not an object");
+		m->problem_state = pstrdup("22023");
+	}
+	else if (parsed)
+		json_present_columns(t, m, fields);
+}
+
+/* turn the claimed value into column values */
+void
+wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
+{
+	m->vals = palloc0(sizeof(char *) * t->ncols);
+	m->present = palloc0(sizeof(bool) * t->ncols);
+	m->value = v;
+	if (t->format == WB_FORMAT_HASH)
+		decode_hash(t, m, v, unknown);
+	else if (t->format == WB_FORMAT_STRING)
+	{
+		if (t->writable[0])
+			take_value(t, m, 0, v);
+	}
+	else
+		decode_json(t, m, v);
+}
+
+/* the claimed value as JSON, for a dead letter (built only when needed) */
+char *
+wb_raw_json(WbTable *t, RedisValue *v)
+{
+	StringInfoData raw;
+	bool		first = true;
+
+	if (v == NULL)
+		return "null";
+	initStringInfo(&raw);
+	appendStringInfoChar(&raw, '{');
+	if (t->format == WB_FORMAT_HASH && v->type == RV_ARRAY)
+	{
+		for (int i = 0; i + 1 < v->nelem; i += 2)
+			wb_json_append_pair(&raw, &first, v->elems[i].str, v->elems[i + 1].str);
+	}
+	else if (v->type == RV_STRING)
+		wb_json_append_pair(&raw, &first, t->format == WB_FORMAT_STRING ? t->cols[0] : "json", v->str);
+	appendStringInfoChar(&raw, '}');
+	return raw.data;
+}

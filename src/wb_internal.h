@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * wb_internal.h
+ *		Write-behind internals shared by the drain's files: a table's
+ *		configuration (WbTable), a claimed member (Member), and the functions
+ *		the drain round, the scheduler, re-seeding and the SQL API call in
+ *		each other.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RS_WB_INTERNAL_H
+#define RS_WB_INTERNAL_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+#include "lib/stringinfo.h"
+#include "utils/elog.h"
+
+#include "as_owner.h"
+#include "redis_client.h"
+
+#include "redis_sync.h"
+#include "shmem.h"
+
+/*
+ * A table's format (redis_sync.tables.format): the values of WbTable.format,
+ * and the format argument the write-behind Lua scripts take.
+ */
+#define WB_FORMAT_HASH		'h'	/* 'hash': a hash, one field per column */
+#define WB_FORMAT_JSON		'j'	/* 'json': a JSON object of the columns */
+#define WB_FORMAT_STRING	's'	/* 'string': one column, the value as is */
+#define WB_ARG_HASH			"h"
+#define WB_ARG_JSON			"j"
+#define WB_ARG_STRING		"s"
+
+typedef struct WbTable
+{
+	Oid			relid;
+	char	   *qname;			/* quoted schema.table */
+	Oid			owner;
+	char	   *prefix;
+	char	   *dirty;
+	char	   *processing;
+	char		format;			/* WB_FORMAT_* */
+	int			nkeys;
+	char	  **keys;
+	char	  **keytypes;		/* format_type, for casts */
+	int			ncols;
+	char	  **cols;
+	char	  **coltypes;
+	bool	   *counter;
+	int			ncounters;
+	int64		interval_ms;
+	int			batch;
+	bool		delete_missing;
+	char	  **allcols;		/* every column of the table */
+	int			nallcols;
+	char	  **keybase;		/* key types, schema.typname: no typmod, so casts never
+								 * truncate or pad (format_type's "character" and "bit"
+								 * would mean length 1) */
+	char	  **colbase;		/* column types, the same way */
+	bool	   *writable;		/* false: generated or GENERATED ALWAYS identity */
+} WbTable;
+
+typedef struct Member
+{
+	char	   *member;
+	char	   *key;
+	int			state;			/* 1 present, 0 missing, -1 Redis error */
+	bool		seeded;
+	char	  **keyvals;		/* nkeys */
+	char	  **vals;			/* ncols, NULL = SQL NULL (when present) */
+	bool	   *present;		/* ncols: the value names the column */
+	char	   *json;			/* json format: object of the present columns */
+	RedisValue *value;			/* the claimed value, for dead letters */
+	char	   *problem;		/* set: goes to dead letters */
+	char	   *problem_state;
+	bool		increment;		/* counters applied as increments */
+	int64	   *read;			/* counter values read from Redis */
+	bool		applied;
+	bool		returned;		/* increment: the row after the write, below */
+	char	  **after;			/* ncols, text */
+	int64	   *totals;			/* ncounters */
+} Member;
+
+#define SEED_SUFFIX ":rs_seeded"
+
+/* wb_config.c */
+extern List *wb_load_tables(Oid relid);
+/* every write-behind table, cached across rounds (the worker); in a transaction */
+extern List *wb_tables_cached(void);
+
+/* wb_decode.c */
+extern bool wb_parse_int64(const char *s, int64 *out);
+extern bool wb_split_member(WbTable *t, Member *m);
+extern void wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n);
+extern void wb_json_append_pair(StringInfo buf, bool *first, const char *k, const char *v);
+extern void wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown);
+extern char *wb_raw_json(WbTable *t, RedisValue *v);
+
+/* wb_apply.c */
+extern bool wb_is_transient(int sqlerrcode);
+extern void wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment);
+extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
+
+/* wb_counters.c */
+extern void wb_correct_counters(WbTable *t, Member *ms, int nm);
+
+/* drain.c */
+extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
+extern bool wb_drain_timeout_expired(void);
+extern void wb_drain_timeout_disarm(void);
+
+#endif							/* RS_WB_INTERNAL_H */
