@@ -39,6 +39,9 @@
  * pushed before its commit record) and removes markers of transactions
  * known to be finished; see publish.c.
  *
+ * On a Redis Cluster a push becomes one call per slot or node:
+ * fence_cluster.c.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -51,8 +54,6 @@
 #include "cluster.h"
 #include "fence.h"
 #include "redis_sync.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 
 #define APPLY_BODY \
 "if redis.replicate_commands then redis.replicate_commands() end\n" \
@@ -243,30 +244,63 @@ arg_int(ArgBuf *a, int64 v)
 	arg_add(a, buf, pg_lltoa(v, buf));
 }
 
-static void fence_append_one(RedisPipeline *p, RedisScript *script,
-							 FenceOp *ops, int nops,
-							 const char *marker_key, const char *evicted_key,
-							 const char *marker_field, const char *marker_value,
-							 List *clears);
-static void fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
-								 const char *marker_field, const char *marker_value,
-								 List *clears);
+/* one op's keys (data key, version key) and arguments */
+static void
+fence_op_args(ArgBuf *keys, ArgBuf *args, FenceOp *op)
+{
+	size_t		klen = strlen(op->key);
+
+	arg_add(keys, op->key, klen);
+	arg_str(keys, rs_version_key_str(op->key, klen));
+
+	arg_add(args, op->img->op == RS_OP_HASH ? "H" : op->img->op == RS_OP_STRING ? "S" : "D", 1);
+	arg_str(args, op->version);
+	arg_int(args, op->ttl_ms);
+	if (op->img->op == RS_OP_HASH)
+	{
+		int			nset = 0,
+					ndel = 0;
+
+		for (int f = 0; f < op->img->nfields; f++)
+			if (op->img->values[f])
+				nset++;
+		arg_int(args, nset);
+		for (int f = 0; f < op->img->nfields; f++)
+			if (op->img->values[f])
+			{
+				arg_str(args, op->img->fields[f]);
+				arg_str(args, op->img->values[f]);
+			}
+		ndel = op->img->nfields - nset;
+		arg_int(args, ndel);
+		for (int f = 0; f < op->img->nfields; f++)
+			if (!op->img->values[f])
+				arg_str(args, op->img->fields[f]);
+	}
+	else if (op->img->op == RS_OP_STRING)
+		arg_str(args, op->img->str);
+}
 
 void
 rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 				const char *marker_field, const char *marker_value, List *clears)
 {
 	if (redis_cluster_mode())
-		fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
+		rs_fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
 	else
-		fence_append_one(p, &apply_script, ops, nops, rs_marker_key(), rs_evicted_key(),
-						 marker_field, marker_value, clears);
+		rs_fence_append_call(p, false, ops, nops, rs_marker_key(), rs_evicted_key(),
+							 marker_field, marker_value, clears);
 }
 
-static void
-fence_append_one(RedisPipeline *p, RedisScript *script, FenceOp *ops, int nops,
-				 const char *marker_key, const char *evicted_key,
-				 const char *marker_field, const char *marker_value, List *clears)
+/*
+ * Queue one apply call of ops (xslot: the Redis 7 cross-slot variant, keys
+ * of one node), its in-flight marker and clears in marker_key, its eviction
+ * watch in evicted_key.
+ */
+void
+rs_fence_append_call(RedisPipeline *p, bool xslot, FenceOp *ops, int nops,
+					 const char *marker_key, const char *evicted_key,
+					 const char *marker_field, const char *marker_value, List *clears)
 {
 	ArgBuf		keys = {0};
 	ArgBuf		args = {0};
@@ -289,42 +323,9 @@ fence_append_one(RedisPipeline *p, RedisScript *script, FenceOp *ops, int nops,
 		arg_str(&args, (char *) lfirst(lc));
 
 	for (int i = 0; i < nops; i++)
-	{
-		FenceOp    *op = &ops[i];
-		size_t		klen = strlen(op->key);
+		fence_op_args(&keys, &args, &ops[i]);
 
-		arg_add(&keys, op->key, klen);
-		arg_str(&keys, rs_version_key_str(op->key, klen));
-
-		arg_add(&args, op->img->op == RS_OP_HASH ? "H" : op->img->op == RS_OP_STRING ? "S" : "D", 1);
-		arg_str(&args, op->version);
-		arg_int(&args, op->ttl_ms);
-		if (op->img->op == RS_OP_HASH)
-		{
-			int			nset = 0,
-						ndel = 0;
-
-			for (int f = 0; f < op->img->nfields; f++)
-				if (op->img->values[f])
-					nset++;
-			arg_int(&args, nset);
-			for (int f = 0; f < op->img->nfields; f++)
-				if (op->img->values[f])
-				{
-					arg_str(&args, op->img->fields[f]);
-					arg_str(&args, op->img->values[f]);
-				}
-			ndel = op->img->nfields - nset;
-			arg_int(&args, ndel);
-			for (int f = 0; f < op->img->nfields; f++)
-				if (!op->img->values[f])
-					arg_str(&args, op->img->fields[f]);
-		}
-		else if (op->img->op == RS_OP_STRING)
-			arg_str(&args, op->img->str);
-	}
-
-	if (script == &apply_xslot_script)
+	if (xslot)
 	{
 		/* declared: marker and eviction watch; then the data keys' count and keys */
 		arg_add(&all, keys.argv[0], keys.len[0]);
@@ -334,421 +335,14 @@ fence_append_one(RedisPipeline *p, RedisScript *script, FenceOp *ops, int nops,
 			arg_add(&all, keys.argv[i], keys.len[i]);
 		for (int i = 0; i < args.n; i++)
 			arg_add(&all, args.argv[i], args.len[i]);
-		redis_pipeline_append_script(p, script, 2, all.n, all.argv, all.len);
+		redis_pipeline_append_script(p, &apply_xslot_script, 2, all.n, all.argv, all.len);
 		return;
 	}
 	for (int i = 0; i < keys.n; i++)
 		arg_add(&all, keys.argv[i], keys.len[i]);
 	for (int i = 0; i < args.n; i++)
 		arg_add(&all, args.argv[i], args.len[i]);
-	redis_pipeline_append_script(p, script, keys.n, all.n, all.argv, all.len);
-}
-
-/* ----------------------------------------------------------------
- * Redis Cluster: one apply call per hash slot
- *
- * A script may only touch keys of one slot, so on a cluster the ops of one
- * call are grouped by slot (a key and its version key share one through
- * their hash tag) and each group is its own apply call, with the marker
- * hash and the eviction watch of that slot ("<key>:{<tag>}", the tag
- * hashing to the slot).  The calls give one logical reply, as one call
- * would (the pipeline merges them), with the positions of refused keys
- * mapped back to the caller's order.  A transaction's marker is written
- * per slot group, each listing the rows of its group; the fields a marker
- * was written under are remembered here (by field) so that clears can find
- * their slots.
- * ---------------------------------------------------------------- */
-
-typedef struct FenceMergeArg
-{
-	int			ngroups;		/* apply calls; further parts are HDELs of clears */
-	int		  **orig;			/* per group: op position -> caller's position */
-} FenceMergeArg;
-
-typedef struct MarkerSlots
-{
-	char		field[NAMEDATALEN * 2];
-	int			nslots;
-	int		   *slots;			/* TopMemoryContext */
-} MarkerSlots;
-
-static HTAB *marker_slots = NULL;
-
-#define MAX_REMEMBERED_MARKERS 10000
-
-char *
-rs_marker_key_for_slot(int slot)
-{
-	return psprintf("%s:{%s}", rs_marker_key(), rs_cluster_slot_tag(slot));
-}
-
-static char *
-evicted_key_for_slot(int slot)
-{
-	return psprintf("%s:{%s}", rs_evicted_key(), rs_cluster_slot_tag(slot));
-}
-
-static void
-fence_merge(RedisValue *parts, int nparts, void *arg, RedisValue *out)
-{
-	FenceMergeArg *a = arg;
-	int64		applied = 0,
-				evicted = 0;
-	int			nfail = 0;
-	int			maxfail = 0;
-
-	for (int g = 0; g < a->ngroups; g++)
-	{
-		if (parts[g].type == RV_ERROR || parts[g].type != RV_ARRAY || parts[g].nelem < 2)
-		{
-			*out = parts[g];
-			return;
-		}
-		maxfail += parts[g].nelem / 2;
-	}
-	memset(out, 0, sizeof(*out));
-	out->type = RV_ARRAY;
-	out->elems = palloc0(sizeof(RedisValue) * (2 + 2 * maxfail));
-	for (int g = 0; g < a->ngroups; g++)
-	{
-		RedisValue *r = &parts[g];
-
-		applied += r->elems[0].integer;
-		if (r->nelem % 2 == 0)
-			evicted += r->elems[r->nelem - 1].integer;
-		for (int i = 1; i + 1 < r->nelem; i += 2)
-		{
-			RedisValue *iv = &out->elems[1 + 2 * nfail];
-
-			iv->type = RV_INTEGER;
-			iv->integer = a->orig[g][r->elems[i].integer];
-			out->elems[2 + 2 * nfail] = r->elems[i + 1];
-			nfail++;
-		}
-	}
-	out->elems[0].type = RV_INTEGER;
-	out->elems[0].integer = applied;
-	out->elems[1 + 2 * nfail].type = RV_INTEGER;
-	out->elems[1 + 2 * nfail].integer = evicted;
-	out->nelem = 2 + 2 * nfail;
-}
-
-static void
-fence_merge_empty(RedisValue *parts, int nparts, void *arg, RedisValue *out)
-{
-	for (int i = 0; i < nparts; i++)
-		if (parts[i].type == RV_ERROR && strncmp(parts[i].str, "NOSCRIPT", 8) != 0)
-		{
-			*out = parts[i];
-			return;
-		}
-	memset(out, 0, sizeof(*out));
-	out->type = RV_ARRAY;
-	out->nelem = 2;
-	out->elems = palloc0(sizeof(RedisValue) * 2);
-	out->elems[0].type = RV_INTEGER;
-	out->elems[1].type = RV_INTEGER;
-}
-
-/* the top-level elements of a JSON array, as [start, end) offsets */
-static int
-marker_elements(const char *s, int **starts, int **ends)
-{
-	int			n = 0,
-				max = 16;
-	int			depth = 0;
-	bool		instr = false;
-	int			start = -1;
-
-	*starts = palloc(sizeof(int) * max);
-	*ends = palloc(sizeof(int) * max);
-	for (int i = 0; s[i]; i++)
-	{
-		char		c = s[i];
-
-		if (instr)
-		{
-			if (c == '\\' && s[i + 1])
-				i++;
-			else if (c == '"')
-				instr = false;
-			continue;
-		}
-		if (c == '"')
-			instr = true;
-		if (depth == 1 && start < 0 && c != ',' && c != ' ' && c != ']')
-			start = i;
-		if (c == '[' || c == '{')
-			depth++;
-		else if (c == ']' || c == '}')
-			depth--;
-		if (depth == 1 && start >= 0 && (s[i + 1] == ',' || s[i + 1] == ']'))
-		{
-			if (n == max)
-			{
-				max *= 2;
-				*starts = repalloc(*starts, sizeof(int) * max);
-				*ends = repalloc(*ends, sizeof(int) * max);
-			}
-			(*starts)[n] = start;
-			(*ends)[n] = i + 1;
-			n++;
-			start = -1;
-		}
-	}
-	return n;
-}
-
-static void
-remember_marker(const char *field, int *slots, int nslots)
-{
-	MarkerSlots *ms;
-	bool		found;
-	char		k[NAMEDATALEN * 2];
-
-	if (marker_slots == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(k);
-		ctl.entrysize = sizeof(MarkerSlots);
-		marker_slots = hash_create("redis_sync marker slots", 256, &ctl, HASH_ELEM | HASH_STRINGS);
-	}
-	if (hash_get_num_entries(marker_slots) >= MAX_REMEMBERED_MARKERS)
-		return;					/* the worker's sweep removes those markers */
-	memset(k, 0, sizeof(k));
-	strlcpy(k, field, sizeof(k));
-	ms = hash_search(marker_slots, k, HASH_ENTER, &found);
-	if (!found)
-	{
-		ms->nslots = 0;
-		ms->slots = NULL;
-	}
-	ms->slots = ms->slots ?
-		repalloc(ms->slots, sizeof(int) * (ms->nslots + nslots)) :
-		MemoryContextAlloc(TopMemoryContext, sizeof(int) * nslots);
-	memcpy(ms->slots + ms->nslots, slots, sizeof(int) * nslots);
-	ms->nslots += nslots;
-}
-
-/* a per-node call to run again split by slot when the cluster redirects it */
-typedef struct FenceFallback
-{
-	FenceOp    *ops;
-	int			nops;
-	const char *marker_field;
-	const char *marker_value;	/* the group's rows, or NULL */
-} FenceFallback;
-
-static void fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
-								 const char *marker_field, const char *marker_value,
-								 List *clears, bool by_node);
-
-static RedisValue *
-fence_fallback(void *arg, MemoryContext cxt, RedisFailure *f)
-{
-	FenceFallback *fb = arg;
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	RedisPipeline *p = redis_pipeline_create();
-	RedisValue *v = NULL;
-
-	fence_append_grouped(p, fb->ops, fb->nops, fb->marker_field, fb->marker_value, NIL, false);
-	if (redis_pipeline_try_exec(p, f))
-		v = redis_pipeline_reply(p, 0);
-	/* p stays: the reply lives in it, under cxt */
-	MemoryContextSwitchTo(old);
-	return v;
-}
-
-static void
-fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
-					 const char *marker_field, const char *marker_value, List *clears)
-{
-	fence_append_grouped(p, ops, nops, marker_field, marker_value, clears,
-						 redis_cluster_cross_slot_scripts());
-}
-
-/*
- * Group the ops by hash slot, or (Redis 7: scripts flagged
- * allow-cross-slot-keys) by the node owning their slots, one apply call per
- * group; the marker and the eviction watch of a group live in the slot of
- * its first key.  A per-node call that the cluster redirects (its slots
- * moved meanwhile) is run again split by slot (fence_fallback).
- */
-static void
-fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
-					 const char *marker_field, const char *marker_value, List *clears,
-					 bool by_node)
-{
-	int		   *slot = palloc(sizeof(int) * Max(nops, 1));
-	int		   *group = palloc(sizeof(int) * Max(nops, 1));
-	int		   *order = palloc(sizeof(int) * Max(nops, 1));
-	int			ngroupkeys = RS_CLUSTER_SLOTS;
-	int		   *count;
-	int		   *pos;
-	FenceMergeArg *ma = palloc0(sizeof(FenceMergeArg));
-	int		   *estart = NULL,
-			   *eend = NULL;
-	int			nelem = 0;
-	int		   *gslots;
-	bool	   *node_used;
-	int			nnodes;
-	int			begin = redis_pipeline_merge_begin(p);
-	ListCell   *lc;
-
-	if (marker_value)
-		nelem = marker_elements(marker_value, &estart, &eend);
-	if (marker_value && nelem != nops)
-		elog(ERROR, "redis_sync: in-flight marker does not list one row per key");
-
-	for (int i = 0; i < nops; i++)
-	{
-		slot[i] = redis_key_slot(ops[i].key, strlen(ops[i].key));
-		group[i] = slot[i];
-	}
-	if (by_node)
-	{
-		ngroupkeys = 0;
-		for (int i = 0; i < nops && by_node; i++)
-		{
-			group[i] = redis_cluster_node_of_slot(slot[i]);
-			if (group[i] < 0)
-				by_node = false;	/* a slot without owner: by slot */
-			ngroupkeys = Max(ngroupkeys, group[i] + 1);
-		}
-		if (!by_node)
-		{
-			ngroupkeys = RS_CLUSTER_SLOTS;
-			for (int i = 0; i < nops; i++)
-				group[i] = slot[i];
-		}
-	}
-	count = palloc0(sizeof(int) * Max(ngroupkeys, 1));
-	pos = palloc(sizeof(int) * Max(ngroupkeys, 1));
-
-	/* counting sort by group, stable: a group keeps the caller's order */
-	for (int i = 0; i < nops; i++)
-		count[group[i]]++;
-	{
-		int			acc = 0;
-
-		for (int g = 0; g < ngroupkeys; g++)
-		{
-			pos[g] = acc;
-			acc += count[g];
-			if (count[g] > 0)
-				ma->ngroups++;
-		}
-	}
-	for (int i = 0; i < nops; i++)
-		order[pos[group[i]]++] = i;
-
-	ma->orig = palloc(sizeof(int *) * Max(ma->ngroups, 1));
-	gslots = palloc(sizeof(int) * Max(ma->ngroups, 1));
-	(void) redis_cluster_node_of_slot(0);	/* the map, loaded: nodes known */
-	nnodes = rs_cluster_nnodes;
-	node_used = palloc0(sizeof(bool) * Max(nnodes, 1));
-	{
-		int			g = 0;
-
-		for (int i = 0; i < nops;)
-		{
-			int			gk = group[order[i]];
-			/*
-			 * The marker and eviction watch: per node, in the node's lowest
-			 * slot (the worker finds them without a SCAN); per slot, in it.
-			 */
-			int			first_slot = by_node ? rs_cluster_first_slot(gk) : slot[order[i]];
-			int			n = 0;
-			FenceOp    *gops = palloc(sizeof(FenceOp) * count[gk]);
-			StringInfoData mv;
-			int			owner = redis_cluster_node_of_slot(first_slot);
-
-			if (owner >= 0 && owner < nnodes)
-				node_used[owner] = true;
-			initStringInfo(&mv);
-			appendStringInfoChar(&mv, '[');
-			ma->orig[g] = palloc(sizeof(int) * count[gk]);
-			while (i < nops && group[order[i]] == gk)
-			{
-				int			o = order[i];
-
-				gops[n] = ops[o];
-				ma->orig[g][n] = o;
-				if (marker_value)
-				{
-					if (n > 0)
-						appendStringInfoChar(&mv, ',');
-					appendBinaryStringInfo(&mv, marker_value + estart[o], eend[o] - estart[o]);
-				}
-				n++;
-				i++;
-			}
-			appendStringInfoChar(&mv, ']');
-			gslots[g] = first_slot;
-			fence_append_one(p, by_node ? &apply_xslot_script : &apply_script,
-							 gops, n, rs_marker_key_for_slot(first_slot),
-							 evicted_key_for_slot(first_slot),
-							 marker_field, marker_value ? mv.data : NULL, NIL);
-			if (by_node)
-			{
-				FenceFallback *fb = palloc(sizeof(FenceFallback));
-
-				fb->ops = gops;
-				fb->nops = n;
-				fb->marker_field = marker_field ? pstrdup(marker_field) : NULL;
-				fb->marker_value = marker_value ? mv.data : NULL;
-				redis_pipeline_set_fallback(p, fence_fallback, fb);
-			}
-			g++;
-		}
-	}
-	if (marker_field && ma->ngroups > 0)
-		remember_marker(marker_field, gslots, ma->ngroups);
-
-	/*
-	 * Clears: HDEL from the marker hash of every slot the field was written
-	 * to, if that slot's node is in this push anyway (or the push has no
-	 * keys); a marker on another node is left to the worker's sweep, which
-	 * removes the markers of committed transactions -- a commit then
-	 * reaches no more nodes than its own keys are on.
-	 */
-	foreach(lc, clears)
-	{
-		const char *field = lfirst(lc);
-		char		k[NAMEDATALEN * 2];
-		MarkerSlots *ms;
-
-		if (marker_slots == NULL)
-			break;
-		memset(k, 0, sizeof(k));
-		strlcpy(k, field, sizeof(k));
-		ms = hash_search(marker_slots, k, HASH_FIND, NULL);
-		if (ms == NULL)
-			continue;
-		for (int j = 0; j < ms->nslots; j++)
-		{
-			int			owner = redis_cluster_node_of_slot(ms->slots[j]);
-			const char *argv[3] = {"HDEL", rs_marker_key_for_slot(ms->slots[j]), field};
-
-			if (nops > 0 && !(owner >= 0 && owner < nnodes && node_used[owner]))
-				continue;
-			redis_pipeline_append(p, 3, argv, NULL);
-		}
-		pfree(ms->slots);
-		hash_search(marker_slots, k, HASH_REMOVE, NULL);
-	}
-	if (ma->ngroups == 0)
-	{
-		/* nothing to apply: one reply all the same, {0, 0} */
-		const char *argv[1] = {"PING"};
-
-		if (redis_pipeline_merge_begin(p) == begin)
-			redis_pipeline_append(p, 1, argv, NULL);
-		redis_pipeline_merge_end(p, begin, fence_merge_empty, NULL);
-		return;
-	}
-	redis_pipeline_merge_end(p, begin, fence_merge, ma);
+	redis_pipeline_append_script(p, &apply_script, keys.n, all.n, all.argv, all.len);
 }
 
 int
