@@ -31,9 +31,16 @@
  * Both are counted in that hash (fields dropped, skipped).
  *
  * Lua's unpack() is limited to a few thousand values, so MGET and MSET go
- * in slices of 1000.  Each key is applied with redis.pcall: a key Redis refuses (say, a string where
- * a hash is expected) is reported in the reply, {applied, index, error,
- * index, error, ...}, and does not stop the other keys of the call.
+ * in slices of 1000.  Each key is applied with redis.pcall: a key Redis
+ * refuses (say, a string where a hash is expected) is reported in the reply,
+ * {applied, index, error, index, error, ...}, and does not stop the other
+ * keys of the call.
+ *
+ * Redis spends most of a bulk push turning arguments into Lua values and
+ * running one command per key, so a call sends little per key: the data
+ * keys, then the version keys (one MGET and one MSET of contiguous keys),
+ * and what all ops share (the version, the TTL, the field count of hashes
+ * without NULLs) once in the call's header instead of per op (fence_common).
  *
  * The script also records an "in-flight" marker (which keys a transaction
  * pushed before its commit record) and removes markers of transactions
@@ -56,115 +63,137 @@
 #include "redis_sync.h"
 
 #define APPLY_BODY \
+"-- Redis < 5: replicate the effects (INFO is not deterministic); a no-op since\n" \
 "if redis.replicate_commands then redis.replicate_commands() end\n" \
+"local call, rpcall, unpack, tonumber, type = redis.call, redis.pcall, unpack, tonumber, type\n" \
 "local tomb = tonumber(ARGV[1])\n" \
-"if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n" \
 "local floor = ARGV[5]\n" \
+"local mkey = KEYS[1]\n" \
+"if ARGV[2] ~= '' then call('HSET', mkey, ARGV[2], ARGV[3]) end\n" \
+"local cver, cttl, cnf = ARGV[6], ARGV[7], tonumber(ARGV[8])\n" \
+"local p = 9\n" \
+"local nclear = tonumber(ARGV[4])\n" \
+"for s = 0, nclear - 1, 1000 do\n" \
+"  call('HDEL', mkey, unpack(ARGV, p + s, p + math.min(s + 999, nclear - 1)))\n" \
+"end\n" \
+"p = p + nclear\n" \
+"local nk = (#KEYS - 2) / 2\n" \
+"if nk == 0 then return {0, 0} end\n" \
+"local vb = 2 + nk\n" \
+"local curs\n" \
+"if xslot then\n" \
+"  -- keys of several slots: no multi-key command may span them\n" \
+"  curs = {}\n" \
+"  for i = 1, nk do curs[i] = call('GET', KEYS[vb + i]) end\n" \
+"elseif nk <= 1000 then\n" \
+"  curs = call('MGET', unpack(KEYS, vb + 1, vb + nk))\n" \
+"else\n" \
+"  curs = {}\n" \
+"  for s = 1, nk, 1000 do\n" \
+"    local part = call('MGET', unpack(KEYS, vb + s, vb + math.min(s + 999, nk)))\n" \
+"    for i = 1, #part do curs[s + i - 1] = part[i] end\n" \
+"  end\n" \
+"end\n" \
 "-- eviction watch: KEYS[2] holds the evicted_keys count last seen and the\n" \
 "-- pusher's WAL position when it last changed (efloor).  A key missing with\n" \
 "-- its version may have been evicted with it: a write from before efloor\n" \
 "-- could be older than the evicted value, so it does not create the key.\n" \
 "-- Read only when a call meets such a key (INFO is not free).\n" \
 "local efloor = nil\n" \
-"local function eviction_floor()\n" \
-"  if efloor == nil then\n" \
-"    -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
-"    -- their version are then treated as never written)\n" \
-"    local ok, info = pcall(redis.call, 'INFO', 'stats')\n" \
-"    local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
-"    local seen = redis.call('HGET', KEYS[2], 'seen')\n" \
-"    efloor = redis.call('HGET', KEYS[2], 'floor')\n" \
-"    if ev and seen ~= ev then\n" \
-"      if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n" \
-"      redis.call('HSET', KEYS[2], 'seen', ev)\n" \
+"local mset, nm = {}, 0\n" \
+"local result, nr = {0}, 1\n" \
+"local applied, evicted, skipped = 0, 0, 0\n" \
+"for i = 1, nk do\n" \
+"  -- per op: [version] [ttl] (unless common to the call), then the kind\n" \
+"  -- (unless every op is a hash of cnf fields): a count n (a hash, n field\n" \
+"  -- pairs follow), 'X' n nd (a hash: n pairs, nd fields to delete), 'S'\n" \
+"  -- value (a string) or 'D' (delete)\n" \
+"  local v, ttl, op, n, nd, start = cver, cttl, 'H', cnf, 0, 0\n" \
+"  if v == '' then v = ARGV[p]; p = p + 1 end\n" \
+"  if ttl == '' then ttl = ARGV[p]; p = p + 1 end\n" \
+"  if cnf then\n" \
+"    start = p; p = p + 2 * cnf\n" \
+"  else\n" \
+"    op = ARGV[p]; p = p + 1\n" \
+"    n = tonumber(op)\n" \
+"    if n then\n" \
+"      op = 'H'; start = p; p = p + 2 * n\n" \
+"    elseif op == 'X' then\n" \
+"      op = 'H'; n, nd = tonumber(ARGV[p]), tonumber(ARGV[p + 1])\n" \
+"      start = p + 2; p = start + 2 * n + nd\n" \
+"    elseif op == 'S' then\n" \
+"      start = p; p = p + 1\n" \
 "    end\n" \
 "  end\n" \
-"  return efloor\n" \
-"end\n" \
-"local p = 6\n" \
-"for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n" \
-"local result = {0}\n" \
-"if #KEYS < 4 then result[2] = 0; return result end\n" \
-"local vkeys = {}\n" \
-"for k = 4, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n" \
-"local curs = {}\n" \
-"if xslot then\n" \
-"  -- keys of several slots: no multi-key command may span them\n" \
-"  for i = 1, #vkeys do curs[i] = redis.call('GET', vkeys[i]) end\n" \
-"else\n" \
-"for s = 1, #vkeys, 1000 do\n" \
-"  local part = redis.call('MGET', unpack(vkeys, s, math.min(s + 999, #vkeys)))\n" \
-"  for i = 1, #part do curs[s + i - 1] = part[i] end\n" \
-"end\n" \
-"end\n" \
-"local mset = {}\n" \
-"local applied = 0\n" \
-"local evicted = 0\n" \
-"local skipped = 0\n" \
-"local idx = 0\n" \
-"for k = 3, #KEYS, 2 do\n" \
-"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n" \
-"  p = p + 3\n" \
-"  local n, nd, start = 0, 0, p\n" \
-"  if op == 'H' then\n" \
-"    n = tonumber(ARGV[p]); start = p + 1\n" \
-"    nd = tonumber(ARGV[p + 1 + 2 * n])\n" \
-"    p = p + 2 + 2 * n + nd\n" \
-"  elseif op == 'S' then\n" \
-"    p = p + 1\n" \
+"  local cur = curs[i]\n" \
+"  local key = KEYS[2 + i]\n" \
+"  local go = true\n" \
+"  if not cur then\n" \
+"    if call('EXISTS', key) == 1 then\n" \
+"      -- the version was evicted (or lost) but the key was kept: it may hold\n" \
+"      -- a newer value than this write.  Missing is never stale: drop the\n" \
+"      -- key, and fence it at the pusher's current WAL position, which no\n" \
+"      -- write still in flight from before can pass.\n" \
+"      call('UNLINK', key)\n" \
+"      if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
+"      else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
+"      evicted = evicted + 1\n" \
+"      go = false\n" \
+"    else\n" \
+"      if efloor == nil then\n" \
+"        -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
+"        -- their version are then treated as never written)\n" \
+"        local ok, info = pcall(call, 'INFO', 'stats')\n" \
+"        local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
+"        local seen = call('HGET', KEYS[2], 'seen')\n" \
+"        efloor = call('HGET', KEYS[2], 'floor')\n" \
+"        if ev and seen ~= ev then\n" \
+"          if seen or ev ~= '0' then efloor = floor; call('HSET', KEYS[2], 'floor', floor) end\n" \
+"          call('HSET', KEYS[2], 'seen', ev)\n" \
+"        end\n" \
+"      end\n" \
+"      if efloor and v <= efloor then skipped = skipped + 1; go = false end\n" \
+"    end\n" \
+"  elseif cur > v then\n" \
+"    go = false\n" \
 "  end\n" \
-"  local cur = curs[idx + 1]\n" \
-"  local key = KEYS[k]\n" \
-"  if not cur and redis.call('EXISTS', key) == 1 then\n" \
-"    -- the version was evicted (or lost) but the key was kept: it may hold\n" \
-"    -- a newer value than this write.  Missing is never stale: drop the\n" \
-"    -- key, and fence it at the pusher's current WAL position, which no\n" \
-"    -- write still in flight from before can pass.\n" \
-"    redis.call('UNLINK', key)\n" \
-"    if tomb > 0 then redis.call('SET', KEYS[k + 1], floor, 'PX', tomb)\n" \
-"    else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = floor end\n" \
-"    evicted = evicted + 1\n" \
-"  elseif not cur and eviction_floor() and v <= efloor then\n" \
-"    skipped = skipped + 1\n" \
-"  elseif not cur or cur <= v then\n" \
+"  if go then\n" \
 "    local r\n" \
 "    if op == 'H' then\n" \
-"      if n > 0 then r = redis.pcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
+"      if n > 0 then r = rpcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
 "      if nd > 0 and not (type(r) == 'table' and r.err) then\n" \
-"        r = redis.pcall('HDEL', key, unpack(ARGV, start + 2 * n + 1, start + 2 * n + nd))\n" \
+"        r = rpcall('HDEL', key, unpack(ARGV, start + 2 * n, start + 2 * n + nd - 1))\n" \
 "      end\n" \
 "    elseif op == 'S' then\n" \
-"      r = redis.pcall('SET', key, ARGV[start])\n" \
+"      r = rpcall('SET', key, ARGV[start])\n" \
 "    else\n" \
-"      r = redis.pcall('UNLINK', key)\n" \
+"      r = rpcall('UNLINK', key)\n" \
 "    end\n" \
 "    if type(r) == 'table' and r.err then\n" \
-"      result[#result + 1] = idx\n" \
-"      result[#result + 1] = r.err\n" \
+"      result[nr + 1] = i - 1; result[nr + 2] = r.err; nr = nr + 2\n" \
 "    else\n" \
 "      applied = applied + 1\n" \
 "      if op == 'D' then\n" \
-"        if tomb > 0 then redis.call('SET', KEYS[k + 1], v, 'PX', tomb)\n" \
-"        else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v end\n" \
-"      elseif ttl > 0 then\n" \
-"        redis.call('PEXPIRE', key, ttl)\n" \
-"        redis.call('SET', KEYS[k + 1], v, 'PX', ttl)\n" \
+"        if tomb > 0 then call('SET', KEYS[vb + i], v, 'PX', tomb)\n" \
+"        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2 end\n" \
+"      elseif ttl ~= '0' then\n" \
+"        call('PEXPIRE', key, ttl)\n" \
+"        call('SET', KEYS[vb + i], v, 'PX', ttl)\n" \
 "      else\n" \
-"        mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v\n" \
+"        mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2\n" \
 "      end\n" \
 "    end\n" \
 "  end\n" \
-"  idx = idx + 1\n" \
 "end\n" \
 "if xslot then\n" \
-"  for s = 1, #mset, 2 do redis.call('SET', mset[s], mset[s + 1]) end\n" \
+"  for s = 1, nm, 2 do call('SET', mset[s], mset[s + 1]) end\n" \
 "else\n" \
-"for s = 1, #mset, 1000 do redis.call('MSET', unpack(mset, s, math.min(s + 999, #mset))) end\n" \
+"  for s = 1, nm, 1000 do call('MSET', unpack(mset, s, math.min(s + 999, nm))) end\n" \
 "end\n" \
-"if evicted > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', evicted) end\n" \
-"if skipped > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', skipped) end\n" \
+"if evicted > 0 then call('HINCRBY', KEYS[2], 'dropped', evicted) end\n" \
+"if skipped > 0 then call('HINCRBY', KEYS[2], 'skipped', skipped) end\n" \
 "result[1] = applied\n" \
-"result[#result + 1] = evicted\n" \
+"result[nr + 1] = evicted\n" \
 "return result\n"
 
 static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
@@ -244,41 +273,103 @@ arg_int(ArgBuf *a, int64 v)
 	arg_add(a, buf, pg_lltoa(v, buf));
 }
 
-/* one op's keys (data key, version key) and arguments */
-static void
-fence_op_args(ArgBuf *keys, ArgBuf *args, FenceOp *op)
+/*
+ * What every op of one call has in common, sent once instead of per op:
+ * the version (all ops of a pre-commit push have the same), the TTL, and
+ * the number of fields when every op is a hash without NULLs of that many
+ * fields (the rows of a bulk statement).  NULL: not common.
+ */
+typedef struct FenceCommon
 {
-	size_t		klen = strlen(op->key);
+	const char *version;
+	const char *ttl;
+	const char *nfields;
+} FenceCommon;
 
-	arg_add(keys, op->key, klen);
-	arg_str(keys, rs_version_key_str(op->key, klen));
+static bool
+hash_without_nulls(RowImage *img)
+{
+	if (img->op != RS_OP_HASH)
+		return false;
+	for (int f = 0; f < img->nfields; f++)
+		if (!img->values[f])
+			return false;
+	return true;
+}
 
-	arg_add(args, op->img->op == RS_OP_HASH ? "H" : op->img->op == RS_OP_STRING ? "S" : "D", 1);
-	arg_str(args, op->version);
-	arg_int(args, op->ttl_ms);
-	if (op->img->op == RS_OP_HASH)
+static FenceCommon
+fence_common(FenceOp *ops, int nops)
+{
+	FenceCommon c = {NULL, NULL, NULL};
+	bool		same_version = true,
+				same_ttl = true,
+				same_hash = true;
+
+	if (nops == 0)
+		return c;
+	for (int i = 0; i < nops; i++)
 	{
-		int			nset = 0,
-					ndel = 0;
-
-		for (int f = 0; f < op->img->nfields; f++)
-			if (op->img->values[f])
-				nset++;
-		arg_int(args, nset);
-		for (int f = 0; f < op->img->nfields; f++)
-			if (op->img->values[f])
-			{
-				arg_str(args, op->img->fields[f]);
-				arg_str(args, op->img->values[f]);
-			}
-		ndel = op->img->nfields - nset;
-		arg_int(args, ndel);
-		for (int f = 0; f < op->img->nfields; f++)
-			if (!op->img->values[f])
-				arg_str(args, op->img->fields[f]);
+		same_version = same_version && strcmp(ops[i].version, ops[0].version) == 0;
+		same_ttl = same_ttl && ops[i].ttl_ms == ops[0].ttl_ms;
+		same_hash = same_hash && hash_without_nulls(ops[i].img) &&
+			ops[i].img->nfields == ops[0].img->nfields;
 	}
-	else if (op->img->op == RS_OP_STRING)
-		arg_str(args, op->img->str);
+	if (same_version)
+		c.version = ops[0].version;
+	if (same_ttl)
+		c.ttl = psprintf(INT64_FORMAT, ops[0].ttl_ms);
+	if (same_hash)
+		c.nfields = psprintf("%d", ops[0].img->nfields);
+	return c;
+}
+
+/*
+ * One op's arguments: its version and TTL unless common, then its kind
+ * unless every op is a hash of c->nfields fields (see the script): the
+ * number of field pairs of a hash without NULLs, 'X' with the counts of a
+ * hash with NULLs (HDEL'd), 'S' and the value of a string, 'D' for a delete.
+ */
+static void
+fence_op_args(ArgBuf *args, FenceOp *op, FenceCommon *c)
+{
+	RowImage   *img = op->img;
+	int			nset = 0;
+
+	if (!c->version)
+		arg_str(args, op->version);
+	if (!c->ttl)
+		arg_int(args, op->ttl_ms);
+	if (img->op == RS_OP_STRING)
+	{
+		arg_add(args, "S", 1);
+		arg_str(args, img->str);
+		return;
+	}
+	if (img->op != RS_OP_HASH)
+	{
+		arg_add(args, "D", 1);
+		return;
+	}
+	for (int f = 0; f < img->nfields; f++)
+		if (img->values[f])
+			nset++;
+	if (nset < img->nfields)
+	{
+		arg_add(args, "X", 1);
+		arg_int(args, nset);
+		arg_int(args, img->nfields - nset);
+	}
+	else if (!c->nfields)
+		arg_int(args, nset);
+	for (int f = 0; f < img->nfields; f++)
+		if (img->values[f])
+		{
+			arg_str(args, img->fields[f]);
+			arg_str(args, img->values[f]);
+		}
+	for (int f = 0; f < img->nfields; f++)
+		if (!img->values[f])
+			arg_str(args, img->fields[f]);
 }
 
 void
@@ -302,47 +393,43 @@ rs_fence_append_call(RedisPipeline *p, bool xslot, FenceOp *ops, int nops,
 					 const char *marker_key, const char *evicted_key,
 					 const char *marker_field, const char *marker_value, List *clears)
 {
-	ArgBuf		keys = {0};
-	ArgBuf		args = {0};
 	ArgBuf		all = {0};
+	FenceCommon c = fence_common(ops, nops);
+	char	   *floor = palloc(RS_VERSION_LEN + 1);
 	ListCell   *lc;
 
-	arg_str(&keys, marker_key);
-	arg_str(&keys, evicted_key);
-	arg_int(&args, (int64) rs_tombstone_ttl_ms);
-	arg_str(&args, marker_field ? marker_field : "");
-	arg_str(&args, marker_value ? marker_value : "");
-	arg_int(&args, list_length(clears));
-	{
-		char	   *floor = palloc(RS_VERSION_LEN + 1);
+	/*
+	 * Keys: marker, eviction watch, the data keys, their version keys.  On
+	 * Redis 7 per node (xslot) only the first two are declared, the others
+	 * follow in ARGV after their count.
+	 */
+	arg_str(&all, marker_key);
+	arg_str(&all, evicted_key);
+	if (xslot)
+		arg_int(&all, 2 * nops);
+	for (int i = 0; i < nops; i++)
+		arg_str(&all, ops[i].key);
+	for (int i = 0; i < nops; i++)
+		arg_str(&all, rs_version_key_str(ops[i].key, strlen(ops[i].key)));
 
-		rs_version_now(floor);
-		arg_str(&args, floor);
-	}
+	/* the call's header: see the script */
+	rs_version_now(floor);
+	arg_int(&all, (int64) rs_tombstone_ttl_ms);
+	arg_str(&all, marker_field ? marker_field : "");
+	arg_str(&all, marker_value ? marker_value : "");
+	arg_int(&all, list_length(clears));
+	arg_str(&all, floor);
+	arg_str(&all, c.version ? c.version : "");
+	arg_str(&all, c.ttl ? c.ttl : "");
+	arg_str(&all, c.nfields ? c.nfields : "");
 	foreach(lc, clears)
-		arg_str(&args, (char *) lfirst(lc));
+		arg_str(&all, (char *) lfirst(lc));
 
 	for (int i = 0; i < nops; i++)
-		fence_op_args(&keys, &args, &ops[i]);
+		fence_op_args(&all, &ops[i], &c);
 
-	if (xslot)
-	{
-		/* declared: marker and eviction watch; then the data keys' count and keys */
-		arg_add(&all, keys.argv[0], keys.len[0]);
-		arg_add(&all, keys.argv[1], keys.len[1]);
-		arg_int(&all, keys.n - 2);
-		for (int i = 2; i < keys.n; i++)
-			arg_add(&all, keys.argv[i], keys.len[i]);
-		for (int i = 0; i < args.n; i++)
-			arg_add(&all, args.argv[i], args.len[i]);
-		redis_pipeline_append_script(p, &apply_xslot_script, 2, all.n, all.argv, all.len);
-		return;
-	}
-	for (int i = 0; i < keys.n; i++)
-		arg_add(&all, keys.argv[i], keys.len[i]);
-	for (int i = 0; i < args.n; i++)
-		arg_add(&all, args.argv[i], args.len[i]);
-	redis_pipeline_append_script(p, &apply_script, keys.n, all.n, all.argv, all.len);
+	redis_pipeline_append_script(p, xslot ? &apply_xslot_script : &apply_script,
+								 xslot ? 2 : 2 + 2 * nops, all.n, all.argv, all.len);
 }
 
 int
