@@ -39,7 +39,7 @@
  * Redis spends most of a bulk push turning arguments into Lua values and
  * running one command per key, so a call sends little per key: the data
  * keys, then the version keys (one MGET and one MSET of contiguous keys),
- * and what all ops share (the version, the TTL, the field count of hashes
+ * and what all ops share (the version, the TTL, the field names of hashes
  * without NULLs) once in the call's header instead of per op (fence_common).
  *
  * The script also records an "in-flight" marker (which keys a transaction
@@ -72,6 +72,14 @@
 "if ARGV[2] ~= '' then call('HSET', mkey, ARGV[2], ARGV[3]) end\n" \
 "local cver, cttl, cnf = ARGV[6], ARGV[7], tonumber(ARGV[8])\n" \
 "local p = 9\n" \
+"-- every op a hash of the same cnf fields: their names come once, here, and\n" \
+"-- each op gives only the values\n" \
+"local hargs\n" \
+"if cnf then\n" \
+"  hargs = {}\n" \
+"  for f = 1, cnf do hargs[2 * f - 1] = ARGV[p + f - 1] end\n" \
+"  p = p + cnf\n" \
+"end\n" \
 "local nclear = tonumber(ARGV[4])\n" \
 "for s = 0, nclear - 1, 1000 do\n" \
 "  call('HDEL', mkey, unpack(ARGV, p + s, p + math.min(s + 999, nclear - 1)))\n" \
@@ -105,14 +113,15 @@
 "local applied, evicted, skipped = 0, 0, 0\n" \
 "for i = 1, nk do\n" \
 "  -- per op: [version] [ttl] (unless common to the call), then the kind\n" \
-"  -- (unless every op is a hash of cnf fields): a count n (a hash, n field\n" \
-"  -- pairs follow), 'X' n nd (a hash: n pairs, nd fields to delete), 'S'\n" \
-"  -- value (a string) or 'D' (delete)\n" \
+"  -- (unless every op is a hash of the cnf fields named in the header: then\n" \
+"  -- their cnf values follow): a count n (a hash, n field pairs follow),\n" \
+"  -- 'X' n nd (a hash: n pairs, nd fields to delete), 'S' value (a string)\n" \
+"  -- or 'D' (delete)\n" \
 "  local v, ttl, op, n, nd, start = cver, cttl, 'H', cnf, 0, 0\n" \
 "  if v == '' then v = ARGV[p]; p = p + 1 end\n" \
 "  if ttl == '' then ttl = ARGV[p]; p = p + 1 end\n" \
 "  if cnf then\n" \
-"    start = p; p = p + 2 * cnf\n" \
+"    start = p; p = p + cnf\n" \
 "  else\n" \
 "    op = ARGV[p]; p = p + 1\n" \
 "    n = tonumber(op)\n" \
@@ -159,7 +168,12 @@
 "  end\n" \
 "  if go then\n" \
 "    local r\n" \
-"    if op == 'H' then\n" \
+"    if hargs then\n" \
+"      if n > 0 then\n" \
+"        for f = 1, n do hargs[2 * f] = ARGV[start + f - 1] end\n" \
+"        r = rpcall('HSET', key, unpack(hargs, 1, 2 * n))\n" \
+"      end\n" \
+"    elseif op == 'H' then\n" \
 "      if n > 0 then r = rpcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
 "      if nd > 0 and not (type(r) == 'table' and r.err) then\n" \
 "        r = rpcall('HDEL', key, unpack(ARGV, start + 2 * n, start + 2 * n + nd - 1))\n" \
@@ -276,23 +290,26 @@ arg_int(ArgBuf *a, int64 v)
 /*
  * What every op of one call has in common, sent once instead of per op:
  * the version (all ops of a pre-commit push have the same), the TTL, and
- * the number of fields when every op is a hash without NULLs of that many
- * fields (the rows of a bulk statement).  NULL: not common.
+ * the fields when every op is a hash without NULLs of the same fields (the
+ * rows of a bulk statement).  NULL: not common.
  */
 typedef struct FenceCommon
 {
 	const char *version;
 	const char *ttl;
 	const char *nfields;
+	char	  **fields;			/* with nfields: their names */
 } FenceCommon;
 
+/* img: a hash without NULLs, of the fields of like (another such hash) */
 static bool
-hash_without_nulls(RowImage *img)
+same_hash_fields(RowImage *img, RowImage *like)
 {
-	if (img->op != RS_OP_HASH)
+	if (img->op != RS_OP_HASH || like->op != RS_OP_HASH || img->nfields != like->nfields)
 		return false;
 	for (int f = 0; f < img->nfields; f++)
-		if (!img->values[f])
+		if (!img->values[f] ||
+			(img->fields[f] != like->fields[f] && strcmp(img->fields[f], like->fields[f]) != 0))
 			return false;
 	return true;
 }
@@ -300,7 +317,7 @@ hash_without_nulls(RowImage *img)
 static FenceCommon
 fence_common(FenceOp *ops, int nops)
 {
-	FenceCommon c = {NULL, NULL, NULL};
+	FenceCommon c = {NULL, NULL, NULL, NULL};
 	bool		same_version = true,
 				same_ttl = true,
 				same_hash = true;
@@ -311,21 +328,24 @@ fence_common(FenceOp *ops, int nops)
 	{
 		same_version = same_version && strcmp(ops[i].version, ops[0].version) == 0;
 		same_ttl = same_ttl && ops[i].ttl_ms == ops[0].ttl_ms;
-		same_hash = same_hash && hash_without_nulls(ops[i].img) &&
-			ops[i].img->nfields == ops[0].img->nfields;
+		same_hash = same_hash && same_hash_fields(ops[i].img, ops[0].img);
 	}
 	if (same_version)
 		c.version = ops[0].version;
 	if (same_ttl)
 		c.ttl = psprintf(INT64_FORMAT, ops[0].ttl_ms);
 	if (same_hash)
+	{
 		c.nfields = psprintf("%d", ops[0].img->nfields);
+		c.fields = ops[0].img->fields;
+	}
 	return c;
 }
 
 /*
  * One op's arguments: its version and TTL unless common, then its kind
- * unless every op is a hash of c->nfields fields (see the script): the
+ * unless every op is a hash of c->fields (then only the values; see the
+ * script): the
  * number of field pairs of a hash without NULLs, 'X' with the counts of a
  * hash with NULLs (HDEL'd), 'S' and the value of a string, 'D' for a delete.
  */
@@ -359,7 +379,13 @@ fence_op_args(ArgBuf *args, FenceOp *op, FenceCommon *c)
 		arg_int(args, nset);
 		arg_int(args, img->nfields - nset);
 	}
-	else if (!c->nfields)
+	else if (c->nfields)
+	{
+		for (int f = 0; f < img->nfields; f++)
+			arg_str(args, img->values[f]);
+		return;
+	}
+	else
 		arg_int(args, nset);
 	for (int f = 0; f < img->nfields; f++)
 		if (img->values[f])
@@ -422,6 +448,8 @@ rs_fence_append_call(RedisPipeline *p, bool xslot, FenceOp *ops, int nops,
 	arg_str(&all, c.version ? c.version : "");
 	arg_str(&all, c.ttl ? c.ttl : "");
 	arg_str(&all, c.nfields ? c.nfields : "");
+	for (int f = 0; c.nfields && f < ops[0].img->nfields; f++)
+		arg_str(&all, c.fields[f]);
 	foreach(lc, clears)
 		arg_str(&all, (char *) lfirst(lc));
 
