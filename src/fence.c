@@ -291,7 +291,8 @@ arg_int(ArgBuf *a, int64 v)
  * What every op of one call has in common, sent once instead of per op:
  * the version (all ops of a pre-commit push have the same), the TTL, and
  * the fields when every op is a hash without NULLs of the same fields (the
- * rows of a bulk statement).  NULL: not common.
+ * rows of a bulk statement; from FENCE_COMMON_FIELDS_MIN_OPS ops on).  NULL:
+ * not common.
  */
 typedef struct FenceCommon
 {
@@ -314,6 +315,8 @@ same_hash_fields(RowImage *img, RowImage *like)
 	return true;
 }
 
+#define FENCE_COMMON_FIELDS_MIN_OPS 16
+
 static FenceCommon
 fence_common(FenceOp *ops, int nops)
 {
@@ -334,7 +337,8 @@ fence_common(FenceOp *ops, int nops)
 		c.version = ops[0].version;
 	if (same_ttl)
 		c.ttl = psprintf(INT64_FORMAT, ops[0].ttl_ms);
-	if (same_hash)
+	/* a few ops: not worth the script's table of field names */
+	if (same_hash && nops >= FENCE_COMMON_FIELDS_MIN_OPS)
 	{
 		c.nfields = psprintf("%d", ops[0].img->nfields);
 		c.fields = ops[0].img->fields;
