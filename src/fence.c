@@ -35,13 +35,23 @@
  * Both are counted in that hash (fields dropped, skipped).
  *
  * Lua's unpack() is limited to a few thousand values, so MGET and MSET go
- * in slices of 1000.  Each key is applied with redis.pcall: a key Redis refuses (say, a string where
- * a hash is expected) is reported in the reply, {applied, index, error,
- * index, error, ...}, and does not stop the other keys of the call.
+ * in slices of 1000.  Each key is applied with redis.pcall: a key Redis
+ * refuses (say, a string where a hash is expected) is reported in the reply,
+ * {applied, index, error, index, error, ...}, and does not stop the other
+ * keys of the call.
+ *
+ * Redis spends most of a bulk push turning arguments into Lua values and
+ * running one command per key, so a call sends little per key: the data
+ * keys, then the version keys (one MGET and one MSET of contiguous keys),
+ * and what all ops share (the version, the TTL, the field names of hashes
+ * without NULLs) once in the call's header instead of per op (fence_common).
  *
  * The script also records an "in-flight" marker (which keys a transaction
  * pushed before its commit record) and removes markers of transactions
  * known to be finished; see publish.c.
+ *
+ * On a Redis Cluster a push becomes one call per slot or node:
+ * fence_cluster.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,92 +65,128 @@
 #include "cluster.h"
 #include "fence.h"
 #include "redis_sync.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 
 #define APPLY_BODY \
+"-- Redis < 5: replicate the effects (INFO is not deterministic); a no-op since\n" \
 "if redis.replicate_commands then redis.replicate_commands() end\n" \
+"local call, rpcall, unpack, tonumber, type = redis.call, redis.pcall, unpack, tonumber, type\n" \
 "local tomb = tonumber(ARGV[1])\n" \
-"if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end\n" \
 "local floor = ARGV[5]\n" \
+"local mkey = KEYS[1]\n" \
+"if ARGV[2] ~= '' then call('HSET', mkey, ARGV[2], ARGV[3]) end\n" \
+"local cver, cttl, cnf = ARGV[6], ARGV[7], tonumber(ARGV[8])\n" \
+"local p = 9\n" \
+"-- every op a hash of the same cnf fields: their names come once, here, and\n" \
+"-- each op gives only the values\n" \
+"local hargs\n" \
+"if cnf then\n" \
+"  hargs = {}\n" \
+"  for f = 1, cnf do hargs[2 * f - 1] = ARGV[p + f - 1] end\n" \
+"  p = p + cnf\n" \
+"end\n" \
+"local nclear = tonumber(ARGV[4])\n" \
+"for s = 0, nclear - 1, 1000 do\n" \
+"  call('HDEL', mkey, unpack(ARGV, p + s, p + math.min(s + 999, nclear - 1)))\n" \
+"end\n" \
+"p = p + nclear\n" \
+"local nk = (#KEYS - 2) / 2\n" \
+"if nk == 0 then return {0, 0} end\n" \
+"local vb = 2 + nk\n" \
+"local curs\n" \
+"if xslot then\n" \
+"  -- keys of several slots: no multi-key command may span them\n" \
+"  curs = {}\n" \
+"  for i = 1, nk do curs[i] = call('GET', KEYS[vb + i]) end\n" \
+"elseif nk <= 1000 then\n" \
+"  curs = call('MGET', unpack(KEYS, vb + 1, vb + nk))\n" \
+"else\n" \
+"  curs = {}\n" \
+"  for s = 1, nk, 1000 do\n" \
+"    local part = call('MGET', unpack(KEYS, vb + s, vb + math.min(s + 999, nk)))\n" \
+"    for i = 1, #part do curs[s + i - 1] = part[i] end\n" \
+"  end\n" \
+"end\n" \
 "-- eviction watch: KEYS[2] holds the evicted_keys count last seen and the\n" \
 "-- pusher's WAL position when it last changed (efloor).  A key missing with\n" \
 "-- its version may have been evicted with it: a write from before efloor\n" \
 "-- could be older than the evicted value, so it does not create the key.\n" \
 "-- Read only when a call meets such a key (INFO is not free).\n" \
 "local efloor = nil\n" \
-"local function eviction_floor()\n" \
-"  if efloor == nil then\n" \
-"    -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
-"    -- their version are then treated as never written)\n" \
-"    local ok, info = pcall(redis.call, 'INFO', 'stats')\n" \
-"    local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
-"    local seen = redis.call('HGET', KEYS[2], 'seen')\n" \
-"    efloor = redis.call('HGET', KEYS[2], 'floor')\n" \
-"    if ev and seen ~= ev then\n" \
-"      if seen or ev ~= '0' then efloor = floor; redis.call('HSET', KEYS[2], 'floor', floor) end\n" \
-"      redis.call('HSET', KEYS[2], 'seen', ev)\n" \
+"local mset, nm = {}, 0\n" \
+"local result, nr = {0}, 1\n" \
+"local applied, evicted, skipped = 0, 0, 0\n" \
+"local moved = nil\n" \
+"for i = 1, nk do\n" \
+"  -- per op: [version] [ttl] (unless common to the call), then the kind\n" \
+"  -- (unless every op is a hash of the cnf fields named in the header: then\n" \
+"  -- their cnf values follow): a count n (a hash, n field pairs follow),\n" \
+"  -- 'X' n nd (a hash: n pairs, nd fields to delete), 'S' value (a string)\n" \
+"  -- or 'D' (delete)\n" \
+"  local v, ttl, op, n, nd, start = cver, cttl, 'H', cnf, 0, 0\n" \
+"  if v == '' then v = ARGV[p]; p = p + 1 end\n" \
+"  if ttl == '' then ttl = ARGV[p]; p = p + 1 end\n" \
+"  if cnf then\n" \
+"    start = p; p = p + cnf\n" \
+"  else\n" \
+"    op = ARGV[p]; p = p + 1\n" \
+"    n = tonumber(op)\n" \
+"    if n then\n" \
+"      op = 'H'; start = p; p = p + 2 * n\n" \
+"    elseif op == 'X' then\n" \
+"      op = 'H'; n, nd = tonumber(ARGV[p]), tonumber(ARGV[p + 1])\n" \
+"      start = p + 2; p = start + 2 * n + nd\n" \
+"    elseif op == 'S' then\n" \
+"      start = p; p = p + 1\n" \
 "    end\n" \
 "  end\n" \
-"  return efloor\n" \
-"end\n" \
-"local p = 6\n" \
-"for i = 1, tonumber(ARGV[4]) do redis.call('HDEL', KEYS[1], ARGV[p]); p = p + 1 end\n" \
-"local result = {0}\n" \
-"if #KEYS < 4 then result[2] = 0; return result end\n" \
-"local vkeys = {}\n" \
-"for k = 4, #KEYS, 2 do vkeys[#vkeys + 1] = KEYS[k] end\n" \
-"local curs = {}\n" \
-"if xslot then\n" \
-"  -- keys of several slots: no multi-key command may span them\n" \
-"  for i = 1, #vkeys do curs[i] = redis.call('GET', vkeys[i]) end\n" \
-"else\n" \
-"for s = 1, #vkeys, 1000 do\n" \
-"  local part = redis.call('MGET', unpack(vkeys, s, math.min(s + 999, #vkeys)))\n" \
-"  for i = 1, #part do curs[s + i - 1] = part[i] end\n" \
-"end\n" \
-"end\n" \
-"local mset = {}\n" \
-"local moved = nil\n" \
-"local applied = 0\n" \
-"local evicted = 0\n" \
-"local skipped = 0\n" \
-"local idx = 0\n" \
-"for k = 3, #KEYS, 2 do\n" \
-"  local op, v, ttl = ARGV[p], ARGV[p + 1], tonumber(ARGV[p + 2])\n" \
-"  p = p + 3\n" \
-"  local n, nd, start = 0, 0, p\n" \
-"  if op == 'H' then\n" \
-"    n = tonumber(ARGV[p]); start = p + 1\n" \
-"    nd = tonumber(ARGV[p + 1 + 2 * n])\n" \
-"    p = p + 2 + 2 * n + nd\n" \
-"  elseif op == 'S' then\n" \
-"    p = p + 1\n" \
+"  local cur = curs[i]\n" \
+"  local key = KEYS[2 + i]\n" \
+"  local go = true\n" \
+"  if not cur then\n" \
+"    if call('EXISTS', key) == 1 then\n" \
+"      -- the version was evicted (or lost) but the key was kept: it may hold\n" \
+"      -- a newer value than this write.  Missing is never stale: drop the\n" \
+"      -- key, and fence it at the pusher's current WAL position, which no\n" \
+"      -- write still in flight from before can pass.\n" \
+"      call('UNLINK', key)\n" \
+"      if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
+"      else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
+"      evicted = evicted + 1\n" \
+"      go = false\n" \
+"    else\n" \
+"      if efloor == nil then\n" \
+"        -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
+"        -- their version are then treated as never written)\n" \
+"        local ok, info = pcall(call, 'INFO', 'stats')\n" \
+"        local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
+"        local seen = call('HGET', KEYS[2], 'seen')\n" \
+"        efloor = call('HGET', KEYS[2], 'floor')\n" \
+"        if ev and seen ~= ev then\n" \
+"          if seen or ev ~= '0' then efloor = floor; call('HSET', KEYS[2], 'floor', floor) end\n" \
+"          call('HSET', KEYS[2], 'seen', ev)\n" \
+"        end\n" \
+"      end\n" \
+"      if efloor and v <= efloor then skipped = skipped + 1; go = false end\n" \
+"    end\n" \
+"  elseif cur > v then\n" \
+"    go = false\n" \
 "  end\n" \
-"  local cur = curs[idx + 1]\n" \
-"  local key = KEYS[k]\n" \
-"  if not cur and redis.call('EXISTS', key) == 1 then\n" \
-"    -- the version was evicted (or lost) but the key was kept: it may hold\n" \
-"    -- a newer value than this write.  Missing is never stale: drop the\n" \
-"    -- key, and fence it at the pusher's current WAL position, which no\n" \
-"    -- write still in flight from before can pass.\n" \
-"    redis.call('UNLINK', key)\n" \
-"    if tomb > 0 then redis.call('SET', KEYS[k + 1], floor, 'PX', tomb)\n" \
-"    else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = floor end\n" \
-"    evicted = evicted + 1\n" \
-"  elseif not cur and eviction_floor() and v <= efloor then\n" \
-"    skipped = skipped + 1\n" \
-"  elseif not cur or cur <= v then\n" \
+"  if go then\n" \
 "    local r\n" \
-"    if op == 'H' then\n" \
-"      if n > 0 then r = redis.pcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
+"    if hargs then\n" \
+"      if n > 0 then\n" \
+"        for f = 1, n do hargs[2 * f] = ARGV[start + f - 1] end\n" \
+"        r = rpcall('HSET', key, unpack(hargs, 1, 2 * n))\n" \
+"      end\n" \
+"    elseif op == 'H' then\n" \
+"      if n > 0 then r = rpcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
 "      if nd > 0 and not (type(r) == 'table' and r.err) then\n" \
-"        r = redis.pcall('HDEL', key, unpack(ARGV, start + 2 * n + 1, start + 2 * n + nd))\n" \
+"        r = rpcall('HDEL', key, unpack(ARGV, start + 2 * n, start + 2 * n + nd - 1))\n" \
 "      end\n" \
 "    elseif op == 'S' then\n" \
-"      r = redis.pcall('SET', key, ARGV[start])\n" \
+"      r = rpcall('SET', key, ARGV[start])\n" \
 "    else\n" \
-"      r = redis.pcall('UNLINK', key)\n" \
+"      r = rpcall('UNLINK', key)\n" \
 "    end\n" \
 "    if type(r) == 'table' and r.err and xslot and\n" \
 "       (string.find(r.err, 'non local key', 1, true) or string.find(r.err, 'cluster is down', 1, true)) then\n" \
@@ -150,33 +196,31 @@
 "      -- applied here are applied again with the same versions)\n" \
 "      moved = r.err\n" \
 "    elseif type(r) == 'table' and r.err then\n" \
-"      result[#result + 1] = idx\n" \
-"      result[#result + 1] = r.err\n" \
+"      result[nr + 1] = i - 1; result[nr + 2] = r.err; nr = nr + 2\n" \
 "    else\n" \
 "      applied = applied + 1\n" \
 "      if op == 'D' then\n" \
-"        if tomb > 0 then redis.call('SET', KEYS[k + 1], v, 'PX', tomb)\n" \
-"        else mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v end\n" \
-"      elseif ttl > 0 then\n" \
-"        redis.call('PEXPIRE', key, ttl)\n" \
-"        redis.call('SET', KEYS[k + 1], v, 'PX', ttl)\n" \
+"        if tomb > 0 then call('SET', KEYS[vb + i], v, 'PX', tomb)\n" \
+"        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2 end\n" \
+"      elseif ttl ~= '0' then\n" \
+"        call('PEXPIRE', key, ttl)\n" \
+"        call('SET', KEYS[vb + i], v, 'PX', ttl)\n" \
 "      else\n" \
-"        mset[#mset + 1] = KEYS[k + 1]; mset[#mset + 1] = v\n" \
+"        mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2\n" \
 "      end\n" \
 "    end\n" \
 "  end\n" \
-"  idx = idx + 1\n" \
 "end\n" \
 "if xslot then\n" \
-"  for s = 1, #mset, 2 do redis.call('SET', mset[s], mset[s + 1]) end\n" \
+"  for s = 1, nm, 2 do call('SET', mset[s], mset[s + 1]) end\n" \
 "else\n" \
-"for s = 1, #mset, 1000 do redis.call('MSET', unpack(mset, s, math.min(s + 999, #mset))) end\n" \
+"  for s = 1, nm, 1000 do call('MSET', unpack(mset, s, math.min(s + 999, nm))) end\n" \
 "end\n" \
-"if evicted > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', evicted) end\n" \
-"if skipped > 0 then redis.call('HINCRBY', KEYS[2], 'skipped', skipped) end\n" \
+"if evicted > 0 then call('HINCRBY', KEYS[2], 'dropped', evicted) end\n" \
+"if skipped > 0 then call('HINCRBY', KEYS[2], 'skipped', skipped) end\n" \
 "if moved then return redis.error_reply('TRYAGAIN redis_sync: a key of this call moved: ' .. moved) end\n" \
 "result[1] = applied\n" \
-"result[#result + 1] = evicted\n" \
+"result[nr + 1] = evicted\n" \
 "return result\n"
 
 static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
@@ -256,512 +300,181 @@ arg_int(ArgBuf *a, int64 v)
 	arg_add(a, buf, pg_lltoa(v, buf));
 }
 
-static void fence_append_one(RedisPipeline *p, RedisScript *script,
-							 FenceOp *ops, int nops,
-							 const char *marker_key, const char *evicted_key,
-							 const char *marker_field, const char *marker_value,
-							 List *clears);
-static void fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
-								 const char *marker_field, const char *marker_value,
-								 List *clears);
+/*
+ * What every op of one call has in common, sent once instead of per op:
+ * the version (all ops of a pre-commit push have the same), the TTL, and
+ * the fields when every op is a hash without NULLs of the same fields (the
+ * rows of a bulk statement; from FENCE_COMMON_FIELDS_MIN_OPS ops on).  NULL:
+ * not common.
+ */
+typedef struct FenceCommon
+{
+	const char *version;
+	const char *ttl;
+	const char *nfields;
+	char	  **fields;			/* with nfields: their names */
+} FenceCommon;
+
+/* img: a hash without NULLs, of the fields of like (another such hash) */
+static bool
+same_hash_fields(RowImage *img, RowImage *like)
+{
+	if (img->op != RS_OP_HASH || like->op != RS_OP_HASH || img->nfields != like->nfields)
+		return false;
+	for (int f = 0; f < img->nfields; f++)
+		if (!img->values[f] ||
+			(img->fields[f] != like->fields[f] && strcmp(img->fields[f], like->fields[f]) != 0))
+			return false;
+	return true;
+}
+
+#define FENCE_COMMON_FIELDS_MIN_OPS 16
+
+static FenceCommon
+fence_common(FenceOp *ops, int nops)
+{
+	FenceCommon c = {NULL, NULL, NULL, NULL};
+	bool		same_version = true,
+				same_ttl = true,
+				same_hash = true;
+
+	if (nops == 0)
+		return c;
+	for (int i = 0; i < nops; i++)
+	{
+		same_version = same_version && strcmp(ops[i].version, ops[0].version) == 0;
+		same_ttl = same_ttl && ops[i].ttl_ms == ops[0].ttl_ms;
+		same_hash = same_hash && same_hash_fields(ops[i].img, ops[0].img);
+	}
+	if (same_version)
+		c.version = ops[0].version;
+	if (same_ttl)
+		c.ttl = psprintf(INT64_FORMAT, ops[0].ttl_ms);
+	/* a few ops: not worth the script's table of field names */
+	if (same_hash && nops >= FENCE_COMMON_FIELDS_MIN_OPS)
+	{
+		c.nfields = psprintf("%d", ops[0].img->nfields);
+		c.fields = ops[0].img->fields;
+	}
+	return c;
+}
+
+/*
+ * One op's arguments: its version and TTL unless common, then its kind
+ * unless every op is a hash of c->fields (then only the values; see the
+ * script): the
+ * number of field pairs of a hash without NULLs, 'X' with the counts of a
+ * hash with NULLs (HDEL'd), 'S' and the value of a string, 'D' for a delete.
+ */
+static void
+fence_op_args(ArgBuf *args, FenceOp *op, FenceCommon *c)
+{
+	RowImage   *img = op->img;
+	int			nset = 0;
+
+	if (!c->version)
+		arg_str(args, op->version);
+	if (!c->ttl)
+		arg_int(args, op->ttl_ms);
+	if (img->op == RS_OP_STRING)
+	{
+		arg_add(args, "S", 1);
+		arg_str(args, img->str);
+		return;
+	}
+	if (img->op != RS_OP_HASH)
+	{
+		arg_add(args, "D", 1);
+		return;
+	}
+	for (int f = 0; f < img->nfields; f++)
+		if (img->values[f])
+			nset++;
+	if (nset < img->nfields)
+	{
+		arg_add(args, "X", 1);
+		arg_int(args, nset);
+		arg_int(args, img->nfields - nset);
+	}
+	else if (c->nfields)
+	{
+		for (int f = 0; f < img->nfields; f++)
+			arg_str(args, img->values[f]);
+		return;
+	}
+	else
+		arg_int(args, nset);
+	for (int f = 0; f < img->nfields; f++)
+		if (img->values[f])
+		{
+			arg_str(args, img->fields[f]);
+			arg_str(args, img->values[f]);
+		}
+	for (int f = 0; f < img->nfields; f++)
+		if (!img->values[f])
+			arg_str(args, img->fields[f]);
+}
 
 void
 rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 				const char *marker_field, const char *marker_value, List *clears)
 {
 	if (redis_cluster_mode())
-		fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
+		rs_fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
 	else
-		fence_append_one(p, &apply_script, ops, nops, rs_marker_key(), rs_evicted_key(),
-						 marker_field, marker_value, clears);
-}
-
-static void
-fence_append_one(RedisPipeline *p, RedisScript *script, FenceOp *ops, int nops,
-				 const char *marker_key, const char *evicted_key,
-				 const char *marker_field, const char *marker_value, List *clears)
-{
-	ArgBuf		keys = {0};
-	ArgBuf		args = {0};
-	ArgBuf		all = {0};
-	ListCell   *lc;
-
-	arg_str(&keys, marker_key);
-	arg_str(&keys, evicted_key);
-	arg_int(&args, (int64) rs_tombstone_ttl_ms);
-	arg_str(&args, marker_field ? marker_field : "");
-	arg_str(&args, marker_value ? marker_value : "");
-	arg_int(&args, list_length(clears));
-	{
-		char	   *floor = palloc(RS_VERSION_LEN + 1);
-
-		rs_version_now(floor);
-		arg_str(&args, floor);
-	}
-	foreach(lc, clears)
-		arg_str(&args, (char *) lfirst(lc));
-
-	for (int i = 0; i < nops; i++)
-	{
-		FenceOp    *op = &ops[i];
-		size_t		klen = strlen(op->key);
-
-		arg_add(&keys, op->key, klen);
-		arg_str(&keys, rs_version_key_str(op->key, klen));
-
-		arg_add(&args, op->img->op == RS_OP_HASH ? "H" : op->img->op == RS_OP_STRING ? "S" : "D", 1);
-		arg_str(&args, op->version);
-		arg_int(&args, op->ttl_ms);
-		if (op->img->op == RS_OP_HASH)
-		{
-			int			nset = 0,
-						ndel = 0;
-
-			for (int f = 0; f < op->img->nfields; f++)
-				if (op->img->values[f])
-					nset++;
-			arg_int(&args, nset);
-			for (int f = 0; f < op->img->nfields; f++)
-				if (op->img->values[f])
-				{
-					arg_str(&args, op->img->fields[f]);
-					arg_str(&args, op->img->values[f]);
-				}
-			ndel = op->img->nfields - nset;
-			arg_int(&args, ndel);
-			for (int f = 0; f < op->img->nfields; f++)
-				if (!op->img->values[f])
-					arg_str(&args, op->img->fields[f]);
-		}
-		else if (op->img->op == RS_OP_STRING)
-			arg_str(&args, op->img->str);
-	}
-
-	if (script == &apply_xslot_script)
-	{
-		/* declared: marker and eviction watch; then the data keys' count and keys */
-		arg_add(&all, keys.argv[0], keys.len[0]);
-		arg_add(&all, keys.argv[1], keys.len[1]);
-		arg_int(&all, keys.n - 2);
-		for (int i = 2; i < keys.n; i++)
-			arg_add(&all, keys.argv[i], keys.len[i]);
-		for (int i = 0; i < args.n; i++)
-			arg_add(&all, args.argv[i], args.len[i]);
-		redis_pipeline_append_script(p, script, 2, all.n, all.argv, all.len);
-		return;
-	}
-	for (int i = 0; i < keys.n; i++)
-		arg_add(&all, keys.argv[i], keys.len[i]);
-	for (int i = 0; i < args.n; i++)
-		arg_add(&all, args.argv[i], args.len[i]);
-	redis_pipeline_append_script(p, script, keys.n, all.n, all.argv, all.len);
-}
-
-/* ----------------------------------------------------------------
- * Redis Cluster: one apply call per hash slot
- *
- * A script may only touch keys of one slot, so on a cluster the ops of one
- * call are grouped by slot (a key and its version key share one through
- * their hash tag) and each group is its own apply call, with the marker
- * hash and the eviction watch of that slot ("<key>:{<tag>}", the tag
- * hashing to the slot).  The calls give one logical reply, as one call
- * would (the pipeline merges them), with the positions of refused keys
- * mapped back to the caller's order.  A transaction's marker is written
- * per slot group, each listing the rows of its group; the fields a marker
- * was written under are remembered here (by field) so that clears can find
- * their slots.
- * ---------------------------------------------------------------- */
-
-typedef struct FenceMergeArg
-{
-	int			ngroups;		/* apply calls; further parts are HDELs of clears */
-	int		  **orig;			/* per group: op position -> caller's position */
-} FenceMergeArg;
-
-typedef struct MarkerSlots
-{
-	char		field[NAMEDATALEN * 2];
-	int			nslots;
-	int		   *slots;			/* TopMemoryContext */
-} MarkerSlots;
-
-static HTAB *marker_slots = NULL;
-
-#define MAX_REMEMBERED_MARKERS 10000
-
-char *
-rs_marker_key_for_slot(int slot)
-{
-	return psprintf("%s:{%s}", rs_marker_key(), rs_cluster_slot_tag(slot));
-}
-
-static char *
-evicted_key_for_slot(int slot)
-{
-	return psprintf("%s:{%s}", rs_evicted_key(), rs_cluster_slot_tag(slot));
-}
-
-static void
-fence_merge(RedisValue *parts, int nparts, void *arg, RedisValue *out)
-{
-	FenceMergeArg *a = arg;
-	int64		applied = 0,
-				evicted = 0;
-	int			nfail = 0;
-	int			maxfail = 0;
-
-	for (int g = 0; g < a->ngroups; g++)
-	{
-		if (parts[g].type == RV_ERROR || parts[g].type != RV_ARRAY || parts[g].nelem < 2)
-		{
-			*out = parts[g];
-			return;
-		}
-		maxfail += parts[g].nelem / 2;
-	}
-	memset(out, 0, sizeof(*out));
-	out->type = RV_ARRAY;
-	out->elems = palloc0(sizeof(RedisValue) * (2 + 2 * maxfail));
-	for (int g = 0; g < a->ngroups; g++)
-	{
-		RedisValue *r = &parts[g];
-
-		applied += r->elems[0].integer;
-		if (r->nelem % 2 == 0)
-			evicted += r->elems[r->nelem - 1].integer;
-		for (int i = 1; i + 1 < r->nelem; i += 2)
-		{
-			RedisValue *iv = &out->elems[1 + 2 * nfail];
-
-			iv->type = RV_INTEGER;
-			iv->integer = a->orig[g][r->elems[i].integer];
-			out->elems[2 + 2 * nfail] = r->elems[i + 1];
-			nfail++;
-		}
-	}
-	out->elems[0].type = RV_INTEGER;
-	out->elems[0].integer = applied;
-	out->elems[1 + 2 * nfail].type = RV_INTEGER;
-	out->elems[1 + 2 * nfail].integer = evicted;
-	out->nelem = 2 + 2 * nfail;
-}
-
-static void
-fence_merge_empty(RedisValue *parts, int nparts, void *arg, RedisValue *out)
-{
-	for (int i = 0; i < nparts; i++)
-		if (parts[i].type == RV_ERROR && strncmp(parts[i].str, "NOSCRIPT", 8) != 0)
-		{
-			*out = parts[i];
-			return;
-		}
-	memset(out, 0, sizeof(*out));
-	out->type = RV_ARRAY;
-	out->nelem = 2;
-	out->elems = palloc0(sizeof(RedisValue) * 2);
-	out->elems[0].type = RV_INTEGER;
-	out->elems[1].type = RV_INTEGER;
-}
-
-/* the top-level elements of a JSON array, as [start, end) offsets */
-static int
-marker_elements(const char *s, int **starts, int **ends)
-{
-	int			n = 0,
-				max = 16;
-	int			depth = 0;
-	bool		instr = false;
-	int			start = -1;
-
-	*starts = palloc(sizeof(int) * max);
-	*ends = palloc(sizeof(int) * max);
-	for (int i = 0; s[i]; i++)
-	{
-		char		c = s[i];
-
-		if (instr)
-		{
-			if (c == '\\' && s[i + 1])
-				i++;
-			else if (c == '"')
-				instr = false;
-			continue;
-		}
-		if (c == '"')
-			instr = true;
-		if (depth == 1 && start < 0 && c != ',' && c != ' ' && c != ']')
-			start = i;
-		if (c == '[' || c == '{')
-			depth++;
-		else if (c == ']' || c == '}')
-			depth--;
-		if (depth == 1 && start >= 0 && (s[i + 1] == ',' || s[i + 1] == ']'))
-		{
-			if (n == max)
-			{
-				max *= 2;
-				*starts = repalloc(*starts, sizeof(int) * max);
-				*ends = repalloc(*ends, sizeof(int) * max);
-			}
-			(*starts)[n] = start;
-			(*ends)[n] = i + 1;
-			n++;
-			start = -1;
-		}
-	}
-	return n;
-}
-
-static void
-remember_marker(const char *field, int *slots, int nslots)
-{
-	MarkerSlots *ms;
-	bool		found;
-	char		k[NAMEDATALEN * 2];
-
-	if (marker_slots == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(k);
-		ctl.entrysize = sizeof(MarkerSlots);
-		marker_slots = hash_create("redis_sync marker slots", 256, &ctl, HASH_ELEM | HASH_STRINGS);
-	}
-	if (hash_get_num_entries(marker_slots) >= MAX_REMEMBERED_MARKERS)
-		return;					/* the worker's sweep removes those markers */
-	memset(k, 0, sizeof(k));
-	strlcpy(k, field, sizeof(k));
-	ms = hash_search(marker_slots, k, HASH_ENTER, &found);
-	if (!found)
-	{
-		ms->nslots = 0;
-		ms->slots = NULL;
-	}
-	ms->slots = ms->slots ?
-		repalloc(ms->slots, sizeof(int) * (ms->nslots + nslots)) :
-		MemoryContextAlloc(TopMemoryContext, sizeof(int) * nslots);
-	memcpy(ms->slots + ms->nslots, slots, sizeof(int) * nslots);
-	ms->nslots += nslots;
-}
-
-/* a per-node call to run again split by slot when the cluster redirects it */
-typedef struct FenceFallback
-{
-	FenceOp    *ops;
-	int			nops;
-	const char *marker_field;
-	const char *marker_value;	/* the group's rows, or NULL */
-} FenceFallback;
-
-static void fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
-								 const char *marker_field, const char *marker_value,
-								 List *clears, bool by_node);
-
-static RedisValue *
-fence_fallback(void *arg, MemoryContext cxt, RedisFailure *f)
-{
-	FenceFallback *fb = arg;
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	RedisPipeline *p = redis_pipeline_create();
-	RedisValue *v = NULL;
-
-	fence_append_grouped(p, fb->ops, fb->nops, fb->marker_field, fb->marker_value, NIL, false);
-	if (redis_pipeline_try_exec(p, f))
-		v = redis_pipeline_reply(p, 0);
-	/* p stays: the reply lives in it, under cxt */
-	MemoryContextSwitchTo(old);
-	return v;
-}
-
-static void
-fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
-					 const char *marker_field, const char *marker_value, List *clears)
-{
-	fence_append_grouped(p, ops, nops, marker_field, marker_value, clears,
-						 redis_cluster_cross_slot_scripts());
+		rs_fence_append_call(p, false, ops, nops, rs_marker_key(), rs_evicted_key(),
+							 marker_field, marker_value, clears);
 }
 
 /*
- * Group the ops by hash slot, or (Redis 7: scripts flagged
- * allow-cross-slot-keys) by the node owning their slots, one apply call per
- * group; the marker and the eviction watch of a group live in the slot of
- * its first key.  A per-node call that the cluster redirects (its slots
- * moved meanwhile) is run again split by slot (fence_fallback).
+ * Queue one apply call of ops (xslot: the Redis 7 cross-slot variant, keys
+ * of one node), its in-flight marker and clears in marker_key, its eviction
+ * watch in evicted_key.
  */
-static void
-fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
-					 const char *marker_field, const char *marker_value, List *clears,
-					 bool by_node)
+void
+rs_fence_append_call(RedisPipeline *p, bool xslot, FenceOp *ops, int nops,
+					 const char *marker_key, const char *evicted_key,
+					 const char *marker_field, const char *marker_value, List *clears)
 {
-	int		   *slot = palloc(sizeof(int) * Max(nops, 1));
-	int		   *group = palloc(sizeof(int) * Max(nops, 1));
-	int		   *order = palloc(sizeof(int) * Max(nops, 1));
-	int			ngroupkeys = RS_CLUSTER_SLOTS;
-	int		   *count;
-	int		   *pos;
-	FenceMergeArg *ma = palloc0(sizeof(FenceMergeArg));
-	int		   *estart = NULL,
-			   *eend = NULL;
-	int			nelem = 0;
-	int		   *gslots;
-	bool	   *node_used;
-	int			nnodes;
-	int			begin = redis_pipeline_merge_begin(p);
+	ArgBuf		all = {0};
+	FenceCommon c = fence_common(ops, nops);
+	char	   *floor = palloc(RS_VERSION_LEN + 1);
 	ListCell   *lc;
 
-	if (marker_value)
-		nelem = marker_elements(marker_value, &estart, &eend);
-	if (marker_value && nelem != nops)
-		elog(ERROR, "redis_sync: in-flight marker does not list one row per key");
-
-	for (int i = 0; i < nops; i++)
-	{
-		slot[i] = redis_key_slot(ops[i].key, strlen(ops[i].key));
-		group[i] = slot[i];
-	}
-	if (by_node)
-	{
-		ngroupkeys = 0;
-		for (int i = 0; i < nops && by_node; i++)
-		{
-			group[i] = redis_cluster_node_of_slot(slot[i]);
-			if (group[i] < 0)
-				by_node = false;	/* a slot without owner: by slot */
-			ngroupkeys = Max(ngroupkeys, group[i] + 1);
-		}
-		if (!by_node)
-		{
-			ngroupkeys = RS_CLUSTER_SLOTS;
-			for (int i = 0; i < nops; i++)
-				group[i] = slot[i];
-		}
-	}
-	count = palloc0(sizeof(int) * Max(ngroupkeys, 1));
-	pos = palloc(sizeof(int) * Max(ngroupkeys, 1));
-
-	/* counting sort by group, stable: a group keeps the caller's order */
-	for (int i = 0; i < nops; i++)
-		count[group[i]]++;
-	{
-		int			acc = 0;
-
-		for (int g = 0; g < ngroupkeys; g++)
-		{
-			pos[g] = acc;
-			acc += count[g];
-			if (count[g] > 0)
-				ma->ngroups++;
-		}
-	}
-	for (int i = 0; i < nops; i++)
-		order[pos[group[i]]++] = i;
-
-	ma->orig = palloc(sizeof(int *) * Max(ma->ngroups, 1));
-	gslots = palloc(sizeof(int) * Max(ma->ngroups, 1));
-	(void) redis_cluster_node_of_slot(0);	/* the map, loaded: nodes known */
-	nnodes = rs_cluster_nnodes;
-	node_used = palloc0(sizeof(bool) * Max(nnodes, 1));
-	{
-		int			g = 0;
-
-		for (int i = 0; i < nops;)
-		{
-			int			gk = group[order[i]];
-			/*
-			 * The marker and eviction watch: per node, in the node's lowest
-			 * slot (the worker finds them without a SCAN); per slot, in it.
-			 */
-			int			first_slot = by_node ? rs_cluster_first_slot(gk) : slot[order[i]];
-			int			n = 0;
-			FenceOp    *gops = palloc(sizeof(FenceOp) * count[gk]);
-			StringInfoData mv;
-			int			owner = redis_cluster_node_of_slot(first_slot);
-
-			if (owner >= 0 && owner < nnodes)
-				node_used[owner] = true;
-			initStringInfo(&mv);
-			appendStringInfoChar(&mv, '[');
-			ma->orig[g] = palloc(sizeof(int) * count[gk]);
-			while (i < nops && group[order[i]] == gk)
-			{
-				int			o = order[i];
-
-				gops[n] = ops[o];
-				ma->orig[g][n] = o;
-				if (marker_value)
-				{
-					if (n > 0)
-						appendStringInfoChar(&mv, ',');
-					appendBinaryStringInfo(&mv, marker_value + estart[o], eend[o] - estart[o]);
-				}
-				n++;
-				i++;
-			}
-			appendStringInfoChar(&mv, ']');
-			gslots[g] = first_slot;
-			fence_append_one(p, by_node ? &apply_xslot_script : &apply_script,
-							 gops, n, rs_marker_key_for_slot(first_slot),
-							 evicted_key_for_slot(first_slot),
-							 marker_field, marker_value ? mv.data : NULL, NIL);
-			if (by_node)
-			{
-				FenceFallback *fb = palloc(sizeof(FenceFallback));
-
-				fb->ops = gops;
-				fb->nops = n;
-				fb->marker_field = marker_field ? pstrdup(marker_field) : NULL;
-				fb->marker_value = marker_value ? mv.data : NULL;
-				redis_pipeline_set_fallback(p, fence_fallback, fb);
-			}
-			g++;
-		}
-	}
-	if (marker_field && ma->ngroups > 0)
-		remember_marker(marker_field, gslots, ma->ngroups);
-
 	/*
-	 * Clears: HDEL from the marker hash of every slot the field was written
-	 * to, if that slot's node is in this push anyway (or the push has no
-	 * keys); a marker on another node is left to the worker's sweep, which
-	 * removes the markers of committed transactions -- a commit then
-	 * reaches no more nodes than its own keys are on.
+	 * Keys: marker, eviction watch, the data keys, their version keys.  On
+	 * Redis 7 per node (xslot) only the first two are declared, the others
+	 * follow in ARGV after their count.
 	 */
+	arg_str(&all, marker_key);
+	arg_str(&all, evicted_key);
+	if (xslot)
+		arg_int(&all, 2 * nops);
+	for (int i = 0; i < nops; i++)
+		arg_str(&all, ops[i].key);
+	for (int i = 0; i < nops; i++)
+		arg_str(&all, rs_version_key_str(ops[i].key, strlen(ops[i].key)));
+
+	/* the call's header: see the script */
+	rs_version_now(floor);
+	arg_int(&all, (int64) rs_tombstone_ttl_ms);
+	arg_str(&all, marker_field ? marker_field : "");
+	arg_str(&all, marker_value ? marker_value : "");
+	arg_int(&all, list_length(clears));
+	arg_str(&all, floor);
+	arg_str(&all, c.version ? c.version : "");
+	arg_str(&all, c.ttl ? c.ttl : "");
+	arg_str(&all, c.nfields ? c.nfields : "");
+	for (int f = 0; c.nfields && f < ops[0].img->nfields; f++)
+		arg_str(&all, c.fields[f]);
 	foreach(lc, clears)
-	{
-		const char *field = lfirst(lc);
-		char		k[NAMEDATALEN * 2];
-		MarkerSlots *ms;
+		arg_str(&all, (char *) lfirst(lc));
 
-		if (marker_slots == NULL)
-			break;
-		memset(k, 0, sizeof(k));
-		strlcpy(k, field, sizeof(k));
-		ms = hash_search(marker_slots, k, HASH_FIND, NULL);
-		if (ms == NULL)
-			continue;
-		for (int j = 0; j < ms->nslots; j++)
-		{
-			int			owner = redis_cluster_node_of_slot(ms->slots[j]);
-			const char *argv[3] = {"HDEL", rs_marker_key_for_slot(ms->slots[j]), field};
+	for (int i = 0; i < nops; i++)
+		fence_op_args(&all, &ops[i], &c);
 
-			if (nops > 0 && !(owner >= 0 && owner < nnodes && node_used[owner]))
-				continue;
-			redis_pipeline_append(p, 3, argv, NULL);
-		}
-		pfree(ms->slots);
-		hash_search(marker_slots, k, HASH_REMOVE, NULL);
-	}
-	if (ma->ngroups == 0)
-	{
-		/* nothing to apply: one reply all the same, {0, 0} */
-		const char *argv[1] = {"PING"};
-
-		if (redis_pipeline_merge_begin(p) == begin)
-			redis_pipeline_append(p, 1, argv, NULL);
-		redis_pipeline_merge_end(p, begin, fence_merge_empty, NULL);
-		return;
-	}
-	redis_pipeline_merge_end(p, begin, fence_merge, ma);
+	redis_pipeline_append_script(p, xslot ? &apply_xslot_script : &apply_script,
+								 xslot ? 2 : 2 + 2 * nops, all.n, all.argv, all.len);
 }
 
 int

@@ -34,6 +34,19 @@ extern void rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 							List *clears);
 
 /*
+ * The parts rs_fence_append() is made of, for fence_cluster.c: one apply
+ * call (xslot: the Redis 7 variant whose keys span the slots of one node)
+ * with its marker hash and eviction watch; a push split per slot or node.
+ */
+extern void rs_fence_append_call(RedisPipeline *p, bool xslot, FenceOp *ops, int nops,
+								 const char *marker_key, const char *evicted_key,
+								 const char *marker_field, const char *marker_value,
+								 List *clears);
+extern void rs_fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
+									const char *marker_field, const char *marker_value,
+									List *clears);
+
+/*
  * Keys of one apply call that Redis refused: returns their count (or -1 for
  * a malformed reply) with their positions in the call and Redis's errors.
  */

@@ -18,6 +18,7 @@
  *		capture.c		the capture trigger and per-transaction buffer
  *		publish.c		pre-commit push, outbox fallback, abort repair
  *		fence.c			the version-fenced apply script
+ *		fence_cluster.c	fenced pushes on a cluster: a call per slot or node
  *		outbox.c		writing and delivering redis_sync.outbox
  *		shmem.c			shared memory: worker latch, circuit breaker, stats
  *		launcher.c		the launcher: one worker per database with the extension
