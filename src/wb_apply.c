@@ -148,12 +148,17 @@ sql_update(StringInfo sql, WbTable *t, const bool *present, int npresent, bool i
 			first = false;
 		}
 		appendStringInfo(sql, " FROM u WHERE %s RETURNING u.ord", match);
+		if (increment)
+			sql_returned_values(sql, t);
 	}
 	else
-		appendStringInfo(sql, "upd AS (SELECT u.ord FROM %s AS t, u WHERE %s FOR UPDATE OF t",
-						 t->qname, match);
-	if (increment)
-		sql_returned_values(sql, t);
+	{
+		/* nothing to write: lock the rows (their values still come back) */
+		appendStringInfoString(sql, "upd AS (SELECT u.ord");
+		if (increment)
+			sql_returned_values(sql, t);
+		appendStringInfo(sql, " FROM %s AS t, u WHERE %s FOR UPDATE OF t", t->qname, match);
+	}
 	appendStringInfoString(sql, "), ");
 }
 
