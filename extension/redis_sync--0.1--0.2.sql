@@ -199,21 +199,11 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_worker_restarts';
 
 CREATE OR REPLACE VIEW worker_stats AS
-SELECT g.round_trips, g.worker_rounds, g.worker_running, g.worker_pid, g.circuit,
-       g.circuit_changed_at, g.connection_failures, g.circuit_opens, g.last_error,
-       g.last_error_at, g.redis_run_id, g.stats_reset_at,
-       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
-            THEN (SELECT pg_catalog.count(*) FROM redis_sync.outbox) END AS outbox_depth,
-       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
-            THEN (SELECT pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at)
-                    FROM redis_sync.outbox) END AS outbox_oldest_age,
-       g.worker_restarts,
-       g.database,
-       g.worker_state,
-       redis_sync._worker_cluster()::jsonb AS cluster
-  FROM redis_sync._database_stats() g
- ORDER BY g.database OPERATOR(pg_catalog.<>) pg_catalog.current_database(), g.database;
-COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit breaker and counters (this database first); cluster: the Redis Cluster as the workers see it';
+SELECT g.*,
+       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
+       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
+       redis_sync._worker_restarts() AS worker_restarts
+  FROM redis_sync._global_stats() g;
 
 -- queue the removal of a dropped table's keys (delivered by the worker)
 CREATE FUNCTION _purge_dropped(tbl oid, key_prefix text)
@@ -651,12 +641,21 @@ REVOKE EXECUTE ON FUNCTION _worker_cluster() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _worker_cluster() TO pg_monitor;
 
 CREATE OR REPLACE VIEW worker_stats AS
-SELECT g.*,
-       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
-       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
-       redis_sync._worker_restarts() AS worker_restarts,
+SELECT g.round_trips, g.worker_rounds, g.worker_running, g.worker_pid, g.circuit,
+       g.circuit_changed_at, g.connection_failures, g.circuit_opens, g.last_error,
+       g.last_error_at, g.redis_run_id, g.stats_reset_at,
+       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            THEN (SELECT pg_catalog.count(*) FROM redis_sync.outbox) END AS outbox_depth,
+       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            THEN (SELECT pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at)
+                    FROM redis_sync.outbox) END AS outbox_oldest_age,
+       g.worker_restarts,
+       g.database,
+       g.worker_state,
        redis_sync._worker_cluster()::jsonb AS cluster
-  FROM redis_sync._global_stats() g;
+  FROM redis_sync._database_stats() g
+ ORDER BY g.database OPERATOR(pg_catalog.<>) pg_catalog.current_database(), g.database;
+COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit breaker and counters (this database first); cluster: the Redis Cluster as the workers see it';
 
 -- (end of section)
 
