@@ -30,6 +30,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -42,6 +44,7 @@
 #include "utils/resowner.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -49,8 +52,15 @@
 #include "cluster.h"
 #include "redis_conn.h"
 #include "redis_sync.h"
+#include "redis_tls.h"
 #include "redis_url.h"
 #include "shmem.h"
+
+/* connection settings (redis_client_init) */
+char	   *rs_redis_url = NULL;
+char	   *rs_password_file = NULL;
+int			rs_connect_timeout_ms = 1000;
+int			rs_command_timeout_ms = 1000;
 
 typedef struct PipelineCmd
 {
@@ -668,10 +678,52 @@ redis_key_slot(const char *key, size_t len)
 	return crc16(key, len) & 16383;
 }
 
+/*
+ * From _PG_init: the connection settings (nothing in shared memory;
+ * connections are per backend).  redis_url and the password file are
+ * visible to superusers only and accept any text: a GUC check failure
+ * would echo the value, password included, into the log.
+ */
 void
 redis_client_init(void)
 {
-	/* nothing to set up in shared memory; connections are per backend */
+	DefineCustomStringVariable("redis_sync.redis_url",
+							   "URL of the Redis server.",
+							   "redis://[user[:password]@]host[:port][/db] or unix:///path/to/redis.sock[?db=N].",
+							   &rs_redis_url,
+							   "redis://127.0.0.1:6379/0",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("redis_sync.redis_password_file",
+							   "File whose first line is the Redis password (overrides a password in the URL).",
+							   "PostgreSQL logs a changed setting's value on reload; a file keeps the password out of the log.",
+							   &rs_password_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	redis_tls_define_gucs();
+
+	DefineCustomIntVariable("redis_sync.connect_timeout",
+							"Longest wait for a connection to Redis.",
+							NULL,
+							&rs_connect_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.command_timeout",
+							"Longest wait for Redis to make progress on a pipeline of commands.",
+							"When it passes, the connection is closed and the outcome is treated as unknown.",
+							&rs_command_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }
 
 /* PING, even while the circuit breaker is open; true when Redis answered */
@@ -929,15 +981,239 @@ typedef struct CmdRoute
 	int			pos;			/* reply position in its node's buffer */
 } CmdRoute;
 
+/*
+ * One cluster_exec() call: rounds of route, send and settle until every
+ * command has its final reply.
+ */
+typedef struct ClusterExec
+{
+	RedisPipeline *p;
+	CmdRoute   *r;				/* one per command */
+	int			left;			/* commands without their final reply */
+	bool		need_refresh;	/* reload the slot map before the next round */
+	char	   *last_problem;	/* why commands had to wait (for the error) */
+	/* this round */
+	int			nn;				/* nodes in the map */
+	StringInfoData *bufs;		/* per node: the commands it gets */
+	int		   *counts;			/* per node: how many */
+	RedisValue **outs;			/* per node: their replies */
+	bool		retry_later;	/* some commands wait for the cluster */
+	bool		sent;			/* something went out this round */
+} ClusterExec;
+
+/* route: each pending command into its node's buffer (ASKING first after ASK) */
+static void
+cluster_route(ClusterExec *e)
+{
+	RedisPipeline *p = e->p;
+	CmdRoute   *r = e->r;
+	int		   *masters;
+	int			nmasters;
+
+	e->nn = rs_cluster_nnodes;
+	nmasters = rs_cluster_masters(&masters);
+	e->bufs = palloc0(sizeof(StringInfoData) * e->nn);
+	e->counts = palloc0(sizeof(int) * e->nn);
+	e->retry_later = false;
+	e->sent = false;
+
+	for (int i = 0; i < p->ncmds; i++)
+	{
+		PipelineCmd *c = &p->cmds[i];
+		StringInfo	buf;
+		int			node;
+
+		if (r[i].done)
+			continue;
+		if (r[i].ask_node >= 0)
+			node = r[i].ask_node;
+		else if (c->slot >= 0)
+			node = rs_cluster_owner[c->slot];
+		else if (p->target_master >= 0 && p->target_master < nmasters)
+			node = masters[p->target_master];
+		else
+			node = nmasters > 0 ? masters[0] : -1;
+		r[i].node = node;
+		if (node < 0)
+		{
+			/* a slot without an owner: as CLUSTERDOWN */
+			e->retry_later = true;
+			e->last_problem = psprintf("hash slot %d has no owner in the cluster's slot map", c->slot);
+			continue;
+		}
+		buf = &e->bufs[node];
+		if (buf->data == NULL)
+			initStringInfo(buf);
+		if (r[i].ask_node >= 0)
+		{
+			const char *asking[1] = {"ASKING"};
+
+			encode_command(buf, 1, asking, NULL);
+			e->counts[node]++;
+		}
+		if (r[i].eval)
+		{
+			append_header(buf, '*', c->nargs + 2);
+			append_bulk(buf, "EVAL", 4);
+			append_bulk(buf, c->script->body, strlen(c->script->body));
+			appendBinaryStringInfo(buf, p->buf.data + c->rest_off,
+								   (int) (c->off + c->len - c->rest_off));
+		}
+		else
+			appendBinaryStringInfo(buf, p->buf.data + c->off, (int) c->len);
+		r[i].pos = e->counts[node]++;
+	}
+}
+
+/*
+ * send: connect the nodes involved (the commands of one that cannot be
+ * reached wait for the next round) and exchange with all of them at once.
+ * false when a connection was lost with commands in flight: their outcome
+ * is unknown.
+ */
+static bool
+cluster_send(ClusterExec *e, RedisFailure *f)
+{
+	int			nn = e->nn;
+	RedisExchange *x = palloc0(sizeof(RedisExchange) * Max(nn, 1));
+	int		   *xnode = palloc(sizeof(int) * Max(nn, 1));
+	int			nx = 0;
+
+	e->outs = palloc0(sizeof(RedisValue *) * Max(nn, 1));
+	for (int node = 0; node < nn; node++)
+	{
+		RedisFailure cf;
+
+		if (e->counts[node] == 0)
+			continue;
+		if (!node_connection(node, &cf))
+		{
+			e->retry_later = true;
+			e->need_refresh = true;
+			e->last_problem = cf.message;
+			for (int i = 0; i < e->p->ncmds; i++)
+				if (!e->r[i].done && e->r[i].node == node)
+					e->r[i].node = -1;
+			continue;
+		}
+		e->outs[node] = palloc0(sizeof(RedisValue) * e->counts[node]);
+		x[nx].conn = (RedisConn *) rs_cluster_nodes[node].conn;
+		x[nx].buf = e->bufs[node].data;
+		x[nx].len = e->bufs[node].len;
+		x[nx].n = e->counts[node];
+		x[nx].out = e->outs[node];
+		xnode[nx] = node;
+		nx++;
+	}
+	if (nx == 0)
+		return true;
+	redis_conn_exchange_many(x, nx);
+	for (int j = 0; j < nx; j++)
+	{
+		rs_cluster_nodes[xnode[j]].round_trips++;
+		if (!x[j].ok)
+		{
+			/* commands in flight on a lost connection: outcome unknown */
+			*f = x[j].f;
+			rs_cluster_forget_map();
+			return false;
+		}
+	}
+	e->sent = true;
+	return true;
+}
+
+/*
+ * settle: take each reply as final, or note why its command goes again
+ * (MOVED, ASK, a retryable cluster error, NOSCRIPT), or run the command's
+ * fallback (a multi-slot call the cluster no longer runs as one).  false
+ * when a fallback failed (f says why).
+ */
+static bool
+cluster_settle(ClusterExec *e, RedisFailure *f)
+{
+	RedisPipeline *p = e->p;
+	CmdRoute   *r = e->r;
+
+	for (int i = 0; i < p->ncmds; i++)
+	{
+		RedisValue *v;
+		bool		ask;
+		int			slot,
+					port;
+		char	   *host;
+
+		if (r[i].done || r[i].node < 0)
+			continue;
+		v = &e->outs[r[i].node][r[i].pos];
+		r[i].ask_node = -1;
+		if (v->type == RV_ERROR && p->cmds[i].fallback &&
+			!(strncmp(v->str, "NOSCRIPT", 8) == 0 && !r[i].eval))
+		{
+			/* a multi-slot call the cluster no longer runs as one */
+			RedisValue *fv;
+
+			if (strncmp(v->str, "MOVED ", 6) == 0 || strncmp(v->str, "ASK ", 4) == 0)
+			{
+				rs_cluster_nodes[r[i].node].redirections++;
+				rs_cluster_redirections++;
+			}
+			rs_cluster_forget_map();
+			fv = p->cmds[i].fallback(p->cmds[i].fallback_arg, p->cxt, f);
+			if (fv == NULL)
+				return false;
+			p->replies[i] = *fv;
+			r[i].done = true;
+			e->left--;
+			continue;
+		}
+		if (v->type == RV_ERROR && rs_cluster_parse_redirect(v->str, &ask, &slot, &host, &port))
+		{
+			int			to = rs_cluster_node_index(host[0] ? host : rs_cluster_nodes[r[i].node].host,
+												   port, true);
+
+			rs_cluster_nodes[r[i].node].redirections++;
+			rs_cluster_redirections++;
+			if (ask)
+				r[i].ask_node = to;
+			else
+			{
+				rs_cluster_owner[slot] = to;
+				e->need_refresh = true;
+			}
+			continue;
+		}
+		if (v->type == RV_ERROR && rs_cluster_retryable_error(v->str))
+		{
+			e->retry_later = true;
+			e->last_problem = pstrdup(v->str);
+			continue;
+		}
+		if (v->type == RV_ERROR && p->cmds[i].script && !r[i].eval &&
+			strncmp(v->str, "NOSCRIPT", 8) == 0)
+		{
+			r[i].eval = true;
+			continue;
+		}
+		p->replies[i] = *v;
+		r[i].done = true;
+		e->left--;
+	}
+	return true;
+}
+
+/*
+ * exec on a Redis Cluster: rounds of route, send and settle, with the slot
+ * map reloaded when a node moved slots or went away, until every command
+ * has its final reply, at most redis_sync.command_timeout of waiting for
+ * the cluster (and 64 rounds).
+ */
 static bool
 cluster_exec(RedisPipeline *p, RedisFailure *f)
 {
-	CmdRoute   *r = palloc0(sizeof(CmdRoute) * Max(p->ncmds, 1));
+	ClusterExec e = {0};
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_command_timeout_ms);
-	int			left = p->ncmds;
 	int			attempt = 0;
-	bool		need_refresh = !rs_cluster_map_loaded();
-	char	   *last_problem = NULL;
 
 	if (connection_settings_changed())
 	{
@@ -948,24 +1224,16 @@ cluster_exec(RedisPipeline *p, RedisFailure *f)
 		return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 						   "the Redis connection settings changed", NULL);
 	}
+	e.p = p;
+	e.r = palloc0(sizeof(CmdRoute) * Max(p->ncmds, 1));
+	e.left = p->ncmds;
+	e.need_refresh = !rs_cluster_map_loaded();
 	for (int i = 0; i < p->ncmds; i++)
-		r[i].ask_node = -1;
+		e.r[i].ask_node = -1;
 
-	while (left > 0)
+	while (e.left > 0)
 	{
-		int			nn;
-		int		   *masters;
-		int			nmasters;
-		StringInfoData *bufs;
-		int		   *counts;
-		RedisExchange *x;
-		int			nx = 0;
-		int		   *xnode;
-		RedisValue **outs;
-		bool		retry_later = false;
-		int			sent = 0;
-
-		if (need_refresh)
+		if (e.need_refresh)
 		{
 			if (!refresh_map(f))
 			{
@@ -974,180 +1242,21 @@ cluster_exec(RedisPipeline *p, RedisFailure *f)
 				cluster_backoff(attempt++);
 				continue;
 			}
-			need_refresh = false;
+			e.need_refresh = false;
 		}
-		nn = rs_cluster_nnodes;
-		nmasters = rs_cluster_masters(&masters);
-		bufs = palloc0(sizeof(StringInfoData) * nn);
-		counts = palloc0(sizeof(int) * nn);
-
-		/* route */
-		for (int i = 0; i < p->ncmds; i++)
-		{
-			PipelineCmd *c = &p->cmds[i];
-			int			node;
-
-			if (r[i].done)
-				continue;
-			if (r[i].ask_node >= 0)
-				node = r[i].ask_node;
-			else if (c->slot >= 0)
-				node = rs_cluster_owner[c->slot];
-			else if (p->target_master >= 0 && p->target_master < nmasters)
-				node = masters[p->target_master];
-			else
-				node = nmasters > 0 ? masters[0] : -1;
-			r[i].node = node;
-			if (node < 0)
-			{
-				/* a slot without an owner: as CLUSTERDOWN */
-				retry_later = true;
-				last_problem = psprintf("hash slot %d has no owner in the cluster's slot map", c->slot);
-				continue;
-			}
-			if (bufs[node].data == NULL)
-				initStringInfo(&bufs[node]);
-			if (r[i].ask_node >= 0)
-			{
-				const char *asking[1] = {"ASKING"};
-
-				encode_command(&bufs[node], 1, asking, NULL);
-				counts[node]++;
-			}
-			if (r[i].eval)
-			{
-				append_header(&bufs[node], '*', c->nargs + 2);
-				append_bulk(&bufs[node], "EVAL", 4);
-				append_bulk(&bufs[node], c->script->body, strlen(c->script->body));
-				appendBinaryStringInfo(&bufs[node], p->buf.data + c->rest_off,
-									   (int) (c->off + c->len - c->rest_off));
-			}
-			else
-				appendBinaryStringInfo(&bufs[node], p->buf.data + c->off, (int) c->len);
-			r[i].pos = counts[node]++;
-		}
-
-		/* connect the nodes involved; one that cannot be reached: later */
-		x = palloc0(sizeof(RedisExchange) * Max(nn, 1));
-		xnode = palloc(sizeof(int) * Max(nn, 1));
-		outs = palloc0(sizeof(RedisValue *) * Max(nn, 1));
-		for (int node = 0; node < nn; node++)
-		{
-			RedisFailure cf;
-
-			if (counts[node] == 0)
-				continue;
-			if (!node_connection(node, &cf))
-			{
-				retry_later = true;
-				need_refresh = true;
-				last_problem = cf.message;
-				for (int i = 0; i < p->ncmds; i++)
-					if (!r[i].done && r[i].node == node)
-						r[i].node = -1;
-				continue;
-			}
-			outs[node] = palloc0(sizeof(RedisValue) * counts[node]);
-			x[nx].conn = (RedisConn *) rs_cluster_nodes[node].conn;
-			x[nx].buf = bufs[node].data;
-			x[nx].len = bufs[node].len;
-			x[nx].n = counts[node];
-			x[nx].out = outs[node];
-			xnode[nx] = node;
-			nx++;
-		}
-		if (nx > 0)
-		{
-			redis_conn_exchange_many(x, nx);
-			for (int j = 0; j < nx; j++)
-			{
-				rs_cluster_nodes[xnode[j]].round_trips++;
-				if (!x[j].ok)
-				{
-					/* commands in flight on a lost connection: outcome unknown */
-					*f = x[j].f;
-					rs_cluster_forget_map();
-					return false;
-				}
-			}
-			sent = 1;
-		}
-
-		/* replies */
-		for (int i = 0; i < p->ncmds; i++)
-		{
-			RedisValue *v;
-			bool		ask;
-			int			slot,
-						port;
-			char	   *host;
-
-			if (r[i].done || r[i].node < 0)
-				continue;
-			v = &outs[r[i].node][r[i].pos];
-			r[i].ask_node = -1;
-			if (v->type == RV_ERROR && p->cmds[i].fallback &&
-				!(strncmp(v->str, "NOSCRIPT", 8) == 0 && !r[i].eval))
-			{
-				/* a multi-slot call the cluster no longer runs as one */
-				RedisValue *fv;
-
-				if (strncmp(v->str, "MOVED ", 6) == 0 || strncmp(v->str, "ASK ", 4) == 0)
-				{
-					rs_cluster_nodes[r[i].node].redirections++;
-					rs_cluster_redirections++;
-				}
-				rs_cluster_forget_map();
-				fv = p->cmds[i].fallback(p->cmds[i].fallback_arg, p->cxt, f);
-				if (fv == NULL)
-					return false;
-				p->replies[i] = *fv;
-				r[i].done = true;
-				left--;
-				continue;
-			}
-			if (v->type == RV_ERROR && rs_cluster_parse_redirect(v->str, &ask, &slot, &host, &port))
-			{
-				int			to = rs_cluster_node_index(host[0] ? host : rs_cluster_nodes[r[i].node].host,
-													   port, true);
-
-				rs_cluster_nodes[r[i].node].redirections++;
-				rs_cluster_redirections++;
-				if (ask)
-					r[i].ask_node = to;
-				else
-				{
-					rs_cluster_owner[slot] = to;
-					need_refresh = true;
-				}
-				continue;
-			}
-			if (v->type == RV_ERROR && rs_cluster_retryable_error(v->str))
-			{
-				retry_later = true;
-				last_problem = pstrdup(v->str);
-				continue;
-			}
-			if (v->type == RV_ERROR && p->cmds[i].script && !r[i].eval &&
-				strncmp(v->str, "NOSCRIPT", 8) == 0)
-			{
-				r[i].eval = true;
-				continue;
-			}
-			p->replies[i] = *v;
-			r[i].done = true;
-			left--;
-		}
-		if (left == 0)
+		cluster_route(&e);
+		if (!cluster_send(&e, f) || !cluster_settle(&e, f))
+			return false;
+		if (e.left == 0)
 			break;
-		if (++attempt > 64 || (retry_later && GetCurrentTimestamp() >= deadline))
+		if (++attempt > 64 || (e.retry_later && GetCurrentTimestamp() >= deadline))
 			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
-										redis_server_display(), left, rs_command_timeout_ms),
-							   last_problem ? last_problem : "Too many redirections.");
-		if (retry_later || !sent)
+										redis_server_display(), e.left, rs_command_timeout_ms),
+							   e.last_problem ? e.last_problem : "Too many redirections.");
+		if (e.retry_later || !e.sent)
 		{
-			need_refresh = true;
+			e.need_refresh = true;
 			cluster_backoff(attempt);
 		}
 	}

@@ -635,17 +635,14 @@ connect_failure(RedisConn *c, RedisFailure *f, const char *detail)
 					   psprintf("could not connect to Redis at %s", c->display), d);
 }
 
-bool
-redis_conn_establish(RedisConn *c, RedisFailure *f)
+/*
+ * Open the socket without blocking and wait (up to connect_timeout, whose
+ * deadline is returned for the TLS handshake) for the connect to finish.
+ */
+static bool
+conn_open_socket(RedisConn *c, TimestampTz *deadline, RedisFailure *f)
 {
 	RedisConnParams *p = &c->params;
-	TimestampTz deadline;
-	StringInfoData hs;
-	int			nhs = 0;
-	RedisValue *hsr;
-
-	if (c->ctx)
-		redis_conn_disconnect(c);
 
 	if (p->socket_path)
 		c->ctx = redisConnectUnixNonBlock(p->socket_path);
@@ -662,8 +659,8 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->ctx->fd, NULL, NULL);
 
 	/* finish the non-blocking connect */
-	deadline = deadline_after(rs_connect_timeout_ms);
-	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) == 0)
+	*deadline = deadline_after(rs_connect_timeout_ms);
+	if (wait_socket(c, WL_SOCKET_WRITEABLE, *deadline) == 0)
 		return connect_failure(c, f, psprintf("timed out after %d ms", rs_connect_timeout_ms));
 	{
 		int			soerr = 0;
@@ -674,53 +671,61 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		if (soerr != 0)
 			return connect_failure(c, f, strerror(soerr));
 	}
+	return true;
+}
 
-	/* TLS handshake, within the same connect deadline */
-	if (p->tls)
+/* TLS handshake, within the same connect deadline */
+static bool
+conn_start_tls(RedisConn *c, TimestampTz deadline, RedisFailure *f)
+{
+	int			ev;
+
+	c->tls = redis_tls_create(c->ctx->fd, &c->params, c->display, f);
+	if (c->tls == NULL)
 	{
-		int			ev;
-
-		c->tls = redis_tls_create(c->ctx->fd, p, c->display, f);
-		if (c->tls == NULL)
+		redis_conn_disconnect(c);
+		return false;
+	}
+	while ((ev = redis_tls_handshake_step(c->tls, f)) != 0)
+	{
+		if (ev < 0)
 		{
 			redis_conn_disconnect(c);
 			return false;
 		}
-		while ((ev = redis_tls_handshake_step(c->tls, f)) != 0)
+		if (wait_socket(c, ev, deadline) == 0)
 		{
-			if (ev < 0)
-			{
-				redis_conn_disconnect(c);
-				return false;
-			}
-			if (wait_socket(c, ev, deadline) == 0)
-			{
-				redis_conn_disconnect(c);
-				return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-								   psprintf("could not establish a TLS connection to Redis at %s", c->display),
-								   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
-											rs_connect_timeout_ms));
-			}
+			redis_conn_disconnect(c);
+			return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+							   psprintf("could not establish a TLS connection to Redis at %s", c->display),
+							   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
+										rs_connect_timeout_ms));
 		}
-		elog(DEBUG1, "redis_sync: TLS connection to Redis at %s: %s",
-			 c->display, redis_tls_describe(c->tls));
 	}
+	elog(DEBUG1, "redis_sync: TLS connection to Redis at %s: %s",
+		 c->display, redis_tls_describe(c->tls));
+	return true;
+}
 
-	/* handshake: AUTH, SELECT, CLIENT SETNAME in one round trip */
-	initStringInfo(&hs);
+/* AUTH (with a password), SELECT (db other than 0), CLIENT SETNAME; their count */
+static int
+encode_handshake(const RedisConnParams *p, StringInfo hs)
+{
+	int			nhs = 0;
+
 	if (p->password)
 	{
 		if (p->user)
 		{
 			const char *argv[3] = {"AUTH", p->user, p->password};
 
-			redis_resp_encode_command(&hs, 3, argv, NULL);
+			redis_resp_encode_command(hs, 3, argv, NULL);
 		}
 		else
 		{
 			const char *argv[2] = {"AUTH", p->password};
 
-			redis_resp_encode_command(&hs, 2, argv, NULL);
+			redis_resp_encode_command(hs, 2, argv, NULL);
 		}
 		nhs++;
 	}
@@ -730,7 +735,7 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		const char *argv[2] = {"SELECT", dbs};
 
 		snprintf(dbs, sizeof(dbs), "%d", p->db);
-		redis_resp_encode_command(&hs, 2, argv, NULL);
+		redis_resp_encode_command(hs, 2, argv, NULL);
 		nhs++;
 	}
 	{
@@ -738,30 +743,54 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		const char *argv[3] = {"CLIENT", "SETNAME", name};
 
 		snprintf(name, sizeof(name), "redis_sync:%d", MyProcPid);
-		redis_resp_encode_command(&hs, 3, argv, NULL);
+		redis_resp_encode_command(hs, 3, argv, NULL);
 		nhs++;
 	}
+	return nhs;
+}
+
+/*
+ * The handshake exchange failed (exchange reported it): make it a connect
+ * failure.  Its timeout is connect_timeout: a plain-text client talking to
+ * a TLS-only port gets no answer, or is hung up on.
+ */
+static void
+handshake_exchange_failed(RedisConn *c, RedisFailure *f)
+{
+	RedisConnParams *p = &c->params;
+	char	   *why = f->detail ? psprintf("%s: %s", f->message, f->detail) : f->message;
+	const char *hint = "";
+	size_t		wl = strlen(why);
+
+	f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+	f->message = psprintf("could not connect to Redis at %s", c->display);
+
+	if (!p->tls)
+		hint = "  If the server accepts only TLS, use a rediss:// URL.";
+	else if (!(p->tls_cert_file && p->tls_cert_file[0]))
+		hint = "  If the server demands client certificates (tls-auth-clients), set redis_sync.tls_cert_file and redis_sync.tls_key_file.";
+	f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s%s", why,
+						 (wl > 0 && why[wl - 1] != '.') ? "." : "", hint);
+}
+
+/*
+ * handshake: AUTH, SELECT, CLIENT SETNAME in one round trip.  The buffer
+ * that held the password is zeroed whatever happens.
+ */
+static bool
+conn_handshake(RedisConn *c, RedisFailure *f)
+{
+	RedisConnParams *p = &c->params;
+	StringInfoData hs;
+	int			nhs;
+	RedisValue *hsr;
+
+	initStringInfo(&hs);
+	nhs = encode_handshake(p, &hs);
 	hsr = palloc(sizeof(RedisValue) * nhs);
 	if (!exchange_internal(c, hs.data, hs.len, nhs, hsr, f, rs_connect_timeout_ms))
 	{
-		/*
-		 * exchange reported the failure; make it a connect failure.  Its
-		 * timeout is connect_timeout: a plain-text client talking to a
-		 * TLS-only port gets no answer, or is hung up on.
-		 */
-		char	   *why = f->detail ? psprintf("%s: %s", f->message, f->detail) : f->message;
-		const char *hint = "";
-		size_t		wl = strlen(why);
-
-		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-		f->message = psprintf("could not connect to Redis at %s", c->display);
-
-		if (!p->tls)
-			hint = "  If the server accepts only TLS, use a rediss:// URL.";
-		else if (!(p->tls_cert_file && p->tls_cert_file[0]))
-			hint = "  If the server demands client certificates (tls-auth-clients), set redis_sync.tls_cert_file and redis_sync.tls_key_file.";
-		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s%s", why,
-							 (wl > 0 && why[wl - 1] != '.') ? "." : "", hint);
+		handshake_exchange_failed(c, f);
 		explicit_bzero(hs.data, hs.len);
 		return false;
 	}
@@ -782,6 +811,20 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		}
 	}
 	return true;
+}
+
+bool
+redis_conn_establish(RedisConn *c, RedisFailure *f)
+{
+	TimestampTz deadline = 0;
+
+	if (c->ctx)
+		redis_conn_disconnect(c);
+	if (!conn_open_socket(c, &deadline, f))
+		return false;
+	if (c->params.tls && !conn_start_tls(c, deadline, f))
+		return false;
+	return conn_handshake(c, f);
 }
 
 /* ----------------------------------------------------------------
@@ -847,11 +890,14 @@ many_step(RedisExchange *x)
 	return progress;
 }
 
-void
-redis_conn_exchange_many(RedisExchange *x, int k)
+/*
+ * Reset each exchange for a new round; true when they must go one at a
+ * time (a single one, or TLS, whose I/O is redis_conn_exchange's).
+ */
+static bool
+many_begin(RedisExchange *x, int k)
 {
 	bool		sequential = (k == 1);
-	WaitEventSet *volatile wes = NULL;
 
 	for (int i = 0; i < k; i++)
 	{
@@ -865,15 +911,104 @@ redis_conn_exchange_many(RedisExchange *x, int k)
 		if (!x[i].active)
 			x[i].ok = true;
 	}
-	if (sequential)
-	{
-		/* one round trip each (TLS: its I/O is redis_conn_exchange's) */
-		for (int i = 0; i < k; i++)
+	return sequential;
+}
+
+/* one round trip each (TLS: its I/O is redis_conn_exchange's) */
+static void
+many_sequential(RedisExchange *x, int k)
+{
+	for (int i = 0; i < k; i++)
+		if (x[i].active)
+		{
+			x[i].ok = redis_conn_exchange(x[i].conn, x[i].buf, x[i].len, x[i].n, x[i].out, &x[i].f);
+			x[i].active = false;
+		}
+}
+
+/* step every exchange in flight; true when bytes moved, *any: some still are */
+static bool
+many_step_all(RedisExchange *x, int k, bool *any)
+{
+	bool		progress = false;
+
+	*any = false;
+	for (int i = 0; i < k; i++)
+		if (x[i].active)
+		{
+			if (many_step(&x[i]))
+				progress = true;
 			if (x[i].active)
-			{
-				x[i].ok = redis_conn_exchange(x[i].conn, x[i].buf, x[i].len, x[i].n, x[i].out, &x[i].f);
-				x[i].active = false;
-			}
+				*any = true;
+		}
+	return progress;
+}
+
+/* nothing moved for command_timeout: every exchange in flight fails */
+static void
+many_time_out(RedisExchange *x, int k)
+{
+	for (int i = 0; i < k; i++)
+		if (x[i].active)
+			many_fail(&x[i], ERRCODE_CONNECTION_FAILURE,
+					  psprintf("Redis at %s did not answer within %d ms",
+							   x[i].conn->display, rs_command_timeout_ms),
+					  "The connection was closed; the outcome of the commands sent is unknown.");
+}
+
+/*
+ * Wait up to ms for the sockets of the exchanges in flight (or the latch:
+ * interrupts), and read what arrived.  *wes is remade each time; the
+ * caller frees the last one.
+ */
+static void
+many_wait(RedisExchange *x, int k, WaitEventSet *volatile *wes, long ms)
+{
+	WaitEvent	ev[8];
+	int			nev;
+
+	if (*wes)
+		FreeWaitEventSet(*wes);
+	*wes = CreateWaitEventSet(CurrentMemoryContext, k + 2);
+	AddWaitEventToSet(*wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(*wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < k; i++)
+		if (x[i].active)
+			AddWaitEventToSet(*wes, WL_SOCKET_READABLE |
+							  (x[i].written < x[i].len ? WL_SOCKET_WRITEABLE : 0),
+							  x[i].conn->ctx->fd, NULL, &x[i]);
+	nev = WaitEventSetWait(*wes, ms, ev, lengthof(ev), PG_WAIT_EXTENSION);
+	for (int e = 0; e < nev; e++)
+	{
+		RedisExchange *xe = ev[e].user_data;
+
+		if (ev[e].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (xe && xe->active && (ev[e].events & WL_SOCKET_READABLE))
+		{
+			RedisConn  *c = xe->conn;
+
+			if (redisBufferRead(c->ctx) != REDIS_OK)
+				many_fail(xe, ERRCODE_CONNECTION_FAILURE,
+						  psprintf("lost connection to Redis at %s", c->display),
+						  c->ctx->err == REDIS_ERR_EOF ?
+						  "The server closed the connection." : c->ctx->errstr);
+		}
+	}
+}
+
+void
+redis_conn_exchange_many(RedisExchange *x, int k)
+{
+	WaitEventSet *volatile wes = NULL;
+
+	if (many_begin(x, k))
+	{
+		many_sequential(x, k);
 		return;
 	}
 
@@ -883,24 +1018,13 @@ redis_conn_exchange_many(RedisExchange *x, int k)
 	PG_TRY();
 	{
 		TimestampTz deadline = deadline_after(rs_command_timeout_ms);
-		int		   *pos = palloc(sizeof(int) * k);
 
 		for (;;)
 		{
-			bool		progress = false;
-			bool		any = false;
-			WaitEvent	ev[8];
-			int			nev;
+			bool		any;
+			bool		progress = many_step_all(x, k, &any);
 			long		ms;
 
-			for (int i = 0; i < k; i++)
-				if (x[i].active)
-				{
-					if (many_step(&x[i]))
-						progress = true;
-					if (x[i].active)
-						any = true;
-				}
 			if (!any)
 				break;
 			if (progress)
@@ -911,50 +1035,10 @@ redis_conn_exchange_many(RedisExchange *x, int k)
 			ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 			if (ms <= 0 && GetCurrentTimestamp() >= deadline)
 			{
-				for (int i = 0; i < k; i++)
-					if (x[i].active)
-						many_fail(&x[i], ERRCODE_CONNECTION_FAILURE,
-								  psprintf("Redis at %s did not answer within %d ms",
-										   x[i].conn->display, rs_command_timeout_ms),
-								  "The connection was closed; the outcome of the commands sent is unknown.");
+				many_time_out(x, k);
 				break;
 			}
-			/* a wait set over the connections still in flight */
-			if (wes)
-				FreeWaitEventSet(wes);
-			wes = CreateWaitEventSet(CurrentMemoryContext, k + 2);
-			AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-			AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-			for (int i = 0; i < k; i++)
-			{
-				pos[i] = -1;
-				if (x[i].active)
-					pos[i] = AddWaitEventToSet(wes, WL_SOCKET_READABLE |
-											   (x[i].written < x[i].len ? WL_SOCKET_WRITEABLE : 0),
-											   x[i].conn->ctx->fd, NULL, &x[i]);
-			}
-			nev = WaitEventSetWait(wes, ms, ev, lengthof(ev), PG_WAIT_EXTENSION);
-			for (int e = 0; e < nev; e++)
-			{
-				RedisExchange *xe = ev[e].user_data;
-
-				if (ev[e].events & WL_LATCH_SET)
-				{
-					ResetLatch(MyLatch);
-					CHECK_FOR_INTERRUPTS();
-					continue;
-				}
-				if (xe && xe->active && (ev[e].events & WL_SOCKET_READABLE))
-				{
-					RedisConn  *c = xe->conn;
-
-					if (redisBufferRead(c->ctx) != REDIS_OK)
-						many_fail(xe, ERRCODE_CONNECTION_FAILURE,
-								  psprintf("lost connection to Redis at %s", c->display),
-								  c->ctx->err == REDIS_ERR_EOF ?
-								  "The server closed the connection." : c->ctx->errstr);
-				}
-			}
+			many_wait(x, k, &wes, ms);
 		}
 	}
 	PG_FINALLY();

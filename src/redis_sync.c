@@ -52,16 +52,10 @@
 #include "utils/guc.h"
 
 #include "redis_sync.h"
-#include "redis_tls.h"
 #include "shmem.h"
 
 PG_MODULE_MAGIC;
 
-char	   *rs_redis_url = NULL;
-int			rs_connect_timeout_ms = 1000;
-int			rs_command_timeout_ms = 1000;
-char	   *rs_database = NULL;
-char	   *rs_password_file = NULL;
 int			rs_max_buffer_kb = 65536;
 int			rs_chunk_size = 1000;
 int			rs_tombstone_ttl_ms = 86400000;
@@ -71,8 +65,6 @@ int			rs_retry_max_backoff_ms = 2000;
 bool		rs_rewarm_on_restart = true;
 int			rs_outbox_batch = 10000;
 int			rs_marker_sweep_ms = 5000;
-int			rs_circuit_failures_threshold = 3;
-int			rs_circuit_cooldown_ms = 5000;
 bool		rs_debug_crash_after_push = false;
 int			rs_flush_timeout_ms = 60000;
 int			rs_drain_timeout_ms = 60000;
@@ -91,65 +83,15 @@ rs_require_preload(const char *feature)
 				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-void
-_PG_init(void)
+/*
+ * Settings of the write path: capture.c (max_buffer_bytes), publish.c and
+ * fence.c (chunk_size, tombstone_ttl, debug_crash_after_push), encode.c
+ * (version_key_suffix).  They belong in those modules' init functions;
+ * they stay here until those files move them (other engineers own them).
+ */
+static void
+define_write_path_gucs(void)
 {
-	rs_preloaded = process_shared_preload_libraries_in_progress;
-
-	DefineCustomStringVariable("redis_sync.redis_url",
-							   "URL of the Redis server.",
-							   "redis://[user[:password]@]host[:port][/db] or unix:///path/to/redis.sock[?db=N].",
-							   &rs_redis_url,
-							   "redis://127.0.0.1:6379/0",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("redis_sync.redis_password_file",
-							   "File whose first line is the Redis password (overrides a password in the URL).",
-							   "PostgreSQL logs a changed setting's value on reload; a file keeps the password out of the log.",
-							   &rs_password_file,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
-	redis_tls_define_gucs();
-
-	DefineCustomIntVariable("redis_sync.connect_timeout",
-							"Longest wait for a connection to Redis.",
-							NULL,
-							&rs_connect_timeout_ms,
-							1000, 1, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.command_timeout",
-							"Longest wait for Redis to make progress on a pipeline of commands.",
-							"When it passes, the connection is closed and the outcome is treated as unknown.",
-							&rs_command_timeout_ms,
-							1000, 1, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	/*
-	 * 0.1 named the one database of the worker here; since 0.2 a launcher
-	 * runs a worker in every database with the extension (launcher.c) and
-	 * this is an optional allow-list: empty, every database.  An old
-	 * postgresql.conf naming one database keeps its worker there only.
-	 */
-	DefineCustomStringVariable("redis_sync.database",
-							   "Databases where redis_sync workers may run (comma-separated; empty: every database).",
-							   rs_preloaded ? NULL :
-							   "redis_sync is not in shared_preload_libraries: no worker runs.",
-							   &rs_database,
-							   "",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("redis_sync.max_buffer_bytes",
 							"Memory one transaction may use to buffer changes before it overflows to the outbox.",
 							NULL,
@@ -186,6 +128,25 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
+							 "For testing only: crash the server right after a pre-commit push reached Redis.",
+							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
+							 &rs_debug_crash_after_push,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+}
+
+/*
+ * Settings of the background worker: worker.c (naptime, retry_max_backoff,
+ * rewarm_on_restart, marker_sweep_interval, shutdown_drain_timeout),
+ * outbox.c (outbox_batch, flush_timeout), drain.c (drain_timeout).  Same
+ * note as above.
+ */
+static void
+define_worker_gucs(void)
+{
 	DefineCustomIntVariable("redis_sync.naptime",
 							"Longest sleep of the background worker between rounds.",
 							"A commit that queues outbox entries wakes the worker at once.",
@@ -231,24 +192,6 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("redis_sync.circuit_failures",
-							"Consecutive connection failures that open the circuit breaker (0 disables it).",
-							NULL,
-							&rs_circuit_failures_threshold,
-							3, 0, 1000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.circuit_cooldown",
-							"How long an open circuit breaker keeps backends from trying Redis.",
-							"The background worker keeps probing and closes the circuit as soon as Redis answers.",
-							&rs_circuit_cooldown_ms,
-							5000, 10, 3600 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("redis_sync.flush_timeout",
 							"Longest wait of redis_sync.flush() for the worker to drain write-behind tables.",
 							NULL,
@@ -276,23 +219,30 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+}
 
-	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
-							 "For testing only: crash the server right after a pre-commit push reached Redis.",
-							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
-							 &rs_debug_crash_after_push,
-							 false,
-							 PGC_SUSET,
-							 GUC_NOT_IN_SAMPLE,
-							 NULL, NULL, NULL);
+/*
+ * Each module defines its own settings and hooks in its init function;
+ * this only calls them, settings first (MarkGUCPrefixReserved must come
+ * after every redis_sync.* setting), then hooks and shared memory.
+ */
+void
+_PG_init(void)
+{
+	rs_preloaded = process_shared_preload_libraries_in_progress;
 
-	rs_launcher_init();			/* redis_sync.max_workers, the launcher */
-
+	redis_client_init();		/* redis_url, password file, TLS, timeouts */
+	rs_circuit_init();			/* circuit_failures, circuit_cooldown */
+	rs_launcher_init();			/* database, max_workers; the launcher */
+	define_write_path_gucs();
+	define_worker_gucs();
 	MarkGUCPrefixReserved("redis_sync");
 
-	redis_client_init();
 	rs_capture_init();
 	rs_publish_init();
 	if (rs_preloaded)
+	{
 		rs_shmem_init();
+		rs_stats_init();
+	}
 }

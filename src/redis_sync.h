@@ -15,7 +15,13 @@
 
 #include "postgres.h"
 
-/* GUC variables (redis_sync.c) */
+/*
+ * GUC variables.  Each is defined with its setting by one module's init
+ * function: redis_client.c (redis_url, password file, timeouts),
+ * circuit.c (circuit_*), launcher.c (database, max_workers); the others
+ * are still defined in redis_sync.c (see define_write_path_gucs() and
+ * define_worker_gucs() there).
+ */
 extern char *rs_redis_url;
 extern int	rs_connect_timeout_ms;
 extern int	rs_command_timeout_ms;
