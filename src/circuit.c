@@ -22,8 +22,8 @@
 #include "redis_sync.h"
 #include "shmem.h"
 
-int			rs_circuit_failures_threshold = 3;
-int			rs_circuit_cooldown_ms = 5000;
+static int	rs_circuit_failures_threshold = 3;
+static int	rs_circuit_cooldown_ms = 5000;
 
 /* from _PG_init: the circuit breaker's settings */
 void
@@ -128,21 +128,6 @@ rs_circuit_failure(const char *msg)
 	SpinLockRelease(&sl->mutex);
 	if (opened)
 		pg_atomic_fetch_add_u64(&sl->circuit_opens, 1);
-}
-
-TimestampTz
-rs_circuit_opened_at(void)
-{
-	RsDbSlot   *sl;
-	TimestampTz t;
-
-	if (!rs_shmem_ready())
-		return 0;
-	sl = rs_my_slot();
-	SpinLockAcquire(&sl->mutex);
-	t = sl->changed_at;
-	SpinLockRelease(&sl->mutex);
-	return t;
 }
 
 int

@@ -10,7 +10,7 @@
 
 #include "postgres.h"
 
-#include "redis_client.h"
+#include "redis_value.h"
 
 #define RS_CLUSTER_SLOTS 16384
 
@@ -65,6 +65,9 @@ extern const char *rs_cluster_slot_tag(int slot);
 
 /* the lowest slot node i owns in the current map, -1 if none */
 extern int	rs_cluster_first_slot(int node);
+
+/* Redis Cluster hash slot of a key (CRC16 of the key or its {hash tag}) */
+extern uint16 redis_key_slot(const char *key, size_t len);
 
 /* masters of the current map, in node-table order */
 extern int	rs_cluster_masters(int **idx);

@@ -82,7 +82,7 @@ PG_FUNCTION_INFO_V1(redis_sync_database_served);
 #define RS_HOLD_MAX_MS 600000	/* a hold whose backend vanished ends after this */
 
 int			rs_max_workers = 4;
-char	   *rs_database = NULL;	/* redis_sync.database, the allow-list */
+static char *rs_database = NULL;	/* redis_sync.database, the allow-list */
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 

@@ -100,7 +100,6 @@ struct RedisPipeline
 	bool		bypass_circuit;	/* probes and admin commands try anyway */
 };
 
-uint64		redis_round_trips = 0;
 
 /* the cached connection, made from the settings in conn_settings */
 static RedisConn *conn = NULL;
@@ -129,7 +128,7 @@ set_failure(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
 	return false;
 }
 
-void
+static void
 redis_report_failure(int elevel, RedisFailure *f)
 {
 	ereport(elevel,
@@ -141,36 +140,6 @@ redis_report_failure(int elevel, RedisFailure *f)
 /* ----------------------------------------------------------------
  * RESP encoding
  * ---------------------------------------------------------------- */
-
-/* "<c><n>\r\n" without going through vsnprintf: this runs per argument */
-static void
-append_header(StringInfo buf, char c, uint64 n)
-{
-	char		tmp[24];
-	int			len;
-
-	tmp[0] = c;
-	len = pg_ulltoa_n(n, tmp + 1) + 1;
-	tmp[len++] = '\r';
-	tmp[len++] = '\n';
-	appendBinaryStringInfo(buf, tmp, len);
-}
-
-static void
-append_bulk(StringInfo buf, const char *s, size_t len)
-{
-	append_header(buf, '$', len);
-	appendBinaryStringInfo(buf, s, (int) len);
-	appendBinaryStringInfo(buf, "\r\n", 2);
-}
-
-static void
-encode_command(StringInfo buf, int argc, const char **argv, const size_t *argvlen)
-{
-	append_header(buf, '*', argc);
-	for (int i = 0; i < argc; i++)
-		append_bulk(buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
-}
 
 /* ----------------------------------------------------------------
  * Connecting
@@ -186,18 +155,6 @@ redis_server_display(void)
 	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
 		return "(invalid redis_sync.redis_url)";
 	return ep.display;
-}
-
-/* drop the cached connection (next use reconnects) */
-void
-redis_disconnect(void)
-{
-	if (conn)
-		redis_conn_disconnect(conn);
-	/* and every cluster node's */
-	for (int i = 0; i < rs_cluster_nnodes; i++)
-		if (rs_cluster_nodes[i].conn)
-			redis_conn_disconnect((RedisConn *) rs_cluster_nodes[i].conn);
 }
 
 /* was the cached connection made from the current settings? (every exec asks) */
@@ -427,12 +384,6 @@ command_slot(int argc, const char **argv, const size_t *argvlen)
 	return redis_key_slot(argv[1], argvlen ? argvlen[1] : strlen(argv[1]));
 }
 
-size_t
-redis_pipeline_bytes(RedisPipeline *p)
-{
-	return p->buf.len;
-}
-
 static PipelineCmd *
 new_cmd(RedisPipeline *p)
 {
@@ -458,7 +409,7 @@ redis_pipeline_append(RedisPipeline *p, int argc, const char **argv, const size_
 	MemoryContext old = MemoryContextSwitchTo(p->cxt);
 	PipelineCmd *c = new_cmd(p);
 
-	encode_command(&p->buf, argc, argv, argvlen);
+	redis_resp_encode_command(&p->buf, argc, argv, argvlen);
 	c->len = p->buf.len - c->off;
 	c->slot = command_slot(argc, argv, argvlen);
 	MemoryContextSwitchTo(old);
@@ -508,13 +459,13 @@ redis_pipeline_append_script(RedisPipeline *p, RedisScript *script, int nkeys,
 	c = new_cmd(p);
 	c->script = script;
 	c->nargs = argc + 1;
-	append_header(&p->buf, '*', argc + 3);
-	append_bulk(&p->buf, "EVALSHA", 7);
-	append_bulk(&p->buf, script->sha1, 40);
+	redis_resp_append_header(&p->buf, '*', argc + 3);
+	redis_resp_append_bulk(&p->buf, "EVALSHA", 7);
+	redis_resp_append_bulk(&p->buf, script->sha1, 40);
 	c->rest_off = p->buf.len;
-	append_bulk(&p->buf, nk, pg_ltoa(nkeys, nk));
+	redis_resp_append_bulk(&p->buf, nk, pg_ltoa(nkeys, nk));
 	for (int i = 0; i < argc; i++)
-		append_bulk(&p->buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+		redis_resp_append_bulk(&p->buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 	c->len = p->buf.len - c->off;
 	if (nkeys > 0)
 		c->slot = redis_key_slot(argv[0], argvlen ? argvlen[0] : strlen(argv[0]));
@@ -539,9 +490,9 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 		if (c->script && p->replies[i].type == RV_ERROR &&
 			strncmp(p->replies[i].str, "NOSCRIPT", 8) == 0)
 		{
-			append_header(&buf, '*', c->nargs + 2);
-			append_bulk(&buf, "EVAL", 4);
-			append_bulk(&buf, c->script->body, strlen(c->script->body));
+			redis_resp_append_header(&buf, '*', c->nargs + 2);
+			redis_resp_append_bulk(&buf, "EVAL", 4);
+			redis_resp_append_bulk(&buf, c->script->body, strlen(c->script->body));
 			appendBinaryStringInfo(&buf, p->buf.data + c->rest_off,
 								   (int) (c->off + c->len - c->rest_off));
 			idx[n++] = i;
@@ -644,40 +595,6 @@ redis_check_reply(RedisPipeline *p, int i, const char *what)
 				 errdetail("%s", v->str)));
 }
 
-/* ----------------------------------------------------------------
- * Cluster hash slots (CRC16-CCITT/XMODEM, as Redis Cluster uses)
- * ---------------------------------------------------------------- */
-
-static uint16
-crc16(const char *buf, size_t len)
-{
-	uint16		crc = 0;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		crc ^= (uint16) ((unsigned char) buf[i]) << 8;
-		for (int b = 0; b < 8; b++)
-			crc = (crc & 0x8000) ? (uint16) ((crc << 1) ^ 0x1021) : (uint16) (crc << 1);
-	}
-	return crc;
-}
-
-uint16
-redis_key_slot(const char *key, size_t len)
-{
-	const char *open = memchr(key, '{', len);
-
-	if (open)
-	{
-		size_t		start = open - key + 1;
-		const char *close = memchr(key + start, '}', len - start);
-
-		if (close && close > key + start)
-			return crc16(key + start, close - (key + start)) & 16383;
-	}
-	return crc16(key, len) & 16383;
-}
-
 /*
  * From _PG_init: the connection settings (nothing in shared memory;
  * connections are per backend).  redis_url and the password file are
@@ -777,7 +694,7 @@ detect_cluster(RedisFailure *f)
 	RedisValue	v;
 
 	initStringInfo(&buf);
-	encode_command(&buf, 1, argv, NULL);
+	redis_resp_encode_command(&buf, 1, argv, NULL);
 	if (!redis_conn_exchange(conn, buf.data, buf.len, 1, &v, f))
 	{
 		detect_failed_at = GetCurrentTimestamp();
@@ -893,7 +810,7 @@ load_map_from(RedisConn *c, RedisFailure *f)
 	char	   *err;
 
 	initStringInfo(&buf);
-	encode_command(&buf, 2, argv, NULL);
+	redis_resp_encode_command(&buf, 2, argv, NULL);
 	if (!redis_conn_exchange(c, buf.data, buf.len, 1, &v, f))
 		return false;
 	redis_round_trips--;
@@ -1048,14 +965,14 @@ cluster_route(ClusterExec *e)
 		{
 			const char *asking[1] = {"ASKING"};
 
-			encode_command(buf, 1, asking, NULL);
+			redis_resp_encode_command(buf, 1, asking, NULL);
 			e->counts[node]++;
 		}
 		if (r[i].eval)
 		{
-			append_header(buf, '*', c->nargs + 2);
-			append_bulk(buf, "EVAL", 4);
-			append_bulk(buf, c->script->body, strlen(c->script->body));
+			redis_resp_append_header(buf, '*', c->nargs + 2);
+			redis_resp_append_bulk(buf, "EVAL", 4);
+			redis_resp_append_bulk(buf, c->script->body, strlen(c->script->body));
 			appendBinaryStringInfo(buf, p->buf.data + c->rest_off,
 								   (int) (c->off + c->len - c->rest_off));
 		}

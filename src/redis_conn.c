@@ -60,6 +60,8 @@
 #include "redis_url.h"
 #include "shmem.h"
 
+uint64		redis_round_trips = 0;	/* exchanges of this backend */
+
 struct RedisConn
 {
 	RedisConnParams params;		/* deep copy, TopMemoryContext */
@@ -366,19 +368,40 @@ copy_reply(redisReply *r, RedisValue *out)
  * RESP encoding
  * ---------------------------------------------------------------- */
 
+/*
+ * RESP: the header of an array ('*') or bulk string ('$') of n, without
+ * going through vsnprintf: this runs per argument
+ */
+void
+redis_resp_append_header(StringInfo buf, char c, uint64 n)
+{
+	char		tmp[24];
+	int			len;
+
+	tmp[0] = c;
+	len = pg_ulltoa_n(n, tmp + 1) + 1;
+	tmp[len++] = '\r';
+	tmp[len++] = '\n';
+	appendBinaryStringInfo(buf, tmp, len);
+}
+
+/* RESP: one bulk string */
+void
+redis_resp_append_bulk(StringInfo buf, const char *s, size_t len)
+{
+	redis_resp_append_header(buf, '$', len);
+	appendBinaryStringInfo(buf, s, (int) len);
+	appendBinaryStringInfo(buf, "\r\n", 2);
+}
+
+/* RESP: one command, an array of bulk strings; argvlen may be NULL */
 void
 redis_resp_encode_command(StringInfo buf, int argc, const char **argv,
 						  const size_t *argvlen)
 {
-	appendStringInfo(buf, "*%d\r\n", argc);
+	redis_resp_append_header(buf, '*', argc);
 	for (int i = 0; i < argc; i++)
-	{
-		size_t		len = argvlen ? argvlen[i] : strlen(argv[i]);
-
-		appendStringInfo(buf, "$%zu\r\n", len);
-		appendBinaryStringInfo(buf, argv[i], (int) len);
-		appendBinaryStringInfo(buf, "\r\n", 2);
-	}
+		redis_resp_append_bulk(buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 }
 
 /* ----------------------------------------------------------------

@@ -1,45 +1,52 @@
 /*-------------------------------------------------------------------------
  *
  * redis_sync.c
- *		Module entry point of redis_sync: settings (GUCs) and registration.
+ *		Module entry point of redis_sync: _PG_init and the settings not yet
+ *		moved to their modules.
  *
  * redis_sync keeps Redis and PostgreSQL tables in step with PostgreSQL as the
- * coordinator.  This file only defines settings and calls each module's init
- * function; the work lives in the modules:
+ * coordinator.  _PG_init only calls each module's init function (which
+ * defines that module's settings and hooks); the work lives in the modules,
+ * listed from the entry points down to the client and shared memory (the
+ * README's "Development" section draws the dependencies):
  *
- *		redis_url.c		parsing redis_sync.redis_url
- *		redis_client.c	the cached connection, pipelines, scripts
- *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
- *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
+ *	entry points (SQL functions, triggers, transaction callbacks, workers)
+ *		redis_sync.c	_PG_init, settings of other modules (see below)
  *		command.c		redis_sync.command() and redis_sync.parse_url()
- *		config.c		cache of redis_sync.tables per relation
- *		encode.c		rows as Redis keys, hashes, JSON; versions
+ *		admin.c			writes to redis_sync.tables on behalf of table owners
+ *		readthrough.c	redis_sync.get()
+ *		verify.c		verify() and resync() helpers, key functions for SQL
+ *		lifecycle.c		event-trigger helpers: DROP TABLE purge, partitions
+ *		ddl.c			what an ALTER TABLE did to columns
  *		capture.c		the capture trigger and per-transaction buffer
  *		publish.c		pre-commit push, outbox fallback, abort repair
- *		fence.c			the version-fenced apply script
- *		outbox.c		writing and delivering redis_sync.outbox
- *		shmem.c			shared memory: worker latch, circuit breaker, stats
  *		launcher.c		the launcher: one worker per database with the extension
  *		worker.c		the background worker of one database
- *		warm.c			pushing current row state: warm, re-warm, repair
+ *	the work they share
+ *		outbox.c		writing and delivering redis_sync.outbox; flush()
  *		drain.c			write-behind: draining dirty sets into tables
- *		lifecycle.c		event-trigger helpers: DROP TABLE purge, partitions
+ *		warm.c			pushing current row state: warm, re-warm, repair
+ *		fence.c			the version-fenced apply script
+ *		encode.c		rows as Redis keys, hashes, JSON; versions
+ *		config.c		cache of redis_sync.tables per relation
+ *		claim.c			key prefix claims in Redis
+ *		rowsec.c		row-level security of hset()/hincrby(); input checks
+ *		as_owner.c		running as another role: restricted, fixed search_path
+ *	the Redis client
+ *		redis_client.c	the cached connection, pipelines, scripts, cluster routing
+ *		cluster.c		Redis Cluster slot map, node table, hash slots
+ *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
+ *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
+ *		redis_url.c		parsing redis_sync.redis_url
+ *	shared memory (one header, shmem.h)
+ *		stats.c			counters and the stats SQL functions
+ *		circuit.c		the circuit breaker of a database
+ *		worker_signal.c	wake-up, flush handshake, sweep, pause between
+ *						backends and the worker of a database
+ *		shmem.c			the segment and its per-database slots
  *
- * Invariants the modules keep (each later module adds its own to this list):
- *
- * 1. Nothing here ever blocks a backend on Redis without a bound: every wait
- *    on the Redis socket goes through a WaitEventSet that also wakes on the
- *    process latch (query cancel, statement_timeout, termination) and exits
- *    on postmaster death, with redis_sync.connect_timeout and
- *    redis_sync.command_timeout as upper bounds.
- *
- * 2. The Redis password never leaves the process: redis_sync.redis_url is
- *    visible to superusers only, its check accepts any text (a GUC check
- *    failure would echo the value into the log), and every message names the
- *    server as host:port from the parsed URL.
- *
- * 3. Every exchange with Redis is a pipeline: one exec is one round trip,
- *    whatever the number of commands, and is counted.
+ * The invariants the code keeps, and the module that keeps each, are in
+ * redis_sync.h.
  *
  *-------------------------------------------------------------------------
  */

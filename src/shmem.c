@@ -30,7 +30,6 @@
 #include "redis_sync.h"
 #include "shmem.h"
 
-
 /*
  * Server-wide part.  The per-database part (worker latch, circuit breaker,
  * flush handshake, pause, counters) lives in RsDbSlot (shmem.h), one per

@@ -141,15 +141,14 @@ extern void rs_circuit_init(void);	/* from _PG_init: its settings */
 extern bool rs_circuit_is_open(void);
 extern void rs_circuit_success(void);
 extern void rs_circuit_failure(const char *msg);
-extern TimestampTz rs_circuit_opened_at(void);
 extern int	rs_circuit_failures(void);
 extern bool rs_circuit_open_peek(void);
 extern void rs_circuit_last_error(char *buf, size_t len);
 
 /* ---- worker_signal.c: backends and the worker of a database ---- */
 
-/* worker wake-up: rs_worker_wake() is in redis_sync.h */
-extern bool rs_worker_running(void);
+/* wake this database's worker (no-op when it is not running) */
+extern void rs_worker_wake(void);
 
 /* flush(): forced drain rounds served by the worker */
 extern uint64 rs_flush_pending(void);

@@ -28,21 +28,6 @@
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
 PG_FUNCTION_INFO_V1(redis_sync_worker_resume);
 
-bool
-rs_worker_running(void)
-{
-	RsDbSlot   *sl;
-	bool		running;
-
-	if (!rs_shmem_ready())
-		return false;
-	sl = rs_my_slot();
-	SpinLockAcquire(&sl->mutex);
-	running = sl->worker_latch != NULL;
-	SpinLockRelease(&sl->mutex);
-	return running;
-}
-
 void
 rs_worker_wake(void)
 {
