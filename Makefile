@@ -52,7 +52,7 @@ OBJS_TLS = src/redis_conn.o src/redis_tls.o
 #
 OBJS_CLUSTER = src/cluster.o
 #
-OBJS_SHAPE = src/stats.o src/circuit.o src/worker_signal.o
+OBJS_SHAPE = src/stats.o src/circuit.o src/worker_signal.o src/redis_cluster.o src/redis_conn_many.o
 OBJS += $(OBJS_CRASH) $(OBJS_LIFE) $(OBJS_SEC) $(OBJS_ENC) $(OBJS_WB) $(OBJS_WARM) $(OBJS_LAUNCH) $(OBJS_TLS) $(OBJS_CLUSTER) $(OBJS_SHAPE)
 
 EXTENSION = redis_sync

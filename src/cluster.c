@@ -4,7 +4,7 @@
  *		Redis Cluster support: the slot map, the node table, redirection
  *		parsing, hash slots and slot tags.  The routing itself (splitting a pipeline by
  *		node, sending all sub-pipelines at once, following MOVED and ASK)
- *		is in redis_client.c, which owns the connections.
+ *		is in redis_cluster.c, which owns the connections.
  *
  * hiredis 0.14 has no cluster support, so this follows what the mature
  * cluster clients do: the map comes from CLUSTER SLOTS, asked of any node;

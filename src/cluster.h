@@ -20,7 +20,7 @@ typedef struct ClusterNode
 	int			port;
 	bool		master;			/* owns slots in the current map */
 	int			nslots;			/* slots it owns in the current map */
-	void	   *conn;			/* its connection (redis_client.c), or NULL */
+	void	   *conn;			/* its connection (redis_cluster.c), or NULL */
 	uint64		round_trips;	/* exchanges with this node, this backend */
 	uint64		redirections;	/* MOVED and ASK replies from this node */
 	char		display[300];

@@ -22,6 +22,9 @@
  * only flags it and the load is repeated.  The callback never allocates,
  * frees or dereferences anything but the hash entries.
  *
+ * The load runs in the writer's session, whatever its search_path: the
+ * query names every object, operator and cast with its schema.
+ *
  * A synced column the configuration names but the table no longer has (the
  * DDL event trigger normally updates the configuration, see ddl.c) is
  * skipped with a WARNING rather than failing every write.

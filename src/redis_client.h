@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * redis_client.h
- *		The Redis client: one cached connection per backend, pipelines,
- *		scripts, and replies copied into palloc'd memory.
+ *		The Redis client: one cached connection per backend (one per node
+ *		on a Redis Cluster), pipelines, scripts, and replies copied into
+ *		palloc'd memory.
  *
  *-------------------------------------------------------------------------
  */

@@ -33,6 +33,13 @@
  * unknown.  Replies are copied into palloc'd RedisValues, so an ERROR never
  * leaks hiredis objects.
  *
+ * Exchanges with several connections at once (a Redis Cluster's nodes) are
+ * in redis_conn_many.c; what the two files share is in redis_conn_int.h.
+ *
+ * This file also holds the RESP writer (redis_resp_*(), used by
+ * redis_client.c too) and counts round trips (redis_round_trips, and the
+ * database's counter in shared memory).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -54,25 +61,13 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "redis_conn.h"
+#include "redis_conn_int.h"
 #include "redis_sync.h"
 #include "redis_tls.h"
 #include "redis_url.h"
 #include "shmem.h"
 
 uint64		redis_round_trips = 0;	/* exchanges of this backend */
-
-struct RedisConn
-{
-	RedisConnParams params;		/* deep copy, TopMemoryContext */
-	char	   *display;
-	redisContext *ctx;			/* NULL when disconnected */
-	WaitEventSet *wes;
-	int			sock_pos;
-	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
-	bool		busy;			/* an exchange is in flight */
-	struct RedisConn *next;		/* all connections, for the abort callback */
-};
 
 static RedisConn *all_conns = NULL;
 static bool callbacks_registered = false;
@@ -81,8 +76,8 @@ static bool callbacks_registered = false;
  * Failures
  * ---------------------------------------------------------------- */
 
-static bool
-set_failure(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
+bool
+redis_conn_fail(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
 {
 	f->sqlstate = sqlstate;
 	f->message = pstrdup(msg);
@@ -104,7 +99,7 @@ read_password_file(const char *path, RedisFailure *f)
 
 	if (fp == NULL)
 	{
-		set_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+		redis_conn_fail(f, ERRCODE_CONFIG_FILE_ERROR,
 					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
 							 path, strerror(errno)), NULL);
 		return NULL;
@@ -127,7 +122,7 @@ redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
 
 	memset(p, 0, sizeof(*p));
 	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
-		return set_failure(f, ERRCODE_INVALID_PARAMETER_VALUE,
+		return redis_conn_fail(f, ERRCODE_INVALID_PARAMETER_VALUE,
 						   psprintf("%s (in redis_sync.redis_url)", err), detail);
 	p->host = ep.host;
 	p->port = ep.port;
@@ -321,8 +316,8 @@ wait_socket(RedisConn *c, int events, TimestampTz deadline)
 	}
 }
 
-static TimestampTz
-deadline_after(int ms)
+TimestampTz
+redis_conn_deadline_after(int ms)
 {
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 }
@@ -331,8 +326,8 @@ deadline_after(int ms)
  * Replies
  * ---------------------------------------------------------------- */
 
-static void
-copy_reply(redisReply *r, RedisValue *out)
+void
+redis_conn_copy_reply(redisReply *r, RedisValue *out)
 {
 	memset(out, 0, sizeof(*out));
 	switch (r->type)
@@ -356,7 +351,7 @@ copy_reply(redisReply *r, RedisValue *out)
 			out->nelem = (int) r->elements;
 			out->elems = r->elements ? palloc(sizeof(RedisValue) * r->elements) : NULL;
 			for (size_t i = 0; i < r->elements; i++)
-				copy_reply(r->element[i], &out->elems[i]);
+				redis_conn_copy_reply(r->element[i], &out->elems[i]);
 			break;
 		default:
 			out->type = RV_NIL;
@@ -423,13 +418,13 @@ take_replies(RedisConn *c, int n, int *got, RedisValue *out, bool *progress,
 
 			strlcpy(detail, c->ctx->errstr, sizeof(detail));
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+			return redis_conn_fail(f, ERRCODE_PROTOCOL_VIOLATION,
 							   psprintf("invalid reply from Redis at %s", c->display),
 							   detail);
 		}
 		if (r == NULL)
 			break;
-		copy_reply((redisReply *) r, &out[(*got)++]);
+		redis_conn_copy_reply((redisReply *) r, &out[(*got)++]);
 		freeReplyObject(r);
 		*progress = true;
 	}
@@ -479,7 +474,7 @@ tls_io(RedisConn *c, const char *buf, size_t len, size_t *written,
 		if (redisReaderFeed(c->ctx->reader, rb, k) != REDIS_OK)
 		{
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+			return redis_conn_fail(f, ERRCODE_PROTOCOL_VIOLATION,
 							   psprintf("invalid reply from Redis at %s", c->display),
 							   "The reply parser ran out of memory.");
 		}
@@ -500,7 +495,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 {
 	size_t		written = 0;
 	int			got = 0;
-	TimestampTz deadline = deadline_after(timeout_ms);
+	TimestampTz deadline = redis_conn_deadline_after(timeout_ms);
 	int			fd = c->ctx->fd;
 
 	c->busy = true;
@@ -522,7 +517,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 				return false;
 			if (progress)
 			{
-				deadline = deadline_after(timeout_ms);
+				deadline = redis_conn_deadline_after(timeout_ms);
 				continue;
 			}
 		}
@@ -543,7 +538,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 					char	   *detail = pstrdup(strerror(errno));
 
 					redis_conn_disconnect(c);
-					return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+					return redis_conn_fail(f, ERRCODE_CONNECTION_FAILURE,
 									   psprintf("lost connection to Redis at %s", c->display),
 									   detail);
 				}
@@ -551,7 +546,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 
 			if (progress)
 			{
-				deadline = deadline_after(timeout_ms);
+				deadline = redis_conn_deadline_after(timeout_ms);
 				if (written < len)
 					continue;
 			}
@@ -562,7 +557,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		if (ready == 0)
 		{
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+			return redis_conn_fail(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis at %s did not answer within %d ms",
 										c->display, timeout_ms),
 							   "The connection was closed; the outcome of the commands sent is unknown.");
@@ -578,7 +573,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 				else
 					strlcpy(detail, c->ctx->errstr, sizeof(detail));
 				redis_conn_disconnect(c);
-				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+				return redis_conn_fail(f, ERRCODE_CONNECTION_FAILURE,
 								   psprintf("lost connection to Redis at %s", c->display),
 								   detail);
 			}
@@ -654,7 +649,7 @@ connect_failure(RedisConn *c, RedisFailure *f, const char *detail)
 	char	   *d = detail ? pstrdup(detail) : NULL;
 
 	redis_conn_disconnect(c);
-	return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+	return redis_conn_fail(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 					   psprintf("could not connect to Redis at %s", c->display), d);
 }
 
@@ -682,7 +677,7 @@ conn_open_socket(RedisConn *c, TimestampTz *deadline, RedisFailure *f)
 	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->ctx->fd, NULL, NULL);
 
 	/* finish the non-blocking connect */
-	*deadline = deadline_after(rs_connect_timeout_ms);
+	*deadline = redis_conn_deadline_after(rs_connect_timeout_ms);
 	if (wait_socket(c, WL_SOCKET_WRITEABLE, *deadline) == 0)
 		return connect_failure(c, f, psprintf("timed out after %d ms", rs_connect_timeout_ms));
 	{
@@ -719,7 +714,7 @@ conn_start_tls(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 		if (wait_socket(c, ev, deadline) == 0)
 		{
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+			return redis_conn_fail(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 							   psprintf("could not establish a TLS connection to Redis at %s", c->display),
 							   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
 										rs_connect_timeout_ms));
@@ -826,7 +821,7 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 			char	   *d = pstrdup(hsr[i].str);
 
 			redis_conn_disconnect(c);
-			return set_failure(f, auth ? ERRCODE_INVALID_PASSWORD :
+			return redis_conn_fail(f, auth ? ERRCODE_INVALID_PASSWORD :
 							   ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 							   psprintf(auth ? "could not authenticate to Redis at %s" :
 										"could not set up the connection to Redis at %s",
@@ -848,228 +843,4 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 	if (c->params.tls && !conn_start_tls(c, deadline, f))
 		return false;
 	return conn_handshake(c, f);
-}
-
-/* ----------------------------------------------------------------
- * Several connections at once (Redis Cluster)
- * ---------------------------------------------------------------- */
-
-/* one exchange fails: drop its connection */
-static void
-many_fail(RedisExchange *x, int sqlstate, char *msg, const char *detail)
-{
-	x->active = false;
-	x->ok = false;
-	set_failure(&x->f, sqlstate, msg, detail);	/* copies detail first */
-	redis_conn_disconnect(x->conn);
-}
-
-/* parse what was read, send what the socket takes; true when bytes moved */
-static bool
-many_step(RedisExchange *x)
-{
-	RedisConn  *c = x->conn;
-	bool		progress = false;
-
-	while (x->got < x->n)
-	{
-		void	   *r = NULL;
-
-		if (redisGetReplyFromReader(c->ctx, &r) != REDIS_OK)
-		{
-			many_fail(x, ERRCODE_PROTOCOL_VIOLATION,
-					  psprintf("invalid reply from Redis at %s", c->display), c->ctx->errstr);
-			return true;
-		}
-		if (r == NULL)
-			break;
-		copy_reply((redisReply *) r, &x->out[x->got++]);
-		freeReplyObject(r);
-		progress = true;
-	}
-	if (x->got == x->n)
-	{
-		x->active = false;
-		x->ok = true;
-		c->busy = false;
-		return true;
-	}
-	if (x->written < x->len)
-	{
-		ssize_t		k = send(c->ctx->fd, x->buf + x->written, x->len - x->written, MSG_NOSIGNAL);
-
-		if (k > 0)
-		{
-			x->written += k;
-			progress = true;
-		}
-		else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		{
-			many_fail(x, ERRCODE_CONNECTION_FAILURE,
-					  psprintf("lost connection to Redis at %s", c->display), strerror(errno));
-			return true;
-		}
-	}
-	return progress;
-}
-
-/*
- * Reset each exchange for a new round; true when they must go one at a
- * time (a single one, or TLS, whose I/O is redis_conn_exchange's).
- */
-static bool
-many_begin(RedisExchange *x, int k)
-{
-	bool		sequential = (k == 1);
-
-	for (int i = 0; i < k; i++)
-	{
-		Assert(x[i].conn->ctx != NULL);
-		if (x[i].conn->params.tls)
-			sequential = true;
-		x[i].ok = false;
-		x[i].written = 0;
-		x[i].got = 0;
-		x[i].active = x[i].n > 0;
-		if (!x[i].active)
-			x[i].ok = true;
-	}
-	return sequential;
-}
-
-/* one round trip each (TLS: its I/O is redis_conn_exchange's) */
-static void
-many_sequential(RedisExchange *x, int k)
-{
-	for (int i = 0; i < k; i++)
-		if (x[i].active)
-		{
-			x[i].ok = redis_conn_exchange(x[i].conn, x[i].buf, x[i].len, x[i].n, x[i].out, &x[i].f);
-			x[i].active = false;
-		}
-}
-
-/* step every exchange in flight; true when bytes moved, *any: some still are */
-static bool
-many_step_all(RedisExchange *x, int k, bool *any)
-{
-	bool		progress = false;
-
-	*any = false;
-	for (int i = 0; i < k; i++)
-		if (x[i].active)
-		{
-			if (many_step(&x[i]))
-				progress = true;
-			if (x[i].active)
-				*any = true;
-		}
-	return progress;
-}
-
-/* nothing moved for command_timeout: every exchange in flight fails */
-static void
-many_time_out(RedisExchange *x, int k)
-{
-	for (int i = 0; i < k; i++)
-		if (x[i].active)
-			many_fail(&x[i], ERRCODE_CONNECTION_FAILURE,
-					  psprintf("Redis at %s did not answer within %d ms",
-							   x[i].conn->display, rs_command_timeout_ms),
-					  "The connection was closed; the outcome of the commands sent is unknown.");
-}
-
-/*
- * Wait up to ms for the sockets of the exchanges in flight (or the latch:
- * interrupts), and read what arrived.  *wes is remade each time; the
- * caller frees the last one.
- */
-static void
-many_wait(RedisExchange *x, int k, WaitEventSet *volatile *wes, long ms)
-{
-	WaitEvent	ev[8];
-	int			nev;
-
-	if (*wes)
-		FreeWaitEventSet(*wes);
-	*wes = CreateWaitEventSet(CurrentMemoryContext, k + 2);
-	AddWaitEventToSet(*wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(*wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (int i = 0; i < k; i++)
-		if (x[i].active)
-			AddWaitEventToSet(*wes, WL_SOCKET_READABLE |
-							  (x[i].written < x[i].len ? WL_SOCKET_WRITEABLE : 0),
-							  x[i].conn->ctx->fd, NULL, &x[i]);
-	nev = WaitEventSetWait(*wes, ms, ev, lengthof(ev), PG_WAIT_EXTENSION);
-	for (int e = 0; e < nev; e++)
-	{
-		RedisExchange *xe = ev[e].user_data;
-
-		if (ev[e].events & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			continue;
-		}
-		if (xe && xe->active && (ev[e].events & WL_SOCKET_READABLE))
-		{
-			RedisConn  *c = xe->conn;
-
-			if (redisBufferRead(c->ctx) != REDIS_OK)
-				many_fail(xe, ERRCODE_CONNECTION_FAILURE,
-						  psprintf("lost connection to Redis at %s", c->display),
-						  c->ctx->err == REDIS_ERR_EOF ?
-						  "The server closed the connection." : c->ctx->errstr);
-		}
-	}
-}
-
-void
-redis_conn_exchange_many(RedisExchange *x, int k)
-{
-	WaitEventSet *volatile wes = NULL;
-
-	if (many_begin(x, k))
-	{
-		many_sequential(x, k);
-		return;
-	}
-
-	for (int i = 0; i < k; i++)
-		if (x[i].active)
-			x[i].conn->busy = true;
-	PG_TRY();
-	{
-		TimestampTz deadline = deadline_after(rs_command_timeout_ms);
-
-		for (;;)
-		{
-			bool		any;
-			bool		progress = many_step_all(x, k, &any);
-			long		ms;
-
-			if (!any)
-				break;
-			if (progress)
-			{
-				deadline = deadline_after(rs_command_timeout_ms);
-				continue;		/* until nothing moves, then wait */
-			}
-			ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-			if (ms <= 0 && GetCurrentTimestamp() >= deadline)
-			{
-				many_time_out(x, k);
-				break;
-			}
-			many_wait(x, k, &wes, ms);
-		}
-	}
-	PG_FINALLY();
-	{
-		if (wes)
-			FreeWaitEventSet(wes);
-	}
-	PG_END_TRY();
-	redis_round_trips++;
-	rs_stats_round_trip();
 }

@@ -33,9 +33,11 @@
  *		rowsec.c		row-level security of hset()/hincrby(); input checks
  *		as_owner.c		running as another role: restricted, fixed search_path
  *	the Redis client
- *		redis_client.c	the cached connection, pipelines, scripts, cluster routing
+ *		redis_client.c	the cached connection, pipelines, scripts
+ *		redis_cluster.c	the same pipelines on a Redis Cluster: routing by node
  *		cluster.c		Redis Cluster slot map, node table, hash slots
  *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
+ *		redis_conn_many.c	exchanges with several connections at once
  *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
  *		redis_url.c		parsing redis_sync.redis_url
  *	shared memory (one header, shmem.h)

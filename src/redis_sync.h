@@ -44,7 +44,7 @@
  * 5. No unbounded wait.  Every wait on a Redis socket is a WaitEventSet
  *    that also wakes on the latch (cancel, statement_timeout, termination)
  *    and exits on postmaster death, bounded by connect_timeout and
- *    command_timeout (redis_conn.c; redis_client.c for the cluster's
+ *    command_timeout (redis_conn.c; redis_cluster.c for the cluster's
  *    retries); circuit.c stops backends from trying a Redis that is down;
  *    a backend waits for the worker only up to a timeout (worker_signal.c:
  *    flush(), worker_pause()); the launcher's hold on DROP DATABASE is
@@ -59,8 +59,9 @@
  *    (command.c).
  *
  * 7. Every exchange with Redis is a pipeline: one exec is one round trip,
- *    whatever the number of commands, and is counted (redis_client.c,
- *    redis_conn.c).
+ *    whatever the number of commands (redis_client.c; on a cluster one
+ *    exchange per node at once, redis_cluster.c), and is counted
+ *    (redis_conn.c).
  *
  *-------------------------------------------------------------------------
  */
