@@ -93,8 +93,9 @@ rs_require_preload(const char *feature)
 }
 
 /*
- * Settings of the write path: capture.c (max_buffer_bytes), publish.c and
- * fence.c (chunk_size, tombstone_ttl, debug_crash_after_push), encode.c
+ * Settings of the write path: capture.c (max_buffer_bytes), publish.c
+ * (chunk_size, also read by outbox.c, warm.c and verify.c;
+ * debug_crash_after_push), fence.c (tombstone_ttl), encode.c
  * (version_key_suffix).  They belong in those modules' init functions;
  * they stay here until those files move them (other engineers own them).
  */
@@ -149,9 +150,9 @@ define_write_path_gucs(void)
 
 /*
  * Settings of the background worker: worker.c (naptime, retry_max_backoff,
- * rewarm_on_restart, marker_sweep_interval, shutdown_drain_timeout),
- * outbox.c (outbox_batch, flush_timeout), drain.c (drain_timeout).  Same
- * note as above.
+ * also read by outbox.c and drain.c; rewarm_on_restart,
+ * marker_sweep_interval, shutdown_drain_timeout), outbox.c (outbox_batch,
+ * flush_timeout), drain.c (drain_timeout).  Same note as above.
  */
 static void
 define_worker_gucs(void)

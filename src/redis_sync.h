@@ -103,14 +103,15 @@ extern bool rs_preloaded;
 /* error out, with a hint, when a feature needs the preloaded library */
 extern void rs_require_preload(const char *feature);
 
-/* launcher (launcher.c): settings, registration, hooks */
-extern void rs_launcher_init(void);
-
 /* a worker may run in dbid: preloaded and allowed by redis_sync.database */
 extern bool rs_database_served(Oid dbid);
 
-
-/* module init hooks called from _PG_init */
+/*
+ * Module init functions called from _PG_init (each defines its module's
+ * settings and hooks); rs_circuit_init(), rs_shmem_init() and
+ * rs_stats_init() are in shmem.h.
+ */
+extern void rs_launcher_init(void);
 extern void redis_client_init(void);
 extern void rs_capture_init(void);
 extern void rs_publish_init(void);
