@@ -75,15 +75,6 @@ static char *conn_settings = NULL;	/* redis_conn_settings_key(), TopMemoryContex
  * Failures
  * ---------------------------------------------------------------- */
 
-bool
-redis_client_fail(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
-{
-	f->sqlstate = sqlstate;
-	f->message = pstrdup(msg);
-	f->detail = detail ? pstrdup(detail) : NULL;
-	return false;
-}
-
 void
 redis_client_report(int elevel, RedisFailure *f)
 {
@@ -472,7 +463,7 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
 	{
 		MemoryContextSwitchTo(old);
-		redis_client_fail(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+		redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 					psprintf("Redis at %s is not being tried: the circuit breaker is open",
 							 redis_server_display()),
 					psprintf("%d consecutive connection failures; the background worker probes Redis and closes the circuit when it answers.",

@@ -55,7 +55,6 @@ struct RedisPipeline
 };
 
 /* redis_client.c */
-extern bool redis_client_fail(RedisFailure *f, int sqlstate, const char *msg, const char *detail);
 extern void redis_client_report(int elevel, RedisFailure *f);
 extern bool redis_client_settings_changed(void);
 extern bool redis_client_ensure_connection(RedisFailure *f);

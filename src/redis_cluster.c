@@ -67,12 +67,6 @@ redis_cluster_reset(void)
 	rs_cluster_forget_map();
 }
 
-static bool
-set_failure_cluster(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
-{
-	return redis_client_fail(f, sqlstate, msg, detail);
-}
-
 /* INFO cluster on the seed connection: is it a cluster node? */
 bool
 redis_cluster_detect(RedisFailure *f)
@@ -203,11 +197,11 @@ load_map_from(RedisConn *c, RedisFailure *f)
 		return false;
 	redis_round_trips--;
 	if (v.type == RV_ERROR)
-		return set_failure_cluster(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
 								   psprintf("Redis at %s did not give its cluster slot map",
 											redis_conn_display(c)), v.str);
 	if (!rs_cluster_load_slots(&v, redis_conn_params(c)->host, &err))
-		return set_failure_cluster(f, ERRCODE_PROTOCOL_VIOLATION,
+		return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 								   psprintf("Redis at %s gave an unreadable cluster slot map",
 											redis_conn_display(c)), err);
 	map_loaded_at = GetCurrentTimestamp();
@@ -526,7 +520,7 @@ redis_cluster_exec(RedisPipeline *p, RedisFailure *f)
 		cluster_state = -1;
 		drop_node_connections();
 		rs_cluster_forget_map();
-		return redis_client_fail(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+		return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 						   "the Redis connection settings changed", NULL);
 	}
 	e.p = p;
@@ -555,7 +549,7 @@ redis_cluster_exec(RedisPipeline *p, RedisFailure *f)
 		if (e.left == 0)
 			break;
 		if (++attempt > 64 || (e.retry_later && GetCurrentTimestamp() >= deadline))
-			return redis_client_fail(f, ERRCODE_CONNECTION_FAILURE,
+			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
 										redis_server_display(), e.left, rs_command_timeout_ms),
 							   e.last_problem ? e.last_problem : "Too many redirections.");

@@ -73,19 +73,6 @@ static RedisConn *all_conns = NULL;
 static bool callbacks_registered = false;
 
 /* ----------------------------------------------------------------
- * Failures
- * ---------------------------------------------------------------- */
-
-bool
-redis_conn_fail(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
-{
-	f->sqlstate = sqlstate;
-	f->message = pstrdup(msg);
-	f->detail = detail ? pstrdup(detail) : NULL;
-	return false;
-}
-
-/* ----------------------------------------------------------------
  * Parameters
  * ---------------------------------------------------------------- */
 
@@ -99,7 +86,7 @@ read_password_file(const char *path, RedisFailure *f)
 
 	if (fp == NULL)
 	{
-		redis_conn_fail(f, ERRCODE_CONFIG_FILE_ERROR,
+		redis_failure_set(f, ERRCODE_CONFIG_FILE_ERROR,
 					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
 							 path, strerror(errno)), NULL);
 		return NULL;
@@ -122,7 +109,7 @@ redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
 
 	memset(p, 0, sizeof(*p));
 	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
-		return redis_conn_fail(f, ERRCODE_INVALID_PARAMETER_VALUE,
+		return redis_failure_set(f, ERRCODE_INVALID_PARAMETER_VALUE,
 						   psprintf("%s (in redis_sync.redis_url)", err), detail);
 	p->host = ep.host;
 	p->port = ep.port;
@@ -418,7 +405,7 @@ take_replies(RedisConn *c, int n, int *got, RedisValue *out, bool *progress,
 
 			strlcpy(detail, c->ctx->errstr, sizeof(detail));
 			redis_conn_disconnect(c);
-			return redis_conn_fail(f, ERRCODE_PROTOCOL_VIOLATION,
+			return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 							   psprintf("invalid reply from Redis at %s", c->display),
 							   detail);
 		}
@@ -474,7 +461,7 @@ tls_io(RedisConn *c, const char *buf, size_t len, size_t *written,
 		if (redisReaderFeed(c->ctx->reader, rb, k) != REDIS_OK)
 		{
 			redis_conn_disconnect(c);
-			return redis_conn_fail(f, ERRCODE_PROTOCOL_VIOLATION,
+			return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 							   psprintf("invalid reply from Redis at %s", c->display),
 							   "The reply parser ran out of memory.");
 		}
@@ -538,7 +525,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 					char	   *detail = pstrdup(strerror(errno));
 
 					redis_conn_disconnect(c);
-					return redis_conn_fail(f, ERRCODE_CONNECTION_FAILURE,
+					return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 									   psprintf("lost connection to Redis at %s", c->display),
 									   detail);
 				}
@@ -557,7 +544,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		if (ready == 0)
 		{
 			redis_conn_disconnect(c);
-			return redis_conn_fail(f, ERRCODE_CONNECTION_FAILURE,
+			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis at %s did not answer within %d ms",
 										c->display, timeout_ms),
 							   "The connection was closed; the outcome of the commands sent is unknown.");
@@ -573,7 +560,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 				else
 					strlcpy(detail, c->ctx->errstr, sizeof(detail));
 				redis_conn_disconnect(c);
-				return redis_conn_fail(f, ERRCODE_CONNECTION_FAILURE,
+				return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 								   psprintf("lost connection to Redis at %s", c->display),
 								   detail);
 			}
@@ -649,7 +636,7 @@ connect_failure(RedisConn *c, RedisFailure *f, const char *detail)
 	char	   *d = detail ? pstrdup(detail) : NULL;
 
 	redis_conn_disconnect(c);
-	return redis_conn_fail(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+	return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 					   psprintf("could not connect to Redis at %s", c->display), d);
 }
 
@@ -714,7 +701,7 @@ conn_start_tls(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 		if (wait_socket(c, ev, deadline) == 0)
 		{
 			redis_conn_disconnect(c);
-			return redis_conn_fail(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+			return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 							   psprintf("could not establish a TLS connection to Redis at %s", c->display),
 							   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
 										rs_connect_timeout_ms));
@@ -821,7 +808,7 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 			char	   *d = pstrdup(hsr[i].str);
 
 			redis_conn_disconnect(c);
-			return redis_conn_fail(f, auth ? ERRCODE_INVALID_PASSWORD :
+			return redis_failure_set(f, auth ? ERRCODE_INVALID_PASSWORD :
 							   ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 							   psprintf(auth ? "could not authenticate to Redis at %s" :
 										"could not set up the connection to Redis at %s",

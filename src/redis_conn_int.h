@@ -32,7 +32,6 @@ struct RedisConn
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
 
-extern bool redis_conn_fail(RedisFailure *f, int sqlstate, const char *msg, const char *detail);
 extern TimestampTz redis_conn_deadline_after(int ms);
 extern void redis_conn_copy_reply(redisReply *r, RedisValue *out);
 

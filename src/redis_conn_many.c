@@ -34,7 +34,7 @@ many_fail(RedisExchange *x, int sqlstate, char *msg, const char *detail)
 {
 	x->active = false;
 	x->ok = false;
-	redis_conn_fail(&x->f, sqlstate, msg, detail);	/* copies detail first */
+	redis_failure_set(&x->f, sqlstate, msg, detail);	/* copies detail first */
 	redis_conn_disconnect(x->conn);
 }
 

@@ -46,4 +46,14 @@ typedef struct RedisFailure
 	char	   *detail;
 } RedisFailure;
 
+/* fill *f (message and detail copied); returns false, for "return ..." */
+static inline bool
+redis_failure_set(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
+{
+	f->sqlstate = sqlstate;
+	f->message = pstrdup(msg);
+	f->detail = detail ? pstrdup(detail) : NULL;
+	return false;
+}
+
 #endif							/* REDIS_VALUE_H */
