@@ -15,8 +15,8 @@
 #include "postgres.h"
 
 #include "port/atomics.h"
-#include "utils/guc.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "redis_sync.h"
