@@ -10,7 +10,8 @@
  * MATERIALIZED VIEW it:
  *	- becomes the given role (the table owner for anything that evaluates
  *	  table-specific code: input and output functions, casts, domain
- *	  checks, triggers, policies);
+ *	  checks, triggers, policies; the bootstrap superuser for the
+ *	  extension's own tables, which hold no user code);
  *	- sets SECURITY_RESTRICTED_OPERATION, so that code cannot change the
  *	  session (SET ROLE, temporary objects, LISTEN, ...);
  *	- fixes search_path to "pg_catalog, pg_temp" in a new GUC nest level,

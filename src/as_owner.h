@@ -13,7 +13,7 @@
 
 #include "postgres.h"
 
-#include "redis_client.h"
+#include "redis_value.h"
 
 typedef struct RsAsOwner
 {
@@ -37,7 +37,8 @@ extern void rs_as_owner_leave(RsAsOwner *ao);
 
 /*
  * Only fix search_path (no change of identity), for the extension's own
- * queries run in the caller's session (the configuration caches): the
+ * queries run in the caller's session (drain.c's write-behind
+ * configuration load; config.c schema-qualifies every name instead): the
  * caller may be a SECURITY DEFINER function whose search_path includes a
  * schema a less privileged role controls.
  */
@@ -64,7 +65,6 @@ extern bool rs_rls_applies(Oid relid);
  */
 extern void rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 							   const char *column, const char *op, const char *value);
-
 
 /*
  * Write-behind input from Redis (rowsec.c): NULL when the dirty set member

@@ -2,9 +2,9 @@
  *
  * cluster.c
  *		Redis Cluster support: the slot map, the node table, redirection
- *		parsing and slot tags.  The routing itself (splitting a pipeline by
+ *		parsing, hash slots and slot tags.  The routing itself (splitting a pipeline by
  *		node, sending all sub-pipelines at once, following MOVED and ASK)
- *		is in redis_client.c, which owns the connections.
+ *		is in redis_cluster.c, which owns the connections.
  *
  * hiredis 0.14 has no cluster support, so this follows what the mature
  * cluster clients do: the map comes from CLUSTER SLOTS, asked of any node;
@@ -248,4 +248,38 @@ rs_cluster_masters(int **idx)
 		if (rs_cluster_nodes[i].master)
 			(*idx)[n++] = i;
 	return n;
+}
+
+/* ----------------------------------------------------------------
+ * Cluster hash slots (CRC16-CCITT/XMODEM, as Redis Cluster uses)
+ * ---------------------------------------------------------------- */
+
+static uint16
+crc16(const char *buf, size_t len)
+{
+	uint16		crc = 0;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		crc ^= (uint16) ((unsigned char) buf[i]) << 8;
+		for (int b = 0; b < 8; b++)
+			crc = (crc & 0x8000) ? (uint16) ((crc << 1) ^ 0x1021) : (uint16) (crc << 1);
+	}
+	return crc;
+}
+
+uint16
+redis_key_slot(const char *key, size_t len)
+{
+	const char *open = memchr(key, '{', len);
+
+	if (open)
+	{
+		size_t		start = open - key + 1;
+		const char *close = memchr(key + start, '}', len - start);
+
+		if (close && close > key + start)
+			return crc16(key + start, close - (key + start)) & 16383;
+	}
+	return crc16(key, len) & 16383;
 }

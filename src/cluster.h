@@ -10,7 +10,7 @@
 
 #include "postgres.h"
 
-#include "redis_client.h"
+#include "redis_value.h"
 
 #define RS_CLUSTER_SLOTS 16384
 
@@ -21,7 +21,7 @@ typedef struct ClusterNode
 	bool		master;			/* owns slots in the current map */
 	int			nslots;			/* slots it owns in the current map */
 	bool		in_map;			/* listed by the last CLUSTER SLOTS */
-	void	   *conn;			/* its connection (redis_client.c), or NULL */
+	void	   *conn;			/* its connection (redis_cluster.c), or NULL */
 	uint64		round_trips;	/* exchanges with this node, this backend */
 	uint64		redirections;	/* MOVED and ASK replies from this node */
 	char		display[300];
@@ -66,6 +66,9 @@ extern const char *rs_cluster_slot_tag(int slot);
 
 /* the lowest slot node i owns in the current map, -1 if none */
 extern int	rs_cluster_first_slot(int node);
+
+/* Redis Cluster hash slot of a key (CRC16 of the key or its {hash tag}) */
+extern uint16 redis_key_slot(const char *key, size_t len);
 
 /* masters of the current map, in node-table order */
 extern int	rs_cluster_masters(int **idx);

@@ -22,6 +22,9 @@
  * only flags it and the load is repeated.  The callback never allocates,
  * frees or dereferences anything but the hash entries.
  *
+ * The load runs in the writer's session, whatever its search_path: the
+ * query names every object, operator and cast with its schema.
+ *
  * A synced column the configuration names but the table no longer has (the
  * DDL event trigger normally updates the configuration, see ddl.c) is
  * skipped with a WARNING rather than failing every write.
@@ -48,7 +51,6 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "as_owner.h"
 #include "config.h"
 
 typedef struct ConfigEntry
@@ -103,7 +105,7 @@ config_inval_callback(Datum arg, Oid relid)
 	}
 }
 
-void
+static void
 rs_config_init(void)
 {
 	HASHCTL		ctl;
@@ -190,7 +192,6 @@ load_config(Oid relid, Oid root)
 	int			ret;
 	Oid			nsp = get_namespace_oid("redis_sync", true);
 	MemoryContext target = CurrentMemoryContext;
-	int			nestlevel;
 
 	cfg->relid = relid;
 	cfg->valid = true;
@@ -203,8 +204,14 @@ load_config(Oid relid, Oid root)
 	values[0] = ObjectIdGetDatum(root);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	nestlevel = rs_search_path_enter();	/* as_owner.c */
-	/* runs with the writer's search_path: every name and operator qualified */
+	/*
+	 * Runs in the writer's session, with its search_path (which may hold a
+	 * planted operator, maybe under a SECURITY DEFINER function): every
+	 * name, operator and cast below is schema-qualified, so that path is
+	 * never searched.  That alone is the defence (regress suite security,
+	 * "planted_function_calls"); setting search_path too, as before, cost
+	 * a GUC nest level per load and added nothing.
+	 */
 	ret = SPI_execute_with_args("SELECT t.policy, t.key_prefix, t.key_columns, t.columns, t.format, "
 								"       (pg_catalog.extract('epoch', t.ttl) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
 								"       t.consistency, t.delivery "
@@ -212,7 +219,6 @@ load_config(Oid relid, Oid root)
 								" WHERE t.relid OPERATOR(pg_catalog.=) $1 "
 								"   AND t.policy OPERATOR(pg_catalog.=) ANY ('{write_through,invalidate}'::pg_catalog.text[])",
 								1, argtypes, values, NULL, true, 1);
-	rs_search_path_leave(nestlevel);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	if (SPI_processed == 1)

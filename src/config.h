@@ -50,8 +50,6 @@ typedef struct SyncConfig
 /* config of rel (table or partition); synced == false when not synced */
 extern SyncConfig *rs_config_get(Oid relid);
 
-extern void rs_config_init(void);
-
 /* free configurations invalidated during the transaction (at its end) */
 extern void rs_config_release_retired(void);
 

@@ -84,6 +84,7 @@ PG_FUNCTION_INFO_V1(redis_sync_database_served);
 #define RS_HOLD_MAX_MS 600000	/* a hold whose backend vanished ends after this */
 
 int			rs_max_workers = 4;
+static char *rs_database = NULL;	/* redis_sync.database, the allow-list */
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
@@ -603,15 +604,23 @@ db_name(Oid dbid)
 	return name;
 }
 
-/* start, restart, count and end the workers of the slots */
-static long
-manage_slots(void)
+/* a slot as the launcher reads it each round */
+typedef struct SlotView
 {
-	TimestampTz now = GetCurrentTimestamp();
-	long		sleep_ms = RS_SCAN_MS;
+	Oid			dbid;			/* InvalidOid: a free slot */
+	uint32		generation;
+	bool		want;
+	bool		hold;
+	bool		alive;			/* a worker runs, or is about to */
+	bool		probing;
+} SlotView;
+
+/* forget the workers that stopped (started again after RS_RESTART_MS); how many run */
+static int
+reap_workers(TimestampTz now)
+{
 	int			running = 0;
 
-	/* which workers run (or are about to) */
 	for (int i = 0; i < rs_nslots(); i++)
 	{
 		RsDbSlot   *slot = rs_slot(i);
@@ -627,115 +636,143 @@ manage_slots(void)
 		if (lslots[i].handle != NULL || slot->worker_pid != 0)
 			running++;
 	}
+	return running;
+}
+
+/* read slot i; a hold that timed out, or whose backend went away, ends */
+static void
+read_slot(int i, TimestampTz now, SlotView *v)
+{
+	RsDbSlot   *slot = rs_slot(i);
+	int			hold_pid;
+
+	SpinLockAcquire(&slot->mutex);
+	v->dbid = slot->dbid;
+	v->generation = slot->generation;
+	v->want = slot->want;
+	v->probing = slot->probing;
+	v->hold = slot->hold;
+	hold_pid = slot->hold_pid;
+	v->alive = slot->worker_pid != 0;
+	/* a hold whose backend went away without releasing it */
+	if (v->hold && now >= slot->hold_until)
+		slot->hold = v->hold = false;
+	SpinLockRelease(&slot->mutex);
+	if (v->hold && kill(hold_pid, 0) != 0 && errno == ESRCH)
+	{
+		SpinLockAcquire(&slot->mutex);
+		if (slot->hold_pid == hold_pid)
+			slot->hold = v->hold = false;
+		SpinLockRelease(&slot->mutex);
+	}
+	if (lslots[i].handle != NULL && lslots[i].generation != v->generation)
+		v->alive = true;		/* the worker of an earlier use of the slot */
+	v->alive |= lslots[i].handle != NULL;
+}
+
+/*
+ * Slot i's database no longer wants a worker (disallowed, dropped): stop
+ * the worker, then free the slot.  Returns how soon to look again.
+ */
+static long
+retire_slot(int i, uint32 generation, bool alive)
+{
+	RsDbSlot   *slot = rs_slot(i);
+
+	if (alive)
+	{
+		/* the worker exits (it checks want) */
+		pid_t		pid = 0;
+
+		if (lslots[i].handle != NULL)
+			TerminateBackgroundWorker(lslots[i].handle);
+		else if ((pid = slot->worker_pid) != 0)
+			(void) kill(pid, SIGTERM);
+		return 100;
+	}
+	/* unless wanted again meanwhile (CREATE EXTENSION) */
+	if (rs_slot_free(slot, generation))
+	{
+		lslots[i].logged_no_worker = false;
+		lslots[i].start_after = 0;
+	}
+	return RS_SCAN_MS;
+}
+
+static void
+set_no_worker(RsDbSlot *slot, bool no_worker, const char *reason)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->no_worker = no_worker;
+	if (reason)
+		strlcpy(slot->no_worker_reason, reason, sizeof(slot->no_worker_reason));
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Slot i wants a worker and has none: start one, or say (once) why not.
+ * Returns how soon to look again.
+ */
+static long
+start_slot_worker(int i, const SlotView *v, TimestampTz now, int *running)
+{
+	RsDbSlot   *slot = rs_slot(i);
+
+	if (*running >= rs_max_workers)
+	{
+		set_no_worker(slot, true, "redis_sync.max_workers reached");
+		if (!lslots[i].logged_no_worker && !v->probing)
+			ereport(LOG,
+					(errmsg("redis_sync launcher: no worker for database \"%s\": redis_sync.max_workers (%d) reached",
+							db_name(v->dbid), rs_max_workers),
+					 errhint("Raise redis_sync.max_workers (and max_worker_processes) and restart the server.")));
+		lslots[i].logged_no_worker = !v->probing;
+		return RS_SCAN_MS;
+	}
+	if (!start_worker(i, v->dbid, v->generation))
+	{
+		set_no_worker(slot, true, "max_worker_processes reached");
+		/* a probe (the extension may not be there) is not worth a line */
+		if (!lslots[i].logged_no_worker && !v->probing)
+			ereport(LOG,
+					(errmsg("redis_sync launcher: could not start a worker for database \"%s\": no background worker slot is free",
+							db_name(v->dbid)),
+					 errhint("Raise max_worker_processes and restart the server.")));
+		lslots[i].logged_no_worker = !v->probing;
+		lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);
+		return RS_RESTART_MS;
+	}
+	set_no_worker(slot, false, NULL);
+	lslots[i].logged_no_worker = false;
+	(*running)++;
+	return RS_SCAN_MS;
+}
+
+/* start, restart, count and end the workers of the slots; how soon to look again */
+static long
+manage_slots(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = RS_SCAN_MS;
+	int			running = reap_workers(now);
 
 	for (int i = 0; i < rs_nslots(); i++)
 	{
-		RsDbSlot   *slot = rs_slot(i);
-		Oid			dbid;
-		uint32		generation;
-		bool		want;
-		bool		hold;
-		int			hold_pid;
-		bool		alive;
-		bool		probing;
+		SlotView	v;
 
-		SpinLockAcquire(&slot->mutex);
-		dbid = slot->dbid;
-		generation = slot->generation;
-		want = slot->want;
-		probing = slot->probing;
-		hold = slot->hold;
-		hold_pid = slot->hold_pid;
-		alive = slot->worker_pid != 0;
-		/* a hold whose backend went away without releasing it */
-		if (hold && now >= slot->hold_until)
-			slot->hold = hold = false;
-		SpinLockRelease(&slot->mutex);
-		if (hold && kill(hold_pid, 0) != 0 && errno == ESRCH)
-		{
-			SpinLockAcquire(&slot->mutex);
-			if (slot->hold_pid == hold_pid)
-				slot->hold = hold = false;
-			SpinLockRelease(&slot->mutex);
-		}
-		if (!OidIsValid(dbid))
+		read_slot(i, now, &v);
+		if (!OidIsValid(v.dbid))
 			continue;
-		if (lslots[i].handle != NULL && lslots[i].generation != generation)
-			alive = true;		/* the worker of an earlier use of the slot */
-		alive |= lslots[i].handle != NULL;
-
-		if (!want && !hold)
-		{
-			if (alive)
-			{
-				/* disallowed, dropped: the worker exits (it checks want) */
-				pid_t		pid = 0;
-
-				if (lslots[i].handle != NULL)
-					TerminateBackgroundWorker(lslots[i].handle);
-				else if ((pid = slot->worker_pid) != 0)
-					(void) kill(pid, SIGTERM);
-				sleep_ms = Min(sleep_ms, 100);
-				continue;
-			}
-			/* unless wanted again meanwhile (CREATE EXTENSION) */
-			if (rs_slot_free(slot, generation))
-			{
-				lslots[i].logged_no_worker = false;
-				lslots[i].start_after = 0;
-			}
+		if (!v.want && !v.hold)
+			sleep_ms = Min(sleep_ms, retire_slot(i, v.generation, v.alive));
+		else if (v.hold)
+			sleep_ms = Min(sleep_ms, 1000);
+		else if (v.alive)
 			continue;
-		}
-		if (alive || hold)
-		{
-			if (hold)
-				sleep_ms = Min(sleep_ms, 1000);
-			continue;
-		}
-		if (now < lslots[i].start_after)
-		{
+		else if (now < lslots[i].start_after)
 			sleep_ms = Min(sleep_ms, Max(1, TimestampDifferenceMilliseconds(now, lslots[i].start_after)));
-			continue;
-		}
-		/* wants a worker and has none */
-		if (running >= rs_max_workers)
-		{
-			SpinLockAcquire(&slot->mutex);
-			slot->no_worker = true;
-			strlcpy(slot->no_worker_reason, "redis_sync.max_workers reached",
-					sizeof(slot->no_worker_reason));
-			SpinLockRelease(&slot->mutex);
-			if (!lslots[i].logged_no_worker && !probing)
-				ereport(LOG,
-						(errmsg("redis_sync launcher: no worker for database \"%s\": redis_sync.max_workers (%d) reached",
-								db_name(dbid), rs_max_workers),
-						 errhint("Raise redis_sync.max_workers (and max_worker_processes) and restart the server.")));
-			lslots[i].logged_no_worker = !probing;
-			continue;
-		}
-		if (!start_worker(i, dbid, generation))
-		{
-			SpinLockAcquire(&slot->mutex);
-			slot->no_worker = true;
-			strlcpy(slot->no_worker_reason, "max_worker_processes reached",
-					sizeof(slot->no_worker_reason));
-			SpinLockRelease(&slot->mutex);
-			/* a probe (the extension may not be there) is not worth a line */
-			if (!lslots[i].logged_no_worker && !probing)
-				ereport(LOG,
-						(errmsg("redis_sync launcher: could not start a worker for database \"%s\": no background worker slot is free",
-								db_name(dbid)),
-						 errhint("Raise max_worker_processes and restart the server.")));
-			lslots[i].logged_no_worker = !probing;
-			lslots[i].start_after = TimestampTzPlusMilliseconds(now, RS_RESTART_MS);
-			sleep_ms = Min(sleep_ms, RS_RESTART_MS);
-			continue;
-		}
-		SpinLockAcquire(&slot->mutex);
-		slot->no_worker = false;
-		SpinLockRelease(&slot->mutex);
-		lslots[i].logged_no_worker = false;
-		running++;
+		else
+			sleep_ms = Min(sleep_ms, start_slot_worker(i, &v, now, &running));
 	}
 	return sleep_ms;
 }
@@ -809,7 +846,23 @@ redis_sync_launcher_main(Datum arg)
 void
 rs_launcher_init(void)
 {
-	/* see redis_sync.database in redis_sync.c for why not POSTMASTER unpreloaded */
+	/*
+	 * 0.1 named the one database of the worker here; since 0.2 a launcher
+	 * runs a worker in every database with the extension (launcher.c) and
+	 * this is an optional allow-list: empty, every database.  An old
+	 * postgresql.conf naming one database keeps its worker there only.
+	 */
+	DefineCustomStringVariable("redis_sync.database",
+							   "Databases where redis_sync workers may run (comma-separated; empty: every database).",
+							   rs_preloaded ? NULL :
+							   "redis_sync is not in shared_preload_libraries: no worker runs.",
+							   &rs_database,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	/* PGC_POSTMASTER only when preloaded: without a launcher it sizes nothing */
 	DefineCustomIntVariable("redis_sync.max_workers",
 							"Most redis_sync workers running at once, one per database with the extension.",
 							"Each takes a background worker slot of max_worker_processes; the launcher takes one more.",

@@ -8,7 +8,8 @@
  * commands (encoded here as RESP into one buffer), then one exec sends the
  * buffer and reads all replies, interleaving writes and reads so a pipeline
  * of many thousands of commands streams without filling either socket
- * buffer.  One exec is one round trip; redis_round_trips counts them.
+ * buffer.  One exec is one round trip; redis_conn.c counts them in
+ * redis_round_trips.
  *
  * The connection itself -- connecting, the handshake, the interruptible
  * waits (query cancel, statement_timeout, postmaster death,
@@ -26,140 +27,61 @@
  * Scripts go out as EVALSHA; a NOSCRIPT reply makes exec resend just those
  * commands as EVAL in a second round trip (scripts must be idempotent).
  *
+ * When the server is a Redis Cluster node, exec hands the pipeline to
+ * redis_cluster.c (routing by hash slot, one connection per node); what the
+ * two files share is in redis_client_int.h.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
+#include "common/cryptohash.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "common/cryptohash.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
-#include "storage/fd.h"
-#include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/timestamp.h"
 
-#include "redis_client.h"
 #include "cluster.h"
+#include "redis_client_int.h"
 #include "redis_conn.h"
 #include "redis_sync.h"
+#include "redis_tls.h"
 #include "redis_url.h"
 #include "shmem.h"
 
-typedef struct PipelineCmd
-{
-	size_t		off;			/* start of the encoded command in buf */
-	size_t		len;
-	RedisScript *script;		/* EVALSHA of this script, or NULL */
-	size_t		rest_off;		/* for scripts: where numkeys begins */
-	int			nargs;			/* for scripts: argument count after sha */
-	int			slot;			/* cluster slot of the first key, or -1 */
-	RedisFallbackFn fallback;	/* cluster: run it another way when redirected */
-	void	   *fallback_arg;
-} PipelineCmd;
-
-typedef struct PipelineMerge
-{
-	int			first;			/* first physical command */
-	int			n;				/* physical commands merged */
-	RedisMergeFn fn;
-	void	   *arg;
-} PipelineMerge;
-
-struct RedisPipeline
-{
-	PipelineMerge *merges;		/* logical replies of several commands */
-	int			nmerges;
-	int			maxmerges;
-	int			merged_away;	/* physical commands minus logical replies */
-	RedisValue *lreplies;		/* logical replies, built on first use */
-	int			target_master;	/* keyless commands go there (cluster), -1 any */
-	MemoryContext cxt;
-	StringInfoData buf;
-	PipelineCmd *cmds;
-	int			ncmds;
-	int			maxcmds;
-	RedisValue *replies;		/* ncmds entries after exec */
-	bool		executed;
-	bool		bypass_circuit;	/* probes and admin commands try anyway */
-};
-
-uint64		redis_round_trips = 0;
+/* connection settings (redis_client_init) */
+char	   *rs_redis_url = NULL;
+char	   *rs_password_file = NULL;
+int			rs_connect_timeout_ms = 1000;
+int			rs_command_timeout_ms = 1000;
 
 /* the cached connection, made from the settings in conn_settings */
 static RedisConn *conn = NULL;
 static char *conn_settings = NULL;	/* redis_conn_settings_key(), TopMemoryContext */
 
-/* is the server of the cached connection a cluster node? -1 not known yet */
-static int	cluster_state = -1;
-static bool cluster_redis7 = false;	/* scripts may be flagged allow-cross-slot-keys */
-static TimestampTz detect_failed_at = 0;
-static TimestampTz map_loaded_at = 0;
-
-static bool cluster_exec(RedisPipeline *p, RedisFailure *f);
-static bool refresh_map(RedisFailure *f);
-static bool detect_cluster(RedisFailure *f);
-
 /* ----------------------------------------------------------------
  * Failures
  * ---------------------------------------------------------------- */
 
-static bool
-set_failure(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
-{
-	f->sqlstate = sqlstate;
-	f->message = pstrdup(msg);
-	f->detail = detail ? pstrdup(detail) : NULL;
-	return false;
-}
-
 void
-redis_report_failure(int elevel, RedisFailure *f)
+redis_client_report(int elevel, RedisFailure *f)
 {
 	ereport(elevel,
 			(errcode(f->sqlstate),
 			 errmsg("%s", f->message),
 			 f->detail ? errdetail("%s", f->detail) : 0));
-}
-
-/* ----------------------------------------------------------------
- * RESP encoding
- * ---------------------------------------------------------------- */
-
-/* "<c><n>\r\n" without going through vsnprintf: this runs per argument */
-static void
-append_header(StringInfo buf, char c, uint64 n)
-{
-	char		tmp[24];
-	int			len;
-
-	tmp[0] = c;
-	len = pg_ulltoa_n(n, tmp + 1) + 1;
-	tmp[len++] = '\r';
-	tmp[len++] = '\n';
-	appendBinaryStringInfo(buf, tmp, len);
-}
-
-static void
-append_bulk(StringInfo buf, const char *s, size_t len)
-{
-	append_header(buf, '$', len);
-	appendBinaryStringInfo(buf, s, (int) len);
-	appendBinaryStringInfo(buf, "\r\n", 2);
-}
-
-static void
-encode_command(StringInfo buf, int argc, const char **argv, const size_t *argvlen)
-{
-	append_header(buf, '*', argc);
-	for (int i = 0; i < argc; i++)
-		append_bulk(buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 }
 
 /* ----------------------------------------------------------------
@@ -178,21 +100,9 @@ redis_server_display(void)
 	return ep.display;
 }
 
-/* drop the cached connection (next use reconnects) */
-void
-redis_disconnect(void)
-{
-	if (conn)
-		redis_conn_disconnect(conn);
-	/* and every cluster node's */
-	for (int i = 0; i < rs_cluster_nnodes; i++)
-		if (rs_cluster_nodes[i].conn)
-			redis_conn_disconnect((RedisConn *) rs_cluster_nodes[i].conn);
-}
-
 /* was the cached connection made from the current settings? (every exec asks) */
-static bool
-connection_settings_changed(void)
+bool
+redis_client_settings_changed(void)
 {
 	char	   *key = redis_conn_settings_key();
 	bool		changed = conn_settings == NULL || strcmp(conn_settings, key) != 0;
@@ -220,8 +130,7 @@ establish(RedisFailure *f)
 	if (conn_settings == NULL || strcmp(conn_settings, key) != 0)
 	{
 		/* other settings: what the server is will be asked again */
-		cluster_state = -1;
-		rs_cluster_forget_map();
+		redis_cluster_reset();
 	}
 	/* cluster seeds (host1:port1,host2:port2): the first that answers */
 	nseeds = redis_url_split_seeds(rs_redis_url, &seeds);
@@ -268,12 +177,12 @@ establish(RedisFailure *f)
 }
 
 /* make sure a usable connection exists */
-static bool
-ensure_connection(RedisFailure *f)
+bool
+redis_client_ensure_connection(RedisFailure *f)
 {
 	if (redis_conn_is_connected(conn))
 	{
-		if (redis_conn_is_stale(conn) || connection_settings_changed())
+		if (redis_conn_is_stale(conn) || redis_client_settings_changed())
 			redis_conn_disconnect(conn);
 	}
 	if (!redis_conn_is_connected(conn))
@@ -417,12 +326,6 @@ command_slot(int argc, const char **argv, const size_t *argvlen)
 	return redis_key_slot(argv[1], argvlen ? argvlen[1] : strlen(argv[1]));
 }
 
-size_t
-redis_pipeline_bytes(RedisPipeline *p)
-{
-	return p->buf.len;
-}
-
 static PipelineCmd *
 new_cmd(RedisPipeline *p)
 {
@@ -448,7 +351,7 @@ redis_pipeline_append(RedisPipeline *p, int argc, const char **argv, const size_
 	MemoryContext old = MemoryContextSwitchTo(p->cxt);
 	PipelineCmd *c = new_cmd(p);
 
-	encode_command(&p->buf, argc, argv, argvlen);
+	redis_resp_encode_command(&p->buf, argc, argv, argvlen);
 	c->len = p->buf.len - c->off;
 	c->slot = command_slot(argc, argv, argvlen);
 	MemoryContextSwitchTo(old);
@@ -498,13 +401,13 @@ redis_pipeline_append_script(RedisPipeline *p, RedisScript *script, int nkeys,
 	c = new_cmd(p);
 	c->script = script;
 	c->nargs = argc + 1;
-	append_header(&p->buf, '*', argc + 3);
-	append_bulk(&p->buf, "EVALSHA", 7);
-	append_bulk(&p->buf, script->sha1, 40);
+	redis_resp_append_header(&p->buf, '*', argc + 3);
+	redis_resp_append_bulk(&p->buf, "EVALSHA", 7);
+	redis_resp_append_bulk(&p->buf, script->sha1, 40);
 	c->rest_off = p->buf.len;
-	append_bulk(&p->buf, nk, pg_ltoa(nkeys, nk));
+	redis_resp_append_bulk(&p->buf, nk, pg_ltoa(nkeys, nk));
 	for (int i = 0; i < argc; i++)
-		append_bulk(&p->buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+		redis_resp_append_bulk(&p->buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 	c->len = p->buf.len - c->off;
 	if (nkeys > 0)
 		c->slot = redis_key_slot(argv[0], argvlen ? argvlen[0] : strlen(argv[0]));
@@ -529,9 +432,9 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 		if (c->script && p->replies[i].type == RV_ERROR &&
 			strncmp(p->replies[i].str, "NOSCRIPT", 8) == 0)
 		{
-			append_header(&buf, '*', c->nargs + 2);
-			append_bulk(&buf, "EVAL", 4);
-			append_bulk(&buf, c->script->body, strlen(c->script->body));
+			redis_resp_append_header(&buf, '*', c->nargs + 2);
+			redis_resp_append_bulk(&buf, "EVAL", 4);
+			redis_resp_append_bulk(&buf, c->script->body, strlen(c->script->body));
 			appendBinaryStringInfo(&buf, p->buf.data + c->rest_off,
 								   (int) (c->off + c->len - c->rest_off));
 			idx[n++] = i;
@@ -560,7 +463,7 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
 	{
 		MemoryContextSwitchTo(old);
-		set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+		redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 					psprintf("Redis at %s is not being tried: the circuit breaker is open",
 							 redis_server_display()),
 					psprintf("%d consecutive connection failures; the background worker probes Redis and closes the circuit when it answers.",
@@ -568,14 +471,14 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 		return false;
 	}
 	/* on a cluster the seed connection may be down while the nodes are not */
-	if (cluster_state == 1 && !connection_settings_changed())
+	if (redis_cluster_state() == 1 && !redis_client_settings_changed())
 		ok = true;
 	else
-		ok = ensure_connection(f);
-	if (ok && cluster_state < 0)
-		ok = detect_cluster(f);
-	if (ok && cluster_state == 1)
-		ok = cluster_exec(p, f);
+		ok = redis_client_ensure_connection(f);
+	if (ok && redis_cluster_state() < 0)
+		ok = redis_cluster_detect(f);
+	if (ok && redis_cluster_state() == 1)
+		ok = redis_cluster_exec(p, f);
 	else
 	{
 		if (ok && p->ncmds > 0)
@@ -607,7 +510,7 @@ redis_pipeline_exec(RedisPipeline *p)
 	RedisFailure f;
 
 	if (!redis_pipeline_try_exec(p, &f))
-		redis_report_failure(ERROR, &f);
+		redis_client_report(ERROR, &f);
 }
 
 RedisValue *
@@ -634,44 +537,52 @@ redis_check_reply(RedisPipeline *p, int i, const char *what)
 				 errdetail("%s", v->str)));
 }
 
-/* ----------------------------------------------------------------
- * Cluster hash slots (CRC16-CCITT/XMODEM, as Redis Cluster uses)
- * ---------------------------------------------------------------- */
-
-static uint16
-crc16(const char *buf, size_t len)
-{
-	uint16		crc = 0;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		crc ^= (uint16) ((unsigned char) buf[i]) << 8;
-		for (int b = 0; b < 8; b++)
-			crc = (crc & 0x8000) ? (uint16) ((crc << 1) ^ 0x1021) : (uint16) (crc << 1);
-	}
-	return crc;
-}
-
-uint16
-redis_key_slot(const char *key, size_t len)
-{
-	const char *open = memchr(key, '{', len);
-
-	if (open)
-	{
-		size_t		start = open - key + 1;
-		const char *close = memchr(key + start, '}', len - start);
-
-		if (close && close > key + start)
-			return crc16(key + start, close - (key + start)) & 16383;
-	}
-	return crc16(key, len) & 16383;
-}
-
+/*
+ * From _PG_init: the connection settings (nothing in shared memory;
+ * connections are per backend).  redis_url and the password file are
+ * visible to superusers only and accept any text: a GUC check failure
+ * would echo the value, password included, into the log.
+ */
 void
 redis_client_init(void)
 {
-	/* nothing to set up in shared memory; connections are per backend */
+	DefineCustomStringVariable("redis_sync.redis_url",
+							   "URL of the Redis server.",
+							   "redis://[user[:password]@]host[:port][/db] or unix:///path/to/redis.sock[?db=N].",
+							   &rs_redis_url,
+							   "redis://127.0.0.1:6379/0",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("redis_sync.redis_password_file",
+							   "File whose first line is the Redis password (overrides a password in the URL).",
+							   "PostgreSQL logs a changed setting's value on reload; a file keeps the password out of the log.",
+							   &rs_password_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	redis_tls_define_gucs();
+
+	DefineCustomIntVariable("redis_sync.connect_timeout",
+							"Longest wait for a connection to Redis.",
+							NULL,
+							&rs_connect_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.command_timeout",
+							"Longest wait for Redis to make progress on a pipeline of commands.",
+							"When it passes, the connection is closed and the outcome is treated as unknown.",
+							&rs_command_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }
 
 /* PING, even while the circuit breaker is open; true when Redis answered */
@@ -690,599 +601,9 @@ redis_probe(void)
 	return ok;
 }
 
-/* ----------------------------------------------------------------
- * Redis Cluster routing
- *
- * The map and the node table are cluster.c's; the connections are here,
- * one RedisConn per node, made from the same settings as the seed
- * connection with the node's address.  An exec on a cluster:
- *
- *	1. routes every command by its slot (keyless commands: the pipeline's
- *	   target master, else the first master) to the node owning it;
- *	2. sends every node's sub-pipeline at once and reads all replies
- *	   (redis_conn_exchange_many: one round trip of wall time);
- *	3. retries, in further rounds, the commands that were not run: MOVED
- *	   (the map is reloaded), ASK (this command once more, to the named
- *	   node, after ASKING), NOSCRIPT (as EVAL), TRYAGAIN and CLUSTERDOWN,
- *	   and slots with no owner or whose node could not be connected to
- *	   (after a backoff, within redis_sync.command_timeout; then the exec
- *	   fails and the caller's failure rules apply).  A connection lost with
- *	   commands in flight fails the exec at once: their outcome is unknown.
- * ---------------------------------------------------------------- */
-
-static bool
-set_failure_cluster(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
+/* the cached (seed) connection, for the cluster side (redis_cluster.c) */
+RedisConn *
+redis_client_seed_conn(void)
 {
-	return set_failure(f, sqlstate, msg, detail);
-}
-
-/* INFO cluster on the seed connection: is it a cluster node? */
-static bool
-detect_cluster(RedisFailure *f)
-{
-	const char *argv[1] = {"INFO"};
-	StringInfoData buf;
-	RedisValue	v;
-
-	initStringInfo(&buf);
-	encode_command(&buf, 1, argv, NULL);
-	if (!redis_conn_exchange(conn, buf.data, buf.len, 1, &v, f))
-	{
-		detect_failed_at = GetCurrentTimestamp();
-		return false;
-	}
-	redis_round_trips--;		/* like the handshake, not a workload round trip */
-	if (v.type == RV_ERROR)
-	{
-		/*
-		 * INFO forbidden (a Redis 7 ACL user without @dangerous) or renamed:
-		 * CLUSTER INFO, which such a user may run, tells a cluster node (a
-		 * single Redis refuses it).  The version is not known then: per-slot
-		 * apply calls, which every version runs.
-		 */
-		const char *cargv[2] = {"CLUSTER", "INFO"};
-
-		resetStringInfo(&buf);
-		encode_command(&buf, 2, cargv, NULL);
-		if (!redis_conn_exchange(conn, buf.data, buf.len, 1, &v, f))
-		{
-			detect_failed_at = GetCurrentTimestamp();
-			return false;
-		}
-		redis_round_trips--;
-		cluster_state = (v.type == RV_STRING && strstr(v.str, "cluster_state:") != NULL) ? 1 : 0;
-		cluster_redis7 = false;
-		if (cluster_state == 1)
-			rs_cluster_forget_map();
-		return true;
-	}
-	/* INFO answered: cluster_enabled:1 says a cluster node */
-	cluster_state = (v.type == RV_STRING && rs_cluster_info_enabled(v.str)) ? 1 : 0;
-	if (cluster_state == 1)
-	{
-		const char *ver = strstr(v.str, "redis_version:");
-
-		cluster_redis7 = ver != NULL && atoi(ver + 14) >= 7;
-		rs_cluster_forget_map();
-	}
-	return true;
-}
-
-bool
-redis_cluster_cross_slot_scripts(void)
-{
-	return redis_cluster_mode() && cluster_redis7;
-}
-
-int
-redis_cluster_node_of_slot(int slot)
-{
-	RedisFailure f;
-
-	if (!rs_cluster_map_loaded() && !refresh_map(&f))
-		return -1;
-	return rs_cluster_owner[slot];
-}
-
-void
-redis_pipeline_set_fallback(RedisPipeline *p, RedisFallbackFn fn, void *arg)
-{
-	Assert(p->ncmds > 0);
-	p->cmds[p->ncmds - 1].fallback = fn;
-	p->cmds[p->ncmds - 1].fallback_arg = arg;
-}
-
-bool
-redis_cluster_mode(void)
-{
-	RedisFailure f;
-
-	if (cluster_state >= 0 && !connection_settings_changed())
-		return cluster_state == 1;
-	/* not known yet: ask, unless Redis failed to answer in the last second */
-	if ((detect_failed_at != 0 &&
-		 !TimestampDifferenceExceeds(detect_failed_at, GetCurrentTimestamp(), 1000)) ||
-		(!redis_conn_is_connected(conn) && rs_circuit_is_open()))
-		return cluster_state == 1;
-	if (!ensure_connection(&f))
-	{
-		detect_failed_at = GetCurrentTimestamp();
-		return cluster_state == 1;
-	}
-	if (cluster_state < 0 && !detect_cluster(&f))
-		return false;
-	return cluster_state == 1;
-}
-
-/* the connection of node i, connected; false with *f filled */
-static bool
-node_connection(int i, RedisFailure *f)
-{
-	ClusterNode *n = &rs_cluster_nodes[i];
-	RedisConn  *c = (RedisConn *) n->conn;
-
-	if (c && redis_conn_is_connected(c) && redis_conn_is_stale(c))
-		redis_conn_disconnect(c);
-	if (c && redis_conn_is_connected(c))
-		return true;
-	if (c == NULL)
-	{
-		RedisConnParams params;
-
-		if (!redis_conn_params_from_settings(&params, f))
-			return false;
-		params.host = n->host;
-		params.port = n->port;
-		params.socket_path = NULL;
-		params.display = n->display;
-		c = redis_conn_create(&params);
-		if (params.password)
-			explicit_bzero(params.password, strlen(params.password));
-		n->conn = c;
-	}
-	return redis_conn_establish(c, f);
-}
-
-/* forget every node connection (settings changed) */
-static void
-drop_node_connections(void)
-{
-	for (int i = 0; i < rs_cluster_nnodes; i++)
-		if (rs_cluster_nodes[i].conn)
-		{
-			redis_conn_free((RedisConn *) rs_cluster_nodes[i].conn);
-			rs_cluster_nodes[i].conn = NULL;
-		}
-}
-
-/* CLUSTER SLOTS on one connection; true when the map was loaded */
-static bool
-load_map_from(RedisConn *c, RedisFailure *f)
-{
-	const char *argv[2] = {"CLUSTER", "SLOTS"};
-	StringInfoData buf;
-	RedisValue	v;
-	char	   *err;
-
-	initStringInfo(&buf);
-	encode_command(&buf, 2, argv, NULL);
-	if (!redis_conn_exchange(c, buf.data, buf.len, 1, &v, f))
-		return false;
-	redis_round_trips--;
-	if (v.type == RV_ERROR)
-		return set_failure_cluster(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-								   psprintf("Redis at %s did not give its cluster slot map",
-											redis_conn_display(c)), v.str);
-	if (!rs_cluster_load_slots(&v, redis_conn_params(c)->host, &err))
-		return set_failure_cluster(f, ERRCODE_PROTOCOL_VIOLATION,
-								   psprintf("Redis at %s gave an unreadable cluster slot map",
-											redis_conn_display(c)), err);
-	map_loaded_at = GetCurrentTimestamp();
-
-	/* nodes that left the cluster (or its old address): close their connections */
-	for (int i = 0; i < rs_cluster_nnodes; i++)
-		if (!rs_cluster_nodes[i].in_map && rs_cluster_nodes[i].conn &&
-			rs_cluster_nodes[i].conn != (void *) c)
-		{
-			redis_conn_free((RedisConn *) rs_cluster_nodes[i].conn);
-			rs_cluster_nodes[i].conn = NULL;
-		}
-	return true;
-}
-
-/*
- * Reload the slot map: from a connected master first, then any node, then
- * the seeds.
- */
-static bool
-refresh_map(RedisFailure *f)
-{
-	static char *map_settings = NULL;
-	char	   *key = redis_conn_settings_key();
-
-	if (map_settings == NULL || strcmp(map_settings, key) != 0)
-	{
-		drop_node_connections();
-		if (map_settings)
-			pfree(map_settings);
-		map_settings = MemoryContextStrdup(TopMemoryContext, key);
-	}
-	for (int pass = 0; pass < 2; pass++)
-		for (int i = 0; i < rs_cluster_nnodes; i++)
-		{
-			ClusterNode *n = &rs_cluster_nodes[i];
-			RedisConn  *c = (RedisConn *) n->conn;
-
-			/* pass 0: live connections to masters; pass 1: every node */
-			if (pass == 0 && !(n->master && c && redis_conn_is_connected(c)))
-				continue;
-			if (pass == 1 && !node_connection(i, f))
-				continue;
-			if (load_map_from((RedisConn *) n->conn, f))
-				return true;
-		}
-	if (ensure_connection(f) && load_map_from(conn, f))
-		return true;
-	return false;
-}
-
-int
-redis_cluster_nmasters(void)
-{
-	RedisFailure f;
-	int		   *idx;
-	int			n;
-
-	if (!redis_cluster_mode())
-		return 1;
-	if (!rs_cluster_map_loaded() && !refresh_map(&f))
-		redis_report_failure(ERROR, &f);
-	n = rs_cluster_masters(&idx);
-	return Max(n, 1);
-}
-
-/* back off before retrying commands the cluster could not run yet */
-static void
-cluster_backoff(int attempt)
-{
-	long		ms = Min(500, 20L << Min(attempt, 5));
-
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
-					 PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-}
-
-typedef struct CmdRoute
-{
-	int			node;			/* where it goes this round */
-	int			ask_node;		/* ASK: once to this node, after ASKING */
-	bool		eval;			/* NOSCRIPT: send as EVAL */
-	bool		done;
-	int			pos;			/* reply position in its node's buffer */
-} CmdRoute;
-
-static bool
-cluster_exec(RedisPipeline *p, RedisFailure *f)
-{
-	CmdRoute   *r = palloc0(sizeof(CmdRoute) * Max(p->ncmds, 1));
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_command_timeout_ms);
-	int			left = p->ncmds;
-	int			attempt = 0;
-	bool		need_refresh = !rs_cluster_map_loaded();
-	char	   *last_problem = NULL;
-
-	if (connection_settings_changed())
-	{
-		/* new settings: the next exec starts over (detection, map) */
-		cluster_state = -1;
-		drop_node_connections();
-		rs_cluster_forget_map();
-		return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-						   "the Redis connection settings changed", NULL);
-	}
-	for (int i = 0; i < p->ncmds; i++)
-		r[i].ask_node = -1;
-
-	while (left > 0)
-	{
-		int			nn;
-		int		   *masters;
-		int			nmasters;
-		StringInfoData *bufs;
-		int		   *counts;
-		RedisExchange *x;
-		int			nx = 0;
-		int		   *xnode;
-		RedisValue **outs;
-		bool		retry_later = false;
-		int			sent = 0;
-
-		if (need_refresh)
-		{
-			if (!refresh_map(f))
-			{
-				if (GetCurrentTimestamp() >= deadline)
-					return false;
-				cluster_backoff(attempt++);
-				continue;
-			}
-			need_refresh = false;
-		}
-		nn = rs_cluster_nnodes;
-		nmasters = rs_cluster_masters(&masters);
-		bufs = palloc0(sizeof(StringInfoData) * nn);
-		counts = palloc0(sizeof(int) * nn);
-
-		/* route */
-		for (int i = 0; i < p->ncmds; i++)
-		{
-			PipelineCmd *c = &p->cmds[i];
-			int			node;
-
-			if (r[i].done)
-				continue;
-			if (r[i].ask_node >= 0)
-				node = r[i].ask_node;
-			else if (c->slot >= 0)
-				node = rs_cluster_owner[c->slot];
-			else if (p->target_master >= 0 && p->target_master < nmasters)
-				node = masters[p->target_master];
-			else
-				node = nmasters > 0 ? masters[0] : -1;
-			r[i].node = node;
-			if (node < 0)
-			{
-				/* a slot without an owner: as CLUSTERDOWN */
-				retry_later = true;
-				last_problem = psprintf("hash slot %d has no owner in the cluster's slot map", c->slot);
-				continue;
-			}
-			if (bufs[node].data == NULL)
-				initStringInfo(&bufs[node]);
-			if (r[i].ask_node >= 0)
-			{
-				const char *asking[1] = {"ASKING"};
-
-				encode_command(&bufs[node], 1, asking, NULL);
-				counts[node]++;
-			}
-			if (r[i].eval)
-			{
-				append_header(&bufs[node], '*', c->nargs + 2);
-				append_bulk(&bufs[node], "EVAL", 4);
-				append_bulk(&bufs[node], c->script->body, strlen(c->script->body));
-				appendBinaryStringInfo(&bufs[node], p->buf.data + c->rest_off,
-									   (int) (c->off + c->len - c->rest_off));
-			}
-			else
-				appendBinaryStringInfo(&bufs[node], p->buf.data + c->off, (int) c->len);
-			r[i].pos = counts[node]++;
-		}
-
-		/* connect the nodes involved; one that cannot be reached: later */
-		x = palloc0(sizeof(RedisExchange) * Max(nn, 1));
-		xnode = palloc(sizeof(int) * Max(nn, 1));
-		outs = palloc0(sizeof(RedisValue *) * Max(nn, 1));
-		for (int node = 0; node < nn; node++)
-		{
-			RedisFailure cf;
-
-			if (counts[node] == 0)
-				continue;
-			if (!node_connection(node, &cf))
-			{
-				retry_later = true;
-				need_refresh = true;
-				last_problem = cf.message;
-				for (int i = 0; i < p->ncmds; i++)
-					if (!r[i].done && r[i].node == node)
-						r[i].node = -1;
-				continue;
-			}
-			outs[node] = palloc0(sizeof(RedisValue) * counts[node]);
-			x[nx].conn = (RedisConn *) rs_cluster_nodes[node].conn;
-			x[nx].buf = bufs[node].data;
-			x[nx].len = bufs[node].len;
-			x[nx].n = counts[node];
-			x[nx].out = outs[node];
-			xnode[nx] = node;
-			nx++;
-		}
-		if (nx > 0)
-		{
-			redis_conn_exchange_many(x, nx);
-			for (int j = 0; j < nx; j++)
-			{
-				rs_cluster_nodes[xnode[j]].round_trips++;
-				if (!x[j].ok)
-				{
-					/* commands in flight on a lost connection: outcome unknown */
-					*f = x[j].f;
-					rs_cluster_forget_map();
-					return false;
-				}
-			}
-			sent = 1;
-		}
-
-		/* replies */
-		for (int i = 0; i < p->ncmds; i++)
-		{
-			RedisValue *v;
-			bool		ask;
-			int			slot,
-						port;
-			char	   *host;
-
-			if (r[i].done || r[i].node < 0)
-				continue;
-			v = &outs[r[i].node][r[i].pos];
-			r[i].ask_node = -1;
-			if (v->type == RV_ERROR && p->cmds[i].fallback &&
-				!(strncmp(v->str, "NOSCRIPT", 8) == 0 && !r[i].eval))
-			{
-				/* a multi-slot call the cluster no longer runs as one */
-				RedisValue *fv;
-
-				if (strncmp(v->str, "MOVED ", 6) == 0 || strncmp(v->str, "ASK ", 4) == 0)
-				{
-					rs_cluster_nodes[r[i].node].redirections++;
-					rs_cluster_redirections++;
-				}
-				rs_cluster_forget_map();
-				fv = p->cmds[i].fallback(p->cmds[i].fallback_arg, p->cxt, f);
-				if (fv == NULL)
-					return false;
-				p->replies[i] = *fv;
-				r[i].done = true;
-				left--;
-				continue;
-			}
-			if (v->type == RV_ERROR && rs_cluster_parse_redirect(v->str, &ask, &slot, &host, &port))
-			{
-				int			to = rs_cluster_node_index(host[0] ? host : rs_cluster_nodes[r[i].node].host,
-													   port, true);
-
-				rs_cluster_nodes[r[i].node].redirections++;
-				rs_cluster_redirections++;
-				if (ask)
-					r[i].ask_node = to;
-				else
-				{
-					rs_cluster_owner[slot] = to;
-					need_refresh = true;
-				}
-				continue;
-			}
-			if (v->type == RV_ERROR && rs_cluster_retryable_error(v->str))
-			{
-				retry_later = true;
-				last_problem = pstrdup(v->str);
-				continue;
-			}
-			if (v->type == RV_ERROR && p->cmds[i].script && !r[i].eval &&
-				strncmp(v->str, "NOSCRIPT", 8) == 0)
-			{
-				r[i].eval = true;
-				continue;
-			}
-			p->replies[i] = *v;
-			r[i].done = true;
-			left--;
-		}
-		if (left == 0)
-			break;
-
-		/*
-		 * Redirected round after round: nodes that disagree on the map for a
-		 * moment (a failover or a reshard's last step propagating) send a
-		 * command back and forth.  After three quick rounds, back off like
-		 * TRYAGAIN, within the same deadline, rather than give up after a
-		 * few milliseconds of immediate retries.
-		 */
-		attempt++;
-		if ((retry_later || attempt > 3) && GetCurrentTimestamp() >= deadline)
-			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
-							   psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
-										redis_server_display(), left, rs_command_timeout_ms),
-							   last_problem ? last_problem : "Too many redirections.");
-		if (retry_later || !sent || attempt > 3)
-		{
-			need_refresh = true;
-			cluster_backoff(attempt);
-		}
-	}
-	return true;
-}
-
-/* ----------------------------------------------------------------
- * What this backend sees of the cluster (redis_sync.cluster_nodes())
- * ---------------------------------------------------------------- */
-
-PG_FUNCTION_INFO_V1(redis_sync_cluster_nodes);
-
-/*
- * redis_sync.cluster_nodes(OUT node text, OUT role text, OUT slots int,
- *     OUT connected bool, OUT round_trips bigint, OUT redirections bigint)
- * The calling backend's view: its slot map (loaded on demand) and its
- * per-node counters.  No rows on a single Redis.
- */
-Datum
-redis_sync_cluster_nodes(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	RedisFailure f;
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (!redis_cluster_mode())
-		PG_RETURN_VOID();
-	if (!rs_cluster_map_loaded() && !refresh_map(&f))
-		redis_report_failure(ERROR, &f);
-	for (int i = 0; i < rs_cluster_nnodes; i++)
-	{
-		ClusterNode *n = &rs_cluster_nodes[i];
-		Datum		values[6];
-		bool		nulls[6] = {0};
-
-		values[0] = CStringGetTextDatum(n->display);
-		values[1] = CStringGetTextDatum(n->master ? "master" : "replica");
-		values[2] = Int32GetDatum(n->nslots);
-		values[3] = BoolGetDatum(n->conn && redis_conn_is_connected((RedisConn *) n->conn));
-		values[4] = Int64GetDatum((int64) n->round_trips);
-		values[5] = Int64GetDatum((int64) n->redirections);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	PG_RETURN_VOID();
-}
-
-/*
- * {"masters": n, "replicas": n, "slots_covered": n, "map_loads": n,
- *  "redirections": n, "nodes": [{"node", "role", "slots", "connected"}...]}
- * -- this backend's view; NULL on a single Redis.  Loads the map if needed.
- */
-char *
-redis_cluster_state_json(void)
-{
-	StringInfoData js;
-	RedisFailure f;
-	int			masters = 0,
-				replicas = 0,
-				covered = 0;
-
-	if (!redis_cluster_mode())
-		return NULL;
-	/* the worker asks every second: its map is at most 5 s old */
-	if ((!rs_cluster_map_loaded() ||
-		 TimestampDifferenceExceeds(map_loaded_at, GetCurrentTimestamp(), 5000)) &&
-		!refresh_map(&f))
-		return psprintf("{\"error\": \"%s\"}", "the slot map could not be loaded");
-	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
-		if (rs_cluster_owner[s] >= 0)
-			covered++;
-	for (int i = 0; i < rs_cluster_nnodes; i++)
-	{
-		if (rs_cluster_nodes[i].master)
-			masters++;
-		else
-			replicas++;
-	}
-	initStringInfo(&js);
-	appendStringInfo(&js, "{\"masters\": %d, \"replicas\": %d, \"slots_covered\": %d, "
-					 "\"map_loads\": " UINT64_FORMAT ", \"redirections\": " UINT64_FORMAT ", \"nodes\": [",
-					 masters, replicas, covered, rs_cluster_refreshes, rs_cluster_redirections);
-	for (int i = 0; i < rs_cluster_nnodes && js.len < 1700; i++)
-	{
-		ClusterNode *n = &rs_cluster_nodes[i];
-
-		appendStringInfo(&js, "%s{\"node\": ", i ? ", " : "");
-		escape_json(&js, n->display);
-		appendStringInfo(&js, ", \"role\": \"%s\", \"slots\": %d, \"connected\": %s, "
-						 "\"round_trips\": " UINT64_FORMAT ", \"redirections\": " UINT64_FORMAT "}",
-						 n->master ? "master" : "replica", n->nslots,
-						 n->conn && redis_conn_is_connected((RedisConn *) n->conn) ? "true" : "false",
-						 n->round_trips, n->redirections);
-	}
-	appendStringInfoString(&js, "]}");
-	return js.data;
+	return conn;
 }

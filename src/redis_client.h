@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * redis_client.h
- *		The Redis client: one cached connection per backend, pipelines,
- *		scripts, and replies copied into palloc'd memory.
+ *		The Redis client: one cached connection per backend (one per node
+ *		on a Redis Cluster), pipelines, scripts, and replies copied into
+ *		palloc'd memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,25 +12,7 @@
 
 #include "postgres.h"
 
-typedef enum RedisValueType
-{
-	RV_STRING,					/* bulk string */
-	RV_STATUS,					/* simple string, e.g. OK */
-	RV_ERROR,					/* error reply; str holds Redis's text */
-	RV_INTEGER,
-	RV_NIL,
-	RV_ARRAY
-} RedisValueType;
-
-typedef struct RedisValue
-{
-	RedisValueType type;
-	int64		integer;		/* RV_INTEGER */
-	char	   *str;			/* RV_STRING/STATUS/ERROR, NUL-terminated */
-	size_t		len;
-	int			nelem;			/* RV_ARRAY */
-	struct RedisValue *elems;
-} RedisValue;
+#include "redis_value.h"
 
 /*
  * A Lua script run with EVALSHA, falling back to EVAL when the server does
@@ -45,18 +28,6 @@ typedef struct RedisScript
 
 #define REDIS_SCRIPT(name, body) { (name), (body), "" }
 
-/*
- * A failure below the Redis protocol: could not connect, timed out, the
- * connection broke.  Redis error replies are not failures; they come back as
- * RV_ERROR values.
- */
-typedef struct RedisFailure
-{
-	int			sqlstate;
-	char	   *message;
-	char	   *detail;
-} RedisFailure;
-
 typedef struct RedisPipeline RedisPipeline;
 
 /* a pipeline lives in its own memory context under CurrentMemoryContext */
@@ -66,7 +37,6 @@ extern int	redis_pipeline_length(RedisPipeline *p);
 
 /* try Redis even while the circuit breaker is open (probes, admin) */
 extern void redis_pipeline_bypass_circuit(RedisPipeline *p);
-extern size_t redis_pipeline_bytes(RedisPipeline *p);
 
 /* queue one command; argvlen may be NULL for NUL-terminated arguments */
 extern void redis_pipeline_append(RedisPipeline *p, int argc,
@@ -89,19 +59,11 @@ extern RedisValue *redis_pipeline_reply(RedisPipeline *p, int i);
 extern void redis_check_reply(RedisPipeline *p, int i, const char *what);
 
 /* raise a failure filled by try_exec as an ERROR (or at elevel) */
-extern void redis_report_failure(int elevel, RedisFailure *failure);
-
 /* PING, bypassing the circuit breaker; a success closes it */
 extern bool redis_probe(void);
 
-/* drop the cached connection (next use reconnects) */
-extern void redis_disconnect(void);
-
 /* "host:port" of the configured server, never the password */
 extern const char *redis_server_display(void);
-
-/* Redis Cluster hash slot of a key (CRC16 of the key or its {hash tag}) */
-extern uint16 redis_key_slot(const char *key, size_t len);
 
 /*
  * Redis Cluster (cluster.c, routing here).  redis_cluster_mode() is true when
@@ -147,7 +109,7 @@ typedef void (*RedisMergeFn) (RedisValue *parts, int nparts, void *arg, RedisVal
 extern int	redis_pipeline_merge_begin(RedisPipeline *p);
 extern void redis_pipeline_merge_end(RedisPipeline *p, int begin, RedisMergeFn fn, void *arg);
 
-/* round trips made by this backend, for statistics */
+/* round trips made by this backend, for statistics (counted by redis_conn.c) */
 extern uint64 redis_round_trips;
 
 #endif							/* REDIS_CLIENT_H */

@@ -33,6 +33,13 @@
  * unknown.  Replies are copied into palloc'd RedisValues, so an ERROR never
  * leaks hiredis objects.
  *
+ * Exchanges with several connections at once (a Redis Cluster's nodes) are
+ * in redis_conn_many.c; what the two files share is in redis_conn_int.h.
+ *
+ * This file also holds the RESP writer (redis_resp_*(), used by
+ * redis_client.c too) and counts round trips (redis_round_trips, and the
+ * database's counter in shared memory).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -54,39 +61,16 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "redis_conn.h"
+#include "redis_conn_int.h"
 #include "redis_sync.h"
 #include "redis_tls.h"
 #include "redis_url.h"
 #include "shmem.h"
 
-struct RedisConn
-{
-	RedisConnParams params;		/* deep copy, TopMemoryContext */
-	char	   *display;
-	redisContext *ctx;			/* NULL when disconnected */
-	WaitEventSet *wes;
-	int			sock_pos;
-	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
-	bool		busy;			/* an exchange or the connect is in flight */
-	struct RedisConn *next;		/* all connections, for the abort callback */
-};
+uint64		redis_round_trips = 0;	/* exchanges of this backend */
 
 static RedisConn *all_conns = NULL;
 static bool callbacks_registered = false;
-
-/* ----------------------------------------------------------------
- * Failures
- * ---------------------------------------------------------------- */
-
-static bool
-set_failure(RedisFailure *f, int sqlstate, const char *msg, const char *detail)
-{
-	f->sqlstate = sqlstate;
-	f->message = pstrdup(msg);
-	f->detail = detail ? pstrdup(detail) : NULL;
-	return false;
-}
 
 /* ----------------------------------------------------------------
  * Parameters
@@ -102,7 +86,7 @@ read_password_file(const char *path, RedisFailure *f)
 
 	if (fp == NULL)
 	{
-		set_failure(f, ERRCODE_CONFIG_FILE_ERROR,
+		redis_failure_set(f, ERRCODE_CONFIG_FILE_ERROR,
 					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
 							 path, strerror(errno)), NULL);
 		return NULL;
@@ -125,7 +109,7 @@ redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
 
 	memset(p, 0, sizeof(*p));
 	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
-		return set_failure(f, ERRCODE_INVALID_PARAMETER_VALUE,
+		return redis_failure_set(f, ERRCODE_INVALID_PARAMETER_VALUE,
 						   psprintf("%s (in redis_sync.redis_url)", err), detail);
 	p->host = ep.host;
 	p->port = ep.port;
@@ -319,8 +303,8 @@ wait_socket(RedisConn *c, int events, TimestampTz deadline)
 	}
 }
 
-static TimestampTz
-deadline_after(int ms)
+TimestampTz
+redis_conn_deadline_after(int ms)
 {
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 }
@@ -329,8 +313,8 @@ deadline_after(int ms)
  * Replies
  * ---------------------------------------------------------------- */
 
-static void
-copy_reply(redisReply *r, RedisValue *out)
+void
+redis_conn_copy_reply(redisReply *r, RedisValue *out)
 {
 	memset(out, 0, sizeof(*out));
 	switch (r->type)
@@ -354,7 +338,7 @@ copy_reply(redisReply *r, RedisValue *out)
 			out->nelem = (int) r->elements;
 			out->elems = r->elements ? palloc(sizeof(RedisValue) * r->elements) : NULL;
 			for (size_t i = 0; i < r->elements; i++)
-				copy_reply(r->element[i], &out->elems[i]);
+				redis_conn_copy_reply(r->element[i], &out->elems[i]);
 			break;
 		default:
 			out->type = RV_NIL;
@@ -366,19 +350,40 @@ copy_reply(redisReply *r, RedisValue *out)
  * RESP encoding
  * ---------------------------------------------------------------- */
 
+/*
+ * RESP: the header of an array ('*') or bulk string ('$') of n, without
+ * going through vsnprintf: this runs per argument
+ */
+void
+redis_resp_append_header(StringInfo buf, char c, uint64 n)
+{
+	char		tmp[24];
+	int			len;
+
+	tmp[0] = c;
+	len = pg_ulltoa_n(n, tmp + 1) + 1;
+	tmp[len++] = '\r';
+	tmp[len++] = '\n';
+	appendBinaryStringInfo(buf, tmp, len);
+}
+
+/* RESP: one bulk string */
+void
+redis_resp_append_bulk(StringInfo buf, const char *s, size_t len)
+{
+	redis_resp_append_header(buf, '$', len);
+	appendBinaryStringInfo(buf, s, (int) len);
+	appendBinaryStringInfo(buf, "\r\n", 2);
+}
+
+/* RESP: one command, an array of bulk strings; argvlen may be NULL */
 void
 redis_resp_encode_command(StringInfo buf, int argc, const char **argv,
 						  const size_t *argvlen)
 {
-	appendStringInfo(buf, "*%d\r\n", argc);
+	redis_resp_append_header(buf, '*', argc);
 	for (int i = 0; i < argc; i++)
-	{
-		size_t		len = argvlen ? argvlen[i] : strlen(argv[i]);
-
-		appendStringInfo(buf, "$%zu\r\n", len);
-		appendBinaryStringInfo(buf, argv[i], (int) len);
-		appendBinaryStringInfo(buf, "\r\n", 2);
-	}
+		redis_resp_append_bulk(buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 }
 
 /* ----------------------------------------------------------------
@@ -400,13 +405,13 @@ take_replies(RedisConn *c, int n, int *got, RedisValue *out, bool *progress,
 
 			strlcpy(detail, c->ctx->errstr, sizeof(detail));
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+			return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 							   psprintf("invalid reply from Redis at %s", c->display),
 							   detail);
 		}
 		if (r == NULL)
 			break;
-		copy_reply((redisReply *) r, &out[(*got)++]);
+		redis_conn_copy_reply((redisReply *) r, &out[(*got)++]);
 		freeReplyObject(r);
 		*progress = true;
 	}
@@ -456,7 +461,7 @@ tls_io(RedisConn *c, const char *buf, size_t len, size_t *written,
 		if (redisReaderFeed(c->ctx->reader, rb, k) != REDIS_OK)
 		{
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_PROTOCOL_VIOLATION,
+			return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 							   psprintf("invalid reply from Redis at %s", c->display),
 							   "The reply parser ran out of memory.");
 		}
@@ -477,7 +482,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 {
 	size_t		written = 0;
 	int			got = 0;
-	TimestampTz deadline = deadline_after(timeout_ms);
+	TimestampTz deadline = redis_conn_deadline_after(timeout_ms);
 	int			fd = c->ctx->fd;
 
 	c->busy = true;
@@ -499,7 +504,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 				return false;
 			if (progress)
 			{
-				deadline = deadline_after(timeout_ms);
+				deadline = redis_conn_deadline_after(timeout_ms);
 				continue;
 			}
 		}
@@ -520,7 +525,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 					char	   *detail = pstrdup(strerror(errno));
 
 					redis_conn_disconnect(c);
-					return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+					return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 									   psprintf("lost connection to Redis at %s", c->display),
 									   detail);
 				}
@@ -528,7 +533,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 
 			if (progress)
 			{
-				deadline = deadline_after(timeout_ms);
+				deadline = redis_conn_deadline_after(timeout_ms);
 				if (written < len)
 					continue;
 			}
@@ -539,7 +544,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		if (ready == 0)
 		{
 			redis_conn_disconnect(c);
-			return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("Redis at %s did not answer within %d ms",
 										c->display, timeout_ms),
 							   "The connection was closed; the outcome of the commands sent is unknown.");
@@ -555,7 +560,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 				else
 					strlcpy(detail, c->ctx->errstr, sizeof(detail));
 				redis_conn_disconnect(c);
-				return set_failure(f, ERRCODE_CONNECTION_FAILURE,
+				return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 								   psprintf("lost connection to Redis at %s", c->display),
 								   detail);
 			}
@@ -631,21 +636,18 @@ connect_failure(RedisConn *c, RedisFailure *f, const char *detail)
 	char	   *d = detail ? pstrdup(detail) : NULL;
 
 	redis_conn_disconnect(c);
-	return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+	return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 					   psprintf("could not connect to Redis at %s", c->display), d);
 }
 
-bool
-redis_conn_establish(RedisConn *c, RedisFailure *f)
+/*
+ * Open the socket without blocking and wait (up to connect_timeout, whose
+ * deadline is returned for the TLS handshake) for the connect to finish.
+ */
+static bool
+conn_open_socket(RedisConn *c, TimestampTz *deadline, RedisFailure *f)
 {
 	RedisConnParams *p = &c->params;
-	TimestampTz deadline;
-	StringInfoData hs;
-	int			nhs = 0;
-	RedisValue *hsr;
-
-	if (c->ctx)
-		redis_conn_disconnect(c);
 
 	if (p->socket_path)
 		c->ctx = redisConnectUnixNonBlock(p->socket_path);
@@ -674,8 +676,8 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->ctx->fd, NULL, NULL);
 
 	/* finish the non-blocking connect */
-	deadline = deadline_after(rs_connect_timeout_ms);
-	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) == 0)
+	*deadline = redis_conn_deadline_after(rs_connect_timeout_ms);
+	if (wait_socket(c, WL_SOCKET_WRITEABLE, *deadline) == 0)
 		return connect_failure(c, f, psprintf("timed out after %d ms", rs_connect_timeout_ms));
 	{
 		int			soerr = 0;
@@ -686,53 +688,61 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		if (soerr != 0)
 			return connect_failure(c, f, strerror(soerr));
 	}
+	return true;
+}
 
-	/* TLS handshake, within the same connect deadline */
-	if (p->tls)
+/* TLS handshake, within the same connect deadline */
+static bool
+conn_start_tls(RedisConn *c, TimestampTz deadline, RedisFailure *f)
+{
+	int			ev;
+
+	c->tls = redis_tls_create(c->ctx->fd, &c->params, c->display, f);
+	if (c->tls == NULL)
 	{
-		int			ev;
-
-		c->tls = redis_tls_create(c->ctx->fd, p, c->display, f);
-		if (c->tls == NULL)
+		redis_conn_disconnect(c);
+		return false;
+	}
+	while ((ev = redis_tls_handshake_step(c->tls, f)) != 0)
+	{
+		if (ev < 0)
 		{
 			redis_conn_disconnect(c);
 			return false;
 		}
-		while ((ev = redis_tls_handshake_step(c->tls, f)) != 0)
+		if (wait_socket(c, ev, deadline) == 0)
 		{
-			if (ev < 0)
-			{
-				redis_conn_disconnect(c);
-				return false;
-			}
-			if (wait_socket(c, ev, deadline) == 0)
-			{
-				redis_conn_disconnect(c);
-				return set_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-								   psprintf("could not establish a TLS connection to Redis at %s", c->display),
-								   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
-											rs_connect_timeout_ms));
-			}
+			redis_conn_disconnect(c);
+			return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+							   psprintf("could not establish a TLS connection to Redis at %s", c->display),
+							   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
+										rs_connect_timeout_ms));
 		}
-		elog(DEBUG1, "redis_sync: TLS connection to Redis at %s: %s",
-			 c->display, redis_tls_describe(c->tls));
 	}
+	elog(DEBUG1, "redis_sync: TLS connection to Redis at %s: %s",
+		 c->display, redis_tls_describe(c->tls));
+	return true;
+}
 
-	/* handshake: AUTH, SELECT, CLIENT SETNAME in one round trip */
-	initStringInfo(&hs);
+/* AUTH (with a password), SELECT (db other than 0), CLIENT SETNAME; their count */
+static int
+encode_handshake(const RedisConnParams *p, StringInfo hs)
+{
+	int			nhs = 0;
+
 	if (p->password)
 	{
 		if (p->user)
 		{
 			const char *argv[3] = {"AUTH", p->user, p->password};
 
-			redis_resp_encode_command(&hs, 3, argv, NULL);
+			redis_resp_encode_command(hs, 3, argv, NULL);
 		}
 		else
 		{
 			const char *argv[2] = {"AUTH", p->password};
 
-			redis_resp_encode_command(&hs, 2, argv, NULL);
+			redis_resp_encode_command(hs, 2, argv, NULL);
 		}
 		nhs++;
 	}
@@ -742,7 +752,7 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		const char *argv[2] = {"SELECT", dbs};
 
 		snprintf(dbs, sizeof(dbs), "%d", p->db);
-		redis_resp_encode_command(&hs, 2, argv, NULL);
+		redis_resp_encode_command(hs, 2, argv, NULL);
 		nhs++;
 	}
 	{
@@ -750,30 +760,54 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 		const char *argv[3] = {"CLIENT", "SETNAME", name};
 
 		snprintf(name, sizeof(name), "redis_sync:%d", MyProcPid);
-		redis_resp_encode_command(&hs, 3, argv, NULL);
+		redis_resp_encode_command(hs, 3, argv, NULL);
 		nhs++;
 	}
+	return nhs;
+}
+
+/*
+ * The handshake exchange failed (exchange reported it): make it a connect
+ * failure.  Its timeout is connect_timeout: a plain-text client talking to
+ * a TLS-only port gets no answer, or is hung up on.
+ */
+static void
+handshake_exchange_failed(RedisConn *c, RedisFailure *f)
+{
+	RedisConnParams *p = &c->params;
+	char	   *why = f->detail ? psprintf("%s: %s", f->message, f->detail) : f->message;
+	const char *hint = "";
+	size_t		wl = strlen(why);
+
+	f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+	f->message = psprintf("could not connect to Redis at %s", c->display);
+
+	if (!p->tls)
+		hint = "  If the server accepts only TLS, use a rediss:// URL.";
+	else if (!(p->tls_cert_file && p->tls_cert_file[0]))
+		hint = "  If the server demands client certificates (tls-auth-clients), set redis_sync.tls_cert_file and redis_sync.tls_key_file.";
+	f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s%s", why,
+						 (wl > 0 && why[wl - 1] != '.') ? "." : "", hint);
+}
+
+/*
+ * handshake: AUTH, SELECT, CLIENT SETNAME in one round trip.  The buffer
+ * that held the password is zeroed whatever happens.
+ */
+static bool
+conn_handshake(RedisConn *c, RedisFailure *f)
+{
+	RedisConnParams *p = &c->params;
+	StringInfoData hs;
+	int			nhs;
+	RedisValue *hsr;
+
+	initStringInfo(&hs);
+	nhs = encode_handshake(p, &hs);
 	hsr = palloc(sizeof(RedisValue) * nhs);
 	if (!exchange_internal(c, hs.data, hs.len, nhs, hsr, f, rs_connect_timeout_ms))
 	{
-		/*
-		 * exchange reported the failure; make it a connect failure.  Its
-		 * timeout is connect_timeout: a plain-text client talking to a
-		 * TLS-only port gets no answer, or is hung up on.
-		 */
-		char	   *why = f->detail ? psprintf("%s: %s", f->message, f->detail) : f->message;
-		const char *hint = "";
-		size_t		wl = strlen(why);
-
-		f->sqlstate = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-		f->message = psprintf("could not connect to Redis at %s", c->display);
-
-		if (!p->tls)
-			hint = "  If the server accepts only TLS, use a rediss:// URL.";
-		else if (!(p->tls_cert_file && p->tls_cert_file[0]))
-			hint = "  If the server demands client certificates (tls-auth-clients), set redis_sync.tls_cert_file and redis_sync.tls_key_file.";
-		f->detail = psprintf("The connection handshake (AUTH, SELECT, CLIENT SETNAME) failed: %s%s%s", why,
-							 (wl > 0 && why[wl - 1] != '.') ? "." : "", hint);
+		handshake_exchange_failed(c, f);
 		explicit_bzero(hs.data, hs.len);
 		return false;
 	}
@@ -786,7 +820,7 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 			char	   *d = pstrdup(hsr[i].str);
 
 			redis_conn_disconnect(c);
-			return set_failure(f, auth ? ERRCODE_INVALID_PASSWORD :
+			return redis_failure_set(f, auth ? ERRCODE_INVALID_PASSWORD :
 							   ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 							   psprintf(auth ? "could not authenticate to Redis at %s" :
 										"could not set up the connection to Redis at %s",
@@ -797,185 +831,16 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 	return true;
 }
 
-/* ----------------------------------------------------------------
- * Several connections at once (Redis Cluster)
- * ---------------------------------------------------------------- */
-
-/* one exchange fails: drop its connection */
-static void
-many_fail(RedisExchange *x, int sqlstate, char *msg, const char *detail)
+bool
+redis_conn_establish(RedisConn *c, RedisFailure *f)
 {
-	x->active = false;
-	x->ok = false;
-	set_failure(&x->f, sqlstate, msg, detail);	/* copies detail first */
-	redis_conn_disconnect(x->conn);
-}
+	TimestampTz deadline = 0;
 
-/* parse what was read, send what the socket takes; true when bytes moved */
-static bool
-many_step(RedisExchange *x)
-{
-	RedisConn  *c = x->conn;
-	bool		progress = false;
-
-	while (x->got < x->n)
-	{
-		void	   *r = NULL;
-
-		if (redisGetReplyFromReader(c->ctx, &r) != REDIS_OK)
-		{
-			many_fail(x, ERRCODE_PROTOCOL_VIOLATION,
-					  psprintf("invalid reply from Redis at %s", c->display), c->ctx->errstr);
-			return true;
-		}
-		if (r == NULL)
-			break;
-		copy_reply((redisReply *) r, &x->out[x->got++]);
-		freeReplyObject(r);
-		progress = true;
-	}
-	if (x->got == x->n)
-	{
-		x->active = false;
-		x->ok = true;
-		c->busy = false;
-		return true;
-	}
-	if (x->written < x->len)
-	{
-		ssize_t		k = send(c->ctx->fd, x->buf + x->written, x->len - x->written, MSG_NOSIGNAL);
-
-		if (k > 0)
-		{
-			x->written += k;
-			progress = true;
-		}
-		else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		{
-			many_fail(x, ERRCODE_CONNECTION_FAILURE,
-					  psprintf("lost connection to Redis at %s", c->display), strerror(errno));
-			return true;
-		}
-	}
-	return progress;
-}
-
-void
-redis_conn_exchange_many(RedisExchange *x, int k)
-{
-	bool		sequential = (k == 1);
-	WaitEventSet *volatile wes = NULL;
-
-	for (int i = 0; i < k; i++)
-	{
-		Assert(x[i].conn->ctx != NULL);
-		if (x[i].conn->params.tls)
-			sequential = true;
-		x[i].ok = false;
-		x[i].written = 0;
-		x[i].got = 0;
-		x[i].active = x[i].n > 0;
-		if (!x[i].active)
-			x[i].ok = true;
-	}
-	if (sequential)
-	{
-		/* one round trip each (TLS: its I/O is redis_conn_exchange's) */
-		for (int i = 0; i < k; i++)
-			if (x[i].active)
-			{
-				x[i].ok = redis_conn_exchange(x[i].conn, x[i].buf, x[i].len, x[i].n, x[i].out, &x[i].f);
-				x[i].active = false;
-			}
-		return;
-	}
-
-	for (int i = 0; i < k; i++)
-		if (x[i].active)
-			x[i].conn->busy = true;
-	PG_TRY();
-	{
-		TimestampTz deadline = deadline_after(rs_command_timeout_ms);
-		int		   *pos = palloc(sizeof(int) * k);
-
-		for (;;)
-		{
-			bool		progress = false;
-			bool		any = false;
-			WaitEvent	ev[8];
-			int			nev;
-			long		ms;
-
-			for (int i = 0; i < k; i++)
-				if (x[i].active)
-				{
-					if (many_step(&x[i]))
-						progress = true;
-					if (x[i].active)
-						any = true;
-				}
-			if (!any)
-				break;
-			if (progress)
-			{
-				deadline = deadline_after(rs_command_timeout_ms);
-				continue;		/* until nothing moves, then wait */
-			}
-			ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-			if (ms <= 0 && GetCurrentTimestamp() >= deadline)
-			{
-				for (int i = 0; i < k; i++)
-					if (x[i].active)
-						many_fail(&x[i], ERRCODE_CONNECTION_FAILURE,
-								  psprintf("Redis at %s did not answer within %d ms",
-										   x[i].conn->display, rs_command_timeout_ms),
-								  "The connection was closed; the outcome of the commands sent is unknown.");
-				break;
-			}
-			/* a wait set over the connections still in flight */
-			if (wes)
-				FreeWaitEventSet(wes);
-			wes = CreateWaitEventSet(CurrentMemoryContext, k + 2);
-			AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-			AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-			for (int i = 0; i < k; i++)
-			{
-				pos[i] = -1;
-				if (x[i].active)
-					pos[i] = AddWaitEventToSet(wes, WL_SOCKET_READABLE |
-											   (x[i].written < x[i].len ? WL_SOCKET_WRITEABLE : 0),
-											   x[i].conn->ctx->fd, NULL, &x[i]);
-			}
-			nev = WaitEventSetWait(wes, ms, ev, lengthof(ev), PG_WAIT_EXTENSION);
-			for (int e = 0; e < nev; e++)
-			{
-				RedisExchange *xe = ev[e].user_data;
-
-				if (ev[e].events & WL_LATCH_SET)
-				{
-					ResetLatch(MyLatch);
-					CHECK_FOR_INTERRUPTS();
-					continue;
-				}
-				if (xe && xe->active && (ev[e].events & WL_SOCKET_READABLE))
-				{
-					RedisConn  *c = xe->conn;
-
-					if (redisBufferRead(c->ctx) != REDIS_OK)
-						many_fail(xe, ERRCODE_CONNECTION_FAILURE,
-								  psprintf("lost connection to Redis at %s", c->display),
-								  c->ctx->err == REDIS_ERR_EOF ?
-								  "The server closed the connection." : c->ctx->errstr);
-				}
-			}
-		}
-	}
-	PG_FINALLY();
-	{
-		if (wes)
-			FreeWaitEventSet(wes);
-	}
-	PG_END_TRY();
-	redis_round_trips++;
-	rs_stats_round_trip();
+	if (c->ctx)
+		redis_conn_disconnect(c);
+	if (!conn_open_socket(c, &deadline, f))
+		return false;
+	if (c->params.tls && !conn_start_tls(c, deadline, f))
+		return false;
+	return conn_handshake(c, f);
 }

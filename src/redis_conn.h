@@ -21,7 +21,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
-#include "redis_client.h"
+#include "redis_value.h"
 
 typedef enum RedisTlsVerify
 {
@@ -133,8 +133,13 @@ extern const char *redis_conn_display(RedisConn *c);
 /* the parameters it connects with (read only) */
 extern const RedisConnParams *redis_conn_params(RedisConn *c);
 
-/* RESP-encode one command into buf; argvlen may be NULL */
+/* RESP encoding (one writer for the client and the handshake) */
+extern void redis_resp_append_header(StringInfo buf, char c, uint64 n);
+extern void redis_resp_append_bulk(StringInfo buf, const char *s, size_t len);
 extern void redis_resp_encode_command(StringInfo buf, int argc,
 									  const char **argv, const size_t *argvlen);
+
+/* round trips made by this backend (also declared in redis_client.h) */
+extern uint64 redis_round_trips;
 
 #endif							/* REDIS_CONN_H */

@@ -1,47 +1,71 @@
 /*-------------------------------------------------------------------------
  *
  * redis_sync.c
- *		Module entry point of redis_sync: settings (GUCs) and registration.
+ *		Module entry point of redis_sync: _PG_init and the settings not yet
+ *		moved to their modules.
  *
  * redis_sync keeps Redis and PostgreSQL tables in step with PostgreSQL as the
- * coordinator.  This file only defines settings and calls each module's init
- * function; the work lives in the modules:
+ * coordinator.  _PG_init only calls each module's init function (which
+ * defines that module's settings and hooks); the work lives in the modules,
+ * listed from the entry points down to the client and shared memory (the
+ * README's "Development" section draws the dependencies):
  *
- *		redis_url.c		parsing redis_sync.redis_url
- *		redis_client.c	the cached connection, pipelines, scripts
- *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
- *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
+ *	entry points (SQL functions, triggers, transaction callbacks, workers)
+ *		redis_sync.c	_PG_init, settings of other modules (see below)
  *		command.c		redis_sync.command() and redis_sync.parse_url()
- *		config.c		cache of redis_sync.tables per relation
- *		encode.c		rows as Redis keys, hashes, JSON; versions
- *		epoch.c			the server epoch in versions (grows at each restart)
+ *		admin.c			writes to redis_sync.tables on behalf of table owners
+ *		readthrough.c	redis_sync.get()
+ *		verify.c		verify() and resync() helpers
+ *		keys_sql.c		resync's repair (_push_keys), key functions for SQL
+ *		lifecycle.c		event-trigger helpers: DROP TABLE purge, partitions
+ *		ddl.c			what an ALTER TABLE did to columns
  *		capture.c		the capture trigger and per-transaction buffer
  *		publish.c		pre-commit push, outbox fallback, abort repair
- *		fence.c			the version-fenced apply script
- *		fence_cluster.c	fenced pushes on a cluster: a call per slot or node
- *		outbox.c		writing and delivering redis_sync.outbox
- *		shmem.c			shared memory: worker latch, circuit breaker, stats
+ *		markers.c		a backend's in-flight markers
  *		launcher.c		the launcher: one worker per database with the extension
  *		worker.c		the background worker of one database
- *		warm.c			pushing current row state: warm, re-warm, repair
- *		drain.c			write-behind: draining dirty sets into tables
- *		lifecycle.c		event-trigger helpers: DROP TABLE purge, partitions
+ *		marker_sweep.c	the worker's sweep of in-flight markers
+ *		xact_step.c		one worker step in its own transaction with a snapshot
+ *	the work they share
+ *		outbox.c		writing and delivering redis_sync.outbox; flush()
+ *		drain.c			write-behind: one batch (claim, apply, acknowledge)
+ *		wb_schedule.c	write-behind: which table is due, backoff, the drain round
+ *		wb_config.c		write-behind: the tables' configuration
+ *		wb_decode.c		write-behind: claimed values into column values
+ *		wb_apply.c		write-behind: applying a batch; dead letters
+ *		wb_counters.c	write-behind: counter correction and re-seeding
+ *		wb_api.c		write-behind SQL API: hincrby(), hset(), retry
+ *		warm.c			lock-free fill: warm, re-warm
+ *		warm_push.c		pushing named rows: resync, repair, populate, settling
+ *		warm_queue.c	warm(), the background warm queue and its round
+ *		fence.c			the version-fenced apply script
+ *		fence_cluster.c	fenced pushes on a cluster: a call per slot or node
+ *		encode.c		rows as Redis keys, hashes, JSON; versions
+ *		epoch.c			the server epoch in versions (grows at each restart)
+ *		canonical.c		the canonical settings values are written and read under
+ *		decode.c		a cached value back into a row
+ *		config.c		cache of redis_sync.tables per relation
+ *		claim.c			key prefix claims in Redis
+ *		rowsec.c		row-level security of hset()/hincrby(); input checks
+ *		subxact.c		a step in a subtransaction, its error returned
+ *		as_owner.c		running as another role: restricted, fixed search_path
+ *	the Redis client
+ *		redis_client.c	the cached connection, pipelines, scripts
+ *		redis_cluster.c	the same pipelines on a Redis Cluster: routing by node
+ *		cluster.c		Redis Cluster slot map, node table, hash slots
+ *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
+ *		redis_conn_many.c	exchanges with several connections at once
+ *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
+ *		redis_url.c		parsing redis_sync.redis_url
+ *	shared memory (one header, shmem.h)
+ *		stats.c			counters and the stats SQL functions
+ *		circuit.c		the circuit breaker of a database
+ *		worker_signal.c	wake-up, flush handshake, sweep, pause between
+ *						backends and the worker of a database
+ *		shmem.c			the segment and its per-database slots
  *
- * Invariants the modules keep (each later module adds its own to this list):
- *
- * 1. Nothing here ever blocks a backend on Redis without a bound: every wait
- *    on the Redis socket goes through a WaitEventSet that also wakes on the
- *    process latch (query cancel, statement_timeout, termination) and exits
- *    on postmaster death, with redis_sync.connect_timeout and
- *    redis_sync.command_timeout as upper bounds.
- *
- * 2. The Redis password never leaves the process: redis_sync.redis_url is
- *    visible to superusers only, its check accepts any text (a GUC check
- *    failure would echo the value into the log), and every message names the
- *    server as host:port from the parsed URL.
- *
- * 3. Every exchange with Redis is a pipeline: one exec is one round trip,
- *    whatever the number of commands, and is counted.
+ * The invariants the code keeps, and the module that keeps each, are in
+ * redis_sync.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,16 +79,10 @@
 
 #include "encode.h"
 #include "redis_sync.h"
-#include "redis_tls.h"
 #include "shmem.h"
 
 PG_MODULE_MAGIC;
 
-char	   *rs_redis_url = NULL;
-int			rs_connect_timeout_ms = 1000;
-int			rs_command_timeout_ms = 1000;
-char	   *rs_database = NULL;
-char	   *rs_password_file = NULL;
 int			rs_max_buffer_kb = 65536;
 int			rs_chunk_size = 1000;
 int			rs_tombstone_ttl_ms = 86400000;
@@ -74,8 +92,6 @@ int			rs_retry_max_backoff_ms = 2000;
 bool		rs_rewarm_on_restart = true;
 int			rs_outbox_batch = 10000;
 int			rs_marker_sweep_ms = 5000;
-int			rs_circuit_failures_threshold = 3;
-int			rs_circuit_cooldown_ms = 5000;
 bool		rs_debug_crash_after_push = false;
 int			rs_flush_timeout_ms = 60000;
 int			rs_drain_timeout_ms = 60000;
@@ -94,65 +110,16 @@ rs_require_preload(const char *feature)
 				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-void
-_PG_init(void)
+/*
+ * Settings of the write path: capture.c (max_buffer_bytes), publish.c
+ * (chunk_size, also read by outbox.c, warm.c and verify.c;
+ * debug_crash_after_push), fence.c (tombstone_ttl), encode.c
+ * (version_key_suffix).  They belong in those modules' init functions;
+ * they stay here until those files move them (other engineers own them).
+ */
+static void
+define_write_path_gucs(void)
 {
-	rs_preloaded = process_shared_preload_libraries_in_progress;
-
-	DefineCustomStringVariable("redis_sync.redis_url",
-							   "URL of the Redis server.",
-							   "redis://[user[:password]@]host[:port][/db] or unix:///path/to/redis.sock[?db=N].",
-							   &rs_redis_url,
-							   "redis://127.0.0.1:6379/0",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("redis_sync.redis_password_file",
-							   "File whose first line is the Redis password (overrides a password in the URL).",
-							   "PostgreSQL logs a changed setting's value on reload; a file keeps the password out of the log.",
-							   &rs_password_file,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
-	redis_tls_define_gucs();
-
-	DefineCustomIntVariable("redis_sync.connect_timeout",
-							"Longest wait for a connection to Redis.",
-							NULL,
-							&rs_connect_timeout_ms,
-							1000, 1, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.command_timeout",
-							"Longest wait for Redis to make progress on a pipeline of commands.",
-							"When it passes, the connection is closed and the outcome is treated as unknown.",
-							&rs_command_timeout_ms,
-							1000, 1, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	/*
-	 * 0.1 named the one database of the worker here; since 0.2 a launcher
-	 * runs a worker in every database with the extension (launcher.c) and
-	 * this is an optional allow-list: empty, every database.  An old
-	 * postgresql.conf naming one database keeps its worker there only.
-	 */
-	DefineCustomStringVariable("redis_sync.database",
-							   "Databases where redis_sync workers may run (comma-separated; empty: every database).",
-							   rs_preloaded ? NULL :
-							   "redis_sync is not in shared_preload_libraries: no worker runs.",
-							   &rs_database,
-							   "",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("redis_sync.max_buffer_bytes",
 							"Memory one transaction may use to buffer changes before it overflows to the outbox.",
 							NULL,
@@ -189,6 +156,25 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
+							 "For testing only: crash the server right after a pre-commit push reached Redis.",
+							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
+							 &rs_debug_crash_after_push,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+}
+
+/*
+ * Settings of the background worker: worker.c (naptime, retry_max_backoff,
+ * also read by outbox.c and drain.c; rewarm_on_restart,
+ * marker_sweep_interval, shutdown_drain_timeout), outbox.c (outbox_batch,
+ * flush_timeout), drain.c (drain_timeout).  Same note as above.
+ */
+static void
+define_worker_gucs(void)
+{
 	DefineCustomIntVariable("redis_sync.naptime",
 							"Longest sleep of the background worker between rounds.",
 							"A commit that queues outbox entries wakes the worker at once.",
@@ -234,24 +220,6 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("redis_sync.circuit_failures",
-							"Consecutive connection failures that open the circuit breaker (0 disables it).",
-							NULL,
-							&rs_circuit_failures_threshold,
-							3, 0, 1000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.circuit_cooldown",
-							"How long an open circuit breaker keeps backends from trying Redis.",
-							"The background worker keeps probing and closes the circuit as soon as Redis answers.",
-							&rs_circuit_cooldown_ms,
-							5000, 10, 3600 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("redis_sync.flush_timeout",
 							"Longest wait of redis_sync.flush() for the worker to drain write-behind tables.",
 							NULL,
@@ -279,26 +247,31 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+}
 
-	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
-							 "For testing only: crash the server right after a pre-commit push reached Redis.",
-							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
-							 &rs_debug_crash_after_push,
-							 false,
-							 PGC_SUSET,
-							 GUC_NOT_IN_SAMPLE,
-							 NULL, NULL, NULL);
+/*
+ * Each module defines its own settings and hooks in its init function;
+ * this only calls them, settings first (MarkGUCPrefixReserved must come
+ * after every redis_sync.* setting), then hooks and shared memory.
+ */
+void
+_PG_init(void)
+{
+	rs_preloaded = process_shared_preload_libraries_in_progress;
 
-	rs_launcher_init();			/* redis_sync.max_workers, the launcher */
-
+	redis_client_init();		/* redis_url, password file, TLS, timeouts */
+	rs_circuit_init();			/* circuit_failures, circuit_cooldown */
+	rs_launcher_init();			/* database, max_workers; the launcher */
+	define_write_path_gucs();
+	define_worker_gucs();
 	MarkGUCPrefixReserved("redis_sync");
 
-	redis_client_init();
 	rs_capture_init();
 	rs_publish_init();
 	if (rs_preloaded)
 	{
 		rs_shmem_init();
+		rs_stats_init();
 		rs_epoch_preload_init();
 	}
 }

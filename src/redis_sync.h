@@ -1,12 +1,67 @@
 /*-------------------------------------------------------------------------
  *
  * redis_sync.h
- *		Settings and entry points shared by the modules of redis_sync.
+ *		Settings shared by the modules of redis_sync, and the invariants
+ *		they keep.
  *
  * Each module owns one job and exports only what other modules call; the
- * module headers (redis_url.h, redis_client.h, ...) declare those calls.
- * This header holds the GUC variables defined in redis_sync.c and the
- * per-module init functions that _PG_init calls.
+ * module headers (redis_client.h, shmem.h, ...) declare those calls.  This
+ * header holds the GUC variables several modules read and the init
+ * functions _PG_init calls.
+ *
+ * Invariants, with the module that keeps each (the README's "Guarantees"
+ * section lists the tests that prove them):
+ *
+ * 1. Only committed data reaches Redis.  capture.c only buffers; publish.c
+ *    pushes at pre-commit and, when the transaction then aborts, pushes the
+ *    committed state again with a newer version; after a crash between
+ *    push and commit, worker.c repairs the keys named by in-flight markers
+ *    (publish.c sets them, warm.c repairs).  outbox.c delivers only rows of
+ *    committed transactions.
+ *
+ * 2. Never stale.  Every write carries a version (encode.c: WAL insert
+ *    position and timeline) and goes through fence.c's script, which
+ *    ignores a write older than the version stored beside the key and
+ *    leaves tombstones for deletes; publish.c pushes while the transaction
+ *    holds its row locks; warm.c fills only keys with neither data nor
+ *    version, at the lowest version, so a concurrent writer always wins.
+ *
+ * 3. Nothing committed is lost.  'strict' tables: publish.c fails the
+ *    commit when Redis fails.  'eventual' ones: publish.c (and capture.c
+ *    on overflow) writes the changes to redis_sync.outbox in the same
+ *    transaction and outbox.c delivers them (worker.c, woken at commit
+ *    through worker_signal.c); after Redis restarts empty, worker.c
+ *    re-warms (warm.c) and re-seeds (drain.c).  Write-behind (drain.c)
+ *    claims dirty keys into a processing set and removes them from it only
+ *    after the batch that applied them committed.
+ *
+ * 4. Counters never go backwards.  Write-behind counter columns (drain.c):
+ *    a counter key without its seeded marker is added to the table's value,
+ *    never drained over it, and Redis is corrected before the commit.
+ *    Statistics (stats.c): counters only add, until redis_sync.stats_reset()
+ *    or a server restart.
+ *
+ * 5. No unbounded wait.  Every wait on a Redis socket is a WaitEventSet
+ *    that also wakes on the latch (cancel, statement_timeout, termination)
+ *    and exits on postmaster death, bounded by connect_timeout and
+ *    command_timeout (redis_conn.c; redis_cluster.c for the cluster's
+ *    retries); circuit.c stops backends from trying a Redis that is down;
+ *    a backend waits for the worker only up to a timeout (worker_signal.c:
+ *    flush(), worker_pause()); the launcher's hold on DROP DATABASE is
+ *    bounded (launcher.c).
+ *
+ * 6. The Redis password never leaves the process.  redis_sync.redis_url
+ *    and the password file setting are superuser-only and accept any text
+ *    (a GUC check failure would echo the value into the log; redis_client.c
+ *    defines them); every message names the server as host:port from the
+ *    parsed URL (redis_url.c, redis_conn.c); the handshake buffer that held
+ *    it is zeroed (redis_conn.c); parse_url() shows has_password only
+ *    (command.c).
+ *
+ * 7. Every exchange with Redis is a pipeline: one exec is one round trip,
+ *    whatever the number of commands (redis_client.c; on a cluster one
+ *    exchange per node at once, redis_cluster.c), and is counted
+ *    (redis_conn.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -15,11 +70,16 @@
 
 #include "postgres.h"
 
-/* GUC variables (redis_sync.c) */
+/*
+ * GUC variables.  Each is defined with its setting by one module's init
+ * function: redis_client.c (redis_url, password file, timeouts) and
+ * launcher.c (max_workers) here; circuit.c (circuit_*) and launcher.c
+ * (database) keep theirs static.  The others are still defined in
+ * redis_sync.c (define_write_path_gucs() and define_worker_gucs()).
+ */
 extern char *rs_redis_url;
 extern int	rs_connect_timeout_ms;
 extern int	rs_command_timeout_ms;
-extern char *rs_database;
 extern char *rs_password_file;
 extern int	rs_max_buffer_kb;
 extern int	rs_chunk_size;
@@ -30,8 +90,6 @@ extern int	rs_retry_max_backoff_ms;
 extern bool rs_rewarm_on_restart;
 extern int	rs_outbox_batch;
 extern int	rs_marker_sweep_ms;
-extern int	rs_circuit_failures_threshold;
-extern int	rs_circuit_cooldown_ms;
 extern bool rs_debug_crash_after_push;
 extern int	rs_flush_timeout_ms;
 extern int	rs_drain_timeout_ms;
@@ -45,17 +103,15 @@ extern bool rs_preloaded;
 /* error out, with a hint, when a feature needs the preloaded library */
 extern void rs_require_preload(const char *feature);
 
-/* wake the background worker (no-op when it is not running) */
-extern void rs_worker_wake(void);
-
-/* launcher (launcher.c): settings, registration, hooks */
-extern void rs_launcher_init(void);
-
 /* a worker may run in dbid: preloaded and allowed by redis_sync.database */
 extern bool rs_database_served(Oid dbid);
 
-
-/* module init hooks called from _PG_init */
+/*
+ * Module init functions called from _PG_init (each defines its module's
+ * settings and hooks); rs_circuit_init(), rs_shmem_init() and
+ * rs_stats_init() are in shmem.h.
+ */
+extern void rs_launcher_init(void);
 extern void redis_client_init(void);
 extern void rs_capture_init(void);
 extern void rs_publish_init(void);

@@ -1,8 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *		Shared memory of redis_sync: per-table stats, and per database (one
- *		slot each) the worker's latch, circuit breaker and counters.
+ *		Shared memory of redis_sync: the segment and its per-database slots
+ *		(shmem.c), and the modules that keep their state there: counters
+ *		(stats.c), the circuit breaker (circuit.c), and the signals between
+ *		backends and the worker (worker_signal.c).  One header for the four:
+ *		they share RsDbSlot, and callers see one shared-memory layer.
  *
  *-------------------------------------------------------------------------
  */
@@ -90,6 +93,8 @@ typedef struct RsDbSlot
 	pg_atomic_uint64 circuit_opens;
 } RsDbSlot;
 
+/* ---- shmem.c: the segment and its slots ---- */
+
 /* launcher interface (launcher.c) */
 extern int	rs_nslots(void);
 extern RsDbSlot *rs_slot(int i);
@@ -102,6 +107,12 @@ extern void rs_launcher_wake(void);
 /* the worker of a slot */
 extern bool rs_worker_attach(int slotno, Oid dbid, uint32 generation);
 extern RsDbSlot *rs_worker_slot(void);
+extern void rs_worker_unregister_latch(void);
+
+/* this process's database's slot (NULL without shared memory) */
+extern RsDbSlot *rs_my_slot(void);
+/* the slot shared by databases that have none of their own */
+extern RsDbSlot *rs_nodb_slot(void);
 
 extern void rs_shmem_init(void);	/* from _PG_init */
 extern bool rs_shmem_ready(void);
@@ -109,6 +120,9 @@ extern bool rs_shmem_ready(void);
 /* changes whenever shared memory is made anew (server start, crash restart) */
 extern int64 rs_incarnation(void);
 
+/* ---- stats.c: counters ---- */
+
+extern void rs_stats_init(void);	/* from _PG_init */
 extern int64 rs_stats_applied(Oid relid);
 
 /* per-table counters; accumulated locally, flushed at transaction end */
@@ -122,16 +136,19 @@ extern void rs_stats_round_trip(void);
 extern void rs_stats_worker_round(void);
 extern void rs_stats_set_cluster(const char *json);
 
-/* circuit breaker */
+/* ---- circuit.c: the circuit breaker ---- */
+extern void rs_circuit_init(void);	/* from _PG_init: its settings */
 extern bool rs_circuit_is_open(void);
 extern void rs_circuit_success(void);
 extern void rs_circuit_failure(const char *msg);
-extern TimestampTz rs_circuit_opened_at(void);
 extern int	rs_circuit_failures(void);
+extern bool rs_circuit_open_peek(void);
+extern void rs_circuit_last_error(char *buf, size_t len);
 
-/* worker wake-up and identity */
-extern void rs_worker_unregister_latch(void);
-extern bool rs_worker_running(void);
+/* ---- worker_signal.c: backends and the worker of a database ---- */
+
+/* wake this database's worker (no-op when it is not running) */
+extern void rs_worker_wake(void);
 
 /* flush(): forced drain rounds served by the worker */
 extern uint64 rs_flush_pending(void);

@@ -1,0 +1,69 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_client_int.h
+ *		Inside the Redis client: what redis_client.c (pipelines, the cached
+ *		connection) and redis_cluster.c (the same pipelines on a Redis
+ *		Cluster) share.  Not for other modules: they use redis_client.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REDIS_CLIENT_INT_H
+#define REDIS_CLIENT_INT_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "redis_client.h"
+#include "redis_conn.h"
+
+typedef struct PipelineCmd
+{
+	size_t		off;			/* start of the encoded command in buf */
+	size_t		len;
+	RedisScript *script;		/* EVALSHA of this script, or NULL */
+	size_t		rest_off;		/* for scripts: where numkeys begins */
+	int			nargs;			/* for scripts: argument count after sha */
+	int			slot;			/* cluster slot of the first key, or -1 */
+	RedisFallbackFn fallback;	/* cluster: run it another way when redirected */
+	void	   *fallback_arg;
+} PipelineCmd;
+
+typedef struct PipelineMerge
+{
+	int			first;			/* first physical command */
+	int			n;				/* physical commands merged */
+	RedisMergeFn fn;
+	void	   *arg;
+} PipelineMerge;
+
+struct RedisPipeline
+{
+	PipelineMerge *merges;		/* logical replies of several commands */
+	int			nmerges;
+	int			maxmerges;
+	int			merged_away;	/* physical commands minus logical replies */
+	RedisValue *lreplies;		/* logical replies, built on first use */
+	int			target_master;	/* keyless commands go there (cluster), -1 any */
+	MemoryContext cxt;
+	StringInfoData buf;
+	PipelineCmd *cmds;
+	int			ncmds;
+	int			maxcmds;
+	RedisValue *replies;		/* ncmds entries after exec */
+	bool		executed;
+	bool		bypass_circuit;	/* probes and admin commands try anyway */
+};
+
+/* redis_client.c */
+extern void redis_client_report(int elevel, RedisFailure *f);
+extern bool redis_client_settings_changed(void);
+extern bool redis_client_ensure_connection(RedisFailure *f);
+extern RedisConn *redis_client_seed_conn(void);
+
+/* redis_cluster.c */
+extern int	redis_cluster_state(void);
+extern void redis_cluster_reset(void);
+extern bool redis_cluster_detect(RedisFailure *f);
+extern bool redis_cluster_exec(RedisPipeline *p, RedisFailure *f);
+
+#endif							/* REDIS_CLIENT_INT_H */

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_conn_int.h
+ *		Inside a Redis connection: what redis_conn.c (one connection) and
+ *		redis_conn_many.c (several at once) share.  Other modules use
+ *		redis_conn.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REDIS_CONN_INT_H
+#define REDIS_CONN_INT_H
+
+#include "postgres.h"
+
+#include <hiredis/hiredis.h>
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+
+#include "redis_conn.h"
+#include "redis_tls.h"
+
+struct RedisConn
+{
+	RedisConnParams params;		/* deep copy, TopMemoryContext */
+	char	   *display;
+	redisContext *ctx;			/* NULL when disconnected */
+	WaitEventSet *wes;
+	int			sock_pos;
+	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
+	bool		busy;			/* an exchange or the connect is in flight */
+	struct RedisConn *next;		/* all connections, for the abort callback */
+};
+
+extern TimestampTz redis_conn_deadline_after(int ms);
+extern void redis_conn_copy_reply(redisReply *r, RedisValue *out);
+
+#endif							/* REDIS_CONN_INT_H */

@@ -1,0 +1,327 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_signal.c
+ *		How backends and the worker of a database signal each other through
+ *		its slot (shmem.c): wake-up, the flush() handshake, the in-flight
+ *		marker sweep request, pause/resume, and Redis's run_id.
+ *
+ * A backend never waits for the worker without a bound (invariant "no
+ * unbounded wait" in redis_sync.h): rs_flush_via_worker() gives up at its
+ * timeout, at once when the worker is missing, paused or cannot reach
+ * Redis, and worker_pause() returns false at its timeout.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+#include "redis_sync.h"
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
+PG_FUNCTION_INFO_V1(redis_sync_worker_resume);
+
+void
+rs_worker_wake(void)
+{
+	RsDbSlot   *sl;
+	Latch	   *latch;
+
+	if (!rs_shmem_ready())
+		return;
+	sl = rs_my_slot();
+	SpinLockAcquire(&sl->mutex);
+	latch = sl->worker_latch;
+	SpinLockRelease(&sl->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+/* worker: the flush generation to serve (0: none pending) */
+uint64
+rs_flush_pending(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	uint64		req;
+
+	SpinLockAcquire(&sl->mutex);
+	req = sl->flush_requested > sl->flush_done ? sl->flush_requested : 0;
+	SpinLockRelease(&sl->mutex);
+	return req;
+}
+
+void
+rs_flush_completed(uint64 generation, int64 applied, int failed)
+{
+	RsDbSlot   *sl = rs_my_slot();
+
+	SpinLockAcquire(&sl->mutex);
+	if (generation > sl->flush_done)
+	{
+		sl->flush_done = generation;
+		sl->flush_applied = applied;
+		sl->flush_failed = failed;
+		sl->flush_unreachable = false;
+	}
+	SpinLockRelease(&sl->mutex);
+}
+
+/*
+ * worker: the round could not reach Redis; flush() callers waiting for
+ * generations up to this one get an error at once instead of waiting for
+ * redis_sync.flush_timeout.
+ */
+void
+rs_flush_unreachable(uint64 generation)
+{
+	RsDbSlot   *sl = rs_my_slot();
+
+	SpinLockAcquire(&sl->mutex);
+	if (generation > sl->flush_done)
+	{
+		sl->flush_done = generation;
+		sl->flush_applied = 0;
+		sl->flush_failed = 0;
+		sl->flush_unreachable = true;
+	}
+	SpinLockRelease(&sl->mutex);
+}
+
+static void
+report_unreachable(void)
+{
+	char		msg[RS_ERRLEN];
+
+	rs_circuit_last_error(msg, sizeof(msg));
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not drain write-behind tables: Redis is unreachable"),
+			 msg[0] ? errdetail("Last connection error: %s", msg) : 0,
+			 errhint("The values stay in Redis and are drained when it answers again; see redis_sync.worker_stats.")));
+}
+
+/*
+ * Ask this database's worker for a forced drain round and wait for it;
+ * returns the rows it applied.  ERROR when the worker is not running or
+ * does not answer in timeout_ms.
+ */
+int64
+rs_flush_via_worker(Oid relid, int timeout_ms)
+{
+	RsDbSlot   *sl;
+	uint64		mine;
+	int64		before = rs_stats_applied(relid);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	rs_require_preload("redis_sync.flush() of write-behind tables");
+	sl = rs_my_slot();
+
+	/*
+	 * The caller probed Redis while the circuit was open (deliver_now()):
+	 * still open means Redis did not answer just now.  Waiting for the
+	 * worker would only wait for it to fail the same way.
+	 */
+	if (rs_circuit_open_peek())
+		report_unreachable();
+	SpinLockAcquire(&sl->mutex);
+	mine = ++sl->flush_requested;
+	SpinLockRelease(&sl->mutex);
+	for (;;)
+	{
+		bool		done;
+		bool		running;
+		bool		paused;
+		bool		unreachable;
+
+		/* the launcher may have given this database a slot meanwhile */
+		if (sl == rs_nodb_slot() && rs_my_slot() != sl)
+		{
+			sl = rs_my_slot();
+			SpinLockAcquire(&sl->mutex);
+			mine = ++sl->flush_requested;
+			SpinLockRelease(&sl->mutex);
+		}
+		rs_worker_wake();
+		SpinLockAcquire(&sl->mutex);
+		done = sl->flush_done >= mine;
+		running = sl->worker_latch != NULL;
+		paused = sl->pause_requested;
+		unreachable = sl->flush_unreachable;
+		SpinLockRelease(&sl->mutex);
+		if (done && unreachable)
+			report_unreachable();
+		if (done)
+		{
+			int			failed;
+
+			SpinLockAcquire(&sl->mutex);
+			failed = sl->flush_failed;
+			SpinLockRelease(&sl->mutex);
+			if (failed > 0)
+				ereport(WARNING,
+						(errmsg("%d write-behind tables could not be drained; they are retried", failed),
+						 errhint("See last_error in redis_sync.stats and the server log.")));
+			return rs_stats_applied(relid) - before;
+		}
+		/* a database left without a worker: say so at once */
+		if (!running && sl != rs_nodb_slot())
+		{
+			bool		no_worker;
+			char		reason[64];
+
+			SpinLockAcquire(&sl->mutex);
+			no_worker = sl->no_worker;
+			strlcpy(reason, sl->no_worker_reason, sizeof(reason));
+			SpinLockRelease(&sl->mutex);
+			if (no_worker)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("no redis_sync background worker runs in database \"%s\": %s",
+								get_database_name(MyDatabaseId), reason),
+						 errhint("Raise redis_sync.max_workers (and max_worker_processes), or stop the worker of a database that does not need one.")));
+		}
+		/* a worker that is (re)starting gets a few seconds to appear */
+		if (!running && TimestampDifferenceExceeds(deadline - (int64) timeout_ms * 1000,
+												   GetCurrentTimestamp(), Min(timeout_ms, 10000)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no redis_sync background worker is running in database \"%s\"",
+							get_database_name(MyDatabaseId)),
+					 errhint("Check redis_sync.worker_stats and the server log (redis_sync.max_workers, redis_sync.database).")));
+		if (paused)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the redis_sync background worker is paused"),
+					 errhint("Call redis_sync.worker_resume().")));
+		/* Redis went away while we waited: the worker cannot drain */
+		if (rs_circuit_open_peek())
+			report_unreachable();
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("timed out waiting for the redis_sync worker to drain write-behind tables")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+rs_worker_request_sweep(void)
+{
+	RsDbSlot   *sl;
+
+	if (!rs_shmem_ready())
+		return;
+	sl = rs_my_slot();
+	SpinLockAcquire(&sl->mutex);
+	sl->sweep_requested = true;
+	SpinLockRelease(&sl->mutex);
+	rs_worker_wake();
+}
+
+bool
+rs_worker_sweep_requested(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	bool		r;
+
+	SpinLockAcquire(&sl->mutex);
+	r = sl->sweep_requested;
+	sl->sweep_requested = false;
+	SpinLockRelease(&sl->mutex);
+	return r;
+}
+
+bool
+rs_worker_pause_check(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	bool		paused;
+
+	SpinLockAcquire(&sl->mutex);
+	paused = sl->paused = sl->pause_requested;
+	SpinLockRelease(&sl->mutex);
+	return paused;
+}
+
+bool
+rs_redis_run_id_changed(const char *run_id, char *previous, size_t len)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	bool		changed;
+
+	SpinLockAcquire(&sl->mutex);
+	strlcpy(previous, sl->run_id, len);
+	changed = sl->run_id[0] != '\0' && strcmp(sl->run_id, run_id) != 0;
+	strlcpy(sl->run_id, run_id, sizeof(sl->run_id));
+	SpinLockRelease(&sl->mutex);
+	return changed;
+}
+
+static void
+require_shmem(void)
+{
+	rs_require_preload("redis_sync.stats");
+}
+
+/*
+ * worker_pause(timeout_ms int) RETURNS boolean: ask this database's worker
+ * to stop delivering and wait (up to the timeout) until it has finished
+ * what it was doing.  Returns true once it is idle (or not running).  The
+ * pause lasts until worker_resume(), a server restart, or the end of the
+ * database's worker slot (DROP EXTENSION).
+ */
+Datum
+redis_sync_worker_pause(PG_FUNCTION_ARGS)
+{
+	int			timeout_ms = PG_GETARG_INT32(0);
+	TimestampTz deadline;
+	RsDbSlot   *sl;
+
+	require_shmem();
+	sl = rs_my_slot();
+	SpinLockAcquire(&sl->mutex);
+	sl->pause_requested = true;
+	SpinLockRelease(&sl->mutex);
+	rs_worker_wake();
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	for (;;)
+	{
+		bool		done;
+
+		SpinLockAcquire(&sl->mutex);
+		done = sl->paused || sl->worker_latch == NULL;
+		SpinLockRelease(&sl->mutex);
+		if (done)
+			PG_RETURN_BOOL(true);
+		if (GetCurrentTimestamp() >= deadline)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* worker_resume() */
+Datum
+redis_sync_worker_resume(PG_FUNCTION_ARGS)
+{
+	RsDbSlot   *sl;
+
+	require_shmem();
+	sl = rs_my_slot();
+	SpinLockAcquire(&sl->mutex);
+	sl->pause_requested = false;
+	sl->paused = false;
+	SpinLockRelease(&sl->mutex);
+	rs_worker_wake();
+	PG_RETURN_VOID();
+}
