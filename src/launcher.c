@@ -60,6 +60,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -278,12 +279,22 @@ hold_database(Oid dbid)
 		(void) kill(pid, SIGTERM);
 	rs_launcher_wake();
 
+	/*
+	 * Wait until the worker has left the process array, not only cleared
+	 * worker_pid (it does that at the start of its exit): DROP DATABASE
+	 * WITH (FORCE) checks the right to signal every process still in the
+	 * database, and a plain owner may not signal the worker.
+	 */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_WAIT_MS);
 	for (;;)
 	{
+		int			last_pid = pid;
+
 		SpinLockAcquire(&slot->mutex);
 		pid = slot->dbid == dbid ? slot->worker_pid : 0;
 		SpinLockRelease(&slot->mutex);
+		if (pid == 0 && last_pid != 0 && BackendPidGetProc(last_pid) != NULL)
+			pid = last_pid;		/* exiting, still in the process array */
 		if (pid == 0 || GetCurrentTimestamp() >= deadline)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
