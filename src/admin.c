@@ -316,7 +316,8 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 	if (n > 0)
 	{
 		CommandCounterIncrement();
-		rs_claim_table(relid);	/* releases at commit what the table no longer needs */
+		rs_claim_table(relid);	/* releases at commit what the table no longer
+								 * needs */
 		invalidate_table(relid);
 	}
 	PG_RETURN_INT64(n);

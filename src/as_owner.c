@@ -96,7 +96,7 @@ rs_rel_owner(Oid relid)
 void
 rs_require_owner(Oid relid)
 {
-	(void) rs_rel_owner(relid);	/* exists? */
+	(void) rs_rel_owner(relid); /* exists? */
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

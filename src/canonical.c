@@ -135,10 +135,10 @@ rs_canonical_enter(RsCanonicalSave *save)
 	}
 
 	/*
-	 * reg* types: output functions qualify every name that is not visible,
-	 * so with pg_catalog as the whole path a name is schema-qualified
-	 * unless it lives in pg_catalog, and reads back to the same OID in any
-	 * session.  An override path: no GUC machinery per row.
+	 * reg* types: output functions qualify every name that is not visible, so
+	 * with pg_catalog as the whole path a name is schema-qualified unless it
+	 * lives in pg_catalog, and reads back to the same OID in any session.  An
+	 * override path: no GUC machinery per row.
 	 */
 	{
 		OverrideSearchPath path;

@@ -65,7 +65,8 @@ static uint64 rs_stat_captured = 0;
 
 static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
-static MemoryContext overflow_cxt = NULL;	/* per-capture scratch after overflow */
+static MemoryContext overflow_cxt = NULL;	/* per-capture scratch after
+											 * overflow */
 static int64 overflow_seq = 0;
 static int	nbefore = 0;		/* before images encoded this transaction */
 static char overflow_version[RS_VERSION_LEN + 1];
@@ -205,6 +206,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	c->key = rs_encode_key(cfg, td, keytup, &c->keyvals);
 	c->nkeys = cfg->nkeys;
 	rs_encode_row(cfg, td, newtup, &c->after);
+
 	/*
 	 * The state before, to restore if the push outlives the transaction.
 	 * Encoded now, with the descriptor and configuration the tuple belongs
@@ -317,9 +319,9 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 		/*
 		 * The argument is the synced table's OID when the guard was made; a
-		 * restored dump gives the table another one.  The configuration of
-		 * a partition is its root's: not synced (detached, unsynced) means
-		 * the guard is stale and guards nothing.
+		 * restored dump gives the table another one.  The configuration of a
+		 * partition is its root's: not synced (detached, unsynced) means the
+		 * guard is stale and guards nothing.
 		 */
 		cfg = rs_config_get(RelationGetRelid(rel));
 		if (!rel->rd_rel->relispartition || !cfg->synced)
@@ -396,7 +398,8 @@ redis_sync_purge_at_commit(PG_FUNCTION_ARGS)
 	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	rs_require_owner(relid);	/* as_owner.c */
-	rs_claim_check_purge(relid, prefix);	/* claim.c: the table's own prefix only */
+	rs_claim_check_purge(relid, prefix);	/* claim.c: the table's own prefix
+											 * only */
 	rs_capture_purge(relid, prefix, false, false);
 	PG_RETURN_VOID();
 }

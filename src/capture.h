@@ -14,8 +14,8 @@
 
 #include "encode.h"
 
-#define RS_CHANGE_ROW		'R'		/* a row became after (or was deleted) */
-#define RS_CHANGE_PURGE		'P'		/* every key under prefix goes away */
+#define RS_CHANGE_ROW		'R' /* a row became after (or was deleted) */
+#define RS_CHANGE_PURGE		'P' /* every key under prefix goes away */
 
 typedef struct Change
 {
@@ -26,13 +26,15 @@ typedef struct Change
 	bool		async;
 	int64		ttl_ms;
 	char	   *key;			/* RS_CHANGE_ROW: the Redis key */
-	char	  **keyvals;		/* the key columns' text, naming the row for repairs */
+	char	  **keyvals;		/* the key columns' text, naming the row for
+								 * repairs */
 	int			nkeys;
 	RowImage	after;
+
 	/*
-	 * The row before this change, encoded at capture time with the
-	 * descriptor and configuration it was read with (a later ALTER in the
-	 * same transaction cannot change how it decodes): restored if the push
+	 * The row before this change, encoded at capture time with the descriptor
+	 * and configuration it was read with (a later ALTER in the same
+	 * transaction cannot change how it decodes): restored if the push
 	 * outlives an aborted transaction.  NULL: there was no row (repair is a
 	 * delete), or before_skipped.
 	 */

@@ -60,47 +60,47 @@
 
 /* check, then record; returns {"conflict", field, value} or {"ok"} */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
-"local me = ARGV[1]\n"
-"local function starts(s, p) return string.sub(s, 1, #p) == p end\n"
-"local function overlap(a, b)\n"
-"  local ta, va, tb, vb = string.sub(a, 1, 1), string.sub(a, 3), string.sub(b, 1, 1), string.sub(b, 3)\n"
-"  if ta == 'p' and tb == 'p' then return starts(va, vb) or starts(vb, va) end\n"
-"  if ta == 'p' then return starts(vb, va) end\n"
-"  if tb == 'p' then return starts(va, vb) end\n"
-"  return va == vb\n"
-"end\n"
-"local all = redis.call('HGETALL', KEYS[1])\n"
-"for i = 3, #ARGV do\n"
-"  for j = 1, #all, 2 do\n"
-"    local holder = string.match(all[j + 1], '^[^\\t]*')\n"
-"    if holder ~= me and overlap(ARGV[i], all[j]) then\n"
-"      return {'conflict', all[j], all[j + 1]}\n"
-"    end\n"
-"  end\n"
-"end\n"
-"for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
-"return {'ok'}\n");
+											   "local me = ARGV[1]\n"
+											   "local function starts(s, p) return string.sub(s, 1, #p) == p end\n"
+											   "local function overlap(a, b)\n"
+											   "  local ta, va, tb, vb = string.sub(a, 1, 1), string.sub(a, 3), string.sub(b, 1, 1), string.sub(b, 3)\n"
+											   "  if ta == 'p' and tb == 'p' then return starts(va, vb) or starts(vb, va) end\n"
+											   "  if ta == 'p' then return starts(vb, va) end\n"
+											   "  if tb == 'p' then return starts(va, vb) end\n"
+											   "  return va == vb\n"
+											   "end\n"
+											   "local all = redis.call('HGETALL', KEYS[1])\n"
+											   "for i = 3, #ARGV do\n"
+											   "  for j = 1, #all, 2 do\n"
+											   "    local holder = string.match(all[j + 1], '^[^\\t]*')\n"
+											   "    if holder ~= me and overlap(ARGV[i], all[j]) then\n"
+											   "      return {'conflict', all[j], all[j + 1]}\n"
+											   "    end\n"
+											   "  end\n"
+											   "end\n"
+											   "for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
+											   "return {'ok'}\n");
 
 /* drop the holder's claims except the fields listed (ARGV[2..]) */
 static RedisScript release_script = REDIS_SCRIPT("redis_sync_release_prefix",
-"local me = ARGV[1]\n"
-"local keep = {}\n"
-"for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
-"local all = redis.call('HGETALL', KEYS[1])\n"
-"local n = 0\n"
-"for j = 1, #all, 2 do\n"
-"  if string.match(all[j + 1], '^[^\\t]*') == me and not keep[all[j]] then\n"
-"    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
-"  end\n"
-"end\n"
-"return n\n");
+												 "local me = ARGV[1]\n"
+												 "local keep = {}\n"
+												 "for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
+												 "local all = redis.call('HGETALL', KEYS[1])\n"
+												 "local n = 0\n"
+												 "for j = 1, #all, 2 do\n"
+												 "  if string.match(all[j + 1], '^[^\\t]*') == me and not keep[all[j]] then\n"
+												 "    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+												 "  end\n"
+												 "end\n"
+												 "return n\n");
 
 /* take over one stale claim: only if it still has the value we judged stale */
 static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
-"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
-"  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
-"end\n"
-"return 0\n");
+												  "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
+												  "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
+												  "end\n"
+												  "return 0\n");
 
 /* tables whose claims are reduced at pre-commit (in TopTransactionContext) */
 static List *pending_relids = NIL;
@@ -138,12 +138,15 @@ claim_fields_snapshot(Oid relid, bool latest)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	{
 		const char *sql = "SELECT key_prefix, dirty_set FROM redis_sync.tables "
-			" WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass";
+		" WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass";
 		int			ret;
 
 		if (latest)
 		{
-			/* what is committed now, not what this transaction's snapshot shows */
+			/*
+			 * what is committed now, not what this transaction's snapshot
+			 * shows
+			 */
 			SPIPlanPtr	plan = SPI_prepare(sql, 1, types);
 
 			if (plan == NULL)
@@ -165,7 +168,10 @@ claim_fields_snapshot(Oid relid, bool latest)
 		fields = lappend(fields, psprintf("p:%s", prefix));
 		if (dirty)
 		{
-			/* like a prefix: a dirty set must not be able to meet a companion key */
+			/*
+			 * like a prefix: a dirty set must not be able to meet a companion
+			 * key
+			 */
 			if (dirty[0] == '{')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -203,8 +209,8 @@ check_reserved(const char *field)
 	/*
 	 * Companion keys (version, seed, processing) begin with "{": a prefix
 	 * that does too would let row keys meet other tables' companion keys.
-	 * _sync() says so first; this also covers _config_write() called
-	 * directly (it is executable by every table owner).
+	 * _sync() says so first; this also covers _config_write() called directly
+	 * (it is executable by every table owner).
 	 */
 	if (field[0] == 'p' && v[0] == '{')
 		ereport(ERROR,
@@ -235,6 +241,7 @@ claim_is_stale(const char *value, const char *field)
 		return false;
 	if (sysid != GetSystemIdentifier() || dboid != MyDatabaseId)
 		return false;
+
 	/*
 	 * The latest committed configuration: a holder that committed after our
 	 * snapshot was taken (we waited for it in lock_configuration(), admin.c)
@@ -242,7 +249,7 @@ claim_is_stale(const char *value, const char *field)
 	 */
 	foreach(lc, claim_fields_snapshot(relid, true))
 		if (strcmp(lfirst(lc), field) == 0)
-			return false;
+		return false;
 	return true;
 }
 
@@ -304,7 +311,7 @@ check_local(Oid relid, List *fields)
 
 			foreach(mc, fields)
 				if (fields_overlap(lfirst(mc), lfirst(lc)))
-					conflict_error(lfirst(mc), lfirst(lc), holder_description(other));
+				conflict_error(lfirst(mc), lfirst(lc), holder_description(other));
 		}
 	}
 	SPI_finish();
@@ -447,7 +454,7 @@ rs_claim_table(Oid relid)
 		/* the overlapping field of ours, for the message */
 		foreach(lc, fields)
 			if (fields_overlap(lfirst(lc), field))
-				break;
+			break;
 		tab = strchr(value, '\t');
 		conflict_error(lc ? lfirst(lc) : linitial(fields), field, tab ? tab + 1 : value);
 	}
@@ -465,7 +472,7 @@ rs_claim_check_purge(Oid relid, const char *prefix)
 
 	foreach(lc, claim_fields(relid))
 		if (strcmp(lfirst(lc), want) == 0)
-			return;
+		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("key prefix \"%s\" is not a prefix of table %s", prefix, get_rel_name(relid)),
@@ -555,7 +562,7 @@ rs_claim_all(bool worker)
 		MemoryContext spi = MemoryContextSwitchTo(outer);
 
 		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
+																SPI_tuptable->tupdesc, 1, &isnull)));
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();

@@ -211,7 +211,10 @@ rs_cluster_slot_tag(int slot)
 		int			left = RS_CLUSTER_SLOTS;
 		char		buf[16];
 
-		/* the shortest decimal strings: every slot is reached well before 10^6 */
+		/*
+		 * the shortest decimal strings: every slot is reached well before
+		 * 10^6
+		 */
 		for (int i = 0; left > 0 && i < 10000000; i++)
 		{
 			int			len = snprintf(buf, sizeof(buf), "%d", i);

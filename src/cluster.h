@@ -31,7 +31,7 @@ typedef struct ClusterNode
 extern int	rs_cluster_owner[RS_CLUSTER_SLOTS];
 extern ClusterNode *rs_cluster_nodes;
 extern int	rs_cluster_nnodes;
-extern uint64 rs_cluster_refreshes;		/* map loads, this backend */
+extern uint64 rs_cluster_refreshes; /* map loads, this backend */
 extern uint64 rs_cluster_redirections;	/* MOVED + ASK, this backend */
 
 /* find a node by address, adding it when create (returns -1 otherwise) */

@@ -60,7 +60,8 @@ typedef struct ConfigEntry
 	MemoryContext cxt;			/* holds cfg and everything it points to */
 	bool		loading;		/* load_config() is running for this entry */
 	Oid			loading_root;	/* while loading: the root table */
-	bool		inval_during_load;	/* a relevant invalidation arrived meanwhile */
+	bool		inval_during_load;	/* a relevant invalidation arrived
+									 * meanwhile */
 } ConfigEntry;
 
 /* loads restarted because an invalidation arrived mid-load, at most */
@@ -73,7 +74,7 @@ static HTAB *config_cache = NULL;
  * transaction point into them (field names, prefixes), so they are freed
  * only at transaction end, by rs_config_release_retired().
  */
-static List *retired = NIL;			/* in TopMemoryContext */
+static List *retired = NIL;		/* in TopMemoryContext */
 
 /*
  * Relcache invalidation (relid) or full cache reset (InvalidOid).  It can
@@ -146,8 +147,8 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 			/*
 			 * The DDL event trigger follows drops and renames; this is only
 			 * reached when it did not run (event triggers disabled, a
-			 * configuration restored out of step).  Writes must not fail:
-			 * the field is no longer written.
+			 * configuration restored out of step).  Writes must not fail: the
+			 * field is no longer written.
 			 */
 			ereport(WARNING,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
@@ -195,7 +196,11 @@ load_config(Oid relid, Oid root)
 
 	cfg->relid = relid;
 	cfg->valid = true;
-	/* extension dropped (maybe earlier in this transaction): nothing is synced */
+
+	/*
+	 * extension dropped (maybe earlier in this transaction): nothing is
+	 * synced
+	 */
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
 		return cfg;
 
@@ -204,13 +209,14 @@ load_config(Oid relid, Oid root)
 	values[0] = ObjectIdGetDatum(root);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+
 	/*
 	 * Runs in the writer's session, with its search_path (which may hold a
-	 * planted operator, maybe under a SECURITY DEFINER function): every
-	 * name, operator and cast below is schema-qualified, so that path is
-	 * never searched.  That alone is the defence (regress suite security,
-	 * "planted_function_calls"); setting search_path too, as before, cost
-	 * a GUC nest level per load and added nothing.
+	 * planted operator, maybe under a SECURITY DEFINER function): every name,
+	 * operator and cast below is schema-qualified, so that path is never
+	 * searched.  That alone is the defence (regress suite security,
+	 * "planted_function_calls"); setting search_path too, as before, cost a
+	 * GUC nest level per load and added nothing.
 	 */
 	ret = SPI_execute_with_args("SELECT t.policy, t.key_prefix, t.key_columns, t.columns, t.format, "
 								"       (pg_catalog.extract('epoch', t.ttl) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
@@ -303,8 +309,8 @@ rs_config_get(Oid relid)
 	/*
 	 * An invalidation processed during the load (its SPI query reads
 	 * catalogs) may mean that what was read is already out of date: load
-	 * again.  After a few tries use the result once and reload next time.
-	 * The entry pointer stays valid: dynahash never moves entries, and the
+	 * again.  After a few tries use the result once and reload next time. The
+	 * entry pointer stays valid: dynahash never moves entries, and the
 	 * callback never removes them.
 	 */
 	PG_TRY();

@@ -181,7 +181,8 @@ index_json_fields(SyncConfig *cfg, HTAB *byname, RedisValue *v)
 
 		fields[foreach_current_index(lc)] = f;
 		slot->name = f->name;
-		slot->idx = foreach_current_index(lc);	/* a repeated name: the last wins */
+		slot->idx = foreach_current_index(lc);	/* a repeated name: the last
+												 * wins */
 	}
 	return fields;
 }
@@ -230,6 +231,7 @@ populate_structured(Oid rowtype, TupleDesc td, StringInfo structured, List *stru
 					Datum *values, bool *nulls)
 {
 	FmgrInfo	fi;
+
 	LOCAL_FCINFO(fcinfo, 3);
 	Datum		rec;
 	HeapTupleHeader hdr;

@@ -98,13 +98,13 @@
  * member itself, 2.6 us for SPOP + pipelined HGETALL.
  */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_members",
-"local n = tonumber(ARGV[1])\n"
-"if ARGV[2] == '1' then return redis.call('SRANDMEMBER', KEYS[2], n) end\n"
-"local members = redis.call('SPOP', KEYS[1], n)\n"
-"for s = 1, #members, 1000 do\n"
-"  redis.call('SADD', KEYS[2], unpack(members, s, math.min(s + 999, #members)))\n"
-"end\n"
-"return members\n");
+											   "local n = tonumber(ARGV[1])\n"
+											   "if ARGV[2] == '1' then return redis.call('SRANDMEMBER', KEYS[2], n) end\n"
+											   "local members = redis.call('SPOP', KEYS[1], n)\n"
+											   "for s = 1, #members, 1000 do\n"
+											   "  redis.call('SADD', KEYS[2], unpack(members, s, math.min(s + 999, #members)))\n"
+											   "end\n"
+											   "return members\n");
 
 /*
  * redis_sync.drain_timeout: the worker runs no client statements, so no
@@ -220,7 +220,8 @@ typedef struct Batch
 	Member	   *ms;
 	int		   *abs_idx;		/* absolute values */
 	int		   *inc_idx;		/* counters of unseeded keys: increments */
-	int		   *del_idx;		/* keys Redis no longer has (on_missing delete) */
+	int		   *del_idx;		/* keys Redis no longer has (on_missing
+								 * delete) */
 	int			nabs;
 	int			ninc;
 	int			ndel;
@@ -373,7 +374,10 @@ write_rows(Batch *b)
 	WbTable    *t = b->t;
 	RsAsOwner	saved;
 
-	/* the rows written into this table are not echoed to the keys they came from */
+	/*
+	 * the rows written into this table are not echoed to the keys they came
+	 * from
+	 */
 	rs_capture_suppress(t->relid, t->prefix);
 	rs_as_owner_enter(&saved, t->owner);
 	PG_TRY();
@@ -441,7 +445,8 @@ apply_batch(Batch *b, TimestampTz started)
 
 	rs_xact_begin(NULL);
 	drain_timeout_arm();
-	(void) rs_canonical_gucs_push();	/* key and value casts: canonical form; popped at commit */
+	(void) rs_canonical_gucs_push();	/* key and value casts: canonical
+										 * form; popped at commit */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	write_rows(b);

@@ -309,7 +309,8 @@ to_json_for(Oid typid)
 	}
 	if (to_json_cache_stale && to_json_cache != NULL)
 	{
-		hash_destroy(to_json_cache);	/* the FmgrInfos' extra memory stays: small, rare */
+		hash_destroy(to_json_cache);	/* the FmgrInfos' extra memory stays:
+										 * small, rare */
 		to_json_cache = NULL;
 	}
 	to_json_cache_stale = false;
@@ -464,7 +465,7 @@ value_needs_text(Oid typid, Datum d, int depth)
 	{
 		HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
 		TupleDesc	td = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(hdr),
-											   HeapTupleHeaderGetTypMod(hdr));
+												HeapTupleHeaderGetTypMod(hdr));
 		HeapTupleData tup;
 		bool		result = false;
 
@@ -732,7 +733,11 @@ rs_image_to_json(RowImage *img)
 			appendStringInfoString(&buf, "null");
 	}
 	appendStringInfoChar(&buf, '}');
-	/* keep only what is used: this runs for every change a large transaction queues */
+
+	/*
+	 * keep only what is used: this runs for every change a large transaction
+	 * queues
+	 */
 	result = pnstrdup(buf.data, buf.len);
 	pfree(buf.data);
 	return result;

@@ -224,7 +224,7 @@
 "return result\n"
 
 static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
-"local xslot = false\n" APPLY_BODY);
+											   "local xslot = false\n" APPLY_BODY);
 
 /*
  * Redis 7 cluster: one call per node touches the keys of several slots of
@@ -233,14 +233,14 @@ static RedisScript apply_script = REDIS_SCRIPT("redis_sync_apply",
  * keys come first in ARGV (their count first) and are made KEYS[3..] again.
  */
 static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
-"#!lua flags=allow-cross-slot-keys\n"
-"local nk = tonumber(ARGV[1])\n"
-"local K, A = {KEYS[1], KEYS[2]}, {}\n"
-"for i = 2, nk + 1 do K[#K + 1] = ARGV[i] end\n"
-"for i = nk + 2, #ARGV do A[#A + 1] = ARGV[i] end\n"
-"local KEYS, ARGV = K, A\n"
-"local xslot = true\n"
-APPLY_BODY);
+													 "#!lua flags=allow-cross-slot-keys\n"
+													 "local nk = tonumber(ARGV[1])\n"
+													 "local K, A = {KEYS[1], KEYS[2]}, {}\n"
+													 "for i = 2, nk + 1 do K[#K + 1] = ARGV[i] end\n"
+													 "for i = nk + 2, #ARGV do A[#A + 1] = ARGV[i] end\n"
+													 "local KEYS, ARGV = K, A\n"
+													 "local xslot = true\n"
+													 APPLY_BODY);
 
 const char *
 rs_evicted_key(void)
@@ -488,8 +488,8 @@ rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
 		return -1;
 
 	/*
-	 * {applied, (index, error)*, evicted}: keys dropped because their
-	 * version was gone are logged (and counted in Redis, rs_evicted_key()).
+	 * {applied, (index, error)*, evicted}: keys dropped because their version
+	 * was gone are logged (and counted in Redis, rs_evicted_key()).
 	 */
 	if (reply->nelem % 2 == 0 && reply->elems[reply->nelem - 1].type == RV_INTEGER &&
 		reply->elems[reply->nelem - 1].integer > 0)
@@ -541,38 +541,42 @@ rs_scan_prefix(const char *prefix)
 	static const char *const types[] = {"hash", "string"};
 	List	   *keys = NIL;
 	char	   *pattern = glob_escape(prefix);
+
 	/* on a cluster, every master's keys (SCAN is per node) */
 	int			nmasters = redis_cluster_nmasters();
 
 	for (int m = 0; m < nmasters; m++)
-	for (int t = 0; t < lengthof(types); t++)
-	{
-		char	   *cursor = pstrdup("0");
-
-		do
+		for (int t = 0; t < lengthof(types); t++)
 		{
-			RedisPipeline *p = redis_pipeline_create();
-			const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000",
-			"TYPE", types[t]};
-			RedisValue *v;
+			char	   *cursor = pstrdup("0");
 
-			redis_pipeline_target_master(p, m);
-			redis_pipeline_append(p, 8, argv, NULL);
-			redis_pipeline_exec(p);
-			redis_check_reply(p, 0, "SCAN");
-			v = redis_pipeline_reply(p, 0);
-			if (v->type != RV_ARRAY || v->nelem != 2)
-				elog(ERROR, "redis_sync: unexpected SCAN reply");
-			cursor = pstrdup(v->elems[0].str);
-			for (int i = 0; i < v->elems[1].nelem; i++)
+			do
 			{
-				RedisValue *k = &v->elems[1].elems[i];
+				RedisPipeline *p = redis_pipeline_create();
+				const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000",
+				"TYPE", types[t]};
+				RedisValue *v;
 
-				/* companion keys begin with '{', prefixes never: all are row keys */
-				keys = lappend(keys, pstrdup(k->str));
-			}
-			redis_pipeline_free(p);
-		} while (strcmp(cursor, "0") != 0);
-	}
+				redis_pipeline_target_master(p, m);
+				redis_pipeline_append(p, 8, argv, NULL);
+				redis_pipeline_exec(p);
+				redis_check_reply(p, 0, "SCAN");
+				v = redis_pipeline_reply(p, 0);
+				if (v->type != RV_ARRAY || v->nelem != 2)
+					elog(ERROR, "redis_sync: unexpected SCAN reply");
+				cursor = pstrdup(v->elems[0].str);
+				for (int i = 0; i < v->elems[1].nelem; i++)
+				{
+					RedisValue *k = &v->elems[1].elems[i];
+
+					/*
+					 * companion keys begin with '{', prefixes never: all are
+					 * row keys
+					 */
+					keys = lappend(keys, pstrdup(k->str));
+				}
+				redis_pipeline_free(p);
+			} while (strcmp(cursor, "0") != 0);
+		}
 	return keys;
 }

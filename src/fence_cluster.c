@@ -38,7 +38,8 @@
 
 typedef struct FenceMergeArg
 {
-	int			ngroups;		/* apply calls; further parts are HDELs of clears */
+	int			ngroups;		/* apply calls; further parts are HDELs of
+								 * clears */
 	int		  **orig;			/* per group: op position -> caller's position */
 } FenceMergeArg;
 

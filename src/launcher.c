@@ -80,9 +80,12 @@ PG_FUNCTION_INFO_V1(redis_sync_launcher_notify);
 PG_FUNCTION_INFO_V1(redis_sync_database_served);
 
 #define RS_SCAN_MS 10000		/* pg_database is read again this often */
-#define RS_RESTART_MS 1000		/* a worker that exited starts again after this */
-#define RS_HOLD_WAIT_MS 5000	/* DROP DATABASE waits this long for the worker */
-#define RS_HOLD_MAX_MS 600000	/* a hold whose backend vanished ends after this */
+#define RS_RESTART_MS 1000		/* a worker that exited starts again after
+								 * this */
+#define RS_HOLD_WAIT_MS 5000	/* DROP DATABASE waits this long for the
+								 * worker */
+#define RS_HOLD_MAX_MS 600000	/* a hold whose backend vanished ends after
+								 * this */
 
 int			rs_max_workers = 4;
 static char *rs_database = NULL;	/* redis_sync.database, the allow-list */
@@ -154,7 +157,7 @@ redis_sync_database_served(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------- */
 
 static bool notify_at_commit = false;
-static char notify_dbname[NAMEDATALEN];	/* for the commit callback's message */
+static char notify_dbname[NAMEDATALEN]; /* for the commit callback's message */
 static bool notify_callback_registered = false;
 
 static void
@@ -193,10 +196,10 @@ redis_sync_launcher_notify(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 
 	/*
-	 * A template (template1 with the extension, so new databases get it)
-	 * gets no worker: its connection would make CREATE DATABASE fail with
-	 * "source database is being accessed by other users".  The launcher's
-	 * scan leaves templates out the same way.
+	 * A template (template1 with the extension, so new databases get it) gets
+	 * no worker: its connection would make CREATE DATABASE fail with "source
+	 * database is being accessed by other users".  The launcher's scan leaves
+	 * templates out the same way.
 	 */
 	{
 		HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
@@ -281,9 +284,9 @@ hold_database(Oid dbid)
 
 	/*
 	 * Wait until the worker has left the process array, not only cleared
-	 * worker_pid (it does that at the start of its exit): DROP DATABASE
-	 * WITH (FORCE) checks the right to signal every process still in the
-	 * database, and a plain owner may not signal the worker.
+	 * worker_pid (it does that at the start of its exit): DROP DATABASE WITH
+	 * (FORCE) checks the right to signal every process still in the database,
+	 * and a plain owner may not signal the worker.
 	 */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_WAIT_MS);
 	for (;;)
@@ -331,7 +334,7 @@ has_option(List *options, const char *name)
 
 	foreach(lc, options)
 		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
-			return true;
+		return true;
 	return false;
 }
 
@@ -574,7 +577,7 @@ scan_databases(void)
 		/* (a database allowed again later is probed again) */
 		foreach(lc, seen_dbs)
 			if (list_member_oid(allowed, lfirst_oid(lc)))
-				keep = lappend_oid(keep, lfirst_oid(lc));
+			keep = lappend_oid(keep, lfirst_oid(lc));
 		list_free(seen_dbs);
 		seen_dbs = keep;
 		/* new databases: probe */
@@ -587,7 +590,7 @@ scan_databases(void)
 				continue;
 			if (rs_slot_for_db(dbid) == NULL)
 			{
-				slot = rs_slot_acquire(dbid, true);	/* want, probing */
+				slot = rs_slot_acquire(dbid, true); /* want, probing */
 				if (slot == NULL)
 					break;		/* all slots taken: try at the next scan */
 			}

@@ -58,8 +58,9 @@
 PG_FUNCTION_INFO_V1(redis_sync_deliver_outbox);
 PG_FUNCTION_INFO_V1(redis_sync_flush);
 
-static SPIPlanPtr insert_plan = NULL;		/* many rows: from arrays */
-static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to run */
+static SPIPlanPtr insert_plan = NULL;	/* many rows: from arrays */
+static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to
+											 * run */
 
 /* run SPI on the extension's own tables (no user code) as the bootstrap superuser */
 static void
@@ -397,8 +398,8 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 
 	/*
 	 * A queue table is mostly dead tuples between vacuums; a sequential scan
-	 * would read them all each time.  The primary key in id order skips
-	 * them (and marks them dead in the index as it goes).
+	 * would read them all each time.  The primary key in id order skips them
+	 * (and marks them dead in the index as it goes).
 	 */
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,

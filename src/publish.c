@@ -98,10 +98,10 @@ typedef struct PendingSlot
 } PendingSlot;
 
 /* state of the current transaction, reset at its end */
-static Pending *pushed_keys = NULL;	/* pushed before commit (may be unsure) */
+static Pending *pushed_keys = NULL; /* pushed before commit (may be unsure) */
 static int	npushed = 0;
 static bool push_maybe_landed = false;
-static bool push_timed_out = false;	/* the push's outcome is unknown */
+static bool push_timed_out = false; /* the push's outcome is unknown */
 static bool repair_exactly = true;	/* repair images were encoded */
 
 /* transactions of more keys are repaired through the worker */
@@ -169,7 +169,10 @@ coalesce(int *npending, List **purges)
 		}
 		else
 		{
-			/* the last entry of the key: an earlier one was dropped by a purge */
+			/*
+			 * the last entry of the key: an earlier one was dropped by a
+			 * purge
+			 */
 			for (int j = n - 1; j >= 0; j--)
 				if (strcmp(pending[j].last->key, c->key) == 0)
 				{
@@ -464,7 +467,11 @@ queue_outbox(CommitPlan *plan, const char *version, bool overflowed)
 	{
 		for (int i = 0; i < noutbox; i++)
 			rs_stats_add(plan->outbox[i]->root_relid, RS_C_QUEUED, 1);
-		/* after an overflow, the buffered changes precede the ones written since */
+
+		/*
+		 * after an overflow, the buffered changes precede the ones written
+		 * since
+		 */
 		rs_outbox_write(plan->outbox, noutbox,
 						overflowed ? rs_capture_overflow_version() : version, 0);
 		rs_stat_queued += noutbox;
@@ -500,8 +507,8 @@ pre_commit(bool prepare)
 		push_sync_group(&plan, version);
 
 	/*
-	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit
-	 * none may be active.  A transaction that only pushes takes none.
+	 * Writing the outbox runs SPI, which needs a snapshot; at pre-commit none
+	 * may be active.  A transaction that only pushes takes none.
 	 */
 	if (plan.noutbox > 0 && !ActiveSnapshotSet())
 	{

@@ -100,7 +100,8 @@ get_config(Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through or invalidate", get_rel_name(relid))));
-	return rs_cache_config(cfg);	/* what the cache holds (all columns for invalidate) */
+	return rs_cache_config(cfg);	/* what the cache holds (all columns for
+									 * invalidate) */
 }
 
 /*
@@ -249,7 +250,8 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		}
 	}
 	for (int i = 0; i < nk; i++)
-		vals = lappend(vals, canon[i]); /* rs_push_current reads them canonically */
+		vals = lappend(vals, canon[i]); /* rs_push_current reads them
+										 * canonically */
 	(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key, vals)), 1);
 	result = spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
 	count_lookup(cfg, RS_C_MISSES);

@@ -69,7 +69,8 @@ int			rs_command_timeout_ms = 1000;
 
 /* the cached connection, made from the settings in conn_settings */
 static RedisConn *conn = NULL;
-static char *conn_settings = NULL;	/* redis_conn_settings_key(), TopMemoryContext */
+static char *conn_settings = NULL;	/* redis_conn_settings_key(),
+									 * TopMemoryContext */
 
 /* ----------------------------------------------------------------
  * Failures
@@ -464,10 +465,10 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	{
 		MemoryContextSwitchTo(old);
 		redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-					psprintf("Redis at %s is not being tried: the circuit breaker is open",
-							 redis_server_display()),
-					psprintf("%d consecutive connection failures; the background worker probes Redis and closes the circuit when it answers.",
-							 rs_circuit_failures()));
+						  psprintf("Redis at %s is not being tried: the circuit breaker is open",
+								   redis_server_display()),
+						  psprintf("%d consecutive connection failures; the background worker probes Redis and closes the circuit when it answers.",
+								   rs_circuit_failures()));
 		return false;
 	}
 	/* on a cluster the seed connection may be down while the nodes are not */

@@ -41,6 +41,7 @@ extern void redis_pipeline_bypass_circuit(RedisPipeline *p);
 /* queue one command; argvlen may be NULL for NUL-terminated arguments */
 extern void redis_pipeline_append(RedisPipeline *p, int argc,
 								  const char **argv, const size_t *argvlen);
+
 /* queue EVALSHA script nkeys argv... (argv = keys then arguments) */
 extern void redis_pipeline_append_script(RedisPipeline *p, RedisScript *script,
 										 int nkeys, int argc,

@@ -51,7 +51,7 @@ struct RedisPipeline
 	int			maxcmds;
 	RedisValue *replies;		/* ncmds entries after exec */
 	bool		executed;
-	bool		bypass_circuit;	/* probes and admin commands try anyway */
+	bool		bypass_circuit; /* probes and admin commands try anyway */
 };
 
 /* redis_client.c */

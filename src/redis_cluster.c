@@ -46,7 +46,8 @@
 
 /* is the server of the cached connection a cluster node? -1 not known yet */
 static int	cluster_state = -1;
-static bool cluster_redis7 = false;	/* scripts may be flagged allow-cross-slot-keys */
+static bool cluster_redis7 = false; /* scripts may be flagged
+									 * allow-cross-slot-keys */
 static TimestampTz detect_failed_at = 0;
 static TimestampTz map_loaded_at = 0;
 
@@ -82,7 +83,8 @@ redis_cluster_detect(RedisFailure *f)
 		detect_failed_at = GetCurrentTimestamp();
 		return false;
 	}
-	redis_round_trips--;		/* like the handshake, not a workload round trip */
+	redis_round_trips--;		/* like the handshake, not a workload round
+								 * trip */
 	if (v.type == RV_ERROR)
 	{
 		/*
@@ -222,15 +224,18 @@ load_map_from(RedisConn *c, RedisFailure *f)
 	redis_round_trips--;
 	if (v.type == RV_ERROR)
 		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-								   psprintf("Redis at %s did not give its cluster slot map",
-											redis_conn_display(c)), v.str);
+								 psprintf("Redis at %s did not give its cluster slot map",
+										  redis_conn_display(c)), v.str);
 	if (!rs_cluster_load_slots(&v, redis_conn_params(c)->host, &err))
 		return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
-								   psprintf("Redis at %s gave an unreadable cluster slot map",
-											redis_conn_display(c)), err);
+								 psprintf("Redis at %s gave an unreadable cluster slot map",
+										  redis_conn_display(c)), err);
 	map_loaded_at = GetCurrentTimestamp();
 
-	/* nodes that left the cluster (or its old address): close their connections */
+	/*
+	 * nodes that left the cluster (or its old address): close their
+	 * connections
+	 */
 	for (int i = 0; i < rs_cluster_nnodes; i++)
 		if (!rs_cluster_nodes[i].in_map && rs_cluster_nodes[i].conn &&
 			rs_cluster_nodes[i].conn != (void *) c)
@@ -554,7 +559,7 @@ redis_cluster_exec(RedisPipeline *p, RedisFailure *f)
 		drop_node_connections();
 		rs_cluster_forget_map();
 		return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-						   "the Redis connection settings changed", NULL);
+								 "the Redis connection settings changed", NULL);
 	}
 	e.p = p;
 	e.r = palloc0(sizeof(CmdRoute) * Max(p->ncmds, 1));
@@ -586,15 +591,15 @@ redis_cluster_exec(RedisPipeline *p, RedisFailure *f)
 		 * Redirected round after round: nodes that disagree on the map for a
 		 * moment (a failover or a reshard's last step propagating) send a
 		 * command back and forth.  After three quick rounds, back off like
-		 * TRYAGAIN, within the same deadline, rather than give up after a
-		 * few milliseconds of immediate retries.
+		 * TRYAGAIN, within the same deadline, rather than give up after a few
+		 * milliseconds of immediate retries.
 		 */
 		attempt++;
 		if ((e.retry_later || attempt > 3) && GetCurrentTimestamp() >= deadline)
 			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-							   psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
-										redis_server_display(), e.left, rs_command_timeout_ms),
-							   e.last_problem ? e.last_problem : "Too many redirections.");
+									 psprintf("Redis Cluster at %s could not run %d of the commands within %d ms",
+											  redis_server_display(), e.left, rs_command_timeout_ms),
+									 e.last_problem ? e.last_problem : "Too many redirections.");
 		if (e.retry_later || !e.sent || attempt > 3)
 		{
 			e.need_refresh = true;

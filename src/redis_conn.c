@@ -87,8 +87,8 @@ read_password_file(const char *path, RedisFailure *f)
 	if (fp == NULL)
 	{
 		redis_failure_set(f, ERRCODE_CONFIG_FILE_ERROR,
-					psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
-							 path, strerror(errno)), NULL);
+						  psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
+								   path, strerror(errno)), NULL);
 		return NULL;
 	}
 	if (fgets(line, sizeof(line), fp) == NULL)
@@ -110,7 +110,7 @@ redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
 	memset(p, 0, sizeof(*p));
 	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
 		return redis_failure_set(f, ERRCODE_INVALID_PARAMETER_VALUE,
-						   psprintf("%s (in redis_sync.redis_url)", err), detail);
+								 psprintf("%s (in redis_sync.redis_url)", err), detail);
 	p->host = ep.host;
 	p->port = ep.port;
 	p->socket_path = ep.socket_path;
@@ -406,8 +406,8 @@ take_replies(RedisConn *c, int n, int *got, RedisValue *out, bool *progress,
 			strlcpy(detail, c->ctx->errstr, sizeof(detail));
 			redis_conn_disconnect(c);
 			return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
-							   psprintf("invalid reply from Redis at %s", c->display),
-							   detail);
+									 psprintf("invalid reply from Redis at %s", c->display),
+									 detail);
 		}
 		if (r == NULL)
 			break;
@@ -462,8 +462,8 @@ tls_io(RedisConn *c, const char *buf, size_t len, size_t *written,
 		{
 			redis_conn_disconnect(c);
 			return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
-							   psprintf("invalid reply from Redis at %s", c->display),
-							   "The reply parser ran out of memory.");
+									 psprintf("invalid reply from Redis at %s", c->display),
+									 "The reply parser ran out of memory.");
 		}
 		*progress = true;
 	}
@@ -526,8 +526,8 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 
 					redis_conn_disconnect(c);
 					return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-									   psprintf("lost connection to Redis at %s", c->display),
-									   detail);
+											 psprintf("lost connection to Redis at %s", c->display),
+											 detail);
 				}
 			}
 
@@ -545,9 +545,9 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		{
 			redis_conn_disconnect(c);
 			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-							   psprintf("Redis at %s did not answer within %d ms",
-										c->display, timeout_ms),
-							   "The connection was closed; the outcome of the commands sent is unknown.");
+									 psprintf("Redis at %s did not answer within %d ms",
+											  c->display, timeout_ms),
+									 "The connection was closed; the outcome of the commands sent is unknown.");
 		}
 		if (!c->tls && (ready & WL_SOCKET_READABLE))
 		{
@@ -561,8 +561,8 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 					strlcpy(detail, c->ctx->errstr, sizeof(detail));
 				redis_conn_disconnect(c);
 				return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-								   psprintf("lost connection to Redis at %s", c->display),
-								   detail);
+										 psprintf("lost connection to Redis at %s", c->display),
+										 detail);
 			}
 		}
 	}
@@ -637,7 +637,7 @@ connect_failure(RedisConn *c, RedisFailure *f, const char *detail)
 
 	redis_conn_disconnect(c);
 	return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-					   psprintf("could not connect to Redis at %s", c->display), d);
+							 psprintf("could not connect to Redis at %s", c->display), d);
 }
 
 /*
@@ -714,9 +714,9 @@ conn_start_tls(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 		{
 			redis_conn_disconnect(c);
 			return redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-							   psprintf("could not establish a TLS connection to Redis at %s", c->display),
-							   psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
-										rs_connect_timeout_ms));
+									 psprintf("could not establish a TLS connection to Redis at %s", c->display),
+									 psprintf("The TLS handshake timed out after %d ms (redis_sync.connect_timeout).  Does the server accept TLS on this port?",
+											  rs_connect_timeout_ms));
 		}
 	}
 	elog(DEBUG1, "redis_sync: TLS connection to Redis at %s: %s",
@@ -821,10 +821,10 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 
 			redis_conn_disconnect(c);
 			return redis_failure_set(f, auth ? ERRCODE_INVALID_PASSWORD :
-							   ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-							   psprintf(auth ? "could not authenticate to Redis at %s" :
-										"could not set up the connection to Redis at %s",
-										c->display), d);
+									 ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+									 psprintf(auth ? "could not authenticate to Redis at %s" :
+											  "could not set up the connection to Redis at %s",
+											  c->display), d);
 		}
 	}
 	c->busy = false;

@@ -178,6 +178,7 @@ check_key_permissions(const char *path, RedisFailure *f)
 		return tls_failure(f, ERRCODE_CONFIG_FILE_ERROR,
 						   psprintf("redis_sync.tls_key_file \"%s\" is not a regular file", path),
 						   NULL);
+
 	/*
 	 * libpq's test exactly: root may grant its group read access, any other
 	 * owner (the server's OS user or not) may not grant group or world any

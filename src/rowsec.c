@@ -149,7 +149,8 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	{
 		if (error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
 			refuse(qname, error);
-		return;					/* the drain meets and dead-letters other errors */
+		return;					/* the drain meets and dead-letters other
+								 * errors */
 	}
 	if (n > 0)
 		return;
@@ -186,8 +187,8 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	/*
 	 * 3. a new row.  The drain inserts it as the table owner, so column
 	 * defaults (owner = current_user, say) would be evaluated as the owner,
-	 * not as the caller its policies judge: a row the caller could not
-	 * insert itself.  Under row-level security new rows come from INSERT.
+	 * not as the caller its policies judge: a row the caller could not insert
+	 * itself.  Under row-level security new rows come from INSERT.
 	 */
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

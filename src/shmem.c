@@ -39,7 +39,8 @@
  */
 typedef struct RsShared
 {
-	slock_t		mutex;			/* protects slot allocation and the fields below */
+	slock_t		mutex;			/* protects slot allocation and the fields
+								 * below */
 	Latch	   *launcher_latch;
 	int			launcher_pid;
 	TimestampTz incarnation;	/* set each time shared memory is (re)made */
@@ -129,7 +130,8 @@ rs_incarnation(void)
  * Database slots
  * ---------------------------------------------------------------- */
 
-static RsDbSlot *worker_slot = NULL;	/* set in a worker by rs_worker_attach() */
+static RsDbSlot *worker_slot = NULL;	/* set in a worker by
+										 * rs_worker_attach() */
 static int	cached_slot = -1;
 
 int

@@ -60,10 +60,12 @@ typedef struct RsDbSlot
 	/* launcher state (launcher.c) */
 	bool		want;			/* a worker should run in this database */
 	bool		probing;		/* worker started to check for the extension */
-	bool		hold;			/* DROP/ALTER DATABASE: worker stopped, not restarted */
+	bool		hold;			/* DROP/ALTER DATABASE: worker stopped, not
+								 * restarted */
 	int			hold_pid;		/* the backend holding it */
 	TimestampTz hold_until;		/* safety bound of the hold */
-	bool		no_worker;		/* wanted, but redis_sync.max_workers is reached */
+	bool		no_worker;		/* wanted, but redis_sync.max_workers is
+								 * reached */
 	char		no_worker_reason[64];
 	uint64		notifies;		/* CREATE EXTENSION commits seen */
 	uint64		worker_starts;	/* workers attached to this slot */
@@ -99,7 +101,8 @@ typedef struct RsDbSlot
 extern int	rs_nslots(void);
 extern RsDbSlot *rs_slot(int i);
 extern RsDbSlot *rs_slot_for_db(Oid dbid);
-extern RsDbSlot *rs_slot_acquire(Oid dbid, bool probe);	/* NULL: all slots in use */
+extern RsDbSlot *rs_slot_acquire(Oid dbid, bool probe); /* NULL: all slots in
+														 * use */
 extern bool rs_slot_free(RsDbSlot *slot, uint32 generation);
 extern void rs_launcher_set_latch(bool attach);
 extern void rs_launcher_wake(void);
@@ -111,6 +114,7 @@ extern void rs_worker_unregister_latch(void);
 
 /* this process's database's slot (NULL without shared memory) */
 extern RsDbSlot *rs_my_slot(void);
+
 /* the slot shared by databases that have none of their own */
 extern RsDbSlot *rs_nodb_slot(void);
 

@@ -61,13 +61,15 @@ typedef struct TableStats
 	char		last_error[RS_ERRLEN];
 	TimestampTz last_error_at;
 } TableStats;
+
 /* server-wide part of the statistics */
 typedef struct RsStatsShared
 {
 	LWLock	   *lock;			/* protects the table hash */
 	slock_t		mutex;			/* protects the fields below */
 	TimestampTz reset_at;
-	char		cluster[2048];	/* Redis Cluster as the worker sees it (JSON), "" */
+	char		cluster[2048];	/* Redis Cluster as the worker sees it (JSON),
+								 * "" */
 } RsStatsShared;
 
 static RsStatsShared *rs_stats_shared = NULL;

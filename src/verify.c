@@ -622,7 +622,11 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sample must be positive")));
-	/* verify() runs with its caller's rights: only the table's owner compares it */
+
+	/*
+	 * verify() runs with its caller's rights: only the table's owner compares
+	 * it
+	 */
 	rs_require_owner(relid);
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -640,9 +644,9 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	rel = relation_open(relid, AccessShareLock);
 
 	/*
-	 * Row-level security that applies to the caller (FORCE ROW LEVEL
-	 * SECURITY for the owner) hides rows: their keys would look extra, and
-	 * resync() would delete them.  Extra keys are then not checked.
+	 * Row-level security that applies to the caller (FORCE ROW LEVEL SECURITY
+	 * for the owner) hides rows: their keys would look extra, and resync()
+	 * would delete them.  Extra keys are then not checked.
 	 */
 	if (check_extra && !sampled && check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 	{

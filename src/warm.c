@@ -105,49 +105,49 @@
  * Only absent keys are written, so no write can meet a key of another type.
  */
 static RedisScript fill_script = REDIS_SCRIPT("redis_sync_fill",
-"local zero = ARGV[1]\n"
-"local p = 2\n"
-"local result = {}\n"
-"-- Redis has evicted keys (maxmemory): a key missing with its version may\n"
-"-- have been evicted after this fill's snapshot was taken, together with a\n"
-"-- newer write's value; such keys are settled by the caller, fenced\n"
-"local ok, info = pcall(redis.call, 'INFO', 'stats')\n"
-"local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n"
-"local evicting = ev ~= nil and ev ~= '0'\n"
-"for k = 1, #KEYS, 2 do\n"
-"  local op, ttl = ARGV[p], tonumber(ARGV[p + 1])\n"
-"  local n, start = 1, p + 2\n"
-"  if op == 'H' then\n"
-"    n = tonumber(ARGV[p + 2]); start = p + 3; p = p + 3 + 2 * n\n"
-"  else\n"
-"    p = p + 3\n"
-"  end\n"
-"  local hasd = redis.call('EXISTS', KEYS[k]) == 1\n"
-"  local hasv = redis.call('EXISTS', KEYS[k + 1]) == 1\n"
-"  local r = 1\n"
-"  if n == 0 then\n"
-"    r = 1\n"
-"  elseif hasd ~= hasv then\n"
-"    r = 2\n"
-"  elseif not hasd and evicting then\n"
-"    r = 2\n"
-"  elseif not hasd then\n"
-"    if op == 'H' then\n"
-"      redis.call('HSET', KEYS[k], unpack(ARGV, start, start + 2 * n - 1))\n"
-"    else\n"
-"      redis.call('SET', KEYS[k], ARGV[start])\n"
-"    end\n"
-"    if ttl > 0 then\n"
-"      redis.call('PEXPIRE', KEYS[k], ttl)\n"
-"      redis.call('SET', KEYS[k + 1], zero, 'PX', ttl)\n"
-"    else\n"
-"      redis.call('SET', KEYS[k + 1], zero)\n"
-"    end\n"
-"    r = 0\n"
-"  end\n"
-"  result[#result + 1] = r\n"
-"end\n"
-"return result\n");
+											  "local zero = ARGV[1]\n"
+											  "local p = 2\n"
+											  "local result = {}\n"
+											  "-- Redis has evicted keys (maxmemory): a key missing with its version may\n"
+											  "-- have been evicted after this fill's snapshot was taken, together with a\n"
+											  "-- newer write's value; such keys are settled by the caller, fenced\n"
+											  "local ok, info = pcall(redis.call, 'INFO', 'stats')\n"
+											  "local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n"
+											  "local evicting = ev ~= nil and ev ~= '0'\n"
+											  "for k = 1, #KEYS, 2 do\n"
+											  "  local op, ttl = ARGV[p], tonumber(ARGV[p + 1])\n"
+											  "  local n, start = 1, p + 2\n"
+											  "  if op == 'H' then\n"
+											  "    n = tonumber(ARGV[p + 2]); start = p + 3; p = p + 3 + 2 * n\n"
+											  "  else\n"
+											  "    p = p + 3\n"
+											  "  end\n"
+											  "  local hasd = redis.call('EXISTS', KEYS[k]) == 1\n"
+											  "  local hasv = redis.call('EXISTS', KEYS[k + 1]) == 1\n"
+											  "  local r = 1\n"
+											  "  if n == 0 then\n"
+											  "    r = 1\n"
+											  "  elseif hasd ~= hasv then\n"
+											  "    r = 2\n"
+											  "  elseif not hasd and evicting then\n"
+											  "    r = 2\n"
+											  "  elseif not hasd then\n"
+											  "    if op == 'H' then\n"
+											  "      redis.call('HSET', KEYS[k], unpack(ARGV, start, start + 2 * n - 1))\n"
+											  "    else\n"
+											  "      redis.call('SET', KEYS[k], ARGV[start])\n"
+											  "    end\n"
+											  "    if ttl > 0 then\n"
+											  "      redis.call('PEXPIRE', KEYS[k], ttl)\n"
+											  "      redis.call('SET', KEYS[k + 1], zero, 'PX', ttl)\n"
+											  "    else\n"
+											  "      redis.call('SET', KEYS[k + 1], zero)\n"
+											  "    end\n"
+											  "    r = 0\n"
+											  "  end\n"
+											  "  result[#result + 1] = r\n"
+											  "end\n"
+											  "return result\n");
 
 /* "k1", "k2" quoted, comma separated */
 char *
@@ -475,10 +475,17 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	char	   *alias;
 	int			nest;
 
-	/* key values are canonical text: read and cast them under the same settings */
+	/*
+	 * key values are canonical text: read and cast them under the same
+	 * settings
+	 */
 	nest = rs_canonical_gucs_push();
 	initStringInfo(&sql);
-	/* an alias no column can shadow ("SELECT t FROM tbl t" would read a column t) */
+
+	/*
+	 * an alias no column can shadow ("SELECT t FROM tbl t" would read a
+	 * column t)
+	 */
 	alias = rs_row_alias(fc->relid);
 	appendStringInfo(&sql, "SELECT %s, %s FROM %s %s", alias, fc->kl, fc->qrel, alias);
 	if (fc->last != NIL)
@@ -571,4 +578,3 @@ rs_fill_table(Oid relid, int batch_size, int64 *written)
 	*written = fc.written;
 	return fc.rows;
 }
-

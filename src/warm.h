@@ -59,9 +59,11 @@ typedef struct FillCursor
 	SyncConfig *enc;
 	char	   *qrel;			/* quoted, qualified table name */
 	char	   *kl;				/* quoted key columns, comma separated */
-	List	   *last;			/* key values (text) of the last row read, NIL at the start */
+	List	   *last;			/* key values (text) of the last row read, NIL
+								 * at the start */
 	int64		rows;			/* rows read so far */
-	int64		written;		/* keys written so far (filled or pushed locked) */
+	int64		written;		/* keys written so far (filled or pushed
+								 * locked) */
 } FillCursor;
 
 extern void rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last);

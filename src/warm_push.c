@@ -229,7 +229,8 @@ wait_for_writers(Oid relid)
 		{
 			if (GetCurrentTimestamp() >= deadline)
 			{
-				SetLatch(MyLatch);	/* a commit's wake-up may have been consumed */
+				SetLatch(MyLatch);	/* a commit's wake-up may have been
+									 * consumed */
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 						 errmsg("transactions writing table \"%s\" are still open", get_rel_name(relid)),

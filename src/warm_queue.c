@@ -409,7 +409,10 @@ rs_warm_round(void)
 			return;
 		if (GetCurrentTimestamp() >= deadline)
 		{
-			/* more may be queued: come back right after the next look at the outbox */
+			/*
+			 * more may be queued: come back right after the next look at the
+			 * outbox
+			 */
 			SetLatch(MyLatch);
 			return;
 		}

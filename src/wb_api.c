@@ -52,26 +52,26 @@ PG_FUNCTION_INFO_V1(redis_sync_retry_dead_letters);
 
 /* change one field and mark the key dirty; seed from the table when missing */
 static RedisScript touch_script = REDIS_SCRIPT("redis_sync_touch",
-"local fmt, col, op, val, member, seedk = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
-"local n = tonumber(ARGV[7])\n"
-"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
-"  if n > 0 then\n"
-"    if fmt == 'h' then redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + 2 * n))\n"
-"    else redis.call('SET', KEYS[1], ARGV[9]) end\n"
-"  end\n"
-"  if seedk ~= '' then redis.call('SET', seedk, '1') end\n"
-"end\n"
-"local result = 0\n"
-"if op == 'incr' then\n"
-"  if fmt == 'h' then result = redis.call('HINCRBY', KEYS[1], col, val)\n"
-"  else result = redis.call('INCRBY', KEYS[1], val) end\n"
-"elseif op == 'set' then\n"
-"  if fmt == 'h' then redis.call('HSET', KEYS[1], col, val) else redis.call('SET', KEYS[1], val) end\n"
-"else\n"
-"  if fmt == 'h' then redis.call('HSET', KEYS[1], col, '\\0') else redis.call('SET', KEYS[1], '\\0') end\n"
-"end\n"
-"if KEYS[2] then redis.call('SADD', KEYS[2], member) end\n"
-"return result\n");
+											   "local fmt, col, op, val, member, seedk = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
+											   "local n = tonumber(ARGV[7])\n"
+											   "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+											   "  if n > 0 then\n"
+											   "    if fmt == 'h' then redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + 2 * n))\n"
+											   "    else redis.call('SET', KEYS[1], ARGV[9]) end\n"
+											   "  end\n"
+											   "  if seedk ~= '' then redis.call('SET', seedk, '1') end\n"
+											   "end\n"
+											   "local result = 0\n"
+											   "if op == 'incr' then\n"
+											   "  if fmt == 'h' then result = redis.call('HINCRBY', KEYS[1], col, val)\n"
+											   "  else result = redis.call('INCRBY', KEYS[1], val) end\n"
+											   "elseif op == 'set' then\n"
+											   "  if fmt == 'h' then redis.call('HSET', KEYS[1], col, val) else redis.call('SET', KEYS[1], val) end\n"
+											   "else\n"
+											   "  if fmt == 'h' then redis.call('HSET', KEYS[1], col, '\\0') else redis.call('SET', KEYS[1], '\\0') end\n"
+											   "end\n"
+											   "if KEYS[2] then redis.call('SADD', KEYS[2], member) end\n"
+											   "return result\n");
 
 static WbTable *
 wb_table_or_error(Oid relid)
@@ -122,7 +122,11 @@ touch_check(Oid relid, WbTable *t, Member *m, const char *column, const char *op
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for column \"%s\" of table %s", column, t->qname),
 				 errdetail("redis_sync.hincrby() returns the new value, so it needs SELECT on the column.")));
-	/* row-level security: only a change the caller could make itself (rowsec.c) */
+
+	/*
+	 * row-level security: only a change the caller could make itself
+	 * (rowsec.c)
+	 */
 	rs_rls_check_write(relid, t->nkeys, t->keys, m->keyvals, column, op, value);
 	return col;
 }
@@ -177,8 +181,8 @@ touch_seed_row(WbTable *t, Member *m)
 
 		/*
 		 * an equal key spelled otherwise (numeric 1.00 for the row 1.0, a
-		 * case-insensitive 'abc' for 'ABC') is another key: its drain
-		 * would be a dead letter (check_member_rows), so refuse it now
+		 * case-insensitive 'abc' for 'ABC') is another key: its drain would
+		 * be a dead letter (check_member_rows), so refuse it now
 		 */
 		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, t->ncols + 1, &isnull)) || isnull)
 			ereport(ERROR,
@@ -211,7 +215,8 @@ touch_push(const char **argv, int na, const char *member, const char *op)
 	{
 		/*
 		 * The dirty set is in another slot: change the key, then (next round
-		 * trip, so a drain never claims the member before the change) mark it.
+		 * trip, so a drain never claims the member before the change) mark
+		 * it.
 		 */
 		const char *sargv[3] = {"SADD", argv[1], member};
 
@@ -248,7 +253,10 @@ touch(Oid relid, const char *member, const char *column, const char *op, const c
 	int			nf = 0;
 	char	  **seed;
 
-	/* the drain will write this value into the table: the caller must be allowed to */
+	/*
+	 * the drain will write this value into the table: the caller must be
+	 * allowed to
+	 */
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK ||
 		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -291,7 +299,8 @@ redis_sync_hincrby(PG_FUNCTION_ARGS)
 	char	   *member = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *column = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	int64		delta = PG_GETARG_INT64(3);
-	int			nest = rs_canonical_gucs_push();	/* the member's key values are canonical text */
+	int			nest = rs_canonical_gucs_push();	/* the member's key values
+													 * are canonical text */
 	int64		result = touch(relid, member, column, "incr", psprintf(INT64_FORMAT, delta));
 
 	rs_canonical_gucs_pop(nest);
@@ -314,7 +323,8 @@ redis_sync_hset(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	member = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	column = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	nest = rs_canonical_gucs_push();	/* the member's key values are canonical text */
+	nest = rs_canonical_gucs_push();	/* the member's key values are
+										 * canonical text */
 	if (PG_ARGISNULL(3))
 		touch(relid, member, column, "del", NULL);
 	else
@@ -333,7 +343,8 @@ redis_sync_retry_dead_letters(PG_FUNCTION_ARGS)
 	int64		total = 0;
 
 	if (OidIsValid(relid))
-		rs_require_owner(relid);	/* without a table: the dead letters the caller can see */
+		rs_require_owner(relid);	/* without a table: the dead letters the
+									 * caller can see */
 	tables = wb_load_tables(relid);
 
 	foreach(lc, tables)

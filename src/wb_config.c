@@ -62,7 +62,8 @@ wb_load_tables(Oid relid)
 	values[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	nestlevel = rs_search_path_enter();	/* as_owner.c: the caller's search_path is not ours */
+	nestlevel = rs_search_path_enter(); /* as_owner.c: the caller's
+										 * search_path is not ours */
 	if (SPI_execute_with_args(
 							  "SELECT t.relid::oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relowner, "
 							  "       t.key_prefix, t.dirty_set, t.format, t.key_columns::text[], "

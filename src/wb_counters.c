@@ -52,41 +52,41 @@
  * filled from the table.
  */
 static RedisScript correct_script = REDIS_SCRIPT("redis_sync_correct",
-"local p = 2\n"
-"for k = 1, #KEYS, 2 do\n"
-"  local n = tonumber(ARGV[p]); p = p + 1\n"
-"  for i = 1, n do\n"
-"    if ARGV[1] == 'h' then redis.call('HINCRBY', KEYS[k], ARGV[p], ARGV[p + 1])\n"
-"    else redis.call('INCRBY', KEYS[k], ARGV[p + 1]) end\n"
-"    p = p + 2\n"
-"  end\n"
-"  local m = tonumber(ARGV[p]); p = p + 1\n"
-"  for i = 1, m do\n"
-"    redis.call('HSETNX', KEYS[k], ARGV[p], ARGV[p + 1])\n"
-"    p = p + 2\n"
-"  end\n"
-"  redis.call('SET', KEYS[k + 1], '1')\n"
-"end\n"
-"return #KEYS / 2\n");
+												 "local p = 2\n"
+												 "for k = 1, #KEYS, 2 do\n"
+												 "  local n = tonumber(ARGV[p]); p = p + 1\n"
+												 "  for i = 1, n do\n"
+												 "    if ARGV[1] == 'h' then redis.call('HINCRBY', KEYS[k], ARGV[p], ARGV[p + 1])\n"
+												 "    else redis.call('INCRBY', KEYS[k], ARGV[p + 1]) end\n"
+												 "    p = p + 2\n"
+												 "  end\n"
+												 "  local m = tonumber(ARGV[p]); p = p + 1\n"
+												 "  for i = 1, m do\n"
+												 "    redis.call('HSETNX', KEYS[k], ARGV[p], ARGV[p + 1])\n"
+												 "    p = p + 2\n"
+												 "  end\n"
+												 "  redis.call('SET', KEYS[k + 1], '1')\n"
+												 "end\n"
+												 "return #KEYS / 2\n");
 
 /* seed keys that do not exist: KEYS = key, seedkey, ...; ARGV = format, then per key n, (field, value)* */
 static RedisScript seed_script = REDIS_SCRIPT("redis_sync_seed",
-"local p = 2\n"
-"local seeded = 0\n"
-"for k = 1, #KEYS, 2 do\n"
-"  local n = tonumber(ARGV[p]); p = p + 1\n"
-"  if redis.call('EXISTS', KEYS[k]) == 0 then\n"
-"    if ARGV[1] == 'h' then\n"
-"      if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, p, p + 2 * n - 1)) end\n"
-"    elseif n > 0 then\n"
-"      redis.call('SET', KEYS[k], ARGV[p + 1])\n"
-"    end\n"
-"    redis.call('SET', KEYS[k + 1], '1')\n"
-"    seeded = seeded + 1\n"
-"  end\n"
-"  p = p + 2 * n\n"
-"end\n"
-"return seeded\n");
+											  "local p = 2\n"
+											  "local seeded = 0\n"
+											  "for k = 1, #KEYS, 2 do\n"
+											  "  local n = tonumber(ARGV[p]); p = p + 1\n"
+											  "  if redis.call('EXISTS', KEYS[k]) == 0 then\n"
+											  "    if ARGV[1] == 'h' then\n"
+											  "      if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, p, p + 2 * n - 1)) end\n"
+											  "    elseif n > 0 then\n"
+											  "      redis.call('SET', KEYS[k], ARGV[p + 1])\n"
+											  "    end\n"
+											  "    redis.call('SET', KEYS[k + 1], '1')\n"
+											  "    seeded = seeded + 1\n"
+											  "  end\n"
+											  "  p = p + 2 * n\n"
+											  "end\n"
+											  "return seeded\n");
 
 
 /*
@@ -297,7 +297,8 @@ reseed_table(WbTable *t)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	rs_as_owner_enter(&saved, t->owner);	/* reading the table runs its code: as its owner */
+	rs_as_owner_enter(&saved, t->owner);	/* reading the table runs its
+											 * code: as its owner */
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{

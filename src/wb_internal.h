@@ -27,9 +27,9 @@
  * A table's format (redis_sync.tables.format): the values of WbTable.format,
  * and the format argument the write-behind Lua scripts take.
  */
-#define WB_FORMAT_HASH		'h'	/* 'hash': a hash, one field per column */
-#define WB_FORMAT_JSON		'j'	/* 'json': a JSON object of the columns */
-#define WB_FORMAT_STRING	's'	/* 'string': one column, the value as is */
+#define WB_FORMAT_HASH		'h' /* 'hash': a hash, one field per column */
+#define WB_FORMAT_JSON		'j' /* 'json': a JSON object of the columns */
+#define WB_FORMAT_STRING	's' /* 'string': one column, the value as is */
 #define WB_ARG_HASH			"h"
 #define WB_ARG_JSON			"j"
 #define WB_ARG_STRING		"s"
@@ -56,11 +56,12 @@ typedef struct WbTable
 	bool		delete_missing;
 	char	  **allcols;		/* every column of the table */
 	int			nallcols;
-	char	  **keybase;		/* key types, schema.typname: no typmod, so casts never
-								 * truncate or pad (format_type's "character" and "bit"
-								 * would mean length 1) */
+	char	  **keybase;		/* key types, schema.typname: no typmod, so
+								 * casts never truncate or pad (format_type's
+								 * "character" and "bit" would mean length 1) */
 	char	  **colbase;		/* column types, the same way */
-	bool	   *writable;		/* false: generated or GENERATED ALWAYS identity */
+	bool	   *writable;		/* false: generated or GENERATED ALWAYS
+								 * identity */
 } WbTable;
 
 typedef struct Member
@@ -88,6 +89,7 @@ typedef struct Member
 
 /* wb_config.c */
 extern List *wb_load_tables(Oid relid);
+
 /* every write-behind table, cached across rounds (the worker); in a transaction */
 extern List *wb_tables_cached(void);
 

@@ -136,7 +136,11 @@ eviction_policy_problem(void)
 		policy = info_field(v->str, "maxmemory_policy");
 		maxmemory = info_field(v->str, "maxmemory");
 	}
-	/* servers that hide INFO fields: CONFIG GET (renamed or forbidden on some) */
+
+	/*
+	 * servers that hide INFO fields: CONFIG GET (renamed or forbidden on
+	 * some)
+	 */
 	v = redis_pipeline_reply(p, 1);
 	if (policy == NULL && v->type == RV_ARRAY && v->nelem == 2 && v->elems[1].str)
 		policy = pstrdup(v->elems[1].str);

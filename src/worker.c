@@ -90,16 +90,18 @@ PGDLLEXPORT void redis_sync_worker_main(Datum arg);
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
-static bool claims_recorded = false;	/* this worker recorded its tables' claims */
+static bool claims_recorded = false;	/* this worker recorded its tables'
+										 * claims */
 static bool redis_restarted = false;	/* probe() saw a new run_id */
 static TimestampTz last_sweep = 0;
 static int	backoff_ms = 0;
-static TimestampTz retry_at = 0;	/* after a failure: no Redis work before this */
+static TimestampTz retry_at = 0;	/* after a failure: no Redis work before
+									 * this */
 static TimestampTz ext_checked_at = 0;	/* when the extension was last seen */
 static TimestampTz drain_due = 0;	/* when a write-behind table is next due */
 static volatile sig_atomic_t got_sigterm = false;
-static bool extension_gone = false;	/* DROP EXTENSION: exit for good */
-static char my_dbname[NAMEDATALEN];	/* for messages outside transactions */
+static bool extension_gone = false; /* DROP EXTENSION: exit for good */
+static char my_dbname[NAMEDATALEN]; /* for messages outside transactions */
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -212,7 +214,7 @@ rewarm_all(void)
 		MemoryContext spi = MemoryContextSwitchTo(round_cxt);
 
 		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
+																SPI_tuptable->tupdesc, 1, &isnull)));
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
@@ -387,7 +389,11 @@ probe_step(TimestampTz now)
 	last_probe = now;
 	if (r < 0)
 		return false;
-	/* worker_stats.cluster: the map as this worker sees it (kept while Redis fails) */
+
+	/*
+	 * worker_stats.cluster: the map as this worker sees it (kept while Redis
+	 * fails)
+	 */
 	rs_stats_set_cluster(redis_cluster_state_json());
 	if (!claims_recorded || redis_restarted)
 	{
@@ -453,7 +459,11 @@ worker_round(void)
 
 	if ((wait_ms = check_extension(now)) >= 0)
 		return wait_ms;
-	/* after a failure, commits waking us must not turn backoff into a busy loop */
+
+	/*
+	 * after a failure, commits waking us must not turn backoff into a busy
+	 * loop
+	 */
 	if (retry_at != 0 && now < retry_at && rs_flush_pending() == 0)
 		return Max(1, TimestampDifferenceMilliseconds(now, retry_at));
 	retry_at = 0;

@@ -125,8 +125,8 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 
 	/*
 	 * The caller probed Redis while the circuit was open (deliver_now()):
-	 * still open means Redis did not answer just now.  Waiting for the
-	 * worker would only wait for it to fail the same way.
+	 * still open means Redis did not answer just now.  Waiting for the worker
+	 * would only wait for it to fail the same way.
 	 */
 	if (rs_circuit_open_peek())
 		report_unreachable();

@@ -73,6 +73,9 @@ for f in "${files[@]}"; do
         "$PG_BSD_INDENT" $INDENT_OPTS -U"$work/typedefs.list" "$f" "$out.new" 2>"$work/err" || {
             cat "$work/err" >&2; rc=2; continue; }
         mv "$out.new" "$out"
+        # pgindent's post-processing: a function's return type alone on its
+        # line keeps one space before its stars ("char *", not "char\t   *")
+        perl -0pi -e 's/^([A-Za-z_][A-Za-z_0-9 ]*[A-Za-z_0-9])[ \t]+(\*+)$/$1 $2/gm' "$out"
     fi
     if ! cmp -s "$f" "$out"; then
         if [ "$check" = 1 ]; then
