@@ -41,6 +41,7 @@
 #include "redis_sync.h"
 #include "shmem.h"
 
+#include "subxact.h"
 #include "wb_internal.h"
 
 bool
@@ -194,75 +195,57 @@ check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
  * the batch, canonical settings in force; one subtransaction for the
  * batch, one per member only when some value is not even valid input.
  */
+/* the arguments of check_keys_cb: members ms[idx[0..n)] of table t */
+typedef struct CheckKeysArg
+{
+	WbTable    *t;
+	KeyIO	   *io;
+	Member	   *ms;
+	int		   *idx;
+	int			n;
+} CheckKeysArg;
+
+static void
+check_keys_cb(void *arg)
+{
+	CheckKeysArg *a = (CheckKeysArg *) arg;
+
+	for (int i = 0; i < a->n; i++)
+		if (!member_key_canonical(a->t, a->io, &a->ms[a->idx[i]]))
+			key_problem(&a->ms[a->idx[i]], "its key values are not in the canonical form", "22023");
+}
+
 void
 wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	bool		failed = false;
+	CheckKeysArg arg;
+	ErrorData  *ed;
 	int			kept = 0;
-	KeyIO	   *io;
 
 	if (*n == 0)
 		return;
-	io = key_io(t);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(outer);
-	PG_TRY();
-	{
-		for (int i = 0; i < *n; i++)
-			if (!member_key_canonical(t, io, &ms[idx[i]]))
-				key_problem(&ms[idx[i]], "its key values are not in the canonical form", "22023");
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *ed;
-
-		MemoryContextSwitchTo(outer);
-		ed = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-		/* a cancel (redis_sync.drain_timeout) is no member's fault */
-		if (wb_is_transient(ed->sqlerrcode))
-			ReThrowError(ed);
-		failed = true;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(outer);
-	CurrentResourceOwner = owner;
-	for (int i = 0; failed && i < *n; i++)
+	arg.t = t;
+	arg.io = key_io(t);
+	arg.ms = ms;
+	arg.idx = idx;
+	arg.n = *n;
+	ed = rs_subxact_try(check_keys_cb, &arg, true);
+	/* a cancel (redis_sync.drain_timeout) is no member's fault */
+	if (ed != NULL && wb_is_transient(ed->sqlerrcode))
+		ReThrowError(ed);
+	for (int i = 0; ed != NULL && i < *n; i++)
 	{
 		Member	   *m = &ms[idx[i]];
+		ErrorData  *med;
 
 		m->problem = NULL;
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(outer);
-		PG_TRY();
-		{
-			if (!member_key_canonical(t, io, m))
-				key_problem(m, "its key values are not in the canonical form", "22023");
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *ed;
-
-			MemoryContextSwitchTo(outer);
-			ed = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(outer);
-			CurrentResourceOwner = owner;
-			if (wb_is_transient(ed->sqlerrcode))
-				ReThrowError(ed);
-			key_problem(m, ed->message, unpack_sql_state(ed->sqlerrcode));
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
+		arg.idx = &idx[i];
+		arg.n = 1;
+		med = rs_subxact_try(check_keys_cb, &arg, true);
+		if (med != NULL && wb_is_transient(med->sqlerrcode))
+			ReThrowError(med);
+		if (med != NULL)
+			key_problem(m, med->message, unpack_sql_state(med->sqlerrcode));
 	}
 	for (int i = 0; i < *n; i++)
 		if (ms[idx[i]].problem == NULL)
