@@ -720,6 +720,7 @@ SQL
 		push @p50, pctl(50, @lag);
 		push @p99, pctl(99, @lag);
 		push @max, pctl(100, @lag);
+		push @all, @lag;
 		say_(sprintf('lag round %d: %d changes at %.0f/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms',
 				$round, scalar @lag, $r->{tps}, $p50[-1], $p99[-1], $max[-1]));
 	}
@@ -731,7 +732,9 @@ SQL
 		met => median(@p99) <= 10 ? 1 : 0);
 	add_row(bench => '4. async commit-to-Redis lag max', ours => median(@max), unit => 'ms', target => 'context',
 		note => sprintf('worst run %.1f ms', (sort { $b <=> $a } @max)[0]));
-	$DETAIL{lag} = { changes => $n, rate => $rate, p50_ms => \@p50, p99_ms => \@p99, max_ms => \@max };
+	# the distribution over every run, for bench/chart.sh: percentile 1..100
+	$DETAIL{lag} = { changes => $n, rate => $rate, p50_ms => \@p50, p99_ms => \@p99, max_ms => \@max,
+		cdf_ms => [ map { pctl($_, @all) } 1 .. 100 ] };
 	psql('SELECT redis_sync.unsync(\'lag_t\'); DROP TABLE lag_t');
 });
 
@@ -1175,7 +1178,13 @@ except where noted (speedup rows).
 $table
 ## Scale curve
 
+![cost per row by transaction size](charts/scale.svg)
+
 $scale_txt
+![async commit-to-Redis lag distribution](charts/lag.svg)
+
+Charts: drawn by bench/chart.sh (gnuplot) from bench/results/latest.json of the same run.
+
 ## Notes
 
 ${\ join("\n", @notes)}

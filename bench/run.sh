@@ -75,4 +75,5 @@ export BENCH_MODE=$MODE BENCH_REPO=$REPO BENCH_CMD="bash bench/run.sh${1:+ $*}"
 perl "$BENCH_DIR/bench.pl"
 [ -n "${BENCH_ONLY:-}" ] || BENCH_MODE=$MODE bash "$BENCH_DIR/tls.sh"   # TLS vs plain TCP (bench/tls.sh)
 [ -n "${BENCH_ONLY:-}" ] || bash "$BENCH_DIR/cluster.sh" $([ "$MODE" = quick ] && echo --quick)   # Redis Cluster vs single Redis (bench/cluster.sh)
+[ -n "${BENCH_ONLY:-}" ] || [ "$MODE" = quick ] || bash "$BENCH_DIR/chart.sh"   # scale curve and lag charts (bench/chart.sh)
 [ -n "${BENCH_ONLY:-}" ] || bash "$BENCH_DIR/fence.sh" $([ "$MODE" = quick ] && echo --quick)   # Redis instructions per pushed row (bench/fence.sh)
