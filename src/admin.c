@@ -44,6 +44,7 @@
 #include "encode.h"
 #include "redis_client.h"
 #include "redis_sync.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
 PG_FUNCTION_INFO_V1(redis_sync_config_delete);

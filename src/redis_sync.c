@@ -77,7 +77,9 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "allowlist.h"
 #include "encode.h"
+#include "launcher.h"
 #include "redis_sync.h"
 #include "shmem.h"
 
@@ -96,19 +98,8 @@ bool		rs_debug_crash_after_push = false;
 int			rs_flush_timeout_ms = 60000;
 int			rs_drain_timeout_ms = 60000;
 int			rs_shutdown_drain_ms = 5000;
-bool		rs_preloaded = false;
 
 void		_PG_init(void);
-
-void
-rs_require_preload(const char *feature)
-{
-	if (!rs_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s requires redis_sync to be loaded via shared_preload_libraries", feature),
-				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
 
 /*
  * Settings of the write path: capture.c (max_buffer_bytes), publish.c
@@ -261,7 +252,8 @@ _PG_init(void)
 
 	redis_client_init();		/* redis_url, password file, TLS, timeouts */
 	rs_circuit_init();			/* circuit_failures, circuit_cooldown */
-	rs_launcher_init();			/* database, max_workers; the launcher */
+	rs_allowlist_init();		/* database */
+	rs_launcher_init();			/* max_workers; the launcher, its hook */
 	define_write_path_gucs();
 	define_worker_gucs();
 	MarkGUCPrefixReserved("redis_sync");
@@ -270,7 +262,7 @@ _PG_init(void)
 	rs_publish_init();
 	if (rs_preloaded)
 	{
-		rs_shmem_init();
+		rs_shmem_init(rs_max_workers);
 		rs_stats_init();
 		rs_epoch_preload_init();
 	}

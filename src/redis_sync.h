@@ -95,23 +95,11 @@ extern int	rs_flush_timeout_ms;
 extern int	rs_drain_timeout_ms;
 extern int	rs_shutdown_drain_ms;
 
-extern int	rs_max_workers;
-
-/* true when loaded through shared_preload_libraries */
-extern bool rs_preloaded;
-
-/* error out, with a hint, when a feature needs the preloaded library */
-extern void rs_require_preload(const char *feature);
-
-/* a worker may run in dbid: preloaded and allowed by redis_sync.database */
-extern bool rs_database_served(Oid dbid);
-
 /*
  * Module init functions called from _PG_init (each defines its module's
  * settings and hooks); rs_circuit_init(), rs_shmem_init() and
  * rs_stats_init() are in shmem.h.
  */
-extern void rs_launcher_init(void);
 extern void redis_client_init(void);
 extern void rs_capture_init(void);
 extern void rs_publish_init(void);

@@ -22,6 +22,7 @@
 
 #include "access/htup_details.h"
 #include "commands/dbcommands.h"
+#include "allowlist.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"

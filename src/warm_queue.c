@@ -28,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
+#include "allowlist.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
