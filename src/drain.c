@@ -83,6 +83,7 @@
 #include "encode.h"
 #include "redis_client.h"
 #include "redis_sync.h"
+#include "rowsec.h"
 #include "shmem.h"
 
 #include "wb_internal.h"
@@ -516,4 +517,24 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 		redis_pipeline_free(b.reads);
 	redis_pipeline_free(b.claim);
 	return b.nm;
+}
+
+/* ----------------------------------------------------------------
+ * Settings (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+int			rs_drain_timeout_ms = 60000;
+
+void
+rs_drain_init(void)
+{
+	DefineCustomIntVariable("redis_sync.drain_timeout",
+							"Longest time one write-behind batch may take to apply (0: no limit).",
+							"A batch still running then (a slow trigger, a lock wait) is cancelled, "
+							"counted in drain_retries and retried later.",
+							&rs_drain_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

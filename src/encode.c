@@ -786,3 +786,22 @@ rs_text_array(ArrayType *arr, int *n)
 		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
 	return out;
 }
+
+/* ----------------------------------------------------------------
+ * Settings (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+char	   *rs_version_suffix = NULL;
+
+void
+rs_encode_init(void)
+{
+	DefineCustomStringVariable("redis_sync.version_key_suffix",
+							   "Suffix of the Redis key that holds a cached key's version.",
+							   "The version of key K is kept at {K} followed by this suffix.",
+							   &rs_version_suffix,
+							   ":rs_version",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+}

@@ -56,6 +56,9 @@
 PG_FUNCTION_INFO_V1(redis_sync_deliver_outbox);
 PG_FUNCTION_INFO_V1(redis_sync_flush);
 
+static int	rs_outbox_batch = 10000;	/* redis_sync.outbox_batch */
+static int	rs_flush_timeout_ms = 60000;	/* redis_sync.flush_timeout */
+
 /* ----------------------------------------------------------------
  * Delivery
  * ---------------------------------------------------------------- */
@@ -660,4 +663,27 @@ redis_sync_flush(PG_FUNCTION_ARGS)
 	if (has_wb)
 		n += rs_flush_via_worker(relid, rs_flush_timeout_ms);
 	PG_RETURN_INT64(n);
+}
+
+/* redis_sync.outbox_batch and flush_timeout (from _PG_init) */
+void
+rs_outbox_init(void)
+{
+	DefineCustomIntVariable("redis_sync.outbox_batch",
+							"Outbox entries delivered per round trip.",
+							NULL,
+							&rs_outbox_batch,
+							10000, 1, 1000000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.flush_timeout",
+							"Longest wait of redis_sync.flush() for the worker to drain write-behind tables.",
+							NULL,
+							&rs_flush_timeout_ms,
+							60000, 10, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

@@ -56,6 +56,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "common/hashfn.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -634,9 +635,21 @@ rs_publish_count_queued(int n)
 	rs_stat_queued += n;
 }
 
+bool		rs_debug_crash_after_push = false;
+
+/* redis_sync.debug_crash_after_push and the commit callback (from _PG_init) */
 void
 rs_publish_init(void)
 {
+	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
+							 "For testing only: crash the server right after a pre-commit push reached Redis.",
+							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
+							 &rs_debug_crash_after_push,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	RegisterXactCallback(publish_xact_callback, NULL);
 }
 

@@ -42,6 +42,7 @@
 
 #include "as_owner.h"
 #include "capture.h"
+#include "rowsec.h"
 #include "subxact.h"
 
 static char *

@@ -38,6 +38,7 @@
 #include "encode.h"
 #include "redis_client.h"
 #include "redis_sync.h"
+#include "rowsec.h"
 #include "shmem.h"
 
 #include "wb_internal.h"
