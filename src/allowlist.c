@@ -15,7 +15,6 @@
 #include "postgres.h"
 
 #include "commands/dbcommands.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 

@@ -31,27 +31,17 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/partition.h"
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 
 #include "as_owner.h"
 #include "capture.h"
 #include "claim.h"
-#include "config.h"
-#include "encode.h"
 #include "outbox.h"
 #include "publish.h"
-#include "redis_sync.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_capture);

@@ -61,13 +61,10 @@
 
 #include "access/xlog.h"
 #include "miscadmin.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
-#include "cluster.h"
 #include "fence.h"
-#include "redis_sync.h"
 
 #define APPLY_BODY \
 "-- Redis < 5: replicate the effects (INFO is not deterministic); a no-op since\n" \

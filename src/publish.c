@@ -49,31 +49,19 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "fmgr.h"
-#include "funcapi.h"
-#include "miscadmin.h"
-#include "utils/builtins.h"
 #include "common/hashfn.h"
+#include "funcapi.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
-#include "access/relation.h"
-#include "access/table.h"
 
 #include "capture.h"
-#include "config.h"
-#include "encode.h"
 #include "fence.h"
 #include "markers.h"
 #include "outbox.h"
 #include "publish.h"
-#include "redis_client.h"
-#include "redis_sync.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_session_stats);

@@ -45,27 +45,16 @@
  */
 #include "postgres.h"
 
-#include <errno.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <hiredis/hiredis.h>
 
 #include "access/xact.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/fd.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "redis_conn_int.h"
 #include "redis_sync.h"
-#include "redis_tls.h"
-#include "redis_url.h"
 #include "shmem.h"
 
 uint64		redis_round_trips = 0;	/* exchanges of this backend */

@@ -14,9 +14,6 @@
  */
 #include "postgres.h"
 
-#include <errno.h>
-
-#include "lib/stringinfo.h"
 #include "storage/fd.h"
 
 #include "redis_conn.h"

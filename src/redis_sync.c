@@ -71,14 +71,12 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "allowlist.h"
 #include "capture.h"
 #include "drain.h"
-#include "encode.h"
 #include "fence.h"
 #include "launcher.h"
 #include "outbox.h"
