@@ -23,11 +23,13 @@
  *		publish.c		pre-commit push, outbox fallback, abort repair
  *		markers.c		a backend's in-flight markers
  *		launcher.c		the launcher: one worker per database with the extension
+ *		launcher_hold.c	DROP/ALTER DATABASE: the database's worker steps aside
  *		worker.c		the background worker of one database
  *		marker_sweep.c	the worker's sweep of in-flight markers
  *		xact_step.c		one worker step in its own transaction with a snapshot
  *	the work they share
- *		outbox.c		writing and delivering redis_sync.outbox; flush()
+ *		outbox.c		delivering redis_sync.outbox; flush()
+ *		outbox_write.c	writing redis_sync.outbox in the writer's transaction
  *		drain.c			write-behind: one batch (claim, apply, acknowledge)
  *		wb_schedule.c	write-behind: which table is due, backoff, the drain round
  *		wb_config.c		write-behind: the tables' configuration
@@ -54,15 +56,17 @@
  *		redis_cluster.c	the same pipelines on a Redis Cluster: routing by node
  *		cluster.c		Redis Cluster slot map, node table, hash slots
  *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
+ *		redis_conn_params.c	a connection's parameters from the settings
  *		redis_conn_many.c	exchanges with several connections at once
  *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
  *		redis_url.c		parsing redis_sync.redis_url
- *	shared memory (one header, shmem.h)
+ *	shared memory (one header, shmem.h), and what every layer may ask
  *		stats.c			counters and the stats SQL functions
  *		circuit.c		the circuit breaker of a database
  *		worker_signal.c	wake-up, flush handshake, sweep, pause between
  *						backends and the worker of a database
- *		shmem.c			the segment and its per-database slots
+ *		shmem.c			the segment and its per-database slots; rs_preloaded
+ *		allowlist.c		redis_sync.database: where a worker may run
  *
  * The invariants the code keeps, and the module that keeps each, are in
  * redis_sync.h.

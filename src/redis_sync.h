@@ -48,7 +48,7 @@
  *    retries); circuit.c stops backends from trying a Redis that is down;
  *    a backend waits for the worker only up to a timeout (worker_signal.c:
  *    flush(), worker_pause()); the launcher's hold on DROP DATABASE is
- *    bounded (launcher.c).
+ *    bounded (launcher_hold.c).
  *
  * 6. The Redis password never leaves the process.  redis_sync.redis_url
  *    and the password file setting are superuser-only and accept any text

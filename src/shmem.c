@@ -13,7 +13,8 @@
  *		stats.c			counters, the stats SQL functions
  *		circuit.c		the circuit breaker
  *		worker_signal.c	wake-up, flush handshake, sweep, pause, run_id
- *		launcher.c		want/hold/probing, which database has a worker
+ *		launcher.c		want/probing, which database has a worker
+ *		launcher_hold.c	hold (DROP/ALTER DATABASE)
  *
  * It also knows whether the library was preloaded (rs_preloaded, set by
  * _PG_init) and refuses what needs the preload (rs_require_preload()):

@@ -72,7 +72,10 @@ PGDLLEXPORT void redis_sync_worker_main(Datum arg);
 #define BACKOFF_MIN_MS 100
 #define RS_WORKER_RESTART_SECONDS 1
 
-/* settings (rs_worker_init); retry_max_backoff is also read by outbox.c and wb_schedule.c */
+/*
+ * Settings (rs_worker_init); retry_max_backoff is also read by outbox.c and
+ * wb_schedule.c (declared in redis_sync.h).
+ */
 int			rs_retry_max_backoff_ms = 2000;
 static int	rs_naptime_ms = 1000;
 static bool rs_rewarm_on_restart = true;
