@@ -35,7 +35,7 @@ extern void rs_as_owner_leave(RsAsOwner *ao);
 
 /*
  * Only fix search_path (no change of identity), for the extension's own
- * queries run in the caller's session (drain.c's write-behind
+ * queries run in the caller's session (wb_config.c's write-behind
  * configuration load; config.c schema-qualifies every name instead): the
  * caller may be a SECURITY DEFINER function whose search_path includes a
  * schema a less privileged role controls.
