@@ -201,19 +201,12 @@ REVOKE EXECUTE ON FUNCTION _follow_column(regclass, text, text, text) FROM PUBLI
 
 -- [lifecycle] worker restarts, DROP TABLE purge, partitions attached and detached
 
--- worker_stats gains worker_restarts, appended: CREATE OR REPLACE keeps the
--- view's grants and the views of monitoring tools built on it
+-- this database's worker restarts (worker_stats shows them per database,
+-- through _database_stats(): the view is defined in the cluster section)
 CREATE FUNCTION _worker_restarts()
 RETURNS bigint
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_worker_restarts';
-
-CREATE OR REPLACE VIEW worker_stats AS
-SELECT g.*,
-       (SELECT count(*) FROM redis_sync.outbox) AS outbox_depth,
-       (SELECT now() - min(enqueued_at) FROM redis_sync.outbox) AS outbox_oldest_age,
-       redis_sync._worker_restarts() AS worker_restarts
-  FROM redis_sync._global_stats() g;
 
 -- queue the removal of a dropped table's keys (delivered by the worker)
 CREATE FUNCTION _purge_dropped(tbl oid, key_prefix text)
@@ -647,23 +640,8 @@ AS 'MODULE_PATHNAME', 'redis_sync_database_stats';
 REVOKE EXECUTE ON FUNCTION _database_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _database_stats() TO pg_monitor;
 
--- worker_stats: one row per database (this one first); the outbox columns
--- are this database's (another database's outbox cannot be read from here)
-CREATE OR REPLACE VIEW worker_stats AS
-SELECT g.round_trips, g.worker_rounds, g.worker_running, g.worker_pid, g.circuit,
-       g.circuit_changed_at, g.connection_failures, g.circuit_opens, g.last_error,
-       g.last_error_at, g.redis_run_id, g.stats_reset_at,
-       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
-            THEN (SELECT pg_catalog.count(*) FROM redis_sync.outbox) END AS outbox_depth,
-       CASE WHEN g.database OPERATOR(pg_catalog.=) pg_catalog.current_database()
-            THEN (SELECT pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(enqueued_at)
-                    FROM redis_sync.outbox) END AS outbox_oldest_age,
-       g.worker_restarts,
-       g.database,
-       g.worker_state
-  FROM redis_sync._database_stats() g
- ORDER BY g.database OPERATOR(pg_catalog.<>) pg_catalog.current_database(), g.database;
-COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit breaker and counters (this database first)';
+-- worker_stats (one row per database, from _database_stats()) is defined
+-- once, in the cluster section, which appends its last column
 
 -- (end of section)
 
@@ -701,9 +679,9 @@ COMMENT ON FUNCTION cluster_nodes() IS 'redis_sync: Redis Cluster nodes as this 
 REVOKE ALL ON FUNCTION cluster_nodes() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cluster_nodes() TO pg_monitor;
 
--- worker_stats gains cluster (jsonb, NULL on a single Redis): the Redis
--- Cluster as the workers see it -- masters, replicas, slots covered, map
--- loads, redirections, nodes.  Appended to the launcher's per-database view.
+-- worker_stats' last column is cluster (jsonb, NULL on a single Redis): the
+-- Redis Cluster as the workers see it -- masters, replicas, slots covered,
+-- map loads, redirections, nodes.
 CREATE FUNCTION _worker_cluster()
 RETURNS text
 LANGUAGE C STRICT
@@ -711,6 +689,12 @@ AS 'MODULE_PATHNAME', 'redis_sync_worker_cluster';
 REVOKE EXECUTE ON FUNCTION _worker_cluster() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _worker_cluster() TO pg_monitor;
 
+-- worker_stats, defined once for 0.2 (0.1's columns first, then appended
+-- ones, so CREATE OR REPLACE keeps the view's grants and the views of
+-- monitoring tools built on it): one row per database (this one first);
+-- worker_restarts (lifecycle), database and worker_state (launcher), cluster.
+-- The outbox columns are this database's (another database's outbox cannot
+-- be read from here).
 CREATE OR REPLACE VIEW worker_stats AS
 SELECT g.round_trips, g.worker_rounds, g.worker_running, g.worker_pid, g.circuit,
        g.circuit_changed_at, g.connection_failures, g.circuit_opens, g.last_error,
@@ -734,6 +718,26 @@ COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit b
 -- shared: functions redefined by several topics (edit in place)
 -- =====================================================================
 
+-- one value check of _sync: unless ok is true, invalid_parameter_value with
+-- message, its '%' replaced by given ('<NULL>' for NULL, as RAISE prints
+-- it), and hint when not NULL.  _sync runs with its caller's rights, so
+-- PUBLIC keeps EXECUTE: the function reads nothing and only raises.
+CREATE FUNCTION _check_value(ok boolean, message text, given text, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF ok IS TRUE THEN
+        RETURN;
+    END IF;
+    message := replace(coalesce(message, 'invalid value'), '%', coalesce(given, '<NULL>'));
+    IF hint IS NULL THEN
+        RAISE EXCEPTION USING MESSAGE = message, ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RAISE EXCEPTION USING MESSAGE = message, ERRCODE = 'invalid_parameter_value', HINT = hint;
+END
+$fn$;
 CREATE OR REPLACE FUNCTION _sync(tbl regclass, p_policy text, p_key_prefix text,
                       p_key_columns text[], p_columns text[], p_format text,
                       p_ttl interval, p_consistency text, p_delivery text,
@@ -784,22 +788,16 @@ BEGIN
     END IF;
 
     IF p_policy = 'write_behind' THEN
-        IF fmt IS NULL OR fmt NOT IN ('hash', 'json', 'string') THEN
-            RAISE EXCEPTION 'unsupported format "%"', p_format
-                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use hash, json or string.';
-        END IF;
-    ELSIF fmt IS NULL OR fmt NOT IN ('hash', 'json') THEN
-        RAISE EXCEPTION 'unsupported format "%"', p_format
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use hash or json.';
+        PERFORM redis_sync._check_value(fmt IN ('hash', 'json', 'string'), 'unsupported format "%"', p_format,
+                                        'Use hash, json or string.');
+    ELSE
+        PERFORM redis_sync._check_value(fmt IN ('hash', 'json'), 'unsupported format "%"', p_format,
+                                        'Use hash or json.');
     END IF;
-    IF cons IS NULL OR cons NOT IN ('strict', 'eventual') THEN
-        RAISE EXCEPTION 'unsupported consistency "%"', p_consistency
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use strict or eventual.';
-    END IF;
-    IF deliv IS NULL OR deliv NOT IN ('sync', 'async') THEN
-        RAISE EXCEPTION 'unsupported delivery "%"', p_delivery
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use sync or async.';
-    END IF;
+    PERFORM redis_sync._check_value(cons IN ('strict', 'eventual'), 'unsupported consistency "%"', p_consistency,
+                                    'Use strict or eventual.');
+    PERFORM redis_sync._check_value(deliv IN ('sync', 'async'), 'unsupported delivery "%"', p_delivery,
+                                    'Use sync or async.');
     IF deliv = 'async' AND NOT redis_sync._database_served() THEN
         RAISE EXCEPTION 'async delivery needs a redis_sync worker, and redis_sync.database does not list database "%"',
                         current_database()
@@ -811,10 +809,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Async delivery happens after commit, so it cannot fail the transaction.';
     END IF;
-    IF p_ttl IS NOT NULL AND p_ttl <= '0'::interval THEN
-        RAISE EXCEPTION 'ttl must be positive, not %', p_ttl
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for keys that never expire.';
-    END IF;
+    PERFORM redis_sync._check_value(p_ttl IS NULL OR p_ttl > '0'::interval, 'ttl must be positive, not %', p_ttl::text,
+                                    'Pass NULL for keys that never expire.');
 
     -- key columns: the primary key unless given; must match a unique index
     IF p_key_columns IS NULL THEN
@@ -919,17 +915,11 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Pass columns => ''{the_column}''.';
         END IF;
-        IF p_flush_interval IS NULL OR p_flush_interval <= '0'::interval THEN
-            RAISE EXCEPTION 'flush_interval must be positive' USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        IF p_batch_size IS NULL OR p_batch_size NOT BETWEEN 1 AND 100000 THEN
-            RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', p_batch_size
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        IF p_on_missing IS NULL OR lower(p_on_missing) NOT IN ('ignore', 'delete') THEN
-            RAISE EXCEPTION 'unsupported on_missing "%"', p_on_missing
-                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ignore or delete.';
-        END IF;
+        PERFORM redis_sync._check_value(p_flush_interval > '0'::interval, 'flush_interval must be positive', NULL);
+        PERFORM redis_sync._check_value(p_batch_size BETWEEN 1 AND 100000, 'batch_size must be between 1 and 100000, not %',
+                                        p_batch_size::text);
+        PERFORM redis_sync._check_value(lower(p_on_missing) IN ('ignore', 'delete'), 'unsupported on_missing "%"',
+                                        p_on_missing, 'Use ignore or delete.');
         IF p_dirty_set = '' THEN
             RAISE EXCEPTION 'dirty_set must not be empty' USING ERRCODE = 'invalid_parameter_value';
         END IF;

@@ -20,19 +20,13 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_inherits.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "funcapi.h"
-#include "miscadmin.h"
-#include "storage/lmgr.h"
-#include "utils/acl.h"
 #include "mb/pg_wchar.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -43,7 +37,7 @@
 #include "claim.h"
 #include "encode.h"
 #include "redis_client.h"
-#include "redis_sync.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
 PG_FUNCTION_INFO_V1(redis_sync_config_delete);

@@ -13,8 +13,6 @@
 
 #include "postgres.h"
 
-#include "redis_value.h"
-
 typedef struct RsAsOwner
 {
 	Oid			save_uid;
@@ -37,7 +35,7 @@ extern void rs_as_owner_leave(RsAsOwner *ao);
 
 /*
  * Only fix search_path (no change of identity), for the extension's own
- * queries run in the caller's session (drain.c's write-behind
+ * queries run in the caller's session (wb_config.c's write-behind
  * configuration load; config.c schema-qualifies every name instead): the
  * caller may be a SECURITY DEFINER function whose search_path includes a
  * schema a less privileged role controls.
@@ -53,26 +51,5 @@ extern void rs_require_owner(Oid relid);
 
 /* true when row-level security applies to the current user on relid */
 extern bool rs_rls_applies(Oid relid);
-
-
-/*
- * hset()/hincrby(): ERROR unless the current user could make this change
- * itself with UPDATE under the table's row-level security policies (a row
- * that does not exist is refused: the drain would insert it as the owner).  op is "set" (value), "del" (the
- * column becomes NULL) or "incr" (value unknown until the drain: the row
- * must be one the user may update).  Nothing to do when no policy applies.
- * Implemented in rowsec.c.
- */
-extern void rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
-							   const char *column, const char *op, const char *value);
-
-/*
- * Write-behind input from Redis (rowsec.c): NULL when the dirty set member
- * and every string of the claimed value are valid text in the database
- * encoding without NUL bytes; else the problem, and *clean_member and
- * *clean_value get printable copies (bad bytes as \xNN) for the dead letter.
- */
-extern char *rs_wb_input_problem(RedisValue *member, RedisValue *value,
-								 char **clean_member, RedisValue **clean_value);
 
 #endif							/* RS_AS_OWNER_H */

@@ -31,26 +31,17 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/partition.h"
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "fmgr.h"
-#include "miscadmin.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 
 #include "as_owner.h"
 #include "capture.h"
 #include "claim.h"
-#include "config.h"
-#include "encode.h"
 #include "outbox.h"
 #include "publish.h"
-#include "redis_sync.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_capture);
@@ -404,8 +395,20 @@ redis_sync_purge_at_commit(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+int			rs_max_buffer_kb = 65536;	/* redis_sync.max_buffer_bytes */
+
+/* the buffer's setting and the savepoint callback (from _PG_init) */
 void
 rs_capture_init(void)
 {
+	DefineCustomIntVariable("redis_sync.max_buffer_bytes",
+							"Memory one transaction may use to buffer changes before it overflows to the outbox.",
+							NULL,
+							&rs_max_buffer_kb,
+							65536, 64, MAX_KILOBYTES,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 	RegisterSubXactCallback(capture_subxact_callback, NULL);
 }

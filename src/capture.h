@@ -12,36 +12,8 @@
 
 #include "access/htup.h"
 
+#include "change.h"
 #include "encode.h"
-
-#define RS_CHANGE_ROW		'R' /* a row became after (or was deleted) */
-#define RS_CHANGE_PURGE		'P' /* every key under prefix goes away */
-
-typedef struct Change
-{
-	char		kind;			/* RS_CHANGE_* */
-	Oid			root_relid;
-	char		policy;
-	bool		strict;
-	bool		async;
-	int64		ttl_ms;
-	char	   *key;			/* RS_CHANGE_ROW: the Redis key */
-	char	  **keyvals;		/* the key columns' text, naming the row for
-								 * repairs */
-	int			nkeys;
-	RowImage	after;
-
-	/*
-	 * The row before this change, encoded at capture time with the descriptor
-	 * and configuration it was read with (a later ALTER in the same
-	 * transaction cannot change how it decodes): restored if the push
-	 * outlives an aborted transaction.  NULL: there was no row (repair is a
-	 * delete), or before_skipped.
-	 */
-	RowImage   *before;
-	bool		before_skipped; /* not encoded (transaction too large) */
-	char	   *prefix;			/* RS_CHANGE_PURGE */
-} Change;
 
 /* the changes of the current transaction, in capture order (*n of them) */
 extern Change *rs_capture_changes(int *n);
@@ -68,6 +40,10 @@ extern void rs_capture_reset(void);
 /* queue removal of every key under prefix at commit */
 extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);
 
+/* redis_sync.max_buffer_bytes, in kB */
+extern int	rs_max_buffer_kb;
+
+/* its setting and the savepoint callback (from _PG_init) */
 extern void rs_capture_init(void);
 
 /* before images are encoded for this many changes of a transaction, at most */

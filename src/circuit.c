@@ -19,7 +19,6 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
-#include "redis_sync.h"
 #include "shmem.h"
 
 static int	rs_circuit_failures_threshold = 3;

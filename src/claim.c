@@ -38,25 +38,20 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "claim.h"
-#include "subxact.h"
 #include "encode.h"
 #include "redis_client.h"
+#include "subxact.h"
 
 /* check, then record; returns {"conflict", field, value} or {"ok"} */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",

@@ -14,12 +14,9 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
 #include "funcapi.h"
-#include "nodes/parsenodes.h"
 #include "tcop/deparse_utility.h"
 #include "utils/builtins.h"
-#include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_column_changes);
 

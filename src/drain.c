@@ -53,38 +53,17 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
-#include "common/jsonapi.h"
-#include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "capture.h"
-#include "as_owner.h"
-#include "utils/timeout.h"
-
 #include "drain.h"
-#include "encode.h"
-#include "redis_client.h"
-#include "redis_sync.h"
-#include "shmem.h"
-
+#include "rowsec.h"
 #include "wb_internal.h"
 #include "xact_step.h"
 
@@ -516,4 +495,24 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 		redis_pipeline_free(b.reads);
 	redis_pipeline_free(b.claim);
 	return b.nm;
+}
+
+/* ----------------------------------------------------------------
+ * Settings (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+int			rs_drain_timeout_ms = 60000;
+
+void
+rs_drain_init(void)
+{
+	DefineCustomIntVariable("redis_sync.drain_timeout",
+							"Longest time one write-behind batch may take to apply (0: no limit).",
+							"A batch still running then (a slow trigger, a lock wait) is cancelled, "
+							"counted in drain_retries and retried later.",
+							&rs_drain_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

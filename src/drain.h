@@ -25,4 +25,11 @@ extern int64 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_
 /* after a Redis restart: seed every write-behind key from its table */
 extern void rs_drain_reseed_all(void);
 
+/*
+ * redis_sync.drain_timeout (also read by wb_schedule.c), defined by
+ * rs_drain_init() (from _PG_init)
+ */
+extern int	rs_drain_timeout_ms;
+extern void rs_drain_init(void);
+
 #endif							/* RS_DRAIN_H */

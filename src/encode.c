@@ -45,37 +45,23 @@
 #include "access/xlog.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
-#include "utils/hsearch.h"
-#include "catalog/pg_type.h"
-#include "utils/array.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/typcache.h"
-#include "utils/bytea.h"
-#include "utils/inval.h"
-#include "utils/syscache.h"
-#include "utils/fmgroids.h"
 #include "utils/float.h"
-#include "utils/guc.h"
-#include "utils/pg_locale.h"
+#include "utils/fmgroids.h"
 #include "utils/guc_tables.h"
-#include "utils/xml.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
-#include "nodes/makefuncs.h"
-#include "miscadmin.h"
-#include "pgtime.h"
-
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
+#include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/jsonfuncs.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "encode.h"
 #include "redis_client.h"
-#include "redis_sync.h"
 
 void
 rs_version_now(char *buf)
@@ -785,4 +771,23 @@ rs_text_array(ArrayType *arr, int *n)
 	for (int i = 0; i < *n; i++)
 		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
 	return out;
+}
+
+/* ----------------------------------------------------------------
+ * Settings (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+char	   *rs_version_suffix = NULL;
+
+void
+rs_encode_init(void)
+{
+	DefineCustomStringVariable("redis_sync.version_key_suffix",
+							   "Suffix of the Redis key that holds a cached key's version.",
+							   "The version of key K is kept at {K} followed by this suffix.",
+							   &rs_version_suffix,
+							   ":rs_version",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 }

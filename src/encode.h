@@ -156,4 +156,8 @@ extern struct HTAB *rs_string_hash_create(const char *name, long nelem, Size ent
 extern char **rs_text_array(ArrayType *arr, int *n);
 
 
+/* redis_sync.version_key_suffix, defined by rs_encode_init() (from _PG_init) */
+extern char *rs_version_suffix;
+extern void rs_encode_init(void);
+
 #endif							/* RS_ENCODE_H */

@@ -36,9 +36,7 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "miscadmin.h"
 #include "storage/fd.h"
@@ -47,7 +45,6 @@
 #include "storage/shmem.h"
 
 #include "encode.h"
-#include "redis_sync.h"
 
 #define EPOCH_FILE "redis_sync.epoch"
 #define EPOCH_TMP "redis_sync.epoch.tmp"

@@ -57,14 +57,14 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xlog.h"
 #include "miscadmin.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
-#include "cluster.h"
 #include "fence.h"
-#include "redis_sync.h"
 
 #define APPLY_BODY \
 "-- Redis < 5: replicate the effects (INFO is not deterministic); a no-op since\n" \
@@ -579,4 +579,33 @@ rs_scan_prefix(const char *prefix)
 			} while (strcmp(cursor, "0") != 0);
 		}
 	return keys;
+}
+
+/* ----------------------------------------------------------------
+ * Settings (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+int			rs_chunk_size = 1000;
+int			rs_tombstone_ttl_ms = 86400000;
+
+void
+rs_fence_init(void)
+{
+	DefineCustomIntVariable("redis_sync.chunk_size",
+							"Keys applied by one atomic script call in Redis.",
+							"A transaction with more keys is applied in several atomic chunks, all in one round trip.",
+							&rs_chunk_size,
+							1000, 1, 100000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.tombstone_ttl",
+							"How long Redis remembers the version of a deleted key.",
+							"A write older than the delete that arrives within this time is ignored; 0 keeps tombstones forever.",
+							&rs_tombstone_ttl_ms,
+							86400000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

@@ -64,4 +64,13 @@ extern char *rs_marker_key_for_slot(int slot);
 /* every data key under prefix (SCAN, several round trips) */
 extern List *rs_scan_prefix(const char *prefix);
 
+/*
+ * redis_sync.chunk_size (keys applied by one script call; also read by the
+ * pushes of publish.c, outbox.c, warm.c, warm_push.c and keys_sql.c) and
+ * redis_sync.tombstone_ttl, defined by rs_fence_init() (from _PG_init)
+ */
+extern int	rs_chunk_size;
+extern int	rs_tombstone_ttl_ms;
+extern void rs_fence_init(void);
+
 #endif							/* RS_FENCE_H */

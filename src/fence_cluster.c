@@ -13,13 +13,11 @@
  */
 #include "postgres.h"
 
-#include "lib/stringinfo.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "cluster.h"
 #include "fence.h"
-#include "redis_sync.h"
 
 /* ----------------------------------------------------------------
  * Redis Cluster: one apply call per hash slot

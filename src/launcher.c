@@ -4,11 +4,12 @@
  *		The redis_sync launcher: one background worker per database that
  *		has the extension.
  *
- * This file owns the launcher process, redis_sync.max_workers, the
- * redis_sync.database allow-list, the signal from CREATE EXTENSION and
- * the ProcessUtility hook that keeps workers out of the way of
- * DROP/ALTER DATABASE.  The per-database state the workers and backends
- * share lives in RsDbSlot (shmem.h); the workers are worker.c.
+ * This file owns the launcher process, redis_sync.max_workers and the
+ * signal from CREATE EXTENSION.  The redis_sync.database allow-list is
+ * allowlist.c; the ProcessUtility hook that keeps workers out of the way of
+ * DROP/ALTER DATABASE is launcher_hold.c.  The per-database state the
+ * workers and backends share lives in RsDbSlot (shmem.h); the workers are
+ * worker.c.
  *
  * The launcher is a static background worker (shared_preload_libraries),
  * started once recovery has finished and connected to no database.  It
@@ -29,9 +30,10 @@
  *	  finds the extension dropped clears "want" and exits for good.
  *	- DROP DATABASE, ALTER DATABASE (RENAME, SET TABLESPACE) and CREATE
  *	  DATABASE ... TEMPLATE fail while another process is connected to the
- *	  database; the hook asks the database's worker to exit and waits for
- *	  it (at most RS_HOLD_WAIT_MS) before the command runs, and the worker
- *	  is not started again until the command is over.
+ *	  database; the hook (launcher_hold.c) asks the database's worker to
+ *	  exit and waits for it (at most RS_HOLD_WAIT_MS) before the command
+ *	  runs, and the worker is not started again until the command is
+ *	  over.
  *	- a database left without a worker (max_workers reached, or
  *	  max_worker_processes) is logged once and shown in worker_stats.
  *
@@ -39,118 +41,34 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
-#include "access/genam.h"
 #include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
-#include "commands/defrem.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "postmaster/postmaster.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/proc.h"
-#include "storage/procarray.h"
 #include "tcop/utility.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "redis_sync.h"
+#include "allowlist.h"
+#include "launcher.h"
 #include "shmem.h"
 
 PGDLLEXPORT void redis_sync_launcher_main(Datum arg);
 
 PG_FUNCTION_INFO_V1(redis_sync_launcher_notify);
-PG_FUNCTION_INFO_V1(redis_sync_database_served);
 
 #define RS_SCAN_MS 10000		/* pg_database is read again this often */
 #define RS_RESTART_MS 1000		/* a worker that exited starts again after
 								 * this */
-#define RS_HOLD_WAIT_MS 5000	/* DROP DATABASE waits this long for the
-								 * worker */
-#define RS_HOLD_MAX_MS 600000	/* a hold whose backend vanished ends after
-								 * this */
 
 int			rs_max_workers = 4;
-static char *rs_database = NULL;	/* redis_sync.database, the allow-list */
-
-static ProcessUtility_hook_type prev_process_utility = NULL;
-
-/* ----------------------------------------------------------------
- * redis_sync.database: an optional allow-list
- * ---------------------------------------------------------------- */
-
-/*
- * Empty (the default): every database.  Otherwise a comma-separated list of
- * database names, compared exactly (spaces around the commas are ignored).
- * 0.1's single name is a list of one: an old postgresql.conf keeps its
- * worker in that database only.
- */
-static bool
-name_allowed(const char *datname)
-{
-	const char *p = rs_database;
-
-	if (p == NULL)
-		return true;
-	while (*p == ' ')
-		p++;
-	if (*p == '\0')
-		return true;
-	while (*p)
-	{
-		const char *end = strchr(p, ',');
-		size_t		len = end ? (size_t) (end - p) : strlen(p);
-
-		while (len > 0 && p[len - 1] == ' ')
-			len--;
-		if (len == strlen(datname) && strncmp(p, datname, len) == 0)
-			return true;
-		if (end == NULL)
-			break;
-		p = end + 1;
-		while (*p == ' ')
-			p++;
-	}
-	return false;
-}
-
-bool
-rs_database_served(Oid dbid)
-{
-	char	   *name;
-
-	if (!rs_preloaded)
-		return false;
-	name = get_database_name(dbid);
-	return name != NULL && name_allowed(name);
-}
-
-/* _database_served(): true when a worker may run in the current database */
-Datum
-redis_sync_database_served(PG_FUNCTION_ARGS)
-{
-	/* without preload the callers' own checks say what is missing */
-	if (!rs_preloaded)
-		PG_RETURN_BOOL(true);
-	PG_RETURN_BOOL(rs_database_served(MyDatabaseId));
-}
 
 /* ----------------------------------------------------------------
  * CREATE EXTENSION: signal the launcher at commit
@@ -223,214 +141,6 @@ redis_sync_launcher_notify(PG_FUNCTION_ARGS)
 	strlcpy(notify_dbname, get_database_name(MyDatabaseId), sizeof(notify_dbname));
 	notify_at_commit = true;
 	PG_RETURN_VOID();
-}
-
-/* ----------------------------------------------------------------
- * DROP / ALTER / CREATE DATABASE: keep the worker out of the way
- * ---------------------------------------------------------------- */
-
-/*
- * The slot this backend holds (at most one at a time): released when the
- * command ends, fails, is cancelled during the wait, or the backend exits
- * (FATAL, pg_terminate_backend()), so a worker is never left stopped.
- */
-static RsDbSlot *held_slot = NULL;
-static Oid	held_dbid = InvalidOid;
-static bool hold_exit_registered = false;
-
-static void release_database(RsDbSlot *slot, Oid dbid, bool dropped);
-
-static void
-release_hold_at_exit(int code, Datum arg)
-{
-	if (held_slot != NULL)
-		release_database(held_slot, held_dbid, false);
-}
-
-/*
- * Ask the worker of dbid to exit and keep it from being started again;
- * wait (bounded) until it is gone.  The slot held is in held_slot.
- */
-static void
-hold_database(Oid dbid)
-{
-	RsDbSlot   *slot = rs_slot_for_db(dbid);
-	TimestampTz deadline;
-	int			pid;
-
-	if (slot == NULL || held_slot != NULL)
-		return;
-	if (!hold_exit_registered)
-	{
-		before_shmem_exit(release_hold_at_exit, (Datum) 0);
-		hold_exit_registered = true;
-	}
-	SpinLockAcquire(&slot->mutex);
-	if (slot->dbid != dbid)
-	{
-		SpinLockRelease(&slot->mutex);
-		return;
-	}
-	slot->hold = true;
-	slot->hold_pid = MyProcPid;
-	slot->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_MAX_MS);
-	pid = slot->worker_pid;
-	SpinLockRelease(&slot->mutex);
-	held_slot = slot;
-	held_dbid = dbid;
-	if (pid != 0)
-		(void) kill(pid, SIGTERM);
-	rs_launcher_wake();
-
-	/*
-	 * Wait until the worker has left the process array, not only cleared
-	 * worker_pid (it does that at the start of its exit): DROP DATABASE WITH
-	 * (FORCE) checks the right to signal every process still in the database,
-	 * and a plain owner may not signal the worker.
-	 */
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RS_HOLD_WAIT_MS);
-	for (;;)
-	{
-		int			last_pid = pid;
-
-		SpinLockAcquire(&slot->mutex);
-		pid = slot->dbid == dbid ? slot->worker_pid : 0;
-		SpinLockRelease(&slot->mutex);
-		if (pid == 0 && last_pid != 0 && BackendPidGetProc(last_pid) != NULL)
-			pid = last_pid;		/* exiting, still in the process array */
-		if (pid == 0 || GetCurrentTimestamp() >= deadline)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* the command is over: the worker may start again (dropped: the slot ends) */
-static void
-release_database(RsDbSlot *slot, Oid dbid, bool dropped)
-{
-	if (slot == held_slot)
-	{
-		held_slot = NULL;
-		held_dbid = InvalidOid;
-	}
-	SpinLockAcquire(&slot->mutex);
-	if (slot->dbid == dbid && slot->hold_pid == MyProcPid)
-	{
-		slot->hold = false;
-		slot->hold_pid = 0;
-		if (dropped)
-			slot->want = false;
-	}
-	SpinLockRelease(&slot->mutex);
-	rs_launcher_wake();
-}
-
-static bool
-has_option(List *options, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, options)
-		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
-		return true;
-	return false;
-}
-
-/* the template of CREATE DATABASE (template1 when none is named) */
-static Oid
-template_of(CreatedbStmt *stmt)
-{
-	ListCell   *lc;
-
-	foreach(lc, stmt->options)
-	{
-		DefElem    *d = lfirst(lc);
-
-		if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
-			return get_database_oid(defGetString(d), true);
-	}
-	return get_database_oid("template1", true);
-}
-
-/*
- * Would the command get past its own checks?  The worker is only asked to
- * step aside for a command that can run: a role that does not own the
- * database (DROP DATABASE of another's database, a cancelled or timed-out
- * attempt in a loop) must not be able to stop another database's worker,
- * and DROP / ALTER ... SET TABLESPACE / CREATE DATABASE in a transaction
- * block fail before they look at the database.
- */
-static bool
-may_hold(Oid dbid, bool top_level_only, ProcessUtilityContext context)
-{
-	if (top_level_only &&
-		(context != PROCESS_UTILITY_TOPLEVEL || IsTransactionBlock() || IsSubTransaction()))
-		return false;
-	return pg_database_ownercheck(dbid, GetUserId());
-}
-
-static void
-rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-				   ProcessUtilityContext context, ParamListInfo params,
-				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *parsetree = pstmt->utilityStmt;
-	Oid			dbid = InvalidOid;
-	bool		dropping = false;
-	bool		top_level_only = true;
-	bool		holding = false;
-
-	if (rs_shmem_ready() && held_slot == NULL)
-	{
-		switch (nodeTag(parsetree))
-		{
-			case T_DropdbStmt:
-				dbid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
-				dropping = true;
-				break;
-			case T_RenameStmt:
-				if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-					dbid = get_database_oid(((RenameStmt *) parsetree)->subname, true);
-				top_level_only = false;
-				break;
-			case T_AlterDatabaseStmt:
-				/* only SET TABLESPACE needs the database to itself */
-				if (has_option(((AlterDatabaseStmt *) parsetree)->options, "tablespace"))
-					dbid = get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
-				break;
-			case T_CreatedbStmt:
-				dbid = template_of((CreatedbStmt *) parsetree);
-				break;
-			default:
-				break;
-		}
-		holding = OidIsValid(dbid) && dbid != MyDatabaseId &&
-			rs_slot_for_db(dbid) != NULL && may_hold(dbid, top_level_only, context);
-	}
-
-	PG_TRY();
-	{
-		/* inside: a cancel while waiting for the worker releases the hold */
-		if (holding)
-			hold_database(dbid);
-		if (prev_process_utility)
-			prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
-								 queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-									queryEnv, dest, qc);
-	}
-	PG_CATCH();
-	{
-		if (holding && held_slot != NULL)
-			release_database(held_slot, held_dbid, false);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (holding && held_slot != NULL)
-		release_database(held_slot, held_dbid, dropping);
 }
 
 /* ----------------------------------------------------------------
@@ -545,7 +255,7 @@ scan_databases(void)
 
 		now_dbs = lappend_oid(now_dbs, d->oid);
 		if (d->datallowconn && !d->datistemplate && !database_is_invalid_form(d) &&
-			name_allowed(NameStr(d->datname)))
+			rs_database_name_allowed(NameStr(d->datname)))
 			allowed = lappend_oid(allowed, d->oid);
 		MemoryContextSwitchTo(old);
 	}
@@ -860,22 +570,6 @@ redis_sync_launcher_main(Datum arg)
 void
 rs_launcher_init(void)
 {
-	/*
-	 * 0.1 named the one database of the worker here; since 0.2 a launcher
-	 * runs a worker in every database with the extension (launcher.c) and
-	 * this is an optional allow-list: empty, every database.  An old
-	 * postgresql.conf naming one database keeps its worker there only.
-	 */
-	DefineCustomStringVariable("redis_sync.database",
-							   "Databases where redis_sync workers may run (comma-separated; empty: every database).",
-							   rs_preloaded ? NULL :
-							   "redis_sync is not in shared_preload_libraries: no worker runs.",
-							   &rs_database,
-							   "",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
-
 	/* PGC_POSTMASTER only when preloaded: without a launcher it sizes nothing */
 	DefineCustomIntVariable("redis_sync.max_workers",
 							"Most redis_sync workers running at once, one per database with the extension.",
@@ -888,6 +582,5 @@ rs_launcher_init(void)
 	if (!rs_preloaded)
 		return;
 	launcher_register();
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = rs_process_utility;
+	rs_launcher_hold_init();
 }

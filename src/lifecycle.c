@@ -28,16 +28,13 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "fmgr.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
 #include "tcop/deparse_utility.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
+#include "allowlist.h"
 #include "capture.h"
-#include "redis_sync.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_purge_dropped);
 PG_FUNCTION_INFO_V1(redis_sync_ddl_partitions);

@@ -11,65 +11,42 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
-#include "access/twophase.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
-#include "commands/dbcommands.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "utils/guc.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
-#include "storage/latch.h"
 #include "storage/procarray.h"
-#include "tcop/tcopprot.h"
-#include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
-#include "claim.h"
-#include "drain.h"
 #include "cluster.h"
 #include "fence.h"
-#include "outbox.h"
-#include "redis_client.h"
-#include "redis_sync.h"
-#include "shmem.h"
-#include "warm.h"
 #include "marker_sweep.h"
+#include "shmem.h"
+#include "subxact.h"
+#include "warm.h"
 
 /* repairs of one marker that may not finish before it is set aside */
 #define MAX_MARKER_ATTEMPTS 3
-
-/* an error worth retrying later rather than setting a marker aside */
-static bool
-transient_error(int sqlerrcode)
-{
-	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
-	{
-		case ERRCODE_CONNECTION_EXCEPTION:	/* Redis unreachable, timed out */
-		case ERRCODE_TRANSACTION_ROLLBACK:	/* serialization failure, deadlock */
-		case ERRCODE_INSUFFICIENT_RESOURCES:
-		case ERRCODE_OPERATOR_INTERVENTION: /* query cancel */
-			return true;
-		default:
-			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
-	}
-}
 
 static int64 marker_attempt(const char *mkey, const char *field, const char *by);
 
 #define count_marker_attempt(mkey, field) marker_attempt((mkey), (field), "1")
 /* best effort: Redis may be the reason the repair failed */
 #define uncount_marker_attempt(mkey, field) ((void) marker_attempt((mkey), (field), "-1"))
+
+typedef struct RepairArg
+{
+	const char *value;			/* the marker's value: the rows to repair */
+	int64		n;				/* keys repaired */
+} RepairArg;
+
+static void
+repair_marker_cb(void *arg)
+{
+	RepairArg  *r = (RepairArg *) arg;
+
+	r->n = rs_repair_marker(r->value);
+}
 
 /*
  * Repair the rows of one marker in a subtransaction.  A marker that makes
@@ -79,49 +56,29 @@ static int64 marker_attempt(const char *mkey, const char *field, const char *by)
 static bool
 repair_marker_guarded(const char *mkey, const char *field, const char *value)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	bool		ok = true;
+	RepairArg	r = {value, 0};
+	ErrorData  *ed = rs_subxact_try(repair_marker_cb, &r, true);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(outer);
-	PG_TRY();
+	if (ed == NULL)
 	{
-		int64		n = rs_repair_marker(value);
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
 		ereport(LOG,
 				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
-						(long long) n, (unsigned long long) strtoull(field, NULL, 10))));
+						(long long) r.n, (unsigned long long) strtoull(field, NULL, 10))));
+		return true;
 	}
-	PG_CATCH();
+	if (rs_error_transient_sweep(ed->sqlerrcode))
 	{
-		ErrorData  *ed;
-
-		MemoryContextSwitchTo(outer);
-		ed = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-		if (transient_error(ed->sqlerrcode))
-		{
-			/* Redis down, a lock or serialization conflict: the round retries */
-			uncount_marker_attempt(mkey, field);
-			ReThrowError(ed);
-		}
-		ereport(LOG,
-				(errmsg("redis_sync worker: could not repair the keys of in-flight marker %s, set aside in %s:failed: %s",
-						field, mkey, ed->message)));
-		rs_stats_error(InvalidOid, ed->message);
-		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
-		FreeErrorData(ed);
-		ok = false;
+		/* Redis down, a lock or serialization conflict: the round retries */
+		uncount_marker_attempt(mkey, field);
+		ReThrowError(ed);
 	}
-	PG_END_TRY();
-	return ok;
+	ereport(LOG,
+			(errmsg("redis_sync worker: could not repair the keys of in-flight marker %s, set aside in %s:failed: %s",
+					field, mkey, ed->message)));
+	rs_stats_error(InvalidOid, ed->message);
+	rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
+	FreeErrorData(ed);
+	return false;
 }
 
 /*

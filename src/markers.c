@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"

@@ -10,7 +10,7 @@
 
 #include "postgres.h"
 
-#include "capture.h"
+#include "change.h"
 #include "redis_client.h"
 
 /* insert changes as outbox rows of the current (sub)transaction */
@@ -66,5 +66,8 @@ typedef struct RsDeliveryOutcome
 
 /* failures and refusals are copied into the caller's memory (rules->cxt) */
 extern void rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out);
+
+/* redis_sync.outbox_batch and flush_timeout (from _PG_init) */
+extern void rs_outbox_init(void);
 
 #endif							/* RS_OUTBOX_H */

@@ -49,30 +49,19 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "fmgr.h"
-#include "funcapi.h"
-#include "miscadmin.h"
-#include "utils/builtins.h"
 #include "common/hashfn.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
+#include "funcapi.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
-#include "access/relation.h"
-#include "access/table.h"
 
 #include "capture.h"
-#include "config.h"
-#include "encode.h"
 #include "fence.h"
 #include "markers.h"
 #include "outbox.h"
 #include "publish.h"
-#include "redis_client.h"
-#include "redis_sync.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_session_stats);
@@ -634,9 +623,21 @@ rs_publish_count_queued(int n)
 	rs_stat_queued += n;
 }
 
+bool		rs_debug_crash_after_push = false;
+
+/* redis_sync.debug_crash_after_push and the commit callback (from _PG_init) */
 void
 rs_publish_init(void)
 {
+	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
+							 "For testing only: crash the server right after a pre-commit push reached Redis.",
+							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
+							 &rs_debug_crash_after_push,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	RegisterXactCallback(publish_xact_callback, NULL);
 }
 

@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+/* redis_sync.debug_crash_after_push; the commit callback (from _PG_init) */
+extern bool rs_debug_crash_after_push;
 extern void rs_publish_init(void);
 
 /* count changes capture.c wrote straight to the outbox (session_stats) */

@@ -35,27 +35,16 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "access/xact.h"
 #include "common/cryptohash.h"
-#include "fmgr.h"
 #include "funcapi.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/fd.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/json.h"
-#include "utils/memutils.h"
 #include "utils/resowner.h"
-#include "utils/timestamp.h"
 
 #include "cluster.h"
 #include "redis_client_int.h"
-#include "redis_conn.h"
 #include "redis_sync.h"
 #include "redis_tls.h"
 #include "redis_url.h"

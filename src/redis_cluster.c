@@ -27,20 +27,14 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
 #include "funcapi.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "cluster.h"
 #include "redis_client_int.h"
-#include "redis_conn.h"
 #include "redis_sync.h"
 #include "shmem.h"
 

@@ -35,6 +35,7 @@
  *
  * Exchanges with several connections at once (a Redis Cluster's nodes) are
  * in redis_conn_many.c; what the two files share is in redis_conn_int.h.
+ * The parameters are made from the settings in redis_conn_params.c.
  *
  * This file also holds the RESP writer (redis_resp_*(), used by
  * redis_client.c too) and counts round trips (redis_round_trips, and the
@@ -44,112 +45,22 @@
  */
 #include "postgres.h"
 
-#include <errno.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <hiredis/hiredis.h>
 
 #include "access/xact.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/fd.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "redis_conn_int.h"
 #include "redis_sync.h"
-#include "redis_tls.h"
-#include "redis_url.h"
 #include "shmem.h"
 
 uint64		redis_round_trips = 0;	/* exchanges of this backend */
 
 static RedisConn *all_conns = NULL;
 static bool callbacks_registered = false;
-
-/* ----------------------------------------------------------------
- * Parameters
- * ---------------------------------------------------------------- */
-
-/* the first line of path, or NULL with *f filled */
-static char *
-read_password_file(const char *path, RedisFailure *f)
-{
-	FILE	   *fp = AllocateFile(path, "r");
-	char		line[1024];
-	size_t		len;
-
-	if (fp == NULL)
-	{
-		redis_failure_set(f, ERRCODE_CONFIG_FILE_ERROR,
-						  psprintf("could not open redis_sync.redis_password_file \"%s\": %s",
-								   path, strerror(errno)), NULL);
-		return NULL;
-	}
-	if (fgets(line, sizeof(line), fp) == NULL)
-		line[0] = '\0';
-	FreeFile(fp);
-	len = strlen(line);
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	return pstrdup(line);
-}
-
-bool
-redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
-{
-	RedisEndpoint ep;
-	char	   *err,
-			   *detail;
-
-	memset(p, 0, sizeof(*p));
-	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
-		return redis_failure_set(f, ERRCODE_INVALID_PARAMETER_VALUE,
-								 psprintf("%s (in redis_sync.redis_url)", err), detail);
-	p->host = ep.host;
-	p->port = ep.port;
-	p->socket_path = ep.socket_path;
-	p->db = ep.db;
-	p->user = ep.user;
-	p->password = ep.password;
-	p->display = ep.display;
-	if (rs_password_file && rs_password_file[0] != '\0')
-	{
-		p->password = read_password_file(rs_password_file, f);
-		if (p->password == NULL)
-			return false;
-	}
-	p->tls = ep.tls;
-	p->tls_ca_file = rs_tls_ca_file;
-	p->tls_cert_file = rs_tls_cert_file;
-	p->tls_key_file = rs_tls_key_file;
-	p->tls_verify = (RedisTlsVerify) rs_tls_verify;
-	p->tls_server_name = rs_tls_server_name;
-	return true;
-}
-
-char *
-redis_conn_settings_key(void)
-{
-	StringInfoData key;
-
-	initStringInfo(&key);
-	appendStringInfoString(&key, rs_redis_url ? rs_redis_url : "");
-	appendStringInfoChar(&key, '\x01');
-	appendStringInfoString(&key, rs_password_file ? rs_password_file : "");
-	appendStringInfo(&key, "\x01%s\x01%s\x01%s\x01%d\x01%s",
-					 rs_tls_ca_file ? rs_tls_ca_file : "",
-					 rs_tls_cert_file ? rs_tls_cert_file : "",
-					 rs_tls_key_file ? rs_tls_key_file : "",
-					 rs_tls_verify,
-					 rs_tls_server_name ? rs_tls_server_name : "");
-	return key.data;
-}
 
 static char *
 dup_or_null(const char *s)

@@ -14,14 +14,7 @@
  */
 #include "postgres.h"
 
-#include <errno.h>
-#include <sys/socket.h>
-
-#include <hiredis/hiredis.h>
-
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/timestamp.h"
 
 #include "redis_conn_int.h"

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * redis_sync.c
- *		Module entry point of redis_sync: _PG_init and the settings not yet
- *		moved to their modules.
+ *		Module entry point of redis_sync: _PG_init, which hands each module
+ *		its settings and hooks.
  *
  * redis_sync keeps Redis and PostgreSQL tables in step with PostgreSQL as the
  * coordinator.  _PG_init only calls each module's init function (which
@@ -11,7 +11,7 @@
  * README's "Development" section draws the dependencies):
  *
  *	entry points (SQL functions, triggers, transaction callbacks, workers)
- *		redis_sync.c	_PG_init, settings of other modules (see below)
+ *		redis_sync.c	_PG_init: each module's init, in order
  *		command.c		redis_sync.command() and redis_sync.parse_url()
  *		admin.c			writes to redis_sync.tables on behalf of table owners
  *		readthrough.c	redis_sync.get()
@@ -23,11 +23,13 @@
  *		publish.c		pre-commit push, outbox fallback, abort repair
  *		markers.c		a backend's in-flight markers
  *		launcher.c		the launcher: one worker per database with the extension
+ *		launcher_hold.c	DROP/ALTER DATABASE: the database's worker steps aside
  *		worker.c		the background worker of one database
  *		marker_sweep.c	the worker's sweep of in-flight markers
  *		xact_step.c		one worker step in its own transaction with a snapshot
  *	the work they share
- *		outbox.c		writing and delivering redis_sync.outbox; flush()
+ *		outbox.c		delivering redis_sync.outbox; flush()
+ *		outbox_write.c	writing redis_sync.outbox in the writer's transaction
  *		drain.c			write-behind: one batch (claim, apply, acknowledge)
  *		wb_schedule.c	write-behind: which table is due, backoff, the drain round
  *		wb_config.c		write-behind: the tables' configuration
@@ -54,15 +56,17 @@
  *		redis_cluster.c	the same pipelines on a Redis Cluster: routing by node
  *		cluster.c		Redis Cluster slot map, node table, hash slots
  *		redis_conn.c	one connection (RedisConn): connect, non-blocking waits
+ *		redis_conn_params.c	a connection's parameters from the settings
  *		redis_conn_many.c	exchanges with several connections at once
  *		redis_tls.c		TLS (rediss://) with OpenSSL and the tls_* settings
  *		redis_url.c		parsing redis_sync.redis_url
- *	shared memory (one header, shmem.h)
+ *	shared memory (one header, shmem.h), and what every layer may ask
  *		stats.c			counters and the stats SQL functions
  *		circuit.c		the circuit breaker of a database
  *		worker_signal.c	wake-up, flush handshake, sweep, pause between
  *						backends and the worker of a database
- *		shmem.c			the segment and its per-database slots
+ *		shmem.c			the segment and its per-database slots; rs_preloaded
+ *		allowlist.c		redis_sync.database: where a worker may run
  *
  * The invariants the code keeps, and the module that keeps each, are in
  * redis_sync.h.
@@ -71,183 +75,22 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "encode.h"
+#include "allowlist.h"
+#include "capture.h"
+#include "drain.h"
+#include "fence.h"
+#include "launcher.h"
+#include "outbox.h"
+#include "publish.h"
 #include "redis_sync.h"
 #include "shmem.h"
 
 PG_MODULE_MAGIC;
 
-int			rs_max_buffer_kb = 65536;
-int			rs_chunk_size = 1000;
-int			rs_tombstone_ttl_ms = 86400000;
-char	   *rs_version_suffix = NULL;
-int			rs_naptime_ms = 1000;
-int			rs_retry_max_backoff_ms = 2000;
-bool		rs_rewarm_on_restart = true;
-int			rs_outbox_batch = 10000;
-int			rs_marker_sweep_ms = 5000;
-bool		rs_debug_crash_after_push = false;
-int			rs_flush_timeout_ms = 60000;
-int			rs_drain_timeout_ms = 60000;
-int			rs_shutdown_drain_ms = 5000;
-bool		rs_preloaded = false;
-
 void		_PG_init(void);
-
-void
-rs_require_preload(const char *feature)
-{
-	if (!rs_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s requires redis_sync to be loaded via shared_preload_libraries", feature),
-				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-/*
- * Settings of the write path: capture.c (max_buffer_bytes), publish.c
- * (chunk_size, also read by outbox.c, warm.c and verify.c;
- * debug_crash_after_push), fence.c (tombstone_ttl), encode.c
- * (version_key_suffix).  They belong in those modules' init functions;
- * they stay here until those files move them (other engineers own them).
- */
-static void
-define_write_path_gucs(void)
-{
-	DefineCustomIntVariable("redis_sync.max_buffer_bytes",
-							"Memory one transaction may use to buffer changes before it overflows to the outbox.",
-							NULL,
-							&rs_max_buffer_kb,
-							65536, 64, MAX_KILOBYTES,
-							PGC_USERSET,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.chunk_size",
-							"Keys applied by one atomic script call in Redis.",
-							"A transaction with more keys is applied in several atomic chunks, all in one round trip.",
-							&rs_chunk_size,
-							1000, 1, 100000,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.tombstone_ttl",
-							"How long Redis remembers the version of a deleted key.",
-							"A write older than the delete that arrives within this time is ignored; 0 keeps tombstones forever.",
-							&rs_tombstone_ttl_ms,
-							86400000, 0, INT_MAX,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomStringVariable("redis_sync.version_key_suffix",
-							   "Suffix of the Redis key that holds a cached key's version.",
-							   "The version of key K is kept at {K} followed by this suffix.",
-							   &rs_version_suffix,
-							   ":rs_version",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("redis_sync.debug_crash_after_push",
-							 "For testing only: crash the server right after a pre-commit push reached Redis.",
-							 "Simulates a crash between the push and the commit record; the worker must repair the keys.",
-							 &rs_debug_crash_after_push,
-							 false,
-							 PGC_SUSET,
-							 GUC_NOT_IN_SAMPLE,
-							 NULL, NULL, NULL);
-}
-
-/*
- * Settings of the background worker: worker.c (naptime, retry_max_backoff,
- * also read by outbox.c and drain.c; rewarm_on_restart,
- * marker_sweep_interval, shutdown_drain_timeout), outbox.c (outbox_batch,
- * flush_timeout), drain.c (drain_timeout).  Same note as above.
- */
-static void
-define_worker_gucs(void)
-{
-	DefineCustomIntVariable("redis_sync.naptime",
-							"Longest sleep of the background worker between rounds.",
-							"A commit that queues outbox entries wakes the worker at once.",
-							&rs_naptime_ms,
-							1000, 10, 3600 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.retry_max_backoff",
-							"Longest wait of the background worker between retries after a failure.",
-							"Retries back off exponentially from 100 ms up to this value.",
-							&rs_retry_max_backoff_ms,
-							2000, 100, 3600 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("redis_sync.rewarm_on_restart",
-							 "Re-warm write-through tables when Redis restarted (its run_id changed).",
-							 NULL,
-							 &rs_rewarm_on_restart,
-							 true,
-							 PGC_SIGHUP,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.outbox_batch",
-							"Outbox entries delivered per round trip.",
-							NULL,
-							&rs_outbox_batch,
-							10000, 1, 1000000,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.marker_sweep_interval",
-							"How often the worker checks in-flight markers left by transactions that did not commit.",
-							NULL,
-							&rs_marker_sweep_ms,
-							5000, 10, 3600 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.flush_timeout",
-							"Longest wait of redis_sync.flush() for the worker to drain write-behind tables.",
-							NULL,
-							&rs_flush_timeout_ms,
-							60000, 10, INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.drain_timeout",
-							"Longest time one write-behind batch may take to apply (0: no limit).",
-							"A batch still running then (a slow trigger, a lock wait) is cancelled, "
-							"counted in drain_retries and retried later.",
-							&rs_drain_timeout_ms,
-							60000, 0, INT_MAX,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("redis_sync.shutdown_drain_timeout",
-							"Time the worker spends on a final drain of write-behind tables at shutdown.",
-							NULL,
-							&rs_shutdown_drain_ms,
-							5000, 0, 600000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}
 
 /*
  * Each module defines its own settings and hooks in its init function;
@@ -261,16 +104,22 @@ _PG_init(void)
 
 	redis_client_init();		/* redis_url, password file, TLS, timeouts */
 	rs_circuit_init();			/* circuit_failures, circuit_cooldown */
-	rs_launcher_init();			/* database, max_workers; the launcher */
-	define_write_path_gucs();
-	define_worker_gucs();
+	rs_allowlist_init();		/* database */
+	rs_launcher_init();			/* max_workers; the launcher, its hook */
+	rs_capture_init();			/* max_buffer_bytes; savepoint callback */
+	rs_publish_init();			/* debug_crash_after_push; commit callback */
+	rs_fence_init();			/* chunk_size, tombstone_ttl */
+	rs_encode_init();			/* version_key_suffix */
+	rs_outbox_init();			/* outbox_batch, flush_timeout */
+	rs_drain_init();			/* drain_timeout */
+	rs_worker_init();			/* naptime, retry_max_backoff,
+								 * rewarm_on_restart, marker_sweep_interval,
+								 * shutdown_drain_timeout */
 	MarkGUCPrefixReserved("redis_sync");
 
-	rs_capture_init();
-	rs_publish_init();
 	if (rs_preloaded)
 	{
-		rs_shmem_init();
+		rs_shmem_init(rs_max_workers);
 		rs_stats_init();
 		rs_epoch_preload_init();
 	}

@@ -6,8 +6,8 @@
  *
  * Each module owns one job and exports only what other modules call; the
  * module headers (redis_client.h, shmem.h, ...) declare those calls.  This
- * header holds the GUC variables several modules read and the init
- * functions _PG_init calls.
+ * header holds the GUC variables modules of several layers read and the
+ * init functions _PG_init calls that have no other header.
  *
  * Invariants, with the module that keeps each (the README's "Guarantees"
  * section lists the tests that prove them):
@@ -48,7 +48,7 @@
  *    retries); circuit.c stops backends from trying a Redis that is down;
  *    a backend waits for the worker only up to a timeout (worker_signal.c:
  *    flush(), worker_pause()); the launcher's hold on DROP DATABASE is
- *    bounded (launcher.c).
+ *    bounded (launcher_hold.c).
  *
  * 6. The Redis password never leaves the process.  redis_sync.redis_url
  *    and the password file setting are superuser-only and accept any text
@@ -71,49 +71,27 @@
 #include "postgres.h"
 
 /*
- * GUC variables.  Each is defined with its setting by one module's init
- * function: redis_client.c (redis_url, password file, timeouts) and
- * launcher.c (max_workers) here; circuit.c (circuit_*) and launcher.c
- * (database) keep theirs static.  The others are still defined in
- * redis_sync.c (define_write_path_gucs() and define_worker_gucs()).
+ * GUC variables read across layers.  Each is defined with its setting by
+ * the init function of the module that owns it: redis_client.c (redis_url,
+ * password file, timeouts; read by redis_conn.c and redis_cluster.c too)
+ * and worker.c (retry_max_backoff; read by outbox.c and wb_schedule.c
+ * too).  A setting read by one module, or by modules of one layer, is
+ * declared in its module's header (capture.h, fence.h, encode.h, drain.h,
+ * publish.h, launcher.h) or kept static.
  */
 extern char *rs_redis_url;
 extern int	rs_connect_timeout_ms;
 extern int	rs_command_timeout_ms;
 extern char *rs_password_file;
-extern int	rs_max_buffer_kb;
-extern int	rs_chunk_size;
-extern int	rs_tombstone_ttl_ms;
-extern char *rs_version_suffix;
-extern int	rs_naptime_ms;
 extern int	rs_retry_max_backoff_ms;
-extern bool rs_rewarm_on_restart;
-extern int	rs_outbox_batch;
-extern int	rs_marker_sweep_ms;
-extern bool rs_debug_crash_after_push;
-extern int	rs_flush_timeout_ms;
-extern int	rs_drain_timeout_ms;
-extern int	rs_shutdown_drain_ms;
-
-extern int	rs_max_workers;
-
-/* true when loaded through shared_preload_libraries */
-extern bool rs_preloaded;
-
-/* error out, with a hint, when a feature needs the preloaded library */
-extern void rs_require_preload(const char *feature);
-
-/* a worker may run in dbid: preloaded and allowed by redis_sync.database */
-extern bool rs_database_served(Oid dbid);
 
 /*
  * Module init functions called from _PG_init (each defines its module's
- * settings and hooks); rs_circuit_init(), rs_shmem_init() and
- * rs_stats_init() are in shmem.h.
+ * settings and hooks) without a module header of their own; the others are
+ * in their modules' headers (shmem.h, launcher.h, allowlist.h, capture.h,
+ * publish.h, fence.h, encode.h, outbox.h, drain.h).
  */
-extern void rs_launcher_init(void);
 extern void redis_client_init(void);
-extern void rs_capture_init(void);
-extern void rs_publish_init(void);
+extern void rs_worker_init(void);
 
 #endif							/* REDIS_SYNC_H */

@@ -29,15 +29,11 @@
  */
 #include "postgres.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
-#include <sys/stat.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include "storage/fd.h"
 #include "storage/latch.h"

@@ -14,7 +14,8 @@
 
 #include "postgres.h"
 
-#include "redis_conn.h"
+#include "redis_params.h"
+#include "redis_value.h"
 
 /* GUC variables */
 extern char *rs_tls_ca_file;

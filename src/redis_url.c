@@ -19,6 +19,7 @@
 #include <limits.h>
 
 #include "lib/stringinfo.h"
+
 #include "redis_url.h"
 
 #define URL_HINT "Use redis://[user[:password]@]host[:port][/db] or unix:///path/to/redis.sock[?db=N]."

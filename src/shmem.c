@@ -13,7 +13,12 @@
  *		stats.c			counters, the stats SQL functions
  *		circuit.c		the circuit breaker
  *		worker_signal.c	wake-up, flush handshake, sweep, pause, run_id
- *		launcher.c		want/hold/probing, which database has a worker
+ *		launcher.c		want/probing, which database has a worker
+ *		launcher_hold.c	hold (DROP/ALTER DATABASE)
+ *
+ * It also knows whether the library was preloaded (rs_preloaded, set by
+ * _PG_init) and refuses what needs the preload (rs_require_preload()):
+ * shared memory exists only then, and every layer asks.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,13 +26,8 @@
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
-#include "utils/timestamp.h"
 
-#include "redis_sync.h"
 #include "shmem.h"
 
 /*
@@ -49,14 +49,17 @@ typedef struct RsShared
 	RsDbSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } RsShared;
 
+bool		rs_preloaded = false;
+
 static RsShared *rs_shared = NULL;
+static int	shmem_max_workers = 0;	/* redis_sync.max_workers at _PG_init */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static int
 slot_count(void)
 {
-	return rs_max_workers + RS_EXTRA_SLOTS;
+	return shmem_max_workers + RS_EXTRA_SLOTS;
 }
 
 static Size
@@ -112,8 +115,19 @@ rs_shmem_startup(void)
 }
 
 void
-rs_shmem_init(void)
+rs_require_preload(const char *feature)
 {
+	if (!rs_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires redis_sync to be loaded via shared_preload_libraries", feature),
+				 errhint("Add redis_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+void
+rs_shmem_init(int max_workers)
+{
+	shmem_max_workers = max_workers;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = rs_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

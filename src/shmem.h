@@ -97,6 +97,12 @@ typedef struct RsDbSlot
 
 /* ---- shmem.c: the segment and its slots ---- */
 
+/* true when loaded through shared_preload_libraries (set by _PG_init) */
+extern bool rs_preloaded;
+
+/* error out, with a hint, when a feature needs the preloaded library */
+extern void rs_require_preload(const char *feature);
+
 /* launcher interface (launcher.c) */
 extern int	rs_nslots(void);
 extern RsDbSlot *rs_slot(int i);
@@ -118,7 +124,8 @@ extern RsDbSlot *rs_my_slot(void);
 /* the slot shared by databases that have none of their own */
 extern RsDbSlot *rs_nodb_slot(void);
 
-extern void rs_shmem_init(void);	/* from _PG_init */
+/* from _PG_init: one slot per worker (redis_sync.max_workers) and spares */
+extern void rs_shmem_init(int max_workers);
 extern bool rs_shmem_ready(void);
 
 /* changes whenever shared memory is made anew (server start, crash restart) */

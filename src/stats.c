@@ -20,22 +20,16 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "commands/dbcommands.h"
-#include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "redis_sync.h"
+#include "allowlist.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_table_stats);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * subxact.h
- *		Run a function in an internal subtransaction and catch its error.
+ *		Run a function in an internal subtransaction and catch its error;
+ *		which caught errors are transient.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,5 +21,15 @@
 typedef void (*RsSubxactFn) (void *arg);
 
 extern ErrorData *rs_subxact_try(RsSubxactFn fn, void *arg, bool keep);
+
+/*
+ * Is an error caught by rs_subxact_try() worth retrying later, rather than
+ * giving up on what failed?  Two sets, for two costs of giving up
+ * (subxact.c says why each is what it is):
+ *	- the worker's marker sweep (marker_sweep.c): whole SQLSTATE classes;
+ *	- the write-behind drain (wb_apply.c, wb_decode.c): a list of codes.
+ */
+extern bool rs_error_transient_sweep(int sqlerrcode);
+extern bool rs_error_transient_drain(int sqlerrcode);
 
 #endif							/* RS_SUBXACT_H */

@@ -16,30 +16,17 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "funcapi.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
+#include "utils/rls.h"
 
 #include "as_owner.h"
-#include "utils/rls.h"
-#include "config.h"
-#include "encode.h"
-#include "fence.h"
 #include "claim.h"
-#include "redis_client.h"
-#include "redis_sync.h"
-#include "warm.h"
+#include "fence.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_fetch);
 PG_FUNCTION_INFO_V1(redis_sync_scan);

@@ -10,61 +10,14 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
-#include "common/jsonapi.h"
-#include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
-#include "capture.h"
-#include "as_owner.h"
-#include "utils/timeout.h"
-
-#include "drain.h"
-#include "encode.h"
-#include "redis_client.h"
-#include "redis_sync.h"
-#include "shmem.h"
-
+#include "subxact.h"
 #include "wb_internal.h"
-
-bool
-wb_is_transient(int sqlerrcode)
-{
-	switch (sqlerrcode)
-	{
-		case ERRCODE_T_R_SERIALIZATION_FAILURE:
-		case ERRCODE_T_R_DEADLOCK_DETECTED:
-		case ERRCODE_LOCK_NOT_AVAILABLE:
-		case ERRCODE_QUERY_CANCELED:
-		case ERRCODE_ADMIN_SHUTDOWN:
-		case ERRCODE_CANNOT_CONNECT_NOW:
-		case ERRCODE_CONNECTION_FAILURE:
-		case ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION:
-		case ERRCODE_OUT_OF_MEMORY:
-		case ERRCODE_DISK_FULL:
-		case ERRCODE_TOO_MANY_CONNECTIONS:
-			return true;
-		default:
-			return false;
-	}
-}
 
 /*
  * The write of members that name the same columns (shape: ms[idx[0]].present),
@@ -394,7 +347,7 @@ try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *s
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
 		CurrentResourceOwner = owner;
-		if (wb_is_transient(result->sqlerrcode))
+		if (rs_error_transient_drain(result->sqlerrcode))
 			ReThrowError(result);
 	}
 	PG_END_TRY();

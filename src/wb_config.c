@@ -9,40 +9,15 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
-#include "common/jsonapi.h"
-#include "utils/guc.h"
 #include "utils/inval.h"
-#include "utils/syscache.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
+#include "utils/syscache.h"
 
-#include "capture.h"
-#include "as_owner.h"
-#include "utils/timeout.h"
-
-#include "drain.h"
 #include "encode.h"
-#include "redis_client.h"
-#include "redis_sync.h"
-#include "shmem.h"
-
 #include "wb_internal.h"
 
 /* ----------------------------------------------------------------

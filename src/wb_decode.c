@@ -9,38 +9,16 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
+#include "common/jsonapi.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
-#include "utils/jsonb.h"
-#include "common/jsonapi.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
-#include "capture.h"
-#include "as_owner.h"
-#include "utils/timeout.h"
-
-#include "drain.h"
 #include "encode.h"
-#include "redis_client.h"
-#include "redis_sync.h"
-#include "shmem.h"
-
 #include "subxact.h"
 #include "wb_internal.h"
 
@@ -231,7 +209,7 @@ wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 	arg.n = *n;
 	ed = rs_subxact_try(check_keys_cb, &arg, true);
 	/* a cancel (redis_sync.drain_timeout) is no member's fault */
-	if (ed != NULL && wb_is_transient(ed->sqlerrcode))
+	if (ed != NULL && rs_error_transient_drain(ed->sqlerrcode))
 		ReThrowError(ed);
 	for (int i = 0; ed != NULL && i < *n; i++)
 	{
@@ -242,7 +220,7 @@ wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 		arg.idx = &idx[i];
 		arg.n = 1;
 		med = rs_subxact_try(check_keys_cb, &arg, true);
-		if (med != NULL && wb_is_transient(med->sqlerrcode))
+		if (med != NULL && rs_error_transient_drain(med->sqlerrcode))
 			ReThrowError(med);
 		if (med != NULL)
 			key_problem(m, med->message, unpack_sql_state(med->sqlerrcode));

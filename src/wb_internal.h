@@ -102,7 +102,6 @@ extern void wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown
 extern char *wb_raw_json(WbTable *t, RedisValue *v);
 
 /* wb_apply.c */
-extern bool wb_is_transient(int sqlerrcode);
 extern void wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment);
 extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
 

@@ -47,39 +47,23 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
-#include "access/twophase.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "utils/guc.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/procarray.h"
-#include "tcop/tcopprot.h"
-#include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "claim.h"
 #include "drain.h"
-#include "cluster.h"
-#include "fence.h"
+#include "marker_sweep.h"
 #include "outbox.h"
-#include "redis_client.h"
 #include "redis_sync.h"
 #include "shmem.h"
-#include "marker_sweep.h"
 #include "warm.h"
 #include "xact_step.h"
 
@@ -87,6 +71,16 @@ PGDLLEXPORT void redis_sync_worker_main(Datum arg);
 
 #define BACKOFF_MIN_MS 100
 #define RS_WORKER_RESTART_SECONDS 1
+
+/*
+ * Settings (rs_worker_init); retry_max_backoff is also read by outbox.c and
+ * wb_schedule.c (declared in redis_sync.h).
+ */
+int			rs_retry_max_backoff_ms = 2000;
+static int	rs_naptime_ms = 1000;
+static bool rs_rewarm_on_restart = true;
+static int	rs_marker_sweep_ms = 5000;
+static int	rs_shutdown_drain_ms = 5000;
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
@@ -685,4 +679,57 @@ redis_sync_worker_main(Datum arg)
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+}
+
+/* ----------------------------------------------------------------
+ * Settings (from _PG_init)
+ * ---------------------------------------------------------------- */
+
+void
+rs_worker_init(void)
+{
+	DefineCustomIntVariable("redis_sync.naptime",
+							"Longest sleep of the background worker between rounds.",
+							"A commit that queues outbox entries wakes the worker at once.",
+							&rs_naptime_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.retry_max_backoff",
+							"Longest wait of the background worker between retries after a failure.",
+							"Retries back off exponentially from 100 ms up to this value.",
+							&rs_retry_max_backoff_ms,
+							2000, 100, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("redis_sync.rewarm_on_restart",
+							 "Re-warm write-through tables when Redis restarted (its run_id changed).",
+							 NULL,
+							 &rs_rewarm_on_restart,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.marker_sweep_interval",
+							"How often the worker checks in-flight markers left by transactions that did not commit.",
+							NULL,
+							&rs_marker_sweep_ms,
+							5000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.shutdown_drain_timeout",
+							"Time the worker spends on a final drain of write-behind tables at shutdown.",
+							NULL,
+							&rs_shutdown_drain_ms,
+							5000, 0, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

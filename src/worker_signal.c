@@ -15,14 +15,10 @@
 #include "postgres.h"
 
 #include "commands/dbcommands.h"
-#include "fmgr.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#include "redis_sync.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);

@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Cluster;
+use RedisSync::ClusterLoad qw();
 use Test::More;
 use IPC::Run ();
 use Time::HiRes qw(time sleep);
@@ -20,24 +21,11 @@ use Time::HiRes qw(time sleep);
 my $ROWS    = 2000;
 my $CLIENTS = 4;
 
-my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 1);
-my $node = RedisSync::Test::new_node('clfail', redis_url => $c->url,
-	extra_conf => "max_connections = 40\nredis_sync.command_timeout = '5s'\n");
+my ($c, $node) = RedisSync::ClusterLoad::cluster_and_node('clfail',
+	extra_conf => "redis_sync.command_timeout = '5s'\n");
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
-
-sub poll_until
-{
-	my ($what, $cond, $timeout) = @_;
-	my $deadline = time + ($timeout // 60);
-	while (time < $deadline)
-	{
-		return 1 if $cond->();
-		sleep 0.1;
-	}
-	fail("timed out waiting for $what");
-	return 0;
-}
+sub poll_until { return RedisSync::ClusterLoad::poll_until(@_); }
 
 sq(qq{
 CREATE TABLE acc (id int PRIMARY KEY, v bigint NOT NULL, note text);
@@ -46,39 +34,14 @@ INSERT INTO acc SELECT g, 0, 'init' FROM generate_series(1, $ROWS) g;
 });
 is(sq("SELECT count(*) FROM redis_sync.verify('acc')"), '0', 'cache == table before the load');
 
-my $script = "$PostgreSQL::Test::Utils::tmp_check/clfail.sql";
-open my $fh, '>', $script or die "$script: $!";
-print $fh <<"EOS";
+my $script = RedisSync::ClusterLoad::pgbench_script('clfail', <<"EOS");
 \\set id random(1, $ROWS)
 \\set r random(1, 1000000)
 UPDATE acc SET v = v + 1, note = 'c' || :client_id || ':' || :r WHERE id = :id;
 EOS
-close $fh;
 
-sub start_pgbench
-{
-	my ($seconds) = @_;
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(
-		[
-			'pgbench', '-n', '-c', $CLIENTS, '-j', $CLIENTS, '-T', $seconds,
-			'-f', $script, '-h', $node->host, '-p', $node->port, 'postgres'
-		],
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
-	return [ $h, \$out, \$err ];
-}
-
-sub finish_pgbench
-{
-	my ($job, $name) = @_;
-	my ($h, $out, $err) = @$job;
-	ok($h->finish, "$name: pgbench finished") or diag($$err);
-	my ($tx) = $$out =~ /number of transactions actually processed: (\d+)/;
-	cmp_ok($tx // 0, '>', 100, "$name: pgbench committed " . ($tx // 0) . ' transactions');
-	my ($failed) = $$out =~ /number of failed transactions: (\d+)/;
-	is($failed // 0, 0, "$name: no failed transactions");
-	return;
-}
+sub start_pgbench { return RedisSync::ClusterLoad::start_pgbench($node, $script, $CLIENTS, $_[0]); }
+sub finish_pgbench { return RedisSync::ClusterLoad::finish_pgbench(@_); }
 
 # a session that loads the slot map before the reshard
 my $s = RedisSync::Test::session($node);
@@ -89,8 +52,7 @@ my $old_master = ($c->master_ports)[0];
 my $replica    = $c->replica_of($old_master);
 ok(defined $replica, "master $old_master has a replica");
 my $job = start_pgbench(8);
-poll_until('pgbench connected',
-	sub { sq("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE acc SET v = v + 1%'") >= $CLIENTS });
+RedisSync::ClusterLoad::wait_connected($node, 'UPDATE acc SET v = v + 1%', $CLIENTS);
 is($c->cli($replica, 'CLUSTER', 'FAILOVER'), 'OK', 'CLUSTER FAILOVER accepted by the replica');
 poll_until('replica promoted', sub { ($c->roles->{$replica} // '') eq 'master' });
 pass("replica $replica is now a master");
@@ -105,8 +67,7 @@ my $from_id = $c->cli($from, 'CLUSTER', 'MYID');
 my $to_id   = $c->cli($to,   'CLUSTER', 'MYID');
 my ($rs_out, $rs_err) = ('', '');
 $job = start_pgbench(15);
-poll_until('pgbench connected',
-	sub { sq("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE acc SET v = v + 1%'") >= $CLIENTS });
+RedisSync::ClusterLoad::wait_connected($node, 'UPDATE acc SET v = v + 1%', $CLIENTS);
 my $rs = IPC::Run::start(
 	[
 		RedisSync::Test::redis_cli_bin(), '--cluster', 'reshard', "127.0.0.1:$from",

@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Cluster;
+use RedisSync::ClusterLoad qw();
 use Test::More;
 use IPC::Run ();
 use Time::HiRes qw(time sleep);
@@ -20,24 +21,11 @@ use Time::HiRes qw(time sleep);
 my $ROWS    = 1000;
 my $CLIENTS = 3;
 
-my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 1, node_timeout => 2000);
-my $node = RedisSync::Test::new_node('clkill', redis_url => $c->url,
-	extra_conf => "max_connections = 40\nredis_sync.command_timeout = '1s'\nredis_sync.connect_timeout = '500ms'\n");
+my ($c, $node) = RedisSync::ClusterLoad::cluster_and_node('clkill', node_timeout => 2000,
+	extra_conf => "redis_sync.command_timeout = '1s'\nredis_sync.connect_timeout = '500ms'\n");
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
-
-sub poll_until
-{
-	my ($what, $cond, $timeout) = @_;
-	my $deadline = time + ($timeout // 60);
-	while (time < $deadline)
-	{
-		return 1 if $cond->();
-		sleep 0.1;
-	}
-	fail("timed out waiting for $what");
-	return 0;
-}
+sub poll_until { return RedisSync::ClusterLoad::poll_until(@_); }
 
 sq(qq{
 CREATE TABLE ev (id int PRIMARY KEY, v bigint NOT NULL);
@@ -54,19 +42,10 @@ ok(defined $victim, 'found the master of st:1');
 my $replica = $c->replica_of($victim);
 ok(defined $replica, "master $victim has replica $replica");
 
-my $script = "$PostgreSQL::Test::Utils::tmp_check/clkill.sql";
-open my $fh, '>', $script or die "$script: $!";
-print $fh "\\set id random(1, $ROWS)\nUPDATE ev SET v = v + 1 WHERE id = :id;\n";
-close $fh;
-my ($pout, $perr) = ('', '');
-my $pgb = IPC::Run::start(
-	[
-		'pgbench', '-n', '-c', $CLIENTS, '-j', $CLIENTS, '-T', 14,
-		'-f', $script, '-h', $node->host, '-p', $node->port, 'postgres'
-	],
-	'<', \undef, '>', \$pout, '2>', \$perr, IPC::Run::timeout(600));
-poll_until('pgbench connected',
-	sub { sq("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE ev SET v%'") >= $CLIENTS });
+my $script = RedisSync::ClusterLoad::pgbench_script('clkill',
+	"\\set id random(1, $ROWS)\nUPDATE ev SET v = v + 1 WHERE id = :id;\n");
+my $pgb = RedisSync::ClusterLoad::start_pgbench($node, $script, $CLIENTS, 14);
+RedisSync::ClusterLoad::wait_connected($node, 'UPDATE ev SET v%', $CLIENTS);
 
 my $s = RedisSync::Test::session($node);
 is($s->query("UPDATE st SET v = 1 WHERE id = 1")->{err}, '', 'strict commit works before the kill');
@@ -89,11 +68,7 @@ ok($ok_after, 'a strict commit succeeded once the replica took over');
 is(($c->roles->{$replica} // ''), 'master', "replica $replica was promoted");
 $s->quit;
 
-ok($pgb->finish, 'pgbench finished') or diag($perr);
-my ($tx) = $pout =~ /number of transactions actually processed: (\d+)/;
-cmp_ok($tx // 0, '>', 100, 'pgbench committed ' . ($tx // 0) . ' transactions');
-my ($pfailed) = $pout =~ /number of failed transactions: (\d+)/;
-is($pfailed // 0, 0, 'eventual commits never failed');
+RedisSync::ClusterLoad::finish_pgbench($pgb, 'load', no_failures => 'eventual commits never failed');
 cmp_ok(sq("SELECT sum(queued) FROM redis_sync.stats WHERE \"table\" = 'ev'::regclass"), '>', 0,
 	'eventual commits were queued while the slots were down');
 

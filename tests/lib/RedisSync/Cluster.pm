@@ -17,7 +17,6 @@ package RedisSync::Cluster;
 use strict;
 use warnings;
 
-use File::Temp ();
 use IPC::Run ();
 use Time::HiRes qw(time sleep);
 use PostgreSQL::Test::Utils;
@@ -61,23 +60,18 @@ sub start_cluster
 	for (1 .. $n)
 	{
 		my $port = cluster_port();
-		my $r    = bless {
-			port => $port,
-			dir  => File::Temp::tempdir(
-				'rcluster_XXXX',
-				DIR     => $PostgreSQL::Test::Utils::tmp_check,
-				CLEANUP => 1),
-			pid   => undef,
-			extra => [
+		my $r    = RedisSync::Test::redis_object(
+			class        => 'RedisSync::Cluster::Node',
+			dir_template => 'rcluster_XXXX',
+			port         => $port,
+			extra        => [
 				'--cluster-enabled',      'yes',
 				'--cluster-config-file',  'nodes.conf',
 				'--cluster-node-timeout', $opts{node_timeout} // 2000,
 				'--cluster-allow-reads-when-down', 'no',
 				# a replica may take over however long its link was down
 				'--cluster-replica-validity-factor', 0,
-			],
-		}, 'RedisSync::Cluster::Node';
-		push @RedisSync::Test::redis_servers, $r;
+			]);
 		$r->start;
 		$self->{nodes}{$port} = $r;
 		push @{ $self->{ports} }, $port;
@@ -240,46 +234,10 @@ package RedisSync::Cluster::Node;
 
 use strict;
 use warnings;
-use IPC::Run ();
-use Time::HiRes qw(time sleep);
 
+# a RedisSync::Test::Redis started with the cluster arguments in {extra}
 our @ISA = ('RedisSync::Test::Redis');
 
-sub start
-{
-	my ($self) = @_;
-	return $self if $self->running;
-	my $pidfile = "$self->{dir}/redis.pid";
-	unlink $pidfile;
-	my @cmd = (
-		RedisSync::Test::redis_server_bin(),
-		'--bind',       '127.0.0.1',
-		'--port',       $self->{port},
-		'--save',       '',
-		'--appendonly', 'no',
-		'--daemonize',  'yes',
-		'--dir',        $self->{dir},
-		'--logfile',    "$self->{dir}/redis.log",
-		'--pidfile',    $pidfile,
-		@{ $self->{extra} });
-	my ($o, $e) = (q{}, q{});
-	IPC::Run::run(\@cmd, q{<}, \undef, q{>}, \$o, q{2>}, \$e)
-	  or die "redis-server failed: $o $e";
-	my $deadline = time + 30;
-	while (1)
-	{
-		if (-s $pidfile && $self->cli('PING') eq 'PONG')
-		{
-			open my $fh, '<', $pidfile or die "$pidfile: $!";
-			chomp(my $pid = <$fh>);
-			$self->{pid} = $pid;
-			last;
-		}
-		die "cluster node on port $self->{port} did not answer PING in 30s"
-		  if time > $deadline;
-		sleep 0.05;
-	}
-	return $self;
-}
+sub label { return 'cluster node'; }
 
 1;

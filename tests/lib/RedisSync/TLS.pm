@@ -106,18 +106,13 @@ sub tls_conf
 sub start_tls_redis
 {
 	my ($pki, %opts) = @_;
-	my $self = bless {
-		port => $opts{port} || RedisSync::Test::free_port(),
-		dir  => File::Temp::tempdir(
-			'redis_tls_XXXX',
-			DIR     => $PostgreSQL::Test::Utils::tmp_check,
-			CLEANUP => 1),
-		pid          => undef,
+	my $self = RedisSync::Test::redis_object(
+		class        => 'RedisSync::TLS::Redis',
+		dir_template => 'redis_tls_XXXX',
+		port         => $opts{port},
 		pki          => $pki,
 		auth_clients => $opts{auth_clients} // 'no',
-		server_cert  => $opts{server_cert} // 'server',
-	}, 'RedisSync::TLS::Redis';
-	push @RedisSync::Test::redis_servers, $self;
+		server_cert  => $opts{server_cert} // 'server');
 	$self->start;
 	return $self;
 }
@@ -127,7 +122,6 @@ package RedisSync::TLS::Redis;
 use strict;
 use warnings;
 use IPC::Run ();
-use Time::HiRes qw(time sleep);
 
 our @ISA = ('RedisSync::Test::Redis');
 
@@ -159,52 +153,22 @@ sub cli
 	return $out;
 }
 
-sub start
+# TLS only (--port 0), with the certificates of the PKI
+sub server_args
 {
 	my ($self) = @_;
-	return $self if $self->running;
-	my $p       = $self->{pki};
-	my $pidfile = "$self->{dir}/redis.pid";
-	unlink $pidfile;
+	my $p    = $self->{pki};
 	my $cert = $self->{server_cert};
-	my @cmd = (
-		RedisSync::Test::redis_server_bin(),
-		'--bind',              '127.0.0.1',
-		'--port',              '0',
-		'--tls-port',          $self->{port},
-		'--tls-cert-file',     $p->{$cert},
-		'--tls-key-file',      $p->{"${cert}_key"},
-		'--tls-ca-cert-file',  $p->{ca},
-		'--tls-auth-clients',  $self->{auth_clients},
-		'--save',              '',
-		'--appendonly',        'no',
-		'--daemonize',         'yes',
-		'--dir',               $self->{dir},
-		'--logfile',           "$self->{dir}/redis.log",
-		'--pidfile',           $pidfile);
-	my ($o, $e) = (q{}, q{});
-	IPC::Run::run(\@cmd, q{<}, \undef, q{>}, \$o, q{2>}, \$e)
-	  or die "redis-server failed: $o $e";
-
-	my $deadline = time + 30;
-	while (1)
-	{
-		if (-s $pidfile && $self->cli('PING') eq 'PONG')
-		{
-			open my $fh, '<', $pidfile or die "$pidfile: $!";
-			chomp(my $pid = <$fh>);
-			$self->{pid} = $pid;
-			last;
-		}
-		if (time > $deadline)
-		{
-			my $log = PostgreSQL::Test::Utils::slurp_file("$self->{dir}/redis.log");
-			die "TLS redis-server on port $self->{port} did not answer PING in 30s:\n$log";
-		}
-		sleep 0.05;
-	}
-	Test::More::note("TLS redis-server pid $self->{pid} on TLS port $self->{port}");
-	return $self;
+	return (
+		'--bind',             '127.0.0.1',
+		'--port',             '0',
+		'--tls-port',         $self->{port},
+		'--tls-cert-file',    $p->{$cert},
+		'--tls-key-file',     $p->{"${cert}_key"},
+		'--tls-ca-cert-file', $p->{ca},
+		'--tls-auth-clients', $self->{auth_clients});
 }
+
+sub label { return 'TLS redis-server'; }
 
 1;

@@ -36,16 +36,32 @@ sub redis_cli_bin    { return $ENV{REDIS_CLI}    || 'redis-cli'; }
 sub start_redis
 {
 	my (%opts) = @_;
+	my $self = redis_object(port => $opts{port});
+	$self->start;
+	return $self;
+}
+
+# A Redis server object, not started: a port (free_port() unless given), a
+# temp dir named after dir_template, pid undef, the other fields as given
+# (extra => [...]: more redis-server arguments), blessed into class
+# (RedisSync::Test::Redis or a subclass, which may override server_args
+# and label), and stopped by the END block below.  For the TLS and Cluster
+# helpers.
+sub redis_object
+{
+	my (%opts) = @_;
+	my $class    = delete $opts{class}        // 'RedisSync::Test::Redis';
+	my $template = delete $opts{dir_template} // 'redis_XXXX';
 	my $self = bless {
+		%opts,
 		port => $opts{port} || free_port(),
 		dir  => File::Temp::tempdir(
-			'redis_XXXX',
+			$template,
 			DIR     => $PostgreSQL::Test::Utils::tmp_check,
 			CLEANUP => 1),
 		pid => undef,
-	}, 'RedisSync::Test::Redis';
+	}, $class;
 	push @redis_servers, $self;
-	$self->start;
 	return $self;
 }
 
@@ -108,6 +124,16 @@ sub cli
 
 sub running { my $self = shift; return defined $self->{pid} && kill(0, $self->{pid}); }
 
+# where redis-server listens (a subclass may listen elsewhere, e.g. TLS)
+sub server_args
+{
+	my ($self) = @_;
+	return ('--bind', '127.0.0.1', '--port', $self->{port});
+}
+
+# what the messages call it
+sub label { return 'redis-server'; }
+
 sub start
 {
 	my ($self) = @_;
@@ -116,14 +142,14 @@ sub start
 	unlink $pidfile;
 	my @cmd = (
 		RedisSync::Test::redis_server_bin(),
-		'--bind',      '127.0.0.1',
-		'--port',      $self->{port},
+		$self->server_args,
 		'--save',      '',
 		'--appendonly', 'no',
 		'--daemonize', 'yes',
 		'--dir',       $self->{dir},
 		'--logfile',   "$self->{dir}/redis.log",
-		'--pidfile',   $pidfile);
+		'--pidfile',   $pidfile,
+		@{ $self->{extra} // [] });
 	my ($o, $e) = (q{}, q{});
 	IPC::Run::run(\@cmd, q{<}, \undef, q{>}, \$o, q{2>}, \$e)
 	  or die "redis-server failed: $o $e";
@@ -141,11 +167,11 @@ sub start
 		if (time > $deadline)
 		{
 			my $log = PostgreSQL::Test::Utils::slurp_file("$self->{dir}/redis.log");
-			die "redis-server on port $self->{port} did not answer PING in 30s:\n$log";
+			die $self->label . " on port $self->{port} did not answer PING in 30s:\n$log";
 		}
 		sleep 0.05;
 	}
-	Test::More::note("redis-server pid $self->{pid} on port $self->{port}");
+	Test::More::note($self->label . " pid $self->{pid} on port $self->{port}");
 	return $self;
 }
 
