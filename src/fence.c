@@ -349,7 +349,12 @@ fence_common(FenceOp *ops, int nops)
 	if (same_version)
 		c.version = ops[0].version;
 	if (same_ttl)
-		c.ttl = psprintf(INT64_FORMAT, ops[0].ttl_ms);
+	{
+		char	   *ttl = palloc(MAXINT8LEN + 1);
+
+		pg_lltoa(ops[0].ttl_ms, ttl);
+		c.ttl = ttl;
+	}
 	/* a few ops: not worth the script's table of field names */
 	if (same_hash && nops >= FENCE_COMMON_FIELDS_MIN_OPS)
 	{
