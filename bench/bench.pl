@@ -321,6 +321,10 @@ SQL
 	{
 		for my $sc (@{ $P{sc_modes} })
 		{
+			# the server's setting too, as on a real server: the worker's
+			# own commits (async delivery) follow it (the sandbox's default
+			# is off)
+			psql("ALTER SYSTEM SET synchronous_commit = $sc; SELECT pg_reload_conf();");
 			for my $c (1, 4)
 			{
 				# rotate the order each round so no variant always runs first
@@ -345,11 +349,17 @@ SQL
 			my %m = map { $_ => median(@{ $tps{$sc}{$c}{$_} }) } @order;
 			for my $v (qw(wt async inv))
 			{
-				my $target = $v eq 'wt' ? 0.85 : 0.90;
+				# issue 18's targets: a synchronous push (write-through or
+				# invalidate) costs one round trip, which weighs most when
+				# commits are cheap (sc=off); async delivery takes the network
+				# out of the transaction and must beat the hand-built trigger
+				my $async  = $v eq 'async';
+				my $target = $async ? ($c == 1 ? 0.90 : 0.85) : ($sc eq 'off' ? 0.60 : 0.85);
 				my $ratio  = $m{$v} / $m{base};
 				add_row(bench => "1. single-row UPDATE c=$c sc=$sc: $variants{$v}",
 					ours => $m{$v}, base => $m{base}, unit => 'tps', ratio => $ratio,
-					target => ">= $target x, > trigger", met => ($ratio >= $target && $m{$v} > $m{trig}) ? 1 : 0,
+					target => ">= $target x" . ($async ? ', > trigger' : ''),
+					met => ($ratio >= $target && (!$async || $m{$v} > $m{trig})) ? 1 : 0,
 					note => sprintf('hand-built trigger %.0f tps', $m{trig}));
 			}
 			add_row(bench => "1. single-row UPDATE c=$c sc=$sc: $variants{trig} (reference)",
@@ -357,6 +367,7 @@ SQL
 			$DETAIL{single}{"sc_$sc"}{"c$c"} = { map { $_ => { median_tps => $m{$_}, runs => $tps{$sc}{$c}{$_} } } @order };
 		}
 	}
+	psql('ALTER SYSTEM RESET synchronous_commit; SELECT pg_reload_conf();');
 	psql('DROP TABLE s_trig, hand_outbox; SELECT redis_sync.unsync(t) FROM unnest(ARRAY[\'s_wt\', \'s_async\', \'s_inv\']::regclass[]) t');
 });
 

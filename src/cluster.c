@@ -260,14 +260,25 @@ rs_cluster_masters(int **idx)
 static uint16
 crc16(const char *buf, size_t len)
 {
+	/* table-driven (one lookup per byte), built at the first use */
+	static uint16 table[256];
+	static bool table_ready = false;
 	uint16		crc = 0;
 
-	for (size_t i = 0; i < len; i++)
+	if (!table_ready)
 	{
-		crc ^= (uint16) ((unsigned char) buf[i]) << 8;
-		for (int b = 0; b < 8; b++)
-			crc = (crc & 0x8000) ? (uint16) ((crc << 1) ^ 0x1021) : (uint16) (crc << 1);
+		for (int i = 0; i < 256; i++)
+		{
+			uint16		t = (uint16) (i << 8);
+
+			for (int b = 0; b < 8; b++)
+				t = (t & 0x8000) ? (uint16) ((t << 1) ^ 0x1021) : (uint16) (t << 1);
+			table[i] = t;
+		}
+		table_ready = true;
 	}
+	for (size_t i = 0; i < len; i++)
+		crc = (uint16) (crc << 8) ^ table[((crc >> 8) ^ (unsigned char) buf[i]) & 0xff];
 	return crc;
 }
 

@@ -19,6 +19,7 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "markers.h"
@@ -35,14 +36,25 @@ rs_marker_new_field(int chunk)
 {
 	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
 	char	   *field;
+	char	   *p;
+	int64		inc = rs_incarnation();
 
 	/*
-	 * The incarnation of shared memory tells the worker whether the xid could
-	 * have been handed out again by crash recovery (see worker.c).
+	 * xid:pid:chunk:incarnation.  The incarnation of shared memory tells the
+	 * worker whether the xid could have been handed out again by crash
+	 * recovery (see worker.c).  Written without psprintf: this runs per push.
 	 */
-	field = psprintf(UINT64_FORMAT ":%d:%d:" INT64_FORMAT, U64FromFullTransactionId(fxid),
-					 MyProcPid, chunk, rs_incarnation());
-	txn_markers = lappend(txn_markers, MemoryContextStrdup(TopTransactionContext, field));
+	field = MemoryContextAlloc(TopTransactionContext, 4 * (MAXINT8LEN + 1));
+	p = field;
+	p += pg_ulltoa_n(U64FromFullTransactionId(fxid), p);
+	*p++ = ':';
+	p += pg_ltoa(MyProcPid, p);
+	*p++ = ':';
+	p += pg_ltoa(chunk, p);
+	*p++ = ':';
+	p += pg_lltoa(inc, p);
+	*p = '\0';
+	txn_markers = lappend(txn_markers, field);
 	return field;
 }
 

@@ -568,7 +568,7 @@ rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out)
 		int64		n;
 
 		if (rules->batch_xacts)
-			rs_xact_begin(rules->activity);
+			rs_xact_begin_relaxed(rules->activity); /* redelivery is harmless */
 		n = rs_outbox_deliver(want, rules->relid, due_only, &f, &nref);
 		if (nref > 0)
 		{

@@ -90,14 +90,77 @@ redis_server_display(void)
 	return ep.display;
 }
 
+/*
+ * The connection settings as they were when redis_client_settings_changed()
+ * last found them equal to the connection's (TopMemoryContext copies): an
+ * exec whose settings still compare equal, string by string, needs no
+ * settings key built (a psprintf per push, issue 18).
+ */
+#define RS_NUM_CONN_STRINGS 6
+static char *seen_strings[RS_NUM_CONN_STRINGS];
+static int	seen_verify = -1;
+static bool seen_valid = false;
+
+static void
+conn_strings(const char **s)
+{
+	s[0] = rs_redis_url;
+	s[1] = rs_password_file;
+	s[2] = rs_tls_ca_file;
+	s[3] = rs_tls_cert_file;
+	s[4] = rs_tls_key_file;
+	s[5] = rs_tls_server_name;
+}
+
+/* are the settings what they were when last found unchanged? */
+static bool
+settings_as_seen(void)
+{
+	const char *cur[RS_NUM_CONN_STRINGS];
+
+	if (!seen_valid || seen_verify != rs_tls_verify)
+		return false;
+	conn_strings(cur);
+	for (int i = 0; i < RS_NUM_CONN_STRINGS; i++)
+	{
+		const char *a = cur[i] ? cur[i] : "";
+
+		if (strcmp(a, seen_strings[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void
+remember_settings(void)
+{
+	const char *cur[RS_NUM_CONN_STRINGS];
+
+	conn_strings(cur);
+	for (int i = 0; i < RS_NUM_CONN_STRINGS; i++)
+	{
+		if (seen_strings[i])
+			pfree(seen_strings[i]);
+		seen_strings[i] = MemoryContextStrdup(TopMemoryContext, cur[i] ? cur[i] : "");
+	}
+	seen_verify = rs_tls_verify;
+	seen_valid = true;
+}
+
 /* was the cached connection made from the current settings? (every exec asks) */
 bool
 redis_client_settings_changed(void)
 {
-	char	   *key = redis_conn_settings_key();
-	bool		changed = conn_settings == NULL || strcmp(conn_settings, key) != 0;
+	char	   *key;
+	bool		changed;
 
+	if (conn_settings != NULL && settings_as_seen())
+		return false;
+	key = redis_conn_settings_key();
+	changed = conn_settings == NULL || strcmp(conn_settings, key) != 0;
 	pfree(key);
+	if (!changed)
+		remember_settings();
 	return changed;
 }
 
@@ -163,6 +226,7 @@ establish(RedisFailure *f)
 	if (conn_settings)
 		pfree(conn_settings);
 	conn_settings = MemoryContextStrdup(TopMemoryContext, key);
+	seen_valid = false;			/* compared again at the next exec */
 	return true;
 }
 

@@ -278,13 +278,29 @@ redis_resp_append_header(StringInfo buf, char c, uint64 n)
 	appendBinaryStringInfo(buf, tmp, len);
 }
 
-/* RESP: one bulk string */
+/*
+ * RESP: one bulk string, written in place after one enlargeStringInfo (this
+ * runs per argument of every command: three appends cost a push ~300
+ * instructions per argument, issue 18)
+ */
 void
 redis_resp_append_bulk(StringInfo buf, const char *s, size_t len)
 {
-	redis_resp_append_header(buf, '$', len);
-	appendBinaryStringInfo(buf, s, (int) len);
-	appendBinaryStringInfo(buf, "\r\n", 2);
+	char	   *p;
+
+	/* '$', at most 20 digits, CRLF, the bytes, CRLF */
+	enlargeStringInfo(buf, (int) len + 25);
+	p = buf->data + buf->len;
+	*p++ = '$';
+	p += pg_ulltoa_n(len, p);
+	*p++ = '\r';
+	*p++ = '\n';
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '\r';
+	*p++ = '\n';
+	*p = '\0';
+	buf->len = p - buf->data;
 }
 
 /* RESP: one command, an array of bulk strings; argvlen may be NULL */
@@ -478,6 +494,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		}
 	}
 	c->busy = false;
+	c->last_done = GetCurrentTimestamp();
 	rs_stats_round_trip();
 	return true;
 }
@@ -517,7 +534,18 @@ redis_conn_disconnect(RedisConn *c)
 	}
 	c->sock_pos = -1;
 	c->busy = false;
+	c->last_done = 0;
 }
+
+/*
+ * A connection that completed an exchange this recently is not polled: the
+ * poll() is a system call per push (issue 18), and a close by Redis
+ * (restart, CLIENT KILL, its idle timeout of at least a second) within this
+ * window after an answer is no likelier than one just after the poll.  Either
+ * way the exchange then fails as "lost connection", like any close racing a
+ * push.
+ */
+#define RS_IDLE_CHECK_AFTER_US 1000
 
 bool
 redis_conn_is_stale(RedisConn *c)
@@ -528,6 +556,9 @@ redis_conn_is_stale(RedisConn *c)
 		return false;
 	if (c->busy || c->ctx->err)
 		return true;
+	if (c->last_done != 0 && !c->tls &&
+		GetCurrentTimestamp() - c->last_done < RS_IDLE_CHECK_AFTER_US)
+		return false;
 	pfd.fd = c->ctx->fd;
 	pfd.events = POLLIN;
 	pfd.revents = 0;

@@ -29,6 +29,7 @@ struct RedisConn
 	int			sock_pos;
 	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
 	bool		busy;			/* an exchange or the connect is in flight */
+	TimestampTz last_done;		/* when the last exchange completed */
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
 

@@ -22,6 +22,12 @@
 extern void rs_xact_begin(const char *activity);
 
 /*
+ * rs_xact_begin() for a step whose commit may be lost in a crash without
+ * loss (it is only repeated): the commit does not wait for a WAL flush.
+ */
+extern void rs_xact_begin_relaxed(const char *activity);
+
+/*
  * Pop the snapshot rs_xact_begin() pushed and commit; then allocate in cxt
  * (commit leaves CurrentMemoryContext pointing at TopMemoryContext).
  */

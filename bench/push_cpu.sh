@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Backend instructions per single-row UPDATE + COMMIT, unsynced, write-through
+# and invalidate (issue 18: the synchronous push's own CPU), counted by
+# valgrind's callgrind, which the machine's load does not move.
+#
+#   PGBIN=... bash bench/push_cpu.sh
+#
+# Starts a sandbox (tests/sandbox.sh), makes three 100,000-row tables, stops
+# PostgreSQL and runs a single-user backend under callgrind twice per table
+# (200 and 2,000 UPDATEs, each its own transaction, synchronous_commit off);
+# the difference divided by 1,800 is one transaction without start-up costs.
+# The figure to compare is redis_sync's own share (the trigger and the
+# transaction callback, inclusive): the rest moves with the heap's state.
+# The pushes go to the sandbox's Redis.  Not part of bench/run.sh (~3 min).
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+export PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PATH="$PGBIN:$PATH"
+command -v valgrind >/dev/null || { echo "push_cpu: valgrind not found" >&2; exit 1; }
+
+SB=$(mktemp -d /tmp/redis_sync_push_cpu.XXXXXX)
+chmod 755 "$SB"
+trap 'bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true; rm -rf "$SB"' EXIT
+bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench >/dev/null
+# shellcheck disable=SC1091
+. "$SB/sb/env"
+psql -XAtq -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+CREATE EXTENSION redis_sync;
+CREATE TABLE s_base (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
+INSERT INTO s_base SELECT g, g, 'row number ' || g FROM generate_series(1, 100000) g;
+CREATE TABLE s_wt (LIKE s_base INCLUDING ALL);
+INSERT INTO s_wt SELECT * FROM s_base;
+CREATE TABLE s_inv (LIKE s_base INCLUDING ALL);
+INSERT INTO s_inv SELECT * FROM s_base;
+VACUUM ANALYZE;
+SELECT redis_sync.write_through('s_wt', key_prefix => 's_wt:');
+SELECT redis_sync.invalidate('s_inv', key_prefix => 's_inv:');
+SELECT redis_sync.warm('s_wt');
+SQL
+run_user=${RUN_USER:-$(id -un)}
+# from $SB: the caller's directory may be closed to the server's user
+as_user() { if [ "$(id -u)" -eq 0 ] && [ "$run_user" != root ]; then (cd "$SB" && runuser -u "$run_user" -- "$@"); else "$@"; fi; }
+as_user "$PGBIN/pg_ctl" -D "$SB/sb/pgdata" -w stop -m fast >/dev/null
+
+mkdir "$SB/out" && chmod 777 "$SB/out"    # callgrind writes as the server's user
+# the extension's own instructions: the capture trigger and the transaction
+# callback (pre-commit push, commit), inclusive of what they call
+ext() {
+    callgrind_annotate --inclusive=yes "$1" 2>/dev/null |
+        awk '/redis_sync_capture \[|publish_xact_callback \[/ { gsub(",", "", $1); s += $1 } END { print s + 0 }'
+}
+total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+for t in s_base s_wt s_inv; do
+    for n in 200 2000; do
+        perl -e 'for my $i (0 .. $ARGV[1] - 1) { printf "UPDATE %s SET v = v + 1 WHERE id = %d;\n", $ARGV[0], 1 + ($i * 7919) % 100000 }' "$t" "$n" > "$SB/in.sql"
+        chmod 644 "$SB/in.sql"
+        as_user env TMPDIR="$SB/out" valgrind --tool=callgrind --callgrind-out-file="$SB/out/cg.$t.$n" \
+            "$PGBIN/postgres" --single -D "$SB/sb/pgdata" -c synchronous_commit=off -c fsync=off bench \
+            < "$SB/in.sql" > "$SB/cg.log" 2>&1 || { tail -20 "$SB/cg.log" >&2; exit 1; }
+    done
+    a=$(total "$SB/out/cg.$t.200"); b=$(total "$SB/out/cg.$t.2000")
+    ea=$(ext "$SB/out/cg.$t.200"); eb=$(ext "$SB/out/cg.$t.2000")
+    printf '%-7s %7d instructions per UPDATE + COMMIT, %6d of them redis_sync'"'"'s (trigger + commit callback)\n' \
+        "$t" $(( (b - a) / 1800 )) $(( (eb - ea) / 1800 ))
+done
