@@ -140,14 +140,17 @@ write_one(Change *c, const char *version, int64 seq)
 	args[0] = ObjectIdGetDatum(c->root_relid);
 	if (c->kind == RS_CHANGE_PURGE)
 	{
-		args[1] = CStringGetTextDatum(c->prefix);
+		args[1] = CStringGetTextDatum(c->key);
 		args[2] = CharGetDatum('T');
 	}
 	else
 	{
+		RowImage	after;
+
+		rs_change_after(c, &after);
 		args[1] = CStringGetTextDatum(c->key);
-		args[2] = CharGetDatum(c->after.op);
-		json = rs_image_to_json(&c->after);
+		args[2] = CharGetDatum(after.op);
+		json = rs_image_to_json(&after);
 	}
 	if (json)
 		args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
@@ -218,14 +221,17 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 		relids[i] = ObjectIdGetDatum(c->root_relid);
 		if (c->kind == RS_CHANGE_PURGE)
 		{
-			keys[i] = CStringGetTextDatum(c->prefix);
+			keys[i] = CStringGetTextDatum(c->key);
 			ops[i] = CharGetDatum('T');
 		}
 		else
 		{
+			RowImage	after;
+
+			rs_change_after(c, &after);
 			keys[i] = CStringGetTextDatum(c->key);
-			ops[i] = CharGetDatum(c->after.op);
-			json = rs_image_to_json(&c->after);
+			ops[i] = CharGetDatum(after.op);
+			json = rs_image_to_json(&after);
 		}
 		pnulls[i] = json == NULL;
 		payloads[i] = json ? DirectFunctionCall1(jsonb_in, CStringGetDatum(json)) : (Datum) 0;
