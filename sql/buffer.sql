@@ -82,3 +82,39 @@ SELECT redis_sync.command('GET', 'bk:x\:y:back\\slash') #>> '{}' AS json_1,
 SELECT count(*) AS differences FROM redis_sync.verify('buf_key');
 SELECT redis_sync.unsync('buf_key');
 DROP TABLE buf_key;
+
+-- past max_buffer_bytes, outside subtransactions, the buffer is spilled to
+-- the outbox in multi-row writes and emptied, and buffering goes on (the
+-- worker is paused: this session delivers)
+SELECT redis_sync.worker_pause();
+CREATE TABLE buf_spill (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
+INSERT INTO buf_spill SELECT g, g, 'row ' || g FROM generate_series(1, 20000) g;
+SELECT redis_sync.write_through('buf_spill', key_prefix => 'bs:', warm => false);
+SELECT redis_sync.warm('buf_spill') > 0 AS warmed;
+SET redis_sync.max_buffer_bytes = '256kB';
+SELECT pushed AS p0, queued AS q0 FROM redis_sync.session_stats() \gset
+UPDATE buf_spill SET v = v + 1;
+SELECT pushed - :p0 AS pushed, queued - :q0 AS queued FROM redis_sync.session_stats();
+-- several spills (each its own seq) wrote every change once
+SELECT count(*) AS entries, count(DISTINCT seq) > 2 AS several_spills
+  FROM redis_sync.outbox WHERE relid = 'buf_spill'::regclass;
+SELECT redis_sync.deliver_outbox(100000) AS delivered;
+SELECT count(*) AS differences FROM redis_sync.verify('buf_spill');
+-- a spill holding changes, a TRUNCATE and new rows: the changes before the
+-- TRUNCATE are dropped, the rows after it stay
+SET redis_sync.max_buffer_bytes = '64kB';
+BEGIN;
+UPDATE buf_spill SET v = -1 WHERE id <= 100;
+TRUNCATE buf_spill;
+INSERT INTO buf_spill SELECT g, g, 'new ' || g FROM generate_series(30001, 32000) g;
+UPDATE buf_spill SET v = 0 WHERE id = 32000;
+COMMIT;
+RESET redis_sync.max_buffer_bytes;
+SELECT count(*) FILTER (WHERE op = 'T') AS purges, count(*) FILTER (WHERE redis_key = 'bs:1') AS dropped_change
+  FROM redis_sync.outbox WHERE relid = 'buf_spill'::regclass;
+SELECT redis_sync.deliver_outbox(100000) AS delivered;
+SELECT redis_sync.command('EXISTS', 'bs:1') AS old_row, h('bs:32000') AS last_row;
+SELECT count(*) AS differences FROM redis_sync.verify('buf_spill');
+SELECT redis_sync.unsync('buf_spill');
+DROP TABLE buf_spill;
+SELECT redis_sync.worker_resume();

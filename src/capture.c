@@ -22,12 +22,19 @@
  * RS_EXACT_REPAIR_CHANGES changes of a transaction only.
  *
  * The buffer lives in a context under TopTransactionContext and is
- * bounded by redis_sync.max_buffer_bytes.  Past the bound the transaction
- * "overflows": the buffer so far stays in memory (publish.c writes it to the
- * outbox at pre-commit, versioned as of the overflow) and every later
- * capture is written straight to redis_sync.outbox with the WAL position
- * of its capture as version (in the current subtransaction, so rollbacks
- * still apply).
+ * bounded by redis_sync.max_buffer_bytes, together with PostgreSQL's queue
+ * of AFTER trigger events still to fire (one per changed row until the
+ * capture trigger has seen it).  Past the bound the transaction overflows,
+ * and everything it changes goes through redis_sync.outbox:
+ * - outside subtransactions, the buffer is spilled: written to the outbox
+ *   now, in one multi-row INSERT per 10,000 changes, versioned as of the
+ *   spill, and emptied; buffering goes on, and the rest is written the same
+ *   way at pre-commit (rs_capture_spill_rest());
+ * - inside a subtransaction (a later ROLLBACK TO SAVEPOINT must drop the
+ *   outbox rows of its own changes only), the buffer so far stays in memory
+ *   (written at pre-commit, versioned as of the overflow) and every later
+ *   capture is written straight to the outbox with the WAL position of its
+ *   capture as version, in the current subtransaction.
  *
  * Interface: publish.c reads the buffer through rs_capture_changes() and
  * rs_capture_overflowed() and forgets it with rs_capture_reset(); the
@@ -84,7 +91,10 @@ PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
 
 static Change *rs_changes = NULL;
 static int	rs_nchanges = 0;
-static bool rs_overflowed = false;
+static bool rs_overflowed = false;	/* per-row mode: captures go straight to
+									 * the outbox */
+static bool rs_spilled = false; /* buffered changes were written to the
+								 * outbox: the rest follows at pre-commit */
 static Oid	rs_suppress_relid = InvalidOid;
 static const char *rs_suppress_prefix = NULL;
 static uint64 rs_stat_captured = 0;
@@ -109,6 +119,9 @@ typedef struct SubxactMark
 
 static SubxactMark *marks = NULL;
 
+static void check_bound(void);
+static void spill(const char *version, int64 seq);
+
 void
 rs_capture_reset(void)
 {
@@ -122,6 +135,7 @@ rs_capture_reset(void)
 	arena_free = 0;
 	arena_block = 0;
 	rs_overflowed = false;
+	rs_spilled = false;
 	overflow_seq = 0;
 	nbefore = 0;
 	marks = NULL;
@@ -443,7 +457,8 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	 * transactions are repaired through the worker instead (publish.c).
 	 * Changes queued straight to the outbox need none.
 	 */
-	if (!rs_overflowed && oldtup && cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
+	if (!rs_overflowed && !rs_spilled && oldtup &&
+		cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
 	{
 		if (nbefore < RS_EXACT_REPAIR_CHANGES)
 		{
@@ -487,12 +502,155 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	MemoryContextReset(scratch_cxt);
 	*new_change() = tmp;
 
+	check_bound();
+}
+
+/*
+ * Bytes of PostgreSQL's queue of AFTER trigger events still to fire (every
+ * captured row has one until it fires; fired chunks are freed).
+ */
+static Size
+trigger_queue_bytes(void)
+{
+	for (MemoryContext c = TopTransactionContext->firstchild; c != NULL; c = c->nextchild)
+		if (strcmp(c->name, "AfterTriggerEvents") == 0)
+			return MemoryContextMemAllocated(c, false);
+	return 0;
+}
+
+/*
+ * Keep the buffer, and the trigger events that will fill it, within
+ * redis_sync.max_buffer_bytes.  Past the bound (and once the buffer holds an
+ * eighth of it, so a large queue alone does not spill change by change):
+ * outside subtransactions the buffer is written to the outbox now and
+ * emptied (spill); inside one, where a later ROLLBACK TO SAVEPOINT must
+ * still drop outbox rows of its own changes only, the buffer stays and
+ * later changes go straight to the outbox (per-row mode).
+ */
+static void
+check_bound(void)
+{
+	Size		bound = (Size) rs_max_buffer_kb * 1024;
+
 	/* what the buffer really holds, allocation overhead included */
-	if (MemoryContextMemAllocated(buffer_cxt, false) > (Size) rs_max_buffer_kb * 1024)
+	Size		held = MemoryContextMemAllocated(buffer_cxt, false);
+
+	if (held < bound / 8 || held + trigger_queue_bytes() <= bound)
+		return;
+	if (marks == NULL)
+	{
+		char		version[RS_VERSION_LEN + 1];
+
+		/* every buffered change precedes this point: this version is valid */
+		rs_version_now(version);
+		spill(version, ++overflow_seq);
+		rs_spilled = true;
+	}
+	else
 	{
 		/* the buffered changes all precede this point: they get this version */
 		rs_overflowed = true;
 		rs_version_now(overflow_version);
+	}
+}
+
+/*
+ * Write the buffered changes to the outbox, in the current transaction, and
+ * empty the buffer.  Not coalesced: delivery keeps the newest (version, seq,
+ * id) entry of each key, and these entries share version and seq, so the
+ * last change of a key (the highest id) wins.  Purges go first, as at
+ * pre-commit (delivery applies a batch's purges before its other entries),
+ * and a change followed by a purge of its table is dropped: with an equal
+ * version the purge's tombstone would not keep it out.
+ */
+static void
+spill(const char *version, int64 seq)
+{
+	MemoryContext old;
+	Change	  **arr;
+	Oid		   *purged;
+	int			npurged = 0;
+	int			n = 0;
+
+	if (rs_nchanges == 0)
+		return;
+	if (!rs_outbox_exists())
+	{
+		/* DROP EXTENSION earlier in this transaction: nothing to queue into */
+		ereport(WARNING,
+				(errmsg("redis_sync was dropped in this transaction: %d queued changes are discarded", rs_nchanges),
+				 errdetail("The cached keys they were for may be stale.")));
+	}
+	else
+	{
+		if (scratch_cxt == NULL)
+			scratch_cxt = AllocSetContextCreate(TopTransactionContext,
+												"redis_sync capture scratch",
+												ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(scratch_cxt);
+		arr = palloc(sizeof(Change *) * rs_nchanges);
+		purged = palloc(sizeof(Oid) * rs_nchanges);
+		for (int i = 0; i < rs_nchanges; i++)
+			if (rs_changes[i].kind == RS_CHANGE_PURGE)
+			{
+				arr[n++] = &rs_changes[i];
+				purged[npurged++] = rs_changes[i].root_relid;
+			}
+		for (int i = 0; i < rs_nchanges; i++)
+		{
+			Change	   *c = &rs_changes[i];
+			bool		dropped = false;
+
+			if (c->kind == RS_CHANGE_PURGE)
+			{
+				/* changes after it stay; earlier ones are dropped below */
+				for (int j = 0; j < npurged; j++)
+					if (purged[j] == c->root_relid)
+					{
+						purged[j] = purged[--npurged];
+						break;
+					}
+				continue;
+			}
+			for (int j = 0; j < npurged && !dropped; j++)
+				dropped = purged[j] == c->root_relid;
+			if (!dropped)
+				arr[n++] = c;
+		}
+		rs_outbox_write(arr, n, version, seq);
+		for (int i = 0; i < n; i++)
+			rs_stats_add(arr[i]->root_relid, RS_C_QUEUED, 1);
+		rs_publish_count_queued(n);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(scratch_cxt);
+	}
+	MemoryContextDelete(buffer_cxt);
+	buffer_cxt = NULL;
+	rs_changes = NULL;
+	rs_nchanges = 0;
+	max_changes = 0;
+	arena_next = NULL;
+	arena_free = 0;
+	arena_block = 0;
+}
+
+/*
+ * Pre-commit of a transaction that outgrew its buffer (publish.c): the rest
+ * of the buffer goes to the outbox as it was logged.  In per-row mode it
+ * precedes every change queued since, so it takes the version of the moment
+ * per-row mode began; after spills only, a version of now.
+ */
+void
+rs_capture_spill_rest(void)
+{
+	char		version[RS_VERSION_LEN + 1];
+
+	if (rs_overflowed)
+		spill(overflow_version, 0);
+	else
+	{
+		rs_version_now(version);
+		spill(version, ++overflow_seq);
 	}
 }
 
@@ -512,7 +670,7 @@ rs_capture_count(void)
 bool
 rs_capture_overflowed(void)
 {
-	return rs_overflowed;
+	return rs_overflowed || rs_spilled;
 }
 
 void

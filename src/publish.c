@@ -496,6 +496,20 @@ pre_commit(bool prepare)
 
 	/* no configuration look-up here: the changes carry what they need */
 	old = MemoryContextSwitchTo(TopTransactionContext);
+
+	/*
+	 * A transaction that outgrew its buffer: the rest goes to the outbox as
+	 * it was logged, without coalescing it here first (capture.c).
+	 */
+	if (overflowed && nchanges > 0)
+	{
+		if (!ActiveSnapshotSet())
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pushed_snapshot = true;
+		}
+		rs_capture_spill_rest();
+	}
 	rs_version_now(version);
 	pending = coalesce(&npending, &purges);
 	plan_commit(&plan, pending, npending, purges, prepare, overflowed);
