@@ -27,7 +27,7 @@
  * capture trigger has seen it).  Past the bound the transaction overflows,
  * and everything it changes goes through redis_sync.outbox:
  * - outside subtransactions, the buffer is spilled: written to the outbox
- *   now, in one multi-row INSERT per 10,000 changes, versioned as of the
+ *   now, in one multi-row INSERT per 1,000 changes, versioned as of the
  *   spill, and emptied; buffering goes on, and the rest is written the same
  *   way at pre-commit (rs_capture_spill_rest());
  * - inside a subtransaction (a later ROLLBACK TO SAVEPOINT must drop the
@@ -188,13 +188,16 @@ ensure_buffer(void)
 	}
 }
 
+#define INDEX_GROWTH_MAX ((int) (1024 * 1024 / sizeof(Change)))
+
 static Change *
 new_change(void)
 {
 	ensure_buffer();
 	if (rs_nchanges == max_changes)
 	{
-		max_changes *= 2;
+		/* doubling, then 1 MB at a time: the bound is checked between */
+		max_changes += Min(max_changes, INDEX_GROWTH_MAX);
 		rs_changes = repalloc_huge(rs_changes, sizeof(Change) * max_changes);
 	}
 	return &rs_changes[rs_nchanges++];
@@ -589,7 +592,11 @@ spill(const char *version, int64 seq)
 												ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(scratch_cxt);
 		arr = palloc(sizeof(Change *) * rs_nchanges);
-		purged = palloc(sizeof(Oid) * rs_nchanges);
+		for (int i = 0; i < rs_nchanges; i++)
+			if (rs_changes[i].kind == RS_CHANGE_PURGE)
+				npurged++;
+		purged = palloc(sizeof(Oid) * Max(npurged, 1));
+		npurged = 0;
 		for (int i = 0; i < rs_nchanges; i++)
 			if (rs_changes[i].kind == RS_CHANGE_PURGE)
 			{
