@@ -13,19 +13,52 @@
  * length when it started, and a rolled-back subtransaction truncates the log
  * back to it, so ROLLBACK TO SAVEPOINT discards exactly its own captures.
  *
- * Memory: the buffer lives in a context under TopTransactionContext and is
- * bounded by redis_sync.max_buffer_bytes.  Past the bound the transaction
- * "overflows": the buffer so far stays in memory (publish.c writes it to the
- * outbox at pre-commit, versioned as of the overflow) and every later
- * capture is written straight to redis_sync.outbox with the WAL position
- * of its capture as version (in the current subtransaction, so rollbacks
- * still apply).
+ * Memory: each change is stored once, encoded, in an arena of blocks (the
+ * layout below) with a 32-byte entry in the log (Change): about 1.1 times
+ * what the change sends to Redis plus that entry, instead of a C structure,
+ * a RowImage and a palloc'd string per key value, field and value (6 times
+ * as much for rows of 100 bytes).  The before image, needed only for the
+ * exact repair after an abort, is encoded for the first
+ * RS_EXACT_REPAIR_CHANGES changes of a transaction only.
+ *
+ * The buffer lives in a context under TopTransactionContext and is
+ * bounded by redis_sync.max_buffer_bytes, together with PostgreSQL's queue
+ * of AFTER trigger events still to fire (one per changed row until the
+ * capture trigger has seen it).  Past the bound the transaction overflows,
+ * and everything it changes goes through redis_sync.outbox:
+ * - outside subtransactions, the buffer is spilled: written to the outbox
+ *   now, in one multi-row INSERT per 1,000 changes, versioned as of the
+ *   spill, and emptied; buffering goes on, and the rest is written the same
+ *   way at pre-commit (rs_capture_spill_rest());
+ * - inside a subtransaction (a later ROLLBACK TO SAVEPOINT must drop the
+ *   outbox rows of its own changes only), the buffer so far stays in memory
+ *   (written at pre-commit, versioned as of the overflow) and every later
+ *   capture is written straight to the outbox with the WAL position of its
+ *   capture as version, in the current subtransaction.
  *
  * Interface: publish.c reads the buffer through rs_capture_changes() and
  * rs_capture_overflowed() and forgets it with rs_capture_reset(); the
  * write-behind drain switches off the echo of its own rows with
  * rs_capture_suppress(); rows queued after an overflow are counted with
  * publish.c's rs_publish_count_queued().
+ *
+ * Layout of a change in the arena (Change.key points to its start):
+ *   the key, NUL-terminated
+ *   what the row became, an image:
+ *     'D'                       a delete
+ *     'S' text NUL              a string (JSON)
+ *     'H' value NUL ...         a hash without NULLs: one value per column
+ *                               of the change's configuration, in order
+ *     'h' bitmap value NUL ...  a hash with NULLs: the bitmap has a bit set
+ *                               for each NULL column, (ncols + 7) / 8 bytes,
+ *                               values follow for the other columns
+ *   the row before:
+ *     'N'                       none (no row: a repair deletes; or not a
+ *                               synchronous write-through change)
+ *     'K'                       not kept (past RS_EXACT_REPAIR_CHANGES)
+ *     'B' image                 the row before, as above
+ * Field names are not stored: they are the configuration's column names
+ * (Change.cfg, kept until transaction end by config.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -49,15 +82,20 @@ PG_FUNCTION_INFO_V1(redis_sync_purge_at_commit);
 
 static Change *rs_changes = NULL;
 static int	rs_nchanges = 0;
-static bool rs_overflowed = false;
+static bool rs_overflowed = false;	/* per-row mode: captures go straight to
+									 * the outbox */
+static bool rs_spilled = false; /* buffered changes were written to the
+								 * outbox: the rest follows at pre-commit */
 static Oid	rs_suppress_relid = InvalidOid;
 static const char *rs_suppress_prefix = NULL;
 static uint64 rs_stat_captured = 0;
 
 static int	max_changes = 0;
 static MemoryContext buffer_cxt = NULL;
-static MemoryContext overflow_cxt = NULL;	/* per-capture scratch after
-											 * overflow */
+static MemoryContext scratch_cxt = NULL;	/* per-capture encoding scratch */
+static char *arena_next = NULL; /* free space of the current arena block */
+static Size arena_free = 0;
+static Size arena_block = 0;	/* size of the next arena block */
 static int64 overflow_seq = 0;
 static int	nbefore = 0;		/* before images encoded this transaction */
 static char overflow_version[RS_VERSION_LEN + 1];
@@ -72,6 +110,9 @@ typedef struct SubxactMark
 
 static SubxactMark *marks = NULL;
 
+static void check_bound(void);
+static void spill(const char *version, int64 seq);
+
 void
 rs_capture_reset(void)
 {
@@ -80,8 +121,12 @@ rs_capture_reset(void)
 	rs_nchanges = 0;
 	max_changes = 0;
 	buffer_cxt = NULL;
-	overflow_cxt = NULL;
+	scratch_cxt = NULL;
+	arena_next = NULL;
+	arena_free = 0;
+	arena_block = 0;
 	rs_overflowed = false;
+	rs_spilled = false;
 	overflow_seq = 0;
 	nbefore = 0;
 	marks = NULL;
@@ -120,8 +165,8 @@ capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-static Change *
-new_change(void)
+static void
+ensure_buffer(void)
 {
 	if (buffer_cxt == NULL)
 	{
@@ -130,13 +175,229 @@ new_change(void)
 										   ALLOCSET_DEFAULT_SIZES);
 		max_changes = 64;
 		rs_changes = MemoryContextAlloc(buffer_cxt, sizeof(Change) * max_changes);
+		arena_block = 4096;
 	}
+}
+
+#define INDEX_GROWTH_MAX ((int) (1024 * 1024 / sizeof(Change)))
+
+static Change *
+new_change(void)
+{
+	ensure_buffer();
 	if (rs_nchanges == max_changes)
 	{
-		max_changes *= 2;
+		/* doubling, then 1 MB at a time: the bound is checked between */
+		max_changes += Min(max_changes, INDEX_GROWTH_MAX);
 		rs_changes = repalloc_huge(rs_changes, sizeof(Change) * max_changes);
 	}
 	return &rs_changes[rs_nchanges++];
+}
+
+/* size bytes of the arena: blocks of 4 kB doubling to 1 MB, never moved */
+#define ARENA_BLOCK_MAX (1024 * 1024)
+
+static char *
+arena_alloc(Size size)
+{
+	char	   *p;
+
+	ensure_buffer();
+	if (size > arena_free)
+	{
+		/* a large record gets its own block; the current one stays in use */
+		if (size > arena_block / 4)
+			return MemoryContextAllocHuge(buffer_cxt, size);
+		arena_next = MemoryContextAlloc(buffer_cxt, arena_block);
+		arena_free = arena_block;
+		arena_block = Min(arena_block * 2, ARENA_BLOCK_MAX);
+	}
+	p = arena_next;
+	arena_next += size;
+	arena_free -= size;
+	return p;
+}
+
+static Size image_size_nulls(const RowImage *img);
+
+/* bytes of img in the layout (see the file header) */
+static Size
+image_size(const RowImage *img)
+{
+	Size		n = 1;
+
+	if (img->op == RS_OP_STRING)
+		return n + strlen(img->str) + 1;
+	if (img->op != RS_OP_HASH)
+		return n;
+	for (int i = 0; i < img->nfields; i++)
+		if (img->values[i] == NULL)
+			return image_size_nulls(img);
+	for (int i = 0; i < img->nfields; i++)
+		n += strlen(img->values[i]) + 1;
+	return n;
+}
+
+static Size
+image_size_nulls(const RowImage *img)
+{
+	Size		n = 1 + (img->nfields + 7) / 8;
+
+	for (int i = 0; i < img->nfields; i++)
+		if (img->values[i])
+			n += strlen(img->values[i]) + 1;
+	return n;
+}
+
+/* write img at p (image_size(img) bytes); returns the end */
+static char *
+image_write(char *p, const RowImage *img)
+{
+	bool		nulls = false;
+
+	if (img->op == RS_OP_STRING)
+	{
+		Size		len = strlen(img->str) + 1;
+
+		*p++ = 'S';
+		memcpy(p, img->str, len);
+		return p + len;
+	}
+	if (img->op != RS_OP_HASH)
+	{
+		*p++ = 'D';
+		return p;
+	}
+	for (int i = 0; i < img->nfields && !nulls; i++)
+		nulls = img->values[i] == NULL;
+	*p++ = nulls ? 'h' : 'H';
+	if (nulls)
+	{
+		Size		nb = (img->nfields + 7) / 8;
+
+		memset(p, 0, nb);
+		for (int i = 0; i < img->nfields; i++)
+			if (img->values[i] == NULL)
+				p[i / 8] |= (char) (1 << (i % 8));
+		p += nb;
+	}
+	for (int i = 0; i < img->nfields; i++)
+		if (img->values[i])
+		{
+			Size		len = strlen(img->values[i]) + 1;
+
+			memcpy(p, img->values[i], len);
+			p += len;
+		}
+	return p;
+}
+
+/* read the image at p into img (strings point into the buffer); returns its end */
+static const char *
+image_read(const char *p, const SyncConfig *cfg, RowImage *img)
+{
+	const char *bitmap = NULL;
+	char		tag = *p++;
+	char	  **arr;
+
+	memset(img, 0, sizeof(*img));
+	switch (tag)
+	{
+		case 'D':
+			img->op = RS_OP_DELETE;
+			return p;
+		case 'S':
+			img->op = RS_OP_STRING;
+			img->str = (char *) p;
+			return p + strlen(p) + 1;
+		case 'h':
+			bitmap = p;
+			p += (cfg->ncols + 7) / 8;
+			/* FALLTHROUGH */
+		case 'H':
+			break;
+		default:
+			elog(ERROR, "redis_sync: corrupt change buffer (image tag %d)", tag);
+	}
+	img->op = RS_OP_HASH;
+	img->nfields = cfg->ncols;
+	arr = palloc(sizeof(char *) * 2 * Max(cfg->ncols, 1));
+	img->fields = arr;
+	img->values = arr + cfg->ncols;
+	for (int i = 0; i < cfg->ncols; i++)
+	{
+		img->fields[i] = cfg->cols[i].name;
+		if (bitmap && (bitmap[i / 8] & (1 << (i % 8))))
+			img->values[i] = NULL;
+		else
+		{
+			img->values[i] = (char *) p;
+			p += strlen(p) + 1;
+		}
+	}
+	return p;
+}
+
+/* skip the image at p without decoding it */
+static const char *
+image_skip(const char *p, const SyncConfig *cfg)
+{
+	int			nvals = cfg->ncols;
+
+	switch (*p++)
+	{
+		case 'D':
+			return p;
+		case 'S':
+			return p + strlen(p) + 1;
+		case 'h':
+			for (int i = 0; i < cfg->ncols; i++)
+				if (p[i / 8] & (1 << (i % 8)))
+					nvals--;
+			p += (cfg->ncols + 7) / 8;
+			break;
+		case 'H':
+			break;
+		default:
+			elog(ERROR, "redis_sync: corrupt change buffer (image tag %d)", p[-1]);
+	}
+	for (int i = 0; i < nvals; i++)
+		p += strlen(p) + 1;
+	return p;
+}
+
+void
+rs_change_after(const Change *c, RowImage *img)
+{
+	Assert(c->kind == RS_CHANGE_ROW);
+	(void) image_read(c->key + strlen(c->key) + 1, c->cfg, img);
+}
+
+bool
+rs_change_before(const Change *c, RowImage *img)
+{
+	const char *p;
+
+	Assert(c->kind == RS_CHANGE_ROW);
+	p = image_skip(c->key + strlen(c->key) + 1, c->cfg);
+	memset(img, 0, sizeof(*img));
+	img->op = RS_OP_DELETE;
+	if (*p == 'K')
+		return false;
+	if (*p == 'B')
+		(void) image_read(p + 1, c->cfg, img);
+	return true;
+}
+
+void
+rs_change_append_identity(StringInfo buf, const Change *c)
+{
+	char	  **vals = rs_key_split(c->key + strlen(c->cfg->prefix), c->cfg->nkeys);
+
+	if (vals == NULL)
+		elog(ERROR, "redis_sync: corrupt change buffer (key \"%s\")", c->key);
+	rs_append_key_identity(buf, c->root_relid, vals, c->cfg->nkeys);
+	pfree(vals);
 }
 
 static void
@@ -147,6 +408,7 @@ fill_common(Change *c, SyncConfig *cfg)
 	c->strict = cfg->strict;
 	c->async = cfg->async;
 	c->ttl_ms = cfg->ttl_ms;
+	c->cfg = cfg;
 }
 
 /* one row change: key becomes newtup (NULL: deleted); oldtup is the row before */
@@ -157,13 +419,60 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	TupleDesc	td = RelationGetDescr(rel);
 	MemoryContext old;
 	Change		tmp;
-	Change	   *c;
+	char	   *key;
+	RowImage	after;
+	RowImage	before;
+	char		before_tag = 'N';
+	Size		keylen;
+	Size		size;
+	char	   *rec;
+	char	   *p;
 
 	rs_stat_captured++;
 	rs_stats_add(cfg->root_relid, RS_C_CAPTURED, 1);
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.kind = RS_CHANGE_ROW;
 	fill_common(&tmp, cfg);
+
+	/* encode in the scratch context, then store the result once, compactly */
+	if (scratch_cxt == NULL)
+		scratch_cxt = AllocSetContextCreate(TopTransactionContext,
+											"redis_sync capture scratch",
+											ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(scratch_cxt);
+	old = MemoryContextSwitchTo(scratch_cxt);
+	key = rs_encode_key(cfg, td, keytup, NULL);
+	rs_encode_row(cfg, td, newtup, &after);
+
+	/*
+	 * The state before, to restore if the push outlives the transaction.
+	 * Encoded now, with the descriptor and configuration the tuple belongs
+	 * to: an ALTER TABLE later in the transaction may change both.  Large
+	 * transactions are repaired through the worker instead (publish.c).
+	 * Changes queued straight to the outbox need none.
+	 */
+	if (!rs_overflowed && !rs_spilled && oldtup &&
+		cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
+	{
+		if (nbefore < RS_EXACT_REPAIR_CHANGES)
+		{
+			rs_encode_row(cfg, td, oldtup, &before);
+			before_tag = 'B';
+			nbefore++;
+		}
+		else
+			before_tag = 'K';
+	}
+	keylen = strlen(key) + 1;
+	size = keylen + image_size(&after) + 1 + (before_tag == 'B' ? image_size(&before) : 0);
+	rec = rs_overflowed ? palloc(size) : arena_alloc(size);
+	memcpy(rec, key, keylen);
+	p = image_write(rec + keylen, &after);
+	*p++ = before_tag;
+	if (before_tag == 'B')
+		p = image_write(p, &before);
+	Assert(p == rec + size);
+	tmp.key = rec;
 
 	if (rs_overflowed)
 	{
@@ -176,53 +485,170 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 		 * for our commit): a valid version, without waiting for pre-commit.
 		 */
 		rs_version_now(version);
-		if (overflow_cxt == NULL)
-			overflow_cxt = AllocSetContextCreate(TopTransactionContext,
-												 "redis_sync overflow scratch",
-												 ALLOCSET_DEFAULT_SIZES);
-		old = MemoryContextSwitchTo(overflow_cxt);
-		tmp.key = rs_encode_key(cfg, td, keytup, NULL);
-		rs_encode_row(cfg, td, newtup, &tmp.after);
 		rs_outbox_write_changes(&tmp, 1, version, ++overflow_seq);
 		MemoryContextSwitchTo(old);
-		MemoryContextReset(overflow_cxt);
+		MemoryContextReset(scratch_cxt);
 		rs_publish_count_queued(1);
 		rs_stats_add(cfg->root_relid, RS_C_QUEUED, 1);
 		return;
 	}
-
-	c = new_change();
-	old = MemoryContextSwitchTo(buffer_cxt);
-	*c = tmp;
-	c->key = rs_encode_key(cfg, td, keytup, &c->keyvals);
-	c->nkeys = cfg->nkeys;
-	rs_encode_row(cfg, td, newtup, &c->after);
-
-	/*
-	 * The state before, to restore if the push outlives the transaction.
-	 * Encoded now, with the descriptor and configuration the tuple belongs
-	 * to: an ALTER TABLE later in the transaction may change both.  Large
-	 * transactions are repaired through the worker instead (publish.c).
-	 */
-	if (oldtup && cfg->policy == RS_POLICY_WRITE_THROUGH && !cfg->async)
-	{
-		if (nbefore < RS_EXACT_REPAIR_CHANGES)
-		{
-			c->before = palloc0(sizeof(RowImage));
-			rs_encode_row(cfg, td, oldtup, c->before);
-			nbefore++;
-		}
-		else
-			c->before_skipped = true;
-	}
 	MemoryContextSwitchTo(old);
+	MemoryContextReset(scratch_cxt);
+	*new_change() = tmp;
+
+	check_bound();
+}
+
+/*
+ * Bytes of PostgreSQL's queue of AFTER trigger events still to fire (every
+ * captured row has one until it fires; fired chunks are freed).
+ */
+static Size
+trigger_queue_bytes(void)
+{
+	for (MemoryContext c = TopTransactionContext->firstchild; c != NULL; c = c->nextchild)
+		if (strcmp(c->name, "AfterTriggerEvents") == 0)
+			return MemoryContextMemAllocated(c, false);
+	return 0;
+}
+
+/*
+ * Keep the buffer, and the trigger events that will fill it, within
+ * redis_sync.max_buffer_bytes.  Past the bound (and once the buffer holds an
+ * eighth of it, so a large queue alone does not spill change by change):
+ * outside subtransactions the buffer is written to the outbox now and
+ * emptied (spill); inside one, where a later ROLLBACK TO SAVEPOINT must
+ * still drop outbox rows of its own changes only, the buffer stays and
+ * later changes go straight to the outbox (per-row mode).
+ */
+static void
+check_bound(void)
+{
+	Size		bound = (Size) rs_max_buffer_kb * 1024;
 
 	/* what the buffer really holds, allocation overhead included */
-	if (MemoryContextMemAllocated(buffer_cxt, false) > (Size) rs_max_buffer_kb * 1024)
+	Size		held = MemoryContextMemAllocated(buffer_cxt, false);
+
+	if (held < bound / 8 || held + trigger_queue_bytes() <= bound)
+		return;
+	if (marks == NULL)
+	{
+		char		version[RS_VERSION_LEN + 1];
+
+		/* every buffered change precedes this point: this version is valid */
+		rs_version_now(version);
+		spill(version, ++overflow_seq);
+		rs_spilled = true;
+	}
+	else
 	{
 		/* the buffered changes all precede this point: they get this version */
 		rs_overflowed = true;
 		rs_version_now(overflow_version);
+	}
+}
+
+/*
+ * Write the buffered changes to the outbox, in the current transaction, and
+ * empty the buffer.  Not coalesced: delivery keeps the newest (version, seq,
+ * id) entry of each key, and these entries share version and seq, so the
+ * last change of a key (the highest id) wins.  Purges go first, as at
+ * pre-commit (delivery applies a batch's purges before its other entries),
+ * and a change followed by a purge of its table is dropped: with an equal
+ * version the purge's tombstone would not keep it out.
+ */
+static void
+spill(const char *version, int64 seq)
+{
+	MemoryContext old;
+	Change	  **arr;
+	Oid		   *purged;
+	int			npurged = 0;
+	int			n = 0;
+
+	if (rs_nchanges == 0)
+		return;
+	if (!rs_outbox_exists())
+	{
+		/* DROP EXTENSION earlier in this transaction: nothing to queue into */
+		ereport(WARNING,
+				(errmsg("redis_sync was dropped in this transaction: %d queued changes are discarded", rs_nchanges),
+				 errdetail("The cached keys they were for may be stale.")));
+	}
+	else
+	{
+		if (scratch_cxt == NULL)
+			scratch_cxt = AllocSetContextCreate(TopTransactionContext,
+												"redis_sync capture scratch",
+												ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(scratch_cxt);
+		arr = palloc(sizeof(Change *) * rs_nchanges);
+		for (int i = 0; i < rs_nchanges; i++)
+			if (rs_changes[i].kind == RS_CHANGE_PURGE)
+				npurged++;
+		purged = palloc(sizeof(Oid) * Max(npurged, 1));
+		npurged = 0;
+		for (int i = 0; i < rs_nchanges; i++)
+			if (rs_changes[i].kind == RS_CHANGE_PURGE)
+			{
+				arr[n++] = &rs_changes[i];
+				purged[npurged++] = rs_changes[i].root_relid;
+			}
+		for (int i = 0; i < rs_nchanges; i++)
+		{
+			Change	   *c = &rs_changes[i];
+			bool		dropped = false;
+
+			if (c->kind == RS_CHANGE_PURGE)
+			{
+				/* changes after it stay; earlier ones are dropped below */
+				for (int j = 0; j < npurged; j++)
+					if (purged[j] == c->root_relid)
+					{
+						purged[j] = purged[--npurged];
+						break;
+					}
+				continue;
+			}
+			for (int j = 0; j < npurged && !dropped; j++)
+				dropped = purged[j] == c->root_relid;
+			if (!dropped)
+				arr[n++] = c;
+		}
+		rs_outbox_write(arr, n, version, seq);
+		for (int i = 0; i < n; i++)
+			rs_stats_add(arr[i]->root_relid, RS_C_QUEUED, 1);
+		rs_publish_count_queued(n);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(scratch_cxt);
+	}
+	MemoryContextDelete(buffer_cxt);
+	buffer_cxt = NULL;
+	rs_changes = NULL;
+	rs_nchanges = 0;
+	max_changes = 0;
+	arena_next = NULL;
+	arena_free = 0;
+	arena_block = 0;
+}
+
+/*
+ * Pre-commit of a transaction that outgrew its buffer (publish.c): the rest
+ * of the buffer goes to the outbox as it was logged.  In per-row mode it
+ * precedes every change queued since, so it takes the version of the moment
+ * per-row mode began; after spills only, a version of now.
+ */
+void
+rs_capture_spill_rest(void)
+{
+	char		version[RS_VERSION_LEN + 1];
+
+	if (rs_overflowed)
+		spill(overflow_version, 0);
+	else
+	{
+		rs_version_now(version);
+		spill(version, ++overflow_seq);
 	}
 }
 
@@ -242,7 +668,7 @@ rs_capture_count(void)
 bool
 rs_capture_overflowed(void)
 {
-	return rs_overflowed;
+	return rs_overflowed || rs_spilled;
 }
 
 void
@@ -270,7 +696,7 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 	tmp.policy = RS_POLICY_WRITE_THROUGH;
 	tmp.strict = strict;
 	tmp.async = async;
-	tmp.prefix = (char *) prefix;
+	tmp.key = (char *) prefix;
 	if (rs_overflowed)
 	{
 		char		version[RS_VERSION_LEN + 1];
@@ -282,7 +708,7 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 	}
 	c = new_change();
 	*c = tmp;
-	c->prefix = MemoryContextStrdup(buffer_cxt, prefix);
+	c->key = MemoryContextStrdup(buffer_cxt, prefix);
 }
 
 /*

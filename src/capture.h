@@ -31,6 +31,12 @@ extern bool rs_capture_overflowed(void);
  */
 extern void rs_capture_suppress(Oid relid, const char *prefix);
 
+/*
+ * Pre-commit of an overflowed transaction: write what is still buffered to
+ * the outbox (needs an active snapshot) and empty the buffer.
+ */
+extern void rs_capture_spill_rest(void);
+
 /* version of the buffered changes of an overflowed transaction */
 extern const char *rs_capture_overflow_version(void);
 

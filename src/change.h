@@ -14,35 +14,56 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
+
+#include "config.h"
 #include "encode.h"
 
 #define RS_CHANGE_ROW		'R' /* a row became after (or was deleted) */
 #define RS_CHANGE_PURGE		'P' /* every key under prefix goes away */
 
+/*
+ * One buffered change: a small fixed entry of the transaction's change log.
+ * What the row became, the key columns and the row before are not kept as
+ * C structures but encoded once, compactly, in the capture buffer's arena
+ * (capture.c has the layout and defines the accessors below): read them
+ * through rs_change_after(), rs_change_before() and
+ * rs_change_append_identity().  Everything a Change points to lives until
+ * the end of the transaction.
+ */
 typedef struct Change
 {
 	char		kind;			/* RS_CHANGE_* */
-	Oid			root_relid;
 	char		policy;
 	bool		strict;
 	bool		async;
+	Oid			root_relid;
 	int64		ttl_ms;
-	char	   *key;			/* RS_CHANGE_ROW: the Redis key */
-	char	  **keyvals;		/* the key columns' text, naming the row for
-								 * repairs */
-	int			nkeys;
-	RowImage	after;
-
-	/*
-	 * The row before this change, encoded at capture time with the descriptor
-	 * and configuration it was read with (a later ALTER in the same
-	 * transaction cannot change how it decodes): restored if the push
-	 * outlives an aborted transaction.  NULL: there was no row (repair is a
-	 * delete), or before_skipped.
-	 */
-	RowImage   *before;
-	bool		before_skipped; /* not encoded (transaction too large) */
-	char	   *prefix;			/* RS_CHANGE_PURGE */
+	SyncConfig *cfg;			/* RS_CHANGE_ROW: the configuration the images
+								 * were encoded with (kept until transaction
+								 * end by config.c) */
+	char	   *key;			/* RS_CHANGE_ROW: the Redis key, followed in
+								 * the arena by the encoded images;
+								 * RS_CHANGE_PURGE: the prefix */
 } Change;
+
+/*
+ * What the row became, as a RowImage whose strings point into the buffer
+ * (its arrays are allocated in CurrentMemoryContext).
+ */
+extern void rs_change_after(const Change *c, RowImage *img);
+
+/*
+ * The row before the change, encoded at capture time with the descriptor and
+ * configuration it was read with (a later ALTER in the same transaction
+ * cannot change how it decodes): restored if the push outlives an aborted
+ * transaction.  A delete image when there was no row (or the change keeps no
+ * before image: not a synchronous write-through change); false when it was
+ * not kept because the transaction was too large (RS_EXACT_REPAIR_CHANGES).
+ */
+extern bool rs_change_before(const Change *c, RowImage *img);
+
+/* append the JSON array [relid, "key value", ...] naming the change's row */
+extern void rs_change_append_identity(StringInfo buf, const Change *c);
 
 #endif							/* RS_CHANGE_H */

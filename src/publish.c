@@ -195,13 +195,7 @@ prepare_repair(Pending *pk)
 {
 	Change	   *first = pk->first;
 
-	memset(&pk->repair, 0, sizeof(pk->repair));
-	pk->repair.op = RS_OP_DELETE;
-	if (first->before_skipped)
-		return false;
-	if (first->before)
-		pk->repair = *first->before;
-	return true;
+	return rs_change_before(first, &pk->repair);
 }
 
 static bool
@@ -244,6 +238,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 {
 	RedisPipeline *p = redis_pipeline_create();
 	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nkeys, 1));
+	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nkeys, 1));
 	RowImage   *del = palloc0(sizeof(RowImage));
 	ListCell   *lc;
 	int			chunk = 0;
@@ -256,7 +251,7 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	foreach(lc, purges)
 	{
 		Change	   *c = lfirst(lc);
-		List	   *found = rs_scan_prefix(c->prefix);
+		List	   *found = rs_scan_prefix(c->key);
 		ListCell   *kc;
 		FenceOp    *pops = palloc(sizeof(FenceOp) * Max(list_length(found), 1));
 		int			np = 0;
@@ -292,10 +287,11 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 			ops[s + i].key = pk->last->key;
 			ops[s + i].version = version;
 			ops[s + i].ttl_ms = pk->last->ttl_ms;
-			ops[s + i].img = &pk->last->after;
+			rs_change_after(pk->last, &imgs[s + i]);
+			ops[s + i].img = &imgs[s + i];
 			if (i > 0)
 				appendStringInfoChar(&ident, ',');
-			rs_append_key_identity(&ident, pk->last->root_relid, pk->last->keyvals, pk->last->nkeys);
+			rs_change_append_identity(&ident, pk->last);
 		}
 		appendStringInfoChar(&ident, ']');
 		rs_fence_append(p, ops + s, n, field, ident.data, clears);
@@ -489,6 +485,20 @@ pre_commit(bool prepare)
 
 	/* no configuration look-up here: the changes carry what they need */
 	old = MemoryContextSwitchTo(TopTransactionContext);
+
+	/*
+	 * A transaction that outgrew its buffer: the rest goes to the outbox as
+	 * it was logged, without coalescing it here first (capture.c).
+	 */
+	if (overflowed && nchanges > 0)
+	{
+		if (!ActiveSnapshotSet())
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pushed_snapshot = true;
+		}
+		rs_capture_spill_rest();
+	}
 	rs_version_now(version);
 	pending = coalesce(&npending, &purges);
 	plan_commit(&plan, pending, npending, purges, prepare, overflowed);
