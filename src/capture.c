@@ -42,23 +42,7 @@
  * rs_capture_suppress(); rows queued after an overflow are counted with
  * publish.c's rs_publish_count_queued().
  *
- * Layout of a change in the arena (Change.key points to its start):
- *   the key, NUL-terminated
- *   what the row became, an image:
- *     'D'                       a delete
- *     'S' text NUL              a string (JSON)
- *     'H' value NUL ...         a hash without NULLs: one value per column
- *                               of the change's configuration, in order
- *     'h' bitmap value NUL ...  a hash with NULLs: the bitmap has a bit set
- *                               for each NULL column, (ncols + 7) / 8 bytes,
- *                               values follow for the other columns
- *   the row before:
- *     'N'                       none (no row: a repair deletes; or not a
- *                               synchronous write-through change)
- *     'K'                       not kept (past RS_EXACT_REPAIR_CHANGES)
- *     'B' image                 the row before, as above
- * Field names are not stored: they are the configuration's column names
- * (Change.cfg, kept until transaction end by config.c).
+ * The layout of a change in the arena is change.c's.
  *
  *-------------------------------------------------------------------------
  */
@@ -218,188 +202,6 @@ arena_alloc(Size size)
 	return p;
 }
 
-static Size image_size_nulls(const RowImage *img);
-
-/* bytes of img in the layout (see the file header) */
-static Size
-image_size(const RowImage *img)
-{
-	Size		n = 1;
-
-	if (img->op == RS_OP_STRING)
-		return n + strlen(img->str) + 1;
-	if (img->op != RS_OP_HASH)
-		return n;
-	for (int i = 0; i < img->nfields; i++)
-		if (img->values[i] == NULL)
-			return image_size_nulls(img);
-	for (int i = 0; i < img->nfields; i++)
-		n += strlen(img->values[i]) + 1;
-	return n;
-}
-
-static Size
-image_size_nulls(const RowImage *img)
-{
-	Size		n = 1 + (img->nfields + 7) / 8;
-
-	for (int i = 0; i < img->nfields; i++)
-		if (img->values[i])
-			n += strlen(img->values[i]) + 1;
-	return n;
-}
-
-/* write img at p (image_size(img) bytes); returns the end */
-static char *
-image_write(char *p, const RowImage *img)
-{
-	bool		nulls = false;
-
-	if (img->op == RS_OP_STRING)
-	{
-		Size		len = strlen(img->str) + 1;
-
-		*p++ = 'S';
-		memcpy(p, img->str, len);
-		return p + len;
-	}
-	if (img->op != RS_OP_HASH)
-	{
-		*p++ = 'D';
-		return p;
-	}
-	for (int i = 0; i < img->nfields && !nulls; i++)
-		nulls = img->values[i] == NULL;
-	*p++ = nulls ? 'h' : 'H';
-	if (nulls)
-	{
-		Size		nb = (img->nfields + 7) / 8;
-
-		memset(p, 0, nb);
-		for (int i = 0; i < img->nfields; i++)
-			if (img->values[i] == NULL)
-				p[i / 8] |= (char) (1 << (i % 8));
-		p += nb;
-	}
-	for (int i = 0; i < img->nfields; i++)
-		if (img->values[i])
-		{
-			Size		len = strlen(img->values[i]) + 1;
-
-			memcpy(p, img->values[i], len);
-			p += len;
-		}
-	return p;
-}
-
-/* read the image at p into img (strings point into the buffer); returns its end */
-static const char *
-image_read(const char *p, const SyncConfig *cfg, RowImage *img)
-{
-	const char *bitmap = NULL;
-	char		tag = *p++;
-	char	  **arr;
-
-	memset(img, 0, sizeof(*img));
-	switch (tag)
-	{
-		case 'D':
-			img->op = RS_OP_DELETE;
-			return p;
-		case 'S':
-			img->op = RS_OP_STRING;
-			img->str = (char *) p;
-			return p + strlen(p) + 1;
-		case 'h':
-			bitmap = p;
-			p += (cfg->ncols + 7) / 8;
-			/* FALLTHROUGH */
-		case 'H':
-			break;
-		default:
-			elog(ERROR, "redis_sync: corrupt change buffer (image tag %d)", tag);
-	}
-	img->op = RS_OP_HASH;
-	img->nfields = cfg->ncols;
-	arr = palloc(sizeof(char *) * 2 * Max(cfg->ncols, 1));
-	img->fields = arr;
-	img->values = arr + cfg->ncols;
-	for (int i = 0; i < cfg->ncols; i++)
-	{
-		img->fields[i] = cfg->cols[i].name;
-		if (bitmap && (bitmap[i / 8] & (1 << (i % 8))))
-			img->values[i] = NULL;
-		else
-		{
-			img->values[i] = (char *) p;
-			p += strlen(p) + 1;
-		}
-	}
-	return p;
-}
-
-/* skip the image at p without decoding it */
-static const char *
-image_skip(const char *p, const SyncConfig *cfg)
-{
-	int			nvals = cfg->ncols;
-
-	switch (*p++)
-	{
-		case 'D':
-			return p;
-		case 'S':
-			return p + strlen(p) + 1;
-		case 'h':
-			for (int i = 0; i < cfg->ncols; i++)
-				if (p[i / 8] & (1 << (i % 8)))
-					nvals--;
-			p += (cfg->ncols + 7) / 8;
-			break;
-		case 'H':
-			break;
-		default:
-			elog(ERROR, "redis_sync: corrupt change buffer (image tag %d)", p[-1]);
-	}
-	for (int i = 0; i < nvals; i++)
-		p += strlen(p) + 1;
-	return p;
-}
-
-void
-rs_change_after(const Change *c, RowImage *img)
-{
-	Assert(c->kind == RS_CHANGE_ROW);
-	(void) image_read(c->key + strlen(c->key) + 1, c->cfg, img);
-}
-
-bool
-rs_change_before(const Change *c, RowImage *img)
-{
-	const char *p;
-
-	Assert(c->kind == RS_CHANGE_ROW);
-	p = image_skip(c->key + strlen(c->key) + 1, c->cfg);
-	memset(img, 0, sizeof(*img));
-	img->op = RS_OP_DELETE;
-	if (*p == 'K')
-		return false;
-	if (*p == 'B')
-		(void) image_read(p + 1, c->cfg, img);
-	return true;
-}
-
-void
-rs_change_append_identity(StringInfo buf, const Change *c)
-{
-	char	  **vals = rs_key_split(c->key + strlen(c->cfg->prefix), c->cfg->nkeys);
-
-	if (vals == NULL)
-		elog(ERROR, "redis_sync: corrupt change buffer (key \"%s\")", c->key);
-	rs_append_key_identity(buf, c->root_relid, vals, c->cfg->nkeys);
-	pfree(vals);
-}
-
 static void
 fill_common(Change *c, SyncConfig *cfg)
 {
@@ -464,13 +266,13 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 			before_tag = 'K';
 	}
 	keylen = strlen(key) + 1;
-	size = keylen + image_size(&after) + 1 + (before_tag == 'B' ? image_size(&before) : 0);
+	size = keylen + rs_change_image_size(&after) + 1 + (before_tag == 'B' ? rs_change_image_size(&before) : 0);
 	rec = rs_overflowed ? palloc(size) : arena_alloc(size);
 	memcpy(rec, key, keylen);
-	p = image_write(rec + keylen, &after);
+	p = rs_change_image_write(rec + keylen, &after);
 	*p++ = before_tag;
 	if (before_tag == 'B')
-		p = image_write(p, &before);
+		p = rs_change_image_write(p, &before);
 	Assert(p == rec + size);
 	tmp.key = rec;
 

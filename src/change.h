@@ -26,7 +26,7 @@
  * One buffered change: a small fixed entry of the transaction's change log.
  * What the row became, the key columns and the row before are not kept as
  * C structures but encoded once, compactly, in the capture buffer's arena
- * (capture.c has the layout and defines the accessors below): read them
+ * (change.c has the layout and defines the accessors below): read them
  * through rs_change_after(), rs_change_before() and
  * rs_change_append_identity().  Everything a Change points to lives until
  * the end of the transaction.
@@ -65,5 +65,9 @@ extern bool rs_change_before(const Change *c, RowImage *img);
 
 /* append the JSON array [relid, "key value", ...] naming the change's row */
 extern void rs_change_append_identity(StringInfo buf, const Change *c);
+
+/* for capture.c, which lays records out: an image's size and its writer */
+extern Size rs_change_image_size(const RowImage *img);
+extern char *rs_change_image_write(char *p, const RowImage *img);
 
 #endif							/* RS_CHANGE_H */
