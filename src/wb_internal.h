@@ -62,6 +62,9 @@ typedef struct WbTable
 	char	  **colbase;		/* column types, the same way */
 	bool	   *writable;		/* false: generated or GENERATED ALWAYS
 								 * identity */
+	bool		keyinfo_set;	/* the two below are known (wb_key_info) */
+	bool		keys_exact;		/* equal keys always have equal text */
+	bool		key_any_ok;		/* first key: "= ANY (text[]::type[])" */
 } WbTable;
 
 typedef struct Member
@@ -97,12 +100,15 @@ extern List *wb_tables_cached(void);
 extern bool wb_parse_int64(const char *s, int64 *out);
 extern bool wb_split_member(WbTable *t, Member *m);
 extern void wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n);
+extern void wb_key_info(WbTable *t);
 extern void wb_json_append_pair(StringInfo buf, bool *first, const char *k, const char *v);
 extern void wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown);
 extern char *wb_raw_json(WbTable *t, RedisValue *v);
 
 /* wb_apply.c */
 extern bool wb_is_transient(int sqlerrcode);
+extern int	wb_execute_by_index(const char *sql, int nargs, Oid *types, Datum *args,
+								bool read_only);
 extern void wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment);
 extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
 
