@@ -117,6 +117,7 @@ extern void wb_correct_counters(WbTable *t, Member *ms, int nm);
 
 /* drain.c */
 extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
+extern void wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total);
 extern bool wb_drain_timeout_expired(void);
 extern void wb_drain_timeout_disarm(void);
 
