@@ -32,11 +32,11 @@ chmod 0755, $TMP;
 my %P = $QUICK
   ? (single_T => 1, tpcb_T => 1, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 20_000,
 	mem_rows => 100_000, mem_buffer => '4MB', lag_changes => 2_000, lag_rate => 1000, outage_rows => 100_000,
-	idle_secs => 2, drain_rows => 100_000, wblag_secs => 2, sc_modes => ['on'], wblag_rate => 5000,
+	idle_secs => 2, idle_wb => 200, idle_wt => 100, drain_rows => 100_000, wblag_secs => 2, sc_modes => ['on'], wblag_rate => 5000,
 	scale_max => 100_000, warm_rows => 200_000)
   : (single_T => 8, tpcb_T => 8, tpcb_scale => 10, bulk_rows => 100_000, naive_rows => 100_000,
 	mem_rows => 1_000_000, lag_changes => 10_000, lag_rate => 1000, outage_rows => 100_000,
-	idle_secs => 10, drain_rows => 200_000, wblag_secs => 10, sc_modes => ['on', 'off'], wblag_rate => 5000,
+	idle_secs => 10, idle_wb => 700, idle_wt => 300, drain_rows => 200_000, wblag_secs => 10, sc_modes => ['on', 'off'], wblag_rate => 5000,
 	scale_max => 100_000, warm_rows => 1_000_000);
 
 my @ROWS;        # the summary table
@@ -1114,6 +1114,51 @@ SQL
 		note => "over ${\ $P{idle_secs}} s x $RUNS, /proc/<worker>/stat; resolution 1/$hz s");
 	$DETAIL{idle} = { pct => \@pct, seconds => $P{idle_secs} };
 	psql("SELECT redis_sync.unsync('idle_wt'); SELECT redis_sync.unsync('idle_wb'); DROP TABLE idle_wt, idle_wb");
+
+	# many synced tables, no traffic (full run: 1,000 = 700 write-behind at flush_interval 1 s + 300
+	# write-through async; --quick: 300).  Setting them up takes minutes: write_through() and
+	# write_behind() check every synced table's prefix at each call (quadratic in tables).
+	my ($nwb, $nwt) = ($P{idle_wb}, $P{idle_wt});
+	psql(<<"SQL", timeout => 3600);
+DO \$\$
+BEGIN
+  FOR i IN 1..$nwb LOOP
+    EXECUTE format('CREATE TABLE idle_wb_%s (id int PRIMARY KEY, n bigint)', i);
+    PERFORM redis_sync.write_behind(format('idle_wb_%s', i)::regclass, key_prefix => format('iwb%s:', i));
+  END LOOP;
+  FOR i IN 1..$nwt LOOP
+    EXECUTE format('CREATE TABLE idle_wt_%s (id int PRIMARY KEY, v int)', i);
+    PERFORM redis_sync.write_through(format('idle_wt_%s', i)::regclass, key_prefix => format('iwt%s:', i),
+                                     delivery => 'async', warm => false);
+  END LOOP;
+END \$\$;
+SQL
+	sleep 3;    # the worker sees the new tables (first sight: crash leftovers only)
+	$pid = psql1('SELECT worker_pid FROM redis_sync.worker_stats');
+	my @pct_many;
+	for (1 .. $RUNS)
+	{
+		my ($c0, $t0) = ($ticks->(), time);
+		sleep $P{idle_secs};
+		push @pct_many, ($ticks->() - $c0) / $hz / (time - $t0) * 100;
+	}
+	add_row(bench => "4. idle worker CPU with $nwb write-behind + $nwt write-through tables", ours => median(@pct_many),
+		base => median(@pct), unit => '%', target => '< 1 %', met => median(@pct_many) < 1 ? 1 : 0,
+		note => "ratio against the two-table case above; flush_interval 1 s, naptime " . $SETTINGS{'redis_sync.naptime'});
+	$DETAIL{idle_many} = { pct => \@pct_many, seconds => $P{idle_secs}, write_behind => $nwb, write_through => $nwt };
+	psql(<<"SQL", timeout => 3600);
+DO \$\$
+BEGIN
+  FOR i IN 1..$nwb LOOP
+    PERFORM redis_sync.unsync(format('idle_wb_%s', i)::regclass);
+    EXECUTE format('DROP TABLE idle_wb_%s', i);
+  END LOOP;
+  FOR i IN 1..$nwt LOOP
+    PERFORM redis_sync.unsync(format('idle_wt_%s', i)::regclass);
+    EXECUTE format('DROP TABLE idle_wt_%s', i);
+  END LOOP;
+END \$\$;
+SQL
 });
 
 # ================================================================= output
