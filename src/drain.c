@@ -17,8 +17,10 @@
  *	   to the table's processing set and returns them; one pipeline then
  *	   reads each member's value and whether the extension seeded it.
  *	   Members left in the processing set by a crash are claimed first
- *	   (recovery), so a crash between claim and acknowledgement loses
- *	   nothing.
+ *	   (recovery, one batch at a time), so a crash between claim and
+ *	   acknowledgement loses nothing.  Otherwise these Redis steps of the
+ *	   neighbouring batches overlap a batch's apply (wb_drain_overlapped,
+ *	   "The overlapped drain" at the end of this file).
  *	2. apply: one set-based statement per set of fields present (usually one
  *	   per batch): UPDATE ... FROM unnest(...) of the rows that exist, in the
  *	   present columns only, and INSERT ... ON CONFLICT of the others (column
@@ -93,7 +95,7 @@
  * the dirty set's companion key); ARGV = n, recover.  Moves up to n members
  * from the dirty set to the processing set (recover: takes up to n members
  * already there, left by a crash) and returns them.  Their values are read
- * by the caller in one pipeline (claim_read_members): issue 18 measured
+ * by the caller in one pipeline (append_reads): issue 18 measured
  * Redis at about 5.5 us per member for a claim script that reads each
  * member itself, 2.6 us for SPOP + pipelined HGETALL.
  */
@@ -522,6 +524,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	b.nm = r->nelem / 4;
 	if (b.nm == 0)
 	{
+		redis_pipeline_free(b.reads);
 		redis_pipeline_free(b.claim);
 		return 0;
 	}
@@ -736,7 +739,11 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 			MemoryContextDelete(b->cxt);
 			b = NULL;
 		}
-		/* one pipeline: ack X, read B, claim C; sent now, read after A commits */
+
+		/*
+		 * one pipeline: ack X, read B, claim C; sent now, read after A
+		 * commits
+		 */
 		MemoryContextSwitchTo(b ? b->cxt : outer);
 		p = redis_pipeline_create();
 		MemoryContextSwitchTo(outer);

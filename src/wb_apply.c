@@ -292,10 +292,10 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 
 	/*
 	 * The same rows as an index condition on the (first) key column: a join
-	 * with the members alone lets the planner hash the whole table for
-	 * every batch (seq scan of a 100,000-row table to update 1,000 rows,
-	 * 80% of the drain's time in issue 18's profile); "= ANY (keys)" makes
-	 * it probe the key's index once per member.
+	 * with the members alone lets the planner hash the whole table for every
+	 * batch (seq scan of a 100,000-row table to update 1,000 rows, 80% of the
+	 * drain's time in issue 18's profile); "= ANY (keys)" makes it probe the
+	 * key's index once per member.
 	 */
 	wb_key_info(t);
 	if (t->key_any_ok)
