@@ -104,22 +104,29 @@
  * at a time and cost Redis about 10 us per member on the shared bench
  * machine (issue 18: 9.7 ms of a 1,000-member claim), SSCAN + SREM about
  * 1.  SSCAN may return a member twice: duplicates are dropped.  A claim
- * that reaches the end of the set (cursor 0) with fewer than n members ends
- * the table's drain for this round; members added behind the cursor
- * meanwhile are claimed next time.
+ * that started mid-set goes on from the start once it reaches the end, so a
+ * claim returning fewer than n members (which ends the table's drain for
+ * the round) has scanned the whole set: every member present throughout
+ * was claimed, as flush() expects.
  */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_members",
 											   "local n = tonumber(ARGV[1])\n"
 											   "if ARGV[2] == '1' then return {redis.call('SRANDMEMBER', KEYS[2], n), '0'} end\n"
 											   "local cursor = ARGV[3]\n"
+											   "local wrapped = cursor == '0'\n"
 											   "local got, seen = {}, {}\n"
-											   "repeat\n"
+											   "while true do\n"
 											   "  local r = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', n - #got)\n"
 											   "  cursor = r[1]\n"
 											   "  for _, m in ipairs(r[2]) do\n"
 											   "    if not seen[m] then seen[m] = true; got[#got + 1] = m end\n"
 											   "  end\n"
-											   "until #got >= n or cursor == '0'\n"
+											   "  if #got >= n then break end\n"
+											   "  if cursor == '0' then\n"
+											   "    if wrapped then break end\n"
+											   "    wrapped = true\n"
+											   "  end\n"
+											   "end\n"
 											   "for s = 1, #got, 1000 do\n"
 											   "  local e = math.min(s + 999, #got)\n"
 											   "  redis.call('SREM', KEYS[1], unpack(got, s, e))\n"
