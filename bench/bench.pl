@@ -882,7 +882,7 @@ SQL
 		print $fh resp_encode('HSET', "stats:$_", 'n', $val->($_)), resp_encode('SADD', 'stats:dirty', $_) for 1 .. $n;
 		close $fh;
 		# the baselines: the same upsert, one transaction per batch of $batch keys, of
-		# contiguous ids (base_seq) and of the ids shuffled (base: SPOP hands the
+		# contiguous ids (base_seq) and of the ids shuffled (base: the claim hands the
 		# drain its members in random order, so this is the like-for-like one)
 		my %sqlf;
 		my @shuffled = (1 .. $n);
@@ -937,7 +937,7 @@ SQL
 	add_row(bench => "5. write-behind drain of $n keys (batch $dbatch): rows/s", ours => $o, base => $b,
 		unit => 'rows/s', target => '>= 120k/s, >= 0.8 x', met => ($o >= 120_000 && $o / $b >= 0.8) ? 1 : 0,
 		note => 'baseline: INSERT .. ON CONFLICT DO UPDATE from unnest of the same keys in random batches '
-		  . "(as SPOP hands them out), one transaction per batch, via psql");
+		  . "(as the claim hands them out, in hash order), one transaction per batch, via psql");
 	add_row(bench => "5. same, against the upsert of contiguous ids", ours => $o, base => $bs, unit => 'rows/s',
 		target => 'context', note => 'baseline: the same upsert of ids in order, one transaction per batch');
 	$DETAIL{drain} = { rows => $n, batch_size => $dbatch, ours_rows_per_s => \@ours, base_rows_per_s => \@base,

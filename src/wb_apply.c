@@ -127,7 +127,7 @@ sql_members(StringInfo sql, WbTable *t, const bool *present)
 		for (int c = 0; c < t->ncols; c++)
 			if (present[c])
 				appendStringInfo(sql, ", c%d", c);
-	/* members arrive in random order (SPOP): rows are locked in key order */
+	/* members arrive in hash order (SSCAN): rows are locked in key order */
 	appendStringInfoString(sql, ", ord) ORDER BY ");
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
@@ -205,7 +205,7 @@ sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool i
 			else
 				appendStringInfo(sql, ", u.c%d::%s", c, t->colbase[c]);
 		}
-	/* members arrive in random order (SPOP): insert them in key order */
+	/* members arrive in hash order (SSCAN): insert them in key order */
 	appendStringInfoString(sql, " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord) ORDER BY 1");
 	for (int i = 1; i < t->nkeys; i++)
 		appendStringInfo(sql, ", %d", i + 1);
