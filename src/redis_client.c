@@ -56,6 +56,15 @@ char	   *rs_password_file = NULL;
 int			rs_connect_timeout_ms = 1000;
 int			rs_command_timeout_ms = 1000;
 
+/*
+ * The pipeline sent by redis_pipeline_send() whose replies are still on
+ * the connection (NULL: none), and the connection it was sent on
+ * (conn_generation counts the connections establish() made).
+ */
+static RedisPipeline *pending = NULL;
+static uint64 pending_generation = 0;
+static uint64 conn_generation = 0;
+
 /* the cached connection, made from the settings in conn_settings */
 static RedisConn *conn = NULL;
 static char *conn_settings = NULL;	/* redis_conn_settings_key(),
@@ -207,6 +216,7 @@ establish(RedisFailure *f)
 			conn = NULL;
 		}
 		conn = redis_conn_create(&params);
+		conn_generation++;
 		ok = redis_conn_establish(conn, f);
 	}
 	if (params.password)
@@ -504,6 +514,109 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 	return true;
 }
 
+/*
+ * Read the replies of the pending pipeline (into its memory), so the
+ * connection is free again; a failure is kept in the pipeline for its
+ * receive.
+ */
+static void
+collect_pending(void)
+{
+	RedisPipeline *p = pending;
+	MemoryContext old;
+	RedisFailure f;
+	bool		ok;
+
+	if (p == NULL)
+		return;
+	pending = NULL;
+	old = MemoryContextSwitchTo(p->cxt);
+	if (!redis_conn_is_connected(conn) || pending_generation != conn_generation)
+		ok = redis_failure_set(&f, ERRCODE_CONNECTION_FAILURE,
+							   psprintf("lost connection to Redis at %s", redis_server_display()),
+							   "The connection was closed; the outcome of the commands sent is unknown.");
+	else
+	{
+		ok = redis_conn_exchange(conn, NULL, 0, p->ncmds, p->replies, &f);
+		if (ok)
+			ok = retry_noscript(p, &f);
+	}
+	if (!ok)
+	{
+		p->send_failed = true;
+		p->send_failure = f;
+	}
+	p->executed = ok;
+	MemoryContextSwitchTo(old);
+}
+
+/* a pending pipeline freed unread: its replies stay unread, so the connection
+ * (still busy) is dropped at its next use */
+static void
+pending_freed(void *arg)
+{
+	if (pending == (RedisPipeline *) arg)
+		pending = NULL;
+}
+
+void
+redis_pipeline_send(RedisPipeline *p)
+{
+	RedisFailure f;
+	MemoryContextCallback *cb;
+
+	if (p->executed || p->sent)
+		elog(ERROR, "redis_sync: pipeline already executed");
+	collect_pending();
+
+	/*
+	 * Alone on a single Redis already connected, or exec it now (clusters
+	 * route per node, and exec connects and reports failures)
+	 */
+	if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
+		redis_conn_is_stale(conn) || redis_client_settings_changed())
+	{
+		redis_pipeline_exec(p);
+		return;
+	}
+	p->replies = MemoryContextAllocZero(p->cxt, sizeof(RedisValue) * p->ncmds);
+	if (!redis_conn_send(conn, p->buf.data, p->buf.len, &f))
+	{
+		/* dropped: some commands may have run; exec sends them all again */
+		rs_circuit_failure(f.message);
+		redis_client_report(ERROR, &f);
+	}
+	p->sent = true;
+	pending = p;
+	pending_generation = conn_generation;
+	cb = MemoryContextAlloc(p->cxt, sizeof(MemoryContextCallback));
+	cb->func = pending_freed;
+	cb->arg = p;
+	MemoryContextRegisterResetCallback(p->cxt, cb);
+}
+
+void
+redis_pipeline_receive(RedisPipeline *p)
+{
+	if (!p->sent)
+	{
+		Assert(p->executed);
+		return;
+	}
+	if (pending == p)
+		collect_pending();
+	p->sent = false;
+	if (p->send_failed)
+	{
+		RedisFailure f = p->send_failure;
+
+		p->send_failed = false;
+		rs_circuit_failure(f.message);
+		redis_client_report(ERROR, &f);
+	}
+	rs_circuit_success();
+}
+
 bool
 redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 {
@@ -512,6 +625,8 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 
 	if (p->executed)
 		elog(ERROR, "redis_sync: pipeline already executed");
+	/* the replies of a pipeline sent earlier come first */
+	collect_pending();
 	old = MemoryContextSwitchTo(p->cxt);
 	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
 	if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())

@@ -56,6 +56,20 @@ extern void redis_pipeline_exec(RedisPipeline *p);
 extern bool redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *failure);
 extern RedisValue *redis_pipeline_reply(RedisPipeline *p, int i);
 
+/*
+ * Send now, read later, so Redis works while the caller does something
+ * else: send writes the commands and returns; receive reads the replies
+ * (ERROR on failure, as exec).  One pipeline at a time may be sent; any
+ * other exec before the receive reads its replies first (into its own
+ * memory), so the connection stays in step.  When the pipeline cannot be
+ * sent alone (a Redis Cluster, another pipeline already sent, no
+ * connection yet), send executes it at once, and receive only checks it.
+ * An ERROR between the two drops the connection: the outcome of the
+ * commands sent is then unknown.
+ */
+extern void redis_pipeline_send(RedisPipeline *p);
+extern void redis_pipeline_receive(RedisPipeline *p);
+
 /* ERROR if reply i is a Redis error reply; what names the operation */
 extern void redis_check_reply(RedisPipeline *p, int i, const char *what);
 

@@ -52,6 +52,9 @@ struct RedisPipeline
 	RedisValue *replies;		/* ncmds entries after exec */
 	bool		executed;
 	bool		bypass_circuit; /* probes and admin commands try anyway */
+	bool		sent;			/* redis_pipeline_send(): replies not read */
+	bool		send_failed;	/* reading them failed: send_failure */
+	RedisFailure send_failure;
 };
 
 /* redis_client.c */

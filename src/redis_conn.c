@@ -411,9 +411,10 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 	int			got = 0;
 	TimestampTz deadline = redis_conn_deadline_after(timeout_ms);
 	int			fd = c->ctx->fd;
+	bool		send_only = out == NULL;	/* redis_conn_send() */
 
 	c->busy = true;
-	while (got < n)
+	while (send_only ? written < len : got < n)
 	{
 		bool		progress = false;
 		int			ready;
@@ -422,7 +423,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		/* hand out replies already parsed */
 		if (!take_replies(c, n, &got, out, &progress, f))
 			return false;
-		if (got == n)
+		if (got == n && !send_only)
 			break;
 
 		if (c->tls)
@@ -461,7 +462,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 			if (progress)
 			{
 				deadline = redis_conn_deadline_after(timeout_ms);
-				if (written < len)
+				if (written < len || send_only)
 					continue;
 			}
 			want = WL_SOCKET_READABLE | (written < len ? WL_SOCKET_WRITEABLE : 0);
@@ -493,10 +494,26 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 			}
 		}
 	}
+	if (send_only)
+		return true;			/* still busy: the replies are to be read */
 	c->busy = false;
 	c->last_done = GetCurrentTimestamp();
 	rs_stats_round_trip();
 	return true;
+}
+
+/*
+ * Send len bytes of buf without reading the replies: the caller reads them
+ * later with redis_conn_exchange(c, NULL, 0, n, ...), and meanwhile
+ * nothing else may use the connection.  The connection stays busy until
+ * then, so an ERROR in between drops it (at transaction abort, or as stale
+ * at its next use).
+ */
+bool
+redis_conn_send(RedisConn *c, const char *buf, size_t len, RedisFailure *f)
+{
+	Assert(c->ctx != NULL);
+	return exchange_internal(c, buf, len, 0, NULL, f, rs_command_timeout_ms);
 }
 
 bool

@@ -68,6 +68,13 @@ extern bool redis_conn_exchange(RedisConn *c, const char *buf, size_t len,
 								int n, RedisValue *out, RedisFailure *f);
 
 /*
+ * Send without reading: the n replies are read later by
+ * redis_conn_exchange(c, NULL, 0, n, out, f), and nothing else may use the
+ * connection in between (redis_pipeline_send() in redis_client.c).
+ */
+extern bool redis_conn_send(RedisConn *c, const char *buf, size_t len, RedisFailure *f);
+
+/*
  * Several exchanges on different connections at once (Redis Cluster: one
  * sub-pipeline per node), in one round trip of wall time: every buffer is
  * sent and every reply read on one wait over all the sockets.  Each entry

@@ -149,7 +149,7 @@ check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
 		types[k] = TEXTARRAYOID;
 		args[k] = PointerGetDatum(construct_array(elems, *n, TEXTOID, -1, false, TYPALIGN_INT));
 	}
-	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (wb_execute_by_index(sql.data, t->nkeys, types, args, true) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: write-behind key check failed");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -165,6 +165,59 @@ check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
 		if (ms[idx[i]].problem == NULL)
 			idx[kept++] = idx[i];
 	*n = kept;
+}
+
+/*
+ * What the key columns' types allow (once per cached table, in a
+ * transaction): keys_exact when key equality is identity of the canonical
+ * text (integers, oid, uuid, bool, text and varchar under a deterministic
+ * collation), so check_member_rows can find nothing and is skipped;
+ * key_any_ok when the first key column takes "= ANY (text[]::type[])" (a
+ * plain base or enum type, not an array or a domain), the index condition
+ * of the apply (wb_apply.c).
+ */
+void
+wb_key_info(WbTable *t)
+{
+	bool		exact = true;
+
+	if (t->keyinfo_set)
+		return;
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		AttrNumber	attnum = get_attnum(t->relid, t->keys[k]);
+		Oid			typid,
+					coll;
+		int32		typmod;
+		char		typtype;
+
+		get_atttypetypmodcoll(t->relid, attnum, &typid, &typmod, &coll);
+		switch (typid)
+		{
+			case INT2OID:
+			case INT4OID:
+			case INT8OID:
+			case OIDOID:
+			case UUIDOID:
+			case BOOLOID:
+				break;
+			case TEXTOID:
+			case VARCHAROID:
+				if (!OidIsValid(coll) || !get_collation_isdeterministic(coll))
+					exact = false;
+				break;
+			default:
+				exact = false;
+		}
+		if (k == 0)
+		{
+			typtype = get_typtype(typid);
+			t->key_any_ok = (typtype == TYPTYPE_BASE || typtype == TYPTYPE_ENUM) &&
+				!OidIsValid(get_element_type(typid));
+		}
+	}
+	t->keys_exact = exact;
+	t->keyinfo_set = true;
 }
 
 /*
@@ -229,7 +282,9 @@ wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 		if (ms[idx[i]].problem == NULL)
 			idx[kept++] = idx[i];
 	*n = kept;
-	check_member_rows(t, ms, idx, n);
+	wb_key_info(t);
+	if (!t->keys_exact)
+		check_member_rows(t, ms, idx, n);
 }
 
 void

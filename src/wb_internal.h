@@ -62,6 +62,10 @@ typedef struct WbTable
 	char	  **colbase;		/* column types, the same way */
 	bool	   *writable;		/* false: generated or GENERATED ALWAYS
 								 * identity */
+	bool		keyinfo_set;	/* the two below are known (wb_key_info) */
+	bool		keys_exact;		/* equal keys always have equal text */
+	bool		key_any_ok;		/* first key: "= ANY (text[]::type[])" */
+	char		scan_cursor[24];	/* the dirty set's SSCAN cursor (drain.c) */
 } WbTable;
 
 typedef struct Member
@@ -97,11 +101,14 @@ extern List *wb_tables_cached(void);
 extern bool wb_parse_int64(const char *s, int64 *out);
 extern bool wb_split_member(WbTable *t, Member *m);
 extern void wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n);
+extern void wb_key_info(WbTable *t);
 extern void wb_json_append_pair(StringInfo buf, bool *first, const char *k, const char *v);
 extern void wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown);
 extern char *wb_raw_json(WbTable *t, RedisValue *v);
 
 /* wb_apply.c */
+extern int	wb_execute_by_index(const char *sql, int nargs, Oid *types, Datum *args,
+								bool read_only);
 extern void wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment);
 extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
 
@@ -110,6 +117,7 @@ extern void wb_correct_counters(WbTable *t, Member *ms, int nm);
 
 /* drain.c */
 extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
+extern void wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total);
 extern bool wb_drain_timeout_expired(void);
 extern void wb_drain_timeout_disarm(void);
 
