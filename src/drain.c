@@ -19,8 +19,8 @@
  *	   Members left in the processing set by a crash are claimed first
  *	   (recovery, one batch at a time), so a crash between claim and
  *	   acknowledgement loses nothing.  Otherwise these Redis steps of the
- *	   neighbouring batches overlap a batch's apply (wb_drain_overlapped,
- *	   "The overlapped drain" at the end of this file).
+ *	   neighbouring batches overlap a batch's apply (wb_drain_overlapped in
+ *	   wb_overlap.c).
  *	2. apply: one set-based statement per set of fields present (usually one
  *	   per batch): UPDATE ... FROM unnest(...) of the rows that exist, in the
  *	   present columns only, and INSERT ... ON CONFLICT of the others (column
@@ -117,8 +117,8 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_members",
  * The members of claim reply i of p ({members, cursor}); the cursor is
  * kept for the table's next claim.  ERROR on an error reply.
  */
-static RedisValue *
-claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
+RedisValue *
+wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 {
 	RedisValue *r;
 
@@ -172,8 +172,8 @@ wb_drain_timeout_disarm(void)
  * applied now and again next round (values are absolute state; counters
  * are corrected from the value read).
  */
-static int
-append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
+int
+wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
 {
 	int			first = redis_pipeline_length(p);
 	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
@@ -201,8 +201,8 @@ append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
  * reply shape: member, state, seeded, value.  The values stay in p's
  * memory.
  */
-static RedisValue *
-reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first)
+RedisValue *
+wb_reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first)
 {
 	RedisValue *out = palloc0(sizeof(RedisValue));
 	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
@@ -246,32 +246,10 @@ reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first)
 	return out;
 }
 
-/* one batch: the claimed members, sorted by what the apply step does with them */
-typedef struct Batch
-{
-	WbTable    *t;
-	RedisPipeline *claim;		/* the claimed members live in its memory */
-	RedisPipeline *reads;		/* their values live in its memory */
-	int			nm;
-	Member	   *ms;
-	int		   *abs_idx;		/* absolute values */
-	int		   *inc_idx;		/* counters of unseeded keys: increments */
-	int		   *del_idx;		/* keys Redis no longer has (on_missing
-								 * delete) */
-	int			nabs;
-	int			ninc;
-	int			ndel;
-	int64		unknown;		/* hash fields that name no column */
-	int64		applied;		/* rows written */
-	/* the overlapped drain (wb_drain_overlapped) */
-	MemoryContext cxt;			/* everything of the batch */
-	RedisValue *members;		/* the claim's reply, copied */
-	TimestampTz started;		/* claimed at */
-} Batch;
 
 /* queue the claim of up to batch_size members (recover: of crash leftovers) */
-static void
-append_claim(RedisPipeline *p, WbTable *t, bool recover)
+void
+wb_append_claim(RedisPipeline *p, WbTable *t, bool recover)
 {
 	const char *argv[5];
 	char		batch[16];
@@ -297,14 +275,14 @@ claim(Batch *b, bool recover)
 	int			first;
 
 	b->claim = redis_pipeline_create();
-	append_claim(b->claim, b->t, recover);
+	wb_append_claim(b->claim, b->t, recover);
 	redis_pipeline_exec(b->claim);
-	members = claim_reply_members(b->t, b->claim, 0, recover);
+	members = wb_claim_reply_members(b->t, b->claim, 0, recover);
 	b->reads = redis_pipeline_create();
-	first = append_reads(b->reads, b->t, members);
+	first = wb_append_reads(b->reads, b->t, members);
 	if (redis_pipeline_length(b->reads) > 0)
 		redis_pipeline_exec(b->reads);
-	return reads_result(b->t, members, b->reads, first);
+	return wb_reads_result(b->t, members, b->reads, first);
 }
 
 /*
@@ -338,8 +316,8 @@ read_increments(WbTable *t, Member *m)
 }
 
 /* decode claimed member i (r: the claim's reply) and sort it into b's lists */
-static void
-sort_member(Batch *b, RedisValue *r, int i)
+void
+wb_sort_member(Batch *b, RedisValue *r, int i)
 {
 	WbTable    *t = b->t;
 	Member	   *m = &b->ms[i];
@@ -490,8 +468,8 @@ forget_dead_letters(Batch *b)
  * unseeded counters in Redis while the row locks are held, commit; in one
  * transaction, cancelled after redis_sync.drain_timeout.
  */
-static void
-apply_batch(Batch *b, TimestampTz started)
+void
+wb_apply_batch(Batch *b, TimestampTz started)
 {
 	WbTable    *t = b->t;
 
@@ -558,263 +536,17 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	b.inc_idx = palloc(sizeof(int) * b.nm);
 	b.del_idx = palloc(sizeof(int) * b.nm);
 	for (int i = 0; i < b.nm; i++)
-		sort_member(&b, r, i);
+		wb_sort_member(&b, r, i);
 	rs_stats_add(t->relid, RS_C_CLAIMED, b.nm);
 	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, b.unknown);
 
-	apply_batch(&b, started);
+	wb_apply_batch(&b, started);
 	*applied = b.applied;
 	acknowledge(&b);
 	if (b.reads)
 		redis_pipeline_free(b.reads);
 	redis_pipeline_free(b.claim);
 	return b.nm;
-}
-
-/* ----------------------------------------------------------------
- * The overlapped drain
- *
- * Redis and PostgreSQL work at the same time: while batch A is applied
- * and committed, Redis already acknowledges the batch before it (X),
- * reads the values of the next one (B) and claims the one after (C), all
- * in one pipeline sent before A's transaction begins and read after it
- * commits (redis_pipeline_send/receive).  A member can be in several
- * batches at once (made dirty again and claimed again before the first
- * batch was acknowledged); the processing set holds it once, so X's
- * acknowledgement leaves out every member that A or B (the batches
- * claimed and not yet acknowledged) also hold: the last batch holding a
- * member removes it.  The acknowledgement runs in Redis before C's claim
- * (same pipeline, in order), so C's claim of a member X held moves it
- * back into the processing set after X's SREM.  If anything fails
- * (the apply, Redis, the worker), the members of X, A, B and C are all
- * still in the processing set and are recovered, as after a crash.
- * ---------------------------------------------------------------- */
-
-static Batch *
-batch_new(WbTable *t, MemoryContext parent)
-{
-	MemoryContext cxt = AllocSetContextCreate(parent, "redis_sync write-behind batch",
-											  ALLOCSET_DEFAULT_SIZES);
-	Batch	   *b = MemoryContextAllocZero(cxt, sizeof(Batch));
-
-	b->cxt = cxt;
-	b->t = t;
-	b->started = GetCurrentTimestamp();
-	return b;
-}
-
-/* b's members: a copy of the claim's reply i of p (p may go first) */
-static void
-batch_set_members(Batch *b, RedisPipeline *p, int i)
-{
-	RedisValue *r;
-	MemoryContext old;
-	int			n;
-
-	r = claim_reply_members(b->t, p, i, false);
-	n = r->type == RV_ARRAY ? r->nelem : 0;
-	old = MemoryContextSwitchTo(b->cxt);
-	b->members = palloc0(sizeof(RedisValue));
-	b->members->type = RV_ARRAY;
-	b->members->nelem = n;
-	b->members->elems = palloc0(sizeof(RedisValue) * Max(n, 1));
-	for (int k = 0; k < n; k++)
-	{
-		RedisValue *m = &b->members->elems[k];
-
-		m->type = RV_STRING;
-		m->len = r->elems[k].len;
-		m->str = palloc(m->len + 1);
-		memcpy(m->str, r->elems[k].str, m->len);
-		m->str[m->len] = '\0';
-	}
-	b->nm = n;
-	MemoryContextSwitchTo(old);
-}
-
-/* decode b from its values (the reads from reply first of p, which lives in b's memory) */
-static void
-batch_decode(Batch *b, RedisPipeline *p, int first)
-{
-	MemoryContext old = MemoryContextSwitchTo(b->cxt);
-	RedisValue *r = reads_result(b->t, b->members, p, first);
-
-	b->ms = palloc0(sizeof(Member) * Max(b->nm, 1));
-	b->abs_idx = palloc(sizeof(int) * Max(b->nm, 1));
-	b->inc_idx = palloc(sizeof(int) * Max(b->nm, 1));
-	b->del_idx = palloc(sizeof(int) * Max(b->nm, 1));
-	for (int i = 0; i < b->nm; i++)
-		sort_member(b, r, i);
-	rs_stats_add(b->t->relid, RS_C_CLAIMED, b->nm);
-	rs_stats_add(b->t->relid, RS_C_UNKNOWN_FIELDS, b->unknown);
-	MemoryContextSwitchTo(old);
-}
-
-static int
-member_cmp(const void *a, const void *b)
-{
-	const RedisValue *x = *(RedisValue *const *) a;
-	const RedisValue *y = *(RedisValue *const *) b;
-	int			c = memcmp(x->str, y->str, Min(x->len, y->len));
-
-	if (c != 0)
-		return c;
-	return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
-}
-
-/*
- * Queue x's acknowledgement on p: SREM of its members from the processing
- * set, but for those batches a and b (claimed, not acknowledged; either
- * may be NULL) also hold.
- */
-static void
-append_ack(RedisPipeline *p, Batch *x, Batch *a, Batch *b)
-{
-	int			nh = (a ? a->nm : 0) + (b ? b->nm : 0);
-	RedisValue **held = palloc(sizeof(RedisValue *) * Max(nh, 1));
-	const char **argv = palloc(sizeof(char *) * (x->nm + 2));
-	size_t	   *argvlen = palloc(sizeof(size_t) * (x->nm + 2));
-	int			k = 0,
-				n = 2;
-
-	for (int i = 0; a && i < a->nm; i++)
-		held[k++] = &a->members->elems[i];
-	for (int i = 0; b && i < b->nm; i++)
-		held[k++] = &b->members->elems[i];
-	if (nh > 1)
-		qsort(held, nh, sizeof(RedisValue *), member_cmp);
-	argv[0] = "SREM";
-	argvlen[0] = 4;
-	argv[1] = x->t->processing;
-	argvlen[1] = strlen(x->t->processing);
-	for (int i = 0; i < x->nm; i++)
-	{
-		RedisValue *m = &x->members->elems[i];
-
-		if (nh > 0 && bsearch(&m, held, nh, sizeof(RedisValue *), member_cmp) != NULL)
-			continue;
-		argv[n] = m->str;
-		argvlen[n++] = m->len;
-	}
-	if (n > 2)
-		redis_pipeline_append(p, n, argv, argvlen);
-	pfree(held);
-	pfree(argv);
-	pfree(argvlen);
-}
-
-/*
- * Drain the dirty set of t, batch after batch, until a short batch or the
- * deadline (then the batches already claimed are still applied), with
- * Redis's work for the batches around each one overlapped with its apply
- * (see above).  Adds the rows applied to *total as it goes.
- */
-void
-wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
-{
-	MemoryContext outer = CurrentMemoryContext;
-	Batch	   *x = NULL,
-			   *a,
-			   *b = NULL;
-	RedisPipeline *p;
-	bool		claiming;
-	int			first,
-				claim_at = 0;
-
-	/* the first batch: its claim, then its reads with the next claim */
-	a = batch_new(t, outer);
-	MemoryContextSwitchTo(a->cxt);
-	p = redis_pipeline_create();
-	append_claim(p, t, false);
-	redis_pipeline_exec(p);
-	batch_set_members(a, p, 0);
-	redis_pipeline_free(p);
-	if (a->nm == 0)
-	{
-		MemoryContextSwitchTo(outer);
-		MemoryContextDelete(a->cxt);
-		return;
-	}
-	claiming = a->nm >= t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline);
-	p = redis_pipeline_create();
-	first = append_reads(p, t, a->members);
-	if (claiming)
-	{
-		b = batch_new(t, outer);
-		claim_at = redis_pipeline_length(p);
-		append_claim(p, t, false);
-	}
-	redis_pipeline_exec(p);
-	MemoryContextSwitchTo(outer);
-	batch_decode(a, p, first);
-	if (b)
-	{
-		batch_set_members(b, p, claim_at);
-		claiming = b->nm >= t->batch;
-	}
-
-	while (a != NULL)
-	{
-		Batch	   *c = NULL;
-
-		if (b && b->nm == 0)
-		{
-			MemoryContextDelete(b->cxt);
-			b = NULL;
-		}
-
-		/*
-		 * one pipeline: ack X, read B, claim C; sent now, read after A
-		 * commits
-		 */
-		MemoryContextSwitchTo(b ? b->cxt : outer);
-		p = redis_pipeline_create();
-		MemoryContextSwitchTo(outer);
-		if (x)
-			append_ack(p, x, a, b);
-		if (b)
-			first = append_reads(p, t, b->members);
-		if (b && claiming && (deadline == 0 || GetCurrentTimestamp() < deadline))
-		{
-			c = batch_new(t, outer);
-			claim_at = redis_pipeline_length(p);
-			append_claim(p, t, false);
-		}
-		redis_pipeline_send(p);
-		if (x)
-		{
-			MemoryContextDelete(x->cxt);
-			x = NULL;
-		}
-
-		MemoryContextSwitchTo(a->cxt);
-		apply_batch(a, a->started);
-		MemoryContextSwitchTo(outer);
-		*total += a->applied;
-
-		redis_pipeline_receive(p);
-		if (b)
-			batch_decode(b, p, first);
-		else
-			redis_pipeline_free(p);
-		if (c)
-		{
-			batch_set_members(c, p, claim_at);
-			claiming = c->nm >= t->batch;
-		}
-		x = a;
-		a = b;
-		b = c;
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	/* the last batch's acknowledgement */
-	p = redis_pipeline_create();
-	append_ack(p, x, NULL, NULL);
-	if (redis_pipeline_length(p) > 0)
-		redis_pipeline_exec(p);
-	redis_pipeline_free(p);
-	MemoryContextDelete(x->cxt);
 }
 
 /* ----------------------------------------------------------------

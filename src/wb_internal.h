@@ -115,10 +115,41 @@ extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
 /* wb_counters.c */
 extern void wb_correct_counters(WbTable *t, Member *ms, int nm);
 
-/* drain.c */
+/* one batch: the claimed members, sorted by what the apply step does with them */
+typedef struct Batch
+{
+	WbTable    *t;
+	RedisPipeline *claim;		/* the claimed members live in its memory */
+	RedisPipeline *reads;		/* their values live in its memory */
+	int			nm;
+	Member	   *ms;
+	int		   *abs_idx;		/* absolute values */
+	int		   *inc_idx;		/* counters of unseeded keys: increments */
+	int		   *del_idx;		/* keys Redis no longer has (on_missing
+								 * delete) */
+	int			nabs;
+	int			ninc;
+	int			ndel;
+	int64		unknown;		/* hash fields that name no column */
+	int64		applied;		/* rows written */
+	/* the overlapped drain (wb_drain_overlapped) */
+	MemoryContext cxt;			/* everything of the batch */
+	RedisValue *members;		/* the claim's reply, copied */
+	TimestampTz started;		/* claimed at */
+} Batch;
+
+/* drain.c: one batch's steps, and the sequential drain of one batch */
+extern void wb_append_claim(RedisPipeline *p, WbTable *t, bool recover);
+extern RedisValue *wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover);
+extern int	wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members);
+extern RedisValue *wb_reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first);
+extern void wb_sort_member(Batch *b, RedisValue *r, int i);
+extern void wb_apply_batch(Batch *b, TimestampTz started);
 extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
-extern void wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total);
 extern bool wb_drain_timeout_expired(void);
 extern void wb_drain_timeout_disarm(void);
+
+/* wb_overlap.c */
+extern void wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total);
 
 #endif							/* RS_WB_INTERNAL_H */

@@ -1,0 +1,283 @@
+/*-------------------------------------------------------------------------
+ *
+ * wb_overlap.c
+ *		The overlapped write-behind drain: batches of one table flow through
+ *		claim, read, apply and acknowledge with Redis and PostgreSQL working
+ *		at the same time (the steps of one batch are drain.c's).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "wb_internal.h"
+
+/* ----------------------------------------------------------------
+ * The overlapped drain
+ *
+ * Redis and PostgreSQL work at the same time: while batch A is applied
+ * and committed, Redis already acknowledges the batch before it (X),
+ * reads the values of the next one (B) and claims the one after (C), all
+ * in one pipeline sent before A's transaction begins and read after it
+ * commits (redis_pipeline_send/receive).  A member can be in several
+ * batches at once (made dirty again and claimed again before the first
+ * batch was acknowledged); the processing set holds it once, so X's
+ * acknowledgement leaves out every member that A or B (the batches
+ * claimed and not yet acknowledged) also hold: the last batch holding a
+ * member removes it.  The acknowledgement runs in Redis before C's claim
+ * (same pipeline, in order), so C's claim of a member X held moves it
+ * back into the processing set after X's SREM.  If anything fails
+ * (the apply, Redis, the worker), the members of X, A, B and C are all
+ * still in the processing set and are recovered, as after a crash.
+ * ---------------------------------------------------------------- */
+
+static Batch *
+batch_new(WbTable *t, MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "redis_sync write-behind batch",
+											  ALLOCSET_DEFAULT_SIZES);
+	Batch	   *b = MemoryContextAllocZero(cxt, sizeof(Batch));
+
+	b->cxt = cxt;
+	b->t = t;
+	b->started = GetCurrentTimestamp();
+	return b;
+}
+
+/* b's members: a copy of the claim's reply i of p (p may go first) */
+static void
+batch_set_members(Batch *b, RedisPipeline *p, int i)
+{
+	RedisValue *r;
+	MemoryContext old;
+	int			n;
+
+	r = wb_claim_reply_members(b->t, p, i, false);
+	n = r->type == RV_ARRAY ? r->nelem : 0;
+	old = MemoryContextSwitchTo(b->cxt);
+	b->members = palloc0(sizeof(RedisValue));
+	b->members->type = RV_ARRAY;
+	b->members->nelem = n;
+	b->members->elems = palloc0(sizeof(RedisValue) * Max(n, 1));
+	for (int k = 0; k < n; k++)
+	{
+		RedisValue *m = &b->members->elems[k];
+
+		m->type = RV_STRING;
+		m->len = r->elems[k].len;
+		m->str = palloc(m->len + 1);
+		memcpy(m->str, r->elems[k].str, m->len);
+		m->str[m->len] = '\0';
+	}
+	b->nm = n;
+	MemoryContextSwitchTo(old);
+}
+
+/* decode b from its values (the reads from reply first of p, which lives in b's memory) */
+static void
+batch_decode(Batch *b, RedisPipeline *p, int first)
+{
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	RedisValue *r = wb_reads_result(b->t, b->members, p, first);
+
+	b->ms = palloc0(sizeof(Member) * Max(b->nm, 1));
+	b->abs_idx = palloc(sizeof(int) * Max(b->nm, 1));
+	b->inc_idx = palloc(sizeof(int) * Max(b->nm, 1));
+	b->del_idx = palloc(sizeof(int) * Max(b->nm, 1));
+	for (int i = 0; i < b->nm; i++)
+		wb_sort_member(b, r, i);
+	rs_stats_add(b->t->relid, RS_C_CLAIMED, b->nm);
+	rs_stats_add(b->t->relid, RS_C_UNKNOWN_FIELDS, b->unknown);
+	MemoryContextSwitchTo(old);
+}
+
+static int
+member_cmp(const void *a, const void *b)
+{
+	const RedisValue *x = *(RedisValue *const *) a;
+	const RedisValue *y = *(RedisValue *const *) b;
+	int			c = memcmp(x->str, y->str, Min(x->len, y->len));
+
+	if (c != 0)
+		return c;
+	return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+/*
+ * Queue x's acknowledgement on p: SREM of its members from the processing
+ * set, but for those batches a and b (claimed, not acknowledged; either
+ * may be NULL) also hold.
+ */
+static void
+append_ack(RedisPipeline *p, Batch *x, Batch *a, Batch *b)
+{
+	int			nh = (a ? a->nm : 0) + (b ? b->nm : 0);
+	RedisValue **held = palloc(sizeof(RedisValue *) * Max(nh, 1));
+	const char **argv = palloc(sizeof(char *) * (x->nm + 2));
+	size_t	   *argvlen = palloc(sizeof(size_t) * (x->nm + 2));
+	int			k = 0,
+				n = 2;
+
+	for (int i = 0; a && i < a->nm; i++)
+		held[k++] = &a->members->elems[i];
+	for (int i = 0; b && i < b->nm; i++)
+		held[k++] = &b->members->elems[i];
+	if (nh > 1)
+		qsort(held, nh, sizeof(RedisValue *), member_cmp);
+	argv[0] = "SREM";
+	argvlen[0] = 4;
+	argv[1] = x->t->processing;
+	argvlen[1] = strlen(x->t->processing);
+	for (int i = 0; i < x->nm; i++)
+	{
+		RedisValue *m = &x->members->elems[i];
+
+		if (nh > 0 && bsearch(&m, held, nh, sizeof(RedisValue *), member_cmp) != NULL)
+			continue;
+		argv[n] = m->str;
+		argvlen[n++] = m->len;
+	}
+	if (n > 2)
+		redis_pipeline_append(p, n, argv, argvlen);
+	pfree(held);
+	pfree(argv);
+	pfree(argvlen);
+}
+
+/*
+ * The first batch: its claim, then its reads together with the next
+ * batch's claim (*bp, when the first was full).  NULL: nothing to drain.
+ */
+static Batch *
+overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
+			  bool *claiming)
+{
+	Batch	   *a,
+			   *b = NULL;
+	RedisPipeline *p;
+	int			first,
+				claim_at = 0;
+
+	/* the first batch: its claim, then its reads with the next claim */
+	a = batch_new(t, outer);
+	MemoryContextSwitchTo(a->cxt);
+	p = redis_pipeline_create();
+	wb_append_claim(p, t, false);
+	redis_pipeline_exec(p);
+	batch_set_members(a, p, 0);
+	redis_pipeline_free(p);
+	if (a->nm == 0)
+	{
+		MemoryContextSwitchTo(outer);
+		MemoryContextDelete(a->cxt);
+		return NULL;
+	}
+	*claiming = a->nm >= t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline);
+	p = redis_pipeline_create();
+	first = wb_append_reads(p, t, a->members);
+	if (*claiming)
+	{
+		b = batch_new(t, outer);
+		claim_at = redis_pipeline_length(p);
+		wb_append_claim(p, t, false);
+	}
+	redis_pipeline_exec(p);
+	MemoryContextSwitchTo(outer);
+	batch_decode(a, p, first);
+	if (b)
+	{
+		batch_set_members(b, p, claim_at);
+		*claiming = b->nm >= t->batch;
+	}
+	*bp = b;
+	return a;
+}
+
+/*
+ * Drain the dirty set of t, batch after batch, until a short batch or the
+ * deadline (then the batches already claimed are still applied), with
+ * Redis's work for the batches around each one overlapped with its apply
+ * (see above).  Adds the rows applied to *total as it goes.
+ */
+void
+wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	Batch	   *x = NULL,
+			   *a,
+			   *b = NULL;
+	RedisPipeline *p;
+	bool		claiming;
+	int			first = 0,
+				claim_at = 0;
+
+	a = overlap_first(t, deadline, outer, &b, &claiming);
+	if (a == NULL)
+		return;
+
+	while (a != NULL)
+	{
+		Batch	   *c = NULL;
+
+		if (b && b->nm == 0)
+		{
+			MemoryContextDelete(b->cxt);
+			b = NULL;
+		}
+
+		/*
+		 * one pipeline: ack X, read B, claim C; sent now, read after A
+		 * commits
+		 */
+		MemoryContextSwitchTo(b ? b->cxt : outer);
+		p = redis_pipeline_create();
+		MemoryContextSwitchTo(outer);
+		if (x)
+			append_ack(p, x, a, b);
+		if (b)
+			first = wb_append_reads(p, t, b->members);
+		if (b && claiming && (deadline == 0 || GetCurrentTimestamp() < deadline))
+		{
+			c = batch_new(t, outer);
+			claim_at = redis_pipeline_length(p);
+			wb_append_claim(p, t, false);
+		}
+		redis_pipeline_send(p);
+		if (x)
+		{
+			MemoryContextDelete(x->cxt);
+			x = NULL;
+		}
+
+		MemoryContextSwitchTo(a->cxt);
+		wb_apply_batch(a, a->started);
+		MemoryContextSwitchTo(outer);
+		*total += a->applied;
+
+		redis_pipeline_receive(p);
+		if (b)
+			batch_decode(b, p, first);
+		else
+			redis_pipeline_free(p);
+		if (c)
+		{
+			batch_set_members(c, p, claim_at);
+			claiming = c->nm >= t->batch;
+		}
+		x = a;
+		a = b;
+		b = c;
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/* the last batch's acknowledgement */
+	p = redis_pipeline_create();
+	append_ack(p, x, NULL, NULL);
+	if (redis_pipeline_length(p) > 0)
+		redis_pipeline_exec(p);
+	redis_pipeline_free(p);
+	MemoryContextDelete(x->cxt);
+}
