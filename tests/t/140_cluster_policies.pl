@@ -16,6 +16,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Cluster;
+use RedisSync::ClusterLoad;
 use RedisSync::WB;
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -31,18 +32,7 @@ my $node = RedisSync::Test::new_node('cluster', redis_url => $c->url,
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
-sub poll_until
-{
-	my ($what, $cond, $timeout) = @_;
-	my $deadline = time + ($timeout // 60);
-	while (time < $deadline)
-	{
-		return 1 if $cond->();
-		sleep 0.1;
-	}
-	fail("timed out waiting for $what");
-	return 0;
-}
+sub poll_until { return RedisSync::ClusterLoad::poll_until(@_); }
 
 # keys of a prefix per master (DBSIZE would count companions too)
 sub keys_per_master
