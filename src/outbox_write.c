@@ -71,35 +71,66 @@ rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
 	MemoryContextDelete(slice_cxt);
 }
 
+/*
+ * The outbox columns of a change: its Redis key, op ('T': a purge of the
+ * prefix in key) and payload; false when the payload is NULL.
+ */
+static bool
+change_columns(Change *c, Datum *key, Datum *op, Datum *payload)
+{
+	RowImage	after;
+	char	   *json;
+
+	*key = CStringGetTextDatum(c->key);
+	*payload = (Datum) 0;
+	if (c->kind == RS_CHANGE_PURGE)
+	{
+		*op = CharGetDatum('T');
+		return false;
+	}
+	rs_change_after(c, &after);
+	*op = CharGetDatum(after.op);
+	json = rs_image_to_json(&after);
+	if (json == NULL)
+		return false;
+	*payload = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	return true;
+}
+
+/* run one of the outbox INSERTs (7 parameters), prepared once per backend */
+static void
+execute_insert(SPIPlanPtr *plan, const char *sql, Oid *types, Datum *args, const char *nulls)
+{
+	int			ret;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, 7, types);
+
+		if (p == NULL)
+			elog(ERROR, "redis_sync: could not prepare outbox insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	ret = SPI_execute_plan(*plan, args, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
+			 SPI_result_code_string(ret));
+}
+
 /* the common case (one row per commit): a plain INSERT ... VALUES */
 static void
 write_one(Change *c, const char *version, int64 seq)
 {
 	Datum		args[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	char	   *json = NULL;
+	Oid			types[7] = {OIDOID, TEXTOID, CHAROID, JSONBOID, INT8OID, TEXTOID, INT8OID};
 	RsAsOwner	saved_ao;
 	bool		snap;
-	int			ret;
 
 	args[0] = ObjectIdGetDatum(c->root_relid);
-	if (c->kind == RS_CHANGE_PURGE)
-	{
-		args[1] = CStringGetTextDatum(c->key);
-		args[2] = CharGetDatum('T');
-	}
-	else
-	{
-		RowImage	after;
-
-		rs_change_after(c, &after);
-		args[1] = CStringGetTextDatum(c->key);
-		args[2] = CharGetDatum(after.op);
-		json = rs_image_to_json(&after);
-	}
-	if (json)
-		args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	else
+	if (!change_columns(c, &args[1], &args[2], &args[3]))
 		nulls[3] = 'n';
 	args[4] = Int64GetDatum(c->ttl_ms);
 	args[5] = CStringGetTextDatum(version);
@@ -107,24 +138,11 @@ write_one(Change *c, const char *version, int64 seq)
 
 	become_owner(&saved_ao);
 	spi_begin(&snap);
-	if (insert_one_plan == NULL)
-	{
-		Oid			types[7] = {OIDOID, TEXTOID, CHAROID, JSONBOID, INT8OID, TEXTOID, INT8OID};
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO redis_sync.outbox "
-									   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
-									   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-									   7, types);
-
-		if (plan == NULL)
-			elog(ERROR, "redis_sync: could not prepare outbox insert: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_one_plan = plan;
-	}
-	ret = SPI_execute_plan(insert_one_plan, args, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
-			 SPI_result_code_string(ret));
+	execute_insert(&insert_one_plan,
+				   "INSERT INTO redis_sync.outbox "
+				   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+				   types, args, nulls);
 	spi_end(snap);
 	rs_as_owner_leave(&saved_ao);
 }
@@ -143,7 +161,8 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	Datum		args[7];
 	RsAsOwner	saved_ao;
 	bool		snap;
-	int			ret;
+	Oid			types[7] = {OIDARRAYOID, TEXTARRAYOID, 1002 /* char[] */ , 3807 /* jsonb[] */ ,
+	INT8ARRAYOID, TEXTOID, INT8OID};
 
 	if (n == 0)
 		return;
@@ -161,25 +180,9 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	for (int i = 0; i < n; i++)
 	{
 		Change	   *c = changes[i];
-		char	   *json = NULL;
 
 		relids[i] = ObjectIdGetDatum(c->root_relid);
-		if (c->kind == RS_CHANGE_PURGE)
-		{
-			keys[i] = CStringGetTextDatum(c->key);
-			ops[i] = CharGetDatum('T');
-		}
-		else
-		{
-			RowImage	after;
-
-			rs_change_after(c, &after);
-			keys[i] = CStringGetTextDatum(c->key);
-			ops[i] = CharGetDatum(after.op);
-			json = rs_image_to_json(&after);
-		}
-		pnulls[i] = json == NULL;
-		payloads[i] = json ? DirectFunctionCall1(jsonb_in, CStringGetDatum(json)) : (Datum) 0;
+		pnulls[i] = !change_columns(c, &keys[i], &ops[i], &payloads[i]);
 		ttls[i] = Int64GetDatum(c->ttl_ms);
 	}
 	dims[0] = n;
@@ -193,26 +196,12 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 
 	become_owner(&saved_ao);
 	spi_begin(&snap);
-	if (insert_plan == NULL)
-	{
-		Oid			types[7] = {OIDARRAYOID, TEXTARRAYOID, 1002 /* char[] */ , 3807 /* jsonb[] */ ,
-		INT8ARRAYOID, TEXTOID, INT8OID};
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO redis_sync.outbox "
-									   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
-									   "SELECT u.r, u.k, u.o, u.p, u.t, $6, $7 "
-									   "  FROM unnest($1, $2, $3, $4, $5) AS u(r, k, o, p, t)",
-									   7, types);
-
-		if (plan == NULL)
-			elog(ERROR, "redis_sync: could not prepare outbox insert: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
-	}
-	ret = SPI_execute_plan(insert_plan, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "redis_sync: could not write to redis_sync.outbox: %s",
-			 SPI_result_code_string(ret));
+	execute_insert(&insert_plan,
+				   "INSERT INTO redis_sync.outbox "
+				   "(relid, redis_key, op, payload, ttl_ms, version, seq) "
+				   "SELECT u.r, u.k, u.o, u.p, u.t, $6, $7 "
+				   "  FROM unnest($1, $2, $3, $4, $5) AS u(r, k, o, p, t)",
+				   types, args, NULL);
 	spi_end(snap);
 	rs_as_owner_leave(&saved_ao);
 }
