@@ -1332,5 +1332,55 @@ MD
 	close $md;
 	say_("wrote bench/RESULTS.md");
 }
+# BENCH_MERGE=1 with BENCH_ONLY (full mode): the rows of this partial run
+# replace the rows of the same name in RESULTS.md (new rows go after the
+# last row of their section), and a "Partial re-runs" note says which rows,
+# when, at which commit and with which command
+if (!$QUICK && %ONLY && $ENV{BENCH_MERGE} && -f "$REPO/bench/RESULTS.md")
+{
+	open(my $in, '<', "$REPO/bench/RESULTS.md") or die "RESULTS.md: $!";
+	my @md = <$in>;
+	close $in;
+	my $cell = sub { my ($l) = @_; $l =~ /^\|\s*(.*?)\s*\|/ ? $1 : undef };
+	my @new = grep { /^\| / } split /^/, $table;
+	shift @new;					# the header
+	my @names;
+	for my $row (@new)
+	{
+		my $name = $cell->($row);
+		push @names, $name;
+		my ($at) = grep { ($cell->($md[$_]) // '') eq $name } 0 .. $#md;
+		if (defined $at) { $md[$at] = $row; next }
+		my ($sec) = $name =~ /^(\d+[a-z]?\.)/;
+		my @same = grep { my $c = $cell->($md[$_]) // ''; defined $sec && index($c, $sec) == 0 } 0 .. $#md;
+		my @rows = grep { $md[$_] =~ /^\| / } 0 .. $#md;
+		my $after = @same ? $same[-1] : $rows[-1];
+		splice @md, $after + 1, 0, $row;
+	}
+	# their notes replace the old ones (notes are one line each)
+	for my $r (grep { $_->{note} } @ROWS)
+	{
+		my $line = "- $r->{bench}: $r->{note}\n";
+		my ($at) = grep { index($md[$_], "- $r->{bench}: ") == 0 } 0 .. $#md;
+		if (defined $at)
+		{
+			my $n = 1;
+			$n++ while $at + $n <= $#md && $md[$at + $n] =~ /^  \S/;	# its continuation lines
+			splice @md, $at, $n, $line;
+			next;
+		}
+		my ($notes) = grep { $md[$_] eq "## Notes\n" } 0 .. $#md;
+		splice @md, $notes + 2, 0, $line if defined $notes;
+	}
+	my $text = join('', @md);
+	my $note = "- $date, commit $commit$dirty: `BENCH_ONLY=" . join(',', sort keys %ONLY) . " BENCH_MERGE=1 $ENV{BENCH_CMD}` re-ran "
+	  . join(', ', sort keys %ONLY) . ' (rows of the table above: ' . scalar(@names) . ").\n";
+	$text =~ s/\n## Partial re-runs\n\n/\n## Partial re-runs\n\n$note/
+	  or $text =~ s/\n## Scale curve\n/\n## Partial re-runs\n\nRows replaced in the table above after its full run (each row says its own figure; the\nrest of the table is from the full run).\n\n$note\n## Scale curve\n/;
+	open(my $out, '>', "$REPO/bench/RESULTS.md") or die "RESULTS.md: $!";
+	print $out $text;
+	close $out;
+	say_('merged ' . scalar(@names) . ' rows into bench/RESULTS.md');
+}
 exit(@PROBLEMS ? 1 : 0);
 

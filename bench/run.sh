@@ -11,7 +11,9 @@
 # (`make install`); set BENCH_BUILD=1 to build and install it first via
 # tests/deps.sh.  BENCH_KEEP=1 leaves the sandbox running afterwards.
 # BENCH_ONLY=single,tpcb,bulk,memory,naive,lag,outage,idle,drain,wblag,scale,warm
-# runs a subset (development aid; RESULTS.md is then not rewritten).
+# runs a subset (development aid; RESULTS.md is then not rewritten, unless
+# BENCH_MERGE=1 without --quick: then the rows of those sections replace theirs
+# in bench/RESULTS.md, and its "Partial re-runs" note lists the run).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
