@@ -53,6 +53,20 @@ SELECT rs_error($$SELECT redis_sync.command('BLPOP', 'rs:cmd:empty-list', '5')$$
 RESET redis_sync.command_timeout;
 SELECT redis_sync.command('PING');
 
+-- reply_spin: polling for a reply first neither loses replies (0: sleep at
+-- once; 1000: the longest poll) nor outlasts command_timeout
+SET redis_sync.reply_spin = 0;
+SELECT redis_sync.command('ECHO', 'slept');
+SET redis_sync.reply_spin = 1000;
+SELECT redis_sync.command('ECHO', 'polled');
+SET redis_sync.command_timeout = '200ms';
+SELECT rs_error($$SELECT redis_sync.command('BLPOP', 'rs:cmd:empty-list', '5')$$);
+RESET redis_sync.command_timeout;
+SET redis_sync.reply_spin = 1001;
+SET redis_sync.reply_spin = -1;
+RESET redis_sync.reply_spin;
+SHOW redis_sync.reply_spin;
+
 -- GUCs: units and bounds
 SET redis_sync.connect_timeout = '2s';
 SHOW redis_sync.connect_timeout;

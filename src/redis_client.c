@@ -55,6 +55,7 @@ char	   *rs_redis_url = NULL;
 char	   *rs_password_file = NULL;
 int			rs_connect_timeout_ms = 1000;
 int			rs_command_timeout_ms = 1000;
+int			rs_reply_spin_us = 50;
 
 /*
  * The pipeline sent by redis_pipeline_send() whose replies are still on
@@ -751,6 +752,15 @@ redis_client_init(void)
 							1000, 1, INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("redis_sync.reply_spin",
+							"Microseconds to poll for a reply before sleeping on the socket.",
+							NULL,
+							&rs_reply_spin_us,
+							50, 0, 1000,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 }
 

@@ -46,9 +46,11 @@
 #include "postgres.h"
 
 #include <poll.h>
+#include <sched.h>
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -211,6 +213,38 @@ wait_socket(RedisConn *c, int events, TimestampTz deadline)
 		}
 		if (ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
 			return ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE);
+	}
+}
+
+/*
+ * Poll the socket for readability for up to rs_reply_spin_us before the
+ * caller sleeps on it: a reply from a Redis on the same machine usually
+ * comes within tens of microseconds, and going to sleep and being woken
+ * costs the backend more than that (issue 18).  True when readable.
+ */
+static bool
+spin_readable(int fd)
+{
+	struct pollfd pfd;
+	instr_time	start,
+				now;
+
+	if (rs_reply_spin_us <= 0)
+		return false;
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
+	{
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 0) != 0)
+			return true;
+		/* let a runnable process (Redis itself, on a busy machine) go first */
+		sched_yield();
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		if (INSTR_TIME_GET_MICROSEC(now) >= rs_reply_spin_us)
+			return false;
 	}
 }
 
@@ -468,7 +502,10 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 			want = WL_SOCKET_READABLE | (written < len ? WL_SOCKET_WRITEABLE : 0);
 		}
 
-		ready = wait_socket(c, want, deadline);
+		if (want == WL_SOCKET_READABLE && spin_readable(fd))
+			ready = WL_SOCKET_READABLE;
+		else
+			ready = wait_socket(c, want, deadline);
 		if (ready == 0)
 		{
 			redis_conn_disconnect(c);

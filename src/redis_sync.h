@@ -82,6 +82,7 @@
 extern char *rs_redis_url;
 extern int	rs_connect_timeout_ms;
 extern int	rs_command_timeout_ms;
+extern int	rs_reply_spin_us;
 extern char *rs_password_file;
 extern int	rs_retry_max_backoff_ms;
 
