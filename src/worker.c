@@ -31,7 +31,9 @@
  *	   transaction committed is removed; one whose transaction aborted or
  *	   died in a crash has its rows pushed again from the table (warm.c),
  *	   then is removed; one whose repairs keep failing is set aside;
- *	5. rs_warm_round: background warms (warm.c), bounded in time;
+ *	5. rs_warm_round: background warms (warm.c), bounded in time; looked
+ *	   at when warm() queued one, while one is in progress, and otherwise
+ *	   once per naptime (retries): not at every commit that woke us;
  *	6. drain_step: the write-behind tables that are due, or all of them when
  *	   flush() asks (wb_schedule.c, drain.c).
  *
@@ -88,6 +90,8 @@ static bool claims_recorded = false;	/* this worker recorded its tables'
 										 * claims */
 static bool redis_restarted = false;	/* probe() saw a new run_id */
 static TimestampTz last_sweep = 0;
+static TimestampTz last_warm = 0;	/* the last look at the warm queue */
+static bool warm_busy = true;	/* it had work: look again next round */
 static int	backoff_ms = 0;
 static TimestampTz retry_at = 0;	/* after a failure: no Redis work before
 									 * this */
@@ -474,8 +478,13 @@ worker_round(void)
 		last_sweep = now;
 		ok = marker_sweep_round();
 	}
-	if (ok)
-		rs_warm_round();		/* background warms (warm.c), bounded in time */
+	if (ok && (warm_busy || rs_worker_warm_requested() ||
+			   TimestampDifferenceExceeds(last_warm, now, rs_naptime_ms)))
+	{
+		/* background warms (warm.c), bounded in time */
+		last_warm = now;
+		warm_busy = rs_warm_round();
+	}
 	if (ok)
 	{
 		backoff_ms = 0;
