@@ -122,7 +122,7 @@ outbox_empty() {
     exit 1
 }
 
-declare -A CPU WAL ROUNDS
+declare -A CPU WAL ROUNDS TPS
 VARIANTS=(base async trig)
 for r in $(seq $RUNS); do
     # rotate the order each round
@@ -130,7 +130,9 @@ for r in $(seq $RUNS); do
     for v in "${o[@]}"; do
         [ "$v" = trig ] && q 'TRUNCATE ac_outbox'
         l0=$(q 'SELECT pg_current_wal_lsn()'); r0=$(q 'SELECT worker_rounds FROM redis_sync.worker_stats'); t0=$(ticks)
-        PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c $C -j $C -t $((N / C)) -f "$WORK/$v.sql" >/dev/null 2>&1
+        tps=$(PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c $C -j $C -t $((N / C)) -f "$WORK/$v.sql" 2>&1 |
+              sed -n 's/^tps = \([0-9]*\).*/\1/p')
+        TPS[$v]+="$tps "
         outbox_empty
         t1=$(ticks); r1=$(q 'SELECT worker_rounds FROM redis_sync.worker_stats')
         wal=$(q "SELECT pg_current_wal_lsn() - '$l0'::pg_lsn")
@@ -139,7 +141,7 @@ for r in $(seq $RUNS); do
         ROUNDS[$v]+="$(echo "scale=3; ($r1 - $r0) / $N" | bc) "
     done
     q 'VACUUM ac_base' ; q 'VACUUM ac_async'; q 'VACUUM ac_trig'; q 'VACUUM redis_sync.outbox'
-    say "round $r: cpu us/commit base ${CPU[base]}| async ${CPU[async]}| trigger ${CPU[trig]}"
+    say "round $r: cpu us/commit base ${CPU[base]}| async ${CPU[async]}| trigger ${CPU[trig]}(tps ${TPS[base]}| ${TPS[async]}| ${TPS[trig]})"
 done
 med() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mc=(); mw=(); mr=()
@@ -166,7 +168,8 @@ hand-built PL/pgSQL outbox trigger of section 1 (which only inserts; nothing dra
 
 $TABLE
 
-Per run, CPU µs: unsynced ${CPU[base]}; async ${CPU[async]}; trigger ${CPU[trig]}.
+Per run, CPU µs: unsynced ${CPU[base]}; async ${CPU[async]}; trigger ${CPU[trig]}. Throughput of the same runs
+(tps; context only, the machine's load moves it): unsynced ${TPS[base]}; async ${TPS[async]}; trigger ${TPS[trig]}.
 EOF
 )
     RES="$REPO/bench/RESULTS.md"

@@ -604,8 +604,8 @@ shut_down(bool held)
 /*
  * Under load, let commits collect for a moment before the next delivery.
  * The worker counts what it delivers over windows of RATE_WINDOW_MS; while
- * the last window delivered COALESCE_MIN_RATE entries a millisecond or
- * more, the next delivery starts no sooner than redis_sync.outbox_coalesce
+ * the last window delivered 1.5 entries a millisecond or more
+ * (COALESCE_MIN_RATE_X2 / 2), the next delivery starts no sooner than redis_sync.outbox_coalesce
  * after the last one began.  Each delivery is a transaction, a round trip
  * and WAL of its own; under load fewer, larger ones leave the clients more
  * of the machine.  Below that rate every wake-up is served at once (the lag
@@ -613,7 +613,7 @@ shut_down(bool held)
  * second).  The wait ignores the latch; a SIGTERM waits it out.
  */
 #define RATE_WINDOW_MS 20
-#define COALESCE_MIN_RATE 2
+#define COALESCE_MIN_RATE_X2 3	/* 1.5 entries a millisecond */
 
 static void
 count_delivered(int64 delivered)
@@ -626,7 +626,7 @@ count_delivered(int64 delivered)
 	if (!TimestampDifferenceExceeds(window_start, delivery_started, RATE_WINDOW_MS))
 		return;
 	ms = TimestampDifferenceMilliseconds(window_start, delivery_started);
-	coalescing = window_count >= (int64) COALESCE_MIN_RATE * ms;
+	coalescing = window_count * 2 >= (int64) COALESCE_MIN_RATE_X2 * ms;
 	window_start = delivery_started;
 	window_count = 0;
 }
@@ -789,7 +789,7 @@ rs_worker_init(void)
 
 	DefineCustomIntVariable("redis_sync.outbox_coalesce",
 							"Under load, shortest interval between two outbox deliveries of the background worker.",
-							"Applies while the worker delivers 2 entries a millisecond or more; 0 delivers at every wake-up.",
+							"Applies while the worker delivers 1.5 entries a millisecond or more; 0 delivers at every wake-up.",
 							&rs_outbox_coalesce_ms,
 							5, 0, 1000,
 							PGC_SIGHUP,
