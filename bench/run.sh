@@ -10,7 +10,7 @@
 # bench/results/latest.json.  The extension must be installed already
 # (`make install`); set BENCH_BUILD=1 to build and install it first via
 # tests/deps.sh.  BENCH_KEEP=1 leaves the sandbox running afterwards.
-# BENCH_ONLY=single,tpcb,bulk,memory,naive,lag,outage,idle,drain,wblag,scale,warm
+# BENCH_ONLY=single,tpcb,bulk,memory,naive,lag,outage,idle,drain,wblag,scale,warm,async_cost
 # runs a subset (development aid; RESULTS.md is then not rewritten, unless
 # BENCH_MERGE=1 without --quick: then the rows of those sections replace theirs
 # in bench/RESULTS.md, and its "Partial re-runs" note lists the run).
@@ -79,3 +79,4 @@ perl "$BENCH_DIR/bench.pl"
 [ -n "${BENCH_ONLY:-}" ] || bash "$BENCH_DIR/cluster.sh" $([ "$MODE" = quick ] && echo --quick)   # Redis Cluster vs single Redis (bench/cluster.sh)
 [ -n "${BENCH_ONLY:-}" ] || [ "$MODE" = quick ] || bash "$BENCH_DIR/chart.sh"   # scale curve and lag charts (bench/chart.sh)
 [ -n "${BENCH_ONLY:-}" ] || bash "$BENCH_DIR/fence.sh" $([ "$MODE" = quick ] && echo --quick)   # Redis instructions per pushed row (bench/fence.sh)
+[ -n "${BENCH_ONLY:-}" ] && [[ ",$BENCH_ONLY," != *,async_cost,* ]] || BENCH_MODE=$MODE bash "$BENCH_DIR/async_cost.sh"   # CPU and WAL per async commit (bench/async_cost.sh)

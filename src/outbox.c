@@ -151,6 +151,31 @@ typedef struct Delivery
 } Delivery;
 
 /*
+ * The statements of every delivery, planned once per process (the worker
+ * runs them in every round: parsing and planning them each time cost more
+ * than the rest of a small batch).  Generic plans: the parameters do not
+ * change the best plan (the primary key in id order).
+ */
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+
+		if (p == NULL)
+			elog(ERROR, "redis_sync: could not prepare an outbox statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
  * Step 1: read up to max committed entries, oldest first, locking them (SKIP
  * LOCKED: concurrent deliverers take disjoint sets).  Returns the count.
  */
@@ -176,12 +201,14 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
-	if (SPI_execute_with_args("SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid "
-							  "  FROM redis_sync.outbox WHERE version <> '' "
-							  "   AND ($2 = 0 OR relid = $2) "
-							  "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) "
-							  " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(&read_plan,
+								   "SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid "
+								   "  FROM redis_sync.outbox WHERE version <> '' "
+								   "   AND ($2 = 0 OR relid = $2) "
+								   "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) "
+								   " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+								   3, types),
+						 args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	AtEOXact_GUC(true, guc_level);
 	d->n = (int) SPI_processed;
@@ -436,8 +463,10 @@ settle(Delivery *d)
 		Datum		dargs[1];
 
 		dargs[0] = PointerGetDatum(construct_array(done, ndone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_execute_with_args("DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
-								  1, dtypes, dargs, NULL, false, 0) != SPI_OK_DELETE)
+		if (SPI_execute_plan(kept_plan(&delete_plan,
+									   "DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
+									   1, dtypes),
+							 dargs, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "redis_sync: could not remove delivered outbox entries");
 	}
 	if (retained > 0)

@@ -186,11 +186,17 @@ redis_conn_is_connected(RedisConn *c)
 
 /*
  * Wait until the socket is ready for events, or the deadline passes (returns
- * 0).  Interrupts are serviced; postmaster death exits the process.
+ * 0).  Interrupts are serviced; postmaster death exits the process.  A latch
+ * set meanwhile is set again on the way out: it may be meant for the caller
+ * (a commit waking the worker to deliver what it queued), and a wake-up
+ * consumed here would leave that delivery to the next naptime.
  */
 static int
 wait_socket(RedisConn *c, int events, TimestampTz deadline)
 {
+	bool		latch_seen = false;
+	int			result = 0;
+
 	for (;;)
 	{
 		WaitEvent	ev;
@@ -199,7 +205,7 @@ wait_socket(RedisConn *c, int events, TimestampTz deadline)
 
 		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (ms <= 0 && GetCurrentTimestamp() >= deadline)
-			return 0;
+			break;
 
 		ModifyWaitEvent(c->wes, c->sock_pos, events, NULL);
 		n = WaitEventSetWait(c->wes, ms, &ev, 1, PG_WAIT_EXTENSION);
@@ -208,12 +214,19 @@ wait_socket(RedisConn *c, int events, TimestampTz deadline)
 		if (ev.events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
+			latch_seen = true;
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
 		if (ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-			return ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE);
+		{
+			result = ev.events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE);
+			break;
+		}
 	}
+	if (latch_seen)
+		SetLatch(MyLatch);
+	return result;
 }
 
 /*

@@ -151,6 +151,8 @@ many_time_out(RedisExchange *x, int k)
  * interrupts), and read what arrived.  *wes is remade each time; the
  * caller frees the last one.
  */
+static bool many_latch_seen = false;	/* set again after the exchange */
+
 static void
 many_wait(RedisExchange *x, int k, WaitEventSet *volatile *wes, long ms)
 {
@@ -175,6 +177,7 @@ many_wait(RedisExchange *x, int k, WaitEventSet *volatile *wes, long ms)
 		if (ev[e].events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
+			many_latch_seen = true;
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
@@ -205,6 +208,7 @@ redis_conn_exchange_many(RedisExchange *x, int k)
 	for (int i = 0; i < k; i++)
 		if (x[i].active)
 			x[i].conn->busy = true;
+	many_latch_seen = false;
 	PG_TRY();
 	{
 		TimestampTz deadline = redis_conn_deadline_after(rs_command_timeout_ms);
@@ -237,6 +241,9 @@ redis_conn_exchange_many(RedisExchange *x, int k)
 			FreeWaitEventSet(wes);
 	}
 	PG_END_TRY();
+	/* a wake-up meant for the caller is not consumed here (see wait_socket) */
+	if (many_latch_seen)
+		SetLatch(MyLatch);
 	redis_round_trips++;
 	rs_stats_round_trip();
 }

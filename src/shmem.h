@@ -80,6 +80,7 @@ typedef struct RsDbSlot
 	int			flush_failed;	/* tables that round could not drain */
 	bool		flush_unreachable;	/* Redis could not be reached for it */
 	bool		sweep_requested;	/* check in-flight markers at once */
+	bool		warm_requested; /* warm() queued a background warm */
 	bool		pause_requested;
 	bool		paused;			/* the worker acknowledged the pause */
 	/* circuit breaker of this database's backends and worker */
@@ -170,6 +171,8 @@ extern int64 rs_flush_via_worker(Oid relid, int timeout_ms);
 /* ask the worker to check in-flight markers now (after an aborted bulk push) */
 extern void rs_worker_request_sweep(void);
 extern bool rs_worker_sweep_requested(void);
+extern void rs_worker_request_warm(void);
+extern bool rs_worker_warm_requested(void);
 
 /* the worker calls this at safe points: true while paused by worker_pause() */
 extern bool rs_worker_pause_check(void);

@@ -42,10 +42,11 @@ extern int64 rs_repair_marker(const char *json);
 /*
  * Worker: fill batches of the queued background warms for a bounded time,
  * one transaction per batch; sets the worker's latch when more is queued.
+ * Returns whether it warmed a batch (look again next round).
  * Errors are recorded in the queue entry (retried with backoff), not
  * thrown.
  */
-extern void rs_warm_round(void);
+extern bool rs_warm_round(void);
 
 /*
  * Filling, for warm_queue.c: a cursor over the table in key order, filled

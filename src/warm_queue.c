@@ -60,7 +60,7 @@ static void
 warm_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT && wake_at_commit)
-		rs_worker_wake();
+		rs_worker_request_warm();
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
@@ -349,11 +349,12 @@ warm_entry_batch(WarmEntry *e)
 	return !done;
 }
 
-void
+bool
 rs_warm_round(void)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_ROUND_MS);
+	bool		did_work = false;
 
 	for (;;)
 	{
@@ -388,7 +389,7 @@ rs_warm_round(void)
 				PopActiveSnapshot();
 				CommitTransactionCommand();
 				MemoryContextSwitchTo(outer);
-				return;
+				return false;	/* it waits for its retry time */
 			}
 			PG_END_TRY();
 		}
@@ -396,7 +397,8 @@ rs_warm_round(void)
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(outer);
 		if (!found)
-			return;
+			return did_work;
+		did_work = true;
 		if (GetCurrentTimestamp() >= deadline)
 		{
 			/*
@@ -404,7 +406,7 @@ rs_warm_round(void)
 			 * outbox
 			 */
 			SetLatch(MyLatch);
-			return;
+			return true;
 		}
 		CHECK_FOR_INTERRUPTS();
 	}

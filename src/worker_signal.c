@@ -236,6 +236,34 @@ rs_worker_sweep_requested(void)
 	return r;
 }
 
+/* a background warm was queued: the worker looks at the queue next round */
+void
+rs_worker_request_warm(void)
+{
+	RsDbSlot   *sl;
+
+	if (!rs_shmem_ready())
+		return;
+	sl = rs_my_slot();
+	SpinLockAcquire(&sl->mutex);
+	sl->warm_requested = true;
+	SpinLockRelease(&sl->mutex);
+	rs_worker_wake();
+}
+
+bool
+rs_worker_warm_requested(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	bool		r;
+
+	SpinLockAcquire(&sl->mutex);
+	r = sl->warm_requested;
+	sl->warm_requested = false;
+	SpinLockRelease(&sl->mutex);
+	return r;
+}
+
 bool
 rs_worker_pause_check(void)
 {
