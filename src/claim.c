@@ -40,9 +40,11 @@
 
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -53,47 +55,96 @@
 #include "redis_client.h"
 #include "subxact.h"
 
+/*
+ * The claims hash (KEYS[1]) has two indexes, sorted sets in the same hash
+ * slot (KEYS[2]: its field names; KEYS[3]: "<holder id>\t<field>"), so a
+ * claim looks up the fields that overlap its own instead of reading them
+ * all: the prefixes of a value are equality probes on the hash, the fields
+ * starting with a value a lexicographic range of KEYS[2].  The hash stays
+ * the truth (candidates are read back from it); the indexes are rebuilt
+ * whenever their sizes differ from the hash's (a field set or deleted by
+ * hand, a key evicted, claims recorded by an older build).
+ */
+#define CLAIM_LUA_PRELUDE \
+	"local H, Z, O = KEYS[1], KEYS[2], KEYS[3]\n" \
+	"local function holder(v) return string.match(v, '^[^\\t]*') end\n" \
+	"local n = redis.call('HLEN', H)\n" \
+	"if redis.call('ZCARD', Z) ~= n or redis.call('ZCARD', O) ~= n then\n" \
+	"  redis.call('DEL', Z, O)\n" \
+	"  local all = redis.call('HGETALL', H)\n" \
+	"  for j = 1, #all, 2 do\n" \
+	"    redis.call('ZADD', Z, 0, all[j])\n" \
+	"    redis.call('ZADD', O, 0, holder(all[j + 1]) .. '\\t' .. all[j])\n" \
+	"  end\n" \
+	"end\n"
+
 /* check, then record; returns {"conflict", field, value} or {"ok"} */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
+											   CLAIM_LUA_PRELUDE
 											   "local me = ARGV[1]\n"
-											   "local function starts(s, p) return string.sub(s, 1, #p) == p end\n"
-											   "local function overlap(a, b)\n"
-											   "  local ta, va, tb, vb = string.sub(a, 1, 1), string.sub(a, 3), string.sub(b, 1, 1), string.sub(b, 3)\n"
-											   "  if ta == 'p' and tb == 'p' then return starts(va, vb) or starts(vb, va) end\n"
-											   "  if ta == 'p' then return starts(vb, va) end\n"
-											   "  if tb == 'p' then return starts(va, vb) end\n"
-											   "  return va == vb\n"
+											   "local function after(s)\n"
+											   "  local i = #s\n"
+											   "  while i > 0 and string.byte(s, i) == 255 do i = i - 1 end\n"
+											   "  return string.sub(s, 1, i - 1) .. string.char(string.byte(s, i) + 1)\n"
 											   "end\n"
-											   "local all = redis.call('HGETALL', KEYS[1])\n"
-											   "for i = 3, #ARGV do\n"
-											   "  for j = 1, #all, 2 do\n"
-											   "    local holder = string.match(all[j + 1], '^[^\\t]*')\n"
-											   "    if holder ~= me and overlap(ARGV[i], all[j]) then\n"
-											   "      return {'conflict', all[j], all[j + 1]}\n"
+											   "local function other(c)\n"
+											   "  local val = redis.call('HGET', H, c)\n"
+											   "  if val and holder(val) ~= me then return {'conflict', c, val} end\n"
+											   "end\n"
+											   "local function conflict(f)\n"
+											   "  local t, v = string.sub(f, 1, 1), string.sub(f, 3)\n"
+											   "  for i = 1, #v do\n"
+											   "    local c = other('p:' .. string.sub(v, 1, i))\n"
+											   "    if c then return c end\n"
+											   "  end\n"
+											   "  if t ~= 'p' then return other(f) end\n"
+											   "  for _, lo in ipairs({'p:' .. v, 'k:' .. v}) do\n"
+											   "    for _, g in ipairs(redis.call('ZRANGEBYLEX', Z, '[' .. lo, '(' .. after(lo))) do\n"
+											   "      local c = other(g)\n"
+											   "      if c then return c end\n"
 											   "    end\n"
 											   "  end\n"
 											   "end\n"
-											   "for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
+											   "for i = 3, #ARGV do\n"
+											   "  local c = conflict(ARGV[i])\n"
+											   "  if c then return c end\n"
+											   "end\n"
+											   "for i = 3, #ARGV do\n"
+											   "  local f = ARGV[i]\n"
+											   "  local old = redis.call('HGET', H, f)\n"
+											   "  if old then redis.call('ZREM', O, holder(old) .. '\\t' .. f) end\n"
+											   "  redis.call('HSET', H, f, me .. '\\t' .. ARGV[2])\n"
+											   "  redis.call('ZADD', Z, 0, f)\n"
+											   "  redis.call('ZADD', O, 0, me .. '\\t' .. f)\n"
+											   "end\n"
 											   "return {'ok'}\n");
 
 /* drop the holder's claims except the fields listed (ARGV[2..]) */
 static RedisScript release_script = REDIS_SCRIPT("redis_sync_release_prefix",
+												 CLAIM_LUA_PRELUDE
 												 "local me = ARGV[1]\n"
 												 "local keep = {}\n"
 												 "for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
-												 "local all = redis.call('HGETALL', KEYS[1])\n"
-												 "local n = 0\n"
-												 "for j = 1, #all, 2 do\n"
-												 "  if string.match(all[j + 1], '^[^\\t]*') == me and not keep[all[j]] then\n"
-												 "    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+												 "local dropped = 0\n"
+												 "for _, e in ipairs(redis.call('ZRANGEBYLEX', O, '[' .. me .. '\\t', '(' .. me .. '\\n')) do\n"
+												 "  local f = string.sub(e, #me + 2)\n"
+												 "  if not keep[f] then\n"
+												 "    local val = redis.call('HGET', H, f)\n"
+												 "    if val and holder(val) == me then\n"
+												 "      redis.call('HDEL', H, f); redis.call('ZREM', Z, f); dropped = dropped + 1\n"
+												 "    end\n"
+												 "    redis.call('ZREM', O, e)\n"
 												 "  end\n"
 												 "end\n"
-												 "return n\n");
+												 "return dropped\n");
 
 /* take over one stale claim: only if it still has the value we judged stale */
 static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
-												  "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
-												  "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
+												  "local H, Z, O = KEYS[1], KEYS[2], KEYS[3]\n"
+												  "if redis.call('HGET', H, ARGV[1]) == ARGV[2] then\n"
+												  "  redis.call('ZREM', Z, ARGV[1])\n"
+												  "  redis.call('ZREM', O, string.match(ARGV[2], '^[^\\t]*') .. '\\t' .. ARGV[1])\n"
+												  "  return redis.call('HDEL', H, ARGV[1])\n"
 												  "end\n"
 												  "return 0\n");
 
@@ -276,37 +327,85 @@ conflict_error(const char *mine, const char *theirs, const char *holder)
 			 errhint("Choose another key_prefix or dirty_set, or unsync the other table.")));
 }
 
-/* within this database, without Redis: every other synced table */
+/* the strings v starts with, v included, as a text[] */
+static Datum
+prefixes_of(const char *v)
+{
+	int			n = strlen(v);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 1; i <= n; i++)
+		elems[i - 1] = PointerGetDatum(cstring_to_text_with_len(v, i));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Within this database, without Redis: every other synced table.  Only the
+ * configurations whose prefix or dirty set starts with one of our values
+ * (index ranges) or is one of their prefixes (equality probes) can overlap
+ * (a companion key begins with '{', which no prefix does: check_reserved()
+ * came first, and equal companions mean equal dirty sets); each candidate's
+ * fields are then tested exactly, as before.
+ */
 static void
 check_local(Oid relid, List *fields)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		args[1];
-	uint64		n;
-	SPITupleTable *tt;
+	Oid			types[3] = {OIDOID, TEXTOID, TEXTARRAYOID};
+	Datum		args[3];
+	SPIPlanPtr	plan;
+	ListCell   *fc;
 
 	args[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables "
-							  " WHERE relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass",
-							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	n = SPI_processed;
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < n; i++)
+	plan = SPI_prepare("SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND pg_catalog.starts_with(t.key_prefix, $2) "
+					   "UNION ALL SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND t.key_prefix OPERATOR(pg_catalog.=) ANY ($3) "
+					   "UNION ALL SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND pg_catalog.starts_with(t.dirty_set, $2) "
+					   "UNION ALL SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND t.dirty_set OPERATOR(pg_catalog.=) ANY ($3)",
+					   3, types);
+	if (plan == NULL)
+		elog(ERROR, "redis_sync: could not prepare a query of redis_sync.tables");
+	foreach(fc, fields)
 	{
-		bool		isnull;
-		Oid			other = DatumGetObjectId(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		ListCell   *lc;
+		const char *v = (const char *) lfirst(fc) + 2;
 
-		foreach(lc, claim_fields(other))
+		args[1] = CStringGetTextDatum(v);
+		args[2] = prefixes_of(v);
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read redis_sync.tables");
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			ListCell   *mc;
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Oid			other = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+			char	   *prefix = SPI_getvalue(tup, td, 2);
+			char	   *dirty = SPI_getvalue(tup, td, 3);
+			char	   *theirs[3];
+			int			n = 0;
 
-			foreach(mc, fields)
-				if (fields_overlap(lfirst(mc), lfirst(lc)))
-				conflict_error(lfirst(mc), lfirst(lc), holder_description(other));
+			theirs[n++] = psprintf("p:%s", prefix);
+			if (dirty)
+			{
+				theirs[n++] = psprintf("k:%s", dirty);
+				theirs[n++] = psprintf("k:%s", rs_companion_key(dirty, strlen(dirty), ":rs_processing"));
+			}
+			for (int j = 0; j < n; j++)
+			{
+				ListCell   *mc;
+
+				foreach(mc, fields)
+					if (fields_overlap(lfirst(mc), theirs[j]))
+					conflict_error(lfirst(mc), theirs[j], holder_description(other));
+			}
 		}
 	}
 	SPI_finish();
@@ -336,15 +435,17 @@ claim_xact_callback(XactEvent event, void *arg)
 		{
 			Oid			relid = lfirst_oid(lc);
 			List	   *keep = claim_fields(relid);
-			const char **argv = palloc(sizeof(char *) * (list_length(keep) + 2));
+			const char **argv = palloc(sizeof(char *) * (list_length(keep) + 4));
 			int			na = 0;
 			ListCell   *kc;
 
 			argv[na++] = RS_CLAIMS_KEY;
+			argv[na++] = RS_CLAIMS_INDEX_KEY;
+			argv[na++] = RS_CLAIMS_HOLDERS_KEY;
 			argv[na++] = holder_id(relid);
 			foreach(kc, keep)
 				argv[na++] = lfirst(kc);
-			redis_pipeline_append_script(p, &release_script, 1, na, argv, NULL);
+			redis_pipeline_append_script(p, &release_script, 3, na, argv, NULL);
 		}
 		PopActiveSnapshot();
 		if (!redis_pipeline_try_exec(p, &failure))
@@ -396,7 +497,7 @@ rs_claim_table(Oid relid)
 	{
 		RedisPipeline *p = redis_pipeline_create();
 		RedisFailure failure;
-		const char **argv = palloc(sizeof(char *) * (list_length(fields) + 3));
+		const char **argv = palloc(sizeof(char *) * (list_length(fields) + 5));
 		int			na = 0;
 		RedisValue *v;
 		char	   *field;
@@ -404,11 +505,13 @@ rs_claim_table(Oid relid)
 		const char *tab;
 
 		argv[na++] = RS_CLAIMS_KEY;
+		argv[na++] = RS_CLAIMS_INDEX_KEY;
+		argv[na++] = RS_CLAIMS_HOLDERS_KEY;
 		argv[na++] = me;
 		argv[na++] = desc;
 		foreach(lc, fields)
 			argv[na++] = lfirst(lc);
-		redis_pipeline_append_script(p, &claim_script, 1, na, argv, NULL);
+		redis_pipeline_append_script(p, &claim_script, 3, na, argv, NULL);
 		if (!redis_pipeline_try_exec(p, &failure))
 		{
 			ereport(WARNING,
@@ -434,13 +537,15 @@ rs_claim_table(Oid relid)
 
 		if (claim_is_stale(value, field))
 		{
-			const char *targv[3];
+			const char *targv[5];
 
 			p = redis_pipeline_create();
 			targv[0] = RS_CLAIMS_KEY;
-			targv[1] = field;
-			targv[2] = value;
-			redis_pipeline_append_script(p, &takeover_script, 1, 3, targv, NULL);
+			targv[1] = RS_CLAIMS_INDEX_KEY;
+			targv[2] = RS_CLAIMS_HOLDERS_KEY;
+			targv[3] = field;
+			targv[4] = value;
+			redis_pipeline_append_script(p, &takeover_script, 3, 5, targv, NULL);
 			redis_pipeline_exec(p);
 			redis_check_reply(p, 0, "a key prefix claim");
 			redis_pipeline_free(p);
