@@ -179,20 +179,31 @@ wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
 	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
 	bool		seeds = t->ncounters > 0;
 
+	StringInfoData key;
+	size_t		plen = strlen(t->prefix);
+
+	initStringInfo(&key);
+	appendBinaryStringInfo(&key, t->prefix, plen);
 	for (int i = 0; i < nm; i++)
 	{
-		char	   *key = psprintf("%s%s", t->prefix, members->elems[i].str);
-		const char *argv[2] = {t->format == WB_FORMAT_HASH ? "HGETALL" : "GET", key};
+		const char *argv[2] = {t->format == WB_FORMAT_HASH ? "HGETALL" : "GET", NULL};
+		size_t		argvlen[2];
 
-		redis_pipeline_append(p, 2, argv, NULL);
+		/* the key: the prefix, then the member (one buffer for them all) */
+		key.len = plen;
+		appendBinaryStringInfo(&key, members->elems[i].str, members->elems[i].len);
+		argv[1] = key.data;
+		argvlen[0] = strlen(argv[0]);
+		argvlen[1] = key.len;
+		redis_pipeline_append(p, 2, argv, argvlen);
 		if (seeds)
 		{
 			argv[0] = "EXISTS";
-			argv[1] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
+			argv[1] = rs_companion_key(key.data, key.len, SEED_SUFFIX);
 			redis_pipeline_append(p, 2, argv, NULL);
 		}
-		pfree(key);
 	}
+	pfree(key.data);
 	return first;
 }
 
