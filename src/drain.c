@@ -21,10 +21,11 @@
  *	   acknowledgement loses nothing.  Otherwise these Redis steps of the
  *	   neighbouring batches overlap a batch's apply (wb_drain_overlapped in
  *	   wb_overlap.c).
- *	2. apply: one set-based statement per set of fields present (usually one
- *	   per batch): UPDATE ... FROM unnest(...) of the rows that exist, in the
- *	   present columns only, and INSERT ... ON CONFLICT of the others (column
- *	   defaults for the rest), so an absent field never erases a column and
+ *	2. apply: set-based, per set of fields present (usually one per batch):
+ *	   UPDATE ... FROM unnest(...) of the rows that exist, in the present
+ *	   columns only, then INSERT ... ON CONFLICT of the members it did not
+ *	   update (column defaults for the rest; wb_apply.c), so an absent
+ *	   field never erases a column and
  *	   a NOT NULL column outside `columns` never blocks an update.  Each
  *	   field is converted by its column type's input function (no typmod:
  *	   the assignment refuses overlong values), with the table owner's

@@ -53,9 +53,14 @@ wb_execute_by_index(const char *sql, int nargs, Oid *types, Datum *args, bool re
  * unseeded keys (increment) are added to the table's value, and the rows
  * after the write are returned for the Redis correction.
  */
-/* u: the members, one row each, numbered, in key order (then ", " or " ") */
+/*
+ * u: the members, one row each, numbered, in key order (then ", " or " ");
+ * by_ord: the caller passes them sorted by key already (their numbers are
+ * then in key order, and a function scan is in the order of its ordinality:
+ * no sort)
+ */
 static void
-sql_members(StringInfo sql, WbTable *t, const bool *present, const char *then)
+sql_members(StringInfo sql, WbTable *t, const bool *present, const char *then, bool by_ord)
 {
 	int			argno = 1;
 
@@ -82,7 +87,9 @@ sql_members(StringInfo sql, WbTable *t, const bool *present, const char *then)
 				appendStringInfo(sql, ", c%d", c);
 	/* members arrive in hash order (SSCAN): rows are locked in key order */
 	appendStringInfoString(sql, ", ord) ORDER BY ");
-	for (int i = 0; i < t->nkeys; i++)
+	if (by_ord)
+		appendStringInfoString(sql, "x.ord");
+	for (int i = 0; !by_ord && i < t->nkeys; i++)
 		appendStringInfo(sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
 	appendStringInfo(sql, ")%s", then);
 }
@@ -249,6 +256,7 @@ typedef struct ApplySql
 {
 	char	   *full;			/* one statement: UPDATE + INSERT in CTEs */
 	char	   *update;			/* or: UPDATE ... RETURNING u.ord */
+	char	   *update_sorted;	/* the same, members passed in key order */
 	char	   *insert;			/* then: INSERT of the members not updated */
 } ApplySql;
 
@@ -283,16 +291,23 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	initStringInfo(&sql);
 	if (!increment && npresent > 0)
 	{
-		sql_members(&sql, t, present, " ");
+		sql_members(&sql, t, present, " ", false);
 		sql_update(&sql, t, present, npresent, false, match.data, true);
 		a->update = sql.data;
+		if (t->key_int)
+		{
+			initStringInfo(&sql);
+			sql_members(&sql, t, present, " ", true);
+			sql_update(&sql, t, present, npresent, false, match.data, true);
+			a->update_sorted = sql.data;
+		}
 		initStringInfo(&sql);
-		sql_members(&sql, t, present, " ");
+		sql_members(&sql, t, present, " ", false);
 		sql_insert(&sql, t, present, npresent, false, true);
 		a->insert = sql.data;
 		return a;
 	}
-	sql_members(&sql, t, present, ", ");
+	sql_members(&sql, t, present, ", ", false);
 	sql_update(&sql, t, present, npresent, increment, match.data, false);
 	sql_insert(&sql, t, present, npresent, increment, false);
 	sql_result(&sql, t, increment);
@@ -418,18 +433,66 @@ apply_inserts(WbTable *t, Member *ms, int *idx, int n, const char *sql,
 		elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
 }
 
+/* a member and its integer key, for sort_int_keys */
+typedef struct IntKey
+{
+	int64		key;
+	int			idx;
+} IntKey;
+
+static int
+int_key_cmp(const void *a, const void *b)
+{
+	int64		x = ((const IntKey *) a)->key;
+	int64		y = ((const IntKey *) b)->key;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * idx[0..n) in the order of their integer key (canonical text, see
+ * wb_check_member_keys), in a new array; NULL if a key does not parse.
+ * Cheaper than the statement's sort (about 4% of a batch's CPU).
+ */
+static int *
+sort_int_keys(WbTable *t, Member *ms, int *idx, int n)
+{
+	IntKey	   *k = palloc(sizeof(IntKey) * n);
+	int		   *sorted;
+
+	for (int r = 0; r < n; r++)
+	{
+		if (!wb_parse_int64(ms[idx[r]].keyvals[0], &k[r].key))
+		{
+			pfree(k);
+			return NULL;
+		}
+		k[r].idx = idx[r];
+	}
+	qsort(k, n, sizeof(IntKey), int_key_cmp);
+	sorted = palloc(sizeof(int) * n);
+	for (int r = 0; r < n; r++)
+		sorted[r] = k[r].idx;
+	pfree(k);
+	return sorted;
+}
+
 /* run the write for the members listed in idx[0..n) */
 static void
 run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySql *a)
 {
 	Oid		   *types = palloc(sizeof(Oid) * (t->nkeys + t->ncols + 1));
 	Datum	   *args = palloc(sizeof(Datum) * (t->nkeys + t->ncols + 1));
-	int			nargs = apply_args(t, ms, idx, n, types, args);
+	int		   *sorted = a->update_sorted ? sort_int_keys(t, ms, idx, n) : NULL;
+	int			nargs;
 	int			ret;
 
+	if (sorted)
+		idx = sorted;
+	nargs = apply_args(t, ms, idx, n, types, args);
 	if (a->update)
 	{
-		ret = wb_execute_by_index(a->update, nargs, types, args, false);
+		ret = wb_execute_by_index(sorted ? a->update_sorted : a->update, nargs, types, args, false);
 		if (ret != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed < (uint64) n)
