@@ -11,8 +11,11 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/params.h"
 #include "pgstat.h"
+#include "tcop/dest.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -403,25 +406,93 @@ apply_returned(WbTable *t, Member *ms, int *idx, int n)
 	}
 }
 
-/* the INSERT of the members the UPDATE (just run) did not return */
+/*
+ * The UPDATE's RETURNING u.ord goes straight into a flag per member: no
+ * tuple is copied into SPI_tuptable for the usual batch, in which every
+ * member's row exists.
+ */
+typedef struct OrdReceiver
+{
+	DestReceiver pub;
+	bool	   *updated;
+	int			n;
+} OrdReceiver;
+
+static bool
+ord_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	OrdReceiver *r = (OrdReceiver *) self;
+	bool		isnull;
+	Datum		d = slot_getattr(slot, 1, &isnull);
+
+	if (!isnull && DatumGetInt64(d) >= 1 && DatumGetInt64(d) <= r->n)
+		r->updated[DatumGetInt64(d) - 1] = true;
+	return true;
+}
+
+static void
+ord_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+ord_shutdown(DestReceiver *self)
+{
+}
+
+/* run the UPDATE (as wb_execute_by_index does), marking the members it updated */
+static int
+execute_update(const char *sql, int nargs, Oid *types, Datum *args, bool *updated, int n)
+{
+	OrdReceiver r;
+	SPIExecuteOptions opts;
+	ParamListInfo params = makeParamList(nargs);
+	SPIPlanPtr	plan;
+	int			level;
+	int			ret;
+
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = ord_receive;
+	r.pub.rStartup = ord_startup;
+	r.pub.rShutdown = ord_shutdown;
+	r.pub.rDestroy = ord_shutdown;
+	r.pub.mydest = DestNone;
+	r.updated = updated;
+	r.n = n;
+	for (int i = 0; i < nargs; i++)
+	{
+		params->params[i].value = args[i];
+		params->params[i].isnull = false;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.params = params;
+	opts.dest = &r.pub;
+
+	level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "redis_sync: could not prepare the write-behind update: %s",
+			 SPI_result_code_string(SPI_result));
+	ret = SPI_execute_plan_extended(plan, &opts);
+	SPI_freeplan(plan);
+	AtEOXact_GUC(true, level);
+	return ret;
+}
+
+/* the INSERT of the members the UPDATE did not update */
 static void
 apply_inserts(WbTable *t, Member *ms, int *idx, int n, const char *sql,
-			  Oid *types, Datum *args)
+			  Oid *types, Datum *args, const bool *updated)
 {
-	bool	   *updated = palloc0(sizeof(bool) * n);
 	int		   *rest = palloc(sizeof(int) * n);
 	int			nrest = 0;
 	int			nargs;
 	int			ret;
 
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (!isnull && ord >= 1 && ord <= n)
-			updated[ord - 1] = true;
-	}
 	for (int r = 0; r < n; r++)
 		if (!updated[r])
 			rest[nrest++] = idx[r];
@@ -492,11 +563,13 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySq
 	nargs = apply_args(t, ms, idx, n, types, args);
 	if (a->update)
 	{
-		ret = wb_execute_by_index(sorted ? a->update_sorted : a->update, nargs, types, args, false);
-		if (ret != SPI_OK_UPDATE_RETURNING)
+		bool	   *updated = palloc0(sizeof(bool) * n);
+
+		ret = execute_update(sorted ? a->update_sorted : a->update, nargs, types, args, updated, n);
+		if (ret != SPI_OK_UPDATE_RETURNING && ret != SPI_OK_UPDATE)
 			elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed < (uint64) n)
-			apply_inserts(t, ms, idx, n, a->insert, types, args);
+			apply_inserts(t, ms, idx, n, a->insert, types, args, updated);
 		return;
 	}
 	ret = wb_execute_by_index(a->full, nargs, types, args, false);
