@@ -56,41 +56,21 @@
 #include "subxact.h"
 
 /*
- * The claims hash (KEYS[1]) has two indexes, sorted sets in the same hash
- * slot (KEYS[2]: its field names; KEYS[3]: "<holder id>\t<field>"), so a
- * claim looks up the fields that overlap its own instead of reading them
- * all: the prefixes of a value are equality probes on the hash, the fields
- * starting with a value a lexicographic range of KEYS[2].  The hash stays
- * the truth (candidates are read back from it); the indexes are rebuilt
- * whenever their sizes differ from the hash's (a field set or deleted by
- * hand, a key evicted, claims recorded by an older build).
+ * A claim looks up only the fields that can overlap its own instead of
+ * reading them all (issue 18: setting up many tables was quadratic): the
+ * prefixes of a value are equality probes (HGET), the fields starting with
+ * it one HSCAN with a glob MATCH, which Redis filters in C.  Both read the
+ * hash itself, the only record: claims written by an older build, or set or
+ * deleted by hand, are seen as they are.
  */
-#define CLAIM_LUA_PRELUDE \
-	"local H, Z, O = KEYS[1], KEYS[2], KEYS[3]\n" \
-	"local function holder(v) return string.match(v, '^[^\\t]*') end\n" \
-	"local n = redis.call('HLEN', H)\n" \
-	"if redis.call('ZCARD', Z) ~= n or redis.call('ZCARD', O) ~= n then\n" \
-	"  redis.call('DEL', Z, O)\n" \
-	"  local all = redis.call('HGETALL', H)\n" \
-	"  for j = 1, #all, 2 do\n" \
-	"    redis.call('ZADD', Z, 0, all[j])\n" \
-	"    redis.call('ZADD', O, 0, holder(all[j + 1]) .. '\\t' .. all[j])\n" \
-	"  end\n" \
-	"end\n"
-
-/* check, then record; returns {"conflict", field, value} or {"ok"} */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
-											   CLAIM_LUA_PRELUDE
-											   "local me = ARGV[1]\n"
-											   "local function after(s)\n"
-											   "  local i = #s\n"
-											   "  while i > 0 and string.byte(s, i) == 255 do i = i - 1 end\n"
-											   "  return string.sub(s, 1, i - 1) .. string.char(string.byte(s, i) + 1)\n"
+											   "if redis.replicate_commands then redis.replicate_commands() end\n"
+											   "local H, me = KEYS[1], ARGV[1]\n"
+											   "local function other(c, val)\n"
+											   "  val = val or redis.call('HGET', H, c)\n"
+											   "  if val and string.match(val, '^[^\\t]*') ~= me then return {'conflict', c, val} end\n"
 											   "end\n"
-											   "local function other(c)\n"
-											   "  local val = redis.call('HGET', H, c)\n"
-											   "  if val and holder(val) ~= me then return {'conflict', c, val} end\n"
-											   "end\n"
+											   "local function glob(s) return (string.gsub(s, '[%*%?%[%]\\\\]', '\\\\%0')) end\n"
 											   "local function conflict(f)\n"
 											   "  local t, v = string.sub(f, 1, 1), string.sub(f, 3)\n"
 											   "  for i = 1, #v do\n"
@@ -99,52 +79,42 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
 											   "  end\n"
 											   "  if t ~= 'p' then return other(f) end\n"
 											   "  for _, lo in ipairs({'p:' .. v, 'k:' .. v}) do\n"
-											   "    for _, g in ipairs(redis.call('ZRANGEBYLEX', Z, '[' .. lo, '(' .. after(lo))) do\n"
-											   "      local c = other(g)\n"
-											   "      if c then return c end\n"
-											   "    end\n"
+											   "    local cur = '0'\n"
+											   "    repeat\n"
+											   "      local r = redis.call('HSCAN', H, cur, 'MATCH', glob(lo) .. '*', 'COUNT', 1000)\n"
+											   "      cur = r[1]\n"
+											   "      for j = 1, #r[2], 2 do\n"
+											   "        local c = other(r[2][j], r[2][j + 1])\n"
+											   "        if c then return c end\n"
+											   "      end\n"
+											   "    until cur == '0'\n"
 											   "  end\n"
 											   "end\n"
 											   "for i = 3, #ARGV do\n"
 											   "  local c = conflict(ARGV[i])\n"
 											   "  if c then return c end\n"
 											   "end\n"
-											   "for i = 3, #ARGV do\n"
-											   "  local f = ARGV[i]\n"
-											   "  local old = redis.call('HGET', H, f)\n"
-											   "  if old then redis.call('ZREM', O, holder(old) .. '\\t' .. f) end\n"
-											   "  redis.call('HSET', H, f, me .. '\\t' .. ARGV[2])\n"
-											   "  redis.call('ZADD', Z, 0, f)\n"
-											   "  redis.call('ZADD', O, 0, me .. '\\t' .. f)\n"
-											   "end\n"
+											   "for i = 3, #ARGV do redis.call('HSET', H, ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
 											   "return {'ok'}\n");
 
 /* drop the holder's claims except the fields listed (ARGV[2..]) */
 static RedisScript release_script = REDIS_SCRIPT("redis_sync_release_prefix",
-												 CLAIM_LUA_PRELUDE
 												 "local me = ARGV[1]\n"
 												 "local keep = {}\n"
 												 "for i = 2, #ARGV do keep[ARGV[i]] = true end\n"
-												 "local dropped = 0\n"
-												 "for _, e in ipairs(redis.call('ZRANGEBYLEX', O, '[' .. me .. '\\t', '(' .. me .. '\\n')) do\n"
-												 "  local f = string.sub(e, #me + 2)\n"
-												 "  if not keep[f] then\n"
-												 "    local val = redis.call('HGET', H, f)\n"
-												 "    if val and holder(val) == me then\n"
-												 "      redis.call('HDEL', H, f); redis.call('ZREM', Z, f); dropped = dropped + 1\n"
-												 "    end\n"
-												 "    redis.call('ZREM', O, e)\n"
+												 "local all = redis.call('HGETALL', KEYS[1])\n"
+												 "local n = 0\n"
+												 "for j = 1, #all, 2 do\n"
+												 "  if string.match(all[j + 1], '^[^\\t]*') == me and not keep[all[j]] then\n"
+												 "    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
 												 "  end\n"
 												 "end\n"
-												 "return dropped\n");
+												 "return n\n");
 
 /* take over one stale claim: only if it still has the value we judged stale */
 static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
-												  "local H, Z, O = KEYS[1], KEYS[2], KEYS[3]\n"
-												  "if redis.call('HGET', H, ARGV[1]) == ARGV[2] then\n"
-												  "  redis.call('ZREM', Z, ARGV[1])\n"
-												  "  redis.call('ZREM', O, string.match(ARGV[2], '^[^\\t]*') .. '\\t' .. ARGV[1])\n"
-												  "  return redis.call('HDEL', H, ARGV[1])\n"
+												  "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
+												  "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
 												  "end\n"
 												  "return 0\n");
 
@@ -435,17 +405,15 @@ claim_xact_callback(XactEvent event, void *arg)
 		{
 			Oid			relid = lfirst_oid(lc);
 			List	   *keep = claim_fields(relid);
-			const char **argv = palloc(sizeof(char *) * (list_length(keep) + 4));
+			const char **argv = palloc(sizeof(char *) * (list_length(keep) + 2));
 			int			na = 0;
 			ListCell   *kc;
 
 			argv[na++] = RS_CLAIMS_KEY;
-			argv[na++] = RS_CLAIMS_INDEX_KEY;
-			argv[na++] = RS_CLAIMS_HOLDERS_KEY;
 			argv[na++] = holder_id(relid);
 			foreach(kc, keep)
 				argv[na++] = lfirst(kc);
-			redis_pipeline_append_script(p, &release_script, 3, na, argv, NULL);
+			redis_pipeline_append_script(p, &release_script, 1, na, argv, NULL);
 		}
 		PopActiveSnapshot();
 		if (!redis_pipeline_try_exec(p, &failure))
@@ -497,7 +465,7 @@ rs_claim_table(Oid relid)
 	{
 		RedisPipeline *p = redis_pipeline_create();
 		RedisFailure failure;
-		const char **argv = palloc(sizeof(char *) * (list_length(fields) + 5));
+		const char **argv = palloc(sizeof(char *) * (list_length(fields) + 3));
 		int			na = 0;
 		RedisValue *v;
 		char	   *field;
@@ -505,13 +473,11 @@ rs_claim_table(Oid relid)
 		const char *tab;
 
 		argv[na++] = RS_CLAIMS_KEY;
-		argv[na++] = RS_CLAIMS_INDEX_KEY;
-		argv[na++] = RS_CLAIMS_HOLDERS_KEY;
 		argv[na++] = me;
 		argv[na++] = desc;
 		foreach(lc, fields)
 			argv[na++] = lfirst(lc);
-		redis_pipeline_append_script(p, &claim_script, 3, na, argv, NULL);
+		redis_pipeline_append_script(p, &claim_script, 1, na, argv, NULL);
 		if (!redis_pipeline_try_exec(p, &failure))
 		{
 			ereport(WARNING,
@@ -537,15 +503,13 @@ rs_claim_table(Oid relid)
 
 		if (claim_is_stale(value, field))
 		{
-			const char *targv[5];
+			const char *targv[3];
 
 			p = redis_pipeline_create();
 			targv[0] = RS_CLAIMS_KEY;
-			targv[1] = RS_CLAIMS_INDEX_KEY;
-			targv[2] = RS_CLAIMS_HOLDERS_KEY;
-			targv[3] = field;
-			targv[4] = value;
-			redis_pipeline_append_script(p, &takeover_script, 3, 5, targv, NULL);
+			targv[1] = field;
+			targv[2] = value;
+			redis_pipeline_append_script(p, &takeover_script, 1, 3, targv, NULL);
 			redis_pipeline_exec(p);
 			redis_check_reply(p, 0, "a key prefix claim");
 			redis_pipeline_free(p);

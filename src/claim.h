@@ -16,8 +16,6 @@
 /* the hash of claims: field "p:<prefix>" or "k:<key>", value "<holder id>\t<description>" */
 #define RS_CLAIMS_KEY "redis_sync:claims"
 /* its indexes (claim.c), in its hash slot: field names; "<holder id>\t<field>" */
-#define RS_CLAIMS_INDEX_KEY "{redis_sync:claims}:index"
-#define RS_CLAIMS_HOLDERS_KEY "{redis_sync:claims}:holders"
 
 /*
  * After redis_sync.tables changed for relid (in this transaction): check the
