@@ -735,6 +735,20 @@ COMMENT ON VIEW worker_stats IS 'redis_sync: per database, its worker, circuit b
 -- (end of section)
 
 -- =====================================================================
+-- speed: setup (issue 18)
+-- =====================================================================
+
+-- _sync() and the prefix claims (claim.c) look up the configurations whose
+-- key prefix or dirty set starts with a given string (an index range) or is
+-- one of its prefixes (equality probes), instead of reading every row: setting
+-- up many tables is no longer quadratic.  text_pattern_ops: starts_with()
+-- uses the index whatever the database's collation.
+CREATE INDEX tables_key_prefix ON tables (key_prefix text_pattern_ops);
+CREATE INDEX tables_dirty_set ON tables (dirty_set text_pattern_ops);
+
+-- (end of section)
+
+-- =====================================================================
 -- shared: functions redefined by several topics (edit in place)
 -- =====================================================================
 
@@ -981,10 +995,18 @@ BEGIN
             DETAIL = 'Version, seed and processing keys begin with "{"; row keys must not be able to meet them.',
             HINT = 'Put a hash tag after a first character, e.g. ''app:{users}:''.';
     END IF;
-    SELECT t.relid, t.key_prefix INTO other
-      FROM redis_sync.tables t
-     WHERE t.relid <> tbl AND (starts_with(t.key_prefix, prefix) OR starts_with(prefix, t.key_prefix)
-                               OR (p_policy = 'write_behind' AND t.dirty_set = coalesce(p_dirty_set, prefix || 'dirty')))
+    -- the prefixes that start with this one (an index range), the prefixes
+    -- this one starts with (equality probes), the same dirty set
+    SELECT o.relid, o.key_prefix INTO other
+      FROM (SELECT t.relid, t.key_prefix FROM redis_sync.tables t
+             WHERE t.relid <> tbl AND starts_with(t.key_prefix, prefix)
+            UNION ALL
+            SELECT t.relid, t.key_prefix FROM redis_sync.tables t
+             WHERE t.relid <> tbl AND t.key_prefix = ANY (ARRAY(SELECT left(prefix, n) FROM generate_series(1, length(prefix)) n))
+            UNION ALL
+            SELECT t.relid, t.key_prefix FROM redis_sync.tables t
+             WHERE t.relid <> tbl AND p_policy = 'write_behind'
+               AND t.dirty_set = coalesce(p_dirty_set, prefix || 'dirty')) o
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'key prefix "%" overlaps prefix "%" of table %', prefix, other.key_prefix, other.relid
@@ -992,17 +1014,23 @@ BEGIN
                   DETAIL = 'Two tables whose keys share a prefix would overwrite and purge each other''s keys.';
     END IF;
     -- no dirty set may be a row key (issue 13): the new dirty set against
-    -- every configuration's keys, the new keys against every dirty set
+    -- every configuration's keys, the new keys against every dirty set.  A
+    -- row key starts with its prefix, so only the dirty sets under the new
+    -- prefix (an index range) and the configurations whose prefix the new
+    -- dirty set starts with (equality probes) can pair up; the pairs of two
+    -- other configurations were checked when the later of them was synced.
     FOR other IN
-        SELECT d.dirty_set, d.relid AS d_rel, k.relid AS k_rel, k.key_prefix, k.key_columns
-          FROM (SELECT t.relid, t.dirty_set FROM redis_sync.tables t
-                 WHERE t.dirty_set IS NOT NULL AND NOT (t.relid = tbl AND t.policy = p_policy)
-                UNION ALL
-                SELECT tbl, coalesce(p_dirty_set, prefix || 'dirty') WHERE p_policy = 'write_behind') d,
-               (SELECT t.relid, t.key_prefix, t.key_columns FROM redis_sync.tables t
-                 WHERE NOT (t.relid = tbl AND t.policy = p_policy)
-                UNION ALL
-                SELECT tbl, prefix, kcols) k
+        SELECT t.dirty_set, t.relid AS d_rel, tbl AS k_rel, prefix AS key_prefix, kcols AS key_columns
+          FROM redis_sync.tables t
+         WHERE starts_with(t.dirty_set, prefix) AND NOT (t.relid = tbl AND t.policy = p_policy)
+        UNION ALL
+        SELECT coalesce(p_dirty_set, prefix || 'dirty'), tbl, t.relid, t.key_prefix, t.key_columns
+          FROM redis_sync.tables t
+         WHERE p_policy = 'write_behind' AND NOT (t.relid = tbl AND t.policy = p_policy)
+           AND t.key_prefix = ANY (ARRAY(SELECT left(coalesce(p_dirty_set, prefix || 'dirty'), n)
+                                           FROM generate_series(1, length(coalesce(p_dirty_set, prefix || 'dirty'))) n))
+        UNION ALL
+        SELECT coalesce(p_dirty_set, prefix || 'dirty'), tbl, tbl, prefix, kcols WHERE p_policy = 'write_behind'
     LOOP
         c := array_to_string(redis_sync._key_row_values(other.dirty_set, other.k_rel, other.key_prefix, other.key_columns), ', ');
         IF c IS NOT NULL THEN

@@ -40,9 +40,11 @@
 
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -53,27 +55,46 @@
 #include "redis_client.h"
 #include "subxact.h"
 
-/* check, then record; returns {"conflict", field, value} or {"ok"} */
+/*
+ * A claim looks up only the fields that can overlap its own instead of
+ * reading them all (issue 18: setting up many tables was quadratic): the
+ * prefixes of a value are equality probes (HGET), the fields starting with
+ * it one HSCAN with a glob MATCH, which Redis filters in C.  Both read the
+ * hash itself, the only record: claims written by an older build, or set or
+ * deleted by hand, are seen as they are.
+ */
 static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
-											   "local me = ARGV[1]\n"
-											   "local function starts(s, p) return string.sub(s, 1, #p) == p end\n"
-											   "local function overlap(a, b)\n"
-											   "  local ta, va, tb, vb = string.sub(a, 1, 1), string.sub(a, 3), string.sub(b, 1, 1), string.sub(b, 3)\n"
-											   "  if ta == 'p' and tb == 'p' then return starts(va, vb) or starts(vb, va) end\n"
-											   "  if ta == 'p' then return starts(vb, va) end\n"
-											   "  if tb == 'p' then return starts(va, vb) end\n"
-											   "  return va == vb\n"
+											   "if redis.replicate_commands then redis.replicate_commands() end\n"
+											   "local H, me = KEYS[1], ARGV[1]\n"
+											   "local function other(c, val)\n"
+											   "  val = val or redis.call('HGET', H, c)\n"
+											   "  if val and string.match(val, '^[^\\t]*') ~= me then return {'conflict', c, val} end\n"
 											   "end\n"
-											   "local all = redis.call('HGETALL', KEYS[1])\n"
-											   "for i = 3, #ARGV do\n"
-											   "  for j = 1, #all, 2 do\n"
-											   "    local holder = string.match(all[j + 1], '^[^\\t]*')\n"
-											   "    if holder ~= me and overlap(ARGV[i], all[j]) then\n"
-											   "      return {'conflict', all[j], all[j + 1]}\n"
-											   "    end\n"
+											   "local function glob(s) return (string.gsub(s, '[%*%?%[%]\\\\]', '\\\\%0')) end\n"
+											   "local function conflict(f)\n"
+											   "  local t, v = string.sub(f, 1, 1), string.sub(f, 3)\n"
+											   "  for i = 1, #v do\n"
+											   "    local c = other('p:' .. string.sub(v, 1, i))\n"
+											   "    if c then return c end\n"
+											   "  end\n"
+											   "  if t ~= 'p' then return other(f) end\n"
+											   "  for _, lo in ipairs({'p:' .. v, 'k:' .. v}) do\n"
+											   "    local cur = '0'\n"
+											   "    repeat\n"
+											   "      local r = redis.call('HSCAN', H, cur, 'MATCH', glob(lo) .. '*', 'COUNT', 1000)\n"
+											   "      cur = r[1]\n"
+											   "      for j = 1, #r[2], 2 do\n"
+											   "        local c = other(r[2][j], r[2][j + 1])\n"
+											   "        if c then return c end\n"
+											   "      end\n"
+											   "    until cur == '0'\n"
 											   "  end\n"
 											   "end\n"
-											   "for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
+											   "for i = 3, #ARGV do\n"
+											   "  local c = conflict(ARGV[i])\n"
+											   "  if c then return c end\n"
+											   "end\n"
+											   "for i = 3, #ARGV do redis.call('HSET', H, ARGV[i], me .. '\\t' .. ARGV[2]) end\n"
 											   "return {'ok'}\n");
 
 /* drop the holder's claims except the fields listed (ARGV[2..]) */
@@ -276,37 +297,85 @@ conflict_error(const char *mine, const char *theirs, const char *holder)
 			 errhint("Choose another key_prefix or dirty_set, or unsync the other table.")));
 }
 
-/* within this database, without Redis: every other synced table */
+/* the strings v starts with, v included, as a text[] */
+static Datum
+prefixes_of(const char *v)
+{
+	int			n = strlen(v);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 1; i <= n; i++)
+		elems[i - 1] = PointerGetDatum(cstring_to_text_with_len(v, i));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Within this database, without Redis: every other synced table.  Only the
+ * configurations whose prefix or dirty set starts with one of our values
+ * (index ranges) or is one of their prefixes (equality probes) can overlap
+ * (a companion key begins with '{', which no prefix does: check_reserved()
+ * came first, and equal companions mean equal dirty sets); each candidate's
+ * fields are then tested exactly, as before.
+ */
 static void
 check_local(Oid relid, List *fields)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		args[1];
-	uint64		n;
-	SPITupleTable *tt;
+	Oid			types[3] = {OIDOID, TEXTOID, TEXTARRAYOID};
+	Datum		args[3];
+	SPIPlanPtr	plan;
+	ListCell   *fc;
 
 	args[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables "
-							  " WHERE relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass",
-							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	n = SPI_processed;
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < n; i++)
+	plan = SPI_prepare("SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND pg_catalog.starts_with(t.key_prefix, $2) "
+					   "UNION ALL SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND t.key_prefix OPERATOR(pg_catalog.=) ANY ($3) "
+					   "UNION ALL SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND pg_catalog.starts_with(t.dirty_set, $2) "
+					   "UNION ALL SELECT t.relid::pg_catalog.oid, t.key_prefix, t.dirty_set FROM redis_sync.tables t "
+					   " WHERE t.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.regclass "
+					   "   AND t.dirty_set OPERATOR(pg_catalog.=) ANY ($3)",
+					   3, types);
+	if (plan == NULL)
+		elog(ERROR, "redis_sync: could not prepare a query of redis_sync.tables");
+	foreach(fc, fields)
 	{
-		bool		isnull;
-		Oid			other = DatumGetObjectId(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		ListCell   *lc;
+		const char *v = (const char *) lfirst(fc) + 2;
 
-		foreach(lc, claim_fields(other))
+		args[1] = CStringGetTextDatum(v);
+		args[2] = prefixes_of(v);
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read redis_sync.tables");
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			ListCell   *mc;
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Oid			other = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+			char	   *prefix = SPI_getvalue(tup, td, 2);
+			char	   *dirty = SPI_getvalue(tup, td, 3);
+			char	   *theirs[3];
+			int			n = 0;
 
-			foreach(mc, fields)
-				if (fields_overlap(lfirst(mc), lfirst(lc)))
-				conflict_error(lfirst(mc), lfirst(lc), holder_description(other));
+			theirs[n++] = psprintf("p:%s", prefix);
+			if (dirty)
+			{
+				theirs[n++] = psprintf("k:%s", dirty);
+				theirs[n++] = psprintf("k:%s", rs_companion_key(dirty, strlen(dirty), ":rs_processing"));
+			}
+			for (int j = 0; j < n; j++)
+			{
+				ListCell   *mc;
+
+				foreach(mc, fields)
+					if (fields_overlap(lfirst(mc), theirs[j]))
+					conflict_error(lfirst(mc), theirs[j], holder_description(other));
+			}
 		}
 	}
 	SPI_finish();

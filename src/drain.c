@@ -21,10 +21,11 @@
  *	   acknowledgement loses nothing.  Otherwise these Redis steps of the
  *	   neighbouring batches overlap a batch's apply (wb_drain_overlapped in
  *	   wb_overlap.c).
- *	2. apply: one set-based statement per set of fields present (usually one
- *	   per batch): UPDATE ... FROM unnest(...) of the rows that exist, in the
- *	   present columns only, and INSERT ... ON CONFLICT of the others (column
- *	   defaults for the rest), so an absent field never erases a column and
+ *	2. apply: set-based, per set of fields present (usually one per batch):
+ *	   UPDATE ... FROM unnest(...) of the rows that exist, in the present
+ *	   columns only, then INSERT ... ON CONFLICT of the members it did not
+ *	   update (column defaults for the rest; wb_apply.c), so an absent
+ *	   field never erases a column and
  *	   a NOT NULL column outside `columns` never blocks an update.  Each
  *	   field is converted by its column type's input function (no typmod:
  *	   the assignment refuses overlong values), with the table owner's
@@ -179,20 +180,31 @@ wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
 	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
 	bool		seeds = t->ncounters > 0;
 
+	StringInfoData key;
+	size_t		plen = strlen(t->prefix);
+
+	initStringInfo(&key);
+	appendBinaryStringInfo(&key, t->prefix, plen);
 	for (int i = 0; i < nm; i++)
 	{
-		char	   *key = psprintf("%s%s", t->prefix, members->elems[i].str);
-		const char *argv[2] = {t->format == WB_FORMAT_HASH ? "HGETALL" : "GET", key};
+		const char *argv[2] = {t->format == WB_FORMAT_HASH ? "HGETALL" : "GET", NULL};
+		size_t		argvlen[2];
 
-		redis_pipeline_append(p, 2, argv, NULL);
+		/* the key: the prefix, then the member (one buffer for them all) */
+		key.len = plen;
+		appendBinaryStringInfo(&key, members->elems[i].str, members->elems[i].len);
+		argv[1] = key.data;
+		argvlen[0] = strlen(argv[0]);
+		argvlen[1] = key.len;
+		redis_pipeline_append(p, 2, argv, argvlen);
 		if (seeds)
 		{
 			argv[0] = "EXISTS";
-			argv[1] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
+			argv[1] = rs_companion_key(key.data, key.len, SEED_SUFFIX);
 			redis_pipeline_append(p, 2, argv, NULL);
 		}
-		pfree(key);
 	}
+	pfree(key.data);
 	return first;
 }
 

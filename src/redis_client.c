@@ -377,7 +377,8 @@ command_slot(int argc, const char **argv, const size_t *argvlen)
 		return -1;
 	l0 = argvlen ? argvlen[0] : strlen(argv[0]);
 	for (int i = 0; i < lengthof(keyless); i++)
-		if (strlen(keyless[i]) == l0 && pg_strncasecmp(argv[0], keyless[i], l0) == 0)
+		if (pg_toupper((unsigned char) argv[0][0]) == keyless[i][0] &&
+			strlen(keyless[i]) == l0 && pg_strncasecmp(argv[0], keyless[i], l0) == 0)
 			return -1;
 	if ((l0 == 4 && pg_strncasecmp(argv[0], "EVAL", 4) == 0) ||
 		(l0 == 7 && pg_strncasecmp(argv[0], "EVALSHA", 7) == 0) ||

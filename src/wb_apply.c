@@ -11,8 +11,11 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/params.h"
 #include "pgstat.h"
+#include "tcop/dest.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -53,9 +56,14 @@ wb_execute_by_index(const char *sql, int nargs, Oid *types, Datum *args, bool re
  * unseeded keys (increment) are added to the table's value, and the rows
  * after the write are returned for the Redis correction.
  */
-/* u: the members, one row each, numbered, in key order */
+/*
+ * u: the members, one row each, numbered, in key order (then ", " or " ");
+ * by_ord: the caller passes them sorted by key already (their numbers are
+ * then in key order, and a function scan is in the order of its ordinality:
+ * no sort)
+ */
 static void
-sql_members(StringInfo sql, WbTable *t, const bool *present)
+sql_members(StringInfo sql, WbTable *t, const bool *present, const char *then, bool by_ord)
 {
 	int			argno = 1;
 
@@ -82,9 +90,11 @@ sql_members(StringInfo sql, WbTable *t, const bool *present)
 				appendStringInfo(sql, ", c%d", c);
 	/* members arrive in hash order (SSCAN): rows are locked in key order */
 	appendStringInfoString(sql, ", ord) ORDER BY ");
-	for (int i = 0; i < t->nkeys; i++)
+	if (by_ord)
+		appendStringInfoString(sql, "x.ord");
+	for (int i = 0; !by_ord && i < t->nkeys; i++)
 		appendStringInfo(sql, "%sx.k%d::%s", i ? ", " : "", i, t->keybase[i]);
-	appendStringInfoString(sql, "), ");
+	appendStringInfo(sql, ")%s", then);
 }
 
 /* increments: the row's columns as text (v<c>) and its counters (n<c>) */
@@ -101,13 +111,13 @@ sql_returned_values(StringInfo sql, WbTable *t)
 /* upd: the rows that exist, in the present columns only (or just locked) */
 static void
 sql_update(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment,
-		   const char *match)
+		   const char *match, bool standalone)
 {
 	if (npresent > 0)
 	{
 		bool		first = true;
 
-		appendStringInfo(sql, "upd AS (UPDATE %s AS t SET ", t->qname);
+		appendStringInfo(sql, "%sUPDATE %s AS t SET ", standalone ? "" : "upd AS (", t->qname);
 		for (int c = 0; c < t->ncols; c++)
 		{
 			const char *q = quote_identifier(t->cols[c]);
@@ -125,6 +135,8 @@ sql_update(StringInfo sql, WbTable *t, const bool *present, int npresent, bool i
 		appendStringInfo(sql, " FROM u WHERE %s RETURNING u.ord", match);
 		if (increment)
 			sql_returned_values(sql, t);
+		if (standalone)
+			return;
 	}
 	else
 	{
@@ -139,9 +151,10 @@ sql_update(StringInfo sql, WbTable *t, const bool *present, int npresent, bool i
 
 /* ins: the others, in key order; ON CONFLICT for a row inserted meanwhile */
 static void
-sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment)
+sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool increment,
+		   bool standalone)
 {
-	appendStringInfo(sql, "ins AS (INSERT INTO %s AS t (", t->qname);
+	appendStringInfo(sql, "%sINSERT INTO %s AS t (", standalone ? "" : "ins AS (", t->qname);
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(sql, "%s%s", i ? ", " : "", quote_identifier(t->keys[i]));
 	for (int c = 0; c < t->ncols; c++)
@@ -159,7 +172,8 @@ sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool i
 				appendStringInfo(sql, ", u.c%d::%s", c, t->colbase[c]);
 		}
 	/* members arrive in hash order (SSCAN): insert them in key order */
-	appendStringInfoString(sql, " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord) ORDER BY 1");
+	appendStringInfo(sql, " FROM u%s ORDER BY 1",
+					 standalone ? "" : " WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.ord = u.ord)");
 	for (int i = 1; i < t->nkeys; i++)
 		appendStringInfo(sql, ", %d", i + 1);
 	appendStringInfoString(sql, " ON CONFLICT (");
@@ -197,6 +211,8 @@ sql_insert(StringInfo sql, WbTable *t, const bool *present, int npresent, bool i
 			appendStringInfo(sql, "%sEXCLUDED.%s", i ? ", " : "", quote_identifier(t->keys[i]));
 		appendStringInfoString(sql, ")::pg_catalog.text COLLATE \"C\"");
 	}
+	if (standalone)
+		return;
 	appendStringInfoString(sql, " RETURNING ");
 	for (int i = 0; i < t->nkeys; i++)
 		appendStringInfo(sql, "%st.%s AS rk%d", i ? ", " : "", quote_identifier(t->keys[i]), i);
@@ -228,9 +244,29 @@ sql_result(StringInfo sql, WbTable *t, bool increment)
 		appendStringInfo(sql, "%sins.rk%d = u.k%d::%s", i ? " AND " : "", i, i, t->keybase[i]);
 }
 
-static char *
+/*
+ * The statements of one shape.  Absolute values with fields to write (the
+ * usual case) take two statements: the UPDATE of the rows that exist, and,
+ * only when it did not find them all, the INSERT of the members it did not
+ * update (their numbers come back from the UPDATE); the same rows as the
+ * one statement below (a CTE UPDATE and an INSERT of what it did not
+ * return) without the cost of joining the two when every row exists: about
+ * a sixth of the statement's time in a 5,000-row batch (issue 18).
+ * Increments (whose rows come back from both parts) and lock-only shapes
+ * keep the one statement.
+ */
+typedef struct ApplySql
+{
+	char	   *full;			/* one statement: UPDATE + INSERT in CTEs */
+	char	   *update;			/* or: UPDATE ... RETURNING u.ord */
+	char	   *update_sorted;	/* the same, members passed in key order */
+	char	   *insert;			/* then: INSERT of the members not updated */
+} ApplySql;
+
+static ApplySql *
 apply_sql(WbTable *t, const bool *present, bool increment)
 {
+	ApplySql   *a = palloc0(sizeof(ApplySql));
 	StringInfoData sql;
 	StringInfoData match;
 	int			npresent = 0;
@@ -256,11 +292,30 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 						 quote_identifier(t->keys[0]), t->keybase[0]);
 
 	initStringInfo(&sql);
-	sql_members(&sql, t, present);
-	sql_update(&sql, t, present, npresent, increment, match.data);
-	sql_insert(&sql, t, present, npresent, increment);
+	if (!increment && npresent > 0)
+	{
+		sql_members(&sql, t, present, " ", false);
+		sql_update(&sql, t, present, npresent, false, match.data, true);
+		a->update = sql.data;
+		if (t->key_int)
+		{
+			initStringInfo(&sql);
+			sql_members(&sql, t, present, " ", true);
+			sql_update(&sql, t, present, npresent, false, match.data, true);
+			a->update_sorted = sql.data;
+		}
+		initStringInfo(&sql);
+		sql_members(&sql, t, present, " ", false);
+		sql_insert(&sql, t, present, npresent, false, true);
+		a->insert = sql.data;
+		return a;
+	}
+	sql_members(&sql, t, present, ", ", false);
+	sql_update(&sql, t, present, npresent, increment, match.data, false);
+	sql_insert(&sql, t, present, npresent, increment, false);
 	sql_result(&sql, t, increment);
-	return sql.data;
+	a->full = sql.data;
+	return a;
 }
 
 static ArrayType *
@@ -281,16 +336,13 @@ text_array(char **vals, int n)
 	return construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
-/* run the write for the members listed in idx[0..n) */
-static void
-run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql)
+/* the statement's parameters for the members listed in idx[0..n); returns their number */
+static int
+apply_args(WbTable *t, Member *ms, int *idx, int n, Oid *types, Datum *args)
 {
 	const bool *present = ms[idx[0]].present;
 	int			nargs = t->nkeys;
-	Oid		   *types = palloc(sizeof(Oid) * (t->nkeys + t->ncols + 1));
-	Datum	   *args = palloc(sizeof(Datum) * (t->nkeys + t->ncols + 1));
 	char	  **col = palloc(sizeof(char *) * n);
-	int			ret;
 
 	for (int k = 0; k < t->nkeys; k++)
 	{
@@ -318,38 +370,213 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *s
 			types[nargs] = TEXTARRAYOID;
 			args[nargs++] = PointerGetDatum(text_array(col, n));
 		}
+	pfree(col);
+	return nargs;
+}
+
+/* the rows after the write (increments): by member number, from SPI_tuptable */
+static void
+apply_returned(WbTable *t, Member *ms, int *idx, int n)
+{
+	TupleDesc	td = SPI_tuptable->tupdesc;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
+		Member	   *m;
+		int			ci = 0;
+
+		if (isnull || ord < 1 || ord > n)
+			continue;
+		m = &ms[idx[ord - 1]];
+		m->returned = true;
+		m->after = palloc(sizeof(char *) * t->ncols);
+		m->totals = palloc0(sizeof(int64) * Max(t->ncounters, 1));
+		for (int c = 0; c < t->ncols; c++)
+			m->after[c] = SPI_getvalue(tup, td, c + 2);
+		for (int c = 0; c < t->ncols; c++)
+			if (t->counter[c])
+			{
+				Datum		d = SPI_getbinval(tup, td, t->ncols + 2 + ci, &isnull);
+
+				m->totals[ci++] = isnull ? 0 : DatumGetInt64(d);
+			}
+	}
+}
+
+/*
+ * The UPDATE's RETURNING u.ord goes straight into a flag per member: no
+ * tuple is copied into SPI_tuptable for the usual batch, in which every
+ * member's row exists.
+ */
+typedef struct OrdReceiver
+{
+	DestReceiver pub;
+	bool	   *updated;
+	int			n;
+} OrdReceiver;
+
+static bool
+ord_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	OrdReceiver *r = (OrdReceiver *) self;
+	bool		isnull;
+	Datum		d = slot_getattr(slot, 1, &isnull);
+
+	if (!isnull && DatumGetInt64(d) >= 1 && DatumGetInt64(d) <= r->n)
+		r->updated[DatumGetInt64(d) - 1] = true;
+	return true;
+}
+
+static void
+ord_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+ord_shutdown(DestReceiver *self)
+{
+}
+
+/* run the UPDATE (as wb_execute_by_index does), marking the members it updated */
+static int
+execute_update(const char *sql, int nargs, Oid *types, Datum *args, bool *updated, int n)
+{
+	OrdReceiver r;
+	SPIExecuteOptions opts;
+	ParamListInfo params = makeParamList(nargs);
+	SPIPlanPtr	plan;
+	int			level;
+	int			ret;
+
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = ord_receive;
+	r.pub.rStartup = ord_startup;
+	r.pub.rShutdown = ord_shutdown;
+	r.pub.rDestroy = ord_shutdown;
+	r.pub.mydest = DestNone;
+	r.updated = updated;
+	r.n = n;
+	for (int i = 0; i < nargs; i++)
+	{
+		params->params[i].value = args[i];
+		params->params[i].isnull = false;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.params = params;
+	opts.dest = &r.pub;
+
+	level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "redis_sync: could not prepare the write-behind update: %s",
+			 SPI_result_code_string(SPI_result));
+	ret = SPI_execute_plan_extended(plan, &opts);
+	SPI_freeplan(plan);
+	AtEOXact_GUC(true, level);
+	return ret;
+}
+
+/* the INSERT of the members the UPDATE did not update */
+static void
+apply_inserts(WbTable *t, Member *ms, int *idx, int n, const char *sql,
+			  Oid *types, Datum *args, const bool *updated)
+{
+	int		   *rest = palloc(sizeof(int) * n);
+	int			nrest = 0;
+	int			nargs;
+	int			ret;
+
+	for (int r = 0; r < n; r++)
+		if (!updated[r])
+			rest[nrest++] = idx[r];
+	if (nrest == 0)
+		return;
+	nargs = apply_args(t, ms, rest, nrest, types, args);
 	ret = wb_execute_by_index(sql, nargs, types, args, false);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
+}
+
+/* a member and its integer key, for sort_int_keys */
+typedef struct IntKey
+{
+	int64		key;
+	int			idx;
+} IntKey;
+
+static int
+int_key_cmp(const void *a, const void *b)
+{
+	int64		x = ((const IntKey *) a)->key;
+	int64		y = ((const IntKey *) b)->key;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * idx[0..n) in the order of their integer key (canonical text, see
+ * wb_check_member_keys), in a new array; NULL if a key does not parse.
+ * Cheaper than the statement's sort (about 4% of a batch's CPU).
+ */
+static int *
+sort_int_keys(WbTable *t, Member *ms, int *idx, int n)
+{
+	IntKey	   *k = palloc(sizeof(IntKey) * n);
+	int		   *sorted;
+
+	for (int r = 0; r < n; r++)
+	{
+		if (!wb_parse_int64(ms[idx[r]].keyvals[0], &k[r].key))
+		{
+			pfree(k);
+			return NULL;
+		}
+		k[r].idx = idx[r];
+	}
+	qsort(k, n, sizeof(IntKey), int_key_cmp);
+	sorted = palloc(sizeof(int) * n);
+	for (int r = 0; r < n; r++)
+		sorted[r] = k[r].idx;
+	pfree(k);
+	return sorted;
+}
+
+/* run the write for the members listed in idx[0..n) */
+static void
+run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySql *a)
+{
+	Oid		   *types = palloc(sizeof(Oid) * (t->nkeys + t->ncols + 1));
+	Datum	   *args = palloc(sizeof(Datum) * (t->nkeys + t->ncols + 1));
+	int		   *sorted = a->update_sorted ? sort_int_keys(t, ms, idx, n) : NULL;
+	int			nargs;
+	int			ret;
+
+	if (sorted)
+		idx = sorted;
+	nargs = apply_args(t, ms, idx, n, types, args);
+	if (a->update)
+	{
+		bool	   *updated = palloc0(sizeof(bool) * n);
+
+		ret = execute_update(sorted ? a->update_sorted : a->update, nargs, types, args, updated, n);
+		if (ret != SPI_OK_UPDATE_RETURNING && ret != SPI_OK_UPDATE)
+			elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed < (uint64) n)
+			apply_inserts(t, ms, idx, n, a->insert, types, args, updated);
+		return;
+	}
+	ret = wb_execute_by_index(a->full, nargs, types, args, false);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
 	if (increment)
-	{
-		TupleDesc	td = SPI_tuptable->tupdesc;
-
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			bool		isnull;
-			int64		ord = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
-			Member	   *m;
-			int			ci = 0;
-
-			if (isnull || ord < 1 || ord > n)
-				continue;
-			m = &ms[idx[ord - 1]];
-			m->returned = true;
-			m->after = palloc(sizeof(char *) * t->ncols);
-			m->totals = palloc0(sizeof(int64) * Max(t->ncounters, 1));
-			for (int c = 0; c < t->ncols; c++)
-				m->after[c] = SPI_getvalue(tup, td, c + 2);
-			for (int c = 0; c < t->ncols; c++)
-				if (t->counter[c])
-				{
-					Datum		d = SPI_getbinval(tup, td, t->ncols + 2 + ci, &isnull);
-
-					m->totals[ci++] = isnull ? 0 : DatumGetInt64(d);
-				}
-		}
-	}
+		apply_returned(t, ms, idx, n);
 }
 
 /*
@@ -358,7 +585,7 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *s
  * transient error is re-thrown so the whole batch is retried later.
  */
 static ErrorData *
-try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *sql)
+try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySql *sql)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -396,7 +623,7 @@ try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const char *s
 static void
 apply_shape(WbTable *t, Member *ms, int *idx, int n, bool increment)
 {
-	char	   *sql;
+	ApplySql   *sql;
 
 	if (n == 0)
 		return;

@@ -217,6 +217,13 @@ wb_key_info(WbTable *t)
 		}
 	}
 	t->keys_exact = exact;
+	t->key_int = false;
+	if (t->nkeys == 1)
+	{
+		Oid			typid = get_atttype(t->relid, get_attnum(t->relid, t->keys[0]));
+
+		t->key_int = typid == INT2OID || typid == INT4OID || typid == INT8OID;
+	}
 	t->keyinfo_set = true;
 }
 

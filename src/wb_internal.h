@@ -65,6 +65,7 @@ typedef struct WbTable
 	bool		keyinfo_set;	/* the two below are known (wb_key_info) */
 	bool		keys_exact;		/* equal keys always have equal text */
 	bool		key_any_ok;		/* first key: "= ANY (text[]::type[])" */
+	bool		key_int;		/* one key, an integer: members sort in C */
 	char		scan_cursor[24];	/* the dirty set's SSCAN cursor (drain.c) */
 } WbTable;
 
