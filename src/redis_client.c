@@ -618,6 +618,80 @@ redis_pipeline_receive(RedisPipeline *p)
 }
 
 bool
+redis_pipeline_stream(RedisPipeline *p)
+{
+	RedisFailure f;
+
+	if (p->executed || p->sent || p->stream_off || p->stream_failed)
+		return p->streamed > 0 || p->stream_failed;
+	if (!p->stream_started)
+	{
+		/* the connection must be ours alone until the exec */
+		collect_pending();
+		if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
+			redis_conn_is_stale(conn) || redis_client_settings_changed())
+		{
+			p->stream_off = true;
+			return false;
+		}
+		p->stream_started = true;
+		p->stream_generation = conn_generation;
+	}
+	if (!redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f))
+	{
+		MemoryContext old = MemoryContextSwitchTo(p->cxt);
+
+		p->stream_failed = true;
+		p->stream_failure.sqlstate = f.sqlstate;
+		p->stream_failure.message = pstrdup(f.message);
+		p->stream_failure.detail = f.detail ? pstrdup(f.detail) : NULL;
+		MemoryContextSwitchTo(old);
+	}
+	return p->streamed > 0 || p->stream_failed;
+}
+
+/* the exec of a pipeline partly streamed: the rest, then every reply */
+static bool
+exec_streamed(RedisPipeline *p, RedisFailure *f)
+{
+	if (p->stream_failed)
+	{
+		*f = p->stream_failure;
+		return false;
+	}
+	if (!redis_conn_is_connected(conn) || p->stream_generation != conn_generation)
+		return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+								 psprintf("lost connection to Redis at %s", redis_server_display()),
+								 "The connection was closed; the outcome of the commands sent is unknown.");
+	if (!redis_conn_exchange(conn, p->buf.data + p->streamed, p->buf.len - p->streamed,
+							 p->ncmds, p->replies, f))
+		return false;
+	return retry_noscript(p, f);
+}
+
+/* the exec of a pipeline not streamed: connect if need be, send, read */
+static bool
+exec_connected(RedisPipeline *p, RedisFailure *f)
+{
+	bool		ok;
+
+	/* on a cluster the seed connection may be down while the nodes are not */
+	if (redis_cluster_state() == 1 && !redis_client_settings_changed())
+		ok = true;
+	else
+		ok = redis_client_ensure_connection(f);
+	if (ok && redis_cluster_state() < 0)
+		ok = redis_cluster_detect(f);
+	if (ok && redis_cluster_state() == 1)
+		return redis_cluster_exec(p, f);
+	if (ok && p->ncmds > 0)
+		ok = redis_conn_exchange(conn, p->buf.data, p->buf.len, p->ncmds, p->replies, f);
+	if (ok)
+		ok = retry_noscript(p, f);
+	return ok;
+}
+
+bool
 redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 {
 	MemoryContext old;
@@ -629,7 +703,9 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	collect_pending();
 	old = MemoryContextSwitchTo(p->cxt);
 	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
-	if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
+	if (p->stream_started)
+		ok = exec_streamed(p, f);
+	else if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
 	{
 		MemoryContextSwitchTo(old);
 		redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
@@ -639,22 +715,8 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 								   rs_circuit_failures()));
 		return false;
 	}
-	/* on a cluster the seed connection may be down while the nodes are not */
-	if (redis_cluster_state() == 1 && !redis_client_settings_changed())
-		ok = true;
 	else
-		ok = redis_client_ensure_connection(f);
-	if (ok && redis_cluster_state() < 0)
-		ok = redis_cluster_detect(f);
-	if (ok && redis_cluster_state() == 1)
-		ok = redis_cluster_exec(p, f);
-	else
-	{
-		if (ok && p->ncmds > 0)
-			ok = redis_conn_exchange(conn, p->buf.data, p->buf.len, p->ncmds, p->replies, f);
-		if (ok)
-			ok = retry_noscript(p, f);
-	}
+		ok = exec_connected(p, f);
 	MemoryContextSwitchTo(old);
 	if (!ok)
 	{

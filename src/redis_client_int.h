@@ -55,6 +55,13 @@ struct RedisPipeline
 	bool		sent;			/* redis_pipeline_send(): replies not read */
 	bool		send_failed;	/* reading them failed: send_failure */
 	RedisFailure send_failure;
+	bool		stream_started; /* redis_pipeline_stream() took the connection */
+	size_t		streamed;		/* bytes of buf written by
+								 * redis_pipeline_stream() */
+	uint64		stream_generation;	/* of the connection they went to */
+	bool		stream_off;		/* not streamed: exec sends it all */
+	bool		stream_failed;	/* the connection failed: stream_failure */
+	RedisFailure stream_failure;
 };
 
 /* redis_client.c */
