@@ -309,12 +309,18 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 			push_maybe_landed = true;
 	}
 
+	/*
+	 * Chunks already streamed: an ERROR (a query cancel) in the wait below
+	 * leaves their outcome unknown, as it does for a push not streamed, whose
+	 * abort leaves the repair to the in-flight markers rather than wait on a
+	 * stuck Redis again.
+	 */
+	push_timed_out = push_maybe_landed;
 	ok = redis_pipeline_try_exec(p, failure);
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
-	if (!ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE)
-		push_timed_out = true;
+	push_timed_out = !ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE;
 	if (ok)
 		ok = replies_ok(p, failure);
 	if (ok)

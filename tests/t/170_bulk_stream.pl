@@ -8,6 +8,8 @@
 # the committed rows, never the rolled-back ones.
 #   - keys moved between rows in one transaction (each key once per push)
 #   - Redis paused (CLIENT PAUSE) during the push: command_timeout expires
+#   - the push cancelled while Redis is paused: the abort does not wait on
+#     Redis again (chunks already sent are left to the in-flight markers)
 #   - Redis stopped (SIGSTOP) during the push, then killed and restarted
 #   - a chunk refused for memory (maxmemory, noeviction)
 use strict;
@@ -84,6 +86,38 @@ is($st3->{queued} - $st2->{queued}, $ROWS, 'eventual: its changes were queued in
 $st->wait_cache_matches($redis, name => 'after the pause: s cache == committed table', timeout => 60);
 RedisSync::Compare::drain_outbox($node);
 $e->wait_cache_matches($redis, name => 'after the pause: e cache == table', timeout => 60);
+
+# --- 2b. the push cancelled while Redis is paused: the abort leaves the
+# chunks already sent to the in-flight markers (as for a push not streamed)
+# instead of waiting on the paused Redis again, and the worker repairs what
+# lands after the pause
+my ($cout, $cerr) = ('', '');
+my $ch = IPC::Run::start(
+	[ $node->installed_command('psql'), '-XAtq', '-d', $node->connstr('postgres'),
+		'-c', "SET redis_sync.command_timeout = '60s'",
+		'-c', "SET redis_sync.connect_timeout = '60s'",
+		'-c', 'UPDATE e SET v = v + 1 WHERE id = 1',    # connected before the pause
+		'-c', 'SELECT pg_sleep(1)', '-c', 'UPDATE e SET v = v + 5000' ],
+	'>', \$cout, '2>', \$cerr);
+is($redis->pause_ms(5000), 'OK', 'Redis paused for 5s');
+my $in_push = RedisSync::Compare::wait_for(
+	sub {
+		$node->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE query = 'UPDATE e SET v = v + 5000' "
+			  . "AND wait_event_type = 'Extension'") eq '1';
+	},
+	30, 0.01);
+ok(defined $in_push, 'the UPDATE waits on the paused Redis');
+my $t0 = Time::HiRes::time();
+$node->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = 'UPDATE e SET v = v + 5000'");
+$ch->finish;
+my $took = Time::HiRes::time() - $t0;
+like($cerr, qr/canceling statement due to user request/, 'the UPDATE is cancelled in its push');
+cmp_ok($took, '<', 3, 'the abort does not wait for the pause to end') or diag("took ${took}s");
+is($redis->cli('PING'), 'PONG', 'the pause is over');
+$e->wait_cache_matches($redis,
+	name => 'after the cancelled push: e cache == committed table', timeout => 120);
 
 # --- 3. Redis stopped during the push, then killed and restarted empty
 my $pid = $redis->{pid};
