@@ -617,55 +617,24 @@ redis_pipeline_receive(RedisPipeline *p)
 	rs_circuit_success();
 }
 
-bool
-redis_pipeline_stream(RedisPipeline *p)
+/* for redis_stream.c: the cached connection and its generation */
+RedisConn *
+redis_client_conn(uint64 *generation)
 {
-	RedisFailure f;
-
-	if (p->executed || p->sent || p->stream_off || p->stream_failed)
-		return p->streamed > 0 || p->stream_failed;
-	if (!p->stream_started)
-	{
-		/* the connection must be ours alone until the exec */
-		collect_pending();
-		if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
-			redis_conn_is_stale(conn) || redis_client_settings_changed())
-		{
-			p->stream_off = true;
-			return false;
-		}
-		p->stream_started = true;
-		p->stream_generation = conn_generation;
-	}
-	if (!redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f))
-	{
-		MemoryContext old = MemoryContextSwitchTo(p->cxt);
-
-		p->stream_failed = true;
-		p->stream_failure.sqlstate = f.sqlstate;
-		p->stream_failure.message = pstrdup(f.message);
-		p->stream_failure.detail = f.detail ? pstrdup(f.detail) : NULL;
-		MemoryContextSwitchTo(old);
-	}
-	return p->streamed > 0 || p->stream_failed;
+	*generation = conn_generation;
+	return conn;
 }
 
-/* the exec of a pipeline partly streamed: the rest, then every reply */
-static bool
-exec_streamed(RedisPipeline *p, RedisFailure *f)
+/* for redis_stream.c: the pending pipeline's replies, the NOSCRIPT retry */
+void
+redis_client_collect_pending(void)
 {
-	if (p->stream_failed)
-	{
-		*f = p->stream_failure;
-		return false;
-	}
-	if (!redis_conn_is_connected(conn) || p->stream_generation != conn_generation)
-		return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-								 psprintf("lost connection to Redis at %s", redis_server_display()),
-								 "The connection was closed; the outcome of the commands sent is unknown.");
-	if (!redis_conn_exchange(conn, p->buf.data + p->streamed, p->buf.len - p->streamed,
-							 p->ncmds, p->replies, f))
-		return false;
+	collect_pending();
+}
+
+bool
+redis_client_retry_noscript(RedisPipeline *p, RedisFailure *f)
+{
 	return retry_noscript(p, f);
 }
 
@@ -704,7 +673,7 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	old = MemoryContextSwitchTo(p->cxt);
 	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
 	if (p->stream_started)
-		ok = exec_streamed(p, f);
+		ok = redis_pipeline_exec_streamed(p, f);
 	else if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
 	{
 		MemoryContextSwitchTo(old);

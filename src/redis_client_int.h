@@ -70,6 +70,14 @@ extern bool redis_client_settings_changed(void);
 extern bool redis_client_ensure_connection(RedisFailure *f);
 extern RedisConn *redis_client_seed_conn(void);
 
+/* redis_client.c, for redis_stream.c */
+extern RedisConn *redis_client_conn(uint64 *generation);
+extern void redis_client_collect_pending(void);
+extern bool redis_client_retry_noscript(RedisPipeline *p, RedisFailure *f);
+
+/* redis_stream.c */
+extern bool redis_pipeline_exec_streamed(RedisPipeline *p, RedisFailure *f);
+
 /* redis_cluster.c */
 extern int	redis_cluster_state(void);
 extern void redis_cluster_reset(void);

@@ -516,45 +516,6 @@ redis_conn_send(RedisConn *c, const char *buf, size_t len, RedisFailure *f)
 	return exchange_internal(c, buf, len, 0, NULL, f, rs_command_timeout_ms);
 }
 
-/*
- * Write what the socket takes now of buf[*written..len), without waiting
- * (plain TCP; over TLS nothing is written here, the exchange sends it all).
- * Leaves the connection busy: the caller finishes with redis_conn_exchange
- * on the rest, and nothing else may use the connection in between.  False
- * when the connection failed (dropped, *f filled).
- */
-bool
-redis_conn_send_some(RedisConn *c, const char *buf, size_t len, size_t *written,
-					 RedisFailure *f)
-{
-	Assert(c->ctx != NULL);
-	if (c->tls)
-		return true;
-	c->busy = true;
-	while (*written < len)
-	{
-		ssize_t		k = send(c->ctx->fd, buf + *written, len - *written,
-							 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (k > 0)
-			*written += k;
-		else if (k < 0 && errno == EINTR)
-			continue;
-		else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		else
-		{
-			char	   *detail = pstrdup(k < 0 ? strerror(errno) : "send() wrote nothing");
-
-			redis_conn_disconnect(c);
-			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-									 psprintf("lost connection to Redis at %s", c->display),
-									 detail);
-		}
-	}
-	return true;
-}
-
 bool
 redis_conn_exchange(RedisConn *c, const char *buf, size_t len, int n,
 					RedisValue *out, RedisFailure *f)

@@ -78,7 +78,7 @@ extern bool redis_conn_send(RedisConn *c, const char *buf, size_t len, RedisFail
  * Write now what the socket takes of buf[*written..len) without waiting;
  * the rest and the replies go with redis_conn_exchange(c, buf + *written,
  * len - *written, n, ...).  Nothing over TLS.  Nothing else may use the
- * connection in between (redis_pipeline_stream() in redis_client.c).
+ * connection in between (redis_pipeline_stream() in redis_stream.c).
  */
 extern bool redis_conn_send_some(RedisConn *c, const char *buf, size_t len,
 								 size_t *written, RedisFailure *f);
