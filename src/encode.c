@@ -658,7 +658,8 @@ rs_companion_key(const char *key, size_t len, const char *suffix)
 	const char *open = memchr(key, '{', len);
 	const char *tag = NULL;
 	size_t		taglen = 0;
-	StringInfoData buf;
+	char	   *out;
+	char	   *p;
 
 	if (open)
 	{
@@ -671,27 +672,38 @@ rs_companion_key(const char *key, size_t len, const char *suffix)
 			taglen = close - tag;
 		}
 	}
-	initStringInfo(&buf);
-	enlargeStringInfo(&buf, len + taglen + slen + 4);
-	appendStringInfoChar(&buf, '{');
+
+	/*
+	 * exactly the bytes needed: this runs for every key of a push (a
+	 * StringInfo's 1 kB each cost a 100,000-row push 8% of its backend time,
+	 * most of it in page faults)
+	 */
+	out = palloc(len + taglen + slen + 4);
+	p = out;
+	*p++ = '{';
 	if (tag)
 	{
-		appendBinaryStringInfo(&buf, tag, taglen);
-		appendStringInfoChar(&buf, '}');
-		appendBinaryStringInfo(&buf, key, len);
+		memcpy(p, tag, taglen);
+		p += taglen;
+		*p++ = '}';
+		memcpy(p, key, len);
+		p += len;
 	}
 	else if (memchr(key, '}', len) == NULL)
 	{
-		appendBinaryStringInfo(&buf, key, len);
-		appendStringInfoChar(&buf, '}');
+		memcpy(p, key, len);
+		p += len;
+		*p++ = '}';
 	}
 	else
 	{
-		appendStringInfoChar(&buf, '}');
-		appendBinaryStringInfo(&buf, key, len);
+		*p++ = '}';
+		memcpy(p, key, len);
+		p += len;
 	}
-	appendBinaryStringInfo(&buf, suffix, slen);
-	return buf.data;
+	memcpy(p, suffix, slen);
+	p[slen] = '\0';
+	return out;
 }
 
 char *

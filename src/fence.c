@@ -49,6 +49,10 @@
  * keys, then the version keys (one MGET and one MSET of contiguous keys),
  * and what all ops share (the version, the TTL, the field names of hashes
  * without NULLs) once in the call's header instead of per op (fence_common).
+ * When all three are shared and the key's version is present, the script
+ * writes the key without the general per-op parsing (7% fewer Redis
+ * instructions per row of a bulk UPDATE; the per-key HSET call from Lua,
+ * ~9k instructions, is most of what remains).
  *
  * The script also records an "in-flight" marker (which keys a transaction
  * pushed before its commit record) and removes markers of transactions
@@ -123,101 +127,117 @@
 "local result, nr = {0}, 1\n" \
 "local applied, evicted, skipped = 0, 0, 0\n" \
 "local moved = nil\n" \
+"-- the common bulk case (every op a hash of the header's fields, one version,\n" \
+"-- no TTL, one slot): a key whose version is present and not newer is\n" \
+"-- written at once, without the general case's per-op parsing\n" \
+"local fast = hargs and cnf > 0 and cver ~= '' and cttl == '0' and not xslot\n" \
 "for i = 1, nk do\n" \
-"  -- per op: [version] [ttl] (unless common to the call), then the kind\n" \
-"  -- (unless every op is a hash of the cnf fields named in the header: then\n" \
-"  -- their cnf values follow): a count n (a hash, n field pairs follow),\n" \
-"  -- 'X' n nd (a hash: n pairs, nd fields to delete), 'S' value (a string)\n" \
-"  -- or 'D' (delete)\n" \
-"  local v, ttl, op, n, nd, start = cver, cttl, 'H', cnf, 0, 0\n" \
-"  if v == '' then v = ARGV[p]; p = p + 1 end\n" \
-"  if ttl == '' then ttl = ARGV[p]; p = p + 1 end\n" \
-"  if cnf then\n" \
-"    start = p; p = p + cnf\n" \
-"  else\n" \
-"    op = ARGV[p]; p = p + 1\n" \
-"    n = tonumber(op)\n" \
-"    if n then\n" \
-"      op = 'H'; start = p; p = p + 2 * n\n" \
-"    elseif op == 'X' then\n" \
-"      op = 'H'; n, nd = tonumber(ARGV[p]), tonumber(ARGV[p + 1])\n" \
-"      start = p + 2; p = start + 2 * n + nd\n" \
-"    elseif op == 'S' then\n" \
-"      start = p; p = p + 1\n" \
-"    end\n" \
-"  end\n" \
 "  local cur = curs[i]\n" \
-"  local key = KEYS[2 + i]\n" \
-"  local go = true\n" \
-"  if not cur then\n" \
-"    if call('EXISTS', key) == 1 then\n" \
-"      -- the version was evicted (or lost) but the key was kept: it may hold\n" \
-"      -- a newer value than this write.  Missing is never stale: drop the\n" \
-"      -- key, and fence it at the pusher's current WAL position, which no\n" \
-"      -- write still in flight from before can pass.\n" \
-"      call('UNLINK', key)\n" \
-"      if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
-"      else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
-"      evicted = evicted + 1\n" \
-"      go = false\n" \
-"    elseif fresh and op == 'D' then\n" \
-"      -- a pre-commit delete of a key missing with its version creates no\n" \
-"      -- data, only its tombstone, at the key's newest version: no eviction\n" \
-"      -- watch (INFO cost such a cold key ~10 us of Redis: invalidate)\n" \
-"    else\n" \
-"      if efloor == nil then\n" \
-"        -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
-"        -- their version are then treated as never written)\n" \
-"        local ok, info = pcall(call, 'INFO', 'stats')\n" \
-"        local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
-"        local seen = call('HGET', KEYS[2], 'seen')\n" \
-"        efloor = call('HGET', KEYS[2], 'floor')\n" \
-"        if ev and seen ~= ev then\n" \
-"          if seen or ev ~= '0' then efloor = floor; call('HSET', KEYS[2], 'floor', floor) end\n" \
-"          call('HSET', KEYS[2], 'seen', ev)\n" \
-"        end\n" \
-"      end\n" \
-"      if efloor and v <= efloor then skipped = skipped + 1; go = false end\n" \
-"    end\n" \
-"  elseif cur > v then\n" \
-"    go = false\n" \
-"  end\n" \
-"  if go then\n" \
-"    local r\n" \
-"    if hargs then\n" \
-"      if n > 0 then\n" \
-"        for f = 1, n do hargs[2 * f] = ARGV[start + f - 1] end\n" \
-"        r = rpcall('HSET', key, unpack(hargs, 1, 2 * n))\n" \
-"      end\n" \
-"    elseif op == 'H' then\n" \
-"      if n > 0 then r = rpcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
-"      if nd > 0 and not (type(r) == 'table' and r.err) then\n" \
-"        r = rpcall('HDEL', key, unpack(ARGV, start + 2 * n, start + 2 * n + nd - 1))\n" \
-"      end\n" \
-"    elseif op == 'S' then\n" \
-"      r = rpcall('SET', key, ARGV[start])\n" \
-"    else\n" \
-"      r = rpcall('UNLINK', key)\n" \
-"    end\n" \
-"    if type(r) == 'table' and r.err and xslot and\n" \
-"       (string.find(r.err, 'non local key', 1, true) or string.find(r.err, 'cluster is down', 1, true)) then\n" \
-"      -- its slot is migrating and this key has left the node (its version\n" \
-"      -- not yet): not a refusal of the key; the whole call fails below and\n" \
-"      -- is run again per slot, following the redirection (fenced: the keys\n" \
-"      -- applied here are applied again with the same versions)\n" \
-"      moved = r.err\n" \
-"    elseif type(r) == 'table' and r.err then\n" \
+"  if fast and cur and cur <= cver then\n" \
+"    for f = 1, cnf do hargs[2 * f] = ARGV[p + f - 1] end\n" \
+"    p = p + cnf\n" \
+"    local r = rpcall('HSET', KEYS[2 + i], unpack(hargs, 1, 2 * cnf))\n" \
+"    if type(r) == 'table' then\n" \
 "      result[nr + 1] = i - 1; result[nr + 2] = r.err; nr = nr + 2\n" \
 "    else\n" \
 "      applied = applied + 1\n" \
-"      if op == 'D' then\n" \
-"        if tomb > 0 then call('SET', KEYS[vb + i], v, 'PX', tomb)\n" \
-"        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2 end\n" \
-"      elseif ttl ~= '0' then\n" \
-"        call('PEXPIRE', key, ttl)\n" \
-"        call('SET', KEYS[vb + i], v, 'PX', ttl)\n" \
+"      mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = cver; nm = nm + 2\n" \
+"    end\n" \
+"  else\n" \
+"    -- per op: [version] [ttl] (unless common to the call), then the kind\n" \
+"    -- (unless every op is a hash of the cnf fields named in the header: then\n" \
+"    -- their cnf values follow): a count n (a hash, n field pairs follow),\n" \
+"    -- 'X' n nd (a hash: n pairs, nd fields to delete), 'S' value (a string)\n" \
+"    -- or 'D' (delete)\n" \
+"    local v, ttl, op, n, nd, start = cver, cttl, 'H', cnf, 0, 0\n" \
+"    if v == '' then v = ARGV[p]; p = p + 1 end\n" \
+"    if ttl == '' then ttl = ARGV[p]; p = p + 1 end\n" \
+"    if cnf then\n" \
+"      start = p; p = p + cnf\n" \
+"    else\n" \
+"      op = ARGV[p]; p = p + 1\n" \
+"      n = tonumber(op)\n" \
+"      if n then\n" \
+"        op = 'H'; start = p; p = p + 2 * n\n" \
+"      elseif op == 'X' then\n" \
+"        op = 'H'; n, nd = tonumber(ARGV[p]), tonumber(ARGV[p + 1])\n" \
+"        start = p + 2; p = start + 2 * n + nd\n" \
+"      elseif op == 'S' then\n" \
+"        start = p; p = p + 1\n" \
+"      end\n" \
+"    end\n" \
+"    local key = KEYS[2 + i]\n" \
+"    local go = true\n" \
+"    if not cur then\n" \
+"      if call('EXISTS', key) == 1 then\n" \
+"        -- the version was evicted (or lost) but the key was kept: it may hold\n" \
+"        -- a newer value than this write.  Missing is never stale: drop the\n" \
+"        -- key, and fence it at the pusher's current WAL position, which no\n" \
+"        -- write still in flight from before can pass.\n" \
+"        call('UNLINK', key)\n" \
+"        if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
+"        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
+"        evicted = evicted + 1\n" \
+"        go = false\n" \
+"      elseif fresh and op == 'D' then\n" \
+"        -- a pre-commit delete of a key missing with its version creates no\n" \
+"        -- data, only its tombstone, at the key's newest version: no eviction\n" \
+"        -- watch (INFO cost such a cold key ~10 us of Redis: invalidate)\n" \
 "      else\n" \
-"        mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2\n" \
+"        if efloor == nil then\n" \
+"          -- INFO renamed or forbidden by an ACL: no watch (keys evicted with\n" \
+"          -- their version are then treated as never written)\n" \
+"          local ok, info = pcall(call, 'INFO', 'stats')\n" \
+"          local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
+"          local seen = call('HGET', KEYS[2], 'seen')\n" \
+"          efloor = call('HGET', KEYS[2], 'floor')\n" \
+"          if ev and seen ~= ev then\n" \
+"            if seen or ev ~= '0' then efloor = floor; call('HSET', KEYS[2], 'floor', floor) end\n" \
+"            call('HSET', KEYS[2], 'seen', ev)\n" \
+"          end\n" \
+"        end\n" \
+"        if efloor and v <= efloor then skipped = skipped + 1; go = false end\n" \
+"      end\n" \
+"    elseif cur > v then\n" \
+"      go = false\n" \
+"    end\n" \
+"    if go then\n" \
+"      local r\n" \
+"      if hargs then\n" \
+"        if n > 0 then\n" \
+"          for f = 1, n do hargs[2 * f] = ARGV[start + f - 1] end\n" \
+"          r = rpcall('HSET', key, unpack(hargs, 1, 2 * n))\n" \
+"        end\n" \
+"      elseif op == 'H' then\n" \
+"        if n > 0 then r = rpcall('HSET', key, unpack(ARGV, start, start + 2 * n - 1)) end\n" \
+"        if nd > 0 and not (type(r) == 'table' and r.err) then\n" \
+"          r = rpcall('HDEL', key, unpack(ARGV, start + 2 * n, start + 2 * n + nd - 1))\n" \
+"        end\n" \
+"      elseif op == 'S' then\n" \
+"        r = rpcall('SET', key, ARGV[start])\n" \
+"      else\n" \
+"        r = rpcall('UNLINK', key)\n" \
+"      end\n" \
+"      if type(r) == 'table' and r.err and xslot and\n" \
+"         (string.find(r.err, 'non local key', 1, true) or string.find(r.err, 'cluster is down', 1, true)) then\n" \
+"        -- its slot is migrating and this key has left the node (its version\n" \
+"        -- not yet): not a refusal of the key; the whole call fails below and\n" \
+"        -- is run again per slot, following the redirection (fenced: the keys\n" \
+"        -- applied here are applied again with the same versions)\n" \
+"        moved = r.err\n" \
+"      elseif type(r) == 'table' and r.err then\n" \
+"        result[nr + 1] = i - 1; result[nr + 2] = r.err; nr = nr + 2\n" \
+"      else\n" \
+"        applied = applied + 1\n" \
+"        if op == 'D' then\n" \
+"          if tomb > 0 then call('SET', KEYS[vb + i], v, 'PX', tomb)\n" \
+"          else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2 end\n" \
+"        elseif ttl ~= '0' then\n" \
+"          call('PEXPIRE', key, ttl)\n" \
+"          call('SET', KEYS[vb + i], v, 'PX', ttl)\n" \
+"        else\n" \
+"          mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2\n" \
+"        end\n" \
 "      end\n" \
 "    end\n" \
 "  end\n" \

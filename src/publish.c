@@ -16,8 +16,10 @@
  *   sent as one pipeline of apply-script calls, redis_sync.chunk_size keys
  *   per call.  Each call is atomic in Redis; a transaction of more keys than
  *   one chunk is applied chunk by chunk (readers may see some chunks before
- *   others), still in one round trip.  TRUNCATE and unsync(purge) add SCAN
- *   round trips for the keys to delete.
+ *   others), still in one round trip.  Each chunk goes out as soon as it
+ *   is encoded (redis_pipeline_stream), so Redis applies one chunk while
+ *   the next is encoded; every reply is read at the end, as before.
+ *   TRUNCATE and unsync(purge) add SCAN round trips for the keys to delete.
  *
  * - Never stale.  Every write carries the version taken here (timeline,
  *   server epoch and WAL insert position at pre-commit, encode.c); the
@@ -297,14 +299,28 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		rs_fence_append(p, ops + s, n, field, ident.data, clears);
 		clears = NIL;
 		rs_stat_chunks++;
+
+		/*
+		 * Redis applies this chunk while the next is encoded (the last goes
+		 * with the exec).  From the first byte sent, an ERROR before the exec
+		 * leaves a push that may land: the abort repairs it.
+		 */
+		if (s + n < nkeys && redis_pipeline_stream(p))
+			push_maybe_landed = true;
 	}
 
+	/*
+	 * Chunks already streamed: an ERROR (a query cancel) in the wait below
+	 * leaves their outcome unknown, as it does for a push not streamed, whose
+	 * abort leaves the repair to the in-flight markers rather than wait on a
+	 * stuck Redis again.
+	 */
+	push_timed_out = push_maybe_landed;
 	ok = redis_pipeline_try_exec(p, failure);
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
-	if (!ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE)
-		push_timed_out = true;
+	push_timed_out = !ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE;
 	if (ok)
 		ok = replies_ok(p, failure);
 	if (ok)

@@ -619,6 +619,49 @@ redis_pipeline_receive(RedisPipeline *p)
 	rs_circuit_success();
 }
 
+/* for redis_stream.c: the cached connection and its generation */
+RedisConn *
+redis_client_conn(uint64 *generation)
+{
+	*generation = conn_generation;
+	return conn;
+}
+
+/* for redis_stream.c: the pending pipeline's replies, the NOSCRIPT retry */
+void
+redis_client_collect_pending(void)
+{
+	collect_pending();
+}
+
+bool
+redis_client_retry_noscript(RedisPipeline *p, RedisFailure *f)
+{
+	return retry_noscript(p, f);
+}
+
+/* the exec of a pipeline not streamed: connect if need be, send, read */
+static bool
+exec_connected(RedisPipeline *p, RedisFailure *f)
+{
+	bool		ok;
+
+	/* on a cluster the seed connection may be down while the nodes are not */
+	if (redis_cluster_state() == 1 && !redis_client_settings_changed())
+		ok = true;
+	else
+		ok = redis_client_ensure_connection(f);
+	if (ok && redis_cluster_state() < 0)
+		ok = redis_cluster_detect(f);
+	if (ok && redis_cluster_state() == 1)
+		return redis_cluster_exec(p, f);
+	if (ok && p->ncmds > 0)
+		ok = redis_conn_exchange(conn, p->buf.data, p->buf.len, p->ncmds, p->replies, f);
+	if (ok)
+		ok = retry_noscript(p, f);
+	return ok;
+}
+
 bool
 redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 {
@@ -631,7 +674,9 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	collect_pending();
 	old = MemoryContextSwitchTo(p->cxt);
 	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
-	if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
+	if (p->stream_started)
+		ok = redis_pipeline_exec_streamed(p, f);
+	else if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())
 	{
 		MemoryContextSwitchTo(old);
 		redis_failure_set(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
@@ -641,22 +686,8 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 								   rs_circuit_failures()));
 		return false;
 	}
-	/* on a cluster the seed connection may be down while the nodes are not */
-	if (redis_cluster_state() == 1 && !redis_client_settings_changed())
-		ok = true;
 	else
-		ok = redis_client_ensure_connection(f);
-	if (ok && redis_cluster_state() < 0)
-		ok = redis_cluster_detect(f);
-	if (ok && redis_cluster_state() == 1)
-		ok = redis_cluster_exec(p, f);
-	else
-	{
-		if (ok && p->ncmds > 0)
-			ok = redis_conn_exchange(conn, p->buf.data, p->buf.len, p->ncmds, p->replies, f);
-		if (ok)
-			ok = retry_noscript(p, f);
-	}
+		ok = exec_connected(p, f);
 	MemoryContextSwitchTo(old);
 	if (!ok)
 	{

@@ -57,6 +57,16 @@ extern bool redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *failure);
 extern RedisValue *redis_pipeline_reply(RedisPipeline *p, int i);
 
 /*
+ * Start sending what is queued so far, without waiting (a bulk push: Redis
+ * applies the first commands while the caller encodes the next), and return
+ * whether any of it may have reached Redis.  Only on a single Redis already
+ * connected over plain TCP; otherwise nothing is sent before the exec.  The
+ * exec that follows sends the rest and reads every reply, with the same
+ * failures as without streaming; nothing else may use Redis in between.
+ */
+extern bool redis_pipeline_stream(RedisPipeline *p);
+
+/*
  * Send now, read later, so Redis works while the caller does something
  * else: send writes the commands and returns; receive reads the replies
  * (ERROR on failure, as exec).  One pipeline at a time may be sent; any

@@ -55,6 +55,13 @@ struct RedisPipeline
 	bool		sent;			/* redis_pipeline_send(): replies not read */
 	bool		send_failed;	/* reading them failed: send_failure */
 	RedisFailure send_failure;
+	bool		stream_started; /* redis_pipeline_stream() took the connection */
+	size_t		streamed;		/* bytes of buf written by
+								 * redis_pipeline_stream() */
+	uint64		stream_generation;	/* of the connection they went to */
+	bool		stream_off;		/* not streamed: exec sends it all */
+	bool		stream_failed;	/* the connection failed: stream_failure */
+	RedisFailure stream_failure;
 };
 
 /* redis_client.c */
@@ -62,6 +69,14 @@ extern void redis_client_report(int elevel, RedisFailure *f);
 extern bool redis_client_settings_changed(void);
 extern bool redis_client_ensure_connection(RedisFailure *f);
 extern RedisConn *redis_client_seed_conn(void);
+
+/* redis_client.c, for redis_stream.c */
+extern RedisConn *redis_client_conn(uint64 *generation);
+extern void redis_client_collect_pending(void);
+extern bool redis_client_retry_noscript(RedisPipeline *p, RedisFailure *f);
+
+/* redis_stream.c */
+extern bool redis_pipeline_exec_streamed(RedisPipeline *p, RedisFailure *f);
 
 /* redis_cluster.c */
 extern int	redis_cluster_state(void);

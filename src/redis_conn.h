@@ -75,6 +75,15 @@ extern bool redis_conn_exchange(RedisConn *c, const char *buf, size_t len,
 extern bool redis_conn_send(RedisConn *c, const char *buf, size_t len, RedisFailure *f);
 
 /*
+ * Write now what the socket takes of buf[*written..len) without waiting;
+ * the rest and the replies go with redis_conn_exchange(c, buf + *written,
+ * len - *written, n, ...).  Nothing over TLS.  Nothing else may use the
+ * connection in between (redis_pipeline_stream() in redis_stream.c).
+ */
+extern bool redis_conn_send_some(RedisConn *c, const char *buf, size_t len,
+								 size_t *written, RedisFailure *f);
+
+/*
  * Several exchanges on different connections at once (Redis Cluster: one
  * sub-pipeline per node), in one round trip of wall time: every buffer is
  * sent and every reply read on one wait over all the sockets.  Each entry

@@ -1,0 +1,124 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_stream.c
+ *		Streaming a pipeline: its commands are written to the socket as
+ *		they are queued, without waiting, and its exec sends the rest and
+ *		reads every reply.
+ *
+ * A bulk push (publish.c) queues one apply call per chunk and streams each
+ * as soon as it is encoded, so Redis applies one chunk while the backend
+ * encodes the next.  Only on a single Redis already connected over plain
+ * TCP; otherwise nothing is written before the exec, which then works as
+ * for any pipeline (redis_client.c).  Between the first byte written and
+ * the exec the connection is busy: nothing else may use it, and an ERROR
+ * in between drops it.  A connection that fails while streaming is
+ * reported by the exec, with the failure the exec would have met itself.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "redis_client.h"
+#include "redis_client_int.h"
+#include "redis_conn.h"
+#include "redis_conn_int.h"
+
+/*
+ * Write what the socket takes now of buf[*written..len), without waiting
+ * (plain TCP; over TLS nothing is written here, the exchange sends it all).
+ * Leaves the connection busy: the caller finishes with redis_conn_exchange
+ * on the rest, and nothing else may use the connection in between.  False
+ * when the connection failed (dropped, *f filled).
+ */
+bool
+redis_conn_send_some(RedisConn *c, const char *buf, size_t len, size_t *written,
+					 RedisFailure *f)
+{
+	Assert(c->ctx != NULL);
+	if (c->tls)
+		return true;
+	c->busy = true;
+	while (*written < len)
+	{
+		ssize_t		k = send(c->ctx->fd, buf + *written, len - *written,
+							 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (k > 0)
+			*written += k;
+		else if (k < 0 && errno == EINTR)
+			continue;
+		else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else
+		{
+			char	   *detail = pstrdup(k < 0 ? strerror(errno) : "send() wrote nothing");
+
+			redis_conn_disconnect(c);
+			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+									 psprintf("lost connection to Redis at %s", c->display),
+									 detail);
+		}
+	}
+	return true;
+}
+
+bool
+redis_pipeline_stream(RedisPipeline *p)
+{
+	RedisFailure f;
+	uint64		generation;
+	RedisConn  *conn = redis_client_conn(&generation);
+
+	if (p->executed || p->sent || p->stream_off || p->stream_failed)
+		return p->streamed > 0 || p->stream_failed;
+	if (!p->stream_started)
+	{
+		/* the connection must be ours alone until the exec */
+		redis_client_collect_pending();
+		conn = redis_client_conn(&generation);
+		if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
+			redis_conn_is_stale(conn) || redis_client_settings_changed())
+		{
+			p->stream_off = true;
+			return false;
+		}
+		p->stream_started = true;
+		p->stream_generation = generation;
+	}
+	if (!redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f))
+	{
+		MemoryContext old = MemoryContextSwitchTo(p->cxt);
+
+		p->stream_failed = true;
+		p->stream_failure.sqlstate = f.sqlstate;
+		p->stream_failure.message = pstrdup(f.message);
+		p->stream_failure.detail = f.detail ? pstrdup(f.detail) : NULL;
+		MemoryContextSwitchTo(old);
+	}
+	return p->streamed > 0 || p->stream_failed;
+}
+
+/* the exec of a pipeline streamed: the rest, then every reply */
+bool
+redis_pipeline_exec_streamed(RedisPipeline *p, RedisFailure *f)
+{
+	uint64		generation;
+	RedisConn  *conn = redis_client_conn(&generation);
+
+	if (p->stream_failed)
+	{
+		*f = p->stream_failure;
+		return false;
+	}
+	if (!redis_conn_is_connected(conn) || p->stream_generation != generation)
+		return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+								 psprintf("lost connection to Redis at %s", redis_server_display()),
+								 "The connection was closed; the outcome of the commands sent is unknown.");
+	if (!redis_conn_exchange(conn, p->buf.data + p->streamed, p->buf.len - p->streamed,
+							 p->ncmds, p->replies, f))
+		return false;
+	return redis_client_retry_noscript(p, f);
+}
