@@ -83,7 +83,7 @@ static int	rs_naptime_ms = 1000;
 static bool rs_rewarm_on_restart = true;
 static int	rs_marker_sweep_ms = 5000;
 static int	rs_shutdown_drain_ms = 5000;
-static int	rs_outbox_coalesce_ms = 5;
+static int	rs_outbox_coalesce_ms = 0;
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
@@ -611,6 +611,12 @@ shut_down(bool held)
  * of the machine.  Below that rate every wake-up is served at once (the lag
  * stays one round trip: bench/ section 4 measures it at 1,000 commits a
  * second).  The wait ignores the latch; a SIGTERM waits it out.
+ *
+ * Off by default: on a 2-core machine (bench/ section 1, A/B on one
+ * sandbox) 5 ms cut the worker's CPU per commit 5-8x and raised async
+ * throughput at 4 clients (0.59 -> 0.70 of unsynced), but cost a single
+ * client about a quarter of its throughput (its round trips with pgbench
+ * ran slower beside an idle core than beside a busy worker).
  */
 #define RATE_WINDOW_MS 20
 #define COALESCE_MIN_RATE_X2 3	/* 1.5 entries a millisecond */
@@ -791,7 +797,7 @@ rs_worker_init(void)
 							"Under load, shortest interval between two outbox deliveries of the background worker.",
 							"Applies while the worker delivers 1.5 entries a millisecond or more; 0 delivers at every wake-up.",
 							&rs_outbox_coalesce_ms,
-							5, 0, 1000,
+							0, 0, 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
