@@ -1349,15 +1349,19 @@ if (!$QUICK && %ONLY && $ENV{BENCH_MERGE} && -f "$REPO/bench/RESULTS.md")
 	my @new = grep { /^\| / } split /^/, $table;
 	shift @new;					# the header
 	my @names;
+	# the main table: the rows before the first section after it
+	my ($first) = grep { $md[$_] =~ /^\| / } 0 .. $#md;
 	for my $row (@new)
 	{
+		my ($end) = grep { $_ > $first && $md[$_] =~ /^## / } 0 .. $#md;
+		$end //= scalar @md;
 		my $name = $cell->($row);
 		push @names, $name;
-		my ($at) = grep { ($cell->($md[$_]) // '') eq $name } 0 .. $#md;
+		my ($at) = grep { ($cell->($md[$_]) // '') eq $name } $first .. $end - 1;
 		if (defined $at) { $md[$at] = $row; next }
 		my ($sec) = $name =~ /^(\d+[a-z]?\.)/;
-		my @same = grep { my $c = $cell->($md[$_]) // ''; defined $sec && index($c, $sec) == 0 } 0 .. $#md;
-		my @rows = grep { $md[$_] =~ /^\| / } 0 .. $#md;
+		my @same = grep { my $c = $cell->($md[$_]) // ''; defined $sec && index($c, $sec) == 0 } $first .. $end - 1;
+		my @rows = grep { $md[$_] =~ /^\| / } $first .. $end - 1;
 		my $after = @same ? $same[-1] : $rows[-1];
 		splice @md, $after + 1, 0, $row;
 	}
@@ -1379,7 +1383,7 @@ if (!$QUICK && %ONLY && $ENV{BENCH_MERGE} && -f "$REPO/bench/RESULTS.md")
 	my $text = join('', @md);
 	my $note = "- $date, commit $commit$dirty: `BENCH_ONLY=" . join(',', sort keys %ONLY) . " BENCH_MERGE=1 $ENV{BENCH_CMD}` re-ran "
 	  . join(', ', sort keys %ONLY) . ' (rows of the table above: ' . scalar(@names) . ").\n";
-	$text =~ s/\n## Partial re-runs\n\n/\n## Partial re-runs\n\n$note/
+	$text =~ s/(\n## Partial re-runs\n.*?\n)(\n## )/$1$note$2/s
 	  or $text =~ s/\n## Scale curve\n/\n## Partial re-runs\n\nRows replaced in the table above after its full run (each row says its own figure; the\nrest of the table is from the full run).\n\n$note\n## Scale curve\n/;
 	open(my $out, '>', "$REPO/bench/RESULTS.md") or die "RESULTS.md: $!";
 	print $out $text;
