@@ -209,8 +209,12 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 	}
 }
 
-void
-rs_worker_request_sweep(void)
+/*
+ * A request flag of this database's slot (the bool at offset off in
+ * RsDbSlot): set it and wake the worker; or, in the worker, read and clear it.
+ */
+static void
+request(size_t off)
 {
 	RsDbSlot   *sl;
 
@@ -218,50 +222,48 @@ rs_worker_request_sweep(void)
 		return;
 	sl = rs_my_slot();
 	SpinLockAcquire(&sl->mutex);
-	sl->sweep_requested = true;
+	*(bool *) ((char *) sl + off) = true;
 	SpinLockRelease(&sl->mutex);
 	rs_worker_wake();
+}
+
+static bool
+take_request(size_t off)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	bool	   *flag = (bool *) ((char *) sl + off);
+	bool		r;
+
+	SpinLockAcquire(&sl->mutex);
+	r = *flag;
+	*flag = false;
+	SpinLockRelease(&sl->mutex);
+	return r;
+}
+
+void
+rs_worker_request_sweep(void)
+{
+	request(offsetof(RsDbSlot, sweep_requested));
 }
 
 bool
 rs_worker_sweep_requested(void)
 {
-	RsDbSlot   *sl = rs_my_slot();
-	bool		r;
-
-	SpinLockAcquire(&sl->mutex);
-	r = sl->sweep_requested;
-	sl->sweep_requested = false;
-	SpinLockRelease(&sl->mutex);
-	return r;
+	return take_request(offsetof(RsDbSlot, sweep_requested));
 }
 
 /* a background warm was queued: the worker looks at the queue next round */
 void
 rs_worker_request_warm(void)
 {
-	RsDbSlot   *sl;
-
-	if (!rs_shmem_ready())
-		return;
-	sl = rs_my_slot();
-	SpinLockAcquire(&sl->mutex);
-	sl->warm_requested = true;
-	SpinLockRelease(&sl->mutex);
-	rs_worker_wake();
+	request(offsetof(RsDbSlot, warm_requested));
 }
 
 bool
 rs_worker_warm_requested(void)
 {
-	RsDbSlot   *sl = rs_my_slot();
-	bool		r;
-
-	SpinLockAcquire(&sl->mutex);
-	r = sl->warm_requested;
-	sl->warm_requested = false;
-	SpinLockRelease(&sl->mutex);
-	return r;
+	return take_request(offsetof(RsDbSlot, warm_requested));
 }
 
 bool
