@@ -296,11 +296,33 @@ static void
 cluster_backoff(int attempt)
 {
 	long		ms = Min(500, 20L << Min(attempt, 5));
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	bool		latch_seen = false;
 
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
-					 PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		int			rc;
+
+		if (left <= 0)
+			break;
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+					   PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			latch_seen = true;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/*
+	 * The latch is also the worker's wake-up (a commit to deliver, a flush()
+	 * request): one that arrived during the backoff is set again for the
+	 * worker's own wait, not consumed here.
+	 */
+	if (latch_seen)
+		SetLatch(MyLatch);
 }
 
 typedef struct CmdRoute
