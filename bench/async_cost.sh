@@ -19,42 +19,16 @@
 # sandbox with tests/sandbox.sh; the extension must be installed).
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
-MODE=${BENCH_MODE:-full}
-for a in "$@"; do
-    case "$a" in
-        --quick) MODE=quick ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "bench/async_cost.sh: unknown argument '$a'" >&2; exit 2 ;;
-    esac
-done
-PG_MAJOR=${PG_MAJOR:-15}
-export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
-export PATH="$PGBIN:$PATH"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args async_cost.sh 2,19 "$@"
+bench_setup bench_acost
 RUNS=3
 if [ "$MODE" = quick ]; then N=4000; else N=20000; fi
 C=4
 
-WORK=$(mktemp -d /tmp/redis_sync_bench_acost.XXXXXX)
-chmod 755 "$WORK"
-OWN_SANDBOX=0
-cleanup() {
-    local rc=$?
-    if [ "$OWN_SANDBOX" = 1 ]; then
-        bash "$REPO/tests/sandbox.sh" stop "$WORK/sb" >/dev/null 2>&1 || true
-    fi
-    rm -rf "$WORK"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 if [ -z "${SANDBOX_DIR:-}" ]; then
-    OWN_SANDBOX=1
-    bash "$REPO/tests/sandbox.sh" start "$WORK/sb" bench >/dev/null
-    # shellcheck disable=SC1091
-    . "$WORK/sb/env"
+    bench_sandbox
     # as bench/run.sh sets them: durable commits, no checkpoint during the runs
     psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 ALTER SYSTEM SET fsync = on;
@@ -81,8 +55,9 @@ ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
+PGOPTIONS='-c client_min_messages=warning' psql -qX -v ON_ERROR_STOP=1 -f "$BENCH_DIR/hand_outbox.sql" >/dev/null
 PGOPTIONS='-c client_min_messages=warning' psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
-DROP TABLE IF EXISTS ac_base, ac_async, ac_trig, ac_outbox;
+DROP TABLE IF EXISTS ac_base, ac_async, ac_trig;
 CREATE TABLE ac_base (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
 INSERT INTO ac_base SELECT g, g, 'row number ' || g FROM generate_series(1, 100000) g;
 CREATE TABLE ac_async AS SELECT * FROM ac_base;
@@ -92,20 +67,8 @@ ALTER TABLE ac_trig ADD PRIMARY KEY (id);
 VACUUM ANALYZE ac_base, ac_async, ac_trig;
 SELECT redis_sync.write_through('ac_async', key_prefix => 'ac_async:', delivery => 'async', warm => false);
 SELECT redis_sync.warm('ac_async');
-CREATE TABLE ac_outbox (id bigserial PRIMARY KEY, tbl text NOT NULL, redis_key text NOT NULL,
-                        op "char" NOT NULL, payload jsonb, created_at timestamptz NOT NULL DEFAULT now());
-CREATE OR REPLACE FUNCTION ac_outbox_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        INSERT INTO ac_outbox (tbl, redis_key, op) VALUES (TG_TABLE_NAME, 'ac_trig:' || OLD.id, 'D');
-        RETURN OLD;
-    END IF;
-    INSERT INTO ac_outbox (tbl, redis_key, op, payload)
-        VALUES (TG_TABLE_NAME, 'ac_trig:' || NEW.id, 'U', to_jsonb(NEW));
-    RETURN NEW;
-END $$;
-CREATE TRIGGER ac_outbox_capture AFTER INSERT OR UPDATE OR DELETE ON ac_trig
-    FOR EACH ROW EXECUTE FUNCTION ac_outbox_capture();
+CREATE TRIGGER hand_outbox_capture AFTER INSERT OR UPDATE OR DELETE ON ac_trig
+    FOR EACH ROW EXECUTE FUNCTION hand_outbox_capture('ac_trig:');
 SQL
 for v in base async trig; do
     printf '\\set id random(1, 100000)\nUPDATE ac_%s SET v = v + 1 WHERE id = :id;\n' "$v" > "$WORK/$v.sql"
@@ -128,7 +91,7 @@ for r in $(seq $RUNS); do
     # rotate the order each round
     o=("${VARIANTS[@]:$((r % 3))}" "${VARIANTS[@]:0:$((r % 3))}")
     for v in "${o[@]}"; do
-        [ "$v" = trig ] && q 'TRUNCATE ac_outbox'
+        [ "$v" = trig ] && q 'TRUNCATE hand_outbox'
         l0=$(q 'SELECT pg_current_wal_lsn()'); r0=$(q 'SELECT worker_rounds FROM redis_sync.worker_stats'); t0=$(ticks)
         tps=$(PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c $C -j $C -t $((N / C)) -f "$WORK/$v.sql" 2>&1 |
               sed -n 's/^tps = \([0-9]*\).*/\1/p')
@@ -157,7 +120,7 @@ TABLE=$(cat <<EOF
 EOF
 )
 echo "$TABLE"
-psql -qX -c 'DROP TABLE ac_base, ac_async, ac_trig, ac_outbox' -c 'DROP FUNCTION ac_outbox_capture()' >/dev/null 2>&1 || true
+psql -qX -c 'DROP TABLE ac_base, ac_async, ac_trig, hand_outbox' -c 'DROP FUNCTION hand_outbox_capture()' >/dev/null 2>&1 || true
 if [ "$MODE" = full ]; then
     SECTION=$(cat <<EOF
 ## Async delivery cost
@@ -172,8 +135,6 @@ Per run, CPU µs: unsynced ${CPU[base]}; async ${CPU[async]}; trigger ${CPU[trig
 (tps; context only, the machine's load moves it): unsynced ${TPS[base]}; async ${TPS[async]}; trigger ${TPS[trig]}.
 EOF
 )
-    RES="$REPO/bench/RESULTS.md"
-    [ -f "$RES" ] || echo "# redis_sync benchmark results" >"$RES"
-    SECTION="$SECTION" perl -0777 -i -pe 's/\n## Async delivery cost\n.*?(?=\n## |\z)//s; s/\n*\z/\n\n$ENV{SECTION}\n/' "$RES"
+    bench_write_section 'Async delivery cost' "$SECTION"
     say "wrote the Async delivery cost section of bench/RESULTS.md"
 fi

@@ -116,6 +116,15 @@ sub psql_timed
 	return (\@t, $out);
 }
 
+# a file's whole text
+sub slurp
+{
+	my ($f) = @_;
+	open(my $fh, '<', $f) or die "$f: $!";
+	local $/;
+	return <$fh>;
+}
+
 sub write_file
 {
 	my ($name, $text) = @_;
@@ -294,25 +303,13 @@ section('single', '1. single-row UPDATE, 100,000-row table', sub {
 		rtt    => 'floor: one Redis PING per transaction, no sync');
 	my @order = qw(base wt async inv trig rtt);
 	make_table("s_$_", 100_000) for @order;
-	psql(<<'SQL');
+	psql(slurp("$FindBin::Bin/hand_outbox.sql") . <<'SQL');
 SELECT redis_sync.write_through('s_wt', key_prefix => 's_wt:', warm => false);
 SELECT redis_sync.write_through('s_async', key_prefix => 's_async:', delivery => 'async', warm => false);
 SELECT redis_sync.invalidate('s_inv', key_prefix => 's_inv:');
 SELECT redis_sync.warm('s_wt'), redis_sync.warm('s_async');
-CREATE TABLE hand_outbox (id bigserial PRIMARY KEY, tbl text NOT NULL, redis_key text NOT NULL,
-                          op "char" NOT NULL, payload jsonb, created_at timestamptz NOT NULL DEFAULT now());
-CREATE FUNCTION hand_outbox_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        INSERT INTO hand_outbox (tbl, redis_key, op) VALUES (TG_TABLE_NAME, 's_trig:' || OLD.id, 'D');
-        RETURN OLD;
-    END IF;
-    INSERT INTO hand_outbox (tbl, redis_key, op, payload)
-        VALUES (TG_TABLE_NAME, 's_trig:' || NEW.id, 'U', to_jsonb(NEW));
-    RETURN NEW;
-END $$;
 CREATE TRIGGER hand_outbox_capture AFTER INSERT OR UPDATE OR DELETE ON s_trig
-    FOR EACH ROW EXECUTE FUNCTION hand_outbox_capture();
+    FOR EACH ROW EXECUTE FUNCTION hand_outbox_capture('s_trig:');
 -- the floor of any synchronous push: the same UPDATE plus one bare round
 -- trip to the same Redis (PING, from a trigger), nothing synced
 CREATE FUNCTION rtt_ping() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -377,7 +374,7 @@ SQL
 		}
 	}
 	psql('ALTER SYSTEM RESET synchronous_commit; SELECT pg_reload_conf();');
-	psql('DROP TABLE s_trig, s_rtt, hand_outbox; SELECT redis_sync.unsync(t) FROM unnest(ARRAY[\'s_wt\', \'s_async\', \'s_inv\']::regclass[]) t');
+	psql('DROP TABLE s_trig, s_rtt, hand_outbox; DROP FUNCTION hand_outbox_capture(); SELECT redis_sync.unsync(t) FROM unnest(ARRAY[\'s_wt\', \'s_async\', \'s_inv\']::regclass[]) t');
 });
 
 section('tpcb', '1b. TPC-B (pgbench -s 10 -M prepared)', sub {

@@ -11,31 +11,16 @@
 # bench/results/cluster.txt.  Called from bench/run.sh.
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=3 ROWS=100000 SECS=10
 [ "${1:-}" = --quick ] && { RUNS=1 ROWS=20000 SECS=3; }
 
-PG_MAJOR=${PG_MAJOR:-15}
-export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
-export PATH="$PGBIN:$PATH"
-
-SB=$(mktemp -d /tmp/redis_sync_clbench.XXXXXX)
-chmod 755 "$SB"
+bench_setup clbench
+SB=$WORK
 CPIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${CPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true
-    rm -rf "$SB"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench >/dev/null 2>&1
-# shellcheck disable=SC1091
-. "$SB/sb/env"
+bench_on_exit 'for p in "${CPIDS[@]}"; do kill "$p"; done'
+bench_sandbox --own
 SINGLE_URL=$REDIS_URL
 
 # three cluster masters on free loopback ports below 55536 (bus: port + 10000)

@@ -14,8 +14,8 @@
 # bench/results/fence.txt.  Called from bench/run.sh.
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=10000 TXNS=300
 [ "${1:-}" = --quick ] && { ROWS=2000 TXNS=100; }
 
@@ -23,26 +23,11 @@ for tool in valgrind callgrind_control; do
     command -v "$tool" >/dev/null 2>&1 || { echo "bench/fence.sh: $tool not found, skipped" >&2; exit 0; }
 done
 
-PG_MAJOR=${PG_MAJOR:-15}
-export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
-export PATH="$PGBIN:$PATH"
-
-SB=$(mktemp -d /tmp/redis_sync_fencebench.XXXXXX)
-chmod 755 "$SB"
+bench_setup fencebench
+SB=$WORK
 CG_PORT=
-cleanup() {
-    local rc=$?
-    [ -n "$CG_PORT" ] && redis-cli -p "$CG_PORT" shutdown nosave >/dev/null 2>&1 || true
-    bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true
-    rm -rf "$SB"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench >/dev/null 2>&1
-# shellcheck disable=SC1091
-. "$SB/sb/env"
+bench_on_exit '[ -n "$CG_PORT" ] && redis-cli -p "$CG_PORT" shutdown nosave'
+bench_sandbox --own
 
 # a second redis-server, under callgrind, that the sandbox's PostgreSQL uses
 CG_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport')
@@ -102,8 +87,6 @@ counts. Rows of (int, int, text) pushed as hashes.
 $TABLE
 EOF2
 )
-    RES="$REPO/bench/RESULTS.md"
-    [ -f "$RES" ] || echo "# redis_sync benchmark results" >"$RES"
-    SECTION="$SECTION" perl -0777 -i -pe 's/\n## Fenced apply script: Redis instructions\n.*?(?=\n## |\z)//s; s/\n*\z/\n\n$ENV{SECTION}\n/' "$RES"
+    bench_write_section 'Fenced apply script: Redis instructions' "$SECTION"
     echo "wrote the fenced-script section of bench/RESULTS.md"
 fi

@@ -13,18 +13,12 @@
 # transaction callback, inclusive): the rest moves with the heap's state.
 # The pushes go to the sandbox's Redis.  Not part of bench/run.sh (~3 min).
 set -euo pipefail
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
-export PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-export PATH="$PGBIN:$PATH"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup push_cpu
 command -v valgrind >/dev/null || { echo "push_cpu: valgrind not found" >&2; exit 1; }
-
-SB=$(mktemp -d /tmp/redis_sync_push_cpu.XXXXXX)
-chmod 755 "$SB"
-trap 'bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true; rm -rf "$SB"' EXIT
-bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench >/dev/null
-# shellcheck disable=SC1091
-. "$SB/sb/env"
+SB=$WORK
+bench_sandbox --own
 psql -XAtq -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 CREATE EXTENSION redis_sync;
 CREATE TABLE s_base (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);

@@ -16,20 +16,10 @@
 # in bench/RESULTS.md, and its "Partial re-runs" note lists the run).
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
-MODE=full
-for a in "$@"; do
-    case "$a" in
-        --quick) MODE=quick ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "bench: unknown argument '$a' (usage: bench/run.sh [--quick])" >&2; exit 2 ;;
-    esac
-done
-
-PG_MAJOR=${PG_MAJOR:-15}
-export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
-export PATH="$PGBIN:$PATH"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BENCH_MODE=full bench_args run.sh 2,14 "$@"
+bench_setup bench
 
 for tool in pgbench psql redis-server redis-cli redis-benchmark perl; do
     command -v "$tool" >/dev/null 2>&1 || { echo "bench: '$tool' not found in PATH" >&2; exit 1; }
@@ -47,31 +37,13 @@ if [ ! -f "$PKGLIB/redis_sync.so" ]; then
     exit 1
 fi
 
-SB=$(mktemp -d /tmp/redis_sync_bench.XXXXXX)
-chmod 755 "$SB"   # the servers run as postgres and live in $SB/sb
-cleanup() {
-    local rc=$?
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: sandbox kept in $SB/sb (stop: bash tests/sandbox.sh stop $SB/sb)" >&2
-    else
-        bash "$REPO/tests/sandbox.sh" stop "$SB/sb" >/dev/null 2>&1 || true
-        rm -rf "$SB"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # the build the servers load is fixed at start: record the commit now
 BENCH_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$REPO" status --porcelain -- src extension 2>/dev/null)" ]; then
     BENCH_COMMIT="$BENCH_COMMIT (with uncommitted changes in src/ or extension/)"
 fi
 export BENCH_COMMIT BENCH_SO_MD5=$(md5sum "$PKGLIB/redis_sync.so" | cut -c1-12)
-# sandbox.sh refuses to reuse a non-empty dir only by wiping it; give it a fresh subdir
-bash "$REPO/tests/sandbox.sh" start "$SB/sb" bench
-# shellcheck disable=SC1091
-. "$SB/sb/env"
+bench_sandbox --own
 export BENCH_MODE=$MODE BENCH_REPO=$REPO BENCH_CMD="bash bench/run.sh${1:+ $*}"
 
 perl "$BENCH_DIR/bench.pl"

@@ -18,44 +18,15 @@
 # installed).
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
-MODE=${BENCH_MODE:-full}
-for a in "$@"; do
-    case "$a" in
-        --quick) MODE=quick ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-        *) echo "bench/tls.sh: unknown argument '$a'" >&2; exit 2 ;;
-    esac
-done
-PG_MAJOR=${PG_MAJOR:-15}
-export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
-export PATH="$PGBIN:$PATH"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args tls.sh 2,18 "$@"
+bench_setup bench_tls
 RUNS=3
 if [ "$MODE" = quick ]; then T=2; ROWS=20000; PINGS=5000; else T=8; ROWS=100000; PINGS=20000; fi
-
-WORK=$(mktemp -d /tmp/redis_sync_bench_tls.XXXXXX)
-chmod 755 "$WORK"
-OWN_SANDBOX=0
 TLS_REDIS_PID=
-cleanup() {
-    local rc=$?
-    [ -n "$TLS_REDIS_PID" ] && kill "$TLS_REDIS_PID" 2>/dev/null || true
-    if [ "$OWN_SANDBOX" = 1 ]; then
-        bash "$REPO/tests/sandbox.sh" stop "$WORK/sb" >/dev/null 2>&1 || true
-    fi
-    rm -rf "$WORK"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [ -z "${SANDBOX_DIR:-}" ]; then
-    OWN_SANDBOX=1
-    bash "$REPO/tests/sandbox.sh" start "$WORK/sb" bench >/dev/null
-    # shellcheck disable=SC1091
-    . "$WORK/sb/env"
-fi
+bench_on_exit '[ -n "$TLS_REDIS_PID" ] && kill "$TLS_REDIS_PID"'
+bench_sandbox
 RUN_USER=${RUN_USER:-$(id -un)}
 as_run_user() {
     if [ "$(id -u)" -eq 0 ] && [ "$RUN_USER" != root ]; then
@@ -196,9 +167,6 @@ shared (2 cores, other work running), so the runs vary by more than TLS costs; r
 the same order", not as a precise overhead.
 EOF
 )
-    RES="$REPO/bench/RESULTS.md"
-    [ -f "$RES" ] || echo "# redis_sync benchmark results" >"$RES"
-    # drop an earlier TLS section (up to the next "## " heading), append the new one
-    SECTION="$SECTION" perl -0777 -i -pe 's/\n## TLS\n.*?(?=\n## |\z)//s; s/\n*\z/\n\n$ENV{SECTION}\n/' "$RES"
+    bench_write_section TLS "$SECTION"
     say "wrote the TLS section of bench/RESULTS.md"
 fi
