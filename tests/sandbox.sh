@@ -55,6 +55,26 @@ wait_gone() {
 
 redis_ping() { redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG; }
 
+# redis_is_ours DIR PORT: the redis-server started in DIR listens on PORT
+# (waits up to 30 s for it; false at once when it exited, e.g. because the
+# port was taken)
+redis_is_ours() {
+    local dir=$1 port=$2 deadline=$((SECONDS + 30)) pid=""
+    while [ $SECONDS -lt $deadline ]; do
+        [ -s "$dir/redis.pid" ] && pid=$(cat "$dir/redis.pid")
+        if [ -n "$pid" ]; then
+            [ "$(redis-cli -h 127.0.0.1 -p "$port" info server 2>/dev/null |
+                 sed -n 's/^process_id:\([0-9]*\).*/\1/p')" = "$pid" ] && return 0
+            pid_alive "$pid" || return 1
+        elif grep -q "Address already in use\|Failed listening" "$dir/redis.log" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+    done
+    tail -n 30 "$dir/redis.log" >&2 || true
+    die "redis-server on port $port did not answer within 30s"
+}
+
 stop_sandbox() {
     local dir=$1
     [ -d "$dir" ] || return 0
@@ -109,26 +129,30 @@ start_sandbox() {
     chmod 700 "$dir"
     [ "$(id -u)" -eq 0 ] && chown "$RUN_USER:" "$dir"
 
-    local ports redis_port pg_port
-    ports=$(free_ports 2)
-    redis_port=${ports% *}
-    pg_port=${ports#* }
+    local ports redis_port pg_port attempt
+    # --- Redis.  A port found free can be taken by someone else before
+    # redis-server binds it (other sandboxes and TAP tests run at the same
+    # time); a daemonized redis-server that cannot bind exits quietly, and
+    # the PING below would then reach the other server.  So the server must
+    # be ours: its pidfile appears only once it listens, and INFO's
+    # process_id must name that pid.  Otherwise: new ports, again.
+    for attempt in 1 2 3 4 5; do
+        ports=$(free_ports 2)
+        redis_port=${ports% *}
+        pg_port=${ports#* }
+        rm -f "$dir/redis.pid" "$dir/redis.log"
+        as_run_user "$dir" redis-server --bind 127.0.0.1 --port "$redis_port" \
+            --save '' --appendonly no --daemonize yes \
+            --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" ||
+            die "redis-server failed to start (see $dir/redis.log)"
+        if redis_is_ours "$dir" "$redis_port"; then
+            break
+        fi
+        echo "sandbox: port $redis_port was taken before redis-server bound it; trying other ports" >&2
+        [ "$attempt" = 5 ] && die "redis-server could not get a port of its own (see $dir/redis.log)"
+    done
     echo "$redis_port" >"$dir/redis.port"
     [ "$(id -u)" -eq 0 ] && chown "$RUN_USER:" "$dir/redis.port"
-
-    # --- Redis
-    as_run_user "$dir" redis-server --bind 127.0.0.1 --port "$redis_port" \
-        --save '' --appendonly no --daemonize yes \
-        --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" ||
-        die "redis-server failed to start (see $dir/redis.log)"
-    local deadline=$((SECONDS + 30))
-    until redis_ping "$redis_port"; do
-        if [ $SECONDS -ge $deadline ]; then
-            tail -n 30 "$dir/redis.log" >&2 || true
-            die "redis-server on port $redis_port did not answer PING within 30s"
-        fi
-        sleep 0.05
-    done
 
     # --- PostgreSQL
     local pgdata=$dir/pgdata
