@@ -30,17 +30,9 @@ my $node = RedisSync::Test::new_node('clask', redis_url => $c->url,
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
 # one node, no redirection following
-sub ncli
-{
-	my ($port, @args) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ RedisSync::Test::redis_cli_bin(), '-h', '127.0.0.1', '-p', $port, @args ],
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
-	chomp $out;
-	return $out;
-}
+sub ncli { return $c->node_cli(@_); }
 
-sub node_id { return ncli($_[0], 'CLUSTER', 'MYID'); }
+sub node_id { return $c->node_id($_[0]); }
 
 # the master holding key k (the others answer MOVED)
 sub owner_of_key

@@ -24,28 +24,11 @@ my $node = RedisSync::Test::new_node('clmoved', redis_url => $c->url,
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
 # one node, no redirection following
-sub ncli
-{
-	my ($port, @args) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ RedisSync::Test::redis_cli_bin(), '-h', '127.0.0.1', '-p', $port, @args ],
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
-	chomp $out;
-	return $out;
-}
+sub ncli { return $c->node_cli(@_); }
 
-sub node_id { return ncli($_[0], 'CLUSTER', 'MYID'); }
+sub node_id { return $c->node_id($_[0]); }
 
-sub moved_count
-{
-	my $n = 0;
-	for my $p (@masters)
-	{
-		my ($k) = ncli($p, 'INFO', 'errorstats') =~ /errorstat_MOVED:count=(\d+)/;
-		$n += $k // 0;
-	}
-	return $n;
-}
+sub moved_count { return $c->error_count('MOVED'); }
 
 sq(q{
 CREATE TABLE t (id int PRIMARY KEY, v text);

@@ -10,21 +10,13 @@ use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Cluster;
 use Test::More;
-use IPC::Run ();
 
 my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
 my @masters = $c->master_ports;
 is(scalar(@masters), 3, 'three masters');
 
-sub ncli
-{
-	my ($port, @args) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ RedisSync::Test::redis_cli_bin(), '-h', '127.0.0.1', '-p', $port, @args ],
-		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
-	chomp $out;
-	return $out;
-}
+# one node, no redirection following
+sub ncli { return $c->node_cli(@_); }
 
 my $node = RedisSync::Test::new_node('clrm', redis_url => $c->url);
 $node->safe_psql('postgres', q{

@@ -4,6 +4,9 @@
 #   $c->url;                 # "redis://127.0.0.1:P1,127.0.0.1:P2,.../0" (seeds)
 #   $c->seed_url;            # one node only
 #   $c->cli($port, @args);   # redis-cli -c against one node
+#   $c->node_cli($port, @args);  # the same, redirections returned as they are
+#   $c->node_id($port);      # CLUSTER MYID
+#   $c->error_count('MOVED');    # MOVED (ASK, TRYAGAIN) replies of the masters so far
 #   $c->master_ports;        # current masters (asks the cluster)
 #   $c->wait_ok;             # until every node reports cluster_state:ok
 #   $c->kill_node($port);    # SIGKILL
@@ -120,6 +123,33 @@ sub cli
 		IPC::Run::timeout(60));
 	chomp $out;
 	return $out;
+}
+
+# redis-cli against one node, redirections not followed (MOVED and ASK
+# replies are returned as they are)
+sub node_cli
+{
+	my ($self, $port, @args) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ RedisSync::Test::redis_cli_bin(), '-h', '127.0.0.1', '-p', $port, @args ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+	chomp $out;
+	return $out;
+}
+
+sub node_id { my ($self, $port) = @_; return $self->node_cli($port, 'CLUSTER', 'MYID'); }
+
+# how many errors of a kind (MOVED, ASK, TRYAGAIN) the masters replied so far
+sub error_count
+{
+	my ($self, $kind) = @_;
+	my $n = 0;
+	for my $p ($self->master_ports)
+	{
+		my ($k) = $self->node_cli($p, 'INFO', 'errorstats') =~ /errorstat_$kind:count=(\d+)/;
+		$n += $k // 0;
+	}
+	return $n;
 }
 
 # any running node
