@@ -417,6 +417,7 @@ redis_tls_handshake_step(RedisTls *t, RedisFailure *f)
 {
 	int			r,
 				err;
+	char	   *detail;
 
 	ERR_clear_error();
 	errno = 0;
@@ -431,66 +432,60 @@ redis_tls_handshake_step(RedisTls *t, RedisFailure *f)
 		return WL_SOCKET_READABLE;
 	if (err == SSL_ERROR_WANT_WRITE)
 		return WL_SOCKET_WRITEABLE;
+	/* the detail first: it reads errno, which psprintf may change */
+	detail = io_failure_detail(t, err, r);
 	tls_failure(f, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 				psprintf("could not establish a TLS connection to Redis at %s", t->display),
-				io_failure_detail(t, err, r));
+				detail);
+	return -1;
+}
+
+/*
+ * The outcome of an SSL_read or SSL_write that returned r: bytes moved
+ * (r > 0), 0 with *want set when OpenSSL must wait for the socket (either
+ * direction: a read may need to write during renegotiation and the other
+ * way round), or -1 with f filled when the connection is lost.
+ */
+static ssize_t
+io_outcome(RedisTls *t, int r, int *want, RedisFailure *f)
+{
+	int			err;
+	char	   *detail;
+
+	if (r > 0)
+		return r;
+	err = SSL_get_error(t->ssl, r);
+	if (err == SSL_ERROR_WANT_READ)
+	{
+		*want = WL_SOCKET_READABLE;
+		return 0;
+	}
+	if (err == SSL_ERROR_WANT_WRITE)
+	{
+		*want = WL_SOCKET_WRITEABLE;
+		return 0;
+	}
+	/* the detail first: it reads errno, which psprintf may change */
+	detail = io_failure_detail(t, err, r);
+	tls_failure(f, ERRCODE_CONNECTION_FAILURE,
+				psprintf("lost connection to Redis at %s", t->display), detail);
 	return -1;
 }
 
 ssize_t
 redis_tls_read(RedisTls *t, char *buf, size_t len, int *want, RedisFailure *f)
 {
-	int			r,
-				err;
-
 	ERR_clear_error();
 	errno = 0;
-	r = SSL_read(t->ssl, buf, (int) Min(len, (size_t) INT_MAX));
-	if (r > 0)
-		return r;
-	err = SSL_get_error(t->ssl, r);
-	if (err == SSL_ERROR_WANT_READ)
-	{
-		*want = WL_SOCKET_READABLE;
-		return 0;
-	}
-	if (err == SSL_ERROR_WANT_WRITE)
-	{
-		*want = WL_SOCKET_WRITEABLE;
-		return 0;
-	}
-	tls_failure(f, ERRCODE_CONNECTION_FAILURE,
-				psprintf("lost connection to Redis at %s", t->display),
-				io_failure_detail(t, err, r));
-	return -1;
+	return io_outcome(t, SSL_read(t->ssl, buf, (int) Min(len, (size_t) INT_MAX)), want, f);
 }
 
 ssize_t
 redis_tls_write(RedisTls *t, const char *buf, size_t len, int *want, RedisFailure *f)
 {
-	int			r,
-				err;
-
 	ERR_clear_error();
 	errno = 0;
-	r = SSL_write(t->ssl, buf, (int) Min(len, (size_t) (1 << 30)));
-	if (r > 0)
-		return r;
-	err = SSL_get_error(t->ssl, r);
-	if (err == SSL_ERROR_WANT_READ)
-	{
-		*want = WL_SOCKET_READABLE;
-		return 0;
-	}
-	if (err == SSL_ERROR_WANT_WRITE)
-	{
-		*want = WL_SOCKET_WRITEABLE;
-		return 0;
-	}
-	tls_failure(f, ERRCODE_CONNECTION_FAILURE,
-				psprintf("lost connection to Redis at %s", t->display),
-				io_failure_detail(t, err, r));
-	return -1;
+	return io_outcome(t, SSL_write(t->ssl, buf, (int) Min(len, (size_t) (1 << 30))), want, f);
 }
 
 bool
