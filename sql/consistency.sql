@@ -52,6 +52,22 @@ INSERT INTO c_async VALUES (1, 'a'), (2, 'b');
 UPDATE c_async SET v = 'bb' WHERE id = 2;
 SELECT redis_sync.command('EXISTS', 'ca:1');
 SELECT redis_key, op, payload FROM redis_sync.outbox ORDER BY id;
+-- the rows are written without SQL, filled as the column defaults would be
+SELECT count(DISTINCT xid) AS writers,
+       max(xid::text) = (SELECT xmin::text FROM c_async WHERE id = 2) AS last_writer_xid,
+       count(*) AS entries,
+       bool_and(attempts = 0 AND next_attempt_at IS NULL AND last_error IS NULL
+                AND enqueued_at <= clock_timestamp()) AS fresh
+  FROM redis_sync.outbox;
+-- an outbox not of the extension's shape (a column added) is written through
+-- SQL, which applies what was added; a dropped column is skipped
+ALTER TABLE redis_sync.outbox ADD COLUMN note text;
+ALTER TABLE redis_sync.outbox ALTER COLUMN note SET DEFAULT 'via SQL';
+UPDATE c_async SET v = 'a2' WHERE id = 1;
+SELECT redis_key, payload ->> 'v' AS v, note FROM redis_sync.outbox ORDER BY id;
+ALTER TABLE redis_sync.outbox DROP COLUMN note;
+UPDATE c_async SET v = 'a3' WHERE id = 1;
+SELECT redis_key, payload ->> 'v' AS v FROM redis_sync.outbox ORDER BY id;
 SELECT redis_sync.deliver_outbox();       -- two keys, newest state each
 SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:2', 'v');
 

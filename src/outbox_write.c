@@ -13,19 +13,31 @@
  * delivery (outbox.c) is the same fenced write the transaction would have
  * made and can be repeated any number of times.
  *
- * One row is a plain INSERT ... VALUES; more go in slices of 10000 rows,
- * each one INSERT ... SELECT from arrays.  Writes run as the bootstrap
- * superuser with a fixed search_path (as_owner.c): the writer of a synced
- * table needs no privilege on the outbox, and no user code runs on it.
+ * Rows go straight into the heap and the indexes (write_direct), in slices
+ * of 1,000, filled as the column defaults would fill them: the writer of a
+ * synced table needs no privilege on the outbox and no user code runs on
+ * it.  An outbox not of the extension's shape (a column added, triggers,
+ * row security) is written through SQL instead: one row a plain INSERT ...
+ * VALUES, more an INSERT ... SELECT from arrays, as the bootstrap superuser
+ * with a fixed search_path (as_owner.c).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "outbox.h"
 #include "outbox_int.h"
@@ -97,6 +109,154 @@ change_columns(Change *c, Datum *key, Datum *op, Datum *payload)
 	return true;
 }
 
+/*
+ * The columns of redis_sync.outbox, in the order of OutboxCol, with their
+ * types: the direct write (write_direct) fills every one of them.
+ */
+typedef enum OutboxCol
+{
+	OC_ID, OC_RELID, OC_KEY, OC_OP, OC_PAYLOAD, OC_TTL, OC_VERSION, OC_SEQ,
+	OC_XID, OC_ENQUEUED, OC_ATTEMPTS, OC_NEXT_ATTEMPT, OC_LAST_ERROR, OC_COUNT
+} OutboxCol;
+
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			outbox_cols[OC_COUNT] =
+
+{
+	{"id", INT8OID}, {"relid", OIDOID}, {"redis_key", TEXTOID}, {"op", CHAROID},
+	{"payload", JSONBOID}, {"ttl_ms", INT8OID}, {"version", TEXTOID}, {"seq", INT8OID},
+	{"xid", XID8OID}, {"enqueued_at", TIMESTAMPTZOID}, {"attempts", INT4OID},
+	{"next_attempt_at", TIMESTAMPTZOID}, {"last_error", TEXTOID}
+};
+
+/*
+ * Map the outbox's attributes to OutboxCol (attno[c], 0-based); false when
+ * the table is not exactly the one the extension created (a column added,
+ * missing or of another type, triggers, row security): then the rows go
+ * through SQL, which applies whatever was added.
+ */
+static bool
+outbox_shape(Relation rel, int *attno)
+{
+	TupleDesc	td = RelationGetDescr(rel);
+	int			found = 0;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		rel->rd_rel->relrowsecurity)
+		return false;
+	for (int c = 0; c < OC_COUNT; c++)
+		attno[c] = -1;
+	for (int i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, i);
+		int			c;
+
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < OC_COUNT; c++)
+			if (strcmp(NameStr(att->attname), outbox_cols[c].name) == 0)
+				break;
+		if (c == OC_COUNT || att->atttypid != outbox_cols[c].type || attno[c] >= 0)
+			return false;
+		attno[c] = i;
+		found++;
+	}
+	return found == OC_COUNT;
+}
+
+/*
+ * Insert the rows straight into the heap and its indexes, as the column
+ * defaults would fill them (id from the table's sequence, xid of the top
+ * transaction, enqueued_at the clock, no attempt yet): one INSERT through
+ * SPI cost more than the rest of an async commit (executor start-up, the
+ * CHECK constraint's expression rebuilt each time, a switch of user and
+ * search_path).  No user code runs: the outbox has no triggers (else
+ * outbox_shape() sends the rows through SQL).  False when the table's
+ * shape is not the expected one; nothing was written then.
+ */
+static bool
+write_direct(Change **changes, int n, const char *version, int64 seq)
+{
+	Oid			nsp = get_namespace_oid("redis_sync", false);
+	Oid			relid = get_relname_relid("outbox", nsp);
+	Oid			seqid = get_relname_relid("outbox_id_seq", nsp);
+	Relation	rel;
+	int			attno[OC_COUNT];
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	CommandId	cid;
+	Datum		version_d;
+	Datum		xid_d;
+	bool		snap = false;
+
+	if (!OidIsValid(relid) || !OidIsValid(seqid))
+		return false;
+	rel = table_open(relid, RowExclusiveLock);
+	if (!outbox_shape(rel, attno))
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slot = table_slot_create(rel, NULL);
+	cid = GetCurrentCommandId(true);
+	/* TOAST of a large payload reads its table's index */
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		snap = true;
+	}
+	version_d = CStringGetTextDatum(version);
+	xid_d = FullTransactionIdGetDatum(GetTopFullTransactionId());
+
+	for (int i = 0; i < n; i++)
+	{
+		Change	   *c = changes[i];
+		Datum	   *v;
+		bool	   *isnull;
+
+		ExecClearTuple(slot);
+		v = slot->tts_values;
+		isnull = slot->tts_isnull;
+		memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+		for (int k = 0; k < OC_COUNT; k++)
+			isnull[attno[k]] = false;
+		v[attno[OC_ID]] = Int64GetDatum(nextval_internal(seqid, false));
+		v[attno[OC_RELID]] = ObjectIdGetDatum(c->root_relid);
+		isnull[attno[OC_PAYLOAD]] = !change_columns(c, &v[attno[OC_KEY]], &v[attno[OC_OP]],
+													&v[attno[OC_PAYLOAD]]);
+		v[attno[OC_TTL]] = Int64GetDatum(c->ttl_ms);
+		v[attno[OC_VERSION]] = version_d;
+		v[attno[OC_SEQ]] = Int64GetDatum(seq);
+		v[attno[OC_XID]] = xid_d;
+		v[attno[OC_ENQUEUED]] = TimestampTzGetDatum(GetCurrentTimestamp());
+		v[attno[OC_ATTEMPTS]] = Int32GetDatum(0);
+		isnull[attno[OC_NEXT_ATTEMPT]] = true;
+		isnull[attno[OC_LAST_ERROR]] = true;
+		ExecStoreVirtualTuple(slot);
+		table_tuple_insert(rel, slot, cid, 0, NULL);
+		if (rri->ri_NumIndices > 0)
+			(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+		ResetPerTupleExprContext(estate);
+	}
+	if (snap)
+		PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	/* later statements of the transaction see the rows, as after an INSERT */
+	CommandCounterIncrement();
+	return true;
+}
+
 /* run one of the outbox INSERTs (7 parameters), prepared once per backend */
 static void
 execute_insert(SPIPlanPtr *plan, const char *sql, Oid *types, Datum *args, const char *nulls)
@@ -165,6 +325,8 @@ outbox_write_slice(Change **changes, int n, const char *version, int64 seq)
 	INT8ARRAYOID, TEXTOID, INT8OID};
 
 	if (n == 0)
+		return;
+	if (write_direct(changes, n, version, seq))
 		return;
 	if (n == 1)
 	{

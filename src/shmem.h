@@ -72,6 +72,9 @@ typedef struct RsDbSlot
 	/* the worker */
 	Latch	   *worker_latch;
 	int			worker_pid;
+	int			last_waker;		/* pid of the last backend that woke it */
+	uint64		waker_changes;	/* wake-ups by another backend than the one
+								 * before (outbox coalescing, worker.c) */
 	TimestampTz worker_started_at;
 	char		run_id[48];
 	uint64		flush_requested;	/* flush() generations asked for */
@@ -161,6 +164,9 @@ extern void rs_circuit_last_error(char *buf, size_t len);
 
 /* wake this database's worker (no-op when it is not running) */
 extern void rs_worker_wake(void);
+
+/* worker: how many wake-ups came from another backend than the one before */
+extern uint64 rs_worker_waker_changes(void);
 
 /* flush(): forced drain rounds served by the worker */
 extern uint64 rs_flush_pending(void);

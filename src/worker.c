@@ -83,7 +83,7 @@ static int	rs_naptime_ms = 1000;
 static bool rs_rewarm_on_restart = true;
 static int	rs_marker_sweep_ms = 5000;
 static int	rs_shutdown_drain_ms = 5000;
-static int	rs_outbox_coalesce_ms = 0;
+static int	rs_outbox_coalesce_ms = 5;
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
@@ -92,11 +92,8 @@ static bool claims_recorded = false;	/* this worker recorded its tables'
 static bool redis_restarted = false;	/* probe() saw a new run_id */
 static TimestampTz last_sweep = 0;
 static TimestampTz delivery_started = 0;	/* the last round's delivery */
-static TimestampTz window_start = 0;	/* deliveries counted since */
-static int64 window_count = 0;
-static bool coalescing = false; /* under load: see coalesce_wait() */
-
-static void count_delivered(int64 delivered);
+static uint64 changes_at_delivery = 0;	/* waker_changes then */
+static uint64 changes_before = 0;	/* ... at the delivery before */
 static TimestampTz last_warm = 0;	/* the last look at the warm queue */
 static bool warm_busy = true;	/* it had work: look again next round */
 static int	backoff_ms = 0;
@@ -259,6 +256,7 @@ deliver_all(void)
 	RsDeliveryOutcome out;
 
 	delivery_started = GetCurrentTimestamp();
+	changes_at_delivery = rs_worker_waker_changes();
 
 	rules.relid = InvalidOid;
 	rules.max = PG_INT64_MAX;
@@ -270,7 +268,6 @@ deliver_all(void)
 	rules.activity = "redis_sync: delivering the outbox";
 	rules.cxt = round_cxt;
 	rs_outbox_deliver_loop(&rules, &out);
-	count_delivered(out.delivered);
 	if (out.failed)
 	{
 		ereport(LOG,
@@ -602,47 +599,37 @@ shut_down(bool held)
 }
 
 /*
- * Under load, let commits collect for a moment before the next delivery.
- * The worker counts what it delivers over windows of RATE_WINDOW_MS; while
- * the last window delivered 1.5 entries a millisecond or more
- * (COALESCE_MIN_RATE_X2 / 2), the next delivery starts no sooner than redis_sync.outbox_coalesce
- * after the last one began.  Each delivery is a transaction, a round trip
- * and WAL of its own; under load fewer, larger ones leave the clients more
- * of the machine.  Below that rate every wake-up is served at once (the lag
- * stays one round trip: bench/ section 4 measures it at 1,000 commits a
- * second).  The wait ignores the latch; a SIGTERM waits it out.
- *
- * Off by default: on a 2-core machine (bench/ section 1, A/B on one
- * sandbox) 5 ms cut the worker's CPU per commit 5-8x and raised async
- * throughput at 4 clients (0.59 -> 0.70 of unsynced), but cost a single
- * client about a quarter of its throughput (its round trips with pgbench
- * ran slower beside an idle core than beside a busy worker).
+ * When several sessions commit async changes at once, let them collect for
+ * a moment before the next delivery.  Each delivery is a transaction, a
+ * round trip and WAL of its own: one per commit costs the worker more CPU
+ * than the commits themselves, and on a busy server that CPU is the
+ * clients'.  Engaged when, between the start of the previous delivery and
+ * the end of this one, the worker was woken by commits of other backends
+ * than the one before at least COALESCE_MIN_CHANGES times (shmem's
+ * waker_changes, counted by rs_worker_wake()): commits of several sessions
+ * arriving faster than one delivery per commit.  Then the next delivery
+ * starts no sooner than redis_sync.outbox_coalesce after this one began.
+ * A single session committing over and over never engages it (its
+ * deliveries start at its commits: delaying them cost a single client
+ * throughput on 2 cores, bench/ section 1), nor do sessions committing
+ * now and then (each commit is delivered before the next arrives).  The
+ * wait ignores the latch; a SIGTERM waits it out.
  */
-#define RATE_WINDOW_MS 20
-#define COALESCE_MIN_RATE_X2 3	/* 1.5 entries a millisecond */
-
-static void
-count_delivered(int64 delivered)
-{
-	long		ms;
-
-	window_count += delivered;
-	if (window_start == 0)
-		window_start = delivery_started;
-	if (!TimestampDifferenceExceeds(window_start, delivery_started, RATE_WINDOW_MS))
-		return;
-	ms = TimestampDifferenceMilliseconds(window_start, delivery_started);
-	coalescing = window_count * 2 >= (int64) COALESCE_MIN_RATE_X2 * ms;
-	window_start = delivery_started;
-	window_count = 0;
-}
+#define COALESCE_MIN_CHANGES 2
 
 static void
 coalesce_wait(void)
 {
+	uint64		changes;
+	bool		coalescing;
 	long		wait_ms;
 
-	if (rs_outbox_coalesce_ms == 0 || !coalescing)
+	if (rs_outbox_coalesce_ms == 0 || delivery_started == 0)
+		return;
+	changes = rs_worker_waker_changes();
+	coalescing = changes - changes_before >= COALESCE_MIN_CHANGES;
+	changes_before = changes_at_delivery;
+	if (!coalescing)
 		return;
 	wait_ms = rs_outbox_coalesce_ms -
 		TimestampDifferenceMilliseconds(delivery_started, GetCurrentTimestamp());
@@ -794,10 +781,10 @@ rs_worker_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("redis_sync.outbox_coalesce",
-							"Under load, shortest interval between two outbox deliveries of the background worker.",
-							"Applies while the worker delivers 1.5 entries a millisecond or more; 0 delivers at every wake-up.",
+							"Shortest interval between two outbox deliveries of the background worker while several sessions commit async changes at once.",
+							"A single session's commits are delivered at once; 0 delivers at every wake-up.",
 							&rs_outbox_coalesce_ms,
-							0, 0, 1000,
+							5, 0, 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -35,9 +35,31 @@ rs_worker_wake(void)
 	sl = rs_my_slot();
 	SpinLockAcquire(&sl->mutex);
 	latch = sl->worker_latch;
+	if (sl->last_waker != MyProcPid)
+	{
+		sl->last_waker = MyProcPid;
+		sl->waker_changes++;
+	}
 	SpinLockRelease(&sl->mutex);
 	if (latch)
 		SetLatch(latch);
+}
+
+/*
+ * Wake-ups from a backend other than the one before: commits of several
+ * sessions in quick succession (the worker's outbox coalescing).  One
+ * client committing over and over never counts.
+ */
+uint64
+rs_worker_waker_changes(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	uint64		n;
+
+	SpinLockAcquire(&sl->mutex);
+	n = sl->waker_changes;
+	SpinLockRelease(&sl->mutex);
+	return n;
 }
 
 /* worker: the flush generation to serve (0: none pending) */

@@ -1,0 +1,66 @@
+# redis_sync.outbox_coalesce engages only while several sessions commit
+# async changes at once.  With it at 1 s (its maximum, to make a wrong
+# engagement obvious) and naptime 1 h:
+# - one session committing 20 times, each time waiting until its change
+#   reached Redis, takes well under 20 s (delayed by the interval, each
+#   commit would wait about 1 s);
+# - four sessions committing 800 changes at once are delivered in far
+#   fewer worker rounds than commits (coalesced), nothing is lost and every
+#   key ends at its newest value (cache matches the table).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::Compare;
+use RedisSync::Synced;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $redis = RedisSync::Test::start_redis();
+my $node  = RedisSync::Test::new_node('asynccoal', redis => $redis,
+	extra_conf => "redis_sync.naptime = '1h'\nredis_sync.outbox_coalesce = '1s'\n");
+
+my $t = RedisSync::Synced::synced_table($node, 'c', columns => 'id int PRIMARY KEY, v int',
+	with => "delivery => 'async'", fill => 'SELECT g, 0 FROM generate_series(1, 100) g');
+ok(defined RedisSync::Compare::wait_for(
+		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+	'initial rows delivered');
+
+# one session: every commit is delivered at once
+my $s = $node->background_psql('postgres');
+my $start = time;
+my $late = 0;
+for my $i (1 .. 20)
+{
+	$s->query_safe("UPDATE c SET v = $i WHERE id = 1");
+	$late++
+	  unless defined RedisSync::Compare::wait_for(
+		sub { $redis->cli('HGET', 'c:1', 'v') eq "$i" }, 30);
+}
+$s->quit;
+my $took = time - $start;
+is($late, 0, 'each commit of one session reached Redis');
+cmp_ok($took, '<', 10, "one session's 20 commits were not held back (took ${took}s)");
+
+# four sessions at once: coalesced, nothing lost
+my $script = PostgreSQL::Test::Utils::tempdir() . '/u.sql';
+open my $fh, '>', $script or die;
+print $fh "\\set id random(1, 100)\nUPDATE c SET v = v + 1 WHERE id = :id;\n";
+close $fh;
+my $rounds0 = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1');
+$node->command_ok(
+	[
+		'pgbench', '-n', '-c', '4', '-j', '4', '-t', '200', '-f', $script,
+		'-d', $node->connstr('postgres')
+	],
+	'four sessions committed 800 changes');
+ok(defined RedisSync::Compare::wait_for(
+		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
+	'every change delivered');
+my $rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;
+cmp_ok($rounds, '<', 200, "800 commits of four sessions delivered in $rounds worker rounds");
+$t->wait_cache_matches($redis, name => 'cache matches the table');
+
+done_testing();
