@@ -82,6 +82,21 @@ SELECT h('a1c:1');
 UPDATE a1c SET note = NULL WHERE id = 1;
 SELECT redis_sync.command('EXISTS', 'a1c:1') AS key_exists;
 
+-- values at the msgpack string boundaries (fixstr below 32 bytes, str16 to
+-- 65,535, str32 above), and an empty one
+CREATE TABLE a1b (id int PRIMARY KEY, t text);
+SELECT redis_sync.write_through('a1b', key_prefix => 'a1b:');
+INSERT INTO a1b VALUES (1, '');
+INSERT INTO a1b VALUES (2, repeat('x', 31));
+INSERT INTO a1b VALUES (3, repeat('y', 32));
+INSERT INTO a1b VALUES (4, repeat('z', 65535));
+INSERT INTO a1b VALUES (5, repeat('w', 65536));
+UPDATE a1b SET t = repeat('é', 40000) WHERE id = 1;
+SELECT id, length(redis_sync.command('HGET', 'a1b:' || id, 't') #>> '{}') AS cached_length,
+       length(t) AS length
+  FROM a1b ORDER BY id;
+SELECT count(*) AS differences FROM redis_sync.verify('a1b');
+
 -- a string (json) with a TTL: key and version expire together
 CREATE TABLE a1j (id int PRIMARY KEY, v int);
 SELECT redis_sync.write_through('a1j', key_prefix => 'a1j:', format => 'json', ttl => interval '1 hour');
@@ -110,7 +125,8 @@ SELECT redis_sync.command('DEL', 'a1:3');
 SELECT redis_sync.worker_resume();
 
 SELECT redis_sync.unsync('a1', purge => true);
+SELECT redis_sync.unsync('a1b', purge => true);
 SELECT redis_sync.unsync('a1c', purge => true);
 SELECT redis_sync.unsync('a1j', purge => true);
 SELECT redis_sync.unsync('a1s', purge => true);
-DROP TABLE a1, a1c, a1j, a1s;
+DROP TABLE a1, a1b, a1c, a1j, a1s;
