@@ -58,6 +58,13 @@
  * pushed before its commit record) and removes markers of transactions
  * known to be finished; see publish.c.
  *
+ * The commonest push, one key at pre-commit (a single-row transaction), has
+ * a script of its own on a single Redis (APPLY_ONE_BODY): the same steps for
+ * one key, with the arguments in one msgpack stream instead of ~19 Lua
+ * values (issue 18: 58,000 Redis instructions per call instead of 86,000).
+ * Outbox deliveries, warms, repairs, larger pushes and clusters use the
+ * general script.
+ *
  * On a Redis Cluster a push becomes one call per slot or node:
  * fence_cluster.c.
  *
