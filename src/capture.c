@@ -243,8 +243,6 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 											ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(scratch_cxt);
 	old = MemoryContextSwitchTo(scratch_cxt);
-	key = rs_encode_key(cfg, td, keytup, NULL);
-	rs_encode_row(cfg, td, newtup, &after);
 
 	/*
 	 * The state before, to restore if the push outlives the transaction.
@@ -258,13 +256,14 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	{
 		if (nbefore < RS_EXACT_REPAIR_CHANGES)
 		{
-			rs_encode_row(cfg, td, oldtup, &before);
 			before_tag = 'B';
 			nbefore++;
 		}
 		else
 			before_tag = 'K';
 	}
+	key = rs_encode_change(cfg, td, keytup, newtup, &after,
+						   oldtup, before_tag == 'B' ? &before : NULL);
 	keylen = strlen(key) + 1;
 	size = keylen + rs_change_image_size(&after) + 1 + (before_tag == 'B' ? rs_change_image_size(&before) : 0);
 	rec = rs_overflowed ? palloc(size) : arena_alloc(size);

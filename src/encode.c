@@ -74,13 +74,23 @@ rs_version_now(char *buf)
 
 	/* "%08X%08X%016llX", without snprintf: every push takes two versions */
 	StaticAssertStmt(RS_VERSION_LEN == 32, "a version is 32 hex digits");
+	for (int i = 0; i < 4; i++)
+	{
+		uint8		t = (uint8) (tli >> (8 * i));
+		uint8		e = (uint8) (epoch >> (8 * i));
+
+		buf[7 - 2 * i] = hex[t & 0xF];
+		buf[6 - 2 * i] = hex[t >> 4];
+		buf[15 - 2 * i] = hex[e & 0xF];
+		buf[14 - 2 * i] = hex[e >> 4];
+	}
 	for (int i = 0; i < 8; i++)
 	{
-		buf[7 - i] = hex[(tli >> (4 * i)) & 0xF];
-		buf[15 - i] = hex[(epoch >> (4 * i)) & 0xF];
+		uint8		l = (uint8) (lsn >> (8 * i));
+
+		buf[31 - 2 * i] = hex[l & 0xF];
+		buf[30 - 2 * i] = hex[l >> 4];
 	}
-	for (int i = 0; i < 16; i++)
-		buf[31 - i] = hex[(lsn >> (4 * i)) & 0xF];
 	buf[32] = '\0';
 }
 
@@ -260,7 +270,11 @@ rs_encode_key(SyncConfig *cfg, TupleDesc td, HeapTuple tup, char ***keyvals)
 void
 rs_append_key_identity(StringInfo buf, Oid relid, char **keyvals, int nkeys)
 {
-	appendStringInfo(buf, "[%u", relid);
+	/* without appendStringInfo's snprintf: this runs for every push */
+	enlargeStringInfo(buf, 12);
+	buf->data[buf->len++] = '[';
+	buf->len += pg_ultoa_n(relid, buf->data + buf->len);
+	buf->data[buf->len] = '\0';
 	for (int i = 0; i < nkeys; i++)
 	{
 		appendStringInfoChar(buf, ',');
@@ -550,6 +564,33 @@ encode_json(SyncConfig *cfg, TupleDesc td, HeapTuple tup)
 }
 
 static void encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img);
+
+char *
+rs_encode_change(SyncConfig *cfg, TupleDesc td, HeapTuple keytup, HeapTuple newtup,
+				 RowImage *after, HeapTuple oldtup, RowImage *before)
+{
+	RsCanonicalSave save;
+	char	   *key;
+
+	/*
+	 * one switch to the canonical settings for all three (~500 instructions
+	 * each)
+	 */
+	rs_canonical_enter(&save);
+	PG_TRY();
+	{
+		key = encode_key(cfg, td, keytup, NULL);
+		encode_row(cfg, td, newtup, after);
+		if (before)
+			encode_row(cfg, td, oldtup, before);
+	}
+	PG_FINALLY();
+	{
+		rs_canonical_exit(&save);
+	}
+	PG_END_TRY();
+	return key;
+}
 
 void
 rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img)

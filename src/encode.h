@@ -93,6 +93,15 @@ extern void rs_append_key_identity(StringInfo buf, Oid relid, char **keyvals, in
 /* the row as the configured format wants it (a delete for invalidate) */
 extern void rs_encode_row(SyncConfig *cfg, TupleDesc td, HeapTuple tup, RowImage *img);
 
+/*
+ * A captured change in one switch to the canonical settings: returns the key
+ * of keytup, fills after with newtup's image (NULL: deleted) and, when before
+ * is not NULL, before with oldtup's
+ */
+extern char *rs_encode_change(SyncConfig *cfg, TupleDesc td, HeapTuple keytup,
+							  HeapTuple newtup, RowImage *after,
+							  HeapTuple oldtup, RowImage *before);
+
 /* true when an UPDATE changed a key column */
 extern bool rs_key_changed(SyncConfig *cfg, TupleDesc td, HeapTuple oldtup, HeapTuple newtup);
 

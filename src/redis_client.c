@@ -419,7 +419,9 @@ redis_pipeline_append(RedisPipeline *p, int argc, const char **argv, const size_
 
 	redis_resp_encode_command(&p->buf, argc, argv, argvlen);
 	c->len = p->buf.len - c->off;
-	c->slot = command_slot(argc, argv, argvlen);
+	/* routing by slot: not on a single Redis (known to be one) */
+	if (redis_cluster_state() != 0)
+		c->slot = command_slot(argc, argv, argvlen);
 	MemoryContextSwitchTo(old);
 }
 
@@ -475,7 +477,8 @@ redis_pipeline_append_script(RedisPipeline *p, RedisScript *script, int nkeys,
 	for (int i = 0; i < argc; i++)
 		redis_resp_append_bulk(&p->buf, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
 	c->len = p->buf.len - c->off;
-	if (nkeys > 0)
+	/* routing by slot: not on a single Redis (a CRC per push, issue 18) */
+	if (nkeys > 0 && redis_cluster_state() != 0)
 		c->slot = redis_key_slot(argv[0], argvlen ? argvlen[0] : strlen(argv[0]));
 	MemoryContextSwitchTo(old);
 }
@@ -484,13 +487,11 @@ redis_pipeline_append_script(RedisPipeline *p, RedisScript *script, int nkeys,
 static bool
 retry_noscript(RedisPipeline *p, RedisFailure *f)
 {
-	StringInfoData buf;
-	int		   *idx;
+	StringInfoData buf = {0};
+	int		   *idx = NULL;
 	int			n = 0;
 	RedisValue *out;
 
-	idx = palloc(sizeof(int) * p->ncmds);
-	initStringInfo(&buf);
 	for (int i = 0; i < p->ncmds; i++)
 	{
 		PipelineCmd *c = &p->cmds[i];
@@ -498,6 +499,12 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 		if (c->script && p->replies[i].type == RV_ERROR &&
 			strncmp(p->replies[i].str, "NOSCRIPT", 8) == 0)
 		{
+			/* allocated only when needed: every exec passes here */
+			if (idx == NULL)
+			{
+				idx = palloc(sizeof(int) * p->ncmds);
+				initStringInfo(&buf);
+			}
 			redis_resp_append_header(&buf, '*', c->nargs + 2);
 			redis_resp_append_bulk(&buf, "EVAL", 4);
 			redis_resp_append_bulk(&buf, c->script->body, strlen(c->script->body));

@@ -1,0 +1,132 @@
+-- the pre-commit push of one key (fence.c's apply-one script, issue 18):
+-- each of its paths does what the general apply script does
+CREATE TABLE a1 (id int PRIMARY KEY, v int, note text);
+SELECT redis_sync.write_through('a1', key_prefix => 'a1:');
+SELECT 'redis_sync:inflight:' || system_identifier || ':' || d.oid AS mkey,
+       'redis_sync:evicted:' || system_identifier || ':' || d.oid AS ekey
+  FROM pg_control_system(), pg_database d WHERE d.datname = current_database() \gset
+CREATE FUNCTION pg_temp.ver(k text) RETURNS text LANGUAGE sql
+  AS $$ SELECT redis_sync.command('GET', redis_sync.version_key(k)) #>> '{}' $$;
+CREATE FUNCTION pg_temp.counter(ekey text, f text) RETURNS bigint LANGUAGE sql
+  AS $$ SELECT coalesce((redis_sync.command('HGET', ekey, f) #>> '{}')::bigint, 0) $$;
+
+-- a hash without NULLs, then with one: its field is deleted
+INSERT INTO a1 VALUES (1, 1, 'one');
+SELECT h('a1:1');
+SELECT pg_temp.ver('a1:1') AS v1 \gset
+UPDATE a1 SET note = NULL WHERE id = 1;
+SELECT h('a1:1'), pg_temp.ver('a1:1') > :'v1' AS newer_version;
+-- the transactions of this session left one marker (each push clears the
+-- one before)
+SELECT count(*) AS my_markers
+  FROM jsonb_array_elements_text(redis_sync.command('HKEYS', :'mkey')) f
+ WHERE split_part(f, ':', 2)::int = pg_backend_pid();
+
+-- a newer version in Redis: the push is ignored, the version stays
+SELECT redis_sync.command('SET', redis_sync.version_key('a1:1'), repeat('F', 32));
+UPDATE a1 SET v = 2 WHERE id = 1;
+SELECT h('a1:1'), pg_temp.ver('a1:1') = repeat('F', 32) AS version_kept;
+SELECT redis_sync.command('SET', redis_sync.version_key('a1:1'), repeat('0', 32));
+
+-- the version lost, the key kept: the key is dropped (a miss, never stale),
+-- fenced with a version, and counted
+SELECT pg_temp.counter(:'ekey', 'dropped') AS d0 \gset
+SELECT redis_sync.command('DEL', redis_sync.version_key('a1:1'));
+UPDATE a1 SET v = 3 WHERE id = 1;
+SELECT redis_sync.command('EXISTS', 'a1:1') AS key_exists,
+       pg_temp.ver('a1:1') > repeat('0', 32) AS fenced,
+       pg_temp.counter(:'ekey', 'dropped') - :d0 AS dropped;
+-- the next write creates it
+UPDATE a1 SET v = 4 WHERE id = 1;
+SELECT h('a1:1');
+
+-- key and version both missing: written, unless the eviction watch holds a
+-- floor the write is not newer than (it is skipped and counted)
+SELECT redis_sync.command('DEL', 'a1:1', redis_sync.version_key('a1:1'));
+UPDATE a1 SET v = 5 WHERE id = 1;
+SELECT h('a1:1');
+SELECT pg_temp.counter(:'ekey', 'skipped') AS s0 \gset
+SELECT redis_sync.command('HGET', :'ekey', 'floor') #>> '{}' IS NULL AS no_floor_before;
+SELECT redis_sync.command('HSET', :'ekey', 'floor', repeat('F', 32));
+SELECT redis_sync.command('DEL', 'a1:1', redis_sync.version_key('a1:1'));
+UPDATE a1 SET v = 6 WHERE id = 1;
+SELECT redis_sync.command('EXISTS', 'a1:1', redis_sync.version_key('a1:1')) AS keys_exist,
+       pg_temp.counter(:'ekey', 'skipped') - :s0 AS skipped;
+SELECT redis_sync.command('HDEL', :'ekey', 'floor');
+UPDATE a1 SET v = 7 WHERE id = 1;
+SELECT h('a1:1');
+
+-- a delete: the key goes, a tombstone version with the tombstone TTL stays;
+-- also for a key missing with its version (no eviction watch: nothing is
+-- created but the tombstone)
+DELETE FROM a1 WHERE id = 1;
+SELECT redis_sync.command('EXISTS', 'a1:1') AS key_exists,
+       (redis_sync.command('PTTL', redis_sync.version_key('a1:1')))::bigint
+         BETWEEN 1 AND 86400000 AS tombstone_ttl;
+INSERT INTO a1 VALUES (2, 2, 'two');
+SELECT redis_sync.command('DEL', 'a1:2', redis_sync.version_key('a1:2'));
+SELECT redis_sync.command('HSET', :'ekey', 'floor', repeat('F', 32));
+DELETE FROM a1 WHERE id = 2;
+SELECT redis_sync.command('HDEL', :'ekey', 'floor');
+SELECT redis_sync.command('EXISTS', 'a1:2') AS key_exists,
+       (redis_sync.command('PTTL', redis_sync.version_key('a1:2')))::bigint
+         BETWEEN 1 AND 86400000 AS tombstone_ttl;
+
+-- a hash of no field (its only column NULL): nothing set, the field deleted
+CREATE TABLE a1c (id int PRIMARY KEY, note text);
+SELECT redis_sync.write_through('a1c', key_prefix => 'a1c:', columns => '{note}');
+INSERT INTO a1c VALUES (1, NULL);
+SELECT redis_sync.command('EXISTS', 'a1c:1') AS key_exists, pg_temp.ver('a1c:1') IS NOT NULL AS versioned;
+UPDATE a1c SET note = 'x' WHERE id = 1;
+SELECT h('a1c:1');
+UPDATE a1c SET note = NULL WHERE id = 1;
+SELECT redis_sync.command('EXISTS', 'a1c:1') AS key_exists;
+
+-- values at the msgpack string boundaries (fixstr below 32 bytes, str16 to
+-- 65,535, str32 above), and an empty one
+CREATE TABLE a1b (id int PRIMARY KEY, t text);
+SELECT redis_sync.write_through('a1b', key_prefix => 'a1b:');
+INSERT INTO a1b VALUES (1, '');
+INSERT INTO a1b VALUES (2, repeat('x', 31));
+INSERT INTO a1b VALUES (3, repeat('y', 32));
+INSERT INTO a1b VALUES (4, repeat('z', 65535));
+INSERT INTO a1b VALUES (5, repeat('w', 65536));
+UPDATE a1b SET t = repeat('é', 40000) WHERE id = 1;
+SELECT id, length(redis_sync.command('HGET', 'a1b:' || id, 't') #>> '{}') AS cached_length,
+       length(t) AS length
+  FROM a1b ORDER BY id;
+SELECT count(*) AS differences FROM redis_sync.verify('a1b');
+
+-- a string (json) with a TTL: key and version expire together
+CREATE TABLE a1j (id int PRIMARY KEY, v int);
+SELECT redis_sync.write_through('a1j', key_prefix => 'a1j:', format => 'json', ttl => interval '1 hour');
+INSERT INTO a1j VALUES (1, 1);
+SELECT redis_sync.command('GET', 'a1j:1') #>> '{}' AS json,
+       (redis_sync.command('PTTL', 'a1j:1'))::bigint BETWEEN 1 AND 3600000 AS key_ttl,
+       (redis_sync.command('PTTL', redis_sync.version_key('a1j:1')))::bigint BETWEEN 1 AND 3600000 AS version_ttl;
+
+-- a key Redis refuses (a string where a hash belongs): a strict table rolls
+-- back with Redis's error, an eventual one queues the change
+CREATE TABLE a1s (id int PRIMARY KEY, v int);
+SELECT redis_sync.write_through('a1s', key_prefix => 'a1s:', consistency => 'strict');
+INSERT INTO a1s VALUES (1, 1);
+SELECT redis_sync.command('SET', 'a1s:1', 'not a hash');
+UPDATE a1s SET v = 2 WHERE id = 1;
+SELECT v FROM a1s;
+SELECT redis_sync.worker_pause();
+SELECT queued AS q0 FROM redis_sync.session_stats() \gset
+INSERT INTO a1 VALUES (3, 3, 'three');
+SELECT redis_sync.command('DEL', 'a1:3');
+SELECT redis_sync.command('SET', 'a1:3', 'not a hash');
+UPDATE a1 SET v = 4 WHERE id = 3;
+SELECT queued - :q0 AS queued FROM redis_sync.session_stats();
+SELECT count(*) AS outbox_entries FROM redis_sync.outbox WHERE relid = 'a1'::regclass;
+SELECT redis_sync.command('DEL', 'a1:3');
+SELECT redis_sync.worker_resume();
+
+SELECT redis_sync.unsync('a1', purge => true);
+SELECT redis_sync.unsync('a1b', purge => true);
+SELECT redis_sync.unsync('a1c', purge => true);
+SELECT redis_sync.unsync('a1j', purge => true);
+SELECT redis_sync.unsync('a1s', purge => true);
+DROP TABLE a1, a1b, a1c, a1j, a1s;
