@@ -10,11 +10,13 @@
  */
 #include "postgres.h"
 
+#include "access/tupmacs.h"
 #include "executor/spi.h"
 #include "nodes/params.h"
 #include "nodes/plannodes.h"
 #include "pgstat.h"
 #include "tcop/dest.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -332,22 +334,73 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	return a;
 }
 
+/*
+ * A text[] of vals[0..n) (NULL: SQL NULL), built in place: one allocation
+ * instead of a text datum per value copied again into the array (the
+ * layout is construct_md_array's: 4-byte headers, int alignment).
+ */
 static ArrayType *
 text_array(char **vals, int n)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
+	size_t	   *lens = palloc(sizeof(size_t) * Max(n, 1));
+	Size		nbytes = 0;
+	Size		total;
+	bool		hasnulls = false;
+	int32		dataoffset = 0;
+	ArrayType  *a;
+	char	   *p;
+	bits8	   *bitmap;
 
+	if (n == 0)
+		return construct_empty_array(TEXTOID);
 	for (int r = 0; r < n; r++)
 	{
 		if (vals[r] == NULL)
-			nulls[r] = true;
-		else
-			elems[r] = CStringGetTextDatum(vals[r]);
+		{
+			hasnulls = true;
+			continue;
+		}
+		lens[r] = strlen(vals[r]);
+		nbytes = att_align_nominal(nbytes + VARHDRSZ + lens[r], TYPALIGN_INT);
+		if (!AllocSizeIsValid(nbytes))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("array size exceeds the maximum allowed (%d)",
+							(int) MaxAllocSize)));
 	}
-	return construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
+	if (hasnulls)
+	{
+		dataoffset = ARR_OVERHEAD_WITHNULLS(1, n);
+		total = dataoffset + nbytes;
+	}
+	else
+		total = ARR_OVERHEAD_NONULLS(1) + nbytes;
+	if (!AllocSizeIsValid(total))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("array size exceeds the maximum allowed (%d)",
+						(int) MaxAllocSize)));
+	a = (ArrayType *) palloc0(total);
+	SET_VARSIZE(a, total);
+	a->ndim = 1;
+	a->dataoffset = dataoffset;
+	a->elemtype = TEXTOID;
+	ARR_DIMS(a)[0] = n;
+	ARR_LBOUND(a)[0] = 1;
+	p = ARR_DATA_PTR(a);
+	bitmap = ARR_NULLBITMAP(a);
+	for (int r = 0; r < n; r++)
+	{
+		if (vals[r] == NULL)
+			continue;
+		if (bitmap)
+			bitmap[r / 8] |= 1 << (r % 8);
+		SET_VARSIZE(p, VARHDRSZ + lens[r]);
+		memcpy(VARDATA(p), vals[r], lens[r]);
+		p += att_align_nominal(VARHDRSZ + lens[r], TYPALIGN_INT);
+	}
+	pfree(lens);
+	return a;
 }
 
 /* the statement's parameters for the members listed in idx[0..n); returns their number */
@@ -893,7 +946,7 @@ wb_record_dead_letters(WbTable *t, Member *ms, int nm)
 		if (m->problem == NULL)
 			continue;
 		values[0] = ObjectIdGetDatum(t->relid);
-		values[1] = CStringGetTextDatum(m->key);
+		values[1] = CStringGetTextDatum(wb_member_key(t, m));
 		values[2] = CStringGetTextDatum(m->member);
 		values[3] = CStringGetTextDatum(wb_raw_json(t, m->value));
 		values[4] = CStringGetTextDatum(m->problem);
