@@ -764,14 +764,14 @@ typedef struct IntKey
 	int			idx;
 } IntKey;
 
-static int
-int_key_cmp(const void *a, const void *b)
-{
-	int64		x = ((const IntKey *) a)->key;
-	int64		y = ((const IntKey *) b)->key;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
+/* sort_int_keys_qsort(): qsort with the comparison inlined (lib/sort_template.h) */
+#define ST_SORT sort_int_keys_qsort
+#define ST_ELEMENT_TYPE IntKey
+#define ST_COMPARE(a, b) ((a)->key < (b)->key ? -1 : (a)->key > (b)->key ? 1 : 0)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * idx[0..n) in the order of their integer key (canonical text, see
@@ -793,7 +793,7 @@ sort_int_keys(WbTable *t, Member *ms, int *idx, int n)
 		}
 		k[r].idx = idx[r];
 	}
-	qsort(k, n, sizeof(IntKey), int_key_cmp);
+	sort_int_keys_qsort(k, n);
 	sorted = palloc(sizeof(int) * n);
 	for (int r = 0; r < n; r++)
 		sorted[r] = k[r].idx;
