@@ -3,8 +3,9 @@
  * wb_apply.c
  *		Write-behind: writing a batch of decoded members into their table in
  *		set-based statements (UPDATE of the rows that exist, INSERT of the
- *		others), row by row in subtransactions when the batch fails, and
- *		the dead letters of the members that cannot be written.
+ *		others) whose plans are kept across batches, row by row in
+ *		subtransactions when the batch fails, and the dead letters of the
+ *		members that cannot be written.
  *
  *-------------------------------------------------------------------------
  */
@@ -291,7 +292,9 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	 * with the members alone lets the planner hash the whole table for every
 	 * batch (seq scan of a 100,000-row table to update 1,000 rows, 80% of the
 	 * drain's time in issue 18's profile); "= ANY (keys)" makes it probe the
-	 * key's index once per member.
+	 * key's index once per member.  For the statements planned per batch
+	 * only: the kept generic UPDATE (update_kept) is a nested loop of index
+	 * probes without it (see kept_plan).
 	 */
 	wb_key_info(t);
 	plain = pstrdup(match.data);
