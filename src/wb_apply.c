@@ -566,13 +566,17 @@ plan_scans_whole(Plan *plan)
 			break;
 		case T_Append:
 			foreach(lc, ((Append *) plan)->appendplans)
+			{
 				if (plan_scans_whole(lfirst(lc)))
-				return true;
+					return true;
+			}
 			break;
 		case T_MergeAppend:
 			foreach(lc, ((MergeAppend *) plan)->mergeplans)
+			{
 				if (plan_scans_whole(lfirst(lc)))
-				return true;
+					return true;
+			}
 			break;
 		default:
 			break;
