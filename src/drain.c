@@ -327,6 +327,15 @@ read_increments(WbTable *t, Member *m)
 	return true;
 }
 
+/* the member's Redis key, made when first needed (dead letters, counters) */
+const char *
+wb_member_key(WbTable *t, Member *m)
+{
+	if (m->key == NULL)
+		m->key = psprintf("%s%s", t->prefix, m->member);
+	return m->key;
+}
+
 /* decode claimed member i (r: the claim's reply) and sort it into b's lists */
 void
 wb_sort_member(Batch *b, RedisValue *r, int i)
@@ -336,14 +345,12 @@ wb_sort_member(Batch *b, RedisValue *r, int i)
 	RedisValue *v = &r->elems[4 * i + 3];
 
 	m->member = r->elems[4 * i].str;
-	m->key = psprintf("%s%s", t->prefix, m->member);
 	m->state = (int) r->elems[4 * i + 1].integer;
 	m->seeded = r->elems[4 * i + 2].integer == 1;
 	/* bytes the database cannot hold: dead letter (rowsec.c) */
 	if ((m->problem = rs_wb_input_problem(&r->elems[4 * i], v, &m->member, &m->value)) != NULL)
 	{
 		m->problem_state = pstrdup("22021");
-		m->key = psprintf("%s%s", t->prefix, m->member);
 		return;
 	}
 	if (!wb_split_member(t, m))

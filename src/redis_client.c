@@ -357,29 +357,72 @@ build_logical_replies(RedisPipeline *p)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Commands without a key, in ASCII order of their names: the drain appends
+ * thousands of commands a batch, so this is a binary search.
+ */
+static const char *const keyless[] = {
+	"ACL", "ASKING", "AUTH", "BGSAVE", "CLIENT", "CLUSTER", "COMMAND", "CONFIG",
+	"DBSIZE", "DEBUG", "DISCARD", "ECHO", "EXEC", "FAILOVER", "FCALL", "FCALL_RO",
+	"FLUSHALL", "FLUSHDB", "FUNCTION", "HELLO", "INFO", "KEYS", "LASTSAVE",
+	"LATENCY", "LOLWUT", "MEMORY", "MODULE", "MONITOR", "MULTI", "OBJECT",
+	"PING", "PSUBSCRIBE", "PSYNC", "PUBLISH", "PUBSUB", "QUIT", "RANDOMKEY",
+	"READONLY", "READWRITE", "REPLICAOF", "RESET", "ROLE", "SAVE", "SCAN",
+	"SCRIPT", "SELECT", "SHUTDOWN", "SLAVEOF", "SLOWLOG", "SUBSCRIBE",
+	"SWAPDB", "SYNC", "TIME", "WAIT"
+};
+
+/* compare a command name (len bytes, any case) with an upper-case name */
+static int
+command_name_cmp(const char *cmd, size_t len, const char *name)
+{
+	size_t		i;
+
+	for (i = 0; i < len && name[i] != '\0'; i++)
+	{
+		unsigned char a = (unsigned char) pg_toupper((unsigned char) cmd[i]);
+		unsigned char b = (unsigned char) name[i];
+
+		if (a != b)
+			return a < b ? -1 : 1;
+	}
+	if (i < len)
+		return 1;
+	return name[i] == '\0' ? 0 : -1;
+}
+
+static bool
+command_keyless(const char *cmd, size_t len)
+{
+	int			lo = 0,
+				hi = lengthof(keyless) - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			c = command_name_cmp(cmd, len, keyless[mid]);
+
+		if (c == 0)
+			return true;
+		if (c < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
 /* the slot of a plain command's key: argv[1] except for keyless commands */
 static int
 command_slot(int argc, const char **argv, const size_t *argvlen)
 {
-	static const char *const keyless[] = {
-		"PING", "INFO", "SCAN", "CLUSTER", "CONFIG", "CLIENT", "SCRIPT",
-		"FLUSHDB", "FLUSHALL", "DBSIZE", "AUTH", "SELECT", "ASKING", "READONLY",
-		"HELLO", "ECHO", "TIME", "COMMAND", "MEMORY", "LASTSAVE", "ROLE",
-		"SLOWLOG", "LATENCY", "WAIT", "RANDOMKEY", "KEYS", "ACL", "DEBUG",
-		"FUNCTION", "FCALL", "FCALL_RO", "PUBLISH", "SWAPDB", "MULTI", "EXEC",
-		"DISCARD", "QUIT", "RESET", "BGSAVE", "SAVE", "SHUTDOWN", "MONITOR",
-		"SUBSCRIBE", "PSUBSCRIBE", "OBJECT", "READWRITE", "FAILOVER", "REPLICAOF",
-		"SLAVEOF", "LOLWUT", "MODULE", "PUBSUB", "SYNC", "PSYNC"
-	};
 	size_t		l0;
 
 	if (argc < 2)
 		return -1;
 	l0 = argvlen ? argvlen[0] : strlen(argv[0]);
-	for (int i = 0; i < lengthof(keyless); i++)
-		if (pg_toupper((unsigned char) argv[0][0]) == keyless[i][0] &&
-			strlen(keyless[i]) == l0 && pg_strncasecmp(argv[0], keyless[i], l0) == 0)
-			return -1;
+	if (command_keyless(argv[0], l0))
+		return -1;
 	if ((l0 == 4 && pg_strncasecmp(argv[0], "EVAL", 4) == 0) ||
 		(l0 == 7 && pg_strncasecmp(argv[0], "EVALSHA", 7) == 0) ||
 		(l0 == 7 && pg_strncasecmp(argv[0], "EVAL_RO", 7) == 0) ||

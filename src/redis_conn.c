@@ -297,8 +297,7 @@ take_replies(RedisConn *c, int n, int *got, RedisValue *out, bool *progress,
 		}
 		if (r == NULL)
 			break;
-		redis_conn_copy_reply((redisReply *) r, &out[(*got)++]);
-		freeReplyObject(r);
+		out[(*got)++] = *(RedisValue *) r;
 		*progress = true;
 	}
 	return true;
@@ -578,6 +577,7 @@ conn_open_socket(RedisConn *c, TimestampTz *deadline, RedisFailure *f)
 		return connect_failure(c, f, "out of memory");
 	if (c->ctx->err)
 		return connect_failure(c, f, c->ctx->errstr);
+	redis_conn_value_replies(c->ctx);
 
 	/*
 	 * Until AUTH, SELECT and CLIENT SETNAME have been answered, the socket is

@@ -34,6 +34,6 @@ struct RedisConn
 };
 
 extern TimestampTz redis_conn_deadline_after(int ms);
-extern void redis_conn_copy_reply(redisReply *r, RedisValue *out);
+extern void redis_conn_value_replies(redisContext *ctx);
 
 #endif							/* REDIS_CONN_INT_H */

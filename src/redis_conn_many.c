@@ -50,8 +50,7 @@ many_step(RedisExchange *x)
 		}
 		if (r == NULL)
 			break;
-		redis_conn_copy_reply((redisReply *) r, &x->out[x->got++]);
-		freeReplyObject(r);
+		x->out[x->got++] = *(RedisValue *) r;
 		progress = true;
 	}
 	if (x->got == x->n)

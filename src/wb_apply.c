@@ -3,20 +3,25 @@
  * wb_apply.c
  *		Write-behind: writing a batch of decoded members into their table in
  *		set-based statements (UPDATE of the rows that exist, INSERT of the
- *		others), row by row in subtransactions when the batch fails, and
- *		the dead letters of the members that cannot be written.
+ *		others) whose plans are kept across batches, row by row in
+ *		subtransactions when the batch fails, and the dead letters of the
+ *		members that cannot be written.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/tupmacs.h"
 #include "executor/spi.h"
 #include "nodes/params.h"
+#include "nodes/plannodes.h"
 #include "pgstat.h"
 #include "tcop/dest.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/snapmgr.h"
 
 #include "subxact.h"
@@ -261,6 +266,8 @@ typedef struct ApplySql
 	char	   *update;			/* or: UPDATE ... RETURNING u.ord */
 	char	   *update_sorted;	/* the same, members passed in key order */
 	char	   *insert;			/* then: INSERT of the members not updated */
+	char	   *update_kept;	/* update, update_sorted without "= ANY" (a */
+	char	   *update_sorted_kept; /* kept generic plan, see kept_plan) */
 } ApplySql;
 
 static ApplySql *
@@ -269,6 +276,7 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	ApplySql   *a = palloc0(sizeof(ApplySql));
 	StringInfoData sql;
 	StringInfoData match;
+	char	   *plain;
 	int			npresent = 0;
 
 	for (int c = 0; c < t->ncols; c++)
@@ -284,9 +292,12 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	 * with the members alone lets the planner hash the whole table for every
 	 * batch (seq scan of a 100,000-row table to update 1,000 rows, 80% of the
 	 * drain's time in issue 18's profile); "= ANY (keys)" makes it probe the
-	 * key's index once per member.
+	 * key's index once per member.  For the statements planned per batch
+	 * only: the kept generic UPDATE (update_kept) is a nested loop of index
+	 * probes without it (see kept_plan).
 	 */
 	wb_key_info(t);
+	plain = pstrdup(match.data);
 	if (t->key_any_ok)
 		appendStringInfo(&match, " AND t.%s OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]::%s[])",
 						 quote_identifier(t->keys[0]), t->keybase[0]);
@@ -297,12 +308,20 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 		sql_members(&sql, t, present, " ", false);
 		sql_update(&sql, t, present, npresent, false, match.data, true);
 		a->update = sql.data;
+		initStringInfo(&sql);
+		sql_members(&sql, t, present, " ", false);
+		sql_update(&sql, t, present, npresent, false, plain, true);
+		a->update_kept = sql.data;
 		if (t->key_int)
 		{
 			initStringInfo(&sql);
 			sql_members(&sql, t, present, " ", true);
 			sql_update(&sql, t, present, npresent, false, match.data, true);
 			a->update_sorted = sql.data;
+			initStringInfo(&sql);
+			sql_members(&sql, t, present, " ", true);
+			sql_update(&sql, t, present, npresent, false, plain, true);
+			a->update_sorted_kept = sql.data;
 		}
 		initStringInfo(&sql);
 		sql_members(&sql, t, present, " ", false);
@@ -318,22 +337,73 @@ apply_sql(WbTable *t, const bool *present, bool increment)
 	return a;
 }
 
+/*
+ * A text[] of vals[0..n) (NULL: SQL NULL), built in place: one allocation
+ * instead of a text datum per value copied again into the array (the
+ * layout is construct_md_array's: 4-byte headers, int alignment).
+ */
 static ArrayType *
 text_array(char **vals, int n)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
+	size_t	   *lens = palloc(sizeof(size_t) * Max(n, 1));
+	Size		nbytes = 0;
+	Size		total;
+	bool		hasnulls = false;
+	int32		dataoffset = 0;
+	ArrayType  *a;
+	char	   *p;
+	bits8	   *bitmap;
 
+	if (n == 0)
+		return construct_empty_array(TEXTOID);
 	for (int r = 0; r < n; r++)
 	{
 		if (vals[r] == NULL)
-			nulls[r] = true;
-		else
-			elems[r] = CStringGetTextDatum(vals[r]);
+		{
+			hasnulls = true;
+			continue;
+		}
+		lens[r] = strlen(vals[r]);
+		nbytes = att_align_nominal(nbytes + VARHDRSZ + lens[r], TYPALIGN_INT);
+		if (!AllocSizeIsValid(nbytes))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("array size exceeds the maximum allowed (%d)",
+							(int) MaxAllocSize)));
 	}
-	return construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
+	if (hasnulls)
+	{
+		dataoffset = ARR_OVERHEAD_WITHNULLS(1, n);
+		total = dataoffset + nbytes;
+	}
+	else
+		total = ARR_OVERHEAD_NONULLS(1) + nbytes;
+	if (!AllocSizeIsValid(total))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("array size exceeds the maximum allowed (%d)",
+						(int) MaxAllocSize)));
+	a = (ArrayType *) palloc0(total);
+	SET_VARSIZE(a, total);
+	a->ndim = 1;
+	a->dataoffset = dataoffset;
+	a->elemtype = TEXTOID;
+	ARR_DIMS(a)[0] = n;
+	ARR_LBOUND(a)[0] = 1;
+	p = ARR_DATA_PTR(a);
+	bitmap = ARR_NULLBITMAP(a);
+	for (int r = 0; r < n; r++)
+	{
+		if (vals[r] == NULL)
+			continue;
+		if (bitmap)
+			bitmap[r / 8] |= 1 << (r % 8);
+		SET_VARSIZE(p, VARHDRSZ + lens[r]);
+		memcpy(VARDATA(p), vals[r], lens[r]);
+		p += att_align_nominal(VARHDRSZ + lens[r], TYPALIGN_INT);
+	}
+	pfree(lens);
+	return a;
 }
 
 /* the statement's parameters for the members listed in idx[0..n); returns their number */
@@ -440,25 +510,190 @@ ord_shutdown(DestReceiver *self)
 {
 }
 
-/* run the UPDATE (as wb_execute_by_index does), marking the members it updated */
-static int
-execute_update(const char *sql, int nargs, Oid *types, Datum *args, bool *updated, int n)
+/* ----------------------------------------------------------------
+ * Kept plans
+ *
+ * A batch's UPDATE and INSERT are the same statements batch after batch:
+ * planning them afresh for every batch, with the members' arrays folded
+ * into the plan as constants, cost the worker about 5% of a drain's CPU
+ * (issue 18's profile: the planner estimates "= ANY" of a 5,000-element
+ * constant element by element).  Their plans are kept instead, generic
+ * (the members are parameters), in the plan cache, which re-plans them
+ * after any change of the table (DDL, a new policy, another owner or
+ * row_security setting).  The generic plan of the UPDATE estimates the
+ * members at a handful of rows, so it probes the key's index once per
+ * member from a nested loop; the "= ANY" index condition (apply_sql) is
+ * then not needed, and left out: with it the planner builds a hash of the
+ * rows it found instead.  A kept plan that would scan a table whole
+ * (no index answers the key equality) is not used: that statement is
+ * then planned for every batch as before.
+ *
+ * The worker alone drains, so the plans are the worker's: at most
+ * KEPT_PLANS, the most recently used first, each found by its text.
+ * ---------------------------------------------------------------- */
+
+#define KEPT_PLANS 64
+
+typedef struct KeptPlan
 {
-	OrdReceiver r;
+	char	   *sql;
+	int			nargs;
+	Oid		   *types;
+	SPIPlanPtr	plan;
+	bool		checked;		/* usable is known */
+	bool		usable;			/* false: would scan a table whole */
+} KeptPlan;
+
+static List *kept_plans = NIL;	/* of KeptPlan, in TopMemoryContext */
+
+/* does the plan tree read some table whole (a sequential scan)? */
+static bool
+plan_scans_whole(Plan *plan)
+{
+	ListCell   *lc;
+
+	if (plan == NULL)
+		return false;
+	switch (nodeTag(plan))
+	{
+		case T_SeqScan:
+		case T_SampleScan:
+		case T_TidRangeScan:
+			return true;
+		case T_SubqueryScan:
+			if (plan_scans_whole(((SubqueryScan *) plan)->subplan))
+				return true;
+			break;
+		case T_Append:
+			foreach(lc, ((Append *) plan)->appendplans)
+			{
+				if (plan_scans_whole(lfirst(lc)))
+					return true;
+			}
+			break;
+		case T_MergeAppend:
+			foreach(lc, ((MergeAppend *) plan)->mergeplans)
+			{
+				if (plan_scans_whole(lfirst(lc)))
+					return true;
+			}
+			break;
+		default:
+			break;
+	}
+	return plan_scans_whole(plan->lefttree) || plan_scans_whole(plan->righttree);
+}
+
+/* is the generic plan of a kept statement one that probes an index? */
+static bool
+kept_plan_usable(SPIPlanPtr plan)
+{
+	CachedPlan *cp = SPI_plan_get_cached_plan(plan);
+	bool		usable = cp != NULL;
+	ListCell   *lc;
+
+	if (cp == NULL)
+		return false;
+	foreach(lc, cp->stmt_list)
+	{
+		PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
+
+		if (plan_scans_whole(ps->planTree))
+			usable = false;
+	}
+	ReleaseCachedPlan(cp, CurrentResourceOwner);
+	return usable;
+}
+
+/* k's plan if it is to be used, else NULL (checked once, at first use) */
+static SPIPlanPtr
+kept_plan_checked(KeptPlan *k)
+{
+	if (!k->checked)
+	{
+		k->usable = kept_plan_usable(k->plan);
+		k->checked = true;
+	}
+	return k->usable ? k->plan : NULL;
+}
+
+/*
+ * The kept generic plan of sql (its parameters nargs of types), prepared at
+ * first use; NULL when it is not to be used.  Call with enable_seqscan off
+ * (the statement is planned now).
+ */
+static SPIPlanPtr
+kept_plan(const char *sql, int nargs, const Oid *types)
+{
+	ListCell   *lc;
+	KeptPlan   *k;
+	MemoryContext old;
+	SPIPlanPtr	plan;
+
+	foreach(lc, kept_plans)
+	{
+		k = lfirst(lc);
+		if (k->nargs == nargs && strcmp(k->sql, sql) == 0 &&
+			memcmp(k->types, types, sizeof(Oid) * nargs) == 0)
+		{
+			/* the most recently used first */
+			if (foreach_current_index(lc) > 0)
+			{
+				old = MemoryContextSwitchTo(TopMemoryContext);
+				kept_plans = list_delete_cell(kept_plans, lc);
+				kept_plans = lcons(k, kept_plans);
+				MemoryContextSwitchTo(old);
+			}
+			return kept_plan_checked(k);
+		}
+	}
+
+	plan = SPI_prepare_cursor(sql, nargs, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "redis_sync: could not prepare a write-behind statement: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "redis_sync: could not keep a write-behind plan");
+
+	/* the oldest goes */
+	if (list_length(kept_plans) >= KEPT_PLANS)
+	{
+		k = llast(kept_plans);
+		kept_plans = list_delete_last(kept_plans);
+		SPI_freeplan(k->plan);
+		pfree(k->sql);
+		pfree(k->types);
+		pfree(k);
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	k = palloc0(sizeof(KeptPlan));
+	k->sql = pstrdup(sql);
+	k->nargs = nargs;
+	k->types = palloc(sizeof(Oid) * Max(nargs, 1));
+	memcpy(k->types, types, sizeof(Oid) * nargs);
+	k->plan = plan;
+	kept_plans = lcons(k, kept_plans);
+	MemoryContextSwitchTo(old);
+	return kept_plan_checked(k);
+}
+
+/*
+ * Run a write-behind statement with enable_seqscan off (see
+ * wb_execute_by_index): the kept plan of kept_sql when there is one
+ * (kept_sql may be NULL), else sql planned now; the RETURNING rows go to
+ * dest (NULL: SPI_tuptable).
+ */
+static int
+execute_write(const char *kept_sql, const char *sql, int nargs, Oid *types, Datum *args,
+			  DestReceiver *dest)
+{
 	SPIExecuteOptions opts;
 	ParamListInfo params = makeParamList(nargs);
-	SPIPlanPtr	plan;
+	SPIPlanPtr	plan = NULL;
+	bool		kept = false;
 	int			level;
 	int			ret;
 
-	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = ord_receive;
-	r.pub.rStartup = ord_startup;
-	r.pub.rShutdown = ord_shutdown;
-	r.pub.rDestroy = ord_shutdown;
-	r.pub.mydest = DestNone;
-	r.updated = updated;
-	r.n = n;
 	for (int i = 0; i < nargs; i++)
 	{
 		params->params[i].value = args[i];
@@ -468,19 +703,44 @@ execute_update(const char *sql, int nargs, Oid *types, Datum *args, bool *update
 	}
 	memset(&opts, 0, sizeof(opts));
 	opts.params = params;
-	opts.dest = &r.pub;
+	opts.dest = dest;
 
 	level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "redis_sync: could not prepare the write-behind update: %s",
-			 SPI_result_code_string(SPI_result));
+	if (kept_sql)
+		plan = kept_plan(kept_sql, nargs, types);
+	kept = plan != NULL;
+	if (!kept)
+	{
+		plan = SPI_prepare(sql, nargs, types);
+		if (plan == NULL)
+			elog(ERROR, "redis_sync: could not prepare a write-behind statement: %s",
+				 SPI_result_code_string(SPI_result));
+	}
 	ret = SPI_execute_plan_extended(plan, &opts);
-	SPI_freeplan(plan);
+	if (!kept)
+		SPI_freeplan(plan);
 	AtEOXact_GUC(true, level);
 	return ret;
+}
+
+/* run the UPDATE, marking the members it updated */
+static int
+execute_update(const char *kept_sql, const char *sql, int nargs, Oid *types, Datum *args,
+			   bool *updated, int n)
+{
+	OrdReceiver r;
+
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = ord_receive;
+	r.pub.rStartup = ord_startup;
+	r.pub.rShutdown = ord_shutdown;
+	r.pub.rDestroy = ord_shutdown;
+	r.pub.mydest = DestNone;
+	r.updated = updated;
+	r.n = n;
+	return execute_write(kept_sql, sql, nargs, types, args, &r.pub);
 }
 
 /* the INSERT of the members the UPDATE did not update */
@@ -499,7 +759,7 @@ apply_inserts(WbTable *t, Member *ms, int *idx, int n, const char *sql,
 	if (nrest == 0)
 		return;
 	nargs = apply_args(t, ms, rest, nrest, types, args);
-	ret = wb_execute_by_index(sql, nargs, types, args, false);
+	ret = execute_write(sql, sql, nargs, types, args, NULL);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
 }
@@ -511,14 +771,14 @@ typedef struct IntKey
 	int			idx;
 } IntKey;
 
-static int
-int_key_cmp(const void *a, const void *b)
-{
-	int64		x = ((const IntKey *) a)->key;
-	int64		y = ((const IntKey *) b)->key;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
+/* sort_int_keys_qsort(): qsort with the comparison inlined (lib/sort_template.h) */
+#define ST_SORT sort_int_keys_qsort
+#define ST_ELEMENT_TYPE IntKey
+#define ST_COMPARE(a, b) ((a)->key < (b)->key ? -1 : (a)->key > (b)->key ? 1 : 0)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * idx[0..n) in the order of their integer key (canonical text, see
@@ -540,7 +800,7 @@ sort_int_keys(WbTable *t, Member *ms, int *idx, int n)
 		}
 		k[r].idx = idx[r];
 	}
-	qsort(k, n, sizeof(IntKey), int_key_cmp);
+	sort_int_keys_qsort(k, n);
 	sorted = palloc(sizeof(int) * n);
 	for (int r = 0; r < n; r++)
 		sorted[r] = k[r].idx;
@@ -565,7 +825,8 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySq
 	{
 		bool	   *updated = palloc0(sizeof(bool) * n);
 
-		ret = execute_update(sorted ? a->update_sorted : a->update, nargs, types, args, updated, n);
+		ret = execute_update(sorted ? a->update_sorted_kept : a->update_kept,
+							 sorted ? a->update_sorted : a->update, nargs, types, args, updated, n);
 		if (ret != SPI_OK_UPDATE_RETURNING && ret != SPI_OK_UPDATE)
 			elog(ERROR, "redis_sync: write-behind apply failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed < (uint64) n)
@@ -692,7 +953,7 @@ wb_record_dead_letters(WbTable *t, Member *ms, int nm)
 		if (m->problem == NULL)
 			continue;
 		values[0] = ObjectIdGetDatum(t->relid);
-		values[1] = CStringGetTextDatum(m->key);
+		values[1] = CStringGetTextDatum(wb_member_key(t, m));
 		values[2] = CStringGetTextDatum(m->member);
 		values[3] = CStringGetTextDatum(wb_raw_json(t, m->value));
 		values[4] = CStringGetTextDatum(m->problem);

@@ -143,12 +143,14 @@ wb_correct_counters(WbTable *t, Member *ms, int nm)
 		int			ci = 0;
 		int			mpos;
 		int			nfill = 0;
+		const char *key;
 
 		if (!m->increment || !m->applied || !m->returned)
 			continue;
 		argstart[nkeys / 2] = na;
-		keys[nkeys++] = m->key;
-		keys[nkeys++] = rs_companion_key(m->key, strlen(m->key), SEED_SUFFIX);
+		key = wb_member_key(t, m);
+		keys[nkeys++] = key;
+		keys[nkeys++] = rs_companion_key(key, strlen(key), SEED_SUFFIX);
 		args[na++] = psprintf("%d", t->ncounters);
 		for (int c = 0; c < t->ncols; c++)
 		{

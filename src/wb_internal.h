@@ -72,7 +72,7 @@ typedef struct WbTable
 typedef struct Member
 {
 	char	   *member;
-	char	   *key;
+	char	   *key;			/* prefix || member: wb_member_key() */
 	int			state;			/* 1 present, 0 missing, -1 Redis error */
 	bool		seeded;
 	char	  **keyvals;		/* nkeys */
@@ -145,6 +145,7 @@ extern RedisValue *wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, b
 extern int	wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members);
 extern RedisValue *wb_reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first);
 extern void wb_sort_member(Batch *b, RedisValue *r, int i);
+extern const char *wb_member_key(WbTable *t, Member *m);
 extern void wb_apply_batch(Batch *b, TimestampTz started);
 extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
 extern bool wb_drain_timeout_expired(void);
