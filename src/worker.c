@@ -441,14 +441,21 @@ drain_step(TimestampTz now)
 					  rs_naptime_ms));
 }
 
+/*
+ * The flush() generation pending when this round began: the only one a
+ * failed round may answer.  A flush() asked for during a round that then
+ * fails (a delivery that timed out, say) was never drained by it; it stays
+ * pending, and the next round, which a pending flush() starts at once even
+ * during backoff, drains it or fails it on its own account.
+ */
+static uint64 round_flush_gen = 0;
+
 /* Redis could not be reached: back off; a waiting flush() must not wait it out */
 static int
 round_failed(void)
 {
-	uint64		gen = rs_flush_pending();
-
-	if (gen != 0)
-		rs_flush_unreachable(gen);
+	if (round_flush_gen != 0)
+		rs_flush_unreachable(round_flush_gen);
 	backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
 	retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
 	return backoff_ms;
@@ -462,6 +469,7 @@ worker_round(void)
 	int			wait_ms;
 	bool		ok;
 
+	round_flush_gen = rs_flush_pending();
 	if ((wait_ms = check_extension(now)) >= 0)
 		return wait_ms;
 
@@ -644,6 +652,7 @@ guarded_round(void)
 	long		sleep_ms = rs_naptime_ms;
 	MemoryContext old = MemoryContextSwitchTo(round_cxt);
 
+	round_flush_gen = 0;
 	PG_TRY();
 	{
 		sleep_ms = worker_round();
@@ -651,7 +660,6 @@ guarded_round(void)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
-		uint64		gen;
 
 		MemoryContextSwitchTo(round_cxt);
 		edata = CopyErrorData();
@@ -663,9 +671,8 @@ guarded_round(void)
 		backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
 		sleep_ms = backoff_ms;
 		/* a flush() waiting for this round learns it failed (see the log) */
-		gen = rs_flush_pending();
-		if (gen != 0)
-			rs_flush_completed(gen, 0, 1);
+		if (round_flush_gen != 0)
+			rs_flush_completed(round_flush_gen, 0, 1);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
