@@ -68,6 +68,27 @@ SELECT redis_key, payload ->> 'v' AS v, note FROM redis_sync.outbox ORDER BY id;
 ALTER TABLE redis_sync.outbox DROP COLUMN note;
 UPDATE c_async SET v = 'a3' WHERE id = 1;
 SELECT redis_key, payload ->> 'v' AS v FROM redis_sync.outbox ORDER BY id;
+-- so are constraints, defaults and rules added to it: the commit applies them
+\set VERBOSITY terse
+ALTER TABLE redis_sync.outbox ADD CONSTRAINT outbox_not_ca2 CHECK (redis_key <> 'ca:2') NOT VALID;
+UPDATE c_async SET v = 'refused' WHERE id = 2;
+ALTER TABLE redis_sync.outbox DROP CONSTRAINT outbox_not_ca2;
+ALTER TABLE redis_sync.outbox ALTER COLUMN payload SET NOT NULL;
+DELETE FROM c_async WHERE id = 2;
+ALTER TABLE redis_sync.outbox ALTER COLUMN payload DROP NOT NULL;
+\set VERBOSITY default
+ALTER TABLE redis_sync.outbox ALTER COLUMN next_attempt_at SET DEFAULT '-infinity';
+UPDATE c_async SET v = 'a4' WHERE id = 1;
+ALTER TABLE redis_sync.outbox ALTER COLUMN next_attempt_at DROP DEFAULT;
+CREATE TABLE c_outbox_log (k text);
+CREATE RULE c_outbox_log AS ON INSERT TO redis_sync.outbox
+  DO ALSO INSERT INTO c_outbox_log VALUES (NEW.redis_key);
+UPDATE c_async SET v = 'a5' WHERE id = 1;
+DROP RULE c_outbox_log ON redis_sync.outbox;
+SELECT k AS logged_by_rule FROM c_outbox_log;
+SELECT redis_key, payload ->> 'v' AS v, next_attempt_at FROM redis_sync.outbox ORDER BY id;
+SELECT v FROM c_async ORDER BY id;
+DROP TABLE c_outbox_log;
 SELECT redis_sync.deliver_outbox();       -- two keys, newest state each
 SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:2', 'v');
 
