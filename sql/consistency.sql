@@ -88,8 +88,13 @@ DROP RULE c_outbox_log ON redis_sync.outbox;
 SELECT k AS logged_by_rule FROM c_outbox_log;
 SELECT redis_key, payload ->> 'v' AS v, next_attempt_at FROM redis_sync.outbox ORDER BY id;
 SELECT v FROM c_async ORDER BY id;
-DROP TABLE c_outbox_log;
+-- a rule on the outbox's deletes applies to those of the delivery
+CREATE RULE c_outbox_log AS ON DELETE TO redis_sync.outbox
+  DO ALSO INSERT INTO c_outbox_log VALUES ('delivered ' || OLD.redis_key);
 SELECT redis_sync.deliver_outbox();       -- two keys, newest state each
+DROP RULE c_outbox_log ON redis_sync.outbox;
+SELECT k AS logged_by_rule, count(*) FROM c_outbox_log GROUP BY k ORDER BY k;
+DROP TABLE c_outbox_log;
 SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:2', 'v');
 
 -- two-phase commit: nothing is pushed at PREPARE; COMMIT PREPARED delivers via the outbox

@@ -32,6 +32,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -441,7 +442,8 @@ push(Delivery *d, RedisFailure *failure)
  * Remove the delivered entries by their row (read_entries locked them, so
  * they are still there, unchanged): a DELETE statement's start-up and index
  * scan cost more than the rest of a small batch's settling.  False when the
- * outbox has triggers (none of the extension's): then a DELETE runs them.
+ * outbox has triggers or rules (none of the extension's), or is not a heap:
+ * then a DELETE runs them.
  */
 static bool
 delete_direct(Delivery *d)
@@ -452,7 +454,8 @@ delete_direct(Delivery *d)
 	if (!OidIsValid(relid))
 		return false;
 	rel = table_open(relid, RowExclusiveLock);
-	if (rel->trigdesc != NULL)
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL ||
+		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;
