@@ -134,6 +134,17 @@ SELECT redis_sync.command('HGET', 'ce:100', 'v'), redis_sync.command('HGET', 'ce
 SELECT count(*) AS mismatches
   FROM c_event t
  WHERE redis_sync.command('HGET', 'ce:' || t.id, 'v') #>> '{}' IS DISTINCT FROM t.v;
+-- a delivery in the transaction that queued them leaves its entries alone:
+-- they may yet roll back
+SET redis_sync.max_buffer_bytes = '64kB';
+BEGIN;
+INSERT INTO c_event SELECT g, 'never committed' FROM generate_series(3000, 4999) g;
+SELECT count(*) > 0 AS queued FROM redis_sync.outbox;
+SELECT redis_sync.deliver_outbox() AS delivered_in_xact, redis_sync.flush('c_event') AS flushed_in_xact;
+ROLLBACK;
+RESET redis_sync.max_buffer_bytes;
+SELECT redis_sync.command('EXISTS', 'ce:3000') AS uncommitted_in_redis, count(*) AS outbox_left
+  FROM redis_sync.outbox;
 
 -- deliver_outbox is for administrators
 CREATE ROLE rs_nobody;

@@ -186,7 +186,9 @@ kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
 
 /*
  * Step 1: read up to max committed entries, oldest first, locking them (SKIP
- * LOCKED: concurrent deliverers take disjoint sets).  Returns the count.
+ * LOCKED: concurrent deliverers take disjoint sets).  Not the entries of
+ * this very transaction (written when it outgrew its buffer): a flush() in
+ * it would push changes that may yet roll back.  Returns the count.
  */
 static int
 read_entries(Delivery *d, int max, Oid relid, bool due_only)
@@ -215,6 +217,8 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 								   "  FROM redis_sync.outbox WHERE version <> '' "
 								   "   AND ($2 = 0 OR relid = $2) "
 								   "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) "
+								   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
+								   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned()) "
 								   " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 								   3, types),
 						 args, NULL, false, 0) != SPI_OK_SELECT)
