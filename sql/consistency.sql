@@ -96,6 +96,18 @@ DROP RULE c_outbox_log ON redis_sync.outbox;
 SELECT k AS logged_by_rule, count(*) FROM c_outbox_log GROUP BY k ORDER BY k;
 DROP TABLE c_outbox_log;
 SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:2', 'v');
+-- entries of an inheritance child of the outbox are deleted from the child,
+-- not at their position in the outbox (both entries are at (0,1))
+VACUUM FULL redis_sync.outbox;
+CREATE TABLE c_outbox_child () INHERITS (redis_sync.outbox);
+UPDATE c_async SET v = 'a6' WHERE id = 1;
+INSERT INTO c_outbox_child (id, relid, redis_key, op, payload, version)
+  VALUES (1, 'c_async'::regclass, 'ca:9', 'H', '{"id": "9", "v": "child"}', '000000000000000000000002');
+SELECT redis_sync.deliver_outbox(1);
+SELECT tableoid::regclass, redis_key FROM redis_sync.outbox ORDER BY id;
+SELECT redis_sync.deliver_outbox();
+DROP TABLE c_outbox_child;
+SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:9', 'v');
 
 -- two-phase commit: nothing is pushed at PREPARE; COMMIT PREPARED delivers via the outbox
 BEGIN;

@@ -447,7 +447,8 @@ push(Delivery *d, RedisFailure *failure)
  * they are still there, unchanged): a DELETE statement's start-up and index
  * scan cost more than the rest of a small batch's settling.  False when the
  * outbox has triggers or rules (none of the extension's), or is not a heap:
- * then a DELETE runs them.
+ * then a DELETE runs them; and when it has inheritance children, whose
+ * entries the read returned too (a ctid of one is not a row of the outbox).
  */
 static bool
 delete_direct(Delivery *d)
@@ -458,7 +459,7 @@ delete_direct(Delivery *d)
 	if (!OidIsValid(relid))
 		return false;
 	rel = table_open(relid, RowExclusiveLock);
-	if (rel->trigdesc != NULL || rel->rd_rules != NULL ||
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relhassubclass ||
 		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 	{
 		table_close(rel, RowExclusiveLock);
