@@ -108,6 +108,19 @@ SELECT tableoid::regclass, redis_key FROM redis_sync.outbox ORDER BY id;
 SELECT redis_sync.deliver_outbox();
 DROP TABLE c_outbox_child;
 SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:9', 'v');
+-- a publication of the outbox's deletes needs its replica identity, as a
+-- DELETE statement does: delivery fails rather than publish deletes without
+-- a key
+SET client_min_messages = error;
+CREATE PUBLICATION c_outbox_pub FOR TABLE redis_sync.outbox;
+RESET client_min_messages;
+ALTER TABLE redis_sync.outbox REPLICA IDENTITY NOTHING;
+UPDATE c_async SET v = 'a7' WHERE id = 1;
+SELECT rs_error($$SELECT redis_sync.deliver_outbox()$$);
+ALTER TABLE redis_sync.outbox REPLICA IDENTITY DEFAULT;
+SELECT redis_sync.deliver_outbox();
+DROP PUBLICATION c_outbox_pub;
+SELECT redis_sync.command('HGET', 'ca:1', 'v');
 
 -- two-phase commit: nothing is pushed at PREPARE; COMMIT PREPARED delivers via the outbox
 BEGIN;

@@ -34,6 +34,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -465,6 +466,8 @@ delete_direct(Delivery *d)
 		table_close(rel, RowExclusiveLock);
 		return false;
 	}
+	/* a publication of deletes needs a replica identity, as for a DELETE */
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
 	/* the lock taken by the read is this command's: delete in the next */
 	CommandCounterIncrement();
 	for (int i = 0; i < d->n; i++)
