@@ -17,9 +17,10 @@
  * of 1,000, filled as the column defaults would fill them: the writer of a
  * synced table needs no privilege on the outbox and no user code runs on
  * it.  An outbox not of the extension's shape (a column added, triggers,
- * row security) is written through SQL instead: one row a plain INSERT ...
- * VALUES, more an INSERT ... SELECT from arrays, as the bootstrap superuser
- * with a fixed search_path (as_owner.c).
+ * row security, rules, a constraint or default other than the extension's,
+ * an index that runs code) is written through SQL instead, which applies
+ * them: one row a plain INSERT ... VALUES, more an INSERT ... SELECT from
+ * arrays, as the bootstrap superuser with a fixed search_path (as_owner.c).
  *
  *-------------------------------------------------------------------------
  */
