@@ -68,8 +68,59 @@ SELECT redis_key, payload ->> 'v' AS v, note FROM redis_sync.outbox ORDER BY id;
 ALTER TABLE redis_sync.outbox DROP COLUMN note;
 UPDATE c_async SET v = 'a3' WHERE id = 1;
 SELECT redis_key, payload ->> 'v' AS v FROM redis_sync.outbox ORDER BY id;
+-- so are constraints, defaults and rules added to it: the commit applies them
+\set VERBOSITY terse
+ALTER TABLE redis_sync.outbox ADD CONSTRAINT outbox_not_ca2 CHECK (redis_key <> 'ca:2') NOT VALID;
+UPDATE c_async SET v = 'refused' WHERE id = 2;
+ALTER TABLE redis_sync.outbox DROP CONSTRAINT outbox_not_ca2;
+ALTER TABLE redis_sync.outbox ALTER COLUMN payload SET NOT NULL;
+DELETE FROM c_async WHERE id = 2;
+ALTER TABLE redis_sync.outbox ALTER COLUMN payload DROP NOT NULL;
+\set VERBOSITY default
+ALTER TABLE redis_sync.outbox ALTER COLUMN next_attempt_at SET DEFAULT '-infinity';
+UPDATE c_async SET v = 'a4' WHERE id = 1;
+ALTER TABLE redis_sync.outbox ALTER COLUMN next_attempt_at DROP DEFAULT;
+CREATE TABLE c_outbox_log (k text);
+CREATE RULE c_outbox_log AS ON INSERT TO redis_sync.outbox
+  DO ALSO INSERT INTO c_outbox_log VALUES (NEW.redis_key);
+UPDATE c_async SET v = 'a5' WHERE id = 1;
+DROP RULE c_outbox_log ON redis_sync.outbox;
+SELECT k AS logged_by_rule FROM c_outbox_log;
+SELECT redis_key, payload ->> 'v' AS v, next_attempt_at FROM redis_sync.outbox ORDER BY id;
+SELECT v FROM c_async ORDER BY id;
+-- a rule on the outbox's deletes applies to those of the delivery
+CREATE RULE c_outbox_log AS ON DELETE TO redis_sync.outbox
+  DO ALSO INSERT INTO c_outbox_log VALUES ('delivered ' || OLD.redis_key);
 SELECT redis_sync.deliver_outbox();       -- two keys, newest state each
+DROP RULE c_outbox_log ON redis_sync.outbox;
+SELECT k AS logged_by_rule, count(*) FROM c_outbox_log GROUP BY k ORDER BY k;
+DROP TABLE c_outbox_log;
 SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:2', 'v');
+-- entries of an inheritance child of the outbox are deleted from the child,
+-- not at their position in the outbox (both entries are at (0,1))
+VACUUM FULL redis_sync.outbox;
+CREATE TABLE c_outbox_child () INHERITS (redis_sync.outbox);
+UPDATE c_async SET v = 'a6' WHERE id = 1;
+INSERT INTO c_outbox_child (id, relid, redis_key, op, payload, version)
+  VALUES (1, 'c_async'::regclass, 'ca:9', 'H', '{"id": "9", "v": "child"}', '000000000000000000000002');
+SELECT redis_sync.deliver_outbox(1);
+SELECT tableoid::regclass, redis_key FROM redis_sync.outbox ORDER BY id;
+SELECT redis_sync.deliver_outbox();
+DROP TABLE c_outbox_child;
+SELECT redis_sync.command('HGET', 'ca:1', 'v'), redis_sync.command('HGET', 'ca:9', 'v');
+-- a publication of the outbox's deletes needs its replica identity, as a
+-- DELETE statement does: delivery fails rather than publish deletes without
+-- a key
+SET client_min_messages = error;
+CREATE PUBLICATION c_outbox_pub FOR TABLE redis_sync.outbox;
+RESET client_min_messages;
+ALTER TABLE redis_sync.outbox REPLICA IDENTITY NOTHING;
+UPDATE c_async SET v = 'a7' WHERE id = 1;
+SELECT rs_error($$SELECT redis_sync.deliver_outbox()$$);
+ALTER TABLE redis_sync.outbox REPLICA IDENTITY DEFAULT;
+SELECT redis_sync.deliver_outbox();
+DROP PUBLICATION c_outbox_pub;
+SELECT redis_sync.command('HGET', 'ca:1', 'v');
 
 -- two-phase commit: nothing is pushed at PREPARE; COMMIT PREPARED delivers via the outbox
 BEGIN;
@@ -108,6 +159,17 @@ SELECT redis_sync.command('HGET', 'ce:100', 'v'), redis_sync.command('HGET', 'ce
 SELECT count(*) AS mismatches
   FROM c_event t
  WHERE redis_sync.command('HGET', 'ce:' || t.id, 'v') #>> '{}' IS DISTINCT FROM t.v;
+-- a delivery in the transaction that queued them leaves its entries alone:
+-- they may yet roll back
+SET redis_sync.max_buffer_bytes = '64kB';
+BEGIN;
+INSERT INTO c_event SELECT g, 'never committed' FROM generate_series(3000, 4999) g;
+SELECT count(*) > 0 AS queued FROM redis_sync.outbox;
+SELECT redis_sync.deliver_outbox() AS delivered_in_xact, redis_sync.flush('c_event') AS flushed_in_xact;
+ROLLBACK;
+RESET redis_sync.max_buffer_bytes;
+SELECT redis_sync.command('EXISTS', 'ce:3000') AS uncommitted_in_redis, count(*) AS outbox_left
+  FROM redis_sync.outbox;
 
 -- deliver_outbox is for administrators
 CREATE ROLE rs_nobody;

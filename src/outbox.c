@@ -32,7 +32,9 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -185,7 +187,9 @@ kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
 
 /*
  * Step 1: read up to max committed entries, oldest first, locking them (SKIP
- * LOCKED: concurrent deliverers take disjoint sets).  Returns the count.
+ * LOCKED: concurrent deliverers take disjoint sets).  Not the entries of
+ * this very transaction (written when it outgrew its buffer): a flush() in
+ * it would push changes that may yet roll back.  Returns the count.
  */
 static int
 read_entries(Delivery *d, int max, Oid relid, bool due_only)
@@ -214,6 +218,8 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 								   "  FROM redis_sync.outbox WHERE version <> '' "
 								   "   AND ($2 = 0 OR relid = $2) "
 								   "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) "
+								   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
+								   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned()) "
 								   " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 								   3, types),
 						 args, NULL, false, 0) != SPI_OK_SELECT)
@@ -441,7 +447,9 @@ push(Delivery *d, RedisFailure *failure)
  * Remove the delivered entries by their row (read_entries locked them, so
  * they are still there, unchanged): a DELETE statement's start-up and index
  * scan cost more than the rest of a small batch's settling.  False when the
- * outbox has triggers (none of the extension's): then a DELETE runs them.
+ * outbox has triggers or rules (none of the extension's), or is not a heap:
+ * then a DELETE runs them; and when it has inheritance children, whose
+ * entries the read returned too (a ctid of one is not a row of the outbox).
  */
 static bool
 delete_direct(Delivery *d)
@@ -452,11 +460,14 @@ delete_direct(Delivery *d)
 	if (!OidIsValid(relid))
 		return false;
 	rel = table_open(relid, RowExclusiveLock);
-	if (rel->trigdesc != NULL)
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relhassubclass ||
+		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;
 	}
+	/* a publication of deletes needs a replica identity, as for a DELETE */
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
 	/* the lock taken by the read is this command's: delete in the next */
 	CommandCounterIncrement();
 	for (int i = 0; i < d->n; i++)

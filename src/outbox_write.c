@@ -17,9 +17,10 @@
  * of 1,000, filled as the column defaults would fill them: the writer of a
  * synced table needs no privilege on the outbox and no user code runs on
  * it.  An outbox not of the extension's shape (a column added, triggers,
- * row security) is written through SQL instead: one row a plain INSERT ...
- * VALUES, more an INSERT ... SELECT from arrays, as the bootstrap superuser
- * with a fixed search_path (as_owner.c).
+ * row security, rules, a constraint or default other than the extension's,
+ * an index that runs code) is written through SQL instead, which applies
+ * them: one row a plain INSERT ... VALUES, more an INSERT ... SELECT from
+ * arrays, as the bootstrap superuser with a fixed search_path (as_owner.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,9 +34,11 @@
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/ruleutils.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
@@ -123,23 +126,136 @@ static const struct
 {
 	const char *name;
 	Oid			type;
+	bool		nullable;		/* the direct write may leave it NULL */
 }			outbox_cols[OC_COUNT] =
 
 {
-	{"id", INT8OID}, {"relid", OIDOID}, {"redis_key", TEXTOID}, {"op", CHAROID},
-	{"payload", JSONBOID}, {"ttl_ms", INT8OID}, {"version", TEXTOID}, {"seq", INT8OID},
-	{"xid", XID8OID}, {"enqueued_at", TIMESTAMPTZOID}, {"attempts", INT4OID},
-	{"next_attempt_at", TIMESTAMPTZOID}, {"last_error", TEXTOID}
+	{"id", INT8OID, false}, {"relid", OIDOID, false}, {"redis_key", TEXTOID, false},
+	{"op", CHAROID, false}, {"payload", JSONBOID, true}, {"ttl_ms", INT8OID, false},
+	{"version", TEXTOID, false}, {"seq", INT8OID, false}, {"xid", XID8OID, false},
+	{"enqueued_at", TIMESTAMPTZOID, false}, {"attempts", INT4OID, false},
+	{"next_attempt_at", TIMESTAMPTZOID, true}, {"last_error", TEXTOID, true}
 };
+
+/*
+ * The defaults the direct write stands in for (the columns an INSERT of the
+ * SQL path leaves out), as deparsed; NULL: none (id: a nextval() of the
+ * sequence write_direct() draws from, see default_is_seq()).  The
+ * extension's CHECK constraint, the only one, likewise.
+ */
+static const char *const outbox_defaults[OC_COUNT] = {
+	[OC_ID] = "nextval()",
+	[OC_XID] = "pg_current_xact_id()",
+	[OC_ENQUEUED] = "clock_timestamp()",
+	[OC_ATTEMPTS] = "0",
+};
+#define OUTBOX_CHECK "(op = ANY (ARRAY['H'::\"char\", 'S'::\"char\", 'D'::\"char\", 'T'::\"char\"]))"
+
+/* remember bin in *seen (in TopMemoryContext) */
+static void
+remember(char **seen, const char *bin)
+{
+	if (*seen != NULL)
+		pfree(*seen);
+	*seen = MemoryContextStrdup(TopMemoryContext, bin);
+}
+
+/*
+ * Whether the stored expression bin (adbin, ccbin) deparses to expected.
+ * The last one that did is remembered in *seen: each commit then compares
+ * strings only.
+ */
+static bool
+expr_is(const char *bin, const char *expected, Relation rel, char **seen)
+{
+	char	   *deparsed;
+	bool		ok;
+
+	if (*seen != NULL && strcmp(*seen, bin) == 0)
+		return true;
+	deparsed = deparse_expression(stringToNode(bin),
+								  deparse_context_for(RelationGetRelationName(rel),
+													  RelationGetRelid(rel)),
+								  false, false);
+	ok = strcmp(deparsed, expected) == 0;
+	pfree(deparsed);
+	if (ok)
+		remember(seen, bin);
+	return ok;
+}
+
+/* whether the default bin is nextval(seqid), remembered as expr_is() does */
+static bool
+default_is_seq(const char *bin, Oid seqid, char **seen)
+{
+	Node	   *n;
+	FuncExpr   *f;
+	Const	   *k;
+
+	if (*seen != NULL && strcmp(*seen, bin) == 0)
+		return true;
+	n = stringToNode(bin);
+	if (!IsA(n, FuncExpr))
+		return false;
+	f = (FuncExpr *) n;
+	if (f->funcid != F_NEXTVAL || list_length(f->args) != 1 || !IsA(linitial(f->args), Const))
+		return false;
+	k = linitial_node(Const, f->args);
+	if (k->consttype != REGCLASSOID || k->constisnull ||
+		DatumGetObjectId(k->constvalue) != seqid)
+		return false;
+	remember(seen, bin);
+	return true;
+}
+
+/*
+ * Whether the constraints, defaults and rules of the outbox are the
+ * extension's (attno as outbox_shape() found it): a CHECK or NOT NULL
+ * constraint added, a default changed or added on a column the direct
+ * write fills, or a rule would all be skipped by it.
+ */
+static bool
+outbox_rules_intact(Relation rel, const int *attno, Oid seqid)
+{
+	static char *seen_check = NULL;
+	static char *seen_default[OC_COUNT];
+	TupleDesc	td = RelationGetDescr(rel);
+	TupleConstr *constr = td->constr;
+
+	if (rel->rd_rules != NULL || constr == NULL || constr->num_check != 1 ||
+		!constr->check[0].ccvalid || constr->has_generated_stored ||
+		!expr_is(constr->check[0].ccbin, OUTBOX_CHECK, rel, &seen_check))
+		return false;
+	for (int c = 0; c < OC_COUNT; c++)
+	{
+		if (outbox_cols[c].nullable && TupleDescAttr(td, attno[c])->attnotnull)
+			return false;
+		if (outbox_defaults[c] != NULL || c == OC_NEXT_ATTEMPT || c == OC_LAST_ERROR)
+		{
+			const char *bin = NULL;
+
+			for (int k = 0; k < constr->num_defval; k++)
+				if (constr->defval[k].adnum == attno[c] + 1)
+					bin = constr->defval[k].adbin;
+			if ((bin == NULL) != (outbox_defaults[c] == NULL))
+				return false;
+			if (bin != NULL && !(c == OC_ID ? default_is_seq(bin, seqid, &seen_default[c]) :
+								 expr_is(bin, outbox_defaults[c], rel, &seen_default[c])))
+				return false;
+		}
+	}
+	return true;
+}
 
 /*
  * Map the outbox's attributes to OutboxCol (attno[c], 0-based); false when
  * the table is not exactly the one the extension created (a column added,
- * missing or of another type, triggers, row security): then the rows go
- * through SQL, which applies whatever was added.
+ * missing or of another type, triggers, row security, rules, constraints or
+ * defaults other than the extension's): then the rows go through SQL, which
+ * applies whatever was added.
  */
 static bool
-outbox_shape(Relation rel, int *attno)
+outbox_shape(Relation rel, int *attno, Oid seqid)
 {
 	TupleDesc	td = RelationGetDescr(rel);
 	int			found = 0;
@@ -164,7 +280,7 @@ outbox_shape(Relation rel, int *attno)
 		attno[c] = i;
 		found++;
 	}
-	return found == OC_COUNT;
+	return found == OC_COUNT && outbox_rules_intact(rel, attno, seqid);
 }
 
 /*
@@ -196,7 +312,7 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	if (!OidIsValid(relid) || !OidIsValid(seqid))
 		return false;
 	rel = table_open(relid, RowExclusiveLock);
-	if (!outbox_shape(rel, attno))
+	if (!outbox_shape(rel, attno, seqid))
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;
@@ -205,6 +321,19 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
+	/* an index on expressions, partial or of exclusion runs code: SQL */
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL || ii->ii_ExclusionOps != NULL)
+		{
+			ExecCloseIndices(rri);
+			FreeExecutorState(estate);
+			table_close(rel, RowExclusiveLock);
+			return false;
+		}
+	}
 	slot = table_slot_create(rel, NULL);
 	cid = GetCurrentCommandId(true);
 	/* TOAST of a large payload reads its table's index */
