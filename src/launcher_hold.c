@@ -3,7 +3,9 @@
  * launcher_hold.c
  *		The ProcessUtility hook that keeps a database's redis_sync worker
  *		out of the way of DROP DATABASE, ALTER DATABASE (RENAME, SET
- *		TABLESPACE) and CREATE DATABASE ... TEMPLATE.
+ *		TABLESPACE) and CREATE DATABASE ... TEMPLATE; it also wakes the
+ *		worker after COMMIT PREPARED (what the prepared transaction queued
+ *		in the outbox is delivered at once, as at a commit).
  *
  * Those commands fail while another process is connected to the database.
  * The hook asks the database's worker to exit and waits for it (at most
@@ -242,6 +244,16 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	PG_END_TRY();
 	if (holding && held_slot != NULL)
 		release_database(held_slot, held_dbid, dropping);
+
+	/*
+	 * COMMIT PREPARED commits what another session queued: that session's
+	 * commit callback, which wakes the worker for outbox entries, ran at
+	 * PREPARE.  The entries are visible now (the commit is done); wake the
+	 * worker here, or they wait for its naptime.
+	 */
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		rs_worker_wake();
 }
 
 /* install the hook (from rs_launcher_init, when preloaded) */
