@@ -36,6 +36,7 @@
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -202,6 +203,16 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
+
+	/*
+	 * The delete that settles the delivery needs RowExclusiveLock: take it
+	 * before the read takes its weaker locks on the table and its index.
+	 * Upgrading later deadlocked with REINDEX or anything else that takes a
+	 * ShareLock on the table (granted after the read's lock) and then waits
+	 * for the index.
+	 */
+	LockRelationOid(get_relname_relid("outbox", get_namespace_oid("redis_sync", false)),
+					RowExclusiveLock);
 
 	/*
 	 * A queue table is mostly dead tuples between vacuums; a sequential scan
