@@ -124,6 +124,19 @@ SELECT count(*) AS outbox_entries FROM redis_sync.outbox WHERE relid = 'a1'::reg
 SELECT redis_sync.command('DEL', 'a1:3');
 SELECT redis_sync.worker_resume();
 
+-- a version key of another type (a hash): treated as missing, as the apply
+-- script's MGET does, not refused -- a strict table's single-row write goes
+-- through and the key is dropped and fenced (never stale)
+INSERT INTO a1s VALUES (2, 1);
+SELECT redis_sync.command('DEL', redis_sync.version_key('a1s:2'));
+SELECT redis_sync.command('HSET', redis_sync.version_key('a1s:2'), 'not', 'a version');
+UPDATE a1s SET v = 2 WHERE id = 2;
+SELECT v FROM a1s WHERE id = 2;
+SELECT redis_sync.command('EXISTS', 'a1s:2') AS key_exists,
+       redis_sync.command('TYPE', redis_sync.version_key('a1s:2')) #>> '{}' AS version_type;
+UPDATE a1s SET v = 3 WHERE id = 2;
+SELECT h('a1s:2');
+
 SELECT redis_sync.unsync('a1', purge => true);
 SELECT redis_sync.unsync('a1b', purge => true);
 SELECT redis_sync.unsync('a1c', purge => true);

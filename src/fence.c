@@ -304,7 +304,9 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
 "local call, rpcall = redis.call, redis.pcall\n" \
 "local mkey, key, vkey = KEYS[1], KEYS[2], KEYS[3]\n" \
 "local function apply(v, floor, ttl, tomb, ekey, mf, mv, kind, ...)\n" \
-"  local cur = call('GET', vkey)\n" \
+"  -- as the apply script's MGET: a version key of another type is missing\n" \
+"  local cur = rpcall('GET', vkey)\n" \
+"  if type(cur) == 'table' then cur = false end\n" \
 "  -- Redis < 5: replicate the effects (INFO is not deterministic), before any write\n" \
 "  if not cur and redis.replicate_commands then redis.replicate_commands() end\n" \
 "  call('HSET', mkey, mf, mv)\n" \
