@@ -137,9 +137,23 @@ SELECT redis_sync.command('EXISTS', 'a1s:2') AS key_exists,
 UPDATE a1s SET v = 3 WHERE id = 2;
 SELECT h('a1s:2');
 
+-- a row larger than Redis's smallest proto-max-bulk-len (1 MB) in all, each
+-- value smaller: the general script (one argument per value), not one
+-- msgpack argument Redis would refuse as a protocol error
+SELECT redis_sync.command('CONFIG', 'GET', 'proto-max-bulk-len') ->> 1 AS bulk_len \gset
+SELECT redis_sync.command('CONFIG', 'SET', 'proto-max-bulk-len', '1048576');
+CREATE TABLE a1g (id int PRIMARY KEY, a text, b text);
+SELECT redis_sync.write_through('a1g', key_prefix => 'a1g:', consistency => 'strict');
+INSERT INTO a1g VALUES (1, repeat('a', 600000), repeat('b', 600000));
+SELECT redis_sync.command('CONFIG', 'SET', 'proto-max-bulk-len', :'bulk_len');
+SELECT id, length(redis_sync.command('HGET', 'a1g:1', 'a') #>> '{}') AS a,
+       length(redis_sync.command('HGET', 'a1g:1', 'b') #>> '{}') AS b
+  FROM a1g;
+
 SELECT redis_sync.unsync('a1', purge => true);
 SELECT redis_sync.unsync('a1b', purge => true);
 SELECT redis_sync.unsync('a1c', purge => true);
 SELECT redis_sync.unsync('a1j', purge => true);
 SELECT redis_sync.unsync('a1s', purge => true);
-DROP TABLE a1, a1b, a1c, a1j, a1s;
+SELECT redis_sync.unsync('a1g', purge => true);
+DROP TABLE a1, a1b, a1c, a1j, a1s, a1g;
