@@ -124,9 +124,36 @@ SELECT count(*) AS outbox_entries FROM redis_sync.outbox WHERE relid = 'a1'::reg
 SELECT redis_sync.command('DEL', 'a1:3');
 SELECT redis_sync.worker_resume();
 
+-- a version key of another type (a hash): treated as missing, as the apply
+-- script's MGET does, not refused -- a strict table's single-row write goes
+-- through and the key is dropped and fenced (never stale)
+INSERT INTO a1s VALUES (2, 1);
+SELECT redis_sync.command('DEL', redis_sync.version_key('a1s:2'));
+SELECT redis_sync.command('HSET', redis_sync.version_key('a1s:2'), 'not', 'a version');
+UPDATE a1s SET v = 2 WHERE id = 2;
+SELECT v FROM a1s WHERE id = 2;
+SELECT redis_sync.command('EXISTS', 'a1s:2') AS key_exists,
+       redis_sync.command('TYPE', redis_sync.version_key('a1s:2')) #>> '{}' AS version_type;
+UPDATE a1s SET v = 3 WHERE id = 2;
+SELECT h('a1s:2');
+
+-- a row larger than Redis's smallest proto-max-bulk-len (1 MB) in all, each
+-- value smaller: the general script (one argument per value), not one
+-- msgpack argument Redis would refuse as a protocol error
+SELECT redis_sync.command('CONFIG', 'GET', 'proto-max-bulk-len') ->> 1 AS bulk_len \gset
+SELECT redis_sync.command('CONFIG', 'SET', 'proto-max-bulk-len', '1048576');
+CREATE TABLE a1g (id int PRIMARY KEY, a text, b text);
+SELECT redis_sync.write_through('a1g', key_prefix => 'a1g:', consistency => 'strict');
+INSERT INTO a1g VALUES (1, repeat('a', 600000), repeat('b', 600000));
+SELECT redis_sync.command('CONFIG', 'SET', 'proto-max-bulk-len', :'bulk_len');
+SELECT id, length(redis_sync.command('HGET', 'a1g:1', 'a') #>> '{}') AS a,
+       length(redis_sync.command('HGET', 'a1g:1', 'b') #>> '{}') AS b
+  FROM a1g;
+
 SELECT redis_sync.unsync('a1', purge => true);
 SELECT redis_sync.unsync('a1b', purge => true);
 SELECT redis_sync.unsync('a1c', purge => true);
 SELECT redis_sync.unsync('a1j', purge => true);
 SELECT redis_sync.unsync('a1s', purge => true);
-DROP TABLE a1, a1b, a1c, a1j, a1s;
+SELECT redis_sync.unsync('a1g', purge => true);
+DROP TABLE a1, a1b, a1c, a1j, a1s, a1g;

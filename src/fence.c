@@ -298,13 +298,17 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
  * version, or skipped by the eviction watch), 2 dropped (the key's version
  * was missing); a key Redis refuses is an error reply.  The eviction watch
  * hash is not declared (a single Redis needs no declared keys) and is only
- * touched when the version key is missing.
+ * touched when the version key is missing.  A row whose stream would pass
+ * APPLY_ONE_MAX_BYTES goes through the general script (one argument per
+ * value).
  */
 #define APPLY_ONE_BODY \
 "local call, rpcall = redis.call, redis.pcall\n" \
 "local mkey, key, vkey = KEYS[1], KEYS[2], KEYS[3]\n" \
 "local function apply(v, floor, ttl, tomb, ekey, mf, mv, kind, ...)\n" \
-"  local cur = call('GET', vkey)\n" \
+"  -- as the apply script's MGET: a version key of another type is missing\n" \
+"  local cur = rpcall('GET', vkey)\n" \
+"  if type(cur) == 'table' then cur = false end\n" \
 "  -- Redis < 5: replicate the effects (INFO is not deterministic), before any write\n" \
 "  if not cur and redis.replicate_commands then redis.replicate_commands() end\n" \
 "  call('HSET', mkey, mf, mv)\n" \
@@ -546,6 +550,12 @@ fence_op_args(ArgBuf *args, FenceOp *op, FenceCommon *c)
 #define MP_STR_SIZE(len) ((len) + 5)
 
 /*
+ * The largest msgpack stream (ARGV[1]) of an apply-one call: Redis's smallest
+ * proto-max-bulk-len.  A larger row goes through the general script.
+ */
+#define APPLY_ONE_MAX_BYTES (1024 * 1024)
+
+/*
  * A msgpack string: fixstr, str16 or str32 (every cmsgpack version reads
  * these; str8 is newer)
  */
@@ -627,6 +637,18 @@ fence_append_one(RedisPipeline *p, FenceOp *op, const char *marker_field,
 	}
 	else
 		kind = 'D';
+
+	/*
+	 * Redis takes no argument longer than proto-max-bulk-len (1 MB at the
+	 * least): a larger row, sent as one msgpack argument, would be a protocol
+	 * error where the general script's one argument per value is not.
+	 */
+	if (size > APPLY_ONE_MAX_BYTES)
+	{
+		rs_fence_append_call(p, false, op, 1, rs_marker_key(), ekey,
+							 marker_field, marker_value, clears);
+		return;
+	}
 
 	b = buf = palloc(size);
 	b = mp_str(b, op->version, strlen(op->version));
