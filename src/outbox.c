@@ -31,7 +31,6 @@
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
@@ -154,6 +153,7 @@ copy_failure(RedisFailure *f, MemoryContext cxt)
 typedef struct Delivery
 {
 	MemoryContext caller;
+	Oid			outbox;			/* redis_sync.outbox, locked by the read */
 	int			n;				/* entries read */
 	Entry	   *entries;
 	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
@@ -211,8 +211,9 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 	 * ShareLock on the table (granted after the read's lock) and then waits
 	 * for the index.
 	 */
-	LockRelationOid(get_relname_relid("outbox", get_namespace_oid("redis_sync", false)),
-					RowExclusiveLock);
+	d->outbox = rs_outbox_relid();
+	if (OidIsValid(d->outbox))
+		LockRelationOid(d->outbox, RowExclusiveLock);
 
 	/*
 	 * A queue table is mostly dead tuples between vacuums; a sequential scan
@@ -465,12 +466,11 @@ push(Delivery *d, RedisFailure *failure)
 static bool
 delete_direct(Delivery *d)
 {
-	Oid			relid = get_relname_relid("outbox", get_namespace_oid("redis_sync", false));
 	Relation	rel;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(d->outbox))
 		return false;
-	rel = table_open(relid, RowExclusiveLock);
+	rel = table_open(d->outbox, RowExclusiveLock);
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relhassubclass ||
 		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 	{

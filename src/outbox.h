@@ -18,6 +18,7 @@ extern void rs_outbox_write(Change **changes, int n, const char *version, int64 
 extern void rs_outbox_write_changes(Change *change, int n, const char *version, int64 seq);
 
 /* false once the extension was dropped (in this transaction, too) */
+extern Oid	rs_outbox_relid(void);
 extern bool rs_outbox_exists(void);
 
 

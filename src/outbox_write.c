@@ -51,12 +51,19 @@ static SPIPlanPtr insert_one_plan = NULL;	/* one row: plain VALUES, cheap to
 
 static void outbox_write_slice(Change **changes, int n, const char *version, int64 seq);
 
-bool
-rs_outbox_exists(void)
+/* redis_sync.outbox's OID, InvalidOid when the extension's schema or table is missing */
+Oid
+rs_outbox_relid(void)
 {
 	Oid			nsp = get_namespace_oid("redis_sync", true);
 
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("outbox", nsp));
+	return OidIsValid(nsp) ? get_relname_relid("outbox", nsp) : InvalidOid;
+}
+
+bool
+rs_outbox_exists(void)
+{
+	return OidIsValid(rs_outbox_relid());
 }
 
 /* write in slices, so a large transaction's buffer is not copied all at once */
@@ -296,9 +303,8 @@ outbox_shape(Relation rel, int *attno, Oid seqid)
 static bool
 write_direct(Change **changes, int n, const char *version, int64 seq)
 {
-	Oid			nsp = get_namespace_oid("redis_sync", false);
-	Oid			relid = get_relname_relid("outbox", nsp);
-	Oid			seqid = get_relname_relid("outbox_id_seq", nsp);
+	Oid			relid = rs_outbox_relid();
+	Oid			seqid = get_relname_relid("outbox_id_seq", get_rel_namespace(relid));
 	Relation	rel;
 	int			attno[OC_COUNT];
 	EState	   *estate;
