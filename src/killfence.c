@@ -14,9 +14,9 @@
  * still sit in a socket buffer or in Redis's query buffer, and Redis would
  * run it after a newer write of the same keys (issue 18).  So:
  *
- * - Before its first unfenced push a connection is named
- *   (CLIENT SETNAME redis_sync:<instance>:<incarnation>) and asks CLIENT INFO
- *   for its id and address.
+ * - Every connection is named redis_sync:<pid>:<instance>:<incarnation> at
+ *   its handshake (redis_conn.c), which also asks CLIENT INFO for its id
+ *   and address, in the same round trip.
  * - While the push is in flight the connection is registered here, in shared
  *   memory, under its Redis server.  Once every reply is read it is removed;
  *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait:
@@ -118,9 +118,15 @@ rs_killfence_shmem_init(void)
 	}
 }
 
-/* redis_sync:<this server, its data directory and host>:<incarnation> */
-static const char *
-conn_name(bool with_incarnation)
+/*
+ * "<instance>:<incarnation>" (with_incarnation) or "<instance>:": what
+ * redis_conn.c puts after "redis_sync:<pid>:" in every connection's name.
+ * The instance is this server (system identifier, data directory, host,
+ * port), the incarnation its shared memory's (a crash restart makes a new
+ * one).
+ */
+const char *
+rs_killfence_name_suffix(bool with_incarnation)
 {
 	static char name[128];
 	static char prefix[96];
@@ -133,13 +139,30 @@ conn_name(bool with_incarnation)
 		(void) gethostname(host, sizeof(host) - 1);
 		h = hash_bytes((const unsigned char *) DataDir, strlen(DataDir));
 		h = hash_combine(h, hash_bytes((const unsigned char *) host, strlen(host)));
-		snprintf(prefix, sizeof(prefix), "redis_sync:%llx-%x-%d:",
+		snprintf(prefix, sizeof(prefix), "%llx-%x-%d:",
 				 (unsigned long long) GetSystemIdentifier(), h, PostPortNumber);
 	}
 	if (!with_incarnation)
 		return prefix;
 	snprintf(name, sizeof(name), "%s%lld", prefix, (long long) rs_incarnation());
 	return name;
+}
+
+/* a connection's name: an earlier incarnation of this server? */
+static bool
+earlier_incarnation(const char *name)
+{
+	const char *prefix = rs_killfence_name_suffix(false);
+	const char *mine = rs_killfence_name_suffix(true);
+	const char *p;
+
+	if (strncmp(name, "redis_sync:", 11) != 0)
+		return false;
+	p = strchr(name + 11, ':');	/* after the pid */
+	if (p == NULL)
+		return false;
+	p++;
+	return strncmp(p, prefix, strlen(prefix)) == 0 && strcmp(p, mine) != 0;
 }
 
 /* the node of a connection (registering it), -1 when the registry is full */
@@ -273,8 +296,6 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 	const char **argvs[2] = {list, probe};
 	int			argcs[2] = {4, 4};
 	RedisValue	out[2];
-	const char *prefix = conn_name(false);
-	const char *mine = conn_name(true);
 	int			n = 0,
 				max = 16;
 	int64	   *ids = palloc(sizeof(int64) * max);
@@ -293,7 +314,7 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 		{
 			char	   *name = line_field(line, "name");
 
-			if (name && strncmp(name, prefix, strlen(prefix)) == 0 && strcmp(name, mine) != 0)
+			if (name && earlier_incarnation(name))
 			{
 				char	   *id = line_field(line, "id");
 				char	   *addr = line_field(line, "addr");
@@ -411,24 +432,14 @@ rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
 	return true;
 }
 
-/* SETNAME and CLIENT INFO on a connection that has not been named */
+/* the id and address the handshake asked (redis_conn.c) */
 static bool
 name_connection(RedisConn *conn)
 {
-	const char *setname[] = {"CLIENT", "SETNAME", conn_name(true)};
-	static const char *info[] = {"CLIENT", "INFO"};
-	const char **argvs[2] = {setname, info};
-	int			argcs[2] = {3, 2};
-	RedisValue	out[2];
-	RedisFailure f;
-	char	   *id;
-	char	   *addr;
+	const char *addr;
+	int64		id = redis_conn_client_id(conn, &addr);
 
-	if (!exchange(conn, 2, argvs, argcs, out, &f))
-		return false;
-	id = out[1].type == RV_STRING ? line_field(out[1].str, "id") : NULL;
-	addr = out[1].type == RV_STRING ? line_field(out[1].str, "addr") : NULL;
-	if (out[0].type == RV_ERROR || id == NULL || addr == NULL || strlen(addr) >= KF_ADDRLEN)
+	if (id == 0 || strlen(addr) >= KF_ADDRLEN)
 	{
 		/* before 6.2, or not allowed: this server gets fenced pushes only */
 		SpinLockAcquire(&kf->mutex);
@@ -436,7 +447,7 @@ name_connection(RedisConn *conn)
 		SpinLockRelease(&kf->mutex);
 		return false;
 	}
-	conn_id = strtoll(id, NULL, 10);
+	conn_id = id;
 	strlcpy(conn_addr, addr, KF_ADDRLEN);
 	conn_named = true;
 	return true;
@@ -451,7 +462,7 @@ rs_killfence_begin(void)
 	KfNode	   *node;
 	bool		ok;
 
-	if (kf == NULL || registered || redis_cluster_state() != 0)
+	if (kf == NULL || registered)
 		return false;
 	if (!redis_client_ensure_connection(&f))
 		return false;

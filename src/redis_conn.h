@@ -123,6 +123,9 @@ extern void redis_conn_disconnect(RedisConn *c);
 /* "host:port" or "unix:/path", never the password */
 extern const char *redis_conn_display(RedisConn *c);
 
+/* CLIENT ID and address of the connection (handshake), 0 when unknown */
+extern int64 redis_conn_client_id(RedisConn *c, const char **addr);
+
 /* the parameters it connects with (read only) */
 extern const RedisConnParams *redis_conn_params(RedisConn *c);
 
