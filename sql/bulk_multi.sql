@@ -141,8 +141,9 @@ SELECT pg_temp.execs() AS x0, pg_temp.evals() AS e0 \gset
 UPDATE m_h SET v = v + 1 WHERE id <= 20;
 SELECT pg_temp.execs() - :x0 AS multi_used, pg_temp.evals() - :e0 > 0 AS script_used;
 
--- the connection is named after the backend and this server's run
-SELECT redis_sync.command('CLIENT', 'INFO') #>> '{}' ~ ('name=redis_sync:' || pg_backend_pid() || ':[0-9a-f]+-[0-9a-f]+-[0-9]+:[0-9]+ ')
+-- the connection is named after the backend, the system, its timeline,
+-- this server and its run
+SELECT redis_sync.command('CLIENT', 'INFO') #>> '{}' ~ ('name=redis_sync:' || pg_backend_pid() || ':[0-9a-f]+:[0-9]+:[0-9a-f]+-[0-9]+:[0-9]+ ')
   AS named;
 
 DO $$

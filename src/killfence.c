@@ -14,9 +14,10 @@
  * still sit in a socket buffer or in Redis's query buffer, and Redis would
  * run it after a newer write of the same keys (issue 18).  So:
  *
- * - Every connection is named redis_sync:<pid>:<instance>:<incarnation> at
- *   its handshake (redis_conn.c), which also asks CLIENT INFO for its id
- *   and address, in the same round trip.
+ * - Every connection is named redis_sync:<pid>:<system identifier>:
+ *   <timeline>:<instance>:<incarnation> at its handshake (redis_conn.c),
+ *   which also asks CLIENT INFO for its id and address, in the same round
+ *   trip.
  * - While the push is in flight the connection is registered here, in shared
  *   memory, under its Redis server.  Once every reply is read it is removed;
  *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait:
@@ -27,8 +28,12 @@
  *   yet run, before anything of ours runs), and while any is left no push
  *   goes unfenced.
  * - A crash restart loses the registry: the first exchange with each Redis
- *   after shared memory is made reads CLIENT LIST and kills every connection
- *   named by this server under another incarnation.
+ *   after shared memory is made reads CLIENT LIST and kills every
+ *   connection this server made in an earlier run.  A promotion does the
+ *   same for every connection of the same system on an older timeline: the
+ *   old primary, cut off from us but perhaps not from Redis, may still have
+ *   an unfenced push on its way, which the apply script would have refused
+ *   by its older version.
  * - A Redis that refuses CLIENT LIST, CLIENT KILL or CLIENT INFO (an ACL,
  *   renamed commands, before 6.2) never gets unfenced pushes.
  *
@@ -44,6 +49,7 @@
 #include <unistd.h>
 
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -72,7 +78,8 @@ typedef struct KfEntry
 typedef struct KfNode
 {
 	char		key[KF_KEYLEN]; /* "host:port" */
-	bool		cleared;		/* earlier incarnations' connections killed */
+	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
+								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
 	int			nentries;
 	KfEntry		e[KF_ENTRIES];
@@ -91,7 +98,8 @@ static KfShared *kf = NULL;
 /* this process: the connection last seen, its node, what it knows */
 static uint64 seen_generation = 0;
 static int	seen_node = -1;		/* -1: registry full, or not looked up */
-static bool seen_cleared = false;	/* the node was cleared */
+static bool seen_cleared = false;	/* the node was cleared ... */
+static TimeLineID seen_tli = 0;	/* ... as of this timeline */
 static bool conn_named = false; /* SETNAME / CLIENT INFO done on it */
 static int64 conn_id = 0;
 static char conn_addr[KF_ADDRLEN];
@@ -118,20 +126,27 @@ rs_killfence_shmem_init(void)
 	}
 }
 
+/* this server's timeline; 0 in recovery (a standby never pushes) */
+static TimeLineID
+current_tli(void)
+{
+	return RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
+}
+
 /*
- * "<instance>:<incarnation>" (with_incarnation) or "<instance>:": what
- * redis_conn.c puts after "redis_sync:<pid>:" in every connection's name.
- * The instance is this server (system identifier, data directory, host,
- * port), the incarnation its shared memory's (a crash restart makes a new
- * one).
+ * What redis_conn.c puts after "redis_sync:<pid>:" in every connection's
+ * name: "<system identifier>:<timeline>:<instance>:<incarnation>".  The
+ * instance is this server (data directory, host, port), the incarnation its
+ * shared memory's (a crash restart makes a new one), the timeline the one
+ * it writes on when the connection was made (a promotion makes a new one).
  */
 const char *
-rs_killfence_name_suffix(bool with_incarnation)
+rs_killfence_name_suffix(void)
 {
-	static char name[128];
-	static char prefix[96];
+	static char name[160];
+	static char instance[32];
 
-	if (prefix[0] == '\0')
+	if (instance[0] == '\0')
 	{
 		char		host[256] = "";
 		uint32		h;
@@ -139,30 +154,55 @@ rs_killfence_name_suffix(bool with_incarnation)
 		(void) gethostname(host, sizeof(host) - 1);
 		h = hash_bytes((const unsigned char *) DataDir, strlen(DataDir));
 		h = hash_combine(h, hash_bytes((const unsigned char *) host, strlen(host)));
-		snprintf(prefix, sizeof(prefix), "%llx-%x-%d:",
-				 (unsigned long long) GetSystemIdentifier(), h, PostPortNumber);
+		snprintf(instance, sizeof(instance), "%x-%d", h, PostPortNumber);
 	}
-	if (!with_incarnation)
-		return prefix;
-	snprintf(name, sizeof(name), "%s%lld", prefix, (long long) rs_incarnation());
+	snprintf(name, sizeof(name), "%llx:%u:%s:%lld",
+			 (unsigned long long) GetSystemIdentifier(), current_tli(), instance,
+			 (long long) rs_incarnation());
 	return name;
 }
 
-/* a connection's name: an earlier incarnation of this server? */
+/*
+ * Whether a connection named name must be killed before this server sends
+ * anything: one of this server made by an earlier run (crash restart,
+ * restart), or one of any server of this system on an older timeline (a
+ * primary that lost its role: its writes may still come).  Standbys'
+ * (timeline 0) are left alone.
+ */
 static bool
-earlier_incarnation(const char *name)
+from_earlier_run(const char *name)
 {
-	const char *prefix = rs_killfence_name_suffix(false);
-	const char *mine = rs_killfence_name_suffix(true);
-	const char *p;
+	char		mine[160];
+	char	   *their[4];
+	char	   *my[4];
+	char	   *p;
+	unsigned long their_tli;
 
-	if (strncmp(name, "redis_sync:", 11) != 0)
+	if (strncmp(name, "redis_sync:", 11) != 0 || (p = strchr(name + 11, ':')) == NULL)
 		return false;
-	p = strchr(name + 11, ':');	/* after the pid */
-	if (p == NULL)
-		return false;
-	p++;
-	return strncmp(p, prefix, strlen(prefix)) == 0 && strcmp(p, mine) != 0;
+	strlcpy(mine, rs_killfence_name_suffix(), sizeof(mine));
+	p = pstrdup(p + 1);
+	for (int i = 0; i < 4; i++)
+	{
+		their[i] = p;
+		p = p ? strchr(p, ':') : NULL;
+		if (p)
+			*p++ = '\0';
+	}
+	p = mine;
+	for (int i = 0; i < 4; i++)
+	{
+		my[i] = p;
+		p = strchr(p, ':');
+		if (p)
+			*p++ = '\0';
+	}
+	if (their[3] == NULL || strcmp(their[0], my[0]) != 0)
+		return false;			/* another system, or not named by us */
+	their_tli = strtoul(their[1], NULL, 10);
+	if (their_tli != 0 && their_tli < strtoul(my[1], NULL, 10))
+		return true;
+	return strcmp(their[2], my[2]) == 0 && strcmp(their[3], my[3]) != 0;
 }
 
 /* the node of a connection (registering it), -1 when the registry is full */
@@ -203,7 +243,7 @@ rs_killfence_needed(RedisConn *conn, uint64 generation)
 {
 	if (kf == NULL)
 		return false;
-	if (generation != seen_generation || !seen_cleared)
+	if (generation != seen_generation || !seen_cleared || seen_tli != current_tli())
 		return true;
 	return pg_atomic_read_u32(&kf->nabandoned) > 0;
 }
@@ -289,7 +329,7 @@ kill_all(RedisConn *conn, int n, int64 *ids, char **addrs, bool *done, RedisFail
  * incarnations of this server, or find the server does not allow it.
  */
 static bool
-clear_earlier(RedisConn *conn, RedisFailure *f)
+clear_earlier(RedisConn *conn, TimeLineID tli, RedisFailure *f)
 {
 	static const char *list[] = {"CLIENT", "LIST", "TYPE", "normal"};
 	static const char *probe[] = {"CLIENT", "KILL", "ID", "9223372036854775807"};
@@ -314,7 +354,7 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 		{
 			char	   *name = line_field(line, "name");
 
-			if (name && earlier_incarnation(name))
+			if (name && from_earlier_run(name))
 			{
 				char	   *id = line_field(line, "id");
 				char	   *addr = line_field(line, "addr");
@@ -348,12 +388,13 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 	if (seen_node >= 0)
 	{
 		SpinLockAcquire(&kf->mutex);
-		kf->nodes[seen_node].cleared = true;
+		kf->nodes[seen_node].cleared_tli = tli + 1;
 		if (unsupported)
 			kf->nodes[seen_node].unsupported = true;
 		SpinLockRelease(&kf->mutex);
 	}
 	seen_cleared = true;
+	seen_tli = tli;
 	return true;
 }
 
@@ -407,23 +448,28 @@ kill_abandoned(RedisConn *conn, RedisFailure *f)
 bool
 rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
 {
-	bool		cleared;
+	TimeLineID	tli = current_tli();
 
 	if (kf == NULL)
 		return true;
 	see(conn, generation);
-	if (!seen_cleared)
+	if (!seen_cleared || seen_tli != tli)
 	{
-		cleared = false;
+		/* a promotion since: clear again, for the new timeline */
+		bool		cleared = false;
+
 		if (seen_node >= 0)
 		{
 			SpinLockAcquire(&kf->mutex);
-			cleared = kf->nodes[seen_node].cleared;
+			cleared = kf->nodes[seen_node].cleared_tli == tli + 1;
 			SpinLockRelease(&kf->mutex);
 		}
 		if (cleared)
+		{
 			seen_cleared = true;
-		else if (!clear_earlier(conn, f))
+			seen_tli = tli;
+		}
+		else if (!clear_earlier(conn, tli, f))
 			return false;
 	}
 	/* abandoned connections are registered under a node only */

@@ -43,6 +43,6 @@ extern void rs_killfence_end(bool confirmed);
 extern bool rs_killfence_in_flight(void);
 
 /* what follows "redis_sync:<pid>:" in a connection's name */
-extern const char *rs_killfence_name_suffix(bool with_incarnation);
+extern const char *rs_killfence_name_suffix(void);
 
 #endif							/* RS_KILLFENCE_H */

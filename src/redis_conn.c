@@ -684,7 +684,7 @@ encode_handshake(const RedisConnParams *p, StringInfo hs)
 
 		/* the pid, then what tells killfence.c which server run made it */
 		snprintf(name, sizeof(name), "redis_sync:%d:%s", MyProcPid,
-				 rs_killfence_name_suffix(true));
+				 rs_killfence_name_suffix());
 		redis_resp_encode_command(hs, 3, argv, NULL);
 		nhs++;
 	}
