@@ -33,14 +33,17 @@
  *   same for every connection of the same system on an older timeline: the
  *   old primary, cut off from us but perhaps not from Redis, may still have
  *   an unfenced push on its way, which the apply script would have refused
- *   by its older version.
+ *   by its older version.  It also raises redis_sync:timeline:<system
+ *   identifier> in Redis to its timeline; a connection that reads a newer
+ *   one there at its handshake never pushes unfenced (the old primary, when
+ *   it comes back before it learns it was replaced).
  * - A Redis that refuses CLIENT LIST, CLIENT KILL or CLIENT INFO (an ACL,
  *   renamed commands, before 6.2) never gets unfenced pushes.
  *
  * A connection is only ever registered after CLIENT INFO answered on it, so
  * Redis has accepted it and lists it until it is closed; the kill's ADDR
  * keeps a restarted Redis (whose ids start again at 1) from losing another
- * client.  Servers are told apart by "host:port" as configured.
+ * client.  Servers are told apart by "host:port/db" as configured.
  *
  *-------------------------------------------------------------------------
  */
@@ -77,7 +80,7 @@ typedef struct KfEntry
 
 typedef struct KfNode
 {
-	char		key[KF_KEYLEN]; /* "host:port" */
+	char		key[KF_KEYLEN]; /* "host:port/db" */
 	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
 								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
@@ -163,6 +166,23 @@ rs_killfence_name_suffix(void)
 }
 
 /*
+ * "redis_sync:timeline:<system identifier>": the newest timeline of this
+ * system that cleared this Redis.  A server on an older one (a primary
+ * that lost its role and does not know it yet) reads it at every
+ * connection's handshake and never pushes unfenced there.
+ */
+const char *
+rs_killfence_timeline_key(void)
+{
+	static char key[64];
+
+	if (key[0] == '\0')
+		snprintf(key, sizeof(key), "redis_sync:timeline:%llx",
+				 (unsigned long long) GetSystemIdentifier());
+	return key;
+}
+
+/*
  * Whether a connection named name must be killed before this server sends
  * anything: one of this server made by an earlier run (crash restart,
  * restart), or one of any server of this system on an older timeline (a
@@ -209,8 +229,10 @@ from_earlier_run(const char *name)
 static int
 node_of(RedisConn *conn)
 {
-	const char *key = redis_conn_display(conn);
+	char		key[KF_KEYLEN + 16];
 	int			found = -1;
+
+	snprintf(key, sizeof(key), "%s/%d", redis_conn_display(conn), redis_conn_params(conn)->db);
 
 	SpinLockAcquire(&kf->mutex);
 	for (int i = 0; i < kf->nnodes && found < 0; i++)
@@ -333,9 +355,15 @@ clear_earlier(RedisConn *conn, TimeLineID tli, RedisFailure *f)
 {
 	static const char *list[] = {"CLIENT", "LIST", "TYPE", "normal"};
 	static const char *probe[] = {"CLIENT", "KILL", "ID", "9223372036854775807"};
-	const char **argvs[2] = {list, probe};
-	int			argcs[2] = {4, 4};
-	RedisValue	out[2];
+	char		tlis[16];
+	const char *raise[] = {"EVAL",
+		"local t = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+		"if t < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+	"return 0", "1", rs_killfence_timeline_key(), tlis};
+	const char **argvs[3] = {raise, list, probe};
+	int			argcs[3] = {5, 4, 4};
+	RedisValue	all[3];
+	RedisValue *out = all + 1;
 	int			n = 0,
 				max = 16;
 	int64	   *ids = palloc(sizeof(int64) * max);
@@ -343,7 +371,14 @@ clear_earlier(RedisConn *conn, TimeLineID tli, RedisFailure *f)
 	bool	   *done;
 	bool		unsupported;
 
-	if (!exchange(conn, 2, argvs, argcs, out, f))
+	/*
+	 * First our timeline, then the list: a connection of an older timeline
+	 * made before the list is in it, one made after reads the key at its
+	 * handshake (a standby, timeline 0, raises nothing)
+	 */
+	snprintf(tlis, sizeof(tlis), "%u", tli);
+	if (!exchange(conn, tli > 0 ? 3 : 2, tli > 0 ? argvs : argvs + 1, tli > 0 ? argcs : argcs + 1,
+				  tli > 0 ? all : out, f))
 		return false;
 	unsupported = out[0].type != RV_STRING || out[1].type != RV_INTEGER;
 	if (!unsupported)
@@ -483,8 +518,12 @@ static bool
 name_connection(RedisConn *conn)
 {
 	const char *addr;
-	int64		id = redis_conn_client_id(conn, &addr);
+	uint32		newest_tli;
+	int64		id = redis_conn_client_id(conn, &addr, &newest_tli);
 
+	/* a newer timeline of this system pushes here: we are not the primary */
+	if (newest_tli > current_tli())
+		return false;
 	if (id == 0 || strlen(addr) >= KF_ADDRLEN)
 	{
 		/* before 6.2, or not allowed: this server gets fenced pushes only */
@@ -499,34 +538,48 @@ name_connection(RedisConn *conn)
 	return true;
 }
 
-bool
-rs_killfence_begin(void)
+/* as a pipeline's exec fails: counted by the circuit breaker */
+static KfMode
+begin_failed(RedisFailure *f)
 {
-	RedisFailure f;
+	if (f->sqlstate != ERRCODE_INVALID_PARAMETER_VALUE)
+		rs_circuit_failure(f->message);
+	return KF_FAILED;
+}
+
+KfMode
+rs_killfence_begin(RedisFailure *f)
+{
 	uint64		generation;
 	RedisConn  *conn;
 	KfNode	   *node;
 	bool		ok;
 
 	if (kf == NULL || registered)
-		return false;
-	if (!redis_client_ensure_connection(&f))
-		return false;
-	if (redis_cluster_state() < 0 && !redis_cluster_detect(&f))
-		return false;
-	if (redis_cluster_state() != 0)
-		return false;
+		return KF_SCRIPT;
 	conn = redis_client_conn(&generation);
-	if (!rs_killfence_gate(conn, generation, &f) || seen_node < 0)
-		return false;
+	/* not connected and the circuit open: the push fails fast as before */
+	if (!redis_conn_is_connected(conn) && rs_circuit_is_open())
+		return KF_SCRIPT;
+	if (!redis_client_ensure_connection(f) ||
+		(redis_cluster_state() < 0 && !redis_cluster_detect(f)))
+		return begin_failed(f);
+	if (redis_cluster_state() != 0)
+		return KF_SCRIPT;
+	conn = redis_client_conn(&generation);
+	/* what the push would do first anyway: its failure is the push's */
+	if (!rs_killfence_gate(conn, generation, f))
+		return begin_failed(f);
+	if (seen_node < 0)
+		return KF_SCRIPT;
 	node = &kf->nodes[seen_node];
 	SpinLockAcquire(&kf->mutex);
 	ok = !node->unsupported && node->nentries < KF_ENTRIES;
 	SpinLockRelease(&kf->mutex);
 	if (!ok || pg_atomic_read_u32(&kf->nabandoned) > 0)
-		return false;
+		return KF_SCRIPT;
 	if (!conn_named && !name_connection(conn))
-		return false;
+		return KF_SCRIPT;
 	SpinLockAcquire(&kf->mutex);
 	ok = !node->unsupported && node->nentries < KF_ENTRIES;
 	if (ok)
@@ -541,7 +594,7 @@ rs_killfence_begin(void)
 	SpinLockRelease(&kf->mutex);
 	registered = ok;
 	registered_node = seen_node;
-	return ok;
+	return ok ? KF_MULTI : KF_SCRIPT;
 }
 
 void

@@ -689,6 +689,13 @@ encode_handshake(const RedisConnParams *p, StringInfo hs)
 		nhs++;
 	}
 	{
+		/* the newest timeline of this system pushing here (killfence.c) */
+		const char *argv[2] = {"GET", rs_killfence_timeline_key()};
+
+		redis_resp_encode_command(hs, 2, argv, NULL);
+		nhs++;
+	}
+	{
 		/* last: its id and address (killfence.c); refused before 6.2 */
 		const char *argv[2] = {"CLIENT", "INFO"};
 
@@ -745,6 +752,7 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 	}
 	explicit_bzero(hs.data, hs.len);
 	c->client_id = 0;
+	c->newest_tli = hsr[nhs - 2].type == RV_STRING ? strtoul(hsr[nhs - 2].str, NULL, 10) : 0;
 	if (c->client_addr)
 		pfree(c->client_addr);
 	c->client_addr = NULL;
@@ -761,7 +769,7 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 			c->client_addr[strcspn(c->client_addr, " \r\n")] = '\0';
 		}
 	}
-	for (int i = 0; i < nhs - 1; i++)
+	for (int i = 0; i < nhs - 2; i++)
 	{
 		if (hsr[i].type == RV_ERROR)
 		{
@@ -795,12 +803,14 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 }
 
 /*
- * The connection's CLIENT ID and address as Redis sees them, asked at the
- * handshake (killfence.c); 0 when Redis did not say (before 6.2, an ACL).
+ * The connection's CLIENT ID and address as Redis sees them, and the newest
+ * timeline of this system that pushed there, asked at the handshake
+ * (killfence.c); 0 when Redis did not say (before 6.2, an ACL).
  */
 int64
-redis_conn_client_id(RedisConn *c, const char **addr)
+redis_conn_client_id(RedisConn *c, const char **addr, uint32 *newest_tli)
 {
 	*addr = c->client_addr;
+	*newest_tli = c->newest_tli;
 	return c->ctx && c->client_addr ? c->client_id : 0;
 }
