@@ -575,8 +575,11 @@ rs_killfence_begin(RedisFailure *f)
 	node = &kf->nodes[seen_node];
 	SpinLockAcquire(&kf->mutex);
 	ok = !node->unsupported && node->nentries < KF_ENTRIES;
+	/* one left here (a kill failed since the gate): the script */
+	for (int i = 0; i < node->nentries && ok; i++)
+		ok = !node->e[i].abandoned;
 	SpinLockRelease(&kf->mutex);
-	if (!ok || pg_atomic_read_u32(&kf->nabandoned) > 0)
+	if (!ok)
 		return KF_SCRIPT;
 	if (!conn_named && !name_connection(conn))
 		return KF_SCRIPT;
