@@ -102,7 +102,7 @@ static KfShared *kf = NULL;
 static uint64 seen_generation = 0;
 static int	seen_node = -1;		/* -1: registry full, or not looked up */
 static bool seen_cleared = false;	/* the node was cleared ... */
-static TimeLineID seen_tli = 0;	/* ... as of this timeline */
+static TimeLineID seen_tli = 0; /* ... as of this timeline */
 static bool conn_named = false; /* SETNAME / CLIENT INFO done on it */
 static int64 conn_id = 0;
 static char conn_addr[KF_ADDRLEN];
