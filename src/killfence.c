@@ -43,7 +43,8 @@
  * A connection is only ever registered after CLIENT INFO answered on it, so
  * Redis has accepted it and lists it until it is closed; the kill's ADDR
  * keeps a restarted Redis (whose ids start again at 1) from losing another
- * client.  Servers are told apart by "host:port/db" as configured.
+ * client.  Servers are told apart by their run_id (INFO server at the
+ * handshake), not by how the URL spells them.
  *
  *-------------------------------------------------------------------------
  */
@@ -64,9 +65,10 @@
 #include "redis_client_int.h"
 #include "shmem.h"
 
-#define KF_NODES 8				/* Redis servers with unfenced pushes */
-#define KF_ENTRIES 64			/* connections in flight or abandoned, per
-								 * server */
+#define KF_NODES 64				/* Redis processes (a restart makes a new one)
+								 * and databases with unfenced pushes */
+#define KF_ENTRIES 32			/* connections in flight or abandoned, per
+								 * node */
 #define KF_KEYLEN 128
 #define KF_ADDRLEN 64
 
@@ -80,7 +82,7 @@ typedef struct KfEntry
 
 typedef struct KfNode
 {
-	char		key[KF_KEYLEN]; /* "host:port/db" */
+	char		key[KF_KEYLEN]; /* "<run_id>/<db>" (see node_of) */
 	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
 								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
@@ -225,24 +227,36 @@ from_earlier_run(const char *name)
 	return strcmp(their[2], my[2]) == 0 && strcmp(their[3], my[3]) != 0;
 }
 
-/* the node of a connection (registering it), -1 when the registry is full */
+/*
+ * The node of a connection (registering it), -1 when the registry is full.
+ * A node is one Redis process (its run_id, whatever the URL calls it:
+ * localhost and 127.0.0.1 are one server) and database; without a run_id
+ * (INFO refused) the URL's host:port names it, and it gets no unfenced
+ * pushes.  Nodes are never reused (a process keeps its node's index): a
+ * server met when the registry is full gets no unfenced pushes, and is
+ * cleared by each process at its first exchange.
+ */
 static int
 node_of(RedisConn *conn)
 {
 	char		key[KF_KEYLEN + 16];
+	const char *run_id = redis_conn_run_id(conn);
 	int			found = -1;
 
-	snprintf(key, sizeof(key), "%s/%d", redis_conn_display(conn), redis_conn_params(conn)->db);
-
+	snprintf(key, sizeof(key), "%s/%d", run_id ? run_id : redis_conn_display(conn),
+			 redis_conn_params(conn)->db);
+	if (strlen(key) >= KF_KEYLEN)
+		return -1;
 	SpinLockAcquire(&kf->mutex);
 	for (int i = 0; i < kf->nnodes && found < 0; i++)
 		if (strcmp(kf->nodes[i].key, key) == 0)
 			found = i;
-	if (found < 0 && kf->nnodes < KF_NODES && strlen(key) < KF_KEYLEN)
+	if (found < 0 && kf->nnodes < KF_NODES)
 	{
 		found = kf->nnodes++;
 		memset(&kf->nodes[found], 0, sizeof(KfNode));
 		strlcpy(kf->nodes[found].key, key, KF_KEYLEN);
+		kf->nodes[found].unsupported = run_id == NULL;
 	}
 	SpinLockRelease(&kf->mutex);
 	return found;
