@@ -53,6 +53,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "utils/guc.h"
@@ -583,7 +584,18 @@ repair_after_abort(void)
 	if (npushed == 0)
 		return;
 
-	rs_version_now(version);
+	/*
+	 * The version of our abort record, not of WAL now: the abort ended the
+	 * transaction in the proc array before these callbacks run, so a writer
+	 * of the same rows may already have come and pushed.  Its WAL, and so
+	 * its version, follows our abort record; ours, from before it, loses to
+	 * it whatever the order they reach Redis in.  Our push's version (from
+	 * pre-commit) is not newer than this one.
+	 */
+	if (!XLogRecPtrIsInvalid(ProcLastRecPtr))
+		rs_version_at(version, ProcLastRecPtr);
+	else
+		rs_version_now(version);
 	p = redis_pipeline_create();
 	ops = palloc(sizeof(FenceOp) * npushed);
 	for (int i = 0; i < npushed; i++)
