@@ -340,9 +340,11 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	/*
 	 * Enough keys: MULTI/EXEC instead of the apply script, when the
 	 * connection is registered (fence_multi.c, killfence.c).  A Redis that
-	 * cannot be reached fails the push here, before anything is sent.
+	 * cannot be reached fails the push here, before anything is sent.  Not
+	 * with purges: their script calls would be resent as EVAL after NOSCRIPT
+	 * (an empty script cache), after the MULTI chunks, and delete their keys.
 	 */
-	if (rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS)
+	if (rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS && purges == NIL)
 		mode = rs_killfence_begin(failure);
 	if (mode == KF_FAILED)
 	{
@@ -729,7 +731,7 @@ rs_publish_init(void)
 							 "Only on a single Redis 6.2 or later that allows CLIENT INFO, CLIENT LIST and CLIENT KILL; about 3x less Redis CPU per row.",
 							 &rs_bulk_multi,
 							 true,
-							 PGC_USERSET,
+							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
 
