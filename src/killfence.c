@@ -20,8 +20,13 @@
  *   trip.
  * - While the push is in flight the connection is registered here, in shared
  *   memory, under its Redis server.  Once every reply is read it is removed;
- *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait:
- *   publish.c's abort callback) it becomes abandoned.
+ *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait)
+ *   it becomes abandoned, before the transaction ends: an ERROR is caught in
+ *   publish.c's push, a FATAL by a before_shmem_exit callback.  (The abort
+ *   ends the transaction in the proc array, its rows writable by others,
+ *   before the abort callbacks run.)  The push is sent on the registered
+ *   connection only: an exec that finds it closed and reconnects fails,
+ *   nothing sent (redis_pipeline_only_on).
  * - Every process, before it sends anything to that Redis, kills each
  *   abandoned connection (CLIENT KILL ID id ADDR addr, on its own
  *   connection, so Redis has closed the old one, and dropped what it had not
@@ -58,6 +63,7 @@
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "postmaster/postmaster.h"
+#include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
@@ -110,6 +116,8 @@ static int64 conn_id = 0;
 static char conn_addr[KF_ADDRLEN];
 static bool registered = false; /* our entry is in flight */
 static int	registered_node = -1;
+static uint64 registered_generation = 0;	/* its client connection */
+static bool exit_hook = false;	/* kf_before_exit registered */
 
 Size
 rs_killfence_shmem_size(void)
@@ -561,6 +569,19 @@ begin_failed(RedisFailure *f)
 	return KF_FAILED;
 }
 
+/*
+ * A FATAL in the wait (pg_terminate_backend) exits without the ERROR path:
+ * abandon the connection before ShutdownPostgres aborts the transaction,
+ * which makes its rows writable before the abort callbacks run (a
+ * before_shmem_exit callback registered after it runs first).
+ */
+static void
+kf_before_exit(int code, Datum arg)
+{
+	if (registered)
+		rs_killfence_end(false);
+}
+
 KfMode
 rs_killfence_begin(RedisFailure *f)
 {
@@ -611,7 +632,19 @@ rs_killfence_begin(RedisFailure *f)
 	SpinLockRelease(&kf->mutex);
 	registered = ok;
 	registered_node = seen_node;
+	registered_generation = generation;
+	if (ok && !exit_hook)
+	{
+		before_shmem_exit(kf_before_exit, (Datum) 0);
+		exit_hook = true;
+	}
 	return ok ? KF_MULTI : KF_SCRIPT;
+}
+
+uint64
+rs_killfence_generation(void)
+{
+	return registered ? registered_generation : 0;
 }
 
 void
