@@ -1,5 +1,8 @@
 -- the pre-commit push of one key (fence.c's apply-one script, issue 18):
--- each of its paths does what the general apply script does
+-- each of its paths does what the general apply script does.  Pushes go as
+-- MULTI/EXEC where they can (redis_sync.bulk_multi, sql/bulk_multi); the
+-- script is what the rest get (bulk_multi off, Redis before 6.2, an ACL)
+SET redis_sync.bulk_multi = off;
 CREATE TABLE a1 (id int PRIMARY KEY, v int, note text);
 SELECT redis_sync.write_through('a1', key_prefix => 'a1:');
 SELECT 'redis_sync:inflight:' || system_identifier || ':' || d.oid AS mkey,

@@ -141,10 +141,11 @@ SELECT redis_sync.command('DEL', 'mst:5');
 UPDATE m_strict SET v = v + 100;
 SELECT count(*) AS problems FROM redis_sync.verify('m_strict');
 
--- fewer than 32 keys: the script, as before
-SELECT pg_temp.execs() AS x0, pg_temp.evals() AS e0 \gset
-UPDATE m_h SET v = v + 1 WHERE id <= 20;
-SELECT pg_temp.execs() - :x0 AS multi_used, pg_temp.evals() - :e0 > 0 AS script_used;
+-- one key: MULTI as well (with bulk_multi off, the apply-one script:
+-- sql/apply_one)
+SELECT pg_temp.execs() AS x0 \gset
+UPDATE m_h SET v = v + 1 WHERE id = 1;
+SELECT pg_temp.execs() - :x0 AS multi_used;
 
 -- a TRUNCATE and >= 32 new rows in one transaction, Redis's script cache
 -- empty (a restart, SCRIPT FLUSH): the purge goes through the script and is

@@ -58,8 +58,10 @@
  * pushed before its commit record) and removes markers of transactions
  * known to be finished; see publish.c.
  *
- * The commonest push, one key at pre-commit (a single-row transaction), has
- * a script of its own on a single Redis (APPLY_ONE_BODY): the same steps for
+ * Pre-commit pushes on a single Redis 6.2+ go as MULTI/EXEC instead
+ * (fence_multi.c, redis_sync.bulk_multi).  Where they cannot, the commonest
+ * push, one key at pre-commit (a single-row transaction), has a script of
+ * its own on a single Redis (APPLY_ONE_BODY): the same steps for
  * one key, with the arguments in one msgpack stream instead of ~19 Lua
  * values (issue 18: 58,000 Redis instructions per call instead of 86,000).
  * Outbox deliveries, warms, repairs, larger pushes and clusters use the

@@ -27,9 +27,12 @@
  * still set, which an equal-version retry from the outbox meets as the
  * script does (equal versions are applied).
  *
- * Used by publish.c for pre-commit pushes of at least RS_MULTI_MIN_KEYS keys
- * on a single Redis, when redis_sync.bulk_multi is on and killfence.c has
- * registered the connection.
+ * Used by publish.c for pre-commit pushes on a single Redis, when
+ * redis_sync.bulk_multi is on and killfence.c has registered the
+ * connection: bulk pushes (100k rows: 2.7 us of Redis CPU per row instead
+ * of 12) and single rows alike (19-28 us of Redis CPU per transaction
+ * instead of 36-43 for the apply-one script, under pgbench).  Despite the
+ * GUC's name, size does not matter.
  *
  *-------------------------------------------------------------------------
  */

@@ -194,10 +194,14 @@ rs_killfence_timeline_key(void)
 
 /*
  * Whether a connection named name must be killed before this server sends
- * anything: one of this server made by an earlier run (crash restart,
- * restart), or one of any server of this system on an older timeline (a
- * primary that lost its role: its writes may still come).  Standbys'
- * (timeline 0) are left alone.
+ * anything: one of the same system, on our timeline or an older one, not
+ * made by this run of this server.  That is this server's earlier runs
+ * (crash restart, restart, also after a move to another port, host or data
+ * directory) and, after a promotion, the old primary (it may still have a
+ * push on its way).  A standby's (timeline 0) are left alone, and so are a
+ * newer timeline's (then we are the old primary).  Two servers of one
+ * system on one timeline (a copy started on its own) kill each other's
+ * connections once per run: safe, their pushes' outcomes become unknown.
  */
 static bool
 from_earlier_run(const char *name)
@@ -230,9 +234,10 @@ from_earlier_run(const char *name)
 	if (their[3] == NULL || strcmp(their[0], my[0]) != 0)
 		return false;			/* another system, or not named by us */
 	their_tli = strtoul(their[1], NULL, 10);
-	if (their_tli != 0 && their_tli < strtoul(my[1], NULL, 10))
-		return true;
-	return strcmp(their[2], my[2]) == 0 && strcmp(their[3], my[3]) != 0;
+	if (their_tli == 0 || their_tli > strtoul(my[1], NULL, 10))
+		return false;			/* a standby's, or we are the old one */
+	/* not this run of this server (even if it moved: port, host, directory) */
+	return strcmp(their[2], my[2]) != 0 || strcmp(their[3], my[3]) != 0;
 }
 
 /*

@@ -97,8 +97,6 @@ static bool push_maybe_landed = false;
 static bool push_timed_out = false; /* the push's outcome is unknown */
 static bool repair_exactly = true;	/* repair images were encoded */
 
-/* pushes of this many keys go as MULTI/EXEC (redis_sync.bulk_multi) */
-#define RS_MULTI_MIN_KEYS 32
 bool		rs_bulk_multi = true;
 
 /* transactions of more keys are repaired through the worker */
@@ -339,13 +337,13 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	KfMode		mode = KF_SCRIPT;
 
 	/*
-	 * Enough keys: MULTI/EXEC instead of the apply script, when the
-	 * connection is registered (fence_multi.c, killfence.c).  A Redis that
-	 * cannot be reached fails the push here, before anything is sent.  Not
-	 * with purges: their script calls would be resent as EVAL after NOSCRIPT
-	 * (an empty script cache), after the MULTI chunks, and delete their keys.
+	 * MULTI/EXEC instead of the apply script, when the connection is
+	 * registered (fence_multi.c, killfence.c).  A Redis that cannot be
+	 * reached fails the push here, before anything is sent.  Not with purges:
+	 * their script calls would be resent as EVAL after NOSCRIPT (an empty
+	 * script cache), after the MULTI chunks, and delete their keys.
 	 */
-	if (rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS && purges == NIL)
+	if (rs_bulk_multi && nkeys > 0 && purges == NIL)
 		mode = rs_killfence_begin(failure);
 	if (mode == KF_FAILED)
 	{
@@ -619,9 +617,9 @@ repair_after_abort(void)
 	/*
 	 * The version of our abort record, not of WAL now: the abort ended the
 	 * transaction in the proc array before these callbacks run, so a writer
-	 * of the same rows may already have come and pushed.  Its WAL, and so
-	 * its version, follows our abort record; ours, from before it, loses to
-	 * it whatever the order they reach Redis in.  Our push's version (from
+	 * of the same rows may already have come and pushed.  Its WAL, and so its
+	 * version, follows our abort record; ours, from before it, loses to it
+	 * whatever the order they reach Redis in.  Our push's version (from
 	 * pre-commit) is not newer than this one.
 	 */
 	if (!XLogRecPtrIsInvalid(ProcLastRecPtr))
