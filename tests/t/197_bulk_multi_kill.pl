@@ -1,0 +1,424 @@
+# Bulk pushes as MULTI/EXEC (redis_sync.bulk_multi) and the connection kill
+# that makes them safe, against a real redis-server behind a hold proxy
+# (tests/lib/hold_proxy.pl, RedisSync::HoldProxy).
+#
+# A pre-commit push of >= 32 keys on a single Redis goes as MULTI ... EXEC,
+# without the apply script's version check.  That is safe only if a push
+# whose outcome is unknown (timeout, cancel, FATAL, backend killed) can never
+# be run by Redis after a newer write of its keys.  The proxy models a network
+# that delays a push: on "hold" it keeps the bytes the client sends on every
+# open connection (even after the client gave up and closed it) and on
+# "release" delivers them, or drops them when Redis has closed that
+# connection in between.  Each scenario holds a session's bulk push, lets the
+# session fail (or die), commits a newer value of the same rows from another
+# session, and only then releases.  What must be seen:
+#
+# - Redis closed the held connection before the release (the proxy logged
+#   "upstream-closed N" while the bytes were still held): the deterministic
+#   proof that Redis can no longer run them, whatever the timing;
+# - the release "dropped" the held bytes (all of them);
+# - the old connection's id is no longer in CLIENT LIST, and the cache
+#   equals the table (every key holds the newer value).
+#
+# Scenarios:
+#   (c)  bulk_multi off: the bulk push is the apply script (EVALSHA grows,
+#        EXEC does not); on (the default): EXEC grows, EVALSHA does not;
+#   (a)  the push times out (command_timeout), ends with "could not push
+#        changes to Redis", the strict transaction rolls back;
+#   (a2) the push is cancelled (pg_cancel_backend);
+#   (a3) the backend is terminated (pg_terminate_backend: FATAL in the wait);
+#   (a4) the connection is held before it was ever named (its first MULTI
+#        push is the one held): no MULTI may be sent on it unless its kill
+#        is possible;
+#   (b)  the backend is killed with SIGKILL while its push is held (crash
+#        restart: the registry in shared memory is lost; the connections of
+#        the earlier incarnation are found by name in CLIENT LIST);
+#   (b2) immediate shutdown and start while the push is held (same, through
+#        a postmaster start instead of a crash restart).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::Compare;
+use RedisSync::Synced;
+use RedisSync::HoldProxy;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $ROWS = 100;
+
+my $redis = RedisSync::Test::start_redis();
+my $proxy = RedisSync::HoldProxy->start(upstream => $redis->port);
+my $node  = RedisSync::Test::new_node(
+	'bulkkill',
+	redis_url  => $proxy->url,
+	extra_conf => <<"EOC");
+redis_sync.command_timeout = '1s'
+restart_after_crash = on
+EOC
+
+my $t = RedisSync::Synced::synced_table($node, 't',
+	with => "consistency => 'strict'",
+	rows => $ROWS);
+$t->cache_matches($redis, 'strict table of 100 rows cached through the proxy');
+
+my ($ret, $show) = $node->psql('postgres', 'SHOW redis_sync.bulk_multi');
+is($ret,  0,    'redis_sync.bulk_multi exists');
+is($show, 'on', 'redis_sync.bulk_multi is on by default');
+
+# ---------------------------------------------------------------- helpers
+
+my $qseq = 0;
+
+# send $sql on session $s without waiting for it
+sub send_query
+{
+	my ($s, $sql) = @_;
+	$s->{mark} = '__bulk_kill_' . ++$qseq . '__';
+	$s->{out}  = '';
+	$s->{err}  = '';
+	$s->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
+	$s->{in} .= "$sql\n;\n\\echo $s->{mark}\n\\warn $s->{mark}\n";
+	$s->{h}->pump_nb;
+	return;
+}
+
+# wait for what send_query sent, or for psql to exit (backend gone)
+sub finish_query
+{
+	my ($s) = @_;
+	my $m = $s->{mark};
+	$s->{h}->pump
+	  while $s->{h}->pumpable
+	  && !($s->{out} =~ /\Q$m\E\n/ && $s->{err} =~ /\Q$m\E\n/);
+	my $ended = !$s->{h}->pumpable;
+	eval { $s->{h}->finish } if $ended;
+	(my $out = $s->{out}) =~ s/\n?\Q$m\E\n//;
+	(my $err = $s->{err}) =~ s/\n?\Q$m\E\n//;
+	note("finished: out: $out\n  err: $err" . ($ended ? "\n  (psql ended)" : ''));
+	return { out => $out, err => $err, ended => $ended };
+}
+
+# CLIENT LIST (straight to Redis, not through the proxy): addr => { field => value }
+sub client_list
+{
+	my %c;
+	for my $line (split /\n/, $redis->cli('CLIENT', 'LIST'))
+	{
+		my %f = map { split /=/, $_, 2 } split ' ', $line;
+		$c{ $f{addr} } = \%f if defined $f{addr};
+	}
+	return \%c;
+}
+
+# the Redis side of proxy connection N, as CLIENT LIST shows it (or undef)
+sub redis_client_of
+{
+	my ($n) = @_;
+	my $conn = $proxy->conn($n) or return undef;
+	return client_list()->{"127.0.0.1:$conn->{upstream}"};
+}
+
+sub client_ids { return { map { $_->{id} => $_ } values %{ client_list() } }; }
+
+# INFO commandstats: { name => calls }
+sub cmdstats
+{
+	my %s;
+	for (split /\r?\n/, $redis->cli('INFO', 'commandstats'))
+	{
+		$s{$1} = $2 if /^cmdstat_(\S+?):calls=(\d+)/;
+	}
+	return \%s;
+}
+
+sub note_counts
+{
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(string_agg(note || '=' || n, ' ' ORDER BY note), '') "
+		  . 'FROM (SELECT note, count(*) AS n FROM t GROUP BY note) x');
+}
+
+# the rows' note in Redis, counted: "value=count ..."
+sub redis_note_counts
+{
+	my %n;
+	for my $id (1 .. $ROWS)
+	{
+		my $v = $redis->cli('HGET', "t:$id", 'note');
+		$n{ $v eq '' ? '(none)' : $v }++;
+	}
+	return join(' ', map { "$_=$n{$_}" } sort keys %n);
+}
+
+# the held connection whose held bytes include EXEC (from log mark $from)
+sub wait_held_exec
+{
+	my ($from, $timeout) = @_;
+	my (undef, $n) = $proxy->wait_line(qr/^held-data (\d+) \d+ .*\bEXEC=\d/, $timeout, $from);
+	return $n;
+}
+
+# Every held connection whose held bytes hold an EXEC must be closed by
+# Redis before the release; returns the ones that were not.
+sub held_exec_not_closed
+{
+	my ($from, $timeout) = @_;
+	my %exec = map { /^held-data (\d+) / ? ($1 => 1) : () }
+	  $proxy->grep_lines(qr/^held-data \d+ \d+ .*\bEXEC=\d/, $from);
+	my @open;
+	for my $n (sort { $a <=> $b } keys %exec)
+	{
+		push @open, $n
+		  unless defined $proxy->wait_line(qr/^upstream-closed $n$/, $timeout, $from);
+	}
+	return @open;
+}
+
+# after the release: the held connection's bytes were dropped, not run
+sub check_release
+{
+	my ($name, $n, %o) = @_;
+	my %r = $proxy->release;
+	my $held = $proxy->held_data($n);
+	my ($what, $bytes) = @{ $r{$n} // [ 'nothing', -1 ] };
+	is($what, 'dropped', "$name: the release dropped the held push (Redis had closed it)");
+	is($bytes, $held ? $held->{bytes} : -2, "$name: all of its held bytes were dropped ($bytes)");
+	return;
+}
+
+# ---------------------------------------------------------------- (c)
+# Script or MULTI for a bulk push, by the setting.  The worker is paused so
+# its own calls do not move the counters.
+is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', '(c) worker paused');
+my $s0 = cmdstats();
+my $r  = $node->psql('postgres', "SET redis_sync.bulk_multi = off; UPDATE t SET v = v + 1");
+my $s1 = cmdstats();
+my $d  = sub { my ($a, $b, $k) = @_; return ($b->{$k} // 0) - ($a->{$k} // 0); };
+note('off: exec +' . $d->($s0, $s1, 'exec') . ' evalsha +' . $d->($s0, $s1, 'evalsha')
+	  . ' eval +' . $d->($s0, $s1, 'eval') . ' multi +' . $d->($s0, $s1, 'multi'));
+is($d->($s0, $s1, 'exec'), 0, '(c) bulk_multi off: a 100-row UPDATE sends no EXEC');
+cmp_ok($d->($s0, $s1, 'evalsha') + $d->($s0, $s1, 'eval'),
+	'>=', 1, '(c) bulk_multi off: it goes through the apply script (EVALSHA)');
+$t->cache_matches($redis, '(c) cache == table after the scripted bulk push');
+
+$r = $node->psql('postgres', "UPDATE t SET v = v + 1");
+my $s2 = cmdstats();
+note('on: exec +' . $d->($s1, $s2, 'exec') . ' evalsha +' . $d->($s1, $s2, 'evalsha')
+	  . ' eval +' . $d->($s1, $s2, 'eval') . ' multi +' . $d->($s1, $s2, 'multi'));
+cmp_ok($d->($s1, $s2, 'exec'), '>=', 1, '(c) bulk_multi on (default): a 100-row UPDATE sends EXEC');
+is($d->($s1, $s2, 'evalsha') + $d->($s1, $s2, 'eval'),
+	0, '(c) bulk_multi on: and no apply script call');
+$t->cache_matches($redis, '(c) cache == table after the MULTI bulk push');
+
+# a small push stays on the script
+$r = $node->psql('postgres', "UPDATE t SET v = v + 1 WHERE id <= 5");
+my $s3 = cmdstats();
+is($d->($s2, $s3, 'exec'), 0, '(c) a 5-row UPDATE sends no EXEC');
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
+
+# ---------------------------------------------------------------- (a)
+# A session's bulk push held in the proxy; the session fails ($how) while
+# the push is held; a new session commits newer values; only then release.
+sub abandoned
+{
+	my ($name, $how) = @_;
+	my $newv = "new-$name";
+
+	my $s1 = RedisSync::Test::session($node);
+	# the session's connection exists and has done a MULTI push (named)
+	my $w = $s1->query("UPDATE t SET v = v + 1");
+	is($w->{err}, '', "$name: session 1 warms up with a bulk UPDATE");
+	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
+	$s1->query("SET redis_sync.command_timeout = '"
+		  . ($how eq 'timeout' ? '3s' : '5min') . "'");
+
+	my $from = $proxy->mark;
+	my @held = $proxy->hold;
+	note("$name: held connections @held");
+	send_query($s1, "UPDATE t SET note = 'aborted'");
+	my $n1 = wait_held_exec($from, 30);
+	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
+	$n1 //= -1;
+	ok((grep { $_ == $n1 } @held), "$name: on a connection open before the hold (connection $n1)");
+	my $c1 = redis_client_of($n1);
+	ok(defined $c1, "$name: Redis lists the held connection");
+	$c1 //= {};
+	like($c1->{name} // '', qr/^redis_sync:\S+:\S+$/,
+		"$name: it is named redis_sync:<instance>:<generation> (" . ($c1->{name} // '') . ')');
+	my $id1 = $c1->{id} // -1;
+
+	if ($how eq 'cancel')
+	{
+		$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid1)");
+	}
+	elsif ($how eq 'terminate')
+	{
+		$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid1)");
+	}
+	my $res = finish_query($s1);
+	if ($how eq 'timeout')
+	{
+		like($res->{err}, qr/ERROR:  could not push changes to Redis/,
+			"$name: session 1 fails with 'could not push changes to Redis'");
+	}
+	elsif ($how eq 'cancel')
+	{
+		like($res->{err}, qr/ERROR:/, "$name: session 1's UPDATE fails on the cancel");
+	}
+	else
+	{
+		like($res->{err}, qr/FATAL:|terminat|server closed the connection/,
+			"$name: session 1 is terminated");
+	}
+	is($node->safe_psql('postgres', "SELECT count(*) FROM t WHERE note = 'aborted'"),
+		'0', "$name: strict: session 1's UPDATE rolled back");
+
+	# a new connection (opened after the hold: it passes)
+	my $s2 = RedisSync::Test::session($node);
+	my $r2 = $s2->query("UPDATE t SET note = '$newv'");
+	is($r2->{err}, '', "$name: session 2 updates every row and commits");
+
+	my @open = held_exec_not_closed($from, 30);
+	is("@open", '',
+		"$name: Redis closed every connection holding a MULTI push before the release");
+	my $ids = client_ids();
+	ok(!exists $ids->{$id1}, "$name: CLIENT LIST no longer has id $id1");
+
+	check_release($name, $n1);
+	is(note_counts(), "$newv=$ROWS", "$name: the table holds session 2's values");
+	$t->cache_matches($redis, "$name: cache == table after the release");
+	is(redis_note_counts(), "$newv=$ROWS", "$name: every key in Redis shows '$newv'");
+
+	$s1->quit unless $res->{ended};
+	$s2->quit;
+	return;
+}
+
+abandoned('(a) timeout',   'timeout');
+abandoned('(a2) cancel',   'cancel');
+abandoned('(a3) terminate', 'terminate');
+
+# ---------------------------------------------------------------- (a4)
+# The connection is held before it ever carried a MULTI push (not named): the
+# naming must be a round trip of its own, answered before any MULTI is sent,
+# or a MULTI sent on it must still be killable.  Whatever session 1's outcome
+# (it may fall back to the script on a new connection), no held MULTI may
+# survive to the release, and the cache ends equal to the table.
+{
+	my $name = '(a4) unnamed connection';
+	my $s1   = RedisSync::Test::session($node);
+	my $w    = $s1->query("UPDATE t SET v = v + 1 WHERE id = 1");
+	is($w->{err}, '', "$name: session 1 warms up with a one-row UPDATE (script, not named)");
+	my $from = $proxy->mark;
+	my @held = $proxy->hold;
+	my $res  = $s1->query("UPDATE t SET note = 'first'");
+	note("$name: session 1: " . ($res->{err} || 'committed'));
+	my $first = $node->safe_psql('postgres', "SELECT count(*) FROM t WHERE note = 'first'");
+	ok($first eq '0' || $first eq "$ROWS", "$name: session 1 committed all or nothing ($first)");
+	my @data = $proxy->grep_lines(qr/^held-data /, $from);
+	note("$name: held: @data");
+
+	my $s2 = RedisSync::Test::session($node);
+	my $r2 = $s2->query("UPDATE t SET note = 'new-a4'");
+	is($r2->{err}, '', "$name: session 2 updates every row and commits");
+	my @open = held_exec_not_closed($from, 30);
+	is("@open", '', "$name: no held MULTI push survives to the release");
+	my %rel = $proxy->release;
+	note("$name: release: " . join(' ', map { "$_:@{$rel{$_}}" } sort keys %rel));
+	$t->cache_matches($redis, "$name: cache == table after the release");
+	is(redis_note_counts(), "new-a4=$ROWS", "$name: every key in Redis shows 'new-a4'");
+	$s1->quit;
+	$s2->quit;
+}
+
+# ---------------------------------------------------------------- (b)
+# The backend dies while its bulk push is held: SIGKILL (crash restart) or
+# an immediate shutdown and a start.  Shared memory, and its registry, is
+# made anew; the held connection is found in CLIENT LIST by its name.
+sub node_back
+{
+	return RedisSync::Compare::wait_for(
+		sub {
+			my ($rc, $o) = $node->psql('postgres', 'SELECT 1');
+			return $rc == 0 && $o eq '1';
+		},
+		60, 0.1);
+}
+
+sub restarted
+{
+	my ($name, $how) = @_;
+	my $newv = "new-$how";
+
+	my $s1 = RedisSync::Test::session($node);
+	my $w  = $s1->query("UPDATE t SET v = v + 1");
+	is($w->{err}, '', "$name: session 1 warms up with a bulk UPDATE");
+	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
+	$s1->query("SET redis_sync.command_timeout = '5min'");
+
+	my $from = $proxy->mark;
+	my @held = $proxy->hold;
+	send_query($s1, "UPDATE t SET note = 'crashed'");
+	my $n1 = wait_held_exec($from, 30);
+	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
+	$n1 //= -1;
+	my $c1 = redis_client_of($n1) // {};
+	my $name1 = $c1->{name} // '';
+	like($name1, qr/^redis_sync:\S+:\S+$/, "$name: the held connection is named ($name1)");
+	my $id1 = $c1->{id} // -1;
+
+	my $log_offset = -s $node->logfile;
+	if ($how eq 'crash')
+	{
+		ok(kill('KILL', $pid1), "$name: SIGKILL to session 1's backend $pid1");
+	}
+	else
+	{
+		$node->stop('immediate');
+		$node->start;
+	}
+	my $res = finish_query($s1);
+	ok($res->{ended} || $res->{err} =~ /closed|terminat/,
+		"$name: session 1's connection to Postgres is gone");
+	ok(defined node_back(), "$name: the server is back");
+	like(substr(slurp_file($node->logfile), $log_offset),
+		qr/all server processes terminated; reinitializing/, "$name: crash restart")
+	  if $how eq 'crash';
+	is($node->safe_psql('postgres', "SELECT count(*) FROM t WHERE note = 'crashed'"),
+		'0', "$name: session 1's UPDATE rolled back");
+
+	my $s2 = RedisSync::Test::session($node);
+	my $r2 = $s2->query("UPDATE t SET note = '$newv'");
+	is($r2->{err}, '', "$name: a new session updates every row and commits");
+
+	my @open = held_exec_not_closed($from, 30);
+	is("@open", '',
+		"$name: Redis closed every connection holding a MULTI push before the release");
+	my $ids = client_ids();
+	ok(!exists $ids->{$id1}, "$name: CLIENT LIST no longer has id $id1");
+	(my $prefix = $name1) =~ s/[^:]+$//;
+	my @same = grep { ($_->{name} // '') =~ /^\Q$prefix\E/ } values %$ids;
+	note("$name: connections named $prefix*: " . join(' ', map { $_->{name} } @same));
+	ok(@same && !grep({ $_->{name} eq $name1 } @same),
+		"$name: the server's connections now carry another generation than $name1");
+	note("$name: " . $_)
+	  for grep { /left by an earlier server run/ }
+	  split /\n/, substr(slurp_file($node->logfile), $log_offset);
+
+	check_release($name, $n1);
+	is(note_counts(), "$newv=$ROWS", "$name: the table holds the new session's values");
+	$t->cache_matches($redis, "$name: cache == table after the release");
+	is(redis_note_counts(), "$newv=$ROWS", "$name: every key in Redis shows '$newv'");
+	$s2->quit;
+	return;
+}
+
+restarted('(b) crash restart', 'crash');
+restarted('(b2) immediate shutdown and start', 'immediate');
+
+$node->stop;
+$proxy->stop;
+done_testing();
