@@ -47,6 +47,15 @@ extern void rs_fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 									List *clears);
 
 /*
+ * The same writes as one MULTI ... EXEC, without the version check: only
+ * for a pre-commit push on a single Redis whose connection killfence.c
+ * registered (fence_multi.c).  Its merged reply reads as the script's.
+ */
+extern void rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
+								  const char *marker_field, const char *marker_value,
+								  List *clears);
+
+/*
  * Keys of one apply call that Redis refused: returns their count (or -1 for
  * a malformed reply) with their positions in the call and Redis's errors.
  */

@@ -44,6 +44,7 @@
 #include "utils/resowner.h"
 
 #include "cluster.h"
+#include "killfence.h"
 #include "redis_client_int.h"
 #include "redis_sync.h"
 #include "redis_tls.h"
@@ -632,7 +633,8 @@ redis_pipeline_send(RedisPipeline *p)
 		return;
 	}
 	p->replies = MemoryContextAllocZero(p->cxt, sizeof(RedisValue) * p->ncmds);
-	if (!redis_conn_send(conn, p->buf.data, p->buf.len, &f))
+	if ((rs_killfence_needed(conn, conn_generation) && !rs_killfence_gate(conn, conn_generation, &f)) ||
+		!redis_conn_send(conn, p->buf.data, p->buf.len, &f))
 	{
 		/* dropped: some commands may have run; exec sends them all again */
 		rs_circuit_failure(f.message);
@@ -705,6 +707,9 @@ exec_connected(RedisPipeline *p, RedisFailure *f)
 		ok = redis_cluster_detect(f);
 	if (ok && redis_cluster_state() == 1)
 		return redis_cluster_exec(p, f);
+	/* connections whose pushes may still run are closed first (killfence.c) */
+	if (ok && p->ncmds > 0 && rs_killfence_needed(conn, conn_generation))
+		ok = rs_killfence_gate(conn, conn_generation, f);
 	if (ok && p->ncmds > 0)
 		ok = redis_conn_exchange(conn, p->buf.data, p->buf.len, p->ncmds, p->replies, f);
 	if (ok)

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include "killfence.h"
 #include "redis_client.h"
 #include "redis_client_int.h"
 #include "redis_conn.h"
@@ -80,8 +81,10 @@ redis_pipeline_stream(RedisPipeline *p)
 		redis_client_collect_pending();
 		conn = redis_client_conn(&generation);
 		if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
-			redis_conn_is_stale(conn) || redis_client_settings_changed())
+			redis_conn_is_stale(conn) || redis_client_settings_changed() ||
+			rs_killfence_needed(conn, generation))
 		{
+			/* the exec kills abandoned connections first (killfence.c) */
 			p->stream_off = true;
 			return false;
 		}

@@ -28,6 +28,7 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 
+#include "killfence.h"
 #include "shmem.h"
 
 /*
@@ -65,8 +66,9 @@ slot_count(void)
 static Size
 rs_shmem_size(void)
 {
-	return add_size(offsetof(RsShared, slots),
-					mul_size(slot_count(), sizeof(RsDbSlot)));
+	return add_size(add_size(offsetof(RsShared, slots),
+							 mul_size(slot_count(), sizeof(RsDbSlot))),
+					rs_killfence_shmem_size());
 }
 
 static void
@@ -111,6 +113,7 @@ rs_shmem_startup(void)
 		/* a crash restart remakes shared memory: a new incarnation */
 		rs_shared->incarnation = GetCurrentTimestamp();
 	}
+	rs_killfence_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

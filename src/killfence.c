@@ -1,0 +1,529 @@
+/*-------------------------------------------------------------------------
+ *
+ * killfence.c
+ *		What makes a push without the apply script safe: a connection that
+ *		carried one whose outcome is unknown is killed before anything else
+ *		is sent to that Redis.
+ *
+ * A bulk pre-commit push on a single Redis goes as MULTI ... EXEC (fence_
+ * multi.c), without the apply script's version check: the transaction holds
+ * the row locks of its keys, so no newer write of them exists yet, and an
+ * older one arriving later is refused by the version keys the push sets.
+ * What the version check also did is refuse the push itself when it arrives
+ * late: a push that timed out, was cancelled, or whose backend died, may
+ * still sit in a socket buffer or in Redis's query buffer, and Redis would
+ * run it after a newer write of the same keys (issue 18).  So:
+ *
+ * - Before its first unfenced push a connection is named
+ *   (CLIENT SETNAME redis_sync:<instance>:<incarnation>) and asks CLIENT INFO
+ *   for its id and address.
+ * - While the push is in flight the connection is registered here, in shared
+ *   memory, under its Redis server.  Once every reply is read it is removed;
+ *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait:
+ *   publish.c's abort callback) it becomes abandoned.
+ * - Every process, before it sends anything to that Redis, kills each
+ *   abandoned connection (CLIENT KILL ID id ADDR addr, on its own
+ *   connection, so Redis has closed the old one, and dropped what it had not
+ *   yet run, before anything of ours runs), and while any is left no push
+ *   goes unfenced.
+ * - A crash restart loses the registry: the first exchange with each Redis
+ *   after shared memory is made reads CLIENT LIST and kills every connection
+ *   named by this server under another incarnation.
+ * - A Redis that refuses CLIENT LIST, CLIENT KILL or CLIENT INFO (an ACL,
+ *   renamed commands, before 6.2) never gets unfenced pushes.
+ *
+ * A connection is only ever registered after CLIENT INFO answered on it, so
+ * Redis has accepted it and lists it until it is closed; the kill's ADDR
+ * keeps a restarted Redis (whose ids start again at 1) from losing another
+ * client.  Servers are told apart by "host:port" as configured.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "access/xlog.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "postmaster/postmaster.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+#include "killfence.h"
+#include "redis_client_int.h"
+#include "shmem.h"
+
+#define KF_NODES 8				/* Redis servers with unfenced pushes */
+#define KF_ENTRIES 64			/* connections in flight or abandoned, per
+								 * server */
+#define KF_KEYLEN 128
+#define KF_ADDRLEN 64
+
+typedef struct KfEntry
+{
+	int64		id;				/* CLIENT ID */
+	char		addr[KF_ADDRLEN];	/* as Redis sees it (CLIENT INFO addr=) */
+	int			owner;			/* pid of the pushing process */
+	bool		abandoned;
+} KfEntry;
+
+typedef struct KfNode
+{
+	char		key[KF_KEYLEN]; /* "host:port" */
+	bool		cleared;		/* earlier incarnations' connections killed */
+	bool		unsupported;	/* no unfenced pushes to this server */
+	int			nentries;
+	KfEntry		e[KF_ENTRIES];
+} KfNode;
+
+typedef struct KfShared
+{
+	slock_t		mutex;			/* protects everything below but nabandoned */
+	pg_atomic_uint32 nabandoned;	/* abandoned entries of every node */
+	int			nnodes;
+	KfNode		nodes[KF_NODES];
+} KfShared;
+
+static KfShared *kf = NULL;
+
+/* this process: the connection last seen, its node, what it knows */
+static uint64 seen_generation = 0;
+static int	seen_node = -1;		/* -1: registry full, or not looked up */
+static bool seen_cleared = false;	/* the node was cleared */
+static bool conn_named = false; /* SETNAME / CLIENT INFO done on it */
+static int64 conn_id = 0;
+static char conn_addr[KF_ADDRLEN];
+static bool registered = false; /* our entry is in flight */
+static int	registered_node = -1;
+
+Size
+rs_killfence_shmem_size(void)
+{
+	return sizeof(KfShared);
+}
+
+void
+rs_killfence_shmem_init(void)
+{
+	bool		found;
+
+	kf = ShmemInitStruct("redis_sync kill fence", sizeof(KfShared), &found);
+	if (!found)
+	{
+		memset(kf, 0, sizeof(KfShared));
+		SpinLockInit(&kf->mutex);
+		pg_atomic_init_u32(&kf->nabandoned, 0);
+	}
+}
+
+/* redis_sync:<this server, its data directory and host>:<incarnation> */
+static const char *
+conn_name(bool with_incarnation)
+{
+	static char name[128];
+	static char prefix[96];
+
+	if (prefix[0] == '\0')
+	{
+		char		host[256] = "";
+		uint32		h;
+
+		(void) gethostname(host, sizeof(host) - 1);
+		h = hash_bytes((const unsigned char *) DataDir, strlen(DataDir));
+		h = hash_combine(h, hash_bytes((const unsigned char *) host, strlen(host)));
+		snprintf(prefix, sizeof(prefix), "redis_sync:%llx-%x-%d:",
+				 (unsigned long long) GetSystemIdentifier(), h, PostPortNumber);
+	}
+	if (!with_incarnation)
+		return prefix;
+	snprintf(name, sizeof(name), "%s%lld", prefix, (long long) rs_incarnation());
+	return name;
+}
+
+/* the node of a connection (registering it), -1 when the registry is full */
+static int
+node_of(RedisConn *conn)
+{
+	const char *key = redis_conn_display(conn);
+	int			found = -1;
+
+	SpinLockAcquire(&kf->mutex);
+	for (int i = 0; i < kf->nnodes && found < 0; i++)
+		if (strcmp(kf->nodes[i].key, key) == 0)
+			found = i;
+	if (found < 0 && kf->nnodes < KF_NODES && strlen(key) < KF_KEYLEN)
+	{
+		found = kf->nnodes++;
+		memset(&kf->nodes[found], 0, sizeof(KfNode));
+		strlcpy(kf->nodes[found].key, key, KF_KEYLEN);
+	}
+	SpinLockRelease(&kf->mutex);
+	return found;
+}
+
+/* a new connection: look its node up again, it is not named yet */
+static void
+see(RedisConn *conn, uint64 generation)
+{
+	if (generation == seen_generation)
+		return;
+	seen_generation = generation;
+	seen_node = kf ? node_of(conn) : -1;
+	seen_cleared = false;
+	conn_named = false;
+}
+
+bool
+rs_killfence_needed(RedisConn *conn, uint64 generation)
+{
+	if (kf == NULL)
+		return false;
+	if (generation != seen_generation || !seen_cleared)
+		return true;
+	return pg_atomic_read_u32(&kf->nabandoned) > 0;
+}
+
+/* one exchange of commands on conn; replies in *out */
+static bool
+exchange(RedisConn *conn, int n, const char ***argvs, const int *argcs, RedisValue *out,
+		 RedisFailure *f)
+{
+	StringInfoData buf;
+	bool		ok;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+		redis_resp_encode_command(&buf, argcs[i], argvs[i], NULL);
+	ok = redis_conn_exchange(conn, buf.data, buf.len, n, out, f);
+	pfree(buf.data);
+	return ok;
+}
+
+/* the value of field name= in a CLIENT LIST / CLIENT INFO line, or NULL */
+static char *
+line_field(const char *line, const char *name)
+{
+	size_t		nlen = strlen(name);
+	const char *p = line;
+
+	while (*p)
+	{
+		const char *end = p;
+
+		while (*end && *end != ' ' && *end != '\n' && *end != '\r')
+			end++;
+		if ((size_t) (end - p) > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=')
+			return pnstrdup(p + nlen + 1, end - p - nlen - 1);
+		if (*end == '\n' || *end == '\0')
+			break;
+		p = end + 1;
+	}
+	return NULL;
+}
+
+/* kill (id, addr) pairs; replies with a count are done (done[i]) */
+static bool
+kill_all(RedisConn *conn, int n, int64 *ids, char **addrs, bool *done, RedisFailure *f)
+{
+	const char ***argvs = palloc(sizeof(char **) * Max(n, 1));
+	int		   *argcs = palloc(sizeof(int) * Max(n, 1));
+	RedisValue *out = palloc0(sizeof(RedisValue) * Max(n, 1));
+
+	if (n == 0)
+		return true;
+	for (int i = 0; i < n; i++)
+	{
+		const char **a = palloc(sizeof(char *) * 6);
+
+		a[0] = "CLIENT";
+		a[1] = "KILL";
+		a[2] = "ID";
+		a[3] = psprintf("%lld", (long long) ids[i]);
+		a[4] = "ADDR";
+		a[5] = addrs[i];
+		argvs[i] = a;
+		argcs[i] = 6;
+	}
+	if (!exchange(conn, n, argvs, argcs, out, f))
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		done[i] = out[i].type == RV_INTEGER;
+		if (!done[i])
+			return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+									 psprintf("could not close an earlier connection to Redis at %s",
+											  redis_conn_display(conn)),
+									 psprintf("CLIENT KILL answered: %s",
+											  out[i].str ? out[i].str : "(no text)"));
+	}
+	return true;
+}
+
+/*
+ * Once per server and incarnation: kill the named connections of earlier
+ * incarnations of this server, or find the server does not allow it.
+ */
+static bool
+clear_earlier(RedisConn *conn, RedisFailure *f)
+{
+	static const char *list[] = {"CLIENT", "LIST", "TYPE", "normal"};
+	static const char *probe[] = {"CLIENT", "KILL", "ID", "9223372036854775807"};
+	const char **argvs[2] = {list, probe};
+	int			argcs[2] = {4, 4};
+	RedisValue	out[2];
+	const char *prefix = conn_name(false);
+	const char *mine = conn_name(true);
+	int			n = 0,
+				max = 16;
+	int64	   *ids = palloc(sizeof(int64) * max);
+	char	  **addrs = palloc(sizeof(char *) * max);
+	bool	   *done;
+	bool		unsupported;
+
+	if (!exchange(conn, 2, argvs, argcs, out, f))
+		return false;
+	unsupported = out[0].type != RV_STRING || out[1].type != RV_INTEGER;
+	if (!unsupported)
+	{
+		const char *line = out[0].str;
+
+		while (line && *line)
+		{
+			char	   *name = line_field(line, "name");
+
+			if (name && strncmp(name, prefix, strlen(prefix)) == 0 && strcmp(name, mine) != 0)
+			{
+				char	   *id = line_field(line, "id");
+				char	   *addr = line_field(line, "addr");
+
+				if (id && addr)
+				{
+					if (n == max)
+					{
+						max *= 2;
+						ids = repalloc(ids, sizeof(int64) * max);
+						addrs = repalloc(addrs, sizeof(char *) * max);
+					}
+					ids[n] = strtoll(id, NULL, 10);
+					addrs[n] = addr;
+					n++;
+				}
+			}
+			line = strchr(line, '\n');
+			if (line)
+				line++;
+		}
+		done = palloc0(sizeof(bool) * Max(n, 1));
+		if (!kill_all(conn, n, ids, addrs, done, f))
+			return false;
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("redis_sync: closed %d connections to Redis at %s left by an earlier server run", n,
+							redis_conn_display(conn)),
+					 errdetail("Writes they carried whose outcome was unknown can no longer run after newer ones.")));
+	}
+	if (seen_node >= 0)
+	{
+		SpinLockAcquire(&kf->mutex);
+		kf->nodes[seen_node].cleared = true;
+		if (unsupported)
+			kf->nodes[seen_node].unsupported = true;
+		SpinLockRelease(&kf->mutex);
+	}
+	seen_cleared = true;
+	return true;
+}
+
+/* remove entry i of node (mutex held) */
+static void
+remove_entry(KfNode *node, int i)
+{
+	if (node->e[i].abandoned)
+		pg_atomic_fetch_sub_u32(&kf->nabandoned, 1);
+	node->e[i] = node->e[--node->nentries];
+}
+
+/* kill this server's abandoned connections */
+static bool
+kill_abandoned(RedisConn *conn, RedisFailure *f)
+{
+	KfNode	   *node = &kf->nodes[seen_node];
+	int64		ids[KF_ENTRIES];
+	char		copies[KF_ENTRIES][KF_ADDRLEN];
+	char	   *addrs[KF_ENTRIES];
+	bool		done[KF_ENTRIES] = {0};
+	int			n = 0;
+
+	SpinLockAcquire(&kf->mutex);
+	for (int i = 0; i < node->nentries; i++)
+		if (node->e[i].abandoned)
+		{
+			ids[n] = node->e[i].id;
+			memcpy(copies[n], node->e[i].addr, KF_ADDRLEN);
+			addrs[n] = copies[n];
+			n++;
+		}
+	SpinLockRelease(&kf->mutex);
+	if (n == 0)
+		return true;
+	if (!kill_all(conn, n, ids, addrs, done, f))
+		return false;
+	SpinLockAcquire(&kf->mutex);
+	for (int k = 0; k < n; k++)
+		for (int i = 0; i < node->nentries; i++)
+			if (done[k] && node->e[i].abandoned && node->e[i].id == ids[k] &&
+				strcmp(node->e[i].addr, addrs[k]) == 0)
+			{
+				remove_entry(node, i);
+				break;
+			}
+	SpinLockRelease(&kf->mutex);
+	return true;
+}
+
+bool
+rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
+{
+	bool		cleared;
+
+	if (kf == NULL)
+		return true;
+	see(conn, generation);
+	if (!seen_cleared)
+	{
+		cleared = false;
+		if (seen_node >= 0)
+		{
+			SpinLockAcquire(&kf->mutex);
+			cleared = kf->nodes[seen_node].cleared;
+			SpinLockRelease(&kf->mutex);
+		}
+		if (cleared)
+			seen_cleared = true;
+		else if (!clear_earlier(conn, f))
+			return false;
+	}
+	/* abandoned connections are registered under a node only */
+	if (seen_node >= 0 && pg_atomic_read_u32(&kf->nabandoned) > 0)
+		return kill_abandoned(conn, f);
+	return true;
+}
+
+/* SETNAME and CLIENT INFO on a connection that has not been named */
+static bool
+name_connection(RedisConn *conn)
+{
+	const char *setname[] = {"CLIENT", "SETNAME", conn_name(true)};
+	static const char *info[] = {"CLIENT", "INFO"};
+	const char **argvs[2] = {setname, info};
+	int			argcs[2] = {3, 2};
+	RedisValue	out[2];
+	RedisFailure f;
+	char	   *id;
+	char	   *addr;
+
+	if (!exchange(conn, 2, argvs, argcs, out, &f))
+		return false;
+	id = out[1].type == RV_STRING ? line_field(out[1].str, "id") : NULL;
+	addr = out[1].type == RV_STRING ? line_field(out[1].str, "addr") : NULL;
+	if (out[0].type == RV_ERROR || id == NULL || addr == NULL || strlen(addr) >= KF_ADDRLEN)
+	{
+		/* before 6.2, or not allowed: this server gets fenced pushes only */
+		SpinLockAcquire(&kf->mutex);
+		kf->nodes[seen_node].unsupported = true;
+		SpinLockRelease(&kf->mutex);
+		return false;
+	}
+	conn_id = strtoll(id, NULL, 10);
+	strlcpy(conn_addr, addr, KF_ADDRLEN);
+	conn_named = true;
+	return true;
+}
+
+bool
+rs_killfence_begin(void)
+{
+	RedisFailure f;
+	uint64		generation;
+	RedisConn  *conn;
+	KfNode	   *node;
+	bool		ok;
+
+	if (kf == NULL || registered || redis_cluster_state() != 0)
+		return false;
+	if (!redis_client_ensure_connection(&f))
+		return false;
+	if (redis_cluster_state() < 0 && !redis_cluster_detect(&f))
+		return false;
+	if (redis_cluster_state() != 0)
+		return false;
+	conn = redis_client_conn(&generation);
+	if (!rs_killfence_gate(conn, generation, &f) || seen_node < 0)
+		return false;
+	node = &kf->nodes[seen_node];
+	SpinLockAcquire(&kf->mutex);
+	ok = !node->unsupported && node->nentries < KF_ENTRIES;
+	SpinLockRelease(&kf->mutex);
+	if (!ok || pg_atomic_read_u32(&kf->nabandoned) > 0)
+		return false;
+	if (!conn_named && !name_connection(conn))
+		return false;
+	SpinLockAcquire(&kf->mutex);
+	ok = !node->unsupported && node->nentries < KF_ENTRIES;
+	if (ok)
+	{
+		KfEntry    *e = &node->e[node->nentries++];
+
+		e->id = conn_id;
+		strlcpy(e->addr, conn_addr, KF_ADDRLEN);
+		e->owner = MyProcPid;
+		e->abandoned = false;
+	}
+	SpinLockRelease(&kf->mutex);
+	registered = ok;
+	registered_node = seen_node;
+	return ok;
+}
+
+void
+rs_killfence_end(bool confirmed)
+{
+	KfNode	   *node;
+
+	if (!registered)
+		return;
+	registered = false;
+	node = &kf->nodes[registered_node];
+	SpinLockAcquire(&kf->mutex);
+	for (int i = 0; i < node->nentries; i++)
+		if (node->e[i].owner == MyProcPid && !node->e[i].abandoned &&
+			node->e[i].id == conn_id)
+		{
+			if (confirmed)
+				remove_entry(node, i);
+			else
+			{
+				node->e[i].abandoned = true;
+				pg_atomic_fetch_add_u32(&kf->nabandoned, 1);
+			}
+			break;
+		}
+	SpinLockRelease(&kf->mutex);
+	if (!confirmed)
+	{
+		uint64		generation;
+		RedisConn  *conn = redis_client_conn(&generation);
+
+		/* never reused: its next exchange would come after the kill */
+		if (conn && generation == seen_generation)
+			redis_conn_disconnect(conn);
+	}
+}
+
+bool
+rs_killfence_in_flight(void)
+{
+	return registered;
+}
