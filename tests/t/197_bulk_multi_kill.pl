@@ -123,6 +123,34 @@ sub redis_client_of
 
 sub client_ids { return { map { $_->{id} => $_ } values %{ client_list() } }; }
 
+# Warm up session $s (created after proxy log mark $from) with bulk UPDATEs
+# until its Redis connection carries the MULTI push's name
+# (redis_sync:<instance>:<generation>; a backend's first push may still go
+# through the script while it learns that Redis is not a cluster).  Returns
+# the proxy connection number, or undef.
+sub warm_named
+{
+	my ($s, $from) = @_;
+	for my $try (1 .. 3)
+	{
+		my $w = $s->query("UPDATE t SET v = v + 1");
+		return undef if $w->{err} ne '';
+		my %gone = map { /^(?:client|upstream)-closed (\d+)$/ ? ($1 => 1) : () }
+		  $proxy->grep_lines(qr/-closed /, $from);
+		my @named;
+		for my $line ($proxy->grep_lines(qr/^open /, $from))
+		{
+			my ($n) = $line =~ /^open (\d+) /;
+			next if $gone{$n};
+			my $c = redis_client_of($n) or next;
+			push @named, $n if ($c->{name} // '') =~ /^redis_sync:[^:\s]+:[^:\s]+$/;
+		}
+		note("warm-up $try: named connections opened since: @named");
+		return $named[0] if @named == 1;
+	}
+	return undef;
+}
+
 # INFO commandstats: { name => calls }
 sub cmdstats
 {
@@ -190,33 +218,51 @@ sub check_release
 }
 
 # ---------------------------------------------------------------- (c)
-# Script or MULTI for a bulk push, by the setting.  The worker is paused so
-# its own calls do not move the counters.
+# Script or MULTI for a bulk push, by the setting, in one session (its
+# connection is up, and it has pushed once).  The worker is paused so its
+# own calls do not move the counters.
 is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', '(c) worker paused');
+my $d = sub { my ($a, $b, $k) = @_; return ($b->{$k} // 0) - ($a->{$k} // 0); };
+my $show_d = sub {
+	my ($a, $b) = @_;
+	return join(' ', map { "$_ +" . $d->($a, $b, $_) } qw(exec multi evalsha eval));
+};
+my $sc = RedisSync::Test::session($node);
+is($sc->query("UPDATE t SET v = v + 1 WHERE id = 1")->{err}, '', '(c) a one-row UPDATE first');
+$sc->query('SET redis_sync.bulk_multi = off');
 my $s0 = cmdstats();
-my $r  = $node->psql('postgres', "SET redis_sync.bulk_multi = off; UPDATE t SET v = v + 1");
+is($sc->query("UPDATE t SET v = v + 1")->{err}, '', '(c) bulk_multi off: a 100-row UPDATE');
 my $s1 = cmdstats();
-my $d  = sub { my ($a, $b, $k) = @_; return ($b->{$k} // 0) - ($a->{$k} // 0); };
-note('off: exec +' . $d->($s0, $s1, 'exec') . ' evalsha +' . $d->($s0, $s1, 'evalsha')
-	  . ' eval +' . $d->($s0, $s1, 'eval') . ' multi +' . $d->($s0, $s1, 'multi'));
-is($d->($s0, $s1, 'exec'), 0, '(c) bulk_multi off: a 100-row UPDATE sends no EXEC');
+note('off: ' . $show_d->($s0, $s1));
+is($d->($s0, $s1, 'exec'), 0, '(c) bulk_multi off: it sends no EXEC');
 cmp_ok($d->($s0, $s1, 'evalsha') + $d->($s0, $s1, 'eval'),
 	'>=', 1, '(c) bulk_multi off: it goes through the apply script (EVALSHA)');
 $t->cache_matches($redis, '(c) cache == table after the scripted bulk push');
 
-$r = $node->psql('postgres', "UPDATE t SET v = v + 1");
+$sc->query('SET redis_sync.bulk_multi = on');
+$s1 = cmdstats();    # the comparison ran EVAL
+is($sc->query("UPDATE t SET v = v + 1")->{err}, '', '(c) bulk_multi on: a 100-row UPDATE');
 my $s2 = cmdstats();
-note('on: exec +' . $d->($s1, $s2, 'exec') . ' evalsha +' . $d->($s1, $s2, 'evalsha')
-	  . ' eval +' . $d->($s1, $s2, 'eval') . ' multi +' . $d->($s1, $s2, 'multi'));
-cmp_ok($d->($s1, $s2, 'exec'), '>=', 1, '(c) bulk_multi on (default): a 100-row UPDATE sends EXEC');
-is($d->($s1, $s2, 'evalsha') + $d->($s1, $s2, 'eval'),
-	0, '(c) bulk_multi on: and no apply script call');
+note('on: ' . $show_d->($s1, $s2));
+cmp_ok($d->($s1, $s2, 'exec'), '>=', 1, '(c) bulk_multi on: it sends EXEC');
+is($d->($s1, $s2, 'evalsha') + $d->($s1, $s2, 'eval'), 0, '(c) bulk_multi on: and no apply script call');
 $t->cache_matches($redis, '(c) cache == table after the MULTI bulk push');
 
 # a small push stays on the script
-$r = $node->psql('postgres', "UPDATE t SET v = v + 1 WHERE id <= 5");
+$s2 = cmdstats();
+is($sc->query("UPDATE t SET v = v + 1 WHERE id <= 5")->{err}, '', '(c) a 5-row UPDATE');
 my $s3 = cmdstats();
+note('5 rows: ' . $show_d->($s2, $s3));
 is($d->($s2, $s3, 'exec'), 0, '(c) a 5-row UPDATE sends no EXEC');
+$sc->quit;
+
+# the default, and the first push of a new backend (a single Redis: MULTI)
+my ($rc, $shown) = $node->psql('postgres', "SHOW redis_sync.bulk_multi; UPDATE t SET v = v + 1");
+my $s4 = cmdstats();
+note('new backend: ' . $show_d->($s3, $s4));
+is($shown, 'on', '(c) a new backend: bulk_multi is on');
+cmp_ok($d->($s3, $s4, 'exec'), '>=', 1, "(c) a new backend's first 100-row UPDATE sends EXEC");
+is($d->($s3, $s4, 'evalsha') + $d->($s3, $s4, 'eval'), 0, '(c) and no apply script call');
 $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 
 # ---------------------------------------------------------------- (a)
@@ -227,10 +273,12 @@ sub abandoned
 	my ($name, $how) = @_;
 	my $newv = "new-$name";
 
+	my $m0 = $proxy->mark;
 	my $s1 = RedisSync::Test::session($node);
 	# the session's connection exists and has done a MULTI push (named)
-	my $w = $s1->query("UPDATE t SET v = v + 1");
-	is($w->{err}, '', "$name: session 1 warms up with a bulk UPDATE");
+	my $warm = warm_named($s1, $m0);
+	ok(defined $warm, "$name: session 1's bulk UPDATE named its connection to Redis");
+	$warm //= -2;
 	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
 	$s1->query("SET redis_sync.command_timeout = '"
 		  . ($how eq 'timeout' ? '3s' : '5min') . "'");
@@ -242,7 +290,8 @@ sub abandoned
 	my $n1 = wait_held_exec($from, 30);
 	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
 	$n1 //= -1;
-	ok((grep { $_ == $n1 } @held), "$name: on a connection open before the hold (connection $n1)");
+	is($n1, $warm, "$name: on the connection it named before the hold (connection $warm)");
+	ok((grep { $_ == $n1 } @held), "$name: which the proxy held");
 	my $c1 = redis_client_of($n1);
 	ok(defined $c1, "$name: Redis lists the held connection");
 	$c1 //= {};
@@ -353,9 +402,11 @@ sub restarted
 	my ($name, $how) = @_;
 	my $newv = "new-$how";
 
+	my $m0 = $proxy->mark;
 	my $s1 = RedisSync::Test::session($node);
-	my $w  = $s1->query("UPDATE t SET v = v + 1");
-	is($w->{err}, '', "$name: session 1 warms up with a bulk UPDATE");
+	my $warm = warm_named($s1, $m0);
+	ok(defined $warm, "$name: session 1's bulk UPDATE named its connection to Redis");
+	$warm //= -2;
 	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
 	$s1->query("SET redis_sync.command_timeout = '5min'");
 
@@ -365,6 +416,7 @@ sub restarted
 	my $n1 = wait_held_exec($from, 30);
 	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
 	$n1 //= -1;
+	is($n1, $warm, "$name: on the connection it named before the hold (connection $warm)");
 	my $c1 = redis_client_of($n1) // {};
 	my $name1 = $c1->{name} // '';
 	like($name1, qr/^redis_sync:\S+:\S+$/, "$name: the held connection is named ($name1)");
@@ -390,6 +442,7 @@ sub restarted
 	is($node->safe_psql('postgres', "SELECT count(*) FROM t WHERE note = 'crashed'"),
 		'0', "$name: session 1's UPDATE rolled back");
 
+	my $m2 = $proxy->mark;
 	my $s2 = RedisSync::Test::session($node);
 	my $r2 = $s2->query("UPDATE t SET note = '$newv'");
 	is($r2->{err}, '', "$name: a new session updates every row and commits");
@@ -399,8 +452,12 @@ sub restarted
 		"$name: Redis closed every connection holding a MULTI push before the release");
 	my $ids = client_ids();
 	ok(!exists $ids->{$id1}, "$name: CLIENT LIST no longer has id $id1");
+	# the new session's connection, once named (after another bulk push if
+	# need be), carries the new generation
+	my $n2 = warm_named($s2, $m2);
+	ok(defined $n2, "$name: the new session's connection gets named");
 	(my $prefix = $name1) =~ s/[^:]+$//;
-	my @same = grep { ($_->{name} // '') =~ /^\Q$prefix\E/ } values %$ids;
+	my @same = grep { ($_->{name} // '') =~ /^\Q$prefix\E/ } values %{ client_ids() };
 	note("$name: connections named $prefix*: " . join(' ', map { $_->{name} } @same));
 	ok(@same && !grep({ $_->{name} eq $name1 } @same),
 		"$name: the server's connections now carry another generation than $name1");
