@@ -30,11 +30,17 @@
 #   (a4) the connection is held before it was ever named (its first MULTI
 #        push is the one held): no MULTI may be sent on it unless its kill
 #        is possible;
+#   (a5) as (a) on an eventual table: the transaction commits (its keys go
+#        to the outbox), so a late push would be a committed transaction's,
+#        which the in-flight marker sweep does not repair: the cache must
+#        equal the table after the release and after the sweep;
 #   (b)  the backend is killed with SIGKILL while its push is held (crash
 #        restart: the registry in shared memory is lost; the connections of
 #        the earlier incarnation are found by name in CLIENT LIST);
 #   (b2) immediate shutdown and start while the push is held (same, through
-#        a postmaster start instead of a crash restart).
+#        a postmaster start instead of a crash restart);
+#   (d)  as (a5), but redis_url is respelled (localhost for 127.0.0.1, the
+#        same Redis) between the abandonment and the newer write.
 use strict;
 use warnings;
 
@@ -44,6 +50,7 @@ use RedisSync::Test;
 use RedisSync::Compare;
 use RedisSync::Synced;
 use RedisSync::HoldProxy;
+use RedisSync::RESP;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -63,6 +70,13 @@ my $t = RedisSync::Synced::synced_table($node, 't',
 	with => "consistency => 'strict'",
 	rows => $ROWS);
 $t->cache_matches($redis, 'strict table of 100 rows cached through the proxy');
+my $e = RedisSync::Synced::synced_table($node, 'e',
+	with => "consistency => 'eventual'",
+	rows => $ROWS);
+$e->cache_matches($redis, 'eventual table of 100 rows cached through the proxy');
+my $marker = $node->safe_psql('postgres',
+	"SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
+	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
 
 my ($ret, $show) = $node->psql('postgres', 'SHOW redis_sync.bulk_multi');
 is($ret,  0,    'redis_sync.bulk_multi exists');
@@ -130,10 +144,11 @@ sub client_ids { return { map { $_->{id} => $_ } values %{ client_list() } }; }
 # the proxy connection number, or undef.
 sub warm_named
 {
-	my ($s, $from) = @_;
+	my ($s, $from, $tab) = @_;
+	$tab //= 't';
 	for my $try (1 .. 3)
 	{
-		my $w = $s->query("UPDATE t SET v = v + 1");
+		my $w = $s->query("UPDATE $tab SET v = v + 1");
 		return undef if $w->{err} ne '';
 		my %gone = map { /^(?:client|upstream)-closed (\d+)$/ ? ($1 => 1) : () }
 		  $proxy->grep_lines(qr/-closed /, $from);
@@ -164,20 +179,23 @@ sub cmdstats
 
 sub note_counts
 {
+	my ($tab) = @_;
+	$tab //= 't';
 	return $node->safe_psql('postgres',
 		"SELECT coalesce(string_agg(note || '=' || n, ' ' ORDER BY note), '') "
-		  . 'FROM (SELECT note, count(*) AS n FROM t GROUP BY note) x');
+		  . "FROM (SELECT note, count(*) AS n FROM $tab GROUP BY note) x");
 }
 
 # the rows' note in Redis, counted: "value=count ..."
 sub redis_note_counts
 {
+	my ($tab) = @_;
+	$tab //= 't';
+	my $c = $redis->resp;
+	$c->write(join '', map { RedisSync::RESP::encode('HGET', "$tab:$_", 'note') } 1 .. $ROWS);
 	my %n;
-	for my $id (1 .. $ROWS)
-	{
-		my $v = $redis->cli('HGET', "t:$id", 'note');
-		$n{ $v eq '' ? '(none)' : $v }++;
-	}
+	$n{ $c->read // '(none)' }++ for 1 .. $ROWS;
+	$c->close;
 	return join(' ', map { "$_=$n{$_}" } sort keys %n);
 }
 
@@ -270,23 +288,29 @@ $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 # the push is held; a new session commits newer values; only then release.
 sub abandoned
 {
-	my ($name, $how) = @_;
-	my $newv = "new-$name";
+	my ($name, $how, %o) = @_;
+	my $tab = $o{table} // $t;
+	my $tn       = $tab->name;
+	my $eventual = $tn eq 'e';
+	my $newv     = "new-$name";
+	my $oldv     = $eventual ? 'late' : 'aborted';
 
 	my $m0 = $proxy->mark;
 	my $s1 = RedisSync::Test::session($node);
 	# the session's connection exists and has done a MULTI push (named)
-	my $warm = warm_named($s1, $m0);
+	my $warm = warm_named($s1, $m0, $tn);
 	ok(defined $warm, "$name: session 1's bulk UPDATE named its connection to Redis");
 	$warm //= -2;
 	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
 	$s1->query("SET redis_sync.command_timeout = '"
 		  . ($how eq 'timeout' ? '3s' : '5min') . "'");
 
+	is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', "$name: worker paused")
+	  if $o{pause_worker};
 	my $from = $proxy->mark;
 	my @held = $proxy->hold;
 	note("$name: held connections @held");
-	send_query($s1, "UPDATE t SET note = 'aborted'");
+	send_query($s1, "UPDATE $tn SET note = '$oldv'");
 	my $n1 = wait_held_exec($from, 30);
 	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
 	$n1 //= -1;
@@ -308,7 +332,12 @@ sub abandoned
 		$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid1)");
 	}
 	my $res = finish_query($s1);
-	if ($how eq 'timeout')
+	if ($how eq 'timeout' && $eventual)
+	{
+		is($res->{err}, '', "$name: eventual: session 1 commits after its push timed out");
+		is(note_counts($tn), "$oldv=$ROWS", "$name: the table holds session 1's values");
+	}
+	elsif ($how eq 'timeout')
 	{
 		like($res->{err}, qr/ERROR:  could not push changes to Redis/,
 			"$name: session 1 fails with 'could not push changes to Redis'");
@@ -322,12 +351,15 @@ sub abandoned
 		like($res->{err}, qr/FATAL:|terminat|server closed the connection/,
 			"$name: session 1 is terminated");
 	}
-	is($node->safe_psql('postgres', "SELECT count(*) FROM t WHERE note = 'aborted'"),
-		'0', "$name: strict: session 1's UPDATE rolled back");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM $tn WHERE note = '$oldv'"),
+		'0', "$name: strict: session 1's UPDATE rolled back")
+	  unless $eventual;
+
+	$o{between}->() if $o{between};
 
 	# a new connection (opened after the hold: it passes)
 	my $s2 = RedisSync::Test::session($node);
-	my $r2 = $s2->query("UPDATE t SET note = '$newv'");
+	my $r2 = $s2->query("UPDATE $tn SET note = '$newv'");
 	is($r2->{err}, '', "$name: session 2 updates every row and commits");
 
 	my @open = held_exec_not_closed($from, 30);
@@ -337,9 +369,19 @@ sub abandoned
 	ok(!exists $ids->{$id1}, "$name: CLIENT LIST no longer has id $id1");
 
 	check_release($name, $n1);
-	is(note_counts(), "$newv=$ROWS", "$name: the table holds session 2's values");
-	$t->cache_matches($redis, "$name: cache == table after the release");
-	is(redis_note_counts(), "$newv=$ROWS", "$name: every key in Redis shows '$newv'");
+	is(note_counts($tn), "$newv=$ROWS", "$name: the table holds session 2's values");
+	$tab->cache_matches($redis, "$name: cache == table after the release");
+	is(redis_note_counts($tn), "$newv=$ROWS", "$name: every key in Redis shows '$newv'");
+	if ($eventual)
+	{
+		# a late push of a committed transaction is not repaired by the
+		# marker sweep (it committed): the cache would stay stale
+		$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()') if $o{pause_worker};
+		RedisSync::Compare::drain_outbox($node);
+		ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HLEN', $marker) eq '0' }, 30),
+			"$name: the in-flight markers are cleared");
+		$tab->cache_matches($redis, "$name: cache == table after the marker sweep");
+	}
 
 	$s1->quit unless $res->{ended};
 	$s2->quit;
@@ -349,6 +391,7 @@ sub abandoned
 abandoned('(a) timeout',   'timeout');
 abandoned('(a2) cancel',   'cancel');
 abandoned('(a3) terminate', 'terminate');
+abandoned('(a5) eventual table, timeout', 'timeout', table => $e);
 
 # ---------------------------------------------------------------- (a4)
 # The connection is held before it ever carried a MULTI push (not named): the
@@ -475,6 +518,25 @@ sub restarted
 
 restarted('(b) crash restart', 'crash');
 restarted('(b2) immediate shutdown and start', 'immediate');
+
+# ---------------------------------------------------------------- (d)
+# The same Redis under another spelling of its address: after session 1's
+# push is abandoned, redis_url changes from 127.0.0.1 to localhost (the same
+# proxy, the same Redis).  "Any later exchange with that Redis" must still
+# kill the abandoned connection first.
+abandoned(
+	'(d) redis_url respelled',
+	'timeout',
+	table        => $e,
+	pause_worker => 1,    # or its delivery kills the connection before the change
+	between      => sub {
+		(my $url = $proxy->url) =~ s/127\.0\.0\.1/localhost/;
+		$node->safe_psql('postgres',
+			"ALTER SYSTEM SET redis_sync.redis_url = '$url'; SELECT pg_reload_conf();");
+		ok( defined RedisSync::Compare::wait_for(
+				sub { $node->safe_psql('postgres', 'SHOW redis_sync.redis_url') eq $url }, 30),
+			"(d) redis_sync.redis_url is now $url");
+	});
 
 $node->stop;
 $proxy->stop;
