@@ -14,9 +14,10 @@
  * still sit in a socket buffer or in Redis's query buffer, and Redis would
  * run it after a newer write of the same keys (issue 18).  So:
  *
- * - Before its first unfenced push a connection is named
- *   (CLIENT SETNAME redis_sync:<instance>:<incarnation>) and asks CLIENT INFO
- *   for its id and address.
+ * - Every connection is named redis_sync:<pid>:<system identifier>:
+ *   <timeline>:<instance>:<incarnation> at its handshake (redis_conn.c),
+ *   which also asks CLIENT INFO for its id and address, in the same round
+ *   trip.
  * - While the push is in flight the connection is registered here, in shared
  *   memory, under its Redis server.  Once every reply is read it is removed;
  *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait:
@@ -27,15 +28,22 @@
  *   yet run, before anything of ours runs), and while any is left no push
  *   goes unfenced.
  * - A crash restart loses the registry: the first exchange with each Redis
- *   after shared memory is made reads CLIENT LIST and kills every connection
- *   named by this server under another incarnation.
+ *   after shared memory is made reads CLIENT LIST and kills every
+ *   connection this server made in an earlier run.  A promotion does the
+ *   same for every connection of the same system on an older timeline: the
+ *   old primary, cut off from us but perhaps not from Redis, may still have
+ *   an unfenced push on its way, which the apply script would have refused
+ *   by its older version.  It also raises redis_sync:timeline:<system
+ *   identifier> in Redis to its timeline; a connection that reads a newer
+ *   one there at its handshake never pushes unfenced (the old primary, when
+ *   it comes back before it learns it was replaced).
  * - A Redis that refuses CLIENT LIST, CLIENT KILL or CLIENT INFO (an ACL,
  *   renamed commands, before 6.2) never gets unfenced pushes.
  *
  * A connection is only ever registered after CLIENT INFO answered on it, so
  * Redis has accepted it and lists it until it is closed; the kill's ADDR
  * keeps a restarted Redis (whose ids start again at 1) from losing another
- * client.  Servers are told apart by "host:port" as configured.
+ * client.  Servers are told apart by "host:port/db" as configured.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +52,7 @@
 #include <unistd.h>
 
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -71,8 +80,9 @@ typedef struct KfEntry
 
 typedef struct KfNode
 {
-	char		key[KF_KEYLEN]; /* "host:port" */
-	bool		cleared;		/* earlier incarnations' connections killed */
+	char		key[KF_KEYLEN]; /* "host:port/db" */
+	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
+								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
 	int			nentries;
 	KfEntry		e[KF_ENTRIES];
@@ -91,7 +101,8 @@ static KfShared *kf = NULL;
 /* this process: the connection last seen, its node, what it knows */
 static uint64 seen_generation = 0;
 static int	seen_node = -1;		/* -1: registry full, or not looked up */
-static bool seen_cleared = false;	/* the node was cleared */
+static bool seen_cleared = false;	/* the node was cleared ... */
+static TimeLineID seen_tli = 0;	/* ... as of this timeline */
 static bool conn_named = false; /* SETNAME / CLIENT INFO done on it */
 static int64 conn_id = 0;
 static char conn_addr[KF_ADDRLEN];
@@ -118,14 +129,27 @@ rs_killfence_shmem_init(void)
 	}
 }
 
-/* redis_sync:<this server, its data directory and host>:<incarnation> */
-static const char *
-conn_name(bool with_incarnation)
+/* this server's timeline; 0 in recovery (a standby never pushes) */
+static TimeLineID
+current_tli(void)
 {
-	static char name[128];
-	static char prefix[96];
+	return RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
+}
 
-	if (prefix[0] == '\0')
+/*
+ * What redis_conn.c puts after "redis_sync:<pid>:" in every connection's
+ * name: "<system identifier>:<timeline>:<instance>:<incarnation>".  The
+ * instance is this server (data directory, host, port), the incarnation its
+ * shared memory's (a crash restart makes a new one), the timeline the one
+ * it writes on when the connection was made (a promotion makes a new one).
+ */
+const char *
+rs_killfence_name_suffix(void)
+{
+	static char name[160];
+	static char instance[32];
+
+	if (instance[0] == '\0')
 	{
 		char		host[256] = "";
 		uint32		h;
@@ -133,21 +157,82 @@ conn_name(bool with_incarnation)
 		(void) gethostname(host, sizeof(host) - 1);
 		h = hash_bytes((const unsigned char *) DataDir, strlen(DataDir));
 		h = hash_combine(h, hash_bytes((const unsigned char *) host, strlen(host)));
-		snprintf(prefix, sizeof(prefix), "redis_sync:%llx-%x-%d:",
-				 (unsigned long long) GetSystemIdentifier(), h, PostPortNumber);
+		snprintf(instance, sizeof(instance), "%x-%d", h, PostPortNumber);
 	}
-	if (!with_incarnation)
-		return prefix;
-	snprintf(name, sizeof(name), "%s%lld", prefix, (long long) rs_incarnation());
+	snprintf(name, sizeof(name), "%llx:%u:%s:%lld",
+			 (unsigned long long) GetSystemIdentifier(), current_tli(), instance,
+			 (long long) rs_incarnation());
 	return name;
+}
+
+/*
+ * "redis_sync:timeline:<system identifier>": the newest timeline of this
+ * system that cleared this Redis.  A server on an older one (a primary
+ * that lost its role and does not know it yet) reads it at every
+ * connection's handshake and never pushes unfenced there.
+ */
+const char *
+rs_killfence_timeline_key(void)
+{
+	static char key[64];
+
+	if (key[0] == '\0')
+		snprintf(key, sizeof(key), "redis_sync:timeline:%llx",
+				 (unsigned long long) GetSystemIdentifier());
+	return key;
+}
+
+/*
+ * Whether a connection named name must be killed before this server sends
+ * anything: one of this server made by an earlier run (crash restart,
+ * restart), or one of any server of this system on an older timeline (a
+ * primary that lost its role: its writes may still come).  Standbys'
+ * (timeline 0) are left alone.
+ */
+static bool
+from_earlier_run(const char *name)
+{
+	char		mine[160];
+	char	   *their[4];
+	char	   *my[4];
+	char	   *p;
+	unsigned long their_tli;
+
+	if (strncmp(name, "redis_sync:", 11) != 0 || (p = strchr(name + 11, ':')) == NULL)
+		return false;
+	strlcpy(mine, rs_killfence_name_suffix(), sizeof(mine));
+	p = pstrdup(p + 1);
+	for (int i = 0; i < 4; i++)
+	{
+		their[i] = p;
+		p = p ? strchr(p, ':') : NULL;
+		if (p)
+			*p++ = '\0';
+	}
+	p = mine;
+	for (int i = 0; i < 4; i++)
+	{
+		my[i] = p;
+		p = strchr(p, ':');
+		if (p)
+			*p++ = '\0';
+	}
+	if (their[3] == NULL || strcmp(their[0], my[0]) != 0)
+		return false;			/* another system, or not named by us */
+	their_tli = strtoul(their[1], NULL, 10);
+	if (their_tli != 0 && their_tli < strtoul(my[1], NULL, 10))
+		return true;
+	return strcmp(their[2], my[2]) == 0 && strcmp(their[3], my[3]) != 0;
 }
 
 /* the node of a connection (registering it), -1 when the registry is full */
 static int
 node_of(RedisConn *conn)
 {
-	const char *key = redis_conn_display(conn);
+	char		key[KF_KEYLEN + 16];
 	int			found = -1;
+
+	snprintf(key, sizeof(key), "%s/%d", redis_conn_display(conn), redis_conn_params(conn)->db);
 
 	SpinLockAcquire(&kf->mutex);
 	for (int i = 0; i < kf->nnodes && found < 0; i++)
@@ -180,7 +265,7 @@ rs_killfence_needed(RedisConn *conn, uint64 generation)
 {
 	if (kf == NULL)
 		return false;
-	if (generation != seen_generation || !seen_cleared)
+	if (generation != seen_generation || !seen_cleared || seen_tli != current_tli())
 		return true;
 	return pg_atomic_read_u32(&kf->nabandoned) > 0;
 }
@@ -266,15 +351,19 @@ kill_all(RedisConn *conn, int n, int64 *ids, char **addrs, bool *done, RedisFail
  * incarnations of this server, or find the server does not allow it.
  */
 static bool
-clear_earlier(RedisConn *conn, RedisFailure *f)
+clear_earlier(RedisConn *conn, TimeLineID tli, RedisFailure *f)
 {
 	static const char *list[] = {"CLIENT", "LIST", "TYPE", "normal"};
 	static const char *probe[] = {"CLIENT", "KILL", "ID", "9223372036854775807"};
-	const char **argvs[2] = {list, probe};
-	int			argcs[2] = {4, 4};
-	RedisValue	out[2];
-	const char *prefix = conn_name(false);
-	const char *mine = conn_name(true);
+	char		tlis[16];
+	const char *raise[] = {"EVAL",
+		"local t = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+		"if t < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+	"return 0", "1", rs_killfence_timeline_key(), tlis};
+	const char **argvs[3] = {raise, list, probe};
+	int			argcs[3] = {5, 4, 4};
+	RedisValue	all[3];
+	RedisValue *out = all + 1;
 	int			n = 0,
 				max = 16;
 	int64	   *ids = palloc(sizeof(int64) * max);
@@ -282,7 +371,14 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 	bool	   *done;
 	bool		unsupported;
 
-	if (!exchange(conn, 2, argvs, argcs, out, f))
+	/*
+	 * First our timeline, then the list: a connection of an older timeline
+	 * made before the list is in it, one made after reads the key at its
+	 * handshake (a standby, timeline 0, raises nothing)
+	 */
+	snprintf(tlis, sizeof(tlis), "%u", tli);
+	if (!exchange(conn, tli > 0 ? 3 : 2, tli > 0 ? argvs : argvs + 1, tli > 0 ? argcs : argcs + 1,
+				  tli > 0 ? all : out, f))
 		return false;
 	unsupported = out[0].type != RV_STRING || out[1].type != RV_INTEGER;
 	if (!unsupported)
@@ -293,7 +389,7 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 		{
 			char	   *name = line_field(line, "name");
 
-			if (name && strncmp(name, prefix, strlen(prefix)) == 0 && strcmp(name, mine) != 0)
+			if (name && from_earlier_run(name))
 			{
 				char	   *id = line_field(line, "id");
 				char	   *addr = line_field(line, "addr");
@@ -327,12 +423,13 @@ clear_earlier(RedisConn *conn, RedisFailure *f)
 	if (seen_node >= 0)
 	{
 		SpinLockAcquire(&kf->mutex);
-		kf->nodes[seen_node].cleared = true;
+		kf->nodes[seen_node].cleared_tli = tli + 1;
 		if (unsupported)
 			kf->nodes[seen_node].unsupported = true;
 		SpinLockRelease(&kf->mutex);
 	}
 	seen_cleared = true;
+	seen_tli = tli;
 	return true;
 }
 
@@ -386,23 +483,28 @@ kill_abandoned(RedisConn *conn, RedisFailure *f)
 bool
 rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
 {
-	bool		cleared;
+	TimeLineID	tli = current_tli();
 
 	if (kf == NULL)
 		return true;
 	see(conn, generation);
-	if (!seen_cleared)
+	if (!seen_cleared || seen_tli != tli)
 	{
-		cleared = false;
+		/* a promotion since: clear again, for the new timeline */
+		bool		cleared = false;
+
 		if (seen_node >= 0)
 		{
 			SpinLockAcquire(&kf->mutex);
-			cleared = kf->nodes[seen_node].cleared;
+			cleared = kf->nodes[seen_node].cleared_tli == tli + 1;
 			SpinLockRelease(&kf->mutex);
 		}
 		if (cleared)
+		{
 			seen_cleared = true;
-		else if (!clear_earlier(conn, f))
+			seen_tli = tli;
+		}
+		else if (!clear_earlier(conn, tli, f))
 			return false;
 	}
 	/* abandoned connections are registered under a node only */
@@ -411,24 +513,18 @@ rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
 	return true;
 }
 
-/* SETNAME and CLIENT INFO on a connection that has not been named */
+/* the id and address the handshake asked (redis_conn.c) */
 static bool
 name_connection(RedisConn *conn)
 {
-	const char *setname[] = {"CLIENT", "SETNAME", conn_name(true)};
-	static const char *info[] = {"CLIENT", "INFO"};
-	const char **argvs[2] = {setname, info};
-	int			argcs[2] = {3, 2};
-	RedisValue	out[2];
-	RedisFailure f;
-	char	   *id;
-	char	   *addr;
+	const char *addr;
+	uint32		newest_tli;
+	int64		id = redis_conn_client_id(conn, &addr, &newest_tli);
 
-	if (!exchange(conn, 2, argvs, argcs, out, &f))
+	/* a newer timeline of this system pushes here: we are not the primary */
+	if (newest_tli > current_tli())
 		return false;
-	id = out[1].type == RV_STRING ? line_field(out[1].str, "id") : NULL;
-	addr = out[1].type == RV_STRING ? line_field(out[1].str, "addr") : NULL;
-	if (out[0].type == RV_ERROR || id == NULL || addr == NULL || strlen(addr) >= KF_ADDRLEN)
+	if (id == 0 || strlen(addr) >= KF_ADDRLEN)
 	{
 		/* before 6.2, or not allowed: this server gets fenced pushes only */
 		SpinLockAcquire(&kf->mutex);
@@ -436,40 +532,57 @@ name_connection(RedisConn *conn)
 		SpinLockRelease(&kf->mutex);
 		return false;
 	}
-	conn_id = strtoll(id, NULL, 10);
+	conn_id = id;
 	strlcpy(conn_addr, addr, KF_ADDRLEN);
 	conn_named = true;
 	return true;
 }
 
-bool
-rs_killfence_begin(void)
+/* as a pipeline's exec fails: counted by the circuit breaker */
+static KfMode
+begin_failed(RedisFailure *f)
 {
-	RedisFailure f;
+	if (f->sqlstate != ERRCODE_INVALID_PARAMETER_VALUE)
+		rs_circuit_failure(f->message);
+	return KF_FAILED;
+}
+
+KfMode
+rs_killfence_begin(RedisFailure *f)
+{
 	uint64		generation;
 	RedisConn  *conn;
 	KfNode	   *node;
 	bool		ok;
 
-	if (kf == NULL || registered || redis_cluster_state() != 0)
-		return false;
-	if (!redis_client_ensure_connection(&f))
-		return false;
-	if (redis_cluster_state() < 0 && !redis_cluster_detect(&f))
-		return false;
-	if (redis_cluster_state() != 0)
-		return false;
+	if (kf == NULL || registered)
+		return KF_SCRIPT;
 	conn = redis_client_conn(&generation);
-	if (!rs_killfence_gate(conn, generation, &f) || seen_node < 0)
-		return false;
+	/* not connected and the circuit open: the push fails fast as before */
+	if (!redis_conn_is_connected(conn) && rs_circuit_is_open())
+		return KF_SCRIPT;
+	if (!redis_client_ensure_connection(f) ||
+		(redis_cluster_state() < 0 && !redis_cluster_detect(f)))
+		return begin_failed(f);
+	if (redis_cluster_state() != 0)
+		return KF_SCRIPT;
+	conn = redis_client_conn(&generation);
+	/* what the push would do first anyway: its failure is the push's */
+	if (!rs_killfence_gate(conn, generation, f))
+		return begin_failed(f);
+	if (seen_node < 0)
+		return KF_SCRIPT;
 	node = &kf->nodes[seen_node];
 	SpinLockAcquire(&kf->mutex);
 	ok = !node->unsupported && node->nentries < KF_ENTRIES;
+	/* one left here (a kill failed since the gate): the script */
+	for (int i = 0; i < node->nentries && ok; i++)
+		ok = !node->e[i].abandoned;
 	SpinLockRelease(&kf->mutex);
-	if (!ok || pg_atomic_read_u32(&kf->nabandoned) > 0)
-		return false;
+	if (!ok)
+		return KF_SCRIPT;
 	if (!conn_named && !name_connection(conn))
-		return false;
+		return KF_SCRIPT;
 	SpinLockAcquire(&kf->mutex);
 	ok = !node->unsupported && node->nentries < KF_ENTRIES;
 	if (ok)
@@ -484,7 +597,7 @@ rs_killfence_begin(void)
 	SpinLockRelease(&kf->mutex);
 	registered = ok;
 	registered_node = seen_node;
-	return ok;
+	return ok ? KF_MULTI : KF_SCRIPT;
 }
 
 void

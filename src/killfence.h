@@ -30,16 +30,30 @@ extern bool rs_killfence_needed(RedisConn *conn, uint64 generation);
 extern bool rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f);
 
 /*
- * An unfenced (MULTI/EXEC) push of this backend: begin names and
- * identifies the connection when it has not been, and registers it as in
- * flight; false when this push must go through the apply script instead
- * (a cluster, an old or restricted Redis, an abandoned connection not yet
- * killed, a full registry).  end(true): every reply was read; end(false):
- * the outcome is unknown, and the connection is abandoned (killed before
- * anyone sends anything else to that Redis).
+ * An unfenced (MULTI/EXEC) push of this backend: begin connects, kills what
+ * must be killed, and registers the connection as in flight (KF_MULTI);
+ * KF_SCRIPT: this push goes through the apply script instead (a cluster,
+ * an old or restricted Redis, an abandoned connection not yet killed, a
+ * full registry, the circuit breaker open); KF_FAILED: Redis could not be
+ * reached (*f filled, nothing of the push was sent).  end(true): every
+ * reply was read; end(false): the outcome is unknown, and the connection
+ * is abandoned (killed before anyone sends anything else to that Redis).
  */
-extern bool rs_killfence_begin(void);
+typedef enum KfMode
+{
+	KF_SCRIPT,
+	KF_MULTI,
+	KF_FAILED
+} KfMode;
+
+extern KfMode rs_killfence_begin(RedisFailure *f);
 extern void rs_killfence_end(bool confirmed);
 extern bool rs_killfence_in_flight(void);
+
+/* what follows "redis_sync:<pid>:" in a connection's name */
+extern const char *rs_killfence_name_suffix(void);
+
+/* the key holding the newest timeline of this system that pushed there */
+extern const char *rs_killfence_timeline_key(void);
 
 #endif							/* RS_KILLFENCE_H */

@@ -249,16 +249,25 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	RowImage   *del = palloc0(sizeof(RowImage));
 	ListCell   *lc;
 	int			chunk = 0;
-	List	   *clears = rs_markers_to_clear();
+	List	   *clears;
 	bool		ok;
+	KfMode		mode = KF_SCRIPT;
+	bool		multi;
 
 	/*
 	 * Enough keys: MULTI/EXEC instead of the apply script, when the
-	 * connection is registered (fence_multi.c, killfence.c)
+	 * connection is registered (fence_multi.c, killfence.c).  A Redis that
+	 * cannot be reached fails the push here, before anything is sent.
 	 */
-	bool		multi = rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS &&
-		rs_killfence_begin();
-
+	if (rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS)
+		mode = rs_killfence_begin(failure);
+	if (mode == KF_FAILED)
+	{
+		redis_pipeline_free(p);
+		return false;
+	}
+	multi = mode == KF_MULTI;
+	clears = rs_markers_to_clear();
 	del->op = RS_OP_DELETE;
 
 	/* purges first: they precede every surviving change of their table */

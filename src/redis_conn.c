@@ -54,6 +54,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "killfence.h"
 #include "redis_conn_int.h"
 #include "redis_sync.h"
 #include "shmem.h"
@@ -146,6 +147,7 @@ redis_conn_free(RedisConn *c)
 		}
 	}
 	free_if(c->params.host);
+	free_if(c->client_addr);
 	free_if(c->params.socket_path);
 	free_if(c->params.user);
 	if (c->params.password)
@@ -677,11 +679,27 @@ encode_handshake(const RedisConnParams *p, StringInfo hs)
 		nhs++;
 	}
 	{
-		char		name[64];
+		char		name[160];
 		const char *argv[3] = {"CLIENT", "SETNAME", name};
 
-		snprintf(name, sizeof(name), "redis_sync:%d", MyProcPid);
+		/* the pid, then what tells killfence.c which server run made it */
+		snprintf(name, sizeof(name), "redis_sync:%d:%s", MyProcPid,
+				 rs_killfence_name_suffix());
 		redis_resp_encode_command(hs, 3, argv, NULL);
+		nhs++;
+	}
+	{
+		/* the newest timeline of this system pushing here (killfence.c) */
+		const char *argv[2] = {"GET", rs_killfence_timeline_key()};
+
+		redis_resp_encode_command(hs, 2, argv, NULL);
+		nhs++;
+	}
+	{
+		/* last: its id and address (killfence.c); refused before 6.2 */
+		const char *argv[2] = {"CLIENT", "INFO"};
+
+		redis_resp_encode_command(hs, 2, argv, NULL);
 		nhs++;
 	}
 	return nhs;
@@ -733,7 +751,25 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 		return false;
 	}
 	explicit_bzero(hs.data, hs.len);
-	for (int i = 0; i < nhs; i++)
+	c->client_id = 0;
+	c->newest_tli = hsr[nhs - 2].type == RV_STRING ? strtoul(hsr[nhs - 2].str, NULL, 10) : 0;
+	if (c->client_addr)
+		pfree(c->client_addr);
+	c->client_addr = NULL;
+	if (hsr[nhs - 1].type == RV_STRING)
+	{
+		char	   *id = strstr(hsr[nhs - 1].str, "id=");
+		char	   *addr = strstr(hsr[nhs - 1].str, " addr=");
+
+		if (id == hsr[nhs - 1].str && addr)
+		{
+			c->client_id = strtoll(id + 3, NULL, 10);
+			addr += 6;
+			c->client_addr = MemoryContextStrdup(TopMemoryContext, addr);
+			c->client_addr[strcspn(c->client_addr, " \r\n")] = '\0';
+		}
+	}
+	for (int i = 0; i < nhs - 2; i++)
 	{
 		if (hsr[i].type == RV_ERROR)
 		{
@@ -764,4 +800,17 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
 	if (c->params.tls && !conn_start_tls(c, deadline, f))
 		return false;
 	return conn_handshake(c, f);
+}
+
+/*
+ * The connection's CLIENT ID and address as Redis sees them, and the newest
+ * timeline of this system that pushed there, asked at the handshake
+ * (killfence.c); 0 when Redis did not say (before 6.2, an ACL).
+ */
+int64
+redis_conn_client_id(RedisConn *c, const char **addr, uint32 *newest_tli)
+{
+	*addr = c->client_addr;
+	*newest_tli = c->newest_tli;
+	return c->ctx && c->client_addr ? c->client_id : 0;
 }

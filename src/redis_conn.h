@@ -123,6 +123,12 @@ extern void redis_conn_disconnect(RedisConn *c);
 /* "host:port" or "unix:/path", never the password */
 extern const char *redis_conn_display(RedisConn *c);
 
+/*
+ * CLIENT ID and address of the connection, and the newest timeline in
+ * killfence.c's key (handshake); 0 when unknown
+ */
+extern int64 redis_conn_client_id(RedisConn *c, const char **addr, uint32 *newest_tli);
+
 /* the parameters it connects with (read only) */
 extern const RedisConnParams *redis_conn_params(RedisConn *c);
 

@@ -30,6 +30,9 @@ struct RedisConn
 	RedisTls   *tls;			/* TLS session (rediss://), or NULL */
 	bool		busy;			/* an exchange or the connect is in flight */
 	TimestampTz last_done;		/* when the last exchange completed */
+	int64		client_id;		/* CLIENT INFO at the handshake, 0: unknown */
+	char	   *client_addr;	/* its addr= (TopMemoryContext), or NULL */
+	uint32		newest_tli;		/* killfence.c's timeline key then, 0: none */
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
 
