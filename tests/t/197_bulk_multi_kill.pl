@@ -137,14 +137,29 @@ sub redis_client_of
 
 sub client_ids { return { map { $_->{id} => $_ } values %{ client_list() } }; }
 
-# Warm up session $s (created after proxy log mark $from) with bulk UPDATEs
-# until its Redis connection carries the MULTI push's name
-# (redis_sync:<instance>:<generation>; a backend's first push may still go
-# through the script while it learns that Redis is not a cluster).  Returns
-# the proxy connection number, or undef.
+# A name of the kill protocol: redis_sync:<instance>:<generation>, where
+# the instance may have several ':'-separated parts and may carry the
+# backend's pid.  Returns (instance without the pid, generation), or ().
+sub parse_name
+{
+	my ($name, $pid) = @_;
+	return () unless defined $name && $name =~ /^redis_sync:(\S+):([^:\s]+)$/;
+	my ($inst, $gen) = ($1, $2);
+	my @parts = grep { !defined $pid || $_ ne $pid } split /:/, $inst;
+	return () unless @parts;
+	return (join(':', @parts), $gen);
+}
+
+# Warm up session $s (backend $pid, created after proxy log mark $from) with
+# bulk UPDATEs of $tab until its Redis connection carries a name of the kill
+# protocol (a backend's first push may go through the script while it
+# learns that Redis is not a cluster).  Its connection: the one opened since
+# $from, still open, so named, whose name has the backend's pid, or (names
+# without a pid) the only one so named.  Returns the proxy connection
+# number, or undef.
 sub warm_named
 {
-	my ($s, $from, $tab) = @_;
+	my ($s, $from, $tab, $pid) = @_;
 	$tab //= 't';
 	for my $try (1 .. 3)
 	{
@@ -152,16 +167,20 @@ sub warm_named
 		return undef if $w->{err} ne '';
 		my %gone = map { /^(?:client|upstream)-closed (\d+)$/ ? ($1 => 1) : () }
 		  $proxy->grep_lines(qr/-closed /, $from);
-		my @named;
+		my (@named, @mine);
 		for my $line ($proxy->grep_lines(qr/^open /, $from))
 		{
 			my ($n) = $line =~ /^open (\d+) /;
 			next if $gone{$n};
 			my $c = redis_client_of($n) or next;
-			push @named, $n if ($c->{name} // '') =~ /^redis_sync:[^:\s]+:[^:\s]+$/;
+			my $name = $c->{name} // '';
+			next unless parse_name($name);
+			push @named, $n;
+			push @mine, $n if defined $pid && grep { $_ eq $pid } split /:/, $name;
 		}
-		note("warm-up $try: named connections opened since: @named");
-		return $named[0] if @named == 1;
+		note("warm-up $try: named connections opened since: @named; with pid $pid: @mine");
+		return $mine[0] if @mine == 1;
+		return $named[0] if !@mine && @named == 1;
 	}
 	return undef;
 }
@@ -297,11 +316,11 @@ sub abandoned
 
 	my $m0 = $proxy->mark;
 	my $s1 = RedisSync::Test::session($node);
+	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
 	# the session's connection exists and has done a MULTI push (named)
-	my $warm = warm_named($s1, $m0, $tn);
+	my $warm = warm_named($s1, $m0, $tn, $pid1);
 	ok(defined $warm, "$name: session 1's bulk UPDATE named its connection to Redis");
 	$warm //= -2;
-	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
 	$s1->query("SET redis_sync.command_timeout = '"
 		  . ($how eq 'timeout' ? '3s' : '5min') . "'");
 
@@ -447,10 +466,10 @@ sub restarted
 
 	my $m0 = $proxy->mark;
 	my $s1 = RedisSync::Test::session($node);
-	my $warm = warm_named($s1, $m0);
+	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
+	my $warm = warm_named($s1, $m0, 't', $pid1);
 	ok(defined $warm, "$name: session 1's bulk UPDATE named its connection to Redis");
 	$warm //= -2;
-	my $pid1 = $s1->query('SELECT pg_backend_pid()')->{out};
 	$s1->query("SET redis_sync.command_timeout = '5min'");
 
 	my $from = $proxy->mark;
@@ -462,7 +481,9 @@ sub restarted
 	is($n1, $warm, "$name: on the connection it named before the hold (connection $warm)");
 	my $c1 = redis_client_of($n1) // {};
 	my $name1 = $c1->{name} // '';
-	like($name1, qr/^redis_sync:\S+:\S+$/, "$name: the held connection is named ($name1)");
+	my ($inst1, $gen1) = parse_name($name1, $pid1);
+	ok(defined $gen1, "$name: the held connection is named redis_sync:<instance>:<generation> ($name1)");
+	($inst1, $gen1) = ('?', '?') unless defined $gen1;
 	my $id1 = $c1->{id} // -1;
 
 	my $log_offset = -s $node->logfile;
@@ -497,13 +518,13 @@ sub restarted
 	ok(!exists $ids->{$id1}, "$name: CLIENT LIST no longer has id $id1");
 	# the new session's connection, once named (after another bulk push if
 	# need be), carries the new generation
-	my $n2 = warm_named($s2, $m2);
+	my $pid2 = $s2->query('SELECT pg_backend_pid()')->{out};
+	my $n2 = warm_named($s2, $m2, 't', $pid2);
 	ok(defined $n2, "$name: the new session's connection gets named");
-	(my $prefix = $name1) =~ s/[^:]+$//;
-	my @same = grep { ($_->{name} // '') =~ /^\Q$prefix\E/ } values %{ client_ids() };
-	note("$name: connections named $prefix*: " . join(' ', map { $_->{name} } @same));
-	ok(@same && !grep({ $_->{name} eq $name1 } @same),
-		"$name: the server's connections now carry another generation than $name1");
+	my $name2 = defined $n2 ? (redis_client_of($n2) // {})->{name} // '' : '';
+	my ($inst2, $gen2) = parse_name($name2, $pid2);
+	is($inst2 // '', $inst1, "$name: the new session's connection names the same instance ($name2)");
+	isnt($gen2 // $gen1, $gen1, "$name: ... under another generation than $gen1");
 	note("$name: " . $_)
 	  for grep { /left by an earlier server run/ }
 	  split /\n/, substr(slurp_file($node->logfile), $log_offset);
