@@ -40,7 +40,10 @@
 #   (b2) immediate shutdown and start while the push is held (same, through
 #        a postmaster start instead of a crash restart);
 #   (d)  as (a5), but redis_url is respelled (localhost for 127.0.0.1, the
-#        same Redis) between the abandonment and the newer write.
+#        same Redis) between the abandonment and the newer write;
+#   (e)  a bulk push whose connection is cut between its registration and
+#        its send (right after its gate's CLIENT KILL): a MULTI it sends on a
+#        new connection must be as killable as one on the registered one.
 use strict;
 use warnings;
 
@@ -539,6 +542,62 @@ sub restarted
 
 restarted('(b) crash restart', 'crash');
 restarted('(b2) immediate shutdown and start', 'immediate');
+
+# ---------------------------------------------------------------- (e)
+# A push whose connection changes between its registration and its send:
+# session V's bulk push kills an abandoned connection first (its gate), and
+# right after that kill's reply the network cuts V's connection.  If the
+# push then reconnects and sends its MULTI on the new connection, that
+# connection was never registered: when its outcome is unknown it must still
+# be killed before a newer write (or the MULTI must not go out on it).  The
+# proxy holds the first connection opened after the cut from its first MULTI.
+{
+	my $name = '(e) connection changed after registration';
+	my $wt   = RedisSync::Synced::synced_table($node, 'w',
+		with => "consistency => 'eventual'",
+		rows => 5000);
+	$wt->wait_cache_matches($redis, "$name: eventual table w of 5000 rows cached");
+	is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', "$name: worker paused");
+
+	# session X: a bulk push held and abandoned
+	my $mx   = $proxy->mark;
+	my $sx   = RedisSync::Test::session($node);
+	my $pidx = $sx->query('SELECT pg_backend_pid()')->{out};
+	ok(defined warm_named($sx, $mx, 't', $pidx), "$name: session X's connection named");
+	$sx->query("SET redis_sync.command_timeout = '2s'");
+	my $from = $proxy->mark;
+	$proxy->hold;
+
+	# session V: connected after the hold (passes), pushed once already
+	my $sv = RedisSync::Test::session($node);
+	is($sv->query("UPDATE w SET v = v + 1 WHERE id = 1")->{err}, '', "$name: session V pushed once");
+	$sv->query("SET redis_sync.command_timeout = '2s'; SET redis_sync.chunk_size = 100000");
+
+	my $rx = $sx->query("UPDATE t SET note = 'x-aborted'");
+	like($rx->{err}, qr/could not push changes to Redis/, "$name: session X's push timed out");
+
+	$proxy->arm;
+	my $rv = $sv->query("UPDATE w SET note = 'v-late'");
+	note("$name: session V: " . ($rv->{err} || 'committed'));
+	note("$name: proxy: " . join(' | ', $proxy->grep_lines(qr/^(?:cut|hold|held-data|open) /, $from)));
+	my $vt = $node->safe_psql('postgres', "SELECT count(*) FROM w WHERE note = 'v-late'");
+	ok($vt eq '0' || $vt eq '5000', "$name: session V committed all or nothing ($vt)");
+
+	my $sw = RedisSync::Test::session($node);
+	is($sw->query("UPDATE w SET note = 'w-new'")->{err}, '', "$name: session W updates every row and commits");
+
+	my @open = held_exec_not_closed($from, 30);
+	is("@open", '',
+		"$name: Redis closed every connection holding a MULTI push before the release");
+	my %rel = $proxy->release;
+	note("$name: release: " . join(' ', map { "$_:@{$rel{$_}}" } sort keys %rel));
+	$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
+	RedisSync::Compare::drain_outbox($node);
+	ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HLEN', $marker) eq '0' }, 30),
+		"$name: the in-flight markers are cleared");
+	$wt->cache_matches($redis, "$name: cache == table after the release, the outbox and the sweep");
+	$_->quit for ($sx, $sv, $sw);
+}
 
 # ---------------------------------------------------------------- (d)
 # The same Redis under another spelling of its address: after session 1's
