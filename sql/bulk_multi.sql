@@ -125,7 +125,8 @@ SELECT redis_sync.command('GET', redis_sync.version_key('mh:1')) #>> '{}' >
 -- back (the abort puts the committed state back)
 CREATE TABLE m_strict (id int PRIMARY KEY, v int);
 INSERT INTO m_strict SELECT g, g FROM generate_series(1, 40) g;
-SELECT redis_sync.write_through('m_strict', key_prefix => 'mst:', consistency => 'strict');
+-- (no background warm: it could replace the string below by the row)
+SELECT redis_sync.write_through('m_strict', key_prefix => 'mst:', consistency => 'strict', warm => false);
 SELECT redis_sync.command('SET', 'mst:5', 'not a hash');
 SELECT pg_temp.execs() AS x0 \gset
 -- (the abort's repair meets the same refusal: its WARNING, sent after the
@@ -145,6 +146,33 @@ SELECT pg_temp.execs() AS x0, pg_temp.evals() AS e0 \gset
 UPDATE m_h SET v = v + 1 WHERE id <= 20;
 SELECT pg_temp.execs() - :x0 AS multi_used, pg_temp.evals() - :e0 > 0 AS script_used;
 
+-- a TRUNCATE and >= 32 new rows in one transaction, Redis's script cache
+-- empty (a restart, SCRIPT FLUSH): the purge goes through the script and is
+-- resent as EVAL after NOSCRIPT, after the rest of the pipeline; a MULTI
+-- chunk in it would run first and the purge would then delete its rows.
+-- Such a push uses the script throughout.
+CREATE TABLE m_purge (id int PRIMARY KEY, v int);
+INSERT INTO m_purge SELECT g, g FROM generate_series(1, 40) g;
+SELECT redis_sync.write_through('m_purge', key_prefix => 'mpu:', warm => false);
+SELECT redis_sync.warm('m_purge');
+SELECT redis_sync.command('SCRIPT', 'FLUSH') #>> '{}' AS flushed;
+SELECT pg_temp.execs() AS x0 \gset
+BEGIN;
+TRUNCATE m_purge;
+INSERT INTO m_purge SELECT g, g + 1000 FROM generate_series(1, 40) g;
+COMMIT;
+SELECT pg_temp.execs() - :x0 AS multi_used;
+SELECT redis_sync.command('HGET', 'mpu:1', 'v') #>> '{}' AS v1;
+SELECT count(*) AS problems FROM redis_sync.verify('m_purge');
+
+-- superuser only: a user cannot turn the unfenced path back on where an
+-- administrator turned it off
+CREATE ROLE rs_bulk_multi_user;
+SET ROLE rs_bulk_multi_user;
+SET redis_sync.bulk_multi = on;
+RESET ROLE;
+DROP ROLE rs_bulk_multi_user;
+
 -- the connection is named after the backend, the system, its timeline,
 -- this server and its run
 SELECT redis_sync.command('CLIENT', 'INFO') #>> '{}' ~ ('name=redis_sync:' || pg_backend_pid() || ':[0-9a-f]+:[0-9]+:[0-9a-f]+-[0-9]+:[0-9]+ ')
@@ -154,7 +182,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['m_h', 'm_j', 'm_t', 'm_i', 'f_h', 'f_j', 'f_t', 'f_i', 'm_strict'] LOOP
+  FOREACH t IN ARRAY ARRAY['m_h', 'm_j', 'm_t', 'm_i', 'f_h', 'f_j', 'f_t', 'f_i', 'm_strict', 'm_purge'] LOOP
     PERFORM redis_sync.unsync(t::regclass);
     EXECUTE format('DROP TABLE %I', t);
   END LOOP;

@@ -66,9 +66,14 @@
 void
 rs_version_now(char *buf)
 {
-	TimeLineID	tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
-	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+	rs_version_at(buf, GetXLogInsertRecPtr());
+}
 
+/* the version of WAL position lsn (this timeline and epoch) */
+void
+rs_version_at(char *buf, XLogRecPtr lsn)
+{
+	TimeLineID	tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
 	uint32		epoch = rs_epoch();
 	static const char hex[] = "0123456789ABCDEF";
 

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 
@@ -76,6 +77,7 @@ extern char **rs_key_split(const char *s, int n);
 #define RS_VERSION_LEN 32
 
 extern void rs_version_now(char *buf);
+extern void rs_version_at(char *buf, XLogRecPtr lsn);
 
 /* epoch.c */
 extern uint32 rs_epoch(void);

@@ -583,6 +583,83 @@ mp_str(char *p, const char *s, size_t len)
 }
 
 /*
+ * The op's kind in the apply-one stream ('S', 'H', 'X' or 'D'), its count of
+ * non-NULL fields and the bytes its part of the stream takes at most.
+ */
+static size_t
+one_op_size(RowImage *img, char *kind, int *nset)
+{
+	size_t		size = MP_STR_SIZE(1);
+
+	*nset = 0;
+	if (img->op == RS_OP_STRING)
+	{
+		*kind = 'S';
+		return size + MP_STR_SIZE(strlen(img->str));
+	}
+	if (img->op != RS_OP_HASH)
+	{
+		*kind = 'D';
+		return size;
+	}
+	for (int f = 0; f < img->nfields; f++)
+	{
+		size += MP_STR_SIZE(strlen(img->fields[f]));
+		if (img->values[f])
+		{
+			size += MP_STR_SIZE(strlen(img->values[f]));
+			(*nset)++;
+		}
+	}
+	/* no field at all: nothing to set, as 'X' with no pairs */
+	*kind = *nset == img->nfields && *nset > 0 ? 'H' : 'X';
+	return size + MP_STR_SIZE(MAXINT8LEN);
+}
+
+/* the op's part of the apply-one stream at b: kind, then its values */
+static char *
+one_op_encode(char *b, RowImage *img, char kind, int nset)
+{
+	char		nset_s[MAXINT8LEN + 1];
+
+	b = mp_str(b, &kind, 1);
+	if (kind == 'S')
+		return mp_str(b, img->str, strlen(img->str));
+	if (kind == 'D')
+		return b;
+	if (kind == 'X')
+		b = mp_str(b, nset_s, pg_ltoa(nset, nset_s));
+	for (int f = 0; f < img->nfields; f++)
+		if (img->values[f])
+		{
+			b = mp_str(b, img->fields[f], strlen(img->fields[f]));
+			b = mp_str(b, img->values[f], strlen(img->values[f]));
+		}
+	for (int f = 0; f < img->nfields; f++)
+		if (!img->values[f])
+			b = mp_str(b, img->fields[f], strlen(img->fields[f]));
+	return b;
+}
+
+/* the marker fields to clear as one msgpack stream (ARGV[2]) */
+static char *
+one_clears(List *clears, size_t *len)
+{
+	ListCell   *lc;
+	size_t		size = 0;
+	char	   *buf;
+	char	   *b;
+
+	foreach(lc, clears)
+		size += MP_STR_SIZE(strlen(lfirst(lc)));
+	b = buf = palloc(size);
+	foreach(lc, clears)
+		b = mp_str(b, lfirst(lc), strlen(lfirst(lc)));
+	*len = b - buf;
+	return buf;
+}
+
+/*
  * Queue one apply-one call (APPLY_ONE_BODY) for op, a pre-commit push of one
  * key with its in-flight marker, on a single Redis.  Issue 18: about 40% of
  * the general call's Redis instructions and a third of its encoding here.
@@ -591,20 +668,18 @@ static void
 fence_append_one(RedisPipeline *p, FenceOp *op, const char *marker_field,
 				 const char *marker_value, List *clears)
 {
-	RowImage   *img = op->img;
 	const char *argv[5];
 	size_t		len[5];
 	char		floor[RS_VERSION_LEN + 1];
 	char		ttl[MAXINT8LEN + 1];
 	char		tomb[MAXINT8LEN + 1];
-	char		nset_s[MAXINT8LEN + 1];
 	const char *ekey = rs_evicted_key();
 	size_t		ttl_len = pg_lltoa(op->ttl_ms, ttl);
 	size_t		tomb_len = pg_lltoa((int64) rs_tombstone_ttl_ms, tomb);
 	size_t		mf_len = strlen(marker_field);
 	size_t		mv_len = strlen(marker_value);
 	size_t		size;
-	int			nset = 0;
+	int			nset;
 	char		kind;
 	char	   *buf;
 	char	   *b;
@@ -614,29 +689,8 @@ fence_append_one(RedisPipeline *p, FenceOp *op, const char *marker_field,
 	rs_version_now(floor);
 
 	size = MP_STR_SIZE(RS_VERSION_LEN) * 2 + MP_STR_SIZE(ttl_len) + MP_STR_SIZE(tomb_len) +
-		MP_STR_SIZE(strlen(ekey)) + MP_STR_SIZE(mf_len) + MP_STR_SIZE(mv_len) + MP_STR_SIZE(1);
-	if (img->op == RS_OP_STRING)
-	{
-		kind = 'S';
-		size += MP_STR_SIZE(strlen(img->str));
-	}
-	else if (img->op == RS_OP_HASH)
-	{
-		for (int f = 0; f < img->nfields; f++)
-		{
-			size += MP_STR_SIZE(strlen(img->fields[f]));
-			if (img->values[f])
-			{
-				size += MP_STR_SIZE(strlen(img->values[f]));
-				nset++;
-			}
-		}
-		/* no field at all: nothing to set, as 'X' with no pairs */
-		kind = nset == img->nfields && nset > 0 ? 'H' : 'X';
-		size += MP_STR_SIZE(MAXINT8LEN);
-	}
-	else
-		kind = 'D';
+		MP_STR_SIZE(strlen(ekey)) + MP_STR_SIZE(mf_len) + MP_STR_SIZE(mv_len) +
+		one_op_size(op->img, &kind, &nset);
 
 	/*
 	 * Redis takes no argument longer than proto-max-bulk-len (1 MB at the
@@ -658,23 +712,7 @@ fence_append_one(RedisPipeline *p, FenceOp *op, const char *marker_field,
 	b = mp_str(b, ekey, strlen(ekey));
 	b = mp_str(b, marker_field, mf_len);
 	b = mp_str(b, marker_value, mv_len);
-	b = mp_str(b, &kind, 1);
-	if (kind == 'S')
-		b = mp_str(b, img->str, strlen(img->str));
-	else if (kind == 'H' || kind == 'X')
-	{
-		if (kind == 'X')
-			b = mp_str(b, nset_s, pg_ltoa(nset, nset_s));
-		for (int f = 0; f < img->nfields; f++)
-			if (img->values[f])
-			{
-				b = mp_str(b, img->fields[f], strlen(img->fields[f]));
-				b = mp_str(b, img->values[f], strlen(img->values[f]));
-			}
-		for (int f = 0; f < img->nfields; f++)
-			if (!img->values[f])
-				b = mp_str(b, img->fields[f], strlen(img->fields[f]));
-	}
+	b = one_op_encode(b, op->img, kind, nset);
 	Assert(b <= buf + size);
 
 	argv[0] = rs_marker_key();
@@ -687,16 +725,7 @@ fence_append_one(RedisPipeline *p, FenceOp *op, const char *marker_field,
 	len[3] = b - buf;
 	if (clears != NIL)
 	{
-		ListCell   *lc;
-
-		size = 0;
-		foreach(lc, clears)
-			size += MP_STR_SIZE(strlen(lfirst(lc)));
-		b = buf = palloc(size);
-		foreach(lc, clears)
-			b = mp_str(b, lfirst(lc), strlen(lfirst(lc)));
-		argv[4] = buf;
-		len[4] = b - buf;
+		argv[4] = one_clears(clears, &len[4]);
 		argc = 5;
 	}
 	redis_pipeline_append_script(p, &apply_one_script, 3, argc, argv, len);

@@ -20,8 +20,13 @@
  *   trip.
  * - While the push is in flight the connection is registered here, in shared
  *   memory, under its Redis server.  Once every reply is read it is removed;
- *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait:
- *   publish.c's abort callback) it becomes abandoned.
+ *   when the outcome is unknown (a failure, an ERROR or FATAL in the wait)
+ *   it becomes abandoned, before the transaction ends: an ERROR is caught in
+ *   publish.c's push, a FATAL by a before_shmem_exit callback.  (The abort
+ *   ends the transaction in the proc array, its rows writable by others,
+ *   before the abort callbacks run.)  The push is sent on the registered
+ *   connection only: an exec that finds it closed and reconnects fails,
+ *   nothing sent (redis_pipeline_only_on).
  * - Every process, before it sends anything to that Redis, kills each
  *   abandoned connection (CLIENT KILL ID id ADDR addr, on its own
  *   connection, so Redis has closed the old one, and dropped what it had not
@@ -43,7 +48,8 @@
  * A connection is only ever registered after CLIENT INFO answered on it, so
  * Redis has accepted it and lists it until it is closed; the kill's ADDR
  * keeps a restarted Redis (whose ids start again at 1) from losing another
- * client.  Servers are told apart by "host:port/db" as configured.
+ * client.  Servers are told apart by their run_id (INFO server at the
+ * handshake), not by how the URL spells them.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,6 +63,7 @@
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "postmaster/postmaster.h"
+#include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
@@ -64,9 +71,10 @@
 #include "redis_client_int.h"
 #include "shmem.h"
 
-#define KF_NODES 8				/* Redis servers with unfenced pushes */
-#define KF_ENTRIES 64			/* connections in flight or abandoned, per
-								 * server */
+#define KF_NODES 64				/* Redis processes (a restart makes a new one)
+								 * and databases with unfenced pushes */
+#define KF_ENTRIES 32			/* connections in flight or abandoned, per
+								 * node */
 #define KF_KEYLEN 128
 #define KF_ADDRLEN 64
 
@@ -80,7 +88,7 @@ typedef struct KfEntry
 
 typedef struct KfNode
 {
-	char		key[KF_KEYLEN]; /* "host:port/db" */
+	char		key[KF_KEYLEN]; /* "<run_id>/<db>" (see node_of) */
 	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
 								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
@@ -102,12 +110,14 @@ static KfShared *kf = NULL;
 static uint64 seen_generation = 0;
 static int	seen_node = -1;		/* -1: registry full, or not looked up */
 static bool seen_cleared = false;	/* the node was cleared ... */
-static TimeLineID seen_tli = 0;	/* ... as of this timeline */
+static TimeLineID seen_tli = 0; /* ... as of this timeline */
 static bool conn_named = false; /* SETNAME / CLIENT INFO done on it */
 static int64 conn_id = 0;
 static char conn_addr[KF_ADDRLEN];
 static bool registered = false; /* our entry is in flight */
 static int	registered_node = -1;
+static uint64 registered_generation = 0;	/* its client connection */
+static bool exit_hook = false;	/* kf_before_exit registered */
 
 Size
 rs_killfence_shmem_size(void)
@@ -225,24 +235,36 @@ from_earlier_run(const char *name)
 	return strcmp(their[2], my[2]) == 0 && strcmp(their[3], my[3]) != 0;
 }
 
-/* the node of a connection (registering it), -1 when the registry is full */
+/*
+ * The node of a connection (registering it), -1 when the registry is full.
+ * A node is one Redis process (its run_id, whatever the URL calls it:
+ * localhost and 127.0.0.1 are one server) and database; without a run_id
+ * (INFO refused) the URL's host:port names it, and it gets no unfenced
+ * pushes.  Nodes are never reused (a process keeps its node's index): a
+ * server met when the registry is full gets no unfenced pushes, and is
+ * cleared by each process at its first exchange.
+ */
 static int
 node_of(RedisConn *conn)
 {
 	char		key[KF_KEYLEN + 16];
+	const char *run_id = redis_conn_run_id(conn);
 	int			found = -1;
 
-	snprintf(key, sizeof(key), "%s/%d", redis_conn_display(conn), redis_conn_params(conn)->db);
-
+	snprintf(key, sizeof(key), "%s/%d", run_id ? run_id : redis_conn_display(conn),
+			 redis_conn_params(conn)->db);
+	if (strlen(key) >= KF_KEYLEN)
+		return -1;
 	SpinLockAcquire(&kf->mutex);
 	for (int i = 0; i < kf->nnodes && found < 0; i++)
 		if (strcmp(kf->nodes[i].key, key) == 0)
 			found = i;
-	if (found < 0 && kf->nnodes < KF_NODES && strlen(key) < KF_KEYLEN)
+	if (found < 0 && kf->nnodes < KF_NODES)
 	{
 		found = kf->nnodes++;
 		memset(&kf->nodes[found], 0, sizeof(KfNode));
 		strlcpy(kf->nodes[found].key, key, KF_KEYLEN);
+		kf->nodes[found].unsupported = run_id == NULL;
 	}
 	SpinLockRelease(&kf->mutex);
 	return found;
@@ -547,6 +569,19 @@ begin_failed(RedisFailure *f)
 	return KF_FAILED;
 }
 
+/*
+ * A FATAL in the wait (pg_terminate_backend) exits without the ERROR path:
+ * abandon the connection before ShutdownPostgres aborts the transaction,
+ * which makes its rows writable before the abort callbacks run (a
+ * before_shmem_exit callback registered after it runs first).
+ */
+static void
+kf_before_exit(int code, Datum arg)
+{
+	if (registered)
+		rs_killfence_end(false);
+}
+
 KfMode
 rs_killfence_begin(RedisFailure *f)
 {
@@ -597,7 +632,19 @@ rs_killfence_begin(RedisFailure *f)
 	SpinLockRelease(&kf->mutex);
 	registered = ok;
 	registered_node = seen_node;
+	registered_generation = generation;
+	if (ok && !exit_hook)
+	{
+		before_shmem_exit(kf_before_exit, (Datum) 0);
+		exit_hook = true;
+	}
 	return ok ? KF_MULTI : KF_SCRIPT;
+}
+
+uint64
+rs_killfence_generation(void)
+{
+	return registered ? registered_generation : 0;
 }
 
 void

@@ -47,6 +47,9 @@ typedef enum KfMode
 } KfMode;
 
 extern KfMode rs_killfence_begin(RedisFailure *f);
+
+/* the client connection generation registered by begin (KF_MULTI) */
+extern uint64 rs_killfence_generation(void);
 extern void rs_killfence_end(bool confirmed);
 extern bool rs_killfence_in_flight(void);
 

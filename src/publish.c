@@ -53,6 +53,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "utils/guc.h"
@@ -237,37 +238,20 @@ replies_ok(RedisPipeline *p, RedisFailure *f)
 }
 
 /*
- * Push the sync group in one pipeline.  Returns false with *failure filled
- * when Redis could not be reached or rejected the push.
+ * Encode and send the sync group's pipeline (MULTI/EXEC chunks when multi),
+ * and read every reply: redis_pipeline_try_exec()'s result.
  */
 static bool
-push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure *failure)
+send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char *version,
+		  bool multi, RedisFailure *failure)
 {
-	RedisPipeline *p = redis_pipeline_create();
 	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nkeys, 1));
 	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nkeys, 1));
 	RowImage   *del = palloc0(sizeof(RowImage));
 	ListCell   *lc;
 	int			chunk = 0;
-	List	   *clears;
-	bool		ok;
-	KfMode		mode = KF_SCRIPT;
-	bool		multi;
+	List	   *clears = rs_markers_to_clear();
 
-	/*
-	 * Enough keys: MULTI/EXEC instead of the apply script, when the
-	 * connection is registered (fence_multi.c, killfence.c).  A Redis that
-	 * cannot be reached fails the push here, before anything is sent.
-	 */
-	if (rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS)
-		mode = rs_killfence_begin(failure);
-	if (mode == KF_FAILED)
-	{
-		redis_pipeline_free(p);
-		return false;
-	}
-	multi = mode == KF_MULTI;
-	clears = rs_markers_to_clear();
 	del->op = RS_OP_DELETE;
 
 	/* purges first: they precede every surviving change of their table */
@@ -340,10 +324,59 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	 * stuck Redis again.
 	 */
 	push_timed_out = push_maybe_landed;
-	ok = redis_pipeline_try_exec(p, failure);
-	/* every reply read, or the connection is abandoned (killfence.c) */
-	if (multi)
+	return redis_pipeline_try_exec(p, failure);
+}
+
+/*
+ * Push the sync group in one pipeline.  Returns false with *failure filled
+ * when Redis could not be reached or rejected the push.
+ */
+static bool
+push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure *failure)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	bool		ok;
+	KfMode		mode = KF_SCRIPT;
+
+	/*
+	 * Enough keys: MULTI/EXEC instead of the apply script, when the
+	 * connection is registered (fence_multi.c, killfence.c).  A Redis that
+	 * cannot be reached fails the push here, before anything is sent.  Not
+	 * with purges: their script calls would be resent as EVAL after NOSCRIPT
+	 * (an empty script cache), after the MULTI chunks, and delete their keys.
+	 */
+	if (rs_bulk_multi && nkeys >= RS_MULTI_MIN_KEYS && purges == NIL)
+		mode = rs_killfence_begin(failure);
+	if (mode == KF_FAILED)
+	{
+		redis_pipeline_free(p);
+		return false;
+	}
+	if (mode == KF_MULTI)
+	{
+		/* on the registered connection only: its kill is what fences it */
+		redis_pipeline_only_on(p, rs_killfence_generation());
+		PG_TRY();
+		{
+			ok = send_push(p, keys, nkeys, purges, version, true, failure);
+		}
+		PG_CATCH();
+		{
+			/*
+			 * An ERROR (a cancel in the wait): abandon the connection now.
+			 * The abort makes the transaction's rows writable before its
+			 * callbacks run, and a writer of them must find the connection
+			 * abandoned (killfence.c).
+			 */
+			rs_killfence_end(false);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		/* every reply read, or the connection is abandoned (killfence.c) */
 		rs_killfence_end(ok);
+	}
+	else
+		ok = send_push(p, keys, nkeys, purges, version, false, failure);
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
@@ -583,7 +616,18 @@ repair_after_abort(void)
 	if (npushed == 0)
 		return;
 
-	rs_version_now(version);
+	/*
+	 * The version of our abort record, not of WAL now: the abort ended the
+	 * transaction in the proc array before these callbacks run, so a writer
+	 * of the same rows may already have come and pushed.  Its WAL, and so
+	 * its version, follows our abort record; ours, from before it, loses to
+	 * it whatever the order they reach Redis in.  Our push's version (from
+	 * pre-commit) is not newer than this one.
+	 */
+	if (!XLogRecPtrIsInvalid(ProcLastRecPtr))
+		rs_version_at(version, ProcLastRecPtr);
+	else
+		rs_version_now(version);
 	p = redis_pipeline_create();
 	ops = palloc(sizeof(FenceOp) * npushed);
 	for (int i = 0; i < npushed; i++)
@@ -699,7 +743,7 @@ rs_publish_init(void)
 							 "Only on a single Redis 6.2 or later that allows CLIENT INFO, CLIENT LIST and CLIENT KILL; about 3x less Redis CPU per row.",
 							 &rs_bulk_multi,
 							 true,
-							 PGC_USERSET,
+							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
 

@@ -297,6 +297,12 @@ redis_pipeline_length(RedisPipeline *p)
 }
 
 void
+redis_pipeline_only_on(RedisPipeline *p, uint64 generation)
+{
+	p->only_generation = generation;
+}
+
+void
 redis_pipeline_target_master(RedisPipeline *p, int master)
 {
 	p->target_master = master;
@@ -627,7 +633,8 @@ redis_pipeline_send(RedisPipeline *p)
 	 * route per node, and exec connects and reports failures)
 	 */
 	if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
-		redis_conn_is_stale(conn) || redis_client_settings_changed())
+		redis_conn_is_stale(conn) || redis_client_settings_changed() ||
+		(p->only_generation != 0 && p->only_generation != conn_generation))
 	{
 		redis_pipeline_exec(p);
 		return;
@@ -707,6 +714,16 @@ exec_connected(RedisPipeline *p, RedisFailure *f)
 		ok = redis_cluster_detect(f);
 	if (ok && redis_cluster_state() == 1)
 		return redis_cluster_exec(p, f);
+
+	/*
+	 * A MULTI push on another connection than the one registered (the
+	 * registered one was found closed and replaced since): its outcome could
+	 * not be fenced, so nothing is sent
+	 */
+	if (ok && p->only_generation != 0 && p->only_generation != conn_generation)
+		ok = redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+							   psprintf("lost connection to Redis at %s", redis_server_display()),
+							   "The connection a bulk push was registered on was closed before the push was sent; nothing was sent.");
 	/* connections whose pushes may still run are closed first (killfence.c) */
 	if (ok && p->ncmds > 0 && rs_killfence_needed(conn, conn_generation))
 		ok = rs_killfence_gate(conn, conn_generation, f);

@@ -134,6 +134,14 @@ typedef void (*RedisMergeFn) (RedisValue *parts, int nparts, void *arg, RedisVal
 extern int	redis_pipeline_merge_begin(RedisPipeline *p);
 extern void redis_pipeline_merge_end(RedisPipeline *p, int begin, RedisMergeFn fn, void *arg);
 
+/*
+ * The pipeline may only be sent on the connection of this generation
+ * (redis_client_conn()): one made since (the old one was found closed) fails
+ * its exec as a lost connection, with nothing sent.  For a MULTI push, whose
+ * connection killfence.c registered (fence_multi.c).
+ */
+extern void redis_pipeline_only_on(RedisPipeline *p, uint64 generation);
+
 /* round trips made by this backend, for statistics (counted by redis_conn.c) */
 extern uint64 redis_round_trips;
 

@@ -62,6 +62,7 @@ struct RedisPipeline
 	bool		stream_off;		/* not streamed: exec sends it all */
 	bool		stream_failed;	/* the connection failed: stream_failure */
 	RedisFailure stream_failure;
+	uint64		only_generation;	/* sent on that connection only (0: any) */
 };
 
 /* redis_client.c */

@@ -696,6 +696,13 @@ encode_handshake(const RedisConnParams *p, StringInfo hs)
 		nhs++;
 	}
 	{
+		/* which Redis process this is (killfence.c): INFO's run_id */
+		const char *argv[2] = {"INFO", "server"};
+
+		redis_resp_encode_command(hs, 2, argv, NULL);
+		nhs++;
+	}
+	{
 		/* last: its id and address (killfence.c); refused before 6.2 */
 		const char *argv[2] = {"CLIENT", "INFO"};
 
@@ -752,7 +759,15 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 	}
 	explicit_bzero(hs.data, hs.len);
 	c->client_id = 0;
-	c->newest_tli = hsr[nhs - 2].type == RV_STRING ? strtoul(hsr[nhs - 2].str, NULL, 10) : 0;
+	c->newest_tli = hsr[nhs - 3].type == RV_STRING ? strtoul(hsr[nhs - 3].str, NULL, 10) : 0;
+	c->run_id[0] = '\0';
+	if (hsr[nhs - 2].type == RV_STRING)
+	{
+		char	   *r = strstr(hsr[nhs - 2].str, "run_id:");
+
+		if (r && strspn(r + 7, "0123456789abcdef") == 40)
+			strlcpy(c->run_id, r + 7, 41);
+	}
 	if (c->client_addr)
 		pfree(c->client_addr);
 	c->client_addr = NULL;
@@ -769,7 +784,7 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 			c->client_addr[strcspn(c->client_addr, " \r\n")] = '\0';
 		}
 	}
-	for (int i = 0; i < nhs - 2; i++)
+	for (int i = 0; i < nhs - 3; i++)
 	{
 		if (hsr[i].type == RV_ERROR)
 		{
@@ -807,6 +822,12 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
  * timeline of this system that pushed there, asked at the handshake
  * (killfence.c); 0 when Redis did not say (before 6.2, an ACL).
  */
+const char *
+redis_conn_run_id(RedisConn *c)
+{
+	return c->ctx && c->run_id[0] ? c->run_id : NULL;
+}
+
 int64
 redis_conn_client_id(RedisConn *c, const char **addr, uint32 *newest_tli)
 {

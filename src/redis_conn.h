@@ -129,6 +129,9 @@ extern const char *redis_conn_display(RedisConn *c);
  */
 extern int64 redis_conn_client_id(RedisConn *c, const char **addr, uint32 *newest_tli);
 
+/* the Redis process's run_id (INFO server at the handshake), or NULL */
+extern const char *redis_conn_run_id(RedisConn *c);
+
 /* the parameters it connects with (read only) */
 extern const RedisConnParams *redis_conn_params(RedisConn *c);
 

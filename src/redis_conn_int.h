@@ -33,6 +33,7 @@ struct RedisConn
 	int64		client_id;		/* CLIENT INFO at the handshake, 0: unknown */
 	char	   *client_addr;	/* its addr= (TopMemoryContext), or NULL */
 	uint32		newest_tli;		/* killfence.c's timeline key then, 0: none */
+	char		run_id[41];		/* INFO server's run_id, "" when not known */
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
 

@@ -82,7 +82,8 @@ redis_pipeline_stream(RedisPipeline *p)
 		conn = redis_client_conn(&generation);
 		if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
 			redis_conn_is_stale(conn) || redis_client_settings_changed() ||
-			rs_killfence_needed(conn, generation))
+			rs_killfence_needed(conn, generation) ||
+			(p->only_generation != 0 && p->only_generation != generation))
 		{
 			/* the exec kills abandoned connections first (killfence.c) */
 			p->stream_off = true;

@@ -1,0 +1,284 @@
+# Two windows in which a bulk MULTI/EXEC push (redis_sync.bulk_multi,
+# fence_multi.c) escaped the connection kill that makes it safe
+# (killfence.c), each opened deterministically by stopping the pushing
+# backend under gdb, with its bytes held in a TCP proxy
+# (tests/lib/hold_proxy.pl) until a newer write of the same rows committed:
+#
+# (1) The abort window.  A push cancelled in its wait (pg_cancel_backend)
+#     used to become "abandoned" only in the transaction's abort callback.
+#     PostgreSQL ends the transaction in the proc array (its rows writable
+#     by anyone) before it calls those callbacks: a writer of the same rows
+#     starting in between found nothing abandoned, pushed, and the held
+#     MULTI then ran after it (the aborted transaction's values over the
+#     committed ones until the marker sweep).  Now the ERROR abandons the
+#     connection before it propagates (publish.c, PG_CATCH).  The backend is
+#     stopped at the abort callback to hold the window open.
+# (2) A reconnection between the registration and the send.  The exec of a
+#     pipeline reconnects when it finds its connection closed (idle timeout,
+#     CLIENT KILL, network): the MULTI went out on a new connection that was
+#     never registered, so its kill could not fence it.  On an eventual
+#     table whose push then timed out, the transaction committed through the
+#     outbox, a newer write followed, and the late MULTI left the cache stale
+#     for good (the outbox delivery of the same version re-applied it).  Now
+#     a MULTI pipeline is sent on the registered connection only, or fails
+#     as a lost connection with nothing sent.  The backend is stopped after
+#     its registration (rs_fence_append_multi) while its connection is
+#     killed, and again after it reconnected, to hold the new connection.
+#
+# Needs gdb and ptrace; skipped without them.
+use strict;
+use warnings;
+
+use File::Temp ();
+use IPC::Run ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::HoldProxy;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $gdb = `command -v gdb 2>/dev/null`;
+chomp $gdb;
+plan skip_all => 'gdb is not installed' unless $gdb;
+
+my $ROWS  = 100;
+my $redis = RedisSync::Test::start_redis();
+my $proxy = RedisSync::HoldProxy->start(upstream => $redis->port);
+my $node  = RedisSync::Test::new_node(
+	'windows',
+	redis_url  => $proxy->url,
+	extra_conf => "redis_sync.command_timeout = '60s'\n");
+$node->safe_psql('postgres', qq{
+	CREATE TABLE t (id int PRIMARY KEY, v int);
+	INSERT INTO t SELECT g, g FROM generate_series(1, $ROWS) g;
+	SELECT redis_sync.write_through('t', key_prefix => 't:', consistency => 'strict');
+	CREATE TABLE e (id int PRIMARY KEY, v int);
+	INSERT INTO e SELECT g, g FROM generate_series(1, $ROWS) g;
+	SELECT redis_sync.write_through('e', key_prefix => 'e:', consistency => 'eventual');
+});
+
+# gdb can attach here at all?
+{
+	my $s   = RedisSync::Test::session($node);
+	my $pid = $s->query('SELECT pg_backend_pid()')->{out};
+	my $out = `$gdb -p $pid -batch -ex 'info proc' 2>&1`;
+	$s->quit;
+	plan skip_all => "gdb cannot attach to a backend: $out"
+	  unless $out =~ /process $pid/;
+}
+
+my $dir = File::Temp::tempdir(DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
+
+# gdb on $pid running @cmds; "PAUSE n" stops the backend there until go(n)
+sub gdb_start
+{
+	my ($pid, @cmds) = @_;
+	my $file = "$dir/gdb_$pid.cmds";
+	open my $fh, '>', $file or die $!;
+	print $fh "set pagination off\nset confirm off\n";
+	print $fh "handle all nostop noprint pass\nhandle SIGINT nostop noprint pass\n";
+	for (@cmds)
+	{
+		if (/^PAUSE (\d+)$/)
+		{
+			print $fh "shell touch $dir/hit$1; for i in \$(seq 1 6000); do "
+			  . "[ -e $dir/go$1 ] && break; sleep 0.05; done\n";
+		}
+		else { print $fh "$_\n"; }
+	}
+	print $fh "delete\ndetach\nquit\n";
+	close $fh;
+	my $out = '';
+	my $h = IPC::Run::start([ $gdb, '-p', $pid, '-batch', '-x', $file ],
+		'<', \undef, '>&', \$out, IPC::Run::timeout(300));
+	return { h => $h, out => \$out };
+}
+
+sub hit
+{
+	my ($n, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	while (!-e "$dir/hit$n")
+	{
+		return 0 if time > $deadline;
+		sleep 0.02;
+	}
+	return 1;
+}
+
+sub go
+{
+	my ($n) = @_;
+	open my $fh, '>', "$dir/go$n" or die $!;
+	close $fh;
+	return;
+}
+
+sub gdb_finish
+{
+	my ($g) = @_;
+	$g->{h}->finish;
+	note("gdb:\n" . ${ $g->{out} });
+	return;
+}
+
+# send $sql on session $s without waiting; finish_query waits for it
+my $qseq = 0;
+
+sub send_query
+{
+	my ($s, $sql) = @_;
+	$s->{mark} = '__window_' . ++$qseq . '__';
+	$s->{out}  = '';
+	$s->{err}  = '';
+	$s->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
+	$s->{in} .= "$sql\n;\n\\echo $s->{mark}\n\\warn $s->{mark}\n";
+	$s->{h}->pump_nb;
+	return;
+}
+
+sub finish_query
+{
+	my ($s) = @_;
+	my $m = $s->{mark};
+	$s->{h}->pump
+	  while $s->{h}->pumpable
+	  && !($s->{out} =~ /\Q$m\E\n/ && $s->{err} =~ /\Q$m\E\n/);
+	(my $out = $s->{out}) =~ s/\n?\Q$m\E\n//;
+	(my $err = $s->{err}) =~ s/\n?\Q$m\E\n//;
+	note("finished: out: $out\n  err: $err");
+	return { out => $out, err => $err };
+}
+
+my $exec_calls = sub {
+	my ($calls) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_exec:calls=(\d+)/;
+	return $calls // 0;
+};
+
+# a session whose bulk pushes go as MULTI/EXEC (its connection named)
+sub bulk_session
+{
+	my ($tab) = @_;
+	my $s = RedisSync::Test::session($node);
+	for (1 .. 3)
+	{
+		my $x = $exec_calls->();
+		$s->query("UPDATE $tab SET v = v + 1");
+		return $s if $exec_calls->() > $x;
+	}
+	die "bulk pushes of $tab do not go as MULTI/EXEC";
+}
+
+sub cache_of
+{
+	my ($tab, $id) = @_;
+	return $redis->cli('HGET', "$tab:$id", 'v');
+}
+
+sub table_of
+{
+	my ($tab, $id) = @_;
+	return $node->safe_psql('postgres', "SELECT v FROM $tab WHERE id = $id");
+}
+
+sub wait_outbox_empty
+{
+	$node->poll_query_until('postgres', 'SELECT count(*) = 0 FROM redis_sync.outbox')
+	  or die 'the outbox did not drain';
+	return;
+}
+
+# ------------------------------------------------------- (1) abort window
+
+{
+	my $a   = bulk_session('t');
+	my $pid = $a->query('SELECT pg_backend_pid()')->{out};
+	my $g   = gdb_start($pid,
+		'break publish_xact_callback if event == XACT_EVENT_ABORT',
+		'PAUSE 10', 'continue', 'PAUSE 11');
+	ok(hit(10), '(1) gdb attached to the pushing backend');
+	go(10);
+
+	my $from = $proxy->mark;
+	my @held = $proxy->hold;
+	send_query($a, 'UPDATE t SET v = v + 1');
+	my ($line, $n) = $proxy->wait_line(qr/^held-data (\d+) \d+ .*EXEC=1/, 60, $from);
+	ok(defined $line, '(1) the bulk push (MULTI ... EXEC) is held');
+
+	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+	ok(hit(11), '(1) the cancelled backend is stopped in its abort callback');
+
+	# the transaction has ended: its rows are writable while it is stopped
+	my $t0 = time;
+	$node->safe_psql('postgres', 'UPDATE t SET v = v + 1000');
+	my $want = table_of('t', 1);
+	is(cache_of('t', 1), $want, '(1) a newer write committed and pushed meanwhile');
+
+	my %r = $proxy->release;
+	is($r{$n}[0], 'dropped',
+		'(1) Redis had closed the cancelled push\'s connection before the newer write: its bytes are dropped');
+	is(cache_of('t', 1), $want, '(1) the cache still holds the committed value after the release');
+
+	go(11);
+	gdb_finish($g);
+	like(finish_query($a)->{err}, qr/canceling statement/, '(1) the bulk UPDATE was cancelled');
+	$a->quit;
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('t')}),
+		'0', '(1) verify: the cache equals the table');
+}
+
+# ------------------------------------- (2) a reconnection before the send
+
+{
+	my $a   = bulk_session('e');
+	my $pid = $a->query('SELECT pg_backend_pid()')->{out};
+	$a->query("SET redis_sync.command_timeout = '1s'");
+	my $g = gdb_start($pid,
+		'break rs_fence_append_multi',
+		'PAUSE 20', 'continue', 'delete',
+		'PAUSE 21', 'break redis_conn_establish', 'continue', 'finish',
+		'PAUSE 22');
+	ok(hit(20), '(2) gdb attached to the pushing backend');
+	go(20);
+	my $exec0 = $exec_calls->();
+	send_query($a, 'UPDATE e SET v = v + 1');
+	ok(hit(21), '(2) the backend registered its connection and encodes the MULTI push');
+	is($exec_calls->(), $exec0, '(2) nothing of it sent yet');
+
+	# its connection closes (an idle timeout, a CLIENT KILL, the network)
+	my ($id) = $redis->cli('CLIENT', 'LIST') =~ /^id=(\d+) [^\n]*name=redis_sync:$pid:/m;
+	ok(defined $id, '(2) its connection is in CLIENT LIST');
+	my $from = $proxy->mark;
+	$redis->cli('CLIENT', 'KILL', 'ID', $id);
+	ok(defined $proxy->wait_line(qr/^upstream-closed \d+$/, 30, $from),
+		'(2) Redis closed it');
+	go(21);
+
+	# the exec reconnects: hold the new connection once its handshake is done
+	ok(hit(22), '(2) the exec made a new connection');
+	$from = $proxy->mark;
+	$proxy->hold;
+	go(22);
+	gdb_finish($g);
+	my $r = finish_query($a);
+	is($r->{err}, '', '(2) the eventual transaction commits (its changes in the outbox)');
+
+	# a newer write of the same rows, on a connection opened after the hold
+	$node->safe_psql('postgres', 'UPDATE e SET v = v + 1000');
+	my $want = table_of('e', 1);
+	is(cache_of('e', 1), $want, '(2) the newer write is in Redis');
+
+	my %r = $proxy->release;
+	my @late = grep { $r{$_}[0] eq 'released' && $r{$_}[1] > 1000 } keys %r;
+	is(scalar(@late), 0, '(2) no MULTI push was sent on the new connection (none held)')
+	  or note(explain(\%r));
+	wait_outbox_empty();
+	is(cache_of('e', 1), $want, '(2) the cache holds the newest value after the outbox drained');
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('e')}),
+		'0', '(2) verify: the cache equals the table');
+	$a->quit;
+}
+
+$node->stop;
+done_testing();
