@@ -39,6 +39,8 @@
 #        the earlier incarnation are found by name in CLIENT LIST);
 #   (b2) immediate shutdown and start while the push is held (same, through
 #        a postmaster start instead of a crash restart);
+#   (b3) as (b2), the server started again on another port (same system,
+#        same data directory): its earlier run's connections are still its;
 #   (d)  as (a5), but redis_url is respelled (localhost for 127.0.0.1, the
 #        same Redis) between the abandonment and the newer write;
 #   (e)  a bulk push whose connection is cut between its registration and
@@ -494,6 +496,16 @@ sub restarted
 	{
 		ok(kill('KILL', $pid1), "$name: SIGKILL to session 1's backend $pid1");
 	}
+	elsif ($how eq 'port')
+	{
+		# the same data directory and system, started on another port
+		$node->stop('immediate');
+		my $port = PostgreSQL::Test::Cluster::get_free_port();
+		$node->append_conf('postgresql.conf', "port = $port");
+		$node->{_port} = $port;
+		$node->start;
+		note("$name: now on port $port");
+	}
 	else
 	{
 		$node->stop('immediate');
@@ -526,7 +538,8 @@ sub restarted
 	ok(defined $n2, "$name: the new session's connection gets named");
 	my $name2 = defined $n2 ? (redis_client_of($n2) // {})->{name} // '' : '';
 	my ($inst2, $gen2) = parse_name($name2, $pid2);
-	is($inst2 // '', $inst1, "$name: the new session's connection names the same instance ($name2)");
+	is($inst2 // '', $inst1, "$name: the new session's connection names the same instance ($name2)")
+	  unless $how eq 'port';
 	isnt($gen2 // $gen1, $gen1, "$name: ... under another generation than $gen1");
 	note("$name: " . $_)
 	  for grep { /left by an earlier server run/ }
@@ -542,6 +555,7 @@ sub restarted
 
 restarted('(b) crash restart', 'crash');
 restarted('(b2) immediate shutdown and start', 'immediate');
+restarted('(b3) immediate shutdown, start on another port', 'port');
 
 # ---------------------------------------------------------------- (e)
 # A push whose connection changes between its registration and its send:
