@@ -27,9 +27,10 @@
 #        changes to Redis", the strict transaction rolls back;
 #   (a2) the push is cancelled (pg_cancel_backend);
 #   (a3) the backend is terminated (pg_terminate_backend: FATAL in the wait);
-#   (a4) the connection is held before it was ever named (its first MULTI
-#        push is the one held): no MULTI may be sent on it unless its kill
-#        is possible;
+#   (a4) the held push is the session's first bulk push (it pushed one row
+#        through the script before): whether its connection was named then
+#        or is named now, and whatever the session's outcome, no held MULTI
+#        may survive to the release;
 #   (a5) as (a) on an eventual table: the transaction commits (its keys go
 #        to the outbox), so a late push would be a committed transaction's,
 #        which the in-flight marker sweep does not repair: the cache must
@@ -418,13 +419,14 @@ abandoned('(a3) terminate', 'terminate');
 abandoned('(a5) eventual table, timeout', 'timeout', table => $e);
 
 # ---------------------------------------------------------------- (a4)
-# The connection is held before it ever carried a MULTI push (not named): the
-# naming must be a round trip of its own, answered before any MULTI is sent,
-# or a MULTI sent on it must still be killable.  Whatever session 1's outcome
-# (it may fall back to the script on a new connection), no held MULTI may
-# survive to the release, and the cache ends equal to the table.
+# The held push is the first bulk push of its connection (a one-row push
+# went through the script before).  If naming the connection were a round
+# trip of the first MULTI push, it would be held with it: the MULTI must
+# still be killable, or not be sent.  Whatever session 1's outcome (it may
+# fall back to the script on a new connection), no held MULTI may survive to
+# the release, and the cache ends equal to the table.
 {
-	my $name = '(a4) unnamed connection';
+	my $name = '(a4) first bulk push of the connection';
 	my $s1   = RedisSync::Test::session($node);
 	my $w    = $s1->query("UPDATE t SET v = v + 1 WHERE id = 1");
 	is($w->{err}, '', "$name: session 1 warms up with a one-row UPDATE (script, not named)");
