@@ -50,6 +50,8 @@ deps_missing() {
     command -v prove >/dev/null 2>&1 || missing+=("prove")
     command -v make >/dev/null 2>&1 || missing+=("make")
     command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || missing+=("cc")
+    # tests/t/199_multi_windows stops a backend at chosen points
+    command -v gdb >/dev/null 2>&1 || missing+=("gdb")
     # sql/encoding_locale: a money locale other than C
     locale -a 2>/dev/null | grep -qix 'de_DE.utf8' || missing+=("locale-de_DE.UTF-8")
     echo "${missing[*]}"
@@ -64,6 +66,7 @@ ensure_deps() {
     local pkgs="$DEPS_PACKAGES"
     case " $missing " in *" make "*|*" cc "*) pkgs="$pkgs make gcc" ;; esac
     case " $missing " in *" prove "*) pkgs="$pkgs perl" ;; esac
+    case " $missing " in *" gdb "*) pkgs="$pkgs gdb" ;; esac
     case " $missing " in *" locale-de_DE.UTF-8 "*) pkgs="$pkgs locales" ;; esac
     if [ "$(id -u)" -ne 0 ]; then
         echo "deps: run this once, then retry:" >&2

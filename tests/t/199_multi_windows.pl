@@ -24,6 +24,8 @@
 #     as a lost connection with nothing sent.  The backend is stopped after
 #     its registration (rs_fence_append_multi) while its connection is
 #     killed, and again after it reconnected, to hold the new connection.
+# (3) The abort window for a push through the apply script: the abort's
+#     repair must not override a write made in the window.
 #
 # Needs gdb and ptrace; skipped without them.
 use strict;
@@ -277,6 +279,47 @@ sub wait_outbox_empty
 	is(cache_of('e', 1), $want, '(2) the cache holds the newest value after the outbox drained');
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('e')}),
 		'0', '(2) verify: the cache equals the table');
+	$a->quit;
+}
+
+# ------------------------- (3) the abort window and the script's repair
+#
+# The same window for a push through the apply script (fewer than 32
+# keys): a transaction whose push landed and then failed (a key Redis
+# refuses, strict) repairs the pushed keys from its abort callback with a
+# new version.  A writer that came in the window has pushed by then; a
+# repair versioned "WAL now" overrode it with the state from before the
+# aborted transaction (stale for good).  The repair's version is now its
+# abort record's position, older than anything written after it.
+
+{
+	$node->safe_psql('postgres', q{
+		CREATE TABLE r (id int PRIMARY KEY, v int);
+		INSERT INTO r SELECT g, g FROM generate_series(1, 10) g;
+		SELECT redis_sync.write_through('r', key_prefix => 'r:', consistency => 'strict', warm => false);
+		SELECT redis_sync.warm('r');
+	});
+	$redis->cli('DEL', 'r:2');
+	$redis->cli('SET', 'r:2', 'not a hash');
+	my $a   = RedisSync::Test::session($node);
+	my $pid = $a->query('SELECT pg_backend_pid()')->{out};
+	my $g   = gdb_start($pid,
+		'break publish_xact_callback if event == XACT_EVENT_ABORT',
+		'PAUSE 30', 'continue', 'PAUSE 31');
+	ok(hit(30), '(3) gdb attached');
+	go(30);
+	send_query($a, 'UPDATE r SET v = v + 100 WHERE id IN (1, 2)');
+	ok(hit(31), '(3) the push landed for r:1, r:2 refused: stopped in the abort callback');
+	is(cache_of('r', 1), '101', '(3) r:1 holds the aborted value for now');
+
+	$node->safe_psql('postgres', 'UPDATE r SET v = 5000 WHERE id = 1');
+	is(cache_of('r', 1), '5000', '(3) a newer write of r:1 committed and pushed meanwhile');
+
+	go(31);
+	gdb_finish($g);
+	like(finish_query($a)->{err}, qr/could not push changes to Redis/, '(3) the strict UPDATE failed');
+	is(cache_of('r', 1), '5000', '(3) the repair did not override the newer write');
+	is(table_of('r', 1), '5000', '(3) the table has it');
 	$a->quit;
 }
 
