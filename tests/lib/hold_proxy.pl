@@ -16,6 +16,12 @@
 #   SIGUSR2 "release": every held connection forwards what it buffered (and
 #       is no longer held); if Redis already closed its side, the bytes are
 #       dropped instead.
+#   SIGHUP "arm" (each part once): (1) the first open connection that sends
+#       CLIENT KILL is cut (both sides closed, as a network failure would)
+#       right after the reply has been passed to the client; (2) the first
+#       connection opened after that passes its handshake and is held from
+#       the first read that holds a MULTI.  For a push that changes
+#       connections between its registration and its send.
 #
 # A client that closes a held connection does not take the held bytes with
 # it: they stay buffered, as bytes already on the wire would be, and a
@@ -38,6 +44,9 @@
 #   dropped N <bytes>              release: <bytes> discarded, Redis side closed
 #   release-done <seq> <count>     the <seq>-th SIGUSR2 handled
 #   upstream-failed N <error>      could not connect to Redis (client closed)
+#   armed <seq>                    the <seq>-th SIGHUP handled
+#   cut N                          N cut after its CLIENT KILL reply (arm 1)
+#   hold N                         also: N held at its first MULTI (arm 2)
 #
 # The proxy exits on SIGTERM/SIGINT and when its parent (--parent, the test
 # script) is gone, so a test that dies does not leave it behind.
@@ -66,9 +75,13 @@ $log->autoflush(1);
 sub logline { print {$log} join(' ', @_), "\n"; return; }
 
 my ($hold_req, $hold_done, $release_req, $release_done) = (0, 0, 0, 0);
-my $stop = 0;
+my ($arm_req, $arm_done) = (0, 0);
+my $arm_cut      = 0;    # cut the next connection that sends CLIENT KILL
+my $arm_hold_new = 0;    # hold the next connection opened after a cut at MULTI
+my $stop         = 0;
 $SIG{USR1} = sub { $hold_req++; };
 $SIG{USR2} = sub { $release_req++; };
+$SIG{HUP}  = sub { $arm_req++; };
 $SIG{TERM} = $SIG{INT} = sub { $stop = 1; };
 $SIG{PIPE} = 'IGNORE';
 
@@ -155,8 +168,32 @@ sub accept_one
 		c_open => 1,
 		u_open => 1,
 		u_shut => 0,    # we half-closed the server side
+		hold_on_multi => 0,    # hold from the first read with a MULTI
+		cut_pending   => 0,    # cut once the reply is passed on
 	};
+	if ($arm_hold_new == 2)
+	{
+		$conns[-1]{hold_on_multi} = 1;
+		$arm_hold_new = 0;
+	}
 	logline('open', $n, 'client=' . $c->peerport, 'upstream=' . $u->sockport);
+	return;
+}
+
+# arm 1: close both sides, as a network failure would
+sub cut
+{
+	my ($x) = @_;
+	$x->{cut_pending} = 0;
+	logline('cut', $x->{n});
+	if ($x->{u_open})
+	{
+		close $x->{u};
+		$x->{u_open} = 0;
+	}
+	$x->{c2s} = '';
+	close_client($x);
+	$arm_hold_new = 2 if $arm_hold_new == 1;    # the next connection opened
 	return;
 }
 
@@ -252,6 +289,13 @@ while (!$stop)
 	exit 0 if $parent && getppid() != $parent;    # the test is gone
 	do_hold() while $hold_done < $hold_req;
 	do_release() while $release_done < $release_req;
+	while ($arm_done < $arm_req)
+	{
+		$arm_done++;
+		$arm_cut      = 1;
+		$arm_hold_new = 1;
+		logline('armed', $arm_done);
+	}
 
 	# half-close the server side once a closed client's bytes are all out
 	for my $x (@conns)
@@ -299,6 +343,7 @@ while (!$stop)
 		{
 			next unless $x->{c_open};
 			close_client($x) unless write_from($x->{c}, \$x->{s2c});
+			cut($x) if $x->{cut_pending} && $x->{c_open} && $x->{s2c} eq '';
 		}
 	}
 	for my $fh (@{ $r // [] })
@@ -326,9 +371,25 @@ while (!$stop)
 				logline('client-closed', $x->{n});
 				next;
 			}
+			my $chunk = substr($x->{c2s}, $before);
+			if ($x->{hold_on_multi} && !$x->{held} && $chunk =~ /\$5\r\nMULTI\r\n/i)
+			{
+				# the chunk with the MULTI, and all after it, is held
+				$x->{held}          = 1;
+				$x->{hold_on_multi} = 0;
+				$x->{held_from}     = $before;
+				logline('hold', $x->{n});
+			}
+			if ($arm_cut && $chunk =~ /\$6\r\nCLIENT\r\n\$4\r\nKILL\r\n/i)
+			{
+				$arm_cut = 0;
+				$x->{cut_pending} = 1;
+			}
 			$x->{c2s} = '' unless $x->{u_open};
-			logline('held-data', $x->{n}, length $x->{c2s}, summarize($x->{c2s}))
-			  if $x->{held} && length $x->{c2s} > $before;
+			if ($x->{held} && length $x->{c2s} > $before)
+			{
+				logline('held-data', $x->{n}, length $x->{c2s}, summarize($x->{c2s}));
+			}
 		}
 	}
 }

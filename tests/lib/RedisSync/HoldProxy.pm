@@ -7,6 +7,8 @@
 #   my @held = $p->hold;              # SIGUSR1; the connection numbers held
 #   my $line = $p->wait_line(qr/^upstream-closed 3$/, 30);   # deadline loop
 #   my %r = $p->release;              # SIGUSR2; N => ['released'|'dropped', bytes]
+#   $p->arm;                          # SIGHUP: cut at a CLIENT KILL reply, hold the next
+#                                     # connection at its MULTI
 #   my $x = $p->conn(3);              # {n, client, upstream (port), name, id}
 #   $p->stop;
 #
@@ -44,6 +46,7 @@ sub start
 		logfile  => $logfile,
 		holds    => 0,
 		releases => 0,
+		arms     => 0,
 	}, $class;
 	my $ppid = $$;
 	my $pid  = fork;
@@ -135,6 +138,18 @@ sub release
 		$r{$n} = [ $what, $bytes ];
 	}
 	return %r;
+}
+
+# SIGHUP ("arm", see hold_proxy.pl); waits until handled
+sub arm
+{
+	my ($self) = @_;
+	my $from = $self->mark;
+	my $seq  = ++$self->{arms};
+	kill 'HUP', $self->{pid} or die "hold proxy $self->{pid}: $!";
+	defined $self->wait_line(qr/^armed $seq$/, 30, $from)
+	  or die "hold proxy did not handle arm $seq:\n" . $self->log_text;
+	return;
 }
 
 # connection N's open line: { n, client => port, upstream => port }
