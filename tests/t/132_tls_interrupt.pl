@@ -61,13 +61,16 @@ like($r->{err}, qr/canceling statement due to statement timeout/,
 	'TLS write to a stopped Redis: statement_timeout interrupts');
 cmp_ok($r->{elapsed}, '<', 3, 'within 3s');
 
-# query cancel, sent once the backend waits on Redis
+# query cancel, sent once the backend waits on Redis (pg_stat_activity is
+# read once per transaction unless its snapshot is cleared: a first look
+# before the wait began, say while the 20 MB value is built, would be all
+# the loop ever saw)
 sub cancel_when_waiting
 {
 	my $sql = "SET statement_timeout = '30s';\n"
 	  . "DO \$\$ BEGIN LOOP EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity"
 	  . " WHERE pid = $pid AND state = 'active' AND wait_event_type = 'Extension');"
-	  . " PERFORM pg_sleep(0.01); END LOOP; END \$\$;\n"
+	  . " PERFORM pg_sleep(0.01); PERFORM pg_stat_clear_snapshot(); END LOOP; END \$\$;\n"
 	  . "SELECT pg_cancel_backend($pid);";
 	my ($out, $err) = ('', '');
 	return IPC::Run::start(
