@@ -90,37 +90,6 @@ is($show, 'on', 'redis_sync.bulk_multi is on by default');
 
 # ---------------------------------------------------------------- helpers
 
-my $qseq = 0;
-
-# send $sql on session $s without waiting for it
-sub send_query
-{
-	my ($s, $sql) = @_;
-	$s->{mark} = '__bulk_kill_' . ++$qseq . '__';
-	$s->{out}  = '';
-	$s->{err}  = '';
-	$s->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
-	$s->{in} .= "$sql\n;\n\\echo $s->{mark}\n\\warn $s->{mark}\n";
-	$s->{h}->pump_nb;
-	return;
-}
-
-# wait for what send_query sent, or for psql to exit (backend gone)
-sub finish_query
-{
-	my ($s) = @_;
-	my $m = $s->{mark};
-	$s->{h}->pump
-	  while $s->{h}->pumpable
-	  && !($s->{out} =~ /\Q$m\E\n/ && $s->{err} =~ /\Q$m\E\n/);
-	my $ended = !$s->{h}->pumpable;
-	eval { $s->{h}->finish } if $ended;
-	(my $out = $s->{out}) =~ s/\n?\Q$m\E\n//;
-	(my $err = $s->{err}) =~ s/\n?\Q$m\E\n//;
-	note("finished: out: $out\n  err: $err" . ($ended ? "\n  (psql ended)" : ''));
-	return { out => $out, err => $err, ended => $ended };
-}
-
 # CLIENT LIST (straight to Redis, not through the proxy): addr => { field => value }
 sub client_list
 {
@@ -335,7 +304,7 @@ sub abandoned
 	my $from = $proxy->mark;
 	my @held = $proxy->hold;
 	note("$name: held connections @held");
-	send_query($s1, "UPDATE $tn SET note = '$oldv'");
+	$s1->start_query("UPDATE $tn SET note = '$oldv'");
 	my $n1 = wait_held_exec($from, 30);
 	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
 	$n1 //= -1;
@@ -356,7 +325,7 @@ sub abandoned
 	{
 		$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid1)");
 	}
-	my $res = finish_query($s1);
+	my $res = $s1->finish_query;
 	if ($how eq 'timeout' && $eventual)
 	{
 		is($res->{err}, '', "$name: eventual: session 1 commits after its push timed out");
@@ -481,7 +450,7 @@ sub restarted
 
 	my $from = $proxy->mark;
 	my @held = $proxy->hold;
-	send_query($s1, "UPDATE t SET note = 'crashed'");
+	$s1->start_query("UPDATE t SET note = 'crashed'");
 	my $n1 = wait_held_exec($from, 30);
 	ok(defined $n1, "$name: session 1's bulk push (MULTI ... EXEC) is held in the proxy");
 	$n1 //= -1;
@@ -513,7 +482,7 @@ sub restarted
 		$node->stop('immediate');
 		$node->start;
 	}
-	my $res = finish_query($s1);
+	my $res = $s1->finish_query;
 	ok($res->{ended} || $res->{err} =~ /closed|terminat/,
 		"$name: session 1's connection to Postgres is gone");
 	ok(defined node_back(), "$name: the server is back");

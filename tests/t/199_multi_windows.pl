@@ -125,34 +125,6 @@ sub gdb_finish
 	return;
 }
 
-# send $sql on session $s without waiting; finish_query waits for it
-my $qseq = 0;
-
-sub send_query
-{
-	my ($s, $sql) = @_;
-	$s->{mark} = '__window_' . ++$qseq . '__';
-	$s->{out}  = '';
-	$s->{err}  = '';
-	$s->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
-	$s->{in} .= "$sql\n;\n\\echo $s->{mark}\n\\warn $s->{mark}\n";
-	$s->{h}->pump_nb;
-	return;
-}
-
-sub finish_query
-{
-	my ($s) = @_;
-	my $m = $s->{mark};
-	$s->{h}->pump
-	  while $s->{h}->pumpable
-	  && !($s->{out} =~ /\Q$m\E\n/ && $s->{err} =~ /\Q$m\E\n/);
-	(my $out = $s->{out}) =~ s/\n?\Q$m\E\n//;
-	(my $err = $s->{err}) =~ s/\n?\Q$m\E\n//;
-	note("finished: out: $out\n  err: $err");
-	return { out => $out, err => $err };
-}
-
 my $exec_calls = sub {
 	my ($calls) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_exec:calls=(\d+)/;
 	return $calls // 0;
@@ -204,7 +176,7 @@ sub wait_outbox_empty
 
 	my $from = $proxy->mark;
 	my @held = $proxy->hold;
-	send_query($a, 'UPDATE t SET v = v + 1');
+	$a->start_query('UPDATE t SET v = v + 1');
 	my ($line, $n) = $proxy->wait_line(qr/^held-data (\d+) \d+ .*EXEC=1/, 60, $from);
 	ok(defined $line, '(1) the bulk push (MULTI ... EXEC) is held');
 
@@ -224,7 +196,7 @@ sub wait_outbox_empty
 
 	go(11);
 	gdb_finish($g);
-	like(finish_query($a)->{err}, qr/canceling statement/, '(1) the bulk UPDATE was cancelled');
+	like($a->finish_query->{err}, qr/canceling statement/, '(1) the bulk UPDATE was cancelled');
 	$a->quit;
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('t')}),
 		'0', '(1) verify: the cache equals the table');
@@ -244,7 +216,7 @@ sub wait_outbox_empty
 	ok(hit(20), '(2) gdb attached to the pushing backend');
 	go(20);
 	my $exec0 = $exec_calls->();
-	send_query($a, 'UPDATE e SET v = v + 1');
+	$a->start_query('UPDATE e SET v = v + 1');
 	ok(hit(21), '(2) the backend registered its connection and encodes the MULTI push');
 	is($exec_calls->(), $exec0, '(2) nothing of it sent yet');
 
@@ -263,7 +235,7 @@ sub wait_outbox_empty
 	$proxy->hold;
 	go(22);
 	gdb_finish($g);
-	my $r = finish_query($a);
+	my $r = $a->finish_query;
 	is($r->{err}, '', '(2) the eventual transaction commits (its changes in the outbox)');
 
 	# a newer write of the same rows, on a connection opened after the hold
@@ -308,7 +280,7 @@ sub wait_outbox_empty
 		'PAUSE 30', 'continue', 'PAUSE 31');
 	ok(hit(30), '(3) gdb attached');
 	go(30);
-	send_query($a, 'UPDATE r SET v = v + 100 WHERE id IN (1, 2)');
+	$a->start_query('UPDATE r SET v = v + 100 WHERE id IN (1, 2)');
 	ok(hit(31), '(3) the push landed for r:1, r:2 refused: stopped in the abort callback');
 	is(cache_of('r', 1), '101', '(3) r:1 holds the aborted value for now');
 
@@ -317,7 +289,7 @@ sub wait_outbox_empty
 
 	go(31);
 	gdb_finish($g);
-	like(finish_query($a)->{err}, qr/could not push changes to Redis/, '(3) the strict UPDATE failed');
+	like($a->finish_query->{err}, qr/could not push changes to Redis/, '(3) the strict UPDATE failed');
 	is(cache_of('r', 1), '5000', '(3) the repair did not override the newer write');
 	is(table_of('r', 1), '5000', '(3) the table has it');
 	$a->quit;

@@ -252,6 +252,36 @@ sub query
 	return { out => $out, err => $err, elapsed => $elapsed };
 }
 
+# Start $sql without waiting for it (the backend may block: a held push, a
+# breakpoint); finish_query() waits for it, or for psql to exit (the backend gone)
+# and returns { out, err, ended }.
+sub start_query
+{
+	my ($self, $sql) = @_;
+	$self->{mark} = "__redis_sync_sent_" . ++$seq . "__";
+	$self->{out}  = '';
+	$self->{err}  = '';
+	$self->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
+	$self->{in} .= "$sql\n;\n\\echo $self->{mark}\n\\warn $self->{mark}\n";
+	$self->{h}->pump_nb;
+	return;
+}
+
+sub finish_query
+{
+	my ($self) = @_;
+	my $m = $self->{mark};
+	$self->{h}->pump
+	  while $self->{h}->pumpable
+	  && !($self->{out} =~ /\Q$m\E\n/ && $self->{err} =~ /\Q$m\E\n/);
+	my $ended = !$self->{h}->pumpable;
+	eval { $self->{h}->finish } if $ended;
+	(my $out = $self->{out}) =~ s/\n?\Q$m\E\n//;
+	(my $err = $self->{err}) =~ s/\n?\Q$m\E\n//;
+	Test::More::note("finished: out: $out\n  err: $err" . ($ended ? "\n  (psql ended)" : ''));
+	return { out => $out, err => $err, ended => $ended };
+}
+
 sub quit
 {
 	my ($self) = @_;
