@@ -11,7 +11,9 @@
 #     starting in between found nothing abandoned, pushed, and the held
 #     MULTI then ran after it (the aborted transaction's values over the
 #     committed ones until the marker sweep).  Now the ERROR abandons the
-#     connection before it propagates (publish.c, PG_CATCH).  The backend is
+#     connection before it propagates (publish.c, PG_CATCH); a FATAL
+#     (pg_terminate_backend) in a before_shmem_exit callback, which runs
+#     before ShutdownPostgres aborts the transaction.  The backend is
 #     stopped at the abort callback to hold the window open.
 # (2) A reconnection between the registration and the send.  The exec of a
 #     pipeline reconnects when it finds its connection closed (idle timeout,
@@ -191,41 +193,43 @@ sub wait_outbox_empty
 
 # ------------------------------------------------------- (1) abort window
 
+for my $how ('cancel', 'terminate')
 {
 	my $a   = bulk_session('t');
 	my $pid = $a->query('SELECT pg_backend_pid()')->{out};
-	my $g   = gdb_start($pid,
+	my ($p0, $p1) = $how eq 'cancel' ? (10, 11) : (12, 13);
+	my $g = gdb_start($pid,
 		'break publish_xact_callback if event == XACT_EVENT_ABORT',
-		'PAUSE 10', 'continue', 'PAUSE 11');
-	ok(hit(10), '(1) gdb attached to the pushing backend');
-	go(10);
+		"PAUSE $p0", 'continue', "PAUSE $p1");
+	ok(hit($p0), "(1, $how) gdb attached to the pushing backend");
+	go($p0);
 
 	my $from = $proxy->mark;
-	my @held = $proxy->hold;
+	$proxy->hold;
 	send_query($a, 'UPDATE t SET v = v + 1');
 	my ($line, $n) = $proxy->wait_line(qr/^held-data (\d+) \d+ .*EXEC=1/, 60, $from);
-	ok(defined $line, '(1) the bulk push (MULTI ... EXEC) is held');
+	ok(defined $line, "(1, $how) the bulk push (MULTI ... EXEC) is held");
 
-	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
-	ok(hit(11), '(1) the cancelled backend is stopped in its abort callback');
+	$node->safe_psql('postgres', "SELECT pg_${how}_backend($pid)");
+	ok(hit($p1), "(1, $how) the backend is stopped in its abort callback");
 
 	# the transaction has ended: its rows are writable while it is stopped
-	my $t0 = time;
 	$node->safe_psql('postgres', 'UPDATE t SET v = v + 1000');
 	my $want = table_of('t', 1);
-	is(cache_of('t', 1), $want, '(1) a newer write committed and pushed meanwhile');
+	is(cache_of('t', 1), $want, "(1, $how) a newer write committed and pushed meanwhile");
 
 	my %r = $proxy->release;
 	is($r{$n}[0], 'dropped',
-		'(1) Redis had closed the cancelled push\'s connection before the newer write: its bytes are dropped');
-	is(cache_of('t', 1), $want, '(1) the cache still holds the committed value after the release');
+		"(1, $how) Redis had closed the held push's connection before the newer write: its bytes are dropped");
+	is(cache_of('t', 1), $want, "(1, $how) the cache still holds the committed value after the release");
 
-	go(11);
+	go($p1);
 	gdb_finish($g);
-	like(finish_query($a)->{err}, qr/canceling statement/, '(1) the bulk UPDATE was cancelled');
-	$a->quit;
+	like(finish_query($a)->{err}, $how eq 'cancel' ? qr/canceling statement/ : qr/terminat/,
+		"(1, $how) the bulk UPDATE failed");
+	eval { $a->quit };
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('t')}),
-		'0', '(1) verify: the cache equals the table');
+		'0', "(1, $how) verify: the cache equals the table");
 }
 
 # ------------------------------------- (2) a reconnection before the send
