@@ -92,14 +92,16 @@ typedef struct KfNode
 	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
 								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
+	pg_atomic_uint32 nabandoned;	/* abandoned entries (read without the
+									 * mutex) */
 	int			nentries;
 	KfEntry		e[KF_ENTRIES];
 } KfNode;
 
 typedef struct KfShared
 {
-	slock_t		mutex;			/* protects everything below but nabandoned */
-	pg_atomic_uint32 nabandoned;	/* abandoned entries of every node */
+	slock_t		mutex;			/* protects everything below but the nodes'
+								 * nabandoned */
 	int			nnodes;
 	KfNode		nodes[KF_NODES];
 } KfShared;
@@ -135,7 +137,6 @@ rs_killfence_shmem_init(void)
 	{
 		memset(kf, 0, sizeof(KfShared));
 		SpinLockInit(&kf->mutex);
-		pg_atomic_init_u32(&kf->nabandoned, 0);
 	}
 }
 
@@ -263,6 +264,7 @@ node_of(RedisConn *conn)
 	{
 		found = kf->nnodes++;
 		memset(&kf->nodes[found], 0, sizeof(KfNode));
+		pg_atomic_init_u32(&kf->nodes[found].nabandoned, 0);
 		strlcpy(kf->nodes[found].key, key, KF_KEYLEN);
 		kf->nodes[found].unsupported = run_id == NULL;
 	}
@@ -289,7 +291,13 @@ rs_killfence_needed(RedisConn *conn, uint64 generation)
 		return false;
 	if (generation != seen_generation || !seen_cleared || seen_tli != current_tli())
 		return true;
-	return pg_atomic_read_u32(&kf->nabandoned) > 0;
+
+	/*
+	 * Only this server's: another's (a Redis restarted since, with a new
+	 * run_id, or one no longer configured) may never be killed, and must not
+	 * keep every exec here gated and every bulk push unstreamed
+	 */
+	return seen_node >= 0 && pg_atomic_read_u32(&kf->nodes[seen_node].nabandoned) > 0;
 }
 
 /* one exchange of commands on conn; replies in *out */
@@ -460,7 +468,7 @@ static void
 remove_entry(KfNode *node, int i)
 {
 	if (node->e[i].abandoned)
-		pg_atomic_fetch_sub_u32(&kf->nabandoned, 1);
+		pg_atomic_fetch_sub_u32(&node->nabandoned, 1);
 	node->e[i] = node->e[--node->nentries];
 }
 
@@ -530,7 +538,7 @@ rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
 			return false;
 	}
 	/* abandoned connections are registered under a node only */
-	if (seen_node >= 0 && pg_atomic_read_u32(&kf->nabandoned) > 0)
+	if (seen_node >= 0 && pg_atomic_read_u32(&kf->nodes[seen_node].nabandoned) > 0)
 		return kill_abandoned(conn, f);
 	return true;
 }
@@ -666,7 +674,7 @@ rs_killfence_end(bool confirmed)
 			else
 			{
 				node->e[i].abandoned = true;
-				pg_atomic_fetch_add_u32(&kf->nabandoned, 1);
+				pg_atomic_fetch_add_u32(&node->nabandoned, 1);
 			}
 			break;
 		}

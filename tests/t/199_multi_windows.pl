@@ -27,6 +27,11 @@
 #     its registration (rs_fence_append_multi) while its connection is
 #     killed, and again after it reconnected, to hold the new connection.
 #
+# (3) An abandoned connection of a Redis process that has since restarted
+#     (a new run_id, a new node in the registry) used to keep every exec of
+#     every process gated and every bulk push unstreamed, for good: the
+#     check counted abandoned entries of all nodes.  Now of this one only.
+#
 # Needs gdb and ptrace; skipped without them.
 use strict;
 use warnings;
@@ -282,6 +287,36 @@ for my $how ('cancel', 'terminate')
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('e')}),
 		'0', '(2) verify: the cache equals the table');
 	$a->quit;
+}
+
+# ------------- (3) an abandoned connection of a Redis process since replaced
+
+# A push abandoned on a Redis that then restarts (a new run_id: a new node)
+# can never be killed, and need not be: its connection died with the
+# process.  It must not keep every exec gated and every bulk push
+# unstreamed (rs_killfence_needed) for the new process.
+{
+	my $a = bulk_session('e');
+	$a->query("SET redis_sync.command_timeout = '1s'");
+	kill 'STOP', $redis->{pid};
+	my $r = $a->query('UPDATE e SET v = v + 1');
+	is($r->{err}, '', '(3) the push to a stopped Redis timed out, the eventual transaction committed');
+	$a->quit;
+	kill 'KILL', $redis->{pid};
+	waitpid($redis->{pid}, 0);
+	$redis->{pid} = undef;
+	$redis->start;
+
+	my $b   = bulk_session('e');
+	my $pid = $b->query('SELECT pg_backend_pid()')->{out};
+	my $out = `$gdb -p $pid -batch -ex "print (int) rs_killfence_needed('redis_client.c'::conn, 'redis_client.c'::conn_generation)" 2>&1`;
+	my ($needed) = $out =~ /^\$1 = (\d+)/m;
+	is($needed, '0', '(3) on the restarted Redis nothing is left to kill before an exec')
+	  or note($out);
+	$b->quit;
+	wait_outbox_empty();
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('e')}),
+		'0', '(3) verify: the cache equals the table');
 }
 
 $node->stop;
