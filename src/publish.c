@@ -619,9 +619,9 @@ repair_after_abort(void)
 	/*
 	 * The version of our abort record, not of WAL now: the abort ended the
 	 * transaction in the proc array before these callbacks run, so a writer
-	 * of the same rows may already have come and pushed.  Its WAL, and so
-	 * its version, follows our abort record; ours, from before it, loses to
-	 * it whatever the order they reach Redis in.  Our push's version (from
+	 * of the same rows may already have come and pushed.  Its WAL, and so its
+	 * version, follows our abort record; ours, from before it, loses to it
+	 * whatever the order they reach Redis in.  Our push's version (from
 	 * pre-commit) is not newer than this one.
 	 */
 	if (!XLogRecPtrIsInvalid(ProcLastRecPtr))
