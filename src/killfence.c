@@ -43,7 +43,9 @@
  *   one there at its handshake never pushes unfenced (the old primary, when
  *   it comes back before it learns it was replaced).
  * - A Redis that refuses CLIENT LIST, CLIENT KILL or CLIENT INFO (an ACL,
- *   renamed commands, before 6.2) never gets unfenced pushes.
+ *   renamed commands, before 6.2) never gets unfenced pushes; nor does a
+ *   connection whose user may not run CLIENT KILL or CLIENT LIST (an ACL is
+ *   per user: the handshake probes both on every connection).
  *
  * A connection is only ever registered after CLIENT INFO answered on it, so
  * Redis has accepted it and lists it until it is closed; the kill's ADDR
@@ -553,6 +555,9 @@ name_connection(RedisConn *conn)
 
 	/* a newer timeline of this system pushes here: we are not the primary */
 	if (newest_tli > current_tli())
+		return false;
+	/* this connection's user may not kill (an ACL): it pushes fenced */
+	if (!redis_conn_kill_allowed(conn))
 		return false;
 	if (id == 0 || strlen(addr) >= KF_ADDRLEN)
 	{
