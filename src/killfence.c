@@ -43,7 +43,9 @@
  *   one there at its handshake never pushes unfenced (the old primary, when
  *   it comes back before it learns it was replaced).
  * - A Redis that refuses CLIENT LIST, CLIENT KILL or CLIENT INFO (an ACL,
- *   renamed commands, before 6.2) never gets unfenced pushes.
+ *   renamed commands, before 6.2) never gets unfenced pushes; nor does a
+ *   connection whose user may not run CLIENT KILL or CLIENT LIST (an ACL is
+ *   per user: the handshake probes both on every connection).
  *
  * A connection is only ever registered after CLIENT INFO answered on it, so
  * Redis has accepted it and lists it until it is closed; the kill's ADDR
@@ -92,14 +94,16 @@ typedef struct KfNode
 	TimeLineID	cleared_tli;	/* earlier runs' connections killed, as of
 								 * timeline cleared_tli - 1 (0: not yet) */
 	bool		unsupported;	/* no unfenced pushes to this server */
+	pg_atomic_uint32 nabandoned;	/* abandoned entries (read without the
+									 * mutex) */
 	int			nentries;
 	KfEntry		e[KF_ENTRIES];
 } KfNode;
 
 typedef struct KfShared
 {
-	slock_t		mutex;			/* protects everything below but nabandoned */
-	pg_atomic_uint32 nabandoned;	/* abandoned entries of every node */
+	slock_t		mutex;			/* protects everything below but the nodes'
+								 * nabandoned */
 	int			nnodes;
 	KfNode		nodes[KF_NODES];
 } KfShared;
@@ -135,7 +139,6 @@ rs_killfence_shmem_init(void)
 	{
 		memset(kf, 0, sizeof(KfShared));
 		SpinLockInit(&kf->mutex);
-		pg_atomic_init_u32(&kf->nabandoned, 0);
 	}
 }
 
@@ -268,6 +271,7 @@ node_of(RedisConn *conn)
 	{
 		found = kf->nnodes++;
 		memset(&kf->nodes[found], 0, sizeof(KfNode));
+		pg_atomic_init_u32(&kf->nodes[found].nabandoned, 0);
 		strlcpy(kf->nodes[found].key, key, KF_KEYLEN);
 		kf->nodes[found].unsupported = run_id == NULL;
 	}
@@ -294,7 +298,13 @@ rs_killfence_needed(RedisConn *conn, uint64 generation)
 		return false;
 	if (generation != seen_generation || !seen_cleared || seen_tli != current_tli())
 		return true;
-	return pg_atomic_read_u32(&kf->nabandoned) > 0;
+
+	/*
+	 * Only this server's: another's (a Redis restarted since, with a new
+	 * run_id, or one no longer configured) may never be killed, and must not
+	 * keep every exec here gated and every bulk push unstreamed
+	 */
+	return seen_node >= 0 && pg_atomic_read_u32(&kf->nodes[seen_node].nabandoned) > 0;
 }
 
 /* one exchange of commands on conn; replies in *out */
@@ -465,7 +475,7 @@ static void
 remove_entry(KfNode *node, int i)
 {
 	if (node->e[i].abandoned)
-		pg_atomic_fetch_sub_u32(&kf->nabandoned, 1);
+		pg_atomic_fetch_sub_u32(&node->nabandoned, 1);
 	node->e[i] = node->e[--node->nentries];
 }
 
@@ -535,7 +545,7 @@ rs_killfence_gate(RedisConn *conn, uint64 generation, RedisFailure *f)
 			return false;
 	}
 	/* abandoned connections are registered under a node only */
-	if (seen_node >= 0 && pg_atomic_read_u32(&kf->nabandoned) > 0)
+	if (seen_node >= 0 && pg_atomic_read_u32(&kf->nodes[seen_node].nabandoned) > 0)
 		return kill_abandoned(conn, f);
 	return true;
 }
@@ -550,6 +560,9 @@ name_connection(RedisConn *conn)
 
 	/* a newer timeline of this system pushes here: we are not the primary */
 	if (newest_tli > current_tli())
+		return false;
+	/* this connection's user may not kill (an ACL): it pushes fenced */
+	if (!redis_conn_kill_allowed(conn))
 		return false;
 	if (id == 0 || strlen(addr) >= KF_ADDRLEN)
 	{
@@ -671,7 +684,7 @@ rs_killfence_end(bool confirmed)
 			else
 			{
 				node->e[i].abandoned = true;
-				pg_atomic_fetch_add_u32(&kf->nabandoned, 1);
+				pg_atomic_fetch_add_u32(&node->nabandoned, 1);
 			}
 			break;
 		}

@@ -712,18 +712,19 @@ exec_connected(RedisPipeline *p, RedisFailure *f)
 		ok = redis_client_ensure_connection(f);
 	if (ok && redis_cluster_state() < 0)
 		ok = redis_cluster_detect(f);
-	if (ok && redis_cluster_state() == 1)
-		return redis_cluster_exec(p, f);
 
 	/*
 	 * A MULTI push on another connection than the one registered (the
-	 * registered one was found closed and replaced since): its outcome could
-	 * not be fenced, so nothing is sent
+	 * registered one was found closed and replaced since), or no longer on a
+	 * single Redis: its outcome could not be fenced, so nothing is sent
 	 */
-	if (ok && p->only_generation != 0 && p->only_generation != conn_generation)
+	if (ok && p->only_generation != 0 &&
+		(p->only_generation != conn_generation || redis_cluster_state() != 0))
 		ok = redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
 							   psprintf("lost connection to Redis at %s", redis_server_display()),
 							   "The connection a bulk push was registered on was closed before the push was sent; nothing was sent.");
+	if (ok && redis_cluster_state() == 1)
+		return redis_cluster_exec(p, f);
 	/* connections whose pushes may still run are closed first (killfence.c) */
 	if (ok && p->ncmds > 0 && rs_killfence_needed(conn, conn_generation))
 		ok = rs_killfence_gate(conn, conn_generation, f);

@@ -689,6 +689,19 @@ encode_handshake(const RedisConnParams *p, StringInfo hs)
 		nhs++;
 	}
 	{
+		/*
+		 * may this connection's user kill and list connections (killfence.c)?
+		 * An ACL is per user: another user's connection to the same Redis may
+		 * be allowed (no client has this id)
+		 */
+		const char *kill[4] = {"CLIENT", "KILL", "ID", "9223372036854775807"};
+		const char *list[4] = {"CLIENT", "LIST", "ID", "9223372036854775807"};
+
+		redis_resp_encode_command(hs, 4, kill, NULL);
+		redis_resp_encode_command(hs, 4, list, NULL);
+		nhs += 2;
+	}
+	{
 		/* the newest timeline of this system pushing here (killfence.c) */
 		const char *argv[2] = {"GET", rs_killfence_timeline_key()};
 
@@ -759,6 +772,7 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 	}
 	explicit_bzero(hs.data, hs.len);
 	c->client_id = 0;
+	c->kill_allowed = hsr[nhs - 5].type == RV_INTEGER && hsr[nhs - 4].type == RV_STRING;
 	c->newest_tli = hsr[nhs - 3].type == RV_STRING ? strtoul(hsr[nhs - 3].str, NULL, 10) : 0;
 	c->run_id[0] = '\0';
 	if (hsr[nhs - 2].type == RV_STRING)
@@ -784,7 +798,8 @@ conn_handshake(RedisConn *c, RedisFailure *f)
 			c->client_addr[strcspn(c->client_addr, " \r\n")] = '\0';
 		}
 	}
-	for (int i = 0; i < nhs - 3; i++)
+	/* killfence.c's five may be refused */
+	for (int i = 0; i < nhs - 5; i++)
 	{
 		if (hsr[i].type == RV_ERROR)
 		{
@@ -822,6 +837,12 @@ redis_conn_establish(RedisConn *c, RedisFailure *f)
  * timeline of this system that pushed there, asked at the handshake
  * (killfence.c); 0 when Redis did not say (before 6.2, an ACL).
  */
+bool
+redis_conn_kill_allowed(RedisConn *c)
+{
+	return c->ctx && c->kill_allowed;
+}
+
 const char *
 redis_conn_run_id(RedisConn *c)
 {

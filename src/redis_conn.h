@@ -132,6 +132,9 @@ extern int64 redis_conn_client_id(RedisConn *c, const char **addr, uint32 *newes
 /* the Redis process's run_id (INFO server at the handshake), or NULL */
 extern const char *redis_conn_run_id(RedisConn *c);
 
+/* whether this connection's user may run CLIENT KILL and CLIENT LIST */
+extern bool redis_conn_kill_allowed(RedisConn *c);
+
 /* the parameters it connects with (read only) */
 extern const RedisConnParams *redis_conn_params(RedisConn *c);
 

@@ -34,6 +34,8 @@ struct RedisConn
 	char	   *client_addr;	/* its addr= (TopMemoryContext), or NULL */
 	uint32		newest_tli;		/* killfence.c's timeline key then, 0: none */
 	char		run_id[41];		/* INFO server's run_id, "" when not known */
+	bool		kill_allowed;	/* CLIENT KILL and CLIENT LIST answered (not
+								 * refused by an ACL) at the handshake */
 	struct RedisConn *next;		/* all connections, for the abort callback */
 };
 

@@ -11,7 +11,9 @@
 #     starting in between found nothing abandoned, pushed, and the held
 #     MULTI then ran after it (the aborted transaction's values over the
 #     committed ones until the marker sweep).  Now the ERROR abandons the
-#     connection before it propagates (publish.c, PG_CATCH).  The backend is
+#     connection before it propagates (publish.c, PG_CATCH); a FATAL
+#     (pg_terminate_backend) in a before_shmem_exit callback, which runs
+#     before ShutdownPostgres aborts the transaction.  The backend is
 #     stopped at the abort callback to hold the window open.
 # (2) A reconnection between the registration and the send.  The exec of a
 #     pipeline reconnects when it finds its connection closed (idle timeout,
@@ -24,8 +26,12 @@
 #     as a lost connection with nothing sent.  The backend is stopped after
 #     its registration (rs_fence_append_multi) while its connection is
 #     killed, and again after it reconnected, to hold the new connection.
-# (3) The abort window for a push through the apply script: the abort's
-#     repair must not override a write made in the window.
+# (3) The abort window and the abort's own repair (fenced): it must not
+#     override a write made in the window.
+# (4) An abandoned connection of a Redis process that has since restarted
+#     (a new run_id, a new node in the registry) used to keep every exec of
+#     every process gated and every bulk push unstreamed, for good: the
+#     check counted abandoned entries of all nodes.  Now of this one only.
 #
 # Needs gdb and ptrace; skipped without them.
 use strict;
@@ -165,41 +171,43 @@ sub wait_outbox_empty
 
 # ------------------------------------------------------- (1) abort window
 
+for my $how ('cancel', 'terminate')
 {
 	my $a   = bulk_session('t');
 	my $pid = $a->query('SELECT pg_backend_pid()')->{out};
-	my $g   = gdb_start($pid,
+	my ($p0, $p1) = $how eq 'cancel' ? (10, 11) : (12, 13);
+	my $g = gdb_start($pid,
 		'break publish_xact_callback if event == XACT_EVENT_ABORT',
-		'PAUSE 10', 'continue', 'PAUSE 11');
-	ok(hit(10), '(1) gdb attached to the pushing backend');
-	go(10);
+		"PAUSE $p0", 'continue', "PAUSE $p1");
+	ok(hit($p0), "(1, $how) gdb attached to the pushing backend");
+	go($p0);
 
 	my $from = $proxy->mark;
-	my @held = $proxy->hold;
+	$proxy->hold;
 	$a->start_query('UPDATE t SET v = v + 1');
 	my ($line, $n) = $proxy->wait_line(qr/^held-data (\d+) \d+ .*EXEC=1/, 60, $from);
-	ok(defined $line, '(1) the bulk push (MULTI ... EXEC) is held');
+	ok(defined $line, "(1, $how) the bulk push (MULTI ... EXEC) is held");
 
-	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
-	ok(hit(11), '(1) the cancelled backend is stopped in its abort callback');
+	$node->safe_psql('postgres', "SELECT pg_${how}_backend($pid)");
+	ok(hit($p1), "(1, $how) the backend is stopped in its abort callback");
 
 	# the transaction has ended: its rows are writable while it is stopped
-	my $t0 = time;
 	$node->safe_psql('postgres', 'UPDATE t SET v = v + 1000');
 	my $want = table_of('t', 1);
-	is(cache_of('t', 1), $want, '(1) a newer write committed and pushed meanwhile');
+	is(cache_of('t', 1), $want, "(1, $how) a newer write committed and pushed meanwhile");
 
 	my %r = $proxy->release;
 	is($r{$n}[0], 'dropped',
-		'(1) Redis had closed the cancelled push\'s connection before the newer write: its bytes are dropped');
-	is(cache_of('t', 1), $want, '(1) the cache still holds the committed value after the release');
+		"(1, $how) Redis had closed the held push's connection before the newer write: its bytes are dropped");
+	is(cache_of('t', 1), $want, "(1, $how) the cache still holds the committed value after the release");
 
-	go(11);
+	go($p1);
 	gdb_finish($g);
-	like($a->finish_query->{err}, qr/canceling statement/, '(1) the bulk UPDATE was cancelled');
-	$a->quit;
+	like($a->finish_query->{err}, $how eq 'cancel' ? qr/canceling statement/ : qr/terminat/,
+		"(1, $how) the bulk UPDATE failed");
+	eval { $a->quit };
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('t')}),
-		'0', '(1) verify: the cache equals the table');
+		'0', "(1, $how) verify: the cache equals the table");
 }
 
 # ------------------------------------- (2) a reconnection before the send
@@ -256,10 +264,10 @@ sub wait_outbox_empty
 
 # ------------------------- (3) the abort window and the script's repair
 #
-# The same window for a push through the apply script (fewer than 32
-# keys): a transaction whose push landed and then failed (a key Redis
-# refuses, strict) repairs the pushed keys from its abort callback with a
-# new version.  A writer that came in the window has pushed by then; a
+# The same window for the abort's own repair (a fenced push through the
+# apply script): a transaction whose push landed and then failed (a key
+# Redis refuses, strict) repairs the pushed keys from its abort callback
+# with a new version.  A writer that came in the window has pushed by then; a
 # repair versioned "WAL now" overrode it with the state from before the
 # aborted transaction (stale for good).  The repair's version is now its
 # abort record's position, older than anything written after it.
@@ -293,6 +301,36 @@ sub wait_outbox_empty
 	is(cache_of('r', 1), '5000', '(3) the repair did not override the newer write');
 	is(table_of('r', 1), '5000', '(3) the table has it');
 	$a->quit;
+}
+
+# ------------- (4) an abandoned connection of a Redis process since replaced
+
+# A push abandoned on a Redis that then restarts (a new run_id: a new node)
+# can never be killed, and need not be: its connection died with the
+# process.  It must not keep every exec gated and every bulk push
+# unstreamed (rs_killfence_needed) for the new process.
+{
+	my $a = bulk_session('e');
+	$a->query("SET redis_sync.command_timeout = '1s'");
+	kill 'STOP', $redis->{pid};
+	my $r = $a->query('UPDATE e SET v = v + 1');
+	is($r->{err}, '', '(4) the push to a stopped Redis timed out, the eventual transaction committed');
+	$a->quit;
+	kill 'KILL', $redis->{pid};
+	waitpid($redis->{pid}, 0);
+	$redis->{pid} = undef;
+	$redis->start;
+
+	my $b   = bulk_session('e');
+	my $pid = $b->query('SELECT pg_backend_pid()')->{out};
+	my $out = `$gdb -p $pid -batch -ex "print (int) rs_killfence_needed('redis_client.c'::conn, 'redis_client.c'::conn_generation)" 2>&1`;
+	my ($needed) = $out =~ /^\$1 = (\d+)/m;
+	is($needed, '0', '(4) on the restarted Redis nothing is left to kill before an exec')
+	  or note($out);
+	$b->quit;
+	wait_outbox_empty();
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('e')}),
+		'0', '(4) verify: the cache equals the table');
 }
 
 $node->stop;
