@@ -610,6 +610,8 @@ rs_killfence_begin(RedisFailure *f)
 
 	if (kf == NULL || registered)
 		return KF_SCRIPT;
+	/* a pipeline sent earlier (the drain's overlap) has its replies first */
+	redis_client_collect_pending();
 	conn = redis_client_conn(&generation);
 	/* not connected and the circuit open: the push fails fast as before */
 	if (!redis_conn_is_connected(conn) && rs_circuit_is_open())
