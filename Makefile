@@ -84,7 +84,7 @@ REGRESS_SHAPE =
 # the change buffer (issue 18)
 REGRESS_BUFFER = buffer
 # the single-row push (issue 18)
-REGRESS_PUSH = apply_one bulk_multi
+REGRESS_PUSH = apply_one bulk_multi key_moves
 # upgrade runs last: it drops and recreates the extension
 REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) $(REGRESS_LAUNCH) $(REGRESS_TLS) $(REGRESS_CLUSTER) $(REGRESS_SHAPE) $(REGRESS_BUFFER) $(REGRESS_PUSH) upgrade
 REGRESS_OPTS = --use-existing

@@ -213,10 +213,13 @@ fill_common(Change *c, SyncConfig *cfg)
 	c->cfg = cfg;
 }
 
-/* one row change: key becomes newtup (NULL: deleted); oldtup is the row before */
+/*
+ * One row change: key becomes newtup (NULL: deleted; vacates: the row only
+ * moved to another key); oldtup is the row before
+ */
 static void
 capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
-			HeapTuple oldtup)
+			HeapTuple oldtup, bool vacates)
 {
 	TupleDesc	td = RelationGetDescr(rel);
 	MemoryContext old;
@@ -235,6 +238,10 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.kind = RS_CHANGE_ROW;
 	fill_common(&tmp, cfg);
+	tmp.row_relid = RelationGetRelid(rel);
+	tmp.row_tid = (newtup ? newtup : keytup)->t_self;
+	tmp.deletes = newtup == NULL;
+	tmp.vacates = vacates;
 
 	/* encode in the scratch context, then store the result once, compactly */
 	if (scratch_cxt == NULL)
@@ -589,9 +596,9 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(ev))
-		capture_row(cfg, rel, td->tg_trigtuple, td->tg_trigtuple, NULL);
+		capture_row(cfg, rel, td->tg_trigtuple, td->tg_trigtuple, NULL, false);
 	else if (TRIGGER_FIRED_BY_DELETE(ev))
-		capture_row(cfg, rel, td->tg_trigtuple, NULL, td->tg_trigtuple);
+		capture_row(cfg, rel, td->tg_trigtuple, NULL, td->tg_trigtuple, false);
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
 		HeapTuple	oldtup = td->tg_trigtuple;
@@ -599,11 +606,11 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 		if (rs_key_changed(cfg, RelationGetDescr(rel), oldtup, newtup))
 		{
-			capture_row(cfg, rel, oldtup, NULL, oldtup);
-			capture_row(cfg, rel, newtup, newtup, NULL);
+			capture_row(cfg, rel, oldtup, NULL, oldtup, true);
+			capture_row(cfg, rel, newtup, newtup, NULL, false);
 		}
 		else if (rs_synced_columns_changed(cfg, RelationGetDescr(rel), oldtup, newtup))
-			capture_row(cfg, rel, newtup, newtup, oldtup);
+			capture_row(cfg, rel, newtup, newtup, oldtup, false);
 	}
 	return PointerGetDatum(NULL);
 }

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "storage/itemptr.h"
 
 #include "config.h"
 #include "encode.h"
@@ -45,6 +46,16 @@ typedef struct Change
 	char	   *key;			/* RS_CHANGE_ROW: the Redis key, followed in
 								 * the arena by the encoded images;
 								 * RS_CHANGE_PURGE: the prefix */
+
+	/*
+	 * RS_CHANGE_ROW: which row (its relation and tuple: the new one, or the
+	 * deleted one), whether it is a delete, and whether that delete only
+	 * moves the row away from the key (an UPDATE of the key columns)
+	 */
+	Oid			row_relid;
+	ItemPointerData row_tid;
+	bool		deletes;
+	bool		vacates;
 } Change;
 
 /*

@@ -118,6 +118,13 @@ reset_state(void)
 	rs_capture_reset();
 }
 
+/* the same row: the tuple one change wrote is the one the other moved */
+static bool
+same_row(Change *a, Change *b)
+{
+	return a->row_relid == b->row_relid && ItemPointerEquals(&a->row_tid, &b->row_tid);
+}
+
 /* transactions of at most this many changes coalesce without a hash table */
 #define COALESCE_SCAN_MAX 8
 
@@ -181,6 +188,16 @@ coalesce(int *npending, List **purges)
 			pending[n].first = c;
 			pending[n].last = c;
 			n++;
+		}
+		else if (c->vacates && !pending[idx].last->deletes &&
+				 !same_row(pending[idx].last, c))
+		{
+			/*
+			 * A row moved away from a key that another row of this
+			 * transaction already moved into (a deferrable unique key:
+			 * UPDATE ... SET id = id + 1, or a swap): the key stays that
+			 * row's.
+			 */
 		}
 		else
 			pending[idx].last = c;
