@@ -645,8 +645,9 @@ decode_json(WbTable *t, Member *m, RedisValue *v)
 void
 wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 {
-	m->vals = palloc0(sizeof(char *) * t->ncols);
-	m->present = palloc0(sizeof(bool) * t->ncols);
+	/* one allocation for both (per drained member) */
+	m->vals = palloc0((sizeof(char *) + sizeof(bool)) * Max(t->ncols, 1));
+	m->present = (bool *) (m->vals + Max(t->ncols, 1));
 	m->value = v;
 	if (t->format == WB_FORMAT_HASH)
 		decode_hash(t, m, v, unknown);
