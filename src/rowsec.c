@@ -204,7 +204,7 @@ text_problem(const char *s, size_t len)
 	 * per drained member: the member, a field, its value)
 	 */
 	for (i = 0; i < len; i++)
-		if ((unsigned char) s[i] - 1 >= 0x7F)
+		if (s[i] == '\0' || IS_HIGHBIT_SET(s[i]))
 			break;
 	if (i == len)
 		return NULL;
