@@ -183,6 +183,13 @@ wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
 	StringInfoData key;
 	size_t		plen = strlen(t->prefix);
 
+	if (!seeds)
+	{
+		/* the usual table: its values only, in one loop */
+		redis_pipeline_append_prefixed(p, t->format == WB_FORMAT_HASH ? "HGETALL" : "GET",
+									   t->prefix, members->elems, nm);
+		return first;
+	}
 	initStringInfo(&key);
 	appendBinaryStringInfo(&key, t->prefix, plen);
 	for (int i = 0; i < nm; i++)
