@@ -69,7 +69,7 @@ REGRESS_SEC = security null_args
 #
 REGRESS_ENC = encoding keys roundtrip encoding_locale dirty_set verify_rls never_wrong versions
 #
-REGRESS_WB = write_behind_partial purge_types wb_kept_plans
+REGRESS_WB = write_behind_partial purge_types wb_kept_plans wb_keyed
 #
 REGRESS_WARM = warm get_invalidate replica
 #

@@ -183,6 +183,13 @@ wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
 	StringInfoData key;
 	size_t		plen = strlen(t->prefix);
 
+	if (!seeds)
+	{
+		/* the usual table: its values only, in one loop */
+		redis_pipeline_append_prefixed(p, t->format == WB_FORMAT_HASH ? "HGETALL" : "GET",
+									   t->prefix, members->elems, nm);
+		return first;
+	}
 	initStringInfo(&key);
 	appendBinaryStringInfo(&key, t->prefix, plen);
 	for (int i = 0; i < nm; i++)
@@ -457,17 +464,15 @@ write_rows(Batch *b)
 static void
 forget_dead_letters(Batch *b)
 {
-	Datum	   *done = palloc(sizeof(Datum) * b->nm);
+	Datum	   *done;
 	int			nd = 0;
 	Oid			types[2] = {OIDOID, TEXTARRAYOID};
 	Datum		args[2];
 
 	for (int i = 0; i < b->nm; i++)
 		if (b->ms[i].applied)
-		{
-			done[nd++] = CStringGetTextDatum(b->ms[i].member);
-			b->applied++;
-		}
+			nd++;
+	b->applied += nd;
 	if (nd == 0)
 		return;
 	args[0] = ObjectIdGetDatum(b->t->relid);
@@ -476,6 +481,12 @@ forget_dead_letters(Batch *b)
 						  1, types, args, NULL, true, 1);
 	if (SPI_processed > 0)
 	{
+		/* the members' text only now */
+		done = palloc(sizeof(Datum) * b->nm);
+		nd = 0;
+		for (int i = 0; i < b->nm; i++)
+			if (b->ms[i].applied)
+				done[nd++] = CStringGetTextDatum(b->ms[i].member);
 		args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
 		SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
 							  2, types, args, NULL, false, 0);

@@ -475,6 +475,78 @@ redis_pipeline_append(RedisPipeline *p, int argc, const char **argv, const size_
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Queue n commands "cmd <prefix><key i>", one key each (a write-behind
+ * batch's reads: issue 18, a generic append per claimed member cost the
+ * worker about 700 instructions): the same bytes and routing as n
+ * redis_pipeline_append() calls, written in one loop on a single Redis.
+ */
+void
+redis_pipeline_append_prefixed(RedisPipeline *p, const char *cmd, const char *prefix,
+							   const RedisValue *keys, int n)
+{
+	size_t		clen = strlen(cmd);
+	size_t		plen = strlen(prefix);
+	StringInfoData head;
+	MemoryContext old;
+
+	if (redis_cluster_state() != 0)
+	{
+		/* routed by each key's slot: the generic append */
+		StringInfoData key;
+
+		initStringInfo(&key);
+		for (int i = 0; i < n; i++)
+		{
+			const char *argv[2];
+			size_t		argvlen[2];
+
+			resetStringInfo(&key);
+			appendBinaryStringInfo(&key, prefix, plen);
+			appendBinaryStringInfo(&key, keys[i].str, keys[i].len);
+			argv[0] = cmd;
+			argvlen[0] = clen;
+			argv[1] = key.data;
+			argvlen[1] = key.len;
+			redis_pipeline_append(p, 2, argv, argvlen);
+		}
+		pfree(key.data);
+		return;
+	}
+	old = MemoryContextSwitchTo(p->cxt);
+	/* "*2", then cmd as a bulk string: the same for every command */
+	initStringInfo(&head);
+	redis_resp_append_header(&head, '*', 2);
+	redis_resp_append_bulk(&head, cmd, clen);
+	for (int i = 0; i < n; i++)
+	{
+		PipelineCmd *c = new_cmd(p);
+		size_t		klen = plen + keys[i].len;
+		char	   *w;
+
+		/* the head, '$', at most 20 digits, CRLF, the key, CRLF */
+		enlargeStringInfo(&p->buf, (int) (head.len + klen + 25));
+		w = p->buf.data + p->buf.len;
+		memcpy(w, head.data, head.len);
+		w += head.len;
+		*w++ = '$';
+		w += pg_ulltoa_n(klen, w);
+		*w++ = '\r';
+		*w++ = '\n';
+		memcpy(w, prefix, plen);
+		w += plen;
+		memcpy(w, keys[i].str, keys[i].len);
+		w += keys[i].len;
+		*w++ = '\r';
+		*w++ = '\n';
+		*w = '\0';
+		p->buf.len = w - p->buf.data;
+		c->len = p->buf.len - c->off;
+	}
+	pfree(head.data);
+	MemoryContextSwitchTo(old);
+}
+
 /* hex SHA1 of the script body, computed once */
 static void
 script_sha1(RedisScript *s)

@@ -42,6 +42,11 @@ extern void redis_pipeline_bypass_circuit(RedisPipeline *p);
 extern void redis_pipeline_append(RedisPipeline *p, int argc,
 								  const char **argv, const size_t *argvlen);
 
+/* queue n commands "cmd <prefix><keys[i]>" (keys: RV_STRING values) */
+extern void redis_pipeline_append_prefixed(RedisPipeline *p, const char *cmd,
+										   const char *prefix,
+										   const RedisValue *keys, int n);
+
 /* queue EVALSHA script nkeys argv... (argv = keys then arguments) */
 extern void redis_pipeline_append_script(RedisPipeline *p, RedisScript *script,
 										 int nkeys, int argc,

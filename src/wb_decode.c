@@ -90,8 +90,127 @@ member_key_canonical(WbTable *t, KeyIO *io, Member *m)
 
 		if (strcmp(OutputFunctionCall(&io[k].out, d), m->keyvals[k]) != 0)
 			return false;
+		if (OidIsValid(t->keybin[k]))
+			m->keyd[k] = d;
 	}
 	return true;
+}
+
+/*
+ * s as a plain integer: an optional '-' and 1 to maxdigits digits (so it
+ * cannot overflow the type maxdigits is chosen for), without leading zeros
+ * when canonical ("0" itself, never "-0"): then int2in/int4in/int8in would
+ * give the same value, and, canonical, int2out/int4out/int8out the same
+ * text.  False for anything else (the input function decides then).
+ */
+static bool
+plain_int(const char *s, int maxdigits, bool canonical, int64 *out)
+{
+	const char *p = s;
+	bool		neg = false;
+	int64		v = 0;
+	int			nd = 0;
+
+	if (*p == '-')
+	{
+		neg = true;
+		p++;
+	}
+	if (canonical && *p == '0' && (neg || p[1] != '\0'))
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		if (++nd > maxdigits)
+			return false;
+		v = v * 10 + (*p - '0');
+	}
+	if (*p != '\0' || nd == 0)
+		return false;
+	*out = neg ? -v : v;
+	return true;
+}
+
+/* the digits an int2, int4 or int8 always holds (0: another type) */
+static int
+int_digits(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return 4;
+		case INT4OID:
+			return 9;
+		case INT8OID:
+			return 18;
+		default:
+			return 0;
+	}
+}
+
+static Datum
+int_datum(Oid typid, int64 v)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return Int16GetDatum((int16) v);
+		case INT4OID:
+			return Int32GetDatum((int32) v);
+		default:
+			return Int64GetDatum(v);
+	}
+}
+
+/*
+ * Is every key value of m a plain canonical integer of its integer key
+ * column (keyd set)?  False: member_key_canonical decides, through the
+ * input and output functions.
+ */
+static bool
+member_key_plain(WbTable *t, Member *m)
+{
+	for (int k = 0; k < t->nkeys; k++)
+	{
+		int			nd = int_digits(t->keybin[k]);
+		int64		v;
+
+		if (nd == 0 || !plain_int(m->keyvals[k], nd, true, &v))
+			return false;
+		m->keyd[k] = int_datum(t->keybin[k], v);
+	}
+	return true;
+}
+
+/* the integer key of a key_int table's member (its keyd, set by wb_check_member_keys) */
+int64
+wb_member_int_key(WbTable *t, Member *m)
+{
+	switch (t->keybin[0])
+	{
+		case INT2OID:
+			return DatumGetInt16(m->keyd[0]);
+		case INT4OID:
+			return DatumGetInt32(m->keyd[0]);
+		default:
+			return DatumGetInt64(m->keyd[0]);
+	}
+}
+
+/*
+ * The value s of a keybin/colbin column of type typid, as that type:
+ * its input function's result (in: the function, ioparam its argument;
+ * typmod -1, as the cast from text does), for a plain integer without the
+ * function call.
+ */
+Datum
+wb_bin_datum(Oid typid, FmgrInfo *in, Oid ioparam, const char *s)
+{
+	int			nd = int_digits(typid);
+	int64		v;
+
+	if (nd > 0 && plain_int(s, nd, false, &v))
+		return int_datum(typid, v);
+	return InputFunctionCall(in, (char *) s, ioparam, -1);
 }
 
 static void
@@ -168,21 +287,59 @@ check_member_rows(WbTable *t, Member *ms, int *idx, int *n)
 }
 
 /*
+ * Types whose values the apply passes as themselves instead of text
+ * (keybin, colbin): built-in, by value, each converted from text by its
+ * input function in C (wb_bin_datum) as the cast in the statement did, but
+ * without the text datum, its copy and the cast per row.
+ */
+static Oid
+bin_type(Oid typid, int32 typmod)
+{
+	switch (typid)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case DATEOID:
+			break;
+		default:
+			return InvalidOid;
+	}
+	return typmod < 0 && get_typbyval(typid) ? typid : InvalidOid;
+}
+
+/*
  * What the key columns' types allow (once per cached table, in a
  * transaction): keys_exact when key equality is identity of the canonical
  * text (integers, oid, uuid, bool, text and varchar under a deterministic
  * collation), so check_member_rows can find nothing and is skipped;
  * key_any_ok when the first key column takes "= ANY (text[]::type[])" (a
  * plain base or enum type, not an array or a domain), the index condition
- * of the apply (wb_apply.c).
+ * of the apply (wb_apply.c); keybin and colbin (see bin_type).
  */
 void
 wb_key_info(WbTable *t)
 {
 	bool		exact = true;
+	MemoryContext cxt = GetMemoryChunkContext(t);
 
 	if (t->keyinfo_set)
 		return;
+	t->keybin = MemoryContextAllocZero(cxt, sizeof(Oid) * Max(t->nkeys, 1));
+	t->colbin = MemoryContextAllocZero(cxt, sizeof(Oid) * Max(t->ncols, 1));
+	for (int c = 0; c < t->ncols && t->format != WB_FORMAT_JSON; c++)
+	{
+		Oid			typid,
+					coll;
+		int32		typmod;
+
+		get_atttypetypmodcoll(t->relid, get_attnum(t->relid, t->cols[c]), &typid, &typmod, &coll);
+		t->colbin[c] = bin_type(typid, -1);
+	}
 	for (int k = 0; k < t->nkeys; k++)
 	{
 		AttrNumber	attnum = get_attnum(t->relid, t->keys[k]);
@@ -192,6 +349,7 @@ wb_key_info(WbTable *t)
 		char		typtype;
 
 		get_atttypetypmodcoll(t->relid, attnum, &typid, &typmod, &coll);
+		t->keybin[k] = bin_type(typid, typmod);
 		switch (typid)
 		{
 			case INT2OID:
@@ -227,12 +385,6 @@ wb_key_info(WbTable *t)
 	t->keyinfo_set = true;
 }
 
-/*
- * Drop the members of idx[0..*n) whose key values are not canonical (see
- * member_key_canonical) from idx, as dead letters.  In the transaction of
- * the batch, canonical settings in force; one subtransaction for the
- * batch, one per member only when some value is not even valid input.
- */
 /* the arguments of check_keys_cb: members ms[idx[0..n)] of table t */
 typedef struct CheckKeysArg
 {
@@ -253,25 +405,23 @@ check_keys_cb(void *arg)
 			key_problem(&a->ms[a->idx[i]], "its key values are not in the canonical form", "22023");
 }
 
-void
-wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
+/* the members idx[0..n) through the input and output functions */
+static void
+check_keys_by_functions(WbTable *t, Member *ms, int *idx, int n)
 {
 	CheckKeysArg arg;
 	ErrorData  *ed;
-	int			kept = 0;
 
-	if (*n == 0)
-		return;
 	arg.t = t;
 	arg.io = key_io(t);
 	arg.ms = ms;
 	arg.idx = idx;
-	arg.n = *n;
+	arg.n = n;
 	ed = rs_subxact_try(check_keys_cb, &arg, true);
 	/* a cancel (redis_sync.drain_timeout) is no member's fault */
 	if (ed != NULL && rs_error_transient_drain(ed->sqlerrcode))
 		ReThrowError(ed);
-	for (int i = 0; ed != NULL && i < *n; i++)
+	for (int i = 0; ed != NULL && i < n; i++)
 	{
 		Member	   *m = &ms[idx[i]];
 		ErrorData  *med;
@@ -285,11 +435,46 @@ wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
 		if (med != NULL)
 			key_problem(m, med->message, unpack_sql_state(med->sqlerrcode));
 	}
+}
+
+/*
+ * Drop the members of idx[0..*n) whose key values are not canonical (see
+ * member_key_canonical) from idx, as dead letters, and set each kept
+ * member's keyd.  In the transaction of the batch, canonical settings in
+ * force; one subtransaction for the batch, one per member only when some
+ * value is not even valid input.  Plain canonical integers of integer key
+ * columns (member_key_plain) need no function call and no subtransaction:
+ * the input and output functions would accept them and give them back
+ * unchanged.
+ */
+void
+wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n)
+{
+	int		   *slow;
+	int			nslow = 0;
+	int			kept = 0;
+	Datum	   *keyd;
+
+	if (*n == 0)
+		return;
+	wb_key_info(t);
+	slow = palloc(sizeof(int) * *n);
+	keyd = palloc0(sizeof(Datum) * *n * t->nkeys);
+	for (int i = 0; i < *n; i++)
+	{
+		Member	   *m = &ms[idx[i]];
+
+		m->keyd = &keyd[i * t->nkeys];
+		if (!member_key_plain(t, m))
+			slow[nslow++] = idx[i];
+	}
+	if (nslow > 0)
+		check_keys_by_functions(t, ms, slow, nslow);
+	pfree(slow);
 	for (int i = 0; i < *n; i++)
 		if (ms[idx[i]].problem == NULL)
 			idx[kept++] = idx[i];
 	*n = kept;
-	wb_key_info(t);
 	if (!t->keys_exact)
 		check_member_rows(t, ms, idx, n);
 }
@@ -460,8 +645,9 @@ decode_json(WbTable *t, Member *m, RedisValue *v)
 void
 wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 {
-	m->vals = palloc0(sizeof(char *) * t->ncols);
-	m->present = palloc0(sizeof(bool) * t->ncols);
+	/* one allocation for both (per drained member) */
+	m->vals = palloc0((sizeof(char *) + sizeof(bool)) * Max(t->ncols, 1));
+	m->present = (bool *) (m->vals + Max(t->ncols, 1));
 	m->value = v;
 	if (t->format == WB_FORMAT_HASH)
 		decode_hash(t, m, v, unknown);

@@ -13,6 +13,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "lib/stringinfo.h"
 #include "utils/elog.h"
@@ -66,6 +67,12 @@ typedef struct WbTable
 	bool		keys_exact;		/* equal keys always have equal text */
 	bool		key_any_ok;		/* first key: "= ANY (text[]::type[])" */
 	bool		key_int;		/* one key, an integer: members sort in C */
+	Oid		   *keybin;			/* nkeys: the key column's type when its
+								 * values are passed as that type (a by-value
+								 * built-in type without typmod, converted in
+								 * C), else InvalidOid: text */
+	Oid		   *colbin;			/* ncols: the same for the columns (hash and
+								 * string formats) */
 	char		scan_cursor[24];	/* the dirty set's SSCAN cursor (drain.c) */
 } WbTable;
 
@@ -76,6 +83,8 @@ typedef struct Member
 	int			state;			/* 1 present, 0 missing, -1 Redis error */
 	bool		seeded;
 	char	  **keyvals;		/* nkeys */
+	Datum	   *keyd;			/* nkeys: the key values of the keybin
+								 * columns, from wb_check_member_keys */
 	char	  **vals;			/* ncols, NULL = SQL NULL (when present) */
 	bool	   *present;		/* ncols: the value names the column */
 	char	   *json;			/* json format: object of the present columns */
@@ -103,6 +112,8 @@ extern bool wb_parse_int64(const char *s, int64 *out);
 extern bool wb_split_member(WbTable *t, Member *m);
 extern void wb_check_member_keys(WbTable *t, Member *ms, int *idx, int *n);
 extern void wb_key_info(WbTable *t);
+extern int64 wb_member_int_key(WbTable *t, Member *m);
+extern Datum wb_bin_datum(Oid typid, FmgrInfo *in, Oid ioparam, const char *s);
 extern void wb_json_append_pair(StringInfo buf, bool *first, const char *k, const char *v);
 extern void wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown);
 extern char *wb_raw_json(WbTable *t, RedisValue *v);

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Instructions per drained row of the write-behind drain, counted by
+# valgrind's callgrind (which the machine's load does not move): the
+# worker's (inclusive of rs_drain_round) and Redis's (the whole server while
+# the drain runs).
+#
+#   PGBIN=... bash bench/drain_cpu.sh [KEYS]     (default 20,000)
+#
+# Starts a sandbox (tests/sandbox.sh) whose PostgreSQL runs under callgrind
+# (--toggle-collect=rs_drain_round: only the drain is counted) and a second
+# redis-server under callgrind that it uses; makes bench.pl's table (200,000
+# rows of (id int PRIMARY KEY, n bigint), key prefix stats:, default batch
+# size), then drains KEYS dirty keys three times (HSET + SADD loaded with
+# redis-cli --pipe while the worker is paused, VACUUM before each drain, as
+# bench.pl does), each by a new worker (the worker is terminated after its
+# drain: its exit writes its counts; start-up costs such as planning are
+# counted in every drain).  Redis's counters are zeroed before each drain
+# and dumped after it.  Prints the worker's and Redis's instructions per row
+# of each drain.  Not part of bench/run.sh (~3 min).
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KEYS=${1:-20000}
+for tool in valgrind callgrind_control; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "drain_cpu: $tool not found" >&2; exit 1; }
+done
+bench_setup drain_cpu
+SB=$WORK
+CG_PORT=
+bench_on_exit '[ -n "$CG_PORT" ] && redis-cli -p "$CG_PORT" shutdown nosave'
+bench_on_exit '[ -f "$SB/sb/pgdata/postmaster.pid" ] && kill -INT "$(head -1 "$SB/sb/pgdata/postmaster.pid")"; sleep 5'
+bench_sandbox --own
+mkdir -p "$SB/cg" "$SB/rcg"
+chmod 777 "$SB/cg" "$SB/rcg"
+
+CG_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport')
+(cd "$SB/rcg" && TMPDIR="$SB/rcg" exec valgrind --tool=callgrind --callgrind-out-file="$SB/rcg/out.%p" \
+    redis-server --port "$CG_PORT" --save '' --appendonly no >"$SB/rvalgrind.log" 2>&1) &
+for _ in $(seq 1 100); do redis-cli -p "$CG_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
+RPID=$(redis-cli -p "$CG_PORT" info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+rc() { redis-cli -p "$CG_PORT" "$@"; }
+
+psql -qX -v ON_ERROR_STOP=1 >/dev/null <<SQL
+ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$CG_PORT/0';
+ALTER SYSTEM SET redis_sync.command_timeout = '300s';
+ALTER SYSTEM SET redis_sync.connect_timeout = '60s';
+ALTER SYSTEM SET redis_sync.drain_timeout = '600s';
+CREATE EXTENSION redis_sync;
+CREATE TABLE wb_t (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+INSERT INTO wb_t SELECT g, 0 FROM generate_series(1, 200000) g;
+VACUUM ANALYZE wb_t;
+SELECT redis_sync.write_behind('wb_t', key_prefix => 'stats:', dirty_set => 'stats:dirty');
+SQL
+
+# PostgreSQL again, under callgrind: the worker counts rs_drain_round only
+run_user=${RUN_USER:-$(id -un)}
+as_user() { if [ "$(id -u)" -eq 0 ] && [ "$run_user" != root ]; then (cd "$SB" && runuser -u "$run_user" -- "$@"); else "$@"; fi; }
+as_user "$PGBIN/pg_ctl" -D "$SB/sb/pgdata" -w stop -m fast >/dev/null
+as_user env TMPDIR="$SB/cg" valgrind --tool=callgrind --callgrind-out-file="$SB/cg/out.%p" \
+    --toggle-collect=rs_drain_round --collect-atstart=no \
+    "$PGBIN/postgres" -D "$SB/sb/pgdata" >"$SB/pg.log" 2>&1 &
+for _ in $(seq 1 300); do psql -qXAt -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
+# the worker's pid (a new one after each drain: its exit writes its counts)
+worker_pid() {
+    local pid
+    for _ in $(seq 1 600); do
+        pid=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker' AND datname = current_database() AND pid <> ${1:-0}")
+        [ -n "$pid" ] && { echo "$pid"; return 0; }
+        sleep 0.5
+    done
+    echo "drain_cpu: no worker" >&2
+    exit 1
+}
+# the file of a finished callgrind dump
+dumped() {
+    for _ in $(seq 1 600); do
+        [ -f "$1" ] && grep -q '^totals:' "$1" && { echo "$1"; return 0; }
+        sleep 0.2
+    done
+    echo "drain_cpu: no dump $1" >&2
+    exit 1
+}
+OUT=${DRAIN_CPU_OUT:-${TMPDIR:-/tmp}}
+WPID=$(worker_pid)
+for round in 1 2 3; do
+    perl -e 'for my $i (1 .. $ARGV[0]) { my $id = 1 + ($i * 7919) % 200000; my $v = $id % 1000 + $ARGV[1] * 1000;
+        printf "*4\r\n\$4\r\nHSET\r\n\$%d\r\nstats:%d\r\n\$1\r\nn\r\n\$%d\r\n%d\r\n*3\r\n\$4\r\nSADD\r\n\$11\r\nstats:dirty\r\n\$%d\r\n%d\r\n",
+            length("stats:$id"), $id, length($v), $v, length($id), $id }' "$KEYS" "$round" >"$SB/load.resp"
+    psql -qXAt -c 'VACUUM wb_t' -c 'SELECT redis_sync.worker_pause(600000)' >/dev/null
+    rc --pipe <"$SB/load.resp" >/dev/null
+    TMPDIR="$SB/rcg" callgrind_control -z "$RPID" >/dev/null
+    applied=$(PGOPTIONS='-c redis_sync.flush_timeout=600s' psql -qXAt -c 'SELECT redis_sync.worker_resume()' -c "SELECT redis_sync.flush('wb_t')" | tail -1)
+    TMPDIR="$SB/rcg" callgrind_control -d "$RPID" >/dev/null
+    psql -qXAt -c "SELECT pg_terminate_backend($WPID)" >/dev/null
+    wf=$(dumped "$SB/cg/out.$WPID")
+    rf=$(dumped "$SB/rcg/out.$RPID.$round")
+    w=$(awk '/^totals:/ {print $2; exit}' "$wf")
+    r=$(awk '/^totals:/ {print $2; exit}' "$rf")
+    cp "$wf" "$OUT/drain_cpu.worker.$round"
+    cp "$rf" "$OUT/drain_cpu.redis.$round"
+    printf 'drain %d: %s rows applied; instructions per row: worker %d, Redis %d\n' \
+        "$round" "$applied" $((w / KEYS)) $((r / KEYS))
+    WPID=$(worker_pid "$WPID")
+done
