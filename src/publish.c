@@ -194,9 +194,8 @@ coalesce(int *npending, List **purges)
 		{
 			/*
 			 * A row moved away from a key that another row of this
-			 * transaction already moved into (a deferrable unique key:
-			 * UPDATE ... SET id = id + 1, or a swap): the key stays that
-			 * row's.
+			 * transaction already moved into (a deferrable unique key: UPDATE
+			 * ... SET id = id + 1, or a swap): the key stays that row's.
 			 */
 		}
 		else
