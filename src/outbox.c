@@ -163,12 +163,25 @@ typedef struct Delivery
 {
 	MemoryContext caller;
 	Oid			outbox;			/* redis_sync.outbox, locked by the read */
+	RsAsOwner	ao;				/* as the bootstrap superuser, once SQL runs */
 	int			n;				/* entries read */
 	Entry	   *entries;
 	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
 	bool	   *failed;			/* per entry: stays queued */
 	char	  **errors;			/* per failed entry: why */
 } Delivery;
+
+/*
+ * Before a statement of the delivery: become the bootstrap superuser with a
+ * fixed search_path (once per batch).  The direct read and delete run no
+ * SQL and no user code, and check no privilege, so they need not.
+ */
+static void
+sql_as_owner(Delivery *d)
+{
+	if (!d->ao.active)
+		become_owner(&d->ao);
+}
 
 /*
  * The statements of every delivery, planned once per process (the worker
@@ -206,12 +219,13 @@ static const struct
 {
 	const char *name;
 	Oid			type;
+	AttrNumber	attno;			/* in the table the extension creates */
 }			read_cols[RC_COUNT] =
 
 {
-	{"id", INT8OID}, {"redis_key", TEXTOID}, {"op", CHAROID}, {"payload", JSONBOID},
-	{"ttl_ms", INT8OID}, {"version", TEXTOID}, {"seq", INT8OID}, {"relid", OIDOID},
-	{"xid", XID8OID}, {"next_attempt_at", TIMESTAMPTZOID}
+	{"id", INT8OID, 1}, {"redis_key", TEXTOID, 3}, {"op", CHAROID, 4}, {"payload", JSONBOID, 5},
+	{"ttl_ms", INT8OID, 6}, {"version", TEXTOID, 7}, {"seq", INT8OID, 8}, {"relid", OIDOID, 2},
+	{"xid", XID8OID, 9}, {"next_attempt_at", TIMESTAMPTZOID, 12}
 };
 
 /* fill e from the columns of its row (values[c], nulls[c] in ReadCol order) */
@@ -361,7 +375,12 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 	{
 		AttrNumber	a = InvalidAttrNumber;
 
-		for (int i = 0; i < td->natts; i++)
+		/* where the extension creates it, else wherever it is */
+		if (read_cols[c].attno <= td->natts &&
+			!TupleDescAttr(td, read_cols[c].attno - 1)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(td, read_cols[c].attno - 1)->attname), read_cols[c].name) == 0)
+			a = read_cols[c].attno;
+		for (int i = 0; a == InvalidAttrNumber && i < td->natts; i++)
 			if (!TupleDescAttr(td, i)->attisdropped &&
 				strcmp(NameStr(TupleDescAttr(td, i)->attname), read_cols[c].name) == 0)
 				a = i + 1;
@@ -483,6 +502,7 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 	 * would read them all each time.  The primary key in id order skips them
 	 * (and marks them dead in the index as it goes).
 	 */
+	sql_as_owner(d);
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
@@ -776,6 +796,7 @@ settle(Delivery *d)
 		Oid			dtypes[1] = {INT8ARRAYOID};
 		Datum		dargs[1];
 
+		sql_as_owner(d);
 		dargs[0] = PointerGetDatum(construct_array(done, ndone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		if (SPI_execute_plan(kept_plan(&delete_plan,
 									   "DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
@@ -791,6 +812,7 @@ settle(Delivery *d)
 		uargs[0] = PointerGetDatum(construct_array(kept, retained, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		uargs[1] = PointerGetDatum(construct_array(kept_err, retained, TEXTOID, -1, false, TYPALIGN_INT));
 		uargs[2] = Int32GetDatum(rs_retry_max_backoff_ms);
+		sql_as_owner(d);
 		if (SPI_execute_with_args("UPDATE redis_sync.outbox o "
 								  "   SET attempts = o.attempts + 1, last_error = u.err, "
 								  "       next_attempt_at = pg_catalog.clock_timestamp() + "
@@ -807,7 +829,6 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 				  int *nrefused)
 {
 	Delivery	d = {0};
-	RsAsOwner	saved_ao;
 	bool		snap;
 	bool		ok;
 	int			retained;
@@ -815,12 +836,11 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 
 	*nrefused = 0;
 	d.caller = CurrentMemoryContext;
-	become_owner(&saved_ao);
 	spi_begin(&snap);
 	if (read_entries(&d, max, relid, due_only) == 0)
 	{
 		spi_end(snap);
-		rs_as_owner_leave(&saved_ao);
+		rs_as_owner_leave(&d.ao);
 		return 0;
 	}
 	coalesce(&d);
@@ -851,7 +871,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	if (!ok || retained > 0)
 		copy_failure(failure, d.caller);
 	spi_end(snap);
-	rs_as_owner_leave(&saved_ao);
+	rs_as_owner_leave(&d.ao);
 	return result;
 }
 
