@@ -20,9 +20,14 @@
  * what Redis confirmed by its row, locked since the read; back off the
  * rest).
  *
- * Reads and deletes of the outbox run as the bootstrap superuser with a
- * fixed search_path (as_owner.c): no user code runs on the extension's
- * own tables.
+ * The read and the delete go straight to the table (read_direct: a scan of
+ * the primary key locking each row as FOR UPDATE SKIP LOCKED would;
+ * delete_direct: by the locked row), without the executor, whose start-up
+ * was most of a small delivery's cost; they run no user code.  An outbox
+ * not of the extension's shape (rules, inheritance children, another
+ * primary key, ...) is read and deleted through SQL instead, as the
+ * bootstrap superuser with a fixed search_path (as_owner.c), like the
+ * bookkeeping of refused entries.
  *
  *-------------------------------------------------------------------------
  */
@@ -425,7 +430,11 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 		switch (res)
 		{
 			case TM_Ok:
-				/* updated since the snapshot: the newest version must pass too */
+
+				/*
+				 * updated since the snapshot: the newest version must pass
+				 * too
+				 */
 				if (tmfd.traversed && !entry_wanted(locked, attno, relid, due_only, top))
 					continue;
 				break;
