@@ -193,5 +193,21 @@ SELECT redis_sync.command('DEL', 'ce:100');
 SELECT redis_sync.deliver_outbox();
 SELECT redis_sync.command('HGET', 'ce:100', 'v');
 
+-- the payload is the row's jsonb as jsonb_in builds it from its JSON text
+-- (built directly, without printing and parsing): same value, same size,
+-- every character kept, a NULL column a JSON null
+CREATE TABLE c_json (id int PRIMARY KEY, v text, w text);
+SELECT redis_sync.write_through('c_json', key_prefix => 'cj:', delivery => 'async');
+INSERT INTO c_json VALUES (1, E'quote " backslash \\ newline \n tab \t \u00e9 \u2603 ctrl \x01 end', NULL);
+CREATE TEMP TABLE c_json_ref AS
+  SELECT id, payload::text::jsonb AS parsed FROM redis_sync.outbox WHERE redis_key = 'cj:1';
+SELECT payload = parsed AS same_value,
+       pg_column_size(payload) = pg_column_size(parsed) AS same_size,
+       payload ->> 'v' = (SELECT v FROM c_json) AS v_kept,
+       payload -> 'w' = 'null'::jsonb AS w_null, payload ->> 'id' AS id
+  FROM redis_sync.outbox JOIN c_json_ref USING (id);
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGET', 'cj:1', 'v') = to_jsonb((SELECT v FROM c_json)) AS cached_kept;
+
 SELECT redis_sync.worker_resume();
-DROP TABLE c_strict, c_event, c_async;
+DROP TABLE c_strict, c_event, c_async, c_json;

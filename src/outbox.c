@@ -20,18 +20,27 @@
  * what Redis confirmed by its row, locked since the read; back off the
  * rest).
  *
- * Reads and deletes of the outbox run as the bootstrap superuser with a
- * fixed search_path (as_owner.c): no user code runs on the extension's
- * own tables.
+ * The read and the delete go straight to the table (read_direct: a scan of
+ * the primary key locking each row as FOR UPDATE SKIP LOCKED would;
+ * delete_direct: by the locked row), without the executor, whose start-up
+ * was most of a small delivery's cost; they run no user code.  An outbox
+ * not of the extension's shape (rules, inheritance children, another
+ * primary key, ...) is read and deleted through SQL instead, as the
+ * bootstrap superuser with a fixed search_path (as_owner.c), like the
+ * bookkeeping of refused entries.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_opfamily_d.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -41,6 +50,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "fence.h"
 #include "outbox.h"
@@ -54,6 +67,7 @@ PG_FUNCTION_INFO_V1(redis_sync_flush);
 
 static int	rs_outbox_batch = 10000;	/* redis_sync.outbox_batch */
 static int	rs_flush_timeout_ms = 60000;	/* redis_sync.flush_timeout */
+static bool rs_debug_outbox_read_sql = false;	/* redis_sync.debug_outbox_read_sql */
 
 /* ----------------------------------------------------------------
  * Delivery
@@ -154,12 +168,25 @@ typedef struct Delivery
 {
 	MemoryContext caller;
 	Oid			outbox;			/* redis_sync.outbox, locked by the read */
+	RsAsOwner	ao;				/* as the bootstrap superuser, once SQL runs */
 	int			n;				/* entries read */
 	Entry	   *entries;
 	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
 	bool	   *failed;			/* per entry: stays queued */
 	char	  **errors;			/* per failed entry: why */
 } Delivery;
+
+/*
+ * Before a statement of the delivery: become the bootstrap superuser with a
+ * fixed search_path (once per batch).  The direct read and delete run no
+ * SQL and no user code, and check no privilege, so they need not.
+ */
+static void
+sql_as_owner(Delivery *d)
+{
+	if (!d->ao.active)
+		become_owner(&d->ao);
+}
 
 /*
  * The statements of every delivery, planned once per process (the worker
@@ -184,6 +211,267 @@ kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/* an entry's columns, in the order of the SQL read's target list */
+typedef enum ReadCol
+{
+	RC_ID, RC_KEY, RC_OP, RC_PAYLOAD, RC_TTL, RC_VERSION, RC_SEQ, RC_RELID,
+	RC_XID, RC_NEXT_ATTEMPT, RC_COUNT
+} ReadCol;
+
+static const struct
+{
+	const char *name;
+	Oid			type;
+	AttrNumber	attno;			/* in the table the extension creates */
+}			read_cols[RC_COUNT] =
+
+{
+	{"id", INT8OID, 1}, {"redis_key", TEXTOID, 3}, {"op", CHAROID, 4}, {"payload", JSONBOID, 5},
+	{"ttl_ms", INT8OID, 6}, {"version", TEXTOID, 7}, {"seq", INT8OID, 8}, {"relid", OIDOID, 2},
+	{"xid", XID8OID, 9}, {"next_attempt_at", TIMESTAMPTZOID, 12}
+};
+
+/* fill e from the columns of its row (values[c], nulls[c] in ReadCol order) */
+static void
+fill_entry(Entry *e, const Datum *values, const bool *nulls, ItemPointer tid)
+{
+	e->id = DatumGetInt64(values[RC_ID]);
+	e->key = TextDatumGetCString(values[RC_KEY]);
+	e->op = DatumGetChar(values[RC_OP]);
+	e->ttl_ms = DatumGetInt64(values[RC_TTL]);
+	strlcpy(e->version, TextDatumGetCString(values[RC_VERSION]), sizeof(e->version));
+	e->seq = DatumGetInt64(values[RC_SEQ]);
+	e->relid = DatumGetObjectId(values[RC_RELID]);
+	ItemPointerCopy(tid, &e->tid);
+	if (e->op != 'T')
+		e->bad = payload_to_image(e->op, nulls[RC_PAYLOAD] ? NULL : DatumGetJsonbP(values[RC_PAYLOAD]),
+								  &e->img);
+}
+
+/* room for n entries (in the caller's memory), zeroed */
+static void
+alloc_entries(Delivery *d, int n)
+{
+	MemoryContext old = MemoryContextSwitchTo(d->caller);
+
+	d->entries = palloc0(sizeof(Entry) * n);
+	d->failed = palloc0(sizeof(bool) * n);
+	d->errors = palloc0(sizeof(char *) * n);
+	MemoryContextSwitchTo(old);
+}
+
+/* room for n entries where there was room for old_n, the first old_n kept */
+static void
+grow_entries(Delivery *d, int old_n, int n)
+{
+	d->entries = repalloc(d->entries, sizeof(Entry) * n);
+	d->failed = repalloc(d->failed, sizeof(bool) * n);
+	d->errors = repalloc(d->errors, sizeof(char *) * n);
+	memset(d->entries + old_n, 0, sizeof(Entry) * (n - old_n));
+	memset(d->failed + old_n, 0, sizeof(bool) * (n - old_n));
+	memset(d->errors + old_n, 0, sizeof(char *) * (n - old_n));
+}
+
+/*
+ * Whether the row in slot passes the read's WHERE clause: stamped (version
+ * not empty), of relid (unless InvalidOid), due (with due_only), and not
+ * written by this transaction (top, when it has an xid).
+ */
+static bool
+entry_wanted(TupleTableSlot *slot, const int *attno, Oid relid, bool due_only,
+			 FullTransactionId top)
+{
+	bool		isnull;
+	Datum		v;
+
+	v = slot_getattr(slot, attno[RC_VERSION], &isnull);
+	if (isnull || VARSIZE_ANY_EXHDR(DatumGetTextPP(v)) == 0)
+		return false;
+	if (OidIsValid(relid))
+	{
+		v = slot_getattr(slot, attno[RC_RELID], &isnull);
+		if (isnull || DatumGetObjectId(v) != relid)
+			return false;
+	}
+	if (due_only)
+	{
+		v = slot_getattr(slot, attno[RC_NEXT_ATTEMPT], &isnull);
+		if (!isnull && DatumGetTimestampTz(v) > GetCurrentTimestamp())
+			return false;
+	}
+	if (FullTransactionIdIsValid(top))
+	{
+		v = slot_getattr(slot, attno[RC_XID], &isnull);
+		if (isnull || FullTransactionIdEquals(DatumGetFullTransactionId(v), top))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The primary key of the outbox, opened, when it is the extension's: a
+ * btree on id alone, ascending, of the integer operator family, valid.
+ * NULL otherwise.
+ */
+static Relation
+open_id_index(Relation rel, int id_attno)
+{
+	Oid			indexid = RelationGetPrimaryKeyIndex(rel);
+	Relation	idx;
+
+	if (!OidIsValid(indexid))
+		return NULL;
+	idx = index_open(indexid, RowShareLock);
+	if (idx->rd_rel->relam != BTREE_AM_OID || idx->rd_index->indnkeyatts != 1 ||
+		idx->rd_index->indkey.values[0] != id_attno || !idx->rd_index->indisvalid ||
+		idx->rd_opfamily[0] != INTEGER_BTREE_FAM_OID || idx->rd_indoption[0] != 0 ||
+		!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) ||
+		!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL))
+	{
+		index_close(idx, RowShareLock);
+		return NULL;
+	}
+	return idx;
+}
+
+/*
+ * Step 1, without SQL: what the read statement of read_entries() does, as
+ * the executor would run its plan (Limit, LockRows, an index scan of the
+ * primary key), without the executor's start-up, which was most of the
+ * cost of a one-entry delivery.  The snapshot is taken as SPI takes it for
+ * a statement (a new command, the transaction snapshot); each row passing
+ * the WHERE clause is locked (FOR UPDATE SKIP LOCKED: a row another
+ * transaction holds is skipped), and a row updated since the snapshot is
+ * locked in its newest version and checked again, as the executor's
+ * EvalPlanQual recheck does.  Returns -1 when the outbox is not the
+ * extension's (rules, inheritance children, not a heap, a column of
+ * another type, another primary key): then the statement runs.
+ */
+static int
+read_direct(Delivery *d, int max, Oid relid, bool due_only)
+{
+	Relation	rel;
+	Relation	idx;
+	TupleDesc	td;
+	int			attno[RC_COUNT];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	TupleTableSlot *locked;
+	Snapshot	snapshot;
+	CommandId	cid;
+	FullTransactionId top = GetTopFullTransactionIdIfAny();
+	int			lockflags = IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
+	int			n = 0;
+	int			room = Min(max, 16);
+
+	if (!OidIsValid(d->outbox))
+		return -1;
+	rel = table_open(d->outbox, RowExclusiveLock);
+	td = RelationGetDescr(rel);
+	if (rel->rd_rules != NULL || rel->rd_rel->relhassubclass ||
+		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+	{
+		table_close(rel, RowExclusiveLock);
+		return -1;
+	}
+	for (int c = 0; c < RC_COUNT; c++)
+	{
+		AttrNumber	a = InvalidAttrNumber;
+
+		/* where the extension creates it, else wherever it is */
+		if (read_cols[c].attno <= td->natts &&
+			!TupleDescAttr(td, read_cols[c].attno - 1)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(td, read_cols[c].attno - 1)->attname), read_cols[c].name) == 0)
+			a = read_cols[c].attno;
+		for (int i = 0; a == InvalidAttrNumber && i < td->natts; i++)
+			if (!TupleDescAttr(td, i)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(td, i)->attname), read_cols[c].name) == 0)
+				a = i + 1;
+		if (a == InvalidAttrNumber || TupleDescAttr(td, a - 1)->atttypid != read_cols[c].type)
+		{
+			table_close(rel, RowExclusiveLock);
+			return -1;
+		}
+		attno[c] = a;
+	}
+	if ((idx = open_id_index(rel, attno[RC_ID])) == NULL)
+	{
+		table_close(rel, RowExclusiveLock);
+		return -1;
+	}
+
+	/* as SPI runs a statement: a new command, a new snapshot (read committed) */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	CommandCounterIncrement();
+	UpdateActiveSnapshotCommandId();
+	snapshot = GetActiveSnapshot();
+	cid = GetCurrentCommandId(true);
+
+	alloc_entries(d, room);
+	slot = table_slot_create(rel, NULL);
+	locked = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, snapshot, 0, 0);
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while (n < max && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		Datum		values[RC_COUNT];
+		bool		nulls[RC_COUNT];
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!entry_wanted(slot, attno, relid, due_only, top))
+			continue;
+		res = table_tuple_lock(rel, &slot->tts_tid, snapshot, locked, cid,
+							   LockTupleExclusive, LockWaitSkip, lockflags, &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+
+				/*
+				 * updated since the snapshot: the newest version must pass
+				 * too
+				 */
+				if (tmfd.traversed && !entry_wanted(locked, attno, relid, due_only, top))
+					continue;
+				break;
+			case TM_WouldBlock:
+			case TM_SelfModified:
+				continue;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				if (res == TM_Deleted)
+					continue;
+				elog(ERROR, "redis_sync: unexpected result of locking an outbox entry: %d", res);
+				break;
+			default:
+				elog(ERROR, "redis_sync: unexpected result of locking an outbox entry: %d", res);
+		}
+		for (int c = 0; c < RC_COUNT; c++)
+			values[c] = slot_getattr(locked, attno[c], &nulls[c]);
+		if (n == room)
+		{
+			grow_entries(d, room, Min(max, room * 2));
+			room = Min(max, room * 2);
+		}
+		old = MemoryContextSwitchTo(d->caller);
+		fill_entry(&d->entries[n++], values, nulls, &locked->tts_tid);
+		MemoryContextSwitchTo(old);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(locked);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return n;
 }
 
 /*
@@ -215,11 +503,15 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 	if (OidIsValid(d->outbox))
 		LockRelationOid(d->outbox, RowExclusiveLock);
 
+	if (!rs_debug_outbox_read_sql && (d->n = read_direct(d, max, relid, due_only)) >= 0)
+		return d->n;
+
 	/*
 	 * A queue table is mostly dead tuples between vacuums; a sequential scan
 	 * would read them all each time.  The primary key in id order skips them
 	 * (and marks them dead in the index as it goes).
 	 */
+	sql_as_owner(d);
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
@@ -241,30 +533,21 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 	if (d->n == 0)
 		return 0;
 
+	alloc_entries(d, d->n);
 	old = MemoryContextSwitchTo(d->caller);
-	d->entries = palloc0(sizeof(Entry) * d->n);
-	d->failed = palloc0(sizeof(bool) * d->n);
-	d->errors = palloc0(sizeof(char *) * d->n);
 	for (int i = 0; i < d->n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
+		Datum		values[RC_COUNT];
+		bool		nulls[RC_COUNT] = {0};
 		bool		isnull;
-		bool		payload_null;
-		Entry	   *e = &d->entries[i];
-		Datum		payload;
 
-		e->id = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
-		e->key = TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull));
-		e->op = DatumGetChar(SPI_getbinval(tup, td, 3, &isnull));
-		payload = SPI_getbinval(tup, td, 4, &payload_null);
-		e->ttl_ms = DatumGetInt64(SPI_getbinval(tup, td, 5, &isnull));
-		strlcpy(e->version, TextDatumGetCString(SPI_getbinval(tup, td, 6, &isnull)), sizeof(e->version));
-		e->seq = DatumGetInt64(SPI_getbinval(tup, td, 7, &isnull));
-		e->relid = DatumGetObjectId(SPI_getbinval(tup, td, 8, &isnull));
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, td, 9, &isnull)), &e->tid);
-		if (e->op != 'T')
-			e->bad = payload_to_image(e->op, payload_null ? NULL : DatumGetJsonbP(payload), &e->img);
+		/* the target list: columns RC_ID .. RC_RELID, then ctid */
+		for (int c = RC_ID; c <= RC_RELID; c++)
+			values[c] = SPI_getbinval(tup, td, c + 1, &nulls[c]);
+		fill_entry(&d->entries[i], values, nulls,
+				   (ItemPointer) DatumGetPointer(SPI_getbinval(tup, td, RC_RELID + 2, &isnull)));
 	}
 	MemoryContextSwitchTo(old);
 	return d->n;
@@ -522,6 +805,7 @@ settle(Delivery *d)
 		Oid			dtypes[1] = {INT8ARRAYOID};
 		Datum		dargs[1];
 
+		sql_as_owner(d);
 		dargs[0] = PointerGetDatum(construct_array(done, ndone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		if (SPI_execute_plan(kept_plan(&delete_plan,
 									   "DELETE FROM redis_sync.outbox WHERE id = ANY ($1)",
@@ -537,6 +821,7 @@ settle(Delivery *d)
 		uargs[0] = PointerGetDatum(construct_array(kept, retained, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		uargs[1] = PointerGetDatum(construct_array(kept_err, retained, TEXTOID, -1, false, TYPALIGN_INT));
 		uargs[2] = Int32GetDatum(rs_retry_max_backoff_ms);
+		sql_as_owner(d);
 		if (SPI_execute_with_args("UPDATE redis_sync.outbox o "
 								  "   SET attempts = o.attempts + 1, last_error = u.err, "
 								  "       next_attempt_at = pg_catalog.clock_timestamp() + "
@@ -553,7 +838,6 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 				  int *nrefused)
 {
 	Delivery	d = {0};
-	RsAsOwner	saved_ao;
 	bool		snap;
 	bool		ok;
 	int			retained;
@@ -561,12 +845,11 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 
 	*nrefused = 0;
 	d.caller = CurrentMemoryContext;
-	become_owner(&saved_ao);
 	spi_begin(&snap);
 	if (read_entries(&d, max, relid, due_only) == 0)
 	{
 		spi_end(snap);
-		rs_as_owner_leave(&saved_ao);
+		rs_as_owner_leave(&d.ao);
 		return 0;
 	}
 	coalesce(&d);
@@ -597,7 +880,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	if (!ok || retained > 0)
 		copy_failure(failure, d.caller);
 	spi_end(snap);
-	rs_as_owner_leave(&saved_ao);
+	rs_as_owner_leave(&d.ao);
 	return result;
 }
 
@@ -741,10 +1024,19 @@ redis_sync_flush(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(n);
 }
 
-/* redis_sync.outbox_batch and flush_timeout (from _PG_init) */
+/* redis_sync.outbox_batch, flush_timeout, debug_outbox_read_sql (from _PG_init) */
 void
 rs_outbox_init(void)
 {
+	DefineCustomBoolVariable("redis_sync.debug_outbox_read_sql",
+							 "For testing only: deliveries read the outbox through SQL.",
+							 "A delivery reads and locks its entries by a scan of the primary key, or runs the SELECT ... FOR UPDATE SKIP LOCKED statement when the outbox is not the extension's; this runs the statement always.",
+							 &rs_debug_outbox_read_sql,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("redis_sync.outbox_batch",
 							"Outbox entries delivered per round trip.",
 							NULL,

@@ -35,6 +35,8 @@
 #include "executor/executor.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -93,6 +95,50 @@ rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
 	MemoryContextDelete(slice_cxt);
 }
 
+/* a jsonb string of s; false when too long for one (jsonb_in reports it) */
+static bool
+jsonb_string(JsonbValue *v, char *s)
+{
+	size_t		len = strlen(s);
+
+	if (len > JENTRY_OFFLENMASK)
+		return false;
+	v->type = jbvString;
+	v->val.string.val = s;
+	v->val.string.len = (int) len;
+	return true;
+}
+
+/*
+ * The payload of an image, built as jsonb_in builds it from
+ * rs_image_to_json()'s text (the same pushJsonbValue() calls, keys sorted
+ * and unique), without printing and parsing that text: a fifth of an
+ * async single-row commit's outbox write.  NULL when a string is too long
+ * for jsonb: then the text goes through jsonb_in, which reports it.
+ */
+static Jsonb *
+image_to_jsonb(RowImage *img)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+
+	if (img->op == RS_OP_STRING)
+		return jsonb_string(&v, img->str) ? JsonbValueToJsonb(&v) : NULL;
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < img->nfields; i++)
+	{
+		if (!jsonb_string(&v, img->fields[i]))
+			return NULL;
+		(void) pushJsonbValue(&state, WJB_KEY, &v);
+		if (img->values[i] == NULL)
+			v.type = jbvNull;
+		else if (!jsonb_string(&v, img->values[i]))
+			return NULL;
+		(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
 /*
  * The outbox columns of a change: its Redis key, op ('T': a purge of the
  * prefix in key) and payload; false when the payload is NULL.
@@ -102,6 +148,7 @@ change_columns(Change *c, Datum *key, Datum *op, Datum *payload)
 {
 	RowImage	after;
 	char	   *json;
+	Jsonb	   *jb;
 
 	*key = CStringGetTextDatum(c->key);
 	*payload = (Datum) 0;
@@ -112,9 +159,14 @@ change_columns(Change *c, Datum *key, Datum *op, Datum *payload)
 	}
 	rs_change_after(c, &after);
 	*op = CharGetDatum(after.op);
-	json = rs_image_to_json(&after);
-	if (json == NULL)
+	if (after.op == RS_OP_DELETE)
 		return false;
+	if ((jb = image_to_jsonb(&after)) != NULL)
+	{
+		*payload = JsonbPGetDatum(jb);
+		return true;
+	}
+	json = rs_image_to_json(&after);
 	*payload = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 	return true;
 }
@@ -291,6 +343,72 @@ outbox_shape(Relation rel, int *attno, Oid seqid)
 }
 
 /*
+ * The last outbox_shape() that found the outbox of the extension's shape,
+ * kept until an invalidation of the outbox (or its sequence) in the
+ * relation cache: every ALTER TABLE, trigger, rule, policy or index of the
+ * outbox sends one.  Checking the shape at every commit was a tenth of an
+ * async single-row commit's outbox write.
+ */
+static struct
+{
+	bool		valid;
+	Oid			relid;
+	Oid			seqid;
+	int			attno[OC_COUNT];
+} shape_cache;
+static uint64 shape_invals = 0; /* invalidations seen, to spot one during a
+								 * check */
+static bool shape_cb_registered = false;
+
+static void
+shape_inval(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == shape_cache.relid || relid == shape_cache.seqid)
+	{
+		shape_cache.valid = false;
+
+		shape_invals++;
+	}
+}
+
+/*
+ * outbox_shape() of rel (locked), from the cache when nothing changed since;
+ * *seqid: the sequence of its ids.  Only a positive result is kept.
+ */
+static bool
+outbox_shape_cached(Relation rel, int *attno, Oid *seqid)
+{
+	Oid			relid = RelationGetRelid(rel);
+	uint64		invals = shape_invals;
+
+	if (!shape_cb_registered)
+	{
+		CacheRegisterRelcacheCallback(shape_inval, (Datum) 0);
+		shape_cb_registered = true;
+	}
+	if (shape_cache.valid && shape_cache.relid == relid)
+	{
+		memcpy(attno, shape_cache.attno, sizeof(shape_cache.attno));
+		*seqid = shape_cache.seqid;
+
+		return true;
+	}
+	*seqid = get_relname_relid("outbox_id_seq", RelationGetNamespace(rel));
+	if (!OidIsValid(*seqid) || !outbox_shape(rel, attno, *seqid))
+		return false;
+	/* an invalidation during the check: check again next time */
+	if (invals == shape_invals)
+	{
+		shape_cache.relid = relid;
+		shape_cache.seqid = *seqid;
+
+		memcpy(shape_cache.attno, attno, sizeof(shape_cache.attno));
+		shape_cache.valid = true;
+	}
+	return true;
+}
+
+/*
  * Insert the rows straight into the heap and its indexes, as the column
  * defaults would fill them (id from the table's sequence, xid of the top
  * transaction, enqueued_at the clock, no attempt yet): one INSERT through
@@ -304,7 +422,7 @@ static bool
 write_direct(Change **changes, int n, const char *version, int64 seq)
 {
 	Oid			relid = rs_outbox_relid();
-	Oid			seqid = get_relname_relid("outbox_id_seq", get_rel_namespace(relid));
+	Oid			seqid;
 	Relation	rel;
 	int			attno[OC_COUNT];
 	EState	   *estate;
@@ -315,10 +433,10 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	Datum		xid_d;
 	bool		snap = false;
 
-	if (!OidIsValid(relid) || !OidIsValid(seqid))
+	if (!OidIsValid(relid))
 		return false;
 	rel = table_open(relid, RowExclusiveLock);
-	if (!outbox_shape(rel, attno, seqid))
+	if (!outbox_shape_cached(rel, attno, &seqid))
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;

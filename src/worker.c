@@ -617,11 +617,12 @@ shut_down(bool held)
  * waker_changes, counted by rs_worker_wake()): commits of several sessions
  * arriving faster than one delivery per commit.  Then the next delivery
  * starts no sooner than redis_sync.outbox_coalesce after this one began.
- * A single session committing over and over never engages it (its
- * deliveries start at its commits: delaying them cost a single client
- * throughput on 2 cores, bench/ section 1), nor do sessions committing
- * now and then (each commit is delivered before the next arrives).  The
- * wait ignores the latch; a SIGTERM waits it out.
+ * A single session committing over and over never engages it (delaying
+ * its deliveries by 5 ms cost a single client throughput on 2 cores,
+ * bench/ section 1; pace_wait() bounds its deliveries to one per ms
+ * instead), nor do sessions committing now and then (each commit is
+ * delivered before the next arrives).  The wait ignores the latch; a
+ * SIGTERM waits it out.
  */
 #define COALESCE_MIN_CHANGES 2
 
@@ -643,6 +644,39 @@ coalesce_wait(void)
 		TimestampDifferenceMilliseconds(delivery_started, GetCurrentTimestamp());
 	if (wait_ms > 0 && !got_sigterm)
 		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
+}
+
+/*
+ * A single session committing faster than one delivery per
+ * RS_PACE_MS: deliver its commits together, at most one delivery per
+ * RS_PACE_MS.  Every delivery is a transaction, a round trip to Redis and
+ * WAL of its own; at one per commit the worker's CPU, on a small machine
+ * the writer's too, went into those rather than into the changes.  Woken
+ * by a commit less than RS_PACE_MS after the previous delivery began, the
+ * worker waits for the rest of that interval, so the commit reaches Redis
+ * at most RS_PACE_MS later than it would have: commits further apart than
+ * that are delivered at once, as before (bench/ section 4 keeps the lag
+ * under its targets).  Not while flush() waits or at shutdown; off with
+ * redis_sync.outbox_coalesce = 0, as coalescing is.
+ */
+#define RS_PACE_MS 1
+
+static void
+pace_wait(void)
+{
+	long		wait_us;
+	long		secs;
+	int			usecs;
+
+	if (rs_outbox_coalesce_ms == 0 || delivery_started == 0 || got_sigterm ||
+		rs_flush_pending() != 0)
+		return;
+	TimestampDifference(delivery_started, GetCurrentTimestamp(), &secs, &usecs);
+	if (secs > 0)
+		return;
+	wait_us = Min(rs_outbox_coalesce_ms, RS_PACE_MS) * 1000L - usecs;
+	if (wait_us > 0)
+		pg_usleep(wait_us);
 }
 
 /* one round, its errors caught: logged, backed off; returns how long to sleep */
@@ -738,8 +772,9 @@ redis_sync_worker_main(Datum arg)
 		sleep_ms = guarded_round();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		coalesce_wait();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					  sleep_ms, PG_WAIT_EXTENSION) & WL_LATCH_SET)
+			pace_wait();
 		ResetLatch(MyLatch);
 	}
 }
@@ -789,7 +824,7 @@ rs_worker_init(void)
 
 	DefineCustomIntVariable("redis_sync.outbox_coalesce",
 							"Shortest interval between two outbox deliveries of the background worker while several sessions commit async changes at once.",
-							"A single session's commits are delivered at once; 0 delivers at every wake-up.",
+							"A single session's commits are delivered within 1 ms (at most one delivery per ms); 0 delivers at every wake-up.",
 							&rs_outbox_coalesce_ms,
 							5, 0, 1000,
 							PGC_SIGHUP,

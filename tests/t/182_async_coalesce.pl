@@ -6,7 +6,9 @@
 #   commit would wait about 1 s);
 # - four sessions committing 800 changes at once are delivered in far
 #   fewer worker rounds than commits (coalesced), nothing is lost and every
-#   key ends at its newest value (cache matches the table).
+#   key ends at its newest value (cache matches the table);
+# - one session committing 2000 changes as fast as it can is delivered in
+#   at most one worker round per millisecond (paced), nothing lost.
 use strict;
 use warnings;
 
@@ -62,5 +64,34 @@ ok(defined RedisSync::Compare::wait_for(
 my $rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;
 cmp_ok($rounds, '<', 200, "800 commits of four sessions delivered in $rounds worker rounds");
 $t->wait_cache_matches($redis, name => 'cache matches the table');
+
+# one session committing about twice per millisecond (pgbench -R 2000):
+# its deliveries are paced, at most one per millisecond (pace_wait), so the
+# worker's rounds stay under the milliseconds the burst and its delivery
+# took (delivering each commit in its own round, as a worker faster than
+# the commits did before, exceeds that); nothing is lost.  outbox_coalesce at 1 ms: its own wait (several
+# sessions) must not be what holds the rounds down.
+$node->safe_psql('postgres', "ALTER SYSTEM SET redis_sync.outbox_coalesce = '1ms'; SELECT pg_reload_conf()");
+# a commit delivered after the reload: the worker has read the new setting
+$node->safe_psql('postgres', "UPDATE c SET v = -1 WHERE id = 2");
+ok(defined RedisSync::Compare::wait_for(
+		sub { $redis->cli('HGET', 'c:2', 'v') eq '-1' }, 30),
+	'a commit after the reload delivered');
+$rounds0 = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1');
+$start = time;
+$node->command_ok(
+	[
+		'pgbench', '-n', '-c', '1', '-t', '2000', '-R', '2000', '-f', $script,
+		'-d', $node->connstr('postgres')
+	],
+	'one session committed 2000 changes');
+ok(defined RedisSync::Compare::wait_for(
+		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
+	'every change of the session delivered');
+my $ms = int((time - $start) * 1000);
+$rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;
+cmp_ok($rounds, '<=', $ms + 2,
+	"2000 commits of one session delivered in $rounds worker rounds, at most one per ms ($ms ms)");
+$t->wait_cache_matches($redis, name => 'cache matches the table after one session');
 
 done_testing();
