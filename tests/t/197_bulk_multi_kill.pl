@@ -558,6 +558,13 @@ restarted('(b3) immediate shutdown, start on another port', 'port');
 	is($sv->query("UPDATE w SET v = v + 1 WHERE id = 1")->{err}, '', "$name: session V pushed once");
 	$sv->query("SET redis_sync.command_timeout = '2s'; SET redis_sync.chunk_size = 100000");
 
+	# session W connects to Redis now (after the hold: it passes; before
+	# X's push is abandoned: it kills nothing): the arm below holds the next
+	# connection opened, which must be V's reconnection if there is one
+	# (there must not be), never W's
+	my $sw = RedisSync::Test::session($node);
+	is($sw->query("SELECT redis_sync.command('PING')")->{out}, '"PONG"', "$name: session W connected to Redis");
+
 	my $rx = $sx->query("UPDATE t SET note = 'x-aborted'");
 	like($rx->{err}, qr/could not push changes to Redis/, "$name: session X's push timed out");
 
@@ -565,10 +572,11 @@ restarted('(b3) immediate shutdown, start on another port', 'port');
 	my $rv = $sv->query("UPDATE w SET note = 'v-late'");
 	note("$name: session V: " . ($rv->{err} || 'committed'));
 	note("$name: proxy: " . join(' | ', $proxy->grep_lines(qr/^(?:cut|hold|held-data|open) /, $from)));
+	ok(scalar($proxy->grep_lines(qr/^cut \d+/, $from)),
+		"$name: session V's connection was cut after its gate's kill (the case is exercised)");
 	my $vt = $node->safe_psql('postgres', "SELECT count(*) FROM w WHERE note = 'v-late'");
 	ok($vt eq '0' || $vt eq '5000', "$name: session V committed all or nothing ($vt)");
 
-	my $sw = RedisSync::Test::session($node);
 	is($sw->query("UPDATE w SET note = 'w-new'")->{err}, '', "$name: session W updates every row and commits");
 
 	my @open = held_exec_not_closed($from, 30);
