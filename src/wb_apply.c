@@ -927,6 +927,20 @@ execute_write(const char *kept_sql, bool key_order, const char *sql, int nargs, 
 	return ret;
 }
 
+/* a receiver marking in updated[0..n) the members the UPDATE wrote */
+static void
+ord_receiver_init(OrdReceiver *r, bool *updated, int n)
+{
+	memset(r, 0, sizeof(*r));
+	r->pub.receiveSlot = ord_receive;
+	r->pub.rStartup = ord_startup;
+	r->pub.rShutdown = ord_shutdown;
+	r->pub.rDestroy = ord_shutdown;
+	r->pub.mydest = DestNone;
+	r->updated = updated;
+	r->n = n;
+}
+
 /* run the UPDATE, marking the members it updated */
 static int
 execute_update(const char *kept_sql, const char *sql, int nargs, Oid *types, Datum *args,
@@ -934,14 +948,7 @@ execute_update(const char *kept_sql, const char *sql, int nargs, Oid *types, Dat
 {
 	OrdReceiver r;
 
-	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = ord_receive;
-	r.pub.rStartup = ord_startup;
-	r.pub.rShutdown = ord_shutdown;
-	r.pub.rDestroy = ord_shutdown;
-	r.pub.mydest = DestNone;
-	r.updated = updated;
-	r.n = n;
+	ord_receiver_init(&r, updated, n);
 	return execute_write(kept_sql, false, sql, nargs, types, args, &r.pub);
 }
 
@@ -985,14 +992,7 @@ execute_update_keyed(WbTable *t, Member *ms, int *idx, int n, const char *sql,
 
 	for (int i = 0; i < n; i++)
 		keys[i] = wb_member_int_key(t, &ms[idx[i]]);
-	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = ord_receive;
-	r.pub.rStartup = ord_startup;
-	r.pub.rShutdown = ord_shutdown;
-	r.pub.rDestroy = ord_shutdown;
-	r.pub.mydest = DestNone;
-	r.updated = updated;
-	r.n = n;
+	ord_receiver_init(&r, updated, n);
 	r.keys = keys;
 	r.keytype = t->keybin[0];
 	ret = execute_write(sql, true, NULL, nargs, types, args, &r.pub);
