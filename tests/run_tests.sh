@@ -56,6 +56,7 @@ FAILED=0            # individual tests
 PASSED=0
 SUITES_FAILED=0
 FAILED_NAMES=()
+RECAP=""
 
 as_run_user() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -135,6 +136,7 @@ run_regress() {
         count_pg_regress "$TMP/regress.log"
         [ -f "$TMP/regress/regression.diffs" ] && cat "$TMP/regress/regression.diffs"
         show_pg_log
+        RECAP+=$'\n'"regress: $(grep -E 'FAILED' "$TMP/regress.log" | head -n 20)"
         fail regress "$NBAD"
     fi
 }
@@ -155,6 +157,7 @@ run_isolation() {
         count_pg_regress "$TMP/isolation.log"
         [ -f "$TMP/isolation/regression.diffs" ] && cat "$TMP/isolation/regression.diffs"
         show_pg_log
+        RECAP+=$'\n'"isolation: $(grep -E 'FAILED' "$TMP/isolation.log" | head -n 20)"
         fail isolation "$NBAD"
     fi
 }
@@ -186,17 +189,23 @@ run_tap() {
         pass tap
     else
         count_prove "$TMP/prove.log"
-        local f
-        for f in "$tapdir"/tmp_check/log/regress_log_*; do
+        # the logs of the failed files only (all of them when none is named)
+        local f n names
+        names=$(sed -nE 's/^t\/([0-9A-Za-z_]+)\.pl +\(Wstat: .*/\1/p' "$TMP/prove.log")
+        for f in "$tapdir"/tmp_check/log/*; do
             [ -f "$f" ] || continue
-            echo "---- $f (last 80 lines) ----"
-            tail -n 80 "$f"
+            if [ -n "$names" ]; then
+                for n in $names; do
+                    case "$(basename "$f")" in "regress_log_$n" | "${n}_"*.log) break ;; esac
+                    n=
+                done
+                [ -n "$n" ] || continue
+            fi
+            echo "---- $f (last 40 lines) ----"
+            tail -n 40 "$f"
         done
-        for f in "$tapdir"/tmp_check/log/*.log; do
-            [ -f "$f" ] || continue
-            echo "---- $f (last 30 lines) ----"
-            tail -n 30 "$f"
-        done
+        # repeated at the end of the run, where a truncated log still shows it
+        RECAP+=$'\n'"tap: $(echo $names)"$'\n'"$(grep -E '^(not ok|#   Failed test|#   at |#          got|#     expected|t/.*\(Wstat)' "$TMP/prove.log" | head -n 40)"
         fail tap "$NBAD"
     fi
 }
@@ -307,6 +316,7 @@ for s in "${SUITES[@]}"; do
     "run_$s"
 done
 
+[ -n "$RECAP" ] && echo "== what failed:$RECAP"
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed suites: ${FAILED_NAMES[*]}"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ] && [ "$SUITES_FAILED" -eq 0 ]
