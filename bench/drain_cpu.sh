@@ -26,25 +26,15 @@ for tool in valgrind callgrind_control; do
 done
 bench_setup drain_cpu
 SB=$WORK
-CG_PORT=
-bench_on_exit '[ -n "$CG_PORT" ] && redis-cli -p "$CG_PORT" shutdown nosave'
 bench_on_exit '[ -f "$SB/sb/pgdata/postmaster.pid" ] && kill -INT "$(head -1 "$SB/sb/pgdata/postmaster.pid")"; sleep 5'
 bench_sandbox --own
-mkdir -p "$SB/cg" "$SB/rcg"
-chmod 777 "$SB/cg" "$SB/rcg"
-
-CG_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport')
-(cd "$SB/rcg" && TMPDIR="$SB/rcg" exec valgrind --tool=callgrind --callgrind-out-file="$SB/rcg/out.%p" \
-    redis-server --port "$CG_PORT" --save '' --appendonly no >"$SB/rvalgrind.log" 2>&1) &
-for _ in $(seq 1 100); do redis-cli -p "$CG_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
-RPID=$(redis-cli -p "$CG_PORT" info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+mkdir -p "$SB/cg"
+chmod 777 "$SB/cg"
+bench_callgrind_redis "$SB/rcg"
+RPID=$CG_PID
 rc() { redis-cli -p "$CG_PORT" "$@"; }
 
 psql -qX -v ON_ERROR_STOP=1 >/dev/null <<SQL
-ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$CG_PORT/0';
-ALTER SYSTEM SET redis_sync.command_timeout = '300s';
-ALTER SYSTEM SET redis_sync.connect_timeout = '60s';
-ALTER SYSTEM SET redis_sync.drain_timeout = '600s';
 CREATE EXTENSION redis_sync;
 CREATE TABLE wb_t (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
 INSERT INTO wb_t SELECT g, 0 FROM generate_series(1, 200000) g;
@@ -53,10 +43,8 @@ SELECT redis_sync.write_behind('wb_t', key_prefix => 'stats:', dirty_set => 'sta
 SQL
 
 # PostgreSQL again, under callgrind: the worker counts rs_drain_round only
-run_user=${RUN_USER:-$(id -un)}
-as_user() { if [ "$(id -u)" -eq 0 ] && [ "$run_user" != root ]; then (cd "$SB" && runuser -u "$run_user" -- "$@"); else "$@"; fi; }
-as_user "$PGBIN/pg_ctl" -D "$SB/sb/pgdata" -w stop -m fast >/dev/null
-as_user env TMPDIR="$SB/cg" valgrind --tool=callgrind --callgrind-out-file="$SB/cg/out.%p" \
+bench_as_user "$PGBIN/pg_ctl" -D "$SB/sb/pgdata" -w stop -m fast >/dev/null
+bench_as_user env TMPDIR="$SB/cg" valgrind --tool=callgrind --callgrind-out-file="$SB/cg/out.%p" \
     --toggle-collect=rs_drain_round --collect-atstart=no \
     "$PGBIN/postgres" -D "$SB/sb/pgdata" >"$SB/pg.log" 2>&1 &
 for _ in $(seq 1 300); do psql -qXAt -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
@@ -88,9 +76,9 @@ for round in 1 2 3; do
             length("stats:$id"), $id, length($v), $v, length($id), $id }' "$KEYS" "$round" >"$SB/load.resp"
     psql -qXAt -c 'VACUUM wb_t' -c 'SELECT redis_sync.worker_pause(600000)' >/dev/null
     rc --pipe <"$SB/load.resp" >/dev/null
-    TMPDIR="$SB/rcg" callgrind_control -z "$RPID" >/dev/null
+    bench_cg_control -z >/dev/null
     applied=$(PGOPTIONS='-c redis_sync.flush_timeout=600s' psql -qXAt -c 'SELECT redis_sync.worker_resume()' -c "SELECT redis_sync.flush('wb_t')" | tail -1)
-    TMPDIR="$SB/rcg" callgrind_control -d "$RPID" >/dev/null
+    bench_cg_control -d >/dev/null
     psql -qXAt -c "SELECT pg_terminate_backend($WPID)" >/dev/null
     wf=$(dumped "$SB/cg/out.$WPID")
     rf=$(dumped "$SB/rcg/out.$RPID.$round")

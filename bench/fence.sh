@@ -25,22 +25,9 @@ done
 
 bench_setup fencebench
 SB=$WORK
-CG_PORT=
-bench_on_exit '[ -n "$CG_PORT" ] && redis-cli -p "$CG_PORT" shutdown nosave'
 bench_sandbox --own
-
 # a second redis-server, under callgrind, that the sandbox's PostgreSQL uses
-CG_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport')
-mkdir -p "$SB/cg"
-chmod 777 "$SB/cg"
-(cd "$SB/cg" && exec valgrind --tool=callgrind --callgrind-out-file="$SB/cg/out.%p" \
-    redis-server --port "$CG_PORT" --save '' --appendonly no >"$SB/valgrind.log" 2>&1) &
-for _ in $(seq 1 100); do redis-cli -p "$CG_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
-CG_PID=$(redis-cli -p "$CG_PORT" info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
-# callgrind slows Redis ~50x: generous timeouts
-psql -qX -c "ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$CG_PORT/0'" \
-    -c "ALTER SYSTEM SET redis_sync.command_timeout = '120s'" \
-    -c "ALTER SYSTEM SET redis_sync.connect_timeout = '60s'" -c "SELECT pg_reload_conf()" >/dev/null
+bench_callgrind_redis "$SB/cg"
 sleep 1
 psql -qX -c "CREATE EXTENSION IF NOT EXISTS redis_sync" \
     -c "CREATE TABLE f_wt (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL)" \
@@ -50,9 +37,9 @@ psql -qX -c "CREATE EXTENSION IF NOT EXISTS redis_sync" \
 
 # instructions Redis executed while "$@" ran (callgrind zeroed, then dumped)
 instructions() {
-    callgrind_control -z "$CG_PID" >/dev/null 2>&1
+    bench_cg_control -z >/dev/null 2>&1
     "$@" >/dev/null 2>&1
-    callgrind_control -d "$CG_PID" >/dev/null 2>&1
+    bench_cg_control -d >/dev/null 2>&1
     sleep 0.5
     awk '/^(totals|summary):/ {print $2; exit}' "$(ls -t "$SB"/cg/out.* | head -1)"
 }

@@ -78,6 +78,50 @@ bench_sandbox() {
     . "$WORK/sb/env"
 }
 
+# bench_as_user CMD...: CMD as the sandbox's server user (postgres when run
+# as root), from $WORK (the caller's directory may be closed to that user)
+bench_as_user() {
+    local u=${RUN_USER:-$(id -un)}
+    if [ "$(id -u)" -eq 0 ] && [ "$u" != root ]; then
+        (cd "$WORK" && runuser -u "$u" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# bench_callgrind_redis DIR: a second redis-server under valgrind callgrind
+# (dumps DIR/out.PID[.N]); sets CG_DIR, CG_PORT and CG_PID and shuts it down
+# on exit; bench_cg_control ARGS is callgrind_control for it (-z zeroes its
+# counters, -d dumps them).
+# Then points the sandbox's PostgreSQL at it with timeouts for callgrind's
+# ~50x slower Redis (reloaded; the settings reach new sessions).
+bench_callgrind_redis() {
+    local dir=$1
+    CG_DIR=$dir
+    if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+        echo "bench: valgrind and callgrind_control are needed" >&2
+        return 1
+    fi
+    mkdir -p "$dir"
+    chmod 777 "$dir"
+    CG_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport')
+    bench_on_exit "redis-cli -p $CG_PORT shutdown nosave >/dev/null 2>&1"
+    (cd "$dir" && TMPDIR="$dir" exec valgrind --tool=callgrind --callgrind-out-file="$dir/out.%p" \
+        redis-server --port "$CG_PORT" --save '' --appendonly no >"$dir/valgrind.log" 2>&1) &
+    for _ in $(seq 1 100); do redis-cli -p "$CG_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
+    CG_PID=$(redis-cli -p "$CG_PORT" info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+    [ -n "$CG_PID" ] || { echo "bench: redis-server under callgrind did not start" >&2; return 1; }
+    psql -qX -v ON_ERROR_STOP=1 >/dev/null <<SQL
+ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$CG_PORT/0';
+ALTER SYSTEM SET redis_sync.command_timeout = '300s';
+ALTER SYSTEM SET redis_sync.connect_timeout = '60s';
+ALTER SYSTEM SET redis_sync.drain_timeout = '600s';
+SELECT pg_reload_conf();
+SQL
+}
+
+bench_cg_control() { TMPDIR="$CG_DIR" callgrind_control "$@" "$CG_PID"; }
+
 bench_write_section() {
     local res="$REPO/bench/RESULTS.md"
     [ -f "$res" ] || echo "# redis_sync benchmark results" >"$res"

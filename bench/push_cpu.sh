@@ -32,10 +32,7 @@ SELECT redis_sync.write_through('s_wt', key_prefix => 's_wt:');
 SELECT redis_sync.invalidate('s_inv', key_prefix => 's_inv:');
 SELECT redis_sync.warm('s_wt');
 SQL
-run_user=${RUN_USER:-$(id -un)}
-# from $SB: the caller's directory may be closed to the server's user
-as_user() { if [ "$(id -u)" -eq 0 ] && [ "$run_user" != root ]; then (cd "$SB" && runuser -u "$run_user" -- "$@"); else "$@"; fi; }
-as_user "$PGBIN/pg_ctl" -D "$SB/sb/pgdata" -w stop -m fast >/dev/null
+bench_as_user "$PGBIN/pg_ctl" -D "$SB/sb/pgdata" -w stop -m fast >/dev/null
 
 mkdir "$SB/out" && chmod 777 "$SB/out"    # callgrind writes as the server's user
 # the extension's own instructions: the capture trigger and the transaction
@@ -49,7 +46,7 @@ for t in s_base s_wt s_inv; do
     for n in 200 2000; do
         perl -e 'for my $i (0 .. $ARGV[1] - 1) { printf "UPDATE %s SET v = v + 1 WHERE id = %d;\n", $ARGV[0], 1 + ($i * 7919) % 100000 }' "$t" "$n" > "$SB/in.sql"
         chmod 644 "$SB/in.sql"
-        as_user env TMPDIR="$SB/out" valgrind --tool=callgrind --callgrind-out-file="$SB/out/cg.$t.$n" \
+        bench_as_user env TMPDIR="$SB/out" valgrind --tool=callgrind --callgrind-out-file="$SB/out/cg.$t.$n" \
             "$PGBIN/postgres" --single -D "$SB/sb/pgdata" -c synchronous_commit=off -c fsync=off bench \
             < "$SB/in.sql" > "$SB/cg.log" 2>&1 || { tail -20 "$SB/cg.log" >&2; exit 1; }
     done

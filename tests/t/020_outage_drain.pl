@@ -212,8 +212,7 @@ is($node->safe_psql('postgres',
 # transactions aborted) are repaired by the marker sweep
 kill 'CONT', $redis_pid;
 $stopped = 0;
-$drain = RedisSync::Compare::wait_for(
-	sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30);
+$drain = RedisSync::Compare::wait_outbox_empty($node, 30);
 ok(defined $drain, 'outbox drained after Redis resumed');
 $wc = RedisSync::Compare::wait_for(
 	sub { RedisSync::Compare::worker_stat($node, 'circuit') eq 'closed' }, 10);

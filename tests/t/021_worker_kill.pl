@@ -38,8 +38,7 @@ EOC
 # an async table (every change goes through the outbox) and an eventual one
 my $a = RedisSync::Synced::synced_table($node, 'a', with => "delivery => 'async'", rows => $ROWS);
 my $e = RedisSync::Synced::synced_table($node, 'e', with => "consistency => 'eventual'", rows => $ROWS);
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'initial async rows delivered');
 $a->cache_matches($redis, name => 'async table cached');
 $e->cache_matches($redis, name => 'eventual table cached');
@@ -108,8 +107,7 @@ is($r->{err}, '', 'eventual UPDATE committed (pushed later, Redis paused for wri
 is($redis->cli('CLIENT', 'UNPAUSE'), 'OK', 'Redis writes resumed');
 $paused = 0;
 $t0 = time;
-my $w = RedisSync::Compare::wait_for(
-	sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60);
+my $w = RedisSync::Compare::wait_outbox_empty($node, 60);
 ok(defined $w, 'outbox drained after Redis resumed');
 diag(sprintf('drain after the crash and Redis resume: %.2fs', time - $t0)) if defined $w;
 

@@ -27,8 +27,7 @@ my %tables = (
 		fill => "SELECT g, g, 'before' FROM generate_series(1, 10) g"),
 	a => RedisSync::Synced::synced_table($node, 'a', with => "delivery => 'async'",
 		fill => "SELECT g, g, 'before' FROM generate_series(1, 10) g"));
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'async rows delivered');
 is($r1->cli('HGET', 't:1', 'note'), 'before', 'sync row in Redis #1');
 is($r1->cli('HGET', 'a:1', 'note'), 'before', 'async row in Redis #1');
@@ -85,8 +84,7 @@ ok( defined RedisSync::Compare::wait_for(
 		},
 		30),
 	'async rows delivered to Redis #2 by the worker');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'outbox empty');
 is($r1->cli('EXISTS', 'a:20'), '0', 'async row not in Redis #1');
 is($r1->cli('HGET', 'a:2', 'note'), 'before', 'Redis #1 keeps the old async value');

@@ -33,8 +33,7 @@ my $at = RedisSync::Synced::synced_table($node, 'a', with => "delivery => 'async
 my $bulk = RedisSync::Synced::synced_table($node, 'bulk', prefix => 'b:',
 	columns => 'id int PRIMARY KEY, v int', with => "delivery => 'async'",
 	fill => "SELECT g, g FROM generate_series(1, $BULK) g");
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 60),
 	'initial rows delivered');
 $at->cache_matches($redis, name => 'async table cached');
 
@@ -96,8 +95,7 @@ diag(sprintf('async commit-to-Redis lag over %d samples (under %d tps of other a
   if @sorted;
 diag(sprintf('load phase took %.1fs', time - $t_start));
 
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'outbox empty after the load');
 $at->cache_matches($redis,
 	name => 'async table: cache == table after the load');
@@ -108,8 +106,7 @@ $node->safe_psql('postgres', 'UPDATE bulk SET v = v + 1');
 is(RedisSync::Compare::outbox_depth($node), $BULK, "$BULK entries queued");
 my $t0 = time;
 $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
-my $w = RedisSync::Compare::wait_for(
-	sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60, 0.005);
+my $w = RedisSync::Compare::wait_outbox_empty($node, 60, 0.005);
 ok(defined $w, "worker delivered $BULK entries");
 diag(sprintf('outbox delivery: %d entries in %.3fs = %.0f rows/s',
 		$BULK, $w, $BULK / $w)) if $w;

@@ -151,7 +151,7 @@ is($bad, 0, 'every redis-cli --pipe chunk: errors 0, all replies');
 my ($secs) = RedisSync::WB::flush_until_clean($node, $redis,
 	table => 'p', dirty => 'p:dirty', timeout => 60);
 ok(defined $secs, 'flush() emptied p:dirty and its processing set');
-ok(defined RedisSync::Compare::wait_for(sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'outbox empty');
 RedisSync::WB::no_dead_letters($node, 'no dead letters after the concurrent load');
 

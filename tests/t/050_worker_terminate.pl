@@ -67,8 +67,7 @@ $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 ok( defined RedisSync::Compare::wait_for(
 		sub { $redis->cli('EXISTS', 'a:1', 'a:2', 'a:3') eq '0' }, 10, 0.05),
 	'DROP TABLE: the worker purged the keys');
-ok( defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 10, 0.05),
+ok( defined RedisSync::Compare::wait_outbox_empty($node, 10, 0.05),
 	'DROP TABLE: outbox empty');
 
 # another database (its own worker since the launcher): DROP TABLE purges too

@@ -81,8 +81,7 @@ ok(defined RedisSync::Compare::wait_for(sub { cluster_hget('a:1', 'v') eq 'first
 	'a:1 delivered once the nodes agree');
 ok(defined RedisSync::Compare::wait_for(sub { cluster_hget('b:1', 'v') eq 'second' }, 30),
 	'b:1 delivered without waiting for the naptime (1 h)');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'the outbox is empty');
 
 done_testing();

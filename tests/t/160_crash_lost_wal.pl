@@ -152,8 +152,7 @@ $node->safe_psql('postgres', q{
 INSERT INTO redis_sync.outbox (relid, redis_key, op, payload, version)
 VALUES ('u'::regclass, 'u:4', 'H', '{"id": "4", "v": "4", "note": "stale"}', '00000001000FFFFFFFFFFFFF');
 });
-ok( defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok( defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'the 0.1 outbox entry was delivered');
 is($redis->cli('HGET', 'u:4', 'note'), 'after', 'it lost against the newer value');
 $t->cache_matches($redis, name => 'cache == table at the end');

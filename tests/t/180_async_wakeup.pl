@@ -24,8 +24,7 @@ my $node  = RedisSync::Test::new_node('asyncwake', redis => $redis,
 
 my $t = RedisSync::Synced::synced_table($node, 'w', columns => 'id int PRIMARY KEY, v int',
 	with => "delivery => 'async'", fill => 'SELECT g, 0 FROM generate_series(1, 100) g');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'initial rows delivered');
 
 my $script = PostgreSQL::Test::Utils::tempdir() . '/u.sql';
@@ -42,8 +41,7 @@ for my $b (1 .. $BURSTS)
 			'-d', $node->connstr('postgres')
 		],
 		"burst $b ran");
-	my $done = RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 10);
+	my $done = RedisSync::Compare::wait_outbox_empty($node, 10);
 	$late++ unless defined $done;
 	diag("burst $b: outbox not empty 10 s after its end: "
 		  . RedisSync::Compare::outbox_depth($node) . ' entries left')

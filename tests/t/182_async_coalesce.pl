@@ -26,8 +26,7 @@ my $node  = RedisSync::Test::new_node('asynccoal', redis => $redis,
 
 my $t = RedisSync::Synced::synced_table($node, 'c', columns => 'id int PRIMARY KEY, v int',
 	with => "delivery => 'async'", fill => 'SELECT g, 0 FROM generate_series(1, 100) g');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'initial rows delivered');
 
 # one session: every commit is delivered at once
@@ -58,8 +57,7 @@ $node->command_ok(
 		'-d', $node->connstr('postgres')
 	],
 	'four sessions committed 800 changes');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 60),
 	'every change delivered');
 my $rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;
 cmp_ok($rounds, '<', 200, "800 commits of four sessions delivered in $rounds worker rounds");
@@ -85,8 +83,7 @@ $node->command_ok(
 		'-d', $node->connstr('postgres')
 	],
 	'one session committed 2000 changes');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 60),
 	'every change of the session delivered');
 my $ms = int((time - $start) * 1000);
 $rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;

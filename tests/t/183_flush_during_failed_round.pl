@@ -28,8 +28,7 @@ SELECT redis_sync.write_through('a', key_prefix => 'a:', delivery => 'async', wa
 CREATE TABLE wb (id int PRIMARY KEY, v text);
 SELECT redis_sync.write_behind('wb', key_prefix => 'wb:', flush_interval => '1 h', columns => '{v}');
 });
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'outbox empty');
 
 # a dirty write-behind key, then Redis refuses writes for 1.8 s: the

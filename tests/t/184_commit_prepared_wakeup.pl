@@ -23,8 +23,7 @@ sq(q{
 CREATE TABLE a (id int PRIMARY KEY, v text);
 SELECT redis_sync.write_through('a', key_prefix => 'a:', delivery => 'async', warm => false);
 });
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'outbox empty');
 
 for my $i (1 .. 3)

@@ -24,8 +24,7 @@ my $node  = RedisSync::Test::new_node('reindex', redis => $redis,
 
 my $t = RedisSync::Synced::synced_table($node, 'w', columns => 'id int PRIMARY KEY, v int',
 	with => "delivery => 'async'", fill => 'SELECT g, 0 FROM generate_series(1, 200) g');
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 30),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 30),
 	'initial rows delivered');
 
 my $script = PostgreSQL::Test::Utils::tempdir() . '/u.sql';
@@ -65,8 +64,7 @@ is($failed, 0, 'every REINDEX succeeded');
 is($writers->result(0), 0, 'the writers ran without error') or diag($err);
 is($flushers->result(0), 0, 'the flush() calls ran without error') or diag($ferr);
 
-ok(defined RedisSync::Compare::wait_for(
-		sub { RedisSync::Compare::outbox_depth($node) == 0 }, 60),
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 60),
 	'the outbox empties');
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $log_start);
 my @dead = $log =~ /deadlock detected/g;

@@ -193,6 +193,15 @@ sub worker_stat
 		"SELECT $col FROM redis_sync.worker_stats");
 }
 
+# Deadline loop until redis_sync.outbox is empty (the worker delivered it).
+# Returns the seconds it took, or undef at the deadline (the caller asserts).
+#   ok(defined RedisSync::Compare::wait_outbox_empty($node, 30), '...');
+sub wait_outbox_empty
+{
+	my ($node, $timeout, $interval, $dbname) = @_;
+	return wait_for(sub { outbox_depth($node, $dbname) == 0 }, $timeout, $interval);
+}
+
 # Number of rows in redis_sync.outbox.
 sub outbox_depth
 {
