@@ -50,16 +50,21 @@ my $script = PostgreSQL::Test::Utils::tempdir() . '/u.sql';
 open my $fh, '>', $script or die;
 print $fh "\\set id random(1, 100)\nUPDATE c SET v = v + 1 WHERE id = :id;\n";
 close $fh;
-my $rounds0 = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1');
-$node->command_ok(
-	[
-		'pgbench', '-n', '-c', '4', '-j', '4', '-t', '200', '-f', $script,
-		'-d', $node->connstr('postgres')
-	],
-	'four sessions committed 800 changes');
-ok(defined RedisSync::Compare::wait_outbox_empty($node, 60),
-	'every change delivered');
-my $rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;
+# pgbench with @opts and the script; waits until the outbox is empty and
+# returns the worker rounds and the milliseconds the burst and its delivery took
+sub burst
+{
+	my ($what, @opts) = @_;
+	my $rounds0 = RedisSync::Compare::worker_stat($node, 'worker_rounds');
+	my $start   = time;
+	$node->command_ok([ 'pgbench', '-n', @opts, '-f', $script, '-d', $node->connstr('postgres') ],
+		"$what committed");
+	ok(defined RedisSync::Compare::wait_outbox_empty($node, 60), "every change of $what delivered");
+	return (RedisSync::Compare::worker_stat($node, 'worker_rounds') - $rounds0,
+		int((time - $start) * 1000));
+}
+
+my ($rounds) = burst('four sessions', '-c', '4', '-j', '4', '-t', '200');
 cmp_ok($rounds, '<', 200, "800 commits of four sessions delivered in $rounds worker rounds");
 $t->wait_cache_matches($redis, name => 'cache matches the table');
 
@@ -75,18 +80,7 @@ $node->safe_psql('postgres', "UPDATE c SET v = -1 WHERE id = 2");
 ok(defined RedisSync::Compare::wait_for(
 		sub { $redis->cli('HGET', 'c:2', 'v') eq '-1' }, 30),
 	'a commit after the reload delivered');
-$rounds0 = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1');
-$start = time;
-$node->command_ok(
-	[
-		'pgbench', '-n', '-c', '1', '-t', '2000', '-R', '2000', '-f', $script,
-		'-d', $node->connstr('postgres')
-	],
-	'one session committed 2000 changes');
-ok(defined RedisSync::Compare::wait_outbox_empty($node, 60),
-	'every change of the session delivered');
-my $ms = int((time - $start) * 1000);
-$rounds = $node->safe_psql('postgres', 'SELECT worker_rounds FROM redis_sync.worker_stats LIMIT 1') - $rounds0;
+($rounds, my $ms) = burst('one session', '-c', '1', '-t', '2000', '-R', '2000');
 cmp_ok($rounds, '<=', $ms + 2,
 	"2000 commits of one session delivered in $rounds worker rounds, at most one per ms ($ms ms)");
 $t->wait_cache_matches($redis, name => 'cache matches the table after one session');
