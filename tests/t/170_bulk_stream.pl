@@ -90,32 +90,44 @@ $e->wait_cache_matches($redis, name => 'after the pause: e cache == table', time
 # --- 2b. the push cancelled while Redis is paused: the abort leaves the
 # chunks already sent to the in-flight markers (as for a push not streamed)
 # instead of waiting on the paused Redis again, and the worker repairs what
-# lands after the pause
-my ($cout, $cerr) = ('', '');
-my $ch = IPC::Run::start(
-	[ $node->installed_command('psql'), '-XAtq', '-d', $node->connstr('postgres'),
-		'-c', "SET redis_sync.command_timeout = '60s'",
-		'-c', "SET redis_sync.connect_timeout = '60s'",
-		'-c', 'UPDATE e SET v = v + 1 WHERE id = 1',    # connected before the pause
-		'-c', 'SELECT pg_sleep(1)', '-c', 'UPDATE e SET v = v + 5000' ],
-	'>', \$cout, '2>', \$cerr);
+# lands after the pause.  The session connects to Redis first (a one-row
+# UPDATE), then waits on an advisory lock this test holds; Redis is paused
+# while it waits, and the lock released: its UPDATE then meets the paused
+# Redis, however slowly the machine started the session (a pause issued
+# before the session had connected caught its first UPDATE instead).
+my $lock = RedisSync::Test::session($node);
+$lock->query('SELECT pg_advisory_lock(170)');
+my $c = RedisSync::Test::session($node);
+$c->query("SET redis_sync.command_timeout = '60s'; SET redis_sync.connect_timeout = '60s'");
+is($c->query('UPDATE e SET v = v + 1 WHERE id = 1')->{err}, '', 'the session is connected to Redis');
+my $cpid = $c->query('SELECT pg_backend_pid()')->{out};
+$c->start_query("SELECT pg_advisory_lock(170);\nUPDATE e SET v = v + 5000");
+ok(defined RedisSync::Compare::wait_for(
+		sub {
+			$node->safe_psql('postgres',
+				"SELECT wait_event FROM pg_stat_activity WHERE pid = $cpid") eq 'advisory';
+		},
+		30),
+	'the session waits for the lock');
 is($redis->pause_ms(5000), 'OK', 'Redis paused for 5s');
+$lock->query('SELECT pg_advisory_unlock(170)');
 my $in_push = RedisSync::Compare::wait_for(
 	sub {
 		$node->safe_psql('postgres',
-			"SELECT count(*) FROM pg_stat_activity WHERE query = 'UPDATE e SET v = v + 5000' "
-			  . "AND wait_event_type = 'Extension'") eq '1';
+			"SELECT count(*) FROM pg_stat_activity WHERE pid = $cpid "
+			  . "AND query LIKE 'UPDATE e SET v = v + 5000%' AND wait_event_type = 'Extension'") eq '1';
 	},
 	30, 0.01);
 ok(defined $in_push, 'the UPDATE waits on the paused Redis');
 my $t0 = Time::HiRes::time();
-$node->safe_psql('postgres',
-	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = 'UPDATE e SET v = v + 5000'");
-$ch->finish;
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($cpid)");
+my $cr = $c->finish_query;
 my $took = Time::HiRes::time() - $t0;
-like($cerr, qr/canceling statement due to user request/, 'the UPDATE is cancelled in its push');
+like($cr->{err}, qr/canceling statement due to user request/, 'the UPDATE is cancelled in its push');
 cmp_ok($took, '<', 3, 'the abort does not wait for the pause to end') or diag("took ${took}s");
 is($redis->cli('PING'), 'PONG', 'the pause is over');
+$c->quit;
+$lock->quit;
 $e->wait_cache_matches($redis,
 	name => 'after the cancelled push: e cache == committed table', timeout => 120);
 
