@@ -213,13 +213,10 @@ fill_common(Change *c, SyncConfig *cfg)
 	c->cfg = cfg;
 }
 
-/*
- * One row change: key becomes newtup (NULL: deleted; vacates: the row only
- * moved to another key); oldtup is the row before
- */
+/* one row change: key becomes newtup (NULL: deleted); oldtup is the row before */
 static void
 capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
-			HeapTuple oldtup, bool vacates)
+			HeapTuple oldtup)
 {
 	TupleDesc	td = RelationGetDescr(rel);
 	MemoryContext old;
@@ -239,9 +236,9 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	tmp.kind = RS_CHANGE_ROW;
 	fill_common(&tmp, cfg);
 	tmp.row_relid = RelationGetRelid(rel);
+	tmp.row_node = rel->rd_node.relNode;
 	tmp.row_tid = (newtup ? newtup : keytup)->t_self;
 	tmp.deletes = newtup == NULL;
-	tmp.vacates = vacates;
 
 	/* encode in the scratch context, then store the result once, compactly */
 	if (scratch_cxt == NULL)
@@ -596,9 +593,9 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(ev))
-		capture_row(cfg, rel, td->tg_trigtuple, td->tg_trigtuple, NULL, false);
+		capture_row(cfg, rel, td->tg_trigtuple, td->tg_trigtuple, NULL);
 	else if (TRIGGER_FIRED_BY_DELETE(ev))
-		capture_row(cfg, rel, td->tg_trigtuple, NULL, td->tg_trigtuple, false);
+		capture_row(cfg, rel, td->tg_trigtuple, NULL, td->tg_trigtuple);
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
 		HeapTuple	oldtup = td->tg_trigtuple;
@@ -606,11 +603,11 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 		if (rs_key_changed(cfg, RelationGetDescr(rel), oldtup, newtup))
 		{
-			capture_row(cfg, rel, oldtup, NULL, oldtup, true);
-			capture_row(cfg, rel, newtup, newtup, NULL, false);
+			capture_row(cfg, rel, oldtup, NULL, oldtup);
+			capture_row(cfg, rel, newtup, newtup, NULL);
 		}
 		else if (rs_synced_columns_changed(cfg, RelationGetDescr(rel), oldtup, newtup))
-			capture_row(cfg, rel, newtup, newtup, oldtup, false);
+			capture_row(cfg, rel, newtup, newtup, oldtup);
 	}
 	return PointerGetDatum(NULL);
 }

@@ -48,14 +48,15 @@ typedef struct Change
 								 * RS_CHANGE_PURGE: the prefix */
 
 	/*
-	 * RS_CHANGE_ROW: which row (its relation and tuple: the new one, or the
-	 * deleted one), whether it is a delete, and whether that delete only
-	 * moves the row away from the key (an UPDATE of the key columns)
+	 * RS_CHANGE_ROW: which row (its relation, the relation's file then, and
+	 * the tuple: the new one, or the deleted one), and whether the row leaves
+	 * the key (a DELETE, or an UPDATE of the key columns).  A row's later
+	 * tuples are found from this one by its update chain (publish.c).
 	 */
 	Oid			row_relid;
+	Oid			row_node;
 	ItemPointerData row_tid;
 	bool		deletes;
-	bool		vacates;
 } Change;
 
 /*

@@ -161,12 +161,13 @@ copy_failure(RedisFailure *f, MemoryContext cxt)
 
 /*
  * One delivery batch, from reading the entries to settling them.  Entries,
- * the key table and the per-entry outcome live in the caller's memory
- * context (SPI memory ends with spi_end()); everything else in SPI memory.
+ * the key table and the per-entry outcome live in the batch's memory
+ * context, a child of the caller's deleted at the batch's end (SPI memory
+ * ends with spi_end()); everything else in SPI memory.
  */
 typedef struct Delivery
 {
-	MemoryContext caller;
+	MemoryContext caller;		/* the batch's context */
 	Oid			outbox;			/* redis_sync.outbox, locked by the read */
 	RsAsOwner	ao;				/* as the bootstrap superuser, once SQL runs */
 	int			n;				/* entries read */
@@ -838,18 +839,27 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 				  int *nrefused)
 {
 	Delivery	d = {0};
+	MemoryContext caller = CurrentMemoryContext;
 	bool		snap;
 	bool		ok;
 	int			retained;
 	int64		result;
 
 	*nrefused = 0;
-	d.caller = CurrentMemoryContext;
+
+	/*
+	 * The batch's entries in a context of their own, deleted at the end: a
+	 * caller that delivers batch after batch in one transaction (flush(),
+	 * deliver_outbox()) kept every batch's entries until it returned, about
+	 * 1.3 kB per entry of a 200-character row (a 412 MB peak for 280,000).
+	 */
+	d.caller = AllocSetContextCreate(caller, "redis_sync outbox batch", ALLOCSET_DEFAULT_SIZES);
 	spi_begin(&snap);
 	if (read_entries(&d, max, relid, due_only) == 0)
 	{
 		spi_end(snap);
 		rs_as_owner_leave(&d.ao);
+		MemoryContextDelete(d.caller);
 		return 0;
 	}
 	coalesce(&d);
@@ -878,9 +888,10 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	hash_destroy(d.byKey);
 	/* the failure was built in SPI memory: the caller keeps it */
 	if (!ok || retained > 0)
-		copy_failure(failure, d.caller);
+		copy_failure(failure, caller);
 	spi_end(snap);
 	rs_as_owner_leave(&d.ao);
+	MemoryContextDelete(d.caller);
 	return result;
 }
 

@@ -51,11 +51,16 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_am_d.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
+#include "storage/bufmgr.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -118,11 +123,92 @@ reset_state(void)
 	rs_capture_reset();
 }
 
-/* the same row: the tuple one change wrote is the one the other moved */
+/*
+ * Does another row than the one leaving a key hold it?  held is the key's
+ * last change so far, which gave the key a row (an INSERT or UPDATE);
+ * leaving, a later change of the key, deletes the row it names or moves it
+ * to another key.  A deferrable unique key lets a row take a key before
+ * the row that holds it leaves (UPDATE ... SET id = id + 1, a swap, an
+ * INSERT before the DELETE of the row it replaces): then the key stays the
+ * row's that took it.
+ *
+ * The rows are the same when held's tuple became leaving's: an UPDATE that
+ * changes no synced column makes a new tuple of the row without a change,
+ * so the tuples are compared along held's update chain (each version's
+ * t_ctid names the next, every one made by this transaction).  Unless the
+ * answer is sure (one relation, never rewritten since the changes, a heap,
+ * the chain intact up to its live end), the rows are taken as the same:
+ * the key is deleted, which at worst leaves it missing, never stale.
+ * *rel caches the relation opened last (closed by the caller).
+ */
 static bool
-same_row(Change *a, Change *b)
+other_row_holds(Change *held, Change *leaving, Relation *rel)
 {
-	return a->row_relid == b->row_relid && ItemPointerEquals(&a->row_tid, &b->row_tid);
+	ItemPointerData cur = held->row_tid;
+	TransactionId prior = InvalidTransactionId;
+
+	if (held->row_relid != leaving->row_relid || held->row_node != leaving->row_node ||
+		ItemPointerEquals(&held->row_tid, &leaving->row_tid))
+		return false;
+	if (*rel != NULL && RelationGetRelid(*rel) != held->row_relid)
+	{
+		table_close(*rel, NoLock);
+		*rel = NULL;
+	}
+	if (*rel == NULL)
+		*rel = try_table_open(held->row_relid, AccessShareLock);
+	if (*rel == NULL || (*rel)->rd_rel->relam != HEAP_TABLE_AM_OID ||
+		(*rel)->rd_node.relNode != held->row_node)
+		return false;
+
+	for (;;)
+	{
+		HeapTupleData tup;
+		Buffer		buf;
+		HeapTupleHeader h;
+		TransactionId updater = InvalidTransactionId;
+		bool		live;
+		bool		next = false;
+
+		if (ItemPointerEquals(&cur, &leaving->row_tid))
+			return false;		/* held's row is the one leaving */
+		tup.t_self = cur;
+		if (!heap_fetch(*rel, SnapshotAny, &tup, &buf, true))
+		{
+			if (BufferIsValid(buf))
+				ReleaseBuffer(buf);
+			return false;
+		}
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		h = tup.t_data;
+		if (TransactionIdIsValid(prior) &&
+			!TransactionIdEquals(prior, HeapTupleHeaderGetXmin(h)))
+			live = false;		/* not the next version: unsure */
+		else if ((h->t_infomask & HEAP_XMAX_INVALID) || HeapTupleHeaderIsOnlyLocked(h))
+			live = true;
+		else
+		{
+			updater = HeapTupleHeaderGetUpdateXid(h);
+			if (TransactionIdIsCurrentTransactionId(updater))
+			{
+				/* updated by us: on to the next version (none: deleted) */
+				live = false;
+				next = !ItemPointerEquals(&tup.t_self, &h->t_ctid) &&
+					!ItemPointerIndicatesMovedPartitions(&h->t_ctid);
+				cur = h->t_ctid;
+			}
+			else
+				live = TransactionIdDidAbort(updater);	/* a rolled back
+														 * subtransaction's */
+		}
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		ReleaseBuffer(buf);
+		if (live)
+			return true;		/* the row holding the key is not leaving */
+		if (!next)
+			return false;
+		prior = updater;
+	}
 }
 
 /* transactions of at most this many changes coalesce without a hash table */
@@ -137,6 +223,7 @@ coalesce(int *npending, List **purges)
 	Pending    *pending = palloc0(sizeof(Pending) * Max(nchanges, 1));
 	int			n = 0;
 	HTAB	   *byKey = NULL;
+	Relation	rel = NULL;
 
 	/* a few changes (the common case) are matched by a scan: no hash table */
 	if (nchanges > COALESCE_SCAN_MAX)
@@ -189,13 +276,14 @@ coalesce(int *npending, List **purges)
 			pending[n].last = c;
 			n++;
 		}
-		else if (c->vacates && !pending[idx].last->deletes &&
-				 !same_row(pending[idx].last, c))
+		else if (c->deletes && !pending[idx].last->deletes &&
+				 other_row_holds(pending[idx].last, c, &rel))
 		{
 			/*
-			 * A row moved away from a key that another row of this
-			 * transaction already moved into (a deferrable unique key: UPDATE
-			 * ... SET id = id + 1, or a swap): the key stays that row's.
+			 * A row left a key that another row of this transaction already
+			 * took (a deferrable unique key: UPDATE ... SET id = id + 1, a
+			 * swap, or an INSERT before the DELETE of the row it replaces):
+			 * the key stays that row's.
 			 */
 		}
 		else
@@ -203,6 +291,8 @@ coalesce(int *npending, List **purges)
 	}
 	if (byKey)
 		hash_destroy(byKey);
+	if (rel != NULL)
+		table_close(rel, NoLock);
 	*npending = n;
 	return pending;
 }
