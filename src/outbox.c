@@ -29,6 +29,10 @@
  * bootstrap superuser with a fixed search_path (as_owner.c), like the
  * bookkeeping of refused entries.
  *
+ * flush() then pushes, without locking or settling, the entries another
+ * deliverer holds (push_held), so that it returns with every change
+ * committed before it in Redis.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -46,6 +50,7 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -175,6 +180,8 @@ typedef struct Delivery
 	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
 	bool	   *failed;			/* per entry: stays queued */
 	char	  **errors;			/* per failed entry: why */
+	bool		peek;			/* read without locking, from id > after */
+	int64		after;
 } Delivery;
 
 /*
@@ -196,6 +203,7 @@ sql_as_owner(Delivery *d)
  * change the best plan (the primary key in id order).
  */
 static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr peek_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 
 static SPIPlanPtr
@@ -338,44 +346,25 @@ open_id_index(Relation rel, int id_attno)
 }
 
 /*
- * Step 1, without SQL: what the read statement of read_entries() does, as
- * the executor would run its plan (Limit, LockRows, an index scan of the
- * primary key), without the executor's start-up, which was most of the
- * cost of a one-entry delivery.  The snapshot is taken as SPI takes it for
- * a statement (a new command, the transaction snapshot); each row passing
- * the WHERE clause is locked (FOR UPDATE SKIP LOCKED: a row another
- * transaction holds is skipped), and a row updated since the snapshot is
- * locked in its newest version and checked again, as the executor's
- * EvalPlanQual recheck does.  Returns -1 when the outbox is not the
- * extension's (rules, inheritance children, not a heap, a column of
- * another type, another primary key): then the statement runs.
+ * The outbox and its primary key, opened for the direct read when they are
+ * the extension's: no rules or inheritance children, a heap, the columns
+ * the read needs of their types (attno: where they are).  NULL otherwise.
  */
-static int
-read_direct(Delivery *d, int max, Oid relid, bool due_only)
+static Relation
+direct_open(Delivery *d, int *attno, Relation *idx)
 {
 	Relation	rel;
-	Relation	idx;
 	TupleDesc	td;
-	int			attno[RC_COUNT];
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	TupleTableSlot *locked;
-	Snapshot	snapshot;
-	CommandId	cid;
-	FullTransactionId top = GetTopFullTransactionIdIfAny();
-	int			lockflags = IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
-	int			n = 0;
-	int			room = Min(max, 16);
 
 	if (!OidIsValid(d->outbox))
-		return -1;
+		return NULL;
 	rel = table_open(d->outbox, RowExclusiveLock);
 	td = RelationGetDescr(rel);
 	if (rel->rd_rules != NULL || rel->rd_rel->relhassubclass ||
 		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 	{
 		table_close(rel, RowExclusiveLock);
-		return -1;
+		return NULL;
 	}
 	for (int c = 0; c < RC_COUNT; c++)
 	{
@@ -393,15 +382,88 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 		if (a == InvalidAttrNumber || TupleDescAttr(td, a - 1)->atttypid != read_cols[c].type)
 		{
 			table_close(rel, RowExclusiveLock);
-			return -1;
+			return NULL;
 		}
 		attno[c] = a;
 	}
-	if ((idx = open_id_index(rel, attno[RC_ID])) == NULL)
+	if ((*idx = open_id_index(rel, attno[RC_ID])) == NULL)
 	{
 		table_close(rel, RowExclusiveLock);
-		return -1;
+		return NULL;
 	}
+	return rel;
+}
+
+/*
+ * Lock the entry in slot as FOR UPDATE SKIP LOCKED would, into locked.
+ * False when it is to be skipped: another transaction holds it, this one
+ * changed it, it is gone, or its newest version no longer passes.
+ */
+static bool
+lock_entry(Relation rel, TupleTableSlot *slot, TupleTableSlot *locked, Snapshot snapshot,
+		   CommandId cid, const int *attno, Oid relid, bool due_only, FullTransactionId top)
+{
+	int			lockflags = IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(rel, &slot->tts_tid, snapshot, locked, cid,
+						   LockTupleExclusive, LockWaitSkip, lockflags, &tmfd);
+	switch (res)
+	{
+		case TM_Ok:
+			/* updated since the snapshot: the newest version must pass too */
+			return !tmfd.traversed || entry_wanted(locked, attno, relid, due_only, top);
+		case TM_WouldBlock:
+		case TM_SelfModified:
+			return false;
+		case TM_Updated:
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+			if (res == TM_Deleted)
+				return false;
+			break;
+		default:
+			break;
+	}
+	elog(ERROR, "redis_sync: unexpected result of locking an outbox entry: %d", res);
+	return false;
+}
+
+/*
+ * Step 1, without SQL: what the read statement of read_entries() does, as
+ * the executor would run its plan (Limit, LockRows, an index scan of the
+ * primary key), without the executor's start-up, which was most of the
+ * cost of a one-entry delivery.  The snapshot is taken as SPI takes it for
+ * a statement (a new command, the transaction snapshot); each row passing
+ * the WHERE clause is locked (FOR UPDATE SKIP LOCKED: a row another
+ * transaction holds is skipped), and a row updated since the snapshot is
+ * locked in its newest version and checked again, as the executor's
+ * EvalPlanQual recheck does.  Returns -1 when the outbox is not the
+ * extension's (direct_open): then the statement runs.  A peek (d->peek)
+ * locks nothing and reads the entries after d->after, whoever holds them.
+ */
+static int
+read_direct(Delivery *d, int max, Oid relid, bool due_only)
+{
+	Relation	rel;
+	Relation	idx;
+	int			attno[RC_COUNT];
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	TupleTableSlot *locked;
+	Snapshot	snapshot;
+	CommandId	cid;
+	FullTransactionId top = GetTopFullTransactionIdIfAny();
+	int			n = 0;
+	int			room = Min(max, 16);
+
+	if ((rel = direct_open(d, attno, &idx)) == NULL)
+		return -1;
 
 	/* as SPI runs a statement: a new command, a new snapshot (read committed) */
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -413,12 +475,13 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 	alloc_entries(d, room);
 	slot = table_slot_create(rel, NULL);
 	locked = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, snapshot, 0, 0);
-	index_rescan(scan, NULL, 0, NULL, 0);
+	/* a peek goes on from the last entry it read */
+	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(d->after));
+	scan = index_beginscan(rel, idx, snapshot, d->peek ? 1 : 0, 0);
+	index_rescan(scan, d->peek ? &key : NULL, d->peek ? 1 : 0, NULL, 0);
 	while (n < max && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		TM_FailureData tmfd;
-		TM_Result	res;
+		TupleTableSlot *entry = d->peek ? slot : locked;
 		Datum		values[RC_COUNT];
 		bool		nulls[RC_COUNT];
 		MemoryContext old;
@@ -426,44 +489,18 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 		CHECK_FOR_INTERRUPTS();
 		if (!entry_wanted(slot, attno, relid, due_only, top))
 			continue;
-		res = table_tuple_lock(rel, &slot->tts_tid, snapshot, locked, cid,
-							   LockTupleExclusive, LockWaitSkip, lockflags, &tmfd);
-		switch (res)
-		{
-			case TM_Ok:
-
-				/*
-				 * updated since the snapshot: the newest version must pass
-				 * too
-				 */
-				if (tmfd.traversed && !entry_wanted(locked, attno, relid, due_only, top))
-					continue;
-				break;
-			case TM_WouldBlock:
-			case TM_SelfModified:
-				continue;
-			case TM_Updated:
-			case TM_Deleted:
-				if (IsolationUsesXactSnapshot())
-					ereport(ERROR,
-							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-							 errmsg("could not serialize access due to concurrent update")));
-				if (res == TM_Deleted)
-					continue;
-				elog(ERROR, "redis_sync: unexpected result of locking an outbox entry: %d", res);
-				break;
-			default:
-				elog(ERROR, "redis_sync: unexpected result of locking an outbox entry: %d", res);
-		}
+		if (!d->peek &&
+			!lock_entry(rel, slot, locked, snapshot, cid, attno, relid, due_only, top))
+			continue;
 		for (int c = 0; c < RC_COUNT; c++)
-			values[c] = slot_getattr(locked, attno[c], &nulls[c]);
+			values[c] = slot_getattr(entry, attno[c], &nulls[c]);
 		if (n == room)
 		{
 			grow_entries(d, room, Min(max, room * 2));
 			room = Min(max, room * 2);
 		}
 		old = MemoryContextSwitchTo(d->caller);
-		fill_entry(&d->entries[n++], values, nulls, &locked->tts_tid);
+		fill_entry(&d->entries[n++], values, nulls, &entry->tts_tid);
 		MemoryContextSwitchTo(old);
 	}
 	index_endscan(scan);
@@ -475,6 +512,16 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 	return n;
 }
 
+/* the read of read_entries(): a peek adds "AND id > $4" and locks nothing */
+#define READ_SQL(more, lock) \
+"SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid, ctid " \
+"  FROM redis_sync.outbox WHERE version <> '' " \
+"   AND ($2 = 0 OR relid = $2) " \
+"   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) " \
+"   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL " \
+"        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned()) " \
+more " ORDER BY id LIMIT $1" lock
+
 /*
  * Step 1: read up to max committed entries, oldest first, locking them (SKIP
  * LOCKED: concurrent deliverers take disjoint sets).  Not the entries of
@@ -484,14 +531,16 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 static int
 read_entries(Delivery *d, int max, Oid relid, bool due_only)
 {
-	Oid			types[3] = {INT4OID, OIDOID, BOOLOID};
-	Datum		args[3];
+	Oid			types[4] = {INT4OID, OIDOID, BOOLOID, INT8OID};
+	Datum		args[4];
 	int			guc_level;
+	SPIPlanPtr	plan;
 	MemoryContext old;
 
 	args[0] = Int32GetDatum(max);
 	args[1] = ObjectIdGetDatum(relid);
 	args[2] = BoolGetDatum(due_only);
+	args[3] = Int64GetDatum(d->after);
 
 	/*
 	 * The delete that settles the delivery needs RowExclusiveLock: take it
@@ -518,16 +567,11 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
-	if (SPI_execute_plan(kept_plan(&read_plan,
-								   "SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid, ctid "
-								   "  FROM redis_sync.outbox WHERE version <> '' "
-								   "   AND ($2 = 0 OR relid = $2) "
-								   "   AND (NOT $3 OR next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.clock_timestamp()) "
-								   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
-								   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned()) "
-								   " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-								   3, types),
-						 args, NULL, false, 0) != SPI_OK_SELECT)
+	if (d->peek)
+		plan = kept_plan(&peek_plan, READ_SQL("AND id > $4", ""), 4, types);
+	else
+		plan = kept_plan(&read_plan, READ_SQL("", " FOR UPDATE SKIP LOCKED"), 3, types);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	AtEOXact_GUC(true, guc_level);
 	d->n = (int) SPI_processed;
@@ -896,6 +940,62 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 }
 
 /*
+ * Push, without settling, the entries of relid (every table: InvalidOid)
+ * that are still queued after this session's own delivery: those another
+ * deliverer holds (the worker, another session) and may not have pushed
+ * yet.  flush() runs it so that what was committed before it is in Redis
+ * when it returns, without waiting for the holder: two flush() calls
+ * waiting for each other's commit would wait out their timeout.  A second
+ * push of an entry is harmless (its write carries its version; an older
+ * one is refused, fence.c); the holder settles the entry.  Entries Redis
+ * refuses were just refused to this session's delivery, which warned: not
+ * again.  ERROR when Redis cannot be reached.
+ */
+static void
+push_held(Oid relid)
+{
+	int64		after = 0;
+
+	for (;;)
+	{
+		Delivery	d = {0};
+		RedisFailure f = {0};
+		MemoryContext caller = CurrentMemoryContext;
+		bool		snap;
+		bool		ok;
+		int			n;
+
+		d.caller = AllocSetContextCreate(caller, "redis_sync outbox peek", ALLOCSET_DEFAULT_SIZES);
+		d.peek = true;
+		d.after = after;
+		spi_begin(&snap);
+		n = read_entries(&d, rs_outbox_batch, relid, false);
+		ok = true;
+		if (n > 0)
+		{
+			coalesce(&d);
+			ok = push(&d, &f);
+			for (int i = 0; i < n; i++)
+				after = Max(after, d.entries[i].id);
+			hash_destroy(d.byKey);
+			if (!ok)
+				copy_failure(&f, caller);
+		}
+		spi_end(snap);
+		rs_as_owner_leave(&d.ao);
+		MemoryContextDelete(d.caller);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(f.sqlstate),
+					 errmsg("could not deliver the outbox: %s", f.message),
+					 f.detail ? errdetail("%s", f.detail) : 0));
+		if (n < rs_outbox_batch)
+			return;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * Deliver everything queued (for relid, or all when InvalidOid).  ERROR when
  * Redis cannot be reached; entries Redis refuses stay queued (with their
  * error and a retry time) and a WARNING says so.
@@ -1018,6 +1118,7 @@ redis_sync_flush(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to flush every table"),
 				 errhint("Pass the table to flush; its owner may.")));
 	n = deliver_now(relid, PG_INT64_MAX);
+	push_held(relid);
 
 	/* write-behind tables are drained by the worker: ask it and wait */
 	args[0] = ObjectIdGetDatum(relid);
