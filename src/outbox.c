@@ -661,13 +661,58 @@ add_op(DeliveryOps *o, int entry, const char *key, const char *version,
 	o->op_entry[o->nops++] = entry;
 }
 
+/* whether entry a precedes entry b: (version, seq, id) */
+static bool
+entry_older(const Entry *a, const Entry *b)
+{
+	int			c = strcmp(a->version, b->version);
+
+	return c < 0 || (c == 0 && (a->seq < b->seq || (a->seq == b->seq && a->id < b->id)));
+}
+
+/*
+ * The version a purge deletes with: just below its own (hex digits, one
+ * less), so that it never removes what its own transaction wrote after the
+ * TRUNCATE.  Those keys carry the purge's version, and the fence applies
+ * equal versions: a purge delivered again after them (pushed by flush()
+ * while its holder had it, or by a deliverer that read it in an earlier
+ * batch) removed them for good.  Nothing else can hold a version between
+ * the two: the TRUNCATE's lock kept every other writer of the table out.
+ */
+static char *
+purge_version(const char *version)
+{
+	char	   *v = pstrdup(version);
+
+	for (int i = (int) strlen(v) - 1; i >= 0; i--)
+	{
+		if (v[i] != '0')
+		{
+			v[i] = v[i] == 'A' || v[i] == 'a' ? '9' : v[i] - 1;
+			break;
+		}
+		v[i] = 'F';
+	}
+	return v;
+}
+
 /*
  * Step 3a: purges first (a fenced delete of every key under the prefix,
- * found by SCAN), then the newest entry of every key.
+ * found by SCAN), then the newest entry of every key.  A key's newest entry
+ * older than a purge of its prefix in the batch goes as a delete with the
+ * purge's version: the purge's SCAN does not see a key missing from Redis
+ * (evicted, never cached), so no tombstone keeps the older entry from
+ * bringing the truncated row back.
  */
 static void
 build_ops(Delivery *d, DeliveryOps *o)
 {
+	int		   *purges = palloc(sizeof(int) * d->n);
+	char	  **purge_ver = palloc(sizeof(char *) * d->n);
+	int			npurges = 0;
+	RowImage   *del = palloc0(sizeof(RowImage));
+
+	del->op = RS_OP_DELETE;
 	o->maxops = d->n + 1;
 	o->nops = 0;
 	o->ops = palloc(sizeof(FenceOp) * o->maxops);
@@ -675,25 +720,39 @@ build_ops(Delivery *d, DeliveryOps *o)
 	for (int i = 0; i < d->n; i++)
 	{
 		Entry	   *e = &d->entries[i];
-		RowImage   *del;
 		ListCell   *lc;
 
 		if (e->op != 'T')
 			continue;
-		del = palloc0(sizeof(RowImage));
-		del->op = RS_OP_DELETE;
+		purges[npurges] = i;
+		purge_ver[npurges] = purge_version(e->version);
 		foreach(lc, rs_scan_prefix(e->key))
-			add_op(o, i, lfirst(lc), e->version, 0, del);
+			add_op(o, i, lfirst(lc), purge_ver[npurges], 0, del);
+		npurges++;
 	}
 	for (int i = 0; i < d->n; i++)
 	{
 		Entry	   *e = &d->entries[i];
 		KeySlot    *slot;
+		int			after = -1;
 
 		if (e->op == 'T' || e->bad)
 			continue;
 		slot = hash_search(d->byKey, &e->key, HASH_FIND, NULL);
-		if (slot->entry == i)
+		if (slot->entry != i)
+			continue;
+		/* the newest purge of the key's prefix that follows the entry */
+		for (int p = 0; p < npurges; p++)
+		{
+			Entry	   *pe = &d->entries[purges[p]];
+
+			if (strncmp(e->key, pe->key, strlen(pe->key)) == 0 && entry_older(e, pe) &&
+				(after < 0 || entry_older(&d->entries[purges[after]], pe)))
+				after = p;
+		}
+		if (after >= 0)
+			add_op(o, i, e->key, purge_ver[after], 0, del);
+		else
 			add_op(o, i, e->key, e->version, e->ttl_ms, &e->img);
 	}
 }
@@ -947,9 +1006,12 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
  * when it returns, without waiting for the holder: two flush() calls
  * waiting for each other's commit would wait out their timeout.  A second
  * push of an entry is harmless (its write carries its version; an older
- * one is refused, fence.c); the holder settles the entry.  Entries Redis
- * refuses were just refused to this session's delivery, which warned: not
- * again.  ERROR when Redis cannot be reached.
+ * one is refused, fence.c; a purge deletes below its own version,
+ * build_ops); the holder settles the entry.  Entries Redis refuses are
+ * pushed again too (queued with their error, held or not, they are read
+ * here) and refused again: their holder, or the next delivery, records the
+ * attempt; this push neither warns nor counts them.  ERROR when Redis
+ * cannot be reached.
  */
 static void
 push_held(Oid relid)
