@@ -661,6 +661,89 @@ add_op(DeliveryOps *o, int entry, const char *key, const char *version,
 	o->op_entry[o->nops++] = entry;
 }
 
+/*
+ * The keys a purge of prefix deletes: every key under it in Redis (SCAN),
+ * and the keys of the queued entries of relid that precede the purge
+ * (version, seq, id below its; not this transaction's), whoever holds them.
+ * A deliverer may hold such an entry, read before the purge, and push it
+ * after: when its key was missing from Redis (evicted, never cached) SCAN
+ * does not find it, and only the tombstone the purge's delete leaves keeps
+ * the truncated row from coming back.  The pre-commit push of a TRUNCATE
+ * passes the largest seq and id: every queued entry of the table is older
+ * (its writer committed before the TRUNCATE's lock was granted).
+ */
+List *
+rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int64 id)
+{
+	List	   *keys = rs_scan_prefix(prefix);
+	HTAB	   *seen;
+	ListCell   *lc;
+	RsAsOwner	ao = {0};
+	bool		snap;
+	Oid			types[4] = {OIDOID, TEXTOID, INT8OID, INT8OID};
+	Datum		args[4];
+	MemoryContext caller = CurrentMemoryContext;
+	size_t		plen = strlen(prefix);
+	static SPIPlanPtr plan = NULL;
+
+	if (!OidIsValid(rs_outbox_relid()))
+		return keys;
+	seen = rs_string_hash_create("redis_sync purge keys", Max(list_length(keys), 16), sizeof(char *));
+	foreach(lc, keys)
+	{
+		char	   *k = lfirst(lc);
+
+		(void) hash_search(seen, &k, HASH_ENTER, NULL);
+	}
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(version);
+	args[2] = Int64GetDatum(seq);
+	args[3] = Int64GetDatum(id);
+	spi_begin(&snap);
+	become_owner(&ao);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(kept_plan(&plan,
+									   "SELECT DISTINCT redis_key FROM redis_sync.outbox "
+									   " WHERE relid OPERATOR(pg_catalog.=) $1 AND op OPERATOR(pg_catalog.<>) 'T' "
+									   "   AND (version OPERATOR(pg_catalog.=) '' "
+									   "        OR (version COLLATE \"C\", seq, id) OPERATOR(pg_catalog.<) ($2 COLLATE \"C\", $3, $4)) "
+									   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
+									   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned())",
+									   4, types),
+							 args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read redis_sync.outbox");
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Datum		v = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old;
+		char	   *k;
+		bool		found;
+
+		if (isnull)
+			continue;
+		old = MemoryContextSwitchTo(caller);
+		k = TextDatumGetCString(v);
+		if (strncmp(k, prefix, plen) == 0)
+		{
+			(void) hash_search(seen, &k, HASH_ENTER, &found);
+			if (!found)
+				keys = lappend(keys, k);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	spi_end(snap);
+	hash_destroy(seen);
+	return keys;
+}
+
 /* whether entry a precedes entry b: (version, seq, id) */
 static bool
 entry_older(const Entry *a, const Entry *b)
@@ -726,7 +809,7 @@ build_ops(Delivery *d, DeliveryOps *o)
 			continue;
 		purges[npurges] = i;
 		purge_ver[npurges] = purge_version(e->version);
-		foreach(lc, rs_scan_prefix(e->key))
+		foreach(lc, rs_purge_keys(e->relid, e->key, e->version, e->seq, e->id))
 			add_op(o, i, lfirst(lc), purge_ver[npurges], 0, del);
 		npurges++;
 	}

@@ -19,6 +19,10 @@ extern void rs_outbox_write_changes(Change *change, int n, const char *version, 
 
 /* false once the extension was dropped (in this transaction, too) */
 extern Oid	rs_outbox_relid(void);
+
+/* the keys a purge of prefix deletes (outbox.c) */
+extern List *rs_purge_keys(Oid relid, const char *prefix, const char *version,
+						   int64 seq, int64 id);
 extern bool rs_outbox_exists(void);
 
 
