@@ -151,6 +151,18 @@ SELECT pg_temp.cached('tspill:1', 'v') AS v1, pg_temp.cached('tspill:1', 'touche
        pg_temp.cached('tspill:2', 'touched') AS touched2;
 SELECT * FROM redis_sync.verify('tspill');
 SELECT count(*) AS filler_differences FROM redis_sync.verify('tspill_filler');
+-- every row of a large UPDATE touched by the trigger, spilled many times:
+-- a spill waits for the trigger's statement to end (the outer row's capture
+-- follows the nested one's), so no key is spilled before its outer change
+INSERT INTO tspill SELECT g, 'row ' || g, 0 FROM generate_series(11, 3000) g;
+SET redis_sync.max_buffer_bytes = '64kB';
+UPDATE tspill SET v = 'bulk ' || id;
+RESET redis_sync.max_buffer_bytes;
+SELECT count(DISTINCT seq) > 2 AS several_spills,
+       count(*) = count(DISTINCT (redis_key, version, seq)) AS one_entry_per_key
+  FROM redis_sync.outbox WHERE relid = 'tspill'::regclass;
+SELECT redis_sync.deliver_outbox(100000) > 0 AS delivered;
+SELECT * FROM redis_sync.verify('tspill') LIMIT 3;
 SELECT redis_sync.unsync('tspill');
 SELECT redis_sync.unsync('tspill_filler');
 DROP TABLE tspill, tspill_filler;

@@ -352,6 +352,16 @@ trigger_queue_bytes(void)
 	return 0;
 }
 
+/* pg_trigger_depth(): how many triggers this capture runs nested in */
+static int
+trigger_depth(void)
+{
+	LOCAL_FCINFO(fcinfo, 0);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	return DatumGetInt32(pg_trigger_depth(fcinfo));
+}
+
 /*
  * Keep the buffer, and the trigger events that will fill it, within
  * redis_sync.max_buffer_bytes.  Past the bound (and once the buffer holds an
@@ -360,6 +370,14 @@ trigger_queue_bytes(void)
  * emptied (spill); inside one, where a later ROLLBACK TO SAVEPOINT must
  * still drop outbox rows of its own changes only, the buffer stays and
  * later changes go straight to the outbox (per-row mode).
+ *
+ * A spill waits while this capture runs inside another trigger (in a
+ * statement a trigger ran: depth 2 or more), as long as the buffer alone
+ * stays within the bound: the capture of the outer event that fired that
+ * trigger is still to come, with an older row version than the nested
+ * statement's (rs_change_newer).  In the same spill the newer version wins
+ * the key; spilled apart, the older one would be written later, with a
+ * newer version, and win.
  */
 static void
 check_bound(void)
@@ -368,8 +386,14 @@ check_bound(void)
 
 	/* what the buffer really holds, allocation overhead included */
 	Size		held = MemoryContextMemAllocated(buffer_cxt, false);
+	Size		queue;
 
-	if (held < bound / 8 || held + trigger_queue_bytes() <= bound)
+	if (held < bound / 8)
+		return;
+	queue = trigger_queue_bytes();
+	if (held + queue <= bound)
+		return;
+	if (marks == NULL && held <= bound && trigger_depth() > 1)
 		return;
 	if (marks == NULL)
 	{
