@@ -7,7 +7,9 @@
  * DELETE, and an AFTER STATEMENT trigger for TRUNCATE.  It sends nothing to
  * Redis: it appends what the row became to a buffer owned by the current
  * transaction, which publish.c turns into one pipelined round trip at
- * pre-commit.  Coalescing (last state per key wins) happens there.
+ * pre-commit.  Coalescing (the newest state per key wins: by the command
+ * that made it, the log is not always in that order, see change.h)
+ * happens there.
  *
  * Savepoints: the buffer is a log; each subtransaction remembers the log's
  * length when it started, and a rolled-back subtransaction truncates the log
@@ -27,8 +29,8 @@
  * capture trigger has seen it).  Past the bound the transaction overflows,
  * and everything it changes goes through redis_sync.outbox:
  * - outside subtransactions, the buffer is spilled: written to the outbox
- *   now, in one multi-row INSERT per 1,000 changes, versioned as of the
- *   spill, and emptied; buffering goes on, and the rest is written the same
+ *   now, one entry per key (its newest change), in one multi-row INSERT per
+ *   1,000 entries, versioned as of the spill, and emptied; buffering goes on, and the rest is written the same
  *   way at pre-commit (rs_capture_spill_rest());
  * - inside a subtransaction (a later ROLLBACK TO SAVEPOINT must drop the
  *   outbox rows of its own changes only), the buffer so far stays in memory

@@ -12,7 +12,8 @@
  *   transaction that rolls back (or a savepoint rolled back, see capture.c)
  *   sends nothing.
  *
- * - One round trip.  The buffer is coalesced (last state per key wins) and
+ * - One round trip.  The buffer is coalesced (the newest state per key
+ *   wins, by the command that made it: coalesce()) and
  *   sent as one pipeline of apply-script calls, redis_sync.chunk_size keys
  *   per call.  Each call is atomic in Redis; a transaction of more keys than
  *   one chunk is applied chunk by chunk (readers may see some chunks before
