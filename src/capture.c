@@ -52,6 +52,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_am_d.h"
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -229,15 +230,17 @@ fill_common(Change *c, SyncConfig *cfg)
  * command ids are ours, a combo command id (the tuple was made and then
  * updated or deleted again in this transaction) resolves through the
  * backend's combo id map.  A tuple of another table access method is a
- * copy whose header says nothing: the command current at capture stands in
- * for it, which keeps the log order (no better than before) for such rows.
+ * copy whose header says nothing (a formed tuple's datum length lies where
+ * a heap tuple's xmin does): the command current at capture stands in for
+ * it, which keeps the log order (no better than before) for such rows.
  */
 static CommandId
-change_command(HeapTuple tup, bool made)
+change_command(Relation rel, HeapTuple tup, bool made)
 {
 	HeapTupleHeader h = tup->t_data;
 
-	if (h != NULL && !(h->t_infomask & HEAP_MOVED))
+	if (rel->rd_rel->relam == HEAP_TABLE_AM_OID && h != NULL &&
+		!(h->t_infomask & HEAP_MOVED))
 	{
 		if (made && TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(h)))
 			return HeapTupleHeaderGetCmin(h);
@@ -275,7 +278,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	tmp.row_node = rel->rd_node.relNode;
 	tmp.row_tid = (newtup ? newtup : keytup)->t_self;
 	tmp.deletes = newtup == NULL;
-	tmp.cid = change_command(newtup ? newtup : keytup, newtup != NULL);
+	tmp.cid = change_command(rel, newtup ? newtup : keytup, newtup != NULL);
 
 	/* encode in the scratch context, then store the result once, compactly */
 	if (scratch_cxt == NULL)
