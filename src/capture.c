@@ -7,14 +7,16 @@
  * DELETE, and an AFTER STATEMENT trigger for TRUNCATE.  It sends nothing to
  * Redis: it appends what the row became to a buffer owned by the current
  * transaction, which publish.c turns into one pipelined round trip at
- * pre-commit.  Coalescing (last state per key wins) happens there.
+ * pre-commit.  Coalescing (the newest state per key wins: by the command
+ * that made it, the log is not always in that order, see change.h)
+ * happens there.
  *
  * Savepoints: the buffer is a log; each subtransaction remembers the log's
  * length when it started, and a rolled-back subtransaction truncates the log
  * back to it, so ROLLBACK TO SAVEPOINT discards exactly its own captures.
  *
  * Memory: each change is stored once, encoded, in an arena of blocks (the
- * layout below) with a 32-byte entry in the log (Change): about 1.1 times
+ * layout below) with a 56-byte entry in the log (Change): about 1.1 times
  * what the change sends to Redis plus that entry, instead of a C structure,
  * a RowImage and a palloc'd string per key value, field and value (6 times
  * as much for rows of 100 bytes).  The before image, needed only for the
@@ -27,8 +29,8 @@
  * capture trigger has seen it).  Past the bound the transaction overflows,
  * and everything it changes goes through redis_sync.outbox:
  * - outside subtransactions, the buffer is spilled: written to the outbox
- *   now, in one multi-row INSERT per 1,000 changes, versioned as of the
- *   spill, and emptied; buffering goes on, and the rest is written the same
+ *   now, one entry per key (its newest change), in one multi-row INSERT per
+ *   1,000 entries, versioned as of the spill, and emptied; buffering goes on, and the rest is written the same
  *   way at pre-commit (rs_capture_spill_rest());
  * - inside a subtransaction (a later ROLLBACK TO SAVEPOINT must drop the
  *   outbox rows of its own changes only), the buffer so far stays in memory
@@ -48,9 +50,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_am_d.h"
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -213,6 +219,39 @@ fill_common(Change *c, SyncConfig *cfg)
 	c->cfg = cfg;
 }
 
+/*
+ * The command that made tup (made: an INSERT's or UPDATE's new tuple), or
+ * that deleted it.  The change log is not in command order: an AFTER
+ * trigger that changes the row again runs a nested statement whose own
+ * AFTER events (this capture of the newer row version) fire at its end,
+ * before the capture of the outer event, and coalescing must keep the newer
+ * version (rs_change_newer).  The tuple is the one in the table (the
+ * trigger fetched it by its TID), made or deleted by this transaction: its
+ * command ids are ours, a combo command id (the tuple was made and then
+ * updated or deleted again in this transaction) resolves through the
+ * backend's combo id map.  A tuple of another table access method is a
+ * copy whose header says nothing (a formed tuple's datum length lies where
+ * a heap tuple's xmin does): the command current at capture stands in for
+ * it, which keeps the log order (no better than before) for such rows.
+ */
+static CommandId
+change_command(Relation rel, HeapTuple tup, bool made)
+{
+	HeapTupleHeader h = tup->t_data;
+
+	if (rel->rd_rel->relam == HEAP_TABLE_AM_OID && h != NULL &&
+		!(h->t_infomask & HEAP_MOVED))
+	{
+		if (made && TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(h)))
+			return HeapTupleHeaderGetCmin(h);
+		if (!made && !(h->t_infomask & HEAP_XMAX_INVALID) &&
+			!HEAP_XMAX_IS_LOCKED_ONLY(h->t_infomask) &&
+			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetUpdateXid(h)))
+			return HeapTupleHeaderGetCmax(h);
+	}
+	return GetCurrentCommandId(false);
+}
+
 /* one row change: key becomes newtup (NULL: deleted); oldtup is the row before */
 static void
 capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
@@ -239,6 +278,7 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	tmp.row_node = rel->rd_node.relNode;
 	tmp.row_tid = (newtup ? newtup : keytup)->t_self;
 	tmp.deletes = newtup == NULL;
+	tmp.cid = change_command(rel, newtup ? newtup : keytup, newtup != NULL);
 
 	/* encode in the scratch context, then store the result once, compactly */
 	if (scratch_cxt == NULL)
@@ -317,6 +357,16 @@ trigger_queue_bytes(void)
 	return 0;
 }
 
+/* pg_trigger_depth(): how many triggers this capture runs nested in */
+static int
+trigger_depth(void)
+{
+	LOCAL_FCINFO(fcinfo, 0);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	return DatumGetInt32(pg_trigger_depth(fcinfo));
+}
+
 /*
  * Keep the buffer, and the trigger events that will fill it, within
  * redis_sync.max_buffer_bytes.  Past the bound (and once the buffer holds an
@@ -325,6 +375,14 @@ trigger_queue_bytes(void)
  * emptied (spill); inside one, where a later ROLLBACK TO SAVEPOINT must
  * still drop outbox rows of its own changes only, the buffer stays and
  * later changes go straight to the outbox (per-row mode).
+ *
+ * A spill waits while this capture runs inside another trigger (in a
+ * statement a trigger ran: depth 2 or more), as long as the buffer alone
+ * stays within the bound: the capture of the outer event that fired that
+ * trigger is still to come, with an older row version than the nested
+ * statement's (rs_change_newer).  In the same spill the newer version wins
+ * the key; spilled apart, the older one would be written later, with a
+ * newer version, and win.
  */
 static void
 check_bound(void)
@@ -333,8 +391,14 @@ check_bound(void)
 
 	/* what the buffer really holds, allocation overhead included */
 	Size		held = MemoryContextMemAllocated(buffer_cxt, false);
+	Size		queue;
 
-	if (held < bound / 8 || held + trigger_queue_bytes() <= bound)
+	if (held < bound / 8)
+		return;
+	queue = trigger_queue_bytes();
+	if (held + queue <= bound)
+		return;
+	if (marks == NULL && held <= bound && trigger_depth() > 1)
 		return;
 	if (marks == NULL)
 	{
@@ -353,23 +417,35 @@ check_bound(void)
 	}
 }
 
+/* a key's newest change in a spill */
+typedef struct SpillSlot
+{
+	char	   *key;
+} SpillSlot;
+
 /*
  * Write the buffered changes to the outbox, in the current transaction, and
- * empty the buffer.  Not coalesced: delivery keeps the newest (version, seq,
- * id) entry of each key, and these entries share version and seq, so the
- * last change of a key (the highest id) wins.  Purges go first, as at
+ * empty the buffer.  One entry per key, its newest change (rs_change_newer):
+ * the entries of a spill share version and seq, and two deliverers (the
+ * worker, a flush()) taking two entries of one key apiece could land the
+ * older last, the fence applying equal versions.  Purges go first, as at
  * pre-commit (delivery applies a batch's purges before its other entries),
- * and a change followed by a purge of its table is dropped: with an equal
- * version the purge's tombstone would not keep it out.
+ * and a change older than a purge of its table is dropped: with an equal
+ * version the purge's tombstone would not keep it out.  Not the key moves
+ * of coalescing (publish.c): a row that took a key another row of this
+ * transaction left later leaves it deleted, missing from the cache.
  */
 static void
 spill(const char *version, int64 seq)
 {
 	MemoryContext old;
+	Change	  **bytime;
 	Change	  **arr;
 	Oid		   *purged;
 	int			npurged = 0;
+	int			nrows = 0;
 	int			n = 0;
+	HTAB	   *seen;
 
 	if (rs_nchanges == 0)
 		return;
@@ -387,39 +463,58 @@ spill(const char *version, int64 seq)
 												"redis_sync capture scratch",
 												ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(scratch_cxt);
-		arr = palloc(sizeof(Change *) * rs_nchanges);
-		for (int i = 0; i < rs_nchanges; i++)
-			if (rs_changes[i].kind == RS_CHANGE_PURGE)
-				npurged++;
-		purged = palloc(sizeof(Oid) * Max(npurged, 1));
-		npurged = 0;
-		for (int i = 0; i < rs_nchanges; i++)
-			if (rs_changes[i].kind == RS_CHANGE_PURGE)
-			{
-				arr[n++] = &rs_changes[i];
-				purged[npurged++] = rs_changes[i].root_relid;
-			}
+
+		/* oldest first: log order unless a trigger's statement came between */
+		bytime = palloc(sizeof(Change *) * rs_nchanges);
 		for (int i = 0; i < rs_nchanges; i++)
 		{
-			Change	   *c = &rs_changes[i];
+			bytime[i] = &rs_changes[i];
+			if (i > 0 && rs_change_newer(bytime[i - 1], bytime[i]))
+				nrows = -1;
+		}
+		if (nrows < 0)
+			qsort(bytime, rs_nchanges, sizeof(Change *), rs_change_cmp_age);
+		nrows = 0;
+
+		/*
+		 * Newest first: a key's first change is its newest, a change after a
+		 * purge of its table is older than it.  Row changes fill arr from the
+		 * end, purges from the start (put back in their order below).
+		 */
+		arr = palloc(sizeof(Change *) * rs_nchanges);
+		purged = palloc(sizeof(Oid) * rs_nchanges);
+		seen = rs_string_hash_create("redis_sync spilled keys", rs_nchanges, sizeof(SpillSlot));
+		for (int i = rs_nchanges - 1; i >= 0; i--)
+		{
+			Change	   *c = bytime[i];
 			bool		dropped = false;
+			bool		found;
 
 			if (c->kind == RS_CHANGE_PURGE)
 			{
-				/* changes after it stay; earlier ones are dropped below */
-				for (int j = 0; j < npurged; j++)
-					if (purged[j] == c->root_relid)
-					{
-						purged[j] = purged[--npurged];
-						break;
-					}
+				arr[npurged] = c;
+				purged[npurged++] = c->root_relid;
 				continue;
 			}
 			for (int j = 0; j < npurged && !dropped; j++)
 				dropped = purged[j] == c->root_relid;
-			if (!dropped)
-				arr[n++] = c;
+			if (dropped)
+				continue;
+			(void) hash_search(seen, &c->key, HASH_ENTER, &found);
+			if (!found)
+				arr[rs_nchanges - ++nrows] = c;
 		}
+		/* the purges oldest first, then the rows (one per key) */
+		for (int i = 0; i < npurged / 2; i++)
+		{
+			Change	   *t = arr[i];
+
+			arr[i] = arr[npurged - 1 - i];
+			arr[npurged - 1 - i] = t;
+		}
+		n = npurged;
+		memmove(arr + n, arr + rs_nchanges - nrows, sizeof(Change *) * nrows);
+		n += nrows;
 		rs_outbox_write(arr, n, version, seq);
 		for (int i = 0; i < n; i++)
 			rs_stats_add(arr[i]->root_relid, RS_C_QUEUED, 1);
@@ -502,6 +597,15 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 	tmp.strict = strict;
 	tmp.async = async;
 	tmp.key = (char *) prefix;
+
+	/*
+	 * The command current now, at or after the TRUNCATE's (or the purge
+	 * call's): it drops every change older, and changes made by triggers that
+	 * the TRUNCATE fired before this one (the names sort before
+	 * redis_sync_truncate): their keys go missing from the cache, never
+	 * stale.
+	 */
+	tmp.cid = GetCurrentCommandId(false);
 	if (rs_overflowed)
 	{
 		char		version[RS_VERSION_LEN + 1];

@@ -3,7 +3,8 @@
  * change.c
  *		The compact encoding of a buffered change (change.h): how capture.c
  *		writes a change's images into its arena, and how publish.c and
- *		outbox_write.c read them back.
+ *		outbox_write.c read them back; and the order of two changes of one
+ *		log (rs_change_newer), which both coalescing and a spill follow.
  *
  * Layout of a change in the arena (Change.key points to its start):
  *   the key, NUL-terminated
@@ -199,6 +200,25 @@ rs_change_before(const Change *c, RowImage *img)
 	if (*p == 'B')
 		(void) image_read(p + 1, c->cfg, img);
 	return true;
+}
+
+bool
+rs_change_newer(const Change *a, const Change *b)
+{
+	if (a->cid != b->cid)
+		return a->cid > b->cid;
+	return a > b;
+}
+
+int
+rs_change_cmp_age(const void *a, const void *b)
+{
+	const Change *ca = *(const Change *const *) a;
+	const Change *cb = *(const Change *const *) b;
+
+	if (ca == cb)
+		return 0;
+	return rs_change_newer(ca, cb) ? 1 : -1;
 }
 
 void

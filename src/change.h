@@ -57,7 +57,28 @@ typedef struct Change
 	Oid			row_node;
 	ItemPointerData row_tid;
 	bool		deletes;
+
+	/*
+	 * The command that made the state the change carries: RS_CHANGE_ROW, the
+	 * command that made its tuple (an INSERT's or UPDATE's new tuple), or
+	 * that deleted it (a DELETE, or the row leaving its key);
+	 * RS_CHANGE_PURGE, the command current when it was captured.  The log is
+	 * not in this order: a nested statement run by an AFTER trigger fires its
+	 * own events before the outer event's capture (rs_change_newer).
+	 */
+	CommandId	cid;
 } Change;
+
+/*
+ * Is a newer than b?  Two changes of one transaction's log (the same array:
+ * their addresses give the log order): the one made by the later command,
+ * or logged later by the same command.  Coalescing (publish.c) and a spill
+ * (capture.c) both keep a key's newest change by this order.
+ */
+extern bool rs_change_newer(const Change *a, const Change *b);
+
+/* the same as a qsort comparator of Change pointers: oldest first */
+extern int	rs_change_cmp_age(const void *a, const void *b);
 
 /*
  * What the row became, as a RowImage whose strings point into the buffer

@@ -12,7 +12,8 @@
  *   transaction that rolls back (or a savepoint rolled back, see capture.c)
  *   sends nothing.
  *
- * - One round trip.  The buffer is coalesced (last state per key wins) and
+ * - One round trip.  The buffer is coalesced (the newest state per key
+ *   wins, by the command that made it: coalesce()) and
  *   sent as one pipeline of apply-script calls, redis_sync.chunk_size keys
  *   per call.  Each call is atomic in Redis; a transaction of more keys than
  *   one chunk is applied chunk by chunk (readers may see some chunks before
@@ -83,8 +84,9 @@ uint64		rs_stat_repaired = 0;
 /* one key after coalescing */
 typedef struct Pending
 {
-	Change	   *last;			/* gives the final state */
-	Change	   *first;			/* its before image is the committed state */
+	Change	   *last;			/* gives the final state: the newest */
+	Change	   *first;			/* its before image is the committed state:
+								 * the oldest (since a purge) */
 	bool		dropped;		/* superseded by a later purge */
 	RowImage	repair;			/* committed state, for an abort after push */
 } Pending;
@@ -125,8 +127,8 @@ reset_state(void)
 
 /*
  * Does another row than the one leaving a key hold it?  held is the key's
- * last change so far, which gave the key a row (an INSERT or UPDATE);
- * leaving, a later change of the key, deletes the row it names or moves it
+ * newest change so far, which gave the key a row (an INSERT or UPDATE);
+ * leaving, a newer change of the key (coalesce()'s order), deletes the row it names or moves it
  * to another key.  A deferrable unique key lets a row take a key before
  * the row that holds it leaves (UPDATE ... SET id = id + 1, a swap, an
  * INSERT before the DELETE of the row it replaces): then the key stays the
@@ -214,16 +216,36 @@ other_row_holds(Change *held, Change *leaving, Relation *rel)
 /* transactions of at most this many changes coalesce without a hash table */
 #define COALESCE_SCAN_MAX 8
 
-/* coalesce the change log; purges returned separately, in order */
+/*
+ * Coalesce the change log; purges returned separately, in order.  The log
+ * is taken in the order its changes were made (rs_change_newer): a key's
+ * last change is its newest, and its first the oldest, whose before image
+ * is the committed state an abort restores; a purge drops the older changes
+ * of its table.
+ */
 static Pending *
 coalesce(int *npending, List **purges)
 {
 	int			nchanges;
 	Change	   *changes = rs_capture_changes(&nchanges);
 	Pending    *pending = palloc0(sizeof(Pending) * Max(nchanges, 1));
+	Change	  **bytime = NULL;
 	int			n = 0;
 	HTAB	   *byKey = NULL;
 	Relation	rel = NULL;
+
+	/*
+	 * Almost always the log order: an AFTER trigger's nested statement that
+	 * changed a row again logged the newer change first.
+	 */
+	for (int i = 1; i < nchanges && bytime == NULL; i++)
+		if (rs_change_newer(&changes[i - 1], &changes[i]))
+		{
+			bytime = palloc(sizeof(Change *) * nchanges);
+			for (int j = 0; j < nchanges; j++)
+				bytime[j] = &changes[j];
+			qsort(bytime, nchanges, sizeof(Change *), rs_change_cmp_age);
+		}
 
 	/* a few changes (the common case) are matched by a scan: no hash table */
 	if (nchanges > COALESCE_SCAN_MAX)
@@ -232,7 +254,7 @@ coalesce(int *npending, List **purges)
 
 	for (int i = 0; i < nchanges; i++)
 	{
-		Change	   *c = &changes[i];
+		Change	   *c = bytime ? bytime[i] : &changes[i];
 		int			idx = -1;
 
 		if (c->kind == RS_CHANGE_PURGE)
@@ -299,8 +321,9 @@ coalesce(int *npending, List **purges)
 
 /*
  * The committed state of a key, for the repair after an abort: the before
- * image of its first change, encoded at capture (capture.c), or a delete
- * when the key had no row.  False when the image was not kept.
+ * image of its oldest change (not always the first logged: coalesce()),
+ * encoded at capture (capture.c), or a delete when the key had no row.
+ * False when the image was not kept.
  */
 static bool
 prepare_repair(Pending *pk)
