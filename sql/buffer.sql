@@ -101,7 +101,8 @@ SELECT count(*) AS entries, count(DISTINCT seq) > 2 AS several_spills
 SELECT redis_sync.deliver_outbox(100000) AS delivered;
 SELECT count(*) AS differences FROM redis_sync.verify('buf_spill');
 -- a spill holding changes, a TRUNCATE and new rows: the changes before the
--- TRUNCATE are dropped, the rows after it stay
+-- TRUNCATE are dropped, the rows after it stay; the spill writes the last change of
+-- a key only (the INSERT of 32000 and its UPDATE are one entry)
 SET redis_sync.max_buffer_bytes = '64kB';
 BEGIN;
 UPDATE buf_spill SET v = -1 WHERE id <= 100;

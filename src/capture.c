@@ -51,6 +51,7 @@
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -93,6 +94,13 @@ typedef struct SubxactMark
 } SubxactMark;
 
 static SubxactMark *marks = NULL;
+
+/* a key's last change in the buffer (spill) */
+typedef struct LastSlot
+{
+	char	   *key;
+	int			idx;
+} LastSlot;
 
 static void check_bound(void);
 static void spill(const char *version, int64 seq);
@@ -355,12 +363,16 @@ check_bound(void)
 
 /*
  * Write the buffered changes to the outbox, in the current transaction, and
- * empty the buffer.  Not coalesced: delivery keeps the newest (version, seq,
- * id) entry of each key, and these entries share version and seq, so the
- * last change of a key (the highest id) wins.  Purges go first, as at
- * pre-commit (delivery applies a batch's purges before its other entries),
- * and a change followed by a purge of its table is dropped: with an equal
- * version the purge's tombstone would not keep it out.
+ * empty the buffer.  Coalesced: only the last change of each key is
+ * written.  These entries share version and seq, and the fence applies
+ * equal versions, so two entries of one key (an INSERT and a later UPDATE
+ * of the row) would leave whichever reached Redis last: a deliverer
+ * holding the older (the worker mid-delivery) pushed it after flush() had
+ * delivered the newer, or flush() pushed it again (push_held), and the
+ * older value stayed cached (specs/outbox_spill_replay).  Purges go first,
+ * as at pre-commit (delivery applies a batch's purges before its other
+ * entries), and a change followed by a purge of its table is dropped: with
+ * an equal version the purge's tombstone would not keep it out.
  */
 static void
 spill(const char *version, int64 seq)
@@ -370,6 +382,7 @@ spill(const char *version, int64 seq)
 	Oid		   *purged;
 	int			npurged = 0;
 	int			n = 0;
+	HTAB	   *last;
 
 	if (rs_nchanges == 0)
 		return;
@@ -393,6 +406,16 @@ spill(const char *version, int64 seq)
 				npurged++;
 		purged = palloc(sizeof(Oid) * Max(npurged, 1));
 		npurged = 0;
+		last = rs_string_hash_create("redis_sync spilled keys", rs_nchanges, sizeof(LastSlot));
+		for (int i = 0; i < rs_nchanges; i++)
+		{
+			LastSlot   *slot;
+
+			if (rs_changes[i].kind == RS_CHANGE_PURGE)
+				continue;
+			slot = hash_search(last, &rs_changes[i].key, HASH_ENTER, NULL);
+			slot->idx = i;
+		}
 		for (int i = 0; i < rs_nchanges; i++)
 			if (rs_changes[i].kind == RS_CHANGE_PURGE)
 			{
@@ -417,9 +440,14 @@ spill(const char *version, int64 seq)
 			}
 			for (int j = 0; j < npurged && !dropped; j++)
 				dropped = purged[j] == c->root_relid;
+			/* a later change of the key supersedes this one */
+			if (!dropped &&
+				((LastSlot *) hash_search(last, &c->key, HASH_FIND, NULL))->idx != i)
+				dropped = true;
 			if (!dropped)
 				arr[n++] = c;
 		}
+		hash_destroy(last);
 		rs_outbox_write(arr, n, version, seq);
 		for (int i = 0; i < n; i++)
 			rs_stats_add(arr[i]->root_relid, RS_C_QUEUED, 1);
