@@ -670,7 +670,11 @@ add_op(DeliveryOps *o, int entry, const char *key, const char *version,
  * does not find it, and only the tombstone the purge's delete leaves keeps
  * the truncated row from coming back.  The pre-commit push of a TRUNCATE
  * passes the largest seq and id: every queued entry of the table is older
- * (its writer committed before the TRUNCATE's lock was granted).
+ * (its writer committed before the TRUNCATE's lock was granted).  The
+ * entries are read with a new snapshot: under REPEATABLE READ or
+ * SERIALIZABLE the transaction's own was taken before the TRUNCATE waited
+ * for its lock, and missed the entries committed in between
+ * (specs/outbox_purge_snapshot).
  */
 List *
 rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int64 id)
@@ -703,15 +707,16 @@ rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int
 	become_owner(&ao);
 	PG_TRY();
 	{
-		if (SPI_execute_plan(kept_plan(&plan,
-									   "SELECT DISTINCT redis_key FROM redis_sync.outbox "
-									   " WHERE relid OPERATOR(pg_catalog.=) $1 AND op OPERATOR(pg_catalog.<>) 'T' "
-									   "   AND (version OPERATOR(pg_catalog.=) '' "
-									   "        OR (version COLLATE \"C\", seq, id) OPERATOR(pg_catalog.<) ($2 COLLATE \"C\", $3, $4)) "
-									   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
-									   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned())",
-									   4, types),
-							 args, NULL, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_snapshot(kept_plan(&plan,
+										   "SELECT DISTINCT redis_key FROM redis_sync.outbox "
+										   " WHERE relid OPERATOR(pg_catalog.=) $1 AND op OPERATOR(pg_catalog.<>) 'T' "
+										   "   AND (version OPERATOR(pg_catalog.=) '' "
+										   "        OR (version COLLATE \"C\", seq, id) OPERATOR(pg_catalog.<) ($2 COLLATE \"C\", $3, $4)) "
+										   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
+										   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned())",
+										   4, types),
+								 args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	}
 	PG_FINALLY();
