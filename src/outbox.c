@@ -786,7 +786,8 @@ purge_version(const char *version)
 
 /*
  * Step 3a: purges first (a fenced delete of every key under the prefix,
- * found by SCAN), then the newest entry of every key.  A key's newest entry
+ * found by SCAN; the newest purge of a table's prefix only), then the
+ * newest entry of every key.  A key's newest entry
  * older than a purge of its prefix in the batch goes as a delete with the
  * purge's version: the purge's SCAN does not see a key missing from Redis
  * (evicted, never cached), so no tombstone keeps the older entry from
@@ -799,18 +800,51 @@ build_ops(Delivery *d, DeliveryOps *o)
 	char	  **purge_ver = palloc(sizeof(char *) * d->n);
 	int			npurges = 0;
 	RowImage   *del = palloc0(sizeof(RowImage));
+	HTAB	   *newest = NULL;
 
 	del->op = RS_OP_DELETE;
 	o->maxops = d->n + 1;
 	o->nops = 0;
 	o->ops = palloc(sizeof(FenceOp) * o->maxops);
 	o->op_entry = palloc(sizeof(int) * o->maxops);
+
+	/*
+	 * The newest purge of each table and prefix in the batch: it deletes
+	 * everything an older one would (every key under the prefix, below a
+	 * higher version, and the keys of a superset of the queued entries), so
+	 * the older ones send nothing.  Each purge costs a SCAN and a read of the
+	 * outbox (rs_purge_keys); a backlog of a table truncated again and again
+	 * paid them once per TRUNCATE.
+	 */
+	for (int i = 0; i < d->n; i++)
+	{
+		Entry	   *e = &d->entries[i];
+		char	   *tag;
+		KeySlot    *slot;
+		bool		found;
+
+		if (e->op != 'T')
+			continue;
+		if (newest == NULL)
+			newest = rs_string_hash_create("redis_sync outbox purges", 16, sizeof(KeySlot));
+		tag = psprintf("%u:%s", e->relid, e->key);
+		slot = hash_search(newest, &tag, HASH_ENTER, &found);
+		if (!found || entry_older(&d->entries[slot->entry], e))
+		{
+			slot->key = tag;
+			slot->entry = i;
+		}
+	}
 	for (int i = 0; i < d->n; i++)
 	{
 		Entry	   *e = &d->entries[i];
 		ListCell   *lc;
+		char	   *tag;
 
 		if (e->op != 'T')
+			continue;
+		tag = psprintf("%u:%s", e->relid, e->key);
+		if (((KeySlot *) hash_search(newest, &tag, HASH_FIND, NULL))->entry != i)
 			continue;
 		purges[npurges] = i;
 		purge_ver[npurges] = purge_version(e->version);
@@ -843,6 +877,8 @@ build_ops(Delivery *d, DeliveryOps *o)
 		else
 			add_op(o, i, e->key, e->version, e->ttl_ms, &e->img);
 	}
+	if (newest != NULL)
+		hash_destroy(newest);
 }
 
 static void
