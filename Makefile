@@ -89,7 +89,7 @@ REGRESS_PUSH = apply_one bulk_multi key_moves trigger_order
 REGRESS = $(REGRESS_BASE) $(REGRESS_CRASH) $(REGRESS_LIFE) $(REGRESS_SEC) $(REGRESS_ENC) $(REGRESS_WB) $(REGRESS_WARM) $(REGRESS_LAUNCH) $(REGRESS_TLS) $(REGRESS_CLUSTER) $(REGRESS_SHAPE) $(REGRESS_BUFFER) $(REGRESS_PUSH) upgrade
 REGRESS_OPTS = --use-existing
 # cache_diff first: it installs iso_cache_diff(), which the write_through_* specs use
-ISOLATION = cache_diff write_through_race write_through_delete_insert write_through_savepoint write_through_serializable write_through_trigger_order read_through outbox_skip_locked outbox_held_replay
+ISOLATION = cache_diff write_through_race write_through_delete_insert write_through_savepoint write_through_serializable write_through_trigger_order read_through outbox_skip_locked outbox_held_replay outbox_spill_replay outbox_purge_snapshot
 ISOLATION_CRASH =
 #
 ISOLATION_SEC = claim_race

@@ -50,3 +50,51 @@ BEGIN
 END
 $$;
 SELECT database, worker_running FROM redis_sync.worker_stats WHERE database = 'regression';
+-- worker_pause() in the transaction of CREATE EXTENSION keeps the worker
+-- that commit starts paused (it went to the slot of databases without a
+-- worker, and the new worker delivered right away)
+DROP DATABASE IF EXISTS rs_launcher_pause;
+CREATE DATABASE rs_launcher_pause;
+\c rs_launcher_pause
+SET client_min_messages = warning;
+BEGIN;
+CREATE EXTENSION redis_sync;
+SELECT redis_sync.worker_pause();
+COMMIT;
+DO $$
+DECLARE
+  deadline timestamptz := clock_timestamp() + interval '60 s';
+BEGIN
+  WHILE NOT EXISTS (SELECT 1 FROM redis_sync.worker_stats
+                     WHERE database = current_database() AND worker_pid IS NOT NULL) LOOP
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'no worker in rs_launcher_pause';
+    END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END
+$$;
+SELECT worker_running, worker_state FROM redis_sync.worker_stats WHERE database = current_database();
+CREATE TABLE lp (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('lp', key_prefix => 'rs_launcher_pause_lp:', delivery => 'async', warm => false);
+INSERT INTO lp VALUES (1, 'a');
+SELECT pg_sleep(1);
+SELECT count(*) AS still_queued FROM redis_sync.outbox;
+SELECT redis_sync.command('EXISTS', 'rs_launcher_pause_lp:1') AS cached;
+SELECT redis_sync.worker_resume();
+DO $$
+DECLARE
+  deadline timestamptz := clock_timestamp() + interval '30 s';
+BEGIN
+  WHILE EXISTS (SELECT 1 FROM redis_sync.outbox) LOOP
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'the resumed worker did not deliver';
+    END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END
+$$;
+SELECT redis_sync.command('HGET', 'rs_launcher_pause_lp:1', 'v') AS cached;
+SELECT redis_sync.unsync('lp', purge => true);
+\c regression
+DROP DATABASE rs_launcher_pause;

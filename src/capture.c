@@ -101,6 +101,7 @@ typedef struct SubxactMark
 static SubxactMark *marks = NULL;
 
 static void check_bound(void);
+static void version_decrement(char *v);
 static void spill(const char *version, int64 seq);
 
 void
@@ -411,9 +412,34 @@ check_bound(void)
 	}
 	else
 	{
-		/* the buffered changes all precede this point: they get this version */
+		/*
+		 * The buffered changes all precede this point: they get the version
+		 * just below it.  Not this version itself: the changes queued from
+		 * now on take the WAL position of their capture, and with nothing
+		 * written to WAL in between (an unlogged table) the first of them had
+		 * this very version; the fence applies equal versions, so a buffered
+		 * change of the same key, delivered after it, would have replaced the
+		 * newer value.  Every committed write of the buffered rows is older
+		 * still (its commit record lies between).
+		 */
 		rs_overflowed = true;
 		rs_version_now(overflow_version);
+		version_decrement(overflow_version);
+	}
+}
+
+/* v, one less (hex digits, as the WAL position ends a version) */
+static void
+version_decrement(char *v)
+{
+	for (int i = (int) strlen(v) - 1; i >= 0; i--)
+	{
+		if (v[i] != '0')
+		{
+			v[i] = v[i] == 'A' || v[i] == 'a' ? '9' : v[i] - 1;
+			break;
+		}
+		v[i] = 'F';
 	}
 }
 

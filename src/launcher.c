@@ -49,6 +49,7 @@
 #include "postmaster/interrupt.h"
 #include "postmaster/postmaster.h"
 #include "storage/ipc.h"
+#include "storage/spin.h"
 #include "tcop/utility.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -75,6 +76,8 @@ int			rs_max_workers = 4;
  * ---------------------------------------------------------------- */
 
 static bool notify_at_commit = false;
+static bool pause_at_commit = false;	/* worker_pause() in the same
+										 * transaction */
 static char notify_dbname[NAMEDATALEN]; /* for the commit callback's message */
 static bool notify_callback_registered = false;
 
@@ -86,9 +89,12 @@ notify_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT)
 	{
 		RsDbSlot   *slot;
+		bool		pause;
 
 		notify_at_commit = false;
 		slot = rs_slot_acquire(MyDatabaseId, false);	/* sets want */
+		pause = pause_at_commit;
+		pause_at_commit = false;
 		if (slot == NULL)
 		{
 			ereport(WARNING,
@@ -97,10 +103,34 @@ notify_xact_callback(XactEvent event, void *arg)
 					 errhint("Raise redis_sync.max_workers (restart), or once places are free run SELECT redis_sync._launcher_notify() in the database.")));
 			return;
 		}
+		if (pause)
+		{
+			SpinLockAcquire(&slot->mutex);
+			slot->pause_requested = true;
+			SpinLockRelease(&slot->mutex);
+		}
 		rs_launcher_wake();
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		notify_at_commit = false;
+		pause_at_commit = false;
+	}
+}
+
+/*
+ * worker_pause() (pause) or worker_resume() in a transaction that will
+ * signal the launcher at commit (CREATE EXTENSION): until then the
+ * database has no slot of its own (the pause went to the slot of databases
+ * without a worker, and the worker started at commit did not see it), or
+ * one a probing worker may give up before the commit.  The slot the commit
+ * takes is paused.
+ */
+void
+rs_launcher_pause_at_commit(bool pause)
+{
+	if (notify_at_commit)
+		pause_at_commit = pause;
 }
 
 /*

@@ -670,7 +670,11 @@ add_op(DeliveryOps *o, int entry, const char *key, const char *version,
  * does not find it, and only the tombstone the purge's delete leaves keeps
  * the truncated row from coming back.  The pre-commit push of a TRUNCATE
  * passes the largest seq and id: every queued entry of the table is older
- * (its writer committed before the TRUNCATE's lock was granted).
+ * (its writer committed before the TRUNCATE's lock was granted).  The
+ * entries are read with a new snapshot: under REPEATABLE READ or
+ * SERIALIZABLE the transaction's own was taken before the TRUNCATE waited
+ * for its lock, and missed the entries committed in between
+ * (specs/outbox_purge_snapshot).
  */
 List *
 rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int64 id)
@@ -703,15 +707,16 @@ rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int
 	become_owner(&ao);
 	PG_TRY();
 	{
-		if (SPI_execute_plan(kept_plan(&plan,
-									   "SELECT DISTINCT redis_key FROM redis_sync.outbox "
-									   " WHERE relid OPERATOR(pg_catalog.=) $1 AND op OPERATOR(pg_catalog.<>) 'T' "
-									   "   AND (version OPERATOR(pg_catalog.=) '' "
-									   "        OR (version COLLATE \"C\", seq, id) OPERATOR(pg_catalog.<) ($2 COLLATE \"C\", $3, $4)) "
-									   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
-									   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned())",
-									   4, types),
-							 args, NULL, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_snapshot(kept_plan(&plan,
+										   "SELECT DISTINCT redis_key FROM redis_sync.outbox "
+										   " WHERE relid OPERATOR(pg_catalog.=) $1 AND op OPERATOR(pg_catalog.<>) 'T' "
+										   "   AND (version OPERATOR(pg_catalog.=) '' "
+										   "        OR (version COLLATE \"C\", seq, id) OPERATOR(pg_catalog.<) ($2 COLLATE \"C\", $3, $4)) "
+										   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
+										   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned())",
+										   4, types),
+								 args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	}
 	PG_FINALLY();
@@ -781,7 +786,8 @@ purge_version(const char *version)
 
 /*
  * Step 3a: purges first (a fenced delete of every key under the prefix,
- * found by SCAN), then the newest entry of every key.  A key's newest entry
+ * found by SCAN; the newest purge of a table's prefix only), then the
+ * newest entry of every key.  A key's newest entry
  * older than a purge of its prefix in the batch goes as a delete with the
  * purge's version: the purge's SCAN does not see a key missing from Redis
  * (evicted, never cached), so no tombstone keeps the older entry from
@@ -794,18 +800,51 @@ build_ops(Delivery *d, DeliveryOps *o)
 	char	  **purge_ver = palloc(sizeof(char *) * d->n);
 	int			npurges = 0;
 	RowImage   *del = palloc0(sizeof(RowImage));
+	HTAB	   *newest = NULL;
 
 	del->op = RS_OP_DELETE;
 	o->maxops = d->n + 1;
 	o->nops = 0;
 	o->ops = palloc(sizeof(FenceOp) * o->maxops);
 	o->op_entry = palloc(sizeof(int) * o->maxops);
+
+	/*
+	 * The newest purge of each table and prefix in the batch: it deletes
+	 * everything an older one would (every key under the prefix, below a
+	 * higher version, and the keys of a superset of the queued entries), so
+	 * the older ones send nothing.  Each purge costs a SCAN and a read of the
+	 * outbox (rs_purge_keys); a backlog of a table truncated again and again
+	 * paid them once per TRUNCATE.
+	 */
+	for (int i = 0; i < d->n; i++)
+	{
+		Entry	   *e = &d->entries[i];
+		char	   *tag;
+		KeySlot    *slot;
+		bool		found;
+
+		if (e->op != 'T')
+			continue;
+		if (newest == NULL)
+			newest = rs_string_hash_create("redis_sync outbox purges", 16, sizeof(KeySlot));
+		tag = psprintf("%u:%s", e->relid, e->key);
+		slot = hash_search(newest, &tag, HASH_ENTER, &found);
+		if (!found || entry_older(&d->entries[slot->entry], e))
+		{
+			slot->key = tag;
+			slot->entry = i;
+		}
+	}
 	for (int i = 0; i < d->n; i++)
 	{
 		Entry	   *e = &d->entries[i];
 		ListCell   *lc;
+		char	   *tag;
 
 		if (e->op != 'T')
+			continue;
+		tag = psprintf("%u:%s", e->relid, e->key);
+		if (((KeySlot *) hash_search(newest, &tag, HASH_FIND, NULL))->entry != i)
 			continue;
 		purges[npurges] = i;
 		purge_ver[npurges] = purge_version(e->version);
@@ -838,6 +877,8 @@ build_ops(Delivery *d, DeliveryOps *o)
 		else
 			add_op(o, i, e->key, e->version, e->ttl_ms, &e->img);
 	}
+	if (newest != NULL)
+		hash_destroy(newest);
 }
 
 static void

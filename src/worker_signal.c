@@ -19,6 +19,7 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
+#include "launcher.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
@@ -339,6 +340,7 @@ redis_sync_worker_pause(PG_FUNCTION_ARGS)
 	SpinLockAcquire(&sl->mutex);
 	sl->pause_requested = true;
 	SpinLockRelease(&sl->mutex);
+	rs_launcher_pause_at_commit(true);
 	rs_worker_wake();
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	for (;;)
@@ -370,6 +372,7 @@ redis_sync_worker_resume(PG_FUNCTION_ARGS)
 	sl->pause_requested = false;
 	sl->paused = false;
 	SpinLockRelease(&sl->mutex);
+	rs_launcher_pause_at_commit(false);
 	rs_worker_wake();
 	PG_RETURN_VOID();
 }
