@@ -465,8 +465,14 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 	if ((rel = direct_open(d, attno, &idx)) == NULL)
 		return -1;
 
-	/* as SPI runs a statement: a new command, a new snapshot (read committed) */
-	PushActiveSnapshot(GetTransactionSnapshot());
+	/*
+	 * As SPI runs a statement: a new command, a new snapshot (read
+	 * committed).  A peek reads with the latest snapshot even under
+	 * REPEATABLE READ: flush() pushes what was committed before it, not
+	 * before its transaction's snapshot (it locks nothing, so nothing it
+	 * reads can fail to serialize).
+	 */
+	PushActiveSnapshot(d->peek ? GetLatestSnapshot() : GetTransactionSnapshot());
 	CommandCounterIncrement();
 	UpdateActiveSnapshotCommandId();
 	snapshot = GetActiveSnapshot();
@@ -571,7 +577,10 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 		plan = kept_plan(&peek_plan, READ_SQL("AND id > $4", ""), 4, types);
 	else
 		plan = kept_plan(&read_plan, READ_SQL("", " FOR UPDATE SKIP LOCKED"), 3, types);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+	if ((d->peek ?
+		 SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							  true, false, 0) :
+		 SPI_execute_plan(plan, args, NULL, false, 0)) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
 	AtEOXact_GUC(true, guc_level);
 	d->n = (int) SPI_processed;
