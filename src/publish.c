@@ -386,7 +386,7 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char 
 	{
 		Change	   *c = lfirst(lc);
 		List	   *found = rs_purge_keys(c->root_relid, c->key, version,
-											  PG_INT64_MAX, PG_INT64_MAX);
+										  PG_INT64_MAX, PG_INT64_MAX);
 		ListCell   *kc;
 		FenceOp    *pops = palloc(sizeof(FenceOp) * Max(list_length(found), 1));
 		int			np = 0;
