@@ -187,6 +187,27 @@ SELECT redis_sync.deliver_outbox(100000) > 0 AS delivered;
 SELECT count(*) AS differences FROM redis_sync.verify('tspill');
 DROP TABLE tspill_cmd;
 DROP FUNCTION tspill_cmd_run();
+-- the touch trigger with an exception block: its statement runs in a
+-- subtransaction, where a buffer past the bound turns to per-row mode (each
+-- later change to the outbox with a version of its own, the outer row's
+-- after the newer nested one); the same wait keeps the buffer until the
+-- outer row's capture, outside the subtransaction, which spills
+CREATE OR REPLACE FUNCTION tspill_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  BEGIN
+    UPDATE tspill SET touched = touched + 1 WHERE id = NEW.id;
+  EXCEPTION WHEN others THEN RAISE;
+  END;
+  RETURN NULL;
+END $$;
+SET redis_sync.max_buffer_bytes = '64kB';
+UPDATE tspill SET v = 'in subtransactions ' || id;
+RESET redis_sync.max_buffer_bytes;
+SELECT count(DISTINCT seq) > 2 AS several_spills,
+       count(*) = count(DISTINCT redis_key) AS spilled_not_per_row
+  FROM redis_sync.outbox WHERE relid = 'tspill'::regclass;
+SELECT redis_sync.deliver_outbox(100000) > 0 AS delivered;
+SELECT count(*) AS differences FROM redis_sync.verify('tspill');
 SELECT redis_sync.unsync('tspill');
 SELECT redis_sync.unsync('tspill_filler');
 DROP TABLE tspill, tspill_filler;

@@ -391,7 +391,9 @@ trigger_depth(void)
  * every capture is at depth 2 or more, and the depth alone does not tell a
  * nested statement's capture from the outer rows'.  A spill then comes at
  * the next capture that is not deeper, at most one per level of nesting
- * later.
+ * later.  Per-row mode waits the same way: a trigger with an exception
+ * block runs its statement in a subtransaction, and the outer row's
+ * capture, outside it, spills both versions together instead.
  */
 static void
 check_bound(void)
@@ -410,7 +412,7 @@ check_bound(void)
 	queue = trigger_queue_bytes();
 	if (held + queue <= bound)
 		return;
-	if (marks == NULL && (deeper || (held <= bound && depth > 1)))
+	if (deeper || (held <= bound && depth > 1))
 		return;
 	if (marks == NULL)
 	{
