@@ -163,6 +163,51 @@ SELECT count(DISTINCT seq) > 2 AS several_spills,
   FROM redis_sync.outbox WHERE relid = 'tspill'::regclass;
 SELECT redis_sync.deliver_outbox(100000) > 0 AS delivered;
 SELECT * FROM redis_sync.verify('tspill') LIMIT 3;
+-- the same UPDATE run by a trigger of an unsynced table: every capture runs
+-- inside a trigger (the outer rows' at depth 2, the touches' at 3), and a
+-- spill must still wait for the outer row's capture after a nested one
+CREATE TABLE tspill_cmd (n int);
+CREATE FUNCTION tspill_cmd_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE tspill SET v = 'by trigger ' || id || ' ' || NEW.n;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER tspill_cmd_run AFTER INSERT ON tspill_cmd
+  FOR EACH ROW EXECUTE FUNCTION tspill_cmd_run();
+DROP TRIGGER a_touch ON tspill;
+CREATE TRIGGER a_touch AFTER UPDATE ON tspill
+  FOR EACH ROW WHEN (OLD.touched = NEW.touched) EXECUTE FUNCTION tspill_touch();
+SET redis_sync.max_buffer_bytes = '64kB';
+INSERT INTO tspill_cmd VALUES (1);
+RESET redis_sync.max_buffer_bytes;
+SELECT count(DISTINCT seq) > 2 AS several_spills,
+       count(*) = count(DISTINCT (redis_key, version, seq)) AS one_entry_per_key
+  FROM redis_sync.outbox WHERE relid = 'tspill'::regclass;
+SELECT redis_sync.deliver_outbox(100000) > 0 AS delivered;
+SELECT count(*) AS differences FROM redis_sync.verify('tspill');
+DROP TABLE tspill_cmd;
+DROP FUNCTION tspill_cmd_run();
+-- the touch trigger with an exception block: its statement runs in a
+-- subtransaction, where a buffer past the bound turns to per-row mode (each
+-- later change to the outbox with a version of its own, the outer row's
+-- after the newer nested one); the same wait keeps the buffer until the
+-- outer row's capture, outside the subtransaction, which spills
+CREATE OR REPLACE FUNCTION tspill_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  BEGIN
+    UPDATE tspill SET touched = touched + 1 WHERE id = NEW.id;
+  EXCEPTION WHEN others THEN RAISE;
+  END;
+  RETURN NULL;
+END $$;
+SET redis_sync.max_buffer_bytes = '64kB';
+UPDATE tspill SET v = 'in subtransactions ' || id;
+RESET redis_sync.max_buffer_bytes;
+SELECT count(DISTINCT seq) > 2 AS several_spills,
+       count(*) = count(DISTINCT redis_key) AS spilled_not_per_row
+  FROM redis_sync.outbox WHERE relid = 'tspill'::regclass;
+SELECT redis_sync.deliver_outbox(100000) > 0 AS delivered;
+SELECT count(*) AS differences FROM redis_sync.verify('tspill');
 SELECT redis_sync.unsync('tspill');
 SELECT redis_sync.unsync('tspill_filler');
 DROP TABLE tspill, tspill_filler;

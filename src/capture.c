@@ -88,6 +88,7 @@ static Size arena_free = 0;
 static Size arena_block = 0;	/* size of the next arena block */
 static int64 overflow_seq = 0;
 static int	nbefore = 0;		/* before images encoded this transaction */
+static int	last_depth = 0;		/* trigger depth of the previous capture */
 static char overflow_version[RS_VERSION_LEN + 1];
 
 /* log length at the start of each open subtransaction */
@@ -120,6 +121,7 @@ rs_capture_reset(void)
 	rs_spilled = false;
 	overflow_seq = 0;
 	nbefore = 0;
+	last_depth = 0;
 	marks = NULL;
 }
 
@@ -383,7 +385,15 @@ trigger_depth(void)
  * trigger is still to come, with an older row version than the nested
  * statement's (rs_change_newer).  In the same spill the newer version wins
  * the key; spilled apart, the older one would be written later, with a
- * newer version, and win.
+ * newer version, and win.  Past the bound too, a spill waits while the
+ * captures go deeper (this one runs nested deeper than the previous one):
+ * when the whole statement runs in a trigger (of an unsynced table, say),
+ * every capture is at depth 2 or more, and the depth alone does not tell a
+ * nested statement's capture from the outer rows'.  A spill then comes at
+ * the next capture that is not deeper, at most one per level of nesting
+ * later.  Per-row mode waits the same way: a trigger with an exception
+ * block runs its statement in a subtransaction, and the outer row's
+ * capture, outside it, spills both versions together instead.
  */
 static void
 check_bound(void)
@@ -393,13 +403,16 @@ check_bound(void)
 	/* what the buffer really holds, allocation overhead included */
 	Size		held = MemoryContextMemAllocated(buffer_cxt, false);
 	Size		queue;
+	int			depth = trigger_depth();
+	bool		deeper = depth > last_depth;
 
+	last_depth = depth;
 	if (held < bound / 8)
 		return;
 	queue = trigger_queue_bytes();
 	if (held + queue <= bound)
 		return;
-	if (marks == NULL && held <= bound && trigger_depth() > 1)
+	if (deeper || (held <= bound && depth > 1))
 		return;
 	if (marks == NULL)
 	{
