@@ -391,6 +391,12 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char 
 		FenceOp    *pops = palloc(sizeof(FenceOp) * Max(list_length(found), 1));
 		int			np = 0;
 
+		/*
+		 * From here on the deletes may reach Redis, whatever ends the push:
+		 * an ERROR (a cancel in the wait for the replies) as well as a failed
+		 * reply.
+		 */
+		purge_pushed = true;
 		foreach(kc, found)
 		{
 			pops[np].key = lfirst(kc);
@@ -404,7 +410,6 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char 
 			rs_fence_append(p, pops + s, Min(rs_chunk_size, np - s), NULL, NULL, clears);
 			clears = NIL;
 		}
-		purge_pushed = true;
 	}
 
 	for (int s = 0; s < nkeys; s += rs_chunk_size)
@@ -508,6 +513,8 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
+	else
+		purge_pushed = false;
 	push_timed_out = !ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE;
 	if (ok)
 		ok = replies_ok(p, failure);
@@ -737,10 +744,6 @@ repair_after_abort(void)
 	ListCell   *lc;
 	RowImage	deleted = {RS_OP_DELETE};
 
-	if (purge_pushed)
-		ereport(WARNING,
-				(errmsg("a TRUNCATE or purge reached Redis but its transaction rolled back"),
-				 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache.")));
 	if (npushed == 0)
 		return;
 
@@ -823,6 +826,17 @@ publish_xact_callback(XactEvent event, void *arg)
 			/* an ERROR in the wait of an unfenced push: see killfence.c */
 			if (rs_killfence_in_flight())
 				rs_killfence_end(false);
+
+			/*
+			 * The purge's deletes left tombstones newer than the rows the
+			 * table keeps, and no repair writes those rows back: warn even
+			 * when the push's outcome is unknown (a cancel in its wait, a
+			 * timeout), which skips the repair below.
+			 */
+			if (purge_pushed)
+				ereport(WARNING,
+						(errmsg("a TRUNCATE or purge was sent to Redis but its transaction rolled back"),
+						 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache.")));
 
 			/*
 			 * A push that timed out may still land; its in-flight marker
