@@ -117,6 +117,11 @@ CREATE TABLE ddl_y (id int PRIMARY KEY, v int);
 SELECT redis_sync.write_through('ddl_x', key_prefix => 'dx:');
 SELECT redis_sync.write_through('ddl_y', key_prefix => 'dy:', delivery => 'async');
 INSERT INTO ddl_x VALUES (1, 1);
+-- and warns about the outbox entries it discards (one, committed while the
+-- worker is paused)
+SELECT redis_sync.flush() >= 0 AS flushed;
+SELECT redis_sync.worker_pause();
+INSERT INTO ddl_y VALUES (2, 2);
 SET client_min_messages = warning;
 BEGIN;
 UPDATE ddl_x SET v = 2;
@@ -128,6 +133,8 @@ SELECT * FROM ddl_x;
 UPDATE ddl_x SET v = 3;
 CREATE EXTENSION redis_sync;
 RESET client_min_messages;
+-- the pause may outlive a DROP EXTENSION followed at once by CREATE (README)
+SELECT redis_sync.worker_resume();
 -- a new configuration works
 SELECT redis_sync.write_through('ddl_x', key_prefix => 'dx:');
 UPDATE ddl_x SET v = 4;

@@ -5,7 +5,8 @@
  *		out of the way of DROP DATABASE, ALTER DATABASE (RENAME, SET
  *		TABLESPACE) and CREATE DATABASE ... TEMPLATE; it also wakes the
  *		worker after COMMIT PREPARED (what the prepared transaction queued
- *		in the outbox is delivered at once, as at a commit).
+ *		in the outbox is delivered at once, as at a commit), and warns when
+ *		DROP EXTENSION redis_sync discards queued outbox entries.
  *
  * Those commands fail while another process is connected to the database.
  * The hook asks the database's worker to exit and waits for it (at most
@@ -29,6 +30,7 @@
 #include "utils/acl.h"
 
 #include "launcher.h"
+#include "outbox.h"
 #include "shmem.h"
 
 #define RS_HOLD_WAIT_MS 5000	/* DROP DATABASE waits this long for the
@@ -184,6 +186,31 @@ may_hold(Oid dbid, bool top_level_only, ProcessUtilityContext context)
 	return pg_database_ownercheck(dbid, GetUserId());
 }
 
+/*
+ * DROP EXTENSION redis_sync: the outbox entries it discards (its changes
+ * never reach Redis); -1 for any other statement.
+ */
+static int64
+dropped_outbox_entries(Node *parsetree)
+{
+	DropStmt   *ds;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, DropStmt))
+		return -1;
+	ds = (DropStmt *) parsetree;
+	if (ds->removeType != OBJECT_EXTENSION)
+		return -1;
+	foreach(lc, ds->objects)
+	{
+		Node	   *o = lfirst(lc);
+
+		if (IsA(o, String) && strcmp(strVal(o), "redis_sync") == 0)
+			return rs_outbox_count();
+	}
+	return -1;
+}
+
 static void
 rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
@@ -194,6 +221,7 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	bool		dropping = false;
 	bool		top_level_only = true;
 	bool		holding = false;
+	int64		discarded;
 
 	if (rs_shmem_ready() && held_slot == NULL)
 	{
@@ -223,6 +251,7 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			rs_slot_for_db(dbid) != NULL && may_hold(dbid, top_level_only, context);
 	}
 
+	discarded = dropped_outbox_entries(parsetree);
 	PG_TRY();
 	{
 		/* inside: a cancel while waiting for the worker releases the hold */
@@ -244,6 +273,12 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	PG_END_TRY();
 	if (holding && held_slot != NULL)
 		release_database(held_slot, held_dbid, dropping);
+	if (discarded > 0)
+		ereport(WARNING,
+				(errmsg("redis_sync was dropped: %lld queued outbox entries are discarded",
+						(long long) discarded),
+				 errdetail("Their changes never reached Redis: the cached keys they were for may be stale."),
+				 errhint("Once the tables are synced again, run redis_sync.resync() on them.")));
 
 	/*
 	 * COMMIT PREPARED commits what another session queued: that session's

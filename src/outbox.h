@@ -25,6 +25,9 @@ extern List *rs_purge_keys(Oid relid, const char *prefix, const char *version,
 						   int64 seq, int64 id);
 extern bool rs_outbox_exists(void);
 
+/* entries queued in the outbox, -1 without one (outbox_write.c) */
+extern int64 rs_outbox_count(void);
+
 
 /*
  * Deliver up to max committed entries (of relid, or all when InvalidOid; with

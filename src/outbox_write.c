@@ -68,6 +68,38 @@ rs_outbox_exists(void)
 	return OidIsValid(rs_outbox_relid());
 }
 
+/*
+ * How many entries the outbox holds (-1 when there is none): read as the
+ * bootstrap superuser, for DROP EXTENSION's warning (launcher_hold.c).
+ */
+int64
+rs_outbox_count(void)
+{
+	RsAsOwner	ao = {0};
+	bool		snap;
+	int64		n = -1;
+
+	if (!rs_outbox_exists())
+		return -1;
+	spi_begin(&snap);
+	become_owner(&ao);
+	PG_TRY();
+	{
+		bool		isnull;
+
+		if (SPI_execute("SELECT pg_catalog.count(*) FROM redis_sync.outbox", true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	spi_end(snap);
+	return n;
+}
+
 /* write in slices, so a large transaction's buffer is not copied all at once */
 void
 rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
