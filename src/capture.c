@@ -102,7 +102,6 @@ typedef struct SubxactMark
 static SubxactMark *marks = NULL;
 
 static void check_bound(void);
-static void version_decrement(char *v);
 static void spill(const char *version, int64 seq);
 
 void
@@ -437,22 +436,7 @@ check_bound(void)
 		 */
 		rs_overflowed = true;
 		rs_version_now(overflow_version);
-		version_decrement(overflow_version);
-	}
-}
-
-/* v, one less (hex digits, as the WAL position ends a version) */
-static void
-version_decrement(char *v)
-{
-	for (int i = (int) strlen(v) - 1; i >= 0; i--)
-	{
-		if (v[i] != '0')
-		{
-			v[i] = v[i] == 'A' || v[i] == 'a' ? '9' : v[i] - 1;
-			break;
-		}
-		v[i] = 'F';
+		rs_version_decrement(overflow_version);
 	}
 }
 

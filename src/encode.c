@@ -99,6 +99,20 @@ rs_version_at(char *buf, XLogRecPtr lsn)
 	buf[32] = '\0';
 }
 
+void
+rs_version_decrement(char *v)
+{
+	for (int i = (int) strlen(v) - 1; i >= 0; i--)
+	{
+		if (v[i] != '0')
+		{
+			v[i] = v[i] == 'A' || v[i] == 'a' ? '9' : v[i] - 1;
+			break;
+		}
+		v[i] = 'F';
+	}
+}
+
 /* the typmod of a table's column (keys given as text are cast with it) */
 int32
 rs_key_typmod(Oid relid, AttrNumber attnum)

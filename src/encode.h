@@ -79,6 +79,9 @@ extern char **rs_key_split(const char *s, int n);
 extern void rs_version_now(char *buf);
 extern void rs_version_at(char *buf, XLogRecPtr lsn);
 
+/* v made one less in place (hex digits, as a version ends in its WAL position) */
+extern void rs_version_decrement(char *v);
+
 /* epoch.c */
 extern uint32 rs_epoch(void);
 extern void rs_epoch_preload_init(void);

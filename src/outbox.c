@@ -781,15 +781,7 @@ purge_version(const char *version)
 {
 	char	   *v = pstrdup(version);
 
-	for (int i = (int) strlen(v) - 1; i >= 0; i--)
-	{
-		if (v[i] != '0')
-		{
-			v[i] = v[i] == 'A' || v[i] == 'a' ? '9' : v[i] - 1;
-			break;
-		}
-		v[i] = 'F';
-	}
+	rs_version_decrement(v);
 	return v;
 }
 
