@@ -600,7 +600,9 @@ SQL
 			add_row(bench => "2. one $what of $n rows: Redis CPU per row vs the same writes sent raw (reference)",
 				ours => $c, base => $rw, unit => 'us', target => 'reference',
 				note => 'raw: HSET of each new key, MSET of the 32-digit versions over the TRUNCATE\'s tombstones, '
-				  . 'piped by redis-cli --pipe without MULTI or scripts: what creating the keys costs Redis');
+				  . 'piped by redis-cli --pipe without MULTI or scripts: what creating the keys costs Redis; per run, '
+				  . 'ours ' . join(' / ', map { sprintf('%.2f', $_) } @{ $rcpu{ins_wt} }) . ' us, raw '
+				  . join(' / ', map { sprintf('%.2f', $_) } @raw) . ' us');
 		}
 		my $mx = (sort { $b <=> $a } @{ $maxcmd{"${op}_wt"} })[0];
 		add_row(bench => "2. one $what of $n rows: longest Redis command (one chunk)", ours => $mx, unit => 'ms',
@@ -610,7 +612,8 @@ SQL
 	%BULK = (upd_wt_ms => $m{upd_wt}, upd_base_ms => $m{upd_base});
 	$DETAIL{bulk} = { rows => $n, chunk_size => $chunk, elapsed_ms => \%el, round_trips => \%rt, chunks => \%chunks,
 		redis_cpu_us_per_row => \%rcpu, evalsha_us_per_row => \%evalus, longest_command_ms => \%maxcmd,
-		redis_benchmark_cpu_us_per_op => \@bcpu, redis_benchmark_wall_us_per_op => \@bwall };
+		redis_benchmark_cpu_us_per_op => \@bcpu, redis_benchmark_wall_us_per_op => \@bwall,
+		raw_insert_cpu_us_per_row => \@raw };
 });
 
 # ================================================================= 3. naive per-row trigger
