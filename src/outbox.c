@@ -180,8 +180,8 @@ typedef struct Delivery
 	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
 	bool	   *failed;			/* per entry: stays queued */
 	char	  **errors;			/* per failed entry: why */
-	bool		peek;			/* read without locking, from id > after */
-	int64		after;
+	bool		peek;			/* read without locking */
+	int64		after;			/* read only entries with id > after */
 } Delivery;
 
 /*
@@ -443,8 +443,9 @@ lock_entry(Relation rel, TupleTableSlot *slot, TupleTableSlot *locked, Snapshot 
  * transaction holds is skipped), and a row updated since the snapshot is
  * locked in its newest version and checked again, as the executor's
  * EvalPlanQual recheck does.  Returns -1 when the outbox is not the
- * extension's (direct_open): then the statement runs.  A peek (d->peek)
- * locks nothing and reads the entries after d->after, whoever holds them.
+ * extension's (direct_open): then the statement runs.  Only entries with
+ * an id above d->after are read.  A peek (d->peek) locks nothing and reads
+ * them whoever holds them.
  */
 static int
 read_direct(Delivery *d, int max, Oid relid, bool due_only)
@@ -481,10 +482,10 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 	alloc_entries(d, room);
 	slot = table_slot_create(rel, NULL);
 	locked = table_slot_create(rel, NULL);
-	/* a peek goes on from the last entry it read */
+	/* from the entry after the last one this loop read */
 	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(d->after));
-	scan = index_beginscan(rel, idx, snapshot, d->peek ? 1 : 0, 0);
-	index_rescan(scan, d->peek ? &key : NULL, d->peek ? 1 : 0, NULL, 0);
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
 	while (n < max && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		TupleTableSlot *entry = d->peek ? slot : locked;
@@ -518,7 +519,7 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 	return n;
 }
 
-/* the read of read_entries(): a peek adds "AND id > $4" and locks nothing */
+/* the read of read_entries(): from id > $4; a peek locks nothing */
 #define READ_SQL(more, lock) \
 "SELECT id, redis_key, op, payload, ttl_ms, version, seq, relid, ctid " \
 "  FROM redis_sync.outbox WHERE version <> '' " \
@@ -576,7 +577,7 @@ read_entries(Delivery *d, int max, Oid relid, bool due_only)
 	if (d->peek)
 		plan = kept_plan(&peek_plan, READ_SQL("AND id > $4", ""), 4, types);
 	else
-		plan = kept_plan(&read_plan, READ_SQL("", " FOR UPDATE SKIP LOCKED"), 3, types);
+		plan = kept_plan(&read_plan, READ_SQL("AND id > $4", " FOR UPDATE SKIP LOCKED"), 4, types);
 	if ((d->peek ?
 		 SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							  true, false, 0) :
@@ -1063,8 +1064,8 @@ settle(Delivery *d)
 }
 
 int64
-rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
-				  int *nrefused)
+rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
+				  RedisFailure *failure, int *nrefused)
 {
 	Delivery	d = {0};
 	MemoryContext caller = CurrentMemoryContext;
@@ -1082,6 +1083,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 	 * 1.3 kB per entry of a 200-character row (a 412 MB peak for 280,000).
 	 */
 	d.caller = AllocSetContextCreate(caller, "redis_sync outbox batch", ALLOCSET_DEFAULT_SIZES);
+	d.after = *after;
 	spi_begin(&snap);
 	if (read_entries(&d, max, relid, due_only) == 0)
 	{
@@ -1090,6 +1092,8 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
 		MemoryContextDelete(d.caller);
 		return 0;
 	}
+	for (int i = 0; i < d.n; i++)
+		*after = Max(*after, d.entries[i].id);
 	coalesce(&d);
 	ok = push(&d, failure);
 	retained = settle(&d);
@@ -1229,6 +1233,19 @@ rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out)
 	bool		due_only = rules->due_only;
 	MemoryContext cxt = rules->cxt ? rules->cxt : CurrentMemoryContext;
 
+	/*
+	 * Each batch reads on from the last entry the one before read (read,
+	 * not delivered: refused or failed entries are not read again in this
+	 * loop, as due_only has them skipped).  Starting from the first entry
+	 * each time walked the index past every entry the loop had deleted, and
+	 * past those another deliverer held.  An entry committed meanwhile with
+	 * a lower id (ids are taken before commit) is left to the next loop:
+	 * the worker's next round, which its commit wakes; a flush() pushes
+	 * only what was committed before it began, which its first batch
+	 * already sees.
+	 */
+	int64		after = PG_INT64_MIN;
+
 	memset(out, 0, sizeof(*out));
 	while (out->delivered < rules->max)
 	{
@@ -1239,7 +1256,7 @@ rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out)
 
 		if (rules->batch_xacts)
 			rs_xact_begin_relaxed(rules->activity); /* redelivery is harmless */
-		n = rs_outbox_deliver(want, rules->relid, due_only, &f, &nref);
+		n = rs_outbox_deliver(want, rules->relid, due_only, &after, &f, &nref);
 		if (nref > 0)
 		{
 			/* refused entries now wait for their retry time: skip them */

@@ -30,13 +30,14 @@ extern int64 rs_outbox_count(void);
 
 
 /*
- * Deliver up to max committed entries (of relid, or all when InvalidOid; with
- * due_only, skipping entries still backing off) in one pipelined round trip
+ * Deliver up to max committed entries with an id above *after (of relid, or
+ * all when InvalidOid; with due_only, skipping entries still backing off),
+ * raising *after to the last id read, in one pipelined round trip
  * (plus SCANs for purges).  Returns the number of entries removed; on a Redis failure
  * returns -1 and fills *failure, leaving the entries in place.
  */
-extern int64 rs_outbox_deliver(int max, Oid relid, bool due_only, RedisFailure *failure,
-							   int *nrefused);
+extern int64 rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
+							   RedisFailure *failure, int *nrefused);
 
 /*
  * The delivery loop: batches of rs_outbox_deliver() until a stop rule holds.
