@@ -1234,15 +1234,14 @@ rs_outbox_deliver_loop(const RsDeliveryRules *rules, RsDeliveryOutcome *out)
 	MemoryContext cxt = rules->cxt ? rules->cxt : CurrentMemoryContext;
 
 	/*
-	 * Each batch reads on from the last entry the one before read (read,
-	 * not delivered: refused or failed entries are not read again in this
-	 * loop, as due_only has them skipped).  Starting from the first entry
-	 * each time walked the index past every entry the loop had deleted, and
-	 * past those another deliverer held.  An entry committed meanwhile with
-	 * a lower id (ids are taken before commit) is left to the next loop:
-	 * the worker's next round, which its commit wakes; a flush() pushes
-	 * only what was committed before it began, which its first batch
-	 * already sees.
+	 * Each batch reads on from the last entry the one before read (read, not
+	 * delivered: refused or failed entries are not read again in this loop,
+	 * as due_only has them skipped).  Starting from the first entry each time
+	 * walked the index past every entry the loop had deleted, and past those
+	 * another deliverer held.  An entry committed meanwhile with a lower id
+	 * (ids are taken before commit) is left to the next loop: the worker's
+	 * next round, which its commit wakes; a flush() pushes only what was
+	 * committed before it began, which its first batch already sees.
 	 */
 	int64		after = PG_INT64_MIN;
 
