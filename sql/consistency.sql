@@ -209,5 +209,25 @@ SELECT payload = parsed AS same_value,
 SELECT redis_sync.deliver_outbox();
 SELECT redis_sync.command('HGET', 'cj:1', 'v') = to_jsonb((SELECT v FROM c_json)) AS cached_kept;
 
+-- a delivery of 2,000 entries or more overlaps its batches (Redis applies
+-- one while the next is read and the one before settled): entries refused
+-- in any batch stay queued, once each, and the others are all delivered
+CREATE TABLE c_many (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('c_many', key_prefix => 'cm:', delivery => 'async');
+SELECT i, redis_sync.command('SET', 'cm:' || i, 'not a hash') AS set,
+       redis_sync.command('SET', '{cm:' || i || '}:rs_version', '000000000000000000000000') AS version
+  FROM unnest(ARRAY[10, 3000, 5999]) i;   -- in the first, second and third batch
+INSERT INTO c_many SELECT g, 'v' || g FROM generate_series(1, 6000) g;
+SELECT redis_sync.deliver_outbox() AS delivered;
+SELECT redis_key, attempts, last_error IS NOT NULL AS has_error, next_attempt_at IS NOT NULL AS backs_off
+  FROM redis_sync.outbox ORDER BY id;
+SELECT count(*) AS cached FROM c_many
+ WHERE id NOT IN (10, 3000, 5999) AND redis_sync.command('HGET', 'cm:' || id, 'v') = to_jsonb(v);
+SELECT redis_sync.command('DEL', 'cm:' || i) FROM unnest(ARRAY[10, 3000, 5999]) i;
+UPDATE redis_sync.outbox SET next_attempt_at = NULL;
+SELECT redis_sync.deliver_outbox() AS delivered;
+SELECT count(*) AS cached FROM c_many
+ WHERE redis_sync.command('HGET', 'cm:' || id, 'v') = to_jsonb(v);
+
 SELECT redis_sync.worker_resume();
-DROP TABLE c_strict, c_event, c_async, c_json;
+DROP TABLE c_strict, c_event, c_async, c_json, c_many;

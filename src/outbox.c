@@ -18,7 +18,9 @@
  * Delivery is four steps: read_entries (lock a batch), coalesce (newest
  * entry per key), push (one pipeline of fenced writes) and settle (delete
  * what Redis confirmed by its row, locked since the read; back off the
- * rest).
+ * rest).  A delivery of 2,000 entries or more goes in four batches or
+ * more whose pushes overlap: while Redis applies one, the next is read
+ * and the one before settled (rs_outbox_deliver).
  *
  * The read and the delete go straight to the table (read_direct: a scan of
  * the primary key locking each row as FOR UPDATE SKIP LOCKED would;
@@ -174,7 +176,8 @@ typedef struct Delivery
 {
 	MemoryContext caller;		/* the batch's context */
 	Oid			outbox;			/* redis_sync.outbox, locked by the read */
-	RsAsOwner	ao;				/* as the bootstrap superuser, once SQL runs */
+	RsAsOwner  *ao;				/* as the bootstrap superuser, once SQL runs
+								 * (shared by the batches of one call) */
 	int			n;				/* entries read */
 	Entry	   *entries;
 	HTAB	   *byKey;			/* key -> newest entry (KeySlot) */
@@ -192,8 +195,8 @@ typedef struct Delivery
 static void
 sql_as_owner(Delivery *d)
 {
-	if (!d->ao.active)
-		become_owner(&d->ao);
+	if (!d->ao->active)
+		become_owner(d->ao);
 }
 
 /*
@@ -890,58 +893,72 @@ fail_entry(Delivery *d, int i, const char *error)
 	d->errors[i] = MemoryContextStrdup(d->caller, error);
 }
 
-/*
- * Step 3b: send the ops in chunks of redis_sync.chunk_size through the
- * apply script, in one pipeline.  On a Redis failure every entry failed and
- * false is returned; otherwise a key Redis refused marks its entries failed
- * (superseded entries follow the fate of their key's newest entry).
- */
-static bool
-push(Delivery *d, RedisFailure *failure)
+/* a batch's push: its ops and the pipeline of their apply calls */
+typedef struct Push
 {
 	DeliveryOps o;
 	RedisPipeline *p;
-	int		   *call_start;
-	int			ncalls = 0;
-	bool		ok;
+	int		   *call_start;		/* first op of each call */
+	int			ncalls;
+} Push;
 
-	build_ops(d, &o);
-	p = redis_pipeline_create();
-	call_start = palloc(sizeof(int) * (o.nops / Max(rs_chunk_size, 1) + 2));
-	for (int s = 0; s < o.nops; s += rs_chunk_size)
+/*
+ * Step 3b: the ops in chunks of redis_sync.chunk_size through the apply
+ * script, in one pipeline (not sent yet).
+ */
+static void
+push_build(Delivery *d, Push *ps)
+{
+	build_ops(d, &ps->o);
+	ps->p = redis_pipeline_create();
+	ps->call_start = palloc(sizeof(int) * (ps->o.nops / Max(rs_chunk_size, 1) + 2));
+	ps->ncalls = 0;
+	for (int s = 0; s < ps->o.nops; s += rs_chunk_size)
 	{
-		call_start[ncalls++] = s;
-		rs_fence_append(p, o.ops + s, Min(rs_chunk_size, o.nops - s), NULL, NULL, NIL);
+		ps->call_start[ps->ncalls++] = s;
+		rs_fence_append(ps->p, ps->o.ops + s, Min(rs_chunk_size, ps->o.nops - s), NULL, NULL, NIL);
 	}
+}
 
-	ok = redis_pipeline_try_exec(p, failure);
+/*
+ * Step 3c: the push's outcome (ok: its replies were read; else *failure
+ * says why).  On a Redis failure every entry failed and false is returned;
+ * otherwise a key Redis refused marks its entries failed (superseded
+ * entries follow the fate of their key's newest entry).  Frees the
+ * pipeline.
+ */
+static bool
+push_finish(Delivery *d, Push *ps, bool ok, RedisFailure *failure)
+{
+	DeliveryOps *o = &ps->o;
+
 	if (!ok)
 	{
 		for (int i = 0; i < d->n; i++)
 			fail_entry(d, i, failure->message);
-		redis_pipeline_free(p);
+		redis_pipeline_free(ps->p);
 		return false;
 	}
 
-	for (int c = 0; c < ncalls; c++)
+	for (int c = 0; c < ps->ncalls; c++)
 	{
-		RedisValue *v = redis_pipeline_reply(p, c);
+		RedisValue *v = redis_pipeline_reply(ps->p, c);
 		int		   *idx;
 		char	  **errs;
 		int			nfail = v->type == RV_ERROR ? -1 : rs_fence_failures(v, &idx, &errs);
 
 		if (nfail < 0)
 		{
-			int			end = c + 1 < ncalls ? call_start[c + 1] : o.nops;
+			int			end = c + 1 < ps->ncalls ? ps->call_start[c + 1] : o->nops;
 
-			for (int k = call_start[c]; k < end; k++)
-				fail_entry(d, o.op_entry[k], v->type == RV_ERROR ? v->str : "malformed reply");
+			for (int k = ps->call_start[c]; k < end; k++)
+				fail_entry(d, o->op_entry[k], v->type == RV_ERROR ? v->str : "malformed reply");
 			continue;
 		}
 		for (int f = 0; f < nfail; f++)
-			fail_entry(d, o.op_entry[call_start[c] + idx[f]], errs[f]);
+			fail_entry(d, o->op_entry[ps->call_start[c] + idx[f]], errs[f]);
 	}
-	redis_pipeline_free(p);
+	redis_pipeline_free(ps->p);
 
 	for (int i = 0; i < d->n; i++)
 	{
@@ -966,6 +983,16 @@ push(Delivery *d, RedisFailure *failure)
 		if (d->entries[i].bad)
 			fail_entry(d, i, d->entries[i].bad);
 	return true;
+}
+
+/* Step 3: push, in one round trip */
+static bool
+push(Delivery *d, RedisFailure *failure)
+{
+	Push		ps;
+
+	push_build(d, &ps);
+	return push_finish(d, &ps, redis_pipeline_try_exec(ps.p, failure), failure);
 }
 
 /*
@@ -1063,68 +1090,159 @@ settle(Delivery *d)
 	return retained;
 }
 
+/*
+ * A batch of a delivery between its read and its settling.  Each has a
+ * memory context of its own (d.caller), deleted once it is settled: a
+ * caller that delivers batch after batch in one transaction (flush(),
+ * deliver_outbox()) kept every batch's entries until it returned, about 1.3
+ * kB per entry of a 200-character row (a 412 MB peak for 280,000).
+ */
+typedef struct Flight
+{
+	Delivery	d;
+	Push		ps;
+	RedisFailure f;				/* why its push failed */
+} Flight;
+
+/* a delivery of at least twice this many entries overlaps its batches */
+#define OVERLAP_MIN_BATCH 1000
+
+/*
+ * Step 4 for a flight whose push ended (ok, or failed with fl->f): settle
+ * it, add its counts, note the first refusal, free it.
+ */
+static void
+land(Flight *fl, bool ok, int64 *delivered, int *retained, char **detail)
+{
+	MemoryContext old = MemoryContextSwitchTo(fl->d.caller);
+	int			r;
+
+	(void) push_finish(&fl->d, &fl->ps, ok, &fl->f);
+	r = settle(&fl->d);
+	MemoryContextSwitchTo(old);
+	*retained += r;
+	*delivered += fl->d.n - r;
+	for (int i = 0; r > 0 && *detail == NULL && i < fl->d.n; i++)
+		if (fl->d.failed[i] && fl->d.errors[i])
+			*detail = psprintf("%s (key %s)", fl->d.errors[i], fl->d.entries[i].key);
+	MemoryContextDelete(fl->d.caller);
+}
+
+/*
+ * Deliver up to max entries, in batches whose pushes overlap: while Redis
+ * applies one batch, the next is read and the one before settled.  Redis
+ * spends about as long on a batch as the deliverer does on reading and
+ * settling it, and each used to wait for the other.  A batch is sent only
+ * once the replies of the one before are read (one pipeline in flight on
+ * the connection), so Redis applies them in order; a purge's SCAN reads
+ * the batch in flight first.  Batches are what calling this with a smaller
+ * max would deliver, one after the other: an entry's key may be pushed in
+ * two batches, fenced by its versions as ever.  When a push fails, the
+ * batch read after it is neither sent nor settled: its entries stay queued
+ * untouched.
+ */
 int64
 rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
 				  RedisFailure *failure, int *nrefused)
 {
-	Delivery	d = {0};
 	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	RsAsOwner	ao = {0};
+	int			batch = max >= 2 * OVERLAP_MIN_BATCH ? Max(OVERLAP_MIN_BATCH, max / 4) : max;
+	int			nread = 0;
+	int64		delivered = 0;
+	int			retained = 0;
+	char	   *detail = NULL;
+	bool		ok = true;
+	Flight	   *prev = NULL;
 	bool		snap;
-	bool		ok;
-	int			retained;
-	int64		result;
 
 	*nrefused = 0;
-
-	/*
-	 * The batch's entries in a context of their own, deleted at the end: a
-	 * caller that delivers batch after batch in one transaction (flush(),
-	 * deliver_outbox()) kept every batch's entries until it returned, about
-	 * 1.3 kB per entry of a 200-character row (a 412 MB peak for 280,000).
-	 */
-	d.caller = AllocSetContextCreate(caller, "redis_sync outbox batch", ALLOCSET_DEFAULT_SIZES);
-	d.after = *after;
 	spi_begin(&snap);
-	if (read_entries(&d, max, relid, due_only) == 0)
+	spi = CurrentMemoryContext;
+	while (ok && nread < max)
 	{
-		spi_end(snap);
-		rs_as_owner_leave(&d.ao);
-		MemoryContextDelete(d.caller);
-		return 0;
-	}
-	for (int i = 0; i < d.n; i++)
-		*after = Max(*after, d.entries[i].id);
-	coalesce(&d);
-	ok = push(&d, failure);
-	retained = settle(&d);
+		MemoryContext cxt = AllocSetContextCreate(caller, "redis_sync outbox batch",
+												  ALLOCSET_DEFAULT_SIZES);
+		Flight	   *cur = MemoryContextAllocZero(cxt, sizeof(Flight));
+		int			n;
 
-	if (!ok)
-		result = -1;
-	else
-	{
-		result = d.n - retained;
-		*nrefused = retained;
-		if (retained > 0)
+		cur->d.caller = cxt;
+		cur->d.ao = &ao;
+		cur->d.after = *after;
+		MemoryContextSwitchTo(cxt);
+		n = read_entries(&cur->d, Min(batch, max - nread), relid, due_only);
+		/* (a statement of SPI returns to SPI's memory) */
+		MemoryContextSwitchTo(cxt);
+		if (n > 0)
 		{
-			failure->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-			failure->message = psprintf("Redis refused %d outbox entries", retained);
-			failure->detail = NULL;
-			for (int i = 0; i < d.n; i++)
-				if (d.failed[i] && d.errors[i])
-				{
-					failure->detail = psprintf("%s (key %s)", d.errors[i], d.entries[i].key);
-					break;
-				}
+			for (int i = 0; i < n; i++)
+				*after = Max(*after, cur->d.entries[i].id);
+			coalesce(&cur->d);
+			push_build(&cur->d, &cur->ps);
 		}
+		MemoryContextSwitchTo(spi);
+		if (n == 0)
+		{
+			MemoryContextDelete(cxt);
+			break;
+		}
+		nread += n;
+		if (prev != NULL)
+		{
+			bool		landed = redis_pipeline_try_receive(prev->ps.p, &prev->f);
+
+			if (!landed)
+			{
+				*failure = prev->f;
+				ok = false;
+			}
+			land(prev, landed, &delivered, &retained, &detail);
+			prev = NULL;
+			if (!ok)
+			{
+				/* not sent: its entries stay queued as they are */
+				redis_pipeline_free(cur->ps.p);
+				hash_destroy(cur->d.byKey);
+				MemoryContextDelete(cxt);
+				break;
+			}
+		}
+		if (!redis_pipeline_try_send(cur->ps.p, &cur->f))
+		{
+			*failure = cur->f;
+			ok = false;
+			land(cur, false, &delivered, &retained, &detail);
+			break;
+		}
+		prev = cur;
+		CHECK_FOR_INTERRUPTS();
 	}
-	hash_destroy(d.byKey);
+	if (prev != NULL)
+	{
+		bool		landed = redis_pipeline_try_receive(prev->ps.p, &prev->f);
+
+		if (!landed)
+		{
+			*failure = prev->f;
+			ok = false;
+		}
+		land(prev, landed, &delivered, &retained, &detail);
+	}
+
+	if (ok && retained > 0)
+	{
+		*nrefused = retained;
+		failure->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+		failure->message = psprintf("Redis refused %d outbox entries", retained);
+		failure->detail = detail;
+	}
 	/* the failure was built in SPI memory: the caller keeps it */
 	if (!ok || retained > 0)
 		copy_failure(failure, caller);
 	spi_end(snap);
-	rs_as_owner_leave(&d.ao);
-	MemoryContextDelete(d.caller);
-	return result;
+	rs_as_owner_leave(&ao);
+	return ok ? delivered : -1;
 }
 
 /*
@@ -1150,6 +1268,7 @@ push_held(Oid relid)
 	for (;;)
 	{
 		Delivery	d = {0};
+		RsAsOwner	ao = {0};
 		RedisFailure f = {0};
 		MemoryContext caller = CurrentMemoryContext;
 		bool		snap;
@@ -1157,6 +1276,7 @@ push_held(Oid relid)
 		int			n;
 
 		d.caller = AllocSetContextCreate(caller, "redis_sync outbox peek", ALLOCSET_DEFAULT_SIZES);
+		d.ao = &ao;
 		d.peek = true;
 		d.after = after;
 		spi_begin(&snap);
@@ -1173,7 +1293,7 @@ push_held(Oid relid)
 				copy_failure(&f, caller);
 		}
 		spi_end(snap);
-		rs_as_owner_leave(&d.ao);
+		rs_as_owner_leave(&ao);
 		MemoryContextDelete(d.caller);
 		if (!ok)
 			ereport(ERROR,

@@ -690,10 +690,9 @@ pending_freed(void *arg)
 		pending = NULL;
 }
 
-void
-redis_pipeline_send(RedisPipeline *p)
+bool
+redis_pipeline_try_send(RedisPipeline *p, RedisFailure *f)
 {
-	RedisFailure f;
 	MemoryContextCallback *cb;
 
 	if (p->executed || p->sent)
@@ -707,17 +706,14 @@ redis_pipeline_send(RedisPipeline *p)
 	if (p->ncmds == 0 || redis_cluster_state() != 0 || !redis_conn_is_connected(conn) ||
 		redis_conn_is_stale(conn) || redis_client_settings_changed() ||
 		(p->only_generation != 0 && p->only_generation != conn_generation))
-	{
-		redis_pipeline_exec(p);
-		return;
-	}
+		return redis_pipeline_try_exec(p, f);
 	p->replies = MemoryContextAllocZero(p->cxt, sizeof(RedisValue) * p->ncmds);
-	if ((rs_killfence_needed(conn, conn_generation) && !rs_killfence_gate(conn, conn_generation, &f)) ||
-		!redis_conn_send(conn, p->buf.data, p->buf.len, &f))
+	if ((rs_killfence_needed(conn, conn_generation) && !rs_killfence_gate(conn, conn_generation, f)) ||
+		!redis_conn_send(conn, p->buf.data, p->buf.len, f))
 	{
 		/* dropped: some commands may have run; exec sends them all again */
-		rs_circuit_failure(f.message);
-		redis_client_report(ERROR, &f);
+		rs_circuit_failure(f->message);
+		return false;
 	}
 	p->sent = true;
 	pending = p;
@@ -726,28 +722,50 @@ redis_pipeline_send(RedisPipeline *p)
 	cb->func = pending_freed;
 	cb->arg = p;
 	MemoryContextRegisterResetCallback(p->cxt, cb);
+	return true;
 }
 
-void
-redis_pipeline_receive(RedisPipeline *p)
+bool
+redis_pipeline_try_receive(RedisPipeline *p, RedisFailure *f)
 {
 	if (!p->sent)
 	{
 		Assert(p->executed);
-		return;
+		return true;
 	}
 	if (pending == p)
 		collect_pending();
 	p->sent = false;
 	if (p->send_failed)
 	{
-		RedisFailure f = p->send_failure;
-
+		/* built in the pipeline's memory: the caller keeps it after free */
+		*f = p->send_failure;
+		f->message = pstrdup(f->message);
+		f->detail = f->detail ? pstrdup(f->detail) : NULL;
 		p->send_failed = false;
-		rs_circuit_failure(f.message);
-		redis_client_report(ERROR, &f);
+		rs_circuit_failure(f->message);
+		return false;
 	}
 	rs_circuit_success();
+	return true;
+}
+
+void
+redis_pipeline_send(RedisPipeline *p)
+{
+	RedisFailure f;
+
+	if (!redis_pipeline_try_send(p, &f))
+		redis_client_report(ERROR, &f);
+}
+
+void
+redis_pipeline_receive(RedisPipeline *p)
+{
+	RedisFailure f;
+
+	if (!redis_pipeline_try_receive(p, &f))
+		redis_client_report(ERROR, &f);
 }
 
 /* for redis_stream.c: the cached connection and its generation */

@@ -85,6 +85,15 @@ extern bool redis_pipeline_stream(RedisPipeline *p);
 extern void redis_pipeline_send(RedisPipeline *p);
 extern void redis_pipeline_receive(RedisPipeline *p);
 
+/*
+ * The same, returning false and filling *failure instead of raising an
+ * ERROR (query cancel and postmaster death still interrupt both).  A
+ * pipeline try_send could not send alone is executed at once, and its
+ * failure returned there; try_receive then only confirms it.
+ */
+extern bool redis_pipeline_try_send(RedisPipeline *p, RedisFailure *failure);
+extern bool redis_pipeline_try_receive(RedisPipeline *p, RedisFailure *failure);
+
 /* ERROR if reply i is a Redis error reply; what names the operation */
 extern void redis_check_reply(RedisPipeline *p, int i, const char *what);
 
