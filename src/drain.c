@@ -509,6 +509,8 @@ wb_apply_batch(Batch *b, TimestampTz started)
 										 * form; popped at commit */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	/* DDL that committed since the round loaded t: retried, not dead letters */
+	wb_config_check_current(t);
 	write_rows(b);
 	wb_record_dead_letters(t, b->ms, b->nm);
 	forget_dead_letters(b);
