@@ -203,16 +203,17 @@ same_strings(char **a, char **b, int n)
 	return true;
 }
 
-/* do a and b (loaded at different times) describe the same drain? */
+/*
+ * Do a and b (loaded at different times) write a batch the same way?  The
+ * prefix, batch size and on_missing are not compared: the batch was claimed
+ * and read under a's, and is applied consistently with them.
+ */
 static bool
 wb_table_same(const WbTable *a, const WbTable *b)
 {
 	if (a->relid != b->relid || a->owner != b->owner || a->format != b->format ||
 		a->nkeys != b->nkeys || a->ncols != b->ncols || a->nallcols != b->nallcols ||
-		a->ncounters != b->ncounters || a->batch != b->batch ||
-		a->delete_missing != b->delete_missing ||
-		strcmp(a->qname, b->qname) != 0 || strcmp(a->prefix, b->prefix) != 0 ||
-		strcmp(a->dirty, b->dirty) != 0)
+		a->ncounters != b->ncounters || strcmp(a->qname, b->qname) != 0)
 		return false;
 	if (!same_strings(a->keys, b->keys, a->nkeys) ||
 		!same_strings(a->keytypes, b->keytypes, a->nkeys) ||
@@ -238,9 +239,10 @@ wb_table_same(const WbTable *a, const WbTable *b)
  * letter.  The table's lock is taken first (it processes the invalidations
  * that arrived, and DDL on the table waits until the batch commits); when
  * any invalidation arrived since t was loaded, the configuration is read
- * again (in a snapshot taken after the lock), and if it differs the batch fails with a transient error: it is
- * rolled back, its members stay in the processing set, and the next round
- * (with the configuration loaded again) drains them first.
+ * again (in a snapshot taken after the lock), and if it writes differently
+ * now the batch fails with a transient error: it is rolled back, its
+ * members stay in the processing set, and the next round (with the
+ * configuration loaded again) drains them first.
  */
 void
 wb_config_check_current(WbTable *t)
@@ -256,7 +258,14 @@ wb_config_check_current(WbTable *t)
 	now = wb_load_tables(t->relid);
 	PopActiveSnapshot();
 	same = now != NIL && wb_table_same(t, linitial(now));
-	if (!same)
+
+	/*
+	 * A batch of a table whose dirty set changed (write_behind() called again
+	 * with another one, or no longer write-behind) is applied as claimed:
+	 * rolled back, its members would stay in a processing set no round drains
+	 * any more.
+	 */
+	if (!same && now != NIL && strcmp(t->dirty, ((WbTable *) linitial(now))->dirty) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the write-behind configuration of %s changed during its drain", t->qname),
