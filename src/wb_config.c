@@ -206,13 +206,15 @@ same_strings(char **a, char **b, int n)
 /*
  * Do a and b (loaded at different times) write a batch the same way?  The
  * prefix, batch size and on_missing are not compared: the batch was claimed
- * and read under a's, and is applied consistently with them.
+ * and read under a's, and is applied consistently with them; nor is the
+ * list of all the table's columns (only the count of unknown fields uses
+ * it: an ADD COLUMN needs no retry).
  */
 static bool
 wb_table_same(const WbTable *a, const WbTable *b)
 {
 	if (a->relid != b->relid || a->owner != b->owner || a->format != b->format ||
-		a->nkeys != b->nkeys || a->ncols != b->ncols || a->nallcols != b->nallcols ||
+		a->nkeys != b->nkeys || a->ncols != b->ncols ||
 		a->ncounters != b->ncounters || strcmp(a->qname, b->qname) != 0)
 		return false;
 	if (!same_strings(a->keys, b->keys, a->nkeys) ||
@@ -220,8 +222,7 @@ wb_table_same(const WbTable *a, const WbTable *b)
 		!same_strings(a->keybase, b->keybase, a->nkeys) ||
 		!same_strings(a->cols, b->cols, a->ncols) ||
 		!same_strings(a->coltypes, b->coltypes, a->ncols) ||
-		!same_strings(a->colbase, b->colbase, a->ncols) ||
-		!same_strings(a->allcols, b->allcols, a->nallcols))
+		!same_strings(a->colbase, b->colbase, a->ncols))
 		return false;
 	for (int c = 0; c < a->ncols; c++)
 		if (a->counter[c] != b->counter[c] || a->writable[c] != b->writable[c])
