@@ -34,6 +34,7 @@
 #include "utils/syscache.h"
 
 #include "as_owner.h"
+#include "capture.h"
 #include "claim.h"
 #include "encode.h"
 #include "redis_client.h"
@@ -231,6 +232,53 @@ lock_configuration(void)
 }
 
 /*
+ * A write-behind prefix over which a purge is still queued (the 'T' outbox
+ * entry of a dropped table, unsync(purge) or an async TRUNCATE, delivered
+ * by the worker later) is refused: write-behind keys carry no version, so
+ * the purge, once delivered, would delete everything the application wrote
+ * under the prefix meanwhile, and the drain would skip the missing keys.
+ * Call after lock_configuration() (a purge queued by a DROP in this
+ * transaction counts too).
+ */
+static void
+refuse_pending_purge(Datum prefix)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {prefix};
+	RsAsOwner	ao;
+	char	   *pending = NULL;
+
+	/* the outbox is the bootstrap superuser's */
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT o.redis_key FROM redis_sync.outbox o "
+							  " WHERE o.op = 'T' AND (pg_catalog.starts_with($1, o.redis_key) "
+							  "                       OR pg_catalog.starts_with(o.redis_key, $1)) LIMIT 1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
+	if (SPI_processed > 0)
+		pending = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (pending)
+		pending = MemoryContextStrdup(TopTransactionContext, pending);
+	SPI_finish();
+	rs_as_owner_leave(&ao);
+	/* or queued by this transaction, still in its buffer */
+	if (pending == NULL)
+		pending = (char *) rs_capture_purge_buffered(TextDatumGetCString(prefix));
+	if (pending)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a removal of the keys under \"%s\" is still queued", pending),
+				 errdetail("A dropped, unsynced or truncated table's keys under that prefix are "
+						   "removed by the worker; it would delete the write-behind values "
+						   "written under \"%s\" before it is delivered.",
+						   TextDatumGetCString(prefix)),
+				 errhint("Let the worker deliver it (SELECT redis_sync.flush() in another "
+						 "transaction), then call write_behind() again.")));
+}
+
+/*
  * _config_write(tbl, policy, key_prefix, key_columns, columns, format, ttl,
  *				 consistency, delivery, dirty_set, flush_interval, batch_size,
  *				 on_missing, counters)
@@ -268,6 +316,8 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	}
 	lock_configuration();
 	LockRelationOid(relid, ShareRowExclusiveLock);
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "write_behind") == 0)
+		refuse_pending_purge(PG_GETARG_DATUM(2));
 
 	run_as_owner("INSERT INTO redis_sync.tables AS t "
 				 "  (relid, policy, key_prefix, key_columns, columns, format, ttl, consistency, delivery, "

@@ -644,6 +644,30 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 }
 
 /*
+ * The prefix of a purge this transaction holds for the worker to deliver
+ * (async, still buffered) that overlaps prefix, or NULL.  Purges already
+ * spilled are in the outbox table.
+ */
+const char *
+rs_capture_purge_buffered(const char *prefix)
+{
+	size_t		plen = strlen(prefix);
+
+	for (int i = 0; i < rs_nchanges; i++)
+	{
+		Change	   *c = &rs_changes[i];
+		size_t		klen;
+
+		if (c->kind != RS_CHANGE_PURGE || !c->async || c->key == NULL)
+			continue;
+		klen = strlen(c->key);
+		if (strncmp(c->key, prefix, Min(klen, plen)) == 0)
+			return c->key;
+	}
+	return NULL;
+}
+
+/*
  * redis_sync.capture(): the trigger.  With one argument (a root table OID)
  * it is the BEFORE TRUNCATE guard on partitions of a synced table.
  */

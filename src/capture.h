@@ -45,6 +45,7 @@ extern void rs_capture_reset(void);
 
 /* queue removal of every key under prefix at commit */
 extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);
+extern const char *rs_capture_purge_buffered(const char *prefix);
 
 /* redis_sync.max_buffer_bytes, in kB */
 extern int	rs_max_buffer_kb;

@@ -509,6 +509,8 @@ wb_apply_batch(Batch *b, TimestampTz started)
 										 * form; popped at commit */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
+	/* DDL that committed since the round loaded t: retried, not dead letters */
+	wb_config_check_current(t);
 	write_rows(b);
 	wb_record_dead_letters(t, b->ms, b->nm);
 	forget_dead_letters(b);
@@ -523,18 +525,31 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	wb_drain_timeout_disarm();
 }
 
-/* Step 4, acknowledge: only after the commit may the members leave the processing set */
+/*
+ * Step 4, acknowledge: only after the commit may the members leave the
+ * processing set.  r: the claim's reply shape (wb_reads_result), whose
+ * members are the bytes Redis holds: a member that is not valid text has
+ * only a printable copy in b->ms (for its dead letter), which SREM would
+ * not find, and a recovery batch made only of such members, claimed again
+ * and again, never ended the worker's recovery loop.
+ */
 static void
-acknowledge(Batch *b)
+acknowledge(Batch *b, RedisValue *r)
 {
 	const char **sargv = palloc(sizeof(char *) * (b->nm + 2));
+	size_t	   *sargvlen = palloc(sizeof(size_t) * (b->nm + 2));
 	RedisPipeline *ack = redis_pipeline_create();
 
 	sargv[0] = "SREM";
+	sargvlen[0] = 4;
 	sargv[1] = b->t->processing;
+	sargvlen[1] = strlen(b->t->processing);
 	for (int i = 0; i < b->nm; i++)
-		sargv[i + 2] = b->ms[i].member;
-	redis_pipeline_append(ack, b->nm + 2, sargv, NULL);
+	{
+		sargv[i + 2] = r->elems[4 * i].str;
+		sargvlen[i + 2] = r->elems[4 * i].len;
+	}
+	redis_pipeline_append(ack, b->nm + 2, sargv, sargvlen);
 	redis_pipeline_exec(ack);
 	redis_pipeline_free(ack);
 }
@@ -572,7 +587,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 
 	wb_apply_batch(&b, started);
 	*applied = b.applied;
-	acknowledge(&b);
+	acknowledge(&b, r);
 	if (b.reads)
 		redis_pipeline_free(b.reads);
 	redis_pipeline_free(b.claim);

@@ -11,6 +11,7 @@
 
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -143,16 +144,21 @@ static bool wb_cache_registered = false;
 /* loads restarted because an invalidation arrived mid-load, at most */
 #define WB_CACHE_LOAD_RETRIES 3
 
+/* invalidations seen (wb_config_check_current) */
+static uint64 wb_inval_count = 0;
+
 static void
 wb_cache_inval(Datum arg, Oid relid)
 {
 	wb_cache_valid = false;
+	wb_inval_count++;
 }
 
 static void
 wb_cache_inval_syscache(Datum arg, int cacheid, uint32 hashvalue)
 {
 	wb_cache_valid = false;
+	wb_inval_count++;
 }
 
 List *
@@ -172,6 +178,8 @@ wb_tables_cached(void)
 	for (int i = 0; i < WB_CACHE_LOAD_RETRIES && !wb_cache_valid; i++)
 	{
 		MemoryContext old;
+		uint64		gen = wb_inval_count;
+		ListCell   *lc;
 
 		MemoryContextReset(wb_cache_cxt);
 		wb_cache = NIL;
@@ -179,7 +187,89 @@ wb_tables_cached(void)
 		old = MemoryContextSwitchTo(wb_cache_cxt);
 		wb_cache = wb_load_tables(InvalidOid);
 		MemoryContextSwitchTo(old);
+		foreach(lc, wb_cache)
+			((WbTable *) lfirst(lc))->checked_gen = gen;
 	}
 	/* still flagged: use this load, and load again next round */
 	return wb_cache;
+}
+
+static bool
+same_strings(char **a, char **b, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * Do a and b (loaded at different times) write a batch the same way?  The
+ * prefix, batch size and on_missing are not compared: the batch was claimed
+ * and read under a's, and is applied consistently with them; nor is the
+ * list of all the table's columns (only the count of unknown fields uses
+ * it: an ADD COLUMN needs no retry).
+ */
+static bool
+wb_table_same(const WbTable *a, const WbTable *b)
+{
+	if (a->relid != b->relid || a->owner != b->owner || a->format != b->format ||
+		a->nkeys != b->nkeys || a->ncols != b->ncols ||
+		a->ncounters != b->ncounters || strcmp(a->qname, b->qname) != 0)
+		return false;
+	if (!same_strings(a->keys, b->keys, a->nkeys) ||
+		!same_strings(a->keytypes, b->keytypes, a->nkeys) ||
+		!same_strings(a->keybase, b->keybase, a->nkeys) ||
+		!same_strings(a->cols, b->cols, a->ncols) ||
+		!same_strings(a->coltypes, b->coltypes, a->ncols) ||
+		!same_strings(a->colbase, b->colbase, a->ncols))
+		return false;
+	for (int c = 0; c < a->ncols; c++)
+		if (a->counter[c] != b->counter[c] || a->writable[c] != b->writable[c])
+			return false;
+	return true;
+}
+
+/*
+ * At the start of a batch's transaction: is t, loaded when the round began,
+ * still the table's configuration?  One drain round runs many batches, in
+ * a transaction each, and the next ones are claimed and decoded while one
+ * is written; DDL that commits between two of them (RENAME or DROP COLUMN,
+ * a table rename, ALTER TYPE) used to leave the rest of the round writing
+ * with names that no longer exist, and every later member became a dead
+ * letter.  The table's lock is taken first (it processes the invalidations
+ * that arrived, and DDL on the table waits until the batch commits); when
+ * any invalidation arrived since t was loaded, the configuration is read
+ * again (in a snapshot taken after the lock), and if it writes differently
+ * now the batch fails with a transient error: it is rolled back, its
+ * members stay in the processing set, and the next round (with the
+ * configuration loaded again) drains them first.
+ */
+void
+wb_config_check_current(WbTable *t)
+{
+	List	   *now;
+	bool		same;
+
+	LockRelationOid(t->relid, RowExclusiveLock);
+	if (t->checked_gen == wb_inval_count)
+		return;
+	/* a snapshot taken after the lock: the batch's own predates the DDL */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	now = wb_load_tables(t->relid);
+	PopActiveSnapshot();
+	same = now != NIL && wb_table_same(t, linitial(now));
+
+	/*
+	 * A batch of a table whose dirty set changed (write_behind() called again
+	 * with another one, or no longer write-behind) is applied as claimed:
+	 * rolled back, its members would stay in a processing set no round drains
+	 * any more.
+	 */
+	if (!same && now != NIL && strcmp(t->dirty, ((WbTable *) linitial(now))->dirty) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the write-behind configuration of %s changed during its drain", t->qname),
+				 errdetail("The batch was rolled back; its members are drained again with the new configuration.")));
+	t->checked_gen = wb_inval_count;
 }

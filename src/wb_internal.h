@@ -74,6 +74,8 @@ typedef struct WbTable
 	Oid		   *colbin;			/* ncols: the same for the columns (hash and
 								 * string formats) */
 	char		scan_cursor[24];	/* the dirty set's SSCAN cursor (drain.c) */
+	uint64		checked_gen;	/* wb_config_check_current: the invalidation
+								 * count it was last known current at */
 } WbTable;
 
 typedef struct Member
@@ -106,6 +108,7 @@ extern List *wb_load_tables(Oid relid);
 
 /* every write-behind table, cached across rounds (the worker); in a transaction */
 extern List *wb_tables_cached(void);
+extern void wb_config_check_current(WbTable *t);
 
 /* wb_decode.c */
 extern bool wb_parse_int64(const char *s, int64 *out);
