@@ -281,6 +281,41 @@ SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:sec:stale:');
 SELECT redis_sync.unsync('sec.claimer2');
 SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:elsewhere:');
 
+-- 8. a table owner's code that the worker runs in its background warm (a
+-- policy, a lock wait) cannot hold the worker: redis_sync.warm_timeout
+-- cancels the batch, and other tables' changes are delivered meanwhile
+ALTER SYSTEM SET redis_sync.warm_timeout = '1s';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.3);
+CREATE TABLE sec.async_victim (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('sec.async_victim', key_prefix => 'sec:async:', delivery => 'async');
+SET ROLE sec_owner;
+CREATE FUNCTION sec.stall() RETURNS boolean LANGUAGE sql AS
+$$ SELECT CASE WHEN current_setting('application_name') = ''   -- the worker's
+               THEN pg_sleep(30) IS NOT NULL ELSE true END $$;
+CREATE TABLE sec.stalling (id int PRIMARY KEY, v text);
+INSERT INTO sec.stalling VALUES (1, 'x');
+ALTER TABLE sec.stalling ENABLE ROW LEVEL SECURITY;
+ALTER TABLE sec.stalling FORCE ROW LEVEL SECURITY;
+CREATE POLICY stall ON sec.stalling USING (sec.stall());
+SELECT redis_sync.write_through('sec.stalling', key_prefix => 'sec:stalling:');
+RESET ROLE;
+SELECT pg_sleep(0.5);   -- the worker is in the table's policy now
+INSERT INTO sec.async_victim VALUES (1, 'delivered');
+DO $$ BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN redis_sync.command('EXISTS', 'sec:async:1')::text = '1'
+          AND (SELECT state FROM redis_sync.warming WHERE "table" = 'sec.stalling'::regclass) = 'retrying';
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT h('sec:async:1');
+SELECT state, attempts > 0 AS retried, last_error FROM redis_sync.warming WHERE "table" = 'sec.stalling'::regclass;
+SELECT redis_sync.unsync('sec.stalling');
+SELECT redis_sync.unsync('sec.async_victim', purge => true);
+ALTER SYSTEM RESET redis_sync.warm_timeout;
+SELECT pg_reload_conf();
+
 -- cleanup
 SELECT redis_sync.unsync('sec.victim');
 SELECT redis_sync.unsync('sec.rls');
