@@ -87,6 +87,7 @@
 #include "publish.h"
 #include "redis_sync.h"
 #include "shmem.h"
+#include "warm.h"
 
 PG_MODULE_MAGIC;
 
@@ -112,6 +113,7 @@ _PG_init(void)
 	rs_encode_init();			/* version_key_suffix */
 	rs_outbox_init();			/* outbox_batch, flush_timeout */
 	rs_drain_init();			/* drain_timeout */
+	rs_warm_init();				/* warm_timeout */
 	rs_worker_init();			/* naptime, retry_max_backoff,
 								 * rewarm_on_restart, marker_sweep_interval,
 								 * shutdown_drain_timeout */

@@ -28,9 +28,11 @@
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 
 #include "allowlist.h"
 #include "as_owner.h"
@@ -47,6 +49,8 @@ PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
 #define WARM_ROUND_MS 250
 /* after a failed batch, the entry waits at most this long before it is retried */
 #define WARM_RETRY_MAX_MS 60000
+
+int			rs_warm_timeout_ms = 60000;
 
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
@@ -266,13 +270,21 @@ record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
 			   5, types, values, nulls);
 }
 
-/* a batch failed: keep the message, retry later with backoff */
+/*
+ * a batch failed: keep the message, retry later with backoff; one that ran
+ * into redis_sync.warm_timeout waits ten times the timeout at least, so
+ * that a table whose code holds the worker holds it a small part of the
+ * time only
+ */
 static void
-record_failure(WarmEntry *e, const char *message)
+record_failure(WarmEntry *e, const char *message, bool timed_out)
 {
 	Oid			types[4] = {OIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
 	Datum		values[4];
 	int64		delay = Min((int64) 1000 << Min(e->attempts, 10), WARM_RETRY_MAX_MS);
+
+	if (timed_out)
+		delay = Max(delay, Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000));
 
 	values[0] = ObjectIdGetDatum(e->relid);
 	values[1] = e->requested_at;
@@ -349,6 +361,40 @@ warm_entry_batch(WarmEntry *e)
 	return !done;
 }
 
+/*
+ * The worker runs no client statements, so no statement_timeout applies: a
+ * batch arms the same timer itself, so that a table's code (a policy
+ * function, a lock its owner holds) cannot hold the worker, and with it
+ * every other table's delivery and drain, for longer than
+ * redis_sync.warm_timeout.
+ */
+static TimestampTz warm_armed_at = 0;
+
+static void
+warm_timeout_arm(void)
+{
+	if (rs_warm_timeout_ms <= 0)
+		return;
+	warm_armed_at = GetCurrentTimestamp();
+	enable_timeout_after(STATEMENT_TIMEOUT, rs_warm_timeout_ms);
+}
+
+/* disarm; returns whether the armed timer ran out */
+static bool
+warm_timeout_disarm(void)
+{
+	bool		expired = false;
+
+	if (warm_armed_at != 0)
+		expired = TimestampDifferenceExceeds(warm_armed_at, GetCurrentTimestamp(),
+											 rs_warm_timeout_ms);
+
+	if (warm_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	warm_armed_at = 0;
+	return expired;
+}
+
 bool
 rs_warm_round(void)
 {
@@ -368,22 +414,29 @@ rs_warm_round(void)
 		{
 			PG_TRY();
 			{
+				warm_timeout_arm();
 				(void) warm_entry_batch(&e);
+				(void) warm_timeout_disarm();
 			}
 			PG_CATCH();
 			{
 				ErrorData  *edata;
+				bool		timed_out = warm_timeout_disarm();
 
 				MemoryContextSwitchTo(outer);
 				edata = CopyErrorData();
 				FlushErrorState();
 				AbortCurrentTransaction();
+				timed_out = timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+				if (timed_out)
+					edata->message = psprintf("a batch took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
+											  rs_warm_timeout_ms);
 				ereport(LOG,
 						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
 						 edata->detail ? errdetail("%s", edata->detail) : 0));
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
-				record_failure(&e, edata->message);
+				record_failure(&e, edata->message, timed_out);
 				rs_stats_error(e.relid, edata->message);
 				rs_stats_flush();
 				PopActiveSnapshot();
@@ -445,4 +498,18 @@ redis_sync_warm(PG_FUNCTION_ARGS)
 			   " WHERE relid = $1 AND finished_at IS NULL",
 			   3, types, values, NULL);
 	PG_RETURN_INT64(n);
+}
+
+void
+rs_warm_init(void)
+{
+	DefineCustomIntVariable("redis_sync.warm_timeout",
+							"Longest time one batch of a background warm may run in the worker (0: no limit).",
+							"A batch still running then (a slow policy or type, a lock wait) is cancelled "
+							"and retried later, after ten times this at least.",
+							&rs_warm_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }
