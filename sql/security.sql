@@ -311,6 +311,14 @@ DO $$ BEGIN
 END $$;
 SELECT h('sec:async:1');
 SELECT state, attempts > 0 AS retried, last_error FROM redis_sync.warming WHERE "table" = 'sec.stalling'::regclass;
+-- warming shows each role its own tables' warms only: a cheap function of
+-- another role in the query's WHERE must not see the other rows (the view is
+-- a security barrier)
+SET ROLE sec_user;
+CREATE FUNCTION sec_evil.peek(t regclass, e text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
+$$ BEGIN RAISE NOTICE 'saw the warm of % (%)', t, e; RETURN true; END $$;
+SELECT count(*) FROM redis_sync.warming WHERE sec_evil.peek("table", last_error);
+RESET ROLE;
 SELECT redis_sync.unsync('sec.stalling');
 SELECT redis_sync.unsync('sec.async_victim', purge => true);
 ALTER SYSTEM RESET redis_sync.warm_timeout;
