@@ -285,6 +285,7 @@ SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:elsewhere:');
 -- policy, a lock wait) cannot hold the worker: redis_sync.warm_timeout
 -- cancels the batch, and other tables' changes are delivered meanwhile
 ALTER SYSTEM SET redis_sync.warm_timeout = '1s';
+ALTER SYSTEM SET redis_sync.drain_timeout = '1s';
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
 CREATE TABLE sec.async_victim (id int PRIMARY KEY, v text);
@@ -319,9 +320,35 @@ CREATE FUNCTION sec_evil.peek(t regclass, e text) RETURNS boolean LANGUAGE plpgs
 $$ BEGIN RAISE NOTICE 'saw the warm of % (%)', t, e; RETURN true; END $$;
 SELECT count(*) FROM redis_sync.warming WHERE sec_evil.peek("table", last_error);
 RESET ROLE;
+-- calling write_through() again does not make the worker try at once
+SET ROLE sec_owner;
+SELECT redis_sync.write_through('sec.stalling', key_prefix => 'sec:stalling:');
+RESET ROLE;
+SELECT w.state, q.attempts AS tries_so_far, q.retry_at > now() + interval '5 s' AS waits
+  FROM redis_sync.warming w JOIN redis_sync._warm_queue q ON q.relid = w."table"
+ WHERE w."table" = 'sec.stalling'::regclass;
 SELECT redis_sync.unsync('sec.stalling');
+-- the same for a write-behind table whose trigger blocks in the drain: after
+-- a drain_timeout it waits, flush() or not
+SET ROLE sec_owner;
+CREATE TABLE sec.stalling_wb (id int PRIMARY KEY, n int);
+CREATE FUNCTION sec.stall_trg() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN PERFORM sec.stall(); RETURN NEW; END $$;
+CREATE TRIGGER stall BEFORE INSERT OR UPDATE ON sec.stalling_wb FOR EACH ROW EXECUTE FUNCTION sec.stall_trg();
+SELECT redis_sync.write_behind('sec.stalling_wb', key_prefix => 'sec:stallwb:', flush_interval => '1 h');
+SELECT redis_sync.hset('sec.stalling_wb', '1', 'n', '5');
+SET client_min_messages = error;
+SELECT redis_sync.flush('sec.stalling_wb');
+SELECT redis_sync.flush('sec.stalling_wb');
+SELECT redis_sync.flush('sec.stalling_wb');
+RESET client_min_messages;
+RESET ROLE;
+SELECT drain_retries, last_error FROM redis_sync.stats WHERE "table" = 'sec.stalling_wb'::regclass;
+SELECT count(*) AS applied FROM sec.stalling_wb;
+SELECT redis_sync.unsync('sec.stalling_wb');
 SELECT redis_sync.unsync('sec.async_victim', purge => true);
 ALTER SYSTEM RESET redis_sync.warm_timeout;
+ALTER SYSTEM RESET redis_sync.drain_timeout;
 SELECT pg_reload_conf();
 
 -- cleanup
