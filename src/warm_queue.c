@@ -153,6 +153,12 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 
+	/*
+	 * A new request starts over, except that a retry still waited for (after
+	 * a failed batch; one that ran into warm_timeout waits longest) stays:
+	 * calling write_through() again must not make the worker run a blocking
+	 * table's code again at once.
+	 */
 	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
 			   "SELECT $1, pg_catalog.clock_timestamp(), "
 			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
@@ -162,7 +168,11 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 			   "ON CONFLICT (relid) DO UPDATE SET "
 			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
 			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
-			   "  last_key = NULL, attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL",
+			   "  last_key = NULL, "
+			   "  attempts = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.attempts ELSE 0 END, "
+			   "  last_error = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.last_error END, "
+			   "  last_error_at = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.last_error_at END, "
+			   "  retry_at = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.retry_at END",
 			   1, types, values, NULL);
 
 	if (!rs_database_served(MyDatabaseId))
