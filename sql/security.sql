@@ -351,6 +351,34 @@ ALTER SYSTEM RESET redis_sync.warm_timeout;
 ALTER SYSTEM RESET redis_sync.drain_timeout;
 SELECT pg_reload_conf();
 
+-- 9. the keyspace a plain role may take.  Any prefix that no other table
+-- claims is free, an application's own keys under it included: the owner
+-- of a table synced there reads them (_fetch(), _scan()) and purges them.
+-- redis_sync.allowed_key_prefixes (superusers only) confines non-superusers.
+SELECT redis_sync.command('SET', 'app:session:1', 'secret of the application');
+SET ROLE sec_user;
+CREATE TABLE sec_evil.taker (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'app:', warm => false);
+SELECT * FROM redis_sync._fetch('{app:session:1}', false);
+SELECT redis_sync.unsync('sec_evil.taker');
+RESET ROLE;
+SET redis_sync.allowed_key_prefixes = 'tenant:a:, "tenant:b,c:"';
+SET ROLE sec_user;
+SELECT rs_error($$SET redis_sync.allowed_key_prefixes = ''$$);
+SELECT rs_error($$SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'app:', warm => false)$$);
+SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'tenant:a:taker:', warm => false);
+SELECT redis_sync.unsync('sec_evil.taker');
+SELECT rs_error($$SELECT redis_sync.write_behind('sec_evil.taker', key_prefix => 'tenant:b,c:taker:', dirty_set => 'app:dirty')$$);
+SELECT redis_sync.write_behind('sec_evil.taker', key_prefix => 'tenant:b,c:taker:', dirty_set => 'tenant:a:dirty');
+SELECT redis_sync.unsync('sec_evil.taker');
+RESET ROLE;
+-- superusers are not confined
+SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'app:t:', warm => false);
+SELECT redis_sync.unsync('sec_evil.taker');
+RESET redis_sync.allowed_key_prefixes;
+SELECT redis_sync.command('GET', 'app:session:1');
+SELECT redis_sync.command('DEL', 'app:session:1');
+
 -- cleanup
 SELECT redis_sync.unsync('sec.victim');
 SELECT redis_sync.unsync('sec.rls');
