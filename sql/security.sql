@@ -379,6 +379,27 @@ RESET redis_sync.allowed_key_prefixes;
 SELECT redis_sync.command('GET', 'app:session:1');
 SELECT redis_sync.command('DEL', 'app:session:1');
 
+-- 10. get() decodes a table's values with the table's code (the domain
+-- checks of its key and columns): as the owner, never as the caller.  A
+-- superuser's plain SELECT of a plain role's table runs none of that role's
+-- code; its get() must not either.
+TRUNCATE sec.trace;
+SET ROLE sec_owner;
+CREATE FUNCTION sec.mark(int) RETURNS boolean LANGUAGE sql AS
+$$ INSERT INTO sec.trace SELECT current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+   SELECT true $$;
+CREATE DOMAIN sec.marked AS int CHECK (sec.mark(VALUE));
+CREATE TABLE sec.domained (id sec.marked PRIMARY KEY, v sec.marked);
+INSERT INTO sec.domained VALUES (1, 10);
+SELECT redis_sync.write_through('sec.domained', key_prefix => 'sec:domained:', warm => false);
+RESET ROLE;
+TRUNCATE sec.trace;
+SELECT * FROM sec.domained;
+SELECT * FROM redis_sync.get(NULL::sec.domained, '1');   -- a miss
+SELECT * FROM redis_sync.get(NULL::sec.domained, '1');   -- a hit
+SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
+SELECT redis_sync.unsync('sec.domained', purge => true);
+
 -- cleanup
 SELECT redis_sync.unsync('sec.victim');
 SELECT redis_sync.unsync('sec.rls');
