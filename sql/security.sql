@@ -399,6 +399,22 @@ SELECT * FROM redis_sync.get(NULL::sec.domained, '1');   -- a miss
 SELECT * FROM redis_sync.get(NULL::sec.domained, '1');   -- a hit
 SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
 SELECT redis_sync.unsync('sec.domained', purge => true);
+-- verify() encodes the rows it reads as they are pushed: a cast to json of
+-- the owner's type is the owner's code too
+SET ROLE sec_owner;
+CREATE TYPE sec.mood AS ENUM ('calm', 'cross');
+CREATE FUNCTION sec.mood_json(sec.mood) RETURNS json LANGUAGE sql AS
+$$ SELECT pg_catalog.to_json($1::text) FROM (SELECT sec.mark(1)) m $$;
+CREATE CAST (sec.mood AS json) WITH FUNCTION sec.mood_json(sec.mood);
+CREATE TABLE sec.moods (id int PRIMARY KEY, m sec.mood);
+INSERT INTO sec.moods VALUES (1, 'calm');
+SELECT redis_sync.write_through('sec.moods', key_prefix => 'sec:moods:', format => 'json', warm => false);
+SELECT redis_sync.warm('sec.moods');
+RESET ROLE;
+TRUNCATE sec.trace;
+SELECT * FROM redis_sync.verify('sec.moods');
+SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
+SELECT redis_sync.unsync('sec.moods', purge => true);
 
 -- cleanup
 SELECT redis_sync.unsync('sec.victim');
