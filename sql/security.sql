@@ -414,6 +414,11 @@ RESET ROLE;
 TRUNCATE sec.trace;
 SELECT * FROM redis_sync.verify('sec.moods');
 SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
+-- and warm() (a superuser may warm any table) fills as the owner
+SELECT redis_sync.command('DEL', 'sec:moods:1', '{sec:moods:1}:rs_version');
+TRUNCATE sec.trace;
+SELECT redis_sync.warm('sec.moods');
+SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
 SELECT redis_sync.unsync('sec.moods', purge => true);
 
 -- cleanup
