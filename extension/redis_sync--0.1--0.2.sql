@@ -522,7 +522,7 @@ CREATE TABLE _warm_queue (
 );
 COMMENT ON TABLE _warm_queue IS 'redis_sync: background cache warms (internal; see redis_sync.warming)';
 
-CREATE VIEW warming AS
+CREATE VIEW warming WITH (security_barrier) AS
 SELECT q.relid AS "table",
        CASE WHEN q.finished_at IS NOT NULL THEN 'done'
             WHEN q.last_error IS NOT NULL THEN 'retrying'

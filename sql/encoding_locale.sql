@@ -55,7 +55,8 @@ RESET lc_monetary;
 RESET search_path;
 
 -- a domain check that sets lc_monetary while get() decodes under the
--- canonical settings: no crash, the value exact
+-- canonical settings: no crash, the value exact; the decode runs as the
+-- owner, restricted, so the setting does not outlive it (set_inside: C)
 CREATE DOMAIN enc_sneaky AS money CHECK (set_config('lc_monetary', 'de_DE.utf8', false) IS NOT NULL);
 CREATE TABLE enc_sn (id int PRIMARY KEY, m enc_sneaky);
 SELECT redis_sync.write_through('enc_sn', key_prefix => 'sn:');

@@ -281,6 +281,146 @@ SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:sec:stale:');
 SELECT redis_sync.unsync('sec.claimer2');
 SELECT redis_sync.command('HDEL', 'redis_sync:claims', 'p:elsewhere:');
 
+-- 8. a table owner's code that the worker runs in its background warm (a
+-- policy, a lock wait) cannot hold the worker: redis_sync.warm_timeout
+-- cancels the batch, and other tables' changes are delivered meanwhile
+ALTER SYSTEM SET redis_sync.warm_timeout = '1s';
+ALTER SYSTEM SET redis_sync.drain_timeout = '1s';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.3);
+CREATE TABLE sec.async_victim (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('sec.async_victim', key_prefix => 'sec:async:', delivery => 'async');
+SET ROLE sec_owner;
+CREATE FUNCTION sec.stall() RETURNS boolean LANGUAGE sql AS
+$$ SELECT CASE WHEN current_setting('application_name') = ''   -- the worker's
+               THEN pg_sleep(30) IS NOT NULL ELSE true END $$;
+CREATE TABLE sec.stalling (id int PRIMARY KEY, v text);
+INSERT INTO sec.stalling VALUES (1, 'x');
+ALTER TABLE sec.stalling ENABLE ROW LEVEL SECURITY;
+ALTER TABLE sec.stalling FORCE ROW LEVEL SECURITY;
+CREATE POLICY stall ON sec.stalling USING (sec.stall());
+SELECT redis_sync.write_through('sec.stalling', key_prefix => 'sec:stalling:');
+RESET ROLE;
+SELECT pg_sleep(0.5);   -- the worker is in the table's policy now
+INSERT INTO sec.async_victim VALUES (1, 'delivered');
+DO $$ BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN redis_sync.command('EXISTS', 'sec:async:1')::text = '1'
+          AND (SELECT state FROM redis_sync.warming WHERE "table" = 'sec.stalling'::regclass) = 'retrying';
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT h('sec:async:1');
+SELECT state, attempts > 0 AS retried, last_error FROM redis_sync.warming WHERE "table" = 'sec.stalling'::regclass;
+-- warming shows each role its own tables' warms only: a cheap function of
+-- another role in the query's WHERE must not see the other rows (the view is
+-- a security barrier)
+SET ROLE sec_user;
+CREATE FUNCTION sec_evil.peek(t regclass, e text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
+$$ BEGIN RAISE NOTICE 'saw the warm of % (%)', t, e; RETURN true; END $$;
+SELECT count(*) FROM redis_sync.warming WHERE sec_evil.peek("table", last_error);
+RESET ROLE;
+-- calling write_through() again does not make the worker try at once
+SET ROLE sec_owner;
+SELECT redis_sync.write_through('sec.stalling', key_prefix => 'sec:stalling:');
+RESET ROLE;
+SELECT w.state, q.attempts AS tries_so_far, q.retry_at > now() + interval '5 s' AS waits
+  FROM redis_sync.warming w JOIN redis_sync._warm_queue q ON q.relid = w."table"
+ WHERE w."table" = 'sec.stalling'::regclass;
+SELECT redis_sync.unsync('sec.stalling');
+-- the same for a write-behind table whose trigger blocks in the drain: after
+-- a drain_timeout it waits, flush() or not
+SET ROLE sec_owner;
+CREATE TABLE sec.stalling_wb (id int PRIMARY KEY, n int);
+CREATE FUNCTION sec.stall_trg() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN PERFORM sec.stall(); RETURN NEW; END $$;
+CREATE TRIGGER stall BEFORE INSERT OR UPDATE ON sec.stalling_wb FOR EACH ROW EXECUTE FUNCTION sec.stall_trg();
+SELECT redis_sync.write_behind('sec.stalling_wb', key_prefix => 'sec:stallwb:', flush_interval => '1 h');
+SELECT redis_sync.hset('sec.stalling_wb', '1', 'n', '5');
+SET client_min_messages = error;
+SELECT redis_sync.flush('sec.stalling_wb');
+SELECT redis_sync.flush('sec.stalling_wb');
+SELECT redis_sync.flush('sec.stalling_wb');
+RESET client_min_messages;
+RESET ROLE;
+SELECT drain_retries, last_error FROM redis_sync.stats WHERE "table" = 'sec.stalling_wb'::regclass;
+SELECT count(*) AS applied FROM sec.stalling_wb;
+SELECT redis_sync.unsync('sec.stalling_wb');
+SELECT redis_sync.unsync('sec.async_victim', purge => true);
+ALTER SYSTEM RESET redis_sync.warm_timeout;
+ALTER SYSTEM RESET redis_sync.drain_timeout;
+SELECT pg_reload_conf();
+
+-- 9. the keyspace a plain role may take.  Any prefix that no other table
+-- claims is free, an application's own keys under it included: the owner
+-- of a table synced there reads them (_fetch(), _scan()) and purges them.
+-- redis_sync.allowed_key_prefixes (superusers only) confines non-superusers.
+SELECT redis_sync.command('SET', 'app:session:1', 'secret of the application');
+SET ROLE sec_user;
+CREATE TABLE sec_evil.taker (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'app:', warm => false);
+SELECT * FROM redis_sync._fetch('{app:session:1}', false);
+SELECT redis_sync.unsync('sec_evil.taker');
+RESET ROLE;
+SET redis_sync.allowed_key_prefixes = 'tenant:a:, "tenant:b,c:"';
+SET ROLE sec_user;
+SELECT rs_error($$SET redis_sync.allowed_key_prefixes = ''$$);
+SELECT rs_error($$SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'app:', warm => false)$$);
+SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'tenant:a:taker:', warm => false);
+SELECT redis_sync.unsync('sec_evil.taker');
+SELECT rs_error($$SELECT redis_sync.write_behind('sec_evil.taker', key_prefix => 'tenant:b,c:taker:', dirty_set => 'app:dirty')$$);
+SELECT redis_sync.write_behind('sec_evil.taker', key_prefix => 'tenant:b,c:taker:', dirty_set => 'tenant:a:dirty');
+SELECT redis_sync.unsync('sec_evil.taker');
+RESET ROLE;
+-- superusers are not confined
+SELECT redis_sync.write_through('sec_evil.taker', key_prefix => 'app:t:', warm => false);
+SELECT redis_sync.unsync('sec_evil.taker');
+RESET redis_sync.allowed_key_prefixes;
+SELECT redis_sync.command('GET', 'app:session:1');
+SELECT redis_sync.command('DEL', 'app:session:1');
+
+-- 10. get() decodes a table's values with the table's code (the domain
+-- checks of its key and columns): as the owner, never as the caller.  A
+-- superuser's plain SELECT of a plain role's table runs none of that role's
+-- code; its get() must not either.
+TRUNCATE sec.trace;
+SET ROLE sec_owner;
+CREATE FUNCTION sec.mark(int) RETURNS boolean LANGUAGE sql AS
+$$ INSERT INTO sec.trace SELECT current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+   SELECT true $$;
+CREATE DOMAIN sec.marked AS int CHECK (sec.mark(VALUE));
+CREATE TABLE sec.domained (id sec.marked PRIMARY KEY, v sec.marked);
+INSERT INTO sec.domained VALUES (1, 10);
+SELECT redis_sync.write_through('sec.domained', key_prefix => 'sec:domained:', warm => false);
+RESET ROLE;
+TRUNCATE sec.trace;
+SELECT * FROM sec.domained;
+SELECT * FROM redis_sync.get(NULL::sec.domained, '1');   -- a miss
+SELECT * FROM redis_sync.get(NULL::sec.domained, '1');   -- a hit
+SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
+SELECT redis_sync.unsync('sec.domained', purge => true);
+-- verify() encodes the rows it reads as they are pushed: a cast to json of
+-- the owner's type is the owner's code too
+SET ROLE sec_owner;
+CREATE TYPE sec.mood AS ENUM ('calm', 'cross');
+CREATE FUNCTION sec.mood_json(sec.mood) RETURNS json LANGUAGE sql AS
+$$ SELECT pg_catalog.to_json($1::text) FROM (SELECT sec.mark(1)) m $$;
+CREATE CAST (sec.mood AS json) WITH FUNCTION sec.mood_json(sec.mood);
+CREATE TABLE sec.moods (id int PRIMARY KEY, m sec.mood);
+INSERT INTO sec.moods VALUES (1, 'calm');
+SELECT redis_sync.write_through('sec.moods', key_prefix => 'sec:moods:', format => 'json', warm => false);
+SELECT redis_sync.warm('sec.moods');
+RESET ROLE;
+TRUNCATE sec.trace;
+SELECT * FROM redis_sync.verify('sec.moods');
+SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
+-- and warm() (a superuser may warm any table) fills as the owner
+SELECT redis_sync.command('DEL', 'sec:moods:1', '{sec:moods:1}:rs_version');
+TRUNCATE sec.trace;
+SELECT redis_sync.warm('sec.moods');
+SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
+SELECT redis_sync.unsync('sec.moods', purge => true);
+
 -- cleanup
 SELECT redis_sync.unsync('sec.victim');
 SELECT redis_sync.unsync('sec.rls');

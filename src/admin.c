@@ -305,6 +305,9 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	check_owner(relid);
 	validate_config(fcinfo, relid);
+	rs_claim_check_allowed("key prefix", text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	if (!PG_ARGISNULL(9))
+		rs_claim_check_allowed("dirty set", text_to_cstring(PG_GETARG_TEXT_PP(9)));
 	{
 		char	   *policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		char	   *delivery = text_to_cstring(PG_GETARG_TEXT_PP(8));

@@ -46,9 +46,11 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/varlena.h"
 
 #include "claim.h"
 #include "encode.h"
@@ -665,4 +667,51 @@ Datum
 redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(rs_claim_all(false));
+}
+
+/* ---------------------------------------------------------------------
+ * redis_sync.allowed_key_prefixes: the keyspace non-superusers may take
+ * ---------------------------------------------------------------------
+ */
+
+char	   *rs_allowed_key_prefixes = NULL;
+
+void
+rs_claim_check_allowed(const char *what, const char *value)
+{
+	char	   *raw;
+	List	   *allowed;
+	ListCell   *lc;
+
+	if (rs_allowed_key_prefixes == NULL || rs_allowed_key_prefixes[0] == '\0' || superuser())
+		return;
+	raw = pstrdup(rs_allowed_key_prefixes);
+	if (!SplitGUCList(raw, ',', &allowed))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in redis_sync.allowed_key_prefixes")));
+	foreach(lc, allowed)
+	{
+		if (starts_with(value, lfirst(lc)))
+			return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s \"%s\" is outside the key prefixes this role may use", what, value),
+			 errdetail("redis_sync.allowed_key_prefixes is \"%s\".", rs_allowed_key_prefixes),
+			 errhint("A superuser decides which Redis keys other roles may take (redis_sync.allowed_key_prefixes).")));
+}
+
+void
+rs_claim_init(void)
+{
+	DefineCustomStringVariable("redis_sync.allowed_key_prefixes",
+							   "Key prefixes (comma-separated) under which roles other than superusers may sync tables (empty: any).",
+							   "Every key_prefix and dirty_set a non-superuser configures must begin with one of them. "
+							   "Only superusers may set it (per role: ALTER ROLE ... SET).",
+							   &rs_allowed_key_prefixes,
+							   "",
+							   PGC_SUSET,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 }

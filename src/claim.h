@@ -47,4 +47,17 @@ extern void rs_require_key_access(char **keys, int n, bool prefix);
  */
 extern int64 rs_claim_all(bool worker);
 
+/*
+ * redis_sync.allowed_key_prefixes (superusers only; empty: any prefix): when
+ * set, a key prefix or dirty set configured by a role that is not a
+ * superuser must begin with one of its entries, so that a role that may
+ * create a table cannot take (read through _fetch()/get(), overwrite,
+ * purge) Redis keys of applications outside them.  ERROR otherwise; what
+ * names the value ("key prefix", "dirty set").  rs_claim_init() defines the
+ * setting (from _PG_init).
+ */
+extern char *rs_allowed_key_prefixes;
+extern void rs_claim_check_allowed(const char *what, const char *value);
+extern void rs_claim_init(void);
+
 #endif							/* RS_CLAIM_H */

@@ -13,7 +13,9 @@
  * result) or waits for us (its push carries a newer version).  The caller
  * needs SELECT on the table; the populate itself runs as the table owner
  * (FOR SHARE needs UPDATE), restricted and with a fixed search_path
- * (as_owner.c, through rs_push_current).
+ * (as_owner.c, through rs_push_current).  So do the input of the key values
+ * and the decoding of a cached row: both run the table's code (a domain's
+ * checks), which must never run with the caller's rights.
  *
  * Row-level security: the row returned is always the one the caller's own
  * SELECT returns.  When policies apply to the caller, the row's visibility
@@ -98,7 +100,8 @@ get_config(Oid relid)
  * then named in the canonical form, as the capture does.
  */
 static char **
-canonical_key_values(Oid relid, SyncConfig *cfg, Datum *kelems, bool *knulls, int nk)
+canonical_key_values(Oid relid, SyncConfig *cfg, Datum *kelems, bool *knulls, int nk,
+					 Datum *typed)
 {
 	char	  **canon;
 
@@ -119,14 +122,18 @@ canonical_key_values(Oid relid, SyncConfig *cfg, Datum *kelems, bool *knulls, in
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("key values must not be NULL")));
 		getTypeInputInfo(cfg->keys[i].typid, &infn, &ioparam);
-		canon[i] = rs_canonical_output(&cfg->keys[i].out,
-									   OidInputFunctionCall(infn, TextDatumGetCString(kelems[i]),
-															ioparam, typmod));
+		typed[i] = OidInputFunctionCall(infn, TextDatumGetCString(kelems[i]),
+										ioparam, typmod);
+		canon[i] = rs_canonical_output(&cfg->keys[i].out, typed[i]);
 	}
 	return canon;
 }
 
-/* the caller's own SELECT of the row (policies included): $1..$nk are the key values */
+/*
+ * the caller's own SELECT of the row (policies included): $1..$nk are the
+ * key values, already of the key columns' types (read as the owner), so the
+ * query casts nothing: a domain's checks are the owner's code
+ */
 static char *
 row_query(Oid relid, SyncConfig *cfg, int nk)
 {
@@ -140,8 +147,7 @@ row_query(Oid relid, SyncConfig *cfg, int nk)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(cfg->keys[i].name));
 	appendStringInfoString(&sql, ") = (");
 	for (int i = 0; i < nk; i++)
-		appendStringInfo(&sql, "%s$%d::pg_catalog.text::%s", i ? ", " : "", i + 1,
-						 format_type_be_qualified(cfg->keys[i].typid));
+		appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
 	appendStringInfoChar(&sql, ')');
 	return sql.data;
 }
@@ -162,7 +168,9 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	SyncConfig *cfg;
 	Datum	   *kelems;
 	bool	   *knulls;
+	Datum	   *typed;
 	int			nk;
+	RsAsOwner	ao;
 	char	   *key;
 	char	  **canon;
 	char	   *rowsql;
@@ -187,12 +195,29 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	cfg = get_config(relid);
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
 					  &kelems, &knulls, &nk);
-	canon = canonical_key_values(relid, cfg, kelems, knulls, nk);
+	typed = palloc(sizeof(Datum) * Max(nk, 1));
+
+	/*
+	 * The key's input and the cached values' decoding run the table's code (a
+	 * domain's checks): as its owner, restricted, like the populate, never
+	 * with the caller's rights (a superuser's plain SELECT of the table runs
+	 * none of it).  Only the row-level security check below is the caller's.
+	 */
+	rs_as_owner_enter(&ao, rs_rel_owner(relid));
+	PG_TRY();
+	{
+		canon = canonical_key_values(relid, cfg, kelems, knulls, nk, typed);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
 	key = rs_key_build(cfg->prefix, canon, nk);
 	rowsql = row_query(relid, cfg, nk);
 	rowtypes = palloc(sizeof(Oid) * nk);
 	for (int i = 0; i < nk; i++)
-		rowtypes[i] = TEXTOID;
+		rowtypes[i] = cfg->keys[i].typid;
 	rls = rs_rls_applies(relid);
 
 	/* 1. the cache */
@@ -208,7 +233,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		/* a cached row the caller's policies hide is not returned */
 		if (rls)
 		{
-			(void) spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
+			(void) spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
 			if (isnull)
 			{
 				redis_pipeline_free(p);
@@ -217,7 +242,16 @@ redis_sync_get(PG_FUNCTION_ARGS)
 			}
 		}
 		/* only the synced columns come from the cache, decoded exactly */
-		result = rs_decode_row(cfg, rowtype, v);
+		rs_as_owner_enter(&ao, rs_rel_owner(relid));
+		PG_TRY();
+		{
+			result = rs_decode_row(cfg, rowtype, v);
+		}
+		PG_FINALLY();
+		{
+			rs_as_owner_leave(&ao);
+		}
+		PG_END_TRY();
 		redis_pipeline_free(p);
 		count_lookup(cfg, RS_C_HITS);
 		PG_RETURN_DATUM(result);
@@ -231,7 +265,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	 */
 	if (rls)
 	{
-		(void) spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
+		(void) spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
 		if (isnull)
 		{
 			count_lookup(cfg, RS_C_MISSES);
@@ -242,7 +276,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		vals = lappend(vals, canon[i]); /* rs_push_current reads them
 										 * canonically */
 	(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key, vals)), 1);
-	result = spi_record(rowsql, nk, rowtypes, kelems, &isnull, rowtype);
+	result = spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
 	count_lookup(cfg, RS_C_MISSES);
 	if (isnull)
 		PG_RETURN_NULL();

@@ -80,6 +80,7 @@
 
 #include "allowlist.h"
 #include "capture.h"
+#include "claim.h"
 #include "drain.h"
 #include "fence.h"
 #include "launcher.h"
@@ -87,6 +88,7 @@
 #include "publish.h"
 #include "redis_sync.h"
 #include "shmem.h"
+#include "warm.h"
 
 PG_MODULE_MAGIC;
 
@@ -111,7 +113,9 @@ _PG_init(void)
 	rs_fence_init();			/* chunk_size, tombstone_ttl */
 	rs_encode_init();			/* version_key_suffix */
 	rs_outbox_init();			/* outbox_batch, flush_timeout */
+	rs_claim_init();			/* allowed_key_prefixes */
 	rs_drain_init();			/* drain_timeout */
+	rs_warm_init();				/* warm_timeout */
 	rs_worker_init();			/* naptime, retry_max_backoff,
 								 * rewarm_on_restart, marker_sweep_interval,
 								 * shutdown_drain_timeout */

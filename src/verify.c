@@ -497,6 +497,8 @@ verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
 	Portal		portal;
 	MemoryContext batch_cxt;
 	char	   *alias = rs_row_alias(RelationGetRelid(rel));
+	Oid			owner = rs_rel_owner(RelationGetRelid(rel));
+	RsAsOwner	ao;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT %s FROM %s %s", alias,
@@ -521,7 +523,23 @@ verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
 		MemoryContextSwitchTo(batch_cxt);
 		keys = palloc(sizeof(char *) * n);
 		imgs = palloc0(sizeof(RowImage) * n);
-		encode_verify_batch(vs, rel, tt, n, keys, imgs);
+
+		/*
+		 * the rows are read with the caller's rights (its row-level
+		 * security); encoding them runs the table's code (output functions,
+		 * casts to json of its types): as the owner, restricted, never as the
+		 * caller (a superuser verifying another role's table)
+		 */
+		rs_as_owner_enter(&ao, owner);
+		PG_TRY();
+		{
+			encode_verify_batch(vs, rel, tt, n, keys, imgs);
+		}
+		PG_FINALLY();
+		{
+			rs_as_owner_leave(&ao);
+		}
+		PG_END_TRY();
 		verify_batch(vs->rsinfo, vs->fmt, vs->is_wb, keys, imgs, n, vs->pending);
 		MemoryContextSwitchTo(vs->outer);
 		MemoryContextReset(batch_cxt);

@@ -59,6 +59,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "as_owner.h"
 #include "cluster.h"
 #include "fence.h"
 #include "shmem.h"
@@ -542,24 +543,39 @@ warmable_config(Oid relid)
 	return cfg;
 }
 
-/* fill every row of the table; returns rows read, *written keys written */
+/*
+ * fill every row of the table; returns rows read, *written keys written.
+ * Reading and encoding the rows runs the table's code (casts to json of its
+ * types, policies): as the owner, restricted, whoever called warm() (a
+ * superuser may warm any table).
+ */
 int64
 rs_fill_table(Oid relid, int batch_size, int64 *written)
 {
 	SyncConfig *cfg = warmable_config(relid);
 	Relation	rel = relation_open(relid, AccessShareLock);
 	FillCursor	fc;
+	RsAsOwner	ao;
 
 	rs_fill_cursor_init(&fc, relid, cfg, NIL);
-	for (;;)
+	rs_as_owner_enter(&ao, rs_rel_owner(relid));
+	PG_TRY();
 	{
-		int64		n = rs_fill_next_batch(&fc, rel, batch_size);
+		for (;;)
+		{
+			int64		n = rs_fill_next_batch(&fc, rel, batch_size);
 
-		rs_stats_add(relid, RS_C_WARMED, n);
-		CHECK_FOR_INTERRUPTS();
-		if (n < batch_size)
-			break;
+			rs_stats_add(relid, RS_C_WARMED, n);
+			CHECK_FOR_INTERRUPTS();
+			if (n < batch_size)
+				break;
+		}
 	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
 	relation_close(rel, AccessShareLock);
 	*written = fc.written;
 	return fc.rows;

@@ -49,6 +49,14 @@ extern int64 rs_repair_marker(const char *json);
 extern bool rs_warm_round(void);
 
 /*
+ * redis_sync.warm_timeout: longest time one batch of a background warm may
+ * run in the worker (the table's code: policies, types, lock waits).
+ * rs_warm_init() defines it (from _PG_init).
+ */
+extern int	rs_warm_timeout_ms;
+extern void rs_warm_init(void);
+
+/*
  * Filling, for warm_queue.c: a cursor over the table in key order, filled
  * batch by batch without row locks (see warm.c); rs_fill_table fills every
  * row and returns the rows read, *written the keys written.

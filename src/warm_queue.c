@@ -28,9 +28,11 @@
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 
 #include "allowlist.h"
 #include "as_owner.h"
@@ -47,6 +49,8 @@ PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
 #define WARM_ROUND_MS 250
 /* after a failed batch, the entry waits at most this long before it is retried */
 #define WARM_RETRY_MAX_MS 60000
+
+int			rs_warm_timeout_ms = 60000;
 
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
@@ -149,6 +153,12 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 
+	/*
+	 * A new request starts over, except that a retry still waited for (after
+	 * a failed batch; one that ran into warm_timeout waits longest) stays:
+	 * calling write_through() again must not make the worker run a blocking
+	 * table's code again at once.
+	 */
 	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
 			   "SELECT $1, pg_catalog.clock_timestamp(), "
 			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
@@ -158,7 +168,11 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 			   "ON CONFLICT (relid) DO UPDATE SET "
 			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
 			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
-			   "  last_key = NULL, attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL",
+			   "  last_key = NULL, "
+			   "  attempts = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.attempts ELSE 0 END, "
+			   "  last_error = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.last_error END, "
+			   "  last_error_at = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.last_error_at END, "
+			   "  retry_at = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.retry_at END",
 			   1, types, values, NULL);
 
 	if (!rs_database_served(MyDatabaseId))
@@ -266,13 +280,21 @@ record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
 			   5, types, values, nulls);
 }
 
-/* a batch failed: keep the message, retry later with backoff */
+/*
+ * a batch failed: keep the message, retry later with backoff; one that ran
+ * into redis_sync.warm_timeout waits ten times the timeout at least, so
+ * that a table whose code holds the worker holds it a small part of the
+ * time only
+ */
 static void
-record_failure(WarmEntry *e, const char *message)
+record_failure(WarmEntry *e, const char *message, bool timed_out)
 {
 	Oid			types[4] = {OIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
 	Datum		values[4];
 	int64		delay = Min((int64) 1000 << Min(e->attempts, 10), WARM_RETRY_MAX_MS);
+
+	if (timed_out)
+		delay = Max(delay, Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000));
 
 	values[0] = ObjectIdGetDatum(e->relid);
 	values[1] = e->requested_at;
@@ -349,6 +371,40 @@ warm_entry_batch(WarmEntry *e)
 	return !done;
 }
 
+/*
+ * The worker runs no client statements, so no statement_timeout applies: a
+ * batch arms the same timer itself, so that a table's code (a policy
+ * function, a lock its owner holds) cannot hold the worker, and with it
+ * every other table's delivery and drain, for longer than
+ * redis_sync.warm_timeout.
+ */
+static TimestampTz warm_armed_at = 0;
+
+static void
+warm_timeout_arm(void)
+{
+	if (rs_warm_timeout_ms <= 0)
+		return;
+	warm_armed_at = GetCurrentTimestamp();
+	enable_timeout_after(STATEMENT_TIMEOUT, rs_warm_timeout_ms);
+}
+
+/* disarm; returns whether the armed timer ran out */
+static bool
+warm_timeout_disarm(void)
+{
+	bool		expired = false;
+
+	if (warm_armed_at != 0)
+		expired = TimestampDifferenceExceeds(warm_armed_at, GetCurrentTimestamp(),
+											 rs_warm_timeout_ms);
+
+	if (warm_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	warm_armed_at = 0;
+	return expired;
+}
+
 bool
 rs_warm_round(void)
 {
@@ -368,22 +424,29 @@ rs_warm_round(void)
 		{
 			PG_TRY();
 			{
+				warm_timeout_arm();
 				(void) warm_entry_batch(&e);
+				(void) warm_timeout_disarm();
 			}
 			PG_CATCH();
 			{
 				ErrorData  *edata;
+				bool		timed_out = warm_timeout_disarm();
 
 				MemoryContextSwitchTo(outer);
 				edata = CopyErrorData();
 				FlushErrorState();
 				AbortCurrentTransaction();
+				timed_out = timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+				if (timed_out)
+					edata->message = psprintf("a batch took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
+											  rs_warm_timeout_ms);
 				ereport(LOG,
 						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
 						 edata->detail ? errdetail("%s", edata->detail) : 0));
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
-				record_failure(&e, edata->message);
+				record_failure(&e, edata->message, timed_out);
 				rs_stats_error(e.relid, edata->message);
 				rs_stats_flush();
 				PopActiveSnapshot();
@@ -445,4 +508,18 @@ redis_sync_warm(PG_FUNCTION_ARGS)
 			   " WHERE relid = $1 AND finished_at IS NULL",
 			   3, types, values, NULL);
 	PG_RETURN_INT64(n);
+}
+
+void
+rs_warm_init(void)
+{
+	DefineCustomIntVariable("redis_sync.warm_timeout",
+							"Longest time one batch of a background warm may run in the worker (0: no limit).",
+							"A batch still running then (a slow policy or type, a lock wait) is cancelled "
+							"and retried later, after ten times this at least.",
+							&rs_warm_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

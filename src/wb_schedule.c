@@ -27,6 +27,8 @@ typedef struct Schedule
 	Oid			relid;			/* hash key */
 	TimestampTz next;
 	int			failures;		/* consecutive failed rounds, for backoff */
+	TimestampTz hold;			/* after a drain_timeout: not before, not even
+								 * for flush() */
 	uint64		seen;			/* the last round that listed the table */
 } Schedule;
 
@@ -53,6 +55,7 @@ schedule_for(Oid relid)
 	{
 		s->next = 0;
 		s->failures = 0;
+		s->hold = 0;
 	}
 	s->seen = schedule_round;
 	return s;
@@ -310,12 +313,24 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	AbortCurrentTransaction();
 	MemoryContextSwitchTo(outer);
 	rs_capture_suppress(InvalidOid, NULL);
-	if (ed->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
+	timed_out = timed_out && ed->sqlerrcode == ERRCODE_QUERY_CANCELED;
+	if (timed_out)
 		ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
 							   rs_drain_timeout_ms);
 	s->failures++;
 	backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
+
+	/*
+	 * A batch that ran into drain_timeout held the worker (and with it every
+	 * other table's delivery and drain) that long: the table waits ten times
+	 * the timeout at least, flush() or not, so that a table whose code blocks
+	 * (a trigger, a lock its owner holds) holds the worker a small part of
+	 * the time only.
+	 */
+	if (timed_out)
+		backoff = Max(backoff, Min((int64) rs_drain_timeout_ms * 10, (int64) 3600 * 1000));
 	s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));
+	s->hold = timed_out ? s->next : 0;
 	ereport(LOG,
 			(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
 					t->qname, (long long) backoff, ed->message)));
@@ -367,7 +382,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		/* first sight (worker start, new table): only crash leftovers now */
 		bool		recover_only = !force && s->next == 0;
 
-		if (!force && !recover_only && s->next > now)
+		if ((!force && !recover_only && s->next > now) || s->hold > now)
 		{
 			if (*next_due == 0 || s->next < *next_due)
 				*next_due = s->next;
@@ -405,6 +420,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		{
 			drain_table(t, recover_only, deadline, outer, &total);
 			s->failures = 0;
+			s->hold = 0;
 
 			/*
 			 * flush_interval from the start of this drain, not its end: a key
