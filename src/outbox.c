@@ -1188,33 +1188,28 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
 			break;
 		}
 		nread += n;
-		if (prev != NULL)
+		if (prev != NULL && !redis_pipeline_try_receive(prev->ps.p, &prev->f))
 		{
-			bool		landed = redis_pipeline_try_receive(prev->ps.p, &prev->f);
-
-			if (!landed)
-			{
-				*failure = prev->f;
-				ok = false;
-			}
-			land(prev, landed, &delivered, &retained, &detail);
+			*failure = prev->f;
+			ok = false;
+			land(prev, false, &delivered, &retained, &detail);
 			prev = NULL;
-			if (!ok)
-			{
-				/* not sent: its entries stay queued as they are */
-				redis_pipeline_free(cur->ps.p);
-				hash_destroy(cur->d.byKey);
-				MemoryContextDelete(cxt);
-				break;
-			}
+			/* not sent: its entries stay queued as they are */
+			redis_pipeline_free(cur->ps.p);
+			hash_destroy(cur->d.byKey);
+			MemoryContextDelete(cxt);
+			break;
 		}
 		if (!redis_pipeline_try_send(cur->ps.p, &cur->f))
 		{
 			*failure = cur->f;
 			ok = false;
 			land(cur, false, &delivered, &retained, &detail);
-			break;
+			cur = NULL;
 		}
+		/* the batch before is settled while Redis applies this one */
+		if (prev != NULL)
+			land(prev, true, &delivered, &retained, &detail);
 		prev = cur;
 		CHECK_FOR_INTERRUPTS();
 	}
