@@ -25,6 +25,8 @@ SELECT * FROM redis_sync.parse_url('redis://[::1:6379');
 SELECT * FROM redis_sync.parse_url('redis://[::1]x/0');
 SELECT * FROM redis_sync.parse_url('redis://localhost:6379/0?timeout=1');
 SELECT * FROM redis_sync.parse_url('redis://u%zz:pw@localhost');
+-- a NUL cannot be part of a password here: refused, not cut short
+SELECT * FROM redis_sync.parse_url('redis://u:pw%00rest@localhost');
 SELECT * FROM redis_sync.parse_url('unix://relative/path.sock');
 SELECT * FROM redis_sync.parse_url('unix:///tmp/r.sock?db=abc');
 SELECT * FROM redis_sync.parse_url('unix:///tmp/r.sock?database=1');

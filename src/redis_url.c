@@ -36,7 +36,11 @@ hexval(char c)
 	return -1;
 }
 
-/* percent-decode [s, s+len); NULL when an escape is malformed */
+/*
+ * percent-decode [s, s+len); NULL when an escape is malformed, or is %00:
+ * a password or user name is kept as a C string, and a NUL would cut it
+ * short without a word
+ */
 static char *
 url_decode(const char *s, size_t len)
 {
@@ -55,7 +59,7 @@ url_decode(const char *s, size_t len)
 				return NULL;
 			hi = hexval(s[i + 1]);
 			lo = hexval(s[i + 2]);
-			if (hi < 0 || lo < 0)
+			if (hi < 0 || lo < 0 || hi * 16 + lo == 0)
 				return NULL;
 			appendStringInfoChar(&buf, (char) (hi * 16 + lo));
 			i += 2;
