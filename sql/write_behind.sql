@@ -170,4 +170,22 @@ SELECT redis_sync.command('HGETALL', 'p:1');
 
 SELECT redis_sync.unsync('wb_products');
 SELECT count(*) FROM redis_sync.tables WHERE relid = 'wb_products'::regclass;
-DROP TABLE product_stats, tenant_counts, views, sessions, not_wb, wb_products;
+
+-- write_behind() again with another dirty set: refused while the old one
+-- holds keys the new drain would never read; accepted once they are drained
+CREATE TABLE wb_moved (id int PRIMARY KEY, v int);
+SELECT redis_sync.write_behind('wb_moved', flush_interval => '1 h', key_prefix => 'mv:', dirty_set => 'mv-old');
+SELECT redis_sync.command('HSET', 'mv:1', 'v', '7'), redis_sync.command('SADD', 'mv-old', '1');
+SELECT redis_sync.write_behind('wb_moved', flush_interval => '1 h', key_prefix => 'mv:', dirty_set => 'mv-new');
+SELECT dirty_set FROM redis_sync.tables WHERE relid = 'wb_moved'::regclass;
+SELECT redis_sync.flush('wb_moved');
+SELECT redis_sync.write_behind('wb_moved', flush_interval => '1 h', key_prefix => 'mv:', dirty_set => 'mv-new');
+SELECT dirty_set FROM redis_sync.tables WHERE relid = 'wb_moved'::regclass;
+SELECT * FROM wb_moved;
+-- the same dirty set again needs no check
+SELECT redis_sync.command('HSET', 'mv:2', 'v', '8'), redis_sync.command('SADD', 'mv-new', '2');
+SELECT redis_sync.write_behind('wb_moved', flush_interval => '1 h', key_prefix => 'mv:', dirty_set => 'mv-new', batch_size => 10);
+SELECT redis_sync.flush('wb_moved');
+SELECT * FROM wb_moved ORDER BY id;
+SELECT redis_sync.unsync('wb_moved');
+DROP TABLE product_stats, tenant_counts, views, sessions, not_wb, wb_products, wb_moved;

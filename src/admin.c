@@ -279,6 +279,73 @@ refuse_pending_purge(Datum prefix)
 }
 
 /*
+ * write_behind() called again with another dirty set: the drain reads only
+ * the new one, so members left in the old dirty set or its processing set
+ * would never be written to the table.  Refused while either holds members
+ * (the caller flushes first); Redis must answer.  old_dirty_set() reads the
+ * table's dirty set before the configuration is written;
+ * refuse_stranded_dirty_set() checks it after the new one was validated.
+ */
+static char *
+old_dirty_set(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	RsAsOwner	ao;
+	char	   *old = NULL;
+
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT dirty_set FROM redis_sync.tables "
+							  " WHERE relid OPERATOR(pg_catalog.=) $1 AND policy = 'write_behind'",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	if (SPI_processed > 0)
+		old = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (old)
+		old = MemoryContextStrdup(TopTransactionContext, old);
+	SPI_finish();
+	rs_as_owner_leave(&ao);
+	return old;
+}
+
+static void
+refuse_stranded_dirty_set(Oid relid, const char *old, const char *dirty_set)
+{
+	RedisPipeline *p;
+	int64		n[2];
+
+	if (old == NULL || dirty_set == NULL || strcmp(old, dirty_set) == 0)
+		return;
+
+	p = redis_pipeline_create();
+	{
+		const char *argv[2] = {"SCARD", old};
+
+		redis_pipeline_append(p, 2, argv, NULL);
+		argv[1] = rs_companion_key(old, strlen(old), ":rs_processing");
+		redis_pipeline_append(p, 2, argv, NULL);
+	}
+	redis_pipeline_exec(p);
+	for (int i = 0; i < 2; i++)
+	{
+		redis_check_reply(p, i, "SCARD of the dirty set");
+		n[i] = redis_pipeline_reply(p, i)->integer;
+	}
+	redis_pipeline_free(p);
+	if (n[0] + n[1] > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the dirty set \"%s\" of table %s still holds " INT64_FORMAT " keys",
+						old, get_rel_name(relid), n[0] + n[1]),
+				 errdetail("The drain reads only the new dirty set \"%s\": those keys would never be written to the table.",
+						   dirty_set),
+				 errhint("Drain them first (SELECT redis_sync.flush('%s')), then call write_behind() again.",
+						 get_rel_name(relid))));
+}
+
+/*
  * _config_write(tbl, policy, key_prefix, key_columns, columns, format, ttl,
  *				 consistency, delivery, dirty_set, flush_interval, batch_size,
  *				 on_missing, counters)
@@ -292,6 +359,7 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	TEXTOID, INTERVALOID, INT4OID, TEXTOID, NAMEARRAYOID};
 	Datum		values[14];
 	char		nulls[14];
+	char	   *old_dirty = NULL;
 
 	for (int i = 0; i < 14; i++)
 	{
@@ -320,7 +388,10 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	lock_configuration();
 	LockRelationOid(relid, ShareRowExclusiveLock);
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "write_behind") == 0)
+	{
 		refuse_pending_purge(PG_GETARG_DATUM(2));
+		old_dirty = old_dirty_set(relid);
+	}
 
 	run_as_owner("INSERT INTO redis_sync.tables AS t "
 				 "  (relid, policy, key_prefix, key_columns, columns, format, ttl, consistency, delivery, "
@@ -336,6 +407,7 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 				 14, types, values, nulls, SPI_OK_INSERT);
 	CommandCounterIncrement();
 	rs_claim_table(relid);
+	refuse_stranded_dirty_set(relid, old_dirty, PG_ARGISNULL(9) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(9)));
 	invalidate_table(relid);
 	PG_RETURN_VOID();
 }
