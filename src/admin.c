@@ -214,6 +214,32 @@ run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *
 }
 
 /*
+ * The first column of the first row sql returns (one parameter), as text in
+ * the caller's memory, or NULL; read as the bootstrap superuser, like
+ * run_as_owner's writes (the extension's own tables hold no user code).
+ */
+static char *
+read_as_owner(const char *sql, Oid type, Datum value)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	RsAsOwner	ao;
+	char	   *v = NULL;
+
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args(sql, 1, &type, &value, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read the extension's tables");
+	if (SPI_processed > 0)
+		v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (v)
+		v = MemoryContextStrdup(caller, v);
+	SPI_finish();
+	rs_as_owner_leave(&ao);
+	return v;
+}
+
+/*
  * One configuration change at a time per database: a transaction that syncs
  * or unsyncs holds this until it ends, so the prefix claims of another one
  * still in progress are never mistaken for stale ones (claim.c).  Taken
@@ -243,26 +269,12 @@ lock_configuration(void)
 static void
 refuse_pending_purge(Datum prefix)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {prefix};
-	RsAsOwner	ao;
-	char	   *pending = NULL;
-
 	/* the outbox is the bootstrap superuser's */
-	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT o.redis_key FROM redis_sync.outbox o "
-							  " WHERE o.op = 'T' AND (pg_catalog.starts_with($1, o.redis_key) "
-							  "                       OR pg_catalog.starts_with(o.redis_key, $1)) LIMIT 1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.outbox");
-	if (SPI_processed > 0)
-		pending = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (pending)
-		pending = MemoryContextStrdup(TopTransactionContext, pending);
-	SPI_finish();
-	rs_as_owner_leave(&ao);
+	char	   *pending = read_as_owner("SELECT o.redis_key FROM redis_sync.outbox o "
+										" WHERE o.op = 'T' AND (pg_catalog.starts_with($1, o.redis_key) "
+										"                       OR pg_catalog.starts_with(o.redis_key, $1)) LIMIT 1",
+										TEXTOID, prefix);
+
 	/* or queued by this transaction, still in its buffer */
 	if (pending == NULL)
 		pending = (char *) rs_capture_purge_buffered(TextDatumGetCString(prefix));
@@ -289,25 +301,9 @@ refuse_pending_purge(Datum prefix)
 static char *
 old_dirty_set(Oid relid)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-	RsAsOwner	ao;
-	char	   *old = NULL;
-
-	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT dirty_set FROM redis_sync.tables "
-							  " WHERE relid OPERATOR(pg_catalog.=) $1 AND policy = 'write_behind'",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	if (SPI_processed > 0)
-		old = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (old)
-		old = MemoryContextStrdup(TopTransactionContext, old);
-	SPI_finish();
-	rs_as_owner_leave(&ao);
-	return old;
+	return read_as_owner("SELECT dirty_set FROM redis_sync.tables "
+						 " WHERE relid OPERATOR(pg_catalog.=) $1 AND policy = 'write_behind'",
+						 OIDOID, ObjectIdGetDatum(relid));
 }
 
 static void
