@@ -61,7 +61,6 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "capture.h"
@@ -131,37 +130,6 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 	if (!recover)
 		memcpy(t->scan_cursor, r->elems[1].str, r->elems[1].len + 1);
 	return &r->elems[0];
-}
-
-/*
- * redis_sync.drain_timeout: the worker runs no client statements, so no
- * statement_timeout applies; the batch arms the same timer itself.
- */
-static TimestampTz drain_armed_at = 0;
-
-static void
-drain_timeout_arm(void)
-{
-	if (rs_drain_timeout_ms <= 0)
-		return;
-	drain_armed_at = GetCurrentTimestamp();
-	enable_timeout_after(STATEMENT_TIMEOUT, rs_drain_timeout_ms);
-}
-
-/* did the armed timer run out (a query-cancel error is then its doing)? */
-bool
-wb_drain_timeout_expired(void)
-{
-	return drain_armed_at != 0 &&
-		TimestampDifferenceExceeds(drain_armed_at, GetCurrentTimestamp(), rs_drain_timeout_ms);
-}
-
-void
-wb_drain_timeout_disarm(void)
-{
-	if (drain_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
-		disable_timeout(STATEMENT_TIMEOUT, false);
-	drain_armed_at = 0;
 }
 
 /*
@@ -504,7 +472,7 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	WbTable    *t = b->t;
 
 	rs_xact_begin(NULL);
-	drain_timeout_arm();
+	rs_step_timeout_arm(rs_drain_timeout_ms);	/* redis_sync.drain_timeout */
 	(void) rs_canonical_gucs_push();	/* key and value casts: canonical
 										 * form; popped at commit */
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -522,7 +490,7 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
 	rs_xact_commit(NULL);		/* deferred triggers run here: still timed */
-	wb_drain_timeout_disarm();
+	rs_step_timeout_disarm();
 }
 
 /*

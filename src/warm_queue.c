@@ -32,13 +32,13 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "utils/timeout.h"
 
 #include "allowlist.h"
 #include "as_owner.h"
 #include "encode.h"
 #include "shmem.h"
 #include "warm.h"
+#include "xact_step.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_warm);
 PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
@@ -371,40 +371,6 @@ warm_entry_batch(WarmEntry *e)
 	return !done;
 }
 
-/*
- * The worker runs no client statements, so no statement_timeout applies: a
- * batch arms the same timer itself, so that a table's code (a policy
- * function, a lock its owner holds) cannot hold the worker, and with it
- * every other table's delivery and drain, for longer than
- * redis_sync.warm_timeout.
- */
-static TimestampTz warm_armed_at = 0;
-
-static void
-warm_timeout_arm(void)
-{
-	if (rs_warm_timeout_ms <= 0)
-		return;
-	warm_armed_at = GetCurrentTimestamp();
-	enable_timeout_after(STATEMENT_TIMEOUT, rs_warm_timeout_ms);
-}
-
-/* disarm; returns whether the armed timer ran out */
-static bool
-warm_timeout_disarm(void)
-{
-	bool		expired = false;
-
-	if (warm_armed_at != 0)
-		expired = TimestampDifferenceExceeds(warm_armed_at, GetCurrentTimestamp(),
-											 rs_warm_timeout_ms);
-
-	if (warm_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
-		disable_timeout(STATEMENT_TIMEOUT, false);
-	warm_armed_at = 0;
-	return expired;
-}
-
 bool
 rs_warm_round(void)
 {
@@ -424,14 +390,16 @@ rs_warm_round(void)
 		{
 			PG_TRY();
 			{
-				warm_timeout_arm();
+				rs_step_timeout_arm(rs_warm_timeout_ms);	/* redis_sync.warm_timeout */
 				(void) warm_entry_batch(&e);
-				(void) warm_timeout_disarm();
+				rs_step_timeout_disarm();
 			}
 			PG_CATCH();
 			{
 				ErrorData  *edata;
-				bool		timed_out = warm_timeout_disarm();
+				bool		timed_out = rs_step_timeout_expired();
+
+				rs_step_timeout_disarm();
 
 				MemoryContextSwitchTo(outer);
 				edata = CopyErrorData();

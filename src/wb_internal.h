@@ -162,8 +162,6 @@ extern void wb_sort_member(Batch *b, RedisValue *r, int i);
 extern const char *wb_member_key(WbTable *t, Member *m);
 extern void wb_apply_batch(Batch *b, TimestampTz started);
 extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
-extern bool wb_drain_timeout_expired(void);
-extern void wb_drain_timeout_disarm(void);
 
 /* wb_overlap.c */
 extern void wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total);

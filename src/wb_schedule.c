@@ -304,9 +304,9 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 {
 	ErrorData  *ed;
 	int64		backoff;
-	bool		timed_out = wb_drain_timeout_expired();
+	bool		timed_out = rs_step_timeout_expired();
 
-	wb_drain_timeout_disarm();
+	rs_step_timeout_disarm();
 	MemoryContextSwitchTo(outer);
 	ed = CopyErrorData();
 	FlushErrorState();

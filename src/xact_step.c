@@ -15,6 +15,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "xact_step.h"
 
@@ -53,4 +55,33 @@ rs_xact_commit(MemoryContext cxt)
 	CommitTransactionCommand();
 	if (cxt != NULL)
 		MemoryContextSwitchTo(cxt);
+}
+
+/* when the step's timer was armed (0: not armed), and for how long */
+static TimestampTz step_armed_at = 0;
+static int	step_armed_ms = 0;
+
+void
+rs_step_timeout_arm(int ms)
+{
+	if (ms <= 0)
+		return;
+	step_armed_at = GetCurrentTimestamp();
+	step_armed_ms = ms;
+	enable_timeout_after(STATEMENT_TIMEOUT, ms);
+}
+
+bool
+rs_step_timeout_expired(void)
+{
+	return step_armed_at != 0 &&
+		TimestampDifferenceExceeds(step_armed_at, GetCurrentTimestamp(), step_armed_ms);
+}
+
+void
+rs_step_timeout_disarm(void)
+{
+	if (step_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	step_armed_at = 0;
 }

@@ -33,4 +33,17 @@ extern void rs_xact_begin_relaxed(const char *activity);
  */
 extern void rs_xact_commit(MemoryContext cxt);
 
+/*
+ * A step's time limit.  The worker runs no client statements, so no
+ * statement_timeout applies: a step that runs a table's code (a policy
+ * function, a lock its owner holds) arms the same timer itself, so that it
+ * cannot hold the worker, and with it every other table, for longer than
+ * ms (0 or less: no limit).  expired says whether the armed timer ran out
+ * (a query-cancel error is then its doing); disarm stops it.  One step at a
+ * time.
+ */
+extern void rs_step_timeout_arm(int ms);
+extern bool rs_step_timeout_expired(void);
+extern void rs_step_timeout_disarm(void);
+
 #endif							/* RS_XACT_STEP_H */
