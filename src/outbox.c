@@ -1196,7 +1196,6 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
 			prev = NULL;
 			/* not sent: its entries stay queued as they are */
 			redis_pipeline_free(cur->ps.p);
-			hash_destroy(cur->d.byKey);
 			MemoryContextDelete(cxt);
 			break;
 		}
