@@ -21,9 +21,21 @@ SELECT redis_sync.command('HGET', 'bigwt:12', 'v'), redis_sync.command('EXISTS',
 -- a drain that fails is reported by flush(), and retried (here the dirty
 -- set is not a set)
 SELECT redis_sync.command('SET', 'bigwb:dirty', 'not a set');
+\set VERBOSITY terse
+-- (its DETAIL, the table's last_error, names Redis's port)
 SELECT redis_sync.flush('big_wb');
+\set VERBOSITY default
 SELECT drain_retries > 0 AS retried, last_error IS NOT NULL AS has_error
   FROM redis_sync.stats WHERE "table" = 'big_wb'::regclass;
+-- flush() of another table does not warn about big_wb's failing drain
+-- (the forced round retries big_wb and fails again); flush() of every
+-- table does
+CREATE TABLE ok_wb (id int PRIMARY KEY, n int);
+SELECT redis_sync.write_behind('ok_wb', key_prefix => 'okwb:', flush_interval => '1 h');
+SELECT redis_sync.command('HSET', 'okwb:1', 'n', '5'), redis_sync.command('SADD', 'okwb:dirty', '1');
+SELECT redis_sync.flush('ok_wb');
+SELECT * FROM ok_wb;
+SELECT redis_sync.flush();
 SELECT redis_sync.command('DEL', 'bigwb:dirty');
 SELECT redis_sync.flush('big_wb');
-DROP TABLE big_wb, big_wt;
+DROP TABLE big_wb, big_wt, ok_wb;

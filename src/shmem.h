@@ -139,6 +139,8 @@ extern int64 rs_incarnation(void);
 
 extern void rs_stats_init(void);	/* from _PG_init */
 extern int64 rs_stats_applied(Oid relid);
+extern int64 rs_stats_counter(Oid relid, RsCounter c);
+extern void rs_stats_last_error(Oid relid, char *buf, size_t len);
 
 /* per-table counters; accumulated locally, flushed at transaction end */
 extern void rs_stats_add(Oid relid, RsCounter c, int64 n);

@@ -137,9 +137,9 @@ rs_stats_init(void)
 	shmem_startup_hook = stats_shmem_startup;
 }
 
-/* rows applied to relid (all tables when InvalidOid) since the counters started */
+/* counter c of relid (all tables when InvalidOid) since the counters started */
 int64
-rs_stats_applied(Oid relid)
+rs_stats_counter(Oid relid, RsCounter c)
 {
 	HASH_SEQ_STATUS status;
 	TableStats *t;
@@ -151,9 +151,35 @@ rs_stats_applied(Oid relid)
 	hash_seq_init(&status, rs_tables);
 	while ((t = hash_seq_search(&status)) != NULL)
 		if (t->key.dbid == MyDatabaseId && (relid == InvalidOid || t->key.relid == relid))
-			n += t->counters[RS_C_APPLIED];
+			n += t->counters[c];
 	LWLockRelease(rs_stats_shared->lock);
 	return n;
+}
+
+/* rows applied to relid (all tables when InvalidOid) since the counters started */
+int64
+rs_stats_applied(Oid relid)
+{
+	return rs_stats_counter(relid, RS_C_APPLIED);
+}
+
+/* relid's last error into buf ("" when none) */
+void
+rs_stats_last_error(Oid relid, char *buf, size_t len)
+{
+	TableStatsKey key;
+	TableStats *t;
+
+	buf[0] = '\0';
+	if (rs_stats_shared == NULL)
+		return;
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	LWLockAcquire(rs_stats_shared->lock, LW_SHARED);
+	t = hash_search(rs_tables, &key, HASH_FIND, NULL);
+	if (t != NULL)
+		strlcpy(buf, t->last_error, len);
+	LWLockRelease(rs_stats_shared->lock);
 }
 
 /* ----------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "commands/dbcommands.h"
 #include "pgstat.h"
 #include "storage/spin.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "launcher.h"
@@ -127,6 +128,28 @@ report_unreachable(void)
 }
 
 /*
+ * flush(tbl): the forced round's failures are tbl's concern only when tbl
+ * is among them (its drain_retries grew while flush() waited); another
+ * table's failed drain is that table's owner's to see.
+ */
+static void
+warn_table_failed(Oid relid, int64 retries_before)
+{
+	char		msg[RS_ERRLEN];
+	char	   *name;
+
+	if (rs_stats_counter(relid, RS_C_WB_RETRIES) == retries_before)
+		return;
+	rs_stats_last_error(relid, msg, sizeof(msg));
+	name = get_rel_name(relid);
+	ereport(WARNING,
+			(errmsg("write-behind table \"%s\" could not be drained; it is retried",
+					name ? name : "?"),
+			 msg[0] ? errdetail("%s", msg) : 0,
+			 errhint("See last_error in redis_sync.stats and the server log.")));
+}
+
+/*
  * Ask this database's worker for a forced drain round and wait for it;
  * returns the rows it applied.  ERROR when the worker is not running or
  * does not answer in timeout_ms.
@@ -137,6 +160,7 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 	RsDbSlot   *sl;
 	uint64		mine;
 	int64		before = rs_stats_applied(relid);
+	int64		retries_before = rs_stats_counter(relid, RS_C_WB_RETRIES);
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
 	rs_require_preload("redis_sync.flush() of write-behind tables");
@@ -183,7 +207,9 @@ rs_flush_via_worker(Oid relid, int timeout_ms)
 			SpinLockAcquire(&sl->mutex);
 			failed = sl->flush_failed;
 			SpinLockRelease(&sl->mutex);
-			if (failed > 0)
+			if (OidIsValid(relid))
+				warn_table_failed(relid, retries_before);
+			else if (failed > 0)
 				ereport(WARNING,
 						(errmsg("%d write-behind tables could not be drained; they are retried", failed),
 						 errhint("See last_error in redis_sync.stats and the server log.")));
