@@ -164,3 +164,26 @@ SELECT redis_sync.unsync('a1j', purge => true);
 SELECT redis_sync.unsync('a1s', purge => true);
 SELECT redis_sync.unsync('a1g', purge => true);
 DROP TABLE a1, a1b, a1c, a1j, a1s, a1g;
+
+-- a delete that finds its key without a version removes it, as it would
+-- anyway, and is not counted as dropped (no eviction happened): a row's
+-- DELETE (this script) and a dropped write-behind table's purge of the keys
+-- it never versioned (the general script), which counted every one of them
+CREATE TABLE a1d (id int PRIMARY KEY, v int);
+SELECT redis_sync.write_through('a1d', key_prefix => 'a1d:');
+INSERT INTO a1d VALUES (1, 1);
+SELECT pg_temp.counter(:'ekey', 'dropped') AS d0 \gset
+SELECT redis_sync.command('DEL', redis_sync.version_key('a1d:1'));
+DELETE FROM a1d WHERE id = 1;
+SELECT redis_sync.command('EXISTS', 'a1d:1') AS key_exists,
+       pg_temp.ver('a1d:1') IS NOT NULL AS fenced,
+       pg_temp.counter(:'ekey', 'dropped') - :d0 AS dropped;
+CREATE TABLE a1w (id int PRIMARY KEY, n int);
+SELECT redis_sync.write_behind('a1w', key_prefix => 'a1w:', flush_interval => '1 h');
+SELECT count(redis_sync.command('HSET', 'a1w:' || g, 'n', g::text)) FROM generate_series(1, 1500) g;
+DROP TABLE a1w;
+SELECT redis_sync.flush();
+SELECT redis_sync.command('EXISTS', 'a1w:1', 'a1w:1500') AS keys_left,
+       pg_temp.counter(:'ekey', 'dropped') - :d0 AS dropped;
+SELECT redis_sync.unsync('a1d', purge => true);
+DROP TABLE a1d;

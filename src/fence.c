@@ -32,7 +32,10 @@
  * Redis's evicted_keys counter (INFO stats) in a hash beside the in-flight
  * markers, and when it moved, records the floor there: from then on a write
  * older than the floor does not create a key missing with its version.
- * Both are counted in that hash (fields dropped, skipped).  A pre-commit
+ * Both are counted in that hash (fields dropped, skipped); a delete that
+ * finds its key without a version removes it as it would anyway and is not
+ * counted (a purge's of keys only the application or a write-behind table
+ * wrote, which have no version).  A pre-commit
  * delete (its call records an in-flight marker) of a key missing with its
  * version skips the watch: it creates no data, only the tombstone, and its
  * version is the key's newest (the row is locked), so INFO is not worth
@@ -182,11 +185,14 @@
 "        -- the version was evicted (or lost) but the key was kept: it may hold\n" \
 "        -- a newer value than this write.  Missing is never stale: drop the\n" \
 "        -- key, and fence it at the pusher's current WAL position, which no\n" \
-"        -- write still in flight from before can pass.\n" \
+"        -- write still in flight from before can pass.  A delete wanted the\n" \
+"        -- key gone anyway (a purge's of a key only the application or a\n" \
+"        -- write-behind table wrote, which never had a version): applied,\n" \
+"        -- not counted as dropped.\n" \
 "        call('UNLINK', key)\n" \
 "        if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
 "        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
-"        evicted = evicted + 1\n" \
+"        if op == 'D' then applied = applied + 1 else evicted = evicted + 1 end\n" \
 "        go = false\n" \
 "      elseif fresh and op == 'D' then\n" \
 "        -- a pre-commit delete of a key missing with its version creates no\n" \
@@ -320,6 +326,7 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
 "      -- the version was evicted (or lost) but the key was kept: see the apply script\n" \
 "      call('UNLINK', key)\n" \
 "      if tomb ~= '0' then call('SET', vkey, floor, 'PX', tomb) else call('SET', vkey, floor) end\n" \
+"      if kind == 'D' then return 1 end\n" \
 "      call('HINCRBY', ekey, 'dropped', 1)\n" \
 "      return 2\n" \
 "    end\n" \
