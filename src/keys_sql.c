@@ -95,6 +95,107 @@ delete_keys(List *keys)
 }
 
 /*
+ * The keys of cfg's table among keys (each starting with its prefix): the
+ * (key, key values) pairs a row could have, and the rest (no row can have
+ * them) in *junk.
+ */
+static List *
+keys_to_rows(SyncConfig *cfg, char **keys, int n, List **junk)
+{
+	List	   *pairs = NIL;
+	size_t		plen = strlen(cfg->prefix);
+
+	*junk = NIL;
+	for (int i = 0; i < n; i++)
+	{
+		char	  **kv;
+		List	   *vals = NIL;
+
+		if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
+			continue;
+		kv = rs_key_split(keys[i] + plen, cfg->nkeys);
+		if (kv == NULL || !canonical_key_values(cfg, kv))
+		{
+			/* no row can have this key */
+			*junk = lappend(*junk, keys[i]);
+			continue;
+		}
+		for (int k = 0; k < cfg->nkeys; k++)
+			vals = lappend(vals, kv[k]);
+		pairs = lappend(pairs, list_make2(keys[i], vals));
+	}
+	return pairs;
+}
+
+/* whether relid is also write-behind over the same hashes (one prefix) */
+static bool
+shares_hashes_with_write_behind(SyncConfig *cfg)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+	bool		shared;
+
+	args[0] = ObjectIdGetDatum(cfg->relid);
+	args[1] = CStringGetTextDatum(cfg->prefix);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT 1 FROM redis_sync.tables "
+							  " WHERE relid OPERATOR(pg_catalog.=) $1 "
+							  "   AND policy OPERATOR(pg_catalog.=) 'write_behind' "
+							  "   AND key_prefix OPERATOR(pg_catalog.=) $2",
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	shared = SPI_processed > 0;
+	SPI_finish();
+	return shared;
+}
+
+/*
+ * After Redis restarted (the worker saw a new run_id): push again, from its
+ * row, every key Redis has under the prefix of a write-through or
+ * invalidate table, and delete those whose row is gone.  A Redis that
+ * restarted from persistence may hold older values than the table: an RDB
+ * snapshot (Redis's default) or an AOF written every second brings back the
+ * dataset of some moment before the restart, with the versions of that
+ * moment, which the fence cannot tell from current ones; so can a failover
+ * to a replica that lagged.  The rows are read as rs_push_named()'s
+ * "settled" way reads them (the version first, then the table's writers
+ * waited for, no row locks), so a write committed meanwhile wins.  Keys no
+ * row can have are left alone (resync() removes them), and so are the keys
+ * of a table that is also write-behind over the same hashes: a key without
+ * a row there can hold a write-behind insert not yet drained.  Returns the
+ * keys pushed or deleted, -1 when the table was skipped.
+ */
+int64
+rs_refresh_cached_keys(Oid relid)
+{
+	SyncConfig *cfg = rs_config_get(relid);
+	List	   *keys;
+	char	  **arr;
+	List	   *pairs;
+	List	   *junk;
+	ListCell   *lc;
+	int			n = 0;
+
+	if (!cfg->synced ||
+		(cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
+		return -1;
+	if (shares_hashes_with_write_behind(cfg) ||
+		check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
+		return -1;
+	keys = rs_scan_prefix(cfg->prefix);
+	if (keys == NIL)
+		return 0;
+	arr = palloc(sizeof(char *) * list_length(keys));
+	foreach(lc, keys)
+		arr[n++] = lfirst(lc);
+	pairs = keys_to_rows(cfg, arr, n, &junk);
+	if (pairs == NIL)
+		return 0;
+	return rs_push_current_settled(relid, pairs, 1000);
+}
+
+/*
  * _push_keys(tbl regclass, keys text[]) RETURNS bigint: push the current
  * state of the rows behind the given Redis keys of a write-through table
  * (a key without a row is deleted), fenced.
@@ -106,9 +207,8 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 	int			n;
 	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(1), &n);
 	SyncConfig *cfg = rs_config_get(relid);
-	List	   *pairs = NIL;
-	List	   *junk = NIL;
-	size_t		plen;
+	List	   *pairs;
+	List	   *junk;
 
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		ereport(ERROR,
@@ -131,25 +231,8 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 						get_rel_name(relid)),
 				 errdetail("Repairs read and lock the rows as the owner (FORCE ROW LEVEL SECURITY); the keys of rows the policies hide from it would be deleted."),
 				 errhint("Use warm() to fill missing keys, or repair while the table has NO FORCE ROW LEVEL SECURITY.")));
-	plen = strlen(cfg->prefix);
-	for (int i = 0; i < n; i++)
-	{
-		char	  **kv;
-		List	   *vals = NIL;
-
-		if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
-			continue;
-		kv = rs_key_split(keys[i] + plen, cfg->nkeys);
-		if (kv == NULL || !canonical_key_values(cfg, kv))
-		{
-			/* no row can have this key: delete it */
-			junk = lappend(junk, keys[i]);
-			continue;
-		}
-		for (int k = 0; k < cfg->nkeys; k++)
-			vals = lappend(vals, kv[k]);
-		pairs = lappend(pairs, list_make2(keys[i], vals));
-	}
+	/* a key no row can have is deleted */
+	pairs = keys_to_rows(cfg, keys, n, &junk);
 	if (junk != NIL)
 		delete_keys(junk);
 	if (pairs == NIL)

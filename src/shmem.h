@@ -77,6 +77,8 @@ typedef struct RsDbSlot
 								 * before (outbox coalescing, worker.c) */
 	TimestampTz worker_started_at;
 	char		run_id[48];
+	bool		restart_pending;	/* Redis restarted: claims, re-warm and
+									 * re-seed still to do (worker.c) */
 	uint64		flush_requested;	/* flush() generations asked for */
 	uint64		flush_done;		/* generations the worker completed */
 	int64		flush_applied;	/* rows applied by the last forced round */
@@ -187,5 +189,7 @@ extern bool rs_worker_pause_check(void);
 
 /* Redis identity seen by the worker (run_id), for restart detection */
 extern bool rs_redis_run_id_changed(const char *run_id, char *previous, size_t len);
+extern bool rs_redis_restart_pending(void);
+extern void rs_redis_restart_done(void);
 
 #endif							/* RS_SHMEM_H */

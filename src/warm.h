@@ -28,6 +28,8 @@
  * pushed.  Write-through and invalidate tables (get()'s populate).
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
+extern int64 rs_push_current_settled(Oid relid, List *keys, int batch_size);
+extern int64 rs_refresh_cached_keys(Oid relid);
 
 /*
  * What the cache holds for a table: cfg itself, or for an invalidate table

@@ -317,7 +317,7 @@ rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 }
 
 static int64
-push_current(Oid relid, List *keys, int batch_size)
+push_current(Oid relid, List *keys, int batch_size, bool locked)
 {
 	int64		n;
 
@@ -327,7 +327,7 @@ push_current(Oid relid, List *keys, int batch_size)
 
 		return rs_fill_table(relid, batch_size, &written);
 	}
-	n = rs_push_named(relid, keys, batch_size, true);
+	n = rs_push_named(relid, keys, batch_size, locked);
 	rs_stats_add(relid, RS_C_WARMED, n);
 	return n;
 }
@@ -337,8 +337,8 @@ push_current(Oid relid, List *keys, int batch_size)
  * as the table owner, restricted, with a fixed search_path (as_owner.c),
  * whoever asked (get(), warm(), resync(), the worker's repairs).
  */
-int64
-rs_push_current(Oid relid, List *keys, int batch_size)
+static int64
+push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked)
 {
 	RsAsOwner	ao;
 	volatile int64 n = 0;
@@ -346,7 +346,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 	rs_as_owner_enter(&ao, rs_rel_owner(relid));
 	PG_TRY();
 	{
-		n = push_current(relid, keys, batch_size);
+		n = push_current(relid, keys, batch_size, locked);
 	}
 	PG_FINALLY();
 	{
@@ -354,6 +354,23 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 	}
 	PG_END_TRY();
 	return n;
+}
+
+int64
+rs_push_current(Oid relid, List *keys, int batch_size)
+{
+	return push_current_as_owner(relid, keys, batch_size, true);
+}
+
+/*
+ * The same for keys whose rows are pushed the "settled" way (rs_push_named
+ * with locked = false): no row locks; the worker's refresh of the keys a
+ * restarted Redis brought back (rs_refresh_cached_keys).
+ */
+int64
+rs_push_current_settled(Oid relid, List *keys, int batch_size)
+{
+	return push_current_as_owner(relid, keys, batch_size, false);
 }
 
 int64

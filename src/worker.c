@@ -18,12 +18,15 @@
  *
  *	1. check_extension: at most once a second, is the extension still in the
  *	   database?  If not the worker exits (unless CREATE EXTENSION raced).
- *	2. probe_step: INFO server at most once a second or while the circuit is
- *	   open; a success closes the circuit breaker.  After the first success
- *	   and after Redis restarted (a changed run_id), the key prefix claims
- *	   are recorded again (claim.c); after a restart, with
- *	   redis_sync.rewarm_on_restart, every write-through table is re-warmed
- *	   and every write-behind key re-seeded (wb_counters.c).
+ *	2. probe_step: INFO server and persistence at most once a second or
+ *	   while the circuit is open (a Redis still loading its dataset counts
+ *	   as unreachable); a success closes the circuit breaker.  After the
+ *	   first success and after Redis restarted (a changed run_id), the key
+ *	   prefix claims are recorded again (claim.c); after a restart, with
+ *	   redis_sync.rewarm_on_restart, the keys Redis brought back are pushed
+ *	   again from their rows, every write-through table is re-warmed and
+ *	   every write-behind key re-seeded (wb_counters.c); that work stays
+ *	   pending in shared memory until it succeeds (restart_step).
  *	3. deliver_all: the outbox, batch by batch (rs_outbox_deliver_loop in
  *	   outbox.c), each batch one round trip and one transaction;
  *	4. marker_sweep_round: the in-flight markers, every
@@ -89,7 +92,9 @@ static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
 static bool claims_recorded = false;	/* this worker recorded its tables'
 										 * claims */
-static bool redis_restarted = false;	/* probe() saw a new run_id */
+static bool redis_loading = false;	/* probe() saw Redis loading (logged) */
+static TimestampTz restart_retry_at = 0;	/* after a failed restart step */
+static int	restart_backoff_ms = 0;
 static TimestampTz last_sweep = 0;
 static TimestampTz delivery_started = 0;	/* the last round's delivery */
 static uint64 changes_at_delivery = 0;	/* waker_changes then */
@@ -129,55 +134,69 @@ extension_ready(void)
 	return OidIsValid(get_extension_oid("redis_sync", true));
 }
 
-/* INFO server: -1 when Redis cannot be reached, 1 when it restarted, else 0 */
-static int
+/*
+ * INFO server and persistence: false when Redis cannot be reached or is
+ * still loading its dataset (it answers INFO then, and refuses most other
+ * commands with LOADING: the claims, re-warm and re-seed after a restart
+ * would all fail, tests/t/213); a new run_id marks the restart's work as
+ * pending (rs_redis_run_id_changed).
+ */
+static bool
 probe(void)
 {
 	RedisPipeline *p = redis_pipeline_create();
-	const char *argv[2] = {"INFO", "server"};
+	const char *argv_server[2] = {"INFO", "server"};
+	const char *argv_persistence[2] = {"INFO", "persistence"};
 	RedisFailure f;
-	int			result = 0;
+	RedisValue *v;
+	char	   *rid;
 
 	redis_pipeline_bypass_circuit(p);
-	redis_pipeline_append(p, 2, argv, NULL);
+	redis_pipeline_append(p, 2, argv_server, NULL);
+	redis_pipeline_append(p, 2, argv_persistence, NULL);
 	if (!redis_pipeline_try_exec(p, &f))
 	{
 		ereport(LOG,
 				(errmsg("redis_sync worker: %s", f.message),
 				 f.detail ? errdetail("%s", f.detail) : 0));
 		redis_pipeline_free(p);
-		return -1;
+		return false;
 	}
+	v = redis_pipeline_reply(p, 1);
+	if (v->type == RV_STRING && strstr(v->str, "\nloading:1") != NULL)
 	{
-		RedisValue *v = redis_pipeline_reply(p, 0);
-		char	   *rid = v->type == RV_STRING ? strstr(v->str, "run_id:") : NULL;
+		if (!redis_loading)
+			ereport(LOG,
+					(errmsg("redis_sync worker: Redis at %s is loading its dataset; waiting for it",
+							redis_server_display())));
+		redis_loading = true;
+		redis_pipeline_free(p);
+		return false;
+	}
+	redis_loading = false;
+	v = redis_pipeline_reply(p, 0);
+	rid = v->type == RV_STRING ? strstr(v->str, "run_id:") : NULL;
+	if (rid)
+	{
+		char		run_id[48];
+		char		previous[48];
+		int			n = 0;
 
-		if (rid)
-		{
-			char		run_id[48];
-			char		previous[48];
-			int			n = 0;
-
-			rid += 7;
-			while (rid[n] && rid[n] != '\r' && rid[n] != '\n' && n < 47)
-				n++;
-			memcpy(run_id, rid, n);
-			run_id[n] = '\0';
-			if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
-			{
-				redis_restarted = true;
-				ereport(LOG,
-						(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
-								redis_server_display(), run_id, previous),
-						 rs_rewarm_on_restart ?
-						 errdetail("Re-warming every write-through table.") :
-						 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.warm() to repopulate the cache.")));
-				result = rs_rewarm_on_restart ? 1 : 0;
-			}
-		}
+		rid += 7;
+		while (rid[n] && rid[n] != '\r' && rid[n] != '\n' && n < 47)
+			n++;
+		memcpy(run_id, rid, n);
+		run_id[n] = '\0';
+		if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
+			ereport(LOG,
+					(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
+							redis_server_display(), run_id, previous),
+					 rs_rewarm_on_restart ?
+					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
+					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
 	}
 	redis_pipeline_free(p);
-	return result;
+	return true;
 }
 
 /*
@@ -197,17 +216,25 @@ reclaim_all(void)
 	rs_xact_commit(round_cxt);
 }
 
-/* re-warm every write-through table of this database */
+/*
+ * After a Redis restart, for every write-through and invalidate table of
+ * this database: push again the keys Redis brought back
+ * (rs_refresh_cached_keys: they may be older than the table), then fill the
+ * missing ones (write-through).  One transaction per table and step.
+ */
 static void
 rewarm_all(void)
 {
 	List	   *rels = NIL;
+	List	   *policies = NIL;
 	ListCell   *lc;
+	ListCell   *pc;
 
 	rs_xact_begin(NULL);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute("SELECT relid::oid FROM redis_sync.tables WHERE policy = 'write_through' ORDER BY 1",
+	if (SPI_execute("SELECT relid::oid, policy = 'write_through' FROM redis_sync.tables "
+					" WHERE policy IN ('write_through', 'invalidate') ORDER BY 1",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -217,23 +244,90 @@ rewarm_all(void)
 
 		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 																SPI_tuptable->tupdesc, 1, &isnull)));
+		policies = lappend_int(policies, DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 2, &isnull)));
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
 	rs_xact_commit(round_cxt);
 
-	foreach(lc, rels)
+	forboth(lc, rels, pc, policies)
 	{
+		Oid			relid = lfirst_oid(lc);
 		int64		n;
 
+		rs_xact_begin("redis_sync: refreshing cached keys after a Redis restart");
+		n = rs_refresh_cached_keys(relid);
+		rs_stats_flush();
+		rs_xact_commit(round_cxt);
+		if (n < 0)
+			ereport(LOG,
+					(errmsg("redis_sync worker: the cached keys of table %u were not refreshed after the Redis restart",
+							relid),
+					 errdetail("The table is also write-behind over the same hashes, or row-level security applies to its owner."),
+					 errhint("Keys brought back from Redis persistence can be older than the table: check them with redis_sync.verify().")));
+		else if (n > 0)
+			ereport(LOG,
+					(errmsg("redis_sync worker: refreshed %lld cached keys of table %u after the Redis restart",
+							(long long) n, relid)));
+		if (!lfirst_int(pc))
+			continue;
 		rs_xact_begin("redis_sync: re-warming after a Redis restart");
-		n = rs_push_current(lfirst_oid(lc), NIL, 10000);
+		n = rs_push_current(relid, NIL, 10000);
 		rs_stats_flush();
 		rs_xact_commit(round_cxt);
 		ereport(LOG,
 				(errmsg("redis_sync worker: re-warmed %lld keys of table %u",
-						(long long) n, lfirst_oid(lc))));
+						(long long) n, relid)));
 	}
+}
+
+/*
+ * The work after a Redis restart (pending in shared memory until done):
+ * the key prefix claims again, then (redis_sync.rewarm_on_restart) the
+ * refresh and re-warm of write-through tables and the re-seeding of
+ * write-behind keys.  A failure (a table's writers still open, Redis
+ * refusing) is logged and the whole is retried with backoff (up to a
+ * minute), without holding up the outbox and the drains meanwhile.
+ */
+static void
+restart_step(TimestampTz now)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (restart_retry_at != 0 && now < restart_retry_at)
+		return;
+	PG_TRY();
+	{
+		reclaim_all();
+		claims_recorded = true;
+		if (rs_rewarm_on_restart)
+		{
+			rewarm_all();
+			rs_drain_reseed_all();
+		}
+		rs_redis_restart_done();
+		restart_retry_at = 0;
+		restart_backoff_ms = 0;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		restart_backoff_ms = restart_backoff_ms == 0 ? 1000 : Min(restart_backoff_ms * 2, 60000);
+		restart_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), restart_backoff_ms);
+		ereport(LOG,
+				(errmsg("redis_sync worker: the work after the Redis restart failed, retrying in %d ms: %s",
+						restart_backoff_ms, edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 /* an entry Redis refused stays queued with its error: say so in the log */
@@ -378,21 +472,18 @@ check_extension(TimestampTz now)
 
 /*
  * Probe Redis at most once a second, and always while the circuit is open;
- * after the first success and after a Redis restart record the key prefix
- * claims again, and after a restart re-warm and re-seed.  False when Redis
- * cannot be reached.
+ * after the first success record the key prefix claims, and after a Redis
+ * restart do the restart's work (restart_step).  False when Redis cannot be
+ * reached or is loading.
  */
 static bool
 probe_step(TimestampTz now)
 {
-	int			r;
-
 	if (last_probe != 0 && !rs_circuit_is_open() &&
 		!TimestampDifferenceExceeds(last_probe, now, 1000))
 		return true;
-	r = probe();
 	last_probe = now;
-	if (r < 0)
+	if (!probe())
 		return false;
 
 	/*
@@ -400,16 +491,12 @@ probe_step(TimestampTz now)
 	 * fails)
 	 */
 	rs_stats_set_cluster(redis_cluster_state_json());
-	if (!claims_recorded || redis_restarted)
+	if (rs_redis_restart_pending())
+		restart_step(now);
+	else if (!claims_recorded)
 	{
-		redis_restarted = false;
 		reclaim_all();
 		claims_recorded = true;
-	}
-	if (r > 0)
-	{
-		rewarm_all();
-		rs_drain_reseed_all();
 	}
 	return true;
 }

@@ -337,8 +337,37 @@ rs_redis_run_id_changed(const char *run_id, char *previous, size_t len)
 	strlcpy(previous, sl->run_id, len);
 	changed = sl->run_id[0] != '\0' && strcmp(sl->run_id, run_id) != 0;
 	strlcpy(sl->run_id, run_id, sizeof(sl->run_id));
+	if (changed)
+		sl->restart_pending = true;
 	SpinLockRelease(&sl->mutex);
 	return changed;
+}
+
+/*
+ * Whether the work after a Redis restart is still to do.  In shared memory,
+ * beside the run_id it follows: a worker that dies before it is done (or
+ * fails) leaves it to the next, which would not see the run_id change again.
+ */
+bool
+rs_redis_restart_pending(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+	bool		pending;
+
+	SpinLockAcquire(&sl->mutex);
+	pending = sl->restart_pending;
+	SpinLockRelease(&sl->mutex);
+	return pending;
+}
+
+void
+rs_redis_restart_done(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+
+	SpinLockAcquire(&sl->mutex);
+	sl->restart_pending = false;
+	SpinLockRelease(&sl->mutex);
 }
 
 static void

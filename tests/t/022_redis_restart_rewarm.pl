@@ -98,8 +98,8 @@ ok( $node->poll_query_until('postgres',
 is(count_keys('t:*'), 0, 'rewarm_on_restart = off: cache stays empty');
 $log = substr(slurp_file($node->logfile), $log_offset);
 like($log, qr/restarted \(run_id \Q$rid2\E, was \Q$rid1\E\)/, 'restart logged');
-like($log, qr/rewarm_on_restart is off; run redis_sync.warm\(\)/,
-	'log hints at redis_sync.warm()');
+like($log, qr/rewarm_on_restart is off; run redis_sync.resync\(\) to repair and redis_sync.warm\(\)/,
+	'log hints at redis_sync.resync() and warm()');
 unlike($log, qr/re-warmed \d+ keys/, 'no re-warm logged');
 
 my $nrows = $node->safe_psql('postgres', 'SELECT count(*) FROM t');
