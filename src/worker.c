@@ -138,7 +138,7 @@ extension_ready(void)
  * INFO server and persistence: false when Redis cannot be reached or is
  * still loading its dataset (it answers INFO then, and refuses most other
  * commands with LOADING: the claims, re-warm and re-seed after a restart
- * would all fail, tests/t/213); a new run_id marks the restart's work as
+ * would all fail, tests/t/216); a new run_id marks the restart's work as
  * pending (rs_redis_run_id_changed).
  */
 static bool
