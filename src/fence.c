@@ -886,8 +886,12 @@ rs_scan_prefix(const char *prefix)
 	List	   *keys = NIL;
 	char	   *pattern = glob_escape(prefix);
 
-	/* on a cluster, every master's keys (SCAN is per node) */
-	int			nmasters = redis_cluster_nmasters();
+	/*
+	 * on a cluster, every master's keys (SCAN is per node), of a map loaded
+	 * now: a master added since this session's last reload is not known
+	 * otherwise (no command of a purge is redirected to it)
+	 */
+	int			nmasters = redis_cluster_nmasters_fresh();
 
 	for (int m = 0; m < nmasters; m++)
 		for (int t = 0; t < lengthof(types); t++)

@@ -291,6 +291,28 @@ redis_cluster_nmasters(void)
 	return Max(n, 1);
 }
 
+/*
+ * The number of masters, from a slot map reloaded now: for the callers that
+ * visit every master (a SCAN of a prefix), which no redirection would tell
+ * of a master added since this session loaded its map (a scale-out: add-node
+ * and a reshard to it) -- a map kept from before would leave that master's
+ * keys out.
+ */
+int
+redis_cluster_nmasters_fresh(void)
+{
+	RedisFailure f;
+	int		   *idx;
+	int			n;
+
+	if (!redis_cluster_mode())
+		return 1;
+	if (!refresh_map(&f))
+		redis_client_report(ERROR, &f);
+	n = rs_cluster_masters(&idx);
+	return Max(n, 1);
+}
+
 /* back off before retrying commands the cluster could not run yet */
 static void
 cluster_backoff(int attempt)
