@@ -188,6 +188,7 @@ static int64
 touch_push(const char **argv, int na, const char *member, const char *op)
 {
 	RedisPipeline *p = redis_pipeline_create();
+	RedisFailure failure = {0};
 	int64		result;
 
 	if (redis_cluster_mode())
@@ -207,8 +208,25 @@ touch_push(const char **argv, int na, const char *member, const char *op)
 		redis_pipeline_free(p);
 		p = redis_pipeline_create();
 		redis_pipeline_append(p, 3, sargv, NULL);
-		redis_pipeline_exec(p);
-		redis_check_reply(p, 0, "SADD");
+		if (!redis_pipeline_try_exec(p, &failure) ||
+			redis_pipeline_reply(p, 0)->type == RV_ERROR)
+		{
+			/*
+			 * The change is in Redis already and cannot be taken back (other
+			 * sessions may have changed the key since): say so, and how to
+			 * mark it, rather than let a retry apply it twice.
+			 */
+			RedisValue *v = failure.message ? NULL : redis_pipeline_reply(p, 0);
+
+			ereport(ERROR,
+					(errcode(failure.message ? failure.sqlstate : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("%s was applied to Redis key \"%s\", but the key could not be marked dirty",
+							strcmp(op, "incr") == 0 ? "hincrby()" : "hset()", argv[1]),
+					 errdetail("SADD %s %s failed: %s", sargv[1], member,
+							   failure.message ? failure.message : v->str),
+					 errhint("The change reaches the table only once the member is in the dirty set: run SADD %s %s (do not repeat the change).",
+							 sargv[1], member)));
+		}
 		redis_pipeline_free(p);
 		return result;
 	}
