@@ -832,14 +832,16 @@ publish_xact_callback(XactEvent event, void *arg)
 
 			/*
 			 * The purge's deletes left tombstones newer than the rows the
-			 * table keeps, and no repair writes those rows back: warn even
-			 * when the push's outcome is unknown (a cancel in its wait, a
-			 * timeout), which skips the repair below.
+			 * table keeps (versions beside the write-behind fields of a table
+			 * synced both ways, which warm() leaves alone), and no repair
+			 * writes those rows back: warn even when the push's outcome is
+			 * unknown (a cancel in its wait, a timeout), which skips the
+			 * repair below.
 			 */
 			if (purge_pushed)
 				ereport(WARNING,
 						(errmsg("a TRUNCATE or purge was sent to Redis but its transaction rolled back"),
-						 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache.")));
+						 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache; redis_sync.resync() for a table that is also write-behind under the same prefix.")));
 
 			/*
 			 * A push that timed out may still land; its in-flight marker
