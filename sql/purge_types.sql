@@ -1,6 +1,7 @@
 -- purge_types: TRUNCATE and purges remove a table's rows from Redis (hashes
 -- and strings under its prefix), never the dirty set that the same table's
--- write-behind policy keeps under that prefix (pending values would be lost)
+-- write-behind policy keeps under that prefix (pending values would be lost);
+-- nor, on a TRUNCATE, that policy's fields of the hashes (pt:1 keeps n)
 SELECT redis_sync.worker_pause();
 CREATE TABLE pt (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
 SELECT redis_sync.write_through('pt', key_prefix => 'pt:', columns => '{v}', warm => false);
@@ -24,6 +25,78 @@ SELECT dirty_set FROM redis_sync.tables WHERE relid = 'pt'::regclass AND policy 
 SELECT redis_sync.unsync('pt', purge => true);
 SELECT redis_sync.command('DEL', 'pt:dirty');
 DROP TABLE pt;
+
+-- one table, write-through for some columns and write-behind for others over
+-- one hash: TRUNCATE removes the write-through policy's fields only (HDEL,
+-- fenced by the purge's version), never the write-behind fields, the keys
+-- only the application wrote or the dirty set.  Sync, then async delivery.
+SELECT redis_sync.worker_pause();
+CREATE TABLE pm (id int PRIMARY KEY, name text, price numeric, views bigint NOT NULL DEFAULT 0);
+SELECT redis_sync.write_through('pm', key_prefix => 'pm:', columns => '{id,name,price}', warm => false);
+SELECT redis_sync.write_behind('pm', key_prefix => 'pm:', columns => '{views}', flush_interval => '1 h');
+INSERT INTO pm VALUES (1, 'one', 1.5), (2, 'two', 2.5), (3, 'three', 3.5);
+SELECT redis_sync.command('GET', redis_sync.version_key('pm:1')) AS v1,
+       redis_sync.command('GET', redis_sync.version_key('pm:2')) AS v2 \gset
+-- write-behind fields not drained yet, and a key only the application wrote
+SELECT redis_sync.command('HINCRBY', 'pm:1', 'views', '7'), redis_sync.command('SADD', 'pm:dirty', '1');
+SELECT redis_sync.command('HSET', 'pm:9', 'views', '4', 'note', 'app'), redis_sync.command('SADD', 'pm:dirty', '9');
+TRUNCATE pm;
+SELECT k, redis_sync.command('HGETALL', k) AS hash,
+       redis_sync.command('GET', redis_sync.version_key(k)) > :'v2' AS fenced
+  FROM unnest('{pm:1,pm:2,pm:3,pm:9}'::text[]) k ORDER BY k;
+SELECT redis_sync.command('SISMEMBER', 'pm:dirty', '1') AS dirty1, redis_sync.command('SISMEMBER', 'pm:dirty', '9') AS dirty9;
+-- an older write of a truncated row, delivered late, brings no write-through
+-- field back: neither over the kept write-behind fields nor on a key now gone
+INSERT INTO redis_sync.outbox (relid, redis_key, op, payload, version)
+  VALUES ('pm'::regclass, 'pm:1', 'H', '{"id": "1", "name": "one", "price": "1.5"}', :'v1'),
+         ('pm'::regclass, 'pm:2', 'H', '{"id": "2", "name": "two", "price": "2.5"}', :'v2');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGETALL', 'pm:1') AS pm1, redis_sync.command('EXISTS', 'pm:2') AS pm2;
+-- the drain re-inserts the dirty truncated rows, as for a write-behind table,
+-- without a dead letter; later writes are pushed over the kept fields
+SELECT redis_sync.worker_resume();
+SELECT redis_sync.flush('pm');
+SELECT * FROM pm ORDER BY id;
+SELECT count(*) AS dead_letters FROM redis_sync.dead_letters WHERE relid = 'pm'::regclass;
+UPDATE pm SET name = 'back' WHERE id = 1;
+INSERT INTO pm VALUES (2, 'new', 2);
+SELECT redis_sync.command('HGETALL', 'pm:1') AS pm1, redis_sync.command('HGETALL', 'pm:2') AS pm2;
+-- async: the purge waits in the outbox; fields the application writes after
+-- the TRUNCATE committed survive its delivery, and an older change of the
+-- batch is delivered as the purge's field delete
+SELECT redis_sync.worker_pause();
+SELECT redis_sync.write_through('pm', key_prefix => 'pm:', columns => '{id,name,price}', warm => false,
+                                delivery => 'async');
+UPDATE pm SET price = 9 WHERE id = 1;
+SELECT redis_sync.command('GET', redis_sync.version_key('pm:1')) AS v1 \gset
+TRUNCATE pm;
+SELECT redis_key, op, payload FROM redis_sync.outbox WHERE relid = 'pm'::regclass ORDER BY id;
+SELECT redis_sync.command('HINCRBY', 'pm:2', 'views', '3'), redis_sync.command('SADD', 'pm:dirty', '2');
+SELECT redis_sync.deliver_outbox();
+SELECT k, redis_sync.command('HGETALL', k) AS hash FROM unnest('{pm:1,pm:2,pm:9}'::text[]) k ORDER BY k;
+INSERT INTO redis_sync.outbox (relid, redis_key, op, payload, version)
+  VALUES ('pm'::regclass, 'pm:1', 'H', '{"id": "1", "name": "back", "price": "9"}', :'v1');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('HGETALL', 'pm:1') AS pm1;
+-- a purge whose payload is not an object of null fields is never sent: it
+-- stays queued with its error
+INSERT INTO redis_sync.outbox (relid, redis_key, op, payload, version)
+  VALUES ('pm'::regclass, 'pm:', 'T', '{"name": "x"}', '000000000000000000000001'),
+         ('pm'::regclass, 'pm:', 'T', '["name"]', '000000000000000000000001');
+SELECT redis_sync.deliver_outbox();
+SELECT op, payload, attempts, last_error FROM redis_sync.outbox WHERE relid = 'pm'::regclass ORDER BY id;
+DELETE FROM redis_sync.outbox WHERE relid = 'pm'::regclass;
+SELECT redis_sync.command('HGETALL', 'pm:2') AS pm2;
+SELECT redis_sync.worker_resume();
+SELECT redis_sync.flush('pm');
+SELECT * FROM pm ORDER BY id;
+SELECT count(*) AS dead_letters FROM redis_sync.dead_letters WHERE relid = 'pm'::regclass;
+-- unsync(purge => true) ends both policies: every key goes, as for a
+-- write-behind table
+SELECT redis_sync.unsync('pm', purge => true);
+SELECT k, redis_sync.command('EXISTS', k) AS exists FROM unnest('{pm:1,pm:2,pm:9}'::text[]) k ORDER BY k;
+SELECT redis_sync.command('DEL', 'pm:dirty');
+DROP TABLE pm;
 
 -- syncing again under a new prefix removes the keys under the old one
 CREATE TABLE pf (id int PRIMARY KEY, v text);

@@ -607,8 +607,12 @@ rs_capture_overflow_version(void)
 	return overflow_version;
 }
 
-void
-rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
+/*
+ * Queue a purge of prefix: of every key under it (fields_of NULL), or of the
+ * fields of fields_of's columns only (RS_OP_FIELDS).
+ */
+static void
+capture_purge(Oid relid, const char *prefix, bool strict, bool async, SyncConfig *fields_of)
 {
 	Change		tmp;
 	Change	   *c;
@@ -620,6 +624,7 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 	tmp.strict = strict;
 	tmp.async = async;
 	tmp.key = (char *) prefix;
+	tmp.cfg = fields_of;
 
 	/*
 	 * The command current now, at or after the TRUNCATE's (or the purge
@@ -641,6 +646,28 @@ rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
 	c = new_change();
 	*c = tmp;
 	c->key = MemoryContextStrdup(buffer_cxt, prefix);
+}
+
+void
+rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async)
+{
+	capture_purge(relid, prefix, strict, async, NULL);
+}
+
+/*
+ * A TRUNCATE removes what the table's write-through policy owns.  When its
+ * hashes hold the fields of the table's write-behind policy too (the same
+ * prefix, wb_shared), those are Redis's newer data, which a TRUNCATE of a
+ * write-behind table leaves alone: only the write-through fields go
+ * (HDEL, fenced with the purge's version, fence.c), and the write-behind
+ * fields, the keys only the application wrote and the dirty set stay for
+ * the drain.  The configuration is kept until transaction end (config.c).
+ */
+void
+rs_capture_truncate(SyncConfig *cfg)
+{
+	capture_purge(cfg->root_relid, cfg->prefix, cfg->strict, cfg->async,
+				  cfg->wb_shared ? cfg : NULL);
 }
 
 /*
@@ -710,7 +737,7 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 		{
 			cfg = rs_config_get(root);
 			if (cfg->synced)
-				rs_capture_purge(cfg->root_relid, cfg->prefix, cfg->strict, cfg->async);
+				rs_capture_truncate(cfg);
 			return PointerGetDatum(NULL);
 		}
 		ereport(ERROR,
@@ -737,7 +764,7 @@ redis_sync_capture(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
 	{
-		rs_capture_purge(cfg->root_relid, cfg->prefix, cfg->strict, cfg->async);
+		rs_capture_truncate(cfg);
 		return PointerGetDatum(NULL);
 	}
 	if (!TRIGGER_FIRED_FOR_ROW(ev))

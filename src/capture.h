@@ -45,6 +45,12 @@ extern void rs_capture_reset(void);
 
 /* queue removal of every key under prefix at commit */
 extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);
+
+/*
+ * The purge of a TRUNCATE of cfg's table: every key under its prefix, or
+ * only its fields of them when the hashes hold write-behind fields too
+ */
+extern void rs_capture_truncate(SyncConfig *cfg);
 extern const char *rs_capture_purge_buffered(const char *prefix);
 
 /* redis_sync.max_buffer_bytes, in kB */

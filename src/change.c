@@ -202,6 +202,21 @@ rs_change_before(const Change *c, RowImage *img)
 	return true;
 }
 
+void
+rs_change_purge_image(const Change *c, RowImage *img)
+{
+	Assert(c->kind == RS_CHANGE_PURGE);
+	memset(img, 0, sizeof(*img));
+	img->op = RS_OP_DELETE;
+	if (c->cfg == NULL)
+		return;
+	img->op = RS_OP_FIELDS;
+	img->nfields = c->cfg->ncols;
+	img->fields = palloc(sizeof(char *) * Max(c->cfg->ncols, 1));
+	for (int i = 0; i < c->cfg->ncols; i++)
+		img->fields[i] = c->cfg->cols[i].name;
+}
+
 bool
 rs_change_newer(const Change *a, const Change *b)
 {

@@ -42,7 +42,11 @@ typedef struct Change
 	int64		ttl_ms;
 	SyncConfig *cfg;			/* RS_CHANGE_ROW: the configuration the images
 								 * were encoded with (kept until transaction
-								 * end by config.c) */
+								 * end by config.c); RS_CHANGE_PURGE: NULL
+								 * (every key under the prefix goes), or the
+								 * write-through configuration whose fields
+								 * alone go (wb_shared: the hashes hold
+								 * write-behind fields too) */
 	char	   *key;			/* RS_CHANGE_ROW: the Redis key, followed in
 								 * the arena by the encoded images;
 								 * RS_CHANGE_PURGE: the prefix */
@@ -95,6 +99,12 @@ extern void rs_change_after(const Change *c, RowImage *img);
  * not kept because the transaction was too large (RS_EXACT_REPAIR_CHANGES).
  */
 extern bool rs_change_before(const Change *c, RowImage *img);
+
+/*
+ * What a purge (RS_CHANGE_PURGE) makes of each key under its prefix: a
+ * delete, or the delete of its configuration's fields (RS_OP_FIELDS).
+ */
+extern void rs_change_purge_image(const Change *c, RowImage *img);
 
 /* append the JSON array [relid, "key value", ...] naming the change's row */
 extern void rs_change_append_identity(StringInfo buf, const Change *c);

@@ -25,6 +25,10 @@
  * The load runs in the writer's session, whatever its search_path: the
  * query names every object, operator and cast with its schema.
  *
+ * A write-through table that is also write-behind under the same prefix,
+ * both in the hash format, shares its hashes with the write-behind fields
+ * (wb_shared): its TRUNCATE removes only its own fields (capture.c).
+ *
  * A synced column the configuration names but the table no longer has (the
  * DDL event trigger normally updates the configuration, see ddl.c) is
  * skipped with a WARNING rather than failing every write.
@@ -211,7 +215,12 @@ load_config(Oid relid, Oid root)
 	 */
 	ret = SPI_execute_with_args("SELECT t.policy, t.key_prefix, t.key_columns, t.columns, t.format, "
 								"       (pg_catalog.extract('epoch', t.ttl) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
-								"       t.consistency, t.delivery "
+								"       t.consistency, t.delivery, "
+								"       EXISTS (SELECT FROM redis_sync.tables w "
+								"                WHERE w.relid OPERATOR(pg_catalog.=) t.relid "
+								"                  AND w.policy OPERATOR(pg_catalog.=) 'write_behind' "
+								"                  AND w.key_prefix OPERATOR(pg_catalog.=) t.key_prefix "
+								"                  AND w.format OPERATOR(pg_catalog.=) 'hash') "
 								"  FROM redis_sync.tables t "
 								" WHERE t.relid OPERATOR(pg_catalog.=) $1 "
 								"   AND t.policy OPERATOR(pg_catalog.=) ANY ('{write_through,invalidate}'::pg_catalog.text[])",
@@ -238,6 +247,8 @@ load_config(Oid relid, Oid root)
 		cfg->ttl_ms = isnull ? 0 : DatumGetInt64(ttl);
 		cfg->strict = strcmp(TextDatumGetCString(SPI_getbinval(tup, td, 7, &isnull)), "strict") == 0;
 		cfg->async = strcmp(TextDatumGetCString(SPI_getbinval(tup, td, 8, &isnull)), "async") == 0;
+		cfg->wb_shared = cfg->policy == RS_POLICY_WRITE_THROUGH && cfg->format == RS_FORMAT_HASH &&
+			DatumGetBool(SPI_getbinval(tup, td, 9, &isnull));
 		if (cfg->format == RS_FORMAT_JSON)
 		{
 			TupleDesc	jd = CreateTemplateTupleDesc(cfg->ncols);

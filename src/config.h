@@ -43,6 +43,8 @@ typedef struct SyncConfig
 	int64		ttl_ms;			/* 0: no expiry */
 	bool		strict;
 	bool		async;
+	bool		wb_shared;		/* write-through hashes that hold the table's
+								 * write-behind fields too (the same prefix) */
 	TupleDesc	json_desc;		/* blessed descriptor of cols, for json */
 	bool		valid;
 } SyncConfig;

@@ -21,11 +21,14 @@
 #define RS_OP_HASH		'H'		/* HSET fields, HDEL the NULL ones */
 #define RS_OP_STRING	'S'		/* SET the string value */
 #define RS_OP_DELETE	'D'		/* DEL (leaving a tombstone version) */
+#define RS_OP_FIELDS	'F'		/* HDEL the fields, keep the rest of the hash
+								 * (a purge of the write-through fields of
+								 * hashes shared with write-behind) */
 
 typedef struct RowImage
 {
 	char		op;				/* RS_OP_* */
-	int			nfields;		/* RS_OP_HASH */
+	int			nfields;		/* RS_OP_HASH, RS_OP_FIELDS */
 	char	  **fields;
 	char	  **values;			/* NULL entry: field is absent (SQL NULL) */
 	char	   *str;			/* RS_OP_STRING */

@@ -41,6 +41,17 @@
  * version is the key's newest (the row is locked), so INFO is not worth
  * its ~10 us of Redis time (an invalidated key not cached, issue 18).
  *
+ * A TRUNCATE of a table that is write-through and write-behind over one
+ * hash per row (capture.c, rs_capture_truncate) deletes only the
+ * write-through fields of each key (op 'F'): fenced like a delete (a newer
+ * write keeps its fields), but without the drop of a key found without its
+ * version and without the eviction watch, which would delete the
+ * write-behind fields or keep the write-through ones (keys only the
+ * application wrote have no version; deleting fields never makes a key
+ * stale).  A hash that kept write-behind fields keeps the version beside it
+ * (with the hash's TTL), one the HDEL emptied gets a tombstone; a key of
+ * another type (a JSON row of an earlier configuration) is deleted whole.
+ *
  * Lua's unpack() is limited to a few thousand values, so MGET and MSET go
  * in slices of 1000.  Each key is applied with redis.pcall: a key Redis
  * refuses (say, a string where a hash is expected) is reported in the reply,
@@ -159,8 +170,8 @@
 "    -- per op: [version] [ttl] (unless common to the call), then the kind\n" \
 "    -- (unless every op is a hash of the cnf fields named in the header: then\n" \
 "    -- their cnf values follow): a count n (a hash, n field pairs follow),\n" \
-"    -- 'X' n nd (a hash: n pairs, nd fields to delete), 'S' value (a string)\n" \
-"    -- or 'D' (delete)\n" \
+"    -- 'X' n nd (a hash: n pairs, nd fields to delete), 'S' value (a string),\n" \
+"    -- 'F' nd (nd fields to delete, the rest of the hash kept) or 'D' (delete)\n" \
 "    local v, ttl, op, n, nd, start = cver, cttl, 'H', cnf, 0, 0\n" \
 "    if v == '' then v = ARGV[p]; p = p + 1 end\n" \
 "    if ttl == '' then ttl = ARGV[p]; p = p + 1 end\n" \
@@ -176,11 +187,20 @@
 "        start = p + 2; p = start + 2 * n + nd\n" \
 "      elseif op == 'S' then\n" \
 "        start = p; p = p + 1\n" \
+"      elseif op == 'F' then\n" \
+"        nd = tonumber(ARGV[p]); start = p + 1; p = start + nd\n" \
 "      end\n" \
 "    end\n" \
 "    local key = KEYS[2 + i]\n" \
 "    local go = true\n" \
-"    if not cur then\n" \
+"    if op == 'F' then\n" \
+"      -- the write-through fields of a hash shared with write-behind fields (a\n" \
+"      -- purge): it only deletes (missing is never stale), so neither the drop\n" \
+"      -- of a key without its version nor the eviction watch, which would\n" \
+"      -- delete or keep the write-behind fields with it; a newer write's\n" \
+"      -- fields stay\n" \
+"      if cur and cur > v then go = false end\n" \
+"    elseif not cur then\n" \
 "      if call('EXISTS', key) == 1 then\n" \
 "        -- the version was evicted (or lost) but the key was kept: it may hold\n" \
 "        -- a newer value than this write.  Missing is never stale: drop the\n" \
@@ -230,6 +250,13 @@
 "        end\n" \
 "      elseif op == 'S' then\n" \
 "        r = rpcall('SET', key, ARGV[start])\n" \
+"      elseif op == 'F' then\n" \
+"        -- a key of another type (a JSON row of an earlier configuration)\n" \
+"        -- holds no write-behind field: it goes whole\n" \
+"        local t = rpcall('TYPE', key)\n" \
+"        if t.err then r = t\n" \
+"        elseif t.ok ~= 'hash' then r = rpcall('UNLINK', key)\n" \
+"        elseif nd > 0 then r = rpcall('HDEL', key, unpack(ARGV, start, start + nd - 1)) end\n" \
 "      else\n" \
 "        r = rpcall('UNLINK', key)\n" \
 "      end\n" \
@@ -244,9 +271,17 @@
 "        result[nr + 1] = i - 1; result[nr + 2] = r.err; nr = nr + 2\n" \
 "      else\n" \
 "        applied = applied + 1\n" \
-"        if op == 'D' then\n" \
+"        -- a hash that kept write-behind fields lives on: its version with it\n" \
+"        -- (and its TTL, if it has one), not a tombstone that would expire\n" \
+"        -- before it; emptied by the HDEL, Redis removed it: a tombstone\n" \
+"        local left = op == 'F' and call('PTTL', key)\n" \
+"        if op == 'D' or left == -2 then\n" \
 "          if tomb > 0 then call('SET', KEYS[vb + i], v, 'PX', tomb)\n" \
 "          else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2 end\n" \
+"        elseif left and left > 0 then\n" \
+"          call('SET', KEYS[vb + i], v, 'PX', left)\n" \
+"        elseif left then\n" \
+"          mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = v; nm = nm + 2\n" \
 "        elseif ttl ~= '0' then\n" \
 "          call('PEXPIRE', key, ttl)\n" \
 "          call('SET', KEYS[vb + i], v, 'PX', ttl)\n" \
@@ -500,7 +535,8 @@ fence_common(FenceOp *ops, int nops)
  * unless every op is a hash of c->fields (then only the values; see the
  * script): the
  * number of field pairs of a hash without NULLs, 'X' with the counts of a
- * hash with NULLs (HDEL'd), 'S' and the value of a string, 'D' for a delete.
+ * hash with NULLs (HDEL'd), 'S' and the value of a string, 'F' with the
+ * count and names of the fields to delete, 'D' for a delete.
  */
 static void
 fence_op_args(ArgBuf *args, FenceOp *op, FenceCommon *c)
@@ -516,6 +552,14 @@ fence_op_args(ArgBuf *args, FenceOp *op, FenceCommon *c)
 	{
 		arg_add(args, "S", 1);
 		arg_str(args, img->str);
+		return;
+	}
+	if (img->op == RS_OP_FIELDS)
+	{
+		arg_add(args, "F", 1);
+		arg_int(args, img->nfields);
+		for (int f = 0; f < img->nfields; f++)
+			arg_str(args, img->fields[f]);
 		return;
 	}
 	if (img->op != RS_OP_HASH)
@@ -746,7 +790,7 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 {
 	if (redis_cluster_mode())
 		rs_fence_append_cluster(p, ops, nops, marker_field, marker_value, clears);
-	else if (nops == 1 && marker_field != NULL)
+	else if (nops == 1 && marker_field != NULL && ops[0].img->op != RS_OP_FIELDS)
 		fence_append_one(p, ops, marker_field, marker_value, clears);
 	else
 		rs_fence_append_call(p, false, ops, nops, rs_marker_key(), rs_evicted_key(),

@@ -90,6 +90,12 @@ queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm)
 	const char *vkey = rs_version_key_str(o->key, strlen(o->key));
 	char		ttl[24];
 
+	/*
+	 * A purge's field delete needs the script (whether the hash outlived it
+	 * decides its version's lifetime): pushes with purges never come here
+	 * (publish.c).
+	 */
+	Assert(img->op != RS_OP_FIELDS);
 	if (img->op == RS_OP_HASH)
 	{
 		int			n = 2;

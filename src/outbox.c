@@ -158,6 +158,30 @@ payload_to_image(char op, Jsonb *jb, RowImage *img)
 	return NULL;
 }
 
+/*
+ * A purge's payload into the image of what it makes of each key: NULL, a
+ * delete; an object of fields, each null, the delete of those fields only
+ * (RS_OP_FIELDS: the write-through fields of hashes that hold write-behind
+ * fields too).  NULL, or the error of a malformed payload.
+ */
+static const char *
+purge_payload_to_image(Jsonb *jb, RowImage *img)
+{
+	if (jb == NULL)
+	{
+		memset(img, 0, sizeof(*img));
+		img->op = RS_OP_DELETE;
+		return NULL;
+	}
+	if (payload_to_image(RS_OP_HASH, jb, img) != NULL)
+		return "malformed outbox payload: a purge's fields must be a JSON object";
+	for (int i = 0; i < img->nfields; i++)
+		if (img->values[i] != NULL)
+			return "malformed outbox payload: a purge's fields must be null";
+	img->op = RS_OP_FIELDS;
+	return NULL;
+}
+
 /* make a failure's strings live in cxt */
 static void
 copy_failure(RedisFailure *f, MemoryContext cxt)
@@ -260,6 +284,9 @@ fill_entry(Entry *e, const Datum *values, const bool *nulls, ItemPointer tid)
 	if (e->op != 'T')
 		e->bad = payload_to_image(e->op, nulls[RC_PAYLOAD] ? NULL : DatumGetJsonbP(values[RC_PAYLOAD]),
 								  &e->img);
+	else
+		e->bad = purge_payload_to_image(nulls[RC_PAYLOAD] ? NULL : DatumGetJsonbP(values[RC_PAYLOAD]),
+										&e->img);
 }
 
 /* room for n entries (in the caller's memory), zeroed */
@@ -791,10 +818,11 @@ purge_version(const char *version)
 
 /*
  * Step 3a: purges first (a fenced delete of every key under the prefix,
- * found by SCAN; the newest purge of a table's prefix only), then the
+ * found by SCAN, or of the write-through fields of each, RS_OP_FIELDS; the
+ * newest purge of a table's prefix only), then the
  * newest entry of every key.  A key's newest entry
- * older than a purge of its prefix in the batch goes as a delete with the
- * purge's version: the purge's SCAN does not see a key missing from Redis
+ * older than a purge of its prefix in the batch goes as the purge's delete
+ * with the purge's version: the purge's SCAN does not see a key missing from Redis
  * (evicted, never cached), so no tombstone keeps the older entry from
  * bringing the truncated row back.
  */
@@ -804,10 +832,8 @@ build_ops(Delivery *d, DeliveryOps *o)
 	int		   *purges = palloc(sizeof(int) * d->n);
 	char	  **purge_ver = palloc(sizeof(char *) * d->n);
 	int			npurges = 0;
-	RowImage   *del = palloc0(sizeof(RowImage));
 	HTAB	   *newest = NULL;
 
-	del->op = RS_OP_DELETE;
 	o->maxops = d->n + 1;
 	o->nops = 0;
 	o->ops = palloc(sizeof(FenceOp) * o->maxops);
@@ -819,7 +845,9 @@ build_ops(Delivery *d, DeliveryOps *o)
 	 * higher version, and the keys of a superset of the queued entries), so
 	 * the older ones send nothing.  Each purge costs a SCAN and a read of the
 	 * outbox (rs_purge_keys); a backlog of a table truncated again and again
-	 * paid them once per TRUNCATE.
+	 * paid them once per TRUNCATE.  A purge of the write-through fields only
+	 * does not stand for an older purge of whole keys (nor the other way):
+	 * they are told apart by their kind.
 	 */
 	for (int i = 0; i < d->n; i++)
 	{
@@ -828,11 +856,11 @@ build_ops(Delivery *d, DeliveryOps *o)
 		KeySlot    *slot;
 		bool		found;
 
-		if (e->op != 'T')
+		if (e->op != 'T' || e->bad)
 			continue;
 		if (newest == NULL)
 			newest = rs_string_hash_create("redis_sync outbox purges", 16, sizeof(KeySlot));
-		tag = psprintf("%u:%s", e->relid, e->key);
+		tag = psprintf("%u:%c:%s", e->relid, e->img.op, e->key);
 		slot = hash_search(newest, &tag, HASH_ENTER, &found);
 		if (!found || entry_older(&d->entries[slot->entry], e))
 		{
@@ -846,15 +874,15 @@ build_ops(Delivery *d, DeliveryOps *o)
 		ListCell   *lc;
 		char	   *tag;
 
-		if (e->op != 'T')
+		if (e->op != 'T' || e->bad)
 			continue;
-		tag = psprintf("%u:%s", e->relid, e->key);
+		tag = psprintf("%u:%c:%s", e->relid, e->img.op, e->key);
 		if (((KeySlot *) hash_search(newest, &tag, HASH_FIND, NULL))->entry != i)
 			continue;
 		purges[npurges] = i;
 		purge_ver[npurges] = purge_version(e->version);
 		foreach(lc, rs_purge_keys(e->relid, e->key, e->version, e->seq, e->id))
-			add_op(o, i, lfirst(lc), purge_ver[npurges], 0, del);
+			add_op(o, i, lfirst(lc), purge_ver[npurges], 0, &e->img);
 		npurges++;
 	}
 	for (int i = 0; i < d->n; i++)
@@ -878,7 +906,7 @@ build_ops(Delivery *d, DeliveryOps *o)
 				after = p;
 		}
 		if (after >= 0)
-			add_op(o, i, e->key, purge_ver[after], 0, del);
+			add_op(o, i, e->key, purge_ver[after], 0, &d->entries[purges[after]].img);
 		else
 			add_op(o, i, e->key, e->version, e->ttl_ms, &e->img);
 	}

@@ -173,7 +173,10 @@ image_to_jsonb(RowImage *img)
 
 /*
  * The outbox columns of a change: its Redis key, op ('T': a purge of the
- * prefix in key) and payload; false when the payload is NULL.
+ * prefix in key) and payload; false when the payload is NULL.  A purge's
+ * payload is NULL (every key under the prefix goes) or, for a purge of the
+ * write-through fields only (RS_OP_FIELDS), the object of those fields,
+ * each null: what a hash image of them, all NULL, would be.
  */
 static bool
 change_columns(Change *c, Datum *key, Datum *op, Datum *payload)
@@ -187,10 +190,17 @@ change_columns(Change *c, Datum *key, Datum *op, Datum *payload)
 	if (c->kind == RS_CHANGE_PURGE)
 	{
 		*op = CharGetDatum('T');
-		return false;
+		rs_change_purge_image(c, &after);
+		if (after.op != RS_OP_FIELDS)
+			return false;
+		after.op = RS_OP_HASH;
+		after.values = palloc0(sizeof(char *) * Max(after.nfields, 1));
 	}
-	rs_change_after(c, &after);
-	*op = CharGetDatum(after.op);
+	else
+	{
+		rs_change_after(c, &after);
+		*op = CharGetDatum(after.op);
+	}
 	if (after.op == RS_OP_DELETE)
 		return false;
 	if ((jb = image_to_jsonb(&after)) != NULL)

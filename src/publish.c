@@ -374,14 +374,14 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char 
 {
 	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nkeys, 1));
 	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nkeys, 1));
-	RowImage   *del = palloc0(sizeof(RowImage));
 	ListCell   *lc;
 	int			chunk = 0;
 	List	   *clears = rs_markers_to_clear();
 
-	del->op = RS_OP_DELETE;
-
-	/* purges first: they precede every surviving change of their table */
+	/*
+	 * purges first: they precede every surviving change of their table (a
+	 * delete of each key, or of the write-through fields only)
+	 */
 	foreach(lc, purges)
 	{
 		Change	   *c = lfirst(lc);
@@ -389,7 +389,10 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char 
 										  PG_INT64_MAX, PG_INT64_MAX);
 		ListCell   *kc;
 		FenceOp    *pops = palloc(sizeof(FenceOp) * Max(list_length(found), 1));
+		RowImage   *del = palloc(sizeof(RowImage));
 		int			np = 0;
+
+		rs_change_purge_image(c, del);
 
 		/*
 		 * From here on the deletes may reach Redis, whatever ends the push:
@@ -829,14 +832,16 @@ publish_xact_callback(XactEvent event, void *arg)
 
 			/*
 			 * The purge's deletes left tombstones newer than the rows the
-			 * table keeps, and no repair writes those rows back: warn even
-			 * when the push's outcome is unknown (a cancel in its wait, a
-			 * timeout), which skips the repair below.
+			 * table keeps (versions beside the write-behind fields of a table
+			 * synced both ways, which warm() leaves alone), and no repair
+			 * writes those rows back: warn even when the push's outcome is
+			 * unknown (a cancel in its wait, a timeout), which skips the
+			 * repair below.
 			 */
 			if (purge_pushed)
 				ereport(WARNING,
 						(errmsg("a TRUNCATE or purge was sent to Redis but its transaction rolled back"),
-						 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache.")));
+						 errhint("Run redis_sync.warm() on the affected tables to repopulate the cache; redis_sync.resync() for a table that is also write-behind under the same prefix.")));
 
 			/*
 			 * A push that timed out may still land; its in-flight marker

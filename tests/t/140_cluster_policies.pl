@@ -3,7 +3,9 @@
 #   - detection: cluster_nodes() lists 3 masters owning all 16384 slots; a
 #     database number other than 0 is refused with a clear error;
 #   - write-through sync (hash), async (outbox + worker), strict, string
-#     format; invalidate; UPDATE/DELETE; TRUNCATE purges on every master;
+#     format; invalidate; UPDATE/DELETE; TRUNCATE purges on every master
+#     (of a table also write-behind over the same hashes: only the
+#     write-through fields, sync and async);
 #   - get() read-through, warm(), verify() clean, resync() after damage;
 #   - write-behind with counters: HINCRBY + SADD from a cluster client,
 #     drained by the worker into the table, hincrby() from SQL;
@@ -138,6 +140,43 @@ $per = keys_per_master('wt:*');
 is(join(',', map { $per->{$_} } sort keys %$per), '0,0,0', 'TRUNCATE purged wt: on every master');
 sq("INSERT INTO wt SELECT g, 'again' || g, g FROM generate_series(1, 30) g");
 is(sq("SELECT count(*) FROM redis_sync.verify('wt')"), '0', 'verify clean after TRUNCATE + INSERT');
+
+# ---- TRUNCATE of a table write-through and write-behind over one hash: the
+# ---- write-through fields go on every master, the write-behind ones stay
+sq(q{
+CREATE TABLE mx (id int PRIMARY KEY, name text, views bigint NOT NULL DEFAULT 0);
+SELECT redis_sync.write_through('mx', key_prefix => 'mx:', columns => '{id,name}', warm => false);
+SELECT redis_sync.write_behind('mx', key_prefix => 'mx:', dirty_set => 'mx-dirty', columns => '{views}',
+                               flush_interval => '1 h');
+INSERT INTO mx SELECT g, 'n' || g FROM generate_series(1, 60) g;
+});
+# written by the application, not marked dirty: never drained
+$c->any_cli('HINCRBY', "mx:$_", 'views', $_) for 1 .. 60;
+$per = keys_per_master('mx:*');
+is(scalar(grep { $per->{$_} > 0 } keys %$per), 3, 'mixed table: keys on every master');
+# every key: its fields and its views
+sub mx_fields
+{
+	return join(' ', map {
+		my $k = "mx:$_";
+		"$_=" . join('/', sort split /\n/, $c->any_cli('HKEYS', $k)) . ':' . $c->any_cli('HGET', $k, 'views')
+	} 1 .. 60);
+}
+my $views_only = join(' ', map { "$_=views:$_" } 1 .. 60);
+sq("TRUNCATE mx");
+is(mx_fields(), $views_only, 'mixed table, sync TRUNCATE: write-through fields gone on every master, views kept');
+sq(q{
+SELECT redis_sync.write_through('mx', key_prefix => 'mx:', columns => '{id,name}', warm => false,
+                                delivery => 'async');
+INSERT INTO mx SELECT g, 'm' || g FROM generate_series(1, 60) g;
+});
+poll_until('mixed table, async rows delivered', sub {
+	sq("SELECT count(*) FROM redis_sync.outbox") eq '0' && $c->any_cli('HGET', 'mx:60', 'name') eq 'm60';
+});
+sq("TRUNCATE mx");
+poll_until('mixed table, async purge delivered', sub { sq("SELECT count(*) FROM redis_sync.outbox") eq '0' });
+is(mx_fields(), $views_only, 'mixed table, async TRUNCATE: write-through fields gone on every master, views kept');
+sq("SELECT redis_sync.unsync('mx', purge => true); DROP TABLE mx");
 
 # ---- write-behind with counters ----
 sq(q{
