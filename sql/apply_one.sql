@@ -182,7 +182,8 @@ CREATE TABLE a1w (id int PRIMARY KEY, n int);
 SELECT redis_sync.write_behind('a1w', key_prefix => 'a1w:', flush_interval => '1 h');
 SELECT count(redis_sync.command('HSET', 'a1w:' || g, 'n', g::text)) FROM generate_series(1, 1500) g;
 DROP TABLE a1w;
-SELECT redis_sync.flush();
+-- (the worker may deliver the purge before flush() does)
+SELECT redis_sync.flush() >= 0 AS flushed;
 SELECT redis_sync.command('EXISTS', 'a1w:1', 'a1w:1500') AS keys_left,
        pg_temp.counter(:'ekey', 'dropped') - :d0 AS dropped;
 SELECT redis_sync.unsync('a1d', purge => true);

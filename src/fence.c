@@ -25,7 +25,10 @@
  *
  * Eviction (maxmemory with an allkeys-* policy) can remove a version key
  * and keep its data key.  Such a key may hold a value newer than the write
- * at hand, so the script drops it (a miss is never stale) and fences it at
+ * at hand, so the script drops it (a miss is never stale; of a hash, the
+ * fields the write names: write-behind fields over the same hash stay, and
+ * a hash holding none of them, a row the write-behind drain created, is
+ * written like a missing key) and fences it at
  * the pusher's current WAL position (the "floor", newer than any write
  * still in flight from before).  A data key evicted together with its
  * version is indistinguishable from a key never written; the script watches
@@ -148,6 +151,17 @@
 "local efloor = nil\n" \
 "local mset, nm = {}, 0\n" \
 "local result, nr = {0}, 1\n" \
+"-- whether key holds one of the fields names lists, or is not a hash: a\n" \
+"-- write finding its key without a version drops only what is its own (a\n" \
+"-- hash shared with write-behind fields keeps those)\n" \
+"local function mine(key, names)\n" \
+"  if call('TYPE', key).ok ~= 'hash' then return true end\n" \
+"  for s = 1, #names, 1000 do\n" \
+"    local got = call('HMGET', key, unpack(names, s, math.min(s + 999, #names)))\n" \
+"    for j = 1, #got do if got[j] then return true end end\n" \
+"  end\n" \
+"  return false\n" \
+"end\n" \
 "local applied, evicted, skipped = 0, 0, 0\n" \
 "local moved = nil\n" \
 "-- the common bulk case (every op a hash of the header's fields, one version,\n" \
@@ -201,19 +215,40 @@
 "      -- fields stay\n" \
 "      if cur and cur > v then go = false end\n" \
 "    elseif not cur then\n" \
-"      if call('EXISTS', key) == 1 then\n" \
+"      local names = nil\n" \
+"      if op == 'H' then\n" \
+"        names = {}\n" \
+"        if hargs then for f = 1, cnf do names[f] = hargs[2 * f - 1] end\n" \
+"        else\n" \
+"          for f = 0, n - 1 do names[#names + 1] = ARGV[start + 2 * f] end\n" \
+"          for f = 0, nd - 1 do names[#names + 1] = ARGV[start + 2 * n + f] end\n" \
+"        end\n" \
+"      end\n" \
+"      if call('EXISTS', key) == 0 or (names and not mine(key, names)) then\n" \
+"        -- missing, or a hash of others' fields only (a row the write-behind\n" \
+"        -- drain created, over a hash shared with it): none of this write's\n" \
+"        -- fields can be newer; see below\n" \
+"      else\n" \
 "        -- the version was evicted (or lost) but the key was kept: it may hold\n" \
 "        -- a newer value than this write.  Missing is never stale: drop the\n" \
-"        -- key, and fence it at the pusher's current WAL position, which no\n" \
-"        -- write still in flight from before can pass.  A delete wanted the\n" \
-"        -- key gone anyway (a purge's of a key only the application or a\n" \
-"        -- write-behind table wrote, which never had a version): applied,\n" \
-"        -- not counted as dropped.\n" \
-"        call('UNLINK', key)\n" \
+"        -- key (a hash: the fields this write names, so that write-behind\n" \
+"        -- fields over the same hash stay), and fence it at the pusher's\n" \
+"        -- current WAL position, which no write still in flight from before\n" \
+"        -- can pass.  A delete wanted the key gone anyway (a purge's of a key\n" \
+"        -- only the application or a write-behind table wrote, which never\n" \
+"        -- had a version): applied, not counted as dropped.\n" \
+"        if names and #names > 0 and call('TYPE', key).ok == 'hash' then\n" \
+"          for s = 1, #names, 1000 do call('HDEL', key, unpack(names, s, math.min(s + 999, #names))) end\n" \
+"        else\n" \
+"          call('UNLINK', key)\n" \
+"        end\n" \
 "        if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
 "        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
 "        if op == 'D' then applied = applied + 1 else evicted = evicted + 1 end\n" \
 "        go = false\n" \
+"      end\n" \
+"      if not go or call('EXISTS', key) == 1 then\n" \
+"        -- dropped above, or others' fields only: no eviction watch\n" \
 "      elseif fresh and op == 'D' then\n" \
 "        -- a pre-commit delete of a key missing with its version creates no\n" \
 "        -- data, only its tombstone, at the key's newest version: no eviction\n" \
@@ -357,16 +392,39 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
 "  call('HSET', mkey, mf, mv)\n" \
 "  if ARGV[2] then call('HDEL', mkey, cmsgpack.unpack(ARGV[2])) end\n" \
 "  if not cur then\n" \
-"    if call('EXISTS', key) == 1 then\n" \
-"      -- the version was evicted (or lost) but the key was kept: see the apply script\n" \
-"      call('UNLINK', key)\n" \
-"      if tomb ~= '0' then call('SET', vkey, floor, 'PX', tomb) else call('SET', vkey, floor) end\n" \
-"      if kind == 'D' then return 1 end\n" \
-"      call('HINCRBY', ekey, 'dropped', 1)\n" \
-"      return 2\n" \
+"    -- the fields this write names (a hash): see the apply script's mine()\n" \
+"    local names, others = nil, false\n" \
+"    if kind ~= 'S' and kind ~= 'D' then\n" \
+"      local a = {...}\n" \
+"      names = {}\n" \
+"      if kind == 'H' then\n" \
+"        for j = 1, #a, 2 do names[#names + 1] = a[j] end\n" \
+"      else\n" \
+"        local n = tonumber(a[1])\n" \
+"        for j = 0, n - 1 do names[#names + 1] = a[2 + 2 * j] end\n" \
+"        for j = 2 + 2 * n, #a do names[#names + 1] = a[j] end\n" \
+"      end\n" \
 "    end\n" \
-"    -- a delete creates no data, only its tombstone: no eviction watch\n" \
-"    if kind ~= 'D' then\n" \
+"    if call('EXISTS', key) == 1 then\n" \
+"      local ishash = call('TYPE', key).ok == 'hash'\n" \
+"      others = names ~= nil and ishash\n" \
+"      if others and #names > 0 then\n" \
+"        for _, x in ipairs(call('HMGET', key, unpack(names))) do\n" \
+"          if x then others = false; break end\n" \
+"        end\n" \
+"      end\n" \
+"      if not others then\n" \
+"        -- the version was evicted (or lost) but the key was kept: see the apply script\n" \
+"        if ishash and names and #names > 0 then call('HDEL', key, unpack(names)) else call('UNLINK', key) end\n" \
+"        if tomb ~= '0' then call('SET', vkey, floor, 'PX', tomb) else call('SET', vkey, floor) end\n" \
+"        if kind == 'D' then return 1 end\n" \
+"        call('HINCRBY', ekey, 'dropped', 1)\n" \
+"        return 2\n" \
+"      end\n" \
+"    end\n" \
+"    -- a delete creates no data, only its tombstone; others' fields only (a\n" \
+"    -- row the write-behind drain created): nothing evicted; no eviction watch\n" \
+"    if kind ~= 'D' and not others then\n" \
 "      local ok, info = pcall(call, 'INFO', 'stats')\n" \
 "      local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
 "      local seen = call('HGET', ekey, 'seen')\n" \
