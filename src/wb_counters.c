@@ -26,8 +26,23 @@
  * per key: n, (field, delta)*, m, (field, value)* -- counters are
  * incremented by the table's previous value, other fields Redis lacks are
  * filled from the table.
+ *
+ * A key whose seed marker is already there was corrected (or seeded) after
+ * this batch read it as unseeded: an overlapped batch that held the same
+ * member, whose read went out before the earlier batch's correction
+ * (wb_overlap.c).  Its value read then still counted from nothing, so the
+ * table has just been given increments it already had, and correcting
+ * again would add the table's value to Redis a second time.  The script
+ * then changes nothing and fails; the drain rolls the batch back and drains
+ * its members again, reading them seeded.
  */
+#define CORRECT_SEEDED_ERROR "redis_sync: counter key seeded after it was read"
 static RedisScript correct_script = REDIS_SCRIPT("redis_sync_correct",
+												 "for k = 2, #KEYS, 2 do\n"
+												 "  if redis.call('EXISTS', KEYS[k]) == 1 then\n"
+												 "    return redis.error_reply('" CORRECT_SEEDED_ERROR " (' .. KEYS[k - 1] .. ')')\n"
+												 "  end\n"
+												 "end\n"
 												 "local p = 2\n"
 												 "for k = 1, #KEYS, 2 do\n"
 												 "  local n = tonumber(ARGV[p]); p = p + 1\n"

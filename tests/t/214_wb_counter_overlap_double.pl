@@ -72,4 +72,8 @@ is(join(' ', map { "$_:$got{$_}(want " . (1000 + $want{$_}) . ')' } @bad), '',
 my @rbad = grep { $redis->cli('HGET', "c:$_", 'views') != 1000 + $want{$_} } sort { $a <=> $b } keys %want;
 is(scalar(@rbad), 0, 'Redis holds the same totals');
 
+# with the fix the race shows as a refused correction, its batch retried
+note('refused corrections: '
+	  . scalar(() = PostgreSQL::Test::Utils::slurp_file($node->logfile) =~ /returned an error for a counter correction/g));
+
 done_testing();
