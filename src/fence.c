@@ -215,40 +215,45 @@
 "      -- fields stay\n" \
 "      if cur and cur > v then go = false end\n" \
 "    elseif not cur then\n" \
-"      local names = nil\n" \
-"      if op == 'H' then\n" \
-"        names = {}\n" \
-"        if hargs then for f = 1, cnf do names[f] = hargs[2 * f - 1] end\n" \
-"        else\n" \
-"          for f = 0, n - 1 do names[#names + 1] = ARGV[start + 2 * f] end\n" \
-"          for f = 0, nd - 1 do names[#names + 1] = ARGV[start + 2 * n + f] end\n" \
+"      local others = false\n" \
+"      if call('EXISTS', key) == 1 then\n" \
+"        -- the fields this write names (a hash)\n" \
+"        local names = nil\n" \
+"        if op == 'H' then\n" \
+"          names = {}\n" \
+"          if hargs then for f = 1, cnf do names[f] = hargs[2 * f - 1] end\n" \
+"          else\n" \
+"            for f = 0, n - 1 do names[#names + 1] = ARGV[start + 2 * f] end\n" \
+"            for f = 0, nd - 1 do names[#names + 1] = ARGV[start + 2 * n + f] end\n" \
+"          end\n" \
+"        end\n" \
+"        -- a hash of others' fields only (a row the write-behind drain\n" \
+"        -- created, over a hash shared with it): none of this write's fields\n" \
+"        -- can be newer; it is written like a missing key\n" \
+"        others = names ~= nil and not mine(key, names)\n" \
+"        if not others then\n" \
+"          -- the version was evicted (or lost) but the key was kept: it may\n" \
+"          -- hold a newer value than this write.  Missing is never stale: drop\n" \
+"          -- the key (a hash: the fields this write names, so that\n" \
+"          -- write-behind fields over the same hash stay), and fence it at the\n" \
+"          -- pusher's current WAL position, which no write still in flight\n" \
+"          -- from before can pass.  A delete wanted the key gone anyway (a\n" \
+"          -- purge's of a key only the application or a write-behind table\n" \
+"          -- wrote, which never had a version): applied, not counted as\n" \
+"          -- dropped.\n" \
+"          if names and #names > 0 and call('TYPE', key).ok == 'hash' then\n" \
+"            for s = 1, #names, 1000 do call('HDEL', key, unpack(names, s, math.min(s + 999, #names))) end\n" \
+"          else\n" \
+"            call('UNLINK', key)\n" \
+"          end\n" \
+"          if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
+"          else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
+"          if op == 'D' then applied = applied + 1 else evicted = evicted + 1 end\n" \
+"          go = false\n" \
 "        end\n" \
 "      end\n" \
-"      if call('EXISTS', key) == 0 or (names and not mine(key, names)) then\n" \
-"        -- missing, or a hash of others' fields only (a row the write-behind\n" \
-"        -- drain created, over a hash shared with it): none of this write's\n" \
-"        -- fields can be newer; see below\n" \
-"      else\n" \
-"        -- the version was evicted (or lost) but the key was kept: it may hold\n" \
-"        -- a newer value than this write.  Missing is never stale: drop the\n" \
-"        -- key (a hash: the fields this write names, so that write-behind\n" \
-"        -- fields over the same hash stay), and fence it at the pusher's\n" \
-"        -- current WAL position, which no write still in flight from before\n" \
-"        -- can pass.  A delete wanted the key gone anyway (a purge's of a key\n" \
-"        -- only the application or a write-behind table wrote, which never\n" \
-"        -- had a version): applied, not counted as dropped.\n" \
-"        if names and #names > 0 and call('TYPE', key).ok == 'hash' then\n" \
-"          for s = 1, #names, 1000 do call('HDEL', key, unpack(names, s, math.min(s + 999, #names))) end\n" \
-"        else\n" \
-"          call('UNLINK', key)\n" \
-"        end\n" \
-"        if tomb > 0 then call('SET', KEYS[vb + i], floor, 'PX', tomb)\n" \
-"        else mset[nm + 1] = KEYS[vb + i]; mset[nm + 2] = floor; nm = nm + 2 end\n" \
-"        if op == 'D' then applied = applied + 1 else evicted = evicted + 1 end\n" \
-"        go = false\n" \
-"      end\n" \
-"      if not go or call('EXISTS', key) == 1 then\n" \
-"        -- dropped above, or others' fields only: no eviction watch\n" \
+"      if not go or others then\n" \
+"        -- dropped above, or others' fields only (not evicted): no eviction watch\n" \
 "      elseif fresh and op == 'D' then\n" \
 "        -- a pre-commit delete of a key missing with its version creates no\n" \
 "        -- data, only its tombstone, at the key's newest version: no eviction\n" \
@@ -392,20 +397,21 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
 "  call('HSET', mkey, mf, mv)\n" \
 "  if ARGV[2] then call('HDEL', mkey, cmsgpack.unpack(ARGV[2])) end\n" \
 "  if not cur then\n" \
-"    -- the fields this write names (a hash): see the apply script's mine()\n" \
-"    local names, others = nil, false\n" \
-"    if kind ~= 'S' and kind ~= 'D' then\n" \
-"      local a = {...}\n" \
-"      names = {}\n" \
-"      if kind == 'H' then\n" \
-"        for j = 1, #a, 2 do names[#names + 1] = a[j] end\n" \
-"      else\n" \
-"        local n = tonumber(a[1])\n" \
-"        for j = 0, n - 1 do names[#names + 1] = a[2 + 2 * j] end\n" \
-"        for j = 2 + 2 * n, #a do names[#names + 1] = a[j] end\n" \
-"      end\n" \
-"    end\n" \
+"    local others = false\n" \
 "    if call('EXISTS', key) == 1 then\n" \
+"      -- the fields this write names (a hash): see the apply script's mine()\n" \
+"      local names = nil\n" \
+"      if kind ~= 'S' and kind ~= 'D' then\n" \
+"        local a = {...}\n" \
+"        names = {}\n" \
+"        if kind == 'H' then\n" \
+"          for j = 1, #a, 2 do names[#names + 1] = a[j] end\n" \
+"        else\n" \
+"          local n = tonumber(a[1])\n" \
+"          for j = 0, n - 1 do names[#names + 1] = a[2 + 2 * j] end\n" \
+"          for j = 2 + 2 * n, #a do names[#names + 1] = a[j] end\n" \
+"        end\n" \
+"      end\n" \
 "      local ishash = call('TYPE', key).ok == 'hash'\n" \
 "      others = names ~= nil and ishash\n" \
 "      if others and #names > 0 then\n" \
