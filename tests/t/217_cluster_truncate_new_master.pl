@@ -47,17 +47,32 @@ my $s = RedisSync::Test::session($node);
 is($s->query("UPDATE tr SET v = 'x' WHERE id <= 10")->{err}, '', 'session pushed (map loaded)');
 
 # scale out: the new node joins as a master and gets 4000 slots
-($c->node_cli($seed, '--cluster', 'add-node', "127.0.0.1:$np", "127.0.0.1:$seed"));
+my $added = $c->node_cli($seed, '--cluster', 'add-node', "127.0.0.1:$np", "127.0.0.1:$seed");
+note("add-node: $added");
 my $nid = $c->node_cli($np, 'CLUSTER', 'MYID');
 my $deadline = time + 60;
 sleep 0.2 until $c->node_cli($seed, 'CLUSTER', 'NODES') =~ /^\Q$nid\E .*master.*connected/m || time > $deadline;
-# the new node must know the whole cluster (else it answers the
-# reshard's MIGRATE with CLUSTERDOWN)
-sleep 0.2 until ($c->node_cli($np, 'CLUSTER', 'INFO') =~ /cluster_state:ok/
-	  && (() = $c->node_cli($np, 'CLUSTER', 'NODES') =~ /master/g) == 4) || time > $deadline;
-my $out = $c->node_cli($seed, '--cluster', 'reshard', "127.0.0.1:$seed", '--cluster-from', 'all',
-	'--cluster-to', $nid, '--cluster-slots', '4000', '--cluster-yes');
-$c->wait_ok;
+# every node must know the new one before a reshard (redis-cli's check
+# refuses "Nodes don't agree about configuration" otherwise), and the new
+# node the whole cluster (else it answers MIGRATE with CLUSTERDOWN)
+my $agree = sub {
+	for my $p (@{ $c->{ports} })
+	{
+		return 0 unless $c->node_cli($p, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
+		return 0 unless (() = $c->node_cli($p, 'CLUSTER', 'NODES') =~ /master/g) == 4;
+	}
+	return 1;
+};
+sleep 0.2 until $agree->() || time > $deadline;
+my $out = '';
+until ($c->node_cli($np, 'DBSIZE') > 0 || time > $deadline)
+{
+	$out = $c->node_cli($seed, '--cluster', 'reshard', "127.0.0.1:$seed", '--cluster-from', 'all',
+		'--cluster-to', $nid, '--cluster-slots', '4000', '--cluster-yes');
+	$c->wait_ok;
+	sleep 0.2 unless $c->node_cli($np, 'DBSIZE') > 0;    # the nodes' views settle; tried again
+}
+note("reshard: $out");
 my $on_new = $c->node_cli($np, 'DBSIZE');
 cmp_ok($on_new, '>', 0, "the reshard moved keys to the new master ($on_new)");
 note('session map: ' . $s->query('SELECT node, role, slots FROM redis_sync.cluster_nodes()')->{out});
