@@ -100,6 +100,24 @@
 
 #include "fence.h"
 
+/*
+ * Both apply scripts: whether key holds one of the fields names lists (or is
+ * not a hash), and whether it is a hash.  A write finding its key without a
+ * version drops only what is its own: a hash shared with write-behind
+ * fields keeps those, and one holding none of the write's fields (a row the
+ * write-behind drain created) is written like a missing key.  Needs the
+ * script's local "call".
+ */
+#define OWN_FIELDS_FN \
+"local function own_fields(key, names)\n" \
+"  if call('TYPE', key).ok ~= 'hash' then return true, false end\n" \
+"  for s = 1, #names, 1000 do\n" \
+"    local got = call('HMGET', key, unpack(names, s, math.min(s + 999, #names)))\n" \
+"    for j = 1, #got do if got[j] then return true, true end end\n" \
+"  end\n" \
+"  return false, true\n" \
+"end\n"
+
 #define APPLY_BODY \
 "-- Redis < 5: replicate the effects (INFO is not deterministic); a no-op since\n" \
 "if redis.replicate_commands then redis.replicate_commands() end\n" \
@@ -151,17 +169,7 @@
 "local efloor = nil\n" \
 "local mset, nm = {}, 0\n" \
 "local result, nr = {0}, 1\n" \
-"-- whether key holds one of the fields names lists, or is not a hash: a\n" \
-"-- write finding its key without a version drops only what is its own (a\n" \
-"-- hash shared with write-behind fields keeps those)\n" \
-"local function mine(key, names)\n" \
-"  if call('TYPE', key).ok ~= 'hash' then return true end\n" \
-"  for s = 1, #names, 1000 do\n" \
-"    local got = call('HMGET', key, unpack(names, s, math.min(s + 999, #names)))\n" \
-"    for j = 1, #got do if got[j] then return true end end\n" \
-"  end\n" \
-"  return false\n" \
-"end\n" \
+OWN_FIELDS_FN \
 "local applied, evicted, skipped = 0, 0, 0\n" \
 "local moved = nil\n" \
 "-- the common bulk case (every op a hash of the header's fields, one version,\n" \
@@ -230,7 +238,9 @@
 "        -- a hash of others' fields only (a row the write-behind drain\n" \
 "        -- created, over a hash shared with it): none of this write's fields\n" \
 "        -- can be newer; it is written like a missing key\n" \
-"        others = names ~= nil and not mine(key, names)\n" \
+"        local own, ishash = true, false\n" \
+"        if names then own, ishash = own_fields(key, names) end\n" \
+"        others = not own\n" \
 "        if not others then\n" \
 "          -- the version was evicted (or lost) but the key was kept: it may\n" \
 "          -- hold a newer value than this write.  Missing is never stale: drop\n" \
@@ -241,7 +251,7 @@
 "          -- purge's of a key only the application or a write-behind table\n" \
 "          -- wrote, which never had a version): applied, not counted as\n" \
 "          -- dropped.\n" \
-"          if names and #names > 0 and call('TYPE', key).ok == 'hash' then\n" \
+"          if ishash and #names > 0 then\n" \
 "            for s = 1, #names, 1000 do call('HDEL', key, unpack(names, s, math.min(s + 999, #names))) end\n" \
 "          else\n" \
 "            call('UNLINK', key)\n" \
@@ -387,6 +397,7 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
  */
 #define APPLY_ONE_BODY \
 "local call, rpcall = redis.call, redis.pcall\n" \
+OWN_FIELDS_FN \
 "local mkey, key, vkey = KEYS[1], KEYS[2], KEYS[3]\n" \
 "local function apply(v, floor, ttl, tomb, ekey, mf, mv, kind, ...)\n" \
 "  -- as the apply script's MGET: a version key of another type is missing\n" \
@@ -399,7 +410,7 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
 "  if not cur then\n" \
 "    local others = false\n" \
 "    if call('EXISTS', key) == 1 then\n" \
-"      -- the fields this write names (a hash): see the apply script's mine()\n" \
+"      -- the fields this write names (a hash): see own_fields()\n" \
 "      local names = nil\n" \
 "      if kind ~= 'S' and kind ~= 'D' then\n" \
 "        local a = {...}\n" \
@@ -412,16 +423,12 @@ static RedisScript apply_xslot_script = REDIS_SCRIPT("redis_sync_apply_xslot",
 "          for j = 2 + 2 * n, #a do names[#names + 1] = a[j] end\n" \
 "        end\n" \
 "      end\n" \
-"      local ishash = call('TYPE', key).ok == 'hash'\n" \
-"      others = names ~= nil and ishash\n" \
-"      if others and #names > 0 then\n" \
-"        for _, x in ipairs(call('HMGET', key, unpack(names))) do\n" \
-"          if x then others = false; break end\n" \
-"        end\n" \
-"      end\n" \
+"      local own, ishash = true, false\n" \
+"      if names then own, ishash = own_fields(key, names) end\n" \
+"      others = not own\n" \
 "      if not others then\n" \
 "        -- the version was evicted (or lost) but the key was kept: see the apply script\n" \
-"        if ishash and names and #names > 0 then call('HDEL', key, unpack(names)) else call('UNLINK', key) end\n" \
+"        if ishash and #names > 0 then call('HDEL', key, unpack(names)) else call('UNLINK', key) end\n" \
 "        if tomb ~= '0' then call('SET', vkey, floor, 'PX', tomb) else call('SET', vkey, floor) end\n" \
 "        if kind == 'D' then return 1 end\n" \
 "        call('HINCRBY', ekey, 'dropped', 1)\n" \
