@@ -276,8 +276,9 @@ refresh_map(RedisFailure *f)
 	return false;
 }
 
-int
-redis_cluster_nmasters(void)
+/* the number of masters of the map; reload: of a map loaded now */
+static int
+nmasters(bool reload)
 {
 	RedisFailure f;
 	int		   *idx;
@@ -285,10 +286,16 @@ redis_cluster_nmasters(void)
 
 	if (!redis_cluster_mode())
 		return 1;
-	if (!rs_cluster_map_loaded() && !refresh_map(&f))
+	if ((reload || !rs_cluster_map_loaded()) && !refresh_map(&f))
 		redis_client_report(ERROR, &f);
 	n = rs_cluster_masters(&idx);
 	return Max(n, 1);
+}
+
+int
+redis_cluster_nmasters(void)
+{
+	return nmasters(false);
 }
 
 /*
@@ -301,16 +308,7 @@ redis_cluster_nmasters(void)
 int
 redis_cluster_nmasters_fresh(void)
 {
-	RedisFailure f;
-	int		   *idx;
-	int			n;
-
-	if (!redis_cluster_mode())
-		return 1;
-	if (!refresh_map(&f))
-		redis_client_report(ERROR, &f);
-	n = rs_cluster_masters(&idx);
-	return Max(n, 1);
+	return nmasters(true);
 }
 
 /* back off before retrying commands the cluster could not run yet */
