@@ -97,6 +97,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "fence.h"
 
@@ -989,17 +990,23 @@ glob_escape(const char *s)
 }
 
 /*
- * Every data key under prefix: the hashes and strings (SCAN ... TYPE, one
- * pass per type).  Other types under the prefix are not the table's rows:
- * the dirty set of a write-behind table (stats:dirty under stats:) must
- * survive a TRUNCATE or purge of the same table's write-through keys.
+ * Every data key under prefix, one SCAN page at a time: the hashes and
+ * strings (SCAN ... TYPE, one pass per type).  Other types under the prefix
+ * are not the table's rows: the dirty set of a write-behind table
+ * (stats:dirty under stats:) must survive a TRUNCATE or purge of the same
+ * table's write-through keys.  Each page's keys (up to about 1,000; SCAN may
+ * return a key twice) go to fn, in a memory context reset after each page,
+ * so a caller that handles each page as it comes holds one page at a time.
  */
-List *
-rs_scan_prefix(const char *prefix)
+void
+rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 {
 	static const char *const types[] = {"hash", "string"};
-	List	   *keys = NIL;
 	char	   *pattern = glob_escape(prefix);
+	MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext,
+												   "redis_sync SCAN page",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
 
 	/*
 	 * on a cluster, every master's keys (SCAN is per node), of a map loaded
@@ -1011,36 +1018,63 @@ rs_scan_prefix(const char *prefix)
 	for (int m = 0; m < nmasters; m++)
 		for (int t = 0; t < lengthof(types); t++)
 		{
-			char	   *cursor = pstrdup("0");
+			char		cursor[32] = "0";
 
 			do
 			{
-				RedisPipeline *p = redis_pipeline_create();
+				RedisPipeline *p;
 				const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000",
 				"TYPE", types[t]};
 				RedisValue *v;
+				char	  **keys;
+				int			n;
 
+				old = MemoryContextSwitchTo(page_cxt);
+				p = redis_pipeline_create();
 				redis_pipeline_target_master(p, m);
 				redis_pipeline_append(p, 8, argv, NULL);
 				redis_pipeline_exec(p);
 				redis_check_reply(p, 0, "SCAN");
 				v = redis_pipeline_reply(p, 0);
-				if (v->type != RV_ARRAY || v->nelem != 2)
+				if (v->type != RV_ARRAY || v->nelem != 2 || v->elems[0].str == NULL ||
+					strlen(v->elems[0].str) >= sizeof(cursor) || v->elems[1].type != RV_ARRAY)
 					elog(ERROR, "redis_sync: unexpected SCAN reply");
-				cursor = pstrdup(v->elems[0].str);
-				for (int i = 0; i < v->elems[1].nelem; i++)
-				{
-					RedisValue *k = &v->elems[1].elems[i];
+				strlcpy(cursor, v->elems[0].str, sizeof(cursor));
+				n = v->elems[1].nelem;
+				keys = palloc(sizeof(char *) * Max(n, 1));
 
-					/*
-					 * companion keys begin with '{', prefixes never: all are
-					 * row keys
-					 */
-					keys = lappend(keys, pstrdup(k->str));
-				}
-				redis_pipeline_free(p);
+				/*
+				 * companion keys begin with '{', prefixes never: all are row
+				 * keys
+				 */
+				for (int i = 0; i < n; i++)
+					keys[i] = v->elems[1].elems[i].str;
+				MemoryContextSwitchTo(old);
+				if (n > 0)
+					fn(keys, n, arg);
+				MemoryContextReset(page_cxt);
 			} while (strcmp(cursor, "0") != 0);
 		}
+	MemoryContextDelete(page_cxt);
+}
+
+/* rs_scan_prefix's page callback: copy each key into the caller's list */
+static void
+collect_page(char **keys, int n, void *arg)
+{
+	List	  **out = arg;
+
+	for (int i = 0; i < n; i++)
+		*out = lappend(*out, pstrdup(keys[i]));
+}
+
+/* every data key under prefix, as one list (SCAN, several round trips) */
+List *
+rs_scan_prefix(const char *prefix)
+{
+	List	   *keys = NIL;
+
+	rs_scan_prefix_pages(prefix, collect_page, &keys);
 	return keys;
 }
 

@@ -73,6 +73,10 @@ extern char *rs_marker_key_for_slot(int slot);
 /* every data key under prefix (SCAN, several round trips) */
 extern List *rs_scan_prefix(const char *prefix);
 
+/* the same, page by page: fn gets each SCAN page's keys (valid during the call) */
+typedef void (*RsScanPageFn) (char **keys, int n, void *arg);
+extern void rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg);
+
 /*
  * redis_sync.chunk_size (keys applied by one script call; also read by the
  * pushes of publish.c, outbox.c, warm.c, warm_push.c and keys_sql.c) and

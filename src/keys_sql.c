@@ -16,6 +16,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rls.h"
 
 #include "as_owner.h"
@@ -166,16 +167,34 @@ shares_hashes_with_write_behind(SyncConfig *cfg)
  * a row there can hold a write-behind insert not yet drained.  Returns the
  * keys pushed or deleted, -1 when the table was skipped.
  */
+typedef struct RefreshState
+{
+	Oid			relid;
+	SyncConfig *cfg;
+	MemoryContext cxt;			/* reset after each page */
+	int64		n;				/* keys pushed or deleted */
+} RefreshState;
+
+/* rs_refresh_cached_keys's SCAN page: push its keys again */
+static void
+refresh_page(char **keys, int n, void *arg)
+{
+	RefreshState *st = arg;
+	MemoryContext old = MemoryContextSwitchTo(st->cxt);
+	List	   *junk;
+	List	   *pairs = keys_to_rows(st->cfg, keys, n, &junk);
+
+	if (pairs != NIL)
+		st->n += rs_push_current_settled(st->relid, pairs, 1000);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(st->cxt);
+}
+
 int64
 rs_refresh_cached_keys(Oid relid)
 {
 	SyncConfig *cfg = rs_config_get(relid);
-	List	   *keys;
-	char	  **arr;
-	List	   *pairs;
-	List	   *junk;
-	ListCell   *lc;
-	int			n = 0;
+	RefreshState st;
 
 	if (!cfg->synced ||
 		(cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
@@ -183,16 +202,19 @@ rs_refresh_cached_keys(Oid relid)
 	if (shares_hashes_with_write_behind(cfg) ||
 		check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
 		return -1;
-	keys = rs_scan_prefix(cfg->prefix);
-	if (keys == NIL)
-		return 0;
-	arr = palloc(sizeof(char *) * list_length(keys));
-	foreach(lc, keys)
-		arr[n++] = lfirst(lc);
-	pairs = keys_to_rows(cfg, arr, n, &junk);
-	if (pairs == NIL)
-		return 0;
-	return rs_push_current_settled(relid, pairs, 1000);
+
+	/*
+	 * Page by page, as SCAN returns them: the worker holds one page of keys
+	 * at a time, however many the table has cached.
+	 */
+	st.relid = relid;
+	st.cfg = cfg;
+	st.n = 0;
+	st.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh page",
+								   ALLOCSET_DEFAULT_SIZES);
+	rs_scan_prefix_pages(cfg->prefix, refresh_page, &st);
+	MemoryContextDelete(st.cxt);
+	return st.n;
 }
 
 /*

@@ -76,27 +76,33 @@ redis_sync_fetch(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* redis_sync_scan's SCAN page: one row per key */
+static void
+scan_page_rows(char **keys, int n, void *arg)
+{
+	ReturnSetInfo *rsinfo = arg;
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[1];
+		bool		nulls[1] = {false};
+
+		values[0] = CStringGetTextDatum(keys[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
 /* _scan(prefix text) RETURNS SETOF text: every data key under prefix */
 Datum
 redis_sync_scan(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	List	   *keys;
-	ListCell   *lc;
 
 	rs_require_key_access(&prefix, 1, true);	/* claim.c */
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	keys = rs_scan_prefix(prefix);
-	foreach(lc, keys)
-	{
-		Datum		values[1];
-		bool		nulls[1] = {false};
-
-		values[0] = CStringGetTextDatum(lfirst(lc));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+	rs_scan_prefix_pages(prefix, scan_page_rows, rsinfo);
 	return (Datum) 0;
 }
 
@@ -549,47 +555,64 @@ verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
 	SPI_cursor_close(portal);
 }
 
-/* keys in Redis that no row has (companion keys never match the prefix) */
+typedef struct ExtraScan
+{
+	VerifyScan *vs;
+	const char *dirty;			/* the table's dirty set, not a row key */
+} ExtraScan;
+
+/* report_extra_keys's SCAN page: the keys no row has, with their values */
+static void
+extra_keys_page(char **keys, int n, void *arg)
+{
+	ExtraScan  *es = arg;
+	VerifyScan *vs = es->vs;
+	RedisPipeline *p = redis_pipeline_create();
+	char	  **extra = palloc(sizeof(char *) * n);
+	int			nextra = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *k = keys[i];
+
+		if (es->dirty && strcmp(k, es->dirty) == 0)
+			continue;
+		if (!hash_search(vs->rowkeys, &k, HASH_FIND, NULL))
+			extra[nextra++] = k;
+	}
+	for (int i = 0; i < nextra; i++)
+	{
+		const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", extra[i]};
+
+		redis_pipeline_append(p, 2, argv, NULL);
+	}
+	if (nextra > 0)
+		redis_pipeline_exec(p);
+	for (int i = 0; i < nextra; i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+		char	   *k = extra[i];
+		bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+
+		put_result(vs->rsinfo, k, hash_search(vs->pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
+				   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
+	}
+	redis_pipeline_free(p);
+	pfree(extra);
+}
+
+/*
+ * keys in Redis that no row has (companion keys never match the prefix),
+ * a SCAN page at a time
+ */
 static void
 report_extra_keys(VerifyScan *vs, const char *dirty)
 {
-	List	   *all = rs_scan_prefix(vs->cfg->prefix);
-	List	   *extra = NIL;
-	ListCell   *lc;
+	ExtraScan	es;
 
-	foreach(lc, all)
-	{
-		char	   *k = lfirst(lc);
-
-		if (dirty && strcmp(k, dirty) == 0)
-			continue;
-		if (!hash_search(vs->rowkeys, &k, HASH_FIND, NULL))
-			extra = lappend(extra, k);
-	}
-	while (extra != NIL)
-	{
-		RedisPipeline *p = redis_pipeline_create();
-		int			n = Min(list_length(extra), 1000);
-
-		for (int i = 0; i < n; i++)
-		{
-			const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", list_nth(extra, i)};
-
-			redis_pipeline_append(p, 2, argv, NULL);
-		}
-		redis_pipeline_exec(p);
-		for (int i = 0; i < n; i++)
-		{
-			RedisValue *v = redis_pipeline_reply(p, i);
-			char	   *k = list_nth(extra, i);
-			bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
-
-			put_result(vs->rsinfo, k, hash_search(vs->pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
-					   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
-		}
-		redis_pipeline_free(p);
-		extra = list_delete_first_n(extra, n);
-	}
+	es.vs = vs;
+	es.dirty = dirty;
+	rs_scan_prefix_pages(vs->cfg->prefix, extra_keys_page, &es);
 }
 
 /*
