@@ -56,7 +56,6 @@
 #include "commands/trigger.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -440,11 +439,40 @@ check_bound(void)
 	}
 }
 
-/* a key's newest change in a spill */
-typedef struct SpillSlot
+/* the change at position i of a spill, oldest first (bytime when sorted) */
+#define SPILL_CHANGE(i) (bytime ? bytime[(i)] : &rs_changes[(i)])
+
+/* the key of the spill's change at pos (rs_key_index_slot; arg: bytime) */
+static const char *
+spill_key_of(void *arg, int32 pos)
 {
-	char	   *key;
-} SpillSlot;
+	Change	  **bytime = arg;
+
+	return SPILL_CHANGE(pos)->key;
+}
+
+/* a spill writes its entries to the outbox this many at a time */
+#define SPILL_SLICE 1000
+
+static void
+spill_slice_flush(Change **slice, int *nslice, const char *version, int64 seq)
+{
+	if (*nslice == 0)
+		return;
+	rs_outbox_write(slice, *nslice, version, seq);
+	for (int i = 0; i < *nslice; i++)
+		rs_stats_add(slice[i]->root_relid, RS_C_QUEUED, 1);
+	rs_publish_count_queued(*nslice);
+	*nslice = 0;
+}
+
+static void
+spill_slice_add(Change **slice, int *nslice, Change *c, const char *version, int64 seq)
+{
+	slice[(*nslice)++] = c;
+	if (*nslice == SPILL_SLICE)
+		spill_slice_flush(slice, nslice, version, seq);
+}
 
 /*
  * Write the buffered changes to the outbox, in the current transaction, and
@@ -463,12 +491,11 @@ spill(const char *version, int64 seq)
 {
 	MemoryContext old;
 	Change	  **bytime;
-	Change	  **arr;
-	Oid		   *purged;
+	int		   *purge_at;
 	int			npurged = 0;
-	int			nrows = 0;
-	int			n = 0;
-	HTAB	   *seen;
+	Change	   *slice[SPILL_SLICE];
+	int			nslice = 0;
+	RsKeyIndex	seen;
 
 	if (rs_nchanges == 0)
 		return;
@@ -487,61 +514,61 @@ spill(const char *version, int64 seq)
 												ALLOCSET_DEFAULT_SIZES);
 		old = MemoryContextSwitchTo(scratch_cxt);
 
-		/* oldest first: log order unless a trigger's statement came between */
-		bytime = palloc(sizeof(Change *) * rs_nchanges);
+		/*
+		 * Oldest first: log order unless a trigger's statement came between
+		 * (then sorted into bytime; in log order the buffer is read as it is:
+		 * a spill comes with the buffer full, and every array of one entry
+		 * per change adds to the memory it holds).
+		 */
+		bytime = NULL;
 		for (int i = 0; i < rs_nchanges; i++)
 		{
-			bytime[i] = &rs_changes[i];
-			if (i > 0 && rs_change_newer(bytime[i - 1], bytime[i]))
-				nrows = -1;
+			if (rs_changes[i].kind == RS_CHANGE_PURGE)
+				npurged++;
+			if (i > 0 && bytime == NULL && rs_change_newer(&rs_changes[i - 1], &rs_changes[i]))
+			{
+				bytime = palloc_extended(sizeof(Change *) * rs_nchanges, MCXT_ALLOC_HUGE);
+				for (int j = 0; j < rs_nchanges; j++)
+					bytime[j] = &rs_changes[j];
+				qsort(bytime, rs_nchanges, sizeof(Change *), rs_change_cmp_age);
+			}
 		}
-		if (nrows < 0)
-			qsort(bytime, rs_nchanges, sizeof(Change *), rs_change_cmp_age);
-		nrows = 0;
+		purge_at = palloc(sizeof(int) * Max(npurged, 1));
+		npurged = 0;
+		for (int i = 0; i < rs_nchanges; i++)
+			if (SPILL_CHANGE(i)->kind == RS_CHANGE_PURGE)
+				purge_at[npurged++] = i;
+
+		/* the purges first, oldest first */
+		for (int p = 0; p < npurged; p++)
+			spill_slice_add(slice, &nslice, SPILL_CHANGE(purge_at[p]), version, seq);
 
 		/*
-		 * Newest first: a key's first change is its newest, a change after a
-		 * purge of its table is older than it.  Row changes fill arr from the
-		 * end, purges from the start (put back in their order below).
+		 * Then the rows, newest first: a key's first change is its newest,
+		 * and a change older than a purge of its table is dropped.  Written a
+		 * slice at a time, without an array of the whole spill.
 		 */
-		arr = palloc(sizeof(Change *) * rs_nchanges);
-		purged = palloc(sizeof(Oid) * rs_nchanges);
-		seen = rs_string_hash_create("redis_sync spilled keys", rs_nchanges, sizeof(SpillSlot));
+		rs_key_index_init(&seen, rs_nchanges);
 		for (int i = rs_nchanges - 1; i >= 0; i--)
 		{
-			Change	   *c = bytime[i];
+			Change	   *c = SPILL_CHANGE(i);
 			bool		dropped = false;
-			bool		found;
+			int32	   *slot;
 
 			if (c->kind == RS_CHANGE_PURGE)
-			{
-				arr[npurged] = c;
-				purged[npurged++] = c->root_relid;
 				continue;
-			}
-			for (int j = 0; j < npurged && !dropped; j++)
-				dropped = purged[j] == c->root_relid;
+			for (int p = npurged - 1; p >= 0 && purge_at[p] > i && !dropped; p--)
+				dropped = SPILL_CHANGE(purge_at[p])->root_relid == c->root_relid;
 			if (dropped)
 				continue;
-			(void) hash_search(seen, &c->key, HASH_ENTER, &found);
-			if (!found)
-				arr[rs_nchanges - ++nrows] = c;
+			slot = rs_key_index_slot(&seen, c->key, spill_key_of, bytime);
+			if (*slot < 0)
+			{
+				*slot = i;
+				spill_slice_add(slice, &nslice, c, version, seq);
+			}
 		}
-		/* the purges oldest first, then the rows (one per key) */
-		for (int i = 0; i < npurged / 2; i++)
-		{
-			Change	   *t = arr[i];
-
-			arr[i] = arr[npurged - 1 - i];
-			arr[npurged - 1 - i] = t;
-		}
-		n = npurged;
-		memmove(arr + n, arr + rs_nchanges - nrows, sizeof(Change *) * nrows);
-		n += nrows;
-		rs_outbox_write(arr, n, version, seq);
-		for (int i = 0; i < n; i++)
-			rs_stats_add(arr[i]->root_relid, RS_C_QUEUED, 1);
-		rs_publish_count_queued(n);
+		spill_slice_flush(slice, &nslice, version, seq);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(scratch_cxt);
 	}

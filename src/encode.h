@@ -169,6 +169,17 @@ extern char *rs_image_to_json(RowImage *img);
  */
 extern struct HTAB *rs_string_hash_create(const char *name, long nelem, Size entrysize);
 
+/* string keys to int32 positions, compactly (encode.c) */
+typedef struct RsKeyIndex
+{
+	int32	   *slots;
+	uint32		mask;
+} RsKeyIndex;
+typedef const char *(*RsKeyOfFn) (void *arg, int32 pos);
+extern void rs_key_index_init(RsKeyIndex *ki, int n);
+extern int32 *rs_key_index_slot(RsKeyIndex *ki, const char *key, RsKeyOfFn key_of, void *arg);
+extern void rs_key_index_free(RsKeyIndex *ki);
+
 /* the elements of a text[] as C strings (NULL elements stay NULL) */
 extern char **rs_text_array(ArrayType *arr, int *n);
 

@@ -88,17 +88,30 @@ typedef struct Pending
 	Change	   *first;			/* its before image is the committed state:
 								 * the oldest (since a purge) */
 	bool		dropped;		/* superseded by a later purge */
-	RowImage	repair;			/* committed state, for an abort after push */
 } Pending;
 
-typedef struct PendingSlot
+/*
+ * A key pushed at pre-commit, for the repair after an abort.  Apart from
+ * Pending, which every change of a large transaction has one of (an
+ * overflowed one's, whose changes all go to the outbox, too): the image is
+ * needed for the sync group's keys only.
+ */
+typedef struct PushedKey
 {
-	char	   *key;
-	int			idx;
-} PendingSlot;
+	Change	   *last;
+	RowImage	repair;			/* committed state (repair_exactly) */
+} PushedKey;
+
+/* the key of pending[pos] (rs_key_index_slot) */
+static const char *
+pending_key_of(void *arg, int32 pos)
+{
+	return ((Pending *) arg)[pos].last->key;
+}
 
 /* state of the current transaction, reset at its end */
-static Pending *pushed_keys = NULL; /* pushed before commit (may be unsure) */
+static PushedKey *pushed_keys = NULL;	/* pushed before commit (may be
+										 * unsure) */
 static int	npushed = 0;
 static bool push_maybe_landed = false;
 static bool push_timed_out = false; /* the push's outcome is unknown */
@@ -231,7 +244,7 @@ coalesce(int *npending, List **purges)
 	Pending    *pending = palloc0(sizeof(Pending) * Max(nchanges, 1));
 	Change	  **bytime = NULL;
 	int			n = 0;
-	HTAB	   *byKey = NULL;
+	RsKeyIndex	byKey = {0};
 	Relation	rel = NULL;
 
 	/*
@@ -249,7 +262,7 @@ coalesce(int *npending, List **purges)
 
 	/* a few changes (the common case) are matched by a scan: no hash table */
 	if (nchanges > COALESCE_SCAN_MAX)
-		byKey = rs_string_hash_create("redis_sync pending keys", nchanges, sizeof(PendingSlot));
+		rs_key_index_init(&byKey, nchanges);
 	*purges = NIL;
 
 	for (int i = 0; i < nchanges; i++)
@@ -265,18 +278,14 @@ coalesce(int *npending, List **purges)
 			*purges = lappend(*purges, c);
 			continue;
 		}
-		if (byKey)
+		if (byKey.slots)
 		{
-			bool		found;
-			PendingSlot *slot = hash_search(byKey, &c->key, HASH_ENTER, &found);
+			int32	   *slot = rs_key_index_slot(&byKey, c->key, pending_key_of, pending);
 
-			if (!found || pending[slot->idx].dropped)
-			{
-				slot->key = c->key;
-				slot->idx = n;
-			}
+			if (*slot < 0 || pending[*slot].dropped)
+				*slot = n;
 			else
-				idx = slot->idx;
+				idx = *slot;
 		}
 		else
 		{
@@ -311,8 +320,8 @@ coalesce(int *npending, List **purges)
 		else
 			pending[idx].last = c;
 	}
-	if (byKey)
-		hash_destroy(byKey);
+	if (byKey.slots)
+		rs_key_index_free(&byKey);
 	if (rel != NULL)
 		table_close(rel, NoLock);
 	*npending = n;
@@ -326,11 +335,9 @@ coalesce(int *npending, List **purges)
  * False when the image was not kept.
  */
 static bool
-prepare_repair(Pending *pk)
+prepare_repair(Pending *pk, RowImage *repair)
 {
-	Change	   *first = pk->first;
-
-	return rs_change_before(first, &pk->repair);
+	return rs_change_before(pk->first, repair);
 }
 
 static bool
@@ -613,14 +620,14 @@ push_sync_group(CommitPlan *plan, const char *version)
 	 * its push, its keys are deleted (never stale, just missing) and the
 	 * worker pushes their committed state from the in-flight markers.
 	 */
+	pushed_keys = palloc0(sizeof(PushedKey) * Max(nsync, 1));
+	for (int i = 0; i < nsync; i++)
+		pushed_keys[i].last = sync_keys[i]->last;
+	npushed = nsync;
 	repair_exactly = nsync <= RS_EXACT_REPAIR_KEYS;
 	for (int i = 0; i < nsync && repair_exactly; i++)
 		if (sync_keys[i]->last->policy == RS_POLICY_WRITE_THROUGH)
-			repair_exactly = prepare_repair(sync_keys[i]);
-	pushed_keys = palloc(sizeof(Pending) * Max(nsync, 1));
-	for (int i = 0; i < nsync; i++)
-		pushed_keys[i] = *sync_keys[i];
-	npushed = nsync;
+			repair_exactly = prepare_repair(sync_keys[i], &pushed_keys[i].repair);
 
 	if (push(sync_keys, nsync, plan->purges_sync, version, &failure))
 		return;
@@ -766,7 +773,7 @@ repair_after_abort(void)
 	ops = palloc(sizeof(FenceOp) * npushed);
 	for (int i = 0; i < npushed; i++)
 	{
-		Pending    *pk = &pushed_keys[i];
+		PushedKey  *pk = &pushed_keys[i];
 
 		if (pk->last->policy != RS_POLICY_WRITE_THROUGH)
 			continue;			/* a deleted cache entry is never stale */
