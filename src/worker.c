@@ -52,12 +52,16 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -128,6 +132,75 @@ restart_progress_reset(void)
 	list_free(restart_done_rels);
 	restart_done_rels = NIL;
 	restart_reseeded = false;
+}
+
+/*
+ * The run_id of the Redis whose restart work is done, kept across server
+ * restarts in $PGDATA/redis_sync.run_id.<database oid>: the run_id the
+ * worker compares with lives in shared memory, lost with the server, and a
+ * Redis that restarted from an older snapshot while the server was down
+ * (a host rebooted, a power loss) would otherwise go unnoticed, its older
+ * values cached for good.  saved_run_id: the file's content (read at the
+ * first probe; "" when there is none).
+ */
+static char saved_run_id[48];
+static bool saved_run_id_known = false;
+static char current_run_id[48];
+
+static void
+run_id_file(char *path, size_t len, bool tmp)
+{
+	snprintf(path, len, "redis_sync.run_id.%u%s", MyDatabaseId, tmp ? ".tmp" : "");
+}
+
+static void
+saved_run_id_read(void)
+{
+	char		path[MAXPGPATH];
+	int			fd;
+	int			n;
+
+	saved_run_id[0] = '\0';
+	saved_run_id_known = true;
+	run_id_file(path, sizeof(path), false);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno != ENOENT)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("redis_sync worker: could not open file \"%s\": %m", path)));
+		return;
+	}
+	n = read(fd, saved_run_id, sizeof(saved_run_id) - 1);
+	CloseTransientFile(fd);
+	saved_run_id[Max(n, 0)] = '\0';
+	saved_run_id[strcspn(saved_run_id, "\r\n")] = '\0';
+}
+
+static void
+saved_run_id_write(const char *run_id)
+{
+	char		path[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	int			fd;
+	int			len = strlen(run_id);
+
+	run_id_file(path, sizeof(path), false);
+	run_id_file(tmp, sizeof(tmp), true);
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0 || write(fd, run_id, len) != len || pg_fsync(fd) != 0)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("redis_sync worker: could not write file \"%s\": %m", tmp)));
+		if (fd >= 0)
+			CloseTransientFile(fd);
+	}
+	else if (CloseTransientFile(fd) == 0)
+		(void) durable_rename(tmp, path, LOG);
+	/* tried once per run_id (a failure is logged, not repeated every second) */
+	strlcpy(saved_run_id, run_id, sizeof(saved_run_id));
 }
 
 static void
@@ -207,12 +280,28 @@ probe(void)
 			n++;
 		memcpy(run_id, rid, n);
 		run_id[n] = '\0';
+		strlcpy(current_run_id, run_id, sizeof(current_run_id));
+		if (!saved_run_id_known)
+			saved_run_id_read();
 		if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
 		{
 			restart_progress_reset();
 			ereport(LOG,
 					(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
 							redis_server_display(), run_id, previous),
+					 rs_rewarm_on_restart ?
+					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
+					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
+		}
+		else if (previous[0] == '\0' && saved_run_id[0] != '\0' &&
+				 strcmp(saved_run_id, run_id) != 0)
+		{
+			/* the first probe since the server started: Redis restarted meanwhile */
+			rs_redis_restart_set_pending();
+			restart_progress_reset();
+			ereport(LOG,
+					(errmsg("redis_sync worker: Redis at %s restarted while the server was down (run_id %s, was %s)",
+							redis_server_display(), run_id, saved_run_id),
 					 rs_rewarm_on_restart ?
 					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
 					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
@@ -600,6 +689,10 @@ probe_step(TimestampTz now)
 		reclaim_all();
 		claims_recorded = true;
 	}
+	/* the restart's work is done for this run_id: remember it across server restarts */
+	if (current_run_id[0] != '\0' && !rs_redis_restart_pending() &&
+		strcmp(saved_run_id, current_run_id) != 0)
+		saved_run_id_write(current_run_id);
 	return true;
 }
 
