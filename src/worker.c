@@ -296,7 +296,10 @@ probe(void)
 		else if (previous[0] == '\0' && saved_run_id[0] != '\0' &&
 				 strcmp(saved_run_id, run_id) != 0)
 		{
-			/* the first probe since the server started: Redis restarted meanwhile */
+			/*
+			 * the first probe since the server started: Redis restarted
+			 * meanwhile
+			 */
 			rs_redis_restart_set_pending();
 			restart_progress_reset();
 			ereport(LOG,
@@ -506,7 +509,11 @@ restart_step(TimestampTz now)
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
 		restart_backoff_ms = restart_backoff_ms == 0 ? 1000 : Min(restart_backoff_ms * 2, 60000);
-		/* a table whose code ran into warm_timeout: as the background warm waits */
+
+		/*
+		 * a table whose code ran into warm_timeout: as the background warm
+		 * waits
+		 */
 		if (restart_timed_out)
 			restart_backoff_ms = Max(restart_backoff_ms,
 									 (int) Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000));
@@ -689,7 +696,11 @@ probe_step(TimestampTz now)
 		reclaim_all();
 		claims_recorded = true;
 	}
-	/* the restart's work is done for this run_id: remember it across server restarts */
+
+	/*
+	 * the restart's work is done for this run_id: remember it across server
+	 * restarts
+	 */
 	if (current_run_id[0] != '\0' && !rs_redis_restart_pending() &&
 		strcmp(saved_run_id, current_run_id) != 0)
 		saved_run_id_write(current_run_id);
