@@ -263,8 +263,11 @@ OWN_FIELDS_FN \
 "          go = false\n" \
 "        end\n" \
 "      end\n" \
-"      if not go or others then\n" \
-"        -- dropped above, or others' fields only (not evicted): no eviction watch\n" \
+"      if not go then\n" \
+"        -- dropped above: no eviction watch.  Others' fields only: the key is\n" \
+"        -- there but this write's fields and the version are not, like a\n" \
+"        -- missing key's, and the version (a tombstone, which has a TTL) may\n" \
+"        -- have been evicted: watched like one\n" \
 "      elseif fresh and op == 'D' then\n" \
 "        -- a pre-commit delete of a key missing with its version creates no\n" \
 "        -- data, only its tombstone, at the key's newest version: no eviction\n" \
@@ -436,9 +439,9 @@ OWN_FIELDS_FN \
 "        return 2\n" \
 "      end\n" \
 "    end\n" \
-"    -- a delete creates no data, only its tombstone; others' fields only (a\n" \
-"    -- row the write-behind drain created): nothing evicted; no eviction watch\n" \
-"    if kind ~= 'D' and not others then\n" \
+"    -- a delete creates no data, only its tombstone: no eviction watch (others'\n" \
+"    -- fields only are watched like a missing key: the version may be evicted)\n" \
+"    if kind ~= 'D' then\n" \
 "      local ok, info = pcall(call, 'INFO', 'stats')\n" \
 "      local ev = ok and type(info) == 'string' and string.match(info, 'evicted_keys:(%d+)') or nil\n" \
 "      local seen = call('HGET', ekey, 'seen')\n" \

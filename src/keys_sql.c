@@ -56,8 +56,27 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 	}
 	PG_CATCH();
 	{
-		/* not a value of the type */
+		ErrorData  *ed;
+		int			category;
+
 		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		category = ERRCODE_TO_CATEGORY(ed->sqlerrcode);
+		FreeErrorData(ed);
+
+		/*
+		 * Not a value of the type: the input refused it (a data exception, a
+		 * domain's constraint).  Anything else -- a cancel, a statement
+		 * timeout (the worker's warm_timeout), an error of the system -- is
+		 * no verdict on the key: it goes on up (a key taken for one no row
+		 * can have would be deleted).
+		 */
+		if (category != ERRCODE_DATA_EXCEPTION &&
+			category != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+		{
+			rs_canonical_exit(&save);
+			PG_RE_THROW();
+		}
 		FlushErrorState();
 		ok = false;
 	}
@@ -98,33 +117,47 @@ delete_keys(List *keys)
 /*
  * The keys of cfg's table among keys (each starting with its prefix): the
  * (key, key values) pairs a row could have, and the rest (no row can have
- * them) in *junk.
+ * them) in *junk.  Reading the key values into the key columns' types runs
+ * the table's code (a domain's CHECK): as the owner, restricted, as get()
+ * does (readthrough.c), never as a superuser calling resync() nor as the
+ * worker refreshing the keys after a Redis restart.
  */
 static List *
 keys_to_rows(SyncConfig *cfg, char **keys, int n, List **junk)
 {
-	List	   *pairs = NIL;
+	List	   *volatile pairs = NIL;
+	List	   *volatile bad = NIL;
 	size_t		plen = strlen(cfg->prefix);
+	RsAsOwner	ao;
 
-	*junk = NIL;
-	for (int i = 0; i < n; i++)
+	rs_as_owner_enter(&ao, rs_rel_owner(cfg->relid));
+	PG_TRY();
 	{
-		char	  **kv;
-		List	   *vals = NIL;
-
-		if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
-			continue;
-		kv = rs_key_split(keys[i] + plen, cfg->nkeys);
-		if (kv == NULL || !canonical_key_values(cfg, kv))
+		for (int i = 0; i < n; i++)
 		{
-			/* no row can have this key */
-			*junk = lappend(*junk, keys[i]);
-			continue;
+			char	  **kv;
+			List	   *vals = NIL;
+
+			if (keys[i] == NULL || strncmp(keys[i], cfg->prefix, plen) != 0)
+				continue;
+			kv = rs_key_split(keys[i] + plen, cfg->nkeys);
+			if (kv == NULL || !canonical_key_values(cfg, kv))
+			{
+				/* no row can have this key */
+				bad = lappend(bad, keys[i]);
+				continue;
+			}
+			for (int k = 0; k < cfg->nkeys; k++)
+				vals = lappend(vals, kv[k]);
+			pairs = lappend(pairs, list_make2(keys[i], vals));
 		}
-		for (int k = 0; k < cfg->nkeys; k++)
-			vals = lappend(vals, kv[k]);
-		pairs = lappend(pairs, list_make2(keys[i], vals));
 	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	*junk = bad;
 	return pairs;
 }
 

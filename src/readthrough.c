@@ -129,6 +129,21 @@ canonical_key_values(Oid relid, SyncConfig *cfg, Datum *kelems, bool *knulls, in
 	return canon;
 }
 
+/* whether an HGETALL reply holds one of the fields of cfg's columns */
+static bool
+holds_synced_field(SyncConfig *cfg, RedisValue *v)
+{
+	for (int i = 0; i + 1 < v->nelem; i += 2)
+	{
+		RedisValue *f = &v->elems[i];
+
+		for (int c = 0; c < cfg->ncols; c++)
+			if (f->str != NULL && strcmp(f->str, cfg->cols[c].name) == 0)
+				return true;
+	}
+	return false;
+}
+
 /*
  * the caller's own SELECT of the row (policies included): $1..$nk are the
  * key values, already of the key columns' types (read as the owner), so the
@@ -228,6 +243,23 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, argv[0]);
 	v = redis_pipeline_reply(p, 0);
+	if (v->type == RV_ARRAY && v->nelem > 0 && !holds_synced_field(cfg, v))
+	{
+		/*
+		 * A hash of others' fields only: the write-behind fields of a table
+		 * synced both ways over one hash (a row the drain created, whose
+		 * write-through fields are not pushed back; a truncated row's hash
+		 * that kept them).  No cached row: the row as the caller's SELECT
+		 * sees it, not cached here (a populate's fenced delete of a row the
+		 * table lacks would remove the write-behind fields not yet drained).
+		 */
+		redis_pipeline_free(p);
+		result = spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
+		count_lookup(cfg, RS_C_MISSES);
+		if (isnull)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(result);
+	}
 	if ((v->type == RV_ARRAY && v->nelem > 0) || v->type == RV_STRING)
 	{
 		/* a cached row the caller's policies hide is not returned */

@@ -191,5 +191,6 @@ extern bool rs_worker_pause_check(void);
 extern bool rs_redis_run_id_changed(const char *run_id, char *previous, size_t len);
 extern bool rs_redis_restart_pending(void);
 extern void rs_redis_restart_done(void);
+extern void rs_redis_restart_set_pending(void);
 
 #endif							/* RS_SHMEM_H */

@@ -255,6 +255,8 @@ rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 	char	   *alias;
 	int			nest;
 	char		version[RS_VERSION_LEN + 1];
+	MemoryContext batch_cxt;
+	MemoryContext outer;
 
 	if (!cfg->synced || (cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
 		ereport(ERROR,
@@ -276,6 +278,15 @@ rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 		wait_for_writers(relid);
 	}
 
+	/*
+	 * Each batch's lists, query and encoded rows in a context of its own,
+	 * reset after the batch: the worker's refresh after a Redis restart
+	 * pushes every key of a table, and kept them all until its transaction
+	 * ended (memory in proportion to the table's cached data).
+	 */
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync push batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	outer = MemoryContextSwitchTo(batch_cxt);
 	foreach(lc, keys)
 	{
 		List	   *pair = lfirst(lc);
@@ -309,8 +320,11 @@ rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 									  locked ? NULL : version);
 			batch = NIL;
 			batch_keys = NIL;
+			MemoryContextReset(batch_cxt);
 		}
 	}
+	MemoryContextSwitchTo(outer);
+	MemoryContextDelete(batch_cxt);
 	rs_canonical_gucs_pop(nest);
 	relation_close(rel, AccessShareLock);
 	return total;

@@ -52,12 +52,16 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -109,6 +113,95 @@ static TimestampTz drain_due = 0;	/* when a write-behind table is next due */
 static volatile sig_atomic_t got_sigterm = false;
 static bool extension_gone = false; /* DROP EXTENSION: exit for good */
 static char my_dbname[NAMEDATALEN]; /* for messages outside transactions */
+
+/*
+ * The restart's work done so far (this worker, since the run_id it last saw
+ * change): the tables refreshed and re-warmed, and the write-behind
+ * re-seed.  A retry does only the rest, so that one table that keeps
+ * failing (its writers still open, its code failing) holds up neither the
+ * others nor the re-seed, and the ones done are not pushed again at every
+ * retry.  In TopMemoryContext.
+ */
+static List *restart_done_rels = NIL;
+static bool restart_reseeded = false;
+static bool restart_timed_out = false;	/* a table ran into warm_timeout */
+
+static void
+restart_progress_reset(void)
+{
+	list_free(restart_done_rels);
+	restart_done_rels = NIL;
+	restart_reseeded = false;
+}
+
+/*
+ * The run_id of the Redis whose restart work is done, kept across server
+ * restarts in $PGDATA/redis_sync.run_id.<database oid>: the run_id the
+ * worker compares with lives in shared memory, lost with the server, and a
+ * Redis that restarted from an older snapshot while the server was down
+ * (a host rebooted, a power loss) would otherwise go unnoticed, its older
+ * values cached for good.  saved_run_id: the file's content (read at the
+ * first probe; "" when there is none).
+ */
+static char saved_run_id[48];
+static bool saved_run_id_known = false;
+static char current_run_id[48];
+
+static void
+run_id_file(char *path, size_t len, bool tmp)
+{
+	snprintf(path, len, "redis_sync.run_id.%u%s", MyDatabaseId, tmp ? ".tmp" : "");
+}
+
+static void
+saved_run_id_read(void)
+{
+	char		path[MAXPGPATH];
+	int			fd;
+	int			n;
+
+	saved_run_id[0] = '\0';
+	saved_run_id_known = true;
+	run_id_file(path, sizeof(path), false);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno != ENOENT)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("redis_sync worker: could not open file \"%s\": %m", path)));
+		return;
+	}
+	n = read(fd, saved_run_id, sizeof(saved_run_id) - 1);
+	CloseTransientFile(fd);
+	saved_run_id[Max(n, 0)] = '\0';
+	saved_run_id[strcspn(saved_run_id, "\r\n")] = '\0';
+}
+
+static void
+saved_run_id_write(const char *run_id)
+{
+	char		path[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	int			fd;
+	int			len = strlen(run_id);
+
+	run_id_file(path, sizeof(path), false);
+	run_id_file(tmp, sizeof(tmp), true);
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0 || write(fd, run_id, len) != len || pg_fsync(fd) != 0)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("redis_sync worker: could not write file \"%s\": %m", tmp)));
+		if (fd >= 0)
+			CloseTransientFile(fd);
+	}
+	else if (CloseTransientFile(fd) == 0)
+		(void) durable_rename(tmp, path, LOG);
+	/* tried once per run_id (a failure is logged, not repeated every second) */
+	strlcpy(saved_run_id, run_id, sizeof(saved_run_id));
+}
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -187,13 +280,35 @@ probe(void)
 			n++;
 		memcpy(run_id, rid, n);
 		run_id[n] = '\0';
+		strlcpy(current_run_id, run_id, sizeof(current_run_id));
+		if (!saved_run_id_known)
+			saved_run_id_read();
 		if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
+		{
+			restart_progress_reset();
 			ereport(LOG,
 					(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
 							redis_server_display(), run_id, previous),
 					 rs_rewarm_on_restart ?
 					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
 					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
+		}
+		else if (previous[0] == '\0' && saved_run_id[0] != '\0' &&
+				 strcmp(saved_run_id, run_id) != 0)
+		{
+			/*
+			 * the first probe since the server started: Redis restarted
+			 * meanwhile
+			 */
+			rs_redis_restart_set_pending();
+			restart_progress_reset();
+			ereport(LOG,
+					(errmsg("redis_sync worker: Redis at %s restarted while the server was down (run_id %s, was %s)",
+							redis_server_display(), run_id, saved_run_id),
+					 rs_rewarm_on_restart ?
+					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
+					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
+		}
 	}
 	redis_pipeline_free(p);
 	return true;
@@ -220,11 +335,16 @@ reclaim_all(void)
  * After a Redis restart, for every write-through and invalidate table of
  * this database: push again the keys Redis brought back
  * (rs_refresh_cached_keys: they may be older than the table), then fill the
- * missing ones (write-through).  One transaction per table and step.
+ * missing ones (write-through).  One transaction per table and step.  A
+ * table whose work fails is logged and left for the retry (restart_step);
+ * the others go on.  Returns the tables that failed.
  */
-static void
+static void rewarm_table(Oid relid, bool write_through);
+
+static int
 rewarm_all(void)
 {
+	volatile int failed = 0;
 	List	   *rels = NIL;
 	List	   *policies = NIL;
 	ListCell   *lc;
@@ -254,32 +374,89 @@ rewarm_all(void)
 	forboth(lc, rels, pc, policies)
 	{
 		Oid			relid = lfirst_oid(lc);
-		int64		n;
+		MemoryContext cxt = CurrentMemoryContext;
+		volatile bool unreachable = false;
 
-		rs_xact_begin("redis_sync: refreshing cached keys after a Redis restart");
-		n = rs_refresh_cached_keys(relid);
-		rs_stats_flush();
-		rs_xact_commit(round_cxt);
-		if (n < 0)
-			ereport(LOG,
-					(errmsg("redis_sync worker: the cached keys of table %u were not refreshed after the Redis restart",
-							relid),
-					 errdetail("The table is also write-behind over the same hashes, or row-level security applies to its owner."),
-					 errhint("Keys brought back from Redis persistence can be older than the table: check them with redis_sync.verify().")));
-		else if (n > 0)
-			ereport(LOG,
-					(errmsg("redis_sync worker: refreshed %lld cached keys of table %u after the Redis restart",
-							(long long) n, relid)));
-		if (!lfirst_int(pc))
+		if (list_member_oid(restart_done_rels, relid))
 			continue;
-		rs_xact_begin("redis_sync: re-warming after a Redis restart");
-		n = rs_push_current(relid, NIL, 10000);
-		rs_stats_flush();
-		rs_xact_commit(round_cxt);
-		ereport(LOG,
-				(errmsg("redis_sync worker: re-warmed %lld keys of table %u",
-						(long long) n, relid)));
+		PG_TRY();
+		{
+			MemoryContext old;
+
+			/*
+			 * the table's code (key domains, casts, policies of the fill) as
+			 * its owner: bounded as the background warm's batches are
+			 */
+			rs_step_timeout_arm(rs_warm_timeout_ms);
+			rewarm_table(relid, lfirst_int(pc));
+			rs_step_timeout_disarm();
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			restart_done_rels = lappend_oid(restart_done_rels, relid);
+			MemoryContextSwitchTo(old);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			bool		timed_out = rs_step_timeout_expired();
+
+			rs_step_timeout_disarm();
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(cxt);
+			if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			{
+				edata->message = psprintf("it took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
+										  rs_warm_timeout_ms);
+				restart_timed_out = true;
+			}
+			ereport(LOG,
+					(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
+							relid, edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0));
+			failed++;
+			unreachable = edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
+				edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		/* Redis gone: the other tables would fail the same way */
+		if (unreachable)
+			break;
 	}
+	return failed;
+}
+
+/* rewarm_all() for one table: refresh its cached keys, then fill (write-through) */
+static void
+rewarm_table(Oid relid, bool write_through)
+{
+	int64		n;
+
+	rs_xact_begin("redis_sync: refreshing cached keys after a Redis restart");
+	n = rs_refresh_cached_keys(relid);
+	rs_stats_flush();
+	rs_xact_commit(round_cxt);
+	if (n < 0)
+		ereport(LOG,
+				(errmsg("redis_sync worker: the cached keys of table %u were not refreshed after the Redis restart",
+						relid),
+				 errdetail("The table is also write-behind over the same hashes, or row-level security applies to its owner."),
+				 errhint("Keys brought back from Redis persistence can be older than the table: check them with redis_sync.verify().")));
+	else if (n > 0)
+		ereport(LOG,
+				(errmsg("redis_sync worker: refreshed %lld cached keys of table %u after the Redis restart",
+						(long long) n, relid)));
+	if (!write_through)
+		return;
+	rs_xact_begin("redis_sync: re-warming after a Redis restart");
+	n = rs_push_current(relid, NIL, 10000);
+	rs_stats_flush();
+	rs_xact_commit(round_cxt);
+	ereport(LOG,
+			(errmsg("redis_sync worker: re-warmed %lld keys of table %u",
+					(long long) n, relid)));
 }
 
 /*
@@ -287,8 +464,10 @@ rewarm_all(void)
  * the key prefix claims again, then (redis_sync.rewarm_on_restart) the
  * refresh and re-warm of write-through tables and the re-seeding of
  * write-behind keys.  A failure (a table's writers still open, Redis
- * refusing) is logged and the whole is retried with backoff (up to a
- * minute), without holding up the outbox and the drains meanwhile.
+ * refusing) is logged and what is left is retried with backoff (up to a
+ * minute), without holding up the outbox and the drains meanwhile: a table
+ * that fails holds up neither the other tables nor the re-seed, and the
+ * tables done are not refreshed again at each retry (restart_done_rels).
  */
 static void
 restart_step(TimestampTz now)
@@ -303,10 +482,20 @@ restart_step(TimestampTz now)
 		claims_recorded = true;
 		if (rs_rewarm_on_restart)
 		{
-			rewarm_all();
-			rs_drain_reseed_all();
+			int			failed = rewarm_all();
+
+			if (!restart_reseeded)
+			{
+				rs_drain_reseed_all();
+				restart_reseeded = true;
+			}
+			if (failed > 0)
+				ereport(ERROR,
+						(errmsg("%d tables could not be refreshed", failed),
+						 errdetail("See the log lines before; the others are done.")));
 		}
 		rs_redis_restart_done();
+		restart_progress_reset();
 		restart_retry_at = 0;
 		restart_backoff_ms = 0;
 	}
@@ -320,6 +509,15 @@ restart_step(TimestampTz now)
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
 		restart_backoff_ms = restart_backoff_ms == 0 ? 1000 : Min(restart_backoff_ms * 2, 60000);
+
+		/*
+		 * a table whose code ran into warm_timeout: as the background warm
+		 * waits
+		 */
+		if (restart_timed_out)
+			restart_backoff_ms = Max(restart_backoff_ms,
+									 (int) Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000));
+		restart_timed_out = false;
 		restart_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), restart_backoff_ms);
 		ereport(LOG,
 				(errmsg("redis_sync worker: the work after the Redis restart failed, retrying in %d ms: %s",
@@ -498,6 +696,14 @@ probe_step(TimestampTz now)
 		reclaim_all();
 		claims_recorded = true;
 	}
+
+	/*
+	 * the restart's work is done for this run_id: remember it across server
+	 * restarts
+	 */
+	if (current_run_id[0] != '\0' && !rs_redis_restart_pending() &&
+		strcmp(saved_run_id, current_run_id) != 0)
+		saved_run_id_write(current_run_id);
 	return true;
 }
 

@@ -370,6 +370,17 @@ rs_redis_restart_done(void)
 	SpinLockRelease(&sl->mutex);
 }
 
+/* a restart the run_id in shared memory cannot show (it happened while the server was down) */
+void
+rs_redis_restart_set_pending(void)
+{
+	RsDbSlot   *sl = rs_my_slot();
+
+	SpinLockAcquire(&sl->mutex);
+	sl->restart_pending = true;
+	SpinLockRelease(&sl->mutex);
+}
+
 static void
 require_shmem(void)
 {
