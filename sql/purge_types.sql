@@ -109,3 +109,23 @@ UPDATE pf SET v = 'c';
 SELECT redis_sync.command('EXISTS', 'pf1:1') AS old_key_after, redis_sync.command('HGET', 'pf2:1', 'v') AS new_key;
 SELECT redis_sync.unsync('pf', purge => true);
 DROP TABLE pf;
+
+-- a table shares its write-behind hashes only with a write-through policy of
+-- format hash, without a ttl, over columns write-behind does not write: an
+-- invalidation or a TTL removes the whole hash, a JSON string replaces it,
+-- and a push or TRUNCATE's field delete of a column both write loses the
+-- value the application wrote before the drain read it (wave 2l review)
+CREATE TABLE px (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+SELECT redis_sync.write_behind('px', key_prefix => 'px:', columns => '{n}', flush_interval => '1 h');
+SELECT rs_error($$SELECT redis_sync.write_through('px', key_prefix => 'px:', warm => false)$$);
+SELECT rs_error($$SELECT redis_sync.write_through('px', key_prefix => 'px:', columns => '{v}', ttl => '1 hour', warm => false)$$);
+SELECT rs_error($$SELECT redis_sync.write_through('px', key_prefix => 'px:', columns => '{v}', format => 'json', warm => false)$$);
+SELECT rs_error($$SELECT redis_sync.invalidate('px', key_prefix => 'px:')$$);
+SELECT redis_sync.write_through('px', key_prefix => 'px:', columns => '{id,v}', warm => false);
+-- write-behind configured second, over a written-through column
+SELECT rs_error($$SELECT redis_sync.write_behind('px', key_prefix => 'px:', columns => '{n,v}', flush_interval => '1 h')$$);
+SELECT policy, key_prefix, columns, ttl FROM redis_sync.tables WHERE relid = 'px'::regclass ORDER BY policy;
+-- under another prefix nothing is shared: a ttl is fine
+SELECT redis_sync.write_through('px', key_prefix => 'px2:', ttl => '1 hour', warm => false);
+SELECT redis_sync.unsync('px');
+DROP TABLE px;

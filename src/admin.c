@@ -342,6 +342,86 @@ refuse_stranded_dirty_set(Oid relid, const char *old, const char *dirty_set)
 }
 
 /*
+ * A table synced write-behind and write-through (or invalidate) under one
+ * prefix shares its hashes between the two: only a write-through policy of
+ * format hash, without a TTL, over columns the write-behind policy does not
+ * write, keeps the write-behind fields Redis holds until the drain reads
+ * them.  Refuse the rest once both are configured: an invalidation deletes
+ * the whole hash, a JSON string replaces it, a TTL expires it, and a column
+ * both policies write has its undrained value overwritten by a push or
+ * removed by TRUNCATE's field delete (found by the wave 2l review).
+ */
+static void
+refuse_unsafe_sharing(Oid relid)
+{
+	RsAsOwner	ao;
+	Oid			type = OIDOID;
+	Datum		value = ObjectIdGetDatum(relid);
+	char	   *reason = NULL;
+	char	   *cols = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	/* not read-only: the row just written must be seen */
+	if (SPI_execute_with_args("SELECT CASE WHEN s.policy = 'invalidate' THEN 'invalidate' "
+							  "            WHEN s.format <> 'hash' OR b.format <> 'hash' THEN 'format' "
+							  "            WHEN s.ttl IS NOT NULL THEN 'ttl' ELSE 'columns' END, "
+							  "       (SELECT string_agg(quote_ident(c), ', ' ORDER BY c) "
+							  "          FROM unnest(s.columns) c "
+							  "         WHERE c = ANY (b.columns) AND c <> ALL (s.key_columns)) "
+							  "  FROM redis_sync.tables s "
+							  "  JOIN redis_sync.tables b ON b.relid = s.relid AND b.policy = 'write_behind' "
+							  "                          AND b.key_prefix = s.key_prefix "
+							  " WHERE s.relid = $1 AND s.policy IN ('write_through', 'invalidate')",
+							  1, &type, &value, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	if (SPI_processed > 0)
+	{
+		char	   *r = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *c = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+		if (strcmp(r, "columns") != 0 || c != NULL)
+		{
+			reason = MemoryContextStrdup(caller, r);
+			cols = c ? MemoryContextStrdup(caller, c) : NULL;
+		}
+	}
+	SPI_finish();
+	rs_as_owner_leave(&ao);
+	if (reason == NULL)
+		return;
+	if (strcmp(reason, "invalidate") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table \"%s\" cannot be invalidate and write-behind under the same key prefix",
+						get_rel_name(relid)),
+				 errdetail("An invalidation deletes the whole hash, with the write-behind fields the drain has not read yet."),
+				 errhint("Give one of the policies another key_prefix, or use write_through() with the columns write-behind does not write.")));
+	if (strcmp(reason, "format") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table \"%s\" can share its write-behind hashes only with a write-through policy of format hash",
+						get_rel_name(relid)),
+				 errdetail("A JSON string under the same key would replace the hash that holds the write-behind fields."),
+				 errhint("Use format => 'hash', or another key_prefix.")));
+	if (strcmp(reason, "ttl") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table \"%s\" cannot have a ttl on write-through keys it shares with write-behind",
+						get_rel_name(relid)),
+				 errdetail("The TTL expires the whole hash, with the write-behind fields the drain has not read yet."),
+				 errhint("Drop the ttl, or give one of the policies another key_prefix.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("columns of table \"%s\" are both write-through and write-behind under the same key prefix: %s",
+					get_rel_name(relid), cols),
+			 errdetail("A push or a TRUNCATE would overwrite or remove the value the application wrote to Redis before the drain reads it."),
+			 errhint("List in write_through(columns => ...) only the columns write-behind does not write.")));
+}
+
+/*
  * _config_write(tbl, policy, key_prefix, key_columns, columns, format, ttl,
  *				 consistency, delivery, dirty_set, flush_interval, batch_size,
  *				 on_missing, counters)
@@ -402,6 +482,7 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 				 "  counters = EXCLUDED.counters, updated_at = now()",
 				 14, types, values, nulls, SPI_OK_INSERT);
 	CommandCounterIncrement();
+	refuse_unsafe_sharing(relid);
 	rs_claim_table(relid);
 	refuse_stranded_dirty_set(relid, old_dirty, PG_ARGISNULL(9) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(9)));
 	invalidate_table(relid);
