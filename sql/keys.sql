@@ -24,6 +24,32 @@ SELECT redis_sync.command('HSET', 'mk:junk', 'v', '1'), redis_sync.command('HSET
 SELECT key, problem FROM redis_sync.verify('k_mk') ORDER BY key;
 SELECT redis_sync.resync('k_mk') AS repaired;
 SELECT * FROM redis_sync.verify('k_mk');
+-- a key column whose input runs user code (a domain's CHECK in PL/pgSQL that
+-- reads a catalog and raises for odd values): resync() reads each key's
+-- values in a subtransaction, so the refused one (kd:3) is deleted as junk
+-- and the session goes on cleanly (it failed with "improper call to
+-- spi_printtup" when the error was caught without one); kd:2 stays
+CREATE FUNCTION k_even(int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM count(*) FROM pg_catalog.pg_class WHERE relname = 'k_dom';
+    IF $1 % 2 = 1 THEN
+        RAISE EXCEPTION 'odd' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN true;
+END $$;
+CREATE DOMAIN k_evenint AS int CHECK (k_even(VALUE));
+CREATE TABLE k_dom (id k_evenint PRIMARY KEY, v int);
+INSERT INTO k_dom VALUES (2, 20);
+SELECT redis_sync.write_through('k_dom', key_prefix => 'kd:', warm => false);
+SELECT redis_sync.warm('k_dom');
+SELECT redis_sync.command('HSET', 'kd:3', 'v', '1');
+SELECT redis_sync.resync('k_dom') AS repaired;
+SELECT redis_sync.command('HGET', 'kd:2', 'v') AS kd2, redis_sync.command('EXISTS', 'kd:3') AS kd3;
+SELECT * FROM redis_sync.verify('k_dom');
+SELECT redis_sync.unsync('k_dom', purge => true);
+DROP TABLE k_dom;
+DROP DOMAIN k_evenint;
+DROP FUNCTION k_even(int);
 -- TRUNCATE removes every key of the table, including values ending in the suffix
 TRUNCATE k_mk;
 SELECT redis_sync.command('KEYS', 'mk:*') AS after_truncate;

@@ -10,6 +10,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -17,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rls.h"
 
 #include "as_owner.h"
@@ -28,30 +32,69 @@ PG_FUNCTION_INFO_V1(redis_sync_escape_key);
 PG_FUNCTION_INFO_V1(redis_sync_companion_key);
 PG_FUNCTION_INFO_V1(redis_sync_version_key);
 
+/* whether reading a value of typid can run code other than the core's */
+static bool
+input_runs_user_code(Oid typid)
+{
+	return typid >= FirstNormalObjectId || get_typtype(typid) == TYPTYPE_DOMAIN;
+}
+
+/* the key values' input and output, as canonical_key_values() checks them */
+static bool
+key_values_round_trip(SyncConfig *cfg, char **kv)
+{
+	for (int k = 0; k < cfg->nkeys; k++)
+	{
+		Oid			infn;
+		Oid			ioparam;
+		int32		typmod = rs_key_typmod(cfg->relid, cfg->keys[k].attnum);
+		Datum		d;
+
+		getTypeInputInfo(cfg->keys[k].typid, &infn, &ioparam);
+		d = OidInputFunctionCall(infn, kv[k], ioparam, typmod);
+		if (strcmp(OutputFunctionCall(&cfg->keys[k].out, d), kv[k]) != 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * true when every key value is the canonical text of a value of its column
- * (so some row can have exactly this key)
+ * (so some row can have exactly this key).  A value the input refuses (a
+ * data exception, a domain's constraint) is no such value.  Anything else --
+ * a cancel, a statement timeout (the worker's warm_timeout), an error of the
+ * system -- is no verdict on the key: it goes on up (a key taken for one no
+ * row can have would be deleted).  When a key column's input can run code
+ * other than the core's (a domain's CHECK, an extension's type), it runs in
+ * a subtransaction, so that its error is caught safely, whatever that code
+ * had acquired; the core's input functions only raise.
  */
 static bool
 canonical_key_values(SyncConfig *cfg, char **kv)
 {
 	RsCanonicalSave save;
-	bool		ok = true;
+	volatile bool ok = true;
 	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		subxact = false;
+
+	for (int k = 0; k < cfg->nkeys && !subxact; k++)
+		subxact = input_runs_user_code(cfg->keys[k].typid);
 
 	rs_canonical_enter(&save);
+	if (subxact)
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+	}
 	PG_TRY();
 	{
-		for (int k = 0; k < cfg->nkeys && ok; k++)
+		ok = key_values_round_trip(cfg, kv);
+		if (subxact)
 		{
-			Oid			infn;
-			Oid			ioparam;
-			int32		typmod = rs_key_typmod(cfg->relid, cfg->keys[k].attnum);
-			Datum		d;
-
-			getTypeInputInfo(cfg->keys[k].typid, &infn, &ioparam);
-			d = OidInputFunctionCall(infn, kv[k], ioparam, typmod);
-			ok = strcmp(OutputFunctionCall(&cfg->keys[k].out, d), kv[k]) == 0;
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
 		}
 	}
 	PG_CATCH();
@@ -62,21 +105,23 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 		MemoryContextSwitchTo(cxt);
 		ed = CopyErrorData();
 		category = ERRCODE_TO_CATEGORY(ed->sqlerrcode);
-		FreeErrorData(ed);
-
-		/*
-		 * Not a value of the type: the input refused it (a data exception, a
-		 * domain's constraint).  Anything else -- a cancel, a statement
-		 * timeout (the worker's warm_timeout), an error of the system -- is
-		 * no verdict on the key: it goes on up (a key taken for one no row
-		 * can have would be deleted).
-		 */
+		if (subxact)
+		{
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
 		if (category != ERRCODE_DATA_EXCEPTION &&
 			category != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
 		{
 			rs_canonical_exit(&save);
+			if (subxact)
+				ReThrowError(ed);
+			FreeErrorData(ed);
 			PG_RE_THROW();
 		}
+		FreeErrorData(ed);
 		FlushErrorState();
 		ok = false;
 	}
