@@ -70,6 +70,15 @@ SELECT redis_sync.resync('k_dom2') AS repaired;
 SELECT redis_sync.command('HGET', 'kl:2', 'v') AS kl2, redis_sync.command('EXISTS', 'kl:3') AS kl3;
 SELECT * FROM redis_sync.verify('k_dom2');
 SELECT redis_sync.unsync('k_dom2', purge => true);
+-- get() of a cached row whose column is of that domain: decoded without the
+-- pinned path too (it failed the same way)
+CREATE TABLE k_val (id int PRIMARY KEY, v k_listedint);
+INSERT INTO k_val VALUES (1, 4);
+SELECT redis_sync.write_through('k_val', key_prefix => 'kv:');
+SELECT redis_sync.command('HGET', 'kv:1', 'v') AS cached;
+SELECT * FROM redis_sync.get(NULL::k_val, '1');
+SELECT redis_sync.unsync('k_val', purge => true);
+DROP TABLE k_val;
 DROP TABLE k_dom2;
 DROP DOMAIN k_listedint;
 DROP FUNCTION k_listed(int);
