@@ -50,6 +50,39 @@ SELECT redis_sync.unsync('k_dom', purge => true);
 DROP TABLE k_dom;
 DROP DOMAIN k_evenint;
 DROP FUNCTION k_even(int);
+-- the CHECK function sets its own search_path (as a function a constraint
+-- calls should): it applies, the canonical pg_catalog-only path being pinned
+-- for the output of reg* values only (resync() failed with 'relation
+-- "k_allowed" does not exist', wave 2l review 2)
+CREATE TABLE k_allowed (v int);
+INSERT INTO k_allowed VALUES (2), (4);
+CREATE FUNCTION k_listed(int) RETURNS boolean LANGUAGE plpgsql SET search_path = public AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM k_allowed WHERE v = $1);
+END $$;
+CREATE DOMAIN k_listedint AS int CHECK (k_listed(VALUE));
+CREATE TABLE k_dom2 (id k_listedint PRIMARY KEY, v int);
+INSERT INTO k_dom2 VALUES (2, 20);
+SELECT redis_sync.write_through('k_dom2', key_prefix => 'kl:', warm => false);
+SELECT redis_sync.warm('k_dom2');
+SELECT redis_sync.command('HSET', 'kl:3', 'v', '1');
+SELECT redis_sync.resync('k_dom2') AS repaired;
+SELECT redis_sync.command('HGET', 'kl:2', 'v') AS kl2, redis_sync.command('EXISTS', 'kl:3') AS kl3;
+SELECT * FROM redis_sync.verify('k_dom2');
+SELECT redis_sync.unsync('k_dom2', purge => true);
+-- get() of a cached row whose column is of that domain: decoded without the
+-- pinned path too (it failed the same way)
+CREATE TABLE k_val (id int PRIMARY KEY, v k_listedint);
+INSERT INTO k_val VALUES (1, 4);
+SELECT redis_sync.write_through('k_val', key_prefix => 'kv:');
+SELECT redis_sync.command('HGET', 'kv:1', 'v') AS cached;
+SELECT * FROM redis_sync.get(NULL::k_val, '1');
+SELECT redis_sync.unsync('k_val', purge => true);
+DROP TABLE k_val;
+DROP TABLE k_dom2;
+DROP DOMAIN k_listedint;
+DROP FUNCTION k_listed(int);
+DROP TABLE k_allowed;
 -- TRUNCATE removes every key of the table, including values ending in the suffix
 TRUNCATE k_mk;
 SELECT redis_sync.command('KEYS', 'mk:*') AS after_truncate;

@@ -127,5 +127,12 @@ SELECT rs_error($$SELECT redis_sync.write_behind('px', key_prefix => 'px:', colu
 SELECT policy, key_prefix, columns, ttl FROM redis_sync.tables WHERE relid = 'px'::regclass ORDER BY policy;
 -- under another prefix nothing is shared: a ttl is fine
 SELECT redis_sync.write_through('px', key_prefix => 'px2:', ttl => '1 hour', warm => false);
+-- nor under prefixes that overlap: a key of one policy can be another row's
+-- key of the other (px: row 12 and px:1 row 2 both have px:12), a JSON
+-- string with a TTL then replacing the write-behind hash (wave 2l review 2)
+SELECT rs_error($$SELECT redis_sync.write_through('px', key_prefix => 'px:1', format => 'json', ttl => '1 hour', warm => false)$$);
+SELECT rs_error($$SELECT redis_sync.invalidate('px', key_prefix => 'px:1')$$);
+SELECT rs_error($$SELECT redis_sync.write_through('px', key_prefix => 'p', warm => false)$$);
+SELECT policy, key_prefix FROM redis_sync.tables WHERE relid = 'px'::regclass ORDER BY policy;
 SELECT redis_sync.unsync('px');
 DROP TABLE px;

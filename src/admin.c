@@ -365,7 +365,8 @@ refuse_unsafe_sharing(Oid relid)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* not read-only: the row just written must be seen */
-	if (SPI_execute_with_args("SELECT CASE WHEN s.policy = 'invalidate' THEN 'invalidate' "
+	if (SPI_execute_with_args("SELECT CASE WHEN s.key_prefix <> b.key_prefix THEN 'overlap' "
+							  "            WHEN s.policy = 'invalidate' THEN 'invalidate' "
 							  "            WHEN s.format <> 'hash' OR b.format <> 'hash' THEN 'format' "
 							  "            WHEN s.ttl IS NOT NULL THEN 'ttl' ELSE 'columns' END, "
 							  "       (SELECT string_agg(quote_ident(c), ', ' ORDER BY c) "
@@ -373,7 +374,8 @@ refuse_unsafe_sharing(Oid relid)
 							  "         WHERE c = ANY (b.columns) AND c <> ALL (s.key_columns)) "
 							  "  FROM redis_sync.tables s "
 							  "  JOIN redis_sync.tables b ON b.relid = s.relid AND b.policy = 'write_behind' "
-							  "                          AND b.key_prefix = s.key_prefix "
+							  "                          AND (starts_with(b.key_prefix, s.key_prefix) "
+							  "                               OR starts_with(s.key_prefix, b.key_prefix)) "
 							  " WHERE s.relid = $1 AND s.policy IN ('write_through', 'invalidate')",
 							  1, &type, &value, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
@@ -392,6 +394,13 @@ refuse_unsafe_sharing(Oid relid)
 	rs_as_owner_leave(&ao);
 	if (reason == NULL)
 		return;
+	if (strcmp(reason, "overlap") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("table \"%s\" has write-behind and write-through or invalidate key prefixes that overlap",
+						get_rel_name(relid)),
+				 errdetail("One policy's key of a row can be the other's key of another row (\"t:\" and \"t:1\": row 12 and row 2 both have \"t:12\"), and a TRUNCATE of the shorter prefix removes the other's keys."),
+				 errhint("Use the same key_prefix for both (its hashes are then shared), or prefixes neither of which begins the other.")));
 	if (strcmp(reason, "invalidate") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -69,6 +69,20 @@ monetary_c(void)
 	return boot;
 }
 
+/* pg_catalog as the whole search path (an override: no GUC machinery) */
+static void
+push_catalog_path(void)
+{
+	OverrideSearchPath path;
+
+	path.schemas = list_make1_oid(PG_CATALOG_NAMESPACE);
+	path.addCatalog = false;
+	path.addTemp = false;
+	path.generation = 0;
+	PushOverrideSearchPath(&path);
+	list_free(path.schemas);
+}
+
 void
 rs_canonical_enter(RsCanonicalSave *save)
 {
@@ -120,17 +134,29 @@ rs_canonical_enter(RsCanonicalSave *save)
 	 * lives in pg_catalog, and reads back to the same OID in any session.  An
 	 * override path: no GUC machinery per row.
 	 */
-	{
-		OverrideSearchPath path;
+	push_catalog_path();
+	save->path_pushed = true;
+}
 
-		path.schemas = list_make1_oid(PG_CATALOG_NAMESPACE);
-		path.addCatalog = false;
-		path.addTemp = false;
-		path.generation = 0;
-		PushOverrideSearchPath(&path);
-		list_free(path.schemas);
-		save->path_pushed = true;
-	}
+/*
+ * The pinned search path off and on again, at the same transaction nest
+ * level, around code of the table's that reads values (a domain's CHECK
+ * function, whose own SET search_path an override path would defeat): only
+ * the output of reg* values needs the pin.  No-ops when this save did not
+ * pin it (nested in another canonical section).
+ */
+void
+rs_canonical_path_pop(RsCanonicalSave *save)
+{
+	if (save->active && save->path_pushed)
+		PopOverrideSearchPath();
+}
+
+void
+rs_canonical_path_push(RsCanonicalSave *save)
+{
+	if (save->active && save->path_pushed)
+		push_catalog_path();
 }
 
 void

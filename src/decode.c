@@ -298,12 +298,21 @@ rs_decode_row(SyncConfig *cfg, Oid rowtype, RedisValue *v)
 	Datum		result;
 
 	rs_canonical_enter(&save);
+
+	/*
+	 * Input only: the pg_catalog-only path pinned for the output of reg*
+	 * values is not needed (the caller's path is the owner's "pg_catalog,
+	 * pg_temp": a canonical name reads back to the same object), and would
+	 * override the SET search_path of a domain's CHECK function.
+	 */
+	rs_canonical_path_pop(&save);
 	PG_TRY();
 	{
 		result = decode_row(cfg, rowtype, v);
 	}
 	PG_FINALLY();
 	{
+		rs_canonical_path_push(&save);
 		rs_canonical_exit(&save);
 	}
 	PG_END_TRY();

@@ -60,6 +60,8 @@ typedef struct RsCanonicalSave
 
 extern void rs_canonical_enter(RsCanonicalSave *save);
 extern void rs_canonical_exit(RsCanonicalSave *save);
+extern void rs_canonical_path_pop(RsCanonicalSave *save);
+extern void rs_canonical_path_push(RsCanonicalSave *save);
 extern int	rs_canonical_gucs_push(void);
 extern void rs_canonical_gucs_pop(int nestlevel);
 

@@ -41,7 +41,7 @@ input_runs_user_code(Oid typid)
 
 /* the key values' input and output, as canonical_key_values() checks them */
 static bool
-key_values_round_trip(SyncConfig *cfg, char **kv)
+key_values_round_trip(SyncConfig *cfg, char **kv, RsCanonicalSave *repin)
 {
 	for (int k = 0; k < cfg->nkeys; k++)
 	{
@@ -49,10 +49,17 @@ key_values_round_trip(SyncConfig *cfg, char **kv)
 		Oid			ioparam;
 		int32		typmod = rs_key_typmod(cfg->relid, cfg->keys[k].attnum);
 		Datum		d;
+		char	   *out;
 
 		getTypeInputInfo(cfg->keys[k].typid, &infn, &ioparam);
 		d = OidInputFunctionCall(infn, kv[k], ioparam, typmod);
-		if (strcmp(OutputFunctionCall(&cfg->keys[k].out, d), kv[k]) != 0)
+		/* the output of reg* values under the pinned path (repin: it is off) */
+		if (repin)
+			rs_canonical_path_push(repin);
+		out = OutputFunctionCall(&cfg->keys[k].out, d);
+		if (repin)
+			rs_canonical_path_pop(repin);
+		if (strcmp(out, kv[k]) != 0)
 			return false;
 	}
 	return true;
@@ -84,12 +91,18 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 	rs_canonical_enter(&save);
 	if (subxact)
 	{
+		/*
+		 * The table's code runs without the pinned search path (a CHECK
+		 * function's own SET search_path would not apply under it): as in
+		 * any session of the owner's, restricted (keys_to_rows).
+		 */
+		rs_canonical_path_pop(&save);
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
 	}
 	PG_TRY();
 	{
-		ok = key_values_round_trip(cfg, kv);
+		ok = key_values_round_trip(cfg, kv, subxact ? &save : NULL);
 		if (subxact)
 		{
 			ReleaseCurrentSubTransaction();
@@ -115,6 +128,8 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 		if (category != ERRCODE_DATA_EXCEPTION &&
 			category != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
 		{
+			if (subxact)
+				rs_canonical_path_push(&save);
 			rs_canonical_exit(&save);
 			if (subxact)
 				ReThrowError(ed);
@@ -126,6 +141,8 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 		ok = false;
 	}
 	PG_END_TRY();
+	if (subxact)
+		rs_canonical_path_push(&save);
 	rs_canonical_exit(&save);
 	return ok;
 }
