@@ -97,7 +97,18 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 		 * any session of the owner's, restricted (keys_to_rows).
 		 */
 		rs_canonical_path_pop(&save);
-		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			BeginInternalSubTransaction(NULL);
+		}
+		PG_CATCH();
+		{
+			/* the pin is off already: leave the canonical section without it */
+			save.path_pushed = false;
+			rs_canonical_exit(&save);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
 	}
 	PG_TRY();
