@@ -93,8 +93,8 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 	{
 		/*
 		 * The table's code runs without the pinned search path (a CHECK
-		 * function's own SET search_path would not apply under it): as in
-		 * any session of the owner's, restricted (keys_to_rows).
+		 * function's own SET search_path would not apply under it): as in any
+		 * session of the owner's, restricted (keys_to_rows).
 		 */
 		rs_canonical_path_pop(&save);
 		PG_TRY();
