@@ -74,7 +74,8 @@ SELECT redis_sync.unsync('k_dom2', purge => true);
 -- pinned path too (it failed the same way)
 CREATE TABLE k_val (id int PRIMARY KEY, v k_listedint);
 INSERT INTO k_val VALUES (1, 4);
-SELECT redis_sync.write_through('k_val', key_prefix => 'kv:');
+SELECT redis_sync.write_through('k_val', key_prefix => 'kv:', warm => false);
+SELECT redis_sync.warm('k_val');
 SELECT redis_sync.command('HGET', 'kv:1', 'v') AS cached;
 SELECT * FROM redis_sync.get(NULL::k_val, '1');
 SELECT redis_sync.unsync('k_val', purge => true);

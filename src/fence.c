@@ -993,30 +993,17 @@ glob_escape(const char *s)
 }
 
 /*
- * Every data key under prefix, one SCAN page at a time: the hashes and
- * strings (SCAN ... TYPE, one pass per type).  Other types under the prefix
- * are not the table's rows: the dirty set of a write-behind table
- * (stats:dirty under stats:) must survive a TRUNCATE or purge of the same
- * table's write-through keys.  Each page's keys (up to about 1,000; SCAN may
- * return a key twice) go to fn, in a memory context reset after each page,
- * so a caller that handles each page as it comes holds one page at a time.
+ * One pass of rs_scan_prefix_pages over nmasters masters; false, at once,
+ * when the cluster's masters are no longer those of sig (a failover, a
+ * master added or removed): the callbacks run commands between pages, whose
+ * redirections reload the slot map, and a master's position in the new map
+ * may name another node, to which the cursor would mean nothing.
  */
-void
-rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
+static bool
+scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageFn fn, void *arg,
+		  MemoryContext page_cxt)
 {
 	static const char *const types[] = {"hash", "string"};
-	char	   *pattern = glob_escape(prefix);
-	MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext,
-												   "redis_sync SCAN page",
-												   ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old;
-
-	/*
-	 * on a cluster, every master's keys (SCAN is per node), of a map loaded
-	 * now: a master added since this session's last reload is not known
-	 * otherwise (no command of a purge is redirected to it)
-	 */
-	int			nmasters = redis_cluster_nmasters_fresh();
 
 	for (int m = 0; m < nmasters; m++)
 		for (int t = 0; t < lengthof(types); t++)
@@ -1031,8 +1018,14 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 				RedisValue *v;
 				char	  **keys;
 				int			n;
+				MemoryContext old = MemoryContextSwitchTo(page_cxt);
 
-				old = MemoryContextSwitchTo(page_cxt);
+				if (strcmp(redis_cluster_masters_signature(), sig) != 0)
+				{
+					MemoryContextSwitchTo(old);
+					MemoryContextReset(page_cxt);
+					return false;
+				}
 				p = redis_pipeline_create();
 				redis_pipeline_target_master(p, m);
 				redis_pipeline_append(p, 8, argv, NULL);
@@ -1058,6 +1051,47 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 				MemoryContextReset(page_cxt);
 			} while (strcmp(cursor, "0") != 0);
 		}
+	return true;
+}
+
+/*
+ * Every data key under prefix, one SCAN page at a time: the hashes and
+ * strings (SCAN ... TYPE, one pass per type).  Other types under the prefix
+ * are not the table's rows: the dirty set of a write-behind table
+ * (stats:dirty under stats:) must survive a TRUNCATE or purge of the same
+ * table's write-through keys.  Each page's keys (up to about 1,000; SCAN may
+ * return a key twice) go to fn, in a memory context reset after each page,
+ * so a caller that handles each page as it comes holds one page at a time.
+ * On a cluster whose masters change meanwhile the scan starts over, on the
+ * new map (fn may then see keys again), a few times at most.
+ */
+void
+rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
+{
+	char	   *pattern = glob_escape(prefix);
+	MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext,
+												   "redis_sync SCAN page",
+												   ALLOCSET_DEFAULT_SIZES);
+
+	for (int attempt = 0;; attempt++)
+	{
+		/*
+		 * on a cluster, every master's keys (SCAN is per node), of a map
+		 * loaded now: a master added since this session's last reload is not
+		 * known otherwise (no command of a purge is redirected to it)
+		 */
+		int			nmasters = redis_cluster_nmasters_fresh();
+		char	   *sig = redis_cluster_masters_signature();
+
+		if (scan_pass(pattern, nmasters, sig, fn, arg, page_cxt))
+			break;
+		if (attempt == 4)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("could not scan the keys under \"%s\": the Redis Cluster's masters kept changing",
+							prefix),
+					 errhint("Try again once the cluster is stable.")));
+	}
 	MemoryContextDelete(page_cxt);
 }
 

@@ -135,6 +135,7 @@ extern void redis_pipeline_set_fallback(RedisPipeline *p, RedisFallbackFn fn, vo
 /* masters of the cluster's current map (1 on a single Redis) */
 extern int	redis_cluster_nmasters(void);
 extern int	redis_cluster_nmasters_fresh(void);
+extern char *redis_cluster_masters_signature(void);
 
 /* send the pipeline's keyless commands (SCAN, INFO) to master i */
 extern void redis_pipeline_target_master(RedisPipeline *p, int master);

@@ -299,6 +299,28 @@ redis_cluster_nmasters(void)
 }
 
 /*
+ * The masters of the slot map as it is now, as a string to compare: a SCAN
+ * of every master (rs_scan_prefix_pages) starts over when they changed
+ * under it.  Empty on a single Redis.
+ */
+char *
+redis_cluster_masters_signature(void)
+{
+	StringInfoData s;
+	int		   *idx;
+	int			n;
+
+	initStringInfo(&s);
+	if (!redis_cluster_mode())
+		return s.data;
+	n = rs_cluster_masters(&idx);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&s, "%s:%d,", rs_cluster_nodes[idx[i]].host, rs_cluster_nodes[idx[i]].port);
+	pfree(idx);
+	return s.data;
+}
+
+/*
  * The number of masters, from a slot map reloaded now: for the callers that
  * visit every master (a SCAN of a prefix), which no redirection would tell
  * of a master added since this session loaded its map (a scale-out: add-node
