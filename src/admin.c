@@ -491,8 +491,9 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 				 "  counters = EXCLUDED.counters, updated_at = now()",
 				 14, types, values, nulls, SPI_OK_INSERT);
 	CommandCounterIncrement();
-	refuse_unsafe_sharing(relid);
 	rs_claim_table(relid);
+	/* after the claims: an overlap with another table is told first */
+	refuse_unsafe_sharing(relid);
 	refuse_stranded_dirty_set(relid, old_dirty, PG_ARGISNULL(9) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(9)));
 	invalidate_table(relid);
 	PG_RETURN_VOID();
