@@ -203,6 +203,25 @@ saved_run_id_write(const char *run_id)
 	strlcpy(saved_run_id, run_id, sizeof(saved_run_id));
 }
 
+/*
+ * A Redis restart probe() saw (while_down: while the server was down, told
+ * by the saved run_id): its work starts over (restart_step), and the log
+ * says what will be done.
+ */
+static void
+restart_seen(const char *run_id, const char *was, bool while_down)
+{
+	restart_progress_reset();
+	ereport(LOG,
+			(errmsg(while_down ?
+					"redis_sync worker: Redis at %s restarted while the server was down (run_id %s, was %s)" :
+					"redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
+					redis_server_display(), run_id, was),
+			 rs_rewarm_on_restart ?
+			 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
+			 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
+}
+
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
@@ -284,15 +303,7 @@ probe(void)
 		if (!saved_run_id_known)
 			saved_run_id_read();
 		if (rs_redis_run_id_changed(run_id, previous, sizeof(previous)))
-		{
-			restart_progress_reset();
-			ereport(LOG,
-					(errmsg("redis_sync worker: Redis at %s restarted (run_id %s, was %s)",
-							redis_server_display(), run_id, previous),
-					 rs_rewarm_on_restart ?
-					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
-					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
-		}
+			restart_seen(run_id, previous, false);
 		else if (previous[0] == '\0' && saved_run_id[0] != '\0' &&
 				 strcmp(saved_run_id, run_id) != 0)
 		{
@@ -301,13 +312,7 @@ probe(void)
 			 * meanwhile
 			 */
 			rs_redis_restart_set_pending();
-			restart_progress_reset();
-			ereport(LOG,
-					(errmsg("redis_sync worker: Redis at %s restarted while the server was down (run_id %s, was %s)",
-							redis_server_display(), run_id, saved_run_id),
-					 rs_rewarm_on_restart ?
-					 errdetail("Refreshing the cached keys and re-warming every write-through table.") :
-					 errhint("redis_sync.rewarm_on_restart is off; run redis_sync.resync() to repair and redis_sync.warm() to repopulate the cache.")));
+			restart_seen(run_id, saved_run_id, true);
 		}
 	}
 	redis_pipeline_free(p);

@@ -360,25 +360,27 @@ rs_redis_restart_pending(void)
 	return pending;
 }
 
-void
-rs_redis_restart_done(void)
+static void
+set_restart_pending(bool pending)
 {
 	RsDbSlot   *sl = rs_my_slot();
 
 	SpinLockAcquire(&sl->mutex);
-	sl->restart_pending = false;
+	sl->restart_pending = pending;
 	SpinLockRelease(&sl->mutex);
+}
+
+void
+rs_redis_restart_done(void)
+{
+	set_restart_pending(false);
 }
 
 /* a restart the run_id in shared memory cannot show (it happened while the server was down) */
 void
 rs_redis_restart_set_pending(void)
 {
-	RsDbSlot   *sl = rs_my_slot();
-
-	SpinLockAcquire(&sl->mutex);
-	sl->restart_pending = true;
-	SpinLockRelease(&sl->mutex);
+	set_restart_pending(true);
 }
 
 static void
