@@ -396,19 +396,10 @@ rs_warm_round(void)
 			}
 			PG_CATCH();
 			{
-				ErrorData  *edata;
-				bool		timed_out = rs_step_timeout_expired();
+				bool		timed_out;
+				ErrorData  *edata = rs_step_catch(outer, "a batch", "redis_sync.warm_timeout",
+												  &timed_out);
 
-				rs_step_timeout_disarm();
-
-				MemoryContextSwitchTo(outer);
-				edata = CopyErrorData();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				timed_out = timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
-				if (timed_out)
-					edata->message = psprintf("a batch took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
-											  rs_warm_timeout_ms);
 				ereport(LOG,
 						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
 						 edata->detail ? errdetail("%s", edata->detail) : 0));

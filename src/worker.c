@@ -401,21 +401,11 @@ rewarm_all(void)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-			bool		timed_out = rs_step_timeout_expired();
+			bool		timed_out;
+			ErrorData  *edata = rs_step_catch(cxt, "it", "redis_sync.warm_timeout", &timed_out);
 
-			rs_step_timeout_disarm();
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			MemoryContextSwitchTo(cxt);
-			if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			{
-				edata->message = psprintf("it took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
-										  rs_warm_timeout_ms);
+			if (timed_out)
 				restart_timed_out = true;
-			}
 			ereport(LOG,
 					(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
 							relid, edata->message),

@@ -85,3 +85,23 @@ rs_step_timeout_disarm(void)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 	step_armed_at = 0;
 }
+
+ErrorData *
+rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *timed_out)
+{
+	bool		expired = rs_step_timeout_expired();
+	int			ms = step_armed_ms;
+	ErrorData  *edata;
+
+	rs_step_timeout_disarm();
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(cxt);
+	*timed_out = expired && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+	if (*timed_out)
+		edata->message = psprintf("%s took longer than %s (%d ms) and was cancelled",
+								  what, setting, ms);
+	return edata;
+}

@@ -46,4 +46,13 @@ extern void rs_step_timeout_arm(int ms);
 extern bool rs_step_timeout_expired(void);
 extern void rs_step_timeout_disarm(void);
 
+/*
+ * In the PG_CATCH of a step armed so: the error, copied into cxt (current
+ * afterwards), the timer disarmed, the transaction aborted.  When the
+ * step's own timer cancelled it, *timed_out, and the message says so:
+ * "<what> took longer than <setting> (<ms> ms) and was cancelled".
+ */
+extern ErrorData *rs_step_catch(MemoryContext cxt, const char *what, const char *setting,
+								bool *timed_out);
+
 #endif							/* RS_XACT_STEP_H */
