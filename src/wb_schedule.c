@@ -302,21 +302,11 @@ drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext o
 static void
 table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 {
-	ErrorData  *ed;
+	bool		timed_out;
+	ErrorData  *ed = rs_step_catch(outer, "a batch", "redis_sync.drain_timeout", &timed_out);
 	int64		backoff;
-	bool		timed_out = rs_step_timeout_expired();
 
-	rs_step_timeout_disarm();
-	MemoryContextSwitchTo(outer);
-	ed = CopyErrorData();
-	FlushErrorState();
-	AbortCurrentTransaction();
-	MemoryContextSwitchTo(outer);
 	rs_capture_suppress(InvalidOid, NULL);
-	timed_out = timed_out && ed->sqlerrcode == ERRCODE_QUERY_CANCELED;
-	if (timed_out)
-		ed->message = psprintf("a batch took longer than redis_sync.drain_timeout (%d ms) and was cancelled",
-							   rs_drain_timeout_ms);
 	s->failures++;
 	backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
 
