@@ -149,9 +149,10 @@ SELECT pg_temp.execs() - :x0 AS multi_used;
 
 -- a TRUNCATE and >= 32 new rows in one transaction, Redis's script cache
 -- empty (a restart, SCRIPT FLUSH): the purge goes through the script and is
--- resent as EVAL after NOSCRIPT, after the rest of the pipeline; a MULTI
--- chunk in it would run first and the purge would then delete its rows.
--- Such a push uses the script throughout.
+-- resent as EVAL after NOSCRIPT.  Had it shared the rows' pipeline, it would
+-- have been resent after their MULTI chunks and deleted their rows; its
+-- deletes go first, in round trips of their own whose replies (and resends)
+-- are read before the rows are sent, so the rows then go as MULTI chunks.
 CREATE TABLE m_purge (id int PRIMARY KEY, v int);
 INSERT INTO m_purge SELECT g, g FROM generate_series(1, 40) g;
 SELECT redis_sync.write_through('m_purge', key_prefix => 'mpu:', warm => false);

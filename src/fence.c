@@ -975,6 +975,42 @@ rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
 	return n;
 }
 
+/*
+ * Whether every reply of p, a pipeline of apply-script calls (or MULTI/EXEC
+ * chunks), says each write was applied; else false with *f filled (the first
+ * error, and how many keys failed).
+ */
+bool
+rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f)
+{
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+		int		   *idx;
+		char	  **errs;
+		int			nfail;
+
+		if (v->type == RV_ERROR)
+		{
+			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+			f->message = pstrdup("Redis rejected the push");
+			f->detail = pstrdup(v->str);
+			return false;
+		}
+		nfail = rs_fence_failures(v, &idx, &errs);
+		if (nfail != 0)
+		{
+			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+			f->message = pstrdup("Redis rejected the push");
+			f->detail = nfail > 1 ? psprintf("%s (and %d more keys)", errs[0], nfail - 1) :
+				nfail == 1 ? pstrdup(errs[0]) :
+				pstrdup("malformed reply from the apply script");
+			return false;
+		}
+	}
+	return true;
+}
+
 /* glob-escape s for SCAN MATCH */
 static char *
 glob_escape(const char *s)
@@ -992,18 +1028,30 @@ glob_escape(const char *s)
 	return buf.data;
 }
 
+/* how one pass of a scan ended */
+typedef enum ScanPass
+{
+	SCAN_DONE,
+	SCAN_MAP_CHANGED,
+	SCAN_FAILED
+} ScanPass;
+
 /*
- * One pass of rs_scan_prefix_pages over nmasters masters; false, at once,
- * when the cluster's masters are no longer those of sig (a failover, a
- * master added or removed): the callbacks run commands between pages, whose
- * redirections reload the slot map, and a master's position in the new map
- * may name another node, to which the cursor would mean nothing.
+ * One pass of rs_scan_prefix_pages_try over nmasters masters; SCAN_MAP_
+ * CHANGED, at once, when the cluster's masters are no longer those of sig (a
+ * failover, a master added or removed): the callbacks run commands between
+ * pages, whose redirections reload the slot map, and a master's position in
+ * the new map may name another node, to which the cursor would mean nothing.
+ * SCAN_FAILED with *failure filled (in the caller's context) when Redis
+ * failed a SCAN or fn returned false; with failure NULL, a failed SCAN
+ * raises the ERROR instead.
  */
-static bool
-scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageFn fn, void *arg,
-		  MemoryContext page_cxt)
+static ScanPass
+scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn, void *arg,
+		  MemoryContext page_cxt, RedisFailure *failure)
 {
 	static const char *const types[] = {"hash", "string"};
+	MemoryContext outer = CurrentMemoryContext;
 
 	for (int m = 0; m < nmasters; m++)
 		for (int t = 0; t < lengthof(types); t++)
@@ -1018,19 +1066,37 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageFn fn, v
 				RedisValue *v;
 				char	  **keys;
 				int			n;
+				bool		ok = true;
 				MemoryContext old = MemoryContextSwitchTo(page_cxt);
 
 				if (strcmp(redis_cluster_masters_signature(), sig) != 0)
 				{
 					MemoryContextSwitchTo(old);
 					MemoryContextReset(page_cxt);
-					return false;
+					return SCAN_MAP_CHANGED;
 				}
 				p = redis_pipeline_create();
 				redis_pipeline_target_master(p, m);
 				redis_pipeline_append(p, 8, argv, NULL);
-				redis_pipeline_exec(p);
-				redis_check_reply(p, 0, "SCAN");
+				if (failure == NULL)
+				{
+					redis_pipeline_exec(p);
+					redis_check_reply(p, 0, "SCAN");
+				}
+				else if (!redis_pipeline_try_exec(p, failure))
+					ok = false;
+				else if (redis_pipeline_reply(p, 0)->type == RV_ERROR)
+					ok = redis_failure_set(failure, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+										   "Redis rejected SCAN",
+										   redis_pipeline_reply(p, 0)->str);
+				if (!ok)
+				{
+					MemoryContextSwitchTo(outer);
+					failure->message = pstrdup(failure->message);
+					failure->detail = failure->detail ? pstrdup(failure->detail) : NULL;
+					MemoryContextReset(page_cxt);
+					return SCAN_FAILED;
+				}
 				v = redis_pipeline_reply(p, 0);
 				if (v->type != RV_ARRAY || v->nelem != 2 || v->elems[0].str == NULL ||
 					strlen(v->elems[0].str) >= sizeof(cursor) || v->elems[1].type != RV_ARRAY)
@@ -1046,12 +1112,16 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageFn fn, v
 				for (int i = 0; i < n; i++)
 					keys[i] = v->elems[1].elems[i].str;
 				MemoryContextSwitchTo(old);
-				if (n > 0)
-					fn(keys, n, arg);
+				if (n > 0 && !fn(keys, n, arg, failure))
+				{
+					/* fn's failure is in the caller's memory */
+					MemoryContextReset(page_cxt);
+					return SCAN_FAILED;
+				}
 				MemoryContextReset(page_cxt);
 			} while (strcmp(cursor, "0") != 0);
 		}
-	return true;
+	return SCAN_DONE;
 }
 
 /*
@@ -1064,14 +1134,21 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageFn fn, v
  * so a caller that handles each page as it comes holds one page at a time.
  * On a cluster whose masters change meanwhile the scan starts over, on the
  * new map (fn may then see keys again), a few times at most.
+ *
+ * False, with *failure filled, when Redis failed a SCAN (it cannot be
+ * reached, it refused the command) or fn returned false (having filled
+ * *failure, in the caller's memory); no page after it is read.  With failure
+ * NULL a failed SCAN raises the ERROR (fn must not return false then).
  */
-void
-rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
+bool
+rs_scan_prefix_pages_try(const char *prefix, RsScanPageTryFn fn, void *arg,
+						 RedisFailure *failure)
 {
 	char	   *pattern = glob_escape(prefix);
 	MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext,
 												   "redis_sync SCAN page",
 												   ALLOCSET_DEFAULT_SIZES);
+	ScanPass	r;
 
 	for (int attempt = 0;; attempt++)
 	{
@@ -1083,7 +1160,8 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 		int			nmasters = redis_cluster_nmasters_fresh();
 		char	   *sig = redis_cluster_masters_signature();
 
-		if (scan_pass(pattern, nmasters, sig, fn, arg, page_cxt))
+		r = scan_pass(pattern, nmasters, sig, fn, arg, page_cxt, failure);
+		if (r != SCAN_MAP_CHANGED)
 			break;
 		if (attempt == 4)
 			ereport(ERROR,
@@ -1093,26 +1171,32 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 					 errhint("Try again once the cluster is stable.")));
 	}
 	MemoryContextDelete(page_cxt);
+	return r == SCAN_DONE;
 }
 
-/* rs_scan_prefix's page callback: copy each key into the caller's list */
-static void
-collect_page(char **keys, int n, void *arg)
+/* rs_scan_prefix_pages's adapter: a page function that cannot fail */
+typedef struct PlainPageFn
 {
-	List	  **out = arg;
+	RsScanPageFn fn;
+	void	   *arg;
+} PlainPageFn;
 
-	for (int i = 0; i < n; i++)
-		*out = lappend(*out, pstrdup(keys[i]));
+static bool
+plain_page(char **keys, int n, void *arg, RedisFailure *failure)
+{
+	PlainPageFn *pf = arg;
+
+	pf->fn(keys, n, pf->arg);
+	return true;
 }
 
-/* every data key under prefix, as one list (SCAN, several round trips) */
-List *
-rs_scan_prefix(const char *prefix)
+/* the same, raising the ERROR when Redis fails a SCAN */
+void
+rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 {
-	List	   *keys = NIL;
+	PlainPageFn pf = {fn, arg};
 
-	rs_scan_prefix_pages(prefix, collect_page, &keys);
-	return keys;
+	(void) rs_scan_prefix_pages_try(prefix, plain_page, &pf, NULL);
 }
 
 /* ----------------------------------------------------------------

@@ -61,6 +61,9 @@ extern void rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
  */
 extern int	rs_fence_failures(RedisValue *reply, int **indexes, char ***errors);
 
+/* every reply of a pipeline of apply calls applied; else false, *f filled */
+extern bool rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f);
+
 /* the counter of keys dropped because their version key was missing */
 extern const char *rs_evicted_key(void);
 
@@ -70,12 +73,17 @@ extern const char *rs_marker_key(void);
 /* on a cluster: the marker hash of one hash slot */
 extern char *rs_marker_key_for_slot(int slot);
 
-/* every data key under prefix (SCAN, several round trips) */
-extern List *rs_scan_prefix(const char *prefix);
-
-/* the same, page by page: fn gets each SCAN page's keys (valid during the call) */
+/* every data key under prefix, page by page (SCAN): fn gets each SCAN page's keys (valid during the call) */
 typedef void (*RsScanPageFn) (char **keys, int n, void *arg);
 extern void rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg);
+
+/*
+ * The same, returning false with *failure filled when Redis fails a SCAN or
+ * fn returns false (having filled *failure)
+ */
+typedef bool (*RsScanPageTryFn) (char **keys, int n, void *arg, RedisFailure *failure);
+extern bool rs_scan_prefix_pages_try(const char *prefix, RsScanPageTryFn fn, void *arg,
+									 RedisFailure *failure);
 
 /*
  * redis_sync.chunk_size (keys applied by one script call; also read by the

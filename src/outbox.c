@@ -701,53 +701,87 @@ add_op(DeliveryOps *o, int entry, const char *key, const char *version,
 	o->op_entry[o->nops++] = entry;
 }
 
-/*
- * The keys a purge of prefix deletes: every key under it in Redis (SCAN),
- * and the keys of the queued entries of relid that precede the purge
- * (version, seq, id below its; not this transaction's), whoever holds them.
- * A deliverer may hold such an entry, read before the purge, and push it
- * after: when its key was missing from Redis (evicted, never cached) SCAN
- * does not find it, and only the tombstone the purge's delete leaves keeps
- * the truncated row from coming back.  The pre-commit push of a TRUNCATE
- * passes the largest seq and id: every queued entry of the table is older
- * (its writer committed before the TRUNCATE's lock was granted).  The
- * entries are read with a new snapshot: under REPEATABLE READ or
- * SERIALIZABLE the transaction's own was taken before the TRUNCATE waited
- * for its lock, and missed the entries committed in between
- * (specs/outbox_purge_snapshot).
- */
-List *
-rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int64 id)
+/* a purge on its way: what each page of its deletes needs */
+typedef struct PurgeSend
 {
-	List	   *keys = rs_scan_prefix(prefix);
-	HTAB	   *seen;
-	ListCell   *lc;
+	const char *version;		/* the deletes' version */
+	RowImage   *img;			/* a delete: of whole keys, or of some fields */
+	List	  **clears;			/* marker fields, sent with the first call */
+	bool	   *sent;			/* set once a delete was sent */
+	MemoryContext cxt;			/* one page's commands, reset after it */
+} PurgeSend;
+
+/*
+ * Send one page's fenced deletes, redis_sync.chunk_size keys per call, in one
+ * pipeline, and read its replies: false, with *failure filled in the
+ * caller's memory, when Redis could not be reached or refused one.
+ */
+static bool
+purge_page(char **keys, int n, void *arg, RedisFailure *failure)
+{
+	PurgeSend  *ps = arg;
+	MemoryContext caller = MemoryContextSwitchTo(ps->cxt);
+	RedisPipeline *p = redis_pipeline_create();
+	FenceOp    *ops = palloc(sizeof(FenceOp) * n);
+	bool		ok;
+
+	for (int i = 0; i < n; i++)
+	{
+		ops[i].key = keys[i];
+		ops[i].version = ps->version;
+		ops[i].ttl_ms = 0;
+		ops[i].img = ps->img;
+	}
+	for (int s = 0; s < n; s += rs_chunk_size)
+	{
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, *ps->clears);
+		*ps->clears = NIL;
+	}
+	*ps->sent = true;
+	ok = redis_pipeline_try_exec(p, failure) && rs_fence_replies_ok(p, failure);
+	redis_pipeline_free(p);
+	MemoryContextSwitchTo(caller);
+	if (!ok)
+		copy_failure(failure, caller);
+	MemoryContextReset(ps->cxt);
+	return ok;
+}
+
+/*
+ * The keys of relid's queued entries under prefix that precede the purge
+ * (version, seq, id below its; not this transaction's), whoever holds them,
+ * to page_fn 1,000 at a time: false when it returns false.  See
+ * rs_purge_send.
+ */
+static bool
+purge_queued_keys(Oid relid, const char *prefix, const char *version, int64 seq, int64 id,
+				  PurgeSend *ps, RedisFailure *failure)
+{
 	RsAsOwner	ao = {0};
 	bool		snap;
+	bool		ok = true;
 	Oid			types[4] = {OIDOID, TEXTOID, INT8OID, INT8OID};
 	Datum		args[4];
 	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext keys_cxt = AllocSetContextCreate(caller, "redis_sync purge queued keys",
+												   ALLOCSET_DEFAULT_SIZES);
 	size_t		plen = strlen(prefix);
 	static SPIPlanPtr plan = NULL;
 
-	if (!OidIsValid(rs_outbox_relid()))
-		return keys;
-	seen = rs_string_hash_create("redis_sync purge keys", Max(list_length(keys), 16), sizeof(char *));
-	foreach(lc, keys)
-	{
-		char	   *k = lfirst(lc);
-
-		(void) hash_search(seen, &k, HASH_ENTER, NULL);
-	}
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(version);
 	args[2] = Int64GetDatum(seq);
 	args[3] = Int64GetDatum(id);
 	spi_begin(&snap);
+	/* a read-only cursor reads with the active snapshot: a new one */
+	PushActiveSnapshot(GetLatestSnapshot());
 	become_owner(&ao);
 	PG_TRY();
 	{
-		if (SPI_execute_snapshot(kept_plan(&plan,
+		Portal		portal;
+
+		portal = SPI_cursor_open(NULL,
+								 kept_plan(&plan,
 										   "SELECT DISTINCT redis_key FROM redis_sync.outbox "
 										   " WHERE relid OPERATOR(pg_catalog.=) $1 AND op OPERATOR(pg_catalog.<>) 'T' "
 										   "   AND (version OPERATOR(pg_catalog.=) '' "
@@ -755,38 +789,99 @@ rs_purge_keys(Oid relid, const char *prefix, const char *version, int64 seq, int
 										   "   AND (pg_catalog.pg_current_xact_id_if_assigned() IS NULL "
 										   "        OR xid OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id_if_assigned())",
 										   4, types),
-								 args, NULL, GetLatestSnapshot(), InvalidSnapshot,
-								 true, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "redis_sync: could not read redis_sync.outbox");
+								 args, NULL, true);
+		while (ok)
+		{
+			char	  **keys;
+			int			n = 0;
+
+			SPI_cursor_fetch(portal, true, 1000);
+			if (SPI_processed == 0)
+				break;
+			keys = MemoryContextAlloc(keys_cxt, sizeof(char *) * SPI_processed);
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				bool		isnull;
+				Datum		v = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+				MemoryContext old;
+				char	   *k;
+
+				if (isnull)
+					continue;
+				old = MemoryContextSwitchTo(keys_cxt);
+				k = TextDatumGetCString(v);
+				MemoryContextSwitchTo(old);
+				if (strncmp(k, prefix, plen) == 0)
+					keys[n++] = k;
+			}
+			SPI_freetuptable(SPI_tuptable);
+			if (n > 0)
+				ok = purge_page(keys, n, ps, failure);
+			MemoryContextReset(keys_cxt);
+		}
+		SPI_cursor_close(portal);
 	}
 	PG_FINALLY();
 	{
 		rs_as_owner_leave(&ao);
 	}
 	PG_END_TRY();
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		Datum		v = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old;
-		char	   *k;
-		bool		found;
-
-		if (isnull)
-			continue;
-		old = MemoryContextSwitchTo(caller);
-		k = TextDatumGetCString(v);
-		if (strncmp(k, prefix, plen) == 0)
-		{
-			(void) hash_search(seen, &k, HASH_ENTER, &found);
-			if (!found)
-				keys = lappend(keys, k);
-		}
-		MemoryContextSwitchTo(old);
-	}
+	PopActiveSnapshot();
+	if (!ok)
+		copy_failure(failure, caller);
 	spi_end(snap);
-	hash_destroy(seen);
-	return keys;
+	MemoryContextDelete(keys_cxt);
+	return ok;
+}
+
+/*
+ * Send the fenced deletes of a purge of prefix (a TRUNCATE, unsync(purge)):
+ * of every key under it in Redis (SCAN), and of the keys of the queued
+ * entries of relid that precede the purge (version, seq, id below its; not
+ * this transaction's), whoever holds them.  A deliverer may hold such an
+ * entry, read before the purge, and push it after: when its key was missing
+ * from Redis (evicted, never cached) SCAN does not find it, and only the
+ * tombstone the purge's delete leaves keeps the truncated row from coming
+ * back.  The pre-commit push of a TRUNCATE passes the largest seq and id:
+ * every queued entry of the table is older (its writer committed before the
+ * TRUNCATE's lock was granted).  The entries are read with a new snapshot:
+ * under REPEATABLE READ or SERIALIZABLE the transaction's own was taken
+ * before the TRUNCATE waited for its lock, and missed the entries committed
+ * in between (specs/outbox_purge_snapshot).
+ *
+ * Each delete is img (of the whole key, or of some fields) at del_version.
+ * They go a page at a time (a SCAN page, or 1,000 queued keys), each page's
+ * pipeline read before the next is sent: memory holds one page, whatever the
+ * number of keys (it held them all, about 300 bytes a key).  A key may be
+ * deleted twice (SCAN returns some twice; a queued entry's key is often
+ * cached too): a fenced delete at the same version is harmless.  *clears go
+ * with the first call.
+ *
+ * False, with *failure filled, when Redis could not be reached or refused a
+ * delete: the pages before it were applied, the rest was not sent.  *sent
+ * says whether any delete was sent (from the first on, an ERROR, a cancel
+ * in a wait, may leave deletes applied too).
+ */
+bool
+rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_version,
+			  const char *version, int64 seq, int64 id, List **clears, bool *sent,
+			  RedisFailure *failure)
+{
+	PurgeSend	ps;
+	bool		ok;
+
+	ps.version = del_version;
+	ps.img = img;
+	ps.clears = clears;
+	ps.sent = sent;
+	*sent = false;
+	ps.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync purge page",
+								   ALLOCSET_DEFAULT_SIZES);
+	ok = rs_scan_prefix_pages_try(prefix, purge_page, &ps, failure);
+	if (ok && OidIsValid(rs_outbox_relid()))
+		ok = purge_queued_keys(relid, prefix, version, seq, id, &ps, failure);
+	MemoryContextDelete(ps.cxt);
+	return ok;
 }
 
 /* whether entry a precedes entry b: (version, seq, id) */
@@ -816,10 +911,19 @@ purge_version(const char *version)
 	return v;
 }
 
+static void
+fail_entry(Delivery *d, int i, const char *error)
+{
+	d->failed[i] = true;
+	d->errors[i] = MemoryContextStrdup(d->caller, error);
+}
+
 /*
  * Step 3a: purges first (a fenced delete of every key under the prefix,
  * found by SCAN, or of the write-through fields of each, RS_OP_FIELDS; the
- * newest purge of a table's prefix only), then the
+ * newest purge of a table's prefix only), sent here, page by page
+ * (rs_purge_send; a purge that fails is failed, and its deletes sent so far
+ * stay applied, fenced below its version), then the ops of the
  * newest entry of every key.  A key's newest entry
  * older than a purge of its prefix in the batch goes as the purge's delete
  * with the purge's version: the purge's SCAN does not see a key missing from Redis
@@ -833,6 +937,9 @@ build_ops(Delivery *d, DeliveryOps *o)
 	char	  **purge_ver = palloc(sizeof(char *) * d->n);
 	int			npurges = 0;
 	HTAB	   *newest = NULL;
+	List	   *no_clears = NIL;
+	bool		sent;
+	RedisFailure f;
 
 	o->maxops = d->n + 1;
 	o->nops = 0;
@@ -871,7 +978,6 @@ build_ops(Delivery *d, DeliveryOps *o)
 	for (int i = 0; i < d->n; i++)
 	{
 		Entry	   *e = &d->entries[i];
-		ListCell   *lc;
 		char	   *tag;
 
 		if (e->op != 'T' || e->bad)
@@ -881,8 +987,14 @@ build_ops(Delivery *d, DeliveryOps *o)
 			continue;
 		purges[npurges] = i;
 		purge_ver[npurges] = purge_version(e->version);
-		foreach(lc, rs_purge_keys(e->relid, e->key, e->version, e->seq, e->id))
-			add_op(o, i, lfirst(lc), purge_ver[npurges], 0, &e->img);
+
+		/*
+		 * its deletes go now, page by page, before the batch's other writes
+		 * (and after those of the batch in flight, on the same connections)
+		 */
+		if (!rs_purge_send(e->relid, e->key, &e->img, purge_ver[npurges], e->version,
+						   e->seq, e->id, &no_clears, &sent, &f))
+			fail_entry(d, i, f.detail ? psprintf("%s: %s", f.message, f.detail) : f.message);
 		npurges++;
 	}
 	for (int i = 0; i < d->n; i++)
@@ -912,13 +1024,6 @@ build_ops(Delivery *d, DeliveryOps *o)
 	}
 	if (newest != NULL)
 		hash_destroy(newest);
-}
-
-static void
-fail_entry(Delivery *d, int i, const char *error)
-{
-	d->failed[i] = true;
-	d->errors[i] = MemoryContextStrdup(d->caller, error);
 }
 
 /* a batch's push: its ops and the pipeline of their apply calls */

@@ -20,9 +20,10 @@ extern void rs_outbox_write_changes(Change *change, int n, const char *version, 
 /* false once the extension was dropped (in this transaction, too) */
 extern Oid	rs_outbox_relid(void);
 
-/* the keys a purge of prefix deletes (outbox.c) */
-extern List *rs_purge_keys(Oid relid, const char *prefix, const char *version,
-						   int64 seq, int64 id);
+/* send a purge's fenced deletes, page by page (outbox.c) */
+extern bool rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_version,
+						  const char *version, int64 seq, int64 id, List **clears, bool *sent,
+						  RedisFailure *failure);
 extern bool rs_outbox_exists(void);
 
 /* entries queued in the outbox, -1 without one (outbox_write.c) */

@@ -340,87 +340,17 @@ prepare_repair(Pending *pk, RowImage *repair)
 	return rs_change_before(pk->first, repair);
 }
 
-static bool
-replies_ok(RedisPipeline *p, RedisFailure *f)
-{
-	for (int i = 0; i < redis_pipeline_length(p); i++)
-	{
-		RedisValue *v = redis_pipeline_reply(p, i);
-		int		   *idx;
-		char	  **errs;
-		int			nfail;
-
-		if (v->type == RV_ERROR)
-		{
-			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-			f->message = pstrdup("Redis rejected the push");
-			f->detail = pstrdup(v->str);
-			return false;
-		}
-		nfail = rs_fence_failures(v, &idx, &errs);
-		if (nfail != 0)
-		{
-			f->sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
-			f->message = pstrdup("Redis rejected the push");
-			f->detail = nfail > 1 ? psprintf("%s (and %d more keys)", errs[0], nfail - 1) :
-				nfail == 1 ? pstrdup(errs[0]) :
-				pstrdup("malformed reply from the apply script");
-			return false;
-		}
-	}
-	return true;
-}
-
 /*
  * Encode and send the sync group's pipeline (MULTI/EXEC chunks when multi),
  * and read every reply: redis_pipeline_try_exec()'s result.
  */
 static bool
-send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char *version,
+send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char *version,
 		  bool multi, RedisFailure *failure)
 {
 	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nkeys, 1));
 	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nkeys, 1));
-	ListCell   *lc;
 	int			chunk = 0;
-	List	   *clears = rs_markers_to_clear();
-
-	/*
-	 * purges first: they precede every surviving change of their table (a
-	 * delete of each key, or of the write-through fields only)
-	 */
-	foreach(lc, purges)
-	{
-		Change	   *c = lfirst(lc);
-		List	   *found = rs_purge_keys(c->root_relid, c->key, version,
-										  PG_INT64_MAX, PG_INT64_MAX);
-		ListCell   *kc;
-		FenceOp    *pops = palloc(sizeof(FenceOp) * Max(list_length(found), 1));
-		RowImage   *del = palloc(sizeof(RowImage));
-		int			np = 0;
-
-		rs_change_purge_image(c, del);
-
-		/*
-		 * From here on the deletes may reach Redis, whatever ends the push:
-		 * an ERROR (a cancel in the wait for the replies) as well as a failed
-		 * reply.
-		 */
-		purge_pushed = true;
-		foreach(kc, found)
-		{
-			pops[np].key = lfirst(kc);
-			pops[np].version = version;
-			pops[np].ttl_ms = 0;
-			pops[np].img = del;
-			np++;
-		}
-		for (int s = 0; s < np; s += rs_chunk_size)
-		{
-			rs_fence_append(p, pops + s, Min(rs_chunk_size, np - s), NULL, NULL, clears);
-			clears = NIL;
-		}
-	}
 
 	for (int s = 0; s < nkeys; s += rs_chunk_size)
 	{
@@ -471,37 +401,85 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *purges, const char 
 }
 
 /*
- * Push the sync group in one pipeline.  Returns false with *failure filled
- * when Redis could not be reached or rejected the push.
+ * Send the deletes of the transaction's purges (TRUNCATE, unsync(purge)),
+ * each a page at a time (rs_purge_send), before its other changes: they
+ * precede every surviving change of their table (a delete of each key, or
+ * of the write-through fields only).  *clears go with the first call.
+ * False, with *failure filled, when Redis could not be reached or refused a
+ * delete: the deletes sent so far stay applied (purge_pushed says whether
+ * there are any), the rest is not sent.
+ */
+static bool
+push_purges(List *purges, const char *version, List **clears, RedisFailure *failure)
+{
+	ListCell   *lc;
+	bool		any_sent = false;
+
+	foreach(lc, purges)
+	{
+		Change	   *c = lfirst(lc);
+		RowImage	del;
+		bool		sent;
+
+		rs_change_purge_image(c, &del);
+
+		/*
+		 * From here on the deletes may reach Redis, whatever ends the push:
+		 * an ERROR (a cancel in a wait for the replies) as well as a failed
+		 * reply.
+		 */
+		purge_pushed = true;
+		if (!rs_purge_send(c->root_relid, c->key, &del, version, version,
+						   PG_INT64_MAX, PG_INT64_MAX, clears, &sent, failure))
+		{
+			purge_pushed = any_sent || sent;
+			return false;
+		}
+		any_sent |= sent;
+	}
+	return true;
+}
+
+/*
+ * Push the sync group: the purges' deletes first (push_purges), then the
+ * changes in one pipeline.  Returns false with *failure filled when Redis
+ * could not be reached or rejected the push.
  */
 static bool
 push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure *failure)
 {
-	RedisPipeline *p = redis_pipeline_create();
+	RedisPipeline *p;
 	bool		ok;
 	KfMode		mode = KF_SCRIPT;
+	List	   *clears = rs_markers_to_clear();
+
+	if (purges != NIL && !push_purges(purges, version, &clears, failure))
+		return false;
+	if (nkeys == 0)
+	{
+		/* the piggy-backed clears are done, unless no call carried them */
+		if (clears == NIL)
+			rs_markers_cleared();
+		return true;
+	}
 
 	/*
 	 * MULTI/EXEC instead of the apply script, when the connection is
 	 * registered (fence_multi.c, killfence.c).  A Redis that cannot be
-	 * reached fails the push here, before anything is sent.  Not with purges:
-	 * their script calls would be resent as EVAL after NOSCRIPT (an empty
-	 * script cache), after the MULTI chunks, and delete their keys.
+	 * reached fails the push here, before anything is sent.
 	 */
-	if (rs_bulk_multi && nkeys > 0 && purges == NIL)
+	if (rs_bulk_multi)
 		mode = rs_killfence_begin(failure);
 	if (mode == KF_FAILED)
-	{
-		redis_pipeline_free(p);
 		return false;
-	}
+	p = redis_pipeline_create();
 	if (mode == KF_MULTI)
 	{
 		/* on the registered connection only: its kill is what fences it */
 		redis_pipeline_only_on(p, rs_killfence_generation());
 		PG_TRY();
 		{
-			ok = send_push(p, keys, nkeys, purges, version, true, failure);
+			ok = send_push(p, keys, nkeys, clears, version, true, failure);
 		}
 		PG_CATCH();
 		{
@@ -519,15 +497,13 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		rs_killfence_end(ok);
 	}
 	else
-		ok = send_push(p, keys, nkeys, purges, version, false, failure);
+		ok = send_push(p, keys, nkeys, clears, version, false, failure);
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
-	else
-		purge_pushed = false;
 	push_timed_out = !ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE;
 	if (ok)
-		ok = replies_ok(p, failure);
+		ok = rs_fence_replies_ok(p, failure);
 	if (ok)
 	{
 		/* the piggy-backed clears are done */
@@ -798,7 +774,7 @@ repair_after_abort(void)
 		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL, clears);
 		clears = NIL;
 	}
-	if (redis_pipeline_try_exec(p, &failure) && replies_ok(p, &failure))
+	if (redis_pipeline_try_exec(p, &failure) && rs_fence_replies_ok(p, &failure))
 	{
 		rs_stat_repaired += nops;
 		for (int i = 0; i < npushed; i++)
