@@ -20,7 +20,8 @@
  *   others), still in one round trip.  Each chunk goes out as soon as it
  *   is encoded (redis_pipeline_stream), so Redis applies one chunk while
  *   the next is encoded; every reply is read at the end, as before.
- *   TRUNCATE and unsync(purge) add SCAN round trips for the keys to delete.
+ *   TRUNCATE and unsync(purge) send their deletes first, a SCAN page per
+ *   round trip (rs_purge_send).
  *
  * - Never stale.  Every write carries the version taken here (timeline,
  *   server epoch and WAL insert position at pre-commit, encode.c); the
