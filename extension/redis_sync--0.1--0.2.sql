@@ -1292,20 +1292,34 @@ SET extra_float_digits = 1
 SET bytea_output = 'hex'
 AS $fn$
 DECLARE
-    ks text[];
+    ks text[] := '{}';
+    k  text;
+    n  bigint := 0;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = tbl AND t.policy = 'write_through') THEN
         RAISE EXCEPTION 'resync repairs write-through tables, and % is not one', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'For write-behind tables Redis holds the newer data: use redis_sync.flush().';
     END IF;
-    SELECT array_agg(DISTINCT v.key) INTO ks
-      FROM redis_sync.verify(tbl) v
-     WHERE v.problem IN ('missing in cache', 'different value', 'extra in cache');
-    IF ks IS NULL THEN
-        RETURN 0;
+    -- verify() has compared every row before the first push (its result is
+    -- a tuplestore); the keys are pushed 10,000 at a time, so that memory
+    -- does not grow with their number (one array of them all, and one push,
+    -- held about 350 bytes a key)
+    FOR k IN SELECT DISTINCT v.key
+               FROM redis_sync.verify(tbl) v
+              WHERE v.problem IN ('missing in cache', 'different value', 'extra in cache')
+    LOOP
+        ks := ks || k;
+        IF cardinality(ks) >= 10000 THEN
+            PERFORM redis_sync._push_keys(tbl, ks);
+            n := n + cardinality(ks);
+            ks := '{}';
+        END IF;
+    END LOOP;
+    IF cardinality(ks) > 0 THEN
+        PERFORM redis_sync._push_keys(tbl, ks);
+        n := n + cardinality(ks);
     END IF;
-    PERFORM redis_sync._push_keys(tbl, ks);
-    RETURN cardinality(ks);
+    RETURN n;
 END
 $fn$;

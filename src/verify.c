@@ -16,6 +16,8 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -23,6 +25,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
+#include "utils/tuplesort.h"
 
 #include "as_owner.h"
 #include "claim.h"
@@ -449,7 +452,8 @@ typedef struct VerifyScan
 	char		fmt;
 	bool		is_wb;
 	HTAB	   *pending;
-	HTAB	   *rowkeys;		/* NULL: extra keys are not checked */
+	Tuplesortstate *rowkeys;	/* every row's key; NULL: extra keys are not
+								 * checked */
 	MemoryContext outer;
 } VerifyScan;
 
@@ -484,14 +488,7 @@ encode_verify_batch(VerifyScan *vs, Relation rel, SPITupleTable *tt, uint64 n, c
 		else
 			rs_encode_row(cfg, reldesc, &tup, &imgs[i]);
 		if (vs->rowkeys)
-		{
-			MemoryContext b = MemoryContextSwitchTo(vs->outer);
-			char	   *k = pstrdup(keys[i]);
-			KeySlot    *s = hash_search(vs->rowkeys, &k, HASH_ENTER, NULL);
-
-			s->key = k;
-			MemoryContextSwitchTo(b);
-		}
+			tuplesort_putdatum(vs->rowkeys, CStringGetTextDatum(keys[i]), false);
 	}
 }
 
@@ -555,39 +552,61 @@ verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
 	SPI_cursor_close(portal);
 }
 
+/*
+ * A sort of keys in byte order (the C collation), within work_mem, spilling
+ * to temporary files beyond it: the keys of every row, and those SCAN found,
+ * whatever their number (a hash of the rows' keys took about 100 bytes a
+ * row, a gigabyte for ten million).
+ */
+static Tuplesortstate *
+key_sort_begin(void)
+{
+	return tuplesort_begin_datum(TEXTOID, TextLessOperator, C_COLLATION_OID, false,
+								 work_mem, NULL, TUPLESORT_NONE);
+}
+
+/* the order key_sort_begin sorts in: the bytes, then the length */
+static int
+key_cmp(text *a, text *b)
+{
+	int			la = VARSIZE_ANY_EXHDR(a);
+	int			lb = VARSIZE_ANY_EXHDR(b);
+	int			c = memcmp(VARDATA_ANY(a), VARDATA_ANY(b), Min(la, lb));
+
+	return c != 0 ? c : (la > lb) - (la < lb);
+}
+
 typedef struct ExtraScan
 {
 	VerifyScan *vs;
 	const char *dirty;			/* the table's dirty set, not a row key */
+	Tuplesortstate *found;		/* the keys SCAN returned */
 } ExtraScan;
 
-/* report_extra_keys's SCAN page: the keys no row has, with their values */
+/* report_extra_keys's SCAN page: sort its keys with the others */
 static void
 extra_keys_page(char **keys, int n, void *arg)
 {
 	ExtraScan  *es = arg;
-	VerifyScan *vs = es->vs;
-	RedisPipeline *p = redis_pipeline_create();
-	char	  **extra = palloc(sizeof(char *) * n);
-	int			nextra = 0;
 
 	for (int i = 0; i < n; i++)
-	{
-		char	   *k = keys[i];
+		if (es->dirty == NULL || strcmp(keys[i], es->dirty) != 0)
+			tuplesort_putdatum(es->found, CStringGetTextDatum(keys[i]), false);
+}
 
-		if (es->dirty && strcmp(k, es->dirty) == 0)
-			continue;
-		if (!hash_search(vs->rowkeys, &k, HASH_FIND, NULL))
-			extra[nextra++] = k;
-	}
+/* report keys no row has, with their values (one round trip) */
+static void
+report_extra_batch(VerifyScan *vs, char **extra, int nextra)
+{
+	RedisPipeline *p = redis_pipeline_create();
+
 	for (int i = 0; i < nextra; i++)
 	{
 		const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", extra[i]};
 
 		redis_pipeline_append(p, 2, argv, NULL);
 	}
-	if (nextra > 0)
-		redis_pipeline_exec(p);
+	redis_pipeline_exec(p);
 	for (int i = 0; i < nextra; i++)
 	{
 		RedisValue *v = redis_pipeline_reply(p, i);
@@ -598,21 +617,82 @@ extra_keys_page(char **keys, int n, void *arg)
 				   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
 	}
 	redis_pipeline_free(p);
-	pfree(extra);
 }
 
+/* keys reported per round trip */
+#define EXTRA_BATCH 1000
+
 /*
- * keys in Redis that no row has (companion keys never match the prefix),
- * a SCAN page at a time
+ * keys in Redis that no row has (companion keys never match the prefix):
+ * the keys SCAN returns, a page at a time, and the rows' keys are sorted
+ * (within work_mem each), then merged; the extra ones are reported in key
+ * order, EXTRA_BATCH at a time
  */
 static void
 report_extra_keys(VerifyScan *vs, const char *dirty)
 {
 	ExtraScan	es;
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"redis_sync verify extra keys",
+													ALLOCSET_DEFAULT_SIZES);
+	char	  **extra = palloc(sizeof(char *) * EXTRA_BATCH);
+	int			nextra = 0;
+	text	   *row = NULL;
+	text	   *prev = NULL;
+	bool		rows_left = true;
+	Datum		d;
+	bool		isnull;
 
 	es.vs = vs;
 	es.dirty = dirty;
+	es.found = key_sort_begin();
 	rs_scan_prefix_pages(vs->cfg->prefix, extra_keys_page, &es);
+	tuplesort_performsort(es.found);
+	tuplesort_performsort(vs->rowkeys);
+
+	while (tuplesort_getdatum(es.found, true, &d, &isnull, NULL))
+	{
+		text	   *k = DatumGetTextPP(d);
+
+		/* SCAN may return a key twice */
+		if (prev != NULL && key_cmp(k, prev) == 0)
+		{
+			pfree(k);
+			continue;
+		}
+		/* the rows' keys before this one have no key in Redis: verified */
+		while (rows_left && (row == NULL || key_cmp(row, k) < 0))
+		{
+			if (row != NULL)
+				pfree(row);
+			row = NULL;
+			if (tuplesort_getdatum(vs->rowkeys, true, &d, &isnull, NULL))
+				row = DatumGetTextPP(d);
+			else
+				rows_left = false;
+		}
+		if (row == NULL || key_cmp(row, k) != 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+
+			extra[nextra++] = text_to_cstring(k);
+			MemoryContextSwitchTo(old);
+			if (nextra == EXTRA_BATCH)
+			{
+				report_extra_batch(vs, extra, nextra);
+				MemoryContextReset(batch_cxt);
+				nextra = 0;
+			}
+		}
+		if (prev != NULL)
+			pfree(prev);
+		prev = k;
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (nextra > 0)
+		report_extra_batch(vs, extra, nextra);
+	tuplesort_end(es.found);
+	MemoryContextDelete(batch_cxt);
 }
 
 /*
@@ -689,7 +769,7 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(vs.outer);
 
-		vs.rowkeys = rs_string_hash_create("redis_sync row keys", 1024, sizeof(KeySlot));
+		vs.rowkeys = key_sort_begin();
 		MemoryContextSwitchTo(spi);
 	}
 	verify_rows(&vs, rel, sampled, sample);
@@ -697,6 +777,9 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	relation_close(rel, AccessShareLock);
 
 	if (vs.rowkeys)
+	{
 		report_extra_keys(&vs, dirty);
+		tuplesort_end(vs.rowkeys);
+	}
 	return (Datum) 0;
 }
