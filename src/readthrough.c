@@ -167,6 +167,149 @@ row_query(Oid relid, SyncConfig *cfg, int nk)
 	return sql.data;
 }
 
+/* one call of get(): its key, read and checked, and the caller's SELECT of its row */
+typedef struct GetCall
+{
+	Oid			relid;
+	Oid			rowtype;
+	SyncConfig *cfg;
+	int			nk;
+	Datum	   *typed;			/* the key values, of the key columns' types */
+	char	  **canon;			/* the same, as canonical text */
+	char	   *key;
+	char	   *rowsql;			/* row_query() */
+	Oid		   *rowtypes;
+	bool		rls;			/* row-level security applies to the caller */
+} GetCall;
+
+/*
+ * Check get()'s arguments and read its key.  The key's input runs the
+ * table's code (a domain's checks): as its owner, restricted, like the
+ * populate, never with the caller's rights (a superuser's plain SELECT of
+ * the table runs none of it).  Only the row-level security check is the
+ * caller's.
+ */
+static void
+get_call_init(FunctionCallInfo fcinfo, GetCall *gc)
+{
+	Datum	   *kelems;
+	bool	   *knulls;
+	RsAsOwner	ao;
+
+	gc->rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	gc->relid = typeidTypeRelid(gc->rowtype);
+	if (!OidIsValid(gc->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("redis_sync.get() needs a table row type as its first argument"),
+				 errhint("Call it as redis_sync.get(NULL::my_table, '42').")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key must not be NULL")));
+	gc->cfg = get_config(gc->relid);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
+					  &kelems, &knulls, &gc->nk);
+	gc->typed = palloc(sizeof(Datum) * Max(gc->nk, 1));
+	rs_as_owner_enter(&ao, rs_rel_owner(gc->relid));
+	PG_TRY();
+	{
+		gc->canon = canonical_key_values(gc->relid, gc->cfg, kelems, knulls, gc->nk, gc->typed);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	gc->key = rs_key_build(gc->cfg->prefix, gc->canon, gc->nk);
+	gc->rowsql = row_query(gc->relid, gc->cfg, gc->nk);
+	gc->rowtypes = palloc(sizeof(Oid) * gc->nk);
+	for (int i = 0; i < gc->nk; i++)
+		gc->rowtypes[i] = gc->cfg->keys[i].typid;
+	gc->rls = rs_rls_applies(gc->relid);
+}
+
+/* the row as the caller's own SELECT sees it; *isnull when it sees none */
+static Datum
+table_row(GetCall *gc, bool *isnull)
+{
+	return spi_record(gc->rowsql, gc->nk, gc->rowtypes, gc->typed, isnull, gc->rowtype);
+}
+
+/* false when policies that apply to the caller hide the row */
+static bool
+caller_sees_row(GetCall *gc)
+{
+	bool		isnull = false;
+
+	if (gc->rls)
+		(void) table_row(gc, &isnull);
+	return !isnull;
+}
+
+/* a cached row, decoded exactly (only the synced columns), as the owner */
+static Datum
+decode_cached(GetCall *gc, RedisValue *v)
+{
+	RsAsOwner	ao;
+	Datum		result;
+
+	rs_as_owner_enter(&ao, rs_rel_owner(gc->relid));
+	PG_TRY();
+	{
+		result = rs_decode_row(gc->cfg, gc->rowtype, v);
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* what the cache holds for get()'s key */
+typedef enum CacheState
+{
+	CACHE_ROW,					/* a cached row */
+	CACHE_OTHERS_FIELDS,		/* a hash of others' fields only */
+	CACHE_MISS
+} CacheState;
+
+/*
+ * Read the key from Redis: *result is the decoded row when it is cached
+ * (NULL, *isnull, when the caller's policies hide it).
+ */
+static CacheState
+read_cached(GetCall *gc, Datum *result, bool *isnull)
+{
+	const char *argv[2];
+	RedisPipeline *p;
+	RedisValue *v;
+	CacheState	state;
+
+	argv[0] = gc->cfg->format == RS_FORMAT_HASH ? "HGETALL" : "GET";
+	argv[1] = gc->key;
+	p = redis_pipeline_create();
+	redis_pipeline_append(p, 2, argv, NULL);
+	redis_pipeline_exec(p);
+	redis_check_reply(p, 0, argv[0]);
+	v = redis_pipeline_reply(p, 0);
+	if (v->type == RV_ARRAY && v->nelem > 0 && !holds_synced_field(gc->cfg, v))
+		state = CACHE_OTHERS_FIELDS;
+	else if ((v->type == RV_ARRAY && v->nelem > 0) || v->type == RV_STRING)
+	{
+		state = CACHE_ROW;
+		/* a cached row the caller's policies hide is not returned */
+		*isnull = !caller_sees_row(gc);
+		if (!*isnull)
+			*result = decode_cached(gc, v);
+	}
+	else
+		state = CACHE_MISS;
+	redis_pipeline_free(p);
+	return state;
+}
+
 /* one lookup counted in stats */
 static void
 count_lookup(SyncConfig *cfg, int counter)
@@ -178,138 +321,57 @@ count_lookup(SyncConfig *cfg, int counter)
 Datum
 redis_sync_get(PG_FUNCTION_ARGS)
 {
-	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
-	Oid			relid = typeidTypeRelid(rowtype);
-	SyncConfig *cfg;
-	Datum	   *kelems;
-	bool	   *knulls;
-	Datum	   *typed;
-	int			nk;
-	RsAsOwner	ao;
-	char	   *key;
-	char	  **canon;
-	char	   *rowsql;
-	Oid		   *rowtypes;
-	RedisPipeline *p;
-	RedisValue *v;
-	const char *argv[2];
-	bool		isnull;
-	bool		rls;
-	Datum		result;
+	GetCall		gc;
+	Datum		result = (Datum) 0;
+	bool		isnull = false;
 	List	   *vals = NIL;
 
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("redis_sync.get() needs a table row type as its first argument"),
-				 errhint("Call it as redis_sync.get(NULL::my_table, '42').")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key must not be NULL")));
-	cfg = get_config(relid);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
-					  &kelems, &knulls, &nk);
-	typed = palloc(sizeof(Datum) * Max(nk, 1));
-
-	/*
-	 * The key's input and the cached values' decoding run the table's code (a
-	 * domain's checks): as its owner, restricted, like the populate, never
-	 * with the caller's rights (a superuser's plain SELECT of the table runs
-	 * none of it).  Only the row-level security check below is the caller's.
-	 */
-	rs_as_owner_enter(&ao, rs_rel_owner(relid));
-	PG_TRY();
-	{
-		canon = canonical_key_values(relid, cfg, kelems, knulls, nk, typed);
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
-	key = rs_key_build(cfg->prefix, canon, nk);
-	rowsql = row_query(relid, cfg, nk);
-	rowtypes = palloc(sizeof(Oid) * nk);
-	for (int i = 0; i < nk; i++)
-		rowtypes[i] = cfg->keys[i].typid;
-	rls = rs_rls_applies(relid);
+	get_call_init(fcinfo, &gc);
 
 	/* 1. the cache */
-	argv[0] = cfg->format == RS_FORMAT_HASH ? "HGETALL" : "GET";
-	argv[1] = key;
-	p = redis_pipeline_create();
-	redis_pipeline_append(p, 2, argv, NULL);
-	redis_pipeline_exec(p);
-	redis_check_reply(p, 0, argv[0]);
-	v = redis_pipeline_reply(p, 0);
-	if (v->type == RV_ARRAY && v->nelem > 0 && !holds_synced_field(cfg, v))
+	switch (read_cached(&gc, &result, &isnull))
 	{
-		/*
-		 * A hash of others' fields only: the write-behind fields of a table
-		 * synced both ways over one hash (a row the drain created, whose
-		 * write-through fields are not pushed back; a truncated row's hash
-		 * that kept them).  No cached row: the row as the caller's SELECT
-		 * sees it, not cached here (a populate's fenced delete of a row the
-		 * table lacks would remove the write-behind fields not yet drained).
-		 */
-		redis_pipeline_free(p);
-		result = spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
-		count_lookup(cfg, RS_C_MISSES);
-		if (isnull)
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(result);
-	}
-	if ((v->type == RV_ARRAY && v->nelem > 0) || v->type == RV_STRING)
-	{
-		/* a cached row the caller's policies hide is not returned */
-		if (rls)
-		{
-			(void) spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
+		case CACHE_ROW:
+			count_lookup(gc.cfg, RS_C_HITS);
 			if (isnull)
-			{
-				redis_pipeline_free(p);
-				count_lookup(cfg, RS_C_HITS);
 				PG_RETURN_NULL();
-			}
-		}
-		/* only the synced columns come from the cache, decoded exactly */
-		rs_as_owner_enter(&ao, rs_rel_owner(relid));
-		PG_TRY();
-		{
-			result = rs_decode_row(cfg, rowtype, v);
-		}
-		PG_FINALLY();
-		{
-			rs_as_owner_leave(&ao);
-		}
-		PG_END_TRY();
-		redis_pipeline_free(p);
-		count_lookup(cfg, RS_C_HITS);
-		PG_RETURN_DATUM(result);
+			PG_RETURN_DATUM(result);
+		case CACHE_OTHERS_FIELDS:
+
+			/*
+			 * A hash of others' fields only: the write-behind fields of a
+			 * table synced both ways over one hash (a row the drain created,
+			 * whose write-through fields are not pushed back; a truncated
+			 * row's hash that kept them).  No cached row: the row as the
+			 * caller's SELECT sees it, not cached here (a populate's fenced
+			 * delete of a row the table lacks would remove the write-behind
+			 * fields not yet drained).
+			 */
+			result = table_row(&gc, &isnull);
+			count_lookup(gc.cfg, RS_C_MISSES);
+			if (isnull)
+				PG_RETURN_NULL();
+			PG_RETURN_DATUM(result);
+		case CACHE_MISS:
+			break;
 	}
-	redis_pipeline_free(p);
 
 	/*
 	 * 2. a miss: populate the cache (fenced, as the owner) and return the row
 	 * as the caller's own SELECT sees it.  When policies apply to the caller,
 	 * a row they hide is neither returned nor cached on the caller's behalf.
 	 */
-	if (rls)
+	if (!caller_sees_row(&gc))
 	{
-		(void) spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
-		if (isnull)
-		{
-			count_lookup(cfg, RS_C_MISSES);
-			PG_RETURN_NULL();
-		}
+		count_lookup(gc.cfg, RS_C_MISSES);
+		PG_RETURN_NULL();
 	}
-	for (int i = 0; i < nk; i++)
-		vals = lappend(vals, canon[i]); /* rs_push_current reads them
-										 * canonically */
-	(void) rs_push_current(cfg->root_relid, list_make1(list_make2(key, vals)), 1);
-	result = spi_record(rowsql, nk, rowtypes, typed, &isnull, rowtype);
-	count_lookup(cfg, RS_C_MISSES);
+	for (int i = 0; i < gc.nk; i++)
+		vals = lappend(vals, gc.canon[i]);	/* rs_push_current reads them
+											 * canonically */
+	(void) rs_push_current(gc.cfg->root_relid, list_make1(list_make2(gc.key, vals)), 1);
+	result = table_row(&gc, &isnull);
+	count_lookup(gc.cfg, RS_C_MISSES);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
