@@ -1323,3 +1323,50 @@ BEGIN
     RETURN n;
 END
 $fn$;
+
+-- ---------------------------------------------------------------------
+-- Configurations 0.1 accepted that lose write-behind values.  0.2 refuses
+-- them when a policy is configured (admin.c, refuse_unsafe_sharing), not
+-- when it was configured before: the update names them, once.
+-- ---------------------------------------------------------------------
+DO $upgrade$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT s.relid::pg_catalog.regclass AS tbl, s.policy, s.key_prefix AS s_prefix,
+               b.key_prefix AS b_prefix,
+               CASE WHEN s.key_prefix OPERATOR(pg_catalog.<>) b.key_prefix THEN 'overlap'
+                    WHEN s.policy OPERATOR(pg_catalog.=) 'invalidate' THEN 'invalidate'
+                    WHEN s.format OPERATOR(pg_catalog.<>) 'hash' OR b.format OPERATOR(pg_catalog.<>) 'hash' THEN 'format'
+                    WHEN s.ttl IS NOT NULL THEN 'ttl' ELSE 'columns' END AS reason,
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY c)
+                  FROM pg_catalog.unnest(s.columns) c
+                 WHERE c OPERATOR(pg_catalog.=) ANY (b.columns)
+                   AND c OPERATOR(pg_catalog.<>) ALL (s.key_columns)) AS cols
+          FROM redis_sync.tables s
+          JOIN redis_sync.tables b ON b.relid OPERATOR(pg_catalog.=) s.relid
+                                  AND b.policy OPERATOR(pg_catalog.=) 'write_behind'
+                                  AND (pg_catalog.starts_with(b.key_prefix, s.key_prefix)
+                                       OR pg_catalog.starts_with(s.key_prefix, b.key_prefix))
+         WHERE s.policy OPERATOR(pg_catalog.=) ANY ('{write_through,invalidate}')
+         ORDER BY 1
+    LOOP
+        CONTINUE WHEN r.reason OPERATOR(pg_catalog.=) 'columns' AND r.cols IS NULL;
+        RAISE WARNING 'table % is % under key prefix "%" and write-behind under "%", which loses write-behind values',
+                      r.tbl, pg_catalog.replace(r.policy, '_', '-'), r.s_prefix, r.b_prefix
+            USING DETAIL = CASE r.reason
+                    WHEN 'overlap' THEN 'The prefixes overlap: one policy''s key of a row can be the other''s key of another row, and a TRUNCATE of the shorter prefix removes the other''s keys.'
+                    WHEN 'invalidate' THEN 'An invalidation deletes the whole hash, with the write-behind fields the drain has not read yet.'
+                    WHEN 'format' THEN 'A JSON string under the same key replaces the hash that holds the write-behind fields.'
+                    WHEN 'ttl' THEN 'The TTL expires the whole hash, with the write-behind fields the drain has not read yet.'
+                    ELSE 'Columns both policies write (' OPERATOR(pg_catalog.||) r.cols OPERATOR(pg_catalog.||) ') have the value the application wrote to Redis overwritten by a push, or removed by a TRUNCATE, before the drain reads it.' END,
+                  HINT = 'redis_sync 0.2 refuses it when either policy is configured again. ' OPERATOR(pg_catalog.||) CASE r.reason
+                    WHEN 'overlap' THEN 'Use the same key_prefix for both, or prefixes neither of which begins the other.'
+                    WHEN 'invalidate' THEN 'Give one of the policies another key_prefix, or use write_through() with the columns write-behind does not write.'
+                    WHEN 'format' THEN 'Use format => ''hash'', or another key_prefix.'
+                    WHEN 'ttl' THEN 'Drop the ttl, or give one of the policies another key_prefix.'
+                    ELSE 'List in write_through(columns => ...) only the columns write-behind does not write.' END;
+    END LOOP;
+END
+$upgrade$;

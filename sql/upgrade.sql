@@ -60,3 +60,26 @@ UNION ALL
 ORDER BY 1, 2;
 -- and the snapshot is not empty
 SELECT kind, count(*) > 0 AS present FROM rs_snap WHERE phase = 'fresh' GROUP BY kind ORDER BY kind;
+
+-- configurations 0.1 accepted that 0.2 refuses (they lose write-behind
+-- values): the update names each, once; configured again, it is refused
+DROP EXTENSION redis_sync CASCADE;
+CREATE EXTENSION redis_sync VERSION '0.1';
+CREATE TABLE up_inv (id int PRIMARY KEY, n int, label text);
+CREATE TABLE up_cols (id int PRIMARY KEY, n int, label text);
+CREATE TABLE up_ok (id int PRIMARY KEY, n int, label text);
+INSERT INTO redis_sync.tables (relid, policy, key_prefix, key_columns, columns, format, dirty_set)
+VALUES ('up_inv', 'write_behind', 'upi:', '{id}', '{n}', 'hash', 'upi:dirty'),
+       ('up_inv', 'invalidate', 'upi:', '{id}', '{id,n,label}', 'hash', NULL),
+       ('up_cols', 'write_behind', 'upc:', '{id}', '{n}', 'hash', 'upc:dirty'),
+       ('up_cols', 'write_through', 'upc:', '{id}', '{id,n,label}', 'hash', NULL),
+       ('up_ok', 'write_behind', 'upo:', '{id}', '{n}', 'hash', 'upo:dirty'),
+       ('up_ok', 'write_through', 'upo:', '{id}', '{id,label}', 'hash', NULL);
+ALTER EXTENSION redis_sync UPDATE;
+\set VERBOSITY terse
+SELECT redis_sync.write_through('up_cols', key_prefix => 'upc:', warm => false);
+\set VERBOSITY default
+DELETE FROM redis_sync.tables WHERE relid IN ('up_inv'::regclass, 'up_cols'::regclass, 'up_ok'::regclass);
+DROP TABLE up_inv, up_cols, up_ok;
+DROP EXTENSION redis_sync CASCADE;
+CREATE EXTENSION redis_sync;
