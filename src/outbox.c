@@ -849,8 +849,16 @@ purge_queued_keys(Oid relid, const char *prefix, const char *version, int64 seq,
  * before the TRUNCATE waited for its lock, and missed the entries committed
  * in between (specs/outbox_purge_snapshot).
  *
+ * The queued entries are read, and their keys deleted, before the SCAN: an
+ * entry a deliverer pushes and settles meanwhile is either in that read (its
+ * key gets a fenced delete, which it cannot pass) or was pushed before it,
+ * so before the SCAN began, which then finds its key.  Read after the SCAN,
+ * an entry of a key missing from Redis pushed during the SCAN, after the
+ * SCAN passed its slot, and settled before the read, was in neither: its
+ * truncated row stayed cached (TAP 229).
+ *
  * Each delete is img (of the whole key, or of some fields) at del_version.
- * They go a page at a time (a SCAN page, or 1,000 queued keys), each page's
+ * They go a page at a time (1,000 queued keys, or a SCAN page), each page's
  * pipeline read before the next is sent: memory holds one page, whatever the
  * number of keys (it held them all, about 300 bytes a key).  A key may be
  * deleted twice (SCAN returns some twice; a queued entry's key is often
@@ -877,9 +885,10 @@ rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_vers
 	*sent = false;
 	ps.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync purge page",
 								   ALLOCSET_DEFAULT_SIZES);
-	ok = rs_scan_prefix_pages_try(prefix, purge_page, &ps, failure);
-	if (ok && OidIsValid(rs_outbox_relid()))
-		ok = purge_queued_keys(relid, prefix, version, seq, id, &ps, failure);
+	ok = !OidIsValid(rs_outbox_relid()) ||
+		purge_queued_keys(relid, prefix, version, seq, id, &ps, failure);
+	if (ok)
+		ok = rs_scan_prefix_pages_try(prefix, purge_page, &ps, failure);
 	MemoryContextDelete(ps.cxt);
 	return ok;
 }
@@ -1267,12 +1276,12 @@ land(Flight *fl, bool ok, int64 *delivered, int *retained, char **detail)
  * spends about as long on a batch as the deliverer does on reading and
  * settling it, and each used to wait for the other.  A batch is sent only
  * once the replies of the one before are read (one pipeline in flight on
- * the connection), so Redis applies them in order; a purge's SCAN reads
- * the batch in flight first.  Batches are what calling this with a smaller
- * max would deliver, one after the other: an entry's key may be pushed in
- * two batches, fenced by its versions as ever.  When a push fails, the
- * batch read after it is neither sent nor settled: its entries stay queued
- * untouched.
+ * the connection), so Redis applies them in order; a purge's first round
+ * trip reads the batch in flight first.  Batches are what calling this
+ * with a smaller max would deliver, one after the other: an entry's key may
+ * be pushed in two batches, fenced by its versions as ever.  When a push
+ * fails, the batch read after it is neither sent nor settled: its entries
+ * stay queued untouched.
  */
 int64
 rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,

@@ -415,6 +415,21 @@ push_purges(List *purges, const char *version, List **clears, RedisFailure *fail
 {
 	ListCell   *lc;
 	bool		any_sent = false;
+	char		del_version[RS_VERSION_LEN + 1];
+
+	/*
+	 * The deletes go just below the transaction's version, as a queued
+	 * purge's do (outbox.c purge_version): the rows the transaction wrote
+	 * after the TRUNCATE carry its version, and the fence applies equal
+	 * versions.  A delete whose reply timed out may still reach Redis after
+	 * the rows were delivered from the outbox (an eventual table's
+	 * transaction commits with them queued); at the transaction's own version
+	 * it would remove them for good (TAP 228).  Nothing else holds a version
+	 * between the two: the TRUNCATE's lock kept every other writer of the
+	 * table out.
+	 */
+	strlcpy(del_version, version, sizeof(del_version));
+	rs_version_decrement(del_version);
 
 	foreach(lc, purges)
 	{
@@ -430,7 +445,7 @@ push_purges(List *purges, const char *version, List **clears, RedisFailure *fail
 		 * reply.
 		 */
 		purge_pushed = true;
-		if (!rs_purge_send(c->root_relid, c->key, &del, version, version,
+		if (!rs_purge_send(c->root_relid, c->key, &del, del_version, version,
 						   PG_INT64_MAX, PG_INT64_MAX, clears, &sent, failure))
 		{
 			purge_pushed = any_sent || sent;

@@ -22,6 +22,10 @@
 #       connection opened after that passes its handshake and is held from
 #       the first read that holds a MULTI.  For a push that changes
 #       connections between its registration and its send.
+#   SIGWINCH "arm-eval": the first connection (open or opened later) that
+#       sends an EVALSHA or EVAL is held from the read that holds it (so
+#       what it sent before, a SCAN, passed).  For a purge whose fenced
+#       deletes reach Redis after their sender gave up.
 #
 # A client that closes a held connection does not take the held bytes with
 # it: they stay buffered, as bytes already on the wire would be, and a
@@ -45,6 +49,7 @@
 #   release-done <seq> <count>     the <seq>-th SIGUSR2 handled
 #   upstream-failed N <error>      could not connect to Redis (client closed)
 #   armed <seq>                    the <seq>-th SIGHUP handled
+#   armed-eval <seq>               the <seq>-th SIGWINCH handled
 #   cut N                          N cut after its CLIENT KILL reply (arm 1)
 #   hold N                         also: N held at its first MULTI (arm 2)
 #
@@ -76,12 +81,15 @@ sub logline { print {$log} join(' ', @_), "\n"; return; }
 
 my ($hold_req, $hold_done, $release_req, $release_done) = (0, 0, 0, 0);
 my ($arm_req, $arm_done) = (0, 0);
+my ($arm_eval_req, $arm_eval_done) = (0, 0);
+my $arm_eval     = 0;    # hold the next connection that sends EVALSHA/EVAL
 my $arm_cut      = 0;    # cut the next connection that sends CLIENT KILL
 my $arm_hold_new = 0;    # hold the next connection opened after a cut at MULTI
 my $stop         = 0;
 $SIG{USR1} = sub { $hold_req++; };
 $SIG{USR2} = sub { $release_req++; };
 $SIG{HUP}  = sub { $arm_req++; };
+$SIG{WINCH} = sub { $arm_eval_req++; };
 $SIG{TERM} = $SIG{INT} = sub { $stop = 1; };
 $SIG{PIPE} = 'IGNORE';
 
@@ -296,6 +304,12 @@ while (!$stop)
 		$arm_hold_new = 1;
 		logline('armed', $arm_done);
 	}
+	while ($arm_eval_done < $arm_eval_req)
+	{
+		$arm_eval_done++;
+		$arm_eval = 1;
+		logline('armed-eval', $arm_eval_done);
+	}
 
 	# half-close the server side once a closed client's bytes are all out
 	for my $x (@conns)
@@ -378,6 +392,13 @@ while (!$stop)
 				$x->{held}          = 1;
 				$x->{hold_on_multi} = 0;
 				$x->{held_from}     = $before;
+				logline('hold', $x->{n});
+			}
+			if ($arm_eval && !$x->{held} && $chunk =~ /\$(?:7\r\nEVALSHA|4\r\nEVAL)\r\n/i)
+			{
+				# the chunk with the EVALSHA, and all after it, is held
+				$arm_eval = 0;
+				$x->{held} = 1;
 				logline('hold', $x->{n});
 			}
 			if ($arm_cut && $chunk =~ /\$6\r\nCLIENT\r\n\$4\r\nKILL\r\n/i)

@@ -9,6 +9,8 @@
 #   my %r = $p->release;              # SIGUSR2; N => ['released'|'dropped', bytes]
 #   $p->arm;                          # SIGHUP: cut at a CLIENT KILL reply, hold the next
 #                                     # connection at its MULTI
+#   $p->arm_eval;                     # SIGWINCH: hold the next connection that
+#                                     # sends EVALSHA/EVAL, from that read on
 #   my $x = $p->conn(3);              # {n, client, upstream (port), name, id}
 #   $p->stop;
 #
@@ -149,6 +151,18 @@ sub arm
 	kill 'HUP', $self->{pid} or die "hold proxy $self->{pid}: $!";
 	defined $self->wait_line(qr/^armed $seq$/, 30, $from)
 	  or die "hold proxy did not handle arm $seq:\n" . $self->log_text;
+	return;
+}
+
+# SIGWINCH ("arm-eval", see hold_proxy.pl); waits until handled
+sub arm_eval
+{
+	my ($self) = @_;
+	my $from = $self->mark;
+	my $seq  = ++$self->{arm_evals};
+	kill 'WINCH', $self->{pid} or die "hold proxy $self->{pid}: $!";
+	defined $self->wait_line(qr/^armed-eval $seq$/, 30, $from)
+	  or die "hold proxy did not handle arm-eval $seq:\n" . $self->log_text;
 	return;
 }
 
