@@ -709,12 +709,17 @@ typedef struct PurgeSend
 	List	  **clears;			/* marker fields, sent with the first call */
 	bool	   *sent;			/* set once a delete was sent */
 	MemoryContext cxt;			/* one page's commands, reset after it */
+	RedisFailure refused;		/* the first page Redis refused, if any */
+	bool		any_refused;
 } PurgeSend;
 
 /*
  * Send one page's fenced deletes, redis_sync.chunk_size keys per call, in one
  * pipeline, and read its replies: false, with *failure filled in the
- * caller's memory, when Redis could not be reached or refused one.
+ * caller's memory, when Redis could not be reached (nothing after it is
+ * sent).  A page Redis refused (a delete of some keys) is noted in
+ * ps->refused and the next pages go on: each retry of the purge applies
+ * everything else, and stops at nothing.
  */
 static bool
 purge_page(char **keys, int n, void *arg, RedisFailure *failure)
@@ -737,8 +742,16 @@ purge_page(char **keys, int n, void *arg, RedisFailure *failure)
 		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, *ps->clears);
 		*ps->clears = NIL;
 	}
-	*ps->sent = true;
-	ok = redis_pipeline_try_exec(p, failure) && rs_fence_replies_ok(p, failure);
+	ok = redis_pipeline_try_exec(p, failure);
+	/* a failure to connect sent nothing */
+	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
+		*ps->sent = true;
+	if (ok && !rs_fence_replies_ok(p, failure) && !ps->any_refused)
+	{
+		ps->any_refused = true;
+		ps->refused = *failure;
+		copy_failure(&ps->refused, caller);
+	}
 	redis_pipeline_free(p);
 	MemoryContextSwitchTo(caller);
 	if (!ok)
@@ -865,10 +878,11 @@ purge_queued_keys(Oid relid, const char *prefix, const char *version, int64 seq,
  * cached too): a fenced delete at the same version is harmless.  *clears go
  * with the first call.
  *
- * False, with *failure filled, when Redis could not be reached or refused a
- * delete: the pages before it were applied, the rest was not sent.  *sent
- * says whether any delete was sent (from the first on, an ERROR, a cancel
- * in a wait, may leave deletes applied too).
+ * False, with *failure filled, when Redis could not be reached (the pages
+ * before it were applied, the rest was not sent) or refused a delete (every
+ * other page was sent: the first refusal is reported).  *sent says whether
+ * any delete was sent (from the first on, an ERROR, a cancel in a wait, may
+ * leave deletes applied too).
  */
 bool
 rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_version,
@@ -882,6 +896,7 @@ rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_vers
 	ps.img = img;
 	ps.clears = clears;
 	ps.sent = sent;
+	ps.any_refused = false;
 	*sent = false;
 	ps.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync purge page",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -890,6 +905,11 @@ rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_vers
 	if (ok)
 		ok = rs_scan_prefix_pages_try(prefix, purge_page, &ps, failure);
 	MemoryContextDelete(ps.cxt);
+	if (ok && ps.any_refused)
+	{
+		*failure = ps.refused;
+		return false;
+	}
 	return ok;
 }
 

@@ -406,15 +406,16 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
  * each a page at a time (rs_purge_send), before its other changes: they
  * precede every surviving change of their table (a delete of each key, or
  * of the write-through fields only).  *clears go with the first call.
- * False, with *failure filled, when Redis could not be reached or refused a
- * delete: the deletes sent so far stay applied (purge_pushed says whether
- * there are any), the rest is not sent.
+ * False, with *failure filled, when Redis could not be reached (the deletes
+ * sent so far stay applied, purge_pushed says whether there are any; the
+ * rest is not sent) or refused a delete (the others were sent).
  */
 static bool
 push_purges(List *purges, const char *version, List **clears, RedisFailure *failure)
 {
 	ListCell   *lc;
 	bool		any_sent = false;
+	bool		ok;
 	char		del_version[RS_VERSION_LEN + 1];
 
 	/*
@@ -445,13 +446,13 @@ push_purges(List *purges, const char *version, List **clears, RedisFailure *fail
 		 * reply.
 		 */
 		purge_pushed = true;
-		if (!rs_purge_send(c->root_relid, c->key, &del, del_version, version,
-						   PG_INT64_MAX, PG_INT64_MAX, clears, &sent, failure))
-		{
-			purge_pushed = any_sent || sent;
-			return false;
-		}
+		ok = rs_purge_send(c->root_relid, c->key, &del, del_version, version,
+						   PG_INT64_MAX, PG_INT64_MAX, clears, &sent, failure);
+		/* returned: whether a delete was sent is known */
 		any_sent |= sent;
+		purge_pushed = any_sent;
+		if (!ok)
+			return false;
 	}
 	return true;
 }
