@@ -590,8 +590,20 @@ extra_keys_page(char **keys, int n, void *arg)
 	ExtraScan  *es = arg;
 
 	for (int i = 0; i < n; i++)
-		if (es->dirty == NULL || strcmp(keys[i], es->dirty) != 0)
-			tuplesort_putdatum(es->found, CStringGetTextDatum(keys[i]), false);
+	{
+		Datum		k;
+
+		if (es->dirty != NULL && strcmp(keys[i], es->dirty) == 0)
+			continue;
+
+		/*
+		 * the sort keeps a copy; this one is in the caller's context, which
+		 * lasts the whole verify(): it would hold every key SCAN returns
+		 */
+		k = CStringGetTextDatum(keys[i]);
+		tuplesort_putdatum(es->found, k, false);
+		pfree(DatumGetPointer(k));
+	}
 }
 
 /* report keys no row has, with their values (one round trip) */
