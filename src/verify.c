@@ -306,12 +306,85 @@ display_image(RowImage *img)
 	return display_string(img->str ? img->str : "", &parsed);
 }
 
+/* where verify_rows reports and what it compares against */
+typedef struct VerifyScan
+{
+	ReturnSetInfo *rsinfo;
+	SyncConfig *cfg;
+	char		fmt;
+	bool		is_wb;
+	HTAB	   *pending;		/* keys the caller says are pending */
+	char	   *dirty;			/* write-behind: the dirty set, or NULL */
+	char	   *processing;		/* and its processing set */
+	Tuplesortstate *rowkeys;	/* every row's key; NULL: extra keys are not
+								 * checked */
+	MemoryContext outer;
+} VerifyScan;
+
+/*
+ * Which of keys (those with want[i]) are pending: named by the caller, or
+ * members of the write-behind table's dirty or processing set, whose values
+ * the drain has not written to the table yet.  Redis is asked about the
+ * keys that differ only, two SISMEMBER a key in one round trip: reading the
+ * sets whole (SMEMBERS) blocked Redis and held every member in the backend,
+ * however many (500,000: 0.5 s, 61 MB).
+ */
+static bool *
+pending_keys(VerifyScan *vs, char **keys, const bool *want, int n)
+{
+	bool	   *out = palloc0(sizeof(bool) * Max(n, 1));
+	size_t		plen = strlen(vs->cfg->prefix);
+	RedisPipeline *p;
+	int			j = 0;
+
+	for (int i = 0; i < n; i++)
+		if (want[i] && hash_search(vs->pending, &keys[i], HASH_FIND, NULL))
+			out[i] = true;
+	if (vs->dirty == NULL)
+		return out;
+	p = redis_pipeline_create();
+	for (int i = 0; i < n; i++)
+	{
+		if (!want[i] || out[i] || strncmp(keys[i], vs->cfg->prefix, plen) != 0)
+			continue;
+		{
+			const char *argv[3] = {"SISMEMBER", vs->dirty, keys[i] + plen};
+
+			redis_pipeline_append(p, 3, argv, NULL);
+			argv[1] = vs->processing;
+			redis_pipeline_append(p, 3, argv, NULL);
+		}
+	}
+	if (redis_pipeline_length(p) > 0)
+		redis_pipeline_exec(p);
+	for (int i = 0; i < n; i++)
+	{
+		if (!want[i] || out[i] || strncmp(keys[i], vs->cfg->prefix, plen) != 0)
+			continue;
+		for (int t = 0; t < 2; t++)
+		{
+			RedisValue *v;
+
+			redis_check_reply(p, j, "SISMEMBER of the dirty set");
+			v = redis_pipeline_reply(p, j++);
+			if (v->type == RV_INTEGER && v->integer == 1)
+				out[i] = true;
+		}
+	}
+	redis_pipeline_free(p);
+	return out;
+}
+
 /* compare one batch of rows with Redis */
 static void
-verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage *imgs, int n,
-			 HTAB *pending)
+verify_batch(VerifyScan *vs, char **keys, RowImage *imgs, int n)
 {
+	ReturnSetInfo *rsinfo = vs->rsinfo;
+	char		fmt = vs->fmt;
+	bool		is_wb = vs->is_wb;
 	RedisPipeline *p = redis_pipeline_create();
+	bool	   *differ = palloc0(sizeof(bool) * Max(n, 1));
+	bool	   *pending;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -328,13 +401,7 @@ verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage 
 		bool		same;
 
 		if (missing)
-		{
-			/* a row without a synced value has no key: consistent */
-			if (is_wb || image_empty(img))
-				continue;
-			put_result(rsinfo, keys[i], "missing in cache", display_image(img), false, (Datum) 0, true);
 			continue;
-		}
 		if (v->type == RV_ERROR)
 			same = false;
 		else if (fmt == 'h')
@@ -353,10 +420,25 @@ verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage 
 		}
 		else
 			same = strcmp(v->str, img->str) == 0;
-		if (same)
+		differ[i] = !same;
+	}
+	pending = pending_keys(vs, keys, differ, n);
+	for (int i = 0; i < n; i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+		RowImage   *img = &imgs[i];
+
+		if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
+		{
+			/* a row without a synced value has no key: consistent */
+			if (is_wb || image_empty(img))
+				continue;
+			put_result(rsinfo, keys[i], "missing in cache", display_image(img), false, (Datum) 0, true);
 			continue;
-		put_result(rsinfo, keys[i],
-				   hash_search(pending, &keys[i], HASH_FIND, NULL) ? "pending" : "different value",
+		}
+		if (!differ[i])
+			continue;
+		put_result(rsinfo, keys[i], pending[i] ? "pending" : "different value",
 				   display_image(img), false, display_reply(v), false);
 	}
 	redis_pipeline_free(p);
@@ -444,19 +526,6 @@ load_policy_config(Oid relid, const char *policy, MemoryContext outer, SyncConfi
 	MemoryContextSwitchTo(spi);
 }
 
-/* where verify_rows reports and what it compares against */
-typedef struct VerifyScan
-{
-	ReturnSetInfo *rsinfo;
-	SyncConfig *cfg;
-	char		fmt;
-	bool		is_wb;
-	HTAB	   *pending;
-	Tuplesortstate *rowkeys;	/* every row's key; NULL: extra keys are not
-								 * checked */
-	MemoryContext outer;
-} VerifyScan;
-
 /* encode one batch of rows (SPI result, column 1: the row) as pushed */
 static void
 encode_verify_batch(VerifyScan *vs, Relation rel, SPITupleTable *tt, uint64 n, char **keys,
@@ -543,7 +612,7 @@ verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
 			rs_as_owner_leave(&ao);
 		}
 		PG_END_TRY();
-		verify_batch(vs->rsinfo, vs->fmt, vs->is_wb, keys, imgs, n, vs->pending);
+		verify_batch(vs, keys, imgs, n);
 		MemoryContextSwitchTo(vs->outer);
 		MemoryContextReset(batch_cxt);
 		SPI_freetuptable(tt);
@@ -611,7 +680,11 @@ static void
 report_extra_batch(VerifyScan *vs, char **extra, int nextra)
 {
 	RedisPipeline *p = redis_pipeline_create();
+	bool	   *all = palloc(sizeof(bool) * nextra);
+	bool	   *pending;
 
+	memset(all, true, sizeof(bool) * nextra);
+	pending = pending_keys(vs, extra, all, nextra);
 	for (int i = 0; i < nextra; i++)
 	{
 		const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", extra[i]};
@@ -625,7 +698,7 @@ report_extra_batch(VerifyScan *vs, char **extra, int nextra)
 		char	   *k = extra[i];
 		bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
 
-		put_result(vs->rsinfo, k, hash_search(vs->pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
+		put_result(vs->rsinfo, k, pending[i] ? "pending" : "extra in cache",
 				   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
 	}
 	redis_pipeline_free(p);
@@ -760,6 +833,12 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	load_policy_config(relid, policy, vs.outer, &cfg, &vs.fmt, &dirty);
+	if (vs.is_wb && dirty != NULL)
+	{
+		vs.dirty = dirty;
+		vs.processing = MemoryContextStrdup(vs.outer,
+											rs_companion_key(dirty, strlen(dirty), ":rs_processing"));
+	}
 
 	rel = relation_open(relid, AccessShareLock);
 
