@@ -75,6 +75,14 @@ is($node->safe_psql('postgres',
 		q{SELECT problem, count(*) FROM redis_sync.verify('wbl') GROUP BY 1 ORDER BY 1}),
 	"different value|1\npending|" . ($N - 1), 'every dirty key is pending');
 
+# _dirty_members() pages with SSCAN too
+$redis->cli('CONFIG', 'RESETSTAT');
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT m) FROM redis_sync._dirty_members('wbl') m}),
+	$N - 1, '_dirty_members() lists the dirty and processing sets');
+my $stats = $redis->cli('INFO', 'commandstats');
+unlike($stats, qr/cmdstat_smembers/, '_dirty_members() sent no SMEMBERS');
+like($stats, qr/cmdstat_sscan:calls=\d{3}/, 'but an SSCAN a page');
+
 $s->quit;
 $node->stop;
 $redis->stop;
