@@ -1250,7 +1250,6 @@ SET bytea_output = 'hex'
 AS $fn$
 DECLARE
     cfg      record;
-    pending  text[] := '{}';
 BEGIN
     IF sample IS NOT NULL AND sample <= 0 THEN
         RAISE EXCEPTION 'sample must be positive' USING ERRCODE = 'invalid_parameter_value';
@@ -1267,13 +1266,11 @@ BEGIN
     FOR cfg IN SELECT * FROM redis_sync.tables t
                 WHERE t.relid = tbl AND t.policy <> 'invalidate' ORDER BY t.policy DESC
     LOOP
-        pending := '{}';
-        IF cfg.policy = 'write_behind' THEN
-            SELECT coalesce(array_agg(DISTINCT cfg.key_prefix || m), '{}') INTO pending
-              FROM redis_sync._dirty_members(tbl) m;
-        END IF;
-        -- keys in Redis without a row: once per table
-        RETURN QUERY SELECT * FROM redis_sync._verify_table(tbl, cfg.policy, sample, pending,
+        -- _verify_table looks a differing write-behind key up in the dirty
+        -- and processing sets (pending); reading them whole here (SMEMBERS,
+        -- an array of every member) blocked Redis and grew with the backlog.
+        -- Keys in Redis without a row: once per table
+        RETURN QUERY SELECT * FROM redis_sync._verify_table(tbl, cfg.policy, sample, '{}',
             NOT (cfg.policy = 'write_behind'
                  AND EXISTS (SELECT 1 FROM redis_sync.tables t2
                               WHERE t2.relid = tbl AND t2.policy = 'write_through')));

@@ -26,6 +26,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -531,8 +532,9 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 
 /*
  * _dirty_members(tbl regclass) RETURNS SETOF text: the members of the dirty
- * and processing sets of a write-behind table (for verify(), which runs
- * with its caller's rights): the table owner may read them.
+ * and processing sets of a write-behind table, a member possibly twice (SSCAN);
+ * the table owner may read them.  (verify() no longer calls it: it asks
+ * SISMEMBER of the keys that differ.)
  */
 Datum
 redis_sync_dirty_members(PG_FUNCTION_ARGS)
@@ -572,37 +574,53 @@ redis_sync_dirty_members(PG_FUNCTION_ARGS)
 	SPI_finish();
 	if (sets == NIL)
 		return (Datum) 0;
+
+	/*
+	 * SSCAN, 1,000 a page: SMEMBERS of a large set blocked Redis as long as
+	 * it took, and held the whole reply in the backend.  A member can come
+	 * twice.
+	 */
+	foreach(lc, sets)
 	{
-		RedisPipeline *p = redis_pipeline_create();
-		int			i = 0;
+		char		cursor[32] = "0";
+		MemoryContext page_cxt = AllocSetContextCreate(outer, "redis_sync dirty members page",
+													   ALLOCSET_DEFAULT_SIZES);
 
-		foreach(lc, sets)
+		do
 		{
-			const char *argv[2] = {"SMEMBERS", lfirst(lc)};
-
-			redis_pipeline_append(p, 2, argv, NULL);
-		}
-		redis_pipeline_exec(p);
-		foreach(lc, sets)
-		{
+			const char *argv[5] = {"SSCAN", lfirst(lc), cursor, "COUNT", "1000"};
+			MemoryContext old = MemoryContextSwitchTo(page_cxt);
+			RedisPipeline *p = redis_pipeline_create();
 			RedisValue *v;
+			RedisValue *page;
 
-			redis_check_reply(p, i, "SMEMBERS");
-			v = redis_pipeline_reply(p, i++);
-			for (int e = 0; v->type == RV_ARRAY && e < v->nelem; e++)
+			redis_pipeline_append(p, 5, argv, NULL);
+			redis_pipeline_exec(p);
+			redis_check_reply(p, 0, "SSCAN");
+			v = redis_pipeline_reply(p, 0);
+			if (v->type != RV_ARRAY || v->nelem != 2 || v->elems[0].str == NULL ||
+				strlen(v->elems[0].str) >= sizeof(cursor) || v->elems[1].type != RV_ARRAY)
+				elog(ERROR, "redis_sync: unexpected SSCAN reply");
+			strlcpy(cursor, v->elems[0].str, sizeof(cursor));
+			page = &v->elems[1];
+			MemoryContextSwitchTo(old);
+			for (int e = 0; e < page->nelem; e++)
 			{
 				Datum		values[1];
 				bool		nulls[1] = {false};
 
-				if (v->elems[e].type != RV_STRING ||
-					!pg_verifymbstr(v->elems[e].str, (int) v->elems[e].len, true) ||
-					memchr(v->elems[e].str, '\0', v->elems[e].len) != NULL)
+				if (page->elems[e].type != RV_STRING ||
+					!pg_verifymbstr(page->elems[e].str, (int) page->elems[e].len, true) ||
+					memchr(page->elems[e].str, '\0', page->elems[e].len) != NULL)
 					continue;	/* not text: cannot be one of the table's keys */
-				values[0] = CStringGetTextDatum(v->elems[e].str);
+				values[0] = CStringGetTextDatum(page->elems[e].str);
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				pfree(DatumGetPointer(values[0]));
 			}
-		}
-		redis_pipeline_free(p);
+			MemoryContextReset(page_cxt);
+			CHECK_FOR_INTERRUPTS();
+		} while (strcmp(cursor, "0") != 0);
+		MemoryContextDelete(page_cxt);
 	}
 	return (Datum) 0;
 }

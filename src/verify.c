@@ -37,10 +37,16 @@ PG_FUNCTION_INFO_V1(redis_sync_verify_table);
 
 static Datum display_reply(RedisValue *v);
 
+/* keys _fetch reads per round trip */
+#define FETCH_BATCH 1000
+
 /*
  * _fetch(keys text[], hash boolean) RETURNS TABLE(key text, value jsonb):
  * one row per existing key; a hash as an object of its fields, a string as
- * its JSON if it parses, else as a JSON string.
+ * its JSON if it parses, else as a JSON string.  FETCH_BATCH keys a round
+ * trip, each batch's replies and their jsonb in a context reset after it
+ * (in the context of the call, about 5 kB a key lasted until it returned:
+ * 100,000 keys, 481 MB).
  */
 Datum
 redis_sync_fetch(PG_FUNCTION_ARGS)
@@ -49,33 +55,44 @@ redis_sync_fetch(PG_FUNCTION_ARGS)
 	int			n;
 	char	  **keys = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
 	bool		hash = PG_GETARG_BOOL(1);
-	RedisPipeline *p;
+	MemoryContext batch_cxt;
 
 	rs_require_key_access(keys, n, false);	/* claim.c */
-	p = redis_pipeline_create();
 
 	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < n; i++)
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync fetch batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	for (int b = 0; b < n; b += FETCH_BATCH)
 	{
-		const char *argv[2] = {hash ? "HGETALL" : "GET", keys[i]};
+		int			nb = Min(FETCH_BATCH, n - b);
+		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+		RedisPipeline *p = redis_pipeline_create();
 
-		redis_pipeline_append(p, 2, argv, NULL);
-	}
-	if (n > 0)
+		for (int i = 0; i < nb; i++)
+		{
+			const char *argv[2] = {hash ? "HGETALL" : "GET", keys[b + i]};
+
+			redis_pipeline_append(p, 2, argv, NULL);
+		}
 		redis_pipeline_exec(p);
-	for (int i = 0; i < n; i++)
-	{
-		RedisValue *v = redis_pipeline_reply(p, i);
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+		for (int i = 0; i < nb; i++)
+		{
+			RedisValue *v = redis_pipeline_reply(p, i);
+			Datum		values[2];
+			bool		nulls[2] = {false, false};
 
-		if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
-			continue;
-		values[0] = CStringGetTextDatum(keys[i]);
-		values[1] = display_reply(v);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
+				continue;
+			values[0] = CStringGetTextDatum(keys[b + i]);
+			values[1] = display_reply(v);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		redis_pipeline_free(p);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+		CHECK_FOR_INTERRUPTS();
 	}
-	redis_pipeline_free(p);
+	MemoryContextDelete(batch_cxt);
 	return (Datum) 0;
 }
 
@@ -92,6 +109,8 @@ scan_page_rows(char **keys, int n, void *arg)
 
 		values[0] = CStringGetTextDatum(keys[i]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		/* the tuplestore has a copy; this one would last until _scan returns */
+		pfree(DatumGetPointer(values[0]));
 	}
 }
 
@@ -306,12 +325,85 @@ display_image(RowImage *img)
 	return display_string(img->str ? img->str : "", &parsed);
 }
 
+/* where verify_rows reports and what it compares against */
+typedef struct VerifyScan
+{
+	ReturnSetInfo *rsinfo;
+	SyncConfig *cfg;
+	char		fmt;
+	bool		is_wb;
+	HTAB	   *pending;		/* keys the caller says are pending */
+	char	   *dirty;			/* write-behind: the dirty set, or NULL */
+	char	   *processing;		/* and its processing set */
+	Tuplesortstate *rowkeys;	/* every row's key; NULL: extra keys are not
+								 * checked */
+	MemoryContext outer;
+} VerifyScan;
+
+/*
+ * Which of keys (those with want[i]) are pending: named by the caller, or
+ * members of the write-behind table's dirty or processing set, whose values
+ * the drain has not written to the table yet.  Redis is asked about the
+ * keys that differ only, two SISMEMBER a key in one round trip: reading the
+ * sets whole (SMEMBERS) blocked Redis and held every member in the backend,
+ * however many (500,000: 0.5 s, 61 MB).
+ */
+static bool *
+pending_keys(VerifyScan *vs, char **keys, const bool *want, int n)
+{
+	bool	   *out = palloc0(sizeof(bool) * Max(n, 1));
+	size_t		plen = strlen(vs->cfg->prefix);
+	RedisPipeline *p;
+	int			j = 0;
+
+	for (int i = 0; i < n; i++)
+		if (want[i] && hash_search(vs->pending, &keys[i], HASH_FIND, NULL))
+			out[i] = true;
+	if (vs->dirty == NULL)
+		return out;
+	p = redis_pipeline_create();
+	for (int i = 0; i < n; i++)
+	{
+		if (!want[i] || out[i] || strncmp(keys[i], vs->cfg->prefix, plen) != 0)
+			continue;
+		{
+			const char *argv[3] = {"SISMEMBER", vs->dirty, keys[i] + plen};
+
+			redis_pipeline_append(p, 3, argv, NULL);
+			argv[1] = vs->processing;
+			redis_pipeline_append(p, 3, argv, NULL);
+		}
+	}
+	if (redis_pipeline_length(p) > 0)
+		redis_pipeline_exec(p);
+	for (int i = 0; i < n; i++)
+	{
+		if (!want[i] || out[i] || strncmp(keys[i], vs->cfg->prefix, plen) != 0)
+			continue;
+		for (int t = 0; t < 2; t++)
+		{
+			RedisValue *v;
+
+			redis_check_reply(p, j, "SISMEMBER of the dirty set");
+			v = redis_pipeline_reply(p, j++);
+			if (v->type == RV_INTEGER && v->integer == 1)
+				out[i] = true;
+		}
+	}
+	redis_pipeline_free(p);
+	return out;
+}
+
 /* compare one batch of rows with Redis */
 static void
-verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage *imgs, int n,
-			 HTAB *pending)
+verify_batch(VerifyScan *vs, char **keys, RowImage *imgs, int n)
 {
+	ReturnSetInfo *rsinfo = vs->rsinfo;
+	char		fmt = vs->fmt;
+	bool		is_wb = vs->is_wb;
 	RedisPipeline *p = redis_pipeline_create();
+	bool	   *differ = palloc0(sizeof(bool) * Max(n, 1));
+	bool	   *pending;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -328,13 +420,7 @@ verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage 
 		bool		same;
 
 		if (missing)
-		{
-			/* a row without a synced value has no key: consistent */
-			if (is_wb || image_empty(img))
-				continue;
-			put_result(rsinfo, keys[i], "missing in cache", display_image(img), false, (Datum) 0, true);
 			continue;
-		}
 		if (v->type == RV_ERROR)
 			same = false;
 		else if (fmt == 'h')
@@ -353,10 +439,25 @@ verify_batch(ReturnSetInfo *rsinfo, char fmt, bool is_wb, char **keys, RowImage 
 		}
 		else
 			same = strcmp(v->str, img->str) == 0;
-		if (same)
+		differ[i] = !same;
+	}
+	pending = pending_keys(vs, keys, differ, n);
+	for (int i = 0; i < n; i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+		RowImage   *img = &imgs[i];
+
+		if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
+		{
+			/* a row without a synced value has no key: consistent */
+			if (is_wb || image_empty(img))
+				continue;
+			put_result(rsinfo, keys[i], "missing in cache", display_image(img), false, (Datum) 0, true);
 			continue;
-		put_result(rsinfo, keys[i],
-				   hash_search(pending, &keys[i], HASH_FIND, NULL) ? "pending" : "different value",
+		}
+		if (!differ[i])
+			continue;
+		put_result(rsinfo, keys[i], pending[i] ? "pending" : "different value",
 				   display_image(img), false, display_reply(v), false);
 	}
 	redis_pipeline_free(p);
@@ -444,19 +545,6 @@ load_policy_config(Oid relid, const char *policy, MemoryContext outer, SyncConfi
 	MemoryContextSwitchTo(spi);
 }
 
-/* where verify_rows reports and what it compares against */
-typedef struct VerifyScan
-{
-	ReturnSetInfo *rsinfo;
-	SyncConfig *cfg;
-	char		fmt;
-	bool		is_wb;
-	HTAB	   *pending;
-	Tuplesortstate *rowkeys;	/* every row's key; NULL: extra keys are not
-								 * checked */
-	MemoryContext outer;
-} VerifyScan;
-
 /* encode one batch of rows (SPI result, column 1: the row) as pushed */
 static void
 encode_verify_batch(VerifyScan *vs, Relation rel, SPITupleTable *tt, uint64 n, char **keys,
@@ -543,7 +631,7 @@ verify_rows(VerifyScan *vs, Relation rel, bool sampled, int sample)
 			rs_as_owner_leave(&ao);
 		}
 		PG_END_TRY();
-		verify_batch(vs->rsinfo, vs->fmt, vs->is_wb, keys, imgs, n, vs->pending);
+		verify_batch(vs, keys, imgs, n);
 		MemoryContextSwitchTo(vs->outer);
 		MemoryContextReset(batch_cxt);
 		SPI_freetuptable(tt);
@@ -590,16 +678,38 @@ extra_keys_page(char **keys, int n, void *arg)
 	ExtraScan  *es = arg;
 
 	for (int i = 0; i < n; i++)
-		if (es->dirty == NULL || strcmp(keys[i], es->dirty) != 0)
-			tuplesort_putdatum(es->found, CStringGetTextDatum(keys[i]), false);
+	{
+		Datum		k;
+
+		if (es->dirty != NULL && strcmp(keys[i], es->dirty) == 0)
+			continue;
+
+		/*
+		 * the sort keeps a copy; this one is in the caller's context, which
+		 * lasts the whole verify(): it would hold every key SCAN returns
+		 */
+		k = CStringGetTextDatum(keys[i]);
+		tuplesort_putdatum(es->found, k, false);
+		pfree(DatumGetPointer(k));
+	}
 }
 
-/* report keys no row has, with their values (one round trip) */
+/*
+ * report keys no row has, with their values (one round trip); what it
+ * allocates (the replies, their jsonb, about 4 kB a key) goes in cxt, which
+ * the caller resets: in the context of the call it lasted until verify()
+ * returned (200,000 extra keys: 763 MB)
+ */
 static void
-report_extra_batch(VerifyScan *vs, char **extra, int nextra)
+report_extra_batch(VerifyScan *vs, char **extra, int nextra, MemoryContext cxt)
 {
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	RedisPipeline *p = redis_pipeline_create();
+	bool	   *all = palloc(sizeof(bool) * nextra);
+	bool	   *pending;
 
+	memset(all, true, sizeof(bool) * nextra);
+	pending = pending_keys(vs, extra, all, nextra);
 	for (int i = 0; i < nextra; i++)
 	{
 		const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", extra[i]};
@@ -613,10 +723,11 @@ report_extra_batch(VerifyScan *vs, char **extra, int nextra)
 		char	   *k = extra[i];
 		bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
 
-		put_result(vs->rsinfo, k, hash_search(vs->pending, &k, HASH_FIND, NULL) ? "pending" : "extra in cache",
+		put_result(vs->rsinfo, k, pending[i] ? "pending" : "extra in cache",
 				   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
 	}
 	redis_pipeline_free(p);
+	MemoryContextSwitchTo(old);
 }
 
 /* keys reported per round trip */
@@ -679,7 +790,7 @@ report_extra_keys(VerifyScan *vs, const char *dirty)
 			MemoryContextSwitchTo(old);
 			if (nextra == EXTRA_BATCH)
 			{
-				report_extra_batch(vs, extra, nextra);
+				report_extra_batch(vs, extra, nextra, batch_cxt);
 				MemoryContextReset(batch_cxt);
 				nextra = 0;
 			}
@@ -690,7 +801,7 @@ report_extra_keys(VerifyScan *vs, const char *dirty)
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (nextra > 0)
-		report_extra_batch(vs, extra, nextra);
+		report_extra_batch(vs, extra, nextra, batch_cxt);
 	tuplesort_end(es.found);
 	MemoryContextDelete(batch_cxt);
 }
@@ -748,6 +859,12 @@ redis_sync_verify_table(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	load_policy_config(relid, policy, vs.outer, &cfg, &vs.fmt, &dirty);
+	if (vs.is_wb && dirty != NULL)
+	{
+		vs.dirty = dirty;
+		vs.processing = MemoryContextStrdup(vs.outer,
+											rs_companion_key(dirty, strlen(dirty), ":rs_processing"));
+	}
 
 	rel = relation_open(relid, AccessShareLock);
 
