@@ -709,6 +709,7 @@ typedef struct PurgeSend
 	List	  **clears;			/* marker fields, sent with the first call */
 	bool	   *sent;			/* set once a delete was sent */
 	MemoryContext cxt;			/* one page's commands, reset after it */
+	MemoryContext home;			/* rs_purge_send's caller's: for refused */
 	RedisFailure refused;		/* the first page Redis refused, if any */
 	bool		any_refused;
 } PurgeSend;
@@ -750,7 +751,8 @@ purge_page(char **keys, int n, void *arg, RedisFailure *failure)
 	{
 		ps->any_refused = true;
 		ps->refused = *failure;
-		copy_failure(&ps->refused, caller);
+		/* not caller: purge_queued_keys calls in SPI memory */
+		copy_failure(&ps->refused, ps->home);
 	}
 	redis_pipeline_free(p);
 	MemoryContextSwitchTo(caller);
@@ -897,6 +899,7 @@ rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_vers
 	ps.clears = clears;
 	ps.sent = sent;
 	ps.any_refused = false;
+	ps.home = CurrentMemoryContext;
 	*sent = false;
 	ps.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync purge page",
 								   ALLOCSET_DEFAULT_SIZES);
