@@ -701,6 +701,26 @@ add_op(DeliveryOps *o, int entry, const char *key, const char *version,
 	o->op_entry[o->nops++] = entry;
 }
 
+/*
+ * The version a purge deletes with: just below its own (hex digits, one
+ * less), so that it never removes what its own transaction wrote after the
+ * TRUNCATE.  Those keys carry the purge's version, and the fence applies
+ * equal versions: a purge delivered again after them (pushed by flush()
+ * while its holder had it, or by a deliverer that read it in an earlier
+ * batch), or a delete of the pre-commit push whose reply timed out and
+ * that reached Redis after the outbox delivered them (TAP 228), removed
+ * them for good.  Nothing else can hold a version between the two: the
+ * TRUNCATE's lock kept every other writer of the table out.
+ */
+static char *
+purge_version(const char *version)
+{
+	char	   *v = pstrdup(version);
+
+	rs_version_decrement(v);
+	return v;
+}
+
 /* a purge on its way: what each page of its deletes needs */
 typedef struct PurgeSend
 {
@@ -872,7 +892,8 @@ purge_queued_keys(Oid relid, const char *prefix, const char *version, int64 seq,
  * SCAN passed its slot, and settled before the read, was in neither: its
  * truncated row stayed cached (TAP 229).
  *
- * Each delete is img (of the whole key, or of some fields) at del_version.
+ * Each delete is img (of the whole key, or of some fields) just below the
+ * purge's version (purge_version).
  * They go a page at a time (1,000 queued keys, or a SCAN page), each page's
  * pipeline read before the next is sent: memory holds one page, whatever the
  * number of keys (it held them all, about 300 bytes a key).  A key may be
@@ -887,14 +908,13 @@ purge_queued_keys(Oid relid, const char *prefix, const char *version, int64 seq,
  * leave deletes applied too).
  */
 bool
-rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_version,
-			  const char *version, int64 seq, int64 id, List **clears, bool *sent,
-			  RedisFailure *failure)
+rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *version,
+			  int64 seq, int64 id, List **clears, bool *sent, RedisFailure *failure)
 {
 	PurgeSend	ps;
 	bool		ok;
 
-	ps.version = del_version;
+	ps.version = purge_version(version);
 	ps.img = img;
 	ps.clears = clears;
 	ps.sent = sent;
@@ -925,23 +945,6 @@ entry_older(const Entry *a, const Entry *b)
 	return c < 0 || (c == 0 && (a->seq < b->seq || (a->seq == b->seq && a->id < b->id)));
 }
 
-/*
- * The version a purge deletes with: just below its own (hex digits, one
- * less), so that it never removes what its own transaction wrote after the
- * TRUNCATE.  Those keys carry the purge's version, and the fence applies
- * equal versions: a purge delivered again after them (pushed by flush()
- * while its holder had it, or by a deliverer that read it in an earlier
- * batch) removed them for good.  Nothing else can hold a version between
- * the two: the TRUNCATE's lock kept every other writer of the table out.
- */
-static char *
-purge_version(const char *version)
-{
-	char	   *v = pstrdup(version);
-
-	rs_version_decrement(v);
-	return v;
-}
 
 static void
 fail_entry(Delivery *d, int i, const char *error)
@@ -1024,7 +1027,7 @@ build_ops(Delivery *d, DeliveryOps *o)
 		 * its deletes go now, page by page, before the batch's other writes
 		 * (and after those of the batch in flight, on the same connections)
 		 */
-		if (!rs_purge_send(e->relid, e->key, &e->img, purge_ver[npurges], e->version,
+		if (!rs_purge_send(e->relid, e->key, &e->img, e->version,
 						   e->seq, e->id, &no_clears, &sent, &f))
 			fail_entry(d, i, f.detail ? psprintf("%s: %s", f.message, f.detail) : f.message);
 		npurges++;

@@ -21,8 +21,8 @@ extern void rs_outbox_write_changes(Change *change, int n, const char *version, 
 extern Oid	rs_outbox_relid(void);
 
 /* send a purge's fenced deletes, page by page (outbox.c) */
-extern bool rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *del_version,
-						  const char *version, int64 seq, int64 id, List **clears, bool *sent,
+extern bool rs_purge_send(Oid relid, const char *prefix, RowImage *img, const char *version,
+						  int64 seq, int64 id, List **clears, bool *sent,
 						  RedisFailure *failure);
 extern bool rs_outbox_exists(void);
 

@@ -405,7 +405,10 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
  * Send the deletes of the transaction's purges (TRUNCATE, unsync(purge)),
  * each a page at a time (rs_purge_send), before its other changes: they
  * precede every surviving change of their table (a delete of each key, or
- * of the write-through fields only).  *clears go with the first call.
+ * of the write-through fields only), just below the transaction's version:
+ * the rows it wrote after the TRUNCATE carry that version, and a delete
+ * whose reply timed out may reach Redis after the outbox delivered them
+ * (outbox.c purge_version, TAP 228).  *clears go with the first call.
  * False, with *failure filled, when Redis could not be reached (the deletes
  * sent so far stay applied, purge_pushed says whether there are any; the
  * rest is not sent) or refused a delete (the others were sent).
@@ -416,21 +419,6 @@ push_purges(List *purges, const char *version, List **clears, RedisFailure *fail
 	ListCell   *lc;
 	bool		any_sent = false;
 	bool		ok;
-	char		del_version[RS_VERSION_LEN + 1];
-
-	/*
-	 * The deletes go just below the transaction's version, as a queued
-	 * purge's do (outbox.c purge_version): the rows the transaction wrote
-	 * after the TRUNCATE carry its version, and the fence applies equal
-	 * versions.  A delete whose reply timed out may still reach Redis after
-	 * the rows were delivered from the outbox (an eventual table's
-	 * transaction commits with them queued); at the transaction's own version
-	 * it would remove them for good (TAP 228).  Nothing else holds a version
-	 * between the two: the TRUNCATE's lock kept every other writer of the
-	 * table out.
-	 */
-	strlcpy(del_version, version, sizeof(del_version));
-	rs_version_decrement(del_version);
 
 	foreach(lc, purges)
 	{
@@ -446,7 +434,7 @@ push_purges(List *purges, const char *version, List **clears, RedisFailure *fail
 		 * reply.
 		 */
 		purge_pushed = true;
-		ok = rs_purge_send(c->root_relid, c->key, &del, del_version, version,
+		ok = rs_purge_send(c->root_relid, c->key, &del, version,
 						   PG_INT64_MAX, PG_INT64_MAX, clears, &sent, failure);
 		/* returned: whether a delete was sent is known */
 		any_sent |= sent;
