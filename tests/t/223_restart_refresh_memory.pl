@@ -38,12 +38,7 @@ is($redis->cli('SAVE'), 'OK', 'snapshot taken');
 my $pid = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE application_name = 'redis_sync worker' OR backend_type LIKE 'redis_sync worker%' LIMIT 1});
 ok($pid =~ /^\d+$/, "the worker's pid ($pid)");
-sub hwm_kb
-{
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-my $before = hwm_kb();
+my $before = RedisSync::Test::vmhwm_kb($pid);
 
 $redis->stop;
 $redis->start;
@@ -51,7 +46,7 @@ is($redis->cli('HGET', 'big:1', 'v'), 'cached', 'Redis is back with the snapshot
 ok(defined RedisSync::Compare::wait_for(sub { $node->log_contains('refreshed \d+ cached keys of table \d+') }, 180),
 	'the refresh ended');
 is(length($redis->cli('HGET', 'big:2', 'v')), 1985, 'the refresh pushed the rows again');
-my $after = hwm_kb();
+my $after = RedisSync::Test::vmhwm_kb($pid);
 my $grew_mb = int(($after - $before) / 1024);
 note("worker peak resident memory: $before kB before the refresh, $after kB after (+$grew_mb MB)");
 cmp_ok($grew_mb, '<', 60, 'the refresh of 120 MB of cached values did not grow the worker by as much');

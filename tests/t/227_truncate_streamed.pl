@@ -42,13 +42,6 @@ sub count_keys
 	return $out;
 }
 
-sub hwm_kb
-{
-	my ($pid) = @_;
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-
 # 1. the committing backend: a TRUNCATE of 100,000 cached rows
 $node->safe_psql('postgres', qq{
 CREATE TABLE big (id int PRIMARY KEY, v text);
@@ -63,10 +56,10 @@ my $bpid = $s->query('SELECT pg_backend_pid()')->{out};
 ok($bpid =~ /^\d+$/, "the session's backend ($bpid)");
 # the backend's code and catalogs paged in before the measure
 $s->query('SELECT count(*) FROM redis_sync.outbox; SELECT redis_sync.command(\'PING\')');
-my $before = hwm_kb($bpid);
+my $before = RedisSync::Test::vmhwm_kb($bpid);
 my $r = $s->query('TRUNCATE big');
 is($r->{err}, '', 'TRUNCATE committed');
-my $grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+my $grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for the purge of $N keys");
 cmp_ok($grew_mb, '<', 12, "the TRUNCATE's purge did not hold its $N keys (about 30 MB)");
 is(count_keys('big:*'), 0, 'every key of the table is gone');
@@ -84,13 +77,13 @@ is(count_keys('abig:*'), $N, "$N rows of the async table cached");
 my $wpid = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type LIKE 'redis_sync worker%' LIMIT 1});
 ok($wpid =~ /^\d+$/, "the worker's pid ($wpid)");
-$before = hwm_kb($wpid);
+$before = RedisSync::Test::vmhwm_kb($wpid);
 $node->safe_psql('postgres', 'TRUNCATE abig');
 ok( defined RedisSync::Compare::wait_for(
 		sub { $node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox') eq '0' }, 120),
 	'the worker delivered the purge');
 is(count_keys('abig:*'), 0, "every key of the async table is gone");
-$grew_mb = int((hwm_kb($wpid) - $before) / 1024);
+$grew_mb = int((RedisSync::Test::vmhwm_kb($wpid) - $before) / 1024);
 note("worker peak resident memory: +$grew_mb MB for the purge of $N keys");
 cmp_ok($grew_mb, '<', 12, "the worker's delivery did not hold the $N keys");
 

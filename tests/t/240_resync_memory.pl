@@ -23,13 +23,6 @@ my $node  = RedisSync::Test::new_node('resync_memory', redis => $redis,
 
 my $N = 200000;
 
-sub hwm_kb
-{
-	my ($pid) = @_;
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-
 $node->safe_psql('postgres', qq{
 CREATE TABLE rz (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
 INSERT INTO rz SELECT g, g, 'row number ' || g FROM generate_series(1, $N) g;
@@ -45,18 +38,18 @@ my $bpid = $s->query('SELECT pg_backend_pid()')->{out};
 ok($bpid =~ /^\d+$/, "the session's backend ($bpid)");
 # the table read once (its pages in shared buffers count in the peak)
 $s->query(q{SET work_mem = '1MB'; SELECT count(*) FROM redis_sync.verify('rz', sample => 10)});
-my $before = hwm_kb($bpid);
+my $before = RedisSync::Test::vmhwm_kb($bpid);
 my $r = $s->query(q{SELECT problem, count(*) FROM redis_sync.verify('rz') GROUP BY 1 ORDER BY 1});
 is($r->{out}, "extra in cache|1\nmissing in cache|$N", 'verify() reports every missing key and the extra one');
-my $grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+my $grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for the verify() of $N rows");
 cmp_ok($grew_mb, '<', 12, "verify() did not hold the $N rows' keys (about 20 MB)");
 
-$before = hwm_kb($bpid);
+$before = RedisSync::Test::vmhwm_kb($bpid);
 $r = $s->query(q{SELECT redis_sync.resync('rz')});
 is($r->{err}, '', 'resync() succeeded');
 is($r->{out}, $N + 1, 'it repaired every missing key and the extra one');
-$grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+$grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB more for the resync of $N keys");
 cmp_ok($grew_mb, '<', 20, "resync() did not hold the $N keys it pushed (about 70 MB)");
 

@@ -21,13 +21,6 @@ my $node  = RedisSync::Test::new_node('verify_scan_memory', redis => $redis,
 
 my $N = 80000;
 
-sub hwm_kb
-{
-	my ($pid) = @_;
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-
 $node->safe_psql('postgres', qq{
 CREATE TABLE vl (k text PRIMARY KEY, v int NOT NULL);
 INSERT INTO vl SELECT repeat('x', 300) || g, g FROM generate_series(1, $N) g;
@@ -41,10 +34,10 @@ my $bpid = $s->query('SELECT pg_backend_pid()')->{out};
 ok($bpid =~ /^\d+$/, "the session's backend ($bpid)");
 # the table read once (its pages in shared buffers count in the peak)
 $s->query(q{SET work_mem = '1MB'; SELECT count(*) FROM redis_sync.verify('vl', sample => 10)});
-my $before = hwm_kb($bpid);
+my $before = RedisSync::Test::vmhwm_kb($bpid);
 my $r = $s->query(q{SELECT count(*) FROM redis_sync.verify('vl')});
 is($r->{out}, '0', 'verify() finds no difference');
-my $grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+my $grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for the verify() of $N cached rows");
 cmp_ok($grew_mb, '<', 18,
 	"verify() did not keep the $N keys SCAN returned (about 25 MB of 300-byte keys)");

@@ -24,13 +24,6 @@ my $node  = RedisSync::Test::new_node('verify_dirty_backlog', redis => $redis,
 
 my $N = 200000;
 
-sub hwm_kb
-{
-	my ($pid) = @_;
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-
 $node->safe_psql('postgres', qq{
 CREATE TABLE wbl (id int PRIMARY KEY, v int);
 INSERT INTO wbl SELECT g, 0 FROM generate_series(1, $N) g;
@@ -61,10 +54,10 @@ ok($bpid =~ /^\d+$/, "the session's backend ($bpid)");
 # another table: a verify() of wbl would have set the peak already)
 $s->query(q{SET work_mem = '1MB'; SELECT count(*) FROM wbl});
 $s->query(q{SELECT count(*) FROM redis_sync.verify('tiny', sample => 10)});
-my $before = hwm_kb($bpid);
+my $before = RedisSync::Test::vmhwm_kb($bpid);
 my $r = $s->query(q{SELECT count(*) FROM redis_sync.verify('wbl', sample => 10)});
 is($r->{err}, '', 'verify(sample => 10) succeeded');
-my $grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+my $grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for verify(sample => 10), $N dirty members");
 cmp_ok($grew_mb, '<', 12, "verify(sample => 10) did not hold the $N dirty members (about 25 MB)");
 unlike($redis->cli('INFO', 'commandstats'), qr/cmdstat_smembers/,

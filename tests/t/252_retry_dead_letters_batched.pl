@@ -21,13 +21,6 @@ my $node  = RedisSync::Test::new_node('retry_dead_letters_batched', redis => $re
 
 my $N = 200000;
 
-sub hwm_kb
-{
-	my ($pid) = @_;
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-
 $node->safe_psql('postgres', qq{
 CREATE TABLE dl (id int PRIMARY KEY, v int);
 SELECT redis_sync.write_behind('dl', key_prefix => 'dl:', dirty_set => 'dl-dirty',
@@ -42,11 +35,11 @@ my $bpid = $s->query('SELECT pg_backend_pid()')->{out};
 ok($bpid =~ /^\d+$/, "the session's backend ($bpid)");
 # warm up: the dead letters read once, the library loaded
 $s->query(q{SELECT count(*) FROM redis_sync.dead_letters; SELECT redis_sync.retry_dead_letters('dl') WHERE false});
-my $before = hwm_kb($bpid);
+my $before = RedisSync::Test::vmhwm_kb($bpid);
 my $r = $s->query(q{SELECT redis_sync.retry_dead_letters('dl')});
 is($r->{err}, '', 'retry_dead_letters() succeeded');
 is($r->{out}, $N, 'it put back every dead letter');
-my $grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+my $grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for retry_dead_letters() of $N dead letters");
 cmp_ok($grew_mb, '<', 10, "retry_dead_letters() did not hold the $N members (about 25 MB)");
 cmp_ok($redis->cli('SCARD', 'dl-dirty'), '>=', $N - 1000, 'the members are back in the dirty set');

@@ -18,13 +18,6 @@ my $node  = RedisSync::Test::new_node('verify_extra_memory', redis => $redis,
 
 my $N = 20000;
 
-sub hwm_kb
-{
-	my ($pid) = @_;
-	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
-	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
-}
-
 $node->safe_psql('postgres', q{
 CREATE TABLE ex (id int PRIMARY KEY, note text);
 SELECT redis_sync.write_through('ex', key_prefix => 'ex:', warm => false);
@@ -41,17 +34,17 @@ my $bpid = $s->query('SELECT pg_backend_pid()')->{out};
 ok($bpid =~ /^\d+$/, "the session's backend ($bpid)");
 # warm up: the library and verify() loaded, on another table
 $s->query(q{SET work_mem = '1MB'; SELECT count(*) FROM redis_sync.verify('tiny')});
-my $before = hwm_kb($bpid);
+my $before = RedisSync::Test::vmhwm_kb($bpid);
 my $r = $s->query(q{SELECT problem, count(*) FROM redis_sync.verify('ex') GROUP BY 1});
 is($r->{out}, "extra in cache|$N", 'verify() reports every extra key');
-my $grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+my $grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for the verify() of $N extra keys");
 cmp_ok($grew_mb, '<', 20, "verify() did not keep the values of the $N extra keys (about 75 MB)");
 
-$before = hwm_kb($bpid);
+$before = RedisSync::Test::vmhwm_kb($bpid);
 $r = $s->query(q{SELECT redis_sync.resync('ex')});
 is($r->{out}, $N, 'resync() deleted every extra key');
-$grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+$grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB more for the resync()");
 cmp_ok($grew_mb, '<', 20, 'and did not keep their values either');
 is($redis->cli('EXISTS', "ex:$N"), '0', 'the extra keys are gone');
@@ -66,10 +59,10 @@ $redis->cli('EVAL',
 $s = RedisSync::Test::session($node);
 $bpid = $s->query('SELECT pg_backend_pid()')->{out};
 $s->query(q{SET work_mem = '1MB'; SELECT count(*) FROM redis_sync._fetch(ARRAY['ex:1'], true)});
-$before = hwm_kb($bpid);
+$before = RedisSync::Test::vmhwm_kb($bpid);
 $r = $s->query(qq{SELECT count(*) FROM redis_sync._fetch(ARRAY(SELECT 'ex:' || g FROM generate_series(1, $N) g), true)});
 is($r->{out}, $N, '_fetch() read every key');
-$grew_mb = int((hwm_kb($bpid) - $before) / 1024);
+$grew_mb = int((RedisSync::Test::vmhwm_kb($bpid) - $before) / 1024);
 note("backend peak resident memory: +$grew_mb MB for the _fetch() of $N keys");
 cmp_ok($grew_mb, '<', 20, "_fetch() did not keep the values of the $N keys (about 95 MB)");
 $s->quit;

@@ -24,6 +24,15 @@ use Test::More;
 
 our @redis_servers;
 
+# The peak resident memory (VmHWM, kB) of process $pid, -1 when unreadable:
+# the memory tests compare it before and after an operation.
+sub vmhwm_kb
+{
+	my ($pid) = @_;
+	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
+	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
+}
+
 # A loopback TCP port nobody listens on (reserved against other PG test nodes).
 sub free_port
 {
