@@ -20,6 +20,18 @@ SELECT redis_sync.command('SET', '{ce:1}:rs_version', '000000000000000000000000'
 -- strict: the commit fails and the table is unchanged
 INSERT INTO c_strict VALUES (1, 'one');
 SELECT count(*) FROM c_strict;
+-- with a TRUNCATE of a table none of whose keys are cached, the purge sends
+-- no delete: the rollback does not warn that one was sent
+CREATE TABLE c_empty (id int PRIMARY KEY);
+SELECT redis_sync.write_through('c_empty', key_prefix => 'cempty:');
+SELECT redis_sync.command('SET', 'cs:1', 'not a hash'),
+       redis_sync.command('SET', '{cs:1}:rs_version', '000000000000000000000000');
+BEGIN;
+TRUNCATE c_empty;
+INSERT INTO c_strict VALUES (1, 'one');
+COMMIT;
+SELECT redis_sync.unsync('c_empty');
+DROP TABLE c_empty;
 -- eventual: the commit succeeds and the key waits in the outbox
 INSERT INTO c_event VALUES (1, 'one');
 SELECT relid::regclass, redis_key, op, payload, ttl_ms, length(version) AS version_len

@@ -136,3 +136,28 @@ SELECT rs_error($$SELECT redis_sync.write_through('px', key_prefix => 'p', warm 
 SELECT policy, key_prefix FROM redis_sync.tables WHERE relid = 'px'::regclass ORDER BY policy;
 SELECT redis_sync.unsync('px');
 DROP TABLE px;
+
+-- a purge's page of whole-key deletes of one version: keys whose version is
+-- present and not newer are deleted in one UNLINK and keep a tombstone with
+-- the tombstone TTL; a key with a newer version stays; a key without one
+-- (only the application wrote it) between them is deleted too
+CREATE TABLE pd (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('pd', key_prefix => 'pd:', warm => false);
+INSERT INTO pd SELECT g, 'r' || g FROM generate_series(1, 40) g;
+SELECT redis_sync.command('GET', redis_sync.version_key('pd:1')) AS pdv1 \gset
+SELECT redis_sync.command('SET', 'pd:app', 'only the application wrote this');
+SELECT redis_sync.command('SET', redis_sync.version_key('pd:7'), '9' || repeat('0', 31));
+TRUNCATE pd;
+SELECT count(*) FILTER (WHERE redis_sync.command('EXISTS', 'pd:' || g) = '1') AS kept,
+       count(*) FILTER (WHERE redis_sync.command('GET', redis_sync.version_key('pd:' || g)) > :'pdv1'
+                          AND redis_sync.command('PTTL', redis_sync.version_key('pd:' || g))::bigint > 0) AS tombstones
+  FROM generate_series(1, 40) g;
+SELECT redis_sync.command('EXISTS', 'pd:7') AS newer_kept, redis_sync.command('EXISTS', 'pd:app') AS app_key;
+-- an older write delivered late does not bring a row back
+INSERT INTO redis_sync.outbox (relid, redis_key, op, payload, version)
+  VALUES ('pd'::regclass, 'pd:1', 'H', '{"id": "1", "v": "r1"}', :'pdv1');
+SELECT redis_sync.deliver_outbox();
+SELECT redis_sync.command('EXISTS', 'pd:1') AS pd1;
+SELECT redis_sync.unsync('pd', purge => true);
+SELECT redis_sync.command('DEL', 'pd:7', redis_sync.version_key('pd:7'));
+DROP TABLE pd;
