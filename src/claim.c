@@ -31,6 +31,14 @@
  * claims its database's tables when it first reaches Redis and again
  * whenever Redis restarted empty.
  *
+ * Claims of other holders that are gone are released or taken over too:
+ * DROP EXTENSION releases every claim of its database when it commits
+ * (object access hook; a WARNING when Redis cannot be reached), and a claim
+ * of a database of this server that no longer exists (DROP DATABASE) is
+ * stale like a dropped table's.  Claims of other servers, and of a database
+ * that dropped the extension while Redis was unreachable, stay until they
+ * are removed by hand.
+ *
  * The namespace redis_sync: is reserved for the extension's own keys (this
  * hash, the in-flight markers): no prefix or dirty set may overlap it.
  *
@@ -38,8 +46,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_database.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -50,6 +63,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/varlena.h"
 
 #include "claim.h"
@@ -119,6 +133,18 @@ static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
 												  "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
 												  "end\n"
 												  "return 0\n");
+
+/* drop every claim of one database (holder ids beginning with ARGV[1]) */
+static RedisScript release_db_script = REDIS_SCRIPT("redis_sync_release_database",
+													"local me = ARGV[1]\n"
+													"local all = redis.call('HGETALL', KEYS[1])\n"
+													"local n = 0\n"
+													"for j = 1, #all, 2 do\n"
+													"  if string.sub(all[j + 1], 1, #me) == me then\n"
+													"    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+													"  end\n"
+													"end\n"
+													"return n\n");
 
 /* tables whose claims are reduced at pre-commit (in TopTransactionContext) */
 static List *pending_relids = NIL;
@@ -246,7 +272,10 @@ check_reserved(const char *field)
 						field[0] == 'p' ? "key prefix" : "key", v, RS_RESERVED_NAMESPACE)));
 }
 
-/* is holder (a claim value) a table of this database that no longer needs field? */
+/*
+ * is holder (a claim value) a table of this database that no longer needs
+ * field, or of a database of this server that is gone?
+ */
 static bool
 claim_is_stale(const char *value, const char *field)
 {
@@ -257,8 +286,11 @@ claim_is_stale(const char *value, const char *field)
 
 	if (sscanf(value, UINT64_FORMAT "/%u/%u", &sysid, &dboid, &relid) != 3)
 		return false;
-	if (sysid != GetSystemIdentifier() || dboid != MyDatabaseId)
+	if (sysid != GetSystemIdentifier())
 		return false;
+	/* a database of this server that was dropped (its OID could be reused) */
+	if (dboid != MyDatabaseId)
+		return !SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid));
 
 	/*
 	 * The latest committed configuration: a holder that committed after our
@@ -670,6 +702,75 @@ redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------
+ * DROP EXTENSION: the database's claims are released when it commits
+ * ---------------------------------------------------------------------
+ */
+
+static object_access_hook_type prev_object_access = NULL;
+static bool release_database_at_commit = false;
+static bool drop_callback_registered = false;
+
+/*
+ * At pre-commit of a transaction that dropped the extension, and did not
+ * create it again: remove every claim of this database.  The extension's
+ * tables are gone, so the holder id's database part is all there is to go
+ * by; no SQL runs.
+ */
+static void
+drop_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT && release_database_at_commit)
+	{
+		RedisPipeline *p;
+		RedisFailure failure;
+		const char *argv[2];
+		const char *why = NULL;
+
+		release_database_at_commit = false;
+		if (OidIsValid(get_extension_oid("redis_sync", true)))
+			return;				/* created again: its syncs claim what they
+								 * need */
+		argv[0] = RS_CLAIMS_KEY;
+		argv[1] = psprintf(UINT64_FORMAT "/%u/", GetSystemIdentifier(), MyDatabaseId);
+		p = redis_pipeline_create();
+		redis_pipeline_append_script(p, &release_db_script, 1, 2, argv, NULL);
+		if (!redis_pipeline_try_exec(p, &failure))
+			why = failure.message;
+		else if (redis_pipeline_reply(p, 0)->type == RV_ERROR)
+			why = redis_pipeline_reply(p, 0)->str;
+		if (why != NULL)
+			ereport(WARNING,
+					(errmsg("could not release the key prefix claims of database \"%s\": %s",
+							get_database_name(MyDatabaseId), why),
+					 errdetail("Their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
+							   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
+					 errhint("Remove them with HDEL %s <field> once Redis is reachable, or create the extension here again.",
+							 RS_CLAIMS_KEY)));
+		redis_pipeline_free(p);
+	}
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		release_database_at_commit = false;
+}
+
+static void
+claim_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || classId != ExtensionRelationId || !IsTransactionState() ||
+		objectId != get_extension_oid("redis_sync", true))
+		return;
+	if (!drop_callback_registered)
+	{
+		RegisterXactCallback(drop_xact_callback, NULL);
+		drop_callback_registered = true;
+	}
+	release_database_at_commit = true;
+}
+
+/* ---------------------------------------------------------------------
  * redis_sync.allowed_key_prefixes: the keyspace non-superusers may take
  * ---------------------------------------------------------------------
  */
@@ -714,4 +815,6 @@ rs_claim_init(void)
 							   PGC_SUSET,
 							   GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
+	prev_object_access = object_access_hook;
+	object_access_hook = claim_object_access;
 }

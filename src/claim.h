@@ -15,7 +15,6 @@
 #define RS_RESERVED_NAMESPACE "redis_sync:"
 /* the hash of claims: field "p:<prefix>" or "k:<key>", value "<holder id>\t<description>" */
 #define RS_CLAIMS_KEY "redis_sync:claims"
-/* its indexes (claim.c), in its hash slot: field names; "<holder id>\t<field>" */
 
 /*
  * After redis_sync.tables changed for relid (in this transaction): check the
