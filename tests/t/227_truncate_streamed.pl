@@ -126,6 +126,33 @@ is($r->{err}, '', 'flush() delivered the queued purge');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.outbox'), '0', 'nothing queued');
 is(count_keys('ev:*'), 0, "every key of the truncated table is gone");
 is(count_keys('st:*'), 10, "the strict table's keys stay");
+
+# 4. one pass over the keyspace: a small table's TRUNCATE in a Redis holding
+# 20,000 other keys scans the keyspace once, its hashes and strings at the
+# same time (SCAN ... TYPE scanned it once per type; count_keys's own SCAN
+# calls are counted here as the measure of one pass)
+$redis->cli('EVAL', "for i = 1, 20000 do redis.call('SET', 'other:' .. i, 'x') end", '0');
+$redis->cli('SADD', 'small:dirty', 'a set under the prefix');
+$node->safe_psql('postgres', q{
+CREATE TABLE small (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('small', key_prefix => 'small:', warm => false);
+INSERT INTO small SELECT g, 'x' FROM generate_series(1, 100) g;
+});
+sub scan_calls
+{
+	my ($calls) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_scan:calls=(\d+)/;
+	return $calls // 0;
+}
+$redis->cli('CONFIG', 'RESETSTAT');
+is(count_keys('small:*'), 100, 'the small table is cached');
+my $one_pass = scan_calls();
+$redis->cli('CONFIG', 'RESETSTAT');
+$r = $s->query('TRUNCATE small');
+is($r->{err}, '', 'TRUNCATE of the small table');
+my $purge = scan_calls();
+ok($purge <= $one_pass + 1, "its purge made $purge SCAN calls, one pass ($one_pass)");
+is(count_keys('small:*'), 0, 'its keys are gone');
+is($redis->cli('SISMEMBER', 'small:dirty', 'a set under the prefix'), '1', 'the set under its prefix stays');
 $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 
 $s->quit;
