@@ -709,27 +709,44 @@ redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
 static object_access_hook_type prev_object_access = NULL;
 static bool release_database_at_commit = false;
 static bool drop_callback_registered = false;
+/* decided at pre-commit, done once the commit is durable */
+static bool release_database_now = false;
+static char release_database_name[NAMEDATALEN];
+
+static void
+release_warning(const char *why)
+{
+	ereport(WARNING,
+			(errmsg("could not release the key prefix claims of database \"%s\": %s",
+					release_database_name, why),
+			 errdetail("Their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
+					   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
+			 errhint("Remove them with HDEL %s <field> once Redis is reachable, or create the extension here again.",
+					 RS_CLAIMS_KEY)));
+}
 
 /*
- * At pre-commit of a transaction that dropped the extension, and did not
+ * After the commit of a transaction that dropped the extension, and did not
  * create it again: remove every claim of this database.  The extension's
  * tables are gone, so the holder id's database part is all there is to go
- * by; no SQL runs.
+ * by; no SQL runs.  Not at pre-commit: the transaction can still fail after
+ * the pre-commit callbacks (a serialization failure is detected after them,
+ * a later callback can raise an error), and the extension and its syncs
+ * would then be left without their claims.  After the commit record no
+ * error may escape: a failure is a WARNING, as is Redis being unreachable.
  */
 static void
-drop_xact_callback(XactEvent event, void *arg)
+release_database_claims(void)
 {
-	if (event == XACT_EVENT_PRE_COMMIT && release_database_at_commit)
+	MemoryContext cxt = CurrentMemoryContext;
+	const char *why = NULL;
+
+	PG_TRY();
 	{
 		RedisPipeline *p;
 		RedisFailure failure;
 		const char *argv[2];
-		const char *why = NULL;
 
-		release_database_at_commit = false;
-		if (OidIsValid(get_extension_oid("redis_sync", true)))
-			return;				/* created again: its syncs claim what they
-								 * need */
 		argv[0] = RS_CLAIMS_KEY;
 		argv[1] = psprintf(UINT64_FORMAT "/%u/", GetSystemIdentifier(), MyDatabaseId);
 		p = redis_pipeline_create();
@@ -737,21 +754,67 @@ drop_xact_callback(XactEvent event, void *arg)
 		if (!redis_pipeline_try_exec(p, &failure))
 			why = failure.message;
 		else if (redis_pipeline_reply(p, 0)->type == RV_ERROR)
-			why = redis_pipeline_reply(p, 0)->str;
-		if (why != NULL)
-			ereport(WARNING,
-					(errmsg("could not release the key prefix claims of database \"%s\": %s",
-							get_database_name(MyDatabaseId), why),
-					 errdetail("Their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
-							   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
-					 errhint("Remove them with HDEL %s <field> once Redis is reachable, or create the extension here again.",
-							 RS_CLAIMS_KEY)));
+			why = pstrdup(redis_pipeline_reply(p, 0)->str);
 		redis_pipeline_free(p);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		why = edata->message;
+	}
+	PG_END_TRY();
+	if (why != NULL)
+		release_warning(why);
+}
+
+static void
+drop_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT && release_database_at_commit)
+	{
+		release_database_at_commit = false;
+		if (OidIsValid(get_extension_oid("redis_sync", true)))
+			return;				/* created again (or the drop was rolled back
+								 * to a savepoint): its syncs claim what they
+								 * need */
+		strlcpy(release_database_name, get_database_name(MyDatabaseId), NAMEDATALEN);
+		release_database_now = true;
+	}
+	else if (event == XACT_EVENT_PRE_PREPARE && release_database_at_commit)
+	{
+		/*
+		 * COMMIT PREPARED runs no callback of this transaction's: nothing
+		 * releases the claims then.  Say so now, rather than leave them
+		 * behind silently.
+		 */
+		release_database_at_commit = false;
+		if (OidIsValid(get_extension_oid("redis_sync", true)))
+			return;
+		ereport(WARNING,
+				(errmsg("a prepared transaction does not release the key prefix claims of database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errdetail("Once it commits, their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
+						   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
+				 errhint("After COMMIT PREPARED, remove them with HDEL %s <field>, or commit the DROP EXTENSION without PREPARE TRANSACTION.",
+						 RS_CLAIMS_KEY)));
+	}
+	else if (event == XACT_EVENT_COMMIT && release_database_now)
+	{
+		release_database_now = false;
+		release_database_at_commit = false;
+		release_database_claims();
 	}
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
+	{
 		release_database_at_commit = false;
+		release_database_now = false;
+	}
 }
 
 static void
