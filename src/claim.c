@@ -817,6 +817,21 @@ drop_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+PG_FUNCTION_INFO_V1(redis_sync_on_drop_start);
+
+/*
+ * redis_sync._on_drop_start(), the event trigger at the start of DROP
+ * EXTENSION, DROP SCHEMA and DROP OWNED: does nothing but make sure the
+ * library is loaded, so that the object access hook below sees the
+ * extension dropped even in a session that never used it (without
+ * shared_preload_libraries, the library loads when first used).
+ */
+Datum
+redis_sync_on_drop_start(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_NULL();
+}
+
 static void
 claim_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
 {
