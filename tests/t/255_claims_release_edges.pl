@@ -28,7 +28,7 @@ sub holder { return $redis->cli('HGET', 'redis_sync:claims', "p:$_[0]") // ''; }
 sub db_oid { return sq('postgres', "SELECT oid FROM pg_database WHERE datname = '$_[0]'"); }
 sub has_ext { return sq($_[0], "SELECT count(*) FROM pg_extension WHERE extname = 'redis_sync'"); }
 
-for my $db (qw(ser prep sp sch))
+for my $db (qw(ser prep sp sch hung))
 {
 	sq('postgres', "CREATE DATABASE $db");
 	sq($db, 'CREATE EXTENSION redis_sync');
@@ -78,6 +78,20 @@ is(has_ext('sch'), '0', '... drops the extension');
 is(holder('sch:'), '', '... and releases the claim');
 is(holder('near:'), "$sysid/${sch}1/1\tnear", 'the claim of database OID ' . $sch . '1 stays');
 is(holder('pre:'), "$sysid/" . substr($sch, 0, -1) . "/1\tpre", 'the claim of database OID ' . substr($sch, 0, -1) . ' stays');
+
+# 5. Redis hung (SIGSTOP) when the DROP EXTENSION commits: the release runs
+# after the commit record, with interrupts held; it must end after
+# redis_sync.command_timeout with the WARNING, neither hang nor PANIC
+kill 'STOP', $redis->{pid};
+my $t0 = time;
+($ret, $out, $err) = $node->psql('hung', 'DROP EXTENSION redis_sync CASCADE');
+my $took = time - $t0;
+kill 'CONT', $redis->{pid};
+is($ret, 0, 'DROP EXTENSION commits with Redis hung');
+like($err, qr/WARNING:  could not release the key prefix claims of database "hung"/, '... with the warning');
+cmp_ok($took, '<', 30, "... within the command timeout ($took s)");
+is(has_ext('hung'), '0', '... and the extension is dropped');
+is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server is up');
 
 $node->stop;
 $redis->stop;
