@@ -433,6 +433,15 @@ claim_xact_callback(XactEvent event, void *arg)
 		pending_relids = NIL;
 		/* see every change of this transaction, whatever snapshot is active */
 		CommandCounterIncrement();
+
+		/*
+		 * The extension dropped after a sync or an unsync of this
+		 * transaction: no configuration to read (redis_sync.tables is gone);
+		 * every claim of the database is released once it commits
+		 * (drop_xact_callback)
+		 */
+		if (!OidIsValid(get_extension_oid("redis_sync", true)))
+			return;
 		PushActiveSnapshot(GetTransactionSnapshot());
 		p = redis_pipeline_create();
 		foreach(lc, relids)
