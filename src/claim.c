@@ -134,14 +134,24 @@ static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
 												  "end\n"
 												  "return 0\n");
 
-/* drop every claim of one database (holder ids beginning with ARGV[1]) */
+/*
+ * drop every claim of one database (holder ids beginning with ARGV[1])
+ * but those ARGV[2..] lists, as pairs of field and holder id
+ */
 static RedisScript release_db_script = REDIS_SCRIPT("redis_sync_release_database",
 													"local me = ARGV[1]\n"
+													"local keep = {}\n"
+													"for j = 2, #ARGV, 2 do keep[ARGV[j] .. '\\t' .. ARGV[j + 1]] = true end\n"
 													"local all = redis.call('HGETALL', KEYS[1])\n"
 													"local n = 0\n"
 													"for j = 1, #all, 2 do\n"
-													"  if string.sub(all[j + 1], 1, #me) == me then\n"
-													"    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+													"  local v = all[j + 1]\n"
+													"  if string.sub(v, 1, #me) == me then\n"
+													"    local tab = string.find(v, '\\t', 1, true)\n"
+													"    local holder = tab and string.sub(v, 1, tab - 1) or v\n"
+													"    if not keep[all[j] .. '\\t' .. holder] then\n"
+													"      redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+													"    end\n"
 													"  end\n"
 													"end\n"
 													"return n\n");
@@ -721,6 +731,69 @@ static bool drop_callback_registered = false;
 /* decided at pre-commit, done once the commit is durable */
 static bool release_database_now = false;
 static char release_database_name[NAMEDATALEN];
+/* the extension the transaction dropped first */
+static Oid	dropped_extension = InvalidOid;
+/* created again: the claims its configuration needs (field, holder id pairs) */
+static MemoryContext release_cxt = NULL;
+static List *release_keep = NIL;
+
+/*
+ * The extension was dropped and created again in this transaction: the
+ * claims its new configuration needs, as (field, holder id) pairs, in
+ * release_cxt.  The others (tables the new configuration no longer syncs)
+ * are released with the rest after the commit.
+ */
+static void
+collect_kept_claims(void)
+{
+	List	   *rels = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	foreach(lc, rels)
+	{
+		Oid			relid = lfirst_oid(lc);
+		List	   *fields = claim_fields(relid);
+		char	   *holder = holder_id(relid);
+		ListCell   *fc;
+		MemoryContext old = MemoryContextSwitchTo(release_cxt);
+
+		foreach(fc, fields)
+		{
+			release_keep = lappend(release_keep, pstrdup(lfirst(fc)));
+			release_keep = lappend(release_keep, pstrdup(holder));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+}
+
+static void
+reset_release(void)
+{
+	release_database_at_commit = false;
+	release_database_now = false;
+	dropped_extension = InvalidOid;
+	release_keep = NIL;
+	if (release_cxt)
+		MemoryContextReset(release_cxt);
+}
 
 static void
 release_warning(const char *why)
@@ -754,12 +827,16 @@ release_database_claims(void)
 	{
 		RedisPipeline *p;
 		RedisFailure failure;
-		const char *argv[2];
+		const char **argv = palloc(sizeof(char *) * (list_length(release_keep) + 2));
+		int			na = 0;
+		ListCell   *lc;
 
-		argv[0] = RS_CLAIMS_KEY;
-		argv[1] = psprintf(UINT64_FORMAT "/%u/", GetSystemIdentifier(), MyDatabaseId);
+		argv[na++] = RS_CLAIMS_KEY;
+		argv[na++] = psprintf(UINT64_FORMAT "/%u/", GetSystemIdentifier(), MyDatabaseId);
+		foreach(lc, release_keep)
+			argv[na++] = lfirst(lc);
 		p = redis_pipeline_create();
-		redis_pipeline_append_script(p, &release_db_script, 1, 2, argv, NULL);
+		redis_pipeline_append_script(p, &release_db_script, 1, na, argv, NULL);
 		if (!redis_pipeline_try_exec(p, &failure))
 			why = failure.message;
 		else if (redis_pipeline_reply(p, 0)->type == RV_ERROR)
@@ -785,11 +862,15 @@ drop_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT && release_database_at_commit)
 	{
+		Oid			now = get_extension_oid("redis_sync", true);
+
 		release_database_at_commit = false;
-		if (OidIsValid(get_extension_oid("redis_sync", true)))
-			return;				/* created again (or the drop was rolled back
-								 * to a savepoint): its syncs claim what they
-								 * need */
+		if (now == dropped_extension)
+			return;				/* the drop was rolled back to a savepoint */
+		/* created again: the claims its configuration needs stay */
+		release_keep = NIL;
+		if (OidIsValid(now))
+			collect_kept_claims();
 		strlcpy(release_database_name, get_database_name(MyDatabaseId), NAMEDATALEN);
 		release_database_now = true;
 	}
@@ -800,8 +881,10 @@ drop_xact_callback(XactEvent event, void *arg)
 		 * releases the claims then.  Say so now, rather than leave them
 		 * behind silently.
 		 */
+		Oid			now = get_extension_oid("redis_sync", true);
+
 		release_database_at_commit = false;
-		if (OidIsValid(get_extension_oid("redis_sync", true)))
+		if (now == dropped_extension || OidIsValid(now))
 			return;
 		ereport(WARNING,
 				(errmsg("a prepared transaction does not release the key prefix claims of database \"%s\"",
@@ -814,16 +897,13 @@ drop_xact_callback(XactEvent event, void *arg)
 	else if (event == XACT_EVENT_COMMIT && release_database_now)
 	{
 		release_database_now = false;
-		release_database_at_commit = false;
 		release_database_claims();
+		reset_release();
 	}
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
-	{
-		release_database_at_commit = false;
-		release_database_now = false;
-	}
+		reset_release();
 }
 
 PG_FUNCTION_INFO_V1(redis_sync_on_drop_start);
@@ -852,8 +932,12 @@ claim_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subI
 	if (!drop_callback_registered)
 	{
 		RegisterXactCallback(drop_xact_callback, NULL);
+		release_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync claims release",
+											ALLOCSET_SMALL_SIZES);
 		drop_callback_registered = true;
 	}
+	if (!release_database_at_commit)
+		dropped_extension = objectId;
 	release_database_at_commit = true;
 }
 

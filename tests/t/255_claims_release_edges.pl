@@ -28,7 +28,7 @@ sub holder { return $redis->cli('HGET', 'redis_sync:claims', "p:$_[0]") // ''; }
 sub db_oid { return sq('postgres', "SELECT oid FROM pg_database WHERE datname = '$_[0]'"); }
 sub has_ext { return sq($_[0], "SELECT count(*) FROM pg_extension WHERE extname = 'redis_sync'"); }
 
-for my $db (qw(ser prep sp sch hung))
+for my $db (qw(ser prep sp sch hung rc))
 {
 	sq('postgres', "CREATE DATABASE $db");
 	sq($db, 'CREATE EXTENSION redis_sync');
@@ -78,6 +78,24 @@ is(has_ext('sch'), '0', '... drops the extension');
 is(holder('sch:'), '', '... and releases the claim');
 is(holder('near:'), "$sysid/${sch}1/1\tnear", 'the claim of database OID ' . $sch . '1 stays');
 is(holder('pre:'), "$sysid/" . substr($sch, 0, -1) . "/1\tpre", 'the claim of database OID ' . substr($sch, 0, -1) . ' stays');
+
+# 6. DROP and CREATE EXTENSION in one transaction: the claims the new
+# configuration needs stay, those of tables it no longer syncs go (they
+# stayed, and another database was refused them, naming a table that no
+# longer syncs)
+sq('rc', "CREATE TABLE c (id int PRIMARY KEY); SELECT redis_sync.write_through('c', key_prefix => 'rca:', warm => false)");
+like(holder('rca:'), qr{^$sysid/@{[db_oid('rc')]}/}, 'rc claims rca: too');
+sq('rc', q{
+BEGIN;
+DROP EXTENSION redis_sync CASCADE;
+CREATE EXTENSION redis_sync;
+SELECT redis_sync.write_through('t', key_prefix => 'rc:', warm => false);
+COMMIT;
+});
+like(holder('rc:'), qr{^$sysid/@{[db_oid('rc')]}/}, 'DROP and CREATE EXTENSION: the claim synced again stays');
+is(holder('rca:'), '', '... the one no longer synced is released');
+sq('rc', 'BEGIN; SAVEPOINT s; DROP EXTENSION redis_sync CASCADE; ROLLBACK TO SAVEPOINT s; COMMIT;');
+like(holder('rc:'), qr{^$sysid/@{[db_oid('rc')]}/}, '... and kept by a drop rolled back to a savepoint');
 
 # 5. Redis hung (SIGSTOP) when the DROP EXTENSION commits: the release runs
 # after the commit record, with interrupts held; it must end after
