@@ -436,6 +436,19 @@ CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
     WHEN TAG IN ('ALTER TYPE')
     EXECUTE FUNCTION _on_type_change();
 
+-- DROP EXTENSION releases the database's key prefix claims (claim.c, an
+-- object access hook): a session that never used the library (no
+-- shared_preload_libraries) loads it before the drop
+CREATE FUNCTION _on_drop_start()
+RETURNS event_trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'redis_sync_on_drop_start';
+REVOKE EXECUTE ON FUNCTION _on_drop_start() FROM PUBLIC;
+
+CREATE EVENT TRIGGER redis_sync_drop_start ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION _on_drop_start();
+
 -- (end of section)
 
 -- =====================================================================

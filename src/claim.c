@@ -134,14 +134,24 @@ static RedisScript takeover_script = REDIS_SCRIPT("redis_sync_takeover_prefix",
 												  "end\n"
 												  "return 0\n");
 
-/* drop every claim of one database (holder ids beginning with ARGV[1]) */
+/*
+ * drop every claim of one database (holder ids beginning with ARGV[1])
+ * but those ARGV[2..] lists, as pairs of field and holder id
+ */
 static RedisScript release_db_script = REDIS_SCRIPT("redis_sync_release_database",
 													"local me = ARGV[1]\n"
+													"local keep = {}\n"
+													"for j = 2, #ARGV, 2 do keep[ARGV[j] .. '\\t' .. ARGV[j + 1]] = true end\n"
 													"local all = redis.call('HGETALL', KEYS[1])\n"
 													"local n = 0\n"
 													"for j = 1, #all, 2 do\n"
-													"  if string.sub(all[j + 1], 1, #me) == me then\n"
-													"    redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+													"  local v = all[j + 1]\n"
+													"  if string.sub(v, 1, #me) == me then\n"
+													"    local tab = string.find(v, '\\t', 1, true)\n"
+													"    local holder = tab and string.sub(v, 1, tab - 1) or v\n"
+													"    if not keep[all[j] .. '\\t' .. holder] then\n"
+													"      redis.call('HDEL', KEYS[1], all[j]); n = n + 1\n"
+													"    end\n"
 													"  end\n"
 													"end\n"
 													"return n\n");
@@ -433,6 +443,15 @@ claim_xact_callback(XactEvent event, void *arg)
 		pending_relids = NIL;
 		/* see every change of this transaction, whatever snapshot is active */
 		CommandCounterIncrement();
+
+		/*
+		 * The extension dropped after a sync or an unsync of this
+		 * transaction: no configuration to read (redis_sync.tables is gone);
+		 * every claim of the database is released once it commits
+		 * (drop_xact_callback)
+		 */
+		if (!OidIsValid(get_extension_oid("redis_sync", true)))
+			return;
 		PushActiveSnapshot(GetTransactionSnapshot());
 		p = redis_pipeline_create();
 		foreach(lc, relids)
@@ -709,49 +728,197 @@ redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
 static object_access_hook_type prev_object_access = NULL;
 static bool release_database_at_commit = false;
 static bool drop_callback_registered = false;
+/* decided at pre-commit, done once the commit is durable */
+static bool release_database_now = false;
+static char release_database_name[NAMEDATALEN];
+/* the extension the transaction dropped first */
+static Oid	dropped_extension = InvalidOid;
+/* created again: the claims its configuration needs (field, holder id pairs) */
+static MemoryContext release_cxt = NULL;
+static List *release_keep = NIL;
 
 /*
- * At pre-commit of a transaction that dropped the extension, and did not
+ * The extension was dropped and created again in this transaction: the
+ * claims its new configuration needs, as (field, holder id) pairs, in
+ * release_cxt.  The others (tables the new configuration no longer syncs)
+ * are released with the rest after the commit.
+ */
+static void
+collect_kept_claims(void)
+{
+	List	   *rels = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read redis_sync.tables");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	foreach(lc, rels)
+	{
+		Oid			relid = lfirst_oid(lc);
+		List	   *fields = claim_fields(relid);
+		char	   *holder = holder_id(relid);
+		ListCell   *fc;
+		MemoryContext old = MemoryContextSwitchTo(release_cxt);
+
+		foreach(fc, fields)
+		{
+			release_keep = lappend(release_keep, pstrdup(lfirst(fc)));
+			release_keep = lappend(release_keep, pstrdup(holder));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+}
+
+static void
+reset_release(void)
+{
+	release_database_at_commit = false;
+	release_database_now = false;
+	dropped_extension = InvalidOid;
+	release_keep = NIL;
+	if (release_cxt)
+		MemoryContextReset(release_cxt);
+}
+
+static void
+release_warning(const char *why)
+{
+	ereport(WARNING,
+			(errmsg("could not release the key prefix claims of database \"%s\": %s",
+					release_database_name, why),
+			 errdetail("Their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
+					   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
+			 errhint("Remove them with HDEL %s <field> once Redis is reachable, or create the extension here again.",
+					 RS_CLAIMS_KEY)));
+}
+
+/*
+ * After the commit of a transaction that dropped the extension, and did not
  * create it again: remove every claim of this database.  The extension's
  * tables are gone, so the holder id's database part is all there is to go
- * by; no SQL runs.
+ * by; no SQL runs.  Not at pre-commit: the transaction can still fail after
+ * the pre-commit callbacks (a serialization failure is detected after them,
+ * a later callback can raise an error), and the extension and its syncs
+ * would then be left without their claims.  After the commit record no
+ * error may escape: a failure is a WARNING, as is Redis being unreachable.
  */
+static void
+release_database_claims(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	const char *why = NULL;
+
+	PG_TRY();
+	{
+		RedisPipeline *p;
+		RedisFailure failure;
+		const char **argv = palloc(sizeof(char *) * (list_length(release_keep) + 2));
+		int			na = 0;
+		ListCell   *lc;
+
+		argv[na++] = RS_CLAIMS_KEY;
+		argv[na++] = psprintf(UINT64_FORMAT "/%u/", GetSystemIdentifier(), MyDatabaseId);
+		foreach(lc, release_keep)
+			argv[na++] = lfirst(lc);
+		p = redis_pipeline_create();
+		redis_pipeline_append_script(p, &release_db_script, 1, na, argv, NULL);
+		if (!redis_pipeline_try_exec(p, &failure))
+			why = failure.message;
+		else if (redis_pipeline_reply(p, 0)->type == RV_ERROR)
+			why = pstrdup(redis_pipeline_reply(p, 0)->str);
+		redis_pipeline_free(p);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		why = edata->message;
+	}
+	PG_END_TRY();
+	if (why != NULL)
+		release_warning(why);
+}
+
 static void
 drop_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT && release_database_at_commit)
 	{
-		RedisPipeline *p;
-		RedisFailure failure;
-		const char *argv[2];
-		const char *why = NULL;
+		Oid			now = get_extension_oid("redis_sync", true);
 
 		release_database_at_commit = false;
-		if (OidIsValid(get_extension_oid("redis_sync", true)))
-			return;				/* created again: its syncs claim what they
-								 * need */
-		argv[0] = RS_CLAIMS_KEY;
-		argv[1] = psprintf(UINT64_FORMAT "/%u/", GetSystemIdentifier(), MyDatabaseId);
-		p = redis_pipeline_create();
-		redis_pipeline_append_script(p, &release_db_script, 1, 2, argv, NULL);
-		if (!redis_pipeline_try_exec(p, &failure))
-			why = failure.message;
-		else if (redis_pipeline_reply(p, 0)->type == RV_ERROR)
-			why = redis_pipeline_reply(p, 0)->str;
-		if (why != NULL)
-			ereport(WARNING,
-					(errmsg("could not release the key prefix claims of database \"%s\": %s",
-							get_database_name(MyDatabaseId), why),
-					 errdetail("Their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
-							   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
-					 errhint("Remove them with HDEL %s <field> once Redis is reachable, or create the extension here again.",
-							 RS_CLAIMS_KEY)));
-		redis_pipeline_free(p);
+		if (now == dropped_extension)
+			return;				/* the drop was rolled back to a savepoint */
+		/* created again: the claims its configuration needs stay */
+		release_keep = NIL;
+		if (OidIsValid(now))
+			collect_kept_claims();
+		strlcpy(release_database_name, get_database_name(MyDatabaseId), NAMEDATALEN);
+		release_database_now = true;
+	}
+	else if (event == XACT_EVENT_PRE_PREPARE && release_database_at_commit)
+	{
+		/*
+		 * COMMIT PREPARED runs no callback of this transaction's: nothing
+		 * releases the claims then.  Say so now, rather than leave them
+		 * behind silently.
+		 */
+		Oid			now = get_extension_oid("redis_sync", true);
+
+		release_database_at_commit = false;
+		if (now == dropped_extension || OidIsValid(now))
+			return;
+		ereport(WARNING,
+				(errmsg("a prepared transaction does not release the key prefix claims of database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errdetail("Once it commits, their prefixes stay claimed in Redis (hash %s, holder " UINT64_FORMAT "/%u/...).",
+						   RS_CLAIMS_KEY, GetSystemIdentifier(), MyDatabaseId),
+				 errhint("After COMMIT PREPARED, remove them with HDEL %s <field>, or commit the DROP EXTENSION without PREPARE TRANSACTION.",
+						 RS_CLAIMS_KEY)));
+	}
+	else if (event == XACT_EVENT_COMMIT && release_database_now)
+	{
+		release_database_now = false;
+		release_database_claims();
+		reset_release();
 	}
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 			 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
-		release_database_at_commit = false;
+		reset_release();
+}
+
+PG_FUNCTION_INFO_V1(redis_sync_on_drop_start);
+
+/*
+ * redis_sync._on_drop_start(), the event trigger at the start of DROP
+ * EXTENSION, DROP SCHEMA and DROP OWNED: does nothing but make sure the
+ * library is loaded, so that the object access hook below sees the
+ * extension dropped even in a session that never used it (without
+ * shared_preload_libraries, the library loads when first used).
+ */
+Datum
+redis_sync_on_drop_start(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_NULL();
 }
 
 static void
@@ -765,8 +932,12 @@ claim_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subI
 	if (!drop_callback_registered)
 	{
 		RegisterXactCallback(drop_xact_callback, NULL);
+		release_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync claims release",
+											ALLOCSET_SMALL_SIZES);
 		drop_callback_registered = true;
 	}
+	if (!release_database_at_commit)
+		dropped_extension = objectId;
 	release_database_at_commit = true;
 }
 

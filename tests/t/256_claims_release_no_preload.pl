@@ -1,0 +1,54 @@
+# Without shared_preload_libraries the library loads when first used
+# (README), and 0aaf562's release of a database's prefix claims at DROP
+# EXTENSION lives in the library (an object access hook): a session that
+# had not used it dropped the extension and left every claim behind,
+# without a warning.  The extension's event trigger at the start of DROP
+# EXTENSION / DROP SCHEMA / DROP OWNED loads the library first.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use Test::More;
+
+my $redis = RedisSync::Test::start_redis();
+my $node  = RedisSync::Test::new_node('claims_no_preload', redis => $redis);
+my $sysid = $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
+
+sub sq { return $node->safe_psql(@_); }
+sub holder { return $redis->cli('HGET', 'redis_sync:claims', "p:$_[0]") // ''; }
+sub db_oid { return sq('postgres', "SELECT oid FROM pg_database WHERE datname = '$_[0]'"); }
+
+for my $db (qw(np1 np2))
+{
+	sq('postgres', "CREATE DATABASE $db");
+	sq($db, 'CREATE EXTENSION redis_sync');
+	sq($db, "CREATE TABLE t (id int PRIMARY KEY, v text);
+	         SELECT redis_sync.write_through('t', key_prefix => '$db:', warm => false)");
+	like(holder("$db:"), qr{^$sysid/@{[db_oid($db)]}/}, "$db claims $db:");
+}
+
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$node->restart;
+
+# a fresh session that never used the library
+my ($ret, $out, $err) = $node->psql('np1', 'DROP EXTENSION redis_sync CASCADE');
+is($ret, 0, 'DROP EXTENSION without shared_preload_libraries');
+is(holder('np1:'), '', '... releases the claim');
+
+($ret, $out, $err) = $node->psql('np2', 'DROP SCHEMA redis_sync CASCADE');
+is($ret, 0, 'DROP SCHEMA redis_sync CASCADE without shared_preload_libraries');
+is(holder('np2:'), '', '... releases the claim');
+
+# the event trigger runs for a plain role too (its function is not
+# executable by PUBLIC: event triggers do not check)
+sq('np2', 'CREATE ROLE plain LOGIN; GRANT CREATE ON DATABASE np2 TO plain');
+($ret, $out, $err) = $node->psql('np2', 'CREATE SCHEMA mine; DROP SCHEMA mine; DROP OWNED BY plain',
+	extra_params => ['-U', 'plain']);
+is($ret, 0, 'a plain role drops its schema and what it owns');
+unlike($err, qr/ERROR|redis_sync/, '... without an error');
+
+$node->stop;
+$redis->stop;
+done_testing();
