@@ -1066,22 +1066,66 @@ glob_escape(const char *s)
 
 /*
  * One SCAN page on the node it is sent to, keeping the hashes and strings
- * (ARGV: cursor, pattern): {cursor, keys}.  SCAN ... TYPE keeps one type
- * per pass, and every pass visits the whole keyspace (about 1.1 us a key:
- * 1.1 s of Redis time per pass over 1,000,000 keys, whatever the prefix
- * matches), so two passes cost twice a scan's main cost; the TYPE of the
- * keys the pattern matched is cheap.  A key whose TYPE fails (on a cluster,
- * a key of a slot this node is still importing) is kept, as SCAN ... TYPE
- * would return it: the caller's commands follow its redirection.
+ * (ARGV: cursor, pattern): {cursor, keys, unknown}.  SCAN ... TYPE keeps
+ * one type per pass, and every pass visits the whole keyspace (about 1.1 us
+ * a key: 1.1 s of Redis time per pass over 1,000,000 keys, whatever the
+ * prefix matches), so two passes cost twice a scan's main cost; the TYPE
+ * of the keys the pattern matched is cheap.  A key whose TYPE the script
+ * may not read (on a cluster, a key this node is importing: the script's
+ * commands are not redirected) is returned in unknown; the caller asks for
+ * its type through the pipeline, which follows the redirection.
  */
 static RedisScript scan_rows_script = REDIS_SCRIPT("redis_sync_scan_rows",
 												   "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)\n"
-												   "local keep, n = {}, 0\n"
+												   "local keep, unknown = {}, {}\n"
 												   "for _, k in ipairs(r[2]) do\n"
 												   "  local t = redis.pcall('TYPE', k)\n"
-												   "  if t.err or t.ok == 'hash' or t.ok == 'string' then n = n + 1; keep[n] = k end\n"
+												   "  if t.err then unknown[#unknown + 1] = k\n"
+												   "  elseif t.ok == 'hash' or t.ok == 'string' then keep[#keep + 1] = k end\n"
 												   "end\n"
-												   "return {r[1], keep}\n");
+												   "return {r[1], keep, unknown}\n");
+
+/*
+ * Add to keys[*n] the hashes and strings among the keys the scan script
+ * could not type (see above), asked through a pipeline that follows
+ * redirections.  A key whose type Redis refuses to tell is a failure (false
+ * and *failure; an ERROR with failure NULL): deleting it blind could remove
+ * a write-behind dirty set, skipping it could leave a row cached.
+ */
+static bool
+type_unknown_keys(RedisValue *unknown, char **keys, int *n, RedisFailure *failure)
+{
+	RedisPipeline *p = redis_pipeline_create();
+
+	for (int i = 0; i < unknown->nelem; i++)
+	{
+		const char *argv[2] = {"TYPE", unknown->elems[i].str};
+
+		redis_pipeline_append(p, 2, argv, NULL);
+	}
+	if (failure == NULL)
+		redis_pipeline_exec(p);
+	else if (!redis_pipeline_try_exec(p, failure))
+		return false;
+	for (int i = 0; i < unknown->nelem; i++)
+	{
+		RedisValue *t = redis_pipeline_reply(p, i);
+
+		if (t->type == RV_ERROR || t->str == NULL)
+		{
+			if (failure == NULL)
+			{
+				redis_check_reply(p, i, "TYPE");
+				elog(ERROR, "redis_sync: unexpected TYPE reply");
+			}
+			return redis_failure_set(failure, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+									 "Redis rejected TYPE", t->str ? t->str : "malformed reply");
+		}
+		if (strcmp(t->str, "hash") == 0 || strcmp(t->str, "string") == 0)
+			keys[(*n)++] = unknown->elems[i].str;
+	}
+	return true;
+}
 
 /* how one pass of a scan ended */
 typedef enum ScanPass
@@ -1150,18 +1194,27 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
 				return SCAN_FAILED;
 			}
 			v = redis_pipeline_reply(p, 0);
-			if (v->type != RV_ARRAY || v->nelem != 2 || v->elems[0].str == NULL ||
-				strlen(v->elems[0].str) >= sizeof(cursor) || v->elems[1].type != RV_ARRAY)
+			if (v->type != RV_ARRAY || v->nelem != 3 || v->elems[0].str == NULL ||
+				strlen(v->elems[0].str) >= sizeof(cursor) || v->elems[1].type != RV_ARRAY ||
+				v->elems[2].type != RV_ARRAY)
 				elog(ERROR, "redis_sync: unexpected SCAN reply");
 			strlcpy(cursor, v->elems[0].str, sizeof(cursor));
 			n = v->elems[1].nelem;
-			keys = palloc(sizeof(char *) * Max(n, 1));
+			keys = palloc(sizeof(char *) * Max(n + v->elems[2].nelem, 1));
 
 			/*
 			 * companion keys begin with '{', prefixes never: all are row keys
 			 */
 			for (int i = 0; i < n; i++)
 				keys[i] = v->elems[1].elems[i].str;
+			if (v->elems[2].nelem > 0 && !type_unknown_keys(&v->elems[2], keys, &n, failure))
+			{
+				MemoryContextSwitchTo(outer);
+				failure->message = pstrdup(failure->message);
+				failure->detail = failure->detail ? pstrdup(failure->detail) : NULL;
+				MemoryContextReset(page_cxt);
+				return SCAN_FAILED;
+			}
 			MemoryContextSwitchTo(old);
 			if (n > 0 && !fn(keys, n, arg, failure))
 			{
