@@ -728,11 +728,14 @@ redis_sync_claim_prefixes(PG_FUNCTION_ARGS)
 static object_access_hook_type prev_object_access = NULL;
 static bool release_database_at_commit = false;
 static bool drop_callback_registered = false;
+
 /* decided at pre-commit, done once the commit is durable */
 static bool release_database_now = false;
 static char release_database_name[NAMEDATALEN];
+
 /* the extension the transaction dropped first */
 static Oid	dropped_extension = InvalidOid;
+
 /* created again: the claims its configuration needs (field, holder id pairs) */
 static MemoryContext release_cxt = NULL;
 static List *release_keep = NIL;
