@@ -1069,8 +1069,11 @@ glob_escape(const char *s)
  * (ARGV: cursor, pattern): {cursor, keys, unknown}.  SCAN ... TYPE keeps
  * one type per pass, and every pass visits the whole keyspace (about 1.1 us
  * a key: 1.1 s of Redis time per pass over 1,000,000 keys, whatever the
- * prefix matches), so two passes cost twice a scan's main cost; the TYPE
- * of the keys the pattern matched is cheap.  A key whose TYPE the script
+ * prefix matches), so two passes cost twice a scan's main cost.  The TYPE
+ * of each matched key costs about as much per key as a pass does (Lua's
+ * call and the reply): a table whose keys are most of the keyspace pays
+ * about what the second pass cost (bench/RESULTS.md, section 2c), one that
+ * is a small part of it half.  A key whose TYPE the script
  * may not read (on a cluster, a key this node is importing: the script's
  * commands are not redirected) is returned in unknown; the caller asks for
  * its type through the pipeline, which follows the redirection.
