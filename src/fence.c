@@ -1078,15 +1078,29 @@ glob_escape(const char *s)
  * commands are not redirected) is returned in unknown; the caller asks for
  * its type through the pipeline, which follows the redirection.
  */
-static RedisScript scan_rows_script = REDIS_SCRIPT("redis_sync_scan_rows",
-												   "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)\n"
-												   "local keep, unknown = {}, {}\n"
-												   "for _, k in ipairs(r[2]) do\n"
-												   "  local t = redis.pcall('TYPE', k)\n"
-												   "  if t.err then unknown[#unknown + 1] = k\n"
-												   "  elseif t.ok == 'hash' or t.ok == 'string' then keep[#keep + 1] = k end\n"
-												   "end\n"
-												   "return {r[1], keep, unknown}\n");
+#define SCAN_ROWS_BODY \
+"local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)\n" \
+"local keep, unknown = {}, {}\n" \
+"for _, k in ipairs(r[2]) do\n" \
+"  local t = redis.pcall('TYPE', k)\n" \
+"  if t.err then unknown[#unknown + 1] = k\n" \
+"  elseif t.ok == 'hash' or t.ok == 'string' then keep[#keep + 1] = k end\n" \
+"end\n" \
+"return {r[1], keep, unknown}\n"
+
+static RedisScript scan_rows_script = REDIS_SCRIPT("redis_sync_scan_rows", SCAN_ROWS_BODY);
+
+/*
+ * The same on Redis 7, flagged no-writes: a script without flags is held
+ * by a CLIENT PAUSE ... WRITE (an operator's, FAILOVER's, a cluster's
+ * manual failover) as a command that may write, where the SCAN it replaces
+ * was not, and verify() (which only reads) failed with the command timeout
+ * for as long as writes were paused (TAP 261).  allow-cross-slot-keys: what
+ * a script without flags may do (the keys of every slot of the node).
+ */
+static RedisScript scan_rows_ro_script = REDIS_SCRIPT("redis_sync_scan_rows_ro",
+													  "#!lua flags=no-writes,allow-cross-slot-keys\n"
+													  SCAN_ROWS_BODY);
 
 /*
  * Add to keys[*n] the hashes and strings among the keys the scan script
@@ -1176,7 +1190,9 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
 			}
 			p = redis_pipeline_create();
 			redis_pipeline_target_master(p, m);
-			redis_pipeline_append_script(p, &scan_rows_script, 0, 2, argv, NULL);
+			redis_pipeline_append_script(p, redis_server_script_flags() ?
+										 &scan_rows_ro_script : &scan_rows_script,
+										 0, 2, argv, NULL);
 			if (failure == NULL)
 			{
 				redis_pipeline_exec(p);

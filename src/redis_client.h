@@ -120,6 +120,7 @@ extern char *redis_cluster_state_json(void);
  * owning a slot in this backend's map (-1: none or map not loaded).
  */
 extern bool redis_cluster_cross_slot_scripts(void);
+extern bool redis_server_script_flags(void);
 extern int	redis_cluster_node_of_slot(int slot);
 
 /*

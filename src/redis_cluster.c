@@ -42,6 +42,9 @@
 static int	cluster_state = -1;
 static bool cluster_redis7 = false; /* scripts may be flagged
 									 * allow-cross-slot-keys */
+static bool server_redis7 = false;	/* INFO said Redis 7 or later (a
+									 * single Redis too): scripts may be
+									 * flagged */
 static TimestampTz detect_failed_at = 0;
 static TimestampTz map_loaded_at = 0;
 
@@ -99,20 +102,35 @@ redis_cluster_detect(RedisFailure *f)
 		redis_round_trips--;
 		cluster_state = (v.type == RV_STRING && strstr(v.str, "cluster_state:") != NULL) ? 1 : 0;
 		cluster_redis7 = false;
+		server_redis7 = false;
 		if (cluster_state == 1)
 			rs_cluster_forget_map();
 		return true;
 	}
 	/* INFO answered: cluster_enabled:1 says a cluster node */
 	cluster_state = (v.type == RV_STRING && rs_cluster_info_enabled(v.str)) ? 1 : 0;
+	{
+		const char *ver = v.type == RV_STRING ? strstr(v.str, "redis_version:") : NULL;
+
+		server_redis7 = ver != NULL && atoi(ver + 14) >= 7;
+	}
 	if (cluster_state == 1)
 	{
-		const char *ver = strstr(v.str, "redis_version:");
-
-		cluster_redis7 = ver != NULL && atoi(ver + 14) >= 7;
+		cluster_redis7 = server_redis7;
 		rs_cluster_forget_map();
 	}
 	return true;
+}
+
+/*
+ * Scripts may declare flags (a shebang line, Redis 7): the server is known
+ * (INFO answered since the settings last changed) to be Redis 7 or later.
+ * False when not known yet or when INFO is forbidden.
+ */
+bool
+redis_server_script_flags(void)
+{
+	return cluster_state >= 0 && server_redis7;
 }
 
 bool
