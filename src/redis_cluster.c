@@ -42,9 +42,8 @@
 static int	cluster_state = -1;
 static bool cluster_redis7 = false; /* scripts may be flagged
 									 * allow-cross-slot-keys */
-static bool server_redis7 = false;	/* INFO said Redis 7 or later (a
-									 * single Redis too): scripts may be
-									 * flagged */
+static bool server_redis7 = false;	/* INFO said Redis 7 or later (a single
+									 * Redis too): scripts may be flagged */
 static TimestampTz detect_failed_at = 0;
 static TimestampTz map_loaded_at = 0;
 
