@@ -649,29 +649,16 @@ rs_require_key_access(char **keys, int n, bool prefix)
 	}
 }
 
-static void
-claim_table_cb(void *arg)
-{
-	rs_claim_table(*(Oid *) arg);
-}
-
-int64
-rs_claim_all(bool worker)
+/* the table OIDs query returns (its first column), in the caller's memory */
+static List *
+synced_relids(const char *query)
 {
 	List	   *rels = NIL;
-	ListCell   *lc;
-	int64		n = 0;
 	MemoryContext outer = CurrentMemoryContext;
-	Oid			nsp = get_namespace_oid("redis_sync", true);
 
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
-		return 0;				/* the extension is not installed (yet) */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
-					"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid "
-					" WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -683,6 +670,28 @@ rs_claim_all(bool worker)
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
+	return rels;
+}
+
+static void
+claim_table_cb(void *arg)
+{
+	rs_claim_table(*(Oid *) arg);
+}
+
+int64
+rs_claim_all(bool worker)
+{
+	List	   *rels;
+	ListCell   *lc;
+	int64		n = 0;
+	Oid			nsp = get_namespace_oid("redis_sync", true);
+
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
+		return 0;				/* the extension is not installed (yet) */
+	rels = synced_relids("SELECT DISTINCT t.relid::pg_catalog.oid FROM redis_sync.tables t "
+						 "  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid "
+						 " WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE') ORDER BY 1");
 
 	foreach(lc, rels)
 	{
@@ -749,26 +758,12 @@ static List *release_keep = NIL;
 static void
 collect_kept_claims(void)
 {
-	List	   *rels = NIL;
+	List	   *rels;
 	ListCell   *lc;
-	MemoryContext outer = CurrentMemoryContext;
 
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "redis_sync: could not read redis_sync.tables");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(outer);
-
-		rels = lappend_oid(rels, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																SPI_tuptable->tupdesc, 1, &isnull)));
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
+	rels = synced_relids("SELECT DISTINCT relid::pg_catalog.oid FROM redis_sync.tables");
 	foreach(lc, rels)
 	{
 		Oid			relid = lfirst_oid(lc);

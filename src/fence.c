@@ -1152,6 +1152,16 @@ typedef enum ScanPass
 	SCAN_FAILED
 } ScanPass;
 
+/* a page failed: *failure (built in the page's memory) moves to outer's */
+static ScanPass
+scan_failed(RedisFailure *failure, MemoryContext outer, MemoryContext page_cxt)
+{
+	MemoryContextSwitchTo(outer);
+	redis_failure_copy(failure, outer);
+	MemoryContextReset(page_cxt);
+	return SCAN_FAILED;
+}
+
 /*
  * One pass of rs_scan_prefix_pages_try over nmasters masters; SCAN_MAP_
  * CHANGED, at once, when the cluster's masters are no longer those of sig (a
@@ -1205,13 +1215,7 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
 									   "Redis rejected SCAN",
 									   redis_pipeline_reply(p, 0)->str);
 			if (!ok)
-			{
-				MemoryContextSwitchTo(outer);
-				failure->message = pstrdup(failure->message);
-				failure->detail = failure->detail ? pstrdup(failure->detail) : NULL;
-				MemoryContextReset(page_cxt);
-				return SCAN_FAILED;
-			}
+				return scan_failed(failure, outer, page_cxt);
 			v = redis_pipeline_reply(p, 0);
 			if (v->type != RV_ARRAY || v->nelem != 3 || v->elems[0].str == NULL ||
 				strlen(v->elems[0].str) >= sizeof(cursor) || v->elems[1].type != RV_ARRAY ||
@@ -1227,13 +1231,7 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
 			for (int i = 0; i < n; i++)
 				keys[i] = v->elems[1].elems[i].str;
 			if (v->elems[2].nelem > 0 && !type_unknown_keys(&v->elems[2], keys, &n, failure))
-			{
-				MemoryContextSwitchTo(outer);
-				failure->message = pstrdup(failure->message);
-				failure->detail = failure->detail ? pstrdup(failure->detail) : NULL;
-				MemoryContextReset(page_cxt);
-				return SCAN_FAILED;
-			}
+				return scan_failed(failure, outer, page_cxt);
 			MemoryContextSwitchTo(old);
 			if (n > 0 && !fn(keys, n, arg, failure))
 			{

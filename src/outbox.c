@@ -182,14 +182,6 @@ purge_payload_to_image(Jsonb *jb, RowImage *img)
 	return NULL;
 }
 
-/* make a failure's strings live in cxt */
-static void
-copy_failure(RedisFailure *f, MemoryContext cxt)
-{
-	f->message = MemoryContextStrdup(cxt, f->message ? f->message : "unknown failure");
-	f->detail = f->detail ? MemoryContextStrdup(cxt, f->detail) : NULL;
-}
-
 /*
  * One delivery batch, from reading the entries to settling them.  Entries,
  * the key table and the per-entry outcome live in the batch's memory
@@ -772,12 +764,12 @@ purge_page(char **keys, int n, void *arg, RedisFailure *failure)
 		ps->any_refused = true;
 		ps->refused = *failure;
 		/* not caller: purge_queued_keys calls in SPI memory */
-		copy_failure(&ps->refused, ps->home);
+		redis_failure_copy(&ps->refused, ps->home);
 	}
 	redis_pipeline_free(p);
 	MemoryContextSwitchTo(caller);
 	if (!ok)
-		copy_failure(failure, caller);
+		redis_failure_copy(failure, caller);
 	MemoryContextReset(ps->cxt);
 	return ok;
 }
@@ -863,7 +855,7 @@ purge_queued_keys(Oid relid, const char *prefix, const char *version, int64 seq,
 	PG_END_TRY();
 	PopActiveSnapshot();
 	if (!ok)
-		copy_failure(failure, caller);
+		redis_failure_copy(failure, caller);
 	spi_end(snap);
 	MemoryContextDelete(keys_cxt);
 	return ok;
@@ -1401,7 +1393,7 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
 	}
 	/* the failure was built in SPI memory: the caller keeps it */
 	if (!ok || retained > 0)
-		copy_failure(failure, caller);
+		redis_failure_copy(failure, caller);
 	spi_end(snap);
 	rs_as_owner_leave(&ao);
 	return ok ? delivered : -1;
@@ -1452,7 +1444,7 @@ push_held(Oid relid)
 				after = Max(after, d.entries[i].id);
 			hash_destroy(d.byKey);
 			if (!ok)
-				copy_failure(&f, caller);
+				redis_failure_copy(&f, caller);
 		}
 		spi_end(snap);
 		rs_as_owner_leave(&ao);

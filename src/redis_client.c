@@ -740,8 +740,7 @@ redis_pipeline_try_receive(RedisPipeline *p, RedisFailure *f)
 	{
 		/* built in the pipeline's memory: the caller keeps it after free */
 		*f = p->send_failure;
-		f->message = pstrdup(f->message);
-		f->detail = f->detail ? pstrdup(f->detail) : NULL;
+		redis_failure_copy(f, CurrentMemoryContext);
 		p->send_failed = false;
 		rs_circuit_failure(f->message);
 		return false;
@@ -858,8 +857,7 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 		 * The failure was built in the pipeline's context; callers keep it
 		 * after redis_pipeline_free(): copy it to theirs.
 		 */
-		f->message = pstrdup(f->message);
-		f->detail = f->detail ? pstrdup(f->detail) : NULL;
+		redis_failure_copy(f, CurrentMemoryContext);
 	}
 	p->executed = ok;
 	if (ok)

@@ -56,4 +56,15 @@ redis_failure_set(RedisFailure *f, int sqlstate, const char *msg, const char *de
 	return false;
 }
 
+/*
+ * Copy f's message and detail into cxt: a failure built in memory that ends
+ * first (a pipeline's, a page's, SPI's) for a caller that keeps it.
+ */
+static inline void
+redis_failure_copy(RedisFailure *f, MemoryContext cxt)
+{
+	f->message = MemoryContextStrdup(cxt, f->message ? f->message : "unknown failure");
+	f->detail = f->detail ? MemoryContextStrdup(cxt, f->detail) : NULL;
+}
+
 #endif							/* REDIS_VALUE_H */
