@@ -1246,26 +1246,26 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
 }
 
 /*
- * Every data key under prefix, one SCAN page at a time: the hashes and
- * strings (one pass, scan_rows_script).  Other types under the prefix
- * are not the table's rows: the dirty set of a write-behind table
+ * Every data key whose name matches pattern (a SCAN MATCH glob), one SCAN
+ * page at a time: the hashes and strings (one pass, scan_rows_script).
+ * Other types are not rows: the dirty set of a write-behind table
  * (stats:dirty under stats:) must survive a TRUNCATE or purge of the same
  * table's write-through keys.  Each page's keys (up to about 1,000; SCAN may
  * return a key twice) go to fn, in a memory context reset after each page,
  * so a caller that handles each page as it comes holds one page at a time.
  * On a cluster whose masters change meanwhile the scan starts over, on the
- * new map (fn may then see keys again), a few times at most.
+ * new map (fn may then see keys again), a few times at most.  what names
+ * the keys in the error of a cluster that keeps changing.
  *
  * False, with *failure filled, when Redis failed a SCAN (it cannot be
  * reached, it refused the command) or fn returned false (having filled
  * *failure, in the caller's memory); no page after it is read.  With failure
  * NULL a failed SCAN raises the ERROR (fn must not return false then).
  */
-bool
-rs_scan_prefix_pages_try(const char *prefix, RsScanPageTryFn fn, void *arg,
-						 RedisFailure *failure)
+static bool
+scan_pattern_pages(const char *pattern, const char *what, RsScanPageTryFn fn, void *arg,
+				   RedisFailure *failure)
 {
-	char	   *pattern = glob_escape(prefix);
 	MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext,
 												   "redis_sync SCAN page",
 												   ALLOCSET_DEFAULT_SIZES);
@@ -1287,12 +1287,21 @@ rs_scan_prefix_pages_try(const char *prefix, RsScanPageTryFn fn, void *arg,
 		if (attempt == 4)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("could not scan the keys under \"%s\": the Redis Cluster's masters kept changing",
-							prefix),
+					 errmsg("could not scan the keys %s: the Redis Cluster's masters kept changing",
+							what),
 					 errhint("Try again once the cluster is stable.")));
 	}
 	MemoryContextDelete(page_cxt);
 	return r == SCAN_DONE;
+}
+
+/* every data key under prefix (scan_pattern_pages) */
+bool
+rs_scan_prefix_pages_try(const char *prefix, RsScanPageTryFn fn, void *arg,
+						 RedisFailure *failure)
+{
+	return scan_pattern_pages(glob_escape(prefix), psprintf("under \"%s\"", prefix),
+							  fn, arg, failure);
 }
 
 /* rs_scan_prefix_pages's adapter: a page function that cannot fail */
@@ -1318,6 +1327,43 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
 	PlainPageFn pf = {fn, arg};
 
 	(void) rs_scan_prefix_pages_try(prefix, plain_page, &pf, NULL);
+}
+
+/*
+ * Every data key under any of prefixes[0 .. n-1], in one pass: the keys
+ * under the prefixes' common beginning, which fn sorts out (it gets keys
+ * under none of the prefixes too).  A pass visits every key of Redis,
+ * whatever its pattern matches (about 1.1 s of Redis time per 1,000,000
+ * keys): one pass for n tables instead of one per table.  Companion keys
+ * (versions, markers) begin with '{', prefixes never: with no common
+ * beginning they are left out by the pattern, before the script reads
+ * their type.
+ */
+void
+rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg)
+{
+	PlainPageFn pf = {fn, arg};
+	size_t		common;
+	char	   *pattern;
+
+	Assert(n > 0);
+	common = strlen(prefixes[0]);
+	for (int i = 1; i < n; i++)
+	{
+		size_t		j = 0;
+
+		while (j < common && prefixes[i][j] == prefixes[0][j])
+			j++;
+		common = j;
+	}
+	if (common == 0)
+		pattern = pstrdup("[^{]*");
+	else
+		pattern = glob_escape(pnstrdup(prefixes[0], common));
+	(void) scan_pattern_pages(pattern,
+							  n == 1 ? psprintf("under \"%s\"", prefixes[0]) :
+							  psprintf("of %d tables", n),
+							  plain_page, &pf, NULL);
 }
 
 /* ----------------------------------------------------------------

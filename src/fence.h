@@ -77,6 +77,9 @@ extern char *rs_marker_key_for_slot(int slot);
 typedef void (*RsScanPageFn) (char **keys, int n, void *arg);
 extern void rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg);
 
+/* the same for n prefixes in one pass: fn gets every key under their common beginning */
+extern void rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg);
+
 /*
  * The same, returning false with *failure filled when Redis fails a SCAN or
  * fn returns false (having filled *failure)

@@ -26,6 +26,7 @@
 #include "as_owner.h"
 #include "fence.h"
 #include "warm.h"
+#include "xact_step.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_push_keys);
 PG_FUNCTION_INFO_V1(redis_sync_escape_key);
@@ -269,58 +270,286 @@ shares_hashes_with_write_behind(SyncConfig *cfg)
  * "settled" way reads them (the version first, then the table's writers
  * waited for, no row locks), so a write committed meanwhile wins.  Keys no
  * row can have are left alone (resync() removes them), and so are the keys
- * of a table that is also write-behind over the same hashes: a key without
- * a row there can hold a write-behind insert not yet drained.  Returns the
- * keys pushed or deleted, -1 when the table was skipped.
+ * of a table that is also write-behind over the same hashes (skipped): a
+ * key without a row there can hold a write-behind insert not yet drained.
+ *
+ * Every table in one SCAN pass (rs_scan_prefixes_pages), each page's keys
+ * handed to the table whose prefix they start with.  A pass visits the
+ * whole keyspace whatever it matches, so a pass per table cost Redis a pass
+ * per table: 100 tables of 1,000 rows restarted from an RDB scanned 20,000
+ * pages (13 s of Redis time) where one pass scans 200.
  */
 typedef struct RefreshState
 {
-	Oid			relid;
-	SyncConfig *cfg;
-	MemoryContext cxt;			/* reset after each page */
-	int64		n;				/* keys pushed or deleted */
+	RsRefresh  *tabs;			/* the caller's */
+	int			ntabs;
+	SyncConfig **cfgs;			/* per tab; NULL: left out */
+	char	  **prefix;			/* per tab, as the pass began */
+	int		   *order;			/* tab indexes by prefix, strcmp order */
+	int			nsorted;
+	int			timeout_ms;
+	MemoryContext errcxt;		/* where failures are copied */
+	char	 ***pend;			/* per tab, its keys waiting (in cxt) */
+	int		   *npend;
+	int		   *cap;
+	int			total;			/* keys waiting, of all tabs */
+	MemoryContext cxt;			/* reset after each flush */
 } RefreshState;
 
-/* rs_refresh_cached_keys's SCAN page: push its keys again */
+static RefreshState *sort_state;
+
+static int
+prefix_cmp(const void *a, const void *b)
+{
+	return strcmp(sort_state->prefix[*(const int *) a],
+				  sort_state->prefix[*(const int *) b]);
+}
+
+/*
+ * The tab whose prefix key starts with, or -1.  Prefixes of this database's
+ * write-through and invalidate tables do not overlap (claim.c): a prefix of
+ * key is then the greatest prefix not after key, as every string between
+ * a prefix and a key beginning with it begins with it too.
+ */
+static int
+tab_of_key(RefreshState *st, const char *key)
+{
+	int			lo = 0;
+	int			hi = st->nsorted - 1;
+	int			found = -1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (strcmp(st->prefix[st->order[mid]], key) <= 0)
+		{
+			found = mid;
+			lo = mid + 1;
+		}
+		else
+			hi = mid - 1;
+	}
+	if (found < 0)
+		return -1;
+	found = st->order[found];
+	if (strncmp(key, st->prefix[found], strlen(st->prefix[found])) != 0)
+		return -1;
+	return found;
+}
+
+/* why relid is not refreshed (NULL: it is), its config in *cfg */
+static const char *
+refresh_excluded(Oid relid, SyncConfig **cfg)
+{
+	*cfg = rs_config_get(relid);
+	if (!(*cfg)->synced ||
+		((*cfg)->policy != RS_POLICY_WRITE_THROUGH && (*cfg)->policy != RS_POLICY_INVALIDATE))
+		return "gone";
+	if (shares_hashes_with_write_behind(*cfg) ||
+		check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
+		return "skipped";
+	return NULL;
+}
+
+/*
+ * Run fn(st, i, arg) for tab i in a subtransaction of its own with the
+ * step's timeout armed; a failure is kept in tabs[i].error (the tab is left
+ * out from then on) and the pass goes on, except when Redis cannot be
+ * reached (the others would fail the same way): that ERROR propagates.
+ */
+static void
+refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		rs_step_timeout_arm(st->timeout_ms);
+		fn(st, i, arg);
+		rs_step_timeout_disarm();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		bool		expired = rs_step_timeout_expired();
+		ErrorData  *edata;
+
+		rs_step_timeout_disarm();
+		MemoryContextSwitchTo(st->errcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
+			edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
+			ReThrowError(edata);
+		st->tabs[i].timed_out = expired && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		if (st->tabs[i].timed_out)
+			edata->message = MemoryContextStrdup(st->errcxt,
+												 psprintf("its refresh took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
+														  st->timeout_ms));
+		st->tabs[i].error = edata;
+		st->cfgs[i] = NULL;
+	}
+	PG_END_TRY();
+}
+
+/* refresh_guarded's part at the start: whether tab i takes part */
+static void
+refresh_admit(RefreshState *st, int i, void *arg)
+{
+	const char *why = refresh_excluded(st->tabs[i].relid, &st->cfgs[i]);
+
+	if (why != NULL)
+	{
+		st->tabs[i].n = strcmp(why, "skipped") == 0 ? -1 : 0;
+		st->cfgs[i] = NULL;
+	}
+}
+
+/* refresh_guarded's part of a page: tab i's keys of it, pushed again */
+typedef struct RefreshPart
+{
+	char	  **keys;
+	int			n;
+} RefreshPart;
+
+static void
+refresh_part(RefreshState *st, int i, void *arg)
+{
+	RefreshPart *part = arg;
+	SyncConfig *cfg = st->cfgs[i];
+	SyncConfig *now;
+	List	   *junk;
+	List	   *pairs;
+
+	/* unsynced, synced again or changed since the pass began */
+	if (refresh_excluded(st->tabs[i].relid, &now) != NULL ||
+		now->policy != cfg->policy || strcmp(now->prefix, cfg->prefix) != 0)
+	{
+		st->cfgs[i] = NULL;
+		return;
+	}
+	pairs = keys_to_rows(now, part->keys, part->n, &junk);
+	if (pairs != NIL)
+		st->tabs[i].n += rs_push_current_settled(st->tabs[i].relid, pairs, 1000);
+}
+
+/*
+ * Each table's keys wait until REFRESH_PENDING keys of all tables are
+ * pending, then every table's are pushed: SCAN's pages hold keys of many
+ * tables in hash order (a page of 100 tables' keys has about 10 of each),
+ * and a push has a cost of its own (a subtransaction, the query, the wait
+ * for writers, a script call).  The worker holds REFRESH_PENDING keys at
+ * most, however many the tables have cached.
+ */
+#define REFRESH_PENDING 5000
+
+/* every table's pending keys pushed, the pending memory freed */
+static void
+refresh_flush(RefreshState *st)
+{
+	for (int i = 0; i < st->ntabs; i++)
+	{
+		RefreshPart part;
+
+		if (st->npend[i] == 0)
+			continue;
+		part.keys = st->pend[i];
+		part.n = st->npend[i];
+		if (st->cfgs[i] != NULL)
+			refresh_guarded(st, i, refresh_part, &part);
+		st->pend[i] = NULL;
+		st->npend[i] = 0;
+		st->cap[i] = 0;
+	}
+	st->total = 0;
+	MemoryContextReset(st->cxt);
+}
+
+/* the pass's SCAN page: its keys added to their tables' */
 static void
 refresh_page(char **keys, int n, void *arg)
 {
 	RefreshState *st = arg;
 	MemoryContext old = MemoryContextSwitchTo(st->cxt);
-	List	   *junk;
-	List	   *pairs = keys_to_rows(st->cfg, keys, n, &junk);
 
-	if (pairs != NIL)
-		st->n += rs_push_current_settled(st->relid, pairs, 1000);
+	for (int k = 0; k < n; k++)
+	{
+		int			i = tab_of_key(st, keys[k]);
+
+		if (i < 0 || st->cfgs[i] == NULL)
+			continue;
+		if (st->npend[i] == st->cap[i])
+		{
+			st->cap[i] = Max(16, st->cap[i] * 2);
+			st->pend[i] = st->pend[i] == NULL ? palloc(sizeof(char *) * st->cap[i]) :
+				repalloc(st->pend[i], sizeof(char *) * st->cap[i]);
+		}
+		st->pend[i][st->npend[i]++] = pstrdup(keys[k]);
+		st->total++;
+	}
 	MemoryContextSwitchTo(old);
-	MemoryContextReset(st->cxt);
+	if (st->total >= REFRESH_PENDING)
+		refresh_flush(st);
 }
 
-int64
-rs_refresh_cached_keys(Oid relid)
+void
+rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 {
-	SyncConfig *cfg = rs_config_get(relid);
 	RefreshState st;
+	char	  **prefixes;
 
-	if (!cfg->synced ||
-		(cfg->policy != RS_POLICY_WRITE_THROUGH && cfg->policy != RS_POLICY_INVALIDATE))
-		return -1;
-	if (shares_hashes_with_write_behind(cfg) ||
-		check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
-		return -1;
+	st.tabs = tabs;
+	st.ntabs = ntabs;
+	st.cfgs = palloc0(sizeof(SyncConfig *) * ntabs);
+	st.prefix = palloc0(sizeof(char *) * ntabs);
+	st.pend = palloc0(sizeof(char **) * ntabs);
+	st.npend = palloc0(sizeof(int) * ntabs);
+	st.cap = palloc0(sizeof(int) * ntabs);
+	st.total = 0;
+	st.order = palloc(sizeof(int) * ntabs);
+	st.nsorted = 0;
+	st.timeout_ms = timeout_ms;
+	st.errcxt = CurrentMemoryContext;
+	for (int i = 0; i < ntabs; i++)
+	{
+		tabs[i].n = 0;
+		tabs[i].error = NULL;
+		tabs[i].timed_out = false;
+		refresh_guarded(&st, i, refresh_admit, NULL);
+		if (st.cfgs[i] != NULL)
+		{
+			st.prefix[i] = pstrdup(st.cfgs[i]->prefix);
+			st.order[st.nsorted++] = i;
+		}
+	}
+	if (st.nsorted == 0)
+		return;
+	sort_state = &st;
+	qsort(st.order, st.nsorted, sizeof(int), prefix_cmp);
+	sort_state = NULL;
+	prefixes = palloc(sizeof(char *) * st.nsorted);
+	for (int i = 0; i < st.nsorted; i++)
+		prefixes[i] = st.prefix[st.order[i]];
 
 	/*
-	 * Page by page, as SCAN returns them: the worker holds one page of keys
-	 * at a time, however many the table has cached.
+	 * Page by page, as SCAN returns them, pushed REFRESH_PENDING keys at a
+	 * time (refresh_page).  The prefixes and configs were read at the start:
+	 * a table changed since is left out (refresh_part).
 	 */
-	st.relid = relid;
-	st.cfg = cfg;
-	st.n = 0;
-	st.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh page",
+	st.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh keys",
 								   ALLOCSET_DEFAULT_SIZES);
-	rs_scan_prefix_pages(cfg->prefix, refresh_page, &st);
+	rs_scan_prefixes_pages(prefixes, st.nsorted, refresh_page, &st);
+	refresh_flush(&st);
 	MemoryContextDelete(st.cxt);
-	return st.n;
 }
 
 /*

@@ -14,6 +14,7 @@
 #include "nodes/pg_list.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "utils/elog.h"
 #include "utils/relcache.h"
 
 #include "config.h"
@@ -29,7 +30,28 @@
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
 extern int64 rs_push_current_settled(Oid relid, List *keys, int batch_size);
-extern int64 rs_refresh_cached_keys(Oid relid);
+
+/*
+ * The worker after a Redis restart: push again every cached key of the
+ * write-through and invalidate tables tabs[0 .. ntabs-1] (relid set by the
+ * caller), in one SCAN pass of Redis.  Each table's part of a page runs in a
+ * subtransaction of its own, bounded by timeout_ms
+ * (redis_sync.warm_timeout): a table that fails is left out for the rest of
+ * the pass, with its failure in error (in the caller's memory context) and
+ * timed_out set when the timeout cancelled it; the others go on.  A failure
+ * to reach Redis raises the ERROR.  n: the keys pushed or deleted, -1 when
+ * the table is skipped (also write-behind over the same hashes, or row-level
+ * security applies to its owner).
+ */
+typedef struct RsRefresh
+{
+	Oid			relid;
+	int64		n;
+	ErrorData  *error;
+	bool		timed_out;
+} RsRefresh;
+
+extern void rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms);
 
 /*
  * What the cache holds for a table: cfg itself, or for an invalidate table
