@@ -10,7 +10,7 @@
 # bench/results/latest.json.  The extension must be installed already
 # (`make install`); set BENCH_BUILD=1 to build and install it first via
 # tests/deps.sh.  BENCH_KEEP=1 leaves the sandbox running afterwards.
-# BENCH_ONLY=single,tpcb,bulk,memory,truncate,naive,lag,outage,idle,drain,wblag,scale,warm,async_cost
+# BENCH_ONLY=single,tpcb,bulk,memory,truncate,naive,lag,outage,restart,idle,drain,wblag,scale,warm,async_cost
 # runs a subset (development aid; RESULTS.md is then not rewritten, unless
 # BENCH_MERGE=1 without --quick: then the rows of those sections replace theirs
 # in bench/RESULTS.md, and its "Partial re-runs" note lists the run).
