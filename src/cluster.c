@@ -154,6 +154,57 @@ rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
 	return true;
 }
 
+/*
+ * The masters a CLUSTER NODES reply lists that own no slot: a master just
+ * added (add-node) while a reshard imports its first slot holds that slot's
+ * keys before the slot is its own, and CLUSTER SLOTS, which lists slot
+ * owners only, does not name it.  Each such master joins the map as a
+ * master with no slots (routed to by nothing but target_master: a SCAN of
+ * every master).  A node that failed, has no address yet, or is still in
+ * the handshake is left out.  Lines: "<id> <ip:port@cport[,hostname]>
+ * <flags> <master id> <ping> <pong> <epoch> <link> [slot ...]".
+ */
+void
+rs_cluster_add_slotless_masters(const char *nodes, const char *seed_host)
+{
+	char	   *copy = pstrdup(nodes);
+	char	   *save = NULL;
+
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+	{
+		char	   *field[4] = {0};
+		char	   *fsave = NULL;
+		char	   *addr;
+		char	   *at;
+		char	   *colon;
+		int			nf = 0;
+		int			port;
+		int			idx;
+
+		for (char *f = strtok_r(line, " \r", &fsave); f && nf < 4; f = strtok_r(NULL, " \r", &fsave))
+			field[nf++] = f;
+		if (nf < 3 || strstr(field[2], "master") == NULL ||
+			strstr(field[2], "fail") != NULL || strstr(field[2], "noaddr") != NULL ||
+			strstr(field[2], "handshake") != NULL)
+			continue;
+		addr = field[1];
+		if ((at = strchr(addr, '@')) != NULL)
+			*at = '\0';
+		if ((colon = strrchr(addr, ':')) == NULL)
+			continue;
+		*colon = '\0';
+		port = atoi(colon + 1);
+		if (port <= 0 || port > 65535)
+			continue;
+		idx = rs_cluster_node_index(addr[0] ? addr : seed_host, port, true);
+		if (rs_cluster_nodes[idx].master)
+			continue;
+		rs_cluster_nodes[idx].master = true;
+		rs_cluster_nodes[idx].in_map = true;
+	}
+	pfree(copy);
+}
+
 bool
 rs_cluster_parse_redirect(const char *err, bool *ask, int *slot, char **host, int *port)
 {

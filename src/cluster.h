@@ -47,6 +47,12 @@ extern bool rs_cluster_info_enabled(const char *info);
  */
 extern bool rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err);
 
+/*
+ * Add to the map the masters a CLUSTER NODES reply (text) lists that own no
+ * slot (a new master importing its first slot), as masters with no slots
+ */
+extern void rs_cluster_add_slotless_masters(const char *nodes, const char *seed_host);
+
 /* forget the map (next use reloads it) */
 extern void rs_cluster_forget_map(void);
 extern bool rs_cluster_map_loaded(void);

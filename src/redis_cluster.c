@@ -244,6 +244,26 @@ load_map_from(RedisConn *c, RedisFailure *f)
 	map_loaded_at = GetCurrentTimestamp();
 
 	/*
+	 * the masters that own no slot yet, which CLUSTER SLOTS leaves out: a
+	 * scan of every master must visit a new master importing its first slot
+	 * (the keys it already holds).  Best effort: a node or ACL that refuses
+	 * CLUSTER NODES leaves the map as CLUSTER SLOTS gave it.
+	 */
+	{
+		const char *nargv[2] = {"CLUSTER", "NODES"};
+		RedisFailure nf;
+
+		resetStringInfo(&buf);
+		redis_resp_encode_command(&buf, 2, nargv, NULL);
+		if (redis_conn_exchange(c, buf.data, buf.len, 1, &v, &nf))
+		{
+			redis_round_trips--;
+			if (v.type == RV_STRING && v.str != NULL)
+				rs_cluster_add_slotless_masters(v.str, redis_conn_params(c)->host);
+		}
+	}
+
+	/*
 	 * nodes that left the cluster (or its old address): close their
 	 * connections
 	 */
