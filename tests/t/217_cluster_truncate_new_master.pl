@@ -20,20 +20,6 @@ my $ROWS = 3000;
 my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
 my $seed = ($c->master_ports)[0];
 
-# a fourth node, not yet in the cluster
-my $new = RedisSync::Test::redis_object(
-	class        => 'RedisSync::Cluster::Node',
-	dir_template => 'rcluster_XXXX',
-	port         => RedisSync::Cluster::cluster_port(),
-	extra        => [
-		'--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-		'--cluster-node-timeout', 2000,
-	]);
-$new->start;
-my $np = $new->{port};
-$c->{nodes}{$np} = $new;    # the helpers (master_ports, wait_ok) see it too
-push @{ $c->{ports} }, $np;
-
 my $node = RedisSync::Test::new_node('cltrunc', redis_url => $c->url);
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 sq(qq{
@@ -47,23 +33,8 @@ my $s = RedisSync::Test::session($node);
 is($s->query("UPDATE tr SET v = 'x' WHERE id <= 10")->{err}, '', 'session pushed (map loaded)');
 
 # scale out: the new node joins as a master and gets 4000 slots
-my $added = $c->node_cli($seed, '--cluster', 'add-node', "127.0.0.1:$np", "127.0.0.1:$seed");
-note("add-node: $added");
-my $nid = $c->node_cli($np, 'CLUSTER', 'MYID');
+my ($np, $nid) = $c->add_master;
 my $deadline = time + 60;
-sleep 0.2 until $c->node_cli($seed, 'CLUSTER', 'NODES') =~ /^\Q$nid\E .*master.*connected/m || time > $deadline;
-# every node must know the new one before a reshard (redis-cli's check
-# refuses "Nodes don't agree about configuration" otherwise), and the new
-# node the whole cluster (else it answers MIGRATE with CLUSTERDOWN)
-my $agree = sub {
-	for my $p (@{ $c->{ports} })
-	{
-		return 0 unless $c->node_cli($p, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
-		return 0 unless (() = $c->node_cli($p, 'CLUSTER', 'NODES') =~ /master/g) == 4;
-	}
-	return 1;
-};
-sleep 0.2 until $agree->() || time > $deadline;
 my $out = '';
 until ($c->node_cli($np, 'DBSIZE') > 0 || time > $deadline)
 {

@@ -15,7 +15,6 @@ use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Cluster;
 use Test::More;
-use IPC::Run ();
 use Time::HiRes qw(time sleep);
 
 my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
@@ -57,38 +56,14 @@ is(ncli($pa, 'MIGRATE', '127.0.0.1', $pb, '', 0, 5000, 'KEYS', @keys), 'OK',
 # the TRUNCATE scans while B imports the slot, then its deletes in the
 # slot meet the half-done migration (TRYAGAIN: the slot's eviction-watch
 # hash exists on neither node) and are retried until it is finished
-my $trystat = sub {
-	my $n = 0;
-	for my $p (@masters)
-	{
-		my ($k) = ncli($p, 'INFO', 'errorstats') =~ /errorstat_TRYAGAIN:count=(\d+)/;
-		$n += $k // 0;
-	}
-	return $n;
-};
-my $try0 = $trystat->();
-my ($out, $err) = ('', '');
-my $h = IPC::Run::start(
-	[
-		$node->installed_command('psql'), '-X', '-At', '-v', 'ON_ERROR_STOP=1',
-		'-h', $node->host, '-p', $node->port, '-d', 'postgres', '-c', 'TRUNCATE s'
-	],
-	'<', \undef, '>', \$out, '2>', \$err);
-my $deadline = time + 60;
-while (time < $deadline)
-{
-	last if $trystat->() > $try0;
-	last unless $h->pumpable;
-	$h->pump_nb;
-	sleep 0.02;
-}
-ok($trystat->() > $try0, 'the purge met the migration (TRYAGAIN)') or diag("psql: $out $err");
+my ($h, $out, $err, $met) = $c->start_sql_until_error($node, 'TRUNCATE s', 'TRYAGAIN');
+ok($met, 'the purge met the migration (TRYAGAIN)') or diag("psql: $$out $$err");
 
 # finish the migration
 is(ncli($pb, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $c->node_id($pb)), 'OK', 'slot assigned to B on B');
 is(ncli($pa, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $c->node_id($pb)), 'OK', 'slot assigned to B on A');
 $h->finish;
-is($h->result(0), 0, 'the strict TRUNCATE commits') or diag("psql: $out $err");
+is($h->result(0), 0, 'the strict TRUNCATE commits') or diag("psql: $$out $$err");
 is(ncli($pb, 'SISMEMBER', $set, 'pending'), '1', 'the set under the prefix is kept');
 is(ncli($pb, 'EXISTS', 's:5'), '0', 'row 5 is deleted');
 my $left = 0;

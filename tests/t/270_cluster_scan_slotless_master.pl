@@ -14,7 +14,6 @@ use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Cluster;
 use Test::More;
-use IPC::Run ();
 use Time::HiRes qw(time sleep);
 
 my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
@@ -22,31 +21,8 @@ my @masters = $c->master_ports;
 my $seed = $masters[0];
 
 # a fourth node joins as a master with no slot
-my $new = RedisSync::Test::redis_object(
-	class        => 'RedisSync::Cluster::Node',
-	dir_template => 'rcluster_XXXX',
-	port         => RedisSync::Cluster::cluster_port(),
-	extra        => [
-		'--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-		'--cluster-node-timeout', 2000,
-	]);
-$new->start;
-my $np = $new->{port};
-$c->{nodes}{$np} = $new;
-push @{ $c->{ports} }, $np;
-$c->node_cli($seed, '--cluster', 'add-node', "127.0.0.1:$np", "127.0.0.1:$seed");
-my $nid = $c->node_cli($np, 'CLUSTER', 'MYID');
-my $deadline = time + 60;
-my $agree = sub {
-	for my $p (@{ $c->{ports} })
-	{
-		return 0 unless $c->node_cli($p, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
-		return 0 unless (() = $c->node_cli($p, 'CLUSTER', 'NODES') =~ /master/g) == 4;
-	}
-	return 1;
-};
-sleep 0.2 until $agree->() || time > $deadline;
-ok($agree->(), 'every node knows the new master');
+my ($np, $nid) = $c->add_master;
+ok($np, 'every node knows the new master');
 
 my $node = RedisSync::Test::new_node('clslotless', redis_url => $c->url,
 	extra_conf => "redis_sync.command_timeout = '60s'\n");
@@ -76,37 +52,13 @@ is(ncli($np, 'DBSIZE'), scalar(@keys), 'the new master holds them');
 # the TRUNCATE: its scan must visit the new master; its deletes in the
 # slot then meet the half-done migration (TRYAGAIN) and are retried until
 # it is finished
-my $trystat = sub {
-	my $n = 0;
-	for my $p (@masters, $np)
-	{
-		my ($k) = ncli($p, 'INFO', 'errorstats') =~ /errorstat_TRYAGAIN:count=(\d+)/;
-		$n += $k // 0;
-	}
-	return $n;
-};
-my $try0 = $trystat->();
-my ($out, $err) = ('', '');
-my $h = IPC::Run::start(
-	[
-		$node->installed_command('psql'), '-X', '-At', '-v', 'ON_ERROR_STOP=1',
-		'-h', $node->host, '-p', $node->port, '-d', 'postgres', '-c', 'TRUNCATE s'
-	],
-	'<', \undef, '>', \$out, '2>', \$err);
-$deadline = time + 60;
-while (time < $deadline)
-{
-	last if $trystat->() > $try0;
-	last unless $h->pumpable;
-	$h->pump_nb;
-	sleep 0.02;
-}
+my ($h, $out, $err) = $c->start_sql_until_error($node, 'TRUNCATE s', 'TRYAGAIN');
 
 # the reshard finishes: the slot is the new master's
 is(ncli($np, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $nid), 'OK', 'slot assigned to the new master on it');
 is(ncli($pa, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $nid), 'OK', 'slot assigned to the new master on A');
 $h->finish;
-is($h->result(0), 0, 'the strict TRUNCATE commits') or diag("psql: $out $err");
+is($h->result(0), 0, 'the strict TRUNCATE commits') or diag("psql: $$out $$err");
 is(ncli($np, 'EXISTS', 's:5'), '0', 'row 5, moved to the new master, is deleted');
 my $left = 0;
 $left += ncli($_, 'EVAL', "return #redis.call('KEYS', 's:[0-9]*')", '0') for @masters, $np;

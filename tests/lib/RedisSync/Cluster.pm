@@ -10,6 +10,8 @@
 #   $c->master_ports;        # current masters (asks the cluster)
 #   $c->wait_ok;             # until every node reports cluster_state:ok
 #   $c->kill_node($port);    # SIGKILL
+#   my ($port, $id) = $c->add_master;   # a new node joins as a master with no slot
+#   my $h = $c->start_sql_until_error($node, 'TRUNCATE t', 'TRYAGAIN');
 #
 # Every node is a RedisSync::Test::Redis started with --cluster-enabled yes
 # and its own --cluster-config-file in the test's temp dir, on loopback ports
@@ -238,6 +240,76 @@ sub wait_ok
 		die "redis cluster did not reach cluster_state:ok within the deadline" if time > $deadline;
 		sleep 0.1;
 	}
+}
+
+# A new node joins the cluster (add-node) as a master that owns no slot,
+# known to every node; returns its port and node id.  Reshard to it, or
+# move a slot by hand (SETSLOT IMPORTING / MIGRATING, MIGRATE).
+sub add_master
+{
+	my ($self) = @_;
+	my @masters = $self->master_ports;
+	my $seed    = $masters[0];
+	my $want    = @masters + 1;
+	my $new  = RedisSync::Test::redis_object(
+		class        => 'RedisSync::Cluster::Node',
+		dir_template => 'rcluster_XXXX',
+		port         => cluster_port(),
+		extra        => [
+			'--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+			'--cluster-node-timeout', 2000,
+		]);
+	$new->start;
+	my $np = $new->{port};
+	$self->{nodes}{$np} = $new;    # the helpers (master_ports, wait_ok) see it too
+	push @{ $self->{ports} }, $np;
+	my $out = $self->node_cli($seed, '--cluster', 'add-node', "127.0.0.1:$np", "127.0.0.1:$seed");
+	note("add-node: $out");
+
+	# every node must know the new one before a reshard (redis-cli's check
+	# refuses "Nodes don't agree about configuration" otherwise), and the new
+	# node the whole cluster (else it answers MIGRATE with CLUSTERDOWN)
+	my $agree = sub {
+		for my $p (@{ $self->{ports} })
+		{
+			return 0 unless $self->node_cli($p, 'CLUSTER', 'INFO') =~ /cluster_state:ok/;
+			return 0 unless (() = $self->node_cli($p, 'CLUSTER', 'NODES') =~ /master/g) == $want;
+		}
+		return 1;
+	};
+	my $deadline = time + 60;
+	until ($agree->())
+	{
+		die "the nodes did not all know the new master $np within 60s" if time > $deadline;
+		sleep 0.2;
+	}
+	return ($np, $self->node_id($np));
+}
+
+# psql -c $sql against $node in the background, until the masters replied
+# one more error of $kind (TRYAGAIN: a command met a half-done slot
+# migration) or psql ended, 60 s at most; returns the IPC::Run handle and
+# the references to its stdout and stderr ($h->finish, then $h->result(0))
+sub start_sql_until_error
+{
+	my ($self, $node, $sql, $kind) = @_;
+	my $before = $self->error_count($kind);
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			$node->installed_command('psql'), '-X', '-At', '-v', 'ON_ERROR_STOP=1',
+			'-h', $node->host, '-p', $node->port, '-d', 'postgres', '-c', $sql
+		],
+		'<', \undef, '>', \$out, '2>', \$err);
+	my $deadline = time + 60;
+	while (time < $deadline)
+	{
+		last if $self->error_count($kind) > $before;
+		last unless $h->pumpable;
+		$h->pump_nb;
+		sleep 0.02;
+	}
+	return ($h, \$out, \$err, $self->error_count($kind) > $before);
 }
 
 sub kill_node
