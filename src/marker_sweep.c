@@ -258,27 +258,35 @@ sweep_marker_key(const char *mkey)
 
 /*
  * Every in-flight marker hash: one per database on a single Redis; on a
- * cluster "<marker key>:{<tag>}" in some slot (fence.c): on Redis 7, the
- * lowest slot of each master, swept every round; a marker elsewhere (older
- * Redis, a call split by slot after a redirection, slots that moved) is
- * found by a SCAN on every master, every 12th round (and the first).
+ * cluster "<marker key>:{<tag>}" in some slot, the tag of that slot
+ * (fence_cluster.c rs_marker_key_for_slot): on Redis 7, the lowest slot of
+ * each master, swept every round; a marker elsewhere (older Redis, a call
+ * split by slot after a redirection, slots that moved) is found every 12th
+ * round (and the first) by asking whether the marker hash of each of the
+ * 16,384 slots exists, one pipeline routed by slot: about 3 ms of Redis
+ * time per master whatever the keyspace holds.  It was a SCAN of every
+ * master, a pass over the whole keyspace (about 1.2 s of Redis time per
+ * 1,000,000 keys, measured on a 3-master cluster) every minute by default.
+ * Slots without an owner in the map are left for a later round.
  */
 bool
 rs_sweep_markers(void)
 {
 	static int	rounds = 0;
-	int			nmasters;
-	char	   *pattern;
+	RedisPipeline *p;
+	RedisFailure f;
+	int			slots[RS_CLUSTER_SLOTS];
+	int			n = 0;
 
 	if (!redis_cluster_mode())
 		return sweep_marker_key(rs_marker_key());
-	nmasters = redis_cluster_nmasters();
+	(void) redis_cluster_nmasters();	/* the map, loaded */
 	if (rounds++ % 12 != 0)
 	{
 		int		   *masters;
-		int			n = rs_cluster_masters(&masters);
+		int			nm = rs_cluster_masters(&masters);
 
-		for (int m = 0; m < n; m++)
+		for (int m = 0; m < nm; m++)
 		{
 			int			first = rs_cluster_first_slot(masters[m]);
 
@@ -287,31 +295,28 @@ rs_sweep_markers(void)
 		}
 		return true;
 	}
-	pattern = psprintf("%s:{*}", rs_marker_key());
-	for (int m = 0; m < nmasters; m++)
+	p = redis_pipeline_create();
+	for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
 	{
-		char	   *cursor = "0";
+		const char *argv[2] = {"EXISTS", NULL};
 
-		do
-		{
-			RedisPipeline *p = redis_pipeline_create();
-			const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000", "TYPE", "hash"};
-			RedisValue *v;
-			RedisFailure f;
-
-			redis_pipeline_target_master(p, m);
-			redis_pipeline_append(p, 8, argv, NULL);
-			if (!redis_pipeline_try_exec(p, &f))
-				return false;
-			v = redis_pipeline_reply(p, 0);
-			if (v->type != RV_ARRAY || v->nelem != 2)
-				return false;
-			cursor = pstrdup(v->elems[0].str);
-			for (int i = 0; i < v->elems[1].nelem; i++)
-				if (!sweep_marker_key(pstrdup(v->elems[1].elems[i].str)))
-					return false;
-			redis_pipeline_free(p);
-		} while (strcmp(cursor, "0") != 0);
+		if (rs_cluster_owner[s] < 0)
+			continue;
+		argv[1] = rs_marker_key_for_slot(s);
+		redis_pipeline_append(p, 2, argv, NULL);
+		slots[n++] = s;
 	}
+	if (!redis_pipeline_try_exec(p, &f))
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		RedisValue *v = redis_pipeline_reply(p, i);
+
+		if (v->type != RV_INTEGER)
+			return false;
+		if (v->integer > 0 && !sweep_marker_key(rs_marker_key_for_slot(slots[i])))
+			return false;
+	}
+	redis_pipeline_free(p);
 	return true;
 }
