@@ -13,24 +13,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Claims;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('claims_released', redis => $redis);
-my $sysid = $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
+my $cl    = RedisSync::Claims->new($node, $redis);
+my $sysid = $cl->sysid;
 
 sub sq { return $node->safe_psql(@_); }
-sub holder { return $redis->cli('HGET', 'redis_sync:claims', "p:$_[0]") // ''; }
-sub db_oid { return sq('postgres', "SELECT oid FROM pg_database WHERE datname = '$_[0]'"); }
 
-for my $db (qw(db2 db3 db4 db5))
-{
-	sq('postgres', "CREATE DATABASE $db");
-	sq($db, 'CREATE EXTENSION redis_sync');
-	sq($db, "CREATE TABLE t (id int PRIMARY KEY, v text);
-	         SELECT redis_sync.write_through('t', key_prefix => '$db:', warm => false)");
-	like(holder("$db:"), qr{^$sysid/@{[db_oid($db)]}/}, "$db claims $db:");
-}
+$cl->claiming_database($_) for qw(db2 db3 db4 db5);
 sq('postgres', 'CREATE TABLE a (id int PRIMARY KEY, v text)');
 
 # a live database's claim is refused
@@ -41,16 +34,16 @@ like($err, qr/key prefix "db2:" overlaps key prefix "db2:" claimed by table publ
 
 # DROP EXTENSION rolled back: the claim stays
 sq('db2', 'BEGIN; DROP EXTENSION redis_sync CASCADE; ROLLBACK;');
-like(holder('db2:'), qr{^$sysid/@{[db_oid('db2')]}/}, 'a rolled-back DROP EXTENSION keeps the claim');
+like($cl->holder('db2:'), $cl->held_by('db2'), 'a rolled-back DROP EXTENSION keeps the claim');
 
 # DROP EXTENSION committed: every claim of db2 is gone, others stay
 ($ret, $out, $err) = $node->psql('db2', 'DROP EXTENSION redis_sync CASCADE');
 is($ret, 0, 'DROP EXTENSION in db2');
 unlike($err, qr/WARNING/, '... without a warning');
-is(holder('db2:'), '', "db2's claim is released");
-like(holder('db3:'), qr{^$sysid/@{[db_oid('db3')]}/}, "db3's claim stays");
+is($cl->holder('db2:'), '', "db2's claim is released");
+like($cl->holder('db3:'), $cl->held_by('db3'), "db3's claim stays");
 sq('postgres', "SELECT redis_sync.write_through('a', key_prefix => 'db2:', warm => false)");
-like(holder('db2:'), qr{^$sysid/@{[db_oid('postgres')]}/}, 'postgres now holds db2:');
+like($cl->holder('db2:'), $cl->held_by('postgres'), 'postgres now holds db2:');
 
 # DROP EXTENSION and CREATE EXTENSION in one transaction: the new syncs'
 # claims stay
@@ -61,16 +54,16 @@ CREATE EXTENSION redis_sync;
 SELECT redis_sync.write_through('t', key_prefix => 'db5:', warm => false);
 COMMIT;
 });
-like(holder('db5:'), qr{^$sysid/@{[db_oid('db5')]}/}, 'DROP and CREATE EXTENSION in one transaction: the claim stays');
+like($cl->holder('db5:'), $cl->held_by('db5'), 'DROP and CREATE EXTENSION in one transaction: the claim stays');
 
 # DROP DATABASE leaves its claims in Redis; a database of this server that
 # no longer exists holds nothing: its claim is taken over
-my $db3 = db_oid('db3');
+my $db3 = $cl->db_oid('db3');
 sq('postgres', 'DROP DATABASE db3');
-like(holder('db3:'), qr{^$sysid/$db3/}, 'after DROP DATABASE the claim is still in Redis');
+like($cl->holder('db3:'), qr{^$sysid/$db3/}, 'after DROP DATABASE the claim is still in Redis');
 sq('postgres', "CREATE TABLE b (id int PRIMARY KEY, v text);
                 SELECT redis_sync.write_through('b', key_prefix => 'db3:', warm => false)");
-like(holder('db3:'), qr{^$sysid/@{[db_oid('postgres')]}/}, "the dropped database's claim is taken over");
+like($cl->holder('db3:'), $cl->held_by('postgres'), "the dropped database's claim is taken over");
 
 # the claim of another server is never taken for a dropped database's
 $redis->cli('HSET', 'redis_sync:claims', 'p:other:', "1/$db3/1\tanother server's table");

@@ -10,24 +10,16 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Claims;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('claims_no_preload', redis => $redis);
-my $sysid = $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
+my $cl = RedisSync::Claims->new($node, $redis);
 
 sub sq { return $node->safe_psql(@_); }
-sub holder { return $redis->cli('HGET', 'redis_sync:claims', "p:$_[0]") // ''; }
-sub db_oid { return sq('postgres', "SELECT oid FROM pg_database WHERE datname = '$_[0]'"); }
 
-for my $db (qw(np1 np2))
-{
-	sq('postgres', "CREATE DATABASE $db");
-	sq($db, 'CREATE EXTENSION redis_sync');
-	sq($db, "CREATE TABLE t (id int PRIMARY KEY, v text);
-	         SELECT redis_sync.write_through('t', key_prefix => '$db:', warm => false)");
-	like(holder("$db:"), qr{^$sysid/@{[db_oid($db)]}/}, "$db claims $db:");
-}
+$cl->claiming_database($_) for qw(np1 np2);
 
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
 $node->restart;
@@ -35,11 +27,11 @@ $node->restart;
 # a fresh session that never used the library
 my ($ret, $out, $err) = $node->psql('np1', 'DROP EXTENSION redis_sync CASCADE');
 is($ret, 0, 'DROP EXTENSION without shared_preload_libraries');
-is(holder('np1:'), '', '... releases the claim');
+is($cl->holder('np1:'), '', '... releases the claim');
 
 ($ret, $out, $err) = $node->psql('np2', 'DROP SCHEMA redis_sync CASCADE');
 is($ret, 0, 'DROP SCHEMA redis_sync CASCADE without shared_preload_libraries');
-is(holder('np2:'), '', '... releases the claim');
+is($cl->holder('np2:'), '', '... releases the claim');
 
 # the event trigger runs for a plain role too (its function is not
 # executable by PUBLIC: event triggers do not check)

@@ -10,14 +10,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Claims;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('drop_after_sync', redis => $redis);
 
 sub sq { return $node->safe_psql(@_); }
-sub holder { return $redis->cli('HGET', 'redis_sync:claims', "p:$_[0]") // ''; }
-sub has_ext { return sq($_[0], "SELECT count(*) FROM pg_extension WHERE extname = 'redis_sync'"); }
+my $cl = RedisSync::Claims->new($node, $redis);
 
 my %cases = (
 	unsync => "SELECT redis_sync.unsync('t')",
@@ -33,11 +33,11 @@ for my $db (sort keys %cases)
 	my ($ret, $out, $err) = $node->psql($db,
 		"BEGIN; $cases{$db}; DROP EXTENSION redis_sync CASCADE; COMMIT;");
 	unlike($err, qr/ERROR/, "$db, then DROP EXTENSION: no error");
-	is(has_ext($db), '0', '... the extension is dropped');
-	is(holder("$db:"), '', '... and the claim of t released');
+	is($cl->has_ext($db), '0', '... the extension is dropped');
+	is($cl->holder("$db:"), '', '... and the claim of t released');
 }
-is(holder('syncu:'), '', 'the claim the sync recorded in that transaction is released');
-is(holder('wbu:'), '', 'so is the write-behind one');
+is($cl->holder('syncu:'), '', 'the claim the sync recorded in that transaction is released');
+is($cl->holder('wbu:'), '', 'so is the write-behind one');
 is($redis->cli('HLEN', 'redis_sync:claims'), '0', 'no claim is left');
 
 $node->stop;
