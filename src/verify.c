@@ -37,6 +37,29 @@ PG_FUNCTION_INFO_V1(redis_sync_verify_table);
 
 static Datum display_reply(RedisValue *v);
 
+/* the values of keys[0 .. n-1]: one HGETALL (hash) or GET each, one round trip */
+static RedisPipeline *
+read_values(char **keys, int n, bool hash)
+{
+	RedisPipeline *p = redis_pipeline_create();
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *argv[2] = {hash ? "HGETALL" : "GET", keys[i]};
+
+		redis_pipeline_append(p, 2, argv, NULL);
+	}
+	redis_pipeline_exec(p);
+	return p;
+}
+
+/* a read_values() reply of a key Redis does not have */
+static inline bool
+reply_missing(RedisValue *v)
+{
+	return v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+}
+
 /* keys _fetch reads per round trip */
 #define FETCH_BATCH 1000
 
@@ -66,22 +89,15 @@ redis_sync_fetch(PG_FUNCTION_ARGS)
 	{
 		int			nb = Min(FETCH_BATCH, n - b);
 		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-		RedisPipeline *p = redis_pipeline_create();
+		RedisPipeline *p = read_values(keys + b, nb, hash);
 
-		for (int i = 0; i < nb; i++)
-		{
-			const char *argv[2] = {hash ? "HGETALL" : "GET", keys[b + i]};
-
-			redis_pipeline_append(p, 2, argv, NULL);
-		}
-		redis_pipeline_exec(p);
 		for (int i = 0; i < nb; i++)
 		{
 			RedisValue *v = redis_pipeline_reply(p, i);
 			Datum		values[2];
 			bool		nulls[2] = {false, false};
 
-			if (v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0))
+			if (reply_missing(v))
 				continue;
 			values[0] = CStringGetTextDatum(keys[b + i]);
 			values[1] = display_reply(v);
@@ -401,22 +417,15 @@ verify_batch(VerifyScan *vs, char **keys, RowImage *imgs, int n)
 	ReturnSetInfo *rsinfo = vs->rsinfo;
 	char		fmt = vs->fmt;
 	bool		is_wb = vs->is_wb;
-	RedisPipeline *p = redis_pipeline_create();
+	RedisPipeline *p = read_values(keys, n, fmt == 'h');
 	bool	   *differ = palloc0(sizeof(bool) * Max(n, 1));
 	bool	   *pending;
 
 	for (int i = 0; i < n; i++)
 	{
-		const char *argv[2] = {fmt == 'h' ? "HGETALL" : "GET", keys[i]};
-
-		redis_pipeline_append(p, 2, argv, NULL);
-	}
-	redis_pipeline_exec(p);
-	for (int i = 0; i < n; i++)
-	{
 		RedisValue *v = redis_pipeline_reply(p, i);
 		RowImage   *img = &imgs[i];
-		bool		missing = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+		bool		missing = reply_missing(v);
 		bool		same;
 
 		if (missing)
@@ -704,24 +713,18 @@ static void
 report_extra_batch(VerifyScan *vs, char **extra, int nextra, MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	RedisPipeline *p = redis_pipeline_create();
+	RedisPipeline *p;
 	bool	   *all = palloc(sizeof(bool) * nextra);
 	bool	   *pending;
 
 	memset(all, true, sizeof(bool) * nextra);
 	pending = pending_keys(vs, extra, all, nextra);
-	for (int i = 0; i < nextra; i++)
-	{
-		const char *argv[2] = {vs->fmt == 'h' ? "HGETALL" : "GET", extra[i]};
-
-		redis_pipeline_append(p, 2, argv, NULL);
-	}
-	redis_pipeline_exec(p);
+	p = read_values(extra, nextra, vs->fmt == 'h');
 	for (int i = 0; i < nextra; i++)
 	{
 		RedisValue *v = redis_pipeline_reply(p, i);
 		char	   *k = extra[i];
-		bool		gone = v->type == RV_NIL || (v->type == RV_ARRAY && v->nelem == 0);
+		bool		gone = reply_missing(v);
 
 		put_result(vs->rsinfo, k, pending[i] ? "pending" : "extra in cache",
 				   (Datum) 0, true, gone ? (Datum) 0 : display_reply(v), gone);
