@@ -294,6 +294,7 @@ typedef struct RefreshState
 	int		   *cap;
 	int			total;			/* keys waiting, of all tabs */
 	MemoryContext cxt;			/* reset after each flush */
+	MemoryContext part_cxt;		/* a tab's push, reset after it */
 } RefreshState;
 
 static RefreshState *sort_state;
@@ -465,7 +466,17 @@ refresh_flush(RefreshState *st)
 		part.keys = st->pend[i];
 		part.n = st->npend[i];
 		if (st->cfgs[i] != NULL)
+		{
+			/*
+			 * what the push builds from the keys (keys_to_rows' pairs) freed
+			 * after it: the caller's context lasts the whole pass
+			 */
+			MemoryContext old = MemoryContextSwitchTo(st->part_cxt);
+
 			refresh_guarded(st, i, refresh_part, &part);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(st->part_cxt);
+		}
 		st->pend[i] = NULL;
 		st->npend[i] = 0;
 		st->cap[i] = 0;
@@ -547,8 +558,11 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 	 */
 	st.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh keys",
 								   ALLOCSET_DEFAULT_SIZES);
+	st.part_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh part",
+										ALLOCSET_DEFAULT_SIZES);
 	rs_scan_prefixes_pages(prefixes, st.nsorted, refresh_page, &st);
 	refresh_flush(&st);
+	MemoryContextDelete(st.part_cxt);
 	MemoryContextDelete(st.cxt);
 }
 
