@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/rls.h"
+#include "utils/timestamp.h"
 
 #include "as_owner.h"
 #include "fence.h"
@@ -288,6 +289,7 @@ typedef struct RefreshState
 	int		   *order;			/* tab indexes by prefix, strcmp order */
 	int			nsorted;
 	int			timeout_ms;
+	int64	   *spent_us;		/* per tab, the time its parts took */
 	MemoryContext errcxt;		/* where failures are copied */
 	char	 ***pend;			/* per tab, its keys waiting (in cxt) */
 	int		   *npend;
@@ -355,7 +357,9 @@ refresh_excluded(Oid relid, SyncConfig **cfg)
 
 /*
  * Run fn(st, i, arg) for tab i in a subtransaction of its own with the
- * step's timeout armed; a failure is kept in tabs[i].error (the tab is left
+ * step's timeout armed for what is left of the tab's timeout_ms (its parts
+ * together are bounded, as one table's refresh was before it was split
+ * into parts: tests/t/264); a failure is kept in tabs[i].error (the tab is left
  * out from then on) and the pass goes on, except when Redis cannot be
  * reached (the others would fail the same way): that ERROR propagates.
  */
@@ -364,17 +368,22 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	TimestampTz start = GetCurrentTimestamp();
+	int			left = st->timeout_ms;
 
+	if (left > 0)
+		left = (int) Max(1, (int64) left - st->spent_us[i] / 1000);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		rs_step_timeout_arm(st->timeout_ms);
+		rs_step_timeout_arm(left);
 		fn(st, i, arg);
 		rs_step_timeout_disarm();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+		st->spent_us[i] += GetCurrentTimestamp() - start;
 	}
 	PG_CATCH();
 	{
@@ -382,6 +391,7 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 		ErrorData  *edata;
 
 		rs_step_timeout_disarm();
+		st->spent_us[i] += GetCurrentTimestamp() - start;
 		MemoryContextSwitchTo(st->errcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -529,6 +539,7 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 	st.order = palloc(sizeof(int) * ntabs);
 	st.nsorted = 0;
 	st.timeout_ms = timeout_ms;
+	st.spent_us = palloc0(sizeof(int64) * ntabs);
 	st.errcxt = CurrentMemoryContext;
 	for (int i = 0; i < ntabs; i++)
 	{

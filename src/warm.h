@@ -35,7 +35,7 @@ extern int64 rs_push_current_settled(Oid relid, List *keys, int batch_size);
  * The worker after a Redis restart: push again every cached key of the
  * write-through and invalidate tables tabs[0 .. ntabs-1] (relid set by the
  * caller), in one SCAN pass of Redis.  Each table's part of a page runs in a
- * subtransaction of its own, bounded by timeout_ms
+ * subtransaction of its own, its parts together bounded by timeout_ms
  * (redis_sync.warm_timeout): a table that fails is left out for the rest of
  * the pass, with its failure in error (in the caller's memory context) and
  * timed_out set when the timeout cancelled it; the others go on.  A failure
