@@ -21,7 +21,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/inval.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "as_owner.h"
@@ -377,9 +379,20 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
+		/*
+		 * The pass is one transaction, its snapshot taken when it began: a
+		 * configuration changed since (unsynced, synced again under another
+		 * prefix) would be read as it was then, and cached as current past
+		 * the pass (config.c reloads an entry when its invalidation
+		 * arrives, with the active snapshot).  Each part reads what is
+		 * committed now (the latest snapshot, whatever the isolation level).
+		 */
+		AcceptInvalidationMessages();
+		PushActiveSnapshot(GetLatestSnapshot());
 		rs_step_timeout_arm(left);
 		fn(st, i, arg);
 		rs_step_timeout_disarm();
+		PopActiveSnapshot();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
