@@ -371,10 +371,11 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	TimestampTz start = GetCurrentTimestamp();
-	int			left = st->timeout_ms;
+	int64		left = st->timeout_ms > 0 ? st->timeout_ms - st->spent_us[i] / 1000 : 0;
 
-	if (left > 0)
-		left = (int) Max(1, (int64) left - st->spent_us[i] / 1000);
+	/* its time used up by the parts before: cancelled without a 1 ms timer */
+	bool		used_up = st->timeout_ms > 0 && left <= 0;
+
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -387,9 +388,13 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 		 * arrives, with the active snapshot).  Each part reads what is
 		 * committed now (the latest snapshot, whatever the isolation level).
 		 */
+		if (used_up)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to statement timeout")));
 		AcceptInvalidationMessages();
 		PushActiveSnapshot(GetLatestSnapshot());
-		rs_step_timeout_arm(left);
+		rs_step_timeout_arm((int) left);
 		fn(st, i, arg);
 		rs_step_timeout_disarm();
 		PopActiveSnapshot();
@@ -400,7 +405,7 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 	}
 	PG_CATCH();
 	{
-		bool		expired = rs_step_timeout_expired();
+		bool		expired = used_up || rs_step_timeout_expired();
 		ErrorData  *edata;
 
 		rs_step_timeout_disarm();
