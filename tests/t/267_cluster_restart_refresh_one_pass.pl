@@ -41,10 +41,13 @@ $node->safe_psql('postgres', $changes);
 is($c->any_cli('HGET', 'p:2:1', 'v'), 'new 1', 'the updates reached Redis');
 
 my $offset = -s $node->logfile;
+# the worker paused: it sees the restarted cluster only once resumed
+is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
 $c->node($_)->stop for $c->ports;
 $c->node($_)->start for $c->ports;
 $c->wait_ok;
 is($c->any_cli('HGET', 'p:2:1', 'v'), 'old 1', 'the cluster is back with its snapshots');
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 my $done = RedisSync::Compare::wait_for(sub {
 		my @r = substr(slurp_file($node->logfile), $offset) =~ /re-warmed \d+ keys of table/g;
 		return @r >= scalar @tables }, 120);
