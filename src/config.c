@@ -116,6 +116,15 @@ rs_config_init(void)
 	CacheRegisterRelcacheCallback(config_inval_callback, (Datum) 0);
 }
 
+/* "table \"name\"" for a message; with its OID once it is gone (dropped meanwhile) */
+static const char *
+table_label(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	return name ? psprintf("table \"%s\"", name) : psprintf("table with OID %u", relid);
+}
+
 static void
 resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const char *what)
 {
@@ -147,16 +156,16 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 			 */
 			ereport(WARNING,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("synced column \"%s\" of table \"%s\" does not exist, it is not written to Redis",
-							name, get_rel_name(relid)),
+					 errmsg("synced column \"%s\" of %s does not exist, it is not written to Redis",
+							name, table_label(relid)),
 					 errhint("Call redis_sync.write_through() again to update the configuration.")));
 			continue;
 		}
 		if (attnum == InvalidAttrNumber)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("%s column \"%s\" of synced table \"%s\" does not exist",
-							what, name, get_rel_name(relid)),
+					 errmsg("%s column \"%s\" of synced %s does not exist",
+							what, name, table_label(relid)),
 					 errhint("Call redis_sync.write_through() again to update the configuration, or redis_sync.unsync().")));
 		typid = get_atttype(relid, attnum);
 		getTypeOutputInfo(typid, &outfn, &isvarlena);

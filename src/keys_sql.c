@@ -384,9 +384,9 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 		 * The pass is one transaction, its snapshot taken when it began: a
 		 * configuration changed since (unsynced, synced again under another
 		 * prefix) would be read as it was then, and cached as current past
-		 * the pass (config.c reloads an entry when its invalidation
-		 * arrives, with the active snapshot).  Each part reads what is
-		 * committed now (the latest snapshot, whatever the isolation level).
+		 * the pass (config.c reloads an entry when its invalidation arrives,
+		 * with the active snapshot).  Each part reads what is committed now
+		 * (the latest snapshot, whatever the isolation level).
 		 */
 		if (used_up)
 			ereport(ERROR,
