@@ -154,6 +154,73 @@ rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
 	return true;
 }
 
+/* one CLUSTER NODES line, split (the line is modified) */
+typedef struct NodesLine
+{
+	const char *ip;				/* "" when the node does not know it */
+	const char *hostname;		/* "" when none is announced */
+	int			port;
+	bool		usable_master;	/* a master, not failed, with an address */
+	bool		owns_slots;
+} NodesLine;
+
+static bool
+split_nodes_line(char *line, NodesLine *nl)
+{
+	char	   *fsave = NULL;
+	char	   *addr = NULL;
+	char	   *flags = NULL;
+	char	   *at;
+	char	   *comma;
+	char	   *colon;
+	int			nf = 0;
+
+	memset(nl, 0, sizeof(*nl));
+	for (char *f = strtok_r(line, " \r", &fsave); f; f = strtok_r(NULL, " \r", &fsave), nf++)
+	{
+		if (nf == 1)
+			addr = f;
+		else if (nf == 2)
+			flags = f;
+		else if (nf >= 8 && f[0] != '[')
+			nl->owns_slots = true;	/* "[slot->-id]": a migration, on myself */
+	}
+	if (nf < 3)
+		return false;
+	/* "ip:port@cport[,hostname[,...]]" ("ip:port" before Redis 4) */
+	if ((comma = strchr(addr, ',')) != NULL)
+	{
+		*comma = '\0';
+		nl->hostname = comma + 1;
+		if ((comma = strchr(comma + 1, ',')) != NULL)
+			*comma = '\0';
+	}
+	else
+		nl->hostname = "";
+	if ((at = strchr(addr, '@')) != NULL)
+		*at = '\0';
+	if ((colon = strrchr(addr, ':')) == NULL)
+		return false;
+	*colon = '\0';
+	nl->ip = addr;
+	nl->port = atoi(colon + 1);
+	if (nl->port <= 0 || nl->port > 65535)
+		return false;
+	nl->usable_master = strstr(flags, "master") != NULL &&
+		strstr(flags, "fail") == NULL && strstr(flags, "noaddr") == NULL &&
+		strstr(flags, "handshake") == NULL;
+	return true;
+}
+
+/* is host:port a master of the map CLUSTER SLOTS just gave? */
+static bool
+is_slot_owner(const char *host, int port)
+{
+	int			idx = rs_cluster_node_index(host, port, false);
+
+	return idx >= 0 && rs_cluster_nodes[idx].master;
+}
+
 /*
  * The masters a CLUSTER NODES reply lists that own no slot: a master just
  * added (add-node) while a reshard imports its first slot holds that slot's
@@ -163,45 +230,70 @@ rs_cluster_load_slots(RedisValue *reply, const char *seed_host, char **err)
  * every master).  A node that failed, has no address yet, or is still in
  * the handshake is left out.  Lines: "<id> <ip:port@cport[,hostname]>
  * <flags> <master id> <ping> <pong> <epoch> <link> [slot ...]".
+ *
+ * A master owning slots is CLUSTER SLOTS's: it is not added again.  Its
+ * endpoint there (cluster-preferred-endpoint-type: the IP, the hostname,
+ * or "?", which is the seed's host) tells how to name the slotless ones:
+ * a cluster announcing hostnames is reached by them (TLS certificates,
+ * NAT), not by the IPs CLUSTER NODES also gives.
  */
 void
 rs_cluster_add_slotless_masters(const char *nodes, const char *seed_host)
 {
 	char	   *copy = pstrdup(nodes);
 	char	   *save = NULL;
+	NodesLine  *lines = NULL;
+	int			nlines = 0,
+				maxlines = 0;
+	enum
+	{
+		BY_IP, BY_HOSTNAME, BY_SEED
+	}			naming = BY_IP;
 
 	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 	{
-		char	   *field[4] = {0};
-		char	   *fsave = NULL;
-		char	   *addr;
-		char	   *at;
-		char	   *colon;
-		int			nf = 0;
-		int			port;
+		NodesLine	nl;
+
+		if (!split_nodes_line(line, &nl) || !nl.usable_master)
+			continue;
+		if (nl.owns_slots)
+		{
+			/* how CLUSTER SLOTS named this slot owner */
+			if (is_slot_owner(nl.ip[0] ? nl.ip : seed_host, nl.port))
+				naming = BY_IP;
+			else if (nl.hostname[0] && is_slot_owner(nl.hostname, nl.port))
+				naming = BY_HOSTNAME;
+			else if (is_slot_owner(seed_host, nl.port))
+				naming = BY_SEED;
+			continue;
+		}
+		if (nlines == maxlines)
+		{
+			maxlines = maxlines ? maxlines * 2 : 8;
+			lines = lines ? repalloc(lines, sizeof(NodesLine) * maxlines) :
+				palloc(sizeof(NodesLine) * maxlines);
+		}
+		lines[nlines++] = nl;
+	}
+	for (int i = 0; i < nlines; i++)
+	{
+		const char *host;
 		int			idx;
 
-		for (char *f = strtok_r(line, " \r", &fsave); f && nf < 4; f = strtok_r(NULL, " \r", &fsave))
-			field[nf++] = f;
-		if (nf < 3 || strstr(field[2], "master") == NULL ||
-			strstr(field[2], "fail") != NULL || strstr(field[2], "noaddr") != NULL ||
-			strstr(field[2], "handshake") != NULL)
-			continue;
-		addr = field[1];
-		if ((at = strchr(addr, '@')) != NULL)
-			*at = '\0';
-		if ((colon = strrchr(addr, ':')) == NULL)
-			continue;
-		*colon = '\0';
-		port = atoi(colon + 1);
-		if (port <= 0 || port > 65535)
-			continue;
-		idx = rs_cluster_node_index(addr[0] ? addr : seed_host, port, true);
+		if (naming == BY_HOSTNAME && lines[i].hostname[0])
+			host = lines[i].hostname;
+		else if (naming == BY_SEED || !lines[i].ip[0])
+			host = seed_host;
+		else
+			host = lines[i].ip;
+		idx = rs_cluster_node_index(host, lines[i].port, true);
 		if (rs_cluster_nodes[idx].master)
 			continue;
 		rs_cluster_nodes[idx].master = true;
 		rs_cluster_nodes[idx].in_map = true;
 	}
+	if (lines)
+		pfree(lines);
 	pfree(copy);
 }
 
