@@ -237,6 +237,18 @@ load_map_from(RedisConn *c, RedisFailure *f)
 		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
 								 psprintf("Redis at %s did not give its cluster slot map",
 										  redis_conn_display(c)), v.str);
+
+	/*
+	 * no slot at all: a node that is in no cluster (yet, or any more: a
+	 * node removed by del-node resets itself and keeps running).  Its
+	 * CLUSTER NODES would then make it the one master of the map: the next
+	 * node is asked instead.
+	 */
+	if (v.type == RV_ARRAY && v.nelem == 0)
+		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+								 psprintf("Redis at %s gave an empty cluster slot map",
+										  redis_conn_display(c)),
+								 "The node is in no cluster, or in one with no slot assigned.");
 	if (!rs_cluster_load_slots(&v, redis_conn_params(c)->host, &err))
 		return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 								 psprintf("Redis at %s gave an unreadable cluster slot map",
