@@ -250,6 +250,9 @@ rs_cluster_add_slotless_masters(const char *nodes, const char *seed_host)
 		BY_IP, BY_HOSTNAME, BY_SEED
 	}			naming = BY_IP;
 
+	/* a seed reached by a unix socket has no host to name a node by */
+	if (seed_host == NULL)
+		seed_host = "";
 	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 	{
 		NodesLine	nl;
@@ -286,6 +289,8 @@ rs_cluster_add_slotless_masters(const char *nodes, const char *seed_host)
 			host = seed_host;
 		else
 			host = lines[i].ip;
+		if (host[0] == '\0')
+			continue;
 		idx = rs_cluster_node_index(host, lines[i].port, true);
 		if (rs_cluster_nodes[idx].master)
 			continue;
