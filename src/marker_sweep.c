@@ -275,7 +275,7 @@ rs_sweep_markers(void)
 	static int	rounds = 0;
 	int		   *masters;
 	int			nm;
-	bool		ok = true;
+	int			failed = 0;
 
 	if (!redis_cluster_mode())
 		return sweep_marker_key(rs_marker_key());
@@ -285,27 +285,30 @@ rs_sweep_markers(void)
 	/*
 	 * A master that cannot be reached (cluster-require-full-coverage no: the
 	 * others serve their slots) fails the sweep, after the other masters'
-	 * markers are swept.
+	 * markers are swept.  A second master failing ends it: the cluster is
+	 * down (CLUSTERDOWN everywhere), and each master would cost a
+	 * command_timeout.
 	 */
 	if (rounds++ % 12 != 0)
 	{
-		for (int m = 0; m < nm; m++)
+		for (int m = 0; m < nm && failed < 2; m++)
 		{
 			int			first = rs_cluster_first_slot(masters[m]);
 
 			if (first >= 0 && !sweep_marker_key(rs_marker_key_for_slot(first)))
-				ok = false;
+				failed++;
 		}
-		return ok;
+		return failed == 0;
 	}
 
 	/* one pipeline per master: one that fails leaves the others' to do */
-	for (int m = 0; m < nm; m++)
+	for (int m = 0; m < nm && failed < 2; m++)
 	{
 		RedisPipeline *p = redis_pipeline_create();
 		RedisFailure f;
 		int		   *slots = palloc(sizeof(int) * RS_CLUSTER_SLOTS);
 		int			n = 0;
+		bool		ok = true;
 
 		for (int s = 0; s < RS_CLUSTER_SLOTS; s++)
 		{
@@ -319,17 +322,18 @@ rs_sweep_markers(void)
 		}
 		if (n > 0 && !redis_pipeline_try_exec(p, &f))
 			ok = false;
-		else
-			for (int i = 0; i < n; i++)
-			{
-				RedisValue *v = redis_pipeline_reply(p, i);
+		for (int i = 0; ok && i < n; i++)
+		{
+			RedisValue *v = redis_pipeline_reply(p, i);
 
-				if (v->type != RV_INTEGER ||
-					(v->integer > 0 && !sweep_marker_key(rs_marker_key_for_slot(slots[i]))))
-					ok = false;
-			}
+			if (v->type != RV_INTEGER ||
+				(v->integer > 0 && !sweep_marker_key(rs_marker_key_for_slot(slots[i]))))
+				ok = false;
+		}
+		if (!ok)
+			failed++;
 		redis_pipeline_free(p);
 		pfree(slots);
 	}
-	return ok;
+	return failed == 0;
 }
