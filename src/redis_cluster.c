@@ -239,10 +239,10 @@ load_map_from(RedisConn *c, RedisFailure *f)
 										  redis_conn_display(c)), v.str);
 
 	/*
-	 * no slot at all: a node that is in no cluster (yet, or any more: a
-	 * node removed by del-node resets itself and keeps running).  Its
-	 * CLUSTER NODES would then make it the one master of the map: the next
-	 * node is asked instead.
+	 * no slot at all: a node that is in no cluster (yet, or any more: a node
+	 * removed by del-node resets itself and keeps running).  Its CLUSTER
+	 * NODES would then make it the one master of the map: the next node is
+	 * asked instead.
 	 */
 	if (v.type == RV_ARRAY && v.nelem == 0)
 		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
