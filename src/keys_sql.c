@@ -343,18 +343,26 @@ tab_of_key(RefreshState *st, const char *key)
 	return found;
 }
 
-/* why relid is not refreshed (NULL: it is), its config in *cfg */
-static const char *
+/* whether a table is refreshed, and why not */
+typedef enum RefreshAdmit
+{
+	REFRESH_YES,
+	REFRESH_GONE,				/* no longer write-through or invalidate */
+	REFRESH_SKIPPED				/* shares its hashes with write-behind, or RLS */
+} RefreshAdmit;
+
+/* whether relid is refreshed, its config in *cfg */
+static RefreshAdmit
 refresh_excluded(Oid relid, SyncConfig **cfg)
 {
 	*cfg = rs_config_get(relid);
 	if (!(*cfg)->synced ||
 		((*cfg)->policy != RS_POLICY_WRITE_THROUGH && (*cfg)->policy != RS_POLICY_INVALIDATE))
-		return "gone";
+		return REFRESH_GONE;
 	if (shares_hashes_with_write_behind(*cfg) ||
 		check_enable_rls(relid, rs_rel_owner(relid), true) == RLS_ENABLED)
-		return "skipped";
-	return NULL;
+		return REFRESH_SKIPPED;
+	return REFRESH_YES;
 }
 
 /*
@@ -434,11 +442,11 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 static void
 refresh_admit(RefreshState *st, int i, void *arg)
 {
-	const char *why = refresh_excluded(st->tabs[i].relid, &st->cfgs[i]);
+	RefreshAdmit why = refresh_excluded(st->tabs[i].relid, &st->cfgs[i]);
 
-	if (why != NULL)
+	if (why != REFRESH_YES)
 	{
-		st->tabs[i].n = strcmp(why, "skipped") == 0 ? -1 : 0;
+		st->tabs[i].n = why == REFRESH_SKIPPED ? -1 : 0;
 		st->cfgs[i] = NULL;
 	}
 }
@@ -460,7 +468,7 @@ refresh_part(RefreshState *st, int i, void *arg)
 	List	   *pairs;
 
 	/* unsynced, synced again or changed since the pass began */
-	if (refresh_excluded(st->tabs[i].relid, &now) != NULL ||
+	if (refresh_excluded(st->tabs[i].relid, &now) != REFRESH_YES ||
 		now->policy != cfg->policy || strcmp(now->prefix, cfg->prefix) != 0)
 	{
 		st->cfgs[i] = NULL;
