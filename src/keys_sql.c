@@ -28,6 +28,7 @@
 
 #include "as_owner.h"
 #include "fence.h"
+#include "subxact.h"
 #include "warm.h"
 #include "xact_step.h"
 
@@ -289,6 +290,7 @@ typedef struct RefreshState
 	SyncConfig **cfgs;			/* per tab; NULL: left out */
 	char	  **prefix;			/* per tab, as the pass began */
 	int		   *order;			/* tab indexes by prefix, strcmp order */
+	char	  **sorted;			/* their prefixes, in that order */
 	int			nsorted;
 	int			timeout_ms;
 	int64	   *spent_us;		/* per tab, the time its parts took */
@@ -301,13 +303,12 @@ typedef struct RefreshState
 	MemoryContext part_cxt;		/* a tab's push, reset after it */
 } RefreshState;
 
-static RefreshState *sort_state;
-
 static int
-prefix_cmp(const void *a, const void *b)
+prefix_cmp(const void *a, const void *b, void *arg)
 {
-	return strcmp(sort_state->prefix[*(const int *) a],
-				  sort_state->prefix[*(const int *) b]);
+	char	  **prefix = (char **) arg;
+
+	return strcmp(prefix[*(const int *) a], prefix[*(const int *) b]);
 }
 
 /*
@@ -327,7 +328,7 @@ tab_of_key(RefreshState *st, const char *key)
 	{
 		int			mid = (lo + hi) / 2;
 
-		if (strcmp(st->prefix[st->order[mid]], key) <= 0)
+		if (strcmp(st->sorted[mid], key) <= 0)
 		{
 			found = mid;
 			lo = mid + 1;
@@ -335,12 +336,10 @@ tab_of_key(RefreshState *st, const char *key)
 		else
 			hi = mid - 1;
 	}
-	if (found < 0)
+	if (found < 0 ||
+		strncmp(key, st->sorted[found], strlen(st->sorted[found])) != 0)
 		return -1;
-	found = st->order[found];
-	if (strncmp(key, st->prefix[found], strlen(st->prefix[found])) != 0)
-		return -1;
-	return found;
+	return st->order[found];
 }
 
 /* whether a table is refreshed, and why not */
@@ -373,69 +372,84 @@ refresh_excluded(Oid relid, SyncConfig **cfg)
  * out from then on) and the pass goes on, except when Redis cannot be
  * reached (the others would fail the same way): that ERROR propagates.
  */
+typedef struct RefreshGuard
+{
+	RefreshState *st;
+	int			i;
+	void		(*fn) (RefreshState *, int, void *);
+	void	   *arg;
+	int64		left;			/* ms of its warm_timeout left; 0: none */
+	bool		used_up;		/* cancelled before it began */
+	bool		expired;		/* set on failure: its timer had fired */
+} RefreshGuard;
+
+static void
+refresh_guarded_run(void *arg)
+{
+	RefreshGuard *g = arg;
+
+	/*
+	 * The pass is one transaction, its snapshot taken when it began: a
+	 * configuration changed since (unsynced, synced again under another
+	 * prefix) would be read as it was then, and cached as current past the
+	 * pass (config.c reloads an entry when its invalidation arrives, with the
+	 * active snapshot).  Each part reads what is committed now (the latest
+	 * snapshot, whatever the isolation level).  The snapshot is popped by the
+	 * subtransaction's abort when fn fails.
+	 */
+	if (g->used_up)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling statement due to statement timeout")));
+	AcceptInvalidationMessages();
+	PushActiveSnapshot(GetLatestSnapshot());
+	rs_step_timeout_arm((int) g->left);
+	g->fn(g->st, g->i, g->arg);
+	rs_step_timeout_disarm();
+	PopActiveSnapshot();
+}
+
+/* before the rollback: whether the timer fired, then no cancel left armed */
+static void
+refresh_guarded_failed(void *arg)
+{
+	RefreshGuard *g = arg;
+
+	g->expired = g->used_up || rs_step_timeout_expired();
+	rs_step_timeout_disarm();
+}
+
 static void
 refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *), void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	TimestampTz start = GetCurrentTimestamp();
-	int64		left = st->timeout_ms > 0 ? st->timeout_ms - st->spent_us[i] / 1000 : 0;
+	RefreshGuard g;
+	ErrorData  *edata;
 
+	g.st = st;
+	g.i = i;
+	g.fn = fn;
+	g.arg = arg;
+	g.left = st->timeout_ms > 0 ? st->timeout_ms - st->spent_us[i] / 1000 : 0;
 	/* its time used up by the parts before: cancelled without a 1 ms timer */
-	bool		used_up = st->timeout_ms > 0 && left <= 0;
+	g.used_up = st->timeout_ms > 0 && g.left <= 0;
+	g.expired = false;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		/*
-		 * The pass is one transaction, its snapshot taken when it began: a
-		 * configuration changed since (unsynced, synced again under another
-		 * prefix) would be read as it was then, and cached as current past
-		 * the pass (config.c reloads an entry when its invalidation arrives,
-		 * with the active snapshot).  Each part reads what is committed now
-		 * (the latest snapshot, whatever the isolation level).
-		 */
-		if (used_up)
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("canceling statement due to statement timeout")));
-		AcceptInvalidationMessages();
-		PushActiveSnapshot(GetLatestSnapshot());
-		rs_step_timeout_arm((int) left);
-		fn(st, i, arg);
-		rs_step_timeout_disarm();
-		PopActiveSnapshot();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		st->spent_us[i] += GetCurrentTimestamp() - start;
-	}
-	PG_CATCH();
-	{
-		bool		expired = used_up || rs_step_timeout_expired();
-		ErrorData  *edata;
-
-		rs_step_timeout_disarm();
-		st->spent_us[i] += GetCurrentTimestamp() - start;
-		MemoryContextSwitchTo(st->errcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
-			edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
-			ReThrowError(edata);
-		st->tabs[i].timed_out = expired && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
-		if (st->tabs[i].timed_out)
-			edata->message = MemoryContextStrdup(st->errcxt,
-												 psprintf("its refresh took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
-														  st->timeout_ms));
-		st->tabs[i].error = edata;
-		st->cfgs[i] = NULL;
-	}
-	PG_END_TRY();
+	edata = rs_subxact_try_ext(refresh_guarded_run, &g, true, st->errcxt,
+							   refresh_guarded_failed);
+	st->spent_us[i] += GetCurrentTimestamp() - start;
+	if (edata == NULL)
+		return;
+	if (edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
+		edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
+		ReThrowError(edata);
+	st->tabs[i].timed_out = g.expired && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+	if (st->tabs[i].timed_out)
+		edata->message = MemoryContextStrdup(st->errcxt,
+											 psprintf("its refresh took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
+													  st->timeout_ms));
+	st->tabs[i].error = edata;
+	st->cfgs[i] = NULL;
 }
 
 /* refresh_guarded's part at the start: whether tab i takes part */
@@ -552,7 +566,6 @@ void
 rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 {
 	RefreshState st;
-	char	  **prefixes;
 
 	st.tabs = tabs;
 	st.ntabs = ntabs;
@@ -581,12 +594,10 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 	}
 	if (st.nsorted == 0)
 		return;
-	sort_state = &st;
-	qsort(st.order, st.nsorted, sizeof(int), prefix_cmp);
-	sort_state = NULL;
-	prefixes = palloc(sizeof(char *) * st.nsorted);
+	qsort_arg(st.order, st.nsorted, sizeof(int), prefix_cmp, st.prefix);
+	st.sorted = palloc(sizeof(char *) * st.nsorted);
 	for (int i = 0; i < st.nsorted; i++)
-		prefixes[i] = st.prefix[st.order[i]];
+		st.sorted[i] = st.prefix[st.order[i]];
 
 	/*
 	 * Page by page, as SCAN returns them, pushed REFRESH_PENDING keys at a
@@ -597,7 +608,7 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 								   ALLOCSET_DEFAULT_SIZES);
 	st.part_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh part",
 										ALLOCSET_DEFAULT_SIZES);
-	rs_scan_prefixes_pages(prefixes, st.nsorted, refresh_page, &st);
+	rs_scan_prefixes_pages(st.sorted, st.nsorted, refresh_page, &st);
 	refresh_flush(&st);
 	MemoryContextDelete(st.part_cxt);
 	MemoryContextDelete(st.cxt);

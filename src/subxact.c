@@ -5,7 +5,8 @@
  *		piece of work so that its failure is reported to the caller (who
  *		decides whether to warn, skip or re-throw) without aborting the
  *		transaction.  Used by claim.c (rs_claim_all), rowsec.c (probe),
- *		wb_decode.c (member key checks) and marker_sweep.c (repairs).
+ *		wb_decode.c (member key checks), marker_sweep.c (repairs) and
+ *		keys_sql.c (the parts of the refresh after a Redis restart).
  *
  * It also holds the two classifiers of caught errors, transient (re-throw,
  * the round retries later) or permanent (the caller gives up on the item).
@@ -22,6 +23,13 @@
 
 ErrorData *
 rs_subxact_try(RsSubxactFn fn, void *arg, bool keep)
+{
+	return rs_subxact_try_ext(fn, arg, keep, CurrentMemoryContext, NULL);
+}
+
+ErrorData *
+rs_subxact_try_ext(RsSubxactFn fn, void *arg, bool keep,
+				   MemoryContext errcxt, RsSubxactFn on_error)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -41,7 +49,9 @@ rs_subxact_try(RsSubxactFn fn, void *arg, bool keep)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(outer);
+		if (on_error)
+			on_error(arg);
+		MemoryContextSwitchTo(errcxt);
 		error = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();

@@ -23,6 +23,15 @@ typedef void (*RsSubxactFn) (void *arg);
 extern ErrorData *rs_subxact_try(RsSubxactFn fn, void *arg, bool keep);
 
 /*
+ * The same, with the error copied into errcxt rather than the caller's
+ * memory context, and on_error(arg) called first when fn fails, before the
+ * error is copied and the subtransaction rolled back (e.g. to disarm a timer
+ * whose cancel must not reach the rollback or what follows it).
+ */
+extern ErrorData *rs_subxact_try_ext(RsSubxactFn fn, void *arg, bool keep,
+									 MemoryContext errcxt, RsSubxactFn on_error);
+
+/*
  * Is an error caught by rs_subxact_try() worth retrying later, rather than
  * giving up on what failed?  Two sets, for two costs of giving up
  * (subxact.c says why each is what it is):
