@@ -223,20 +223,26 @@ drop_node_connections(void)
 static bool
 load_map_from(RedisConn *c, RedisFailure *f)
 {
-	const char *argv[2] = {"CLUSTER", "SLOTS"};
+	const char *sargv[2] = {"CLUSTER", "SLOTS"};
+	const char *nargv[2] = {"CLUSTER", "NODES"};
 	StringInfoData buf;
-	RedisValue	v;
+	RedisValue	v[2];
 	char	   *err;
 
+	/*
+	 * CLUSTER NODES in the same round trip: it gives the masters that own no
+	 * slot yet, which CLUSTER SLOTS leaves out (below).
+	 */
 	initStringInfo(&buf);
-	redis_resp_encode_command(&buf, 2, argv, NULL);
-	if (!redis_conn_exchange(c, buf.data, buf.len, 1, &v, f))
+	redis_resp_encode_command(&buf, 2, sargv, NULL);
+	redis_resp_encode_command(&buf, 2, nargv, NULL);
+	if (!redis_conn_exchange(c, buf.data, buf.len, 2, v, f))
 		return false;
 	redis_round_trips--;
-	if (v.type == RV_ERROR)
+	if (v[0].type == RV_ERROR)
 		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
 								 psprintf("Redis at %s did not give its cluster slot map",
-										  redis_conn_display(c)), v.str);
+										  redis_conn_display(c)), v[0].str);
 
 	/*
 	 * no slot at all: a node that is in no cluster (yet, or any more: a node
@@ -244,36 +250,25 @@ load_map_from(RedisConn *c, RedisFailure *f)
 	 * NODES would then make it the one master of the map: the next node is
 	 * asked instead.
 	 */
-	if (v.type == RV_ARRAY && v.nelem == 0)
+	if (v[0].type == RV_ARRAY && v[0].nelem == 0)
 		return redis_failure_set(f, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
 								 psprintf("Redis at %s gave an empty cluster slot map",
 										  redis_conn_display(c)),
 								 "The node is in no cluster, or in one with no slot assigned.");
-	if (!rs_cluster_load_slots(&v, redis_conn_params(c)->host, &err))
+	if (!rs_cluster_load_slots(&v[0], redis_conn_params(c)->host, &err))
 		return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
 								 psprintf("Redis at %s gave an unreadable cluster slot map",
 										  redis_conn_display(c)), err);
 	map_loaded_at = GetCurrentTimestamp();
 
 	/*
-	 * the masters that own no slot yet, which CLUSTER SLOTS leaves out: a
-	 * scan of every master must visit a new master importing its first slot
-	 * (the keys it already holds).  Best effort: a node or ACL that refuses
-	 * CLUSTER NODES leaves the map as CLUSTER SLOTS gave it.
+	 * the masters that own no slot yet: a scan of every master must visit a
+	 * new master importing its first slot (the keys it already holds).  Best
+	 * effort: a node or ACL that refuses CLUSTER NODES (an error reply)
+	 * leaves the map as CLUSTER SLOTS gave it.
 	 */
-	{
-		const char *nargv[2] = {"CLUSTER", "NODES"};
-		RedisFailure nf;
-
-		resetStringInfo(&buf);
-		redis_resp_encode_command(&buf, 2, nargv, NULL);
-		if (redis_conn_exchange(c, buf.data, buf.len, 1, &v, &nf))
-		{
-			redis_round_trips--;
-			if (v.type == RV_STRING && v.str != NULL)
-				rs_cluster_add_slotless_masters(v.str, redis_conn_params(c)->host);
-		}
-	}
+	if (v[1].type == RV_STRING && v[1].str != NULL)
+		rs_cluster_add_slotless_masters(v[1].str, redis_conn_params(c)->host);
 
 	/*
 	 * nodes that left the cluster (or its old address): close their
