@@ -1334,10 +1334,10 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
  * under the prefixes' common beginning, which fn sorts out (it gets keys
  * under none of the prefixes too).  A pass visits every key of Redis,
  * whatever its pattern matches (about 1.1 s of Redis time per 1,000,000
- * keys): one pass for n tables instead of one per table.  Companion keys
- * (versions, markers) begin with '{', prefixes never: with no common
- * beginning they are left out by the pattern, before the script reads
- * their type.
+ * keys): one pass for n tables instead of one per table.  With no common
+ * beginning the pattern is the class of the prefixes' first bytes, which
+ * leaves out companion keys (versions, markers: they begin with '{',
+ * prefixes never) and most other keys before the script reads their type.
  */
 void
 rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg)
@@ -1357,7 +1357,32 @@ rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg)
 		common = j;
 	}
 	if (common == 0)
-		pattern = pstrdup("[^{]*");
+	{
+		/*
+		 * no common beginning: their first bytes as a class ("users:",
+		 * "orders:": [\u\o]*), each escaped, so that keys of other
+		 * applications are left out before the script reads their type
+		 */
+		StringInfoData buf;
+		bool		seen[256] = {0};
+
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '[');
+		for (int i = 0; i < n; i++)
+		{
+			unsigned char c = (unsigned char) prefixes[i][0];
+
+			if (!seen[c])
+			{
+				seen[c] = true;
+				appendStringInfoChar(&buf, '\\');
+				appendStringInfoChar(&buf, (char) c);
+			}
+		}
+		appendStringInfoString(&buf, "]*");
+		/* an empty prefix (sync() refuses it): every key but companions */
+		pattern = seen[0] ? pstrdup("[^{]*") : buf.data;
+	}
 	else
 		pattern = glob_escape(pnstrdup(prefixes[0], common));
 	(void) scan_pattern_pages(pattern,
