@@ -1285,8 +1285,17 @@ SQL
 # The worker refreshes the keys Redis brought back (every table in one SCAN
 # pass), then re-warms every write-through table.  Baseline: warm() of the
 # same tables into a Redis without their keys, in the same run.
+# Two shapes: restart_tables of restart_rows rows, and ten times as many
+# tables of a tenth of the rows (the same keys: each table's part of a SCAN
+# page is then a tenth as large).
 section('restart', '4b. the work after a Redis restart, many write-through tables', sub {
-	my ($nt, $nr) = ($P{restart_tables}, $P{restart_rows});
+	restart_shape($P{restart_tables}, $P{restart_rows}, 1);
+	restart_shape($P{restart_tables} * 10, $P{restart_rows} / 10, 0);
+});
+
+sub restart_shape
+{
+	my ($nt, $nr, $all_rows) = @_;
 	my @t = map { "rst_t$_" } 1 .. $nt;
 	psql(join '', map { "CREATE TABLE $_ (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
 INSERT INTO $_ SELECT g, g, 'row number ' || g FROM generate_series(1, $nr) g;
@@ -1338,19 +1347,27 @@ SELECT redis_sync.write_through('$_', key_prefix => '$_:', warm => false);
 				$round, $empty[-1], $rdb[-1], $scans[-1], $pass[-1], $warm[-1]));
 	}
 	unlink "$SBDIR/dump.rdb";
-	add_row(bench => "4. Redis restart from an RDB, $nt tables of $nr rows: SCAN calls vs one pass", ours => median(@scans),
-		base => median(@pass), target => '<= one pass + 1', met => median(@scans) <= median(@pass) + 1 ? 1 : 0,
-		note => 'the refresh of every table in one pass; before 5979483 a pass per table (20,000 SCAN calls for 100 tables of 1,000 rows)');
-	add_row(bench => "4. same: restart to every table refreshed and re-warmed", ours => median(@rdb), base => median(@warm),
-		unit => 's', target => 'context', note => "baseline: warm() of the $nt tables into a Redis without their keys; includes the worker's probe (up to naptime)");
-	add_row(bench => "4. Redis restart empty, same tables: to every table re-warmed", ours => median(@empty), base => median(@warm),
-		unit => 's', target => 'context', note => "baseline: warm() of the $nt tables; includes the worker's probe (up to naptime)");
-	$DETAIL{restart} = { tables => $nt, rows => $nr, empty_s => \@empty, rdb_s => \@rdb, scan_calls => \@scans,
+	if ($all_rows)
+	{
+		add_row(bench => "4. Redis restart from an RDB, $nt tables of $nr rows: SCAN calls vs one pass", ours => median(@scans),
+			base => median(@pass), target => '<= one pass + 1', met => median(@scans) <= median(@pass) + 1 ? 1 : 0,
+			note => 'the refresh of every table in one pass; before 5979483 a pass per table (20,000 SCAN calls for 100 tables of 1,000 rows)');
+		add_row(bench => "4. same: restart to every table refreshed and re-warmed", ours => median(@rdb), base => median(@warm),
+			unit => 's', target => 'context', note => "baseline: warm() of the $nt tables into a Redis without their keys; includes the worker's probe (up to naptime)");
+		add_row(bench => "4. Redis restart empty, same tables: to every table re-warmed", ours => median(@empty), base => median(@warm),
+			unit => 's', target => 'context', note => "baseline: warm() of the $nt tables; includes the worker's probe (up to naptime)");
+	}
+	else
+	{
+		add_row(bench => "4. Redis restart from an RDB, $nt tables of $nr rows: to every table re-warmed", ours => median(@rdb), base => median(@warm),
+			unit => 's', target => 'context', note => "baseline: warm() of the $nt tables; each table's part of a SCAN page a tenth as large as above");
+	}
+	$DETAIL{"restart_$nt"} = { tables => $nt, rows => $nr, empty_s => \@empty, rdb_s => \@rdb, scan_calls => \@scans,
 		one_pass => \@pass, warm_s => \@warm };
 	psql(join '', map { "SELECT redis_sync.unsync('$_'); DROP TABLE $_;" } @t);
 	redis('EVAL', $unlink_keys, '0', 'rst_t*');
 	redis('EVAL', $unlink_keys, '0', '{rst_t*');
-});
+}
 
 # ================================================================= 4c. idle worker CPU
 section('idle', '4c. idle worker CPU', sub {
