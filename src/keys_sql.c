@@ -438,6 +438,8 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 
 	edata = rs_subxact_try_ext(refresh_guarded_run, &g, true, st->errcxt,
 							   refresh_guarded_failed);
+	/* nor the catalog's: no xmin held between parts (worker.c) */
+	InvalidateCatalogSnapshot();
 	st->spent_us[i] += GetCurrentTimestamp() - start;
 	if (edata == NULL)
 		return;
@@ -608,9 +610,9 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 		st.sorted[i] = st.prefix[st.order[i]];
 
 	/*
-	 * Page by page, as SCAN returns them, pushed pending_max keys at a
-	 * time (refresh_page).  The prefixes and configs were read at the start:
-	 * a table changed since is left out (refresh_part).
+	 * Page by page, as SCAN returns them, pushed pending_max keys at a time
+	 * (refresh_page).  The prefixes and configs were read at the start: a
+	 * table changed since is left out (refresh_part).
 	 */
 	st.cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh keys",
 								   ALLOCSET_DEFAULT_SIZES);

@@ -467,9 +467,17 @@ refresh_tables(List *rels)
 	PG_TRY();
 	{
 		rs_xact_begin("redis_sync: refreshing cached keys after a Redis restart");
+
+		/*
+		 * no snapshot held across the pass: each part reads with a snapshot
+		 * of its own (keys_sql.c), so the pass, however long, holds back
+		 * vacuum's horizon only while a part runs (tests/t/268)
+		 */
+		PopActiveSnapshot();
 		/* the tables' failures are kept in cxt, past the commit */
 		MemoryContextSwitchTo(cxt);
 		rs_refresh_cached_keys(tabs, ntabs, rs_warm_timeout_ms);
+		PushActiveSnapshot(GetTransactionSnapshot());
 		rs_stats_flush();
 		rs_xact_commit(cxt);
 	}
