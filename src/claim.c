@@ -75,7 +75,8 @@
  * A claim looks up only the fields that can overlap its own instead of
  * reading them all (issue 18: setting up many tables was quadratic): the
  * prefixes of a value are equality probes (HGET), the fields starting with
- * it one HSCAN with a glob MATCH, which Redis filters in C.  Both read the
+ * it (prefixes and keys: "[pk]:<value>*") one HSCAN with a glob MATCH,
+ * which Redis filters in C.  Both read the
  * hash itself, the only record: claims written by an older build, or set or
  * deleted by hand, are seen as they are.
  */
@@ -94,17 +95,15 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_prefix",
 											   "    if c then return c end\n"
 											   "  end\n"
 											   "  if t ~= 'p' then return other(f) end\n"
-											   "  for _, lo in ipairs({'p:' .. v, 'k:' .. v}) do\n"
-											   "    local cur = '0'\n"
-											   "    repeat\n"
-											   "      local r = redis.call('HSCAN', H, cur, 'MATCH', glob(lo) .. '*', 'COUNT', 1000)\n"
-											   "      cur = r[1]\n"
-											   "      for j = 1, #r[2], 2 do\n"
-											   "        local c = other(r[2][j], r[2][j + 1])\n"
-											   "        if c then return c end\n"
-											   "      end\n"
-											   "    until cur == '0'\n"
-											   "  end\n"
+											   "  local cur = '0'\n"
+											   "  repeat\n"
+											   "    local r = redis.call('HSCAN', H, cur, 'MATCH', '[pk]:' .. glob(v) .. '*', 'COUNT', 1000)\n"
+											   "    cur = r[1]\n"
+											   "    for j = 1, #r[2], 2 do\n"
+											   "      local c = other(r[2][j], r[2][j + 1])\n"
+											   "      if c then return c end\n"
+											   "    end\n"
+											   "  until cur == '0'\n"
 											   "end\n"
 											   "for i = 3, #ARGV do\n"
 											   "  local c = conflict(ARGV[i])\n"
