@@ -14,7 +14,9 @@
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -40,20 +42,42 @@ typedef struct RepairArg
 	int64		n;				/* keys repaired */
 } RepairArg;
 
+/*
+ * The repair reads its rows FOR SHARE (warm_push.c), which waits for a
+ * transaction writing one of them.  One about to commit (it pushed at
+ * pre-commit) ends within moments; one left open (an idle session that
+ * updated the row) would hold the worker, and with it every delivery and
+ * drain of the database, for as long as it stays open.  So a lock is
+ * waited for at most this long (or the worker's lock_timeout, if shorter):
+ * the marker is then left for the next sweep (tests/t/269).
+ */
+#define REPAIR_LOCK_WAIT_MS 2000
+
 static void
 repair_marker_cb(void *arg)
 {
 	RepairArg  *r = (RepairArg *) arg;
 
+	/* restored at the subtransaction's end, on error or not */
+	if (LockTimeout <= 0 || LockTimeout > REPAIR_LOCK_WAIT_MS)
+		(void) set_config_option("lock_timeout", CppAsString2(REPAIR_LOCK_WAIT_MS),
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	r->n = rs_repair_marker(r->value);
 }
+
+typedef enum RepairOutcome
+{
+	REPAIR_DONE,
+	REPAIR_FAILED,				/* set it aside */
+	REPAIR_DEFERRED				/* its rows are locked: the next sweep's */
+} RepairOutcome;
 
 /*
  * Repair the rows of one marker in a subtransaction.  A marker that makes
  * the repair fail (a malformed marker, a table it cannot read) is not
- * retried at every round: false, and the caller sets it aside.
+ * retried at every round: REPAIR_FAILED, and the caller sets it aside.
  */
-static bool
+static RepairOutcome
 repair_marker_guarded(const char *mkey, const char *field, const char *value)
 {
 	RepairArg	r = {value, 0};
@@ -64,7 +88,19 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 		ereport(LOG,
 				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
 						(long long) r.n, (unsigned long long) strtoull(field, NULL, 10))));
-		return true;
+		return REPAIR_DONE;
+	}
+	if (ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+	{
+		/* not an attempt: a set-aside marker waits for an operator */
+		uncount_marker_attempt(mkey, field);
+		ereport(LOG,
+				(errmsg("redis_sync worker: the repair of in-flight marker %s waits for a transaction that holds a lock on its rows",
+						field),
+				 errdetail("%s", ed->message),
+				 errhint("The next sweep tries again. Until then its keys can hold what the transaction that did not commit pushed.")));
+		FreeErrorData(ed);
+		return REPAIR_DEFERRED;
 	}
 	if (rs_error_transient_sweep(ed->sqlerrcode))
 	{
@@ -78,7 +114,7 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 	rs_stats_error(InvalidOid, ed->message);
 	rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
 	FreeErrorData(ed);
-	return false;
+	return REPAIR_FAILED;
 }
 
 /*
@@ -136,14 +172,17 @@ marker_committed(const char *field)
 
 /*
  * Repair the keys of a marker whose transaction did not commit, or set it
- * aside (appended to *set_aside) when its repairs keep failing; false when
+ * aside (appended to *set_aside) when its repairs keep failing, or leave it
+ * for the next sweep (*deferred) when its rows stay locked; false when
  * Redis failed (try again next round).
  */
 static bool
-repair_or_set_aside(const char *mkey, const char *field, const char *value, List **set_aside)
+repair_or_set_aside(const char *mkey, const char *field, const char *value, List **set_aside,
+					bool *deferred)
 {
 	int64		attempt = count_marker_attempt(mkey, field);
 
+	*deferred = false;
 	if (attempt < 0)
 		return false;
 	if (attempt > MAX_MARKER_ATTEMPTS)
@@ -156,8 +195,14 @@ repair_or_set_aside(const char *mkey, const char *field, const char *value, List
 		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
 		*set_aside = lappend(*set_aside, list_make2(pstrdup(field), pstrdup(value)));
 	}
-	else if (!repair_marker_guarded(mkey, field, value))
-		*set_aside = lappend(*set_aside, list_make2(pstrdup(field), pstrdup(value)));
+	else
+	{
+		RepairOutcome r = repair_marker_guarded(mkey, field, value);
+
+		if (r == REPAIR_FAILED)
+			*set_aside = lappend(*set_aside, list_make2(pstrdup(field), pstrdup(value)));
+		*deferred = r == REPAIR_DEFERRED;
+	}
 	return true;
 }
 
@@ -238,11 +283,15 @@ sweep_marker_key(const char *mkey)
 			if (TransactionIdIsNormal(xid))
 			{
 				int			committed = marker_committed(field);
+				bool		deferred;
 
 				if (committed < 0)
 					continue;
-				if (committed == 0 && !repair_or_set_aside(mkey, field, value, &set_aside))
+				if (committed == 0 &&
+					!repair_or_set_aside(mkey, field, value, &set_aside, &deferred))
 					return false;	/* Redis failed: try again next round */
+				if (committed == 0 && deferred)
+					continue;	/* kept for the next sweep */
 			}
 			done = lappend(done, pstrdup(field));
 		}
