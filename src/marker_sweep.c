@@ -49,9 +49,11 @@ typedef struct RepairArg
  * updated the row) would hold the worker, and with it every delivery and
  * drain of the database, for as long as it stays open.  So a lock is
  * waited for at most this long (or the worker's lock_timeout, if shorter):
- * the marker is then left for the next sweep (tests/t/269).
+ * the marker is then left for the next sweep (tests/t/269), and such a
+ * marker costs the worker this long once per sweep (marker_sweep_interval,
+ * 5 s by default).
  */
-#define REPAIR_LOCK_WAIT_MS 2000
+#define REPAIR_LOCK_WAIT_MS 200
 
 static void
 repair_marker_cb(void *arg)

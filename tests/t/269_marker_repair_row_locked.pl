@@ -4,7 +4,7 @@
 # of those rows held the worker in that wait for as long as it stayed open:
 # no async change of any other table was delivered and no write-behind
 # table drained (README, Limitations, said so).  The repair now waits for a
-# lock at most 2 s and leaves the marker for the next sweep; once the
+# lock at most 200 ms and leaves the marker for the next sweep; once the
 # session ends, the marker is repaired and removed.
 use strict;
 use warnings;
