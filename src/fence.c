@@ -99,6 +99,7 @@
 #include <limits.h>
 
 #include "access/xlog.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -1174,14 +1175,21 @@ scan_failed(RedisFailure *failure, MemoryContext outer, MemoryContext page_cxt)
  */
 static ScanPass
 scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn, void *arg,
-		  MemoryContext page_cxt, RedisFailure *failure)
+		  MemoryContext page_cxt, RedisFailure *failure, RsScanPos *pos)
 {
 	MemoryContext outer = CurrentMemoryContext;
+	uint32		sig_hash = hash_bytes((const unsigned char *) sig, strlen(sig));
+	int			first = 0;
 
-	for (int m = 0; m < nmasters; m++)
+	/* taken up where an earlier scan on the same map stopped */
+	if (pos != NULL && pos->master >= 0 && pos->sig_hash == sig_hash)
+		first = pos->master;
+	for (int m = first; m < nmasters; m++)
 	{
 		char		cursor[32] = "0";
 
+		if (m == first && pos != NULL && pos->master == first && pos->sig_hash == sig_hash)
+			strlcpy(cursor, pos->cursor, sizeof(cursor));
 		do
 		{
 			RedisPipeline *p;
@@ -1233,6 +1241,15 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
 			if (v->elems[2].nelem > 0 && !type_unknown_keys(&v->elems[2], keys, &n, failure))
 				return scan_failed(failure, outer, page_cxt);
 			MemoryContextSwitchTo(old);
+			/* the position after this page, for fn */
+			if (pos != NULL)
+			{
+				bool		last = strcmp(cursor, "0") == 0;
+
+				pos->master = last ? m + 1 : m;
+				strlcpy(pos->cursor, last ? "0" : cursor, sizeof(pos->cursor));
+				pos->sig_hash = sig_hash;
+			}
 			if (n > 0 && !fn(keys, n, arg, failure))
 			{
 				/* fn's failure is in the caller's memory */
@@ -1264,7 +1281,7 @@ scan_pass(const char *pattern, int nmasters, const char *sig, RsScanPageTryFn fn
  */
 static bool
 scan_pattern_pages(const char *pattern, const char *what, RsScanPageTryFn fn, void *arg,
-				   RedisFailure *failure)
+				   RedisFailure *failure, RsScanPos *pos)
 {
 	MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext,
 												   "redis_sync SCAN page",
@@ -1281,9 +1298,12 @@ scan_pattern_pages(const char *pattern, const char *what, RsScanPageTryFn fn, vo
 		int			nmasters = redis_cluster_nmasters_fresh();
 		char	   *sig = redis_cluster_masters_signature();
 
-		r = scan_pass(pattern, nmasters, sig, fn, arg, page_cxt, failure);
+		r = scan_pass(pattern, nmasters, sig, fn, arg, page_cxt, failure, pos);
 		if (r != SCAN_MAP_CHANGED)
 			break;
+		/* from the beginning, on the new map */
+		if (pos != NULL)
+			pos->master = -1;
 		if (attempt == 4)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1301,7 +1321,7 @@ rs_scan_prefix_pages_try(const char *prefix, RsScanPageTryFn fn, void *arg,
 						 RedisFailure *failure)
 {
 	return scan_pattern_pages(glob_escape(prefix), psprintf("under \"%s\"", prefix),
-							  fn, arg, failure);
+							  fn, arg, failure, NULL);
 }
 
 /* rs_scan_prefix_pages's adapter: a page function that cannot fail */
@@ -1338,9 +1358,13 @@ rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg)
  * beginning the pattern is the class of the prefixes' first bytes, which
  * leaves out companion keys (versions, markers: they begin with '{',
  * prefixes never) and most other keys before the script reads their type.
+ * With pos, the scan begins where pos says (when it was taken on the same
+ * map; else from the beginning), and pos follows it: before each call of fn
+ * it is the position after fn's page, so a caller that has done with every
+ * page so far can take the scan up there after a failure.
  */
 void
-rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg)
+rs_scan_prefixes_pages(char **prefixes, int n, RsScanPos *pos, RsScanPageFn fn, void *arg)
 {
 	PlainPageFn pf = {fn, arg};
 	size_t		common;
@@ -1388,7 +1412,7 @@ rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg)
 	(void) scan_pattern_pages(pattern,
 							  n == 1 ? psprintf("under \"%s\"", prefixes[0]) :
 							  psprintf("of %d tables", n),
-							  plain_page, &pf, NULL);
+							  plain_page, &pf, NULL, pos);
 }
 
 /* ----------------------------------------------------------------

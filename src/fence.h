@@ -77,8 +77,28 @@ extern char *rs_marker_key_for_slot(int slot);
 typedef void (*RsScanPageFn) (char **keys, int n, void *arg);
 extern void rs_scan_prefix_pages(const char *prefix, RsScanPageFn fn, void *arg);
 
-/* the same for n prefixes in one pass: fn gets every key under their common beginning */
-extern void rs_scan_prefixes_pages(char **prefixes, int n, RsScanPageFn fn, void *arg);
+/*
+ * Where a scan is: the master (its index in the cluster's map; 0 on a single
+ * Redis) whose keys the next page reads, and its cursor there ("0": its
+ * first page).  master -1: the scan has not begun; nmasters: it is done.
+ * sig_hash tells the map it was taken on (a cursor means nothing on
+ * another node).
+ */
+typedef struct RsScanPos
+{
+	int			master;
+	char		cursor[32];
+	uint32		sig_hash;
+} RsScanPos;
+
+/*
+ * the same for n prefixes in one pass: fn gets every key under their common
+ * beginning.  pos (NULL: none) is where to begin (a scan that failed there
+ * is taken up again at that point, on the same map), and is set before
+ * each call of fn to the position after the page fn gets.
+ */
+extern void rs_scan_prefixes_pages(char **prefixes, int n, RsScanPos *pos,
+								   RsScanPageFn fn, void *arg);
 
 /*
  * The same, returning false with *failure filled when Redis fails a SCAN or

@@ -302,6 +302,8 @@ typedef struct RefreshState
 	int			pending_max;	/* pushed when total reaches it */
 	MemoryContext cxt;			/* reset after each flush */
 	MemoryContext part_cxt;		/* a tab's push, reset after it */
+	RsScanPos	scan_pos;		/* the scan's, after the page it gave */
+	RsRefreshResume *resume;	/* the caller's; NULL: none */
 } RefreshState;
 
 static int
@@ -511,6 +513,8 @@ refresh_part(RefreshState *st, int i, void *arg)
 #define REFRESH_PER_TABLE 100
 #define REFRESH_PENDING_MAX 100000
 
+static void refresh_progress_save(RefreshState *st);
+
 /* every table's pending keys pushed, the pending memory freed */
 static void
 refresh_flush(RefreshState *st)
@@ -541,6 +545,92 @@ refresh_flush(RefreshState *st)
 	}
 	st->total = 0;
 	MemoryContextReset(st->cxt);
+	/* every page so far is done: a failure from here on resumes after it */
+	refresh_progress_save(st);
+}
+
+/* the pass's progress, in the caller's resume (refresh_flush) */
+static void
+refresh_progress_save(RefreshState *st)
+{
+	RsRefreshResume *r = st->resume;
+
+	if (r == NULL || r->ntabs != st->ntabs)
+		return;
+	for (int i = 0; i < st->ntabs; i++)
+	{
+		r->n[i] = st->tabs[i].n;
+		r->spent_us[i] = st->spent_us[i];
+		r->failed[i] = st->tabs[i].error != NULL;
+	}
+	r->pos = st->scan_pos;
+}
+
+/* forget a pass's progress: the next one begins from the start */
+void
+rs_refresh_resume_reset(RsRefreshResume *resume)
+{
+	if (resume->ntabs > 0)
+	{
+		for (int i = 0; i < resume->ntabs; i++)
+			if (resume->prefix[i] != NULL)
+				pfree(resume->prefix[i]);
+		pfree(resume->relids);
+		pfree(resume->prefix);
+		pfree(resume->n);
+		pfree(resume->spent_us);
+		pfree(resume->failed);
+	}
+	resume->ntabs = 0;
+	resume->relids = NULL;
+	resume->prefix = NULL;
+	resume->n = NULL;
+	resume->spent_us = NULL;
+	resume->failed = NULL;
+	resume->pos.master = -1;
+}
+
+/*
+ * Whether resume is the progress of a pass over the same tables, admitted
+ * with the same prefixes as now (a table added, left out or moved to
+ * another prefix since: its keys on the pages before would be missed).
+ */
+static bool
+refresh_resumable(RefreshState *st, RsRefreshResume *r)
+{
+	if (r == NULL || r->ntabs != st->ntabs || r->pos.master < 0)
+		return false;
+	for (int i = 0; i < st->ntabs; i++)
+	{
+		if (r->relids[i] != st->tabs[i].relid ||
+			(r->prefix[i] == NULL) != (st->prefix[i] == NULL) ||
+			(r->prefix[i] != NULL && strcmp(r->prefix[i], st->prefix[i]) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* a new pass: resume holds its tables, nothing done yet */
+static void
+refresh_progress_begin(RefreshState *st, RsRefreshResume *r)
+{
+	MemoryContext old;
+
+	rs_refresh_resume_reset(r);
+	old = MemoryContextSwitchTo(r->cxt);
+	r->relids = palloc(sizeof(Oid) * st->ntabs);
+	r->prefix = palloc0(sizeof(char *) * st->ntabs);
+	r->n = palloc0(sizeof(int64) * st->ntabs);
+	r->spent_us = palloc0(sizeof(int64) * st->ntabs);
+	r->failed = palloc0(sizeof(bool) * st->ntabs);
+	for (int i = 0; i < st->ntabs; i++)
+	{
+		r->relids[i] = st->tabs[i].relid;
+		if (st->prefix[i] != NULL)
+			r->prefix[i] = pstrdup(st->prefix[i]);
+	}
+	r->ntabs = st->ntabs;
+	MemoryContextSwitchTo(old);
 }
 
 /* the pass's SCAN page: its keys added to their tables' */
@@ -571,7 +661,7 @@ refresh_page(char **keys, int n, void *arg)
 }
 
 void
-rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
+rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms, RsRefreshResume *resume)
 {
 	RefreshState st;
 
@@ -590,6 +680,8 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 	st.timeout_ms = timeout_ms;
 	st.spent_us = palloc0(sizeof(int64) * ntabs);
 	st.errcxt = CurrentMemoryContext;
+	st.resume = NULL;
+	st.scan_pos.master = -1;
 	for (int i = 0; i < ntabs; i++)
 	{
 		tabs[i].n = 0;
@@ -604,6 +696,40 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 	}
 	if (st.nsorted == 0)
 		return;
+
+	/*
+	 * An earlier attempt over the same tables failed as a whole (Redis
+	 * stopped answering): taken up after the last page whose keys were all
+	 * pushed, with what each table had done.  A table whose own part failed
+	 * then stays out (logged then; retried in a pass of its own).
+	 */
+	if (resume != NULL && refresh_resumable(&st, resume))
+	{
+		for (int i = 0; i < ntabs; i++)
+		{
+			if (st.cfgs[i] == NULL)
+				continue;
+			tabs[i].n = resume->n[i];
+			st.spent_us[i] = resume->spent_us[i];
+			if (resume->failed[i])
+			{
+				ErrorData  *e = palloc0(sizeof(ErrorData));
+
+				e->elevel = ERROR;
+				e->sqlerrcode = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+				e->message = pstrdup("its refresh failed in an earlier attempt of the pass (see the log then)");
+				tabs[i].error = e;
+				st.cfgs[i] = NULL;
+			}
+		}
+		st.scan_pos = resume->pos;
+		ereport(DEBUG1,
+				(errmsg("redis_sync: the refresh of %d tables resumes where its previous attempt left off",
+						ntabs)));
+	}
+	else if (resume != NULL)
+		refresh_progress_begin(&st, resume);
+	st.resume = resume;
 	qsort_arg(st.order, st.nsorted, sizeof(int), prefix_cmp, st.prefix);
 	st.sorted = palloc(sizeof(char *) * st.nsorted);
 	for (int i = 0; i < st.nsorted; i++)
@@ -618,7 +744,7 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms)
 								   ALLOCSET_DEFAULT_SIZES);
 	st.part_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync refresh part",
 										ALLOCSET_DEFAULT_SIZES);
-	rs_scan_prefixes_pages(st.sorted, st.nsorted, refresh_page, &st);
+	rs_scan_prefixes_pages(st.sorted, st.nsorted, &st.scan_pos, refresh_page, &st);
 	refresh_flush(&st);
 	MemoryContextDelete(st.part_cxt);
 	MemoryContextDelete(st.cxt);

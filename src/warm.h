@@ -18,6 +18,7 @@
 #include "utils/relcache.h"
 
 #include "config.h"
+#include "fence.h"
 
 /*
  * keys == NIL: fill the cache with every row of a write-through table,
@@ -51,7 +52,30 @@ typedef struct RsRefresh
 	bool		timed_out;
 } RsRefresh;
 
-extern void rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms);
+/*
+ * How far a pass got that failed as a whole (Redis stopped answering), so
+ * that the next attempt over the same tables takes it up after the last
+ * page whose keys were all pushed, not from the beginning: the tables of
+ * the pass and their prefixes (NULL: not refreshed), each table's keys
+ * pushed and time spent so far, whether its own part failed, and the scan's
+ * position.  The caller's, in cxt (memory that outlives the attempt);
+ * ntabs 0: nothing to take up.
+ */
+typedef struct RsRefreshResume
+{
+	MemoryContext cxt;
+	int			ntabs;
+	Oid		   *relids;
+	char	  **prefix;
+	int64	   *n;
+	int64	   *spent_us;
+	bool	   *failed;
+	RsScanPos	pos;
+} RsRefreshResume;
+
+extern void rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms,
+								   RsRefreshResume *resume);
+extern void rs_refresh_resume_reset(RsRefreshResume *resume);
 
 /*
  * What the cache holds for a table: cfg itself, or for an invalidate table
