@@ -508,13 +508,18 @@ refresh_tables(List *rels)
 				 refresh_resume.pos.master >= 0 ?
 				 errhint("The retry takes the pass up after the last keys it pushed.") : 0));
 		FreeErrorData(edata);
-		/* the tables that failed on their own before: their retry says why */
+		/* the tables that had failed on their own: they stay out of the retry */
 		for (int i = 0; i < ntabs; i++)
-			if (tabs[i].error != NULL)
-				ereport(LOG,
-						(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
-								tabs[i].relid, tabs[i].error->message),
-						 tabs[i].error->detail ? errdetail("%s", tabs[i].error->detail) : 0));
+		{
+			if (tabs[i].error == NULL)
+				continue;
+			if (tabs[i].timed_out)
+				restart_timed_out = true;
+			ereport(LOG,
+					(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
+							tabs[i].relid, tabs[i].error->message),
+					 tabs[i].error->detail ? errdetail("%s", tabs[i].error->detail) : 0));
+		}
 		return -1;
 	}
 	PG_END_TRY();
