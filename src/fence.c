@@ -103,6 +103,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "fence.h"
@@ -1046,6 +1047,52 @@ rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f)
 		}
 	}
 	return true;
+}
+
+/*
+ * ERROR unless every reply of p (apply calls, each already checked for an
+ * error of the whole call) says each write was applied.  A key Redis
+ * refused is reported in its call's reply, not as an error of the call: out
+ * of memory (maxmemory with noeviction: the script's first write of a call
+ * is refused, key after key), a string where a hash is expected.  Pushes
+ * that must not count such keys as done call this: resync(), the worker's
+ * refresh after a Redis restart and its repairs of in-flight markers.  Out
+ * of memory is insufficient resources (the marker sweep retries it), any
+ * other refusal an external routine exception.
+ */
+void
+rs_fence_check_applied(RedisPipeline *p, Oid relid)
+{
+	int			nfail = 0;
+	const char *first = NULL;
+
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+	{
+		int		   *idx;
+		char	  **errs;
+		int			n = rs_fence_failures(redis_pipeline_reply(p, i), &idx, &errs);
+
+		if (n < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("malformed reply from the Redis apply script for table \"%s\"",
+							get_rel_name(relid))));
+		if (n > 0 && first == NULL)
+			first = errs[0];
+		nfail += n;
+	}
+	if (nfail > 0)
+	{
+		const char *e = first[0] == '-' ? first + 1 : first;
+
+		ereport(ERROR,
+				(errcode(strncmp(e, "OOM", 3) == 0 ? ERRCODE_INSUFFICIENT_RESOURCES :
+						 ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("Redis refused to write %d keys of table \"%s\"",
+						nfail, get_rel_name(relid)),
+				 errdetail("%s", e),
+				 errhint("Those keys keep the values Redis had.  If Redis is out of memory (maxmemory with the noeviction policy), free memory or raise maxmemory, then try again.")));
+	}
 }
 
 /* glob-escape s for SCAN MATCH */

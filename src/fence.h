@@ -64,6 +64,9 @@ extern int	rs_fence_failures(RedisValue *reply, int **indexes, char ***errors);
 /* every reply of a pipeline of apply calls applied; else false, *f filled */
 extern bool rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f);
 
+/* the same, or ERROR naming table relid (resync, refresh, repairs) */
+extern void rs_fence_check_applied(RedisPipeline *p, Oid relid);
+
 /* the counter of keys dropped because their version key was missing */
 extern const char *rs_evicted_key(void);
 

@@ -165,7 +165,7 @@ canonical_key_values(SyncConfig *cfg, char **kv)
 
 /* fenced deletes of keys no row can have */
 static void
-delete_keys(List *keys)
+delete_keys(Oid relid, List *keys)
 {
 	RedisPipeline *p = redis_pipeline_create();
 	FenceOp    *ops = palloc(sizeof(FenceOp) * list_length(keys));
@@ -189,6 +189,7 @@ delete_keys(List *keys)
 	redis_pipeline_exec(p);
 	for (int i = 0; i < redis_pipeline_length(p); i++)
 		redis_check_reply(p, i, "a resync");
+	rs_fence_check_applied(p, relid);
 	redis_pipeline_free(p);
 }
 
@@ -789,7 +790,7 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 	/* a key no row can have is deleted */
 	pairs = keys_to_rows(cfg, keys, n, &junk);
 	if (junk != NIL)
-		delete_keys(junk);
+		delete_keys(relid, junk);
 	if (pairs == NIL)
 		PG_RETURN_INT64(list_length(junk));
 	PG_RETURN_INT64(rs_push_current(relid, pairs, 1000) + list_length(junk));

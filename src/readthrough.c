@@ -13,7 +13,7 @@
  * result) or waits for us (its push carries a newer version).  The caller
  * needs SELECT on the table; the populate itself runs as the table owner
  * (FOR SHARE needs UPDATE), restricted and with a fixed search_path
- * (as_owner.c, through rs_push_current).  So do the input of the key values
+ * (as_owner.c, through rs_push_current_populate).  So do the input of the key values
  * and the decoding of a cached row: both run the table's code (a domain's
  * checks), which must never run with the caller's rights.
  *
@@ -367,9 +367,9 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	}
 	for (int i = 0; i < gc.nk; i++)
-		vals = lappend(vals, gc.canon[i]);	/* rs_push_current reads them
-											 * canonically */
-	(void) rs_push_current(gc.cfg->root_relid, list_make1(list_make2(gc.key, vals)), 1);
+		vals = lappend(vals, gc.canon[i]);	/* rs_push_current_populate reads
+											 * them canonically */
+	(void) rs_push_current_populate(gc.cfg->root_relid, list_make1(list_make2(gc.key, vals)));
 	result = table_row(&gc, &isnull);
 	count_lookup(gc.cfg, RS_C_MISSES);
 	if (isnull)

@@ -27,9 +27,12 @@
  * named by keys (a List of (redis key, List of key-value strings) pairs; a
  * missing row becomes a fenced delete), each batch read FOR SHARE in a
  * subtransaction that is rolled back after the push; returns the keys
- * pushed.  Write-through and invalidate tables (get()'s populate).
+ * pushed.  Write-through and invalidate tables.  A key Redis refuses (out
+ * of memory) is an ERROR, except in rs_push_current_populate (get()'s
+ * populate, one row), which leaves it a miss.
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
+extern int64 rs_push_current_populate(Oid relid, List *keys);
 extern int64 rs_push_current_settled(Oid relid, List *keys, int batch_size);
 
 /*

@@ -54,11 +54,13 @@ typedef struct KeySeen
 /*
  * Push the rows of one SPI result (column 1: the row), plus fenced deletes
  * for the wanted keys that have no row, all with one version: the given one,
- * or (NULL) the WAL position now, after the rows were locked.
+ * or (NULL) the WAL position now, after the rows were locked.  checked: a key
+ * Redis refused (out of memory, say) is an ERROR; otherwise (get()'s
+ * populate) it stays as it was, a miss for get().
  */
 static int64
 push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
-		  List *wanted_keys, const char *given_version)
+		  List *wanted_keys, const char *given_version, bool checked)
 {
 	RedisPipeline *p = redis_pipeline_create();
 	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(wanted_keys) + 1));
@@ -110,6 +112,8 @@ push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		redis_pipeline_exec(p);
 		for (int i = 0; i < redis_pipeline_length(p); i++)
 			redis_check_reply(p, i, "a cache warm");
+		if (checked)
+			rs_fence_check_applied(p, cfg->relid);
 	}
 	redis_pipeline_free(p);
 	if (seen)
@@ -123,7 +127,8 @@ push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
  */
 static int64
 batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
-				 Oid *types, Datum *values, List *wanted_keys, const char *version)
+				 Oid *types, Datum *values, List *wanted_keys, const char *version,
+				 bool checked)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -141,7 +146,7 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 			MemoryContext spi = MemoryContextSwitchTo(outer);
 
 			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, SPI_processed,
-							   wanted_keys, version);
+							   wanted_keys, version, checked);
 			MemoryContextSwitchTo(spi);
 		}
 		SPI_finish();
@@ -239,8 +244,8 @@ wait_for_writers(Oid relid)
  * newer than the wait, so a transaction-snapshot isolation level (REPEATABLE
  * READ, SERIALIZABLE) uses the locked way instead.
  */
-int64
-rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
+static int64
+push_named(Oid relid, List *keys, int batch_size, bool locked, bool checked)
 {
 	SyncConfig *cfg = rs_config_get(relid);
 	SyncConfig *enc;
@@ -317,7 +322,7 @@ rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 			}
 			appendStringInfoString(&sql, locked ? ")) FOR SHARE" : "))");
 			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys,
-									  locked ? NULL : version);
+									  locked ? NULL : version, checked);
 			batch = NIL;
 			batch_keys = NIL;
 			MemoryContextReset(batch_cxt);
@@ -330,8 +335,14 @@ rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 	return total;
 }
 
+int64
+rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
+{
+	return push_named(relid, keys, batch_size, locked, true);
+}
+
 static int64
-push_current(Oid relid, List *keys, int batch_size, bool locked)
+push_current(Oid relid, List *keys, int batch_size, bool locked, bool checked)
 {
 	int64		n;
 
@@ -341,7 +352,7 @@ push_current(Oid relid, List *keys, int batch_size, bool locked)
 
 		return rs_fill_table(relid, batch_size, &written);
 	}
-	n = rs_push_named(relid, keys, batch_size, locked);
+	n = push_named(relid, keys, batch_size, locked, checked);
 	rs_stats_add(relid, RS_C_WARMED, n);
 	return n;
 }
@@ -352,7 +363,7 @@ push_current(Oid relid, List *keys, int batch_size, bool locked)
  * whoever asked (get(), warm(), resync(), the worker's repairs).
  */
 static int64
-push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked)
+push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked, bool checked)
 {
 	RsAsOwner	ao;
 	volatile int64 n = 0;
@@ -360,7 +371,7 @@ push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked)
 	rs_as_owner_enter(&ao, rs_rel_owner(relid));
 	PG_TRY();
 	{
-		n = push_current(relid, keys, batch_size, locked);
+		n = push_current(relid, keys, batch_size, locked, checked);
 	}
 	PG_FINALLY();
 	{
@@ -373,7 +384,17 @@ push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked)
 int64
 rs_push_current(Oid relid, List *keys, int batch_size)
 {
-	return push_current_as_owner(relid, keys, batch_size, true);
+	return push_current_as_owner(relid, keys, batch_size, true, true);
+}
+
+/*
+ * get()'s populate: the same, but a key Redis refuses (out of memory) is
+ * left as it was, a miss, and get() returns the row all the same.
+ */
+int64
+rs_push_current_populate(Oid relid, List *keys)
+{
+	return push_current_as_owner(relid, keys, 1, true, false);
 }
 
 /*
@@ -384,7 +405,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 int64
 rs_push_current_settled(Oid relid, List *keys, int batch_size)
 {
-	return push_current_as_owner(relid, keys, batch_size, false);
+	return push_current_as_owner(relid, keys, batch_size, false, true);
 }
 
 int64
