@@ -1,0 +1,126 @@
+# Redis full (maxmemory, noeviction): the apply script refuses each key's
+# write with an OOM error of its own (redis.pcall), which it reports in its
+# reply ({applied, index, error, ...}) rather than as an error of the call.
+# The pushes of named rows (warm_push.c push_rows: resync(), the worker's
+# refresh after a Redis restart, marker repairs) read only errors of the
+# whole call, so a refusal of every key counted as done:
+#
+#   - resync() returned the number of keys it "repaired", without an error,
+#     while Redis kept the different values;
+#   - after Redis restarted from an older snapshot (RDB) at its maxmemory,
+#     the worker logged "refreshed N cached keys", recorded the restart work
+#     as done, and the snapshot's older values stayed cached for good.
+#
+# Found by the wave 2p chaos run.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use Test::More;
+use Time::HiRes qw(sleep);
+
+my $redis = RedisSync::Test::start_redis();
+my $node = RedisSync::Test::new_node('oom_refused_repairs', redis => $redis,
+	extra_conf => "redis_sync.retry_max_backoff = '500ms'");
+
+sub used_memory
+{
+	my ($m) = $redis->cli('INFO', 'memory') =~ /used_memory:(\d+)/;
+	return $m;
+}
+
+# maxmemory a little above what Redis uses, then filler keys until Redis
+# refuses one: every write that needs memory is refused from then on
+sub fill_redis
+{
+	$redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+	$redis->cli('CONFIG', 'SET', 'maxmemory', used_memory() + 300 * 1024);
+	for my $i (1 .. 1000)
+	{
+		my $r = $redis->cli('EVAL',
+			"for i = 1, 100 do local r = redis.pcall('SET', 'filler:' .. ARGV[1] .. ':' .. i, string.rep('z', 2000)); "
+			  . "if type(r) == 'table' and r.err then return r.err end end return 'ok'", '0', $i);
+		return if $r =~ /OOM/;
+	}
+	die 'Redis never refused a write';
+}
+
+sub free_redis
+{
+	$redis->cli('CONFIG', 'SET', 'maxmemory', '0');
+	$redis->cli('EVAL', "for _, k in ipairs(redis.call('KEYS', 'filler:*')) do redis.call('UNLINK', k) end return 1", '0');
+}
+
+sub verify_count
+{
+	return $node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('w')});
+}
+
+$node->safe_psql('postgres', q{
+CREATE TABLE w (id int PRIMARY KEY, v int, pad text);
+INSERT INTO w SELECT g, 1, repeat('p', 1000) FROM generate_series(1, 300) g;
+SELECT redis_sync.write_through('w', key_prefix => 'w:', warm => false);
+SELECT redis_sync.warm('w');
+});
+is(verify_count(), '0', 'w cached');
+
+# --- 1. resync() while Redis refuses every write
+$redis->cli('HSET', 'w:5', 'v', '999');
+$redis->cli('HSET', 'w:6', 'v', '998');
+is(verify_count(), '2', 'two keys differ from their rows');
+fill_redis();
+my ($rc, $out, $err) = $node->psql('postgres', q{SELECT redis_sync.resync('w')});
+note("resync() under OOM: rc $rc, out '$out', err '$err'");
+my $left = verify_count();
+ok($rc != 0 || $left eq '0',
+	'resync() under OOM either fails or repairs: it does not report keys repaired that Redis refused')
+  or diag("resync() returned '$out' without an error; verify() still finds $left differences");
+like($err, qr/OOM/, 'the error names the OOM refusal');
+is($redis->cli('HGET', 'w:5', 'v'), '999', 'the key kept its value (Redis refused the write)');
+free_redis();
+is($node->safe_psql('postgres', q{SELECT redis_sync.resync('w')}), '2', 'resync() repairs once Redis has memory');
+is(verify_count(), '0', 'w cache == table');
+
+# --- 2. the refresh after Redis restarted from an older snapshot, full
+is($redis->cli('SAVE'), 'OK', 'snapshot taken');
+my $full = used_memory();
+$node->safe_psql('postgres', q{UPDATE w SET v = 2});
+is(verify_count(), '0', 'the update is cached');
+is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
+$redis->stop;
+# the snapshot alone fills it: every write that needs memory is refused
+$redis->{extra} = [ '--maxmemory', int($full / 2), '--maxmemory-policy', 'noeviction' ];
+$redis->start;
+is($redis->cli('HGET', 'w:10', 'v'), '1', 'Redis is back with the snapshot\'s older value');
+like($redis->cli('HSET', 'probe', 'f', '1'), qr/OOM/, 'and refuses writes for memory');
+my $logpos = -s $node->logfile;
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
+
+# the worker's first pass over the keys, refused
+my $deadline = time + 60;
+while (time < $deadline)
+{
+	my $log = slurp_file($node->logfile, $logpos);
+	last if $log =~ /refreshed \d+ cached keys of table|refresh.*failed|could not be refreshed/;
+	sleep 0.1;
+}
+is($redis->cli('HGET', 'w:10', 'v'), '1', 'while Redis is full the older value stays');
+
+# memory again: the refresh must still come (not counted done while refused)
+$redis->cli('CONFIG', 'SET', 'maxmemory', '0');
+$deadline = time + 30;
+$left = verify_count();
+while ($left ne '0' && time < $deadline)
+{
+	sleep 0.2;
+	$left = verify_count();
+}
+is($left, '0', 'after Redis has memory again the snapshot\'s older values are refreshed')
+  or diag(join("\n", grep { /redis_sync worker/ } split /\n/, slurp_file($node->logfile, $logpos)));
+is($redis->cli('HGET', 'w:10', 'v'), '2', 'w:10 holds its row\'s value');
+
+$node->stop;
+$redis->stop;
+done_testing();
