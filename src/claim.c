@@ -705,12 +705,24 @@ rs_claim_all(bool worker)
 			n++;
 			continue;
 		}
-		if (worker)
+
+		/*
+		 * Only a conflict (another holder of an overlapping prefix) is what
+		 * the hint says; any other failure (Redis out of memory refusing the
+		 * claim, say) gives Redis's reason instead.
+		 */
+		if (worker && ed->sqlerrcode == ERRCODE_DUPLICATE_OBJECT)
 			ereport(WARNING,
 					(errcode(ed->sqlerrcode),
 					 errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
 							relid, ed->message),
 					 errhint("Another database or server synced an overlapping prefix while Redis had lost the claims; unsync one of them.")));
+		else if (worker)
+			ereport(WARNING,
+					(errcode(ed->sqlerrcode),
+					 errmsg("redis_sync worker: could not record the key prefix claim of table %u again: %s",
+							relid, ed->message),
+					 ed->detail ? errdetail("%s", ed->detail) : 0));
 		else
 			ereport(WARNING,
 					(errcode(ed->sqlerrcode),

@@ -11,6 +11,10 @@
 #     the worker logged "refreshed N cached keys", recorded the restart work
 #     as done, and the snapshot's older values stayed cached for good.
 #
+# The worker's claims recorded again after the restart, refused for memory
+# as well, were logged with the hint of a conflict ("another database or
+# server synced an overlapping prefix").
+#
 # Found by the wave 2p chaos run.
 use strict;
 use warnings;
@@ -107,6 +111,13 @@ while (time < $deadline)
 	sleep 0.1;
 }
 is($redis->cli('HGET', 'w:10', 'v'), '1', 'while Redis is full the older value stays');
+# the claims the worker records again are refused for memory too: said so,
+# not blamed on another holder of an overlapping prefix
+my $log = slurp_file($node->logfile, $logpos);
+like($log, qr/could not record the key prefix claim of table \d+ again: [^\n]*\n[^\n]*DETAIL:  OOM/,
+	'the refused claim is logged with Redis\'s reason');
+unlike($log, qr/overlapping prefix while Redis had lost the claims/,
+	'and without the hint about a conflicting prefix');
 
 # memory again: the refresh must still come (not counted done while refused)
 $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
