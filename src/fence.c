@@ -1049,22 +1049,34 @@ rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f)
 	return true;
 }
 
+/* a refusal of Redis for memory (maxmemory with noeviction) */
+static bool
+refused_for_memory(const char *err)
+{
+	if (err[0] == '-')
+		err++;
+	return strncmp(err, "OOM", 3) == 0;
+}
+
 /*
- * ERROR unless every reply of p (apply calls, each already checked for an
+ * Check that every reply of p (apply calls, each already checked for an
  * error of the whole call) says each write was applied.  A key Redis
  * refused is reported in its call's reply, not as an error of the call: out
  * of memory (maxmemory with noeviction: the script's first write of a call
- * is refused, key after key), a string where a hash is expected.  Pushes
- * that must not count such keys as done call this: resync(), the worker's
- * refresh after a Redis restart and its repairs of in-flight markers.  Out
- * of memory is insufficient resources (the marker sweep retries it), any
- * other refusal an external routine exception.
+ * is refused, key after key), a string where a hash is expected.  Keys
+ * refused for memory are an ERROR of insufficient resources (transient: the
+ * marker sweep and the worker's refresh retry it); others an ERROR of an
+ * external routine, or with oom_only a WARNING (the worker's refresh and
+ * fills, which would otherwise retry a key an application wrote with another
+ * type forever, a SCAN pass of Redis each time).
  */
 void
-rs_fence_check_applied(RedisPipeline *p, Oid relid)
+rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only)
 {
 	int			nfail = 0;
+	int			noom = 0;
 	const char *first = NULL;
+	const char *first_oom = NULL;
 
 	for (int i = 0; i < redis_pipeline_length(p); i++)
 	{
@@ -1077,22 +1089,35 @@ rs_fence_check_applied(RedisPipeline *p, Oid relid)
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 					 errmsg("malformed reply from the Redis apply script for table \"%s\"",
 							get_rel_name(relid))));
-		if (n > 0 && first == NULL)
-			first = errs[0];
+		for (int j = 0; j < n; j++)
+		{
+			const char *e = errs[j][0] == '-' ? errs[j] + 1 : errs[j];
+
+			if (first == NULL)
+				first = e;
+			if (refused_for_memory(e))
+			{
+				if (first_oom == NULL)
+					first_oom = e;
+				noom++;
+			}
+		}
 		nfail += n;
 	}
-	if (nfail > 0)
-	{
-		const char *e = first[0] == '-' ? first + 1 : first;
-
+	if (noom > 0)
 		ereport(ERROR,
-				(errcode(strncmp(e, "OOM", 3) == 0 ? ERRCODE_INSUFFICIENT_RESOURCES :
-						 ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("Redis refused to write %d keys of table \"%s\" for lack of memory",
+						noom, get_rel_name(relid)),
+				 errdetail("%s", first_oom),
+				 errhint("Those keys keep the values Redis had.  Free memory in Redis or raise its maxmemory, then try again.")));
+	if (nfail > 0)
+		ereport(oom_only ? WARNING : ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("Redis refused to write %d keys of table \"%s\"",
 						nfail, get_rel_name(relid)),
-				 errdetail("%s", e),
-				 errhint("Those keys keep the values Redis had.  If Redis is out of memory (maxmemory with the noeviction policy), free memory or raise maxmemory, then try again.")));
-	}
+				 errdetail("%s", first),
+				 errhint("Those keys keep the values Redis had; redis_sync.verify() reports them.")));
 }
 
 /* glob-escape s for SCAN MATCH */

@@ -64,8 +64,11 @@ extern int	rs_fence_failures(RedisValue *reply, int **indexes, char ***errors);
 /* every reply of a pipeline of apply calls applied; else false, *f filled */
 extern bool rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f);
 
-/* the same, or ERROR naming table relid (resync, refresh, repairs) */
-extern void rs_fence_check_applied(RedisPipeline *p, Oid relid);
+/*
+ * The same, or ERROR naming table relid (resync, refresh, repairs); with
+ * oom_only, keys refused for another reason than memory are a WARNING.
+ */
+extern void rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only);
 
 /* the counter of keys dropped because their version key was missing */
 extern const char *rs_evicted_key(void);

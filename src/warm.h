@@ -28,8 +28,10 @@
  * missing row becomes a fenced delete), each batch read FOR SHARE in a
  * subtransaction that is rolled back after the push; returns the keys
  * pushed.  Write-through and invalidate tables.  A key Redis refuses (out
- * of memory) is an ERROR, except in rs_push_current_populate (get()'s
- * populate, one row), which leaves it a miss.
+ * of memory, a string where a hash is expected) is an ERROR, except in
+ * rs_push_current_populate (get()'s populate, one row), which leaves it a
+ * miss, and in rs_push_current_settled (the refresh after a Redis restart),
+ * where only a refusal for memory is (others are a WARNING).
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
 extern int64 rs_push_current_populate(Oid relid, List *keys);
@@ -134,7 +136,8 @@ extern int64 rs_fill_table(Oid relid, int batch_size, int64 *written);
  * Shared by warm.c and warm_push.c: the quoted key columns, comma
  * separated; a row read as a composite (SPI column 1) as a heap tuple of
  * relid; and pushing named rows (warm_push.c), locked (FOR SHARE batches)
- * or settled (version first, then the writers waited for, no row locks).
+ * or settled (version first, then the writers waited for, no row locks);
+ * a key Redis refuses for memory is an ERROR, another refusal a WARNING.
  */
 extern char *rs_warm_key_list(SyncConfig *cfg);
 extern void rs_row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid,

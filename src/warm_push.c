@@ -46,6 +46,19 @@
 /* the worker waits at most this long for transactions writing a table (see wait_for_writers) */
 #define WARM_WRITERS_WAIT_MS 2000
 
+/*
+ * What a key Redis refuses to write (rs_fence_check_applied) makes of a
+ * push: nothing (get()'s populate: a miss), an ERROR (resync(), marker
+ * repairs), an ERROR when refused for memory and otherwise a WARNING (the
+ * worker's refresh after a Redis restart, fills settling keys).
+ */
+typedef enum PushCheck
+{
+	PUSH_UNCHECKED,
+	PUSH_CHECKED,
+	PUSH_CHECK_OOM
+} PushCheck;
+
 typedef struct KeySeen
 {
 	char	   *key;			/* hash key: must be first */
@@ -54,13 +67,12 @@ typedef struct KeySeen
 /*
  * Push the rows of one SPI result (column 1: the row), plus fenced deletes
  * for the wanted keys that have no row, all with one version: the given one,
- * or (NULL) the WAL position now, after the rows were locked.  checked: a key
- * Redis refused (out of memory, say) is an ERROR; otherwise (get()'s
- * populate) it stays as it was, a miss for get().
+ * or (NULL) the WAL position now, after the rows were locked.  check: what
+ * a key Redis refused (out of memory, say) makes of the push (PushCheck).
  */
 static int64
 push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
-		  List *wanted_keys, const char *given_version, bool checked)
+		  List *wanted_keys, const char *given_version, PushCheck check)
 {
 	RedisPipeline *p = redis_pipeline_create();
 	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(wanted_keys) + 1));
@@ -112,8 +124,8 @@ push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		redis_pipeline_exec(p);
 		for (int i = 0; i < redis_pipeline_length(p); i++)
 			redis_check_reply(p, i, "a cache warm");
-		if (checked)
-			rs_fence_check_applied(p, cfg->relid);
+		if (check != PUSH_UNCHECKED)
+			rs_fence_check_applied(p, cfg->relid, check == PUSH_CHECK_OOM);
 	}
 	redis_pipeline_free(p);
 	if (seen)
@@ -128,7 +140,7 @@ push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 static int64
 batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 				 Oid *types, Datum *values, List *wanted_keys, const char *version,
-				 bool checked)
+				 PushCheck check)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -146,7 +158,7 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 			MemoryContext spi = MemoryContextSwitchTo(outer);
 
 			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, SPI_processed,
-							   wanted_keys, version, checked);
+							   wanted_keys, version, check);
 			MemoryContextSwitchTo(spi);
 		}
 		SPI_finish();
@@ -245,7 +257,7 @@ wait_for_writers(Oid relid)
  * READ, SERIALIZABLE) uses the locked way instead.
  */
 static int64
-push_named(Oid relid, List *keys, int batch_size, bool locked, bool checked)
+push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 {
 	SyncConfig *cfg = rs_config_get(relid);
 	SyncConfig *enc;
@@ -322,7 +334,7 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, bool checked)
 			}
 			appendStringInfoString(&sql, locked ? ")) FOR SHARE" : "))");
 			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys,
-									  locked ? NULL : version, checked);
+									  locked ? NULL : version, check);
 			batch = NIL;
 			batch_keys = NIL;
 			MemoryContextReset(batch_cxt);
@@ -338,11 +350,11 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, bool checked)
 int64
 rs_push_named(Oid relid, List *keys, int batch_size, bool locked)
 {
-	return push_named(relid, keys, batch_size, locked, true);
+	return push_named(relid, keys, batch_size, locked, PUSH_CHECK_OOM);
 }
 
 static int64
-push_current(Oid relid, List *keys, int batch_size, bool locked, bool checked)
+push_current(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 {
 	int64		n;
 
@@ -352,7 +364,7 @@ push_current(Oid relid, List *keys, int batch_size, bool locked, bool checked)
 
 		return rs_fill_table(relid, batch_size, &written);
 	}
-	n = push_named(relid, keys, batch_size, locked, checked);
+	n = push_named(relid, keys, batch_size, locked, check);
 	rs_stats_add(relid, RS_C_WARMED, n);
 	return n;
 }
@@ -363,7 +375,7 @@ push_current(Oid relid, List *keys, int batch_size, bool locked, bool checked)
  * whoever asked (get(), warm(), resync(), the worker's repairs).
  */
 static int64
-push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked, bool checked)
+push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 {
 	RsAsOwner	ao;
 	volatile int64 n = 0;
@@ -371,7 +383,7 @@ push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked, bool c
 	rs_as_owner_enter(&ao, rs_rel_owner(relid));
 	PG_TRY();
 	{
-		n = push_current(relid, keys, batch_size, locked, checked);
+		n = push_current(relid, keys, batch_size, locked, check);
 	}
 	PG_FINALLY();
 	{
@@ -384,7 +396,7 @@ push_current_as_owner(Oid relid, List *keys, int batch_size, bool locked, bool c
 int64
 rs_push_current(Oid relid, List *keys, int batch_size)
 {
-	return push_current_as_owner(relid, keys, batch_size, true, true);
+	return push_current_as_owner(relid, keys, batch_size, true, PUSH_CHECKED);
 }
 
 /*
@@ -394,7 +406,7 @@ rs_push_current(Oid relid, List *keys, int batch_size)
 int64
 rs_push_current_populate(Oid relid, List *keys)
 {
-	return push_current_as_owner(relid, keys, 1, true, false);
+	return push_current_as_owner(relid, keys, 1, true, PUSH_UNCHECKED);
 }
 
 /*
@@ -405,7 +417,7 @@ rs_push_current_populate(Oid relid, List *keys)
 int64
 rs_push_current_settled(Oid relid, List *keys, int batch_size)
 {
-	return push_current_as_owner(relid, keys, batch_size, false, true);
+	return push_current_as_owner(relid, keys, batch_size, false, PUSH_CHECK_OOM);
 }
 
 int64
