@@ -87,11 +87,26 @@ free_redis();
 is($node->safe_psql('postgres', q{SELECT redis_sync.resync('w')}), '2', 'resync() repairs once Redis has memory');
 is(verify_count(), '0', 'w cache == table');
 
+# a key Redis refuses for another reason (an application wrote a string
+# where the table's hash is): resync() says so too
+$redis->cli('DEL', 'w:7');
+$redis->cli('SET', 'w:7', 'junk');
+($rc, $out, $err) = $node->psql('postgres', q{SELECT redis_sync.resync('w')});
+isnt($rc, 0, 'resync() fails when Redis refuses a key as the wrong type');
+like($err, qr/Redis refused to write 1 keys of table "w".*\n.*WRONGTYPE/, 'the error names the table and the refusal');
+$redis->cli('DEL', 'w:7');
+is($node->safe_psql('postgres', q{SELECT redis_sync.resync('w')}), '1', 'resync() fills the key deleted by hand');
+is(verify_count(), '0', 'w cache == table again');
+
 # --- 2. the refresh after Redis restarted from an older snapshot, full
+# in the snapshot, a key of the wrong type: refused by the refresh for good,
+# which must not keep the refresh of the others pending forever
+$redis->cli('DEL', 'w:8');
+$redis->cli('SET', 'w:8', 'junk');
 is($redis->cli('SAVE'), 'OK', 'snapshot taken');
 my $full = used_memory();
 $node->safe_psql('postgres', q{UPDATE w SET v = 2});
-is(verify_count(), '0', 'the update is cached');
+is(verify_count(), '1', 'the update is cached (w:8 aside)');
 is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
 $redis->stop;
 # the snapshot alone fills it: every write that needs memory is refused
@@ -123,14 +138,18 @@ unlike($log, qr/overlapping prefix while Redis had lost the claims/,
 $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
 $deadline = time + 30;
 $left = verify_count();
-while ($left ne '0' && time < $deadline)
+while ($left ne '1' && time < $deadline)
 {
 	sleep 0.2;
 	$left = verify_count();
 }
-is($left, '0', 'after Redis has memory again the snapshot\'s older values are refreshed')
+is($left, '1', 'after Redis has memory again the snapshot\'s older values are refreshed (w:8 aside)')
   or diag(join("\n", grep { /redis_sync worker/ } split /\n/, slurp_file($node->logfile, $logpos)));
 is($redis->cli('HGET', 'w:10', 'v'), '2', 'w:10 holds its row\'s value');
+ok($node->wait_for_log(qr/re-warmed \d+ keys of table/, $logpos),
+	'the work after the restart ends although Redis refuses w:8 for good');
+like(slurp_file($node->logfile, $logpos), qr/WARNING:  Redis refused to write 1 keys of table "w"\n[^\n]*DETAIL:  WRONGTYPE/,
+	'the refresh logs the key of the wrong type');
 
 $node->stop;
 $redis->stop;
