@@ -734,6 +734,7 @@ repair_after_abort(void)
 	List	   *clears = NIL;
 	ListCell   *lc;
 	RowImage	deleted = {RS_OP_DELETE};
+	bool		one_call;
 
 	if (npushed == 0)
 		return;
@@ -772,19 +773,40 @@ repair_after_abort(void)
 		rs_worker_request_sweep();
 	if (nops == 0 && clears == NIL)
 		return;
+
+	/*
+	 * The markers may go only with the repair of every key they name.  One
+	 * apply call on a single Redis clears them in the script that repairs the
+	 * keys (atomic; and its first write, the HDEL, needs no memory, so Redis
+	 * at its maxmemory still runs the rest).  Several calls (more keys than
+	 * redis_sync.chunk_size) or a Redis Cluster (where the clears are
+	 * commands of their own): the clears follow once every call has applied
+	 * every key.  Clearing them in the first call left the keys of a later
+	 * call that Redis refused (out of memory: the push itself had taken Redis
+	 * over maxmemory) with the rolled-back transaction's values and no marker
+	 * for the worker to repair them from.
+	 */
+	one_call = nops <= rs_chunk_size && !redis_cluster_mode();
 	if (nops == 0)
 		rs_fence_append(p, ops, 0, NULL, NULL, clears);
 	for (int s = 0; s < nops; s += rs_chunk_size)
-	{
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL, clears);
-		clears = NIL;
-	}
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL,
+						one_call ? clears : NIL);
 	if (redis_pipeline_try_exec(p, &failure) && rs_fence_replies_ok(p, &failure))
 	{
 		rs_stat_repaired += nops;
 		for (int i = 0; i < npushed; i++)
 			if (pushed_keys[i].last->policy == RS_POLICY_WRITE_THROUGH)
 				rs_stats_add(pushed_keys[i].last->root_relid, RS_C_REPAIRED, 1);
+		if (!one_call && nops > 0 && clears != NIL)
+		{
+			/* best effort: a marker left behind is swept by the worker */
+			RedisPipeline *c = redis_pipeline_create();
+
+			rs_fence_append(c, ops, 0, NULL, NULL, clears);
+			(void) redis_pipeline_try_exec(c, &failure);
+			redis_pipeline_free(c);
+		}
 	}
 	else
 		ereport(WARNING,
