@@ -94,6 +94,7 @@ static int	rs_outbox_coalesce_ms = 5;
 
 static MemoryContext round_cxt = NULL;
 static TimestampTz last_probe = 0;
+static bool claims_gone = false;	/* probe() found the claims hash gone */
 static bool claims_recorded = false;	/* this worker recorded its tables'
 										 * claims */
 static bool redis_loading = false;	/* probe() saw Redis loading (logged) */
@@ -272,6 +273,7 @@ probe(void)
 	RedisPipeline *p = redis_pipeline_create();
 	const char *argv_server[2] = {"INFO", "server"};
 	const char *argv_persistence[2] = {"INFO", "persistence"};
+	const char *argv_claims[2] = {"EXISTS", RS_CLAIMS_KEY};
 	RedisFailure f;
 	RedisValue *v;
 	char	   *rid;
@@ -279,6 +281,7 @@ probe(void)
 	redis_pipeline_bypass_circuit(p);
 	redis_pipeline_append(p, 2, argv_server, NULL);
 	redis_pipeline_append(p, 2, argv_persistence, NULL);
+	redis_pipeline_append(p, 2, argv_claims, NULL);
 	if (!redis_pipeline_try_exec(p, &f))
 	{
 		ereport(LOG,
@@ -328,6 +331,20 @@ probe(void)
 			restart_seen(run_id, saved_run_id, true);
 		}
 	}
+
+	/*
+	 * The claims hash gone while Redis did not restart: evicted
+	 * (write-through tables allow allkeys-* policies, which evict it like any
+	 * key) or deleted.  Until the claims are back a table of another database
+	 * or server could claim an overlapping prefix, write into this database's
+	 * keys and purge them: record them again (probe_step).
+	 */
+	v = redis_pipeline_reply(p, 2);
+	if (v->type == RV_INTEGER && v->integer == 0 && claims_recorded)
+	{
+		claims_recorded = false;
+		claims_gone = true;
+	}
 	redis_pipeline_free(p);
 	return true;
 }
@@ -344,8 +361,19 @@ probe(void)
 static void
 reclaim_all(void)
 {
+	int64		n;
+
 	rs_xact_begin("redis_sync: recording key prefix claims");
-	(void) rs_claim_all(true);
+	n = rs_claim_all(true);
+
+	/* said when this database had claims to lose */
+	if (claims_gone && n > 0)
+		ereport(LOG,
+				(errmsg("redis_sync worker: the key prefix claims were gone from Redis at %s; recorded those of %lld tables again",
+						redis_server_display(), (long long) n),
+				 errdetail("Redis evicted the hash %s (a maxmemory-policy of allkeys-*) or it was deleted.",
+						   RS_CLAIMS_KEY)));
+	claims_gone = false;
 	rs_xact_commit(round_cxt);
 }
 
