@@ -103,8 +103,12 @@ cmp_ok($calls, '<', $pass + $at / 2,
 	"the refresh made $calls SCAN calls: one pass ($pass), and not again the $before pages before the stop");
 my @refreshed = $log =~ /refreshed (\d+) cached keys of table/g;
 is(scalar @refreshed, 4, 'each table is refreshed once');
-ok(!grep({ $_ != $rows } @refreshed),
-	"each table refreshed the $rows keys the snapshot held of it (" . join(',', @refreshed) . ')');
+# each table's keys, once: the snapshot's $rows, less any key of a deleted
+# row (50 per table) that the push under way when Redis stopped deleted
+# (its outcome is unknown to the worker, and Redis ran it once it went on:
+# the retry does not find that key, and counts it no more)
+ok(!grep({ $_ > $rows || $_ < $rows - 50 } @refreshed),
+	"each table refreshed the $rows keys the snapshot held of it, once (" . join(',', @refreshed) . ')');
 for my $t (@tables)
 {
 	is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.verify('$t')"), '0', "$t: cache == table");
