@@ -301,6 +301,7 @@ typedef struct RefreshState
 	int		   *cap;
 	int			total;			/* keys waiting, of all tabs */
 	int			pending_max;	/* pushed when total reaches it */
+	Size		bytes;			/* of the keys waiting */
 	MemoryContext cxt;			/* reset after each flush */
 	MemoryContext part_cxt;		/* a tab's push, reset after it */
 	RsScanPos	scan_pos;		/* the scan's, after the page it gave */
@@ -506,13 +507,22 @@ refresh_part(RefreshState *st, int i, void *arg)
  * has a cost of its own (a subtransaction, the query, the wait for writers,
  * a script call: about 0.4 ms).  pending_max is REFRESH_PER_TABLE keys per
  * table, at least REFRESH_PENDING and at most REFRESH_PENDING_MAX (about 6
- * MB of keys): with 5,000 for 1,000 tables of 100 cached rows each part
- * held 5 keys, and the refresh of their 100,000 keys took 20,000 pushes.
- * The worker holds pending_max keys at most, however many are cached.
+ * MB of keys of 60 bytes): with 5,000 for 1,000 tables of 100 cached rows
+ * each part held 5 keys, and the refresh of their 100,000 keys took 20,000
+ * pushes.  The worker holds pending_max keys at most, and at most about
+ * REFRESH_PENDING_BYTES of them, however many are cached.
  */
 #define REFRESH_PENDING 5000
 #define REFRESH_PER_TABLE 100
 #define REFRESH_PENDING_MAX 100000
+
+/*
+ * The keys waiting are pushed too when their bytes reach this: a count
+ * alone bounds the memory only for short keys, and keys of long values
+ * (2 kB each: 100,000 keys held 200 MB, and the part's pairs as much
+ * again) grew the worker with the number of tables (tests/t/290).
+ */
+#define REFRESH_PENDING_BYTES (8 * 1024 * 1024)
 
 static void refresh_progress_save(RefreshState *st);
 
@@ -545,6 +555,7 @@ refresh_flush(RefreshState *st)
 		st->cap[i] = 0;
 	}
 	st->total = 0;
+	st->bytes = 0;
 	MemoryContextReset(st->cxt);
 	/* every page so far is done: a failure from here on resumes after it */
 	refresh_progress_save(st);
@@ -655,9 +666,10 @@ refresh_page(char **keys, int n, void *arg)
 		}
 		st->pend[i][st->npend[i]++] = pstrdup(keys[k]);
 		st->total++;
+		st->bytes += strlen(keys[k]) + 1;
 	}
 	MemoryContextSwitchTo(old);
-	if (st->total >= st->pending_max)
+	if (st->total >= st->pending_max || st->bytes >= REFRESH_PENDING_BYTES)
 		refresh_flush(st);
 }
 
@@ -674,6 +686,7 @@ rs_refresh_cached_keys(RsRefresh *tabs, int ntabs, int timeout_ms, RsRefreshResu
 	st.npend = palloc0(sizeof(int) * ntabs);
 	st.cap = palloc0(sizeof(int) * ntabs);
 	st.total = 0;
+	st.bytes = 0;
 	st.pending_max = Min(Max(REFRESH_PENDING, ntabs * REFRESH_PER_TABLE),
 						 REFRESH_PENDING_MAX);
 	st.order = palloc(sizeof(int) * ntabs);
