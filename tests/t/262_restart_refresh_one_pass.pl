@@ -63,27 +63,6 @@ INSERT INTO $t VALUES (100, 'after the snapshot');
 $node->safe_psql('postgres', $changes . q{UPDATE inv SET v = 'new'; SELECT redis_sync.get(NULL::inv, '1');});
 is($redis->cli('HGET', 'p:2:1', 'v'), 'new 1', 'the updates reached Redis');
 
-sub cmd_calls
-{
-	my ($cmd) = @_;
-	my ($calls) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_$cmd:calls=(\d+)/;
-	return $calls // 0;
-}
-sub scan_calls { return cmd_calls('scan'); }
-
-# one bare pass over a keyspace, in SCAN pages of 1,000, as the refresh asks
-sub one_pass
-{
-	my ($pages, $cursor) = (0, '0');
-	do
-	{
-		my $out = $redis->cli('SCAN', $cursor, 'COUNT', '1000');
-		($cursor) = split /\n/, $out;
-		$pages++;
-	} while ($cursor ne '0');
-	return $pages;
-}
-
 # restart Redis (paused, the worker sees the restarted Redis only once
 # resumed); wait until every table is refreshed and re-warmed
 sub restart_and_wait
@@ -93,7 +72,7 @@ sub restart_and_wait
 	is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', "$what: worker paused");
 	$redis->stop;
 	$redis->start;
-	my $pass = one_pass();
+	my $pass = $redis->scan_pass_pages();
 	$redis->cli('CONFIG', 'RESETSTAT');
 	$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 	my $n = scalar @tables;
@@ -105,7 +84,8 @@ sub restart_and_wait
 		},
 		60);
 	ok(defined $done, "$what: the $n write-through tables are re-warmed");
-	return ($pass, scan_calls(), substr(slurp_file($node->logfile), $offset), cmd_calls('type'));
+	return ($pass, $redis->cmd_calls('scan'), substr(slurp_file($node->logfile), $offset),
+		$redis->cmd_calls('type'));
 }
 
 # 1. from the snapshot: the snapshot's keys are pushed again, in one pass

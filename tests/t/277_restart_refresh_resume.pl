@@ -45,31 +45,12 @@ $changes .= "UPDATE $_ SET v = 'new ' || id WHERE id % 1000 = 1; DELETE FROM $_ 
 $node->safe_psql('postgres', $changes);
 is($redis->cli('HGET', 't1:1001', 'v'), 'new 1001', 'the updates reached Redis');
 
-sub scan_calls
-{
-	my ($calls) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_scan:calls=(\d+)/;
-	return $calls // 0;
-}
-
-# one bare pass over the keyspace, in SCAN pages of 1,000, as the refresh asks
-sub one_pass
-{
-	my ($pages, $cursor) = (0, '0');
-	do
-	{
-		my $out = $redis->cli('SCAN', $cursor, 'COUNT', '1000');
-		($cursor) = split /\n/, $out;
-		$pages++;
-	} while ($cursor ne '0');
-	return $pages;
-}
-
 # restart from the snapshot, the worker paused until the pass is measured
 my $offset = -s $node->logfile;
 is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
 $redis->stop;
 $redis->start;
-my $pass = one_pass();
+my $pass = $redis->scan_pass_pages();
 cmp_ok($pass, '>=', 300, "one pass of the restarted Redis is $pass SCAN pages");
 $redis->cli('CONFIG', 'RESETSTAT');
 $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
@@ -77,7 +58,7 @@ $node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 # a quarter into the pass, Redis stops answering
 my $at = int($pass / 4);
 my $before;
-ok(defined RedisSync::Compare::wait_for(sub { ($before = scan_calls()) >= $at }, 120, 0.001),
+ok(defined RedisSync::Compare::wait_for(sub { ($before = $redis->cmd_calls('scan')) >= $at }, 120, 0.001),
 	"the pass reached $at SCAN pages");
 kill 'STOP', $redis->{pid};
 ok(defined RedisSync::Compare::wait_for(
@@ -90,7 +71,7 @@ my $done = RedisSync::Compare::wait_for(sub {
 		my @r = substr(slurp_file($node->logfile), $offset) =~ /re-warmed \d+ keys of table/g;
 		return @r >= 4 }, 120);
 ok(defined $done, 'every table is refreshed and re-warmed after Redis came back');
-my $calls = scan_calls();
+my $calls = $redis->cmd_calls('scan');
 my $log   = substr(slurp_file($node->logfile), $offset);
 note(join("\n", grep { /redis_sync worker/ } split /\n/, $log));
 cmp_ok($before, '<', $pass, "Redis was stopped in the middle of the pass ($before of $pass pages)");

@@ -216,6 +216,29 @@ sub pause_ms
 	return $self->cli('CLIENT', 'PAUSE', $ms);
 }
 
+# calls of one command since the last CONFIG RESETSTAT (INFO commandstats)
+sub cmd_calls
+{
+	my ($self, $cmd) = @_;
+	my ($calls) = $self->cli('INFO', 'commandstats') =~ /cmdstat_\Q$cmd\E:calls=(\d+)/;
+	return $calls // 0;
+}
+
+# SCAN pages of one bare pass over the keyspace, COUNT 1000 as redis_sync's
+# scans ask
+sub scan_pass_pages
+{
+	my ($self) = @_;
+	my ($pages, $cursor) = (0, '0');
+	do
+	{
+		my $out = $self->cli('SCAN', $cursor, 'COUNT', '1000');
+		($cursor) = split /\n/, $out;
+		$pages++;
+	} while ($cursor ne '0');
+	return $pages;
+}
+
 package RedisSync::Test::Session;
 
 use strict;
