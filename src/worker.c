@@ -496,6 +496,18 @@ rewarm_all(void)
  * stalled past command_timeout on a loaded machine) cost the pages and the
  * pushes done so far once more (bench 4b: 227 SCAN calls instead of 200).
  */
+/* a table whose own part of the refresh failed: logged, retried alone */
+static void
+table_refresh_failed(RsRefresh *t)
+{
+	if (t->timed_out)
+		restart_timed_out = true;
+	ereport(LOG,
+			(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
+					t->relid, t->error->message),
+			 t->error->detail ? errdetail("%s", t->error->detail) : 0));
+}
+
 static int
 refresh_tables(List *rels)
 {
@@ -538,16 +550,8 @@ refresh_tables(List *rels)
 		FreeErrorData(edata);
 		/* the tables that had failed on their own: they stay out of the retry */
 		for (int i = 0; i < ntabs; i++)
-		{
-			if (tabs[i].error == NULL)
-				continue;
-			if (tabs[i].timed_out)
-				restart_timed_out = true;
-			ereport(LOG,
-					(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
-							tabs[i].relid, tabs[i].error->message),
-					 tabs[i].error->detail ? errdetail("%s", tabs[i].error->detail) : 0));
-		}
+			if (tabs[i].error != NULL)
+				table_refresh_failed(&tabs[i]);
 		return -1;
 	}
 	PG_END_TRY();
@@ -560,12 +564,7 @@ refresh_tables(List *rels)
 
 		if (tabs[i].error != NULL)
 		{
-			if (tabs[i].timed_out)
-				restart_timed_out = true;
-			ereport(LOG,
-					(errmsg("redis_sync worker: refreshing table %u after the Redis restart failed: %s",
-							relid, tabs[i].error->message),
-					 tabs[i].error->detail ? errdetail("%s", tabs[i].error->detail) : 0));
+			table_refresh_failed(&tabs[i]);
 			failed++;
 			continue;
 		}
