@@ -1174,6 +1174,19 @@ redis_sync_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	/* nothing the worker runs may resolve names through a user's schema */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Like autovacuum, the worker does its work READ COMMITTED and
+	 * read-write, whatever the database or its role sets as the default of
+	 * client sessions (ALTER DATABASE ... SET): read-only made every drain
+	 * fail and be retried forever, and REPEATABLE READ or SERIALIZABLE held
+	 * one snapshot, and with it vacuum's horizon, across each transaction
+	 * (the restart refresh's pass, a drain's batches), besides SSI's cost.
+	 * worker_pause() is the way to stop the worker writing.
+	 * tests/t/278_worker_session_defaults.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("redis_sync worker");
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync worker round",
