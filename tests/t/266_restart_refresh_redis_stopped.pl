@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Restart;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -21,21 +22,7 @@ my $node  = RedisSync::Test::new_node('refresh_stopped', redis => $redis,
 	extra_conf => "redis_sync.command_timeout = '1s'\nredis_sync.warm_timeout = '3s'\n");
 
 my @tables = map { "t$_" } 1 .. 4;
-my $sql = '';
-for my $t (@tables)
-{
-	$sql .= "CREATE TABLE $t (id int PRIMARY KEY, v text);
-INSERT INTO $t SELECT g, 'old ' || g FROM generate_series(1, 60000) g;
-SELECT redis_sync.write_through('$t', key_prefix => '$t:', warm => false);
-SELECT redis_sync.warm('$t');
-";
-}
-$node->safe_psql('postgres', $sql);
-is($redis->cli('HGET', 't4:1', 'v'), 'old 1', 'the tables are cached');
-is($redis->cli('SAVE'), 'OK', 'snapshot taken');
-my $changes = '';
-$changes .= "UPDATE $_ SET v = 'new ' || id WHERE id % 1000 = 1; DELETE FROM $_ WHERE id % 1000 = 2;\n" for @tables;
-$node->safe_psql('postgres', $changes);
+RedisSync::Restart::snapshot_tables($node, $redis, \@tables, 60000);
 
 my $offset = -s $node->logfile;
 $redis->stop;

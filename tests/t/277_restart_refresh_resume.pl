@@ -18,6 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Restart;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -27,22 +28,7 @@ my $node  = RedisSync::Test::new_node('refresh_resume', redis => $redis,
 
 my $rows   = 50000;
 my @tables = map { "t$_" } 1 .. 4;
-my $sql    = '';
-for my $t (@tables)
-{
-	$sql .= "CREATE TABLE $t (id int PRIMARY KEY, v text);
-INSERT INTO $t SELECT g, 'old ' || g FROM generate_series(1, $rows) g;
-SELECT redis_sync.write_through('$t', key_prefix => '$t:', warm => false);
-SELECT redis_sync.warm('$t');
-";
-}
-$node->safe_psql('postgres', $sql);
-is($redis->cli('HGET', 't4:1', 'v'), 'old 1', 'the tables are cached');
-is($redis->cli('SAVE'), 'OK', 'snapshot taken');
-my $changes = '';
-$changes .= "UPDATE $_ SET v = 'new ' || id WHERE id % 1000 = 1; DELETE FROM $_ WHERE id % 1000 = 2;\n"
-  for @tables;
-$node->safe_psql('postgres', $changes);
+RedisSync::Restart::snapshot_tables($node, $redis, \@tables, $rows);
 is($redis->cli('HGET', 't1:1001', 'v'), 'new 1001', 'the updates reached Redis');
 
 # restart from the snapshot, the worker paused until the pass is measured

@@ -21,6 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Restart;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -38,24 +39,7 @@ CREATE TABLE wt (id int PRIMARY KEY, v text);
 INSERT INTO wt VALUES (1, 'one');
 SELECT redis_sync.write_through('wt', key_prefix => 'wt:', delivery => 'async', warm => false);
 SELECT redis_sync.warm('wt');
-CREATE TABLE public.gate_on (on_ boolean);
-CREATE FUNCTION public.gate(int) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-	IF EXISTS (SELECT FROM public.gate_on) THEN
-		PERFORM pg_catalog.pg_advisory_lock_shared(78, $1);
-		PERFORM pg_catalog.pg_advisory_unlock_shared(78, $1);
-	END IF;
-	RETURN true;
-END $$;
-CREATE DOMAIN gated_int AS int CHECK (public.gate(VALUE));
-CREATE TABLE ga (id gated_int PRIMARY KEY, v text);
-INSERT INTO ga VALUES (1, 'a');
-CREATE TABLE gb (id gated_int PRIMARY KEY, v text);
-INSERT INTO gb VALUES (2, 'b');
-SELECT redis_sync.write_through('ga', key_prefix => 'ga:', warm => false);
-SELECT redis_sync.write_through('gb', key_prefix => 'gb:', warm => false);
-SELECT redis_sync.warm('ga');
-SELECT redis_sync.warm('gb');
+} . RedisSync::Restart::gate_sql(78) . q{
 ALTER DATABASE postgres SET default_transaction_read_only = on;
 ALTER DATABASE postgres SET default_transaction_isolation = 'serializable';
 });
@@ -91,39 +75,7 @@ ok(defined RedisSync::Compare::wait_for(sub { ($redis->cli('HGET', 'wt:1', 'v') 
 	'an async change is delivered');
 
 # the restart refresh holds no snapshot across its pass (as tests/t/268)
-is($redis->cli('SAVE'), 'OK', 'snapshot taken');
-my $locker = RedisSync::Test::session($node);
-$locker->query('SELECT pg_advisory_lock(78, 1), pg_advisory_lock(78, 2)');
-$node->safe_psql('postgres', $rw . 'INSERT INTO public.gate_on VALUES (true)');
-my $waiting = q{SELECT coalesce(string_agg(l.objid::text, ','), '')
-FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-WHERE a.backend_type = 'redis_sync worker' AND l.locktype = 'advisory' AND NOT l.granted};
-my $worker_xmin = q{SELECT coalesce(backend_xmin::text, 'none') FROM pg_stat_activity
-WHERE backend_type = 'redis_sync worker'};
-$redis->stop;
-$redis->start;
-ok($node->poll_query_until('postgres', "SELECT ($waiting) <> ''"),
-	'the refresh pass waits in the first table\'s part');
-my $first = $node->safe_psql('postgres', $waiting);
-like($first, qr/^[12]$/, "it waits on the gate of key $first");
-my $committed = $node->safe_psql('postgres', $rw . 'SELECT txid_current()');
-my $second = $first == 1 ? 2 : 1;
-$locker->query("SELECT pg_advisory_unlock(78, $first)");
-ok($node->poll_query_until('postgres', "SELECT ($waiting) = '$second'"),
-	'the pass waits in the second table\'s part');
-my $xmin2 = $node->safe_psql('postgres', $worker_xmin);
-like($xmin2, qr/^\d+$/, "the second part holds a snapshot (xmin $xmin2)");
-cmp_ok($xmin2, '>', $committed,
-	"the second part's xmin ($xmin2) is newer than xid $committed, committed between the parts: the database's serializable default does not hold the pass's snapshot");
-$locker->query("SELECT pg_advisory_unlock(78, $second)");
-$locker->quit;
-for my $t ('ga', 'gb')
-{
-	my $oid = $node->safe_psql('postgres', "SELECT '$t'::regclass::oid");
-	ok(defined RedisSync::Compare::wait_for(
-			sub { $node->log_contains("refreshed 1 cached keys of table $oid after") }, 60),
-		"$t is refreshed once its part is let go");
-}
+RedisSync::Restart::check_pass_xmin($node, $redis, 78, prefix => $rw);
 
 # the database's defaults still apply to client sessions
 is($node->safe_psql('postgres', 'SHOW default_transaction_isolation'), 'serializable',
