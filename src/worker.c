@@ -1187,6 +1187,19 @@ redis_sync_worker_main(Datum arg)
 	 */
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The drain writes tables as any client does, with their triggers and
+	 * foreign keys, and as the table owner under the policies that apply to
+	 * the owner (FORCE ROW LEVEL SECURITY).  Set for the database or the
+	 * role, session_replication_role = replica skipped both triggers and
+	 * foreign keys (a row whose parent did not exist was inserted instead of
+	 * being dead-lettered), and row_security = off (pg_dump's setting) made
+	 * every change drained into such a table a dead letter, and its warm
+	 * fail.  tests/t/283_worker_session_roles.
+	 */
+	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("redis_sync worker");
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync worker round",
