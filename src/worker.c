@@ -1200,6 +1200,15 @@ redis_sync_worker_main(Datum arg)
 	 */
 	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker catches the errors of its work (a row the drain cannot write
+	 * becomes a dead letter, a failed round is retried): exit_on_error = on
+	 * made each of them FATAL, and the worker, started again, met the same
+	 * row and exited again, draining nothing more.
+	 * tests/t/284_worker_exit_on_error.
+	 */
+	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("redis_sync worker");
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync worker round",
