@@ -306,9 +306,11 @@ BEGIN
     rest := substr(k, length(prefix) + 1);
     WHILE i <= length(rest) LOOP
         ch := substr(rest, i, 1);
-        IF ch = '\' THEN
+        -- E'\\', not '\': the body is parsed under the session's
+        -- standard_conforming_strings (tests/t/285)
+        IF ch = E'\\' THEN
             ch := substr(rest, i + 1, 1);
-            IF ch NOT IN ('\', ':') THEN
+            IF ch NOT IN (E'\\', ':') THEN
                 RETURN NULL;            -- an unknown or dangling escape
             END IF;
             cur := cur || ch;
