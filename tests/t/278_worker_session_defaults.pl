@@ -20,6 +20,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::WB;
 use RedisSync::Compare;
 use RedisSync::Restart;
 use Test::More;
@@ -45,11 +46,7 @@ ALTER DATABASE postgres SET default_transaction_isolation = 'serializable';
 });
 
 # a new worker, which reads the database's settings at its start
-my $old = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
-ok($node->poll_query_until('postgres',
-		qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'redis_sync worker' AND pid <> $old}),
+ok(defined RedisSync::WB::restart_worker($node),
 	'a new worker started under the database\'s defaults');
 is($node->safe_psql('postgres', 'SHOW default_transaction_read_only'), 'on',
 	'client sessions of the database are read-only by default');

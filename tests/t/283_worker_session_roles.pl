@@ -17,6 +17,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::WB;
 use RedisSync::Compare;
 use Test::More;
 
@@ -48,11 +49,7 @@ ALTER ROLE CURRENT_USER SET row_security = off;
 });
 
 # a new worker, which reads the settings at its start
-my $old = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
-ok($node->poll_query_until('postgres',
-		qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'redis_sync worker' AND pid <> $old}),
+ok(defined RedisSync::WB::restart_worker($node),
 	'a new worker started under the settings');
 
 sub wait_q

@@ -15,6 +15,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::WB;
 use RedisSync::Compare;
 use Test::More;
 
@@ -35,14 +36,8 @@ SELECT redis_sync.write_through('wt', key_prefix => 'wt:', delivery => 'async');
 ALTER DATABASE postgres SET exit_on_error = on;
 });
 
-my $old = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
-ok($node->poll_query_until('postgres',
-		qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'redis_sync worker' AND pid <> $old}),
-	'a new worker started under exit_on_error = on');
-my $pid = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
+my $pid = RedisSync::WB::restart_worker($node);
+ok(defined $pid, 'a new worker started under exit_on_error = on');
 
 $redis->cli('HSET', 'ch:1', 'par', '1', 'note', 'fine');
 $redis->cli('HSET', 'ch:2', 'par', '99', 'note', 'orphan');

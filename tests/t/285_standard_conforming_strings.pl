@@ -12,6 +12,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::WB;
 use RedisSync::Compare;
 use Test::More;
 
@@ -34,11 +35,7 @@ is($node->safe_psql('postgres', q{SELECT redis_sync._key_row_values(E'w:a\\\\:b\
 like($err, qr/would be the key of the row \(x\) of table public.w/, 'a dirty set that is a row\'s key is still refused');
 
 # the worker, started again under the setting, drains keys with escapes
-my $old = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
-ok($node->poll_query_until('postgres',
-		qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'redis_sync worker' AND pid <> $old}),
+ok(defined RedisSync::WB::restart_worker($node),
 	'a new worker started under the setting');
 $redis->cli('HSET', 'w:a\\:b\\\\c', 'v', q{it's \\n not a newline});
 $redis->cli('SADD', 'w-dirty', 'a\\:b\\\\c');

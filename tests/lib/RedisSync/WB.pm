@@ -6,6 +6,7 @@
 #   my ($secs, $applied, $calls) = RedisSync::WB::flush_until_clean($node, $redis,
 #       table => 'stats', dirty => 'stats:dirty', timeout => 120);
 #   RedisSync::WB::wait_worker($node, old_pid => $pid, timeout => 60);
+#   my $pid = RedisSync::WB::restart_worker($node);   # settings read anew
 #   my $vals = RedisSync::WB::hash_field_dump($redis, 'stats:', 'view_count');
 package RedisSync::WB;
 
@@ -121,6 +122,18 @@ sub wait_worker
 		return undef if time > $deadline;
 		sleep 0.05;
 	}
+}
+
+# Terminate the database's worker and wait for the launcher's new one, which
+# reads the database's and role's settings at its start.  Returns the new
+# worker's pid, or undef at the deadline.
+sub restart_worker
+{
+	my ($node, %o) = @_;
+	my $old = $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
+	return wait_worker($node, old_pid => $old, timeout => $o{timeout});
 }
 
 my $DUMP_LUA = <<'LUA';
