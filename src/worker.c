@@ -1195,8 +1195,8 @@ redis_sync_worker_main(Datum arg)
 	 * role, session_replication_role = replica skipped both triggers and
 	 * foreign keys (a row whose parent did not exist was inserted instead of
 	 * being dead-lettered), and row_security = off (pg_dump's setting) made
-	 * every change drained into such a table a dead letter, and its warm
-	 * fail.  tests/t/283_worker_session_roles.
+	 * every change drained into such a table a dead letter.
+	 * tests/t/283_worker_session_roles.
 	 */
 	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("row_security", "on", PGC_SUSET, PGC_S_OVERRIDE);
