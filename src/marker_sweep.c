@@ -26,6 +26,7 @@
 #include "shmem.h"
 #include "subxact.h"
 #include "warm.h"
+#include "xact_step.h"
 
 /* repairs of one marker that may not finish before it is set aside */
 #define MAX_MARKER_ATTEMPTS 3
@@ -55,6 +56,88 @@ typedef struct RepairArg
  */
 #define REPAIR_LOCK_WAIT_MS 200
 
+/*
+ * The rest of the table's code the repair runs as its owner (the policies
+ * of a table that forces row security, its key types' functions) is bounded
+ * as the background warm's batches are: by redis_sync.warm_timeout.  A
+ * repair cancelled by it counts as one of the marker's attempts (after
+ * MAX_MARKER_ATTEMPTS it is set aside) and is not tried again before ten
+ * times the timeout (an hour at most), so such a table holds the worker, and
+ * every delivery and drain of the database, that long once per ten times
+ * it, as a table whose warm runs into the timeout does (tests/t/286).
+ * Holds live in the worker's memory: a restarted worker tries at once.
+ */
+typedef struct RepairHold
+{
+	char	   *field;			/* the marker's field */
+	TimestampTz until;
+} RepairHold;
+
+static List *repair_holds = NIL;	/* of RepairHold, in TopMemoryContext */
+
+static RepairHold *
+repair_hold_find(const char *field)
+{
+	ListCell   *lc;
+
+	foreach(lc, repair_holds)
+	{
+		RepairHold *h = lfirst(lc);
+
+		if (strcmp(h->field, field) == 0)
+			return h;
+	}
+	return NULL;
+}
+
+static void
+repair_hold_drop(const char *field)
+{
+	RepairHold *h = repair_hold_find(field);
+
+	if (h == NULL)
+		return;
+	repair_holds = list_delete_ptr(repair_holds, h);
+	pfree(h->field);
+	pfree(h);
+}
+
+/* is the repair of this marker held back after a timeout? */
+static bool
+repair_held(const char *field)
+{
+	RepairHold *h = repair_hold_find(field);
+
+	if (h == NULL)
+		return false;
+	if (GetCurrentTimestamp() < h->until)
+		return true;
+	repair_hold_drop(field);
+	return false;
+}
+
+static int
+repair_hold_ms(void)
+{
+	return (int) Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000);
+}
+
+static void
+repair_hold_set(const char *field)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	RepairHold *h = repair_hold_find(field);
+
+	if (h == NULL)
+	{
+		h = palloc(sizeof(RepairHold));
+		h->field = pstrdup(field);
+		repair_holds = lappend(repair_holds, h);
+	}
+	h->until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), repair_hold_ms());
+	MemoryContextSwitchTo(old);
+}
+
 static void
 repair_marker_cb(void *arg)
 {
@@ -64,14 +147,17 @@ repair_marker_cb(void *arg)
 	if (LockTimeout <= 0 || LockTimeout > REPAIR_LOCK_WAIT_MS)
 		(void) set_config_option("lock_timeout", CppAsString2(REPAIR_LOCK_WAIT_MS),
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	rs_step_timeout_arm(rs_warm_timeout_ms);	/* redis_sync.warm_timeout */
 	r->n = rs_repair_marker(r->value);
+	rs_step_timeout_disarm();
 }
 
 typedef enum RepairOutcome
 {
 	REPAIR_DONE,
 	REPAIR_FAILED,				/* set it aside */
-	REPAIR_DEFERRED				/* its rows are locked: the next sweep's */
+	REPAIR_DEFERRED				/* its rows are locked, or its code ran
+								 * into warm_timeout: a later sweep's */
 } RepairOutcome;
 
 /*
@@ -84,12 +170,17 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 {
 	RepairArg	r = {value, 0};
 	ErrorData  *ed = rs_subxact_try(repair_marker_cb, &r, true);
+	bool		timed_out;
 
+	timed_out = ed != NULL && ed->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+		rs_step_timeout_expired();
+	rs_step_timeout_disarm();
 	if (ed == NULL)
 	{
 		ereport(LOG,
 				(errmsg("redis_sync worker: repaired %lld keys pushed by transaction %llu, which did not commit",
 						(long long) r.n, (unsigned long long) strtoull(field, NULL, 10))));
+		repair_hold_drop(field);
 		return REPAIR_DONE;
 	}
 	if (ed->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
@@ -101,6 +192,20 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 						field),
 				 errdetail("%s", ed->message),
 				 errhint("The next sweep tries again. Until then its keys can hold what the transaction that did not commit pushed.")));
+		FreeErrorData(ed);
+		return REPAIR_DEFERRED;
+	}
+	if (timed_out)
+	{
+		/* counted as an attempt; held back so it does not hold every sweep */
+		repair_hold_set(field);
+		ereport(LOG,
+				(errmsg("redis_sync worker: the repair of in-flight marker %s took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
+						field, rs_warm_timeout_ms),
+				 errdetail("The table's own code (a row security policy, a type's function) ran that long as its owner."),
+				 errhint("It is tried again in %d s; after %d attempts it is set aside in %s:failed. Until then its keys can hold what the transaction that did not commit pushed.",
+						 repair_hold_ms() / 1000, MAX_MARKER_ATTEMPTS, mkey)));
+		rs_stats_error(InvalidOid, "the repair of an in-flight marker ran into redis_sync.warm_timeout");
 		FreeErrorData(ed);
 		return REPAIR_DEFERRED;
 	}
@@ -182,9 +287,15 @@ static bool
 repair_or_set_aside(const char *mkey, const char *field, const char *value, List **set_aside,
 					bool *deferred)
 {
-	int64		attempt = count_marker_attempt(mkey, field);
+	int64		attempt;
 
 	*deferred = false;
+	if (repair_held(field))
+	{
+		*deferred = true;
+		return true;
+	}
+	attempt = count_marker_attempt(mkey, field);
 	if (attempt < 0)
 		return false;
 	if (attempt > MAX_MARKER_ATTEMPTS)
@@ -192,10 +303,11 @@ repair_or_set_aside(const char *mkey, const char *field, const char *value, List
 		ereport(LOG,
 				(errmsg("redis_sync worker: in-flight marker %s set aside in %s:failed: %d earlier repairs of it did not finish",
 						field, mkey, MAX_MARKER_ATTEMPTS),
-				 errdetail("The worker stopped or crashed while repairing it.")));
+				 errdetail("The worker stopped or crashed while repairing it, or its repairs ran into redis_sync.warm_timeout.")));
 		rs_stats_error(InvalidOid, "an in-flight marker was set aside: its repairs did not finish");
 		rs_stats_add(InvalidOid, RS_C_DELIVERY_FAILURES, 1);
 		*set_aside = lappend(*set_aside, list_make2(pstrdup(field), pstrdup(value)));
+		repair_hold_drop(field);
 	}
 	else
 	{
