@@ -156,8 +156,8 @@ typedef enum RepairOutcome
 {
 	REPAIR_DONE,
 	REPAIR_FAILED,				/* set it aside */
-	REPAIR_DEFERRED				/* its rows are locked, or its code ran
-								 * into warm_timeout: a later sweep's */
+	REPAIR_DEFERRED				/* its rows are locked, or its code ran into
+								 * warm_timeout: a later sweep's */
 } RepairOutcome;
 
 /*
