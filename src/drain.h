@@ -22,8 +22,12 @@
 extern int64 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due,
 							int *failed);
 
-/* after a Redis restart: seed every write-behind key from its table */
-extern void rs_drain_reseed_all(void);
+/*
+ * After a Redis restart: the write-behind tables, and the seed of one
+ * table's keys from its rows (each in a transaction of its own)
+ */
+extern List *rs_drain_reseed_relids(void);
+extern void rs_drain_reseed_one(Oid relid);
 
 /*
  * redis_sync.drain_timeout (also read by wb_schedule.c), defined by

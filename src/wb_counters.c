@@ -307,17 +307,41 @@ reseed_table(WbTable *t)
 	return seeded;
 }
 
+/*
+ * The write-behind tables to re-seed after a Redis restart (their OIDs, in
+ * the caller's memory context), read in a transaction of its own.
+ */
+List *
+rs_drain_reseed_relids(void)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	rs_xact_begin(NULL);
+	MemoryContextSwitchTo(outer);
+	foreach(lc, wb_load_tables(InvalidOid))
+		relids = lappend_oid(relids, ((WbTable *) lfirst(lc))->relid);
+	rs_xact_commit(outer);
+	return relids;
+}
+
+/*
+ * Re-seed one write-behind table (none if it is no longer one) in a
+ * transaction of its own, so that a table whose code fails or runs into the
+ * caller's timeout holds up no other (worker.c, reseed_all).
+ */
 void
-rs_drain_reseed_all(void)
+rs_drain_reseed_one(Oid relid)
 {
 	List	   *tables;
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext;
 
-	rs_xact_begin(NULL);
+	rs_xact_begin("redis_sync: re-seeding write-behind keys after a Redis restart");
 	(void) rs_canonical_gucs_push();	/* popped at commit */
 	MemoryContextSwitchTo(outer);
-	tables = wb_load_tables(InvalidOid);
+	tables = wb_load_tables(relid);
 	foreach(lc, tables)
 	{
 		WbTable    *t = lfirst(lc);

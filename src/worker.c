@@ -125,7 +125,7 @@ static char my_dbname[NAMEDATALEN]; /* for messages outside transactions */
  */
 static List *restart_refreshed_rels = NIL;	/* refreshed (filled or not) */
 static List *restart_done_rels = NIL;	/* refreshed and filled */
-static bool restart_reseeded = false;
+static List *restart_reseeded_rels = NIL;	/* write-behind tables re-seeded */
 static bool restart_timed_out = false;	/* a table ran into warm_timeout */
 
 /*
@@ -143,7 +143,8 @@ restart_progress_reset(void)
 	restart_refreshed_rels = NIL;
 	list_free(restart_done_rels);
 	restart_done_rels = NIL;
-	restart_reseeded = false;
+	list_free(restart_reseeded_rels);
+	restart_reseeded_rels = NIL;
 	refresh_resume.cxt = TopMemoryContext;
 	rs_refresh_resume_reset(&refresh_resume);
 }
@@ -601,6 +602,64 @@ fill_table(Oid relid)
 }
 
 /*
+ * The re-seed of every write-behind table not re-seeded yet, each in its own
+ * transaction and bounded by warm_timeout (reading a table runs its code as
+ * its owner: policies, casts of its column types): a table that fails or
+ * runs into the timeout is logged and left for the retry (restart_step),
+ * and holds up neither the worker nor the other tables.  Returns the tables
+ * that failed.
+ */
+static int
+reseed_all(void)
+{
+	List	   *rels = rs_drain_reseed_relids();
+	ListCell   *lc;
+	int			failed = 0;
+
+	foreach(lc, rels)
+	{
+		Oid			relid = lfirst_oid(lc);
+		MemoryContext cxt = CurrentMemoryContext;
+		volatile bool unreachable = false;
+
+		if (list_member_oid(restart_reseeded_rels, relid))
+			continue;
+		PG_TRY();
+		{
+			MemoryContext old;
+
+			rs_step_timeout_arm(rs_warm_timeout_ms);
+			rs_drain_reseed_one(relid);
+			rs_step_timeout_disarm();
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			restart_reseeded_rels = lappend_oid(restart_reseeded_rels, relid);
+			MemoryContextSwitchTo(old);
+		}
+		PG_CATCH();
+		{
+			bool		timed_out;
+			ErrorData  *edata = rs_step_catch(cxt, "it", "redis_sync.warm_timeout", &timed_out);
+
+			if (timed_out)
+				restart_timed_out = true;
+			ereport(LOG,
+					(errmsg("redis_sync worker: re-seeding the write-behind keys of table %u after the Redis restart failed: %s",
+							relid, edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0));
+			failed++;
+			unreachable = edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
+				edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		/* Redis gone: the other tables would fail the same way */
+		if (unreachable)
+			break;
+	}
+	return failed;
+}
+
+/*
  * The work after a Redis restart (pending in shared memory until done):
  * the key prefix claims again, then (redis_sync.rewarm_on_restart) the
  * refresh and re-warm of write-through tables and the re-seeding of
@@ -625,11 +684,7 @@ restart_step(TimestampTz now)
 		{
 			int			failed = rewarm_all();
 
-			if (!restart_reseeded)
-			{
-				rs_drain_reseed_all();
-				restart_reseeded = true;
-			}
+			failed += reseed_all();
 			if (failed > 0)
 				ereport(ERROR,
 						(errmsg("%d tables could not be refreshed", failed),
