@@ -913,8 +913,18 @@ claim_batched(List *groups, int64 *n)
 				rest = lappend_oid(rest, ((ClaimGroup *) list_nth(groups, i))->relid);
 			break;
 		}
-		redis_check_reply(p, 0, "a key prefix claim");
 		v = redis_pipeline_reply(p, 0);
+		if (v->type == RV_ERROR)
+		{
+			/*
+			 * Redis refused the call (out of memory, say), perhaps after some
+			 * of its claims were recorded: the per-table path claims them
+			 * again (the same values) and names Redis's reason per table
+			 */
+			redis_pipeline_free(p);
+			rest = list_concat(rest, sent);
+			continue;
+		}
 		if (v->type != RV_ARRAY)
 			elog(ERROR, "redis_sync: unexpected reply to a key prefix claim");
 		refused = palloc0(sizeof(bool) * list_length(sent));

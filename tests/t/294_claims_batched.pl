@@ -115,5 +115,21 @@ like($err, qr/could not claim the key prefix of table t_3: key prefix "bt3:" ove
 unlike($err, qr/table t_2:/, 'a table beside it is not');
 is($out, $ntab - 111, 'the rest are claimed (bt3:, bt30: .. bt39:, bt300: .. bt399:)');
 
+# Redis out of memory (noeviction) refuses the batches: each table is
+# claimed on its own and warned about with Redis's reason, no ERROR
+$node->safe_psql('db2', q{SELECT redis_sync.unsync('d')});
+$redis->cli('DEL', 'redis_sync:claims');
+my ($used) = $redis->cli('INFO', 'memory') =~ /used_memory:(\d+)/;
+$redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+$redis->cli('CONFIG', 'SET', 'maxmemory', $used - 100000);
+my ($ret, $o, $e) = $node->psql('postgres', 'SELECT redis_sync.claim_prefixes()');
+is($ret, 0, 'claim_prefixes() succeeds when Redis refuses the claims');
+is($o, '0', '... claiming none');
+my @oom = $e =~ /WARNING:  could not claim the key prefix of table t_\d+: [^\n]*\nDETAIL:  OOM command not allowed/g;
+is(scalar @oom, $ntab, '... with a warning per table giving Redis\'s reason');
+$redis->cli('CONFIG', 'SET', 'maxmemory', '0');
+($out, $err) = claim_all();
+is($out, $ntab, 'once Redis has room every table is claimed');
+
 $node->stop;
 done_testing();
