@@ -126,7 +126,22 @@ static void
 repair_hold_set(const char *field)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	RepairHold *h = repair_hold_find(field);
+	TimestampTz now = GetCurrentTimestamp();
+	RepairHold *h;
+	ListCell   *lc;
+
+	/* holds of markers not seen since (removed by hand, say) go */
+	foreach(lc, repair_holds)
+	{
+		h = lfirst(lc);
+		if (h->until <= now)
+		{
+			repair_holds = foreach_delete_current(repair_holds, lc);
+			pfree(h->field);
+			pfree(h);
+		}
+	}
+	h = repair_hold_find(field);
 
 	if (h == NULL)
 	{
@@ -134,7 +149,7 @@ repair_hold_set(const char *field)
 		h->field = pstrdup(field);
 		repair_holds = lappend(repair_holds, h);
 	}
-	h->until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), repair_hold_ms());
+	h->until = TimestampTzPlusMilliseconds(now, repair_hold_ms());
 	MemoryContextSwitchTo(old);
 }
 
