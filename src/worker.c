@@ -379,6 +379,54 @@ reclaim_all(void)
 }
 
 /*
+ * One table's part of the work after a Redis restart (fill, re-seed: fn,
+ * in transactions of its own; NULL: nothing to do), bounded by
+ * warm_timeout, as the table's code runs as its owner (key domains, casts,
+ * policies): done, the table joins *done (in TopMemoryContext); failed or
+ * timed out, it is logged ("<what> table N after the Redis restart
+ * failed"), counted in *failed and left for the retry (restart_step).
+ * False when Redis could not be reached: the other tables would fail the
+ * same way.
+ */
+static bool
+restart_table_step(Oid relid, void (*fn) (Oid), const char *what, List **done, int *failed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool reachable = true;
+
+	PG_TRY();
+	{
+		MemoryContext old;
+
+		rs_step_timeout_arm(rs_warm_timeout_ms);
+		if (fn != NULL)
+			fn(relid);
+		rs_step_timeout_disarm();
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		*done = lappend_oid(*done, relid);
+		MemoryContextSwitchTo(old);
+	}
+	PG_CATCH();
+	{
+		bool		timed_out;
+		ErrorData  *edata = rs_step_catch(cxt, "it", "redis_sync.warm_timeout", &timed_out);
+
+		if (timed_out)
+			restart_timed_out = true;
+		ereport(LOG,
+				(errmsg("redis_sync worker: %s table %u after the Redis restart failed: %s",
+						what, relid, edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0));
+		(*failed)++;
+		reachable = edata->sqlerrcode != ERRCODE_CONNECTION_FAILURE &&
+			edata->sqlerrcode != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return reachable;
+}
+
+/*
  * After a Redis restart, for every write-through and invalidate table of
  * this database: push again the keys Redis brought back
  * (rs_refresh_cached_keys: they may be older than the table), then fill the
@@ -397,7 +445,7 @@ static void fill_table(Oid relid);
 static int
 rewarm_all(void)
 {
-	volatile int failed = 0;
+	int			failed = 0;
 	List	   *rels = NIL;
 	List	   *policies = NIL;
 	List	   *refresh = NIL;
@@ -440,47 +488,13 @@ rewarm_all(void)
 	forboth(lc, rels, pc, policies)
 	{
 		Oid			relid = lfirst_oid(lc);
-		MemoryContext cxt = CurrentMemoryContext;
-		volatile bool unreachable = false;
 
 		if (list_member_oid(restart_done_rels, relid) ||
 			!list_member_oid(restart_refreshed_rels, relid))
 			continue;
-		PG_TRY();
-		{
-			MemoryContext old;
-
-			/*
-			 * the table's code (key domains, casts, policies of the fill) as
-			 * its owner: bounded as the background warm's batches are
-			 */
-			rs_step_timeout_arm(rs_warm_timeout_ms);
-			if (lfirst_int(pc))
-				fill_table(relid);
-			rs_step_timeout_disarm();
-			old = MemoryContextSwitchTo(TopMemoryContext);
-			restart_done_rels = lappend_oid(restart_done_rels, relid);
-			MemoryContextSwitchTo(old);
-		}
-		PG_CATCH();
-		{
-			bool		timed_out;
-			ErrorData  *edata = rs_step_catch(cxt, "it", "redis_sync.warm_timeout", &timed_out);
-
-			if (timed_out)
-				restart_timed_out = true;
-			ereport(LOG,
-					(errmsg("redis_sync worker: re-warming table %u after the Redis restart failed: %s",
-							relid, edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0));
-			failed++;
-			unreachable = edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
-				edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
-		/* Redis gone: the other tables would fail the same way */
-		if (unreachable)
+		/* invalidate tables: refreshed, nothing to fill */
+		if (!restart_table_step(relid, lfirst_int(pc) ? fill_table : NULL, "re-warming",
+								&restart_done_rels, &failed))
 			break;
 	}
 	return failed;
@@ -619,41 +633,11 @@ reseed_all(void)
 	foreach(lc, rels)
 	{
 		Oid			relid = lfirst_oid(lc);
-		MemoryContext cxt = CurrentMemoryContext;
-		volatile bool unreachable = false;
 
 		if (list_member_oid(restart_reseeded_rels, relid))
 			continue;
-		PG_TRY();
-		{
-			MemoryContext old;
-
-			rs_step_timeout_arm(rs_warm_timeout_ms);
-			rs_drain_reseed_one(relid);
-			rs_step_timeout_disarm();
-			old = MemoryContextSwitchTo(TopMemoryContext);
-			restart_reseeded_rels = lappend_oid(restart_reseeded_rels, relid);
-			MemoryContextSwitchTo(old);
-		}
-		PG_CATCH();
-		{
-			bool		timed_out;
-			ErrorData  *edata = rs_step_catch(cxt, "it", "redis_sync.warm_timeout", &timed_out);
-
-			if (timed_out)
-				restart_timed_out = true;
-			ereport(LOG,
-					(errmsg("redis_sync worker: re-seeding the write-behind keys of table %u after the Redis restart failed: %s",
-							relid, edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0));
-			failed++;
-			unreachable = edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
-				edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
-		/* Redis gone: the other tables would fail the same way */
-		if (unreachable)
+		if (!restart_table_step(relid, rs_drain_reseed_one, "re-seeding the write-behind keys of",
+								&restart_reseeded_rels, &failed))
 			break;
 	}
 	return failed;
