@@ -7,7 +7,8 @@
 # The repair is now bounded by redis_sync.warm_timeout like the background
 # warm's batches: a repair cancelled by it counts as one of the marker's
 # three attempts, is not tried again before ten times the timeout, and the
-# marker is set aside in <marker key>:failed after the third.
+# marker is set aside in <marker key>:failed after the third.  And a row
+# the owner's policies hide from it: its key is deleted by the repair.
 use strict;
 use warnings;
 
@@ -103,5 +104,26 @@ is($redis->cli('HEXISTS', "$marker:failed", '7:1:0:0'), '0', 'not set aside');
 $node->safe_psql('postgres', q{ALTER TABLE ti NO FORCE ROW LEVEL SECURITY; SELECT redis_sync.resync('ti')});
 is($redis->cli('HGET', 'ti:1', 'v'), 'committed', 'resync() repairs the set-aside marker\'s key');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ti')}), '0', 'cache == table');
+
+# a row the owner's policies hide: the repair cannot read it, so its key
+# is deleted (a miss), never left with what did not commit
+$node->safe_psql('postgres', q{
+CREATE TABLE hid (id int PRIMARY KEY, v text);
+ALTER TABLE hid OWNER TO alice;
+ALTER TABLE hid ENABLE ROW LEVEL SECURITY;
+ALTER TABLE hid FORCE ROW LEVEL SECURITY;
+CREATE POLICY not_two ON hid USING (id <> 2) WITH CHECK (true);
+SELECT redis_sync.write_through('hid', key_prefix => 'hid:');
+INSERT INTO hid VALUES (1, 'one'), (2, 'two');
+});
+is($redis->cli('HGET', 'hid:2', 'v'), 'two', 'the hidden row was pushed at its commit');
+my $hid = $node->safe_psql('postgres', q{SELECT 'hid'::regclass::oid});
+$redis->cli('HSET', 'hid:1', 'v', 'uncommitted');
+$redis->cli('HSET', 'hid:2', 'v', 'uncommitted');
+$redis->cli('HSET', $marker, '8:1:0:0', qq{[[$hid,"1"],[$hid,"2"]]});
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HEXISTS', $marker, '8:1:0:0') eq '0' }, 30),
+	'a marker of a table whose policies hide a row from its owner is repaired');
+is($redis->cli('HGET', 'hid:1', 'v'), 'one', 'the visible row holds its committed value');
+is($redis->cli('EXISTS', 'hid:2'), '0', 'the hidden row\'s key is deleted, not left stale');
 
 done_testing();
