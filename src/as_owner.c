@@ -33,14 +33,49 @@
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "as_owner.h"
+
+/* the innermost rs_as_owner_enter() is of a role that is not a superuser */
+static bool untrusted = false;
+
+/* the worker: no code of this role before quarantine_until */
+static Oid	quarantine_role = InvalidOid;
+static TimestampTz quarantine_until = 0;
+
+bool
+rs_as_owner_untrusted(void)
+{
+	return untrusted;
+}
+
+void
+rs_as_owner_quarantine(Oid role, TimestampTz until)
+{
+	quarantine_role = role;
+	quarantine_until = until;
+}
 
 void
 rs_as_owner_enter(RsAsOwner *ao, Oid role)
 {
 	Assert(OidIsValid(role));
+	if (OidIsValid(quarantine_role) && role == quarantine_role)
+	{
+		if (GetCurrentTimestamp() < quarantine_until)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("redis_sync worker: the code of role \"%s\" is not run until %s",
+							GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
+							timestamptz_to_str(quarantine_until)),
+					 errdetail("Code of that role (a trigger, a policy, a type's function of one of its tables) ran past a step's time limit and went on after its cancel: the worker ended itself."),
+					 errhint("Its tables' work waits until then; see the log for the step.")));
+		quarantine_role = InvalidOid;
+	}
 	GetUserIdAndSecContext(&ao->save_uid, &ao->save_sec);
+	ao->save_untrusted = untrusted;
+	untrusted = !superuser_arg(role);
 	SetUserIdAndSecContext(role, ao->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	ao->save_nestlevel = NewGUCNestLevel();
@@ -58,6 +93,7 @@ rs_as_owner_leave(RsAsOwner *ao)
 	ao->active = false;
 	AtEOXact_GUC(false, ao->save_nestlevel);
 	SetUserIdAndSecContext(ao->save_uid, ao->save_sec);
+	untrusted = ao->save_untrusted;
 }
 
 int

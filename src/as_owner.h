@@ -13,11 +13,14 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 typedef struct RsAsOwner
 {
 	Oid			save_uid;
 	int			save_sec;
 	int			save_nestlevel;
+	bool		save_untrusted;
 	bool		active;
 } RsAsOwner;
 
@@ -42,6 +45,17 @@ extern void rs_as_owner_leave(RsAsOwner *ao);
  */
 extern int	rs_search_path_enter(void);
 extern void rs_search_path_leave(int nestlevel);
+
+/*
+ * The worker (xact_step.c, worker.c): is the code running now a role's
+ * that a step's overrun may stop by ending the worker (a role other than a
+ * superuser)?  And a role whose code the worker does not run until a time,
+ * after its code outlived a step's timeout and its cancel:
+ * rs_as_owner_enter() refuses it with ERRCODE_LOCK_NOT_AVAILABLE (the
+ * steps retry that later, as they do a lock they could not get).
+ */
+extern bool rs_as_owner_untrusted(void);
+extern void rs_as_owner_quarantine(Oid role, TimestampTz until);
 
 /* the owner of a relation (ERROR when it does not exist) */
 extern Oid	rs_rel_owner(Oid relid);

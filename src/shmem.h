@@ -83,6 +83,8 @@ typedef struct RsDbSlot
 	uint64		flush_done;		/* generations the worker completed */
 	int64		flush_applied;	/* rows applied by the last forced round */
 	int			flush_failed;	/* tables that round could not drain */
+	Oid			quarantine_role;	/* its code ended a worker: not run ... */
+	TimestampTz quarantine_until;	/* ... before this (worker.c) */
 	bool		flush_unreachable;	/* Redis could not be reached for it */
 	bool		sweep_requested;	/* check in-flight markers at once */
 	bool		warm_requested; /* warm() queued a background warm */

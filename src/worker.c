@@ -67,6 +67,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "as_owner.h"
 #include "claim.h"
 #include "drain.h"
 #include "marker_sweep.h"
@@ -1191,6 +1192,58 @@ guarded_round(void)
  * Entry point of a worker started by the launcher: bgw_main_arg is its slot,
  * bgw_extra the database OID and the slot's generation.
  */
+/*
+ * At the worker's exit: a step whose code went on past twice its time
+ * limit after its cancel ended it (xact_step.c).  The next worker runs no
+ * code of that role (as_owner.c) for ten times the limit (an hour at
+ * most): its tables' work fails meanwhile and is retried, like a lock it
+ * could not get, and every other table's goes on.
+ */
+static void
+worker_exit_overrun(int code, Datum arg)
+{
+	int			ms;
+	Oid			role = rs_step_overrun_role(&ms);
+	int			hold_ms;
+	RsDbSlot   *slot = rs_worker_slot();
+
+	if (!OidIsValid(role) || slot == NULL)
+		return;
+	hold_ms = (int) Min((int64) ms * 10, (int64) 3600 * 1000);
+	SpinLockAcquire(&slot->mutex);
+	slot->quarantine_role = role;
+	slot->quarantine_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), hold_ms);
+	SpinLockRelease(&slot->mutex);
+	ereport(LOG,
+			(errmsg("redis_sync worker: code run as role %u went on past twice its step's time limit (%d ms) after the cancel; the worker ends, and the next one runs no code of that role for %d s",
+					role, ms, hold_ms / 1000),
+			 errhint("Look for a trigger, policy or type function of that role's synced tables that catches query_canceled.")));
+}
+
+/* a quarantine an earlier worker of this database left (worker_exit_overrun) */
+static void
+quarantine_from_slot(void)
+{
+	RsDbSlot   *slot = rs_worker_slot();
+	Oid			role;
+	TimestampTz until;
+
+	SpinLockAcquire(&slot->mutex);
+	role = slot->quarantine_role;
+	until = slot->quarantine_until;
+	SpinLockRelease(&slot->mutex);
+	if (!OidIsValid(role) || GetCurrentTimestamp() >= until)
+		return;
+	rs_as_owner_quarantine(role, until);
+	StartTransactionCommand();
+	ereport(LOG,
+			(errmsg("redis_sync worker: runs no code of role \"%s\" until %s",
+					GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
+					timestamptz_to_str(until)),
+			 errdetail("Its code ended the worker before: it went on past a step's time limit after the cancel.")));
+	CommitTransactionCommand();
+}
+
 void
 redis_sync_worker_main(Datum arg)
 {
@@ -1210,6 +1263,7 @@ redis_sync_worker_main(Datum arg)
 	if (!rs_worker_attach(slotno, dbid, generation))
 		proc_exit(0);
 	before_shmem_exit((pg_on_exit_callback) rs_worker_unregister_latch, (Datum) 0);
+	before_shmem_exit(worker_exit_overrun, (Datum) 0);
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	/* nothing the worker runs may resolve names through a user's schema */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
@@ -1249,6 +1303,7 @@ redis_sync_worker_main(Datum arg)
 	 */
 	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("redis_sync worker");
+	quarantine_from_slot();
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "redis_sync worker round",
 									  ALLOCSET_DEFAULT_SIZES);

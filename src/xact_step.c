@@ -11,13 +11,16 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "as_owner.h"
 #include "xact_step.h"
 
 void
@@ -61,6 +64,45 @@ rs_xact_commit(MemoryContext cxt)
 static TimestampTz step_armed_at = 0;
 static int	step_armed_ms = 0;
 
+/*
+ * The timer's cancel is an error a table's code can catch and go on from
+ * (PL/pgSQL: EXCEPTION WHEN query_canceled): a trigger that does so, and
+ * sleeps again, held the worker, and every other table's delivery and
+ * drain with it, for as long as it liked.  So the worker's steps have a
+ * second stage: at twice the step's time (one second more at least), if
+ * the code still running is a role's that is not a superuser (and not the
+ * worker's own), the worker ends itself (ProcDiePending: a FATAL error, which
+ * no code can catch), and worker.c keeps that role from running code in
+ * the worker for a while (rs_step_overrun_role, as_owner.c's quarantine).
+ * tests/t/295_worker_cancel_caught.
+ */
+static TimeoutId overrun_timeout = MAX_TIMEOUTS;
+static Oid	worker_role = InvalidOid;
+static volatile sig_atomic_t overrun_fired = false;
+static volatile Oid overrun_role = InvalidOid;
+
+static void
+step_overrun_handler(void)
+{
+	Oid			role = GetUserId();
+
+	if (role != worker_role && rs_as_owner_untrusted())
+	{
+		overrun_role = role;
+		overrun_fired = true;
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+}
+
+Oid
+rs_step_overrun_role(int *ms)
+{
+	*ms = step_armed_ms;
+	return overrun_fired ? overrun_role : InvalidOid;
+}
+
 void
 rs_step_timeout_arm(int ms)
 {
@@ -69,6 +111,15 @@ rs_step_timeout_arm(int ms)
 	step_armed_at = GetCurrentTimestamp();
 	step_armed_ms = ms;
 	enable_timeout_after(STATEMENT_TIMEOUT, ms);
+	if (IsBackgroundWorker)
+	{
+		if (overrun_timeout == MAX_TIMEOUTS)
+		{
+			overrun_timeout = RegisterTimeout(USER_TIMEOUT, step_overrun_handler);
+			worker_role = GetUserId();
+		}
+		enable_timeout_after(overrun_timeout, ms + Max(ms, 1000));
+	}
 }
 
 bool
@@ -83,6 +134,8 @@ rs_step_timeout_disarm(void)
 {
 	if (step_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))
 		disable_timeout(STATEMENT_TIMEOUT, false);
+	if (overrun_timeout != MAX_TIMEOUTS && get_timeout_active(overrun_timeout))
+		disable_timeout(overrun_timeout, false);
 	step_armed_at = 0;
 }
 

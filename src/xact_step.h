@@ -47,6 +47,13 @@ extern bool rs_step_timeout_expired(void);
 extern void rs_step_timeout_disarm(void);
 
 /*
+ * In the worker, when a step's code went on past twice its time despite
+ * the cancel, the worker ends itself (FATAL); at its exit, the role whose
+ * code that was (InvalidOid: none) and the step's time (*ms).
+ */
+extern Oid	rs_step_overrun_role(int *ms);
+
+/*
  * In the PG_CATCH of a step armed so: the error, copied into cxt (current
  * afterwards), the timer disarmed, the transaction aborted.  When the
  * step's own timer cancelled it, *timed_out, and the message says so:
