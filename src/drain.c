@@ -574,7 +574,8 @@ rs_drain_init(void)
 	DefineCustomIntVariable("redis_sync.drain_timeout",
 							"Longest time one write-behind batch may take to apply (0: no limit).",
 							"A batch still running then (a slow trigger, a lock wait) is cancelled, "
-							"counted in drain_retries and retried later.",
+							"counted in drain_retries and retried later; a table drained that long "
+							"in a round goes on in the next one.",
 							&rs_drain_timeout_ms,
 							60000, 0, INT_MAX,
 							PGC_SIGHUP,

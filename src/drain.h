@@ -15,12 +15,14 @@
 /*
  * One drain round of every write-behind table that is due (all of them with
  * force), each batch in its own transaction; must run outside a transaction
- * (the worker).  deadline bounds the round (0: none).  Returns rows applied;
- * *next_due is set to when the next table is due, *failed to the number of
- * tables whose drain failed (they are retried later).
+ * (the worker).  deadline bounds the round (0: none; then drain_timeout
+ * bounds each table's drain in it).  Returns rows applied; *next_due is set to when
+ * the next table is due, *failed to the number of tables whose drain failed
+ * (they are retried later), *cut_short to whether a table's drain stopped at
+ * drain_timeout with members perhaps left (the next round goes on).
  */
 extern int64 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due,
-							int *failed);
+							int *failed, bool *cut_short);
 
 /*
  * After a Redis restart: the write-behind tables, and the seed of one

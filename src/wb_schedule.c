@@ -333,8 +333,29 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	FreeErrorData(ed);
 }
 
+/*
+ * The end of one table's drain in a round without a deadline (the final
+ * round at shutdown has one, which bounds it whole): drain_timeout after it
+ * began.  Each batch is bounded by drain_timeout, but a table drained batch
+ * after batch until a short one: a table whose code (its owner's triggers,
+ * a type's function) takes a little less than the timeout per batch, or any
+ * large backlog, held the worker, and every other table's delivery and
+ * drain, for as many batches as its dirty set holds (tests/t/289).  Stopped
+ * there, it goes on in the next round, after the outbox is delivered; the
+ * batches it had claimed are still applied, so a table holds a round for
+ * three times the timeout at most.
+ */
+static TimestampTz
+table_deadline(TimestampTz started, TimestampTz deadline)
+{
+	if (deadline != 0 || rs_drain_timeout_ms <= 0)
+		return deadline;
+	return TimestampTzPlusMilliseconds(started, rs_drain_timeout_ms);
+}
+
 int64
-rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed)
+rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed,
+			   bool *cut_short)
 {
 	List	   *tables;
 	ListCell   *lc;
@@ -348,6 +369,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 
 	*next_due = 0;
 	*failed = 0;
+	*cut_short = false;
 	rs_xact_begin(NULL);
 	tables = wb_tables_cached();
 	rs_xact_commit(outer);
@@ -408,7 +430,12 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		 */
 		PG_TRY();
 		{
-			drain_table(t, recover_only, deadline, outer, &total);
+			TimestampTz end = table_deadline(started, deadline);
+
+			drain_table(t, recover_only, end, outer, &total);
+			/* stopped by drain_timeout, not by a short batch: maybe more */
+			if (end != deadline && GetCurrentTimestamp() >= end)
+				*cut_short = true;
 			s->failures = 0;
 			s->hold = 0;
 

@@ -903,12 +903,20 @@ drain_step(TimestampTz now)
 		TimestampTz next_due;
 		int64		applied;
 		int			failed;
+		bool		cut_short;
 
-		applied = rs_drain_round(gen != 0, 0, &next_due, &failed);
-		if (gen != 0)
+		applied = rs_drain_round(gen != 0, 0, &next_due, &failed, &cut_short);
+
+		/*
+		 * a table stopped at drain_timeout: the next round (right after the
+		 * outbox's delivery) goes on with it, and the flush() waits for it
+		 */
+		if (gen != 0 && !cut_short)
 			rs_flush_completed(gen, applied, failed);
 		drain_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_naptime_ms);
-		if (next_due != 0 && next_due < drain_due)
+		if (cut_short)
+			drain_due = GetCurrentTimestamp();
+		else if (next_due != 0 && next_due < drain_due)
 			drain_due = next_due;
 	}
 	return Max(1, Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), drain_due),
@@ -1001,9 +1009,10 @@ final_round(void)
 	{
 		int64		n;
 		int			failed;
+		bool		cut_short;
 
 		(void) deliver_all();
-		n = rs_drain_round(true, deadline, &next_due, &failed);
+		n = rs_drain_round(true, deadline, &next_due, &failed, &cut_short);
 		ereport(LOG,
 				(errmsg("redis_sync worker: final drain at shutdown applied %lld rows", (long long) n)));
 	}
