@@ -302,9 +302,12 @@ drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext o
 static void
 table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 {
+	int64		ran = rs_step_elapsed_ms(); /* the failed batch's, before the
+											 * catch disarms */
 	bool		timed_out;
 	ErrorData  *ed = rs_step_catch(outer, "a batch", "redis_sync.drain_timeout", &timed_out);
 	int64		backoff;
+	int64		held;
 
 	rs_capture_suppress(InvalidOid, NULL);
 	s->failures++;
@@ -315,12 +318,17 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	 * other table's delivery and drain) that long: the table waits ten times
 	 * the timeout at least, flush() or not, so that a table whose code blocks
 	 * (a trigger, a lock its owner holds) holds the worker a small part of
-	 * the time only.
+	 * the time only.  So does a batch that failed otherwise after running
+	 * long, ten times what it ran: a trigger that sleeps a little less than
+	 * the timeout and then raises an error the drain retries (a serialization
+	 * failure, a lock not available) was retried after the usual backoff
+	 * (retry_max_backoff, 2 s) and held the worker nearly all the time
+	 * (tests/t/292).
 	 */
-	if (timed_out)
-		backoff = Max(backoff, Min((int64) rs_drain_timeout_ms * 10, (int64) 3600 * 1000));
+	held = Min(timed_out ? (int64) rs_drain_timeout_ms * 10 : ran * 10, (int64) 3600 * 1000);
+	backoff = Max(backoff, held);
 	s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));
-	s->hold = timed_out ? s->next : 0;
+	s->hold = held >= backoff ? s->next : 0;
 	ereport(LOG,
 			(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
 					t->qname, (long long) backoff, ed->message)));

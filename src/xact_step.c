@@ -139,6 +139,14 @@ rs_step_timeout_disarm(void)
 	step_armed_at = 0;
 }
 
+int64
+rs_step_elapsed_ms(void)
+{
+	if (step_armed_at == 0)
+		return 0;
+	return (GetCurrentTimestamp() - step_armed_at) / 1000;
+}
+
 ErrorData *
 rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *timed_out)
 {

@@ -46,6 +46,9 @@ extern void rs_step_timeout_arm(int ms);
 extern bool rs_step_timeout_expired(void);
 extern void rs_step_timeout_disarm(void);
 
+/* how long the armed step has run so far, in ms (0: none armed) */
+extern int64 rs_step_elapsed_ms(void);
+
 /*
  * In the worker, when a step's code went on past twice its time despite
  * the cancel, the worker ends itself (FATAL); at its exit, the role whose
