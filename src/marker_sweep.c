@@ -122,15 +122,19 @@ repair_hold_ms(void)
 	return (int) Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000);
 }
 
+/*
+ * Hold the repair of this marker back for ms.  The holds that ran out go
+ * first: the marker of one may have gone meanwhile without a repair (an
+ * operator's HDEL, a Redis restarted empty), and its hold would stay.
+ */
 static void
-repair_hold_set(const char *field)
+repair_hold_set(const char *field, int64 ms)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	TimestampTz now = GetCurrentTimestamp();
 	RepairHold *h;
 	ListCell   *lc;
 
-	/* holds of markers not seen since (removed by hand, say) go */
 	foreach(lc, repair_holds)
 	{
 		h = lfirst(lc);
@@ -142,15 +146,29 @@ repair_hold_set(const char *field)
 		}
 	}
 	h = repair_hold_find(field);
-
 	if (h == NULL)
 	{
 		h = palloc(sizeof(RepairHold));
 		h->field = pstrdup(field);
 		repair_holds = lappend(repair_holds, h);
 	}
-	h->until = TimestampTzPlusMilliseconds(now, repair_hold_ms());
+	h->until = TimestampTzPlusMilliseconds(now, ms);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A repair that failed otherwise after running long (the table's code
+ * slept a little less than warm_timeout, then raised a lock not available
+ * or a serialization failure: neither counted as an attempt) held the
+ * worker that long, and was tried again at the next sweep: it waits ten
+ * times what it ran (tests/t/293).  A lock wait alone (REPAIR_LOCK_WAIT_MS)
+ * waits no longer than a sweep interval does by default.
+ */
+static void
+repair_hold_after(const char *field, int64 ran)
+{
+	if (ran > 0)
+		repair_hold_set(field, Min(ran * 10, (int64) 3600 * 1000));
 }
 
 static void
@@ -186,6 +204,7 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 	RepairArg	r = {value, 0};
 	ErrorData  *ed = rs_subxact_try(repair_marker_cb, &r, true);
 	bool		timed_out;
+	int64		ran = rs_step_elapsed_ms();
 
 	timed_out = ed != NULL && ed->sqlerrcode == ERRCODE_QUERY_CANCELED &&
 		rs_step_timeout_expired();
@@ -202,6 +221,7 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 	{
 		/* not an attempt: a set-aside marker waits for an operator */
 		uncount_marker_attempt(mkey, field);
+		repair_hold_after(field, ran);
 		ereport(LOG,
 				(errmsg("redis_sync worker: the repair of in-flight marker %s waits for a transaction that holds a lock on its rows",
 						field),
@@ -213,7 +233,7 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 	if (timed_out)
 	{
 		/* counted as an attempt; held back so it does not hold every sweep */
-		repair_hold_set(field);
+		repair_hold_set(field, repair_hold_ms());
 		ereport(LOG,
 				(errmsg("redis_sync worker: the repair of in-flight marker %s took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
 						field, rs_warm_timeout_ms),
@@ -228,6 +248,7 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 	{
 		/* Redis down, a lock or serialization conflict: the round retries */
 		uncount_marker_attempt(mkey, field);
+		repair_hold_after(field, ran);
 		ReThrowError(ed);
 	}
 	ereport(LOG,

@@ -1,0 +1,86 @@
+# The worker's repair of an in-flight marker whose table's code runs into
+# redis_sync.warm_timeout is held for ten times the timeout (TAP 286).  One
+# that failed otherwise after running long was tried again at the next
+# sweep: a policy of a FORCE ROW LEVEL SECURITY table owned by a plain role
+# that sleeps a little less than the timeout and then raises a lock not
+# available (the repair is deferred, not counted) or a serialization
+# failure (the round is retried) held the worker, and with it every other
+# table's delivery and drain, at every sweep.  Such a repair now waits ten
+# times what it ran.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::Compare;
+use Test::More;
+
+my $redis = RedisSync::Test::start_redis();
+my $node  = RedisSync::Test::new_node('marker_slow_failure', redis => $redis,
+	extra_conf => "redis_sync.marker_sweep_interval = '200ms'\nredis_sync.warm_timeout = '1s'\n");
+
+$node->safe_psql('postgres', q{
+CREATE ROLE alice;
+CREATE TABLE ctl (code text);
+INSERT INTO ctl VALUES (NULL);
+ALTER TABLE ctl OWNER TO alice;
+CREATE FUNCTION public.gate() RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE c text := (SELECT code FROM public.ctl);
+BEGIN
+  IF c IS NOT NULL THEN
+    RAISE LOG 'gate raises %', c;
+    PERFORM pg_catalog.pg_sleep(0.6);
+    RAISE EXCEPTION 'gate gives up' USING ERRCODE = c;
+  END IF;
+  RETURN true;
+END $$;
+ALTER FUNCTION public.gate() OWNER TO alice;
+CREATE TABLE ti (id int PRIMARY KEY, v text);
+ALTER TABLE ti OWNER TO alice;
+ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ti FORCE ROW LEVEL SECURITY;
+CREATE POLICY gated ON ti USING (public.gate());
+SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
+INSERT INTO ti VALUES (1, 'committed'), (2, 'two');
+CREATE TABLE q (id int PRIMARY KEY, v text);
+SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
+INSERT INTO q VALUES (1, 'before');
+});
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
+	'async table delivered');
+my $ti     = $node->safe_psql('postgres', q{SELECT 'ti'::regclass::oid});
+my $marker = $node->safe_psql('postgres',
+	"SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
+	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
+
+sub raises
+{
+	my $code = shift;
+	my @r = slurp_file($node->logfile) =~ /LOG:  gate raises \Q$code\E/g;
+	return scalar @r;
+}
+
+for my $case (['55P03', '6:1:0:0', 1], ['40001', '7:1:0:0', 2])
+{
+	my ($code, $field, $id) = @$case;
+
+	$node->safe_psql('postgres', "UPDATE ctl SET code = '$code'");
+	$redis->cli('HSET', "ti:$id", 'v', 'uncommitted');
+	$redis->cli('HSET', $marker, $field, qq{[[$ti,"$id"]]});
+	ok(defined RedisSync::Compare::wait_for(sub { raises($code) >= 1 }, 30), "$code: the repair runs");
+	my $first = raises($code);
+	sleep 4;
+	my $more = raises($code) - $first;
+	cmp_ok($more, '<=', 1, "$code: at most one more repair in the next 4 s ($more)");
+	is($redis->cli('HEXISTS', $marker, $field), '1', "$code: the marker stays");
+	is($redis->cli('HEXISTS', "$marker:failed", $field), '0', "$code: not set aside");
+
+	# the policy lets it: repaired after the hold
+	$node->safe_psql('postgres', 'UPDATE ctl SET code = NULL');
+	ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HEXISTS', $marker, $field) eq '0' }, 30),
+		"$code: repaired and removed once the policy lets it");
+	is($redis->cli('HGET', "ti:$id", 'v'), $id == 1 ? 'committed' : 'two', "$code: the key holds the row");
+}
+
+done_testing();
