@@ -171,6 +171,57 @@ repair_hold_after(const char *field, int64 ran)
 		repair_hold_set(field, Min(ran * 10, (int64) 3600 * 1000));
 }
 
+/*
+ * The tables a marker's value names ([[<table OID>, <key value>...], ...]),
+ * as hold keys "t:<OID>": a repair that ran into warm_timeout holds its
+ * tables too, so the other markers of a table whose code blocks wait
+ * without being tried (a sweep that met twelve of them ran into the
+ * timeout twelve times in a row, holding the worker for their sum:
+ * tests/t/291).  Key values are JSON strings, skipped whole.
+ */
+static List *
+marker_tables(const char *value)
+{
+	List	   *tables = NIL;
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (const char *c = value; *c; c++)
+	{
+		if (in_string)
+		{
+			if (*c == '\\' && c[1] != '\0')
+				c++;
+			else if (*c == '"')
+				in_string = false;
+		}
+		else if (*c == '"')
+			in_string = true;
+		else if (*c == '[' && ++depth == 2)
+		{
+			char	   *end;
+			unsigned long oid = strtoul(c + 1, &end, 10);
+
+			if (end != c + 1)
+				tables = lappend(tables, psprintf("t:%lu", oid));
+		}
+		else if (*c == ']')
+			depth--;
+	}
+	return tables;
+}
+
+static bool
+tables_held(List *tables)
+{
+	ListCell   *lc;
+
+	foreach(lc, tables)
+		if (repair_held(lfirst(lc)))
+		return true;
+	return false;
+}
+
 static void
 repair_marker_cb(void *arg)
 {
@@ -232,8 +283,15 @@ repair_marker_guarded(const char *mkey, const char *field, const char *value)
 	}
 	if (timed_out)
 	{
-		/* counted as an attempt; held back so it does not hold every sweep */
+		/*
+		 * counted as an attempt; held back so it does not hold every sweep,
+		 * and its tables' other markers with it
+		 */
+		ListCell   *lc;
+
 		repair_hold_set(field, repair_hold_ms());
+		foreach(lc, marker_tables(value))
+			repair_hold_set(lfirst(lc), repair_hold_ms());
 		ereport(LOG,
 				(errmsg("redis_sync worker: the repair of in-flight marker %s took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
 						field, rs_warm_timeout_ms),
@@ -326,7 +384,7 @@ repair_or_set_aside(const char *mkey, const char *field, const char *value, List
 	int64		attempt;
 
 	*deferred = false;
-	if (repair_held(field))
+	if (repair_held(field) || tables_held(marker_tables(value)))
 	{
 		*deferred = true;
 		return true;
