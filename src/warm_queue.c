@@ -287,7 +287,7 @@ record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
  * time only
  */
 static void
-record_failure(WarmEntry *e, const char *message, bool timed_out)
+record_failure(WarmEntry *e, const char *message, bool timed_out, int64 ran)
 {
 	Oid			types[4] = {OIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
 	Datum		values[4];
@@ -295,6 +295,8 @@ record_failure(WarmEntry *e, const char *message, bool timed_out)
 
 	if (timed_out)
 		delay = Max(delay, Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000));
+	/* one that failed otherwise after running long: ten times what it ran */
+	delay = Max(delay, Min(ran * 10, (int64) 3600 * 1000));
 
 	values[0] = ObjectIdGetDatum(e->relid);
 	values[1] = e->requested_at;
@@ -397,6 +399,7 @@ rs_warm_round(void)
 			PG_CATCH();
 			{
 				bool		timed_out;
+				int64		ran = rs_step_elapsed_ms();
 				ErrorData  *edata = rs_step_catch(outer, "a batch", "redis_sync.warm_timeout",
 												  &timed_out);
 
@@ -405,7 +408,7 @@ rs_warm_round(void)
 						 edata->detail ? errdetail("%s", edata->detail) : 0));
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
-				record_failure(&e, edata->message, timed_out);
+				record_failure(&e, edata->message, timed_out, ran);
 				rs_stats_error(e.relid, edata->message);
 				rs_stats_flush();
 				PopActiveSnapshot();

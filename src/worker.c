@@ -128,6 +128,7 @@ static List *restart_refreshed_rels = NIL;	/* refreshed (filled or not) */
 static List *restart_done_rels = NIL;	/* refreshed and filled */
 static List *restart_reseeded_rels = NIL;	/* write-behind tables re-seeded */
 static bool restart_timed_out = false;	/* a table ran into warm_timeout */
+static int64 restart_slow_ms = 0;	/* the longest a failed table's step ran */
 
 /*
  * How far the refresh pass got when it failed as a whole (Redis stopped
@@ -410,10 +411,12 @@ restart_table_step(Oid relid, void (*fn) (Oid), const char *what, List **done, i
 	PG_CATCH();
 	{
 		bool		timed_out;
+		int64		ran = rs_step_elapsed_ms();
 		ErrorData  *edata = rs_step_catch(cxt, "it", "redis_sync.warm_timeout", &timed_out);
 
 		if (timed_out)
 			restart_timed_out = true;
+		restart_slow_ms = Max(restart_slow_ms, ran);
 		ereport(LOG,
 				(errmsg("redis_sync worker: %s table %u after the Redis restart failed: %s",
 						what, relid, edata->message),
@@ -698,7 +701,10 @@ restart_step(TimestampTz now)
 		if (restart_timed_out)
 			restart_backoff_ms = Max(restart_backoff_ms,
 									 (int) Min((int64) rs_warm_timeout_ms * 10, (int64) 3600 * 1000));
+		/* one that failed otherwise after running long: ten times what it ran */
+		restart_backoff_ms = Max(restart_backoff_ms, (int) Min(restart_slow_ms * 10, (int64) 3600 * 1000));
 		restart_timed_out = false;
+		restart_slow_ms = 0;
 		restart_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), restart_backoff_ms);
 		ereport(LOG,
 				(errmsg("redis_sync worker: the work after the Redis restart failed, retrying in %d ms: %s",
