@@ -118,7 +118,7 @@ rs_step_timeout_arm(int ms)
 			overrun_timeout = RegisterTimeout(USER_TIMEOUT, step_overrun_handler);
 			worker_role = GetUserId();
 		}
-		enable_timeout_after(overrun_timeout, ms + Max(ms, 1000));
+		enable_timeout_after(overrun_timeout, (int) Min((int64) ms + Max(ms, 1000), (int64) PG_INT32_MAX));
 	}
 }
 
