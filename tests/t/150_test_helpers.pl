@@ -3,7 +3,9 @@
 # comparison's columns), its cache comparison (it must see a wrong value, a
 # missing key and a stray key, and count_keys() leaves version keys out), and
 # RedisSync::RESP, the client TAP tests and bench/bench.pl share (binary-safe
-# values, nil, integers, arrays, pipelining, error replies).
+# values, nil, integers, arrays, pipelining, error replies), and
+# RedisSync::OwnerCode (the owner's function and its control row, the async
+# canary, the in-flight marker key and a planted marker's value).
 use strict;
 use warnings;
 
@@ -13,6 +15,7 @@ use RedisSync::Test;
 use RedisSync::Compare;
 use RedisSync::Synced;
 use RedisSync::RESP;
+use RedisSync::OwnerCode;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -86,6 +89,30 @@ is($r->cmd('PING'), 'PONG', 'the connection is still usable after an error');
 is(RedisSync::RESP::encode('GET', "\x{e9}"), "*2\r\n\$3\r\nGET\r\n\$1\r\n\x{e9}\r\n",
 	'encode counts bytes');
 $r->close;
+
+# --- OwnerCode
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('oc_fn', return => q{'free'}, returns => 'text', then => q{RETURN 'blocked';})
+	  . RedisSync::OwnerCode::canary_sql());
+is($node->safe_psql('postgres', 'SELECT public.oc_fn()'), 'free', 'owner_sql: the return when ctl does not block');
+$node->safe_psql('postgres', 'UPDATE ctl SET block = true');
+is($node->safe_psql('postgres', 'SELECT public.oc_fn()'), 'blocked', 'owner_sql: the then => branch when it does');
+is($node->safe_psql('postgres',
+		q{SELECT string_agg(pg_get_userbyid(relowner), ',') FROM pg_class WHERE relname = 'ctl'}
+		  . q{ UNION ALL SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'oc_fn'}),
+	"alice\nalice", 'owner_sql: ctl and the function are owned by alice');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'canary_delivered: the canary row');
+RedisSync::OwnerCode::canary_set($node, 'after');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 20), 'canary_set: its change is delivered');
+ok(!defined RedisSync::OwnerCode::canary_delivered($redis, 'never', 0.2), 'canary_delivered: undef at the deadline');
+is(RedisSync::OwnerCode::marker_key($node),
+	'redis_sync:inflight:' . $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()')
+	  . ':' . $node->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname = 'postgres'}),
+	'marker_key: redis_sync:inflight:<system id>:<database oid>');
+my $qoid = RedisSync::OwnerCode::table_oid($node, 'q');
+like($qoid, qr/^\d+$/, 'table_oid: an oid');
+RedisSync::OwnerCode::plant_marker($redis, 'oc:marker', '9:1:0:0', $qoid, '1', '2');
+is($redis->cli('HGET', 'oc:marker', '9:1:0:0'), qq{[[$qoid,"1"],[$qoid,"2"]]}, 'plant_marker: the marker\'s JSON');
 
 $node->stop;
 $redis->stop;

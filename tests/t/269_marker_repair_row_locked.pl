@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -23,16 +24,11 @@ $node->safe_psql('postgres', q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti VALUES (1, 'committed'), (2, 'two');
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
-my $ti     = $node->safe_psql('postgres', q{SELECT 'ti'::regclass::oid});
-my $marker = $node->safe_psql('postgres',
-	"SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
-	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
+}
+	. RedisSync::OwnerCode::canary_sql());
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
+my $ti     = RedisSync::OwnerCode::table_oid($node, 'ti');
+my $marker = RedisSync::OwnerCode::marker_key($node);
 
 # a session updates row 1 and stays open (its push comes at its commit)
 my $holder = RedisSync::Test::session($node);
@@ -42,8 +38,8 @@ $holder->query(q{BEGIN; UPDATE ti SET v = 'pending' WHERE id = 1});
 # server incarnation: did not commit, so the worker repairs its rows)
 $redis->cli('HSET', 'ti:1', 'v', 'uncommitted');
 $redis->cli('HSET', 'ti:2', 'v', 'uncommitted too');
-$redis->cli('HSET', $marker, '6:1:0:0', qq{[[$ti,"1"]]});
-$redis->cli('HSET', $marker, '7:1:0:0', qq{[[$ti,"2"]]});
+RedisSync::OwnerCode::plant_marker($redis, $marker, '6:1:0:0', $ti, '1');
+RedisSync::OwnerCode::plant_marker($redis, $marker, '7:1:0:0', $ti, '2');
 
 ok(defined RedisSync::Compare::wait_for(
 		sub { $node->log_contains('the repair of in-flight marker 6:1:0:0 waits for a transaction that holds a lock on its rows') },
@@ -54,8 +50,8 @@ ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HEXISTS', $marker, '7
 is($redis->cli('HGET', 'ti:2', 'v'), 'two', 'its row holds the committed value');
 
 # the worker is not held: another table's async change is delivered
-$node->safe_psql('postgres', q{UPDATE q SET v = 'after' WHERE id = 1});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 20),
+RedisSync::OwnerCode::canary_set($node, 'after');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 20),
 	'an async change of another table is delivered while the row stays locked');
 is($redis->cli('HEXISTS', $marker, '6:1:0:0'), '1', 'the locked row\'s marker stays for a later sweep');
 # more deferrals than a marker has attempts before it is set aside (3)

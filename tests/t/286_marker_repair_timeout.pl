@@ -16,23 +16,15 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('marker_timeout', redis => $redis,
 	extra_conf => "redis_sync.marker_sweep_interval = '200ms'\nredis_sync.warm_timeout = '500ms'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (block bool NOT NULL);
-INSERT INTO ctl VALUES (false);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.gate() RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT block FROM public.ctl) THEN PERFORM pg_catalog.pg_sleep(3600); END IF;
-  RETURN true;
-END $$;
-ALTER FUNCTION public.gate() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);') . q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
 ALTER TABLE ti OWNER TO alice;
 ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
@@ -40,16 +32,11 @@ ALTER TABLE ti FORCE ROW LEVEL SECURITY;
 CREATE POLICY gated ON ti USING (public.gate());
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti VALUES (1, 'committed'), (2, 'two');
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
-my $ti     = $node->safe_psql('postgres', q{SELECT 'ti'::regclass::oid});
-my $marker = $node->safe_psql('postgres',
-	"SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
-	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
+}
+	. RedisSync::OwnerCode::canary_sql());
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
+my $ti     = RedisSync::OwnerCode::table_oid($node, 'ti');
+my $marker = RedisSync::OwnerCode::marker_key($node);
 
 sub timeouts
 {
@@ -63,7 +50,7 @@ sub timeouts
 # marker (an earlier server incarnation: the worker repairs its row)
 $node->safe_psql('postgres', 'UPDATE ctl SET block = true');
 $redis->cli('HSET', 'ti:1', 'v', 'uncommitted');
-$redis->cli('HSET', $marker, '6:1:0:0', qq{[[$ti,"1"]]});
+RedisSync::OwnerCode::plant_marker($redis, $marker, '6:1:0:0', $ti, '1');
 
 ok(defined RedisSync::Compare::wait_for(sub { timeouts('6:1:0:0') >= 1 }, 30),
 	'the blocked repair is cancelled after warm_timeout, logged');
@@ -71,8 +58,8 @@ like(slurp_file($node->logfile), qr/HINT:  It is tried again in 5 s; after 3 att
 	'... with when it is tried again');
 
 # the worker is not held: another table's async change is delivered
-$node->safe_psql('postgres', q{UPDATE q SET v = 'after' WHERE id = 1});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 4),
+RedisSync::OwnerCode::canary_set($node, 'after');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 4),
 	'an async change of another table is delivered while the policy blocks');
 is($redis->cli('HEXISTS', $marker, '6:1:0:0'), '1', 'the marker stays for a later sweep');
 is($redis->cli('HGET', "$marker:attempts", '6:1:0:0'), '1', 'the cancelled repair counts as an attempt');
@@ -89,7 +76,7 @@ is($redis->cli('HGET', 'ti:1', 'v'), 'uncommitted', 'its key keeps what was push
 
 # a repair cancelled once, then the policy stops blocking: repaired after the hold
 $redis->cli('HSET', 'ti:2', 'v', 'uncommitted too');
-$redis->cli('HSET', $marker, '7:1:0:0', qq{[[$ti,"2"]]});
+RedisSync::OwnerCode::plant_marker($redis, $marker, '7:1:0:0', $ti, '2');
 ok(defined RedisSync::Compare::wait_for(sub { timeouts('7:1:0:0') >= 1 }, 30),
 	'a second marker\'s repair is cancelled too');
 $node->safe_psql('postgres', 'UPDATE ctl SET block = false');
@@ -117,10 +104,10 @@ SELECT redis_sync.write_through('hid', key_prefix => 'hid:');
 INSERT INTO hid VALUES (1, 'one'), (2, 'two');
 });
 is($redis->cli('HGET', 'hid:2', 'v'), 'two', 'the hidden row was pushed at its commit');
-my $hid = $node->safe_psql('postgres', q{SELECT 'hid'::regclass::oid});
+my $hid = RedisSync::OwnerCode::table_oid($node, 'hid');
 $redis->cli('HSET', 'hid:1', 'v', 'uncommitted');
 $redis->cli('HSET', 'hid:2', 'v', 'uncommitted');
-$redis->cli('HSET', $marker, '8:1:0:0', qq{[[$hid,"1"],[$hid,"2"]]});
+RedisSync::OwnerCode::plant_marker($redis, $marker, '8:1:0:0', $hid, '1', '2');
 ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HEXISTS', $marker, '8:1:0:0') eq '0' }, 30),
 	'a marker of a table whose policies hide a row from its owner is repaired');
 is($redis->cli('HGET', 'hid:1', 'v'), 'one', 'the visible row holds its committed value');

@@ -14,6 +14,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use RedisSync::WB;
 use Test::More;
 
@@ -21,17 +22,8 @@ my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('reseed_timeout', redis => $redis,
 	extra_conf => "redis_sync.warm_timeout = '500ms'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (block bool NOT NULL);
-INSERT INTO ctl VALUES (false);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.gate() RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT block FROM public.ctl) THEN PERFORM pg_catalog.pg_sleep(3600); END IF;
-  RETURN true;
-END $$;
-ALTER FUNCTION public.gate() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);') . q{
 CREATE TABLE gated (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO gated VALUES (1, 7);
 ALTER TABLE gated OWNER TO alice;
@@ -44,14 +36,11 @@ CREATE TABLE plain (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO plain VALUES (1, 42);
 SELECT redis_sync.write_behind('plain', key_prefix => 'plain:', dirty_set => 'plain-dirty',
                                counters => '{n}', flush_interval => '100 ms');
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
+}
+	. RedisSync::OwnerCode::canary_sql());
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
-my $gated = $node->safe_psql('postgres', q{SELECT 'gated'::regclass::oid});
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
+my $gated = RedisSync::OwnerCode::table_oid($node, 'gated');
 
 sub log_count
 {
@@ -70,8 +59,8 @@ ok(defined RedisSync::Compare::wait_for(sub { log_count($timeout_re) >= 1 }, 60)
 	'the blocked table\'s re-seed is cancelled after warm_timeout, logged');
 ok(defined RedisSync::Compare::wait_for(sub { ($redis->cli('HGET', 'plain:1', 'n') // '') eq '42' }, 20),
 	'the other write-behind table is re-seeded');
-$node->safe_psql('postgres', q{UPDATE q SET v = 'after' WHERE id = 1});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 4),
+RedisSync::OwnerCode::canary_set($node, 'after');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 4),
 	'an async change of another table is delivered while the policy blocks');
 is($redis->cli('EXISTS', 'gated:1'), '0', 'the blocked table\'s key is not seeded yet');
 

@@ -14,6 +14,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use RedisSync::WB;
 use Test::More;
 use Time::HiRes qw(time);
@@ -25,31 +26,17 @@ my $node  = RedisSync::Test::new_node('drain_budget', redis => $redis,
 # more members than a small set's encoding holds: SSCAN then returns about
 # COUNT members, and each claim takes one batch
 my $N = 1200;
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (block bool NOT NULL);
-INSERT INTO ctl VALUES (false);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT block FROM public.ctl) THEN
-    RAISE LOG 'slow_statement %', TG_OP;
-    PERFORM pg_catalog.pg_sleep(0.2);
-  END IF;
-  RETURN NULL;
-END $$;
-ALTER FUNCTION public.slow_row() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('slow_row', returns => 'trigger', return => 'NULL',
+		then => q{RAISE LOG 'slow_statement %', TG_OP; PERFORM pg_catalog.pg_sleep(0.2);}) . q{
 CREATE TABLE slow (id int PRIMARY KEY, n int);
 ALTER TABLE slow OWNER TO alice;
 CREATE TRIGGER slow_row BEFORE INSERT OR UPDATE ON slow FOR EACH STATEMENT EXECUTE FUNCTION public.slow_row();
 SELECT redis_sync.write_behind('slow', key_prefix => 'slow:', flush_interval => '100 ms', batch_size => 20);
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
+}
+	. RedisSync::OwnerCode::canary_sql());
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
 
 # every batch of 20 members takes 0.4 to 0.6 s (two or three statements),
 # under the timeout: 60 of them, half a minute
@@ -59,9 +46,9 @@ $redis->cli('EVAL', "for i = 1, tonumber(ARGV[1]) do redis.call('HSET', 'slow:' 
 $redis->cli('SADD', 'slow:dirty', 1 .. $N);
 ok($node->wait_for_log(qr/LOG:  slow_statement/), 'the drain of the slow table runs');
 
-$node->safe_psql('postgres', q{UPDATE q SET v = 'after' WHERE id = 1});
+RedisSync::OwnerCode::canary_set($node, 'after');
 my $t0 = time;
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 10),
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 10),
 	'an async change of another table is delivered while the slow table drains');
 note(sprintf('delivered after %.1f s', time - $t0));
 my $applied = $node->safe_psql('postgres', 'SELECT count(*) FROM slow');

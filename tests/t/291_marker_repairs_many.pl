@@ -14,6 +14,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -21,17 +22,8 @@ my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('marker_many', redis => $redis,
 	extra_conf => "redis_sync.marker_sweep_interval = '200ms'\nredis_sync.warm_timeout = '500ms'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (block bool NOT NULL);
-INSERT INTO ctl VALUES (false);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.gate() RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT block FROM public.ctl) THEN PERFORM pg_catalog.pg_sleep(3600); END IF;
-  RETURN true;
-END $$;
-ALTER FUNCTION public.gate() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);') . q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
 ALTER TABLE ti OWNER TO alice;
 ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
@@ -39,16 +31,11 @@ ALTER TABLE ti FORCE ROW LEVEL SECURITY;
 CREATE POLICY gated ON ti USING (public.gate());
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti SELECT g, 'committed' FROM generate_series(1, 12) g;
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
-my $ti     = $node->safe_psql('postgres', q{SELECT 'ti'::regclass::oid});
-my $marker = $node->safe_psql('postgres',
-	"SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
-	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
+}
+	. RedisSync::OwnerCode::canary_sql());
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
+my $ti     = RedisSync::OwnerCode::table_oid($node, 'ti');
+my $marker = RedisSync::OwnerCode::marker_key($node);
 
 sub timeouts
 {
@@ -60,23 +47,23 @@ sub timeouts
 # twelve markers of the blocked table (an earlier server incarnation: each
 # is repaired), twelve timeouts of 0.5 s in one sweep
 $node->safe_psql('postgres', 'UPDATE ctl SET block = true');
-$redis->cli('HSET', $marker, map { (100 + $_) . ':1:0:0', qq{[[$ti,"$_"]]} } 1 .. 12);
+$redis->cli('HSET', $marker, map { (100 + $_) . ':1:0:0', RedisSync::OwnerCode::marker_json($ti, $_) } 1 .. 12);
 ok(defined RedisSync::Compare::wait_for(sub { timeouts() >= 1 }, 30), 'a repair runs into warm_timeout');
 
-$node->safe_psql('postgres', q{UPDATE q SET v = 'after' WHERE id = 1});
+RedisSync::OwnerCode::canary_set($node, 'after');
 my $t0 = time;
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 2),
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 2),
 	'an async change of another table is delivered within 2 s');
 cmp_ok(timeouts(), '<=', 2, 'one sweep runs into the timeout once or twice, not once per marker');
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 30),
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 30),
 	'the async change is delivered once the sweep ends');
 note(sprintf('delivered after %.1f s, %d timeouts', time - $t0, timeouts()));
 is($redis->cli('HLEN', $marker), '12', 'the blocked table\'s markers stay for later sweeps');
 
 # a marker of another table in the same sweep is repaired meanwhile
 $redis->cli('HSET', 'q:1', 'v', 'uncommitted');
-my $q = $node->safe_psql('postgres', q{SELECT 'q'::regclass::oid});
-$redis->cli('HSET', $marker, '200:1:0:0', qq{[[$q,"1"]]});
+my $q = RedisSync::OwnerCode::table_oid($node, 'q');
+RedisSync::OwnerCode::plant_marker($redis, $marker, '200:1:0:0', $q, '1');
 ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HEXISTS', $marker, '200:1:0:0') eq '0' }, 10),
 	'a marker of another table is repaired while the blocked table is held');
 is($redis->cli('HGET', 'q:1', 'v'), 'after', '... its key holds the committed value');

@@ -14,6 +14,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use RedisSync::WB;
 use Test::More;
 
@@ -21,32 +22,18 @@ my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('drain_slow_failure', redis => $redis,
 	extra_conf => "redis_sync.drain_timeout = '1s'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (block bool NOT NULL);
-INSERT INTO ctl VALUES (true);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.slow_fail() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT block FROM public.ctl) THEN
-    RAISE LOG 'slow_fail attempt';
-    PERFORM pg_catalog.pg_sleep(0.8);
-    RAISE EXCEPTION 'slow_fail gives up' USING ERRCODE = 'serialization_failure';
-  END IF;
-  RETURN NEW;
-END $$;
-ALTER FUNCTION public.slow_fail() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('slow_fail', returns => 'trigger', initial => 'true', return => 'NEW',
+		then => q{RAISE LOG 'slow_fail attempt'; PERFORM pg_catalog.pg_sleep(0.8);
+		          RAISE EXCEPTION 'slow_fail gives up' USING ERRCODE = 'serialization_failure';}) . q{
 CREATE TABLE slow (id int PRIMARY KEY, n int);
 ALTER TABLE slow OWNER TO alice;
 CREATE TRIGGER slow_fail BEFORE INSERT OR UPDATE ON slow FOR EACH ROW EXECUTE FUNCTION public.slow_fail();
 SELECT redis_sync.write_behind('slow', key_prefix => 'slow:', flush_interval => '100 ms');
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
+}
+	. RedisSync::OwnerCode::canary_sql());
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
 
 sub attempts
 {

@@ -14,28 +14,18 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('marker_slow_failure', redis => $redis,
 	extra_conf => "redis_sync.marker_sweep_interval = '200ms'\nredis_sync.warm_timeout = '1s'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (code text);
-INSERT INTO ctl VALUES (NULL);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.gate() RETURNS bool LANGUAGE plpgsql AS $$
-DECLARE c text := (SELECT code FROM public.ctl);
-BEGIN
-  IF c IS NOT NULL THEN
-    RAISE LOG 'gate raises %', c;
-    PERFORM pg_catalog.pg_sleep(0.6);
-    RAISE EXCEPTION 'gate gives up' USING ERRCODE = c;
-  END IF;
-  RETURN true;
-END $$;
-ALTER FUNCTION public.gate() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('gate', column => 'code', type => 'text', initial => 'NULL',
+		declare => 'c text := (SELECT code FROM public.ctl)', cond => 'c IS NOT NULL',
+		then => q{RAISE LOG 'gate raises %', c; PERFORM pg_catalog.pg_sleep(0.6);
+		          RAISE EXCEPTION 'gate gives up' USING ERRCODE = c;}) . q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
 ALTER TABLE ti OWNER TO alice;
 ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
@@ -43,16 +33,11 @@ ALTER TABLE ti FORCE ROW LEVEL SECURITY;
 CREATE POLICY gated ON ti USING (public.gate());
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti VALUES (1, 'committed'), (2, 'two');
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
-my $ti     = $node->safe_psql('postgres', q{SELECT 'ti'::regclass::oid});
-my $marker = $node->safe_psql('postgres',
-	"SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
-	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
+}
+	. RedisSync::OwnerCode::canary_sql());
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
+my $ti     = RedisSync::OwnerCode::table_oid($node, 'ti');
+my $marker = RedisSync::OwnerCode::marker_key($node);
 
 sub raises
 {
@@ -67,7 +52,7 @@ for my $case (['55P03', '6:1:0:0', 1], ['40001', '7:1:0:0', 2])
 
 	$node->safe_psql('postgres', "UPDATE ctl SET code = '$code'");
 	$redis->cli('HSET', "ti:$id", 'v', 'uncommitted');
-	$redis->cli('HSET', $marker, $field, qq{[[$ti,"$id"]]});
+	RedisSync::OwnerCode::plant_marker($redis, $marker, $field, $ti, $id);
 	ok(defined RedisSync::Compare::wait_for(sub { raises($code) >= 1 }, 30), "$code: the repair runs");
 	my $first = raises($code);
 	sleep 4;

@@ -15,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use RedisSync::WB;
 use Test::More;
 
@@ -22,25 +23,15 @@ my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('cancel_caught', redis => $redis,
 	extra_conf => "redis_sync.drain_timeout = '1s'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (block bool NOT NULL);
-INSERT INTO ctl VALUES (false);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.stubborn() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT block FROM public.ctl) THEN
-    LOOP
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('stubborn', returns => 'trigger', return => 'NEW',
+		then => q{LOOP
       BEGIN
         PERFORM pg_catalog.pg_sleep(3600);
       EXCEPTION WHEN query_canceled THEN
         NULL;    -- and sleep again
       END;
-    END LOOP;
-  END IF;
-  RETURN NEW;
-END $$;
-ALTER FUNCTION public.stubborn() OWNER TO alice;
+    END LOOP;}) . q{
 CREATE TABLE wb (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 ALTER TABLE wb OWNER TO alice;
 CREATE TRIGGER stubborn BEFORE INSERT OR UPDATE ON wb FOR EACH ROW EXECUTE FUNCTION public.stubborn();
@@ -51,14 +42,11 @@ CREATE TABLE other (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 ALTER TABLE other OWNER TO bob;
 INSERT INTO other VALUES (1, 0);
 SELECT redis_sync.write_behind('other', key_prefix => 'other:', dirty_set => 'other-dirty', flush_interval => '100 ms');
-CREATE TABLE q (id int PRIMARY KEY, v text);
-SELECT redis_sync.write_through('q', key_prefix => 'q:', delivery => 'async');
-INSERT INTO q VALUES (1, 'before');
-});
+}
+	. RedisSync::OwnerCode::canary_sql());
 my $first = RedisSync::WB::wait_worker($node, timeout => 30);
 ok(defined $first, 'worker running');
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'before' }, 20),
-	'async table delivered');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), 'async table delivered');
 
 # the trigger now catches the drain's cancel and sleeps again
 $node->safe_psql('postgres', 'UPDATE ctl SET block = true');
@@ -74,8 +62,8 @@ ok(defined RedisSync::Compare::wait_for(sub { $node->log_contains('runs no code 
 	'... which runs no code of that role for a while, and says so');
 
 # every other table's work goes on
-$node->safe_psql('postgres', q{UPDATE q SET v = 'after' WHERE id = 1});
-ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'q:1', 'v') eq 'after' }, 5),
+RedisSync::OwnerCode::canary_set($node, 'after');
+ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'after', 5),
 	'an async change of another table is delivered');
 $redis->cli('HSET', 'other:1', 'n', '7');
 $redis->cli('SADD', 'other-dirty', '1');

@@ -12,6 +12,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::OwnerCode;
 use RedisSync::WB;
 use Test::More;
 
@@ -19,20 +20,10 @@ my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('warm_slow_failure', redis => $redis,
 	extra_conf => "redis_sync.warm_timeout = '2s'\n");
 
-$node->safe_psql('postgres', q{
-CREATE ROLE alice;
-CREATE TABLE ctl (fail bool NOT NULL);
-INSERT INTO ctl VALUES (false);
-ALTER TABLE ctl OWNER TO alice;
-CREATE FUNCTION public.slow_fail() RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT fail FROM public.ctl) THEN
-    PERFORM pg_catalog.pg_sleep(1);
-    RAISE EXCEPTION 'slow failure' USING ERRCODE = 'serialization_failure';
-  END IF;
-  RETURN true;
-END $$;
-ALTER FUNCTION public.slow_fail() OWNER TO alice;
+$node->safe_psql('postgres',
+	RedisSync::OwnerCode::owner_sql('slow_fail', column => 'fail',
+		then => q{PERFORM pg_catalog.pg_sleep(1);
+		          RAISE EXCEPTION 'slow failure' USING ERRCODE = 'serialization_failure';}) . q{
 CREATE TABLE wt (id int PRIMARY KEY, v text);
 INSERT INTO wt SELECT g, 'v' || g FROM generate_series(1, 10) g;
 ALTER TABLE wt OWNER TO alice;
