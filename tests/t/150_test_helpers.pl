@@ -109,6 +109,10 @@ is(RedisSync::OwnerCode::marker_key($node),
 	'redis_sync:inflight:' . $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()')
 	  . ':' . $node->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname = 'postgres'}),
 	'marker_key: redis_sync:inflight:<system id>:<database oid>');
+$node->safe_psql('postgres', q{CREATE TABLE oc_rls (id int PRIMARY KEY); INSERT INTO oc_rls VALUES (1), (2);}
+	  . RedisSync::OwnerCode::forced_policy_sql('oc_rls', 'not_two', 'id <> 2', 'true'));
+is($node->safe_psql('postgres', 'SET ROLE alice; SELECT count(*) FROM oc_rls'), '1',
+	'forced_policy_sql: owned by alice, its policy applies to the owner');
 my $qoid = RedisSync::OwnerCode::table_oid($node, 'q');
 like($qoid, qr/^\d+$/, 'table_oid: an oid');
 RedisSync::OwnerCode::plant_marker($redis, 'oc:marker', '9:1:0:0', $qoid, '1', '2');

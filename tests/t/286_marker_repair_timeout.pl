@@ -26,10 +26,8 @@ my $node  = RedisSync::Test::new_node('marker_timeout', redis => $redis,
 $node->safe_psql('postgres',
 	RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);') . q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
-ALTER TABLE ti OWNER TO alice;
-ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
-ALTER TABLE ti FORCE ROW LEVEL SECURITY;
-CREATE POLICY gated ON ti USING (public.gate());
+}
+	. RedisSync::OwnerCode::forced_policy_sql('ti', 'gated', 'public.gate()') . q{
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti VALUES (1, 'committed'), (2, 'two');
 }
@@ -96,10 +94,8 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ti')})
 # is deleted (a miss), never left with what did not commit
 $node->safe_psql('postgres', q{
 CREATE TABLE hid (id int PRIMARY KEY, v text);
-ALTER TABLE hid OWNER TO alice;
-ALTER TABLE hid ENABLE ROW LEVEL SECURITY;
-ALTER TABLE hid FORCE ROW LEVEL SECURITY;
-CREATE POLICY not_two ON hid USING (id <> 2) WITH CHECK (true);
+}
+	. RedisSync::OwnerCode::forced_policy_sql('hid', 'not_two', 'id <> 2', 'true') . q{
 SELECT redis_sync.write_through('hid', key_prefix => 'hid:');
 INSERT INTO hid VALUES (1, 'one'), (2, 'two');
 });

@@ -26,10 +26,8 @@ $node->safe_psql('postgres',
 	RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);') . q{
 CREATE TABLE gated (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO gated VALUES (1, 7);
-ALTER TABLE gated OWNER TO alice;
-ALTER TABLE gated ENABLE ROW LEVEL SECURITY;
-ALTER TABLE gated FORCE ROW LEVEL SECURITY;
-CREATE POLICY p ON gated USING (public.gate());
+}
+	. RedisSync::OwnerCode::forced_policy_sql('gated', 'p', 'public.gate()') . q{
 SELECT redis_sync.write_behind('gated', key_prefix => 'gated:', dirty_set => 'gated-dirty',
                                counters => '{n}', flush_interval => '100 ms');
 CREATE TABLE plain (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);

@@ -25,10 +25,8 @@ my $node  = RedisSync::Test::new_node('marker_many', redis => $redis,
 $node->safe_psql('postgres',
 	RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);') . q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
-ALTER TABLE ti OWNER TO alice;
-ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
-ALTER TABLE ti FORCE ROW LEVEL SECURITY;
-CREATE POLICY gated ON ti USING (public.gate());
+}
+	. RedisSync::OwnerCode::forced_policy_sql('ti', 'gated', 'public.gate()') . q{
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti SELECT g, 'committed' FROM generate_series(1, 12) g;
 }

@@ -27,10 +27,8 @@ $node->safe_psql('postgres',
 		then => q{RAISE LOG 'gate raises %', c; PERFORM pg_catalog.pg_sleep(0.6);
 		          RAISE EXCEPTION 'gate gives up' USING ERRCODE = c;}) . q{
 CREATE TABLE ti (id int PRIMARY KEY, v text);
-ALTER TABLE ti OWNER TO alice;
-ALTER TABLE ti ENABLE ROW LEVEL SECURITY;
-ALTER TABLE ti FORCE ROW LEVEL SECURITY;
-CREATE POLICY gated ON ti USING (public.gate());
+}
+	. RedisSync::OwnerCode::forced_policy_sql('ti', 'gated', 'public.gate()') . q{
 SELECT redis_sync.write_through('ti', key_prefix => 'ti:');
 INSERT INTO ti VALUES (1, 'committed'), (2, 'two');
 }

@@ -26,16 +26,12 @@ $node->safe_psql('postgres',
 		          RAISE EXCEPTION 'slow failure' USING ERRCODE = 'serialization_failure';}) . q{
 CREATE TABLE wt (id int PRIMARY KEY, v text);
 INSERT INTO wt SELECT g, 'v' || g FROM generate_series(1, 10) g;
-ALTER TABLE wt OWNER TO alice;
-ALTER TABLE wt ENABLE ROW LEVEL SECURITY;
-ALTER TABLE wt FORCE ROW LEVEL SECURITY;
-CREATE POLICY p ON wt USING (public.slow_fail());
+}
+	. RedisSync::OwnerCode::forced_policy_sql('wt', 'p', 'public.slow_fail()') . q{
 CREATE TABLE wb (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
 INSERT INTO wb VALUES (1, 7);
-ALTER TABLE wb OWNER TO alice;
-ALTER TABLE wb ENABLE ROW LEVEL SECURITY;
-ALTER TABLE wb FORCE ROW LEVEL SECURITY;
-CREATE POLICY p ON wb USING (public.slow_fail());
+}
+	. RedisSync::OwnerCode::forced_policy_sql('wb', 'p', 'public.slow_fail()') . q{
 SELECT redis_sync.write_behind('wb', key_prefix => 'wb:', dirty_set => 'wb-dirty',
                                counters => '{n}', flush_interval => '1 h');
 UPDATE ctl SET fail = true;

@@ -7,6 +7,7 @@
 #   $node->safe_psql('postgres',
 #       RedisSync::OwnerCode::owner_sql('gate', then => 'PERFORM pg_catalog.pg_sleep(3600);')
 #       . q{CREATE TABLE ti ...;}
+#       . RedisSync::OwnerCode::forced_policy_sql('ti', 'gated', 'public.gate()')
 #       . RedisSync::OwnerCode::canary_sql());
 #   ok(defined RedisSync::OwnerCode::canary_delivered($redis, 'before', 20), '...');
 #   RedisSync::OwnerCode::canary_set($node, 'after');
@@ -20,6 +21,10 @@
 # opts: returns ('bool'; 'trigger'), column ('block'), type ('bool NOT
 # NULL'), initial ('false': the row's value), cond ('(SELECT <column> FROM
 # public.ctl)'), declare (none), return ('true').
+#
+# forced_policy_sql(TABLE, POLICY, USING[, CHECK]): TABLE owned by alice,
+# row level security enabled and forced, and policy POLICY USING (USING)
+# [WITH CHECK (CHECK)].
 #
 # canary_sql(): table q (id int PRIMARY KEY, v text), write-through async
 # under "q:", row (1, 'before').  canary_set(NODE, V) updates its row's v;
@@ -62,6 +67,18 @@ ${declare}BEGIN
   RETURN $return;
 END \$\$;
 ALTER FUNCTION public.$func() OWNER TO alice;
+SQL
+}
+
+sub forced_policy_sql
+{
+	my ($table, $policy, $using, $check) = @_;
+	my $with = defined $check ? " WITH CHECK ($check)" : '';
+	return <<"SQL";
+ALTER TABLE $table OWNER TO alice;
+ALTER TABLE $table ENABLE ROW LEVEL SECURITY;
+ALTER TABLE $table FORCE ROW LEVEL SECURITY;
+CREATE POLICY $policy ON $table USING ($using)$with;
 SQL
 }
 
