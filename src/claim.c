@@ -264,23 +264,33 @@ dirty_set_refused(const char *dirty)
 	return dirty != NULL && dirty[0] == '{';
 }
 
-/* the claim fields of one row of redis_sync.tables, appended to fields */
+/*
+ * The claim fields of one row of redis_sync.tables, appended to fields, as
+ * they are (check_local() reads other tables' rows with them)
+ */
 static List *
-fields_of(List *fields, const char *prefix, const char *dirty)
+row_fields(List *fields, const char *prefix, const char *dirty)
 {
 	fields = lappend(fields, psprintf("p:%s", prefix));
 	if (dirty)
 	{
-		/* like a prefix: a dirty set must not be able to meet a companion key */
-		if (dirty_set_refused(dirty))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("dirty_set must not begin with \"{\""),
-					 errdetail("Version, seed and processing keys begin with \"{\"; a dirty set must not be able to meet them.")));
 		fields = lappend(fields, psprintf("k:%s", dirty));
 		fields = lappend(fields, psprintf("k:%s", rs_companion_key(dirty, strlen(dirty), ":rs_processing")));
 	}
 	return fields;
+}
+
+/* the same for a row this table claims: its dirty set must be claimable */
+static List *
+fields_of(List *fields, const char *prefix, const char *dirty)
+{
+	/* like a prefix: a dirty set must not be able to meet a companion key */
+	if (dirty_set_refused(dirty))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dirty_set must not begin with \"{\""),
+				 errdetail("Version, seed and processing keys begin with \"{\"; a dirty set must not be able to meet them.")));
+	return row_fields(fields, prefix, dirty);
 }
 
 /* the claim fields a table needs now, from redis_sync.tables: as this
@@ -505,24 +515,15 @@ check_local(Oid relid, List *fields)
 			TupleDesc	td = SPI_tuptable->tupdesc;
 			bool		isnull;
 			Oid			other = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
-			char	   *prefix = SPI_getvalue(tup, td, 2);
-			char	   *dirty = SPI_getvalue(tup, td, 3);
-			char	   *theirs[3];
-			int			n = 0;
+			ListCell   *tc;
 
-			theirs[n++] = psprintf("p:%s", prefix);
-			if (dirty)
-			{
-				theirs[n++] = psprintf("k:%s", dirty);
-				theirs[n++] = psprintf("k:%s", rs_companion_key(dirty, strlen(dirty), ":rs_processing"));
-			}
-			for (int j = 0; j < n; j++)
+			foreach(tc, row_fields(NIL, SPI_getvalue(tup, td, 2), SPI_getvalue(tup, td, 3)))
 			{
 				ListCell   *mc;
 
 				foreach(mc, fields)
-					if (fields_overlap(lfirst(mc), theirs[j]))
-					conflict_error(lfirst(mc), theirs[j], holder_description(other));
+					if (fields_overlap(lfirst(mc), lfirst(tc)))
+					conflict_error(lfirst(mc), lfirst(tc), holder_description(other));
 			}
 		}
 	}
