@@ -36,46 +36,72 @@
 #include "utils/timestamp.h"
 
 #include "as_owner.h"
+#include "shmem.h"
 
-/* the innermost rs_as_owner_enter() is of a role that is not a superuser */
-static bool untrusted = false;
+/* the outermost role rs_as_owner_enter() became that is not a superuser */
+static Oid	untrusted_role = InvalidOid;
 
-/* the worker: no code of this role before quarantine_until */
-static Oid	quarantine_role = InvalidOid;
-static TimestampTz quarantine_until = 0;
+/* the worker: roles whose code it runs not before a time (worker.c) */
+static Oid	held_role[RS_QUARANTINE_ROLES];
+static TimestampTz held_until[RS_QUARANTINE_ROLES];
 
-bool
-rs_as_owner_untrusted(void)
+Oid
+rs_as_owner_untrusted_role(void)
 {
-	return untrusted;
+	return untrusted_role;
 }
 
 void
 rs_as_owner_quarantine(Oid role, TimestampTz until)
 {
-	quarantine_role = role;
-	quarantine_until = until;
+	int			free_i = -1;
+
+	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
+	{
+		if (held_role[i] == role)
+		{
+			held_until[i] = until;
+			return;
+		}
+		if (free_i < 0 && !OidIsValid(held_role[i]))
+			free_i = i;
+	}
+	if (free_i >= 0)
+	{
+		held_role[free_i] = role;
+		held_until[free_i] = until;
+	}
+}
+
+/* ERROR when the worker runs no code of role now (rs_as_owner_quarantine) */
+static void
+check_held(Oid role)
+{
+	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
+	{
+		if (held_role[i] != role)
+			continue;
+		if (GetCurrentTimestamp() < held_until[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("redis_sync worker: the code of role \"%s\" is not run until %s",
+							GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
+							timestamptz_to_str(held_until[i])),
+					 errdetail("Code of that role (a trigger, a policy, a type's function of one of its tables) ran past a step's time limit and went on after its cancel: the worker ended itself."),
+					 errhint("Its tables' work waits until then; see the log for the step.")));
+		held_role[i] = InvalidOid;
+	}
 }
 
 void
 rs_as_owner_enter(RsAsOwner *ao, Oid role)
 {
 	Assert(OidIsValid(role));
-	if (OidIsValid(quarantine_role) && role == quarantine_role)
-	{
-		if (GetCurrentTimestamp() < quarantine_until)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("redis_sync worker: the code of role \"%s\" is not run until %s",
-							GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
-							timestamptz_to_str(quarantine_until)),
-					 errdetail("Code of that role (a trigger, a policy, a type's function of one of its tables) ran past a step's time limit and went on after its cancel: the worker ended itself."),
-					 errhint("Its tables' work waits until then; see the log for the step.")));
-		quarantine_role = InvalidOid;
-	}
+	check_held(role);
 	GetUserIdAndSecContext(&ao->save_uid, &ao->save_sec);
-	ao->save_untrusted = untrusted;
-	untrusted = !superuser_arg(role);
+	ao->save_untrusted_role = untrusted_role;
+	if (!OidIsValid(untrusted_role) && !superuser_arg(role))
+		untrusted_role = role;
 	SetUserIdAndSecContext(role, ao->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	ao->save_nestlevel = NewGUCNestLevel();
@@ -93,7 +119,7 @@ rs_as_owner_leave(RsAsOwner *ao)
 	ao->active = false;
 	AtEOXact_GUC(false, ao->save_nestlevel);
 	SetUserIdAndSecContext(ao->save_uid, ao->save_sec);
-	untrusted = ao->save_untrusted;
+	untrusted_role = ao->save_untrusted_role;
 }
 
 int

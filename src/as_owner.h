@@ -20,7 +20,7 @@ typedef struct RsAsOwner
 	Oid			save_uid;
 	int			save_sec;
 	int			save_nestlevel;
-	bool		save_untrusted;
+	Oid			save_untrusted_role;
 	bool		active;
 } RsAsOwner;
 
@@ -47,14 +47,20 @@ extern int	rs_search_path_enter(void);
 extern void rs_search_path_leave(int nestlevel);
 
 /*
- * The worker (xact_step.c, worker.c): is the code running now a role's
- * that a step's overrun may stop by ending the worker (a role other than a
- * superuser)?  And a role whose code the worker does not run until a time,
- * after its code outlived a step's timeout and its cancel:
- * rs_as_owner_enter() refuses it with ERRCODE_LOCK_NOT_AVAILABLE (the
- * steps retry that later, as they do a lock they could not get).
+ * The worker (xact_step.c, worker.c): the role on whose behalf the code
+ * running now runs, when a step's overrun may stop it by ending the worker:
+ * the outermost role rs_as_owner_enter() became that is not a superuser
+ * (InvalidOid when there is none).  Not GetUserId(): a table's code can
+ * call a SECURITY DEFINER function of another role, or nest an entry of a
+ * superuser (get() of a superuser's table), and spend its time there; the
+ * table's owner is still the one responsible.  And the roles (up to
+ * RS_QUARANTINE_ROLES) whose code the worker does not run until a time,
+ * after their code outlived a step's timeout and its cancel:
+ * rs_as_owner_enter() refuses each with
+ * ERRCODE_LOCK_NOT_AVAILABLE (the steps retry that later, as they do a lock
+ * they could not get).
  */
-extern bool rs_as_owner_untrusted(void);
+extern Oid	rs_as_owner_untrusted_role(void);
 extern void rs_as_owner_quarantine(Oid role, TimestampTz until);
 
 /* the owner of a relation (ERROR when it does not exist) */

@@ -52,6 +52,19 @@ typedef enum RsCounter
  */
 #define RS_EXTRA_SLOTS 32
 
+/*
+ * A table owner whose code ended a worker (it went on past twice a step's
+ * time limit after the cancel): the next workers run none of its code
+ * before until.  Each repeat doubles the hold (worker.c).
+ */
+#define RS_QUARANTINE_ROLES 8
+typedef struct RsQuarantine
+{
+	Oid			role;
+	TimestampTz until;
+	int			offenses;
+} RsQuarantine;
+
 typedef struct RsDbSlot
 {
 	slock_t		mutex;
@@ -83,8 +96,7 @@ typedef struct RsDbSlot
 	uint64		flush_done;		/* generations the worker completed */
 	int64		flush_applied;	/* rows applied by the last forced round */
 	int			flush_failed;	/* tables that round could not drain */
-	Oid			quarantine_role;	/* its code ended a worker: not run ... */
-	TimestampTz quarantine_until;	/* ... before this (worker.c) */
+	RsQuarantine quarantine[RS_QUARANTINE_ROLES];	/* worker.c */
 	bool		flush_unreachable;	/* Redis could not be reached for it */
 	bool		sweep_requested;	/* check in-flight markers at once */
 	bool		warm_requested; /* warm() queued a background warm */

@@ -1209,54 +1209,84 @@ guarded_round(void)
  */
 /*
  * At the worker's exit: a step whose code went on past twice its time
- * limit after its cancel ended it (xact_step.c).  The next worker runs no
- * code of that role (as_owner.c) for ten times the limit (an hour at
- * most): its tables' work fails meanwhile and is retried, like a lock it
- * could not get, and every other table's goes on.
+ * limit after its cancel ended it (xact_step.c).  The next workers run no
+ * code of that table owner (as_owner.c) for ten times the limit, doubled at
+ * each repeat (an hour at most): its tables' work fails meanwhile and is
+ * retried, like a lock it could not get, and every other table's goes on.
+ * The slot keeps RS_QUARANTINE_ROLES owners: with one, two owners'
+ * code took turns ending the worker, each let go by the other's hold
+ * (tests/t/297_worker_overrun_definer).  When every entry is taken, the one
+ * whose hold ends first is replaced.
  */
 static void
 worker_exit_overrun(int code, Datum arg)
 {
 	int			ms;
 	Oid			role = rs_step_overrun_role(&ms);
-	int			hold_ms;
+	int64		hold_ms;
+	int			offenses;
 	RsDbSlot   *slot = rs_worker_slot();
+	RsQuarantine *q = NULL;
 
 	if (!OidIsValid(role) || slot == NULL)
 		return;
-	hold_ms = (int) Min((int64) ms * 10, (int64) 3600 * 1000);
 	SpinLockAcquire(&slot->mutex);
-	slot->quarantine_role = role;
-	slot->quarantine_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), hold_ms);
+	for (int i = 0; i < RS_QUARANTINE_ROLES && q == NULL; i++)
+		if (slot->quarantine[i].role == role)
+			q = &slot->quarantine[i];
+	for (int i = 0; i < RS_QUARANTINE_ROLES && q == NULL; i++)
+		if (!OidIsValid(slot->quarantine[i].role))
+			q = &slot->quarantine[i];
+	if (q == NULL)
+	{
+		q = &slot->quarantine[0];
+		for (int i = 1; i < RS_QUARANTINE_ROLES; i++)
+			if (slot->quarantine[i].until < q->until)
+				q = &slot->quarantine[i];
+	}
+	if (q->role != role)
+	{
+		q->role = role;
+		q->offenses = 0;
+	}
+	offenses = ++q->offenses;
+	hold_ms = (int64) ms * 10;
+	for (int i = 1; i < offenses && hold_ms < 3600 * 1000; i++)
+		hold_ms *= 2;
+	hold_ms = Min(hold_ms, (int64) 3600 * 1000);
+	q->until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), hold_ms);
 	SpinLockRelease(&slot->mutex);
 	ereport(LOG,
 			(errmsg("redis_sync worker: code run as role %u went on past twice its step's time limit (%d ms) after the cancel; the worker ends, and the next one runs no code of that role for %d s",
-					role, ms, hold_ms / 1000),
+					role, ms, (int) (hold_ms / 1000)),
+			 offenses > 1 ? errdetail("It did so %d times: each doubles the hold.", offenses) : 0,
 			 errhint("Look for a trigger, policy or type function of that role's synced tables that catches query_canceled.")));
 }
 
-/* a quarantine an earlier worker of this database left (worker_exit_overrun) */
+/* the holds earlier workers of this database left (worker_exit_overrun) */
 static void
 quarantine_from_slot(void)
 {
 	RsDbSlot   *slot = rs_worker_slot();
-	Oid			role;
-	TimestampTz until;
+	RsQuarantine held[RS_QUARANTINE_ROLES];
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&slot->mutex);
-	role = slot->quarantine_role;
-	until = slot->quarantine_until;
+	memcpy(held, slot->quarantine, sizeof(held));
 	SpinLockRelease(&slot->mutex);
-	if (!OidIsValid(role) || GetCurrentTimestamp() >= until)
-		return;
-	rs_as_owner_quarantine(role, until);
-	StartTransactionCommand();
-	ereport(LOG,
-			(errmsg("redis_sync worker: runs no code of role \"%s\" until %s",
-					GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
-					timestamptz_to_str(until)),
-			 errdetail("Its code ended the worker before: it went on past a step's time limit after the cancel.")));
-	CommitTransactionCommand();
+	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
+	{
+		if (!OidIsValid(held[i].role) || now >= held[i].until)
+			continue;
+		rs_as_owner_quarantine(held[i].role, held[i].until);
+		StartTransactionCommand();
+		ereport(LOG,
+				(errmsg("redis_sync worker: runs no code of role \"%s\" until %s",
+						GetUserNameFromId(held[i].role, true) ? GetUserNameFromId(held[i].role, true) : "?",
+						timestamptz_to_str(held[i].until)),
+				 errdetail("Its code ended the worker before: it went on past a step's time limit after the cancel.")));
+		CommitTransactionCommand();
+	}
 }
 
 void

@@ -70,23 +70,23 @@ static int	step_armed_ms = 0;
  * sleeps again, held the worker, and every other table's delivery and
  * drain with it, for as long as it liked.  So the worker's steps have a
  * second stage: at twice the step's time (one second more at least), if
- * the code still running is a role's that is not a superuser (and not the
- * worker's own), the worker ends itself (ProcDiePending: a FATAL error, which
- * no code can catch), and worker.c keeps that role from running code in
- * the worker for a while (rs_step_overrun_role, as_owner.c's quarantine).
- * tests/t/295_worker_cancel_caught.
+ * the code still running runs on behalf of a table owner that is not a
+ * superuser (rs_as_owner_untrusted_role: whatever SECURITY DEFINER function
+ * it is in now), the worker ends itself (ProcDiePending: a FATAL error,
+ * which no code can catch), and worker.c keeps that owner's code from
+ * running in the worker for a while (rs_step_overrun_role, as_owner.c's
+ * quarantine).  tests/t/295_worker_cancel_caught, 297.
  */
 static TimeoutId overrun_timeout = MAX_TIMEOUTS;
-static Oid	worker_role = InvalidOid;
 static volatile sig_atomic_t overrun_fired = false;
 static volatile Oid overrun_role = InvalidOid;
 
 static void
 step_overrun_handler(void)
 {
-	Oid			role = GetUserId();
+	Oid			role = rs_as_owner_untrusted_role();
 
-	if (role != worker_role && rs_as_owner_untrusted())
+	if (OidIsValid(role))
 	{
 		overrun_role = role;
 		overrun_fired = true;
@@ -114,10 +114,7 @@ rs_step_timeout_arm(int ms)
 	if (IsBackgroundWorker)
 	{
 		if (overrun_timeout == MAX_TIMEOUTS)
-		{
 			overrun_timeout = RegisterTimeout(USER_TIMEOUT, step_overrun_handler);
-			worker_role = GetUserId();
-		}
 		enable_timeout_after(overrun_timeout, (int) Min((int64) ms + Max(ms, 1000), (int64) PG_INT32_MAX));
 	}
 }
