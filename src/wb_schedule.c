@@ -361,19 +361,94 @@ table_deadline(TimestampTz started, TimestampTz deadline)
 	return TimestampTzPlusMilliseconds(started, rs_drain_timeout_ms);
 }
 
+/* *next_due: the earliest of the times it was and next (0: none yet) */
+static void
+note_next(TimestampTz *next_due, TimestampTz next)
+{
+	if (*next_due == 0 || next < *next_due)
+		*next_due = next;
+}
+
+/*
+ * The tables of a round that are due now (with force, all but those held
+ * back after a failure); the time the others are due is noted in *next_due.
+ */
+static WbTable **
+due_tables(List *tables, bool force, TimestampTz now, TimestampTz *next_due, int *ndue)
+{
+	WbTable   **due = palloc(sizeof(WbTable *) * Max(list_length(tables), 1));
+	ListCell   *lc;
+
+	*ndue = 0;
+	foreach(lc, tables)
+	{
+		WbTable    *t = lfirst(lc);
+		Schedule   *s = schedule_for(t->relid);
+
+		/* first sight (worker start, new table): only crash leftovers now */
+		bool		recover_only = !force && s->next == 0;
+
+		if ((!force && !recover_only && s->next > now) || s->hold > now)
+		{
+			note_next(next_due, s->next);
+			continue;
+		}
+		due[(*ndue)++] = t;
+	}
+	return due;
+}
+
+/*
+ * Drain one due table that has work.  One table's failure (Redis down, a
+ * serialization failure, a lock timeout) must not hold up the others: it is
+ * counted in *failed and the table backs off (table_failed).
+ */
+static void
+drain_due(WbTable *t, Schedule *s, bool recover_only, TimestampTz deadline,
+		  MemoryContext outer, int64 *total, int *failed, bool *cut_short)
+{
+	TimestampTz started = GetCurrentTimestamp();
+
+	pgstat_report_activity(STATE_RUNNING, "redis_sync: draining write-behind keys");
+	PG_TRY();
+	{
+		TimestampTz end = table_deadline(started, deadline);
+
+		drain_table(t, recover_only, end, outer, total);
+		/* stopped by drain_timeout, not by a short batch: maybe more */
+		if (end != deadline && GetCurrentTimestamp() >= end)
+			*cut_short = true;
+		s->failures = 0;
+		s->hold = 0;
+
+		/*
+		 * flush_interval from the start of this drain, not its end: a key
+		 * made dirty just after the drain passed it waits one interval, not
+		 * one interval plus the drain (issue 18: the lag p99 at 5,000
+		 * writes/s exceeded the interval by the drain's time).  A drain
+		 * longer than the interval is followed by the next one at once.
+		 */
+		s->next = TimestampTzPlusMilliseconds(started, t->interval_ms);
+	}
+	PG_CATCH();
+	{
+		table_failed(t, s, outer);
+		(*failed)++;
+	}
+	PG_END_TRY();
+}
+
 int64
 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *failed,
 			   bool *cut_short)
 {
 	List	   *tables;
-	ListCell   *lc;
 	int64		total = 0;
 	MemoryContext outer = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
 	WbTable   **due;
 	bool	   *busy;
-	int			ndue = 0;
-	TimestampTz started;
+	int			ndue;
 
 	*next_due = 0;
 	*failed = 0;
@@ -393,23 +468,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 
 	/* the due tables, then one round trip to learn which have work */
 	schedule_round++;
-	due = palloc(sizeof(WbTable *) * Max(list_length(tables), 1));
-	foreach(lc, tables)
-	{
-		WbTable    *t = lfirst(lc);
-		Schedule   *s = schedule_for(t->relid);
-
-		/* first sight (worker start, new table): only crash leftovers now */
-		bool		recover_only = !force && s->next == 0;
-
-		if ((!force && !recover_only && s->next > now) || s->hold > now)
-		{
-			if (*next_due == 0 || s->next < *next_due)
-				*next_due = s->next;
-			continue;
-		}
-		due[ndue++] = t;
-	}
+	due = due_tables(tables, force, now, next_due, &ndue);
 	schedule_prune(list_length(tables));
 	busy = palloc(sizeof(bool) * Max(ndue, 1));
 	poll_due(due, ndue, busy);
@@ -418,52 +477,17 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 	{
 		WbTable    *t = due[i];
 		Schedule   *s = schedule_for(t->relid);
-		bool		recover_only = !force && s->next == 0;
 
-		if (!busy[i])
+		if (busy[i])
+			drain_due(t, s, !force && s->next == 0, deadline, outer,
+					  &total, failed, cut_short);
+		else
 		{
 			/* nothing dirty, nothing left by a crash */
 			s->failures = 0;
 			s->next = TimestampTzPlusMilliseconds(now, t->interval_ms);
-			if (*next_due == 0 || s->next < *next_due)
-				*next_due = s->next;
-			continue;
 		}
-		pgstat_report_activity(STATE_RUNNING, "redis_sync: draining write-behind keys");
-		started = GetCurrentTimestamp();
-
-		/*
-		 * One table's failure (Redis down, a serialization failure, a lock
-		 * timeout) must not hold up the others.
-		 */
-		PG_TRY();
-		{
-			TimestampTz end = table_deadline(started, deadline);
-
-			drain_table(t, recover_only, end, outer, &total);
-			/* stopped by drain_timeout, not by a short batch: maybe more */
-			if (end != deadline && GetCurrentTimestamp() >= end)
-				*cut_short = true;
-			s->failures = 0;
-			s->hold = 0;
-
-			/*
-			 * flush_interval from the start of this drain, not its end: a key
-			 * made dirty just after the drain passed it waits one interval,
-			 * not one interval plus the drain (issue 18: the lag p99 at 5,000
-			 * writes/s exceeded the interval by the drain's time).  A drain
-			 * longer than the interval is followed by the next one at once.
-			 */
-			s->next = TimestampTzPlusMilliseconds(started, t->interval_ms);
-		}
-		PG_CATCH();
-		{
-			table_failed(t, s, outer);
-			(*failed)++;
-		}
-		PG_END_TRY();
-		if (*next_due == 0 || s->next < *next_due)
-			*next_due = s->next;
+		note_next(next_due, s->next);
 	}
 	return total;
 }
