@@ -47,7 +47,14 @@ ALTER TABLE dead_letters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY dead_letters_owner ON dead_letters
     USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c
                                     WHERE c.oid OPERATOR(pg_catalog.=) relid::pg_catalog.oid), 'USAGE'));
-GRANT SELECT, DELETE ON dead_letters TO PUBLIC;
+-- SELECT only: DELETE would let any role LOCK the table in ACCESS EXCLUSIVE
+-- mode, and every drain batch reads it; discard_dead_letters() deletes as
+-- the superuser after its own owner check
+GRANT SELECT ON dead_letters TO PUBLIC;
+CREATE OR REPLACE FUNCTION discard_dead_letters(tbl regclass DEFAULT NULL, member text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'redis_sync_discard_dead_letters';
 
 -- record the key prefix claims of the synced tables the caller owns (all for
 -- superusers) in Redis: after an upgrade from 0.1, or after Redis lost them;

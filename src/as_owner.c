@@ -26,6 +26,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -38,12 +39,37 @@
 #include "as_owner.h"
 #include "shmem.h"
 
-/* the outermost role rs_as_owner_enter() became that is not a superuser */
+/*
+ * The outermost role rs_as_owner_enter() became that is not a superuser, and
+ * the transaction nest level it did so at.  An error that skips
+ * rs_as_owner_leave() (a caller without PG_FINALLY) must not leave it set:
+ * the abort of that (sub)transaction clears it (untrusted_abort), as it
+ * restores the user id; a stale one made the worker blame, and end itself
+ * for, an owner whose code was not running (tests/t/298).
+ */
 static Oid	untrusted_role = InvalidOid;
+static int	untrusted_level = 0;
+static bool callbacks_registered = false;
 
 /* the worker: roles whose code it runs not before a time (worker.c) */
 static Oid	held_role[RS_QUARANTINE_ROLES];
 static TimestampTz held_until[RS_QUARANTINE_ROLES];
+
+static void
+untrusted_xact_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		untrusted_role = InvalidOid;
+}
+
+static void
+untrusted_subxact_abort(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && OidIsValid(untrusted_role) &&
+		untrusted_level >= GetCurrentTransactionNestLevel())
+		untrusted_role = InvalidOid;
+}
 
 Oid
 rs_as_owner_untrusted_role(void)
@@ -60,7 +86,7 @@ rs_as_owner_quarantine(Oid role, TimestampTz until)
 	{
 		if (held_role[i] == role)
 		{
-			held_until[i] = until;
+			held_until[i] = Max(held_until[i], until);
 			return;
 		}
 		if (free_i < 0 && !OidIsValid(held_role[i]))
@@ -87,7 +113,7 @@ check_held(Oid role)
 					 errmsg("redis_sync worker: the code of role \"%s\" is not run until %s",
 							GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
 							timestamptz_to_str(held_until[i])),
-					 errdetail("Code of that role (a trigger, a policy, a type's function of one of its tables) ran past a step's time limit and went on after its cancel: the worker ended itself."),
+					 errdetail("Code of that role (a trigger, a policy, a type's function of one of its tables) ran past a step's time limit: its tables' work waits, so that it cannot hold the worker."),
 					 errhint("Its tables' work waits until then; see the log for the step.")));
 		held_role[i] = InvalidOid;
 	}
@@ -101,7 +127,16 @@ rs_as_owner_enter(RsAsOwner *ao, Oid role)
 	GetUserIdAndSecContext(&ao->save_uid, &ao->save_sec);
 	ao->save_untrusted_role = untrusted_role;
 	if (!OidIsValid(untrusted_role) && !superuser_arg(role))
+	{
+		if (!callbacks_registered)
+		{
+			RegisterXactCallback(untrusted_xact_abort, NULL);
+			RegisterSubXactCallback(untrusted_subxact_abort, NULL);
+			callbacks_registered = true;
+		}
 		untrusted_role = role;
+		untrusted_level = GetCurrentTransactionNestLevel();
+	}
 	SetUserIdAndSecContext(role, ao->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	ao->save_nestlevel = NewGUCNestLevel();

@@ -489,6 +489,7 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	rs_stats_add(t->relid, RS_C_BATCHES, 1);
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
+	rs_step_timeout_check();	/* a cancel caught by the table's code */
 	rs_xact_commit(NULL);		/* deferred triggers run here: still timed */
 	rs_step_timeout_disarm();
 }

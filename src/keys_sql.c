@@ -410,6 +410,7 @@ refresh_guarded_run(void *arg)
 	PushActiveSnapshot(GetLatestSnapshot());
 	rs_step_timeout_arm((int) g->left);
 	g->fn(g->st, g->i, g->arg);
+	rs_step_timeout_check();	/* a cancel caught by the table's code */
 	rs_step_timeout_disarm();
 	PopActiveSnapshot();
 }

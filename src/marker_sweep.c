@@ -233,6 +233,7 @@ repair_marker_cb(void *arg)
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	rs_step_timeout_arm(rs_warm_timeout_ms);	/* redis_sync.warm_timeout */
 	r->n = rs_repair_marker(r->value);
+	rs_step_timeout_check();	/* a cancel caught by the table's code */
 	rs_step_timeout_disarm();
 }
 

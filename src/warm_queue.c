@@ -298,6 +298,26 @@ record_failure(WarmEntry *e, const char *message, bool timed_out, int64 ran)
 	/* one that failed otherwise after running long: ten times what it ran */
 	delay = Max(delay, Min(ran * 10, (int64) 3600 * 1000));
 
+	/*
+	 * Held for its code's time (ten times the timeout, or what it ran): so is
+	 * every other table of its owner, as a write-behind table's drain is
+	 * (wb_schedule.c), so that an owner of many tables holds the worker no
+	 * longer than an owner of one.
+	 */
+	if (delay >= 1000 && (timed_out || ran * 10 >= delay))
+	{
+		Oid			owner = InvalidOid;
+		HeapTuple	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(e->relid));
+
+		if (HeapTupleIsValid(ctup))
+		{
+			owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
+			ReleaseSysCache(ctup);
+		}
+		if (OidIsValid(owner) && !superuser_arg(owner))
+			rs_as_owner_quarantine(owner, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay));
+	}
+
 	values[0] = ObjectIdGetDatum(e->relid);
 	values[1] = e->requested_at;
 	values[2] = CStringGetTextDatum(message);
@@ -394,6 +414,8 @@ rs_warm_round(void)
 			{
 				rs_step_timeout_arm(rs_warm_timeout_ms);	/* redis_sync.warm_timeout */
 				(void) warm_entry_batch(&e);
+				rs_step_timeout_check();	/* a cancel caught by the table's
+											 * code */
 				rs_step_timeout_disarm();
 			}
 			PG_CATCH();

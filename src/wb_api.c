@@ -1,14 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * wb_api.c
- *		Write-behind SQL API: redis_sync.hincrby(), hset() and
- *		retry_dead_letters().
+ *		Write-behind SQL API: redis_sync.hincrby(), hset(),
+ *		retry_dead_letters() and discard_dead_letters().
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_authid_d.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/acl.h"
@@ -17,6 +18,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "as_owner.h"
 #include "encode.h"
 #include "rowsec.h"
 #include "wb_internal.h"
@@ -28,6 +30,7 @@
 PG_FUNCTION_INFO_V1(redis_sync_hincrby);
 PG_FUNCTION_INFO_V1(redis_sync_hset);
 PG_FUNCTION_INFO_V1(redis_sync_retry_dead_letters);
+PG_FUNCTION_INFO_V1(redis_sync_discard_dead_letters);
 
 /* change one field and mark the key dirty; seed from the table when missing */
 static RedisScript touch_script = REDIS_SCRIPT("redis_sync_touch",
@@ -402,4 +405,67 @@ redis_sync_retry_dead_letters(PG_FUNCTION_ARGS)
 	}
 	rs_worker_wake();
 	PG_RETURN_INT64(total);
+}
+
+/*
+ * redis_sync.discard_dead_letters(tbl DEFAULT NULL, member DEFAULT NULL)
+ * RETURNS bigint: forget the dead letters of tbl (of every table the caller
+ * owns, or is a member of the owner of, when NULL; every table for
+ * superusers), or only member's.
+ *
+ * Deleted as the bootstrap superuser, with the owner check made here: PUBLIC
+ * has only SELECT on redis_sync.dead_letters (row-level security shows each
+ * role its own).  DELETE, which this function needed before, also let any
+ * role LOCK the table in ACCESS EXCLUSIVE mode, and every drain batch of
+ * every table reads it: one open transaction held all the database's
+ * write-behind drains (tests/t/299).
+ */
+Datum
+redis_sync_discard_dead_letters(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	Oid			caller = GetUserId();
+	Oid			types[4] = {OIDOID, TEXTOID, BOOLOID, OIDOID};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	RsAsOwner	ao;
+	bool		isnull;
+	int64		n = 0;
+
+	if (OidIsValid(relid))
+		rs_require_owner(relid);
+	args[0] = ObjectIdGetDatum(relid);
+	if (PG_ARGISNULL(1))
+		nulls[1] = 'n';
+	else
+		args[1] = PG_GETARG_DATUM(1);
+	args[2] = BoolGetDatum(superuser());
+	args[3] = ObjectIdGetDatum(caller);
+
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute_with_args("WITH d AS (DELETE FROM redis_sync.dead_letters l"
+								  "  WHERE ($1 OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
+								  "         OR l.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)"
+								  "    AND ($2 IS NULL OR l.member OPERATOR(pg_catalog.=) $2)"
+								  "    AND ($3 OR pg_catalog.pg_has_role($4,"
+								  "          (SELECT c.relowner FROM pg_catalog.pg_class c"
+								  "            WHERE c.oid OPERATOR(pg_catalog.=) l.relid::pg_catalog.oid), 'USAGE'))"
+								  "  RETURNING 1)"
+								  " SELECT pg_catalog.count(*) FROM d",
+								  4, types, args, nulls, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "redis_sync: could not delete from redis_sync.dead_letters");
+		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT64(n);
 }

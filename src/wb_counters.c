@@ -292,16 +292,23 @@ reseed_table(WbTable *t)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	rs_as_owner_enter(&saved, t->owner);	/* reading the table runs its
 											 * code: as its owner */
-	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
-	for (;;)
+	PG_TRY();
 	{
-		SPI_cursor_fetch(portal, true, 1000);
-		if (SPI_processed == 0)
-			break;
-		seeded += seed_fetched(t, SPI_processed);
+		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+		for (;;)
+		{
+			SPI_cursor_fetch(portal, true, 1000);
+			if (SPI_processed == 0)
+				break;
+			seeded += seed_fetched(t, SPI_processed);
+		}
+		SPI_cursor_close(portal);
 	}
-	SPI_cursor_close(portal);
-	rs_as_owner_leave(&saved);
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&saved);
+	}
+	PG_END_TRY();
 	SPI_finish();
 	MemoryContextSwitchTo(outer);
 	return seeded;

@@ -333,6 +333,15 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 			(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
 					t->qname, (long long) backoff, ed->message)));
 	StartTransactionCommand();
+
+	/*
+	 * Held for its code's time: so is every other table of its owner (the
+	 * owner's code runs in none of the worker's steps meanwhile, as_owner.c).
+	 * Held per table, an owner of six tables whose code catches the cancel,
+	 * or runs slow, kept the worker busy all the time (tests/t/299).
+	 */
+	if (s->hold != 0 && !superuser_arg(t->owner))
+		rs_as_owner_quarantine(t->owner, s->hold);
 	rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
 	rs_stats_error(t->relid, ed->message);
 	rs_stats_flush();

@@ -403,6 +403,7 @@ restart_table_step(Oid relid, void (*fn) (Oid), const char *what, List **done, i
 		rs_step_timeout_arm(rs_warm_timeout_ms);
 		if (fn != NULL)
 			fn(relid);
+		rs_step_timeout_check();	/* a cancel caught by the table's code */
 		rs_step_timeout_disarm();
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		*done = lappend_oid(*done, relid);
@@ -1210,8 +1211,8 @@ guarded_round(void)
 /*
  * At the worker's exit: a step whose code went on past twice its time
  * limit after its cancel ended it (xact_step.c).  The next workers run no
- * code of that table owner (as_owner.c) for ten times the limit, doubled at
- * each repeat (an hour at most): its tables' work fails meanwhile and is
+ * code of that table owner (as_owner.c) for ten times the limit (ten seconds
+ * at least), doubled at each repeat (an hour at most): its tables' work fails meanwhile and is
  * retried, like a lock it could not get, and every other table's goes on.
  * The slot keeps RS_QUARANTINE_ROLES owners: with one, two owners'
  * code took turns ending the worker, each let go by the other's hold
@@ -1250,7 +1251,8 @@ worker_exit_overrun(int code, Datum arg)
 		q->offenses = 0;
 	}
 	offenses = ++q->offenses;
-	hold_ms = (int64) ms * 10;
+	/* a step armed with what was left of a budget can have had 1 ms */
+	hold_ms = (int64) Max(ms, 1000) * 10;
 	for (int i = 1; i < offenses && hold_ms < 3600 * 1000; i++)
 		hold_ms *= 2;
 	hold_ms = Min(hold_ms, (int64) 3600 * 1000);

@@ -127,6 +127,15 @@ rs_step_timeout_expired(void)
 }
 
 void
+rs_step_timeout_check(void)
+{
+	if (rs_step_timeout_expired())
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling statement due to statement timeout")));
+}
+
+void
 rs_step_timeout_disarm(void)
 {
 	if (step_armed_at != 0 && get_timeout_active(STATEMENT_TIMEOUT))

@@ -46,6 +46,15 @@ extern void rs_step_timeout_arm(int ms);
 extern bool rs_step_timeout_expired(void);
 extern void rs_step_timeout_disarm(void);
 
+/*
+ * At the end of a step that did not fail, before its work commits: the
+ * cancel's ERROR when it ran past its limit.  Code that caught the cancel
+ * (PL/pgSQL EXCEPTION WHEN query_canceled) and returned before the second
+ * stage had its step committed as a success, and run again at the next
+ * round: never rolled back nor backed off (tests/t/299).
+ */
+extern void rs_step_timeout_check(void);
+
 /* how long the armed step has run so far, in ms (0: none armed) */
 extern int64 rs_step_elapsed_ms(void);
 
