@@ -188,6 +188,14 @@ SELECT redis_sync.discard_dead_letters();
 RESET ROLE;
 SELECT relid, member FROM redis_sync.dead_letters;
 SELECT redis_sync.discard_dead_letters('sec.victim', '8'), redis_sync.discard_dead_letters('sec.victim', '9');
+-- a superuser may name a dropped table's OID (its orphaned letters)
+CREATE TABLE sec.gone (id int PRIMARY KEY);
+INSERT INTO redis_sync.dead_letters (relid, redis_key, member, error, sqlstate)
+VALUES ('sec.gone', 'sec:gone:1', '1', 'test', '22000');
+SELECT 'sec.gone'::regclass::oid AS gone_oid \gset
+DROP TABLE sec.gone;
+SELECT redis_sync.discard_dead_letters(:gone_oid::regclass);
+SELECT count(*) AS left FROM redis_sync.dead_letters WHERE relid::oid = :gone_oid;
 GRANT SELECT (n) ON sec.counts TO sec_user;
 SET ROLE sec_user;
 SELECT redis_sync.hincrby('sec.counts', '2', 'n', 1);
@@ -345,9 +353,8 @@ SELECT w.state, q.attempts AS tries_so_far, q.retry_at > now() + interval '5 s' 
  WHERE w."table" = 'sec.stalling'::regclass;
 SELECT redis_sync.unsync('sec.stalling');
 -- the same for a write-behind table whose trigger blocks in the drain: after
--- a drain_timeout it waits, flush() or not; here its owner's code is held
--- already (the warm above timed out: every table of the owner waits), or
--- its own drain times out
+-- a drain_timeout it waits, flush() or not (its error: the timeout, or the
+-- hold of its owner's code when a step before caught its cancel)
 SET ROLE sec_owner;
 CREATE TABLE sec.stalling_wb (id int PRIMARY KEY, n int);
 CREATE FUNCTION sec.stall_trg() RETURNS trigger LANGUAGE plpgsql AS

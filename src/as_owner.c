@@ -80,7 +80,8 @@ rs_as_owner_untrusted_role(void)
 void
 rs_as_owner_quarantine(Oid role, TimestampTz until)
 {
-	int			free_i = -1;
+	TimestampTz now = GetCurrentTimestamp();
+	int			use = 0;
 
 	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
 	{
@@ -89,14 +90,15 @@ rs_as_owner_quarantine(Oid role, TimestampTz until)
 			held_until[i] = Max(held_until[i], until);
 			return;
 		}
-		if (free_i < 0 && !OidIsValid(held_role[i]))
-			free_i = i;
+		if (!OidIsValid(held_role[i]) || held_until[i] <= now)
+			held_role[i] = InvalidOid;	/* free (an ended hold too) */
+		/* a free entry, else the hold that ends first */
+		if (OidIsValid(held_role[use]) &&
+			(!OidIsValid(held_role[i]) || held_until[i] < held_until[use]))
+			use = i;
 	}
-	if (free_i >= 0)
-	{
-		held_role[free_i] = role;
-		held_until[free_i] = until;
-	}
+	held_role[use] = role;
+	held_until[use] = until;
 }
 
 /* ERROR when the worker runs no code of role now (rs_as_owner_quarantine) */

@@ -42,6 +42,7 @@
 #include "fence.h"
 #include "shmem.h"
 #include "warm.h"
+#include "xact_step.h"
 
 /* the worker waits at most this long for transactions writing a table (see wait_for_writers) */
 #define WARM_WRITERS_WAIT_MS 2000
@@ -480,6 +481,13 @@ rs_repair_marker(const char *json)
 		List	   *pairs = NIL;
 		ListCell   *lc;
 
+		/*
+		 * Past the step's limit (the worker's repair, marker_sweep.c): stop
+		 * before the next table.  Code of the table before that caught the
+		 * cancel would otherwise leave the next table's owner running at the
+		 * second stage, and held for it.
+		 */
+		rs_step_timeout_check();
 		if (get_rel_name(relid) == NULL)
 			continue;			/* table dropped since */
 		cfg = rs_config_get(relid);

@@ -299,12 +299,10 @@ record_failure(WarmEntry *e, const char *message, bool timed_out, int64 ran)
 	delay = Max(delay, Min(ran * 10, (int64) 3600 * 1000));
 
 	/*
-	 * Held for its code's time (ten times the timeout, or what it ran): so is
-	 * every other table of its owner, as a write-behind table's drain is
-	 * (wb_schedule.c), so that an owner of many tables holds the worker no
-	 * longer than an owner of one.
+	 * Its code went on after the cancel: every other table of its owner waits
+	 * half as long, as for a write-behind table's drain (wb_schedule.c).
 	 */
-	if (delay >= 1000 && (timed_out || ran * 10 >= delay))
+	if (rs_step_cancel_caught())
 	{
 		Oid			owner = InvalidOid;
 		HeapTuple	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(e->relid));
@@ -315,7 +313,7 @@ record_failure(WarmEntry *e, const char *message, bool timed_out, int64 ran)
 			ReleaseSysCache(ctup);
 		}
 		if (OidIsValid(owner) && !superuser_arg(owner))
-			rs_as_owner_quarantine(owner, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay));
+			rs_as_owner_quarantine(owner, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay / 2));
 	}
 
 	values[0] = ObjectIdGetDatum(e->relid);

@@ -64,6 +64,9 @@ rs_xact_commit(MemoryContext cxt)
 static TimestampTz step_armed_at = 0;
 static int	step_armed_ms = 0;
 
+/* the armed step's code went on after the cancel (rs_step_timeout_check) */
+static bool step_cancel_caught = false;
+
 /*
  * The timer's cancel is an error a table's code can catch and go on from
  * (PL/pgSQL: EXCEPTION WHEN query_canceled): a trigger that does so, and
@@ -110,6 +113,7 @@ rs_step_timeout_arm(int ms)
 		return;
 	step_armed_at = GetCurrentTimestamp();
 	step_armed_ms = ms;
+	step_cancel_caught = false;
 	enable_timeout_after(STATEMENT_TIMEOUT, ms);
 	if (IsBackgroundWorker)
 	{
@@ -126,10 +130,18 @@ rs_step_timeout_expired(void)
 		TimestampDifferenceExceeds(step_armed_at, GetCurrentTimestamp(), step_armed_ms);
 }
 
+bool
+rs_step_cancel_caught(void)
+{
+	return step_cancel_caught;
+}
+
 void
 rs_step_timeout_check(void)
 {
 	if (rs_step_timeout_expired())
+		step_cancel_caught = true;
+	if (step_cancel_caught)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("canceling statement due to statement timeout")));

@@ -55,6 +55,14 @@ extern void rs_step_timeout_disarm(void);
  */
 extern void rs_step_timeout_check(void);
 
+/*
+ * Whether the last armed step failed in rs_step_timeout_check(): its code
+ * went on after the cancel, rather than being cancelled (a lock wait, slow
+ * code): the worker then holds every table of its owner (wb_schedule.c,
+ * warm_queue.c), not only that one.
+ */
+extern bool rs_step_cancel_caught(void);
+
 /* how long the armed step has run so far, in ms (0: none armed) */
 extern int64 rs_step_elapsed_ms(void);
 
