@@ -52,8 +52,7 @@ static int	untrusted_level = 0;
 static bool callbacks_registered = false;
 
 /* the worker: roles whose code it runs not before a time (worker.c) */
-static Oid	held_role[RS_QUARANTINE_ROLES];
-static TimestampTz held_until[RS_QUARANTINE_ROLES];
+static RsQuarantine held[RS_QUARANTINE_ROLES];
 
 static void
 untrusted_xact_abort(XactEvent event, void *arg)
@@ -77,28 +76,38 @@ rs_as_owner_untrusted_role(void)
 	return untrusted_role;
 }
 
+RsQuarantine *
+rs_quarantine_entry(RsQuarantine *q, Oid role, TimestampTz free_before)
+{
+	RsQuarantine *use = NULL;
+
+	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
+		if (q[i].role == role)
+			return &q[i];
+	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
+	{
+		bool		free = !OidIsValid(q[i].role) || q[i].until <= free_before;
+
+		if (free)
+		{
+			use = &q[i];
+			break;
+		}
+		if (use == NULL || q[i].until < use->until)
+			use = &q[i];
+	}
+	use->role = role;
+	use->until = 0;
+	use->offenses = 0;
+	return use;
+}
+
 void
 rs_as_owner_quarantine(Oid role, TimestampTz until)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	int			use = 0;
+	RsQuarantine *e = rs_quarantine_entry(held, role, GetCurrentTimestamp());
 
-	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
-	{
-		if (held_role[i] == role)
-		{
-			held_until[i] = Max(held_until[i], until);
-			return;
-		}
-		if (!OidIsValid(held_role[i]) || held_until[i] <= now)
-			held_role[i] = InvalidOid;	/* free (an ended hold too) */
-		/* a free entry, else the hold that ends first */
-		if (OidIsValid(held_role[use]) &&
-			(!OidIsValid(held_role[i]) || held_until[i] < held_until[use]))
-			use = i;
-	}
-	held_role[use] = role;
-	held_until[use] = until;
+	e->until = Max(e->until, until);
 }
 
 /* ERROR when the worker runs no code of role now (rs_as_owner_quarantine) */
@@ -107,17 +116,17 @@ check_held(Oid role)
 {
 	for (int i = 0; i < RS_QUARANTINE_ROLES; i++)
 	{
-		if (held_role[i] != role)
+		if (held[i].role != role)
 			continue;
-		if (GetCurrentTimestamp() < held_until[i])
+		if (GetCurrentTimestamp() < held[i].until)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 					 errmsg("redis_sync worker: the code of role \"%s\" is not run until %s",
 							GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "?",
-							timestamptz_to_str(held_until[i])),
+							timestamptz_to_str(held[i].until)),
 					 errdetail("Code of that role (a trigger, a policy, a type's function of one of its tables) ran past a step's time limit: its tables' work waits, so that it cannot hold the worker."),
 					 errhint("Its tables' work waits until then; see the log for the step.")));
-		held_role[i] = InvalidOid;
+		held[i].role = InvalidOid;
 	}
 }
 

@@ -63,6 +63,16 @@ extern void rs_search_path_leave(int nestlevel);
 extern Oid	rs_as_owner_untrusted_role(void);
 extern void rs_as_owner_quarantine(Oid role, TimestampTz until);
 
+/*
+ * The entry of role in q (RS_QUARANTINE_ROLES of them, shmem.h): its own,
+ * else a free one (no role, or a hold that ended before free_before), else
+ * the one whose hold ends first, taken over with until and offenses reset.
+ * worker.c's slot (free_before 0: ended holds keep their offenses) and the
+ * worker's own copy here.
+ */
+extern struct RsQuarantine *rs_quarantine_entry(struct RsQuarantine *q, Oid role,
+												TimestampTz free_before);
+
 /* the owner of a relation (ERROR when it does not exist) */
 extern Oid	rs_rel_owner(Oid relid);
 

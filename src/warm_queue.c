@@ -199,6 +199,7 @@ typedef struct WarmEntry
 	Datum		requested_at;	/* timestamptz: identifies this request */
 	List	   *last;			/* key values (text) to resume after */
 	int			attempts;
+	Oid			owner;			/* the table's, once a batch ran */
 } WarmEntry;
 
 /* the oldest queued warm that is due; false when there is none */
@@ -238,6 +239,7 @@ next_entry(WarmEntry *e)
 				e->last = lappend(e->last, vals[i]);
 		}
 		e->attempts = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
+		e->owner = InvalidOid;
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
@@ -298,23 +300,8 @@ record_failure(WarmEntry *e, const char *message, bool timed_out, int64 ran)
 	/* one that failed otherwise after running long: ten times what it ran */
 	delay = Max(delay, Min(ran * 10, (int64) 3600 * 1000));
 
-	/*
-	 * Its code went on after the cancel: every other table of its owner waits
-	 * half as long, as for a write-behind table's drain (wb_schedule.c).
-	 */
-	if (rs_step_cancel_caught())
-	{
-		Oid			owner = InvalidOid;
-		HeapTuple	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(e->relid));
-
-		if (HeapTupleIsValid(ctup))
-		{
-			owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
-			ReleaseSysCache(ctup);
-		}
-		if (OidIsValid(owner) && !superuser_arg(owner))
-			rs_as_owner_quarantine(owner, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay / 2));
-	}
+	/* its code went on after the cancel: its owner's other tables wait too */
+	rs_step_hold_owner(e->owner, delay);
 
 	values[0] = ObjectIdGetDatum(e->relid);
 	values[1] = e->requested_at;
@@ -361,6 +348,7 @@ warm_entry_batch(WarmEntry *e)
 		elog(ERROR, "cache lookup failed for relation %u", e->relid);
 	owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
 	ReleaseSysCache(ctup);
+	e->owner = owner;			/* for record_failure */
 
 	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
 	rs_fill_cursor_init(&fc, e->relid, cfg, e->last);

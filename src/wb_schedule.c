@@ -304,7 +304,6 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 {
 	int64		ran = rs_step_elapsed_ms(); /* the failed batch's, before the
 											 * catch disarms */
-	bool		caught = rs_step_cancel_caught();
 	bool		timed_out;
 	ErrorData  *ed = rs_step_catch(outer, "a batch", "redis_sync.drain_timeout", &timed_out);
 	int64		backoff;
@@ -337,17 +336,14 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 
 	/*
 	 * Its code went on after the cancel: every other table of its owner waits
-	 * too (the owner's code runs in none of the worker's steps meanwhile,
-	 * as_owner.c), for half the table's own hold, so that they have their
-	 * turn before it runs again.  Held per table, an owner of a few tables
-	 * whose code catches the cancel kept the worker busy most of the time
-	 * (tests/t/299).  Not for a plain timeout: a role allowed to lock one
-	 * table (UPDATE on it) then held all its owner's tables, for good, as the
-	 * table ran again at the hold's end (tests/t/301).
+	 * too.  Held per table, an owner of a few tables whose code catches the
+	 * cancel kept the worker busy most of the time (tests/t/299).  Not for a
+	 * plain timeout: a role allowed to lock one table (UPDATE on it) then
+	 * held all its owner's tables, for good, as the table ran again at the
+	 * hold's end (tests/t/301).
 	 */
-	if (caught && s->hold != 0 && !superuser_arg(t->owner))
-		rs_as_owner_quarantine(t->owner,
-							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), held / 2));
+	if (s->hold != 0)
+		rs_step_hold_owner(t->owner, held);
 	rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
 	rs_stats_error(t->relid, ed->message);
 	rs_stats_flush();

@@ -1227,29 +1227,12 @@ worker_exit_overrun(int code, Datum arg)
 	int64		hold_ms;
 	int			offenses;
 	RsDbSlot   *slot = rs_worker_slot();
-	RsQuarantine *q = NULL;
+	RsQuarantine *q;
 
 	if (!OidIsValid(role) || slot == NULL)
 		return;
 	SpinLockAcquire(&slot->mutex);
-	for (int i = 0; i < RS_QUARANTINE_ROLES && q == NULL; i++)
-		if (slot->quarantine[i].role == role)
-			q = &slot->quarantine[i];
-	for (int i = 0; i < RS_QUARANTINE_ROLES && q == NULL; i++)
-		if (!OidIsValid(slot->quarantine[i].role))
-			q = &slot->quarantine[i];
-	if (q == NULL)
-	{
-		q = &slot->quarantine[0];
-		for (int i = 1; i < RS_QUARANTINE_ROLES; i++)
-			if (slot->quarantine[i].until < q->until)
-				q = &slot->quarantine[i];
-	}
-	if (q->role != role)
-	{
-		q->role = role;
-		q->offenses = 0;
-	}
+	q = rs_quarantine_entry(slot->quarantine, role, 0);
 	offenses = ++q->offenses;
 	/* a step armed with what was left of a budget can have had 1 ms */
 	hold_ms = (int64) Max(ms, 1000) * 10;

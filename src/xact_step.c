@@ -130,10 +130,12 @@ rs_step_timeout_expired(void)
 		TimestampDifferenceExceeds(step_armed_at, GetCurrentTimestamp(), step_armed_ms);
 }
 
-bool
-rs_step_cancel_caught(void)
+void
+rs_step_hold_owner(Oid owner, int64 held_ms)
 {
-	return step_cancel_caught;
+	if (step_cancel_caught && OidIsValid(owner) && !superuser_arg(owner))
+		rs_as_owner_quarantine(owner,
+							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), held_ms / 2));
 }
 
 void

@@ -56,12 +56,14 @@ extern void rs_step_timeout_disarm(void);
 extern void rs_step_timeout_check(void);
 
 /*
- * Whether the last armed step failed in rs_step_timeout_check(): its code
- * went on after the cancel, rather than being cancelled (a lock wait, slow
- * code): the worker then holds every table of its owner (wb_schedule.c,
- * warm_queue.c), not only that one.
+ * After a failed step whose table is held back held_ms: if the step failed
+ * in rs_step_timeout_check() (its code went on after the cancel, rather than
+ * being cancelled: a lock wait, slow code), the worker holds every table of
+ * owner (not a superuser) for half that (as_owner.c), so that the owner's
+ * other tables have their turn before that one runs again (wb_schedule.c,
+ * warm_queue.c; tests/t/299, 301).  In a transaction.
  */
-extern bool rs_step_cancel_caught(void);
+extern void rs_step_hold_owner(Oid owner, int64 held_ms);
 
 /* how long the armed step has run so far, in ms (0: none armed) */
 extern int64 rs_step_elapsed_ms(void);
