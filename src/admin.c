@@ -197,21 +197,8 @@ invalidate_table(Oid relid)
 static int64
 run_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
-	RsAsOwner	ao;
-	int			ret;
-	int64		n;
-
-	/* the configuration table holds no user code: the bootstrap superuser */
-	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	if (ret != expect)
-		elog(ERROR, "redis_sync: could not update redis_sync.tables: %s", SPI_result_code_string(ret));
-	n = (int64) SPI_processed;
-	SPI_finish();
-	rs_as_owner_leave(&ao);
-	return n;
+	return rs_exec_as_superuser(sql, nargs, types, values, nulls, expect,
+								"update redis_sync.tables");
 }
 
 /*

@@ -27,7 +27,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
@@ -183,6 +185,34 @@ void
 rs_search_path_leave(int nestlevel)
 {
 	AtEOXact_GUC(false, nestlevel);
+}
+
+int64
+rs_exec_as_superuser(const char *sql, int nargs, Oid *types, Datum *values,
+					 const char *nulls, int expect, const char *what)
+{
+	RsAsOwner	ao;
+	int64		n = 0;
+
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	PG_TRY();
+	{
+		int			ret;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+		if (expect != 0 ? ret != expect : ret < 0)
+			elog(ERROR, "redis_sync: could not %s: %s", what, SPI_result_code_string(ret));
+		n = (int64) SPI_processed;
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	return n;
 }
 
 Oid

@@ -73,6 +73,17 @@ extern void rs_as_owner_quarantine(Oid role, TimestampTz until);
 extern struct RsQuarantine *rs_quarantine_entry(struct RsQuarantine *q, Oid role,
 												TimestampTz free_before);
 
+/*
+ * Run one statement on the extension's own tables (which hold no user code)
+ * through SPI as the bootstrap superuser, restricted, with the fixed
+ * search_path; returns SPI_processed.  An ERROR "could not <what>" unless
+ * SPI returns expect (any success when expect is 0).  admin.c's writes to
+ * redis_sync.tables, warm_queue.c's to _warm_queue, wb_api.c's
+ * discard_dead_letters().
+ */
+extern int64 rs_exec_as_superuser(const char *sql, int nargs, Oid *types, Datum *values,
+								  const char *nulls, int expect, const char *what);
+
 /* the owner of a relation (ERROR when it does not exist) */
 extern Oid	rs_rel_owner(Oid relid);
 

@@ -472,7 +472,7 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	WbTable    *t = b->t;
 
 	rs_xact_begin(NULL);
-	rs_step_timeout_arm(rs_drain_timeout_ms);	/* redis_sync.drain_timeout */
+	rs_step_timeout_arm(rs_drain_step_ms());	/* redis_sync.drain_timeout */
 	(void) rs_canonical_gucs_push();	/* key and value casts: canonical
 										 * form; popped at commit */
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
 
 /*
  * One drain round of every write-behind table that is due (all of them with
@@ -23,6 +24,26 @@
  */
 extern int64 rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due,
 							int *failed, bool *cut_short);
+
+/*
+ * worker.c: a SIGTERM arrived and the final round has not begun.  The round
+ * under way stops before its next batch or table; the final round
+ * (shutdown_drain_timeout) follows.
+ */
+extern bool rs_worker_stopping(void);
+
+/*
+ * Whether a drain may claim another batch or start another table: before
+ * deadline (0: none), and not stopping
+ */
+extern bool rs_drain_go_on(TimestampTz deadline);
+
+/*
+ * The limit of one drain batch: drain_timeout, and in the final round at
+ * shutdown no later than its deadline (a batch under way there ran up to
+ * drain_timeout past shutdown_drain_timeout)
+ */
+extern int	rs_drain_step_ms(void);
 
 /*
  * After a Redis restart: the write-behind tables, and the seed of one

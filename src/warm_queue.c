@@ -88,24 +88,8 @@ queue_exists(void)
 static void
 queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
-	RsAsOwner	ao;
-	int			ret;
-
-	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "redis_sync: SPI_connect failed");
-		ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-		if (ret < 0)
-			elog(ERROR, "redis_sync: could not update redis_sync._warm_queue: %s", SPI_result_code_string(ret));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
+	(void) rs_exec_as_superuser(sql, nargs, types, values, nulls, 0,
+								"update redis_sync._warm_queue");
 }
 
 /*

@@ -428,9 +428,7 @@ redis_sync_discard_dead_letters(PG_FUNCTION_ARGS)
 	Oid			types[4] = {OIDOID, TEXTOID, BOOLOID, OIDOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
-	RsAsOwner	ao;
-	bool		isnull;
-	int64		n = 0;
+	int64		n;
 
 	/* a superuser may name a dropped table's OID (its orphaned letters) */
 	if (OidIsValid(relid) && !superuser())
@@ -443,30 +441,14 @@ redis_sync_discard_dead_letters(PG_FUNCTION_ARGS)
 	args[2] = BoolGetDatum(superuser());
 	args[3] = ObjectIdGetDatum(caller);
 
-	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute_with_args("WITH d AS (DELETE FROM redis_sync.dead_letters l"
-								  "  WHERE ($1 OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
-								  "         OR l.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)"
-								  "    AND ($2 IS NULL OR l.member OPERATOR(pg_catalog.=) $2)"
-								  "    AND ($3 OR pg_catalog.pg_has_role($4,"
-								  "          (SELECT c.relowner FROM pg_catalog.pg_class c"
-								  "            WHERE c.oid OPERATOR(pg_catalog.=) l.relid::pg_catalog.oid), 'USAGE'))"
-								  "  RETURNING 1)"
-								  " SELECT pg_catalog.count(*) FROM d",
-								  4, types, args, nulls, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "redis_sync: could not delete from redis_sync.dead_letters");
-		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
+	n = rs_exec_as_superuser("DELETE FROM redis_sync.dead_letters l"
+							 "  WHERE ($1 OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
+							 "         OR l.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1)"
+							 "    AND ($2 IS NULL OR l.member OPERATOR(pg_catalog.=) $2)"
+							 "    AND ($3 OR pg_catalog.pg_has_role($4,"
+							 "          (SELECT c.relowner FROM pg_catalog.pg_class c"
+							 "            WHERE c.oid OPERATOR(pg_catalog.=) l.relid::pg_catalog.oid), 'USAGE'))",
+							 4, types, args, nulls, SPI_OK_DELETE,
+							 "delete from redis_sync.dead_letters");
 	PG_RETURN_INT64(n);
 }

@@ -14,6 +14,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "drain.h"
 #include "wb_internal.h"
 
 /* ----------------------------------------------------------------
@@ -215,7 +216,7 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 		MemoryContextDelete(a->cxt);
 		return NULL;
 	}
-	*claiming = a->nm >= t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline);
+	*claiming = a->nm >= t->batch && rs_drain_go_on(deadline);
 	p = redis_pipeline_create();
 	first = wb_append_reads(p, t, a->members);
 	if (*claiming)
@@ -279,7 +280,7 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 			append_ack(p, x, a, b);
 		if (b)
 			first = wb_append_reads(p, t, b->members);
-		if (b && claiming && (deadline == 0 || GetCurrentTimestamp() < deadline))
+		if (b && claiming && rs_drain_go_on(deadline))
 		{
 			c = batch_new(t, outer);
 			claim_at = redis_pipeline_length(p);

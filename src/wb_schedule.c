@@ -268,6 +268,26 @@ refuse_all(List *tables, int *failed)
 	CommitTransactionCommand();
 }
 
+/* the deadline of the round under way (0: none; the final round's) */
+static TimestampTz round_deadline = 0;
+
+int
+rs_drain_step_ms(void)
+{
+	long		left;
+
+	if (round_deadline == 0)
+		return rs_drain_timeout_ms;
+	left = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), round_deadline), 1);
+	return rs_drain_timeout_ms > 0 ? (int) Min(left, (long) rs_drain_timeout_ms) : (int) left;
+}
+
+bool
+rs_drain_go_on(TimestampTz deadline)
+{
+	return (deadline == 0 || GetCurrentTimestamp() < deadline) && !rs_worker_stopping();
+}
+
 /*
  * Drain one table: the leftovers of a crash first, then (unless
  * recover_only) the dirty set, batch after batch until a short batch or the
@@ -286,8 +306,8 @@ drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext o
 		claimed = wb_drain_batch(t, true, &applied);
 		MemoryContextSwitchTo(outer);
 		*total += applied;
-	} while (claimed == t->batch && (deadline == 0 || GetCurrentTimestamp() < deadline));
-	if (!recover_only && (deadline == 0 || GetCurrentTimestamp() < deadline))
+	} while (claimed == t->batch && rs_drain_go_on(deadline));
+	if (!recover_only && rs_drain_go_on(deadline))
 	{
 		wb_drain_overlapped(t, deadline, total);
 		MemoryContextSwitchTo(outer);
@@ -305,7 +325,9 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	int64		ran = rs_step_elapsed_ms(); /* the failed batch's, before the
 											 * catch disarms */
 	bool		timed_out;
-	ErrorData  *ed = rs_step_catch(outer, "a batch", "redis_sync.drain_timeout", &timed_out);
+	ErrorData  *ed = rs_step_catch(outer, "a batch",
+								   round_deadline != 0 ? "redis_sync.shutdown_drain_timeout" :
+								   "redis_sync.drain_timeout", &timed_out);
 	int64		backoff;
 	int64		held;
 
@@ -464,6 +486,7 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 	*next_due = 0;
 	*failed = 0;
 	*cut_short = false;
+	round_deadline = deadline;
 	rs_xact_begin(NULL);
 	tables = wb_tables_cached();
 	rs_xact_commit(outer);
@@ -489,6 +512,18 @@ rs_drain_round(bool force, TimestampTz deadline, TimestampTz *next_due, int *fai
 		WbTable    *t = due[i];
 		Schedule   *s = schedule_for(t->relid);
 
+		/*
+		 * At shutdown, stop before the next table: the round under way when
+		 * the SIGTERM came (the final round follows), and the final round at
+		 * its deadline.  Each due table ran a batch before, past
+		 * shutdown_drain_timeout.
+		 */
+		if (busy[i] && !rs_drain_go_on(deadline))
+		{
+			*cut_short = true;
+			note_next(next_due, s->next);
+			continue;
+		}
 		if (busy[i])
 			drain_due(t, s, !force && s->next == 0, deadline, outer,
 					  &total, failed, cut_short);

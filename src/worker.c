@@ -113,6 +113,9 @@ static TimestampTz retry_at = 0;	/* after a failure: no Redis work before
 static TimestampTz ext_checked_at = 0;	/* when the extension was last seen */
 static TimestampTz drain_due = 0;	/* when a write-behind table is next due */
 static volatile sig_atomic_t got_sigterm = false;
+
+/* the final round at SIGTERM has begun (its deadline bounds it) */
+static volatile sig_atomic_t in_final_round = false;
 static bool extension_gone = false; /* DROP EXTENSION: exit for good */
 static char my_dbname[NAMEDATALEN]; /* for messages outside transactions */
 
@@ -245,8 +248,17 @@ worker_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	got_sigterm = true;
+	/* the step under way stops now; the final round drains what it can */
+	if (!in_final_round)
+		rs_step_cancel_at_shutdown();
 	SetLatch(MyLatch);
 	errno = save_errno;
+}
+
+bool
+rs_worker_stopping(void)
+{
+	return got_sigterm && !in_final_round;
 }
 
 /* commit, and keep allocating in the round's context */
@@ -1005,6 +1017,7 @@ final_round(void)
 	TimestampTz next_due;
 	bool		ready;
 
+	in_final_round = true;
 	if (rs_shutdown_drain_ms == 0)
 		return;
 	StartTransactionCommand();
@@ -1021,7 +1034,8 @@ final_round(void)
 		(void) deliver_all();
 		n = rs_drain_round(true, deadline, &next_due, &failed, &cut_short);
 		ereport(LOG,
-				(errmsg("redis_sync worker: final drain at shutdown applied %lld rows", (long long) n)));
+				(errmsg("redis_sync worker: final drain at shutdown applied %lld rows", (long long) n),
+				 cut_short ? errdetail("It stopped at redis_sync.shutdown_drain_timeout; the keys left stay dirty in Redis and are drained after the restart.") : 0));
 	}
 	PG_CATCH();
 	{

@@ -67,6 +67,10 @@ static int	step_armed_ms = 0;
 /* the armed step's code went on after the cancel (rs_step_timeout_check) */
 static bool step_cancel_caught = false;
 
+/* a step is under way (armed, with or without a limit); SIGTERM cancelled it */
+static volatile sig_atomic_t step_running = false;
+static volatile sig_atomic_t step_shutdown_cancel = false;
+
 /*
  * The timer's cancel is an error a table's code can catch and go on from
  * (PL/pgSQL: EXCEPTION WHEN query_canceled): a trigger that does so, and
@@ -109,6 +113,8 @@ rs_step_overrun_role(int *ms)
 void
 rs_step_timeout_arm(int ms)
 {
+	step_shutdown_cancel = false;
+	step_running = true;
 	if (ms <= 0)
 		return;
 	step_armed_at = GetCurrentTimestamp();
@@ -157,6 +163,25 @@ rs_step_timeout_disarm(void)
 	if (overrun_timeout != MAX_TIMEOUTS && get_timeout_active(overrun_timeout))
 		disable_timeout(overrun_timeout, false);
 	step_armed_at = 0;
+	step_running = false;
+
+	/*
+	 * A SIGTERM's cancel that came as the step ended is not left for the code
+	 * after it: outside a step the worker has no handler for it (in its main
+	 * loop, an ERROR ends it, without its final round).
+	 */
+	if (step_shutdown_cancel)
+		QueryCancelPending = false;
+}
+
+void
+rs_step_cancel_at_shutdown(void)
+{
+	if (!step_running)
+		return;
+	step_shutdown_cancel = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
 }
 
 int64
@@ -171,6 +196,7 @@ ErrorData *
 rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *timed_out)
 {
 	bool		expired = rs_step_timeout_expired();
+	bool		at_shutdown = step_shutdown_cancel;
 	int			ms = step_armed_ms;
 	ErrorData  *edata;
 
@@ -184,5 +210,7 @@ rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *ti
 	if (*timed_out)
 		edata->message = psprintf("%s took longer than %s (%d ms) and was cancelled",
 								  what, setting, ms);
+	else if (at_shutdown && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		edata->message = psprintf("%s was cancelled at shutdown", what);
 	return edata;
 }

@@ -65,6 +65,16 @@ extern void rs_step_timeout_check(void);
  */
 extern void rs_step_hold_owner(Oid owner, int64 held_ms);
 
+/*
+ * From the worker's SIGTERM handler (signal-safe): cancel the step under
+ * way, if any (between arm and disarm, with or without a limit), as a
+ * statement is cancelled.  A fast shutdown waited for a slow batch up to
+ * drain_timeout (a minute by default), past shutdown_drain_timeout; the
+ * cancelled step is rolled back and retried by a later worker, as after any
+ * cancel.  rs_step_catch() then says "cancelled at shutdown".
+ */
+extern void rs_step_cancel_at_shutdown(void);
+
 /* how long the armed step has run so far, in ms (0: none armed) */
 extern int64 rs_step_elapsed_ms(void);
 

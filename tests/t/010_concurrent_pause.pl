@@ -1,5 +1,5 @@
 # Write-through under concurrency while Redis stalls: 8 pgbench clients run
-# 20,000 transactions (UPDATE, DELETE+re-INSERT in one transaction, DELETE,
+# transactions for 10 s (UPDATE, DELETE+re-INSERT in one transaction, DELETE,
 # upsert) on a 1,000-row eventual write-through table, with
 # redis_sync.command_timeout = 200ms.  Redis is paused twice for 600ms
 # meanwhile: the transactions caught in a pause must still commit and queue
@@ -19,7 +19,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 my $CLIENTS = 8;
-my $TXNS    = 20_000;
+my $RUN_SECONDS = 10;      # pgbench runs by time, so it outlasts both pauses
 my $ROWS    = 1_000;
 my $PAUSE   = 600;     # ms, longer than command_timeout
 
@@ -109,7 +109,7 @@ my $bench = IPC::Run::start(
 	[
 		$node->installed_command('pgbench'), '-n',
 		'-c', $CLIENTS, '-j', $CLIENTS,
-		'-t', $TXNS / $CLIENTS, @fopts,
+		'-T', $RUN_SECONDS, @fopts,
 		'-h', $node->host, '-p', $node->port, 'postgres'
 	],
 	'<', \undef, '>', \$out, '2>', \$err,
@@ -135,8 +135,8 @@ $bench->finish;
 my $bench_rc = $? >> 8;
 my $elapsed = time - $t0;
 is($bench_rc, 0, 'pgbench exit code 0') or diag("pgbench stderr:\n$err");
-like($out, qr/number of transactions actually processed: $TXNS\/$TXNS/,
-	"all $TXNS transactions committed");
+my ($txns) = $out =~ /number of transactions actually processed: (\d+)/;
+cmp_ok($txns // 0, '>', 0, 'pgbench committed transactions');
 like($out, qr/number of failed transactions: 0 \(/, 'no failed transactions')
   if $out =~ /number of failed transactions/;
 note($out);
@@ -144,7 +144,7 @@ note($out);
 my $queued = queued_total();
 diag(sprintf('pgbench: %d transactions in %.1fs; outbox entries queued: %d '
 	  . '(during pause 1: %d, pause 2: %d)',
-	$TXNS, $elapsed, $queued, @queued_in_pause));
+	$txns // 0, $elapsed, $queued, @queued_in_pause));
 cmp_ok($queued, '>', 0, 'outbox entries were queued');
 
 my $delivered = RedisSync::Compare::drain_outbox($node);

@@ -1,0 +1,112 @@
+# A fast shutdown waited for the drain batch under way, however slow its
+# table's code: up to redis_sync.drain_timeout (a minute by default), far
+# past shutdown_drain_timeout, and pg_ctl's own wait.  And the round under
+# way went on to its other due tables, a batch each, after the SIGTERM.
+# Now the SIGTERM cancels the step under way (as a statement is cancelled),
+# the round stops before its next batch or table, and the final round has
+# shutdown_drain_timeout, its own batches included.  The cancelled batch is rolled back: its keys stay
+# in Redis and are drained after the restart (nothing lost).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::Compare;
+use RedisSync::WB;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $SLEEP = 30;    # what the trigger sleeps, in s; drain_timeout stays 60 s
+
+my $redis = RedisSync::Test::start_redis();
+my $node  = RedisSync::Test::new_node('shutdown_slow', redis => $redis,
+	extra_conf => "redis_sync.shutdown_drain_timeout = '500ms'\ntest.slow = on\n");
+
+$node->safe_psql('postgres', qq{
+CREATE TABLE slow (id int PRIMARY KEY, v int NOT NULL);
+CREATE FUNCTION slow_trg() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	IF pg_catalog.current_setting('test.slow', true) = 'on' THEN
+		PERFORM pg_catalog.pg_sleep($SLEEP);
+	END IF;
+	RETURN NEW;
+END \$\$;
+CREATE TRIGGER slow_trg BEFORE INSERT OR UPDATE ON slow FOR EACH ROW EXECUTE FUNCTION slow_trg();
+SELECT redis_sync.write_behind('slow', key_prefix => 'slow:', flush_interval => '100ms');
+CREATE TABLE other (id int PRIMARY KEY, v int NOT NULL);
+SELECT redis_sync.write_behind('other', key_prefix => 'other:', flush_interval => '100ms');
+});
+ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
+
+$redis->cli('HSET', 'slow:1', 'v', '5');
+$redis->cli('SADD', 'slow:dirty', '1');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) > 0 FROM pg_stat_activity
+	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+	'the worker is in the slow trigger');
+# dirty now: due in the round the SIGTERM interrupts, or in the final one
+$redis->cli('HSET', 'other:1', 'v', '7');
+$redis->cli('SADD', 'other:dirty', '1');
+
+my $log_offset = -s $node->logfile;
+my $t0 = time;
+$node->stop('fast');
+my $stop = time - $t0;
+my $log = substr(slurp_file($node->logfile), $log_offset);
+diag(sprintf('pg_ctl stop -m fast during a %d s trigger: %.1f s', $SLEEP, $stop));
+cmp_ok($stop, '<', 10, 'the server stops without waiting for the slow batch');
+like($log, qr/draining public\.slow failed, retrying in \d+ ms: a batch was cancelled at shutdown/,
+	'log: the batch was cancelled at shutdown');
+like($log, qr/final drain at shutdown applied \d+ rows/, 'the final round ran');
+is($redis->cli('HGET', 'slow:1', 'v'), '5', 'the key is still in Redis');
+
+# nothing lost: after the restart, with the trigger fast, the key lands
+$node->append_conf('postgresql.conf', "test.slow = off\n");
+$node->start;
+ok(defined RedisSync::Compare::wait_for(sub {
+	$node->safe_psql('postgres', 'SELECT v FROM slow WHERE id = 1') eq '5' }, 60),
+	'after the restart the cancelled batch is drained');
+ok(defined RedisSync::Compare::wait_for(sub {
+	$node->safe_psql('postgres', 'SELECT v FROM other WHERE id = 1') eq '7' }, 60),
+	'and the other table\'s key');
+is(RedisSync::WB::scard($redis, 'slow:dirty') + RedisSync::WB::scard($redis, RedisSync::WB::processing_set('slow:dirty')),
+	0, 'dirty and processing sets empty');
+RedisSync::WB::no_dead_letters($node);
+
+# The final round's own batch: a table drained only at shutdown
+# (flush_interval 1 h), whose trigger is slow.  Its batch ran up to
+# drain_timeout past shutdown_drain_timeout; now it stops at the deadline.
+$node->safe_psql('postgres', q{
+CREATE TABLE slow2 (id int PRIMARY KEY, v int NOT NULL);
+CREATE TRIGGER slow_trg BEFORE INSERT OR UPDATE ON slow2 FOR EACH ROW EXECUTE FUNCTION slow_trg();
+SELECT redis_sync.write_behind('slow2', key_prefix => 'slow2:', flush_interval => '1 h');
+});
+$node->append_conf('postgresql.conf', "test.slow = on\n");
+$node->reload;
+$redis->cli('HSET', 'slow2:1', 'v', '9');
+$redis->cli('SADD', 'slow2:dirty', '1');
+my $rounds = RedisSync::Compare::worker_stat($node, 'worker_rounds');
+ok($node->poll_query_until('postgres', "SELECT worker_rounds >= $rounds + 3 FROM redis_sync.worker_stats"),
+	'the worker went through three more rounds');
+is(RedisSync::WB::scard($redis, 'slow2:dirty'), 1, 'slow2 is left for the final round');
+
+$log_offset = -s $node->logfile;
+$t0 = time;
+$node->stop('fast');
+$stop = time - $t0;
+$log = substr(slurp_file($node->logfile), $log_offset);
+diag(sprintf('pg_ctl stop -m fast, final round into a %d s trigger: %.1f s', $SLEEP, $stop));
+cmp_ok($stop, '<', 10, 'the final round stops its batch at shutdown_drain_timeout');
+like($log, qr/draining public\.slow2 failed, retrying in \d+ ms: a batch took longer than redis_sync\.shutdown_drain_timeout/,
+	'log: the batch took longer than shutdown_drain_timeout');
+
+$node->append_conf('postgresql.conf', "test.slow = off\n");
+$node->start;
+$node->safe_psql('postgres', "SELECT redis_sync.flush('slow2')");
+is($node->safe_psql('postgres', 'SELECT v FROM slow2 WHERE id = 1'), '9',
+	'after the restart its key is drained');
+
+$node->stop;
+$redis->stop;
+done_testing();
