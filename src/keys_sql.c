@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 
 #include "as_owner.h"
+#include "drain.h"
 #include "fence.h"
 #include "subxact.h"
 #include "warm.h"
@@ -385,6 +386,7 @@ typedef struct RefreshGuard
 	void	   *arg;
 	int64		left;			/* ms of its warm_timeout left; 0: none */
 	bool		used_up;		/* cancelled before it began */
+	bool		stopping;		/* not begun: the worker is stopping */
 	bool		expired;		/* set on failure: its timer had fired */
 } RefreshGuard;
 
@@ -402,6 +404,10 @@ refresh_guarded_run(void *arg)
 	 * snapshot, whatever the isolation level).  The snapshot is popped by the
 	 * subtransaction's abort when fn fails.
 	 */
+	if (g->stopping)
+		ereport(ERROR,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("the worker is stopping")));
 	if (g->used_up)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
@@ -440,6 +446,8 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 	/* its time used up by the parts before: cancelled without a 1 ms timer */
 	g.used_up = st->timeout_ms > 0 && g.left <= 0;
 	g.expired = false;
+	/* at shutdown the next worker goes on (worker.c; never in a backend) */
+	g.stopping = rs_worker_stopping();
 
 	edata = rs_subxact_try_ext(refresh_guarded_run, &g, true, st->errcxt,
 							   refresh_guarded_failed);
@@ -456,6 +464,8 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 		edata->message = MemoryContextStrdup(st->errcxt,
 											 psprintf("its refresh took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
 													  st->timeout_ms));
+	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && rs_worker_stopping())
+		edata->message = MemoryContextStrdup(st->errcxt, "its refresh was cancelled at shutdown");
 	st->tabs[i].error = edata;
 	st->cfgs[i] = NULL;
 }

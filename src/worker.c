@@ -509,6 +509,12 @@ rewarm_all(void)
 		if (list_member_oid(restart_done_rels, relid) ||
 			!list_member_oid(restart_refreshed_rels, relid))
 			continue;
+		/* at shutdown the next worker goes on (pending in shared memory) */
+		if (rs_worker_stopping())
+		{
+			failed++;
+			break;
+		}
 		/* invalidate tables: refreshed, nothing to fill */
 		if (!restart_table_step(relid, lfirst_int(pc) ? fill_table : NULL, "re-warming",
 								&restart_done_rels, &failed))
@@ -653,6 +659,11 @@ reseed_all(void)
 
 		if (list_member_oid(restart_reseeded_rels, relid))
 			continue;
+		if (rs_worker_stopping())
+		{
+			failed++;
+			break;
+		}
 		if (!restart_table_step(relid, rs_drain_reseed_one, "re-seeding the write-behind keys of",
 								&restart_reseeded_rels, &failed))
 			break;
@@ -686,6 +697,11 @@ restart_step(TimestampTz now)
 			int			failed = rewarm_all();
 
 			failed += reseed_all();
+			if (failed > 0 && rs_worker_stopping())
+				ereport(ERROR,
+						(errcode(ERRCODE_ADMIN_SHUTDOWN),
+						 errmsg("the worker is stopping"),
+						 errdetail("The next worker goes on with the tables left.")));
 			if (failed > 0)
 				ereport(ERROR,
 						(errmsg("%d tables could not be refreshed", failed),

@@ -107,6 +107,59 @@ $node->safe_psql('postgres', "SELECT redis_sync.flush('slow2')");
 is($node->safe_psql('postgres', 'SELECT v FROM slow2 WHERE id = 1'), '9',
 	'after the restart its key is drained');
 
+# The work after a Redis restart, at a SIGTERM outside a server shutdown
+# (pg_terminate_backend): its step under way is cancelled, and it starts
+# no other table's part (each ran up to warm_timeout, a minute by default);
+# the next worker goes on with what is left.
+$node->safe_psql('postgres', q{
+CREATE TABLE public.flag (pid int);
+CREATE FUNCTION slow_check(int) RETURNS boolean LANGUAGE sql AS
+$$ SELECT true FROM (SELECT pg_catalog.pg_sleep(CASE WHEN EXISTS (SELECT FROM public.flag
+	WHERE pid IS NULL OR pid = pg_catalog.pg_backend_pid()) THEN 60 ELSE 0 END)) s $$;
+CREATE DOMAIN slow_int AS int CHECK (public.slow_check(VALUE));
+CREATE TABLE ra (id slow_int PRIMARY KEY, v text);
+CREATE TABLE rb (id slow_int PRIMARY KEY, v text);
+CREATE TABLE rc (id slow_int PRIMARY KEY, v text);
+INSERT INTO ra VALUES (1, 'a');
+INSERT INTO rb VALUES (1, 'b');
+INSERT INTO rc VALUES (1, 'c');
+SELECT redis_sync.write_through('ra', key_prefix => 'ra:', warm => false);
+SELECT redis_sync.write_through('rb', key_prefix => 'rb:', warm => false);
+SELECT redis_sync.write_through('rc', key_prefix => 'rc:', warm => false);
+SELECT redis_sync.warm('ra'), redis_sync.warm('rb'), redis_sync.warm('rc');
+});
+is($redis->cli('SAVE'), 'OK', 'snapshot of the cached tables taken');
+$node->safe_psql('postgres', q{INSERT INTO public.flag VALUES (NULL)});
+$redis->stop;
+$redis->start;
+ok(defined RedisSync::Compare::wait_for(sub { $node->log_contains('Redis at \S+ restarted') }, 30),
+	'the worker saw the Redis restart');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) > 0 FROM pg_stat_activity
+	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+	'its refresh is in a table\'s slow domain check');
+my $old = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
+# this worker's checks sleep on (the other tables' too, were they run);
+# the next worker's do not
+$node->safe_psql('postgres', "UPDATE public.flag SET pid = $old");
+$t0 = time;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $old"),
+	'the worker exits');
+my $exit = time - $t0;
+diag(sprintf('worker exit after pg_terminate_backend during the refresh of 3 slow tables: %.1f s', $exit));
+cmp_ok($exit, '<', 10, 'without running the other tables\' refresh');
+ok($node->log_contains('its refresh was cancelled at shutdown'), 'log: the refresh under way was cancelled at shutdown');
+my $new = RedisSync::WB::wait_worker($node, old_pid => $old, timeout => 30);
+ok(defined $new, 'a new worker starts');
+for my $t (qw(ra rb rc))
+{
+	my $oid = $node->safe_psql('postgres', "SELECT '$t'::regclass::oid");
+	ok(defined RedisSync::Compare::wait_for(sub { $node->log_contains("refreshed \\d+ cached keys of table $oid") }, 90),
+		"the next worker refreshes $t");
+}
+
 $node->stop;
 $redis->stop;
 done_testing();
