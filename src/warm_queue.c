@@ -35,6 +35,7 @@
 
 #include "allowlist.h"
 #include "as_owner.h"
+#include "drain.h"
 #include "encode.h"
 #include "shmem.h"
 #include "warm.h"
@@ -398,6 +399,16 @@ rs_warm_round(void)
 				ereport(LOG,
 						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
 						 edata->detail ? errdetail("%s", edata->detail) : 0));
+
+				/*
+				 * cancelled at shutdown: not the table's failure (no retry
+				 * delay, no last_error); the next worker goes on
+				 */
+				if (rs_worker_stopping())
+				{
+					FreeErrorData(edata);
+					return false;
+				}
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
 				record_failure(&e, edata->message, timed_out, ran);
@@ -416,6 +427,8 @@ rs_warm_round(void)
 		if (!found)
 			return did_work;
 		did_work = true;
+		if (rs_worker_stopping())
+			return true;
 		if (GetCurrentTimestamp() >= deadline)
 		{
 			/*

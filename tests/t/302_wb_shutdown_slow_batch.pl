@@ -4,8 +4,15 @@
 # way went on to its other due tables, a batch each, after the SIGTERM.
 # Now the SIGTERM cancels the step under way (as a statement is cancelled),
 # the round stops before its next batch or table, and the final round has
-# shutdown_drain_timeout, its own batches included.  The cancelled batch is rolled back: its keys stay
-# in Redis and are drained after the restart (nothing lost).
+# shutdown_drain_timeout, its own batches included.  The cancelled batch is
+# rolled back: its keys stay in Redis and are drained after the restart
+# (nothing lost).
+#
+# The same for the worker's other steps, at a pg_terminate_backend(): the
+# refresh after a Redis restart starts no other table's part (each ran up
+# to warm_timeout: 120 s for three tables before), and a background warm's
+# cancelled batch is not counted as the table's failure; the next worker
+# goes on with both.
 use strict;
 use warnings;
 
@@ -159,6 +166,49 @@ for my $t (qw(ra rb rc))
 	ok(defined RedisSync::Compare::wait_for(sub { $node->log_contains("refreshed \\d+ cached keys of table $oid") }, 90),
 		"the next worker refreshes $t");
 }
+
+# A background warm's batch at a SIGTERM: cancelled, and not recorded as
+# the table's failure (no retry delay, no last_error); the next worker
+# warms the table.
+$node->safe_psql('postgres', q{
+CREATE ROLE alice;
+GRANT SELECT ON public.flag TO alice;
+CREATE FUNCTION public.slow_pol() RETURNS boolean LANGUAGE sql AS
+$$ SELECT true FROM (SELECT pg_catalog.pg_sleep(CASE WHEN EXISTS (SELECT FROM public.flag
+	WHERE pid IS NULL OR pid = pg_catalog.pg_backend_pid()) THEN 60 ELSE 0 END)) s $$;
+ALTER FUNCTION public.slow_pol() OWNER TO alice;
+CREATE TABLE wa (id int PRIMARY KEY, v text);
+INSERT INTO wa SELECT g, 'v' || g FROM generate_series(1, 3) g;
+ALTER TABLE wa OWNER TO alice;
+ALTER TABLE wa ENABLE ROW LEVEL SECURITY;
+ALTER TABLE wa FORCE ROW LEVEL SECURITY;
+CREATE POLICY p ON wa USING (public.slow_pol());
+UPDATE public.flag SET pid = NULL;
+SELECT redis_sync.write_through('wa', key_prefix => 'wa:');
+});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) > 0 FROM pg_stat_activity
+	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+	'the background warm is in the table\'s slow policy');
+$old = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
+$node->safe_psql('postgres', "UPDATE public.flag SET pid = $old");
+$t0 = time;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $old"),
+	'the worker exits');
+$exit = time - $t0;
+diag(sprintf('worker exit after pg_terminate_backend during a background warm: %.1f s', $exit));
+cmp_ok($exit, '<', 10, 'without waiting for the warm\'s batch');
+ok($node->log_contains('could not warm table \d+: a batch was cancelled at shutdown'),
+	'log: the warm\'s batch was cancelled at shutdown');
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'done' AND last_error IS NULL FROM redis_sync.warming WHERE "table" = 'wa'::regclass}),
+	'the next worker warms the table, with no error recorded');
+is($redis->cli('HGET', 'wa:3', 'v'), 'v3', 'wa is cached');
+is($node->safe_psql('postgres',
+	q{SELECT count(*) FROM redis_sync.stats WHERE "table" = 'wa'::regclass AND last_error IS NOT NULL}),
+	'0', 'no error counted for the table');
 
 $node->stop;
 $redis->stop;
