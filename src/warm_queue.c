@@ -393,22 +393,24 @@ rs_warm_round(void)
 			{
 				bool		timed_out;
 				int64		ran = rs_step_elapsed_ms();
+				bool		at_shutdown = rs_step_was_shutdown_cancel();
 				ErrorData  *edata = rs_step_catch(outer, "a batch", "redis_sync.warm_timeout",
 												  &timed_out);
-
-				ereport(LOG,
-						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
-						 edata->detail ? errdetail("%s", edata->detail) : 0));
 
 				/*
 				 * cancelled at shutdown: not the table's failure (no retry
 				 * delay, no last_error); the next worker goes on
 				 */
-				if (rs_worker_stopping())
+				if (at_shutdown && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 				{
+					ereport(LOG,
+							(errmsg("redis_sync worker: warming table %u stopped: %s", e.relid, edata->message)));
 					FreeErrorData(edata);
 					return false;
 				}
+				ereport(LOG,
+						(errmsg("redis_sync worker: could not warm table %u: %s", e.relid, edata->message),
+						 edata->detail ? errdetail("%s", edata->detail) : 0));
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
 				record_failure(&e, edata->message, timed_out, ran);

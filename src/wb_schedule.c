@@ -325,6 +325,7 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	int64		ran = rs_step_elapsed_ms(); /* the failed batch's, before the
 											 * catch disarms */
 	bool		timed_out;
+	bool		at_shutdown = rs_step_was_shutdown_cancel();
 	ErrorData  *ed = rs_step_catch(outer, "a batch",
 								   round_deadline != 0 ? "redis_sync.shutdown_drain_timeout" :
 								   "redis_sync.drain_timeout", &timed_out);
@@ -332,6 +333,15 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	int64		held;
 
 	rs_capture_suppress(InvalidOid, NULL);
+	if (at_shutdown && ed->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	{
+		/* not a failure of the table: the final round takes it up */
+		ereport(LOG,
+				(errmsg("redis_sync worker: draining %s stopped: %s", t->qname, ed->message)));
+		MemoryContextSwitchTo(outer);
+		FreeErrorData(ed);
+		return;
+	}
 	s->failures++;
 	backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
 

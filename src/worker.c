@@ -1034,6 +1034,7 @@ final_round(void)
 	bool		ready;
 
 	in_final_round = true;
+	rs_step_shutdown_final();
 	if (rs_shutdown_drain_ms == 0)
 		return;
 	StartTransactionCommand();

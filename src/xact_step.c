@@ -71,6 +71,9 @@ static bool step_cancel_caught = false;
 static volatile sig_atomic_t step_running = false;
 static volatile sig_atomic_t step_shutdown_cancel = false;
 
+/* a SIGTERM came before the final round: every step from now on is cancelled */
+static volatile sig_atomic_t shutdown_requested = false;
+
 /*
  * The timer's cancel is an error a table's code can catch and go on from
  * (PL/pgSQL: EXCEPTION WHEN query_canceled): a trigger that does so, and
@@ -115,6 +118,12 @@ rs_step_timeout_arm(int ms)
 {
 	step_shutdown_cancel = false;
 	step_running = true;
+	if (shutdown_requested)
+	{
+		step_shutdown_cancel = true;
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
 	if (ms <= 0)
 		return;
 	step_armed_at = GetCurrentTimestamp();
@@ -177,6 +186,7 @@ rs_step_timeout_disarm(void)
 void
 rs_step_cancel_at_shutdown(void)
 {
+	shutdown_requested = true;
 	if (!step_running)
 		return;
 	step_shutdown_cancel = true;
@@ -213,4 +223,16 @@ rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *ti
 	else if (at_shutdown && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		edata->message = psprintf("%s was cancelled at shutdown", what);
 	return edata;
+}
+
+void
+rs_step_shutdown_final(void)
+{
+	shutdown_requested = false;
+}
+
+bool
+rs_step_was_shutdown_cancel(void)
+{
+	return step_shutdown_cancel;
 }

@@ -63,7 +63,7 @@ my $stop = time - $t0;
 my $log = substr(slurp_file($node->logfile), $log_offset);
 diag(sprintf('pg_ctl stop -m fast during a %d s trigger: %.1f s', $SLEEP, $stop));
 cmp_ok($stop, '<', 10, 'the server stops without waiting for the slow batch');
-like($log, qr/draining public\.slow failed, retrying in \d+ ms: a batch was cancelled at shutdown/,
+like($log, qr/draining public\.slow stopped: a batch was cancelled at shutdown/,
 	'log: the batch was cancelled at shutdown');
 like($log, qr/final drain at shutdown applied \d+ rows/, 'the final round ran');
 is($redis->cli('HGET', 'slow:1', 'v'), '5', 'the key is still in Redis');
@@ -200,7 +200,7 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activit
 $exit = time - $t0;
 diag(sprintf('worker exit after pg_terminate_backend during a background warm: %.1f s', $exit));
 cmp_ok($exit, '<', 10, 'without waiting for the warm\'s batch');
-ok($node->log_contains('could not warm table \d+: a batch was cancelled at shutdown'),
+ok($node->log_contains('warming table \d+ stopped: a batch was cancelled at shutdown'),
 	'log: the warm\'s batch was cancelled at shutdown');
 ok($node->poll_query_until('postgres',
 	q{SELECT state = 'done' AND last_error IS NULL FROM redis_sync.warming WHERE "table" = 'wa'::regclass}),
