@@ -317,9 +317,10 @@ drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext o
 /*
  * A table's drain failed: the batch is rolled back (its members stay in the
  * processing set and are drained first next time), counted, logged, and
- * the table backs off.
+ * the table backs off.  False: not a failure (a batch cancelled at
+ * shutdown), the round is cut short and answers no flush().
  */
-static void
+static bool
 table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 {
 	int64		ran = rs_step_elapsed_ms(); /* the failed batch's, before the
@@ -340,7 +341,7 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 				(errmsg("redis_sync worker: draining %s stopped: %s", t->qname, ed->message)));
 		MemoryContextSwitchTo(outer);
 		FreeErrorData(ed);
-		return;
+		return false;
 	}
 	s->failures++;
 	backoff = Min((int64) t->interval_ms << Min(s->failures, 16), (int64) rs_retry_max_backoff_ms);
@@ -382,6 +383,7 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(outer);
 	FreeErrorData(ed);
+	return true;
 }
 
 /*
@@ -458,8 +460,12 @@ drain_due(WbTable *t, Schedule *s, bool recover_only, TimestampTz deadline,
 		TimestampTz end = table_deadline(started, deadline);
 
 		drain_table(t, recover_only, end, outer, total);
-		/* stopped by drain_timeout, not by a short batch: maybe more */
-		if (end != deadline && GetCurrentTimestamp() >= end)
+
+		/*
+		 * stopped by drain_timeout, the final round's deadline or a SIGTERM,
+		 * not by a short batch: maybe more
+		 */
+		if ((end != 0 && GetCurrentTimestamp() >= end) || rs_worker_stopping())
 			*cut_short = true;
 		s->failures = 0;
 		s->hold = 0;
@@ -475,8 +481,10 @@ drain_due(WbTable *t, Schedule *s, bool recover_only, TimestampTz deadline,
 	}
 	PG_CATCH();
 	{
-		table_failed(t, s, outer);
-		(*failed)++;
+		if (table_failed(t, s, outer))
+			(*failed)++;
+		else
+			*cut_short = true;	/* cancelled at shutdown: not drained */
 	}
 	PG_END_TRY();
 }

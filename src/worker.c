@@ -1032,6 +1032,7 @@ final_round(void)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rs_shutdown_drain_ms);
 	TimestampTz next_due;
 	bool		ready;
+	uint64		gen = rs_flush_pending();
 
 	in_final_round = true;
 	rs_step_shutdown_final();
@@ -1050,6 +1051,9 @@ final_round(void)
 
 		(void) deliver_all();
 		n = rs_drain_round(true, deadline, &next_due, &failed, &cut_short);
+		/* a flush() the round cut by the SIGTERM left waiting: all drained */
+		if (gen != 0 && !cut_short && failed == 0)
+			rs_flush_completed(gen, n, 0);
 		ereport(LOG,
 				(errmsg("redis_sync worker: final drain at shutdown applied %lld rows", (long long) n),
 				 cut_short ? errdetail("It stopped at redis_sync.shutdown_drain_timeout; the keys left stay dirty in Redis and are drained after the restart.") : 0));
@@ -1225,8 +1229,13 @@ guarded_round(void)
 				 edata->detail ? errdetail("%s", edata->detail) : 0));
 		backoff_ms = backoff_ms == 0 ? BACKOFF_MIN_MS : Min(backoff_ms * 2, rs_retry_max_backoff_ms);
 		sleep_ms = backoff_ms;
-		/* a flush() waiting for this round learns it failed (see the log) */
-		if (round_flush_gen != 0)
+
+		/*
+		 * a flush() waiting for this round learns it failed (see the log);
+		 * not when the SIGTERM cut it (a cancelled marker repair): the final
+		 * round or the next worker answers
+		 */
+		if (round_flush_gen != 0 && !rs_worker_stopping())
 			rs_flush_completed(round_flush_gen, 0, 1);
 	}
 	PG_END_TRY();

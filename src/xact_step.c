@@ -229,6 +229,7 @@ void
 rs_step_shutdown_final(void)
 {
 	shutdown_requested = false;
+	step_shutdown_cancel = false;
 }
 
 bool
