@@ -753,9 +753,26 @@ log_refusal(const RedisFailure *f)
 			 f->detail ? errdetail("%s", f->detail) : 0));
 }
 
+/* the final round's deadline for its delivery (0: none) */
+static TimestampTz deliver_deadline = 0;
+
+/*
+ * Between two batches of a delivery: the worker paused, or stopping (the
+ * final round delivers what is left), or past the final round's deadline
+ * (a large outbox held a fast shutdown for as long as its delivery took,
+ * past shutdown_drain_timeout; what is left is delivered after the restart)
+ */
+static bool
+deliver_stop(void)
+{
+	return rs_worker_pause_check() || rs_worker_stopping() ||
+		(deliver_deadline != 0 && GetCurrentTimestamp() >= deliver_deadline);
+}
+
 /*
  * Deliver the outbox until a short batch shows it empty (or the worker is
- * paused), each batch in its own transaction; false on a Redis failure.
+ * paused or stopping), each batch in its own transaction; false on a Redis
+ * failure.
  */
 static bool
 deliver_all(void)
@@ -771,7 +788,7 @@ deliver_all(void)
 	rules.due_only = true;
 	rules.batch_xacts = true;
 	rules.stop_on_short = true;
-	rules.stop = rs_worker_pause_check;
+	rules.stop = deliver_stop;
 	rules.on_refusal = log_refusal;
 	rules.activity = "redis_sync: delivering the outbox";
 	rules.cxt = round_cxt;
@@ -1049,6 +1066,7 @@ final_round(void)
 		int			failed;
 		bool		cut_short;
 
+		deliver_deadline = deadline;
 		(void) deliver_all();
 		n = rs_drain_round(true, deadline, &next_due, &failed, &cut_short);
 		/* a flush() the round cut by the SIGTERM left waiting: all drained */
