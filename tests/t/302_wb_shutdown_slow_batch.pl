@@ -48,9 +48,7 @@ ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
 
 $redis->cli('HSET', 'slow:1', 'v', '5');
 $redis->cli('SADD', 'slow:dirty', '1');
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'the worker is in the slow trigger');
 # dirty now: due in the round the SIGTERM interrupts, or in the final one
 $redis->cli('HSET', 'other:1', 'v', '7');
@@ -144,9 +142,7 @@ $redis->stop;
 $redis->start;
 ok(defined RedisSync::Compare::wait_for(sub { $node->log_contains('Redis at \S+ restarted') }, 30),
 	'the worker saw the Redis restart');
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'its refresh is in a table\'s slow domain check');
 my $old = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});
@@ -189,9 +185,7 @@ CREATE POLICY p ON wa USING (public.slow_pol());
 UPDATE public.flag SET pid = NULL;
 SELECT redis_sync.write_through('wa', key_prefix => 'wa:');
 });
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'the background warm is in the table\'s slow policy');
 $old = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'redis_sync worker'});

@@ -22,21 +22,14 @@ my $node  = RedisSync::Test::new_node('shutdown_held', redis => $redis,
 
 $node->safe_psql('postgres', q{
 CREATE TABLE med (id int PRIMARY KEY, v int NOT NULL);
-CREATE FUNCTION med_trg() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM pg_catalog.pg_sleep(2);
-	RETURN NEW;
-END $$;
-CREATE TRIGGER med_trg BEFORE INSERT OR UPDATE ON med FOR EACH ROW EXECUTE FUNCTION med_trg();
+} . RedisSync::WB::sleep_trigger_sql('med', 2) . q{
 SELECT redis_sync.write_behind('med', key_prefix => 'med:', flush_interval => '100ms');
 });
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
 
 $redis->cli('HSET', 'med:1', 'v', '5');
 $redis->cli('SADD', 'med:dirty', '1');
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'the worker is in the 2 s trigger');
 # let the batch run a while: a failure after running long holds its table
 select(undef, undef, undef, 0.5);

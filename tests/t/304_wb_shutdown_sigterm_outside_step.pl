@@ -22,14 +22,9 @@ my $p = RedisSync::HoldProxy->start(upstream => $redis->port);
 my $node = RedisSync::Test::new_node('sigterm_outside', redis_url => $p->url,
 	extra_conf => "redis_sync.shutdown_drain_timeout = '500ms'\nredis_sync.command_timeout = '30s'\n");
 
-$node->safe_psql('postgres', qq{
+$node->safe_psql('postgres', q{
 CREATE TABLE slow (id int PRIMARY KEY, v int NOT NULL);
-CREATE FUNCTION slow_trg() RETURNS trigger LANGUAGE plpgsql AS \$\$
-BEGIN
-	PERFORM pg_catalog.pg_sleep($SLEEP);
-	RETURN NEW;
-END \$\$;
-CREATE TRIGGER slow_trg BEFORE INSERT OR UPDATE ON slow FOR EACH ROW EXECUTE FUNCTION slow_trg();
+} . RedisSync::WB::sleep_trigger_sql('slow', $SLEEP) . q{
 SELECT redis_sync.write_behind('slow', key_prefix => 'slow:', flush_interval => '100ms');
 });
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');

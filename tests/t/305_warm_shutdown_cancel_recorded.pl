@@ -29,9 +29,7 @@ INSERT INTO wt SELECT g, 'v' || g FROM generate_series(1, 10) g;
 	. RedisSync::OwnerCode::forced_policy_sql('wt', 'p', 'public.slow()'));
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
 $node->safe_psql('postgres', q{SELECT redis_sync.write_through('wt', key_prefix => 'wt:')});
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'the worker is in the warm batch');
 # a few rows into the batch: a failure is held ten times what it ran
 sleep 3;

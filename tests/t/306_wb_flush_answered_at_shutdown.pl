@@ -26,14 +26,7 @@ $node->safe_psql('postgres', q{
 CREATE TABLE ctl (slow bool NOT NULL);
 INSERT INTO ctl VALUES (true);
 CREATE TABLE fl (id int PRIMARY KEY, v int NOT NULL);
-CREATE FUNCTION fl_trg() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF (SELECT slow FROM public.ctl) THEN
-		PERFORM pg_catalog.pg_sleep(30);
-	END IF;
-	RETURN NEW;
-END $$;
-CREATE TRIGGER fl_trg BEFORE INSERT OR UPDATE ON fl FOR EACH ROW EXECUTE FUNCTION fl_trg();
+} . RedisSync::WB::sleep_trigger_sql('fl', 30, '(SELECT slow FROM public.ctl)') . q{
 SELECT redis_sync.write_behind('fl', key_prefix => 'fl:', flush_interval => '1h');
 });
 my $old = RedisSync::WB::wait_worker($node, timeout => 30);
@@ -53,9 +46,7 @@ my $h = IPC::Run::start(
 	  q{SELECT 'flushed=' || redis_sync.flush('fl')}, '-c',
 	  q{SELECT 'row=' || coalesce((SELECT v::text FROM fl WHERE id = 1), 'none')} ],
 	'>', \$out, '2>', \$err);
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'the forced round is in the slow trigger');
 
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");

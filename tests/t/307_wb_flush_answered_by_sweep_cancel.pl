@@ -33,22 +33,10 @@ INSERT INTO ti VALUES (1, 'committed');
 CREATE TABLE ctl0 (slow bool NOT NULL);
 INSERT INTO ctl0 VALUES (false);
 CREATE TABLE w0 (id int PRIMARY KEY, v int NOT NULL);
-CREATE FUNCTION w0_trg() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF (SELECT slow FROM public.ctl0) THEN
-		PERFORM pg_catalog.pg_sleep(3);
-	END IF;
-	RETURN NEW;
-END $$;
-CREATE TRIGGER w0_trg BEFORE INSERT OR UPDATE ON w0 FOR EACH ROW EXECUTE FUNCTION w0_trg();
+} . RedisSync::WB::sleep_trigger_sql('w0', 3, '(SELECT slow FROM public.ctl0)') . q{
 SELECT redis_sync.write_behind('w0', key_prefix => 'w0:', flush_interval => '100ms');
 CREATE TABLE w (id int PRIMARY KEY, v int NOT NULL);
-CREATE FUNCTION w_trg() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM pg_catalog.pg_sleep(0.5);	-- the final round takes a moment
-	RETURN NEW;
-END $$;
-CREATE TRIGGER w_trg BEFORE INSERT OR UPDATE ON w FOR EACH ROW EXECUTE FUNCTION w_trg();
+} . RedisSync::WB::sleep_trigger_sql('w', 0.5) . q{
 SELECT redis_sync.write_behind('w', key_prefix => 'w:', flush_interval => '1h');
 });
 my $old = RedisSync::WB::wait_worker($node, timeout => 30);
@@ -64,9 +52,7 @@ ok($node->poll_query_until('postgres', "SELECT worker_rounds >= $rounds + 2 FROM
 $node->safe_psql('postgres', 'UPDATE ctl0 SET slow = true');
 $redis->cli('HSET', 'w0:1', 'v', '1');
 $redis->cli('SADD', 'w0:dirty', '1');
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'}),
+ok(RedisSync::WB::worker_sleeping($node),
 	'round R0 is in w0\'s 3 s trigger');
 
 # meanwhile: a marker whose repair blocks (the policy), w dirty, flush(w)
@@ -83,10 +69,7 @@ my $h = IPC::Run::start(
 	'>', \$out, '2>', \$err);
 
 # the round serving flush(w) sweeps first: the repair blocks in the policy
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'
-	   AND query LIKE '%in-flight markers%'}),
+ok(RedisSync::WB::worker_sleeping($node, '%in-flight markers%'),
 	'the next round is in the blocked repair, flush(w) waiting');
 ok($h->pumpable, 'flush(w) still waits');
 
@@ -101,10 +84,7 @@ $h->finish;
 like($out, qr/row=5/, 'flush(w) returns once w:1 is in the table') or diag("flush session: $out$err");
 # the next worker's repair blocks again: its attempt is the only one counted
 ok(defined RedisSync::WB::wait_worker($node, old_pid => $old, timeout => 30), 'the next worker runs');
-ok($node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'
-	   AND query LIKE '%in-flight markers%'}),
+ok(RedisSync::WB::worker_sleeping($node, '%in-flight markers%'),
 	'the next worker is in the repair');
 is($redis->cli('HGET', "$marker:attempts", '6:1:0:0'), '1',
 	'the repair cancelled at shutdown was not counted as an attempt');

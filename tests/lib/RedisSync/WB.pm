@@ -7,6 +7,8 @@
 #       table => 'stats', dirty => 'stats:dirty', timeout => 120);
 #   RedisSync::WB::wait_worker($node, old_pid => $pid, timeout => 60);
 #   my $pid = RedisSync::WB::restart_worker($node);   # settings read anew
+#   ok(RedisSync::WB::worker_sleeping($node), '...');   # in a table's pg_sleep()
+#   $node->safe_psql('postgres', RedisSync::WB::sleep_trigger_sql('t', 30, '(SELECT slow FROM ctl)'));
 #   my $vals = RedisSync::WB::hash_field_dump($redis, 'stats:', 'view_count');
 package RedisSync::WB;
 
@@ -122,6 +124,37 @@ sub wait_worker
 		return undef if time > $deadline;
 		sleep 0.05;
 	}
+}
+
+# SQL for a BEFORE INSERT OR UPDATE row trigger on $table (function
+# public.<table>_trg) that sleeps $seconds when $cond (SQL, default true)
+# holds: slow table code for the worker's drain.
+sub sleep_trigger_sql
+{
+	my ($table, $seconds, $cond) = @_;
+	$cond //= 'true';
+	return <<"SQL";
+CREATE FUNCTION public.${table}_trg() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	IF $cond THEN
+		PERFORM pg_catalog.pg_sleep($seconds);
+	END IF;
+	RETURN NEW;
+END \$\$;
+CREATE TRIGGER ${table}_trg BEFORE INSERT OR UPDATE ON $table FOR EACH ROW EXECUTE FUNCTION public.${table}_trg();
+SQL
+}
+
+# Wait (poll_query_until's deadline) until the database's worker sleeps in
+# pg_sleep() (a table's slow code); $activity, if given, is a LIKE pattern
+# its pg_stat_activity.query must match as well.  True once it does.
+sub worker_sleeping
+{
+	my ($node, $activity) = @_;
+	my $and = defined $activity ? " AND query LIKE '$activity'" : '';
+	return $node->poll_query_until('postgres', qq{
+	SELECT count(*) > 0 FROM pg_stat_activity
+	 WHERE backend_type = 'redis_sync worker' AND wait_event = 'PgSleep'$and});
 }
 
 # Terminate the database's worker and wait for the launcher's new one, which
