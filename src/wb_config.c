@@ -185,7 +185,15 @@ wb_tables_cached(void)
 		wb_cache = NIL;
 		wb_cache_valid = true;
 		old = MemoryContextSwitchTo(wb_cache_cxt);
+
+		/*
+		 * a snapshot of its own, taken after the invalidations processed so
+		 * far: the round's (SPI read_only uses it) may predate the commit
+		 * whose invalidation arrived during the previous load
+		 */
+		PushActiveSnapshot(GetLatestSnapshot());
 		wb_cache = wb_load_tables(InvalidOid);
+		PopActiveSnapshot();
 		MemoryContextSwitchTo(old);
 		foreach(lc, wb_cache)
 			((WbTable *) lfirst(lc))->checked_gen = gen;
