@@ -45,6 +45,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "config.h"
 
@@ -221,7 +222,14 @@ load_config(Oid relid, Oid root)
 	 * searched.  That alone is the defence (regress suite security,
 	 * "planted_function_calls"); setting search_path too, as before, cost a
 	 * GUC nest level per load and added nothing.
+	 *
+	 * It reads with a snapshot of its own, taken after the invalidations
+	 * processed so far: the entry outlives the transaction, and the caller's
+	 * snapshot (a REPEATABLE READ transaction's, or one taken before a lock
+	 * wait that processed the change's invalidation: the worker's warm) may
+	 * predate the change (tests/t/310, 311).
 	 */
+	PushActiveSnapshot(GetLatestSnapshot());
 	ret = SPI_execute_with_args("SELECT t.policy, t.key_prefix, t.key_columns, t.columns, t.format, "
 								"       (pg_catalog.extract('epoch', t.ttl) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, "
 								"       t.consistency, t.delivery, "
@@ -234,6 +242,7 @@ load_config(Oid relid, Oid root)
 								" WHERE t.relid OPERATOR(pg_catalog.=) $1 "
 								"   AND t.policy OPERATOR(pg_catalog.=) ANY ('{write_through,invalidate}'::pg_catalog.text[])",
 								1, argtypes, values, NULL, true, 1);
+	PopActiveSnapshot();
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	if (SPI_processed == 1)

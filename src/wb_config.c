@@ -258,9 +258,16 @@ wb_config_check_current(WbTable *t)
 {
 	List	   *now;
 	bool		same;
+	uint64		gen;
 
 	LockRelationOid(t->relid, RowExclusiveLock);
-	if (t->checked_gen == wb_inval_count)
+
+	/*
+	 * the invalidations processed up to the lock: one processed during the
+	 * load below (its snapshot may predate it) is checked at the next batch
+	 */
+	gen = wb_inval_count;
+	if (t->checked_gen == gen)
 		return;
 	/* a snapshot taken after the lock: the batch's own predates the DDL */
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -279,5 +286,5 @@ wb_config_check_current(WbTable *t)
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the write-behind configuration of %s changed during its drain", t->qname),
 				 errdetail("The batch was rolled back; its members are drained again with the new configuration.")));
-	t->checked_gen = wb_inval_count;
+	t->checked_gen = gen;
 }
