@@ -318,7 +318,8 @@ drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext o
  * A table's drain failed: the batch is rolled back (its members stay in the
  * processing set and are drained first next time), counted, logged, and
  * the table backs off.  False: not a failure (a batch cancelled at
- * shutdown), the round is cut short and answers no flush().
+ * shutdown or at the final round's deadline), the round is cut short and
+ * answers no flush().
  */
 static bool
 table_failed(WbTable *t, Schedule *s, MemoryContext outer)
@@ -328,15 +329,21 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	bool		timed_out;
 	bool		at_shutdown = rs_step_was_shutdown_cancel();
 	ErrorData  *ed = rs_step_catch(outer, "a batch",
-								   round_deadline != 0 ? "redis_sync.shutdown_drain_timeout" :
+								   round_deadline != 0 ? "the time left of redis_sync.shutdown_drain_timeout" :
 								   "redis_sync.drain_timeout", &timed_out);
 	int64		backoff;
 	int64		held;
 
 	rs_capture_suppress(InvalidOid, NULL);
-	if (at_shutdown && ed->sqlerrcode == ERRCODE_QUERY_CANCELED)
+
+	/*
+	 * Cancelled at shutdown, or at the final round's deadline: not a failure
+	 * of the table (no backoff, no retry nor error counted); the final round
+	 * takes it up, or the next worker
+	 */
+	if ((at_shutdown && ed->sqlerrcode == ERRCODE_QUERY_CANCELED) ||
+		(timed_out && round_deadline != 0))
 	{
-		/* not a failure of the table: the final round takes it up */
 		ereport(LOG,
 				(errmsg("redis_sync worker: draining %s stopped: %s", t->qname, ed->message)));
 		MemoryContextSwitchTo(outer);
