@@ -464,7 +464,7 @@ refresh_guarded(RefreshState *st, int i, void (*fn) (RefreshState *, int, void *
 		edata->message = MemoryContextStrdup(st->errcxt,
 											 psprintf("its refresh took longer than redis_sync.warm_timeout (%d ms) and was cancelled",
 													  st->timeout_ms));
-	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && rs_worker_stopping())
+	else if (rs_step_stopped_at_shutdown(edata))
 		edata->message = MemoryContextStrdup(st->errcxt, "its refresh was cancelled at shutdown");
 	st->tabs[i].error = edata;
 	st->cfgs[i] = NULL;

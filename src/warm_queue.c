@@ -393,7 +393,6 @@ rs_warm_round(void)
 			{
 				bool		timed_out;
 				int64		ran = rs_step_elapsed_ms();
-				bool		at_shutdown = rs_step_was_shutdown_cancel();
 				ErrorData  *edata = rs_step_catch(outer, "a batch", "redis_sync.warm_timeout",
 												  &timed_out);
 
@@ -401,7 +400,7 @@ rs_warm_round(void)
 				 * cancelled at shutdown: not the table's failure (no retry
 				 * delay, no last_error); the next worker goes on
 				 */
-				if (at_shutdown && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				if (rs_step_stopped_at_shutdown(edata))
 				{
 					ereport(LOG,
 							(errmsg("redis_sync worker: warming table %u stopped: %s", e.relid, edata->message)));

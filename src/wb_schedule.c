@@ -327,7 +327,6 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	int64		ran = rs_step_elapsed_ms(); /* the failed batch's, before the
 											 * catch disarms */
 	bool		timed_out;
-	bool		at_shutdown = rs_step_was_shutdown_cancel();
 	ErrorData  *ed = rs_step_catch(outer, "a batch",
 								   round_deadline != 0 ? "the time left of redis_sync.shutdown_drain_timeout" :
 								   "redis_sync.drain_timeout", &timed_out);
@@ -341,8 +340,7 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	 * of the table (no backoff, no retry nor error counted); the final round
 	 * takes it up, or the next worker
 	 */
-	if ((at_shutdown && ed->sqlerrcode == ERRCODE_QUERY_CANCELED) ||
-		(timed_out && round_deadline != 0))
+	if (rs_step_stopped_at_shutdown(ed) || (timed_out && round_deadline != 0))
 	{
 		ereport(LOG,
 				(errmsg("redis_sync worker: draining %s stopped: %s", t->qname, ed->message)));
@@ -472,7 +470,7 @@ drain_due(WbTable *t, Schedule *s, bool recover_only, TimestampTz deadline,
 		 * stopped by drain_timeout, the final round's deadline or a SIGTERM,
 		 * not by a short batch: maybe more
 		 */
-		if ((end != 0 && GetCurrentTimestamp() >= end) || rs_worker_stopping())
+		if (!rs_drain_go_on(end))
 			*cut_short = true;
 		s->failures = 0;
 		s->hold = 0;

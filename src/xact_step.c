@@ -206,7 +206,6 @@ ErrorData *
 rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *timed_out)
 {
 	bool		expired = rs_step_timeout_expired();
-	bool		at_shutdown = step_shutdown_cancel;
 	int			ms = step_armed_ms;
 	ErrorData  *edata;
 
@@ -220,7 +219,7 @@ rs_step_catch(MemoryContext cxt, const char *what, const char *setting, bool *ti
 	if (*timed_out)
 		edata->message = psprintf("%s took longer than %s (%d ms) and was cancelled",
 								  what, setting, ms);
-	else if (at_shutdown && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	else if (rs_step_stopped_at_shutdown(edata))
 		edata->message = psprintf("%s was cancelled at shutdown", what);
 	return edata;
 }
@@ -233,7 +232,7 @@ rs_step_shutdown_final(void)
 }
 
 bool
-rs_step_was_shutdown_cancel(void)
+rs_step_stopped_at_shutdown(const ErrorData *edata)
 {
-	return step_shutdown_cancel;
+	return step_shutdown_cancel && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
 }

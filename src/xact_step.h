@@ -79,12 +79,13 @@ extern void rs_step_cancel_at_shutdown(void);
  * The SIGTERM is sticky: every step armed after it, until the final round
  * begins (rs_step_shutdown_final), is cancelled at once (a SIGTERM between
  * two steps, during a claim or a Redis round trip, left the next step its
- * whole drain_timeout).  rs_step_was_shutdown_cancel: the step that failed
- * was cancelled so (call before rs_step_catch); its failure is not the
- * table's (no backoff nor hold: the final round takes the table up).
+ * whole drain_timeout).  rs_step_stopped_at_shutdown: the error of the step
+ * that failed (rs_step_catch's, or a subtransaction's) is the cancel of a
+ * SIGTERM; its failure is not the table's (no backoff nor hold: the final
+ * round or the next worker takes the table up).
  */
 extern void rs_step_shutdown_final(void);
-extern bool rs_step_was_shutdown_cancel(void);
+extern bool rs_step_stopped_at_shutdown(const ErrorData *edata);
 
 /* how long the armed step has run so far, in ms (0: none armed) */
 extern int64 rs_step_elapsed_ms(void);
