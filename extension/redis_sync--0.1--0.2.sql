@@ -230,6 +230,14 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_ddl_partitions';
 REVOKE EXECUTE ON FUNCTION _ddl_partitions(pg_ddl_command, boolean) FROM PUBLIC;
 
+-- the keys of the rows of a partition detached from a synced table go at
+-- commit, as if its rows were deleted (called by _on_ddl_end; lifecycle.c)
+CREATE FUNCTION _purge_detached(part oid, root oid)
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_purge_detached';
+REVOKE EXECUTE ON FUNCTION _purge_detached(oid, oid) FROM PUBLIC;
+
 -- (end of section)
 
 -- =====================================================================
@@ -447,7 +455,8 @@ CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
 
 -- DROP EXTENSION releases the database's key prefix claims (claim.c, an
 -- object access hook): a session that never used the library (no
--- shared_preload_libraries) loads it before the drop
+-- shared_preload_libraries) loads it before the drop.  DROP TABLE of a
+-- synced table's partition removes the keys of its rows (lifecycle.c)
 CREATE FUNCTION _on_drop_start()
 RETURNS event_trigger
 LANGUAGE C
@@ -455,7 +464,7 @@ AS 'MODULE_PATHNAME', 'redis_sync_on_drop_start';
 REVOKE EXECUTE ON FUNCTION _on_drop_start() FROM PUBLIC;
 
 CREATE EVENT TRIGGER redis_sync_drop_start ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED', 'DROP TABLE')
     EXECUTE FUNCTION _on_drop_start();
 
 -- (end of section)
@@ -1243,7 +1252,9 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    -- a detached partition is no longer part of a synced table: its guard goes
+    -- a detached partition is no longer part of a synced table: the keys of
+    -- its rows go at commit (pg_partman's retention detaches, then drops),
+    -- and its guard goes
     FOR part IN
         SELECT DISTINCT tg.tgrelid
           FROM pg_trigger tg
@@ -1251,6 +1262,14 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
     LOOP
+        FOR root IN
+            SELECT DISTINCT t.relid
+              FROM unnest(detached) x(oid)
+              CROSS JOIN LATERAL pg_partition_ancestors(x.oid) a
+              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
+        LOOP
+            PERFORM redis_sync._purge_detached(part, root);
+        END LOOP;
         EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
     END LOOP;
 END

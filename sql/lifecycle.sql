@@ -53,9 +53,43 @@ SELECT tgrelid::regclass AS guarded FROM pg_trigger
  WHERE tgname = 'redis_sync_truncate_partition' ORDER BY tgrelid::regclass::text;
 SELECT rs_error('TRUNCATE lc_part_3');
 
--- detached: the guard goes, the table can be truncated
+-- rows in every partition; one attached with its columns in another order
+-- (and a dropped column): keys are made from column names, not positions
+CREATE TABLE lc_part_4 (v text, gone int, id int NOT NULL);
+ALTER TABLE lc_part_4 DROP COLUMN gone;
+ALTER TABLE lc_part ATTACH PARTITION lc_part_4 FOR VALUES FROM (400) TO (500);
+CREATE TABLE lc_part_5 PARTITION OF lc_part FOR VALUES FROM (500) TO (600);
+INSERT INTO lc_part VALUES (1, 'a'), (101, 'b'), (201, 'c'), (301, 'd'), (401, 'e'), (402, 'e2'), (501, 'f');
+SELECT redis_sync.command('EXISTS', 'lcp:1', 'lcp:101', 'lcp:201', 'lcp:301', 'lcp:401', 'lcp:402', 'lcp:501') AS cached;
+
+-- a detach that rolls back leaves the keys
+BEGIN;
+ALTER TABLE lc_part DETACH PARTITION lc_part_3;
+ROLLBACK;
+SELECT redis_sync.command('EXISTS', 'lcp:201') AS kept;
+
+-- detached: the keys of its rows go at commit (they are no longer rows of
+-- lc_part; pg_partman's retention detaches, then drops: tests/t/334), the
+-- guard goes, the table can be truncated
 ALTER TABLE lc_part DETACH PARTITION lc_part_3;
 ALTER TABLE lc_part DETACH PARTITION lc_sub;
+ALTER TABLE lc_part DETACH PARTITION lc_part_4;
+ALTER TABLE lc_part DETACH PARTITION lc_part_5 CONCURRENTLY;
+SELECT redis_sync.command('EXISTS', 'lcp:201') AS detached,
+       redis_sync.command('EXISTS', 'lcp:301') AS detached_sub,
+       redis_sync.command('EXISTS', 'lcp:401', 'lcp:402') AS detached_reordered,
+       redis_sync.command('EXISTS', 'lcp:501') AS detached_concurrently,
+       redis_sync.command('EXISTS', 'lcp:1', 'lcp:101') AS still_attached;
+SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+-- a detached table's rows are its own: written now, not pushed
+UPDATE lc_part_3 SET v = 'after detach';
+SELECT redis_sync.command('EXISTS', 'lcp:201') AS not_pushed;
+-- DROP TABLE of an attached partition: the keys of its rows go too
+DROP TABLE lc_part_1;
+SELECT redis_sync.command('EXISTS', 'lcp:1') AS dropped_partition,
+       redis_sync.command('EXISTS', 'lcp:101') AS other_partition;
+SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+DROP TABLE lc_part_4, lc_part_5;
 SELECT tgrelid::regclass AS guarded FROM pg_trigger
  WHERE tgname = 'redis_sync_truncate_partition' ORDER BY tgrelid::regclass::text;
 TRUNCATE lc_part_3;

@@ -399,6 +399,12 @@ capture_row(SyncConfig *cfg, Relation rel, HeapTuple keytup, HeapTuple newtup,
 	check_bound();
 }
 
+void
+rs_capture_row_gone(SyncConfig *cfg, Relation rel, HeapTuple tup)
+{
+	capture_row(cfg, rel, tup, NULL, tup);
+}
+
 /*
  * Bytes of PostgreSQL's queue of AFTER trigger events still to fire (every
  * captured row has one until it fires; fired chunks are freed).

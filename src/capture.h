@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "utils/rel.h"
 
 #include "change.h"
 #include "encode.h"
@@ -42,6 +43,12 @@ extern const char *rs_capture_overflow_version(void);
 
 /* forget the buffer (end of transaction) */
 extern void rs_capture_reset(void);
+
+/*
+ * A row of rel that leaves cfg's table without a DELETE (its partition is
+ * detached or dropped): its key goes at commit, as a DELETE's would
+ */
+extern void rs_capture_row_gone(SyncConfig *cfg, Relation rel, HeapTuple tup);
 
 /* queue removal of every key under prefix at commit */
 extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);

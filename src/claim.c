@@ -55,6 +55,7 @@
 #include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -68,6 +69,7 @@
 
 #include "claim.h"
 #include "encode.h"
+#include "lifecycle.h"
 #include "redis_client.h"
 #include "subxact.h"
 
@@ -1197,14 +1199,23 @@ PG_FUNCTION_INFO_V1(redis_sync_on_drop_start);
 
 /*
  * redis_sync._on_drop_start(), the event trigger at the start of DROP
- * EXTENSION, DROP SCHEMA and DROP OWNED: does nothing but make sure the
- * library is loaded, so that the object access hook below sees the
- * extension dropped even in a session that never used it (without
- * shared_preload_libraries, the library loads when first used).
+ * EXTENSION, DROP SCHEMA, DROP OWNED and DROP TABLE.  Being called makes
+ * sure the library is loaded, so that the object access hook below sees
+ * the extension dropped even in a session that never used it (without
+ * shared_preload_libraries, the library loads when first used).  DROP
+ * TABLE of a synced table's partition has its rows' keys removed
+ * (lifecycle.c).
  */
 Datum
 redis_sync_on_drop_start(PG_FUNCTION_ARGS)
 {
+	if (CALLED_AS_EVENT_TRIGGER(fcinfo))
+	{
+		EventTriggerData *trig = (EventTriggerData *) fcinfo->context;
+
+		if (trig->parsetree != NULL && IsA(trig->parsetree, DropStmt))
+			rs_lifecycle_drop_partitions((DropStmt *) trig->parsetree);
+	}
 	PG_RETURN_NULL();
 }
 

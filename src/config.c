@@ -372,6 +372,12 @@ rs_config_get(Oid relid)
 	return cfg;
 }
 
+SyncConfig *
+rs_config_build(Oid relid, Oid root)
+{
+	return load_config(relid, root);
+}
+
 void
 rs_config_release_retired(void)
 {

@@ -52,6 +52,13 @@ typedef struct SyncConfig
 /* config of rel (table or partition); synced == false when not synced */
 extern SyncConfig *rs_config_get(Oid relid);
 
+/*
+ * config of relid under root's settings, whatever relid's place now (a
+ * partition just detached from root): built in the current memory context,
+ * not cached
+ */
+extern SyncConfig *rs_config_build(Oid relid, Oid root);
+
 /* free configurations invalidated during the transaction (at its end) */
 extern void rs_config_release_retired(void);
 

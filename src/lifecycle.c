@@ -11,6 +11,15 @@
  * or a database redis_sync.database leaves out) the purge is pushed at
  * commit instead, falling back to the outbox as eventual tables do.
  *
+ * redis_sync._purge_detached(part, root) removes at commit the keys of the
+ * rows of part, a partition just detached from root's tree: they are no
+ * longer rows of the synced table (pg_partman's retention detaches old
+ * partitions, then drops them).  Each row's key goes as a DELETE of it
+ * would (the change buffer, pushed at commit with a version, or the
+ * outbox).  rows_leaving_tree() does the same for DROP TABLE of a
+ * partition, from the event trigger at the start of the DROP, while its
+ * rows can still be read.
+ *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
  * by a ddl_command_end event trigger and returns the partitions it created
  * (CREATE TABLE ... PARTITION OF) and the partitioned tables it attached a
@@ -25,19 +34,36 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "tcop/deparse_utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "allowlist.h"
 #include "capture.h"
+#include "config.h"
+#include "lifecycle.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_purge_dropped);
 PG_FUNCTION_INFO_V1(redis_sync_ddl_partitions);
+PG_FUNCTION_INFO_V1(redis_sync_purge_detached);
 
 /* true in the database the worker delivers the outbox of */
 static bool
@@ -111,4 +137,148 @@ redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
 	foreach(lc, oids)
 		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/*
+ * Queue the removal of the keys of every row of leaf, a plain table whose
+ * rows leave root's synced tree (cfg: leaf's columns under root's
+ * settings).  Read with a snapshot taken now, which sees this transaction's
+ * own earlier changes and every committed one: the caller holds a lock
+ * that keeps writers out of leaf from here to commit.  No row-level
+ * security: the keys of every row go, whoever may read it.
+ */
+static int64
+rows_leave(Relation leaf, SyncConfig *cfg)
+{
+	Snapshot	snap;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	int64		n = 0;
+
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(leaf, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		rs_capture_row_gone(cfg, leaf, tup);
+		n++;
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	return n;
+}
+
+/* rows_leave() for a leaf of root's tree, if root is synced write-through or invalidate */
+static int64
+leaf_rows_leave(Oid leafid, Oid root)
+{
+	Relation	leaf;
+	SyncConfig *cfg;
+	int64		n = 0;
+
+	leaf = try_table_open(leafid, AccessShareLock);
+	if (leaf == NULL)
+		return 0;
+	if (leaf->rd_rel->relkind == RELKIND_RELATION &&
+		leaf->rd_rel->relam == HEAP_TABLE_AM_OID)
+	{
+		/* the buffered changes point to it until the transaction ends */
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		cfg = rs_config_build(leafid, root);
+		MemoryContextSwitchTo(old);
+		if (cfg->synced)
+			n = rows_leave(leaf, cfg);
+	}
+	table_close(leaf, NoLock);
+	return n;
+}
+
+/*
+ * redis_sync._purge_detached(part oid, root oid) RETURNS bigint: called by
+ * the ddl_command_end event trigger for each leaf that carries the
+ * partition guard but no longer has a synced ancestor, with the root of
+ * the table the command detached a partition from.  Acts only when this
+ * transaction holds the lock of a detach on the leaf or an ancestor of it
+ * (a guard left behind some other way is only dropped by the caller).
+ */
+Datum
+redis_sync_purge_detached(PG_FUNCTION_ARGS)
+{
+	Oid			part = PG_GETARG_OID(0);
+	Oid			root = PG_GETARG_OID(1);
+	bool		detaching;
+	List	   *up;
+	ListCell   *lc;
+
+	if (!OidIsValid(part) || !OidIsValid(root) || !get_rel_name(part))
+		PG_RETURN_INT64(0);
+	/* still in a synced tree: its rows are still the synced table's */
+	if (rs_config_get(part)->synced)
+		PG_RETURN_INT64(0);
+	detaching = CheckRelationOidLockedByMe(part, ShareUpdateExclusiveLock, true);
+	up = get_rel_relispartition(part) ? get_partition_ancestors(part) : NIL;
+	foreach(lc, up)
+		detaching = detaching || CheckRelationOidLockedByMe(lfirst_oid(lc), ShareUpdateExclusiveLock, true);
+	if (!detaching)
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64(leaf_rows_leave(part, root));
+}
+
+/*
+ * DROP TABLE naming a partition of a synced (write-through or invalidate)
+ * table, at the start of the command: the keys of its rows (of every leaf
+ * under it) go at commit, while those rows can still be read.  Only for
+ * a caller who owns the partition (else the DROP fails on its own; no
+ * lock is taken for it), and not when the command drops the synced table
+ * itself (its whole prefix is purged).  The locks are the DROP's own, in
+ * its order (the parent, then the partition): no writer changes the rows
+ * between this read and the drop.
+ */
+void
+rs_lifecycle_drop_partitions(DropStmt *stmt)
+{
+	List	   *named = NIL;
+	ListCell   *lc;
+
+	if (stmt->removeType != OBJECT_TABLE)
+		return;
+	foreach(lc, stmt->objects)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+		if (OidIsValid(relid))
+			named = lappend_oid(named, relid);
+	}
+	foreach(lc, named)
+	{
+		Oid			relid = lfirst_oid(lc);
+		SyncConfig *cfg;
+		Oid			root;
+		List	   *up;
+		ListCell   *lc2;
+		bool		covered = false;
+
+		if (!get_rel_relispartition(relid) || !pg_class_ownercheck(relid, GetUserId()))
+			continue;
+		cfg = rs_config_get(relid);
+		if (!cfg->synced)
+			continue;
+		root = cfg->root_relid;
+		/* dropping the synced table, or a partition above this one, too */
+		up = get_partition_ancestors(relid);
+		foreach(lc2, up)
+			covered = covered || list_member_oid(named, lfirst_oid(lc2));
+		if (covered)
+			continue;
+		LockRelationOid(linitial_oid(up), AccessExclusiveLock);
+		LockRelationOid(relid, AccessExclusiveLock);
+		/* dropped or detached meanwhile: DROP decides alone */
+		if (!get_rel_name(relid) || !rs_config_get(relid)->synced)
+			continue;
+		foreach(lc2, find_all_inheritors(relid, AccessExclusiveLock, NULL))
+			leaf_rows_leave(lfirst_oid(lc2), root);
+	}
 }

@@ -12,7 +12,7 @@
 PG_MAJOR=${PG_MAJOR:-15}
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=${PG_CONFIG:-$PGBIN/pg_config}
-DEPS_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libhiredis-dev libssl-dev openssl redis-server libipc-run-perl"
+DEPS_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libhiredis-dev libssl-dev openssl redis-server libipc-run-perl postgresql-$PG_MAJOR-partman"
 DEPS_REPO=${DEPS_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
 deps_log_init() {
@@ -50,6 +50,8 @@ deps_missing() {
     command -v prove >/dev/null 2>&1 || missing+=("prove")
     command -v make >/dev/null 2>&1 || missing+=("make")
     command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || missing+=("cc")
+    # tests/t/334_partman_retention: pg_partman manages a synced table
+    [ -f "$("$PG_CONFIG" --sharedir 2>/dev/null)/extension/pg_partman.control" ] || missing+=("pg_partman")
     # tests/t/199_multi_windows stops a backend at chosen points
     command -v gdb >/dev/null 2>&1 || missing+=("gdb")
     # sql/encoding_locale: a money locale other than C
