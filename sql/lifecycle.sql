@@ -89,6 +89,14 @@ DROP TABLE lc_part_1;
 SELECT redis_sync.command('EXISTS', 'lcp:1') AS dropped_partition,
        redis_sync.command('EXISTS', 'lcp:101') AS other_partition;
 SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+-- so does DROP SCHEMA ... CASCADE of a schema holding a partition (not the table)
+CREATE SCHEMA lc_old;
+CREATE TABLE lc_old.lc_part_6 PARTITION OF lc_part FOR VALUES FROM (600) TO (700);
+INSERT INTO lc_part VALUES (601, 'g');
+SELECT redis_sync.command('EXISTS', 'lcp:601') AS cached;
+DROP SCHEMA lc_old CASCADE;
+SELECT redis_sync.command('EXISTS', 'lcp:601') AS dropped_with_schema,
+       redis_sync.command('EXISTS', 'lcp:101') AS other_partition;
 DROP TABLE lc_part_4, lc_part_5;
 SELECT tgrelid::regclass AS guarded FROM pg_trigger
  WHERE tgname = 'redis_sync_truncate_partition' ORDER BY tgrelid::regclass::text;

@@ -16,9 +16,10 @@
  * longer rows of the synced table (pg_partman's retention detaches old
  * partitions, then drops them).  Each row's key goes as a DELETE of it
  * would (the change buffer, pushed at commit with a version, or the
- * outbox).  rows_leaving_tree() does the same for DROP TABLE of a
- * partition, from the event trigger at the start of the DROP, while its
- * rows can still be read.
+ * outbox).  rs_lifecycle_drop_partitions() does the same for DROP TABLE
+ * of a partition and DROP SCHEMA ... CASCADE of a schema holding one, from
+ * the event trigger at the start of the DROP, while its rows can still be
+ * read.
  *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
  * by a ddl_command_end event trigger and returns the partitions it created
@@ -34,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -53,6 +55,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "allowlist.h"
@@ -227,32 +230,21 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 }
 
 /*
- * DROP TABLE naming a partition of a synced (write-through or invalidate)
- * table, at the start of the command: the keys of its rows (of every leaf
- * under it) go at commit, while those rows can still be read.  Only for
- * a caller who owns the partition (else the DROP fails on its own; no
- * lock is taken for it), and not when the command drops the synced table
- * itself (its whole prefix is purged).  The locks are the DROP's own, in
- * its order (the parent, then the partition): no writer changes the rows
- * between this read and the drop.
+ * The partitions among cands, of a synced (write-through or invalidate)
+ * table that the command does not drop: the keys of their rows (of every
+ * leaf under them) go at commit, while those rows can still be read.  A
+ * partition whose synced table, or a partition above it, is dropped too
+ * is left alone (the table's whole prefix is purged; the partition above
+ * does it).  The locks are the DROP's own, in its order (the parent, then
+ * the partition): no writer changes the rows between this read and the
+ * drop.
  */
-void
-rs_lifecycle_drop_partitions(DropStmt *stmt)
+static void
+partitions_leave(List *cands, List *named, List *schemas)
 {
-	List	   *named = NIL;
 	ListCell   *lc;
 
-	if (stmt->removeType != OBJECT_TABLE)
-		return;
-	foreach(lc, stmt->objects)
-	{
-		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
-		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
-
-		if (OidIsValid(relid))
-			named = lappend_oid(named, relid);
-	}
-	foreach(lc, named)
+	foreach(lc, cands)
 	{
 		Oid			relid = lfirst_oid(lc);
 		SyncConfig *cfg;
@@ -261,16 +253,16 @@ rs_lifecycle_drop_partitions(DropStmt *stmt)
 		ListCell   *lc2;
 		bool		covered = false;
 
-		if (!get_rel_relispartition(relid) || !pg_class_ownercheck(relid, GetUserId()))
+		if (!get_rel_relispartition(relid))
 			continue;
 		cfg = rs_config_get(relid);
 		if (!cfg->synced)
 			continue;
 		root = cfg->root_relid;
-		/* dropping the synced table, or a partition above this one, too */
 		up = get_partition_ancestors(relid);
 		foreach(lc2, up)
-			covered = covered || list_member_oid(named, lfirst_oid(lc2));
+			covered = covered || list_member_oid(named, lfirst_oid(lc2)) ||
+			list_member_oid(schemas, get_rel_namespace(lfirst_oid(lc2)));
 		if (covered)
 			continue;
 		LockRelationOid(linitial_oid(up), AccessExclusiveLock);
@@ -281,4 +273,68 @@ rs_lifecycle_drop_partitions(DropStmt *stmt)
 		foreach(lc2, find_all_inheritors(relid, AccessExclusiveLock, NULL))
 			leaf_rows_leave(lfirst_oid(lc2), root);
 	}
+}
+
+/* the tables and partitioned tables of schema nsp */
+static List *
+schema_tables(Oid nsp)
+{
+	Relation	cls = table_open(RelationRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(cls, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+	List	   *out = NIL;
+
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_class c = (Form_pg_class) GETSTRUCT(tup);
+
+		if (c->relnamespace == nsp && c->relispartition &&
+			(c->relkind == RELKIND_RELATION || c->relkind == RELKIND_PARTITIONED_TABLE))
+			out = lappend_oid(out, c->oid);
+	}
+	systable_endscan(scan);
+	table_close(cls, AccessShareLock);
+	return out;
+}
+
+/*
+ * At the start of DROP TABLE and DROP SCHEMA ... CASCADE: the partitions of
+ * synced tables the command drops (named, or in a dropped schema) take
+ * their rows' keys with them.  Only for a caller who owns the table or the
+ * schema (else the DROP fails on its own: no lock is taken for it).
+ */
+void
+rs_lifecycle_drop_partitions(DropStmt *stmt)
+{
+	List	   *named = NIL;
+	List	   *schemas = NIL;
+	List	   *cands = NIL;
+	ListCell   *lc;
+
+	if (stmt->removeType == OBJECT_TABLE)
+	{
+		foreach(lc, stmt->objects)
+		{
+			RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+			Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+			if (OidIsValid(relid))
+				named = lappend_oid(named, relid);
+			if (OidIsValid(relid) && pg_class_ownercheck(relid, GetUserId()))
+				cands = lappend_oid(cands, relid);
+		}
+	}
+	else if (stmt->removeType == OBJECT_SCHEMA && stmt->behavior == DROP_CASCADE)
+	{
+		foreach(lc, stmt->objects)
+		{
+			Oid			nsp = get_namespace_oid(strVal(lfirst(lc)), true);
+
+			if (OidIsValid(nsp) && pg_namespace_ownercheck(nsp, GetUserId()))
+				schemas = lappend_oid(schemas, nsp);
+		}
+		foreach(lc, schemas)
+			cands = list_concat(cands, schema_tables(lfirst_oid(lc)));
+	}
+	partitions_leave(cands, named, schemas);
 }

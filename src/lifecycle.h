@@ -13,8 +13,8 @@
 #include "nodes/parsenodes.h"
 
 /*
- * At the start of DROP TABLE: the keys of the rows of a synced table's
- * partitions the command drops go at commit
+ * At the start of DROP TABLE and DROP SCHEMA: the keys of the rows of a
+ * synced table's partitions the command drops go at commit
  */
 extern void rs_lifecycle_drop_partitions(DropStmt *stmt);
 
