@@ -231,9 +231,9 @@ get_call_init(FunctionCallInfo fcinfo, GetCall *gc)
 
 	/*
 	 * A partition's row type: the key is the root table's, and the row it
-	 * names may be in another partition, which the caller may not read.
-	 * Check that the caller's SELECT of the partition named sees it, as
-	 * under row-level security (found by an adversarial review).
+	 * names may be in another partition, which the caller may not read. Check
+	 * that the caller's SELECT of the partition named sees it, as under
+	 * row-level security (found by an adversarial review).
 	 */
 	if (gc->relid != gc->cfg->root_relid)
 		gc->rls = true;
