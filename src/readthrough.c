@@ -239,11 +239,22 @@ get_call_init(FunctionCallInfo fcinfo, GetCall *gc)
 		gc->rls = true;
 }
 
-/* the row as the caller's own SELECT sees it; *isnull when it sees none */
+/*
+ * the row as the caller's own SELECT sees it; *isnull when it sees none.
+ * The query is ours, not the caller's: it runs with the caller's rights but
+ * search_path fixed to pg_catalog, pg_temp (as_owner.c), so that an
+ * operator planted in a schema on the caller's path (an exact-match '=' for
+ * a varchar key) never runs, with the rights of a SECURITY DEFINER function
+ * that calls get() (tests/t/329).
+ */
 static Datum
 table_row(GetCall *gc, bool *isnull)
 {
-	return spi_record(gc->rowsql, gc->nk, gc->rowtypes, gc->typed, isnull, gc->rowtype);
+	int			nest = rs_search_path_enter();
+	Datum		d = spi_record(gc->rowsql, gc->nk, gc->rowtypes, gc->typed, isnull, gc->rowtype);
+
+	rs_search_path_leave(nest);
+	return d;
 }
 
 /* false when policies that apply to the caller hide the row */
