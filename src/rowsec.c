@@ -7,8 +7,8 @@
  * caller makes through hset()/hincrby() must be one the caller could have
  * made itself.  When row-level security applies to the caller, the change
  * is tried as the caller, in a subtransaction that is always rolled back:
- *	- UPDATE of the row (the new value for hset(), the column unchanged for
- *	  hincrby(), whose result is known only to Redis): the UPDATE and
+ *	- UPDATE of the row (the new value for hset(); for hincrby() the value
+ *	  Redis will hold, or the row's value plus the delta): the UPDATE and
  *	  SELECT policies' USING clauses and the UPDATE WITH CHECK apply;
  *	- when that updates nothing and the row exists (read as the owner), a
  *	  policy hides it from the caller: refused;
@@ -139,7 +139,8 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	else if (strcmp(op, "del") == 0)
 		appendStringInfoString(&sql, "NULL");
 	else
-		appendStringInfoString(&sql, quote_identifier(column));
+		appendStringInfo(&sql, "%s OPERATOR(pg_catalog.+) $%d::pg_catalog.text::%s",
+						 quote_identifier(column), nkeys + 1, coltype);
 	appendStringInfo(&sql, " WHERE %s", where.data);
 	n = probe(sql.data, nkeys + 1, types, args, &error);
 	if (error)
