@@ -18,9 +18,10 @@
  * checks), which must never run with the caller's rights.
  *
  * Row-level security: the row returned is always the one the caller's own
- * SELECT returns.  When policies apply to the caller, the row's visibility
- * is checked with the caller's SELECT first: a hidden row is neither
- * returned from the cache nor populated on the caller's behalf.
+ * SELECT returns.  When policies apply to the caller, or get() is given a
+ * partition's row type (the key may name a row of another partition), the
+ * row's visibility is checked with the caller's SELECT first: a hidden row
+ * is neither returned from the cache nor populated on the caller's behalf.
  *
  *-------------------------------------------------------------------------
  */
@@ -227,13 +228,33 @@ get_call_init(FunctionCallInfo fcinfo, GetCall *gc)
 	for (int i = 0; i < gc->nk; i++)
 		gc->rowtypes[i] = gc->cfg->keys[i].typid;
 	gc->rls = rs_rls_applies(gc->relid);
+
+	/*
+	 * A partition's row type: the key is the root table's, and the row it
+	 * names may be in another partition, which the caller may not read. Check
+	 * that the caller's SELECT of the partition named sees it, as under
+	 * row-level security (found by an adversarial review).
+	 */
+	if (gc->relid != gc->cfg->root_relid)
+		gc->rls = true;
 }
 
-/* the row as the caller's own SELECT sees it; *isnull when it sees none */
+/*
+ * the row as the caller's own SELECT sees it; *isnull when it sees none.
+ * The query is ours, not the caller's: it runs with the caller's rights but
+ * search_path fixed to pg_catalog, pg_temp (as_owner.c), so that an
+ * operator planted in a schema on the caller's path (an exact-match '=' for
+ * a varchar key) never runs, with the rights of a SECURITY DEFINER function
+ * that calls get() (tests/t/329).
+ */
 static Datum
 table_row(GetCall *gc, bool *isnull)
 {
-	return spi_record(gc->rowsql, gc->nk, gc->rowtypes, gc->typed, isnull, gc->rowtype);
+	int			nest = rs_search_path_enter();
+	Datum		d = spi_record(gc->rowsql, gc->nk, gc->rowtypes, gc->typed, isnull, gc->rowtype);
+
+	rs_search_path_leave(nest);
+	return d;
 }
 
 /* false when policies that apply to the caller hide the row */

@@ -53,9 +53,20 @@ redis_conn_params_from_settings(RedisConnParams *p, RedisFailure *f)
 			   *detail;
 
 	memset(p, 0, sizeof(*p));
+
+	/*
+	 * The detail of a parse error quotes parts of the URL (a bad port), and a
+	 * password with an unencoded '/' ends the authority early: its "port" is
+	 * the password.  The setting is visible to superusers only, and every
+	 * session (any role) and the log get this error: say what is wrong
+	 * without quoting it (tests/t/330); parse_url() gives the detail.
+	 */
 	if (!redis_parse_url(rs_redis_url, &ep, &err, &detail))
 		return redis_failure_set(f, ERRCODE_INVALID_PARAMETER_VALUE,
-								 psprintf("%s (in redis_sync.redis_url)", err), detail);
+								 psprintf("%s (in redis_sync.redis_url)", err),
+								 "The setting is not shown: it may hold the password. "
+								 "A superuser sees what is wrong with "
+								 "SELECT * FROM redis_sync.parse_url(current_setting('redis_sync.redis_url')).");
 	p->host = ep.host;
 	p->port = ep.port;
 	p->socket_path = ep.socket_path;

@@ -7,8 +7,8 @@
  * caller makes through hset()/hincrby() must be one the caller could have
  * made itself.  When row-level security applies to the caller, the change
  * is tried as the caller, in a subtransaction that is always rolled back:
- *	- UPDATE of the row (the new value for hset(), the column unchanged for
- *	  hincrby(), whose result is known only to Redis): the UPDATE and
+ *	- UPDATE of the row (the new value for hset(); for hincrby() the value
+ *	  Redis will hold, or the row's value plus the delta): the UPDATE and
  *	  SELECT policies' USING clauses and the UPDATE WITH CHECK apply;
  *	- when that updates nothing and the row exists (read as the owner), a
  *	  policy hides it from the caller: refused;
@@ -16,7 +16,9 @@
  *	  the owner, with column defaults evaluated as the owner, which is not
  *	  a row the caller could insert; the caller INSERTs it first.
  * The probe's triggers run as the caller and its effects (captured
- * changes included) are rolled back with the subtransaction.
+ * changes included) are rolled back with the subtransaction.  A probe
+ * that fails for any reason refuses the change: its policies were not
+ * checked.
  *
  * It also checks what the drain takes from Redis before it reaches a table
  * (rs_wb_input_problem): Redis strings are bytes, a text column is not.
@@ -137,15 +139,29 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	else if (strcmp(op, "del") == 0)
 		appendStringInfoString(&sql, "NULL");
 	else
-		appendStringInfoString(&sql, quote_identifier(column));
+		appendStringInfo(&sql, "%s OPERATOR(pg_catalog.+) $%d::pg_catalog.text::%s",
+						 quote_identifier(column), nkeys + 1, coltype);
 	appendStringInfo(&sql, " WHERE %s", where.data);
 	n = probe(sql.data, nkeys + 1, types, args, &error);
 	if (error)
 	{
 		if (error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
 			refuse(qname, error);
-		return;					/* the drain meets and dead-letters other
-								 * errors */
+
+		/*
+		 * Any other error: the policies were not checked, so the change is
+		 * refused too.  Taking it as one the drain would dead-letter let a
+		 * caller make the probe fail at will (lock_timeout while another
+		 * session of its own holds a SHARE lock on the table, a cancel) and
+		 * have the drain apply, as the owner, a change its policies forbid
+		 * (tests/t/328).
+		 */
+		ereport(ERROR,
+				(errcode(error->sqlerrcode),
+				 errmsg("%s", error->message),
+				 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
+						   "as UPDATE ... WHERE on the key, and it failed: the change was not made.", qname),
+				 errhint("Try again once the UPDATE can run.")));
 	}
 	if (n > 0)
 		return;
