@@ -9,8 +9,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "common/int.h"
 #include "catalog/pg_authid_d.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/acl.h"
@@ -69,12 +69,6 @@ wb_table_or_error(Oid relid)
 	return linitial(l);
 }
 
-/*
- * The value hincrby() will leave in Redis: the counter's current value there
- * plus delta, as text; NULL when Redis does not hold it (or it is not an
- * integer, or the sum overflows: Redis refuses the increment then).  Read
- * just before the increment: a concurrent one may land in between.
- */
 /* s as a whole a decimal int64? */
 static bool
 parse_int64(const char *s, int64 *out)
@@ -86,6 +80,12 @@ parse_int64(const char *s, int64 *out)
 	return errno == 0 && end != s && *end == '\0';
 }
 
+/*
+ * The value hincrby() will leave in Redis: the counter's current value there
+ * plus delta, as text; NULL when Redis does not hold it (or it is not an
+ * integer, or the sum overflows: Redis refuses the increment then).  Read
+ * just before the increment: a concurrent one may land in between.
+ */
 static char *
 counter_next_value(WbTable *t, Member *m, const char *column, const char *delta)
 {
@@ -172,7 +172,10 @@ touch_check(Oid relid, WbTable *t, Member *m, const char *column, const char *op
 		char	   *next = counter_next_value(t, m, column, value);
 
 		if (next != NULL)
-			op = "set", value = next;
+		{
+			op = "set";
+			value = next;
+		}
 	}
 	rs_rls_check_write(relid, t->nkeys, t->keys, m->keyvals, column, op, value);
 	return col;
