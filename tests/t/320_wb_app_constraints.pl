@@ -1,0 +1,92 @@
+# Write-behind as an application uses it (constraints, partial
+# hashes, unknown fields, generated columns, partitions, counters,
+# dead letters and their retry, small batches).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::WB;
+use Test::More;
+
+my $redis = RedisSync::Test::start_redis();
+my $node  = RedisSync::Test::new_node('wbapp', redis => $redis);
+sub sq { return $node->safe_psql('postgres', $_[0]); }
+
+sq(q{
+CREATE TABLE parent (id int PRIMARY KEY);
+INSERT INTO parent VALUES (1), (2);
+CREATE TABLE c (id int PRIMARY KEY, n int NOT NULL DEFAULT 5 CHECK (n >= 0),
+  p int REFERENCES parent, label text NOT NULL, total int GENERATED ALWAYS AS (n * 2) STORED,
+  created timestamptz NOT NULL DEFAULT now());
+INSERT INTO c (id, n, p, label) VALUES (10, 1, 1, 'ten');
+SELECT redis_sync.write_behind('c', key_prefix => 'c:', flush_interval => '1 h', batch_size => 2);
+});
+
+$redis->cli('HSET', 'c:10', 'n', '7');                          # partial update
+$redis->cli('HSET', 'c:11', 'label', 'eleven');                  # insert, defaults
+$redis->cli('HSET', 'c:12', 'label', 'x', 'n', '-1');            # CHECK
+$redis->cli('HSET', 'c:13', 'label', 'x', 'p', '99');            # FK
+$redis->cli('HSET', 'c:14', 'label', 'x', 'n', 'abc');           # parse
+$redis->cli('HSET', 'c:15', 'n', '3');                           # NOT NULL label
+$redis->cli('HSET', 'c:16', 'label', 'y', 'bogus', '1', 'total', '999'); # unknown + generated
+$redis->cli('SADD', 'c:dirty', 10 .. 16);
+my ($secs) = RedisSync::WB::flush_until_clean($node, $redis, table => 'c', dirty => 'c:dirty', timeout => 60);
+ok(defined $secs, 'c drained');
+is(sq("SELECT string_agg(id||'|'||n||'|'||coalesce(p::text,'-')||'|'||label||'|'||total, ',' ORDER BY id) FROM c"),
+	'10|7|1|ten|14,11|5|-|eleven|10,16|5|-|y|10', 'c: valid rows applied');
+is(sq("SELECT string_agg(member||' '||sqlstate||' '||error, E'\n' ORDER BY member) FROM redis_sync.dead_letters"),
+	join("\n",
+		'12 23514 new row for relation "c" violates check constraint "c_n_check"',
+		'13 23503 insert or update on table "c" violates foreign key constraint "c_p_fkey"',
+		'14 22P02 invalid input syntax for type integer: "abc"',
+		'15 23502 null value in column "label" of relation "c" violates not-null constraint'),
+	'each bad member is a dead letter with its reason; the batch\'s valid members are applied');
+is(RedisSync::WB::wb_stat($node, 'c', 'unknown_fields'), '1', 'unknown_fields');
+note(sq("SELECT row_to_json(s) FROM redis_sync.stats s WHERE \"table\" = 'c'::regclass"));
+
+# fix and retry
+$redis->cli('HSET', 'c:12', 'n', '1');
+$redis->cli('HSET', 'c:14', 'n', '2');
+sq("SELECT redis_sync.retry_dead_letters('c')");
+($secs) = RedisSync::WB::flush_until_clean($node, $redis, table => 'c', dirty => 'c:dirty', timeout => 60);
+is(sq("SELECT string_agg(id::text, ',' ORDER BY id) FROM c"), '10,11,12,14,16', 'retried rows applied');
+is(sq("SELECT string_agg(member, ',' ORDER BY member) FROM redis_sync.dead_letters"), '13,15', 'remaining dead letters');
+
+# partitioned target
+sq(q{
+CREATE TABLE pt (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (100);
+CREATE TABLE pt2 PARTITION OF pt FOR VALUES FROM (100) TO (200);
+INSERT INTO pt VALUES (1, 'a'), (150, 'b');
+SELECT redis_sync.write_behind('pt', key_prefix => 'pt:', flush_interval => '1 h');
+});
+$redis->cli('HSET', "pt:$_", 'v', "v$_") for (1, 2, 150, 151);
+$redis->cli('SADD', 'pt:dirty', 1, 2, 150, 151);
+RedisSync::WB::flush_until_clean($node, $redis, table => 'pt', dirty => 'pt:dirty', timeout => 60);
+is(sq("SELECT string_agg(id||'='||v, ',' ORDER BY id) FROM pt"), '1=v1,2=v2,150=v150,151=v151', 'partitioned');
+
+# counters: hash, HINCRBY on a key never seeded, row at 97
+sq(q{
+CREATE TABLE k (id int PRIMARY KEY, hits bigint NOT NULL DEFAULT 0, likes int);
+INSERT INTO k VALUES (1, 97, 3);
+SELECT redis_sync.write_behind('k', key_prefix => 'k:', counters => '{hits}', flush_interval => '1 h');
+});
+$redis->cli('HINCRBY', 'k:1', 'hits', 1) for 1..3;
+$redis->cli('HINCRBY', 'k:2', 'hits', 1) for 1..2;
+$redis->cli('SADD', 'k:dirty', 1, 2);
+RedisSync::WB::flush_until_clean($node, $redis, table => 'k', dirty => 'k:dirty', timeout => 60);
+is(sq("SELECT string_agg(id||'='||hits||'/'||coalesce(likes::text,'-'), ',' ORDER BY id) FROM k"), '1=100/3,2=2/-', 'counters');
+is($redis->cli('HGET', 'k:1', 'hits'), '100', 'redis corrected');
+$redis->cli('HINCRBY', 'k:1', 'hits', 5);
+$redis->cli('SADD', 'k:dirty', 1);
+RedisSync::WB::flush_until_clean($node, $redis, table => 'k', dirty => 'k:dirty', timeout => 60);
+is(sq("SELECT hits FROM k WHERE id = 1"), '105', 'seeded counter absolute');
+is(sq("SELECT redis_sync.hincrby('k', '1', 'hits', 10)"), '115', 'hincrby');
+is(sq("SELECT redis_sync.hincrby('k', '3', 'hits', 4)"), '4', 'hincrby new');
+RedisSync::WB::flush_until_clean($node, $redis, table => 'k', dirty => 'k:dirty', timeout => 60);
+is(sq("SELECT string_agg(id||'='||hits, ',' ORDER BY id) FROM k"), '1=115,2=2,3=4', 'after hincrby');
+note(sq("SELECT row_to_json(s) FROM redis_sync.stats s"));
+$node->stop;
+done_testing();
