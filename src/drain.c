@@ -56,16 +56,19 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "capture.h"
 #include "drain.h"
 #include "rowsec.h"
+#include "subxact.h"
 #include "wb_internal.h"
 #include "xact_step.h"
 
@@ -359,17 +362,18 @@ wb_sort_member(Batch *b, RedisValue *r, int i)
 		b->abs_idx[b->nabs++] = i;
 }
 
-/* the rows of keys Redis no longer has (on_missing = delete) */
-static void
-delete_missing(Batch *b)
+/*
+ * DELETE the rows of members idx[0..n) (keys Redis no longer has); returns
+ * the rows deleted.
+ */
+static uint64
+delete_rows(Batch *b, int *idx, int n)
 {
 	WbTable    *t = b->t;
 	StringInfoData sql;
 	Oid		   *types = palloc(sizeof(Oid) * t->nkeys);
 	Datum	   *args = palloc(sizeof(Datum) * t->nkeys);
 
-	if (b->ndel == 0)
-		return;
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM %s WHERE (", t->qname);
 	for (int k = 0; k < t->nkeys; k++)
@@ -377,18 +381,88 @@ delete_missing(Batch *b)
 	appendStringInfoString(&sql, ") IN (SELECT * FROM unnest(");
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		Datum	   *elems = palloc(sizeof(Datum) * b->ndel);
+		Datum	   *elems = palloc(sizeof(Datum) * n);
 
-		for (int d = 0; d < b->ndel; d++)
-			elems[d] = CStringGetTextDatum(b->ms[b->del_idx[d]].keyvals[k]);
+		for (int d = 0; d < n; d++)
+			elems[d] = CStringGetTextDatum(b->ms[idx[d]].keyvals[k]);
 		appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", k ? ", " : "", k + 1, t->keybase[k]);
 		types[k] = TEXTARRAYOID;
-		args[k] = PointerGetDatum(construct_array(elems, b->ndel, TEXTOID, -1, false, TYPALIGN_INT));
+		args[k] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 	}
 	appendStringInfoString(&sql, "))");
 	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "redis_sync: write-behind delete failed");
-	b->applied += SPI_processed;
+	return SPI_processed;
+}
+
+/*
+ * delete_rows() in a subtransaction: NULL on success (*deleted: the rows),
+ * else the error of a permanent failure (rolled back); a transient error is
+ * re-thrown so the whole batch is retried later, as for the writes.
+ */
+static ErrorData *
+try_delete_rows(Batch *b, int *idx, int n, uint64 *deleted)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		*deleted = delete_rows(b, idx, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(outer);
+		result = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		if (rs_error_transient_drain(result->sqlerrcode))
+			ReThrowError(result);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * The rows of keys Redis no longer has (on_missing = delete): all at once;
+ * when that fails for a permanent reason (another table's foreign key still
+ * references a row, a trigger refuses), member by member, each failure a
+ * dead letter, as for the writes.  Before, one such row failed the whole
+ * batch, which was retried forever and held its other members.
+ */
+static void
+delete_missing(Batch *b)
+{
+	uint64		deleted = 0;
+
+	if (b->ndel == 0)
+		return;
+	if (try_delete_rows(b, b->del_idx, b->ndel, &deleted) == NULL)
+	{
+		b->applied += deleted;
+		return;
+	}
+	for (int d = 0; d < b->ndel; d++)
+	{
+		Member	   *m = &b->ms[b->del_idx[d]];
+		ErrorData  *ed = try_delete_rows(b, &b->del_idx[d], 1, &deleted);
+
+		if (ed == NULL)
+			b->applied += deleted;
+		else
+		{
+			m->problem = ed->message;
+			m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+		}
+	}
 }
 
 /* the table's writes, as its owner, without echoing them to their own keys */
