@@ -448,6 +448,8 @@ delete_missing(Batch *b)
 	if (try_delete_rows(b, b->del_idx, b->ndel, &deleted) == NULL)
 	{
 		b->applied += deleted;
+		for (int d = 0; d < b->ndel; d++)
+			b->ms[b->del_idx[d]].deleted = true;
 		return;
 	}
 	for (int d = 0; d < b->ndel; d++)
@@ -456,7 +458,10 @@ delete_missing(Batch *b)
 		ErrorData  *ed = try_delete_rows(b, &b->del_idx[d], 1, &deleted);
 
 		if (ed == NULL)
+		{
 			b->applied += deleted;
+			m->deleted = true;
+		}
 		else
 		{
 			m->problem = ed->message;
@@ -502,7 +507,11 @@ write_rows(Batch *b)
 	PG_END_TRY();
 }
 
-/* applied keys are no longer dead; counts the applied rows */
+/*
+ * applied keys are no longer dead, nor are deleted ones (on_missing =
+ * delete: the value that failed is gone with its row); counts the applied
+ * rows (delete_missing counted the deleted ones)
+ */
 static void
 forget_dead_letters(Batch *b)
 {
@@ -515,6 +524,9 @@ forget_dead_letters(Batch *b)
 		if (b->ms[i].applied)
 			nd++;
 	b->applied += nd;
+	for (int i = 0; i < b->nm; i++)
+		if (b->ms[i].deleted)
+			nd++;
 	if (nd == 0)
 		return;
 	args[0] = ObjectIdGetDatum(b->t->relid);
@@ -527,7 +539,7 @@ forget_dead_letters(Batch *b)
 		done = palloc(sizeof(Datum) * b->nm);
 		nd = 0;
 		for (int i = 0; i < b->nm; i++)
-			if (b->ms[i].applied)
+			if (b->ms[i].applied || b->ms[i].deleted)
 				done[nd++] = CStringGetTextDatum(b->ms[i].member);
 		args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
 		SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
