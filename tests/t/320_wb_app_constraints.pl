@@ -54,6 +54,20 @@ sq("SELECT redis_sync.retry_dead_letters('c')");
 is(sq("SELECT string_agg(id::text, ',' ORDER BY id) FROM c"), '10,11,12,14,16', 'retried rows applied');
 is(sq("SELECT string_agg(member, ',' ORDER BY member) FROM redis_sync.dead_letters"), '13,15', 'remaining dead letters');
 
+# json format: keys that are not columns are ignored and counted
+# (README: "counted as unknown_fields"), as hash fields are; the key column
+# itself and a generated column are known columns
+sq(q{
+CREATE TABLE j (id int PRIMARY KEY, v text, g int GENERATED ALWAYS AS (1) STORED);
+SELECT redis_sync.write_behind('j', key_prefix => 'j:', format => 'json', flush_interval => '1 h');
+});
+$redis->cli('SET', 'j:1', '{"v":"a","bogus":1,"other":{"x":2}}');
+$redis->cli('SET', 'j:2', '{"id":2,"v":"b","g":5}');
+$redis->cli('SADD', 'j:dirty', 1, 2);
+RedisSync::WB::flush_until_clean($node, $redis, table => 'j', dirty => 'j:dirty', timeout => 60);
+is(sq("SELECT string_agg(id||'='||v||'/'||g, ',' ORDER BY id) FROM j"), '1=a/1,2=b/1', 'json applied');
+is(RedisSync::WB::wb_stat($node, 'j', 'unknown_fields'), '2', 'json: keys that are not columns counted in unknown_fields');
+
 # partitioned target
 sq(q{
 CREATE TABLE pt (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
