@@ -101,6 +101,23 @@ is(sq("SELECT redis_sync.hincrby('k', '1', 'hits', 10)"), '115', 'hincrby');
 is(sq("SELECT redis_sync.hincrby('k', '3', 'hits', 4)"), '4', 'hincrby new');
 RedisSync::WB::flush_until_clean($node, $redis, table => 'k', dirty => 'k:dirty', timeout => 60);
 is(sq("SELECT string_agg(id||'='||hits, ',' ORDER BY id) FROM k"), '1=115,2=2,3=4', 'after hincrby');
+# counters on a partitioned table, keys never seeded, rows in both partitions
+sq(q{
+CREATE TABLE pk (id int PRIMARY KEY, hits bigint NOT NULL DEFAULT 0) PARTITION BY RANGE (id);
+CREATE TABLE pk1 PARTITION OF pk FOR VALUES FROM (0) TO (100);
+CREATE TABLE pk2 PARTITION OF pk FOR VALUES FROM (100) TO (200);
+INSERT INTO pk VALUES (1, 50), (150, 60);
+SELECT redis_sync.write_behind('pk', key_prefix => 'pk:', counters => '{hits}', flush_interval => '1 h');
+});
+$redis->cli('HINCRBY', "pk:$_", 'hits', 2) for (1, 2, 150, 151);
+$redis->cli('SADD', 'pk:dirty', 1, 2, 150, 151);
+RedisSync::WB::flush_until_clean($node, $redis, table => 'pk', dirty => 'pk:dirty', timeout => 60);
+is(sq("SELECT string_agg(id||'='||hits, ',' ORDER BY id) FROM pk"), '1=52,2=2,150=62,151=2', 'partitioned counters');
+is(join(',', map { $redis->cli('HGET', "pk:$_", 'hits') } (1, 2, 150, 151)), '52,2,62,2', 'Redis corrected');
+$redis->cli('HINCRBY', "pk:$_", 'hits', 1) for (1, 150);
+$redis->cli('SADD', 'pk:dirty', 1, 150);
+RedisSync::WB::flush_until_clean($node, $redis, table => 'pk', dirty => 'pk:dirty', timeout => 60);
+is(sq("SELECT string_agg(id||'='||hits, ',' ORDER BY id) FROM pk"), '1=53,2=2,150=63,151=2', 'then absolute');
 note(sq("SELECT row_to_json(s) FROM redis_sync.stats s"));
 $node->stop;
 done_testing();
