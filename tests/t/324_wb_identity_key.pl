@@ -34,5 +34,22 @@ else
 	is(sq(q{SELECT string_agg(member || ': ' || error, ' / ') FROM redis_sync.dead_letters}), '',
 		'no dead letters');
 }
+
+# hset()/hincrby() of a column the drain never writes (stored generated, or a
+# GENERATED ALWAYS identity column that is not the key) must be refused, not
+# put a value in Redis that never reaches the table
+sq(q{CREATE TABLE gc (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) STORED,
+                      seq int GENERATED ALWAYS AS IDENTITY);
+     INSERT INTO gc (id, n) VALUES (1, 5);
+     SELECT redis_sync.write_behind('gc', key_prefix => 'gc:', flush_interval => '1 h');});
+for my $call ("redis_sync.hset('gc', '1', 'twice', '99')", "redis_sync.hincrby('gc', '1', 'seq', 1)")
+{
+	my ($r, $o, $e) = $node->psql('postgres', "SELECT $call");
+	isnt($r, 0, "$call is refused");
+	like($e, qr/generated|identity/i, '... saying why');
+}
+is($redis->cli('HGET', 'gc:1', 'twice') . '|' . $redis->cli('HGET', 'gc:1', 'seq'), '|', 'nothing written to Redis');
+is(sq("SELECT redis_sync.hincrby('gc', '1', 'n', 1)"), '6', 'a writable column still works');
+
 $node->stop;
 done_testing();
