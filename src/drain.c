@@ -56,16 +56,19 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "capture.h"
 #include "drain.h"
 #include "rowsec.h"
+#include "subxact.h"
 #include "wb_internal.h"
 #include "xact_step.h"
 
@@ -359,17 +362,18 @@ wb_sort_member(Batch *b, RedisValue *r, int i)
 		b->abs_idx[b->nabs++] = i;
 }
 
-/* the rows of keys Redis no longer has (on_missing = delete) */
-static void
-delete_missing(Batch *b)
+/*
+ * DELETE the rows of members idx[0..n) (keys Redis no longer has); returns
+ * the rows deleted.
+ */
+static uint64
+delete_rows(Batch *b, int *idx, int n)
 {
 	WbTable    *t = b->t;
 	StringInfoData sql;
 	Oid		   *types = palloc(sizeof(Oid) * t->nkeys);
 	Datum	   *args = palloc(sizeof(Datum) * t->nkeys);
 
-	if (b->ndel == 0)
-		return;
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM %s WHERE (", t->qname);
 	for (int k = 0; k < t->nkeys; k++)
@@ -377,18 +381,93 @@ delete_missing(Batch *b)
 	appendStringInfoString(&sql, ") IN (SELECT * FROM unnest(");
 	for (int k = 0; k < t->nkeys; k++)
 	{
-		Datum	   *elems = palloc(sizeof(Datum) * b->ndel);
+		Datum	   *elems = palloc(sizeof(Datum) * n);
 
-		for (int d = 0; d < b->ndel; d++)
-			elems[d] = CStringGetTextDatum(b->ms[b->del_idx[d]].keyvals[k]);
+		for (int d = 0; d < n; d++)
+			elems[d] = CStringGetTextDatum(b->ms[idx[d]].keyvals[k]);
 		appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", k ? ", " : "", k + 1, t->keybase[k]);
 		types[k] = TEXTARRAYOID;
-		args[k] = PointerGetDatum(construct_array(elems, b->ndel, TEXTOID, -1, false, TYPALIGN_INT));
+		args[k] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 	}
 	appendStringInfoString(&sql, "))");
 	if (SPI_execute_with_args(sql.data, t->nkeys, types, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "redis_sync: write-behind delete failed");
-	b->applied += SPI_processed;
+	return SPI_processed;
+}
+
+/*
+ * delete_rows() in a subtransaction: NULL on success (*deleted: the rows),
+ * else the error of a permanent failure (rolled back); a transient error is
+ * re-thrown so the whole batch is retried later, as for the writes.
+ */
+static ErrorData *
+try_delete_rows(Batch *b, int *idx, int n, uint64 *deleted)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(outer);
+	PG_TRY();
+	{
+		*deleted = delete_rows(b, idx, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(outer);
+		result = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(outer);
+		CurrentResourceOwner = owner;
+		if (rs_error_transient_drain(result->sqlerrcode))
+			ReThrowError(result);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * The rows of keys Redis no longer has (on_missing = delete): all at once;
+ * when that fails for a permanent reason (another table's foreign key still
+ * references a row, a trigger refuses), member by member, each failure a
+ * dead letter, as for the writes.  Before, one such row failed the whole
+ * batch, which was retried forever and held its other members.
+ */
+static void
+delete_missing(Batch *b)
+{
+	uint64		deleted = 0;
+
+	if (b->ndel == 0)
+		return;
+	if (try_delete_rows(b, b->del_idx, b->ndel, &deleted) == NULL)
+	{
+		b->applied += deleted;
+		for (int d = 0; d < b->ndel; d++)
+			b->ms[b->del_idx[d]].deleted = true;
+		return;
+	}
+	for (int d = 0; d < b->ndel; d++)
+	{
+		Member	   *m = &b->ms[b->del_idx[d]];
+		ErrorData  *ed = try_delete_rows(b, &b->del_idx[d], 1, &deleted);
+
+		if (ed == NULL)
+		{
+			b->applied += deleted;
+			m->deleted = true;
+		}
+		else
+		{
+			m->problem = ed->message;
+			m->problem_state = pstrdup(unpack_sql_state(ed->sqlerrcode));
+		}
+	}
 }
 
 /* the table's writes, as its owner, without echoing them to their own keys */
@@ -428,7 +507,11 @@ write_rows(Batch *b)
 	PG_END_TRY();
 }
 
-/* applied keys are no longer dead; counts the applied rows */
+/*
+ * applied keys are no longer dead, nor are deleted ones (on_missing =
+ * delete: the value that failed is gone with its row); counts the applied
+ * rows (delete_missing counted the deleted ones)
+ */
 static void
 forget_dead_letters(Batch *b)
 {
@@ -441,6 +524,9 @@ forget_dead_letters(Batch *b)
 		if (b->ms[i].applied)
 			nd++;
 	b->applied += nd;
+	for (int i = 0; i < b->nm; i++)
+		if (b->ms[i].deleted)
+			nd++;
 	if (nd == 0)
 		return;
 	args[0] = ObjectIdGetDatum(b->t->relid);
@@ -453,7 +539,7 @@ forget_dead_letters(Batch *b)
 		done = palloc(sizeof(Datum) * b->nm);
 		nd = 0;
 		for (int i = 0; i < b->nm; i++)
-			if (b->ms[i].applied)
+			if (b->ms[i].applied || b->ms[i].deleted)
 				done[nd++] = CStringGetTextDatum(b->ms[i].member);
 		args[1] = PointerGetDatum(construct_array(done, nd, TEXTOID, -1, false, TYPALIGN_INT));
 		SPI_execute_with_args("DELETE FROM redis_sync.dead_letters WHERE relid = $1 AND member = ANY ($2)",
@@ -479,6 +565,18 @@ wb_apply_batch(Batch *b, TimestampTz started)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	/* DDL that committed since the round loaded t: retried, not dead letters */
 	wb_config_check_current(t);
+
+	/*
+	 * The table's deferred constraints and constraint triggers (a DEFERRABLE
+	 * INITIALLY DEFERRED foreign key) are checked at the end of each
+	 * statement: the writes run as the owner in a security-restricted
+	 * operation, where PostgreSQL refuses to queue a trigger for commit
+	 * ("cannot fire deferred trigger within security-restricted operation":
+	 * every member of such a table was a dead letter), and a violation found
+	 * at commit would fail the whole batch instead of the one member.
+	 */
+	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "redis_sync: SET CONSTRAINTS failed");
 	write_rows(b);
 	wb_record_dead_letters(t, b->ms, b->nm);
 	forget_dead_letters(b);

@@ -145,6 +145,12 @@ touch_check(Oid relid, WbTable *t, Member *m, const char *column, const char *op
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" is not a write-behind column of table %s", column, t->qname)));
+	/* the drain ignores such fields: the value would stay in Redis alone */
+	if (!t->writable[col])
+		ereport(ERROR,
+				(errcode(ERRCODE_GENERATED_ALWAYS),
+				 errmsg("column \"%s\" of table %s is a generated or GENERATED ALWAYS identity column", column, t->qname),
+				 errdetail("The write-behind drain never writes such a column: the value would stay in Redis and never reach the table.")));
 	if (!wb_split_member(t, m))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

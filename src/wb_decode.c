@@ -601,9 +601,27 @@ json_present_columns(WbTable *t, Member *m, List *fields)
 	m->json = obj.data;
 }
 
+/* json: keys that name no column of the table are counted, as in a hash */
+static void
+count_unknown_json(WbTable *t, List *fields, int64 *unknown)
+{
+	ListCell   *lc;
+
+	foreach(lc, fields)
+	{
+		RsJsonField *f = lfirst(lc);
+		bool		known = false;
+
+		for (int c = 0; c < t->nallcols && !known; c++)
+			known = strcmp(t->allcols[c], f->name) == 0;
+		if (!known)
+			(*unknown)++;
+	}
+}
+
 /* json: an object of columns */
 static void
-decode_json(WbTable *t, Member *m, RedisValue *v)
+decode_json(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 {
 	List	   *fields = NIL;
 	bool		is_object = false;
@@ -638,7 +656,10 @@ decode_json(WbTable *t, Member *m, RedisValue *v)
 		m->problem_state = pstrdup("22023");
 	}
 	else if (parsed)
+	{
 		json_present_columns(t, m, fields);
+		count_unknown_json(t, fields, unknown);
+	}
 }
 
 /* turn the claimed value into column values */
@@ -657,7 +678,7 @@ wb_decode_value(WbTable *t, Member *m, RedisValue *v, int64 *unknown)
 			take_value(t, m, 0, v);
 	}
 	else
-		decode_json(t, m, v);
+		decode_json(t, m, v, unknown);
 }
 
 /* the claimed value as JSON, for a dead letter (built only when needed) */

@@ -96,6 +96,8 @@ typedef struct Member
 	bool		increment;		/* counters applied as increments */
 	int64	   *read;			/* counter values read from Redis */
 	bool		applied;
+	bool		deleted;		/* on_missing = delete: its row deleted (or
+								 * absent) */
 	bool		returned;		/* increment: the row after the write, below */
 	char	  **after;			/* ncols, text */
 	int64	   *totals;			/* ncounters */
