@@ -14,10 +14,18 @@ use RedisSync::WB;
 use RedisSync::Compare;
 use Test::More;
 
+# ioredis from the npm registry into this test's directory (IOREDIS_MODULES:
+# a node_modules directory that has it already); skipped without node and npm
 my $nodebin = `which node 2>/dev/null`;
 chomp $nodebin;
-my $modules = $ENV{IOREDIS_MODULES} // '/tmp/lead/npm_b/node_modules';
-plan skip_all => 'node or ioredis missing' unless $nodebin && -d "$modules/ioredis";
+my $modules = $ENV{IOREDIS_MODULES};
+if (!$modules && $nodebin && `which npm 2>/dev/null`)
+{
+	my $dir = "$PostgreSQL::Test::Utils::tmp_check/npm";
+	system("npm install --silent --no-audit --no-fund --prefix '$dir' ioredis\@5 >'$dir.log' 2>&1");
+	$modules = "$dir/node_modules";
+}
+plan skip_all => 'node, npm or ioredis missing' unless $nodebin && $modules && -d "$modules/ioredis";
 
 my $redis = RedisSync::Test::start_redis();
 my $node  = RedisSync::Test::new_node('wbioredis', redis => $redis);
