@@ -1186,6 +1186,35 @@ BEGIN
     LOOP
         PERFORM redis_sync._follow_column(col.tbl, 'drop', col.name, NULL);
     END LOOP;
+    -- the unique index behind a synced table's key_columns must stay: two
+    -- rows sharing one key would share one Redis key, and the cache would
+    -- hold whichever was written or read through last (write_through()
+    -- checks it; DROP INDEX and DROP CONSTRAINT went around that check).
+    -- A dropped index's table is no longer in the catalogs, so every synced
+    -- table is checked, only when an index or constraint was dropped.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                WHERE d.object_type IN ('index', 'table constraint')) THEN
+        FOR cfg IN
+            SELECT DISTINCT t.relid, t.key_columns
+              FROM redis_sync.tables t
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM pg_index i
+                  WHERE i.indrelid = t.relid AND i.indisunique AND i.indpred IS NULL
+                    AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
+                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
+                           FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                           JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
+                          WHERE k.ord <= i.indnkeyatts)
+                        = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+        LOOP
+            RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      DETAIL = format('The table is synced with key_columns %s: two rows sharing those values '
+                                      'would share one Redis key.', cfg.key_columns),
+                      HINT = 'Create the new unique index before dropping the old one (or replace a primary key '
+                             'in one ALTER TABLE), or unsync the table first with redis_sync.unsync().';
+        END LOOP;
+    END IF;
 END
 $fn$;
 
