@@ -441,8 +441,11 @@ BEGIN
 END
 $fn$;
 
+-- ALTER TABLE too: a table's row type is a composite type, and adding,
+-- dropping, retyping or renaming its columns changes the text of values of
+-- that row type held in other (synced) tables' columns
 CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
-    WHEN TAG IN ('ALTER TYPE')
+    WHEN TAG IN ('ALTER TYPE', 'ALTER TABLE', 'ALTER FOREIGN TABLE')
     EXECUTE FUNCTION _on_type_change();
 
 -- DROP EXTENSION releases the database's key prefix claims (claim.c, an

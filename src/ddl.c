@@ -92,7 +92,38 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
  * type: an enum value renamed, or a composite type's attributes added,
  * dropped, retyped or renamed (the json format names attributes).  Adding
  * an enum value or renaming the type changes no value.
+ *
+ * A table's (or foreign table's) row type is a composite type too: an ALTER
+ * TABLE that adds, drops or retypes a column of it, or renames one, changes
+ * the text of the values of columns of that row type in other tables just
+ * as ALTER TYPE ... ADD/DROP/RENAME ATTRIBUTE does.  The caller purges only
+ * the synced tables with a column over the changed type, so an ALTER TABLE
+ * of a table whose row type no synced table uses removes nothing.
  */
+static bool
+alter_table_changes_rowtype(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *sub = lfirst_node(AlterTableCmd, lc);
+
+		switch (sub->subtype)
+		{
+			case AT_AddColumn:
+			case AT_AddColumnRecurse:
+			case AT_DropColumn:
+			case AT_DropColumnRecurse:
+			case AT_AlterColumnType:
+				return true;
+			default:
+				break;
+		}
+	}
+	return false;
+}
+
 PG_FUNCTION_INFO_V1(redis_sync_type_text_changed);
 
 Datum
@@ -106,8 +137,23 @@ redis_sync_type_text_changed(PG_FUNCTION_ARGS)
 	if (IsA(pt, AlterEnumStmt))
 		PG_RETURN_BOOL(((AlterEnumStmt *) pt)->oldVal != NULL);
 	if (IsA(pt, AlterTableStmt))
-		PG_RETURN_BOOL(((AlterTableStmt *) pt)->objtype == OBJECT_TYPE);
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) pt;
+
+		if (stmt->objtype == OBJECT_TYPE)
+			PG_RETURN_BOOL(true);
+		if (stmt->objtype == OBJECT_TABLE || stmt->objtype == OBJECT_FOREIGN_TABLE)
+			PG_RETURN_BOOL(alter_table_changes_rowtype(stmt));
+		PG_RETURN_BOOL(false);
+	}
 	if (IsA(pt, RenameStmt))
-		PG_RETURN_BOOL(((RenameStmt *) pt)->renameType == OBJECT_ATTRIBUTE);
+	{
+		RenameStmt *rs = (RenameStmt *) pt;
+
+		PG_RETURN_BOOL(rs->renameType == OBJECT_ATTRIBUTE ||
+					   (rs->renameType == OBJECT_COLUMN &&
+						(rs->relationType == OBJECT_TABLE ||
+						 rs->relationType == OBJECT_FOREIGN_TABLE)));
+	}
 	PG_RETURN_BOOL(false);
 }
