@@ -426,7 +426,14 @@ BEGIN
                   JOIN pg_catalog.pg_class cl ON cl.oid = d.objid
                  WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = ch.typ
                    AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0
-                   AND cl.reltype <> 0) x
+                   AND cl.reltype <> 0
+                UNION
+                -- an ALTER TABLE of an inheritance parent changes its
+                -- children's row types as well
+                SELECT cl.reltype FROM pg_catalog.pg_type ty
+                  JOIN pg_catalog.pg_inherits i ON i.inhparent = ty.typrelid
+                  JOIN pg_catalog.pg_class cl ON cl.oid = i.inhrelid
+                 WHERE ty.oid = ch.typ AND ty.typrelid <> 0 AND cl.reltype <> 0) x
         )
         SELECT DISTINCT t.relid, t.key_prefix
           FROM redis_sync.tables t
@@ -443,9 +450,11 @@ $fn$;
 
 -- ALTER TABLE too: a table's row type is a composite type, and adding,
 -- dropping, retyping or renaming its columns changes the text of values of
--- that row type held in other (synced) tables' columns
+-- that row type held in other (synced) tables' columns (and of its
+-- inheritance children's row types); a view's row type likewise (CREATE OR
+-- REPLACE VIEW, ALTER VIEW ... RENAME COLUMN)
 CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
-    WHEN TAG IN ('ALTER TYPE', 'ALTER TABLE', 'ALTER FOREIGN TABLE')
+    WHEN TAG IN ('ALTER TYPE', 'ALTER TABLE', 'ALTER FOREIGN TABLE', 'CREATE VIEW', 'ALTER VIEW')
     EXECUTE FUNCTION _on_type_change();
 
 -- DROP EXTENSION releases the database's key prefix claims (claim.c, an
@@ -907,7 +916,9 @@ BEGIN
         END IF;
         IF NOT EXISTS (
             SELECT 1 FROM pg_index i
-             WHERE i.indrelid = tbl AND i.indisunique AND i.indpred IS NULL
+             -- a valid index only: a CREATE UNIQUE INDEX CONCURRENTLY that
+             -- failed on duplicates leaves an invalid one, not enforced
+             WHERE i.indrelid = tbl AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
                AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(kcols)
                AND (SELECT array_agg(a.attname ORDER BY a.attname)
                       FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -1202,7 +1213,7 @@ BEGIN
               FROM redis_sync.tables t
              WHERE NOT EXISTS (
                  SELECT 1 FROM pg_index i
-                  WHERE i.indrelid = t.relid AND i.indisunique AND i.indpred IS NULL
+                  WHERE i.indrelid = t.relid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
                     AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
                     AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
                            FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)

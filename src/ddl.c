@@ -98,7 +98,9 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
  * the text of the values of columns of that row type in other tables just
  * as ALTER TYPE ... ADD/DROP/RENAME ATTRIBUTE does.  The caller purges only
  * the synced tables with a column over the changed type, so an ALTER TABLE
- * of a table whose row type no synced table uses removes nothing.
+ * of a table whose row type no synced table uses removes nothing.  The same
+ * holds for a view's row type (CREATE OR REPLACE VIEW adding columns,
+ * ALTER VIEW ... RENAME COLUMN).
  */
 static bool
 alter_table_changes_rowtype(AlterTableStmt *stmt)
@@ -153,7 +155,11 @@ redis_sync_type_text_changed(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(rs->renameType == OBJECT_ATTRIBUTE ||
 					   (rs->renameType == OBJECT_COLUMN &&
 						(rs->relationType == OBJECT_TABLE ||
-						 rs->relationType == OBJECT_FOREIGN_TABLE)));
+						 rs->relationType == OBJECT_FOREIGN_TABLE ||
+						 rs->relationType == OBJECT_VIEW)));
 	}
+	/* CREATE OR REPLACE VIEW may add columns to the view's row type */
+	if (IsA(pt, ViewStmt))
+		PG_RETURN_BOOL(((ViewStmt *) pt)->replace);
 	PG_RETURN_BOOL(false);
 }

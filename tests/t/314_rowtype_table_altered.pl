@@ -62,6 +62,39 @@ $node->safe_psql('postgres', 'CREATE TABLE other (x int); ALTER TABLE other ADD 
 $node->safe_psql('postgres', 'ALTER TABLE other RENAME COLUMN y TO z; ALTER TABLE person ADD COLUMN extra int');
 is($redis->cli('EXISTS', 'person:1'), '1', 'an unrelated ALTER TABLE removes nothing');
 
+# the row type of an inheritance child, changed by an ALTER TABLE of its
+# parent; a view's row type, changed by CREATE OR REPLACE VIEW and ALTER
+# VIEW ... RENAME COLUMN
+$node->safe_psql('postgres', q{
+CREATE TABLE base (a text);
+CREATE TABLE child (b int) INHERITS (base);
+CREATE TABLE holder (id int PRIMARY KEY, c child);
+CREATE VIEW vw AS SELECT 1 AS a;
+CREATE TABLE holder2 (id int PRIMARY KEY, c vw);
+CREATE TABLE holder3 (id int PRIMARY KEY, c vw);
+SELECT redis_sync.write_through('holder', key_prefix => 'holder:', warm => false);
+SELECT redis_sync.write_through('holder2', key_prefix => 'holder2:', warm => false);
+SELECT redis_sync.write_through('holder3', key_prefix => 'holder3:', format => 'json', warm => false);
+INSERT INTO holder VALUES (1, ROW('x', 1));
+INSERT INTO holder2 VALUES (1, ROW(1));
+INSERT INTO holder3 VALUES (1, ROW(1));
+ALTER TABLE base ADD COLUMN z int;
+CREATE OR REPLACE VIEW vw AS SELECT 1 AS a, 2 AS b;
+});
+for my $t (qw(holder holder2 holder3))
+{
+	is($node->safe_psql('postgres',
+			"SELECT count(*) FROM redis_sync.verify('$t') WHERE problem <> 'missing in cache'"),
+		'0', "verify($t) finds no stale key");
+}
+$node->safe_psql('postgres', q{
+DELETE FROM holder3; INSERT INTO holder3 VALUES (1, ROW(1, 2));
+ALTER VIEW vw RENAME COLUMN b TO bb;
+});
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM redis_sync.verify('holder3') WHERE problem <> 'missing in cache'"),
+	'0', 'verify(holder3) finds no stale key after ALTER VIEW ... RENAME COLUMN');
+
 $node->stop;
 $redis->stop;
 done_testing();
