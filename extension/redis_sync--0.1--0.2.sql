@@ -448,6 +448,55 @@ BEGIN
 END
 $fn$;
 
+-- DROP INDEX CONCURRENTLY of the index behind a synced table's key_columns:
+-- checked before it starts (ddl.c), since _on_sql_drop's refusal comes
+-- after the index was already made dead in committed transactions
+CREATE FUNCTION _key_index_check(idx oid)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg record;
+BEGIN
+    FOR cfg IN
+        SELECT DISTINCT t.relid, t.key_columns
+          FROM redis_sync.tables t
+          JOIN pg_index ix ON ix.indexrelid = idx AND ix.indrelid = t.relid
+         WHERE NOT EXISTS (
+             SELECT 1 FROM pg_index i
+              WHERE i.indrelid = t.relid AND i.indexrelid <> idx
+                AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
+                AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
+                       FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                       JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
+                      WHERE k.ord <= i.indnkeyatts)
+                    = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+    LOOP
+        RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('The table is synced with key_columns %s: two rows sharing those values '
+                                  'would share one Redis key.', cfg.key_columns),
+                  HINT = 'Create the new unique index before dropping the old one, or unsync the table '
+                         'first with redis_sync.unsync().';
+    END LOOP;
+    RETURN true;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION _key_index_check(oid) FROM PUBLIC;
+
+CREATE FUNCTION _on_drop_index_start()
+RETURNS event_trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'redis_sync_on_drop_index_start';
+REVOKE EXECUTE ON FUNCTION _on_drop_index_start() FROM PUBLIC;
+
+CREATE EVENT TRIGGER redis_sync_drop_index_start ON ddl_command_start
+    WHEN TAG IN ('DROP INDEX')
+    EXECUTE FUNCTION _on_drop_index_start();
+
 -- ALTER TABLE too: a table's row type is a composite type, and adding,
 -- dropping, retyping or renaming its columns changes the text of values of
 -- that row type held in other (synced) tables' columns (and of its

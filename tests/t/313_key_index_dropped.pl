@@ -33,6 +33,13 @@ SELECT redis_sync.write_through('p', key_prefix => 'p:', warm => false);
 my ($rc, $out, $err) = $node->psql('postgres', 'DROP INDEX u_code');
 isnt($rc, 0, 'DROP INDEX of the unique index behind key_columns is refused');
 like($err, qr/key_columns of table public\.u would no longer match/, 'the error names the table') or diag $err;
+# DROP INDEX CONCURRENTLY makes the index dead in transactions of its own
+# before sql_drop fires: it must be refused before it starts
+($rc, $out, $err) = $node->psql('postgres', 'DROP INDEX CONCURRENTLY u_code');
+isnt($rc, 0, 'DROP INDEX CONCURRENTLY of that index is refused');
+is($node->safe_psql('postgres',
+		"SELECT indisvalid AND indisready AND indislive FROM pg_index WHERE indexrelid = 'u_code'::regclass"),
+	't', 'and leaves the index valid and enforced');
 # the primary key of an invalidate table dropped
 ($rc, $out, $err) = $node->psql('postgres', 'ALTER TABLE i DROP CONSTRAINT i_pkey');
 isnt($rc, 0, 'DROP CONSTRAINT of the primary key behind key_columns is refused');
@@ -56,6 +63,21 @@ $node->safe_psql('postgres', 'ALTER TABLE i DROP CONSTRAINT i_pkey, ADD PRIMARY 
 $node->safe_psql('postgres', 'CREATE UNIQUE INDEX u_code2 ON u (code); DROP INDEX u_code');
 # an index that is not the key's goes as usual
 $node->safe_psql('postgres', 'CREATE INDEX u_v ON u (v); DROP INDEX u_v');
+$node->safe_psql('postgres', 'CREATE INDEX u_v2 ON u (v)');
+$node->safe_psql('postgres', 'DROP INDEX CONCURRENTLY u_v2');
+$node->safe_psql('postgres', 'CREATE UNIQUE INDEX u_code3 ON u (code)');
+$node->safe_psql('postgres', 'DROP INDEX CONCURRENTLY u_code3');
+# a table owner that is no superuser drops its indexes concurrently as usual
+$node->safe_psql('postgres', q{
+CREATE ROLE plain LOGIN;
+GRANT CREATE ON SCHEMA public TO plain;
+SET ROLE plain;
+CREATE TABLE plain_t (id int PRIMARY KEY, v text);
+CREATE INDEX plain_v ON plain_t (v);
+});
+($rc, $out, $err) = $node->psql('postgres', 'DROP INDEX CONCURRENTLY plain_v',
+	extra_params => [ '-U', 'plain' ]);
+is($rc, 0, 'a plain owner drops an index concurrently') or diag $err;
 # dropping the table drops its indexes too
 $node->safe_psql('postgres', 'DROP TABLE p');
 is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.tables WHERE key_prefix = 'p:'"),
