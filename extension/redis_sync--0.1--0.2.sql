@@ -434,7 +434,14 @@ BEGIN
                   JOIN pg_catalog.pg_class cl ON cl.oid = d.objid
                  WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = ch.typ
                    AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0
-                   AND cl.reltype <> 0) x
+                   AND cl.reltype <> 0
+                UNION
+                -- an ALTER TABLE of an inheritance parent changes its
+                -- children's row types as well
+                SELECT cl.reltype FROM pg_catalog.pg_type ty
+                  JOIN pg_catalog.pg_inherits i ON i.inhparent = ty.typrelid
+                  JOIN pg_catalog.pg_class cl ON cl.oid = i.inhrelid
+                 WHERE ty.oid = ch.typ AND ty.typrelid <> 0 AND cl.reltype <> 0) x
         )
         SELECT DISTINCT t.relid, t.key_prefix
           FROM redis_sync.tables t
@@ -449,8 +456,62 @@ BEGIN
 END
 $fn$;
 
+-- DROP INDEX CONCURRENTLY of the index behind a synced table's key_columns:
+-- checked before it starts (ddl.c), since _on_sql_drop's refusal comes
+-- after the index was already made dead in committed transactions
+CREATE FUNCTION _key_index_check(idx oid)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg record;
+BEGIN
+    FOR cfg IN
+        SELECT DISTINCT t.relid, t.key_columns
+          FROM redis_sync.tables t
+          JOIN pg_index ix ON ix.indexrelid = idx AND ix.indrelid = t.relid
+         WHERE NOT EXISTS (
+             SELECT 1 FROM pg_index i
+              WHERE i.indrelid = t.relid AND i.indexrelid <> idx
+                AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
+                AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
+                       FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                       JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
+                      WHERE k.ord <= i.indnkeyatts)
+                    = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+    LOOP
+        RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('The table is synced with key_columns %s: two rows sharing those values '
+                                  'would share one Redis key.', cfg.key_columns),
+                  HINT = 'Create the new unique index before dropping the old one, or unsync the table '
+                         'first with redis_sync.unsync().';
+    END LOOP;
+    RETURN true;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION _key_index_check(oid) FROM PUBLIC;
+
+CREATE FUNCTION _on_drop_index_start()
+RETURNS event_trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'redis_sync_on_drop_index_start';
+REVOKE EXECUTE ON FUNCTION _on_drop_index_start() FROM PUBLIC;
+
+CREATE EVENT TRIGGER redis_sync_drop_index_start ON ddl_command_start
+    WHEN TAG IN ('DROP INDEX')
+    EXECUTE FUNCTION _on_drop_index_start();
+
+-- ALTER TABLE too: a table's row type is a composite type, and adding,
+-- dropping, retyping or renaming its columns changes the text of values of
+-- that row type held in other (synced) tables' columns (and of its
+-- inheritance children's row types); a view's row type likewise (CREATE OR
+-- REPLACE VIEW, ALTER VIEW ... RENAME COLUMN)
 CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
-    WHEN TAG IN ('ALTER TYPE')
+    WHEN TAG IN ('ALTER TYPE', 'ALTER TABLE', 'ALTER FOREIGN TABLE', 'CREATE VIEW', 'ALTER VIEW')
     EXECUTE FUNCTION _on_type_change();
 
 -- DROP EXTENSION releases the database's key prefix claims (claim.c, an
@@ -913,7 +974,9 @@ BEGIN
         END IF;
         IF NOT EXISTS (
             SELECT 1 FROM pg_index i
-             WHERE i.indrelid = tbl AND i.indisunique AND i.indpred IS NULL
+             -- a valid index only: a CREATE UNIQUE INDEX CONCURRENTLY that
+             -- failed on duplicates leaves an invalid one, not enforced
+             WHERE i.indrelid = tbl AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
                AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(kcols)
                AND (SELECT array_agg(a.attname ORDER BY a.attname)
                       FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -1213,6 +1276,35 @@ BEGIN
     LOOP
         PERFORM redis_sync._follow_column(col.tbl, 'drop', col.name, NULL);
     END LOOP;
+    -- the unique index behind a synced table's key_columns must stay: two
+    -- rows sharing one key would share one Redis key, and the cache would
+    -- hold whichever was written or read through last (write_through()
+    -- checks it; DROP INDEX and DROP CONSTRAINT went around that check).
+    -- A dropped index's table is no longer in the catalogs, so every synced
+    -- table is checked, only when an index or constraint was dropped.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                WHERE d.object_type IN ('index', 'table constraint')) THEN
+        FOR cfg IN
+            SELECT DISTINCT t.relid, t.key_columns
+              FROM redis_sync.tables t
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM pg_index i
+                  WHERE i.indrelid = t.relid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                    AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
+                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
+                           FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                           JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
+                          WHERE k.ord <= i.indnkeyatts)
+                        = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+        LOOP
+            RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      DETAIL = format('The table is synced with key_columns %s: two rows sharing those values '
+                                      'would share one Redis key.', cfg.key_columns),
+                      HINT = 'Create the new unique index before dropping the old one (or replace a primary key '
+                             'in one ALTER TABLE), or unsync the table first with redis_sync.unsync().';
+        END LOOP;
+    END IF;
 END
 $fn$;
 

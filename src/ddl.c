@@ -14,7 +14,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
 #include "funcapi.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "tcop/deparse_utility.h"
 #include "utils/builtins.h"
 
@@ -92,7 +98,40 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
  * type: an enum value renamed, or a composite type's attributes added,
  * dropped, retyped or renamed (the json format names attributes).  Adding
  * an enum value or renaming the type changes no value.
+ *
+ * A table's (or foreign table's) row type is a composite type too: an ALTER
+ * TABLE that adds, drops or retypes a column of it, or renames one, changes
+ * the text of the values of columns of that row type in other tables just
+ * as ALTER TYPE ... ADD/DROP/RENAME ATTRIBUTE does.  The caller purges only
+ * the synced tables with a column over the changed type, so an ALTER TABLE
+ * of a table whose row type no synced table uses removes nothing.  The same
+ * holds for a view's row type (CREATE OR REPLACE VIEW adding columns,
+ * ALTER VIEW ... RENAME COLUMN).
  */
+static bool
+alter_table_changes_rowtype(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *sub = lfirst_node(AlterTableCmd, lc);
+
+		switch (sub->subtype)
+		{
+			case AT_AddColumn:
+			case AT_AddColumnRecurse:
+			case AT_DropColumn:
+			case AT_DropColumnRecurse:
+			case AT_AlterColumnType:
+				return true;
+			default:
+				break;
+		}
+	}
+	return false;
+}
+
 PG_FUNCTION_INFO_V1(redis_sync_type_text_changed);
 
 Datum
@@ -106,8 +145,81 @@ redis_sync_type_text_changed(PG_FUNCTION_ARGS)
 	if (IsA(pt, AlterEnumStmt))
 		PG_RETURN_BOOL(((AlterEnumStmt *) pt)->oldVal != NULL);
 	if (IsA(pt, AlterTableStmt))
-		PG_RETURN_BOOL(((AlterTableStmt *) pt)->objtype == OBJECT_TYPE);
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) pt;
+
+		if (stmt->objtype == OBJECT_TYPE)
+			PG_RETURN_BOOL(true);
+		if (stmt->objtype == OBJECT_TABLE || stmt->objtype == OBJECT_FOREIGN_TABLE)
+			PG_RETURN_BOOL(alter_table_changes_rowtype(stmt));
+		PG_RETURN_BOOL(false);
+	}
 	if (IsA(pt, RenameStmt))
-		PG_RETURN_BOOL(((RenameStmt *) pt)->renameType == OBJECT_ATTRIBUTE);
+	{
+		RenameStmt *rs = (RenameStmt *) pt;
+
+		PG_RETURN_BOOL(rs->renameType == OBJECT_ATTRIBUTE ||
+					   (rs->renameType == OBJECT_COLUMN &&
+						(rs->relationType == OBJECT_TABLE ||
+						 rs->relationType == OBJECT_FOREIGN_TABLE ||
+						 rs->relationType == OBJECT_VIEW)));
+	}
+	/* CREATE OR REPLACE VIEW may add columns to the view's row type */
+	if (IsA(pt, ViewStmt))
+		PG_RETURN_BOOL(((ViewStmt *) pt)->replace);
 	PG_RETURN_BOOL(false);
+}
+
+/*
+ * _on_drop_index_start() RETURNS event_trigger (ddl_command_start, DROP INDEX)
+ *
+ * DROP INDEX CONCURRENTLY commits the index's invalidation in transactions
+ * of its own before the last one drops it, and sql_drop fires only in that
+ * last one: refusing it there (_on_sql_drop) leaves the index dead, no
+ * longer enforcing uniqueness, while the table stays synced on it.  So the
+ * indexes a DROP INDEX CONCURRENTLY names are checked here, before anything
+ * is done: redis_sync._key_index_check() refuses the drop of the last valid
+ * unique index behind a synced table's key_columns.
+ */
+PG_FUNCTION_INFO_V1(redis_sync_on_drop_index_start);
+
+Datum
+redis_sync_on_drop_index_start(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trig;
+	DropStmt   *stmt;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_on_drop_index_start() must be called as an event trigger")));
+	trig = (EventTriggerData *) fcinfo->context;
+	if (trig->parsetree == NULL || !IsA(trig->parsetree, DropStmt))
+		PG_RETURN_VOID();
+	stmt = (DropStmt *) trig->parsetree;
+	if (stmt->removeType != OBJECT_INDEX || !stmt->concurrent)
+		PG_RETURN_VOID();
+
+	foreach(lc, stmt->objects)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+		Oid			idx = RangeVarGetRelid(rv, NoLock, true);
+		Oid			argtypes[1] = {OIDOID};
+		Oid			check;
+
+		if (!OidIsValid(idx))
+			continue;			/* DROP itself reports it (or IF EXISTS) */
+
+		/*
+		 * Called without an EXECUTE check (it is revoked from PUBLIC, and a
+		 * table owner that is no superuser must be able to drop indexes): the
+		 * function is SECURITY DEFINER and only raises an error.
+		 */
+		check = LookupFuncName(list_make2(makeString("redis_sync"),
+										  makeString("_key_index_check")),
+							   1, argtypes, false);
+		(void) OidFunctionCall1(check, ObjectIdGetDatum(idx));
+	}
+	PG_RETURN_VOID();
 }
