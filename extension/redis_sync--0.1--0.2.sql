@@ -299,7 +299,7 @@ $do$;
 -- applies to members).
 CREATE FUNCTION _key_row_values(k text, tbl regclass, prefix text, kcols name[])
 RETURNS text[]
-LANGUAGE plpgsql
+LANGUAGE plpgsql STRICT
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC' SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1 SET bytea_output = 'hex' SET lc_monetary = 'C'

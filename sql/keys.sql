@@ -7,6 +7,9 @@ SELECT k, h(k) ->> 'v' AS v
   FROM jsonb_array_elements_text(redis_sync.command('KEYS', 'mk:*')) k ORDER BY 1;
 -- escape_key gives the same form; get() takes the raw values
 SELECT redis_sync.escape_key('x:y', 'z'), redis_sync.escape_key('x\', ':z');
+-- a two-dimensional array is refused (it was flattened), a NULL key is no key
+SELECT rs_error($$SELECT redis_sync.escape_key(VARIADIC ARRAY[['a', 'b'], ['c', 'd']])$$);
+SELECT redis_sync._key_row_values(NULL, 'pg_class', 'x:', '{k}') IS NULL AS null_key;
 SELECT (redis_sync.get(NULL::k_mk, 'x:y', 'z')).v AS v1, (redis_sync.get(NULL::k_mk, 'x', 'y:z')).v AS v2,
        (redis_sync.get(NULL::k_mk, 'x\', ':z')).v AS v3, (redis_sync.get(NULL::k_mk, '', '')).v AS v7;
 -- companion keys: one rule, begins with '{'

@@ -73,6 +73,17 @@ SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_throug
                   NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
 SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'mine:', '{id}', '{nope}', 'hash',
                   NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+-- nor write_through()'s checks of the key and the delivery: a key no unique
+-- index backs (two rows could share it), a key type a key cannot hold,
+-- strict with async
+CREATE TABLE sec_evil.mine2 (id int PRIMARY KEY, n int NOT NULL, a int[] NOT NULL UNIQUE);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine2', 'write_through', 'mine2:', '{n}', '{id}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine2', 'write_through', 'mine2:', '{a}', '{id}', 'hash',
+                  NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$);
+SELECT rs_error($$SELECT redis_sync._config_write('sec_evil.mine2', 'write_through', 'mine2:', '{id}', '{n}', 'hash',
+                  NULL, 'strict', 'async', NULL, NULL, NULL, NULL, NULL)$$);
+DROP TABLE sec_evil.mine2;
 -- the prefix-overlap check cannot be bypassed either
 SELECT regexp_replace(rs_error($$SELECT redis_sync._config_write('sec_evil.mine', 'write_through', 'sec:', '{id}', '{n}', 'hash',
                   NULL, 'eventual', 'sync', NULL, NULL, NULL, NULL, NULL)$$), 'server [0-9]+', 'server N');

@@ -22,7 +22,11 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -31,6 +35,8 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -94,6 +100,71 @@ column_list(Oid relid, Datum arr, const char *what, int *n, AttrNumber **atts)
 	return names;
 }
 
+/*
+ * The key columns are exactly the columns of a valid unique index without
+ * predicate or expressions, and of types a key can hold: what
+ * write_through() and write_behind() check first, checked again for a
+ * direct call, which could otherwise configure a key two rows share.
+ */
+static void
+check_key_columns(Oid relid, char **keys, AttrNumber *katts, int nkeys)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	it = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index ix;
+
+		if (!HeapTupleIsValid(it))
+			continue;
+		ix = (Form_pg_index) GETSTRUCT(it);
+		if (ix->indisunique && ix->indisvalid && ix->indnkeyatts == nkeys &&
+			heap_attisnull(it, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(it, Anum_pg_index_indexprs, NULL))
+		{
+			bool		all = true;
+
+			for (int k = 0; k < nkeys && all; k++)
+			{
+				bool		in = false;
+
+				for (int j = 0; j < ix->indnkeyatts; j++)
+					in = in || ix->indkey.values[j] == katts[k];
+				all = in;
+			}
+			found = found || all;
+		}
+		ReleaseSysCache(it);
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("key_columns of table %s do not match a primary key or unique index", get_rel_name(relid)),
+				 errdetail("redis_sync relies on that index to order concurrent writers of one key."),
+				 errhint("Create a unique index on exactly these columns.")));
+	for (int k = 0; k < nkeys; k++)
+	{
+		Oid			typ = get_atttype(relid, katts[k]);
+		char		cat;
+		bool		preferred;
+		char		typtype = get_typtype(typ);
+
+		get_type_category_preferred(typ, &cat, &preferred);
+		if (cat == TYPCATEGORY_ARRAY || typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_PSEUDO ||
+			typ == JSONOID || typ == JSONBOID || typ == XMLOID || typ == BYTEAOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("key column \"%s\" has unsupported type %s", keys[k], format_type_be(typ)),
+					 errhint("Key columns must be scalar types such as integer, text, uuid or date.")));
+	}
+}
+
 /* what the other modules rely on; the CHECK constraints of redis_sync.tables check the rest */
 static void
 validate_config(FunctionCallInfo fcinfo, Oid relid)
@@ -146,6 +217,10 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 					 errmsg("key column \"%s\" of table %s is nullable", keys[i], get_rel_name(relid))));
 	}
+	check_key_columns(relid, keys, katts, nkeys);
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(7)), "strict") == 0 &&
+		strcmp(text_to_cstring(PG_GETARG_TEXT_PP(8)), "async") == 0)
+		bad_config("consistency \"strict\" cannot be combined with delivery \"async\"");
 	if (ncols == 0 && strcmp(policy, "invalidate") != 0)
 		bad_config("columns must not be empty");
 	if (strcmp(format, "string") == 0 && ncols != 1)

@@ -824,9 +824,16 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 Datum
 redis_sync_escape_key(PG_FUNCTION_ARGS)
 {
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
 	int			n;
-	char	  **vals = rs_text_array(PG_GETARG_ARRAYTYPE_P(0), &n);
+	char	  **vals;
 
+	/* VARIADIC ARRAY[...] of several dimensions: not a list of values */
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("escape_key takes a one-dimensional array of key values")));
+	vals = rs_text_array(arr, &n);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
