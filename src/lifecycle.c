@@ -226,6 +226,16 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 		detaching = detaching || CheckRelationOidLockedByMe(lfirst_oid(lc), ShareUpdateExclusiveLock, true);
 	if (!detaching)
 		PG_RETURN_INT64(0);
+
+	/*
+	 * A detach CONCURRENTLY holds a lock that lets writers into the partition
+	 * itself go on: wait for those that began while the partition was still
+	 * the table's (their captures are pushed at their commit, with an older
+	 * version than the deletes of this one); later ones are not captured (the
+	 * partition has left the table and its triggers).  After a plain detach
+	 * this lock is held already.
+	 */
+	LockRelationOid(part, ShareLock);
 	PG_RETURN_INT64(leaf_rows_leave(part, root));
 }
 
