@@ -456,9 +456,12 @@ BEGIN
 END
 $fn$;
 
--- DROP INDEX CONCURRENTLY of the index behind a synced table's key_columns:
--- checked before it starts (ddl.c), since _on_sql_drop's refusal comes
--- after the index was already made dead in committed transactions
+-- Every synced table's key_columns backed by a valid unique index other
+-- than idx (0: by any; _on_sql_drop, after an index or constraint was
+-- dropped), else an error.  DROP INDEX CONCURRENTLY of the index behind a
+-- synced table's key_columns is checked before it starts (ddl.c), since
+-- _on_sql_drop's refusal comes after the index was already made dead in
+-- committed transactions
 CREATE FUNCTION _key_index_check(idx oid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -471,8 +474,9 @@ BEGIN
     FOR cfg IN
         SELECT DISTINCT t.relid, t.key_columns
           FROM redis_sync.tables t
-          JOIN pg_index ix ON ix.indexrelid = idx AND ix.indrelid = t.relid
-         WHERE NOT EXISTS (
+         WHERE (idx = 0 OR EXISTS (SELECT 1 FROM pg_index ix
+                                    WHERE ix.indexrelid = idx AND ix.indrelid = t.relid))
+           AND NOT EXISTS (
              SELECT 1 FROM pg_index i
               WHERE i.indrelid = t.relid AND i.indexrelid <> idx
                 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
@@ -487,8 +491,8 @@ BEGIN
             USING ERRCODE = 'dependent_objects_still_exist',
                   DETAIL = format('The table is synced with key_columns %s: two rows sharing those values '
                                   'would share one Redis key.', cfg.key_columns),
-                  HINT = 'Create the new unique index before dropping the old one, or unsync the table '
-                         'first with redis_sync.unsync().';
+                  HINT = 'Create the new unique index before dropping the old one (or replace a primary key '
+                         'in one ALTER TABLE), or unsync the table first with redis_sync.unsync().';
     END LOOP;
     RETURN true;
 END
@@ -1284,26 +1288,7 @@ BEGIN
     -- table is checked, only when an index or constraint was dropped.
     IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
                 WHERE d.object_type IN ('index', 'table constraint')) THEN
-        FOR cfg IN
-            SELECT DISTINCT t.relid, t.key_columns
-              FROM redis_sync.tables t
-             WHERE NOT EXISTS (
-                 SELECT 1 FROM pg_index i
-                  WHERE i.indrelid = t.relid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
-                    AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
-                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
-                           FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                           JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
-                          WHERE k.ord <= i.indnkeyatts)
-                        = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
-        LOOP
-            RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
-                USING ERRCODE = 'dependent_objects_still_exist',
-                      DETAIL = format('The table is synced with key_columns %s: two rows sharing those values '
-                                      'would share one Redis key.', cfg.key_columns),
-                      HINT = 'Create the new unique index before dropping the old one (or replace a primary key '
-                             'in one ALTER TABLE), or unsync the table first with redis_sync.unsync().';
-        END LOOP;
+        PERFORM redis_sync._key_index_check(0);
     END IF;
 END
 $fn$;

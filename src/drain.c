@@ -56,12 +56,10 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -395,6 +393,23 @@ delete_rows(Batch *b, int *idx, int n)
 	return SPI_processed;
 }
 
+/* delete_rows()'s arguments and result, for rs_subxact_try_drain() */
+typedef struct DeleteArgs
+{
+	Batch	   *b;
+	int		   *idx;
+	int			n;
+	uint64		deleted;
+} DeleteArgs;
+
+static void
+delete_rows_args(void *arg)
+{
+	DeleteArgs *d = arg;
+
+	d->deleted = delete_rows(d->b, d->idx, d->n);
+}
+
 /*
  * delete_rows() in a subtransaction: NULL on success (*deleted: the rows),
  * else the error of a permanent failure (rolled back); a transient error is
@@ -403,32 +418,11 @@ delete_rows(Batch *b, int *idx, int n)
 static ErrorData *
 try_delete_rows(Batch *b, int *idx, int n, uint64 *deleted)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *result = NULL;
+	DeleteArgs	d = {b, idx, n, 0};
+	ErrorData  *error = rs_subxact_try_drain(delete_rows_args, &d);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(outer);
-	PG_TRY();
-	{
-		*deleted = delete_rows(b, idx, n);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(outer);
-		result = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-		if (rs_error_transient_drain(result->sqlerrcode))
-			ReThrowError(result);
-	}
-	PG_END_TRY();
-	return result;
+	*deleted = d.deleted;
+	return error;
 }
 
 /*

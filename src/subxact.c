@@ -123,3 +123,13 @@ rs_error_transient_drain(int sqlerrcode)
 			return false;
 	}
 }
+
+ErrorData *
+rs_subxact_try_drain(RsSubxactFn fn, void *arg)
+{
+	ErrorData  *error = rs_subxact_try(fn, arg, true);
+
+	if (error != NULL && rs_error_transient_drain(error->sqlerrcode))
+		ReThrowError(error);
+	return error;
+}

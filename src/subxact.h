@@ -41,4 +41,12 @@ extern ErrorData *rs_subxact_try_ext(RsSubxactFn fn, void *arg, bool keep,
 extern bool rs_error_transient_sweep(int sqlerrcode);
 extern bool rs_error_transient_drain(int sqlerrcode);
 
+/*
+ * The write-behind drain's way to run a write (wb_apply.c, drain.c):
+ * rs_subxact_try(fn, arg, keep), a transient error (rs_error_transient_drain)
+ * re-thrown so that the whole batch is retried later; NULL on success, else
+ * the error of a permanent failure, the subtransaction rolled back.
+ */
+extern ErrorData *rs_subxact_try_drain(RsSubxactFn fn, void *arg);
+
 #endif							/* RS_SUBXACT_H */

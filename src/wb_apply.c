@@ -1115,6 +1115,25 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySq
 		apply_returned(t, ms, idx, n);
 }
 
+/* run_apply()'s arguments, for rs_subxact_try_drain() */
+typedef struct ApplyArgs
+{
+	WbTable    *t;
+	Member	   *ms;
+	int		   *idx;
+	int			n;
+	bool		increment;
+	const ApplySql *sql;
+} ApplyArgs;
+
+static void
+run_apply_args(void *arg)
+{
+	ApplyArgs  *a = arg;
+
+	run_apply(a->t, a->ms, a->idx, a->n, a->increment, a->sql);
+}
+
 /*
  * Run the write for idx[0..n) in a subtransaction.  NULL on success; the
  * error of a permanent failure (the subtransaction is rolled back); a
@@ -1123,32 +1142,9 @@ run_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySq
 static ErrorData *
 try_apply(WbTable *t, Member *ms, int *idx, int n, bool increment, const ApplySql *sql)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *result = NULL;
+	ApplyArgs	a = {t, ms, idx, n, increment, sql};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(outer);
-	PG_TRY();
-	{
-		run_apply(t, ms, idx, n, increment, sql);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(outer);
-		result = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(outer);
-		CurrentResourceOwner = owner;
-		if (rs_error_transient_drain(result->sqlerrcode))
-			ReThrowError(result);
-	}
-	PG_END_TRY();
-	return result;
+	return rs_subxact_try_drain(run_apply_args, &a);
 }
 
 /*
