@@ -1006,24 +1006,8 @@ BEGIN
                       HINT = 'Key columns must be scalar types such as integer, text, uuid or date.';
         END IF;
     END LOOP;
-    -- the drain inserts new rows with INSERT ... ON CONFLICT on the key, which
-    -- PostgreSQL refuses when a unique index on exactly these columns is
-    -- deferrable: every new row of such a table was a dead letter
-    IF p_policy = 'write_behind' AND EXISTS (
-        SELECT 1 FROM pg_index i
-         WHERE i.indrelid = tbl AND i.indisunique AND NOT i.indimmediate
-           AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(kcols)
-           AND (SELECT array_agg(a.attname ORDER BY a.attname)
-                  FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                  JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = k.attnum
-                 WHERE k.ord <= i.indnkeyatts)
-               = (SELECT array_agg(x ORDER BY x) FROM unnest(kcols) x))
-    THEN
-        RAISE EXCEPTION 'the key of table % is a deferrable unique constraint, which write-behind cannot use', tbl
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'The drain inserts new rows with INSERT ... ON CONFLICT on the key columns, and ON CONFLICT does not support deferrable unique constraints as arbiters.',
-                  HINT = 'Make the constraint NOT DEFERRABLE (drop and add it again), or pass key_columns naming a unique index that is not deferrable.';
-    END IF;
+    -- (a write-behind key whose unique index is deferrable: refused by
+    -- _config_write, admin.c)
 
     -- synced columns: all unless given
     IF p_columns IS NULL THEN

@@ -104,11 +104,16 @@ column_list(Oid relid, Datum arr, const char *what, int *n, AttrNumber **atts)
  * The key columns are exactly the columns of a valid unique index without
  * predicate or expressions, and of types a key can hold: what
  * write_through() and write_behind() check first, checked again for a
- * direct call, which could otherwise configure a key two rows share.
+ * direct call, which could otherwise configure a key two rows share.  For
+ * write-behind no such index may be deferrable: the drain inserts new rows
+ * with INSERT ... ON CONFLICT on the key, which PostgreSQL refuses then
+ * (every new row of such a table was a dead letter).
  */
 static void
-check_key_columns(Oid relid, char **keys, AttrNumber *katts, int nkeys)
+check_key_columns(Oid relid, char **keys, AttrNumber *katts, int nkeys, bool wb)
 {
+	bool		deferrable = false;
+
 	Relation	rel = table_open(relid, AccessShareLock);
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
@@ -137,6 +142,7 @@ check_key_columns(Oid relid, char **keys, AttrNumber *katts, int nkeys)
 				all = in;
 			}
 			found = found || all;
+			deferrable = deferrable || (all && !ix->indimmediate);
 		}
 		ReleaseSysCache(it);
 	}
@@ -148,6 +154,13 @@ check_key_columns(Oid relid, char **keys, AttrNumber *katts, int nkeys)
 				 errmsg("key_columns of table %s do not match a primary key or unique index", get_rel_name(relid)),
 				 errdetail("redis_sync relies on that index to order concurrent writers of one key."),
 				 errhint("Create a unique index on exactly these columns.")));
+	if (wb && deferrable)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the key of table %s is a deferrable unique constraint, which write-behind cannot use",
+						get_rel_name(relid)),
+				 errdetail("The drain inserts new rows with INSERT ... ON CONFLICT on the key columns, and ON CONFLICT does not support deferrable unique constraints as arbiters."),
+				 errhint("Make the constraint NOT DEFERRABLE (drop and add it again), or pass key_columns naming a unique index that is not deferrable.")));
 	for (int k = 0; k < nkeys; k++)
 	{
 		Oid			typ = get_atttype(relid, katts[k]);
@@ -217,7 +230,7 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 					 errmsg("key column \"%s\" of table %s is nullable", keys[i], get_rel_name(relid))));
 	}
-	check_key_columns(relid, keys, katts, nkeys);
+	check_key_columns(relid, keys, katts, nkeys, wb);
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(7)), "strict") == 0 &&
 		strcmp(text_to_cstring(PG_GETARG_TEXT_PP(8)), "async") == 0)
 		bad_config("consistency \"strict\" cannot be combined with delivery \"async\"");
