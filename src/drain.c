@@ -270,6 +270,7 @@ claim(Batch *b, bool recover)
 	first = wb_append_reads(b->reads, b->t, members);
 	if (redis_pipeline_length(b->reads) > 0)
 		redis_pipeline_exec(b->reads);
+	wb_batch_read_on(b);
 	return wb_reads_result(b->t, members, b->reads, first);
 }
 
@@ -575,7 +576,7 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	wb_record_dead_letters(t, b->ms, b->nm);
 	forget_dead_letters(b);
 	/* unseeded counters: correct Redis while the row locks are held */
-	wb_correct_counters(t, b->ms, b->nm);
+	wb_correct_counters(b);
 	SPI_finish();
 	rs_stats_add(t->relid, RS_C_APPLIED, b->applied);
 	rs_stats_add(t->relid, RS_C_BATCHES, 1);

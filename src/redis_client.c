@@ -767,6 +767,18 @@ redis_pipeline_receive(RedisPipeline *p)
 		redis_client_report(ERROR, &f);
 }
 
+uint64
+redis_connection_generation(void)
+{
+	return conn_generation;
+}
+
+const char *
+redis_connection_run_id(void)
+{
+	return conn ? redis_conn_run_id(conn) : NULL;
+}
+
 /* for redis_stream.c: the cached connection and its generation */
 RedisConn *
 redis_client_conn(uint64 *generation)

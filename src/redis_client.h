@@ -159,6 +159,16 @@ extern void redis_pipeline_merge_end(RedisPipeline *p, int begin, RedisMergeFn f
  */
 extern void redis_pipeline_only_on(RedisPipeline *p, uint64 generation);
 
+/*
+ * The generation of the cached connection (it counts the connections made):
+ * replies read under one generation and a later command sent under another
+ * may have come from two Redis processes (a restart in between).
+ */
+extern uint64 redis_connection_generation(void);
+
+/* the run_id of the Redis process the cached connection is on, or NULL */
+extern const char *redis_connection_run_id(void);
+
 /* round trips made by this backend, for statistics (counted by redis_conn.c) */
 extern uint64 redis_round_trips;
 

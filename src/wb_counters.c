@@ -137,10 +137,45 @@ append_pair_script(RedisPipeline *p, RedisScript *script, const char **keys, int
 	redis_pipeline_append_script(p, script, nkeys, nargv, argv, NULL);
 }
 
-/* the Redis correction of unseeded counter keys (before commit) */
+/*
+ * Note the connection b's values were just read on (its generation and its
+ * Redis's run_id), for wb_correct_counters.
+ */
 void
-wb_correct_counters(WbTable *t, Member *ms, int nm)
+wb_batch_read_on(Batch *b)
 {
+	const char *run_id = redis_connection_run_id();
+
+	b->read_generation = redis_connection_generation();
+	strlcpy(b->read_run_id, run_id ? run_id : "", sizeof(b->read_run_id));
+}
+
+/*
+ * The Redis correction of b's unseeded counter keys (before commit).
+ *
+ * A correction sent to another Redis process than the one b's values were
+ * read from (Redis restarted empty in between) created the key there at the
+ * table's previous value alone and set its marker, while the batch committed
+ * that value plus the increments it had read; the re-seed then left the key
+ * alone and the key's next drain, absolute, set the counter back
+ * (tests/t/342_wb_counter_correct_restart).  So when the connection changed
+ * since the read and its run_id differs (or either is unknown: a Redis user
+ * without INFO), the batch is rolled back instead.  What the correction did
+ * is right for the table's value before the batch on the old Redis (the
+ * members are still in its processing set and are drained again, read as
+ * seeded) as on a new one (they were lost with its data, as increments Redis
+ * loses before their drain are).  A new connection to the same Redis (its
+ * idle timeout closed the old one) goes on.  On a cluster each node has
+ * connections of its own: not checked there.
+ */
+void
+wb_correct_counters(Batch *b)
+{
+	WbTable    *t = b->t;
+	Member	   *ms = b->ms;
+	int			nm = b->nm;
+	const char *run_id;
+
 	RedisPipeline *p;
 	int			nkeys = 0;
 	int			na = 0;
@@ -196,6 +231,14 @@ wb_correct_counters(WbTable *t, Member *ms, int nm)
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, "a counter correction");
 	redis_pipeline_free(p);
+	run_id = redis_connection_run_id();
+	if (!redis_cluster_mode() && redis_connection_generation() != b->read_generation &&
+		(run_id == NULL || b->read_run_id[0] == '\0' || strcmp(run_id, b->read_run_id) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("redis_sync: the connection to Redis changed during a write-behind batch of table %s with counters",
+						t->qname),
+				 errdetail("Its counter correction went to another Redis process than the one its values were read from (Redis restarted), or to one whose run_id is not known; the batch is rolled back and its members still in Redis are drained again.")));
 }
 
 /* the arguments of the seed script for one row: n, then (field, value)* */

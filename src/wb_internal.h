@@ -129,9 +129,6 @@ extern int	wb_execute_by_index(const char *sql, int nargs, Oid *types, Datum *ar
 extern void wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment);
 extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
 
-/* wb_counters.c */
-extern void wb_correct_counters(WbTable *t, Member *ms, int nm);
-
 /* one batch: the claimed members, sorted by what the apply step does with them */
 typedef struct Batch
 {
@@ -149,11 +146,18 @@ typedef struct Batch
 	int			ndel;
 	int64		unknown;		/* hash fields that name no column */
 	int64		applied;		/* rows written */
+	uint64		read_generation;	/* the connection its values were read on
+									 * (redis_connection_generation) */
+	char		read_run_id[48];	/* and its Redis's run_id ("": unknown) */
 	/* the overlapped drain (wb_drain_overlapped) */
 	MemoryContext cxt;			/* everything of the batch */
 	RedisValue *members;		/* the claim's reply, copied */
 	TimestampTz started;		/* claimed at */
 } Batch;
+
+/* wb_counters.c: the correction of a batch's unseeded counters */
+extern void wb_batch_read_on(Batch *b);
+extern void wb_correct_counters(Batch *b);
 
 /* drain.c: one batch's steps, and the sequential drain of one batch */
 extern void wb_append_claim(RedisPipeline *p, WbTable *t, bool recover);

@@ -85,6 +85,9 @@ batch_decode(Batch *b, RedisPipeline *p, int first)
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
 	RedisValue *r = wb_reads_result(b->t, b->members, p, first);
 
+	/* p has just been read: on the current connection */
+	wb_batch_read_on(b);
+
 	b->ms = palloc0(sizeof(Member) * Max(b->nm, 1));
 	b->abs_idx = palloc(sizeof(int) * Max(b->nm, 1));
 	b->inc_idx = palloc(sizeof(int) * Max(b->nm, 1));

@@ -332,6 +332,7 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 								   "redis_sync.drain_timeout", &timed_out);
 	int64		backoff;
 	int64		held;
+	const char *reason = ed->message;
 
 	rs_capture_suppress(InvalidOid, NULL);
 
@@ -367,9 +368,19 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	backoff = Max(backoff, held);
 	s->next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(backoff, 100));
 	s->hold = held >= backoff ? s->next : 0;
+
+	/*
+	 * The DETAIL goes with it: for an error Redis returned (a correction
+	 * refused with "OOM command not allowed" while Redis is full), the
+	 * message only says that Redis returned one, and the log and last_error
+	 * (which flush() shows) had no reason
+	 * (tests/t/343_wb_counters_redis_full)
+	 */
+	if (ed->detail)
+		reason = psprintf("%s: %s", ed->message, ed->detail);
 	ereport(LOG,
 			(errmsg("redis_sync worker: draining %s failed, retrying in %lld ms: %s",
-					t->qname, (long long) backoff, ed->message)));
+					t->qname, (long long) backoff, reason)));
 	StartTransactionCommand();
 
 	/*
@@ -383,7 +394,7 @@ table_failed(WbTable *t, Schedule *s, MemoryContext outer)
 	if (s->hold != 0)
 		rs_step_hold_owner(t->owner, held);
 	rs_stats_add(t->relid, RS_C_WB_RETRIES, 1);
-	rs_stats_error(t->relid, ed->message);
+	rs_stats_error(t->relid, reason);
 	rs_stats_flush();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(outer);
