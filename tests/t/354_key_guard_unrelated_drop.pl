@@ -44,4 +44,32 @@ isnt($rc, 0, 'dropping the key constraint of k is still refused');
 isnt($rc, 0, 'dropping the key constraint of kb is still refused');
 is(sq(q{SELECT string_agg(relid::text || ':' || key_columns::text, ' ' ORDER BY relid::text) FROM redis_sync.tables}),
 	'k:{"Key Id"} kb:{ident}', 'key_columns follow the renames');
+
+# the row-type purge (_on_type_change, now also on ALTER TABLE, CREATE VIEW
+# and ALTER VIEW) on ordinary DDL of a plain role: no error, and no purge of
+# a synced table that uses none of the changed row types
+sq(q{
+CREATE ROLE plain LOGIN;
+CREATE SCHEMA ps AUTHORIZATION plain;
+CREATE TABLE addr (street text, city text);
+CREATE TABLE cust (id int PRIMARY KEY, home addr);
+SELECT redis_sync.write_through('cust', key_prefix => 'cust:');
+INSERT INTO cust VALUES (1, ROW('main', 'x')), (2, ROW('side', 'y'));
+INSERT INTO k VALUES (1, 'a');
+});
+is($redis->cli('EXISTS', 'cust:1', 'cust:2', 'k:1'), '3', 'cached');
+for my $s (
+	'CREATE TEMP TABLE tt (a int); ALTER TABLE tt ADD COLUMN b int; ALTER TABLE tt RENAME COLUMN a TO c',
+	'CREATE TABLE ps.p (a int); ALTER TABLE ps.p ADD COLUMN b addr; ALTER TABLE ps.p DROP COLUMN a',
+	'CREATE VIEW ps.v AS SELECT 1 AS a; CREATE OR REPLACE VIEW ps.v AS SELECT 1 AS a, 2 AS b; ALTER VIEW ps.v RENAME COLUMN b TO c',
+	q{CREATE FUNCTION ps.f() RETURNS void LANGUAGE plpgsql AS $$BEGIN ALTER TABLE ps.p ADD COLUMN z int; END$$; SELECT ps.f()},
+	'ALTER TABLE ps.p ALTER COLUMN z TYPE bigint')
+{
+	my ($rc, $out, $err) = $node->psql('postgres', "SET ROLE plain; $s");
+	is($rc, 0, "plain role runs: $s") or diag($err);
+}
+is($redis->cli('EXISTS', 'cust:1', 'cust:2', 'k:1'), '3', 'no synced table purged by unrelated DDL');
+sq(q{ALTER TABLE addr ADD COLUMN zip text});
+is($redis->cli('EXISTS', 'cust:1', 'cust:2'), '0', 'ALTER TABLE of the row type cust uses purges cust');
+is($redis->cli('EXISTS', 'k:1'), '1', '... and not k');
 done_testing();
