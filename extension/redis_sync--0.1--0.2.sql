@@ -1399,6 +1399,11 @@ BEGIN
          WHERE cardinality(detached) > 0 AND tg.tgname = 'redis_sync_truncate_partition'
            AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
+           -- pg_partition_ancestors() stops at a partition pending detach (a
+           -- DETACH ... CONCURRENTLY cancelled): it is still the table's
+           -- partition, its rows still cached, until FINALIZE
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                            WHERE i.inhrelid = tg.tgrelid AND i.inhdetachpending)
     LOOP
         FOR root IN
             SELECT DISTINCT t.relid

@@ -55,4 +55,44 @@ is($redis->cli('EXISTS', 'dc:150'), '0', 'the writer\'s new row of the detached 
 is($redis->cli('EXISTS', 'dc:101'), '0', 'the writer\'s updated row of the detached partition is not cached');
 is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.verify('dc')"), '0', 'verify(dc) finds nothing stale');
 is($redis->cli('EXISTS', 'dc:1'), '1', 'row 1 of the attached partition still cached');
+
+# A DETACH ... CONCURRENTLY cancelled in its second phase (a reader of dc
+# holds its lock) leaves dc_3 pending detach; rows written straight into it
+# meanwhile are still cached; DETACH ... FINALIZE completes the detach and
+# must remove the keys of all its rows.
+$node->safe_psql('postgres', q{
+CREATE TABLE dc_3 PARTITION OF dc FOR VALUES FROM (200) TO (300);
+INSERT INTO dc VALUES (201, 'c');
+});
+is($redis->cli('EXISTS', 'dc:201'), '1', 'row 201 cached');
+my $rd = RedisSync::Test::session($node);
+$rd->query('BEGIN; SELECT count(*) FROM dc');
+my ($rc, $out, $err) = $node->psql('postgres',
+	q{SET statement_timeout = '2s'; ALTER TABLE dc DETACH PARTITION dc_3 CONCURRENTLY});
+like($err, qr/statement timeout/, 'the concurrent detach is cancelled in its second phase');
+$rd->query('COMMIT');
+$rd->quit;
+is($node->safe_psql('postgres', q{SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'dc_3'::regclass}),
+	't', 'dc_3 is pending detach');
+# a write straight into the pending partition (the capture trigger's
+# lookup of the partition's root crashed the backend: get_partition_ancestors()
+# returns nothing for a partition pending detach)
+($rc, $out, $err) = $node->psql('postgres', q{INSERT INTO dc_3 VALUES (202, 'while pending')});
+is($rc, 0, 'a write straight into the pending partition works') or diag($err);
+is($redis->cli('EXISTS', 'dc:202'), '1', 'and its row is cached, as dc_3 is still dc\'s partition');
+# another partition detached meanwhile: the pending one keeps its guard
+($rc, $out, $err) = $node->psql('postgres', q{
+CREATE TABLE dc_4 PARTITION OF dc FOR VALUES FROM (300) TO (400);
+INSERT INTO dc VALUES (301, 'd');
+ALTER TABLE dc DETACH PARTITION dc_4;});
+is($rc, 0, 'another detach while dc_3 is pending works') or diag($err);
+is($redis->cli('EXISTS', 'dc:301'), '0', 'its row\'s key is gone');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'dc_3'::regclass
+                                   AND tgname = 'redis_sync_truncate_partition'}),
+	'1', 'the pending partition keeps its TRUNCATE guard');
+($rc, $out, $err) = $node->psql('postgres', q{UPDATE dc_3 SET v = 'updated while pending' WHERE id = 201});
+is($redis->cli('HGET', 'dc:201', 'v'), 'updated while pending', 'an update straight into the pending partition is pushed');
+$node->safe_psql('postgres', q{ALTER TABLE dc DETACH PARTITION dc_3 FINALIZE});
+is($redis->cli('EXISTS', 'dc:201', 'dc:202'), '0', 'FINALIZE: the keys of dc_3\'s rows are gone');
+is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.verify('dc')"), '0', 'verify(dc) finds nothing');
 done_testing();
