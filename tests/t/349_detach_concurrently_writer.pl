@@ -95,4 +95,21 @@ is($redis->cli('HGET', 'dc:201', 'v'), 'updated while pending', 'an update strai
 $node->safe_psql('postgres', q{ALTER TABLE dc DETACH PARTITION dc_3 FINALIZE});
 is($redis->cli('EXISTS', 'dc:201', 'dc:202'), '0', 'FINALIZE: the keys of dc_3\'s rows are gone');
 is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.verify('dc')"), '0', 'verify(dc) finds nothing');
+
+# DROP TABLE of a partition pending detach takes its rows' keys too
+$node->safe_psql('postgres', q{
+CREATE TABLE dc_5 PARTITION OF dc FOR VALUES FROM (500) TO (600);
+INSERT INTO dc VALUES (501, 'e');
+});
+$rd = RedisSync::Test::session($node);
+$rd->query('BEGIN; SELECT count(*) FROM dc');
+($rc, $out, $err) = $node->psql('postgres',
+	q{SET statement_timeout = '2s'; ALTER TABLE dc DETACH PARTITION dc_5 CONCURRENTLY});
+like($err, qr/statement timeout/, 'dc_5: the concurrent detach is cancelled');
+$rd->query('COMMIT');
+$rd->quit;
+($rc, $out, $err) = $node->psql('postgres', q{DROP TABLE dc_5});
+is($rc, 0, 'DROP TABLE of the pending partition works') or diag($err);
+is($redis->cli('EXISTS', 'dc:501'), '0', 'its row\'s key is gone');
+is($redis->cli('EXISTS', 'dc:1'), '1', 'row 1 still cached');
 done_testing();
