@@ -1301,6 +1301,34 @@ BEGIN
     LOOP
         PERFORM redis_sync._follow_column(ch.tbl, ch.action, ch.old_name, ch.new_name);
     END LOOP;
+    -- a DEFERRABLE unique constraint added on a write-behind table's key
+    -- columns: the drain's INSERT ... ON CONFLICT on those columns then fails
+    -- ("does not support deferrable unique constraints"), every new row a
+    -- dead letter; write_behind() refuses such a table, and so does this
+    FOR ch IN
+        SELECT DISTINCT t.relid, t.key_columns
+          FROM redis_sync.tables t
+          JOIN pg_event_trigger_ddl_commands() c
+            ON c.classid = 'pg_class'::regclass AND c.objid = t.relid::oid
+         WHERE t.policy = 'write_behind'
+           AND EXISTS (
+               SELECT 1 FROM pg_index i
+                WHERE i.indrelid = t.relid AND i.indisunique AND NOT i.indimmediate
+                  AND i.indpred IS NULL AND i.indexprs IS NULL
+                  AND i.indnkeyatts = cardinality(t.key_columns)
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
+                         FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                         JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
+                        WHERE k.ord <= i.indnkeyatts)
+                      = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+    LOOP
+        RAISE EXCEPTION 'the key of write-behind table % cannot have a deferrable unique constraint', ch.relid
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('The drain inserts new rows with INSERT ... ON CONFLICT on the key columns %s, '
+                                  'and ON CONFLICT does not support deferrable unique constraints as arbiters.',
+                                  ch.key_columns),
+                  HINT = 'Make the constraint NOT DEFERRABLE, or unsync the table first with redis_sync.unsync().';
+    END LOOP;
     -- only commands that attach or detach partitions: any other ALTER TABLE of
     -- a partition (a restore adds its constraints after the configuration)
     -- must not create a guard the dump creates itself
@@ -1340,6 +1368,11 @@ BEGIN
          WHERE cardinality(detached) > 0 AND tg.tgname = 'redis_sync_truncate_partition'
            AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
+           -- pg_partition_ancestors() stops at a partition pending detach (a
+           -- DETACH ... CONCURRENTLY cancelled): it is still the table's
+           -- partition, its rows still cached, until FINALIZE
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                            WHERE i.inhrelid = tg.tgrelid AND i.inhdetachpending)
     LOOP
         FOR root IN
             SELECT DISTINCT t.relid

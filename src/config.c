@@ -179,13 +179,21 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 	*n = kept;
 }
 
-/* the table in redis_sync.tables for relid: its topmost partition ancestor */
+/*
+ * the table in redis_sync.tables for relid: its topmost partition ancestor.
+ * Walked up one parent at a time, also past a partition pending detach (a
+ * DETACH ... CONCURRENTLY cancelled in its second phase, until FINALIZE):
+ * get_partition_ancestors() stops there and returns no ancestor at all for
+ * such a partition itself, whose rows are still cached.
+ */
 static Oid
 root_of(Oid relid)
 {
-	if (get_rel_relispartition(relid))
-		return llast_oid(get_partition_ancestors(relid));
-	return relid;
+	Oid			root = relid;
+
+	while (get_rel_relispartition(root))
+		root = get_partition_parent(root, true);
+	return root;
 }
 
 /* build a config for relid; runs SPI as the caller (SELECT on tables is public) */
