@@ -456,6 +456,26 @@ BEGIN
 END
 $fn$;
 
+-- The valid unique indexes of tbl on exactly the columns kcols (no
+-- predicate, no expressions), and whether each is deferrable: what a key
+-- needs (write_through(), write_behind(), the guards of DROP INDEX and of a
+-- deferrable constraint added later)
+CREATE FUNCTION _key_indexes(tbl oid, kcols name[])
+RETURNS TABLE(indexrelid oid, is_deferrable boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT i.indexrelid, NOT i.indimmediate
+      FROM pg_index i
+     WHERE i.indrelid = tbl AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+       AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(kcols)
+       AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
+              FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = k.attnum
+             WHERE k.ord <= i.indnkeyatts)
+           = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(kcols) x)
+$fn$;
+
 -- Every synced table's key_columns backed by a valid unique index other
 -- than idx (0: by any; _on_sql_drop, after an index or constraint was
 -- dropped), else an error.  DROP INDEX CONCURRENTLY of the index behind a
@@ -476,16 +496,8 @@ BEGIN
           FROM redis_sync.tables t
          WHERE (idx = 0 OR EXISTS (SELECT 1 FROM pg_index ix
                                     WHERE ix.indexrelid = idx AND ix.indrelid = t.relid))
-           AND NOT EXISTS (
-             SELECT 1 FROM pg_index i
-              WHERE i.indrelid = t.relid AND i.indexrelid <> idx
-                AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
-                AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(t.key_columns)
-                AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
-                       FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                       JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
-                      WHERE k.ord <= i.indnkeyatts)
-                    = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+           AND NOT EXISTS (SELECT 1 FROM redis_sync._key_indexes(t.relid, t.key_columns) k
+                            WHERE k.indexrelid <> idx)
     LOOP
         RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
             USING ERRCODE = 'dependent_objects_still_exist',
@@ -976,17 +988,10 @@ BEGIN
         IF (SELECT count(DISTINCT x) FROM unnest(kcols) x) <> cardinality(kcols) THEN
             RAISE EXCEPTION 'key_columns lists a column twice' USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        IF NOT EXISTS (
-            SELECT 1 FROM pg_index i
-             -- a valid index only: a CREATE UNIQUE INDEX CONCURRENTLY that
-             -- failed on duplicates leaves an invalid one, not enforced
-             WHERE i.indrelid = tbl AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
-               AND i.indexprs IS NULL AND i.indnkeyatts = cardinality(kcols)
-               AND (SELECT array_agg(a.attname ORDER BY a.attname)
-                      FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                      JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = k.attnum
-                     WHERE k.ord <= i.indnkeyatts)
-                   = (SELECT array_agg(x ORDER BY x) FROM unnest(kcols) x))
+        -- a valid index only (_key_indexes): a CREATE UNIQUE INDEX
+        -- CONCURRENTLY that failed on duplicates leaves an invalid one, not
+        -- enforced
+        IF NOT EXISTS (SELECT 1 FROM redis_sync._key_indexes(tbl, kcols))
         THEN
             RAISE EXCEPTION 'key_columns of table % do not match a primary key or unique index', tbl
                 USING ERRCODE = 'invalid_table_definition',
@@ -1264,15 +1269,36 @@ BEGIN
     LOOP
         PERFORM redis_sync._follow_column(col.tbl, 'drop', col.name, NULL);
     END LOOP;
-    -- the unique index behind a synced table's key_columns must stay: two
-    -- rows sharing one key would share one Redis key, and the cache would
-    -- hold whichever was written or read through last (write_through()
-    -- checks it; DROP INDEX and DROP CONSTRAINT went around that check).
-    -- A dropped index's table is no longer in the catalogs, so every synced
-    -- table is checked, only when an index or constraint was dropped.
+    -- the unique index behind a synced table's key_columns: without one two
+    -- rows could share one Redis key, and the cache would hold whichever was
+    -- written or read through last.  A table that lost it is no longer
+    -- synced, as when its key column is dropped (_follow_column): refusing
+    -- the drop made pg_restore --clean fail (it drops a table's primary key
+    -- before the table; tests/t/351).  A dropped index's table is no longer
+    -- in the catalogs, so every synced table is checked, only when an index
+    -- or constraint was dropped.  DROP INDEX CONCURRENTLY is refused before
+    -- it starts instead (_key_index_check, ddl.c).
     IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
                 WHERE d.object_type IN ('index', 'table constraint')) THEN
-        PERFORM redis_sync._key_index_check(0);
+        FOR cfg IN
+            SELECT t.relid, bool_or(t.policy = 'write_behind') AS wb, bool_or(t.policy <> 'write_behind') AS wt
+              FROM redis_sync.tables t
+             WHERE NOT EXISTS (SELECT 1 FROM redis_sync._key_indexes(t.relid, t.key_columns))
+             GROUP BY t.relid
+        LOOP
+            IF cfg.wb THEN
+                RAISE WARNING 'table % is no longer synced write-behind: no unique index backs its key_columns any more', cfg.relid::regclass
+                    USING DETAIL = 'Two rows could share one Redis key. The keys in Redis are left as they are: they may hold writes not drained yet.',
+                          HINT = 'Create a unique index on the key columns, then call redis_sync.write_behind() to sync it again.';
+                PERFORM redis_sync._config_delete(cfg.relid, 'write_behind');
+            END IF;
+            IF cfg.wt THEN
+                RAISE WARNING 'table % is no longer synced: no unique index backs its key_columns any more', cfg.relid::regclass
+                    USING DETAIL = 'Two rows could share one Redis key; the table''s keys are removed from Redis at commit.',
+                          HINT = 'Create a unique index on the key columns, then call redis_sync.write_through() or redis_sync.invalidate() to sync it again.';
+                PERFORM redis_sync.unsync(cfg.relid, true);
+            END IF;
+        END LOOP;
     END IF;
 END
 $fn$;
@@ -1311,16 +1337,7 @@ BEGIN
           JOIN pg_event_trigger_ddl_commands() c
             ON c.classid = 'pg_class'::regclass AND c.objid = t.relid::oid
          WHERE t.policy = 'write_behind'
-           AND EXISTS (
-               SELECT 1 FROM pg_index i
-                WHERE i.indrelid = t.relid AND i.indisunique AND NOT i.indimmediate
-                  AND i.indpred IS NULL AND i.indexprs IS NULL
-                  AND i.indnkeyatts = cardinality(t.key_columns)
-                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C")
-                         FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                         JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum
-                        WHERE k.ord <= i.indnkeyatts)
-                      = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(t.key_columns) x))
+           AND EXISTS (SELECT 1 FROM redis_sync._key_indexes(t.relid, t.key_columns) k WHERE k.is_deferrable)
     LOOP
         RAISE EXCEPTION 'the key of write-behind table % cannot have a deferrable unique constraint', ch.relid
             USING ERRCODE = 'feature_not_supported',
