@@ -34,6 +34,9 @@
  * where only a refusal for memory is (others are a WARNING).
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
+
+/* ERROR when the current transaction has written relid (warm(), resync()) */
+extern void rs_check_no_own_writes(Oid relid, const char *what);
 extern int64 rs_push_current_populate(Oid relid, List *keys);
 extern int64 rs_push_current_settled(Oid relid, List *keys, int batch_size);
 
