@@ -27,9 +27,6 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -334,54 +331,6 @@ read_cached(GetCall *gc, Datum *result, bool *isnull)
 	return state;
 }
 
-/*
- * Whether the row version get()'s key names was written by the calling
- * transaction (or one of its subtransactions), which has not committed.
- * The populate reads the row FOR SHARE in the caller's transaction, so it
- * would see that version and push it: after a ROLLBACK (or ROLLBACK TO
- * SAVEPOINT) Redis kept it, as nothing pushed at commit repairs a key the
- * transaction's own push did not name (found by an adversarial review,
- * tests/t/335).  A transaction without an XID wrote nothing.  The row's
- * xmin is read as the owner (restricted, fixed search_path), like the
- * populate; the caller's policies were checked before.
- */
-static bool
-row_written_here(GetCall *gc)
-{
-	char	   *qname;
-	StringInfoData sql;
-	RsAsOwner	ao;
-	volatile Datum xmin = (Datum) 0;
-	volatile bool isnull = true;
-
-	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		return false;
-	qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(gc->cfg->root_relid)),
-									   get_rel_name(gc->cfg->root_relid));
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT t.xmin FROM %s t WHERE (", qname);
-	for (int i = 0; i < gc->nk; i++)
-		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(gc->cfg->keys[i].name));
-	appendStringInfoString(&sql, ") = (");
-	for (int i = 0; i < gc->nk; i++)
-		appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
-	appendStringInfoChar(&sql, ')');
-	rs_as_owner_enter(&ao, rs_rel_owner(gc->cfg->root_relid));
-	PG_TRY();
-	{
-		bool		n;
-
-		xmin = spi_record(sql.data, gc->nk, gc->rowtypes, gc->typed, &n, XIDOID);
-		isnull = n;
-	}
-	PG_FINALLY();
-	{
-		rs_as_owner_leave(&ao);
-	}
-	PG_END_TRY();
-	return !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
-}
-
 /* one lookup counted in stats */
 static void
 count_lookup(SyncConfig *cfg, int counter)
@@ -399,6 +348,23 @@ redis_sync_get(PG_FUNCTION_ARGS)
 	List	   *vals = NIL;
 
 	get_call_init(fcinfo, &gc);
+
+	/*
+	 * 0. A transaction that has written the table reads it, and caches
+	 * nothing: the cached row may be older than its own write (a hit returned
+	 * the committed row after the caller's UPDATE or DELETE, tests/t/337),
+	 * and a populate would push a row version it wrote, which stayed in Redis
+	 * after a ROLLBACK or ROLLBACK TO SAVEPOINT (tests/t/335).  Its commit
+	 * pushes its changes.
+	 */
+	if (rs_xact_wrote_table(gc.cfg->root_relid))
+	{
+		result = table_row(&gc, &isnull);
+		count_lookup(gc.cfg, RS_C_MISSES);
+		if (isnull)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(result);
+	}
 
 	/* 1. the cache */
 	switch (read_cached(&gc, &result, &isnull))
@@ -439,18 +405,6 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	}
 
-	/*
-	 * A row version this transaction wrote is returned but not cached: it may
-	 * yet be rolled back (its commit pushes it, if it commits).
-	 */
-	if (row_written_here(&gc))
-	{
-		result = table_row(&gc, &isnull);
-		count_lookup(gc.cfg, RS_C_MISSES);
-		if (isnull)
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(result);
-	}
 	for (int i = 0; i < gc.nk; i++)
 		vals = lappend(vals, gc.canon[i]);	/* rs_push_current_populate reads
 											 * them canonically */

@@ -423,42 +423,47 @@ rs_push_current_settled(Oid relid, List *keys, int batch_size)
 }
 
 /*
- * warm() and resync() read the table in the caller's transaction and push
- * what they read at once: rows the transaction itself wrote, not committed
- * yet, reached Redis and stayed there after a ROLLBACK (found by an
- * adversarial review, tests/t/336).  Refuse them in a transaction that has
- * written the table or one of its partitions: the statistics kept for the
- * open transaction (and its open subtransactions) count every INSERT,
- * UPDATE, DELETE and TRUNCATE of a relation; writes rolled back to a
- * savepoint are no longer counted there, and rows written only to other
- * tables do not matter.  Without track_counts there are no such counts:
- * then any write of the transaction (an XID) refuses.
+ * Whether the current transaction has written relid or one of its
+ * partitions: the statistics kept for the open transaction (and its open
+ * subtransactions) count every INSERT, UPDATE, DELETE and TRUNCATE of a
+ * relation; writes rolled back to a savepoint are no longer counted there.
+ * Without track_counts there are no such counts: then any write of the
+ * transaction (an XID) counts.
  */
-void
-rs_check_no_own_writes(Oid relid, const char *what)
+bool
+rs_xact_wrote_table(Oid relid)
 {
-	bool		written = false;
 	List	   *rels;
 	ListCell   *lc;
 
 	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		return;
+		return false;
 	if (!pgstat_track_counts)
-		written = true;
-	else
+		return true;
+	rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	foreach(lc, rels)
 	{
-		rels = find_all_inheritors(relid, AccessShareLock, NULL);
-		foreach(lc, rels)
-		{
-			PgStat_TableStatus *ts = find_tabstat_entry(lfirst_oid(lc));
+		PgStat_TableStatus *ts = find_tabstat_entry(lfirst_oid(lc));
 
-			for (PgStat_TableXactStatus *x = ts ? ts->trans : NULL; x != NULL; x = x->upper)
-				if (x->tuples_inserted > 0 || x->tuples_updated > 0 ||
-					x->tuples_deleted > 0 || x->truncdropped)
-					written = true;
-		}
+		for (PgStat_TableXactStatus *x = ts ? ts->trans : NULL; x != NULL; x = x->upper)
+			if (x->tuples_inserted > 0 || x->tuples_updated > 0 ||
+				x->tuples_deleted > 0 || x->truncdropped)
+				return true;
 	}
-	if (written)
+	return false;
+}
+
+/*
+ * warm() and resync() read the table in the caller's transaction and push
+ * what they read at once: rows the transaction itself wrote, not committed
+ * yet, reached Redis and stayed there after a ROLLBACK (found by an
+ * adversarial review, tests/t/336).  Refuse them in a transaction that has
+ * written the table; rows written only to other tables do not matter.
+ */
+void
+rs_check_no_own_writes(Oid relid, const char *what)
+{
+	if (rs_xact_wrote_table(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("cannot %s table \"%s\" in a transaction that has written it", what,
