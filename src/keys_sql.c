@@ -798,6 +798,7 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
+	rs_check_no_own_writes(relid, "resync");
 
 	/*
 	 * Repairs read and lock the rows as the owner (as_owner.c); under row

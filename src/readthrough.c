@@ -349,6 +349,23 @@ redis_sync_get(PG_FUNCTION_ARGS)
 
 	get_call_init(fcinfo, &gc);
 
+	/*
+	 * 0. A transaction that has written the table reads it, and caches
+	 * nothing: the cached row may be older than its own write (a hit returned
+	 * the committed row after the caller's UPDATE or DELETE, tests/t/337),
+	 * and a populate would push a row version it wrote, which stayed in Redis
+	 * after a ROLLBACK or ROLLBACK TO SAVEPOINT (tests/t/335).  Its commit
+	 * pushes its changes.
+	 */
+	if (rs_xact_wrote_table(gc.cfg->root_relid))
+	{
+		result = table_row(&gc, &isnull);
+		count_lookup(gc.cfg, RS_C_MISSES);
+		if (isnull)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(result);
+	}
+
 	/* 1. the cache */
 	switch (read_cached(&gc, &result, &isnull))
 	{
@@ -387,6 +404,7 @@ redis_sync_get(PG_FUNCTION_ARGS)
 		count_lookup(gc.cfg, RS_C_MISSES);
 		PG_RETURN_NULL();
 	}
+
 	for (int i = 0; i < gc.nk; i++)
 		vals = lappend(vals, gc.canon[i]);	/* rs_push_current_populate reads
 											 * them canonically */

@@ -34,6 +34,12 @@
  * where only a refusal for memory is (others are a WARNING).
  */
 extern int64 rs_push_current(Oid relid, List *keys, int batch_size);
+
+/* whether the current transaction has written relid or a partition of it */
+extern bool rs_xact_wrote_table(Oid relid);
+
+/* ERROR when the current transaction has written relid (warm(), resync()) */
+extern void rs_check_no_own_writes(Oid relid, const char *what);
 extern int64 rs_push_current_populate(Oid relid, List *keys);
 extern int64 rs_push_current_settled(Oid relid, List *keys, int batch_size);
 

@@ -30,6 +30,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/xact.h"
 #include "catalog/pg_inherits.h"
 #include "executor/spi.h"
 #include "pgstat.h"
@@ -419,6 +420,56 @@ int64
 rs_push_current_settled(Oid relid, List *keys, int batch_size)
 {
 	return push_current_as_owner(relid, keys, batch_size, false, PUSH_CHECK_OOM);
+}
+
+/*
+ * Whether the current transaction has written relid or one of its
+ * partitions: the statistics kept for the open transaction (and its open
+ * subtransactions) count every INSERT, UPDATE, DELETE and TRUNCATE of a
+ * relation; writes rolled back to a savepoint are no longer counted there.
+ * Without track_counts there are no such counts: then any write of the
+ * transaction (an XID) counts.
+ */
+bool
+rs_xact_wrote_table(Oid relid)
+{
+	List	   *rels;
+	ListCell   *lc;
+
+	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return false;
+	if (!pgstat_track_counts)
+		return true;
+	rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	foreach(lc, rels)
+	{
+		PgStat_TableStatus *ts = find_tabstat_entry(lfirst_oid(lc));
+
+		for (PgStat_TableXactStatus *x = ts ? ts->trans : NULL; x != NULL; x = x->upper)
+			if (x->tuples_inserted > 0 || x->tuples_updated > 0 ||
+				x->tuples_deleted > 0 || x->truncdropped)
+				return true;
+	}
+	return false;
+}
+
+/*
+ * warm() and resync() read the table in the caller's transaction and push
+ * what they read at once: rows the transaction itself wrote, not committed
+ * yet, reached Redis and stayed there after a ROLLBACK (found by an
+ * adversarial review, tests/t/336).  Refuse them in a transaction that has
+ * written the table; rows written only to other tables do not matter.
+ */
+void
+rs_check_no_own_writes(Oid relid, const char *what)
+{
+	if (rs_xact_wrote_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot %s table \"%s\" in a transaction that has written it", what,
+						get_rel_name(relid)),
+				 errdetail("%s() pushes the rows it reads to Redis at once: rows this transaction wrote could still be rolled back, and would stay in Redis.", what),
+				 errhint("Commit first (the commit pushes the transaction's own changes), then call %s().", what)));
 }
 
 int64

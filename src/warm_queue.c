@@ -462,6 +462,7 @@ redis_sync_warm(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s", get_rel_name(relid))));
+	rs_check_no_own_writes(relid, "warm");
 	n = rs_fill_table(relid, batch, &written);
 	rs_stats_flush();
 	/* a queued background warm of the table is done too */

@@ -25,7 +25,17 @@
  * Configuration
  * ---------------------------------------------------------------- */
 
-/* load write-behind tables (all, or relid); in a transaction */
+/*
+ * load write-behind tables (all, or relid); in a transaction.
+ *
+ * redis_sync.tables allows NULL in the write-behind columns (write_behind()
+ * never stores one, but rows 0.1 users inserted by hand, as sql/upgrade
+ * does, can hold them): NULL flush_interval, batch_size and on_missing take
+ * write_behind()'s defaults, and a row without a dirty_set is no
+ * write-behind table.  text_to_cstring() of a NULL on_missing crashed the
+ * worker, and with it the server, at every round (found by an adversarial
+ * review, tests/t/338).
+ */
 List *
 wb_load_tables(Oid relid)
 {
@@ -49,7 +59,8 @@ wb_load_tables(Oid relid)
 							  "       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(t.columns) WITH ORDINALITY k(n, o) "
 							  "              JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o), "
 							  "       ARRAY(SELECT x = ANY (coalesce(t.counters, '{}')) FROM unnest(t.columns) WITH ORDINALITY k(x, o) ORDER BY k.o), "
-							  "       (extract(epoch FROM t.flush_interval) * 1000)::bigint, t.batch_size, t.on_missing, "
+							  "       (extract(epoch FROM coalesce(t.flush_interval, '1 s')) * 1000)::bigint, "
+							  "       coalesce(t.batch_size, 5000), coalesce(t.on_missing, 'ignore'), "
 							  "       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped), "
 							  "       ARRAY(SELECT pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(ty.typname) "
 							  "               FROM pg_catalog.unnest(t.key_columns) WITH ORDINALITY k(n, o) "
@@ -66,7 +77,8 @@ wb_load_tables(Oid relid)
 							  "              JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = k.n ORDER BY k.o) "
 							  "  FROM redis_sync.tables t JOIN pg_class c ON c.oid = t.relid "
 							  "  JOIN pg_namespace n ON n.oid = c.relnamespace "
-							  " WHERE t.policy = 'write_behind' AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
+							  " WHERE t.policy = 'write_behind' AND t.dirty_set IS NOT NULL "
+							  "   AND ($1 = 0 OR t.relid = $1) ORDER BY 1",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read redis_sync.tables");
 	rs_search_path_leave(nestlevel);
