@@ -476,12 +476,11 @@ AS $fn$
            = (SELECT array_agg(x::text ORDER BY x::text COLLATE "C") FROM unnest(kcols) x)
 $fn$;
 
--- Every synced table's key_columns backed by a valid unique index other
--- than idx (0: by any; _on_sql_drop, after an index or constraint was
--- dropped), else an error.  DROP INDEX CONCURRENTLY of the index behind a
--- synced table's key_columns is checked before it starts (ddl.c), since
--- _on_sql_drop's refusal comes after the index was already made dead in
--- committed transactions
+-- The synced tables whose key_columns idx backs still have another valid
+-- unique index on them, else an error.  DROP INDEX CONCURRENTLY of the index
+-- behind a synced table's key_columns is checked before it starts (ddl.c):
+-- it makes the index dead in committed transactions of its own before
+-- sql_drop fires, so _on_sql_drop's unsync would come too late
 CREATE FUNCTION _key_index_check(idx oid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -494,9 +493,8 @@ BEGIN
     FOR cfg IN
         SELECT DISTINCT t.relid, t.key_columns
           FROM redis_sync.tables t
-         WHERE (idx = 0 OR EXISTS (SELECT 1 FROM pg_index ix
-                                    WHERE ix.indexrelid = idx AND ix.indrelid = t.relid))
-           AND NOT EXISTS (SELECT 1 FROM redis_sync._key_indexes(t.relid, t.key_columns) k
+          JOIN pg_index ix ON ix.indexrelid = idx AND ix.indrelid = t.relid
+         WHERE NOT EXISTS (SELECT 1 FROM redis_sync._key_indexes(t.relid, t.key_columns) k
                             WHERE k.indexrelid <> idx)
     LOOP
         RAISE EXCEPTION 'key_columns of table % would no longer match a primary key or unique index', cfg.relid
@@ -1312,6 +1310,7 @@ AS $fn$
 DECLARE
     part     regclass;
     root     regclass;
+    roots    regclass[];
     cmd      record;
     attached oid[] := '{}';
     detached oid[] := '{}';
@@ -1378,7 +1377,12 @@ BEGIN
     END LOOP;
     -- a detached partition is no longer part of a synced table: the keys of
     -- its rows go at commit (pg_partman's retention detaches, then drops),
-    -- and its guard goes
+    -- and its guard goes.  The synced tables partitions were detached from
+    -- (found once for the command)
+    roots := ARRAY(SELECT DISTINCT t.relid
+                     FROM unnest(detached) x(oid)
+                     CROSS JOIN LATERAL pg_partition_ancestors(x.oid) a
+                     JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind');
     FOR part IN
         SELECT DISTINCT tg.tgrelid
           FROM pg_trigger tg
@@ -1391,12 +1395,7 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM pg_inherits i
                             WHERE i.inhrelid = tg.tgrelid AND i.inhdetachpending)
     LOOP
-        FOR root IN
-            SELECT DISTINCT t.relid
-              FROM unnest(detached) x(oid)
-              CROSS JOIN LATERAL pg_partition_ancestors(x.oid) a
-              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
-        LOOP
+        FOREACH root IN ARRAY roots LOOP
             PERFORM redis_sync._purge_detached(part, root);
         END LOOP;
         EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
