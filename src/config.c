@@ -179,21 +179,26 @@ resolve_columns(Oid relid, Datum names_datum, int *n, SyncColumn **out, const ch
 	*n = kept;
 }
 
-/*
- * the table in redis_sync.tables for relid: its topmost partition ancestor.
- * Walked up one parent at a time, also past a partition pending detach (a
- * DETACH ... CONCURRENTLY cancelled in its second phase, until FINALIZE):
- * get_partition_ancestors() stops there and returns no ancestor at all for
- * such a partition itself, whose rows are still cached.
- */
+List *
+rs_partition_ancestors(Oid relid)
+{
+	List	   *up = NIL;
+
+	while (get_rel_relispartition(relid))
+	{
+		relid = get_partition_parent(relid, true);
+		up = lappend_oid(up, relid);
+	}
+	return up;
+}
+
+/* the table in redis_sync.tables for relid: its topmost partition ancestor */
 static Oid
 root_of(Oid relid)
 {
-	Oid			root = relid;
+	List	   *up = rs_partition_ancestors(relid);
 
-	while (get_rel_relispartition(root))
-		root = get_partition_parent(root, true);
-	return root;
+	return up != NIL ? llast_oid(up) : relid;
 }
 
 /* build a config for relid; runs SPI as the caller (SELECT on tables is public) */

@@ -13,6 +13,7 @@
 #include "access/attnum.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "nodes/pg_list.h"
 
 #define RS_POLICY_WRITE_THROUGH	'W'
 #define RS_POLICY_INVALIDATE	'I'
@@ -58,6 +59,16 @@ extern SyncConfig *rs_config_get(Oid relid);
  * not cached
  */
 extern SyncConfig *rs_config_build(Oid relid, Oid root);
+
+/*
+ * relid's partition ancestors, nearest first (NIL for a table that is no
+ * partition).  Walked up one parent at a time, also past a partition pending
+ * detach (a DETACH ... CONCURRENTLY cancelled in its second phase, until
+ * FINALIZE), which is still its table's partition, its rows still cached:
+ * get_partition_ancestors() stops there, and returns nothing for such a
+ * partition itself (tests/t/349).
+ */
+extern List *rs_partition_ancestors(Oid relid);
 
 /* free configurations invalidated during the transaction (at its end) */
 extern void rs_config_release_retired(void);

@@ -143,24 +143,6 @@ redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
 }
 
 /*
- * relid's partition ancestors, nearest first, also past a partition pending
- * detach (get_partition_ancestors() stops there, and returns nothing for
- * such a partition itself)
- */
-static List *
-ancestors_of(Oid relid)
-{
-	List	   *up = NIL;
-
-	while (get_rel_relispartition(relid))
-	{
-		relid = get_partition_parent(relid, true);
-		up = lappend_oid(up, relid);
-	}
-	return up;
-}
-
-/*
  * Queue the removal of the keys of every row of leaf, a plain table whose
  * rows leave root's synced tree (cfg: leaf's columns under root's
  * settings).  Read with a snapshot taken now, which sees this transaction's
@@ -239,7 +221,7 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 	if (rs_config_get(part)->synced)
 		PG_RETURN_INT64(0);
 	detaching = CheckRelationOidLockedByMe(part, ShareUpdateExclusiveLock, true);
-	up = ancestors_of(part);
+	up = rs_partition_ancestors(part);
 	foreach(lc, up)
 		detaching = detaching || CheckRelationOidLockedByMe(lfirst_oid(lc), ShareUpdateExclusiveLock, true);
 	if (!detaching)
@@ -287,7 +269,7 @@ partitions_leave(List *cands, List *named, List *schemas)
 		if (!cfg->synced)
 			continue;
 		root = cfg->root_relid;
-		up = ancestors_of(relid);
+		up = rs_partition_ancestors(relid);
 		foreach(lc2, up)
 			covered = covered || list_member_oid(named, lfirst_oid(lc2)) ||
 			list_member_oid(schemas, get_rel_namespace(lfirst_oid(lc2)));
