@@ -85,14 +85,57 @@ probe(const char *sql, int nargs, Oid *types, Datum *args, ErrorData **error)
 	return *error ? 0 : pa.n;
 }
 
+/*
+ * The caller's UPDATE probe failed: the change is refused.  For a reason
+ * other than privileges too: the policies were not checked, and taking it
+ * as one the drain would dead-letter let a caller make the probe fail at
+ * will (lock_timeout while another session of its own holds a SHARE lock on
+ * the table, a cancel) and have the drain apply, as the owner, a change its
+ * policies forbid (tests/t/328).
+ */
 static void
 refuse(const char *qname, ErrorData *error)
 {
+	if (error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s", error->message),
+				 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
+						   "as UPDATE ... WHERE on the key (which needs SELECT on the key columns).", qname)));
 	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			(errcode(error->sqlerrcode),
 			 errmsg("%s", error->message),
 			 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
-					   "as UPDATE ... WHERE on the key (which needs SELECT on the key columns).", qname)));
+					   "as UPDATE ... WHERE on the key, and it failed: the change was not made.", qname),
+			 errhint("Try again once the UPDATE can run.")));
+}
+
+/* whether the row WHERE where (its key values args) exists, read as the table owner */
+static bool
+row_exists_as_owner(Oid relid, const char *qname, const char *where, int nkeys, Oid *types, Datum *args)
+{
+	RsAsOwner	ao;
+	StringInfoData sql;
+	volatile bool exists = false;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT 1 FROM %s WHERE %s", qname, where);
+	rs_as_owner_enter(&ao, rs_rel_owner(relid));
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute_with_args(sql.data, nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read table %s", qname);
+		exists = SPI_processed > 0;
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	return exists;
 }
 
 void
@@ -144,56 +187,16 @@ rs_rls_check_write(Oid relid, int nkeys, char **keys, char **keyvals,
 	appendStringInfo(&sql, " WHERE %s", where.data);
 	n = probe(sql.data, nkeys + 1, types, args, &error);
 	if (error)
-	{
-		if (error->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
-			refuse(qname, error);
-
-		/*
-		 * Any other error: the policies were not checked, so the change is
-		 * refused too.  Taking it as one the drain would dead-letter let a
-		 * caller make the probe fail at will (lock_timeout while another
-		 * session of its own holds a SHARE lock on the table, a cancel) and
-		 * have the drain apply, as the owner, a change its policies forbid
-		 * (tests/t/328).
-		 */
-		ereport(ERROR,
-				(errcode(error->sqlerrcode),
-				 errmsg("%s", error->message),
-				 errdetail("Row-level security applies to table %s, so the change was tried as the current user, "
-						   "as UPDATE ... WHERE on the key, and it failed: the change was not made.", qname),
-				 errhint("Try again once the UPDATE can run.")));
-	}
+		refuse(qname, error);
 	if (n > 0)
 		return;
 
 	/* 2. nothing updated: hidden from the caller, or missing? */
-	{
-		RsAsOwner	ao;
-		volatile bool exists = false;
-
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT 1 FROM %s WHERE %s", qname, where.data);
-		rs_as_owner_enter(&ao, rs_rel_owner(relid));
-		PG_TRY();
-		{
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "redis_sync: SPI_connect failed");
-			if (SPI_execute_with_args(sql.data, nkeys, types, args, NULL, true, 1) != SPI_OK_SELECT)
-				elog(ERROR, "redis_sync: could not read table %s", qname);
-			exists = SPI_processed > 0;
-			SPI_finish();
-		}
-		PG_FINALLY();
-		{
-			rs_as_owner_leave(&ao);
-		}
-		PG_END_TRY();
-		if (exists)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("row-level security of table %s does not let the current user update this row", qname),
-					 errdetail("The row exists, but the policies hide it from the current user or forbid updating it.")));
-	}
+	if (row_exists_as_owner(relid, qname, where.data, nkeys, types, args))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security of table %s does not let the current user update this row", qname),
+				 errdetail("The row exists, but the policies hide it from the current user or forbid updating it.")));
 
 	/*
 	 * 3. a new row.  The drain inserts it as the table owner, so column
