@@ -478,7 +478,8 @@ $fn$;
 
 -- The synced tables whose key_columns idx backs still have another valid
 -- unique index on them, else an error.  DROP INDEX CONCURRENTLY of the index
--- behind a synced table's key_columns is checked before it starts (ddl.c):
+-- behind a synced table's key_columns is checked before it starts
+-- (lifecycle.c, from _on_drop_start):
 -- it makes the index dead in committed transactions of its own before
 -- sql_drop fires, so _on_sql_drop's unsync would come too late
 CREATE FUNCTION _key_index_check(idx oid)
@@ -509,16 +510,6 @@ END
 $fn$;
 REVOKE EXECUTE ON FUNCTION _key_index_check(oid) FROM PUBLIC;
 
-CREATE FUNCTION _on_drop_index_start()
-RETURNS event_trigger
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'redis_sync_on_drop_index_start';
-REVOKE EXECUTE ON FUNCTION _on_drop_index_start() FROM PUBLIC;
-
-CREATE EVENT TRIGGER redis_sync_drop_index_start ON ddl_command_start
-    WHEN TAG IN ('DROP INDEX')
-    EXECUTE FUNCTION _on_drop_index_start();
-
 -- ALTER TABLE too: a table's row type is a composite type, and adding,
 -- dropping, retyping or renaming its columns changes the text of values of
 -- that row type held in other (synced) tables' columns (and of its
@@ -531,7 +522,8 @@ CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
 -- DROP EXTENSION releases the database's key prefix claims (claim.c, an
 -- object access hook): a session that never used the library (no
 -- shared_preload_libraries) loads it before the drop.  DROP TABLE of a
--- synced table's partition removes the keys of its rows (lifecycle.c)
+-- synced table's partition removes the keys of its rows, DROP INDEX
+-- CONCURRENTLY of the index behind a key is refused (lifecycle.c)
 CREATE FUNCTION _on_drop_start()
 RETURNS event_trigger
 LANGUAGE C
@@ -539,7 +531,7 @@ AS 'MODULE_PATHNAME', 'redis_sync_on_drop_start';
 REVOKE EXECUTE ON FUNCTION _on_drop_start() FROM PUBLIC;
 
 CREATE EVENT TRIGGER redis_sync_drop_start ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED', 'DROP TABLE')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED', 'DROP TABLE', 'DROP INDEX')
     EXECUTE FUNCTION _on_drop_start();
 
 -- (end of section)

@@ -1199,12 +1199,12 @@ PG_FUNCTION_INFO_V1(redis_sync_on_drop_start);
 
 /*
  * redis_sync._on_drop_start(), the event trigger at the start of DROP
- * EXTENSION, DROP SCHEMA, DROP OWNED and DROP TABLE.  Being called makes
+ * EXTENSION, DROP SCHEMA, DROP OWNED, DROP TABLE and DROP INDEX.  Being called makes
  * sure the library is loaded, so that the object access hook below sees
  * the extension dropped even in a session that never used it (without
  * shared_preload_libraries, the library loads when first used).  DROP
- * TABLE of a synced table's partition has its rows' keys removed
- * (lifecycle.c).
+ * TABLE of a synced table's partition has its rows' keys removed, DROP
+ * INDEX CONCURRENTLY of a key's index is refused (lifecycle.c).
  */
 Datum
 redis_sync_on_drop_start(PG_FUNCTION_ARGS)
@@ -1214,7 +1214,7 @@ redis_sync_on_drop_start(PG_FUNCTION_ARGS)
 		EventTriggerData *trig = (EventTriggerData *) fcinfo->context;
 
 		if (trig->parsetree != NULL && IsA(trig->parsetree, DropStmt))
-			rs_lifecycle_drop_partitions((DropStmt *) trig->parsetree);
+			rs_lifecycle_drop_start((DropStmt *) trig->parsetree);
 	}
 	PG_RETURN_NULL();
 }

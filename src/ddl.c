@@ -14,13 +14,8 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/event_trigger.h"
 #include "funcapi.h"
-#include "nodes/makefuncs.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "tcop/deparse_utility.h"
 #include "utils/builtins.h"
 
@@ -168,58 +163,4 @@ redis_sync_type_text_changed(PG_FUNCTION_ARGS)
 	if (IsA(pt, ViewStmt))
 		PG_RETURN_BOOL(((ViewStmt *) pt)->replace);
 	PG_RETURN_BOOL(false);
-}
-
-/*
- * _on_drop_index_start() RETURNS event_trigger (ddl_command_start, DROP INDEX)
- *
- * DROP INDEX CONCURRENTLY commits the index's invalidation in transactions
- * of its own before the last one drops it, and sql_drop fires only in that
- * last one: refusing it there (_on_sql_drop) leaves the index dead, no
- * longer enforcing uniqueness, while the table stays synced on it.  So the
- * indexes a DROP INDEX CONCURRENTLY names are checked here, before anything
- * is done: redis_sync._key_index_check() refuses the drop of the last valid
- * unique index behind a synced table's key_columns.
- */
-PG_FUNCTION_INFO_V1(redis_sync_on_drop_index_start);
-
-Datum
-redis_sync_on_drop_index_start(PG_FUNCTION_ARGS)
-{
-	EventTriggerData *trig;
-	DropStmt   *stmt;
-	ListCell   *lc;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("_on_drop_index_start() must be called as an event trigger")));
-	trig = (EventTriggerData *) fcinfo->context;
-	if (trig->parsetree == NULL || !IsA(trig->parsetree, DropStmt))
-		PG_RETURN_VOID();
-	stmt = (DropStmt *) trig->parsetree;
-	if (stmt->removeType != OBJECT_INDEX || !stmt->concurrent)
-		PG_RETURN_VOID();
-
-	foreach(lc, stmt->objects)
-	{
-		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
-		Oid			idx = RangeVarGetRelid(rv, NoLock, true);
-		Oid			argtypes[1] = {OIDOID};
-		Oid			check;
-
-		if (!OidIsValid(idx))
-			continue;			/* DROP itself reports it (or IF EXISTS) */
-
-		/*
-		 * Called without an EXECUTE check (it is revoked from PUBLIC, and a
-		 * table owner that is no superuser must be able to drop indexes): the
-		 * function is SECURITY DEFINER and only raises an error.
-		 */
-		check = LookupFuncName(list_make2(makeString("redis_sync"),
-										  makeString("_key_index_check")),
-							   1, argtypes, false);
-		(void) OidFunctionCall1(check, ObjectIdGetDatum(idx));
-	}
-	PG_RETURN_VOID();
 }

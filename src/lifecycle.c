@@ -49,6 +49,8 @@
 #include "commands/dbcommands.h"
 #include "commands/event_trigger.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "tcop/deparse_utility.h"
 #include "utils/acl.h"
@@ -308,20 +310,57 @@ schema_tables(Oid nsp)
 }
 
 /*
+ * DROP INDEX CONCURRENTLY commits the index's invalidation in transactions
+ * of its own before the last one drops it, and sql_drop fires only in that
+ * last one: _on_sql_drop's unsync of a table whose key lost its index would
+ * come after the index is dead, no longer enforcing uniqueness.  So the
+ * indexes such a command names are checked before anything is done:
+ * redis_sync._key_index_check() refuses the drop of the last valid unique
+ * index behind a synced table's key_columns.  It is called without an
+ * EXECUTE check (it is revoked from PUBLIC, and a table owner that is no
+ * superuser must be able to drop indexes): the function is SECURITY
+ * DEFINER and only raises an error.
+ */
+static void
+check_drop_index_concurrently(DropStmt *stmt)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Oid			check = InvalidOid;
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+		Oid			idx = RangeVarGetRelid(rv, NoLock, true);
+
+		if (!OidIsValid(idx))
+			continue;			/* DROP itself reports it (or IF EXISTS) */
+		if (!OidIsValid(check))
+			check = LookupFuncName(list_make2(makeString("redis_sync"),
+											  makeString("_key_index_check")),
+								   1, argtypes, false);
+		(void) OidFunctionCall1(check, ObjectIdGetDatum(idx));
+	}
+}
+
+/*
  * At the start of DROP TABLE and DROP SCHEMA ... CASCADE: the partitions of
  * synced tables the command drops (named, or in a dropped schema) take
  * their rows' keys with them.  Only for a caller who owns the table or the
- * schema (else the DROP fails on its own: no lock is taken for it).
+ * schema (else the DROP fails on its own: no lock is taken for it).  At the
+ * start of DROP INDEX CONCURRENTLY: check_drop_index_concurrently().
  */
 void
-rs_lifecycle_drop_partitions(DropStmt *stmt)
+rs_lifecycle_drop_start(DropStmt *stmt)
 {
 	List	   *named = NIL;
 	List	   *schemas = NIL;
 	List	   *cands = NIL;
 	ListCell   *lc;
 
-	if (stmt->removeType == OBJECT_TABLE)
+	if (stmt->removeType == OBJECT_INDEX && stmt->concurrent)
+		check_drop_index_concurrently(stmt);
+	else if (stmt->removeType == OBJECT_TABLE)
 	{
 		foreach(lc, stmt->objects)
 		{

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * lifecycle.h
- *		A synced table's partitions leaving it (lifecycle.c).
+ *		DROP commands that touch a synced table's keys, at their start
+ *		(lifecycle.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -14,8 +15,9 @@
 
 /*
  * At the start of DROP TABLE and DROP SCHEMA: the keys of the rows of a
- * synced table's partitions the command drops go at commit
+ * synced table's partitions the command drops go at commit; of DROP INDEX
+ * CONCURRENTLY: the index behind a synced table's key may not go
  */
-extern void rs_lifecycle_drop_partitions(DropStmt *stmt);
+extern void rs_lifecycle_drop_start(DropStmt *stmt);
 
 #endif							/* RS_LIFECYCLE_H */
