@@ -69,17 +69,6 @@ wb_table_or_error(Oid relid)
 	return linitial(l);
 }
 
-/* s as a whole a decimal int64? */
-static bool
-parse_int64(const char *s, int64 *out)
-{
-	char	   *end;
-
-	errno = 0;
-	*out = strtoll(s, &end, 10);
-	return errno == 0 && end != s && *end == '\0';
-}
-
 /*
  * The value hincrby() will leave in Redis: the counter's current value there
  * plus delta, as text; NULL when Redis does not hold it (or it is not an
@@ -115,7 +104,7 @@ counter_next_value(WbTable *t, Member *m, const char *column, const char *delta)
 	redis_check_reply(p, 0, argv[0]);
 	v = redis_pipeline_reply(p, 0);
 	if (v->type == RV_STRING && v->str != NULL &&
-		parse_int64(v->str, &cur) && parse_int64(delta, &d) &&
+		wb_parse_int64(v->str, &cur) && wb_parse_int64(delta, &d) &&
 		!pg_add_s64_overflow(cur, d, &sum))
 		next = psprintf(INT64_FORMAT, sum);
 	redis_pipeline_free(p);
