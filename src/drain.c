@@ -516,12 +516,12 @@ forget_dead_letters(Batch *b)
 	Datum		args[2];
 
 	for (int i = 0; i < b->nm; i++)
+	{
 		if (b->ms[i].applied)
+			b->applied++;
+		if (b->ms[i].applied || b->ms[i].deleted)
 			nd++;
-	b->applied += nd;
-	for (int i = 0; i < b->nm; i++)
-		if (b->ms[i].deleted)
-			nd++;
+	}
 	if (nd == 0)
 		return;
 	args[0] = ObjectIdGetDatum(b->t->relid);
