@@ -22,6 +22,9 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -32,6 +35,8 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -105,24 +110,44 @@ column_list(Oid relid, Datum arr, const char *what, int *n, AttrNumber **atts)
  * (every new row of such a table was a dead letter).
  */
 static void
-check_key_columns(Oid relid, Datum key_columns, char **keys, AttrNumber *katts, int nkeys, bool wb)
+check_key_columns(Oid relid, char **keys, AttrNumber *katts, int nkeys, bool wb)
 {
-	Oid			types[2] = {OIDOID, NAMEARRAYOID};
-	Datum		args[2] = {ObjectIdGetDatum(relid), key_columns};
-	bool		isnull;
-	bool		found;
-	bool		deferrable;
+	bool		deferrable = false;
 
-	/* which indexes back a key: _key_indexes(), as for the SQL checks */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0, pg_catalog.bool_or(k.is_deferrable) "
-							  "  FROM redis_sync._key_indexes($1, $2) k",
-							  2, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "redis_sync: could not read the indexes of table %u", relid);
-	found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	deferrable = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) && !isnull;
-	SPI_finish();
+	Relation	rel = table_open(relid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	it = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index ix;
+
+		if (!HeapTupleIsValid(it))
+			continue;
+		ix = (Form_pg_index) GETSTRUCT(it);
+		if (ix->indisunique && ix->indisvalid && ix->indnkeyatts == nkeys &&
+			heap_attisnull(it, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(it, Anum_pg_index_indexprs, NULL))
+		{
+			bool		all = true;
+
+			for (int k = 0; k < nkeys && all; k++)
+			{
+				bool		in = false;
+
+				for (int j = 0; j < ix->indnkeyatts; j++)
+					in = in || ix->indkey.values[j] == katts[k];
+				all = in;
+			}
+			found = found || all;
+			deferrable = deferrable || (all && !ix->indimmediate);
+		}
+		ReleaseSysCache(it);
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
@@ -205,7 +230,7 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 					 errmsg("key column \"%s\" of table %s is nullable", keys[i], get_rel_name(relid))));
 	}
-	check_key_columns(relid, PG_GETARG_DATUM(3), keys, katts, nkeys, wb);
+	check_key_columns(relid, keys, katts, nkeys, wb);
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(7)), "strict") == 0 &&
 		strcmp(text_to_cstring(PG_GETARG_TEXT_PP(8)), "async") == 0)
 		bad_config("consistency \"strict\" cannot be combined with delivery \"async\"");
