@@ -38,7 +38,7 @@ OBJS_CRASH = src/ddl.o
 #
 OBJS_LIFE = src/lifecycle.o
 #
-OBJS_SEC = src/as_owner.o src/claim.o src/rowsec.o
+OBJS_SEC = src/as_owner.o src/claim.o src/rowsec.o src/identity.o
 #
 OBJS_ENC = src/epoch.o
 #

@@ -1528,3 +1528,31 @@ BEGIN
     END LOOP;
 END
 $upgrade$;
+
+-- =====================================================================
+-- the identity of this database across pg_upgrade (identity.c)
+-- =====================================================================
+
+-- The system this database runs on, the timeline base of its versions and
+-- the highest timeline its worker saw: a cluster made by pg_upgrade starts
+-- again at timeline 1 under a new system identifier, and takes over from
+-- this row (versions above the old cluster's, its key prefix claims).  Not
+-- dumped: pg_upgrade carries it, a restore from a dump is a new identity.
+CREATE TABLE _identity (
+    one               bool PRIMARY KEY DEFAULT true CHECK (one),
+    system_identifier text NOT NULL,
+    database          oid NOT NULL,
+    timeline_base     int NOT NULL DEFAULT 0 CHECK (timeline_base >= 0),
+    max_timeline      int NOT NULL CHECK (max_timeline >= 0)
+);
+COMMENT ON TABLE _identity IS 'redis_sync: the system and timeline base of this database''s versions (internal)';
+
+CREATE FUNCTION _identity_now(OUT system_identifier text, OUT database oid, OUT timeline_base int,
+                              OUT timeline int)
+RETURNS record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'redis_sync_identity_now';
+REVOKE EXECUTE ON FUNCTION _identity_now() FROM PUBLIC;
+
+INSERT INTO _identity (system_identifier, database, timeline_base, max_timeline)
+SELECT i.system_identifier, i.database, i.timeline_base, i.timeline FROM redis_sync._identity_now() i;

@@ -69,6 +69,7 @@
 
 #include "claim.h"
 #include "encode.h"
+#include "identity.h"
 #include "lifecycle.h"
 #include "redis_client.h"
 #include "subxact.h"
@@ -625,6 +626,8 @@ rs_claim_table(Oid relid)
 	char	   *me = holder_id(relid);
 	char	   *desc = holder_description(relid);
 
+	/* a cluster made by pg_upgrade: the old identity's claims are ours */
+	rs_identity_adopt_claims();
 	remember(relid);
 	if (fields == NIL)
 		return;					/* unsync: released at pre-commit */
@@ -965,6 +968,7 @@ rs_claim_all(bool worker)
 
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("tables", nsp)))
 		return 0;				/* the extension is not installed (yet) */
+	rs_identity_adopt_claims();
 
 	/*
 	 * Most tables in batches; those a batch did not record one by one, with

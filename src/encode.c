@@ -29,7 +29,8 @@
  *
  * Versions fence every write (fence.c's scripts; publish.c takes one at
  * pre-commit): 8 hex digits of the WAL
- * timeline, 8 of the server epoch (epoch.c: it grows at every start and
+ * timeline (plus the database's timeline base, identity.c: a cluster made
+ * by pg_upgrade starts again at timeline 1), 8 of the server epoch (epoch.c: it grows at every start and
  * crash restart) and 16 of the WAL insert position, so they compare as
  * strings and grow across restarts, crashes that lose unflushed WAL (the
  * insert position then restarts lower) and promotions (a new timeline).
@@ -61,6 +62,7 @@
 #include "utils/typcache.h"
 
 #include "encode.h"
+#include "identity.h"
 #include "redis_client.h"
 
 void
@@ -73,7 +75,8 @@ rs_version_now(char *buf)
 void
 rs_version_at(char *buf, XLogRecPtr lsn)
 {
-	TimeLineID	tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
+	TimeLineID	tli = RecoveryInProgress() ? 0 :
+	GetWALInsertionTimeLine() + rs_identity_timeline_base();
 	uint32		epoch = rs_epoch();
 	static const char hex[] = "0123456789ABCDEF";
 

@@ -90,6 +90,8 @@ extern void rs_version_decrement(char *v);
 /* epoch.c */
 extern uint32 rs_epoch(void);
 extern void rs_epoch_preload_init(void);
+extern bool rs_file_read_uint32(const char *file, uint32 *stored, bool zero_ok, int elevel);
+extern bool rs_file_write_uint32(const char *file, const char *tmp, uint32 v, int elevel);
 
 /*
  * prefix || escaped key values joined by ':'; with keyvals, also returns

@@ -60,9 +60,13 @@ static uint32 my_epoch = 0;		/* backends: the incarnation's epoch */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* read the stored epoch (0 when there is no file); false on failure */
-static bool
-epoch_read(uint32 *stored, int elevel)
+/*
+ * Read the number stored in file (0 when there is no file; a stored 0 is
+ * corrupt unless zero_ok); false on failure (reported at elevel).  Also
+ * identity.c's timeline base floor.
+ */
+bool
+rs_file_read_uint32(const char *file, uint32 *stored, bool zero_ok, int elevel)
 {
 	int			fd;
 	char		buf[32];
@@ -71,14 +75,14 @@ epoch_read(uint32 *stored, int elevel)
 	unsigned long v;
 
 	*stored = 0;
-	fd = OpenTransientFile(EPOCH_FILE, O_RDONLY | PG_BINARY);
+	fd = OpenTransientFile(file, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 	{
 		if (errno == ENOENT)
 			return true;
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("redis_sync: could not open file \"%s\": %m", EPOCH_FILE)));
+				 errmsg("redis_sync: could not open file \"%s\": %m", file)));
 		return false;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -90,18 +94,19 @@ epoch_read(uint32 *stored, int elevel)
 		errno = save;
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("redis_sync: could not read file \"%s\": %m", EPOCH_FILE)));
+				 errmsg("redis_sync: could not read file \"%s\": %m", file)));
 		return false;
 	}
 	CloseTransientFile(fd);
 	buf[n] = '\0';
 	errno = 0;
 	v = strtoul(buf, &end, 10);
-	if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') || v == 0 || v >= PG_UINT32_MAX)
+	if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') || (v == 0 && !zero_ok) ||
+		v >= PG_UINT32_MAX)
 	{
 		ereport(elevel,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("redis_sync: file \"%s\" is corrupt", EPOCH_FILE),
+				 errmsg("redis_sync: file \"%s\" is corrupt", file),
 				 errhint("Remove the file after flushing the synced keys from Redis; they are rewritten by warm().")));
 		return false;
 	}
@@ -109,31 +114,24 @@ epoch_read(uint32 *stored, int elevel)
 	return true;
 }
 
-/* the next epoch, recorded durably; 0 on failure (reported at elevel) */
-static uint32
-epoch_advance(int elevel)
+/*
+ * Store v in file durably (a temporary file tmp, fsync, durable_rename);
+ * false on failure (reported at elevel)
+ */
+bool
+rs_file_write_uint32(const char *file, const char *tmp, uint32 v, int elevel)
 {
-	uint32		stored;
-	uint32		next;
-	time_t		now = time(NULL);
 	int			fd;
 	char		buf[32];
-	int			len;
+	int			len = snprintf(buf, sizeof(buf), "%u\n", v);
 
-	if (!epoch_read(&stored, elevel))
-		return 0;
-	next = stored + 1;
-	if (now > 0 && (uint64) now < PG_UINT32_MAX && (uint32) now > next)
-		next = (uint32) now;
-	len = snprintf(buf, sizeof(buf), "%u\n", next);
-
-	fd = OpenTransientFile(EPOCH_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
 	{
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("redis_sync: could not create file \"%s\": %m", EPOCH_TMP)));
-		return 0;
+				 errmsg("redis_sync: could not create file \"%s\": %m", tmp)));
+		return false;
 	}
 	errno = 0;
 	if (write(fd, buf, len) != len)
@@ -144,8 +142,8 @@ epoch_advance(int elevel)
 		errno = save;
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("redis_sync: could not write file \"%s\": %m", EPOCH_TMP)));
-		return 0;
+				 errmsg("redis_sync: could not write file \"%s\": %m", tmp)));
+		return false;
 	}
 	if (pg_fsync(fd) != 0)
 	{
@@ -155,18 +153,34 @@ epoch_advance(int elevel)
 		errno = save;
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("redis_sync: could not fsync file \"%s\": %m", EPOCH_TMP)));
-		return 0;
+				 errmsg("redis_sync: could not fsync file \"%s\": %m", tmp)));
+		return false;
 	}
 	if (CloseTransientFile(fd) != 0)
 	{
 		ereport(elevel,
 				(errcode_for_file_access(),
-				 errmsg("redis_sync: could not close file \"%s\": %m", EPOCH_TMP)));
-		return 0;
+				 errmsg("redis_sync: could not close file \"%s\": %m", tmp)));
+		return false;
 	}
 	/* fsyncs the file and the data directory */
-	if (durable_rename(EPOCH_TMP, EPOCH_FILE, elevel) != 0)
+	return durable_rename(tmp, file, elevel) == 0;
+}
+
+/* the next epoch, recorded durably; 0 on failure (reported at elevel) */
+static uint32
+epoch_advance(int elevel)
+{
+	uint32		stored;
+	uint32		next;
+	time_t		now = time(NULL);
+
+	if (!rs_file_read_uint32(EPOCH_FILE, &stored, false, elevel))
+		return 0;
+	next = stored + 1;
+	if (now > 0 && (uint64) now < PG_UINT32_MAX && (uint32) now > next)
+		next = (uint32) now;
+	if (!rs_file_write_uint32(EPOCH_FILE, EPOCH_TMP, next, elevel))
 		return 0;
 	return next;
 }

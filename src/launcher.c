@@ -44,6 +44,7 @@
 #include "access/heapam.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -199,12 +200,19 @@ launcher_sigterm_handler(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-/* register the launcher (from _PG_init, shared_preload_libraries) */
+/*
+ * Register the launcher (from _PG_init, shared_preload_libraries); not in a
+ * server pg_upgrade runs (binary upgrade mode): its databases are being
+ * restored, and workers would push, deliver and drain from them before the
+ * upgrade is done.
+ */
 static void
 launcher_register(void)
 {
 	BackgroundWorker worker;
 
+	if (IsBinaryUpgrade)
+		return;
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;

@@ -70,6 +70,7 @@
 #include "as_owner.h"
 #include "claim.h"
 #include "drain.h"
+#include "identity.h"
 #include "marker_sweep.h"
 #include "outbox.h"
 #include "redis_sync.h"
@@ -379,6 +380,7 @@ reclaim_all(void)
 	int64		n;
 
 	rs_xact_begin("redis_sync: recording key prefix claims");
+	rs_identity_worker_check();
 	n = rs_claim_all(true);
 
 	/* said when this database had claims to lose */
@@ -1019,6 +1021,13 @@ worker_round(void)
 		return rs_naptime_ms;
 
 	ok = probe_step(now);
+	if (ok && rs_identity_worker_due())
+	{
+		/* a promotion since the last round: its timeline, recorded */
+		rs_xact_begin("redis_sync: recording this database's identity");
+		rs_identity_worker_check();
+		rs_xact_commit(round_cxt);
+	}
 	if (ok)
 		ok = deliver_all();
 	if (ok && (last_sweep == 0 || rs_worker_sweep_requested() ||
