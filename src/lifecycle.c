@@ -41,9 +41,11 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
@@ -439,7 +441,8 @@ owned_by(List *roles, List **rels, List **nsps)
  * fails).  Only for a caller who has the privileges of every role named,
  * as DropOwnedObjects() requires (else the command fails on its own: no
  * catalog is read and no lock taken for it); a role that does not exist
- * fails it too.
+ * fails it too, and so does the bootstrap superuser (whose every synced
+ * partition would be locked and read before the command fails).
  */
 void
 rs_lifecycle_drop_owned_start(DropOwnedStmt *stmt)
@@ -454,7 +457,9 @@ rs_lifecycle_drop_owned_start(DropOwnedStmt *stmt)
 	{
 		Oid			role = get_rolespec_oid(lfirst(lc), true);
 
-		if (!OidIsValid(role) || !has_privs_of_role(GetUserId(), role))
+		/* the bootstrap superuser's objects: DROP OWNED refuses them */
+		if (!OidIsValid(role) || IsPinnedObject(AuthIdRelationId, role) ||
+			!has_privs_of_role(GetUserId(), role))
 			return;
 		roles = lappend_oid(roles, role);
 	}

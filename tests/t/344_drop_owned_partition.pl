@@ -64,6 +64,20 @@ like($err, qr/permission denied to drop objects/,
 	'DROP OWNED by a caller without the rights fails with its own error, no lock wait')
   or diag($err);
 $locker->query_safe('COMMIT');
+
+# the bootstrap superuser's objects: DROP OWNED refuses them, with no wait
+# for the locks of the synced partitions it owns
+sq(q{CREATE TABLE s (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE s_1 PARTITION OF s FOR VALUES FROM (0) TO (100);
+SELECT redis_sync.write_through('s', key_prefix => 's:');
+INSERT INTO s VALUES (1);});
+$locker->query_safe('BEGIN; LOCK TABLE s IN ACCESS EXCLUSIVE MODE;');
+($rc, $out, $err) = $node->psql('postgres',
+	"SET lock_timeout = '3s'; DROP OWNED BY CURRENT_USER;");
+like($err, qr/required by the database system/,
+	'DROP OWNED of the bootstrap superuser fails with its own error, no lock wait')
+  or diag($err);
+$locker->query_safe('COMMIT');
 $locker->quit;
 
 ($rc, $out, $err) = $node->psql('postgres', 'DROP OWNED BY tmp;');
