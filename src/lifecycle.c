@@ -348,10 +348,26 @@ check_drop_index_concurrently(DropStmt *stmt)
 }
 
 /*
+ * May the current user DROP TABLE relid?  PostgreSQL's rule
+ * (RangeVarCallbackForDropRelation): the owner of the table or of its
+ * schema.  Before, the schema's owner (owning neither the partition nor the
+ * synced table) dropped a partition and its rows' keys stayed.
+ */
+static bool
+may_drop_table(Oid relid)
+{
+	Oid			nsp = get_rel_namespace(relid);
+
+	return pg_class_ownercheck(relid, GetUserId()) ||
+		(OidIsValid(nsp) && pg_namespace_ownercheck(nsp, GetUserId()));
+}
+
+/*
  * At the start of DROP TABLE and DROP SCHEMA ... CASCADE: the partitions of
  * synced tables the command drops (named, or in a dropped schema) take
- * their rows' keys with them.  Only for a caller who owns the table or the
- * schema (else the DROP fails on its own: no lock is taken for it).  At the
+ * their rows' keys with them.  Only for a caller who may drop the table
+ * (may_drop_table) or owns the schema (else the DROP fails on its own: no
+ * lock is taken for it).  At the
  * start of DROP INDEX CONCURRENTLY: check_drop_index_concurrently().
  */
 void
@@ -373,7 +389,7 @@ rs_lifecycle_drop_start(DropStmt *stmt)
 
 			if (OidIsValid(relid))
 				named = lappend_oid(named, relid);
-			if (OidIsValid(relid) && pg_class_ownercheck(relid, GetUserId()))
+			if (OidIsValid(relid) && may_drop_table(relid))
 				cands = lappend_oid(cands, relid);
 		}
 	}
