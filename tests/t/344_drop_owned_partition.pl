@@ -113,5 +113,25 @@ is(sq("SELECT count(*) FROM redis_sync.tables WHERE relid = 't4'::regclass"), '0
 ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('EXISTS', 't4:x') eq '0' }, 20),
 	'and its keys are gone');
 
+# an async table, DROP OWNED run by the partition's owner itself (no superuser)
+sq(q{CREATE ROLE tmp5 LOGIN;
+SET ROLE app;
+CREATE TABLE a (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE a_1 PARTITION OF a FOR VALUES FROM (0) TO (100);
+CREATE TABLE a_2 PARTITION OF a FOR VALUES FROM (100) TO (200);
+SELECT redis_sync.write_through('a', key_prefix => 'a:', delivery => 'async');
+INSERT INTO a VALUES (1, 'x'), (101, 'y');
+SELECT redis_sync.flush('a');
+RESET ROLE;
+ALTER TABLE a_2 OWNER TO tmp5;});
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('EXISTS', 'a:1', 'a:101') eq '2' }, 20),
+	'async: cached');
+($rc, $out, $err) = $node->psql('postgres', "SET ROLE tmp5; DROP OWNED BY tmp5; RESET ROLE; SELECT redis_sync.flush('a');");
+is($rc, 0, 'async: the partition owner\'s own DROP OWNED runs') or diag($err);
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('EXISTS', 'a:101') eq '0' }, 20),
+	'async: the keys of the partition DROP OWNED dropped are gone');
+is($redis->cli('EXISTS', 'a:1'), '1', 'async: the other partition\'s keys stay');
+
 is(sq("SELECT count(*) FROM redis_sync.verify('w')"), '0', 'verify finds nothing');
+is(sq("SELECT count(*) FROM redis_sync.verify('a')"), '0', 'verify finds nothing (async)');
 done_testing();
