@@ -66,11 +66,14 @@ like($err, qr/permission denied to drop objects/,
 $locker->query_safe('COMMIT');
 
 # the bootstrap superuser's objects: DROP OWNED refuses them, with no wait
-# for the locks of the synced partitions it owns
-sq(q{CREATE TABLE s (id int PRIMARY KEY) PARTITION BY RANGE (id);
+# for the locks of the synced partitions it owns (here of app's table)
+sq(q{SET ROLE app;
+CREATE TABLE s (id int PRIMARY KEY) PARTITION BY RANGE (id);
 CREATE TABLE s_1 PARTITION OF s FOR VALUES FROM (0) TO (100);
 SELECT redis_sync.write_through('s', key_prefix => 's:');
-INSERT INTO s VALUES (1);});
+INSERT INTO s VALUES (1);
+RESET ROLE;
+ALTER TABLE s_1 OWNER TO CURRENT_USER;});
 $locker->query_safe('BEGIN; LOCK TABLE s IN ACCESS EXCLUSIVE MODE;');
 ($rc, $out, $err) = $node->psql('postgres',
 	"SET lock_timeout = '3s'; DROP OWNED BY CURRENT_USER;");
