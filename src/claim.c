@@ -1207,7 +1207,8 @@ PG_FUNCTION_INFO_V1(redis_sync_on_drop_start);
  * sure the library is loaded, so that the object access hook below sees
  * the extension dropped even in a session that never used it (without
  * shared_preload_libraries, the library loads when first used).  DROP
- * TABLE of a synced table's partition has its rows' keys removed, DROP
+ * TABLE of a synced table's partition, and DROP OWNED of one, has its
+ * rows' keys removed, DROP
  * INDEX CONCURRENTLY of a key's index is refused (lifecycle.c).
  */
 Datum
@@ -1219,6 +1220,8 @@ redis_sync_on_drop_start(PG_FUNCTION_ARGS)
 
 		if (trig->parsetree != NULL && IsA(trig->parsetree, DropStmt))
 			rs_lifecycle_drop_start((DropStmt *) trig->parsetree);
+		else if (trig->parsetree != NULL && IsA(trig->parsetree, DropOwnedStmt))
+			rs_lifecycle_drop_owned_start((DropOwnedStmt *) trig->parsetree);
 	}
 	PG_RETURN_NULL();
 }

@@ -56,6 +56,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -551,6 +552,9 @@ void
 wb_apply_batch(Batch *b, TimestampTz started)
 {
 	WbTable    *t = b->t;
+	int64		again = 0;		/* rows of members applied before (their batch
+								 * committed, not acknowledged) */
+	int			nagain = 0;
 
 	rs_xact_begin(NULL);
 	rs_step_timeout_arm(rs_drain_step_ms());	/* redis_sync.drain_timeout */
@@ -578,13 +582,86 @@ wb_apply_batch(Batch *b, TimestampTz started)
 	/* unseeded counters: correct Redis while the row locks are held */
 	wb_correct_counters(b);
 	SPI_finish();
-	rs_stats_add(t->relid, RS_C_APPLIED, b->applied);
-	rs_stats_add(t->relid, RS_C_BATCHES, 1);
+	for (int i = 0; i < b->nm; i++)
+	{
+		if (!b->ms[i].reapplied)
+			continue;
+		nagain++;
+		if (b->ms[i].applied)
+			again++;
+	}
+	rs_stats_add(t->relid, RS_C_APPLIED, b->applied - again);
+	if (nagain < b->nm)
+		rs_stats_add(t->relid, RS_C_BATCHES, 1);
 	rs_stats_set_lag(t->relid, (double) (GetCurrentTimestamp() - started) / 1000000.0);
 	rs_stats_flush();
 	rs_step_timeout_check();	/* a cancel caught by the table's code */
 	rs_xact_commit(NULL);		/* deferred triggers run here: still timed */
 	rs_step_timeout_disarm();
+}
+
+/* ----------------------------------------------------------------
+ * Committed, not acknowledged
+ *
+ * A batch whose commit succeeded and whose acknowledgement failed (Redis
+ * unreachable, or past command_timeout, right after the commit) stays in
+ * the processing set, and the next round's recovery applies it again
+ * (absolute state: the same rows).  Its members are remembered here, in the
+ * worker, from the commit until their acknowledgement succeeds or a fresh
+ * claim takes them again, so that the recovery counts them in no
+ * statistic: claimed, applied, batches, dead and unknown_fields count a
+ * drain once.  A member is known by its table and a 64-bit hash of its
+ * bytes.  The worker's memory only: a batch recovered by the next worker
+ * (this one ended between the commit and the acknowledgement) is counted
+ * again.
+ * ---------------------------------------------------------------- */
+
+typedef struct UnackedKey
+{
+	uint64		relid;			/* an Oid: no padding in the key */
+	uint64		hash;
+} UnackedKey;
+
+static HTAB *unacked = NULL;
+
+static void
+unacked_key(UnackedKey *k, WbTable *t, const RedisValue *m)
+{
+	k->relid = t->relid;
+	k->hash = hash_bytes_extended((const unsigned char *) m->str, (int) m->len, 0);
+}
+
+/* committed: m's batch committed (remember it); else acknowledged or claimed afresh */
+void
+wb_unacked_set(WbTable *t, const RedisValue *m, bool committed)
+{
+	UnackedKey	k;
+
+	if (unacked == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!committed)
+			return;
+		ctl.keysize = sizeof(UnackedKey);
+		ctl.entrysize = sizeof(UnackedKey);
+		ctl.hcxt = TopMemoryContext;
+		unacked = hash_create("redis_sync unacknowledged members", 1024, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	unacked_key(&k, t, m);
+	(void) hash_search(unacked, &k, committed ? HASH_ENTER : HASH_REMOVE, NULL);
+}
+
+bool
+wb_unacked_has(WbTable *t, const RedisValue *m)
+{
+	UnackedKey	k;
+
+	if (unacked == NULL || hash_get_num_entries(unacked) == 0)
+		return false;
+	unacked_key(&k, t, m);
+	return hash_search(unacked, &k, HASH_FIND, NULL) != NULL;
 }
 
 /*
@@ -626,6 +703,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	Batch		b = {0};
 	RedisValue *r;
 	TimestampTz started = GetCurrentTimestamp();
+	int			nagain = 0;
 
 	*applied = 0;
 	b.t = t;
@@ -643,13 +721,28 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	b.inc_idx = palloc(sizeof(int) * b.nm);
 	b.del_idx = palloc(sizeof(int) * b.nm);
 	for (int i = 0; i < b.nm; i++)
+	{
+		int64		unknown = b.unknown;
+
 		wb_sort_member(&b, r, i);
-	rs_stats_add(t->relid, RS_C_CLAIMED, b.nm);
+		/* claimed again by a recovery: counted at its first claim */
+		if (wb_unacked_has(t, &r->elems[4 * i]))
+		{
+			b.ms[i].reapplied = true;
+			b.unknown = unknown;
+			nagain++;
+		}
+	}
+	rs_stats_add(t->relid, RS_C_CLAIMED, b.nm - nagain);
 	rs_stats_add(t->relid, RS_C_UNKNOWN_FIELDS, b.unknown);
 
 	wb_apply_batch(&b, started);
 	*applied = b.applied;
+	for (int i = 0; i < b.nm; i++)
+		wb_unacked_set(t, &r->elems[4 * i], true);
 	acknowledge(&b, r);
+	for (int i = 0; i < b.nm; i++)
+		wb_unacked_set(t, &r->elems[4 * i], false);
 	if (b.reads)
 		redis_pipeline_free(b.reads);
 	redis_pipeline_free(b.claim);

@@ -16,10 +16,11 @@
  * longer rows of the synced table (pg_partman's retention detaches old
  * partitions, then drops them).  Each row's key goes as a DELETE of it
  * would (the change buffer, pushed at commit with a version, or the
- * outbox).  rs_lifecycle_drop_partitions() does the same for DROP TABLE
- * of a partition and DROP SCHEMA ... CASCADE of a schema holding one, from
- * the event trigger at the start of the DROP, while its rows can still be
- * read.
+ * outbox).  rs_lifecycle_drop_start() does the same for DROP TABLE
+ * of a partition and DROP SCHEMA ... CASCADE of a schema holding one, and
+ * rs_lifecycle_drop_owned_start() for DROP OWNED of a role owning one (or
+ * its schema), from the event trigger at the start of the DROP, while its
+ * rows can still be read.
  *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
  * by a ddl_command_end event trigger and returns the partitions it created
@@ -40,11 +41,14 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/event_trigger.h"
@@ -344,10 +348,26 @@ check_drop_index_concurrently(DropStmt *stmt)
 }
 
 /*
+ * May the current user DROP TABLE relid?  PostgreSQL's rule
+ * (RangeVarCallbackForDropRelation): the owner of the table or of its
+ * schema.  Before, the schema's owner (owning neither the partition nor the
+ * synced table) dropped a partition and its rows' keys stayed.
+ */
+static bool
+may_drop_table(Oid relid)
+{
+	Oid			nsp = get_rel_namespace(relid);
+
+	return pg_class_ownercheck(relid, GetUserId()) ||
+		(OidIsValid(nsp) && pg_namespace_ownercheck(nsp, GetUserId()));
+}
+
+/*
  * At the start of DROP TABLE and DROP SCHEMA ... CASCADE: the partitions of
  * synced tables the command drops (named, or in a dropped schema) take
- * their rows' keys with them.  Only for a caller who owns the table or the
- * schema (else the DROP fails on its own: no lock is taken for it).  At the
+ * their rows' keys with them.  Only for a caller who may drop the table
+ * (may_drop_table) or owns the schema (else the DROP fails on its own: no
+ * lock is taken for it).  At the
  * start of DROP INDEX CONCURRENTLY: check_drop_index_concurrently().
  */
 void
@@ -369,7 +389,7 @@ rs_lifecycle_drop_start(DropStmt *stmt)
 
 			if (OidIsValid(relid))
 				named = lappend_oid(named, relid);
-			if (OidIsValid(relid) && pg_class_ownercheck(relid, GetUserId()))
+			if (OidIsValid(relid) && may_drop_table(relid))
 				cands = lappend_oid(cands, relid);
 		}
 	}
@@ -385,5 +405,89 @@ rs_lifecycle_drop_start(DropStmt *stmt)
 		foreach(lc, schemas)
 			cands = list_concat(cands, schema_tables(lfirst_oid(lc)));
 	}
+	partitions_leave(cands, named, schemas);
+}
+
+/*
+ * The tables and partitioned tables owned by one of roles (relowner), and
+ * the schemas owned by one of them (nspowner), of the current database:
+ * what DROP OWNED drops (shdepDropOwned() reads pg_shdepend; a relation's
+ * owner is recorded there unless it is the bootstrap superuser, whose
+ * objects DROP OWNED refuses to drop).
+ */
+static void
+owned_by(List *roles, List **rels, List **nsps)
+{
+	Relation	cat;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	cat = table_open(RelationRelationId, AccessShareLock);
+	scan = systable_beginscan(cat, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_class c = (Form_pg_class) GETSTRUCT(tup);
+
+		if ((c->relkind == RELKIND_RELATION || c->relkind == RELKIND_PARTITIONED_TABLE) &&
+			list_member_oid(roles, c->relowner))
+			*rels = lappend_oid(*rels, c->oid);
+	}
+	systable_endscan(scan);
+	table_close(cat, AccessShareLock);
+
+	cat = table_open(NamespaceRelationId, AccessShareLock);
+	scan = systable_beginscan(cat, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_namespace n = (Form_pg_namespace) GETSTRUCT(tup);
+
+		if (list_member_oid(roles, n->nspowner))
+			*nsps = lappend_oid(*nsps, n->oid);
+	}
+	systable_endscan(scan);
+	table_close(cat, AccessShareLock);
+}
+
+/*
+ * At the start of DROP OWNED: the partitions of synced tables it drops
+ * take their rows' keys with them, as with DROP TABLE.  It drops the
+ * tables the roles own (a partition owned by another role than its synced
+ * table's) and the schemas they own, with CASCADE everything in them (with
+ * RESTRICT such a schema holds only the roles' own tables, or the command
+ * fails).  Only for a caller who has the privileges of every role named,
+ * as DropOwnedObjects() requires (else the command fails on its own: no
+ * catalog is read and no lock taken for it); a role that does not exist
+ * fails it too, and so does the bootstrap superuser (whose every synced
+ * partition would be locked and read before the command fails).
+ */
+void
+rs_lifecycle_drop_owned_start(DropOwnedStmt *stmt)
+{
+	List	   *roles = NIL;
+	List	   *named = NIL;
+	List	   *schemas = NIL;
+	List	   *cands = NIL;
+	ListCell   *lc;
+
+	foreach(lc, stmt->roles)
+	{
+		Oid			role = get_rolespec_oid(lfirst(lc), true);
+
+		/* the bootstrap superuser's objects: DROP OWNED refuses them */
+		if (!OidIsValid(role) || IsPinnedObject(AuthIdRelationId, role) ||
+			!has_privs_of_role(GetUserId(), role))
+			return;
+		roles = lappend_oid(roles, role);
+	}
+	owned_by(roles, &named, &schemas);
+	if (stmt->behavior != DROP_CASCADE)
+		schemas = NIL;
+	foreach(lc, named)
+	{
+		if (get_rel_relispartition(lfirst_oid(lc)))
+			cands = lappend_oid(cands, lfirst_oid(lc));
+	}
+	foreach(lc, schemas)
+		cands = list_concat(cands, schema_tables(lfirst_oid(lc)));
 	partitions_leave(cands, named, schemas);
 }

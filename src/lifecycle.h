@@ -20,4 +20,7 @@
  */
 extern void rs_lifecycle_drop_start(DropStmt *stmt);
 
+/* at the start of DROP OWNED: the same for the partitions it drops */
+extern void rs_lifecycle_drop_owned_start(DropOwnedStmt *stmt);
+
 #endif							/* RS_LIFECYCLE_H */

@@ -1238,6 +1238,7 @@ wb_record_dead_letters(WbTable *t, Member *ms, int nm)
 								  "  sqlstate = EXCLUDED.sqlstate, attempts = d.attempts + 1, last_seen = now()",
 								  6, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "redis_sync: could not record a dead letter");
-		rs_stats_add(t->relid, RS_C_DEAD, 1);
+		if (!m->reapplied)
+			rs_stats_add(t->relid, RS_C_DEAD, 1);
 	}
 }

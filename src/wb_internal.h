@@ -96,6 +96,8 @@ typedef struct Member
 	bool		increment;		/* counters applied as increments */
 	int64	   *read;			/* counter values read from Redis */
 	bool		applied;
+	bool		reapplied;		/* its batch committed, not acknowledged: not
+								 * counted again (wb_unacked_*) */
 	bool		deleted;		/* on_missing = delete: its row deleted (or
 								 * absent) */
 	bool		returned;		/* increment: the row after the write, below */
@@ -167,6 +169,13 @@ extern RedisValue *wb_reads_result(WbTable *t, RedisValue *members, RedisPipelin
 extern void wb_sort_member(Batch *b, RedisValue *r, int i);
 extern const char *wb_member_key(WbTable *t, Member *m);
 extern void wb_apply_batch(Batch *b, TimestampTz started);
+
+/*
+ * The members of t's batches that committed and are not acknowledged yet
+ * (drain.c): a recovery that applies them again does not count them again
+ */
+extern void wb_unacked_set(WbTable *t, const RedisValue *m, bool committed);
+extern bool wb_unacked_has(WbTable *t, const RedisValue *m);
 extern int	wb_drain_batch(WbTable *t, bool recover, int64 *applied);
 
 /* wb_overlap.c */

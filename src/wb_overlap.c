@@ -76,6 +76,9 @@ batch_set_members(Batch *b, RedisPipeline *p, int i)
 	}
 	b->nm = n;
 	MemoryContextSwitchTo(old);
+	/* claimed afresh: a new drain of each member, counted */
+	for (int k = 0; k < n; k++)
+		wb_unacked_set(b->t, &b->members->elems[k], false);
 }
 
 /* decode b from its values (the reads from reply first of p, which lives in b's memory) */
@@ -192,6 +195,30 @@ append_ack(RedisPipeline *p, Batch *x, Batch *a, Batch *b)
 }
 
 /*
+ * x's members but for those batches a and b (claimed afresh, not
+ * acknowledged; either may be NULL) also hold, for wb_unacked_set(): x just
+ * committed, or was just acknowledged (append_ack() left those out)
+ */
+static void
+unacked_mark(Batch *x, Batch *a, Batch *b, bool committed)
+{
+	int			nh = (a ? a->nm : 0) + (b ? b->nm : 0);
+	HeldSet		held;
+	uint32		size = 16;
+
+	while (size < (uint32) nh * 2)
+		size <<= 1;
+	held.slot = palloc0(sizeof(RedisValue *) * size);
+	held.mask = size - 1;
+	held_add(&held, a);
+	held_add(&held, b);
+	for (int i = 0; i < x->nm; i++)
+		if (nh == 0 || !held_contains(&held, &x->members->elems[i]))
+			wb_unacked_set(x->t, &x->members->elems[i], committed);
+	pfree(held.slot);
+}
+
+/*
  * The first batch: its claim, then its reads together with the next
  * batch's claim (*bp, when the first was full).  NULL: nothing to drain.
  */
@@ -290,18 +317,21 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 			wb_append_claim(p, t, false);
 		}
 		redis_pipeline_send(p);
-		if (x)
-		{
-			MemoryContextDelete(x->cxt);
-			x = NULL;
-		}
 
 		MemoryContextSwitchTo(a->cxt);
 		wb_apply_batch(a, a->started);
 		MemoryContextSwitchTo(outer);
+		unacked_mark(a, b, NULL, true);
 		*total += a->applied;
 
 		redis_pipeline_receive(p);
+		if (x)
+		{
+			/* acknowledged (but for the members a or b holds) */
+			unacked_mark(x, a, b, false);
+			MemoryContextDelete(x->cxt);
+			x = NULL;
+		}
 		if (b)
 			batch_decode(b, p, first);
 		else
@@ -323,5 +353,6 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 	if (redis_pipeline_length(p) > 0)
 		redis_pipeline_exec(p);
 	redis_pipeline_free(p);
+	unacked_mark(x, NULL, NULL, false);
 	MemoryContextDelete(x->cxt);
 }
