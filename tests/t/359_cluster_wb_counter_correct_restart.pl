@@ -47,7 +47,7 @@ BEGIN
 END \$\$;
 CREATE TRIGGER stats_wait BEFORE UPDATE ON stats FOR EACH ROW EXECUTE FUNCTION public.stats_wait();
 SELECT redis_sync.write_behind('stats', key_prefix => 'stats:', counters => '{view_count}',
-                               flush_interval => '100 ms');
+                               flush_interval => '1 h');
 });
 ok(defined RedisSync::WB::wait_worker($node, timeout => 30), 'worker running');
 
@@ -60,6 +60,9 @@ for (1 .. 3)
 	$c->cli($any, 'HINCRBY', "stats:$id", 'view_count', 1);
 	$c->cli($any, 'SADD', 'stats:dirty', $id);
 }
+# the drain, asked for by a flush() in the background, claims the member
+my $bg = RedisSync::Test::session($node);
+$bg->start_query("SELECT redis_sync.flush('stats')");
 
 ok( defined RedisSync::Compare::wait_for(
 		sub {
@@ -76,9 +79,11 @@ $c->wait_ok;
 is($c->node_cli($kmaster, 'EXISTS', "stats:$id"), '0', 'the restarted master is empty');
 
 $holder->query('SELECT pg_advisory_unlock(4242)');
+$bg->finish_query;
 
 ok( defined RedisSync::Compare::wait_for(
 		sub {
+			$node->psql('postgres', 'SELECT redis_sync.flush()');
 			$c->cli($any, 'EXISTS', "stats:$id") eq '1'
 			  && sql(q{SELECT count(*) FROM pg_stat_activity
 			           WHERE backend_type LIKE 'redis_sync%' AND wait_event = 'advisory'}) == 0;
@@ -97,6 +102,7 @@ $c->cli($any, 'HINCRBY', "stats:$id", 'view_count', 1);
 $c->cli($any, 'SADD', 'stats:dirty', $id);
 RedisSync::Compare::wait_for(
 	sub {
+		$node->psql('postgres', 'SELECT redis_sync.flush()');
 		$c->cli($any, 'SCARD', 'stats:dirty') eq '0'
 		  && $c->cli($any, 'SCARD', '{stats:dirty}:rs_processing') eq '0'
 		  && sql("SELECT view_count FROM stats WHERE id = $id") != $table;
@@ -107,5 +113,6 @@ is($after, $table + 1, 'the next increment adds one to the table\'s counter (nev
 is($c->cli($any, 'HGET', "stats:$id", 'view_count'), $after, 'Redis equals the table');
 
 $holder->quit;
+$bg->quit;
 $node->stop;
 done_testing();
