@@ -24,6 +24,8 @@ typedef struct ClusterNode
 	void	   *conn;			/* its connection (redis_cluster.c), or NULL */
 	uint64		round_trips;	/* exchanges with this node, this backend */
 	uint64		redirections;	/* MOVED and ASK replies from this node */
+	uint64		conn_generation;	/* of its connection's latest handshake
+									 * (redis_cluster.c), 0: never connected */
 	char		display[300];
 } ClusterNode;
 

@@ -138,6 +138,22 @@ extern int	redis_cluster_nmasters(void);
 extern int	redis_cluster_nmasters_fresh(void);
 extern char *redis_cluster_masters_signature(void);
 
+/*
+ * Which Redis process each cluster node's connection is on (generation of
+ * its handshake, run_id): redis_cluster_conn_marks() notes it, and
+ * redis_cluster_conn_marks_changed() says whether a node has since been
+ * reconnected to another process (restarted) or to one whose run_id is
+ * unknown.
+ */
+typedef struct RedisNodeConnMark
+{
+	uint64		generation;		/* 0: not connected then */
+	char		run_id[41];		/* "": unknown */
+} RedisNodeConnMark;
+
+extern RedisNodeConnMark *redis_cluster_conn_marks(int *n);
+extern bool redis_cluster_conn_marks_changed(const RedisNodeConnMark *marks, int n);
+
 /* send the pipeline's keyless commands (SCAN, INFO) to master i */
 extern void redis_pipeline_target_master(RedisPipeline *p, int master);
 

@@ -46,6 +46,7 @@ static bool server_redis7 = false;	/* INFO said Redis 7 or later (a single
 									 * Redis too): scripts may be flagged */
 static TimestampTz detect_failed_at = 0;
 static TimestampTz map_loaded_at = 0;
+static uint64 node_conn_generations = 0;	/* node handshakes made */
 
 static bool refresh_map(RedisFailure *f);
 
@@ -204,7 +205,62 @@ node_connection(int i, RedisFailure *f)
 			explicit_bzero(params.password, strlen(params.password));
 		n->conn = c;
 	}
-	return redis_conn_establish(c, f);
+	if (!redis_conn_establish(c, f))
+		return false;
+	/* which handshake this is: redis_cluster_conn_marks() */
+	rs_cluster_nodes[i].conn_generation = ++node_conn_generations;
+	return true;
+}
+
+/*
+ * The connection of every node as it is now (its handshake's generation and
+ * Redis's run_id), palloc'd, *n entries: for a caller that must know whether
+ * a later exchange with a node went to the Redis process an earlier one
+ * did (wb_counters.c).  A node not connected has generation 0.
+ */
+RedisNodeConnMark *
+redis_cluster_conn_marks(int *n)
+{
+	RedisNodeConnMark *m = palloc0(sizeof(RedisNodeConnMark) * Max(rs_cluster_nnodes, 1));
+
+	for (int i = 0; i < rs_cluster_nnodes; i++)
+	{
+		RedisConn  *c = (RedisConn *) rs_cluster_nodes[i].conn;
+		const char *run_id = c ? redis_conn_run_id(c) : NULL;
+
+		if (c == NULL || !redis_conn_is_connected(c))
+			continue;
+		m[i].generation = rs_cluster_nodes[i].conn_generation;
+		strlcpy(m[i].run_id, run_id ? run_id : "", sizeof(m[i].run_id));
+	}
+	*n = rs_cluster_nnodes;
+	return m;
+}
+
+/*
+ * Did a node connected in marks (redis_cluster_conn_marks) connect again
+ * since, to another Redis process (its run_id differs) or to one whose
+ * run_id is unknown?  The node restarted meanwhile, perhaps empty.  A new
+ * connection to the same process (an idle timeout closed the old one) is
+ * no change.  Node indexes are stable: a node is never removed from the
+ * table.
+ */
+bool
+redis_cluster_conn_marks_changed(const RedisNodeConnMark *marks, int n)
+{
+	for (int i = 0; i < n && i < rs_cluster_nnodes; i++)
+	{
+		RedisConn  *c = (RedisConn *) rs_cluster_nodes[i].conn;
+		const char *run_id;
+
+		if (marks[i].generation == 0 || c == NULL ||
+			rs_cluster_nodes[i].conn_generation == marks[i].generation)
+			continue;
+		run_id = redis_conn_run_id(c);
+		if (run_id == NULL || marks[i].run_id[0] == '\0' || strcmp(run_id, marks[i].run_id) != 0)
+			return true;
+	}
+	return false;
 }
 
 /* forget every node connection (settings changed) */

@@ -148,6 +148,31 @@ wb_batch_read_on(Batch *b)
 
 	b->read_generation = redis_connection_generation();
 	strlcpy(b->read_run_id, run_id ? run_id : "", sizeof(b->read_run_id));
+	b->read_nodes = NULL;
+	b->read_nnodes = 0;
+	if (redis_cluster_mode())
+		b->read_nodes = redis_cluster_conn_marks(&b->read_nnodes);
+}
+
+/*
+ * Was the correction just made sent to another Redis process than the one
+ * b's values were read from?  On a single Redis: the connection changed and
+ * its run_id differs (or either is unknown).  On a cluster each node has
+ * its own connection: any node connected at the read that has been
+ * connected again since, to another process or one whose run_id is unknown
+ * (a master restarted empty under the batch, tests/t/359).
+ */
+static bool
+correction_changed_server(Batch *b)
+{
+	const char *run_id;
+
+	if (redis_cluster_mode())
+		return b->read_nodes != NULL &&
+			redis_cluster_conn_marks_changed(b->read_nodes, b->read_nnodes);
+	run_id = redis_connection_run_id();
+	return redis_connection_generation() != b->read_generation &&
+		(run_id == NULL || b->read_run_id[0] == '\0' || strcmp(run_id, b->read_run_id) != 0);
 }
 
 /*
@@ -166,7 +191,7 @@ wb_batch_read_on(Batch *b)
  * seeded) as on a new one (they were lost with its data, as increments Redis
  * loses before their drain are).  A new connection to the same Redis (its
  * idle timeout closed the old one) goes on.  On a cluster each node has
- * connections of its own: not checked there.
+ * a connection of its own, each checked (correction_changed_server).
  */
 void
 wb_correct_counters(Batch *b)
@@ -174,7 +199,6 @@ wb_correct_counters(Batch *b)
 	WbTable    *t = b->t;
 	Member	   *ms = b->ms;
 	int			nm = b->nm;
-	const char *run_id;
 
 	RedisPipeline *p;
 	int			nkeys = 0;
@@ -231,9 +255,7 @@ wb_correct_counters(Batch *b)
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, "a counter correction");
 	redis_pipeline_free(p);
-	run_id = redis_connection_run_id();
-	if (!redis_cluster_mode() && redis_connection_generation() != b->read_generation &&
-		(run_id == NULL || b->read_run_id[0] == '\0' || strcmp(run_id, b->read_run_id) != 0))
+	if (correction_changed_server(b))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("redis_sync: the connection to Redis changed during a write-behind batch of table %s with counters",

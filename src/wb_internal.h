@@ -151,6 +151,9 @@ typedef struct Batch
 	uint64		read_generation;	/* the connection its values were read on
 									 * (redis_connection_generation) */
 	char		read_run_id[48];	/* and its Redis's run_id ("": unknown) */
+	RedisNodeConnMark *read_nodes;	/* on a cluster: every node's connection
+									 * then (redis_cluster_conn_marks) */
+	int			read_nnodes;
 	/* the overlapped drain (wb_drain_overlapped) */
 	MemoryContext cxt;			/* everything of the batch */
 	RedisValue *members;		/* the claim's reply, copied */
