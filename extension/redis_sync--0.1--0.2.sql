@@ -893,7 +893,6 @@ DECLARE
     att          record;
     other        record;
     part         regclass;
-    fresh        boolean;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -1145,14 +1144,6 @@ BEGIN
         RETURN;
     END IF;
 
-    -- a table with no policy yet: keys already under the prefix were left
-    -- by an unsync() without purge (of this table, written meanwhile without
-    -- pushes, or of another table that had the prefix).  The warm fills only
-    -- keys Redis lacks, so they would stay cached, stale, for good
-    -- (tests/t/363_resync_after_unsync_keep): they go at commit, fenced, and
-    -- the warm refills them.
-    fresh := NOT EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = tbl);
-
     -- a new key prefix: the keys cached under the old one would never be
     -- written again (stale), so they go at commit
     FOR other IN SELECT t.key_prefix FROM redis_sync.tables t
@@ -1168,9 +1159,6 @@ BEGIN
     PERFORM redis_sync._config_write(tbl, p_policy, prefix, kcols, cols,
                                      CASE WHEN p_policy = 'invalidate' THEN 'hash' ELSE fmt END,
                                      p_ttl, cons, deliv, NULL, NULL, NULL, NULL, NULL);
-    IF fresh THEN
-        PERFORM redis_sync._purge_at_commit(tbl, prefix);
-    END IF;
 
     IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'redis_sync_capture') THEN
         EXECUTE format('DROP TRIGGER redis_sync_capture ON %s', tbl);

@@ -391,8 +391,7 @@ SELECT pg_reload_conf();
 
 -- 9. the keyspace a plain role may take.  Any prefix that no other table
 -- claims is free, an application's own keys under it included: the owner
--- of a table synced there reads them (_fetch(), _scan()) and purges them
--- (a table's first sync purges its prefix at commit: tests/t/363).
+-- of a table synced there reads them (_fetch(), _scan()) and purges them.
 -- redis_sync.allowed_key_prefixes (superusers only) confines non-superusers.
 SELECT redis_sync.command('SET', 'app:session:1', 'secret of the application');
 SET ROLE sec_user;
