@@ -583,6 +583,54 @@ plan_commit(CommitPlan *plan, Pending *pending, int npending, List *purges, bool
 }
 
 /*
+ * Redis answered but refused the push for memory (maxmemory reached under
+ * noeviction): the keys it did not take still hold an older value,
+ * which readers would get after the commit returns, until the worker
+ * delivers the outbox entries queued for them (tests/t/365).  Drop them,
+ * fenced with this transaction's version: a delete needs no memory, this
+ * transaction still holds the rows' locks (nothing newer can be there), and
+ * the queued entries carry the same version, which the fence applies.  A
+ * hash shared with write-behind fields is left alone (deleting it would
+ * lose them).  Best effort: a failure only leaves what was there.
+ */
+static void
+drop_refused_keys(Pending **keys, int nkeys, const char *version)
+{
+	RedisPipeline *p;
+	FenceOp    *ops;
+	int			nops = 0;
+	RedisFailure failure;
+	RowImage	deleted = {RS_OP_DELETE};
+
+	if (nkeys == 0)
+		return;
+	ops = palloc(sizeof(FenceOp) * nkeys);
+	for (int i = 0; i < nkeys; i++)
+	{
+		Change	   *c = keys[i]->last;
+
+		if (c->cfg != NULL && c->cfg->wb_shared)
+			continue;
+		ops[nops].key = c->key;
+		ops[nops].version = version;
+		ops[nops].ttl_ms = c->ttl_ms;
+		ops[nops].img = &deleted;
+		nops++;
+	}
+	if (nops == 0)
+		return;
+	p = redis_pipeline_create();
+	for (int s = 0; s < nops; s += rs_chunk_size)
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL, NIL);
+	if (!redis_pipeline_try_exec(p, &failure) || !rs_fence_replies_ok(p, &failure))
+		ereport(DEBUG1,
+				(errmsg("redis_sync: could not drop the %d keys Redis refused", nops),
+				 errdetail("%s", failure.message)));
+	redis_pipeline_free(p);
+	pfree(ops);
+}
+
+/*
  * Push the sync group.  On failure a strict table raises the ERROR that
  * rolls the transaction back; otherwise the same changes join the outbox
  * part of the plan.
@@ -626,6 +674,10 @@ push_sync_group(CommitPlan *plan, const char *version)
 				 errmsg("could not push changes to Redis: %s", failure.message),
 				 failure.detail ? errdetail("%s", failure.detail) : 0,
 				 errhint("A table synced with consistency \"strict\" is involved, so the transaction was rolled back.")));
+	/* eventual: no older value stays readable while Redis is full */
+	if (failure.sqlstate == ERRCODE_EXTERNAL_ROUTINE_EXCEPTION &&
+		failure.detail != NULL && strstr(failure.detail, "OOM ") != NULL)
+		drop_refused_keys(sync_keys, nsync, version);
 	/* eventual: the same changes, in the outbox, in this transaction */
 	foreach(lc, plan->purges_sync)
 		plan->outbox[plan->noutbox++] = lfirst(lc);
