@@ -153,6 +153,22 @@ held_contains(const HeldSet *h, const RedisValue *m)
 	return false;
 }
 
+/* the set of the members batches a and b hold (either may be NULL); their count */
+static int
+held_build(HeldSet *h, Batch *a, Batch *b)
+{
+	int			nh = (a ? a->nm : 0) + (b ? b->nm : 0);
+	uint32		size = 16;
+
+	while (size < (uint32) nh * 2)
+		size <<= 1;
+	h->slot = palloc0(sizeof(RedisValue *) * size);
+	h->mask = size - 1;
+	held_add(h, a);
+	held_add(h, b);
+	return nh;
+}
+
 /*
  * Queue x's acknowledgement on p: SREM of its members from the processing
  * set, but for those batches a and b (claimed, not acknowledged; either
@@ -161,19 +177,12 @@ held_contains(const HeldSet *h, const RedisValue *m)
 static void
 append_ack(RedisPipeline *p, Batch *x, Batch *a, Batch *b)
 {
-	int			nh = (a ? a->nm : 0) + (b ? b->nm : 0);
 	HeldSet		held;
-	uint32		size = 16;
+	int			nh = held_build(&held, a, b);
 	const char **argv = palloc(sizeof(char *) * (x->nm + 2));
 	size_t	   *argvlen = palloc(sizeof(size_t) * (x->nm + 2));
 	int			n = 2;
 
-	while (size < (uint32) nh * 2)
-		size <<= 1;
-	held.slot = palloc0(sizeof(RedisValue *) * size);
-	held.mask = size - 1;
-	held_add(&held, a);
-	held_add(&held, b);
 	argv[0] = "SREM";
 	argvlen[0] = 4;
 	argv[1] = x->t->processing;
@@ -202,16 +211,9 @@ append_ack(RedisPipeline *p, Batch *x, Batch *a, Batch *b)
 static void
 unacked_mark(Batch *x, Batch *a, Batch *b, bool committed)
 {
-	int			nh = (a ? a->nm : 0) + (b ? b->nm : 0);
 	HeldSet		held;
-	uint32		size = 16;
+	int			nh = held_build(&held, a, b);
 
-	while (size < (uint32) nh * 2)
-		size <<= 1;
-	held.slot = palloc0(sizeof(RedisValue *) * size);
-	held.mask = size - 1;
-	held_add(&held, a);
-	held_add(&held, b);
 	for (int i = 0; i < x->nm; i++)
 		if (nh == 0 || !held_contains(&held, &x->members->elems[i]))
 			wb_unacked_set(x->t, &x->members->elems[i], committed);
