@@ -42,7 +42,11 @@ ok(defined $done, 'every table is refreshed and re-warmed after Redis came back'
 my $log = substr(slurp_file($node->logfile), $offset);
 note(join("\n", grep { /redis_sync worker/ } split /\n/, $log));
 like($log, qr/refreshing 4 tables after the Redis restart failed/, 'the stopped Redis ended the pass');
-unlike($log, qr/refreshing table \d+ after the Redis restart failed/, 'no table failed on its own');
+# up to the end of that pass: a later retry's table may run past
+# warm_timeout on a loaded machine (CI), which is not what this checks
+my ($first_pass) = $log =~ /^(.*?refreshing 4 tables after the Redis restart failed)/s;
+unlike($first_pass // $log, qr/refreshing table \d+ after the Redis restart failed/,
+	'no table failed on its own in the stopped pass');
 for my $t (@tables)
 {
 	is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.verify('$t')"), '0', "$t: cache == table");
