@@ -1313,10 +1313,32 @@ BEGIN
         SELECT DISTINCT c.objid::regclass AS tbl, x.action, x.old_name, x.new_name
           FROM pg_event_trigger_ddl_commands() c
          CROSS JOIN LATERAL redis_sync._column_changes(c.command) x
-         WHERE c.classid = 'pg_class'::regclass
+         WHERE c.classid = 'pg_class'::regclass AND x.action <> 'unlogged'
            AND EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid::oid = c.objid)
     LOOP
         PERFORM redis_sync._follow_column(ch.tbl, ch.action, ch.old_name, ch.new_name);
+    END LOOP;
+    -- SET UNLOGGED of a write-through or invalidate table or of one of its
+    -- partitions: a crash empties an unlogged table without firing any
+    -- trigger, and Redis would keep its rows' keys (stale); write_through()
+    -- refuses such a table, and so does this
+    FOR ch IN
+        SELECT DISTINCT c.objid::regclass AS tbl, t.relid AS root
+          FROM pg_event_trigger_ddl_commands() c
+         CROSS JOIN LATERAL redis_sync._column_changes(c.command) x
+          JOIN redis_sync.tables t
+            ON t.relid::oid = coalesce(pg_partition_root(c.objid), c.objid::regclass)::oid
+           AND t.policy <> 'write_behind'
+         WHERE c.classid = 'pg_class'::regclass AND x.action = 'unlogged'
+    LOOP
+        RAISE EXCEPTION 'table % cannot be unlogged while %', ch.tbl,
+                        CASE WHEN ch.tbl::oid = ch.root::oid THEN 'it' ELSE 'its table ' || ch.root::text END
+                        || ' is synced ' ||
+                        (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
+                           FROM redis_sync.tables t WHERE t.relid = ch.root AND t.policy <> 'write_behind')
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
+                  HINT = 'Unsync the table first with redis_sync.unsync(), or keep it logged.';
     END LOOP;
     -- a DEFERRABLE unique constraint added on a write-behind table's key
     -- columns: the drain's INSERT ... ON CONFLICT on those columns then fails
@@ -1357,6 +1379,15 @@ BEGIN
           CROSS JOIN LATERAL pg_partition_ancestors(l.relid) a
           JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
     LOOP
+        -- an unlogged partition (created or attached): see SET UNLOGGED above
+        IF (SELECT relpersistence FROM pg_class WHERE oid = part) = 'u' THEN
+            RAISE EXCEPTION 'unlogged table % cannot be a partition of % while it is synced %', part, root,
+                            (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
+                               FROM redis_sync.tables t WHERE t.relid = root AND t.policy <> 'write_behind')
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
+                      HINT = 'Make the table logged first (ALTER TABLE ... SET LOGGED).';
+        END IF;
         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part
                                                  AND tgname = 'redis_sync_truncate_partition') THEN
             EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '

@@ -126,8 +126,14 @@ DROP TABLE buf_spill;
 -- every change queued after it (nothing reaches WAL between the overflow
 -- and the next capture: they shared a version, which the fence applies in
 -- either order, so a buffered change could replace a newer one of its key)
-CREATE UNLOGGED TABLE buf_unlogged (id int PRIMARY KEY, v text NOT NULL);
+-- (write_through() refuses an unlogged table now, and so does SET UNLOGGED
+-- of a synced one; a table synced under 0.1 may still be unlogged: made so
+-- here behind the event trigger's back)
+CREATE TABLE buf_unlogged (id int PRIMARY KEY, v text NOT NULL);
 SELECT redis_sync.write_through('buf_unlogged', key_prefix => 'bu:', warm => false);
+ALTER EVENT TRIGGER redis_sync_ddl_end DISABLE;
+ALTER TABLE buf_unlogged SET UNLOGGED;
+ALTER EVENT TRIGGER redis_sync_ddl_end ENABLE;
 SET redis_sync.max_buffer_bytes = '64kB';
 BEGIN;
 SAVEPOINT s;

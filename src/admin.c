@@ -101,6 +101,32 @@ column_list(Oid relid, Datum arr, const char *what, int *n, AttrNumber **atts)
 }
 
 /*
+ * A write-through or invalidate table must be logged, and so must each of
+ * its partitions: a crash empties an unlogged table without firing any
+ * trigger (recovery resets it), and Redis would keep its rows' keys, stale
+ * for good.  A write-behind table may be unlogged: what the drain wrote is
+ * lost in a crash, as any write to such a table is.
+ */
+static void
+check_logged(Oid relid, const char *policy)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Oid			r = lfirst_oid(lc);
+
+		if (get_rel_persistence(r) == RELPERSISTENCE_UNLOGGED)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("unlogged table %s cannot be synced with policy \"%s\"", get_rel_name(r), policy),
+					 r != relid ? errdetail("It is a partition of %s. A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.", get_rel_name(relid)) :
+					 errdetail("A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows."),
+					 errhint("Make it logged first (ALTER TABLE ... SET LOGGED), or sync it with write_behind().")));
+	}
+}
+
+/*
  * The key columns are exactly the columns of a valid unique index without
  * predicate or expressions, and of types a key can hold: what
  * write_through() and write_behind() check first, checked again for a
@@ -211,6 +237,8 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 				 errmsg("temporary table \"%s\" cannot be synced", NameStr(rc->relname)),
 				 errdetail("Its keys would outlive the session, and other sessions could not keep them up to date.")));
 	ReleaseSysCache(tup);
+	if (!wb)
+		check_logged(relid, policy);
 
 	keys = column_list(relid, PG_GETARG_DATUM(3), "key_columns", &nkeys, &katts);
 	cols = column_list(relid, PG_GETARG_DATUM(4), "columns", &ncols, &catts);

@@ -25,10 +25,10 @@ static void
 put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char *new_name)
 {
 	Datum		values[3];
-	bool		nulls[3] = {false, false, new_name == NULL};
+	bool		nulls[3] = {false, old_name == NULL, new_name == NULL};
 
 	values[0] = CStringGetTextDatum(action);
-	values[1] = CStringGetTextDatum(old_name);
+	values[1] = old_name ? CStringGetTextDatum(old_name) : (Datum) 0;
 	values[2] = new_name ? CStringGetTextDatum(new_name) : (Datum) 0;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
@@ -36,7 +36,9 @@ put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char 
 /*
  * _column_changes(cmd pg_ddl_command)
  *		RETURNS TABLE(action text, old_name text, new_name text)
- * action: 'add', 'drop', 'rename' (new_name set) or 'type'.
+ * action: 'add', 'drop', 'rename' (new_name set) or 'type'; and
+ * 'unlogged' (no names) for SET UNLOGGED, which _on_ddl_end refuses on a
+ * write-through or invalidate table.
  */
 Datum
 redis_sync_column_changes(PG_FUNCTION_ARGS)
@@ -61,6 +63,11 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 			if (sub->parsetree == NULL || !IsA(sub->parsetree, AlterTableCmd))
 				continue;
 			at = (AlterTableCmd *) sub->parsetree;
+			if (at->subtype == AT_SetUnLogged)
+			{
+				put(rsinfo, "unlogged", NULL, NULL);
+				continue;
+			}
 			if ((at->subtype == AT_AddColumn || at->subtype == AT_AddColumnRecurse) &&
 				at->def != NULL && IsA(at->def, ColumnDef))
 			{
