@@ -72,6 +72,16 @@ INSERT INTO wt VALUES (2, 'upserted', 22, NULL, NULL)
 INSERT INTO wt VALUES (7, 'new via upsert', 7, NULL, NULL)
   ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;
 SELECT h('wt:2'), h('wt:7');
+-- MERGE (PostgreSQL 15): its INSERT, UPDATE and DELETE actions are pushed
+-- like the statements
+INSERT INTO wt VALUES (3, 'to delete', 3, NULL, NULL) ON CONFLICT (id) DO NOTHING;
+MERGE INTO wt t
+USING (VALUES (2, 'merged', 'u'), (3, NULL, 'd'), (4, 'merge-new', 'i')) AS s(id, name, op) ON t.id = s.id
+ WHEN MATCHED AND s.op = 'd' THEN DELETE
+ WHEN MATCHED THEN UPDATE SET name = s.name
+ WHEN NOT MATCHED THEN INSERT (id, name, price) VALUES (s.id, s.name, 44);
+SELECT h('wt:2'), redis_sync.command('EXISTS', 'wt:3') AS wt3_exists, h('wt:4');
+DELETE FROM wt WHERE id = 4;
 -- a push writes only its own fields: other fields of the hash stay
 SELECT redis_sync.command('HSET', 'wt:7', 'view_count', '42');
 UPDATE wt SET price = 8 WHERE id = 7;
