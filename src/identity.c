@@ -214,6 +214,26 @@ base_of(const IdentityRow *row)
 }
 
 /*
+ * redis_sync._identity is being dropped (DROP EXTENSION, or the table
+ * itself): raise the cluster's floor to the row's base in force first, so
+ * that a row made later (CREATE EXTENSION again) starts at or above it.
+ * Without this, a database pg_upgrade'd whose row nothing had read yet (no
+ * version computed, the worker not yet through: Redis out of reach) lost
+ * its base: the floor of the new cluster was still 0, and the versions of
+ * the extension created again compared below the old cluster's in Redis.
+ */
+void
+rs_identity_drop(Oid relid)
+{
+	IdentityRow row;
+
+	if (!IsTransactionState() || !OidIsValid(relid) || relid != identity_relid())
+		return;
+	read_row(&row);
+	floor_raise(base_of(&row));
+}
+
+/*
  * The timeline base of this database's versions (encode.c adds it to the
  * WAL timeline).  Read once per backend, in a transaction; outside one
  * before it was read (never for a version of a push: capture read it
