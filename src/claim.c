@@ -1231,6 +1231,9 @@ claim_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subI
 {
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
+	/* the identity table: its base kept in the cluster's floor (identity.c) */
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0)
+		rs_identity_drop(objectId);
 	if (access != OAT_DROP || classId != ExtensionRelationId || !IsTransactionState() ||
 		objectId != get_extension_oid("redis_sync", true))
 		return;

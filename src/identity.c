@@ -61,7 +61,9 @@
 
 #include "as_owner.h"
 #include "claim.h"
+#include "cluster.h"
 #include "encode.h"
+#include "fence.h"
 #include "identity.h"
 #include "redis_client.h"
 
@@ -212,6 +214,26 @@ base_of(const IdentityRow *row)
 }
 
 /*
+ * redis_sync._identity is being dropped (DROP EXTENSION, or the table
+ * itself): raise the cluster's floor to the row's base in force first, so
+ * that a row made later (CREATE EXTENSION again) starts at or above it.
+ * Without this, a database pg_upgrade'd whose row nothing had read yet (no
+ * version computed, the worker not yet through: Redis out of reach) lost
+ * its base: the floor of the new cluster was still 0, and the versions of
+ * the extension created again compared below the old cluster's in Redis.
+ */
+void
+rs_identity_drop(Oid relid)
+{
+	IdentityRow row;
+
+	if (!IsTransactionState() || !OidIsValid(relid) || relid != identity_relid())
+		return;
+	read_row(&row);
+	floor_raise(base_of(&row));
+}
+
+/*
  * The timeline base of this database's versions (encode.c adds it to the
  * WAL timeline).  Read once per backend, in a transaction; outside one
  * before it was read (never for a version of a push: capture read it
@@ -283,6 +305,77 @@ adopt_claims(const IdentityRow *row, RedisFailure *failure)
 	ok = redis_pipeline_try_exec(p, failure);
 	if (ok)
 		redis_check_reply(p, 0, "the adoption of key prefix claims");
+	redis_pipeline_free(p);
+	return ok;
+}
+
+/*
+ * The in-flight markers (fence.c) of this database are kept in a hash named
+ * after the system identifier (redis_sync:inflight:<system>:<database>, on
+ * a cluster one per slot: "<that>:{<tag>}"), so after pg_upgrade the
+ * worker's sweep no longer sees the markers the old cluster left (a
+ * transaction that pushed and then did not commit, not yet repaired): its
+ * keys would keep the values that never committed.  The worker moves them
+ * into this system's hash, with those set aside (":failed"); the repair
+ * attempts counted (":attempts") are dropped.  A moved marker names an
+ * earlier server run, so the sweep repairs its keys (marker_sweep.c),
+ * which is always safe.
+ */
+static RedisScript adopt_markers_script = REDIS_SCRIPT("redis_sync_adopt_markers",
+													   "local n = 0\n"
+													   "for i = 1, 3, 2 do\n"
+													   "  local all = redis.call('HGETALL', KEYS[i])\n"
+													   "  for j = 1, #all, 2 do\n"
+													   "    redis.call('HSETNX', KEYS[i + 1], all[j], all[j + 1])\n"
+													   "    n = n + 1\n"
+													   "  end\n"
+													   "  redis.call('DEL', KEYS[i])\n"
+													   "end\n"
+													   "redis.call('DEL', KEYS[5])\n"
+													   "return n\n");
+
+/* queue the move of the markers from hash old to hash new (one slot) */
+static void
+append_adopt_markers(RedisPipeline *p, const char *old, const char *new)
+{
+	const char *argv[5];
+
+	argv[0] = old;
+	argv[1] = new;
+	argv[2] = psprintf("%s:failed", old);
+	argv[3] = psprintf("%s:failed", new);
+	argv[4] = psprintf("%s:attempts", old);
+	redis_pipeline_append_script(p, &adopt_markers_script, 5, 5, argv, NULL);
+}
+
+/* adopt the in-flight markers of row's identity; false (failure filled) if Redis failed */
+static bool
+adopt_markers(const IdentityRow *row, RedisFailure *failure)
+{
+	char	   *old = psprintf("redis_sync:inflight:%s:%u", row->sysid, MyDatabaseId);
+	RedisPipeline *p = redis_pipeline_create();
+	int			n = 0;
+	bool		ok;
+
+	if (!redis_cluster_mode())
+	{
+		append_adopt_markers(p, old, rs_marker_key());
+		n = 1;
+	}
+	else
+	{
+		/* every slot: a one-time cost of a few ms of Redis time per master */
+		for (int s = 0; s < RS_CLUSTER_SLOTS; s++, n++)
+		{
+			const char *tag = rs_cluster_slot_tag(s);
+
+			append_adopt_markers(p, psprintf("%s:{%s}", old, tag),
+								 psprintf("%s:{%s}", rs_marker_key(), tag));
+		}
+	}
+	ok = redis_pipeline_try_exec(p, failure);
+	for (int i = 0; ok && i < n; i++)
+		redis_check_reply(p, i, "the adoption of in-flight markers");
 	redis_pipeline_free(p);
 	return ok;
 }
@@ -372,6 +465,16 @@ rs_identity_worker_check(void)
 		{
 			ereport(WARNING,
 					(errmsg("redis_sync worker: could not adopt the key prefix claims of system %s: %s",
+							row.sysid, failure.message),
+					 errdetail("This database was upgraded from that system (pg_upgrade)."),
+					 errhint("The worker tries again at its next round.")));
+			return;
+		}
+		/* and its in-flight markers, for the sweep to repair */
+		if (row.database == MyDatabaseId && !adopt_markers(&row, &failure))
+		{
+			ereport(WARNING,
+					(errmsg("redis_sync worker: could not adopt the in-flight markers of system %s: %s",
 							row.sysid, failure.message),
 					 errdetail("This database was upgraded from that system (pg_upgrade)."),
 					 errhint("The worker tries again at its next round.")));

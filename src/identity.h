@@ -13,6 +13,7 @@
 
 extern uint32 rs_identity_timeline_base(void);
 extern void rs_identity_adopt_claims(void);
+extern void rs_identity_drop(Oid relid);
 extern bool rs_identity_worker_due(void);
 extern void rs_identity_worker_check(void);
 

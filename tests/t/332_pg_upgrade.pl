@@ -121,6 +121,20 @@ is($ret, 0, 'write_through() of a table again after pg_upgrade') or diag($err);
 $new->safe_psql('app', q{SELECT redis_sync.unsync('wi')});
 is($redis->cli('HGET', 'redis_sync:claims', 'p:wi:'), '', 'unsync() releases the claim');
 
+# the template copy keeps its base (versions as high) and adopts nothing
+my $copy_oid = $new->safe_psql('app', "SELECT oid FROM pg_database WHERE datname = 'app_copy'");
+ok( defined RedisSync::Compare::wait_for(
+		sub { $new->safe_psql('app_copy', 'SELECT database FROM redis_sync._identity') eq $copy_oid }, 30),
+	'copy: the worker records its own database');
+is($new->safe_psql('app_copy', 'SELECT timeline_base FROM redis_sync._identity'), '3',
+	'copy: base of the old system kept (base + timeline it saw)');
+unlike(join("\n", $redis->cli('HVALS', 'redis_sync:claims')), qr/^\Q$new_sysid\E\/$copy_oid\//m,
+	'copy: no claim of the template taken over');
+
+# gone before app's claims are released below: else its worker may claim
+# the free prefixes first (the same tables) and app's write_through() fails
+$new->safe_psql('postgres', 'DROP DATABASE app_copy');
+
 # the extension dropped and created again: Redis still holds the keys and
 # versions of timeline part 3 and 4, so the new row starts at the cluster's
 # floor (the highest base a database used), not at 0
@@ -131,16 +145,6 @@ $new->safe_psql('app', q{SELECT redis_sync.write_through('wa', key_prefix => 'wa
 $new->safe_psql('app', q{UPDATE wa SET v = 'again' WHERE id = 2});
 $new->safe_psql('app', q{SELECT redis_sync.flush()});
 is($redis->cli('HGET', 'wa:2', 'v'), 'again', 'async delivery after DROP and CREATE EXTENSION lands');
-
-# the template copy keeps its base (versions as high) and adopts nothing
-my $copy_oid = $new->safe_psql('app', "SELECT oid FROM pg_database WHERE datname = 'app_copy'");
-ok( defined RedisSync::Compare::wait_for(
-		sub { $new->safe_psql('app_copy', 'SELECT database FROM redis_sync._identity') eq $copy_oid }, 30),
-	'copy: the worker records its own database');
-is($new->safe_psql('app_copy', 'SELECT timeline_base FROM redis_sync._identity'), '3',
-	'copy: base of the old system kept (base + timeline it saw)');
-unlike(join("\n", $redis->cli('HVALS', 'redis_sync:claims')), qr/^\Q$new_sysid\E\/$copy_oid\//m,
-	'copy: no claim of the template taken over');
 
 $new->stop;
 done_testing();

@@ -1,0 +1,82 @@
+# pg_upgrade of a cluster on timeline 3, then DROP EXTENSION and CREATE
+# EXTENSION in the upgraded database before anything of the new cluster
+# read its timeline base (here: Redis unreachable, so the worker did not
+# record the new identity yet, and no write computed a version).
+#
+# The new _identity row starts at the cluster's floor (the file
+# redis_sync.timeline_base), which only a backend that read the old row or
+# the worker raises: the new cluster's data directory has no floor yet, so
+# the row started at base 0 and versions began at timeline part 1, below
+# the old cluster's 3 that Redis still holds: async delivery was refused as
+# older and the keys stayed stale.
+use strict;
+use warnings;
+
+use File::Temp qw(tempdir);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use RedisSync::Compare;
+use Test::More;
+
+my $redis = RedisSync::Test::start_redis();
+my $conf  = "shared_preload_libraries = 'redis_sync'\n"
+  . "redis_sync.naptime = '200ms'\n";
+
+my $old = PostgreSQL::Test::Cluster->new('old');
+$old->init;
+$old->append_conf('postgresql.conf', $conf . "redis_sync.redis_url = '" . $redis->url . "'\n");
+command_ok([ 'pg_resetwal', '-l', '000000030000000000000005', $old->data_dir ],
+	'old cluster moved to timeline 3');
+$old->start;
+$old->safe_psql('postgres', 'CREATE DATABASE app');
+$old->safe_psql('app', q{
+CREATE EXTENSION redis_sync;
+CREATE TABLE wa (id int PRIMARY KEY, v text);
+INSERT INTO wa SELECT g, 'v' || g FROM generate_series(1, 20) g;
+SELECT redis_sync.write_through('wa', key_prefix => 'wa:', delivery => 'async');
+});
+$old->safe_psql('app', q{UPDATE wa SET v = v || '-old'; SELECT redis_sync.flush();});
+like($redis->cli('GET', '{wa:1}:rs_version'), qr/^00000003/, 'old versions begin with timeline 3');
+$old->stop;
+
+my $new = PostgreSQL::Test::Cluster->new('new');
+$new->init;
+# Redis out of reach at first
+$new->append_conf('postgresql.conf', $conf . "redis_sync.redis_url = 'redis://127.0.0.1:1/0'\n");
+my $bindir = $new->config_data('--bindir');
+my $work   = tempdir(DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
+chdir $work or die "chdir $work: $!";
+command_ok(
+	[
+		"$bindir/pg_upgrade", '--no-sync',
+		'-b', $bindir, '-B', $bindir,
+		'-d', $old->data_dir, '-D', $new->data_dir,
+		'-p', $old->port, '-P', $new->port,
+		'-s', $new->host, '-U', scalar(getpwuid($<))
+	],
+	'pg_upgrade');
+$new->start;
+is($new->safe_psql('app', 'SELECT timeline_base || \'/\' || max_timeline FROM redis_sync._identity'), '0/3',
+	'the row still names the old system (base 0, timeline 3)');
+$new->safe_psql('app', 'DROP EXTENSION redis_sync CASCADE');
+$new->safe_psql('app', 'CREATE EXTENSION redis_sync');
+is($new->safe_psql('app', 'SELECT timeline_base FROM redis_sync._identity'), '3',
+	'the new row starts above the old cluster\'s versions (base 3)');
+
+# with Redis: an async write of the table synced again lands
+$new->append_conf('postgresql.conf', "redis_sync.redis_url = '" . $redis->url . "'\n");
+$new->reload;
+ok( defined RedisSync::Compare::wait_for(
+		sub { $new->safe_psql('app', 'SHOW redis_sync.redis_url') eq $redis->url }, 10),
+	'reloaded');
+$new->safe_psql('app', q{SELECT redis_sync.write_through('wa', key_prefix => 'wa:', delivery => 'async', warm => false)});
+$new->safe_psql('app', q{UPDATE wa SET v = 'new' WHERE id = 1});
+$new->safe_psql('app', q{SELECT redis_sync.flush()});
+ok(defined RedisSync::Compare::wait_for(sub { ($redis->cli('HGET', 'wa:1', 'v') // '') eq 'new' }, 10),
+	'async delivery after pg_upgrade and DROP/CREATE EXTENSION lands')
+  or diag('wa:1 = ' . ($redis->cli('HGET', 'wa:1', 'v') // 'nil') . ', version ' . $redis->cli('GET', '{wa:1}:rs_version'));
+is($new->safe_psql('app', "SELECT count(*) FROM redis_sync.verify('wa')"), '0', 'verify() finds no difference');
+
+$new->stop;
+done_testing();
