@@ -11,8 +11,9 @@
  * the configuration (see _follow_column in the upgrade script).
  *
  * redis_sync._on_trigger_change(), an event trigger at the start of ALTER
- * TABLE and DROP TRIGGER, refuses to let a role that does not own a synced
- * (write-through or invalidate) table disable, re-enable or drop the
+ * TABLE, ALTER TRIGGER and DROP TRIGGER, refuses to let a role that does not
+ * own a synced (write-through or invalidate) table disable, re-enable,
+ * rename or drop the
  * triggers the extension keeps on it and on its partitions: a partition may
  * have another owner, who could otherwise stop the writes to its rows (also
  * those its parent's owner makes) from reaching Redis.
@@ -29,7 +30,6 @@
 #include "nodes/makefuncs.h"
 #include "tcop/deparse_utility.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_column_changes);
 
@@ -268,14 +268,13 @@ check_trigger_change(Oid relid, const char *what, bool stops)
 		char	   *owner = SPI_getvalue(tup, desc, 2);
 		bool		isnull;
 		bool		may = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		char	   *rel = get_rel_name(relid);
+		char	   *rel = DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
 
 		if (!may)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("cannot %s of \"%s\": table %s is synced to Redis", what,
-							rel ? rel : "?", synced),
-					 errdetail("Only the owner of %s (role \"%s\") may disable, enable or drop the "
+					 errmsg("cannot %s on %s: table %s is synced to Redis", what, rel, synced),
+					 errdetail("Only the owner of %s (role \"%s\") may disable, enable, rename or drop the "
 							   "triggers redis_sync keeps on it and on its partitions: without them "
 							   "the writes to its rows would not reach Redis, and the cache would go stale.",
 							   synced, owner),
@@ -283,9 +282,9 @@ check_trigger_change(Oid relid, const char *what, bool stops)
 							 synced)));
 		if (stops)
 			ereport(WARNING,
-					(errmsg("the writes to the rows of \"%s\" are no longer pushed to Redis", rel ? rel : "?"),
+					(errmsg("the writes to the rows of %s are no longer pushed to Redis", rel),
 					 errdetail("%s of %s stops the triggers redis_sync keeps on synced table %s: "
-							   "its cache goes stale.", what, rel ? rel : "?", synced),
+							   "its cache goes stale.", what, rel, synced),
 					 errhint("Enable the triggers again, then call redis_sync.resync() on %s "
 							 "(redis_sync.verify() shows the drift).", synced)));
 	}
@@ -296,7 +295,7 @@ PG_FUNCTION_INFO_V1(redis_sync_on_trigger_change);
 
 /*
  * redis_sync._on_trigger_change(), the event trigger at the start of ALTER
- * TABLE, ALTER FOREIGN TABLE and DROP TRIGGER.  The relation is resolved
+ * TABLE, ALTER FOREIGN TABLE, ALTER TRIGGER (RENAME) and DROP TRIGGER.  The relation is resolved
  * without a lock here; the command locks it right after, and a concurrent
  * rename in between only means the check looked at the table the name meant
  * a moment before.
@@ -333,6 +332,16 @@ redis_sync_on_trigger_change(PG_FUNCTION_ARGS)
 								 cmd->name ? psprintf("%s %s", what, quote_identifier(cmd->name)) : what,
 								 stops);
 		}
+	}
+	else if (IsA(pt, RenameStmt) && ((RenameStmt *) pt)->renameType == OBJECT_TRIGGER)
+	{
+		/* a renamed trigger would be out of reach of the checks by name */
+		RenameStmt *rs = (RenameStmt *) pt;
+
+		if (is_own_trigger(rs->subname) && rs->relation != NULL)
+			check_trigger_change(RangeVarGetRelid(rs->relation, NoLock, true),
+								 psprintf("RENAME TRIGGER %s", quote_identifier(rs->subname)),
+								 false);
 	}
 	else if (IsA(pt, DropStmt) && ((DropStmt *) pt)->removeType == OBJECT_TRIGGER)
 	{
