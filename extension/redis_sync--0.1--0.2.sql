@@ -534,6 +534,24 @@ CREATE EVENT TRIGGER redis_sync_drop_start ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED', 'DROP TABLE', 'DROP INDEX')
     EXECUTE FUNCTION _on_drop_start();
 
+-- The triggers the extension keeps on a synced (write-through or invalidate)
+-- table and its partitions: ALTER TABLE ... DISABLE / ENABLE [REPLICA |
+-- ALWAYS] TRIGGER (named, ALL or USER), ALTER TRIGGER ... RENAME and DROP
+-- TRIGGER of them are refused
+-- to a role without the synced table's owner's privileges, such as the
+-- owner of one of its partitions (ddl.c).  The owner itself, and the
+-- extension's functions (run as that owner, or as the extension's owner in
+-- its event triggers), may; a DISABLE by the owner gets a WARNING.
+CREATE FUNCTION _on_trigger_change()
+RETURNS event_trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'redis_sync_on_trigger_change';
+REVOKE EXECUTE ON FUNCTION _on_trigger_change() FROM PUBLIC;
+
+CREATE EVENT TRIGGER redis_sync_trigger_guard ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'ALTER FOREIGN TABLE', 'ALTER TRIGGER', 'DROP TRIGGER')
+    EXECUTE FUNCTION _on_trigger_change();
+
 -- (end of section)
 
 -- =====================================================================

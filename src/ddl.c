@@ -10,12 +10,24 @@
  * pg_ddl_command; redis_sync._on_ddl_end() passes it here and then updates
  * the configuration (see _follow_column in the upgrade script).
  *
+ * redis_sync._on_trigger_change(), an event trigger at the start of ALTER
+ * TABLE, ALTER TRIGGER and DROP TRIGGER, refuses to let a role that does not
+ * own a synced (write-through or invalidate) table disable, re-enable,
+ * rename or drop the
+ * triggers the extension keeps on it and on its partitions: a partition may
+ * have another owner, who could otherwise stop the writes to its rows (also
+ * those its parent's owner makes) from reaching Redis.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
 #include "funcapi.h"
+#include "nodes/makefuncs.h"
 #include "tcop/deparse_utility.h"
 #include "utils/builtins.h"
 
@@ -170,4 +182,194 @@ redis_sync_type_text_changed(PG_FUNCTION_ARGS)
 	if (IsA(pt, ViewStmt))
 		PG_RETURN_BOOL(((ViewStmt *) pt)->replace);
 	PG_RETURN_BOOL(false);
+}
+
+/* ---------------------------------------------------------------------
+ * The guard of the extension's triggers
+ * ---------------------------------------------------------------------
+ */
+
+/* the triggers write_through() and invalidate() create */
+static bool
+is_own_trigger(const char *name)
+{
+	return name != NULL &&
+		(strcmp(name, "redis_sync_capture") == 0 ||
+		 strcmp(name, "redis_sync_truncate") == 0 ||
+		 strcmp(name, "redis_sync_truncate_partition") == 0);
+}
+
+/*
+ * What an ALTER TABLE subcommand does to the extension's triggers, as the
+ * words of the command ("DISABLE TRIGGER ALL"), or NULL when it leaves them
+ * alone.  *stops is set when they stop firing in ordinary sessions (DISABLE,
+ * ENABLE REPLICA).
+ */
+static const char *
+trigger_subcommand(AlterTableCmd *cmd, bool *stops)
+{
+	*stops = false;
+	switch (cmd->subtype)
+	{
+		case AT_EnableTrig:
+			return is_own_trigger(cmd->name) ? "ENABLE TRIGGER" : NULL;
+		case AT_EnableAlwaysTrig:
+			return is_own_trigger(cmd->name) ? "ENABLE ALWAYS TRIGGER" : NULL;
+		case AT_EnableReplicaTrig:
+			*stops = is_own_trigger(cmd->name);
+			return *stops ? "ENABLE REPLICA TRIGGER" : NULL;
+		case AT_DisableTrig:
+			*stops = is_own_trigger(cmd->name);
+			return *stops ? "DISABLE TRIGGER" : NULL;
+		case AT_EnableTrigAll:
+			return "ENABLE TRIGGER ALL";
+		case AT_EnableTrigUser:
+			return "ENABLE TRIGGER USER";
+		case AT_DisableTrigAll:
+			*stops = true;
+			return "DISABLE TRIGGER ALL";
+		case AT_DisableTrigUser:
+			*stops = true;
+			return "DISABLE TRIGGER USER";
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * The synced (write-through or invalidate) tables relid belongs to (itself,
+ * a partitioned table above it or a table in its partition tree): the
+ * command "what" on relid's extension triggers is refused unless the
+ * current user has the privileges of each one's owner (the owner's own
+ * choice, and what the extension's functions do: they run as the table's
+ * owner or, in the event triggers, as the extension's owner).  The owner
+ * stopping them gets a WARNING.
+ */
+static void
+check_trigger_change(Oid relid, const char *what, bool stops)
+{
+	Datum		arg[1] = {ObjectIdGetDatum(relid)};
+	Oid			argtype[1] = {OIDOID};
+	uint64		i;
+
+	if (!OidIsValid(relid))
+		return;
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT t.relid::pg_catalog.regclass::pg_catalog.text, "
+							  "       pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text, "
+							  "       pg_catalog.pg_has_role(c.relowner, 'USAGE') "
+							  "  FROM redis_sync.tables t "
+							  "  JOIN pg_catalog.pg_class c ON c.oid = t.relid "
+							  " WHERE t.policy OPERATOR(pg_catalog.<>) 'write_behind' "
+							  "   AND t.relid::pg_catalog.oid IN "
+							  "       (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a "
+							  "        UNION SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p) "
+							  " ORDER BY 3, 1",
+							  1, argtype, arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the synced tables of relation %u", relid);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *synced = SPI_getvalue(tup, desc, 1);
+		char	   *owner = SPI_getvalue(tup, desc, 2);
+		bool		isnull;
+		bool		may = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		char	   *rel = DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
+
+		if (!may)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot %s on %s: table %s is synced to Redis", what, rel, synced),
+					 errdetail("Only the owner of %s (role \"%s\") may disable, enable, rename or drop the "
+							   "triggers redis_sync keeps on it and on its partitions: without them "
+							   "the writes to its rows would not reach Redis, and the cache would go stale.",
+							   synced, owner),
+					 errhint("Have the table's owner do it, or call redis_sync.unsync() on %s first.",
+							 synced)));
+		if (stops)
+			ereport(WARNING,
+					(errmsg("the writes to the rows of %s are no longer pushed to Redis", rel),
+					 errdetail("%s of %s stops the triggers redis_sync keeps on synced table %s: "
+							   "its cache goes stale.", what, rel, synced),
+					 errhint("Enable the triggers again, then call redis_sync.resync() on %s "
+							 "(redis_sync.verify() shows the drift).", synced)));
+	}
+	SPI_finish();
+}
+
+PG_FUNCTION_INFO_V1(redis_sync_on_trigger_change);
+
+/*
+ * redis_sync._on_trigger_change(), the event trigger at the start of ALTER
+ * TABLE, ALTER FOREIGN TABLE, ALTER TRIGGER (RENAME) and DROP TRIGGER.  The relation is resolved
+ * without a lock here; the command locks it right after, and a concurrent
+ * rename in between only means the check looked at the table the name meant
+ * a moment before.
+ */
+Datum
+redis_sync_on_trigger_change(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trig;
+	Node	   *pt;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		PG_RETURN_NULL();
+	trig = (EventTriggerData *) fcinfo->context;
+	pt = trig->parsetree;
+	if (pt == NULL)
+		PG_RETURN_NULL();
+
+	if (IsA(pt, AlterTableStmt))
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) pt;
+		ListCell   *lc;
+
+		if (stmt->objtype != OBJECT_TABLE && stmt->objtype != OBJECT_FOREIGN_TABLE)
+			PG_RETURN_NULL();
+		foreach(lc, stmt->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+			bool		stops;
+			const char *what = trigger_subcommand(cmd, &stops);
+
+			if (what == NULL)
+				continue;
+			check_trigger_change(RangeVarGetRelid(stmt->relation, NoLock, true),
+								 cmd->name ? psprintf("%s %s", what, quote_identifier(cmd->name)) : what,
+								 stops);
+		}
+	}
+	else if (IsA(pt, RenameStmt) && ((RenameStmt *) pt)->renameType == OBJECT_TRIGGER)
+	{
+		/* a renamed trigger would be out of reach of the checks by name */
+		RenameStmt *rs = (RenameStmt *) pt;
+
+		if (is_own_trigger(rs->subname) && rs->relation != NULL)
+			check_trigger_change(RangeVarGetRelid(rs->relation, NoLock, true),
+								 psprintf("RENAME TRIGGER %s", quote_identifier(rs->subname)),
+								 false);
+	}
+	else if (IsA(pt, DropStmt) && ((DropStmt *) pt)->removeType == OBJECT_TRIGGER)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) pt)->objects)
+		{
+			List	   *names = lfirst(lc);
+			int			n = list_length(names);
+			const char *tgname;
+
+			if (n < 2)
+				continue;
+			tgname = strVal(llast(names));
+			if (!is_own_trigger(tgname))
+				continue;
+			check_trigger_change(RangeVarGetRelid(makeRangeVarFromNameList(list_truncate(list_copy(names), n - 1)),
+												  NoLock, true),
+								 psprintf("DROP TRIGGER %s", quote_identifier(tgname)),
+								 false);
+		}
+	}
+	PG_RETURN_NULL();
 }
