@@ -235,9 +235,8 @@ rs_identity_drop(Oid relid)
 
 /*
  * The timeline base of this database's versions (encode.c adds it to the
- * WAL timeline).  Read once per backend, in a transaction; outside one
- * before it was read (never for a version of a push: capture read it
- * first) it is 0 and read again next time.
+ * WAL timeline).  Read once per backend, in a transaction (again after
+ * the table's invalidation); outside one, the base read last.
  */
 uint32
 rs_identity_timeline_base(void)
@@ -246,8 +245,14 @@ rs_identity_timeline_base(void)
 
 	if (base_loaded)
 		return base_in_force;
+
+	/*
+	 * Outside a transaction (an abort callback's repair): the base read last,
+	 * also after an invalidation asked for a new read (0 before the first
+	 * read: no push of this backend took a version before it).
+	 */
 	if (!IsTransactionState() || !OidIsValid(MyDatabaseId))
-		return 0;
+		return base_in_force;
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(identity_relcache_cb, (Datum) 0);
