@@ -436,6 +436,26 @@ warm_entry_batch(WarmEntry *e)
 	return !done;
 }
 
+/*
+ * the message a failed repair leaves in the queue (redis_sync.warming):
+ * what it was, and that warm() in a session does it too (a table too large
+ * to resync() within redis_sync.warm_timeout never finishes in the worker,
+ * each retry starting over)
+ */
+static const char *
+repair_failure_message(Oid relid, const char *message)
+{
+	char	   *name = get_rel_name(relid);
+	char	   *qrel;
+
+	if (name == NULL)
+		return message;			/* dropped since */
+	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+	return psprintf("repair of the keys an unsync without purge left (resync()) failed: %s; "
+					"redis_sync.warm('%s') in a session repairs them",
+					message, qrel);
+}
+
 bool
 rs_warm_round(void)
 {
@@ -484,7 +504,8 @@ rs_warm_round(void)
 						 edata->detail ? errdetail("%s", edata->detail) : 0));
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
-				record_failure(&e, edata->message, timed_out, ran);
+				record_failure(&e, e.repair ? repair_failure_message(e.relid, edata->message)
+							   : edata->message, timed_out, ran);
 				rs_stats_error(e.relid, edata->message);
 				rs_stats_flush();
 				PopActiveSnapshot();
