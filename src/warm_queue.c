@@ -611,8 +611,9 @@ redis_sync_unsynced_note(PG_FUNCTION_ARGS)
 /*
  * _unsynced_claim(tbl regclass) RETURNS boolean: tbl was just synced
  * write-through or invalidate; true when an unsync without purge left keys
- * under a prefix overlapping its prefix (one starts with the other), which
- * the caller then repairs.  The remembered prefixes that tbl's covers are
+ * under a prefix overlapping its prefix (one starts with the other), or
+ * when a repair queued for it has not run yet, which the caller then
+ * repairs.  The remembered prefixes that tbl's covers are
  * forgotten; a shorter one stays, for the keys outside tbl's prefix.
  */
 Datum
@@ -631,6 +632,17 @@ redis_sync_unsynced_claim(PG_FUNCTION_ARGS)
 							   "        OR pg_catalog.starts_with(t.key_prefix, u.key_prefix))",
 							   1, types, values, NULL, SPI_OK_SELECT,
 							   "read redis_sync._unsynced_prefixes");
+
+	/*
+	 * a repair queued by an earlier write_through() that has not run yet (the
+	 * record is gone): invalidate() now, whose call the worker's repair would
+	 * ignore, must purge instead
+	 */
+	if (hit == 0)
+		hit = rs_exec_as_superuser("SELECT FROM redis_sync._warm_queue "
+								   " WHERE relid::pg_catalog.oid = $1 AND repair AND finished_at IS NULL",
+								   1, types, values, NULL, SPI_OK_SELECT,
+								   "read redis_sync._warm_queue");
 	if (hit > 0)
 		(void) rs_exec_as_superuser("DELETE FROM redis_sync._unsynced_prefixes u "
 									" USING redis_sync.tables t "

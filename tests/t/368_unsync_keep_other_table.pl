@@ -3,7 +3,8 @@
 # same prefix gets its keys rewritten and the unsynced table's other keys
 # deleted; a table synced under a longer prefix inside the remembered one
 # repairs its own keys and leaves the record for the rest, which the next
-# sync on the shorter prefix repairs.
+# sync on the shorter prefix repairs; a repair write_through() queued and
+# invalidate() overtook purges instead.
 use strict;
 use warnings;
 
@@ -85,5 +86,25 @@ ok(defined RedisSync::Compare::wait_for(sub {
 		$redis->cli('HGET', 'ov:y', 'v') eq '10' }, 30),
 	'unsync and sync in one transaction: the row updated between is in Redis');
 is(records(), '', 'nothing left remembered');
+
+# 4. write_through() queues the repair, then invalidate() (before the worker
+# ran it, which ignores a table no longer write-through): the keys are purged
+$node->safe_psql('postgres', q{
+	CREATE TABLE wi (id int PRIMARY KEY, v int);
+	INSERT INTO wi SELECT g, 0 FROM generate_series(1, 3) g;
+	SELECT redis_sync.write_through('wi', key_prefix => 'wi:');
+	SELECT redis_sync.warm('wi');
+	SELECT redis_sync.unsync('wi');
+	DELETE FROM wi WHERE id = 2;
+	BEGIN;
+	SELECT redis_sync.write_through('wi', key_prefix => 'wi:');
+	SELECT redis_sync.invalidate('wi', key_prefix => 'wi:');
+	COMMIT;
+});
+is($redis->cli('EXISTS', 'wi:2'), '0',
+	'write_through() then invalidate() after an unsync: the stale key of a deleted row is purged');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM redis_sync.get(NULL::wi, '2') WHERE id IS NOT NULL"),
+	'0', 'get() of the deleted row returns no row');
 
 done_testing();
