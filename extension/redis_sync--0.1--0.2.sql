@@ -625,6 +625,9 @@ AS $$ SELECT redis_sync._sync(tbl, 'write_behind', key_prefix, key_columns, colu
 CREATE TABLE _warm_queue (
     relid          regclass PRIMARY KEY,
     requested_at   timestamptz NOT NULL,
+    -- repair (resync()) instead of fill: the prefix held keys an unsync
+    -- without purge left, stale since (redis_sync._unsynced_prefixes)
+    repair         boolean NOT NULL DEFAULT false,
     rows_estimate  bigint,
     started_at     timestamptz,
     finished_at    timestamptz,
@@ -664,10 +667,45 @@ GRANT SELECT ON warming TO PUBLIC;
 -- queue a background warm (C: checks that the caller owns the table, then
 -- writes the queue with the bootstrap superuser's rights; false for an
 -- empty table, which has nothing to warm); run = false cancels one
-CREATE FUNCTION _warm_schedule(tbl regclass, run boolean)
+-- repair => true queues a repair (resync()) even when run is false or the
+-- table is empty
+CREATE FUNCTION _warm_schedule(tbl regclass, run boolean, repair boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_warm_schedule';
+
+-- Key prefixes that unsync() without purge left in Redis: the keys under
+-- them stay while the table's writes push nothing, so they go stale.  A
+-- later write_through() or invalidate() on an overlapping prefix repairs
+-- them (write-through: its background warm runs resync(); invalidate: the
+-- prefix is purged at commit) and forgets the rows its prefix covers.
+-- Not readable by PUBLIC (prefixes of other owners' tables); written by
+-- the SECURITY DEFINER helpers below only.
+CREATE TABLE _unsynced_prefixes (
+    key_prefix  text PRIMARY KEY,
+    relid       oid NOT NULL,           -- the table unsynced (informative)
+    unsynced_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE _unsynced_prefixes IS 'redis_sync: key prefixes whose keys an unsync() without purge left in Redis (internal)';
+
+-- unsync(tbl) without purge: remember the table's prefix (called before its
+-- configuration is deleted; only a write-through or invalidate prefix the
+-- table is synced on).  C: checks that the caller owns the table, then
+-- writes _unsynced_prefixes with the bootstrap superuser's rights.
+CREATE FUNCTION _unsynced_note(tbl regclass, prefix text)
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_unsynced_note';
+
+-- write_through()/invalidate() of tbl (after its configuration is written):
+-- true when an unsync without purge left keys under a prefix overlapping the
+-- table's; the rows whose prefix the table's covers are forgotten (a shorter
+-- one, which covers keys outside the table's prefix too, stays for them).
+-- C, owner checked, as _unsynced_note.
+CREATE FUNCTION _unsynced_claim(tbl regclass)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_unsynced_claim';
 
 -- capture triggers that fire under session_replication_role = replica
 -- (ENABLE ALWAYS), so a logical-replication subscriber keeps Redis in step
@@ -712,7 +750,7 @@ AS $$
     SELECT redis_sync._sync(tbl, 'write_through', key_prefix, key_columns, columns,
                             format, ttl, consistency, delivery);
     SELECT redis_sync._capture_always(tbl, coalesce(replica, false));
-    SELECT redis_sync._warm_schedule(tbl, coalesce(warm, false));
+    SELECT redis_sync._warm_schedule(tbl, coalesce(warm, false), redis_sync._unsynced_claim(tbl));
 $$;
 COMMENT ON FUNCTION write_through(regclass, text, text[], text[], text, interval, text, text, boolean, boolean) IS
 'push every committed change of a table to Redis at commit; the rows it already has are warmed in the background';
@@ -733,6 +771,10 @@ AS $$
     SELECT redis_sync._sync(tbl, 'invalidate', key_prefix, key_columns, NULL,
                             'hash', NULL, consistency, delivery);
     SELECT redis_sync._capture_always(tbl, coalesce(replica, false));
+    -- keys an unsync without purge left under the prefix are stale: they go
+    SELECT redis_sync._purge_at_commit(tbl, t.key_prefix)
+      FROM (SELECT redis_sync._unsynced_claim(tbl) AS hit) c, redis_sync.tables t
+     WHERE c.hit AND t.relid = tbl AND t.policy = 'invalidate';
 $$;
 COMMENT ON FUNCTION invalidate(regclass, text, text[], text, text, boolean) IS
 'delete the cached row from Redis whenever a committed change touches it';
@@ -1219,6 +1261,9 @@ BEGIN
         found := true;
         IF purge THEN
             PERFORM redis_sync._purge_at_commit(tbl, cfg.key_prefix);
+        ELSE
+            -- the keys stay and go stale: the next sync on the prefix repairs them
+            PERFORM redis_sync._unsynced_note(tbl, cfg.key_prefix);
         END IF;
         PERFORM redis_sync._config_delete(tbl, cfg.policy);
     END LOOP;

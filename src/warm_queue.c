@@ -43,6 +43,8 @@
 
 PG_FUNCTION_INFO_V1(redis_sync_warm);
 PG_FUNCTION_INFO_V1(redis_sync_warm_schedule);
+PG_FUNCTION_INFO_V1(redis_sync_unsynced_note);
+PG_FUNCTION_INFO_V1(redis_sync_unsynced_claim);
 
 /* rows per batch of a background warm */
 #define WARM_BATCH 10000
@@ -94,9 +96,16 @@ queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 }
 
 /*
- * _warm_schedule(tbl regclass, run boolean) RETURNS boolean: queue a
- * background warm of a write-through table (false: the table is empty,
- * nothing queued).  run = false cancels a queued warm instead.
+ * _warm_schedule(tbl regclass, run boolean, repair boolean) RETURNS boolean:
+ * queue a background warm of a write-through table (false: the table is
+ * empty, nothing queued).  run = false cancels a queued warm instead.
+ *
+ * repair = true (an unsync without purge left keys under the table's prefix,
+ * _unsynced_claim()) queues a repair instead, even of an empty table and
+ * with run = false: the worker runs resync(), which rewrites the keys that
+ * differ from their row and deletes those without one; a fill would keep
+ * them.  A queued repair not yet finished is neither cancelled nor turned
+ * into a fill by a later call.
  */
 Datum
 redis_sync_warm_schedule(PG_FUNCTION_ARGS)
@@ -104,9 +113,12 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Oid			types2[2] = {OIDOID, BOOLOID};
+	Datum		values2[2];
 	char	   *qrel;
 	char	   *sql;
 	bool		run = PG_GETARG_BOOL(1);
+	bool		repair = PG_NARGS() > 2 && PG_GETARG_BOOL(2);
 	bool		has_rows = false;
 	bool		isnull;
 
@@ -123,7 +135,9 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
 	sql = psprintf("SELECT EXISTS (SELECT FROM %s)", qrel);
-	if (run)
+	if (repair)
+		has_rows = true;		/* stale keys to delete even without rows */
+	else if (run)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "redis_sync: SPI_connect failed");
@@ -134,7 +148,9 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	}
 	if (!has_rows)
 	{
-		queue_exec("DELETE FROM redis_sync._warm_queue WHERE relid = $1", 1, types, values, NULL);
+		queue_exec("DELETE FROM redis_sync._warm_queue "
+				   " WHERE relid = $1 AND NOT (repair AND finished_at IS NULL)",
+				   1, types, values, NULL);
 		PG_RETURN_BOOL(false);
 	}
 
@@ -144,21 +160,24 @@ redis_sync_warm_schedule(PG_FUNCTION_ARGS)
 	 * calling write_through() again must not make the worker run a blocking
 	 * table's code again at once.
 	 */
-	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, rows_estimate) "
-			   "SELECT $1, pg_catalog.clock_timestamp(), "
+	values2[0] = values[0];
+	values2[1] = BoolGetDatum(repair);
+	queue_exec("INSERT INTO redis_sync._warm_queue AS q (relid, requested_at, repair, rows_estimate) "
+			   "SELECT $1, pg_catalog.clock_timestamp(), $2, "
 			   "       (SELECT pg_catalog.sum(c.reltuples) FILTER (WHERE c.reltuples > 0)::bigint "
 			   "          FROM pg_catalog.pg_class c "
 			   "         WHERE c.oid = $1 "
 			   "            OR c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p)) "
 			   "ON CONFLICT (relid) DO UPDATE SET "
 			   "  requested_at = EXCLUDED.requested_at, rows_estimate = EXCLUDED.rows_estimate, "
+			   "  repair = EXCLUDED.repair OR (q.repair AND q.finished_at IS NULL), "
 			   "  started_at = NULL, finished_at = NULL, rows_done = 0, keys_filled = 0, "
 			   "  last_key = NULL, "
 			   "  attempts = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.attempts ELSE 0 END, "
 			   "  last_error = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.last_error END, "
 			   "  last_error_at = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.last_error_at END, "
 			   "  retry_at = CASE WHEN q.retry_at > pg_catalog.clock_timestamp() THEN q.retry_at END",
-			   1, types, values, NULL);
+			   2, types2, values2, NULL);
 
 	if (!rs_database_served(MyDatabaseId))
 		ereport(NOTICE,
@@ -184,6 +203,7 @@ typedef struct WarmEntry
 	Datum		requested_at;	/* timestamptz: identifies this request */
 	List	   *last;			/* key values (text) to resume after */
 	int			attempts;
+	bool		repair;			/* resync() instead of a fill */
 	Oid			owner;			/* the table's, once a batch ran */
 } WarmEntry;
 
@@ -196,7 +216,7 @@ next_entry(WarmEntry *e)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	if (SPI_execute("SELECT relid::pg_catalog.oid, requested_at, last_key, attempts "
+	if (SPI_execute("SELECT relid::pg_catalog.oid, requested_at, last_key, attempts, repair "
 					"  FROM redis_sync._warm_queue "
 					" WHERE finished_at IS NULL "
 					"   AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp()) "
@@ -224,6 +244,7 @@ next_entry(WarmEntry *e)
 				e->last = lappend(e->last, vals[i]);
 		}
 		e->attempts = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
+		e->repair = DatumGetBool(SPI_getbinval(tup, td, 5, &isnull));
 		e->owner = InvalidOid;
 		MemoryContextSwitchTo(spi);
 	}
@@ -263,7 +284,7 @@ record_progress(WarmEntry *e, int64 rows, int64 written, bool done)
 						"  rows_done = rows_done + $3, keys_filled = keys_filled + $4, last_key = $5, "
 						"  attempts = 0, retry_at = NULL, last_error = NULL, last_error_at = NULL%s "
 						" WHERE relid = $1 AND requested_at = $2",
-						done ? ", finished_at = pg_catalog.clock_timestamp()" : ""),
+						done ? ", finished_at = pg_catalog.clock_timestamp(), repair = false" : ""),
 			   5, types, values, nulls);
 }
 
@@ -297,6 +318,29 @@ record_failure(WarmEntry *e, const char *message, bool timed_out, int64 ran)
 			   "  retry_at = pg_catalog.clock_timestamp() + $4 * interval '1 ms' "
 			   " WHERE relid = $1 AND requested_at = $2",
 			   4, types, values, NULL);
+}
+
+/*
+ * redis_sync.resync(relid) through SPI, as the current user: rewrites the
+ * keys that differ from their row, deletes those without one; returns the
+ * number of keys repaired
+ */
+static int64
+run_resync(Oid relid)
+{
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+	int64		n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "redis_sync: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT redis_sync.resync($1)", 1, types, values, NULL, false, 1)
+		!= SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "redis_sync: could not repair the cache of table %u", relid);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return isnull ? 0 : n;
 }
 
 /*
@@ -335,6 +379,34 @@ warm_entry_batch(WarmEntry *e)
 	ReleaseSysCache(ctup);
 	e->owner = owner;			/* for record_failure */
 
+	if (e->repair)
+	{
+		int64		repaired = 0;
+
+		pgstat_report_activity(STATE_RUNNING, "redis_sync: repairing a table's cache");
+		/* resync() as the owner (verify() is the owner's; it reads as them) */
+		rs_as_owner_enter(&ao, owner);
+		PG_TRY();
+		{
+			repaired = run_resync(e->relid);
+		}
+		PG_FINALLY();
+		{
+			rs_as_owner_leave(&ao);
+		}
+		PG_END_TRY();
+		e->last = NIL;
+		record_progress(e, 0, repaired, true);
+		relation_close(rel, AccessShareLock);
+		ereport(LOG,
+				(errmsg("redis_sync worker: repaired the cache of table %s (%lld keys)",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(e->relid)),
+												   get_rel_name(e->relid)),
+						(long long) repaired),
+				 errdetail("An unsync without purge had left keys under its prefix.")));
+		return false;
+	}
+
 	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
 	rs_fill_cursor_init(&fc, e->relid, cfg, e->last);
 
@@ -362,6 +434,26 @@ warm_entry_batch(WarmEntry *e)
 						quote_qualified_identifier(get_namespace_name(get_rel_namespace(e->relid)),
 												   get_rel_name(e->relid)))));
 	return !done;
+}
+
+/*
+ * the message a failed repair leaves in the queue (redis_sync.warming):
+ * what it was, and that warm() in a session does it too (a table too large
+ * to resync() within redis_sync.warm_timeout never finishes in the worker,
+ * each retry starting over)
+ */
+static const char *
+repair_failure_message(Oid relid, const char *message)
+{
+	char	   *name = get_rel_name(relid);
+	char	   *qrel;
+
+	if (name == NULL)
+		return message;			/* dropped since */
+	qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+	return psprintf("repair of the keys an unsync without purge left (resync()) failed: %s; "
+					"redis_sync.warm('%s') in a session repairs them",
+					message, qrel);
 }
 
 bool
@@ -412,7 +504,8 @@ rs_warm_round(void)
 						 edata->detail ? errdetail("%s", edata->detail) : 0));
 				StartTransactionCommand();
 				PushActiveSnapshot(GetTransactionSnapshot());
-				record_failure(&e, edata->message, timed_out, ran);
+				record_failure(&e, e.repair ? repair_failure_message(e.relid, edata->message)
+							   : edata->message, timed_out, ran);
 				rs_stats_error(e.relid, edata->message);
 				rs_stats_flush();
 				PopActiveSnapshot();
@@ -469,14 +562,96 @@ redis_sync_warm(PG_FUNCTION_ARGS)
 	if (!queue_exists())
 		PG_RETURN_INT64(n);
 	values[0] = ObjectIdGetDatum(relid);
+
+	/*
+	 * a queued repair (an unsync without purge left keys under the prefix):
+	 * the fill kept the stale keys, resync() replaces or deletes them
+	 */
+	if (rs_exec_as_superuser("SELECT FROM redis_sync._warm_queue "
+							 " WHERE relid = $1 AND repair AND finished_at IS NULL",
+							 1, types, values, NULL, SPI_OK_SELECT,
+							 "read redis_sync._warm_queue") > 0)
+		written += run_resync(relid);
+
 	values[1] = Int64GetDatum(n);
 	values[2] = Int64GetDatum(written);
 	queue_exec("UPDATE redis_sync._warm_queue SET started_at = COALESCE(started_at, pg_catalog.now()), "
 			   "  finished_at = pg_catalog.clock_timestamp(), rows_done = $2, keys_filled = $3, "
-			   "  last_key = NULL, retry_at = NULL "
+			   "  last_key = NULL, retry_at = NULL, repair = false "
 			   " WHERE relid = $1 AND finished_at IS NULL",
 			   3, types, values, NULL);
 	PG_RETURN_INT64(n);
+}
+
+/*
+ * _unsynced_note(tbl regclass, prefix text) RETURNS void: unsync() without
+ * purge of tbl, before its configuration is deleted, remembers the prefix
+ * whose keys it leaves in Redis (redis_sync._unsynced_prefixes), when the
+ * table is synced write-through or invalidate on it.
+ */
+Datum
+redis_sync_unsynced_note(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), PG_GETARG_DATUM(1)};
+
+	rs_require_owner(relid);
+	(void) rs_exec_as_superuser("INSERT INTO redis_sync._unsynced_prefixes (key_prefix, relid) "
+								"SELECT $2, $1 WHERE EXISTS (SELECT FROM redis_sync.tables t "
+								"  WHERE t.relid::pg_catalog.oid = $1 AND t.key_prefix = $2 "
+								"    AND t.policy IN ('write_through', 'invalidate')) "
+								"ON CONFLICT (key_prefix) DO UPDATE SET relid = EXCLUDED.relid, "
+								"  unsynced_at = EXCLUDED.unsynced_at",
+								2, types, values, NULL, 0,
+								"update redis_sync._unsynced_prefixes");
+	PG_RETURN_VOID();
+}
+
+/*
+ * _unsynced_claim(tbl regclass) RETURNS boolean: tbl was just synced
+ * write-through or invalidate; true when an unsync without purge left keys
+ * under a prefix overlapping its prefix (one starts with the other), or
+ * when a repair queued for it has not run yet, which the caller then
+ * repairs.  The remembered prefixes that tbl's covers are
+ * forgotten; a shorter one stays, for the keys outside tbl's prefix.
+ */
+Datum
+redis_sync_unsynced_claim(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	int64		hit;
+
+	rs_require_owner(relid);
+	hit = rs_exec_as_superuser("SELECT FROM redis_sync._unsynced_prefixes u, redis_sync.tables t "
+							   " WHERE t.relid::pg_catalog.oid = $1 "
+							   "   AND t.policy IN ('write_through', 'invalidate') "
+							   "   AND (pg_catalog.starts_with(u.key_prefix, t.key_prefix) "
+							   "        OR pg_catalog.starts_with(t.key_prefix, u.key_prefix))",
+							   1, types, values, NULL, SPI_OK_SELECT,
+							   "read redis_sync._unsynced_prefixes");
+
+	/*
+	 * a repair queued by an earlier write_through() that has not run yet (the
+	 * record is gone): invalidate() now, whose call the worker's repair would
+	 * ignore, must purge instead
+	 */
+	if (hit == 0)
+		hit = rs_exec_as_superuser("SELECT FROM redis_sync._warm_queue "
+								   " WHERE relid::pg_catalog.oid = $1 AND repair AND finished_at IS NULL",
+								   1, types, values, NULL, SPI_OK_SELECT,
+								   "read redis_sync._warm_queue");
+	if (hit > 0)
+		(void) rs_exec_as_superuser("DELETE FROM redis_sync._unsynced_prefixes u "
+									" USING redis_sync.tables t "
+									" WHERE t.relid::pg_catalog.oid = $1 "
+									"   AND t.policy IN ('write_through', 'invalidate') "
+									"   AND pg_catalog.starts_with(u.key_prefix, t.key_prefix)",
+									1, types, values, NULL, 0,
+									"update redis_sync._unsynced_prefixes");
+	PG_RETURN_BOOL(hit > 0);
 }
 
 void

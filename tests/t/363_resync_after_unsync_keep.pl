@@ -4,8 +4,9 @@
 # current: the warm fills only keys Redis lacks, so a key of a row updated
 # while unsynced kept the old value, and a key of a row deleted meanwhile
 # stayed cached, get() returning the deleted row, for good (until the row's
-# next write or a resync()).  Same for invalidate().  Not fixed (README,
-# unsync()): the assertions of the promise are TODO; resync() repairs it.
+# next write or a resync()).  Same for invalidate().  Fixed: unsync()
+# remembers the prefix (redis_sync._unsynced_prefixes), and the next sync on
+# it repairs (write-through: the warm runs resync()) or purges (invalidate).
 use strict;
 use warnings;
 
@@ -45,9 +46,7 @@ for my $policy ('write_through', 'invalidate')
 	$node->safe_psql('postgres', "SELECT redis_sync.warm('$tbl')")
 	  if $policy eq 'write_through';
 
-	TODO:
 	{
-		local $TODO = 'unsync() without purge: the new sync keeps the stale keys (README)';
 		my $r1 = $node->safe_psql('postgres',
 			"SELECT v FROM redis_sync.get(NULL::$tbl, '1')");
 		is($r1, '7', "$policy: get() of a row updated while unsynced returns the table's value");
@@ -61,9 +60,7 @@ for my $policy ('write_through', 'invalidate')
 	}
 	if ($policy eq 'write_through')
 	{
-		TODO:
 		{
-			local $TODO = 'unsync() without purge: the new sync keeps the stale keys (README)';
 			is($node->safe_psql('postgres',
 					"SELECT count(*) FROM redis_sync.verify('$tbl')"),
 				'0', "$policy: verify() finds nothing after the new sync and its warm");
