@@ -117,7 +117,14 @@ identity_relid(void)
 	return OidIsValid(nsp) ? get_relname_relid("_identity", nsp) : InvalidOid;
 }
 
-/* read the row (the latest committed one) into row */
+/*
+ * Read the row (as committed now) into row.  With SnapshotSelf, not an MVCC
+ * snapshot: a SERIALIZABLE transaction's first version (at pre-commit) read
+ * it under predicate locking, which failed a doomed transaction before its
+ * push instead of after it (isolation write_through_serializable) and left
+ * SIRead locks on the table.  The worker's changes keep the base in force,
+ * so either version of a row it is updating gives the same base.
+ */
 static void
 read_row(IdentityRow *row)
 {
@@ -125,15 +132,13 @@ read_row(IdentityRow *row)
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
-	Snapshot	snap;
 
 	memset(row, 0, sizeof(*row));
 	if (!OidIsValid(relid))
 		return;
 	rel = table_open(relid, AccessShareLock);
-	snap = RegisterSnapshot(GetLatestSnapshot());
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, snap, 0, NULL);
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	if (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		TupleDesc	td = RelationGetDescr(rel);
@@ -164,7 +169,6 @@ read_row(IdentityRow *row)
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 }
 
