@@ -532,14 +532,28 @@ rs_evicted_key(void)
 	return buf;
 }
 
+/* the marker hash of this database under system identifier sysid (decimal) */
+char *
+rs_marker_key_of(const char *sysid)
+{
+	return psprintf("redis_sync:inflight:%s:%u", sysid, MyDatabaseId);
+}
+
 const char *
 rs_marker_key(void)
 {
 	static char buf[96];
 
 	if (buf[0] == '\0')
-		snprintf(buf, sizeof(buf), "redis_sync:inflight:" UINT64_FORMAT ":%u",
-				 GetSystemIdentifier(), MyDatabaseId);
+	{
+		char		sysid[MAXINT8LEN + 2];
+		char	   *key;
+
+		snprintf(sysid, sizeof(sysid), UINT64_FORMAT, GetSystemIdentifier());
+		key = rs_marker_key_of(sysid);
+		strlcpy(buf, key, sizeof(buf));
+		pfree(key);
+	}
 	return buf;
 }
 

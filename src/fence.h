@@ -76,8 +76,14 @@ extern const char *rs_evicted_key(void);
 /* the hash holding in-flight markers of this database */
 extern const char *rs_marker_key(void);
 
+/* the same under another system identifier (decimal): pg_upgrade's old one */
+extern char *rs_marker_key_of(const char *sysid);
+
 /* on a cluster: the marker hash of one hash slot */
 extern char *rs_marker_key_for_slot(int slot);
+
+/* on a cluster: the key of base in one hash slot, "<base>:{<slot's tag>}" */
+extern char *rs_slot_key(const char *base, int slot);
 
 /* every data key under prefix, page by page (SCAN): fn gets each SCAN page's keys (valid during the call) */
 typedef void (*RsScanPageFn) (char **keys, int n, void *arg);

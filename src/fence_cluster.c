@@ -55,13 +55,19 @@ static HTAB *marker_slots = NULL;
 char *
 rs_marker_key_for_slot(int slot)
 {
-	return psprintf("%s:{%s}", rs_marker_key(), rs_cluster_slot_tag(slot));
+	return rs_slot_key(rs_marker_key(), slot);
+}
+
+char *
+rs_slot_key(const char *base, int slot)
+{
+	return psprintf("%s:{%s}", base, rs_cluster_slot_tag(slot));
 }
 
 static char *
 evicted_key_for_slot(int slot)
 {
-	return psprintf("%s:{%s}", rs_evicted_key(), rs_cluster_slot_tag(slot));
+	return rs_slot_key(rs_evicted_key(), slot);
 }
 
 static void

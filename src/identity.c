@@ -361,7 +361,7 @@ append_adopt_markers(RedisPipeline *p, const char *old, const char *new)
 static bool
 adopt_markers(const IdentityRow *row, RedisFailure *failure)
 {
-	char	   *old = psprintf("redis_sync:inflight:%s:%u", row->sysid, MyDatabaseId);
+	char	   *old = rs_marker_key_of(row->sysid);
 	RedisPipeline *p = redis_pipeline_create();
 	int			n = 0;
 	bool		ok;
@@ -375,12 +375,7 @@ adopt_markers(const IdentityRow *row, RedisFailure *failure)
 	{
 		/* every slot: a one-time cost of a few ms of Redis time per master */
 		for (int s = 0; s < RS_CLUSTER_SLOTS; s++, n++)
-		{
-			const char *tag = rs_cluster_slot_tag(s);
-
-			append_adopt_markers(p, psprintf("%s:{%s}", old, tag),
-								 psprintf("%s:{%s}", rs_marker_key(), tag));
-		}
+			append_adopt_markers(p, rs_slot_key(old, s), rs_marker_key_for_slot(s));
 	}
 	ok = redis_pipeline_try_exec(p, failure);
 	for (int i = 0; ok && i < n; i++)
@@ -455,7 +450,7 @@ rs_identity_worker_check(void)
 	Datum		args[4];
 	RedisFailure failure;
 
-	if (tli == 0 || tli == checked_timeline || !OidIsValid(identity_relid()))
+	if (!rs_identity_worker_due() || !OidIsValid(identity_relid()))
 		return;
 	read_row(&row);
 	my_sysid(me);
@@ -469,25 +464,29 @@ rs_identity_worker_check(void)
 				  "VALUES ($1, $2, $3, $4)", 4, types, args);
 	else if (strcmp(row.sysid, me) != 0)
 	{
-		/* claims first: the row no longer names the old system after */
-		if (row.database == MyDatabaseId && !adopt_claims(&row, &failure))
+		/*
+		 * claims and in-flight markers (for the sweep to repair) first: the
+		 * row no longer names the old system after
+		 */
+		if (row.database == MyDatabaseId)
 		{
-			ereport(WARNING,
-					(errmsg("redis_sync worker: could not adopt the key prefix claims of system %s: %s",
-							row.sysid, failure.message),
-					 errdetail("This database was upgraded from that system (pg_upgrade)."),
-					 errhint("The worker tries again at its next round.")));
-			return;
-		}
-		/* and its in-flight markers, for the sweep to repair */
-		if (row.database == MyDatabaseId && !adopt_markers(&row, &failure))
-		{
-			ereport(WARNING,
-					(errmsg("redis_sync worker: could not adopt the in-flight markers of system %s: %s",
-							row.sysid, failure.message),
-					 errdetail("This database was upgraded from that system (pg_upgrade)."),
-					 errhint("The worker tries again at its next round.")));
-			return;
+			const char *what = "key prefix claims";
+			bool		ok = adopt_claims(&row, &failure);
+
+			if (ok)
+			{
+				what = "in-flight markers";
+				ok = adopt_markers(&row, &failure);
+			}
+			if (!ok)
+			{
+				ereport(WARNING,
+						(errmsg("redis_sync worker: could not adopt the %s of system %s: %s",
+								what, row.sysid, failure.message),
+						 errdetail("This database was upgraded from that system (pg_upgrade)."),
+						 errhint("The worker tries again at its next round.")));
+				return;
+			}
 		}
 		args[3] = Int32GetDatum((int32) tli);
 		write_row("UPDATE redis_sync._identity SET system_identifier = $1, database = $2, "
