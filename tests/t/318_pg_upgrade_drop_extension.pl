@@ -12,22 +12,18 @@
 use strict;
 use warnings;
 
-use File::Temp qw(tempdir);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Upgrade;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
 my $conf  = "shared_preload_libraries = 'redis_sync'\n"
   . "redis_sync.naptime = '200ms'\n";
 
-my $old = PostgreSQL::Test::Cluster->new('old');
-$old->init;
-$old->append_conf('postgresql.conf', $conf . "redis_sync.redis_url = '" . $redis->url . "'\n");
-command_ok([ 'pg_resetwal', '-l', '000000030000000000000005', $old->data_dir ],
-	'old cluster moved to timeline 3');
+my $old = RedisSync::Upgrade::old_cluster($conf . "redis_sync.redis_url = '" . $redis->url . "'\n", timeline => 3);
 $old->start;
 $old->safe_psql('postgres', 'CREATE DATABASE app');
 $old->safe_psql('app', q{
@@ -40,22 +36,8 @@ $old->safe_psql('app', q{UPDATE wa SET v = v || '-old'; SELECT redis_sync.flush(
 like($redis->cli('GET', '{wa:1}:rs_version'), qr/^00000003/, 'old versions begin with timeline 3');
 $old->stop;
 
-my $new = PostgreSQL::Test::Cluster->new('new');
-$new->init;
 # Redis out of reach at first
-$new->append_conf('postgresql.conf', $conf . "redis_sync.redis_url = 'redis://127.0.0.1:1/0'\n");
-my $bindir = $new->config_data('--bindir');
-my $work   = tempdir(DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
-chdir $work or die "chdir $work: $!";
-command_ok(
-	[
-		"$bindir/pg_upgrade", '--no-sync',
-		'-b', $bindir, '-B', $bindir,
-		'-d', $old->data_dir, '-D', $new->data_dir,
-		'-p', $old->port, '-P', $new->port,
-		'-s', $new->host, '-U', scalar(getpwuid($<))
-	],
-	'pg_upgrade');
+my $new = RedisSync::Upgrade::upgrade($old, $conf . "redis_sync.redis_url = 'redis://127.0.0.1:1/0'\n");
 $new->start;
 is($new->safe_psql('app', 'SELECT timeline_base || \'/\' || max_timeline FROM redis_sync._identity'), '0/3',
 	'the row still names the old system (base 0, timeline 3)');

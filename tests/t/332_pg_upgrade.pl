@@ -12,11 +12,11 @@
 use strict;
 use warnings;
 
-use File::Temp qw(tempdir);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Upgrade;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -24,12 +24,8 @@ my $conf  = "shared_preload_libraries = 'redis_sync'\n"
   . "redis_sync.redis_url = '" . $redis->url . "'\n"
   . "redis_sync.naptime = '200ms'\n";
 
-my $old = PostgreSQL::Test::Cluster->new('old');
-$old->init;
-$old->append_conf('postgresql.conf', $conf);
 # a server promoted twice runs on timeline 3; pg_resetwal puts it there
-command_ok([ 'pg_resetwal', '-l', '000000030000000000000005', $old->data_dir ],
-	'old cluster moved to timeline 3');
+my $old = RedisSync::Upgrade::old_cluster($conf, timeline => 3);
 $old->start;
 is($old->safe_psql('postgres', 'SELECT timeline_id FROM pg_control_checkpoint()'), '3', 'old cluster on timeline 3');
 
@@ -58,21 +54,7 @@ my $old_sysid = $old->safe_psql('app', 'SELECT system_identifier FROM pg_control
 $old->safe_psql('postgres', 'CREATE DATABASE app_copy TEMPLATE app');
 $old->stop;
 
-my $new = PostgreSQL::Test::Cluster->new('new');
-$new->init;
-$new->append_conf('postgresql.conf', $conf);
-my $bindir = $new->config_data('--bindir');
-my $work   = tempdir(DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
-chdir $work or die "chdir $work: $!";
-command_ok(
-	[
-		"$bindir/pg_upgrade", '--no-sync',
-		'-b', $bindir, '-B', $bindir,
-		'-d', $old->data_dir, '-D', $new->data_dir,
-		'-p', $old->port, '-P', $new->port,
-		'-s', $new->host, '-U', scalar(getpwuid($<))
-	],
-	'pg_upgrade');
+my $new = RedisSync::Upgrade::upgrade($old, $conf);
 # the servers pg_upgrade started ran no worker: the claims still name the
 # old system
 my $claims = join("\n", $redis->cli('HVALS', 'redis_sync:claims'));

@@ -19,11 +19,11 @@
 use strict;
 use warnings;
 
-use File::Temp qw(tempdir);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Upgrade;
 use Test::More;
 
 my $redis = RedisSync::Test::start_redis();
@@ -31,11 +31,7 @@ my $conf  = "shared_preload_libraries = 'redis_sync'\n"
   . "redis_sync.naptime = '200ms'\n"
   . "redis_sync.redis_url = '" . $redis->url . "'\n";
 
-my $old = PostgreSQL::Test::Cluster->new('old');
-$old->init;
-$old->append_conf('postgresql.conf', $conf);
-command_ok([ 'pg_resetwal', '-l', '000000030000000000000005', $old->data_dir ],
-	'old cluster moved to timeline 3');
+my $old = RedisSync::Upgrade::old_cluster($conf, timeline => 3);
 $old->start;
 $old->safe_psql('postgres', 'CREATE DATABASE app');
 $old->safe_psql('app', q{
@@ -49,21 +45,7 @@ is($redis->cli('HGET', 'w:1', 'v'), 'v1-old', 'old cluster: written through (0.1
 like($redis->cli('GET', '{w:1}:rs_version'), qr/^00000003/, 'old versions begin with timeline 3');
 $old->stop;
 
-my $new = PostgreSQL::Test::Cluster->new('new');
-$new->init;
-$new->append_conf('postgresql.conf', $conf);
-my $bindir = $new->config_data('--bindir');
-my $work   = tempdir(DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
-chdir $work or die "chdir $work: $!";
-command_ok(
-	[
-		"$bindir/pg_upgrade", '--no-sync',
-		'-b', $bindir, '-B', $bindir,
-		'-d', $old->data_dir, '-D', $new->data_dir,
-		'-p', $old->port, '-P', $new->port,
-		'-s', $new->host, '-U', scalar(getpwuid($<))
-	],
-	'pg_upgrade');
+my $new = RedisSync::Upgrade::upgrade($old, $conf);
 $new->start;
 
 # (a push at commit on a single Redis goes as MULTI without the version

@@ -15,11 +15,11 @@
 use strict;
 use warnings;
 
-use File::Temp qw(tempdir);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
 use RedisSync::Compare;
+use RedisSync::Upgrade;
 use RedisSync::Cluster;
 use Test::More;
 
@@ -78,21 +78,7 @@ is($old->safe_psql('app', 'SELECT v FROM e WHERE id = 1'), 'v1', 'the transactio
 $old->stop;
 cmp_ok(markers($old_sysid), '>', 0, 'the markers are still there at the upgrade');
 
-my $new = PostgreSQL::Test::Cluster->new('new');
-$new->init;
-$new->append_conf('postgresql.conf', $conf . "redis_sync.redis_url = '" . $c->url . "'\n");
-my $bindir = $new->config_data('--bindir');
-my $work   = tempdir(DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1);
-chdir $work or die "chdir $work: $!";
-command_ok(
-	[
-		"$bindir/pg_upgrade", '--no-sync',
-		'-b', $bindir, '-B', $bindir,
-		'-d', $old->data_dir, '-D', $new->data_dir,
-		'-p', $old->port, '-P', $new->port,
-		'-s', $new->host, '-U', scalar(getpwuid($<))
-	],
-	'pg_upgrade');
+my $new = RedisSync::Upgrade::upgrade($old, $conf . "redis_sync.redis_url = '" . $c->url . "'\n");
 $new->start;
 my $new_sysid = $new->safe_psql('app', 'SELECT system_identifier FROM pg_control_system()');
 ok( defined RedisSync::Compare::wait_for(
