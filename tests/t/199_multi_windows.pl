@@ -56,7 +56,11 @@ my $proxy = RedisSync::HoldProxy->start(upstream => $redis->port);
 my $node  = RedisSync::Test::new_node(
 	'windows',
 	redis_url  => $proxy->url,
-	extra_conf => "redis_sync.command_timeout = '60s'\n");
+	# The worker's marker sweep repairs an aborted transaction's keys too
+	# (its xid has ended before the abort callback runs): in (3) a sweep in
+	# the stopped window restored r:1 before the first check (CI of
+	# 88805a3).  No case here is about the sweep, so it runs only at start.
+	extra_conf => "redis_sync.command_timeout = '60s'\nredis_sync.marker_sweep_interval = '1h'\n");
 $node->safe_psql('postgres', qq{
 	CREATE TABLE t (id int PRIMARY KEY, v int);
 	INSERT INTO t SELECT g, g FROM generate_series(1, $ROWS) g;
