@@ -1241,6 +1241,15 @@ BEGIN
 END
 $fn$;
 
+-- unsync()'s drop of the triggers on tbl's partitions, some perhaps owned by
+-- other roles (src/ddl.c): for the owner of tbl
+CREATE FUNCTION _drop_partition_triggers(tbl regclass)
+RETURNS int
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_drop_partition_triggers';
+COMMENT ON FUNCTION _drop_partition_triggers(regclass) IS
+'redis_sync internal: unsync()''s drop of its triggers on the partitions of a table (for its owner)';
+
 CREATE OR REPLACE FUNCTION unsync(tbl regclass, purge boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -1249,7 +1258,6 @@ AS $fn$
 DECLARE
     cfg   record;
     found boolean := false;
-    part  regclass;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -1273,11 +1281,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'redis_sync_truncate') THEN
         EXECUTE format('DROP TRIGGER redis_sync_truncate ON %s', tbl);
     END IF;
-    FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p
-                 JOIN pg_trigger t ON t.tgrelid = p.relid AND t.tgname = 'redis_sync_truncate_partition'
-                WHERE p.relid <> tbl LOOP
-        EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
-    END LOOP;
+    -- a partition may belong to another role: dropped as the extension
+    PERFORM redis_sync._drop_partition_triggers(tbl);
     IF NOT found THEN
         RAISE NOTICE 'table % is not synced', tbl;
     END IF;

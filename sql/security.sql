@@ -459,6 +459,33 @@ SELECT redis_sync.warm('sec.moods');
 SELECT DISTINCT who, superuser FROM sec.trace ORDER BY 1;
 SELECT redis_sync.unsync('sec.moods', purge => true);
 
+-- unsync() by the owner of a partitioned table one of whose partitions
+-- another role owns (a superuser attached it after the sync): the trigger
+-- the extension keeps on that partition goes too; no one else may drop it
+CREATE TABLE sec.parts (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE sec.parts_a PARTITION OF sec.parts FOR VALUES FROM (0) TO (100);
+ALTER TABLE sec.parts OWNER TO sec_owner;
+ALTER TABLE sec.parts_a OWNER TO sec_owner;
+SET ROLE sec_owner;
+SELECT redis_sync.write_through('sec.parts', key_prefix => 'sec:parts:');
+RESET ROLE;
+CREATE TABLE sec."parts ""b""" (id int PRIMARY KEY, v int);
+ALTER TABLE sec."parts ""b""" OWNER TO sec_user;
+ALTER TABLE sec.parts ATTACH PARTITION sec."parts ""b""" FOR VALUES FROM (100) TO (200);
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgname LIKE 'redis\_sync\_%' AND tgrelid::regclass::text LIKE 'sec.%parts%' ORDER BY 1, 2;
+SET ROLE sec_user;
+SELECT redis_sync._drop_partition_triggers('sec.parts');
+SELECT redis_sync.unsync('sec.parts');
+SET ROLE sec_owner;
+INSERT INTO sec.parts VALUES (1, 1), (150, 2);
+SELECT redis_sync.unsync('sec.parts', purge => true);
+RESET ROLE;
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgname LIKE 'redis\_sync\_%' AND tgrelid::regclass::text LIKE 'sec.%parts%' ORDER BY 1, 2;
+SELECT redis_sync._drop_partition_triggers(NULL);
+DROP TABLE sec.parts;
+
 -- cleanup
 SELECT redis_sync.unsync('sec.victim');
 SELECT redis_sync.unsync('sec.rls');

@@ -18,11 +18,15 @@
  * have another owner, who could otherwise stop the writes to its rows (also
  * those its parent's owner makes) from reaching Redis.
  *
+ * redis_sync._drop_partition_triggers(tbl) is unsync()'s drop of the
+ * triggers it keeps on tbl's partitions, which may belong to other roles.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
@@ -30,6 +34,8 @@
 #include "nodes/makefuncs.h"
 #include "tcop/deparse_utility.h"
 #include "utils/builtins.h"
+
+#include "as_owner.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_column_changes);
 
@@ -372,4 +378,70 @@ redis_sync_on_trigger_change(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(redis_sync_drop_partition_triggers);
+
+/*
+ * redis_sync._drop_partition_triggers(tbl regclass), for unsync(): drop the
+ * redis_sync_truncate_partition trigger of every partition below tbl.  The
+ * owner of tbl may unsync it, but a partition may belong to another role (a
+ * superuser attached it after the sync, and the DDL event trigger gave it
+ * the trigger): dropping a trigger on it needs its owner's rights, where the
+ * clones of tbl's row triggers go with tbl's own without any.  So, once the
+ * caller is known to own tbl, the drops run as the bootstrap superuser
+ * (restricted, fixed search_path), and only of the extension's own trigger:
+ * of that name, on a partition of tbl, calling redis_sync.capture() with
+ * tbl's OID.  Returns how many were dropped.
+ */
+Datum
+redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Datum		arg[1] = {ObjectIdGetDatum(relid)};
+	Oid			argtype[1] = {OIDOID};
+	RsAsOwner	ao;
+	List	   *parts = NIL;
+	ListCell   *lc;
+
+	rs_require_owner(relid);
+	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "redis_sync: SPI_connect failed");
+		if (SPI_execute_with_args("SELECT t.tgrelid::pg_catalog.regclass::pg_catalog.text "
+								  "  FROM pg_catalog.pg_partition_tree($1) p "
+								  "  JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid "
+								  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 "
+								  "   AND t.tgname OPERATOR(pg_catalog.=) 'redis_sync_truncate_partition' "
+								  "   AND t.tgfoid OPERATOR(pg_catalog.=) 'redis_sync.capture()'::pg_catalog.regprocedure "
+								  "   AND t.tgnargs OPERATOR(pg_catalog.=) 1 "
+								  "   AND t.tgargs OPERATOR(pg_catalog.=) "
+								  "       (pg_catalog.convert_to($1::pg_catalog.oid::pg_catalog.text, 'SQL_ASCII') OPERATOR(pg_catalog.||) '\\x00'::pg_catalog.bytea) "
+								  " ORDER BY p.level, p.relid",
+								  1, argtype, arg, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "redis_sync: could not read the partition triggers of relation %u", relid);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			parts = lappend(parts, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		foreach(lc, parts)
+		{
+			/*
+			 * regclass text: schema-qualified and quoted (the search path is
+			 * fixed)
+			 */
+			if (SPI_execute(psprintf("DROP TRIGGER redis_sync_truncate_partition ON %s",
+									 (char *) lfirst(lc)),
+							false, 0) != SPI_OK_UTILITY)
+				elog(ERROR, "redis_sync: could not drop the trigger of partition %s",
+					 (char *) lfirst(lc));
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rs_as_owner_leave(&ao);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT32(list_length(parts));
 }
