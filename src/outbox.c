@@ -9,29 +9,24 @@
  * delivery is the same fenced write the transaction would have made and can
  * be repeated any number of times.
  *
- * Delivery takes committed entries in id order (skipping those another
- * transaction holds, so concurrent deliverers do not collide), keeps the
- * newest (version, seq) entry per key, sends them through the apply script
- * in one pipeline, and commits their removal only once Redis confirmed the
- * writes.  Older entries of a key are dropped: the newer one, fenced,
- * supersedes them.
+ * Delivery takes committed entries in id order (FOR UPDATE SKIP LOCKED, so
+ * concurrent deliverers do not collide), keeps the newest (version, seq)
+ * entry per key, sends them through the apply script in one pipeline, and
+ * deletes every entry it read only after Redis confirmed the writes.  Older
+ * entries of a key are dropped: the newer one, fenced, supersedes them.
  *
- * Delivery is four steps: read_entries (take or lock a batch), coalesce
- * (newest entry per key), push (one pipeline of fenced writes) and settle
- * (remove what Redis confirmed, back off the rest).  A delivery of 2,000
- * entries or more goes in four batches or more whose pushes overlap: while
- * Redis applies one, the next is read and the one before settled
- * (rs_outbox_deliver).
+ * Delivery is four steps: read_entries (lock a batch), coalesce (newest
+ * entry per key), push (one pipeline of fenced writes) and settle (delete
+ * what Redis confirmed by its row, locked since the read; back off the
+ * rest).  A delivery of 2,000 entries or more goes in four batches or
+ * more whose pushes overlap: while Redis applies one, the next is read
+ * and the one before settled (rs_outbox_deliver).
  *
- * The read goes straight to the table (read_direct: a scan of the primary
- * key), without the executor, whose start-up was most of a small
- * delivery's cost; it runs no user code.  On the extension's outbox it
- * takes each row (take_entry: deletes it as a DELETE skipping held rows
- * would, one WAL record per entry) and settle puts back what was not
- * delivered (restore_entries); on an outbox with triggers or other indexes
- * it locks each row as FOR UPDATE SKIP LOCKED would and settle deletes the
- * delivered ones (delete_direct, or a DELETE when triggers must run).  An
- * outbox not of the extension's shape (rules, inheritance children, another
+ * The read and the delete go straight to the table (read_direct: a scan of
+ * the primary key locking each row as FOR UPDATE SKIP LOCKED would;
+ * delete_direct: by the locked row), without the executor, whose start-up
+ * was most of a small delivery's cost; they run no user code.  An outbox
+ * not of the extension's shape (rules, inheritance children, another
  * primary key, ...) is read and deleted through SQL instead, as the
  * bootstrap superuser with a fixed search_path (as_owner.c), like the
  * bookkeeping of refused entries.
@@ -206,10 +201,6 @@ typedef struct Delivery
 	char	  **errors;			/* per failed entry: why */
 	bool		peek;			/* read without locking */
 	int64		after;			/* read only entries with id > after */
-	bool		taken;			/* the read deleted what it read (take_entry) */
-	AttrNumber	att_attempts;	/* where settle records an attempt of a */
-	AttrNumber	att_last_error; /* taken entry it puts back */
-	AttrNumber	att_next_attempt;
 } Delivery;
 
 /*
@@ -377,30 +368,6 @@ open_id_index(Relation rel, int id_attno)
 }
 
 /*
- * The column of the outbox named name, of type type: where the extension
- * creates it (hint), else wherever it is; InvalidAttrNumber when there is
- * none of that type.
- */
-static AttrNumber
-column_attno(TupleDesc td, const char *name, Oid type, AttrNumber hint)
-{
-	AttrNumber	a = InvalidAttrNumber;
-
-	if (hint <= td->natts && !TupleDescAttr(td, hint - 1)->attisdropped &&
-		strcmp(NameStr(TupleDescAttr(td, hint - 1)->attname), name) == 0)
-		a = hint;
-	for (int i = 0; a == InvalidAttrNumber && i < td->natts; i++)
-		if (!TupleDescAttr(td, i)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(td, i)->attname), name) == 0)
-			a = i + 1;
-	if (a == InvalidAttrNumber || TupleDescAttr(td, a - 1)->atttypid != type)
-		return InvalidAttrNumber;
-	return a;
-}
-
-static bool may_take(Delivery *d, Relation rel);
-
-/*
  * The outbox and its primary key, opened for the direct read when they are
  * the extension's: no rules or inheritance children, a heap, the columns
  * the read needs of their types (attno: where they are).  NULL otherwise.
@@ -423,52 +390,30 @@ direct_open(Delivery *d, int *attno, Relation *idx)
 	}
 	for (int c = 0; c < RC_COUNT; c++)
 	{
-		attno[c] = column_attno(td, read_cols[c].name, read_cols[c].type, read_cols[c].attno);
-		if (attno[c] == InvalidAttrNumber)
+		AttrNumber	a = InvalidAttrNumber;
+
+		/* where the extension creates it, else wherever it is */
+		if (read_cols[c].attno <= td->natts &&
+			!TupleDescAttr(td, read_cols[c].attno - 1)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(td, read_cols[c].attno - 1)->attname), read_cols[c].name) == 0)
+			a = read_cols[c].attno;
+		for (int i = 0; a == InvalidAttrNumber && i < td->natts; i++)
+			if (!TupleDescAttr(td, i)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(td, i)->attname), read_cols[c].name) == 0)
+				a = i + 1;
+		if (a == InvalidAttrNumber || TupleDescAttr(td, a - 1)->atttypid != read_cols[c].type)
 		{
 			table_close(rel, RowExclusiveLock);
 			return NULL;
 		}
+		attno[c] = a;
 	}
 	if ((*idx = open_id_index(rel, attno[RC_ID])) == NULL)
 	{
 		table_close(rel, RowExclusiveLock);
 		return NULL;
 	}
-	d->taken = !d->peek && may_take(d, rel);
-	if (d->taken)
-	{
-		/* a publication of deletes needs a replica identity, as for a DELETE */
-		CheckCmdReplicaIdentity(rel, CMD_DELETE);
-		d->att_next_attempt = attno[RC_NEXT_ATTEMPT];
-	}
 	return rel;
-}
-
-/*
- * Whether the read may take its entries (delete them as it reads them,
- * take_entry) rather than lock them: when the outbox has no triggers (a
- * delete by its row runs none), no index but its primary key (an entry put
- * back, restore_entries, goes into the heap and that index only), and the
- * columns settle records a failed attempt in.
- */
-static bool
-may_take(Delivery *d, Relation rel)
-{
-	TupleDesc	td = RelationGetDescr(rel);
-	List	   *indexes;
-	bool		one;
-
-	if (rel->trigdesc != NULL)
-		return false;
-	indexes = RelationGetIndexList(rel);
-	one = list_length(indexes) == 1;
-	list_free(indexes);
-	if (!one)
-		return false;
-	d->att_attempts = column_attno(td, "attempts", INT4OID, 11);
-	d->att_last_error = column_attno(td, "last_error", TEXTOID, 13);
-	return d->att_attempts != InvalidAttrNumber && d->att_last_error != InvalidAttrNumber;
 }
 
 /*
@@ -511,46 +456,6 @@ lock_entry(Relation rel, TupleTableSlot *slot, TupleTableSlot *locked, Snapshot 
 }
 
 /*
- * Take the entry in slot: delete it, as a DELETE that skips rows other
- * transactions hold would, without waiting.  False when it is to be
- * skipped: another transaction holds it (a deliverer took or locked it, a
- * settle is updating it), this one changed it, or it was updated or
- * deleted since the snapshot (read committed: the next delivery reads its
- * newest version; under REPEATABLE READ or SERIALIZABLE that fails to
- * serialize, as for a locking read).  When true, the row taken is the one in
- * slot: nothing changed it since the snapshot.
- */
-static bool
-take_entry(Relation rel, TupleTableSlot *slot, Snapshot snapshot, CommandId cid)
-{
-	TM_FailureData tmfd;
-	TM_Result	res;
-
-	res = table_tuple_delete(rel, &slot->tts_tid, cid, snapshot, InvalidSnapshot,
-							 false, &tmfd, false);
-	switch (res)
-	{
-		case TM_Ok:
-			return true;
-		case TM_SelfModified:
-		case TM_BeingModified:
-		case TM_WouldBlock:
-			return false;
-		case TM_Updated:
-		case TM_Deleted:
-			if (IsolationUsesXactSnapshot())
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent update")));
-			return false;
-		default:
-			break;
-	}
-	elog(ERROR, "redis_sync: unexpected result of taking an outbox entry: %d", res);
-	return false;
-}
-
-/*
  * Step 1, without SQL: what the read statement of read_entries() does, as
  * the executor would run its plan (Limit, LockRows, an index scan of the
  * primary key), without the executor's start-up, which was most of the
@@ -563,13 +468,6 @@ take_entry(Relation rel, TupleTableSlot *slot, Snapshot snapshot, CommandId cid)
  * extension's (direct_open): then the statement runs.  Only entries with
  * an id above d->after are read.  A peek (d->peek) locks nothing and reads
  * them whoever holds them.
- *
- * When the outbox allows it (may_take), each row is not locked but taken:
- * deleted as it is read (take_entry), which writes one WAL record per
- * entry where a lock and the delete at settle wrote two, and dirties its
- * page once.  Rows taken and not delivered are put back at settle
- * (restore_entries); an ERROR rolls the deletes back with the rest of the
- * transaction, as it released the locks.
  */
 static int
 read_direct(Delivery *d, int max, Oid relid, bool due_only)
@@ -620,14 +518,8 @@ read_direct(Delivery *d, int max, Oid relid, bool due_only)
 		CHECK_FOR_INTERRUPTS();
 		if (!entry_wanted(slot, attno, relid, due_only, top))
 			continue;
-		if (d->taken)
-		{
-			if (!take_entry(rel, slot, snapshot, cid))
-				continue;
-			entry = slot;
-		}
-		else if (!d->peek &&
-				 !lock_entry(rel, slot, locked, snapshot, cid, attno, relid, due_only, top))
+		if (!d->peek &&
+			!lock_entry(rel, slot, locked, snapshot, cid, attno, relid, due_only, top))
 			continue;
 		for (int c = 0; c < RC_COUNT; c++)
 			values[c] = slot_getattr(entry, attno[c], &nulls[c]);
@@ -1297,86 +1189,8 @@ delete_direct(Delivery *d)
 }
 
 /*
- * Put back the entries the read took (d->taken) and this delivery did not
- * deliver: those that failed (d->failed), each with one more attempt
- * recorded as settle's UPDATE records it (last_error, next_attempt_at after
- * the backoff), or, with !failed_only, all of them as they were (a batch
- * read and never sent).  Each goes back as a new row with the same id,
- * copied from the one this transaction deleted (still on its page: only
- * this transaction's end can make it dead); the primary key takes the id
- * again, its old row being deleted by this very transaction.  No user code
- * runs: may_take() allowed taking only an outbox without triggers or other
- * indexes.
- */
-static void
-restore_entries(Delivery *d, bool failed_only)
-{
-	Relation	rel = table_open(d->outbox, RowExclusiveLock);
-	TupleDesc	td = RelationGetDescr(rel);
-	EState	   *estate = CreateExecutorState();
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TupleTableSlot *was = table_slot_create(rel, NULL);
-	TupleTableSlot *back = MakeSingleTupleTableSlot(td, &TTSOpsVirtual);
-	CommandId	cid = GetCurrentCommandId(true);
-	TimestampTz now = GetCurrentTimestamp();
-	bool		snap = false;
-
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	/* TOAST of a large payload, read and written again, needs a snapshot */
-	if (!ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		snap = true;
-	}
-	for (int i = 0; i < d->n; i++)
-	{
-		if (failed_only && !d->failed[i])
-			continue;
-		if (!table_tuple_fetch_row_version(rel, &d->entries[i].tid, SnapshotAny, was))
-			elog(ERROR, "redis_sync: outbox entry " INT64_FORMAT " to put back is gone",
-				 d->entries[i].id);
-		slot_getallattrs(was);
-		ExecClearTuple(back);
-		memcpy(back->tts_values, was->tts_values, sizeof(Datum) * td->natts);
-		memcpy(back->tts_isnull, was->tts_isnull, sizeof(bool) * td->natts);
-		if (d->failed[i])
-		{
-			int			a = d->att_attempts - 1;
-			int32		attempts = was->tts_isnull[a] ? 0 : DatumGetInt32(was->tts_values[a]);
-			int64		backoff = Min((int64) 100 << Min(Max(attempts, 0), 20),
-									  (int64) rs_retry_max_backoff_ms);
-
-			back->tts_values[a] = Int32GetDatum(attempts + 1);
-			back->tts_isnull[a] = false;
-			back->tts_values[d->att_last_error - 1] =
-				CStringGetTextDatum(d->errors[i] ? d->errors[i] : "");
-			back->tts_isnull[d->att_last_error - 1] = d->errors[i] == NULL;
-			back->tts_values[d->att_next_attempt - 1] =
-				TimestampTzGetDatum(now + backoff * INT64CONST(1000));
-			back->tts_isnull[d->att_next_attempt - 1] = false;
-		}
-		ExecStoreVirtualTuple(back);
-		table_tuple_insert(rel, back, cid, 0, NULL);
-		if (rri->ri_NumIndices > 0)
-			(void) ExecInsertIndexTuples(rri, back, estate, false, false, NULL, NIL);
-		ResetPerTupleExprContext(estate);
-	}
-	if (snap)
-		PopActiveSnapshot();
-	ExecDropSingleTupleTableSlot(back);
-	ExecDropSingleTupleTableSlot(was);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
-	CommandCounterIncrement();
-}
-
-/*
  * Step 4: delete the entries Redis confirmed, record an attempt (error,
  * backoff) on the others, count both.  Returns how many stay queued.
- * Entries the read took are already deleted: those that failed are put
- * back (restore_entries) instead.
  */
 static int
 settle(Delivery *d)
@@ -1402,12 +1216,6 @@ settle(Delivery *d)
 			done[ndone++] = Int64GetDatum(d->entries[i].id);
 			rs_stats_add(d->entries[i].relid, RS_C_DELIVERED, 1);
 		}
-	}
-	if (d->taken)
-	{
-		if (retained > 0)
-			restore_entries(d, true);
-		return retained;
 	}
 	if (ndone > 0 && !delete_direct(d))
 	{
@@ -1547,12 +1355,6 @@ rs_outbox_deliver(int max, Oid relid, bool due_only, int64 *after,
 			land(prev, false, &delivered, &retained, &detail);
 			prev = NULL;
 			/* not sent: its entries stay queued as they are */
-			if (cur->d.taken)
-			{
-				MemoryContextSwitchTo(cxt);
-				restore_entries(&cur->d, false);
-				MemoryContextSwitchTo(spi);
-			}
 			redis_pipeline_free(cur->ps.p);
 			MemoryContextDelete(cxt);
 			break;

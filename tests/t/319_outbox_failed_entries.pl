@@ -1,16 +1,20 @@
-# A delivery takes its outbox entries: it deletes each as it reads it
-# (outbox.c take_entry), where it used to lock it and delete it at settle.
-# Whatever it took and did not deliver must come back, unchanged but for
-# the attempt it records:
-#   (1) an entry Redis refused goes back with the same id, key, payload
-#       (a large one, stored out of line, too), version, seq, xid and
-#       enqueue time, one more attempt, its error and a retry time;
+# What a delivery read and did not deliver stays queued, unchanged but for
+# the attempt it records, and what others do to queued entries meanwhile
+# still applies to them:
+#   (1) an entry Redis refused stays with the same id, key, payload (a
+#       large one, stored out of line, too), version, seq, xid and enqueue
+#       time, one more attempt, its error and a retry time;
 #   (2) the worker, whose batches commit even when Redis fails, loses
 #       nothing when its connection dies while batches are in flight (the
-#       batch in flight fails, the one read after it was never sent): once
+#       batch in flight fails, the one read after it is never sent): once
 #       Redis answers again every row is cached with its newest value;
-#   (3) an outbox with a trigger is not taken but locked, as before, and
-#       delivered the same.
+#   (3) an outbox with a trigger is delivered the same, its trigger run;
+#   (4) a DELETE of queued entries (DROP TABLE's, or by hand) waiting for a
+#       deliverer that holds them and fails to deliver them removes them
+#       once the deliverer commits.  A delivery that deleted the entries it
+#       read and put the failed ones back as new rows (tried as a speed-up)
+#       left them behind: the waiting DELETE saw its rows deleted and never
+#       the new ones.
 use strict;
 use warnings;
 
@@ -103,7 +107,7 @@ for my $round (1 .. 8)
 }
 cmp_ok($lost, '>', 0, 'the worker lost its connection during a delivery in some round');
 
-# ---------------------- (3) an outbox with a trigger: locked, not taken
+# ---------------------- (3) an outbox with a trigger
 sq(q{
 	SELECT redis_sync.worker_pause();
 	CREATE TABLE seen (n int);
@@ -113,9 +117,31 @@ sq(q{
 	UPDATE r SET v = v || '!' WHERE id IN (1, 3);
 });
 is(sq(q{SELECT redis_sync.deliver_outbox(100)}), '2', 'delivered through an outbox with a trigger');
-is(sq(q{SELECT count(*) FROM seen}), '2', 'its delete trigger ran for each entry (a DELETE, not a take)');
+is(sq(q{SELECT count(*) FROM seen}), '2', 'its delete trigger ran for each entry');
 is(sq(q{SELECT count(*) FROM r WHERE redis_sync.command('HGET', 'r:' || id, 'v') = to_jsonb(v)}),
 	'3', 'every row cached');
-sq(q{DROP TRIGGER seen ON redis_sync.outbox; SELECT redis_sync.worker_resume()});
+sq(q{DROP TRIGGER seen ON redis_sync.outbox});
+
+# ------------- (4) a DELETE waiting for a deliverer that fails to deliver
+# the worker is still paused: a session delivers, Redis refuses r:1's entry
+$redis->cli('SET', 'r:1', 'not a hash');
+$redis->cli('SET', '{r:1}:rs_version', '000000000000000000000000');
+sq(q{UPDATE r SET v = v || '?' WHERE id = 1});
+my $deliverer = RedisSync::Test::session($node);
+$deliverer->query('BEGIN');
+like($deliverer->query('SELECT redis_sync.deliver_outbox(100)')->{err}, qr/Redis refused 1 outbox entries/,
+	'a session delivers, Redis refuses the entry; its transaction stays open');
+my $dropper = RedisSync::Test::session($node);
+$dropper->start_query(q{DELETE FROM redis_sync.outbox WHERE relid = 'r'::regclass});
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
+                                       WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM redis_sync.outbox%'})
+  or die 'the DELETE did not wait';
+$deliverer->query('COMMIT');
+is($dropper->finish_query->{err}, '', 'the DELETE ends once the deliverer commits');
+is(sq(q{SELECT count(*) FROM redis_sync.outbox WHERE relid = 'r'::regclass}), '0',
+	'and removed the entry the deliverer kept queued');
+$deliverer->quit;
+$dropper->quit;
+sq(q{SELECT redis_sync.worker_resume()});
 
 done_testing();
