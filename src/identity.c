@@ -203,14 +203,19 @@ identity_relcache_cb(Datum arg, Oid relid)
 		base_loaded = false;
 }
 
-/* the base in force for a row: see the file header */
+/*
+ * The base in force for a row: see the file header.  Without a row (a
+ * superuser deleted it) the cluster's floor, as for a row made anew: at
+ * least the base any backend of the cluster used, which Redis may hold
+ * versions of (it was 0, and every version then compared below them).
+ */
 static uint32
 base_of(const IdentityRow *row)
 {
 	char		me[MAXINT8LEN + 2];
 
 	if (!row->found)
-		return 0;
+		return floor_read();
 	my_sysid(me);
 	if (strcmp(row->sysid, me) == 0)
 		return (uint32) row->base;
