@@ -1381,7 +1381,7 @@ BEGIN
         SELECT DISTINCT c.objid::regclass AS tbl, x.action, x.old_name, x.new_name
           FROM pg_event_trigger_ddl_commands() c
          CROSS JOIN LATERAL redis_sync._column_changes(c.command) x
-         WHERE c.classid = 'pg_class'::regclass AND x.action <> 'unlogged'
+         WHERE c.classid = 'pg_class'::regclass AND x.action NOT IN ('unlogged', 'inherit')
            AND EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid::oid = c.objid)
     LOOP
         PERFORM redis_sync._follow_column(ch.tbl, ch.action, ch.old_name, ch.new_name);
@@ -1407,6 +1407,28 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
                   HINT = 'Unsync the table first with redis_sync.unsync(), or keep it logged.';
+    END LOOP;
+    -- a table made an inheritance child of a write-through or invalidate
+    -- table (CREATE TABLE ... INHERITS, ALTER TABLE ... INHERIT): every read
+    -- of the parent returns the child's rows too, but a write to them fires
+    -- only the child's triggers, so their keys would go stale for good;
+    -- write_through() refuses a table with inheritance children, and so does this
+    FOR ch IN
+        SELECT DISTINCT c.objid::regclass AS tbl, i.inhparent::regclass AS parent
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN pg_inherits i ON i.inhrelid = c.objid
+          JOIN pg_class p ON p.oid = i.inhparent AND p.relkind = 'r'
+          JOIN redis_sync.tables t ON t.relid::oid = i.inhparent AND t.policy <> 'write_behind'
+         WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+           AND (c.command_tag = 'CREATE TABLE'
+                OR EXISTS (SELECT 1 FROM redis_sync._column_changes(c.command) x WHERE x.action = 'inherit'))
+    LOOP
+        RAISE EXCEPTION 'table % cannot inherit from % while it is synced %', ch.tbl, ch.parent,
+                        (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
+                           FROM redis_sync.tables t WHERE t.relid = ch.parent AND t.policy <> 'write_behind')
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Every read of the parent returns the rows of its inheritance children, but a write to them fires only the child''s triggers: their keys would go stale.',
+                  HINT = 'Unsync the parent first with redis_sync.unsync(), or use declarative partitioning.';
     END LOOP;
     -- a DEFERRABLE unique constraint added on a write-behind table's key
     -- columns: the drain's INSERT ... ON CONFLICT on those columns then fails

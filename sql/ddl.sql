@@ -164,3 +164,34 @@ RESET search_path;
 DELETE FROM redis_sync.outbox WHERE redis_key = 'never';
 DROP OPERATOR public.<> (text, text);
 DROP FUNCTION public.rs_hijack(text, text);
+
+-- inheritance (not partitioning): every read of a parent returns its
+-- children's rows, but writes to them fire only the children's triggers.
+-- A write-through or invalidate table may not have inheritance children,
+-- nor be given one; write-behind may (its drain writes the parent only)
+CREATE TABLE inh_p (id int PRIMARY KEY, v int);
+CREATE TABLE inh_c (id int PRIMARY KEY, v int) INHERITS (inh_p);
+SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
+SELECT redis_sync.invalidate('inh_p', key_prefix => 'inh:');
+DROP TABLE inh_c;
+SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
+CREATE TABLE inh_c (id int PRIMARY KEY, v int) INHERITS (inh_p);
+CREATE TABLE inh_c (id int PRIMARY KEY, v int);
+ALTER TABLE inh_c INHERIT inh_p;
+-- a partition of a synced partitioned table is no such child
+CREATE TABLE inh_parts (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+SELECT redis_sync.write_through('inh_parts', key_prefix => 'inhp:');
+CREATE TABLE inh_parts_1 PARTITION OF inh_parts FOR VALUES FROM (0) TO (10);
+-- the synced table may itself inherit (its own triggers fire for its rows)
+ALTER TABLE inh_c INHERIT inh_parts_1;
+CREATE TABLE inh_top (id int, v int);
+SELECT redis_sync.unsync('inh_p');
+ALTER TABLE inh_p INHERIT inh_top;
+SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
+-- write-behind may have children
+SELECT redis_sync.unsync('inh_p');
+ALTER TABLE inh_c INHERIT inh_p;
+SELECT redis_sync.write_behind('inh_p', key_prefix => 'inhwb:');
+SELECT redis_sync.unsync('inh_p');
+SELECT redis_sync.unsync('inh_parts');
+DROP TABLE inh_c, inh_p, inh_top, inh_parts;

@@ -479,7 +479,14 @@ SELECT redis_sync._drop_partition_triggers('sec.parts');
 SELECT redis_sync.unsync('sec.parts');
 SET ROLE sec_owner;
 INSERT INTO sec.parts VALUES (1, 1), (150, 2);
+-- what the helper drops, and that it does not depend on the session's
+-- standard_conforming_strings (a bytea literal did)
+SET standard_conforming_strings = off;
+SELECT redis_sync._drop_partition_triggers('sec.parts');
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE left(tgname, 11) = 'redis_sync_' AND tgrelid::regclass::text LIKE 'sec.%parts%' ORDER BY 1, 2;
 SELECT redis_sync.unsync('sec.parts', purge => true);
+RESET standard_conforming_strings;
 RESET ROLE;
 SELECT tgrelid::regclass, tgname FROM pg_trigger
  WHERE tgname LIKE 'redis\_sync\_%' AND tgrelid::regclass::text LIKE 'sec.%parts%' ORDER BY 1, 2;

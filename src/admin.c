@@ -127,6 +127,32 @@ check_logged(Oid relid, const char *policy)
 }
 
 /*
+ * Nor may a write-through or invalidate table have inheritance children
+ * (CREATE TABLE ... INHERITS, ALTER TABLE ... INHERIT; partitions are not
+ * such children, and a partitioned table cannot have any): every read of
+ * the table (warm(), verify(), resync(), get()'s fill) returns their rows
+ * too, but a write to one fires only its own table's triggers, so its key
+ * went stale for good.  _on_ddl_end refuses to add such a child later.
+ */
+static void
+check_no_inheritance(Oid relid, const char *policy)
+{
+	List	   *children;
+
+	if (get_rel_relkind(relid) != RELKIND_RELATION)
+		return;
+	children = find_inheritance_children(relid, NoLock);
+	if (children != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("table %s has inheritance children and cannot be synced with policy \"%s\"",
+						get_rel_name(relid), policy),
+				 errdetail("Reads of it include the rows of %s, which inherits from it, but a write to them fires only that table's triggers: their keys would go stale.",
+						   get_rel_name(linitial_oid(children))),
+				 errhint("Use declarative partitioning, or sync each table of the hierarchy on its own (a table with no children).")));
+}
+
+/*
  * The key columns are exactly the columns of a valid unique index without
  * predicate or expressions, and of types a key can hold: what
  * write_through() and write_behind() check first, checked again for a
@@ -238,7 +264,10 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 				 errdetail("Its keys would outlive the session, and other sessions could not keep them up to date.")));
 	ReleaseSysCache(tup);
 	if (!wb)
+	{
 		check_logged(relid, policy);
+		check_no_inheritance(relid, policy);
+	}
 
 	keys = column_list(relid, PG_GETARG_DATUM(3), "key_columns", &nkeys, &katts);
 	cols = column_list(relid, PG_GETARG_DATUM(4), "columns", &ncols, &catts);

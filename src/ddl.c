@@ -26,7 +26,10 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/dependency.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
@@ -56,7 +59,8 @@ put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char 
  *		RETURNS TABLE(action text, old_name text, new_name text)
  * action: 'add', 'drop', 'rename' (new_name set) or 'type'; and
  * 'unlogged' (no names) for SET UNLOGGED, which _on_ddl_end refuses on a
- * write-through or invalidate table.
+ * write-through or invalidate table, and 'inherit' (no names) for INHERIT,
+ * which it refuses when the new parent is one.
  */
 Datum
 redis_sync_column_changes(PG_FUNCTION_ARGS)
@@ -84,6 +88,11 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 			if (at->subtype == AT_SetUnLogged)
 			{
 				put(rsinfo, "unlogged", NULL, NULL);
+				continue;
+			}
+			if (at->subtype == AT_AddInherit)
+			{
+				put(rsinfo, "inherit", NULL, NULL);
 				continue;
 			}
 			if ((at->subtype == AT_AddColumn || at->subtype == AT_AddColumnRecurse) &&
@@ -392,7 +401,7 @@ PG_FUNCTION_INFO_V1(redis_sync_drop_partition_triggers);
  * caller is known to own tbl, the drops run as the bootstrap superuser
  * (restricted, fixed search_path), and only of the extension's own trigger:
  * of that name, on a partition of tbl, calling redis_sync.capture() with
- * tbl's OID.  Returns how many were dropped.
+ * tbl's OID, dropped by its OID.  Returns how many were dropped.
  */
 Datum
 redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
@@ -400,9 +409,11 @@ redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	Datum		arg[1] = {ObjectIdGetDatum(relid)};
 	Oid			argtype[1] = {OIDOID};
+	MemoryContext caller = CurrentMemoryContext;
 	RsAsOwner	ao;
-	List	   *parts = NIL;
+	List	   *triggers = NIL;
 	ListCell   *lc;
+	int			n;
 
 	rs_require_owner(relid);
 	rs_as_owner_enter(&ao, BOOTSTRAP_SUPERUSERID);
@@ -410,38 +421,54 @@ redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute_with_args("SELECT t.tgrelid::pg_catalog.regclass::pg_catalog.text "
+
+		/*
+		 * tgargs is the argument's text and a NUL byte: compared as text (a
+		 * bytea literal would depend on standard_conforming_strings)
+		 */
+		if (SPI_execute_with_args("SELECT t.oid "
 								  "  FROM pg_catalog.pg_partition_tree($1) p "
 								  "  JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid "
 								  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 "
 								  "   AND t.tgname OPERATOR(pg_catalog.=) 'redis_sync_truncate_partition' "
 								  "   AND t.tgfoid OPERATOR(pg_catalog.=) 'redis_sync.capture()'::pg_catalog.regprocedure "
 								  "   AND t.tgnargs OPERATOR(pg_catalog.=) 1 "
-								  "   AND t.tgargs OPERATOR(pg_catalog.=) "
-								  "       (pg_catalog.convert_to($1::pg_catalog.oid::pg_catalog.text, 'SQL_ASCII') OPERATOR(pg_catalog.||) '\\x00'::pg_catalog.bytea) "
+								  "   AND pg_catalog.encode(t.tgargs, 'hex') OPERATOR(pg_catalog.=) "
+								  "       (pg_catalog.encode(pg_catalog.convert_to($1::pg_catalog.oid::pg_catalog.text, 'SQL_ASCII'), 'hex') "
+								  "        OPERATOR(pg_catalog.||) '00') "
 								  " ORDER BY p.level, p.relid",
 								  1, argtype, arg, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read the partition triggers of relation %u", relid);
 		for (uint64 i = 0; i < SPI_processed; i++)
-			parts = lappend(parts, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		foreach(lc, parts)
 		{
-			/*
-			 * regclass text: schema-qualified and quoted (the search path is
-			 * fixed)
-			 */
-			if (SPI_execute(psprintf("DROP TRIGGER redis_sync_truncate_partition ON %s",
-									 (char *) lfirst(lc)),
-							false, 0) != SPI_OK_UTILITY)
-				elog(ERROR, "redis_sync: could not drop the trigger of partition %s",
-					 (char *) lfirst(lc));
+			bool		isnull;
+			Oid			tg = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 1, &isnull));
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			triggers = lappend_oid(triggers, tg);
+			MemoryContextSwitchTo(old);
 		}
 		SPI_finish();
+
+		/*
+		 * By the trigger's OID, not by its partition's name: a rename in
+		 * between cannot point the drop at another table
+		 */
+		foreach(lc, triggers)
+		{
+			ObjectAddress obj;
+
+			ObjectAddressSet(obj, TriggerRelationId, lfirst_oid(lc));
+			performDeletion(&obj, DROP_RESTRICT, 0);
+		}
 	}
 	PG_FINALLY();
 	{
 		rs_as_owner_leave(&ao);
 	}
 	PG_END_TRY();
-	PG_RETURN_INT32(list_length(parts));
+	n = list_length(triggers);
+	list_free(triggers);
+	PG_RETURN_INT32(n);
 }
