@@ -515,6 +515,14 @@ REVOKE EXECUTE ON FUNCTION _key_index_check(oid) FROM PUBLIC;
 -- that row type held in other (synced) tables' columns (and of its
 -- inheritance children's row types); a view's row type likewise (CREATE OR
 -- REPLACE VIEW, ALTER VIEW ... RENAME COLUMN)
+-- _on_ddl_end also for CREATE SCHEMA (its CREATE TABLE subcommands: a
+-- partition created there got no guard, a child of a synced table was not
+-- refused) and foreign tables (a foreign inheritance child)
+DROP EVENT TRIGGER redis_sync_ddl_end;
+CREATE EVENT TRIGGER redis_sync_ddl_end ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION _on_ddl_end();
+
 CREATE EVENT TRIGGER redis_sync_type_change ON ddl_command_end
     WHEN TAG IN ('ALTER TYPE', 'ALTER TABLE', 'ALTER FOREIGN TABLE', 'CREATE VIEW', 'ALTER VIEW')
     EXECUTE FUNCTION _on_type_change();
@@ -1408,27 +1416,44 @@ BEGIN
                   DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
                   HINT = 'Unsync the table first with redis_sync.unsync(), or keep it logged.';
     END LOOP;
-    -- a table made an inheritance child of a write-through or invalidate
-    -- table (CREATE TABLE ... INHERITS, ALTER TABLE ... INHERIT): every read
-    -- of the parent returns the child's rows too, but a write to them fires
-    -- only the child's triggers, so their keys would go stale for good;
-    -- write_through() refuses a table with inheritance children, and so does this
+    -- a table made an inheritance child of a synced table, or of a table
+    -- below one (CREATE TABLE ... INHERITS, ALTER TABLE ... INHERIT, also
+    -- inside CREATE SCHEMA and of foreign tables): every read of the synced
+    -- table returns the child's rows too, but a write to them fires only the
+    -- child's triggers, so their keys would go stale for good, and a
+    -- write-behind drain's UPDATE and DELETE would reach them while its
+    -- INSERT does not; write_through(), invalidate() and write_behind()
+    -- refuse a table with inheritance children, and so does this.  Only the
+    -- parents the command adds count (INHERIT names one)
     FOR ch IN
-        SELECT DISTINCT c.objid::regclass AS tbl, i.inhparent::regclass AS parent
-          FROM pg_event_trigger_ddl_commands() c
-          JOIN pg_inherits i ON i.inhrelid = c.objid
-          JOIN pg_class p ON p.oid = i.inhparent AND p.relkind = 'r'
-          JOIN redis_sync.tables t ON t.relid::oid = i.inhparent AND t.policy <> 'write_behind'
-         WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
-           AND (c.command_tag = 'CREATE TABLE'
-                OR EXISTS (SELECT 1 FROM redis_sync._column_changes(c.command) x WHERE x.action = 'inherit'))
+        WITH RECURSIVE added(child, parent) AS (
+            SELECT c.objid, i.inhparent
+              FROM pg_event_trigger_ddl_commands() c
+              JOIN pg_inherits i ON i.inhrelid = c.objid
+             WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+               AND c.command_tag IN ('CREATE TABLE', 'CREATE FOREIGN TABLE')
+            UNION
+            SELECT c.objid, x.new_name::oid
+              FROM pg_event_trigger_ddl_commands() c
+             CROSS JOIN LATERAL redis_sync._column_changes(c.command) x
+             WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+               AND x.action = 'inherit' AND x.new_name IS NOT NULL
+        ), up(child, anc) AS (
+            SELECT child, parent FROM added
+            UNION
+            SELECT up.child, i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.anc
+        )
+        SELECT DISTINCT up.child::regclass AS tbl, up.anc::regclass AS parent
+          FROM up
+          JOIN pg_class p ON p.oid = up.anc AND p.relkind = 'r'
+          JOIN redis_sync.tables t ON t.relid::oid = up.anc
     LOOP
         RAISE EXCEPTION 'table % cannot inherit from % while it is synced %', ch.tbl, ch.parent,
                         (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
-                           FROM redis_sync.tables t WHERE t.relid = ch.parent AND t.policy <> 'write_behind')
+                           FROM redis_sync.tables t WHERE t.relid = ch.parent)
             USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Every read of the parent returns the rows of its inheritance children, but a write to them fires only the child''s triggers: their keys would go stale.',
-                  HINT = 'Unsync the parent first with redis_sync.unsync(), or use declarative partitioning.';
+                  DETAIL = 'Every read of the synced table returns the rows of its inheritance children, but a write to them fires only the child''s triggers: their keys would go stale.',
+                  HINT = 'Unsync the table first with redis_sync.unsync(), or use declarative partitioning.';
     END LOOP;
     -- a DEFERRABLE unique constraint added on a write-behind table's key
     -- columns: the drain's INSERT ... ON CONFLICT on those columns then fails
@@ -1477,6 +1502,18 @@ BEGIN
                 USING ERRCODE = 'feature_not_supported',
                       DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
                       HINT = 'Make the table logged first (ALTER TABLE ... SET LOGGED).';
+        END IF;
+        -- a trigger of the guard's name that is not the guard (a partition's
+        -- owner may create one first) would leave the partition unguarded
+        IF EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid = part AND tgname = 'redis_sync_truncate_partition'
+                      AND NOT (tgfoid = 'redis_sync.capture()'::regprocedure AND tgtype = 34
+                               AND tgparentid = 0 AND tgnargs = 1
+                               AND encode(tgargs, 'hex') = encode(convert_to(root::oid::text, 'SQL_ASCII'), 'hex') || '00')) THEN
+            RAISE EXCEPTION 'table % has a trigger named redis_sync_truncate_partition that redis_sync did not create', part
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = format('As a partition of %s, which is synced to Redis, it needs that trigger to purge its rows'' keys when it is truncated.', root),
+                      HINT = 'Drop or rename that trigger first.';
         END IF;
         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part
                                                  AND tgname = 'redis_sync_truncate_partition') THEN

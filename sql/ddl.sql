@@ -166,32 +166,53 @@ DROP OPERATOR public.<> (text, text);
 DROP FUNCTION public.rs_hijack(text, text);
 
 -- inheritance (not partitioning): every read of a parent returns its
--- children's rows, but writes to them fire only the children's triggers.
--- A write-through or invalidate table may not have inheritance children,
--- nor be given one; write-behind may (its drain writes the parent only)
+-- children's rows, but writes to them fire only the children's triggers
+-- (and a write-behind drain's UPDATE reached them, its INSERT did not).
+-- A synced table may not have inheritance children, nor be given one
 CREATE TABLE inh_p (id int PRIMARY KEY, v int);
 CREATE TABLE inh_c (id int PRIMARY KEY, v int) INHERITS (inh_p);
 SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
 SELECT redis_sync.invalidate('inh_p', key_prefix => 'inh:');
+SELECT redis_sync.write_behind('inh_p', key_prefix => 'inhwb:');
 DROP TABLE inh_c;
 SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
 CREATE TABLE inh_c (id int PRIMARY KEY, v int) INHERITS (inh_p);
 CREATE TABLE inh_c (id int PRIMARY KEY, v int);
 ALTER TABLE inh_c INHERIT inh_p;
--- a partition of a synced partitioned table is no such child
+CREATE SCHEMA inh_s CREATE TABLE inh_sc (id int PRIMARY KEY, v int) INHERITS (public.inh_p);
+SELECT redis_sync.unsync('inh_p');
+SELECT redis_sync.write_behind('inh_p', key_prefix => 'inhwb:');
+ALTER TABLE inh_c INHERIT inh_p;
+SELECT redis_sync.unsync('inh_p');
+-- the synced table may itself inherit (its own triggers fire for its rows),
+-- and a child may be given a parent that no synced table is above
+CREATE TABLE inh_top (id int, v int);
+ALTER TABLE inh_p INHERIT inh_top;
+SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
+ALTER TABLE inh_c INHERIT inh_top;
+SELECT redis_sync.unsync('inh_p');
+-- partitions are no such children: one created inside CREATE SCHEMA gets its
+-- TRUNCATE guard too
 CREATE TABLE inh_parts (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
 SELECT redis_sync.write_through('inh_parts', key_prefix => 'inhp:');
 CREATE TABLE inh_parts_1 PARTITION OF inh_parts FOR VALUES FROM (0) TO (10);
--- the synced table may itself inherit (its own triggers fire for its rows)
-ALTER TABLE inh_c INHERIT inh_parts_1;
-CREATE TABLE inh_top (id int, v int);
-SELECT redis_sync.unsync('inh_p');
-ALTER TABLE inh_p INHERIT inh_top;
-SELECT redis_sync.write_through('inh_p', key_prefix => 'inh:');
--- write-behind may have children
-SELECT redis_sync.unsync('inh_p');
-ALTER TABLE inh_c INHERIT inh_p;
-SELECT redis_sync.write_behind('inh_p', key_prefix => 'inhwb:');
-SELECT redis_sync.unsync('inh_p');
+CREATE SCHEMA inh_s CREATE TABLE inh_parts_2 PARTITION OF public.inh_parts FOR VALUES FROM (10) TO (20);
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgrelid IN ('inh_parts_1'::regclass, 'inh_s.inh_parts_2'::regclass) ORDER BY 1, 2;
+-- a trigger of the guard's name that redis_sync did not make (cloned from a
+-- partitioned partition to its new partitions) is refused: the partition
+-- would have no guard
+CREATE TABLE inh_parts_3 PARTITION OF inh_parts FOR VALUES FROM (20) TO (30) PARTITION BY RANGE (id);
+DO $$ BEGIN
+  EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition AFTER UPDATE ON inh_parts_3 '
+                 'FOR EACH ROW EXECUTE FUNCTION redis_sync.capture(%L)', 'inh_parts'::regclass::oid::text);
+END $$;
+CREATE TABLE inh_parts_3a PARTITION OF inh_parts_3 FOR VALUES FROM (20) TO (25);
+-- and unsync() drops the guards only (the clone belongs to that trigger)
+SELECT redis_sync._drop_partition_triggers('inh_parts');
+DROP TRIGGER redis_sync_truncate_partition ON inh_parts_3;
+CREATE TABLE inh_parts_3a PARTITION OF inh_parts_3 FOR VALUES FROM (20) TO (25);
+SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE tgrelid = 'inh_parts_3a'::regclass ORDER BY 1, 2;
 SELECT redis_sync.unsync('inh_parts');
 DROP TABLE inh_c, inh_p, inh_top, inh_parts;
+DROP SCHEMA inh_s;

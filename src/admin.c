@@ -127,12 +127,14 @@ check_logged(Oid relid, const char *policy)
 }
 
 /*
- * Nor may a write-through or invalidate table have inheritance children
- * (CREATE TABLE ... INHERITS, ALTER TABLE ... INHERIT; partitions are not
- * such children, and a partitioned table cannot have any): every read of
- * the table (warm(), verify(), resync(), get()'s fill) returns their rows
- * too, but a write to one fires only its own table's triggers, so its key
- * went stale for good.  _on_ddl_end refuses to add such a child later.
+ * Nor may a synced table have inheritance children (CREATE TABLE ...
+ * INHERITS, ALTER TABLE ... INHERIT; partitions are not such children, and
+ * a partitioned table cannot have any): every read of the table (warm(),
+ * verify(), resync(), get()'s fill) returns their rows too, but a write to
+ * one fires only its own table's triggers, so its key went stale for good;
+ * and a write-behind drain's UPDATE and DELETE reached the children's rows
+ * while its INSERT went to the table alone (a key in both, a new row lost).
+ * _on_ddl_end refuses to add such a child later.
  */
 static void
 check_no_inheritance(Oid relid, const char *policy)
@@ -147,7 +149,7 @@ check_no_inheritance(Oid relid, const char *policy)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("table %s has inheritance children and cannot be synced with policy \"%s\"",
 						get_rel_name(relid), policy),
-				 errdetail("Reads of it include the rows of %s, which inherits from it, but a write to them fires only that table's triggers: their keys would go stale.",
+				 errdetail("Reads and writes of it include the rows of %s, which inherits from it, but a write to them fires only that table's triggers: their keys would go stale.",
 						   get_rel_name(linitial_oid(children))),
 				 errhint("Use declarative partitioning, or sync each table of the hierarchy on its own (a table with no children).")));
 }
@@ -264,10 +266,8 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 				 errdetail("Its keys would outlive the session, and other sessions could not keep them up to date.")));
 	ReleaseSysCache(tup);
 	if (!wb)
-	{
 		check_logged(relid, policy);
-		check_no_inheritance(relid, policy);
-	}
+	check_no_inheritance(relid, policy);
 
 	keys = column_list(relid, PG_GETARG_DATUM(3), "key_columns", &nkeys, &katts);
 	cols = column_list(relid, PG_GETARG_DATUM(4), "columns", &ncols, &catts);
@@ -605,6 +605,12 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	}
 	lock_configuration();
 	LockRelationOid(relid, ShareRowExclusiveLock);
+
+	/*
+	 * a child committed while the lock was awaited (it conflicts with the
+	 * lock CREATE TABLE ... INHERITS and ALTER TABLE ... INHERIT take)
+	 */
+	check_no_inheritance(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "write_behind") == 0)
 	{
 		refuse_pending_purge(PG_GETARG_DATUM(2));

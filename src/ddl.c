@@ -29,6 +29,7 @@
 #include "catalog/dependency.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
@@ -59,8 +60,9 @@ put(ReturnSetInfo *rsinfo, const char *action, const char *old_name, const char 
  *		RETURNS TABLE(action text, old_name text, new_name text)
  * action: 'add', 'drop', 'rename' (new_name set) or 'type'; and
  * 'unlogged' (no names) for SET UNLOGGED, which _on_ddl_end refuses on a
- * write-through or invalidate table, and 'inherit' (no names) for INHERIT,
- * which it refuses when the new parent is one.
+ * write-through or invalidate table, and 'inherit' for INHERIT (new_name:
+ * the new parent's OID), which it refuses when a synced table is, or is
+ * above, the new parent.
  */
 Datum
 redis_sync_column_changes(PG_FUNCTION_ARGS)
@@ -92,7 +94,16 @@ redis_sync_column_changes(PG_FUNCTION_ARGS)
 			}
 			if (at->subtype == AT_AddInherit)
 			{
-				put(rsinfo, "inherit", NULL, NULL);
+				/*
+				 * the parent as the command resolved it (the subcommand's
+				 * address): its name would be looked up again in the search
+				 * path of the event trigger, not the command's
+				 */
+				Oid			parent = sub->address.classId == RelationRelationId ?
+				sub->address.objectId : InvalidOid;
+
+				put(rsinfo, "inherit", NULL,
+					OidIsValid(parent) ? psprintf("%u", parent) : NULL);
 				continue;
 			}
 			if ((at->subtype == AT_AddColumn || at->subtype == AT_AddColumnRecurse) &&
@@ -433,6 +444,9 @@ redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
 								  "   AND t.tgname OPERATOR(pg_catalog.=) 'redis_sync_truncate_partition' "
 								  "   AND t.tgfoid OPERATOR(pg_catalog.=) 'redis_sync.capture()'::pg_catalog.regprocedure "
 								  "   AND t.tgnargs OPERATOR(pg_catalog.=) 1 "
+								  "   AND t.tgtype OPERATOR(pg_catalog.=) 34 "	/* BEFORE TRUNCATE, per
+																				 * statement */
+								  "   AND t.tgparentid OPERATOR(pg_catalog.=) 0 "
 								  "   AND pg_catalog.encode(t.tgargs, 'hex') OPERATOR(pg_catalog.=) "
 								  "       (pg_catalog.encode(pg_catalog.convert_to($1::pg_catalog.oid::pg_catalog.text, 'SQL_ASCII'), 'hex') "
 								  "        OPERATOR(pg_catalog.||) '00') "
