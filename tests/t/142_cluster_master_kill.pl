@@ -65,7 +65,9 @@ while (time < $deadline)
 }
 cmp_ok($failed, '>', 0, "strict commits failed while the slots were down ($failed)");
 ok($ok_after, 'a strict commit succeeded once the replica took over');
-is(($c->roles->{$replica} // ''), 'master', "replica $replica was promoted");
+# (the node asked may learn of the promotion by gossip a little later)
+ok(poll_until("replica $replica promoted", sub { ($c->roles->{$replica} // '') eq 'master' }),
+	"replica $replica was promoted");
 $s->quit;
 
 RedisSync::ClusterLoad::finish_pgbench($pgb, 'load', no_failures => 'eventual commits never failed');
