@@ -15,6 +15,7 @@
 # server process (backends through the postmaster's reaped-children time,
 # the worker, the other auxiliaries) and of Redis, WAL bytes, and the
 # worker's rounds.  Variants alternate, median of 3.
+# ASYNC_COST_CLIENTS=N: N clients instead of 4 (prints the same table).
 # Run from bench/run.sh (inside its sandbox) or standalone (starts its own
 # sandbox with tests/sandbox.sh; the extension must be installed).
 set -euo pipefail
@@ -25,7 +26,7 @@ bench_args async_cost.sh 2,19 "$@"
 bench_setup bench_acost
 RUNS=3
 if [ "$MODE" = quick ]; then N=4000; else N=20000; fi
-C=4
+C=${ASYNC_COST_CLIENTS:-4}
 
 if [ -z "${SANDBOX_DIR:-}" ]; then
     bench_sandbox

@@ -882,7 +882,7 @@ publish_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 			rs_markers_end_transaction(true);
 			if (wrote_outbox)
-				rs_worker_wake();
+				rs_worker_wake_outbox();
 			reset_state();
 			rs_stats_flush();
 			rs_config_release_retired();

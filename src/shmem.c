@@ -87,6 +87,7 @@ slot_init(RsDbSlot *slot)
 	pg_atomic_init_u64(&slot->round_trips, 0);
 	pg_atomic_init_u64(&slot->worker_rounds, 0);
 	pg_atomic_init_u64(&slot->circuit_opens, 0);
+	pg_atomic_init_u32(&slot->outbox_wake_due, 0);
 }
 
 static void

@@ -88,6 +88,9 @@ typedef struct RsDbSlot
 	int			last_waker;		/* pid of the last backend that woke it */
 	uint64		waker_changes;	/* wake-ups by another backend than the one
 								 * before (outbox coalescing, worker.c) */
+	pg_atomic_uint32 outbox_wake_due;	/* 1: a commit signalled the worker
+										 * since it last read the outbox
+										 * (worker_signal.c) */
 	TimestampTz worker_started_at;
 	char		run_id[48];
 	bool		restart_pending;	/* Redis restarted: claims, re-warm and
@@ -182,6 +185,8 @@ extern void rs_circuit_last_error(char *buf, size_t len);
 
 /* wake this database's worker (no-op when it is not running) */
 extern void rs_worker_wake(void);
+extern void rs_worker_wake_outbox(void);
+extern void rs_worker_outbox_reading(void);
 
 /* worker: how many wake-ups came from another backend than the one before */
 extern uint64 rs_worker_waker_changes(void);

@@ -782,6 +782,7 @@ deliver_all(void)
 	RsDeliveryRules rules = {0};
 	RsDeliveryOutcome out;
 
+	rs_worker_outbox_reading();
 	delivery_started = GetCurrentTimestamp();
 	changes_at_delivery = rs_worker_waker_changes();
 
@@ -1166,8 +1167,8 @@ shut_down(bool held)
  * clients'.  Engaged when, between the start of the previous delivery and
  * the end of this one, the worker was woken by commits of other backends
  * than the one before at least COALESCE_MIN_CHANGES times (shmem's
- * waker_changes, counted by rs_worker_wake()): commits of several sessions
- * arriving faster than one delivery per commit.  Then the next delivery
+ * waker_changes, counted at every wake-up, worker_signal.c): commits of
+ * several sessions arriving faster than one delivery per commit.  Then the next delivery
  * starts no sooner than redis_sync.outbox_coalesce after this one began.
  * A single session committing over and over never engages it (delaying
  * its deliveries by 5 ms cost a single client throughput on 2 cores,

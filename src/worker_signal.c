@@ -26,15 +26,12 @@
 PG_FUNCTION_INFO_V1(redis_sync_worker_pause);
 PG_FUNCTION_INFO_V1(redis_sync_worker_resume);
 
-void
-rs_worker_wake(void)
+/* count a wake-up by this backend (see rs_worker_waker_changes); the latch */
+static Latch *
+note_waker(RsDbSlot *sl)
 {
-	RsDbSlot   *sl;
 	Latch	   *latch;
 
-	if (!rs_shmem_ready())
-		return;
-	sl = rs_my_slot();
 	SpinLockAcquire(&sl->mutex);
 	latch = sl->worker_latch;
 	if (sl->last_waker != MyProcPid)
@@ -43,8 +40,58 @@ rs_worker_wake(void)
 		sl->waker_changes++;
 	}
 	SpinLockRelease(&sl->mutex);
+	return latch;
+}
+
+void
+rs_worker_wake(void)
+{
+	Latch	   *latch;
+
+	if (!rs_shmem_ready())
+		return;
+	latch = note_waker(rs_my_slot());
 	if (latch)
 		SetLatch(latch);
+}
+
+/*
+ * A commit queued outbox entries: wake the worker unless a wake-up is
+ * already due.  outbox_wake_due is 1 from the first such commit until the
+ * worker starts reading the outbox (rs_worker_outbox_reading), so the
+ * commits in between signal nobody: one signal per delivery at most.  That
+ * matters while the worker sleeps without delivering (paused, or backing
+ * off while Redis fails): every commit signalled it, a kill() waking
+ * another process at the moment the committing backend waits for its own
+ * WAL flush, and it woke only to sleep again.  No wake-up is lost: this
+ * commit is visible before the exchange (a full barrier) reads the flag,
+ * and the worker clears the flag before it takes the snapshot its delivery
+ * reads.
+ */
+void
+rs_worker_wake_outbox(void)
+{
+	RsDbSlot   *sl;
+	Latch	   *latch;
+
+	if (!rs_shmem_ready())
+		return;
+	sl = rs_my_slot();
+	latch = note_waker(sl);
+	if (pg_atomic_exchange_u32(&sl->outbox_wake_due, 1) == 0 && latch)
+		SetLatch(latch);
+}
+
+/* worker: about to read the outbox; commits from now on signal again */
+void
+rs_worker_outbox_reading(void)
+{
+	RsDbSlot   *sl = rs_worker_slot();
+
+	if (sl == NULL)
+		return;
+	pg_atomic_write_u32(&sl->outbox_wake_due, 0);
+	pg_memory_barrier();
 }
 
 /*

@@ -6,6 +6,11 @@
 # the "max lag" of bench/ section 4).  With naptime at 1 hour, ten bursts
 # of concurrent single-row UPDATEs from pgbench must each be delivered in
 # full within 10 s of their end, and the cache must match the table.
+# The same for bursts of one session (the worker then polls the outbox
+# every millisecond and the commits do not signal it; at the end of a
+# burst it clears the flag and reads once more), for a lone commit after
+# a burst (it must signal again), and for commits made while the worker
+# was paused (they find the flag set and do not signal; resume wakes it).
 use strict;
 use warnings;
 
@@ -35,12 +40,14 @@ close $fh;
 my $late = 0;
 for my $b (1 .. $BURSTS)
 {
+	# odd bursts from one session, even ones from two
+	my $c = $b % 2 ? 1 : 2;
 	$node->command_ok(
 		[
-			'pgbench', '-n', '-c', '2', '-j', '2', '-t', '300', '-f', $script,
+			'pgbench', '-n', '-c', $c, '-j', $c, '-t', 600 / $c, '-f', $script,
 			'-d', $node->connstr('postgres')
 		],
-		"burst $b ran");
+		"burst $b ran ($c clients)");
 	my $done = RedisSync::Compare::wait_outbox_empty($node, 10);
 	$late++ unless defined $done;
 	diag("burst $b: outbox not empty 10 s after its end: "
@@ -49,5 +56,23 @@ for my $b (1 .. $BURSTS)
 }
 is($late, 0, "every burst delivered within 10 s of its end (naptime 1 h)");
 $t->wait_cache_matches($redis, name => 'cache matches the table after the bursts');
+
+# a lone commit after the bursts: the worker listens again
+$node->safe_psql('postgres', 'UPDATE w SET v = -1 WHERE id = 7');
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'w:7', 'v') eq '-1' }, 10),
+	'a lone commit after the bursts is delivered (naptime 1 h)');
+
+# commits while paused: no signal reaches the worker; resume delivers them
+is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
+$node->safe_psql('postgres', "UPDATE w SET v = -2 WHERE id = $_") for 1 .. 5;
+is(RedisSync::Compare::outbox_depth($node), '5', 'the paused worker delivered nothing');
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 10), 'resumed: delivered within 10 s');
+$t->wait_cache_matches($redis, name => 'cache matches the table after the pause');
+
+# and a commit after that is delivered on its own
+$node->safe_psql('postgres', 'UPDATE w SET v = -3 WHERE id = 9');
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'w:9', 'v') eq '-3' }, 10),
+	'a commit after the resume is delivered');
 
 done_testing();
