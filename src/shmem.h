@@ -187,6 +187,7 @@ extern void rs_circuit_last_error(char *buf, size_t len);
 extern void rs_worker_wake(void);
 extern void rs_worker_wake_outbox(void);
 extern void rs_worker_outbox_reading(void);
+extern void rs_worker_outbox_resignal(void);
 
 /* worker: how many wake-ups came from another backend than the one before */
 extern uint64 rs_worker_waker_changes(void);

@@ -105,6 +105,7 @@ static int	restart_backoff_ms = 0;
 static TimestampTz last_sweep = 0;
 static TimestampTz delivery_started = 0;	/* the last round's delivery */
 static uint64 changes_at_delivery = 0;	/* waker_changes then */
+static bool outbox_read = false;	/* this round read the outbox */
 static uint64 changes_before = 0;	/* ... at the delivery before */
 static TimestampTz last_warm = 0;	/* the last look at the warm queue */
 static bool warm_busy = true;	/* it had work: look again next round */
@@ -783,6 +784,7 @@ deliver_all(void)
 	RsDeliveryOutcome out;
 
 	rs_worker_outbox_reading();
+	outbox_read = true;
 	delivery_started = GetCurrentTimestamp();
 	changes_at_delivery = rs_worker_waker_changes();
 
@@ -1430,7 +1432,10 @@ redis_sync_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		outbox_read = false;
 		sleep_ms = guarded_round();
+		if (outbox_read)
+			rs_worker_outbox_resignal();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		coalesce_wait();
 		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -65,8 +65,9 @@ rs_worker_wake(void)
  * another process at the moment the committing backend waits for its own
  * WAL flush, and it woke only to sleep again.  No wake-up is lost: this
  * commit is visible before the exchange (a full barrier) reads the flag,
- * and the worker clears the flag before it takes the snapshot its delivery
- * reads.
+ * the worker clears the flag before it takes the snapshot its delivery
+ * reads, and a signal consumed by something else waiting on the worker's
+ * latch is made good after the round (rs_worker_outbox_resignal).
  */
 void
 rs_worker_wake_outbox(void)
@@ -92,6 +93,27 @@ rs_worker_outbox_reading(void)
 		return;
 	pg_atomic_write_u32(&sl->outbox_wake_due, 0);
 	pg_memory_barrier();
+}
+
+/*
+ * worker, after a round that read the outbox: a commit that signalled since
+ * then may have had its signal consumed in the round.  The worker's latch is
+ * not only its own: PostgreSQL's lock waits (ProcSleep) wait on it and reset
+ * it, so a commit that signalled while, say, the write-behind drain waited
+ * for a row lock woke nobody, and every commit after it found the flag set
+ * and signalled nobody either (review helper-90).  Set the latch again: the
+ * next round reads the outbox at once, as it would have on that signal.
+ * Only after a round that cleared the flag: a paused or backing-off worker
+ * leaves it set and must not spin on it.
+ */
+void
+rs_worker_outbox_resignal(void)
+{
+	RsDbSlot   *sl = rs_worker_slot();
+
+	pg_memory_barrier();
+	if (sl != NULL && pg_atomic_read_u32(&sl->outbox_wake_due) != 0)
+		SetLatch(MyLatch);
 }
 
 /*

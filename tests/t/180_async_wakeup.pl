@@ -11,6 +11,11 @@
 # burst it clears the flag and reads once more), for a lone commit after
 # a burst (it must signal again), and for commits made while the worker
 # was paused (they find the flag set and do not signal; resume wakes it).
+# And for a commit whose signal arrives while the worker waits for a row
+# lock in the write-behind drain: PostgreSQL's lock wait resets the
+# worker's latch, so that signal is consumed; the worker must make it good
+# after the round, or that commit and every later one (finding the flag
+# set) wait for the naptime.
 use strict;
 use warnings;
 
@@ -74,5 +79,31 @@ $t->wait_cache_matches($redis, name => 'cache matches the table after the pause'
 $node->safe_psql('postgres', 'UPDATE w SET v = -3 WHERE id = 9');
 ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'w:9', 'v') eq '-3' }, 10),
 	'a commit after the resume is delivered');
+
+
+# a commit signalled while the worker waits for a row lock (the drain's)
+$node->safe_psql('postgres', q{
+CREATE TABLE wb (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO wb VALUES (1, 0);
+SELECT redis_sync.write_behind('wb', key_prefix => 'wb:', counters => '{n}', flush_interval => '1 h');
+SELECT redis_sync.hincrby('wb', '1', 'n', 1);
+});
+my $x = RedisSync::Test::session($node);
+is($x->query('BEGIN; SELECT id FROM wb WHERE id = 1 FOR UPDATE')->{err}, '', 'a session holds the row lock');
+# ask for a drain; the flush() gives up after 1 s, the worker keeps waiting
+$node->psql('postgres', "SET statement_timeout = '1s'; SELECT redis_sync.flush('wb')");
+ok(defined RedisSync::Compare::wait_for(sub {
+	$node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = 'redis_sync worker' AND wait_event_type = 'Lock'}) eq '1' }, 30),
+	'the worker waits for the row lock');
+$node->safe_psql('postgres', 'UPDATE w SET v = -4 WHERE id = 11');
+is($x->query('COMMIT')->{err}, '', 'the lock is released');
+$x->quit;
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'w:11', 'v') eq '-4' }, 10),
+	'the commit made during the lock wait is delivered (naptime 1 h)');
+$node->safe_psql('postgres', 'UPDATE w SET v = -5 WHERE id = 12');
+ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'w:12', 'v') eq '-5' }, 10),
+	'and so is the next commit');
+is($node->safe_psql('postgres', q{SELECT n FROM wb WHERE id = 1}), '1', 'the drain applied its key');
 
 done_testing();
