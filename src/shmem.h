@@ -185,7 +185,11 @@ extern void rs_circuit_last_error(char *buf, size_t len);
 
 /* wake this database's worker (no-op when it is not running) */
 extern void rs_worker_wake(void);
+
+/* a commit queued outbox entries: wake it unless a wake-up is already due */
 extern void rs_worker_wake_outbox(void);
+
+/* worker: before it reads the outbox; after a round that read it */
 extern void rs_worker_outbox_reading(void);
 extern void rs_worker_outbox_resignal(void);
 

@@ -1170,8 +1170,9 @@ shut_down(bool held)
  * the end of this one, the worker was woken by commits of other backends
  * than the one before at least COALESCE_MIN_CHANGES times (shmem's
  * waker_changes, counted at every wake-up, worker_signal.c): commits of
- * several sessions arriving faster than one delivery per commit.  Then the next delivery
- * starts no sooner than redis_sync.outbox_coalesce after this one began.
+ * several sessions arriving faster than one delivery per commit.  Then the
+ * next delivery starts no sooner than redis_sync.outbox_coalesce after this
+ * one began.
  * A single session committing over and over never engages it (delaying
  * its deliveries by 5 ms cost a single client throughput on 2 cores,
  * bench/ section 1; pace_wait() bounds its deliveries to one per ms

@@ -6,11 +6,10 @@
 # the "max lag" of bench/ section 4).  With naptime at 1 hour, ten bursts
 # of concurrent single-row UPDATEs from pgbench must each be delivered in
 # full within 10 s of their end, and the cache must match the table.
-# The same for bursts of one session (the worker then polls the outbox
-# every millisecond and the commits do not signal it; at the end of a
-# burst it clears the flag and reads once more), for a lone commit after
-# a burst (it must signal again), and for commits made while the worker
-# was paused (they find the flag set and do not signal; resume wakes it).
+# The same for bursts of one session, for a lone commit after a burst,
+# and for commits made while the worker was paused (only the first commit
+# after a delivery signals the worker, worker_signal.c: the later ones find
+# the flag set and do not signal; resume wakes it).
 # And for a commit whose signal arrives while the worker waits for a row
 # lock in the write-behind drain: PostgreSQL's lock wait resets the
 # worker's latch, so that signal is consumed; the worker must make it good
@@ -79,7 +78,6 @@ $t->wait_cache_matches($redis, name => 'cache matches the table after the pause'
 $node->safe_psql('postgres', 'UPDATE w SET v = -3 WHERE id = 9');
 ok(defined RedisSync::Compare::wait_for(sub { $redis->cli('HGET', 'w:9', 'v') eq '-3' }, 10),
 	'a commit after the resume is delivered');
-
 
 # a commit signalled while the worker waits for a row lock (the drain's)
 $node->safe_psql('postgres', q{
