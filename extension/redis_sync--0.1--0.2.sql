@@ -238,6 +238,42 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_purge_detached';
 REVOKE EXECUTE ON FUNCTION _purge_detached(oid, oid) FROM PUBLIC;
 
+-- whether trigger tg is the guard redis_sync gives each partition of synced
+-- table root: redis_sync_truncate_partition, BEFORE TRUNCATE FOR EACH
+-- STATEMENT, calling capture() with root's OID, not a clone.  tgargs is the
+-- argument's text and a NUL byte, compared as text (a bytea literal would
+-- depend on standard_conforming_strings).  One definition for _on_ddl_end
+-- and _drop_partition_triggers (ddl.c)
+CREATE FUNCTION _is_partition_guard(tg oid, root oid)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_trigger t
+         WHERE t.oid = tg
+           AND t.tgname = 'redis_sync_truncate_partition'
+           AND t.tgfoid = 'redis_sync.capture()'::pg_catalog.regprocedure
+           AND t.tgtype = 34   -- BEFORE TRUNCATE, per statement
+           AND t.tgparentid = 0 AND t.tgnargs = 1
+           AND pg_catalog.encode(t.tgargs, 'hex') =
+               pg_catalog.encode(pg_catalog.convert_to(root::pg_catalog.text, 'SQL_ASCII'), 'hex') || '00')
+$fn$;
+REVOKE EXECUTE ON FUNCTION _is_partition_guard(oid, oid) FROM PUBLIC;
+
+-- the policies tbl is synced with, for messages ("write-through and
+-- invalidate"); cached_only: not write-behind
+CREATE FUNCTION _policy_names(tbl regclass, cached_only boolean)
+RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.string_agg(DISTINCT pg_catalog.replace(t.policy, '_', '-'), ' and ')
+      FROM redis_sync.tables t
+     WHERE t.relid = tbl AND (NOT cached_only OR t.policy <> 'write_behind')
+$fn$;
+REVOKE EXECUTE ON FUNCTION _policy_names(regclass, boolean) FROM PUBLIC;
+
 -- (end of section)
 
 -- =====================================================================
@@ -1409,9 +1445,7 @@ BEGIN
     LOOP
         RAISE EXCEPTION 'table % cannot be unlogged while %', ch.tbl,
                         CASE WHEN ch.tbl::oid = ch.root::oid THEN 'it' ELSE 'its table ' || ch.root::text END
-                        || ' is synced ' ||
-                        (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
-                           FROM redis_sync.tables t WHERE t.relid = ch.root AND t.policy <> 'write_behind')
+                        || ' is synced ' || redis_sync._policy_names(ch.root, true)
             USING ERRCODE = 'feature_not_supported',
                   DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
                   HINT = 'Unsync the table first with redis_sync.unsync(), or keep it logged.';
@@ -1449,8 +1483,7 @@ BEGIN
           JOIN redis_sync.tables t ON t.relid::oid = up.anc
     LOOP
         RAISE EXCEPTION 'table % cannot inherit from % while it is synced %', ch.tbl, ch.parent,
-                        (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
-                           FROM redis_sync.tables t WHERE t.relid = ch.parent)
+                        redis_sync._policy_names(ch.parent, false)
             USING ERRCODE = 'feature_not_supported',
                   DETAIL = 'Every read of the synced table returns the rows of its inheritance children, but a write to them fires only the child''s triggers: their keys would go stale.',
                   HINT = 'Unsync the table first with redis_sync.unsync(), or use declarative partitioning.';
@@ -1497,8 +1530,7 @@ BEGIN
         -- an unlogged partition (created or attached): see SET UNLOGGED above
         IF (SELECT relpersistence FROM pg_class WHERE oid = part) = 'u' THEN
             RAISE EXCEPTION 'unlogged table % cannot be a partition of % while it is synced %', part, root,
-                            (SELECT string_agg(DISTINCT replace(t.policy, '_', '-'), ' and ')
-                               FROM redis_sync.tables t WHERE t.relid = root AND t.policy <> 'write_behind')
+                            redis_sync._policy_names(root, true)
                 USING ERRCODE = 'feature_not_supported',
                       DETAIL = 'A crash empties an unlogged table without firing any trigger, and Redis would keep the keys of its rows.',
                       HINT = 'Make the table logged first (ALTER TABLE ... SET LOGGED).';
@@ -1507,9 +1539,7 @@ BEGIN
         -- owner may create one first) would leave the partition unguarded
         IF EXISTS (SELECT 1 FROM pg_trigger
                     WHERE tgrelid = part AND tgname = 'redis_sync_truncate_partition'
-                      AND NOT (tgfoid = 'redis_sync.capture()'::regprocedure AND tgtype = 34
-                               AND tgparentid = 0 AND tgnargs = 1
-                               AND encode(tgargs, 'hex') = encode(convert_to(root::oid::text, 'SQL_ASCII'), 'hex') || '00')) THEN
+                      AND NOT redis_sync._is_partition_guard(oid, root)) THEN
             RAISE EXCEPTION 'table % has a trigger named redis_sync_truncate_partition that redis_sync did not create', part
                 USING ERRCODE = 'duplicate_object',
                       DETAIL = format('As a partition of %s, which is synced to Redis, it needs that trigger to purge its rows'' keys when it is truncated.', root),
@@ -1533,11 +1563,15 @@ BEGIN
                      FROM unnest(detached) x(oid)
                      CROSS JOIN LATERAL pg_partition_ancestors(x.oid) a
                      JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind');
-    FOR part IN
-        SELECT DISTINCT tg.tgrelid
-          FROM pg_trigger tg
-         WHERE cardinality(detached) > 0 AND tg.tgname = 'redis_sync_truncate_partition'
-           AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
+    -- Only the guards of those tables: a trigger of the guard's name on
+    -- another table is its owner's (it was dropped, and the keys of its
+    -- table's rows purged, at every detach from a synced table)
+    FOR part, root IN
+        SELECT DISTINCT tg.tgrelid, r.relid
+          FROM unnest(roots) r(relid)
+          JOIN pg_trigger tg ON tg.tgname = 'redis_sync_truncate_partition'
+                            AND redis_sync._is_partition_guard(tg.oid, r.relid)
+         WHERE NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
            -- pg_partition_ancestors() stops at a partition pending detach (a
            -- DETACH ... CONCURRENTLY cancelled): it is still the table's
@@ -1545,9 +1579,7 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM pg_inherits i
                             WHERE i.inhrelid = tg.tgrelid AND i.inhdetachpending)
     LOOP
-        FOREACH root IN ARRAY roots LOOP
-            PERFORM redis_sync._purge_detached(part, root);
-        END LOOP;
+        PERFORM redis_sync._purge_detached(part, root);
         EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
     END LOOP;
 END

@@ -70,7 +70,14 @@ SELECT redis_sync.command('EXISTS', 'lcp:201') AS kept;
 
 -- detached: the keys of its rows go at commit (they are no longer rows of
 -- lc_part; pg_partman's retention detaches, then drops: tests/t/334), the
--- guard goes, the table can be truncated
+-- guard goes, the table can be truncated.  A trigger of the guard's name on
+-- another table is its owner's: a detach leaves it and its table's keys
+CREATE TABLE lc_other (id int PRIMARY KEY, v text);
+INSERT INTO lc_other VALUES (201, 'not a partition');
+CREATE FUNCTION lc_other_truncate() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'lc_other truncated'; RETURN NULL; END $$;
+CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON lc_other
+  FOR EACH STATEMENT EXECUTE FUNCTION lc_other_truncate();
 ALTER TABLE lc_part DETACH PARTITION lc_part_3;
 ALTER TABLE lc_part DETACH PARTITION lc_sub;
 ALTER TABLE lc_part DETACH PARTITION lc_part_4;
@@ -81,6 +88,11 @@ SELECT redis_sync.command('EXISTS', 'lcp:201') AS detached,
        redis_sync.command('EXISTS', 'lcp:501') AS detached_concurrently,
        redis_sync.command('EXISTS', 'lcp:1', 'lcp:101') AS still_attached;
 SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+SELECT count(*) AS own_trigger_kept FROM pg_trigger
+ WHERE tgrelid = 'lc_other'::regclass AND tgname = 'redis_sync_truncate_partition';
+TRUNCATE lc_other;
+DROP TABLE lc_other;
+DROP FUNCTION lc_other_truncate();
 -- a detached table's rows are its own: written now, not pushed
 UPDATE lc_part_3 SET v = 'after detach';
 SELECT redis_sync.command('EXISTS', 'lcp:201') AS not_pushed;

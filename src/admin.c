@@ -267,7 +267,6 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 	ReleaseSysCache(tup);
 	if (!wb)
 		check_logged(relid, policy);
-	check_no_inheritance(relid, policy);
 
 	keys = column_list(relid, PG_GETARG_DATUM(3), "key_columns", &nkeys, &katts);
 	cols = column_list(relid, PG_GETARG_DATUM(4), "columns", &ncols, &catts);
@@ -607,8 +606,9 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	LockRelationOid(relid, ShareRowExclusiveLock);
 
 	/*
-	 * a child committed while the lock was awaited (it conflicts with the
-	 * lock CREATE TABLE ... INHERITS and ALTER TABLE ... INHERIT take)
+	 * Under the lock, so that a child committed while it was awaited counts
+	 * (the lock conflicts with the one CREATE TABLE ... INHERITS and ALTER
+	 * TABLE ... INHERIT take); once, here, not also before it
 	 */
 	check_no_inheritance(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "write_behind") == 0)

@@ -433,23 +433,13 @@ redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "redis_sync: SPI_connect failed");
 
-		/*
-		 * tgargs is the argument's text and a NUL byte: compared as text (a
-		 * bytea literal would depend on standard_conforming_strings)
-		 */
+		/* the guard's shape: one definition, _is_partition_guard (SQL) */
 		if (SPI_execute_with_args("SELECT t.oid "
 								  "  FROM pg_catalog.pg_partition_tree($1) p "
 								  "  JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid "
 								  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 "
 								  "   AND t.tgname OPERATOR(pg_catalog.=) 'redis_sync_truncate_partition' "
-								  "   AND t.tgfoid OPERATOR(pg_catalog.=) 'redis_sync.capture()'::pg_catalog.regprocedure "
-								  "   AND t.tgnargs OPERATOR(pg_catalog.=) 1 "
-								  "   AND t.tgtype OPERATOR(pg_catalog.=) 34 "	/* BEFORE TRUNCATE, per
-																				 * statement */
-								  "   AND t.tgparentid OPERATOR(pg_catalog.=) 0 "
-								  "   AND pg_catalog.encode(t.tgargs, 'hex') OPERATOR(pg_catalog.=) "
-								  "       (pg_catalog.encode(pg_catalog.convert_to($1::pg_catalog.oid::pg_catalog.text, 'SQL_ASCII'), 'hex') "
-								  "        OPERATOR(pg_catalog.||) '00') "
+								  "   AND redis_sync._is_partition_guard(t.oid, $1::pg_catalog.oid) "
 								  " ORDER BY p.level, p.relid",
 								  1, argtype, arg, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read the partition triggers of relation %u", relid);
