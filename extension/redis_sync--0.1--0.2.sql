@@ -238,13 +238,14 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_purge_detached';
 REVOKE EXECUTE ON FUNCTION _purge_detached(oid, oid) FROM PUBLIC;
 
--- whether trigger tg is the guard redis_sync gives each partition of synced
--- table root: redis_sync_truncate_partition, BEFORE TRUNCATE FOR EACH
--- STATEMENT, calling capture() with root's OID, not a clone.  tgargs is the
--- argument's text and a NUL byte, compared as text (a bytea literal would
--- depend on standard_conforming_strings).  One definition for _on_ddl_end
--- and _drop_partition_triggers (ddl.c)
-CREATE FUNCTION _is_partition_guard(tg oid, root oid)
+-- whether trigger tg is the guard redis_sync gives each partition of a
+-- synced table: redis_sync_truncate_partition, BEFORE TRUNCATE FOR EACH
+-- STATEMENT, calling capture() with one argument, not a clone.  The
+-- argument (the synced table's OID when the guard was made) is not
+-- compared: a restored dump gives the table another OID, and capture()
+-- finds the table from the partition anyway.  One definition for
+-- _on_ddl_end (attach and detach) and _drop_partition_triggers (ddl.c)
+CREATE FUNCTION _is_partition_guard(tg oid)
 RETURNS boolean
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
@@ -255,11 +256,9 @@ AS $fn$
            AND t.tgname = 'redis_sync_truncate_partition'
            AND t.tgfoid = 'redis_sync.capture()'::pg_catalog.regprocedure
            AND t.tgtype = 34   -- BEFORE TRUNCATE, per statement
-           AND t.tgparentid = 0 AND t.tgnargs = 1
-           AND pg_catalog.encode(t.tgargs, 'hex') =
-               pg_catalog.encode(pg_catalog.convert_to(root::pg_catalog.text, 'SQL_ASCII'), 'hex') || '00')
+           AND t.tgparentid = 0 AND t.tgnargs = 1)
 $fn$;
-REVOKE EXECUTE ON FUNCTION _is_partition_guard(oid, oid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION _is_partition_guard(oid) FROM PUBLIC;
 
 -- the policies tbl is synced with, for messages ("write-through and
 -- invalidate"); cached_only: not write-behind
@@ -1539,7 +1538,7 @@ BEGIN
         -- owner may create one first) would leave the partition unguarded
         IF EXISTS (SELECT 1 FROM pg_trigger
                     WHERE tgrelid = part AND tgname = 'redis_sync_truncate_partition'
-                      AND NOT redis_sync._is_partition_guard(oid, root)) THEN
+                      AND NOT redis_sync._is_partition_guard(oid)) THEN
             RAISE EXCEPTION 'table % has a trigger named redis_sync_truncate_partition that redis_sync did not create', part
                 USING ERRCODE = 'duplicate_object',
                       DETAIL = format('As a partition of %s, which is synced to Redis, it needs that trigger to purge its rows'' keys when it is truncated.', root),
@@ -1563,15 +1562,17 @@ BEGIN
                      FROM unnest(detached) x(oid)
                      CROSS JOIN LATERAL pg_partition_ancestors(x.oid) a
                      JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind');
-    -- Only the guards of those tables: a trigger of the guard's name on
-    -- another table is its owner's (it was dropped, and the keys of its
-    -- table's rows purged, at every detach from a synced table)
-    FOR part, root IN
-        SELECT DISTINCT tg.tgrelid, r.relid
-          FROM unnest(roots) r(relid)
-          JOIN pg_trigger tg ON tg.tgname = 'redis_sync_truncate_partition'
-                            AND redis_sync._is_partition_guard(tg.oid, r.relid)
-         WHERE NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
+    -- Every guard left on a table that is no longer a partition of a synced
+    -- table goes (also one a cancelled CONCURRENTLY left after an unsync);
+    -- a trigger of the guard's name that is not one (another function,
+    -- event, ...) is its table owner's and stays: it was dropped, and the
+    -- keys of its table's rows purged, at every detach from a synced table
+    FOR part IN
+        SELECT DISTINCT tg.tgrelid
+          FROM pg_trigger tg
+         WHERE cardinality(detached) > 0 AND tg.tgname = 'redis_sync_truncate_partition'
+           AND redis_sync._is_partition_guard(tg.oid)
+           AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
            -- pg_partition_ancestors() stops at a partition pending detach (a
            -- DETACH ... CONCURRENTLY cancelled): it is still the table's
@@ -1579,7 +1580,9 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM pg_inherits i
                             WHERE i.inhrelid = tg.tgrelid AND i.inhdetachpending)
     LOOP
-        PERFORM redis_sync._purge_detached(part, root);
+        FOREACH root IN ARRAY roots LOOP
+            PERFORM redis_sync._purge_detached(part, root);
+        END LOOP;
         EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
     END LOOP;
 END

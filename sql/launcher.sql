@@ -10,8 +10,12 @@ DO $$
 DECLARE
   deadline timestamptz := clock_timestamp() + interval '60 s';
 BEGIN
-  WHILE (SELECT count(*) FILTER (WHERE worker_running) FROM redis_sync.worker_stats
-          WHERE database IN ('regression', 'rs_launcher_db')) < 2 LOOP
+  -- running, and connected: a worker's pid is in its slot before
+  -- pg_stat_activity shows its database (the check below reads both)
+  WHILE (SELECT count(DISTINCT w.worker_pid)
+           FROM redis_sync.worker_stats w
+           JOIN pg_stat_activity a ON a.pid = w.worker_pid AND a.datname = w.database
+          WHERE w.worker_running AND w.database IN ('regression', 'rs_launcher_db')) < 2 LOOP
     IF clock_timestamp() > deadline THEN
       RAISE EXCEPTION 'no worker in rs_launcher_db: %',
         (SELECT string_agg(database || ' ' || worker_state, ', ') FROM redis_sync.worker_stats);

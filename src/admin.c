@@ -267,6 +267,8 @@ validate_config(FunctionCallInfo fcinfo, Oid relid)
 	ReleaseSysCache(tup);
 	if (!wb)
 		check_logged(relid, policy);
+	/* at once, before any lock is awaited; again under the lock */
+	check_no_inheritance(relid, policy);
 
 	keys = column_list(relid, PG_GETARG_DATUM(3), "key_columns", &nkeys, &katts);
 	cols = column_list(relid, PG_GETARG_DATUM(4), "columns", &ncols, &catts);
@@ -606,9 +608,11 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 	LockRelationOid(relid, ShareRowExclusiveLock);
 
 	/*
-	 * Under the lock, so that a child committed while it was awaited counts
-	 * (the lock conflicts with the one CREATE TABLE ... INHERITS and ALTER
-	 * TABLE ... INHERIT take); once, here, not also before it
+	 * Again under the lock: a child committed while it was awaited (it
+	 * conflicts with the lock CREATE TABLE ... INHERITS and ALTER TABLE ...
+	 * INHERIT take).  The check before it (validate_config) fails at once,
+	 * where waiting for the locks would hold every configuration change of
+	 * the database and the table's writers behind it (review helper-91).
 	 */
 	check_no_inheritance(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "write_behind") == 0)

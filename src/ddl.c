@@ -411,8 +411,10 @@ PG_FUNCTION_INFO_V1(redis_sync_drop_partition_triggers);
  * clones of tbl's row triggers go with tbl's own without any.  So, once the
  * caller is known to own tbl, the drops run as the bootstrap superuser
  * (restricted, fixed search_path), and only of the extension's own trigger:
- * of that name, on a partition of tbl, calling redis_sync.capture() with
- * tbl's OID, dropped by its OID.  Returns how many were dropped.
+ * of that name, on a partition of tbl, of the guard's shape
+ * (_is_partition_guard: its argument, tbl's OID when it was made, is not
+ * compared, a restored dump gives tbl another one), dropped by its OID.
+ * Returns how many were dropped.
  */
 Datum
 redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
@@ -439,7 +441,7 @@ redis_sync_drop_partition_triggers(PG_FUNCTION_ARGS)
 								  "  JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid "
 								  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 "
 								  "   AND t.tgname OPERATOR(pg_catalog.=) 'redis_sync_truncate_partition' "
-								  "   AND redis_sync._is_partition_guard(t.oid, $1::pg_catalog.oid) "
+								  "   AND redis_sync._is_partition_guard(t.oid) "
 								  " ORDER BY p.level, p.relid",
 								  1, argtype, arg, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "redis_sync: could not read the partition triggers of relation %u", relid);

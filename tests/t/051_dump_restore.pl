@@ -4,7 +4,8 @@
 # DDL event trigger used to create the partitions' TRUNCATE guard that the
 # dump then created again), restore the configuration, and the restored
 # database must sync: write-through changes reach Redis, partitions keep
-# their guard, write-behind values are drained into the table.
+# their guard (which still names the source's table OID), partitions can be
+# attached and detached, write-behind values are drained into the table.
 use strict;
 use warnings;
 
@@ -103,6 +104,23 @@ INSERT INTO part VALUES (250, 'new in part_3');
 	# partitioned table must still pass them and purge its keys
 	($r, $o, $e) = $dst->psql($db, 'BEGIN; TRUNCATE part; SELECT count(*) FROM part; ROLLBACK');
 	is($r, 0, "$mode: TRUNCATE of the restored partitioned table passes the guards") or diag($e);
+	# ... and ATTACH and DETACH must take them for guards: before, every
+	# ATTACH to the restored table failed ("has a trigger named
+	# redis_sync_truncate_partition that redis_sync did not create"), and a
+	# build that matched the OID left a detached partition's keys cached
+	($r, $o, $e) = $dst->psql($db, q{CREATE TABLE part_4 (id int NOT NULL, v text);
+ALTER TABLE part ATTACH PARTITION part_4 FOR VALUES FROM (300) TO (400)});
+	is($r, 0, "$mode: ATTACH PARTITION to the restored table") or diag($e);
+	is($redis->cli('-n', $n, 'EXISTS', 'part:106'), '1', "$mode: a row of part_2 is cached");
+	($r, $o, $e) = $dst->psql($db, 'ALTER TABLE part DETACH PARTITION part_2');
+	is($r, 0, "$mode: DETACH PARTITION from the restored table") or diag($e);
+	is($redis->cli('-n', $n, 'EXISTS', 'part:106'), '0', "$mode: the detach removed the keys of part_2's rows");
+	is( $dst->safe_psql($db,
+			q{SELECT string_agg(tgrelid::regclass::text, ',' ORDER BY tgrelid::regclass::text)
+			    FROM pg_trigger WHERE tgname = 'redis_sync_truncate_partition'}),
+		'part_1,part_3,part_4', "$mode: the detached partition's guard went, the attached one's came");
+	is($dst->safe_psql($db, q{SELECT count(*) FROM redis_sync.verify('part')}), '0',
+		"$mode: verify(part) clean after the attach and the detach");
 
 	$redis->cli('-n', $n, 'HSET', 'wb:7', 'hits', '70');
 	$redis->cli('-n', $n, 'SADD', 'wb:dirty', '7');
