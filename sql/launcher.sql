@@ -21,6 +21,7 @@ BEGIN
         (SELECT string_agg(database || ' ' || worker_state, ', ') FROM redis_sync.worker_stats);
     END IF;
     PERFORM pg_sleep(0.01);
+    PERFORM pg_stat_clear_snapshot();   -- pg_stat_activity is read once per transaction
   END LOOP;
 END
 $$;
