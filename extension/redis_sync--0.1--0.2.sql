@@ -230,6 +230,23 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_ddl_partitions';
 REVOKE EXECUTE ON FUNCTION _ddl_partitions(pg_ddl_command, boolean) FROM PUBLIC;
 
+-- the partitions a ddl_command_end command attached (true) or detached
+-- (DETACH PARTITION, also FINALIZE): the table's partitions then against
+-- those _on_trigger_change found at the command's start (lifecycle.c)
+CREATE FUNCTION _ddl_partition_moves(cmd pg_ddl_command, attached boolean)
+RETURNS oid[]
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_ddl_partition_moves';
+REVOKE EXECUTE ON FUNCTION _ddl_partition_moves(pg_ddl_command, boolean) FROM PUBLIC;
+
+-- the rows of a leaf of a partition attached to a synced table are pushed
+-- at commit, as if they were inserted (called by _on_ddl_end; lifecycle.c)
+CREATE FUNCTION _rows_enter(part oid, root oid)
+RETURNS bigint
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'redis_sync_rows_enter';
+REVOKE EXECUTE ON FUNCTION _rows_enter(oid, oid) FROM PUBLIC;
+
 -- the keys of the rows of a partition detached from a synced table go at
 -- commit, as if its rows were deleted (called by _on_ddl_end; lifecycle.c)
 CREATE FUNCTION _purge_detached(part oid, root oid)
@@ -259,6 +276,26 @@ AS $fn$
            AND t.tgparentid = 0 AND t.tgnargs = 1)
 $fn$;
 REVOKE EXECUTE ON FUNCTION _is_partition_guard(oid) FROM PUBLIC;
+
+-- give partition part of the synced table root its guard, the shape
+-- _is_partition_guard() recognises; ENABLE ALWAYS when root's own TRUNCATE
+-- trigger is (write_through(..., replica => true)).  With the caller's
+-- rights (CREATE TRIGGER checks them): _sync() for the table's owner,
+-- _on_ddl_end for a partition created or attached later
+CREATE FUNCTION _partition_guard_add(part regclass, root regclass)
+RETURNS void
+LANGUAGE plpgsql STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, root::oid::text);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = root AND tgname = 'redis_sync_truncate'
+                                          AND tgenabled = 'A') THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER redis_sync_truncate_partition', part);
+    END IF;
+END
+$fn$;
 
 -- the policies tbl is synced with, for messages ("write-through and
 -- invalidate"); cached_only: not write-behind
@@ -1277,8 +1314,7 @@ BEGIN
         -- truncating one partition cannot tell which keys are its own
         FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl AND p.isleaf LOOP
             EXECUTE format('DROP TRIGGER IF EXISTS redis_sync_truncate_partition ON %s', part);
-            EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, tbl::oid::text);
+            PERFORM redis_sync._partition_guard_add(part, tbl);
         END LOOP;
     END IF;
 END
@@ -1417,6 +1453,8 @@ DECLARE
     cmd      record;
     attached oid[] := '{}';
     detached oid[] := '{}';
+    parts_in  oid[] := '{}';
+    parts_out oid[] := '{}';
     ch       record;
 BEGIN
     -- dropped, renamed, retyped synced columns: the configuration follows
@@ -1514,6 +1552,8 @@ BEGIN
     LOOP
         attached := attached || redis_sync._ddl_partitions(cmd.command, true);
         detached := detached || redis_sync._ddl_partitions(cmd.command, false);
+        parts_in := parts_in || redis_sync._ddl_partition_moves(cmd.command, true);
+        parts_out := parts_out || redis_sync._ddl_partition_moves(cmd.command, false);
     END LOOP;
     IF cardinality(attached) = 0 AND cardinality(detached) = 0 THEN
         RETURN;
@@ -1546,13 +1586,23 @@ BEGIN
         END IF;
         IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part
                                                  AND tgname = 'redis_sync_truncate_partition') THEN
-            EXECUTE format('CREATE TRIGGER redis_sync_truncate_partition BEFORE TRUNCATE ON %s '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION redis_sync.capture(%L)', part, root::oid::text);
-            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = root AND tgname = 'redis_sync_truncate'
-                                                  AND tgenabled = 'A') THEN
-                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER redis_sync_truncate_partition', part);
-            END IF;
+            PERFORM redis_sync._partition_guard_add(part, root);
         END IF;
+    END LOOP;
+    -- the rows of an attached partition are the synced table's now: pushed
+    -- at commit (invalidate: their keys removed), as an INSERT of them would
+    -- be (before 0.2 they were left out of the cache)
+    FOR part, root IN
+        SELECT DISTINCT l.relid, t.relid
+          FROM unnest(parts_in) p(oid)
+          CROSS JOIN LATERAL (SELECT p.oid AS relid
+                              UNION
+                              SELECT x.relid::oid FROM pg_partition_tree(p.oid) x) l
+          JOIN pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
+          CROSS JOIN LATERAL pg_partition_ancestors(l.relid) a
+          JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
+    LOOP
+        PERFORM redis_sync._rows_enter(part, root);
     END LOOP;
     -- a detached partition is no longer part of a synced table: the keys of
     -- its rows go at commit (pg_partman's retention detaches, then drops),
@@ -1562,28 +1612,38 @@ BEGIN
                      FROM unnest(detached) x(oid)
                      CROSS JOIN LATERAL pg_partition_ancestors(x.oid) a
                      JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind');
-    -- Every guard left on a table that is no longer a partition of a synced
-    -- table goes (also one a cancelled CONCURRENTLY left after an unsync);
-    -- a trigger of the guard's name that is not one (another function,
-    -- event, ...) is its table owner's and stays: it was dropped, and the
-    -- keys of its table's rows purged, at every detach from a synced table
+    -- The leaves of the partitions the command detached, whether or not they
+    -- carry their guard (its owner may have dropped it).  A trigger of the
+    -- guard's name that is not one (another function, event, ...) is its
+    -- table owner's and stays; so is every trigger on a table the command
+    -- did not detach (before 0.2 every detach from a synced table dropped
+    -- each trigger of that name in the database, waiting for its table's
+    -- lock, and purged the keys of that table's rows)
     FOR part IN
-        SELECT DISTINCT tg.tgrelid
-          FROM pg_trigger tg
-         WHERE cardinality(detached) > 0 AND tg.tgname = 'redis_sync_truncate_partition'
-           AND redis_sync._is_partition_guard(tg.oid)
-           AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(tg.tgrelid) a
+        SELECT DISTINCT l.relid
+          FROM unnest(parts_out) p(oid)
+          -- pg_partition_tree() of a plain table that is no longer a
+          -- partition is empty
+          CROSS JOIN LATERAL (SELECT p.oid AS relid
+                              UNION
+                              SELECT x.relid::oid FROM pg_partition_tree(p.oid) x) l
+          JOIN pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
+         WHERE NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(l.relid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
            -- pg_partition_ancestors() stops at a partition pending detach (a
            -- DETACH ... CONCURRENTLY cancelled): it is still the table's
            -- partition, its rows still cached, until FINALIZE
            AND NOT EXISTS (SELECT 1 FROM pg_inherits i
-                            WHERE i.inhrelid = tg.tgrelid AND i.inhdetachpending)
+                            WHERE i.inhrelid = l.relid AND i.inhdetachpending)
     LOOP
         FOREACH root IN ARRAY roots LOOP
             PERFORM redis_sync._purge_detached(part, root);
         END LOOP;
-        EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
+        IF EXISTS (SELECT 1 FROM pg_trigger tg
+                    WHERE tg.tgrelid = part AND tg.tgname = 'redis_sync_truncate_partition'
+                      AND redis_sync._is_partition_guard(tg.oid)) THEN
+            EXECUTE format('DROP TRIGGER redis_sync_truncate_partition ON %s', part);
+        END IF;
     END LOOP;
 END
 $fn$;

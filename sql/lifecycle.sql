@@ -71,7 +71,7 @@ SELECT redis_sync.command('EXISTS', 'lcp:201') AS kept;
 -- detached: the keys of its rows go at commit (they are no longer rows of
 -- lc_part; pg_partman's retention detaches, then drops: tests/t/334), the
 -- guard goes, the table can be truncated.  A trigger of the guard's name on
--- another table is its owner's: a detach leaves it and its table's keys
+-- another table is its owner's: a detach leaves it (and it still fires)
 CREATE TABLE lc_other (id int PRIMARY KEY, v text);
 INSERT INTO lc_other VALUES (201, 'not a partition');
 CREATE FUNCTION lc_other_truncate() RETURNS trigger LANGUAGE plpgsql AS
@@ -109,6 +109,45 @@ SELECT redis_sync.command('EXISTS', 'lcp:601') AS cached;
 DROP SCHEMA lc_old CASCADE;
 SELECT redis_sync.command('EXISTS', 'lcp:601') AS dropped_with_schema,
        redis_sync.command('EXISTS', 'lcp:101') AS other_partition;
+-- a partition whose guard its owner dropped, named through the search_path
+-- (the command's, not the event trigger's): its keys go all the same
+-- (before, only partitions still carrying the guard lost them).  The table
+-- of that name in public is a decoy: through the command's search_path the
+-- name means lc_s's
+CREATE SCHEMA lc_s;
+CREATE TABLE lc_s.lc_part_7 PARTITION OF lc_part FOR VALUES FROM (700) TO (800);
+CREATE TABLE lc_part_7 (id int PRIMARY KEY, v text);
+INSERT INTO lc_part_7 VALUES (701, 'public''s');
+INSERT INTO lc_part VALUES (701, 'h');
+SELECT redis_sync.command('EXISTS', 'lcp:701') AS cached;
+DROP TRIGGER redis_sync_truncate_partition ON lc_s.lc_part_7;
+SET search_path = lc_s, public;
+ALTER TABLE lc_part DETACH PARTITION lc_part_7;
+RESET search_path;
+SELECT redis_sync.command('EXISTS', 'lcp:701') AS detached_unguarded,
+       redis_sync.command('EXISTS', 'lcp:101') AS other_partition;
+SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+-- ATTACH of a table with rows (public's lc_part_7): they are the synced
+-- table's rows now, pushed at commit (before, they were left out: verify()
+-- found them missing)
+ALTER TABLE lc_part ATTACH PARTITION lc_part_7 FOR VALUES FROM (700) TO (800);
+SELECT redis_sync.command('HGET', 'lcp:701', 'v') AS attached_row;
+SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+-- DETACH and ATTACH again in one transaction: the keys stay
+BEGIN;
+ALTER TABLE lc_part DETACH PARTITION lc_part_7;
+ALTER TABLE lc_part ATTACH PARTITION lc_part_7 FOR VALUES FROM (700) TO (800);
+COMMIT;
+SELECT redis_sync.command('EXISTS', 'lcp:701') AS reattached;
+SELECT count(*) AS stale FROM redis_sync.verify('lc_part');
+-- an ATTACH that rolls back pushes nothing
+ALTER TABLE lc_part DETACH PARTITION lc_part_7;
+BEGIN;
+ALTER TABLE lc_part ATTACH PARTITION lc_part_7 FOR VALUES FROM (700) TO (800);
+ROLLBACK;
+SELECT redis_sync.command('EXISTS', 'lcp:701') AS not_attached;
+DROP SCHEMA lc_s CASCADE;
+DROP TABLE lc_part_7;
 DROP TABLE lc_part_4, lc_part_5;
 SELECT tgrelid::regclass AS guarded FROM pg_trigger
  WHERE tgname = 'redis_sync_truncate_partition' ORDER BY tgrelid::regclass::text;

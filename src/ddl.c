@@ -16,7 +16,9 @@
  * rename or drop the
  * triggers the extension keeps on it and on its partitions: a partition may
  * have another owner, who could otherwise stop the writes to its rows (also
- * those its parent's owner makes) from reaching Redis.
+ * those its parent's owner makes) from reaching Redis.  At the start of an
+ * ALTER TABLE it also has the partitions a DETACH PARTITION names resolved
+ * (lifecycle.c), while the caller's search_path is in effect.
  *
  * redis_sync._drop_partition_triggers(tbl) is unsync()'s drop of the
  * triggers it keeps on tbl's partitions, which may belong to other roles.
@@ -40,6 +42,7 @@
 #include "utils/builtins.h"
 
 #include "as_owner.h"
+#include "lifecycle.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_column_changes);
 
@@ -353,6 +356,8 @@ redis_sync_on_trigger_change(PG_FUNCTION_ARGS)
 
 		if (stmt->objtype != OBJECT_TABLE && stmt->objtype != OBJECT_FOREIGN_TABLE)
 			PG_RETURN_NULL();
+		/* the partitions it detaches, by the caller's search_path */
+		rs_lifecycle_alter_start(stmt);
 		foreach(lc, stmt->cmds)
 		{
 			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);

@@ -22,6 +22,13 @@
  * its schema), from the event trigger at the start of the DROP, while its
  * rows can still be read.
  *
+ * redis_sync._ddl_partition_moves(command, attached) returns the partitions
+ * an ATTACH PARTITION attached or a DETACH PARTITION detached: the table's
+ * partitions at the command's end against those rs_lifecycle_alter_start()
+ * found at its start (the event trigger _on_trigger_change).
+ * redis_sync._rows_enter(part, root) pushes at commit the rows of a
+ * partition attached to a synced table, as an INSERT of them would.
+ *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
  * by a ddl_command_end event trigger and returns the partitions it created
  * (CREATE TABLE ... PARTITION OF) and the partitioned tables it attached a
@@ -52,6 +59,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/event_trigger.h"
+#include "commands/tablecmds.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
@@ -73,6 +81,8 @@
 PG_FUNCTION_INFO_V1(redis_sync_purge_dropped);
 PG_FUNCTION_INFO_V1(redis_sync_ddl_partitions);
 PG_FUNCTION_INFO_V1(redis_sync_purge_detached);
+PG_FUNCTION_INFO_V1(redis_sync_ddl_partition_moves);
+PG_FUNCTION_INFO_V1(redis_sync_rows_enter);
 
 /* true in the database the worker delivers the outbox of */
 static bool
@@ -149,15 +159,160 @@ redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The partitions of a table an ALTER TABLE ... ATTACH / DETACH PARTITION
+ * (or DETACH ... FINALIZE) is about to change, read at the command's start
+ * (rs_lifecycle_alter_start) under the lock the command takes: its end
+ * compares them with the partitions then (redis_sync._ddl_partition_moves).
+ * The subcommand collected for the end names the partition but does not
+ * carry its address, and the name could only be resolved again with the
+ * event trigger's search_path, not the caller's.  Static (the lists in
+ * TopMemoryContext): a DETACH ... CONCURRENTLY ends in another transaction
+ * than the one it began in.  One entry per table, the newest replacing an
+ * older one (left by a command that failed); the oldest goes when full.
+ */
+typedef struct PartitionsBefore
+{
+	Oid			parent;
+	List	   *children;		/* its partitions, pending detaches included */
+} PartitionsBefore;
+
+#define PARTITIONS_BEFORE_MAX 8
+static PartitionsBefore partitions_before[PARTITIONS_BEFORE_MAX];
+static int	n_partitions_before = 0;
+
+/* an ATTACH or DETACH PARTITION subcommand (FINALIZE too) */
+static bool
+is_partition_move(Node *n)
+{
+	AlterTableCmd *at = (AlterTableCmd *) n;
+
+	return at != NULL && IsA(at, AlterTableCmd) &&
+		(at->subtype == AT_AttachPartition ||
+		 at->subtype == AT_DetachPartition ||
+		 at->subtype == AT_DetachPartitionFinalize);
+}
+
+static List *
+partitions_now(Oid parent)
+{
+	return find_inheritance_children_extended(parent, false, NoLock, NULL, NULL);
+}
+
+/*
+ * The lookup's callback: only the table's owner may lock it here, as the
+ * command itself checks (with the same error) before it takes its lock.
+ */
+static void
+lock_if_owner(const RangeVar *rv, Oid relid, Oid oldrelid, void *arg)
+{
+	char		relkind;
+
+	if (!OidIsValid(relid))
+		return;
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		return;
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, rv->relname);
+}
+
+/*
+ * At the start of an ALTER TABLE (the event trigger _on_trigger_change): if
+ * it attaches or detaches a partition, take the lock the command takes on
+ * the table (so no other command attaches or detaches one until it ends)
+ * and remember the table's partitions.
+ */
+void
+rs_lifecycle_alter_start(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+	bool		moves = false;
+	Oid			parent;
+	MemoryContext old;
+	int			i;
+
+	foreach(lc, stmt->cmds)
+		moves = moves || is_partition_move(lfirst(lc));
+	if (!moves)
+		return;
+	parent = RangeVarGetRelidExtended(stmt->relation, AlterTableGetLockLevel(stmt->cmds),
+									  RVR_MISSING_OK, lock_if_owner, NULL);
+	if (!OidIsValid(parent) || get_rel_relkind(parent) != RELKIND_PARTITIONED_TABLE)
+		return;
+
+	for (i = 0; i < n_partitions_before; i++)
+		if (partitions_before[i].parent == parent)
+			break;
+	if (i == n_partitions_before && n_partitions_before == PARTITIONS_BEFORE_MAX)
+		i = 0;
+	if (i < n_partitions_before)
+	{
+		/* this table's older entry, or the oldest: out */
+		list_free(partitions_before[i].children);
+		memmove(&partitions_before[i], &partitions_before[i + 1],
+				sizeof(PartitionsBefore) * (n_partitions_before - i - 1));
+		n_partitions_before--;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	partitions_before[n_partitions_before].parent = parent;
+	partitions_before[n_partitions_before].children = list_copy(partitions_now(parent));
+	n_partitions_before++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * redis_sync._ddl_partition_moves(cmd pg_ddl_command, attached boolean)
+ * RETURNS oid[]: the partitions an ALTER TABLE collected at ddl_command_end
+ * attached to its table (attached), or detached from it, against the
+ * partitions rs_lifecycle_alter_start() found at its start.
+ */
+Datum
+redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	bool		attached = PG_GETARG_BOOL(1);
+	List	   *oids = NIL;
+	ListCell   *lc;
+	Datum	   *elems;
+	int			n = 0;
+
+	if (cmd->type == SCT_AlterTable &&
+		cmd->d.alterTable.classId == RelationRelationId)
+	{
+		bool		moves = false;
+
+		foreach(lc, cmd->d.alterTable.subcmds)
+			moves = moves || is_partition_move(((CollectedATSubcmd *) lfirst(lc))->parsetree);
+		for (int i = n_partitions_before - 1; moves && i >= 0; i--)
+		{
+			List	   *before = partitions_before[i].children;
+			List	   *now;
+
+			if (partitions_before[i].parent != cmd->d.alterTable.objectId)
+				continue;
+			now = partitions_now(cmd->d.alterTable.objectId);
+			oids = attached ? list_difference_oid(now, before) : list_difference_oid(before, now);
+			break;
+		}
+	}
+
+	elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
+	foreach(lc, oids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/*
  * Queue the removal of the keys of every row of leaf, a plain table whose
- * rows leave root's synced tree (cfg: leaf's columns under root's
- * settings).  Read with a snapshot taken now, which sees this transaction's
- * own earlier changes and every committed one: the caller holds a lock
- * that keeps writers out of leaf from here to commit.  No row-level
- * security: the keys of every row go, whoever may read it.
+ * rows leave root's synced tree, or (enter) their push, when they enter it
+ * (cfg: leaf's columns under root's settings).  Read with a snapshot taken
+ * now, which sees this transaction's own earlier changes and every
+ * committed one: the caller holds a lock that keeps writers out of leaf
+ * from here to commit.  No row-level security: the keys of every row go,
+ * or are pushed, whoever may read it.
  */
 static int64
-rows_leave(Relation leaf, SyncConfig *cfg)
+rows_move(Relation leaf, SyncConfig *cfg, bool enter)
 {
 	Snapshot	snap;
 	TableScanDesc scan;
@@ -170,7 +325,10 @@ rows_leave(Relation leaf, SyncConfig *cfg)
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		CHECK_FOR_INTERRUPTS();
-		rs_capture_row_gone(cfg, leaf, tup);
+		if (enter)
+			rs_capture_row_enter(cfg, leaf, tup);
+		else
+			rs_capture_row_gone(cfg, leaf, tup);
 		n++;
 	}
 	table_endscan(scan);
@@ -178,9 +336,9 @@ rows_leave(Relation leaf, SyncConfig *cfg)
 	return n;
 }
 
-/* rows_leave() for a leaf of root's tree, if root is synced write-through or invalidate */
+/* rows_move() for a leaf of root's tree, if root is synced write-through or invalidate */
 static int64
-leaf_rows_leave(Oid leafid, Oid root)
+leaf_rows_move(Oid leafid, Oid root, bool enter)
 {
 	Relation	leaf;
 	SyncConfig *cfg;
@@ -198,10 +356,24 @@ leaf_rows_leave(Oid leafid, Oid root)
 		cfg = rs_config_build(leafid, root);
 		MemoryContextSwitchTo(old);
 		if (cfg->synced)
-			n = rows_leave(leaf, cfg);
+			n = rows_move(leaf, cfg, enter);
 	}
 	table_close(leaf, NoLock);
 	return n;
+}
+
+#define leaf_rows_leave(leafid, root) leaf_rows_move((leafid), (root), false)
+
+/* whether this transaction holds at least lockmode on relid or an ancestor of it */
+static bool
+locked_here(Oid relid, LOCKMODE lockmode)
+{
+	bool		locked = CheckRelationOidLockedByMe(relid, lockmode, true);
+	ListCell   *lc;
+
+	foreach(lc, rs_partition_ancestors(relid))
+		locked = locked || CheckRelationOidLockedByMe(lfirst_oid(lc), lockmode, true);
+	return locked;
 }
 
 /*
@@ -217,20 +389,13 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 {
 	Oid			part = PG_GETARG_OID(0);
 	Oid			root = PG_GETARG_OID(1);
-	bool		detaching;
-	List	   *up;
-	ListCell   *lc;
 
 	if (!OidIsValid(part) || !OidIsValid(root) || !get_rel_name(part))
 		PG_RETURN_INT64(0);
 	/* still in a synced tree: its rows are still the synced table's */
 	if (rs_config_get(part)->synced)
 		PG_RETURN_INT64(0);
-	detaching = CheckRelationOidLockedByMe(part, ShareUpdateExclusiveLock, true);
-	up = rs_partition_ancestors(part);
-	foreach(lc, up)
-		detaching = detaching || CheckRelationOidLockedByMe(lfirst_oid(lc), ShareUpdateExclusiveLock, true);
-	if (!detaching)
+	if (!locked_here(part, ShareUpdateExclusiveLock))
 		PG_RETURN_INT64(0);
 
 	/*
@@ -243,6 +408,30 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 	 */
 	LockRelationOid(part, ShareLock);
 	PG_RETURN_INT64(leaf_rows_leave(part, root));
+}
+
+/*
+ * redis_sync._rows_enter(part oid, root oid) RETURNS bigint: called by the
+ * ddl_command_end event trigger for each leaf of a partition the command
+ * attached to a table whose synced (write-through or invalidate) root is
+ * root: its rows are pushed at commit (invalidate: their keys removed), as
+ * an INSERT of them would be.  Acts only when the leaf is in root's synced
+ * tree and this transaction holds the attach's lock on it (or an ancestor).
+ */
+Datum
+redis_sync_rows_enter(PG_FUNCTION_ARGS)
+{
+	Oid			part = PG_GETARG_OID(0);
+	Oid			root = PG_GETARG_OID(1);
+	SyncConfig *cfg;
+
+	if (!OidIsValid(part) || !OidIsValid(root) || !get_rel_name(part))
+		PG_RETURN_INT64(0);
+	cfg = rs_config_get(part);
+	if (!cfg->synced || cfg->root_relid != root ||
+		!locked_here(part, AccessExclusiveLock))
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64(leaf_rows_move(part, root, true));
 }
 
 /*

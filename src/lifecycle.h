@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * lifecycle.h
- *		DROP commands that touch a synced table's keys, at their start
+ *		DROP and DETACH commands that touch a synced table's keys, at their start
  *		(lifecycle.c).
  *
  *-------------------------------------------------------------------------
@@ -22,5 +22,11 @@ extern void rs_lifecycle_drop_start(DropStmt *stmt);
 
 /* at the start of DROP OWNED: the same for the partitions it drops */
 extern void rs_lifecycle_drop_owned_start(DropOwnedStmt *stmt);
+
+/*
+ * At the start of ALTER TABLE: the partitions its DETACH PARTITION
+ * subcommands name, for redis_sync._ddl_detached_partitions() at its end
+ */
+extern void rs_lifecycle_alter_start(AlterTableStmt *stmt);
 
 #endif							/* RS_LIFECYCLE_H */
