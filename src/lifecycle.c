@@ -50,6 +50,7 @@
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
 #include "catalog/partition.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_authid.h"
@@ -199,8 +200,9 @@ partitions_now(Oid parent)
 }
 
 /*
- * The lookup's callback: only the table's owner may lock it here, as the
- * command itself checks (with the same error) before it takes its lock.
+ * The lookup's callback: only the relation's owner may lock it here, as the
+ * command itself checks (with the same error) before it takes its lock,
+ * whatever the relation is (a view, say, which the command then refuses).
  */
 static void
 lock_if_owner(const RangeVar *rv, Oid relid, Oid oldrelid, void *arg)
@@ -210,10 +212,10 @@ lock_if_owner(const RangeVar *rv, Oid relid, Oid oldrelid, void *arg)
 	if (!OidIsValid(relid))
 		return;
 	relkind = get_rel_relkind(relid);
-	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+	if (relkind == '\0')
 		return;
 	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, rv->relname);
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), rv->relname);
 }
 
 /*
