@@ -81,6 +81,19 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_trigger
                                    WHERE tgrelid = 'r2'::regclass AND tgname = 'redis_sync_truncate_partition'}),
 	'0', 'the detached partition\'s guard is gone');
 
+# the event trigger at the start of an ATTACH / DETACH takes the command's
+# lock early only for the relation's owner: a plain role naming a view it
+# does not own (a reader holds it) gets the command's own error at once,
+# not a wait for that view's ACCESS EXCLUSIVE lock
+$node->safe_psql('postgres', q{CREATE VIEW rv AS SELECT * FROM r; GRANT SELECT ON rv TO mallory});
+my $reader = RedisSync::Test::session($node);
+$reader->query('BEGIN; SELECT count(*) FROM rv');
+($rc, $out, $err) = $node->psql('postgres',
+	q{SET ROLE mallory; SET lock_timeout = '2s'; ALTER TABLE rv DETACH PARTITION r1});
+like($err, qr/must be owner of view rv/, 'a plain role: the owner check, before any lock');
+$reader->query('COMMIT');
+$reader->quit;
+
 # 3. ATTACH of a table with rows pushes them at commit; a sub-partitioned one
 # all its leaves' rows
 $node->safe_psql('postgres', q{
