@@ -230,6 +230,7 @@ rs_lifecycle_alter_start(AlterTableStmt *stmt)
 	ListCell   *lc;
 	bool		moves = false;
 	Oid			parent;
+	List	   *now;
 	MemoryContext old;
 	int			i;
 
@@ -255,11 +256,13 @@ rs_lifecycle_alter_start(AlterTableStmt *stmt)
 				sizeof(PartitionsBefore) * (n_partitions_before - i - 1));
 		n_partitions_before--;
 	}
+	now = partitions_now(parent);
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	partitions_before[n_partitions_before].parent = parent;
-	partitions_before[n_partitions_before].children = list_copy(partitions_now(parent));
-	n_partitions_before++;
+	partitions_before[n_partitions_before].children = list_copy(now);
 	MemoryContextSwitchTo(old);
+	list_free(now);
+	partitions_before[n_partitions_before].parent = parent;
+	n_partitions_before++;
 }
 
 /*
