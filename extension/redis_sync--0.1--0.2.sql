@@ -239,14 +239,6 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'redis_sync_ddl_partition_moves';
 REVOKE EXECUTE ON FUNCTION _ddl_partition_moves(pg_ddl_command, boolean) FROM PUBLIC;
 
--- the rows of a leaf of a partition attached to a synced table are pushed
--- at commit, as if they were inserted (called by _on_ddl_end; lifecycle.c)
-CREATE FUNCTION _rows_enter(part oid, root oid)
-RETURNS bigint
-LANGUAGE C STRICT
-AS 'MODULE_PATHNAME', 'redis_sync_rows_enter';
-REVOKE EXECUTE ON FUNCTION _rows_enter(oid, oid) FROM PUBLIC;
-
 -- the keys of the rows of a partition detached from a synced table go at
 -- commit, as if its rows were deleted (called by _on_ddl_end; lifecycle.c)
 CREATE FUNCTION _purge_detached(part oid, root oid)
@@ -737,7 +729,11 @@ SELECT q.relid AS "table",
        q.last_error,
        q.last_error_at
   FROM redis_sync._warm_queue q
- WHERE EXISTS (SELECT 1 FROM redis_sync.tables t WHERE t.relid = q.relid AND t.policy = 'write_through')
+ -- a write-through table, or a partition of one attached later
+ WHERE EXISTS (SELECT 1 FROM redis_sync.tables t
+                WHERE t.policy = 'write_through'
+                  AND (t.relid = q.relid
+                       OR t.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(q.relid) a)))
    -- row counts and errors of a table: its owner's, and monitoring roles'
    AND (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = q.relid), 'USAGE')
         OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
@@ -1589,20 +1585,21 @@ BEGIN
             PERFORM redis_sync._partition_guard_add(part, root);
         END IF;
     END LOOP;
-    -- the rows of an attached partition are the synced table's now: pushed
-    -- at commit (invalidate: their keys removed), as an INSERT of them would
-    -- be (before 0.2 they were left out of the cache)
-    FOR part, root IN
-        SELECT DISTINCT l.relid, t.relid
+    -- the rows of a partition attached to a write-through table are the
+    -- table's rows now: each leaf with rows is warmed in the background, as
+    -- write_through() warms a table (the ATTACH stays as quick as without
+    -- redis_sync; before 0.2 they were left out of the cache)
+    FOR part IN
+        SELECT DISTINCT l.relid
           FROM unnest(parts_in) p(oid)
           CROSS JOIN LATERAL (SELECT p.oid AS relid
                               UNION
                               SELECT x.relid::oid FROM pg_partition_tree(p.oid) x) l
           JOIN pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
           CROSS JOIN LATERAL pg_partition_ancestors(l.relid) a
-          JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind'
+          JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy = 'write_through'
     LOOP
-        PERFORM redis_sync._rows_enter(part, root);
+        PERFORM redis_sync._warm_schedule(part, true, false);
     END LOOP;
     -- a detached partition is no longer part of a synced table: the keys of
     -- its rows go at commit (pg_partman's retention detaches, then drops),

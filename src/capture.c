@@ -405,12 +405,6 @@ rs_capture_row_gone(SyncConfig *cfg, Relation rel, HeapTuple tup)
 	capture_row(cfg, rel, tup, NULL, tup);
 }
 
-void
-rs_capture_row_enter(SyncConfig *cfg, Relation rel, HeapTuple tup)
-{
-	capture_row(cfg, rel, tup, tup, NULL);
-}
-
 /*
  * Bytes of PostgreSQL's queue of AFTER trigger events still to fire (every
  * captured row has one until it fires; fired chunks are freed).

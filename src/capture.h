@@ -50,12 +50,6 @@ extern void rs_capture_reset(void);
  */
 extern void rs_capture_row_gone(SyncConfig *cfg, Relation rel, HeapTuple tup);
 
-/*
- * A row of rel that enters cfg's table without an INSERT (its table is
- * attached as a partition): pushed at commit, as an INSERT's would be
- */
-extern void rs_capture_row_enter(SyncConfig *cfg, Relation rel, HeapTuple tup);
-
 /* queue removal of every key under prefix at commit */
 extern void rs_capture_purge(Oid relid, const char *prefix, bool strict, bool async);
 

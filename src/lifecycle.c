@@ -26,8 +26,6 @@
  * an ATTACH PARTITION attached or a DETACH PARTITION detached: the table's
  * partitions at the command's end against those rs_lifecycle_alter_start()
  * found at its start (the event trigger _on_trigger_change).
- * redis_sync._rows_enter(part, root) pushes at commit the rows of a
- * partition attached to a synced table, as an INSERT of them would.
  *
  * redis_sync._ddl_partitions(command, attached) reads a command collected
  * by a ddl_command_end event trigger and returns the partitions it created
@@ -83,7 +81,6 @@ PG_FUNCTION_INFO_V1(redis_sync_purge_dropped);
 PG_FUNCTION_INFO_V1(redis_sync_ddl_partitions);
 PG_FUNCTION_INFO_V1(redis_sync_purge_detached);
 PG_FUNCTION_INFO_V1(redis_sync_ddl_partition_moves);
-PG_FUNCTION_INFO_V1(redis_sync_rows_enter);
 
 /* true in the database the worker delivers the outbox of */
 static bool
@@ -238,6 +235,17 @@ rs_lifecycle_alter_start(AlterTableStmt *stmt)
 		moves = moves || is_partition_move(lfirst(lc));
 	if (!moves)
 		return;
+
+	/*
+	 * Nothing to remember, nor to lock, unless the name means a partitioned
+	 * table the caller owns, not a system catalog (the command then fails on
+	 * its own).  The lookup under the lock checks ownership again: the name
+	 * may mean another relation by then.
+	 */
+	parent = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(parent) || get_rel_relkind(parent) != RELKIND_PARTITIONED_TABLE ||
+		IsCatalogRelationOid(parent) || !pg_class_ownercheck(parent, GetUserId()))
+		return;
 	parent = RangeVarGetRelidExtended(stmt->relation, AlterTableGetLockLevel(stmt->cmds),
 									  RVR_MISSING_OK, lock_if_owner, NULL);
 	if (!OidIsValid(parent) || get_rel_relkind(parent) != RELKIND_PARTITIONED_TABLE)
@@ -309,15 +317,14 @@ redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
 
 /*
  * Queue the removal of the keys of every row of leaf, a plain table whose
- * rows leave root's synced tree, or (enter) their push, when they enter it
- * (cfg: leaf's columns under root's settings).  Read with a snapshot taken
- * now, which sees this transaction's own earlier changes and every
- * committed one: the caller holds a lock that keeps writers out of leaf
- * from here to commit.  No row-level security: the keys of every row go,
- * or are pushed, whoever may read it.
+ * rows leave root's synced tree (cfg: leaf's columns under root's
+ * settings).  Read with a snapshot taken now, which sees this transaction's
+ * own earlier changes and every committed one: the caller holds a lock
+ * that keeps writers out of leaf from here to commit.  No row-level
+ * security: the keys of every row go, whoever may read it.
  */
 static int64
-rows_move(Relation leaf, SyncConfig *cfg, bool enter)
+rows_leave(Relation leaf, SyncConfig *cfg)
 {
 	Snapshot	snap;
 	TableScanDesc scan;
@@ -330,10 +337,7 @@ rows_move(Relation leaf, SyncConfig *cfg, bool enter)
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (enter)
-			rs_capture_row_enter(cfg, leaf, tup);
-		else
-			rs_capture_row_gone(cfg, leaf, tup);
+		rs_capture_row_gone(cfg, leaf, tup);
 		n++;
 	}
 	table_endscan(scan);
@@ -341,9 +345,9 @@ rows_move(Relation leaf, SyncConfig *cfg, bool enter)
 	return n;
 }
 
-/* rows_move() for a leaf of root's tree, if root is synced write-through or invalidate */
+/* rows_leave() for a leaf of root's tree, if root is synced write-through or invalidate */
 static int64
-leaf_rows_move(Oid leafid, Oid root, bool enter)
+leaf_rows_leave(Oid leafid, Oid root)
 {
 	Relation	leaf;
 	SyncConfig *cfg;
@@ -361,24 +365,10 @@ leaf_rows_move(Oid leafid, Oid root, bool enter)
 		cfg = rs_config_build(leafid, root);
 		MemoryContextSwitchTo(old);
 		if (cfg->synced)
-			n = rows_move(leaf, cfg, enter);
+			n = rows_leave(leaf, cfg);
 	}
 	table_close(leaf, NoLock);
 	return n;
-}
-
-#define leaf_rows_leave(leafid, root) leaf_rows_move((leafid), (root), false)
-
-/* whether this transaction holds at least lockmode on relid or an ancestor of it */
-static bool
-locked_here(Oid relid, LOCKMODE lockmode)
-{
-	bool		locked = CheckRelationOidLockedByMe(relid, lockmode, true);
-	ListCell   *lc;
-
-	foreach(lc, rs_partition_ancestors(relid))
-		locked = locked || CheckRelationOidLockedByMe(lfirst_oid(lc), lockmode, true);
-	return locked;
 }
 
 /*
@@ -394,13 +384,20 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 {
 	Oid			part = PG_GETARG_OID(0);
 	Oid			root = PG_GETARG_OID(1);
+	bool		detaching;
+	List	   *up;
+	ListCell   *lc;
 
 	if (!OidIsValid(part) || !OidIsValid(root) || !get_rel_name(part))
 		PG_RETURN_INT64(0);
 	/* still in a synced tree: its rows are still the synced table's */
 	if (rs_config_get(part)->synced)
 		PG_RETURN_INT64(0);
-	if (!locked_here(part, ShareUpdateExclusiveLock))
+	detaching = CheckRelationOidLockedByMe(part, ShareUpdateExclusiveLock, true);
+	up = rs_partition_ancestors(part);
+	foreach(lc, up)
+		detaching = detaching || CheckRelationOidLockedByMe(lfirst_oid(lc), ShareUpdateExclusiveLock, true);
+	if (!detaching)
 		PG_RETURN_INT64(0);
 
 	/*
@@ -413,30 +410,6 @@ redis_sync_purge_detached(PG_FUNCTION_ARGS)
 	 */
 	LockRelationOid(part, ShareLock);
 	PG_RETURN_INT64(leaf_rows_leave(part, root));
-}
-
-/*
- * redis_sync._rows_enter(part oid, root oid) RETURNS bigint: called by the
- * ddl_command_end event trigger for each leaf of a partition the command
- * attached to a table whose synced (write-through or invalidate) root is
- * root: its rows are pushed at commit (invalidate: their keys removed), as
- * an INSERT of them would be.  Acts only when the leaf is in root's synced
- * tree and this transaction holds the attach's lock on it (or an ancestor).
- */
-Datum
-redis_sync_rows_enter(PG_FUNCTION_ARGS)
-{
-	Oid			part = PG_GETARG_OID(0);
-	Oid			root = PG_GETARG_OID(1);
-	SyncConfig *cfg;
-
-	if (!OidIsValid(part) || !OidIsValid(root) || !get_rel_name(part))
-		PG_RETURN_INT64(0);
-	cfg = rs_config_get(part);
-	if (!cfg->synced || cfg->root_relid != root ||
-		!locked_here(part, AccessExclusiveLock))
-		PG_RETURN_INT64(0);
-	PG_RETURN_INT64(leaf_rows_move(part, root, true));
 }
 
 /*

@@ -9,7 +9,7 @@
 #   the database, waiting for its table's lock: any role could block or
 #   fail the owner's DETACH (and pg_partman's retention) with a trigger of
 #   that shape on a table of its own and an open transaction locking it;
-# - the rows of an attached table were never pushed.
+# - the rows of an attached table were never cached.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -94,8 +94,8 @@ like($err, qr/must be owner of view rv/, 'a plain role: the owner check, before 
 $reader->query('COMMIT');
 $reader->quit;
 
-# 3. ATTACH of a table with rows pushes them at commit; a sub-partitioned one
-# all its leaves' rows
+# 3. ATTACH of a table with rows: the worker warms it in the background (the
+# ATTACH itself reads none of them); a sub-partitioned one, each leaf
 $node->safe_psql('postgres', q{
 CREATE TABLE r3 (id int NOT NULL, v text) PARTITION BY RANGE (id);
 CREATE TABLE r3a PARTITION OF r3 FOR VALUES FROM (300) TO (350);
@@ -104,9 +104,13 @@ INSERT INTO r3 VALUES (301, 'a'), (351, 'b');
 ALTER TABLE r ATTACH PARTITION r3 FOR VALUES FROM (300) TO (400);
 ALTER TABLE r ATTACH PARTITION r2 FOR VALUES FROM (200) TO (300);
 });
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 2 FROM redis_sync.warming WHERE state = 'done' AND "table" IN ('r3a'::regclass, 'r3b'::regclass)}, 't'),
+	'the worker warms both leaves of the attached table');
 is($redis->cli('HGET', 'r:301', 'v') . $redis->cli('HGET', 'r:351', 'v'), 'ab',
 	'the rows of both leaves of the attached table are cached');
-is($redis->cli('HGET', 'r:201', 'v'), 'b', 'the row of the table attached again is cached');
+ok($node->poll_query_until('postgres', q{SELECT redis_sync.command('HGET', 'r:201', 'v') = '"b"'}, 't'),
+	'the row of the table attached again is cached');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('r')}), '0', 'verify(r) finds nothing');
 
 # 4. what the start of a move remembers is freed: 200 ATTACH and DETACH of
