@@ -17,8 +17,8 @@
  * triggers the extension keeps on it and on its partitions: a partition may
  * have another owner, who could otherwise stop the writes to its rows (also
  * those its parent's owner makes) from reaching Redis.  At the start of an
- * ALTER TABLE it also has the partitions a DETACH PARTITION names resolved
- * (lifecycle.c), while the caller's search_path is in effect.
+ * ALTER TABLE ... ATTACH / DETACH PARTITION it also has the table's
+ * partitions remembered (lifecycle.c), for the event trigger at its end.
  *
  * redis_sync._drop_partition_triggers(tbl) is unsync()'s drop of the
  * triggers it keeps on tbl's partitions, which may belong to other roles.
@@ -356,7 +356,7 @@ redis_sync_on_trigger_change(PG_FUNCTION_ARGS)
 
 		if (stmt->objtype != OBJECT_TABLE && stmt->objtype != OBJECT_FOREIGN_TABLE)
 			PG_RETURN_NULL();
-		/* the partitions it detaches, by the caller's search_path */
+		/* the partitions before it attaches or detaches one */
 		rs_lifecycle_alter_start(stmt);
 		foreach(lc, stmt->cmds)
 		{

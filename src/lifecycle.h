@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * lifecycle.h
- *		DROP and DETACH commands that touch a synced table's keys, at their start
- *		(lifecycle.c).
+ *		DROP commands that touch a synced table's keys, and partitions
+ *		attached or detached, at their start (lifecycle.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,8 +24,8 @@ extern void rs_lifecycle_drop_start(DropStmt *stmt);
 extern void rs_lifecycle_drop_owned_start(DropOwnedStmt *stmt);
 
 /*
- * At the start of ALTER TABLE: the partitions its DETACH PARTITION
- * subcommands name, for redis_sync._ddl_detached_partitions() at its end
+ * At the start of ALTER TABLE ... ATTACH / DETACH PARTITION: the table's
+ * partitions, for redis_sync._ddl_partition_moves() at its end
  */
 extern void rs_lifecycle_alter_start(AlterTableStmt *stmt);
 
