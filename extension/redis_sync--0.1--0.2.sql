@@ -734,8 +734,13 @@ SELECT q.relid AS "table",
                 WHERE t.policy = 'write_through'
                   AND (t.relid = q.relid
                        OR t.relid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(q.relid) a)))
-   -- row counts and errors of a table: its owner's, and monitoring roles'
+   -- row counts and errors of a table: its owner's (a partition's, and its
+   -- synced table's owner's too), and monitoring roles'
    AND (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = q.relid), 'USAGE')
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(q.relid) a
+                     JOIN pg_catalog.pg_class c ON c.oid = a.relid
+                     JOIN redis_sync.tables t ON t.relid = a.relid
+                    WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE'))
         OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
 COMMENT ON VIEW warming IS 'redis_sync: progress of the cache warms that write_through() started in the background (rows of the tables the caller owns, all rows for pg_monitor)';
 GRANT SELECT ON warming TO PUBLIC;

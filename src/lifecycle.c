@@ -292,7 +292,9 @@ redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
 	if (cmd->type == SCT_AlterTable &&
 		cmd->d.alterTable.classId == RelationRelationId)
 	{
+		Oid			parent = cmd->d.alterTable.objectId;
 		bool		moves = false;
+		bool		found = false;
 
 		foreach(lc, cmd->d.alterTable.subcmds)
 			moves = moves || is_partition_move(((CollectedATSubcmd *) lfirst(lc))->parsetree);
@@ -301,12 +303,25 @@ redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
 			List	   *before = partitions_before[i].children;
 			List	   *now;
 
-			if (partitions_before[i].parent != cmd->d.alterTable.objectId)
+			if (partitions_before[i].parent != parent)
 				continue;
-			now = partitions_now(cmd->d.alterTable.objectId);
+			now = partitions_now(parent);
 			oids = attached ? list_difference_oid(now, before) : list_difference_oid(before, now);
+			found = true;
 			break;
 		}
+
+		/*
+		 * Not read at the start: the table's name meant another relation then
+		 * (renamed meanwhile).  Said once per command (the detached call
+		 * comes second).
+		 */
+		if (moves && !found && !attached && rs_config_get(parent)->synced)
+			ereport(WARNING,
+					(errmsg("redis_sync could not tell which partitions this command moved in or out of table %s",
+							get_rel_name(parent)),
+					 errdetail("Its partitions were not read when the command started: its name meant another relation then."),
+					 errhint("Call redis_sync.resync() on the synced table: a detached partition's rows may still have keys, an attached one's rows none.")));
 	}
 
 	elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
