@@ -104,6 +104,19 @@ redis_sync_purge_dropped(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* oids as an oid[] (empty for NIL) */
+static ArrayType *
+oid_array(List *oids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, oids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
+}
+
 /* redis_sync._ddl_partitions(cmd pg_ddl_command, attached boolean) RETURNS oid[] */
 Datum
 redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
@@ -112,8 +125,6 @@ redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
 	bool		attached = PG_GETARG_BOOL(1);
 	List	   *oids = NIL;
 	ListCell   *lc;
-	Datum	   *elems;
-	int			n = 0;
 
 	if (cmd == NULL)
 		PG_RETURN_NULL();
@@ -150,10 +161,7 @@ redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
 		}
 	}
 
-	elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
-	foreach(lc, oids)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(oid_array(oids));
 }
 
 /*
@@ -286,8 +294,6 @@ redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
 	bool		attached = PG_GETARG_BOOL(1);
 	List	   *oids = NIL;
 	ListCell   *lc;
-	Datum	   *elems;
-	int			n = 0;
 
 	if (cmd->type == SCT_AlterTable &&
 		cmd->d.alterTable.classId == RelationRelationId)
@@ -324,10 +330,7 @@ redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
 					 errhint("Call redis_sync.resync() on the synced table: a detached partition's rows may still have keys, an attached one's rows none.")));
 	}
 
-	elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
-	foreach(lc, oids)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(oid_array(oids));
 }
 
 /*
