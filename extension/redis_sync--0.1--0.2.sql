@@ -269,6 +269,25 @@ AS $fn$
 $fn$;
 REVOKE EXECUTE ON FUNCTION _is_partition_guard(oid) FROM PUBLIC;
 
+-- the plain tables among parts and under them: each one that is a plain
+-- table, and the leaves of each partitioned one (pg_partition_tree() of a
+-- plain table that is no longer a partition is empty, so each part is
+-- taken itself too).  The partitions an ATTACH or DETACH moved
+-- (_ddl_partition_moves), for _on_ddl_end's warm and purge
+CREATE FUNCTION _leaves(parts oid[])
+RETURNS SETOF oid
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT DISTINCT l.relid
+      FROM pg_catalog.unnest(parts) p(oid)
+      CROSS JOIN LATERAL (SELECT p.oid AS relid
+                          UNION
+                          SELECT x.relid::oid FROM pg_catalog.pg_partition_tree(p.oid) x) l
+      JOIN pg_catalog.pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
+$fn$;
+REVOKE EXECUTE ON FUNCTION _leaves(oid[]) FROM PUBLIC;
+
 -- give partition part of the synced table root its guard, the shape
 -- _is_partition_guard() recognises; ENABLE ALWAYS when root's own TRUNCATE
 -- trigger is (write_through(..., replica => true)).  With the caller's
@@ -1595,14 +1614,10 @@ BEGIN
     -- write_through() warms a table (the ATTACH stays as quick as without
     -- redis_sync; before 0.2 they were left out of the cache)
     FOR part IN
-        SELECT DISTINCT l.relid
-          FROM unnest(parts_in) p(oid)
-          CROSS JOIN LATERAL (SELECT p.oid AS relid
-                              UNION
-                              SELECT x.relid::oid FROM pg_partition_tree(p.oid) x) l
-          JOIN pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
-          CROSS JOIN LATERAL pg_partition_ancestors(l.relid) a
-          JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy = 'write_through'
+        SELECT l.relid
+          FROM redis_sync._leaves(parts_in) l(relid)
+         WHERE EXISTS (SELECT 1 FROM pg_partition_ancestors(l.relid) a
+                         JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy = 'write_through')
     LOOP
         PERFORM redis_sync._warm_schedule(part, true, false);
     END LOOP;
@@ -1622,14 +1637,8 @@ BEGIN
     -- each trigger of that name in the database, waiting for its table's
     -- lock, and purged the keys of that table's rows)
     FOR part IN
-        SELECT DISTINCT l.relid
-          FROM unnest(parts_out) p(oid)
-          -- pg_partition_tree() of a plain table that is no longer a
-          -- partition is empty
-          CROSS JOIN LATERAL (SELECT p.oid AS relid
-                              UNION
-                              SELECT x.relid::oid FROM pg_partition_tree(p.oid) x) l
-          JOIN pg_class cl ON cl.oid = l.relid AND cl.relkind = 'r'
+        SELECT l.relid
+          FROM redis_sync._leaves(parts_out) l(relid)
          WHERE NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(l.relid) a
                              JOIN redis_sync.tables t ON t.relid = a.relid AND t.policy <> 'write_behind')
            -- pg_partition_ancestors() stops at a partition pending detach (a
