@@ -46,6 +46,7 @@
 #include "encode.h"
 #include "redis_client.h"
 #include "shmem.h"
+#include "warm.h"
 
 PG_FUNCTION_INFO_V1(redis_sync_config_write);
 PG_FUNCTION_INFO_V1(redis_sync_config_delete);
@@ -668,21 +669,9 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 		rs_claim_table(relid);	/* releases at commit what the table no longer
 								 * needs */
 		invalidate_table(relid);
-
-		/*
-		 * The finished warms of the table and of partitions attached later
-		 * (queued under their own relid) are over: before, a partition's
-		 * showed again in redis_sync.warming once the table was synced again.
-		 * Unfinished ones are the worker's, which forgets them (a row it is
-		 * working on must not be locked here: it holds the table's lock,
-		 * which the unsync needs next).
-		 */
+		/* its finished background warms are over (warm_queue.c) */
 		if (strcmp(TextDatumGetCString(values[1]), "write_through") == 0)
-			(void) run_as_owner("DELETE FROM redis_sync._warm_queue q "
-								" WHERE q.finished_at IS NOT NULL "
-								"   AND (q.relid = $1 "
-								"        OR q.relid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p))",
-								1, types, values, NULL, SPI_OK_DELETE);
+			rs_warm_queue_forget(relid);
 	}
 	PG_RETURN_INT64(n);
 }

@@ -107,6 +107,9 @@ extern int64 rs_repair_marker(const char *json);
  */
 extern bool rs_warm_round(void);
 
+/* unsync of write-through table relid: forget its finished warms (and its partitions') */
+extern void rs_warm_queue_forget(Oid relid);
+
 /*
  * redis_sync.warm_timeout: longest time one batch of a background warm may
  * run in the worker (the table's code: policies, types, lock waits).

@@ -96,6 +96,29 @@ queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 }
 
 /*
+ * An unsync (or a switch to invalidate) of write-through table relid: the
+ * finished warms of the table and of partitions attached later (queued
+ * under their own relid) are over; before, a partition's showed again in
+ * redis_sync.warming once the table was synced again.  Unfinished ones are
+ * the worker's, which forgets them: a row it is working on must not be
+ * locked here, as it holds the table's lock that the unsync needs next.
+ */
+void
+rs_warm_queue_forget(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (!queue_exists())
+		return;
+	queue_exec("DELETE FROM redis_sync._warm_queue q "
+			   " WHERE q.finished_at IS NOT NULL "
+			   "   AND (q.relid = $1::pg_catalog.regclass "
+			   "        OR q.relid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p))",
+			   1, types, values, NULL);
+}
+
+/*
  * _warm_schedule(tbl regclass, run boolean, repair boolean) RETURNS boolean:
  * queue a background warm of a write-through table (false: the table is
  * empty, nothing queued).  run = false cancels a queued warm instead.
