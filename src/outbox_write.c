@@ -13,14 +13,15 @@
  * delivery (outbox.c) is the same fenced write the transaction would have
  * made and can be repeated any number of times.
  *
- * Rows go straight into the heap and the indexes (write_direct), in slices
- * of 1,000, filled as the column defaults would fill them: the writer of a
- * synced table needs no privilege on the outbox and no user code runs on
- * it.  An outbox not of the extension's shape (a column added, triggers,
- * row security, rules, a constraint or default other than the extension's,
- * an index that runs code) is written through SQL instead, which applies
- * them: one row a plain INSERT ... VALUES, more an INSERT ... SELECT from
- * arrays, as the bootstrap superuser with a fixed search_path (as_owner.c).
+ * Rows go straight into the heap (one multi-insert per slice) and the
+ * indexes (write_direct), in slices of 1,000, filled as the column
+ * defaults would fill them: the writer of a synced table needs no
+ * privilege on the outbox and no user code runs on it.  An outbox not of
+ * the extension's shape (a column added, triggers, row security, rules, a
+ * constraint or default other than the extension's, an index that runs
+ * code) is written through SQL instead, which applies them: one row a
+ * plain INSERT ... VALUES, more an INSERT ... SELECT from arrays, as the
+ * bootstrap superuser with a fixed search_path (as_owner.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -100,11 +101,45 @@ rs_outbox_count(void)
 	return n;
 }
 
+/*
+ * The memory of the slice being written: each entry's payload (jsonb
+ * building: ~3.5 kB) and key, until the slice is in the table.  One context
+ * per transaction, emptied after each slice, whose first block (sized for
+ * the first call's slice) stays: a spill writes 1,000 entries per call,
+ * and a context made and deleted per call gave its blocks back to the
+ * system each time, to be faulted in again by the next slice.  Gone with
+ * TopTransactionContext (slice_cxt_gone resets the pointer).
+ */
+static MemoryContext slice_cxt = NULL;
+static MemoryContextCallback slice_cxt_cb;
+
+static void
+slice_cxt_gone(void *arg)
+{
+	slice_cxt = NULL;
+}
+
+static MemoryContext
+slice_context(int n)
+{
+	Size		first = Min((Size) n, (Size) 1000) * 4096;
+
+	if (slice_cxt == NULL)
+	{
+		slice_cxt = AllocSetContextCreate(TopTransactionContext, "redis_sync outbox slice",
+										  first, first, ALLOCSET_DEFAULT_MAXSIZE);
+		slice_cxt_cb.func = slice_cxt_gone;
+		slice_cxt_cb.arg = NULL;
+		MemoryContextRegisterResetCallback(TopTransactionContext, &slice_cxt_cb);
+	}
+	return slice_cxt;
+}
+
 /* write in slices, so a large transaction's buffer is not copied all at once */
 void
 rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
 {
-	MemoryContext slice_cxt;
+	MemoryContext cxt;
 	MemoryContext old;
 
 	if (n == 0)
@@ -114,17 +149,25 @@ rs_outbox_write(Change **changes, int n, const char *version, int64 seq)
 		outbox_write_slice(changes, 1, version, seq);
 		return;
 	}
-	slice_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync outbox slice",
-									  ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(slice_cxt);
-	/* 1,000 a slice: each entry's jsonb input leaves ~3.5 kB until the reset */
-	for (int s = 0; s < n; s += 1000)
+	cxt = slice_context(n);
+	old = MemoryContextSwitchTo(cxt);
+	PG_TRY();
 	{
-		outbox_write_slice(changes + s, Min(1000, n - s), version, seq);
-		MemoryContextReset(slice_cxt);
+		/*
+		 * 1,000 a slice: each entry's jsonb input leaves ~3.5 kB until the
+		 * reset
+		 */
+		for (int s = 0; s < n; s += 1000)
+		{
+			outbox_write_slice(changes + s, Min(1000, n - s), version, seq);
+			MemoryContextReset(cxt);
+		}
 	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(slice_cxt);
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(old);
+	}
+	PG_END_TRY();
 }
 
 /* a jsonb string of s; false when too long for one (jsonb_in reports it) */
@@ -469,7 +512,7 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	int			attno[OC_COUNT];
 	EState	   *estate;
 	ResultRelInfo *rri;
-	TupleTableSlot *slot;
+	TupleTableSlot **slots;
 	CommandId	cid;
 	Datum		version_d;
 	Datum		xid_d;
@@ -500,7 +543,9 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 			return false;
 		}
 	}
-	slot = table_slot_create(rel, NULL);
+	slots = palloc(sizeof(TupleTableSlot *) * n);
+	for (int i = 0; i < n; i++)
+		slots[i] = table_slot_create(rel, NULL);
 	cid = GetCurrentCommandId(true);
 	/* TOAST of a large payload reads its table's index */
 	if (!ActiveSnapshotSet())
@@ -514,12 +559,10 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	for (int i = 0; i < n; i++)
 	{
 		Change	   *c = changes[i];
-		Datum	   *v;
-		bool	   *isnull;
+		TupleTableSlot *slot = slots[i];
+		Datum	   *v = slot->tts_values;
+		bool	   *isnull = slot->tts_isnull;
 
-		ExecClearTuple(slot);
-		v = slot->tts_values;
-		isnull = slot->tts_isnull;
 		memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 		for (int k = 0; k < OC_COUNT; k++)
 			isnull[attno[k]] = false;
@@ -536,14 +579,31 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 		isnull[attno[OC_NEXT_ATTEMPT]] = true;
 		isnull[attno[OC_LAST_ERROR]] = true;
 		ExecStoreVirtualTuple(slot);
-		table_tuple_insert(rel, slot, cid, 0, NULL);
-		if (rri->ri_NumIndices > 0)
-			(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
-		ResetPerTupleExprContext(estate);
 	}
+
+	/*
+	 * More than one row (a spill's slice, an async commit of several): one
+	 * multi-insert, as COPY does, filling each heap page under one lock and
+	 * one WAL record; then the index entries, row by row.  A 300,000-row
+	 * UPDATE spilled whole took 0.82x the time of row-by-row inserts (medians
+	 * of 4 alternating rounds), once the slice's memory stayed mapped
+	 * (slice_context()); before that, the 1,000 materialised rows cost more
+	 * in page faults than the multi-insert saved.
+	 */
+	if (n == 1)
+		table_tuple_insert(rel, slots[0], cid, 0, NULL);
+	else
+		table_multi_insert(rel, slots, n, cid, 0, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		if (rri->ri_NumIndices > 0)
+			(void) ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+		ResetPerTupleExprContext(estate);
+		ExecDropSingleTupleTableSlot(slots[i]);
+	}
+	pfree(slots);
 	if (snap)
 		PopActiveSnapshot();
-	ExecDropSingleTupleTableSlot(slot);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
