@@ -122,9 +122,9 @@ END $$;
 SELECT "table"::text, state FROM redis_sync.warming ORDER BY 1;
 SELECT count(*) FROM redis_sync.warming w WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w."table");
 
--- unsync() forgets the warms of partitions attached later too (queued
--- under their own name): before, a finished one showed in warming again
--- once the table was synced again
+-- syncing a table again forgets the finished warms of its earlier sync,
+-- of partitions attached then too (queued under their own name): before,
+-- one showed in warming again
 CREATE TABLE wm_p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
 CREATE TABLE wm_p1 PARTITION OF wm_p FOR VALUES FROM (0) TO (100);
 SELECT redis_sync.write_through('wm_p', key_prefix => 'wp:');
@@ -134,8 +134,8 @@ ALTER TABLE wm_p ATTACH PARTITION wm_p2 FOR VALUES FROM (100) TO (200);
 SELECT wait_warmed('wm_p2');
 SELECT "table"::text, state, rows_done FROM redis_sync.warming WHERE "table" = 'wm_p2'::regclass;
 SELECT redis_sync.unsync('wm_p', purge => true);
-SELECT count(*) AS queued FROM redis_sync._warm_queue WHERE relid = 'wm_p2'::regclass;
 SELECT redis_sync.write_through('wm_p', key_prefix => 'wp:', warm => false);
+SELECT count(*) AS queued FROM redis_sync._warm_queue WHERE relid = 'wm_p2'::regclass;
 SELECT count(*) AS shown FROM redis_sync.warming WHERE "table" = 'wm_p2'::regclass;
 SELECT redis_sync.unsync('wm_p', purge => true);
 DROP TABLE wm_p;

@@ -621,6 +621,12 @@ redis_sync_config_write(PG_FUNCTION_ARGS)
 		refuse_pending_purge(PG_GETARG_DATUM(2));
 		old_dirty = old_dirty_set(relid);
 	}
+	/* synced write-through anew: the warms of an earlier sync are over */
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "write_through") == 0 &&
+		read_as_owner("SELECT 'x' FROM redis_sync.tables "
+					  " WHERE relid = $1 AND policy = 'write_through'",
+					  REGCLASSOID, PG_GETARG_DATUM(0)) == NULL)
+		rs_warm_queue_forget(relid);
 
 	run_as_owner("INSERT INTO redis_sync.tables AS t "
 				 "  (relid, policy, key_prefix, key_columns, columns, format, ttl, consistency, delivery, "
@@ -669,9 +675,6 @@ redis_sync_config_delete(PG_FUNCTION_ARGS)
 		rs_claim_table(relid);	/* releases at commit what the table no longer
 								 * needs */
 		invalidate_table(relid);
-		/* its finished background warms are over (warm_queue.c) */
-		if (strcmp(TextDatumGetCString(values[1]), "write_through") == 0)
-			rs_warm_queue_forget(relid);
 	}
 	PG_RETURN_INT64(n);
 }

@@ -585,10 +585,11 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	 * More than one row (a spill's slice, an async commit of several): one
 	 * multi-insert, as COPY does, filling each heap page under one lock and
 	 * one WAL record; then the index entries, row by row.  A 300,000-row
-	 * UPDATE spilled whole took 0.82x the time of row-by-row inserts (medians
-	 * of 4 alternating rounds), once the slice's memory stayed mapped
-	 * (slice_context()); before that, the 1,000 materialised rows cost more
-	 * in page faults than the multi-insert saved.
+	 * UPDATE spilled whole took 0.67-0.90x the time of row-by-row inserts (4
+	 * alternating rounds), both with the slice's memory kept mapped
+	 * (slice_context()), and 0.61x that of the build before either (medians);
+	 * without the kept memory the 1,000 materialised rows cost more in page
+	 * faults than the multi-insert saved.
 	 */
 	if (n == 1)
 		table_tuple_insert(rel, slots[0], cid, 0, NULL);

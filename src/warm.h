@@ -107,7 +107,7 @@ extern int64 rs_repair_marker(const char *json);
  */
 extern bool rs_warm_round(void);
 
-/* unsync of write-through table relid: forget its finished warms (and its partitions') */
+/* relid synced write-through anew: forget its (and its partitions') finished warms */
 extern void rs_warm_queue_forget(Oid relid);
 
 /*

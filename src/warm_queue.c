@@ -23,10 +23,13 @@
 #include "access/relation.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -96,25 +99,36 @@ queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 }
 
 /*
- * An unsync (or a switch to invalidate) of write-through table relid: the
- * finished warms of the table and of partitions attached later (queued
- * under their own relid) are over; before, a partition's showed again in
- * redis_sync.warming once the table was synced again.  Unfinished ones are
- * the worker's, which forgets them: a row it is working on must not be
- * locked here, as it holds the table's lock that the unsync needs next.
+ * Table relid is synced write-through anew (_config_write, holding its
+ * lock): the finished warms of an earlier sync, of the table and of its
+ * partitions (queued under their own relid, attached then), are over;
+ * before, a partition's showed in redis_sync.warming again.  Only finished
+ * rows: an unfinished one may be the worker's, which holds the table's
+ * lock while it updates it.  The partitions are listed without locks (the
+ * root's lock is held; locking them here, before anything locks the root,
+ * as pg_partition_tree() does, would invert the order of TRUNCATE or
+ * DETACH, which lock the root first).
  */
 void
 rs_warm_queue_forget(Oid relid)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	List	   *rels;
+	Datum	   *oids;
+	int			n = 0;
+	ListCell   *lc;
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1];
 
 	if (!queue_exists())
 		return;
+	rels = find_all_inheritors(relid, NoLock, NULL);
+	oids = palloc(sizeof(Datum) * list_length(rels));
+	foreach(lc, rels)
+		oids[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	queue_exec("DELETE FROM redis_sync._warm_queue q "
 			   " WHERE q.finished_at IS NOT NULL "
-			   "   AND (q.relid = $1::pg_catalog.regclass "
-			   "        OR q.relid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p))",
+			   "   AND q.relid::pg_catalog.oid = ANY ($1)",
 			   1, types, values, NULL);
 }
 
