@@ -905,6 +905,19 @@ rs_text_array(ArrayType *arr, int *n)
 	return out;
 }
 
+/* a List of OIDs as an oid[] (empty for NIL) */
+ArrayType *
+rs_oid_array(List *oids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, oids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
+}
+
 /* ----------------------------------------------------------------
  * Settings (from _PG_init)
  * ---------------------------------------------------------------- */

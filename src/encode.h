@@ -187,6 +187,9 @@ extern void rs_key_index_free(RsKeyIndex *ki);
 /* the elements of a text[] as C strings (NULL elements stay NULL) */
 extern char **rs_text_array(ArrayType *arr, int *n);
 
+/* a List of OIDs as an oid[] (empty for NIL) */
+extern ArrayType *rs_oid_array(List *oids);
+
 
 /* redis_sync.version_key_suffix, defined by rs_encode_init() (from _PG_init) */
 extern char *rs_version_suffix;

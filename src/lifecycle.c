@@ -74,6 +74,7 @@
 #include "allowlist.h"
 #include "capture.h"
 #include "config.h"
+#include "encode.h"
 #include "lifecycle.h"
 #include "shmem.h"
 
@@ -102,19 +103,6 @@ redis_sync_purge_dropped(PG_FUNCTION_ARGS)
 				 errmsg("key_prefix must not be empty")));
 	rs_capture_purge(relid, prefix, false, rs_preloaded && worker_database());
 	PG_RETURN_VOID();
-}
-
-/* oids as an oid[] (empty for NIL) */
-static ArrayType *
-oid_array(List *oids)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
-	ListCell   *lc;
-	int			n = 0;
-
-	foreach(lc, oids)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	return construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT);
 }
 
 /* redis_sync._ddl_partitions(cmd pg_ddl_command, attached boolean) RETURNS oid[] */
@@ -161,7 +149,7 @@ redis_sync_ddl_partitions(PG_FUNCTION_ARGS)
 		}
 	}
 
-	PG_RETURN_ARRAYTYPE_P(oid_array(oids));
+	PG_RETURN_ARRAYTYPE_P(rs_oid_array(oids));
 }
 
 /*
@@ -330,7 +318,7 @@ redis_sync_ddl_partition_moves(PG_FUNCTION_ARGS)
 					 errhint("Call redis_sync.resync() on the synced table: a detached partition's rows may still have keys, an attached one's rows none.")));
 	}
 
-	PG_RETURN_ARRAYTYPE_P(oid_array(oids));
+	PG_RETURN_ARRAYTYPE_P(rs_oid_array(oids));
 }
 
 /*

@@ -494,6 +494,36 @@ outbox_shape_cached(Relation rel, int *attno, Oid *seqid)
 }
 
 /*
+ * The outbox row of change c in slot, as the column defaults would fill it
+ * (id from the table's sequence seqid, the clock, no attempt yet); attno:
+ * the columns' positions (outbox_shape_cached)
+ */
+static void
+fill_slot(TupleTableSlot *slot, Change *c, const int *attno, Oid seqid,
+		  Datum version_d, int64 seq, Datum xid_d)
+{
+	Datum	   *v = slot->tts_values;
+	bool	   *isnull = slot->tts_isnull;
+
+	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (int k = 0; k < OC_COUNT; k++)
+		isnull[attno[k]] = false;
+	v[attno[OC_ID]] = Int64GetDatum(nextval_internal(seqid, false));
+	v[attno[OC_RELID]] = ObjectIdGetDatum(c->root_relid);
+	isnull[attno[OC_PAYLOAD]] = !change_columns(c, &v[attno[OC_KEY]], &v[attno[OC_OP]],
+												&v[attno[OC_PAYLOAD]]);
+	v[attno[OC_TTL]] = Int64GetDatum(c->ttl_ms);
+	v[attno[OC_VERSION]] = version_d;
+	v[attno[OC_SEQ]] = Int64GetDatum(seq);
+	v[attno[OC_XID]] = xid_d;
+	v[attno[OC_ENQUEUED]] = TimestampTzGetDatum(GetCurrentTimestamp());
+	v[attno[OC_ATTEMPTS]] = Int32GetDatum(0);
+	isnull[attno[OC_NEXT_ATTEMPT]] = true;
+	isnull[attno[OC_LAST_ERROR]] = true;
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
  * Insert the rows straight into the heap and its indexes, as the column
  * defaults would fill them (id from the table's sequence, xid of the top
  * transaction, enqueued_at the clock, no attempt yet): one INSERT through
@@ -557,29 +587,7 @@ write_direct(Change **changes, int n, const char *version, int64 seq)
 	xid_d = FullTransactionIdGetDatum(GetTopFullTransactionId());
 
 	for (int i = 0; i < n; i++)
-	{
-		Change	   *c = changes[i];
-		TupleTableSlot *slot = slots[i];
-		Datum	   *v = slot->tts_values;
-		bool	   *isnull = slot->tts_isnull;
-
-		memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-		for (int k = 0; k < OC_COUNT; k++)
-			isnull[attno[k]] = false;
-		v[attno[OC_ID]] = Int64GetDatum(nextval_internal(seqid, false));
-		v[attno[OC_RELID]] = ObjectIdGetDatum(c->root_relid);
-		isnull[attno[OC_PAYLOAD]] = !change_columns(c, &v[attno[OC_KEY]], &v[attno[OC_OP]],
-													&v[attno[OC_PAYLOAD]]);
-		v[attno[OC_TTL]] = Int64GetDatum(c->ttl_ms);
-		v[attno[OC_VERSION]] = version_d;
-		v[attno[OC_SEQ]] = Int64GetDatum(seq);
-		v[attno[OC_XID]] = xid_d;
-		v[attno[OC_ENQUEUED]] = TimestampTzGetDatum(GetCurrentTimestamp());
-		v[attno[OC_ATTEMPTS]] = Int32GetDatum(0);
-		isnull[attno[OC_NEXT_ATTEMPT]] = true;
-		isnull[attno[OC_LAST_ERROR]] = true;
-		ExecStoreVirtualTuple(slot);
-	}
+		fill_slot(slots[i], changes[i], attno, seqid, version_d, seq, xid_d);
 
 	/*
 	 * More than one row (a spill's slice, an async commit of several): one

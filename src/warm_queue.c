@@ -29,7 +29,6 @@
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -112,20 +111,12 @@ queue_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nu
 void
 rs_warm_queue_forget(Oid relid)
 {
-	List	   *rels;
-	Datum	   *oids;
-	int			n = 0;
-	ListCell   *lc;
 	Oid			types[1] = {OIDARRAYOID};
 	Datum		values[1];
 
 	if (!queue_exists())
 		return;
-	rels = find_all_inheritors(relid, NoLock, NULL);
-	oids = palloc(sizeof(Datum) * list_length(rels));
-	foreach(lc, rels)
-		oids[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[0] = PointerGetDatum(rs_oid_array(find_all_inheritors(relid, NoLock, NULL)));
 	queue_exec("DELETE FROM redis_sync._warm_queue q "
 			   " WHERE q.finished_at IS NOT NULL "
 			   "   AND q.relid::pg_catalog.oid = ANY ($1)",
