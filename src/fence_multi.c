@@ -187,8 +187,13 @@ multi_merge(RedisValue *parts, int nparts, void *arg, RedisValue *out)
 		out->len = strlen(out->str);
 		return;
 	}
+	/* sized by the refusals (usually none): not 2 + 2 * nops zeroed values */
+	for (int c = 0; c < m->ncmds; c++)
+		if (exec->elems[c].type == RV_ERROR)
+			nerr++;
 	out->type = RV_ARRAY;
-	out->elems = palloc0(sizeof(RedisValue) * (2 + 2 * m->nops));
+	out->elems = palloc0(sizeof(RedisValue) * (2 + 2 * Min(nerr, m->nops)));
+	nerr = 0;
 	for (int c = 0; c < m->ncmds; c++)
 	{
 		RedisValue *r = &exec->elems[c];
@@ -228,9 +233,10 @@ rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
 	int			nclear = list_length(clears);
 
 	b.p = p;
-	b.map = palloc0(sizeof(MultiMap));
+	/* read by multi_merge() after the exec: in the pipeline's memory */
+	b.map = MemoryContextAllocZero(redis_pipeline_memory(p), sizeof(MultiMap));
 	b.maxcmds = 16 + 2 * nops;
-	b.map->op = palloc(sizeof(int) * b.maxcmds);
+	b.map->op = MemoryContextAlloc(redis_pipeline_memory(p), sizeof(int) * b.maxcmds);
 	b.map->nops = nops;
 	scratch(&b, 4);
 

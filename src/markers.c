@@ -38,6 +38,7 @@ rs_marker_new_field(int chunk)
 	char	   *field;
 	char	   *p;
 	int64		inc = rs_incarnation();
+	MemoryContext oldcxt;
 
 	/*
 	 * xid:pid:chunk:incarnation.  The incarnation of shared memory tells the
@@ -54,7 +55,9 @@ rs_marker_new_field(int chunk)
 	*p++ = ':';
 	p += pg_lltoa(inc, p);
 	*p = '\0';
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 	txn_markers = lappend(txn_markers, field);
+	MemoryContextSwitchTo(oldcxt);
 	return field;
 }
 

@@ -19,7 +19,9 @@
  *   one chunk is applied chunk by chunk (readers may see some chunks before
  *   others), still in one round trip.  Each chunk goes out as soon as it
  *   is encoded (redis_pipeline_stream), so Redis applies one chunk while
- *   the next is encoded; every reply is read at the end, as before.
+ *   the next is encoded; every reply is read at the end, as before.  Ahead
+ *   of Redis by more than a megabyte, the stream waits for the socket: a
+ *   push holds a few chunks in memory, not all of them (redis_stream.c).
  *   TRUNCATE and unsync(purge) send their deletes first, a SCAN page per
  *   round trip (rs_purge_send).
  *
@@ -349,36 +351,55 @@ static bool
 send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char *version,
 		  bool multi, RedisFailure *failure)
 {
-	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nkeys, 1));
-	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nkeys, 1));
+	/*
+	 * A MULTI chunk is encoded into the pipeline's buffer and needs nothing
+	 * else after: its images, identities and version key names live in
+	 * chunk_cxt, reset per chunk, so a bulk push encodes every chunk in the
+	 * same few pages instead of touching new memory for each row (issue 18).
+	 * The script path keeps them: on a Redis Cluster its fallback encodes the
+	 * ops again after the exec (fence_cluster.c).
+	 */
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	MemoryContext chunk_cxt = multi ?
+	AllocSetContextCreate(caller_cxt, "redis_sync push chunk", ALLOCSET_DEFAULT_SIZES) :
+	caller_cxt;
+	int			nslots = multi ? Min(rs_chunk_size, nkeys) : nkeys;
+	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nslots, 1));
+	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nslots, 1));
 	int			chunk = 0;
+	bool		ok;
 
 	for (int s = 0; s < nkeys; s += rs_chunk_size)
 	{
 		int			n = Min(rs_chunk_size, nkeys - s);
+		int			o = multi ? 0 : s;	/* this chunk's first slot */
 		StringInfoData ident;
 		char	   *field = rs_marker_new_field(chunk++);
 
+		MemoryContextSwitchTo(chunk_cxt);
 		initStringInfo(&ident);
 		appendStringInfoChar(&ident, '[');
 		for (int i = 0; i < n; i++)
 		{
 			Pending    *pk = keys[s + i];
 
-			ops[s + i].key = pk->last->key;
-			ops[s + i].version = version;
-			ops[s + i].ttl_ms = pk->last->ttl_ms;
-			rs_change_after(pk->last, &imgs[s + i]);
-			ops[s + i].img = &imgs[s + i];
+			ops[o + i].key = pk->last->key;
+			ops[o + i].version = version;
+			ops[o + i].ttl_ms = pk->last->ttl_ms;
+			rs_change_after(pk->last, &imgs[o + i]);
+			ops[o + i].img = &imgs[o + i];
 			if (i > 0)
 				appendStringInfoChar(&ident, ',');
 			rs_change_append_identity(&ident, pk->last);
 		}
 		appendStringInfoChar(&ident, ']');
 		if (multi)
-			rs_fence_append_multi(p, ops + s, n, field, ident.data, clears);
+			rs_fence_append_multi(p, ops, n, field, ident.data, clears);
 		else
 			rs_fence_append(p, ops + s, n, field, ident.data, clears);
+		MemoryContextSwitchTo(caller_cxt);
+		if (multi)
+			MemoryContextReset(chunk_cxt);
 		clears = NIL;
 		rs_stat_chunks++;
 
@@ -387,8 +408,15 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 		 * with the exec).  From the first byte sent, an ERROR before the exec
 		 * leaves a push that may land: the abort repairs it.
 		 */
-		if (s + n < nkeys && redis_pipeline_stream(p))
+		if (s + n < nkeys)
+		{
+			bool		before = push_maybe_landed;
+
+			/* set first: the stream may wait for the socket, and be cancelled */
 			push_maybe_landed = true;
+			if (!redis_pipeline_stream(p))
+				push_maybe_landed = before;
+		}
 	}
 
 	/*
@@ -398,7 +426,12 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 	 * stuck Redis again.
 	 */
 	push_timed_out = push_maybe_landed;
-	return redis_pipeline_try_exec(p, failure);
+	ok = redis_pipeline_try_exec(p, failure);
+	if (multi)
+		MemoryContextDelete(chunk_cxt);
+	pfree(ops);
+	pfree(imgs);
+	return ok;
 }
 
 /*

@@ -296,6 +296,12 @@ redis_pipeline_length(RedisPipeline *p)
 	return p->ncmds - p->merged_away;
 }
 
+MemoryContext
+redis_pipeline_memory(RedisPipeline *p)
+{
+	return p->cxt;
+}
+
 void
 redis_pipeline_only_on(RedisPipeline *p, uint64 generation)
 {
@@ -590,6 +596,7 @@ redis_pipeline_append_script(RedisPipeline *p, RedisScript *script, int nkeys,
 	old = MemoryContextSwitchTo(p->cxt);
 	c = new_cmd(p);
 	c->script = script;
+	p->has_scripts = true;
 	c->nargs = argc + 1;
 	redis_resp_append_header(&p->buf, '*', argc + 3);
 	redis_resp_append_bulk(&p->buf, "EVALSHA", 7);

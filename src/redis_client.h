@@ -35,6 +35,9 @@ extern RedisPipeline *redis_pipeline_create(void);
 extern void redis_pipeline_free(RedisPipeline *p);
 extern int	redis_pipeline_length(RedisPipeline *p);
 
+/* the memory the pipeline and its replies live in (freed with it) */
+extern MemoryContext redis_pipeline_memory(RedisPipeline *p);
+
 /* try Redis even while the circuit breaker is open (probes, admin) */
 extern void redis_pipeline_bypass_circuit(RedisPipeline *p);
 
@@ -62,12 +65,14 @@ extern bool redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *failure);
 extern RedisValue *redis_pipeline_reply(RedisPipeline *p, int i);
 
 /*
- * Start sending what is queued so far, without waiting (a bulk push: Redis
- * applies the first commands while the caller encodes the next), and return
- * whether any of it may have reached Redis.  Only on a single Redis already
- * connected over plain TCP; otherwise nothing is sent before the exec.  The
- * exec that follows sends the rest and reads every reply, with the same
- * failures as without streaming; nothing else may use Redis in between.
+ * Start sending what is queued so far (a bulk push: Redis applies the first
+ * commands while the caller encodes the next), and return whether any of it
+ * may have reached Redis.  Waits only when more than a megabyte is queued
+ * that the socket did not take (a query cancel can then interrupt it).  Only
+ * on a single Redis already connected over plain TCP; otherwise nothing is
+ * sent before the exec.  The exec that follows sends the rest and reads
+ * every reply, with the same failures as without streaming; nothing else
+ * may use Redis in between.
  */
 extern bool redis_pipeline_stream(RedisPipeline *p);
 

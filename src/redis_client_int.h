@@ -59,6 +59,10 @@ struct RedisPipeline
 	size_t		streamed;		/* bytes of buf written by
 								 * redis_pipeline_stream() */
 	uint64		stream_generation;	/* of the connection they went to */
+	bool		has_scripts;	/* an EVALSHA is queued (NOSCRIPT may resend
+								 * it) */
+	bool		buf_trimmed;	/* sent bytes dropped from buf: the commands'
+								 * offsets no longer point into it */
 	bool		stream_off;		/* not streamed: exec sends it all */
 	bool		stream_failed;	/* the connection failed: stream_failure */
 	RedisFailure stream_failure;

@@ -45,6 +45,10 @@ reply_value(const redisReadTask *task)
 	return v;
 }
 
+/* shared texts of the commonest status replies (see reply_string) */
+static char status_queued[] = "QUEUED";
+static char status_ok[] = "OK";
+
 static void *
 reply_string(const redisReadTask *task, char *str, size_t len)
 {
@@ -53,9 +57,22 @@ reply_string(const redisReadTask *task, char *str, size_t len)
 	v->type = task->type == REDIS_REPLY_ERROR ? RV_ERROR :
 		task->type == REDIS_REPLY_STATUS ? RV_STATUS : RV_STRING;
 	v->len = len;
-	v->str = palloc(len + 1);
-	memcpy(v->str, str, len);
-	v->str[len] = '\0';
+
+	/*
+	 * The status of every command queued in a MULTI, and of most writes, is
+	 * shared, not copied (a bulk push gets one per row, issue 18). Replies
+	 * are never written to.
+	 */
+	if (v->type == RV_STATUS && len == 6 && memcmp(str, "QUEUED", 6) == 0)
+		v->str = status_queued;
+	else if (v->type == RV_STATUS && len == 2 && memcmp(str, "OK", 2) == 0)
+		v->str = status_ok;
+	else
+	{
+		v->str = palloc(len + 1);
+		memcpy(v->str, str, len);
+		v->str[len] = '\0';
+	}
 	return v;
 }
 
