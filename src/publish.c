@@ -410,12 +410,20 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 		 */
 		if (s + n < nkeys)
 		{
-			bool		before = push_maybe_landed;
+			bool		landed = push_maybe_landed;
+			bool		timed_out = push_timed_out;
+			bool		streamed;
 
-			/* set first: the stream may wait for the socket, and be cancelled */
+			/*
+			 * Set first: the stream may wait for the socket and be cancelled
+			 * there, which leaves the outcome unknown, as below
+			 */
 			push_maybe_landed = true;
-			if (!redis_pipeline_stream(p))
-				push_maybe_landed = before;
+			push_timed_out = true;
+			streamed = redis_pipeline_stream(p);
+			push_timed_out = timed_out;
+			if (!streamed)
+				push_maybe_landed = landed;
 		}
 	}
 

@@ -474,6 +474,20 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 	return true;
 }
 
+bool
+redis_conn_wait_writable(RedisConn *c, RedisFailure *f)
+{
+	Assert(c->ctx != NULL && c->tls == NULL);
+	if (wait_socket(c, WL_SOCKET_WRITEABLE,
+					redis_conn_deadline_after(rs_command_timeout_ms)) != 0)
+		return true;
+	redis_conn_disconnect(c);
+	return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+							 psprintf("Redis at %s did not answer within %d ms",
+									  c->display, rs_command_timeout_ms),
+							 "The connection was closed; the outcome of the commands sent is unknown.");
+}
+
 /*
  * Send len bytes of buf without reading the replies: the caller reads them
  * later with redis_conn_exchange(c, NULL, 0, n, ...), and meanwhile

@@ -84,6 +84,14 @@ extern bool redis_conn_send_some(RedisConn *c, const char *buf, size_t len,
 								 size_t *written, RedisFailure *f);
 
 /*
+ * Wait until the socket takes more (plain TCP), reading nothing: the replies
+ * stay on the wire for the exchange that reads them.  False when
+ * redis_sync.command_timeout passed first (the connection dropped, *f
+ * filled); interrupts are served while it waits.
+ */
+extern bool redis_conn_wait_writable(RedisConn *c, RedisFailure *f);
+
+/*
  * Several exchanges on different connections at once (Redis Cluster: one
  * sub-pipeline per node), in one round trip of wall time: every buffer is
  * sent and every reply read on one wait over all the sockets.  Each entry

@@ -106,15 +106,17 @@ redis_pipeline_stream(RedisPipeline *p)
 
 	/*
 	 * Encoding is faster than Redis applies: past STREAM_BACKLOG_BYTES the
-	 * socket did not take, wait until it takes them (reading replies
-	 * meanwhile, as any exchange) rather than let the buffer grow to the
-	 * whole push.
+	 * socket did not take, wait until it takes enough, rather than let the
+	 * buffer grow to the whole push.  The replies are not read here: read but
+	 * not parsed, they would pile up in the reply parser, which parses a
+	 * backlog in time quadratic in its size (hiredis moves the rest of its
+	 * buffer down per kilobyte parsed); the exec reads them as it always did,
+	 * and Redis holds them meanwhile.
 	 */
-	if (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
+	while (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
 	{
-		ok = redis_conn_send(conn, p->buf.data + p->streamed, p->buf.len - p->streamed, &f);
-		if (ok)
-			p->streamed = p->buf.len;
+		ok = redis_conn_wait_writable(conn, &f) &&
+			redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
 	}
 	if (!ok)
 	{
