@@ -421,6 +421,14 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 			push_maybe_landed = true;
 			push_timed_out = true;
 			streamed = redis_pipeline_stream(p);
+
+			/*
+			 * The connection failed under the chunks sent (a timeout, say):
+			 * their outcome is unknown, and the rest need not be encoded, the
+			 * exec reports the failure
+			 */
+			if (redis_pipeline_stream_failed(p))
+				break;
 			push_timed_out = timed_out;
 			if (!streamed)
 				push_maybe_landed = landed;

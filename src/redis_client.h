@@ -76,6 +76,9 @@ extern RedisValue *redis_pipeline_reply(RedisPipeline *p, int i);
  */
 extern bool redis_pipeline_stream(RedisPipeline *p);
 
+/* did the stream's connection fail? (the exec then reports that failure) */
+extern bool redis_pipeline_stream_failed(RedisPipeline *p);
+
 /*
  * Send now, read later, so Redis works while the caller does something
  * else: send writes the commands and returns; receive reads the replies

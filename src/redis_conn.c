@@ -475,11 +475,10 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 }
 
 bool
-redis_conn_wait_writable(RedisConn *c, RedisFailure *f)
+redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 {
 	Assert(c->ctx != NULL && c->tls == NULL);
-	if (wait_socket(c, WL_SOCKET_WRITEABLE,
-					redis_conn_deadline_after(rs_command_timeout_ms)) != 0)
+	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) != 0)
 		return true;
 	redis_conn_disconnect(c);
 	return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,

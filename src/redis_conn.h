@@ -20,6 +20,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 
 #include "redis_params.h"
@@ -85,11 +86,11 @@ extern bool redis_conn_send_some(RedisConn *c, const char *buf, size_t len,
 
 /*
  * Wait until the socket takes more (plain TCP), reading nothing: the replies
- * stay on the wire for the exchange that reads them.  False when
- * redis_sync.command_timeout passed first (the connection dropped, *f
- * filled); interrupts are served while it waits.
+ * stay on the wire for the exchange that reads them.  False when deadline
+ * passed first (the connection dropped, *f filled: redis_sync.command_timeout
+ * passed without progress); interrupts are served while it waits.
  */
-extern bool redis_conn_wait_writable(RedisConn *c, RedisFailure *f);
+extern bool redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f);
 
 /*
  * Several exchanges on different connections at once (Redis Cluster: one

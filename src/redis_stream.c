@@ -30,6 +30,7 @@
 #include "redis_client_int.h"
 #include "redis_conn.h"
 #include "redis_conn_int.h"
+#include "redis_sync.h"
 
 /* sent bytes are dropped from a pipeline's buffer past this many */
 #define STREAM_TRIM_BYTES (64 * 1024)
@@ -113,10 +114,20 @@ redis_pipeline_stream(RedisPipeline *p)
 	 * buffer down per kilobyte parsed); the exec reads them as it always did,
 	 * and Redis holds them meanwhile.
 	 */
-	while (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
+	if (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
 	{
-		ok = redis_conn_wait_writable(conn, &f) &&
-			redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
+		/* command_timeout counts from the last progress, as in an exchange */
+		TimestampTz deadline = redis_conn_deadline_after(rs_command_timeout_ms);
+
+		while (ok && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
+		{
+			size_t		before = p->streamed;
+
+			ok = redis_conn_wait_writable(conn, deadline, &f) &&
+				redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
+			if (p->streamed > before)
+				deadline = redis_conn_deadline_after(rs_command_timeout_ms);
+		}
 	}
 	if (!ok)
 	{
@@ -148,6 +159,12 @@ redis_pipeline_stream(RedisPipeline *p)
 		p->buf_trimmed = true;
 	}
 	return p->streamed > 0 || p->stream_failed || p->buf_trimmed;
+}
+
+bool
+redis_pipeline_stream_failed(RedisPipeline *p)
+{
+	return p->stream_failed;
 }
 
 /* the exec of a pipeline streamed: the rest, then every reply */
