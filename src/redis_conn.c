@@ -368,6 +368,17 @@ tls_io(RedisConn *c, const char *buf, size_t len, size_t *written,
 	return true;
 }
 
+/* no progress for timeout_ms: the connection is dropped, its outcome unknown */
+static bool
+timed_out(RedisConn *c, int timeout_ms, RedisFailure *f)
+{
+	redis_conn_disconnect(c);
+	return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+							 psprintf("Redis at %s did not answer within %d ms",
+									  c->display, timeout_ms),
+							 "The connection was closed; the outcome of the commands sent is unknown.");
+}
+
 /*
  * Send len bytes of buf and read n replies; timeout_ms bounds each wait
  * without progress.
@@ -442,13 +453,7 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 		else
 			ready = wait_socket(c, want, deadline);
 		if (ready == 0)
-		{
-			redis_conn_disconnect(c);
-			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-									 psprintf("Redis at %s did not answer within %d ms",
-											  c->display, timeout_ms),
-									 "The connection was closed; the outcome of the commands sent is unknown.");
-		}
+			return timed_out(c, timeout_ms, f);
 		if (!c->tls && (ready & WL_SOCKET_READABLE))
 		{
 			if (redisBufferRead(c->ctx) != REDIS_OK)
@@ -480,11 +485,7 @@ redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 	Assert(c->ctx != NULL && c->tls == NULL);
 	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) != 0)
 		return true;
-	redis_conn_disconnect(c);
-	return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
-							 psprintf("Redis at %s did not answer within %d ms",
-									  c->display, rs_command_timeout_ms),
-							 "The connection was closed; the outcome of the commands sent is unknown.");
+	return timed_out(c, rs_command_timeout_ms, f);
 }
 
 /*
