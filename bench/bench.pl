@@ -175,6 +175,21 @@ sub redis
 	return $R->cmd(@_);
 }
 
+# remove the keys of key prefix P and their companions ({P...}:rs_version),
+# one script call (run between measurements only: it blocks Redis while it
+# scans).  Sections call it for the tables they leave behind, so that no
+# section's keyspace (the SCAN of a purge, the refresh after a Redis
+# restart) holds the keys of the sections before it
+sub forget_prefix
+{
+	my ($prefix) = @_;
+	for my $pat ("$prefix*", "{$prefix*")
+	{
+		redis('EVAL', "local c = '0' repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000); "
+			  . "c = r[1]; for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end until c == '0' return 0", '0', $pat);
+	}
+}
+
 sub redis_info
 {
 	my $txt = redis('INFO', @_);
@@ -236,6 +251,10 @@ sub section
 	my $t = time;
 	# each section starts with a vacuumed queue (autovacuum also runs)
 	eval { psql('VACUUM redis_sync.outbox'); 1 } or say_("VACUUM redis_sync.outbox failed: $@");
+	# and with Redis done freeing what the section before unlinked (its lazy
+	# free thread's CPU counts in used_cpu, which sections measure)
+	my $deadline = time + 60;
+	while ((redis_info('memory')->{lazyfree_pending_objects} // 0) > 0 && time < $deadline) { sleep 0.05 }
 	eval { $code->(); 1 } or problem($title, $@ || 'unknown error');
 	$DETAIL{section_seconds}{$key} = sprintf('%.1f', time - $t) + 0;
 }
@@ -443,6 +462,7 @@ SQL
 		}
 	}
 	psql('DROP SCHEMA tpcb_base CASCADE; DROP SCHEMA tpcb_sync CASCADE; DROP SCHEMA tpcb_rtt CASCADE');
+	forget_prefix($_) for qw(acc: tel: br:);    # the drop's tombstones
 });
 
 # ================================================================= 2. bulk
@@ -625,6 +645,10 @@ SQL
 			target => '<= 50 ms', met => $mx <= 50 ? 1 : 0,
 			note => "max over runs, LATENCY LATEST (threshold 1 ms); chunk_size $chunk");
 	}
+	# the synced tables go, and their keys: a Redis restart (section 4b) would
+	# warm them again, and a purge's SCAN (2c) would walk their keys
+	psql("SELECT redis_sync.unsync('b_wt'); SELECT redis_sync.unsync('i_wt'); DROP TABLE b_base, b_wt, i_base, i_wt");
+	forget_prefix($_) for qw(b: i:);
 	%BULK = (upd_wt_ms => $m{upd_wt}, upd_base_ms => $m{upd_base});
 	$DETAIL{bulk} = { rows => $n, chunk_size => $chunk, elapsed_ms => \%el, round_trips => \%rt, chunks => \%chunks,
 		redis_cpu_us_per_row => \%rcpu, evalsha_us_per_row => \%evalus, longest_command_ms => \%maxcmd,
@@ -762,6 +786,7 @@ section('memory', '2b. memory of a big (1,000,000-row) UPDATE', sub {
 		target => 'context', note => sprintf('%.0f entries/s', $n / $d));
 	$DETAIL{memory} = { rows => $n, max_buffer_bytes => $buf, runs => \%r, outbox_delivery_s => \@deliver };
 	psql('DROP TABLE m_base; SELECT redis_sync.unsync(\'m_wt\'); DROP TABLE m_wt');
+	forget_prefix('m:');
 });
 
 # ================================================================= 2c. TRUNCATE of a big cached table
