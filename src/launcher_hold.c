@@ -284,11 +284,14 @@ rs_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	 * COMMIT PREPARED commits what another session queued: that session's
 	 * commit callback, which wakes the worker for outbox entries, ran at
 	 * PREPARE.  The entries are visible now (the commit is done); wake the
-	 * worker here, or they wait for its naptime.
+	 * worker here, or they wait for its naptime.  As a commit does: no signal
+	 * while one is already due (worker_signal.c), so a transaction manager
+	 * committing prepared transactions in a stream signals the worker once
+	 * per delivery, not once per COMMIT PREPARED.
 	 */
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		rs_worker_wake();
+		rs_worker_wake_outbox();
 }
 
 /* install the hook (from rs_launcher_init, when preloaded) */

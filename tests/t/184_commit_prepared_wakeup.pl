@@ -36,6 +36,26 @@ for my $i (1 .. 3)
 		"committed $i: delivered within 10 s (naptime 1 h)");
 }
 
+# COMMIT PREPARED signals as a commit does, at most once per delivery: while
+# the worker is paused the signal stays due, and the resume delivers every
+# entry committed meanwhile; a COMMIT PREPARED after that signals again
+is(sq('SELECT redis_sync.worker_pause()'), 't', 'worker paused');
+for my $i (4 .. 6)
+{
+	sq(qq{BEGIN; INSERT INTO a VALUES ($i, 'prepared $i'); PREPARE TRANSACTION 'p$i';});
+	sq(qq{COMMIT PREPARED 'p$i'});
+}
+is(RedisSync::Compare::outbox_depth($node), '3', 'paused: the three committed entries wait');
+sq('SELECT redis_sync.worker_resume()');
+ok(defined RedisSync::Compare::wait_outbox_empty($node, 10),
+	'resumed: delivered within 10 s (naptime 1 h)');
+is($redis->cli('HGET', 'a:6', 'v'), 'prepared 6', 'the last of them is in Redis');
+sq(q{BEGIN; INSERT INTO a VALUES (7, 'prepared 7'); PREPARE TRANSACTION 'p7';});
+sq(q{COMMIT PREPARED 'p7'});
+ok(defined RedisSync::Compare::wait_for(
+		sub { $redis->cli('HGET', 'a:7', 'v') eq 'prepared 7' }, 10),
+	'a COMMIT PREPARED after the resume is delivered within 10 s');
+
 # ROLLBACK PREPARED queues nothing
 sq(q{BEGIN; INSERT INTO a VALUES (9, 'never'); PREPARE TRANSACTION 'p9';});
 sq(q{ROLLBACK PREPARED 'p9'});
