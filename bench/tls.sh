@@ -163,8 +163,9 @@ $TABLE
 
 Per run (plain / TLS): single-row $(printf '%.0f ' "${SP[@]}")/ $(printf '%.0f ' "${ST[@]}")tps;
 bulk $(printf '%.0f ' "${BP[@]}")/ $(printf '%.0f ' "${BT[@]}")ms; PING ${PP[*]} / ${PT[*]} us. The machine is
-shared (2 cores, other work running), so the runs vary by more than TLS costs; read the ratios as "about
-the same order", not as a precise overhead.
+shared by PostgreSQL, Redis and the client (2 cores), so single runs vary by 20% or more: compare each
+run's plain and TLS figures with each other rather than
+read the medians' ratios as a precise overhead.
 EOF
 )
     bench_write_section TLS "$SECTION"
