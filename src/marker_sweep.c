@@ -461,6 +461,33 @@ remove_markers(const char *mkey, List *done)
 	return true;
 }
 
+/*
+ * How many fields the sweep asks HSCAN for per page.  A marker's value names
+ * the keys of one pushed chunk (about 20 kB for 1,000 keys of 20 bytes), so
+ * a fixed COUNT of 1,000 made replies of up to 20 MB: more than a Redis that
+ * limits a client's memory (client-output-buffer-limit normal,
+ * maxmemory-clients) lets one client have.  Redis then dropped the worker's
+ * connection at every sweep, the sweep never got through the hash, and the
+ * keys an aborted strict transaction had pushed stayed in Redis unrepaired
+ * for as long as the limit held, write-behind drains and warms of the
+ * database waiting with them (review helper-101).  So the first page asks
+ * for one field, and each next one for as many as SWEEP_PAGE_BYTES holds at
+ * the size of the largest field seen so far: 1,000 for the markers of
+ * single-row pushes, about a dozen for chunks of 1,000 keys.  COUNT is a
+ * hint (HSCAN returns whole buckets, and a small hash in one reply: at most
+ * 128 fields of 64 bytes), so a page may be somewhat larger.
+ */
+#define SWEEP_PAGE_BYTES (256 * 1024)
+#define SWEEP_PAGE_FIELDS 1000
+
+static int
+sweep_page_fields(size_t largest)
+{
+	if (largest == 0)
+		return 1;
+	return (int) Max(1, Min(SWEEP_PAGE_FIELDS, SWEEP_PAGE_BYTES / largest));
+}
+
 /* remove markers of committed transactions; repair those that did not commit */
 static bool
 sweep_marker_key(const char *mkey)
@@ -468,14 +495,17 @@ sweep_marker_key(const char *mkey)
 	char	   *cursor = "0";
 	List	   *done = NIL;
 	List	   *set_aside = NIL;	/* (field, value) of markers that failed */
+	size_t		largest = 0;	/* the largest field and value seen */
 
 	do
 	{
 		RedisPipeline *p = redis_pipeline_create();
-		const char *argv[6] = {"HSCAN", mkey, cursor, "COUNT", "1000", NULL};
+		char		count[16];
+		const char *argv[6] = {"HSCAN", mkey, cursor, "COUNT", count, NULL};
 		RedisValue *v;
 		RedisFailure f;
 
+		snprintf(count, sizeof(count), "%d", sweep_page_fields(largest));
 		redis_pipeline_append(p, 5, argv, NULL);
 		if (!redis_pipeline_try_exec(p, &f))
 			return false;
@@ -488,6 +518,8 @@ sweep_marker_key(const char *mkey)
 			char	   *field = v->elems[1].elems[i].str;
 			char	   *value = v->elems[1].elems[i + 1].str;
 			TransactionId xid = (TransactionId) (strtoull(field, NULL, 10) & 0xFFFFFFFF);
+
+			largest = Max(largest, v->elems[1].elems[i].len + v->elems[1].elems[i + 1].len);
 
 			if (TransactionIdIsNormal(xid))
 			{
