@@ -1351,8 +1351,6 @@ SELECT redis_sync.write_through('$_', key_prefix => '$_:', warm => false);
 		$wait_rewarmed->($offset, $what);
 		return time - $t0;
 	};
-	my $unlink_keys = "local c = '0' repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000); "
-	  . "c = r[1]; for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end until c == '0' return 0";
 	my (@empty, @rdb, @scans, @pass, @warm);
 	for my $round (1 .. $RUNS)
 	{
@@ -1363,8 +1361,7 @@ SELECT redis_sync.write_through('$_', key_prefix => '$_:', warm => false);
 		# a restarted Redis counts from zero: these are the worker's
 		push @scans, redis_cmdstat('scan')->{calls} // 0;
 		push @pass, redis('EVAL', "local n, c = 0, '0' repeat c = redis.call('SCAN', c, 'COUNT', 1000)[1]; n = n + 1 until c == '0' return n", '0');
-		redis('EVAL', $unlink_keys, '0', 'rst_t*');
-		redis('EVAL', $unlink_keys, '0', '{rst_t*');
+		forget_prefix('rst_t');
 		my $t0 = time;
 		psql(join '', map { "SELECT redis_sync.warm('$_');" } @t);
 		push @warm, time - $t0;
@@ -1390,8 +1387,7 @@ SELECT redis_sync.write_through('$_', key_prefix => '$_:', warm => false);
 	$DETAIL{"restart_$nt"} = { tables => $nt, rows => $nr, empty_s => \@empty, rdb_s => \@rdb, scan_calls => \@scans,
 		one_pass => \@pass, warm_s => \@warm };
 	psql(join '', map { "SELECT redis_sync.unsync('$_'); DROP TABLE $_;" } @t);
-	redis('EVAL', $unlink_keys, '0', 'rst_t*');
-	redis('EVAL', $unlink_keys, '0', '{rst_t*');
+	forget_prefix('rst_t');
 }
 
 # ================================================================= 4c. idle worker CPU
