@@ -14,8 +14,9 @@
  * Each batch of a table, in its own transaction:
  *
  *	1. claim: one Lua script moves up to batch_size members from the dirty set
- *	   to the table's processing set and returns them; one pipeline then
- *	   reads each member's value and whether the extension seeded it.
+ *	   to the table's processing set and returns them; pipelines then
+ *	   read each member's value and whether the extension seeded it, in
+ *	   pages Redis may hold unread (see "Reading the claimed values").
  *	   Members left in the processing set by a crash are claimed first
  *	   (recovery, one batch at a time), so a crash between claim and
  *	   acknowledgement loses nothing.  Otherwise these Redis steps of the
@@ -66,6 +67,7 @@
 
 #include "capture.h"
 #include "drain.h"
+#include "redis_client.h"
 #include "rowsec.h"
 #include "subxact.h"
 #include "wb_internal.h"
@@ -77,7 +79,7 @@
  * members (a few more when a hash bucket holds more) from the dirty set to
  * the processing set and returns {members, cursor} (recover: up to n
  * members already in the processing set, left by a crash, and cursor 0).
- * Their values are read by the caller in one pipeline (append_reads).
+ * Their values are read by the caller, page by page (wb_reads_queue).
  *
  * The members are taken with SSCAN from the cursor the previous claim
  * returned (kept in WbTable.scan_cursor; SCAN's guarantee holds across the
@@ -134,83 +136,228 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 	return &r->elems[0];
 }
 
+/* ----------------------------------------------------------------
+ * Reading the claimed values, page by page
+ *
+ * Redis closes a client whose replies wait unread beyond its
+ * client-output-buffer-limit (or evicts it under maxmemory-clients).  A
+ * batch's values read in one pipeline were 5 MB for 5,000 hashes of 1 kB
+ * (a batch of the default size), and the overlapped drain leaves the next
+ * batch's replies unread while it applies a batch: under a 1 MB limit every
+ * attempt was dropped and no row was ever drained (the members went back to
+ * the processing set, and the next attempt was the same;
+ * tests/t/374_wb_drain_client_limit).  So a batch's values are read in
+ * pages of at most WB_READ_PAGE_BYTES of replies, by the largest reply of
+ * the table's previous batch or of this batch so far: the first page of a
+ * table whose values were never read is one member.  The overlapped drain
+ * sends the first page of the next batch with the apply of a batch (none
+ * when one value alone exceeds the page) and reads the rest after the
+ * commit, a page per round trip.  Values of up to about 100 bytes (the
+ * usual ones) fit a whole batch of the default size in one page.  A page
+ * that fails anyway (a few values much larger than the batch before) caps
+ * the table's pages (wb_reads_failed), so the retries get through.
+ * ---------------------------------------------------------------- */
+
+#define WB_READ_PAGE_BYTES (512 * 1024)
+
 /*
- * Queue the reads of the claimed members' values (and, for tables with
- * counters, whether the extension seeded each key) on p -- on a cluster
- * over every node, the members' keys being in other slots than the sets.
- * Returns the index of the first read.  A member changed again between the
+ * A page of r failed (Redis dropped the connection, or any failure with the
+ * page's replies pending): t's pages read a quarter of its members at most
+ * from now on (until the worker loads its tables again).  The page size
+ * comes from the largest value of the previous batch: a few values much
+ * larger than those before them (600 kB among values of 1 kB) could pass
+ * the limit in one page, and fail the same way on every retry.
+ */
+void
+wb_reads_failed(WbTable *t, WbReads *r)
+{
+	int			n = r->queued - r->done;
+
+	if (n > 0)
+		t->read_cap = Max(1, n / 4);
+}
+
+/* run page p of r (queued by wb_reads_queue), then collect it */
+static void
+reads_exec(WbTable *t, WbReads *r, RedisPipeline *p)
+{
+	RedisFailure f;
+
+	if (!redis_pipeline_try_exec(p, &f))
+	{
+		wb_reads_failed(t, r);
+		redis_client_report(ERROR, &f);
+	}
+}
+
+/* about the bytes of v on the wire: what Redis buffers until it is read */
+static size_t
+reply_bytes(const RedisValue *v)
+{
+	size_t		n = 16;
+
+	if (v->type == RV_ARRAY)
+		for (int i = 0; i < v->nelem; i++)
+			n += reply_bytes(&v->elems[i]);
+	else if (v->type != RV_INTEGER && v->type != RV_NIL)
+		n += v->len;
+	return n;
+}
+
+/* the reads of members (a claim's reply), none queued yet */
+WbReads *
+wb_reads_begin(WbTable *t, RedisValue *members)
+{
+	WbReads    *r = palloc0(sizeof(WbReads));
+
+	r->members = members;
+	r->nm = members->type == RV_ARRAY ? members->nelem : 0;
+	r->vals = palloc0(sizeof(RedisValue *) * Max(r->nm, 1));
+	if (t->ncounters > 0)
+		r->seeds = palloc0(sizeof(RedisValue *) * Max(r->nm, 1));
+	return r;
+}
+
+/*
+ * How many of r's members the next page reads: as many as
+ * WB_READ_PAGE_BYTES holds at the largest reply known, one at least
+ * (overlapped: none; the page's replies then wait unread through an apply)
+ */
+static int
+read_page_members(WbTable *t, WbReads *r, bool overlapped)
+{
+	size_t		largest = Max(t->read_largest, r->largest);
+	int			left = r->nm - r->queued;
+	size_t		n;
+
+	if (largest == 0)
+		n = overlapped ? 0 : 1;
+	else
+	{
+		n = WB_READ_PAGE_BYTES / largest;
+		if (!overlapped)
+			n = Max(n, 1);
+	}
+	if (t->read_cap > 0)
+		n = Min(n, (size_t) t->read_cap);
+	return (int) Min((size_t) left, n);
+}
+
+/*
+ * Queue the reads of r's next page on p (overlapped: a page that waits
+ * unread through an apply, possibly empty) -- on a cluster over every node,
+ * the members' keys being in other slots than the sets -- with, for tables
+ * with counters, whether the extension seeded each key.  Collected by
+ * wb_reads_collect once p has run.  A member changed again between the
  * claim and the read is also back in the dirty set: the newer value is
  * applied now and again next round (values are absolute state; counters
  * are corrected from the value read).
  */
-int
-wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members)
+void
+wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped)
 {
-	int			first = redis_pipeline_length(p);
-	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
-	bool		seeds = t->ncounters > 0;
-
+	int			from = r->queued;
+	int			n = read_page_members(t, r, overlapped);
+	const char *cmd = t->format == WB_FORMAT_HASH ? "HGETALL" : "GET";
 	StringInfoData key;
 	size_t		plen = strlen(t->prefix);
 
-	if (!seeds)
+	r->page = p;
+	r->first = redis_pipeline_length(p);
+	r->queued += n;
+	if (n == 0)
+		return;
+	if (t->ncounters == 0)
 	{
 		/* the usual table: its values only, in one loop */
-		redis_pipeline_append_prefixed(p, t->format == WB_FORMAT_HASH ? "HGETALL" : "GET",
-									   t->prefix, members->elems, nm);
-		return first;
+		redis_pipeline_append_prefixed(p, cmd, t->prefix, r->members->elems + from, n);
+		return;
 	}
 	initStringInfo(&key);
 	appendBinaryStringInfo(&key, t->prefix, plen);
-	for (int i = 0; i < nm; i++)
+	for (int i = from; i < from + n; i++)
 	{
-		const char *argv[2] = {t->format == WB_FORMAT_HASH ? "HGETALL" : "GET", NULL};
+		const char *argv[2] = {cmd, NULL};
 		size_t		argvlen[2];
 
 		/* the key: the prefix, then the member (one buffer for them all) */
 		key.len = plen;
-		appendBinaryStringInfo(&key, members->elems[i].str, members->elems[i].len);
+		appendBinaryStringInfo(&key, r->members->elems[i].str, r->members->elems[i].len);
 		argv[1] = key.data;
-		argvlen[0] = strlen(argv[0]);
+		argvlen[0] = strlen(cmd);
 		argvlen[1] = key.len;
 		redis_pipeline_append(p, 2, argv, argvlen);
-		if (seeds)
-		{
-			argv[0] = "EXISTS";
-			argv[1] = rs_companion_key(key.data, key.len, SEED_SUFFIX);
-			redis_pipeline_append(p, 2, argv, NULL);
-		}
+		argv[0] = "EXISTS";
+		argv[1] = rs_companion_key(key.data, key.len, SEED_SUFFIX);
+		redis_pipeline_append(p, 2, argv, NULL);
 	}
 	pfree(key.data);
-	return first;
+}
+
+/* note the replies of the page queued last (its pipeline has run) */
+void
+wb_reads_collect(WbTable *t, WbReads *r)
+{
+	bool		seeds = t->ncounters > 0;
+
+	for (int i = r->done; i < r->queued; i++)
+	{
+		int			k = r->first + (seeds ? 2 : 1) * (i - r->done);
+
+		r->vals[i] = redis_pipeline_reply(r->page, k);
+		if (seeds)
+			r->seeds[i] = redis_pipeline_reply(r->page, k + 1);
+		r->largest = Max(r->largest, reply_bytes(r->vals[i]));
+	}
+	r->done = r->queued;
+	r->page = NULL;
 }
 
 /*
- * The reads queued by append_reads (from reply first of p), in the claim's
- * reply shape: member, state, seeded, value.  The values stay in p's
- * memory.
+ * Read the pages not read yet, one round trip each; their pipelines (the
+ * values live in their memory) are made in the current memory context.
+ * Then the table's next batch pages by this one's largest reply.
+ */
+void
+wb_reads_finish(WbTable *t, WbReads *r)
+{
+	while (r->done < r->nm)
+	{
+		RedisPipeline *p = redis_pipeline_create();
+
+		wb_reads_queue(p, t, r, false);
+		reads_exec(t, r, p);
+		wb_reads_collect(t, r);
+	}
+	if (r->nm > 0)
+		t->read_largest = r->largest;
+}
+
+/*
+ * The values read (wb_reads_finish), in the claim's reply shape: member,
+ * state, seeded, value.  The values stay in the pages' memory.
  */
 RedisValue *
-wb_reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first)
+wb_reads_result(WbTable *t, WbReads *r)
 {
 	RedisValue *out = palloc0(sizeof(RedisValue));
-	int			nm = members->type == RV_ARRAY ? members->nelem : 0;
-	bool		seeds = t->ncounters > 0;
+	int			nm = r->nm;
 
+	Assert(r->done == nm);
 	out->type = RV_ARRAY;
 	out->nelem = 4 * nm;
 	out->elems = palloc0(sizeof(RedisValue) * Max(out->nelem, 1));
 	for (int i = 0; i < nm; i++)
 	{
-		RedisValue *v = redis_pipeline_reply(p, first + (seeds ? 2 * i : i));
+		RedisValue *v = r->vals[i];
 		RedisValue *o = &out->elems[4 * i];
 
-		o[0] = members->elems[i];
+		o[0] = r->members->elems[i];
 		o[1].type = RV_INTEGER;
 		o[2].type = RV_INTEGER;
-		if (seeds)
+		if (r->seeds)
 		{
-			RedisValue *e = redis_pipeline_reply(p, first + 2 * i + 1);
+			RedisValue *e = r->seeds[i];
 
 			o[2].integer = e->type == RV_INTEGER && e->integer == 1 ? 1 : 0;
 		}
@@ -234,7 +381,6 @@ wb_reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first)
 	}
 	return out;
 }
-
 
 /* queue the claim of up to batch_size members (recover: of crash leftovers) */
 void
@@ -261,18 +407,31 @@ static RedisValue *
 claim(Batch *b, bool recover)
 {
 	RedisValue *members;
-	int			first;
+	WbReads    *r;
+	MemoryContext old;
 
 	b->claim = redis_pipeline_create();
 	wb_append_claim(b->claim, b->t, recover);
 	redis_pipeline_exec(b->claim);
 	members = wb_claim_reply_members(b->t, b->claim, 0, recover);
-	b->reads = redis_pipeline_create();
-	first = wb_append_reads(b->reads, b->t, members);
-	if (redis_pipeline_length(b->reads) > 0)
-		redis_pipeline_exec(b->reads);
-	wb_batch_read_on(b);
-	return wb_reads_result(b->t, members, b->reads, first);
+	/* the values' pages, in a context of their own (freed by the caller) */
+	b->reads = AllocSetContextCreate(CurrentMemoryContext, "redis_sync write-behind reads",
+									 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(b->reads);
+	r = wb_reads_begin(b->t, members);
+	if (r->nm > 0)
+	{
+		/* the first page: the connection the batch's values are read on */
+		wb_reads_queue(redis_pipeline_create(), b->t, r, false);
+		reads_exec(b->t, r, r->page);
+		wb_batch_read_on(b);
+		wb_reads_collect(b->t, r);
+	}
+	else
+		wb_batch_read_on(b);
+	wb_reads_finish(b->t, r);
+	MemoryContextSwitchTo(old);
+	return wb_reads_result(b->t, r);
 }
 
 /*
@@ -711,7 +870,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	b.nm = r->nelem / 4;
 	if (b.nm == 0)
 	{
-		redis_pipeline_free(b.reads);
+		MemoryContextDelete(b.reads);
 		redis_pipeline_free(b.claim);
 		return 0;
 	}
@@ -744,7 +903,7 @@ wb_drain_batch(WbTable *t, bool recover, int64 *applied)
 	for (int i = 0; i < b.nm; i++)
 		wb_unacked_set(t, &r->elems[4 * i], false);
 	if (b.reads)
-		redis_pipeline_free(b.reads);
+		MemoryContextDelete(b.reads);
 	redis_pipeline_free(b.claim);
 	return b.nm;
 }

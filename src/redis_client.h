@@ -106,6 +106,8 @@ extern bool redis_pipeline_try_receive(RedisPipeline *p, RedisFailure *failure);
 extern void redis_check_reply(RedisPipeline *p, int i, const char *what);
 
 /* raise a failure filled by try_exec as an ERROR (or at elevel) */
+extern void redis_client_report(int elevel, RedisFailure *f);
+
 /* PING, bypassing the circuit breaker; a success closes it */
 extern bool redis_probe(void);
 

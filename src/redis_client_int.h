@@ -70,7 +70,6 @@ struct RedisPipeline
 };
 
 /* redis_client.c */
-extern void redis_client_report(int elevel, RedisFailure *f);
 extern bool redis_client_settings_changed(void);
 extern bool redis_client_ensure_connection(RedisFailure *f);
 extern RedisConn *redis_client_seed_conn(void);

@@ -74,6 +74,10 @@ typedef struct WbTable
 	Oid		   *colbin;			/* ncols: the same for the columns (hash and
 								 * string formats) */
 	char		scan_cursor[24];	/* the dirty set's SSCAN cursor (drain.c) */
+	size_t		read_largest;	/* the largest value reply of its last batch
+								 * (drain.c's read pages; 0: none yet) */
+	int			read_cap;		/* the most members a read page holds after
+								 * one failed (0: no cap) */
 	uint64		checked_gen;	/* wb_config_check_current: the invalidation
 								 * count it was last known current at */
 } WbTable;
@@ -131,12 +135,27 @@ extern int	wb_execute_by_index(const char *sql, int nargs, Oid *types, Datum *ar
 extern void wb_apply_group(WbTable *t, Member *ms, int *idx, int n, bool increment);
 extern void wb_record_dead_letters(WbTable *t, Member *ms, int nm);
 
+/* the reads of a batch's values, page by page (drain.c) */
+typedef struct WbReads
+{
+	RedisValue *members;		/* the claim's reply */
+	int			nm;
+	int			queued;			/* members whose reads are queued */
+	int			done;			/* ... and read */
+	RedisPipeline *page;		/* the page queued last, until collected */
+	int			first;			/* its first read */
+	RedisValue **vals;			/* nm: each member's value */
+	RedisValue **seeds;			/* nm, tables with counters: EXISTS of its
+								 * seed key */
+	size_t		largest;		/* the largest value reply so far */
+} WbReads;
+
 /* one batch: the claimed members, sorted by what the apply step does with them */
 typedef struct Batch
 {
 	WbTable    *t;
 	RedisPipeline *claim;		/* the claimed members live in its memory */
-	RedisPipeline *reads;		/* their values live in its memory */
+	MemoryContext reads;		/* their values live in it */
 	int			nm;
 	Member	   *ms;
 	int		   *abs_idx;		/* absolute values */
@@ -157,6 +176,7 @@ typedef struct Batch
 	/* the overlapped drain (wb_drain_overlapped) */
 	MemoryContext cxt;			/* everything of the batch */
 	RedisValue *members;		/* the claim's reply, copied */
+	WbReads    *rd;				/* the reads of their values */
 	TimestampTz started;		/* claimed at */
 } Batch;
 
@@ -167,8 +187,13 @@ extern void wb_correct_counters(Batch *b);
 /* drain.c: one batch's steps, and the sequential drain of one batch */
 extern void wb_append_claim(RedisPipeline *p, WbTable *t, bool recover);
 extern RedisValue *wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover);
-extern int	wb_append_reads(RedisPipeline *p, WbTable *t, RedisValue *members);
-extern RedisValue *wb_reads_result(WbTable *t, RedisValue *members, RedisPipeline *p, int first);
+
+extern WbReads *wb_reads_begin(WbTable *t, RedisValue *members);
+extern void wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped);
+extern void wb_reads_collect(WbTable *t, WbReads *r);
+extern void wb_reads_finish(WbTable *t, WbReads *r);
+extern void wb_reads_failed(WbTable *t, WbReads *r);
+extern RedisValue *wb_reads_result(WbTable *t, WbReads *r);
 extern void wb_sort_member(Batch *b, RedisValue *r, int i);
 extern const char *wb_member_key(WbTable *t, Member *m);
 extern void wb_apply_batch(Batch *b, TimestampTz started);

@@ -24,7 +24,9 @@
  * and committed, Redis already acknowledges the batch before it (X),
  * reads the values of the next one (B) and claims the one after (C), all
  * in one pipeline sent before A's transaction begins and read after it
- * commits (redis_pipeline_send/receive).  A member can be in several
+ * commits (redis_pipeline_send/receive).  Of B's values, that pipeline
+ * reads as many as wait unread safely (drain.c's read pages); the rest are
+ * read after A's commit.  A member can be in several
  * batches at once (made dirty again and claimed again before the first
  * batch was acknowledged); the processing set holds it once, so X's
  * acknowledgement leaves out every member that A or B (the batches
@@ -75,21 +77,28 @@ batch_set_members(Batch *b, RedisPipeline *p, int i)
 		m->str[m->len] = '\0';
 	}
 	b->nm = n;
+	b->rd = wb_reads_begin(b->t, b->members);
 	MemoryContextSwitchTo(old);
 	/* claimed afresh: a new drain of each member, counted */
 	for (int k = 0; k < n; k++)
 		wb_unacked_set(b->t, &b->members->elems[k], false);
 }
 
-/* decode b from its values (the reads from reply first of p, which lives in b's memory) */
+/*
+ * decode b from its values: the first page of its reads has just run (in a
+ * pipeline in b's memory), the others are read now
+ */
 static void
-batch_decode(Batch *b, RedisPipeline *p, int first)
+batch_decode(Batch *b)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
-	RedisValue *r = wb_reads_result(b->t, b->members, p, first);
+	RedisValue *r;
 
-	/* p has just been read: on the current connection */
+	/* the first page has just been read: on the current connection */
 	wb_batch_read_on(b);
+	wb_reads_collect(b->t, b->rd);
+	wb_reads_finish(b->t, b->rd);
+	r = wb_reads_result(b->t, b->rd);
 
 	b->ms = palloc0(sizeof(Member) * Max(b->nm, 1));
 	b->abs_idx = palloc(sizeof(int) * Max(b->nm, 1));
@@ -231,8 +240,8 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 	Batch	   *a,
 			   *b = NULL;
 	RedisPipeline *p;
-	int			first,
-				claim_at = 0;
+	RedisFailure f;
+	int			claim_at = 0;
 
 	/* the first batch: its claim, then its reads with the next claim */
 	a = batch_new(t, outer);
@@ -250,16 +259,20 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 	}
 	*claiming = a->nm >= t->batch && rs_drain_go_on(deadline);
 	p = redis_pipeline_create();
-	first = wb_append_reads(p, t, a->members);
+	wb_reads_queue(p, t, a->rd, false);
 	if (*claiming)
 	{
 		b = batch_new(t, outer);
 		claim_at = redis_pipeline_length(p);
 		wb_append_claim(p, t, false);
 	}
-	redis_pipeline_exec(p);
+	if (!redis_pipeline_try_exec(p, &f))
+	{
+		wb_reads_failed(t, a->rd);
+		redis_client_report(ERROR, &f);
+	}
 	MemoryContextSwitchTo(outer);
-	batch_decode(a, p, first);
+	batch_decode(a);
 	if (b)
 	{
 		batch_set_members(b, p, claim_at);
@@ -283,9 +296,9 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 			   *a,
 			   *b = NULL;
 	RedisPipeline *p;
+	RedisFailure f;
 	bool		claiming;
-	int			first = 0,
-				claim_at = 0;
+	int			claim_at = 0;
 
 	a = overlap_first(t, deadline, outer, &b, &claiming);
 	if (a == NULL)
@@ -311,7 +324,7 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 		if (x)
 			append_ack(p, x, a, b);
 		if (b)
-			first = wb_append_reads(p, t, b->members);
+			wb_reads_queue(p, t, b->rd, true);
 		if (b && claiming && rs_drain_go_on(deadline))
 		{
 			c = batch_new(t, outer);
@@ -326,7 +339,12 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 		unacked_mark(a, b, NULL, true);
 		*total += a->applied;
 
-		redis_pipeline_receive(p);
+		if (!redis_pipeline_try_receive(p, &f))
+		{
+			if (b)
+				wb_reads_failed(t, b->rd);
+			redis_client_report(ERROR, &f);
+		}
 		if (x)
 		{
 			/* acknowledged (but for the members a or b holds) */
@@ -335,7 +353,7 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 			x = NULL;
 		}
 		if (b)
-			batch_decode(b, p, first);
+			batch_decode(b);
 		else
 			redis_pipeline_free(p);
 		if (c)
