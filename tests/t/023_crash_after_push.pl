@@ -34,13 +34,8 @@ redis_sync.marker_sweep_interval = '200ms'
 restart_after_crash = on
 EOC
 
-my ($ret, $out, $err) =
-  $node->psql('postgres', 'SHOW redis_sync.debug_crash_after_push');
-if ($ret != 0)
-{
-	$node->stop;
-	plan skip_all => 'debug_crash_after_push not available';
-}
+my $out = RedisSync::Test::skip_unless_crash_injection($node);
+my ($ret, $err);
 is($out, 'off', 'redis_sync.debug_crash_after_push exists and is off by default');
 
 my $e = RedisSync::Synced::synced_table($node, 'e', with => "consistency => 'eventual'",
@@ -82,14 +77,7 @@ note("psql: $err");
 my ($crashed_xid) = $out =~ /xid=(\d+)/;
 ok(defined $crashed_xid, "crashed transaction's xid: " . ($crashed_xid // '?'));
 my $t0 = time;
-ok( defined RedisSync::Compare::wait_for(
-		sub {
-			my ($r, $o) = $node->psql('postgres',
-				'SELECT worker_running FROM redis_sync.worker_stats');
-			return $r == 0 && $o eq 't';
-		},
-		60,
-		0.1),
+ok(RedisSync::Test::wait_crash_recovered($node),
 	'node back after crash recovery, worker running');
 my $log = substr(slurp_file($node->logfile), $log_offset);
 like($log, qr/PANIC/, 'the backend PANICked (fault injection)');

@@ -24,12 +24,8 @@ redis_sync.marker_sweep_interval = '200ms'
 restart_after_crash = on
 EOC
 
-my ($ret, $out, $err) = $node->psql('postgres', 'SHOW redis_sync.debug_crash_after_push');
-if ($ret != 0)
-{
-	$node->stop;
-	plan skip_all => 'debug_crash_after_push not available';
-}
+RedisSync::Test::skip_unless_crash_injection($node);
+my ($ret, $out, $err);
 
 $node->safe_psql('postgres', 'CREATE DATABASE app2');
 $node->safe_psql(
@@ -54,14 +50,8 @@ my %cmp = (
 	columns     => [ 'id', 'v', 'note' ]);
 RedisSync::Compare::cache_matches_table($node, $redis, %cmp, name => 'app2: table cached');
 
-sub worker_running
-{
-	my ($db) = @_;
-	my ($r, $o) = $node->psql('postgres',
-		"SELECT worker_running FROM redis_sync.worker_stats WHERE database = '$db'");
-	return $r == 0 && $o eq 't';
-}
-ok(defined RedisSync::Compare::wait_for(sub { worker_running('app2') }, 30), 'app2: worker running');
+ok(RedisSync::Test::wait_crash_recovered($node, dbs => ['app2'], timeout => 30),
+	'app2: worker running');
 
 my $before = $node->safe_psql('app2', 'SELECT id, v, note FROM e ORDER BY id');
 my $log_offset = -s $node->logfile;
@@ -79,8 +69,7 @@ isnt($ret, 0, 'the crashing COMMIT in app2 does not report success');
 my ($crashed_xid) = $out =~ /xid=(\d+)/;
 ok(defined $crashed_xid, "crashed transaction's xid: " . ($crashed_xid // '?'));
 $crashed_xid //= -1;
-ok( defined RedisSync::Compare::wait_for(
-		sub { worker_running('app2') && worker_running('postgres') }, 60, 0.1),
+ok(RedisSync::Test::wait_crash_recovered($node, dbs => [ 'app2', 'postgres' ]),
 	'after crash recovery the launcher started both workers again');
 my $log = substr(slurp_file($node->logfile), $log_offset);
 like($log, qr/PANIC/, 'the backend PANICked (fault injection)');

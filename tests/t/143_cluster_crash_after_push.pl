@@ -21,12 +21,8 @@ my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
 my $node = RedisSync::Test::new_node('clcrash', redis_url => $c->url,
 	extra_conf => "redis_sync.marker_sweep_interval = '200ms'\nrestart_after_crash = on\n");
 
-my ($ret, $out, $err) = $node->psql('postgres', 'SHOW redis_sync.debug_crash_after_push');
-if ($ret != 0)
-{
-	$node->stop;
-	plan skip_all => 'debug_crash_after_push not available';
-}
+RedisSync::Test::skip_unless_crash_injection($node);
+my ($ret, $out, $err);
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 

@@ -44,13 +44,8 @@ checkpoint_timeout = '1h'
 max_wal_size = '4GB'
 EOC
 
-my ($ret, $out, $err) =
-  $node->psql('postgres', 'SHOW redis_sync.debug_crash_after_push');
-if ($ret != 0)
-{
-	$node->stop;
-	plan skip_all => 'debug_crash_after_push not available';
-}
+RedisSync::Test::skip_unless_crash_injection($node);
+my ($ret, $out, $err);
 
 my $epoch_file = $node->data_dir . '/redis_sync.epoch';
 sub epoch_of_file { return 0 unless -f $epoch_file; my $s = slurp_file($epoch_file); chomp $s; return $s; }
@@ -88,14 +83,7 @@ COMMIT;
 isnt($ret, 0, 'the crashing COMMIT does not report success');
 my $crashed = $redis->cli('GET', $vkey);
 is($redis->cli('HGET', 'u:1', 'note'), 'crashed', 'Redis got the uncommitted value (pushed at pre-commit)');
-ok( defined RedisSync::Compare::wait_for(
-		sub {
-			my ($r, $o) = $node->psql('postgres',
-				'SELECT worker_running FROM redis_sync.worker_stats');
-			return $r == 0 && $o eq 't';
-		},
-		60,
-		0.2),
+ok(RedisSync::Test::wait_crash_recovered($node),
 	'node back after crash recovery, worker running');
 like(substr(slurp_file($node->logfile), $log_offset),
 	qr/all server processes terminated; reinitializing/, 'crash recovery ran');

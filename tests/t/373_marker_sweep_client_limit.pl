@@ -31,13 +31,8 @@ redis_sync.marker_sweep_interval = '200ms'
 restart_after_crash = on
 EOC
 
-my ($ret, $out, $err) =
-  $node->psql('postgres', 'SHOW redis_sync.debug_crash_after_push');
-if ($ret != 0)
-{
-	$node->stop;
-	plan skip_all => 'debug_crash_after_push not available';
-}
+RedisSync::Test::skip_unless_crash_injection($node);
+my ($ret, $out, $err);
 
 # 60,000 rows keyed by 64-character strings: a marker names the keys of its
 # 1,000 rows, so 60 markers of about 75 kB each (an HSCAN of the whole hash:
@@ -72,14 +67,7 @@ SET redis_sync.debug_crash_after_push = on;
 UPDATE big SET v = v + 1000000;
 });
 isnt($ret, 0, 'the crashing UPDATE does not report success');
-ok( defined RedisSync::Compare::wait_for(
-		sub {
-			my ($r, $o) = $node->psql('postgres',
-				'SELECT worker_running FROM redis_sync.worker_stats');
-			return $r == 0 && $o eq 't';
-		},
-		60,
-		0.1),
+ok(RedisSync::Test::wait_crash_recovered($node),
 	'node back after crash recovery, worker running');
 like(substr(slurp_file($node->logfile), $log_offset), qr/PANIC/,
 	'the backend PANICked after its push (fault injection)');

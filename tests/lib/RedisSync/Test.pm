@@ -6,6 +6,8 @@
 #   my $s    = RedisSync::Test::session($node);           # one psql backend
 #   my $res  = $s->query("SELECT 1");                     # {out, err, elapsed}
 #   my $c    = $r->resp;              # RESP client (RedisSync::RESP) on its own connection
+#   RedisSync::Test::skip_unless_crash_injection($node);  # plan skip_all without it
+#   ok(RedisSync::Test::wait_crash_recovered($node), 'back after the crash');
 #
 # Table, policy and cache comparison in one call: RedisSync::Synced.
 #
@@ -31,6 +33,43 @@ sub vmhwm_kb
 	my ($pid) = @_;
 	my $status = PostgreSQL::Test::Utils::slurp_file("/proc/$pid/status");
 	return $status =~ /VmHWM:\s+(\d+) kB/ ? $1 : -1;
+}
+
+# The crash tests inject a backend PANIC with
+# redis_sync.debug_crash_after_push (superuser only): with a library that
+# lacks it (an older build) the whole test is skipped and the node stopped.
+# Returns the setting's value.
+sub skip_unless_crash_injection
+{
+	my ($node) = @_;
+	my ($ret, $out) = $node->psql('postgres', 'SHOW redis_sync.debug_crash_after_push');
+	return $out if $ret == 0;
+	$node->stop;
+	plan skip_all => 'debug_crash_after_push not available';
+}
+
+# After an injected crash: true once the node answers again (crash recovery
+# done) and the worker of each of dbs (default: the one database of the
+# node's worker_stats) runs; false after timeout seconds (default 60).
+sub wait_crash_recovered
+{
+	my ($node, %opts) = @_;
+	my @dbs      = @{ $opts{dbs} // [undef] };
+	my $deadline = time + ($opts{timeout} // 60);
+	while (1)
+	{
+		my $up = 1;
+		for my $db (@dbs)
+		{
+			my ($r, $o) = $node->psql('postgres',
+				'SELECT worker_running FROM redis_sync.worker_stats'
+				  . (defined $db ? " WHERE database = '$db'" : ''));
+			$up &&= $r == 0 && $o eq 't';
+		}
+		return 1 if $up;
+		return 0 if time > $deadline;
+		sleep($opts{interval} // 0.1);
+	}
 }
 
 # A loopback TCP port nobody listens on (reserved against other PG test nodes).
