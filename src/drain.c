@@ -147,47 +147,41 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
  * attempt was dropped and no row was ever drained (the members went back to
  * the processing set, and the next attempt was the same;
  * tests/t/374_wb_drain_client_limit).  So a batch's values are read in
- * pages of at most WB_READ_PAGE_BYTES of replies, by the largest reply of
- * the table's previous batch or of this batch so far: the first page of a
- * table whose values were never read is one member.  The overlapped drain
- * sends the first page of the next batch with the apply of a batch (none
- * when one value alone exceeds the page) and reads the rest after the
- * commit, a page per round trip.  Values of up to about 100 bytes (the
- * usual ones) fit a whole batch of the default size in one page.  A page
- * that fails anyway (a few values much larger than the batch before) caps
- * the table's pages (wb_reads_failed), so the retries get through.
+ * pages of at most WB_READ_PAGE_BYTES of replies: the first page of a batch
+ * by the largest reply of the table's previous batch (one member for a
+ * table whose values were never read), the next ones by the largest reply
+ * of the page before.  The overlapped drain sends the first page of the next
+ * batch with the apply of a batch (none when one value alone exceeds the
+ * page) and reads the rest after the commit, a page per round trip.
+ * Values of up to about 100 bytes (the usual ones) fit a whole batch of the
+ * default size in one page.
+ *
+ * A page that fails anyway (a few values much larger than those before
+ * them) caps the table's pages at a quarter of its members, so the retries
+ * get through; each batch read whole raises the cap fourfold again
+ * (wb_reads_failed).  A value Redis cannot send at all (its one reply
+ * passes the limit) goes to the dead letters rather than stopping the
+ * table (read_unreadable).
  * ---------------------------------------------------------------- */
 
 #define WB_READ_PAGE_BYTES (512 * 1024)
 
+/* a value Redis closed the connection on is too large to read at this size */
+#define WB_READ_HUGE_BYTES (64 * 1024)
+
 /*
  * A page of r failed (Redis dropped the connection, or any failure with the
  * page's replies pending): t's pages read a quarter of its members at most
- * from now on (until the worker loads its tables again).  The page size
- * comes from the largest value of the previous batch: a few values much
- * larger than those before them (600 kB among values of 1 kB) could pass
- * the limit in one page, and fail the same way on every retry.
+ * until batches read whole relax the cap.  A page of one member sets no cap
+ * (it cannot help).
  */
 void
 wb_reads_failed(WbTable *t, WbReads *r)
 {
 	int			n = r->queued - r->done;
 
-	if (n > 0)
+	if (n > 1)
 		t->read_cap = Max(1, n / 4);
-}
-
-/* run page p of r (queued by wb_reads_queue), then collect it */
-static void
-reads_exec(WbTable *t, WbReads *r, RedisPipeline *p)
-{
-	RedisFailure f;
-
-	if (!redis_pipeline_try_exec(p, &f))
-	{
-		wb_reads_failed(t, r);
-		redis_client_report(ERROR, &f);
-	}
 }
 
 /* about the bytes of v on the wire: what Redis buffers until it is read */
@@ -204,67 +198,17 @@ reply_bytes(const RedisValue *v)
 	return n;
 }
 
-/* the reads of members (a claim's reply), none queued yet */
-WbReads *
-wb_reads_begin(WbTable *t, RedisValue *members)
+/* the reads of r's members from .. from + n - 1 on p, at the page's place */
+static void
+queue_reads(RedisPipeline *p, WbTable *t, WbReads *r, int from, int n)
 {
-	WbReads    *r = palloc0(sizeof(WbReads));
-
-	r->members = members;
-	r->nm = members->type == RV_ARRAY ? members->nelem : 0;
-	r->vals = palloc0(sizeof(RedisValue *) * Max(r->nm, 1));
-	if (t->ncounters > 0)
-		r->seeds = palloc0(sizeof(RedisValue *) * Max(r->nm, 1));
-	return r;
-}
-
-/*
- * How many of r's members the next page reads: as many as
- * WB_READ_PAGE_BYTES holds at the largest reply known, one at least
- * (overlapped: none; the page's replies then wait unread through an apply)
- */
-static int
-read_page_members(WbTable *t, WbReads *r, bool overlapped)
-{
-	size_t		largest = Max(t->read_largest, r->largest);
-	int			left = r->nm - r->queued;
-	size_t		n;
-
-	if (largest == 0)
-		n = overlapped ? 0 : 1;
-	else
-	{
-		n = WB_READ_PAGE_BYTES / largest;
-		if (!overlapped)
-			n = Max(n, 1);
-	}
-	if (t->read_cap > 0)
-		n = Min(n, (size_t) t->read_cap);
-	return (int) Min((size_t) left, n);
-}
-
-/*
- * Queue the reads of r's next page on p (overlapped: a page that waits
- * unread through an apply, possibly empty) -- on a cluster over every node,
- * the members' keys being in other slots than the sets -- with, for tables
- * with counters, whether the extension seeded each key.  Collected by
- * wb_reads_collect once p has run.  A member changed again between the
- * claim and the read is also back in the dirty set: the newer value is
- * applied now and again next round (values are absolute state; counters
- * are corrected from the value read).
- */
-void
-wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped)
-{
-	int			from = r->queued;
-	int			n = read_page_members(t, r, overlapped);
 	const char *cmd = t->format == WB_FORMAT_HASH ? "HGETALL" : "GET";
 	StringInfoData key;
 	size_t		plen = strlen(t->prefix);
 
 	r->page = p;
 	r->first = redis_pipeline_length(p);
-	r->queued += n;
+	r->queued = from + n;
 	if (n == 0)
 		return;
 	if (t->ncounters == 0)
@@ -294,11 +238,159 @@ wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped)
 	pfree(key.data);
 }
 
+/* did Redis close the connection (rather than time out, or refuse it)? */
+static bool
+closed_by_server(const RedisFailure *f)
+{
+	return f->sqlstate == ERRCODE_CONNECTION_FAILURE && f->detail != NULL &&
+		strcmp(f->detail, "The server closed the connection.") == 0;
+}
+
+/*
+ * The page of one member r->done, whose read Redis answered by closing the
+ * connection (*f): read it once more, on a new connection.  Closed again,
+ * and the key holds WB_READ_HUGE_BYTES or more (MEMORY USAGE), it is a
+ * value Redis cannot send to this client at all: its read becomes an error
+ * reply, so the member goes to the dead letters, and the rest of the table
+ * drains (it held the table: claimed first by every recovery and failing
+ * it).  True when the page is settled (read, or the error set); false with
+ * *f the failure to raise.
+ */
+static bool
+read_unreadable(WbTable *t, WbReads *r, RedisFailure *f)
+{
+	int			i = r->done;
+	RedisPipeline *p = redis_pipeline_create();
+	RedisValue *err;
+	char	   *key;
+	const char *argv[5];
+
+	queue_reads(p, t, r, i, 1);
+	if (redis_pipeline_try_exec(p, f))
+		return true;			/* read: collected as usual */
+	if (!closed_by_server(f))
+		return false;
+	key = psprintf("%s%s", t->prefix, r->members->elems[i].str);
+	p = redis_pipeline_create();
+	argv[0] = "MEMORY";
+	argv[1] = "USAGE";
+	argv[2] = key;
+	argv[3] = "SAMPLES";
+	argv[4] = "0";
+	redis_pipeline_append(p, 5, argv, NULL);
+	{
+		RedisFailure f2;
+		RedisValue *u;
+
+		if (!redis_pipeline_try_exec(p, &f2))
+			return false;
+		u = redis_pipeline_reply(p, 0);
+		if (u->type != RV_INTEGER || u->integer < WB_READ_HUGE_BYTES)
+			return false;
+		err = palloc0(sizeof(RedisValue));
+		err->type = RV_ERROR;
+		err->str = psprintf("Redis closed the connection at each of two reads of the key (%lld bytes by MEMORY USAGE): "
+							"its reply is larger than Redis lets a client's replies wait "
+							"(client-output-buffer-limit normal, maxmemory-clients)",
+							(long long) u->integer);
+		err->len = strlen(err->str);
+	}
+	ereport(LOG,
+			(errmsg("redis_sync worker: the value of %s is too large for Redis to send; it goes to the dead letters",
+					key)));
+	r->vals[i] = err;
+	if (r->seeds)
+	{
+		r->seeds[i] = palloc0(sizeof(RedisValue));
+		r->seeds[i]->type = RV_INTEGER;
+	}
+	r->done = r->queued;
+	r->page = NULL;
+	return true;
+}
+
+/* run page p of r (queued by wb_reads_queue); collected by the caller */
+static void
+reads_exec(WbTable *t, WbReads *r, RedisPipeline *p)
+{
+	RedisFailure f;
+
+	if (redis_pipeline_try_exec(p, &f))
+		return;
+	if (r->queued - r->done == 1 && closed_by_server(&f) && read_unreadable(t, r, &f))
+		return;
+	wb_reads_failed(t, r);
+	redis_client_report(ERROR, &f);
+}
+
+/* the reads of members (a claim's reply), none queued yet; b: its batch */
+WbReads *
+wb_reads_begin(WbTable *t, RedisValue *members, Batch *b)
+{
+	WbReads    *r = palloc0(sizeof(WbReads));
+
+	r->members = members;
+	r->nm = members->type == RV_ARRAY ? members->nelem : 0;
+	r->vals = palloc0(sizeof(RedisValue *) * Max(r->nm, 1));
+	if (t->ncounters > 0)
+		r->seeds = palloc0(sizeof(RedisValue *) * Max(r->nm, 1));
+	r->batch = b;
+	return r;
+}
+
+/*
+ * How many of r's members the next page reads: as many as
+ * WB_READ_PAGE_BYTES holds at the largest reply of the page before (of the
+ * previous batch for the first page), one at least (overlapped: none; the
+ * page's replies then wait unread through an apply).  By the page before,
+ * not the largest of the batch so far: one value of 600 kB made every
+ * later page of the batch, and of the next batch, one member of 100 bytes
+ * (5,000 round trips and 5,000 pipelines of 8 kB for the batch, review
+ * helper-102).
+ */
+static int
+read_page_members(WbTable *t, WbReads *r, bool overlapped)
+{
+	size_t		largest = r->last_largest > 0 ? r->last_largest : t->read_largest;
+	int			left = r->nm - r->queued;
+	size_t		n;
+
+	if (largest == 0)
+		n = overlapped ? 0 : 1;
+	else
+	{
+		n = WB_READ_PAGE_BYTES / largest;
+		if (!overlapped)
+			n = Max(n, 1);
+	}
+	if (t->read_cap > 0)
+		n = Min(n, (size_t) t->read_cap);
+	return (int) Min((size_t) left, n);
+}
+
+/*
+ * Queue the reads of r's next page on p (overlapped: a page that waits
+ * unread through an apply, possibly empty) -- on a cluster over every node,
+ * the members' keys being in other slots than the sets -- with, for tables
+ * with counters, whether the extension seeded each key.  Collected by
+ * wb_reads_collect once p has run.  A member changed again between the
+ * claim and the read is also back in the dirty set: the newer value is
+ * applied now and again next round (values are absolute state; counters
+ * are corrected from the value read).
+ */
+void
+wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped)
+{
+	queue_reads(p, t, r, r->queued, read_page_members(t, r, overlapped));
+}
+
 /* note the replies of the page queued last (its pipeline has run) */
 void
 wb_reads_collect(WbTable *t, WbReads *r)
 {
 	bool		seeds = t->ncounters > 0;
+
+	size_t		page_largest = 0;
 
 	for (int i = r->done; i < r->queued; i++)
 	{
@@ -307,7 +399,12 @@ wb_reads_collect(WbTable *t, WbReads *r)
 		r->vals[i] = redis_pipeline_reply(r->page, k);
 		if (seeds)
 			r->seeds[i] = redis_pipeline_reply(r->page, k + 1);
-		r->largest = Max(r->largest, reply_bytes(r->vals[i]));
+		page_largest = Max(page_largest, reply_bytes(r->vals[i]));
+	}
+	if (page_largest > 0)
+	{
+		r->last_largest = page_largest;
+		r->largest = Max(r->largest, page_largest);
 	}
 	r->done = r->queued;
 	r->page = NULL;
@@ -316,7 +413,8 @@ wb_reads_collect(WbTable *t, WbReads *r)
 /*
  * Read the pages not read yet, one round trip each; their pipelines (the
  * values live in their memory) are made in the current memory context.
- * Then the table's next batch pages by this one's largest reply.
+ * Then the table's next batch starts paging by this one's largest reply,
+ * and a cap on its pages is relaxed.
  */
 void
 wb_reads_finish(WbTable *t, WbReads *r)
@@ -328,9 +426,14 @@ wb_reads_finish(WbTable *t, WbReads *r)
 		wb_reads_queue(p, t, r, false);
 		reads_exec(t, r, p);
 		wb_reads_collect(t, r);
+		/* the nodes this page connected to, for the counters' check */
+		if (r->batch)
+			wb_batch_read_more(r->batch);
 	}
-	if (r->nm > 0)
+	if (r->nm > 0 && r->largest > 0)
 		t->read_largest = r->largest;
+	if (t->read_cap > 0)
+		t->read_cap = t->read_cap >= t->batch / 4 ? 0 : t->read_cap * 4;
 }
 
 /*
@@ -418,7 +521,7 @@ claim(Batch *b, bool recover)
 	b->reads = AllocSetContextCreate(CurrentMemoryContext, "redis_sync write-behind reads",
 									 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(b->reads);
-	r = wb_reads_begin(b->t, members);
+	r = wb_reads_begin(b->t, members, b);
 	if (r->nm > 0)
 	{
 		/* the first page: the connection the batch's values are read on */

@@ -155,6 +155,36 @@ wb_batch_read_on(Batch *b)
 }
 
 /*
+ * Another page of b's values has just been read: on a cluster, a node
+ * connected for it that was not at the first page is marked too (node
+ * indexes are stable; a node new to the table is added), so its restart
+ * before the correction is seen.  On a single Redis the first page's
+ * connection stands: a reconnection after it, to another process, is a
+ * change whatever the later pages read.
+ */
+void
+wb_batch_read_more(Batch *b)
+{
+	RedisNodeConnMark *now;
+	int			n;
+
+	if (!redis_cluster_mode() || b->read_nodes == NULL)
+		return;
+	now = redis_cluster_conn_marks(&n);
+	if (n > b->read_nnodes)
+	{
+		b->read_nodes = repalloc(b->read_nodes, sizeof(RedisNodeConnMark) * n);
+		memset(b->read_nodes + b->read_nnodes, 0,
+			   sizeof(RedisNodeConnMark) * (n - b->read_nnodes));
+		b->read_nnodes = n;
+	}
+	for (int i = 0; i < n; i++)
+		if (b->read_nodes[i].generation == 0 && now[i].generation != 0)
+			b->read_nodes[i] = now[i];
+	pfree(now);
+}
+
+/*
  * Was the correction just made sent to another Redis process than the one
  * b's values were read from?  On a single Redis: the connection changed and
  * its run_id differs (or either is unknown).  On a cluster each node has

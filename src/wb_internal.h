@@ -148,6 +148,8 @@ typedef struct WbReads
 	RedisValue **seeds;			/* nm, tables with counters: EXISTS of its
 								 * seed key */
 	size_t		largest;		/* the largest value reply so far */
+	size_t		last_largest;	/* ... of the page read last */
+	struct Batch *batch;		/* the batch they are read for */
 } WbReads;
 
 /* one batch: the claimed members, sorted by what the apply step does with them */
@@ -182,13 +184,14 @@ typedef struct Batch
 
 /* wb_counters.c: the correction of a batch's unseeded counters */
 extern void wb_batch_read_on(Batch *b);
+extern void wb_batch_read_more(Batch *b);
 extern void wb_correct_counters(Batch *b);
 
 /* drain.c: one batch's steps, and the sequential drain of one batch */
 extern void wb_append_claim(RedisPipeline *p, WbTable *t, bool recover);
 extern RedisValue *wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover);
 
-extern WbReads *wb_reads_begin(WbTable *t, RedisValue *members);
+extern WbReads *wb_reads_begin(WbTable *t, RedisValue *members, struct Batch *b);
 extern void wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped);
 extern void wb_reads_collect(WbTable *t, WbReads *r);
 extern void wb_reads_finish(WbTable *t, WbReads *r);

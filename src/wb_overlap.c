@@ -77,7 +77,7 @@ batch_set_members(Batch *b, RedisPipeline *p, int i)
 		m->str[m->len] = '\0';
 	}
 	b->nm = n;
-	b->rd = wb_reads_begin(b->t, b->members);
+	b->rd = wb_reads_begin(b->t, b->members, b);
 	MemoryContextSwitchTo(old);
 	/* claimed afresh: a new drain of each member, counted */
 	for (int k = 0; k < n; k++)
