@@ -295,9 +295,10 @@ read_unreadable(WbTable *t, WbReads *r, RedisFailure *f)
 							(long long) u->integer);
 		err->len = strlen(err->str);
 	}
+	/* (the key is not logged: its bytes may not be valid text) */
 	ereport(LOG,
-			(errmsg("redis_sync worker: the value of %s is too large for Redis to send; it goes to the dead letters",
-					key)));
+			(errmsg("redis_sync worker: a value of %s is too large for Redis to send; its member goes to the dead letters",
+					t->qname)));
 	r->vals[i] = err;
 	if (r->seeds)
 	{

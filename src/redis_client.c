@@ -425,7 +425,10 @@ command_keyless(const char *cmd, size_t len)
 	return false;
 }
 
-/* the slot of a plain command's key: argv[1] except for keyless commands */
+/*
+ * the slot of a plain command's key: argv[1] except for keyless commands,
+ * scripts and MEMORY USAGE
+ */
 static int
 command_slot(int argc, const char **argv, const size_t *argvlen)
 {
@@ -434,6 +437,11 @@ command_slot(int argc, const char **argv, const size_t *argvlen)
 	if (argc < 2)
 		return -1;
 	l0 = argvlen ? argvlen[0] : strlen(argv[0]);
+	/* MEMORY USAGE key (the drain's size probe, drain.c) */
+	if (argc >= 3 && l0 == 6 && pg_strncasecmp(argv[0], "MEMORY", 6) == 0 &&
+		(argvlen ? argvlen[1] : strlen(argv[1])) == 5 &&
+		pg_strncasecmp(argv[1], "USAGE", 5) == 0)
+		return redis_key_slot(argv[2], argvlen ? argvlen[2] : strlen(argv[2]));
 	if (command_keyless(argv[0], l0))
 		return -1;
 	if ((l0 == 4 && pg_strncasecmp(argv[0], "EVAL", 4) == 0) ||

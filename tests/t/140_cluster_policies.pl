@@ -231,6 +231,12 @@ is(sq("SELECT redis_sync.command('PING')"), '"PONG"', 'first seed down: the seco
 sq("INSERT INTO wt VALUES (999, 'seeded', 1)");
 is($c->any_cli('HGET', 'wt:999', 'name'), 'seeded', 'pushes work through the second seed');
 
+# MEMORY USAGE goes to its key's node (the write-behind drain asks it of a
+# value Redis would not send, drain.c): keys in many slots, each answered
+sq("INSERT INTO wt SELECT g, 'mem' || g, g FROM generate_series(981, 998) g");
+my @mem = map { sq("SELECT redis_sync.command('MEMORY', 'USAGE', 'wt:$_')") } 981 .. 999;
+is(join(' ', grep { !/^[1-9]\d*$/ } @mem), '', 'MEMORY USAGE of keys on every master: each one\'s size');
+
 # a database number on a cluster: refused, clearly
 sq("ALTER SYSTEM SET redis_sync.redis_url = 'redis://127.0.0.1:$masters[0]/2'; SELECT pg_reload_conf()");
 {
