@@ -154,7 +154,9 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
  * batch with the apply of a batch (none when one value alone exceeds the
  * page) and reads the rest after the commit, a page per round trip.
  * Values of up to about 100 bytes (the usual ones) fit a whole batch of the
- * default size in one page.
+ * default size in one page.  A Redis that limits no client's replies (its
+ * defaults; read_page_bytes asks) has its batches read in one page, as
+ * before.
  *
  * A page that fails anyway (a few values much larger than those before
  * them) caps the table's pages at a quarter of its members, so the retries
@@ -170,16 +172,102 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 #define WB_READ_HUGE_BYTES (64 * 1024)
 
 /*
+ * The bytes of replies a page may hold: none of the above is needed when
+ * Redis limits no client's replies (client-output-buffer-limit "normal 0 0
+ * 0" and maxmemory-clients 0, its defaults), and paging cost a drain of
+ * 1 kB values a fifth of its speed there (the reads after the commit no
+ * longer overlap an apply).  So Redis is asked (CONFIG GET) once per
+ * connection, and again after a page failed: SIZE_MAX when it limits
+ * nothing, else WB_READ_PAGE_BYTES or half its limit if smaller; also when
+ * it does not say (CONFIG refused or renamed, as managed services do).
+ */
+static uint64 page_bytes_generation = 0;	/* asked on this connection (0:
+											 * ask) */
+static size_t page_bytes = WB_READ_PAGE_BYTES;
+
+/* one size of a "normal <hard> <soft> <seconds>" class in the value v */
+static bool
+parse_normal_limit(const char *v, unsigned long long *hard, unsigned long long *soft)
+{
+	const char *n = strstr(v, "normal ");
+	char	   *end;
+
+	if (n == NULL)
+		return false;
+	n += strlen("normal ");
+	*hard = strtoull(n, &end, 10);
+	if (end == n || *end != ' ')
+		return false;
+	n = end + 1;
+	*soft = strtoull(n, &end, 10);
+	return end != n;
+}
+
+static size_t
+read_page_bytes(void)
+{
+	RedisPipeline *p;
+	RedisFailure f;
+	const char *argv[3] = {"CONFIG", "GET", NULL};
+	RedisValue *obuf,
+			   *mmc;
+	unsigned long long hard,
+				soft;
+	size_t		bytes = WB_READ_PAGE_BYTES;
+
+	if (page_bytes_generation != 0 &&
+		page_bytes_generation == redis_connection_generation())
+		return page_bytes;
+	p = redis_pipeline_create();
+	argv[2] = "client-output-buffer-limit";
+	redis_pipeline_append(p, 3, argv, NULL);
+	argv[2] = "maxmemory-clients";
+	redis_pipeline_append(p, 3, argv, NULL);
+	if (!redis_pipeline_try_exec(p, &f))
+	{
+		redis_pipeline_free(p);
+		return WB_READ_PAGE_BYTES;	/* asked again next time */
+	}
+	obuf = redis_pipeline_reply(p, 0);
+	mmc = redis_pipeline_reply(p, 1);
+	if (obuf->type == RV_ARRAY && obuf->nelem == 2 && obuf->elems[1].type == RV_STRING &&
+		parse_normal_limit(obuf->elems[1].str, &hard, &soft))
+	{
+		/* a Redis before 7.0 has no maxmemory-clients: an empty reply */
+		bool		mmc_none = mmc->type == RV_ARRAY &&
+		(mmc->nelem == 0 ||
+		 (mmc->nelem == 2 && mmc->elems[1].type == RV_STRING &&
+		  strcmp(mmc->elems[1].str, "0") == 0));
+
+		if (hard == 0 && soft == 0 && mmc_none)
+			bytes = SIZE_MAX;
+		else
+		{
+			if (hard > 0)
+				bytes = Min(bytes, (size_t) (hard / 2));
+			if (soft > 0)
+				bytes = Min(bytes, (size_t) (soft / 2));
+			bytes = Max(bytes, 16 * 1024);
+		}
+	}
+	redis_pipeline_free(p);
+	page_bytes = bytes;
+	page_bytes_generation = redis_connection_generation();
+	return page_bytes;
+}
+
+/*
  * A page of r failed (Redis dropped the connection, or any failure with the
  * page's replies pending): t's pages read a quarter of its members at most
- * until batches read whole relax the cap.  A page of one member sets no cap
- * (it cannot help).
+ * until batches read whole relax the cap, and Redis is asked for its limits
+ * again.  A page of one member sets no cap (it cannot help).
  */
 void
 wb_reads_failed(WbTable *t, WbReads *r)
 {
 	int			n = r->queued - r->done;
 
+	page_bytes_generation = 0;
 	if (n > 1)
 		t->read_cap = Max(1, n / 4);
 }
@@ -354,13 +442,16 @@ read_page_members(WbTable *t, WbReads *r, bool overlapped)
 {
 	size_t		largest = r->last_largest > 0 ? r->last_largest : t->read_largest;
 	int			left = r->nm - r->queued;
+	size_t		budget = left > 0 ? read_page_bytes() : 0;
 	size_t		n;
 
-	if (largest == 0)
+	if (budget == SIZE_MAX)
+		n = left;				/* Redis limits no client: one page */
+	else if (largest == 0)
 		n = overlapped ? 0 : 1;
 	else
 	{
-		n = WB_READ_PAGE_BYTES / largest;
+		n = budget / largest;
 		if (!overlapped)
 			n = Max(n, 1);
 	}

@@ -40,6 +40,19 @@ SELECT redis_sync.write_behind('cnt', key_prefix => 'cnt:', counters => '{views}
                                flush_interval => '100 ms');
 });
 
+my $drained = sub {
+	my ($sql, $want) = @_;
+	return RedisSync::Compare::wait_for(sub { $node->safe_psql('postgres', $sql) eq $want }, 90, 0.2);
+};
+
+# a first drain, before the limit: the worker asks Redis for its limits
+# (CONFIG GET) and finds none, so it reads a batch in one page
+$redis->cli('HSET', 'wbl:1', 'payload', 'first', 'n', 1);
+$redis->cli('SADD', 'wbl:dirty', 1);
+ok(defined $drained->(q{SELECT count(*) FROM wbl WHERE payload = 'first'}, '1'),
+	'a drain before the limit');
+
+# the limit appears on the worker's connection
 $limit->('normal 1mb 1mb 0');
 
 # 20,000 hashes of about 1 kB made dirty at once: 20 MB of values
@@ -50,17 +63,19 @@ for i = 1, 20000 do
 end
 return 'OK'}, 0), 'OK', 'the application wrote 20,000 hashes of 1 kB');
 
-my $drained = sub {
-	my ($sql, $want) = @_;
-	return RedisSync::Compare::wait_for(sub { $node->safe_psql('postgres', $sql) eq $want }, 90, 0.2);
-};
 ok(defined $drained->(q{SELECT count(*) FROM wbl WHERE n = id + 1 AND length(payload) = 1000}, '20000'),
 	'under the limit, the drain writes all 20,000 rows');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM wbl WHERE payload <> repeat(chr(97 + id % 26), 1000)}),
 	'0', '... each with its own value');
 is($redis->cli('SCARD', 'wbl:dirty') . '/' . $redis->cli('SCARD', '{wbl:dirty}:rs_processing'),
 	'0/0', '... and the dirty and processing sets are empty');
-is($dropped->(), 0, 'Redis dropped no client');
+# the first batch read in one page (the limit came after the worker asked)
+# is dropped; the new connection asks again and finds the limit, but sizes
+# the retry's pages by the batch before (one value of 40 bytes): its first
+# page, capped at a quarter of the failed one (1,250 values), may be
+# dropped too; the next (312) gets through
+my $first_drops = $dropped->();
+cmp_ok($first_drops, '<=', 2, 'Redis dropped the worker twice at most');
 
 # a table with counters: its reads are pairs (the value, and whether the
 # extension seeded the key)
@@ -72,7 +87,7 @@ end
 return 'OK'}, 0), 'OK', 'the application wrote 5,000 counter hashes of 1 kB');
 ok(defined $drained->(q{SELECT count(*) FROM cnt WHERE views = id AND length(note) = 1000}, '5000'),
 	'under the limit, the drain writes all 5,000 counters');
-is($dropped->(), 0, 'Redis dropped no client');
+is($dropped->(), $first_drops, 'Redis dropped no client since');
 
 # values of very different sizes: 40 of 300 kB among 5,000 of 1 kB, made
 # after the batches of 1 kB values above set the page size.  A page of
