@@ -184,6 +184,8 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 static uint64 page_bytes_generation = 0;	/* asked on this connection (0:
 											 * ask) */
 static size_t page_bytes = WB_READ_PAGE_BYTES;
+static size_t page_limit = 0;	/* the smaller of its hard and soft limits (0:
+								 * none said) */
 
 /* one size of a "normal <hard> <soft> <seconds>" class in the value v */
 static bool
@@ -214,6 +216,7 @@ read_page_bytes(void)
 	unsigned long long hard,
 				soft;
 	size_t		bytes = WB_READ_PAGE_BYTES;
+	size_t		limit = 0;
 
 	if (page_bytes_generation != 0 &&
 		page_bytes_generation == redis_connection_generation())
@@ -244,14 +247,17 @@ read_page_bytes(void)
 		else
 		{
 			if (hard > 0)
-				bytes = Min(bytes, (size_t) (hard / 2));
+				limit = (size_t) hard;
 			if (soft > 0)
-				bytes = Min(bytes, (size_t) (soft / 2));
+				limit = limit > 0 ? Min(limit, (size_t) soft) : (size_t) soft;
+			if (limit > 0)
+				bytes = Min(bytes, limit / 2);
 			bytes = Max(bytes, 16 * 1024);
 		}
 	}
 	redis_pipeline_free(p);
 	page_bytes = bytes;
+	page_limit = limit;
 	page_bytes_generation = redis_connection_generation();
 	return page_bytes;
 }
@@ -326,23 +332,55 @@ queue_reads(RedisPipeline *p, WbTable *t, WbReads *r, int from, int n)
 	pfree(key.data);
 }
 
-/* did Redis close the connection (rather than time out, or refuse it)? */
+/*
+ * did Redis close the connection (rather than time out, or refuse it)?  The
+ * details redis_conn.c, redis_conn_many.c and redis_tls.c give: over TLS
+ * a Redis that sends close_notify says so (review helper-103)
+ */
 static bool
 closed_by_server(const RedisFailure *f)
 {
-	return f->sqlstate == ERRCODE_CONNECTION_FAILURE && f->detail != NULL &&
-		strcmp(f->detail, "The server closed the connection.") == 0;
+	static const char *const closed[] = {
+		"The server closed the connection.",
+		"The server closed the TLS connection.",
+		"Connection reset by peer",
+		"Broken pipe",
+	};
+
+	if (f->sqlstate != ERRCODE_CONNECTION_FAILURE || f->detail == NULL)
+		return false;
+	for (int i = 0; i < lengthof(closed); i++)
+		if (strstr(f->detail, closed[i]) != NULL)
+			return true;
+	return false;
+}
+
+/* an error reply of a Redis not ready to answer (restarting, busy, failing over) */
+static bool
+not_ready_reply(const RedisValue *v)
+{
+	static const char *const codes[] = {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"};
+
+	if (v == NULL || v->type != RV_ERROR || v->str == NULL)
+		return false;
+	for (int i = 0; i < lengthof(codes); i++)
+		if (strncmp(v->str, codes[i], strlen(codes[i])) == 0)
+			return true;
+	return false;
 }
 
 /*
  * The page of one member r->done, whose read Redis answered by closing the
  * connection (*f): read it once more, on a new connection.  Closed again,
- * and the key holds WB_READ_HUGE_BYTES or more (MEMORY USAGE), it is a
- * value Redis cannot send to this client at all: its read becomes an error
- * reply, so the member goes to the dead letters, and the rest of the table
- * drains (it held the table: claimed first by every recovery and failing
- * it).  True when the page is settled (read, or the error set); false with
- * *f the failure to raise.
+ * Redis says it limits client replies (read_page_bytes), and the key holds
+ * half that limit or more (MEMORY USAGE; WB_READ_HUGE_BYTES when Redis
+ * does not say its limit), it is a value Redis cannot send to this client
+ * at all: its read becomes an error reply, so the member goes to the dead
+ * letters, and the rest of the table drains (it held the table: claimed
+ * first by every recovery and failing it).  True when the page is settled
+ * (read, or the error set); false with *f the failure to raise.  A retry
+ * Redis answers "not ready" (LOADING after a restart, say) is a failure,
+ * not a value.
  */
 static bool
 read_unreadable(WbTable *t, WbReads *r, RedisFailure *f)
@@ -350,39 +388,61 @@ read_unreadable(WbTable *t, WbReads *r, RedisFailure *f)
 	int			i = r->done;
 	RedisPipeline *p = redis_pipeline_create();
 	RedisValue *err;
-	char	   *key;
+	RedisValue *u;
+	StringInfoData key;
 	const char *argv[5];
+	size_t		argvlen[5];
+	size_t		threshold;
 
 	queue_reads(p, t, r, i, 1);
 	if (redis_pipeline_try_exec(p, f))
-		return true;			/* read: collected as usual */
+	{
+		RedisValue *v = redis_pipeline_reply(p, r->first);
+
+		if (!not_ready_reply(v))
+			return true;		/* read: collected as usual */
+		redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+						  psprintf("Redis at %s is not ready to answer", redis_server_display()),
+						  pstrdup(v->str));
+		return false;
+	}
 	if (!closed_by_server(f))
 		return false;
-	key = psprintf("%s%s", t->prefix, r->members->elems[i].str);
-	p = redis_pipeline_create();
+
+	/* does Redis limit client replies at all, and at what? */
+	if (read_page_bytes() == SIZE_MAX)
+		return false;
+	threshold = page_limit > 0 ? page_limit / 2 : WB_READ_HUGE_BYTES;
+
+	/* the key, with its length (a member may hold any byte) */
+	initStringInfo(&key);
+	appendStringInfoString(&key, t->prefix);
+	appendBinaryStringInfo(&key, r->members->elems[i].str, r->members->elems[i].len);
 	argv[0] = "MEMORY";
 	argv[1] = "USAGE";
-	argv[2] = key;
+	argv[2] = key.data;
 	argv[3] = "SAMPLES";
 	argv[4] = "0";
-	redis_pipeline_append(p, 5, argv, NULL);
+	for (int k = 0; k < 5; k++)
+		argvlen[k] = k == 2 ? (size_t) key.len : strlen(argv[k]);
+	p = redis_pipeline_create();
+	redis_pipeline_append(p, 5, argv, argvlen);
 	{
 		RedisFailure f2;
-		RedisValue *u;
 
 		if (!redis_pipeline_try_exec(p, &f2))
 			return false;
-		u = redis_pipeline_reply(p, 0);
-		if (u->type != RV_INTEGER || u->integer < WB_READ_HUGE_BYTES)
-			return false;
-		err = palloc0(sizeof(RedisValue));
-		err->type = RV_ERROR;
-		err->str = psprintf("Redis closed the connection at each of two reads of the key (%lld bytes by MEMORY USAGE): "
-							"its reply is larger than Redis lets a client's replies wait "
-							"(client-output-buffer-limit normal, maxmemory-clients)",
-							(long long) u->integer);
-		err->len = strlen(err->str);
 	}
+	u = redis_pipeline_reply(p, 0);
+	if (u->type != RV_INTEGER || u->integer < 0 || (size_t) u->integer < threshold)
+		return false;
+	err = palloc0(sizeof(RedisValue));
+	err->type = RV_ERROR;
+	err->str = psprintf("Redis closed the connection at each of two reads of the key (%lld bytes by MEMORY USAGE): "
+						"its reply is larger than Redis lets a client's replies wait "
+						"(client-output-buffer-limit normal, maxmemory-clients)",
+						(long long) u->integer);
+	err->len = strlen(err->str);
 	/* (the key is not logged: its bytes may not be valid text) */
 	ereport(LOG,
 			(errmsg("redis_sync worker: a value of %s is too large for Redis to send; its member goes to the dead letters",
@@ -518,14 +578,40 @@ wb_reads_finish(WbTable *t, WbReads *r)
 		wb_reads_queue(p, t, r, false);
 		reads_exec(t, r, p);
 		wb_reads_collect(t, r);
-		/* the nodes this page connected to, for the counters' check */
+
+		/*
+		 * Read on another Redis process than the first page (it restarted,
+		 * perhaps empty or still loading): the batch is drained again.  One
+		 * pipeline read a batch on one connection; pages may each connect
+		 * anew.  On a cluster, the nodes this page connected to are noted
+		 * first.
+		 */
 		if (r->batch)
+		{
 			wb_batch_read_more(r->batch);
+			if (wb_batch_read_changed(r->batch))
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("redis_sync: Redis at %s restarted while a write-behind batch was read",
+								redis_server_display()),
+						 errdetail("The batch's values came from two Redis processes; it is drained again.")));
+		}
 	}
 	if (r->nm > 0 && r->largest > 0)
 		t->read_largest = r->largest;
-	if (t->read_cap > 0)
-		t->read_cap = t->read_cap >= t->batch / 4 ? 0 : t->read_cap * 4;
+
+	/*
+	 * A batch read whole relaxes a cap, unless one of its values took a
+	 * quarter of a page: one such value per batch among small ones failed a
+	 * page every few batches, the cap relaxed between (review helper-103)
+	 */
+	if (t->read_cap > 0 && r->nm > 0)
+	{
+		size_t		budget = read_page_bytes();
+
+		if (budget == SIZE_MAX || r->largest < budget / 4)
+			t->read_cap = t->read_cap >= t->batch / 4 ? 0 : t->read_cap * 4;
+	}
 }
 
 /*

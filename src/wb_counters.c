@@ -185,15 +185,16 @@ wb_batch_read_more(Batch *b)
 }
 
 /*
- * Was the correction just made sent to another Redis process than the one
- * b's values were read from?  On a single Redis: the connection changed and
+ * Is the connection now on another Redis process than the one b's values
+ * were first read from (for the correction just made, or a later page of
+ * the values, drain.c)?  On a single Redis: the connection changed and
  * its run_id differs (or either is unknown).  On a cluster each node has
  * its own connection: any node connected at the read that has been
  * connected again since, to another process or one whose run_id is unknown
  * (a master restarted empty under the batch, tests/t/359).
  */
-static bool
-correction_changed_server(Batch *b)
+bool
+wb_batch_read_changed(Batch *b)
 {
 	const char *run_id;
 
@@ -221,7 +222,7 @@ correction_changed_server(Batch *b)
  * seeded) as on a new one (they were lost with its data, as increments Redis
  * loses before their drain are).  A new connection to the same Redis (its
  * idle timeout closed the old one) goes on.  On a cluster each node has
- * a connection of its own, each checked (correction_changed_server).
+ * a connection of its own, each checked (wb_batch_read_changed).
  */
 void
 wb_correct_counters(Batch *b)
@@ -285,7 +286,7 @@ wb_correct_counters(Batch *b)
 	redis_pipeline_exec(p);
 	redis_check_reply(p, 0, "a counter correction");
 	redis_pipeline_free(p);
-	if (correction_changed_server(b))
+	if (wb_batch_read_changed(b))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("redis_sync: the connection to Redis changed during a write-behind batch of table %s with counters",

@@ -185,6 +185,7 @@ typedef struct Batch
 /* wb_counters.c: the correction of a batch's unseeded counters */
 extern void wb_batch_read_on(Batch *b);
 extern void wb_batch_read_more(Batch *b);
+extern bool wb_batch_read_changed(Batch *b);
 extern void wb_correct_counters(Batch *b);
 
 /* drain.c: one batch's steps, and the sequential drain of one batch */
