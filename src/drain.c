@@ -560,6 +560,25 @@ wb_reads_collect(WbTable *t, WbReads *r)
 	}
 	r->done = r->queued;
 	r->page = NULL;
+
+	/*
+	 * Read on another Redis process than the one the batch was claimed on (it
+	 * restarted, perhaps empty or still loading): the batch is drained again,
+	 * rather than take absent values for deleted keys (on_missing 'delete'
+	 * then deleted the rows).  Pages may each connect anew; so could the
+	 * reads after a claim.  On a cluster, the nodes this page connected to
+	 * are noted first.
+	 */
+	if (r->batch)
+	{
+		wb_batch_read_more(r->batch);
+		if (wb_batch_read_changed(r->batch))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("redis_sync: Redis at %s restarted while a write-behind batch was read",
+							redis_server_display()),
+					 errdetail("The batch was claimed on another Redis process than the one its values came from; it is drained again.")));
+	}
 }
 
 /*
@@ -578,24 +597,6 @@ wb_reads_finish(WbTable *t, WbReads *r)
 		wb_reads_queue(p, t, r, false);
 		reads_exec(t, r, p);
 		wb_reads_collect(t, r);
-
-		/*
-		 * Read on another Redis process than the first page (it restarted,
-		 * perhaps empty or still loading): the batch is drained again.  One
-		 * pipeline read a batch on one connection; pages may each connect
-		 * anew.  On a cluster, the nodes this page connected to are noted
-		 * first.
-		 */
-		if (r->batch)
-		{
-			wb_batch_read_more(r->batch);
-			if (wb_batch_read_changed(r->batch))
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("redis_sync: Redis at %s restarted while a write-behind batch was read",
-								redis_server_display()),
-						 errdetail("The batch's values came from two Redis processes; it is drained again.")));
-		}
 	}
 	if (r->nm > 0 && r->largest > 0)
 		t->read_largest = r->largest;
@@ -699,17 +700,9 @@ claim(Batch *b, bool recover)
 	b->reads = AllocSetContextCreate(CurrentMemoryContext, "redis_sync write-behind reads",
 									 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(b->reads);
+	/* the connection the batch was claimed on: its values come from there */
+	wb_batch_read_on(b);
 	r = wb_reads_begin(b->t, members, b);
-	if (r->nm > 0)
-	{
-		/* the first page: the connection the batch's values are read on */
-		wb_reads_queue(redis_pipeline_create(), b->t, r, false);
-		reads_exec(b->t, r, r->page);
-		wb_batch_read_on(b);
-		wb_reads_collect(b->t, r);
-	}
-	else
-		wb_batch_read_on(b);
 	wb_reads_finish(b->t, r);
 	MemoryContextSwitchTo(old);
 	return wb_reads_result(b->t, r);

@@ -78,6 +78,8 @@ batch_set_members(Batch *b, RedisPipeline *p, int i)
 	}
 	b->nm = n;
 	b->rd = wb_reads_begin(b->t, b->members, b);
+	/* p has just been read: the connection b was claimed on */
+	wb_batch_read_on(b);
 	MemoryContextSwitchTo(old);
 	/* claimed afresh: a new drain of each member, counted */
 	for (int k = 0; k < n; k++)
@@ -86,7 +88,8 @@ batch_set_members(Batch *b, RedisPipeline *p, int i)
 
 /*
  * decode b from its values: the first page of its reads has just run (in a
- * pipeline in b's memory), the others are read now
+ * pipeline in b's memory), the others are read now (each checked to come
+ * from the Redis process b was claimed on, wb_reads_collect)
  */
 static void
 batch_decode(Batch *b)
@@ -94,8 +97,6 @@ batch_decode(Batch *b)
 	MemoryContext old = MemoryContextSwitchTo(b->cxt);
 	RedisValue *r;
 
-	/* the first page has just been read: on the current connection */
-	wb_batch_read_on(b);
 	wb_reads_collect(b->t, b->rd);
 	wb_reads_finish(b->t, b->rd);
 	r = wb_reads_result(b->t, b->rd);
