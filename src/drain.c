@@ -66,6 +66,7 @@
 #include "utils/timestamp.h"
 
 #include "capture.h"
+#include "cluster.h"
 #include "drain.h"
 #include "redis_client.h"
 #include "rowsec.h"
@@ -355,18 +356,17 @@ closed_by_server(const RedisFailure *f)
 	return false;
 }
 
-/* an error reply of a Redis not ready to answer (restarting, busy, failing over) */
+/*
+ * an error reply of a Redis not ready to answer: restarting, failing over
+ * (the errors a cluster exec retries, rs_cluster_retryable_error), or busy
+ * in a script
+ */
 static bool
 not_ready_reply(const RedisValue *v)
 {
-	static const char *const codes[] = {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"};
-
 	if (v == NULL || v->type != RV_ERROR || v->str == NULL)
 		return false;
-	for (int i = 0; i < lengthof(codes); i++)
-		if (strncmp(v->str, codes[i], strlen(codes[i])) == 0)
-			return true;
-	return false;
+	return rs_cluster_retryable_error(v->str) || strncmp(v->str, "BUSY", 4) == 0;
 }
 
 /*
@@ -540,8 +540,7 @@ wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overlapped)
 void
 wb_reads_collect(WbTable *t, WbReads *r)
 {
-	bool		seeds = t->ncounters > 0;
-
+	bool		seeds = r->seeds != NULL;
 	size_t		page_largest = 0;
 
 	for (int i = r->done; i < r->queued; i++)

@@ -22,6 +22,7 @@ use IPC::Run ();
 use Time::HiRes qw(time sleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use RedisSync::Compare ();
 use Test::More;
 
 our @redis_servers;
@@ -54,22 +55,19 @@ sub skip_unless_crash_injection
 sub wait_crash_recovered
 {
 	my ($node, %opts) = @_;
-	my @dbs      = @{ $opts{dbs} // [undef] };
-	my $deadline = time + ($opts{timeout} // 60);
-	while (1)
-	{
-		my $up = 1;
+	my @dbs = @{ $opts{dbs} // [undef] };
+	my $up  = sub {
 		for my $db (@dbs)
 		{
 			my ($r, $o) = $node->psql('postgres',
 				'SELECT worker_running FROM redis_sync.worker_stats'
 				  . (defined $db ? " WHERE database = '$db'" : ''));
-			$up &&= $r == 0 && $o eq 't';
+			return 0 unless $r == 0 && $o eq 't';
 		}
-		return 1 if $up;
-		return 0 if time > $deadline;
-		sleep($opts{interval} // 0.1);
-	}
+		return 1;
+	};
+	return defined RedisSync::Compare::wait_for($up, $opts{timeout} // 60, $opts{interval} // 0.1)
+	  ? 1 : 0;
 }
 
 # A loopback TCP port nobody listens on (reserved against other PG test nodes).
