@@ -140,6 +140,34 @@ SELECT count(*) AS shown FROM redis_sync.warming WHERE "table" = 'wm_p2'::regcla
 SELECT redis_sync.unsync('wm_p', purge => true);
 DROP TABLE wm_p;
 
+-- warm() sends each chunk of a batch as soon as it is encoded: a row that
+-- cannot be encoded stops the warm with its error after earlier chunks
+-- went to Redis; the session's next command to Redis works, the chunks
+-- sent are filled, and a warm after the fix fills the rest
+CREATE TYPE wm_mood AS ENUM ('calm', 'bad');
+CREATE FUNCTION wm_mood_json(m wm_mood) RETURNS json LANGUAGE plpgsql AS
+$$ BEGIN
+  IF m = 'bad' AND current_setting('wm.fail', true) = 'on' THEN RAISE EXCEPTION 'mood % has no json', m; END IF;
+  RETURN to_json(m::text);
+END $$;
+CREATE CAST (wm_mood AS json) WITH FUNCTION wm_mood_json(wm_mood);
+CREATE TABLE wm_chunks (id int PRIMARY KEY, m wm_mood);
+INSERT INTO wm_chunks SELECT g, CASE WHEN g = 2500 THEN 'bad' ELSE 'calm' END::wm_mood FROM generate_series(1, 3000) g;
+SELECT redis_sync.write_through('wm_chunks', key_prefix => 'wc:', format => 'json', warm => false);
+SET wm.fail = on;
+SELECT redis_sync.warm('wm_chunks');
+SELECT redis_sync.command('PING');
+SELECT redis_sync.command('GET', 'wc:1') AS first_chunk, redis_sync.command('EXISTS', 'wc:2500') AS bad_row;
+RESET wm.fail;
+SELECT redis_sync.warm('wm_chunks');
+SELECT redis_sync.command('GET', 'wc:2500');
+SELECT count(*) FROM redis_sync.verify('wm_chunks');
+SELECT redis_sync.unsync('wm_chunks', purge => true);
+DROP TABLE wm_chunks;
+DROP CAST (wm_mood AS json);
+DROP FUNCTION wm_mood_json(wm_mood);
+DROP TYPE wm_mood;
+
 SELECT redis_sync.unsync(t, purge => true) FROM unnest(ARRAY['wm', 'wm_empty', 'wm_ttl', 'wm_json']::regclass[]) t;
 DROP TABLE wm, wm_empty, wm_ttl, wm_json;
 DROP FUNCTION wait_warmed(regclass);

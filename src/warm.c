@@ -253,17 +253,23 @@ typedef struct FillBatch
 	bool		cluster;		/* ordered by hash slot */
 } FillBatch;
 
-/* encode the rows of one SPI result (column 1: the row) */
+/* room for the encoded rows of one SPI result */
 static void
-encode_fill_batch(FillBatch *b, SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt,
-				  uint64 nrows)
+init_fill_batch(FillBatch *b, uint64 nrows)
 {
 	b->nrows = nrows;
 	b->keys = palloc(sizeof(char *) * Max(nrows, 1));
 	b->keyvals = palloc(sizeof(char **) * Max(nrows, 1));
 	b->imgs = palloc(sizeof(RowImage) * Max(nrows, 1));
 	b->cluster = false;
-	for (uint64 i = 0; i < nrows; i++)
+}
+
+/* encode rows [s, e) of one SPI result (column 1: the row) */
+static void
+encode_fill_rows(FillBatch *b, SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt,
+				 uint64 s, uint64 e)
+{
+	for (uint64 i = s; i < e; i++)
 	{
 		HeapTupleData tup;
 
@@ -412,13 +418,35 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 
 	memset(zero, '0', RS_VERSION_LEN);
 	zero[RS_VERSION_LEN] = '\0';
-	encode_fill_batch(&b, enc, reldesc, tt, nrows);
+	init_fill_batch(&b, nrows);
 	if (redis_cluster_mode() && nrows > 1)
+	{
+		/* one script call per chunk and slot, all in one round trip */
+		encode_fill_rows(&b, enc, reldesc, tt, 0, nrows);
 		order_fill_batch_by_slot(&b);
-
-	/* one script call per chunk, all in one round trip */
-	for (uint64 s = 0; s < nrows;)
-		s = append_fill_chunk(p, &b, s, zero, enc->ttl_ms);
+		for (uint64 s = 0; s < nrows;)
+			s = append_fill_chunk(p, &b, s, zero, enc->ttl_ms);
+	}
+	else
+	{
+		/*
+		 * One script call per chunk, each sent as soon as it is encoded
+		 * (redis_pipeline_stream), so Redis fills one chunk while the next is
+		 * encoded; the exec sends the last and reads every reply.
+		 */
+		for (uint64 s = 0; s < nrows;)
+		{
+			encode_fill_rows(&b, enc, reldesc, tt, s, Min(nrows, s + rs_chunk_size));
+			s = append_fill_chunk(p, &b, s, zero, enc->ttl_ms);
+			if (s < nrows)
+			{
+				(void) redis_pipeline_stream(p);
+				/* the exec reports the failure */
+				if (redis_pipeline_stream_failed(p))
+					break;
+			}
+		}
+	}
 	if (nrows > 0)
 		redis_pipeline_exec(p);
 	written = collect_fill_replies(p, &b, enc->nkeys, repush);
