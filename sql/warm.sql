@@ -162,6 +162,38 @@ RESET wm.fail;
 SELECT redis_sync.warm('wm_chunks');
 SELECT redis_sync.command('GET', 'wc:2500');
 SELECT count(*) FROM redis_sync.verify('wm_chunks');
+-- the table's code may set redis_sync.chunk_size while a chunk is encoded
+-- (row 10, in the first chunk): the chunk ends where its encoding did
+-- (before, the backend crashed on the rows past it, never encoded)
+UPDATE wm_chunks SET m = 'bad' WHERE id = 10;
+CREATE OR REPLACE FUNCTION wm_mood_json(m wm_mood) RETURNS json LANGUAGE plpgsql AS
+$$ BEGIN
+  IF m = 'bad' AND current_setting('wm.act', true) = 'grow' THEN
+    PERFORM set_config('redis_sync.chunk_size', '100000', false);
+  ELSIF m = 'bad' AND current_setting('wm.act', true) = 'ping' THEN
+    PERFORM redis_sync.command('PING');
+  END IF;
+  RETURN to_json(m::text);
+END $$;
+SELECT redis_sync.command('DEL', 'wc:1', 'wc:2500', 'wc:3000');
+SET wm.act = grow;
+SELECT redis_sync.warm('wm_chunks');
+RESET wm.act;
+RESET redis_sync.chunk_size;
+SELECT count(*) FROM redis_sync.verify('wm_chunks');
+-- code that uses the connection while chunks stream (row 2500, in the
+-- third chunk: command() finds the connection busy and opens another)
+-- fails the warm: the rest is never sent on the new connection, where it
+-- would start mid-command and its replies answer nobody
+SELECT redis_sync.command('DEL', 'wc:1', 'wc:2500', 'wc:3000');
+SET wm.act = ping;
+DO $$ BEGIN PERFORM redis_sync.warm('wm_chunks');
+EXCEPTION WHEN connection_failure THEN RAISE NOTICE 'warm failed: %', SQLSTATE; END $$;
+RESET wm.act;
+SELECT redis_sync.command('PING');
+CREATE OR REPLACE FUNCTION wm_mood_json(m wm_mood) RETURNS json LANGUAGE sql AS $$ SELECT to_json(m::text) $$;
+SELECT redis_sync.warm('wm_chunks');
+SELECT count(*) FROM redis_sync.verify('wm_chunks');
 SELECT redis_sync.unsync('wm_chunks', purge => true);
 DROP TABLE wm_chunks;
 DROP CAST (wm_mood AS json);

@@ -102,8 +102,22 @@ redis_pipeline_stream(RedisPipeline *p)
 		}
 		p->stream_started = true;
 		p->stream_generation = generation;
+		ok = redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
 	}
-	ok = redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
+	else if (!redis_conn_is_connected(conn) || generation != p->stream_generation)
+	{
+		/*
+		 * Code run between two calls (a table's cast to json, say, calling
+		 * command()) found the connection busy and replaced it: the rest must
+		 * not go to the new connection, where it would start in the middle of
+		 * a command and its replies would answer nobody.
+		 */
+		ok = redis_failure_set(&f, ERRCODE_CONNECTION_FAILURE,
+							   psprintf("lost connection to Redis at %s", redis_server_display()),
+							   "The connection was used or closed while the commands were being sent; the outcome of those sent is unknown.");
+	}
+	else
+		ok = redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
 
 	/*
 	 * Encoding is faster than Redis applies: past STREAM_BACKLOG_BYTES the

@@ -316,18 +316,18 @@ order_fill_batch_by_slot(FillBatch *b)
 }
 
 /*
- * Append the fill script call for the rows from s on (up to a chunk, and
- * on a cluster up to where the slot changes); returns where it stopped.
+ * Append the fill script call for the rows [s, e) (on a cluster up to where
+ * the slot changes); returns where it stopped.
  */
 static uint64
-append_fill_chunk(RedisPipeline *p, FillBatch *b, uint64 s, const char *zero, int64 ttl_ms)
+append_fill_chunk(RedisPipeline *p, FillBatch *b, uint64 s, uint64 e, const char *zero,
+				  int64 ttl_ms)
 {
 	int			max = 1;
 	int			argc = 0;
 	int			nkeys = 0;
 	const char **argv;
 	size_t	   *lens;
-	uint64		e = Min(b->nrows, s + rs_chunk_size);
 
 	if (b->cluster)
 	{
@@ -416,6 +416,12 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 	char		zero[RS_VERSION_LEN + 1];
 	int64		written;
 
+	/*
+	 * Read once: encoding runs the table's code (casts to json), which may
+	 * set redis_sync.chunk_size; a chunk must end where its encoding did
+	 */
+	uint64		chunk = Max(rs_chunk_size, 1);
+
 	memset(zero, '0', RS_VERSION_LEN);
 	zero[RS_VERSION_LEN] = '\0';
 	init_fill_batch(&b, nrows);
@@ -425,7 +431,7 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		encode_fill_rows(&b, enc, reldesc, tt, 0, nrows);
 		order_fill_batch_by_slot(&b);
 		for (uint64 s = 0; s < nrows;)
-			s = append_fill_chunk(p, &b, s, zero, enc->ttl_ms);
+			s = append_fill_chunk(p, &b, s, Min(nrows, s + chunk), zero, enc->ttl_ms);
 	}
 	else
 	{
@@ -436,8 +442,10 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		 */
 		for (uint64 s = 0; s < nrows;)
 		{
-			encode_fill_rows(&b, enc, reldesc, tt, s, Min(nrows, s + rs_chunk_size));
-			s = append_fill_chunk(p, &b, s, zero, enc->ttl_ms);
+			uint64		e = Min(nrows, s + chunk);
+
+			encode_fill_rows(&b, enc, reldesc, tt, s, e);
+			s = append_fill_chunk(p, &b, s, e, zero, enc->ttl_ms);
 			if (s < nrows)
 			{
 				(void) redis_pipeline_stream(p);
