@@ -50,6 +50,28 @@ SELECT * FROM redis_sync.verify('ops', sample => 0);
 SELECT redis_sync.resync('ops');
 SELECT * FROM redis_sync.verify('ops');
 SELECT h('ops:1'), h('ops:2'), redis_sync.command('EXISTS', 'ops:7');
+-- a hash's fields are matched by name, in whatever order they were written;
+-- a NULL column has no field, and a column's field must be there
+SELECT redis_sync.command('DEL', 'ops:1');
+SELECT redis_sync.command('HSET', 'ops:1', 'price', '1.50', 'name', 'one', 'id', '1');
+SELECT redis_sync.command('HSET', 'ops:3', 'price', '0.00');
+SELECT redis_sync.command('HDEL', 'ops:2', 'name');
+SELECT key, problem FROM redis_sync.verify('ops') ORDER BY key;
+SELECT redis_sync.resync('ops');
+-- the same with more than 64 synced columns
+DO $$ BEGIN
+  EXECUTE 'CREATE TABLE ops_wide (id int PRIMARY KEY, '
+          || (SELECT string_agg(format('c%s text', g), ', ') FROM generate_series(1, 70) g) || ')';
+END $$;
+SELECT redis_sync.write_through('ops_wide', key_prefix => 'ow:');
+INSERT INTO ops_wide (id, c1, c70) VALUES (1, 'a', 'z'), (2, 'b', NULL), (3, 'c', NULL);
+SELECT * FROM redis_sync.verify('ops_wide');
+SELECT redis_sync.command('HSET', 'ow:1', 'c70', 'changed');
+SELECT redis_sync.command('HSET', 'ow:2', 'c5', 'x');
+SELECT redis_sync.command('HSET', 'ow:3', 'other', 'x');
+SELECT key, problem FROM redis_sync.verify('ops_wide') ORDER BY key;
+SELECT redis_sync.unsync('ops_wide', purge => true);
+DROP TABLE ops_wide;
 -- json tables too
 SELECT redis_sync.command('SET', 'oj:x:1', '{"a": "x", "b": 1, "v": {"k": "changed"}}');
 SELECT key, problem FROM redis_sync.verify('ops_json');
