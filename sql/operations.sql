@@ -58,6 +58,14 @@ SELECT redis_sync.command('HSET', 'ops:3', 'price', '0.00');
 SELECT redis_sync.command('HDEL', 'ops:2', 'name');
 SELECT key, problem FROM redis_sync.verify('ops') ORDER BY key;
 SELECT redis_sync.resync('ops');
+-- names and values compare byte for byte: a field "name\0x" is not the
+-- column name, and a value with a NUL byte is not the row's
+SELECT redis_sync.command('EVAL', $l$redis.call('HSET', 'ops:1', 'name\0x', 'junk') return 1$l$, '0');
+SELECT redis_sync.command('EVAL', $l$redis.call('HSET', 'ops:2', 'name\0x', 'two', 'name', 'WRONG') return 1$l$, '0');
+SELECT redis_sync.command('EVAL', $l$redis.call('HSET', 'ops:3', 'name', 'three\0garbage') return 1$l$, '0');
+SELECT key, problem FROM redis_sync.verify('ops') ORDER BY key;
+SELECT redis_sync.resync('ops');
+SELECT key, problem FROM redis_sync.verify('ops') ORDER BY key;
 -- the same with more than 64 synced columns
 DO $$ BEGIN
   EXECUTE 'CREATE TABLE ops_wide (id int PRIMARY KEY, '

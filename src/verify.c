@@ -291,13 +291,26 @@ put_result(ReturnSetInfo *rsinfo, const char *key, const char *problem, Datum tv
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
-/* a cached field's value and the row's (NULL: absent) agree */
+/*
+ * A cached field's value (NULL: absent) and the row's agree: byte for byte,
+ * its length too (a value holding a NUL byte is not the row's, which
+ * holds none)
+ */
 static bool
-field_matches(const char *cached, const char *value)
+field_matches(const RedisValue *cached, const char *value)
 {
-	if ((cached == NULL) != (value == NULL))
+	if ((cached == NULL || cached->str == NULL) != (value == NULL))
 		return false;
-	return cached == NULL || strcmp(cached, value) == 0;
+	return value == NULL ||
+		(cached->len == strlen(value) && memcmp(cached->str, value, cached->len) == 0);
+}
+
+/* a reply's field name is the column's: its length too (see above) */
+static bool
+field_named(const RedisValue *name, const char *column)
+{
+	return name->str != NULL && name->len == strlen(column) &&
+		memcmp(name->str, column, name->len) == 0;
 }
 
 /*
@@ -323,15 +336,15 @@ hash_matches(RowImage *img, RedisValue *v)
 	{
 		for (int i = 0; i < img->nfields; i++)
 		{
-			const char *cached = NULL;
+			const RedisValue *cached = NULL;
 
 			for (int k = 0; k < npairs; k++)
 			{
 				int			j = (i + k) % npairs;
 
-				if (strcmp(v->elems[2 * j].str, img->fields[i]) == 0)
+				if (field_named(&v->elems[2 * j], img->fields[i]))
 				{
-					cached = v->elems[2 * j + 1].str;
+					cached = &v->elems[2 * j + 1];
 					break;
 				}
 			}
@@ -341,19 +354,23 @@ hash_matches(RowImage *img, RedisValue *v)
 		return true;
 	}
 	h = rs_string_hash_create("redis_sync verify fields", npairs + 1,
-							  sizeof(KeySlot) + sizeof(char *));
+							  sizeof(KeySlot) + sizeof(RedisValue *));
 	for (int i = 0; i + 1 < v->nelem; i += 2)
 	{
-		KeySlot    *s = hash_search(h, &v->elems[i].str, HASH_ENTER, NULL);
+		KeySlot    *s;
 
+		/* a name holding a NUL byte names no column */
+		if (v->elems[i].str == NULL || v->elems[i].len != strlen(v->elems[i].str))
+			continue;
+		s = hash_search(h, &v->elems[i].str, HASH_ENTER, NULL);
 		s->key = v->elems[i].str;
-		*(char **) (s + 1) = v->elems[i + 1].str;
+		*(RedisValue **) (s + 1) = &v->elems[i + 1];
 	}
 	for (int i = 0; i < img->nfields && same; i++)
 	{
 		KeySlot    *s = hash_search(h, &img->fields[i], HASH_FIND, NULL);
 
-		same = field_matches(s ? *(char **) (s + 1) : NULL, img->values[i]);
+		same = field_matches(s ? *(RedisValue **) (s + 1) : NULL, img->values[i]);
 	}
 	hash_destroy(h);
 	return same;
