@@ -120,12 +120,15 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_members",
 
 /*
  * The members of claim reply i of p ({members, cursor}); the cursor is
- * kept for the table's next claim.  ERROR on an error reply.
+ * kept for the table's next claim.  ERROR on an error reply.  The longest
+ * member sizes the next claims (claim_count), and a claim that came back
+ * relaxes a cap a failed one set.
  */
 RedisValue *
 wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 {
 	RedisValue *r;
+	RedisValue *m;
 
 	redis_check_reply(p, i, "a write-behind claim");
 	r = redis_pipeline_reply(p, i);
@@ -134,7 +137,19 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 		elog(ERROR, "redis_sync: unexpected reply to a write-behind claim");
 	if (!recover)
 		memcpy(t->scan_cursor, r->elems[1].str, r->elems[1].len + 1);
-	return &r->elems[0];
+	m = &r->elems[0];
+	if (m->type == RV_ARRAY)
+	{
+		size_t		longest = 0;
+
+		for (int k = 0; k < m->nelem; k++)
+			longest = Max(longest, m->elems[k].len);
+		if (m->nelem > 0)
+			t->member_largest = longest;
+		if (t->claim_cap > 0 && m->nelem > 0)
+			t->claim_cap = t->claim_cap >= t->batch / 4 ? 0 : t->claim_cap * 4;
+	}
+	return m;
 }
 
 /* ----------------------------------------------------------------
@@ -663,14 +678,67 @@ wb_reads_result(WbTable *t, WbReads *r)
 	return out;
 }
 
-/* queue the claim of up to batch_size members (recover: of crash leftovers) */
+/*
+ * How many members the next claim of t asks for.  Its reply holds their
+ * names, which Redis buffers like any reply (and the overlapped drain
+ * leaves it unread beside a page of reads while it applies a batch): under
+ * a limit on client output (read_page_bytes), members as long as the
+ * table's longest so far must fit half the limit (a page when Redis does
+ * not say it), and after a claim Redis dropped the connection on
+ * (wb_claim_failed), a quarter of that claim until claims come back again.
+ * Without either, batch_size.
+ */
+static int
+claim_count(WbTable *t)
+{
+	int			n = t->batch;
+
+	if (t->claim_cap > 0)
+		n = Min(n, t->claim_cap);
+	if (t->member_largest > 0 && n > 1)
+	{
+		size_t		budget = read_page_bytes();
+
+		if (budget != SIZE_MAX)
+		{
+			if (page_limit > 0)
+				budget = page_limit / 2;
+			n = (int) Min((size_t) n, Max(budget / (t->member_largest + 16), 1));
+		}
+	}
+	return n;
+}
+
+/*
+ * A claim failed (f): if Redis closed the connection, its reply may have
+ * passed the client's output limit, so the next claims (recovery first:
+ * the members it moved are in the processing set) ask for a quarter as
+ * many; Redis is asked for its limits again.  The members of a claim of one
+ * fit no page: nothing to cap.
+ */
+void
+wb_claim_failed(WbTable *t, const RedisFailure *f)
+{
+	if (!closed_by_server(f))
+		return;
+	page_bytes_generation = 0;
+	if (t->claim_asked > 1)
+		t->claim_cap = Max(1, t->claim_asked / 4);
+}
+
+/*
+ * queue the claim of up to claim_count() members (recover: of crash
+ * leftovers); t->claim_asked says how many, against which a claim's reply
+ * tells a full batch from the last
+ */
 void
 wb_append_claim(RedisPipeline *p, WbTable *t, bool recover)
 {
 	const char *argv[5];
 	char		batch[16];
 
-	snprintf(batch, sizeof(batch), "%d", t->batch);
+	t->claim_asked = claim_count(t);
+	snprintf(batch, sizeof(batch), "%d", t->claim_asked);
 	argv[0] = t->dirty;
 	argv[1] = t->processing;
 	argv[2] = batch;
@@ -690,10 +758,15 @@ claim(Batch *b, bool recover)
 	RedisValue *members;
 	WbReads    *r;
 	MemoryContext old;
+	RedisFailure f;
 
 	b->claim = redis_pipeline_create();
 	wb_append_claim(b->claim, b->t, recover);
-	redis_pipeline_exec(b->claim);
+	if (!redis_pipeline_try_exec(b->claim, &f))
+	{
+		wb_claim_failed(b->t, &f);
+		redis_client_report(ERROR, &f);
+	}
 	members = wb_claim_reply_members(b->t, b->claim, 0, recover);
 	/* the values' pages, in a context of their own (freed by the caller) */
 	b->reads = AllocSetContextCreate(CurrentMemoryContext, "redis_sync write-behind reads",

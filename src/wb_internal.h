@@ -78,6 +78,11 @@ typedef struct WbTable
 								 * (drain.c's read pages; 0: none yet) */
 	int			read_cap;		/* the most members a read page holds after
 								 * one failed (0: no cap) */
+	size_t		member_largest; /* the longest member a claim returned (0:
+								 * none yet) */
+	int			claim_cap;		/* the most members a claim asks for after one
+								 * failed (0: no cap) */
+	int			claim_asked;	/* ... and the last claim asked for */
 	uint64		checked_gen;	/* wb_config_check_current: the invalidation
 								 * count it was last known current at */
 } WbTable;
@@ -197,6 +202,7 @@ extern void wb_reads_queue(RedisPipeline *p, WbTable *t, WbReads *r, bool overla
 extern void wb_reads_collect(WbTable *t, WbReads *r);
 extern void wb_reads_finish(WbTable *t, WbReads *r);
 extern void wb_reads_failed(WbTable *t, WbReads *r);
+extern void wb_claim_failed(WbTable *t, const RedisFailure *f);
 extern RedisValue *wb_reads_result(WbTable *t, WbReads *r);
 extern void wb_sort_member(Batch *b, RedisValue *r, int i);
 extern const char *wb_member_key(WbTable *t, Member *m);

@@ -249,7 +249,11 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 	MemoryContextSwitchTo(a->cxt);
 	p = redis_pipeline_create();
 	wb_append_claim(p, t, false);
-	redis_pipeline_exec(p);
+	if (!redis_pipeline_try_exec(p, &f))
+	{
+		wb_claim_failed(t, &f);
+		redis_client_report(ERROR, &f);
+	}
 	batch_set_members(a, p, 0);
 	redis_pipeline_free(p);
 	if (a->nm == 0)
@@ -258,7 +262,7 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 		MemoryContextDelete(a->cxt);
 		return NULL;
 	}
-	*claiming = a->nm >= t->batch && rs_drain_go_on(deadline);
+	*claiming = a->nm >= t->claim_asked && rs_drain_go_on(deadline);
 	p = redis_pipeline_create();
 	wb_reads_queue(p, t, a->rd, false);
 	if (*claiming)
@@ -270,6 +274,8 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 	if (!redis_pipeline_try_exec(p, &f))
 	{
 		wb_reads_failed(t, a->rd);
+		if (b)
+			wb_claim_failed(t, &f);
 		redis_client_report(ERROR, &f);
 	}
 	MemoryContextSwitchTo(outer);
@@ -277,7 +283,7 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 	if (b)
 	{
 		batch_set_members(b, p, claim_at);
-		*claiming = b->nm >= t->batch;
+		*claiming = b->nm >= t->claim_asked;
 	}
 	*bp = b;
 	return a;
@@ -344,6 +350,8 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 		{
 			if (b)
 				wb_reads_failed(t, b->rd);
+			if (c)
+				wb_claim_failed(t, &f);
 			redis_client_report(ERROR, &f);
 		}
 		if (x)
@@ -360,7 +368,7 @@ wb_drain_overlapped(WbTable *t, TimestampTz deadline, int64 *total)
 		if (c)
 		{
 			batch_set_members(c, p, claim_at);
-			claiming = c->nm >= t->batch;
+			claiming = c->nm >= t->claim_asked;
 		}
 		x = a;
 		a = b;

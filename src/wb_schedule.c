@@ -306,7 +306,7 @@ drain_table(WbTable *t, bool recover_only, TimestampTz deadline, MemoryContext o
 		claimed = wb_drain_batch(t, true, &applied);
 		MemoryContextSwitchTo(outer);
 		*total += applied;
-	} while (claimed == t->batch && rs_drain_go_on(deadline));
+	} while (claimed > 0 && claimed == t->claim_asked && rs_drain_go_on(deadline));
 	if (!recover_only && rs_drain_go_on(deadline))
 	{
 		wb_drain_overlapped(t, deadline, total);
