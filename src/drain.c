@@ -144,8 +144,16 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 
 		for (int k = 0; k < m->nelem; k++)
 			longest = Max(longest, m->elems[k].len);
-		if (m->nelem > 0)
+
+		/*
+		 * a full claim is a sample of the whole set (SSCAN's order): its
+		 * longest member stands for the set's; a short one (the end of the
+		 * set) may not, and only raises it
+		 */
+		if (m->nelem >= t->claim_asked)
 			t->member_largest = longest;
+		else
+			t->member_largest = Max(t->member_largest, longest);
 		if (t->claim_cap > 0 && m->nelem > 0)
 			t->claim_cap = t->claim_cap >= t->batch / 4 ? 0 : t->claim_cap * 4;
 	}
@@ -683,8 +691,8 @@ wb_reads_result(WbTable *t, WbReads *r)
  * names, which Redis buffers like any reply (and the overlapped drain
  * leaves it unread beside a page of reads while it applies a batch): under
  * a limit on client output (read_page_bytes), members as long as the
- * table's longest so far must fit half the limit (a page when Redis does
- * not say it), and after a claim Redis dropped the connection on
+ * table's longest must fit a quarter of the limit (half a page when Redis
+ * does not say it), and after a claim Redis dropped the connection on
  * (wb_claim_failed), a quarter of that claim until claims come back again.
  * Without either, batch_size.
  */
@@ -701,8 +709,11 @@ claim_count(WbTable *t)
 
 		if (budget != SIZE_MAX)
 		{
-			if (page_limit > 0)
-				budget = page_limit / 2;
+			/*
+			 * a quarter of the limit: the overlapped drain leaves a claim's
+			 * reply unread beside a page of reads (half of it at most)
+			 */
+			budget = page_limit > 0 ? page_limit / 4 : budget / 2;
 			n = (int) Min((size_t) n, Max(budget / (t->member_largest + 16), 1));
 		}
 	}

@@ -173,9 +173,71 @@ wb_cache_inval_syscache(Datum arg, int cacheid, uint32 hashvalue)
 	wb_inval_count++;
 }
 
+/*
+ * What the drain learnt of a table's sizes (drain.c: its values' replies,
+ * its members' length, the caps a dropped page or claim set): kept across
+ * a reload of the cache, which any relcache invalidation in the database
+ * causes (an autoanalyze, a temporary table).  Forgotten, the first claim
+ * after each reload asked for a whole batch again, and Redis dropped it
+ * again under a limit on client output (review helper-107).
+ */
+typedef struct WbSizeHints
+{
+	Oid			relid;
+	size_t		read_largest;
+	int			read_cap;
+	size_t		member_largest;
+	int			claim_cap;
+} WbSizeHints;
+
+static WbSizeHints *
+size_hints_save(int *n)
+{
+	WbSizeHints *h = palloc(sizeof(WbSizeHints) * Max(list_length(wb_cache), 1));
+	ListCell   *lc;
+
+	*n = 0;
+	foreach(lc, wb_cache)
+	{
+		WbTable    *t = lfirst(lc);
+
+		h[*n].relid = t->relid;
+		h[*n].read_largest = t->read_largest;
+		h[*n].read_cap = t->read_cap;
+		h[*n].member_largest = t->member_largest;
+		h[*n].claim_cap = t->claim_cap;
+		(*n)++;
+	}
+	return h;
+}
+
+static void
+size_hints_restore(const WbSizeHints *h, int n)
+{
+	ListCell   *lc;
+
+	foreach(lc, wb_cache)
+	{
+		WbTable    *t = lfirst(lc);
+
+		for (int i = 0; i < n; i++)
+			if (h[i].relid == t->relid)
+			{
+				t->read_largest = h[i].read_largest;
+				t->read_cap = h[i].read_cap;
+				t->member_largest = h[i].member_largest;
+				t->claim_cap = h[i].claim_cap;
+				break;
+			}
+	}
+}
+
 List *
 wb_tables_cached(void)
 {
+	WbSizeHints *hints = NULL;
+	int			nhints = 0;
+
 	if (!wb_cache_registered)
 	{
 		CacheRegisterRelcacheCallback(wb_cache_inval, (Datum) 0);
@@ -193,6 +255,8 @@ wb_tables_cached(void)
 		uint64		gen = wb_inval_count;
 		ListCell   *lc;
 
+		if (hints == NULL)
+			hints = size_hints_save(&nhints);
 		MemoryContextReset(wb_cache_cxt);
 		wb_cache = NIL;
 		wb_cache_valid = true;
@@ -209,7 +273,10 @@ wb_tables_cached(void)
 		MemoryContextSwitchTo(old);
 		foreach(lc, wb_cache)
 			((WbTable *) lfirst(lc))->checked_gen = gen;
+		size_hints_restore(hints, nhints);
 	}
+	if (hints != NULL)
+		pfree(hints);
 	/* still flagged: use this load, and load again next round */
 	return wb_cache;
 }

@@ -78,8 +78,9 @@ typedef struct WbTable
 								 * (drain.c's read pages; 0: none yet) */
 	int			read_cap;		/* the most members a read page holds after
 								 * one failed (0: no cap) */
-	size_t		member_largest; /* the longest member a claim returned (0:
-								 * none yet) */
+	size_t		member_largest; /* the longest member of the last full claim
+								 * (0: none yet); the size hints survive a
+								 * reload of the cache (wb_config.c) */
 	int			claim_cap;		/* the most members a claim asks for after one
 								 * failed (0: no cap) */
 	int			claim_asked;	/* ... and the last claim asked for */
