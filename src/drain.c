@@ -119,6 +119,18 @@ static RedisScript claim_script = REDIS_SCRIPT("redis_sync_claim_members",
 											   "return {got, cursor}\n");
 
 /*
+ * A cap (of a page's or a claim's members) after one more success: four
+ * times larger, gone (0) once it would reach a quarter of batch_size
+ */
+static int
+cap_relaxed(int cap, int batch)
+{
+	if (cap <= 0 || cap >= batch / 4)
+		return 0;
+	return cap * 4;
+}
+
+/*
  * The members of claim reply i of p ({members, cursor}); the cursor is
  * kept for the table's next claim.  ERROR on an error reply.  The longest
  * member sizes the next claims (claim_count), and a claim that came back
@@ -151,11 +163,11 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 		 * set) may not, and only raises it
 		 */
 		if (m->nelem >= t->claim_asked)
-			t->member_largest = longest;
+			t->sizes.member_largest = longest;
 		else
-			t->member_largest = Max(t->member_largest, longest);
-		if (t->claim_cap > 0 && m->nelem > 0)
-			t->claim_cap = t->claim_cap >= t->batch / 4 ? 0 : t->claim_cap * 4;
+			t->sizes.member_largest = Max(t->sizes.member_largest, longest);
+		if (m->nelem > 0)
+			t->sizes.claim_cap = cap_relaxed(t->sizes.claim_cap, t->batch);
 	}
 	return m;
 }
@@ -299,7 +311,7 @@ wb_reads_failed(WbTable *t, WbReads *r)
 
 	page_bytes_generation = 0;
 	if (n > 1)
-		t->read_cap = Max(1, n / 4);
+		t->sizes.read_cap = Max(1, n / 4);
 }
 
 /* about the bytes of v on the wire: what Redis buffers until it is read */
@@ -523,7 +535,7 @@ wb_reads_begin(WbTable *t, RedisValue *members, Batch *b)
 static int
 read_page_members(WbTable *t, WbReads *r, bool overlapped)
 {
-	size_t		largest = r->last_largest > 0 ? r->last_largest : t->read_largest;
+	size_t		largest = r->last_largest > 0 ? r->last_largest : t->sizes.read_largest;
 	int			left = r->nm - r->queued;
 	size_t		budget = left > 0 ? read_page_bytes() : 0;
 	size_t		n;
@@ -538,8 +550,8 @@ read_page_members(WbTable *t, WbReads *r, bool overlapped)
 		if (!overlapped)
 			n = Max(n, 1);
 	}
-	if (t->read_cap > 0)
-		n = Min(n, (size_t) t->read_cap);
+	if (t->sizes.read_cap > 0)
+		n = Min(n, (size_t) t->sizes.read_cap);
 	return (int) Min((size_t) left, n);
 }
 
@@ -621,19 +633,19 @@ wb_reads_finish(WbTable *t, WbReads *r)
 		wb_reads_collect(t, r);
 	}
 	if (r->nm > 0 && r->largest > 0)
-		t->read_largest = r->largest;
+		t->sizes.read_largest = r->largest;
 
 	/*
 	 * A batch read whole relaxes a cap, unless one of its values took a
 	 * quarter of a page: one such value per batch among small ones failed a
 	 * page every few batches, the cap relaxed between (review helper-103)
 	 */
-	if (t->read_cap > 0 && r->nm > 0)
+	if (t->sizes.read_cap > 0 && r->nm > 0)
 	{
 		size_t		budget = read_page_bytes();
 
 		if (budget == SIZE_MAX || r->largest < budget / 4)
-			t->read_cap = t->read_cap >= t->batch / 4 ? 0 : t->read_cap * 4;
+			t->sizes.read_cap = cap_relaxed(t->sizes.read_cap, t->batch);
 	}
 }
 
@@ -701,9 +713,9 @@ claim_count(WbTable *t)
 {
 	int			n = t->batch;
 
-	if (t->claim_cap > 0)
-		n = Min(n, t->claim_cap);
-	if (t->member_largest > 0 && n > 1)
+	if (t->sizes.claim_cap > 0)
+		n = Min(n, t->sizes.claim_cap);
+	if (t->sizes.member_largest > 0 && n > 1)
 	{
 		size_t		budget = read_page_bytes();
 
@@ -714,7 +726,7 @@ claim_count(WbTable *t)
 			 * reply unread beside a page of reads (half of it at most)
 			 */
 			budget = page_limit > 0 ? page_limit / 4 : budget / 2;
-			n = (int) Min((size_t) n, Max(budget / (t->member_largest + 16), 1));
+			n = (int) Min((size_t) n, Max(budget / (t->sizes.member_largest + 16), 1));
 		}
 	}
 	return n;
@@ -734,7 +746,20 @@ wb_claim_failed(WbTable *t, const RedisFailure *f)
 		return;
 	page_bytes_generation = 0;
 	if (t->claim_asked > 1)
-		t->claim_cap = Max(1, t->claim_asked / 4);
+		t->sizes.claim_cap = Max(1, t->claim_asked / 4);
+}
+
+/* exec p, whose last command is a claim of t: a failure may cap t's claims */
+void
+wb_claim_exec(RedisPipeline *p, WbTable *t)
+{
+	RedisFailure f;
+
+	if (!redis_pipeline_try_exec(p, &f))
+	{
+		wb_claim_failed(t, &f);
+		redis_client_report(ERROR, &f);
+	}
 }
 
 /*
@@ -769,15 +794,10 @@ claim(Batch *b, bool recover)
 	RedisValue *members;
 	WbReads    *r;
 	MemoryContext old;
-	RedisFailure f;
 
 	b->claim = redis_pipeline_create();
 	wb_append_claim(b->claim, b->t, recover);
-	if (!redis_pipeline_try_exec(b->claim, &f))
-	{
-		wb_claim_failed(b->t, &f);
-		redis_client_report(ERROR, &f);
-	}
+	wb_claim_exec(b->claim, b->t);
 	members = wb_claim_reply_members(b->t, b->claim, 0, recover);
 	/* the values' pages, in a context of their own (freed by the caller) */
 	b->reads = AllocSetContextCreate(CurrentMemoryContext, "redis_sync write-behind reads",

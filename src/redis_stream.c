@@ -102,9 +102,8 @@ redis_pipeline_stream(RedisPipeline *p)
 		}
 		p->stream_started = true;
 		p->stream_generation = generation;
-		ok = redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
 	}
-	else if (!redis_conn_is_connected(conn) || generation != p->stream_generation)
+	if (!redis_conn_is_connected(conn) || generation != p->stream_generation)
 	{
 		/*
 		 * Code run between two calls (a table's cast to json, say, calling

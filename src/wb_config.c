@@ -184,10 +184,7 @@ wb_cache_inval_syscache(Datum arg, int cacheid, uint32 hashvalue)
 typedef struct WbSizeHints
 {
 	Oid			relid;
-	size_t		read_largest;
-	int			read_cap;
-	size_t		member_largest;
-	int			claim_cap;
+	WbSizes		sizes;
 } WbSizeHints;
 
 static WbSizeHints *
@@ -202,10 +199,7 @@ size_hints_save(int *n)
 		WbTable    *t = lfirst(lc);
 
 		h[*n].relid = t->relid;
-		h[*n].read_largest = t->read_largest;
-		h[*n].read_cap = t->read_cap;
-		h[*n].member_largest = t->member_largest;
-		h[*n].claim_cap = t->claim_cap;
+		h[*n].sizes = t->sizes;
 		(*n)++;
 	}
 	return h;
@@ -223,10 +217,7 @@ size_hints_restore(const WbSizeHints *h, int n)
 		for (int i = 0; i < n; i++)
 			if (h[i].relid == t->relid)
 			{
-				t->read_largest = h[i].read_largest;
-				t->read_cap = h[i].read_cap;
-				t->member_largest = h[i].member_largest;
-				t->claim_cap = h[i].claim_cap;
+				t->sizes = h[i].sizes;
 				break;
 			}
 	}

@@ -35,6 +35,19 @@
 #define WB_ARG_JSON			"j"
 #define WB_ARG_STRING		"s"
 
+/* what the drain learnt of a table's sizes (drain.c) */
+typedef struct WbSizes
+{
+	size_t		read_largest;	/* the largest value reply of its last batch
+								 * (the read pages; 0: none yet) */
+	int			read_cap;		/* the most members a read page holds after
+								 * one failed (0: no cap) */
+	size_t		member_largest; /* the longest member of the last full claim
+								 * (0: none yet) */
+	int			claim_cap;		/* the most members a claim asks for after one
+								 * failed (0: no cap) */
+} WbSizes;
+
 typedef struct WbTable
 {
 	Oid			relid;
@@ -74,16 +87,9 @@ typedef struct WbTable
 	Oid		   *colbin;			/* ncols: the same for the columns (hash and
 								 * string formats) */
 	char		scan_cursor[24];	/* the dirty set's SSCAN cursor (drain.c) */
-	size_t		read_largest;	/* the largest value reply of its last batch
-								 * (drain.c's read pages; 0: none yet) */
-	int			read_cap;		/* the most members a read page holds after
-								 * one failed (0: no cap) */
-	size_t		member_largest; /* the longest member of the last full claim
-								 * (0: none yet); the size hints survive a
-								 * reload of the cache (wb_config.c) */
-	int			claim_cap;		/* the most members a claim asks for after one
-								 * failed (0: no cap) */
-	int			claim_asked;	/* ... and the last claim asked for */
+	WbSizes		sizes;			/* what the drain learnt of its sizes: kept
+								 * across a reload of the cache (wb_config.c) */
+	int			claim_asked;	/* the members the last claim asked for */
 	uint64		checked_gen;	/* wb_config_check_current: the invalidation
 								 * count it was last known current at */
 } WbTable;
@@ -204,6 +210,7 @@ extern void wb_reads_collect(WbTable *t, WbReads *r);
 extern void wb_reads_finish(WbTable *t, WbReads *r);
 extern void wb_reads_failed(WbTable *t, WbReads *r);
 extern void wb_claim_failed(WbTable *t, const RedisFailure *f);
+extern void wb_claim_exec(RedisPipeline *p, WbTable *t);
 extern RedisValue *wb_reads_result(WbTable *t, WbReads *r);
 extern void wb_sort_member(Batch *b, RedisValue *r, int i);
 extern const char *wb_member_key(WbTable *t, Member *m);

@@ -249,11 +249,7 @@ overlap_first(WbTable *t, TimestampTz deadline, MemoryContext outer, Batch **bp,
 	MemoryContextSwitchTo(a->cxt);
 	p = redis_pipeline_create();
 	wb_append_claim(p, t, false);
-	if (!redis_pipeline_try_exec(p, &f))
-	{
-		wb_claim_failed(t, &f);
-		redis_client_report(ERROR, &f);
-	}
+	wb_claim_exec(p, t);
 	batch_set_members(a, p, 0);
 	redis_pipeline_free(p);
 	if (a->nm == 0)

@@ -29,6 +29,19 @@ my $drained = sub {
 	return RedisSync::Compare::wait_for(sub { $node->safe_psql('postgres', $sql) eq $want }, 90, 0.2);
 };
 
+# the application: the first n members of 400 characters, each with its
+# count plus add, made dirty in one script
+my $dirty = sub {
+	my ($n, $add) = @_;
+	return $redis->cli('EVAL', qq{
+for i = 1, $n do
+  local url = 'example.com/' .. string.rep('p', 378) .. string.format('%010d', i)
+  redis.call('HSET', 'views:' .. url, 'n', i + $add)
+  redis.call('SADD', 'pv:dirty', url)
+end
+return 'OK'}, 0);
+};
+
 # page views keyed by long paths (no ':', the separator of key values),
 # the default batch_size (5,000)
 $node->safe_psql('postgres', q{
@@ -38,13 +51,7 @@ SELECT redis_sync.write_behind('views', key_prefix => 'views:', dirty_set => 'pv
 });
 
 # 12,000 dirty members of 400 characters: 4.8 MB of names
-is( $redis->cli('EVAL', q{
-for i = 1, 12000 do
-  local url = 'example.com/' .. string.rep('p', 378) .. string.format('%010d', i)
-  redis.call('HSET', 'views:' .. url, 'n', i)
-  redis.call('SADD', 'pv:dirty', url)
-end
-return 'OK'}, 0), 'OK', 'the application made 12,000 keys of 400 characters dirty');
+is( $dirty->(12000, 0), 'OK', 'the application made 12,000 keys of 400 characters dirty');
 
 ok( defined $drained->(
 		q{SELECT count(*) FROM views WHERE n = right(url, 10)::int AND length(url) = 400}, '12000'),
@@ -63,26 +70,14 @@ note("clients Redis dropped: $drops");
 # forgot the sizes, and its first claim was dropped again: review
 # helper-107)
 $node->safe_psql('postgres', 'CREATE TABLE inval_probe (x int); DROP TABLE inval_probe; ANALYZE views;');
-is( $redis->cli('EVAL', q{
-for i = 1, 6000 do
-  local url = 'example.com/' .. string.rep('p', 378) .. string.format('%010d', i)
-  redis.call('HSET', 'views:' .. url, 'n', i + 1)
-  redis.call('SADD', 'pv:dirty', url)
-end
-return 'OK'}, 0), 'OK', 'the application updated 6,000 of them');
+is( $dirty->(6000, 1), 'OK', 'the application updated 6,000 of them');
 ok( defined $drained->(q{SELECT count(*) FROM views WHERE n = right(url, 10)::int + 1}, '6000'),
 	'the drain writes them');
 is($dropped->(), $drops, '... and Redis dropped no client since');
 
 # without the limit, batches are whole again
 is($redis->cli('CONFIG', 'SET', 'client-output-buffer-limit', 'normal 0 0 0'), 'OK', 'no limit');
-is( $redis->cli('EVAL', q{
-for i = 1, 12000 do
-  local url = 'example.com/' .. string.rep('p', 378) .. string.format('%010d', i)
-  redis.call('HSET', 'views:' .. url, 'n', i + 2)
-  redis.call('SADD', 'pv:dirty', url)
-end
-return 'OK'}, 0), 'OK', 'the application updated all 12,000');
+is( $dirty->(12000, 2), 'OK', 'the application updated all 12,000');
 ok( defined $drained->(q{SELECT count(*) FROM views WHERE n = right(url, 10)::int + 2}, '12000'),
 	'the drain writes them');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM redis_sync.dead_letters'), '0', 'no dead letter');
