@@ -98,7 +98,7 @@ ISOLATION_ENC =
 #
 ISOLATION_WB =
 #
-ISOLATION_WARM = warm_race get_invalidate_race
+ISOLATION_WARM = warm_race get_invalidate_race resync_lock_order
 #
 ISOLATION_LAUNCH =
 #

@@ -67,102 +67,220 @@ typedef struct KeySeen
 } KeySeen;
 
 /*
- * Push the rows of one SPI result (column 1: the row), plus fenced deletes
- * for the wanted keys that have no row, all with one version: the given one,
- * or (NULL) the WAL position now, after the rows were locked.  check: what
- * a key Redis refused (out of memory, say) makes of the push (PushCheck).
+ * The rows of one batch of push_named(): the Redis keys asked for, each
+ * with its key values (canonical text), and the fenced pushes made of them.
  */
-static int64
-push_rows(SyncConfig *cfg, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
-		  List *wanted_keys, const char *given_version, PushCheck check)
+typedef struct NamedBatch
 {
-	RedisPipeline *p = redis_pipeline_create();
-	FenceOp    *ops = palloc(sizeof(FenceOp) * (nrows + list_length(wanted_keys) + 1));
-	char		version[RS_VERSION_LEN + 1];
-	int			n = 0;
-	ListCell   *lc;
+	SyncConfig *cfg;			/* the cache's configuration (encoding) */
+	Relation	rel;
+	List	   *keys;			/* Redis keys asked for */
+	List	   *vals;			/* per key: List of key value strings */
+	FenceOp    *ops;			/* pushes and deletes, room for every key */
+	int			nops;
+	struct HTAB *seen;			/* keys of the rows read (KeySeen) */
+} NamedBatch;
+
+/* the queries of push_named(): the same rows, read three ways */
+typedef struct NamedQueries
+{
+	const char *plain;			/* no row locks */
+	const char *locked;			/* FOR SHARE */
+	const char *skip_locked;	/* FOR SHARE SKIP LOCKED */
+	int			nkeys;
+	Oid		   *types;
+} NamedQueries;
+
+/*
+ * Run one of the queries for the keys whose values are vals (one text
+ * array per key column); SPI is connected.
+ */
+static void
+read_named(const NamedQueries *q, Relation rel, const char *sql, List *vals)
+{
+	Datum	   *values = palloc(sizeof(Datum) * q->nkeys);
+	int			nb = list_length(vals);
+
+	for (int i = 0; i < q->nkeys; i++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * nb);
+		ListCell   *lc;
+		int			j = 0;
+
+		foreach(lc, vals)
+			elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(lc), i));
+		values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args(sql, q->nkeys, q->types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
+}
+
+/*
+ * The Redis key of row i of an SPI result (column 1: the row), and (img not
+ * NULL) its encoded value.
+ */
+static char *
+row_key(NamedBatch *b, SPITupleTable *tt, uint64 i, RowImage *img)
+{
+	HeapTupleData tup;
+	char	   *key;
+
+	rs_row_from_composite(tt->vals[i], tt->tupdesc, b->cfg->relid, &tup);
+	key = rs_encode_key(b->cfg, RelationGetDescr(b->rel), &tup, NULL);
+	if (img)
+		rs_encode_row(b->cfg, RelationGetDescr(b->rel), &tup, img);
+	return key;
+}
+
+/* Add the rows of an SPI result to the batch's pushes */
+static void
+add_rows(NamedBatch *b, SPITupleTable *tt, uint64 nrows)
+{
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		RowImage   *img = palloc(sizeof(RowImage));
+		FenceOp    *op = &b->ops[b->nops++];
+
+		op->key = row_key(b, tt, i, img);
+		op->img = img;
+		op->ttl_ms = b->cfg->ttl_ms;
+		(void) hash_search(b->seen, &op->key, HASH_ENTER, NULL);
+	}
+}
+
+/* Add a fenced delete of key to the batch */
+static void
+add_delete(NamedBatch *b, char *key)
+{
 	RowImage   *del = palloc0(sizeof(RowImage));
-	struct HTAB *seen = NULL;
+	FenceOp    *op = &b->ops[b->nops++];
 
 	del->op = RS_OP_DELETE;
+	op->key = key;
+	op->img = del;
+	op->ttl_ms = 0;
+}
+
+/*
+ * Push the batch's rows and deletes, all with one version: the given one,
+ * or (NULL) the WAL position now, after the rows were read (and locked).
+ * check: what a key Redis refused (out of memory, say) makes of the push
+ * (PushCheck).
+ */
+static int64
+push_ops(NamedBatch *b, const char *given_version, PushCheck check)
+{
+	RedisPipeline *p;
+	char		version[RS_VERSION_LEN + 1];
+
+	if (b->nops == 0)
+		return 0;
 	if (given_version)
 		strlcpy(version, given_version, sizeof(version));
 	else
 		rs_version_now(version);	/* after FOR SHARE: see file header */
-	if (wanted_keys != NIL)
-		seen = rs_string_hash_create("redis_sync pushed keys", nrows, sizeof(KeySeen));
-	for (uint64 i = 0; i < nrows; i++)
-	{
-		HeapTupleData tup;
-		RowImage   *img = palloc(sizeof(RowImage));
-
-		rs_row_from_composite(tt->vals[i], tt->tupdesc, cfg->relid, &tup);
-		ops[n].key = rs_encode_key(cfg, reldesc, &tup, NULL);
-		rs_encode_row(cfg, reldesc, &tup, img);
-		ops[n].img = img;
-		ops[n].version = version;
-		ops[n].ttl_ms = cfg->ttl_ms;
-		if (seen)
-			(void) hash_search(seen, &ops[n].key, HASH_ENTER, NULL);
-		n++;
-	}
-	/* keys asked for but not found become deletes */
-	foreach(lc, wanted_keys)
-	{
-		char	   *k = lfirst(lc);
-
-		if (hash_search(seen, &k, HASH_FIND, NULL) != NULL)
-			continue;
-		ops[n].key = k;
-		ops[n].img = del;
-		ops[n].version = version;
-		ops[n].ttl_ms = 0;
-		n++;
-	}
-	for (int s = 0; s < n; s += rs_chunk_size)
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, n - s), NULL, NULL, NIL);
-	if (n > 0)
-	{
-		redis_pipeline_exec(p);
-		for (int i = 0; i < redis_pipeline_length(p); i++)
-			redis_check_reply(p, i, "a cache warm");
-		if (check != PUSH_UNCHECKED)
-			rs_fence_check_applied(p, cfg->relid, check == PUSH_CHECK_OOM);
-	}
+	for (int i = 0; i < b->nops; i++)
+		b->ops[i].version = version;
+	p = redis_pipeline_create();
+	for (int s = 0; s < b->nops; s += rs_chunk_size)
+		rs_fence_append(p, b->ops + s, Min(rs_chunk_size, b->nops - s), NULL, NULL, NIL);
+	redis_pipeline_exec(p);
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+		redis_check_reply(p, i, "a cache warm");
+	if (check != PUSH_UNCHECKED)
+		rs_fence_check_applied(p, b->cfg->relid, check == PUSH_CHECK_OOM);
 	redis_pipeline_free(p);
-	if (seen)
-		hash_destroy(seen);
-	return n;
+	return b->nops;
 }
 
 /*
- * Read rows with sql and push them (see push_rows), in a subtransaction that
- * is always rolled back: that releases the FOR SHARE row locks of the batch.
+ * Read the batch's rows and push them; a key asked for whose row is missing
+ * becomes a fenced delete.
+ *
+ * how: the query to read with.  With skip_locked, a row another transaction
+ * is writing (or has locked FOR UPDATE) is not read, and this batch holds
+ * its other rows' locks only while they are pushed, never while it waits:
+ * a FOR SHARE of the whole batch took the rows' locks in the order of its
+ * plan, one by one, waiting for each, so a transaction that wrote one row
+ * of the batch and then another, in the other order, waited for us while we
+ * waited for it, and PostgreSQL cancelled one of the two (a deadlock, found
+ * by a chaos run of resync() beside UPDATEs of 5,000 rows).  The keys not
+ * read are read again without locks: those whose rows exist are returned in
+ * *contended (the caller pushes them one at a time, waiting for their
+ * writers, holding no other lock), the others are deletes.
+ *
+ * Runs in a subtransaction that is always rolled back: that releases the
+ * FOR SHARE row locks of the batch.
  */
 static int64
-batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
-				 Oid *types, Datum *values, List *wanted_keys, const char *version,
-				 PushCheck check)
+batch_in_subxact(NamedBatch *b, const NamedQueries *q, const char *how,
+				 const char *version, PushCheck check, List **contended)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	int64		pushed = 0;
 
+	b->ops = palloc(sizeof(FenceOp) * list_length(b->keys));
+	b->nops = 0;
+	b->seen = rs_string_hash_create("redis_sync pushed keys", list_length(b->keys), sizeof(KeySeen));
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(outer);
 	PG_TRY();
 	{
+		List	   *left_keys = NIL;
+		List	   *left_vals = NIL;
+		ListCell   *kc;
+		ListCell   *vc;
+		MemoryContext spi;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "redis_sync: SPI_connect failed");
-		if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
+		read_named(q, b->rel, how, b->vals);
+		spi = MemoryContextSwitchTo(outer);
+		add_rows(b, SPI_tuptable, SPI_processed);
+		forboth(kc, b->keys, vc, b->vals)
 		{
-			MemoryContext spi = MemoryContextSwitchTo(outer);
+			char	   *k = lfirst(kc);
 
-			pushed = push_rows(cfg, RelationGetDescr(rel), SPI_tuptable, SPI_processed,
-							   wanted_keys, version, check);
-			MemoryContextSwitchTo(spi);
+			if (hash_search(b->seen, &k, HASH_FIND, NULL) == NULL)
+			{
+				left_keys = lappend(left_keys, k);
+				left_vals = lappend(left_vals, lfirst(vc));
+			}
 		}
+		if (left_keys != NIL && how == q->skip_locked)
+		{
+			struct HTAB *exists;
+
+			/* skipped (locked) or missing: which rows exist? */
+			MemoryContextSwitchTo(spi);
+			read_named(q, b->rel, q->plain, left_vals);
+			MemoryContextSwitchTo(outer);
+			exists = rs_string_hash_create("redis_sync contended keys", SPI_processed + 1, sizeof(KeySeen));
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				char	   *k = row_key(b, SPI_tuptable, i, NULL);
+
+				(void) hash_search(exists, &k, HASH_ENTER, NULL);
+			}
+			forboth(kc, left_keys, vc, left_vals)
+			{
+				char	   *k = lfirst(kc);
+
+				if (hash_search(exists, &k, HASH_FIND, NULL) != NULL)
+					*contended = lappend(*contended, list_make2(k, lfirst(vc)));
+				else
+					add_delete(b, k);
+			}
+			hash_destroy(exists);
+		}
+		else
+		{
+			foreach(kc, left_keys)
+				add_delete(b, lfirst(kc));
+		}
+		pushed = push_ops(b, version, check);
+		MemoryContextSwitchTo(spi);
 		SPI_finish();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(outer);
@@ -176,6 +294,8 @@ batch_in_subxact(SyncConfig *cfg, Relation rel, const char *sql, int nargs,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	hash_destroy(b->seen);
+	b->seen = NULL;
 	return pushed;
 }
 
@@ -245,7 +365,9 @@ wait_for_writers(Oid relid)
  * strings) pairs.  A missing row becomes a fenced delete.
  *
  * locked: each batch is read FOR SHARE and pushed with the version taken
- * after the locks (see the file header).
+ * after the locks (see the file header).  A batch of more than one key
+ * skips the rows it would wait for and pushes them one at a time afterwards
+ * (see batch_in_subxact): it never waits while it holds row locks.
  *
  * Otherwise ("settled", for keys a fill found half there): take the version
  * V first, then wait until every transaction that holds a write lock on the
@@ -262,15 +384,13 @@ static int64
 push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 {
 	SyncConfig *cfg = rs_config_get(relid);
-	SyncConfig *enc;
-	Relation	rel;
+	NamedQueries q;
+	NamedBatch	b;
 	char	   *kl;
 	const char *qrel;
 	StringInfoData sql;
 	int64		total = 0;
 	ListCell   *lc;
-	List	   *batch = NIL;
-	List	   *batch_keys = NIL;
 	char	   *alias;
 	int			nest;
 	char		version[RS_VERSION_LEN + 1];
@@ -281,14 +401,30 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
-	enc = rs_cache_config(cfg);
-	rel = relation_open(relid, AccessShareLock);
+	memset(&b, 0, sizeof(b));
+	b.cfg = rs_cache_config(cfg);
+	b.rel = relation_open(relid, AccessShareLock);
 	/* key values are canonical text: cast them back under the same settings */
 	nest = rs_canonical_gucs_push();
 	kl = rs_warm_key_list(cfg);
 	alias = rs_row_alias(relid);
-	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									  RelationGetRelationName(rel));
+	qrel = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(b.rel)),
+									  RelationGetRelationName(b.rel));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(",
+					 alias, kl, qrel, alias, kl);
+	q.nkeys = cfg->nkeys;
+	q.types = palloc(sizeof(Oid) * cfg->nkeys);
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
+						 format_type_be_qualified(cfg->keys[i].typid));
+		q.types[i] = TEXTARRAYOID;
+	}
+	appendStringInfoString(&sql, "))");
+	q.plain = sql.data;
+	q.locked = psprintf("%s FOR SHARE", sql.data);
+	q.skip_locked = psprintf("%s FOR SHARE SKIP LOCKED", sql.data);
 	if (!locked && IsolationUsesXactSnapshot())
 		locked = true;
 	if (!locked)
@@ -298,10 +434,10 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 	}
 
 	/*
-	 * Each batch's lists, query and encoded rows in a context of its own,
-	 * reset after the batch: the worker's refresh after a Redis restart
-	 * pushes every key of a table, and kept them all until its transaction
-	 * ended (memory in proportion to the table's cached data).
+	 * Each batch's lists and encoded rows in a context of its own, reset
+	 * after the batch: the worker's refresh after a Redis restart pushes
+	 * every key of a table, and kept them all until its transaction ended
+	 * (memory in proportion to the table's cached data).
 	 */
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "redis_sync push batch",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -310,42 +446,35 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 	{
 		List	   *pair = lfirst(lc);
 
-		batch_keys = lappend(batch_keys, linitial(pair));
-		batch = lappend(batch, lsecond(pair));
-		if (list_length(batch) >= batch_size || lnext(keys, lc) == NULL)
+		b.keys = lappend(b.keys, linitial(pair));
+		b.vals = lappend(b.vals, lsecond(pair));
+		if (list_length(b.keys) >= batch_size || lnext(keys, lc) == NULL)
 		{
-			Oid		   *types = palloc(sizeof(Oid) * cfg->nkeys);
-			Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
-			int			nb = list_length(batch);
+			List	   *contended = NIL;
+			ListCell   *cc;
 
-			initStringInfo(&sql);
-			appendStringInfo(&sql, "SELECT %s, %s FROM %s %s WHERE (%s) IN (SELECT * FROM unnest(",
-							 alias, kl, qrel, alias, kl);
-			for (int i = 0; i < cfg->nkeys; i++)
+			if (!locked)
+				total += batch_in_subxact(&b, &q, q.plain, version, check, NULL);
+			else if (list_length(b.keys) == 1)
+				total += batch_in_subxact(&b, &q, q.locked, NULL, check, NULL);
+			else
+				total += batch_in_subxact(&b, &q, q.skip_locked, NULL, check, &contended);
+			/* the rows skipped, one at a time, waiting for their writers */
+			foreach(cc, contended)
 			{
-				Datum	   *elems = palloc(sizeof(Datum) * nb);
-				ListCell   *bc;
-				int			j = 0;
-
-				foreach(bc, batch)
-					elems[j++] = CStringGetTextDatum(list_nth((List *) lfirst(bc), i));
-				appendStringInfo(&sql, "%s$%d::pg_catalog.text[]::%s[]", i ? ", " : "", i + 1,
-								 format_type_be_qualified(cfg->keys[i].typid));
-				types[i] = TEXTARRAYOID;
-				values[i] = PointerGetDatum(construct_array(elems, nb, TEXTOID, -1, false, TYPALIGN_INT));
+				b.keys = list_make1(linitial(lfirst(cc)));
+				b.vals = list_make1(lsecond(lfirst(cc)));
+				total += batch_in_subxact(&b, &q, q.locked, NULL, check, NULL);
 			}
-			appendStringInfoString(&sql, locked ? ")) FOR SHARE" : "))");
-			total += batch_in_subxact(enc, rel, sql.data, cfg->nkeys, types, values, batch_keys,
-									  locked ? NULL : version, check);
-			batch = NIL;
-			batch_keys = NIL;
+			b.keys = NIL;
+			b.vals = NIL;
 			MemoryContextReset(batch_cxt);
 		}
 	}
 	MemoryContextSwitchTo(outer);
 	MemoryContextDelete(batch_cxt);
 	rs_canonical_gucs_pop(nest);
-	relation_close(rel, AccessShareLock);
+	relation_close(b.rel, AccessShareLock);
 	return total;
 }
 
