@@ -1723,6 +1723,14 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'For write-behind tables Redis holds the newer data: use redis_sync.flush().';
     END IF;
+    -- its repairs read the rows as they are now (_push_keys): a snapshot
+    -- older than a committed INSERT made its key look extra, and deleted it
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'resync() cannot run in a % transaction',
+                        pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Run it in a READ COMMITTED transaction.';
+    END IF;
     -- verify() has compared every row before the first push (its result is
     -- a tuplestore); the keys are pushed 10,000 at a time, so that memory
     -- does not grow with their number (one array of them all, and one push,

@@ -104,3 +104,32 @@ SELECT redis_sync.invalidate('ops_inv');
 SELECT * FROM redis_sync.verify('ops_inv');
 
 DROP TABLE ops, ops_plain, ops_json, ops_wb, ops_inv;
+
+-- a key value equal by the column's = but not by its text (numeric 1.00 and
+-- 1.0): the row is pushed under its own key, the key asked for is deleted,
+-- and the row's key stays (a repair sized its pushes by the keys asked for,
+-- and wrote past them: crashes, and the row's key deleted)
+CREATE TABLE ops_num (id numeric PRIMARY KEY, v int);
+SELECT redis_sync.write_through('ops_num', key_prefix => 'onum:');
+INSERT INTO ops_num SELECT (g || '.0')::numeric, g FROM generate_series(1, 3000) g;
+SELECT redis_sync.command('HSET', 'onum:1.00', 'id', '1.00', 'v', '1');
+SELECT key, problem FROM redis_sync.verify('ops_num');
+SELECT redis_sync.resync('ops_num');
+SELECT count(*) AS differences FROM redis_sync.verify('ops_num');
+SELECT redis_sync.command('EXISTS', 'onum:1.0') AS row_key, redis_sync.command('EXISTS', 'onum:1.00') AS stray;
+-- 3,000 keys in batches of 1,000, each naming a row under another key
+SELECT redis_sync._push_keys('ops_num', array_agg('onum:' || g || '.00')) FROM generate_series(1, 3000) g;
+SELECT count(*) AS differences FROM redis_sync.verify('ops_num');
+-- get() of such a key: the row, and its key left in place
+SELECT (redis_sync.get(NULL::ops_num, '3.00')).v;
+SELECT redis_sync.command('EXISTS', 'onum:3.0') AS row_key;
+SELECT count(*) AS differences FROM redis_sync.verify('ops_num');
+-- repairs read the rows as they are now: not under a transaction snapshot
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT redis_sync.resync('ops_num');
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT redis_sync._push_keys('ops_num', '{onum:1.0}');
+ROLLBACK;
+SELECT redis_sync.unsync('ops_num', purge => true);
+DROP TABLE ops_num;

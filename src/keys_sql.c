@@ -799,6 +799,14 @@ redis_sync_push_keys(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not synced write-through", get_rel_name(relid))));
 	rs_check_no_own_writes(relid, "resync");
+	/* see resync(): a key whose row the snapshot does not show is deleted */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot repair the keys of table \"%s\" in a %s transaction",
+						get_rel_name(relid), XactIsoLevel == XACT_SERIALIZABLE ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("Repairs read the rows as they are now; a row committed after the transaction's snapshot would look deleted, and its key be removed."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
 
 	/*
 	 * Repairs read and lock the rows as the owner (as_owner.c); under row

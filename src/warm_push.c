@@ -76,8 +76,9 @@ typedef struct NamedBatch
 	Relation	rel;
 	List	   *keys;			/* Redis keys asked for */
 	List	   *vals;			/* per key: List of key value strings */
-	FenceOp    *ops;			/* pushes and deletes, room for every key */
+	FenceOp    *ops;			/* pushes and deletes */
 	int			nops;
+	int			maxops;
 	struct HTAB *seen;			/* keys of the rows read (KeySeen) */
 } NamedBatch;
 
@@ -139,7 +140,10 @@ add_rows(NamedBatch *b, SPITupleTable *tt, uint64 nrows)
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		RowImage   *img = palloc(sizeof(RowImage));
-		FenceOp    *op = &b->ops[b->nops++];
+		FenceOp    *op;
+
+		Assert(b->nops < b->maxops);
+		op = &b->ops[b->nops++];
 
 		op->key = row_key(b, tt, i, img);
 		op->img = img;
@@ -153,8 +157,10 @@ static void
 add_delete(NamedBatch *b, char *key)
 {
 	RowImage   *del = palloc0(sizeof(RowImage));
-	FenceOp    *op = &b->ops[b->nops++];
+	FenceOp    *op;
 
+	Assert(b->nops < b->maxops);
+	op = &b->ops[b->nops++];
 	del->op = RS_OP_DELETE;
 	op->key = key;
 	op->img = del;
@@ -204,10 +210,15 @@ push_ops(NamedBatch *b, const char *given_version, PushCheck check)
  * plan, one by one, waiting for each, so a transaction that wrote one row
  * of the batch and then another, in the other order, waited for us while we
  * waited for it, and PostgreSQL cancelled one of the two (a deadlock, found
- * by a chaos run of resync() beside UPDATEs of 5,000 rows).  The keys not
- * read are read again without locks: those whose rows exist are returned in
- * *contended (the caller pushes them one at a time, waiting for their
- * writers, holding no other lock), the others are deletes.
+ * by a chaos run of resync() beside UPDATEs of 5,000 rows).  With skip_locked
+ * or locked, the keys not read are read again without locks, with a newer
+ * snapshot: those whose rows exist are returned in *contended (the caller
+ * pushes them one at a time, waiting for their writers, holding no other
+ * lock: push_contended), the others are deletes.  That also finds a row its
+ * writer deleted and inserted again while a FOR SHARE waited for it: the
+ * wait's statement, whose snapshot predates the insert, found no row, and
+ * its key was deleted (a miss until the row's next change).  With plain
+ * (the settled way), the keys not read are deletes.
  *
  * Runs in a subtransaction that is always rolled back: that releases the
  * FOR SHARE row locks of the batch.
@@ -220,7 +231,7 @@ batch_in_subxact(NamedBatch *b, const NamedQueries *q, const char *how,
 	ResourceOwner owner = CurrentResourceOwner;
 	int64		pushed = 0;
 
-	b->ops = palloc(sizeof(FenceOp) * list_length(b->keys));
+	b->ops = NULL;
 	b->nops = 0;
 	b->seen = rs_string_hash_create("redis_sync pushed keys", list_length(b->keys), sizeof(KeySeen));
 	BeginInternalSubTransaction(NULL);
@@ -237,6 +248,14 @@ batch_in_subxact(NamedBatch *b, const NamedQueries *q, const char *how,
 			elog(ERROR, "redis_sync: SPI_connect failed");
 		read_named(q, b->rel, how, b->vals);
 		spi = MemoryContextSwitchTo(outer);
+
+		/*
+		 * Every row read, and a delete for every key asked for: a row's key
+		 * can differ from the one asked for that found it (numeric 1.00 and
+		 * 1.0 are equal, their keys are not), and then both are pushed
+		 */
+		b->maxops = SPI_processed + list_length(b->keys);
+		b->ops = palloc(sizeof(FenceOp) * b->maxops);
 		add_rows(b, SPI_tuptable, SPI_processed);
 		forboth(kc, b->keys, vc, b->vals)
 		{
@@ -248,11 +267,16 @@ batch_in_subxact(NamedBatch *b, const NamedQueries *q, const char *how,
 				left_vals = lappend(left_vals, lfirst(vc));
 			}
 		}
-		if (left_keys != NIL && how == q->skip_locked)
+		if (left_keys != NIL && how != q->plain)
 		{
 			struct HTAB *exists;
 
-			/* skipped (locked) or missing: which rows exist? */
+			/*
+			 * Skipped (locked), missing, or (FOR SHARE) deleted and inserted
+			 * again by the transaction we waited for, whose new row the
+			 * read's snapshot, older than its commit, did not show: which
+			 * rows exist now?
+			 */
 			MemoryContextSwitchTo(spi);
 			read_named(q, b->rel, q->plain, left_vals);
 			MemoryContextSwitchTo(outer);
@@ -297,6 +321,59 @@ batch_in_subxact(NamedBatch *b, const NamedQueries *q, const char *how,
 	hash_destroy(b->seen);
 	b->seen = NULL;
 	return pushed;
+}
+
+/* the times a key whose row exists may be read FOR SHARE without finding it */
+#define PUSH_NAMED_TRIES 3
+
+/*
+ * Push the rows of the keys a locked batch did not read although they exist
+ * (a List of (key, List of key values)): wait for the first one's writer,
+ * alone (holding no other row lock), then read the others again with SKIP
+ * LOCKED, which pushes those whose writers have ended meanwhile; and so on.
+ * A key waited for that is still not read although its row exists (deleted
+ * and inserted again, each time) is tried PUSH_NAMED_TRIES times, then left
+ * to the writers that keep changing it: each of them pushes its row when it
+ * commits, with a newer version than any read here.
+ */
+static int64
+push_contended(NamedBatch *b, const NamedQueries *q, List *contended, PushCheck check)
+{
+	int64		total = 0;
+	int			tries = 0;		/* of the first key */
+
+	while (contended != NIL)
+	{
+		List	   *first = linitial(contended);
+		List	   *rest = list_delete_first(contended);
+		List	   *again = NIL;
+		ListCell   *lc;
+
+		b->keys = list_make1(linitial(first));
+		b->vals = list_make1(lsecond(first));
+		total += batch_in_subxact(b, q, q->locked, NULL, check, &again);
+		contended = NIL;
+		if (rest != NIL)
+		{
+			b->keys = NIL;
+			b->vals = NIL;
+			foreach(lc, rest)
+			{
+				b->keys = lappend(b->keys, linitial((List *) lfirst(lc)));
+				b->vals = lappend(b->vals, lsecond((List *) lfirst(lc)));
+			}
+			total += batch_in_subxact(b, q, q->skip_locked, NULL, check, &contended);
+		}
+		if (again != NIL && ++tries < PUSH_NAMED_TRIES)
+			contended = lcons(linitial(again), contended);
+		else
+		{
+			if (again != NIL)
+				elog(DEBUG1, "redis_sync: key \"%s\" left to its writers", (char *) linitial(first));
+			tries = 0;
+		}
+	}
+	return total;
 }
 
 /*
@@ -451,21 +528,14 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 		if (list_length(b.keys) >= batch_size || lnext(keys, lc) == NULL)
 		{
 			List	   *contended = NIL;
-			ListCell   *cc;
 
 			if (!locked)
 				total += batch_in_subxact(&b, &q, q.plain, version, check, NULL);
-			else if (list_length(b.keys) == 1)
-				total += batch_in_subxact(&b, &q, q.locked, NULL, check, NULL);
 			else
-				total += batch_in_subxact(&b, &q, q.skip_locked, NULL, check, &contended);
-			/* the rows skipped, one at a time, waiting for their writers */
-			foreach(cc, contended)
-			{
-				b.keys = list_make1(linitial(lfirst(cc)));
-				b.vals = list_make1(lsecond(lfirst(cc)));
-				total += batch_in_subxact(&b, &q, q.locked, NULL, check, NULL);
-			}
+				total += batch_in_subxact(&b, &q, list_length(b.keys) == 1 ? q.locked : q.skip_locked,
+										  NULL, check, &contended);
+			if (contended != NIL)
+				total += push_contended(&b, &q, contended, check);
 			b.keys = NIL;
 			b.vals = NIL;
 			MemoryContextReset(batch_cxt);
