@@ -52,7 +52,7 @@ OBJS_TLS = src/redis_conn.o src/redis_tls.o
 #
 OBJS_CLUSTER = src/cluster.o
 #
-OBJS_SHAPE = src/warm_queue.o src/canonical.o src/decode.o src/subxact.o src/markers.o src/warm_push.o src/keys_sql.o src/wb_config.o src/wb_decode.o src/wb_apply.o src/wb_counters.o src/wb_schedule.o src/wb_api.o src/xact_step.o src/marker_sweep.o src/fence_cluster.o src/stats.o src/circuit.o src/worker_signal.o src/redis_cluster.o src/redis_conn_many.o src/launcher_hold.o src/allowlist.o src/outbox_write.o src/redis_conn_params.o src/change.o src/wb_overlap.o src/redis_resp.o
+OBJS_SHAPE = src/warm_queue.o src/canonical.o src/decode.o src/subxact.o src/markers.o src/warm_push.o src/keys_sql.o src/wb_config.o src/wb_decode.o src/wb_apply.o src/wb_counters.o src/wb_schedule.o src/wb_api.o src/xact_step.o src/marker_sweep.o src/fence_cluster.o src/stats.o src/circuit.o src/worker_signal.o src/redis_cluster.o src/redis_conn_many.o src/launcher_hold.o src/allowlist.o src/outbox_write.o src/redis_conn_params.o src/change.o src/wb_overlap.o src/redis_resp.o src/reply_limit.o
 OBJS_BULK = src/redis_stream.o src/killfence.o src/fence_multi.o
 OBJS += $(OBJS_CRASH) $(OBJS_LIFE) $(OBJS_SEC) $(OBJS_ENC) $(OBJS_WB) $(OBJS_WARM) $(OBJS_LAUNCH) $(OBJS_TLS) $(OBJS_CLUSTER) $(OBJS_SHAPE) $(OBJS_BULK)
 

@@ -69,6 +69,7 @@
 #include "cluster.h"
 #include "drain.h"
 #include "redis_client.h"
+#include "reply_limit.h"
 #include "rowsec.h"
 #include "subxact.h"
 #include "wb_internal.h"
@@ -209,93 +210,16 @@ wb_claim_reply_members(WbTable *t, RedisPipeline *p, int i, bool recover)
 
 /*
  * The bytes of replies a page may hold: none of the above is needed when
- * Redis limits no client's replies (client-output-buffer-limit "normal 0 0
- * 0" and maxmemory-clients 0, its defaults), and paging cost a drain of
- * 1 kB values a fifth of its speed there (the reads after the commit no
- * longer overlap an apply).  So Redis is asked (CONFIG GET) once per
- * connection, and again after a page failed: SIZE_MAX when it limits
- * nothing, else WB_READ_PAGE_BYTES or half its limit if smaller; also when
- * it does not say (CONFIG refused or renamed, as managed services do).
+ * Redis limits no client's replies (its defaults), and paging cost a drain
+ * of 1 kB values a fifth of its speed there (the reads after the commit no
+ * longer overlap an apply).  reply_limit.c asks Redis: SIZE_MAX when it
+ * limits nothing, else WB_READ_PAGE_BYTES or half its limit if smaller;
+ * also when it does not say.
  */
-static uint64 page_bytes_generation = 0;	/* asked on this connection (0:
-											 * ask) */
-static size_t page_bytes = WB_READ_PAGE_BYTES;
-static size_t page_limit = 0;	/* the smaller of its hard and soft limits (0:
-								 * none said) */
-
-/* one size of a "normal <hard> <soft> <seconds>" class in the value v */
-static bool
-parse_normal_limit(const char *v, unsigned long long *hard, unsigned long long *soft)
-{
-	const char *n = strstr(v, "normal ");
-	char	   *end;
-
-	if (n == NULL)
-		return false;
-	n += strlen("normal ");
-	*hard = strtoull(n, &end, 10);
-	if (end == n || *end != ' ')
-		return false;
-	n = end + 1;
-	*soft = strtoull(n, &end, 10);
-	return end != n;
-}
-
 static size_t
 read_page_bytes(void)
 {
-	RedisPipeline *p;
-	RedisFailure f;
-	const char *argv[3] = {"CONFIG", "GET", NULL};
-	RedisValue *obuf,
-			   *mmc;
-	unsigned long long hard,
-				soft;
-	size_t		bytes = WB_READ_PAGE_BYTES;
-	size_t		limit = 0;
-
-	if (page_bytes_generation != 0 &&
-		page_bytes_generation == redis_connection_generation())
-		return page_bytes;
-	p = redis_pipeline_create();
-	argv[2] = "client-output-buffer-limit";
-	redis_pipeline_append(p, 3, argv, NULL);
-	argv[2] = "maxmemory-clients";
-	redis_pipeline_append(p, 3, argv, NULL);
-	if (!redis_pipeline_try_exec(p, &f))
-	{
-		redis_pipeline_free(p);
-		return WB_READ_PAGE_BYTES;	/* asked again next time */
-	}
-	obuf = redis_pipeline_reply(p, 0);
-	mmc = redis_pipeline_reply(p, 1);
-	if (obuf->type == RV_ARRAY && obuf->nelem == 2 && obuf->elems[1].type == RV_STRING &&
-		parse_normal_limit(obuf->elems[1].str, &hard, &soft))
-	{
-		/* a Redis before 7.0 has no maxmemory-clients: an empty reply */
-		bool		mmc_none = mmc->type == RV_ARRAY &&
-		(mmc->nelem == 0 ||
-		 (mmc->nelem == 2 && mmc->elems[1].type == RV_STRING &&
-		  strcmp(mmc->elems[1].str, "0") == 0));
-
-		if (hard == 0 && soft == 0 && mmc_none)
-			bytes = SIZE_MAX;
-		else
-		{
-			if (hard > 0)
-				limit = (size_t) hard;
-			if (soft > 0)
-				limit = limit > 0 ? Min(limit, (size_t) soft) : (size_t) soft;
-			if (limit > 0)
-				bytes = Min(bytes, limit / 2);
-			bytes = Max(bytes, 16 * 1024);
-		}
-	}
-	redis_pipeline_free(p);
-	page_bytes = bytes;
-	page_limit = limit;
-	page_bytes_generation = redis_connection_generation();
-	return page_bytes;
+	return rs_reply_page_bytes(WB_READ_PAGE_BYTES);
 }
 
 /*
@@ -309,7 +233,7 @@ wb_reads_failed(WbTable *t, WbReads *r)
 {
 	int			n = r->queued - r->done;
 
-	page_bytes_generation = 0;
+	rs_reply_limit_forget();
 	if (n > 1)
 		t->sizes.read_cap = Max(1, n / 4);
 }
@@ -447,7 +371,7 @@ read_unreadable(WbTable *t, WbReads *r, RedisFailure *f)
 	/* does Redis limit client replies at all, and at what? */
 	if (read_page_bytes() == SIZE_MAX)
 		return false;
-	threshold = page_limit > 0 ? page_limit / 2 : WB_READ_HUGE_BYTES;
+	threshold = rs_reply_limit_bytes() > 0 ? rs_reply_limit_bytes() / 2 : WB_READ_HUGE_BYTES;
 
 	/* the key, with its length (a member may hold any byte) */
 	initStringInfo(&key);
@@ -725,7 +649,7 @@ claim_count(WbTable *t)
 			 * a quarter of the limit: the overlapped drain leaves a claim's
 			 * reply unread beside a page of reads (half of it at most)
 			 */
-			budget = page_limit > 0 ? page_limit / 4 : budget / 2;
+			budget = rs_reply_limit_bytes() > 0 ? rs_reply_limit_bytes() / 4 : budget / 2;
 			n = (int) Min((size_t) n, Max(budget / (t->sizes.member_largest + 16), 1));
 		}
 	}
@@ -744,7 +668,7 @@ wb_claim_failed(WbTable *t, const RedisFailure *f)
 {
 	if (!closed_by_server(f))
 		return;
-	page_bytes_generation = 0;
+	rs_reply_limit_forget();
 	if (t->claim_asked > 1)
 		t->sizes.claim_cap = Max(1, t->claim_asked / 4);
 }

@@ -23,6 +23,7 @@
 #include "cluster.h"
 #include "fence.h"
 #include "marker_sweep.h"
+#include "reply_limit.h"
 #include "shmem.h"
 #include "subxact.h"
 #include "warm.h"
@@ -483,9 +484,12 @@ remove_markers(const char *mkey, List *done)
 static int
 sweep_page_fields(size_t largest)
 {
+	/* under a limit smaller than 512 kB, a quarter of it (reply_limit.c) */
+	size_t		bytes = Min(SWEEP_PAGE_BYTES, rs_reply_page_bytes(2 * SWEEP_PAGE_BYTES) / 2);
+
 	if (largest == 0)
 		return 1;
-	return (int) Max(1, Min(SWEEP_PAGE_FIELDS, SWEEP_PAGE_BYTES / largest));
+	return (int) Max(1, Min(SWEEP_PAGE_FIELDS, bytes / largest));
 }
 
 /* remove markers of committed transactions; repair those that did not commit */

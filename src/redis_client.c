@@ -862,7 +862,14 @@ redis_pipeline_try_exec(RedisPipeline *p, RedisFailure *f)
 	/* the replies of a pipeline sent earlier come first */
 	collect_pending();
 	old = MemoryContextSwitchTo(p->cxt);
-	p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
+	if (p->nreplies > 0)
+	{
+		/* a stream read these already */
+		p->replies = repalloc(p->replies, sizeof(RedisValue) * p->ncmds);
+		memset(p->replies + p->nreplies, 0, sizeof(RedisValue) * (p->ncmds - p->nreplies));
+	}
+	else
+		p->replies = palloc0(sizeof(RedisValue) * Max(p->ncmds, 1));
 	if (p->stream_started)
 		ok = redis_pipeline_exec_streamed(p, f);
 	else if (!redis_conn_is_connected(conn) && !p->bypass_circuit && rs_circuit_is_open())

@@ -50,6 +50,8 @@ struct RedisPipeline
 	int			ncmds;
 	int			maxcmds;
 	RedisValue *replies;		/* ncmds entries after exec */
+	int			nreplies;		/* replies read by a stream before the exec */
+	int			maxreplies;		/* room in replies while streaming */
 	bool		executed;
 	bool		bypass_circuit; /* probes and admin commands try anyway */
 	bool		sent;			/* redis_pipeline_send(): replies not read */

@@ -479,13 +479,62 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 	return true;
 }
 
-bool
-redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f)
+int
+redis_conn_wait_io(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 {
+	int			ready;
+
 	Assert(c->ctx != NULL && c->tls == NULL);
-	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) != 0)
-		return true;
-	return timed_out(c, rs_command_timeout_ms, f);
+	ready = wait_socket(c, WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE, deadline);
+	if (ready == 0)
+		(void) timed_out(c, rs_command_timeout_ms, f);
+	return ready;
+}
+
+bool
+redis_conn_read_some(RedisConn *c, int n, int *got, RedisValue *out, RedisFailure *f)
+{
+	bool		progress = false;
+	char		buf[16384];
+
+	Assert(c->ctx != NULL && c->tls == NULL);
+	for (;;)
+	{
+		ssize_t		k;
+
+		/* parsed as read: a backlog in the parser costs quadratic time */
+		if (!take_replies(c, n, got, out, &progress, f))
+			return false;
+		if (*got >= n)
+			return true;
+		k = recv(c->ctx->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (k > 0)
+		{
+			if (redisReaderFeed(c->ctx->reader, buf, k) != REDIS_OK)
+			{
+				char		detail[256];
+
+				strlcpy(detail, c->ctx->reader->errstr, sizeof(detail));
+				redis_conn_disconnect(c);
+				return redis_failure_set(f, ERRCODE_PROTOCOL_VIOLATION,
+										 psprintf("invalid reply from Redis at %s", c->display),
+										 detail);
+			}
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
+		{
+			char	   *detail = pstrdup(k == 0 ? "The server closed the connection." : strerror(errno));
+
+			redis_conn_disconnect(c);
+			return redis_failure_set(f, ERRCODE_CONNECTION_FAILURE,
+									 psprintf("lost connection to Redis at %s", c->display),
+									 detail);
+		}
+	}
 }
 
 /*

@@ -85,12 +85,23 @@ extern bool redis_conn_send_some(RedisConn *c, const char *buf, size_t len,
 								 size_t *written, RedisFailure *f);
 
 /*
- * Wait until the socket takes more (plain TCP), reading nothing: the replies
- * stay on the wire for the exchange that reads them.  False when deadline
- * passed first (the connection dropped, *f filled: redis_sync.command_timeout
+ * Wait until the socket takes more or has replies to read (plain TCP):
+ * WL_SOCKET_WRITEABLE and/or WL_SOCKET_READABLE.  0 when deadline passed
+ * first (the connection dropped, *f filled: redis_sync.command_timeout
  * passed without progress); interrupts are served while it waits.
  */
-extern bool redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f);
+extern int	redis_conn_wait_io(RedisConn *c, TimestampTz deadline, RedisFailure *f);
+
+/*
+ * Read and parse, without waiting, what has come of the replies to commands
+ * already sent on a connection a stream holds (plain TCP): up to n replies,
+ * into out[*got..n), *got advanced.  Redis holds the replies a client has
+ * not read against its client-output-buffer-limit; read as they come, a
+ * stream's stay about a chunk's.  False when the connection failed
+ * (dropped, *f filled).
+ */
+extern bool redis_conn_read_some(RedisConn *c, int n, int *got, RedisValue *out,
+								 RedisFailure *f);
 
 /*
  * Several exchanges on different connections at once (Redis Cluster: one

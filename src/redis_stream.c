@@ -76,6 +76,39 @@ redis_conn_send_some(RedisConn *c, const char *buf, size_t len, size_t *written,
 	return true;
 }
 
+/*
+ * Read the replies that have come, into the pipeline's memory (its replies
+ * array, grown as commands are queued; the exec reads the rest).  Redis
+ * holds what a client has not read against its client-output-buffer-limit
+ * and maxmemory-clients: read only at the exec, the replies of a push of
+ * 600,000 rows in MULTI/EXEC chunks (a QUEUED per command, 7.8 MB) passed a
+ * 1 MB limit, and Redis dropped the connection
+ * (tests/t/377_push_client_limit).  Parsed as they are read: a backlog in
+ * the parser costs time quadratic in its size (hiredis moves the rest of
+ * its buffer down per kilobyte parsed).
+ */
+static bool
+read_replies(RedisPipeline *p, RedisConn *conn, RedisFailure *f)
+{
+	MemoryContext old;
+	bool		ok;
+
+	if (conn->tls || p->nreplies >= p->ncmds)
+		return true;
+	old = MemoryContextSwitchTo(p->cxt);
+	if (p->maxreplies < p->ncmds)
+	{
+		int			n = Max(p->ncmds, Max(p->maxreplies * 2, 64));
+
+		p->replies = p->replies ? repalloc(p->replies, sizeof(RedisValue) * n) :
+			palloc(sizeof(RedisValue) * n);
+		p->maxreplies = n;
+	}
+	ok = redis_conn_read_some(conn, p->ncmds, &p->nreplies, p->replies, f);
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
 bool
 redis_pipeline_stream(RedisPipeline *p)
 {
@@ -116,16 +149,14 @@ redis_pipeline_stream(RedisPipeline *p)
 							   "The connection was used or closed while the commands were being sent; the outcome of those sent is unknown.");
 	}
 	else
-		ok = redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
+		ok = redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f) &&
+			read_replies(p, conn, &f);
 
 	/*
 	 * Encoding is faster than Redis applies: past STREAM_BACKLOG_BYTES the
 	 * socket did not take, wait until it takes enough, rather than let the
-	 * buffer grow to the whole push.  The replies are not read here: read but
-	 * not parsed, they would pile up in the reply parser, which parses a
-	 * backlog in time quadratic in its size (hiredis moves the rest of its
-	 * buffer down per kilobyte parsed); the exec reads them as it always did,
-	 * and Redis holds them meanwhile.
+	 * buffer grow to the whole push; the replies that come meanwhile are
+	 * read.
 	 */
 	if (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
 	{
@@ -135,10 +166,12 @@ redis_pipeline_stream(RedisPipeline *p)
 		while (ok && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
 		{
 			size_t		before = p->streamed;
+			int			got = p->nreplies;
 
-			ok = redis_conn_wait_writable(conn, deadline, &f) &&
-				redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f);
-			if (p->streamed > before)
+			ok = redis_conn_wait_io(conn, deadline, &f) != 0 &&
+				redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f) &&
+				read_replies(p, conn, &f);
+			if (p->streamed > before || p->nreplies > got)
 				deadline = redis_conn_deadline_after(rs_command_timeout_ms);
 		}
 	}
@@ -197,7 +230,7 @@ redis_pipeline_exec_streamed(RedisPipeline *p, RedisFailure *f)
 								 psprintf("lost connection to Redis at %s", redis_server_display()),
 								 "The connection was closed; the outcome of the commands sent is unknown.");
 	if (!redis_conn_exchange(conn, p->buf.data + p->streamed, p->buf.len - p->streamed,
-							 p->ncmds, p->replies, f))
+							 p->ncmds - p->nreplies, p->replies + p->nreplies, f))
 		return false;
 	return redis_client_retry_noscript(p, f);
 }
