@@ -479,16 +479,13 @@ exchange_internal(RedisConn *c, const char *buf, size_t len, int n,
 	return true;
 }
 
-int
-redis_conn_wait_io(RedisConn *c, TimestampTz deadline, RedisFailure *f)
+bool
+redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f)
 {
-	int			ready;
-
 	Assert(c->ctx != NULL && c->tls == NULL);
-	ready = wait_socket(c, WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE, deadline);
-	if (ready == 0)
-		(void) timed_out(c, rs_command_timeout_ms, f);
-	return ready;
+	if (wait_socket(c, WL_SOCKET_WRITEABLE, deadline) != 0)
+		return true;
+	return timed_out(c, rs_command_timeout_ms, f);
 }
 
 bool

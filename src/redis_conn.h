@@ -85,12 +85,12 @@ extern bool redis_conn_send_some(RedisConn *c, const char *buf, size_t len,
 								 size_t *written, RedisFailure *f);
 
 /*
- * Wait until the socket takes more or has replies to read (plain TCP):
- * WL_SOCKET_WRITEABLE and/or WL_SOCKET_READABLE.  0 when deadline passed
+ * Wait until the socket takes more (plain TCP); replies that come meanwhile
+ * wait in the socket for redis_conn_read_some().  False when deadline passed
  * first (the connection dropped, *f filled: redis_sync.command_timeout
  * passed without progress); interrupts are served while it waits.
  */
-extern int	redis_conn_wait_io(RedisConn *c, TimestampTz deadline, RedisFailure *f);
+extern bool redis_conn_wait_writable(RedisConn *c, TimestampTz deadline, RedisFailure *f);
 
 /*
  * Read and parse, without waiting, what has come of the replies to commands

@@ -155,8 +155,9 @@ redis_pipeline_stream(RedisPipeline *p)
 	/*
 	 * Encoding is faster than Redis applies: past STREAM_BACKLOG_BYTES the
 	 * socket did not take, wait until it takes enough, rather than let the
-	 * buffer grow to the whole push; the replies that come meanwhile are
-	 * read.
+	 * buffer grow to the whole push; the replies that came meanwhile are read
+	 * after each wait (waking for them too cost a 100,000-row UPDATE a fifth
+	 * more time: a wake-up per reply packet, on the cores Redis needs).
 	 */
 	if (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
 	{
@@ -168,7 +169,7 @@ redis_pipeline_stream(RedisPipeline *p)
 			size_t		before = p->streamed;
 			int			got = p->nreplies;
 
-			ok = redis_conn_wait_io(conn, deadline, &f) != 0 &&
+			ok = redis_conn_wait_writable(conn, deadline, &f) &&
 				redis_conn_send_some(conn, p->buf.data, p->buf.len, &p->streamed, &f) &&
 				read_replies(p, conn, &f);
 			if (p->streamed > before || p->nreplies > got)
