@@ -156,8 +156,8 @@ redis_pipeline_stream(RedisPipeline *p)
 	 * Encoding is faster than Redis applies: past STREAM_BACKLOG_BYTES the
 	 * socket did not take, wait until it takes enough, rather than let the
 	 * buffer grow to the whole push; the replies that came meanwhile are read
-	 * after each wait (waking for them too cost a 100,000-row UPDATE a fifth
-	 * more time: a wake-up per reply packet, on the cores Redis needs).
+	 * after each wait (not woken for: that would wake the backend per reply
+	 * packet, on the cores Redis needs).
 	 */
 	if (ok && !conn->tls && p->buf.len - p->streamed > STREAM_BACKLOG_BYTES)
 	{
