@@ -484,7 +484,7 @@ remove_markers(const char *mkey, List *done)
 static int
 sweep_page_fields(size_t largest)
 {
-	/* under a limit smaller than 512 kB, a quarter of it (reply_limit.c) */
+	/* under a limit smaller than 1 MB, a quarter of it (reply_limit.c) */
 	size_t		bytes = Min(SWEEP_PAGE_BYTES, rs_reply_page_bytes(2 * SWEEP_PAGE_BYTES) / 2);
 
 	if (largest == 0)

@@ -19,7 +19,7 @@
  *   one chunk is applied chunk by chunk (readers may see some chunks before
  *   others), still in one round trip.  Each chunk goes out as soon as it
  *   is encoded (redis_pipeline_stream), so Redis applies one chunk while
- *   the next is encoded; every reply is read at the end, as before.  Ahead
+ *   the next is encoded; replies are read as they come (redis_stream.c).  Ahead
  *   of Redis by more than a megabyte, the stream waits for the socket: a
  *   push holds a few chunks in memory, not all of them (redis_stream.c).
  *   TRUNCATE and unsync(purge) send their deletes first, a SCAN page per

@@ -2,8 +2,9 @@
  *
  * redis_stream.c
  *		Streaming a pipeline: its commands are written to the socket as
- *		they are queued, waiting only when far ahead of Redis, and its exec
- *		sends the rest and reads every reply.
+ *		they are queued, waiting only when far ahead of Redis, the replies
+ *		that have come are read as it goes, and its exec sends the rest and
+ *		reads the other replies.
  *
  * A bulk push (publish.c) queues one apply call per chunk and streams each
  * as soon as it is encoded, so Redis applies one chunk while the backend
@@ -98,7 +99,8 @@ read_replies(RedisPipeline *p, RedisConn *conn, RedisFailure *f)
 	old = MemoryContextSwitchTo(p->cxt);
 	if (p->maxreplies < p->ncmds)
 	{
-		int			n = Max(p->ncmds, Max(p->maxreplies * 2, 64));
+		/* by half: the exec's repalloc trims it to ncmds */
+		int			n = Max(p->ncmds, Max(p->maxreplies + p->maxreplies / 2, 64));
 
 		p->replies = p->replies ? repalloc(p->replies, sizeof(RedisValue) * n) :
 			palloc(sizeof(RedisValue) * n);
