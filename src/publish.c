@@ -124,6 +124,9 @@ bool		rs_bulk_multi = true;
 
 /* transactions of more keys are repaired through the worker */
 #define RS_EXACT_REPAIR_KEYS 1000
+
+/* a chunk ends once the keys its in-flight marker names pass this (send_push) */
+#define MARKER_MAX_BYTES (32 * 1024)
 static bool purge_pushed = false;
 static bool wrote_outbox = false;
 
@@ -363,15 +366,15 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 	MemoryContext chunk_cxt = multi ?
 	AllocSetContextCreate(caller_cxt, "redis_sync push chunk", ALLOCSET_DEFAULT_SIZES) :
 	caller_cxt;
-	int			nslots = multi ? Min(rs_chunk_size, nkeys) : nkeys;
+	int			chunk_size = rs_chunk_size; /* read once */
+	int			nslots = multi ? Min(chunk_size, nkeys) : nkeys;
 	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nslots, 1));
 	RowImage   *imgs = palloc(sizeof(RowImage) * Max(nslots, 1));
 	int			chunk = 0;
 	bool		ok;
 
-	for (int s = 0; s < nkeys; s += rs_chunk_size)
+	for (int s = 0, n = 0; s < nkeys; s += n)
 	{
-		int			n = Min(rs_chunk_size, nkeys - s);
 		int			o = multi ? 0 : s;	/* this chunk's first slot */
 		StringInfoData ident;
 		char	   *field = rs_marker_new_field(chunk++);
@@ -379,16 +382,27 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 		MemoryContextSwitchTo(chunk_cxt);
 		initStringInfo(&ident);
 		appendStringInfoChar(&ident, '[');
-		for (int i = 0; i < n; i++)
-		{
-			Pending    *pk = keys[s + i];
 
-			ops[o + i].key = pk->last->key;
-			ops[o + i].version = version;
-			ops[o + i].ttl_ms = pk->last->ttl_ms;
-			rs_change_after(pk->last, &imgs[o + i]);
-			ops[o + i].img = &imgs[o + i];
-			if (i > 0)
+		/*
+		 * A chunk's in-flight marker names its keys, and the worker's sweep
+		 * reads a marker in one reply: a chunk ends early once they pass
+		 * MARKER_MAX_BYTES, so that a Redis limiting a client's replies
+		 * (client-output-buffer-limit normal) lets the sweep read it whatever
+		 * chunk_size and the keys' length (helper-109: under 1 MB, chunks of
+		 * 100,000 integer keys left markers of 1.7 MB, which no sweep could
+		 * read, unrepaired while the limit held).
+		 */
+		for (n = 0; n < chunk_size && s + n < nkeys &&
+			 (n == 0 || ident.len < MARKER_MAX_BYTES); n++)
+		{
+			Pending    *pk = keys[s + n];
+
+			ops[o + n].key = pk->last->key;
+			ops[o + n].version = version;
+			ops[o + n].ttl_ms = pk->last->ttl_ms;
+			rs_change_after(pk->last, &imgs[o + n]);
+			ops[o + n].img = &imgs[o + n];
+			if (n > 0)
 				appendStringInfoChar(&ident, ',');
 			rs_change_append_identity(&ident, pk->last);
 		}
