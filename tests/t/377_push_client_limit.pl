@@ -15,6 +15,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Compare;
 use Test::More;
 
 my $ROWS  = 600_000;
@@ -43,26 +44,9 @@ my $dropped = sub {
 	return scalar(() = slurp_file("$redis->{dir}/redis.log") =~ /scheduled to be closed ASAP/g);
 };
 
-# What Redis holds for a table, read by Redis itself (one script, not the
-# extension): the number of keys s:1..s:<hi> with a value, and the sum of
-# their v fields.  The table's own: the same of its rows.
-sub cache_sums
-{
-	my ($t, $hi) = @_;
-	return $redis->cli('EVAL', qq{
-local n, sum = 0, 0
-for i = 1, $hi do
-  local v = redis.call('HGET', '$t:' .. i, 'v')
-  if v then n = n + 1; sum = sum + tonumber(v) end
-end
-return n .. '/' .. sum}, 0);
-}
-
-sub table_sums
-{
-	my ($t) = @_;
-	return $node->safe_psql('postgres', "SELECT count(*) || '/' || coalesce(sum(v), 0) FROM $t");
-}
+# what Redis holds (read by Redis itself) and what the table holds
+sub cache_sums { return RedisSync::Compare::int_sums_cache($redis, "$_[0]:", $_[1]); }
+sub table_sums { return RedisSync::Compare::int_sums_table($node, $_[0]); }
 
 is(cache_sums('s', $ROWS), table_sums('s'), 'start: s cached');
 

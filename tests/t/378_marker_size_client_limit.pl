@@ -42,19 +42,9 @@ SELECT redis_sync.write_through('s', key_prefix => 's:', consistency => 'strict'
 SELECT redis_sync.warm('s');
 });
 
-# what Redis holds, read by Redis itself: keys with a value and their sum
-my $cache_sums = sub {
-	return $redis->cli('EVAL', qq{
-local n, sum = 0, 0
-for i = 1, $ROWS do
-  local v = redis.call('HGET', 's:' .. i, 'v')
-  if v then n = n + 1; sum = sum + tonumber(v) end
-end
-return n .. '/' .. sum}, 0);
-};
-my $table_sums = sub {
-	return $node->safe_psql('postgres', "SELECT count(*) || '/' || sum(v) FROM s");
-};
+# what Redis holds (read by Redis itself) and what the table holds
+my $cache_sums = sub { return RedisSync::Compare::int_sums_cache($redis, 's:', $ROWS); };
+my $table_sums = sub { return RedisSync::Compare::int_sums_table($node, 's'); };
 is($cache_sums->(), $table_sums->(), 'the table is cached');
 
 my $mkey = 'redis_sync:inflight:' . $node->safe_psql('postgres',

@@ -210,4 +210,27 @@ sub outbox_depth
 		'SELECT count(*) FROM redis_sync.outbox');
 }
 
+# For tables (id int, v int) too large to dump: what Redis holds, read by
+# Redis itself in one script (not the extension), as "n/sum": the number of
+# keys <prefix>1..<prefix><hi> with a v field, and the sum of those fields;
+# int_sums_table gives the same of the table's rows.
+sub int_sums_cache
+{
+	my ($redis, $prefix, $hi) = @_;
+	return $redis->cli('EVAL', qq{
+local n, sum = 0, 0
+for i = 1, $hi do
+  local v = redis.call('HGET', ARGV[1] .. i, 'v')
+  if v then n = n + 1; sum = sum + tonumber(v) end
+end
+return n .. '/' .. sum}, 0, $prefix);
+}
+
+sub int_sums_table
+{
+	my ($node, $table) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) || '/' || coalesce(sum(v), 0) FROM $table");
+}
+
 1;
