@@ -147,6 +147,32 @@ SELECT pg_temp.execs() AS x0 \gset
 UPDATE m_h SET v = v + 1 WHERE id = 1;
 SELECT pg_temp.execs() - :x0 AS multi_used;
 
+-- a chunk's deletes go as one UNLINK, next to the same chunk's other
+-- writes: 30 rows deleted and 20 updated in one transaction (one chunk)
+CREATE FUNCTION pg_temp.unlinks() RETURNS bigint LANGUAGE sql AS $$
+  SELECT coalesce(substring(redis_sync.command('INFO', 'commandstats') #>> '{}'
+                            FROM 'cmdstat_unlink:calls=(\d+)')::bigint, 0) $$;
+CREATE TABLE m_del (id int PRIMARY KEY, v int);
+INSERT INTO m_del SELECT g, g FROM generate_series(1, 50) g;
+SELECT redis_sync.write_through('m_del', key_prefix => 'mdel:', warm => false);
+SELECT redis_sync.warm('m_del');
+SELECT pg_temp.execs() AS x0, pg_temp.unlinks() AS u0 \gset
+BEGIN;
+DELETE FROM m_del WHERE id % 5 <> 0 AND id <= 37;
+UPDATE m_del SET v = v + 100;
+COMMIT;
+SELECT pg_temp.execs() - :x0 AS execs, pg_temp.unlinks() - :u0 AS unlinks;
+SELECT count(*) AS rows_left,
+       count(*) FILTER (WHERE (redis_sync.command('HGET', 'mdel:' || id, 'v') #>> '{}')::int = v) AS cached
+  FROM m_del;
+SELECT count(*) AS deleted_keys_left FROM generate_series(1, 50) g
+ WHERE NOT EXISTS (SELECT FROM m_del WHERE id = g)
+   AND redis_sync.command('EXISTS', 'mdel:' || g) #>> '{}' <> '0';
+SELECT count(*) AS tombstones FROM generate_series(1, 50) g
+ WHERE NOT EXISTS (SELECT FROM m_del WHERE id = g)
+   AND (redis_sync.command('PTTL', redis_sync.version_key('mdel:' || g)) #>> '{}')::bigint > 0;
+SELECT count(*) AS problems FROM redis_sync.verify('m_del');
+
 -- a TRUNCATE and >= 32 new rows in one transaction, Redis's script cache
 -- empty (a restart, SCRIPT FLUSH): the purge goes through the script and is
 -- resent as EVAL after NOSCRIPT.  Had it shared the rows' pipeline, it would
@@ -184,7 +210,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['m_h', 'm_j', 'm_t', 'm_i', 'f_h', 'f_j', 'f_t', 'f_i', 'm_strict', 'm_purge'] LOOP
+  FOREACH t IN ARRAY ARRAY['m_h', 'm_j', 'm_t', 'm_i', 'f_h', 'f_j', 'f_t', 'f_i', 'm_strict', 'm_purge', 'm_del'] LOOP
     PERFORM redis_sync.unsync(t::regclass);
     EXECUTE format('DROP TABLE %I', t);
   END LOOP;

@@ -17,8 +17,9 @@
  *
  * One call is one chunk: MULTI, the marker (HSET) and the markers to clear
  * (HDEL), per op the script's writes (HSET and HDEL of a hash, SET of a
- * string, UNLINK of a delete; PEXPIRE and SET ... PX of the version with a
- * TTL, SET ... PX of a tombstone), one MSET of the other version keys, EXEC.
+ * string; PEXPIRE and SET ... PX of the version with a TTL, SET ... PX of a
+ * tombstone), one UNLINK of the deleted keys, one MSET of the other version
+ * keys, EXEC.
  * Its replies merge into the apply script's reply, {applied, (index,
  * error)*, 0}, so callers read both alike.  A command Redis refuses at
  * queueing (out of memory, say) aborts the whole chunk: EXECABORT, an error
@@ -82,9 +83,16 @@ queue(MultiBuild *b, int op, int argc)
 	m->op[m->ncmds++] = op;
 }
 
-/* the apply script's writes of op i */
+/*
+ * The apply script's writes of op i.  The keys of a delete go in *unlink,
+ * one UNLINK for the chunk (the caller's), as the version keys go in *mset:
+ * a push names each key once (publish.c coalesces them) and no key of one
+ * row is another's version key (encode.c), so where in the chunk a key is
+ * unlinked changes nothing.
+ */
 static void
-queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm)
+queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm,
+		 const char **unlink, int *nu)
 {
 	RowImage   *img = o->img;
 	const char *vkey = rs_version_key_str(o->key, strlen(o->key));
@@ -130,12 +138,7 @@ queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm)
 		queue(b, i, 3);
 	}
 	else
-	{
-		scratch(b, 2);
-		b->argv[0] = "UNLINK";
-		b->argv[1] = o->key;
-		queue(b, i, 2);
-	}
+		unlink[(*nu)++] = o->key;
 
 	/* the version: a tombstone, with the key's TTL, or in the MSET */
 	scratch(b, 5);
@@ -228,6 +231,8 @@ rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
 	MultiBuild	b = {0};
 	const char **mset = palloc(sizeof(char *) * (1 + 2 * Max(nops, 1)));
 	int			nm = 1;
+	const char **unlink = palloc(sizeof(char *) * (1 + Max(nops, 1)));
+	int			nu = 1;
 	int			begin = redis_pipeline_merge_begin(p);
 	ListCell   *lc;
 	int			nclear = list_length(clears);
@@ -263,8 +268,21 @@ rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
 	}
 
 	mset[0] = "MSET";
+	unlink[0] = "UNLINK";
 	for (int i = 0; i < nops; i++)
-		queue_op(&b, &ops[i], i, mset, &nm);
+		queue_op(&b, &ops[i], i, mset, &nm, unlink, &nu);
+
+	/*
+	 * One UNLINK of the chunk's deletes: a command per key cost Redis about
+	 * as much in its parsing and its QUEUED reply as the unlink itself.  It
+	 * refuses no key (any type goes), so a refusal fails the call.
+	 */
+	if (nu > 1)
+	{
+		scratch(&b, nu);
+		memcpy(b.argv, unlink, sizeof(char *) * nu);
+		queue(&b, -1, nu);
+	}
 	if (nm > 1)
 	{
 		scratch(&b, nm);
