@@ -347,6 +347,86 @@ prepare_repair(Pending *pk, RowImage *repair)
 }
 
 /*
+ * Encode the chunk of keys[] that starts at keys[first] into the pipeline,
+ * its ops and images in ops[] and imgs[] (filled from their start), and
+ * return how many keys it took: at most chunk_size, fewer once its marker
+ * names MARKER_MAX_BYTES of identities.  clears go with it.
+ */
+static int
+append_chunk(RedisPipeline *p, Pending **keys, int first, int nkeys, int chunk_size,
+			 int chunkno, FenceOp *ops, RowImage *imgs, List *clears,
+			 const char *version, bool multi)
+{
+	StringInfoData ident;
+	char	   *field = rs_marker_new_field(chunkno);
+	int			n;
+
+	initStringInfo(&ident);
+	appendStringInfoChar(&ident, '[');
+
+	/*
+	 * A chunk's in-flight marker names its keys, and the worker's sweep reads
+	 * a marker in one reply: a chunk ends early once they pass
+	 * MARKER_MAX_BYTES, so that a Redis limiting a client's replies
+	 * (client-output-buffer-limit normal) lets the sweep read it whatever
+	 * chunk_size and the keys' length (helper-109: under 1 MB, chunks of
+	 * 100,000 integer keys left markers of 1.7 MB, which no sweep could read,
+	 * unrepaired while the limit held).
+	 */
+	for (n = 0; n < chunk_size && first + n < nkeys &&
+		 (n == 0 || ident.len < MARKER_MAX_BYTES); n++)
+	{
+		Pending    *pk = keys[first + n];
+
+		ops[n].key = pk->last->key;
+		ops[n].version = version;
+		ops[n].ttl_ms = pk->last->ttl_ms;
+		rs_change_after(pk->last, &imgs[n]);
+		ops[n].img = &imgs[n];
+		if (n > 0)
+			appendStringInfoChar(&ident, ',');
+		rs_change_append_identity(&ident, pk->last);
+	}
+	appendStringInfoChar(&ident, ']');
+	if (multi)
+		rs_fence_append_multi(p, ops, n, field, ident.data, clears);
+	else
+		rs_fence_append(p, ops, n, field, ident.data, clears);
+	rs_stat_chunks++;
+	return n;
+}
+
+/*
+ * Send the chunks sent so far while the next is encoded (the last goes with
+ * the exec).  From the first byte sent, an ERROR before the exec leaves a
+ * push that may land: the abort repairs it.  False when the connection
+ * failed under them: the exec reports it, the rest need not be encoded.
+ */
+static bool
+stream_chunks(RedisPipeline *p)
+{
+	bool		landed = push_maybe_landed;
+	bool		timed_out = push_timed_out;
+	bool		streamed;
+
+	/*
+	 * Set first: the stream may wait for the socket and be cancelled there,
+	 * which leaves the outcome unknown, as below
+	 */
+	push_maybe_landed = true;
+	push_timed_out = true;
+	streamed = redis_pipeline_stream(p);
+
+	/* a timeout, say: the outcome of the chunks sent is unknown */
+	if (redis_pipeline_stream_failed(p))
+		return false;
+	push_timed_out = timed_out;
+	if (!streamed)
+		push_maybe_landed = landed;
+	return true;
+}
+
+/*
  * Encode and send the sync group's pipeline (MULTI/EXEC chunks when multi),
  * and read every reply: redis_pipeline_try_exec()'s result.
  */
@@ -359,8 +439,9 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 	 * else after: its images, identities and version key names live in
 	 * chunk_cxt, reset per chunk, so a bulk push encodes every chunk in the
 	 * same few pages instead of touching new memory for each row (issue 18).
-	 * The script path keeps them: on a Redis Cluster its fallback encodes the
-	 * ops again after the exec (fence_cluster.c).
+	 * The script path keeps them, each chunk in its own slots: on a Redis
+	 * Cluster its fallback encodes the ops again after the exec
+	 * (fence_cluster.c).
 	 */
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	MemoryContext chunk_cxt = multi ?
@@ -376,77 +457,16 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 	for (int s = 0, n = 0; s < nkeys; s += n)
 	{
 		int			o = multi ? 0 : s;	/* this chunk's first slot */
-		StringInfoData ident;
-		char	   *field = rs_marker_new_field(chunk++);
 
 		MemoryContextSwitchTo(chunk_cxt);
-		initStringInfo(&ident);
-		appendStringInfoChar(&ident, '[');
-
-		/*
-		 * A chunk's in-flight marker names its keys, and the worker's sweep
-		 * reads a marker in one reply: a chunk ends early once they pass
-		 * MARKER_MAX_BYTES, so that a Redis limiting a client's replies
-		 * (client-output-buffer-limit normal) lets the sweep read it whatever
-		 * chunk_size and the keys' length (helper-109: under 1 MB, chunks of
-		 * 100,000 integer keys left markers of 1.7 MB, which no sweep could
-		 * read, unrepaired while the limit held).
-		 */
-		for (n = 0; n < chunk_size && s + n < nkeys &&
-			 (n == 0 || ident.len < MARKER_MAX_BYTES); n++)
-		{
-			Pending    *pk = keys[s + n];
-
-			ops[o + n].key = pk->last->key;
-			ops[o + n].version = version;
-			ops[o + n].ttl_ms = pk->last->ttl_ms;
-			rs_change_after(pk->last, &imgs[o + n]);
-			ops[o + n].img = &imgs[o + n];
-			if (n > 0)
-				appendStringInfoChar(&ident, ',');
-			rs_change_append_identity(&ident, pk->last);
-		}
-		appendStringInfoChar(&ident, ']');
-		if (multi)
-			rs_fence_append_multi(p, ops, n, field, ident.data, clears);
-		else
-			rs_fence_append(p, ops + s, n, field, ident.data, clears);
+		n = append_chunk(p, keys, s, nkeys, chunk_size, chunk++, ops + o, imgs + o,
+						 clears, version, multi);
 		MemoryContextSwitchTo(caller_cxt);
 		if (multi)
 			MemoryContextReset(chunk_cxt);
 		clears = NIL;
-		rs_stat_chunks++;
-
-		/*
-		 * Redis applies this chunk while the next is encoded (the last goes
-		 * with the exec).  From the first byte sent, an ERROR before the exec
-		 * leaves a push that may land: the abort repairs it.
-		 */
-		if (s + n < nkeys)
-		{
-			bool		landed = push_maybe_landed;
-			bool		timed_out = push_timed_out;
-			bool		streamed;
-
-			/*
-			 * Set first: the stream may wait for the socket and be cancelled
-			 * there, which leaves the outcome unknown, as below
-			 */
-			push_maybe_landed = true;
-			push_timed_out = true;
-			streamed = redis_pipeline_stream(p);
-
-			/*
-			 * The connection failed under the chunks sent (a timeout, say):
-			 * their outcome is unknown, and the rest need not be encoded, the
-			 * exec reports the failure
-			 */
-			if (redis_pipeline_stream_failed(p))
-				break;
-			push_timed_out = timed_out;
-			if (!streamed)
-				push_maybe_landed = landed;
-		}
+		if (s + n < nkeys && !stream_chunks(p))
+			break;
 	}
 
 	/*
