@@ -538,8 +538,10 @@ SQL
 			[ 'upd_base', 'b_base', 'UPDATE b_base SET v = v + 1' ],
 			[ 'upd_wt',   'b_wt',   'UPDATE b_wt SET v = v + 1' ],
 			[ 'ins_base', 'i_base', "INSERT INTO i_base SELECT g, g, 'row number ' || g FROM generate_series(1, $n) g" ],
-			[ 'ins_wt',   'i_wt',   "INSERT INTO i_wt SELECT g, g, 'row number ' || g FROM generate_series(1, $n) g" ]);
-		@pairs = @pairs[ 1, 0, 3, 2 ] if $round % 2 == 0;
+			[ 'ins_wt',   'i_wt',   "INSERT INTO i_wt SELECT g, g, 'row number ' || g FROM generate_series(1, $n) g" ],
+			[ 'del_base', 'i_base', 'DELETE FROM i_base' ],
+			[ 'del_wt',   'i_wt',   'DELETE FROM i_wt' ]);
+		@pairs = @pairs[ 1, 0, 3, 2, 5, 4 ] if $round % 2 == 0;
 		for my $p (@pairs)
 		{
 			my ($k, $tbl, $stmt) = @$p;
@@ -557,8 +559,8 @@ SQL
 			}
 		}
 		# the INSERT's writes sent raw: what Redis itself spends to create the
-		# same hashes and overwrite the same tombstones (HSET per row, one MSET
-		# of 32-digit versions per 1,000)
+		# same hashes and overwrite the same tombstones (the DELETE's; HSET per
+		# row, one MSET of 32-digit versions per 1,000)
 		push @raw, raw_insert_cpu($n, 'i_wt', 'i:') / $n;
 		# redis-benchmark: the reference per-operation cost, same Redis, same run
 		my $cpu0 = redis_cpu();
@@ -645,6 +647,15 @@ SQL
 			target => '<= 50 ms', met => $mx <= 50 ? 1 : 0,
 			note => "max over runs, LATENCY LATEST (threshold 1 ms); chunk_size $chunk");
 	}
+	# the DELETE of every row the INSERT made: no target (an unsynced DELETE
+	# only marks its rows; each synced one costs Redis an UNLINK and a
+	# tombstone with its TTL)
+	add_row(bench => "2. one DELETE of $n rows: elapsed (reference)", ours => $m{del_wt}, base => $m{del_base},
+		unit => 'ms', target => 'reference',
+		note => sprintf('%d round trips, %d chunks', median(@{ $rt{del_wt} }), median(@{ $chunks{del_wt} })));
+	add_row(bench => "2. one DELETE of $n rows: Redis CPU per row vs redis-benchmark -P 16 HSET (reference)",
+		ours => median(@{ $rcpu{del_wt} }), base => median(@bcpu), unit => 'us', target => 'reference',
+		note => 'per run ' . join(' / ', map { sprintf('%.2f', $_) } @{ $rcpu{del_wt} }) . ' us');
 	# the synced tables go, and their keys: a Redis restart (section 4b) would
 	# warm them again, and a purge's SCAN (2c) would walk their keys
 	psql("SELECT redis_sync.unsync('b_wt'); SELECT redis_sync.unsync('i_wt'); DROP TABLE b_base, b_wt, i_base, i_wt");
