@@ -629,6 +629,9 @@ retry_noscript(RedisPipeline *p, RedisFailure *f)
 	int			n = 0;
 	RedisValue *out;
 
+	/* nothing to resend: no walk over every command of a bulk push */
+	if (!p->has_scripts)
+		return true;
 	for (int i = 0; i < p->ncmds; i++)
 	{
 		PipelineCmd *c = &p->cmds[i];
