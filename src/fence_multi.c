@@ -16,10 +16,10 @@
  * unknown outcome is killed before anything else is sent to that Redis.
  *
  * One call is one chunk: MULTI, the marker (HSET) and the markers to clear
- * (HDEL), per op the script's writes (HSET and HDEL of a hash, SET of a
- * string; PEXPIRE and SET ... PX of the version with a TTL, SET ... PX of a
- * tombstone), one UNLINK of the deleted keys, one MSET of the other version
- * keys, EXEC.
+ * (HDEL), one UNLINK of the deleted keys, per op the script's other writes
+ * (HSET and HDEL of a hash, SET of a string; PEXPIRE and SET ... PX of the
+ * version with a TTL, SET ... PX of a tombstone), one MSET of the other
+ * version keys, EXEC.
  * Its replies merge into the apply script's reply, {applied, (index,
  * error)*, 0}, so callers read both alike.  A command Redis refuses at
  * queueing (out of memory, say) aborts the whole chunk: EXECABORT, an error
@@ -84,15 +84,11 @@ queue(MultiBuild *b, int op, int argc)
 }
 
 /*
- * The apply script's writes of op i.  The keys of a delete go in *unlink,
- * one UNLINK for the chunk (the caller's), as the version keys go in *mset:
- * a push names each key once (publish.c coalesces them) and no key of one
- * row is another's version key (encode.c), so where in the chunk a key is
- * unlinked changes nothing.
+ * The apply script's writes of op i, but for a delete's UNLINK (the
+ * caller's, one for the chunk).
  */
 static void
-queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm,
-		 const char **unlink, int *nu)
+queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm)
 {
 	RowImage   *img = o->img;
 	const char *vkey = rs_version_key_str(o->key, strlen(o->key));
@@ -137,8 +133,7 @@ queue_op(MultiBuild *b, FenceOp *o, int i, const char **mset, int *nm,
 		b->argv[2] = img->str;
 		queue(b, i, 3);
 	}
-	else
-		unlink[(*nu)++] = o->key;
+	/* else a delete: unlinked first */
 
 	/* the version: a tombstone, with the key's TTL, or in the MSET */
 	scratch(b, 5);
@@ -231,7 +226,6 @@ rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
 	MultiBuild	b = {0};
 	const char **mset = palloc(sizeof(char *) * (1 + 2 * Max(nops, 1)));
 	int			nm = 1;
-	const char **unlink = palloc(sizeof(char *) * (1 + Max(nops, 1)));
 	int			nu = 1;
 	int			begin = redis_pipeline_merge_begin(p);
 	ListCell   *lc;
@@ -267,22 +261,27 @@ rs_fence_append_multi(RedisPipeline *p, FenceOp *ops, int nops,
 		queue(&b, -1, n);
 	}
 
-	mset[0] = "MSET";
-	unlink[0] = "UNLINK";
-	for (int i = 0; i < nops; i++)
-		queue_op(&b, &ops[i], i, mset, &nm, unlink, &nu);
-
 	/*
-	 * One UNLINK of the chunk's deletes: a command per key cost Redis about
-	 * as much in its parsing and its QUEUED reply as the unlink itself.  It
-	 * refuses no key (any type goes), so a refusal fails the call.
+	 * The chunk's deletes in one UNLINK, first: a command per key cost Redis
+	 * about as much in its parsing and its QUEUED reply as the unlink itself.
+	 * A push names each key once (publish.c coalesces them) and a data key is
+	 * never a version key (encode.c; a prefix cannot begin with '{'), so
+	 * where the chunk unlinks them changes nothing; first, as each delete's
+	 * UNLINK came before its tombstone (and before the MSET), in case a table
+	 * configured by 0.1 breaks that rule (helper-110).  It refuses no key
+	 * (any type goes), so a refusal fails the call.
 	 */
+	scratch(&b, 1 + nops);
+	b.argv[0] = "UNLINK";
+	for (int i = 0; i < nops; i++)
+		if (ops[i].img->op == RS_OP_DELETE)
+			b.argv[nu++] = ops[i].key;
 	if (nu > 1)
-	{
-		scratch(&b, nu);
-		memcpy(b.argv, unlink, sizeof(char *) * nu);
 		queue(&b, -1, nu);
-	}
+
+	mset[0] = "MSET";
+	for (int i = 0; i < nops; i++)
+		queue_op(&b, &ops[i], i, mset, &nm);
 	if (nm > 1)
 	{
 		scratch(&b, nm);
