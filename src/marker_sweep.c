@@ -541,12 +541,22 @@ sweep_marker_key(const char *mkey)
 			done = lappend(done, pstrdup(field));
 		}
 		redis_pipeline_free(p);
+
+		/*
+		 * This page's markers go now, not after the whole hash: a connection
+		 * lost further on left every marker repaired so far in place, each
+		 * counted as a repair that did not finish, so that a few such rounds
+		 * (CLIENT KILL, a restart) set markers aside as failed (helper-111).
+		 * HSCAN still returns every field present throughout.
+		 */
+		if (set_aside != NIL && !move_to_failed(mkey, set_aside))
+			return false;
+		if (done != NIL && !remove_markers(mkey, done))
+			return false;
+		set_aside = NIL;
+		done = NIL;
 	} while (strcmp(cursor, "0") != 0);
 
-	if (set_aside != NIL && !move_to_failed(mkey, set_aside))
-		return false;
-	if (done != NIL && !remove_markers(mkey, done))
-		return false;
 	return true;
 }
 

@@ -857,6 +857,44 @@ pre_commit(bool prepare)
 		PopActiveSnapshot();
 }
 
+/*
+ * The deletes of a large transaction's abort repair, each call with an
+ * in-flight marker of its own naming its keys, so that the worker pushes
+ * their committed state (marker_sweep.c: the transaction did not commit).
+ * The push's own markers name only the chunks Redis took: a chunk it
+ * refused (out of memory) left its keys as they were, committed, and
+ * without a marker of their own the deletes left them missing until a
+ * resync() (helper-111).  ops[i] is pushed_keys' i-th write-through key.
+ * Chunk numbers above the push's: a field of the push is not overwritten.
+ */
+static void
+append_marked_deletes(RedisPipeline *p, FenceOp *ops, int nops)
+{
+	StringInfoData ident;
+	int			chunk = 1 << 30;
+	int			k = 0;			/* pushed_keys' index of ops[i] */
+
+	initStringInfo(&ident);
+	for (int s = 0, n = 0; s < nops; s += n)
+	{
+		resetStringInfo(&ident);
+		appendStringInfoChar(&ident, '[');
+		for (n = 0; n < rs_chunk_size && s + n < nops &&
+			 (n == 0 || ident.len < MARKER_MAX_BYTES); n++, k++)
+		{
+			while (pushed_keys[k].last->policy != RS_POLICY_WRITE_THROUGH)
+				k++;
+			Assert(pushed_keys[k].last->key == ops[s + n].key);
+			if (n > 0)
+				appendStringInfoChar(&ident, ',');
+			rs_change_append_identity(&ident, pushed_keys[k].last);
+		}
+		appendStringInfoChar(&ident, ']');
+		rs_fence_append(p, ops + s, n, rs_marker_new_field(chunk++), pstrdup(ident.data), NIL);
+	}
+	pfree(ident.data);
+}
+
 /* after an abort, restore the committed state of every key we pushed */
 static void
 repair_after_abort(void)
@@ -924,9 +962,12 @@ repair_after_abort(void)
 	one_call = nops <= rs_chunk_size && !redis_cluster_mode();
 	if (nops == 0)
 		rs_fence_append(p, ops, 0, NULL, NULL, clears);
-	for (int s = 0; s < nops; s += rs_chunk_size)
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL,
-						one_call ? clears : NIL);
+	if (!repair_exactly)
+		append_marked_deletes(p, ops, nops);
+	else
+		for (int s = 0; s < nops; s += rs_chunk_size)
+			rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL,
+							one_call ? clears : NIL);
 	if (redis_pipeline_try_exec(p, &failure) && rs_fence_replies_ok(p, &failure))
 	{
 		rs_stat_repaired += nops;
