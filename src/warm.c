@@ -252,48 +252,30 @@ typedef struct FillBatch
 	char	  **keys;
 	char	 ***keyvals;		/* key columns' text of each row */
 	RowImage   *imgs;
-	uint64		room;			/* rows the arrays have room for */
 	bool		cluster;		/* ordered by hash slot */
 } FillBatch;
 
-/* room for nrows encoded rows */
+/* room for the encoded rows of one SPI result */
 static void
 init_fill_batch(FillBatch *b, uint64 nrows)
 {
 	b->nrows = nrows;
-	b->room = Max(nrows, 1);
-	b->keys = palloc(sizeof(char *) * b->room);
-	b->keyvals = palloc(sizeof(char **) * b->room);
-	b->imgs = palloc(sizeof(RowImage) * b->room);
+	b->keys = palloc(sizeof(char *) * Max(nrows, 1));
+	b->keyvals = palloc(sizeof(char **) * Max(nrows, 1));
+	b->imgs = palloc(sizeof(RowImage) * Max(nrows, 1));
 	b->cluster = false;
 }
 
-/* room for at least nrows encoded rows, what is there kept */
-static void
-reserve_fill_batch(FillBatch *b, uint64 nrows)
-{
-	if (nrows <= b->room)
-		return;
-	b->room = Max(nrows, b->room * 2);
-	b->keys = repalloc_huge(b->keys, sizeof(char *) * b->room);
-	b->keyvals = repalloc_huge(b->keyvals, sizeof(char **) * b->room);
-	b->imgs = repalloc_huge(b->imgs, sizeof(RowImage) * b->room);
-}
-
-/*
- * Encode the n rows of an SPI result (column 1: the row) into the batch's
- * rows from first on.
- */
+/* encode rows [s, e) of one SPI result (column 1: the row) */
 static void
 encode_fill_rows(FillBatch *b, SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt,
-				 uint64 first, uint64 n)
+				 uint64 s, uint64 e)
 {
-	for (uint64 r = 0; r < n; r++)
+	for (uint64 i = s; i < e; i++)
 	{
 		HeapTupleData tup;
-		uint64		i = first + r;
 
-		rs_row_from_composite(tt->vals[r], tt->tupdesc, enc->relid, &tup);
+		rs_row_from_composite(tt->vals[i], tt->tupdesc, enc->relid, &tup);
 		b->keys[i] = rs_encode_key(enc, reldesc, &tup, &b->keyvals[i]);
 		rs_encode_row(enc, reldesc, &tup, &b->imgs[i]);
 	}
@@ -426,44 +408,19 @@ collect_fill_replies(RedisPipeline *p, FillBatch *b, int nkeys, List **repush)
 }
 
 /*
- * The key columns' text of the last row of an SPI result (columns 2..), in
- * the current memory context.
- */
-static List *
-last_row_keys(SPITupleTable *tt, uint64 n, int nkeys)
-{
-	List	   *keys = NIL;
-
-	for (int i = 0; i < nkeys; i++)
-		keys = lappend(keys, SPI_getvalue(tt->vals[n - 1], tt->tupdesc, i + 2));
-	return keys;
-}
-
-/*
- * Fill the rows of a cursor (column 1: the row; columns 2..: the key
- * columns), at most max, into Redis.  Returns the keys written; *nread gets
- * the rows read, *last the last one's key values (when any), *repush the
- * keys found half there, as (redis key, List of key values) pairs for
+ * Fill the rows of one SPI result (column 1: the row; columns 2..: the key
+ * columns) into Redis.  Returns the keys written; *repush gets the keys
+ * found half there, as (redis key, List of key values) pairs for
  * rs_push_named().
- *
- * On a single Redis the cursor is read a chunk at a time, each chunk's
- * script call sent as soon as it is encoded (redis_pipeline_stream): Redis
- * fills one chunk while the next is read and encoded, where reading the
- * whole batch first left Redis idle for a third of a fill's time.  The
- * exec sends the last and reads every reply.
  */
 static int64
-fill_rows(SyncConfig *enc, TupleDesc reldesc, Portal portal, uint64 max, uint64 *nread,
-		  List **last, List **repush)
+fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
+		  List **repush)
 {
 	RedisPipeline *p = redis_pipeline_create();
 	FillBatch	b;
 	char		zero[RS_VERSION_LEN + 1];
 	int64		written;
-	uint64		nrows = 0;
-
-	/* SPI_cursor_fetch() returns in SPI's own context: back to this one */
-	MemoryContext cxt = CurrentMemoryContext;
 
 	/*
 	 * Read once: encoding runs the table's code (casts to json), which may
@@ -473,60 +430,41 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, Portal portal, uint64 max, uint64 
 
 	memset(zero, '0', RS_VERSION_LEN);
 	zero[RS_VERSION_LEN] = '\0';
-	*last = NIL;
-	if (redis_cluster_mode())
+	init_fill_batch(&b, nrows);
+	if (redis_cluster_mode() && nrows > 1)
 	{
 		/* one script call per chunk and slot, all in one round trip */
-		SPI_cursor_fetch(portal, true, max);
-		MemoryContextSwitchTo(cxt);
-		nrows = SPI_processed;
-		init_fill_batch(&b, nrows);
-		encode_fill_rows(&b, enc, reldesc, SPI_tuptable, 0, nrows);
-		if (nrows > 0)
-			*last = last_row_keys(SPI_tuptable, nrows, enc->nkeys);
-		SPI_freetuptable(SPI_tuptable);
-		if (nrows > 1)
-			order_fill_batch_by_slot(&b);
+		encode_fill_rows(&b, enc, reldesc, tt, 0, nrows);
+		order_fill_batch_by_slot(&b);
 		for (uint64 s = 0; s < nrows;)
 			s = append_fill_chunk(p, &b, s, Min(nrows, s + chunk), zero, enc->ttl_ms);
 	}
 	else
 	{
-		init_fill_batch(&b, Min(max, chunk));
-		for (;;)
+		/*
+		 * One script call per chunk, each sent as soon as it is encoded
+		 * (redis_pipeline_stream), so Redis fills one chunk while the next is
+		 * encoded; the exec sends the last and reads every reply.
+		 */
+		for (uint64 s = 0; s < nrows;)
 		{
-			uint64		n;
+			uint64		e = Min(nrows, s + chunk);
 
-			SPI_cursor_fetch(portal, true, Min(chunk, max - nrows));
-			MemoryContextSwitchTo(cxt);
-			n = SPI_processed;
-			reserve_fill_batch(&b, nrows + n);
-			encode_fill_rows(&b, enc, reldesc, SPI_tuptable, nrows, n);
-			if (n > 0)
+			encode_fill_rows(&b, enc, reldesc, tt, s, e);
+			s = append_fill_chunk(p, &b, s, e, zero, enc->ttl_ms);
+			if (s < nrows)
 			{
-				list_free(*last);
-				*last = last_row_keys(SPI_tuptable, n, enc->nkeys);
+				(void) redis_pipeline_stream(p);
+				/* the exec reports the failure */
+				if (redis_pipeline_stream_failed(p))
+					break;
 			}
-			SPI_freetuptable(SPI_tuptable);
-			if (n == 0)
-				break;
-			(void) append_fill_chunk(p, &b, nrows, nrows + n, zero, enc->ttl_ms);
-			nrows += n;
-			if (n < chunk || nrows >= max)
-				break;
-			/* more may come: sent now, Redis fills it during the next fetch */
-			(void) redis_pipeline_stream(p);
-			/* the exec reports the failure */
-			if (redis_pipeline_stream_failed(p))
-				break;
 		}
-		b.nrows = nrows;
 	}
 	if (nrows > 0)
 		redis_pipeline_exec(p);
 	written = collect_fill_replies(p, &b, enc->nkeys, repush);
 	redis_pipeline_free(p);
-	*nread = nrows;
 	return written;
 }
 
@@ -565,7 +503,6 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	int64		written;
 	char	   *alias;
 	int			nest;
-	Portal		portal;
 
 	/*
 	 * key values are canonical text: read and cast them under the same
@@ -600,23 +537,24 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
-	portal = SPI_cursor_open_with_args(NULL, sql.data, fc->last ? cfg->nkeys : 0, types, values,
-									   NULL, false, CURSOR_OPT_NO_SCROLL);
-	if (portal == NULL)
+	if (SPI_execute_with_args(sql.data, fc->last ? cfg->nkeys : 0, types, values, NULL,
+							  false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redis_sync: could not read table \"%s\"", RelationGetRelationName(rel));
+	nrows = SPI_processed;
 	{
 		MemoryContext spi = MemoryContextSwitchTo(batch_cxt);
-		List	   *last;
-		ListCell   *lc;
 
-		written = fill_rows(cfg, RelationGetDescr(rel), portal, batch_size, &nrows, &last,
-							&repush);
+		written = fill_rows(cfg, RelationGetDescr(rel), SPI_tuptable, nrows, &repush);
 		MemoryContextSwitchTo(outer);
-		foreach(lc, last)
-			newlast = lappend(newlast, lfirst(lc) ? pstrdup(lfirst(lc)) : NULL);
+		if (nrows > 0)
+		{
+			HeapTuple	last = SPI_tuptable->vals[nrows - 1];
+
+			for (int i = 0; i < cfg->nkeys; i++)
+				newlast = lappend(newlast, SPI_getvalue(last, SPI_tuptable->tupdesc, i + 2));
+		}
 		MemoryContextSwitchTo(spi);
 	}
-	SPI_cursor_close(portal);
 	SPI_finish();
 
 	/* outside the SPI connection: rs_push_named() opens its own */
