@@ -637,7 +637,7 @@ SQL
 			my $rw = median(@raw);
 			add_row(bench => "2. one $what of $n rows: Redis CPU per row vs the same writes sent raw (reference)",
 				ours => $c, base => $rw, unit => 'us', target => 'reference',
-				note => 'raw: HSET of each new key, MSET of the 32-digit versions over the TRUNCATE\'s tombstones, '
+				note => 'raw: HSET of each new key, MSET of the 32-digit versions over the tombstones the DELETE left, '
 				  . 'piped by redis-cli --pipe without MULTI or scripts: what creating the keys costs Redis; per run, '
 				  . 'ours ' . join(' / ', map { sprintf('%.2f', $_) } @{ $rcpu{ins_wt} }) . ' us, raw '
 				  . join(' / ', map { sprintf('%.2f', $_) } @raw) . ' us');
