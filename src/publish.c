@@ -938,14 +938,21 @@ repair_after_abort(void)
 		ops[nops].img = repair_exactly ? &pk->repair : &deleted;
 		nops++;
 	}
-	/* without exact images the markers stay: the worker re-pushes from them */
+
+	/*
+	 * Without exact images the markers stay, and the deletes leave markers of
+	 * their own: the worker re-pushes from them (asked to sweep after the
+	 * deletes were sent, so that it finds their markers at once).
+	 */
 	if (repair_exactly)
 		foreach(lc, rs_markers_of_transaction())
 			clears = lappend(clears, lfirst(lc));
-	else
-		rs_worker_request_sweep();
 	if (nops == 0 && clears == NIL)
+	{
+		if (!repair_exactly)
+			rs_worker_request_sweep();
 		return;
+	}
 
 	/*
 	 * The markers may go only with the repair of every key they name.  One
@@ -990,6 +997,8 @@ repair_after_abort(void)
 				 errdetail("%s", failure.message),
 				 errhint("The background worker repairs them from the in-flight marker once Redis answers.")));
 	redis_pipeline_free(p);
+	if (!repair_exactly)
+		rs_worker_request_sweep();
 }
 
 static void
