@@ -347,6 +347,30 @@ prepare_repair(Pending *pk, RowImage *repair)
 }
 
 /*
+ * Whether a chunk whose in-flight marker names n keys so far (ident) may
+ * take one more.  The worker's sweep reads a marker in one reply: a chunk
+ * ends early once its keys' identities pass MARKER_MAX_BYTES, so that a
+ * Redis limiting a client's replies (client-output-buffer-limit normal) lets
+ * the sweep read it whatever chunk_size and the keys' length (helper-109:
+ * under 1 MB, chunks of 100,000 integer keys left markers of 1.7 MB, which
+ * no sweep could read, unrepaired while the limit held).
+ */
+static bool
+chunk_has_room(StringInfo ident, int n, int chunk_size)
+{
+	return n < chunk_size && (n == 0 || ident->len < MARKER_MAX_BYTES);
+}
+
+/* the identity of the n-th key of a marker (ident, opened with '[') */
+static void
+marker_add(StringInfo ident, int n, const Change *c)
+{
+	if (n > 0)
+		appendStringInfoChar(ident, ',');
+	rs_change_append_identity(ident, c);
+}
+
+/*
  * Encode the chunk of keys[] that starts at keys[first] into the pipeline,
  * its ops and images in ops[] and imgs[] (filled from their start), and
  * return how many keys it took: at most chunk_size, fewer once its marker
@@ -363,18 +387,7 @@ append_chunk(RedisPipeline *p, Pending **keys, int first, int nkeys, int chunk_s
 
 	initStringInfo(&ident);
 	appendStringInfoChar(&ident, '[');
-
-	/*
-	 * A chunk's in-flight marker names its keys, and the worker's sweep reads
-	 * a marker in one reply: a chunk ends early once they pass
-	 * MARKER_MAX_BYTES, so that a Redis limiting a client's replies
-	 * (client-output-buffer-limit normal) lets the sweep read it whatever
-	 * chunk_size and the keys' length (helper-109: under 1 MB, chunks of
-	 * 100,000 integer keys left markers of 1.7 MB, which no sweep could read,
-	 * unrepaired while the limit held).
-	 */
-	for (n = 0; n < chunk_size && first + n < nkeys &&
-		 (n == 0 || ident.len < MARKER_MAX_BYTES); n++)
+	for (n = 0; first + n < nkeys && chunk_has_room(&ident, n, chunk_size); n++)
 	{
 		Pending    *pk = keys[first + n];
 
@@ -383,9 +396,7 @@ append_chunk(RedisPipeline *p, Pending **keys, int first, int nkeys, int chunk_s
 		ops[n].ttl_ms = pk->last->ttl_ms;
 		rs_change_after(pk->last, &imgs[n]);
 		ops[n].img = &imgs[n];
-		if (n > 0)
-			appendStringInfoChar(&ident, ',');
-		rs_change_append_identity(&ident, pk->last);
+		marker_add(&ident, n, pk->last);
 	}
 	appendStringInfoChar(&ident, ']');
 	if (multi)
@@ -864,95 +875,39 @@ pre_commit(bool prepare)
  * The push's own markers name only the chunks Redis took: a chunk it
  * refused (out of memory) left its keys as they were, committed, and
  * without a marker of their own the deletes left them missing until a
- * resync() (helper-111).  ops[i] is pushed_keys' i-th write-through key.
- * Chunk numbers above the push's: a field of the push is not overwritten.
+ * resync() (helper-111).  changes[i] is the change ops[i] deletes the key
+ * of.  Chunk numbers above the push's: a field of the push is not
+ * overwritten.
  */
 static void
-append_marked_deletes(RedisPipeline *p, FenceOp *ops, int nops)
+append_marked_deletes(RedisPipeline *p, FenceOp *ops, Change **changes, int nops)
 {
 	StringInfoData ident;
 	int			chunk = 1 << 30;
-	int			k = 0;			/* pushed_keys' index of ops[i] */
 
 	initStringInfo(&ident);
 	for (int s = 0, n = 0; s < nops; s += n)
 	{
 		resetStringInfo(&ident);
 		appendStringInfoChar(&ident, '[');
-		for (n = 0; n < rs_chunk_size && s + n < nops &&
-			 (n == 0 || ident.len < MARKER_MAX_BYTES); n++, k++)
-		{
-			while (pushed_keys[k].last->policy != RS_POLICY_WRITE_THROUGH)
-				k++;
-			Assert(pushed_keys[k].last->key == ops[s + n].key);
-			if (n > 0)
-				appendStringInfoChar(&ident, ',');
-			rs_change_append_identity(&ident, pushed_keys[k].last);
-		}
+		for (n = 0; s + n < nops && chunk_has_room(&ident, n, rs_chunk_size); n++)
+			marker_add(&ident, n, changes[s + n]);
 		appendStringInfoChar(&ident, ']');
 		rs_fence_append(p, ops + s, n, rs_marker_new_field(chunk++), pstrdup(ident.data), NIL);
 	}
 	pfree(ident.data);
 }
 
-/* after an abort, restore the committed state of every key we pushed */
+/*
+ * Send the abort's repair of nops keys: ops are their committed images
+ * (exact) or deletes, whose keys changes[] name; clears, the transaction's
+ * markers, go with it (exact only).
+ */
 static void
-repair_after_abort(void)
+send_repair(FenceOp *ops, Change **changes, int nops, List *clears, bool exact)
 {
-	char		version[RS_VERSION_LEN + 1];
-	RedisPipeline *p;
-	FenceOp    *ops;
-	int			nops = 0;
+	RedisPipeline *p = redis_pipeline_create();
 	RedisFailure failure;
-	List	   *clears = NIL;
-	ListCell   *lc;
-	RowImage	deleted = {RS_OP_DELETE};
-	bool		one_call;
-
-	if (npushed == 0)
-		return;
-
-	/*
-	 * The version of our abort record, not of WAL now: the abort ended the
-	 * transaction in the proc array before these callbacks run, so a writer
-	 * of the same rows may already have come and pushed.  Its WAL, and so its
-	 * version, follows our abort record; ours, from before it, loses to it
-	 * whatever the order they reach Redis in.  Our push's version (from
-	 * pre-commit) is not newer than this one.
-	 */
-	if (!XLogRecPtrIsInvalid(ProcLastRecPtr))
-		rs_version_at(version, ProcLastRecPtr);
-	else
-		rs_version_now(version);
-	p = redis_pipeline_create();
-	ops = palloc(sizeof(FenceOp) * npushed);
-	for (int i = 0; i < npushed; i++)
-	{
-		PushedKey  *pk = &pushed_keys[i];
-
-		if (pk->last->policy != RS_POLICY_WRITE_THROUGH)
-			continue;			/* a deleted cache entry is never stale */
-		ops[nops].key = pk->last->key;
-		ops[nops].version = version;
-		ops[nops].ttl_ms = pk->last->ttl_ms;
-		ops[nops].img = repair_exactly ? &pk->repair : &deleted;
-		nops++;
-	}
-
-	/*
-	 * Without exact images the markers stay, and the deletes leave markers of
-	 * their own: the worker re-pushes from them (asked to sweep after the
-	 * deletes were sent, so that it finds their markers at once).
-	 */
-	if (repair_exactly)
-		foreach(lc, rs_markers_of_transaction())
-			clears = lappend(clears, lfirst(lc));
-	if (nops == 0 && clears == NIL)
-	{
-		if (!repair_exactly)
-			rs_worker_request_sweep();
-		return;
-	}
 
 	/*
 	 * The markers may go only with the repair of every key they name.  One
@@ -966,11 +921,12 @@ repair_after_abort(void)
 	 * over maxmemory) with the rolled-back transaction's values and no marker
 	 * for the worker to repair them from.
 	 */
-	one_call = nops <= rs_chunk_size && !redis_cluster_mode();
+	bool		one_call = nops <= rs_chunk_size && !redis_cluster_mode();
+
 	if (nops == 0)
 		rs_fence_append(p, ops, 0, NULL, NULL, clears);
-	if (!repair_exactly)
-		append_marked_deletes(p, ops, nops);
+	if (!exact)
+		append_marked_deletes(p, ops, changes, nops);
 	else
 		for (int s = 0; s < nops; s += rs_chunk_size)
 			rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL,
@@ -978,9 +934,8 @@ repair_after_abort(void)
 	if (redis_pipeline_try_exec(p, &failure) && rs_fence_replies_ok(p, &failure))
 	{
 		rs_stat_repaired += nops;
-		for (int i = 0; i < npushed; i++)
-			if (pushed_keys[i].last->policy == RS_POLICY_WRITE_THROUGH)
-				rs_stats_add(pushed_keys[i].last->root_relid, RS_C_REPAIRED, 1);
+		for (int i = 0; i < nops; i++)
+			rs_stats_add(changes[i]->root_relid, RS_C_REPAIRED, 1);
 		if (!one_call && nops > 0 && clears != NIL)
 		{
 			/* best effort: a marker left behind is swept by the worker */
@@ -997,6 +952,61 @@ repair_after_abort(void)
 				 errdetail("%s", failure.message),
 				 errhint("The background worker repairs them from the in-flight marker once Redis answers.")));
 	redis_pipeline_free(p);
+}
+
+/* after an abort, restore the committed state of every key we pushed */
+static void
+repair_after_abort(void)
+{
+	char		version[RS_VERSION_LEN + 1];
+	FenceOp    *ops;
+	Change	  **changes;
+	int			nops = 0;
+	List	   *clears = NIL;
+	ListCell   *lc;
+	RowImage	deleted = {RS_OP_DELETE};
+
+	if (npushed == 0)
+		return;
+
+	/*
+	 * The version of our abort record, not of WAL now: the abort ended the
+	 * transaction in the proc array before these callbacks run, so a writer
+	 * of the same rows may already have come and pushed.  Its WAL, and so its
+	 * version, follows our abort record; ours, from before it, loses to it
+	 * whatever the order they reach Redis in.  Our push's version (from
+	 * pre-commit) is not newer than this one.
+	 */
+	if (!XLogRecPtrIsInvalid(ProcLastRecPtr))
+		rs_version_at(version, ProcLastRecPtr);
+	else
+		rs_version_now(version);
+	ops = palloc(sizeof(FenceOp) * npushed);
+	changes = palloc(sizeof(Change *) * npushed);
+	for (int i = 0; i < npushed; i++)
+	{
+		PushedKey  *pk = &pushed_keys[i];
+
+		if (pk->last->policy != RS_POLICY_WRITE_THROUGH)
+			continue;			/* a deleted cache entry is never stale */
+		ops[nops].key = pk->last->key;
+		ops[nops].version = version;
+		ops[nops].ttl_ms = pk->last->ttl_ms;
+		ops[nops].img = repair_exactly ? &pk->repair : &deleted;
+		changes[nops] = pk->last;
+		nops++;
+	}
+
+	/*
+	 * Without exact images the markers stay, and the deletes leave markers of
+	 * their own: the worker re-pushes from them (asked to sweep after the
+	 * deletes were sent, so that it finds their markers at once).
+	 */
+	if (repair_exactly)
+		foreach(lc, rs_markers_of_transaction())
+			clears = lappend(clears, lfirst(lc));
+	if (nops > 0 || clears != NIL)
+		send_repair(ops, changes, nops, clears, repair_exactly);
 	if (!repair_exactly)
 		rs_worker_request_sweep();
 }
