@@ -41,7 +41,8 @@
  *   error, a crash).  On abort, while the row locks are still held, the
  *   committed state of every pushed key (its row before this transaction,
  *   encoded at capture, or a delete) is pushed again with a newer
- *   version.  For crashes, and for a push that timed out (it may land
+ *   version, but for the keys of a call Redis refused whole, which it left
+ *   as they were (note_outcomes).  For crashes, and for a push that timed out (it may land
  *   later), each push also records an in-flight marker in Redis naming the
  *   transaction and its rows; markers of committed transactions are
  *   removed by the next push of the same backend (markers.c keeps the
@@ -99,10 +100,18 @@ typedef struct Pending
  * overflowed one's, whose changes all go to the outbox, too): the image is
  * needed for the sync group's keys only.
  */
+typedef enum PushOutcome
+{
+	PUSH_UNKNOWN = 0,			/* may have landed, marker or not */
+	PUSH_TAKEN,					/* its call applied, with its in-flight marker */
+	PUSH_REFUSED				/* its call was refused whole: nothing landed */
+} PushOutcome;
+
 typedef struct PushedKey
 {
 	Change	   *last;
 	RowImage	repair;			/* committed state (repair_exactly) */
+	PushOutcome outcome;		/* what Redis did with its call */
 } PushedKey;
 
 /* the key of pending[pos] (rs_key_index_slot) */
@@ -439,11 +448,13 @@ stream_chunks(RedisPipeline *p)
 
 /*
  * Encode and send the sync group's pipeline (MULTI/EXEC chunks when multi),
- * and read every reply: redis_pipeline_try_exec()'s result.
+ * and read every reply: redis_pipeline_try_exec()'s result.  ends[c] is set
+ * to the end of call c's keys (keys[] past its last), *ncalls to the calls
+ * encoded.
  */
 static bool
 send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char *version,
-		  bool multi, RedisFailure *failure)
+		  bool multi, int *ends, int *ncalls, RedisFailure *failure)
 {
 	/*
 	 * A MULTI chunk is encoded into the pipeline's buffer and needs nothing
@@ -470,8 +481,10 @@ send_push(RedisPipeline *p, Pending **keys, int nkeys, List *clears, const char 
 		int			o = multi ? 0 : s;	/* this chunk's first slot */
 
 		MemoryContextSwitchTo(chunk_cxt);
-		n = append_chunk(p, keys, s, nkeys, chunk_size, chunk++, ops + o, imgs + o,
+		n = append_chunk(p, keys, s, nkeys, chunk_size, chunk, ops + o, imgs + o,
 						 clears, version, multi);
+		ends[chunk++] = s + n;
+		*ncalls = chunk;
 		MemoryContextSwitchTo(caller_cxt);
 		if (multi)
 			MemoryContextReset(chunk_cxt);
@@ -540,6 +553,48 @@ push_purges(List *purges, const char *version, List **clears, RedisFailure *fail
 }
 
 /*
+ * Whether an apply call's error reply says Redis took nothing of it: out of
+ * memory at the script's first write, its in-flight marker (after which a
+ * script is never refused for memory), or a MULTI ... EXEC that Redis
+ * discarded (a command refused at queueing, or EXEC refused for memory).
+ */
+static bool
+refused_whole(const RedisValue *v)
+{
+	const char *err = v->str;
+
+	if (v->type != RV_ERROR || err == NULL)
+		return false;
+	if (err[0] == '-')
+		err++;
+	return strncmp(err, "OOM", 3) == 0 || strncmp(err, "EXECABORT", 9) == 0;
+}
+
+/*
+ * Record what Redis did with each call of the push whose replies were all
+ * read (ends: send_push's), for the repair after an abort: a call refused
+ * whole left its keys as they were, committed and without a marker, and
+ * they are not repaired; a call applied left its marker, which the worker
+ * repairs from.  On a Redis Cluster a chunk may go as several calls (one
+ * per slot or node, fence_cluster.c): the outcomes stay unknown.
+ */
+static void
+note_outcomes(RedisPipeline *p, const int *ends, int ncalls)
+{
+	if (redis_cluster_mode() || redis_pipeline_length(p) != ncalls)
+		return;
+	for (int c = 0, first = 0; c < ncalls; first = ends[c++])
+	{
+		RedisValue *v = redis_pipeline_reply(p, c);
+		PushOutcome o = v->type != RV_ERROR ? PUSH_TAKEN :
+		refused_whole(v) ? PUSH_REFUSED : PUSH_UNKNOWN;
+
+		for (int i = first; i < ends[c]; i++)
+			pushed_keys[i].outcome = o;
+	}
+}
+
+/*
  * Push the sync group: the purges' deletes first (push_purges), then the
  * changes in one pipeline.  Returns false with *failure filled when Redis
  * could not be reached or rejected the push.
@@ -551,6 +606,8 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	bool		ok;
 	KfMode		mode = KF_SCRIPT;
 	List	   *clears = rs_markers_to_clear();
+	int		   *ends;
+	int			ncalls = 0;
 
 	if (purges != NIL && !push_purges(purges, version, &clears, failure))
 		return false;
@@ -572,13 +629,14 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 	if (mode == KF_FAILED)
 		return false;
 	p = redis_pipeline_create();
+	ends = palloc(sizeof(int) * nkeys);
 	if (mode == KF_MULTI)
 	{
 		/* on the registered connection only: its kill is what fences it */
 		redis_pipeline_only_on(p, rs_killfence_generation());
 		PG_TRY();
 		{
-			ok = send_push(p, keys, nkeys, clears, version, true, failure);
+			ok = send_push(p, keys, nkeys, clears, version, true, ends, &ncalls, failure);
 		}
 		PG_CATCH();
 		{
@@ -596,13 +654,17 @@ push(Pending **keys, int nkeys, List *purges, const char *version, RedisFailure 
 		rs_killfence_end(ok);
 	}
 	else
-		ok = send_push(p, keys, nkeys, clears, version, false, failure);
+		ok = send_push(p, keys, nkeys, clears, version, false, ends, &ncalls, failure);
 	/* a failure to connect sent nothing; any other failure may have landed */
 	if (ok || failure->sqlstate != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
 		push_maybe_landed = true;
 	push_timed_out = !ok && failure->sqlstate == ERRCODE_CONNECTION_FAILURE;
 	if (ok)
+	{
+		note_outcomes(p, ends, ncalls);
 		ok = rs_fence_replies_ok(p, failure);
+	}
+	pfree(ends);
 	if (ok)
 	{
 		/* the piggy-backed clears are done */
@@ -705,6 +767,9 @@ drop_refused_keys(Pending **keys, int nkeys, const char *version)
 
 		if (c->cfg != NULL && c->cfg->wb_shared)
 			continue;
+		/* a refused call's key changes now, without a marker: see the abort */
+		if (pushed_keys[i].outcome == PUSH_REFUSED)
+			pushed_keys[i].outcome = PUSH_UNKNOWN;
 		ops[nops].key = c->key;
 		ops[nops].version = version;
 		ops[nops].ttl_ms = c->ttl_ms;
@@ -869,15 +934,14 @@ pre_commit(bool prepare)
 }
 
 /*
- * The deletes of a large transaction's abort repair, each call with an
- * in-flight marker of its own naming its keys, so that the worker pushes
- * their committed state (marker_sweep.c: the transaction did not commit).
- * The push's own markers name only the chunks Redis took: a chunk it
- * refused (out of memory) left its keys as they were, committed, and
- * without a marker of their own the deletes left them missing until a
- * resync() (helper-111).  changes[i] is the change ops[i] deletes the key
- * of.  Chunk numbers above the push's: a field of the push is not
- * overwritten.
+ * The deletes of a large transaction's abort repair, of keys whose push
+ * outcome is unknown (note_outcomes), each call with an in-flight marker of
+ * its own naming its keys, so that the worker pushes their committed state
+ * (marker_sweep.c: the transaction did not commit).  Such a key may be
+ * without a marker of the push: without one of their own the deletes could
+ * leave it missing until a resync() (helper-111).  changes[i] is the change
+ * ops[i] deletes the key of.  Chunk numbers above the push's: a field of
+ * the push is not overwritten.
  */
 static void
 append_marked_deletes(RedisPipeline *p, FenceOp *ops, Change **changes, int nops)
@@ -901,10 +965,14 @@ append_marked_deletes(RedisPipeline *p, FenceOp *ops, Change **changes, int nops
 /*
  * Send the abort's repair of nops keys: ops are their committed images
  * (exact) or deletes, whose keys changes[] name; clears, the transaction's
- * markers, go with it (exact only).
+ * markers, go with it (exact only).  Deletes: the first ntaken are of keys
+ * whose call Redis applied with its marker, the worker's to repair, and go
+ * without one (a delete's first write, its UNLINK, needs no memory, so they
+ * land even while Redis is at its maxmemory); the rest carry markers of
+ * their own.
  */
 static void
-send_repair(FenceOp *ops, Change **changes, int nops, List *clears, bool exact)
+send_repair(FenceOp *ops, Change **changes, int nops, int ntaken, List *clears, bool exact)
 {
 	RedisPipeline *p = redis_pipeline_create();
 	RedisFailure failure;
@@ -925,12 +993,11 @@ send_repair(FenceOp *ops, Change **changes, int nops, List *clears, bool exact)
 
 	if (nops == 0)
 		rs_fence_append(p, ops, 0, NULL, NULL, clears);
+	for (int s = 0; s < (exact ? nops : ntaken); s += rs_chunk_size)
+		rs_fence_append(p, ops + s, Min(rs_chunk_size, (exact ? nops : ntaken) - s), NULL, NULL,
+						exact && one_call ? clears : NIL);
 	if (!exact)
-		append_marked_deletes(p, ops, changes, nops);
-	else
-		for (int s = 0; s < nops; s += rs_chunk_size)
-			rs_fence_append(p, ops + s, Min(rs_chunk_size, nops - s), NULL, NULL,
-							one_call ? clears : NIL);
+		append_marked_deletes(p, ops + ntaken, changes + ntaken, nops - ntaken);
 	if (redis_pipeline_try_exec(p, &failure) && rs_fence_replies_ok(p, &failure))
 	{
 		rs_stat_repaired += nops;
@@ -962,6 +1029,7 @@ repair_after_abort(void)
 	FenceOp    *ops;
 	Change	  **changes;
 	int			nops = 0;
+	int			ntaken = 0;
 	List	   *clears = NIL;
 	ListCell   *lc;
 	RowImage	deleted = {RS_OP_DELETE};
@@ -983,30 +1051,41 @@ repair_after_abort(void)
 		rs_version_now(version);
 	ops = palloc(sizeof(FenceOp) * npushed);
 	changes = palloc(sizeof(Change *) * npushed);
-	for (int i = 0; i < npushed; i++)
-	{
-		PushedKey  *pk = &pushed_keys[i];
-
-		if (pk->last->policy != RS_POLICY_WRITE_THROUGH)
-			continue;			/* a deleted cache entry is never stale */
-		ops[nops].key = pk->last->key;
-		ops[nops].version = version;
-		ops[nops].ttl_ms = pk->last->ttl_ms;
-		ops[nops].img = repair_exactly ? &pk->repair : &deleted;
-		changes[nops] = pk->last;
-		nops++;
-	}
 
 	/*
-	 * Without exact images the markers stay, and the deletes leave markers of
-	 * their own: the worker re-pushes from them (asked to sweep after the
-	 * deletes were sent, so that it finds their markers at once).
+	 * The keys whose call Redis took first, then those of unknown outcome; a
+	 * call Redis refused whole left its keys as they were (note_outcomes).
+	 */
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < npushed; i++)
+		{
+			PushedKey  *pk = &pushed_keys[i];
+
+			if (pk->last->policy != RS_POLICY_WRITE_THROUGH)
+				continue;		/* a deleted cache entry is never stale */
+			if (pk->outcome != (pass == 0 ? PUSH_TAKEN : PUSH_UNKNOWN))
+				continue;
+			ops[nops].key = pk->last->key;
+			ops[nops].version = version;
+			ops[nops].ttl_ms = pk->last->ttl_ms;
+			ops[nops].img = repair_exactly ? &pk->repair : &deleted;
+			changes[nops] = pk->last;
+			nops++;
+			if (pass == 0)
+				ntaken++;
+		}
+
+	/*
+	 * Without exact images the markers stay, and the worker re-pushes from
+	 * them; the deletes of keys they may not name leave markers of their own
+	 * (the worker is asked to sweep after the deletes were sent, so that it
+	 * finds the markers at once).
 	 */
 	if (repair_exactly)
 		foreach(lc, rs_markers_of_transaction())
 			clears = lappend(clears, lfirst(lc));
 	if (nops > 0 || clears != NIL)
-		send_repair(ops, changes, nops, clears, repair_exactly);
+		send_repair(ops, changes, nops, ntaken, clears, repair_exactly);
 	if (!repair_exactly)
 		rs_worker_request_sweep();
 }
