@@ -52,6 +52,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -468,6 +469,57 @@ fill_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 	return written;
 }
 
+/*
+ * Push the rows of one SPI result (column 1: the row) fenced with version,
+ * taken before the table's writers were waited for and the rows read (the
+ * settled way, rs_fill_next_batch).  Returns the keys pushed.
+ */
+static int64
+settle_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
+			const char *version)
+{
+	RedisPipeline *p = redis_pipeline_create();
+	FillBatch	b;
+	FenceOp    *ops = palloc(sizeof(FenceOp) * Max(nrows, 1));
+	bool		stream = !redis_cluster_mode();
+
+	/* read once, as fill_rows() does */
+	uint64		chunk = Max(rs_chunk_size, 1);
+
+	init_fill_batch(&b, nrows);
+	for (uint64 s = 0; s < nrows;)
+	{
+		uint64		e = Min(nrows, s + chunk);
+
+		encode_fill_rows(&b, enc, reldesc, tt, s, e);
+		for (uint64 i = s; i < e; i++)
+		{
+			ops[i].key = b.keys[i];
+			ops[i].version = version;
+			ops[i].ttl_ms = enc->ttl_ms;
+			ops[i].img = &b.imgs[i];
+		}
+		rs_fence_append(p, ops + s, e - s, NULL, NULL, NIL);
+		s = e;
+		if (s < nrows && stream)
+		{
+			(void) redis_pipeline_stream(p);
+			/* the exec reports the failure */
+			if (redis_pipeline_stream_failed(p))
+				break;
+		}
+	}
+	if (nrows > 0)
+	{
+		redis_pipeline_exec(p);
+		for (int i = 0; i < redis_pipeline_length(p); i++)
+			redis_check_reply(p, i, "a cache warm");
+		rs_fence_check_applied(p, enc->relid, true);
+	}
+	redis_pipeline_free(p);
+	return (int64) nrows;
+}
+
 void
 rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 {
@@ -479,6 +531,7 @@ rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 	fc->last = last;
 	fc->rows = 0;
 	fc->written = 0;
+	fc->settle = false;
 }
 
 /*
@@ -486,6 +539,15 @@ rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
  * locks; keys found half there are settled (rs_push_named).  Returns the rows read
  * (fewer than batch_size: the table is done).  fc->last is allocated in the
  * caller's memory context.
+ *
+ * Once a batch found most of its keys half there (the tombstones a TRUNCATE
+ * or unsync(purge) left, say), the next batches are pushed settled at once
+ * (fc->settle): the version first, then the table's writers waited for,
+ * then the batch read with a new snapshot and pushed fenced with that
+ * version, as rs_push_named() settles keys (see the file header).  That
+ * skips the fill script, which would find the keys half there again, and
+ * the second read of their rows.  Not under REPEATABLE READ, whose snapshot
+ * cannot be renewed.
  */
 int64
 rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
@@ -503,6 +565,8 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	int64		written;
 	char	   *alias;
 	int			nest;
+	bool		settle = fc->settle && !IsolationUsesXactSnapshot();
+	char		version[RS_VERSION_LEN + 1];
 
 	/*
 	 * key values are canonical text: read and cast them under the same
@@ -535,6 +599,12 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	appendStringInfo(&sql, " ORDER BY %s LIMIT %d", fc->kl, batch_size);
 
+	/* settled: the read below takes a snapshot newer than the wait */
+	if (settle)
+	{
+		rs_version_now(version);
+		rs_wait_for_writers(fc->relid);
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	if (SPI_execute_with_args(sql.data, fc->last ? cfg->nkeys : 0, types, values, NULL,
@@ -544,7 +614,10 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(batch_cxt);
 
-		written = fill_rows(cfg, RelationGetDescr(rel), SPI_tuptable, nrows, &repush);
+		if (settle)
+			written = settle_rows(cfg, RelationGetDescr(rel), SPI_tuptable, nrows, version);
+		else
+			written = fill_rows(cfg, RelationGetDescr(rel), SPI_tuptable, nrows, &repush);
 		MemoryContextSwitchTo(outer);
 		if (nrows > 0)
 		{
@@ -557,6 +630,9 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	SPI_finish();
 
+	/* most keys half there: the next batches go settled */
+	if ((uint64) list_length(repush) * 2 > nrows)
+		fc->settle = true;
 	/* outside the SPI connection: rs_push_named() opens its own */
 	if (repush != NIL)
 	{

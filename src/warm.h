@@ -135,6 +135,8 @@ typedef struct FillCursor
 	int64		rows;			/* rows read so far */
 	int64		written;		/* keys written so far (filled or pushed
 								 * locked) */
+	bool		settle;			/* most keys are found half there: push the
+								 * batches settled (rs_fill_next_batch) */
 } FillCursor;
 
 extern void rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last);
@@ -152,5 +154,11 @@ extern char *rs_warm_key_list(SyncConfig *cfg);
 extern void rs_row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid,
 								  HeapTupleData *tup);
 extern int64 rs_push_named(Oid relid, List *keys, int batch_size, bool locked);
+
+/*
+ * Wait until every transaction holding a write lock on the table (or a
+ * partition) has ended; the worker gives up after a while (ERROR).
+ */
+extern void rs_wait_for_writers(Oid relid);
 
 #endif							/* RS_WARM_H */
