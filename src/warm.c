@@ -542,12 +542,12 @@ rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
  *
  * Once a batch found most of its keys half there (the tombstones a TRUNCATE
  * or unsync(purge) left, say), the next batches are pushed settled at once
- * (fc->settle): the version first, then the table's writers waited for,
- * then the batch read with a new snapshot and pushed fenced with that
- * version, as rs_push_named() settles keys (see the file header).  That
- * skips the fill script, which would find the keys half there again, and
- * the second read of their rows.  Not under REPEATABLE READ, whose snapshot
- * cannot be renewed.
+ * (fc->settle) while no transaction is writing the table: the version
+ * first, then the batch read with a new snapshot and pushed fenced with
+ * that version, as rs_push_named() settles keys (see the file header).
+ * That skips the fill script, which would find the keys half there again,
+ * and the second read of their rows.  Not under REPEATABLE READ, whose
+ * snapshot cannot be renewed.
  */
 int64
 rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
@@ -599,11 +599,19 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	appendStringInfo(&sql, " ORDER BY %s LIMIT %d", fc->kl, batch_size);
 
-	/* settled: the read below takes a snapshot newer than the wait */
+	/*
+	 * Settled: the read below takes a snapshot newer than the version, and no
+	 * transaction writing the table was in progress when it was taken (one
+	 * that takes its lock later pushes a newer version).  While one is, the
+	 * batch is filled instead, which waits for it only if it meets a key half
+	 * there: a batch never waits longer than a fill would (the worker gives
+	 * up after a while, and a long transaction writing another part of the
+	 * table would hold every settled batch).
+	 */
 	if (settle)
 	{
 		rs_version_now(version);
-		rs_wait_for_writers(fc->relid);
+		settle = !rs_table_has_writers(fc->relid);
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");

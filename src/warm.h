@@ -161,4 +161,7 @@ extern int64 rs_push_named(Oid relid, List *keys, int batch_size, bool locked);
  */
 extern void rs_wait_for_writers(Oid relid);
 
+/* whether a transaction holds a write lock on the table (or a partition) */
+extern bool rs_table_has_writers(Oid relid);
+
 #endif							/* RS_WARM_H */

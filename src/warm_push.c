@@ -376,19 +376,12 @@ push_contended(NamedBatch *b, const NamedQueries *q, List *contended, PushCheck 
 	return total;
 }
 
-/*
- * Wait until every transaction holding a write lock on the table or one of
- * its partitions when we started has ended.  A session waits as long as it
- * takes (cancellable); the worker, which also delivers the outbox, waits at
- * most WARM_WRITERS_WAIT_MS and then fails the batch, which is retried with
- * backoff (redis_sync.warming shows why).
- */
-void
-rs_wait_for_writers(Oid relid)
+/* the transactions holding a write lock on the table or one of its partitions */
+static List *
+table_writers(Oid relid)
 {
 	List	   *vxids = NIL;
 	ListCell   *lc;
-	TimestampTz deadline;
 
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
@@ -405,6 +398,29 @@ rs_wait_for_writers(Oid relid)
 			vxids = lappend(vxids, v);
 		}
 	}
+	return vxids;
+}
+
+bool
+rs_table_has_writers(Oid relid)
+{
+	return table_writers(relid) != NIL;
+}
+
+/*
+ * Wait until every transaction holding a write lock on the table or one of
+ * its partitions when we started has ended.  A session waits as long as it
+ * takes (cancellable); the worker, which also delivers the outbox, waits at
+ * most WARM_WRITERS_WAIT_MS and then fails the batch, which is retried with
+ * backoff (redis_sync.warming shows why).
+ */
+void
+rs_wait_for_writers(Oid relid)
+{
+	List	   *vxids = table_writers(relid);
+	ListCell   *lc;
+	TimestampTz deadline;
+
 	if (vxids == NIL)
 		return;
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WARM_WRITERS_WAIT_MS);
