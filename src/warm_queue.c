@@ -235,6 +235,16 @@ typedef struct WarmEntry
 	Oid			owner;			/* the table's, once a batch ran */
 } WarmEntry;
 
+/*
+ * Whether the last batch of the warm of settle_relid (requested at
+ * settle_requested_at) left its fill cursor settling the next batches
+ * (rs_fill_next_batch): a round fills one batch, with a cursor of its own.
+ * The worker's memory: after a restart the next batch finds out again.
+ */
+static Oid	settle_relid = InvalidOid;
+static Datum settle_requested_at = 0;
+static bool settle_next = false;
+
 /* the oldest queued warm that is due; false when there is none */
 static bool
 next_entry(WarmEntry *e)
@@ -437,6 +447,9 @@ warm_entry_batch(WarmEntry *e)
 
 	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
 	rs_fill_cursor_init(&fc, e->relid, cfg, e->last);
+	fc.settle = settle_next && e->last != NIL && settle_relid == e->relid &&
+		settle_requested_at == e->requested_at;
+	settle_relid = InvalidOid;	/* until this batch is done */
 
 	/* the table's code (types, casts) runs with its owner's rights only */
 	rs_as_owner_enter(&ao, owner);
@@ -452,6 +465,9 @@ warm_entry_batch(WarmEntry *e)
 
 	done = n < WARM_BATCH;
 	e->last = fc.last;
+	settle_relid = e->relid;
+	settle_requested_at = e->requested_at;
+	settle_next = fc.settle;
 	record_progress(e, fc.rows, fc.written, done);
 	rs_stats_add(e->relid, RS_C_WARMED, fc.rows);
 	rs_stats_flush();

@@ -1,0 +1,92 @@
+# A warm over tombstones (the keys unsync(purge => true) or a TRUNCATE
+# left: a version without data) settles its batches at once after the
+# first: once a batch found most of its keys half there, the next batches
+# are read with a new snapshot and pushed fenced with a version taken
+# before, without the fill script (warm.c).  Both warm() in a session and
+# the worker's background warm, whose rounds fill one batch each: the
+# worker keeps what the last batch found for the next round of the same
+# warm (warm_queue.c).
+#
+# What shows it: the fill script runs an EXISTS per key, the settled push
+# none.  30,000 rows in batches of 10,000: 30,000 EXISTS before (every
+# batch filled, every key found half there and settled after), 10,000 now
+# (the first batch only).  A TRUNCATE's tombstones, with rows inserted
+# again since, give the same.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RedisSync::Test;
+use Test::More;
+
+my $ROWS = 30_000;
+
+my $redis = RedisSync::Test::start_redis();
+my $node = RedisSync::Test::new_node('warm_settled', redis => $redis);
+
+$node->safe_psql('postgres', qq{
+CREATE TABLE ws (id int PRIMARY KEY, name text NOT NULL, note text);
+INSERT INTO ws SELECT g, 'item ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END
+  FROM generate_series(1, $ROWS) g;
+SELECT redis_sync.write_through('ws', key_prefix => 'ws:', warm => false);
+SELECT redis_sync.warm('ws');
+});
+
+sub exists_calls
+{
+	my ($n) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_exists:calls=(\d+)/;
+	return $n // 0;
+}
+
+sub tombstoned
+{
+	$node->safe_psql('postgres', q{
+SELECT redis_sync.unsync('ws', purge => true);
+});
+	is($redis->cli('HGET', 'ws:5', 'name'), '', 'purged');
+	isnt($redis->cli('GET', '{ws:5}:rs_version'), '', 'a tombstone is left');
+}
+
+# 1. warm() in a session
+tombstoned();
+$node->safe_psql('postgres', q{SELECT redis_sync.write_through('ws', key_prefix => 'ws:', warm => false)});
+my $e0 = exists_calls();
+is($node->safe_psql('postgres', q{SELECT redis_sync.warm('ws', batch_size => 10000)}), $ROWS, 'warm() read every row');
+my $n = exists_calls() - $e0;
+# a few are the worker's own (redis_sync:claims, once a second)
+ok($n >= 10_000 && $n < 15_000, "warm(): the fill script ran for the first batch only ($n EXISTS)");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ws')}), '0', 'warm(): cache == table');
+
+# 2. the worker's background warm that write_through() queues
+tombstoned();
+$e0 = exists_calls();
+$node->safe_psql('postgres', q{SELECT redis_sync.write_through('ws', key_prefix => 'ws:')});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'done' FROM redis_sync.warming WHERE "table" = 'ws'::regclass}),
+	'background warm done');
+$n = exists_calls() - $e0;
+ok($n >= 10_000 && $n < 15_000, "background warm: the fill script ran for the first batch only ($n EXISTS)");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ws')}), '0',
+	'background warm: cache == table');
+
+# 3. a TRUNCATE's tombstones, rows inserted again (in another transaction:
+# those of the TRUNCATE's own would be pushed), changed while tombstoned
+$node->safe_psql('postgres', q{TRUNCATE ws});
+$node->safe_psql('postgres', q{SELECT redis_sync.unsync('ws')});
+$node->safe_psql('postgres', qq{
+INSERT INTO ws SELECT g, 'again ' || g, NULL FROM generate_series(1, $ROWS) g;
+SELECT redis_sync.write_through('ws', key_prefix => 'ws:', warm => false);
+UPDATE ws SET name = 'changed' WHERE id = 25000;
+});
+$e0 = exists_calls();
+is($node->safe_psql('postgres', q{SELECT redis_sync.warm('ws', batch_size => 10000)}), $ROWS,
+	'warm() after TRUNCATE read every row');
+$n = exists_calls() - $e0;
+ok($n >= 10_000 && $n < 15_000, "after TRUNCATE: the fill script ran for the first batch only ($n EXISTS)");
+is($redis->cli('HGET', 'ws:25000', 'name'), 'changed', 'a row changed while tombstoned is cached as it is');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ws')}), '0', 'after TRUNCATE: cache == table');
+
+$node->stop;
+$redis->stop;
+done_testing();
