@@ -53,6 +53,8 @@
 
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -535,6 +537,23 @@ rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 }
 
 /*
+ * Whether the table and each of its partitions are logged: a writer of a
+ * logged table writes WAL for its rows, so a version it takes is newer than
+ * one taken before it began; an unlogged table's writer can take the same
+ * (helper-114), which the fence applies either way.
+ */
+static bool
+all_logged(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+		if (get_rel_persistence(lfirst_oid(lc)) != RELPERSISTENCE_PERMANENT)
+		return false;
+	return true;
+}
+
+/*
  * Fill the next batch of up to batch_size rows, in key order, without row
  * locks; keys found half there are settled (rs_push_named).  Returns the rows read
  * (fewer than batch_size: the table is done).  fc->last is allocated in the
@@ -547,7 +566,7 @@ rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
  * that version, as rs_push_named() settles keys (see the file header).
  * That skips the fill script, which would find the keys half there again,
  * and the second read of their rows.  Not under REPEATABLE READ, whose
- * snapshot cannot be renewed.
+ * snapshot cannot be renewed, nor for an unlogged table (all_logged).
  */
 int64
 rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
@@ -610,8 +629,11 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	 */
 	if (settle)
 	{
+		MemoryContext o = MemoryContextSwitchTo(batch_cxt);
+
 		rs_version_now(version);
-		settle = !rs_table_has_writers(fc->relid);
+		settle = all_logged(fc->relid) && !rs_table_has_writers(fc->relid);
+		MemoryContextSwitchTo(o);
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
