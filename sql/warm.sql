@@ -222,6 +222,25 @@ SELECT count(*) FROM redis_sync.verify('wm_tomb');
 SELECT redis_sync.unsync('wm_tomb', purge => true);
 DROP TABLE wm_tomb;
 
+-- after 7 settled batches one is filled again, and decides for the next:
+-- where the tombstones end (rows 1-20 here), the keys a fill cached keep
+-- its lowest version (the settled batches 2-8 wrote rows 11-80 again)
+CREATE TABLE wm_part (id int PRIMARY KEY, v text);
+INSERT INTO wm_part SELECT g, 'v' || g FROM generate_series(1, 200) g;
+SELECT redis_sync.write_through('wm_part', key_prefix => 'wm_part:', warm => false);
+SELECT redis_sync.warm('wm_part');
+SELECT count(redis_sync.command('DEL', 'wm_part:' || g)),
+       count(redis_sync.command('SET', chr(123) || 'wm_part:' || g || chr(125) || ':rs_version',
+                                repeat('0', 31) || '1'))
+  FROM generate_series(1, 20) g;
+SELECT redis_sync.warm('wm_part', batch_size => 10);
+SELECT g, btrim(redis_sync.command('GET', chr(123) || 'wm_part:' || g || chr(125) || ':rs_version')::text, '"')
+          ~ '^0+$' AS lowest_version
+  FROM unnest(ARRAY[5, 50, 80, 85, 150]) g;
+SELECT count(*) FROM redis_sync.verify('wm_part');
+SELECT redis_sync.unsync('wm_part', purge => true);
+DROP TABLE wm_part;
+
 SELECT redis_sync.unsync(t, purge => true) FROM unnest(ARRAY['wm', 'wm_empty', 'wm_ttl', 'wm_json']::regclass[]) t;
 DROP TABLE wm, wm_empty, wm_ttl, wm_json;
 DROP FUNCTION wait_warmed(regclass);

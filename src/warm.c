@@ -534,6 +534,7 @@ rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last)
 	fc->rows = 0;
 	fc->written = 0;
 	fc->settle = false;
+	fc->settled = 0;
 }
 
 /*
@@ -567,7 +568,13 @@ all_logged(Oid relid)
  * That skips the fill script, which would find the keys half there again,
  * and the second read of their rows.  Not under REPEATABLE READ, whose
  * snapshot cannot be renewed, nor for an unlogged table (all_logged).
+ * After SETTLED_RUN settled batches one is filled again, which decides for
+ * the next ones: where the tombstones end, the fill leaves the keys cached
+ * alone (a settled batch would write them again, and a TTL table's keys
+ * would live longer).
  */
+#define SETTLED_RUN 7
+
 int64
 rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 {
@@ -584,7 +591,7 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	int64		written;
 	char	   *alias;
 	int			nest;
-	bool		settle = fc->settle && !IsolationUsesXactSnapshot();
+	bool		settle = fc->settle && fc->settled < SETTLED_RUN && !IsolationUsesXactSnapshot();
 	char		version[RS_VERSION_LEN + 1];
 
 	/*
@@ -660,9 +667,14 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	SPI_finish();
 
-	/* most keys half there: the next batches go settled */
-	if ((uint64) list_length(repush) * 2 > nrows)
-		fc->settle = true;
+	/* filled: most keys half there, the next batches go settled */
+	if (settle)
+		fc->settled++;
+	else
+	{
+		fc->settle = (uint64) list_length(repush) * 2 > nrows;
+		fc->settled = 0;
+	}
 	/* outside the SPI connection: rs_push_named() opens its own */
 	if (repush != NIL)
 	{

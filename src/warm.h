@@ -137,6 +137,7 @@ typedef struct FillCursor
 								 * locked) */
 	bool		settle;			/* most keys are found half there: push the
 								 * batches settled (rs_fill_next_batch) */
+	int			settled;		/* batches settled since the last filled */
 } FillCursor;
 
 extern void rs_fill_cursor_init(FillCursor *fc, Oid relid, SyncConfig *cfg, List *last);

@@ -244,6 +244,7 @@ typedef struct WarmEntry
 static Oid	settle_relid = InvalidOid;
 static Datum settle_requested_at = 0;
 static bool settle_next = false;
+static int	settled_next = 0;
 
 /* the oldest queued warm that is due; false when there is none */
 static bool
@@ -447,8 +448,12 @@ warm_entry_batch(WarmEntry *e)
 
 	pgstat_report_activity(STATE_RUNNING, "redis_sync: warming a table");
 	rs_fill_cursor_init(&fc, e->relid, cfg, e->last);
-	fc.settle = settle_next && e->last != NIL && settle_relid == e->relid &&
-		settle_requested_at == e->requested_at;
+	if (settle_next && e->last != NIL && settle_relid == e->relid &&
+		settle_requested_at == e->requested_at)
+	{
+		fc.settle = true;
+		fc.settled = settled_next;
+	}
 	settle_relid = InvalidOid;	/* until this batch is done */
 
 	/* the table's code (types, casts) runs with its owner's rights only */
@@ -468,6 +473,7 @@ warm_entry_batch(WarmEntry *e)
 	settle_relid = e->relid;
 	settle_requested_at = e->requested_at;
 	settle_next = fc.settle;
+	settled_next = fc.settled;
 	record_progress(e, fc.rows, fc.written, done);
 	rs_stats_add(e->relid, RS_C_WARMED, fc.rows);
 	rs_stats_flush();
