@@ -203,7 +203,8 @@ DROP TYPE wm_mood;
 -- a warm over the tombstones of unsync(purge): once a batch found most of
 -- its keys half there, the next batches are pushed settled at once, one
 -- round trip each instead of the fill's and the settle's (20 before: 10
--- batches of 10); a row changed after the purge is pushed as it is now
+-- batches of 10; 12 now, the ninth filled again to decide for the tenth);
+-- a row changed after the purge is pushed as it is now
 CREATE TABLE wm_tomb (id int PRIMARY KEY, v text);
 INSERT INTO wm_tomb SELECT g, 'v' || g FROM generate_series(1, 100) g;
 SELECT redis_sync.write_through('wm_tomb', key_prefix => 'wm_tomb:', warm => false);
