@@ -109,7 +109,9 @@ SELECT redis_sync.write_through('wp', key_prefix => 'wp:', warm => false);
 $e0 = exists_calls();
 my ($settled_kb) = (split /\n/, $node->safe_psql('postgres', $hwm_sql))[-1];
 $n = exists_calls() - $e0;
-ok($n < 100, "partitioned: the batches after the first are settled ($n EXISTS)");
+# every eighth batch is filled again (warm.c SETTLED_RUN): about 250 of
+# 2,000 batches of 5 keys, where filling every batch runs 10,000 EXISTS
+ok($n < 1_500, "partitioned: seven batches of eight are settled ($n EXISTS)");
 cmp_ok($settled_kb, '<', $filled_kb + 30_000,
 	"settled batches free their look-ups: peak $settled_kb kB against $filled_kb kB filling");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('wp')}), '0', 'partitioned: cache == table');
