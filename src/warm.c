@@ -549,8 +549,10 @@ all_logged(Oid relid)
 	ListCell   *lc;
 
 	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
 		if (get_rel_persistence(lfirst_oid(lc)) != RELPERSISTENCE_PERMANENT)
-		return false;
+			return false;
+	}
 	return true;
 }
 
