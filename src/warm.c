@@ -40,6 +40,9 @@
  * lock), so the new snapshot shows its outcome; any later write carries a
  * newer version and wins.  (Under REPEATABLE READ the snapshot cannot be
  * renewed, and warm() pushes those keys the locked way, see warm_push.c.)
+ * A table whose keys are mostly half there (tombstones) has its next
+ * batches settled whole, without the fill (settled batches,
+ * rs_fill_next_batch).
  *
  * Pushing named rows (resync, repair, get(), and settling keys a fill
  * found half there) is warm_push.c's.
