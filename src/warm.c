@@ -560,6 +560,29 @@ all_logged(Oid relid)
 }
 
 /*
+ * Whether a batch the cursor would settle is settled now, with *version
+ * (RS_VERSION_LEN + 1 bytes) taken: the read after it takes a snapshot
+ * newer than the version, and no transaction writing the table was in
+ * progress when it was taken (one that takes its lock later pushes a newer
+ * version).  While one is, the batch is filled instead, which waits for it
+ * only if it meets a key half there: a batch never waits longer than a fill
+ * would (the worker gives up after a while, and a long transaction writing
+ * another part of the table would hold every settled batch).  The look-ups
+ * are allocated in cxt, the batch's.
+ */
+static bool
+batch_settles(Oid relid, MemoryContext cxt, char *version)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	bool		settles;
+
+	rs_version_now(version);
+	settles = all_logged(relid) && !rs_table_has_writers(relid);
+	MemoryContextSwitchTo(old);
+	return settles;
+}
+
+/*
  * Fill the next batch of up to batch_size rows, in key order, without row
  * locks; keys found half there are settled (rs_push_named).  Returns the rows read
  * (fewer than batch_size: the table is done).  fc->last is allocated in the
@@ -630,23 +653,8 @@ rs_fill_next_batch(FillCursor *fc, Relation rel, int batch_size)
 	}
 	appendStringInfo(&sql, " ORDER BY %s LIMIT %d", fc->kl, batch_size);
 
-	/*
-	 * Settled: the read below takes a snapshot newer than the version, and no
-	 * transaction writing the table was in progress when it was taken (one
-	 * that takes its lock later pushes a newer version).  While one is, the
-	 * batch is filled instead, which waits for it only if it meets a key half
-	 * there: a batch never waits longer than a fill would (the worker gives
-	 * up after a while, and a long transaction writing another part of the
-	 * table would hold every settled batch).
-	 */
 	if (settle)
-	{
-		MemoryContext o = MemoryContextSwitchTo(batch_cxt);
-
-		rs_version_now(version);
-		settle = all_logged(fc->relid) && !rs_table_has_writers(fc->relid);
-		MemoryContextSwitchTo(o);
-	}
+		settle = batch_settles(fc->relid, batch_cxt, version);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "redis_sync: SPI_connect failed");
 	if (SPI_execute_with_args(sql.data, fc->last ? cfg->nkeys : 0, types, values, NULL,

@@ -156,12 +156,6 @@ extern void rs_row_from_composite(HeapTuple spitup, TupleDesc spidesc, Oid relid
 								  HeapTupleData *tup);
 extern int64 rs_push_named(Oid relid, List *keys, int batch_size, bool locked);
 
-/*
- * Wait until every transaction holding a write lock on the table (or a
- * partition) has ended; the worker gives up after a while (ERROR).
- */
-extern void rs_wait_for_writers(Oid relid);
-
 /* whether a transaction holds a write lock on the table (or a partition) */
 extern bool rs_table_has_writers(Oid relid);
 

@@ -21,7 +21,7 @@
  * (documented limitation of repairs).
  *
  * Settling (rs_push_named, locked = false) takes the version first, waits
- * for the table's writers (rs_wait_for_writers) and reads with a new snapshot
+ * for the table's writers (wait_for_writers) and reads with a new snapshot
  * without row locks; see warm.c's header for why that is safe.
  *
  *-------------------------------------------------------------------------
@@ -45,7 +45,7 @@
 #include "warm.h"
 #include "xact_step.h"
 
-/* the worker waits at most this long for transactions writing a table (see rs_wait_for_writers) */
+/* the worker waits at most this long for transactions writing a table (see wait_for_writers) */
 #define WARM_WRITERS_WAIT_MS 2000
 
 /*
@@ -414,8 +414,8 @@ rs_table_has_writers(Oid relid)
  * most WARM_WRITERS_WAIT_MS and then fails the batch, which is retried with
  * backoff (redis_sync.warming shows why).
  */
-void
-rs_wait_for_writers(Oid relid)
+static void
+wait_for_writers(Oid relid)
 {
 	List	   *vxids = table_writers(relid);
 	ListCell   *lc;
@@ -523,7 +523,7 @@ push_named(Oid relid, List *keys, int batch_size, bool locked, PushCheck check)
 	if (!locked)
 	{
 		rs_version_now(version);
-		rs_wait_for_writers(relid);
+		wait_for_writers(relid);
 	}
 
 	/*
