@@ -15,8 +15,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Compare;
 use Test::More;
-use Time::HiRes qw(sleep);
 
 my $redis = RedisSync::Test::start_redis();
 my $node = RedisSync::Test::new_node('oom_abort_large_repair', redis => $redis,
@@ -51,13 +51,8 @@ return rolled .. ' ' .. missing}, '0', $rows);
 
 sub settled
 {
-	my $deadline = time + 60;
-	my ($rolled, $missing) = cache_state();
-	while (($rolled > 0 || $missing > 0) && time < $deadline)
-	{
-		sleep 0.2;
-		($rolled, $missing) = cache_state();
-	}
+	my ($rolled, $missing);
+	RedisSync::Compare::wait_for(sub { ($rolled, $missing) = cache_state(); $rolled == 0 && $missing == 0 }, 60, 0.2);
 	return ($rolled, $missing);
 }
 

@@ -21,8 +21,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RedisSync::Test;
+use RedisSync::Compare;
 use Test::More;
-use Time::HiRes qw(sleep);
 
 my $redis = RedisSync::Test::start_redis();
 my $node = RedisSync::Test::new_node('oom_abort_refused_chunks', redis => $redis,
@@ -43,13 +43,6 @@ sub used_memory
 {
 	my ($m) = $redis->cli('INFO', 'memory') =~ /used_memory:(\d+)/;
 	return $m;
-}
-
-# HSET commands Redis has run (a push's chunk Redis took ran its 100)
-sub hset_calls
-{
-	my ($n) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_hset:calls=(\d+)/;
-	return $n // 0;
 }
 
 # keys of table $t holding the rolled-back value, and keys missing, by a
@@ -85,14 +78,14 @@ for my $case ([ 'big', 'on' ], [ 'big', 'off' ], [ 'mid', 'on' ])
 	for (my $margin = 300_000; $margin <= 8_000_000; $margin += 200_000)
 	{
 		$redis->cli('CONFIG', 'SET', 'maxmemory', used_memory() + $margin);
-		my $h0 = hset_calls();
+		my $h0 = $redis->cmd_calls('hset');
 		(undef, $out, $err) = $node->psql('postgres',
 			"SET redis_sync.chunk_size = 100; SET redis_sync.bulk_multi = $bulk_multi;\n"
 			  . "SELECT repaired AS r0 FROM redis_sync.session_stats() \\gset\n"
 			  . "UPDATE $t SET v = 2, pad = CASE WHEN id <= 100 THEN repeat('z', 10000) ELSE pad END;\n"
 			  . "SELECT repaired - :r0 FROM redis_sync.session_stats();",
 			on_error_stop => 0);
-		last if $err =~ /ERROR/ && hset_calls() - $h0 >= 100;
+		last if $err =~ /ERROR/ && $redis->cmd_calls('hset') - $h0 >= 100;
 		$redis->cli('CONFIG', 'SET', 'maxmemory', '0');
 		next if $err =~ /ERROR/;
 		# the margin let the whole push through: back to the start
@@ -109,13 +102,8 @@ for my $case ([ 'big', 'on' ], [ 'big', 'off' ], [ 'mid', 'on' ])
 		"$name: the abort repaired the keys of the chunks Redis took only ($out)");
 
 	$redis->cli('CONFIG', 'SET', 'maxmemory', '0');
-	my $deadline = time + 60;
-	($rolled, $missing) = cache_state($t);
-	while (($rolled > 0 || $missing > 0) && time < $deadline)
-	{
-		sleep 0.2;
-		($rolled, $missing) = cache_state($t);
-	}
+	RedisSync::Compare::wait_for(sub { ($rolled, $missing) = cache_state($t); $rolled == 0 && $missing == 0 },
+		60, 0.2);
 	is($rolled,  0, "$name: no key has the rolled-back value once Redis has memory");
 	is($missing, 0, "$name: no key stays missing");
 	is($node->safe_psql('postgres', qq{SELECT count(*) FROM redis_sync.verify('$t')}), '0',

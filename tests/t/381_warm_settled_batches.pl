@@ -33,12 +33,6 @@ SELECT redis_sync.write_through('ws', key_prefix => 'ws:', warm => false);
 SELECT redis_sync.warm('ws');
 });
 
-sub exists_calls
-{
-	my ($n) = $redis->cli('INFO', 'commandstats') =~ /cmdstat_exists:calls=(\d+)/;
-	return $n // 0;
-}
-
 sub tombstoned
 {
 	$node->safe_psql('postgres', q{
@@ -51,21 +45,21 @@ SELECT redis_sync.unsync('ws', purge => true);
 # 1. warm() in a session
 tombstoned();
 $node->safe_psql('postgres', q{SELECT redis_sync.write_through('ws', key_prefix => 'ws:', warm => false)});
-my $e0 = exists_calls();
+my $e0 = $redis->cmd_calls('exists');
 is($node->safe_psql('postgres', q{SELECT redis_sync.warm('ws', batch_size => 10000)}), $ROWS, 'warm() read every row');
-my $n = exists_calls() - $e0;
+my $n = $redis->cmd_calls('exists') - $e0;
 # a few are the worker's own (redis_sync:claims, once a second)
 ok($n >= 10_000 && $n < 15_000, "warm(): the fill script ran for the first batch only ($n EXISTS)");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ws')}), '0', 'warm(): cache == table');
 
 # 2. the worker's background warm that write_through() queues
 tombstoned();
-$e0 = exists_calls();
+$e0 = $redis->cmd_calls('exists');
 $node->safe_psql('postgres', q{SELECT redis_sync.write_through('ws', key_prefix => 'ws:')});
 ok($node->poll_query_until('postgres',
 	q{SELECT state = 'done' FROM redis_sync.warming WHERE "table" = 'ws'::regclass}),
 	'background warm done');
-$n = exists_calls() - $e0;
+$n = $redis->cmd_calls('exists') - $e0;
 ok($n >= 10_000 && $n < 15_000, "background warm: the fill script ran for the first batch only ($n EXISTS)");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ws')}), '0',
 	'background warm: cache == table');
@@ -79,10 +73,10 @@ INSERT INTO ws SELECT g, 'again ' || g, NULL FROM generate_series(1, $ROWS) g;
 SELECT redis_sync.write_through('ws', key_prefix => 'ws:', warm => false);
 UPDATE ws SET name = 'changed' WHERE id = 25000;
 });
-$e0 = exists_calls();
+$e0 = $redis->cmd_calls('exists');
 is($node->safe_psql('postgres', q{SELECT redis_sync.warm('ws', batch_size => 10000)}), $ROWS,
 	'warm() after TRUNCATE read every row');
-$n = exists_calls() - $e0;
+$n = $redis->cmd_calls('exists') - $e0;
 ok($n >= 10_000 && $n < 15_000, "after TRUNCATE: the fill script ran for the first batch only ($n EXISTS)");
 is($redis->cli('HGET', 'ws:25000', 'name'), 'changed', 'a row changed while tombstoned is cached as it is');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('ws')}), '0', 'after TRUNCATE: cache == table');
@@ -106,9 +100,9 @@ $node->safe_psql('postgres', q{
 SELECT redis_sync.unsync('wp', purge => true);
 SELECT redis_sync.write_through('wp', key_prefix => 'wp:', warm => false);
 });
-$e0 = exists_calls();
+$e0 = $redis->cmd_calls('exists');
 my ($settled_kb) = (split /\n/, $node->safe_psql('postgres', $hwm_sql))[-1];
-$n = exists_calls() - $e0;
+$n = $redis->cmd_calls('exists') - $e0;
 # every eighth batch is filled again (warm.c SETTLED_RUN): about 250 of
 # 2,000 batches of 5 keys, where filling every batch runs 10,000 EXISTS
 ok($n < 1_500, "partitioned: seven batches of eight are settled ($n EXISTS)");
