@@ -82,6 +82,13 @@ extern char *rs_marker_key_of(const char *sysid);
 /* on a cluster: the marker hash of one hash slot */
 extern char *rs_marker_key_for_slot(int slot);
 
+/*
+ * on a cluster: forget the slots a marker field was written to, when no
+ * push of this backend will clear it (its transaction did not commit, or
+ * more committed ones wait than markers.c keeps): the worker sweeps it
+ */
+extern void rs_fence_forget_marker(const char *field);
+
 /* on a cluster: the key of base in one hash slot, "<base>:{<slot's tag>}" */
 extern char *rs_slot_key(const char *base, int slot);
 

@@ -213,6 +213,23 @@ remember_marker(const char *field, int *slots, int nslots)
 	ms->nslots += nslots;
 }
 
+void
+rs_fence_forget_marker(const char *field)
+{
+	char		k[NAMEDATALEN * 2];
+	MarkerSlots *ms;
+
+	if (marker_slots == NULL)
+		return;
+	memset(k, 0, sizeof(k));
+	strlcpy(k, field, sizeof(k));
+	ms = hash_search(marker_slots, k, HASH_FIND, NULL);
+	if (ms == NULL)
+		return;
+	pfree(ms->slots);
+	hash_search(marker_slots, k, HASH_REMOVE, NULL);
+}
+
 /* a per-node call to run again split by slot when the cluster redirects it */
 typedef struct FenceFallback
 {

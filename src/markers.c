@@ -11,7 +11,9 @@
  * removed by the repair that restores its keys (publish.c), or left for the
  * worker, which repairs the rows of markers whose transaction did not
  * commit (worker.c sweeps, warm.c repairs; fence.c owns the marker hash
- * names and the Lua that writes and clears fields).
+ * names and the Lua that writes and clears fields).  On a Redis Cluster,
+ * fence_cluster.c notes the slots each field went to; the note of a field
+ * no push of this backend will clear goes when its transaction ends.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "fence.h"
 #include "markers.h"
 #include "shmem.h"
 
@@ -83,18 +86,25 @@ rs_markers_cleared(void)
 void
 rs_markers_end_transaction(bool committed)
 {
-	if (committed && txn_markers != NIL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		ListCell   *lc;
+	ListCell   *lc;
 
-		foreach(lc, txn_markers)
+	foreach(lc, txn_markers)
+	{
+		/*
+		 * A marker no push of this backend will clear: fence_cluster.c's note
+		 * of its slots would stay for the life of the backend, up to its cap,
+		 * and then the markers of later commits would go unremembered and be
+		 * left to the worker's sweep (helper-112).
+		 */
+		if (!committed || list_length(markers_to_clear) >= MAX_PENDING_CLEARS)
+			rs_fence_forget_marker(lfirst(lc));
+		else
 		{
-			if (list_length(markers_to_clear) >= MAX_PENDING_CLEARS)
-				break;			/* the worker sweeps the rest */
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 			markers_to_clear = lappend(markers_to_clear, pstrdup(lfirst(lc)));
+			MemoryContextSwitchTo(old);
 		}
-		MemoryContextSwitchTo(old);
 	}
 	txn_markers = NIL;			/* its memory goes with the transaction */
 }

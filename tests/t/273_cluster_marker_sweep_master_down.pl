@@ -15,25 +15,6 @@ use RedisSync::Cluster;
 use RedisSync::Compare;
 use Test::More;
 
-sub crc16
-{
-	my ($s) = @_;
-	my $crc = 0;
-	for my $b (unpack 'C*', $s)
-	{
-		$crc ^= $b << 8;
-		for (1 .. 8)
-		{
-			$crc = ($crc & 0x8000) ? (($crc << 1) ^ 0x1021) : ($crc << 1);
-			$crc &= 0xffff;
-		}
-	}
-	return $crc & 16383;
-}
-
-# the tag of a slot as fence_cluster.c makes it: the smallest decimal string
-sub tag_of { my ($slot) = @_; my $i = 0; $i++ while crc16("$i") != $slot; return "$i"; }
-
 my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
 is($c->node_cli($_, 'CONFIG', 'SET', 'cluster-require-full-coverage', 'no'), 'OK', "coverage of $_")
   for $c->ports;
@@ -52,7 +33,7 @@ for my $line (split /\n/, $c->node_cli($c->any_port, 'CLUSTER', 'NODES'))
 	}
 }
 my $m0 = $owner{0};
-my $zero = crc16('0');    # the marker hash "<base>:{0}": no master's lowest slot
+my $zero = RedisSync::Cluster::slot_of('0');    # the marker hash "<base>:{0}": no master's lowest slot
 my $live = $owner{$zero};
 my ($dead) = grep { $_ != $m0 && $_ != $live } $c->master_ports;
 ok($dead && $live != $m0, "master $dead to stop; $m0 (first) and $live stay");
@@ -72,7 +53,7 @@ INSERT INTO ti SELECT g, 'v' || g FROM generate_series(1, 40) g;
 my $ti = sq(q{SELECT 'ti'::regclass::oid});
 my $base = sq("SELECT 'redis_sync:inflight:' || system_identifier || ':' || "
 	  . "(SELECT oid FROM pg_database WHERE datname = 'postgres') FROM pg_control_system()");
-my @ids = grep { $owner{ crc16("ti:$_") } != $dead } 1 .. 40;
+my @ids = grep { $owner{ RedisSync::Cluster::slot_of("ti:$_") } != $dead } 1 .. 40;
 ok(@ids >= 2, 'rows on the masters that stay up');
 
 $c->kill_node($dead);
@@ -81,7 +62,7 @@ note("master $dead stopped");
 # a live marker in the lowest slot of $live (swept every round), and one in
 # the slot of "{0}" (the full sweep only); both of transactions that did
 # not commit: their rows are repaired
-my $mlow = "$base:{" . tag_of($lowest) . "}";
+my $mlow = "$base:{" . RedisSync::Cluster::tag_of($lowest) . "}";
 my $mzero = "$base:{0}";
 # (HSET's reply says each marker was written: reading them back races the
 # 200 ms sweep, which may already have repaired the first)

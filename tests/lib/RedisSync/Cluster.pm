@@ -12,6 +12,8 @@
 #   $c->kill_node($port);    # SIGKILL
 #   my ($port, $id) = $c->add_master;   # a new node joins as a master with no slot
 #   my $h = $c->start_sql_until_error($node, 'TRUNCATE t', 'TRYAGAIN');
+#   RedisSync::Cluster::slot_of('t:1');  # the hash slot of a key (no hash tag)
+#   RedisSync::Cluster::tag_of($slot);   # the tag fence_cluster.c gives a slot
 #
 # Every node is a RedisSync::Test::Redis started with --cluster-enabled yes
 # and its own --cluster-config-file in the test's temp dir, on loopback ports
@@ -27,6 +29,33 @@ use Time::HiRes qw(time sleep);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use RedisSync::Test;
+
+# the hash slot of a string without a hash tag: CRC16 (XMODEM) mod 16384
+sub slot_of
+{
+	my ($s) = @_;
+	my $crc = 0;
+	for my $b (unpack 'C*', $s)
+	{
+		$crc ^= $b << 8;
+		for (1 .. 8)
+		{
+			$crc = ($crc & 0x8000) ? (($crc << 1) ^ 0x1021) : ($crc << 1);
+			$crc &= 0xffff;
+		}
+	}
+	return $crc & 16383;
+}
+
+# the tag of a slot as fence_cluster.c makes it: the smallest decimal string
+# hashing to it (marker hashes are "<base>:{<tag>}")
+sub tag_of
+{
+	my ($slot) = @_;
+	my $i = 0;
+	$i++ while slot_of("$i") != $slot;
+	return "$i";
+}
 
 # a free port p with p + 10000 free too, below 55536
 sub cluster_port
