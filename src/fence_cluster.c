@@ -213,21 +213,33 @@ remember_marker(const char *field, int *slots, int nslots)
 	ms->nslots += nslots;
 }
 
+/* the note of a marker field, or NULL */
+static MarkerSlots *
+marker_note(const char *field)
+{
+	char		k[NAMEDATALEN * 2];
+
+	if (marker_slots == NULL)
+		return NULL;
+	memset(k, 0, sizeof(k));
+	strlcpy(k, field, sizeof(k));
+	return hash_search(marker_slots, k, HASH_FIND, NULL);
+}
+
+static void
+drop_note(MarkerSlots *ms)
+{
+	pfree(ms->slots);
+	hash_search(marker_slots, ms->field, HASH_REMOVE, NULL);
+}
+
 void
 rs_fence_forget_marker(const char *field)
 {
-	char		k[NAMEDATALEN * 2];
-	MarkerSlots *ms;
+	MarkerSlots *ms = marker_note(field);
 
-	if (marker_slots == NULL)
-		return;
-	memset(k, 0, sizeof(k));
-	strlcpy(k, field, sizeof(k));
-	ms = hash_search(marker_slots, k, HASH_FIND, NULL);
-	if (ms == NULL)
-		return;
-	pfree(ms->slots);
-	hash_search(marker_slots, k, HASH_REMOVE, NULL);
+	if (ms != NULL)
+		drop_note(ms);
 }
 
 /* a per-node call to run again split by slot when the cluster redirects it */
@@ -415,14 +427,8 @@ fence_append_clears(RedisPipeline *p, List *clears, int nops,
 	foreach(lc, clears)
 	{
 		const char *field = lfirst(lc);
-		char		k[NAMEDATALEN * 2];
-		MarkerSlots *ms;
+		MarkerSlots *ms = marker_note(field);
 
-		if (marker_slots == NULL)
-			break;
-		memset(k, 0, sizeof(k));
-		strlcpy(k, field, sizeof(k));
-		ms = hash_search(marker_slots, k, HASH_FIND, NULL);
 		if (ms == NULL)
 			continue;
 		for (int j = 0; j < ms->nslots; j++)
@@ -434,8 +440,7 @@ fence_append_clears(RedisPipeline *p, List *clears, int nops,
 				continue;
 			redis_pipeline_append(p, 3, argv, NULL);
 		}
-		pfree(ms->slots);
-		hash_search(marker_slots, k, HASH_REMOVE, NULL);
+		drop_note(ms);
 	}
 }
 
