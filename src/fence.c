@@ -924,6 +924,16 @@ rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 							 marker_field, marker_value, clears);
 }
 
+void
+rs_fence_append_restore(RedisPipeline *p, FenceOp *ops, int nops)
+{
+	if (redis_cluster_mode())
+		rs_fence_append_restore_cluster(p, ops, nops);
+	else
+		rs_fence_append_call(p, false, ops, nops, rs_marker_key(), rs_evicted_key(),
+							 NULL, NULL, list_make1(RS_FENCE_NO_FIELD));
+}
+
 /*
  * Queue one apply call of ops (xslot: the Redis 7 cross-slot variant, keys
  * of one node), its in-flight marker and clears in marker_key, its eviction

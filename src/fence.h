@@ -34,6 +34,20 @@ extern void rs_fence_append(RedisPipeline *p, FenceOp *ops, int nops,
 							List *clears);
 
 /*
+ * The same for ops that restore keys (an abort's repair), without a marker
+ * or clears, so that Redis over its maxmemory still applies them.  Redis
+ * refuses a script for memory only at its first write, when that write may
+ * need memory, and then at each next one: a restore's first write, an
+ * HSET, was refused key by key.  Each call starts with the HDEL of
+ * RS_FENCE_NO_FIELD from its marker hash instead, which needs no memory and
+ * changes nothing; Redis then runs the rest.
+ */
+extern void rs_fence_append_restore(RedisPipeline *p, FenceOp *ops, int nops);
+
+/* a field no in-flight marker has */
+#define RS_FENCE_NO_FIELD ""
+
+/*
  * The parts rs_fence_append() is made of, for fence_cluster.c: one apply
  * call (xslot: the Redis 7 variant whose keys span the slots of one node)
  * with its marker hash and eviction watch; a push split per slot or node.
@@ -45,6 +59,7 @@ extern void rs_fence_append_call(RedisPipeline *p, bool xslot, FenceOp *ops, int
 extern void rs_fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 									const char *marker_field, const char *marker_value,
 									List *clears);
+extern void rs_fence_append_restore_cluster(RedisPipeline *p, FenceOp *ops, int nops);
 
 /*
  * The same writes as one MULTI ... EXEC, without the version check: only

@@ -249,11 +249,12 @@ typedef struct FenceFallback
 	int			nops;
 	const char *marker_field;
 	const char *marker_value;	/* the group's rows, or NULL */
+	bool		lead;			/* see fence_append_grouped */
 } FenceFallback;
 
 static void fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
 								 const char *marker_field, const char *marker_value,
-								 List *clears, bool by_node);
+								 List *clears, bool by_node, bool lead);
 
 static RedisValue *
 fence_fallback(void *arg, MemoryContext cxt, RedisFailure *f)
@@ -263,7 +264,8 @@ fence_fallback(void *arg, MemoryContext cxt, RedisFailure *f)
 	RedisPipeline *p = redis_pipeline_create();
 	RedisValue *v = NULL;
 
-	fence_append_grouped(p, fb->ops, fb->nops, fb->marker_field, fb->marker_value, NIL, false);
+	fence_append_grouped(p, fb->ops, fb->nops, fb->marker_field, fb->marker_value, NIL, false,
+						 fb->lead);
 	if (redis_pipeline_try_exec(p, f))
 		v = redis_pipeline_reply(p, 0);
 	/* p stays: the reply lives in it, under cxt */
@@ -276,7 +278,13 @@ rs_fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 						const char *marker_field, const char *marker_value, List *clears)
 {
 	fence_append_grouped(p, ops, nops, marker_field, marker_value, clears,
-						 redis_cluster_cross_slot_scripts());
+						 redis_cluster_cross_slot_scripts(), false);
+}
+
+void
+rs_fence_append_restore_cluster(RedisPipeline *p, FenceOp *ops, int nops)
+{
+	fence_append_grouped(p, ops, nops, NULL, NULL, NIL, redis_cluster_cross_slot_scripts(), true);
 }
 
 /* the ops of one push sorted into apply calls, by hash slot or by node */
@@ -368,7 +376,7 @@ fence_sort_groups(FenceGroups *fg, int nops)
 static int
 fence_append_group(RedisPipeline *p, FenceGroups *fg, int *i,
 				   FenceOp *ops, int nops, const char *marker_field,
-				   MarkerRows *mr, int **orig)
+				   MarkerRows *mr, int **orig, bool lead)
 {
 	int			gk = fg->group[fg->order[*i]];
 	int			first_slot = fg->by_node ? rs_cluster_first_slot(gk) : fg->slot[fg->order[*i]];
@@ -397,13 +405,15 @@ fence_append_group(RedisPipeline *p, FenceGroups *fg, int *i,
 	appendStringInfoChar(&mv, ']');
 	rs_fence_append_call(p, fg->by_node, gops, n, rs_marker_key_for_slot(first_slot),
 						 evicted_key_for_slot(first_slot),
-						 marker_field, mr->value ? mv.data : NULL, NIL);
+						 marker_field, mr->value ? mv.data : NULL,
+						 lead ? list_make1(RS_FENCE_NO_FIELD) : NIL);
 	if (fg->by_node)
 	{
 		FenceFallback *fb = palloc(sizeof(FenceFallback));
 
 		fb->ops = gops;
 		fb->nops = n;
+		fb->lead = lead;
 		fb->marker_field = marker_field ? pstrdup(marker_field) : NULL;
 		fb->marker_value = mr->value ? mv.data : NULL;
 		redis_pipeline_set_fallback(p, fence_fallback, fb);
@@ -449,12 +459,13 @@ fence_append_clears(RedisPipeline *p, List *clears, int nops,
  * allow-cross-slot-keys) by the node owning their slots, one apply call per
  * group; the marker and the eviction watch of a group live in the slot of
  * its first key.  A per-node call that the cluster redirects (its slots
- * moved meanwhile) is run again split by slot (fence_fallback).
+ * moved meanwhile) is run again split by slot (fence_fallback).  lead:
+ * each call starts with an HDEL that needs no memory (rs_fence_append_restore).
  */
 static void
 fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
 					 const char *marker_field, const char *marker_value, List *clears,
-					 bool by_node)
+					 bool by_node, bool lead)
 {
 	FenceGroups fg;
 	MarkerRows	mr = {marker_value, NULL, NULL};
@@ -480,7 +491,8 @@ fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,
 	{
 		int			owner;
 
-		gslots[g] = fence_append_group(p, &fg, &i, ops, nops, marker_field, &mr, &ma->orig[g]);
+		gslots[g] = fence_append_group(p, &fg, &i, ops, nops, marker_field, &mr, &ma->orig[g],
+									   lead);
 		owner = redis_cluster_node_of_slot(gslots[g]);
 		if (owner >= 0 && owner < nnodes)
 			node_used[owner] = true;

@@ -991,25 +991,26 @@ send_repair(FenceOp *ops, Change **changes, int nops, int ntaken, List *clears, 
 	 */
 	bool		one_call = nops <= rs_chunk_size && !redis_cluster_mode();
 
-	/*
-	 * Redis over its maxmemory refuses a script at its first write when that
-	 * write may need memory, and then at the next, and so on: the exact
-	 * repair's first write is an image's HSET, so every key of a call without
-	 * the clears was refused, and kept the rolled-back values until Redis had
-	 * memory again (helper-113).  Such a call starts with the HDEL of a field
-	 * no marker has instead: it needs no memory and changes nothing, and
-	 * Redis runs the rest of the script (the images replace the rolled-back
-	 * values, about the memory they took).  A cluster's clears are commands
-	 * of their own, not in the script: there the keys are left to the worker,
-	 * as before.
-	 */
-	List	   *lead = exact && !redis_cluster_mode() ? list_make1("") : NIL;
-
 	if (nops == 0)
 		rs_fence_append(p, ops, 0, NULL, NULL, clears);
 	for (int s = 0; s < (exact ? nops : ntaken); s += rs_chunk_size)
-		rs_fence_append(p, ops + s, Min(rs_chunk_size, (exact ? nops : ntaken) - s), NULL, NULL,
-						exact && one_call && clears != NIL ? clears : lead);
+	{
+		int			n = Min(rs_chunk_size, (exact ? nops : ntaken) - s);
+
+		/*
+		 * The images of a call without the clears go so that Redis over its
+		 * maxmemory still restores them: its first write would be an image's
+		 * HSET, which Redis refused, key after key, leaving the rolled-back
+		 * values until it had memory again (helper-113).  The images replace
+		 * the rolled-back values, about the memory those took.
+		 */
+		if (exact && one_call && clears != NIL)
+			rs_fence_append(p, ops + s, n, NULL, NULL, clears);
+		else if (exact)
+			rs_fence_append_restore(p, ops + s, n);
+		else
+			rs_fence_append(p, ops + s, n, NULL, NULL, NIL);
+	}
 	if (!exact)
 		append_marked_deletes(p, ops + ntaken, changes + ntaken, nops - ntaken);
 	if (redis_pipeline_try_exec(p, &failure) && rs_fence_replies_ok(p, &failure))
