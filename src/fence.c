@@ -931,7 +931,7 @@ rs_fence_append_restore(RedisPipeline *p, FenceOp *ops, int nops)
 		rs_fence_append_restore_cluster(p, ops, nops);
 	else
 		rs_fence_append_call(p, false, ops, nops, rs_marker_key(), rs_evicted_key(),
-							 NULL, NULL, list_make1(RS_FENCE_NO_FIELD));
+							 NULL, NULL, list_make1(pstrdup(RS_FENCE_NO_FIELD)));
 }
 
 /*

@@ -229,7 +229,9 @@ marker_note(const char *field)
 static void
 drop_note(MarkerSlots *ms)
 {
-	pfree(ms->slots);
+	/* NULL if remember_marker's allocation failed after the entry was made */
+	if (ms->slots != NULL)
+		pfree(ms->slots);
 	hash_search(marker_slots, ms->field, HASH_REMOVE, NULL);
 }
 
@@ -406,7 +408,7 @@ fence_append_group(RedisPipeline *p, FenceGroups *fg, int *i,
 	rs_fence_append_call(p, fg->by_node, gops, n, rs_marker_key_for_slot(first_slot),
 						 evicted_key_for_slot(first_slot),
 						 marker_field, mr->value ? mv.data : NULL,
-						 lead ? list_make1(RS_FENCE_NO_FIELD) : NIL);
+						 lead ? list_make1(pstrdup(RS_FENCE_NO_FIELD)) : NIL);
 	if (fg->by_node)
 	{
 		FenceFallback *fb = palloc(sizeof(FenceFallback));

@@ -14,7 +14,7 @@
 # serialization failure; the worker repairs its keys.  The same backend
 # then commits an UPDATE and makes another push to the same slot: that
 # push must clear the committed UPDATE's marker (the worker's sweep is an
-# hour away).
+# hour away).  The same after a prepared transaction of 10,001 keys.
 use strict;
 use warnings;
 
@@ -27,7 +27,7 @@ use Test::More;
 
 my $c = RedisSync::Cluster::start_cluster(masters => 3, replicas => 0);
 my $node = RedisSync::Test::new_node('clmarkslots', redis_url => $c->url,
-	extra_conf => "redis_sync.marker_sweep_interval = '1h'\n");
+	extra_conf => "redis_sync.marker_sweep_interval = '1h'\nmax_prepared_transactions = 2\n");
 sub sq  { return $node->safe_psql('postgres', $_[0]); }
 sub cli { return $c->any_cli(@_); }
 
@@ -103,6 +103,22 @@ like(join("\n", marker_fields()), qr/^\Q$xid\E:/m, "the committed UPDATE's marke
 $s->query(q{UPDATE t SET v = 4 WHERE id = 1});
 unlike(join("\n", marker_fields()), qr/^\Q$xid\E:/m, "the backend's next push cleared it");
 is(cli('HGET', 't:1', 'v'), '4', 't:1 has the last UPDATE');
+
+# a prepared transaction's markers are not the backend's to clear either
+# (its commit is another transaction's: the worker's sweep removes them)
+$s->query(q{BEGIN});
+$s->query(q{UPDATE t SET v = 5});
+$s->query(q{PREPARE TRANSACTION 'big'});
+sq(q{COMMIT PREPARED 'big'});
+is(cli('HGET', 't:2', 'v'), '5', 'the prepared UPDATE of 10,001 keys is pushed');
+$s->query(q{BEGIN});
+$s->query(q{UPDATE t SET v = 6 WHERE id = 1});
+$xid = $s->query(q{SELECT txid_current()})->{out};
+$s->query(q{COMMIT});
+like(join("\n", marker_fields()), qr/^\Q$xid\E:/m, "the next committed UPDATE's marker is in Redis");
+$s->query(q{UPDATE t SET v = 7 WHERE id = 1});
+unlike(join("\n", marker_fields()), qr/^\Q$xid\E:/m,
+	"the backend's next push cleared it (10,001 markers of the prepared transaction before)");
 
 $s->quit;
 $node->stop;
