@@ -1094,8 +1094,36 @@ refused_for_memory(const char *err)
  * fills, which would otherwise retry a key an application wrote with another
  * type forever, a SCAN pass of Redis each time).
  */
+int
+rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int **pos)
+{
+	int			n = 0;
+	int			cap = 16;
+
+	*pos = palloc(sizeof(int) * cap);
+	for (int i = 0; i < redis_pipeline_length(p); i++)
+	{
+		int		   *idx;
+		char	  **errs;
+		int			nfail = rs_fence_failures(redis_pipeline_reply(p, i), &idx, &errs);
+
+		for (int j = 0; j < nfail; j++)
+		{
+			if (!refused_for_memory(errs[j]))
+				continue;
+			if (n == cap)
+			{
+				cap *= 2;
+				*pos = repalloc(*pos, sizeof(int) * cap);
+			}
+			(*pos)[n++] = i * per_call + idx[j];
+		}
+	}
+	return n;
+}
+
 void
-rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only)
+rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only, bool oom_dropped)
 {
 	int			nfail = 0;
 	int			noom = 0;
@@ -1134,6 +1162,8 @@ rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only)
 				 errmsg("Redis refused to write %d keys of table \"%s\" for lack of memory",
 						noom, get_rel_name(relid)),
 				 errdetail("%s", first_oom),
+				 oom_dropped ?
+				 errhint("Those keys were deleted instead: a cache miss, never an older value.  Free memory in Redis or raise its maxmemory, then try again.") :
 				 errhint("Those keys keep the values Redis had.  Free memory in Redis or raise its maxmemory, then try again.")));
 	if (nfail > 0)
 		ereport(oom_only ? WARNING : ERROR,

@@ -83,7 +83,15 @@ extern bool rs_fence_replies_ok(RedisPipeline *p, RedisFailure *f);
  * The same, or ERROR naming table relid (resync, refresh, repairs); with
  * oom_only, keys refused for another reason than memory are a WARNING.
  */
-extern void rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only);
+extern void rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only,
+								   bool oom_dropped);
+
+/*
+ * The positions of the keys Redis refused to write for lack of memory in p,
+ * a pipeline of apply calls of per_call ops each (the last may have fewer):
+ * their count, and their positions in the ops appended, in *pos.
+ */
+extern int	rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int **pos);
 
 /* the counter of keys dropped because their version key was missing */
 extern const char *rs_evicted_key(void);

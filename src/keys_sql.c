@@ -190,7 +190,7 @@ delete_keys(Oid relid, List *keys)
 	redis_pipeline_exec(p);
 	for (int i = 0; i < redis_pipeline_length(p); i++)
 		redis_check_reply(p, i, "a resync");
-	rs_fence_check_applied(p, relid, false);
+	rs_fence_check_applied(p, relid, false, false);
 	redis_pipeline_free(p);
 }
 

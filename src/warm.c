@@ -519,7 +519,7 @@ settle_rows(SyncConfig *enc, TupleDesc reldesc, SPITupleTable *tt, uint64 nrows,
 		redis_pipeline_exec(p);
 		for (int i = 0; i < redis_pipeline_length(p); i++)
 			redis_check_reply(p, i, "a cache warm");
-		rs_fence_check_applied(p, enc->relid, true);
+		rs_fence_check_applied(p, enc->relid, true, false);
 	}
 	redis_pipeline_free(p);
 	return (int64) nrows;

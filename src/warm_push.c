@@ -168,6 +168,74 @@ add_delete(NamedBatch *b, char *key)
 }
 
 /*
+ * A key Redis refused to write for lack of memory keeps what Redis had: an
+ * older snapshot's row after a restart (the worker's refresh), a value
+ * resync() found different, a rolled-back transaction's (a marker repair).
+ * It is deleted instead, fenced with the push's version: a miss, never an
+ * older value.  A delete's first write needs no memory, and each call of
+ * them starts with one that needs none (rs_fence_append_restore), so Redis
+ * at its maxmemory runs them.  Only a key of the table's type goes (a key
+ * the application wrote with another type is refused for good otherwise,
+ * and stays); a hash that holds the table's write-behind fields too stays
+ * as it is, as publish.c's drop_refused_keys leaves it (those fields are
+ * Redis's newer data, for the drain).  The push still fails: the caller
+ * tries again once Redis has memory.  Best effort: returns whether they
+ * were all deleted.
+ */
+static bool
+drop_refused_for_memory(NamedBatch *b, RedisPipeline *p)
+{
+	int		   *pos;
+	int			n = rs_fence_refused_for_memory(p, rs_chunk_size, &pos);
+	const char *type = b->cfg->format == RS_FORMAT_JSON ? "string" : "hash";
+	FenceOp    *dels;
+	RowImage   *del;
+	RedisPipeline *q;
+	RedisFailure f;
+	int			ndel = 0;
+	bool		ok;
+
+	if (n == 0 || b->cfg->wb_shared)
+		return false;
+
+	/* their types: a key of another type is not the table's to delete */
+	q = redis_pipeline_create();
+	for (int i = 0; i < n; i++)
+	{
+		const char *argv[2] = {"TYPE", b->ops[pos[i]].key};
+
+		Assert(pos[i] >= 0 && pos[i] < b->nops);
+		redis_pipeline_append(q, 2, argv, NULL);
+	}
+	if (!redis_pipeline_try_exec(q, &f))
+		return false;
+	dels = palloc(sizeof(FenceOp) * n);
+	del = palloc0(sizeof(RowImage));
+	del->op = RS_OP_DELETE;
+	for (int i = 0; i < n; i++)
+	{
+		RedisValue *t = redis_pipeline_reply(q, i);
+
+		if (t->type == RV_ERROR || t->str == NULL || strcmp(t->str, type) != 0)
+			continue;
+		dels[ndel].key = b->ops[pos[i]].key;
+		dels[ndel].version = b->ops[pos[i]].version;
+		dels[ndel].ttl_ms = 0;
+		dels[ndel].img = del;
+		ndel++;
+	}
+	redis_pipeline_free(q);
+	if (ndel == 0)
+		return false;
+	q = redis_pipeline_create();
+	for (int s = 0; s < ndel; s += rs_chunk_size)
+		rs_fence_append_restore(q, dels + s, Min(rs_chunk_size, ndel - s));
+	ok = redis_pipeline_try_exec(q, &f) && rs_fence_replies_ok(q, &f);
+	redis_pipeline_free(q);
+	return ok && ndel == n;
+}
+
+/*
  * Push the batch's rows and deletes, all with one version: the given one,
  * or (NULL) the WAL position now, after the rows were read (and locked).
  * check: what a key Redis refused (out of memory, say) makes of the push
@@ -194,7 +262,8 @@ push_ops(NamedBatch *b, const char *given_version, PushCheck check)
 	for (int i = 0; i < redis_pipeline_length(p); i++)
 		redis_check_reply(p, i, "a cache warm");
 	if (check != PUSH_UNCHECKED)
-		rs_fence_check_applied(p, b->cfg->relid, check == PUSH_CHECK_OOM);
+		rs_fence_check_applied(p, b->cfg->relid, check == PUSH_CHECK_OOM,
+							   drop_refused_for_memory(b, p));
 	redis_pipeline_free(p);
 	return b->nops;
 }

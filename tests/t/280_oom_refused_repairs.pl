@@ -11,6 +11,10 @@
 #     the worker logged "refreshed N cached keys", recorded the restart work
 #     as done, and the snapshot's older values stayed cached for good.
 #
+# Since then the push fails, and (later) the keys Redis refused for memory
+# are deleted instead, fenced (a delete needs no memory): a miss until
+# Redis has memory, where they kept the older or different values before.
+#
 # The worker's claims recorded again after the restart, refused for memory
 # as well, were logged with the hint of a conflict ("another database or
 # server synced an overlapping prefix").
@@ -82,7 +86,10 @@ ok($rc != 0 || $left eq '0',
 	'resync() under OOM either fails or repairs: it does not report keys repaired that Redis refused')
   or diag("resync() returned '$out' without an error; verify() still finds $left differences");
 like($err, qr/OOM/, 'the error names the OOM refusal');
-is($redis->cli('HGET', 'w:5', 'v'), '999', 'the key kept its value (Redis refused the write)');
+# the differing keys Redis refused to write are deleted instead (a delete
+# needs no memory): a miss, not the value resync() was asked to repair
+is($redis->cli('EXISTS', 'w:5'), '0', 'the key Redis refused is deleted, not left with its different value');
+like($err, qr/deleted instead/, 'the error says so');
 free_redis();
 is($node->safe_psql('postgres', q{SELECT redis_sync.resync('w')}), '2', 'resync() repairs once Redis has memory');
 is(verify_count(), '0', 'w cache == table');
@@ -125,7 +132,8 @@ while (time < $deadline)
 	last if $log =~ /refreshed \d+ cached keys of table|refresh.*failed|could not be refreshed/;
 	sleep 0.1;
 }
-is($redis->cli('HGET', 'w:10', 'v'), '1', 'while Redis is full the older value stays');
+is($redis->cli('EXISTS', 'w:10'), '0', 'while Redis is full the older value is deleted: a miss, never the older row');
+is($redis->cli('GET', 'w:8'), 'junk', 'the key of another type stays (the application\'s)');
 # the claims the worker records again are refused for memory too: said so,
 # not blamed on another holder of an overlapping prefix
 my $log = slurp_file($node->logfile, $logpos);
@@ -150,6 +158,27 @@ ok($node->wait_for_log(qr/re-warmed \d+ keys of table/, $logpos),
 	'the work after the restart ends although Redis refuses w:8 for good');
 like(slurp_file($node->logfile, $logpos), qr/WARNING:  Redis refused to write 1 keys of table "w"\n[^\n]*DETAIL:  WRONGTYPE/,
 	'the refresh logs the key of the wrong type');
+
+# --- 3. a hash shared with the table's write-behind fields: resync() under
+# OOM leaves it as it is (those fields are Redis's newer data, for the
+# drain), as a refused eventual push does
+$node->safe_psql('postgres', q{
+CREATE TABLE sh (id int PRIMARY KEY, name text, views int NOT NULL DEFAULT 0);
+INSERT INTO sh SELECT g, 'n' || g, 0 FROM generate_series(1, 20) g;
+SELECT redis_sync.write_through('sh', key_prefix => 'sh:', columns => '{id,name}', warm => false);
+SELECT redis_sync.write_behind('sh', key_prefix => 'sh:', columns => '{views}', flush_interval => '1 h');
+SELECT redis_sync.warm('sh');
+});
+$redis->cli('HSET', 'sh:3', 'name', 'different', 'views', '42');
+fill_redis();
+($rc, $out, $err) = $node->psql('postgres', q{SELECT redis_sync.resync('sh')});
+like($err, qr/OOM/, 'resync() of the shared table under OOM fails for memory');
+is($redis->cli('HGET', 'sh:3', 'views'), '42', 'the shared hash keeps its write-behind field');
+is($redis->cli('HGET', 'sh:3', 'name'), 'different', 'and is left as it is');
+free_redis();
+like($node->safe_psql('postgres', q{SELECT redis_sync.resync('sh')}), qr/^\d+$/, 'resync() succeeds once Redis has memory');
+is($redis->cli('HGET', 'sh:3', 'name'), 'n3', 'the write-through field is its row\'s');
+is($redis->cli('HGET', 'sh:3', 'views'), '42', 'the write-behind field is still there');
 
 $node->stop;
 $redis->stop;
