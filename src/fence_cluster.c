@@ -283,10 +283,18 @@ rs_fence_append_cluster(RedisPipeline *p, FenceOp *ops, int nops,
 						 redis_cluster_cross_slot_scripts(), false);
 }
 
+/*
+ * Per slot, never per node: the per-node script declares its flags
+ * (allow-cross-slot-keys), and Redis 7 refuses a script with flags that may
+ * write at its start when over maxmemory, whatever its first write; only a
+ * script without flags is refused at its first write.  (A refused per-node
+ * call would be run again per slot by its fallback, after a round trip and
+ * the loss of the slot map.)
+ */
 void
 rs_fence_append_restore_cluster(RedisPipeline *p, FenceOp *ops, int nops)
 {
-	fence_append_grouped(p, ops, nops, NULL, NULL, NIL, redis_cluster_cross_slot_scripts(), true);
+	fence_append_grouped(p, ops, nops, NULL, NULL, NIL, false, true);
 }
 
 /* the ops of one push sorted into apply calls, by hash slot or by node */
