@@ -202,19 +202,35 @@ rs_change_before(const Change *c, RowImage *img)
 	return true;
 }
 
+/* the delete of cfg's fields of a hash (RS_OP_FIELDS) */
+static void
+fields_image(const SyncConfig *cfg, RowImage *img)
+{
+	memset(img, 0, sizeof(*img));
+	img->op = RS_OP_FIELDS;
+	img->nfields = cfg->ncols;
+	img->fields = palloc(sizeof(char *) * Max(cfg->ncols, 1));
+	for (int i = 0; i < cfg->ncols; i++)
+		img->fields[i] = cfg->cols[i].name;
+}
+
 void
 rs_change_purge_image(const Change *c, RowImage *img)
 {
 	Assert(c->kind == RS_CHANGE_PURGE);
 	memset(img, 0, sizeof(*img));
 	img->op = RS_OP_DELETE;
-	if (c->cfg == NULL)
-		return;
-	img->op = RS_OP_FIELDS;
-	img->nfields = c->cfg->ncols;
-	img->fields = palloc(sizeof(char *) * Max(c->cfg->ncols, 1));
-	for (int i = 0; i < c->cfg->ncols; i++)
-		img->fields[i] = c->cfg->cols[i].name;
+	if (c->cfg != NULL)
+		fields_image(c->cfg, img);
+}
+
+void
+rs_image_drop_row(const SyncConfig *cfg, RowImage *img)
+{
+	memset(img, 0, sizeof(*img));
+	img->op = RS_OP_DELETE;
+	if (cfg->format != RS_FORMAT_JSON)
+		fields_image(cfg, img);
 }
 
 bool

@@ -106,6 +106,14 @@ extern bool rs_change_before(const Change *c, RowImage *img);
  */
 extern void rs_change_purge_image(const Change *c, RowImage *img);
 
+/*
+ * What removes a row's cached value from its key and nothing else: of a
+ * hash, the configuration's fields (RS_OP_FIELDS: fields the application or
+ * the write-behind policy keeps in the same hash stay); a JSON string whole
+ * (RS_OP_DELETE).  The drops of keys Redis refused to write for memory.
+ */
+extern void rs_image_drop_row(const SyncConfig *cfg, RowImage *img);
+
 /* append the JSON array [relid, "key value", ...] naming the change's row */
 extern void rs_change_append_identity(StringInfo buf, const Change *c);
 

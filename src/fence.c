@@ -995,8 +995,9 @@ log_dropped(int64 n)
 			 errhint("Use maxmemory-policy noeviction or volatile-*, or give Redis more memory.")));
 }
 
-int
-rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
+/* rs_fence_failures, logging the keys dropped (log) or not */
+static int
+fence_failures(RedisValue *reply, int **indexes, char ***errors, bool log)
 {
 	int			n = 0;
 
@@ -1009,7 +1010,7 @@ rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
 	 */
 	if (reply->type == RV_INTEGER)
 	{
-		if (reply->integer == 2)
+		if (reply->integer == 2 && log)
 			log_dropped(1);
 		return reply->integer >= 0 && reply->integer <= 2 ? 0 : -1;
 	}
@@ -1020,7 +1021,7 @@ rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
 	 * {applied, (index, error)*, evicted}: keys dropped because their version
 	 * was gone are logged (and counted in Redis, rs_evicted_key()).
 	 */
-	if (reply->nelem % 2 == 0 && reply->elems[reply->nelem - 1].type == RV_INTEGER &&
+	if (log && reply->nelem % 2 == 0 && reply->elems[reply->nelem - 1].type == RV_INTEGER &&
 		reply->elems[reply->nelem - 1].integer > 0)
 		log_dropped(reply->elems[reply->nelem - 1].integer);
 	if (reply->nelem > 2)
@@ -1035,6 +1036,12 @@ rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
 		}
 	}
 	return n;
+}
+
+int
+rs_fence_failures(RedisValue *reply, int **indexes, char ***errors)
+{
+	return fence_failures(reply, indexes, errors, true);
 }
 
 /*
@@ -1095,7 +1102,7 @@ refused_for_memory(const char *err)
  * type forever, a SCAN pass of Redis each time).
  */
 int
-rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int **pos)
+rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int nops, int **pos)
 {
 	int			n = 0;
 	int			cap = 16;
@@ -1105,11 +1112,14 @@ rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int **pos)
 	{
 		int		   *idx;
 		char	  **errs;
-		int			nfail = rs_fence_failures(redis_pipeline_reply(p, i), &idx, &errs);
+
+		/* rs_fence_check_applied logs the keys dropped */
+		int			nfail = fence_failures(redis_pipeline_reply(p, i), &idx, &errs, false);
 
 		for (int j = 0; j < nfail; j++)
 		{
-			if (!refused_for_memory(errs[j]))
+			if (!refused_for_memory(errs[j]) || idx[j] < 0 || idx[j] >= per_call ||
+				i * per_call + idx[j] >= nops)
 				continue;
 			if (n == cap)
 			{

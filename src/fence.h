@@ -88,10 +88,11 @@ extern void rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only,
 
 /*
  * The positions of the keys Redis refused to write for lack of memory in p,
- * a pipeline of apply calls of per_call ops each (the last may have fewer):
- * their count, and their positions in the ops appended, in *pos.
+ * a pipeline of apply calls of per_call ops each (the last may have fewer),
+ * nops in all: their count, and their positions in the ops appended, in
+ * *pos.
  */
-extern int	rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int **pos);
+extern int	rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int nops, int **pos);
 
 /* the counter of keys dropped because their version key was missing */
 extern const char *rs_evicted_key(void);

@@ -468,9 +468,14 @@ fence_append_clears(RedisPipeline *p, List *clears, int nops,
  * Group the ops by hash slot, or (Redis 7: scripts flagged
  * allow-cross-slot-keys) by the node owning their slots, one apply call per
  * group; the marker and the eviction watch of a group live in the slot of
- * its first key.  A per-node call that the cluster redirects (its slots
- * moved meanwhile) is run again split by slot (fence_fallback).  lead:
- * each call starts with an HDEL that needs no memory (rs_fence_append_restore).
+ * its first key.  A per-node call that fails whole is run again split by
+ * slot (fence_fallback; redis_cluster.c runs it on any error reply but
+ * NOSCRIPT): the cluster redirected it (its slots moved meanwhile), or Redis
+ * refused it for memory before it started (a script with flags, as the
+ * per-node one has, is refused at its start when Redis is over maxmemory),
+ * where the per-slot calls, without flags, report the keys Redis refused
+ * one by one (warm_push.c drops those).  lead: each call starts with an
+ * HDEL that needs no memory (rs_fence_append_restore).
  */
 static void
 fence_append_grouped(RedisPipeline *p, FenceOp *ops, int nops,

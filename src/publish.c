@@ -745,9 +745,11 @@ plan_commit(CommitPlan *plan, Pending *pending, int npending, List *purges, bool
  * delivers the outbox entries queued for them (tests/t/365).  Drop them,
  * fenced with this transaction's version: a delete needs no memory, this
  * transaction still holds the rows' locks (nothing newer can be there), and
- * the queued entries carry the same version, which the fence applies.  A
- * hash shared with write-behind fields is left alone (deleting it would
- * lose them).  Best effort: a failure only leaves what was there.
+ * the queued entries carry the same version, which the fence applies.  Of a
+ * hash, only the table's fields go (rs_image_drop_row: fields the
+ * application keeps there stay); a hash shared with write-behind fields is
+ * left alone (their drain may be pending).  Best effort: a failure only
+ * leaves what was there.
  */
 static void
 drop_refused_keys(Pending **keys, int nkeys, const char *version)
@@ -756,7 +758,6 @@ drop_refused_keys(Pending **keys, int nkeys, const char *version)
 	FenceOp    *ops;
 	int			nops = 0;
 	RedisFailure failure;
-	RowImage	deleted = {RS_OP_DELETE};
 
 	if (nkeys == 0)
 		return;
@@ -773,7 +774,10 @@ drop_refused_keys(Pending **keys, int nkeys, const char *version)
 		ops[nops].key = c->key;
 		ops[nops].version = version;
 		ops[nops].ttl_ms = c->ttl_ms;
-		ops[nops].img = &deleted;
+		ops[nops].img = palloc0(sizeof(RowImage));
+		ops[nops].img->op = RS_OP_DELETE;
+		if (c->cfg != NULL)
+			rs_image_drop_row(c->cfg, ops[nops].img);
 		nops++;
 	}
 	if (nops == 0)

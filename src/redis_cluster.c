@@ -621,8 +621,11 @@ cluster_send(ClusterExec *e, RedisFailure *f)
 /*
  * settle: take each reply as final, or note why its command goes again
  * (MOVED, ASK, a retryable cluster error, NOSCRIPT), or run the command's
- * fallback (a multi-slot call the cluster no longer runs as one).  false
- * when a fallback failed (f says why).
+ * fallback on any other error (a multi-slot call the cluster no longer runs
+ * as one; one Redis refused whole for memory, which fence_cluster.c's
+ * per-slot fallback turns into refusals key by key: do not narrow this to
+ * redirections without looking there).  false when a fallback failed (f
+ * says why).
  */
 static bool
 cluster_settle(ClusterExec *e, RedisFailure *f)

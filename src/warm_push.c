@@ -40,6 +40,7 @@
 #include "utils/snapmgr.h"
 
 #include "as_owner.h"
+#include "change.h"
 #include "fence.h"
 #include "shmem.h"
 #include "warm.h"
@@ -171,12 +172,14 @@ add_delete(NamedBatch *b, char *key)
  * A key Redis refused to write for lack of memory keeps what Redis had: an
  * older snapshot's row after a restart (the worker's refresh), a value
  * resync() found different, a rolled-back transaction's (a marker repair).
- * It is deleted instead, fenced with the push's version: a miss, never an
- * older value.  A delete's first write needs no memory, and each call of
- * them starts with one that needs none (rs_fence_append_restore), so Redis
- * at its maxmemory runs them.  Only a key of the table's type goes (a key
- * the application wrote with another type is refused for good otherwise,
- * and stays); a hash that holds the table's write-behind fields too stays
+ * Its row is deleted from it instead (rs_image_drop_row: the table's
+ * fields of a hash, the application's own fields stay), fenced with the
+ * push's version: a miss, never an older value.  A delete's first write
+ * needs no memory, and each call of them starts with one that needs none
+ * (rs_fence_append_restore), so Redis at its maxmemory runs them.  Only a
+ * key of the table's type is touched (a key the application wrote with
+ * another type is refused for good otherwise, and stays); a hash that
+ * holds the table's write-behind fields too stays
  * as it is, as publish.c's drop_refused_keys leaves it (those fields are
  * Redis's newer data, for the drain).  The push still fails: the caller
  * tries again once Redis has memory.  Best effort: returns whether they
@@ -186,13 +189,14 @@ static bool
 drop_refused_for_memory(NamedBatch *b, RedisPipeline *p)
 {
 	int		   *pos;
-	int			n = rs_fence_refused_for_memory(p, rs_chunk_size, &pos);
+	int			n = rs_fence_refused_for_memory(p, rs_chunk_size, b->nops, &pos);
 	const char *type = b->cfg->format == RS_FORMAT_JSON ? "string" : "hash";
 	FenceOp    *dels;
 	RowImage   *del;
 	RedisPipeline *q;
 	RedisFailure f;
 	int			ndel = 0;
+	int			nnone = 0;
 	bool		ok;
 
 	if (n == 0 || b->cfg->wb_shared)
@@ -204,18 +208,19 @@ drop_refused_for_memory(NamedBatch *b, RedisPipeline *p)
 	{
 		const char *argv[2] = {"TYPE", b->ops[pos[i]].key};
 
-		Assert(pos[i] >= 0 && pos[i] < b->nops);
 		redis_pipeline_append(q, 2, argv, NULL);
 	}
 	if (!redis_pipeline_try_exec(q, &f))
 		return false;
 	dels = palloc(sizeof(FenceOp) * n);
-	del = palloc0(sizeof(RowImage));
-	del->op = RS_OP_DELETE;
+	del = palloc(sizeof(RowImage));
+	rs_image_drop_row(b->cfg, del);
 	for (int i = 0; i < n; i++)
 	{
 		RedisValue *t = redis_pipeline_reply(q, i);
 
+		if (t->type != RV_ERROR && t->str != NULL && strcmp(t->str, "none") == 0)
+			nnone++;			/* a miss already: nothing to delete */
 		if (t->type == RV_ERROR || t->str == NULL || strcmp(t->str, type) != 0)
 			continue;
 		dels[ndel].key = b->ops[pos[i]].key;
@@ -226,13 +231,13 @@ drop_refused_for_memory(NamedBatch *b, RedisPipeline *p)
 	}
 	redis_pipeline_free(q);
 	if (ndel == 0)
-		return false;
+		return nnone == n;
 	q = redis_pipeline_create();
 	for (int s = 0; s < ndel; s += rs_chunk_size)
 		rs_fence_append_restore(q, dels + s, Min(rs_chunk_size, ndel - s));
 	ok = redis_pipeline_try_exec(q, &f) && rs_fence_replies_ok(q, &f);
 	redis_pipeline_free(q);
-	return ok && ndel == n;
+	return ok && ndel + nnone == n;
 }
 
 /*

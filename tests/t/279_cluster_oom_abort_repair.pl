@@ -124,5 +124,17 @@ for my $chunk (1000, 5)
 		"chunk_size $chunk: su cache == table");
 }
 
+# resync() on the cluster with every master over its maxmemory: the key
+# that differs is refused for memory and its row deleted from it instead
+# (warm_push.c), per slot
+$c->cli($masters[0], 'HSET', 'su:3', 'v', '999');
+$c->node($_)->cli('CONFIG', 'SET', 'maxmemory', '1') for @masters;
+my ($rc, $out, $err) = $node->psql('postgres', q{SELECT redis_sync.resync('su')});
+like($err, qr/OOM|memory/, 'resync() under OOM fails for memory');
+is($c->cli($masters[0], 'HGET', 'su:3', 'v'), '', 'the value that differed is deleted, not left');
+set_maxmemory(undef);
+is($node->safe_psql('postgres', q{SELECT redis_sync.resync('su')}), '1', 'resync() fills it once the masters have memory');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM redis_sync.verify('su')}), '0', 'su cache == table');
+
 $node->stop;
 done_testing();

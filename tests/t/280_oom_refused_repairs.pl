@@ -75,7 +75,7 @@ SELECT redis_sync.warm('w');
 is(verify_count(), '0', 'w cached');
 
 # --- 1. resync() while Redis refuses every write
-$redis->cli('HSET', 'w:5', 'v', '999');
+$redis->cli('HSET', 'w:5', 'v', '999', 'app_note', 'precious');
 $redis->cli('HSET', 'w:6', 'v', '998');
 is(verify_count(), '2', 'two keys differ from their rows');
 fill_redis();
@@ -88,10 +88,13 @@ ok($rc != 0 || $left eq '0',
 like($err, qr/OOM/, 'the error names the OOM refusal');
 # the differing keys Redis refused to write are deleted instead (a delete
 # needs no memory): a miss, not the value resync() was asked to repair
-is($redis->cli('EXISTS', 'w:5'), '0', 'the key Redis refused is deleted, not left with its different value');
+is($redis->cli('HGET', 'w:5', 'v'), '', 'the row Redis refused is deleted from its key, not left with its different value');
+is($redis->cli('HGET', 'w:5', 'app_note'), 'precious', 'a field the application keeps in the hash stays');
+is($redis->cli('HGET', 'w:6', 'v'), '', 'so is the other one');
 like($err, qr/deleted instead/, 'the error says so');
 free_redis();
 is($node->safe_psql('postgres', q{SELECT redis_sync.resync('w')}), '2', 'resync() repairs once Redis has memory');
+is($redis->cli('HGET', 'w:5', 'app_note'), 'precious', 'the application\'s field is still there');
 is(verify_count(), '0', 'w cache == table');
 
 # a key Redis refuses for another reason (an application wrote a string
@@ -179,6 +182,22 @@ free_redis();
 like($node->safe_psql('postgres', q{SELECT redis_sync.resync('sh')}), qr/^\d+$/, 'resync() succeeds once Redis has memory');
 is($redis->cli('HGET', 'sh:3', 'name'), 'n3', 'the write-through field is its row\'s');
 is($redis->cli('HGET', 'sh:3', 'views'), '42', 'the write-behind field is still there');
+
+# --- 4. a table cached as JSON strings: the refused key is deleted whole
+$node->safe_psql('postgres', q{
+CREATE TABLE wj (id int PRIMARY KEY, v int);
+INSERT INTO wj SELECT g, g FROM generate_series(1, 20) g;
+SELECT redis_sync.write_through('wj', key_prefix => 'wj:', format => 'json', warm => false);
+SELECT redis_sync.warm('wj');
+});
+$redis->cli('SET', 'wj:3', '{"id": 3, "v": 999}');
+fill_redis();
+($rc, $out, $err) = $node->psql('postgres', q{SELECT redis_sync.resync('wj')});
+like($err, qr/OOM/, 'resync() of the JSON table under OOM fails for memory');
+is($redis->cli('EXISTS', 'wj:3'), '0', 'the JSON string that differed is deleted');
+free_redis();
+is($node->safe_psql('postgres', q{SELECT redis_sync.resync('wj')}), '1', 'resync() fills it once Redis has memory');
+like($redis->cli('GET', 'wj:3'), qr/"v": ?3\b/, 'wj:3 holds its row');
 
 $node->stop;
 $redis->stop;

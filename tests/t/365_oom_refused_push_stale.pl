@@ -31,6 +31,8 @@ $node->safe_psql('postgres', q{
 });
 is($redis->cli('HGET', 'm:5', 'v'), '5', 'row 5 cached');
 is($redis->cli('HGET', 'i:5', 'v'), '5', 'invalidate row 5 cached');
+# a field the application keeps in a row's hash (a push writes only its own)
+$redis->cli('HSET', 'm:7', 'app_note', 'precious');
 
 # Redis full: maxmemory below what it uses, nothing may be evicted
 $redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
@@ -53,6 +55,11 @@ is(scalar(@stale), 0, 'no key of the multi-row UPDATE holds its older value')
   or diag("stale: @stale");
 is($node->safe_psql('postgres', "SELECT v FROM redis_sync.get(NULL::m, '5')"), '-5',
 	'get() after the commit returned gives the committed row');
+$node->safe_psql('postgres', 'UPDATE m SET v = -7 WHERE id = 7');
+my $c7 = $redis->cli('HGET', 'm:7', 'v');
+ok($c7 eq '' || $c7 eq '-7', "a row whose hash holds an application's field: no older value (got '$c7')");
+is($redis->cli('HGET', 'm:7', 'app_note'), 'precious',
+	"the application's field stays: only the table's fields are dropped");
 
 # invalidate: an UPDATE must not leave the cached row
 $node->safe_psql('postgres', 'UPDATE i SET v = -5 WHERE id = 5');
@@ -64,6 +71,8 @@ $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
 $node->safe_psql('postgres', 'SELECT redis_sync.flush()');
 ok(defined RedisSync::Compare::wait_outbox_empty($node, 30), 'outbox delivered');
 is($redis->cli('HGET', 'm:5', 'v'), '-5', 'row 5 has its committed value');
+is($redis->cli('HGET', 'm:7', 'v'), '-7', 'row 7 too');
+is($redis->cli('HGET', 'm:7', 'app_note'), 'precious', "and the application's field is still there");
 is($node->safe_psql('postgres', "SELECT count(*) FROM redis_sync.verify('m')"), '0',
 	'verify() finds nothing');
 
