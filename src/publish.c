@@ -1051,7 +1051,8 @@ repair_after_abort(void)
 	int			ntaken = 0;
 	List	   *clears = NIL;
 	ListCell   *lc;
-	RowImage	deleted = {RS_OP_DELETE};
+	const SyncConfig *drop_cfg = NULL;
+	RowImage   *drop = NULL;
 
 	if (npushed == 0)
 		return;
@@ -1087,7 +1088,23 @@ repair_after_abort(void)
 			ops[nops].key = pk->last->key;
 			ops[nops].version = version;
 			ops[nops].ttl_ms = pk->last->ttl_ms;
-			ops[nops].img = repair_exactly ? &pk->repair : &deleted;
+
+			/*
+			 * Without images, the row's fields go (rs_image_drop_row): fields
+			 * the application keeps in the row's hash, and the write-behind
+			 * fields of a hash shared with that policy (not yet drained: the
+			 * table does not have them), stay.  Deleting the whole key lost
+			 * them.  Keys of one table share one image.
+			 */
+			if (!repair_exactly && (drop == NULL || drop_cfg != pk->last->cfg))
+			{
+				drop = palloc0(sizeof(RowImage));
+				drop->op = RS_OP_DELETE;
+				drop_cfg = pk->last->cfg;
+				if (drop_cfg != NULL)
+					rs_image_drop_row(drop_cfg, drop);
+			}
+			ops[nops].img = repair_exactly ? &pk->repair : drop;
 			changes[nops] = pk->last;
 			nops++;
 			if (pass == 0)
