@@ -229,7 +229,14 @@ rs_image_drop_row(const SyncConfig *cfg, RowImage *img)
 {
 	memset(img, 0, sizeof(*img));
 	img->op = RS_OP_DELETE;
-	if (cfg->format != RS_FORMAT_JSON)
+
+	/*
+	 * Only a write-through table names its fields: an invalidate table's
+	 * configuration lists none, while get() caches every column of the row
+	 * (an RS_OP_FIELDS of no field deleted nothing, helper-117)
+	 */
+	if (cfg->format != RS_FORMAT_JSON && cfg->policy == RS_POLICY_WRITE_THROUGH &&
+		cfg->ncols > 0)
 		fields_image(cfg, img);
 }
 

@@ -108,9 +108,11 @@ extern void rs_change_purge_image(const Change *c, RowImage *img);
 
 /*
  * What removes a row's cached value from its key and nothing else: of a
- * hash, the configuration's fields (RS_OP_FIELDS: fields the application or
- * the write-behind policy keeps in the same hash stay); a JSON string whole
- * (RS_OP_DELETE).  The drops of keys Redis refused to write for memory.
+ * write-through table's hash, the configuration's fields (RS_OP_FIELDS:
+ * fields the application or the write-behind policy keeps in the same hash
+ * stay); a JSON string, or an invalidate table's key (get() caches every
+ * column), whole (RS_OP_DELETE).  The drops of keys Redis refused to write
+ * for memory, and the large abort repair.
  */
 extern void rs_image_drop_row(const SyncConfig *cfg, RowImage *img);
 

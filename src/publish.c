@@ -757,6 +757,7 @@ drop_refused_keys(Pending **keys, int nkeys, const char *version)
 	RedisPipeline *p;
 	FenceOp    *ops;
 	int			nops = 0;
+	int			last = 0;
 	RedisFailure failure;
 
 	if (nkeys == 0)
@@ -774,10 +775,17 @@ drop_refused_keys(Pending **keys, int nkeys, const char *version)
 		ops[nops].key = c->key;
 		ops[nops].version = version;
 		ops[nops].ttl_ms = c->ttl_ms;
-		ops[nops].img = palloc0(sizeof(RowImage));
-		ops[nops].img->op = RS_OP_DELETE;
-		if (c->cfg != NULL)
-			rs_image_drop_row(c->cfg, ops[nops].img);
+		/* keys of one configuration share one image */
+		if (nops > 0 && ops[nops - 1].img != NULL && keys[last]->last->cfg == c->cfg)
+			ops[nops].img = ops[nops - 1].img;
+		else
+		{
+			ops[nops].img = palloc0(sizeof(RowImage));
+			ops[nops].img->op = RS_OP_DELETE;
+			if (c->cfg != NULL)
+				rs_image_drop_row(c->cfg, ops[nops].img);
+		}
+		last = i;
 		nops++;
 	}
 	if (nops == 0)

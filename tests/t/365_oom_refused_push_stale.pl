@@ -61,10 +61,16 @@ ok($c7 eq '' || $c7 eq '-7', "a row whose hash holds an application's field: no 
 is($redis->cli('HGET', 'm:7', 'app_note'), 'precious',
 	"the application's field stays: only the table's fields are dropped");
 
-# invalidate: an UPDATE must not leave the cached row
+# invalidate: an UPDATE must not leave the cached row.  The worker paused,
+# so that its delivery of the queued delete cannot be what removed it
+# (helper-117: the drop deleted nothing of an invalidate table's key, whose
+# configuration names no fields, and the worker won the race)
+is($node->safe_psql('postgres', 'SELECT redis_sync.worker_pause()'), 't', 'worker paused');
 $node->safe_psql('postgres', 'UPDATE i SET v = -5 WHERE id = 5');
 my $i5 = $redis->cli('HGET', 'i:5', 'v');
 is($i5, '', "invalidate: the updated row's key is gone (got '$i5')");
+is($redis->cli('EXISTS', 'i:5'), '0', 'invalidate: the whole key');
+$node->safe_psql('postgres', 'SELECT redis_sync.worker_resume()');
 
 # memory back: the outbox fills the keys, verify() is clean
 $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
