@@ -1089,18 +1089,7 @@ refused_for_memory(const char *err)
 	return strncmp(err, "OOM", 3) == 0;
 }
 
-/*
- * Check that every reply of p (apply calls, each already checked for an
- * error of the whole call) says each write was applied.  A key Redis
- * refused is reported in its call's reply, not as an error of the call: out
- * of memory (maxmemory with noeviction: the script's first write of a call
- * is refused, key after key), a string where a hash is expected.  Keys
- * refused for memory are an ERROR of insufficient resources (transient: the
- * marker sweep and the worker's refresh retry it); others an ERROR of an
- * external routine, or with oom_only a WARNING (the worker's refresh and
- * fills, which would otherwise retry a key an application wrote with another
- * type forever, a SCAN pass of Redis each time).
- */
+/* positions of the keys refused for memory (fence.h) */
 int
 rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int nops, int **pos)
 {
@@ -1132,6 +1121,18 @@ rs_fence_refused_for_memory(RedisPipeline *p, int per_call, int nops, int **pos)
 	return n;
 }
 
+/*
+ * Check that every reply of p (apply calls, each already checked for an
+ * error of the whole call) says each write was applied.  A key Redis
+ * refused is reported in its call's reply, not as an error of the call: out
+ * of memory (maxmemory with noeviction: the script's first write of a call
+ * is refused, key after key), a string where a hash is expected.  Keys
+ * refused for memory are an ERROR of insufficient resources (transient: the
+ * marker sweep and the worker's refresh retry it); others an ERROR of an
+ * external routine, or with oom_only a WARNING (the worker's refresh and
+ * fills, which would otherwise retry a key an application wrote with another
+ * type forever, a SCAN pass of Redis each time).
+ */
 void
 rs_fence_check_applied(RedisPipeline *p, Oid relid, bool oom_only, bool oom_dropped)
 {

@@ -751,13 +751,38 @@ plan_commit(CommitPlan *plan, Pending *pending, int npending, List *purges, bool
  * left alone (their drain may be pending).  Best effort: a failure only
  * leaves what was there.
  */
+/*
+ * The image that drops a row of cfg from its key (rs_image_drop_row), one
+ * for the keys of one configuration in a row (the abort's and the drop's
+ * keys come table by table).
+ */
+typedef struct DropImages
+{
+	const SyncConfig *cfg;
+	RowImage   *img;
+} DropImages;
+
+static RowImage *
+drop_image(DropImages *d, const SyncConfig *cfg)
+{
+	if (d->img == NULL || d->cfg != cfg)
+	{
+		d->img = palloc0(sizeof(RowImage));
+		d->img->op = RS_OP_DELETE;
+		d->cfg = cfg;
+		if (cfg != NULL)
+			rs_image_drop_row(cfg, d->img);
+	}
+	return d->img;
+}
+
 static void
 drop_refused_keys(Pending **keys, int nkeys, const char *version)
 {
 	RedisPipeline *p;
 	FenceOp    *ops;
 	int			nops = 0;
-	int			last = 0;
+	DropImages	drops = {NULL, NULL};
 	RedisFailure failure;
 
 	if (nkeys == 0)
@@ -775,17 +800,7 @@ drop_refused_keys(Pending **keys, int nkeys, const char *version)
 		ops[nops].key = c->key;
 		ops[nops].version = version;
 		ops[nops].ttl_ms = c->ttl_ms;
-		/* keys of one configuration share one image */
-		if (nops > 0 && ops[nops - 1].img != NULL && keys[last]->last->cfg == c->cfg)
-			ops[nops].img = ops[nops - 1].img;
-		else
-		{
-			ops[nops].img = palloc0(sizeof(RowImage));
-			ops[nops].img->op = RS_OP_DELETE;
-			if (c->cfg != NULL)
-				rs_image_drop_row(c->cfg, ops[nops].img);
-		}
-		last = i;
+		ops[nops].img = drop_image(&drops, c->cfg);
 		nops++;
 	}
 	if (nops == 0)
@@ -1059,8 +1074,7 @@ repair_after_abort(void)
 	int			ntaken = 0;
 	List	   *clears = NIL;
 	ListCell   *lc;
-	const SyncConfig *drop_cfg = NULL;
-	RowImage   *drop = NULL;
+	DropImages	drops = {NULL, NULL};
 
 	if (npushed == 0)
 		return;
@@ -1102,17 +1116,9 @@ repair_after_abort(void)
 			 * the application keeps in the row's hash, and the write-behind
 			 * fields of a hash shared with that policy (not yet drained: the
 			 * table does not have them), stay.  Deleting the whole key lost
-			 * them.  Keys of one table share one image.
+			 * them.
 			 */
-			if (!repair_exactly && (drop == NULL || drop_cfg != pk->last->cfg))
-			{
-				drop = palloc0(sizeof(RowImage));
-				drop->op = RS_OP_DELETE;
-				drop_cfg = pk->last->cfg;
-				if (drop_cfg != NULL)
-					rs_image_drop_row(drop_cfg, drop);
-			}
-			ops[nops].img = repair_exactly ? &pk->repair : drop;
+			ops[nops].img = repair_exactly ? &pk->repair : drop_image(&drops, pk->last->cfg);
 			changes[nops] = pk->last;
 			nops++;
 			if (pass == 0)

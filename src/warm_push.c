@@ -179,17 +179,16 @@ add_delete(NamedBatch *b, char *key)
  * (rs_fence_append_restore), so Redis at its maxmemory runs them.  Only a
  * key of the table's type is touched (a key the application wrote with
  * another type is refused for good otherwise, and stays); a hash that
- * holds the table's write-behind fields too stays
- * as it is, as publish.c's drop_refused_keys leaves it (those fields are
- * Redis's newer data, for the drain).  The push still fails: the caller
- * tries again once Redis has memory.  Best effort: returns whether they
- * were all deleted.
+ * holds the table's write-behind fields too stays as it is, as publish.c's
+ * drop_refused_keys leaves it (those fields are Redis's newer data, for the
+ * drain).  The push still fails: the caller tries again once Redis has
+ * memory.  Best effort: returns whether they were all deleted.
  */
 static bool
 drop_refused_for_memory(NamedBatch *b, RedisPipeline *p)
 {
 	int		   *pos;
-	int			n = rs_fence_refused_for_memory(p, rs_chunk_size, b->nops, &pos);
+	int			n;
 	const char *type = b->cfg->format == RS_FORMAT_JSON ? "string" : "hash";
 	FenceOp    *dels;
 	RowImage   *del;
@@ -199,7 +198,10 @@ drop_refused_for_memory(NamedBatch *b, RedisPipeline *p)
 	int			nnone = 0;
 	bool		ok;
 
-	if (n == 0 || b->cfg->wb_shared)
+	if (b->cfg->wb_shared)
+		return false;
+	n = rs_fence_refused_for_memory(p, rs_chunk_size, b->nops, &pos);
+	if (n == 0)
 		return false;
 
 	/* their types: a key of another type is not the table's to delete */
