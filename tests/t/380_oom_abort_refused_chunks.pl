@@ -45,19 +45,11 @@ sub used_memory
 	return $m;
 }
 
-# keys of table $t holding the rolled-back value, and keys missing, by a
-# Lua scan
+# keys of table $t holding the rolled-back value, and keys missing
 sub cache_state
 {
 	my ($t) = @_;
-	my $r = $redis->cli('EVAL', q{
-local rolled, missing = 0, 0
-for id = 1, tonumber(ARGV[1]) do
-  local v = redis.call('HGET', ARGV[2] .. ':' .. id, 'v')
-  if not v then missing = missing + 1 elseif v == '2' then rolled = rolled + 1 end
-end
-return rolled .. ' ' .. missing}, '0', $rows{$t}, $t);
-	return split / /, $r;
+	return RedisSync::Compare::field_counts($redis, $t, $rows{$t}, 'v', '2');
 }
 
 $redis->cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');

@@ -52,19 +52,11 @@ sub memory
 	return ($used, $max);
 }
 
-# keys of table $t holding the rolled-back value, and keys missing, by a
-# Lua scan (EVAL of reads only: Redis runs it over maxmemory)
+# keys of table $t holding the rolled-back value, and keys missing
 sub cache_state
 {
 	my ($t) = @_;
-	my $r = $redis->cli('EVAL', q{
-local rolled, missing = 0, 0
-for id = 1, tonumber(ARGV[1]) do
-  local v = redis.call('HGET', ARGV[2] .. ':' .. id, 'v')
-  if not v then missing = missing + 1 elseif v == '2' then rolled = rolled + 1 end
-end
-return rolled .. ' ' .. missing}, '0', $rows{$t}, $t);
-	return split / /, $r;
+	return RedisSync::Compare::field_counts($redis, $t, $rows{$t}, 'v', '2');
 }
 
 # A subscriber that never reads: every keyspace notification, once its

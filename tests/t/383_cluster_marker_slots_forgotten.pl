@@ -76,15 +76,8 @@ is(marker_hashes(), 0, 'no in-flight marker yet');
 # after its push (PostgreSQL checks for it after the pre-commit callbacks)
 my $s = RedisSync::Test::session($node);
 $s->query(q{SET redis_sync.chunk_size = 1});
-$s->query(q{BEGIN ISOLATION LEVEL SERIALIZABLE});
-$s->query(q{SELECT v FROM other WHERE id = 1});
-$s->query(q{UPDATE t SET v = 2});
-my $axid = $s->query(q{SELECT txid_current()})->{out};
-sq(q{BEGIN ISOLATION LEVEL SERIALIZABLE;
-SELECT v FROM t WHERE id = 1;
-UPDATE other SET v = 2 WHERE id = 1;
-COMMIT;});
-my $r = $s->query(q{COMMIT});
+my $r = RedisSync::Test::fail_at_commit_after_push($node, $s, q{UPDATE t SET v = 2},
+	q{SELECT v FROM t WHERE id = 1}, 'other');
 like($r->{err}, qr/could not serialize access/, 'the transaction of 10,001 keys fails at commit');
 
 # the worker repairs the 10,001 markers (the abort asked it to sweep) and

@@ -52,14 +52,8 @@ return n}, '0', $rows);
 }
 
 my $s = RedisSync::Test::session($node);
-$s->query(q{BEGIN ISOLATION LEVEL SERIALIZABLE});
-$s->query(q{SELECT v FROM other WHERE id = 1});
-$s->query(q{UPDATE sh SET name = name || 'x'});
-sq(q{BEGIN ISOLATION LEVEL SERIALIZABLE;
-SELECT name FROM sh WHERE id = 1;
-UPDATE other SET v = 2 WHERE id = 1;
-COMMIT;});
-my $r = $s->query(q{COMMIT});
+my $r = RedisSync::Test::fail_at_commit_after_push($node, $s, q{UPDATE sh SET name = name || 'x'},
+	q{SELECT name FROM sh WHERE id = 1}, 'other');
 like($r->{err}, qr/could not serialize access/, "the UPDATE of $rows keys fails at commit, after its push");
 is(rolled_back(), 0, 'no key keeps the rolled-back value');
 is($redis->cli('HGET', 'sh:5', 'views'), '42', 'the write-behind field not yet drained is still there');

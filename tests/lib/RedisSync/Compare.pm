@@ -169,6 +169,22 @@ sub wait_cache_matches_table
 	return cache_matches_table($node, $redis, %o) ? $waited : undef;
 }
 
+# Of the keys <prefix>:1 .. <prefix>:$n, those whose hash field $field
+# holds $value, and those missing, counted by one Lua scan in Redis:
+#   my ($rolled, $missing) = RedisSync::Compare::field_counts($redis, 't', 900, 'v', '2');
+sub field_counts
+{
+	my ($redis, $prefix, $n, $field, $value) = @_;
+	my $r = $redis->cli('EVAL', q{
+local with, missing = 0, 0
+for id = 1, tonumber(ARGV[1]) do
+  local v = redis.call('HGET', ARGV[2] .. ':' .. id, ARGV[3])
+  if not v then missing = missing + 1 elseif v == ARGV[4] then with = with + 1 end
+end
+return with .. ' ' .. missing}, '0', $n, $prefix, $field, $value);
+	return split / /, $r;
+}
+
 # Deadline loop: call $code until it returns true.  Returns the seconds it
 # took, or undef at the deadline (no assertion; the caller asserts).
 #   my $secs = RedisSync::Compare::wait_for(sub { ... }, 30);

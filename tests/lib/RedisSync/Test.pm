@@ -5,6 +5,7 @@
 #                  extra_conf => "redis_sync.connect_timeout = '500ms'");
 #   my $s    = RedisSync::Test::session($node);           # one psql backend
 #   my $res  = $s->query("SELECT 1");                     # {out, err, elapsed}
+#   RedisSync::Test::fail_at_commit_after_push($node, $s, $write, $read, 'other');
 #   my $c    = $r->resp;              # RESP client (RedisSync::RESP) on its own connection
 #   RedisSync::Test::skip_unless_crash_injection($node);  # plan skip_all without it
 #   ok(RedisSync::Test::wait_crash_recovered($node), 'back after the crash');
@@ -131,6 +132,28 @@ EOC
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION redis_sync');
 	return $node;
+}
+
+# Make session $s's transaction fail at its COMMIT, after the pre-commit
+# push: a write skew under SERIALIZABLE (PostgreSQL checks for it after the
+# pre-commit callbacks).  $s reads row 1 of $other (id int PRIMARY KEY,
+# v int) and runs $write; another transaction runs $read (a row $write
+# changes), sets that row of $other, and commits first.  Returns the
+# COMMIT's { out, err }.
+#   my $r = RedisSync::Test::fail_at_commit_after_push($node, $s,
+#               q{UPDATE t SET v = 2}, q{SELECT v FROM t WHERE id = 1}, 'other');
+sub fail_at_commit_after_push
+{
+	my ($node, $s, $write, $read, $other) = @_;
+	$s->query(q{BEGIN ISOLATION LEVEL SERIALIZABLE});
+	$s->query("SELECT v FROM $other WHERE id = 1");
+	$s->query($write);
+	$node->safe_psql('postgres', "BEGIN ISOLATION LEVEL SERIALIZABLE;
+$read;
+"
+		  . "UPDATE $other SET v = 2 WHERE id = 1;
+COMMIT;");
+	return $s->query(q{COMMIT});
 }
 
 # A single long-lived psql session (one backend) on $dbname.
